@@ -1,0 +1,78 @@
+import { crc32 } from 'node:zlib';
+
+/**
+ * One record a line: `{"c":"<crc32 hex>","r":<record JSON>}`. The checksum covers the record's
+ * bytes exactly as written, so a torn or altered line is detected without trusting its JSON.
+ */
+const HEAD = '{"c":"';
+const MID = '","r":';
+const BODY_START = HEAD.length + 8 + MID.length;
+const NL = 0x0a;
+const HEAD_BYTES = Buffer.from(HEAD);
+
+export function encodeLine(record: object): string {
+  const body = JSON.stringify(record);
+  return `${HEAD}${crc32(body).toString(16).padStart(8, '0')}${MID}${body}}\n`;
+}
+
+/** The record in bytes [start, end) (no newline), or null when the line does not verify. */
+export function decodeLine(buf: Buffer, start: number, end: number): unknown {
+  if (end - start < BODY_START + 2) return null;
+  if (buf[end - 1] !== 0x7d /* } */) return null;
+  if (buf.toString('latin1', start, start + HEAD.length) !== HEAD) return null;
+  if (buf.toString('latin1', start + HEAD.length + 8, start + BODY_START) !== MID) return null;
+  const want = Number.parseInt(buf.toString('latin1', start + HEAD.length, start + HEAD.length + 8), 16);
+  const body = buf.subarray(start + BODY_START, end - 1);
+  if (crc32(body) !== want) return null;
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return null;
+  }
+}
+
+export interface ScannedLine {
+  /** Byte offset of the line in the file. */
+  offset: number;
+  /** Bytes including the newline. */
+  length: number;
+  /** The record; null for a corrupt stretch that was set aside. */
+  record: unknown;
+}
+
+/**
+ * Splits complete lines out of `buf` (which starts at file offset `base`) and decodes them.
+ * A line that does not verify is searched for a record that starts inside it: a writer that died
+ * without its newline leaves garbage that the next append glues onto a good record, and that good
+ * record must not be lost with the garbage. Returns how many bytes were consumed (up to the last newline).
+ */
+export function scanLines(buf: Buffer, base: number, out: (line: ScannedLine) => void): number {
+  let start = 0;
+  for (;;) {
+    const nl = buf.indexOf(NL, start);
+    if (nl < 0) return start;
+    const record = decodeLine(buf, start, nl);
+    if (record !== null) {
+      out({ offset: base + start, length: nl + 1 - start, record });
+    } else {
+      recoverInside(buf, base, start, nl, out);
+    }
+    start = nl + 1;
+  }
+}
+
+function recoverInside(buf: Buffer, base: number, start: number, nl: number, out: (line: ScannedLine) => void): void {
+  let from = start + 1;
+  for (;;) {
+    const at = buf.indexOf(HEAD_BYTES, from);
+    if (at < 0 || at >= nl) break;
+    const record = decodeLine(buf, at, nl);
+    if (record !== null) {
+      out({ offset: base + start, length: at - start, record: null });
+      out({ offset: base + at, length: nl + 1 - at, record });
+      return;
+    }
+    from = at + 1;
+  }
+  out({ offset: base + start, length: nl + 1 - start, record: null });
+}

@@ -1,0 +1,109 @@
+import { appendFileSync, closeSync, fdatasyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { fsyncDir } from '../../storage/atomic.js';
+import { encodeLine } from './codec.js';
+import type { LoadedLog } from './loader.js';
+import { logPath, readAt } from './log-io.js';
+import type { LogRecord } from './records.js';
+import { STATES, S_COMPLETED, S_LEASED } from './slots.js';
+
+export interface Retention {
+  /** Completed ids younger than this stay known (enqueue of them is reported as existing). */
+  ms: number;
+  /** At most this many completed ids are kept, the newest. */
+  count: number;
+}
+
+/**
+ * Writes the live state of `log` as generation gen+1 and retires gen.
+ * Crash-safe: the new file is complete and fsynced before it is renamed into place, and the old
+ * one is removed only after; a reader picks the highest generation, which is always whole.
+ */
+export function compact(dir: string, gen: number, log: LoadedLog, fd: number, now: number, keep: Retention): number {
+  const { idx } = log;
+  const t = idx.slots;
+  const keepCompleted = completedToKeep(log, now, keep);
+  const next = gen + 1;
+  const tmp = `${logPath(dir, next)}.tmp`;
+  const out = openSync(tmp, 'w');
+  let dropped = idx.completedDropped;
+  try {
+    let chunk: string[] = [];
+    let size = 0;
+    const emit = (r: LogRecord): void => {
+      const line = encodeLine(r);
+      chunk.push(line);
+      size += line.length;
+      if (size > 1 << 20) {
+        writeSync(out, chunk.join(''));
+        chunk = [];
+        size = 0;
+      }
+    };
+    let n = 0;
+    for (let slot = 0; slot < t.count; slot++) {
+      const st = t.state[slot]!;
+      if (st === 255) continue;
+      const rec = log.recordAt(slot) as { task?: LogRecord & { id: string }; id?: string } | null;
+      if (st === S_COMPLETED) {
+        if (!keepCompleted.has(slot)) {
+          dropped++;
+          continue;
+        }
+        const id = rec?.id ?? (rec?.task as { id?: string } | undefined)?.id;
+        if (id) emit({ t: 'kept', n: n++, id, f: t.fence[slot]!, tm: t.time[slot]! });
+        continue;
+      }
+      const task = (rec as { task?: unknown } | null)?.task;
+      if (!task) throw new Error(`queue log ${logPath(dir, gen)}: record of slot ${slot} does not read back`);
+      const owner = st === S_LEASED ? idx.ownerOf(slot) : null;
+      emit({
+        t: 'snap',
+        n: n++,
+        s: STATES[st]!,
+        f: t.fence[slot]!,
+        tm: t.time[slot]!,
+        ...(owner ? { o: owner.id, pid: owner.pid, host: owner.host } : {}),
+        task: task as never,
+      });
+    }
+    // The head goes last: only then is the count of dropped completions known.
+    emit({ t: 'head', gen: next, at: now, completed_dropped: dropped, paused: idx.paused });
+    if (chunk.length) writeSync(out, chunk.join(''));
+    fdatasyncSync(out);
+  } finally {
+    closeSync(out);
+  }
+  setAside(dir, gen, log, fd);
+  renameSync(tmp, logPath(dir, next));
+  fsyncDir(dir);
+  rmSync(logPath(dir, gen), { force: true });
+  fsyncDir(dir);
+  return next;
+}
+
+function completedToKeep(log: LoadedLog, now: number, keep: Retention): Set<number> {
+  const t = log.idx.slots;
+  const young: number[] = [];
+  for (let s = 0; s < t.count; s++) if (t.state[s] === S_COMPLETED && now - t.time[s]! < keep.ms) young.push(s);
+  if (young.length > keep.count) young.sort((a, b) => t.time[b]! - t.time[a]!).length = keep.count;
+  return new Set(young);
+}
+
+/** Corrupt stretches of the old generation go to quarantine/ before it is removed: nothing is deleted unseen. */
+function setAside(dir: string, gen: number, log: LoadedLog, fd: number): void {
+  if (log.corrupt.length === 0) return;
+  const qdir = join(dir, 'quarantine');
+  mkdirSync(qdir, { recursive: true });
+  const lines = log.corrupt.map((c) =>
+    JSON.stringify({
+      file: logPath(dir, gen),
+      offset: c.offset,
+      length: c.length,
+      set_aside_at: new Date().toISOString(),
+      reason: 'checksum mismatch',
+      bytes_base64: readAt(fd, c.offset, c.length).toString('base64'),
+    }),
+  );
+  appendFileSync(join(qdir, 'corrupt.jsonl'), `${lines.join('\n')}\n`);
+}

@@ -1,0 +1,48 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeAtomicSync } from '../../storage/atomic.js';
+import type { DeadLetter } from '../types.js';
+
+/**
+ * deadletter/<worker>/<task_id>.json: one record per task, for people and scripts to read.
+ * The queue log is the authority; these files are written from it (under the queue lock) and
+ * reconciled with it whenever a process loads the log.
+ */
+export class DeadLetterFiles {
+  constructor(readonly dir: string) {}
+
+  path(id: string): string {
+    return join(this.dir, `${id}.json`);
+  }
+
+  write(d: DeadLetter): void {
+    mkdirSync(this.dir, { recursive: true });
+    writeAtomicSync(this.path(d.task.id), `${JSON.stringify(d, null, 2)}\n`);
+  }
+
+  remove(id: string): void {
+    rmSync(this.path(id), { force: true });
+  }
+
+  ids(): string[] {
+    if (!existsSync(this.dir)) return [];
+    return readdirSync(this.dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => f.slice(0, -5));
+  }
+
+  read(id: string): DeadLetter | null {
+    try {
+      return JSON.parse(readFileSync(this.path(id), 'utf8')) as DeadLetter;
+    } catch {
+      return null;
+    }
+  }
+
+  list(): DeadLetter[] {
+    return this.ids()
+      .map((id) => this.read(id))
+      .filter((d): d is DeadLetter => d !== null)
+      .sort((a, b) => (a.dead_at < b.dead_at ? -1 : a.dead_at > b.dead_at ? 1 : a.task.id < b.task.id ? -1 : 1));
+  }
+}

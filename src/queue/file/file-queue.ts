@@ -1,0 +1,547 @@
+import { fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, appendFileSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { MetaspnError, UsageError } from '../../guard/errors.js';
+import { deadletterDir, queueDir, workspacePaths } from '../../storage/paths.js';
+import { leaseOf, reclaimError } from '../memory.js';
+import { DEFAULT_MAX_ATTEMPTS, type QueueOptions } from '../options.js';
+import { ownerAlive } from '../owner.js';
+import { checkTaskId, deadLetterOf, newRecord, recordAfterFailure, recordAfterRetry } from '../record.js';
+import { transition, type Event } from '../state.js';
+import type {
+  ClaimOptions,
+  ClaimedTask,
+  DeadLetter,
+  EnqueueResult,
+  FailOutcome,
+  Lease,
+  NewTask,
+  Owner,
+  Queue,
+  QueueStats,
+  TaskError,
+  TaskRecord,
+} from '../types.js';
+import { encodeLine } from './codec.js';
+import { compact, type Retention } from './compact.js';
+import { DeadLetterFiles } from './deadletter-files.js';
+import type { Effects } from './index-state.js';
+import { LoadedLog } from './loader.js';
+import { appendAll, closeQuietly, listGens, logPath, openCurrent, readAt } from './log-io.js';
+import { QueueMutex } from './mutex.js';
+import { needsSync, type LogRecord } from './records.js';
+import { S_DEAD } from './slots.js';
+import { StatsWriter } from './stats-file.js';
+
+export interface FileQueueOptions extends QueueOptions {
+  /** Workspace root: the queue lives in queue/<name>/, its dead letters in deadletter/<name>/. */
+  workspace: string;
+  /** Group-commit window for acknowledgements, in ms. Default 2. */
+  ack_window_ms?: number;
+  /** How long ids of completed tasks stay known to enqueue's dedup. Default 24 h. */
+  completed_retention_ms?: number;
+  /** How many completed ids are kept at most. Default 100000. */
+  completed_retention_count?: number;
+  /** Compaction runs once the log exceeds this size and four times its live bytes. Default 8 MiB. */
+  compact_min_bytes?: number;
+  /** Warnings about torn or corrupt records go here. Default: none. */
+  warn?: (msg: string, details: Record<string, unknown>) => void;
+}
+
+type Resolver = (value: unknown) => void;
+interface Op {
+  kind: string;
+  run: (r: Round) => () => unknown;
+  resolve: Resolver;
+  reject: (err: unknown) => void;
+}
+
+/** What one locked round writes. */
+interface Round {
+  now: number;
+  /** Applies the record to the state and queues it for writing; false when the state refused it. */
+  emit(r: LogRecord): boolean;
+}
+
+/**
+ * The file backend. One append-only, checksummed log per queue generation; every process keeps
+ * the queue's state in memory by replaying it, and changes it by appending records under a short
+ * cross-process lock. See docs/QUEUE-FORMAT.md.
+ */
+export class FileQueue implements Queue {
+  readonly name: string;
+  private readonly dir: string;
+  private readonly now: () => number;
+  private readonly maxAttempts: number;
+  private readonly alive: (o: Owner) => boolean;
+  private readonly ackWindow: number;
+  private readonly retention: Retention;
+  private readonly compactMin: number;
+  private readonly warn: (msg: string, details: Record<string, unknown>) => void;
+  private readonly mutex: QueueMutex;
+  private readonly dead: DeadLetterFiles;
+  private readonly statsFile: StatsWriter;
+
+  private fd: number | null = null;
+  private gen = 0;
+  private log: LoadedLog | null = null;
+  private needReload = true;
+  private held = new Map<string, number>();
+  private pending: Op[] = [];
+  private flushing = false;
+  private timer: NodeJS.Timeout | null = null;
+  private immediate = false;
+  private closed = false;
+  private aliveCache = new Map<string, { alive: boolean; at: number }>();
+
+  constructor(opts: FileQueueOptions) {
+    this.name = opts.name;
+    const ws = workspacePaths(opts.workspace);
+    this.dir = queueDir(ws, opts.name);
+    this.now = opts.now ?? Date.now;
+    this.maxAttempts = opts.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
+    this.alive = opts.ownerAlive ?? ownerAlive;
+    this.ackWindow = opts.ack_window_ms ?? 2;
+    this.retention = { ms: opts.completed_retention_ms ?? 86_400_000, count: opts.completed_retention_count ?? 100_000 };
+    this.compactMin = opts.compact_min_bytes ?? 8 << 20;
+    this.warn = opts.warn ?? (() => undefined);
+    this.mutex = new QueueMutex(this.dir, (err) => {
+      this.needReload = true;
+      this.warn('queue lock compromised; state will be reloaded', { queue: this.name, error: err.message });
+    });
+    this.dead = new DeadLetterFiles(deadletterDir(ws, opts.name));
+    this.statsFile = new StatsWriter(this.dir);
+  }
+
+  // ---- the Queue interface: each call becomes an op of the next locked round ----
+
+  enqueue(tasks: readonly NewTask[]): Promise<EnqueueResult> {
+    for (const t of tasks) {
+      const bad = checkTaskId(t.id);
+      if (bad) return Promise.reject(new UsageError(bad));
+    }
+    return this.submit('enq', true, (r) => {
+      const result: EnqueueResult = { added: [], existing: [] };
+      const idx = this.state().idx;
+      for (const t of tasks) {
+        if (idx.ids.get(t.id) >= 0) {
+          result.existing.push(t.id);
+          continue;
+        }
+        const task = newRecord(this.name, t, this.maxAttempts, r.now);
+        r.emit({ t: 'enq', n: idx.slots.count, at: r.now, task });
+        result.added.push(t.id);
+      }
+      return () => result;
+    });
+  }
+
+  claim(opts: ClaimOptions): Promise<ClaimedTask[]> {
+    return this.submit('claim', true, (r) => {
+      const log = this.state();
+      if (log.idx.paused || opts.max <= 0) return () => [];
+      this.reclaimIn(r);
+      const slots = log.idx.pickClaimable(r.now, opts.max);
+      if (slots.length === 0) return () => [];
+      const fences = slots.map((s) => log.idx.slots.fence[s]! + 1);
+      r.emit({
+        t: 'claim',
+        at: r.now,
+        o: opts.owner.id,
+        pid: opts.owner.pid,
+        host: opts.owner.host,
+        ms: opts.lease_ms,
+        l: slots.map((s, i) => [s, fences[i]!]),
+      });
+      return () => {
+        const out: ClaimedTask[] = [];
+        for (const s of slots) {
+          const st = log.idx.status(s);
+          if (st.state !== 'leased' || st.owner !== opts.owner.id) continue;
+          const task = this.taskAt(s);
+          this.held.set(task.id, s);
+          out.push({ task, lease: leaseOf(st) });
+        }
+        return out;
+      };
+    });
+  }
+
+  renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean> {
+    const ev: Event = { type: 'renew', owner: lease.owner, fence: lease.fence, lease_ms };
+    return this.leaseOp(id, ev, false, (r, n) => ({ t: 'renew', at: r.now, o: lease.owner, ms: lease_ms, l: [[n, lease.fence]] }), () => true);
+  }
+
+  complete(id: string, lease: Lease): Promise<boolean> {
+    const ev: Event = { type: 'complete', owner: lease.owner, fence: lease.fence };
+    return this.leaseOp(id, ev, false, (r, n) => ({ t: 'done', at: r.now, o: lease.owner, l: [[n, lease.fence]] }), () => true);
+  }
+
+  release(id: string, lease: Lease): Promise<boolean> {
+    const ev: Event = { type: 'release', owner: lease.owner, fence: lease.fence };
+    return this.leaseOp(id, ev, false, (r, n) => ({ t: 'rel', at: r.now, o: lease.owner, l: [[n, lease.fence]] }), () => true);
+  }
+
+  fail(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>, delay_ms: number): Promise<FailOutcome> {
+    const ev: Event = { type: 'fail', owner: lease.owner, fence: lease.fence, delay_ms };
+    return this.leaseOp<FailOutcome>(
+      id,
+      ev,
+      'lease_lost',
+      (r, n) => ({ t: 'fail', at: r.now, o: lease.owner, n, f: lease.fence, ms: delay_ms, task: recordAfterFailure(this.taskAt(n), error, r.now) }),
+      (n) => (this.state().idx.slots.state[n] === S_DEAD ? 'dead' : 'scheduled'),
+    );
+  }
+
+  deadLetter(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>): Promise<boolean> {
+    const ev: Event = { type: 'dead_letter', owner: lease.owner, fence: lease.fence };
+    return this.leaseOp(
+      id,
+      ev,
+      false,
+      (r, n) => ({ t: 'dead', at: r.now, o: lease.owner, n, f: lease.fence, task: recordAfterFailure(this.taskAt(n), error, r.now) }),
+      () => true,
+    );
+  }
+
+  retry(opts: { ids?: readonly string[]; by: string }): Promise<string[]> {
+    return this.submit('retry', true, (r) => {
+      const idx = this.state().idx;
+      const slots = opts.ids ? opts.ids.map((id) => idx.ids.get(id)).filter((s) => s >= 0) : [...idx.deadSlots].sort((a, b) => a - b);
+      const moved: string[] = [];
+      for (const n of slots) {
+        if (idx.slots.state[n] !== S_DEAD) continue;
+        const task = recordAfterRetry(this.taskAt(n), opts.by, r.now);
+        r.emit({ t: 'retry', at: r.now, n, task });
+        moved.push(task.id);
+      }
+      return () => moved;
+    });
+  }
+
+  pause(by: string): Promise<void> {
+    return this.submit('pause', true, (r) => {
+      r.emit({ t: 'pause', at: r.now, by });
+      return () => undefined;
+    });
+  }
+
+  resume(by: string): Promise<void> {
+    return this.submit('resume', true, (r) => {
+      r.emit({ t: 'resume', at: r.now, by });
+      return () => undefined;
+    });
+  }
+
+  stats(): Promise<QueueStats> {
+    return this.submit('stats', true, (r) => () => {
+      const log = this.state();
+      return log.idx.stats(this.name, r.now, log.corrupt.length);
+    });
+  }
+
+  reclaimExpired(): Promise<string[]> {
+    return this.submit('reclaim', true, (r) => {
+      const ids = this.reclaimIn(r);
+      return () => ids;
+    });
+  }
+
+  async listDead(): Promise<DeadLetter[]> {
+    return this.dead.list();
+  }
+
+  async getDead(id: string): Promise<DeadLetter | null> {
+    return this.dead.read(id);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.pending.length) await this.flush();
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.statsFile.close();
+    closeQuietly(this.fd);
+    this.fd = null;
+  }
+
+  // ---- rounds ----
+
+  /**
+   * An operation on a task this process holds. Checked against the state before anything is
+   * written, so a fenced-off holder writes nothing; `done` reads the outcome right after applying.
+   */
+  private leaseOp<T>(id: string, ev: Event, refused: T, make: (r: Round, n: number) => LogRecord, done: (n: number) => T): Promise<T> {
+    return this.submit(ev.type, ev.type === 'renew', (r) => {
+      const idx = this.state().idx;
+      const n = this.held.get(id) ?? idx.ids.get(id);
+      if (n < 0 || !transition(idx.status(n), ev, r.now).ok) return () => refused;
+      if (!r.emit(make(r, n))) return () => refused;
+      if (ev.type !== 'renew') this.held.delete(id);
+      const value = done(n);
+      return () => value;
+    });
+  }
+
+  private submit<T>(kind: string, urgent: boolean, run: (r: Round) => () => unknown): Promise<T> {
+    if (this.closed) return Promise.reject(new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed`));
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ kind, run, resolve: resolve as Resolver, reject });
+      this.schedule(urgent);
+    });
+  }
+
+  private schedule(urgent: boolean): void {
+    if (this.flushing) return;
+    if (urgent || this.ackWindow <= 0) {
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = null;
+      }
+      if (!this.immediate) {
+        this.immediate = true;
+        setImmediate(() => {
+          this.immediate = false;
+          void this.flush();
+        });
+      }
+    } else if (!this.timer && !this.immediate) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        void this.flush();
+      }, this.ackWindow);
+    }
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.pending.length) {
+        const ops = this.pending;
+        this.pending = [];
+        await this.runRound(ops);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async runRound(ops: Op[]): Promise<void> {
+    let results: Array<() => unknown> = [];
+    let syncNeeded = false;
+    try {
+      await this.mutex.acquire();
+    } catch (err) {
+      for (const op of ops) op.reject(err);
+      return;
+    }
+    try {
+      ({ results, syncNeeded } = this.roundLocked(ops));
+    } catch (err) {
+      this.needReload = true;
+      await this.mutex.releaseLock();
+      for (const op of ops) op.reject(err);
+      return;
+    }
+    await this.mutex.releaseLock();
+    try {
+      // Group commit outside the lock: others append while this fsync runs; it covers their bytes too.
+      if (syncNeeded && this.fd !== null) fdatasyncSync(this.fd);
+    } catch (err) {
+      this.needReload = true;
+      for (const op of ops) op.reject(err);
+      return;
+    }
+    ops.forEach((op, i) => {
+      try {
+        op.resolve(results[i]!());
+      } catch (err) {
+        op.reject(err);
+      }
+    });
+  }
+
+  private roundLocked(ops: Op[]): { results: Array<() => unknown>; syncNeeded: boolean } {
+    const log = this.catchUp();
+    const start = log.end;
+    const lines: string[] = [];
+    let end = start;
+    let syncNeeded = false;
+    const effects: Effects = { dead: [], undead: [] };
+    log.idx.effects = effects;
+    const round: Round = {
+      now: this.now(),
+      emit: (rec) => {
+        const line = encodeLine(rec);
+        const len = Buffer.byteLength(line);
+        const refused = log.idx.refused;
+        log.unwritten.set(end, rec);
+        log.idx.apply(rec, end, len);
+        lines.push(line);
+        end += len;
+        if (needsSync(rec)) syncNeeded = true;
+        return log.idx.refused === refused;
+      },
+    };
+    let results: Array<() => unknown>;
+    try {
+      results = ops.map((op) => op.run(round));
+    } finally {
+      log.idx.effects = null;
+    }
+    if (lines.length > 0) {
+      log.unwritten.clear();
+      appendAll(this.fd!, Buffer.from(lines.join('')), start);
+      if (fstatSync(this.fd!).size !== end) {
+        // Someone appended without the lock (it was taken over): trust only a fresh replay.
+        this.needReload = true;
+        throw new MetaspnError('INTERNAL_ERROR', `queue ${this.name}: lock lost during a write; retry`);
+      }
+      log.end = end;
+    }
+    if (effects.dead.length || effects.undead.length) {
+      // Dead-letter files follow the log, under the lock, so they never race a retry.
+      fdatasyncSync(this.fd!);
+      syncNeeded = false;
+      for (const n of effects.dead) this.dead.write(deadLetterOf(this.taskAt(n), log.idx.slots.time[n]!));
+      for (const n of effects.undead) this.dead.remove(this.taskAt(n).id);
+    }
+    if (end > this.compactMin && end > 4 * log.idx.liveBytes) {
+      fdatasyncSync(this.fd!);
+      syncNeeded = false;
+      this.compactNow(round.now);
+    }
+    this.writeStats(round.now);
+    return { results, syncNeeded };
+  }
+
+  /** The loaded log; valid only inside a round. */
+  private state(): LoadedLog {
+    if (!this.log) throw new MetaspnError('INTERNAL_ERROR', 'queue state used outside a round');
+    return this.log;
+  }
+
+  private catchUp(): LoadedLog {
+    if (this.needReload || this.fd === null || fstatSync(this.fd).nlink === 0 || this.currentGen() !== this.gen) {
+      return this.reload();
+    }
+    const log = this.log!;
+    const tail = log.readMore();
+    if (tail > 0) this.cutTornTail(log, tail);
+    this.noteCorrupt(log);
+    return log;
+  }
+
+  private currentGen(): number {
+    const gens = listGens(this.dir);
+    return gens[gens.length - 1] ?? 0;
+  }
+
+  private reload(): LoadedLog {
+    closeQuietly(this.fd);
+    mkdirSync(this.dir, { recursive: true });
+    this.removeLeftovers();
+    const { gen, fd } = openCurrent(this.dir);
+    this.fd = fd;
+    this.gen = gen;
+    const log = new LoadedLog(() => this.fd!);
+    this.log = log;
+    const tail = log.readMore();
+    if (tail > 0) this.cutTornTail(log, tail);
+    this.seenCorrupt = 0;
+    this.noteCorrupt(log);
+    this.reconcileDeadLetters(log);
+    const held = new Map<string, number>();
+    for (const id of this.held.keys()) {
+      const n = log.idx.ids.get(id);
+      if (n >= 0 && log.idx.slots.state[n] === 2) held.set(id, n);
+    }
+    this.held = held;
+    this.needReload = false;
+    return log;
+  }
+
+  /** Older generations and temp files a crash left behind (the highest generation is whole). */
+  private removeLeftovers(): void {
+    const gens = listGens(this.dir);
+    for (const g of gens.slice(0, -1)) rmSync(logPath(this.dir, g), { force: true });
+    for (const f of readdirSync(this.dir)) if (f.endsWith('.tmp')) rmSync(join(this.dir, f), { force: true });
+  }
+
+  /** A writer died mid-line: set its bytes aside in quarantine/ and cut them off before appending. */
+  private cutTornTail(log: LoadedLog, tail: number): void {
+    const bytes = readAt(this.fd!, log.end, tail);
+    const qdir = join(this.dir, 'quarantine');
+    mkdirSync(qdir, { recursive: true });
+    const entry = {
+      file: logPath(this.dir, this.gen),
+      offset: log.end,
+      length: tail,
+      set_aside_at: new Date(this.now()).toISOString(),
+      reason: 'torn tail (no newline)',
+      bytes_base64: bytes.toString('base64'),
+    };
+    appendFileSync(join(qdir, 'corrupt.jsonl'), `${JSON.stringify(entry)}\n`);
+    ftruncateSync(this.fd!, log.end);
+    this.warn('torn last line set aside', { queue: this.name, offset: log.end, length: tail });
+  }
+
+  private seenCorrupt = 0;
+
+  private noteCorrupt(log: LoadedLog): void {
+    for (const c of log.corrupt.slice(this.seenCorrupt)) {
+      this.warn('corrupt queue record skipped (kept until compaction sets it aside)', { queue: this.name, ...c });
+    }
+    this.seenCorrupt = log.corrupt.length;
+  }
+
+  private reconcileDeadLetters(log: LoadedLog): void {
+    const files = new Set(this.dead.ids());
+    for (const n of log.idx.deadSlots) {
+      const task = this.taskAt(n);
+      if (!files.delete(task.id)) this.dead.write(deadLetterOf(task, log.idx.slots.time[n]!));
+    }
+    for (const id of files) this.dead.remove(id);
+  }
+
+  private compactNow(now: number): void {
+    const log = this.state();
+    compact(this.dir, this.gen, log, this.fd!, now, this.retention);
+    this.reload();
+  }
+
+  private writeStats(now: number): void {
+    const log = this.state();
+    this.statsFile.write({ gen: this.gen, end: log.end, at: now, stats: log.idx.stats(this.name, now, log.corrupt.length) });
+  }
+
+  /** Reclaims leases that expired or whose owner process is gone. Runs inside a round. */
+  private reclaimIn(r: Round): string[] {
+    const log = this.state();
+    const idx = log.idx;
+    const out: string[] = [];
+    for (const n of [...idx.leased]) {
+      const owner = idx.ownerOf(n);
+      const gone = owner !== null && !this.ownerIsAlive(owner, r.now);
+      if (idx.slots.time[n]! > r.now && !gone) continue;
+      const task = recordAfterFailure(this.taskAt(n), reclaimError(gone, owner ?? undefined, r.now), r.now);
+      r.emit({ t: 'reclaim', at: r.now, n, f: idx.slots.fence[n]!, task });
+      out.push(task.id);
+    }
+    return out;
+  }
+
+  private ownerIsAlive(o: Owner, now: number): boolean {
+    const hit = this.aliveCache.get(o.id);
+    if (hit && now - hit.at < 1000) return hit.alive;
+    const alive = this.alive(o);
+    this.aliveCache.set(o.id, { alive, at: now });
+    return alive;
+  }
+
+  private taskAt(n: number): TaskRecord {
+    const rec = this.state().recordAt(n) as { task?: TaskRecord } | null;
+    if (!rec?.task) throw new MetaspnError('STATE_CORRUPT', `queue ${this.name}: the record of task slot ${n} does not read back`);
+    return rec.task;
+  }
+}

@@ -1,0 +1,43 @@
+import type { TaskRecord, TaskState } from '../types.js';
+
+/** [slot, fence] pairs: one batched claim/renew/done/release record covers many tasks. */
+export type Pair = [number, number];
+
+/** The records of a queue log. Every mutation names the state it expects, so replay can refuse a stale one. */
+export type LogRecord =
+  | { t: 'head'; gen: number; at: number; completed_dropped: number; paused: boolean }
+  | { t: 'enq'; n: number; at: number; task: TaskRecord }
+  | { t: 'claim'; at: number; o: string; pid: number; host: string; ms: number; l: Pair[] }
+  | { t: 'renew'; at: number; o: string; ms: number; l: Pair[] }
+  | { t: 'done'; at: number; o: string; l: Pair[] }
+  | { t: 'rel'; at: number; o: string; l: Pair[] }
+  | { t: 'fail'; at: number; o: string; n: number; f: number; ms: number; task: TaskRecord }
+  | { t: 'dead'; at: number; o: string; n: number; f: number; task: TaskRecord }
+  | { t: 'reclaim'; at: number; n: number; f: number; task: TaskRecord }
+  | { t: 'retry'; at: number; n: number; task: TaskRecord }
+  | { t: 'pause' | 'resume'; at: number; by: string }
+  | {
+      t: 'snap';
+      n: number;
+      s: TaskState;
+      f: number;
+      tm: number;
+      o?: string;
+      pid?: number;
+      host?: string;
+      task: TaskRecord;
+    }
+  | { t: 'kept'; n: number; id: string; f: number; tm: number };
+
+/** Records that must be on disk before the caller hears back. Claims and renewals may be lost: the task stays safe. */
+export function needsSync(r: LogRecord): boolean {
+  return r.t !== 'claim' && r.t !== 'renew' && r.t !== 'rel';
+}
+
+/** The task id a full record carries (for confirming an id-index match). */
+export function idOfRecord(r: unknown): string | null {
+  const rec = r as { id?: unknown; task?: { id?: unknown } } | null;
+  if (!rec || typeof rec !== 'object') return null;
+  if (typeof rec.id === 'string') return rec.id;
+  return typeof rec.task?.id === 'string' ? rec.task.id : null;
+}

@@ -1,0 +1,207 @@
+import { UsageError } from '../guard/errors.js';
+import type { QueueOptions } from './options.js';
+import { DEFAULT_MAX_ATTEMPTS } from './options.js';
+import { ownerAlive } from './owner.js';
+import { checkTaskId, deadLetterOf, newRecord, recordAfterFailure, recordAfterRetry } from './record.js';
+import { isClaimable, newStatus, transition, type Event, type Status } from './state.js';
+import type {
+  ClaimOptions,
+  ClaimedTask,
+  DeadLetter,
+  EnqueueResult,
+  FailOutcome,
+  Lease,
+  NewTask,
+  Owner,
+  Queue,
+  QueueStats,
+  TaskError,
+  TaskRecord,
+} from './types.js';
+
+interface Entry {
+  record: TaskRecord;
+  status: Status;
+  seq: number;
+}
+
+/** The in-memory backend: the reference for the conformance suite and for unit tests of the runner. */
+export class MemoryQueue implements Queue {
+  readonly name: string;
+  private readonly entries = new Map<string, Entry>();
+  private readonly owners = new Map<string, Owner>();
+  private readonly now: () => number;
+  private readonly maxAttempts: number;
+  private readonly alive: (o: Owner) => boolean;
+  private paused = false;
+  private seq = 0;
+
+  constructor(opts: QueueOptions) {
+    this.name = opts.name;
+    this.now = opts.now ?? Date.now;
+    this.maxAttempts = opts.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
+    this.alive = opts.ownerAlive ?? ownerAlive;
+  }
+
+  async enqueue(tasks: readonly NewTask[]): Promise<EnqueueResult> {
+    for (const t of tasks) {
+      const bad = checkTaskId(t.id);
+      if (bad) throw new UsageError(bad);
+    }
+    const now = this.now();
+    const result: EnqueueResult = { added: [], existing: [] };
+    for (const t of tasks) {
+      if (this.entries.has(t.id)) {
+        result.existing.push(t.id);
+        continue;
+      }
+      const record = newRecord(this.name, t, this.maxAttempts, now);
+      this.entries.set(t.id, { record, status: newStatus(record.max_attempts, now), seq: this.seq++ });
+      result.added.push(t.id);
+    }
+    return result;
+  }
+
+  async claim(opts: ClaimOptions): Promise<ClaimedTask[]> {
+    if (this.paused || opts.max <= 0) return [];
+    await this.reclaimExpired();
+    const now = this.now();
+    this.owners.set(opts.owner.id, opts.owner);
+    // Due retries first (they have waited longest), then ready tasks in enqueue order.
+    const candidates = [...this.entries.values()]
+      .filter((e) => isClaimable(e.status, now))
+      .sort((a, b) => rank(a) - rank(b) || a.status.time - b.status.time || a.seq - b.seq)
+      .slice(0, opts.max);
+    return candidates.map((e) => {
+      this.apply(e, { type: 'claim', owner: opts.owner.id, lease_ms: opts.lease_ms }, now);
+      return { task: structuredClone(e.record), lease: leaseOf(e.status) };
+    });
+  }
+
+  async renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean> {
+    return this.applyById(id, { type: 'renew', owner: lease.owner, fence: lease.fence, lease_ms });
+  }
+
+  async complete(id: string, lease: Lease): Promise<boolean> {
+    return this.applyById(id, { type: 'complete', owner: lease.owner, fence: lease.fence });
+  }
+
+  async release(id: string, lease: Lease): Promise<boolean> {
+    return this.applyById(id, { type: 'release', owner: lease.owner, fence: lease.fence });
+  }
+
+  async fail(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>, delay_ms: number): Promise<FailOutcome> {
+    const ok = this.applyById(id, { type: 'fail', owner: lease.owner, fence: lease.fence, delay_ms }, error);
+    if (!ok) return 'lease_lost';
+    return this.entries.get(id)!.status.state === 'dead' ? 'dead' : 'scheduled';
+  }
+
+  async deadLetter(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>): Promise<boolean> {
+    return this.applyById(id, { type: 'dead_letter', owner: lease.owner, fence: lease.fence }, error);
+  }
+
+  async retry(opts: { ids?: readonly string[]; by: string }): Promise<string[]> {
+    const now = this.now();
+    const targets = opts.ids
+      ? opts.ids.map((id) => this.entries.get(id)).filter((e): e is Entry => !!e && e.status.state === 'dead')
+      : [...this.entries.values()].filter((e) => e.status.state === 'dead');
+    for (const e of targets) {
+      this.apply(e, { type: 'retry' }, now);
+      e.record = recordAfterRetry(e.record, opts.by, now);
+    }
+    return targets.map((e) => e.record.id);
+  }
+
+  async pause(): Promise<void> {
+    this.paused = true;
+  }
+
+  async resume(): Promise<void> {
+    this.paused = false;
+  }
+
+  async stats(): Promise<QueueStats> {
+    const now = this.now();
+    const s: QueueStats = {
+      queue: this.name,
+      ready: 0,
+      scheduled: 0,
+      leased: 0,
+      completed: 0,
+      dead: 0,
+      paused: this.paused,
+      next_due_at: null,
+      oldest_ready_at: null,
+      corrupt_records: 0,
+    };
+    for (const { status } of this.entries.values()) {
+      s[status.state]++;
+      if (status.state === 'scheduled') s.next_due_at = Math.min(s.next_due_at ?? Infinity, status.time);
+      if (status.state === 'ready' || (status.state === 'scheduled' && status.time <= now)) {
+        s.oldest_ready_at = Math.min(s.oldest_ready_at ?? Infinity, status.time);
+      }
+    }
+    return s;
+  }
+
+  async reclaimExpired(): Promise<string[]> {
+    const now = this.now();
+    const out: string[] = [];
+    for (const e of this.entries.values()) {
+      const st = e.status;
+      if (st.state !== 'leased') continue;
+      const owner = st.owner ? this.owners.get(st.owner) : undefined;
+      const gone = owner !== undefined && !this.alive(owner);
+      if (st.time > now && !gone) continue;
+      const error = reclaimError(gone, owner, now);
+      this.apply(e, { type: 'reclaim', fence: st.fence }, now, error);
+      out.push(e.record.id);
+    }
+    return out;
+  }
+
+  async listDead(): Promise<DeadLetter[]> {
+    return [...this.entries.values()]
+      .filter((e) => e.status.state === 'dead')
+      .map((e) => deadLetterOf(e.record, e.status.time));
+  }
+
+  async getDead(id: string): Promise<DeadLetter | null> {
+    const e = this.entries.get(id);
+    return e && e.status.state === 'dead' ? deadLetterOf(e.record, e.status.time) : null;
+  }
+
+  async close(): Promise<void> {}
+
+  private applyById(id: string, event: Event, error?: Omit<TaskError, 'attempt'>): boolean {
+    const e = this.entries.get(id);
+    return e ? this.apply(e, event, this.now(), error) : false;
+  }
+
+  private apply(e: Entry, event: Event, now: number, error?: Omit<TaskError, 'attempt'>): boolean {
+    const out = transition(e.status, event, now);
+    if (!out.ok) return false;
+    if (error && out.status.attempt_count > e.status.attempt_count) e.record = recordAfterFailure(e.record, error, now);
+    e.status = out.status;
+    return true;
+  }
+}
+
+function rank(e: Entry): number {
+  return e.status.state === 'scheduled' ? 0 : 1;
+}
+
+export function leaseOf(s: Status): Lease {
+  return { owner: s.owner ?? '', fence: s.fence, expires_at: s.time };
+}
+
+export function reclaimError(gone: boolean, owner: Owner | undefined, now: number): Omit<TaskError, 'attempt'> {
+  return gone
+    ? {
+        kind: 'owner_gone',
+        class: 'OwnerGone',
+        message: `worker process ${owner?.pid ?? '?'} on ${owner?.host ?? '?'} is gone`,
+        at: new Date(now).toISOString(),
+      }
+    : { kind: 'lease_expired', class: 'LeaseExpired', message: 'lease expired before the task finished', at: new Date(now).toISOString() };
+}

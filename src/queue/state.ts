@@ -1,0 +1,96 @@
+import type { TaskState } from './types.js';
+
+/**
+ * The task state machine: one enum, one transition function, no I/O.
+ * Every backend applies events through `transition`, so they agree on what is legal.
+ *
+ *   ready ──claim──▶ leased ──complete──▶ completed
+ *     ▲                │ ├──fail (attempts left)──▶ scheduled ──(due)──▶ claimable
+ *     │                │ ├──fail / dead_letter (exhausted or contract)──▶ dead ──retry──▶ ready
+ *     └──release / reclaim (attempt counted)──┘
+ */
+export interface Status {
+  state: TaskState;
+  attempt_count: number;
+  max_attempts: number;
+  /** Grows by one on every claim; a lease is valid only with the current fence. */
+  fence: number;
+  /** ready: ready since; scheduled: due at; leased: lease expiry; completed/dead: when it got there. */
+  time: number;
+  /** leased: the owner id; otherwise null. */
+  owner: string | null;
+}
+
+export type Event =
+  | { type: 'claim'; owner: string; lease_ms: number }
+  | { type: 'renew'; owner: string; fence: number; lease_ms: number }
+  | { type: 'complete'; owner: string; fence: number }
+  | { type: 'release'; owner: string; fence: number }
+  | { type: 'fail'; owner: string; fence: number; delay_ms: number }
+  | { type: 'dead_letter'; owner: string; fence: number }
+  | { type: 'reclaim'; fence: number }
+  | { type: 'retry' };
+
+export type Rejection = 'not_claimable' | 'lease_lost' | 'not_dead';
+
+export type Outcome = { ok: true; status: Status } | { ok: false; reason: Rejection };
+
+export function newStatus(max_attempts: number, now: number): Status {
+  return { state: 'ready', attempt_count: 0, max_attempts, fence: 0, time: now, owner: null };
+}
+
+export function isClaimable(s: Status, now: number): boolean {
+  return s.state === 'ready' || (s.state === 'scheduled' && s.time <= now);
+}
+
+function holds(s: Status, owner: string, fence: number): boolean {
+  return s.state === 'leased' && s.fence === fence && s.owner === owner;
+}
+
+/** Counts a failed attempt and decides between another try (at `retryAt`) and the dead letters. */
+function failed(s: Status, now: number, retryAt: number, exhaustNow: boolean): Status {
+  const attempt_count = s.attempt_count + 1;
+  if (exhaustNow || attempt_count >= s.max_attempts) {
+    return { ...s, state: 'dead', attempt_count, time: now, owner: null };
+  }
+  return retryAt <= now
+    ? { ...s, state: 'ready', attempt_count, time: now, owner: null }
+    : { ...s, state: 'scheduled', attempt_count, time: retryAt, owner: null };
+}
+
+export function transition(s: Status, e: Event, now: number): Outcome {
+  switch (e.type) {
+    case 'claim':
+      if (!isClaimable(s, now)) return { ok: false, reason: 'not_claimable' };
+      return {
+        ok: true,
+        status: { ...s, state: 'leased', fence: s.fence + 1, time: now + e.lease_ms, owner: e.owner },
+      };
+    case 'renew':
+      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
+      return { ok: true, status: { ...s, time: Math.max(s.time, now + e.lease_ms) } };
+    case 'complete':
+      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
+      return { ok: true, status: { ...s, state: 'completed', time: now, owner: null } };
+    case 'release':
+      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
+      return { ok: true, status: { ...s, state: 'ready', time: now, owner: null } };
+    case 'fail':
+      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
+      return { ok: true, status: failed(s, now, now + e.delay_ms, false) };
+    case 'dead_letter':
+      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
+      return { ok: true, status: failed(s, now, now, true) };
+    case 'reclaim':
+      if (s.state !== 'leased' || s.fence !== e.fence) return { ok: false, reason: 'lease_lost' };
+      return { ok: true, status: failed(s, now, now, false) };
+    case 'retry':
+      if (s.state !== 'dead') return { ok: false, reason: 'not_dead' };
+      return { ok: true, status: { ...s, state: 'ready', attempt_count: 0, time: now, owner: null } };
+  }
+}
+
+/** True when an event's outcome adds a failed attempt to the task's history. */
+export function countsAttempt(e: Event): boolean {
+  return e.type === 'fail' || e.type === 'dead_letter' || e.type === 'reclaim';
+}

@@ -1,0 +1,138 @@
+/**
+ * The Queue interface: one narrow, typed surface named after state changes.
+ * The file backend, the in-memory backend (and later PostgreSQL) implement it and pass one
+ * conformance suite (test/queue/conformance.ts).
+ */
+
+export type TaskState = 'ready' | 'scheduled' | 'leased' | 'completed' | 'dead';
+
+/** How an attempt ended badly: decides retry (transient, timeout, lease) or dead letters at once (contract). */
+export type ErrorKind = 'transient' | 'contract' | 'timeout' | 'lease_expired' | 'owner_gone';
+
+export interface TaskError {
+  /** The attempt that failed, 1-based. */
+  attempt: number;
+  kind: ErrorKind;
+  /** Error class name, e.g. `TypeError`. */
+  class: string;
+  message: string;
+  /** First lines of the stack, when there was one. */
+  stack?: string[];
+  /** ISO-8601 time of the failure. */
+  at: string;
+}
+
+export interface RetryMark {
+  at: string;
+  /** Who asked: the command line or API caller. */
+  by: string;
+  /** attempt_count before the reset. */
+  attempt_count: number;
+}
+
+/** The durable record of one task: everything needed to run it and to explain its history. */
+export interface TaskRecord {
+  id: string;
+  queue: string;
+  payload: unknown;
+  attempt_count: number;
+  max_attempts: number;
+  created_at: string;
+  updated_at: string;
+  errors: TaskError[];
+  retries: RetryMark[];
+}
+
+export interface NewTask {
+  id: string;
+  payload: unknown;
+  /** Defaults to the queue policy's max_attempts. */
+  max_attempts?: number;
+}
+
+export interface EnqueueResult {
+  added: string[];
+  /** Ids already present in any state (within the completed-retention window): not added twice. */
+  existing: string[];
+}
+
+/** A process that claims tasks. `id` is unique per process run; pid and host let others see it died. */
+export interface Owner {
+  id: string;
+  pid: number;
+  host: string;
+}
+
+export interface Lease {
+  owner: string;
+  /** Fencing token: grows by one on every claim of the task; a stale holder's token no longer matches. */
+  fence: number;
+  expires_at: number;
+}
+
+export interface ClaimedTask {
+  task: TaskRecord;
+  lease: Lease;
+}
+
+export interface ClaimOptions {
+  owner: Owner;
+  max: number;
+  lease_ms: number;
+}
+
+/** What a failure did to the task. */
+export type FailOutcome = 'scheduled' | 'dead' | 'lease_lost';
+
+export interface DeadLetter {
+  task: TaskRecord;
+  worker: string;
+  attempt_count: number;
+  errors: TaskError[];
+  first_failure_at: string | null;
+  last_failure_at: string | null;
+  dead_at: string;
+  /** The error that sent it here. */
+  reason: TaskError | null;
+}
+
+export interface QueueStats {
+  queue: string;
+  ready: number;
+  scheduled: number;
+  leased: number;
+  completed: number;
+  dead: number;
+  paused: boolean;
+  /** Epoch ms of the earliest retry due, or null. */
+  next_due_at: number | null;
+  /** Epoch ms since which the oldest ready task has waited, or null when none is ready. */
+  oldest_ready_at: number | null;
+  /** Records that failed their checksum and were set aside. */
+  corrupt_records: number;
+}
+
+export interface Queue {
+  readonly name: string;
+  enqueue(tasks: readonly NewTask[]): Promise<EnqueueResult>;
+  claim(opts: ClaimOptions): Promise<ClaimedTask[]>;
+  renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean>;
+  /** Durable before it resolves. false: the lease was lost (fenced) and nothing changed. */
+  complete(id: string, lease: Lease): Promise<boolean>;
+  /** A transient failure: counts the attempt, schedules a retry after delay_ms or dead-letters when exhausted. */
+  fail(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>, delay_ms: number): Promise<FailOutcome>;
+  /** A contract failure: counts the attempt and dead-letters at once. */
+  deadLetter(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>): Promise<boolean>;
+  /** Gives a claimed task back unchanged (no attempt counted), e.g. on a graceful stop. */
+  release(id: string, lease: Lease): Promise<boolean>;
+  /** Dead letters back to ready with attempt_count reset and history kept. Returns the ids moved. */
+  retry(opts: { ids?: readonly string[]; by: string }): Promise<string[]>;
+  pause(by: string): Promise<void>;
+  resume(by: string): Promise<void>;
+  stats(): Promise<QueueStats>;
+  /** Returns leases whose expiry passed, or whose owner process on this host is gone, to ready. */
+  reclaimExpired(): Promise<string[]>;
+  listDead(): Promise<DeadLetter[]>;
+  getDead(id: string): Promise<DeadLetter | null>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,27 @@
+import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+
+/** fsync a directory so a rename or a new file in it survives power loss. */
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Replace `path` atomically and durably: temp file, fsync, rename, fsync of the directory.
+ * A reader sees the old content or the new, never a mix; a crash leaves one of the two.
+ */
+export function writeAtomicSync(path: string, data: string | Buffer): void {
+  writeFileAtomic.sync(path, data, { fsync: true });
+  fsyncDir(dirname(path));
+}
+
+export async function writeAtomic(path: string, data: string | Buffer): Promise<void> {
+  await writeFileAtomic(path, data, { fsync: true });
+  fsyncDir(dirname(path));
+}

@@ -1,0 +1,279 @@
+import { describe, expect, it } from 'vitest';
+import type { QueueOptions } from '../../src/queue/options.js';
+import type { Owner, Queue, TaskError } from '../../src/queue/types.js';
+
+/** A clock the tests move by hand. */
+export class FakeClock {
+  t = Date.UTC(2026, 0, 15, 12, 0, 0);
+  now = (): number => this.t;
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
+
+export type MakeQueue = (opts: QueueOptions) => Promise<Queue>;
+
+const ME: Owner = { id: 'me-1', pid: 1, host: 'test' };
+const OTHER: Owner = { id: 'other-2', pid: 2, host: 'test' };
+const err = (message: string, kind: TaskError['kind'] = 'transient'): Omit<TaskError, 'attempt'> => ({
+  kind,
+  class: 'Error',
+  message,
+  at: '2026-01-15T12:00:00.000Z',
+});
+
+interface Ctx {
+  q: Queue;
+  clock: FakeClock;
+  alive: Set<string>;
+}
+
+/**
+ * The behaviour every Queue backend must have. Each backend's test file calls this once.
+ * `make` gets a fresh, empty queue each time.
+ */
+export function describeQueueBackend(backend: string, make: MakeQueue): void {
+  async function setup(max_attempts = 3): Promise<Ctx> {
+    const clock = new FakeClock();
+    const alive = new Set([ME.id, OTHER.id]);
+    const q = await make({ name: 'jobs', max_attempts, now: clock.now, ownerAlive: (o) => alive.has(o.id) });
+    return { q, clock, alive };
+  }
+
+  async function oneClaimed(c: Ctx, id = 'a', owner = ME) {
+    await c.q.enqueue([{ id, payload: { n: 1 } }]);
+    const [got] = await c.q.claim({ owner, max: 1, lease_ms: 1000 });
+    if (!got) throw new Error('nothing claimed');
+    return got;
+  }
+
+  describe(`Queue conformance: ${backend}`, () => {
+    it('enqueue is idempotent by id and reports what already existed', async () => {
+      const { q } = await setup();
+      expect(await q.enqueue([{ id: 'a', payload: 1 }, { id: 'b', payload: 2 }])).toEqual({ added: ['a', 'b'], existing: [] });
+      expect(await q.enqueue([{ id: 'b', payload: 9 }, { id: 'c', payload: 3 }])).toEqual({ added: ['c'], existing: ['b'] });
+      const claimed = await q.claim({ owner: ME, max: 10, lease_ms: 1000 });
+      expect(claimed.map((c) => [c.task.id, c.task.payload])).toEqual([
+        ['a', 1],
+        ['b', 2],
+        ['c', 3],
+      ]);
+      for (const c of claimed) expect(await q.complete(c.task.id, c.lease)).toBe(true);
+      expect(await q.enqueue([{ id: 'a', payload: 1 }])).toEqual({ added: [], existing: ['a'] });
+      await q.close();
+    });
+
+    it('a duplicate id inside one batch is added once', async () => {
+      const { q } = await setup();
+      expect(await q.enqueue([{ id: 'x', payload: 1 }, { id: 'x', payload: 2 }])).toEqual({ added: ['x'], existing: ['x'] });
+      expect((await q.stats()).ready).toBe(1);
+      await q.close();
+    });
+
+    it('rejects task ids that are not safe file names', async () => {
+      const { q } = await setup();
+      await expect(q.enqueue([{ id: '../../etc/passwd', payload: 1 }])).rejects.toThrow(/task id/);
+      expect((await q.stats()).ready).toBe(0);
+      await q.close();
+    });
+
+    it('claims in order, at most max, each task once, with a fenced lease', async () => {
+      const { q, clock } = await setup();
+      await q.enqueue(['a', 'b', 'c'].map((id) => ({ id, payload: id })));
+      const first = await q.claim({ owner: ME, max: 2, lease_ms: 5000 });
+      expect(first.map((c) => c.task.id)).toEqual(['a', 'b']);
+      expect(first[0]!.lease).toEqual({ owner: ME.id, fence: 1, expires_at: clock.t + 5000 });
+      const second = await q.claim({ owner: OTHER, max: 5, lease_ms: 5000 });
+      expect(second.map((c) => c.task.id)).toEqual(['c']);
+      expect(await q.claim({ owner: OTHER, max: 5, lease_ms: 5000 })).toEqual([]);
+      const s = await q.stats();
+      expect([s.ready, s.leased]).toEqual([0, 3]);
+      await q.close();
+    });
+
+    it('completes a held task; a second completion is refused', async () => {
+      const c = await setup();
+      const got = await oneClaimed(c);
+      expect(got.task).toMatchObject({ id: 'a', queue: 'jobs', payload: { n: 1 }, attempt_count: 0, max_attempts: 3, errors: [] });
+      expect(await c.q.complete('a', got.lease)).toBe(true);
+      expect(await c.q.complete('a', got.lease)).toBe(false);
+      const s = await c.q.stats();
+      expect([s.ready, s.leased, s.completed]).toEqual([0, 0, 1]);
+      await c.q.close();
+    });
+
+    it('fences off a stale holder after its lease expired and the task was handed out again', async () => {
+      const c = await setup();
+      const old = await oneClaimed(c);
+      c.clock.advance(1001);
+      expect(await c.q.reclaimExpired()).toEqual(['a']);
+      const [fresh] = await c.q.claim({ owner: OTHER, max: 1, lease_ms: 1000 });
+      expect(fresh!.lease.fence).toBe(old.lease.fence + 1);
+      expect(fresh!.task.attempt_count).toBe(1);
+      expect(fresh!.task.errors[0]).toMatchObject({ attempt: 1, kind: 'lease_expired' });
+      expect(await c.q.complete('a', old.lease)).toBe(false);
+      expect(await c.q.renewLease('a', old.lease, 1000)).toBe(false);
+      expect(await c.q.fail('a', old.lease, err('late'), 0)).toBe('lease_lost');
+      expect(await c.q.complete('a', fresh!.lease)).toBe(true);
+      await c.q.close();
+    });
+
+    it('claim reclaims expired leases by itself', async () => {
+      const c = await setup();
+      await oneClaimed(c);
+      c.clock.advance(999);
+      expect(await c.q.claim({ owner: OTHER, max: 1, lease_ms: 1000 })).toEqual([]);
+      c.clock.advance(2);
+      const [again] = await c.q.claim({ owner: OTHER, max: 1, lease_ms: 1000 });
+      expect(again!.task.id).toBe('a');
+      await c.q.close();
+    });
+
+    it('hands a task out at once when its owner process is gone, counting the attempt', async () => {
+      const c = await setup();
+      await oneClaimed(c, 'a', OTHER);
+      c.alive.delete(OTHER.id);
+      const [got] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+      expect(got!.task.id).toBe('a');
+      expect(got!.task.attempt_count).toBe(1);
+      expect(got!.task.errors[0]).toMatchObject({ kind: 'owner_gone', class: 'OwnerGone' });
+      await c.q.close();
+    });
+
+    it('renewing a lease pushes its expiry out', async () => {
+      const c = await setup();
+      const got = await oneClaimed(c);
+      c.clock.advance(800);
+      expect(await c.q.renewLease('a', got.lease, 1000)).toBe(true);
+      c.clock.advance(800);
+      expect(await c.q.reclaimExpired()).toEqual([]);
+      c.clock.advance(201);
+      expect(await c.q.reclaimExpired()).toEqual(['a']);
+      await c.q.close();
+    });
+
+    it('release gives a task back without counting an attempt', async () => {
+      const c = await setup();
+      const got = await oneClaimed(c);
+      expect(await c.q.release('a', got.lease)).toBe(true);
+      const [again] = await c.q.claim({ owner: OTHER, max: 1, lease_ms: 1000 });
+      expect(again!.task.attempt_count).toBe(0);
+      expect(again!.task.errors).toEqual([]);
+      await c.q.close();
+    });
+
+    it('a failure schedules a retry that is not claimable before it is due', async () => {
+      const c = await setup();
+      const got = await oneClaimed(c);
+      expect(await c.q.fail('a', got.lease, err('boom'), 1000)).toBe('scheduled');
+      let s = await c.q.stats();
+      expect([s.ready, s.scheduled, s.leased]).toEqual([0, 1, 0]);
+      expect(s.next_due_at).toBe(c.clock.t + 1000);
+      c.clock.advance(999);
+      expect(await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 })).toEqual([]);
+      c.clock.advance(1);
+      s = await c.q.stats();
+      expect(s.oldest_ready_at).toBe(c.clock.t);
+      const [again] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+      expect(again!.task.attempt_count).toBe(1);
+      expect(again!.task.errors).toEqual([{ ...err('boom'), attempt: 1 }]);
+      await c.q.close();
+    });
+
+    it('due retries are claimed before newer ready tasks', async () => {
+      const c = await setup();
+      const got = await oneClaimed(c, 'old');
+      await c.q.fail('old', got.lease, err('boom'), 10);
+      await c.q.enqueue([{ id: 'new', payload: 0 }]);
+      c.clock.advance(10);
+      const claimed = await c.q.claim({ owner: ME, max: 2, lease_ms: 1000 });
+      expect(claimed.map((x) => x.task.id)).toEqual(['old', 'new']);
+      await c.q.close();
+    });
+
+    it('exhausted retries move the task to the dead letters with its whole history', async () => {
+      const c = await setup(3);
+      await c.q.enqueue([{ id: 'a', payload: { k: 'v' } }]);
+      const outcomes: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const [got] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+        outcomes.push(await c.q.fail('a', got!.lease, { ...err(`boom ${i + 1}`), at: new Date(c.clock.t).toISOString() }, 0));
+        c.clock.advance(1000);
+      }
+      expect(outcomes).toEqual(['scheduled', 'scheduled', 'dead']);
+      expect(await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 })).toEqual([]);
+      const dead = await c.q.listDead();
+      expect(dead).toHaveLength(1);
+      const d = dead[0]!;
+      expect(d).toMatchObject({ worker: 'jobs', attempt_count: 3, first_failure_at: '2026-01-15T12:00:00.000Z', last_failure_at: '2026-01-15T12:00:02.000Z' });
+      expect(d.task.payload).toEqual({ k: 'v' });
+      expect(d.errors.map((e) => [e.attempt, e.message])).toEqual([
+        [1, 'boom 1'],
+        [2, 'boom 2'],
+        [3, 'boom 3'],
+      ]);
+      expect(await c.q.getDead('a')).toEqual(d);
+      expect((await c.q.stats()).dead).toBe(1);
+      await c.q.close();
+    });
+
+    it('a contract error goes to the dead letters at once', async () => {
+      const c = await setup(5);
+      const got = await oneClaimed(c);
+      expect(await c.q.deadLetter('a', got.lease, err('payload.n: expected string', 'contract'))).toBe(true);
+      const d = await c.q.getDead('a');
+      expect(d).toMatchObject({ attempt_count: 1, reason: { kind: 'contract', attempt: 1 } });
+      await c.q.close();
+    });
+
+    it('retry moves dead letters back to ready, attempt count reset, history and the retry kept', async () => {
+      const c = await setup(1);
+      for (const id of ['a', 'b']) {
+        const got = await oneClaimed(c, id);
+        await c.q.fail(id, got.lease, err(`boom ${id}`), 0);
+      }
+      expect((await c.q.stats()).dead).toBe(2);
+      expect(await c.q.retry({ ids: ['b', 'nope'], by: 'test one' })).toEqual(['b']);
+      expect(await c.q.retry({ by: 'test all' })).toEqual(['a']);
+      expect(await c.q.retry({ by: 'again' })).toEqual([]);
+      expect(await c.q.listDead()).toEqual([]);
+      const claimed = await c.q.claim({ owner: ME, max: 5, lease_ms: 1000 });
+      expect(claimed.map((x) => x.task.id).sort()).toEqual(['a', 'b']);
+      const b = claimed.find((x) => x.task.id === 'b')!.task;
+      expect(b.attempt_count).toBe(0);
+      expect(b.errors.map((e) => e.message)).toEqual(['boom b']);
+      expect(b.retries).toEqual([{ at: new Date(c.clock.t).toISOString(), by: 'test one', attempt_count: 1 }]);
+      await c.q.close();
+    });
+
+    it('a reclaim that exhausts the attempts dead-letters the task', async () => {
+      const c = await setup(1);
+      await oneClaimed(c);
+      c.clock.advance(5000);
+      await c.q.reclaimExpired();
+      expect((await c.q.getDead('a'))?.reason?.kind).toBe('lease_expired');
+      await c.q.close();
+    });
+
+    it('a paused queue hands out nothing but still takes tasks', async () => {
+      const c = await setup();
+      await c.q.pause('test');
+      await c.q.enqueue([{ id: 'a', payload: 1 }]);
+      expect(await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 })).toEqual([]);
+      expect((await c.q.stats()).paused).toBe(true);
+      await c.q.resume('test');
+      expect(await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 })).toHaveLength(1);
+      await c.q.close();
+    });
+
+    it('stats report the oldest ready task and the counts by state', async () => {
+      const c = await setup();
+      await c.q.enqueue([{ id: 'a', payload: 1 }]);
+      const t0 = c.clock.t;
+      c.clock.advance(5000);
+      await c.q.enqueue([{ id: 'b', payload: 1 }]);
+      expect(await c.q.stats()).toMatchObject({ queue: 'jobs', ready: 2, scheduled: 0, leased: 0, completed: 0, dead: 0, paused: false, oldest_ready_at: t0, next_due_at: null });
+      await c.q.close();
+    });
+  });
+}
