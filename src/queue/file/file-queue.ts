@@ -47,6 +47,9 @@ export interface FileQueueOptions extends QueueOptions {
   warn?: (msg: string, details: Record<string, unknown>) => void;
 }
 
+/** About what a completed task's tombstone takes in a compacted log. */
+const KEPT_BYTES = 80;
+
 type Resolver = (value: unknown) => void;
 interface Op {
   kind: string;
@@ -406,13 +409,20 @@ export class FileQueue implements Queue {
       for (const n of effects.dead) this.dead.write(deadLetterOf(this.taskAt(n), log.idx.slots.time[n]!));
       for (const n of effects.undead) this.dead.remove(this.taskAt(n).id);
     }
-    if (end > this.compactMin && end > 4 * log.idx.liveBytes) {
+    if (this.compactionDue(log, end)) {
       fdatasyncSync(this.fd!);
       syncNeeded = false;
       this.compactNow(round.now);
     }
     this.writeStats(round.now);
     return { results, syncNeeded };
+  }
+
+  /** Compaction copies the live part; waiting until it is a third of the file keeps the copying under one write per byte. */
+  private compactionDue(log: LoadedLog, end: number): boolean {
+    if (end < this.compactMin) return false;
+    const kept = Math.min(log.idx.counts[3]!, this.retention.count) * KEPT_BYTES;
+    return end > 3 * (log.idx.liveBytes + kept);
   }
 
   /** The loaded log; valid only inside a round. */

@@ -3,9 +3,6 @@ import type { Owner, QueueStats, TaskState } from '../types.js';
 import type { LogRecord, Pair } from './records.js';
 import { DueHeap, IdIndex, SlotFifo, SlotTable, STATES, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED } from './slots.js';
 
-/** Bytes a completed task's tombstone takes in a compacted log (an estimate for the compaction trigger). */
-const KEPT_BYTES = 80;
-
 export interface Effects {
   /** Slots that entered the dead letters. */
   dead: number[];
@@ -31,6 +28,7 @@ export class IndexState {
   paused = false;
   completedDropped = 0;
   refused = 0;
+  /** Bytes of the full records of tasks not completed: what a compaction would copy. */
   liveBytes = 0;
   effects: Effects | null = null;
 
@@ -185,7 +183,7 @@ export class IndexState {
     else if (before === S_LEASED) this.leased.delete(n);
     if (after === S_READY && before !== S_READY) this.ready.push(n);
     if (after === S_SCHEDULED) this.due.push(s.time, n);
-    if (after === S_COMPLETED && before !== S_COMPLETED) this.liveBytes -= t.recLen[n]! - KEPT_BYTES;
+    if (after === S_COMPLETED && before !== S_COMPLETED) this.liveBytes -= t.recLen[n]!;
     if (after === S_DEAD && before !== S_DEAD) {
       this.deadSlots.add(n);
       this.effects?.dead.push(n);

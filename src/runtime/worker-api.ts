@@ -1,0 +1,62 @@
+import type { Logger } from 'pino';
+import type { ZodType } from 'zod';
+import type { WorkspacePaths } from '../storage/paths.js';
+import type { TaskRecord } from '../queue/types.js';
+
+/**
+ * What a worker module exports (as a class or a plain object): the queue it drains, an optional
+ * zod schema for its payloads, and `handle`. Anything `handle` throws is retried with backoff,
+ * except a `ContractError` (or any error with `unrecoverable: true`), which goes to the dead
+ * letters at once: retrying a contract violation blindly only hides it.
+ */
+export interface WorkerDefinition<P = unknown> {
+  /** The queue this worker drains, e.g. `project_rewards`. */
+  readonly name: string;
+  /** Payloads that fail this schema are contract errors: dead-lettered without running. */
+  readonly payload?: ZodType<P>;
+  /** Runs one task. Its return value is ignored; resolving means done. */
+  handle(task: WorkerTask<P>, ctx: WorkerContext): unknown;
+  /** Called once before the first task (load shared inputs here). */
+  init?(ctx: WorkerInitContext): unknown;
+  /** Called once after the last task. */
+  close?(): unknown;
+}
+
+export type WorkerTask<P> = Omit<TaskRecord, 'payload'> & { payload: P };
+
+export interface WorkerInitContext {
+  logger: Logger;
+  workspace: WorkspacePaths;
+  /** Values the caller passes through to its workers (the pipeline passes its run parameters). */
+  env: Readonly<Record<string, unknown>>;
+}
+
+export interface WorkerContext extends WorkerInitContext {
+  /** Aborted when the task times out or the worker is forced to stop. */
+  signal: AbortSignal;
+  /** Extends the task's lease; long tasks call it now and then (the runner also does, every lease/3). */
+  heartbeat(): Promise<void>;
+  /** 1-based number of this attempt. */
+  attempt: number;
+}
+
+/** Marks a failure that retrying cannot fix (bad payload, schema drift): dead letters at once. */
+export class ContractError extends Error {
+  readonly unrecoverable = true;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ContractError';
+  }
+}
+
+/** The task ran past its timeout. Transient: the task is released for another try. */
+export class TaskTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`task timed out after ${ms} ms`);
+    this.name = 'TaskTimeoutError';
+  }
+}
+
+export function isUnrecoverable(err: unknown): boolean {
+  return err instanceof ContractError || (typeof err === 'object' && err !== null && (err as { unrecoverable?: unknown }).unrecoverable === true);
+}

@@ -1,0 +1,162 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { queuePolicySchema, type QueuePolicy } from '../../src/config/policy.js';
+import { MemoryQueue } from '../../src/queue/memory.js';
+import { runWorker, type RunnerDeps } from '../../src/runtime/runner.js';
+import { ContractError, type WorkerDefinition } from '../../src/runtime/worker-api.js';
+import { workspacePaths } from '../../src/storage/paths.js';
+import { FakeClock } from '../queue/conformance.js';
+
+const silent = pino({ level: 'silent' });
+
+function setup(worker: WorkerDefinition, policy: Partial<QueuePolicy> = {}, extra: Partial<RunnerDeps> = {}) {
+  const clock = new FakeClock();
+  const pol = queuePolicySchema.parse({ max_attempts: 3, backoff_base_ms: 1000, ...policy });
+  const queue = new MemoryQueue({ name: worker.name, max_attempts: pol.max_attempts, now: clock.now });
+  const stop = new AbortController();
+  const deps: RunnerDeps = {
+    queue,
+    worker,
+    owner: { id: 'w1', pid: process.pid, host: 'h' },
+    policy: pol,
+    once: true,
+    init: { logger: silent, workspace: workspacePaths('/nonexistent'), env: {} },
+    stop: stop.signal,
+    now: clock.now,
+    // Sleeping moves the fake clock: backoff is exercised without waiting.
+    sleep: async (ms) => clock.advance(ms),
+    random: () => 0.5,
+    nextDue: async () => (await queue.stats()).next_due_at,
+    ...extra,
+  };
+  return { clock, queue, deps, stop };
+}
+
+const tasks = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `t${i}`, payload: { i } }));
+
+describe('worker runner', () => {
+  it('drains every ready task and reports what it did', async () => {
+    const seen: number[] = [];
+    const w: WorkerDefinition<{ i: number }> = { name: 'q', handle: (t) => void seen.push(t.payload.i) };
+    const { queue, deps } = setup(w as WorkerDefinition);
+    await queue.enqueue(tasks(20));
+    const sum = await runWorker(deps);
+    expect(sum).toMatchObject({ claimed: 20, completed: 20, retry_scheduled: 0, dead: 0 });
+    expect(seen).toEqual([...Array(20).keys()]);
+    expect((await queue.stats()).completed).toBe(20);
+  });
+
+  it('retries a task that fails twice with exponential backoff, then completes it', async () => {
+    const attempts: number[] = [];
+    const { queue, deps, clock } = setup({
+      name: 'q',
+      handle: (_t, ctx) => {
+        attempts.push(clock.t);
+        if (ctx.attempt < 3) throw new Error(`flaky ${ctx.attempt}`);
+      },
+    });
+    await queue.enqueue(tasks(1));
+    const sum = await runWorker(deps);
+    expect(sum).toMatchObject({ completed: 1, retry_scheduled: 2 });
+    // random 0.5 means no jitter: 1000 ms after the first failure, 2000 after the second.
+    expect(attempts.map((t) => t - attempts[0]!)).toEqual([0, 1000, 3000]);
+  });
+
+  it('dead-letters a task once its attempts run out, with every error kept', async () => {
+    const { queue, deps } = setup({ name: 'q', handle: () => { throw new TypeError('always'); } });
+    await queue.enqueue(tasks(1));
+    const sum = await runWorker(deps);
+    expect(sum).toMatchObject({ completed: 0, retry_scheduled: 2, dead: 1 });
+    const [dead] = await queue.listDead();
+    expect(dead!.errors.map((e) => [e.attempt, e.class, e.kind])).toEqual([
+      [1, 'TypeError', 'transient'],
+      [2, 'TypeError', 'transient'],
+      [3, 'TypeError', 'transient'],
+    ]);
+    expect(dead!.errors[0]!.stack?.[0]).toMatch(/^at /);
+  });
+
+  it('sends a contract error to the dead letters at once', async () => {
+    const { queue, deps } = setup({ name: 'q', handle: () => { throw new ContractError('missing column score'); } });
+    await queue.enqueue(tasks(1));
+    expect(await runWorker(deps)).toMatchObject({ dead_contract: 1, retry_scheduled: 0 });
+    expect((await queue.getDead('t0'))?.reason).toMatchObject({ kind: 'contract', attempt: 1, message: 'missing column score' });
+  });
+
+  it('a payload failing the schema is a contract error and the handler never runs', async () => {
+    let ran = false;
+    const w: WorkerDefinition = { name: 'q', payload: z.object({ date: z.string() }), handle: () => void (ran = true) };
+    const { queue, deps } = setup(w);
+    await queue.enqueue([{ id: 'bad', payload: { date: 7 } }]);
+    expect(await runWorker(deps)).toMatchObject({ dead_contract: 1 });
+    expect(ran).toBe(false);
+    expect((await queue.getDead('bad'))?.reason?.message).toMatch(/^payload invalid: date: /);
+  });
+
+  it('a task past its timeout is aborted and scheduled for another try', async () => {
+    let sawAbort = false;
+    const { queue, deps } = setup(
+      { name: 'q', handle: (_t, ctx) => new Promise<void>((r) => ctx.signal.addEventListener('abort', () => { sawAbort = true; r(); })) },
+      { timeout_ms: 30, max_attempts: 1 },
+    );
+    await queue.enqueue(tasks(1));
+    expect(await runWorker(deps)).toMatchObject({ dead: 1 });
+    expect(sawAbort).toBe(true);
+    expect((await queue.getDead('t0'))?.reason).toMatchObject({ kind: 'timeout', class: 'TaskTimeoutError' });
+  });
+
+  it('never runs more than `concurrency` tasks at once', async () => {
+    let now = 0;
+    let peak = 0;
+    const { queue, deps } = setup(
+      { name: 'q', handle: async () => { peak = Math.max(peak, ++now); await new Promise((r) => setTimeout(r, 2)); now--; } },
+      { concurrency: 4 },
+    );
+    await queue.enqueue(tasks(40));
+    expect(await runWorker(deps)).toMatchObject({ completed: 40 });
+    expect(peak).toBe(4);
+  });
+
+  it('--max-tasks bounds the claims', async () => {
+    const { queue, deps } = setup({ name: 'q', handle: () => undefined }, {}, { maxTasks: 1 });
+    await queue.enqueue(tasks(5));
+    expect(await runWorker(deps)).toMatchObject({ claimed: 1, completed: 1 });
+    expect((await queue.stats()).ready).toBe(4);
+  });
+
+  it('a graceful stop finishes running tasks and gives buffered ones back', async () => {
+    const stop = new AbortController();
+    let started = 0;
+    const { queue, deps } = setup(
+      {
+        name: 'q',
+        handle: async () => {
+          if (++started === 1) stop.abort();
+          await new Promise((r) => setTimeout(r, 5));
+        },
+      },
+      { concurrency: 1 },
+      { stop: stop.signal, once: false },
+    );
+    await queue.enqueue(tasks(10));
+    const sum = await runWorker(deps);
+    expect(sum.completed).toBe(1);
+    expect(sum.released).toBe(sum.claimed - 1);
+    const s = await queue.stats();
+    expect([s.completed, s.ready, s.leased]).toEqual([1, 9, 0]);
+  });
+
+  it('a forced stop abandons a hung task to its lease', async () => {
+    const stop = new AbortController();
+    const force = new AbortController();
+    const { queue, deps } = setup(
+      { name: 'q', handle: () => { stop.abort(); setTimeout(() => force.abort(), 5); return new Promise(() => undefined); } },
+      {},
+      { stop: stop.signal, force: force.signal, once: false },
+    );
+    await queue.enqueue(tasks(1));
+    expect(await runWorker(deps)).toMatchObject({ forced: true, completed: 0 });
+    expect((await queue.stats()).leased).toBe(1);
+  });
+});

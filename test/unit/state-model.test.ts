@@ -1,0 +1,106 @@
+import fc from 'fast-check';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { FileQueue } from '../../src/queue/file/file-queue.js';
+import { MemoryQueue } from '../../src/queue/memory.js';
+import { transition, newStatus, type Event, type Status } from '../../src/queue/state.js';
+import type { Lease, Queue } from '../../src/queue/types.js';
+import { FakeClock } from '../queue/conformance.js';
+
+const event: fc.Arbitrary<Event> = fc.oneof(
+  fc.record({ type: fc.constant('claim' as const), owner: fc.constantFrom('a', 'b'), lease_ms: fc.integer({ min: 1, max: 100 }) }),
+  fc.record({ type: fc.constant('renew' as const), owner: fc.constantFrom('a', 'b'), fence: fc.integer({ min: 0, max: 5 }), lease_ms: fc.integer({ min: 1, max: 100 }) }),
+  fc.record({ type: fc.constant('complete' as const), owner: fc.constantFrom('a', 'b'), fence: fc.integer({ min: 0, max: 5 }) }),
+  fc.record({ type: fc.constant('release' as const), owner: fc.constantFrom('a', 'b'), fence: fc.integer({ min: 0, max: 5 }) }),
+  fc.record({ type: fc.constant('fail' as const), owner: fc.constantFrom('a', 'b'), fence: fc.integer({ min: 0, max: 5 }), delay_ms: fc.integer({ min: 0, max: 50 }) }),
+  fc.record({ type: fc.constant('dead_letter' as const), owner: fc.constantFrom('a', 'b'), fence: fc.integer({ min: 0, max: 5 }) }),
+  fc.record({ type: fc.constant('reclaim' as const), fence: fc.integer({ min: 0, max: 5 }) }),
+  fc.constant({ type: 'retry' as const }),
+);
+
+describe('task state machine (property)', () => {
+  it('keeps its invariants over any sequence of events', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 4 }), fc.array(fc.tuple(event, fc.integer({ min: 0, max: 60 })), { maxLength: 40 }), (max, steps) => {
+        let s: Status = newStatus(max, 0);
+        let now = 0;
+        for (const [e, dt] of steps) {
+          now += dt;
+          const out = transition(s, e, now);
+          if (!out.ok) continue;
+          const n = out.status;
+          // The fence moves only on a claim, by one.
+          expect(n.fence).toBe(e.type === 'claim' ? s.fence + 1 : s.fence);
+          // Completed is final.
+          expect(s.state).not.toBe('completed');
+          // Attempts never pass the maximum; dead means exhausted or a contract error.
+          expect(n.attempt_count).toBeLessThanOrEqual(max);
+          if (n.state === 'dead' && e.type !== 'dead_letter') expect(n.attempt_count).toBe(max);
+          // Only a leased task has an owner, and it is the claimer.
+          expect(n.owner !== null).toBe(n.state === 'leased');
+          if (e.type === 'claim') expect(n.owner).toBe(e.owner);
+          if (e.type === 'retry') expect(n.attempt_count).toBe(0);
+          s = n;
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+type Op =
+  | { k: 'enq'; id: number }
+  | { k: 'claim'; max: number }
+  | { k: 'complete' | 'fail' | 'dead' | 'release'; pick: number }
+  | { k: 'retry' }
+  | { k: 'tick'; ms: number };
+
+const op: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ k: fc.constant('enq' as const), id: fc.integer({ min: 0, max: 12 }) }),
+  fc.record({ k: fc.constant('claim' as const), max: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({ k: fc.constantFrom('complete' as const, 'fail' as const, 'dead' as const, 'release' as const), pick: fc.nat() }),
+  fc.constant({ k: 'retry' as const }),
+  fc.record({ k: fc.constant('tick' as const), ms: fc.integer({ min: 1, max: 3000 }) }),
+);
+
+describe('file backend against the memory backend (model test)', () => {
+  it('gives the same answers and the same state for any sequence of operations', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (ops) => {
+        const clock = new FakeClock();
+        const opts = { name: 'm', max_attempts: 2, now: clock.now, ownerAlive: () => true };
+        const mem = new MemoryQueue(opts);
+        const file = new FileQueue({ ...opts, workspace: mkdtempSync(join(tmpdir(), 'metaspn-model-')), ack_window_ms: 0 });
+        const held: [string, Lease][] = [];
+        const owner = { id: 'o', pid: 1, host: 'h' };
+        const err = { kind: 'transient' as const, class: 'Error', message: 'x', at: '2026-01-01T00:00:00.000Z' };
+        const both = async <T>(f: (q: Queue) => Promise<T>): Promise<T> => {
+          const [a, b] = await Promise.all([f(mem), f(file)]);
+          expect(b).toEqual(a);
+          return a;
+        };
+        for (const o of ops) {
+          if (o.k === 'enq') await both((q) => q.enqueue([{ id: `t${o.id}`, payload: o.id }]));
+          else if (o.k === 'claim') {
+            const got = await both((q) => q.claim({ owner, max: o.max, lease_ms: 1000 }));
+            for (const g of got) held.push([g.task.id, g.lease]);
+          } else if (o.k === 'tick') clock.advance(o.ms);
+          else if (o.k === 'retry') await both((q) => q.retry({ by: 'model' }));
+          else if (held.length > 0) {
+            const [id, lease] = held.splice(o.pick % held.length, 1)[0]!;
+            if (o.k === 'complete') await both((q) => q.complete(id, lease));
+            if (o.k === 'release') await both((q) => q.release(id, lease));
+            if (o.k === 'fail') await both((q) => q.fail(id, lease, err, 500));
+            if (o.k === 'dead') await both((q) => q.deadLetter(id, lease, err));
+          }
+          await both((q) => q.stats());
+        }
+        await both(async (q) => (await q.listDead()).map((d) => d.task.id).sort());
+        await Promise.all([mem.close(), file.close()]);
+      }),
+      { numRuns: 60 },
+    );
+  });
+});

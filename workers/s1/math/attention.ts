@@ -1,0 +1,84 @@
+import type { S1Config } from '../config.js';
+import { DAY_MS, dayNumber } from '../dates.js';
+import type { Signal } from '../signals.js';
+import { compareText, round6 } from './order.js';
+
+/** The `attention` section of the config. */
+export type AttentionConfig = S1Config['attention'];
+
+/** A subject's attention for one date. */
+export type SubjectScore = { subject_ref: string; score: number; signal_count: number };
+
+/** Ascending (`ts_ms`, `signal_id`): the order the spec sums signals in. */
+export function compareSignals(a: Signal, b: Signal): number {
+  return a.ts_ms - b.ts_ms || compareText(a.signal_id, b.signal_id);
+}
+
+/**
+ * Groups signals by `subject_ref`. The map's keys come in ascending subject_ref order (plain `<`);
+ * each group keeps the input order.
+ */
+export function groupBySubject(signals: readonly Signal[]): Map<string, Signal[]> {
+  const groups = new Map<string, Signal[]>();
+  for (const s of signals) {
+    const group = groups.get(s.subject_ref);
+    if (group === undefined) groups.set(s.subject_ref, [s]);
+    else group.push(s);
+  }
+  return new Map([...groups.entries()].sort((a, b) => compareText(a[0], b[0])));
+}
+
+/**
+ * One subject's attention score on `date`, or `null` when none of its signals counts.
+ *
+ * A signal counts when its UTC day is in `[date - window_days + 1, date]` and `ts_ms < asOfMs`.
+ * score = round6(sum, in ascending (ts, signal_id) order, of
+ * `weights[kind] * value * 0.5 ** (age_days / half_life_days)`), age_days = date - signal day.
+ * A subject whose counted signals all weigh 0 gets score 0, not `null`.
+ * @throws RangeError when a kind has no weight (the reader should have rejected it) or the sum
+ *   overflows to a non-finite number.
+ */
+export function attentionForSubject(
+  signals: readonly Signal[],
+  date: string,
+  asOfMs: number,
+  attention: AttentionConfig,
+): { score: number; signal_count: number } | null {
+  const dateDay = dayNumber(date);
+  if (dateDay === null) throw new RangeError(`not a YYYY-MM-DD calendar date: "${date}"`);
+  const firstDay = dateDay - attention.window_days + 1;
+  const counted = signals.filter((s) => {
+    const day = Math.floor(s.ts_ms / DAY_MS);
+    return day >= firstDay && day <= dateDay && s.ts_ms < asOfMs;
+  });
+  if (counted.length === 0) return null;
+  counted.sort(compareSignals);
+  let sum = 0;
+  for (const s of counted) {
+    const weight = attention.weights[s.kind];
+    if (weight === undefined) throw new RangeError(`signal ${s.signal_id}: kind "${s.kind}" has no weight`);
+    const age = dateDay - Math.floor(s.ts_ms / DAY_MS);
+    sum += weight * s.value * 0.5 ** (age / attention.half_life_days);
+  }
+  const score = round6(sum);
+  if (!Number.isFinite(score)) throw new RangeError(`attention score of ${counted[0]?.subject_ref} overflows`);
+  return { score, signal_count: counted.length };
+}
+
+/**
+ * The scores of every subject with at least one counted signal on `date`, in ascending
+ * subject_ref order.
+ */
+export function scoreSubjects(
+  groups: ReadonlyMap<string, readonly Signal[]>,
+  date: string,
+  asOfMs: number,
+  attention: AttentionConfig,
+): SubjectScore[] {
+  const out: SubjectScore[] = [];
+  for (const [subject_ref, signals] of groups) {
+    const result = attentionForSubject(signals, date, asOfMs, attention);
+    if (result !== null) out.push({ subject_ref, ...result });
+  }
+  return out.sort((a, b) => compareText(a.subject_ref, b.subject_ref));
+}

@@ -1,0 +1,151 @@
+import type { S1Config } from '../config.js';
+import { DATE_LEVEL_SUBJECT, deterministicId, makeParams, type Params } from '../ids.js';
+import type { SubjectScore } from './attention.js';
+import { compareText, round6 } from './order.js';
+import type { Projection, ScoredSubject } from './rewards.js';
+import { settlementStatus, type ProjectedUnits, type SettledSubject, type Settlement, type SettlementStatus } from './settle.js';
+import { buildSummaryTop, type TopEntry } from './summary.js';
+
+/**
+ * The four store rows, with exactly the spec's fields in the spec's order. Each gets a fresh
+ * `params` object so rows never share (and never mutate) one another's params.
+ */
+
+/** A row of `store/s1_attention_scores.jsonl`. */
+export type AttentionRow = {
+  id: string;
+  stage: 'update_attention_scores';
+  date: string;
+  subject_ref: string;
+  score: number;
+  signal_count: number;
+  params: Params;
+};
+
+/** A row of `store/s1_reward_projections.jsonl`. */
+export type ProjectionRow = {
+  id: string;
+  stage: 'project_rewards';
+  date: string;
+  subject_ref: string;
+  score: number;
+  projected_units: number;
+  params: Params;
+};
+
+/** A row of `store/s1_settlements.jsonl`. */
+export type SettlementRow = {
+  id: string;
+  stage: 'settle_season';
+  date: string;
+  season_id: string;
+  subject_ref: string;
+  settled_units: number;
+  days_counted: number;
+  status: SettlementStatus;
+  params: Params;
+};
+
+/** The row of `store/s1_summaries.jsonl`. */
+export type SummaryRow = {
+  id: string;
+  stage: 'publish_season_summary';
+  date: string;
+  season_id: string;
+  params: Params;
+  subjects_scored: number;
+  total_score: number;
+  pool_units: number;
+  allocated_units: number;
+  settlement_status: SettlementStatus;
+  days_counted: number;
+  top: TopEntry[];
+};
+
+/** The attention row of one subject; id `att_…` over (stage, date, subject_ref, params). */
+export function attentionRow(date: string, s: SubjectScore, params: Params): AttentionRow {
+  const stage = 'update_attention_scores';
+  return {
+    id: deterministicId(stage, date, s.subject_ref, params),
+    stage,
+    date,
+    subject_ref: s.subject_ref,
+    score: s.score,
+    signal_count: s.signal_count,
+    params: makeParams(params.as_of, params.config_hash),
+  };
+}
+
+/** The projection row of one subject; id `rwd_…` over (stage, date, subject_ref, params). */
+export function projectionRow(date: string, p: Projection, params: Params): ProjectionRow {
+  const stage = 'project_rewards';
+  return {
+    id: deterministicId(stage, date, p.subject_ref, params),
+    stage,
+    date,
+    subject_ref: p.subject_ref,
+    score: p.score,
+    projected_units: p.projected_units,
+    params: makeParams(params.as_of, params.config_hash),
+  };
+}
+
+/**
+ * The settlement row of one subject; id `stl_…` over (stage, date, subject_ref, params);
+ * `status` is `final` when `date == season.end`.
+ */
+export function settlementRow(date: string, season: S1Config['season'], s: SettledSubject, params: Params): SettlementRow {
+  const stage = 'settle_season';
+  return {
+    id: deterministicId(stage, date, s.subject_ref, params),
+    stage,
+    date,
+    season_id: season.id,
+    subject_ref: s.subject_ref,
+    settled_units: s.settled_units,
+    days_counted: s.days_counted,
+    status: settlementStatus(date, season.end),
+    params: makeParams(params.as_of, params.config_hash),
+  };
+}
+
+/** Inputs of {@link summaryRow}: the date's rows of the three earlier stages. */
+export type SummaryInput = {
+  date: string;
+  season: S1Config['season'];
+  params: Params;
+  /** The date's attention scores (every row, score 0 included). */
+  scores: readonly ScoredSubject[];
+  /** The date's projections (empty when no score was > 0). */
+  projections: readonly ProjectedUnits[];
+  settlement: Settlement;
+};
+
+/**
+ * The date's summary row; id `sum_…` with subject_ref `"*"`. `subjects_scored` counts the date's
+ * attention rows (score 0 included); `total_score` = round6 of their sum in subject_ref order;
+ * `allocated_units` = the date's projected units (0 with `pool_units` unallocated when nobody
+ * scored > 0); `days_counted` = the settlement's counted dates; `top` per {@link buildSummaryTop}.
+ */
+export function summaryRow(input: SummaryInput): SummaryRow {
+  const { date, season, params, scores, projections, settlement } = input;
+  const stage = 'publish_season_summary';
+  let total = 0;
+  for (const s of [...scores].sort((a, b) => compareText(a.subject_ref, b.subject_ref))) total += s.score;
+  let allocated = 0;
+  for (const p of projections) allocated += p.projected_units;
+  return {
+    id: deterministicId(stage, date, DATE_LEVEL_SUBJECT, params),
+    stage,
+    date,
+    season_id: season.id,
+    params: makeParams(params.as_of, params.config_hash),
+    subjects_scored: scores.length,
+    total_score: round6(total),
+    pool_units: season.daily_pool_units,
+    allocated_units: allocated,
+    settlement_status: settlementStatus(date, season.end),
+    days_counted: settlement.dates_counted,
+    top: buildSummaryTop(settlement.rows, scores, projections),
+  };
+}

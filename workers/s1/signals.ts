@@ -1,0 +1,199 @@
+import { createReadStream } from 'node:fs';
+import { z } from 'zod';
+import { DataInvalidError } from '../../src/guard/errors.js';
+import { utcInstantMs } from './dates.js';
+
+/**
+ * Reading `inputs/s1_signals.jsonl`: one JSON object a line.
+ *
+ * Line rules beyond the spec's field table, chosen for operators:
+ * - Line numbers are 1-based and count `\n` only; a `\r` before it (CRLF files) is stripped, and
+ *   so is a UTF-8 BOM at the start of line 1.
+ * - Blank (empty or whitespace-only) lines are allowed only at the end of the file. A blank line
+ *   followed by more data is an error (rule "blank line"): it usually means a truncated or
+ *   hand-edited file, and skipping it would make line numbers in later errors misleading.
+ * - Fields not in the spec are ignored, so producers may carry extra metadata.
+ * - `value: null` is an error; only an absent `value` defaults to 1.
+ * - `ts` takes at most millisecond precision, so ordering by `ts_ms` is the order of the instants.
+ */
+
+/** One validated signal. `day` is the UTC date of `ts`; `ts_ms` its epoch milliseconds. */
+export type Signal = {
+  signal_id: string;
+  ts: string;
+  ts_ms: number;
+  day: string;
+  subject_ref: string;
+  kind: string;
+  value: number;
+};
+
+const TS_RULE = 'ts must be an ISO-8601 UTC instant YYYY-MM-DDTHH:MM:SS[.fff]Z on a real calendar date';
+
+function buildSchema(kinds: ReadonlySet<string>) {
+  return z.object({
+    signal_id: z.string().min(1),
+    // A refine, not a transform: a zod pipe per line cost more than parsing the instant twice.
+    ts: z.string().refine((text) => utcInstantMs(text) !== null),
+    subject_ref: z.string().min(1),
+    kind: z.string().refine((k) => kinds.has(k)),
+    value: z.number().min(0).optional(),
+  });
+}
+
+type SignalSchema = ReturnType<typeof buildSchema>;
+// One schema per kinds set: building a zod schema per line would dominate a 1M-line parse.
+const schemaCache = new WeakMap<ReadonlySet<string>, SignalSchema>();
+
+function schemaFor(kinds: ReadonlySet<string>): SignalSchema {
+  let schema = schemaCache.get(kinds);
+  if (schema === undefined) {
+    schema = buildSchema(kinds);
+    schemaCache.set(kinds, schema);
+  }
+  return schema;
+}
+
+function shown(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function ruleFor(field: string, got: unknown, kinds: ReadonlySet<string>): string {
+  switch (field) {
+    case 'signal_id':
+    case 'subject_ref':
+      return `${field} must be a non-empty string, got ${shown(got)}`;
+    case 'ts':
+      return `${TS_RULE}, got ${shown(got)}`;
+    case 'kind':
+      return `kind must be one of ${[...kinds].sort().join(', ')} (the keys of attention.weights), got ${shown(got)}`;
+    case 'value':
+      return `value must be a finite number >= 0 when present (default 1), got ${shown(got)}`;
+    default:
+      return `invalid field ${field}`;
+  }
+}
+
+function fail(file: string, line: number | null, rule: string): never {
+  throw new DataInvalidError(file, line, rule.replace(/[\r\n]+/g, ' '), {
+    hint: `fix ${line === null ? file : `line ${line} of ${file}`} and re-run; nothing was written`,
+    details: { file, line, rule },
+  });
+}
+
+/**
+ * Parses and validates one line (without the duplicate-id check, which needs the whole file).
+ * Strips a trailing `\r`, and a UTF-8 BOM when `lineNo` is 1.
+ * @throws DataInvalidError `(file, lineNo, rule)`.
+ */
+export function parseSignalLine(text: string, lineNo: number, file: string, kinds: ReadonlySet<string>): Signal {
+  let line = text.endsWith('\r') ? text.slice(0, -1) : text;
+  if (lineNo === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
+  if (line.trim() === '') fail(file, lineNo, 'blank line');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    fail(file, lineNo, `not valid JSON (${reason.length > 100 ? `${reason.slice(0, 97)}...` : reason})`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    fail(file, lineNo, `the line must be a JSON object, got ${Array.isArray(raw) ? 'an array' : shown(raw)}`);
+  }
+  const parsed = schemaFor(kinds).safeParse(raw);
+  if (!parsed.success) {
+    const field = String(parsed.error.issues[0]?.path[0] ?? '');
+    fail(file, lineNo, ruleFor(field, (raw as Record<string, unknown>)[field], kinds));
+  }
+  const { signal_id, ts, subject_ref, kind, value } = parsed.data;
+  return {
+    signal_id,
+    ts,
+    ts_ms: utcInstantMs(ts) ?? Number.NaN,
+    day: ts.slice(0, 10), // ts is validated as UTC, so its date part is the UTC day
+    subject_ref,
+    kind,
+    value: value ?? 1,
+  };
+}
+
+/** Feeds text chunks, splits lines, and applies the whole-file rules (blank lines, duplicates). */
+class SignalCollector {
+  private carry = '';
+  private lineNo = 0;
+  private pendingBlank: number | null = null;
+  private readonly firstLineOf = new Map<string, number>();
+  readonly signals: Signal[] = [];
+
+  constructor(
+    private readonly file: string,
+    private readonly kinds: ReadonlySet<string>,
+  ) {}
+
+  push(chunk: string): void {
+    const text = this.carry + chunk;
+    let from = 0;
+    for (let nl = text.indexOf('\n', from); nl !== -1; nl = text.indexOf('\n', from)) {
+      this.line(text.slice(from, nl));
+      from = nl + 1;
+    }
+    this.carry = text.slice(from);
+  }
+
+  finish(): Signal[] {
+    // An empty carry is the "line" after the final newline: not a line at all.
+    if (this.carry !== '') this.line(this.carry);
+    this.carry = '';
+    return this.signals;
+  }
+
+  private line(text: string): void {
+    const n = ++this.lineNo;
+    let body = text.endsWith('\r') ? text.slice(0, -1) : text;
+    if (n === 1 && body.charCodeAt(0) === 0xfeff) body = body.slice(1);
+    // Fast path: almost every line starts with "{"; only the others need the blank test.
+    if (body.charCodeAt(0) !== 123 && body.trim() === '') {
+      this.pendingBlank ??= n;
+      return;
+    }
+    if (this.pendingBlank !== null) fail(this.file, this.pendingBlank, 'blank line (blank lines are allowed only at the end of the file)');
+    const signal = parseSignalLine(body, n, this.file, this.kinds);
+    const first = this.firstLineOf.get(signal.signal_id);
+    if (first !== undefined) fail(this.file, n, `duplicate signal_id ${shown(signal.signal_id)} (first on line ${first})`);
+    this.firstLineOf.set(signal.signal_id, n);
+    this.signals.push(signal);
+  }
+}
+
+/**
+ * Parses a whole JSONL text with the same rules as {@link readSignals}.
+ * @throws DataInvalidError on the first broken rule.
+ */
+export function parseSignalText(text: string, file: string, kinds: ReadonlySet<string>): Signal[] {
+  const collector = new SignalCollector(file, kinds);
+  collector.push(text);
+  return collector.finish();
+}
+
+/**
+ * Streams a signals file and returns its signals in file order. An empty file gives `[]`.
+ * @param kinds the allowed kinds: the keys of `attention.weights`.
+ * @throws DataInvalidError `(path, line, rule)` on the first broken rule; `(path, null,
+ *   "file not found")` when the file does not exist.
+ */
+export async function readSignals(path: string, kinds: ReadonlySet<string>): Promise<Signal[]> {
+  const collector = new SignalCollector(path, kinds);
+  try {
+    for await (const chunk of createReadStream(path, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+      collector.push(chunk as string);
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ENOENT') fail(path, null, 'file not found');
+    if (code === 'EISDIR') fail(path, null, 'is a directory, not a file');
+    throw err;
+  }
+  return collector.finish();
+}
