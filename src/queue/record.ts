@@ -74,5 +74,13 @@ export function describeError(err: unknown, kind: TaskError['kind'], now: number
     ?.split('\n')
     .slice(1, 6)
     .map((l) => l.trim());
-  return { kind, class: e.name || 'Error', message: e.message, ...(stack && stack.length ? { stack } : {}), at: iso(now) };
+  const code = (e as { code?: unknown }).code;
+  return {
+    kind,
+    class: e.name || 'Error',
+    message: e.message,
+    ...(stack && stack.length ? { stack } : {}),
+    at: iso(now),
+    ...(typeof code === 'string' ? { code } : {}),
+  };
 }

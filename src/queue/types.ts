@@ -20,6 +20,8 @@ export interface TaskError {
   stack?: string[];
   /** ISO-8601 time of the failure. */
   at: string;
+  /** The error's own code when it had one (`STATE_CORRUPT`, `ENOSPC`, ...). */
+  code?: string;
 }
 
 export interface RetryMark {

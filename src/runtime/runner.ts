@@ -40,6 +40,8 @@ export interface TaskOutcome {
   kind: OutcomeKind;
   attempt: number;
   duration_ms: number;
+  /** For dead letters: the error's code, e.g. STATE_CORRUPT. */
+  code?: string;
 }
 
 export interface RunSummary {
@@ -133,8 +135,8 @@ async function runOne(d: RunnerDeps, c: ClaimedTask): Promise<TaskOutcome> {
   const timeout = setTimeout(() => ctrl.abort(new TaskTimeoutError(policy.timeout_ms)), policy.timeout_ms);
   renewer.unref?.();
 
-  const outcome = (kind: OutcomeKind): TaskOutcome => {
-    const o: TaskOutcome = { id: task.id, kind, attempt, duration_ms: d.now() - t0 };
+  const outcome = (kind: OutcomeKind, code?: string): TaskOutcome => {
+    const o: TaskOutcome = { id: task.id, kind, attempt, duration_ms: d.now() - t0, ...(code ? { code } : {}) };
     const level = kind === 'completed' ? 'info' : 'warn';
     log[level]({ event: 'task_end', outcome: kind, duration_ms: o.duration_ms, attempt: `${attempt} of ${task.max_attempts}` }, `task ${kind}`);
     return o;
@@ -159,13 +161,15 @@ async function runOne(d: RunnerDeps, c: ClaimedTask): Promise<TaskOutcome> {
     if (d.force?.aborted) return outcome('abandoned');
     const err = ctrl.signal.aborted && ctrl.signal.reason instanceof Error ? ctrl.signal.reason : raw;
     if (isUnrecoverable(err)) {
-      const ok = await d.queue.deadLetter(task.id, lease, describeError(err, 'contract', d.now()));
-      return outcome(ok ? 'dead_contract' : 'lease_lost');
+      const e = describeError(err, 'contract', d.now());
+      const ok = await d.queue.deadLetter(task.id, lease, e);
+      return outcome(ok ? 'dead_contract' : 'lease_lost', e.code);
     }
     const kind = err instanceof TaskTimeoutError ? 'timeout' : 'transient';
     const delay = backoffDelay(attempt, { base_ms: policy.backoff_base_ms, cap_ms: policy.backoff_cap_ms, jitter: policy.backoff_jitter }, d.random);
-    const result = await d.queue.fail(task.id, lease, describeError(err, kind, d.now()), delay);
-    return outcome(result === 'dead' ? 'dead' : result === 'scheduled' ? 'retry_scheduled' : 'lease_lost');
+    const e = describeError(err, kind, d.now());
+    const result = await d.queue.fail(task.id, lease, e, delay);
+    return outcome(result === 'dead' ? 'dead' : result === 'scheduled' ? 'retry_scheduled' : 'lease_lost', e.code);
   } finally {
     clearInterval(renewer);
     clearTimeout(timeout);

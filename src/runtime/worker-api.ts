@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { ZodType } from 'zod';
 import type { WorkspacePaths } from '../storage/paths.js';
 import type { TaskRecord } from '../queue/types.js';
+import type { QueuePolicy } from '../config/policy.js';
 
 /**
  * What a worker module exports (as a class or a plain object): the queue it drains, an optional
@@ -20,6 +21,8 @@ export interface WorkerDefinition<P = unknown> {
   init?(ctx: WorkerInitContext): unknown;
   /** Called once after the last task. */
   close?(): unknown;
+  /** Queue policy defaults of this worker (config, environment and flags still win). */
+  readonly defaults?: Partial<QueuePolicy>;
 }
 
 export type WorkerTask<P> = Omit<TaskRecord, 'payload'> & { payload: P };

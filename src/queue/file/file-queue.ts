@@ -1,6 +1,7 @@
 import { fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, appendFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MetaspnError, UsageError } from '../../guard/errors.js';
+import { Mutex } from '../../storage/mutex.js';
 import { deadletterDir, queueDir, workspacePaths } from '../../storage/paths.js';
 import { leaseOf, reclaimError } from '../memory.js';
 import { DEFAULT_MAX_ATTEMPTS, type QueueOptions } from '../options.js';
@@ -27,7 +28,6 @@ import { DeadLetterFiles } from './deadletter-files.js';
 import type { Effects } from './index-state.js';
 import { LoadedLog } from './loader.js';
 import { appendAll, closeQuietly, listGens, logPath, openCurrent, readAt } from './log-io.js';
-import { QueueMutex } from './mutex.js';
 import { needsSync, type LogRecord } from './records.js';
 import { S_DEAD } from './slots.js';
 import { StatsWriter } from './stats-file.js';
@@ -80,7 +80,7 @@ export class FileQueue implements Queue {
   private readonly retention: Retention;
   private readonly compactMin: number;
   private readonly warn: (msg: string, details: Record<string, unknown>) => void;
-  private readonly mutex: QueueMutex;
+  private readonly mutex: Mutex;
   private readonly dead: DeadLetterFiles;
   private readonly statsFile: StatsWriter;
 
@@ -107,7 +107,7 @@ export class FileQueue implements Queue {
     this.retention = { ms: opts.completed_retention_ms ?? 86_400_000, count: opts.completed_retention_count ?? 100_000 };
     this.compactMin = opts.compact_min_bytes ?? 8 << 20;
     this.warn = opts.warn ?? (() => undefined);
-    this.mutex = new QueueMutex(this.dir, (err) => {
+    this.mutex = new Mutex(join(this.dir, '.lock'), (err) => {
       this.needReload = true;
       this.warn('queue lock compromised; state will be reloaded', { queue: this.name, error: err.message });
     });

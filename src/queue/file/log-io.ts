@@ -3,6 +3,9 @@ import { join } from 'node:path';
 import { fsyncDir } from '../../storage/atomic.js';
 import { scanLines, type ScannedLine } from './codec.js';
 
+/** Consumes complete lines from `buf` (at file offset `base`); returns the bytes it used. */
+export type Scanner = (buf: Buffer, base: number) => number;
+
 const LOG_NAME = /^log\.(\d{6,})\.jsonl$/;
 const CHUNK = 4 << 20;
 
@@ -45,6 +48,11 @@ export interface ReadResult {
 let shared: Buffer | null = null;
 
 export function readLines(fd: number, from: number, onLine: (l: ScannedLine) => void): ReadResult {
+  return readWith(fd, from, (buf, base) => scanLines(buf, base, onLine));
+}
+
+/** Reads complete lines from `from` to the end of the file with any line scanner. */
+export function readWith(fd: number, from: number, scan: Scanner): ReadResult {
   let buf = (shared ??= Buffer.allocUnsafe(CHUNK));
   let have = 0;
   let base = from;
@@ -59,7 +67,7 @@ export function readLines(fd: number, from: number, onLine: (l: ScannedLine) => 
     if (n === 0) break;
     pos += n;
     have += n;
-    const used = scanLines(buf.subarray(0, have), base, onLine);
+    const used = scan(buf.subarray(0, have), base);
     if (used > 0) {
       buf.copy(buf, 0, used, have);
       have -= used;

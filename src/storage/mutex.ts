@@ -1,27 +1,27 @@
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { LOCK_TIMING } from '../../guard/lock-timing.js';
+import { LOCK_TIMING } from '../guard/lock-timing.js';
 
 /**
- * The cross-process mutex of one queue: a proper-lockfile directory lock at queue/<worker>/.lock.
- * Held only while a process catches up with the log and appends its records.
+ * A cross-process mutex held for short critical sections (a queue round, a store append):
+ * a proper-lockfile directory lock at `lockPath`.
  */
-export class QueueMutex {
+export class Mutex {
   private release: (() => Promise<void>) | null = null;
 
   constructor(
-    private readonly dir: string,
+    private readonly lockPath: string,
     private readonly onCompromised: (err: Error) => void,
   ) {}
 
   async acquire(): Promise<void> {
-    mkdirSync(this.dir, { recursive: true });
-    this.release = await lockfile.lock(this.dir, {
-      lockfilePath: join(this.dir, '.lock'),
+    mkdirSync(dirname(this.lockPath), { recursive: true });
+    this.release = await lockfile.lock(dirname(this.lockPath), {
+      lockfilePath: this.lockPath,
       realpath: false,
-      stale: LOCK_TIMING.queue.stale,
-      update: LOCK_TIMING.queue.update,
+      stale: LOCK_TIMING.mutex.stale,
+      update: LOCK_TIMING.mutex.update,
       retries: { retries: 20_000, factor: 1.2, minTimeout: 1, maxTimeout: 25, randomize: true },
       // The default throws where nothing can catch it; a lost lock only means the next round reloads.
       onCompromised: (err) => this.onCompromised(err),

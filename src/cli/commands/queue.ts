@@ -1,0 +1,227 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import stringify from 'fast-json-stable-stringify';
+import { policyFor } from '../../config/load.js';
+import { DataInvalidError, UsageError } from '../../guard/errors.js';
+import { DeadLetterFiles } from '../../queue/file/deadletter-files.js';
+import { readStats } from '../../queue/file/stats-file.js';
+import { openQueue } from '../../queue/open.js';
+import { assertQueueName, checkTaskId } from '../../queue/record.js';
+import type { NewTask, QueueStats } from '../../queue/types.js';
+import { BUNDLED_QUEUES } from '../../runtime/load-worker.js';
+import { deadletterDir, queueDir, type WorkspacePaths } from '../../storage/paths.js';
+import { ago, isoSeconds, printJson, table, truncate } from '../format.js';
+import { collect, openWorkspace } from '../options.js';
+import { openSession } from '../session.js';
+
+interface WsOpts {
+  workspace: string;
+  json?: boolean;
+}
+
+/** A queue name must be a bundled worker's or one that has a folder already: a typo is an error, not an empty queue. */
+function knownQueue(ws: WorkspacePaths, worker: string): string {
+  assertQueueName(worker);
+  if (BUNDLED_QUEUES.includes(worker) || existsSync(queueDir(ws, worker)) || existsSync(deadletterDir(ws, worker))) return worker;
+  throw new UsageError(`unknown worker "${worker}": no queue at ${queueDir(ws, worker)}`, {
+    hint: `bundled workers: ${BUNDLED_QUEUES.join(', ')}; a new queue starts with \`metaspn queue enqueue ${worker} …\``,
+  });
+}
+
+export function registerQueue(program: Command): void {
+  const queue = program.command('queue').description('inspect and repair the queues of a workspace');
+
+  queue
+    .command('stats <worker>')
+    .description('counts by state, next retry, oldest ready task')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--json', 'print JSON')
+    .action((worker: string, o: WsOpts) => {
+      const ws = openWorkspace(o.workspace);
+      knownQueue(ws, worker);
+      const now = Date.now();
+      const s = readStats(queueDir(ws, worker), worker, now);
+      if (o.json) return printJson({ ...s, now });
+      process.stdout.write(`${formatStats(s, now)}\n`);
+    });
+
+  const dl = queue.command('deadletter').description('tasks whose retries are exhausted');
+  dl.command('list <worker>')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--json', 'print JSON')
+    .action((worker: string, o: WsOpts) => {
+      const ws = openWorkspace(o.workspace);
+      knownQueue(ws, worker);
+      const list = new DeadLetterFiles(deadletterDir(ws, worker)).list();
+      if (o.json) return printJson(list);
+      if (list.length === 0) return void process.stdout.write(`no dead letters for ${worker}\n`);
+      const rows = [['TASK', 'ATTEMPTS', 'DEAD AT', 'LAST ERROR']];
+      for (const d of list) {
+        const e = d.reason;
+        rows.push([d.task.id, String(d.attempt_count), d.dead_at.replace(/\.\d{3}Z$/, 'Z'), e ? truncate(`${e.kind} ${e.class}: ${e.message}`, 90) : '']);
+      }
+      process.stdout.write(`${table(rows)}\n${list.length} dead letter(s) in ${deadletterDir(ws, worker)}\n`);
+    });
+
+  dl.command('show <worker> <task_id>')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--json', 'print JSON')
+    .action((worker: string, id: string, o: WsOpts) => {
+      const ws = openWorkspace(o.workspace);
+      knownQueue(ws, worker);
+      const d = new DeadLetterFiles(deadletterDir(ws, worker)).read(id);
+      if (!d) throw new UsageError(`no dead letter "${id}" for ${worker}`, { hint: `list them: metaspn queue deadletter list ${worker}` });
+      if (o.json) return printJson(d);
+      const lines = [
+        `task        ${d.task.id}`,
+        `worker      ${d.worker}`,
+        `attempts    ${d.attempt_count} of ${d.task.max_attempts}`,
+        `first fail  ${d.first_failure_at ?? '-'}`,
+        `last fail   ${d.last_failure_at ?? '-'}`,
+        `dead at     ${d.dead_at}`,
+        `payload     ${JSON.stringify(d.task.payload)}`,
+        'errors:',
+        ...d.errors.flatMap((e) => [`  #${e.attempt} ${e.at} ${e.kind} ${e.class}${e.code ? ` [${e.code}]` : ''}: ${e.message}`, ...(e.stack ?? []).slice(0, 3).map((l) => `      ${l}`)]),
+        ...(d.task.retries.length ? ['retried before:', ...d.task.retries.map((r) => `  ${r.at} by ${r.by} (after ${r.attempt_count} attempts)`)] : []),
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  queue
+    .command('retry <worker>')
+    .description('move dead letters back to ready (attempt count reset, history kept)')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--task-id <id>', 'only this task (repeatable)', collect)
+    .option('--dry-run', 'print what would move, change nothing')
+    .option('--json', 'print JSON')
+    .action(async (worker: string, o: WsOpts & { taskId?: string[]; dryRun?: boolean }) => {
+      const s = openSession(o.workspace);
+      knownQueue(s.ws, worker);
+      const present = new Set(new DeadLetterFiles(deadletterDir(s.ws, worker)).ids());
+      const unknown = (o.taskId ?? []).filter((id) => !present.has(id));
+      if (unknown.length) {
+        throw new UsageError(`not in the dead letters of ${worker}: ${unknown.join(', ')}`, { hint: `list them: metaspn queue deadletter list ${worker}` });
+      }
+      const targets = o.taskId ?? [...present].sort();
+      if (o.dryRun) {
+        if (o.json) return printJson({ worker, dry_run: true, would_retry: targets });
+        return void process.stdout.write(`dry run: would move ${targets.length} task(s) of ${worker} back to ready${targets.length ? `:\n  ${targets.join('\n  ')}` : ''}\n`);
+      }
+      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger);
+      try {
+        const moved = await q.retry({ ...(o.taskId ? { ids: o.taskId } : {}), by: s.actor });
+        s.log.logger.info({ event: 'queue_retry', worker, moved }, `retried ${moved.length} dead letter(s)`);
+        if (o.json) return printJson({ worker, retried: moved });
+        process.stdout.write(`moved ${moved.length} task(s) of ${worker} back to ready${moved.length ? `:\n  ${moved.join('\n  ')}` : ''}\n`);
+      } finally {
+        await q.close();
+      }
+    });
+
+  queue
+    .command('enqueue <worker>')
+    .description('add tasks: one from --payload, or a JSONL file of {"id"?, "payload", "max_attempts"?}')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--payload <json>', 'the payload of one task')
+    .option('--id <id>', 'task id for --payload (default: derived from the payload)')
+    .option('--file <path>', 'JSONL file, one task a line')
+    .option('--json', 'print JSON')
+    .action(async (worker: string, o: WsOpts & { payload?: string; id?: string; file?: string }) => {
+      if ((o.payload === undefined) === (o.file === undefined)) throw new UsageError('give exactly one of --payload JSON or --file F.jsonl');
+      assertQueueName(worker);
+      const s = openSession(o.workspace);
+      const tasks = o.file !== undefined ? readTaskFile(o.file) : [taskFromPayload(o.payload!, o.id)];
+      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger);
+      try {
+        const r = await q.enqueue(tasks);
+        s.log.logger.info({ event: 'enqueue', worker, added: r.added.length, existing: r.existing.length }, 'enqueued');
+        if (o.json) return printJson({ worker, ...r });
+        process.stdout.write(`enqueued ${r.added.length} task(s) to ${worker}; ${r.existing.length} already present\n`);
+      } finally {
+        await q.close();
+      }
+    });
+
+  for (const verb of ['pause', 'resume'] as const) {
+    queue
+      .command(`${verb} <worker>`)
+      .description(verb === 'pause' ? 'stop handing out tasks (enqueue still works)' : 'hand out tasks again')
+      .option('--workspace <dir>', 'workspace folder', '.')
+      .action(async (worker: string, o: WsOpts) => {
+        const s = openSession(o.workspace);
+        knownQueue(s.ws, worker);
+        const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger);
+        try {
+          await (verb === 'pause' ? q.pause(s.actor) : q.resume(s.actor));
+          s.log.logger.info({ event: `queue_${verb}`, worker }, `queue ${verb}d`);
+          process.stdout.write(`${worker}: ${verb}d\n`);
+        } finally {
+          await q.close();
+        }
+      });
+  }
+}
+
+export function formatStats(s: QueueStats, now: number): string {
+  const rows = [
+    ['ready', String(s.ready), s.oldest_ready_at !== null ? `oldest waiting ${ago(now - s.oldest_ready_at)}` : ''],
+    ['scheduled', String(s.scheduled), s.next_due_at !== null ? `next retry ${isoSeconds(s.next_due_at)} (${s.next_due_at <= now ? 'due now' : `in ${ago(s.next_due_at - now)}`})` : ''],
+    ['leased', String(s.leased), ''],
+    ['completed', String(s.completed), ''],
+    ['dead', String(s.dead), s.dead > 0 ? `see: metaspn queue deadletter list ${s.queue}` : ''],
+    ['paused', s.paused ? 'yes' : 'no', ''],
+  ];
+  if (s.corrupt_records > 0) rows.push(['corrupt', String(s.corrupt_records), 'records failed their checksum: run metaspn doctor']);
+  return `queue ${s.queue}\n${table(rows.map((r) => ['  ' + r[0]!, r[1]!.padStart(8), r[2]!]))}`;
+}
+
+/** Default task id: derived from the payload, so enqueueing the same payload twice adds it once. */
+function derivedId(payload: unknown): string {
+  return `t_${createHash('sha256').update(stringify(payload) ?? 'null').digest('hex').slice(0, 24)}`;
+}
+
+function taskFromPayload(text: string, id: string | undefined): NewTask {
+  let payload: unknown;
+  try {
+    payload = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`--payload is not valid JSON: ${(err as Error).message}`);
+  }
+  const taskId = id ?? derivedId(payload);
+  const bad = checkTaskId(taskId);
+  if (bad) throw new UsageError(`--id: ${bad}`);
+  return { id: taskId, payload };
+}
+
+/** Reads every line first: one bad line and nothing from the file is enqueued. */
+function readTaskFile(path: string): NewTask[] {
+  if (!existsSync(path)) throw new DataInvalidError(path, null, 'file not found');
+  const lines = readFileSync(path, 'utf8').replace(/^\uFEFF/, '').split('\n');
+  const tasks: NewTask[] = [];
+  lines.forEach((raw, i) => {
+    const line = raw.replace(/\r$/, '');
+    if (line.trim() === '') {
+      if (lines.slice(i + 1).some((l) => l.trim() !== '')) throw new DataInvalidError(path, i + 1, 'blank line between tasks');
+      return;
+    }
+    let o: unknown;
+    try {
+      o = JSON.parse(line);
+    } catch (err) {
+      throw new DataInvalidError(path, i + 1, `not valid JSON: ${(err as Error).message}`);
+    }
+    if (typeof o !== 'object' || o === null || Array.isArray(o) || !('payload' in o)) {
+      throw new DataInvalidError(path, i + 1, 'each line must be an object with a "payload" (and optionally "id", "max_attempts")');
+    }
+    const t = o as { id?: unknown; payload: unknown; max_attempts?: unknown };
+    const id = t.id === undefined ? derivedId(t.payload) : t.id;
+    const bad = checkTaskId(id);
+    if (bad) throw new DataInvalidError(path, i + 1, bad);
+    if (t.max_attempts !== undefined && !(Number.isInteger(t.max_attempts) && (t.max_attempts as number) >= 1)) {
+      throw new DataInvalidError(path, i + 1, 'max_attempts must be a whole number >= 1');
+    }
+    tasks.push({ id: id as string, payload: t.payload, ...(t.max_attempts !== undefined ? { max_attempts: t.max_attempts as number } : {}) });
+  });
+  return tasks;
+}

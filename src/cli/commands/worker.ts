@@ -1,0 +1,104 @@
+import type { Command } from 'commander';
+import { policyFor } from '../../config/load.js';
+import { EXIT, mostSevere } from '../../guard/exit-codes.js';
+import { makeOwner } from '../../queue/owner.js';
+import { assertQueueName } from '../../queue/record.js';
+import { openQueue } from '../../queue/open.js';
+import { loadWorker } from '../../runtime/load-worker.js';
+import { runWorker, type RunSummary } from '../../runtime/runner.js';
+import { stopSignals } from '../../runtime/signals.js';
+import { sleep } from '../../runtime/sleep.js';
+import { setExitCode } from '../exit.js';
+import { printJson } from '../format.js';
+import { positiveInt } from '../options.js';
+import { openSession } from '../session.js';
+
+interface RunOpts {
+  workspace: string;
+  once?: boolean;
+  maxTasks?: number;
+  concurrency?: number;
+  pollMs?: number;
+  json?: boolean;
+}
+
+/**
+ * Exit codes of `worker run` (docs/EXIT-CODES.md), the most severe wins:
+ * 0 every claimed task completed (or there was nothing to do); 11 some remain scheduled for retry,
+ * were given back on a stop, or lost their lease; 20 some went to the dead letters with a contract
+ * error; 30 a dead letter reports inconsistent state; 50 some went to the dead letters after
+ * exhausting their retries.
+ */
+export function workerExitCode(s: RunSummary, deadCodes: readonly string[]): number {
+  const codes: number[] = [EXIT.SUCCESS];
+  if (s.retry_scheduled || s.released || s.lease_lost || s.abandoned || s.forced) codes.push(EXIT.BUSINESS_SKIP);
+  if (s.dead_contract) codes.push(EXIT.DATA_INVALID);
+  if (deadCodes.includes('STATE_CORRUPT')) codes.push(EXIT.STATE_CORRUPT);
+  if (s.dead) codes.push(EXIT.INTERNAL_ERROR);
+  return mostSevere(codes);
+}
+
+export function registerWorker(program: Command): void {
+  program
+    .command('worker')
+    .description('run worker modules')
+    .command('run <spec>')
+    .description('drain a queue with a worker: metaspn_ops.workers.s1:ProjectRewardsWorker or ./file.js:Export')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--once', 'drain what is ready, then exit')
+    .option('--max-tasks <n>', 'claim at most N tasks', positiveInt('--max-tasks'))
+    .option('--concurrency <n>', 'tasks at once', positiveInt('--concurrency'))
+    .option('--poll-ms <n>', 'idle poll interval', positiveInt('--poll-ms'))
+    .option('--json', 'print the summary as JSON')
+    .action(async (spec: string, o: RunOpts) => {
+      const worker = await loadWorker(spec);
+      assertQueueName(worker.name);
+      const owner = makeOwner();
+      const s = openSession(o.workspace, { worker: worker.name, owner: owner.id });
+      const log = s.log.logger;
+      const policy = policyFor(s.cfg, worker.name, worker.defaults ?? {}, { concurrency: o.concurrency, poll_ms: o.pollMs });
+      const queue = openQueue(s.ws, worker.name, policy, log);
+      const signals = stopSignals(log);
+      const t0 = Date.now();
+      const init = { logger: log, workspace: s.ws, env: { config: s.cfg } };
+      const deadCodes: string[] = [];
+      let summary: RunSummary;
+      try {
+        await worker.init?.(init);
+        log.info({ event: 'worker_start', spec, once: !!o.once, max_tasks: o.maxTasks ?? null, concurrency: policy.concurrency }, 'worker started');
+        summary = await runWorker({
+          queue,
+          worker,
+          owner,
+          policy,
+          once: !!o.once,
+          ...(o.maxTasks !== undefined ? { maxTasks: o.maxTasks } : {}),
+          init,
+          stop: signals.stop,
+          force: signals.force,
+          now: Date.now,
+          sleep,
+          random: Math.random,
+          onOutcome: (out) => {
+            if (out.code) deadCodes.push(out.code);
+          },
+        });
+      } finally {
+        signals.dispose();
+        await worker.close?.();
+        await queue.close();
+      }
+      const code = workerExitCode(summary, deadCodes);
+      const duration_ms = Date.now() - t0;
+      log.info({ event: 'worker_end', ...summary, duration_ms, rc: code }, 'worker finished');
+      setExitCode(code);
+      if (o.json) return printJson({ worker: worker.name, ...summary, duration_ms, exit_code: code });
+      const parts = [`claimed ${summary.claimed}`, `completed ${summary.completed}`];
+      if (summary.retry_scheduled) parts.push(`retry scheduled ${summary.retry_scheduled}`);
+      if (summary.dead || summary.dead_contract) parts.push(`dead-lettered ${summary.dead + summary.dead_contract} (contract ${summary.dead_contract})`);
+      if (summary.released) parts.push(`given back ${summary.released}`);
+      if (summary.lease_lost) parts.push(`lease lost ${summary.lease_lost}`);
+      if (summary.abandoned) parts.push(`abandoned ${summary.abandoned}`);
+      process.stdout.write(`worker ${worker.name}: ${parts.join(', ')} in ${(duration_ms / 1000).toFixed(1)}s (exit ${code})\n`);
+    });
+}

@@ -1,0 +1,59 @@
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { toMetaspnError } from '../guard/errors.js';
+import { EXIT } from '../guard/exit-codes.js';
+import { registerQueue } from './commands/queue.js';
+import { registerWorker } from './commands/worker.js';
+import { takeExitCode } from './exit.js';
+import { flushLogs } from './session.js';
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    return pkg.version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('metaspn')
+    .description('CLI-first job orchestrator with durable file-backed queues (Season 1 pipeline bundled)')
+    .version(version())
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'error: ').trimEnd() + '\n') });
+  registerQueue(program);
+  registerWorker(program);
+  // Every subcommand reports usage errors through the same exit code (64).
+  const walk = (c: Command): void => {
+    c.exitOverride();
+    c.commands.forEach(walk);
+  };
+  walk(program);
+  return program;
+}
+
+/** Runs the CLI; returns the exit code. Only this layer decides process exit codes. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return takeExitCode();
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.SUCCESS;
+      if (err.code === 'commander.executeSubCommandAsync') return EXIT.SUCCESS;
+      // Commander already printed its one-line message.
+      return EXIT.USAGE;
+    }
+    const e = toMetaspnError(err);
+    process.stderr.write(`error: ${e.message}\n`);
+    if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
+    if (e.code === 'INTERNAL_ERROR' && !e.hint) process.stderr.write('hint: an unexpected failure; set METASPN_DEBUG=1 for the stack, and see logs/metaspn.jsonl\n');
+    if (process.env.METASPN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
+    return e.exitCode;
+  } finally {
+    flushLogs();
+  }
+}

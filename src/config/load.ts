@@ -1,0 +1,89 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { resolveS1Config, type S1Config } from '../../workers/s1/config.js';
+import { DataInvalidError } from '../guard/errors.js';
+import type { WorkspacePaths } from '../storage/paths.js';
+import { POLICY_KEYS, queuePolicySchema, type QueuePolicy } from './policy.js';
+
+/**
+ * metaspn.config.json, validated once at the edge. Layers, weakest first:
+ * built-in defaults < the worker's own defaults < config `queues.defaults` < config `queues.<name>`
+ * < environment (METASPN_QUEUE_<KEY>, e.g. METASPN_QUEUE_BACKOFF_BASE_MS=10) < command-line flags.
+ */
+const partialPolicy = queuePolicySchema.partial().strict();
+
+const fileSchema = z
+  .object({
+    season: z.unknown().optional(),
+    attention: z.unknown().optional(),
+    queues: z.record(z.string(), partialPolicy).optional(),
+  })
+  .strict();
+
+export type PartialPolicy = z.infer<typeof partialPolicy>;
+
+export interface WorkspaceConfig {
+  /** Path of the config file (it may not exist: then every default holds). */
+  file: string;
+  s1: S1Config;
+  queues: Record<string, PartialPolicy>;
+  env: PartialPolicy;
+}
+
+export function loadConfig(ws: WorkspacePaths, env: NodeJS.ProcessEnv = process.env): WorkspaceConfig {
+  const file = ws.config;
+  let raw: unknown = undefined;
+  if (existsSync(file)) {
+    const text = readFileSync(file, 'utf8');
+    try {
+      raw = JSON.parse(text.replace(/^\uFEFF/, ''));
+    } catch (err) {
+      throw new DataInvalidError(file, jsonErrorLine(text, err), `not valid JSON: ${(err as Error).message}`, {
+        hint: 'fix the JSON syntax of the config file',
+      });
+    }
+  }
+  const parsed = fileSchema.safeParse(raw ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const where = issue.path.length ? issue.path.join('.') : '(root)';
+    const known = issue.code === 'unrecognized_keys' ? ` (known keys: season, attention, queues; queue keys: ${POLICY_KEYS.join(', ')})` : '';
+    throw new DataInvalidError(file, null, `${where}: ${issue.message}${known}`);
+  }
+  const s1 = resolveS1Config(raw === undefined ? undefined : { season: parsed.data.season, attention: parsed.data.attention }, file);
+  return { file, s1, queues: parsed.data.queues ?? {}, env: policyFromEnv(env) };
+}
+
+function policyFromEnv(env: NodeJS.ProcessEnv): PartialPolicy {
+  const out: Record<string, number> = {};
+  for (const key of POLICY_KEYS) {
+    const name = `METASPN_QUEUE_${key.toUpperCase()}`;
+    const v = env[name];
+    if (v === undefined || v === '') continue;
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new DataInvalidError(`environment ${name}`, null, `must be a number, got "${v}"`);
+    out[key] = n;
+  }
+  const checked = partialPolicy.safeParse(out);
+  if (!checked.success) {
+    const issue = checked.error.issues[0]!;
+    throw new DataInvalidError(`environment METASPN_QUEUE_${String(issue.path[0]).toUpperCase()}`, null, issue.message);
+  }
+  return checked.data;
+}
+
+/** The effective policy of one queue, every layer applied. */
+export function policyFor(cfg: WorkspaceConfig, queue: string, workerDefaults: PartialPolicy = {}, flags: PartialPolicy = {}): QueuePolicy {
+  return queuePolicySchema.parse({ ...workerDefaults, ...cfg.queues.defaults, ...cfg.queues[queue], ...cfg.env, ...stripUndefined(flags) });
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** The line of a JSON.parse error, from the position V8 reports. */
+function jsonErrorLine(text: string, err: unknown): number | null {
+  const m = /position (\d+)/.exec((err as Error).message);
+  if (!m) return null;
+  return text.slice(0, Number(m[1])).split('\n').length;
+}

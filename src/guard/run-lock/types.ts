@@ -1,0 +1,80 @@
+import type { LockPayload } from './payload.js';
+
+/** The two log levels the run lock uses; a pino logger fits. */
+export interface RunLockLog {
+  warn(obj: Record<string, unknown>, msg: string): void;
+  info(obj: Record<string, unknown>, msg: string): void;
+}
+
+/**
+ * What to do when a live, unexpired holder has the lock. Exit codes (docs/ARCHITECTURE.md):
+ * - `retryable` → BUSINESS_SKIP (11): a non-crash outcome; cron simply tries again next time (the seed's default).
+ * - `fail` → LOCK_TIMEOUT (40): the caller said a concurrent run is not expected, so it is an incident.
+ *   40 is the only incident code about the lock; it is LOCK_TIMEOUT with a wait of zero.
+ * - `wait` → poll until the lock is free (or its holder dies or expires) for up to `lockWaitSec`,
+ *   then LOCK_TIMEOUT (40): we waited for the lock and did not get it.
+ */
+export type OnLockHeld = 'fail' | 'retryable' | 'wait';
+
+export interface AcquireRunLockOptions {
+  /** The workspace's `locks/` folder; created when missing. */
+  locksDir: string;
+  /** The lock's name: `locks/<name>.lock` (e.g. `s1`). Letters, digits, `.`, `_` and `-`. */
+  name: string;
+  /**
+   * Seconds after `start_ts_utc` when the next acquirer may take the lock over even from a live
+   * holder (a hung run). Default 3600.
+   */
+  ttlSec?: number;
+  /**
+   * Why this run takes the lock; recorded in the payload and in break warnings. Default `'scheduled'`.
+   * With `forceBreak` it must be given explicitly and be non-empty (the default does not count).
+   */
+  reason?: string;
+  /** The command line that runs under the lock, recorded in the payload for operators. */
+  cmd: string;
+  /** What to do when a live, unexpired holder has the lock (see {@link OnLockHeld}). Default `'retryable'`. */
+  onLockHeld?: OnLockHeld;
+  /**
+   * With `onLockHeld: 'wait'`: how long to wait in seconds before LOCK_TIMEOUT. Default 300
+   * (five minutes: long enough for a run that is finishing, short next to a daily cron period).
+   * 0 means look once and give up at once. Ignored by the other modes.
+   */
+  lockWaitSec?: number;
+  /**
+   * Break whatever holds the lock (the holder seen when the call starts) and take it; a warning
+   * names the reason and the old payload. Needs a non-empty `reason`, else UsageError. Default false.
+   */
+  forceBreak?: boolean;
+  /** Clock for `start_ts_utc` and the TTL check, in ms since the epoch. Default `Date.now`. */
+  now?: () => number;
+  /** With `onLockHeld: 'wait'`: ms between looks at the lock. Default 200. */
+  pollMs?: number;
+  /**
+   * Called once if the lock is lost while held (broken by another process, directory removed).
+   * The lock's `compromised` flag is set either way; a callback that throws is logged, not rethrown.
+   * Default: none.
+   */
+  onCompromised?: (err: Error) => void;
+  /** Where warnings (breaks, compromise) and info (acquired, waiting, released) go. */
+  log: RunLockLog;
+}
+
+/** A held run lock. */
+export interface RunLock {
+  /** The payload as last written by this holder (`active` 1 until `release`, then 0). */
+  readonly payload: LockPayload;
+  /**
+   * True once the lock was lost while held. proper-lockfile notices within LOCK_TIMING.run.update ms;
+   * call `stillHeld()` right before publishing to check now.
+   */
+  readonly compromised: boolean;
+  /** Checks the files now: is the lock still this holder's? Sets `compromised` if not. */
+  stillHeld(): boolean;
+  /**
+   * Writes `active: 0` (keeping the rest of the payload) and frees the lock. Idempotent. Never
+   * removes a successor's lock, and never rejects: a failed clean-up is logged, and the lock then
+   * goes stale by itself once nobody refreshes it.
+   */
+  release(): Promise<void>;
+}

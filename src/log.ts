@@ -1,0 +1,52 @@
+import { mkdirSync } from 'node:fs';
+import pino, { type Logger } from 'pino';
+import type { WorkspacePaths } from './storage/paths.js';
+
+export type { Logger };
+
+export interface LogHandle {
+  logger: Logger;
+  /** Writes what is buffered; call before the process exits. */
+  flush(): void;
+}
+
+/**
+ * Structured logs go to logs/metaspn.jsonl, one JSON event a line; warnings and errors also reach
+ * the terminal as one readable line each. Level from METASPN_LOG_LEVEL (default info).
+ */
+export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts: { quiet?: boolean } = {}): LogHandle {
+  mkdirSync(ws.logs, { recursive: true });
+  const file = pino.destination({ dest: ws.logFile, sync: false, minLength: 4096, mkdir: true });
+  const streams: pino.StreamEntry[] = [{ level: 'trace', stream: file }];
+  if (!opts.quiet) streams.push({ level: 'warn', stream: { write: (line: string) => process.stderr.write(readable(line)) } });
+  const level = process.env.METASPN_LOG_LEVEL ?? 'info';
+  const logger = pino({ level, base, timestamp: pino.stdTimeFunctions.isoTime }, pino.multistream(streams));
+  return {
+    logger,
+    flush: () => {
+      try {
+        file.flushSync();
+      } catch {
+        // nothing buffered, or the file is gone: nothing to save
+      }
+    },
+  };
+}
+
+const HIDDEN = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'cmd']);
+
+function readable(line: string): string {
+  try {
+    const o = JSON.parse(line) as Record<string, unknown>;
+    const level = Number(o.level) >= 50 ? 'error' : 'warning';
+    const extra = Object.entries(o)
+      .filter(([k]) => !HIDDEN.has(k))
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+      .join(' ');
+    return `${level}: ${String(o.msg)}${extra ? ` (${extra})` : ''}\n`;
+  } catch {
+    return line;
+  }
+}
+
+export const silentLogger: Logger = pino({ level: 'silent' });

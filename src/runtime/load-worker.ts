@@ -1,0 +1,67 @@
+import { existsSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { UsageError } from '../guard/errors.js';
+import type { WorkerDefinition } from './worker-api.js';
+
+/** Bundled worker modules, by the dotted name the runbooks use. */
+const BUNDLED: Record<string, () => Promise<Record<string, unknown>>> = {
+  'metaspn_ops.workers.s1': () => import('../../workers/s1/index.js'),
+};
+
+/** Queues of the bundled workers: `queue stats <name>` knows them before any task exists. */
+export const BUNDLED_QUEUES = ['update_attention_scores', 'project_rewards', 'settle_season', 'publish_season_summary'];
+
+/**
+ * Resolves `<module>:<Export>`: a bundled module (`metaspn_ops.workers.s1:ProjectRewardsWorker`)
+ * or a user's file (`./path/to/worker.js:MyWorker`, relative to `cwd`). The export may be a class
+ * (instantiated with no arguments) or an object with `name` and `handle`.
+ */
+export async function loadWorker(spec: string, cwd = process.cwd()): Promise<WorkerDefinition> {
+  const at = spec.lastIndexOf(':');
+  if (at <= 0 || at === spec.length - 1) {
+    throw new UsageError(`worker spec "${spec}" must be <module>:<Export>`, {
+      hint: 'e.g. metaspn_ops.workers.s1:ProjectRewardsWorker or ./workers/mine.js:MyWorker',
+    });
+  }
+  const modName = spec.slice(0, at);
+  const exportName = spec.slice(at + 1);
+  const mod = await importModule(modName, cwd);
+  const exported = mod[exportName];
+  if (exported === undefined) {
+    const names = Object.keys(mod).filter((k) => k !== 'default');
+    throw new UsageError(`module ${modName} has no export "${exportName}"`, { hint: `exports: ${names.join(', ') || '(none)'}` });
+  }
+  const worker = instantiate(exported);
+  if (!worker || typeof worker.handle !== 'function' || typeof worker.name !== 'string' || worker.name === '') {
+    throw new UsageError(`${spec} is not a worker: it needs a queue \`name\` and a \`handle(task, ctx)\` method`);
+  }
+  return worker;
+}
+
+async function importModule(modName: string, cwd: string): Promise<Record<string, unknown>> {
+  const bundled = BUNDLED[modName];
+  if (bundled) return bundled();
+  const looksLikePath = modName.startsWith('.') || isAbsolute(modName) || /\.[cm]?js$/.test(modName);
+  if (!looksLikePath) {
+    throw new UsageError(`unknown worker module "${modName}"`, {
+      hint: `bundled: ${Object.keys(BUNDLED).join(', ')}; a file of your own is named by its path, e.g. ./my-worker.js:MyWorker`,
+    });
+  }
+  const path = resolve(cwd, modName);
+  if (!existsSync(path)) throw new UsageError(`worker module ${path} does not exist`);
+  try {
+    return (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+  } catch (err) {
+    throw new UsageError(`worker module ${path} failed to load: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function instantiate(exported: unknown): WorkerDefinition | null {
+  if (typeof exported === 'function') {
+    const proto = (exported as { prototype?: { handle?: unknown } }).prototype;
+    if (proto && typeof proto.handle === 'function') return new (exported as new () => WorkerDefinition)();
+    return null;
+  }
+  return typeof exported === 'object' && exported !== null ? (exported as WorkerDefinition) : null;
+}

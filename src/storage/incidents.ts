@@ -1,0 +1,18 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeAtomicSync } from './atomic.js';
+import type { WorkspacePaths } from './paths.js';
+
+/**
+ * reports/incidents/<time>-<kind>-<subject>.json: one JSON file per incident (a replay conflict,
+ * an anomaly halt, corruption), written atomically so an operator never reads half of one.
+ */
+export function writeIncident(ws: WorkspacePaths, kind: string, subject: string, body: Record<string, unknown>): string {
+  mkdirSync(ws.incidents, { recursive: true });
+  const at = new Date();
+  const stamp = at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  const safe = subject.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 80);
+  const path = join(ws.incidents, `${stamp}-${kind}-${safe}.json`);
+  writeAtomicSync(path, `${JSON.stringify({ kind, at: at.toISOString(), ...body }, null, 2)}\n`);
+  return path;
+}

@@ -1,0 +1,245 @@
+import { createHash } from 'node:crypto';
+import { appendFileSync, closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { MetaspnError } from '../../guard/errors.js';
+import stringify from 'fast-json-stable-stringify';
+import { appendAll, readAt, readWith } from '../../queue/file/log-io.js';
+import { Mutex } from '../mutex.js';
+import { DateIndexFiles, type IndexEntry } from './date-index.js';
+import { plainScanner } from './plain-lines.js';
+
+/** A row to store: its deterministic id, the date and params it belongs to, and its exact text. */
+export interface RowToPut {
+  id: string;
+  date: string;
+  /** Hash of the row's params (see paramsKey). */
+  p: string;
+  /** One stably stringified JSON object, no newline. */
+  text: string;
+}
+
+export interface Conflict {
+  id: string;
+  existing: string;
+  incoming: string;
+}
+
+export interface PutResult {
+  written: number;
+  present: number;
+  /** Ids already stored with other content: nothing of this put was written. */
+  conflicts: Conflict[];
+}
+
+export function hashText(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
+
+interface PendingPut {
+  rows: RowToPut[];
+  resolve: (r: PutResult) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * An append-only JSONL artifact file (store/s1_*.jsonl) with an on-disk index per date, so that
+ * checking an id never rereads the file. Puts from concurrent tasks are group-committed: one
+ * append and one fsync for all of them. A row whose id exists with the same content is not
+ * written again; with different content, the put writes nothing and reports the conflict.
+ */
+export class ArtifactStore {
+  readonly path: string;
+  private readonly index: DateIndexFiles;
+  private readonly mutex: Mutex;
+  private readonly cache = new Map<string, Map<string, IndexEntry>>();
+  private fd: number | null = null;
+  private covered = 0;
+  private pending: PendingPut[] = [];
+  private scheduled = false;
+  private flushing: Promise<void> | null = null;
+
+  constructor(
+    path: string,
+    private readonly warn: (msg: string, details: Record<string, unknown>) => void = () => undefined,
+  ) {
+    this.path = path;
+    this.index = new DateIndexFiles(join(dirname(path), '.index', basename(path, '.jsonl')));
+    this.mutex = new Mutex(join(this.index.dir, '.lock'), (err) => this.warn('store lock compromised', { store: path, error: err.message }));
+  }
+
+  /** Puts rows; resolves once they are durable (or found present, or refused as a conflict). */
+  put(rows: RowToPut[]): Promise<PutResult> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ rows, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  /** The rows of `date` whose params hash is `p`, in the order they were written. */
+  async rowsFor(date: string, p: string): Promise<Record<string, unknown>[]> {
+    return this.locked(() => {
+      const entries = [...this.entries(date).values()].filter((e) => e.p === p).sort((a, b) => a.o - b.o);
+      return entries.map((e) => JSON.parse(readAt(this.fd!, e.o, e.l).toString('utf8')) as Record<string, unknown>);
+    });
+  }
+
+  /** Counts of the rows of `date` with params `p`, and the ids among `ids` that are missing. */
+  async has(date: string, p: string, ids: readonly string[]): Promise<{ present: number; missing: string[] }> {
+    return this.locked(() => {
+      const entries = this.entries(date);
+      const missing = ids.filter((id) => entries.get(id)?.p !== p);
+      return { present: ids.length - missing.length, missing };
+    });
+  }
+
+  async close(): Promise<void> {
+    while (this.flushing || this.pending.length) await (this.flushing ?? this.flush());
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+
+  private async flush(): Promise<void> {
+    this.scheduled = false;
+    if (this.flushing) return this.flushing;
+    const puts = this.pending.splice(0);
+    if (puts.length === 0) return;
+    this.flushing = this.locked(() => this.write(puts))
+      .then((results) => puts.forEach((p, i) => p.resolve(results[i]!)))
+      .catch((err) => puts.forEach((p) => p.reject(err)))
+      .finally(() => {
+        this.flushing = null;
+        if (this.pending.length) void this.flush();
+      });
+    return this.flushing;
+  }
+
+  private write(puts: PendingPut[]): PutResult[] {
+    const fresh = new Map<string, { e: IndexEntry; date: string; text: string }>();
+    const results: PutResult[] = [];
+    let end = fstatSync(this.fd!).size;
+    const start = end;
+    const lines: string[] = [];
+    for (const put of puts) {
+      const result: PutResult = { written: 0, present: 0, conflicts: [] };
+      const mine: { e: IndexEntry; date: string; text: string }[] = [];
+      for (const row of put.rows) {
+        const h = hashText(row.text);
+        const known = this.entries(row.date).get(row.id) ?? fresh.get(row.id)?.e ?? mine.find((m) => m.e.id === row.id)?.e;
+        if (known) {
+          if (known.h === h) result.present++;
+          else result.conflicts.push({ id: row.id, existing: this.textOf(known, fresh), incoming: row.text });
+          continue;
+        }
+        mine.push({ e: { id: row.id, p: row.p, o: 0, l: Buffer.byteLength(row.text) + 1, h }, date: row.date, text: row.text });
+      }
+      if (result.conflicts.length === 0) {
+        for (const m of mine) {
+          m.e.o = end;
+          end += m.e.l;
+          lines.push(`${m.text}\n`);
+          fresh.set(m.e.id, m);
+        }
+        result.written = mine.length;
+      }
+      results.push(result);
+    }
+    if (lines.length) {
+      appendAll(this.fd!, Buffer.from(lines.join('')), start);
+      fdatasyncSync(this.fd!);
+      const byDate = new Map<string, IndexEntry[]>();
+      for (const { e, date } of fresh.values()) {
+        (byDate.get(date) ?? byDate.set(date, []).get(date)!).push(e);
+        this.cache.get(date)?.set(e.id, e);
+      }
+      this.index.append(byDate);
+      this.covered = end;
+      this.index.setCovered(end);
+    }
+    return results;
+  }
+
+  private textOf(e: IndexEntry, fresh: Map<string, { text: string }>): string {
+    const f = fresh.get(e.id);
+    if (f) return f.text;
+    return readAt(this.fd!, e.o, e.l).toString('utf8').replace(/\n$/, '');
+  }
+
+  private entries(date: string): Map<string, IndexEntry> {
+    let m = this.cache.get(date);
+    if (!m) {
+      m = new Map(this.index.read(date).map((e) => [e.id, e]));
+      this.cache.set(date, m);
+    }
+    return m;
+  }
+
+  private async locked<T>(fn: () => T): Promise<T> {
+    await this.mutex.acquire();
+    try {
+      this.catchUp();
+      return fn();
+    } finally {
+      await this.mutex.releaseLock();
+    }
+  }
+
+  /** Indexes rows others appended since we last looked; sets a torn tail aside. */
+  private catchUp(): void {
+    if (this.fd === null) {
+      mkdirSync(dirname(this.path), { recursive: true });
+      this.fd = openSync(this.path, 'a+');
+      this.covered = this.index.covered();
+    }
+    const size = fstatSync(this.fd).size;
+    if (size < this.covered) {
+      // The file shrank under its index (restored from a backup, cut by hand): index it afresh.
+      this.warn('store file is shorter than its index; rebuilding the index', { store: this.path, size, covered: this.covered });
+      this.index.clear();
+      this.cache.clear();
+      this.covered = 0;
+    }
+    if (size === this.covered) return;
+    const byDate = new Map<string, IndexEntry[]>();
+    const r = readWith(this.fd, this.covered, plainScanner((line) => {
+      const date = typeof line.row?.date === 'string' ? line.row.date : null;
+      if (!line.row || typeof line.row.id !== 'string' || !date) {
+        this.warn('store line is not a row; left in place and ignored', { store: this.path, offset: line.offset });
+        return;
+      }
+      const p = paramsKey(line.row.params);
+      const e: IndexEntry = { id: line.row.id, p, o: line.offset, l: line.length, h: hashText(line.text) };
+      (byDate.get(date) ?? byDate.set(date, []).get(date)!).push(e);
+      this.cache.get(date)?.set(e.id, e);
+    }));
+    if (r.tail > 0) this.cutTornTail(r.end, r.tail);
+    this.index.append(byDate);
+    this.covered = r.end;
+    this.index.setCovered(r.end);
+  }
+
+  private cutTornTail(end: number, tail: number): void {
+    const bytes = readAt(this.fd!, end, tail);
+    const qdir = join(dirname(this.path), '..', 'quarantine');
+    mkdirSync(qdir, { recursive: true });
+    appendFileSync(
+      join(qdir, `${basename(this.path)}.torn.jsonl`),
+      `${JSON.stringify({ file: this.path, offset: end, length: tail, set_aside_at: new Date().toISOString(), reason: 'torn tail (no newline)', bytes_base64: bytes.toString('base64') })}\n`,
+    );
+    ftruncateSync(this.fd!, end);
+    this.warn('torn last line of a store file set aside in quarantine/', { store: this.path, offset: end, length: tail });
+  }
+}
+
+/** The params hash an index entry carries. */
+export function paramsKey(params: unknown): string {
+  return hashText(stringify(params ?? null) ?? 'null');
+}
+
+export function assertNoConflict(r: PutResult, store: string): void {
+  if (r.conflicts.length) {
+    throw new MetaspnError('STATE_CORRUPT', `${store}: id ${r.conflicts[0]!.id} exists with different content`);
+  }
+}

@@ -1,0 +1,135 @@
+import stringify from 'fast-json-stable-stringify';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { loadConfig } from '../../src/config/load.js';
+import { MetaspnError } from '../../src/guard/errors.js';
+import { ContractError } from '../../src/runtime/worker-api.js';
+import { writeIncident } from '../../src/storage/incidents.js';
+import type { WorkspacePaths } from '../../src/storage/paths.js';
+import { readPointer } from '../../src/storage/pointers.js';
+import { ArtifactStore, paramsKey, type PutResult } from '../../src/storage/store/artifact-store.js';
+import { configHash, type S1Config } from './config.js';
+import { seasonDates } from './dates.js';
+import { makeParams, type Params } from './ids.js';
+import { groupBySubject } from './math.js';
+import type { ProjectedUnits } from './math/settle.js';
+import { readSignals, type Signal } from './signals.js';
+
+export const PIPELINE = 's1';
+
+/** The four artifact files of Season 1, by stage. */
+export const STORE_FILES = {
+  update_attention_scores: 's1_attention_scores.jsonl',
+  project_rewards: 's1_reward_projections.jsonl',
+  settle_season: 's1_settlements.jsonl',
+  publish_season_summary: 's1_summaries.jsonl',
+} as const;
+
+export type StageName = keyof typeof STORE_FILES;
+
+/** Every task of every stage carries the run's parameters; stage 1 tasks also their subject. */
+export interface DatePayload {
+  date: string;
+  as_of: string;
+  config_hash: string;
+}
+
+/** Writing an id that exists with other content: the inputs changed under a published id. */
+export class ReplayConflictError extends MetaspnError {
+  readonly unrecoverable = true;
+  constructor(message: string, incident: string) {
+    super('STATE_CORRUPT', message, { hint: `nothing was overwritten; see ${incident}`, details: { incident } });
+    this.name = 'ReplayConflictError';
+  }
+}
+
+/**
+ * What the four workers share in one process: the config, the stores, the signals (read once).
+ * The pipeline builds one and hands it to its workers; a standalone `worker run` builds its own.
+ */
+export class S1Context {
+  readonly stores: Record<StageName, ArtifactStore>;
+  readonly hash: string;
+  private signalsBySubject: Promise<Map<string, Signal[]>> | null;
+
+  constructor(
+    readonly ws: WorkspacePaths,
+    readonly cfg: S1Config,
+    readonly log: Logger,
+    signals?: Map<string, Signal[]>,
+    readonly runId?: string,
+  ) {
+    this.hash = configHash(cfg);
+    const warn = (msg: string, details: Record<string, unknown>): void => log.warn(details, msg);
+    this.stores = {
+      update_attention_scores: new ArtifactStore(join(ws.store, STORE_FILES.update_attention_scores), warn),
+      project_rewards: new ArtifactStore(join(ws.store, STORE_FILES.project_rewards), warn),
+      settle_season: new ArtifactStore(join(ws.store, STORE_FILES.settle_season), warn),
+      publish_season_summary: new ArtifactStore(join(ws.store, STORE_FILES.publish_season_summary), warn),
+    };
+    this.signalsBySubject = signals ? Promise.resolve(signals) : null;
+  }
+
+  static forWorkspace(ws: WorkspacePaths, log: Logger): S1Context {
+    return new S1Context(ws, loadConfig(ws).s1, log);
+  }
+
+  /** Signals grouped by subject, read from inputs/ once per process. */
+  signals(): Promise<Map<string, Signal[]>> {
+    this.signalsBySubject ??= readSignals(join(this.ws.inputs, 's1_signals.jsonl'), new Set(Object.keys(this.cfg.attention.weights))).then(groupBySubject);
+    return this.signalsBySubject;
+  }
+
+  /** The task's params; a task enqueued under another config is a contract error, not something to retry. */
+  params(p: DatePayload): Params {
+    if (p.config_hash !== this.hash) {
+      throw new ContractError(`task was enqueued with config_hash ${p.config_hash}, the workspace config is now ${this.hash}`);
+    }
+    return makeParams(p.as_of, p.config_hash);
+  }
+
+  /** Stores rows; an id already stored with other content writes nothing and raises an incident. */
+  async put(stage: StageName, date: string, params: Params, rows: readonly ({ id: string } & object)[]): Promise<PutResult> {
+    const p = paramsKey(params);
+    const r = await this.stores[stage].put(rows.map((row) => ({ id: row.id, date, p, text: stringify(row) })));
+    if (r.conflicts.length > 0) {
+      const c = r.conflicts[0]!;
+      const incident = writeIncident(this.ws, 'replay_conflict', c.id, {
+        store: this.stores[stage].path,
+        id: c.id,
+        date,
+        run_id: this.runId ?? null,
+        existing: JSON.parse(c.existing) as unknown,
+        incoming: JSON.parse(c.incoming) as unknown,
+        conflicts: r.conflicts.length,
+        note: 'nothing was overwritten: the inputs or code changed under an id that was already written',
+      });
+      this.log.error({ event: 'replay_conflict', id: c.id, store: this.stores[stage].path, incident }, 'replay conflict');
+      throw new ReplayConflictError(`replay conflict: ${STORE_FILES[stage]} already holds ${c.id} with different content`, incident);
+    }
+    return r;
+  }
+
+  rows(stage: StageName, date: string, params: Params): Promise<Record<string, unknown>[]> {
+    return this.stores[stage].rowsFor(date, paramsKey(params));
+  }
+
+  /**
+   * The projections settlement counts: for each earlier season date, those of the run published
+   * as current for it; for `date`, this run's.
+   */
+  async projectionsToSettle(date: string, params: Params): Promise<Map<string, ProjectedUnits[]>> {
+    const out = new Map<string, ProjectedUnits[]>();
+    for (const d of seasonDates(this.cfg.season.start, date)) {
+      const ptr = d === date ? null : readPointer(this.ws, PIPELINE, d);
+      if (d !== date && !ptr) continue;
+      const rows = await this.rows('project_rewards', d, d === date ? params : ptr!.params);
+      out.set(d, rows.map((r) => ({ subject_ref: r.subject_ref as string, projected_units: r.projected_units as number })));
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(Object.values(this.stores).map((s) => s.close()));
+  }
+}

@@ -1,0 +1,107 @@
+import { z } from 'zod';
+import { MetaspnError } from '../../src/guard/errors.js';
+import type { WorkerContext, WorkerDefinition, WorkerInitContext, WorkerTask } from '../../src/runtime/worker-api.js';
+import type { WorkspaceConfig } from '../../src/config/load.js';
+import { asOfInstantMs, isDateText } from './dates.js';
+import { S1Context, type DatePayload, type StageName } from './context.js';
+import { attentionForSubject, attentionRow, projectionRow, projectRewards, settle, settlementRow, summaryRow } from './math.js';
+
+const datePayload = z.strictObject({
+  date: z.string().refine(isDateText, 'must be a YYYY-MM-DD date'),
+  as_of: z.string().refine((t) => asOfInstantMs(t) !== null, 'must be an ISO-8601 instant'),
+  config_hash: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex digits'),
+});
+const subjectPayload = datePayload.extend({ subject_ref: z.string().min(1) });
+
+type SubjectPayload = z.infer<typeof subjectPayload>;
+
+/**
+ * The shared shell: a pure step per stage, the S1 context (stores, signals) set up once.
+ * The pipeline passes its context in `env.s1`; a standalone worker builds and closes its own.
+ */
+abstract class S1Worker<P extends DatePayload> implements WorkerDefinition<P> {
+  abstract readonly name: StageName;
+  abstract readonly payload: z.ZodType<P>;
+  protected s1: S1Context | null = null;
+  private owned = false;
+
+  init(ctx: WorkerInitContext): void {
+    const shared = ctx.env.s1;
+    if (shared instanceof S1Context) {
+      this.s1 = shared;
+      return;
+    }
+    const cfg = ctx.env.config as WorkspaceConfig | undefined;
+    this.s1 = cfg ? new S1Context(ctx.workspace, cfg.s1, ctx.logger) : S1Context.forWorkspace(ctx.workspace, ctx.logger);
+    this.owned = true;
+  }
+
+  async close(): Promise<void> {
+    if (this.owned) await this.s1?.close();
+  }
+
+  async handle(task: WorkerTask<P>, ctx: WorkerContext): Promise<void> {
+    if (!this.s1) this.init(ctx);
+    await this.run(this.s1!, task.payload);
+  }
+
+  protected abstract run(s1: S1Context, p: P): Promise<void>;
+}
+
+/** Stage 1, one task per subject: the subject's attention score on the date. */
+export class UpdateAttentionScoresWorker extends S1Worker<SubjectPayload> {
+  readonly name = 'update_attention_scores';
+  readonly payload = subjectPayload;
+  readonly defaults = { concurrency: 64 };
+
+  protected async run(s1: S1Context, p: SubjectPayload): Promise<void> {
+    const params = s1.params(p);
+    const signals = (await s1.signals()).get(p.subject_ref) ?? [];
+    const score = attentionForSubject(signals, p.date, Date.parse(p.as_of), s1.cfg.attention);
+    // No counted signal: nothing to score (the pipeline does not enqueue such subjects).
+    if (!score) return;
+    await s1.put(this.name, p.date, params, [attentionRow(p.date, { subject_ref: p.subject_ref, ...score }, params)]);
+  }
+}
+
+/** Stage 2, one task per date: the daily pool split by largest remainder. */
+export class ProjectRewardsWorker extends S1Worker<DatePayload> {
+  readonly name = 'project_rewards';
+  readonly payload = datePayload;
+
+  protected async run(s1: S1Context, p: DatePayload): Promise<void> {
+    const params = s1.params(p);
+    const scores = (await s1.rows('update_attention_scores', p.date, params)).map((r) => ({ subject_ref: r.subject_ref as string, score: r.score as number }));
+    const projections = projectRewards(scores, s1.cfg.season.daily_pool_units);
+    await s1.put(this.name, p.date, params, projections.map((x) => projectionRow(p.date, x, params)));
+  }
+}
+
+/** Stage 3, one task per date: units settled so far, from the published runs of earlier dates. */
+export class SettleSeasonWorker extends S1Worker<DatePayload> {
+  readonly name = 'settle_season';
+  readonly payload = datePayload;
+
+  protected async run(s1: S1Context, p: DatePayload): Promise<void> {
+    const params = s1.params(p);
+    const settlement = settle(await s1.projectionsToSettle(p.date, params));
+    if (!settlement.conservation.ok) {
+      throw new MetaspnError('STATE_CORRUPT', `settlement does not conserve units: settled ${settlement.conservation.settled_units}, projected ${settlement.conservation.projected_units}`);
+    }
+    await s1.put(this.name, p.date, params, settlement.rows.map((r) => settlementRow(p.date, s1.cfg.season, r, params)));
+  }
+}
+
+/** Stage 4, one task per date: the date's summary row. Publishing the pointer is the pipeline's step. */
+export class PublishSeasonSummaryWorker extends S1Worker<DatePayload> {
+  readonly name = 'publish_season_summary';
+  readonly payload = datePayload;
+
+  protected async run(s1: S1Context, p: DatePayload): Promise<void> {
+    const params = s1.params(p);
+    const scores = (await s1.rows('update_attention_scores', p.date, params)).map((r) => ({ subject_ref: r.subject_ref as string, score: r.score as number }));
+    const projections = (await s1.rows('project_rewards', p.date, params)).map((r) => ({ subject_ref: r.subject_ref as string, projected_units: r.projected_units as number }));
+    const settlement = settle(await s1.projectionsToSettle(p.date, params));
+    await s1.put(this.name, p.date, params, [summaryRow({ date: p.date, season: s1.cfg.season, params, scores, projections, settlement })]);
+  }
+}
