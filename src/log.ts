@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, openSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import type { WorkspacePaths } from './storage/paths.js';
 
@@ -16,7 +16,8 @@ export interface LogHandle {
  */
 export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts: { quiet?: boolean } = {}): LogHandle {
   mkdirSync(ws.logs, { recursive: true });
-  const file = pino.destination({ dest: ws.logFile, sync: false, minLength: 4096, mkdir: true });
+  // Opened here, synchronously: a command that exits at once must not find its log still opening.
+  const file = pino.destination({ dest: openSync(ws.logFile, 'a'), sync: false, minLength: 4096 });
   const streams: pino.StreamEntry[] = [{ level: 'trace', stream: file }];
   if (!opts.quiet) streams.push({ level: 'warn', stream: { write: (line: string) => process.stderr.write(readable(line)) } });
   const level = process.env.METASPN_LOG_LEVEL ?? 'info';

@@ -2,7 +2,9 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { toMetaspnError } from '../guard/errors.js';
 import { EXIT } from '../guard/exit-codes.js';
+import { registerLock } from './commands/lock.js';
 import { registerQueue } from './commands/queue.js';
+import { registerS1 } from './commands/s1.js';
 import { registerWorker } from './commands/worker.js';
 import { takeExitCode } from './exit.js';
 import { flushLogs } from './session.js';
@@ -23,8 +25,10 @@ export function buildProgram(): Command {
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'error: ').trimEnd() + '\n') });
+  registerS1(program);
   registerQueue(program);
   registerWorker(program);
+  registerLock(program);
   // Every subcommand reports usage errors through the same exit code (64).
   const walk = (c: Command): void => {
     c.exitOverride();

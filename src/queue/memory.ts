@@ -17,12 +17,16 @@ import type {
   QueueStats,
   TaskError,
   TaskRecord,
+  TaskState,
 } from './types.js';
 
 interface Entry {
   record: TaskRecord;
   status: Status;
+  /** Enqueue order: breaks ties between retries due at the same time. */
   seq: number;
+  /** The order in which tasks became ready: ready tasks are handed out first in, first out. */
+  readySeq: number;
 }
 
 /** The in-memory backend: the reference for the conformance suite and for unit tests of the runner. */
@@ -35,6 +39,7 @@ export class MemoryQueue implements Queue {
   private readonly alive: (o: Owner) => boolean;
   private paused = false;
   private seq = 0;
+  private readySeq = 0;
 
   constructor(opts: QueueOptions) {
     this.name = opts.name;
@@ -56,7 +61,7 @@ export class MemoryQueue implements Queue {
         continue;
       }
       const record = newRecord(this.name, t, this.maxAttempts, now);
-      this.entries.set(t.id, { record, status: newStatus(record.max_attempts, now), seq: this.seq++ });
+      this.entries.set(t.id, { record, status: newStatus(record.max_attempts, now), seq: this.seq++, readySeq: this.readySeq++ });
       result.added.push(t.id);
     }
     return result;
@@ -70,7 +75,7 @@ export class MemoryQueue implements Queue {
     // Due retries first (they have waited longest), then ready tasks in enqueue order.
     const candidates = [...this.entries.values()]
       .filter((e) => isClaimable(e.status, now))
-      .sort((a, b) => rank(a) - rank(b) || a.status.time - b.status.time || a.seq - b.seq)
+      .sort((a, b) => rank(a) - rank(b) || (rank(a) === 0 ? a.status.time - b.status.time || a.seq - b.seq : a.readySeq - b.readySeq))
       .slice(0, opts.max);
     return candidates.map((e) => {
       this.apply(e, { type: 'claim', owner: opts.owner.id, lease_ms: opts.lease_ms }, now);
@@ -160,6 +165,10 @@ export class MemoryQueue implements Queue {
     return out;
   }
 
+  async states(ids: readonly string[]): Promise<(TaskState | null)[]> {
+    return ids.map((id) => this.entries.get(id)?.status.state ?? null);
+  }
+
   async listDead(): Promise<DeadLetter[]> {
     return [...this.entries.values()]
       .filter((e) => e.status.state === 'dead')
@@ -182,6 +191,7 @@ export class MemoryQueue implements Queue {
     const out = transition(e.status, event, now);
     if (!out.ok) return false;
     if (error && out.status.attempt_count > e.status.attempt_count) e.record = recordAfterFailure(e.record, error, now);
+    if (out.status.state === 'ready' && e.status.state !== 'ready') e.readySeq = this.readySeq++;
     e.status = out.status;
     return true;
   }

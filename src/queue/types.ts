@@ -134,6 +134,8 @@ export interface Queue {
   stats(): Promise<QueueStats>;
   /** Returns leases whose expiry passed, or whose owner process on this host is gone, to ready. */
   reclaimExpired(): Promise<string[]>;
+  /** The state of each id (null: unknown, or completed longer ago than the retention window). */
+  states(ids: readonly string[]): Promise<(TaskState | null)[]>;
   listDead(): Promise<DeadLetter[]>;
   getDead(id: string): Promise<DeadLetter | null>;
   close(): Promise<void>;

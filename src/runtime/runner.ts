@@ -1,6 +1,7 @@
+import { setMaxListeners } from 'node:events';
 import { backoffDelay } from '../queue/backoff.js';
 import { describeError } from '../queue/record.js';
-import type { ClaimedTask, Owner, Queue } from '../queue/types.js';
+import type { ClaimedTask, Lease, Owner, Queue } from '../queue/types.js';
 import type { QueuePolicy } from '../config/policy.js';
 import { isUnrecoverable, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
 
@@ -14,7 +15,10 @@ export interface RunnerDeps {
   once: boolean;
   /** Claim at most this many tasks in this run. Default: no limit. */
   maxTasks?: number;
-  /** Tasks claimed ahead of free slots, so claims batch. Default: concurrency × 8 (at most 256). */
+  /**
+   * Tasks claimed ahead of free slots, so claims batch. Default: adaptive, so that a buffered task
+   * starts within a quarter of its lease (between concurrency and 512).
+   */
   prefetch?: number;
   init: WorkerInitContext;
   /** First abort: stop claiming, finish running tasks, give buffered ones back. */
@@ -57,27 +61,49 @@ export interface RunSummary {
   forced: boolean;
 }
 
+/** Adaptive prefetch: buffered tasks should start within a quarter of their lease. */
+function prefetchFor(policy: QueuePolicy, avgMs: number, fixed?: number): number {
+  if (fixed !== undefined) return Math.max(1, fixed);
+  const c = policy.concurrency;
+  if (avgMs <= 0) return c * 2;
+  const fits = Math.floor((c * policy.lease_ms) / 4 / avgMs);
+  return Math.max(c, Math.min(512, fits));
+}
+
 export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   const { policy } = d;
   const sum: RunSummary = { claimed: 0, completed: 0, retry_scheduled: 0, dead: 0, dead_contract: 0, lease_lost: 0, abandoned: 0, released: 0, forced: false };
   const maxTasks = d.maxTasks ?? Infinity;
-  const prefetch = Math.max(1, d.prefetch ?? Math.min(256, policy.concurrency * 8));
   const buffer: ClaimedTask[] = [];
+  /** Tasks whose handler runs: each holds a concurrency slot. */
   const running = new Set<Promise<void>>();
+  /** Tasks not yet settled in the queue: the handler ran, the acknowledgement is being committed. */
+  const inflight = new Set<Promise<void>>();
   const log = d.init.logger;
+  // Every running task listens for a forced stop: hundreds at once are expected, not a leak.
+  setMaxListeners(0, d.stop, ...(d.force ? [d.force] : []));
   const stopped = abortPromise(d.stop);
+  let avgMs = 0;
   let drained = false;
+  const live = new Set<Live>();
+  const stopWatchdog = watchdog(d, live);
 
   const start = (c: ClaimedTask): void => {
-    const p = runOne(d, c).then((o) => {
+    let free!: () => void;
+    const handled = new Promise<void>((r) => (free = r));
+    const slot = handled.then(() => void running.delete(slot));
+    running.add(slot);
+    const whole = runOne(d, c, live, free).then((o) => {
       sum[o.kind]++;
+      avgMs = avgMs === 0 ? o.duration_ms : avgMs * 0.9 + o.duration_ms * 0.1;
       d.onOutcome?.(o);
     });
-    const tracked = p.finally(() => running.delete(tracked));
-    running.add(tracked);
+    const tracked = whole.finally(() => inflight.delete(tracked));
+    inflight.add(tracked);
   };
 
   while (!d.stop.aborted) {
+    const prefetch = prefetchFor(policy, avgMs, d.prefetch);
     const want = Math.min(prefetch - buffer.length, maxTasks - sum.claimed);
     if (!drained && want > 0 && buffer.length <= policy.concurrency) {
       const got = await d.queue.claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms });
@@ -87,6 +113,11 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     }
     while (running.size < policy.concurrency && buffer.length > 0 && !d.stop.aborted) start(buffer.shift()!);
     if (running.size === 0 && buffer.length === 0) {
+      // Let acknowledgements land first: a failure becomes a scheduled retry only then.
+      if (inflight.size > 0) {
+        await Promise.race([Promise.all(inflight), stopped]);
+        continue;
+      }
       if (sum.claimed >= maxTasks) break;
       if (d.once && drained) {
         const due = d.nextDue ? await d.nextDue() : null;
@@ -98,7 +129,10 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       await d.sleep(policy.poll_ms, d.stop);
       continue;
     }
-    if (running.size >= policy.concurrency || buffer.length === 0 || drained || sum.claimed >= maxTasks) {
+    if (inflight.size - running.size > Math.max(64, prefetch)) {
+      // Too many acknowledgements pending: let the queue catch up before running more.
+      await Promise.race([...inflight, stopped]);
+    } else if (running.size >= policy.concurrency || buffer.length === 0 || drained || sum.claimed >= maxTasks) {
       await Promise.race([...running, stopped]);
     }
   }
@@ -107,73 +141,144 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   for (const c of buffer.splice(0)) {
     if (await d.queue.release(c.task.id, c.lease)) sum.released++;
   }
-  if (running.size > 0) {
+  if (inflight.size > 0) {
     const forced = d.force ? abortPromise(d.force).then(() => true) : new Promise<boolean>(() => undefined);
-    sum.forced = await Promise.race([Promise.all(running).then(() => false), forced]);
+    sum.forced = await Promise.race([Promise.all(inflight).then(() => false), forced]);
     if (sum.forced) log.warn({ event: 'worker_forced', running: running.size }, 'forced stop: running tasks left to their leases');
   }
+  stopWatchdog();
   return sum;
 }
 
-async function runOne(d: RunnerDeps, c: ClaimedTask): Promise<TaskOutcome> {
+/** A task whose handler is running: what the shared watchdog needs to time it out and keep its lease. */
+interface Live {
+  id: string;
+  lease: Lease;
+  started: number;
+  renewed: number;
+  abort(reason: Error): void;
+}
+
+/**
+ * One timer for all running tasks: times them out and renews their leases every lease/3.
+ * (A timer and an AbortController per task cost more than a no-op task itself.)
+ */
+function watchdog(d: RunnerDeps, live: Set<Live>): () => void {
+  const { policy } = d;
+  const period = Math.min(1000, Math.max(10, Math.min(policy.timeout_ms, policy.lease_ms / 3) / 4));
+  const timer = setInterval(() => {
+    const now = d.now();
+    for (const t of live) {
+      if (now - t.started >= policy.timeout_ms) t.abort(new TaskTimeoutError(policy.timeout_ms));
+      else if (now - t.renewed >= policy.lease_ms / 3) {
+        t.renewed = now;
+        void d.queue
+          .renewLease(t.id, t.lease, policy.lease_ms)
+          .then((ok) => {
+            if (ok) t.lease = { ...t.lease, expires_at: now + policy.lease_ms };
+          })
+          .catch(() => undefined);
+      }
+    }
+  }, period);
+  timer.unref?.();
+  const onForce = (): void => {
+    for (const t of live) t.abort(new Error('worker forced to stop'));
+  };
+  d.force?.addEventListener('abort', onForce, { once: true });
+  return () => {
+    clearInterval(timer);
+    d.force?.removeEventListener('abort', onForce);
+  };
+}
+
+/** Runs one task; `handled` frees its concurrency slot as soon as the handler is done, before the acknowledgement. */
+async function runOne(d: RunnerDeps, c: ClaimedTask, live: Set<Live>, handled: () => void): Promise<TaskOutcome> {
   const { policy, worker } = d;
   const { task } = c;
-  let lease = c.lease;
   const attempt = task.attempt_count + 1;
   const t0 = d.now();
-  const log = d.init.logger.child({ task_id: task.id });
-  const ctrl = new AbortController();
-  const onForce = (): void => ctrl.abort(new Error('worker forced to stop'));
-  d.force?.addEventListener('abort', onForce, { once: true });
+  let reason: Error | null = null;
+  let ctrl: AbortController | null = null;
+  let wake!: () => void;
+  const woke = new Promise<void>((r) => (wake = r));
+  const me: Live = {
+    id: task.id,
+    lease: c.lease,
+    started: t0,
+    renewed: t0,
+    abort(e) {
+      if (reason) return;
+      reason = e;
+      ctrl?.abort(e);
+      wake();
+    },
+  };
+  live.add(me);
+  const log = d.init.logger;
 
   const renew = async (): Promise<void> => {
-    if (await d.queue.renewLease(task.id, lease, policy.lease_ms)) {
-      lease = { ...lease, expires_at: d.now() + policy.lease_ms };
+    const now = d.now();
+    if (await d.queue.renewLease(task.id, me.lease, policy.lease_ms)) {
+      me.renewed = now;
+      me.lease = { ...me.lease, expires_at: now + policy.lease_ms };
     }
   };
-  const renewer = setInterval(() => void renew().catch(() => undefined), Math.max(50, policy.lease_ms / 3));
-  const timeout = setTimeout(() => ctrl.abort(new TaskTimeoutError(policy.timeout_ms)), policy.timeout_ms);
-  renewer.unref?.();
 
   const outcome = (kind: OutcomeKind, code?: string): TaskOutcome => {
     const o: TaskOutcome = { id: task.id, kind, attempt, duration_ms: d.now() - t0, ...(code ? { code } : {}) };
     const level = kind === 'completed' ? 'info' : 'warn';
-    log[level]({ event: 'task_end', outcome: kind, duration_ms: o.duration_ms, attempt: `${attempt} of ${task.max_attempts}` }, `task ${kind}`);
+    log[level]({ event: 'task_end', task_id: task.id, outcome: kind, duration_ms: o.duration_ms, attempt: `${attempt} of ${task.max_attempts}` }, `task ${kind}`);
     return o;
+  };
+  const done = (): void => {
+    live.delete(me);
+    handled();
   };
 
   try {
     const payload = worker.payload ? worker.payload.safeParse(task.payload) : null;
     if (payload && !payload.success) {
+      done();
       const issue = payload.error.issues[0];
       const where = issue && issue.path.length ? issue.path.join('.') : 'payload';
       const err = { kind: 'contract' as const, class: 'ContractError', message: `payload invalid: ${where}: ${issue?.message ?? 'rejected'}`, at: new Date(d.now()).toISOString() };
-      return outcome((await d.queue.deadLetter(task.id, lease, err)) ? 'dead_contract' : 'lease_lost');
+      return outcome((await d.queue.deadLetter(task.id, me.lease, err)) ? 'dead_contract' : 'lease_lost');
     }
-    const ctx: WorkerContext = { ...d.init, logger: log, signal: ctrl.signal, heartbeat: renew, attempt };
+    const ctx: WorkerContext = {
+      ...d.init,
+      attempt,
+      heartbeat: renew,
+      // Made on first use: most tasks never look at their signal.
+      get signal(): AbortSignal {
+        ctrl ??= new AbortController();
+        if (reason && !ctrl.signal.aborted) ctrl.abort(reason);
+        return ctrl.signal;
+      },
+    };
     const value = payload?.success ? payload.data : task.payload;
-    await Promise.race([Promise.resolve().then(() => worker.handle({ ...task, payload: value }, ctx)), abortPromise(ctrl.signal)]);
+    await Promise.race([Promise.resolve().then(() => worker.handle({ ...task, payload: value }, ctx)), woke]);
+    done();
     // A handler that returns because it was aborted did not finish its work.
-    if (ctrl.signal.aborted) throw ctrl.signal.reason;
-    return outcome((await d.queue.complete(task.id, lease)) ? 'completed' : 'lease_lost');
+    if (reason) throw reason;
+    return outcome((await d.queue.complete(task.id, me.lease)) ? 'completed' : 'lease_lost');
   } catch (raw) {
+    done();
     // Forced: the process is about to exit; the lease hands the task to the next worker.
     if (d.force?.aborted) return outcome('abandoned');
-    const err = ctrl.signal.aborted && ctrl.signal.reason instanceof Error ? ctrl.signal.reason : raw;
+    const err = reason ?? raw;
     if (isUnrecoverable(err)) {
       const e = describeError(err, 'contract', d.now());
-      const ok = await d.queue.deadLetter(task.id, lease, e);
+      const ok = await d.queue.deadLetter(task.id, me.lease, e);
       return outcome(ok ? 'dead_contract' : 'lease_lost', e.code);
     }
     const kind = err instanceof TaskTimeoutError ? 'timeout' : 'transient';
     const delay = backoffDelay(attempt, { base_ms: policy.backoff_base_ms, cap_ms: policy.backoff_cap_ms, jitter: policy.backoff_jitter }, d.random);
     const e = describeError(err, kind, d.now());
-    const result = await d.queue.fail(task.id, lease, e, delay);
+    const result = await d.queue.fail(task.id, me.lease, e, delay);
     return outcome(result === 'dead' ? 'dead' : result === 'scheduled' ? 'retry_scheduled' : 'lease_lost', e.code);
   } finally {
-    clearInterval(renewer);
-    clearTimeout(timeout);
-    d.force?.removeEventListener('abort', onForce);
+    done();
   }
 }
 

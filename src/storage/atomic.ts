@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 
@@ -17,11 +17,13 @@ export function fsyncDir(dir: string): void {
  * A reader sees the old content or the new, never a mix; a crash leaves one of the two.
  */
 export function writeAtomicSync(path: string, data: string | Buffer): void {
+  mkdirSync(dirname(path), { recursive: true });
   writeFileAtomic.sync(path, data, { fsync: true });
   fsyncDir(dirname(path));
 }
 
 export async function writeAtomic(path: string, data: string | Buffer): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true });
   await writeFileAtomic(path, data, { fsync: true });
   fsyncDir(dirname(path));
 }

@@ -255,6 +255,18 @@ export function describeQueueBackend(backend: string, make: MakeQueue): void {
       await c.q.close();
     });
 
+    it('reports the state of each id, null for unknown ids', async () => {
+      const c = await setup(1);
+      const doomed = await oneClaimed(c, 'd');
+      await c.q.fail('d', doomed.lease, err('x'), 0);
+      const held = await oneClaimed(c, 'l');
+      await c.q.enqueue([{ id: 'r', payload: 0 }]);
+      expect(await c.q.states(['r', 'l', 'd', 'nope'])).toEqual(['ready', 'leased', 'dead', null]);
+      await c.q.complete('l', held.lease);
+      expect(await c.q.states(['l'])).toEqual(['completed']);
+      await c.q.close();
+    });
+
     it('a paused queue hands out nothing but still takes tasks', async () => {
       const c = await setup();
       await c.q.pause('test');

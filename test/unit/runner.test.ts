@@ -96,8 +96,15 @@ describe('worker runner', () => {
 
   it('a task past its timeout is aborted and scheduled for another try', async () => {
     let sawAbort = false;
-    const { queue, deps } = setup(
-      { name: 'q', handle: (_t, ctx) => new Promise<void>((r) => ctx.signal.addEventListener('abort', () => { sawAbort = true; r(); })) },
+    const { queue, deps, clock } = setup(
+      {
+        name: 'q',
+        handle: (_t, ctx) => {
+          // The task runs past its timeout (the watchdog reads the injected clock).
+          clock.advance(31);
+          return new Promise<void>((r) => ctx.signal.addEventListener('abort', () => { sawAbort = true; r(); }));
+        },
+      },
       { timeout_ms: 30, max_attempts: 1 },
     );
     await queue.enqueue(tasks(1));

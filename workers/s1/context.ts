@@ -10,7 +10,7 @@ import { readPointer } from '../../src/storage/pointers.js';
 import { ArtifactStore, paramsKey, type PutResult } from '../../src/storage/store/artifact-store.js';
 import { configHash, type S1Config } from './config.js';
 import { seasonDates } from './dates.js';
-import { makeParams, type Params } from './ids.js';
+import { DATE_LEVEL_SUBJECT, deterministicId, makeParams, type Params } from './ids.js';
 import { groupBySubject } from './math.js';
 import type { ProjectedUnits } from './math/settle.js';
 import { readSignals, type Signal } from './signals.js';
@@ -50,6 +50,13 @@ export class ReplayConflictError extends MetaspnError {
 export class S1Context {
   readonly stores: Record<StageName, ArtifactStore>;
   readonly hash: string;
+  /** Rows written and found present, per stage, since the pipeline last reset them. */
+  readonly written: Record<StageName, { written: number; present: number }> = {
+    update_attention_scores: { written: 0, present: 0 },
+    project_rewards: { written: 0, present: 0 },
+    settle_season: { written: 0, present: 0 },
+    publish_season_summary: { written: 0, present: 0 },
+  };
   private signalsBySubject: Promise<Map<string, Signal[]>> | null;
 
   constructor(
@@ -107,6 +114,8 @@ export class S1Context {
       this.log.error({ event: 'replay_conflict', id: c.id, store: this.stores[stage].path, incident }, 'replay conflict');
       throw new ReplayConflictError(`replay conflict: ${STORE_FILES[stage]} already holds ${c.id} with different content`, incident);
     }
+    this.written[stage].written += r.written;
+    this.written[stage].present += r.present;
     return r;
   }
 
@@ -127,6 +136,10 @@ export class S1Context {
       out.set(d, rows.map((r) => ({ subject_ref: r.subject_ref as string, projected_units: r.projected_units as number })));
     }
     return out;
+  }
+
+  summaryIdFor(plan: { date: string; params: Params }): string {
+    return deterministicId('publish_season_summary', plan.date, DATE_LEVEL_SUBJECT, plan.params);
   }
 
   async close(): Promise<void> {

@@ -9,6 +9,7 @@ const MID = '","r":';
 const BODY_START = HEAD.length + 8 + MID.length;
 const NL = 0x0a;
 const HEAD_BYTES = Buffer.from(HEAD);
+const MID_BYTES = Buffer.from(MID);
 
 export function encodeLine(record: object): string {
   const body = JSON.stringify(record);
@@ -19,9 +20,11 @@ export function encodeLine(record: object): string {
 export function decodeLine(buf: Buffer, start: number, end: number): unknown {
   if (end - start < BODY_START + 2) return null;
   if (buf[end - 1] !== 0x7d /* } */) return null;
-  if (buf.toString('latin1', start, start + HEAD.length) !== HEAD) return null;
-  if (buf.toString('latin1', start + HEAD.length + 8, start + BODY_START) !== MID) return null;
-  const want = Number.parseInt(buf.toString('latin1', start + HEAD.length, start + HEAD.length + 8), 16);
+  if (buf.compare(HEAD_BYTES, 0, HEAD_BYTES.length, start, start + HEAD_BYTES.length) !== 0) return null;
+  const mid = start + HEAD.length + 8;
+  if (buf.compare(MID_BYTES, 0, MID_BYTES.length, mid, mid + MID_BYTES.length) !== 0) return null;
+  const want = hex32(buf, start + HEAD.length);
+  if (want < 0) return null;
   const body = buf.subarray(start + BODY_START, end - 1);
   if (crc32(body) !== want) return null;
   try {
@@ -29,6 +32,18 @@ export function decodeLine(buf: Buffer, start: number, end: number): unknown {
   } catch {
     return null;
   }
+}
+
+/** Eight lowercase hex digits as a number; -1 when they are not. */
+function hex32(buf: Buffer, at: number): number {
+  let v = 0;
+  for (let i = at; i < at + 8; i++) {
+    const c = buf[i]!;
+    const d = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
 }
 
 export interface ScannedLine {

@@ -1,4 +1,4 @@
-import { fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, appendFileSync, readdirSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MetaspnError, UsageError } from '../../guard/errors.js';
 import { Mutex } from '../../storage/mutex.js';
@@ -21,6 +21,7 @@ import type {
   QueueStats,
   TaskError,
   TaskRecord,
+  TaskState,
 } from '../types.js';
 import { encodeLine } from './codec.js';
 import { compact, type Retention } from './compact.js';
@@ -29,7 +30,7 @@ import type { Effects } from './index-state.js';
 import { LoadedLog } from './loader.js';
 import { appendAll, closeQuietly, listGens, logPath, openCurrent, readAt } from './log-io.js';
 import { needsSync, type LogRecord } from './records.js';
-import { S_DEAD } from './slots.js';
+import { S_DEAD, S_LEASED } from './slots.js';
 import { StatsWriter } from './stats-file.js';
 
 export interface FileQueueOptions extends QueueOptions {
@@ -47,10 +48,14 @@ export interface FileQueueOptions extends QueueOptions {
   warn?: (msg: string, details: Record<string, unknown>) => void;
 }
 
+/** How often a claim also looks for leases to reclaim. */
+const RECLAIM_EVERY_MS = 200;
+
 /** About what a completed task's tombstone takes in a compacted log. */
 const KEPT_BYTES = 80;
 
 type Resolver = (value: unknown) => void;
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 interface Op {
   kind: string;
   run: (r: Round) => () => unknown;
@@ -95,6 +100,7 @@ export class FileQueue implements Queue {
   private immediate = false;
   private closed = false;
   private aliveCache = new Map<string, { alive: boolean; at: number }>();
+  private lastReclaim = -Infinity;
 
   constructor(opts: FileQueueOptions) {
     this.name = opts.name;
@@ -142,7 +148,11 @@ export class FileQueue implements Queue {
     return this.submit('claim', true, (r) => {
       const log = this.state();
       if (log.idx.paused || opts.max <= 0) return () => [];
-      this.reclaimIn(r);
+      // Looking for dead owners and expired leases costs a pass over the leased tasks: a few times a second is enough.
+      if (r.now - this.lastReclaim >= RECLAIM_EVERY_MS || r.now < this.lastReclaim) {
+        this.lastReclaim = r.now;
+        this.reclaimIn(r);
+      }
       const slots = log.idx.pickClaimable(r.now, opts.max);
       if (slots.length === 0) return () => [];
       const fences = slots.map((s) => log.idx.slots.fence[s]! + 1);
@@ -156,15 +166,14 @@ export class FileQueue implements Queue {
         l: slots.map((s, i) => [s, fences[i]!]),
       });
       return () => {
-        const out: ClaimedTask[] = [];
-        for (const s of slots) {
-          const st = log.idx.status(s);
-          if (st.state !== 'leased' || st.owner !== opts.owner.id) continue;
-          const task = this.taskAt(s);
+        const mine = slots.filter((s) => log.idx.slots.state[s] === S_LEASED && log.idx.ownerId(s) === opts.owner.id);
+        const records = log.recordsAt(mine);
+        return mine.map((s, i) => {
+          const task = (records[i] as { task?: TaskRecord } | null)?.task;
+          if (!task) throw new MetaspnError('STATE_CORRUPT', `queue ${this.name}: the record of task slot ${s} does not read back`);
           this.held.set(task.id, s);
-          out.push({ task, lease: leaseOf(st) });
-        }
-        return out;
+          return { task, lease: leaseOf(log.idx.status(s)) };
+        });
       };
     });
   }
@@ -249,6 +258,17 @@ export class FileQueue implements Queue {
     });
   }
 
+  states(ids: readonly string[]): Promise<(TaskState | null)[]> {
+    return this.submit('states', true, () => {
+      const idx = this.state().idx;
+      const out = ids.map((id) => {
+        const n = idx.ids.get(id);
+        return n >= 0 ? idx.stateOf(n) : null;
+      });
+      return () => out;
+    });
+  }
+
   async listDead(): Promise<DeadLetter[]> {
     return this.dead.list();
   }
@@ -330,7 +350,7 @@ export class FileQueue implements Queue {
   }
 
   private async runRound(ops: Op[]): Promise<void> {
-    let results: Array<() => unknown> = [];
+    let outcomes: Outcome[] = [];
     let syncNeeded = false;
     try {
       await this.mutex.acquire();
@@ -339,7 +359,7 @@ export class FileQueue implements Queue {
       return;
     }
     try {
-      ({ results, syncNeeded } = this.roundLocked(ops));
+      ({ outcomes, syncNeeded } = this.roundLocked(ops));
     } catch (err) {
       this.needReload = true;
       await this.mutex.releaseLock();
@@ -356,15 +376,13 @@ export class FileQueue implements Queue {
       return;
     }
     ops.forEach((op, i) => {
-      try {
-        op.resolve(results[i]!());
-      } catch (err) {
-        op.reject(err);
-      }
+      const o = outcomes[i]!;
+      if (o.ok) op.resolve(o.value);
+      else op.reject(o.error);
     });
   }
 
-  private roundLocked(ops: Op[]): { results: Array<() => unknown>; syncNeeded: boolean } {
+  private roundLocked(ops: Op[]): { outcomes: Outcome[]; syncNeeded: boolean } {
     const log = this.catchUp();
     const start = log.end;
     const lines: string[] = [];
@@ -409,13 +427,21 @@ export class FileQueue implements Queue {
       for (const n of effects.dead) this.dead.write(deadLetterOf(this.taskAt(n), log.idx.slots.time[n]!));
       for (const n of effects.undead) this.dead.remove(this.taskAt(n).id);
     }
+    // Answers are read now, under the lock and before a compaction renumbers the slots.
+    const outcomes = results.map((f): Outcome => {
+      try {
+        return { ok: true, value: f() };
+      } catch (error) {
+        return { ok: false, error };
+      }
+    });
     if (this.compactionDue(log, end)) {
       fdatasyncSync(this.fd!);
       syncNeeded = false;
       this.compactNow(round.now);
     }
     this.writeStats(round.now);
-    return { results, syncNeeded };
+    return { outcomes, syncNeeded };
   }
 
   /** Compaction copies the live part; waiting until it is a third of the file keeps the copying under one write per byte. */
@@ -432,7 +458,8 @@ export class FileQueue implements Queue {
   }
 
   private catchUp(): LoadedLog {
-    if (this.needReload || this.fd === null || fstatSync(this.fd).nlink === 0 || this.currentGen() !== this.gen) {
+    // A compaction renames the next generation in, then unlinks ours: either shows here.
+    if (this.needReload || this.fd === null || fstatSync(this.fd).nlink === 0 || existsSync(logPath(this.dir, this.gen + 1))) {
       return this.reload();
     }
     const log = this.log!;
@@ -440,11 +467,6 @@ export class FileQueue implements Queue {
     if (tail > 0) this.cutTornTail(log, tail);
     this.noteCorrupt(log);
     return log;
-  }
-
-  private currentGen(): number {
-    const gens = listGens(this.dir);
-    return gens[gens.length - 1] ?? 0;
   }
 
   private reload(): LoadedLog {

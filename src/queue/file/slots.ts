@@ -151,7 +151,7 @@ export class SlotFifo {
   }
 }
 
-/** A min-heap of (time, slot) with lazy deletion, for retries waiting on their due time. */
+/** A min-heap of (time, slot) with lazy deletion, for retries waiting on their due time; ties go to the lower slot. */
 export class DueHeap {
   private times: number[] = [];
   private slots: number[] = [];
@@ -168,7 +168,7 @@ export class DueHeap {
     s.push(slot);
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (t[p]! <= time) break;
+      if (t[p]! < time || (t[p] === time && s[p]! < slot)) break;
       t[i] = t[p]!;
       s[i] = s[p]!;
       i = p;
@@ -197,8 +197,8 @@ export class DueHeap {
       const l = 2 * i + 1;
       if (l >= t.length) break;
       const r = l + 1;
-      const c = r < t.length && t[r]! < t[l]! ? r : l;
-      if (t[c]! >= lastT) break;
+      const c = r < t.length && (t[r]! < t[l]! || (t[r] === t[l] && s[r]! < s[l]!)) ? r : l;
+      if (t[c]! > lastT || (t[c] === lastT && s[c]! > lastS)) break;
       t[i] = t[c]!;
       s[i] = s[c]!;
       i = c;

@@ -1,0 +1,326 @@
+/**
+ * Small helpers shared by the benchmarks (bench/queue.ts now, bench/s1.ts later): argument parsing,
+ * temp workspaces, timing, medians, the disk baseline and table printing.
+ *
+ * The machine is shared and noisy, so every benchmark reports medians of N runs and ratios against
+ * a disk baseline measured in the same run, in the same temp dir.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+export interface BenchArgs {
+  runs: number;
+  sizes: number[];
+  quick: boolean;
+  /** A discarded pass at a small size first, so the JIT and the page cache are warm. */
+  warmup: boolean;
+  /** Benchmarks to run (`queue`, later `s1`); empty means all. */
+  only: string[];
+  /** Where the JSON results go. */
+  outDir: string;
+}
+
+const DEFAULT_SIZES = [10_000, 100_000, 1_000_000];
+const QUICK_SIZES = [10_000, 100_000];
+
+const USAGE = `usage: npm run bench -- [--runs N] [--sizes 10000,100000,1000000] [--quick] [--only queue] [--out DIR]
+  --runs N      runs per measurement; medians are reported (default 3)
+  --sizes LIST  task counts, comma separated; k and M suffixes allowed (default 10k,100k,1M)
+  --quick       sizes 10k,100k and 1 run (explicit --runs/--sizes still win)
+  --no-warmup   skip the discarded warm-up pass
+  --only NAMES  comma-separated benchmarks to run (queue)
+  --out DIR     results directory (default bench-results)`;
+
+/** Parses `10000`, `10k`, `1M`, `1_000_000`. */
+export function parseCount(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(s.trim().replace(/_/g, ''));
+  if (!m) throw new Error(`not a count: "${s}"`);
+  const mult = m[2] === '' ? 1 : m[2]!.toLowerCase() === 'k' ? 1_000 : 1_000_000;
+  const n = Math.round(Number(m[1]) * mult);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`not a positive count: "${s}"`);
+  return n;
+}
+
+export function parseArgs(argv: readonly string[]): BenchArgs {
+  let runs: number | null = null;
+  let sizes: number[] | null = null;
+  let quick = false;
+  let warmup = true;
+  let only: string[] = [];
+  let outDir = 'bench-results';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value\n${USAGE}`);
+      return v;
+    };
+    switch (flag) {
+      case '--runs':
+        runs = parseCount(value());
+        break;
+      case '--sizes':
+        sizes = value()
+          .split(',')
+          .filter((s) => s.trim() !== '')
+          .map(parseCount);
+        break;
+      case '--quick':
+        quick = true;
+        break;
+      case '--no-warmup':
+        warmup = false;
+        break;
+      case '--only':
+        only = value()
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+        break;
+      case '--out':
+        outDir = value();
+        break;
+      case '-h':
+      case '--help':
+        console.log(USAGE);
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown argument "${a}"\n${USAGE}`);
+    }
+  }
+  return {
+    runs: runs ?? (quick ? 1 : 3),
+    sizes: sizes ?? (quick ? QUICK_SIZES : DEFAULT_SIZES),
+    quick,
+    warmup,
+    only,
+    outDir,
+  };
+}
+
+// ---- statistics ----
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export function minOf(xs: readonly number[]): number {
+  return xs.length ? Math.min(...xs) : Number.NaN;
+}
+
+export function maxOf(xs: readonly number[]): number {
+  return xs.length ? Math.max(...xs) : Number.NaN;
+}
+
+/** Samples of one quantity over N runs, with their median. */
+export interface Samples {
+  median: number;
+  min: number;
+  max: number;
+  samples: number[];
+}
+
+export function summarize(xs: readonly number[]): Samples {
+  return { median: median(xs), min: minOf(xs), max: maxOf(xs), samples: [...xs] };
+}
+
+// ---- timing ----
+
+export function nowMs(): number {
+  return performance.now();
+}
+
+/** Runs `fn` and returns its result with the elapsed milliseconds. */
+export async function timed<T>(fn: () => Promise<T> | T): Promise<{ value: T; ms: number }> {
+  const t0 = performance.now();
+  const value = await fn();
+  return { value, ms: performance.now() - t0 };
+}
+
+export function perSecond(count: number, ms: number): number {
+  return ms > 0 ? (count * 1000) / ms : Number.POSITIVE_INFINITY;
+}
+
+/** A real sleep that ends early (resolving, not rejecting) when `signal` aborts: what runWorker expects. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+let gcFn: (() => void) | null | undefined;
+
+/** A handle on V8's gc without --expose-gc on the command line (the flag set at run time, gc fetched from a fresh context). */
+function getGc(): (() => void) | null {
+  if (gcFn !== undefined) return gcFn;
+  const exposed = (globalThis as { gc?: () => void }).gc;
+  if (exposed) return (gcFn = exposed);
+  try {
+    setFlagsFromString('--expose-gc');
+    gcFn = runInNewContext('gc') as () => void;
+  } catch {
+    gcFn = null;
+  }
+  return gcFn;
+}
+
+/** Collects garbage and gives the event loop a turn, so one measurement does not pay for the last one's garbage. */
+export async function settle(): Promise<void> {
+  getGc()?.();
+  await new Promise((r) => setImmediate(r));
+}
+
+/** Which code was measured: HEAD and a digest of the uncommitted changes (the tree is shared and moves). */
+export function gitState(cwd = process.cwd()): { head: string | null; dirty_files: string[]; diff_sha1: string | null } {
+  const git = (args: string[]): string | null => {
+    try {
+      return execFileSync('git', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 });
+    } catch {
+      return null;
+    }
+  };
+  const head = git(['rev-parse', 'HEAD'])?.trim() ?? null;
+  const status = git(['status', '--porcelain', '--', 'src', 'workers', 'bench']);
+  const diff = git(['diff', 'HEAD', '--', 'src']);
+  return {
+    head,
+    dirty_files: status ? status.split('\n').filter(Boolean).map((l) => l.slice(3)) : [],
+    diff_sha1: diff === null ? null : createHash('sha1').update(diff).digest('hex'),
+  };
+}
+
+// ---- temp workspaces ----
+
+/** A fresh temp workspace under os.tmpdir(), removed after `fn` whatever happens. */
+export async function withTempWorkspace<T>(label: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), `metaspn-bench-${label}-`));
+  try {
+    return await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---- disk baseline ----
+
+export interface DiskBaseline {
+  /** 200-byte lines appended one write each, fdatasync every 100 lines. */
+  sync100_lines_per_s: number;
+  /** 200-byte lines, append + fdatasync every line. */
+  sync1_lines_per_s: number;
+  /** 200-byte lines appended, no fsync (page cache only), for context. */
+  nosync_lines_per_s: number;
+}
+
+export const LINE_BYTES = 200;
+
+function line200(i: number): string {
+  const head = `{"i":${i},"pad":"`;
+  const tail = '"}\n';
+  return head + 'x'.repeat(LINE_BYTES - head.length - tail.length) + tail;
+}
+
+function appendLines(path: string, lines: number, syncEvery: number): number {
+  const fd = openSync(path, 'a');
+  try {
+    const t0 = performance.now();
+    for (let i = 0; i < lines; i++) {
+      writeSync(fd, line200(i));
+      if (syncEvery > 0 && (i + 1) % syncEvery === 0) fdatasyncSync(fd);
+    }
+    if (syncEvery > 0 && lines % syncEvery !== 0) fdatasyncSync(fd);
+    return perSecond(lines, performance.now() - t0);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * What the disk allows, measured in `dir` (the temp workspace of the measurement it is compared
+ * with). Each test appends to a fresh file, which is removed after.
+ */
+export function measureDisk(dir: string, opts: { sync100Lines?: number; sync1Lines?: number; nosyncLines?: number } = {}): DiskBaseline {
+  const d = join(dir, 'disk-baseline');
+  mkdirSync(d, { recursive: true });
+  const run = (name: string, lines: number, every: number): number => {
+    const p = join(d, name);
+    writeFileSync(p, '');
+    try {
+      return appendLines(p, lines, every);
+    } finally {
+      rmSync(p, { force: true });
+    }
+  };
+  try {
+    const sync100 = run('sync100.log', opts.sync100Lines ?? 100_000, 100);
+    const sync1 = run('sync1.log', opts.sync1Lines ?? 1_500, 1);
+    const nosync = run('nosync.log', opts.nosyncLines ?? 200_000, 0);
+    return { sync100_lines_per_s: sync100, sync1_lines_per_s: sync1, nosync_lines_per_s: nosync };
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+}
+
+// ---- formatting ----
+
+export function fmtInt(n: number): string {
+  if (!Number.isFinite(n)) return n > 0 ? '∞' : '—';
+  return Math.round(n).toLocaleString('en-US');
+}
+
+export function fmtNum(n: number, digits = 1): string {
+  if (!Number.isFinite(n)) return '—';
+  return n.toFixed(digits);
+}
+
+export function fmtSize(n: number): string {
+  if (n >= 1_000_000 && n % 1_000_000 === 0) return `${n / 1_000_000}M`;
+  if (n >= 1_000 && n % 1_000 === 0) return `${n / 1_000}k`;
+  return String(n);
+}
+
+export function fmtRatio(r: number): string {
+  if (!Number.isFinite(r)) return '—';
+  return r >= 10 ? `${r.toFixed(1)}×` : `${r.toFixed(3)}×`;
+}
+
+/** A plain-text table: first column left-aligned, the others right-aligned. */
+export function table(headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
+  return [fmt(headers), rule, ...rows.map(fmt)].join('\n');
+}
+
+export function timestamp(d = new Date()): string {
+  return d.toISOString().replace(/[:.]/g, '-');
+}
+
+/** Progress lines go to stderr so stdout holds only the tables. */
+export function progress(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}

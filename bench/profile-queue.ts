@@ -1,0 +1,248 @@
+/**
+ * A small driver for profiling one queue scenario, with a breakdown of where a FileQueue round
+ * spends its time (wall clock around the round's steps, by wrapping methods at run time: nothing
+ * in src/ is changed). Run it under `node --cpu-prof` for a CPU profile.
+ *
+ *   node dist/bench/profile-queue.js --mode drain --size 20000
+ *   node --cpu-prof --cpu-prof-dir=bench-results/prof dist/bench/profile-queue.js --mode fail --size 20000
+ *
+ * Modes: enqueue, drain, fail, stats (replay), load (fresh FileQueue replay).
+ * Options: --size N, --concurrency C, --ack-window MS, --backoff-base MS, --batch N (enqueue),
+ *          --no-instrument (plain run, e.g. for --cpu-prof without wrapper frames).
+ */
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { queuePolicySchema, type QueuePolicy } from '../src/config/policy.js';
+import { FileQueue } from '../src/queue/file/file-queue.js';
+import { readStats } from '../src/queue/file/stats-file.js';
+import { makeOwner } from '../src/queue/owner.js';
+import type { NewTask } from '../src/queue/types.js';
+import { runWorker } from '../src/runtime/runner.js';
+import type { WorkerDefinition } from '../src/runtime/worker-api.js';
+import { queueDir, workspacePaths } from '../src/storage/paths.js';
+import { fmtInt, fmtNum, nowMs, parseCount, perSecond, sleep, table, withTempWorkspace } from './lib.js';
+
+interface Opts {
+  mode: 'enqueue' | 'drain' | 'fail' | 'stats' | 'load';
+  size: number;
+  concurrency: number;
+  ackWindow: number | undefined;
+  backoffBase: number;
+  batch: number;
+  instrument: boolean;
+}
+
+function parse(argv: string[]): Opts {
+  const o: Opts = { mode: 'drain', size: 20_000, concurrency: 8, ackWindow: undefined, backoffBase: 1, batch: 10_000, instrument: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const v = (): string => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${a} needs a value`);
+      return x;
+    };
+    if (a === '--mode') o.mode = v() as Opts['mode'];
+    else if (a === '--size') o.size = parseCount(v());
+    else if (a === '--concurrency') o.concurrency = parseCount(v());
+    else if (a === '--ack-window') o.ackWindow = Number(v());
+    else if (a === '--backoff-base') o.backoffBase = Number(v());
+    else if (a === '--batch') o.batch = parseCount(v());
+    else if (a === '--no-instrument') o.instrument = false;
+    else throw new Error(`unknown argument ${a}`);
+  }
+  return o;
+}
+
+// ---- instrumentation ----
+
+interface Bucket {
+  calls: number;
+  ms: number;
+}
+const buckets = new Map<string, Bucket>();
+const opsPerRound: number[] = [];
+const kindsPerRound = new Map<string, number>();
+
+function add(name: string, ms: number): void {
+  const b = buckets.get(name) ?? { calls: 0, ms: 0 };
+  b.calls++;
+  b.ms += ms;
+  buckets.set(name, b);
+}
+
+type AnyFn = (...args: unknown[]) => unknown;
+
+function wrapMethod(proto: object, name: string, label: string): void {
+  const p = proto as Record<string, AnyFn>;
+  const orig = p[name];
+  if (typeof orig !== 'function') throw new Error(`no method ${name}`);
+  p[name] = function (this: unknown, ...args: unknown[]): unknown {
+    const t0 = nowMs();
+    const out = orig.apply(this, args);
+    if (out instanceof Promise) return out.finally(() => add(label, nowMs() - t0));
+    add(label, nowMs() - t0);
+    return out;
+  };
+}
+
+function instrument(): void {
+  // Synchronous fs calls the queue makes, wrapped in node:fs and re-exported to ESM importers.
+  const f = fs as unknown as Record<string, AnyFn>;
+  for (const name of ['fdatasyncSync', 'fstatSync', 'readdirSync', 'writeSync', 'readSync', 'existsSync', 'mkdirSync', 'openSync', 'statSync']) {
+    const orig = f[name]!;
+    f[name] = function (this: unknown, ...args: unknown[]): unknown {
+      const t0 = nowMs();
+      try {
+        return orig.apply(this, args);
+      } finally {
+        add(`fs.${name}`, nowMs() - t0);
+      }
+    };
+  }
+  syncBuiltinESMExports();
+  const fq = FileQueue.prototype as unknown as Record<string, AnyFn>;
+  wrapMethod(fq, 'runRound', 'FileQueue.runRound (whole round)');
+  wrapMethod(fq, 'roundLocked', 'FileQueue.roundLocked (under lock)');
+  wrapMethod(fq, 'catchUp', 'FileQueue.catchUp');
+  wrapMethod(fq, 'writeStats', 'FileQueue.writeStats');
+  wrapMethod(fq, 'compactNow', 'FileQueue.compactNow (compaction)');
+  const origRun = fq.runRound!;
+  fq.runRound = function (this: unknown, ...args: unknown[]): unknown {
+    const ops = args[0] as Array<{ kind: string }>;
+    opsPerRound.push(ops.length);
+    const kinds = [...new Set(ops.map((o) => o.kind))].sort().join('+');
+    kindsPerRound.set(kinds, (kindsPerRound.get(kinds) ?? 0) + 1);
+    return origRun.apply(this, args);
+  };
+}
+
+/** The queue's cross-process mutex is a private field: found by shape, so this survives refactors. */
+function instrumentMutex(queue: FileQueue): void {
+  for (const v of Object.values(queue as unknown as Record<string, unknown>)) {
+    const m = v as { acquire?: unknown; releaseLock?: unknown } | null;
+    if (m && typeof m === 'object' && typeof m.acquire === 'function' && typeof m.releaseLock === 'function') {
+      wrapMethod(m, 'acquire', 'mutex.acquire (proper-lockfile)');
+      wrapMethod(m, 'releaseLock', 'mutex.releaseLock (proper-lockfile)');
+      return;
+    }
+  }
+  console.warn('profile: no mutex field found on FileQueue');
+}
+
+function report(totalMs: number, tasks: number): void {
+  const rows = [...buckets.entries()]
+    .sort((a, b) => b[1].ms - a[1].ms)
+    .map(([k, b]) => [k, fmtInt(b.calls), fmtNum(b.ms, 1), fmtNum((b.ms * 1000) / b.calls, 1), fmtNum((b.ms * 1000) / tasks, 2), `${fmtNum((100 * b.ms) / totalMs, 1)}%`]);
+  console.log(table(['where', 'calls', 'total ms', 'µs/call', 'µs/task', '% of wall'], rows));
+  if (opsPerRound.length) {
+    const s = [...opsPerRound].sort((a, b) => a - b);
+    const sum = s.reduce((x, y) => x + y, 0);
+    console.log(
+      `\nrounds ${fmtInt(s.length)}: ops/round mean ${fmtNum(sum / s.length, 2)}, median ${s[s.length >> 1]}, p90 ${s[Math.floor(s.length * 0.9)]}, max ${s[s.length - 1]}; rounds/s ${fmtInt(perSecond(s.length, totalMs))}`,
+    );
+    const kinds = [...kindsPerRound.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8);
+    console.log(`round kinds: ${kinds.map(([k, n]) => `${k}=${fmtInt(n)}`).join(', ')}`);
+  }
+}
+
+// ---- scenarios ----
+
+const QUEUE = 'bench';
+
+function tasks(from: number, to: number): NewTask[] {
+  const out: NewTask[] = [];
+  for (let i = from; i < to; i++) out.push({ id: `t${i}`, payload: { n: i } });
+  return out;
+}
+
+async function enqueue(ws: string, size: number, batch: number, policy: QueuePolicy, inst = false): Promise<number> {
+  const q = new FileQueue({ workspace: ws, name: QUEUE, max_attempts: policy.max_attempts, ack_window_ms: policy.ack_window_ms });
+  if (inst) instrumentMutex(q);
+  const t0 = nowMs();
+  for (let i = 0; i < size; i += batch) await q.enqueue(tasks(i, Math.min(size, i + batch)));
+  const ms = nowMs() - t0;
+  await q.close();
+  return ms;
+}
+
+async function main(): Promise<void> {
+  const o = parse(process.argv.slice(2));
+  const policy = queuePolicySchema.parse({
+    concurrency: o.concurrency,
+    backoff_base_ms: o.backoffBase,
+    ...(o.ackWindow !== undefined ? { ack_window_ms: o.ackWindow } : {}),
+  });
+  await withTempWorkspace('profile', async (ws) => {
+    if (o.mode === 'enqueue') {
+      if (o.instrument) instrument();
+      const ms = await enqueue(ws, o.size, o.batch, policy, o.instrument);
+      console.log(`enqueue ${fmtInt(o.size)} in batches of ${fmtInt(o.batch)}: ${fmtNum(ms, 0)} ms, ${fmtInt(perSecond(o.size, ms))} tasks/s`);
+      if (o.instrument) report(ms, o.size);
+      return;
+    }
+    await enqueue(ws, o.size, 10_000, policy);
+    if (o.mode === 'stats') {
+      const dir = queueDir(workspacePaths(ws), QUEUE);
+      fs.rmSync(join(dir, 'stats.json'), { force: true });
+      if (o.instrument) instrument();
+      const t0 = nowMs();
+      const s = readStats(dir, QUEUE, Date.now());
+      const ms = nowMs() - t0;
+      console.log(`readStats replay of ${fmtInt(o.size)} tasks: ${fmtNum(ms, 0)} ms (${s.source}, ready ${s.ready})`);
+      if (o.instrument) report(ms, o.size);
+      return;
+    }
+    if (o.instrument) instrument();
+    const queue = new FileQueue({ workspace: ws, name: QUEUE, max_attempts: policy.max_attempts, ack_window_ms: policy.ack_window_ms });
+    if (o.instrument) instrumentMutex(queue);
+    const t0 = nowMs();
+    await queue.stats();
+    const loadMs = nowMs() - t0;
+    if (o.mode === 'load') {
+      console.log(`load (fresh FileQueue, full replay) of ${fmtInt(o.size)} tasks: ${fmtNum(loadMs, 0)} ms`);
+      if (o.instrument) report(loadMs, o.size);
+      await queue.close();
+      return;
+    }
+    buckets.clear();
+    opsPerRound.length = 0;
+    kindsPerRound.clear();
+    const worker: WorkerDefinition =
+      o.mode === 'fail'
+        ? {
+            name: QUEUE,
+            handle: (_t, ctx) => {
+              if (ctx.attempt === 1) throw new Error('fails on attempt 1');
+            },
+          }
+        : { name: QUEUE, handle: () => undefined };
+    const stop = new AbortController();
+    const t1 = nowMs();
+    const sum = await runWorker({
+      queue,
+      worker,
+      owner: makeOwner(),
+      policy,
+      once: true,
+      init: { logger: pino({ level: 'silent' }), workspace: workspacePaths(ws), env: {} },
+      stop: stop.signal,
+      now: Date.now,
+      sleep,
+      random: Math.random,
+      ...(o.mode === 'fail' ? { nextDue: async () => (await queue.stats()).next_due_at } : {}),
+    });
+    const ms = nowMs() - t1;
+    await queue.close();
+    console.log(
+      `${o.mode} ${fmtInt(o.size)} tasks, concurrency ${o.concurrency}, ack window ${policy.ack_window_ms} ms: ${fmtNum(ms, 0)} ms, ${fmtInt(perSecond(sum.completed, ms))} tasks/s (load ${fmtNum(loadMs, 0)} ms) ${JSON.stringify(sum)}`,
+    );
+    if (o.instrument) report(ms, sum.completed);
+  });
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

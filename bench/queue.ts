@@ -1,0 +1,493 @@
+/**
+ * The queue benchmark: the file backend (FileQueue) and the worker loop (runWorker) against the
+ * targets of docs/PERFORMANCE.md, at several queue sizes, as ratios to the disk measured in the
+ * same run and the same temp dir.
+ *
+ * Per size and run, three fresh temp workspaces, each starting with its own disk baseline:
+ *   A: bulk enqueue (timed); then, on the queue it leaves (N ready tasks), `queue stats`
+ *      (snapshot fast path and full replay) and the worker RSS (child process)
+ *   B: enqueue (setup), drain of no-op tasks with concurrency 8
+ *   C: enqueue (setup), fail once then succeed, concurrency 8, minimum backoff
+ * A warm-up pass at a small size runs first and is discarded.
+ */
+import { execFile } from 'node:child_process';
+import { rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { queuePolicySchema, type QueuePolicy } from '../src/config/policy.js';
+import { FileQueue } from '../src/queue/file/file-queue.js';
+import { listGens, logPath } from '../src/queue/file/log-io.js';
+import { readStats } from '../src/queue/file/stats-file.js';
+import { makeOwner } from '../src/queue/owner.js';
+import type { NewTask } from '../src/queue/types.js';
+import { runWorker, type RunSummary } from '../src/runtime/runner.js';
+import type { WorkerDefinition } from '../src/runtime/worker-api.js';
+import { queueDir, workspacePaths } from '../src/storage/paths.js';
+import {
+  fmtInt,
+  fmtNum,
+  fmtRatio,
+  fmtSize,
+  measureDisk,
+  median,
+  nowMs,
+  perSecond,
+  progress,
+  settle,
+  sleep,
+  summarize,
+  table,
+  withTempWorkspace,
+  type DiskBaseline,
+  type Samples,
+} from './lib.js';
+import type { RssReport } from './rss-child.js';
+
+const QUEUE = 'bench';
+const ENQUEUE_BATCH = 10_000;
+const STATS_REPEATS = 5;
+const WARMUP_SIZE = 5_000;
+/** Retries as soon as allowed: backoff_base_ms 1 (a 1 ms scheduled retry, through the due heap). */
+const MIN_BACKOFF_MS = 1;
+
+/** The targets (docs/PERFORMANCE.md and the benchmark brief). */
+export const TARGETS = {
+  enqueue_per_s: 150_000,
+  enqueue_required_per_s: 100_000,
+  drain_per_s: 30_000,
+  fail_once_per_s: 9_000,
+  stats_ms: 100,
+  rss_mb: 150,
+  /** The disk the targets were set on: append + fdatasync every 100 lines, lines/s (docs/PERFORMANCE.md). */
+  reference_disk_lines_per_s: 177_000,
+} as const;
+
+export interface QueueBenchOptions {
+  sizes: number[];
+  runs: number;
+  warmup: boolean;
+}
+
+export interface Throughput {
+  /** Elapsed ms of the timed part. */
+  ms: number;
+  tasks: number;
+  tasks_per_s: number;
+  us_per_task: number;
+  /** The disk baseline of this measurement's temp dir. */
+  disk: DiskBaseline;
+  /** tasks_per_s ÷ disk.sync100_lines_per_s. */
+  ratio: number;
+}
+
+export interface DrainMeasure extends Throughput {
+  /** Opening the queue in a fresh FileQueue: replay of the whole log (not in `ms`). */
+  load_ms: number;
+  summary: RunSummary;
+  /** What stats() said after the run. */
+  final: { ready: number; scheduled: number; leased: number; completed: number; dead: number };
+}
+
+export interface QueueRun {
+  size: number;
+  run: number;
+  enqueue: Throughput & { log_bytes: number };
+  stats: {
+    snapshot_ms: number;
+    snapshot_samples_ms: number[];
+    snapshot_source: string;
+    replay_ms: number;
+    replay_source: string;
+  };
+  rss: RssReport;
+  drain: DrainMeasure;
+  fail_once: DrainMeasure;
+}
+
+export interface SizeSummary {
+  size: number;
+  disk_sync100_lines_per_s: Samples;
+  disk_sync1_lines_per_s: Samples;
+  disk_nosync_lines_per_s: Samples;
+  enqueue_per_s: Samples;
+  enqueue_ratio: Samples;
+  drain_per_s: Samples;
+  drain_ratio: Samples;
+  drain_load_ms: Samples;
+  fail_once_per_s: Samples;
+  fail_once_ratio: Samples;
+  fail_once_load_ms: Samples;
+  stats_snapshot_ms: Samples;
+  stats_replay_ms: Samples;
+  rss_mb: Samples;
+  rss_before_mb: Samples;
+  max_rss_mb: Samples;
+  rss_load_ms: Samples;
+  log_mib: Samples;
+}
+
+export interface QueueBenchResult {
+  options: QueueBenchOptions;
+  targets: typeof TARGETS;
+  policy: { drain: QueuePolicy; fail_once: QueuePolicy; enqueue_batch: number };
+  runs: QueueRun[];
+  summary: SizeSummary[];
+}
+
+// ---- pieces ----
+
+function taskBatch(from: number, to: number): NewTask[] {
+  const out: NewTask[] = [];
+  for (let i = from; i < to; i++) out.push({ id: `t${i}`, payload: { n: i } });
+  return out;
+}
+
+const drainPolicy = (): QueuePolicy => queuePolicySchema.parse({ concurrency: 8 });
+const failPolicy = (): QueuePolicy => queuePolicySchema.parse({ concurrency: 8, backoff_base_ms: MIN_BACKOFF_MS });
+
+function openQueue(workspace: string, policy: QueuePolicy): FileQueue {
+  return new FileQueue({ workspace, name: QUEUE, max_attempts: policy.max_attempts, ack_window_ms: policy.ack_window_ms });
+}
+
+/** Enqueues `size` no-op tasks, ENQUEUE_BATCH per call; returns the elapsed ms of the calls. */
+async function enqueueAll(workspace: string, size: number): Promise<number> {
+  const q = openQueue(workspace, drainPolicy());
+  try {
+    const t0 = nowMs();
+    for (let i = 0; i < size; i += ENQUEUE_BATCH) {
+      const r = await q.enqueue(taskBatch(i, Math.min(size, i + ENQUEUE_BATCH)));
+      if (r.existing.length) throw new Error(`enqueue: ${r.existing.length} ids unexpectedly present`);
+    }
+    return nowMs() - t0;
+  } finally {
+    await q.close();
+  }
+}
+
+function throughput(tasks: number, ms: number, disk: DiskBaseline): Throughput {
+  const tasks_per_s = perSecond(tasks, ms);
+  return { ms, tasks, tasks_per_s, us_per_task: (ms * 1000) / tasks, disk, ratio: tasks_per_s / disk.sync100_lines_per_s };
+}
+
+function qdir(workspace: string): string {
+  return queueDir(workspacePaths(workspace), QUEUE);
+}
+
+/** The current log generation's size: what a worker replays. */
+function logBytes(workspace: string): number {
+  const dir = qdir(workspace);
+  const gens = listGens(dir);
+  const gen = gens[gens.length - 1];
+  return gen === undefined ? 0 : statSync(logPath(dir, gen)).size;
+}
+
+const childScript = fileURLToPath(new URL('./rss-child.js', import.meta.url));
+const execFileP = promisify(execFile);
+
+async function measureRss(workspace: string): Promise<RssReport> {
+  const { stdout } = await execFileP(process.execPath, [childScript, workspace, QUEUE], { maxBuffer: 1 << 20 });
+  const line = stdout.trim().split('\n').pop() ?? '';
+  return JSON.parse(line) as RssReport;
+}
+
+const noop: WorkerDefinition = { name: QUEUE, handle: () => undefined };
+
+const failOnce: WorkerDefinition = {
+  name: QUEUE,
+  handle: (_task, ctx) => {
+    if (ctx.attempt === 1) throw new Error('fails on attempt 1 (benchmark)');
+  },
+};
+
+/** A fresh FileQueue (as a worker process opens it) drained with runWorker, once. */
+async function drain(workspace: string, worker: WorkerDefinition, policy: QueuePolicy, withNextDue: boolean, disk: DiskBaseline): Promise<DrainMeasure> {
+  const queue = openQueue(workspace, policy);
+  const stop = new AbortController();
+  const logger = pino({ level: 'silent' });
+  try {
+    const t0 = nowMs();
+    const before = await queue.stats(); // the first round replays the whole log
+    const load_ms = nowMs() - t0;
+    const t1 = nowMs();
+    const summary = await runWorker({
+      queue,
+      worker,
+      owner: makeOwner(),
+      policy,
+      once: true,
+      init: { logger, workspace: workspacePaths(workspace), env: {} },
+      stop: stop.signal,
+      now: Date.now,
+      sleep,
+      random: Math.random,
+      ...(withNextDue ? { nextDue: async () => (await queue.stats()).next_due_at } : {}),
+    });
+    const ms = nowMs() - t1;
+    const s = await queue.stats();
+    const final = { ready: s.ready, scheduled: s.scheduled, leased: s.leased, completed: s.completed, dead: s.dead };
+    if (s.completed !== before.ready || summary.completed !== before.ready) {
+      throw new Error(`drain: ${before.ready} ready before, ${s.completed} completed after (${JSON.stringify(final)}, ${JSON.stringify(summary)})`);
+    }
+    return { ...throughput(summary.completed, ms, disk), load_ms, summary, final };
+  } finally {
+    stop.abort();
+    await queue.close();
+  }
+}
+
+// ---- one run at one size ----
+
+function diskLine(d: DiskBaseline): string {
+  return `disk ${fmtInt(d.sync100_lines_per_s)} lines/s (fdatasync/100), ${fmtInt(d.sync1_lines_per_s)}/s (fdatasync each)`;
+}
+
+async function runOnce(size: number, run: number, runs: number, quiet = false): Promise<QueueRun> {
+  const tag = `${fmtSize(size)} run ${run}/${runs}`;
+  const say = (msg: string): void => {
+    if (!quiet) progress(`${tag}: ${msg}`);
+  };
+
+  // A: enqueue, then stats and RSS on the queue it leaves
+  const a = await withTempWorkspace(`q${fmtSize(size)}-a`, async (ws) => {
+    await settle();
+    const disk = measureDisk(ws);
+    await settle();
+    const enqMs = await enqueueAll(ws, size);
+    const enqueue = { ...throughput(size, enqMs, disk), log_bytes: logBytes(ws) };
+    say(`enqueue ${fmtInt(enqueue.tasks_per_s)} tasks/s in ${fmtNum(enqMs / 1000, 2)} s, log ${fmtNum(enqueue.log_bytes / 2 ** 20)} MiB; ${diskLine(disk)}`);
+
+    const dir = qdir(ws);
+    const snapSamples: number[] = [];
+    let snapSource = '';
+    for (let i = 0; i < STATS_REPEATS; i++) {
+      const t0 = nowMs();
+      const s = readStats(dir, QUEUE, Date.now());
+      snapSamples.push(nowMs() - t0);
+      snapSource = s.source;
+      if (s.ready !== size) throw new Error(`stats: ready ${s.ready}, expected ${size}`);
+    }
+    // The fallback: without a current snapshot, readStats replays the whole log read-only.
+    rmSync(join(dir, 'stats.json'), { force: true });
+    await settle();
+    const t0 = nowMs();
+    const replayed = readStats(dir, QUEUE, Date.now());
+    const replayMs = nowMs() - t0;
+    if (replayed.ready !== size) throw new Error(`stats replay: ready ${replayed.ready}, expected ${size}`);
+    say(`stats snapshot ${fmtNum(median(snapSamples), 2)} ms (${snapSource}), replay ${fmtNum(replayMs, 0)} ms (${replayed.source})`);
+
+    const rss = await measureRss(ws);
+    if (rss.claimed !== 1 || rss.ready_after !== size) throw new Error(`rss child: ${JSON.stringify(rss)}`);
+    say(`worker RSS ${fmtNum(rss.rss_mb)} MB (node alone ${fmtNum(rss.rss_before_mb)} MB, peak ${fmtNum(rss.max_rss_mb)} MB), first claim ${fmtNum(rss.load_ms, 0)} ms`);
+    return {
+      enqueue,
+      stats: { snapshot_ms: median(snapSamples), snapshot_samples_ms: snapSamples, snapshot_source: snapSource, replay_ms: replayMs, replay_source: replayed.source },
+      rss,
+    };
+  });
+
+  // B: drain of no-op tasks
+  const drained = await withTempWorkspace(`q${fmtSize(size)}-b`, async (ws) => {
+    const disk = measureDisk(ws);
+    await enqueueAll(ws, size);
+    await settle();
+    const d = await drain(ws, noop, drainPolicy(), false, disk);
+    say(`drain c8 ${fmtInt(d.tasks_per_s)} tasks/s in ${fmtNum(d.ms / 1000, 2)} s (load ${fmtNum(d.load_ms, 0)} ms); ${diskLine(disk)}`);
+    return d;
+  });
+
+  // C: fail once then succeed, minimum backoff
+  const failed = await withTempWorkspace(`q${fmtSize(size)}-c`, async (ws) => {
+    const disk = measureDisk(ws);
+    await enqueueAll(ws, size);
+    await settle();
+    const d = await drain(ws, failOnce, failPolicy(), true, disk);
+    if (d.summary.retry_scheduled !== size) throw new Error(`fail once: ${d.summary.retry_scheduled} retries scheduled, expected ${size}`);
+    say(`fail-once c8 ${fmtInt(d.tasks_per_s)} tasks/s in ${fmtNum(d.ms / 1000, 2)} s (load ${fmtNum(d.load_ms, 0)} ms); ${diskLine(disk)}`);
+    return d;
+  });
+
+  return { size, run, ...a, drain: drained, fail_once: failed };
+}
+
+function summarizeSize(size: number, runs: QueueRun[]): SizeSummary {
+  const rs = runs.filter((r) => r.size === size);
+  const s = (f: (r: QueueRun) => number): Samples => summarize(rs.map(f));
+  const disks = rs.flatMap((r) => [r.enqueue.disk, r.drain.disk, r.fail_once.disk]);
+  const d = (f: (x: DiskBaseline) => number): Samples => summarize(disks.map(f));
+  return {
+    size,
+    disk_sync100_lines_per_s: d((x) => x.sync100_lines_per_s),
+    disk_sync1_lines_per_s: d((x) => x.sync1_lines_per_s),
+    disk_nosync_lines_per_s: d((x) => x.nosync_lines_per_s),
+    enqueue_per_s: s((r) => r.enqueue.tasks_per_s),
+    enqueue_ratio: s((r) => r.enqueue.ratio),
+    drain_per_s: s((r) => r.drain.tasks_per_s),
+    drain_ratio: s((r) => r.drain.ratio),
+    drain_load_ms: s((r) => r.drain.load_ms),
+    fail_once_per_s: s((r) => r.fail_once.tasks_per_s),
+    fail_once_ratio: s((r) => r.fail_once.ratio),
+    fail_once_load_ms: s((r) => r.fail_once.load_ms),
+    stats_snapshot_ms: s((r) => r.stats.snapshot_ms),
+    stats_replay_ms: s((r) => r.stats.replay_ms),
+    rss_mb: s((r) => r.rss.rss_mb),
+    rss_before_mb: s((r) => r.rss.rss_before_mb),
+    max_rss_mb: s((r) => r.rss.max_rss_mb),
+    rss_load_ms: s((r) => r.rss.load_ms),
+    log_mib: s((r) => r.enqueue.log_bytes / 2 ** 20),
+  };
+}
+
+export async function runQueueBench(opts: QueueBenchOptions): Promise<QueueBenchResult> {
+  if (opts.warmup) {
+    const t0 = nowMs();
+    await runOnce(WARMUP_SIZE, 1, 1, true);
+    progress(`warm-up (${fmtSize(WARMUP_SIZE)} tasks, all scenarios, discarded) in ${fmtNum((nowMs() - t0) / 1000, 1)} s`);
+  }
+  const runs: QueueRun[] = [];
+  for (const size of opts.sizes) {
+    for (let run = 1; run <= opts.runs; run++) {
+      const t0 = nowMs();
+      runs.push(await runOnce(size, run, opts.runs));
+      progress(`${fmtSize(size)} run ${run}/${opts.runs}: done in ${fmtNum((nowMs() - t0) / 1000, 1)} s`);
+    }
+  }
+  return {
+    options: opts,
+    targets: TARGETS,
+    policy: { drain: drainPolicy(), fail_once: failPolicy(), enqueue_batch: ENQUEUE_BATCH },
+    runs,
+    summary: opts.sizes.map((size) => summarizeSize(size, runs)),
+  };
+}
+
+// ---- report ----
+
+function verdict(ok: boolean): string {
+  return ok ? 'met' : 'MISSED';
+}
+
+function spread(s: Samples, f: (n: number) => string): string {
+  return s.samples.length > 1 ? `${f(s.min)}–${f(s.max)}` : '';
+}
+
+export function formatQueueReport(r: QueueBenchResult): string {
+  const out: string[] = [];
+  const runs = r.options.runs;
+  const sizes = r.summary.map((s) => s.size);
+  const largest = Math.max(...sizes);
+  const smallest = Math.min(...sizes);
+  const ref = TARGETS.reference_disk_lines_per_s;
+
+  out.push(`QUEUE BENCHMARK — medians of ${runs} run${runs === 1 ? '' : 's'} (range min–max), every measurement in a fresh temp workspace.`);
+  out.push('ratio = tasks/s ÷ disk lines/s (200-byte lines, fdatasync every 100) measured in the same temp dir just before.');
+  out.push(`Target ratios = absolute target ÷ ${fmtInt(ref)} lines/s (the disk of docs/PERFORMANCE.md). Status: absolute / ratio.`);
+  out.push(
+    `drain: runWorker once, concurrency ${r.policy.drain.concurrency}, no-op worker; fail-once: same, throws on attempt 1, backoff_base_ms ${r.policy.fail_once.backoff_base_ms}; enqueue: ${fmtInt(r.policy.enqueue_batch)} tasks per call.`,
+  );
+  out.push('');
+  out.push('1. Disk baseline (lines/s; median of the baselines of all measurements at that size)');
+  out.push(
+    table(
+      ['size block', 'fdatasync/100 lines', 'range', 'fdatasync each line', 'range', 'no fsync'],
+      r.summary.map((s) => [
+        fmtSize(s.size),
+        fmtInt(s.disk_sync100_lines_per_s.median),
+        spread(s.disk_sync100_lines_per_s, fmtInt),
+        fmtInt(s.disk_sync1_lines_per_s.median),
+        spread(s.disk_sync1_lines_per_s, fmtInt),
+        fmtInt(s.disk_nosync_lines_per_s.median),
+      ]),
+    ),
+  );
+  out.push('');
+
+  out.push('2-4, 7. Throughput and cost per task');
+  const rows: string[][] = [];
+  const thr = (name: string, rate: (s: SizeSummary) => Samples, ratio: (s: SizeSummary) => Samples, target: number, load?: (s: SizeSummary) => Samples): void => {
+    for (const s of r.summary) {
+      const m = rate(s);
+      const q = ratio(s);
+      const tRatio = target / ref;
+      rows.push([
+        name,
+        fmtSize(s.size),
+        fmtInt(m.median),
+        spread(m, fmtInt),
+        fmtRatio(q.median),
+        fmtNum(1e6 / m.median, 2),
+        load ? fmtInt(load(s).median) : '',
+        `≥${fmtInt(target)} (${fmtRatio(tRatio)})`,
+        `${verdict(m.median >= target)} / ${verdict(q.median >= tRatio)}`,
+      ]);
+    }
+  };
+  thr('bulk enqueue', (s) => s.enqueue_per_s, (s) => s.enqueue_ratio, TARGETS.enqueue_per_s);
+  thr('drain no-op, c8', (s) => s.drain_per_s, (s) => s.drain_ratio, TARGETS.drain_per_s, (s) => s.drain_load_ms);
+  thr('fail once then ok, c8', (s) => s.fail_once_per_s, (s) => s.fail_once_ratio, TARGETS.fail_once_per_s, (s) => s.fail_once_load_ms);
+  out.push(table(['measure', 'size', 'tasks/s', 'range', 'ratio', 'µs/task', 'load ms', 'target /s (ratio)', 'status'], rows));
+  out.push(`  bulk enqueue: also required ≥${fmtInt(TARGETS.enqueue_required_per_s)}/s.`);
+  out.push('  load ms: the first round of a fresh FileQueue (full log replay) before runWorker starts; not in tasks/s.');
+  out.push('');
+
+  out.push('5. queue stats: readStats(dir, name, now) on N ready tasks (ms)');
+  out.push(
+    table(
+      ['size', 'log MiB', 'snapshot (fast path)', 'range', 'replay (no stats.json)', 'range', 'replay µs/task', 'status (≤100 ms)'],
+      r.summary.map((s) => [
+        fmtSize(s.size),
+        fmtNum(s.log_mib.median),
+        fmtNum(s.stats_snapshot_ms.median, 2),
+        spread(s.stats_snapshot_ms, (n) => fmtNum(n, 2)),
+        fmtNum(s.stats_replay_ms.median, 0),
+        spread(s.stats_replay_ms, (n) => fmtNum(n, 0)),
+        fmtNum((s.stats_replay_ms.median * 1000) / s.size, 2),
+        `snapshot ${verdict(s.stats_snapshot_ms.median <= TARGETS.stats_ms)}, replay ${verdict(s.stats_replay_ms.median <= TARGETS.stats_ms)}`,
+      ]),
+    ),
+  );
+  out.push('');
+
+  out.push('6. Worker RSS: child process opens the FileQueue and claims 1 task (full load) (MB)');
+  out.push(
+    table(
+      ['size', 'RSS', 'range', 'node alone', 'peak RSS', 'queue bytes/task', 'first claim ms', 'status (≤150 MB)'],
+      r.summary.map((s) => [
+        fmtSize(s.size),
+        fmtNum(s.rss_mb.median),
+        spread(s.rss_mb, (n) => fmtNum(n)),
+        fmtNum(s.rss_before_mb.median),
+        fmtNum(s.max_rss_mb.median),
+        fmtInt(((s.rss_mb.median - s.rss_before_mb.median) * 2 ** 20) / s.size),
+        fmtInt(s.rss_load_ms.median),
+        `${verdict(s.rss_mb.median <= TARGETS.rss_mb)} (peak ${verdict(s.max_rss_mb.median <= TARGETS.rss_mb)})`,
+      ]),
+    ),
+  );
+  out.push('');
+
+  if (r.summary.length > 1) {
+    const lo = r.summary.find((s) => s.size === smallest)!;
+    const hi = r.summary.find((s) => s.size === largest)!;
+    const row = (name: string, f: (s: SizeSummary) => number, digits = 2): string[] => [
+      name,
+      ...r.summary.map((s) => fmtNum(f(s), digits)),
+      `${fmtNum(f(hi) / f(lo), 2)}×`,
+    ];
+    out.push(`7. Cost per task by size (µs/task; growth = ${fmtSize(largest)} ÷ ${fmtSize(smallest)}, 1.00× = flat)`);
+    out.push(
+      table(
+        ['measure', ...r.summary.map((s) => fmtSize(s.size)), 'growth'],
+        [
+          row('bulk enqueue', (s) => 1e6 / s.enqueue_per_s.median),
+          row('drain no-op, c8', (s) => 1e6 / s.drain_per_s.median),
+          row('fail once then ok, c8', (s) => 1e6 / s.fail_once_per_s.median),
+          row('load (replay) in worker', (s) => (s.drain_load_ms.median * 1000) / s.size),
+          row('stats replay', (s) => (s.stats_replay_ms.median * 1000) / s.size),
+        ],
+      ),
+    );
+  }
+  return out.join('\n');
+}

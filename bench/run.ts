@@ -1,0 +1,76 @@
+/**
+ * `npm run bench`: runs the benchmarks, prints their tables and writes the raw results as JSON
+ * to bench-results/<name>-<timestamp>.json.
+ *
+ *   npm run bench -- --quick
+ *   npm run bench -- --sizes 10000,100000,1000000 --runs 3
+ *   npm run bench -- --only queue
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { gitState, parseArgs, progress, timestamp, type BenchArgs } from './lib.js';
+import { formatQueueReport, runQueueBench } from './queue.js';
+
+interface Bench {
+  name: string;
+  run(args: BenchArgs): Promise<{ result: unknown; report: string }>;
+}
+
+const BENCHES: Bench[] = [
+  {
+    name: 'queue',
+    async run(args) {
+      const result = await runQueueBench({ sizes: args.sizes, runs: args.runs, warmup: args.warmup });
+      return { result, report: formatQueueReport(result) };
+    },
+  },
+];
+
+function environment(): Record<string, unknown> {
+  const cpu = cpus();
+  return {
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    cpus: cpu.length,
+    cpu_model: cpu[0]?.model ?? 'unknown',
+    total_mem_mb: Math.round(totalmem() / 2 ** 20),
+    tmpdir: tmpdir(),
+  };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const unknown = args.only.filter((n) => !BENCHES.some((b) => b.name === n));
+  if (unknown.length) throw new Error(`unknown benchmark(s): ${unknown.join(', ')} (have: ${BENCHES.map((b) => b.name).join(', ')})`);
+  const selected = BENCHES.filter((b) => args.only.length === 0 || args.only.includes(b.name));
+  const env = environment();
+  progress(`sizes ${args.sizes.join(',')}, ${args.runs} run(s); node ${process.version}, ${String(env.cpus)} cpus, tmp ${tmpdir()}`);
+
+  const outDir = resolve(args.outDir);
+  for (const b of selected) {
+    const started = new Date();
+    const { result, report } = await b.run(args);
+    const finished = new Date();
+    console.log(report);
+    mkdirSync(outDir, { recursive: true });
+    const file = join(outDir, `${b.name}-${timestamp(started)}.json`);
+    const doc = {
+      bench: b.name,
+      started_at: started.toISOString(),
+      finished_at: finished.toISOString(),
+      duration_s: (finished.getTime() - started.getTime()) / 1000,
+      args: { runs: args.runs, sizes: args.sizes, quick: args.quick, warmup: args.warmup },
+      environment: env,
+      git: gitState(),
+      result,
+    };
+    writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
+    console.log(`\nraw results: ${file}`);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

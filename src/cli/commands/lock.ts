@@ -1,0 +1,35 @@
+import type { Command } from 'commander';
+import { readLockStatus } from '../../guard/run-lock.js';
+import { printJson } from '../format.js';
+import { openWorkspace } from '../options.js';
+
+export function registerLock(program: Command): void {
+  program
+    .command('lock')
+    .description('run locks')
+    .command('status')
+    .description('who holds the run lock, since when, and whether it is stale')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--name <name>', 'lock name', 's1')
+    .option('--json', 'print JSON')
+    .action((o: { workspace: string; name: string; json?: boolean }) => {
+      const ws = openWorkspace(o.workspace);
+      const st = readLockStatus(ws.locks, o.name);
+      if (o.json) return printJson(st);
+      const p = st.payload;
+      const lines = [`lock ${o.name}: ${st.held ? 'HELD' : 'free'}  (${st.path})`];
+      if (p) {
+        lines.push(
+          `  active        ${p.active}`,
+          `  pid           ${p.pid}${st.holder_alive === false ? ' (not running)' : st.holder_alive ? ' (running)' : ''}`,
+          `  host          ${p.host}`,
+          `  start_ts_utc  ${p.start_ts_utc}`,
+          `  ttl_sec       ${p.ttl_sec}`,
+          `  reason        ${p.reason}`,
+          `  cmd           ${p.cmd}`,
+        );
+      } else if (!st.exists) lines.push('  no run has taken it yet');
+      if (st.stale_reason) lines.push(`  stale: ${st.stale_reason === 'pid_dead' ? 'its process is gone' : 'its TTL has passed'}; the next run takes it over`);
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+}
