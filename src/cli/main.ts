@@ -5,6 +5,7 @@ import { EXIT } from '../guard/exit-codes.js';
 import { registerLock } from './commands/lock.js';
 import { registerQueue } from './commands/queue.js';
 import { registerS1 } from './commands/s1.js';
+import { registerSmoke } from './commands/smoke.js';
 import { registerWorker } from './commands/worker.js';
 import { takeExitCode } from './exit.js';
 import { flushLogs } from './session.js';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerQueue(program);
   registerWorker(program);
   registerLock(program);
+  registerSmoke(program);
   // Every subcommand reports usage errors through the same exit code (64).
   const walk = (c: Command): void => {
     c.exitOverride();

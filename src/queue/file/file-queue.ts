@@ -48,9 +48,6 @@ export interface FileQueueOptions extends QueueOptions {
   warn?: (msg: string, details: Record<string, unknown>) => void;
 }
 
-/** How often a claim also looks for leases to reclaim. */
-const RECLAIM_EVERY_MS = 200;
-
 /** About what a completed task's tombstone takes in a compacted log. */
 const KEPT_BYTES = 80;
 
@@ -99,8 +96,6 @@ export class FileQueue implements Queue {
   private timer: NodeJS.Timeout | null = null;
   private immediate = false;
   private closed = false;
-  private aliveCache = new Map<string, { alive: boolean; at: number }>();
-  private lastReclaim = -Infinity;
 
   constructor(opts: FileQueueOptions) {
     this.name = opts.name;
@@ -148,11 +143,7 @@ export class FileQueue implements Queue {
     return this.submit('claim', true, (r) => {
       const log = this.state();
       if (log.idx.paused || opts.max <= 0) return () => [];
-      // Looking for dead owners and expired leases costs a pass over the leased tasks: a few times a second is enough.
-      if (r.now - this.lastReclaim >= RECLAIM_EVERY_MS || r.now < this.lastReclaim) {
-        this.lastReclaim = r.now;
-        this.reclaimIn(r);
-      }
+      this.reclaimIn(r);
       const slots = log.idx.pickClaimable(r.now, opts.max);
       if (slots.length === 0) return () => [];
       const fences = slots.map((s) => log.idx.slots.fence[s]! + 1);
@@ -547,28 +538,26 @@ export class FileQueue implements Queue {
     this.statsFile.write({ gen: this.gen, end: log.end, at: now, stats: log.idx.stats(this.name, now, log.corrupt.length) });
   }
 
-  /** Reclaims leases that expired or whose owner process is gone. Runs inside a round. */
+  /**
+   * Reclaims leases that expired or whose owner process is gone. Runs inside a round; costs
+   * nothing per task while no lease has expired and every owner holding one is alive.
+   */
   private reclaimIn(r: Round): string[] {
-    const log = this.state();
-    const idx = log.idx;
+    const idx = this.state().idx;
+    const slots = new Set(idx.expiredLeases(r.now));
+    const gone = new Set<number>();
+    idx.leasesOf.forEach((count, o) => {
+      if (count > 0 && !this.alive(idx.owners[o]!)) gone.add(o);
+    });
+    if (gone.size) for (const n of idx.leased) if (gone.has(idx.slots.owner[n]!)) slots.add(n);
     const out: string[] = [];
-    for (const n of [...idx.leased]) {
+    for (const n of slots) {
       const owner = idx.ownerOf(n);
-      const gone = owner !== null && !this.ownerIsAlive(owner, r.now);
-      if (idx.slots.time[n]! > r.now && !gone) continue;
-      const task = recordAfterFailure(this.taskAt(n), reclaimError(gone, owner ?? undefined, r.now), r.now);
-      r.emit({ t: 'reclaim', at: r.now, n, f: idx.slots.fence[n]!, task });
-      out.push(task.id);
+      const dead = owner !== null && gone.has(idx.slots.owner[n]!);
+      const task = recordAfterFailure(this.taskAt(n), reclaimError(dead, owner ?? undefined, r.now), r.now);
+      if (r.emit({ t: 'reclaim', at: r.now, n, f: idx.slots.fence[n]!, task })) out.push(task.id);
     }
     return out;
-  }
-
-  private ownerIsAlive(o: Owner, now: number): boolean {
-    const hit = this.aliveCache.get(o.id);
-    if (hit && now - hit.at < 1000) return hit.alive;
-    const alive = this.alive(o);
-    this.aliveCache.set(o.id, { alive, at: now });
-    return alive;
   }
 
   private taskAt(n: number): TaskRecord {

@@ -21,6 +21,10 @@ export class IndexState {
   readonly ready = new SlotFifo();
   readonly due = new DueHeap();
   readonly leased = new Set<number>();
+  /** Lease expiries, soonest first: finding expired leases costs nothing while none has expired. */
+  readonly expiries = new DueHeap();
+  /** Leased tasks per owner (by owner index): only owners holding something are checked for liveness. */
+  readonly leasesOf: number[] = [];
   readonly deadSlots = new Set<number>();
   readonly owners: Owner[] = [];
   private readonly ownerIdx = new Map<string, number>();
@@ -178,9 +182,16 @@ export class IndexState {
     t.maxAttempts[n] = s.max_attempts;
     t.fence[n] = s.fence;
     t.time[n] = s.time;
+    if (before === S_LEASED) {
+      this.leased.delete(n);
+      this.leasesOf[t.owner[n]!]!--;
+    }
     t.owner[n] = after === S_LEASED ? owner : -1;
-    if (after === S_LEASED) this.leased.add(n);
-    else if (before === S_LEASED) this.leased.delete(n);
+    if (after === S_LEASED) {
+      this.leased.add(n);
+      this.leasesOf[owner] = (this.leasesOf[owner] ?? 0) + 1;
+      this.expiries.push(s.time, n);
+    }
     if (after === S_READY && before !== S_READY) this.ready.push(n);
     if (after === S_SCHEDULED) this.due.push(s.time, n);
     if (after === S_COMPLETED && before !== S_COMPLETED) this.liveBytes -= t.recLen[n]!;
@@ -215,6 +226,20 @@ export class IndexState {
       picked.push(s);
     }
     return picked;
+  }
+
+  /** Leased slots whose lease expired by `now`, soonest first. */
+  expiredLeases(now: number): number[] {
+    const t = this.slots;
+    const out: number[] = [];
+    const valid = (time: number, s: number): boolean => t.state[s] === S_LEASED && t.time[s] === time;
+    for (let top = this.expiries.top(valid); top && top.time <= now; top = this.expiries.top(valid)) {
+      out.push(top.slot);
+      this.expiries.pop();
+    }
+    // Popped entries that are still leased stay findable until the reclaim record lands.
+    for (const s of out) this.expiries.push(t.time[s]!, s);
+    return out;
   }
 
   stats(name: string, now: number, corrupt: number): QueueStats {

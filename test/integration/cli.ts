@@ -1,0 +1,85 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { onTestFailed } from 'vitest';
+
+/** The repository root: the CLI under test is bin/metaspn.js (built by `npm run build`). */
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const BIN = join(ROOT, 'bin', 'metaspn.js');
+export const DEMO_INPUTS = join(ROOT, 'inputs', 's1_signals.jsonl');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Env for child CLIs: quiet logs unless asked, fast retries so backoff does not slow tests. */
+export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, METASPN_QUEUE_BACKOFF_BASE_MS: '10', METASPN_QUEUE_BACKOFF_CAP_MS: '50', ...extra };
+}
+
+/** Runs the real CLI as a subprocess and waits for it. */
+export function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): CliResult {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env: cliEnv(opts.env), encoding: 'utf8', input: opts.input ?? '', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts the CLI in the background (for locks held, workers killed). The test kills it. */
+export function cliSpawn(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env: cliEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+const children = new Set<ChildProcess>();
+
+/** Fails the calling test if it left a child process running, and kills it. */
+export function assertNoChildren(): void {
+  const left = [...children].filter((c) => c.exitCode === null && c.signalCode === null);
+  for (const c of left) c.kill('SIGKILL');
+  children.clear();
+  if (left.length) throw new Error(`test left ${left.length} child process(es) running`);
+}
+
+export interface WorkspaceOptions {
+  /** Copy the bundled demo signals into inputs/ (default true). */
+  demo?: boolean;
+  signals?: string;
+  config?: unknown;
+}
+
+/** A fresh workspace for one test; kept (and its path printed) when the test fails. */
+export function tempWorkspace(o: WorkspaceOptions = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'metaspn-it-'));
+  mkdirSync(join(dir, 'inputs'), { recursive: true });
+  if (o.signals !== undefined) writeFileSync(join(dir, 'inputs', 's1_signals.jsonl'), o.signals);
+  else if (o.demo !== false) cpSync(DEMO_INPUTS, join(dir, 'inputs', 's1_signals.jsonl'));
+  if (o.config !== undefined) writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify(o.config));
+  let failed = false;
+  onTestFailed(() => {
+    failed = true;
+    process.stderr.write(`kept workspace of failed test: ${dir}\n`);
+  });
+  cleanups.push(() => {
+    if (!failed) rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+const cleanups: (() => void)[] = [];
+
+export function cleanWorkspaces(): void {
+  for (const c of cleanups.splice(0)) c();
+}
+
+/** Waits until `cond` holds (polling), failing after `ms`. No fixed sleeps in assertions. */
+export async function waitFor(cond: () => boolean, ms = 20_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
