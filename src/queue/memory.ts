@@ -18,6 +18,7 @@ import type {
   TaskError,
   TaskRecord,
   TaskState,
+  EnqueueOptions,
 } from './types.js';
 
 interface Entry {
@@ -48,16 +49,20 @@ export class MemoryQueue implements Queue {
     this.alive = opts.ownerAlive ?? ownerAlive;
   }
 
-  async enqueue(tasks: readonly NewTask[]): Promise<EnqueueResult> {
+  async enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {
     for (const t of tasks) {
       const bad = checkTaskId(t.id);
       if (bad) throw new UsageError(bad);
     }
     const now = this.now();
-    const result: EnqueueResult = { added: [], existing: [] };
+    const result: EnqueueResult = { added: [], existing: [], rerun: [] };
     for (const t of tasks) {
-      if (this.entries.has(t.id)) {
-        result.existing.push(t.id);
+      const known = this.entries.get(t.id);
+      if (known) {
+        if (opts.rerun_completed && known.status.state === 'completed' && this.apply(known, { type: 'rerun' }, now)) {
+          known.record = recordAfterRetry(known.record, opts.by ?? 'rerun', now);
+          result.rerun.push(t.id);
+        } else result.existing.push(t.id);
         continue;
       }
       const record = newRecord(this.name, t, this.maxAttempts, now);

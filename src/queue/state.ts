@@ -8,6 +8,7 @@ import type { TaskState } from './types.js';
  *     ▲                │ ├──fail (attempts left)──▶ scheduled ──(due)──▶ claimable
  *     │                │ ├──fail / dead_letter (exhausted or contract)──▶ dead ──retry──▶ ready
  *     └──release / reclaim (attempt counted)──┘
+ *   completed ──rerun (a replay of the same work)──▶ ready
  */
 export interface Status {
   state: TaskState;
@@ -29,9 +30,10 @@ export type Event =
   | { type: 'fail'; owner: string; fence: number; delay_ms: number }
   | { type: 'dead_letter'; owner: string; fence: number }
   | { type: 'reclaim'; fence: number }
-  | { type: 'retry' };
+  | { type: 'retry' }
+  | { type: 'rerun' };
 
-export type Rejection = 'not_claimable' | 'lease_lost' | 'not_dead';
+export type Rejection = 'not_claimable' | 'lease_lost' | 'not_dead' | 'not_completed';
 
 export type Outcome = { ok: true; status: Status } | { ok: false; reason: Rejection };
 
@@ -86,6 +88,9 @@ export function transition(s: Status, e: Event, now: number): Outcome {
       return { ok: true, status: failed(s, now, now, false) };
     case 'retry':
       if (s.state !== 'dead') return { ok: false, reason: 'not_dead' };
+      return { ok: true, status: { ...s, state: 'ready', attempt_count: 0, time: now, owner: null } };
+    case 'rerun':
+      if (s.state !== 'completed') return { ok: false, reason: 'not_completed' };
       return { ok: true, status: { ...s, state: 'ready', attempt_count: 0, time: now, owner: null } };
   }
 }

@@ -56,6 +56,19 @@ export interface EnqueueResult {
   added: string[];
   /** Ids already present in any state (within the completed-retention window): not added twice. */
   existing: string[];
+  /** With `rerun_completed`: ids that were completed and are ready again. */
+  rerun: string[];
+}
+
+export interface EnqueueOptions {
+  /**
+   * Completed tasks among the ids go back to ready (attempt count reset, the rerun recorded):
+   * a pipeline replaying a date re-executes its work, and the artifact store's dedup decides
+   * what is new. Default false.
+   */
+  rerun_completed?: boolean;
+  /** Who asked, recorded on rerun tasks. */
+  by?: string;
 }
 
 /** A process that claims tasks. `id` is unique per process run; pid and host let others see it died. */
@@ -116,7 +129,7 @@ export interface QueueStats {
 
 export interface Queue {
   readonly name: string;
-  enqueue(tasks: readonly NewTask[]): Promise<EnqueueResult>;
+  enqueue(tasks: readonly NewTask[], opts?: EnqueueOptions): Promise<EnqueueResult>;
   claim(opts: ClaimOptions): Promise<ClaimedTask[]>;
   renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean>;
   /** Durable before it resolves. false: the lease was lost (fenced) and nothing changed. */

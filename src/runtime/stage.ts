@@ -7,6 +7,8 @@ import type { WorkerDefinition, WorkerInitContext } from './worker-api.js';
 export interface StageDrain {
   total: number;
   enqueued: number;
+  /** Completed by an earlier run and run again: a replay re-executes, the store decides what is new. */
+  rerun: number;
   already_queued: number;
   completed: number;
   retried: number;
@@ -24,6 +26,8 @@ export interface StageOptions {
   owner: Owner;
   init: WorkerInitContext;
   tasks: readonly NewTask[];
+  /** Recorded on tasks that run again (the run id). */
+  by: string;
   stop: AbortSignal;
   force?: AbortSignal;
 }
@@ -34,7 +38,7 @@ export interface StageOptions {
  * report how each ended. A task another live worker holds is waited for up to two leases.
  */
 export async function drainStage(o: StageOptions): Promise<StageDrain> {
-  const added = await o.queue.enqueue(o.tasks);
+  const added = await o.queue.enqueue(o.tasks, { rerun_completed: true, by: o.by });
   const ids = o.tasks.map((t) => t.id);
   const total: RunSummary = { claimed: 0, completed: 0, retry_scheduled: 0, dead: 0, dead_contract: 0, lease_lost: 0, abandoned: 0, released: 0, forced: false };
   const deadline = Date.now() + 2 * o.policy.lease_ms;
@@ -66,6 +70,7 @@ export async function drainStage(o: StageOptions): Promise<StageDrain> {
   return {
     total: ids.length,
     enqueued: added.added.length,
+    rerun: added.rerun.length,
     already_queued: added.existing.length,
     completed: states.filter((st) => st === 'completed').length,
     retried: total.retry_scheduled,

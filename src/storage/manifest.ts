@@ -26,7 +26,7 @@ export interface Manifest {
   started_at: string;
   finished_at: string;
   duration_ms: number;
-  tasks: { total: number; enqueued: number; already_queued: number; completed: number; retried: number; dead: number };
+  tasks: { total: number; enqueued: number; rerun: number; already_queued: number; completed: number; retried: number; dead: number };
   inputs: { path: string; sha256: string; rows: number }[];
   /** sha256 is over this step's rows for the date and params, in id order: stable as the file grows. */
   outputs: { path: string; rows_written: number; rows_present: number; sha256: string }[];

@@ -50,8 +50,8 @@ export function describeQueueBackend(backend: string, make: MakeQueue): void {
   describe(`Queue conformance: ${backend}`, () => {
     it('enqueue is idempotent by id and reports what already existed', async () => {
       const { q } = await setup();
-      expect(await q.enqueue([{ id: 'a', payload: 1 }, { id: 'b', payload: 2 }])).toEqual({ added: ['a', 'b'], existing: [] });
-      expect(await q.enqueue([{ id: 'b', payload: 9 }, { id: 'c', payload: 3 }])).toEqual({ added: ['c'], existing: ['b'] });
+      expect(await q.enqueue([{ id: 'a', payload: 1 }, { id: 'b', payload: 2 }])).toEqual({ added: ['a', 'b'], existing: [], rerun: [] });
+      expect(await q.enqueue([{ id: 'b', payload: 9 }, { id: 'c', payload: 3 }])).toEqual({ added: ['c'], existing: ['b'], rerun: [] });
       const claimed = await q.claim({ owner: ME, max: 10, lease_ms: 1000 });
       expect(claimed.map((c) => [c.task.id, c.task.payload])).toEqual([
         ['a', 1],
@@ -59,13 +59,30 @@ export function describeQueueBackend(backend: string, make: MakeQueue): void {
         ['c', 3],
       ]);
       for (const c of claimed) expect(await q.complete(c.task.id, c.lease)).toBe(true);
-      expect(await q.enqueue([{ id: 'a', payload: 1 }])).toEqual({ added: [], existing: ['a'] });
+      expect(await q.enqueue([{ id: 'a', payload: 1 }])).toEqual({ added: [], existing: ['a'], rerun: [] });
       await q.close();
+    });
+
+    it('with rerun_completed, completed tasks go back to ready with the rerun recorded', async () => {
+      const c = await setup();
+      const got = await oneClaimed(c, 'a');
+      await c.q.complete('a', got.lease);
+      await c.q.enqueue([{ id: 'b', payload: 2 }]);
+      expect(await c.q.enqueue([{ id: 'a', payload: 1 }, { id: 'b', payload: 2 }, { id: 'c', payload: 3 }], { rerun_completed: true, by: 'replay' })).toEqual({
+        added: ['c'],
+        existing: ['b'],
+        rerun: ['a'],
+      });
+      const claimed = await c.q.claim({ owner: ME, max: 5, lease_ms: 1000 });
+      const a = claimed.find((x) => x.task.id === 'a')!;
+      expect(a.task.retries).toEqual([{ at: new Date(c.clock.t).toISOString(), by: 'replay', attempt_count: 0 }]);
+      expect(a.lease.fence).toBe(2);
+      await c.q.close();
     });
 
     it('a duplicate id inside one batch is added once', async () => {
       const { q } = await setup();
-      expect(await q.enqueue([{ id: 'x', payload: 1 }, { id: 'x', payload: 2 }])).toEqual({ added: ['x'], existing: ['x'] });
+      expect(await q.enqueue([{ id: 'x', payload: 1 }, { id: 'x', payload: 2 }])).toEqual({ added: ['x'], existing: ['x'], rerun: [] });
       expect((await q.stats()).ready).toBe(1);
       await q.close();
     });

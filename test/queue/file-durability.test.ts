@@ -28,7 +28,7 @@ describe('file queue: durability and recovery', () => {
     await a.close();
     const b = open(w);
     expect(await b.stats()).toMatchObject({ ready: 2, leased: 0, completed: 1 });
-    expect(await b.enqueue(ids(4))).toEqual({ added: ['t3'], existing: ['t0', 't1', 't2'] });
+    expect(await b.enqueue(ids(4))).toEqual({ added: ['t3'], existing: ['t0', 't1', 't2'], rerun: [] });
     await b.close();
   });
 
@@ -113,8 +113,8 @@ describe('file queue: durability and recovery', () => {
     // The lease survives compaction: the holder can still complete it.
     expect(await q.complete(held!.task.id, held!.lease)).toBe(true);
     // The newest completions stay known to dedup; the oldest were let go (retention count 100).
-    expect(await q.enqueue([{ id: last, payload: 0 }])).toEqual({ added: [], existing: [last] });
-    expect(await q.enqueue([{ id: 't0', payload: 0 }])).toEqual({ added: ['t0'], existing: [] });
+    expect(await q.enqueue([{ id: last, payload: 0 }])).toEqual({ added: [], existing: [last], rerun: [] });
+    expect(await q.enqueue([{ id: 't0', payload: 0 }])).toEqual({ added: ['t0'], existing: [], rerun: [] });
     await q.close();
     const fresh = open(w, { now: clock.now });
     expect(await fresh.stats()).toMatchObject({ ready: 500, leased: 0, completed: 1501 });

@@ -18,6 +18,7 @@ const event: fc.Arbitrary<Event> = fc.oneof(
   fc.record({ type: fc.constant('dead_letter' as const), owner: fc.constantFrom('a', 'b'), fence: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ type: fc.constant('reclaim' as const), fence: fc.integer({ min: 0, max: 5 }) }),
   fc.constant({ type: 'retry' as const }),
+  fc.constant({ type: 'rerun' as const }),
 );
 
 describe('task state machine (property)', () => {
@@ -33,15 +34,15 @@ describe('task state machine (property)', () => {
           const n = out.status;
           // The fence moves only on a claim, by one.
           expect(n.fence).toBe(e.type === 'claim' ? s.fence + 1 : s.fence);
-          // Completed is final.
-          expect(s.state).not.toBe('completed');
+          // Completed is final but for an explicit rerun.
+          if (s.state === 'completed') expect(e.type).toBe('rerun');
           // Attempts never pass the maximum; dead means exhausted or a contract error.
           expect(n.attempt_count).toBeLessThanOrEqual(max);
           if (n.state === 'dead' && e.type !== 'dead_letter') expect(n.attempt_count).toBe(max);
           // Only a leased task has an owner, and it is the claimer.
           expect(n.owner !== null).toBe(n.state === 'leased');
           if (e.type === 'claim') expect(n.owner).toBe(e.owner);
-          if (e.type === 'retry') expect(n.attempt_count).toBe(0);
+          if (e.type === 'retry' || e.type === 'rerun') expect(n.attempt_count).toBe(0);
           s = n;
         }
       }),

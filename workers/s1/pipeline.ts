@@ -135,7 +135,7 @@ async function runStage(o: RunOptions, s1: S1Context, owner: ReturnType<typeof m
   s1.written[stage] = { written: 0, present: 0 };
   let drain: StageDrain;
   try {
-    drain = await drainStage({ queue, worker, policy, owner, init, tasks: stageTasks(stage, plan, subjects), stop: o.stop, ...(o.force ? { force: o.force } : {}) });
+    drain = await drainStage({ queue, worker, policy, owner, init, tasks: stageTasks(stage, plan, subjects), by: `run ${o.runId}`, stop: o.stop, ...(o.force ? { force: o.force } : {}) });
   } finally {
     await worker.close?.();
     await queue.close();
@@ -162,7 +162,7 @@ async function runStage(o: RunOptions, s1: S1Context, owner: ReturnType<typeof m
     started_at: started.toISOString(),
     finished_at: finished.toISOString(),
     duration_ms: finished.getTime() - started.getTime(),
-    tasks: { total: drain.total, enqueued: drain.enqueued, already_queued: drain.already_queued, completed: drain.completed, retried: drain.retried, dead: drain.dead.length },
+    tasks: { total: drain.total, enqueued: drain.enqueued, rerun: drain.rerun, already_queued: drain.already_queued, completed: drain.completed, retried: drain.retried, dead: drain.dead.length },
     inputs,
     outputs,
     checks,

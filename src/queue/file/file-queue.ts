@@ -22,6 +22,7 @@ import type {
   TaskError,
   TaskRecord,
   TaskState,
+  EnqueueOptions,
 } from '../types.js';
 import { encodeLine } from './codec.js';
 import { compact, type Retention } from './compact.js';
@@ -30,7 +31,7 @@ import type { Effects } from './index-state.js';
 import { LoadedLog } from './loader.js';
 import { appendAll, closeQuietly, listGens, logPath, openCurrent, readAt } from './log-io.js';
 import { needsSync, type LogRecord } from './records.js';
-import { S_DEAD, S_LEASED } from './slots.js';
+import { S_COMPLETED, S_DEAD, S_LEASED } from './slots.js';
 import { StatsWriter } from './stats-file.js';
 
 export interface FileQueueOptions extends QueueOptions {
@@ -118,16 +119,29 @@ export class FileQueue implements Queue {
 
   // ---- the Queue interface: each call becomes an op of the next locked round ----
 
-  enqueue(tasks: readonly NewTask[]): Promise<EnqueueResult> {
+  enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {
     for (const t of tasks) {
       const bad = checkTaskId(t.id);
       if (bad) return Promise.reject(new UsageError(bad));
     }
     return this.submit('enq', true, (r) => {
-      const result: EnqueueResult = { added: [], existing: [] };
+      const result: EnqueueResult = { added: [], existing: [], rerun: [] };
       const idx = this.state().idx;
       for (const t of tasks) {
-        if (idx.ids.get(t.id) >= 0) {
+        const n = idx.ids.get(t.id);
+        if (n >= 0) {
+          if (opts.rerun_completed && idx.slots.state[n] === S_COMPLETED && idx.slots.recOff[n]! >= 0) {
+            const rec = this.state().recordAt(n) as { task?: TaskRecord } | null;
+            const by = opts.by ?? 'rerun';
+            // A completed id kept by a compaction has only its tombstone left: the task is written afresh.
+            const ok = rec?.task
+              ? r.emit({ t: 'rerun', at: r.now, n, task: recordAfterRetry(rec.task, by, r.now) })
+              : r.emit({ t: 'snap', n, s: 'ready', f: idx.slots.fence[n]!, tm: r.now, task: recordAfterRetry(newRecord(this.name, t, this.maxAttempts, r.now), by, r.now) });
+            if (ok) {
+              result.rerun.push(t.id);
+              continue;
+            }
+          }
           result.existing.push(t.id);
           continue;
         }

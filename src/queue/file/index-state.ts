@@ -114,6 +114,8 @@ export class IndexState {
         return this.single(r.n, { type: 'reclaim', fence: r.f }, r.at, offset, length);
       case 'retry':
         return this.single(r.n, { type: 'retry' }, r.at, offset, length);
+      case 'rerun':
+        return this.single(r.n, { type: 'rerun' }, r.at, offset, length);
       case 'pause':
       case 'resume':
         this.paused = r.t === 'pause';

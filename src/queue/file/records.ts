@@ -15,6 +15,7 @@ export type LogRecord =
   | { t: 'dead'; at: number; o: string; n: number; f: number; task: TaskRecord }
   | { t: 'reclaim'; at: number; n: number; f: number; task: TaskRecord }
   | { t: 'retry'; at: number; n: number; task: TaskRecord }
+  | { t: 'rerun'; at: number; n: number; task: TaskRecord }
   | { t: 'pause' | 'resume'; at: number; by: string }
   | {
       t: 'snap';
