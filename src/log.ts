@@ -36,9 +36,13 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
 
 const HIDDEN = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'cmd']);
 
+/** Events the CLI prints itself: the terminal gets them once, the log file keeps them. */
+const FILE_ONLY = new Set(['command_failed']);
+
 function readable(line: string): string {
   try {
     const o = JSON.parse(line) as Record<string, unknown>;
+    if (FILE_ONLY.has(String(o.event))) return '';
     const level = Number(o.level) >= 50 ? 'error' : 'warning';
     const extra = Object.entries(o)
       .filter(([k]) => !HIDDEN.has(k))

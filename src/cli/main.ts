@@ -8,7 +8,7 @@ import { registerS1 } from './commands/s1.js';
 import { registerSmoke } from './commands/smoke.js';
 import { registerWorker } from './commands/worker.js';
 import { takeExitCode } from './exit.js';
-import { flushLogs } from './session.js';
+import { commandLog, flushLogs } from './session.js';
 
 function version(): string {
   try {
@@ -51,9 +51,11 @@ export async function main(argv: string[]): Promise<number> {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.SUCCESS;
       if (err.code === 'commander.executeSubCommandAsync') return EXIT.SUCCESS;
       // Commander already printed its one-line message.
+      process.stderr.write('hint: see `metaspn --help` or `metaspn <command> --help`\n');
       return EXIT.USAGE;
     }
     const e = toMetaspnError(err);
+    commandLog()?.logger.error({ event: 'command_failed', rc: e.exitCode, code: e.code, error: e.message, ...(e.code === 'INTERNAL_ERROR' ? { stack: (err as Error)?.stack } : {}) }, e.message);
     process.stderr.write(`error: ${e.message}\n`);
     if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
     if (e.code === 'INTERNAL_ERROR' && !e.hint) process.stderr.write('hint: an unexpected failure; set METASPN_DEBUG=1 for the stack, and see logs/metaspn.jsonl\n');

@@ -14,8 +14,10 @@ export interface Session {
   actor: string;
 }
 
+/** The command line as typed, quoted so it can be pasted back into a shell. */
 export function commandLine(): string {
-  return ['metaspn', ...process.argv.slice(2)].join(' ');
+  const quote = (a: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+  return ['metaspn', ...process.argv.slice(2).map(quote)].join(' ');
 }
 
 const opened: LogHandle[] = [];
@@ -23,6 +25,11 @@ const opened: LogHandle[] = [];
 /** Flushes every log a command opened; the CLI calls it before exiting. */
 export function flushLogs(): void {
   for (const l of opened.splice(0)) l.flush();
+}
+
+/** The log of the workspace the command opened, if it opened one: the CLI logs how it ended there. */
+export function commandLog(): LogHandle | undefined {
+  return opened[opened.length - 1];
 }
 
 export function openSession(dir: string, base: Record<string, unknown> = {}): Session {

@@ -3,14 +3,14 @@ import { z } from 'zod';
 import { resolveS1Config, type S1Config } from '../../workers/s1/config.js';
 import { DataInvalidError } from '../guard/errors.js';
 import type { WorkspacePaths } from '../storage/paths.js';
-import { POLICY_KEYS, queuePolicySchema, type QueuePolicy } from './policy.js';
+import { partialPolicySchema, POLICY_KEYS, resolvePolicy, type PartialPolicy, type QueuePolicy } from './policy.js';
 
 /**
  * metaspn.config.json, validated once at the edge. Layers, weakest first:
  * built-in defaults < the worker's own defaults < config `queues.defaults` < config `queues.<name>`
  * < environment (METASPN_QUEUE_<KEY>, e.g. METASPN_QUEUE_BACKOFF_BASE_MS=10) < command-line flags.
  */
-const partialPolicy = queuePolicySchema.partial().strict();
+const partialPolicy = partialPolicySchema;
 
 const fileSchema = z
   .object({
@@ -20,7 +20,7 @@ const fileSchema = z
   })
   .strict();
 
-export type PartialPolicy = z.infer<typeof partialPolicy>;
+export type { PartialPolicy };
 
 export interface WorkspaceConfig {
   /** Path of the config file (it may not exist: then every default holds). */
@@ -74,11 +74,7 @@ function policyFromEnv(env: NodeJS.ProcessEnv): PartialPolicy {
 
 /** The effective policy of one queue, every layer applied. */
 export function policyFor(cfg: WorkspaceConfig, queue: string, workerDefaults: PartialPolicy = {}, flags: PartialPolicy = {}): QueuePolicy {
-  return queuePolicySchema.parse({ ...workerDefaults, ...cfg.queues.defaults, ...cfg.queues[queue], ...cfg.env, ...stripUndefined(flags) });
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+  return resolvePolicy(workerDefaults, cfg.queues.defaults ?? {}, cfg.queues[queue] ?? {}, cfg.env, flags);
 }
 
 /** The line of a JSON.parse error, from the position V8 reports. */

@@ -181,7 +181,7 @@ function watchdog(d: RunnerDeps, live: Set<Live>): () => void {
       }
     }
   }, period);
-  timer.unref?.();
+  // Referenced on purpose: a handler stuck on a promise that holds nothing else must still time out.
   const onForce = (): void => {
     for (const t of live) t.abort(new Error('worker forced to stop'));
   };

@@ -16,6 +16,8 @@ export interface StageDrain {
   dead: DeadLetter[];
   /** Tasks neither completed nor dead when the drain gave up (held by another live worker). */
   unsettled: number;
+  /** The queue is paused: nothing was handed out. */
+  paused: boolean;
   summary: RunSummary;
 }
 
@@ -43,7 +45,13 @@ export async function drainStage(o: StageOptions): Promise<StageDrain> {
   const total: RunSummary = { claimed: 0, completed: 0, retry_scheduled: 0, dead: 0, dead_contract: 0, lease_lost: 0, abandoned: 0, released: 0, forced: false };
   const deadline = Date.now() + 2 * o.policy.lease_ms;
   let states: (TaskState | null)[] = [];
+  let paused = false;
   for (;;) {
+    paused = (await o.queue.stats()).paused;
+    if (paused) {
+      states = ids.length ? await o.queue.states(ids) : [];
+      break;
+    }
     const s = await runWorker({
       queue: o.queue,
       worker: o.worker,
@@ -76,6 +84,7 @@ export async function drainStage(o: StageOptions): Promise<StageDrain> {
     retried: total.retry_scheduled,
     dead,
     unsettled: states.filter((st) => st !== 'completed' && st !== 'dead').length,
+    paused,
     summary: total,
   };
 }

@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { queuePolicySchema, type QueuePolicy } from '../../src/config/policy.js';
+import { resolvePolicy, type QueuePolicy } from '../../src/config/policy.js';
 import { MemoryQueue } from '../../src/queue/memory.js';
 import { runWorker, type RunnerDeps } from '../../src/runtime/runner.js';
 import { ContractError, type WorkerDefinition } from '../../src/runtime/worker-api.js';
@@ -12,7 +12,7 @@ const silent = pino({ level: 'silent' });
 
 function setup(worker: WorkerDefinition, policy: Partial<QueuePolicy> = {}, extra: Partial<RunnerDeps> = {}) {
   const clock = new FakeClock();
-  const pol = queuePolicySchema.parse({ max_attempts: 3, backoff_base_ms: 1000, ...policy });
+  const pol = resolvePolicy({ max_attempts: 3, backoff_base_ms: 1000, ...policy });
   const queue = new MemoryQueue({ name: worker.name, max_attempts: pol.max_attempts, now: clock.now });
   const stop = new AbortController();
   const deps: RunnerDeps = {

@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Logger } from 'pino';
 import { policyFor, type WorkspaceConfig } from '../../src/config/load.js';
+import { toMetaspnError } from '../../src/guard/errors.js';
 import { EXIT, mostSevere } from '../../src/guard/exit-codes.js';
 import { openQueue } from '../../src/queue/open.js';
 import { makeOwner } from '../../src/queue/owner.js';
@@ -94,7 +95,7 @@ export async function runS1(o: RunOptions): Promise<RunReport> {
     pointer: null,
     duration_ms: 0,
   };
-  log.info({ event: 'run_start', run_id: o.runId, date: plan.date, as_of: plan.as_of, subjects: subjects.length, signals: signals.length }, 'run started');
+  log.info({ event: 'run_start', date: plan.date, as_of: plan.as_of, subjects: subjects.length, signals: signals.length }, 'run started');
   try {
     let inputs: Manifest['inputs'] = [input];
     for (const stage of STAGES) {
@@ -109,7 +110,7 @@ export async function runS1(o: RunOptions): Promise<RunReport> {
     if (report.stages.length === STAGES.length && report.stages.every((s) => s.status === 'success')) {
       if (o.lockLost?.()) {
         report.exit_code = EXIT.STATE_CORRUPT;
-        log.error({ event: 'publish_refused', run_id: o.runId }, 'run lock was lost during the run: not publishing');
+        log.error({ event: 'publish_refused' }, 'run lock was lost during the run: not publishing');
       } else {
         report.pointer = publish(ws, plan, o.runId, s1, log);
         report.status = 'published';
@@ -118,7 +119,7 @@ export async function runS1(o: RunOptions): Promise<RunReport> {
   } finally {
     await s1.close();
     report.duration_ms = Date.now() - t0;
-    log.info({ event: 'run_end', run_id: o.runId, date: plan.date, status: report.status, rc: report.exit_code, duration_ms: report.duration_ms }, 'run finished');
+    log.info({ event: 'run_end', date: plan.date, status: report.status, rc: report.exit_code, duration_ms: report.duration_ms }, 'run finished');
   }
   return report;
 }
@@ -126,7 +127,7 @@ export async function runS1(o: RunOptions): Promise<RunReport> {
 async function runStage(o: RunOptions, s1: S1Context, owner: ReturnType<typeof makeOwner>, stage: StageName, subjects: string[], inputs: Manifest['inputs']): Promise<StageReport> {
   const { ws, plan, log } = o;
   const started = new Date();
-  log.info({ event: 'stage_start', run_id: o.runId, stage, date: plan.date }, `${stage} started`);
+  log.info({ event: 'stage_start', stage, date: plan.date }, `${stage} started`);
   const worker = WORKERS[stage]();
   const init = { logger: log.child({ stage }), workspace: ws, env: { s1, config: o.cfg, run_id: o.runId } };
   await worker.init?.(init);
@@ -140,14 +141,26 @@ async function runStage(o: RunOptions, s1: S1Context, owner: ReturnType<typeof m
     await worker.close?.();
     await queue.close();
   }
-  const rows = await s1.rows(stage, plan.date, plan.params);
-  const written = s1.written[stage].written;
-  const outputs = [{ path: relative(ws.root, s1.stores[stage].path), rows_written: written, rows_present: rows.length - written, sha256: rowsHash(rows) }];
-  const failure = drainFailure(stage, drain, o.stop.aborted);
-  const checks = failure ? [] : await stageChecks(stage, s1, plan, subjects.length, rows);
-  const failedCheck = checks.find((c) => c.status === 'fail');
-  const error = failure?.error ?? (failedCheck ? { class: 'CheckFailed', message: `check ${failedCheck.name} failed: observed ${JSON.stringify(failedCheck.observed)}, expected ${JSON.stringify(failedCheck.expected)}` } : undefined);
-  const exit_code = failure?.exit ?? (failedCheck ? EXIT.STATE_CORRUPT : EXIT.SUCCESS);
+  let outputs: Manifest['outputs'] = [];
+  let checks: ManifestCheck[] = [];
+  let error: { class: string; message: string } | undefined;
+  let exit_code: number = EXIT.SUCCESS;
+  try {
+    const rows = await s1.rows(stage, plan.date, plan.params);
+    // Another run drained by this one (after a forced lock break) can count more puts than rows.
+    const written = Math.min(s1.written[stage].written, rows.length);
+    outputs = [{ path: relative(ws.root, s1.stores[stage].path), rows_written: written, rows_present: rows.length - written, sha256: rowsHash(rows) }];
+    const failure = drainFailure(stage, drain, o.stop.aborted);
+    checks = failure ? [] : await stageChecks(stage, s1, plan, subjects.length, rows);
+    const failedCheck = checks.find((c) => c.status === 'fail');
+    error = failure?.error ?? (failedCheck ? { class: 'CheckFailed', message: `check ${failedCheck.name} failed: observed ${JSON.stringify(failedCheck.observed)}, expected ${JSON.stringify(failedCheck.expected)}` } : undefined);
+    exit_code = failure?.exit ?? (failedCheck ? EXIT.STATE_CORRUPT : EXIT.SUCCESS);
+  } catch (err) {
+    // The stage's report survives a failure to read its outputs back: the manifest says why.
+    const e = toMetaspnError(err);
+    error = { class: (err as Error)?.name ?? 'Error', message: e.message };
+    exit_code = e.exitCode;
+  }
   const finished = new Date();
   const manifest: Manifest = {
     schema_version: 1,
@@ -170,7 +183,7 @@ async function runStage(o: RunOptions, s1: S1Context, owner: ReturnType<typeof m
     exit_code,
   };
   const path = writeManifest(ws, manifest);
-  log.info({ event: 'stage_end', run_id: o.runId, stage, date: plan.date, status: manifest.status, rc: exit_code, duration_ms: manifest.duration_ms, tasks: manifest.tasks }, `${stage} ${manifest.status}`);
+  log.info({ event: 'stage_end', stage, date: plan.date, status: manifest.status, rc: exit_code, duration_ms: manifest.duration_ms, tasks: manifest.tasks }, `${stage} ${manifest.status}`);
   return { step: stage, status: manifest.status, exit_code, manifest: relative(ws.root, path), duration_ms: manifest.duration_ms, tasks: manifest.tasks, outputs, checks, ...(error ? { error } : {}) };
 }
 
@@ -186,6 +199,12 @@ function drainFailure(stage: StageName, d: StageDrain, stopped: boolean): { erro
         message: `${d.dead.length} task(s) of ${stage} in the dead letters (first ${first.task.id}: ${reason}); fix the cause, then \`metaspn queue retry ${stage}\` and re-run`,
       },
       exit,
+    };
+  }
+  if (d.paused) {
+    return {
+      error: { class: 'QueuePaused', message: `queue ${stage} is paused: ${d.unsettled} task(s) wait; \`metaspn queue resume ${stage}\` and re-run` },
+      exit: EXIT.BUSINESS_SKIP,
     };
   }
   if (d.unsettled > 0) {

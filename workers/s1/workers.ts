@@ -52,7 +52,8 @@ abstract class S1Worker<P extends DatePayload> implements WorkerDefinition<P> {
 export class UpdateAttentionScoresWorker extends S1Worker<SubjectPayload> {
   readonly name = 'update_attention_scores';
   readonly payload = subjectPayload;
-  readonly defaults = { concurrency: 64 };
+  // Tiny tasks whose cost is the store's fsync: many at once make each fsync cover many rows.
+  readonly defaults = { concurrency: 256 };
 
   protected async run(s1: S1Context, p: SubjectPayload): Promise<void> {
     const params = s1.params(p);

@@ -15,6 +15,27 @@ import { ago, isoSeconds, printJson, table, truncate } from '../format.js';
 import { collect, openWorkspace } from '../options.js';
 import { openSession } from '../session.js';
 
+/**
+ * The dead-letter files of a worker, made consistent with its queue log first when they may not be:
+ * the log is the authority, the files are written from it (and a crash can leave one missing or
+ * half-written). When the file count matches the log's dead count, no log is loaded.
+ */
+async function deadLetters(ws: WorkspacePaths, worker: string): Promise<DeadLetterFiles> {
+  const files = new DeadLetterFiles(deadletterDir(ws, worker));
+  const readable = files.list().length;
+  const dead = existsSync(queueDir(ws, worker)) ? readStats(queueDir(ws, worker), worker, Date.now()).dead : 0;
+  if (readable !== dead || readable !== files.ids().length) {
+    const s = openSession(ws.root);
+    const q = openQueue(ws, worker, policyFor(s.cfg, worker), s.log.logger);
+    try {
+      await q.stats();
+    } finally {
+      await q.close();
+    }
+  }
+  return files;
+}
+
 interface WsOpts {
   workspace: string;
   json?: boolean;
@@ -50,10 +71,10 @@ export function registerQueue(program: Command): void {
   dl.command('list <worker>')
     .option('--workspace <dir>', 'workspace folder', '.')
     .option('--json', 'print JSON')
-    .action((worker: string, o: WsOpts) => {
+    .action(async (worker: string, o: WsOpts) => {
       const ws = openWorkspace(o.workspace);
       knownQueue(ws, worker);
-      const list = new DeadLetterFiles(deadletterDir(ws, worker)).list();
+      const list = (await deadLetters(ws, worker)).list();
       if (o.json) return printJson(list);
       if (list.length === 0) return void process.stdout.write(`no dead letters for ${worker}\n`);
       const rows = [['TASK', 'ATTEMPTS', 'DEAD AT', 'LAST ERROR']];
@@ -67,10 +88,10 @@ export function registerQueue(program: Command): void {
   dl.command('show <worker> <task_id>')
     .option('--workspace <dir>', 'workspace folder', '.')
     .option('--json', 'print JSON')
-    .action((worker: string, id: string, o: WsOpts) => {
+    .action(async (worker: string, id: string, o: WsOpts) => {
       const ws = openWorkspace(o.workspace);
       knownQueue(ws, worker);
-      const d = new DeadLetterFiles(deadletterDir(ws, worker)).read(id);
+      const d = (await deadLetters(ws, worker)).read(id);
       if (!d) throw new UsageError(`no dead letter "${id}" for ${worker}`, { hint: `list them: metaspn queue deadletter list ${worker}` });
       if (o.json) return printJson(d);
       const lines = [
@@ -98,7 +119,7 @@ export function registerQueue(program: Command): void {
     .action(async (worker: string, o: WsOpts & { taskId?: string[]; dryRun?: boolean }) => {
       const s = openSession(o.workspace);
       knownQueue(s.ws, worker);
-      const present = new Set(new DeadLetterFiles(deadletterDir(s.ws, worker)).ids());
+      const present = new Set((await deadLetters(s.ws, worker)).ids());
       const unknown = (o.taskId ?? []).filter((id) => !present.has(id));
       if (unknown.length) {
         throw new UsageError(`not in the dead letters of ${worker}: ${unknown.join(', ')}`, { hint: `list them: metaspn queue deadletter list ${worker}` });
@@ -172,7 +193,7 @@ export function formatStats(s: QueueStats, now: number): string {
     ['dead', String(s.dead), s.dead > 0 ? `see: metaspn queue deadletter list ${s.queue}` : ''],
     ['paused', s.paused ? 'yes' : 'no', ''],
   ];
-  if (s.corrupt_records > 0) rows.push(['corrupt', String(s.corrupt_records), 'records failed their checksum: run metaspn doctor']);
+  if (s.corrupt_records > 0) rows.push(['corrupt', String(s.corrupt_records), `records failed their checksum; they are skipped and set aside in queue/${s.queue}/quarantine/ at the next compaction`]);
   return `queue ${s.queue}\n${table(rows.map((r) => ['  ' + r[0]!, r[1]!.padStart(8), r[2]!]))}`;
 }
 

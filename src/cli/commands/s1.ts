@@ -79,8 +79,9 @@ export async function runLocked<T>(
   try {
     return await fn(log, signals.stop, signals.force, () => !lock.stillHeld());
   } finally {
-    signals.dispose();
+    // Signals stay handled until the lock is released: a second Ctrl-C must not kill the clean-up.
     await lock.release();
+    signals.dispose();
   }
 }
 

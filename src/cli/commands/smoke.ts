@@ -41,8 +41,7 @@ function sha(path: string): string {
  * two consecutive dates, a replay, and checks of artifacts, manifests and pointers. Never writes
  * into the workspace's store; its summary goes to the workspace's log.
  */
-async function smoke(ws: WorkspacePaths): Promise<{ dates: string[]; checks: string[]; tmp: string }> {
-  const tmp = mkdtempSync(join(tmpdir(), 'metaspn-smoke-'));
+async function smoke(ws: WorkspacePaths, tmp: string): Promise<{ dates: string[]; checks: string[] }> {
   const t = workspacePaths(tmp);
   mkdirSync(t.inputs, { recursive: true });
   copyFileSync(DEMO_INPUTS, join(t.inputs, 's1_signals.jsonl'));
@@ -84,7 +83,7 @@ async function smoke(ws: WorkspacePaths): Promise<{ dates: string[]; checks: str
   const after = Object.values(STORE_FILES).map((f) => sha(join(t.store, f)));
   if (before.join() !== after.join()) throw new SmokeFailure('a replay changed the store: artifacts are not idempotent');
   checks.push('replay: store byte-identical');
-  return { dates, checks, tmp };
+  return { dates, checks };
 }
 
 export function registerSmoke(program: Command): void {
@@ -97,16 +96,15 @@ export function registerSmoke(program: Command): void {
       const s = openSession(o.workspace, { module: 'smoke' });
       const t0 = Date.now();
       let result: { status: 'PASS' | 'FAIL'; reason?: string; checks: string[]; exit_code: number };
-      let tmp: string | null = null;
+      const tmp = mkdtempSync(join(tmpdir(), 'metaspn-smoke-'));
       try {
-        const r = await smoke(s.ws);
-        tmp = r.tmp;
+        const r = await smoke(s.ws, tmp);
+        rmSync(tmp, { recursive: true, force: true });
         result = { status: 'PASS', checks: r.checks, exit_code: 0 };
       } catch (err) {
+        // Kept for forensics: the reason may name files in it.
         const code = err instanceof SmokeFailure ? err.exitCode : ((err as { exitCode?: number }).exitCode ?? EXIT.INTERNAL_ERROR);
-        result = { status: 'FAIL', reason: (err as Error).message, checks: [], exit_code: code };
-      } finally {
-        if (tmp) rmSync(tmp, { recursive: true, force: true });
+        result = { status: 'FAIL', reason: `${(err as Error).message} (smoke workspace kept at ${tmp})`, checks: [], exit_code: code };
       }
       const duration_ms = Date.now() - t0;
       s.log.logger[result.status === 'PASS' ? 'info' : 'error']({ event: 'smoke_summary', status: result.status, reason: result.reason ?? null, rc: result.exit_code, duration_ms }, `smoke ${result.status}`);

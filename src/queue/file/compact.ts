@@ -5,7 +5,7 @@ import { encodeLine } from './codec.js';
 import type { LoadedLog } from './loader.js';
 import { logPath, readAt } from './log-io.js';
 import type { LogRecord } from './records.js';
-import { STATES, S_COMPLETED, S_LEASED } from './slots.js';
+import { STATES, S_COMPLETED, S_LEASED, UNPLACED } from './slots.js';
 
 export interface Retention {
   /** Completed ids younger than this stay known (enqueue of them is reported as existing). */
@@ -43,7 +43,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
     let n = 0;
     for (let slot = 0; slot < t.count; slot++) {
       const st = t.state[slot]!;
-      if (st === 255) continue;
+      if (st === UNPLACED) continue;
       const rec = log.recordAt(slot) as { task?: LogRecord & { id: string }; id?: string } | null;
       if (st === S_COMPLETED) {
         if (!keepCompleted.has(slot)) {

@@ -536,7 +536,9 @@ export class FileQueue implements Queue {
     const files = new Set(this.dead.ids());
     for (const n of log.idx.deadSlots) {
       const task = this.taskAt(n);
-      if (!files.delete(task.id)) this.dead.write(deadLetterOf(task, log.idx.slots.time[n]!));
+      const present = files.delete(task.id);
+      // Missing, or half-written by a crash: written again from the log.
+      if (!present || this.dead.read(task.id)?.task.id !== task.id) this.dead.write(deadLetterOf(task, log.idx.slots.time[n]!));
     }
     for (const id of files) this.dead.remove(id);
   }

@@ -1,7 +1,7 @@
 import { transition, type Event, type Status } from '../state.js';
 import type { Owner, QueueStats, TaskState } from '../types.js';
 import type { LogRecord, Pair } from './records.js';
-import { DueHeap, IdIndex, SlotFifo, SlotTable, STATES, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED } from './slots.js';
+import { DueHeap, IdIndex, SlotFifo, SlotTable, STATES, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED, UNPLACED } from './slots.js';
 
 export interface Effects {
   /** Slots that entered the dead letters. */
@@ -139,7 +139,7 @@ export class IndexState {
 
   private place(n: number, id: string, offset: number, length: number): void {
     this.slots.ensure(n);
-    this.slots.state[n] = 255; // not yet counted in any state
+    this.slots.state[n] = UNPLACED; // not yet counted in any state
     this.slots.recOff[n] = offset;
     this.slots.recLen[n] = length;
     this.liveBytes += length;
@@ -147,7 +147,7 @@ export class IndexState {
   }
 
   private event(n: number, e: Event, at: number): Status | null {
-    if (!(n >= 0 && n < this.slots.count) || this.slots.state[n] === 255) return null;
+    if (!(n >= 0 && n < this.slots.count) || this.slots.state[n] === UNPLACED) return null;
     const out = transition(this.status(n), e, at);
     return out.ok ? out.status : null;
   }
@@ -177,7 +177,7 @@ export class IndexState {
     const t = this.slots;
     const before = t.state[n]!;
     const after = STATES.indexOf(s.state);
-    if (before !== 255) this.counts[before]!--;
+    if (before !== UNPLACED) this.counts[before]!--;
     this.counts[after]!++;
     t.state[n] = after;
     t.attempts[n] = s.attempt_count;

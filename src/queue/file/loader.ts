@@ -1,12 +1,7 @@
 import { decodeLine, type ScannedLine } from './codec.js';
 import { IndexState } from './index-state.js';
-import { readAt, readLines } from './log-io.js';
+import { readAt, readLines, readMany } from './log-io.js';
 import { idOfRecord, type LogRecord } from './records.js';
-
-/** Records further apart than this are read separately. */
-const GAP = 64 << 10;
-/** At most this many bytes in one read. */
-const SPAN = 4 << 20;
 
 /** A stretch of the log that failed its checksum, kept so it can be set aside in quarantine/. */
 export interface CorruptRange {
@@ -53,36 +48,14 @@ export class LoadedLog {
    */
   recordsAt(slots: readonly number[]): unknown[] {
     const t = this.idx.slots;
-    const out = new Array<unknown>(slots.length);
-    const order = slots.map((s, i) => i).sort((a, b) => t.recOff[slots[a]!]! - t.recOff[slots[b]!]!);
-    let i = 0;
-    while (i < order.length) {
-      const first = slots[order[i]!]!;
-      if (t.recOff[first]! >= this.end) {
-        out[order[i]!] = this.recordAt(first);
-        i++;
-        continue;
-      }
-      let j = i + 1;
-      let stop = t.recOff[first]! + t.recLen[first]!;
-      while (j < order.length) {
-        const s = slots[order[j]!]!;
-        const off = t.recOff[s]!;
-        if (off >= this.end || off - stop > GAP || off + t.recLen[s]! - t.recOff[first]! > SPAN) break;
-        stop = Math.max(stop, off + t.recLen[s]!);
-        j++;
-      }
-      const base = t.recOff[first]!;
-      const buf = readAt(this.fd(), base, stop - base);
-      for (let k = i; k < j; k++) {
-        const s = slots[order[k]!]!;
-        const from = t.recOff[s]! - base;
-        const to = from + t.recLen[s]!;
-        out[order[k]!] = decodeLine(buf, from, buf[to - 1] === 0x0a ? to - 1 : to);
-      }
-      i = j;
-    }
-    return out;
+    const onDisk = slots.filter((s) => t.recOff[s]! < this.end);
+    const bufs = readMany(this.fd(), onDisk.map((s) => ({ offset: t.recOff[s]!, length: t.recLen[s]! })));
+    const read = new Map(onDisk.map((s, i) => [s, bufs[i]!]));
+    return slots.map((s) => {
+      const b = read.get(s);
+      if (!b) return this.recordAt(s);
+      return decodeLine(b, 0, b[b.length - 1] === 0x0a ? b.length - 1 : b.length);
+    });
   }
 
   /** The full record a slot points at, read back from the log. */

@@ -77,6 +77,39 @@ export function readWith(fd: number, from: number, scan: Scanner): ReadResult {
   return { end: base, tail: have };
 }
 
+/** Ranges further apart than this are read separately. */
+const GAP = 64 << 10;
+/** At most this many bytes in one read. */
+const SPAN = 4 << 20;
+
+/**
+ * Reads many [offset, length) ranges in as few reads as their layout allows (things written
+ * together sit together), returning each range's bytes in the order asked.
+ */
+export function readMany(fd: number, ranges: readonly { offset: number; length: number }[]): Buffer[] {
+  const out = new Array<Buffer>(ranges.length);
+  const order = ranges.map((_, i) => i).sort((a, b) => ranges[a]!.offset - ranges[b]!.offset);
+  let i = 0;
+  while (i < order.length) {
+    const base = ranges[order[i]!]!.offset;
+    let stop = base + ranges[order[i]!]!.length;
+    let j = i + 1;
+    while (j < order.length) {
+      const r = ranges[order[j]!]!;
+      if (r.offset - stop > GAP || r.offset + r.length - base > SPAN) break;
+      stop = Math.max(stop, r.offset + r.length);
+      j++;
+    }
+    const buf = readAt(fd, base, stop - base);
+    for (let k = i; k < j; k++) {
+      const r = ranges[order[k]!]!;
+      out[order[k]!] = buf.subarray(r.offset - base, r.offset - base + r.length);
+    }
+    i = j;
+  }
+  return out;
+}
+
 /** Reads `length` bytes at `offset`. */
 export function readAt(fd: number, offset: number, length: number): Buffer {
   const buf = Buffer.allocUnsafe(length);

@@ -6,6 +6,8 @@ export const S_SCHEDULED = 1;
 export const S_LEASED = 2;
 export const S_COMPLETED = 3;
 export const S_DEAD = 4;
+/** A slot no valid record has placed a task in. */
+export const UNPLACED = 255;
 
 /**
  * Per-task state in typed arrays, indexed by slot (the task's ordinal in the log generation).
@@ -26,14 +28,18 @@ export class SlotTable {
   recLen = new Uint32Array(1024);
 
   add(): number {
-    if (this.count === this.state.length) this.grow(this.count * 2);
-    return this.count++;
+    this.ensure(this.count);
+    return this.count - 1;
   }
 
   /** Makes room for slot `n` when a record names a slot beyond the end (never in a healthy log). */
   ensure(n: number): void {
     while (n >= this.state.length) this.grow(this.state.length * 2);
-    if (n >= this.count) this.count = n + 1;
+    // Slots skipped over (their record was corrupt) stay unplaced: no record may act on them.
+    if (n >= this.count) {
+      this.state.fill(UNPLACED, this.count, n + 1);
+      this.count = n + 1;
+    }
   }
 
   private grow(size: number): void {

@@ -3,7 +3,7 @@ import { appendFileSync, closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkd
 import { basename, dirname, join } from 'node:path';
 import { MetaspnError } from '../../guard/errors.js';
 import stringify from 'fast-json-stable-stringify';
-import { appendAll, readAt, readWith } from '../../queue/file/log-io.js';
+import { appendAll, readAt, readMany, readWith } from '../../queue/file/log-io.js';
 import { Mutex } from '../mutex.js';
 import { DateIndexFiles, type IndexEntry } from './date-index.js';
 import { plainScanner } from './plain-lines.js';
@@ -82,7 +82,8 @@ export class ArtifactStore {
   async rowsFor(date: string, p: string): Promise<Record<string, unknown>[]> {
     return this.locked(() => {
       const entries = [...this.entries(date).values()].filter((e) => e.p === p).sort((a, b) => a.o - b.o);
-      return entries.map((e) => JSON.parse(readAt(this.fd!, e.o, e.l).toString('utf8')) as Record<string, unknown>);
+      const bufs = readMany(this.fd!, entries.map((e) => ({ offset: e.o, length: e.l })));
+      return bufs.map((b) => JSON.parse(b.toString('utf8')) as Record<string, unknown>);
     });
   }
 
@@ -99,6 +100,7 @@ export class ArtifactStore {
     while (this.flushing || this.pending.length) await (this.flushing ?? this.flush());
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
+    this.index.close();
   }
 
   private async flush(): Promise<void> {
@@ -124,25 +126,25 @@ export class ArtifactStore {
     const lines: string[] = [];
     for (const put of puts) {
       const result: PutResult = { written: 0, present: 0, conflicts: [] };
-      const mine: { e: IndexEntry; date: string; text: string }[] = [];
+      const mine = new Map<string, { e: IndexEntry; date: string; text: string }>();
       for (const row of put.rows) {
         const h = hashText(row.text);
-        const known = this.entries(row.date).get(row.id) ?? fresh.get(row.id)?.e ?? mine.find((m) => m.e.id === row.id)?.e;
+        const known = this.entries(row.date).get(row.id) ?? fresh.get(row.id)?.e ?? mine.get(row.id)?.e;
         if (known) {
           if (known.h === h) result.present++;
           else result.conflicts.push({ id: row.id, existing: this.textOf(known, fresh), incoming: row.text });
           continue;
         }
-        mine.push({ e: { id: row.id, p: row.p, o: 0, l: Buffer.byteLength(row.text) + 1, h }, date: row.date, text: row.text });
+        mine.set(row.id, { e: { id: row.id, p: row.p, o: 0, l: Buffer.byteLength(row.text) + 1, h }, date: row.date, text: row.text });
       }
       if (result.conflicts.length === 0) {
-        for (const m of mine) {
+        for (const m of mine.values()) {
           m.e.o = end;
           end += m.e.l;
           lines.push(`${m.text}\n`);
           fresh.set(m.e.id, m);
         }
-        result.written = mine.length;
+        result.written = mine.size;
       }
       results.push(result);
     }

@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Where one row of a store file lives, and what it holds (by hash). */
@@ -19,6 +19,8 @@ export interface IndexEntry {
  * itself rebuilds it; so it is written without fsync.
  */
 export class DateIndexFiles {
+  private coveredFd: number | null = null;
+
   constructor(readonly dir: string) {}
 
   private file(date: string): string {
@@ -27,16 +29,25 @@ export class DateIndexFiles {
 
   covered(): number {
     try {
-      const n = Number(readFileSync(join(this.dir, 'covered'), 'utf8'));
+      const n = Number(readFileSync(join(this.dir, 'covered'), 'utf8').trim());
       return Number.isSafeInteger(n) && n >= 0 ? n : 0;
     } catch {
       return 0;
     }
   }
 
+  /** Rewritten in place (one pwrite, fixed width): it changes with every append. */
   setCovered(n: number): void {
-    mkdirSync(this.dir, { recursive: true });
-    writeFileSync(join(this.dir, 'covered'), String(n));
+    if (this.coveredFd === null) {
+      mkdirSync(this.dir, { recursive: true });
+      this.coveredFd = openSync(join(this.dir, 'covered'), 'w');
+    }
+    writeSync(this.coveredFd, String(n).padStart(20, ' '), 0);
+  }
+
+  close(): void {
+    if (this.coveredFd !== null) closeSync(this.coveredFd);
+    this.coveredFd = null;
   }
 
   read(date: string): IndexEntry[] {
@@ -62,6 +73,7 @@ export class DateIndexFiles {
   }
 
   clear(): void {
+    this.close();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

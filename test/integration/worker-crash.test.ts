@@ -1,0 +1,267 @@
+// Crash tests with real processes: SIGKILLed workers, a stopped worker whose lease expires, and
+// several processes (an enqueuer and two workers) on one queue.
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, cliSpawn, ROOT, tempWorkspace, waitFor } from './cli.js';
+
+const WORKERS = join(ROOT, 'test', 'fixtures', 'workers.mjs');
+const spec = (exportName: string): string => `${WORKERS}:${exportName}`;
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+interface Proc {
+  child: ChildProcess;
+  exited: Promise<Run>;
+}
+
+function start(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Proc {
+  const child = cliSpawn(args, o);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, exited };
+}
+
+/** Waits for the process to exit; one still running after `ms` fails the test (and is killed). */
+async function exit(p: Proc, ms = 20_000): Promise<Run> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      p.child.kill('SIGKILL');
+      reject(new Error(`metaspn (pid ${p.child.pid}) did not exit within ${ms} ms`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([p.exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function run(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv; ms?: number } = {}): Promise<Run> {
+  return exit(start(args, o), o.ms);
+}
+
+function alive(p: Proc): boolean {
+  return p.child.exitCode === null && p.child.signalCode === null;
+}
+
+interface Stats {
+  ready: number;
+  scheduled: number;
+  leased: number;
+  completed: number;
+  dead: number;
+}
+
+async function stats(ws: string, queue: string): Promise<Stats> {
+  const r = await run(['queue', 'stats', queue, '--workspace', ws, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as Stats;
+}
+
+/** Synchronous stats, for waitFor conditions. */
+function statsNow(ws: string, queue: string): Stats {
+  const r = cli(['queue', 'stats', queue, '--workspace', ws, '--json']);
+  if (r.code !== 0) throw new Error(`queue stats exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Stats;
+}
+
+interface Execution {
+  queue: string;
+  id: string;
+  attempt: number;
+  pid: number;
+}
+
+function executions(ws: string): Execution[] {
+  const f = join(ws, 'executions.log');
+  if (!existsSync(f)) return [];
+  return readFileSync(f, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [queue, id, attempt, pid] = l.split(' ');
+      return { queue: queue!, id: id!, attempt: Number(attempt), pid: Number(pid) };
+    });
+}
+
+async function enqueue(ws: string, queue: string, file: string, tasks: { id: string; payload: unknown }[]): Promise<void> {
+  const f = join(ws, file);
+  writeFileSync(f, tasks.map((t) => JSON.stringify(t)).join('\n') + '\n');
+  const r = await run(['queue', 'enqueue', queue, '--workspace', ws, '--file', f], { cwd: ws });
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stdout).toContain(`enqueued ${tasks.length} task(s) to ${queue}; 0 already present`);
+}
+
+interface TaskError {
+  attempt: number;
+  kind: string;
+  message: string;
+}
+
+/** The error history of a task, from the newest full record of it in its queue log (docs: one checksummed record a line). */
+function errorHistory(ws: string, queue: string, id: string): TaskError[] {
+  const dir = join(ws, 'queue', queue);
+  const log = readdirSync(dir)
+    .filter((f) => /^log\.\d+\.jsonl$/.test(f))
+    .sort()
+    .pop()!;
+  let errors: TaskError[] | null = null;
+  for (const line of readFileSync(join(dir, log), 'utf8').split('\n')) {
+    if (!line) continue;
+    const rec = (JSON.parse(line) as { r: { task?: { id: string; errors: TaskError[] } } }).r;
+    if (rec.task?.id === id) errors = rec.task.errors;
+  }
+  if (errors === null) throw new Error(`no record of task ${id} in ${log}`);
+  return errors;
+}
+
+interface Summary {
+  claimed: number;
+  completed: number;
+  lease_lost: number;
+  released: number;
+  exit_code: number;
+}
+
+describe('worker crashes', () => {
+  it('Crash fixture: the worker dies by SIGKILL mid-task; the next --once reclaims the task at once (owner gone) and completes attempt 2', async () => {
+    const ws = tempWorkspace({ demo: false });
+    await enqueue(ws, 'crash', 'tasks.jsonl', [{ id: 'x1', payload: {} }]);
+
+    const first = start(['worker', 'run', spec('Crash'), '--workspace', ws, '--once'], { cwd: ws });
+    const r1 = await exit(first);
+    expect(r1.signal).toBe('SIGKILL');
+    expect(await stats(ws, 'crash')).toMatchObject({ leased: 1, completed: 0 });
+
+    // Default lease is 60 s: only the dead owner's pid lets this run take the task now.
+    const r2 = await run(['worker', 'run', spec('Crash'), '--workspace', ws, '--once'], { cwd: ws });
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(r2.stdout).toMatch(/^worker crash: claimed 1, completed 1 in /);
+
+    const ex = executions(ws);
+    expect(ex.map((e) => `${e.id}#${e.attempt}`)).toEqual(['x1#1', 'x1#2']);
+    expect(ex[0]!.pid).toBe(first.child.pid);
+    expect(ex[1]!.pid).not.toBe(first.child.pid);
+    const [s, dead] = await Promise.all([stats(ws, 'crash'), run(['queue', 'deadletter', 'list', 'crash', '--workspace', ws])]);
+    expect(s).toMatchObject({ ready: 0, scheduled: 0, leased: 0, completed: 1, dead: 0 });
+    expect(dead.stdout).toBe('no dead letters for crash\n');
+    const errors = errorHistory(ws, 'crash', 'x1');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ attempt: 1, kind: 'owner_gone' });
+    expect(errors[0]!.message).toContain(`worker process ${first.child.pid} `);
+  });
+
+  it('SIGKILL a worker mid-task (Slow, 2 s): another worker recovers the task with its attempt counted', async () => {
+    const ws = tempWorkspace({ demo: false });
+    await enqueue(ws, 'slow', 'tasks.jsonl', [{ id: 'k1', payload: { ms: 2000 } }]);
+
+    const a = start(['worker', 'run', spec('Slow'), '--workspace', ws], { cwd: ws });
+    await waitFor(() => executions(ws).length === 1, 20_000, 'the first execution');
+    a.child.kill('SIGKILL');
+    expect((await exit(a)).signal).toBe('SIGKILL');
+    expect(await stats(ws, 'slow')).toMatchObject({ leased: 1, completed: 0 });
+
+    const b = await run(['worker', 'run', spec('Slow'), '--workspace', ws, '--once'], { cwd: ws });
+    expect(b.code, b.stderr).toBe(0);
+    expect(b.stdout).toMatch(/^worker slow: claimed 1, completed 1 in /);
+    const ex = executions(ws);
+    expect(ex.map((e) => `${e.id}#${e.attempt}`)).toEqual(['k1#1', 'k1#2']);
+    expect(ex[0]!.pid).toBe(a.child.pid);
+    expect(await stats(ws, 'slow')).toMatchObject({ ready: 0, leased: 0, completed: 1, dead: 0 });
+    expect(errorHistory(ws, 'slow', 'k1')).toMatchObject([{ attempt: 1, kind: 'owner_gone' }]);
+  });
+
+  it('expired lease: a stopped (SIGSTOP) worker loses its task to another after the lease; its late completion is refused (fencing)', async () => {
+    const ws = tempWorkspace({ demo: false });
+    const env = { METASPN_QUEUE_LEASE_MS: '500' };
+    await enqueue(ws, 'stall', 'tasks.jsonl', [{ id: 'g1', payload: {} }]);
+
+    // A holds the task (Stall blocks attempt 1 until <ws>/gate exists), then is frozen: alive, but no renewals.
+    const a = start(['worker', 'run', spec('Stall'), '--workspace', ws, '--once', '--json'], { cwd: ws, env });
+    let b: Proc | null = null;
+    try {
+      await waitFor(() => executions(ws).length === 1, 20_000, 'the first execution');
+      a.child.kill('SIGSTOP');
+
+      b = start(['worker', 'run', spec('Stall'), '--workspace', ws, '--poll-ms', '50', '--json'], { cwd: ws, env });
+      await waitFor(() => executions(ws).length === 2, 20_000, 'the second worker to take the task over');
+      await waitFor(() => statsNow(ws, 'stall').completed === 1, 20_000, 'the second worker to complete it');
+      b.child.kill('SIGTERM');
+      const rb = await exit(b);
+      expect(rb.code, rb.stderr).toBe(0);
+      expect(JSON.parse(rb.stdout)).toMatchObject({ claimed: 1, completed: 1, lease_lost: 0 });
+
+      // A wakes up, finishes its (stale) attempt and tries to complete it: refused.
+      writeFileSync(join(ws, 'gate'), '');
+      a.child.kill('SIGCONT');
+      const ra = await exit(a);
+      const sum = JSON.parse(ra.stdout) as Summary;
+      expect(sum).toMatchObject({ claimed: 1, completed: 0, lease_lost: 1, exit_code: 11 });
+      expect(ra.code).toBe(11);
+    } finally {
+      if (alive(a)) {
+        a.child.kill('SIGCONT');
+        a.child.kill('SIGKILL');
+      }
+      if (b && alive(b)) b.child.kill('SIGKILL');
+    }
+
+    const ex = executions(ws);
+    expect(ex.map((e) => `${e.id}#${e.attempt}`)).toEqual(['g1#1', 'g1#2']);
+    expect(ex[0]!.pid).toBe(a.child.pid);
+    expect(ex[1]!.pid).toBe(b!.child.pid);
+    expect(await stats(ws, 'stall')).toMatchObject({ ready: 0, scheduled: 0, leased: 0, completed: 1, dead: 0 });
+    // A stopped process is alive: only its lease's expiry handed the task over.
+    expect(errorHistory(ws, 'stall', 'g1')).toMatchObject([{ attempt: 1, kind: 'lease_expired' }]);
+  });
+
+  it('three processes: an enqueuer adds 2000 tasks in batches while two workers drain one queue; none lost, none completed twice', async () => {
+    const ws = tempWorkspace({ demo: false });
+    const BATCHES = 4;
+    const PER = 500;
+    const N = BATCHES * PER;
+    const workerArgs = ['worker', 'run', spec('Succeed'), '--workspace', ws, '--poll-ms', '20', '--json'];
+    const w1 = start(workerArgs, { cwd: ws });
+    const w2 = start(workerArgs, { cwd: ws });
+    const all: string[] = [];
+    try {
+      for (let b = 0; b < BATCHES; b++) {
+        const tasks = Array.from({ length: PER }, (_, i) => ({ id: `t${b}-${String(i).padStart(3, '0')}`, payload: { b, i } }));
+        all.push(...tasks.map((t) => t.id));
+        await enqueue(ws, 'ok', `batch${b}.jsonl`, tasks);
+      }
+      await waitFor(() => new Set(executions(ws).map((e) => e.id)).size >= N, 30_000, `${N} tasks executed`);
+      await waitFor(() => statsNow(ws, 'ok').completed === N, 30_000, `stats to show ${N} completed`);
+      w1.child.kill('SIGTERM');
+      w2.child.kill('SIGTERM');
+      const [r1, r2] = await Promise.all([exit(w1), exit(w2)]);
+      expect(r1.code, r1.stderr).toBe(0);
+      expect(r2.code, r2.stderr).toBe(0);
+      const s1 = JSON.parse(r1.stdout) as Summary;
+      const s2 = JSON.parse(r2.stdout) as Summary;
+      expect(s1.completed + s2.completed).toBe(N);
+      expect(s1.claimed + s2.claimed).toBe(N);
+    } finally {
+      for (const w of [w1, w2]) if (alive(w)) w.child.kill('SIGKILL');
+    }
+
+    expect(await stats(ws, 'ok')).toMatchObject({ ready: 0, scheduled: 0, leased: 0, completed: N, dead: 0 });
+    const ex = executions(ws);
+    const ids = new Set(ex.map((e) => e.id));
+    expect([...ids].sort()).toEqual(all.sort());
+    const duplicates = ex.length - ids.size;
+    expect(duplicates, `duplicate executions: ${duplicates}`).toBe(0);
+    expect(ex.every((e) => e.attempt === 1)).toBe(true);
+  });
+});
