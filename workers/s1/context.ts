@@ -1,4 +1,3 @@
-import stringify from 'fast-json-stable-stringify';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfig } from '../../src/config/load.js';
@@ -8,11 +7,13 @@ import { writeIncident } from '../../src/storage/incidents.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
 import { readPointer } from '../../src/storage/pointers.js';
 import { ArtifactStore, paramsKey, type PutResult } from '../../src/storage/store/artifact-store.js';
+import { canonicalJson } from './canonical.js';
 import { configHash, type S1Config } from './config.js';
 import { seasonDates } from './dates.js';
 import { DATE_LEVEL_SUBJECT, deterministicId, makeParams, type Params } from './ids.js';
 import { groupBySubject } from './math.js';
-import type { ProjectedUnits } from './math/settle.js';
+import { settle, type ProjectedUnits, type Settlement } from './math/settle.js';
+import type { ScoredSubject } from './math/rewards.js';
 import { readSignals, type Signal } from './signals.js';
 
 export const PIPELINE = 's1';
@@ -58,6 +59,8 @@ export class S1Context {
     publish_season_summary: { written: 0, present: 0 },
   };
   private signalsBySubject: Promise<Map<string, Signal[]>> | null;
+  private readonly cache = new Map<string, Promise<unknown>>();
+  private readonly pkeys = new Map<string, string>();
 
   constructor(
     readonly ws: WorkspacePaths,
@@ -97,8 +100,11 @@ export class S1Context {
 
   /** Stores rows; an id already stored with other content writes nothing and raises an incident. */
   async put(stage: StageName, date: string, params: Params, rows: readonly ({ id: string } & object)[]): Promise<PutResult> {
-    const p = paramsKey(params);
-    const r = await this.stores[stage].put(rows.map((row) => ({ id: row.id, date, p, text: stringify(row) })));
+    const p = this.pkey(params);
+    // What was read of this stage's rows is stale once it writes.
+    for (const k of [...this.cache.keys()]) if (k.startsWith(`${stage}|${date}|`)) this.cache.delete(k);
+    if (stage === 'project_rewards') for (const k of [...this.cache.keys()]) if (k.startsWith('settle_season|')) this.cache.delete(k);
+    const r = await this.stores[stage].put(rows.map((row) => ({ id: row.id, date, p, text: canonicalJson(row) })));
     if (r.conflicts.length > 0) {
       const c = r.conflicts[0]!;
       const incident = writeIncident(this.ws, 'replay_conflict', c.id, {
@@ -120,22 +126,70 @@ export class S1Context {
   }
 
   rows(stage: StageName, date: string, params: Params): Promise<Record<string, unknown>[]> {
-    return this.stores[stage].rowsFor(date, paramsKey(params));
+    return this.stores[stage].rowsFor(date, this.pkey(params));
+  }
+
+  /** How many rows the stage holds for the date and params, and their hash (see ArtifactStore.digest). */
+  digest(stage: StageName, date: string, params: Params): Promise<{ rows: number; sha256: string }> {
+    return this.stores[stage].digest(date, this.pkey(params));
+  }
+
+  /** The date's attention scores (score 0 included), read once per run. */
+  scores(date: string, params: Params): Promise<ScoredSubject[]> {
+    return this.cached('update_attention_scores', date, params, async () =>
+      (await this.rows('update_attention_scores', date, params)).map((r) => ({ subject_ref: r.subject_ref as string, score: r.score as number })),
+    );
+  }
+
+  /** The date's projections, read once per run. */
+  projections(date: string, params: Params): Promise<ProjectedUnits[]> {
+    return this.cached('project_rewards', date, params, async () =>
+      (await this.rows('project_rewards', date, params)).map((r) => ({ subject_ref: r.subject_ref as string, projected_units: r.projected_units as number })),
+    );
   }
 
   /**
-   * The projections settlement counts: for each earlier season date, those of the run published
-   * as current for it; for `date`, this run's.
+   * The season settled up to `date`: for each earlier season date the projections of the run
+   * published as current for it, for `date` this run's. Computed once per run (stage 3 and 4 and
+   * the checks share it); earlier dates are read, not kept.
    */
-  async projectionsToSettle(date: string, params: Params): Promise<Map<string, ProjectedUnits[]>> {
-    const out = new Map<string, ProjectedUnits[]>();
-    for (const d of seasonDates(this.cfg.season.start, date)) {
-      const ptr = d === date ? null : readPointer(this.ws, PIPELINE, d);
-      if (d !== date && !ptr) continue;
-      const rows = await this.rows('project_rewards', d, d === date ? params : ptr!.params);
-      out.set(d, rows.map((r) => ({ subject_ref: r.subject_ref as string, projected_units: r.projected_units as number })));
+  settlement(date: string, params: Params): Promise<Settlement> {
+    return this.cached('settle_season', date, params, async () => {
+      const byDate = new Map<string, ProjectedUnits[]>();
+      for (const d of seasonDates(this.cfg.season.start, date)) {
+        if (d === date) {
+          byDate.set(d, await this.projections(d, params));
+          continue;
+        }
+        const ptr = readPointer(this.ws, PIPELINE, d);
+        if (!ptr) continue;
+        const rows = await this.rows('project_rewards', d, ptr.params);
+        byDate.set(d, rows.map((r) => ({ subject_ref: r.subject_ref as string, projected_units: r.projected_units as number })));
+      }
+      return settle(byDate);
+    });
+  }
+
+  private cached<T>(stage: StageName, date: string, params: Params, load: () => Promise<T>): Promise<T> {
+    const key = `${stage}|${date}|${this.pkey(params)}`;
+    let hit = this.cache.get(key) as Promise<T> | undefined;
+    if (!hit) {
+      hit = load();
+      this.cache.set(key, hit);
+      hit.catch(() => this.cache.delete(key));
     }
-    return out;
+    return hit;
+  }
+
+  /** Params hash, computed once per distinct params. */
+  pkey(params: Params): string {
+    const k = `${params.as_of}|${params.config_hash}`;
+    let v = this.pkeys.get(k);
+    if (v === undefined) {
+      v = paramsKey(params);
+      this.pkeys.set(k, v);
+    }
+    return v;
   }
 
   summaryIdFor(plan: { date: string; params: Params }): string {

@@ -13,7 +13,7 @@ import type { WorkerDefinition } from '../../src/runtime/worker-api.js';
 import { writeManifest, type Manifest, type ManifestCheck } from '../../src/storage/manifest.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
 import { pointerPath, writePointer, type CurrentPointer } from '../../src/storage/pointers.js';
-import { rowsHash, stageChecks } from './checks.js';
+import { stageChecks } from './checks.js';
 import { PIPELINE, S1Context, STORE_FILES, type StageName } from './context.js';
 import { STAGES } from './ids.js';
 import { groupBySubject } from './math.js';
@@ -119,7 +119,7 @@ export async function runS1(o: RunOptions): Promise<RunReport> {
   } finally {
     await s1.close();
     report.duration_ms = Date.now() - t0;
-    log.info({ event: 'run_end', date: plan.date, status: report.status, rc: report.exit_code, duration_ms: report.duration_ms }, 'run finished');
+    log.info({ event: 'run_end', date: plan.date, status: report.status, rc: report.exit_code, duration_ms: report.duration_ms, ...memory() }, 'run finished');
   }
   return report;
 }
@@ -146,12 +146,12 @@ async function runStage(o: RunOptions, s1: S1Context, owner: ReturnType<typeof m
   let error: { class: string; message: string } | undefined;
   let exit_code: number = EXIT.SUCCESS;
   try {
-    const rows = await s1.rows(stage, plan.date, plan.params);
+    const out = await s1.digest(stage, plan.date, plan.params);
     // Another run drained by this one (after a forced lock break) can count more puts than rows.
-    const written = Math.min(s1.written[stage].written, rows.length);
-    outputs = [{ path: relative(ws.root, s1.stores[stage].path), rows_written: written, rows_present: rows.length - written, sha256: rowsHash(rows) }];
+    const written = Math.min(s1.written[stage].written, out.rows);
+    outputs = [{ path: relative(ws.root, s1.stores[stage].path), rows_written: written, rows_present: out.rows - written, sha256: out.sha256 }];
     const failure = drainFailure(stage, drain, o.stop.aborted);
-    checks = failure ? [] : await stageChecks(stage, s1, plan, subjects.length, rows);
+    checks = failure ? [] : await stageChecks(stage, s1, plan, subjects.length, out.rows);
     const failedCheck = checks.find((c) => c.status === 'fail');
     error = failure?.error ?? (failedCheck ? { class: 'CheckFailed', message: `check ${failedCheck.name} failed: observed ${JSON.stringify(failedCheck.observed)}, expected ${JSON.stringify(failedCheck.expected)}` } : undefined);
     exit_code = failure?.exit ?? (failedCheck ? EXIT.STATE_CORRUPT : EXIT.SUCCESS);
@@ -183,7 +183,7 @@ async function runStage(o: RunOptions, s1: S1Context, owner: ReturnType<typeof m
     exit_code,
   };
   const path = writeManifest(ws, manifest);
-  log.info({ event: 'stage_end', stage, date: plan.date, status: manifest.status, rc: exit_code, duration_ms: manifest.duration_ms, tasks: manifest.tasks }, `${stage} ${manifest.status}`);
+  log.info({ event: 'stage_end', stage, date: plan.date, status: manifest.status, rc: exit_code, duration_ms: manifest.duration_ms, tasks: manifest.tasks, ...memory() }, `${stage} ${manifest.status}`);
   return { step: stage, status: manifest.status, exit_code, manifest: relative(ws.root, path), duration_ms: manifest.duration_ms, tasks: manifest.tasks, outputs, checks, ...(error ? { error } : {}) };
 }
 
@@ -229,6 +229,12 @@ function publish(ws: WorkspacePaths, plan: RunPlan, runId: string, s1: S1Context
   writePointer(ws, ptr);
   log.info({ event: 'published', run_id: runId, date: plan.date, summary_id: summaryId }, `published ${plan.date}`);
   return relative(ws.root, pointerPath(ws, PIPELINE, plan.date));
+}
+
+/** Memory now, for the stage log lines: operators see what a run of their size costs. */
+function memory(): { rss_mb: number; heap_mb: number } {
+  const m = process.memoryUsage();
+  return { rss_mb: Math.round(m.rss / 2 ** 20), heap_mb: Math.round(m.heapUsed / 2 ** 20) };
 }
 
 async function fileSha256(path: string): Promise<string> {

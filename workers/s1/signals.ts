@@ -17,12 +17,13 @@ import { utcInstantMs } from './dates.js';
  * - `ts` takes at most millisecond precision, so ordering by `ts_ms` is the order of the instants.
  */
 
-/** One validated signal. `day` is the UTC date of `ts`; `ts_ms` its epoch milliseconds. */
+/**
+ * One validated signal. `ts_ms` is the epoch milliseconds of `ts` (its UTC day is
+ * `floor(ts_ms / DAY_MS)`); the text itself is not kept: a million signals must fit in memory.
+ */
 export type Signal = {
   signal_id: string;
-  ts: string;
   ts_ms: number;
-  day: string;
   subject_ref: string;
   kind: string;
   value: number;
@@ -108,15 +109,7 @@ export function parseSignalLine(text: string, lineNo: number, file: string, kind
     fail(file, lineNo, ruleFor(field, (raw as Record<string, unknown>)[field], kinds));
   }
   const { signal_id, ts, subject_ref, kind, value } = parsed.data;
-  return {
-    signal_id,
-    ts,
-    ts_ms: utcInstantMs(ts) ?? Number.NaN,
-    day: ts.slice(0, 10), // ts is validated as UTC, so its date part is the UTC day
-    subject_ref,
-    kind,
-    value: value ?? 1,
-  };
+  return { signal_id, ts_ms: utcInstantMs(ts) ?? Number.NaN, subject_ref, kind, value: value ?? 1 };
 }
 
 /** Feeds text chunks, splits lines, and applies the whole-file rules (blank lines, duplicates). */
@@ -125,6 +118,8 @@ class SignalCollector {
   private lineNo = 0;
   private pendingBlank: number | null = null;
   private readonly firstLineOf = new Map<string, number>();
+  /** One string per distinct subject and kind, shared by all their signals (a million copies add up). */
+  private readonly interned = new Map<string, string>();
   readonly signals: Signal[] = [];
 
   constructor(
@@ -163,7 +158,16 @@ class SignalCollector {
     const first = this.firstLineOf.get(signal.signal_id);
     if (first !== undefined) fail(this.file, n, `duplicate signal_id ${shown(signal.signal_id)} (first on line ${first})`);
     this.firstLineOf.set(signal.signal_id, n);
+    signal.subject_ref = this.intern(signal.subject_ref);
+    signal.kind = this.intern(signal.kind);
     this.signals.push(signal);
+  }
+
+  private intern(s: string): string {
+    const known = this.interned.get(s);
+    if (known !== undefined) return known;
+    this.interned.set(s, s);
+    return s;
   }
 }
 

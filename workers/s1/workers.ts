@@ -4,7 +4,7 @@ import type { WorkerContext, WorkerDefinition, WorkerInitContext, WorkerTask } f
 import type { WorkspaceConfig } from '../../src/config/load.js';
 import { asOfInstantMs, isDateText } from './dates.js';
 import { S1Context, type DatePayload, type StageName } from './context.js';
-import { attentionForSubject, attentionRow, projectionRow, projectRewards, settle, settlementRow, summaryRow } from './math.js';
+import { attentionForSubject, attentionRow, projectionRow, projectRewards, settlementRow, summaryRow } from './math.js';
 
 const datePayload = z.strictObject({
   date: z.string().refine(isDateText, 'must be a YYYY-MM-DD date'),
@@ -72,8 +72,7 @@ export class ProjectRewardsWorker extends S1Worker<DatePayload> {
 
   protected async run(s1: S1Context, p: DatePayload): Promise<void> {
     const params = s1.params(p);
-    const scores = (await s1.rows('update_attention_scores', p.date, params)).map((r) => ({ subject_ref: r.subject_ref as string, score: r.score as number }));
-    const projections = projectRewards(scores, s1.cfg.season.daily_pool_units);
+    const projections = projectRewards(await s1.scores(p.date, params), s1.cfg.season.daily_pool_units);
     await s1.put(this.name, p.date, params, projections.map((x) => projectionRow(p.date, x, params)));
   }
 }
@@ -85,7 +84,7 @@ export class SettleSeasonWorker extends S1Worker<DatePayload> {
 
   protected async run(s1: S1Context, p: DatePayload): Promise<void> {
     const params = s1.params(p);
-    const settlement = settle(await s1.projectionsToSettle(p.date, params));
+    const settlement = await s1.settlement(p.date, params);
     if (!settlement.conservation.ok) {
       throw new MetaspnError('STATE_CORRUPT', `settlement does not conserve units: settled ${settlement.conservation.settled_units}, projected ${settlement.conservation.projected_units}`);
     }
@@ -100,9 +99,9 @@ export class PublishSeasonSummaryWorker extends S1Worker<DatePayload> {
 
   protected async run(s1: S1Context, p: DatePayload): Promise<void> {
     const params = s1.params(p);
-    const scores = (await s1.rows('update_attention_scores', p.date, params)).map((r) => ({ subject_ref: r.subject_ref as string, score: r.score as number }));
-    const projections = (await s1.rows('project_rewards', p.date, params)).map((r) => ({ subject_ref: r.subject_ref as string, projected_units: r.projected_units as number }));
-    const settlement = settle(await s1.projectionsToSettle(p.date, params));
+    const scores = await s1.scores(p.date, params);
+    const projections = await s1.projections(p.date, params);
+    const settlement = await s1.settlement(p.date, params);
     await s1.put(this.name, p.date, params, [summaryRow({ date: p.date, season: s1.cfg.season, params, scores, projections, settlement })]);
   }
 }

@@ -80,10 +80,28 @@ export class ArtifactStore {
 
   /** The rows of `date` whose params hash is `p`, in the order they were written. */
   async rowsFor(date: string, p: string): Promise<Record<string, unknown>[]> {
+    return (await this.textsFor(date, p)).map((t) => JSON.parse(t.text) as Record<string, unknown>);
+  }
+
+  /**
+   * How many rows `date` has with params `p`, and the sha256 of their stored lines in id order:
+   * what a step wrote, stable however the file grows. Reads bytes only; parses nothing.
+   */
+  async digest(date: string, p: string): Promise<{ rows: number; sha256: string }> {
+    return this.locked(() => {
+      const entries = [...this.entries(date).values()].filter((e) => e.p === p).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const h = createHash('sha256');
+      for (const b of readMany(this.fd!, entries.map((e) => ({ offset: e.o, length: e.l })))) h.update(b);
+      return { rows: entries.length, sha256: h.digest('hex') };
+    });
+  }
+
+  /** The same rows as stored text (no newline), with their ids: hashing them needs no parse. */
+  async textsFor(date: string, p: string): Promise<{ id: string; text: string }[]> {
     return this.locked(() => {
       const entries = [...this.entries(date).values()].filter((e) => e.p === p).sort((a, b) => a.o - b.o);
       const bufs = readMany(this.fd!, entries.map((e) => ({ offset: e.o, length: e.l })));
-      return bufs.map((b) => JSON.parse(b.toString('utf8')) as Record<string, unknown>);
+      return bufs.map((b, i) => ({ id: entries[i]!.id, text: b.toString('utf8', 0, b.length - 1) }));
     });
   }
 

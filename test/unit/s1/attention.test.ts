@@ -6,7 +6,7 @@ import type { Signal } from '../../../workers/s1/signals.js';
 const ATT = resolveS1Config(undefined, 'cfg').attention; // half-life 7, window 28, default weights
 
 function sig(signal_id: string, ts: string, kind: string, value = 1, subject_ref = 'creator:alice'): Signal {
-  return { signal_id, ts, ts_ms: Date.parse(ts), day: ts.slice(0, 10), subject_ref, kind, value };
+  return { signal_id, ts_ms: Date.parse(ts), subject_ref, kind, value };
 }
 
 const asOf = (iso: string): number => Date.parse(iso);

@@ -31,7 +31,8 @@ describe('generateSignals', () => {
     const perSubject = new Map<string, number>();
     for (const s of signals) perSubject.set(s.subject_ref, (perSubject.get(s.subject_ref) ?? 0) + 1);
     expect([...perSubject.values()]).toEqual(Array(7).fill(5));
-    expect(signals.every((s) => s.day >= '2026-01-30' && s.day <= '2026-02-01')).toBe(true);
+    const day = (s: { ts_ms: number }): string => new Date(s.ts_ms).toISOString().slice(0, 10);
+    expect(signals.every((s) => day(s) >= '2026-01-30' && day(s) <= '2026-02-01')).toBe(true);
     expect(signals.every((s, i) => i === 0 || (signals[i - 1]?.ts_ms ?? 0) <= s.ts_ms)).toBe(true);
   });
 

@@ -27,9 +27,7 @@ describe('parseSignalLine', () => {
   it('parses a valid line, value defaulting to 1', () => {
     expect(parseSignalLine(line({}), 1, FILE, KINDS)).toEqual({
       signal_id: 's1',
-      ts: '2026-01-15T13:04:05Z',
       ts_ms: Date.UTC(2026, 0, 15, 13, 4, 5),
-      day: '2026-01-15',
       subject_ref: 'creator:alice',
       kind: 'like',
       value: 1,
