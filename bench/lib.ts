@@ -8,11 +8,12 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { crc32 } from 'node:zlib';
 
 export interface BenchArgs {
   runs: number;
@@ -190,6 +191,19 @@ export async function settle(): Promise<void> {
   await new Promise((r) => setImmediate(r));
 }
 
+/**
+ * Writes back the dirty pages of earlier steps (`sync`), so their writeback does not land inside
+ * the next measurement: a 1M-task setup leaves ~250 MB dirty, which otherwise halves the disk
+ * baseline or the drain measured right after it.
+ */
+export function flushDirty(): void {
+  try {
+    execFileSync('sync', [], { stdio: 'ignore' });
+  } catch {
+    // No sync(1): measurements are only noisier.
+  }
+}
+
 /** Which code was measured: HEAD and a digest of the uncommitted changes (the tree is shared and moves). */
 export function gitState(cwd = process.cwd()): { head: string | null; dirty_files: string[]; diff_sha1: string | null } {
   const git = (args: string[]): string | null => {
@@ -279,6 +293,39 @@ export function measureDisk(dir: string, opts: { sync100Lines?: number; sync1Lin
   } finally {
     rmSync(d, { recursive: true, force: true });
   }
+}
+
+// ---- CPU probe ----
+
+/**
+ * A fixed CPU-bound job close to what the queue does per record (JSON.stringify, crc32, JSON.parse
+ * of a 200-byte record), in lines/s. The disk ratio cannot see a busy CPU; this and the load average
+ * can: on a shared 2-core machine a neighbour's build halves both.
+ */
+export function measureCpu(lines = 100_000): number {
+  const t0 = performance.now();
+  let sink = 0;
+  for (let i = 0; i < lines; i++) {
+    const body = JSON.stringify({ t: 'enq', n: i, at: 1_700_000_000_000 + i, task: { id: `t${i}`, payload: { n: i }, attempt_count: 0, errors: [] } });
+    sink ^= crc32(body);
+    sink ^= (JSON.parse(body) as { n: number }).n;
+  }
+  const ms = performance.now() - t0;
+  if (sink === 0.5) console.log(sink); // keep the loop from being optimized away
+  return perSecond(lines, ms);
+}
+
+export interface Baseline extends DiskBaseline {
+  /** measureCpu() in the same process just before. */
+  cpu_lines_per_s: number;
+  /** 1-minute load average when measured (2 cores: above 2 means others are running). */
+  loadavg_1m: number;
+}
+
+/** Disk, CPU and machine load, measured in `dir` just before a measurement. */
+export function measureBaseline(dir: string): Baseline {
+  const disk = measureDisk(dir);
+  return { ...disk, cpu_lines_per_s: measureCpu(), loadavg_1m: loadavg()[0] ?? 0 };
 }
 
 // ---- formatting ----

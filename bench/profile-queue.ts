@@ -8,13 +8,17 @@
  *
  * Modes: enqueue, drain, fail, stats (replay), load (fresh FileQueue replay).
  * Options: --size N, --concurrency C, --ack-window MS, --backoff-base MS, --batch N (enqueue),
- *          --no-instrument (plain run, e.g. for --cpu-prof without wrapper frames).
+ *          --no-instrument (plain run: the wrappers add latency to every round, which lowers throughput),
+ *          --light (count rounds, time compactions and reloads only),
+ *          --compact-min BYTES (FileQueue compact_min_bytes; 1000M effectively turns compaction off),
+ *          --cpuprof FILE (a .cpuprofile of the measured part only, through node:inspector).
  */
-import fs from 'node:fs';
+import fs, { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { queuePolicySchema, type QueuePolicy } from '../src/config/policy.js';
+import type { QueuePolicy } from '../src/config/policy.js';
 import { FileQueue } from '../src/queue/file/file-queue.js';
 import { readStats } from '../src/queue/file/stats-file.js';
 import { makeOwner } from '../src/queue/owner.js';
@@ -22,6 +26,7 @@ import type { NewTask } from '../src/queue/types.js';
 import { runWorker } from '../src/runtime/runner.js';
 import type { WorkerDefinition } from '../src/runtime/worker-api.js';
 import { queueDir, workspacePaths } from '../src/storage/paths.js';
+import { policyWith } from './queue.js';
 import { fmtInt, fmtNum, nowMs, parseCount, perSecond, sleep, table, withTempWorkspace } from './lib.js';
 
 interface Opts {
@@ -32,10 +37,16 @@ interface Opts {
   backoffBase: number;
   batch: number;
   instrument: boolean;
+  /** Only count rounds and time compactions (the full wrappers slow every round and change how acks batch). */
+  light: boolean;
+  /** FileQueue compact_min_bytes (default: the FileQueue default); a huge value turns compaction off. */
+  compactMin: number | undefined;
+  /** Write a CPU profile of the measured part only (not the setup) to this file. */
+  cpuprof: string | null;
 }
 
 function parse(argv: string[]): Opts {
-  const o: Opts = { mode: 'drain', size: 20_000, concurrency: 8, ackWindow: undefined, backoffBase: 1, batch: 10_000, instrument: true };
+  const o: Opts = { mode: 'drain', size: 20_000, concurrency: 8, ackWindow: undefined, backoffBase: 1, batch: 10_000, instrument: true, light: false, compactMin: undefined, cpuprof: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = (): string => {
@@ -50,6 +61,9 @@ function parse(argv: string[]): Opts {
     else if (a === '--backoff-base') o.backoffBase = Number(v());
     else if (a === '--batch') o.batch = parseCount(v());
     else if (a === '--no-instrument') o.instrument = false;
+    else if (a === '--light') o.light = true;
+    else if (a === '--compact-min') o.compactMin = parseCount(v());
+    else if (a === '--cpuprof') o.cpuprof = v();
     else throw new Error(`unknown argument ${a}`);
   }
   return o;
@@ -87,7 +101,19 @@ function wrapMethod(proto: object, name: string, label: string): void {
   };
 }
 
-function instrument(): void {
+function instrument(light: boolean): void {
+  const fq = FileQueue.prototype as unknown as Record<string, AnyFn>;
+  const origRun = fq.runRound!;
+  fq.runRound = function (this: unknown, ...args: unknown[]): unknown {
+    const ops = args[0] as Array<{ kind: string }>;
+    opsPerRound.push(ops.length);
+    const kinds = [...new Set(ops.map((o) => o.kind))].sort().join('+');
+    kindsPerRound.set(kinds, (kindsPerRound.get(kinds) ?? 0) + 1);
+    return origRun.apply(this, args);
+  };
+  wrapMethod(fq, 'compactNow', 'FileQueue.compactNow (compaction)');
+  wrapMethod(fq, 'reload', 'FileQueue.reload (full replay)');
+  if (light) return;
   // Synchronous fs calls the queue makes, wrapped in node:fs and re-exported to ESM importers.
   const f = fs as unknown as Record<string, AnyFn>;
   for (const name of ['fdatasyncSync', 'fstatSync', 'readdirSync', 'writeSync', 'readSync', 'existsSync', 'mkdirSync', 'openSync', 'statSync']) {
@@ -102,20 +128,10 @@ function instrument(): void {
     };
   }
   syncBuiltinESMExports();
-  const fq = FileQueue.prototype as unknown as Record<string, AnyFn>;
   wrapMethod(fq, 'runRound', 'FileQueue.runRound (whole round)');
   wrapMethod(fq, 'roundLocked', 'FileQueue.roundLocked (under lock)');
   wrapMethod(fq, 'catchUp', 'FileQueue.catchUp');
   wrapMethod(fq, 'writeStats', 'FileQueue.writeStats');
-  wrapMethod(fq, 'compactNow', 'FileQueue.compactNow (compaction)');
-  const origRun = fq.runRound!;
-  fq.runRound = function (this: unknown, ...args: unknown[]): unknown {
-    const ops = args[0] as Array<{ kind: string }>;
-    opsPerRound.push(ops.length);
-    const kinds = [...new Set(ops.map((o) => o.kind))].sort().join('+');
-    kindsPerRound.set(kinds, (kindsPerRound.get(kinds) ?? 0) + 1);
-    return origRun.apply(this, args);
-  };
 }
 
 /** The queue's cross-process mutex is a private field: found by shape, so this survives refactors. */
@@ -147,6 +163,28 @@ function report(totalMs: number, tasks: number): void {
   }
 }
 
+// ---- CPU profile of the measured part ----
+
+let session: Session | null = null;
+
+async function startProfile(o: Opts): Promise<void> {
+  if (!o.cpuprof) return;
+  session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+}
+
+async function stopProfile(o: Opts): Promise<void> {
+  if (!session || !o.cpuprof) return;
+  const { profile } = await session.post('Profiler.stop');
+  writeFileSync(o.cpuprof, JSON.stringify(profile));
+  session.disconnect();
+  session = null;
+  console.log(`cpu profile: ${o.cpuprof}`);
+}
+
 // ---- scenarios ----
 
 const QUEUE = 'bench';
@@ -160,6 +198,7 @@ function tasks(from: number, to: number): NewTask[] {
 async function enqueue(ws: string, size: number, batch: number, policy: QueuePolicy, inst = false): Promise<number> {
   const q = new FileQueue({ workspace: ws, name: QUEUE, max_attempts: policy.max_attempts, ack_window_ms: policy.ack_window_ms });
   if (inst) instrumentMutex(q);
+
   const t0 = nowMs();
   for (let i = 0; i < size; i += batch) await q.enqueue(tasks(i, Math.min(size, i + batch)));
   const ms = nowMs() - t0;
@@ -169,15 +208,17 @@ async function enqueue(ws: string, size: number, batch: number, policy: QueuePol
 
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
-  const policy = queuePolicySchema.parse({
+  const policy = policyWith({
     concurrency: o.concurrency,
     backoff_base_ms: o.backoffBase,
     ...(o.ackWindow !== undefined ? { ack_window_ms: o.ackWindow } : {}),
   });
   await withTempWorkspace('profile', async (ws) => {
     if (o.mode === 'enqueue') {
-      if (o.instrument) instrument();
-      const ms = await enqueue(ws, o.size, o.batch, policy, o.instrument);
+      if (o.instrument) instrument(o.light);
+      await startProfile(o);
+      const ms = await enqueue(ws, o.size, o.batch, policy, o.instrument && !o.light);
+      await stopProfile(o);
       console.log(`enqueue ${fmtInt(o.size)} in batches of ${fmtInt(o.batch)}: ${fmtNum(ms, 0)} ms, ${fmtInt(perSecond(o.size, ms))} tasks/s`);
       if (o.instrument) report(ms, o.size);
       return;
@@ -186,20 +227,30 @@ async function main(): Promise<void> {
     if (o.mode === 'stats') {
       const dir = queueDir(workspacePaths(ws), QUEUE);
       fs.rmSync(join(dir, 'stats.json'), { force: true });
-      if (o.instrument) instrument();
+      if (o.instrument) instrument(o.light);
+      await startProfile(o);
       const t0 = nowMs();
       const s = readStats(dir, QUEUE, Date.now());
       const ms = nowMs() - t0;
+      await stopProfile(o);
       console.log(`readStats replay of ${fmtInt(o.size)} tasks: ${fmtNum(ms, 0)} ms (${s.source}, ready ${s.ready})`);
       if (o.instrument) report(ms, o.size);
       return;
     }
-    if (o.instrument) instrument();
-    const queue = new FileQueue({ workspace: ws, name: QUEUE, max_attempts: policy.max_attempts, ack_window_ms: policy.ack_window_ms });
-    if (o.instrument) instrumentMutex(queue);
+    if (o.instrument) instrument(o.light);
+    const queue = new FileQueue({
+      workspace: ws,
+      name: QUEUE,
+      max_attempts: policy.max_attempts,
+      ack_window_ms: policy.ack_window_ms,
+      ...(o.compactMin !== undefined ? { compact_min_bytes: o.compactMin } : {}),
+    });
+    if (o.instrument && !o.light) instrumentMutex(queue);
+    if (o.mode === 'load') await startProfile(o);
     const t0 = nowMs();
     await queue.stats();
     const loadMs = nowMs() - t0;
+    if (o.mode === 'load') await stopProfile(o);
     if (o.mode === 'load') {
       console.log(`load (fresh FileQueue, full replay) of ${fmtInt(o.size)} tasks: ${fmtNum(loadMs, 0)} ms`);
       if (o.instrument) report(loadMs, o.size);
@@ -219,6 +270,7 @@ async function main(): Promise<void> {
           }
         : { name: QUEUE, handle: () => undefined };
     const stop = new AbortController();
+    await startProfile(o);
     const t1 = nowMs();
     const sum = await runWorker({
       queue,
@@ -234,6 +286,7 @@ async function main(): Promise<void> {
       ...(o.mode === 'fail' ? { nextDue: async () => (await queue.stats()).next_due_at } : {}),
     });
     const ms = nowMs() - t1;
+    await stopProfile(o);
     await queue.close();
     console.log(
       `${o.mode} ${fmtInt(o.size)} tasks, concurrency ${o.concurrency}, ack window ${policy.ack_window_ms} ms: ${fmtNum(ms, 0)} ms, ${fmtInt(perSecond(sum.completed, ms))} tasks/s (load ${fmtNum(loadMs, 0)} ms) ${JSON.stringify(sum)}`,

@@ -8,7 +8,8 @@
  *      (snapshot fast path and full replay) and the worker RSS (child process)
  *   B: enqueue (setup), drain of no-op tasks with concurrency 8
  *   C: enqueue (setup), fail once then succeed, concurrency 8, minimum backoff
- * A warm-up pass at a small size runs first and is discarded.
+ * Dirty pages are written back (`sync`) before each disk baseline and each timed part, so one step's
+ * writeback does not land in the next. A warm-up pass at a small size runs first and is discarded.
  */
 import { execFile } from 'node:child_process';
 import { rmSync, statSync } from 'node:fs';
@@ -16,7 +17,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { queuePolicySchema, type QueuePolicy } from '../src/config/policy.js';
+import * as policyModule from '../src/config/policy.js';
+import type { QueuePolicy } from '../src/config/policy.js';
 import { FileQueue } from '../src/queue/file/file-queue.js';
 import { listGens, logPath } from '../src/queue/file/log-io.js';
 import { readStats } from '../src/queue/file/stats-file.js';
@@ -30,7 +32,8 @@ import {
   fmtNum,
   fmtRatio,
   fmtSize,
-  measureDisk,
+  flushDirty,
+  measureBaseline,
   median,
   nowMs,
   perSecond,
@@ -40,7 +43,7 @@ import {
   summarize,
   table,
   withTempWorkspace,
-  type DiskBaseline,
+  type Baseline,
   type Samples,
 } from './lib.js';
 import type { RssReport } from './rss-child.js';
@@ -77,7 +80,7 @@ export interface Throughput {
   tasks_per_s: number;
   us_per_task: number;
   /** The disk baseline of this measurement's temp dir. */
-  disk: DiskBaseline;
+  disk: Baseline;
   /** tasks_per_s ÷ disk.sync100_lines_per_s. */
   ratio: number;
 }
@@ -104,6 +107,8 @@ export interface QueueRun {
   rss: RssReport;
   drain: DrainMeasure;
   fail_once: DrainMeasure;
+  /** Wall time of the whole run at this size, setup included. */
+  wall_ms: number;
 }
 
 export interface SizeSummary {
@@ -111,6 +116,8 @@ export interface SizeSummary {
   disk_sync100_lines_per_s: Samples;
   disk_sync1_lines_per_s: Samples;
   disk_nosync_lines_per_s: Samples;
+  cpu_lines_per_s: Samples;
+  loadavg_1m: Samples;
   enqueue_per_s: Samples;
   enqueue_ratio: Samples;
   drain_per_s: Samples;
@@ -126,6 +133,7 @@ export interface SizeSummary {
   max_rss_mb: Samples;
   rss_load_ms: Samples;
   log_mib: Samples;
+  wall_s: Samples;
 }
 
 export interface QueueBenchResult {
@@ -144,8 +152,22 @@ function taskBatch(from: number, to: number): NewTask[] {
   return out;
 }
 
-const drainPolicy = (): QueuePolicy => queuePolicySchema.parse({ concurrency: 8 });
-const failPolicy = (): QueuePolicy => queuePolicySchema.parse({ concurrency: 8, backoff_base_ms: MIN_BACKOFF_MS });
+/**
+ * The defaults plus `layer`, validated: resolvePolicy where the config module has it (the schema
+ * itself no longer fills defaults), else queuePolicySchema.parse, which did.
+ */
+export function policyWith(layer: Partial<QueuePolicy>): QueuePolicy {
+  const mod = policyModule as unknown as {
+    resolvePolicy?: (...layers: Partial<QueuePolicy>[]) => QueuePolicy;
+    POLICY_DEFAULTS?: QueuePolicy;
+    queuePolicySchema: { parse(v: unknown): QueuePolicy };
+  };
+  if (typeof mod.resolvePolicy === 'function') return mod.resolvePolicy(layer);
+  return mod.queuePolicySchema.parse({ ...(mod.POLICY_DEFAULTS ?? {}), ...layer });
+}
+
+const drainPolicy = (): QueuePolicy => policyWith({ concurrency: 8 });
+const failPolicy = (): QueuePolicy => policyWith({ concurrency: 8, backoff_base_ms: MIN_BACKOFF_MS });
 
 function openQueue(workspace: string, policy: QueuePolicy): FileQueue {
   return new FileQueue({ workspace, name: QUEUE, max_attempts: policy.max_attempts, ack_window_ms: policy.ack_window_ms });
@@ -166,7 +188,7 @@ async function enqueueAll(workspace: string, size: number): Promise<number> {
   }
 }
 
-function throughput(tasks: number, ms: number, disk: DiskBaseline): Throughput {
+function throughput(tasks: number, ms: number, disk: Baseline): Throughput {
   const tasks_per_s = perSecond(tasks, ms);
   return { ms, tasks, tasks_per_s, us_per_task: (ms * 1000) / tasks, disk, ratio: tasks_per_s / disk.sync100_lines_per_s };
 }
@@ -202,7 +224,7 @@ const failOnce: WorkerDefinition = {
 };
 
 /** A fresh FileQueue (as a worker process opens it) drained with runWorker, once. */
-async function drain(workspace: string, worker: WorkerDefinition, policy: QueuePolicy, withNextDue: boolean, disk: DiskBaseline): Promise<DrainMeasure> {
+async function drain(workspace: string, worker: WorkerDefinition, policy: QueuePolicy, withNextDue: boolean, disk: Baseline): Promise<DrainMeasure> {
   const queue = openQueue(workspace, policy);
   const stop = new AbortController();
   const logger = pino({ level: 'silent' });
@@ -239,11 +261,12 @@ async function drain(workspace: string, worker: WorkerDefinition, policy: QueueP
 
 // ---- one run at one size ----
 
-function diskLine(d: DiskBaseline): string {
-  return `disk ${fmtInt(d.sync100_lines_per_s)} lines/s (fdatasync/100), ${fmtInt(d.sync1_lines_per_s)}/s (fdatasync each)`;
+function diskLine(d: Baseline): string {
+  return `disk ${fmtInt(d.sync100_lines_per_s)} lines/s (fdatasync/100), ${fmtInt(d.sync1_lines_per_s)}/s (fdatasync each); cpu probe ${fmtInt(d.cpu_lines_per_s)}/s; load ${fmtNum(d.loadavg_1m, 2)}`;
 }
 
 async function runOnce(size: number, run: number, runs: number, quiet = false): Promise<QueueRun> {
+  const started = nowMs();
   const tag = `${fmtSize(size)} run ${run}/${runs}`;
   const say = (msg: string): void => {
     if (!quiet) progress(`${tag}: ${msg}`);
@@ -251,8 +274,8 @@ async function runOnce(size: number, run: number, runs: number, quiet = false): 
 
   // A: enqueue, then stats and RSS on the queue it leaves
   const a = await withTempWorkspace(`q${fmtSize(size)}-a`, async (ws) => {
-    await settle();
-    const disk = measureDisk(ws);
+    flushDirty();
+    const disk = measureBaseline(ws);
     await settle();
     const enqMs = await enqueueAll(ws, size);
     const enqueue = { ...throughput(size, enqMs, disk), log_bytes: logBytes(ws) };
@@ -289,8 +312,10 @@ async function runOnce(size: number, run: number, runs: number, quiet = false): 
 
   // B: drain of no-op tasks
   const drained = await withTempWorkspace(`q${fmtSize(size)}-b`, async (ws) => {
-    const disk = measureDisk(ws);
+    flushDirty();
+    const disk = measureBaseline(ws);
     await enqueueAll(ws, size);
+    flushDirty();
     await settle();
     const d = await drain(ws, noop, drainPolicy(), false, disk);
     say(`drain c8 ${fmtInt(d.tasks_per_s)} tasks/s in ${fmtNum(d.ms / 1000, 2)} s (load ${fmtNum(d.load_ms, 0)} ms); ${diskLine(disk)}`);
@@ -299,8 +324,10 @@ async function runOnce(size: number, run: number, runs: number, quiet = false): 
 
   // C: fail once then succeed, minimum backoff
   const failed = await withTempWorkspace(`q${fmtSize(size)}-c`, async (ws) => {
-    const disk = measureDisk(ws);
+    flushDirty();
+    const disk = measureBaseline(ws);
     await enqueueAll(ws, size);
+    flushDirty();
     await settle();
     const d = await drain(ws, failOnce, failPolicy(), true, disk);
     if (d.summary.retry_scheduled !== size) throw new Error(`fail once: ${d.summary.retry_scheduled} retries scheduled, expected ${size}`);
@@ -308,19 +335,21 @@ async function runOnce(size: number, run: number, runs: number, quiet = false): 
     return d;
   });
 
-  return { size, run, ...a, drain: drained, fail_once: failed };
+  return { size, run, ...a, drain: drained, fail_once: failed, wall_ms: nowMs() - started };
 }
 
 function summarizeSize(size: number, runs: QueueRun[]): SizeSummary {
   const rs = runs.filter((r) => r.size === size);
   const s = (f: (r: QueueRun) => number): Samples => summarize(rs.map(f));
   const disks = rs.flatMap((r) => [r.enqueue.disk, r.drain.disk, r.fail_once.disk]);
-  const d = (f: (x: DiskBaseline) => number): Samples => summarize(disks.map(f));
+  const d = (f: (x: Baseline) => number): Samples => summarize(disks.map(f));
   return {
     size,
     disk_sync100_lines_per_s: d((x) => x.sync100_lines_per_s),
     disk_sync1_lines_per_s: d((x) => x.sync1_lines_per_s),
     disk_nosync_lines_per_s: d((x) => x.nosync_lines_per_s),
+    cpu_lines_per_s: d((x) => x.cpu_lines_per_s),
+    loadavg_1m: d((x) => x.loadavg_1m),
     enqueue_per_s: s((r) => r.enqueue.tasks_per_s),
     enqueue_ratio: s((r) => r.enqueue.ratio),
     drain_per_s: s((r) => r.drain.tasks_per_s),
@@ -336,6 +365,7 @@ function summarizeSize(size: number, runs: QueueRun[]): SizeSummary {
     max_rss_mb: s((r) => r.rss.max_rss_mb),
     rss_load_ms: s((r) => r.rss.load_ms),
     log_mib: s((r) => r.enqueue.log_bytes / 2 ** 20),
+    wall_s: s((r) => r.wall_ms / 1000),
   };
 }
 
@@ -348,9 +378,9 @@ export async function runQueueBench(opts: QueueBenchOptions): Promise<QueueBench
   const runs: QueueRun[] = [];
   for (const size of opts.sizes) {
     for (let run = 1; run <= opts.runs; run++) {
-      const t0 = nowMs();
-      runs.push(await runOnce(size, run, opts.runs));
-      progress(`${fmtSize(size)} run ${run}/${opts.runs}: done in ${fmtNum((nowMs() - t0) / 1000, 1)} s`);
+      const r = await runOnce(size, run, opts.runs);
+      runs.push(r);
+      progress(`${fmtSize(size)} run ${run}/${opts.runs}: done in ${fmtNum(r.wall_ms / 1000, 1)} s`);
     }
   }
   return {
@@ -388,9 +418,11 @@ export function formatQueueReport(r: QueueBenchResult): string {
   );
   out.push('');
   out.push('1. Disk baseline (lines/s; median of the baselines of all measurements at that size)');
+  out.push('   cpu probe: JSON encode+crc32+parse of a 200-byte record, /s — the queue is CPU-bound, so a low probe or a load average');
+  out.push('   above 2 (2 cores) means neighbours took CPU and the tasks/s below are low for that reason, not the disk.');
   out.push(
     table(
-      ['size block', 'fdatasync/100 lines', 'range', 'fdatasync each line', 'range', 'no fsync'],
+      ['size block', 'fdatasync/100 lines', 'range', 'fdatasync each line', 'range', 'no fsync', 'cpu probe', 'range', 'load avg'],
       r.summary.map((s) => [
         fmtSize(s.size),
         fmtInt(s.disk_sync100_lines_per_s.median),
@@ -398,6 +430,9 @@ export function formatQueueReport(r: QueueBenchResult): string {
         fmtInt(s.disk_sync1_lines_per_s.median),
         spread(s.disk_sync1_lines_per_s, fmtInt),
         fmtInt(s.disk_nosync_lines_per_s.median),
+        fmtInt(s.cpu_lines_per_s.median),
+        spread(s.cpu_lines_per_s, fmtInt),
+        spread(s.loadavg_1m, (n) => fmtNum(n, 1)) || fmtNum(s.loadavg_1m.median, 1),
       ]),
     ),
   );
@@ -463,6 +498,27 @@ export function formatQueueReport(r: QueueBenchResult): string {
         fmtInt(s.rss_load_ms.median),
         `${verdict(s.rss_mb.median <= TARGETS.rss_mb)} (peak ${verdict(s.max_rss_mb.median <= TARGETS.rss_mb)})`,
       ]),
+    ),
+  );
+  out.push('');
+
+  out.push('Time per part (median s of one run; the setup enqueues of B and C not shown)');
+  out.push(
+    table(
+      ['size', 'enqueue', 'stats replay', 'RSS child', 'drain load+run', 'fail-once load+run', 'whole run (setup incl.)'],
+      r.summary.map((s) => {
+        const rs = r.runs.filter((x) => x.size === s.size);
+        const m = (f: (x: QueueRun) => number): string => fmtNum(median(rs.map(f)) / 1000, 2);
+        return [
+          fmtSize(s.size),
+          m((x) => x.enqueue.ms),
+          m((x) => x.stats.replay_ms),
+          m((x) => x.rss.load_ms),
+          m((x) => x.drain.load_ms + x.drain.ms),
+          m((x) => x.fail_once.load_ms + x.fail_once.ms),
+          fmtNum(s.wall_s.median, 1),
+        ];
+      }),
     ),
   );
   out.push('');

@@ -50,9 +50,11 @@ async function main(): Promise<void> {
   const outDir = resolve(args.outDir);
   for (const b of selected) {
     const started = new Date();
+    const git = gitState();
     const { result, report } = await b.run(args);
     const finished = new Date();
-    console.log(report);
+    const code = `code: HEAD ${git.head?.slice(0, 12) ?? 'unknown'}${git.dirty_files.length ? `, ${git.dirty_files.length} uncommitted file(s) in src/workers/bench, src diff sha1 ${git.diff_sha1?.slice(0, 12) ?? '?'}` : ', clean'}`;
+    console.log(`${report}\n\n${code}; node ${process.version}, ${String(env.cpus)} cpus (${String(env.cpu_model)}), tmp ${tmpdir()}`);
     mkdirSync(outDir, { recursive: true });
     const file = join(outDir, `${b.name}-${timestamp(started)}.json`);
     const doc = {
@@ -62,7 +64,7 @@ async function main(): Promise<void> {
       duration_s: (finished.getTime() - started.getTime()) / 1000,
       args: { runs: args.runs, sizes: args.sizes, quick: args.quick, warmup: args.warmup },
       environment: env,
-      git: gitState(),
+      git,
       result,
     };
     writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
