@@ -73,6 +73,26 @@ export class Mutex {
     }
   }
 
+  /**
+   * Marks the held lock fresh now. A holder busy for longer than LOCK_TIMING.mutex.update (a
+   * compaction, the first replay of a big log) calls it between chunks of work: proper-lockfile's
+   * own refresh timer cannot run while the event loop is busy.
+   */
+  refresh(): void {
+    if (!this.release) return;
+    const now = Date.now();
+    if (now - this.refreshed < 500) return;
+    this.refreshed = now;
+    try {
+      const t = new Date(now);
+      fs.utimesSync(this.lockPath, t, t);
+    } catch {
+      // Gone: the next round notices through onCompromised or a failed release.
+    }
+  }
+
+  private refreshed = 0;
+
   async releaseLock(): Promise<void> {
     const r = this.release;
     this.release = null;

@@ -8,7 +8,7 @@ import { LOCK_TIMING } from '../lock-timing.js';
 import { withGate } from './gate.js';
 import { activeHolder, describeHolder, inspectLock, staleReason, type StaleReason } from './inspect.js';
 import { lockPaths, readPayload, writePayload, type LockPaths, type LockPayload } from './payload.js';
-import type { AcquireRunLockOptions, OnLockHeld, RunLock, RunLockLog } from './types.js';
+import type { AcquireRunLockOptions, BrokenLock, OnLockHeld, RunLock, RunLockLog } from './types.js';
 
 type Resolved = Required<Omit<AcquireRunLockOptions, 'onCompromised'>> & Pick<AcquireRunLockOptions, 'onCompromised'>;
 
@@ -114,6 +114,7 @@ async function tryTake(paths: LockPaths, o: Resolved, forceTarget: string | null
     );
     // proper-lockfile's unlock only frees a lock this process holds; someone else's goes by hand.
     rmSync(paths.dir, { recursive: true, force: true });
+    return take(paths, o, { why, holder: state.payload });
   } else if (state.payload?.active === 1) {
     o.log.warn(
       { lock: paths.payload, pid: state.payload.pid, host: state.payload.host, start_ts_utc: state.payload.start_ts_utc },
@@ -136,9 +137,9 @@ function explain(why: BreakWhy, holder: LockPayload | null, o: Resolved): string
   }
 }
 
-async function take(paths: LockPaths, o: Resolved): Promise<Attempt> {
+async function take(paths: LockPaths, o: Resolved, broke: BrokenLock | null = null): Promise<Attempt> {
   const lockId = randomUUID();
-  const held = new HeldRunLock(paths, o, lockId);
+  const held = new HeldRunLock(paths, o, lockId, broke);
   let releaseDir: () => Promise<void>;
   try {
     // A key per acquisition: proper-lockfile keeps one process-wide entry per key, and a holder
@@ -192,6 +193,7 @@ class HeldRunLock implements RunLock {
     private readonly paths: LockPaths,
     private readonly o: Resolved,
     private readonly lockId: string,
+    readonly broke: BrokenLock | null,
   ) {
     this.key = `${paths.dir}#${lockId}`;
     this.#log = o.log;

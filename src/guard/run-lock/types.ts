@@ -60,8 +60,17 @@ export interface AcquireRunLockOptions {
   log: RunLockLog;
 }
 
+/** The lock this acquisition took over, and why. */
+export interface BrokenLock {
+  why: 'pid_dead' | 'ttl_expired' | 'not_refreshed' | 'forced';
+  /** The payload it found (null when missing or unreadable). */
+  holder: LockPayload | null;
+}
+
 /** A held run lock. */
 export interface RunLock {
+  /** Set when taking the lock broke someone else's (forced, dead, expired or stale). */
+  readonly broke: BrokenLock | null;
   /** The payload as last written by this holder (`active` 1 until `release`, then 0). */
   readonly payload: LockPayload;
   /**

@@ -19,7 +19,7 @@ export interface Retention {
  * Crash-safe: the new file is complete and fsynced before it is renamed into place, and the old
  * one is removed only after; a reader picks the highest generation, which is always whole.
  */
-export function compact(dir: string, gen: number, log: LoadedLog, fd: number, now: number, keep: Retention): number {
+export function compact(dir: string, gen: number, log: LoadedLog, fd: number, now: number, keep: Retention, tick: () => void = () => undefined): number {
   const { idx } = log;
   const t = idx.slots;
   const keepCompleted = completedToKeep(log, now, keep);
@@ -40,32 +40,42 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
         size = 0;
       }
     };
-    let n = 0;
+    // Only what survives is read back (completions past retention are counted, not read), in
+    // batches that readMany turns into a few sequential reads.
+    const survivors: number[] = [];
     for (let slot = 0; slot < t.count; slot++) {
       const st = t.state[slot]!;
       if (st === UNPLACED) continue;
-      const rec = log.recordAt(slot) as { task?: LogRecord & { id: string }; id?: string } | null;
-      if (st === S_COMPLETED) {
-        if (!keepCompleted.has(slot)) {
-          dropped++;
-          continue;
+      if (st === S_COMPLETED && !keepCompleted.has(slot)) dropped++;
+      else survivors.push(slot);
+    }
+    let n = 0;
+    for (let i = 0; i < survivors.length; i += BATCH) {
+      const batch = survivors.slice(i, i + BATCH);
+      const records = log.recordsAt(batch) as ({ task?: { id?: string }; id?: string } | null)[];
+      batch.forEach((slot, k) => {
+        const rec = records[k];
+        const st = t.state[slot]!;
+        if (st === S_COMPLETED) {
+          const id = rec?.id ?? rec?.task?.id;
+          if (id) emit({ t: 'kept', n: n++, id, f: t.fence[slot]!, tm: t.time[slot]! });
+          return;
         }
-        const id = rec?.id ?? (rec?.task as { id?: string } | undefined)?.id;
-        if (id) emit({ t: 'kept', n: n++, id, f: t.fence[slot]!, tm: t.time[slot]! });
-        continue;
-      }
-      const task = (rec as { task?: unknown } | null)?.task;
-      if (!task) throw new Error(`queue log ${logPath(dir, gen)}: record of slot ${slot} does not read back`);
-      const owner = st === S_LEASED ? idx.ownerOf(slot) : null;
-      emit({
-        t: 'snap',
-        n: n++,
-        s: STATES[st]!,
-        f: t.fence[slot]!,
-        tm: t.time[slot]!,
-        ...(owner ? { o: owner.id, pid: owner.pid, host: owner.host } : {}),
-        task: task as never,
+        const task = rec?.task;
+        if (!task) throw new Error(`queue log ${logPath(dir, gen)}: record of slot ${slot} does not read back`);
+        const owner = st === S_LEASED ? idx.ownerOf(slot) : null;
+        emit({
+          t: 'snap',
+          n: n++,
+          s: STATES[st]!,
+          f: t.fence[slot]!,
+          tm: t.time[slot]!,
+          ...(owner ? { o: owner.id, pid: owner.pid, host: owner.host } : {}),
+          task: task as never,
+        });
       });
+      // A long compaction keeps its mutex fresh, or others would take it over as stale.
+      tick();
     }
     // The head goes last: only then is the count of dropped completions known.
     emit({ t: 'head', gen: next, at: now, completed_dropped: dropped, paused: idx.paused });
@@ -81,6 +91,9 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
   fsyncDir(dir);
   return next;
 }
+
+/** Records read back per batch during a compaction. */
+const BATCH = 4096;
 
 function completedToKeep(log: LoadedLog, now: number, keep: Retention): Set<number> {
   const t = log.idx.slots;

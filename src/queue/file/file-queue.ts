@@ -30,8 +30,8 @@ import { DeadLetterFiles } from './deadletter-files.js';
 import type { Effects } from './index-state.js';
 import { LoadedLog } from './loader.js';
 import { appendAll, closeQuietly, listGens, logPath, openCurrent, readAt } from './log-io.js';
-import { needsSync, type LogRecord } from './records.js';
-import { S_COMPLETED, S_DEAD, S_LEASED } from './slots.js';
+import { needsSync, type LogRecord, type Pair } from './records.js';
+import { S_COMPLETED, S_DEAD, S_LEASED, S_READY } from './slots.js';
 import { StatsWriter } from './stats-file.js';
 
 export interface FileQueueOptions extends QueueOptions {
@@ -66,7 +66,14 @@ interface Round {
   now: number;
   /** Applies the record to the state and queues it for writing; false when the state refused it. */
   emit(r: LogRecord): boolean;
+  /**
+   * Queues one [slot, fence] of a batched record (done, rel, renew): a round writes one record per
+   * kind and owner for all of them. False when the slot already has an operation in this round.
+   */
+  pair(t: 'done' | 'rel' | 'renew', owner: string, n: number, fence: number, ms?: number): boolean;
 }
+
+type Batch = { t: 'done' | 'rel' | 'renew'; o: string; ms: number; l: Pair[] };
 
 /**
  * The file backend. One append-only, checksummed log per queue generation; every process keeps
@@ -87,11 +94,14 @@ export class FileQueue implements Queue {
   private readonly dead: DeadLetterFiles;
   private readonly statsFile: StatsWriter;
 
+  /** Keeps the mutex fresh during long work under it (replaying a big log, compacting). */
+  private readonly tick = (): void => this.mutex.refresh();
   private fd: number | null = null;
   private gen = 0;
   private log: LoadedLog | null = null;
   private needReload = true;
-  private held = new Map<string, number>();
+  /** Tasks this process claimed and still holds: their slot, and their record as claimed. */
+  private held = new Map<string, { slot: number; task: TaskRecord }>();
   private pending: Op[] = [];
   private flushing = false;
   private timer: NodeJS.Timeout | null = null;
@@ -176,7 +186,7 @@ export class FileQueue implements Queue {
         return mine.map((s, i) => {
           const task = (records[i] as { task?: TaskRecord } | null)?.task;
           if (!task) throw new MetaspnError('STATE_CORRUPT', `queue ${this.name}: the record of task slot ${s} does not read back`);
-          this.held.set(task.id, s);
+          this.held.set(task.id, { slot: s, task });
           return { task, lease: leaseOf(log.idx.status(s)) };
         });
       };
@@ -184,18 +194,15 @@ export class FileQueue implements Queue {
   }
 
   renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean> {
-    const ev: Event = { type: 'renew', owner: lease.owner, fence: lease.fence, lease_ms };
-    return this.leaseOp(id, ev, false, (r, n) => ({ t: 'renew', at: r.now, o: lease.owner, ms: lease_ms, l: [[n, lease.fence]] }), () => true);
+    return this.pairOp(id, lease, { type: 'renew', owner: lease.owner, fence: lease.fence, lease_ms }, 'renew', S_LEASED, lease_ms);
   }
 
   complete(id: string, lease: Lease): Promise<boolean> {
-    const ev: Event = { type: 'complete', owner: lease.owner, fence: lease.fence };
-    return this.leaseOp(id, ev, false, (r, n) => ({ t: 'done', at: r.now, o: lease.owner, l: [[n, lease.fence]] }), () => true);
+    return this.pairOp(id, lease, { type: 'complete', owner: lease.owner, fence: lease.fence }, 'done', S_COMPLETED);
   }
 
   release(id: string, lease: Lease): Promise<boolean> {
-    const ev: Event = { type: 'release', owner: lease.owner, fence: lease.fence };
-    return this.leaseOp(id, ev, false, (r, n) => ({ t: 'rel', at: r.now, o: lease.owner, l: [[n, lease.fence]] }), () => true);
+    return this.pairOp(id, lease, { type: 'release', owner: lease.owner, fence: lease.fence }, 'rel', S_READY);
   }
 
   fail(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>, delay_ms: number): Promise<FailOutcome> {
@@ -204,7 +211,7 @@ export class FileQueue implements Queue {
       id,
       ev,
       'lease_lost',
-      (r, n) => ({ t: 'fail', at: r.now, o: lease.owner, n, f: lease.fence, ms: delay_ms, task: recordAfterFailure(this.taskAt(n), error, r.now) }),
+      (r, n) => ({ t: 'fail', at: r.now, o: lease.owner, n, f: lease.fence, ms: delay_ms, task: recordAfterFailure(this.heldTask(id, n), error, r.now) }),
       (n) => (this.state().idx.slots.state[n] === S_DEAD ? 'dead' : 'scheduled'),
     );
   }
@@ -215,7 +222,7 @@ export class FileQueue implements Queue {
       id,
       ev,
       false,
-      (r, n) => ({ t: 'dead', at: r.now, o: lease.owner, n, f: lease.fence, task: recordAfterFailure(this.taskAt(n), error, r.now) }),
+      (r, n) => ({ t: 'dead', at: r.now, o: lease.owner, n, f: lease.fence, task: recordAfterFailure(this.heldTask(id, n), error, r.now) }),
       () => true,
     );
   }
@@ -299,15 +306,31 @@ export class FileQueue implements Queue {
    * written, so a fenced-off holder writes nothing; `done` reads the outcome right after applying.
    */
   private leaseOp<T>(id: string, ev: Event, refused: T, make: (r: Round, n: number) => LogRecord, done: (n: number) => T): Promise<T> {
-    return this.submit(ev.type, ev.type === 'renew', (r) => {
+    return this.submit(ev.type, false, (r) => {
       const idx = this.state().idx;
-      const n = this.held.get(id) ?? idx.ids.get(id);
+      const n = this.held.get(id)?.slot ?? idx.ids.get(id);
       if (n < 0 || !transition(idx.status(n), ev, r.now).ok) return () => refused;
       if (!r.emit(make(r, n))) return () => refused;
-      if (ev.type !== 'renew') this.held.delete(id);
+      this.held.delete(id);
       const value = done(n);
       return () => value;
     });
+  }
+
+  /** A lease operation that rides in the round's batched record; answered once that record is applied. */
+  private pairOp(id: string, lease: Lease, ev: Event, t: 'done' | 'rel' | 'renew', expect: number, ms?: number): Promise<boolean> {
+    return this.submit(ev.type, t === 'renew', (r) => {
+      const idx = this.state().idx;
+      const n = this.held.get(id)?.slot ?? idx.ids.get(id);
+      if (n < 0 || !transition(idx.status(n), ev, r.now).ok || !r.pair(t, lease.owner, n, lease.fence, ms)) return () => false;
+      if (t !== 'renew') this.held.delete(id);
+      return () => idx.slots.state[n] === expect && idx.slots.fence[n] === lease.fence;
+    });
+  }
+
+  /** The record of a task this process claimed (kept from the claim), else read back. */
+  private heldTask(id: string, n: number): TaskRecord {
+    return this.held.get(id)?.task ?? this.taskAt(n);
   }
 
   private submit<T>(kind: string, urgent: boolean, run: (r: Round) => () => unknown): Promise<T> {
@@ -408,10 +431,25 @@ export class FileQueue implements Queue {
         if (needsSync(rec)) syncNeeded = true;
         return log.idx.refused === refused;
       },
+      pair: (t, o, n, fence, ms = 0) => {
+        if (paired.has(n)) return false;
+        paired.add(n);
+        const key = `${t}|${o}|${ms}`;
+        let b = batches.get(key);
+        if (!b) batches.set(key, (b = { t, o, ms, l: [] }));
+        b.l.push([n, fence]);
+        return true;
+      },
     };
+    const batches = new Map<string, Batch>();
+    const paired = new Set<number>();
     let results: Array<() => unknown>;
     try {
       results = ops.map((op) => op.run(round));
+      for (const b of batches.values()) {
+        if (b.t === 'renew') round.emit({ t: 'renew', at: round.now, o: b.o, ms: b.ms, l: b.l });
+        else round.emit({ t: b.t, at: round.now, o: b.o, l: b.l });
+      }
     } finally {
       log.idx.effects = null;
     }
@@ -468,7 +506,7 @@ export class FileQueue implements Queue {
       return this.reload();
     }
     const log = this.log!;
-    const tail = log.readMore();
+    const tail = log.readMore(this.tick);
     if (tail > 0) this.cutTornTail(log, tail);
     this.noteCorrupt(log);
     return log;
@@ -483,15 +521,15 @@ export class FileQueue implements Queue {
     this.gen = gen;
     const log = new LoadedLog(() => this.fd!);
     this.log = log;
-    const tail = log.readMore();
+    const tail = log.readMore(this.tick);
     if (tail > 0) this.cutTornTail(log, tail);
     this.seenCorrupt = 0;
     this.noteCorrupt(log);
     this.reconcileDeadLetters(log);
-    const held = new Map<string, number>();
-    for (const id of this.held.keys()) {
+    const held = new Map<string, { slot: number; task: TaskRecord }>();
+    for (const [id, h] of this.held) {
       const n = log.idx.ids.get(id);
-      if (n >= 0 && log.idx.slots.state[n] === 2) held.set(id, n);
+      if (n >= 0 && log.idx.slots.state[n] === S_LEASED) held.set(id, { slot: n, task: h.task });
     }
     this.held = held;
     this.needReload = false;
@@ -545,7 +583,7 @@ export class FileQueue implements Queue {
 
   private compactNow(now: number): void {
     const log = this.state();
-    compact(this.dir, this.gen, log, this.fd!, now, this.retention);
+    compact(this.dir, this.gen, log, this.fd!, now, this.retention, this.tick);
     this.reload();
   }
 

@@ -22,8 +22,8 @@ export class LoadedLog {
   }
 
   /** Reads new lines from `end` on; returns the byte count of an unterminated tail. */
-  readMore(): number {
-    const r = readLines(this.fd(), this.end, (l) => this.onLine(l));
+  readMore(onChunk?: () => void): number {
+    const r = readLines(this.fd(), this.end, (l) => this.onLine(l), onChunk);
     this.end = r.end;
     return r.tail;
   }

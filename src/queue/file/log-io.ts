@@ -47,12 +47,12 @@ export interface ReadResult {
 /** One read buffer for the process: reads are synchronous, so they never overlap. */
 let shared: Buffer | null = null;
 
-export function readLines(fd: number, from: number, onLine: (l: ScannedLine) => void): ReadResult {
-  return readWith(fd, from, (buf, base) => scanLines(buf, base, onLine));
+export function readLines(fd: number, from: number, onLine: (l: ScannedLine) => void, onChunk?: () => void): ReadResult {
+  return readWith(fd, from, (buf, base) => scanLines(buf, base, onLine), onChunk);
 }
 
 /** Reads complete lines from `from` to the end of the file with any line scanner. */
-export function readWith(fd: number, from: number, scan: Scanner): ReadResult {
+export function readWith(fd: number, from: number, scan: Scanner, onChunk?: () => void): ReadResult {
   let buf = (shared ??= Buffer.allocUnsafe(CHUNK));
   let have = 0;
   let base = from;
@@ -68,6 +68,7 @@ export function readWith(fd: number, from: number, scan: Scanner): ReadResult {
     pos += n;
     have += n;
     const used = scan(buf.subarray(0, have), base);
+    onChunk?.();
     if (used > 0) {
       buf.copy(buf, 0, used, have);
       have -= used;

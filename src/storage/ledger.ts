@@ -1,0 +1,172 @@
+import { createHash } from 'node:crypto';
+import { appendFileSync, closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import stringify from 'fast-json-stable-stringify';
+import { StateCorruptError } from '../guard/errors.js';
+import { readAt } from '../queue/file/log-io.js';
+import { fsyncDir } from './atomic.js';
+import { Mutex } from './mutex.js';
+import type { WorkspacePaths } from './paths.js';
+
+export type LedgerKind = 'publish' | 'rollback' | 'lock_break' | 'deadletter_retry' | 'queue_paused_guardrail';
+
+/**
+ * ledger.jsonl: a hash chain of what changed what operators see: publishes, rollbacks, forced lock
+ * breaks, dead-letter retries. `hash` is sha256 over the entry's stable stringification without
+ * `hash`; `prev_hash` links it to the entry before, so an edited or removed line is detected.
+ */
+export interface LedgerEntry {
+  seq: number;
+  at: string;
+  kind: LedgerKind;
+  run_id?: string;
+  detail: Record<string, unknown>;
+  prev_hash: string;
+  hash: string;
+}
+
+export const GENESIS = '0'.repeat(64);
+
+export function entryHash(e: Omit<LedgerEntry, 'hash'>): string {
+  return createHash('sha256').update(stringify(e)).digest('hex');
+}
+
+export interface LedgerProblem {
+  line: number;
+  rule: string;
+}
+
+export interface LedgerRead {
+  entries: LedgerEntry[];
+  problems: LedgerProblem[];
+}
+
+/** Reads and verifies the whole chain. A torn last line (a crash mid-append) is a problem too. */
+export function readLedger(ws: WorkspacePaths): LedgerRead {
+  if (!existsSync(ws.ledger)) return { entries: [], problems: [] };
+  const text = readFileSync(ws.ledger, 'utf8');
+  const lines = text.split('\n');
+  const torn = lines.pop() !== '';
+  const entries: LedgerEntry[] = [];
+  const problems: LedgerProblem[] = [];
+  let prev = GENESIS;
+  let seq = 0;
+  lines.forEach((line, i) => {
+    const n = i + 1;
+    let e: LedgerEntry;
+    try {
+      e = JSON.parse(line) as LedgerEntry;
+    } catch {
+      problems.push({ line: n, rule: 'not valid JSON' });
+      return;
+    }
+    const { hash, ...rest } = e;
+    if (hash !== entryHash(rest)) problems.push({ line: n, rule: `hash does not match the entry (seq ${e.seq}): it was edited` });
+    if (e.prev_hash !== prev) problems.push({ line: n, rule: `prev_hash does not link to the entry before (seq ${e.seq}): a line was edited, removed or inserted` });
+    if (e.seq !== seq + 1) problems.push({ line: n, rule: `seq ${e.seq} follows ${seq}` });
+    prev = hash;
+    seq = e.seq;
+    entries.push(e);
+  });
+  if (torn) problems.push({ line: lines.length + 1, rule: 'torn last line (no newline): a crash during an append' });
+  return { entries, problems };
+}
+
+export function assertLedgerValid(ws: WorkspacePaths, read: LedgerRead = readLedger(ws)): LedgerRead {
+  const p = read.problems[0];
+  if (p) {
+    throw new StateCorruptError(`${ws.ledger}:${p.line}: ${p.rule}`, {
+      hint: 'the ledger chain does not verify; keep the file for audit and compare it with your backups',
+    });
+  }
+  return read;
+}
+
+/** Appends entries durably, one process at a time; the chain continues from the last line. */
+export class Ledger {
+  private readonly mutex: Mutex;
+
+  constructor(private readonly ws: WorkspacePaths) {
+    this.mutex = new Mutex(join(ws.locks, 'ledger.lock'), () => undefined);
+  }
+
+  async append(kind: LedgerKind, detail: Record<string, unknown>, runId?: string): Promise<LedgerEntry> {
+    await this.mutex.acquire();
+    try {
+      return this.appendLocked(kind, detail, runId);
+    } finally {
+      await this.mutex.releaseLock();
+    }
+  }
+
+  private appendLocked(kind: LedgerKind, detail: Record<string, unknown>, runId?: string): LedgerEntry {
+    const isNew = !existsSync(this.ws.ledger);
+    const fd = openSync(this.ws.ledger, 'a+');
+    try {
+      const last = this.lastEntry(fd);
+      const body: Omit<LedgerEntry, 'hash'> = {
+        seq: last ? last.seq + 1 : 1,
+        at: new Date().toISOString(),
+        kind,
+        ...(runId ? { run_id: runId } : {}),
+        detail,
+        prev_hash: last ? last.hash : GENESIS,
+      };
+      const entry: LedgerEntry = { ...body, hash: entryHash(body) };
+      writeSync(fd, `${JSON.stringify(entry)}\n`);
+      fdatasyncSync(fd);
+      if (isNew) fsyncDir(this.ws.root);
+      return entry;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** The last entry, its own hash checked; a torn tail is set aside first. */
+  private lastEntry(fd: number): LedgerEntry | null {
+    const size = fstatSync(fd).size;
+    if (size === 0) return null;
+    let chunk = 4096;
+    for (;;) {
+      const from = Math.max(0, size - chunk);
+      const buf = readAt(fd, from, size - from);
+      let end = buf.length;
+      if (buf[end - 1] !== 0x0a) {
+        const nl = buf.lastIndexOf(0x0a);
+        if (nl < 0 && from > 0) {
+          chunk *= 4;
+          continue;
+        }
+        this.setAsideTail(fd, from + nl + 1, buf.subarray(nl + 1));
+        if (nl < 0) return null;
+        end = nl + 1;
+      }
+      const start = buf.lastIndexOf(0x0a, end - 2) + 1;
+      if (start === 0 && from > 0) {
+        chunk *= 4;
+        continue;
+      }
+      const line = buf.toString('utf8', start, end - 1);
+      let e: LedgerEntry;
+      try {
+        e = JSON.parse(line) as LedgerEntry;
+      } catch {
+        throw new StateCorruptError(`${this.ws.ledger}: the last entry is not valid JSON`, { hint: 'the ledger is damaged; nothing was appended' });
+      }
+      const { hash, ...rest } = e;
+      if (hash !== entryHash(rest)) {
+        throw new StateCorruptError(`${this.ws.ledger}: the last entry (seq ${e.seq}) does not verify`, { hint: 'the ledger was edited; nothing was appended' });
+      }
+      return e;
+    }
+  }
+
+  private setAsideTail(fd: number, offset: number, bytes: Buffer): void {
+    mkdirSync(this.ws.quarantine, { recursive: true });
+    appendFileSync(
+      join(this.ws.quarantine, 'ledger.torn.jsonl'),
+      `${JSON.stringify({ file: this.ws.ledger, offset, length: bytes.length, set_aside_at: new Date().toISOString(), reason: 'torn tail (no newline)', bytes_base64: bytes.toString('base64') })}\n`,
+    );
+    ftruncateSync(fd, offset);
+  }
+}
