@@ -25,8 +25,8 @@ export function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-export function newRecord(queue: string, t: NewTask, defaultMaxAttempts: number, now: number): TaskRecord {
-  const at = iso(now);
+/** `at` is `now` as ISO text, when the caller already has it (enqueue formats it once per batch). */
+export function newRecord(queue: string, t: NewTask, defaultMaxAttempts: number, now: number, at: string = iso(now)): TaskRecord {
   return {
     id: t.id,
     queue,

@@ -24,7 +24,7 @@ import type {
   TaskState,
   EnqueueOptions,
 } from '../types.js';
-import { encodeLine } from './codec.js';
+import { encodeRecord } from './codec.js';
 import { compact, type Retention } from './compact.js';
 import { DeadLetterFiles } from './deadletter-files.js';
 import type { Effects } from './index-state.js';
@@ -137,6 +137,7 @@ export class FileQueue implements Queue {
     return this.submit('enq', true, (r) => {
       const result: EnqueueResult = { added: [], existing: [], rerun: [] };
       const idx = this.state().idx;
+      const at = new Date(r.now).toISOString();
       for (const t of tasks) {
         const n = idx.ids.get(t.id);
         if (n >= 0) {
@@ -155,7 +156,7 @@ export class FileQueue implements Queue {
           result.existing.push(t.id);
           continue;
         }
-        const task = newRecord(this.name, t, this.maxAttempts, r.now);
+        const task = newRecord(this.name, t, this.maxAttempts, r.now, at);
         r.emit({ t: 'enq', n: idx.slots.count, at: r.now, task });
         result.added.push(t.id);
       }
@@ -413,7 +414,7 @@ export class FileQueue implements Queue {
   private roundLocked(ops: Op[]): { outcomes: Outcome[]; syncNeeded: boolean } {
     const log = this.catchUp();
     const start = log.end;
-    const lines: string[] = [];
+    const lines: Buffer[] = [];
     let end = start;
     let syncNeeded = false;
     const effects: Effects = { dead: [], undead: [] };
@@ -421,8 +422,8 @@ export class FileQueue implements Queue {
     const round: Round = {
       now: this.now(),
       emit: (rec) => {
-        const line = encodeLine(rec);
-        const len = Buffer.byteLength(line);
+        const line = encodeRecord(rec);
+        const len = line.length;
         const refused = log.idx.refused;
         log.unwritten.set(end, rec);
         log.idx.apply(rec, end, len);
@@ -455,7 +456,7 @@ export class FileQueue implements Queue {
     }
     if (lines.length > 0) {
       log.unwritten.clear();
-      appendAll(this.fd!, Buffer.from(lines.join('')), start);
+      appendAll(this.fd!, lines.length === 1 ? lines[0]! : Buffer.concat(lines, end - start), start);
       if (fstatSync(this.fd!).size !== end) {
         // Someone appended without the lock (it was taken over): trust only a fresh replay.
         this.needReload = true;

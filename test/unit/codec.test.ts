@@ -1,0 +1,61 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decodeLine, encodeLine, encodeRecord, scanLines, type ScannedLine } from '../../src/queue/file/codec.js';
+
+const record = fc.record({ t: fc.constantFrom('enq', 'done'), n: fc.nat(), s: fc.string({ unit: 'grapheme' }) });
+
+function scan(buf: Buffer): { lines: ScannedLine[]; used: number } {
+  const lines: ScannedLine[] = [];
+  const used = scanLines(buf, 0, (l) => lines.push(l));
+  return { lines, used };
+}
+
+describe('queue record codec', () => {
+  it('encodes a record the same as bytes and as text, and decodes it back', () => {
+    fc.assert(
+      fc.property(record, (r) => {
+        const bytes = encodeRecord(r);
+        expect(bytes.equals(Buffer.from(encodeLine(r)))).toBe(true);
+        expect(decodeLine(bytes, 0, bytes.length - 1)).toEqual(r);
+      }),
+    );
+  });
+
+  it('a changed byte anywhere in a line is detected', () => {
+    fc.assert(
+      fc.property(record, fc.nat(), fc.integer({ min: 1, max: 255 }), (r, at, flip) => {
+        const bytes = encodeRecord(r);
+        const i = at % (bytes.length - 1);
+        bytes[i] = bytes[i]! ^ flip;
+        const back = decodeLine(bytes, 0, bytes.length - 1);
+        // Either rejected, or (a flip inside the hex digits' case, say) still exactly the record.
+        if (back !== null) expect(back).toEqual(r);
+      }),
+    );
+  });
+
+  it('never throws on garbage and keeps every intact line around a damaged one', () => {
+    fc.assert(
+      fc.property(fc.array(record, { minLength: 1, maxLength: 12 }), fc.nat(), fc.uint8Array({ maxLength: 40 }), fc.boolean(), (rs, which, junk, glue) => {
+        const lines = rs.map((r) => encodeRecord(r));
+        const k = which % lines.length;
+        // Damage line k: cut it short (a torn write) and maybe glue the next record onto it.
+        const torn = Buffer.concat([lines[k]!.subarray(0, Math.max(1, lines[k]!.length >> 1)), Buffer.from(junk.filter((b) => b !== 0x0a))]);
+        const parts = lines.map((l, i) => (i === k ? (glue ? torn : Buffer.concat([torn, Buffer.from('\n')])) : l));
+        const { lines: got } = scan(Buffer.concat(parts));
+        const good = got.filter((l) => l.record !== null).map((l) => l.record);
+        const expected = rs.filter((_, i) => i !== k);
+        expect(good).toEqual(expected);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('leaves an unterminated tail unconsumed', () => {
+    const a = encodeRecord({ t: 'done', n: 1 });
+    const b = encodeRecord({ t: 'done', n: 2 }).subarray(0, 10);
+    const { lines, used } = scan(Buffer.concat([a, b]));
+    expect(lines).toHaveLength(1);
+    expect(used).toBe(a.length);
+  });
+});
