@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeLine, encodeLine, encodeRecord, scanLines, type ScannedLine } from '../../src/queue/file/codec.js';
+import { decodeLine, encodeLine, encodeRecord, LineBuffer, scanLines, type ScannedLine } from '../../src/queue/file/codec.js';
 
 const record = fc.record({ t: fc.constantFrom('enq', 'done'), n: fc.nat(), s: fc.string({ unit: 'grapheme' }) });
 
@@ -17,6 +17,18 @@ describe('queue record codec', () => {
         const bytes = encodeRecord(r);
         expect(bytes.equals(Buffer.from(encodeLine(r)))).toBe(true);
         expect(decodeLine(bytes, 0, bytes.length - 1)).toEqual(r);
+      }),
+    );
+  });
+
+  it('a line buffer holds the same bytes as the lines encoded one by one', () => {
+    fc.assert(
+      fc.property(fc.array(record, { maxLength: 50 }), (rs) => {
+        const lb = new LineBuffer();
+        const sizes = rs.map((r) => lb.add(r));
+        const one = rs.map((r) => encodeRecord(r));
+        expect(lb.bytes().equals(Buffer.concat(one))).toBe(true);
+        expect(sizes).toEqual(one.map((b) => b.length));
       }),
     );
   });

@@ -32,6 +32,49 @@ export function encodeRecord(record: object): Buffer {
   return buf;
 }
 
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+
+/**
+ * Encodes many lines into one growing buffer: the bytes a round appends, without a buffer per
+ * record or a concatenation at the end.
+ */
+export class LineBuffer {
+  private buf = Buffer.allocUnsafe(1 << 16);
+  length = 0;
+
+  /** Appends one record's line; returns its length in bytes. */
+  add(record: object): number {
+    const body = JSON.stringify(record);
+    const start = this.length;
+    this.reserve(start + BODY_START + body.length * 3 + 2);
+    const b = this.buf;
+    HEAD_BYTES.copy(b, start);
+    MID_BYTES.copy(b, start + HEAD.length + 8);
+    const n = b.write(body, start + BODY_START, 'utf8');
+    const end = start + BODY_START + n;
+    b[end] = 0x7d;
+    b[end + 1] = NL;
+    let crc = crc32(b.subarray(start + BODY_START, end));
+    for (let i = start + HEAD.length + 7; i >= start + HEAD.length; i--) {
+      b[i] = HEX[crc & 15]!;
+      crc >>>= 4;
+    }
+    this.length = end + 2;
+    return end + 2 - start;
+  }
+
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
+
+  private reserve(size: number): void {
+    if (size <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(size, this.buf.length * 2));
+    this.buf.copy(bigger, 0, 0, this.length);
+    this.buf = bigger;
+  }
+}
+
 /** The record in bytes [start, end) (no newline), or null when the line does not verify. */
 export function decodeLine(buf: Buffer, start: number, end: number): unknown {
   if (end - start < BODY_START + 2) return null;

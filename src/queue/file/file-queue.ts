@@ -24,7 +24,7 @@ import type {
   TaskState,
   EnqueueOptions,
 } from '../types.js';
-import { encodeRecord } from './codec.js';
+import { LineBuffer } from './codec.js';
 import { compact, type Retention } from './compact.js';
 import { DeadLetterFiles } from './deadletter-files.js';
 import type { Effects } from './index-state.js';
@@ -414,7 +414,7 @@ export class FileQueue implements Queue {
   private roundLocked(ops: Op[]): { outcomes: Outcome[]; syncNeeded: boolean } {
     const log = this.catchUp();
     const start = log.end;
-    const lines: Buffer[] = [];
+    const lines = new LineBuffer();
     let end = start;
     let syncNeeded = false;
     const effects: Effects = { dead: [], undead: [] };
@@ -422,12 +422,10 @@ export class FileQueue implements Queue {
     const round: Round = {
       now: this.now(),
       emit: (rec) => {
-        const line = encodeRecord(rec);
-        const len = line.length;
+        const len = lines.add(rec);
         const refused = log.idx.refused;
         log.unwritten.set(end, rec);
         log.idx.apply(rec, end, len);
-        lines.push(line);
         end += len;
         if (needsSync(rec)) syncNeeded = true;
         return log.idx.refused === refused;
@@ -456,7 +454,7 @@ export class FileQueue implements Queue {
     }
     if (lines.length > 0) {
       log.unwritten.clear();
-      appendAll(this.fd!, lines.length === 1 ? lines[0]! : Buffer.concat(lines, end - start), start);
+      appendAll(this.fd!, lines.bytes(), start);
       if (fstatSync(this.fd!).size !== end) {
         // Someone appended without the lock (it was taken over): trust only a fresh replay.
         this.needReload = true;
