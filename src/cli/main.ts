@@ -4,6 +4,7 @@ import { toMetaspnError } from '../guard/errors.js';
 import { EXIT } from '../guard/exit-codes.js';
 import { registerLock } from './commands/lock.js';
 import { registerQueue } from './commands/queue.js';
+import { registerRuns } from './commands/runs.js';
 import { registerS1 } from './commands/s1.js';
 import { registerSmoke } from './commands/smoke.js';
 import { registerWorker } from './commands/worker.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerQueue(program);
   registerWorker(program);
   registerLock(program);
+  registerRuns(program);
   registerSmoke(program);
   // Every subcommand reports usage errors through the same exit code (64).
   const walk = (c: Command): void => {

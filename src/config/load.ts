@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { resolveS1Config, type S1Config } from '../../workers/s1/config.js';
+import { guardrailsSchema, type Guardrails } from '../../workers/s1/guardrails.js';
 import { DataInvalidError } from '../guard/errors.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { partialPolicySchema, POLICY_KEYS, resolvePolicy, type PartialPolicy, type QueuePolicy } from './policy.js';
@@ -16,6 +17,7 @@ const fileSchema = z
   .object({
     season: z.unknown().optional(),
     attention: z.unknown().optional(),
+    guardrails: z.unknown().optional(),
     queues: z.record(z.string(), partialPolicy).optional(),
   })
   .strict();
@@ -26,6 +28,7 @@ export interface WorkspaceConfig {
   /** Path of the config file (it may not exist: then every default holds). */
   file: string;
   s1: S1Config;
+  guardrails: Guardrails;
   queues: Record<string, PartialPolicy>;
   env: PartialPolicy;
 }
@@ -47,11 +50,16 @@ export function loadConfig(ws: WorkspacePaths, env: NodeJS.ProcessEnv = process.
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const where = issue.path.length ? issue.path.join('.') : '(root)';
-    const known = issue.code === 'unrecognized_keys' ? ` (known keys: season, attention, queues; queue keys: ${POLICY_KEYS.join(', ')})` : '';
+    const known = issue.code === 'unrecognized_keys' ? ` (known keys: season, attention, guardrails, queues; queue keys: ${POLICY_KEYS.join(', ')})` : '';
     throw new DataInvalidError(file, null, `${where}: ${issue.message}${known}`);
   }
   const s1 = resolveS1Config(raw === undefined ? undefined : { season: parsed.data.season, attention: parsed.data.attention }, file);
-  return { file, s1, queues: parsed.data.queues ?? {}, env: policyFromEnv(env) };
+  const g = guardrailsSchema.safeParse(parsed.data.guardrails ?? {});
+  if (!g.success) {
+    const issue = g.error.issues[0]!;
+    throw new DataInvalidError(file, null, `guardrails.${issue.path.join('.')}: ${issue.message}`);
+  }
+  return { file, s1, guardrails: g.data, queues: parsed.data.queues ?? {}, env: policyFromEnv(env) };
 }
 
 function policyFromEnv(env: NodeJS.ProcessEnv): PartialPolicy {

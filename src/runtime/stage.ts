@@ -4,6 +4,7 @@ import { runWorker, type RunSummary } from './runner.js';
 import { sleep } from './sleep.js';
 import type { WorkerDefinition, WorkerInitContext } from './worker-api.js';
 
+/** How the tasks of one group (one date of a pipeline) ended. */
 export interface StageDrain {
   total: number;
   enqueued: number;
@@ -12,13 +13,12 @@ export interface StageDrain {
   already_queued: number;
   completed: number;
   retried: number;
-  /** The stage's tasks that ended in the dead letters (this run or an earlier one). */
+  /** The group's tasks that ended in the dead letters (this run or an earlier one). */
   dead: DeadLetter[];
   /** Tasks neither completed nor dead when the drain gave up (held by another live worker). */
   unsettled: number;
   /** The queue is paused: nothing was handed out. */
   paused: boolean;
-  summary: RunSummary;
 }
 
 export interface StageOptions {
@@ -27,22 +27,28 @@ export interface StageOptions {
   policy: QueuePolicy;
   owner: Owner;
   init: WorkerInitContext;
-  tasks: readonly NewTask[];
+  /** The tasks, in groups reported separately (a backfill drains several dates at once). */
+  groups: readonly (readonly NewTask[])[];
   /** Recorded on tasks that run again (the run id). */
   by: string;
   stop: AbortSignal;
   force?: AbortSignal;
 }
 
+const ZERO: RunSummary = { claimed: 0, completed: 0, retry_scheduled: 0, dead: 0, dead_contract: 0, lease_lost: 0, abandoned: 0, released: 0, forced: false };
+
 /**
  * One pipeline stage on the worker runtime: enqueue its tasks (ids are deterministic, so a re-run
  * finds them), drain until every task is completed or dead (waiting out retry backoff), and
- * report how each ended. A task another live worker holds is waited for up to two leases.
+ * report how each group's tasks ended. A task another live worker holds is waited for up to two
+ * leases; a paused queue is reported at once.
  */
-export async function drainStage(o: StageOptions): Promise<StageDrain> {
-  const added = await o.queue.enqueue(o.tasks, { rerun_completed: true, by: o.by });
-  const ids = o.tasks.map((t) => t.id);
-  const total: RunSummary = { claimed: 0, completed: 0, retry_scheduled: 0, dead: 0, dead_contract: 0, lease_lost: 0, abandoned: 0, released: 0, forced: false };
+export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[]; summary: RunSummary }> {
+  const all = o.groups.flat();
+  const added = await o.queue.enqueue(all, { rerun_completed: true, by: o.by });
+  const ids = all.map((t) => t.id);
+  const retriedOf = new Map<string, number>();
+  const total: RunSummary = { ...ZERO };
   const deadline = Date.now() + 2 * o.policy.lease_ms;
   let states: (TaskState | null)[] = [];
   let paused = false;
@@ -65,6 +71,9 @@ export async function drainStage(o: StageOptions): Promise<StageDrain> {
       sleep,
       random: Math.random,
       nextDue: async () => (await o.queue.stats()).next_due_at,
+      onOutcome: (out) => {
+        if (out.kind === 'retry_scheduled') retriedOf.set(out.id, (retriedOf.get(out.id) ?? 0) + 1);
+      },
     });
     for (const k of Object.keys(total) as (keyof RunSummary)[]) if (k !== 'forced') total[k] += s[k];
     total.forced ||= s.forced;
@@ -73,18 +82,25 @@ export async function drainStage(o: StageOptions): Promise<StageDrain> {
     if (open === 0 || o.stop.aborted || Date.now() > deadline) break;
     await sleep(Math.min(1000, o.policy.poll_ms), o.stop);
   }
-  const deadIds = ids.filter((_, i) => states[i] === 'dead');
-  const dead = (await Promise.all(deadIds.map((id) => o.queue.getDead(id)))).filter((d): d is DeadLetter => d !== null);
-  return {
-    total: ids.length,
-    enqueued: added.added.length,
-    rerun: added.rerun.length,
-    already_queued: added.existing.length,
-    completed: states.filter((st) => st === 'completed').length,
-    retried: total.retry_scheduled,
-    dead,
-    unsettled: states.filter((st) => st !== 'completed' && st !== 'dead').length,
-    paused,
-    summary: total,
-  };
+  const stateOf = new Map(ids.map((id, i) => [id, states[i] ?? null]));
+  const addedIds = new Set(added.added);
+  const rerunIds = new Set(added.rerun);
+  const groups: StageDrain[] = [];
+  for (const g of o.groups) {
+    const gs = g.map((t) => stateOf.get(t.id) ?? null);
+    const deadIds = g.filter((t) => stateOf.get(t.id) === 'dead').map((t) => t.id);
+    const dead = (await Promise.all(deadIds.map((id) => o.queue.getDead(id)))).filter((d): d is DeadLetter => d !== null);
+    groups.push({
+      total: g.length,
+      enqueued: g.filter((t) => addedIds.has(t.id)).length,
+      rerun: g.filter((t) => rerunIds.has(t.id)).length,
+      already_queued: g.filter((t) => !addedIds.has(t.id) && !rerunIds.has(t.id)).length,
+      completed: gs.filter((st) => st === 'completed').length,
+      retried: g.reduce((a, t) => a + (retriedOf.get(t.id) ?? 0), 0),
+      dead,
+      unsettled: gs.filter((st) => st !== 'completed' && st !== 'dead').length,
+      paused,
+    });
+  }
+  return { groups, summary: total };
 }

@@ -51,23 +51,21 @@ export class ReplayConflictError extends MetaspnError {
 export class S1Context {
   readonly stores: Record<StageName, ArtifactStore>;
   readonly hash: string;
-  /** Rows written and found present, per stage, since the pipeline last reset them. */
-  readonly written: Record<StageName, { written: number; present: number }> = {
-    update_attention_scores: { written: 0, present: 0 },
-    project_rewards: { written: 0, present: 0 },
-    settle_season: { written: 0, present: 0 },
-    publish_season_summary: { written: 0, present: 0 },
-  };
+  /** Rows written and found present, per stage and date, since the pipeline last reset them. */
+  private readonly counts = new Map<string, { written: number; present: number }>();
+  /** Rows held back per stage and date until `commit` (a backfill keeps each file in date order). */
+  private readonly deferred = new Map<string, { params: Params; rows: { id: string; text: string }[] }>();
   private signalsBySubject: Promise<Map<string, Signal[]>> | null;
   private readonly cache = new Map<string, Promise<unknown>>();
   private readonly pkeys = new Map<string, string>();
+  /** The run of each date in this process (named in incidents). */
+  readonly runIds = new Map<string, string>();
 
   constructor(
     readonly ws: WorkspacePaths,
     readonly cfg: S1Config,
     readonly log: Logger,
     signals?: Map<string, Signal[]>,
-    readonly runId?: string,
   ) {
     this.hash = configHash(cfg);
     const warn = (msg: string, details: Record<string, unknown>): void => log.warn(details, msg);
@@ -98,20 +96,56 @@ export class S1Context {
     return makeParams(p.as_of, p.config_hash);
   }
 
+  written(stage: StageName, date: string): { written: number; present: number } {
+    return this.counts.get(`${stage}|${date}`) ?? { written: 0, present: 0 };
+  }
+
+  resetCounts(stage: StageName, date: string): void {
+    this.counts.delete(`${stage}|${date}`);
+  }
+
+  /**
+   * Holds the rows of (stage, date) back until `commit`: several dates can then run at once and
+   * still land in the store in date order, byte for byte as if run one after the other. A crash
+   * loses held rows with the run, which a re-run (or --resume) computes again.
+   */
+  defer(stage: StageName, date: string, params: Params): void {
+    this.deferred.set(`${stage}|${date}`, { params, rows: [] });
+  }
+
+  /** Writes the held rows of (stage, date) in the order their tasks produced them. */
+  async commit(stage: StageName, date: string): Promise<void> {
+    const key = `${stage}|${date}`;
+    const held = this.deferred.get(key);
+    if (!held) return;
+    this.deferred.delete(key);
+    await this.write(stage, date, held.params, held.rows);
+  }
+
   /** Stores rows; an id already stored with other content writes nothing and raises an incident. */
-  async put(stage: StageName, date: string, params: Params, rows: readonly ({ id: string } & object)[]): Promise<PutResult> {
+  async put(stage: StageName, date: string, params: Params, rows: readonly ({ id: string } & object)[]): Promise<PutResult | null> {
+    const texts = rows.map((row) => ({ id: row.id, text: canonicalJson(row) }));
+    const held = this.deferred.get(`${stage}|${date}`);
+    if (held) {
+      held.rows.push(...texts);
+      return null;
+    }
+    return this.write(stage, date, params, texts);
+  }
+
+  private async write(stage: StageName, date: string, params: Params, texts: readonly { id: string; text: string }[]): Promise<PutResult> {
     const p = this.pkey(params);
     // What was read of this stage's rows is stale once it writes.
     for (const k of [...this.cache.keys()]) if (k.startsWith(`${stage}|${date}|`)) this.cache.delete(k);
     if (stage === 'project_rewards') for (const k of [...this.cache.keys()]) if (k.startsWith('settle_season|')) this.cache.delete(k);
-    const r = await this.stores[stage].put(rows.map((row) => ({ id: row.id, date, p, text: canonicalJson(row) })));
+    const r = await this.stores[stage].put(texts.map((t) => ({ id: t.id, date, p, text: t.text })));
     if (r.conflicts.length > 0) {
       const c = r.conflicts[0]!;
       const incident = writeIncident(this.ws, 'replay_conflict', c.id, {
         store: this.stores[stage].path,
         id: c.id,
         date,
-        run_id: this.runId ?? null,
+        run_id: this.runIds.get(date) ?? null,
         existing: JSON.parse(c.existing) as unknown,
         incoming: JSON.parse(c.incoming) as unknown,
         conflicts: r.conflicts.length,
@@ -120,8 +154,10 @@ export class S1Context {
       this.log.error({ event: 'replay_conflict', id: c.id, store: this.stores[stage].path, incident }, 'replay conflict');
       throw new ReplayConflictError(`replay conflict: ${STORE_FILES[stage]} already holds ${c.id} with different content`, incident);
     }
-    this.written[stage].written += r.written;
-    this.written[stage].present += r.present;
+    const c = this.counts.get(`${stage}|${date}`) ?? { written: 0, present: 0 };
+    c.written += r.written;
+    c.present += r.present;
+    this.counts.set(`${stage}|${date}`, c);
     return r;
   }
 

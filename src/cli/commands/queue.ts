@@ -11,6 +11,7 @@ import { assertQueueName, checkTaskId } from '../../queue/record.js';
 import type { NewTask, QueueStats } from '../../queue/types.js';
 import { BUNDLED_QUEUES } from '../../runtime/load-worker.js';
 import { deadletterDir, queueDir, type WorkspacePaths } from '../../storage/paths.js';
+import { Ledger } from '../../storage/ledger.js';
 import { ago, isoSeconds, printJson, table, truncate } from '../format.js';
 import { collect, openWorkspace } from '../options.js';
 import { openSession } from '../session.js';
@@ -133,6 +134,7 @@ export function registerQueue(program: Command): void {
       try {
         const moved = await q.retry({ ...(o.taskId ? { ids: o.taskId } : {}), by: s.actor });
         s.log.logger.info({ event: 'queue_retry', worker, moved }, `retried ${moved.length} dead letter(s)`);
+        if (moved.length) await new Ledger(s.ws).append('deadletter_retry', { worker, ids: moved, by: s.actor });
         if (o.json) return printJson({ worker, retried: moved });
         process.stdout.write(`moved ${moved.length} task(s) of ${worker} back to ready${moved.length ? `:\n  ${moved.join('\n  ')}` : ''}\n`);
       } finally {

@@ -1,33 +1,15 @@
 import type { Command } from 'commander';
-import { Option } from 'commander';
 import { loadConfig } from '../../config/load.js';
-import { acquireRunLock, type OnLockHeld } from '../../guard/run-lock.js';
 import { checkRunId, newRunId } from '../../runtime/run-id.js';
-import { stopSignals } from '../../runtime/signals.js';
 import { planRun } from '../../../workers/s1/plan.js';
 import { runS1, type RunReport } from '../../../workers/s1/pipeline.js';
+import { rollback } from '../../../workers/s1/rollback.js';
+import { registerBackfill } from './backfill.js';
 import { setExitCode } from '../exit.js';
 import { printJson, table } from '../format.js';
-import { nonNegativeInt, openWorkspace, positiveInt } from '../options.js';
-import { commandLine, openSession } from '../session.js';
-
-export interface LockFlags {
-  onLockHeld?: OnLockHeld;
-  lockWaitSec?: number;
-  lockTtlSec?: number;
-  forceLockBreak?: boolean;
-  reason?: string;
-}
-
-/** The run-lock flags every pipeline command takes. */
-export function addLockFlags(c: Command): Command {
-  return c
-    .addOption(new Option('--on-lock-held <mode>', 'when another run holds the lock: retryable (exit 11), fail (exit 40), wait').choices(['retryable', 'fail', 'wait']).default('retryable'))
-    .option('--lock-wait-sec <n>', 'with --on-lock-held wait: give up after N seconds (exit 40)', nonNegativeInt('--lock-wait-sec'))
-    .option('--lock-ttl-sec <n>', 'a lock older than this may be taken over (default 3600)', positiveInt('--lock-ttl-sec'))
-    .option('--force-lock-break', 'break the lock whoever holds it (needs --reason)')
-    .option('--reason <text>', 'why this run (recorded in the lock and the log)');
-}
+import { collect, openWorkspace, positiveInt } from '../options.js';
+import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
+import { UsageError } from '../../guard/errors.js';
 
 export function registerS1(program: Command): void {
   const s1 = program.command('s1').description('the Season 1 pipeline');
@@ -39,53 +21,26 @@ export function registerS1(program: Command): void {
       .requiredOption('--date <YYYY-MM-DD>', 'the date to run')
       .option('--as-of <instant>', 'use only data before this instant (default: the next midnight UTC)')
       .option('--run-id <id>', 'id of this run (default: time-based)')
+      .option('--skip-check <name>', 'publish through a known false alarm of this guardrail (repeatable; needs --reason)', collect)
       .option('--json', 'print the run report as JSON'),
-  ).action(async (o: { workspace: string; date: string; asOf?: string; runId?: string; json?: boolean } & LockFlags) => {
+  ).action(async (o: { workspace: string; date: string; asOf?: string; runId?: string; skipCheck?: string[]; json?: boolean } & LockFlags) => {
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
     const plan = planRun(cfg.s1, o.date, o.asOf);
     const runId = o.runId !== undefined ? checkRunId(o.runId) : newRunId();
+    const skipChecks = skipChecksOf(o);
     const report = await runLocked(o.workspace, 's1', runId, o, (log, stop, force, lockLost) =>
-      runS1({ ws, cfg, plan, runId, log, stop, force, lockLost }),
+      runS1({ ws, cfg, plan, runId, log, stop, force, lockLost, skipChecks }),
     );
     setExitCode(report.exit_code);
     if (o.json) return printJson(report);
     process.stdout.write(formatReport(report));
   });
+  registerRollback(s1);
+  registerBackfill(s1);
 }
 
-/** Takes the run lock, runs `fn` with two-stage signal handling, always releases the lock. */
-export async function runLocked<T>(
-  workspace: string,
-  lockName: string,
-  runId: string,
-  flags: LockFlags,
-  fn: (log: import('pino').Logger, stop: AbortSignal, force: AbortSignal, lockLost: () => boolean) => Promise<T>,
-): Promise<T> {
-  const s = openSession(workspace, { run_id: runId });
-  const log = s.log.logger;
-  const lock = await acquireRunLock({
-    locksDir: s.ws.locks,
-    name: lockName,
-    cmd: commandLine(),
-    ...(flags.reason !== undefined ? { reason: flags.reason } : {}),
-    ...(flags.onLockHeld !== undefined ? { onLockHeld: flags.onLockHeld } : {}),
-    ...(flags.lockWaitSec !== undefined ? { lockWaitSec: flags.lockWaitSec } : {}),
-    ...(flags.lockTtlSec !== undefined ? { ttlSec: flags.lockTtlSec } : {}),
-    forceBreak: !!flags.forceLockBreak,
-    log,
-  });
-  const signals = stopSignals(log);
-  try {
-    return await fn(log, signals.stop, signals.force, () => !lock.stillHeld());
-  } finally {
-    // Signals stay handled until the lock is released: a second Ctrl-C must not kill the clean-up.
-    await lock.release();
-    signals.dispose();
-  }
-}
-
-function formatReport(r: RunReport): string {
+export function formatReport(r: RunReport): string {
   const rows = r.stages.map((s) => {
     const out = s.outputs[0];
     return [
@@ -105,4 +60,40 @@ function formatReport(r: RunReport): string {
     `exit ${r.exit_code} in ${(r.duration_ms / 1000).toFixed(1)}s`,
   ];
   return `${lines.filter(Boolean).join('\n')}\n`;
+}
+
+export function registerRollback(s1: Command): void {
+  addLockFlags(
+    s1
+      .command('rollback')
+      .description('move current pointers back N publishes, or to the state as of a ledger entry (pointers only)')
+      .option('--workspace <dir>', 'workspace folder', '.')
+      .option('--steps <n>', 'undo the last N publishes in effect', positiveInt('--steps'))
+      .option('--to-hash <hash>', 'the state right after this ledger entry (full hash or 8+ hex digits)')
+      .option('--dry-run', 'print which pointers would change; change nothing')
+      .option('--strict', 'refuse (exit 30) when the ledger or a restored run\'s manifest does not verify')
+      .option('--json', 'print JSON'),
+  ).action(async (o: { workspace: string; steps?: number; toHash?: string; dryRun?: boolean; strict?: boolean; json?: boolean } & LockFlags) => {
+    if ((o.steps === undefined) === (o.toHash === undefined)) throw new UsageError('give exactly one of --steps N or --to-hash H');
+    if (!o.reason?.trim()) throw new UsageError('--reason TEXT is required: it is recorded in the ledger');
+    const ws = openWorkspace(o.workspace);
+    const runId = `rollback-${newRunId()}`;
+    const report = await runLocked(o.workspace, 's1', runId, { ...o, reason: o.reason }, (log) =>
+      rollback({
+        ws,
+        log,
+        target: o.steps !== undefined ? { steps: o.steps } : { toHash: o.toHash! },
+        reason: o.reason!.trim(),
+        dryRun: !!o.dryRun,
+        strict: !!o.strict,
+        runId,
+      }),
+    );
+    if (o.json) return printJson(report);
+    const lines = report.warnings.map((w) => `warning: ${w}`);
+    if (report.changes.length === 0) lines.push('nothing to change: the pointers already are in that state');
+    for (const c of report.changes) lines.push(`  ${c.date}: ${c.from?.run_id ?? '(none)'} -> ${c.to?.run_id ?? '(none)'}`);
+    if (report.changes.length) lines.push(report.dry_run ? `dry run: ${report.changes.length} pointer(s) would change; nothing changed` : `rolled back ${report.changes.length} pointer(s); ledger seq ${report.ledger_entry?.seq} hash ${report.ledger_entry?.hash}`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+  });
 }

@@ -519,6 +519,10 @@ export class FileQueue implements Queue {
     this.fd = fd;
     this.gen = gen;
     const log = new LoadedLog(() => this.fd!);
+    // About one task per 250 bytes of log (an enqueue record): size the tables once.
+    const expected = Math.floor(fstatSync(fd).size / 250);
+    log.idx.slots.reserve(expected);
+    log.idx.ids.reserve(expected);
     this.log = log;
     const tail = log.readMore(this.tick);
     if (tail > 0) this.cutTornTail(log, tail);

@@ -32,6 +32,11 @@ export class SlotTable {
     return this.count - 1;
   }
 
+  /** Room for `n` slots at once: a big log loads without doubling (and briefly holding) every array. */
+  reserve(n: number): void {
+    if (n > this.state.length) this.grow(n);
+  }
+
   /** Makes room for slot `n` when a record names a slot beyond the end (never in a healthy log). */
   ensure(n: number): void {
     while (n >= this.state.length) this.grow(this.state.length * 2);
@@ -84,6 +89,13 @@ export class IdIndex {
   private size = 0;
 
   constructor(private readonly idOf: (slot: number) => string | null) {}
+
+  /** Room for `n` ids without rehashing. */
+  reserve(n: number): void {
+    let size = this.slots.length;
+    while (n * 2 > size) size *= 2;
+    if (size > this.slots.length) this.rehash(size);
+  }
 
   get(id: string): number {
     const [a, b] = fingerprint(id);

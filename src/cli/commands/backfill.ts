@@ -1,0 +1,51 @@
+import type { Command } from 'commander';
+import { SingleBar } from 'cli-progress';
+import { loadConfig } from '../../config/load.js';
+import { newRunId } from '../../runtime/run-id.js';
+import { backfill, backfillPlans, type DateResult } from '../../../workers/s1/backfill.js';
+import { setExitCode } from '../exit.js';
+import { printJson } from '../format.js';
+import { collect, openWorkspace, positiveInt } from '../options.js';
+import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
+
+export function registerBackfill(s1: Command): void {
+  addLockFlags(
+    s1
+      .command('backfill')
+      .description('run every date of a range like run-local, under one lock and one backfill id')
+      .option('--workspace <dir>', 'workspace folder', '.')
+      .requiredOption('--start <YYYY-MM-DD>', 'first date')
+      .requiredOption('--end <YYYY-MM-DD>', 'last date (included)')
+      .option('--max-parallel <n>', 'dates scored and projected at once (default 1)', positiveInt('--max-parallel'), 1)
+      .option('--resume', 'skip dates already published with the same params whose outputs still match the store')
+      .option('--skip-check <name>', 'publish through a known false alarm of this guardrail (repeatable; needs --reason)', collect)
+      .option('--json', 'print the summary as JSON'),
+  ).action(async (o: { workspace: string; start: string; end: string; maxParallel: number; resume?: boolean; skipCheck?: string[]; json?: boolean } & LockFlags) => {
+    const ws = openWorkspace(o.workspace);
+    const cfg = loadConfig(ws);
+    const total = backfillPlans({ cfg, start: o.start, end: o.end }).length;
+    const backfillId = `bf-${newRunId()}`;
+    const skipChecks = skipChecksOf(o);
+    const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'backfill [{bar}] {value}/{total} dates | ETA {eta_formatted} | {last}', hideCursor: true }) : null;
+    bar?.start(total, 0, { last: '' });
+    const onDate = (d: DateResult, done: number): void => {
+      const line = `${d.date}  ${d.status.padEnd(9)}  exit ${d.exit_code}  ${(d.duration_ms / 1000).toFixed(1)}s${d.run_id ? `  run ${d.run_id}` : ''}${d.reason && d.status !== 'published' ? `  (${d.reason})` : ''}`;
+      if (bar) bar.update(done, { last: `${d.date} ${d.status}` });
+      else if (!o.json) process.stdout.write(`${line}\n`);
+    };
+    let report;
+    try {
+      report = await runLocked(o.workspace, 's1', backfillId, o, (log, stop, force, lockLost) =>
+        backfill({ ws, cfg, log, stop, force, lockLost, skipChecks, backfillId, start: o.start, end: o.end, maxParallel: o.maxParallel, resume: !!o.resume, onDate }),
+      );
+    } finally {
+      bar?.stop();
+    }
+    setExitCode(report.exit_code);
+    if (o.json) return printJson(report);
+    const counts = Object.values(report.dates).reduce<Record<string, number>>((a, d) => ({ ...a, [d.status]: (a[d.status] ?? 0) + 1 }), {});
+    process.stdout.write(
+      `backfill ${backfillId} ${report.start}..${report.end}: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ')}\nsummary: ${report.summary}\nexit ${report.exit_code}\n`,
+    );
+  });
+}

@@ -1,0 +1,86 @@
+import type { Command } from 'commander';
+import { relative } from 'node:path';
+import { loadConfig } from '../../config/load.js';
+import { MetaspnError, UsageError } from '../../guard/errors.js';
+import { findRun, listRuns } from '../../storage/runs.js';
+import { newRunId } from '../../runtime/run-id.js';
+import { runS1 } from '../../../workers/s1/pipeline.js';
+import { planRun } from '../../../workers/s1/plan.js';
+import { STAGES } from '../../../workers/s1/ids.js';
+import { setExitCode } from '../exit.js';
+import { printJson, table, truncate } from '../format.js';
+import { addLockFlags, runLocked, type LockFlags } from '../locked.js';
+import { openWorkspace } from '../options.js';
+import { formatReport } from './s1.js';
+
+export function registerRuns(program: Command): void {
+  const runs = program.command('runs').description('run history, from the manifests');
+
+  runs
+    .command('list')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--date <YYYY-MM-DD>', 'only runs of this date')
+    .option('--json', 'print JSON')
+    .action((o: { workspace: string; date?: string; json?: boolean }) => {
+      const ws = openWorkspace(o.workspace);
+      const list = listRuns(ws, o.date ? { date: o.date } : {});
+      if (o.json) return printJson(list);
+      if (list.length === 0) return void process.stdout.write('no runs\n');
+      const rows = [['RUN', 'DATE', 'STATUS', 'EXIT', 'STEPS', 'DURATION', 'STARTED', 'FAILURE']];
+      for (const r of list) {
+        rows.push([
+          r.run_id,
+          r.date,
+          r.status + (r.current ? ' (current)' : ''),
+          String(r.exit_code),
+          `${r.steps.filter((s) => s.status === 'success').length}/${STAGES.length}`,
+          `${(r.duration_ms / 1000).toFixed(1)}s`,
+          r.started_at.replace(/\.\d{3}Z$/, 'Z'),
+          r.failure ? truncate(r.failure, 70) : '',
+        ]);
+      }
+      process.stdout.write(`${table(rows)}\n`);
+    });
+
+  runs
+    .command('show <run_id>')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--json', 'print JSON')
+    .action((runId: string, o: { workspace: string; json?: boolean }) => {
+      const ws = openWorkspace(o.workspace);
+      const r = findRun(ws, runId);
+      if (!r) throw new UsageError(`no run ${runId} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
+      if (o.json) return printJson(r);
+      const lines = [
+        `run        ${r.run_id}${r.current ? '  (current for its date)' : ''}`,
+        `date       ${r.date}  as_of ${r.as_of}`,
+        ...(r.retry_of_run_id ? [`retry of   ${r.retry_of_run_id}`] : []),
+        `status     ${r.status}  exit ${r.exit_code}  ${(r.duration_ms / 1000).toFixed(1)}s  (${r.started_at} .. ${r.finished_at})`,
+        ...(r.failure ? [`failure    ${r.failure}`] : []),
+        table(r.steps.map((s) => [`  ${s.step}`, s.status, `exit ${s.exit_code}`, `${(s.duration_ms / 1000).toFixed(1)}s`, relative(ws.root, s.manifest)])),
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  addLockFlags(
+    runs
+      .command('retry <run_id>')
+      .description("re-run a failed run's date as a new run (its manifests carry retry_of_run_id)")
+      .option('--workspace <dir>', 'workspace folder', '.')
+      .option('--json', 'print the run report as JSON'),
+  ).action(async (runId: string, o: { workspace: string; json?: boolean } & LockFlags) => {
+    const ws = openWorkspace(o.workspace);
+    const old = findRun(ws, runId);
+    if (!old) throw new UsageError(`no run ${runId} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
+    if (old.status === 'success' && old.steps.length === STAGES.length) {
+      throw new MetaspnError('BUSINESS_REJECT', `run ${runId} succeeded; nothing to retry`, { hint: `to replay ${old.date}: metaspn s1 run-local --date ${old.date}` });
+    }
+    const cfg = loadConfig(ws);
+    const plan = planRun(cfg.s1, old.date, old.as_of);
+    const newId = newRunId();
+    const report = await runLocked(o.workspace, 's1', newId, o, (log, stop, force, lockLost) => runS1({ ws, cfg, plan, runId: newId, retryOf: runId, log, stop, force, lockLost }));
+    setExitCode(report.exit_code);
+    if (o.json) return printJson(report);
+    process.stdout.write(`retry of ${runId}\n${formatReport(report)}`);
+  });
+}

@@ -1,0 +1,69 @@
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import type { Logger } from 'pino';
+import { UsageError } from '../guard/errors.js';
+import { acquireRunLock, type OnLockHeld } from '../guard/run-lock.js';
+import { stopSignals } from '../runtime/signals.js';
+import { Ledger } from '../storage/ledger.js';
+import { nonNegativeInt, positiveInt } from './options.js';
+import { commandLine, openSession } from './session.js';
+
+export interface LockFlags {
+  onLockHeld?: OnLockHeld;
+  lockWaitSec?: number;
+  lockTtlSec?: number;
+  forceLockBreak?: boolean;
+  reason?: string;
+}
+
+/** The run-lock flags every pipeline command takes. */
+export function addLockFlags(c: Command): Command {
+  return c
+    .addOption(new Option('--on-lock-held <mode>', 'when another run holds the lock: retryable (exit 11), fail (exit 40), wait').choices(['retryable', 'fail', 'wait']).default('retryable'))
+    .option('--lock-wait-sec <n>', 'with --on-lock-held wait: give up after N seconds (exit 40)', nonNegativeInt('--lock-wait-sec'))
+    .option('--lock-ttl-sec <n>', 'a lock older than this may be taken over (default 3600)', positiveInt('--lock-ttl-sec'))
+    .option('--force-lock-break', 'break the lock whoever holds it (needs --reason)')
+    .option('--reason <text>', 'why this run (recorded in the lock and the log)');
+}
+
+/** `--skip-check NAME` pairs with `--reason TEXT`: a skipped guardrail is always explained. */
+export function skipChecksOf(o: { skipCheck?: string[]; reason?: string }): Map<string, string> {
+  const names = o.skipCheck ?? [];
+  if (names.length && !o.reason?.trim()) throw new UsageError('--skip-check needs --reason TEXT saying why the alarm is false; it is recorded in the manifest and the ledger');
+  return new Map(names.map((n) => [n, o.reason!.trim()]));
+}
+
+/** Takes the run lock, runs `fn` with two-stage signal handling, always releases the lock. */
+export async function runLocked<T>(
+  workspace: string,
+  lockName: string,
+  runId: string,
+  flags: LockFlags,
+  fn: (log: Logger, stop: AbortSignal, force: AbortSignal, lockLost: () => boolean) => Promise<T>,
+): Promise<T> {
+  const s = openSession(workspace, { run_id: runId });
+  const log = s.log.logger;
+  const lock = await acquireRunLock({
+    locksDir: s.ws.locks,
+    name: lockName,
+    cmd: commandLine(),
+    ...(flags.reason !== undefined ? { reason: flags.reason } : {}),
+    ...(flags.onLockHeld !== undefined ? { onLockHeld: flags.onLockHeld } : {}),
+    ...(flags.lockWaitSec !== undefined ? { lockWaitSec: flags.lockWaitSec } : {}),
+    ...(flags.lockTtlSec !== undefined ? { ttlSec: flags.lockTtlSec } : {}),
+    forceBreak: !!flags.forceLockBreak,
+    log,
+  });
+  if (lock.broke?.why === 'forced') {
+    await new Ledger(s.ws).append('lock_break', { lock: lockName, reason: lock.payload.reason, previous_holder: lock.broke.holder, cmd: lock.payload.cmd }, runId);
+  }
+  const signals = stopSignals(log);
+  try {
+    return await fn(log, signals.stop, signals.force, () => !lock.stillHeld());
+  } finally {
+    // Signals stay handled until the lock is released: a second Ctrl-C must not kill the clean-up.
+    await lock.release();
+    signals.dispose();
+  }
+}
+

@@ -1,0 +1,177 @@
+import { join } from 'node:path';
+import { EXIT, mostSevere } from '../../src/guard/exit-codes.js';
+import { MetaspnError, UsageError } from '../../src/guard/errors.js';
+import { writeAtomicSync } from '../../src/storage/atomic.js';
+import { manifestsOf } from '../../src/storage/manifest.js';
+import { readPointer } from '../../src/storage/pointers.js';
+import { PIPELINE } from './context.js';
+import { parseDate, seasonDates } from './dates.js';
+import { STAGES } from './ids.js';
+import { newDateRun, prepareS1, type PipelineOptions } from './pipeline.js';
+import { planRun, type RunPlan } from './plan.js';
+import { publishRun } from './publish.js';
+import { reportOf, type DateRun, type S1Env } from './run-types.js';
+import { memory, runStageFor } from './stage-step.js';
+
+export interface BackfillOptions extends PipelineOptions {
+  backfillId: string;
+  start: string;
+  end: string;
+  /** Dates whose scoring and projection run at once. Default 1. */
+  maxParallel: number;
+  /** Skip dates already published with the same params whose outputs still match the store. */
+  resume: boolean;
+  /** After each date settles (published, failed, skipped or blocked). */
+  onDate?: (d: DateResult, done: number, total: number) => void;
+}
+
+export type DateStatus = 'published' | 'failed' | 'skipped' | 'blocked';
+
+export interface DateResult {
+  date: string;
+  status: DateStatus;
+  run_id: string | null;
+  exit_code: number;
+  duration_ms: number;
+  reason?: string;
+}
+
+export interface BackfillReport {
+  backfill_id: string;
+  pipeline: 's1';
+  start: string;
+  end: string;
+  max_parallel: number;
+  resume: boolean;
+  started_at: string;
+  updated_at: string;
+  finished_at: string | null;
+  exit_code: number;
+  dates: Record<string, DateResult>;
+  summary: string;
+}
+
+/** The dates of a backfill, checked before any lock is taken. */
+export function backfillPlans(o: Pick<BackfillOptions, 'cfg' | 'start' | 'end'>): RunPlan[] {
+  const start = parseDate(o.start, '--start');
+  const end = parseDate(o.end, '--end');
+  if (start > end) throw new UsageError(`--start ${start} is after --end ${end}`);
+  const { season } = o.cfg.s1;
+  if (start < season.start || end > season.end) {
+    throw new MetaspnError('BUSINESS_REJECT', `--start ${start} --end ${end} reaches outside season ${season.id} (${season.start} to ${season.end}); nothing was run`, {
+      hint: 'narrow the range to the season',
+    });
+  }
+  return seasonDates(start, end).map((d) => planRun(o.cfg.s1, d, undefined));
+}
+
+/**
+ * Runs run-local's steps for every date of a range under one lock: scoring and projection of up
+ * to `maxParallel` dates at once (their rows held back and committed in date order, so the store
+ * ends byte-identical to date-by-date runs), settlement and publishing in date order, since they
+ * read the earlier dates' published pointers. A date that fails blocks the later ones: their
+ * settlement would miss it. `manifests/backfills/<id>/summary.json` is rewritten as dates finish.
+ */
+export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
+  const plans = backfillPlans(o);
+  const { env, groups } = await prepareS1(o, `backfill ${o.backfillId}`);
+  const report: BackfillReport = {
+    backfill_id: o.backfillId,
+    pipeline: PIPELINE,
+    start: plans[0]!.date,
+    end: plans[plans.length - 1]!.date,
+    max_parallel: o.maxParallel,
+    resume: o.resume,
+    started_at: new Date().toISOString(),
+    updated_at: new Date().toISOString(),
+    finished_at: null,
+    exit_code: EXIT.SUCCESS,
+    dates: {},
+    summary: join(o.ws.manifests, 'backfills', o.backfillId, 'summary.json'),
+  };
+  let done = 0;
+  const settle = (d: DateResult): void => {
+    report.dates[d.date] = d;
+    report.updated_at = new Date().toISOString();
+    report.exit_code = mostSevere(Object.values(report.dates).map((x) => x.exit_code));
+    writeSummary(report);
+    o.onDate?.(d, ++done, plans.length);
+  };
+  o.log.info({ event: 'backfill_start', backfill_id: o.backfillId, start: report.start, end: report.end, dates: plans.length, max_parallel: o.maxParallel, resume: o.resume }, 'backfill started');
+  writeSummary(report);
+  let blockedBy: string | null = null;
+  try {
+    const todo: RunPlan[] = [];
+    for (const plan of plans) {
+      const ptr = o.resume ? await doneRun(env, plan) : null;
+      if (ptr) settle({ date: plan.date, status: 'skipped', run_id: ptr, exit_code: EXIT.SUCCESS, duration_ms: 0, reason: 'already published with the same params; outputs match the store' });
+      else todo.push(plan);
+    }
+    for (let i = 0; i < todo.length; i += o.maxParallel) {
+      const window = todo.slice(i, i + o.maxParallel);
+      if (blockedBy !== null || env.stop.aborted) {
+        for (const p of window) settle(blocked(p, blockedBy, env.stop.aborted));
+        continue;
+      }
+      const runs = window.map((plan) => newDateRun(env, groups, plan, `${o.backfillId}.${plan.date}`));
+      for (const r of runs) r.log.info({ event: 'run_start', date: r.plan.date, as_of: r.plan.as_of, subjects: r.subjects.length, backfill_id: o.backfillId }, 'run started');
+      await runStageFor(env, runs, 'update_attention_scores');
+      await runStageFor(env, runs, 'project_rewards');
+      for (const r of runs) {
+        if (blockedBy !== null || env.stop.aborted) {
+          settle(blocked(r.plan, blockedBy, env.stop.aborted));
+          continue;
+        }
+        for (const stage of STAGES.slice(2)) await runStageFor(env, [r], stage);
+        if (!r.failed) await publishRun(env, r);
+        settle(resultOf(r));
+        if (r.failed || !r.pointer) blockedBy = r.plan.date;
+      }
+    }
+  } finally {
+    await env.s1.close();
+    report.finished_at = new Date().toISOString();
+    writeSummary(report);
+    o.log.info({ event: 'backfill_end', backfill_id: o.backfillId, rc: report.exit_code, ...memory() }, 'backfill finished');
+  }
+  return report;
+}
+
+function resultOf(r: DateRun): DateResult {
+  const rep = reportOf(r);
+  const failed = r.stages.find((s) => s.status === 'failed');
+  return {
+    date: r.plan.date,
+    status: rep.status === 'published' ? 'published' : 'failed',
+    run_id: r.runId,
+    exit_code: rep.exit_code,
+    duration_ms: rep.duration_ms,
+    ...(failed?.error ? { reason: `${failed.step}: ${failed.error.message}` } : {}),
+  };
+}
+
+function blocked(plan: RunPlan, by: string | null, stopped: boolean): DateResult {
+  const reason = stopped ? 'stop requested before this date ran' : `not run: ${by} failed, and settlement counts every earlier date; fix it and --resume`;
+  return { date: plan.date, status: 'blocked', run_id: null, exit_code: EXIT.BUSINESS_SKIP, duration_ms: 0, reason };
+}
+
+/**
+ * The run that already published this date with the same params, when every step of it
+ * succeeded and its recorded outputs still match the store; else null (the date runs again).
+ */
+async function doneRun(env: S1Env, plan: RunPlan): Promise<string | null> {
+  const ptr = readPointer(env.ws, PIPELINE, plan.date);
+  if (!ptr || ptr.params.as_of !== plan.params.as_of || ptr.params.config_hash !== plan.params.config_hash) return null;
+  for (const stage of STAGES) {
+    const m = manifestsOf(env.ws, stage, plan.date).find((x) => x.run_id === ptr.run_id);
+    if (!m || m.status !== 'success') return null;
+    const now = await env.s1.digest(stage, plan.date, plan.params);
+    if (now.sha256 !== m.outputs[0]?.sha256) return null;
+  }
+  return ptr.run_id;
+}
+
+function writeSummary(r: BackfillReport): void {
+  const { summary, ...body } = r;
+  writeAtomicSync(summary, `${JSON.stringify(body, null, 2)}\n`);
+}

@@ -1,0 +1,79 @@
+import { relative } from 'node:path';
+import { EXIT } from '../../src/guard/exit-codes.js';
+import { writeIncident } from '../../src/storage/incidents.js';
+import { pointerDates, pointerPath, readPointer, writePointer, type CurrentPointer } from '../../src/storage/pointers.js';
+import { PIPELINE } from './context.js';
+import { evaluateGuardrails, type GuardrailCheck, type SummaryFacts } from './guardrails.js';
+import type { DateRun, S1Env } from './run-types.js';
+
+function facts(row: Record<string, unknown> | undefined): SummaryFacts | null {
+  if (!row) return null;
+  return {
+    total_score: row.total_score as number,
+    subjects_scored: row.subjects_scored as number,
+    pool_units: row.pool_units as number,
+    allocated_units: row.allocated_units as number,
+  };
+}
+
+/**
+ * The guardrails of a date, against the summaries of the dates published before it (newest
+ * first). A tripped one writes an incident per check and returns why the run halts.
+ */
+export async function guardrailChecks(env: S1Env, r: DateRun): Promise<{ checks: GuardrailCheck[]; tripped: string | null }> {
+  const { s1, ws, cfg } = env;
+  const { date, params } = r.plan;
+  const today = facts((await s1.rows('publish_season_summary', date, params))[0]);
+  if (!today) return { checks: [], tripped: null };
+  const window = Math.max(cfg.guardrails.total_score_ratio.window, cfg.guardrails.subjects_scored_drop.window);
+  const history: SummaryFacts[] = [];
+  for (const d of pointerDates(ws, PIPELINE).filter((x) => x < date).reverse()) {
+    if (history.length >= window) break;
+    const ptr = readPointer(ws, PIPELINE, d);
+    if (!ptr) continue;
+    const row = (await s1.rows('publish_season_summary', d, ptr.params)).find((x) => x.id === ptr.summary_id);
+    const f = facts(row);
+    if (f) history.push(f);
+  }
+  const checks = evaluateGuardrails(cfg.guardrails, today, history, env.skipChecks);
+  const failed = checks.filter((c) => c.status === 'fail');
+  for (const c of failed) {
+    const incident = writeIncident(ws, 'anomaly_halt', `${date}-${c.name}`, {
+      check: c.name,
+      observed: c.observed,
+      expected: c.expected,
+      threshold: c.threshold,
+      run_id: r.runId,
+      date,
+      note: 'nothing was published; the run\'s artifacts and manifests are kept. If it is a known false alarm: --skip-check NAME --reason TEXT',
+    });
+    r.log.error({ event: 'anomaly_halt', check: c.name, observed: c.observed, threshold: c.threshold, incident }, `guardrail ${c.name} tripped`);
+  }
+  for (const c of checks.filter((x) => x.status === 'skipped')) r.log.warn({ event: 'guardrail_skipped', check: c.name, note: c.note }, `guardrail ${c.name} skipped`);
+  const tripped = failed.length
+    ? `guardrail ${failed.map((c) => c.name).join(', ')} tripped (${failed.map((c) => JSON.stringify(c.observed)).join('; ')}); nothing published, see reports/incidents/`
+    : null;
+  return { checks, tripped };
+}
+
+/**
+ * Moves the date's current pointer to this run: a ledger entry first (durable), then the pointer
+ * file, replaced atomically. Only after every stage and check passed, and never with a lost lock.
+ */
+export async function publishRun(env: S1Env, r: DateRun): Promise<void> {
+  const { ws } = env;
+  const { date, params } = r.plan;
+  if (env.lockLost?.()) {
+    r.exit_code = EXIT.STATE_CORRUPT;
+    r.failed = true;
+    r.log.error({ event: 'publish_refused' }, 'run lock was lost during the run: not publishing');
+    return;
+  }
+  const previous = readPointer(ws, PIPELINE, date);
+  const pointer: CurrentPointer = { pipeline: PIPELINE, date, run_id: r.runId, summary_id: env.s1.summaryIdFor(r.plan), published_at: new Date().toISOString(), params };
+  const skipped = [...env.skipChecks].map(([name, reason]) => ({ name, reason }));
+  await env.ledger.append('publish', { pipeline: PIPELINE, date, pointer, previous, ...(skipped.length ? { skipped_checks: skipped } : {}) }, r.runId);
+  writePointer(ws, pointer);
+  r.pointer = relative(ws.root, pointerPath(ws, PIPELINE, date));
+  r.log.info({ event: 'published', date, summary_id: pointer.summary_id }, `published ${date}`);
+}

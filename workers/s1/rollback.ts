@@ -1,0 +1,105 @@
+import { rmSync } from 'node:fs';
+import { MetaspnError, StateCorruptError, UsageError } from '../../src/guard/errors.js';
+import { Ledger, readLedger, type LedgerEntry } from '../../src/storage/ledger.js';
+import { manifestsOf } from '../../src/storage/manifest.js';
+import type { WorkspacePaths } from '../../src/storage/paths.js';
+import { pointerDates, pointerPath, readPointer, writePointer, type CurrentPointer } from '../../src/storage/pointers.js';
+import { join } from 'node:path';
+import { ArtifactStore, paramsKey } from '../../src/storage/store/artifact-store.js';
+import { PIPELINE, STORE_FILES } from './context.js';
+import { findEntry, pointerChanges, pointerHistory, pointersAt, stepsBack, type PointerChange } from './pointer-history.js';
+import type { Logger } from 'pino';
+
+export interface RollbackOptions {
+  ws: WorkspacePaths;
+  log: Logger;
+  target: { steps: number } | { toHash: string };
+  reason: string;
+  dryRun: boolean;
+  strict: boolean;
+  runId: string;
+}
+
+export interface RollbackReport {
+  dry_run: boolean;
+  target_hash: string | null;
+  changes: PointerChange[];
+  warnings: string[];
+  ledger_entry: LedgerEntry | null;
+}
+
+/**
+ * Moves current pointers back (or forward) to a state the ledger recorded: N publishes ago, or
+ * as of entry H. Pointers only: no artifact is touched. `--strict` refuses when the ledger chain
+ * or a manifest of a pointer it would restore does not verify; `--dry-run` changes nothing.
+ */
+export async function rollback(o: RollbackOptions): Promise<RollbackReport> {
+  const read = readLedger(o.ws);
+  const warnings: string[] = [];
+  if (read.problems.length) {
+    const p = read.problems[0]!;
+    if (o.strict) throw new StateCorruptError(`${o.ws.ledger}:${p.line}: ${p.rule}`, { hint: 'the ledger does not verify (--strict); keep it for audit' });
+    warnings.push(...read.problems.map((x) => `ledger line ${x.line}: ${x.rule}`));
+  }
+  const history = pointerHistory(read.entries);
+  if (history.problems.length) {
+    if (o.strict) throw new StateCorruptError(`${o.ws.ledger}: ${history.problems[0]}`);
+    warnings.push(...history.problems);
+  }
+  const target = resolveTarget(o, read.entries, history);
+  const now = pointersAt(history.current);
+  for (const date of new Set([...now.keys(), ...pointerDates(o.ws, PIPELINE)])) {
+    const file = readPointer(o.ws, PIPELINE, date);
+    if (file?.run_id !== now.get(date)?.run_id) {
+      const msg = `pointer of ${date} names run ${file?.run_id ?? '(none)'} but the ledger says ${now.get(date)?.run_id ?? '(none)'}`;
+      if (o.strict) throw new StateCorruptError(msg, { hint: 'pointers were changed outside metaspn; compare with the ledger before rolling back' });
+      warnings.push(msg);
+    }
+  }
+  const changes = pointerChanges(now, pointersAt(target));
+  if (o.strict) for (const c of changes) if (c.to) await verifyTarget(o, c.to);
+  const report: RollbackReport = { dry_run: o.dryRun, target_hash: target?.entry.hash ?? null, changes, warnings, ledger_entry: null };
+  if (o.dryRun || changes.length === 0) return report;
+  report.ledger_entry = await new Ledger(o.ws).append(
+    'rollback',
+    { pipeline: PIPELINE, reason: o.reason, ...('steps' in o.target ? { steps: o.target.steps } : { to_hash: o.target.toHash }), target_hash: report.target_hash, changes },
+    o.runId,
+  );
+  for (const c of changes) {
+    if (c.to) writePointer(o.ws, c.to);
+    else rmSync(pointerPath(o.ws, PIPELINE, c.date), { force: true });
+    o.log.warn({ event: 'pointer_rolled_back', date: c.date, from: c.from?.run_id ?? null, to: c.to?.run_id ?? null, reason: o.reason }, `pointer of ${c.date} moved`);
+  }
+  return report;
+}
+
+function resolveTarget(o: RollbackOptions, entries: readonly LedgerEntry[], history: ReturnType<typeof pointerHistory>) {
+  if ('steps' in o.target) {
+    const back = stepsBack(history.current, o.target.steps);
+    if (!back) {
+      let inEffect = 0;
+      for (let n = history.current; n; n = n.parent) inEffect++;
+      throw new MetaspnError('BUSINESS_REJECT', `--steps ${o.target.steps}: only ${inEffect} publish(es) in effect; nothing that far back`);
+    }
+    return back.target;
+  }
+  const e = findEntry(entries, o.target.toHash);
+  if (e === 'ambiguous') throw new UsageError(`--to-hash ${o.target.toHash} matches more than one ledger entry; give more digits`);
+  if (!e) throw new UsageError(`--to-hash ${o.target.toHash} is no entry of ${o.ws.ledger}`, { hint: 'list the hashes: tail ledger.jsonl' });
+  return history.after.get(e.hash) ?? null;
+}
+
+/** A pointer is restored only when its run's summary manifest succeeded and its output still matches the store. */
+async function verifyTarget(o: RollbackOptions, p: CurrentPointer): Promise<void> {
+  const m = manifestsOf(o.ws, 'publish_season_summary', p.date).find((x) => x.run_id === p.run_id);
+  if (!m || m.status !== 'success') throw new StateCorruptError(`run ${p.run_id} of ${p.date} has no successful summary manifest; refusing to point at it (--strict)`);
+  const store = new ArtifactStore(join(o.ws.store, STORE_FILES.publish_season_summary));
+  try {
+    const now = await store.digest(p.date, paramsKey(p.params));
+    if (now.sha256 !== m.outputs[0]?.sha256) {
+      throw new StateCorruptError(`the summary of ${p.date} (run ${p.run_id}) no longer matches its manifest's hash; refusing (--strict)`);
+    }
+  } finally {
+    await store.close();
+  }
+}

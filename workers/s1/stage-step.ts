@@ -1,0 +1,189 @@
+import { relative } from 'node:path';
+import { policyFor } from '../../src/config/load.js';
+import { toMetaspnError } from '../../src/guard/errors.js';
+import { EXIT, mostSevere } from '../../src/guard/exit-codes.js';
+import { openQueue } from '../../src/queue/open.js';
+import type { DeadLetter } from '../../src/queue/types.js';
+import { drainStage, type StageDrain } from '../../src/runtime/stage.js';
+import type { WorkerDefinition } from '../../src/runtime/worker-api.js';
+import { writeManifest, type Manifest, type ManifestCheck } from '../../src/storage/manifest.js';
+import { stageChecks } from './checks.js';
+import { PIPELINE, type StageName } from './context.js';
+import { guardrailChecks } from './publish.js';
+import { stageTasks } from './plan.js';
+import type { DateRun, S1Env, StageReport } from './run-types.js';
+import { ProjectRewardsWorker, PublishSeasonSummaryWorker, SettleSeasonWorker, UpdateAttentionScoresWorker } from './workers.js';
+
+const WORKERS: Record<StageName, () => WorkerDefinition> = {
+  update_attention_scores: () => new UpdateAttentionScoresWorker() as WorkerDefinition,
+  project_rewards: () => new ProjectRewardsWorker() as WorkerDefinition,
+  settle_season: () => new SettleSeasonWorker() as WorkerDefinition,
+  publish_season_summary: () => new PublishSeasonSummaryWorker() as WorkerDefinition,
+};
+
+/**
+ * One stage for one or more dates on the worker runtime: enqueue, drain together, then per date
+ * in date order: commit its rows (when several dates ran at once), check, write its manifest.
+ */
+export async function runStageFor(env: S1Env, runs: readonly DateRun[], stage: StageName): Promise<void> {
+  const live = runs.filter((r) => !r.failed);
+  if (live.length === 0) return;
+  const { s1 } = env;
+  const started = new Date();
+  const worker = WORKERS[stage]();
+  const init = { logger: env.log.child({ stage }), workspace: env.ws, env: { s1, config: env.cfg } };
+  await worker.init?.(init);
+  const base = policyFor(env.cfg, stage, worker.defaults ?? {});
+  // Date-level stages of several dates run side by side.
+  const policy = { ...base, concurrency: Math.max(base.concurrency, live.length) };
+  const deferring = live.length > 1;
+  for (const r of live) {
+    s1.resetCounts(stage, r.plan.date);
+    if (deferring) s1.defer(stage, r.plan.date, r.plan.params);
+    r.log.info({ event: 'stage_start', stage, date: r.plan.date }, `${stage} started`);
+  }
+  const queue = openQueue(env.ws, stage, policy, env.log);
+  let drained: StageDrain[];
+  try {
+    const res = await drainStage({
+      queue,
+      worker,
+      policy,
+      owner: env.owner,
+      init,
+      groups: live.map((r) => stageTasks(stage, r.plan, r.subjects)),
+      by: env.by,
+      stop: env.stop,
+      ...(env.force ? { force: env.force } : {}),
+    });
+    drained = res.groups;
+  } finally {
+    await worker.close?.();
+    await queue.close();
+  }
+  for (const [i, r] of live.entries()) {
+    let commitError: unknown = null;
+    try {
+      await s1.commit(stage, r.plan.date);
+    } catch (err) {
+      commitError = err;
+    }
+    const report = await finishStage(env, r, stage, drained[i]!, started, commitError);
+    r.stages.push(report);
+    if (report.status !== 'success') {
+      r.failed = true;
+      r.exit_code = report.exit_code;
+    }
+  }
+}
+
+/** Reads the stage's outputs back, checks them, writes its manifest. */
+async function finishStage(env: S1Env, r: DateRun, stage: StageName, drain: StageDrain, started: Date, commitError: unknown): Promise<StageReport> {
+  const { s1, ws } = env;
+  const { plan } = r;
+  let outputs: Manifest['outputs'] = [];
+  let checks: ManifestCheck[] = [];
+  let error: { class: string; message: string } | undefined;
+  let exit_code: number = EXIT.SUCCESS;
+  try {
+    if (commitError) throw commitError;
+    const out = await s1.digest(stage, plan.date, plan.params);
+    // Another run drained by this one (after a forced lock break) can count more puts than rows.
+    const written = Math.min(s1.written(stage, plan.date).written, out.rows);
+    outputs = [{ path: relative(ws.root, s1.stores[stage].path), rows_written: written, rows_present: out.rows - written, sha256: out.sha256 }];
+    const failure = drainFailure(stage, drain, env.stop.aborted);
+    if (failure) {
+      error = failure.error;
+      exit_code = failure.exit;
+    } else {
+      checks = await stageChecks(stage, s1, plan, r.subjects.length, out.rows);
+      const failedCheck = checks.find((c) => c.status === 'fail');
+      if (failedCheck) {
+        error = { class: 'CheckFailed', message: `check ${failedCheck.name} failed: observed ${JSON.stringify(failedCheck.observed)}, expected ${JSON.stringify(failedCheck.expected)}` };
+        exit_code = EXIT.STATE_CORRUPT;
+      } else if (stage === 'publish_season_summary') {
+        const g = await guardrailChecks(env, r);
+        checks.push(...g.checks);
+        if (g.tripped) {
+          error = { class: 'AnomalyHalt', message: g.tripped };
+          exit_code = EXIT.ANOMALY_HALT;
+        }
+      }
+    }
+  } catch (err) {
+    // The stage's report survives a failure to read its outputs back: the manifest says why.
+    const e = toMetaspnError(err);
+    error = { class: (err as Error)?.name ?? 'Error', message: e.message };
+    exit_code = e.exitCode;
+  }
+  const finished = new Date();
+  const manifest: Manifest = {
+    schema_version: 1,
+    pipeline: PIPELINE,
+    run_id: r.runId,
+    ...(r.retryOf ? { retry_of_run_id: r.retryOf } : {}),
+    step: stage,
+    date: plan.date,
+    as_of: plan.as_of,
+    params: plan.params,
+    status: error ? 'failed' : 'success',
+    started_at: started.toISOString(),
+    finished_at: finished.toISOString(),
+    duration_ms: finished.getTime() - started.getTime(),
+    tasks: { total: drain.total, enqueued: drain.enqueued, rerun: drain.rerun, already_queued: drain.already_queued, completed: drain.completed, retried: drain.retried, dead: drain.dead.length },
+    inputs: inputsOf(env, r, stage),
+    outputs,
+    checks,
+    ...(error ? { error } : {}),
+    exit_code,
+  };
+  const path = writeManifest(ws, manifest);
+  r.log.info({ event: 'stage_end', stage, date: plan.date, status: manifest.status, rc: exit_code, duration_ms: manifest.duration_ms, tasks: manifest.tasks, ...memory() }, `${stage} ${manifest.status}`);
+  return { step: stage, status: manifest.status, exit_code, manifest: relative(ws.root, path), duration_ms: manifest.duration_ms, tasks: manifest.tasks, outputs, checks, ...(error ? { error } : {}) };
+}
+
+/** A stage's inputs: the signals file for the first, the previous stage's output for the others. */
+function inputsOf(env: S1Env, r: DateRun, stage: StageName): Manifest['inputs'] {
+  if (stage === 'update_attention_scores') return [env.input];
+  const prev = r.stages[r.stages.length - 1]?.outputs[0];
+  return prev ? [{ path: prev.path, sha256: prev.sha256, rows: prev.rows_written + prev.rows_present }] : [];
+}
+
+/** Why a stage's tasks did not all complete, and the exit code that says it. */
+function drainFailure(stage: StageName, d: StageDrain, stopped: boolean): { error: { class: string; message: string }; exit: number } | null {
+  if (d.dead.length > 0) {
+    const exit = mostSevere(d.dead.map(deadExit));
+    const first = d.dead[0]!;
+    const reason = first.reason ? `${first.reason.class}: ${first.reason.message}` : 'unknown';
+    return {
+      error: {
+        class: first.reason?.class ?? 'DeadLetter',
+        message: `${d.dead.length} task(s) of ${stage} in the dead letters (first ${first.task.id}: ${reason}); fix the cause, then \`metaspn queue retry ${stage}\` and re-run`,
+      },
+      exit,
+    };
+  }
+  if (d.paused) {
+    return { error: { class: 'QueuePaused', message: `queue ${stage} is paused: ${d.unsettled} task(s) wait; \`metaspn queue resume ${stage}\` and re-run` }, exit: EXIT.BUSINESS_SKIP };
+  }
+  if (d.unsettled > 0) {
+    return {
+      error: { class: stopped ? 'Stopped' : 'Unsettled', message: `${d.unsettled} task(s) of ${stage} not finished${stopped ? ' (stop requested)' : ' (held by another worker)'}; re-run to continue` },
+      exit: EXIT.BUSINESS_SKIP,
+    };
+  }
+  return null;
+}
+
+/** A dead letter's exit code: 30 inconsistent state, 20 a contract error, 50 anything else. */
+function deadExit(d: DeadLetter): number {
+  if (d.reason?.code === 'STATE_CORRUPT') return EXIT.STATE_CORRUPT;
+  if (d.reason?.kind === 'contract') return EXIT.DATA_INVALID;
+  return EXIT.INTERNAL_ERROR;
+}
+
+/** Memory now, for the stage log lines: operators see what a run of their size costs. */
+export function memory(): { rss_mb: number; heap_mb: number } {
+  const m = process.memoryUsage();
+  return { rss_mb: Math.round(m.rss / 2 ** 20), heap_mb: Math.round(m.heapUsed / 2 ** 20) };
+}
