@@ -11,6 +11,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gitState, parseArgs, progress, timestamp, type BenchArgs } from './lib.js';
 import { formatQueueReport, runQueueBench } from './queue.js';
+import { formatS1Report, runS1Bench } from './s1.js';
 
 interface Bench {
   name: string;
@@ -23,6 +24,14 @@ const BENCHES: Bench[] = [
     async run(args) {
       const result = await runQueueBench({ sizes: args.sizes, runs: args.runs, warmup: args.warmup });
       return { result, report: formatQueueReport(result) };
+    },
+  },
+  {
+    name: 's1',
+    async run(args) {
+      // Sizes are signals here: 10 per subject, so 1M signals is 100k subjects (scoring tasks).
+      const result = await runS1Bench({ sizes: args.sizes, runs: args.runs });
+      return { result, report: formatS1Report(result) };
     },
   },
 ];

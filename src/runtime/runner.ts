@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { backoffDelay } from '../queue/backoff.js';
+import { collectIfGrown } from './memory.js';
 import { describeError } from '../queue/record.js';
 import type { ClaimedTask, Lease, Owner, Queue } from '../queue/types.js';
 import type { QueuePolicy } from '../config/policy.js';
@@ -84,6 +85,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   setMaxListeners(0, d.stop, ...(d.force ? [d.force] : []));
   const stopped = abortPromise(d.stop);
   let avgMs = 0;
+  let settled = 0;
   let drained = false;
   const live = new Set<Live>();
   const stopWatchdog = watchdog(d, live);
@@ -95,6 +97,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     running.add(slot);
     const whole = runOne(d, c, live, free).then((o) => {
       sum[o.kind]++;
+      if (++settled % 4096 === 0) collectIfGrown();
       avgMs = avgMs === 0 ? o.duration_ms : avgMs * 0.9 + o.duration_ms * 0.1;
       d.onOutcome?.(o);
     });

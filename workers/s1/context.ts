@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfig } from '../../src/config/load.js';
 import { MetaspnError } from '../../src/guard/errors.js';
+import { collectIfGrown } from '../../src/runtime/memory.js';
 import { ContractError } from '../../src/runtime/worker-api.js';
 import { writeIncident } from '../../src/storage/incidents.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
@@ -158,6 +159,8 @@ export class S1Context {
     c.written += r.written;
     c.present += r.present;
     this.counts.set(`${stage}|${date}`, c);
+    // A date-level stage builds its whole output at once: a safe point to collect what it dropped.
+    if (texts.length > 10_000) collectIfGrown();
     return r;
   }
 
@@ -175,6 +178,14 @@ export class S1Context {
     return this.cached('update_attention_scores', date, params, async () =>
       (await this.rows('update_attention_scores', date, params)).map((r) => ({ subject_ref: r.subject_ref as string, score: r.score as number })),
     );
+  }
+
+  /**
+   * Remembers what a stage just stored, as the light view the next stages read: the rows are
+   * exactly these (written now, or already present with the same content), so nobody rereads them.
+   */
+  remember<T>(stage: StageName, date: string, params: Params, value: T): void {
+    this.cache.set(`${stage}|${date}|${this.pkey(params)}`, Promise.resolve(value));
   }
 
   /** The date's projections, read once per run. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import stringify from 'fast-json-stable-stringify';
 
 /** The four Season 1 stages, in run order. */
@@ -34,6 +34,6 @@ export function makeParams(asOf: string, configHash: string): Params {
 export function deterministicId(stage: Stage, date: string, subjectRef: string, params: Params): string {
   // Rebuild params so a caller's extra keys can never leak into the hash.
   const payload = { stage, date, subject_ref: subjectRef, params: makeParams(params.as_of, params.config_hash) };
-  const hex = createHash('sha256').update(stringify(payload)).digest('hex');
+  const hex = hash('sha256', stringify(payload), 'hex');
   return `${STAGE_PREFIX[stage]}_${hex.slice(0, 24)}`;
 }

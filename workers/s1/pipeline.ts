@@ -94,8 +94,10 @@ export function newDateRun(env: S1Env, groups: Parameters<typeof subjectsToScore
  * The caller holds the run lock.
  */
 export async function runS1(o: RunOptions): Promise<RunReport> {
+  const t0 = Date.now();
   const { env, groups } = await prepareS1(o, `run ${o.runId}`);
   const r = newDateRun(env, groups, o.plan, o.runId, o.retryOf);
+  r.started = t0;
   r.log.info({ event: 'run_start', date: o.plan.date, as_of: o.plan.as_of, subjects: r.subjects.length, signals: env.input.rows }, 'run started');
   try {
     for (const stage of STAGES) await runStageFor(env, [r], stage);

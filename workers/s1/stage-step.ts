@@ -4,6 +4,7 @@ import { toMetaspnError } from '../../src/guard/errors.js';
 import { EXIT, mostSevere } from '../../src/guard/exit-codes.js';
 import { openQueue } from '../../src/queue/open.js';
 import type { DeadLetter } from '../../src/queue/types.js';
+import { collectIfGrown } from '../../src/runtime/memory.js';
 import { drainStage, type StageDrain } from '../../src/runtime/stage.js';
 import type { WorkerDefinition } from '../../src/runtime/worker-api.js';
 import { writeManifest, type Manifest, type ManifestCheck } from '../../src/storage/manifest.js';
@@ -61,6 +62,7 @@ export async function runStageFor(env: S1Env, runs: readonly DateRun[], stage: S
     await worker.close?.();
     await queue.close();
   }
+  collectIfGrown();
   for (const [i, r] of live.entries()) {
     let commitError: unknown = null;
     try {

@@ -74,6 +74,7 @@ export class ProjectRewardsWorker extends S1Worker<DatePayload> {
     const params = s1.params(p);
     const projections = projectRewards(await s1.scores(p.date, params), s1.cfg.season.daily_pool_units);
     await s1.put(this.name, p.date, params, projections.map((x) => projectionRow(p.date, x, params)));
+    s1.remember(this.name, p.date, params, projections.map((x) => ({ subject_ref: x.subject_ref, projected_units: x.projected_units })));
   }
 }
 

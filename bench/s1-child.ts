@@ -1,0 +1,12 @@
+/**
+ * Runs `metaspn s1 run-local` in this process (as bin/metaspn.js would) and prints one JSON line:
+ * exit code, wall ms, peak RSS. `node dist/bench/s1-child.js WORKSPACE DATE`
+ */
+import { main } from '../src/cli/main.js';
+
+const [ws, date] = process.argv.slice(2);
+const t0 = performance.now();
+const code = await main(['node', 'metaspn', 's1', 'run-local', '--workspace', ws!, '--date', date!, '--json']);
+const ms = performance.now() - t0;
+process.stderr.write(`${JSON.stringify({ exit_code: code, ms, max_rss_mb: process.resourceUsage().maxRSS / 1024 })}\n`);
+process.exit(code);

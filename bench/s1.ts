@@ -1,0 +1,92 @@
+/**
+ * Season 1 run-local on generated workspaces (10 signals per subject): wall time, tasks/s and
+ * peak RSS per size, each run in a fresh child process and a fresh workspace. The ratio is
+ * run-local's time over the time this process takes to read and JSON.parse the same input file,
+ * measured just before: the least any run must do with it, on the same machine at the same moment.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeSignalsFile } from '../scripts/gen-signals.js';
+import { fmtInt, fmtNum, fmtRatio, median, progress, table, withTempWorkspace } from './lib.js';
+
+const PER_SUBJECT = 10;
+const DATE = '2026-01-28';
+const TARGET_MS_1M = 30_000;
+const TARGET_RSS_MB = 1024;
+
+export interface S1Run {
+  signals: number;
+  subjects: number;
+  run: number;
+  ms: number;
+  tasks_per_s: number;
+  max_rss_mb: number;
+  parse_ms: number;
+  ratio: number;
+}
+
+export interface S1BenchResult {
+  runs: S1Run[];
+}
+
+/** Reads and parses every line of the input: the floor under any run-local of it. */
+function parseBaseline(path: string): number {
+  const t0 = performance.now();
+  let n = 0;
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (line) {
+      JSON.parse(line);
+      n++;
+    }
+  }
+  if (n === 0) throw new Error(`${path} is empty`);
+  return performance.now() - t0;
+}
+
+export async function runS1Bench(o: { sizes: number[]; runs: number }): Promise<S1BenchResult> {
+  const runs: S1Run[] = [];
+  const child = join(import.meta.dirname, 's1-child.js');
+  for (const signals of o.sizes) {
+    const subjects = Math.max(1, Math.floor(signals / PER_SUBJECT));
+    for (let run = 1; run <= o.runs; run++) {
+      await withTempWorkspace(`s1-${signals}`, async (dir) => {
+        mkdirSync(join(dir, 'inputs'));
+        const input = join(dir, 'inputs', 's1_signals.jsonl');
+        await writeSignalsFile(input, { subjects, perSubject: PER_SUBJECT, start: '2026-01-01', days: 28, seed: 7 });
+        const parse_ms = parseBaseline(input);
+        const r = spawnSync(process.execPath, [child, dir, DATE], { encoding: 'utf8', maxBuffer: 1 << 28, env: { ...process.env, METASPN_LOG_LEVEL: process.env.METASPN_LOG_LEVEL ?? 'info' } });
+        const last = r.stderr.trim().split('\n').at(-1) ?? '';
+        if (r.status !== 0 || !last.startsWith('{')) throw new Error(`run-local failed at ${signals} signals (exit ${r.status}): ${r.stderr.slice(-800)}`);
+        const m = JSON.parse(last) as { ms: number; max_rss_mb: number };
+        // Tasks: one per subject for scoring, one per date for the three date-level stages.
+        const tasks = subjects + 3;
+        const s: S1Run = { signals, subjects, run, ms: m.ms, tasks_per_s: (tasks / m.ms) * 1000, max_rss_mb: m.max_rss_mb, parse_ms, ratio: m.ms / parse_ms };
+        runs.push(s);
+        progress(`s1 ${fmtInt(signals)} signals run ${run}/${o.runs}: ${fmtNum(m.ms / 1000, 1)} s, ${fmtInt(s.tasks_per_s)} tasks/s, peak RSS ${fmtNum(m.max_rss_mb, 0)} MB, ${fmtNum(s.ratio, 1)}× the parse of its input`);
+      });
+    }
+  }
+  return { runs };
+}
+
+export function formatS1Report(res: S1BenchResult): string {
+  const sizes = [...new Set(res.runs.map((r) => r.signals))];
+  const med = (n: number, f: (r: S1Run) => number): number => median(res.runs.filter((r) => r.signals === n).map(f));
+  const rows = sizes.map((n) => {
+    const ms = med(n, (r) => r.ms);
+    const rss = med(n, (r) => r.max_rss_mb);
+    const verdict = n >= 1_000_000 ? `${ms <= TARGET_MS_1M ? 'met' : 'MISSED'} / ${rss <= TARGET_RSS_MB ? 'met' : 'MISSED'}` : rss <= TARGET_RSS_MB ? 'rss met' : 'rss MISSED';
+    return [fmtInt(n), fmtInt(Math.floor(n / PER_SUBJECT)), fmtNum(ms / 1000, 2), fmtInt(med(n, (r) => r.tasks_per_s)), fmtNum(rss, 0), fmtNum(med(n, (r) => r.parse_ms) / 1000, 2), fmtRatio(med(n, (r) => r.ratio)), verdict];
+  });
+  const lines = [
+    'SEASON 1 run-local — medians, each run a fresh process on a fresh generated workspace (10 signals per subject).',
+    'ratio = run-local wall time ÷ time to read and JSON.parse the same input in this run. Targets at 1M signals: ≤ 30 s, ≤ 1 GiB.',
+    table(['signals', 'subjects', 'wall s', 'tasks/s', 'peak RSS MB', 'parse s', 'ratio', 'status (time / RSS)'], rows),
+  ];
+  const at = (n: number): number | null => (sizes.includes(n) ? med(n, (r) => r.ms) : null);
+  const a = at(100_000);
+  const b = at(1_000_000);
+  if (a && b) lines.push(`growth 100k → 1M signals: ${fmtNum(b / a, 1)}× the time (target ≤ 12×)`);
+  return lines.join('\n');
+}
