@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { toMetaspnError } from '../guard/errors.js';
 import { EXIT } from '../guard/exit-codes.js';
+import { registerDoctor } from './commands/doctor.js';
 import { registerLock } from './commands/lock.js';
 import { registerQueue } from './commands/queue.js';
 import { registerRuns } from './commands/runs.js';
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerLock(program);
   registerRuns(program);
   registerSmoke(program);
+  registerDoctor(program);
   // Every subcommand reports usage errors through the same exit code (64).
   const walk = (c: Command): void => {
     c.exitOverride();

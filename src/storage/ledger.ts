@@ -99,6 +99,24 @@ export class Ledger {
     }
   }
 
+  /** Sets a torn last line aside in quarantine/ (what an append would do first); true when there was one. */
+  async repairTail(): Promise<boolean> {
+    if (!existsSync(this.ws.ledger)) return false;
+    await this.mutex.acquire();
+    try {
+      const fd = openSync(this.ws.ledger, 'r+');
+      try {
+        const before = fstatSync(fd).size;
+        this.lastEntry(fd);
+        return fstatSync(fd).size !== before;
+      } finally {
+        closeSync(fd);
+      }
+    } finally {
+      await this.mutex.releaseLock();
+    }
+  }
+
   private appendLocked(kind: LedgerKind, detail: Record<string, unknown>, runId?: string): LedgerEntry {
     const isNew = !existsSync(this.ws.ledger);
     const fd = openSync(this.ws.ledger, 'a+');

@@ -264,6 +264,23 @@ export class FileQueue implements Queue {
     });
   }
 
+  /**
+   * What `metaspn doctor --repair` does to a queue, in one locked round: loading cuts a torn tail
+   * into quarantine/, removes leftovers of a crashed compaction and rewrites missing or broken
+   * dead-letter files; then expired leases and leases of dead owners go back; then, when corrupt
+   * records were skipped, a compaction sets them aside in quarantine/. Nothing is deleted.
+   */
+  repair(): Promise<{ reclaimed: string[]; corrupt_set_aside: number }> {
+    return this.submit('repair', true, (r) => {
+      const reclaimed = this.reclaimIn(r);
+      const corrupt = this.state().corrupt.length;
+      if (corrupt > 0) this.forceCompaction = true;
+      return () => ({ reclaimed, corrupt_set_aside: corrupt });
+    });
+  }
+
+  private forceCompaction = false;
+
   reclaimExpired(): Promise<string[]> {
     return this.submit('reclaim', true, (r) => {
       const ids = this.reclaimIn(r);
@@ -477,7 +494,8 @@ export class FileQueue implements Queue {
         return { ok: false, error };
       }
     });
-    if (this.compactionDue(log, end)) {
+    if (this.forceCompaction || this.compactionDue(log, end)) {
+      this.forceCompaction = false;
       fdatasyncSync(this.fd!);
       syncNeeded = false;
       this.compactNow(round.now);

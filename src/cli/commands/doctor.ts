@@ -1,0 +1,37 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../../config/load.js';
+import { doctor } from '../../doctor/doctor.js';
+import { EXIT } from '../../guard/exit-codes.js';
+import { setExitCode } from '../exit.js';
+import { printJson } from '../format.js';
+import { openWorkspace } from '../options.js';
+import { openSession } from '../session.js';
+
+export function registerDoctor(program: Command): void {
+  program
+    .command('doctor')
+    .description('verify every file of a workspace; --repair fixes what is safe to fix (nothing is deleted)')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--repair', 'fix torn tails, indexes, stale locks, expired leases, dead-letter files')
+    .option('--json', 'print JSON')
+    .action(async (o: { workspace: string; repair?: boolean; json?: boolean }) => {
+      const ws = openWorkspace(o.workspace);
+      let cfg = null;
+      try {
+        cfg = loadConfig(ws);
+      } catch {
+        cfg = null;
+      }
+      const s = o.repair ? openSession(o.workspace, { module: 'doctor' }) : null;
+      const report = await doctor(ws, cfg, { repair: !!o.repair });
+      const code = report.errors > 0 ? EXIT.STATE_CORRUPT : EXIT.SUCCESS;
+      s?.log.logger.info({ event: 'doctor', repaired: report.repaired, errors: report.errors, rc: code }, 'doctor --repair finished');
+      setExitCode(code);
+      if (o.json) return printJson({ ...report, exit_code: code });
+      const lines = report.findings.map((x) => `${x.repaired ? 'FIXED' : x.severity.toUpperCase().padEnd(7)} ${x.path}: ${x.message}${x.fix && !x.repaired ? `\n        fix: ${x.fix}` : ''}`);
+      const errs = report.findings.filter((x) => x.severity === 'error' && !x.repaired).length;
+      const warns = report.findings.filter((x) => x.severity === 'warning' && !x.repaired).length;
+      lines.push(report.findings.length === 0 ? 'clean: every file verifies' : `${errs} error(s), ${warns} warning(s)${o.repair ? `, ${report.repaired} fixed` : ''}`);
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+}

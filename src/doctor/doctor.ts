@@ -1,0 +1,104 @@
+import { join, relative } from 'node:path';
+import { silentLogger } from '../log.js';
+import { acquireRunLock } from '../guard/run-lock.js';
+import { DataInvalidError } from '../guard/errors.js';
+import { FileQueue } from '../queue/file/file-queue.js';
+import { Ledger } from '../storage/ledger.js';
+import type { WorkspacePaths } from '../storage/paths.js';
+import { ArtifactStore } from '../storage/store/artifact-store.js';
+import { DateIndexFiles } from '../storage/store/date-index.js';
+import { basename } from 'node:path';
+import { existsSync } from 'node:fs';
+import { readSignals } from '../../workers/s1/signals.js';
+import { STORE_FILES } from '../../workers/s1/context.js';
+import type { WorkspaceConfig } from '../config/load.js';
+import { Findings, type Finding } from './finding.js';
+import { checkLocks, removeMutex } from './locks.js';
+import { checkQueue, queueNames } from './queues.js';
+import { checkLedger, checkManifests, checkPointers } from './records.js';
+import { checkStore, storeFiles } from './store.js';
+
+interface Plan {
+  queues: string[];
+  tornStores: string[];
+  staleIndexes: string[];
+  ledgerTail: boolean;
+  staleRunLocks: string[];
+  staleMutexes: string[];
+}
+
+async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{ findings: Finding[]; plan: Plan }> {
+  const f = new Findings();
+  const plan: Plan = { queues: [], tornStores: [], staleIndexes: [], ledgerTail: false, staleRunLocks: [], staleMutexes: [] };
+  for (const q of queueNames(ws)) if (checkQueue(ws, q, f)) plan.queues.push(q);
+  for (const s of storeFiles(ws)) {
+    const r = checkStore(ws, s, f);
+    if (r.tornTail) plan.tornStores.push(s);
+    if (r.indexStale) plan.staleIndexes.push(s);
+  }
+  checkManifests(ws, f);
+  await checkPointers(ws, 's1', STORE_FILES, f);
+  plan.ledgerTail = checkLedger(ws, f).tornTail;
+  Object.assign(plan, checkLocks(ws, f));
+  const input = join(ws.inputs, 's1_signals.jsonl');
+  if (cfg && existsSync(input)) {
+    try {
+      await readSignals(input, new Set(Object.keys(cfg.s1.attention.weights)));
+    } catch (err) {
+      if (!(err instanceof DataInvalidError)) throw err;
+      f.error('input', relative(ws.root, input), err.message.replace(`${input}`, '').replace(/^:/, 'line '), 'fix the line; runs exit 20 until then (nothing is written)');
+    }
+  }
+  return { findings: f.list, plan };
+}
+
+/** Fixes what is safe to fix; never deletes data (what is cut off goes to quarantine/). */
+async function repair(ws: WorkspacePaths, plan: Plan): Promise<void> {
+  for (const name of plan.staleRunLocks) {
+    const lock = await acquireRunLock({ locksDir: ws.locks, name, cmd: 'metaspn doctor --repair', reason: 'doctor --repair: releasing a stale lock', onLockHeld: 'retryable', log: silentLogger });
+    await lock.release();
+  }
+  for (const d of plan.staleMutexes) removeMutex(d);
+  for (const name of plan.queues) {
+    const q = new FileQueue({ workspace: ws.root, name, warn: () => undefined });
+    try {
+      await q.repair();
+    } finally {
+      await q.close();
+    }
+  }
+  for (const s of new Set([...plan.tornStores, ...plan.staleIndexes])) {
+    if (plan.staleIndexes.includes(s)) new DateIndexFiles(join(ws.store, '.index', basename(s, '.jsonl'))).clear();
+    const store = new ArtifactStore(s);
+    try {
+      // Any locked read catches the index up and cuts a torn tail into quarantine/.
+      await store.digest('0000-00-00', '');
+    } finally {
+      await store.close();
+    }
+  }
+  if (plan.ledgerTail) await new Ledger(ws).repairTail();
+}
+
+export interface DoctorReport {
+  findings: Finding[];
+  /** Errors left (after --repair, those it could not fix). */
+  errors: number;
+  repaired: number;
+}
+
+export async function doctor(ws: WorkspacePaths, cfg: WorkspaceConfig | null, opts: { repair: boolean }): Promise<DoctorReport> {
+  const first = await check(ws, cfg);
+  if (!opts.repair) return { findings: first.findings, errors: first.findings.filter((x) => x.severity === 'error').length, repaired: 0 };
+  await repair(ws, first.plan);
+  const after = await check(ws, cfg);
+  const key = (x: Finding): string => `${x.area}|${x.path}|${x.message}`;
+  const still = new Set(after.findings.map(key));
+  const findings = first.findings.map((x) => (still.has(key(x)) || x.severity === 'info' ? x : { ...x, repaired: true }));
+  for (const x of after.findings) if (!first.findings.some((y) => key(y) === key(x))) findings.push(x);
+  return {
+    findings,
+    errors: after.findings.filter((x) => x.severity === 'error').length,
+    repaired: findings.filter((x) => x.repaired).length,
+  };
+}
