@@ -20,6 +20,17 @@ const fields = {
   concurrency: z.number().int().min(1).max(1024),
   /** Idle poll interval of `worker run` without --once. Default 1000 ms. */
   poll_ms: z.number().int().min(1),
+  /** Back-pressure: an enqueue that would leave more open tasks than this is refused (0: no limit). Default 0. */
+  max_queue_size: z.number().int().min(0),
+  /** A worker process never runs more tasks at once than this, whatever --concurrency says (0: no limit). Default 0. */
+  max_concurrent_tasks: z.number().int().min(0).max(1024),
+  /**
+   * Stop condition: when this share of the last `stop_window` tasks failed, the worker pauses its
+   * queue, records why in the ledger, stops claiming and exits 60 (0: off). Default 1 (all of them).
+   */
+  stop_failure_ratio: z.number().min(0).max(1),
+  /** Tasks the stop condition looks back over. Default 20. */
+  stop_window: z.number().int().min(1).max(100_000),
 };
 
 /** A complete policy: what the code sees after every layer is applied. */
@@ -42,6 +53,10 @@ export const POLICY_DEFAULTS: QueuePolicy = {
   ack_window_ms: 2,
   concurrency: 1,
   poll_ms: 1000,
+  max_queue_size: 0,
+  max_concurrent_tasks: 0,
+  stop_failure_ratio: 1,
+  stop_window: 20,
 };
 
 export const POLICY_KEYS = Object.keys(fields) as (keyof QueuePolicy)[];
@@ -50,5 +65,6 @@ export const POLICY_KEYS = Object.keys(fields) as (keyof QueuePolicy)[];
 export function resolvePolicy(...layers: PartialPolicy[]): QueuePolicy {
   const merged: Record<string, unknown> = { ...POLICY_DEFAULTS };
   for (const l of layers) for (const [k, v] of Object.entries(l)) if (v !== undefined) merged[k] = v;
-  return queuePolicySchema.parse(merged);
+  const p = queuePolicySchema.parse(merged);
+  return p.max_concurrent_tasks > 0 && p.concurrency > p.max_concurrent_tasks ? { ...p, concurrency: p.max_concurrent_tasks } : p;
 }

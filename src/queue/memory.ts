@@ -1,6 +1,6 @@
 import { UsageError } from '../guard/errors.js';
 import type { QueueOptions } from './options.js';
-import { DEFAULT_MAX_ATTEMPTS } from './options.js';
+import { DEFAULT_MAX_ATTEMPTS, queueFull } from './options.js';
 import { ownerAlive } from './owner.js';
 import { checkTaskId, deadLetterOf, newRecord, recordAfterFailure, recordAfterRetry } from './record.js';
 import { isClaimable, newStatus, transition, type Event, type Status } from './state.js';
@@ -39,10 +39,11 @@ export class MemoryQueue implements Queue {
   private readonly maxAttempts: number;
   private readonly alive: (o: Owner) => boolean;
   private paused = false;
+  private readonly totals = { failed: 0, dead_lettered: 0, retried: 0 };
   private seq = 0;
   private readySeq = 0;
 
-  constructor(opts: QueueOptions) {
+  constructor(private readonly opts: QueueOptions) {
     this.name = opts.name;
     this.now = opts.now ?? Date.now;
     this.maxAttempts = opts.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
@@ -55,6 +56,12 @@ export class MemoryQueue implements Queue {
       if (bad) throw new UsageError(bad);
     }
     const now = this.now();
+    const max = this.opts.max_queue_size ?? 0;
+    if (max > 0) {
+      const open = [...this.entries.values()].filter((e) => ['ready', 'scheduled', 'leased'].includes(e.status.state)).length;
+      const fresh = new Set(tasks.filter((t) => !this.entries.has(t.id)).map((t) => t.id)).size;
+      if (open + fresh > max) throw queueFull(this.name, open, fresh, max);
+    }
     const result: EnqueueResult = { added: [], existing: [], rerun: [] };
     for (const t of tasks) {
       const known = this.entries.get(t.id);
@@ -143,6 +150,7 @@ export class MemoryQueue implements Queue {
       next_due_at: null,
       oldest_ready_at: null,
       corrupt_records: 0,
+      totals: { ...this.totals },
     };
     for (const { status } of this.entries.values()) {
       s[status.state]++;
@@ -195,6 +203,9 @@ export class MemoryQueue implements Queue {
   private apply(e: Entry, event: Event, now: number, error?: Omit<TaskError, 'attempt'>): boolean {
     const out = transition(e.status, event, now);
     if (!out.ok) return false;
+    if (event.type === 'fail' || event.type === 'dead_letter' || event.type === 'reclaim') this.totals.failed++;
+    if (event.type === 'retry') this.totals.retried++;
+    if (out.status.state === 'dead' && e.status.state !== 'dead') this.totals.dead_lettered++;
     if (error && out.status.attempt_count > e.status.attempt_count) e.record = recordAfterFailure(e.record, error, now);
     if (out.status.state === 'ready' && e.status.state !== 'ready') e.readySeq = this.readySeq++;
     e.status = out.status;

@@ -11,6 +11,7 @@ export function openQueue(ws: WorkspacePaths, name: string, policy: QueuePolicy,
     name,
     max_attempts: policy.max_attempts,
     ack_window_ms: policy.ack_window_ms,
+    max_queue_size: policy.max_queue_size,
     warn: (msg, details) => log.warn({ queue: name, ...details }, msg),
   });
 }

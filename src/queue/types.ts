@@ -125,6 +125,8 @@ export interface QueueStats {
   oldest_ready_at: number | null;
   /** Records that failed their checksum and were set aside. */
   corrupt_records: number;
+  /** Since the queue was created: failed attempts (retried or not), tasks that reached the dead letters, dead letters retried. */
+  totals: { failed: number; dead_lettered: number; retried: number };
 }
 
 export interface Queue {

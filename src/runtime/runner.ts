@@ -36,6 +36,8 @@ export interface RunnerDeps {
   nextDue?: () => Promise<number | null>;
   /** After each task outcome (for guardrails and metrics). */
   onOutcome?: (o: TaskOutcome) => void;
+  /** A stop condition: a reason halts claiming (running tasks finish, buffered ones go back). */
+  haltWhen?: (o: TaskOutcome) => string | null;
 }
 
 export type OutcomeKind = 'completed' | 'retry_scheduled' | 'dead' | 'dead_contract' | 'lease_lost' | 'abandoned';
@@ -60,6 +62,8 @@ export interface RunSummary {
   abandoned: number;
   released: number;
   forced: boolean;
+  /** Why the stop condition halted the worker, if it did. */
+  halted?: string;
 }
 
 /** Adaptive prefetch: buffered tasks should start within a quarter of their lease. */
@@ -83,7 +87,8 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   const log = d.init.logger;
   // Every running task listens for a forced stop: hundreds at once are expected, not a leak.
   setMaxListeners(0, d.stop, ...(d.force ? [d.force] : []));
-  const stopped = abortPromise(d.stop);
+  const halt = new AbortController();
+  const stopped = Promise.race([abortPromise(d.stop), abortPromise(halt.signal)]);
   let avgMs = 0;
   let settled = 0;
   let drained = false;
@@ -98,6 +103,11 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     const whole = runOne(d, c, live, free).then((o) => {
       sum[o.kind]++;
       if (++settled % 4096 === 0) collectIfGrown();
+      const why = halt.signal.aborted ? null : (d.haltWhen?.(o) ?? null);
+      if (why) {
+        sum.halted = why;
+        halt.abort();
+      }
       avgMs = avgMs === 0 ? o.duration_ms : avgMs * 0.9 + o.duration_ms * 0.1;
       d.onOutcome?.(o);
     });
@@ -105,7 +115,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     inflight.add(tracked);
   };
 
-  while (!d.stop.aborted) {
+  while (!d.stop.aborted && !halt.signal.aborted) {
     const prefetch = prefetchFor(policy, avgMs, d.prefetch);
     const want = Math.min(prefetch - buffer.length, maxTasks - sum.claimed);
     if (!drained && want > 0 && buffer.length <= policy.concurrency) {
@@ -114,7 +124,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       buffer.push(...got);
       if (got.length === 0 && d.once) drained = true;
     }
-    while (running.size < policy.concurrency && buffer.length > 0 && !d.stop.aborted) start(buffer.shift()!);
+    while (running.size < policy.concurrency && buffer.length > 0 && !d.stop.aborted && !halt.signal.aborted) start(buffer.shift()!);
     if (running.size === 0 && buffer.length === 0) {
       // Let acknowledgements land first: a failure becomes a scheduled retry only then.
       if (inflight.size > 0) {

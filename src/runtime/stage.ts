@@ -75,7 +75,7 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
         if (out.kind === 'retry_scheduled') retriedOf.set(out.id, (retriedOf.get(out.id) ?? 0) + 1);
       },
     });
-    for (const k of Object.keys(total) as (keyof RunSummary)[]) if (k !== 'forced') total[k] += s[k];
+    for (const k of Object.keys(ZERO) as (keyof RunSummary)[]) if (k !== 'forced' && k !== 'halted') total[k] += s[k];
     total.forced ||= s.forced;
     states = ids.length ? await o.queue.states(ids) : [];
     const open = states.filter((st) => st !== 'completed' && st !== 'dead').length;

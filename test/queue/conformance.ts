@@ -284,6 +284,30 @@ export function describeQueueBackend(backend: string, make: MakeQueue): void {
       await c.q.close();
     });
 
+    it('back-pressure: an enqueue past max_queue_size is refused whole, existing ids do not count', async () => {
+      const clock = new FakeClock();
+      const q = await make({ name: 'bp', max_queue_size: 3, now: clock.now, ownerAlive: () => true });
+      await q.enqueue([{ id: 'a', payload: 1 }, { id: 'b', payload: 2 }]);
+      await expect(q.enqueue([{ id: 'c', payload: 3 }, { id: 'd', payload: 4 }])).rejects.toMatchObject({ code: 'BUSINESS_SKIP' });
+      expect((await q.stats()).ready).toBe(2);
+      expect(await q.enqueue([{ id: 'a', payload: 1 }, { id: 'c', payload: 3 }])).toEqual({ added: ['c'], existing: ['a'], rerun: [] });
+      const [got] = await q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+      await q.complete(got!.task.id, got!.lease);
+      expect((await q.enqueue([{ id: 'd', payload: 4 }])).added).toEqual(['d']);
+      await q.close();
+    });
+
+    it('counts failed attempts, arrivals in the dead letters and retries', async () => {
+      const c = await setup(2);
+      for (let i = 0; i < 2; i++) {
+        const [got] = i === 0 ? [await oneClaimed(c, 'a')] : await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+        await c.q.fail('a', got!.lease, err('x'), 0);
+      }
+      await c.q.retry({ by: 't' });
+      expect((await c.q.stats()).totals).toEqual({ failed: 2, dead_lettered: 1, retried: 1 });
+      await c.q.close();
+    });
+
     it('a paused queue hands out nothing but still takes tasks', async () => {
       const c = await setup();
       await c.q.pause('test');

@@ -167,3 +167,25 @@ describe('worker runner', () => {
     expect((await queue.stats()).leased).toBe(1);
   });
 });
+
+describe('stop condition', () => {
+  it('halts claiming once the failure ratio over the window is reached', async () => {
+    const { failureRatioGuard } = await import('../../src/runtime/stop-condition.js');
+    const { queue, deps } = setup({ name: 'q', handle: () => { throw new Error('dependency down'); } }, { max_attempts: 5, concurrency: 1 }, { haltWhen: failureRatioGuard({ stop_failure_ratio: 1, stop_window: 5 }) });
+    await queue.enqueue(tasks(50));
+    const sum = await runWorker(deps);
+    expect(sum.halted).toMatch(/^5 of the last 5 tasks failed/);
+    // No retry storm: it stopped after the window, buffered tasks went back.
+    expect(sum.retry_scheduled).toBeLessThanOrEqual(6);
+    expect((await queue.stats()).leased).toBe(0);
+  });
+
+  it('never halts a healthy worker, nor with the ratio at 0', async () => {
+    const { failureRatioGuard } = await import('../../src/runtime/stop-condition.js');
+    const guard = failureRatioGuard({ stop_failure_ratio: 0, stop_window: 1 });
+    expect(guard({ id: 'a', kind: 'dead', attempt: 1, duration_ms: 0 })).toBeNull();
+    const g2 = failureRatioGuard({ stop_failure_ratio: 0.5, stop_window: 4 });
+    const kinds = ['completed', 'retry_scheduled', 'completed', 'completed', 'dead'] as const;
+    expect(kinds.map((k) => g2({ id: 'a', kind: k, attempt: 1, duration_ms: 0 }))).toEqual([null, null, null, null, expect.stringMatching(/^2 of the last 4/)]);
+  });
+});

@@ -7,6 +7,8 @@ import { openQueue } from '../../queue/open.js';
 import { loadWorker } from '../../runtime/load-worker.js';
 import { runWorker, type RunSummary } from '../../runtime/runner.js';
 import { stopSignals } from '../../runtime/signals.js';
+import { failureRatioGuard } from '../../runtime/stop-condition.js';
+import { Ledger } from '../../storage/ledger.js';
 import { sleep } from '../../runtime/sleep.js';
 import { setExitCode } from '../exit.js';
 import { printJson } from '../format.js';
@@ -82,13 +84,20 @@ export function registerWorker(program: Command): void {
           onOutcome: (out) => {
             if (out.code) deadCodes.push(out.code);
           },
+          haltWhen: failureRatioGuard(policy),
         });
+        if (summary.halted) {
+          // Stop condition: no retry storm against a broken dependency. The queue stays paused until resumed.
+          await queue.pause(`guardrail: ${s.actor}`);
+          log.error({ event: 'queue_paused_guardrail', worker: worker.name, reason: summary.halted }, `queue ${worker.name} paused: ${summary.halted}`);
+          await new Ledger(s.ws).append('queue_paused_guardrail', { worker: worker.name, reason: summary.halted, by: s.actor });
+        }
       } finally {
         signals.dispose();
         await worker.close?.();
         await queue.close();
       }
-      const code = workerExitCode(summary, deadCodes);
+      const code = summary.halted ? EXIT.ANOMALY_HALT : workerExitCode(summary, deadCodes);
       const duration_ms = Date.now() - t0;
       log.info({ event: 'worker_end', ...summary, duration_ms, rc: code }, 'worker finished');
       setExitCode(code);

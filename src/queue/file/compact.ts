@@ -78,7 +78,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
       tick();
     }
     // The head goes last: only then is the count of dropped completions known.
-    emit({ t: 'head', gen: next, at: now, completed_dropped: dropped, paused: idx.paused });
+    emit({ t: 'head', gen: next, at: now, completed_dropped: dropped, paused: idx.paused, totals: { ...idx.totals } });
     if (chunk.length) writeSync(out, chunk.join(''));
     fdatasyncSync(out);
   } finally {

@@ -4,7 +4,7 @@ import { MetaspnError, UsageError } from '../../guard/errors.js';
 import { Mutex } from '../../storage/mutex.js';
 import { deadletterDir, queueDir, workspacePaths } from '../../storage/paths.js';
 import { leaseOf, reclaimError } from '../memory.js';
-import { DEFAULT_MAX_ATTEMPTS, type QueueOptions } from '../options.js';
+import { DEFAULT_MAX_ATTEMPTS, queueFull, type QueueOptions } from '../options.js';
 import { ownerAlive } from '../owner.js';
 import { checkTaskId, deadLetterOf, newRecord, recordAfterFailure, recordAfterRetry } from '../record.js';
 import { transition, type Event } from '../state.js';
@@ -31,7 +31,7 @@ import type { Effects } from './index-state.js';
 import { LoadedLog } from './loader.js';
 import { appendAll, closeQuietly, listGens, logPath, openCurrent, readAt } from './log-io.js';
 import { needsSync, type LogRecord, type Pair } from './records.js';
-import { S_COMPLETED, S_DEAD, S_LEASED, S_READY } from './slots.js';
+import { S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED } from './slots.js';
 import { StatsWriter } from './stats-file.js';
 
 export interface FileQueueOptions extends QueueOptions {
@@ -89,6 +89,7 @@ export class FileQueue implements Queue {
   private readonly ackWindow: number;
   private readonly retention: Retention;
   private readonly compactMin: number;
+  private readonly maxQueueSize: number;
   private readonly warn: (msg: string, details: Record<string, unknown>) => void;
   private readonly mutex: Mutex;
   private readonly dead: DeadLetterFiles;
@@ -118,6 +119,7 @@ export class FileQueue implements Queue {
     this.ackWindow = opts.ack_window_ms ?? 2;
     this.retention = { ms: opts.completed_retention_ms ?? 86_400_000, count: opts.completed_retention_count ?? 100_000 };
     this.compactMin = opts.compact_min_bytes ?? 8 << 20;
+    this.maxQueueSize = opts.max_queue_size ?? 0;
     this.warn = opts.warn ?? (() => undefined);
     this.mutex = new Mutex(join(this.dir, '.lock'), (err) => {
       this.needReload = true;
@@ -138,6 +140,11 @@ export class FileQueue implements Queue {
       const result: EnqueueResult = { added: [], existing: [], rerun: [] };
       const idx = this.state().idx;
       const at = new Date(r.now).toISOString();
+      if (this.maxQueueSize > 0) {
+        const open = idx.counts[S_READY]! + idx.counts[S_SCHEDULED]! + idx.counts[S_LEASED]!;
+        const fresh = new Set(tasks.filter((t) => idx.ids.get(t.id) < 0).map((t) => t.id)).size;
+        if (open + fresh > this.maxQueueSize) throw queueFull(this.name, open, fresh, this.maxQueueSize);
+      }
       for (const t of tasks) {
         const n = idx.ids.get(t.id);
         if (n >= 0) {

@@ -31,6 +31,8 @@ export class IndexState {
   readonly counts = [0, 0, 0, 0, 0];
   paused = false;
   completedDropped = 0;
+  /** Failed attempts, arrivals in the dead letters, dead letters retried: carried across compactions. */
+  totals = { failed: 0, dead_lettered: 0, retried: 0 };
   refused = 0;
   /** Bytes of the full records of tasks not completed: what a compaction would copy. */
   liveBytes = 0;
@@ -81,6 +83,7 @@ export class IndexState {
     switch (r.t) {
       case 'head':
         this.completedDropped = r.completed_dropped;
+        if (r.totals) this.totals = { ...r.totals };
         this.paused = r.paused;
         return;
       case 'enq':
@@ -166,6 +169,8 @@ export class IndexState {
       this.refused++;
       return;
     }
+    if (e.type === 'fail' || e.type === 'dead_letter' || e.type === 'reclaim') this.totals.failed++;
+    if (e.type === 'retry') this.totals.retried++;
     // The record carries the task as it now stands (attempt counted, error kept).
     if (this.slots.state[n] !== S_COMPLETED) this.liveBytes += length - this.slots.recLen[n]!;
     this.slots.recOff[n] = offset;
@@ -198,6 +203,7 @@ export class IndexState {
     if (after === S_SCHEDULED) this.due.push(s.time, n);
     if (after === S_COMPLETED && before !== S_COMPLETED) this.liveBytes -= t.recLen[n]!;
     if (after === S_DEAD && before !== S_DEAD) {
+      if (before !== UNPLACED) this.totals.dead_lettered++;
       this.deadSlots.add(n);
       this.effects?.dead.push(n);
     } else if (before === S_DEAD && after !== S_DEAD) {
@@ -261,6 +267,7 @@ export class IndexState {
       next_due_at: top ? top.time : null,
       oldest_ready_at: oldest,
       corrupt_records: corrupt,
+      totals: { ...this.totals },
     };
   }
 }

@@ -5,7 +5,7 @@ export type Pair = [number, number];
 
 /** The records of a queue log. Every mutation names the state it expects, so replay can refuse a stale one. */
 export type LogRecord =
-  | { t: 'head'; gen: number; at: number; completed_dropped: number; paused: boolean }
+  | { t: 'head'; gen: number; at: number; completed_dropped: number; paused: boolean; totals?: { failed: number; dead_lettered: number; retried: number } }
   | { t: 'enq'; n: number; at: number; task: TaskRecord }
   | { t: 'claim'; at: number; o: string; pid: number; host: string; ms: number; l: Pair[] }
   | { t: 'renew'; at: number; o: string; ms: number; l: Pair[] }

@@ -85,5 +85,6 @@ export function emptyStats(name: string): QueueStats {
     next_due_at: null,
     oldest_ready_at: null,
     corrupt_records: 0,
+    totals: { failed: 0, dead_lettered: 0, retried: 0 },
   };
 }
