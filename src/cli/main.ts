@@ -7,6 +7,7 @@ import { registerLock } from './commands/lock.js';
 import { registerQueue } from './commands/queue.js';
 import { registerRuns } from './commands/runs.js';
 import { registerS1 } from './commands/s1.js';
+import { registerServe } from './commands/serve.js';
 import { registerSmoke } from './commands/smoke.js';
 import { registerWorker } from './commands/worker.js';
 import { takeExitCode } from './exit.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerRuns(program);
   registerSmoke(program);
   registerDoctor(program);
+  registerServe(program);
   // Every subcommand reports usage errors through the same exit code (64).
   const walk = (c: Command): void => {
     c.exitOverride();

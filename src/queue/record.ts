@@ -1,3 +1,5 @@
+import { hash } from 'node:crypto';
+import stringify from 'fast-json-stable-stringify';
 import { UsageError } from '../guard/errors.js';
 import type { DeadLetter, NewTask, TaskError, TaskRecord } from './types.js';
 
@@ -19,6 +21,11 @@ export function assertQueueName(name: string): string {
     });
   }
   return name;
+}
+
+/** A task id from its payload: enqueueing the same payload twice adds it once. */
+export function derivedTaskId(payload: unknown): string {
+  return `t_${hash('sha256', stringify(payload) ?? 'null', 'hex').slice(0, 24)}`;
 }
 
 export function iso(ms: number): string {

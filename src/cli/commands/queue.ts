@@ -1,13 +1,11 @@
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import stringify from 'fast-json-stable-stringify';
 import { policyFor } from '../../config/load.js';
 import { DataInvalidError, UsageError } from '../../guard/errors.js';
 import { DeadLetterFiles } from '../../queue/file/deadletter-files.js';
 import { readStats } from '../../queue/file/stats-file.js';
 import { openQueue } from '../../queue/open.js';
-import { assertQueueName, checkTaskId } from '../../queue/record.js';
+import { assertQueueName, checkTaskId, derivedTaskId } from '../../queue/record.js';
 import type { NewTask, QueueStats } from '../../queue/types.js';
 import { BUNDLED_QUEUES } from '../../runtime/load-worker.js';
 import { deadletterDir, queueDir, type WorkspacePaths } from '../../storage/paths.js';
@@ -199,11 +197,6 @@ export function formatStats(s: QueueStats, now: number): string {
   return `queue ${s.queue}\n${table(rows.map((r) => ['  ' + r[0]!, r[1]!.padStart(8), r[2]!]))}`;
 }
 
-/** Default task id: derived from the payload, so enqueueing the same payload twice adds it once. */
-function derivedId(payload: unknown): string {
-  return `t_${createHash('sha256').update(stringify(payload) ?? 'null').digest('hex').slice(0, 24)}`;
-}
-
 function taskFromPayload(text: string, id: string | undefined): NewTask {
   let payload: unknown;
   try {
@@ -211,7 +204,7 @@ function taskFromPayload(text: string, id: string | undefined): NewTask {
   } catch (err) {
     throw new UsageError(`--payload is not valid JSON: ${(err as Error).message}`);
   }
-  const taskId = id ?? derivedId(payload);
+  const taskId = id ?? derivedTaskId(payload);
   const bad = checkTaskId(taskId);
   if (bad) throw new UsageError(`--id: ${bad}`);
   return { id: taskId, payload };
@@ -238,7 +231,7 @@ function readTaskFile(path: string): NewTask[] {
       throw new DataInvalidError(path, i + 1, 'each line must be an object with a "payload" (and optionally "id", "max_attempts")');
     }
     const t = o as { id?: unknown; payload: unknown; max_attempts?: unknown };
-    const id = t.id === undefined ? derivedId(t.payload) : t.id;
+    const id = t.id === undefined ? derivedTaskId(t.payload) : t.id;
     const bad = checkTaskId(id);
     if (bad) throw new DataInvalidError(path, i + 1, bad);
     if (t.max_attempts !== undefined && !(Number.isInteger(t.max_attempts) && (t.max_attempts as number) >= 1)) {

@@ -61,7 +61,8 @@ export function readStats(dir: string, name: string, now: number): QueueStats & 
   const path = logPath(dir, gen);
   const size = statSync(path).size;
   const snap = readSnapshot(dir);
-  if (snap && snap.gen === gen && snap.end === size) return { ...snap.stats, source: 'snapshot' };
+  // A snapshot from an older version (no totals) is replayed once like a stale one.
+  if (snap && snap.gen === gen && snap.end === size && snap.stats.totals) return { ...snap.stats, source: 'snapshot' };
   if (!existsSync(path)) return { ...emptyStats(name), source: 'replay' };
   const fd = openSync(path, 'r');
   try {

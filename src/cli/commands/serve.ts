@@ -1,0 +1,34 @@
+import type { Command } from 'commander';
+import { fileURLToPath } from 'node:url';
+import { opsSettings } from '../../ops/settings.js';
+import { buildServer } from '../../ops/server.js';
+import { stopSignals } from '../../runtime/signals.js';
+import { positiveInt } from '../options.js';
+import { openSession } from '../session.js';
+
+const BIN = fileURLToPath(new URL('../../../../bin/metaspn.js', import.meta.url));
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('the ops server: /health, /health/test, /metrics, the JSON API, guarded writes, the /ops page')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', 'port', positiveInt('--port'), 4001)
+    .option('--min-free-mb <n>', 'readiness fails below this much free disk', positiveInt('--min-free-mb'), 256)
+    .action(async (o: { workspace: string; host: string; port: number; minFreeMb: number }) => {
+      const s = openSession(o.workspace, { module: 'serve' });
+      const settings = opsSettings();
+      const app = await buildServer({ ws: s.ws, cfg: s.cfg, settings, log: s.log.logger, bin: BIN, minFreeBytes: o.minFreeMb * 2 ** 20 });
+      const url = await app.listen({ host: o.host, port: o.port });
+      s.log.logger.info({ event: 'serve_start', url, env: settings.env, write_enabled: settings.writeEnabled }, 'ops server listening');
+      process.stdout.write(`metaspn serve: ${url} (${settings.env.toUpperCase()}, writes ${settings.writeEnabled ? 'enabled' : 'disabled'})\n`);
+      const signals = stopSignals(s.log.logger);
+      await new Promise<void>((resolve) => {
+        signals.stop.addEventListener('abort', () => resolve(), { once: true });
+      });
+      await Promise.race([app.close(), new Promise((r) => signals.force.addEventListener('abort', r, { once: true }))]);
+      signals.dispose();
+      s.log.logger.info({ event: 'serve_stop' }, 'ops server stopped');
+    });
+}

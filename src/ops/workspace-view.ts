@@ -1,0 +1,24 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { readStats } from '../queue/file/stats-file.js';
+import type { QueueStats } from '../queue/types.js';
+import { BUNDLED_QUEUES } from '../runtime/load-worker.js';
+import { queueDir, type WorkspacePaths } from '../storage/paths.js';
+
+/** The queues a workspace has: the bundled workers' and any with a folder. */
+export function queueNamesOf(ws: WorkspacePaths): string[] {
+  const names = new Set(BUNDLED_QUEUES);
+  for (const root of [ws.queues, ws.deadletters]) {
+    if (!existsSync(root)) continue;
+    for (const d of readdirSync(root, { withFileTypes: true })) if (d.isDirectory()) names.add(d.name);
+  }
+  return [...names].sort();
+}
+
+export interface QueueView extends QueueStats {
+  oldest_ready_age_s: number | null;
+}
+
+export function queueView(ws: WorkspacePaths, name: string, now = Date.now()): QueueView {
+  const { source: _source, ...s } = readStats(queueDir(ws, name), name, now);
+  return { ...s, oldest_ready_age_s: s.oldest_ready_at === null ? null : Math.max(0, (now - s.oldest_ready_at) / 1000) };
+}
