@@ -34,6 +34,56 @@ export function cliSpawn(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
   return child;
 }
 
+
+/** The fixture workers, named as `worker run` takes them: `${WORKERS}:Export`. */
+export const WORKERS = join(ROOT, 'test', 'fixtures', 'workers.mjs');
+export const spec = (exportName: string): string => `${WORKERS}:${exportName}`;
+
+export interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Proc {
+  child: ChildProcess;
+  /** Settles when the process has exited and its output is read. */
+  exited: Promise<Run>;
+}
+
+/** Starts the CLI in the background with its output collected. */
+export function start(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Proc {
+  const child = cliSpawn(args, o);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, exited };
+}
+
+/** Waits for the process to exit by itself; one still running after `ms` fails the test (and is killed). */
+export async function exit(p: Proc, ms = 20_000): Promise<Run> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      p.child.kill('SIGKILL');
+      reject(new Error(`metaspn (pid ${p.child.pid}) did not exit within ${ms} ms`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([p.exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs the CLI to its end without blocking this process's event loop. */
+export function run(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv; ms?: number } = {}): Promise<Run> {
+  return exit(start(args, o), o.ms);
+}
+
 const children = new Set<ChildProcess>();
 
 /** Fails the calling test if it left a child process running, and kills it. */

@@ -1,55 +1,10 @@
 // Crash tests with real processes: SIGKILLed workers, a stopped worker whose lease expires, and
 // several processes (an enqueuer and two workers) on one queue.
-import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, cliSpawn, ROOT, tempWorkspace, waitFor } from './cli.js';
+import { cli, exit, type Proc, run, spec, start, tempWorkspace, waitFor } from './cli.js';
 
-const WORKERS = join(ROOT, 'test', 'fixtures', 'workers.mjs');
-const spec = (exportName: string): string => `${WORKERS}:${exportName}`;
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface Proc {
-  child: ChildProcess;
-  exited: Promise<Run>;
-}
-
-function start(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Proc {
-  const child = cliSpawn(args, o);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
-  return { child, exited };
-}
-
-/** Waits for the process to exit; one still running after `ms` fails the test (and is killed). */
-async function exit(p: Proc, ms = 20_000): Promise<Run> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      p.child.kill('SIGKILL');
-      reject(new Error(`metaspn (pid ${p.child.pid}) did not exit within ${ms} ms`));
-    }, ms);
-  });
-  try {
-    return await Promise.race([p.exited, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function run(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv; ms?: number } = {}): Promise<Run> {
-  return exit(start(args, o), o.ms);
-}
 
 function alive(p: Proc): boolean {
   return p.child.exitCode === null && p.child.signalCode === null;

@@ -1,57 +1,9 @@
 // `metaspn worker run` and the queue triage commands, driven as real subprocesses in temp workspaces.
-import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cliSpawn, ROOT, tempWorkspace, waitFor } from './cli.js';
+import { type Run, exit, run, spec, start, tempWorkspace, waitFor } from './cli.js';
 
-const WORKERS = join(ROOT, 'test', 'fixtures', 'workers.mjs');
-const spec = (exportName: string): string => `${WORKERS}:${exportName}`;
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface Proc {
-  child: ChildProcess;
-  /** Settles when the process has exited and its output is read. */
-  exited: Promise<Run>;
-}
-
-/** Starts the CLI in the background with its output collected. */
-function start(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Proc {
-  const child = cliSpawn(args, o);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
-  return { child, exited };
-}
-
-/** Waits for the process to exit by itself; a process still running after `ms` fails the test (and is killed). */
-async function exit(p: Proc, ms = 20_000): Promise<Run> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      p.child.kill('SIGKILL');
-      reject(new Error(`metaspn (pid ${p.child.pid}) did not exit within ${ms} ms`));
-    }, ms);
-  });
-  try {
-    return await Promise.race([p.exited, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Runs the CLI to its end without blocking this process's event loop. */
-function run(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv; ms?: number } = {}): Promise<Run> {
-  return exit(start(args, o), o.ms);
-}
 
 interface Stats {
   ready: number;
