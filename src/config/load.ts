@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { resolveS1Config, type S1Config } from '../../workers/s1/config.js';
 import { guardrailsSchema, type Guardrails } from '../../workers/s1/guardrails.js';
 import { DataInvalidError } from '../guard/errors.js';
+import { alertsConfigSchema, type AlertsConfig } from '../ops/alerts/config.js';
+import { reportsConfigSchema, type ReportsConfig } from '../ops/reports/config.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { partialPolicySchema, POLICY_KEYS, resolvePolicy, type PartialPolicy, type QueuePolicy } from './policy.js';
 
@@ -19,6 +21,8 @@ const fileSchema = z
     attention: z.unknown().optional(),
     guardrails: z.unknown().optional(),
     queues: z.record(z.string(), partialPolicy).optional(),
+    alerts: z.unknown().optional(),
+    reports: z.unknown().optional(),
   })
   .strict();
 
@@ -31,6 +35,10 @@ export interface WorkspaceConfig {
   guardrails: Guardrails;
   queues: Record<string, PartialPolicy>;
   env: PartialPolicy;
+  /** Alert thresholds (`alerts`), defaults filled in. */
+  alerts: AlertsConfig;
+  /** Report evidence minimums (`reports`), defaults filled in. */
+  reports: ReportsConfig;
 }
 
 export function loadConfig(ws: WorkspacePaths, env: NodeJS.ProcessEnv = process.env): WorkspaceConfig {
@@ -50,16 +58,26 @@ export function loadConfig(ws: WorkspacePaths, env: NodeJS.ProcessEnv = process.
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const where = issue.path.length ? issue.path.join('.') : '(root)';
-    const known = issue.code === 'unrecognized_keys' ? ` (known keys: season, attention, guardrails, queues; queue keys: ${POLICY_KEYS.join(', ')})` : '';
+    const known = issue.code === 'unrecognized_keys' ? ` (known keys: season, attention, guardrails, queues, alerts, reports; queue keys: ${POLICY_KEYS.join(', ')})` : '';
     throw new DataInvalidError(file, null, `${where}: ${issue.message}${known}`);
   }
   const s1 = resolveS1Config(raw === undefined ? undefined : { season: parsed.data.season, attention: parsed.data.attention }, file);
   const g = guardrailsSchema.safeParse(parsed.data.guardrails ?? {});
   if (!g.success) {
     const issue = g.error.issues[0]!;
-    throw new DataInvalidError(file, null, `guardrails.${issue.path.join('.')}: ${issue.message}`);
+    const where = ['guardrails', ...issue.path.map(String)].join('.');
+    const known = issue.code === 'unrecognized_keys' && issue.path.length === 0 ? ' (guardrails: total_score_ratio, subjects_scored_drop, pool_conserved)' : '';
+    throw new DataInvalidError(file, null, `${where}: ${issue.message}${known}`);
   }
-  return { file, s1, guardrails: g.data, queues: parsed.data.queues ?? {}, env: policyFromEnv(env) };
+  const section = <T>(name: 'alerts' | 'reports', schema: z.ZodType<T>): T => {
+    const r = schema.safeParse(parsed.data[name] ?? {});
+    if (r.success) return r.data;
+    const issue = r.error.issues[0]!;
+    throw new DataInvalidError(file, null, `${[name, ...issue.path.map(String)].join('.')}: ${issue.message}`);
+  };
+  const alerts = section('alerts', alertsConfigSchema);
+  const reports = section('reports', reportsConfigSchema);
+  return { file, s1, guardrails: g.data, queues: parsed.data.queues ?? {}, env: policyFromEnv(env), alerts, reports };
 }
 
 function policyFromEnv(env: NodeJS.ProcessEnv): PartialPolicy {

@@ -12,6 +12,7 @@ import { Ledger } from '../storage/ledger.js';
 import { deadletterDir } from '../storage/paths.js';
 import { findRun, listRuns } from '../storage/runs.js';
 import { planRun } from '../../workers/s1/plan.js';
+import { readOpenAlerts } from './alerts/state.js';
 import { checkWrite, refuse } from './auth.js';
 import type { OpsContext } from './server.js';
 import { EventMemory, verifySignature } from './signature.js';
@@ -46,6 +47,7 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): void {
   app.get('/api/runs', async (req: Req) => listRuns(ctx.ws, req.query.date ? { date: req.query.date } : {}));
   app.get('/api/runs/:run_id', async (req: Req, reply) => findRun(ctx.ws, req.params.run_id) ?? reply.code(404).send({ error: `no run ${req.params.run_id}` }));
   app.get('/api/lock', async () => readLockStatus(ctx.ws.locks, 's1'));
+  app.get('/api/alerts', async () => readOpenAlerts(ctx.ws));
   app.get('/api/settings', async () => ({ env: ctx.settings.env, write_enabled: ctx.settings.writeEnabled, signing: ctx.settings.signingSecret !== null }));
 
   app.post('/api/queues/:worker/retry', async (req: Req, reply) => {

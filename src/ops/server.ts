@@ -8,6 +8,7 @@ import { checkRead, refuse } from './auth.js';
 import { readiness } from './health.js';
 import { metricsRegistry } from './metrics.js';
 import { registerApi } from './api.js';
+import { registerOpsPage } from './page.js';
 import type { OpsSettings } from './settings.js';
 
 export interface OpsContext {
@@ -79,5 +80,6 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
   app.get('/metrics', async (_req, reply) => reply.header('Content-Type', registry.contentType).send(await registry.metrics()));
 
   registerApi(app, ctx);
+  registerOpsPage(app, ctx);
   return app;
 }

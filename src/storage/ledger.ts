@@ -86,7 +86,10 @@ export function assertLedgerValid(ws: WorkspacePaths, read: LedgerRead = readLed
 export class Ledger {
   private readonly mutex: Mutex;
 
-  constructor(private readonly ws: WorkspacePaths) {
+  constructor(
+    private readonly ws: WorkspacePaths,
+    private readonly warn: (msg: string, details: Record<string, unknown>) => void = () => undefined,
+  ) {
     this.mutex = new Mutex(join(ws.locks, 'ledger.lock'), () => undefined);
   }
 
@@ -186,5 +189,6 @@ export class Ledger {
       `${JSON.stringify({ file: this.ws.ledger, offset, length: bytes.length, set_aside_at: new Date().toISOString(), reason: 'torn tail (no newline)', bytes_base64: bytes.toString('base64') })}\n`,
     );
     ftruncateSync(fd, offset);
+    this.warn('torn last line of the ledger set aside in quarantine/', { ledger: this.ws.ledger, offset, length: bytes.length });
   }
 }

@@ -15,7 +15,8 @@ export interface RunInfo {
   started_at: string;
   finished_at: string;
   duration_ms: number;
-  status: 'success' | 'failed';
+  /** incomplete: every step it ran succeeded, but it stopped before the last (a blocked backfill date). */
+  status: 'success' | 'failed' | 'incomplete';
   /** The date's current pointer names this run. */
   current: boolean;
   exit_code: number;
@@ -26,6 +27,9 @@ export interface RunInfo {
 const NOT_STEPS = new Set(['current', 'backfills']);
 
 /** Every manifest of the workspace, by run. */
+/** Steps a complete run of each pipeline has. */
+const STEPS_OF: Record<string, number> = { s1: 4 };
+
 export function listRuns(ws: WorkspacePaths, filter: { date?: string } = {}): RunInfo[] {
   if (!existsSync(ws.manifests)) return [];
   const byRun = new Map<string, { m: Manifest; path: string }[]>();
@@ -75,7 +79,7 @@ function toRun(ws: WorkspacePaths, run_id: string, list: { m: Manifest; path: st
     started_at: first.started_at,
     finished_at: last.finished_at,
     duration_ms: Date.parse(last.finished_at) - Date.parse(first.started_at),
-    status: failed ? 'failed' : 'success',
+    status: failed ? 'failed' : list.length < (STEPS_OF[first.pipeline] ?? list.length) ? 'incomplete' : 'success',
     current: ptr?.run_id === run_id,
     exit_code: mostSevere(list.map((x) => x.m.exit_code)),
     failure: failed?.error ? `${failed.step}: ${failed.error.message}` : null,

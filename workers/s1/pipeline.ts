@@ -53,7 +53,7 @@ export async function prepareS1(o: PipelineOptions, by: string): Promise<{ env: 
     cfg: o.cfg,
     log: o.log,
     s1,
-    ledger: new Ledger(o.ws),
+    ledger: new Ledger(o.ws, (msg, d) => o.log.warn(d, msg)),
     owner: makeOwner(),
     by,
     input,

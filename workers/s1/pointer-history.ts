@@ -72,8 +72,9 @@ export function stepsBack(current: PublishNode | null, steps: number): { target:
 }
 
 /** The entry a `--to-hash` names: its full hash, or a prefix of at least 8 hex digits that is unique. */
-export function findEntry(entries: readonly LedgerEntry[], hash: string): LedgerEntry | 'ambiguous' | null {
+export function findEntry(entries: readonly LedgerEntry[], hash: string): LedgerEntry | 'ambiguous' | 'too_short' | null {
   const h = hash.toLowerCase();
+  if (h.length < 8) return 'too_short';
   const hits = entries.filter((e) => (h.length === 64 ? e.hash === h : h.length >= 8 && e.hash.startsWith(h)));
   if (hits.length > 1) return 'ambiguous';
   return hits[0] ?? null;

@@ -1,4 +1,5 @@
 import { relative } from 'node:path';
+import { toMetaspnError } from '../../src/guard/errors.js';
 import { EXIT } from '../../src/guard/exit-codes.js';
 import { writeIncident } from '../../src/storage/incidents.js';
 import { pointerDates, pointerPath, readPointer, writePointer, type CurrentPointer } from '../../src/storage/pointers.js';
@@ -61,6 +62,19 @@ export async function guardrailChecks(env: S1Env, r: DateRun): Promise<{ checks:
  * file, replaced atomically. Only after every stage and check passed, and never with a lost lock.
  */
 export async function publishRun(env: S1Env, r: DateRun): Promise<void> {
+  try {
+    await publishOrThrow(env, r);
+  } catch (err) {
+    // Every stage passed and its manifests say so; only the pointer did not move. Say why.
+    const e = toMetaspnError(err);
+    r.failed = true;
+    r.exit_code = e.exitCode;
+    r.publishError = `${e.message}${e.hint ? ` (${e.hint})` : ''}`;
+    r.log.error({ event: 'publish_failed', error: e.message }, 'not published');
+  }
+}
+
+async function publishOrThrow(env: S1Env, r: DateRun): Promise<void> {
   const { ws } = env;
   const { date, params } = r.plan;
   if (env.lockLost?.()) {

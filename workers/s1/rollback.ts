@@ -84,6 +84,7 @@ function resolveTarget(o: RollbackOptions, entries: readonly LedgerEntry[], hist
     return back.target;
   }
   const e = findEntry(entries, o.target.toHash);
+  if (e === 'too_short') throw new UsageError(`--to-hash ${o.target.toHash}: give at least 8 hex digits of the entry's hash`);
   if (e === 'ambiguous') throw new UsageError(`--to-hash ${o.target.toHash} matches more than one ledger entry; give more digits`);
   if (!e) throw new UsageError(`--to-hash ${o.target.toHash} is no entry of ${o.ws.ledger}`, { hint: 'list the hashes: tail ledger.jsonl' });
   return history.after.get(e.hash) ?? null;

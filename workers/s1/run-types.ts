@@ -51,6 +51,8 @@ export interface DateRun {
   failed: boolean;
   started: number;
   pointer: string | null;
+  /** Why publishing failed after every stage passed (a ledger that does not verify, a lost lock). */
+  publishError?: string;
 }
 
 export interface RunReport {
@@ -64,6 +66,7 @@ export interface RunReport {
   exit_code: number;
   stages: StageReport[];
   pointer: string | null;
+  publish_error?: string;
   duration_ms: number;
 }
 
@@ -79,6 +82,7 @@ export function reportOf(r: DateRun): RunReport {
     exit_code: r.exit_code,
     stages: r.stages,
     pointer: r.pointer,
+    ...(r.publishError ? { publish_error: r.publishError } : {}),
     duration_ms: Date.now() - r.started,
   };
 }

@@ -16,7 +16,7 @@ export function registerBackfill(s1: Command): void {
       .option('--workspace <dir>', 'workspace folder', '.')
       .requiredOption('--start <YYYY-MM-DD>', 'first date')
       .requiredOption('--end <YYYY-MM-DD>', 'last date (included)')
-      .option('--max-parallel <n>', 'dates scored and projected at once (default 1)', positiveInt('--max-parallel'), 1)
+      .option('--max-parallel <n>', 'dates scored and projected at once', positiveInt('--max-parallel'), 1)
       .option('--resume', 'skip dates already published with the same params whose outputs still match the store')
       .option('--skip-check <name>', 'publish through a known false alarm of this guardrail (repeatable; needs --reason)', collect)
       .option('--json', 'print the summary as JSON'),

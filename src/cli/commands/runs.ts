@@ -9,8 +9,8 @@ import { planRun } from '../../../workers/s1/plan.js';
 import { STAGES } from '../../../workers/s1/ids.js';
 import { setExitCode } from '../exit.js';
 import { printJson, table, truncate } from '../format.js';
-import { addLockFlags, runLocked, type LockFlags } from '../locked.js';
-import { openWorkspace } from '../options.js';
+import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
+import { collect, openWorkspace } from '../options.js';
 import { formatReport } from './s1.js';
 
 export function registerRuns(program: Command): void {
@@ -67,8 +67,9 @@ export function registerRuns(program: Command): void {
       .command('retry <run_id>')
       .description("re-run a failed run's date as a new run (its manifests carry retry_of_run_id)")
       .option('--workspace <dir>', 'workspace folder', '.')
+      .option('--skip-check <name>', 'publish through a known false alarm of this guardrail (repeatable; needs --reason)', collect)
       .option('--json', 'print the run report as JSON'),
-  ).action(async (runId: string, o: { workspace: string; json?: boolean } & LockFlags) => {
+  ).action(async (runId: string, o: { workspace: string; skipCheck?: string[]; json?: boolean } & LockFlags) => {
     const ws = openWorkspace(o.workspace);
     const old = findRun(ws, runId);
     if (!old) throw new UsageError(`no run ${runId} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
@@ -78,7 +79,8 @@ export function registerRuns(program: Command): void {
     const cfg = loadConfig(ws);
     const plan = planRun(cfg.s1, old.date, old.as_of);
     const newId = newRunId();
-    const report = await runLocked(o.workspace, 's1', newId, o, (log, stop, force, lockLost) => runS1({ ws, cfg, plan, runId: newId, retryOf: runId, log, stop, force, lockLost }));
+    const skipChecks = skipChecksOf(o);
+    const report = await runLocked(o.workspace, 's1', newId, o, (log, stop, force, lockLost) => runS1({ ws, cfg, plan, runId: newId, retryOf: runId, log, stop, force, lockLost, skipChecks }));
     setExitCode(report.exit_code);
     if (o.json) return printJson(report);
     process.stdout.write(`retry of ${runId}\n${formatReport(report)}`);

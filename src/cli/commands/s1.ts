@@ -56,6 +56,7 @@ export function formatReport(r: RunReport): string {
     `s1 run-local ${r.date}  run ${r.run_id}  as_of ${r.as_of}`,
     table(rows),
     failed?.error ? `failed: ${failed.step}: ${failed.error.message}\n  manifest: ${failed.manifest}` : '',
+    r.publish_error ? `publish failed: ${r.publish_error}` : '',
     r.pointer ? `published: ${r.pointer}` : 'not published',
     `exit ${r.exit_code} in ${(r.duration_ms / 1000).toFixed(1)}s`,
   ];
@@ -75,7 +76,7 @@ export function registerRollback(s1: Command): void {
       .option('--json', 'print JSON'),
   ).action(async (o: { workspace: string; steps?: number; toHash?: string; dryRun?: boolean; strict?: boolean; json?: boolean } & LockFlags) => {
     if ((o.steps === undefined) === (o.toHash === undefined)) throw new UsageError('give exactly one of --steps N or --to-hash H');
-    if (!o.reason?.trim()) throw new UsageError('--reason TEXT is required: it is recorded in the ledger');
+    if (!o.reason?.trim() && !o.dryRun) throw new UsageError('--reason TEXT is required: it is recorded in the ledger');
     const ws = openWorkspace(o.workspace);
     const runId = `rollback-${newRunId()}`;
     const report = await runLocked(o.workspace, 's1', runId, { ...o, reason: o.reason }, (log) =>
@@ -83,7 +84,7 @@ export function registerRollback(s1: Command): void {
         ws,
         log,
         target: o.steps !== undefined ? { steps: o.steps } : { toHash: o.toHash! },
-        reason: o.reason!.trim(),
+        reason: (o.reason ?? '').trim(),
         dryRun: !!o.dryRun,
         strict: !!o.strict,
         runId,
@@ -93,7 +94,7 @@ export function registerRollback(s1: Command): void {
     const lines = report.warnings.map((w) => `warning: ${w}`);
     if (report.changes.length === 0) lines.push('nothing to change: the pointers already are in that state');
     for (const c of report.changes) lines.push(`  ${c.date}: ${c.from?.run_id ?? '(none)'} -> ${c.to?.run_id ?? '(none)'}`);
-    if (report.changes.length) lines.push(report.dry_run ? `dry run: ${report.changes.length} pointer(s) would change; nothing changed` : `rolled back ${report.changes.length} pointer(s); ledger seq ${report.ledger_entry?.seq} hash ${report.ledger_entry?.hash}`);
+    if (report.changes.length) lines.push(report.dry_run ? `dry run: ${report.changes.length} pointer(s) would change; nothing changed` : `moved ${report.changes.length} pointer(s); ledger seq ${report.ledger_entry?.seq} hash ${report.ledger_entry?.hash}`);
     process.stdout.write(`${lines.join('\n')}\n`);
   });
 }

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { fileURLToPath } from 'node:url';
+import { startAlertLoop } from '../../ops/alerts/loop.js';
 import { opsSettings } from '../../ops/settings.js';
 import { buildServer } from '../../ops/server.js';
 import { stopSignals } from '../../runtime/signals.js';
-import { positiveInt } from '../options.js';
+import { nonNegativeInt, positiveInt } from '../options.js';
 import { openSession } from '../session.js';
 
 const BIN = fileURLToPath(new URL('../../../../bin/metaspn.js', import.meta.url));
@@ -16,18 +17,23 @@ export function registerServe(program: Command): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port', positiveInt('--port'), 4001)
     .option('--min-free-mb <n>', 'readiness fails below this much free disk', positiveInt('--min-free-mb'), 256)
-    .action(async (o: { workspace: string; host: string; port: number; minFreeMb: number }) => {
+    .option('--alert-interval-sec <n>', 'check alerts (and send them) every N seconds; 0: never', nonNegativeInt('--alert-interval-sec'), 60)
+    .action(async (o: { workspace: string; host: string; port: number; minFreeMb: number; alertIntervalSec: number }) => {
       const s = openSession(o.workspace, { module: 'serve' });
       const settings = opsSettings();
       const app = await buildServer({ ws: s.ws, cfg: s.cfg, settings, log: s.log.logger, bin: BIN, minFreeBytes: o.minFreeMb * 2 ** 20 });
-      const url = await app.listen({ host: o.host, port: o.port });
+      const alerts = startAlertLoop({ ws: s.ws, cfg: s.cfg, intervalMs: o.alertIntervalSec * 1000, log: s.log.logger });
+      const url = await app.listen({ host: o.host, port: o.port }).catch(async (err: unknown) => {
+        await alerts.stop();
+        throw err;
+      });
       s.log.logger.info({ event: 'serve_start', url, env: settings.env, write_enabled: settings.writeEnabled }, 'ops server listening');
       process.stdout.write(`metaspn serve: ${url} (${settings.env.toUpperCase()}, writes ${settings.writeEnabled ? 'enabled' : 'disabled'})\n`);
       const signals = stopSignals(s.log.logger);
       await new Promise<void>((resolve) => {
         signals.stop.addEventListener('abort', () => resolve(), { once: true });
       });
-      await Promise.race([app.close(), new Promise((r) => signals.force.addEventListener('abort', r, { once: true }))]);
+      await Promise.race([Promise.all([app.close(), alerts.stop()]), new Promise((r) => signals.force.addEventListener('abort', r, { once: true }))]);
       signals.dispose();
       s.log.logger.info({ event: 'serve_stop' }, 'ops server stopped');
     });

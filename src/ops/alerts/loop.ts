@@ -1,0 +1,44 @@
+import type { Logger } from 'pino';
+import type { WorkspaceConfig } from '../../config/load.js';
+import type { WorkspacePaths } from '../../storage/paths.js';
+import { checkAlerts } from './check.js';
+import { alertSettings } from './config.js';
+
+export interface AlertLoop {
+  /** Stops the timer and waits for a check under way to finish. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `serve`'s periodic alert check: one at start, then every `intervalMs` after the previous one
+ * ended (checks never overlap). A failed check is logged and the next one runs as planned.
+ * intervalMs 0: no checks.
+ */
+export function startAlertLoop(o: { ws: WorkspacePaths; cfg: WorkspaceConfig; intervalMs: number; log: Logger; env?: NodeJS.ProcessEnv }): AlertLoop {
+  if (o.intervalMs <= 0) return { stop: async () => undefined };
+  const settings = alertSettings(o.cfg.alerts, o.env ?? process.env);
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<void> | null = null;
+  const tick = (): void => {
+    timer = null;
+    if (stopped) return;
+    running = checkAlerts(o.ws, settings, { log: o.log })
+      .then(() => undefined)
+      .catch((err: unknown) => o.log.error({ event: 'alerts_check_failed', error: (err as Error).message }, 'alert check failed'))
+      .finally(() => {
+        running = null;
+        if (!stopped) timer = setTimeout(tick, o.intervalMs);
+      });
+  };
+  timer = setTimeout(tick, 0);
+  o.log.info({ event: 'alerts_loop_start', interval_ms: o.intervalMs, webhook: settings.webhookUrl !== null }, 'periodic alert checks');
+  return {
+    stop: async () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      if (running) await running;
+    },
+  };
+}

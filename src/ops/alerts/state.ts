@@ -1,0 +1,151 @@
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { writeAtomicSync } from '../../storage/atomic.js';
+import type { WorkspacePaths } from '../../storage/paths.js';
+import type { RuleName } from './config.js';
+import type { Severity, WorkerMemory } from './rules.js';
+
+/** A delivery not yet acknowledged by the webhook: sent again, same event id and body, at each check. */
+export interface PendingDelivery {
+  event_id: string;
+  /** The JSON body, frozen at the first attempt. */
+  body: string;
+  first_attempt_at: string;
+  attempts: number;
+  last_error: string | null;
+}
+
+/** One alert, by fingerprint: open or recently resolved (kept until its cooldown has passed). */
+export interface AlertRecord {
+  fingerprint: string;
+  rule: RuleName;
+  subject: string;
+  severity: Severity;
+  message: string;
+  details: Record<string, unknown>;
+  open: boolean;
+  /** When it opened (this time). */
+  since: string;
+  last_seen: string;
+  resolved_at: string | null;
+  /** Last successful delivery; the cooldown counts from it. */
+  last_sent_at: string | null;
+  last_event_id: string | null;
+  pending: PendingDelivery | null;
+}
+
+/** ops/alerts-state.json: what the last check saw and sent. Replaced atomically at each check. */
+export interface AlertState {
+  schema_version: 1;
+  checked_at: string | null;
+  workers: Record<string, WorkerMemory>;
+  alerts: Record<string, AlertRecord>;
+}
+
+export function alertStatePath(ws: WorkspacePaths): string {
+  return join(ws.root, 'ops', 'alerts-state.json');
+}
+
+/** ops/alerts-log.jsonl: one line per alert opened, resolved, sent or not delivered (the weekly report reads it). */
+export function alertLogPath(ws: WorkspacePaths): string {
+  return join(ws.root, 'ops', 'alerts-log.jsonl');
+}
+
+export function emptyState(): AlertState {
+  return { schema_version: 1, checked_at: null, workers: {}, alerts: {} };
+}
+
+/** The state file; a missing or unreadable one starts afresh (it only remembers, it is not the record). */
+export function readAlertState(ws: WorkspacePaths): AlertState {
+  const p = alertStatePath(ws);
+  if (!existsSync(p)) return emptyState();
+  try {
+    const s = JSON.parse(readFileSync(p, 'utf8')) as AlertState;
+    if (s.schema_version !== 1 || typeof s.alerts !== 'object' || typeof s.workers !== 'object') return emptyState();
+    return s;
+  } catch {
+    return emptyState();
+  }
+}
+
+export function writeAlertState(ws: WorkspacePaths, s: AlertState): void {
+  writeAtomicSync(alertStatePath(ws), `${JSON.stringify(s, null, 2)}\n`);
+}
+
+export type AlertLogEvent = 'opened' | 'resolved' | 'sent' | 'delivery_failed';
+
+export interface AlertLogLine {
+  at: string;
+  event: AlertLogEvent;
+  fingerprint: string;
+  rule: RuleName;
+  subject: string;
+  severity: Severity;
+  message?: string;
+  event_id?: string;
+  error?: string;
+}
+
+export function appendAlertLog(ws: WorkspacePaths, lines: readonly AlertLogLine[]): void {
+  if (lines.length === 0) return;
+  const p = alertLogPath(ws);
+  mkdirSync(dirname(p), { recursive: true });
+  appendFileSync(p, lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+}
+
+export function readAlertLog(ws: WorkspacePaths): AlertLogLine[] {
+  const p = alertLogPath(ws);
+  if (!existsSync(p)) return [];
+  const out: AlertLogLine[] = [];
+  for (const line of readFileSync(p, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      out.push(JSON.parse(line) as AlertLogLine);
+    } catch {
+      // a torn last line after a crash: skipped
+    }
+  }
+  return out;
+}
+
+/** An open alert as the API, the /ops page and `alerts list` show it. */
+export interface OpenAlert {
+  fingerprint: string;
+  rule: RuleName;
+  subject: string;
+  severity: Severity;
+  message: string;
+  since: string;
+  last_seen: string;
+  last_sent_at: string | null;
+  /** sent: delivered within the cooldown; pending: a delivery failed and is retried at the next check; not_sent: no webhook, or not due yet. */
+  delivery: 'sent' | 'pending' | 'not_sent';
+  details: Record<string, unknown>;
+}
+
+export function toOpenAlert(r: AlertRecord): OpenAlert {
+  return {
+    fingerprint: r.fingerprint,
+    rule: r.rule,
+    subject: r.subject,
+    severity: r.severity,
+    message: r.message,
+    since: r.since,
+    last_seen: r.last_seen,
+    last_sent_at: r.last_sent_at,
+    delivery: r.pending ? 'pending' : r.last_sent_at ? 'sent' : 'not_sent',
+    details: r.details,
+  };
+}
+
+const RANK: Record<Severity, number> = { critical: 0, warning: 1 };
+
+export function sortAlerts<T extends { severity: Severity; fingerprint: string }>(xs: T[]): T[] {
+  return xs.sort((a, b) => RANK[a.severity] - RANK[b.severity] || (a.fingerprint < b.fingerprint ? -1 : a.fingerprint > b.fingerprint ? 1 : 0));
+}
+
+/** The open alerts as of the last check (GET /api/alerts, `alerts list`): nothing is evaluated or sent. */
+export function readOpenAlerts(ws: WorkspacePaths): { checked_at: string | null; open: OpenAlert[] } {
+  const s = readAlertState(ws);
+  return { checked_at: s.checked_at, open: sortAlerts(Object.values(s.alerts).filter((a) => a.open).map(toOpenAlert)) };
+}

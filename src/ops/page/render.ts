@@ -1,0 +1,210 @@
+import type { LockStatus } from '../../guard/run-lock.js';
+import type { DeadLetter } from '../../queue/types.js';
+import type { RunInfo } from '../../storage/runs.js';
+import type { QueueView } from '../workspace-view.js';
+import { OPS_CSS, OPS_JS } from './client.js';
+import { html, raw, type Html } from './html.js';
+
+/** A section's data, or why it could not be read (the rest of the page still renders). */
+export type Section<T> = { ok: true; value: T } | { ok: false; error: string };
+
+export interface DeadLetterGroup {
+  worker: string;
+  /** The first `shown` dead letters, oldest first. */
+  items: DeadLetter[];
+  total: number;
+}
+
+export interface OpsPageView {
+  env: 'development' | 'production';
+  writeEnabled: boolean;
+  version: string;
+  workspace: string;
+  generatedAt: Date;
+  queues: Section<QueueView[]>;
+  deadLetters: Section<DeadLetterGroup[]>;
+  runs: Section<{ recent: RunInfo[]; total: number }>;
+  lock: Section<LockStatus>;
+}
+
+/** 42 → "42s", 754 → "12m 34s", 7300 → "2h 01m", 200000 → "2d 07h". */
+export function formatAge(seconds: number | null): string {
+  if (seconds === null || !Number.isFinite(seconds)) return '—';
+  const s = Math.max(0, Math.round(seconds));
+  const two = (n: number): string => String(n).padStart(2, '0');
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${two(s % 60)}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${two(Math.floor((s % 3600) / 60))}m`;
+  return `${Math.floor(s / 86400)}d ${two(Math.floor((s % 86400) / 3600))}h`;
+}
+
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms)) return '—';
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return formatAge(ms / 1000);
+}
+
+/** ISO-8601 as "2026-01-15 12:00:03Z" (UTC, whole seconds). */
+export function formatTime(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+
+function sectionError(e: string): Html {
+  return html`<p class="section-error">Could not read this section: ${e}</p>`;
+}
+
+function writeButton(v: OpsPageView, label: string, action: 'retry' | 'pause' | 'resume', worker: string, task: string | null, cls: string): Html {
+  const off = v.writeEnabled ? null : html` disabled title="${`Writes are disabled on this server (${v.env.toUpperCase()})`}"`;
+  return html`<button type="button" class="${cls}" data-action="${action}" data-worker="${worker}"${task === null ? null : html` data-task="${task}"`}${off}>${label}</button>`;
+}
+
+function queuesSection(v: OpsPageView): Html {
+  if (!v.queues.ok) return sectionError(v.queues.error);
+  if (v.queues.value.length === 0) return html`<p class="empty">No queues yet.</p>`;
+  const rows = v.queues.value.map(
+    (q) => html`<tr data-queue="${q.queue}" class="${q.dead > 0 ? 'hot' : ''}">
+<td class="mono">${q.queue}</td>
+<td class="num" data-stat="ready">${q.ready}</td>
+<td class="num" data-stat="scheduled">${q.scheduled}</td>
+<td class="num" data-stat="leased">${q.leased}</td>
+<td class="num" data-stat="completed">${q.completed}</td>
+<td class="num dead" data-stat="dead">${q.dead}</td>
+<td data-stat="paused">${q.paused ? html`<span class="badge warn">paused</span>` : html`<span class="badge ok">running</span>`}</td>
+<td class="num" data-stat="oldest_ready_age">${formatAge(q.oldest_ready_age_s)}</td>
+<td>${q.paused ? writeButton(v, 'Resume', 'resume', q.queue, null, 'primary') : writeButton(v, 'Pause', 'pause', q.queue, null, '')}${q.corrupt_records > 0 ? html` <span class="badge bad" title="records failed their checksum and are set aside">${q.corrupt_records} corrupt</span>` : null}</td>
+</tr>`,
+  );
+  return html`<table id="queues-table">
+<thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Scheduled</th><th class="num">Leased</th><th class="num">Completed</th><th class="num">Dead</th><th>State</th><th class="num">Oldest ready</th><th></th></tr></thead>
+<tbody>${rows}</tbody>
+</table>`;
+}
+
+function lastError(d: DeadLetter): Html {
+  const e = d.reason ?? d.errors[d.errors.length - 1] ?? null;
+  if (!e) return html`<span class="muted">—</span>`;
+  return html`<span class="badge bad">${e.kind}</span> <span class="mono">${e.class}</span>: ${e.message}`;
+}
+
+function deadLettersSection(v: OpsPageView): Html {
+  if (!v.deadLetters.ok) return sectionError(v.deadLetters.error);
+  const groups = v.deadLetters.value.filter((g) => g.total > 0);
+  if (groups.length === 0) return html`<p class="empty">No dead letters.</p>`;
+  return html`${groups.map(
+    (g) => html`<div class="dead-group" data-queue="${g.worker}">
+<h3><span class="mono">${g.worker}</span> — ${g.total} dead letter${g.total === 1 ? '' : 's'}</h3>
+<table>
+<thead><tr><th>Task</th><th class="num">Attempts</th><th>Dead since</th><th>Last error</th><th></th></tr></thead>
+<tbody>${g.items.map(
+      (d) => html`<tr data-task="${d.task.id}">
+<td class="mono">${d.task.id}</td>
+<td class="num">${d.attempt_count}/${d.task.max_attempts}</td>
+<td>${formatTime(d.dead_at)}</td>
+<td class="err">${lastError(d)}</td>
+<td>${writeButton(v, 'Retry', 'retry', g.worker, d.task.id, 'primary')}</td>
+</tr>`,
+    )}</tbody>
+</table>
+${g.total > g.items.length ? html`<p class="muted">Showing the oldest ${g.items.length} of ${g.total}. All of them: <span class="mono">metaspn queue deadletter list ${g.worker}</span></p>` : null}
+</div>`,
+  )}`;
+}
+
+function runsSection(v: OpsPageView): Html {
+  if (!v.runs.ok) return sectionError(v.runs.error);
+  const { recent, total } = v.runs.value;
+  if (recent.length === 0) return html`<p class="empty">No runs yet.</p>`;
+  return html`<table id="runs-table">
+<thead><tr><th>Run</th><th>Pipeline</th><th>Date</th><th>Status</th><th>Started (UTC)</th><th class="num">Duration</th><th class="num">Exit code</th><th>Failure</th></tr></thead>
+<tbody>${recent.map(
+    (r) => html`<tr data-run="${r.run_id}">
+<td class="mono">${r.run_id}${r.current ? html` <span class="badge ok" title="the date's current pointer names this run">current</span>` : null}</td>
+<td>${r.pipeline}</td>
+<td>${r.date}</td>
+<td><span class="badge ${r.status === 'success' ? 'ok' : 'bad'}">${r.status}</span></td>
+<td>${formatTime(r.started_at)}</td>
+<td class="num">${formatDuration(r.duration_ms)}</td>
+<td class="num">${r.exit_code}</td>
+<td class="err">${r.failure ?? ''}</td>
+</tr>`,
+  )}</tbody>
+</table>
+${total > recent.length ? html`<p class="muted">The newest ${recent.length} of ${total} runs.</p>` : null}`;
+}
+
+function lockSection(v: OpsPageView): Html {
+  if (!v.lock.ok) return sectionError(v.lock.error);
+  const l = v.lock.value;
+  const p = l.payload;
+  const active = l.held && p?.active === 1;
+  const state = active
+    ? html`<span class="badge warn">held</span>`
+    : l.held
+      ? html`<span class="badge warn">held (no active holder named)</span>`
+      : html`<span class="badge ok">free</span>`;
+  const alive = l.holder_alive === null ? 'unknown' : l.holder_alive ? 'yes' : 'no';
+  return html`<dl class="kv" id="lock">
+<dt>State</dt><dd>${state}${l.stale_reason ? html` <span class="badge bad">stale: ${l.stale_reason}</span>` : null}</dd>
+${p
+  ? html`<dt>${active ? 'Holder' : 'Last holder'}</dt><dd>pid ${p.pid} on <span class="mono">${p.host}</span>${active ? null : ' (released)'}</dd>
+<dt>Since</dt><dd>${formatTime(p.start_ts_utc)} (ttl ${formatAge(p.ttl_sec)})</dd>
+<dt>Reason</dt><dd>${p.reason}</dd>
+<dt>Command</dt><dd class="mono">${p.cmd}</dd>
+${active ? html`<dt>Holder alive</dt><dd>${alive}</dd>` : null}`
+  : html`<dt>Holder</dt><dd class="muted">never taken</dd>`}
+<dt>File</dt><dd class="mono">${l.path}</dd>
+</dl>`;
+}
+
+/** The whole /ops page. `nonce` admits the page's own style and script under its CSP. */
+export function renderOpsPage(v: OpsPageView, nonce: string): string {
+  const env = v.env.toUpperCase();
+  const writes = v.writeEnabled ? 'Write controls enabled' : 'Write controls disabled';
+  const page = html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${env} · metaspn ops</title>
+<link rel="icon" href="data:,">
+<style nonce="${nonce}">${raw(OPS_CSS)}</style>
+</head>
+<body>
+<header class="banner ${v.env}" id="banner">
+<span class="env" id="env">${env}</span>
+<span class="writes" id="writes">${writes}</span>
+<span class="meta">metaspn ${v.version} · workspace <span class="mono">${v.workspace}</span></span>
+</header>
+<div class="toolbar">
+<label for="token">Admin token</label>
+<input id="token" type="password" autocomplete="off" spellcheck="false" placeholder="METASPN_ADMIN_TOKEN">
+<label for="actor">Actor</label>
+<input id="actor" type="text" autocomplete="off" spellcheck="false" placeholder="your name (recorded with writes)">
+<button type="button" id="forget">Forget token</button>
+<span class="spacer"></span>
+<span class="stamp" id="refreshed"></span>
+<button type="button" id="refresh" class="primary">Refresh</button>
+</div>
+${v.writeEnabled ? null : html`<p class="note" id="writes-off">This server refuses writes (${env}${v.env === 'production' ? ': read-only unless METASPN_ADMIN_WRITE_ENABLED=true' : ': METASPN_ADMIN_WRITE_ENABLED=false'}). Retry, pause and resume are disabled here and answered with 403 if sent anyway.</p>`}
+<p class="message" id="message" role="status" aria-live="polite" hidden></p>
+<main>
+<section id="alerts" hidden>
+<h2>Alerts</h2>
+<div id="alerts-list"></div>
+</section>
+<div id="data">
+<section id="queues"><h2>Queues</h2>${queuesSection(v)}</section>
+<section id="deadletters"><h2>Dead letters</h2>${deadLettersSection(v)}</section>
+<section id="runs"><h2>Recent runs</h2>${runsSection(v)}</section>
+<section id="lock-section"><h2>Run lock <span class="muted mono">s1</span></h2>${lockSection(v)}</section>
+<p class="muted" id="generated">Rendered ${formatTime(v.generatedAt.toISOString())} from the workspace files.</p>
+</div>
+</main>
+<script nonce="${nonce}">${raw(OPS_JS)}</script>
+</body>
+</html>
+`;
+  return page.text;
+}
