@@ -36,7 +36,7 @@ describe('metaspn s1 backfill', () => {
     const onDisk = JSON.parse(readFileSync(join(par, 'manifests', 'backfills', s.backfill_id, 'summary.json'), 'utf8'));
     expect(onDisk.finished_at).not.toBeNull();
     expect(Object.keys(onDisk.dates)).toHaveLength(30);
-  });
+  }, 240_000);
 
   it('SIGKILLed halfway, --resume redoes only the unfinished dates and ends byte-identical', async () => {
     const clean = tempWorkspace({ signals: SIGNALS });
@@ -63,7 +63,7 @@ describe('metaspn s1 backfill', () => {
     const redone = Object.entries(s.dates).filter(([, v]) => v.status === 'published').map(([d]) => d);
     expect(redone.sort()).toEqual(dates(10).filter((d) => !before.includes(d)));
     expect(hashes(ws)).toEqual(hashes(clean));
-  });
+  }, 180_000);
 
   it('rejects a range outside the season (10) and a reversed one (64)', () => {
     const ws = tempWorkspace({ signals: SIGNALS });
