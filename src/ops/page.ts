@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { readLockStatus } from '../guard/run-lock.js';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { deadletterDir } from '../storage/paths.js';
 import { listRuns } from '../storage/runs.js';
-import { renderOpsPage, type OpsPageView, type Section } from './page/render.js';
+import { renderOpsData, renderOpsPage, type OpsPageView, type Section } from './page/render.js';
 import type { OpsContext } from './server.js';
 import { queueNamesOf, queueView } from './workspace-view.js';
 
@@ -67,11 +67,13 @@ export function opsPageView(ctx: OpsContext, now = new Date()): OpsPageView {
  * GET /ops: one server-rendered page over the JSON API (reads as the API reads; the page's buttons
  * call the guarded write endpoints with the token typed into it). Read access is checked by the
  * server's onRequest hook like every other non-health route: open on loopback, token elsewhere.
+ * `GET /ops?part=data` answers only the data panels, which the page's Refresh swaps in.
  */
 export function registerOpsPage(app: FastifyInstance, ctx: OpsContext): void {
-  app.get('/ops', async (_req, reply) => {
+  app.get('/ops', async (req: FastifyRequest<{ Querystring: { part?: string } }>, reply) => {
     const nonce = randomBytes(16).toString('base64');
-    const body = renderOpsPage(opsPageView(ctx), nonce);
+    const view = opsPageView(ctx);
+    const body = req.query.part === 'data' ? renderOpsData(view) : renderOpsPage(view, nonce);
     return reply
       .header('Content-Type', 'text/html; charset=utf-8')
       .header('Cache-Control', 'no-store')

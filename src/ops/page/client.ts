@@ -41,6 +41,8 @@ th { font-size:12px; color:var(--muted); font-weight:600; white-space:nowrap; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 td.mono, .mono { font-family:ui-monospace,"DejaVu Sans Mono",monospace; font-size:12.5px; word-break:break-all; }
 td.err { max-width:48em; }
+table.dead { table-layout:fixed; }
+table.dead col.task { width:22%; } table.dead col.attempts { width:7em; } table.dead col.since { width:13em; } table.dead col.act { width:6em; }
 .badge { display:inline-block; padding:0 7px; border-radius:9px; font-size:12px; font-weight:600; background:#eef1f4; }
 .badge.ok { background:#dcf3e3; color:var(--ok); }
 .badge.bad { background:#fbe0e0; color:var(--bad); }
@@ -100,7 +102,7 @@ export const OPS_JS = `
     var busy = document.getElementById('refresh');
     busy.disabled = true;
     try {
-      var r = await fetch('/ops', { headers: headers(false), cache: 'no-store' });
+      var r = await fetch('/ops?part=data', { headers: headers(false), cache: 'no-store' });
       if (!r.ok) throw new Error('HTTP ' + r.status);
       var doc = new DOMParser().parseFromString(await r.text(), 'text/html');
       var fresh = doc.getElementById('data');
@@ -122,6 +124,7 @@ export const OPS_JS = `
     return el;
   }
 
+  /** GET /api/alerts ({checked_at, open: [...]}): shown when it answers 200, hidden otherwise. */
   async function loadAlerts() {
     var panel = document.getElementById('alerts');
     var list = document.getElementById('alerts-list');
@@ -136,20 +139,34 @@ export const OPS_JS = `
         var ul = document.createElement('ul');
         items.forEach(function (a) {
           var li = document.createElement('li');
+          li.className = 'alert';
           var sev = String(a.severity || a.level || 'alert');
           li.appendChild(text('span', sev, 'badge ' + (/crit|error|fail/i.test(sev) ? 'bad' : 'warn')));
-          li.appendChild(document.createTextNode(' ' + String(a.rule || a.name || a.kind || a.id || '') + ' '));
-          li.appendChild(text('span', String(a.message || a.summary || a.reason || ''), ''));
-          var when = a.since || a.at || a.fired_at || a.created_at;
-          if (when) li.appendChild(text('span', ' (' + String(when) + ')', 'muted'));
+          li.appendChild(document.createTextNode(' '));
+          li.appendChild(text('strong', String(a.rule || a.name || a.kind || ''), ''));
+          var message = String(a.message || a.summary || a.reason || '');
+          // The message usually starts with its subject already ("project_rewards: 1 new dead letter").
+          if (a.subject && message.indexOf(String(a.subject)) !== 0) li.appendChild(text('span', ' ' + String(a.subject), 'mono'));
+          li.appendChild(text('span', ': ' + message, 'alert-message'));
+          var when = a.since || a.at;
+          var meta = [];
+          if (when) meta.push('since ' + fmt(String(when)));
+          if (a.delivery) meta.push('webhook ' + String(a.delivery).replace('_', ' '));
+          if (meta.length) li.appendChild(text('span', ' (' + meta.join(', ') + ')', 'muted'));
           ul.appendChild(li);
         });
         list.appendChild(ul);
       }
+      var checked = body && !Array.isArray(body) && 'checked_at' in body ? body.checked_at : undefined;
+      if (checked !== undefined) list.appendChild(text('p', checked ? 'Last checked ' + fmt(String(checked)) + '.' : 'Not checked yet (metaspn alerts check, or serve checks periodically).', 'muted'));
       panel.hidden = false;
     } catch (e) {
       panel.hidden = true;
     }
+  }
+
+  function fmt(iso) {
+    return iso.replace('T', ' ').replace(/\\.\\d+Z$/, 'Z');
   }
 
   var LABEL = { retry: 'Retry', pause: 'Pause', resume: 'Resume' };

@@ -95,7 +95,8 @@ function deadLettersSection(v: OpsPageView): Html {
   return html`${groups.map(
     (g) => html`<div class="dead-group" data-queue="${g.worker}">
 <h3><span class="mono">${g.worker}</span> — ${g.total} dead letter${g.total === 1 ? '' : 's'}</h3>
-<table>
+<table class="dead">
+<colgroup><col class="task"><col class="attempts"><col class="since"><col><col class="act"></colgroup>
 <thead><tr><th>Task</th><th class="num">Attempts</th><th>Dead since</th><th>Last error</th><th></th></tr></thead>
 <tbody>${g.items.map(
       (d) => html`<tr data-task="${d.task.id}">
@@ -123,7 +124,7 @@ function runsSection(v: OpsPageView): Html {
 <td class="mono">${r.run_id}${r.current ? html` <span class="badge ok" title="the date's current pointer names this run">current</span>` : null}</td>
 <td>${r.pipeline}</td>
 <td>${r.date}</td>
-<td><span class="badge ${r.status === 'success' ? 'ok' : 'bad'}">${r.status}</span></td>
+<td><span class="badge ${r.status === 'success' ? 'ok' : r.status === 'failed' ? 'bad' : 'warn'}">${r.status}</span></td>
 <td>${formatTime(r.started_at)}</td>
 <td class="num">${formatDuration(r.duration_ms)}</td>
 <td class="num">${r.exit_code}</td>
@@ -158,6 +159,21 @@ ${active ? html`<dt>Holder alive</dt><dd>${alive}</dd>` : null}`
 </dl>`;
 }
 
+function dataPart(v: OpsPageView): Html {
+  return html`<div id="data">
+<section id="queues"><h2>Queues</h2>${queuesSection(v)}</section>
+<section id="deadletters"><h2>Dead letters</h2>${deadLettersSection(v)}</section>
+<section id="runs"><h2>Recent runs</h2>${runsSection(v)}</section>
+<section id="lock-section"><h2>Run lock <span class="muted mono">s1</span></h2>${lockSection(v)}</section>
+<p class="muted" id="generated">Rendered ${formatTime(v.generatedAt.toISOString())} from the workspace files.</p>
+</div>`;
+}
+
+/** Only the data panels (`GET /ops?part=data`): what Refresh swaps in, without the page's style and script. */
+export function renderOpsData(v: OpsPageView): string {
+  return dataPart(v).text;
+}
+
 /** The whole /ops page. `nonce` admits the page's own style and script under its CSP. */
 export function renderOpsPage(v: OpsPageView, nonce: string): string {
   const env = v.env.toUpperCase();
@@ -181,7 +197,7 @@ export function renderOpsPage(v: OpsPageView, nonce: string): string {
 <label for="token">Admin token</label>
 <input id="token" type="password" autocomplete="off" spellcheck="false" placeholder="METASPN_ADMIN_TOKEN">
 <label for="actor">Actor</label>
-<input id="actor" type="text" autocomplete="off" spellcheck="false" placeholder="your name (recorded with writes)">
+<input id="actor" type="text" autocomplete="off" spellcheck="false" placeholder="your name" title="recorded with each write">
 <button type="button" id="forget">Forget token</button>
 <span class="spacer"></span>
 <span class="stamp" id="refreshed"></span>
@@ -191,16 +207,10 @@ ${v.writeEnabled ? null : html`<p class="note" id="writes-off">This server refus
 <p class="message" id="message" role="status" aria-live="polite" hidden></p>
 <main>
 <section id="alerts" hidden>
-<h2>Alerts</h2>
+<h2>Alerts <span class="muted">open, from GET /api/alerts</span></h2>
 <div id="alerts-list"></div>
 </section>
-<div id="data">
-<section id="queues"><h2>Queues</h2>${queuesSection(v)}</section>
-<section id="deadletters"><h2>Dead letters</h2>${deadLettersSection(v)}</section>
-<section id="runs"><h2>Recent runs</h2>${runsSection(v)}</section>
-<section id="lock-section"><h2>Run lock <span class="muted mono">s1</span></h2>${lockSection(v)}</section>
-<p class="muted" id="generated">Rendered ${formatTime(v.generatedAt.toISOString())} from the workspace files.</p>
-</div>
+${dataPart(v)}
 </main>
 <script nonce="${nonce}">${raw(OPS_JS)}</script>
 </body>
