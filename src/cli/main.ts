@@ -2,13 +2,16 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { toMetaspnError } from '../guard/errors.js';
 import { EXIT } from '../guard/exit-codes.js';
+import { registerAlerts } from './commands/alerts.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerLock } from './commands/lock.js';
 import { registerQueue } from './commands/queue.js';
+import { registerReport } from './commands/report.js';
 import { registerRuns } from './commands/runs.js';
 import { registerS1 } from './commands/s1.js';
 import { registerServe } from './commands/serve.js';
 import { registerSmoke } from './commands/smoke.js';
+import { registerVerify } from './commands/verify.js';
 import { registerWorker } from './commands/worker.js';
 import { takeExitCode } from './exit.js';
 import { commandLog, flushLogs } from './session.js';
@@ -37,6 +40,9 @@ export function buildProgram(): Command {
   registerSmoke(program);
   registerDoctor(program);
   registerServe(program);
+  registerAlerts(program);
+  registerReport(program);
+  registerVerify(program);
   // Every subcommand reports usage errors through the same exit code (64).
   const walk = (c: Command): void => {
     c.exitOverride();

@@ -55,7 +55,7 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
 
   app.setErrorHandler((err, _req, reply) => {
     const e = toMetaspnError(err);
-    const status = (err as { statusCode?: number }).statusCode && !(err instanceof MetaspnError) ? (err as { statusCode: number }).statusCode : (HTTP_BY_CODE[e.code] ?? 500);
+    const status = (err as { statusCode?: number }).statusCode ?? HTTP_BY_CODE[e.code] ?? 500;
     if (status >= 500) ctx.log.error({ event: 'ops_error', error: e.message }, 'ops request failed');
     const retry = (e.details as { retry_after_s?: number } | undefined)?.retry_after_s;
     if (status === 429 && retry) void reply.header('Retry-After', String(retry));

@@ -77,7 +77,7 @@ export function evaluate(
 
     const maxS = t.oldest_ready_max_minutes * 60;
     if (v.oldest_ready_age_s !== null && v.oldest_ready_age_s > maxS) {
-      add('oldest_ready_age', v.queue, 'warning', `${v.queue}: the oldest ready task has waited ${Math.round(v.oldest_ready_age_s / 60)} min (threshold ${t.oldest_ready_max_minutes} min)${v.paused ? '; the queue is paused' : ''}`, {
+      add('oldest_ready_age', v.queue, 'warning', `${v.queue}: the oldest ready task has waited ${span(v.oldest_ready_age_s * 1000)} (threshold ${t.oldest_ready_max_minutes} min)${v.paused ? '; the queue is paused' : ''}`, {
         oldest_ready_age_s: Math.round(v.oldest_ready_age_s),
         threshold_s: maxS,
         ready: v.ready,
@@ -94,7 +94,7 @@ export function evaluate(
       const attempts = failed + (now.completed - base.completed);
       const ratio = attempts > 0 ? failed / attempts : 0;
       if (attempts >= t.failure_min_attempts && ratio > t.failure_ratio_max) {
-        add('failure_ratio', v.queue, 'critical', `${v.queue}: ${failed} of ${attempts} attempts failed in the last ${Math.round((obs.now - base.at) / 60_000)} min (ratio ${ratio.toFixed(2)} > ${t.failure_ratio_max})`, {
+        add('failure_ratio', v.queue, 'critical', `${v.queue}: ${failed} of ${attempts} attempts failed in the last ${span(obs.now - base.at)} (ratio ${ratio.toFixed(2)} > ${t.failure_ratio_max})`, {
           failed,
           attempts,
           ratio: Number(ratio.toFixed(4)),
@@ -129,6 +129,10 @@ export function evaluate(
     }, `${r.pipeline}:${r.run_id}`);
   }
   return { alerts, workers };
+}
+
+function span(ms: number): string {
+  return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
 }
 
 /** The latest run of each pipeline, from a list sorted newest first (listRuns). */
