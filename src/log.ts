@@ -1,43 +1,68 @@
 import { mkdirSync, openSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
+import sonicBoom from 'sonic-boom';
 import type { WorkspacePaths } from './storage/paths.js';
 
 export type { Logger };
 
+// sonic-boom is CommonJS: its module object is the class, which also carries itself as .SonicBoom.
+const { SonicBoom } = sonicBoom;
+
 export interface LogHandle {
   logger: Logger;
-  /** Writes what is buffered; call before the process exits. */
-  flush(): void;
+  /** Writes what is buffered (at most `ms`); call before the process exits. */
+  flush(ms?: number): Promise<void>;
 }
 
 /**
  * Structured logs go to logs/metaspn.jsonl, one JSON event a line; warnings and errors also reach
  * the terminal as one readable line each. Level from METASPN_LOG_LEVEL (default info).
+ *
+ * The file stream is a SonicBoom made here rather than by pino.destination(): that one registers
+ * an exit hook calling flushSync, which on a full disk retries forever (it sleeps and loops on any
+ * error but EAGAIN), and a command must exit on a full disk with its one-line message. A write
+ * error stops file logging with one warning on stderr; the terminal still gets warnings.
  */
 export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts: { quiet?: boolean } = {}): LogHandle {
   mkdirSync(ws.logs, { recursive: true });
   // Opened here, synchronously: a command that exits at once must not find its log still opening.
-  const file = pino.destination({ dest: openSync(ws.logFile, 'a'), sync: false, minLength: 4096 });
-  const streams: pino.StreamEntry[] = [{ level: 'trace', stream: file }];
+  const file = new SonicBoom({ fd: openSync(ws.logFile, 'a'), sync: false, minLength: 4096 });
+  let broken = false;
+  file.on('error', (err: NodeJS.ErrnoException) => {
+    if (broken) return;
+    broken = true;
+    process.stderr.write(`warning: ${ws.logFile}: ${err.code ?? err.message}; structured logging to the file stopped\n`);
+  });
+  const streams: pino.StreamEntry[] = [{ level: 'trace', stream: { write: (line: string) => void (broken || file.write(line)) } }];
   if (!opts.quiet) streams.push({ level: 'warn', stream: { write: (line: string) => process.stderr.write(readable(line)) } });
   const level = process.env.METASPN_LOG_LEVEL ?? 'info';
   const logger = pino({ level, base, timestamp: pino.stdTimeFunctions.isoTime }, pino.multistream(streams));
   return {
     logger,
-    flush: () => {
-      try {
-        file.flushSync();
-      } catch {
-        // nothing buffered, or the file is gone: nothing to save
-      }
-    },
+    flush: (ms = 2000) =>
+      new Promise<void>((resolve) => {
+        if (broken) return resolve();
+        const t = setTimeout(resolve, ms);
+        try {
+          file.flush(() => {
+            clearTimeout(t);
+            resolve();
+          });
+        } catch {
+          clearTimeout(t);
+          resolve();
+        }
+      }),
   };
 }
 
 const HIDDEN = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'cmd']);
 
-/** Events the CLI prints itself: the terminal gets them once, the log file keeps them. */
-const FILE_ONLY = new Set(['command_failed']);
+/**
+ * Events the CLI prints itself (or sums up: a stage's line counts its tasks): the terminal gets
+ * them once, the log file keeps every one.
+ */
+const FILE_ONLY = new Set(['command_failed', 'task_end']);
 
 function readable(line: string): string {
   try {

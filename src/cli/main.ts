@@ -74,6 +74,6 @@ export async function main(argv: string[]): Promise<number> {
     if (process.env.METASPN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
     return e.exitCode;
   } finally {
-    flushLogs();
+    await flushLogs();
   }
 }

@@ -22,9 +22,9 @@ export function commandLine(): string {
 
 const opened: LogHandle[] = [];
 
-/** Flushes every log a command opened; the CLI calls it before exiting. */
-export function flushLogs(): void {
-  for (const l of opened.splice(0)) l.flush();
+/** Flushes every log a command opened (bounded in time); the CLI calls it before exiting. */
+export async function flushLogs(): Promise<void> {
+  await Promise.all(opened.splice(0).map((l) => l.flush()));
 }
 
 /** The log of the workspace the command opened, if it opened one: the CLI logs how it ended there. */

@@ -61,14 +61,11 @@ export function checkStore(ws: WorkspacePaths, path: string, f: Findings): Store
   if (bad.length) f.error('store', rel, `${bad.length} line(s) are not JSON rows with an id and a date (lines ${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', …' : ''})`, 'not repaired automatically (it would mean deleting data): restore the file from a backup, or move the lines out by hand');
   if (dupes.length) f.error('store', rel, `${dupes.length} id(s) appear twice (first ${dupes[0]})`, 'artifacts must be written once: restore from a backup; re-runs never write an id twice');
   const index = new DateIndexFiles(join(ws.store, '.index', basename(path, '.jsonl')));
-  let indexStale = index.covered() !== size;
-  if (!indexStale) {
-    for (const [date, n] of perDate) {
-      if (index.read(date).length !== n) {
-        indexStale = true;
-        break;
-      }
-    }
+  const meta = index.meta();
+  let indexStale = meta.covered !== size || Object.keys(meta.counts).some((d) => !perDate.has(d));
+  for (const [date, n] of perDate) {
+    if (indexStale) break;
+    if (meta.counts[date] !== n || index.read(date, n) === null) indexStale = true;
   }
   if (indexStale) f.warn('store', relative(ws.root, index.dir), 'the per-date index is not in step with the file', '--repair rebuilds it from the file (any write also catches it up)');
   return { tornTail, indexStale };

@@ -72,11 +72,17 @@ export class StateCorruptError extends MetaspnError {
   }
 }
 
+/** The disk (or the user's quota) is full: no task can succeed until an operator frees space. */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 /** Normalise anything thrown into a MetaspnError, keeping the original as `cause`. */
 export function toMetaspnError(err: unknown): MetaspnError {
   if (err instanceof MetaspnError) return err;
   const e = err as NodeJS.ErrnoException | undefined;
-  if (e && (e.code === 'ENOSPC' || e.code === 'EDQUOT')) {
+  if (e && isDiskFull(e)) {
     return new MetaspnError('INTERNAL_ERROR', `disk full while writing${e.path ? ` ${e.path}` : ''} (${e.code})`, {
       cause: err,
       hint: 'free space on the workspace disk, then re-run the same command; nothing was half-written',

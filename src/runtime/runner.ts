@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { backoffDelay } from '../queue/backoff.js';
 import { collectIfGrown } from './memory.js';
 import { describeError } from '../queue/record.js';
+import { isDiskFull } from '../guard/errors.js';
 import type { ClaimedTask, Lease, Owner, Queue } from '../queue/types.js';
 import type { QueuePolicy } from '../config/policy.js';
 import { isUnrecoverable, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
@@ -40,7 +41,8 @@ export interface RunnerDeps {
   haltWhen?: (o: TaskOutcome) => string | null;
 }
 
-export type OutcomeKind = 'completed' | 'retry_scheduled' | 'dead' | 'dead_contract' | 'lease_lost' | 'abandoned';
+/** `released`: the task went back to the queue untouched (the disk was full: not the task's fault). */
+export type OutcomeKind = 'completed' | 'retry_scheduled' | 'dead' | 'dead_contract' | 'lease_lost' | 'abandoned' | 'released';
 
 export interface TaskOutcome {
   id: string;
@@ -49,6 +51,8 @@ export interface TaskOutcome {
   duration_ms: number;
   /** For dead letters: the error's code, e.g. STATE_CORRUPT. */
   code?: string;
+  /** An error no task can get past (disk full): the worker stops claiming and rethrows it. */
+  fatal?: unknown;
 }
 
 export interface RunSummary {
@@ -92,6 +96,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   let avgMs = 0;
   let settled = 0;
   let drained = false;
+  let fatal: { err: unknown } | null = null;
   const live = new Set<Live>();
   const stopWatchdog = watchdog(d, live);
 
@@ -103,6 +108,10 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     const whole = runOne(d, c, live, free).then((o) => {
       sum[o.kind]++;
       if (++settled % 4096 === 0) collectIfGrown();
+      if (o.fatal !== undefined && !fatal) {
+        fatal = { err: o.fatal };
+        halt.abort();
+      }
       const why = halt.signal.aborted ? null : (d.haltWhen?.(o) ?? null);
       if (why) {
         sum.halted = why;
@@ -152,7 +161,13 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
 
   // Graceful stop: buffered tasks go back untouched; running ones finish unless forced.
   for (const c of buffer.splice(0)) {
-    if (await d.queue.release(c.task.id, c.lease)) sum.released++;
+    const back = await d.queue.release(c.task.id, c.lease).catch((err: unknown) => {
+      // The disk filled up: the rest go back when their leases expire.
+      if (!isDiskFull(err)) throw err;
+      fatal ??= { err };
+      return false;
+    });
+    if (back) sum.released++;
   }
   if (inflight.size > 0) {
     const forced = d.force ? abortPromise(d.force).then(() => true) : new Promise<boolean>(() => undefined);
@@ -160,6 +175,8 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     if (sum.forced) log.warn({ event: 'worker_forced', running: running.size }, 'forced stop: running tasks left to their leases');
   }
   stopWatchdog();
+  // Disk full: retrying would only burn every task's attempts; the command fails with the cause.
+  if (fatal) throw fatal.err;
   return sum;
 }
 
@@ -280,6 +297,11 @@ async function runOne(d: RunnerDeps, c: ClaimedTask, live: Set<Live>, handled: (
     // Forced: the process is about to exit; the lease hands the task to the next worker.
     if (d.force?.aborted) return outcome('abandoned');
     const err = reason ?? raw;
+    if (isDiskFull(err)) {
+      // No attempt is spent: the task goes back as it was (if the queue can still write; else its lease expires).
+      const back = await d.queue.release(task.id, me.lease).catch(() => false);
+      return { ...outcome(back ? 'released' : 'abandoned', (err as NodeJS.ErrnoException).code), fatal: err };
+    }
     if (isUnrecoverable(err)) {
       const e = describeError(err, 'contract', d.now());
       const ok = await d.queue.deadLetter(task.id, me.lease, e);

@@ -1,4 +1,5 @@
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
+import { readManifest, writeManifest } from '../../src/storage/manifest.js';
 import { toMetaspnError } from '../../src/guard/errors.js';
 import { EXIT } from '../../src/guard/exit-codes.js';
 import { writeIncident } from '../../src/storage/incidents.js';
@@ -71,7 +72,21 @@ export async function publishRun(env: S1Env, r: DateRun): Promise<void> {
     r.exit_code = e.exitCode;
     r.publishError = `${e.message}${e.hint ? ` (${e.hint})` : ''}`;
     r.log.error({ event: 'publish_failed', error: e.message }, 'not published');
+    markPublishFailed(env, r, e.message, e.exitCode);
   }
+}
+
+/** Publishing ends the last step: when it fails, that step's manifest says so (run history reads it). */
+function markPublishFailed(env: S1Env, r: DateRun, message: string, exit: number): void {
+  const last = r.stages[r.stages.length - 1];
+  if (!last) return;
+  const path = join(env.ws.root, last.manifest);
+  const m = readManifest(path);
+  if (!m) return;
+  writeManifest(env.ws, { ...m, status: 'failed', error: { class: 'PublishFailed', message }, exit_code: exit });
+  last.status = 'failed';
+  last.exit_code = exit;
+  last.error = { class: 'PublishFailed', message };
 }
 
 async function publishOrThrow(env: S1Env, r: DateRun): Promise<void> {

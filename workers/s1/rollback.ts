@@ -46,7 +46,16 @@ export async function rollback(o: RollbackOptions): Promise<RollbackReport> {
     if (o.strict) throw new StateCorruptError(`${o.ws.ledger}: ${history.problems[0]}`);
     warnings.push(...history.problems);
   }
-  const target = resolveTarget(o, read.entries, history);
+  let target;
+  try {
+    target = resolveTarget(o, read.entries, history);
+  } catch (err) {
+    // "Nothing that far back" from a ledger that does not verify: the damage is the news.
+    if (err instanceof MetaspnError && err.code === 'BUSINESS_REJECT' && warnings.length) {
+      throw new MetaspnError('STATE_CORRUPT', `${err.message}; the ledger does not verify (${warnings[0]})`, { hint: 'run metaspn doctor; keep ledger.jsonl for audit' });
+    }
+    throw err;
+  }
   const now = pointersAt(history.current);
   for (const date of new Set([...now.keys(), ...pointerDates(o.ws, PIPELINE)])) {
     const file = readPointer(o.ws, PIPELINE, date);

@@ -1,6 +1,6 @@
 import { relative } from 'node:path';
 import { policyFor } from '../../src/config/load.js';
-import { toMetaspnError } from '../../src/guard/errors.js';
+import { isDiskFull, toMetaspnError } from '../../src/guard/errors.js';
 import { EXIT, mostSevere } from '../../src/guard/exit-codes.js';
 import { openQueue } from '../../src/queue/open.js';
 import type { DeadLetter } from '../../src/queue/types.js';
@@ -45,6 +45,7 @@ export async function runStageFor(env: S1Env, runs: readonly DateRun[], stage: S
   }
   const queue = openQueue(env.ws, stage, policy, env.log);
   let drained: StageDrain[];
+  const groups = live.map((r) => stageTasks(stage, r.plan, r.subjects));
   try {
     const res = await drainStage({
       queue,
@@ -52,12 +53,15 @@ export async function runStageFor(env: S1Env, runs: readonly DateRun[], stage: S
       policy,
       owner: env.owner,
       init,
-      groups: live.map((r) => stageTasks(stage, r.plan, r.subjects)),
+      groups,
       by: env.by,
       stop: env.stop,
       ...(env.force ? { force: env.force } : {}),
     });
     drained = res.groups;
+  } catch (err) {
+    if (isDiskFull(err)) await recordDiskFull(env, live, stage, groups, started, err);
+    throw err;
   } finally {
     await worker.close?.();
     await queue.close();
@@ -75,6 +79,24 @@ export async function runStageFor(env: S1Env, runs: readonly DateRun[], stage: S
     if (report.status !== 'success') {
       r.failed = true;
       r.exit_code = report.exit_code;
+    }
+  }
+}
+
+/**
+ * The disk filled up mid-stage: the runtime gave the tasks back and the command fails with the
+ * cause. Each date's manifest says so when there is still room to write one; run history then
+ * shows the run as failed rather than not at all.
+ */
+async function recordDiskFull(env: S1Env, live: readonly DateRun[], stage: StageName, groups: readonly (readonly unknown[])[], started: Date, err: unknown): Promise<void> {
+  for (const [i, r] of live.entries()) {
+    const total = groups[i]?.length ?? 0;
+    const drain: StageDrain = { total, enqueued: 0, rerun: 0, already_queued: 0, completed: 0, retried: 0, dead: [], unsettled: total, paused: false };
+    try {
+      r.stages.push(await finishStage(env, r, stage, drain, started, err));
+      r.failed = true;
+    } catch {
+      // No room for the manifest either: the error the command prints is the record.
     }
   }
 }

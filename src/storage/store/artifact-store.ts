@@ -54,7 +54,8 @@ export class ArtifactStore {
   private readonly mutex: Mutex;
   private readonly cache = new Map<string, Map<string, IndexEntry>>();
   private fd: number | null = null;
-  private covered = 0;
+  /** Store bytes whose rows this process's cache has seen (others may have indexed more). */
+  private seen = 0;
   private pending: PendingPut[] = [];
   private scheduled = false;
   private flushing: Promise<void> | null = null;
@@ -123,7 +124,6 @@ export class ArtifactStore {
     while (this.flushing || this.pending.length) await (this.flushing ?? this.flush());
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
-    this.index.close();
   }
 
   private async flush(): Promise<void> {
@@ -180,8 +180,11 @@ export class ArtifactStore {
         this.cache.get(date)?.set(e.id, e);
       }
       this.index.append(byDate);
-      this.covered = end;
-      this.index.setCovered(end);
+      this.seen = end;
+      const meta = this.index.meta();
+      for (const [date, list] of byDate) meta.counts[date] = (meta.counts[date] ?? 0) + list.length;
+      meta.covered = end;
+      this.index.setMeta(meta);
     }
     return results;
   }
@@ -221,10 +224,25 @@ export class ArtifactStore {
   private entries(date: string): Map<string, IndexEntry> {
     let m = this.cache.get(date);
     if (!m) {
-      m = new Map(this.index.read(date).map((e) => [e.id, e]));
+      const list = this.index.read(date, this.index.meta().counts[date] ?? 0);
+      if (!list) {
+        // The index lost or garbled entries of this date: an id it forgot could be written twice.
+        this.warn('store index does not add up; rebuilding it from the store file', { store: this.path, date });
+        this.rebuild();
+        return this.entries(date);
+      }
+      m = new Map(list.map((e) => [e.id, e]));
       this.cache.set(date, m);
     }
     return m;
+  }
+
+  /** Index the whole store file afresh (it is the authority). */
+  private rebuild(): void {
+    this.index.clear();
+    this.cache.clear();
+    this.seen = 0;
+    this.catchUp();
   }
 
   private async locked<T>(fn: () => T): Promise<T> {
@@ -237,38 +255,54 @@ export class ArtifactStore {
     }
   }
 
-  /** Indexes rows others appended since we last looked; sets a torn tail aside. */
+  /**
+   * Two offsets: the index files cover the store up to meta.covered (whoever wrote last indexed
+   * it), this process's cache up to `seen`. Rows between the two are read into the cache; rows
+   * past the index are indexed; a torn tail is set aside.
+   */
   private catchUp(): void {
     if (this.fd === null) {
       mkdirSync(dirname(this.path), { recursive: true });
       this.fd = openSync(this.path, 'a+');
-      this.covered = this.index.covered();
+      this.seen = this.index.meta().covered;
     }
     const size = fstatSync(this.fd).size;
-    if (size < this.covered) {
+    const meta = this.index.meta();
+    if (size < meta.covered || size < this.seen) {
       // The file shrank under its index (restored from a backup, cut by hand): index it afresh.
-      this.warn('store file is shorter than its index; rebuilding the index', { store: this.path, size, covered: this.covered });
+      this.warn('store file is shorter than its index; rebuilding the index', { store: this.path, size, covered: meta.covered });
       this.index.clear();
       this.cache.clear();
-      this.covered = 0;
+      this.seen = 0;
+      return this.catchUp();
     }
-    if (size === this.covered) return;
+    const from = Math.min(this.seen, meta.covered);
+    if (size === from) return;
     const byDate = new Map<string, IndexEntry[]>();
-    const r = readWith(this.fd, this.covered, plainScanner((line) => {
-      const date = typeof line.row?.date === 'string' ? line.row.date : null;
-      if (!line.row || typeof line.row.id !== 'string' || !date) {
-        this.warn('store line is not a row; left in place and ignored', { store: this.path, offset: line.offset });
-        return;
-      }
-      const p = paramsKey(line.row.params);
-      const e: IndexEntry = { id: line.row.id, p, o: line.offset, l: line.length, h: hashText(line.text) };
-      (byDate.get(date) ?? byDate.set(date, []).get(date)!).push(e);
-      this.cache.get(date)?.set(e.id, e);
-    }));
+    const r = readWith(
+      this.fd,
+      from,
+      plainScanner((line) => {
+        const date = typeof line.row?.date === 'string' ? line.row.date : null;
+        if (!line.row || typeof line.row.id !== 'string' || !date) {
+          this.warn('store line is not a row; left in place and ignored', { store: this.path, offset: line.offset });
+          return;
+        }
+        const e: IndexEntry = { id: line.row.id, p: paramsKey(line.row.params), o: line.offset, l: line.length, h: hashText(line.text) };
+        if (line.offset >= this.seen) this.cache.get(date)?.set(e.id, e);
+        if (line.offset >= meta.covered) (byDate.get(date) ?? byDate.set(date, []).get(date)!).push(e);
+      }),
+    );
     if (r.tail > 0) this.cutTornTail(r.end, r.tail);
-    this.index.append(byDate);
-    this.covered = r.end;
-    this.index.setCovered(r.end);
+    if (byDate.size) {
+      this.index.append(byDate);
+      for (const [date, list] of byDate) meta.counts[date] = (meta.counts[date] ?? 0) + list.length;
+    }
+    if (r.end > meta.covered) {
+      meta.covered = r.end;
+      this.index.setMeta(meta);
+    }
+    this.seen = r.end;
   }
 
   private cutTornTail(end: number, tail: number): void {

@@ -1,4 +1,4 @@
-import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Where one row of a store file lives, and what it holds (by hash). */
@@ -13,56 +13,58 @@ export interface IndexEntry {
   h: string;
 }
 
+/** How far the index goes, and how many entries each date's file must have. */
+export interface IndexMeta {
+  /** Bytes of the store file that are indexed. */
+  covered: number;
+  counts: Record<string, number>;
+}
+
 /**
- * store/.index/<store>/: the ids of a store file, one JSONL file per date, plus `covered` (how many
- * bytes of the store file are indexed). Derived data: when it is missing or behind, the store file
- * itself rebuilds it; so it is written without fsync.
+ * store/.index/<store>/: the ids of a store file, one JSONL file per date, and meta.json (how far
+ * the index goes and how many entries each date has). Derived data: written without fsync, and
+ * rebuilt from the store file whenever it does not add up.
  */
 export class DateIndexFiles {
-  private coveredFd: number | null = null;
-
   constructor(readonly dir: string) {}
 
   private file(date: string): string {
     return join(this.dir, `date=${date}.jsonl`);
   }
 
-  covered(): number {
+  meta(): IndexMeta {
     try {
-      const n = Number(readFileSync(join(this.dir, 'covered'), 'utf8').trim());
-      return Number.isSafeInteger(n) && n >= 0 ? n : 0;
+      const m = JSON.parse(readFileSync(join(this.dir, 'meta.json'), 'utf8')) as IndexMeta;
+      if (Number.isSafeInteger(m.covered) && m.covered >= 0 && m.counts && typeof m.counts === 'object') return m;
     } catch {
-      return 0;
+      // missing or damaged: rebuilt from the store file
     }
+    return { covered: 0, counts: {} };
   }
 
-  /** Rewritten in place (one pwrite, fixed width): it changes with every append. */
-  setCovered(n: number): void {
-    if (this.coveredFd === null) {
-      mkdirSync(this.dir, { recursive: true });
-      this.coveredFd = openSync(join(this.dir, 'covered'), 'w');
-    }
-    writeSync(this.coveredFd, String(n).padStart(20, ' '), 0);
+  /** Replaced whole (rename): a reader sees the old meta or the new, never half of one. */
+  setMeta(m: IndexMeta): void {
+    mkdirSync(this.dir, { recursive: true });
+    const tmp = join(this.dir, `meta.json.${process.pid}.tmp`);
+    writeFileSync(tmp, JSON.stringify(m));
+    renameSync(tmp, join(this.dir, 'meta.json'));
   }
 
-  close(): void {
-    if (this.coveredFd !== null) closeSync(this.coveredFd);
-    this.coveredFd = null;
-  }
-
-  read(date: string): IndexEntry[] {
+  /** A date's entries; null when the file does not hold as many as meta.json says (lost or garbled lines). */
+  read(date: string, expected: number): IndexEntry[] | null {
     const f = this.file(date);
-    if (!existsSync(f)) return [];
     const out: IndexEntry[] = [];
-    for (const line of readFileSync(f, 'utf8').split('\n')) {
-      if (!line) continue;
-      try {
-        out.push(JSON.parse(line) as IndexEntry);
-      } catch {
-        // A torn index line: the store scan that follows a crash re-adds what it described.
+    if (existsSync(f)) {
+      for (const line of readFileSync(f, 'utf8').split('\n')) {
+        if (!line) continue;
+        try {
+          out.push(JSON.parse(line) as IndexEntry);
+        } catch {
+          return null;
+        }
       }
     }
-    return out;
+    return out.length === expected ? out : null;
   }
 
   append(byDate: Map<string, IndexEntry[]>): void {
@@ -73,7 +75,6 @@ export class DateIndexFiles {
   }
 
   clear(): void {
-    this.close();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
