@@ -10,5 +10,9 @@ if (!existsSync(fileURLToPath(entry))) {
 }
 const { main } = await import(entry.href);
 const code = await main(process.argv);
+// Output to a pipe is written asynchronously: let it drain (a --json document of any size must
+// reach `jq` whole), but never wait more than 10 s on a reader that stopped reading.
+const drained = (stream) => new Promise((resolve) => (stream.writableLength === 0 ? resolve() : stream.write('', () => resolve())));
+await Promise.race([Promise.all([drained(process.stdout), drained(process.stderr)]), new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
 // Exit explicitly: a hung task or an open handle must not keep cron waiting.
 process.exit(code);

@@ -42,9 +42,9 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
     if (names) expect(r.stderr.split('\n')[0]).toContain(`s1_signals.jsonl${names}`);
   }, 60_000);
 
-  // Found by this suite: the parser accepts any finite value >= 0, but the weighted sum of a huge
-  // one overflows in the attention math (workers/s1/math/attention.ts throws a RangeError), which
-  // the runtime treats as transient: 5 attempts, a dead letter, exit 50 with no file or line.
+  // Found by this suite: the parser accepted any finite value >= 0, but the weighted sum of a huge
+  // one overflowed in the attention math (a RangeError, retried 5 times, then exit 50 with no file
+  // or line). The reader now bounds the weighted sum (checkMagnitudes) and names the line.
   it('CLI: a huge finite value (1e308, kind follow) is bad input: exit 20 naming the file, not 50 after retries', async () => {
     const ws = chaosWorkspace();
     writeFileSync(join(ws, 'inputs', 's1_signals.jsonl'), file([good(1), good(2, { kind: 'follow', value: 1e308 })]));
@@ -106,7 +106,7 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
     const w = await run(['worker', 'run', 'metaspn_ops.workers.s1:UpdateAttentionScoresWorker', '--workspace', ws, '--once', '--json'], { env: { METASPN_QUEUE_STOP_FAILURE_RATIO: '0' } });
     expect(w.stderr).not.toMatch(STACK);
     expect(w.code, w.stderr).toBe(20);
-    // From the files (the --json listing through a pipe is cut at 64 KiB: pinned below).
+    // From the files.
     const dir = join(ws, 'deadletter', 'update_attention_scores');
     const dead = readdirSync(dir).map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as { task: { id: string }; attempt_count: number; reason: { kind: string } | null });
     const notContract = dead.filter((d) => d.reason?.kind !== 'contract' || d.attempt_count !== 1);
@@ -115,9 +115,9 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
     expect(notContract).toEqual([]);
   }, 60_000);
 
-  // Found by the payload test at 200 payloads: bin/metaspn.js calls process.exit() as soon as
-  // main() returns, before stdout (a pipe) has drained, so a --json document over 64 KiB is cut
-  // short and the command still exits 0. Scripts piping it to jq get broken JSON.
+  // Found by the payload test at 200 payloads: bin/metaspn.js called process.exit() as soon as
+  // main() returned, before stdout (a pipe) had drained, so a --json document over 64 KiB was cut
+  // short with exit 0. It now lets stdout drain first (for at most 10 s).
   it('--json output larger than 64 KiB reaches a pipe whole (queue deadletter list of 150 dead letters)', async () => {
     const ws = chaosWorkspace();
     const tasks = join(ws, 'poison.jsonl');

@@ -172,6 +172,24 @@ class SignalCollector {
 }
 
 /**
+ * Rule "weighted sum overflows": every score and total is a sum of `weight × value × decay`
+ * (decay <= 1), so the sum of `weight × value` over the whole file bounds them all. A value that
+ * takes it past the largest double is bad input, named at its line (the i-th signal is on line
+ * i + 1: blank lines may only end the file), not an overflow deep in the math.
+ * @throws DataInvalidError `(file, line, rule)`.
+ */
+export function checkMagnitudes(signals: readonly Signal[], weights: Readonly<Record<string, number>>, file: string): void {
+  let bound = 0;
+  for (let i = 0; i < signals.length; i++) {
+    const s = signals[i]!;
+    bound += (weights[s.kind] ?? 0) * s.value;
+    if (!Number.isFinite(bound)) {
+      fail(file, i + 1, `value ${s.value} is too large: the weighted sum of the signals (weight of "${s.kind}" × value) overflows`);
+    }
+  }
+}
+
+/**
  * Parses a whole JSONL text with the same rules as {@link readSignals}.
  * @throws DataInvalidError on the first broken rule.
  */

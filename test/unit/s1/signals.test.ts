@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataInvalidError } from '../../../src/guard/errors.js';
-import { parseSignalLine, parseSignalText, readSignals } from '../../../workers/s1/signals.js';
+import { checkMagnitudes, parseSignalLine, parseSignalText, readSignals } from '../../../workers/s1/signals.js';
 
 const FILE = 'inputs/s1_signals.jsonl';
 const KINDS: ReadonlySet<string> = new Set(['view', 'like', 'reply', 'share', 'follow']);
@@ -171,5 +171,23 @@ describe('readSignals', () => {
     lines[24_999] = line({ signal_id: 'sig-25000' });
     await writeFile(path, lines.join('\n'));
     expect(await readSignals(path, KINDS)).toHaveLength(30_000);
+  });
+});
+
+describe('checkMagnitudes', () => {
+  const WEIGHTS = { view: 0.1, like: 1, reply: 3, share: 5, follow: 10 };
+
+  it('accepts large values whose weighted sum stays finite', () => {
+    const signals = parseSignalText([line({ signal_id: 'a', value: 1e300 }), line({ signal_id: 'b', kind: 'follow', value: 1e305 })].join('\n'), FILE, KINDS);
+    expect(() => checkMagnitudes(signals, WEIGHTS, FILE)).not.toThrow();
+  });
+
+  it('names the line whose value makes the weighted sum overflow', () => {
+    const text = [line({ signal_id: 'a' }), line({ signal_id: 'b', kind: 'reply', value: 1e308 }), line({ signal_id: 'c', value: 1e308 })].join('\n');
+    const signals = parseSignalText(text, FILE, KINDS);
+    expect(() => checkMagnitudes(signals, WEIGHTS, FILE)).toThrow(`${FILE}:2: value 1e+308 is too large: the weighted sum of the signals (weight of "reply" × value) overflows`);
+    // Two values that fit alone overflow together: the second is named.
+    const pair = parseSignalText([line({ signal_id: 'a', value: 1.5e308 }), line({ signal_id: 'b', value: 1.5e308 })].join('\n'), FILE, KINDS);
+    expect(() => checkMagnitudes(pair, WEIGHTS, FILE)).toThrow(`${FILE}:2: value`);
   });
 });
