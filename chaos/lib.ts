@@ -1,14 +1,15 @@
 // The chaos suites' shared harness: real CLI processes, killed and restarted, and the checks that
 // say whether the workspace came out whole. Scale comes from the environment (see scale()), so the
 // same suites run short in `npm test` and long in `npm run chaos`.
-import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
 import { mulberry32 } from '../scripts/gen-signals.js';
-import { cliSpawn } from '../test/integration/cli.js';
+import type { Finding as DoctorFinding } from '../src/doctor/finding.js';
+import type { QueueStats } from '../src/queue/types.js';
+import { exit, start, type Proc, type Run } from '../test/integration/cli.js';
 
 export { mulberry32 };
 
@@ -75,48 +76,10 @@ export class Rng {
   }
 }
 
-export interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  /** Wall time from spawn to exit. */
-  ms: number;
-}
-
-export interface Proc {
-  child: ChildProcess;
-  exited: Promise<Run>;
-  startedAt: number;
-}
-
-/** Starts the CLI (registered with test/setup.ts, so a test that leaves it running fails). */
-export function start(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Proc {
-  const startedAt = performance.now();
-  const child = cliSpawn(args, o);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, ms: performance.now() - startedAt })));
-  return { child, exited, startedAt };
-}
+export { start, type Proc, type Run } from '../test/integration/cli.js';
 
 /** Waits for the process; one still running after `ms` is killed and fails the caller. */
-export async function finish(p: Proc, ms = 120_000): Promise<Run> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      p.child.kill('SIGKILL');
-      reject(new Error(`metaspn (pid ${p.child.pid}) did not exit within ${ms} ms`));
-    }, ms);
-  });
-  try {
-    return await Promise.race([p.exited, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+export const finish = (p: Proc, ms = 120_000): Promise<Run> => exit(p, ms);
 
 /** Runs the CLI to its end without blocking the test process. */
 export function run(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv; ms?: number } = {}): Promise<Run> {
@@ -166,15 +129,7 @@ export function duplicateIds(ws: string): Record<string, string[]> {
   return out;
 }
 
-export interface Stats {
-  queue: string;
-  ready: number;
-  scheduled: number;
-  leased: number;
-  completed: number;
-  dead: number;
-  corrupt_records: number;
-}
+export type Stats = Pick<QueueStats, 'queue' | 'ready' | 'scheduled' | 'leased' | 'completed' | 'dead' | 'corrupt_records'>;
 
 /** Queues that still hold work (ready, scheduled, leased) or dead letters: empty when every queue drained. */
 export async function undrained(ws: string, queues = STAGES): Promise<Stats[]> {
@@ -188,14 +143,7 @@ export async function undrained(ws: string, queues = STAGES): Promise<Stats[]> {
   return out;
 }
 
-export interface DoctorFinding {
-  severity: 'error' | 'warning' | 'info';
-  area: string;
-  path: string;
-  message: string;
-  fix: string;
-  repaired?: boolean;
-}
+export type { DoctorFinding };
 
 export interface DoctorResult {
   code: number | null;

@@ -40,8 +40,10 @@ export async function runLocked<T>(
   runId: string,
   flags: LockFlags,
   fn: (log: Logger, stop: AbortSignal, force: AbortSignal, lockLost: () => boolean) => Promise<T>,
+  /** The log field naming `runId`: a backfill's lines carry `backfill_id`, each date's its own `run_id`. */
+  idField: 'run_id' | 'backfill_id' = 'run_id',
 ): Promise<T> {
-  const s = openSession(workspace, { run_id: runId });
+  const s = openSession(workspace, { [idField]: runId });
   const log = s.log.logger;
   const lock = await acquireRunLock({
     locksDir: s.ws.locks,

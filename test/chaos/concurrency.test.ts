@@ -33,9 +33,10 @@ describe('chaos: concurrency', () => {
   }, s.full ? 1_800_000 : 150_000);
 
   // Found by the suite above: with several processes appending to one store file, each process
-  // re-indexes the rows the others already indexed (ArtifactStore.catchUp starts from its own
-  // stale `covered`, never the shared one), so store/.index/<store>/date=*.jsonl holds every row
-  // several times and doctor warns that the index is not in step. No crash involved.
+  // re-indexed the rows the others had already indexed (ArtifactStore.catchUp started from its own
+  // stale `covered`, never the shared one), so store/.index/<store>/date=*.jsonl held every row
+  // several times and doctor warned that the index was not in step. No crash involved. The index
+  // now keeps its shared coverage in meta.json.
   it('two worker processes writing through one store leave its per-date index in step (no kill)', async () => {
     const ws = chaosWorkspace();
     const file = join(ws, 'tasks.jsonl');

@@ -62,7 +62,7 @@ describe('chaos: corruption, pinned findings', () => {
     writeFileSync(ledger, `${readFileSync(ledger, 'utf8').slice(0, 330)}   \t  #\n`);
     const r = await run(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--dry-run', '--reason', 'chaos']);
     expect(r.stderr + r.stdout).not.toMatch(STACK);
-    // Today: exit 10 "--steps 1: only 0 publish(es) in effect", the damage it found unsaid.
+    // It used to exit 10 "--steps 1: only 0 publish(es) in effect", the damage it found unsaid.
     expect(r.stderr + r.stdout).toMatch(/ledger/);
   }, 60_000);
 
@@ -74,7 +74,7 @@ describe('chaos: corruption, pinned findings', () => {
     const r = await run(['s1', 'run-local', '--workspace', ws, '--date', DATES[1]!, '--run-id', 'unpublished', '--json']);
     expect(r.code).toBe(30);
     const runs = JSON.parse((await run(['runs', 'list', '--workspace', ws, '--json'])).stdout) as { run_id: string; status: string; exit_code: number }[];
-    // Today: {status: "success", exit_code: 0}, from the step manifests alone.
+    // It used to show {status: "success", exit_code: 0}, from the step manifests alone.
     expect(runs.find((x) => x.run_id === 'unpublished')).toMatchObject({ exit_code: 30 });
   }, 60_000);
 });

@@ -44,6 +44,8 @@ export interface Run {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
+  /** Wall time from spawn to exit. */
+  ms: number;
 }
 
 export interface Proc {
@@ -54,12 +56,13 @@ export interface Proc {
 
 /** Starts the CLI in the background with its output collected. */
 export function start(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Proc {
+  const startedAt = performance.now();
   const child = cliSpawn(args, o);
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const exited = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, ms: performance.now() - startedAt })));
   return { child, exited };
 }
 

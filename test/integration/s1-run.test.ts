@@ -37,7 +37,10 @@ describe('metaspn s1 run-local', () => {
     const ptr = JSON.parse(readFileSync(join(ws, 'manifests', 'current', 's1', 'date=2026-01-15.json'), 'utf8'));
     expect(ptr).toMatchObject({ run_id: 'r1', date: '2026-01-15' });
     expect(ptr.summary_id).toMatch(/^sum_[0-9a-f]{24}$/);
-    const events = lines(join(ws, 'logs', 'metaspn.jsonl')).map((l) => JSON.parse(l));
+    const logLines = lines(join(ws, 'logs', 'metaspn.jsonl'));
+    // One run_id field a line (a JSON object with a key twice reads as the last one only).
+    expect(logLines.filter((l) => l.split('"run_id":').length > 2)).toEqual([]);
+    const events = logLines.map((l) => JSON.parse(l));
     const stageEnds = events.filter((e) => e.event === 'stage_end');
     expect(stageEnds.map((e) => [e.stage, e.rc, e.run_id])).toEqual(STEPS.map((s) => [s, 0, 'r1']));
     expect(stageEnds.every((e) => typeof e.duration_ms === 'number')).toBe(true);

@@ -97,7 +97,7 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
     writeSummary(report);
     o.onDate?.(d, ++done, plans.length);
   };
-  o.log.info({ event: 'backfill_start', backfill_id: o.backfillId, start: report.start, end: report.end, dates: plans.length, max_parallel: o.maxParallel, resume: o.resume }, 'backfill started');
+  o.log.info({ event: 'backfill_start', start: report.start, end: report.end, dates: plans.length, max_parallel: o.maxParallel, resume: o.resume }, 'backfill started');
   writeSummary(report);
   let blockedBy: string | null = null;
   try {
@@ -114,7 +114,7 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
         continue;
       }
       const runs = window.map((plan) => newDateRun(env, groups, plan, `${o.backfillId}.${plan.date}`));
-      for (const r of runs) r.log.info({ event: 'run_start', date: r.plan.date, as_of: r.plan.as_of, subjects: r.subjects.length, backfill_id: o.backfillId }, 'run started');
+      for (const r of runs) r.log.info({ event: 'run_start', date: r.plan.date, as_of: r.plan.as_of, subjects: r.subjects.length }, 'run started');
       await runStageFor(env, runs, 'update_attention_scores');
       await runStageFor(env, runs, 'project_rewards');
       for (const r of runs) {
@@ -132,7 +132,7 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
     await env.s1.close();
     report.finished_at = new Date().toISOString();
     writeSummary(report);
-    o.log.info({ event: 'backfill_end', backfill_id: o.backfillId, rc: report.exit_code, ...memory() }, 'backfill finished');
+    o.log.info({ event: 'backfill_end', rc: report.exit_code, ...memory() }, 'backfill finished');
   }
   return report;
 }

@@ -80,7 +80,8 @@ export function newDateRun(env: S1Env, groups: Parameters<typeof subjectsToScore
     runId,
     ...(retryOf ? { retryOf } : {}),
     subjects: subjectsToScore(groups, plan, env.cfg.s1),
-    log: env.log.child({ run_id: runId }),
+    // run-local's session log already carries its run id; a backfill's carries the backfill id.
+    log: env.log.bindings().run_id === runId ? env.log : env.log.child({ run_id: runId }),
     stages: [],
     exit_code: EXIT.SUCCESS,
     failed: false,

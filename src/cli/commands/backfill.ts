@@ -37,6 +37,7 @@ export function registerBackfill(s1: Command): void {
     try {
       report = await runLocked(o.workspace, 's1', backfillId, o, (log, stop, force, lockLost) =>
         backfill({ ws, cfg, log, stop, force, lockLost, skipChecks, backfillId, start: o.start, end: o.end, maxParallel: o.maxParallel, resume: !!o.resume, onDate }),
+      'backfill_id',
       );
     } finally {
       bar?.stop();
