@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import stringify from 'fast-json-stable-stringify';
 import { StateCorruptError } from '../guard/errors.js';
-import { readAt } from '../queue/file/log-io.js';
+import { appendAll, readAt } from '../queue/file/log-io.js';
 import { fsyncDir } from './atomic.js';
 import { Mutex } from './mutex.js';
 import type { WorkspacePaths } from './paths.js';
@@ -134,7 +134,8 @@ export class Ledger {
         prev_hash: last ? last.hash : GENESIS,
       };
       const entry: LedgerEntry = { ...body, hash: entryHash(body) };
-      writeSync(fd, `${JSON.stringify(entry)}\n`);
+      // Whole or not at all: a short write on a full disk is cut back off (the chain stays readable).
+      appendAll(fd, Buffer.from(`${JSON.stringify(entry)}\n`), fstatSync(fd).size);
       fdatasyncSync(fd);
       if (isNew) fsyncDir(this.ws.root);
       return entry;

@@ -1,6 +1,6 @@
-import { appendFileSync, closeSync, fdatasyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, fdatasyncSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fsyncDir } from '../../storage/atomic.js';
+import { fsyncDir, writeAll } from '../../storage/atomic.js';
 import { encodeLine } from './codec.js';
 import type { LoadedLog } from './loader.js';
 import { logPath, readAt } from './log-io.js';
@@ -35,7 +35,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
       chunk.push(line);
       size += line.length;
       if (size > 1 << 20) {
-        writeSync(out, chunk.join(''));
+        writeAll(out, Buffer.from(chunk.join('')));
         chunk = [];
         size = 0;
       }
@@ -79,7 +79,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
     }
     // The head goes last: only then is the count of dropped completions known.
     emit({ t: 'head', gen: next, at: now, completed_dropped: dropped, paused: idx.paused, totals: { ...idx.totals } });
-    if (chunk.length) writeSync(out, chunk.join(''));
+    if (chunk.length) writeAll(out, Buffer.from(chunk.join('')));
     fdatasyncSync(out);
   } finally {
     closeSync(out);

@@ -1,6 +1,6 @@
-import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { fsyncDir } from '../../storage/atomic.js';
+import { fsyncDir, writeAll } from '../../storage/atomic.js';
 import { scanLines, type ScannedLine } from './codec.js';
 
 /** Consumes complete lines from `buf` (at file offset `base`); returns the bytes it used. */
@@ -128,10 +128,10 @@ export function readAt(fd: number, offset: number, length: number): Buffer {
  * so no half record is left for the next writer to glue onto.
  */
 export function appendAll(fd: number, data: Buffer, expectedEnd: number): void {
-  let off = 0;
   try {
-    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    writeAll(fd, data);
   } catch (err) {
+    const off = (err as { written?: number }).written ?? 0;
     try {
       if (off > 0 && fstatSync(fd).size === expectedEnd + off) ftruncateSync(fd, expectedEnd);
     } catch {
