@@ -9,7 +9,7 @@ import { ArtifactStore } from '../storage/store/artifact-store.js';
 import { DateIndexFiles } from '../storage/store/date-index.js';
 import { basename } from 'node:path';
 import { existsSync } from 'node:fs';
-import { checkMagnitudes, readSignals } from '../../workers/s1/signals.js';
+import { readWeightedSignals } from '../../workers/s1/signals.js';
 import { STORE_FILES } from '../../workers/s1/context.js';
 import type { WorkspaceConfig } from '../config/load.js';
 import { Findings, type Finding } from './finding.js';
@@ -43,7 +43,7 @@ async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{
   const input = join(ws.inputs, 's1_signals.jsonl');
   if (cfg && existsSync(input)) {
     try {
-      checkMagnitudes(await readSignals(input, new Set(Object.keys(cfg.s1.attention.weights))), cfg.s1.attention.weights, input);
+      await readWeightedSignals(input, cfg.s1.attention.weights);
     } catch (err) {
       if (!(err instanceof DataInvalidError)) throw err;
       f.error('input', relative(ws.root, input), err.message.replace(`${input}`, '').replace(/^:/, 'line '), 'fix the line; runs exit 20 until then (nothing is written)');

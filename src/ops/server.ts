@@ -6,7 +6,7 @@ import type { WorkspaceConfig } from '../config/load.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { checkRead, refuse } from './auth.js';
 import { readiness } from './health.js';
-import { metricsRegistry } from './metrics.js';
+import { workspaceMetrics } from './metrics.js';
 import { registerApi } from './api.js';
 import { registerOpsPage } from './page.js';
 import type { OpsSettings } from './settings.js';
@@ -40,7 +40,7 @@ function version(): string {
 export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, trustProxy: false, bodyLimit: 8 << 20 });
   const started = Date.now();
-  const registry = metricsRegistry(ctx.ws);
+  const metrics = workspaceMetrics(ctx.ws);
 
   // Signed submissions are verified over the exact bytes received.
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
@@ -77,7 +77,7 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
     return reply.code(failed.length ? 503 : 200).send({ status: failed.length ? 'fail' : 'ok', ...(failed.length ? { failed: failed.map((c) => c.name) } : {}), checks });
   });
 
-  app.get('/metrics', async (_req, reply) => reply.header('Content-Type', registry.contentType).send(await registry.metrics()));
+  app.get('/metrics', async (_req, reply) => reply.header('Content-Type', metrics.contentType).send(await metrics.scrape()));
 
   registerApi(app, ctx);
   registerOpsPage(app, ctx);

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ALERTS_DEFAULTS } from '../../src/ops/alerts/config.js';
 import { evaluate, type Observation, type WorkerMemory } from '../../src/ops/alerts/rules.js';
 import type { QueueView } from '../../src/ops/workspace-view.js';
+import { emptyStats } from '../../src/queue/file/stats-file.js';
 import type { RunInfo } from '../../src/storage/runs.js';
 
 const MIN = 60_000;
@@ -10,16 +11,7 @@ const MIN = 60_000;
 function view(queue: string, o: Partial<QueueView> & { failed?: number; dead_lettered?: number } = {}): QueueView {
   const { failed = 0, dead_lettered = 0, ...rest } = o;
   return {
-    queue,
-    ready: 0,
-    scheduled: 0,
-    leased: 0,
-    completed: 0,
-    dead: 0,
-    paused: false,
-    next_due_at: null,
-    oldest_ready_at: null,
-    corrupt_records: 0,
+    ...emptyStats(queue),
     totals: { failed, dead_lettered, retried: 0 },
     oldest_ready_age_s: null,
     ...rest,

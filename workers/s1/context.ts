@@ -15,7 +15,7 @@ import { DATE_LEVEL_SUBJECT, deterministicId, makeParams, type Params } from './
 import { groupBySubject } from './math.js';
 import { settle, type ProjectedUnits, type Settlement } from './math/settle.js';
 import type { ScoredSubject } from './math/rewards.js';
-import { checkMagnitudes, readSignals, type Signal } from './signals.js';
+import { readWeightedSignals, type Signal } from './signals.js';
 
 export const PIPELINE = 's1';
 
@@ -85,12 +85,7 @@ export class S1Context {
 
   /** Signals grouped by subject, read from inputs/ once per process. */
   signals(): Promise<Map<string, Signal[]>> {
-    const path = join(this.ws.inputs, 's1_signals.jsonl');
-    const { weights } = this.cfg.attention;
-    this.signalsBySubject ??= readSignals(path, new Set(Object.keys(weights))).then((signals) => {
-      checkMagnitudes(signals, weights, path);
-      return groupBySubject(signals);
-    });
+    this.signalsBySubject ??= readWeightedSignals(join(this.ws.inputs, 's1_signals.jsonl'), this.cfg.attention.weights).then(groupBySubject);
     return this.signalsBySubject;
   }
 

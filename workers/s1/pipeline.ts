@@ -15,7 +15,7 @@ import { groupBySubject } from './math.js';
 import { subjectsToScore, type RunPlan } from './plan.js';
 import { publishRun } from './publish.js';
 import { reportOf, type DateRun, type RunReport, type S1Env } from './run-types.js';
-import { checkMagnitudes, readSignals } from './signals.js';
+import { readWeightedSignals } from './signals.js';
 import { memory, runStageFor } from './stage-step.js';
 
 export type { RunReport, StageReport } from './run-types.js';
@@ -67,8 +67,7 @@ export async function prepareS1(o: PipelineOptions, by: string): Promise<{ env: 
 
 async function loadSignals(ws: WorkspacePaths, cfg: WorkspaceConfig) {
   const path = join(ws.inputs, 's1_signals.jsonl');
-  const signals = await readSignals(path, new Set(Object.keys(cfg.s1.attention.weights)));
-  checkMagnitudes(signals, cfg.s1.attention.weights, path);
+  const signals = await readWeightedSignals(path, cfg.s1.attention.weights);
   const input = { path: relative(ws.root, path), sha256: await fileSha256(path), rows: signals.length };
   return { groups: groupBySubject(signals), input };
 }

@@ -219,3 +219,14 @@ export async function readSignals(path: string, kinds: ReadonlySet<string>): Pro
   }
   return collector.finish();
 }
+
+/**
+ * The signals file as the pipeline reads it: {@link readSignals} with the kinds of `weights`,
+ * then {@link checkMagnitudes}.
+ * @throws DataInvalidError `(path, line, rule)`.
+ */
+export async function readWeightedSignals(path: string, weights: Readonly<Record<string, number>>): Promise<Signal[]> {
+  const signals = await readSignals(path, new Set(Object.keys(weights)));
+  checkMagnitudes(signals, weights, path);
+  return signals;
+}

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { writeAtomicSync } from '../../storage/atomic.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
 import type { RuleName } from './config.js';
-import type { Severity, WorkerMemory } from './rules.js';
+import type { AlertCandidate, Severity, WorkerMemory } from './rules.js';
 
 /** A delivery not yet acknowledged by the webhook: sent again, same event id and body, at each check. */
 export interface PendingDelivery {
@@ -16,13 +16,7 @@ export interface PendingDelivery {
 }
 
 /** One alert, by fingerprint: open or recently resolved (kept until its cooldown has passed). */
-export interface AlertRecord {
-  fingerprint: string;
-  rule: RuleName;
-  subject: string;
-  severity: Severity;
-  message: string;
-  details: Record<string, unknown>;
+export interface AlertRecord extends AlertCandidate {
   open: boolean;
   /** When it opened (this time). */
   since: string;
