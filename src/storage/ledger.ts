@@ -90,7 +90,7 @@ export class Ledger {
     private readonly ws: WorkspacePaths,
     private readonly warn: (msg: string, details: Record<string, unknown>) => void = () => undefined,
   ) {
-    this.mutex = new Mutex(join(ws.locks, 'ledger.lock'), () => undefined);
+    this.mutex = new Mutex(join(ws.locks, 'ledger.mutex'), 'the ledger');
   }
 
   async append(kind: LedgerKind, detail: Record<string, unknown>, runId?: string): Promise<LedgerEntry> {
@@ -98,7 +98,7 @@ export class Ledger {
     try {
       return this.appendLocked(kind, detail, runId);
     } finally {
-      await this.mutex.releaseLock();
+      this.mutex.releaseLock();
     }
   }
 
@@ -116,7 +116,7 @@ export class Ledger {
         closeSync(fd);
       }
     } finally {
-      await this.mutex.releaseLock();
+      this.mutex.releaseLock();
     }
   }
 
@@ -135,6 +135,7 @@ export class Ledger {
       };
       const entry: LedgerEntry = { ...body, hash: entryHash(body) };
       // Whole or not at all: a short write on a full disk is cut back off (the chain stays readable).
+      this.mutex.assertHeld();
       appendAll(fd, Buffer.from(`${JSON.stringify(entry)}\n`), fstatSync(fd).size);
       fdatasyncSync(fd);
       if (isNew) fsyncDir(this.ws.root);

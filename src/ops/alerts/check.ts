@@ -63,15 +63,15 @@ export interface CheckOptions {
  * what is due and log what changed. An open alert is sent when it was never sent or its last
  * delivery is older than the cooldown; a failed delivery stays pending (same event id and body) and
  * is sent again at the next check, so no alert is lost to a webhook outage. One check at a time per
- * workspace (a mutex at ops/alerts.lock), so cron and `serve` can both check.
+ * workspace (a mutex at ops/alerts.mutex), so cron and `serve` can both check.
  */
 export async function checkAlerts(ws: WorkspacePaths, settings: AlertSettings, o: CheckOptions = {}): Promise<CheckResult> {
-  const mutex = new Mutex(join(ws.root, 'ops', 'alerts.lock'), () => undefined);
+  const mutex = new Mutex(join(ws.root, 'ops', 'alerts.mutex'), 'the alert check');
   await mutex.acquire(60_000);
   try {
     return await checkLocked(ws, settings, o);
   } finally {
-    await mutex.releaseLock();
+    mutex.close();
   }
 }
 

@@ -1,6 +1,6 @@
 import { appendFileSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { MetaspnError, UsageError } from '../../guard/errors.js';
+import { MetaspnError, StateCorruptError, UsageError } from '../../guard/errors.js';
 import { Mutex } from '../../storage/mutex.js';
 import { deadletterDir, queueDir, workspacePaths } from '../../storage/paths.js';
 import { leaseOf, reclaimError } from '../memory.js';
@@ -95,8 +95,6 @@ export class FileQueue implements Queue {
   private readonly dead: DeadLetterFiles;
   private readonly statsFile: StatsWriter;
 
-  /** Keeps the mutex fresh during long work under it (replaying a big log, compacting). */
-  private readonly tick = (): void => this.mutex.refresh();
   private fd: number | null = null;
   private gen = 0;
   private log: LoadedLog | null = null;
@@ -121,10 +119,7 @@ export class FileQueue implements Queue {
     this.compactMin = opts.compact_min_bytes ?? 8 << 20;
     this.maxQueueSize = opts.max_queue_size ?? 0;
     this.warn = opts.warn ?? (() => undefined);
-    this.mutex = new Mutex(join(this.dir, '.lock'), (err) => {
-      this.needReload = true;
-      this.warn('queue lock compromised; state will be reloaded', { queue: this.name, error: err.message });
-    });
+    this.mutex = new Mutex(join(this.dir, '.mutex'), `queue ${this.name}`);
     this.dead = new DeadLetterFiles(deadletterDir(ws, opts.name));
     this.statsFile = new StatsWriter(this.dir);
   }
@@ -320,6 +315,7 @@ export class FileQueue implements Queue {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.statsFile.close();
+    this.mutex.close();
     closeQuietly(this.fd);
     this.fd = null;
   }
@@ -415,11 +411,11 @@ export class FileQueue implements Queue {
       ({ outcomes, syncNeeded } = this.roundLocked(ops));
     } catch (err) {
       this.needReload = true;
-      await this.mutex.releaseLock();
+      this.mutex.releaseLock();
       for (const op of ops) op.reject(err);
       return;
     }
-    await this.mutex.releaseLock();
+    this.mutex.releaseLock();
     try {
       // Group commit outside the lock: others append while this fsync runs; it covers their bytes too.
       if (syncNeeded && this.fd !== null) fdatasyncSync(this.fd);
@@ -478,12 +474,8 @@ export class FileQueue implements Queue {
     }
     if (lines.length > 0) {
       log.unwritten.clear();
+      this.fence(start);
       appendAll(this.fd!, lines.bytes(), start);
-      if (fstatSync(this.fd!).size !== end) {
-        // Someone appended without the lock (it was taken over): trust only a fresh replay.
-        this.needReload = true;
-        throw new MetaspnError('INTERNAL_ERROR', `queue ${this.name}: lock lost during a write; retry`);
-      }
       log.end = end;
     }
     if (effects.dead.length || effects.undead.length) {
@@ -511,6 +503,23 @@ export class FileQueue implements Queue {
     return { outcomes, syncNeeded };
   }
 
+  /**
+   * Checked before the bytes reach the file: this process holds the queue's lock, and the log
+   * ends where its replay ended. Anything else means a writer that did not hold the lock (a
+   * process of an older version, a hand edit): nothing is written, the round fails with
+   * STATE_CORRUPT (30), and the next one replays afresh.
+   */
+  private fence(start: number): void {
+    this.mutex.assertHeld();
+    const size = fstatSync(this.fd!).size;
+    if (size !== start) {
+      this.needReload = true;
+      throw new StateCorruptError(`queue ${this.name}: ${logPath(this.dir, this.gen)} grew from ${start} to ${size} bytes without the queue's lock; nothing written`, {
+        hint: 'another writer appended without the lock (an older metaspn?); stop it, then run `metaspn doctor --workspace DIR`',
+      });
+    }
+  }
+
   /** Compaction copies the live part; waiting until it is a third of the file keeps the copying under one write per byte. */
   private compactionDue(log: LoadedLog, end: number): boolean {
     if (end < this.compactMin) return false;
@@ -530,7 +539,7 @@ export class FileQueue implements Queue {
       return this.reload();
     }
     const log = this.log!;
-    const tail = log.readMore(this.tick);
+    const tail = log.readMore();
     if (tail > 0) this.cutTornTail(log, tail);
     this.noteCorrupt(log);
     return log;
@@ -549,7 +558,7 @@ export class FileQueue implements Queue {
     log.idx.slots.reserve(expected);
     log.idx.ids.reserve(expected);
     this.log = log;
-    const tail = log.readMore(this.tick);
+    const tail = log.readMore();
     if (tail > 0) this.cutTornTail(log, tail);
     this.seenCorrupt = 0;
     this.noteCorrupt(log);
@@ -611,7 +620,8 @@ export class FileQueue implements Queue {
 
   private compactNow(now: number): void {
     const log = this.state();
-    compact(this.dir, this.gen, log, this.fd!, now, this.retention, this.tick);
+    this.mutex.assertHeld();
+    compact(this.dir, this.gen, log, this.fd!, now, this.retention);
     this.reload();
   }
 

@@ -1,7 +1,7 @@
 import { createHash, hash } from 'node:crypto';
 import { appendFileSync, closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { MetaspnError } from '../../guard/errors.js';
+import { MetaspnError, StateCorruptError } from '../../guard/errors.js';
 import stringify from 'fast-json-stable-stringify';
 import { appendAll, readAt, readMany, readWith } from '../../queue/file/log-io.js';
 import { Mutex } from '../mutex.js';
@@ -66,7 +66,7 @@ export class ArtifactStore {
   ) {
     this.path = path;
     this.index = new DateIndexFiles(join(dirname(path), '.index', basename(path, '.jsonl')));
-    this.mutex = new Mutex(join(this.index.dir, '.lock'), (err) => this.warn('store lock compromised', { store: path, error: err.message }));
+    this.mutex = new Mutex(join(this.index.dir, '.mutex'), `store ${path}`);
   }
 
   /** Puts rows; resolves once they are durable (or found present, or refused as a conflict). */
@@ -194,6 +194,14 @@ export class ArtifactStore {
    * as one string and one buffer). All or nothing: a failure cuts the file back to `start`.
    */
   private appendLines(lines: readonly string[], start: number): void {
+    // The fence: this process holds the store's lock and the file ends where its index says.
+    this.mutex.assertHeld();
+    const size = fstatSync(this.fd!).size;
+    if (size !== start) {
+      throw new StateCorruptError(`${this.path} grew from ${start} to ${size} bytes without the store's lock; nothing written`, {
+        hint: 'another writer appended without the lock (an older metaspn, a hand edit); stop it, then run `metaspn doctor --workspace DIR`',
+      });
+    }
     let at = start;
     try {
       for (let i = 0; i < lines.length; ) {
@@ -251,7 +259,7 @@ export class ArtifactStore {
       this.catchUp();
       return fn();
     } finally {
-      await this.mutex.releaseLock();
+      this.mutex.releaseLock();
     }
   }
 
