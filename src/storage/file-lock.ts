@@ -38,6 +38,11 @@ const NETWORK_FS: ReadonlyMap<number, string> = new Map([
   [0x0bd00bd0, 'lustre'],
 ]);
 
+/** The network file system a statfs(2) `f_type` names, or null for a local (or unknown) one. */
+export function networkFsName(type: number): string | null {
+  return NETWORK_FS.get(type >>> 0) ?? null;
+}
+
 /** Set to `1` to run on a network file system anyway (every metaspn process on one host). */
 export const ALLOW_NETWORK_FS_ENV = 'METASPN_ALLOW_NETWORK_FS';
 
@@ -48,17 +53,17 @@ const checkedDirs = new Set<string>();
  * there a lock taken on one host may not exclude another, and a client that loses its server
  * loses its locks silently. Throws MetaspnError DATA_INVALID (20) naming the folder, the file
  * system and the override (`METASPN_ALLOW_NETWORK_FS=1`, for when every process runs on one host).
- * Checked once per folder per process.
+ * Checked once per folder per process. `statfs` is injectable for tests.
  */
-export function assertLocalFilesystem(dir: string): void {
+export function assertLocalFilesystem(dir: string, statfs: (dir: string) => { type: number | bigint } = statfsSync): void {
   if (checkedDirs.has(dir)) return;
   let type: number;
   try {
-    type = Number(statfsSync(dir).type);
+    type = Number(statfs(dir).type);
   } catch {
     return; // statfs unsupported here: nothing to tell
   }
-  const kind = NETWORK_FS.get(type >>> 0);
+  const kind = networkFsName(type);
   if (kind && process.env[ALLOW_NETWORK_FS_ENV] !== '1') {
     throw new MetaspnError('DATA_INVALID', `${dir}: the workspace is on a network file system (${kind}); metaspn's locks need a local one`, {
       hint: `move the workspace to a local disk, or use the PostgreSQL backend for several hosts; ${ALLOW_NETWORK_FS_ENV}=1 overrides when every metaspn process runs on one host`,
