@@ -1,6 +1,7 @@
 // Lock suite (promises 3, 6): two run-locals started together, exactly one runs and the other exits
-// 11 naming the holder; a holder SIGKILLed mid-run has its lock broken by the next run, which logs it.
-import { existsSync, readFileSync } from 'node:fs';
+// 11 naming the holder; a holder SIGKILLed mid-run has its lock broken by the next run, which logs it;
+// a holder SIGSTOPped mid-run, for longer than any stale time the lock ever had, keeps it.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { alive, doctor, finish, kill, logEvents, problems, type Rng, run, sleep, STACK, start, type DoctorFinding } from './lib.js';
 
@@ -32,9 +33,26 @@ export interface KillRound {
   /** ms after the lock was taken that the holder was killed; null when it finished first. */
   killed_after_ms: number | null;
   next_code: number | null;
+  /** Its payload still named it (active) when it died: the next run must take the lock over. */
+  held_at_death: boolean;
   /** The next run logged that it broke the dead holder's lock (a warning naming its pid). */
   logged_break: boolean;
+  /**
+   * From the SIGKILL to the next run's `run lock s1 acquired` log line, in ms (its Node start-up
+   * included); null when there was no kill or no such line.
+   */
+  takeover_ms: number | null;
   failures: string[];
+}
+
+/** The payload's holder is this process and says active. */
+function holdingLock(ws: string, pid: number | undefined): boolean {
+  try {
+    const l = JSON.parse(readFileSync(join(ws, 'locks', 's1.lock'), 'utf8')) as { active?: number; pid?: number };
+    return l.active === 1 && l.pid === pid;
+  } catch {
+    return false;
+  }
 }
 
 /** A run-local SIGKILLed at a random moment while it holds the lock; the next one must take it over and say so. */
@@ -42,34 +60,85 @@ export async function killRound(ws: string, date: string, rng: Rng): Promise<Kil
   const args = ['s1', 'run-local', '--workspace', ws, '--date', date];
   const failures: string[] = [];
   const p = start(args);
-  const lock = join(ws, 'locks', 's1.lock');
-  const holding = (): boolean => {
-    try {
-      const l = JSON.parse(readFileSync(lock, 'utf8')) as { active?: number; pid?: number };
-      return l.active === 1 && l.pid === p.child.pid;
-    } catch {
-      return false;
-    }
-  };
-  while (alive(p) && !holding()) await sleep(2);
+  while (alive(p) && !holdingLock(ws, p.child.pid)) await sleep(2);
   let killedAfter: number | null = null;
+  let killedAt = 0;
   if (alive(p)) {
-    const delay = rng.int(0, 300);
+    // A demo run holds the lock for a few hundred ms on a fast machine: kill inside that window.
+    const delay = rng.int(0, 150);
     await sleep(delay);
+    killedAt = Date.now();
     const k = await kill(p);
     if (k.signal === 'SIGKILL') killedAfter = delay;
   } else await finish(p);
   const pid = p.child.pid!;
+  // Killed after it had released the lock (between its release and its exit) leaves nothing to break.
+  const heldAtDeath = killedAfter !== null && holdingLock(ws, pid);
   const before = logEvents(ws).length;
   const r = await run(args);
   if (r.code !== 0) failures.push(`the run after the kill exited ${r.code}: ${r.stderr.trim().slice(0, 300)}`);
   if (STACK.test(r.stderr)) failures.push(`a stack trace: ${r.stderr.slice(0, 300)}`);
-  const broke = logEvents(ws)
-    .slice(before)
-    .some((e) => e.level === 40 && typeof e.msg === 'string' && e.msg.includes('run lock s1') && (e.pid === pid || e.msg.includes(`pid ${pid}`)));
-  // Killed before the payload was marked active leaves nothing to break; killed after, the break is logged.
-  if (killedAfter !== null && existsSync(lock) && !broke) failures.push(`the next run did not log breaking the lock of pid ${pid}`);
-  return { killed_after_ms: killedAfter, next_code: r.code, logged_break: broke, failures };
+  const events = logEvents(ws).slice(before);
+  const broke = events.some((e) => e.level === 40 && typeof e.msg === 'string' && e.msg.includes('run lock s1') && (e.pid === pid || e.msg.includes(`pid ${pid}`)));
+  const acquired = events.find((e) => e.msg === 'run lock s1 acquired');
+  const acquiredAt = typeof acquired?.time === 'string' ? Date.parse(acquired.time) : NaN;
+  const takeoverMs = heldAtDeath && Number.isFinite(acquiredAt) ? acquiredAt - killedAt : null;
+  // Killed before its payload was written, or after it was marked released, leaves nothing to break;
+  // killed while the payload named it, the break is logged.
+  if (heldAtDeath && !broke) failures.push(`the next run did not log breaking the lock of pid ${pid}`);
+  if (!heldAtDeath && broke) failures.push(`the next run broke a lock pid ${pid} no longer held`);
+  return { killed_after_ms: killedAfter, next_code: r.code, held_at_death: heldAtDeath, logged_break: broke, takeover_ms: takeoverMs, failures };
+}
+
+export interface StopRound {
+  /** How long the holder was stopped, in ms; null when it finished before it could be stopped. */
+  stopped_ms: number | null;
+  /** Runs started while it was stopped (each must exit 11 naming it). */
+  tries: number;
+  /** The stopped holder's exit code after SIGCONT (0: it kept the lock and published). */
+  holder_code: number | null;
+  failures: string[];
+}
+
+/**
+ * A run-local SIGSTOPped at a random moment while it holds the lock, for `stopMs` (longer than any
+ * stale time the lock ever had): every run started meanwhile must exit 11 naming it, and after
+ * SIGCONT it must finish, publish and release. The process is always continued before returning.
+ */
+export async function stopRound(ws: string, date: string, rng: Rng, stopMs: number): Promise<StopRound> {
+  const args = ['s1', 'run-local', '--workspace', ws, '--date', date];
+  const failures: string[] = [];
+  const p = start(args);
+  const pid = p.child.pid!;
+  while (alive(p) && !holdingLock(ws, pid)) await sleep(2);
+  await sleep(rng.int(0, 300));
+  let stoppedMs: number | null = null;
+  let tries = 0;
+  if (alive(p)) {
+    p.child.kill('SIGSTOP');
+    try {
+      // A stopped process cannot release: if the payload still names it now, it holds the lock.
+      if (holdingLock(ws, pid)) {
+        const t0 = Date.now();
+        while (Date.now() - t0 < stopMs) {
+          const r = await run(args);
+          tries++;
+          if (r.code !== 11) failures.push(`a run while the holder was stopped exited ${r.code}, want 11: ${r.stderr.trim().slice(0, 300)}`);
+          else if (!r.stderr.includes(`pid ${pid}`)) failures.push(`the 11 does not name the stopped holder ${pid}: ${r.stderr.split('\n')[0]}`);
+        }
+        stoppedMs = Date.now() - t0;
+      }
+    } finally {
+      p.child.kill('SIGCONT');
+    }
+  }
+  const r = await finish(p);
+  if (STACK.test(r.stderr)) failures.push(`a stack trace: ${r.stderr.slice(0, 300)}`);
+  if (stoppedMs !== null) {
+    if (r.code !== 0) failures.push(`the stopped holder exited ${r.code} after SIGCONT, want 0: ${r.stderr.trim().slice(0, 300)}`);
+    if (!/published: /.test(r.stdout)) failures.push('the stopped holder did not publish after SIGCONT');
+  }
+  return { stopped_ms: stoppedMs, tries, holder_code: r.code, failures };
 }
 
 export async function finalDoctor(ws: string): Promise<{ code: number | null; problems: DoctorFinding[] }> {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { Logger } from 'pino';
 import { UsageError } from '../guard/errors.js';
-import { acquireRunLock, type OnLockHeld } from '../guard/run-lock.js';
+import { acquireRunLock, type OnLockHeld, type RunLockFence } from '../guard/run-lock.js';
 import { stopSignals } from '../runtime/signals.js';
 import { Ledger } from '../storage/ledger.js';
 import { nonNegativeInt, positiveInt } from './options.js';
@@ -33,13 +33,18 @@ export function skipChecksOf(o: { skipCheck?: string[]; reason?: string }): Map<
   return new Map(names.map((n) => [n, o.reason!.trim()]));
 }
 
-/** Takes the run lock, runs `fn` with two-stage signal handling, always releases the lock. */
+/**
+ * Takes the run lock, runs `fn` with two-stage signal handling, always releases the lock. `fn`
+ * gets `lockLost`: called, true once the lock is no longer this run's; `lockLost.whileHeld(write)`
+ * runs a publish fenced by the lock (RunLockLostError, exit 30, when it was lost; nothing written).
+ * Throws what acquireRunLock throws (11, 40, 64 when the lock is held or the flags are bad).
+ */
 export async function runLocked<T>(
   workspace: string,
   lockName: string,
   runId: string,
   flags: LockFlags,
-  fn: (log: Logger, stop: AbortSignal, force: AbortSignal, lockLost: () => boolean) => Promise<T>,
+  fn: (log: Logger, stop: AbortSignal, force: AbortSignal, lockLost: RunLockFence) => Promise<T>,
   /** The log field naming `runId`: a backfill's lines carry `backfill_id`, each date's its own `run_id`. */
   idField: 'run_id' | 'backfill_id' = 'run_id',
 ): Promise<T> {
@@ -59,9 +64,10 @@ export async function runLocked<T>(
   if (lock.broke?.why === 'forced') {
     await new Ledger(s.ws).append('lock_break', { lock: lockName, reason: lock.payload.reason, previous_holder: lock.broke.holder, cmd: lock.payload.cmd }, runId);
   }
+  const lockLost: RunLockFence = Object.assign(() => !lock.stillHeld(), { whileHeld: <R>(write: () => R | Promise<R>) => lock.whileHeld(write) });
   const signals = stopSignals(log);
   try {
-    return await fn(log, signals.stop, signals.force, () => !lock.stillHeld());
+    return await fn(log, signals.stop, signals.force, lockLost);
   } finally {
     // Signals stay handled until the lock is released: a second Ctrl-C must not kill the clean-up.
     await lock.release();

@@ -1,8 +1,12 @@
 /**
- * The run lock that guards one pipeline run (`metaspn s1 run-local`): `locks/<name>.lock` holds
- * who runs; proper-lockfile's directory `locks/<name>.lock.d` is the mutual exclusion.
+ * The run lock that guards one pipeline run (`metaspn s1 run-local`, backfill, rollback) on kernel
+ * locks: `locks/<name>.lock` says who runs; each acquisition holds a kernel lock on its own liveness
+ * file `locks/<name>.held.<lock_id>` for the whole run (alive = locked, so a SIGKILLed holder is
+ * taken over at once and a stopped one never); `locks/<name>.gate`, held for milliseconds,
+ * serialises every change of hands and every fenced publish (`RunLock.whileHeld`).
  */
-export { acquireRunLock } from './run-lock/acquire.js';
-export { readLockStatus, type LockStatus, type StaleReason } from './run-lock/inspect.js';
-export { lockPaths, type LockPaths, type LockPayload } from './run-lock/payload.js';
-export type { AcquireRunLockOptions, OnLockHeld, RunLock, RunLockLog } from './run-lock/types.js';
+export { acquireRunLock, removeLivenessIfDead } from './run-lock/acquire.js';
+export { RunLockLostError } from './run-lock/held.js';
+export { probeLiveness, readLockStatus, type Liveness, type LockStatus, type StaleReason } from './run-lock/inspect.js';
+export { livenessFiles, livenessPath, lockPaths, type LockPaths, type LockPayload } from './run-lock/payload.js';
+export type { AcquireRunLockOptions, BrokenLock, OnLockHeld, RunLock, RunLockFence, RunLockLog } from './run-lock/types.js';

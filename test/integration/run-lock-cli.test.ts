@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cli, ROOT, tempWorkspace, waitFor } from './cli.js';
+import { cli, exit, ROOT, run, start, tempWorkspace, waitFor } from './cli.js';
 
 let holder: ChildProcess | null = null;
 
@@ -51,6 +51,8 @@ describe('run lock through the CLI', () => {
     const h = await holdLock(ws);
     const pid = h.pid;
     await kill(h);
+    // The kernel freed its liveness file with the process: not held, at once.
+    expect(JSON.parse(cli(['lock', 'status', '--workspace', ws, '--json']).stdout)).toMatchObject({ held: false, holder_alive: false, stale_reason: 'pid_dead', payload: { active: 1, pid } });
     expect(cli(['lock', 'status', '--workspace', ws]).stdout).toContain('its process is gone');
     const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
     expect(r.code).toBe(0);
@@ -67,4 +69,55 @@ describe('run lock through the CLI', () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('holder hung');
   });
+
+  it('a SIGSTOPped holder keeps the lock past every old stale time (11 s): each run exits 11 naming it; after SIGCONT it still holds', async () => {
+    const ws = tempWorkspace();
+    const h = await holdLock(ws);
+    const args = ['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15'];
+    let runs = 0;
+    h.kill('SIGSTOP');
+    try {
+      const stoppedAt = Date.now();
+      while (Date.now() - stoppedAt < 11_000 || runs < 2) {
+        const r = await run(args);
+        expect(r.code).toBe(11);
+        expect(r.stderr).toContain(`run lock s1 is held by pid ${h.pid}`);
+        runs++;
+      }
+      const json = JSON.parse(cli(['lock', 'status', '--workspace', ws, '--json']).stdout);
+      expect(json).toMatchObject({ held: true, holder_alive: true, stale_reason: null, payload: { active: 1, pid: h.pid } });
+    } finally {
+      h.kill('SIGCONT');
+    }
+    const st = cli(['lock', 'status', '--workspace', ws]);
+    expect(st.stdout).toContain('lock s1: HELD');
+    expect(st.stdout).toContain(`pid           ${h.pid} (running)`);
+  }, 40_000);
+
+  it('a backfill whose lock is taken over (--force-lock-break) publishes nothing after the takeover and exits 30', async () => {
+    const ws = tempWorkspace();
+    const a = start(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-12']);
+    const payload = (): { active?: number; pid?: number } => {
+      try {
+        return JSON.parse(readFileSync(join(ws, 'locks', 's1.lock'), 'utf8')) as { active?: number; pid?: number };
+      } catch {
+        return {};
+      }
+    };
+    let ra;
+    try {
+      await waitFor(() => payload().active === 1 && payload().pid === a.child.pid, 20_000, 'the backfill to take the lock');
+      const b = await run(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-20', '--force-lock-break', '--reason', 'drill'], { ms: 60_000 });
+      expect(b.code).toBe(0);
+    } finally {
+      ra = await exit(a, 120_000);
+    }
+    expect(ra.code).toBe(30);
+    expect(ra.stderr).toContain('run lock was lost during the run: not publishing');
+    const ledger = readFileSync(join(ws, 'ledger.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { kind: string; run_id?: string });
+    const broke = ledger.findIndex((e) => e.kind === 'lock_break');
+    expect(broke).toBeGreaterThanOrEqual(0);
+    const after = ledger.slice(broke + 1).filter((e) => e.kind === 'publish');
+    expect(after.map((e) => e.run_id)).toEqual([ledger[broke]!.run_id]);
+  }, 90_000);
 });

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -7,17 +7,24 @@ import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import ts from 'typescript';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { Findings } from '../../src/doctor/finding.js';
+import { checkLocks, removeMutex } from '../../src/doctor/locks.js';
 import { MetaspnError, UsageError } from '../../src/guard/errors.js';
 import {
   acquireRunLock,
+  livenessFiles,
+  livenessPath,
   lockPaths,
   readLockStatus,
+  RunLockLostError,
   type AcquireRunLockOptions,
   type LockPayload,
   type RunLock,
   type RunLockLog,
 } from '../../src/guard/run-lock.js';
 import { HOST } from '../../src/queue/owner.js';
+import { probeLock } from '../../src/storage/file-lock.js';
+import { workspacePaths } from '../../src/storage/paths.js';
 
 // A pino logger is a RunLockLog: the CLI passes its own.
 const _pinoFits: RunLockLog = pino({ level: 'silent' });
@@ -115,15 +122,40 @@ interface ChildEvent {
   event: string;
   payload?: LockPayload;
   compromised?: boolean;
+  held?: boolean;
+  code?: string;
 }
 
 interface Holder {
   pid: number;
   payload: LockPayload;
+  /** The first event of this name, past or to come. */
   next(event: string): Promise<ChildEvent>;
+  /** Sends a command line; resolves with the first `event` printed after it. */
+  ask(command: string, event: string): Promise<ChildEvent>;
   /** Ask it to release; resolves with its 'released' event once it exited. */
   release(): Promise<ChildEvent>;
+  /** Sends the signal; resolves once the kernel says the process is gone (SIGKILL) or stopped (SIGSTOP). */
+  signal(sig: 'SIGSTOP' | 'SIGCONT'): Promise<void>;
   sigkill(): Promise<void>;
+}
+
+/** The process state letter of /proc/<pid>/stat ('T' stopped, 'S' sleeping, …); null without /proc. */
+function procState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).charAt(0);
+  } catch {
+    return null;
+  }
+}
+
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 const children = new Set<ChildProcess>();
@@ -141,7 +173,7 @@ async function startHolder(locksDir: string, ttlSec?: number): Promise<Holder> {
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   children.add(child);
   const events: ChildEvent[] = [];
-  const waiters: { event: string; resolve: (e: ChildEvent) => void; reject: (e: Error) => void }[] = [];
+  const waiters: { event: string; after: number; resolve: (e: ChildEvent) => void; reject: (e: Error) => void }[] = [];
   const exited = new Promise<void>((res) => child.on('exit', () => res()));
   void exited.then(() => {
     for (const w of waiters.splice(0)) w.reject(new Error(`holder exited before '${w.event}'`));
@@ -150,21 +182,33 @@ async function startHolder(locksDir: string, ttlSec?: number): Promise<Holder> {
     const ev = JSON.parse(line) as ChildEvent;
     events.push(ev);
     for (const w of waiters.splice(0)) {
-      if (w.event === ev.event) w.resolve(ev);
+      if (w.event === ev.event && events.length > w.after) w.resolve(ev);
       else waiters.push(w);
     }
   });
-  const next = (event: string): Promise<ChildEvent> => {
-    const seen = events.find((e) => e.event === event);
+  const nextAfter = (event: string, after: number): Promise<ChildEvent> => {
+    const seen = events.slice(after).find((e) => e.event === event);
     if (seen) return Promise.resolve(seen);
     if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error(`holder exited before '${event}'`));
-    return new Promise((resolve, reject) => waiters.push({ event, resolve, reject }));
+    return new Promise((resolve, reject) => waiters.push({ event, after, resolve, reject }));
   };
+  const next = (event: string): Promise<ChildEvent> => nextAfter(event, 0);
   const acquired = await next('acquired');
   return {
     pid: child.pid!,
     payload: acquired.payload!,
     next,
+    ask: (command, event) => {
+      const p = nextAfter(event, events.length);
+      child.stdin!.write(`${command}\n`);
+      return p;
+    },
+    signal: async (sig) => {
+      child.kill(sig);
+      const want = sig === 'SIGSTOP' ? 'T' : null;
+      if (procState(child.pid!) === null) return;
+      await until(() => (want ? procState(child.pid!) === want : procState(child.pid!) !== 'T'), 5_000, `${sig} to take effect`);
+    },
     release: async () => {
       const released = next('released');
       child.stdin!.write('release\n');
@@ -183,16 +227,21 @@ async function startHolder(locksDir: string, ttlSec?: number): Promise<Holder> {
 
 // ---- tests ----
 
+const alivePath = (locks: string, lockId: string | undefined): string => livenessPath(lockPaths(locks, 's1'), lockId)!;
+
 describe('run lock', () => {
-  it('acquire writes active 1, release writes active 0 and keeps who ran last; release is idempotent', async () => {
+  it('acquire writes active 1 and locks a liveness file; release writes active 0, removes it and keeps who ran last; idempotent', async () => {
     const locks = workspace();
     const { log, infos } = recorder();
     const lock = await acquire(locks, log, { reason: 'daily' });
     const held = readPayloadFile(locks);
-    expect(held).toMatchObject({ active: 1, pid: process.pid, host: HOST, ttl_sec: 3600, reason: 'daily', cmd: 'metaspn s1 run-local --date 2026-01-15' });
+    expect(held).toMatchObject({ active: 1, pid: process.pid, host: HOST, ttl_sec: 3600, reason: 'daily', cmd: 'metaspn s1 run-local --date 2026-01-15', generation: 1 });
+    expect(held.lock_id).toMatch(/^[0-9a-f-]{36}$/);
     expect(Number.isFinite(Date.parse(held.start_ts_utc))).toBe(true);
     expect(lock.payload).toEqual(held);
-    expect(existsSync(lockPaths(locks, 's1').dir)).toBe(true);
+    const alive = alivePath(locks, held.lock_id);
+    expect(alive).toBe(join(locks, `s1.held.${held.lock_id}`));
+    expect(probeLock(alive)).toBe('held');
     expect(lock.stillHeld()).toBe(true);
     expect(readLockStatus(locks, 's1')).toMatchObject({ held: true, holder_alive: true, stale_reason: null });
 
@@ -202,13 +251,17 @@ describe('run lock', () => {
     expect(after).toEqual({ ...held, active: 0 });
     expect(lock.payload.active).toBe(0);
     expect(lock.compromised).toBe(false);
-    expect(existsSync(lockPaths(locks, 's1').dir)).toBe(false);
+    expect(lock.stillHeld()).toBe(false);
+    expect(existsSync(alive)).toBe(false);
     expect(readLockStatus(locks, 's1')).toMatchObject({ exists: true, held: false, holder_alive: null, stale_reason: null });
     expect(infos.map((i) => i.msg)).toEqual(['run lock s1 acquired', 'run lock s1 released']);
 
     const again = await acquire(locks, log);
-    expect(readPayloadFile(locks)).toMatchObject({ active: 1, reason: 'scheduled' });
+    expect(readPayloadFile(locks)).toMatchObject({ active: 1, reason: 'scheduled', generation: 2 });
+    expect(again.payload.lock_id).not.toBe(held.lock_id);
     await again.release();
+    // Nothing left behind but the payload and the gate (no proper-lockfile directory any more).
+    expect(readdirSync(locks).sort()).toEqual(['s1.gate', 's1.lock']);
   });
 
   it('held by a live process: retryable (the default) exits 11, fail exits 40, and the holder keeps it', async () => {
@@ -232,7 +285,44 @@ describe('run lock', () => {
 
     expect(await holder.release()).toMatchObject({ compromised: false });
     expect(readPayloadFile(locks)).toMatchObject({ active: 0, pid: holder.pid, cmd: 'hold-lock fixture', reason: 'fixture' });
+    expect(livenessFiles(lockPaths(locks, 's1'))).toEqual([]);
   });
+
+  it('a SIGSTOPped holder is never overtaken (stopped 12.5 s, past every old stale time): 11 naming it; after SIGCONT it still holds and releases cleanly', async () => {
+    const locks = workspace();
+    const holder = await startHolder(locks);
+    const { log, warns } = recorder();
+    let looks = 0;
+    await holder.signal('SIGSTOP');
+    try {
+      const stoppedAt = performance.now();
+      // A wait-mode acquirer for the whole stop: it gives up (40), it never takes the lock.
+      const waiter = rejection(acquire(locks, log, { onLockHeld: 'wait', lockWaitSec: 12.5, pollMs: 250 }));
+      waiter.catch(() => undefined);
+      while (performance.now() - stoppedAt < 12_500) {
+        const err = await rejection(acquire(locks, log, { onLockHeld: 'retryable' }));
+        expect(err.code).toBe('BUSINESS_SKIP');
+        expect(err.exitCode).toBe(11);
+        expect(err.message).toContain(`run lock s1 is held by pid ${holder.pid} on ${HOST}`);
+        expect(readLockStatus(locks, 's1')).toMatchObject({ held: true, holder_alive: true, stale_reason: null });
+        looks++;
+        await new Promise((r) => setTimeout(r, 400));
+      }
+      const waited = await waiter;
+      expect(waited.code).toBe('LOCK_TIMEOUT');
+      expect(waited.message).toContain(`pid ${holder.pid}`);
+      // Still stopped all along (where /proc tells).
+      expect(procState(holder.pid) ?? 'T').toBe('T');
+    } finally {
+      await holder.signal('SIGCONT');
+    }
+    expect(looks).toBeGreaterThanOrEqual(10);
+    expect(warns).toEqual([]);
+    expect(readPayloadFile(locks)).toMatchObject({ active: 1, pid: holder.pid, lock_id: holder.payload.lock_id });
+    expect(await holder.ask('check', 'checked')).toMatchObject({ held: true });
+    expect(await holder.release()).toMatchObject({ compromised: false });
+    expect(readPayloadFile(locks)).toMatchObject({ active: 0, pid: holder.pid, lock_id: holder.payload.lock_id });
+  }, 30_000);
 
   it('wait: gives up with 40 after lockWaitSec while the holder stays', async () => {
     const locks = workspace();
@@ -273,30 +363,57 @@ describe('run lock', () => {
     await holder.sigkill();
     const lock = await pending;
     expect(warns).toHaveLength(1);
-    expect(warns[0]!.obj).toMatchObject({ why: 'pid_dead', pid: holder.pid });
+    // The kernel frees the lock as the process closes its files, a moment before it becomes a
+    // zombie: a poll in that moment sees a free lock and a live pid, and says holder_gone.
+    expect(warns[0]!.obj).toMatchObject({ why: expect.stringMatching(/^(pid_dead|holder_gone)$/), pid: holder.pid });
     await lock.release();
   });
 
-  it('a SIGKILLed holder: the next acquire breaks its lock and warns naming the dead pid', async () => {
+  it('a SIGKILLed holder is taken over at once (under 1 s after the kill), with a warning naming the dead pid; its liveness file is removed', async () => {
     const locks = workspace();
     const holder = await startHolder(locks);
-    await holder.sigkill();
+    const dead = alivePath(locks, holder.payload.lock_id);
     const { log, warns } = recorder();
+    const t0 = performance.now();
+    await holder.sigkill();
     const lock = await acquire(locks, log, { onLockHeld: 'fail' });
+    const elapsed = performance.now() - t0;
+    console.info(`run lock taken over ${elapsed.toFixed(1)} ms after the holder's SIGKILL`);
+    expect(elapsed).toBeLessThan(1000);
     expect(warns).toHaveLength(1);
     expect(warns[0]!.obj).toMatchObject({
       why: 'pid_dead',
       pid: holder.pid,
       host: HOST,
       start_ts_utc: holder.payload.start_ts_utc,
+      lock_id: holder.payload.lock_id,
       old_payload: holder.payload,
     });
     expect(warns[0]!.msg).toContain(`pid ${holder.pid} is not running on ${HOST}`);
-    expect(readPayloadFile(locks)).toMatchObject({ active: 1, pid: process.pid });
+    expect(lock.broke).toMatchObject({ why: 'pid_dead', holder: holder.payload });
+    expect(readPayloadFile(locks)).toMatchObject({ active: 1, pid: process.pid, generation: holder.payload.generation! + 1 });
+    expect(existsSync(dead)).toBe(false);
     await lock.release();
   });
 
-  it('TTL expired (fake now): broken with a warning; the live holder learns it lost the lock and leaves ours alone', async () => {
+  it('a holder whose pid lives on but whose liveness file is not locked (a reused pid) is taken over at once: holder_gone', async () => {
+    const locks = workspace();
+    mkdirSync(locks, { recursive: true });
+    const lockId = '0f0e0d0c-0b0a-4999-8888-777766665555';
+    // The payload names a live pid (this process), but nobody locks its liveness file.
+    const stale: LockPayload = { active: 1, pid: process.pid, host: HOST, start_ts_utc: new Date().toISOString(), ttl_sec: 3600, reason: 'scheduled', cmd: 'x', lock_id: lockId, generation: 7 };
+    writeFileSync(join(locks, 's1.lock'), JSON.stringify(stale));
+    writeFileSync(alivePath(locks, lockId), '');
+    expect(readLockStatus(locks, 's1')).toMatchObject({ held: false, holder_alive: false, stale_reason: 'holder_gone' });
+    const { log, warns } = recorder();
+    const lock = await acquire(locks, log, { onLockHeld: 'fail' });
+    expect(warns.map((w) => w.obj)).toMatchObject([{ why: 'holder_gone', pid: process.pid, lock_id: lockId }]);
+    expect(readPayloadFile(locks)).toMatchObject({ active: 1, generation: 8 });
+    expect(existsSync(alivePath(locks, lockId))).toBe(false);
+    await lock.release();
+  });
+
+  it('TTL expired (fake now): taken over with a warning; the live holder learns it (poll), cannot publish, and leaves ours alone', async () => {
     const locks = workspace();
     const holder = await startHolder(locks, 60);
     const { log, warns } = recorder();
@@ -304,14 +421,60 @@ describe('run lock', () => {
     expect(warns).toHaveLength(1);
     expect(warns[0]!.obj).toMatchObject({ why: 'ttl_expired', pid: holder.pid, host: HOST, start_ts_utc: holder.payload.start_ts_utc });
     expect(warns[0]!.msg).toContain('its ttl of 60s');
+    expect(lock.payload.generation).toBe(holder.payload.generation! + 1);
+    // The old holder is alive: its liveness file stays locked (it is its own to remove).
+    expect(probeLock(alivePath(locks, holder.payload.lock_id))).toBe('held');
 
     await holder.next('compromised');
+    const marker = join(locks, '..', 'published-by-old-holder');
+    expect(await holder.ask(`publish ${marker}`, 'publish_refused')).toMatchObject({ code: 'STATE_CORRUPT' });
+    expect(existsSync(marker)).toBe(false);
     expect(await holder.release()).toMatchObject({ compromised: true });
+    expect(existsSync(alivePath(locks, holder.payload.lock_id))).toBe(false);
     expect(lock.stillHeld()).toBe(true);
-    expect(existsSync(lockPaths(locks, 's1').dir)).toBe(true);
     expect(readPayloadFile(locks)).toMatchObject({ active: 1, pid: process.pid, lock_id: lock.payload.lock_id });
     await lock.release();
     expect(readPayloadFile(locks)).toMatchObject({ active: 0, pid: process.pid });
+  });
+
+  it('whileHeld: nobody takes the lock over while its function runs; after a takeover it refuses before calling it (RunLockLostError, 30)', async () => {
+    const locks = workspace();
+    const { log } = recorder();
+    const lost: Error[] = [];
+    const first = await acquire(locks, log, { onCompromised: (e) => lost.push(e) });
+    let entered!: () => void;
+    let finish!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    const publishing = first.whileHeld(async () => {
+      entered();
+      await new Promise<void>((r) => (finish = r));
+      return 'published';
+    });
+    await inside;
+    let taken = false;
+    const breaker = acquire(locks, log, { forceBreak: true, reason: 'drill' }).then((l) => ((taken = true), l));
+    // The breaker queues at the gate for as long as the publish runs.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(taken).toBe(false);
+    expect(readPayloadFile(locks).lock_id).toBe(first.payload.lock_id);
+    finish();
+    expect(await publishing).toBe('published');
+    const second = await breaker;
+    expect(second.broke).toMatchObject({ why: 'forced' });
+
+    let called = false;
+    const err = await rejection(first.whileHeld(() => (called = true)));
+    expect(err).toBeInstanceOf(RunLockLostError);
+    expect(err.code).toBe('STATE_CORRUPT');
+    expect(err.exitCode).toBe(30);
+    expect(err.hint).toContain(`pid ${process.pid}`);
+    expect(called).toBe(false);
+    expect(first.compromised).toBe(true);
+    expect(lost).toHaveLength(1);
+    expect(await second.whileHeld(() => 'ok')).toBe('ok');
+    await first.release();
+    await second.release();
+    expect(await rejection(second.whileHeld(() => 'late'))).toBeInstanceOf(RunLockLostError);
   });
 
   it('forceBreak needs a non-empty reason (UsageError, 64)', async () => {
@@ -334,6 +497,7 @@ describe('run lock', () => {
     expect(warns).toHaveLength(1);
     expect(warns[0]!.obj).toMatchObject({ why: 'forced', reason: 'lock_recovery', pid: holder.pid, old_payload: holder.payload });
     expect(readPayloadFile(locks)).toMatchObject({ active: 1, pid: process.pid, reason: 'lock_recovery' });
+    expect(await holder.ask('check', 'checked')).toMatchObject({ held: false });
     await holder.next('compromised');
     await holder.release();
     expect(lock.stillHeld()).toBe(true);
@@ -397,16 +561,17 @@ describe('run lock', () => {
     expect(first.compromised).toBe(true);
     expect(lost).toHaveLength(1);
     await first.release();
-    expect(existsSync(lockPaths(locks, 's1').dir)).toBe(true);
+    expect(existsSync(alivePath(locks, first.payload.lock_id))).toBe(false);
+    expect(probeLock(alivePath(locks, second.payload.lock_id))).toBe('held');
     expect(readPayloadFile(locks)).toMatchObject({ active: 1, lock_id: second.payload.lock_id });
     expect(second.stillHeld()).toBe(true);
     await second.release();
     expect(readPayloadFile(locks)).toMatchObject({ active: 0, lock_id: second.payload.lock_id });
-    expect(existsSync(lockPaths(locks, 's1').dir)).toBe(false);
+    expect(livenessFiles(lockPaths(locks, 's1'))).toEqual([]);
     expect(lost).toHaveLength(1);
   });
 
-  it('a lock directory removed under a holder is reported through onCompromised (proper-lockfile notices)', async () => {
+  it('a liveness file removed under a holder is reported through onCompromised (the poll notices) and the lock is free for the next run', async () => {
     const locks = workspace();
     const { log, warns } = recorder();
     let noticed!: (e: Error) => void;
@@ -417,18 +582,20 @@ describe('run lock', () => {
         throw new Error('a throwing callback is logged, not rethrown');
       },
     });
-    rmSync(lockPaths(locks, 's1').dir, { recursive: true });
-    await compromised;
+    rmSync(alivePath(locks, lock.payload.lock_id));
+    expect((await compromised).message).toContain('was removed or replaced');
     expect(lock.compromised).toBe(true);
     expect(warns.map((w) => w.msg)).toEqual([
-      'run lock s1 lost while held (broken or removed by someone else); do not publish',
+      'run lock s1 lost while held (taken over, or its liveness file removed); do not publish',
       'onCompromised callback threw; ignored',
     ]);
+    expect(readLockStatus(locks, 's1')).toMatchObject({ held: false, holder_alive: false, stale_reason: 'holder_gone' });
+    expect(await rejection(lock.whileHeld(() => 'never'))).toBeInstanceOf(RunLockLostError);
     await lock.release();
     expect(readPayloadFile(locks)).toMatchObject({ active: 0, pid: process.pid });
   });
 
-  it('readLockStatus: free, held by a live process, expired, and held by a dead one', async () => {
+  it('readLockStatus: free, held by a live process, expired, and left by a dead one', async () => {
     const locks = workspace();
     expect(readLockStatus(locks, 's1')).toEqual({
       path: join(locks, 's1.lock'),
@@ -447,44 +614,41 @@ describe('run lock', () => {
       holder_alive: true,
       stale_reason: null,
     });
-    expect(readLockStatus(locks, 's1', { now: () => Date.now() + 61_000 }).stale_reason).toBe('ttl_expired');
+    expect(readLockStatus(locks, 's1', { now: () => Date.now() + 61_000 })).toMatchObject({ held: true, stale_reason: 'ttl_expired' });
     await holder.sigkill();
-    expect(readLockStatus(locks, 's1')).toMatchObject({ held: true, holder_alive: false, stale_reason: 'pid_dead' });
-    // Once nobody refreshes the directory, proper-lockfile no longer counts it as held.
-    const past = new Date(Date.now() - 60_000);
-    utimesSync(lockPaths(locks, 's1').dir, past, past);
-    expect(readLockStatus(locks, 's1')).toMatchObject({ held: false, holder_alive: false, stale_reason: 'pid_dead' });
+    // The kernel freed its liveness file with the process: not held, at once.
+    expect(readLockStatus(locks, 's1')).toMatchObject({ exists: true, payload: holder.payload, held: false, holder_alive: false, stale_reason: 'pid_dead' });
   });
 
-  it('a corrupt, empty or ill-shaped payload never crashes: an unknown holder until its directory goes stale', async () => {
+  it('a corrupt, empty or ill-shaped payload never crashes: taken at once when no liveness file is locked, an unknown live holder while one is', async () => {
     const locks = workspace();
     const paths = lockPaths(locks, 's1');
     mkdirSync(locks, { recursive: true });
     const { log, warns } = recorder();
 
-    // Garbage with no directory: the lock is free.
-    writeFileSync(paths.payload, '{"active":1,"pid":');
-    const free = await acquire(locks, log);
-    await free.release();
-    expect(readPayloadFile(locks)).toMatchObject({ active: 0, pid: process.pid });
-    expect(warns).toEqual([]);
-
     for (const junk of ['', 'not json', '{"active":"yes","pid":"x"}']) {
       writeFileSync(paths.payload, junk);
-      mkdirSync(paths.dir);
-      expect(readLockStatus(locks, 's1')).toMatchObject({ exists: true, payload: null, held: true, holder_alive: null, stale_reason: null });
-      const err = await rejection(acquire(locks, log));
-      expect(err.code).toBe('BUSINESS_SKIP');
-      expect(err.message).toContain('an unknown process');
-      expect(err.hint).toContain('has not been refreshed for 10s');
-
-      const past = new Date(Date.now() - 60_000);
-      utimesSync(paths.dir, past, past);
+      expect(readLockStatus(locks, 's1')).toMatchObject({ exists: true, payload: null, held: false, holder_alive: null, stale_reason: null });
       const lock = await acquire(locks, log);
-      expect(warns.at(-1)!.obj).toMatchObject({ why: 'not_refreshed', pid: null, old_payload: null });
+      expect(warns.at(-1)!.obj).toMatchObject({ why: 'holder_gone', pid: null, old_payload: null });
       await lock.release();
+      expect(readPayloadFile(locks)).toMatchObject({ active: 0, pid: process.pid });
     }
     expect(warns).toHaveLength(3);
+
+    // A live holder whose payload got damaged: who it is is unknown, that it lives is not.
+    const holder = await startHolder(locks);
+    writeFileSync(paths.payload, 'not json');
+    expect(readLockStatus(locks, 's1')).toMatchObject({ exists: true, payload: null, held: true, holder_alive: null, stale_reason: null });
+    const err = await rejection(acquire(locks, log));
+    expect(err.code).toBe('BUSINESS_SKIP');
+    expect(err.message).toContain('an unknown process');
+    expect(err.hint).toContain('s1.held.*');
+    await holder.sigkill();
+    const lock = await acquire(locks, log);
+    expect(warns.at(-1)!.obj).toMatchObject({ why: 'holder_gone', pid: null });
+    expect(livenessFiles(paths)).toEqual([alivePath(locks, lock.payload.lock_id)]);
+    await lock.release();
   });
 
   it('rejects a bad lock name and bad numbers as usage errors', async () => {
@@ -494,5 +658,40 @@ describe('run lock', () => {
     expect((await rejection(acquire(locks, log, { ttlSec: 0 }))).code).toBe('USAGE');
     expect((await rejection(acquire(locks, log, { lockWaitSec: -1 }))).code).toBe('USAGE');
     expect((await rejection(acquire(locks, log, { onLockHeld: 'later' as never }))).code).toBe('USAGE');
+  });
+
+  it('doctor: lists a dead holder\'s lock, liveness files nobody holds and old proper-lockfile directories; never a held file', async () => {
+    const locks = workspace();
+    const ws = workspacePaths(dirname(locks));
+    const holder = await startHolder(locks, 60);
+    const liveFile = alivePath(locks, holder.payload.lock_id);
+
+    // Alive past its TTL: reported, never planned for removal; removeMutex leaves a held file alone.
+    let f = new Findings();
+    expect(checkLocks(ws, f, Date.now() + 61_000)).toEqual({ staleRunLocks: [], staleMutexes: [] });
+    expect(f.list.map((x) => x.message)).toEqual([expect.stringContaining('held past its TTL')]);
+    removeMutex(liveFile);
+    expect(probeLock(liveFile)).toBe('held');
+
+    const old = new Date(Date.now() - 60_000);
+    const legacy = [join(locks, 's1.lock.d'), join(ws.queues, 'project_rewards', '.lock')];
+    for (const d of legacy) {
+      mkdirSync(d, { recursive: true });
+      utimesSync(d, old, old);
+    }
+    const fresh = join(locks, 's1.lock.gate');
+    mkdirSync(fresh); // recently touched: an older metaspn may be running, so it is left alone
+    const orphan = alivePath(locks, '11111111-2222-4333-8444-555555555555');
+    writeFileSync(orphan, '');
+    await holder.sigkill();
+
+    f = new Findings();
+    const plan = checkLocks(ws, f);
+    expect(plan.staleRunLocks).toEqual(['s1']);
+    expect([...plan.staleMutexes].sort()).toEqual([liveFile, orphan, ...legacy].sort());
+    expect(f.list.find((x) => x.path === 'locks/s1.lock')!.message).toContain(`run lock s1 is stale (pid_dead): pid ${holder.pid}`);
+    for (const m of plan.staleMutexes) removeMutex(m);
+    for (const m of plan.staleMutexes) expect(existsSync(m)).toBe(false);
+    expect(existsSync(fresh)).toBe(true);
   });
 });

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { WorkspaceConfig } from '../../src/config/load.js';
 import { EXIT } from '../../src/guard/exit-codes.js';
 import { UsageError } from '../../src/guard/errors.js';
+import type { RunLockFence } from '../../src/guard/run-lock.js';
 import { makeOwner } from '../../src/queue/owner.js';
 import { Ledger } from '../../src/storage/ledger.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
@@ -26,8 +27,11 @@ export interface PipelineOptions {
   log: Logger;
   stop: AbortSignal;
   force?: AbortSignal;
-  /** True when the run lock was lost: then nothing is published. */
-  lockLost?: () => boolean;
+  /**
+   * The run lock: called, true when it was lost (then nothing is published); `whileHeld` fences the
+   * publish (the ledger entry and the pointer move). Without it (tests, no lock) nothing is fenced.
+   */
+  lockLost?: RunLockFence;
   /** Guardrails to skip, each with the operator's reason. */
   skipChecks?: ReadonlyMap<string, string>;
 }

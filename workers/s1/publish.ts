@@ -2,6 +2,7 @@ import { join, relative } from 'node:path';
 import { readManifest, writeManifest } from '../../src/storage/manifest.js';
 import { toMetaspnError } from '../../src/guard/errors.js';
 import { EXIT } from '../../src/guard/exit-codes.js';
+import { RunLockLostError } from '../../src/guard/run-lock.js';
 import { writeIncident } from '../../src/storage/incidents.js';
 import { pointerDates, pointerPath, readPointer, writePointer, type CurrentPointer } from '../../src/storage/pointers.js';
 import { PIPELINE } from './context.js';
@@ -60,7 +61,8 @@ export async function guardrailChecks(env: S1Env, r: DateRun): Promise<{ checks:
 
 /**
  * Moves the date's current pointer to this run: a ledger entry first (durable), then the pointer
- * file, replaced atomically. Only after every stage and check passed, and never with a lost lock.
+ * file, replaced atomically. Only after every stage and check passed, and never with a lost lock:
+ * both writes run inside the run lock's fence (RunLock.whileHeld), which checks the lock first.
  */
 export async function publishRun(env: S1Env, r: DateRun): Promise<void> {
   try {
@@ -92,17 +94,33 @@ function markPublishFailed(env: S1Env, r: DateRun, message: string, exit: number
 async function publishOrThrow(env: S1Env, r: DateRun): Promise<void> {
   const { ws } = env;
   const { date, params } = r.plan;
-  if (env.lockLost?.()) {
-    r.exit_code = EXIT.STATE_CORRUPT;
-    r.failed = true;
-    r.log.error({ event: 'publish_refused' }, 'run lock was lost during the run: not publishing');
+  const lock = env.lockLost;
+  if (lock?.()) {
+    refuse(r);
     return;
   }
-  const previous = readPointer(ws, PIPELINE, date);
-  const pointer: CurrentPointer = { pipeline: PIPELINE, date, run_id: r.runId, summary_id: env.s1.summaryIdFor(r.plan), published_at: new Date().toISOString(), params };
-  const skipped = [...env.skipChecks].map(([name, reason]) => ({ name, reason }));
-  await env.ledger.append('publish', { pipeline: PIPELINE, date, pointer, previous, ...(skipped.length ? { skipped_checks: skipped } : {}) }, r.runId);
-  writePointer(ws, pointer);
-  r.pointer = relative(ws.root, pointerPath(ws, PIPELINE, date));
-  r.log.info({ event: 'published', date, summary_id: pointer.summary_id }, `published ${date}`);
+  const publish = async (): Promise<void> => {
+    const previous = readPointer(ws, PIPELINE, date);
+    const pointer: CurrentPointer = { pipeline: PIPELINE, date, run_id: r.runId, summary_id: env.s1.summaryIdFor(r.plan), published_at: new Date().toISOString(), params };
+    const skipped = [...env.skipChecks].map(([name, reason]) => ({ name, reason }));
+    await env.ledger.append('publish', { pipeline: PIPELINE, date, pointer, previous, ...(skipped.length ? { skipped_checks: skipped } : {}) }, r.runId);
+    writePointer(ws, pointer);
+    r.pointer = relative(ws.root, pointerPath(ws, PIPELINE, date));
+    r.log.info({ event: 'published', date, summary_id: pointer.summary_id }, `published ${date}`);
+  };
+  try {
+    // The fence: inside it nobody can take the lock over, and it checks first that the lock is
+    // still this run's. A holder that lost it writes neither the ledger entry nor the pointer.
+    await (lock ? lock.whileHeld(publish) : publish());
+  } catch (err) {
+    if (!(err instanceof RunLockLostError)) throw err;
+    refuse(r);
+  }
+}
+
+/** The lock was lost during the run: exit 30, nothing published (the warning names who has it now). */
+function refuse(r: DateRun): void {
+  r.exit_code = EXIT.STATE_CORRUPT;
+  r.failed = true;
+  r.log.error({ event: 'publish_refused' }, 'run lock was lost during the run: not publishing');
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { WorkspaceConfig } from '../../src/config/load.js';
+import type { RunLockFence } from '../../src/guard/run-lock.js';
 import type { Owner } from '../../src/queue/types.js';
 import type { Manifest, ManifestCheck } from '../../src/storage/manifest.js';
 import type { Ledger } from '../../src/storage/ledger.js';
@@ -23,8 +24,11 @@ export interface S1Env {
   skipChecks: ReadonlyMap<string, string>;
   stop: AbortSignal;
   force?: AbortSignal;
-  /** True when the run lock was lost: then nothing is published. */
-  lockLost?: () => boolean;
+  /**
+   * The run lock: called, true when it was lost (then nothing is published); `whileHeld` fences the
+   * publish (the ledger entry and the pointer move). Without it (tests, no lock) nothing is fenced.
+   */
+  lockLost?: RunLockFence;
 }
 
 export interface StageReport {

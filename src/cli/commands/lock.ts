@@ -1,7 +1,13 @@
 import type { Command } from 'commander';
-import { readLockStatus } from '../../guard/run-lock.js';
+import { readLockStatus, type StaleReason } from '../../guard/run-lock.js';
 import { printJson } from '../format.js';
 import { openWorkspace } from '../options.js';
+
+const STALE_TEXT: Record<StaleReason, string> = {
+  pid_dead: 'its process is gone',
+  holder_gone: 'its holder no longer holds its liveness file',
+  ttl_expired: 'its TTL has passed',
+};
 
 export function registerLock(program: Command): void {
   program
@@ -21,7 +27,7 @@ export function registerLock(program: Command): void {
       if (p) {
         lines.push(
           `  active        ${p.active}`,
-          `  pid           ${p.pid}${st.holder_alive === false ? ' (not running)' : st.holder_alive ? ' (running)' : ''}`,
+          `  pid           ${p.pid}${st.holder_alive ? ' (running)' : st.holder_alive === false ? (st.stale_reason === 'pid_dead' ? ' (not running)' : ' (no longer holding the lock)') : ''}`,
           `  host          ${p.host}`,
           `  start_ts_utc  ${p.start_ts_utc}`,
           `  ttl_sec       ${p.ttl_sec}`,
@@ -29,7 +35,7 @@ export function registerLock(program: Command): void {
           `  cmd           ${p.cmd}`,
         );
       } else if (!st.exists) lines.push('  no run has taken it yet');
-      if (st.stale_reason) lines.push(`  stale: ${st.stale_reason === 'pid_dead' ? 'its process is gone' : 'its TTL has passed'}; the next run takes it over`);
+      if (st.stale_reason) lines.push(`  stale: ${STALE_TEXT[st.stale_reason]}; the next run takes it over`);
       process.stdout.write(`${lines.join('\n')}\n`);
     });
 }

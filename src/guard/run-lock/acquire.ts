@@ -1,19 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import lockfile from 'proper-lockfile';
 import { HOST } from '../../queue/owner.js';
+import { FileLock } from '../../storage/file-lock.js';
 import { MetaspnError, UsageError, type ErrorCode } from '../errors.js';
 import { LOCK_TIMING } from '../lock-timing.js';
-import { withGate } from './gate.js';
-import { activeHolder, describeHolder, inspectLock, staleReason, type StaleReason } from './inspect.js';
-import { lockPaths, readPayload, writePayload, type LockPaths, type LockPayload } from './payload.js';
-import type { AcquireRunLockOptions, BrokenLock, OnLockHeld, RunLock, RunLockLog } from './types.js';
+import { enterGate } from './gate.js';
+import { HeldRunLock } from './held.js';
+import { describeHolder, inspectLock, probeLiveness, staleReason, type LockState } from './inspect.js';
+import { livenessFiles, livenessPath, lockPaths, writePayload, type LockPaths, type LockPayload } from './payload.js';
+import type { AcquireRunLockOptions, BrokenLock, OnLockHeld, RunLock } from './types.js';
 
 type Resolved = Required<Omit<AcquireRunLockOptions, 'onCompromised'>> & Pick<AcquireRunLockOptions, 'onCompromised'>;
-
-/** Why a lock is taken over: the holder is dead or expired, its directory went stale, or an operator forced it. */
-type BreakWhy = StaleReason | 'not_refreshed' | 'forced';
 
 const MODES: readonly OnLockHeld[] = ['fail', 'retryable', 'wait'];
 const HINT = 'wait for it, or --force-lock-break --reason TEXT if it is stuck';
@@ -52,10 +51,14 @@ function resolveOptions(o: AcquireRunLockOptions): Resolved {
 }
 
 /**
- * Take the run lock `locks/<name>.lock` for one pipeline run. A holder that is dead on this host,
- * past its TTL, or whose lock directory has not been refreshed for LOCK_TIMING.run.stale ms is
- * taken over with a warning; a live one is handled by `onLockHeld` (see OnLockHeld for exit codes).
- * Throws UsageError (64) for bad options, MetaspnError BUSINESS_SKIP (11) or LOCK_TIMEOUT (40) when held.
+ * Takes the run lock `locks/<name>.lock` for one pipeline run. A holder whose liveness file is no
+ * longer locked (its process died: `pid_dead`; or it is gone otherwise: `holder_gone`) is taken over
+ * at once, and one past its TTL (`ttl_expired`) even while alive, each with a warning naming it. A
+ * live holder within its TTL is never taken over, however slow or stopped, except by `forceBreak`;
+ * `onLockHeld` says what to do then.
+ * Throws UsageError (64) for bad options; MetaspnError BUSINESS_SKIP (11) or LOCK_TIMEOUT (40) when
+ * held (see OnLockHeld), also when the gate stays busy for LOCK_TIMING.run.gateWaitMs; DATA_INVALID
+ * (20) when `locks/` is on a network file system; the file system's error when it cannot be written.
  */
 export async function acquireRunLock(opts: AcquireRunLockOptions): Promise<RunLock> {
   const o = resolveOptions(opts);
@@ -67,10 +70,16 @@ export async function acquireRunLock(opts: AcquireRunLockOptions): Promise<RunLo
   const waitStart = performance.now();
   let waiting = false;
   for (;;) {
-    const got = await withGate(paths, o.log, () => tryTake(paths, o, forceTarget));
+    const got = await attempt(paths, o, forceTarget);
     if ('lock' in got) return got.lock;
-    const who = `run lock ${o.name} is held by ${describeHolder(got.holder)}`;
-    const hint = got.holder ? HINT : `${HINT}; it is taken over by itself once ${paths.dir} has not been refreshed for ${LOCK_TIMING.run.stale / 1000}s`;
+    const who = got.busy
+      ? `run lock ${o.name} is changing hands: another process stayed inside ${paths.gate} for ${LOCK_TIMING.run.gateWaitMs / 1000}s`
+      : `run lock ${o.name} is held by ${describeHolder(got.holder)}`;
+    const hint = got.busy
+      ? 'a stopped or hung metaspn process is inside the gate (`fuser -v` on that file finds it); it frees it when it continues or exits'
+      : got.holder
+        ? HINT
+        : `${HINT}; the payload does not name it, but a live process holds a ${paths.livenessPrefix}* file (\`fuser -v\` finds it)`;
     const details = { lock: paths.payload, holder: got.holder };
     if (o.onLockHeld === 'retryable') throw heldError('BUSINESS_SKIP', who, hint, details);
     if (o.onLockHeld === 'fail') throw heldError('LOCK_TIMEOUT', `${who} (--on-lock-held fail: treated as an incident)`, hint, details);
@@ -88,76 +97,87 @@ function heldError(code: ErrorCode, message: string, hint: string, details: Reco
   return new MetaspnError(code, message, { hint, details });
 }
 
-type Attempt = { lock: RunLock } | { holder: LockPayload | null };
+type Attempt = { lock: RunLock } | { holder: LockPayload | null; busy: boolean };
+/** Take the lock (taking over `broke`, when set), or leave it to its live `held` holder. */
+type Decision = { take: BrokenLock | null } | { held: LockPayload | null };
 
-/** One look under the gate: take the lock if it is free or may be taken over, else name its holder. */
-async function tryTake(paths: LockPaths, o: Resolved, forceTarget: string | null): Promise<Attempt> {
-  const state = inspectLock(paths);
-  const holder = activeHolder(state);
-  if (state.dirExists) {
-    const why: BreakWhy | null =
-      staleReason(holder, o.now()) ??
-      (state.held ? null : 'not_refreshed') ??
-      (forceTarget === state.fingerprint ? 'forced' : null);
-    if (why === null) return { holder };
-    o.log.warn(
-      {
-        lock: paths.payload,
-        why,
-        pid: holder?.pid ?? null,
-        host: holder?.host ?? null,
-        start_ts_utc: holder?.start_ts_utc ?? null,
-        reason: o.reason,
-        old_payload: state.payload,
-      },
-      `breaking run lock ${o.name} held by ${describeHolder(holder)}: ${explain(why, holder, o)}`,
-    );
-    // proper-lockfile's unlock only frees a lock this process holds; someone else's goes by hand.
-    rmSync(paths.dir, { recursive: true, force: true });
-    return take(paths, o, { why, holder: state.payload });
-  } else if (state.payload?.active === 1) {
-    o.log.warn(
-      { lock: paths.payload, pid: state.payload.pid, host: state.payload.host, start_ts_utc: state.payload.start_ts_utc },
-      `previous run lock holder ${describeHolder(state.payload)} never released it; its directory is gone, taking the lock`,
-    );
+function decide(state: LockState, o: Resolved, forceTarget: string | null): Decision {
+  const forced = forceTarget !== null && forceTarget === state.fingerprint;
+  if (state.holder) {
+    const why = staleReason(state, o.now()) ?? (forced ? 'forced' : null);
+    return why === null ? { held: state.holder } : { take: { why, holder: state.holder } };
   }
-  return take(paths, o);
+  if (state.raw !== null && state.payload === null) {
+    // Unreadable payload: a live liveness file says someone holds it, though we cannot say who.
+    if (state.unknownAlive) return forced ? { take: { why: 'forced', holder: null } } : { held: null };
+    return { take: { why: 'holder_gone', holder: null } };
+  }
+  return { take: null };
 }
 
-function explain(why: BreakWhy, holder: LockPayload | null, o: Resolved): string {
-  switch (why) {
+/** One look, then (unless a live holder was seen) a second one inside the gate that takes the lock. */
+async function attempt(paths: LockPaths, o: Resolved, forceTarget: string | null): Promise<Attempt> {
+  // The look outside the gate reports a live holder without queueing at the gate, even while a
+  // stopped process sits inside it; only a decision to take is made again inside.
+  const seen = decide(inspectLock(paths), o, forceTarget);
+  if ('held' in seen) return { holder: seen.held, busy: false };
+  const gate = await enterGate(paths, LOCK_TIMING.run.gateWaitMs);
+  if (!gate) return { holder: null, busy: true };
+  try {
+    const state = inspectLock(paths);
+    const d = decide(state, o, forceTarget);
+    if ('held' in d) return { holder: d.held, busy: false };
+    if (d.take) warnTakeover(paths, o, state, d.take);
+    return { lock: take(paths, o, state, d.take) };
+  } finally {
+    gate.close();
+  }
+}
+
+function warnTakeover(paths: LockPaths, o: Resolved, state: LockState, broke: BrokenLock): void {
+  const holder = broke.holder;
+  o.log.warn(
+    {
+      lock: paths.payload,
+      why: broke.why,
+      pid: holder?.pid ?? null,
+      host: holder?.host ?? null,
+      start_ts_utc: holder?.start_ts_utc ?? null,
+      lock_id: holder?.lock_id ?? null,
+      reason: o.reason,
+      old_payload: state.payload,
+    },
+    `breaking run lock ${o.name} held by ${describeHolder(holder)}: ${explain(broke, o)}`,
+  );
+}
+
+function explain(broke: BrokenLock, o: Resolved): string {
+  const h = broke.holder;
+  switch (broke.why) {
     case 'pid_dead':
-      return `pid ${holder?.pid} is not running on ${HOST}`;
+      return `pid ${h?.pid} is not running on ${HOST}`;
+    case 'holder_gone':
+      return h ? `its liveness file is no longer locked (pid ${h.pid} is not the holder any more)` : 'the payload is unreadable and no live process holds a liveness file';
     case 'ttl_expired':
-      return `its ttl of ${holder?.ttl_sec}s from ${holder?.start_ts_utc} has passed`;
-    case 'not_refreshed':
-      return `its lock directory was not refreshed for ${LOCK_TIMING.run.stale / 1000}s (holder gone or hung)`;
+      return `its ttl of ${h?.ttl_sec}s from ${h?.start_ts_utc} has passed`;
     case 'forced':
       return `--force-lock-break (reason: ${o.reason})`;
   }
 }
 
-async function take(paths: LockPaths, o: Resolved, broke: BrokenLock | null = null): Promise<Attempt> {
+/**
+ * Inside the gate: lock a new liveness file, then write the payload that names it (so the payload
+ * never names a liveness file that is not locked yet), then remove liveness files nobody holds.
+ */
+function take(paths: LockPaths, o: Resolved, state: LockState, broke: BrokenLock | null): RunLock {
   const lockId = randomUUID();
-  const held = new HeldRunLock(paths, o, lockId, broke);
-  let releaseDir: () => Promise<void>;
-  try {
-    // A key per acquisition: proper-lockfile keeps one process-wide entry per key, and a holder
-    // broken by another acquirer in the same process must not share (and free) its successor's.
-    releaseDir = await lockfile.lock(held.key, {
-      lockfilePath: paths.dir,
-      realpath: false,
-      stale: LOCK_TIMING.run.stale,
-      update: LOCK_TIMING.run.update,
-      // The default throws where nothing can catch it.
-      onCompromised: (err) => held.markCompromised(err),
-    });
-  } catch (err) {
-    // mkdir is atomic: whoever lost a race to create the directory sees it held.
-    if ((err as NodeJS.ErrnoException).code === 'ELOCKED') return { holder: activeHolder(inspectLock(paths)) };
-    throw err;
+  const alivePath = livenessPath(paths, lockId)!;
+  const alive = new FileLock(alivePath);
+  if (!alive.tryAcquire()) {
+    alive.close();
+    throw new MetaspnError('INTERNAL_ERROR', `${alivePath}: a new liveness file is already locked`);
   }
-  const payload: LockPayload = {
+  const payload: LockPayload & { lock_id: string } = {
     active: 1,
     pid: process.pid,
     host: HOST,
@@ -166,129 +186,60 @@ async function take(paths: LockPaths, o: Resolved, broke: BrokenLock | null = nu
     reason: o.reason,
     cmd: o.cmd,
     lock_id: lockId,
+    generation: (state.payload?.generation ?? 0) + 1,
   };
   try {
     writePayload(paths.payload, payload);
   } catch (err) {
-    await releaseDir().catch(() => undefined);
+    rmSync(alivePath, { force: true });
+    alive.close();
     throw err;
   }
-  held.activate(payload, releaseDir);
+  removeDeadLiveness(paths, alivePath);
+  const held = new HeldRunLock({ paths, log: o.log, onCompromised: o.onCompromised }, payload, alive, broke);
   o.log.info({ lock: paths.payload, ...payload }, `run lock ${o.name} acquired`);
-  return { lock: held };
+  return held;
 }
 
-/** unlock() with this fs forgets proper-lockfile's entry (its refresh timer, its exit hook) and leaves the directory alone. */
-const KEEP_DIR_FS = { rmdir: (_path: string, cb: (err: Error | null) => void) => cb(null) };
-
-class HeldRunLock implements RunLock {
-  readonly key: string;
-  #payload: LockPayload | null = null;
-  #releaseDir: (() => Promise<void>) | null = null;
-  #compromised = false;
-  #releasing: Promise<void> | null = null;
-  readonly #log: RunLockLog;
-
-  constructor(
-    private readonly paths: LockPaths,
-    private readonly o: Resolved,
-    private readonly lockId: string,
-    readonly broke: BrokenLock | null,
-  ) {
-    this.key = `${paths.dir}#${lockId}`;
-    this.#log = o.log;
+/**
+ * Inside the gate only (nobody creates a liveness file outside it): removes every liveness file
+ * of this lock that no process holds, except `keep`. Returns the paths removed. Never throws.
+ */
+function removeDeadLiveness(paths: LockPaths, keep: string | null = null): string[] {
+  const removed: string[] = [];
+  try {
+    for (const f of livenessFiles(paths)) {
+      if (f === keep || probeLiveness(f) !== 'free') continue;
+      rmSync(f, { force: true });
+      removed.push(f);
+    }
+  } catch {
+    // Left for the next acquirer or `metaspn doctor --repair`.
   }
+  return removed;
+}
 
-  activate(payload: LockPayload, releaseDir: () => Promise<void>): void {
-    this.#payload = payload;
-    this.#releaseDir = releaseDir;
-  }
-
-  get payload(): LockPayload {
-    if (!this.#payload) throw new Error('run lock not acquired yet');
-    return this.#payload;
-  }
-
-  get compromised(): boolean {
-    return this.#compromised;
-  }
-
-  stillHeld(): boolean {
-    if (this.#releasing || this.#compromised) return false;
-    const { payload } = readPayload(this.paths.payload);
-    if (payload?.lock_id === this.lockId && payload.active === 1 && existsSync(this.paths.dir)) return true;
-    this.markCompromised(new Error(`run lock ${this.paths.name} is now held by ${describeHolder(payload?.active === 1 ? payload : null)}`));
+/**
+ * For `metaspn doctor --repair`: removes the liveness file at `path` (`locks/<name>.held.<lock_id>`)
+ * if no process holds it, checked again inside the gate, so a file being created and locked by an
+ * acquirer at that moment is never removed. Never waits: a busy gate leaves the file for later
+ * (the next acquirer removes it anyway). Returns whether it removed the file; never throws.
+ */
+export function removeLivenessIfDead(path: string): boolean {
+  const file = basename(path);
+  const at = file.lastIndexOf('.held.');
+  if (at <= 0) return false;
+  let gate: FileLock | null = null;
+  try {
+    const paths = lockPaths(dirname(path), file.slice(0, at));
+    if (livenessPath(paths, file.slice(at + '.held.'.length)) !== path) return false;
+    gate = new FileLock(paths.gate);
+    if (!gate.tryAcquire() || probeLiveness(path) !== 'free') return false;
+    rmSync(path, { force: true });
+    return true;
+  } catch {
     return false;
-  }
-
-  /** Called by proper-lockfile from a timer: must never throw. */
-  markCompromised(err: Error): void {
-    if (this.#releasing || this.#compromised) return;
-    this.#compromised = true;
-    try {
-      this.#log.warn(
-        { lock: this.paths.payload, lock_id: this.lockId, err: err.message },
-        `run lock ${this.paths.name} lost while held (broken or removed by someone else); do not publish`,
-      );
-      this.o.onCompromised?.(err);
-    } catch (cbErr) {
-      try {
-        this.#log.warn({ lock: this.paths.payload, err: String(cbErr) }, 'onCompromised callback threw; ignored');
-      } catch {
-        // Nothing left to tell.
-      }
-    }
-  }
-
-  release(): Promise<void> {
-    this.#releasing ??= this.#release();
-    return this.#releasing;
-  }
-
-  async #release(): Promise<void> {
-    try {
-      await withGate(this.paths, this.#log, () => this.#releaseUnderGate());
-    } catch (err) {
-      // The gate only fails when something else is badly wrong; freeing our own lock still beats leaving it.
-      this.#log.warn({ lock: this.paths.gate, err: String(err) }, 'run lock gate unavailable; releasing without it');
-      await this.#releaseUnderGate();
-    }
-  }
-
-  /** Never throws. The payload says whose lock it is: ours is marked inactive and freed, a successor's is left alone. */
-  async #releaseUnderGate(): Promise<void> {
-    const { payload } = readPayload(this.paths.payload);
-    const mine = payload !== null && payload.lock_id === this.lockId;
-    try {
-      if (mine) {
-        const done: LockPayload = { ...payload, active: 0 };
-        writePayload(this.paths.payload, done);
-        this.#payload = done;
-      }
-    } catch (err) {
-      this.#log.warn({ lock: this.paths.payload, err: String(err) }, 'could not mark the run lock payload inactive');
-    }
-    if (mine && !this.#compromised && this.#releaseDir) {
-      try {
-        await this.#releaseDir();
-        this.#log.info({ lock: this.paths.payload, lock_id: this.lockId }, `run lock ${this.paths.name} released`);
-        return;
-      } catch (err) {
-        // ERELEASED: compromised in the meantime; anything else: the directory goes stale by itself.
-        if ((err as NodeJS.ErrnoException).code !== 'ERELEASED') {
-          this.#log.warn({ lock: this.paths.dir, err: String(err) }, 'could not remove the run lock directory');
-        }
-      }
-    } else {
-      this.#log.warn(
-        { lock: this.paths.payload, lock_id: this.lockId, now_held_by: !mine && payload?.active === 1 ? payload : null },
-        mine
-          ? `run lock ${this.paths.name} was lost while held; leaving its directory alone`
-          : `run lock ${this.paths.name} was taken over while held; leaving the current holder's lock alone`,
-      );
-    }
-    await lockfile
-      .unlock(this.key, { lockfilePath: this.paths.dir, realpath: false, fs: KEEP_DIR_FS })
-      .catch(() => undefined);
+  } finally {
+    gate?.close();
   }
 }

@@ -1,50 +1,63 @@
-import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import lockfile from 'proper-lockfile';
+import { FileLock } from '../../storage/file-lock.js';
 import { MetaspnError } from '../errors.js';
-import { LOCK_TIMING } from '../lock-timing.js';
 import type { LockPaths } from './payload.js';
-import type { RunLockLog } from './types.js';
 
 /**
- * Every change of hands of a run lock (take, break-and-take, release) happens under the gate, a
- * second proper-lockfile directory held for milliseconds. Without it two processes that both judged
- * the holder dead could each remove the directory and each create it anew: both would "win". Under
- * the gate the second one re-inspects, finds the first one's fresh lock and reports it held.
- * The gate also makes (directory, payload) change together, so nobody judges a holder by the payload
- * of the one before it.
+ * Every change of hands of a run lock (take, take over, release) and every fenced publish
+ * (`RunLock.whileHeld`) happens inside the gate: a kernel lock on `locks/<name>.gate`, held for
+ * milliseconds. Inside it the payload cannot change under the one who reads it, so two processes
+ * that both judged the holder gone cannot both take the lock (the second re-reads and finds the
+ * first), and a holder that checked it still holds the lock keeps it until it leaves the gate.
+ * Like every kernel lock the gate dies with its process: a SIGKILLed process never blocks it.
  */
-export async function withGate<T>(paths: LockPaths, log: RunLockLog, fn: () => Promise<T>): Promise<T> {
-  // A SIGKILLed gate holder leaves the directory behind; proper-lockfile takes it over once it is
-  // `stale`, so waiting twice that long means something else is wrong.
-  const deadline = Date.now() + 2 * LOCK_TIMING.run.stale;
-  let release: () => Promise<void>;
-  for (;;) {
+
+/** Poll delays while the gate is busy: short (it is held for milliseconds), capped at 20 ms, jittered. */
+function backoff(attempt: number): number {
+  return Math.min(20, 1 * 1.5 ** Math.min(attempt, 10)) * (0.5 + Math.random());
+}
+
+/**
+ * Enters the gate, waiting up to `waitMs`. Returns the held gate (leave it with `close()`), or null
+ * when it stayed busy that long (a stopped or hung process is inside). Throws the file system's
+ * error when `locks/` cannot be written, DATA_INVALID (20) on a network file system.
+ */
+export async function enterGate(paths: LockPaths, waitMs: number): Promise<FileLock | null> {
+  const gate = new FileLock(paths.gate);
+  const deadline = performance.now() + waitMs;
+  for (let attempt = 0; ; attempt++) {
     try {
-      // A key of our own: proper-lockfile keeps one process-wide entry per key, and two acquirers
-      // in one process must not share it.
-      release = await lockfile.lock(`${paths.gate}#${randomUUID()}`, {
-        lockfilePath: paths.gate,
-        realpath: false,
-        stale: LOCK_TIMING.run.stale,
-        update: LOCK_TIMING.run.update,
-        onCompromised: (err) => log.warn({ lock: paths.gate, err: err.message }, 'run lock gate compromised'),
-      });
-      break;
+      if (gate.tryAcquire()) return gate;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
-      if (Date.now() > deadline) {
-        throw new MetaspnError('LOCK_TIMEOUT', `could not enter ${paths.gate} within ${2 * LOCK_TIMING.run.stale} ms`, {
-          cause: err,
-          hint: 'another metaspn process keeps it busy; check `metaspn lock status` and the processes on this host',
-        });
-      }
-      await sleep(5 + Math.floor(Math.random() * 20));
+      gate.close();
+      throw err;
     }
+    const left = deadline - performance.now();
+    if (left <= 0) {
+      gate.close();
+      return null;
+    }
+    await sleep(Math.min(left, backoff(attempt)));
   }
+}
+
+/**
+ * Runs `fn` inside the gate and leaves it, whatever `fn` does. Throws MetaspnError LOCK_TIMEOUT (40)
+ * when the gate stays busy for `waitMs`, and whatever `fn` throws.
+ */
+export async function withGate<T>(paths: LockPaths, waitMs: number, fn: () => T | Promise<T>): Promise<T> {
+  const gate = await enterGate(paths, waitMs);
+  if (!gate) throw gateBusy(paths, waitMs);
   try {
     return await fn();
   } finally {
-    await release().catch(() => undefined);
+    gate.close();
   }
+}
+
+/** LOCK_TIMEOUT (40): the gate stayed busy for `waitMs`. */
+export function gateBusy(paths: LockPaths, waitMs: number): MetaspnError {
+  return new MetaspnError('LOCK_TIMEOUT', `run lock ${paths.name}: ${paths.gate} stayed busy for ${waitMs / 1000}s`, {
+    hint: 'a stopped or hung metaspn process is inside it (find it with `fuser -v` on that file); it frees the gate when it continues or exits',
+  });
 }

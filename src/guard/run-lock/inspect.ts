@@ -1,55 +1,75 @@
-import { statSync } from 'node:fs';
-import lockfile from 'proper-lockfile';
+import { readFileSync } from 'node:fs';
+import { probeLock } from '../../storage/file-lock.js';
 import { HOST, pidAlive } from '../../queue/owner.js';
-import { LOCK_TIMING } from '../lock-timing.js';
-import { lockPaths, readPayload, type LockPaths, type LockPayload } from './payload.js';
+import { livenessFiles, livenessPath, lockPaths, readPayload, type LockPaths, type LockPayload } from './payload.js';
 
-/** Why a lock that still looks held may be taken over. */
-export type StaleReason = 'pid_dead' | 'ttl_expired';
+/**
+ * Why the next acquirer takes the lock over from the holder its payload names:
+ * - `pid_dead`: its liveness file is no longer locked and its pid is not running on this host;
+ * - `holder_gone`: its liveness file is no longer locked (or missing) though a process with its pid
+ *   runs (the pid was reused, or the holder lost its file), or the payload is unreadable and no
+ *   liveness file is locked;
+ * - `ttl_expired`: it is alive but `start_ts_utc + ttl_sec` has passed.
+ */
+export type StaleReason = 'pid_dead' | 'holder_gone' | 'ttl_expired';
 
-/** One synchronous look at a run lock: its directory and its payload. */
+/** A liveness file's state: `held` while its holder's process lives. */
+export type Liveness = 'held' | 'free' | 'missing';
+
+/** One synchronous look at a run lock: its payload and its holder's liveness file. */
 export interface LockState {
-  /** proper-lockfile's directory exists (fresh or not). */
-  dirExists: boolean;
-  /** proper-lockfile's check: the directory exists and its holder refreshed it within `stale`. */
-  held: boolean;
   raw: string | null;
   payload: LockPayload | null;
-  /** Changes whenever the lock changes hands; forceBreak breaks only the holder it saw. */
+  /** The holder the payload names while it says `active: 1`; null when none, released or unreadable. */
+  holder: LockPayload | null;
+  /** The active holder's liveness file; null with no active holder. */
+  liveness: Liveness | null;
+  /** With an unreadable payload: some liveness file of this lock is locked (an unknown holder lives). */
+  unknownAlive: boolean;
+  /** Changes whenever the lock changes hands (each acquisition writes a new lock_id); forceBreak breaks only the holder it saw. */
   fingerprint: string;
 }
 
-export function inspectLock(paths: LockPaths): LockState {
-  let dirId = 'none';
+/**
+ * Is this liveness file locked? A file that cannot even be opened (permissions) counts as held:
+ * when in doubt a holder is never taken over; `--force-lock-break` remains.
+ */
+export function probeLiveness(path: string | null): Liveness {
+  if (path === null) return 'missing';
   try {
-    const st = statSync(paths.dir);
-    dirId = `${st.ino}:${st.birthtimeMs}`;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return probeLock(path);
+  } catch {
+    return 'held';
   }
-  const held = lockfile.checkSync(paths.dir, { lockfilePath: paths.dir, realpath: false, stale: LOCK_TIMING.run.stale });
+}
+
+export function inspectLock(paths: LockPaths): LockState {
   const { raw, payload } = readPayload(paths.payload);
-  return { dirExists: dirId !== 'none', held, raw, payload, fingerprint: `${dirId}|${raw ?? ''}` };
+  const holder = payload?.active === 1 ? payload : null;
+  const liveness = holder ? probeLiveness(livenessPath(paths, holder.lock_id)) : null;
+  const unknownAlive = raw !== null && payload === null && livenessFiles(paths).some((f) => probeLiveness(f) === 'held');
+  return { raw, payload, holder, liveness, unknownAlive, fingerprint: raw ?? '' };
 }
 
-/** The payload names the current holder only while it says active; a released one names the last. */
-export function activeHolder(state: LockState): LockPayload | null {
-  return state.dirExists && state.payload?.active === 1 ? state.payload : null;
+/**
+ * pidAlive, except that a zombie (exited, not yet reaped by its parent: state Z in /proc) counts
+ * as dead. Without /proc (macOS) pidAlive's answer stands.
+ */
+function processRunning(pid: number): boolean {
+  if (!pidAlive(pid)) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.charAt(stat.lastIndexOf(')') + 2) !== 'Z';
+  } catch {
+    return pidAlive(pid);
+  }
 }
 
-/** Alive, dead, or null when it cannot be told from here (no holder named, or another host). */
-export function holderAlive(holder: LockPayload | null, alive: (pid: number) => boolean = pidAlive): boolean | null {
-  if (!holder || holder.host !== HOST) return null;
-  return alive(holder.pid);
-}
-
-export function staleReason(
-  holder: LockPayload | null,
-  nowMs: number,
-  alive: (pid: number) => boolean = pidAlive,
-): StaleReason | null {
+/** Why the holder of `state` may be taken over now, or null (no active holder, or a live unexpired one). */
+export function staleReason(state: LockState, nowMs: number, alive: (pid: number) => boolean = processRunning): StaleReason | null {
+  const { holder } = state;
   if (!holder) return null;
-  if (holderAlive(holder, alive) === false) return 'pid_dead';
+  if (state.liveness !== 'held') return holder.host === HOST && !alive(holder.pid) ? 'pid_dead' : 'holder_gone';
   const start = Date.parse(holder.start_ts_utc);
   if (Number.isFinite(start) && nowMs >= start + holder.ttl_sec * 1000) return 'ttl_expired';
   return null;
@@ -61,7 +81,7 @@ export function describeHolder(holder: LockPayload | null): string {
   return `pid ${holder.pid} on ${holder.host} since ${holder.start_ts_utc} (reason: ${holder.reason}, cmd: ${holder.cmd})`;
 }
 
-/** What `metaspn lock status` prints. */
+/** What `metaspn lock status` prints (and `/api/lock`, the /ops page, `/metrics` and the baseline report read). */
 export interface LockStatus {
   /** The payload file, `locks/<name>.lock`. */
   path: string;
@@ -69,27 +89,31 @@ export interface LockStatus {
   exists: boolean;
   /** The last payload written (active or released); null when missing, empty or unparsable. */
   payload: LockPayload | null;
-  /** proper-lockfile's check: the lock directory exists and was refreshed within LOCK_TIMING.run.stale. */
+  /**
+   * A live process holds the lock: the active holder's liveness file (`locks/<name>.held.<lock_id>`)
+   * is locked, or, with an unreadable payload, some liveness file of this lock is. A holder past its
+   * TTL is still `held` (and `stale_reason` says `ttl_expired`).
+   */
   held: boolean;
-  /** Whether the active holder's pid is alive; null with no active holder or one on another host. */
+  /** Whether the active holder is alive (its liveness file is locked); null with no active holder. */
   holder_alive: boolean | null;
   /** Why the next acquirer would take the lock over from the active holder; null if it would not. */
   stale_reason: StaleReason | null;
 }
 
 /**
- * Read-only status of a run lock. `now` (default Date.now) only feeds the TTL check.
+ * Read-only status of a run lock; never writes or removes a file. `now` (ms since the epoch,
+ * default Date.now) only feeds the TTL check. Throws UsageError (64) for a bad lock name.
  */
 export function readLockStatus(locksDir: string, name: string, opts: { now?: () => number } = {}): LockStatus {
   const paths = lockPaths(locksDir, name);
   const state = inspectLock(paths);
-  const holder = activeHolder(state);
   return {
     path: paths.payload,
     exists: state.raw !== null,
     payload: state.payload,
-    held: state.held,
-    holder_alive: holderAlive(holder),
-    stale_reason: staleReason(holder, (opts.now ?? Date.now)()),
+    held: state.liveness === 'held' || state.unknownAlive,
+    holder_alive: state.holder ? state.liveness === 'held' : null,
+    stale_reason: staleReason(state, (opts.now ?? Date.now)()),
   };
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeAtomicSync } from '../../storage/atomic.js';
@@ -24,6 +24,11 @@ export interface LockPayload {
    * never releases or overwrites its successor's lock (pid, host and start can repeat in one process).
    */
   lock_id?: string;
+  /**
+   * Not one of the seed's fields: 1 for the first acquisition of this lock, one more at each
+   * acquisition after it (a takeover included), so operators can tell hands apart at a glance.
+   */
+  generation?: number;
 }
 
 const payloadSchema = z.object({
@@ -35,25 +40,57 @@ const payloadSchema = z.object({
   reason: z.string(),
   cmd: z.string(),
   lock_id: z.string().optional(),
+  generation: z.number().int().nonnegative().optional(),
 });
 
-/** The three paths of one run lock. */
+/** The files of one run lock, all in the workspace's `locks/` folder. */
 export interface LockPaths {
   name: string;
+  /** The `locks/` folder. */
+  locksDir: string;
   /** `locks/<name>.lock`: the JSON payload (the contract operators see). */
   payload: string;
-  /** `locks/<name>.lock.d`: proper-lockfile's directory, the mutual exclusion itself. */
-  dir: string;
-  /** `locks/<name>.lock.gate`: a short-held lock that serialises take-over decisions (see gate.ts). */
+  /** `locks/<name>.gate`: a kernel lock held for milliseconds by every change of hands (see gate.ts). */
   gate: string;
+  /** File names (not paths) of liveness files start with this: `<name>.held.`. */
+  livenessPrefix: string;
+  /**
+   * Left by versions before the kernel locks: proper-lockfile's directories `locks/<name>.lock.d`
+   * and `locks/<name>.lock.gate`. Nothing uses them now; `metaspn doctor` reports them.
+   */
+  legacy: readonly string[];
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** A lock id that can name a file: what randomUUID() makes, and nothing that could leave the folder. */
+const LOCK_ID = /^[A-Za-z0-9-]{1,64}$/;
 
+/** Throws UsageError (64) for a name that is not letters, digits, `.`, `_` and `-`. */
 export function lockPaths(locksDir: string, name: string): LockPaths {
   if (!NAME.test(name)) throw new UsageError(`lock name must match ${NAME.source}, got ${JSON.stringify(name)}`);
   const payload = join(locksDir, `${name}.lock`);
-  return { name, payload, dir: `${payload}.d`, gate: `${payload}.gate` };
+  return { name, locksDir, payload, gate: join(locksDir, `${name}.gate`), livenessPrefix: `${name}.held.`, legacy: [`${payload}.d`, `${payload}.gate`] };
+}
+
+/**
+ * `locks/<name>.held.<lock_id>`: the liveness file of one acquisition. Its holder keeps a kernel
+ * lock on it for the whole run, so "the holder is alive" is "this file is locked", whatever its pid
+ * became. Null for a lock id that cannot name a file (a payload from elsewhere).
+ */
+export function livenessPath(paths: LockPaths, lockId: string | undefined): string | null {
+  return lockId !== undefined && LOCK_ID.test(lockId) ? join(paths.locksDir, `${paths.livenessPrefix}${lockId}`) : null;
+}
+
+/** The liveness files present now (full paths), whoever left them. */
+export function livenessFiles(paths: LockPaths): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(paths.locksDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return names.filter((n) => n.startsWith(paths.livenessPrefix) && LOCK_ID.test(n.slice(paths.livenessPrefix.length))).map((n) => join(paths.locksDir, n));
 }
 
 /** The payload file as found: `raw` null when missing; `payload` null when missing, empty or unparsable. */
@@ -62,6 +99,7 @@ export interface PayloadRead {
   payload: LockPayload | null;
 }
 
+/** Null when `raw` is not JSON or not the payload's shape. */
 export function parsePayload(raw: string): LockPayload | null {
   let json: unknown;
   try {
@@ -71,10 +109,11 @@ export function parsePayload(raw: string): LockPayload | null {
   }
   const r = payloadSchema.safeParse(json);
   if (!r.success) return null;
-  const { lock_id, ...rest } = r.data;
-  return lock_id === undefined ? rest : { ...rest, lock_id };
+  const { lock_id, generation, ...rest } = r.data;
+  return { ...rest, ...(lock_id === undefined ? {} : { lock_id }), ...(generation === undefined ? {} : { generation }) };
 }
 
+/** Never throws: an unreadable payload reads as `{ raw: '', payload: null }`. */
 export function readPayload(path: string): PayloadRead {
   let raw: string;
   try {
@@ -87,6 +126,7 @@ export function readPayload(path: string): PayloadRead {
   return { raw, payload: parsePayload(raw) };
 }
 
+/** Replaces the payload atomically (temp file, fsync, rename): a reader sees the old one or the new. */
 export function writePayload(path: string, payload: LockPayload): void {
   writeAtomicSync(path, `${JSON.stringify(payload, null, 2)}\n`);
 }

@@ -1,3 +1,4 @@
+import type { StaleReason } from './inspect.js';
 import type { LockPayload } from './payload.js';
 
 /** The two log levels the run lock uses; a pino logger fits. */
@@ -13,6 +14,8 @@ export interface RunLockLog {
  *   40 is the only incident code about the lock; it is LOCK_TIMEOUT with a wait of zero.
  * - `wait` → poll until the lock is free (or its holder dies or expires) for up to `lockWaitSec`,
  *   then LOCK_TIMEOUT (40): we waited for the lock and did not get it.
+ * "Live" means its liveness file is locked: a holder that is slow, hung or stopped (SIGSTOP) is
+ * live however long, and only its TTL or `forceBreak` takes the lock from it.
  */
 export type OnLockHeld = 'fail' | 'retryable' | 'wait';
 
@@ -51,39 +54,63 @@ export interface AcquireRunLockOptions {
   /** With `onLockHeld: 'wait'`: ms between looks at the lock. Default 200. */
   pollMs?: number;
   /**
-   * Called once if the lock is lost while held (broken by another process, directory removed).
-   * The lock's `compromised` flag is set either way; a callback that throws is logged, not rethrown.
-   * Default: none.
+   * Called once if the lock is lost while held: taken over (TTL passed, `forceBreak`) or its
+   * liveness file removed. Noticed at `stillHeld()` and `whileHeld()`, and by a poll of the payload
+   * every LOCK_TIMING.run.watchMs (2000) ms. The lock's `compromised` flag is set either way; a
+   * callback that throws is logged, not rethrown. Default: none.
    */
   onCompromised?: (err: Error) => void;
   /** Where warnings (breaks, compromise) and info (acquired, waiting, released) go. */
   log: RunLockLog;
 }
 
-/** The lock this acquisition took over, and why. */
+/** The lock this acquisition took over, and why (StaleReason, or `forced` by `forceBreak`). */
 export interface BrokenLock {
-  why: 'pid_dead' | 'ttl_expired' | 'not_refreshed' | 'forced';
+  why: StaleReason | 'forced';
   /** The payload it found (null when missing or unreadable). */
   holder: LockPayload | null;
 }
 
 /** A held run lock. */
 export interface RunLock {
-  /** Set when taking the lock broke someone else's (forced, dead, expired or stale). */
+  /** Set when taking the lock took it over from someone else (forced, dead, gone or expired). */
   readonly broke: BrokenLock | null;
   /** The payload as last written by this holder (`active` 1 until `release`, then 0). */
   readonly payload: LockPayload;
   /**
-   * True once the lock was lost while held. proper-lockfile notices within LOCK_TIMING.run.update ms;
-   * call `stillHeld()` right before publishing to check now.
+   * True once the lock was lost while held (see `onCompromised`); never set back. A poll notices
+   * within LOCK_TIMING.run.watchMs ms; `stillHeld()` checks now; `whileHeld()` is the fence.
    */
   readonly compromised: boolean;
-  /** Checks the files now: is the lock still this holder's? Sets `compromised` if not. */
+  /**
+   * Checks the files now: does the payload still name this acquisition, active, and is its
+   * liveness file still the one it locked? Sets `compromised` if not. False after `release()`.
+   */
   stillHeld(): boolean;
   /**
-   * Writes `active: 0` (keeping the rest of the payload) and frees the lock. Idempotent. Never
-   * removes a successor's lock, and never rejects: a failed clean-up is logged, and the lock then
-   * goes stale by itself once nobody refreshes it.
+   * The fence for writes that only the holder may make (a publish): enters the gate, checks
+   * `stillHeld()`, runs `fn` and leaves the gate. Nobody can take the lock over while `fn` runs
+   * (every takeover needs the gate), however long it takes. Throws RunLockLostError
+   * (STATE_CORRUPT, 30) without calling `fn` when the lock is no longer this holder's or was
+   * released, MetaspnError LOCK_TIMEOUT (40) when the gate stays busy for
+   * LOCK_TIMING.run.gateWaitMs, and whatever `fn` throws.
+   */
+  whileHeld<T>(fn: () => T | Promise<T>): Promise<T>;
+  /**
+   * Writes `active: 0` (keeping the rest of the payload), frees the liveness file's lock and removes
+   * the file. Idempotent. Never touches a successor's payload, and never rejects: a failed clean-up
+   * is logged; a lock left behind is taken over at once by the next acquirer, since its liveness
+   * file is no longer locked once this process exits.
    */
   release(): Promise<void>;
+}
+
+/**
+ * What a run under the lock sees of it (`runLocked` hands it to the pipeline). Called, it tells
+ * whether the lock was lost (`!RunLock.stillHeld()`); `whileHeld` is `RunLock.whileHeld`, the
+ * fence around a publish.
+ */
+export interface RunLockFence {
+  (): boolean;
+  whileHeld<T>(fn: () => T | Promise<T>): Promise<T>;
 }

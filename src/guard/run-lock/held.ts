@@ -1,0 +1,216 @@
+import { rmSync } from 'node:fs';
+import type { FileLock } from '../../storage/file-lock.js';
+import { MetaspnError } from '../errors.js';
+import { LOCK_TIMING } from '../lock-timing.js';
+import { enterGate, gateBusy } from './gate.js';
+import { describeHolder } from './inspect.js';
+import { readPayload, writePayload, type LockPaths, type LockPayload } from './payload.js';
+import type { BrokenLock, RunLock, RunLockLog } from './types.js';
+
+/**
+ * STATE_CORRUPT (30): the run lock is no longer this holder's (taken over after its TTL, by
+ * `--force-lock-break`, or its liveness file removed), so it must not publish. Thrown by
+ * `RunLock.whileHeld` before its function runs: nothing was written.
+ */
+export class RunLockLostError extends MetaspnError {
+  constructor(name: string, nowHeldBy: LockPayload | null, cause?: Error) {
+    super('STATE_CORRUPT', `run lock ${name} was lost during the run: not publishing`, {
+      hint: `it is now held by ${describeHolder(nowHeldBy)}; this run's artifacts and manifests are kept, re-run once the lock is free`,
+      details: { now_held_by: nowHeldBy },
+      ...(cause ? { cause } : {}),
+    });
+    this.name = 'RunLockLostError';
+  }
+}
+
+/** What the holder needs besides its payload: the lock's files, its callbacks and its log. */
+export interface HeldOptions {
+  paths: LockPaths;
+  log: RunLockLog;
+  onCompromised: ((err: Error) => void) | undefined;
+}
+
+/**
+ * One acquisition of a run lock. It holds a kernel lock on its liveness file
+ * (`locks/<name>.held.<lock_id>`) from before its payload was written until release; the payload
+ * naming its lock_id is what makes it the holder. A takeover rewrites the payload (under the gate),
+ * so this holder learns it lost the lock by reading the payload: at `stillHeld()`, at `whileHeld()`
+ * and every LOCK_TIMING.run.watchMs ms.
+ */
+export class HeldRunLock implements RunLock {
+  #payload: LockPayload;
+  readonly #alive: FileLock;
+  readonly #paths: LockPaths;
+  readonly #log: RunLockLog;
+  readonly #onCompromised: ((err: Error) => void) | undefined;
+  readonly #lockId: string;
+  #compromised = false;
+  #releasing: Promise<void> | null = null;
+  #watch: NodeJS.Timeout | null;
+
+  constructor(
+    o: HeldOptions,
+    payload: LockPayload & { lock_id: string },
+    alive: FileLock,
+    readonly broke: BrokenLock | null,
+  ) {
+    this.#paths = o.paths;
+    this.#log = o.log;
+    this.#onCompromised = o.onCompromised;
+    this.#payload = payload;
+    this.#lockId = payload.lock_id;
+    this.#alive = alive;
+    // Cheap (one small read); unref'd so it never keeps a process alive.
+    this.#watch = setInterval(() => this.#poll(), LOCK_TIMING.run.watchMs);
+    this.#watch.unref();
+  }
+
+  get payload(): LockPayload {
+    return this.#payload;
+  }
+
+  get compromised(): boolean {
+    return this.#compromised;
+  }
+
+  stillHeld(): boolean {
+    if (this.#releasing || this.#compromised) return false;
+    const lost = this.#lostBecause(false);
+    if (lost === null) return true;
+    this.markCompromised(lost);
+    return false;
+  }
+
+  async whileHeld<T>(fn: () => T | Promise<T>): Promise<T> {
+    if (this.#releasing) throw new RunLockLostError(this.#paths.name, null, new Error('released by this holder'));
+    const gate = await enterGate(this.#paths, LOCK_TIMING.run.gateWaitMs);
+    if (!gate) throw gateBusy(this.#paths, LOCK_TIMING.run.gateWaitMs);
+    try {
+      if (!this.stillHeld()) {
+        const { payload } = readPayload(this.#paths.payload);
+        throw new RunLockLostError(this.#paths.name, payload?.active === 1 ? payload : null);
+      }
+      return await fn();
+    } finally {
+      gate.close();
+    }
+  }
+
+  /**
+   * Why the lock is no longer this holder's, or null while it is. `lenient` (the poll) passes over
+   * a payload it cannot read, which a transient error could cause; `stillHeld` does not.
+   */
+  #lostBecause(lenient: boolean): Error | null {
+    const { raw, payload } = readPayload(this.#paths.payload);
+    if (payload === null && raw !== null && lenient) return null;
+    if (payload?.lock_id !== this.#lockId || payload.active !== 1) {
+      return new Error(`run lock ${this.#paths.name} is now held by ${describeHolder(payload?.active === 1 ? payload : null)}`);
+    }
+    try {
+      this.#alive.assertHeld();
+    } catch {
+      return new Error(`run lock ${this.#paths.name}: its liveness file ${this.#alive.path} was removed or replaced`);
+    }
+    return null;
+  }
+
+  /** From a timer: must never throw. */
+  #poll(): void {
+    try {
+      if (this.#releasing || this.#compromised) return;
+      const lost = this.#lostBecause(true);
+      if (lost) this.markCompromised(lost);
+    } catch {
+      // The next poll, stillHeld or whileHeld looks again.
+    }
+  }
+
+  /** Never throws. Sets `compromised` once, logs it and calls `onCompromised`. */
+  markCompromised(err: Error): void {
+    if (this.#releasing || this.#compromised) return;
+    this.#compromised = true;
+    this.#stopWatch();
+    try {
+      this.#log.warn(
+        { lock: this.#paths.payload, lock_id: this.#lockId, err: err.message },
+        `run lock ${this.#paths.name} lost while held (taken over, or its liveness file removed); do not publish`,
+      );
+      this.#onCompromised?.(err);
+    } catch (cbErr) {
+      try {
+        this.#log.warn({ lock: this.#paths.payload, err: String(cbErr) }, 'onCompromised callback threw; ignored');
+      } catch {
+        // Nothing left to tell.
+      }
+    }
+  }
+
+  release(): Promise<void> {
+    this.#releasing ??= this.#release();
+    return this.#releasing;
+  }
+
+  #stopWatch(): void {
+    if (this.#watch) clearInterval(this.#watch);
+    this.#watch = null;
+  }
+
+  /** Never rejects. */
+  async #release(): Promise<void> {
+    this.#stopWatch();
+    let gate: FileLock | null = null;
+    try {
+      gate = await enterGate(this.#paths, LOCK_TIMING.run.gateWaitMs);
+    } catch (err) {
+      this.#log.warn({ lock: this.#paths.gate, err: String(err) }, 'run lock gate unavailable');
+    }
+    try {
+      if (gate) this.#markReleased();
+      else {
+        // Outside the gate the payload may be a successor's in the making: leave it. With our
+        // liveness file gone the next acquirer takes the lock over at once.
+        this.#log.warn({ lock: this.#paths.payload, lock_id: this.#lockId }, `run lock ${this.#paths.name}: gate busy, freeing the lock without marking the payload released`);
+      }
+    } finally {
+      this.#freeLiveness();
+      gate?.close();
+    }
+  }
+
+  /** Inside the gate. Ours is marked `active: 0`; a successor's is left alone. Never throws. */
+  #markReleased(): void {
+    const { payload } = readPayload(this.#paths.payload);
+    const mine = payload?.lock_id === this.#lockId;
+    if (mine && payload.active === 1) {
+      try {
+        const done: LockPayload = { ...payload, active: 0 };
+        writePayload(this.#paths.payload, done);
+        this.#payload = done;
+      } catch (err) {
+        this.#log.warn({ lock: this.#paths.payload, err: String(err) }, 'could not mark the run lock payload released; the next run takes it over');
+        return;
+      }
+    }
+    if (mine && !this.#compromised) {
+      this.#log.info({ lock: this.#paths.payload, lock_id: this.#lockId }, `run lock ${this.#paths.name} released`);
+    } else {
+      this.#log.warn(
+        { lock: this.#paths.payload, lock_id: this.#lockId, now_held_by: !mine && payload?.active === 1 ? payload : null },
+        mine
+          ? `run lock ${this.#paths.name} was lost while held (its liveness file removed); marked released`
+          : `run lock ${this.#paths.name} was taken over while held; leaving the current holder's lock alone`,
+      );
+    }
+  }
+
+  /** Removes our liveness file (only if it is still the one we locked), then frees its lock. Never throws. */
+  #freeLiveness(): void {
+    try {
+      this.#alive.assertHeld();
+      rmSync(this.#alive.path, { force: true });
+    } catch {
+      // Removed or replaced by someone else: not ours to remove.
+    }
+    this.#alive.close();
+  }
+}
