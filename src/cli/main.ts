@@ -60,7 +60,10 @@ export async function main(argv: string[]): Promise<number> {
     return takeExitCode();
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.SUCCESS;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT.SUCCESS;
+      // `metaspn`, `metaspn s1`, `metaspn queue` with no subcommand: commander printed the help to
+      // stderr. A broken cron line must not look like success. (`metaspn help` exits 0.)
+      if (err.code === 'commander.help') return err.exitCode === 0 ? EXIT.SUCCESS : EXIT.USAGE;
       if (err.code === 'commander.executeSubCommandAsync') return EXIT.SUCCESS;
       // Commander already printed its one-line message.
       process.stderr.write('hint: see `metaspn --help` or `metaspn <command> --help`\n');

@@ -1,23 +1,39 @@
 import { InvalidArgumentError } from 'commander';
 import { existsSync, statSync } from 'node:fs';
+import { checkLimit, limitOfFlag, rangeText } from '../config/limits.js';
 import { UsageError } from '../guard/errors.js';
 import { workspacePaths, type WorkspacePaths } from '../storage/paths.js';
 
-/** Commander parsers: a bad value is a usage error (exit 64) with a message that says the fix. */
-export function positiveInt(name: string) {
+/** Every flag name given to a number parser: a test checks that each one has a range in LIMITS. */
+export const NUMBER_FLAGS = new Set<string>();
+
+/**
+ * Commander parser of a whole-number flag: a bad value is a usage error (exit 64) that names the
+ * flag and its range. The range is the flag's row in LIMITS (src/config/limits.ts); `min` is the
+ * fallback for a flag without one.
+ */
+export function intFlag(name: string, min = 0) {
+  NUMBER_FLAGS.add(name);
+  const key = limitOfFlag(name);
   return (v: string): number => {
-    if (!/^\d+$/.test(v) || Number(v) < 1 || !Number.isSafeInteger(Number(v))) {
-      throw new InvalidArgumentError(`${name} must be a whole number >= 1, got "${v}"`);
+    const n = /^\d+$/.test(v) ? Number(v) : Number.NaN;
+    if (key !== undefined) {
+      if (checkLimit(key, n) !== null) throw new InvalidArgumentError(`${name} must be ${rangeText(key)}, got "${v}"`);
+      return n;
     }
-    return Number(v);
+    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be a whole number >= ${min}, got "${v}"`);
+    return n;
   };
 }
 
+/** A whole-number flag of at least 1 (or its range in LIMITS). */
+export function positiveInt(name: string) {
+  return intFlag(name, 1);
+}
+
+/** A whole-number flag of at least 0 (or its range in LIMITS). */
 export function nonNegativeInt(name: string) {
-  return (v: string): number => {
-    if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw new InvalidArgumentError(`${name} must be a whole number >= 0, got "${v}"`);
-    return Number(v);
-  };
+  return intFlag(name, 0);
 }
 
 /** Collects a repeatable option into a list. */

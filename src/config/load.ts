@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { resolveS1Config, type S1Config } from '../../workers/s1/config.js';
 import { guardrailsSchema, type Guardrails } from '../../workers/s1/guardrails.js';
@@ -6,6 +6,10 @@ import { DataInvalidError } from '../guard/errors.js';
 import { alertsConfigSchema, type AlertsConfig } from '../ops/alerts/config.js';
 import { reportsConfigSchema, type ReportsConfig } from '../ops/reports/config.js';
 import type { WorkspacePaths } from '../storage/paths.js';
+import { issueRule } from './issues.js';
+import { parseJsonWithin } from './json-limits.js';
+import { checkLimit, limitOfConfigPath, LIMITS } from './limits.js';
+import { nearest } from './nearest.js';
 import { partialPolicySchema, POLICY_KEYS, resolvePolicy, type PartialPolicy, type QueuePolicy } from './policy.js';
 
 /**
@@ -41,61 +45,93 @@ export interface WorkspaceConfig {
   reports: ReportsConfig;
 }
 
+/** The top-level keys of metaspn.config.json. */
+export const CONFIG_KEYS = Object.keys(fileSchema.shape);
+
 export function loadConfig(ws: WorkspacePaths, env: NodeJS.ProcessEnv = process.env): WorkspaceConfig {
   const file = ws.config;
-  let raw: unknown = undefined;
-  if (existsSync(file)) {
-    const text = readFileSync(file, 'utf8');
-    try {
-      raw = JSON.parse(text.replace(/^\uFEFF/, ''));
-    } catch (err) {
-      throw new DataInvalidError(file, jsonErrorLine(text, err), `not valid JSON: ${(err as Error).message}`, {
-        hint: 'fix the JSON syntax of the config file',
-      });
-    }
-  }
+  const raw = readConfigFile(file);
+  const bad = (rule: string): DataInvalidError => new DataInvalidError(file, null, rule.replace(/[\r\n]+/g, ' '), { hint: `fix ${file}, or delete the key to use its default (docs/LIMITS.md lists every range)` });
   const parsed = fileSchema.safeParse(raw ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const where = issue.path.length ? issue.path.join('.') : '(root)';
-    const known = issue.code === 'unrecognized_keys' ? ` (known keys: season, attention, guardrails, queues, alerts, reports; queue keys: ${POLICY_KEYS.join(', ')})` : '';
-    throw new DataInvalidError(file, null, `${where}: ${issue.message}${known}`);
-  }
+  if (!parsed.success) throw bad(issueRule(parsed.error.issues[0]!, fileSchema, raw ?? {}));
   const s1 = resolveS1Config(raw === undefined ? undefined : { season: parsed.data.season, attention: parsed.data.attention }, file);
-  const g = guardrailsSchema.safeParse(parsed.data.guardrails ?? {});
-  if (!g.success) {
-    const issue = g.error.issues[0]!;
-    const where = ['guardrails', ...issue.path.map(String)].join('.');
-    const known = issue.code === 'unrecognized_keys' && issue.path.length === 0 ? ' (guardrails: total_score_ratio, subjects_scored_drop, pool_conserved)' : '';
-    throw new DataInvalidError(file, null, `${where}: ${issue.message}${known}`);
-  }
-  const section = <T>(name: 'alerts' | 'reports', schema: z.ZodType<T>): T => {
-    const r = schema.safeParse(parsed.data[name] ?? {});
-    if (r.success) return r.data;
-    const issue = r.error.issues[0]!;
-    throw new DataInvalidError(file, null, `${[name, ...issue.path.map(String)].join('.')}: ${issue.message}`);
+  const section = <T>(name: 'guardrails' | 'alerts' | 'reports', schema: z.ZodType<T>): T => {
+    const value = parsed.data[name] ?? {};
+    // These sections' schemas say what a key is; LIMITS says how far it may go (checked first: its message names the range).
+    const out = outOfRange(value, [name]);
+    if (out) throw bad(out);
+    const r = schema.safeParse(value);
+    if (!r.success) throw bad(issueRule(r.error.issues[0]!, schema, value, [name]));
+    return r.data;
   };
+  const guardrails = section('guardrails', guardrailsSchema);
   const alerts = section('alerts', alertsConfigSchema);
   const reports = section('reports', reportsConfigSchema);
-  return { file, s1, guardrails: g.data, queues: parsed.data.queues ?? {}, env: policyFromEnv(env), alerts, reports };
+  return { file, s1, guardrails, queues: parsed.data.queues ?? {}, env: policyFromEnv(env), alerts, reports };
+}
+
+/**
+ * The parsed config file, or undefined when there is none. Held to the limits of every reader of
+ * outside data: its size, nesting depth, and numbers JSON cannot carry exactly.
+ * @throws DataInvalidError naming the file (and the line of a JSON syntax error).
+ */
+function readConfigFile(file: string): unknown {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'EISDIR') throw new DataInvalidError(file, null, 'is a directory, not a file');
+    throw new DataInvalidError(file, null, `cannot be read (${code ?? (err as Error).message})`, { hint: 'fix the mode of the config file', cause: err });
+  }
+  if (bytes.length > LIMITS.config_bytes.max) {
+    throw new DataInvalidError(file, null, `is ${bytes.length} bytes, more than ${LIMITS.config_bytes.max} (limit config_bytes)`);
+  }
+  const text = bytes.toString('utf8').replace(/^\uFEFF/, '');
+  const r = parseJsonWithin(text, { maxChars: LIMITS.config_bytes.max, what: 'the config file', limit: 'config_bytes' });
+  if (r.ok) return r.value;
+  if (r.syntax !== undefined) {
+    throw new DataInvalidError(file, jsonErrorLine(text, r.syntax), `not valid JSON: ${r.syntax}`, { hint: 'fix the JSON syntax of the config file' });
+  }
+  throw new DataInvalidError(file, null, r.rule, { hint: 'see docs/LIMITS.md' });
+}
+
+/** The first number under `value` whose config path has a row in LIMITS and is out of its range. */
+function outOfRange(value: unknown, path: string[]): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
+  for (const [k, v] of Object.entries(value)) {
+    const here = [...path, k];
+    if (typeof v === 'number') {
+      const key = limitOfConfigPath(here.join('.'));
+      const rule = key === undefined ? null : checkLimit(key, v);
+      if (rule) return `${here.join('.')}: ${rule}, got ${v}`;
+    } else {
+      const deeper = outOfRange(v, here);
+      if (deeper) return deeper;
+    }
+  }
+  return null;
 }
 
 function policyFromEnv(env: NodeJS.ProcessEnv): PartialPolicy {
   const out: Record<string, number> = {};
+  const names = POLICY_KEYS.map((k) => `METASPN_QUEUE_${k.toUpperCase()}`);
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('METASPN_QUEUE_') || names.includes(name)) continue;
+    const near = nearest(name, names);
+    throw new DataInvalidError(`environment ${name}`, null, `unknown variable${near ? ` (did you mean ${near}?)` : ''}; the queue variables are METASPN_QUEUE_<KEY> for the keys of docs/LIMITS.md`);
+  }
   for (const key of POLICY_KEYS) {
     const name = `METASPN_QUEUE_${key.toUpperCase()}`;
     const v = env[name];
     if (v === undefined || v === '') continue;
-    const n = Number(v);
-    if (!Number.isFinite(n)) throw new DataInvalidError(`environment ${name}`, null, `must be a number, got "${v}"`);
+    const n = /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/.test(v) ? Number(v) : Number.NaN;
+    const rule = checkLimit(key, n);
+    if (rule) throw new DataInvalidError(`environment ${name}`, null, `${rule}, got "${v.slice(0, 40)}"`);
     out[key] = n;
   }
-  const checked = partialPolicy.safeParse(out);
-  if (!checked.success) {
-    const issue = checked.error.issues[0]!;
-    throw new DataInvalidError(`environment METASPN_QUEUE_${String(issue.path[0]).toUpperCase()}`, null, issue.message);
-  }
-  return checked.data;
+  return partialPolicy.parse(out);
 }
 
 /** The effective policy of one queue, every layer applied. */
@@ -104,8 +140,8 @@ export function policyFor(cfg: WorkspaceConfig, queue: string, workerDefaults: P
 }
 
 /** The line of a JSON.parse error, from the position V8 reports. */
-function jsonErrorLine(text: string, err: unknown): number | null {
-  const m = /position (\d+)/.exec((err as Error).message);
+function jsonErrorLine(text: string, message: string): number | null {
+  const m = /position (\d+)/.exec(message);
   if (!m) return null;
   return text.slice(0, Number(m[1])).split('\n').length;
 }

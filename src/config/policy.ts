@@ -1,36 +1,41 @@
 import { z } from 'zod';
+import { DataInvalidError } from '../guard/errors.js';
+import { limitSchema } from './limits.js';
 
-/** How one queue retries, leases and times out its tasks. */
+/**
+ * How one queue retries, leases and times out its tasks. Each key's range is in LIMITS
+ * (src/config/limits.ts, docs/LIMITS.md); defaults are in POLICY_DEFAULTS.
+ */
 const fields = {
   /** Tries before the dead letters. Default 5. */
-  max_attempts: z.number().int().min(1).max(1000),
+  max_attempts: limitSchema('max_attempts'),
   /** First retry delay. Default 1000 ms. */
-  backoff_base_ms: z.number().int().min(0),
+  backoff_base_ms: limitSchema('backoff_base_ms'),
   /** Largest retry delay. Default 300000 ms (5 min). */
-  backoff_cap_ms: z.number().int().min(0),
+  backoff_cap_ms: limitSchema('backoff_cap_ms'),
   /** Jitter as a fraction of the delay (0.1 = ±10%). Default 0.1. */
-  backoff_jitter: z.number().min(0).max(1),
+  backoff_jitter: limitSchema('backoff_jitter'),
   /** Lease length; a dead worker's task is handed out again after it. Default 60000 ms. */
-  lease_ms: z.number().int().min(100),
+  lease_ms: limitSchema('lease_ms'),
   /** A task running longer is aborted and retried. Default 300000 ms (5 min). */
-  timeout_ms: z.number().int().min(1),
+  timeout_ms: limitSchema('timeout_ms'),
   /** Group-commit window for acknowledgements. Default 2 ms. */
-  ack_window_ms: z.number().int().min(0).max(1000),
+  ack_window_ms: limitSchema('ack_window_ms'),
   /** Tasks run at once by one worker process. Default 1. */
-  concurrency: z.number().int().min(1).max(1024),
+  concurrency: limitSchema('concurrency'),
   /** Idle poll interval of `worker run` without --once. Default 1000 ms. */
-  poll_ms: z.number().int().min(1),
+  poll_ms: limitSchema('poll_ms'),
   /** Back-pressure: an enqueue that would leave more open tasks than this is refused (0: no limit). Default 0. */
-  max_queue_size: z.number().int().min(0),
+  max_queue_size: limitSchema('max_queue_size'),
   /** A worker process never runs more tasks at once than this, whatever --concurrency says (0: no limit). Default 0. */
-  max_concurrent_tasks: z.number().int().min(0).max(1024),
+  max_concurrent_tasks: limitSchema('max_concurrent_tasks'),
   /**
    * Stop condition: when this share of the last `stop_window` tasks failed, the worker pauses its
    * queue, records why in the ledger, stops claiming and exits 60 (0: off). Default 1 (all of them).
    */
-  stop_failure_ratio: z.number().min(0).max(1),
+  stop_failure_ratio: limitSchema('stop_failure_ratio'),
   /** Tasks the stop condition looks back over. Default 20. */
-  stop_window: z.number().int().min(1).max(100_000),
+  stop_window: limitSchema('stop_window'),
 };
 
 /** A complete policy: what the code sees after every layer is applied. */
@@ -65,6 +70,14 @@ export const POLICY_KEYS = Object.keys(fields) as (keyof QueuePolicy)[];
 export function resolvePolicy(...layers: PartialPolicy[]): QueuePolicy {
   const merged: Record<string, unknown> = { ...POLICY_DEFAULTS };
   for (const l of layers) for (const [k, v] of Object.entries(l)) if (v !== undefined) merged[k] = v;
-  const p = queuePolicySchema.parse(merged);
+  const r = queuePolicySchema.safeParse(merged);
+  if (!r.success) {
+    // Config, environment and flags were checked where they came in; what is left is a worker module's `defaults`.
+    const issue = r.error.issues[0]!;
+    throw new DataInvalidError('queue policy', null, `${issue.path.join('.')} ${issue.message}, got ${JSON.stringify(merged[String(issue.path[0])]) ?? 'nothing'}`, {
+      hint: "check the worker module's `defaults`",
+    });
+  }
+  const p = r.data;
   return p.max_concurrent_tasks > 0 && p.concurrency > p.max_concurrent_tasks ? { ...p, concurrency: p.max_concurrent_tasks } : p;
 }

@@ -11,10 +11,10 @@ import { basename } from 'node:path';
 import { existsSync } from 'node:fs';
 import { readWeightedSignals } from '../../workers/s1/signals.js';
 import { STORE_FILES } from '../../workers/s1/context.js';
-import type { WorkspaceConfig } from '../config/load.js';
+import { loadConfig, type WorkspaceConfig } from '../config/load.js';
 import { Findings, type Finding } from './finding.js';
 import { checkLocks, removeMutex } from './locks.js';
-import { checkQueue, noteSalvage, queueNames } from './queues.js';
+import { checkQueue, queueNames } from './queues.js';
 import { checkLedger, checkManifests, checkPointers } from './records.js';
 import { checkStore, storeFiles } from './store.js';
 
@@ -40,6 +40,7 @@ async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{
   await checkPointers(ws, 's1', STORE_FILES, f);
   plan.ledgerTail = checkLedger(ws, f).tornTail;
   Object.assign(plan, checkLocks(ws, f));
+  cfg ??= checkConfig(ws, f);
   const input = join(ws.inputs, 's1_signals.jsonl');
   if (cfg && existsSync(input)) {
     try {
@@ -52,12 +53,22 @@ async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{
   return { findings: f.list, plan };
 }
 
-/**
- * Fixes what is safe to fix; never deletes data (what is cut off goes to quarantine/). Returns
- * notes on what it did that the findings alone do not say (a salvaged queue log).
- */
-async function repair(ws: WorkspacePaths, plan: Plan): Promise<Finding[]> {
-  const notes = new Findings();
+/** The workspace's config (and METASPN_QUEUE_* variables), or null with a finding saying why it does not load. */
+function checkConfig(ws: WorkspacePaths, f: Findings): WorkspaceConfig | null {
+  try {
+    return loadConfig(ws);
+  } catch (err) {
+    if (!(err instanceof DataInvalidError)) throw err;
+    const inFile = err.message.startsWith(`${ws.config}:`);
+    const where = inFile ? relative(ws.root, ws.config) : err.message.split(':')[0]!;
+    const message = inFile ? err.message.slice(ws.config.length + 1).replace(/^(\d+): /, 'line $1: ').trim() : err.message.slice(where.length + 1).trim();
+    f.error('config', where, message, 'fix it (docs/LIMITS.md lists every range); every command that reads it exits 20 until then');
+    return null;
+  }
+}
+
+/** Fixes what is safe to fix; never deletes data (what is cut off goes to quarantine/). */
+async function repair(ws: WorkspacePaths, plan: Plan): Promise<void> {
   for (const name of plan.staleRunLocks) {
     const lock = await acquireRunLock({ locksDir: ws.locks, name, cmd: 'metaspn doctor --repair', reason: 'doctor --repair: releasing a stale lock', onLockHeld: 'retryable', log: silentLogger });
     await lock.release();
@@ -66,8 +77,7 @@ async function repair(ws: WorkspacePaths, plan: Plan): Promise<Finding[]> {
   for (const name of plan.queues) {
     const q = new FileQueue({ workspace: ws.root, name, warn: () => undefined });
     try {
-      const done = await q.repair();
-      if (done.conflict) noteSalvage(ws, done.conflict, notes);
+      await q.repair();
     } finally {
       await q.close();
     }
@@ -83,7 +93,6 @@ async function repair(ws: WorkspacePaths, plan: Plan): Promise<Finding[]> {
     }
   }
   if (plan.ledgerTail) await new Ledger(ws).repairTail();
-  return notes.list;
 }
 
 export interface DoctorReport {
@@ -96,12 +105,11 @@ export interface DoctorReport {
 export async function doctor(ws: WorkspacePaths, cfg: WorkspaceConfig | null, opts: { repair: boolean }): Promise<DoctorReport> {
   const first = await check(ws, cfg);
   if (!opts.repair) return { findings: first.findings, errors: first.findings.filter((x) => x.severity === 'error').length, repaired: 0 };
-  const notes = await repair(ws, first.plan);
+  await repair(ws, first.plan);
   const after = await check(ws, cfg);
   const key = (x: Finding): string => `${x.area}|${x.path}|${x.message}`;
   const still = new Set(after.findings.map(key));
   const findings = first.findings.map((x) => (still.has(key(x)) || x.severity === 'info' ? x : { ...x, repaired: true }));
-  findings.push(...notes);
   for (const x of after.findings) if (!first.findings.some((y) => key(y) === key(x))) findings.push(x);
   return {
     findings,

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import stringify from 'fast-json-stable-stringify';
 import { z } from 'zod';
+import { describePath, issueRule } from '../../src/config/issues.js';
+import { LIMITS, rangeText } from '../../src/config/limits.js';
 import { DataInvalidError } from '../../src/guard/errors.js';
 import { isDateText } from './dates.js';
 
@@ -26,6 +28,12 @@ export const DEFAULT_WEIGHTS: Readonly<Record<string, number>> = Object.freeze({
   follow: 10,
 });
 
+// Ranges from the one table of limits (docs/LIMITS.md); the messages below predate it and stay.
+const POOL = LIMITS['season.daily_pool_units'];
+const HALF_LIFE = LIMITS['attention.half_life_days'];
+const WINDOW = LIMITS['attention.window_days'];
+const WEIGHT = LIMITS['attention.weight'];
+
 const dateText = z.string().refine(isDateText, { error: 'must be a real calendar date YYYY-MM-DD' });
 
 const seasonSchema = z
@@ -36,22 +44,33 @@ const seasonSchema = z
     daily_pool_units: z
       .number({ error: 'must be a number' })
       .int({ error: 'must be a non-negative safe integer' })
-      .min(0, { error: 'must be a non-negative safe integer' })
-      .max(Number.MAX_SAFE_INTEGER, { error: 'must be a non-negative safe integer' })
+      .min(POOL.min, { error: 'must be a non-negative safe integer' })
+      .max(POOL.max, { error: 'must be a non-negative safe integer' })
       .default(1_000_000),
   })
   .refine((s) => s.start <= s.end, { error: 'must not be before season.start', path: ['end'] });
 
 const weightsSchema = z
-  .record(z.string().min(1, { error: 'a kind must be a non-empty string' }), z.number({ error: 'must be a finite number >= 0' }).min(0, { error: 'must be a finite number >= 0' }))
+  .record(
+    z.string().min(1, { error: 'a kind must be a non-empty string' }),
+    z
+      .number({ error: 'must be a finite number >= 0' })
+      .min(WEIGHT.min, { error: 'must be a finite number >= 0' })
+      .max(WEIGHT.max, { error: `must be ${rangeText('attention.weight')}` }),
+  )
   .refine((w) => Object.keys(w).length > 0, { error: 'must list at least one signal kind' });
 
 const attentionSchema = z.strictObject({
-  half_life_days: z.number({ error: 'must be a number' }).gt(0, { error: 'must be > 0' }).default(7),
+  half_life_days: z
+    .number({ error: 'must be a number' })
+    .gt(HALF_LIFE.min, { error: 'must be > 0' })
+    .max(HALF_LIFE.max, { error: `must be ${rangeText('attention.half_life_days')}` })
+    .default(7),
   window_days: z
     .number({ error: 'must be a number' })
     .int({ error: 'must be an integer >= 1' })
-    .min(1, { error: 'must be an integer >= 1' })
+    .min(WINDOW.min, { error: 'must be an integer >= 1' })
+    .max(WINDOW.max, { error: `must be ${rangeText('attention.window_days')}` })
     .default(28),
   weights: weightsSchema.default(() => ({ ...DEFAULT_WEIGHTS })),
 });
@@ -70,10 +89,6 @@ export const s1ConfigSchema = z.object({
 /** The effective Season 1 configuration after defaults. */
 export type S1Config = z.output<typeof s1ConfigSchema>;
 
-function describePath(path: readonly PropertyKey[]): string {
-  return path.length === 0 ? '(root)' : path.map((k) => (k === '' ? '""' : String(k))).join('.');
-}
-
 /**
  * Validates a parsed config file and fills in the defaults. `raw` is `undefined` when there is no
  * config file (all defaults).
@@ -90,7 +105,8 @@ export function resolveS1Config(raw: unknown, file: string): S1Config {
   const parsed = s1ConfigSchema.safeParse(input);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
-  const rule = issue === undefined ? 'invalid config' : `${describePath(issue.path)}: ${issue.message}`;
+  // Unknown keys name the nearest known one; other rules keep their plain `<path>: <rule>` form.
+  const rule = issue === undefined ? 'invalid config' : issue.code === 'unrecognized_keys' ? issueRule(issue, s1ConfigSchema, input) : `${describePath(issue.path)}: ${issue.message}`;
   throw new DataInvalidError(file, null, rule.replace(/[\r\n]+/g, ' '), {
     hint: `fix ${file}, or delete the key to use its default`,
     details: { file, issues: parsed.error.issues.map((i) => `${describePath(i.path)}: ${i.message}`) },

@@ -1,5 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { z } from 'zod';
+import { parseJsonWithin } from '../../src/config/json-limits.js';
+import { LIMITS } from '../../src/config/limits.js';
 import { DataInvalidError } from '../../src/guard/errors.js';
 import { utcInstantMs } from './dates.js';
 
@@ -93,13 +95,13 @@ export function parseSignalLine(text: string, lineNo: number, file: string, kind
   let line = text.endsWith('\r') ? text.slice(0, -1) : text;
   if (lineNo === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
   if (line.trim() === '') fail(file, lineNo, 'blank line');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(line);
-  } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    fail(file, lineNo, `not valid JSON (${reason.length > 100 ? `${reason.slice(0, 97)}...` : reason})`);
+  // The limits of every reader of outside data: line length, nesting, numbers JSON cannot carry exactly.
+  const json = parseJsonWithin(line);
+  if (!json.ok) {
+    const reason = json.syntax;
+    fail(file, lineNo, reason === undefined ? json.rule : `not valid JSON (${reason.length > 100 ? `${reason.slice(0, 97)}...` : reason})`);
   }
+  const raw = json.value;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     fail(file, lineNo, `the line must be a JSON object, got ${Array.isArray(raw) ? 'an array' : shown(raw)}`);
   }
@@ -171,11 +173,16 @@ class SignalCollector {
   }
 }
 
+const MAX_WEIGHTED_SUM = LIMITS.signal_weighted_sum.max;
+
 /**
  * Rule "weighted sum overflows": every score and total is a sum of `weight × value × decay`
- * (decay <= 1), so the sum of `weight × value` over the whole file bounds them all. A value that
- * takes it past the largest double is bad input, named at its line (the i-th signal is on line
- * i + 1: blank lines may only end the file), not an overflow deep in the math.
+ * (decay <= 1), so the sum of `weight × value` over the whole file bounds them all. S1-SPEC then
+ * multiplies a score by 1e6 (`round6`) and by `daily_pool_units` (< 2^53, "multiply first"), so
+ * the sum must stay at most LIMITS.signal_weighted_sum (1e290): beyond it a product overflows to
+ * Infinity deep in the math (a retried RangeError, rows half written). A value that takes it past
+ * the bound is bad input, named at its line (the i-th signal is on line i + 1: blank lines may
+ * only end the file), found before anything is written.
  * @throws DataInvalidError `(file, line, rule)`.
  */
 export function checkMagnitudes(signals: readonly Signal[], weights: Readonly<Record<string, number>>, file: string): void {
@@ -183,8 +190,12 @@ export function checkMagnitudes(signals: readonly Signal[], weights: Readonly<Re
   for (let i = 0; i < signals.length; i++) {
     const s = signals[i]!;
     bound += (weights[s.kind] ?? 0) * s.value;
-    if (!Number.isFinite(bound)) {
-      fail(file, i + 1, `value ${s.value} is too large: the weighted sum of the signals (weight of "${s.kind}" × value) overflows`);
+    if (!(bound <= MAX_WEIGHTED_SUM)) {
+      fail(
+        file,
+        i + 1,
+        `value ${s.value} is too large: the weighted sum of the signals (weight of "${s.kind}" × value) overflows (it must stay at most ${MAX_WEIGHTED_SUM}, limit signal_weighted_sum)`,
+      );
     }
   }
 }

@@ -24,7 +24,10 @@ export function registerDoctor(program: Command): void {
       }
       const s = o.repair ? openSession(o.workspace, { module: 'doctor' }) : null;
       const report = await doctor(ws, cfg, { repair: !!o.repair });
-      const code = report.errors > 0 ? EXIT.STATE_CORRUPT : EXIT.SUCCESS;
+      // Bad input (the config, a signal line) is 20 like everywhere else; anything corrupt is 30 and wins.
+      const left = report.findings.filter((x) => x.severity === 'error' && !x.repaired);
+      const badInputOnly = left.length > 0 && left.every((x) => x.area === 'config' || x.area === 'input');
+      const code = report.errors === 0 ? EXIT.SUCCESS : badInputOnly ? EXIT.DATA_INVALID : EXIT.STATE_CORRUPT;
       s?.log.logger.info({ event: 'doctor', repaired: report.repaired, errors: report.errors, rc: code }, 'doctor --repair finished');
       setExitCode(code);
       if (o.json) return printJson({ ...report, exit_code: code });

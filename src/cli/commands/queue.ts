@@ -1,11 +1,13 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { policyFor } from '../../config/load.js';
 import { DataInvalidError, UsageError } from '../../guard/errors.js';
 import { DeadLetterFiles } from '../../queue/file/deadletter-files.js';
 import { readStats } from '../../queue/file/stats-file.js';
 import { openQueue } from '../../queue/open.js';
-import { assertQueueName, checkTaskId, derivedTaskId } from '../../queue/record.js';
+import { LIMITS } from '../../config/limits.js';
+import { assertQueueName, checkTaskId } from '../../queue/record.js';
+import { parseTaskLines, taskFromPayloadText } from '../../queue/validate.js';
 import type { NewTask, QueueStats } from '../../queue/types.js';
 import { BUNDLED_QUEUES } from '../../runtime/load-worker.js';
 import { deadletterDir, queueDir, type WorkspacePaths } from '../../storage/paths.js';
@@ -151,8 +153,10 @@ export function registerQueue(program: Command): void {
     .action(async (worker: string, o: WsOpts & { payload?: string; id?: string; file?: string }) => {
       if ((o.payload === undefined) === (o.file === undefined)) throw new UsageError('give exactly one of --payload JSON or --file F.jsonl');
       assertQueueName(worker);
-      const s = openSession(o.workspace);
+      openWorkspace(o.workspace);
+      // Every task is checked before the workspace is touched: a bad one and nothing is written.
       const tasks = o.file !== undefined ? readTaskFile(o.file) : [taskFromPayload(o.payload!, o.id)];
+      const s = openSession(o.workspace);
       const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger);
       try {
         const r = await q.enqueue(tasks);
@@ -197,47 +201,31 @@ export function formatStats(s: QueueStats, now: number): string {
   return `queue ${s.queue}\n${table(rows.map((r) => ['  ' + r[0]!, r[1]!.padStart(8), r[2]!]))}`;
 }
 
+/** `--payload JSON [--id ID]`: not JSON, or a bad --id, is a usage error (64); JSON beyond the data limits is bad input (20). */
 function taskFromPayload(text: string, id: string | undefined): NewTask {
-  let payload: unknown;
-  try {
-    payload = JSON.parse(text);
-  } catch (err) {
-    throw new UsageError(`--payload is not valid JSON: ${(err as Error).message}`);
+  if (id !== undefined) {
+    const bad = checkTaskId(id);
+    if (bad) throw new UsageError(`--id: ${bad}`);
   }
-  const taskId = id ?? derivedTaskId(payload);
-  const bad = checkTaskId(taskId);
-  if (bad) throw new UsageError(`--id: ${bad}`);
-  return { id: taskId, payload };
+  const r = taskFromPayloadText(text, id);
+  if (r.ok) return r.task;
+  if (r.syntax) throw new UsageError(`--payload is ${r.rule}`);
+  throw new DataInvalidError('--payload', null, r.rule, { hint: 'nothing was enqueued; see docs/LIMITS.md' });
 }
 
 /** Reads every line first: one bad line and nothing from the file is enqueued. */
 function readTaskFile(path: string): NewTask[] {
-  if (!existsSync(path)) throw new DataInvalidError(path, null, 'file not found');
-  const lines = readFileSync(path, 'utf8').replace(/^\uFEFF/, '').split('\n');
-  const tasks: NewTask[] = [];
-  lines.forEach((raw, i) => {
-    const line = raw.replace(/\r$/, '');
-    if (line.trim() === '') {
-      if (lines.slice(i + 1).some((l) => l.trim() !== '')) throw new DataInvalidError(path, i + 1, 'blank line between tasks');
-      return;
+  let text: string;
+  try {
+    if (statSync(path).size > LIMITS.task_file_bytes.max) {
+      throw new DataInvalidError(path, null, `the file is larger than ${LIMITS.task_file_bytes.max} bytes (limit task_file_bytes); split it`);
     }
-    let o: unknown;
-    try {
-      o = JSON.parse(line);
-    } catch (err) {
-      throw new DataInvalidError(path, i + 1, `not valid JSON: ${(err as Error).message}`);
-    }
-    if (typeof o !== 'object' || o === null || Array.isArray(o) || !('payload' in o)) {
-      throw new DataInvalidError(path, i + 1, 'each line must be an object with a "payload" (and optionally "id", "max_attempts")');
-    }
-    const t = o as { id?: unknown; payload: unknown; max_attempts?: unknown };
-    const id = t.id === undefined ? derivedTaskId(t.payload) : t.id;
-    const bad = checkTaskId(id);
-    if (bad) throw new DataInvalidError(path, i + 1, bad);
-    if (t.max_attempts !== undefined && !(Number.isInteger(t.max_attempts) && (t.max_attempts as number) >= 1)) {
-      throw new DataInvalidError(path, i + 1, 'max_attempts must be a whole number >= 1');
-    }
-    tasks.push({ id: id as string, payload: t.payload, ...(t.max_attempts !== undefined ? { max_attempts: t.max_attempts as number } : {}) });
-  });
-  return tasks;
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new DataInvalidError(path, null, 'file not found');
+    if (code === 'EISDIR') throw new DataInvalidError(path, null, 'is a directory, not a file');
+    throw err;
+  }
+  return parseTaskLines(text, path);
 }

@@ -177,9 +177,14 @@ describe('readSignals', () => {
 describe('checkMagnitudes', () => {
   const WEIGHTS = { view: 0.1, like: 1, reply: 3, share: 5, follow: 10 };
 
-  it('accepts large values whose weighted sum stays finite', () => {
-    const signals = parseSignalText([line({ signal_id: 'a', value: 1e300 }), line({ signal_id: 'b', kind: 'follow', value: 1e305 })].join('\n'), FILE, KINDS);
+  it('accepts large values whose weighted sum stays within the bound (1e290: round6 and the pool multiply it)', () => {
+    const signals = parseSignalText([line({ signal_id: 'a', value: 1e280 }), line({ signal_id: 'b', kind: 'follow', value: 1e285 })].join('\n'), FILE, KINDS);
     expect(() => checkMagnitudes(signals, WEIGHTS, FILE)).not.toThrow();
+  });
+
+  it('refuses a finite value whose weighted sum is past the bound though not Infinity (1e303 overflowed in round6)', () => {
+    const signals = parseSignalText([line({ signal_id: 'a' }), line({ signal_id: 'b', kind: 'follow', value: 1e303 })].join('\n'), FILE, KINDS);
+    expect(() => checkMagnitudes(signals, WEIGHTS, FILE)).toThrow(`${FILE}:2: value 1e+303 is too large`);
   });
 
   it('names the line whose value makes the weighted sum overflow', () => {
@@ -187,7 +192,7 @@ describe('checkMagnitudes', () => {
     const signals = parseSignalText(text, FILE, KINDS);
     expect(() => checkMagnitudes(signals, WEIGHTS, FILE)).toThrow(`${FILE}:2: value 1e+308 is too large: the weighted sum of the signals (weight of "reply" × value) overflows`);
     // Two values that fit alone overflow together: the second is named.
-    const pair = parseSignalText([line({ signal_id: 'a', value: 1.5e308 }), line({ signal_id: 'b', value: 1.5e308 })].join('\n'), FILE, KINDS);
+    const pair = parseSignalText([line({ signal_id: 'a', value: 8e289 }), line({ signal_id: 'b', value: 8e289 })].join('\n'), FILE, KINDS);
     expect(() => checkMagnitudes(pair, WEIGHTS, FILE)).toThrow(`${FILE}:2: value`);
   });
 });
