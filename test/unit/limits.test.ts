@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/main.js';
 import { intFlag, NUMBER_FLAGS } from '../../src/cli/options.js';
@@ -86,6 +88,11 @@ describe('the table of limits', () => {
       expect(s.safeParse(l.max + (l.integer ? 1 : Math.max(1, l.max * 1e-6))).success, key).toBe(false);
       expect(s.safeParse(Infinity).success, key).toBe(false);
     }
+  });
+
+  it('docs/LIMITS.md prints every row with its range and where it is set', () => {
+    const doc = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'LIMITS.md'), 'utf8');
+    for (const [key, l] of entries) expect(doc, key).toContain(`| \`${key}\` | ${rangeText(key)} | ${l.where.map((w) => `\`${w}\``).join(', ')} |`);
   });
 
   it('flag parsers refuse values out of range, naming the flag and the range', () => {
