@@ -14,7 +14,7 @@ import { STORE_FILES } from '../../workers/s1/context.js';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
 import { Findings, type Finding } from './finding.js';
 import { checkLocks, removeMutex } from './locks.js';
-import { checkQueue, queueNames } from './queues.js';
+import { checkQueue, noteSalvage, queueNames } from './queues.js';
 import { checkLedger, checkManifests, checkPointers } from './records.js';
 import { checkStore, storeFiles } from './store.js';
 
@@ -67,8 +67,12 @@ function checkConfig(ws: WorkspacePaths, f: Findings): WorkspaceConfig | null {
   }
 }
 
-/** Fixes what is safe to fix; never deletes data (what is cut off goes to quarantine/). */
-async function repair(ws: WorkspacePaths, plan: Plan): Promise<void> {
+/**
+ * Fixes what is safe to fix; never deletes data (what is cut off goes to quarantine/). Returns
+ * notes on what it did that the findings alone do not say (a salvaged queue log).
+ */
+async function repair(ws: WorkspacePaths, plan: Plan): Promise<Finding[]> {
+  const notes = new Findings();
   for (const name of plan.staleRunLocks) {
     const lock = await acquireRunLock({ locksDir: ws.locks, name, cmd: 'metaspn doctor --repair', reason: 'doctor --repair: releasing a stale lock', onLockHeld: 'retryable', log: silentLogger });
     await lock.release();
@@ -77,7 +81,8 @@ async function repair(ws: WorkspacePaths, plan: Plan): Promise<void> {
   for (const name of plan.queues) {
     const q = new FileQueue({ workspace: ws.root, name, warn: () => undefined });
     try {
-      await q.repair();
+      const done = await q.repair();
+      if (done.conflict) noteSalvage(ws, done.conflict, notes);
     } finally {
       await q.close();
     }
@@ -93,6 +98,7 @@ async function repair(ws: WorkspacePaths, plan: Plan): Promise<void> {
     }
   }
   if (plan.ledgerTail) await new Ledger(ws).repairTail();
+  return notes.list;
 }
 
 export interface DoctorReport {
@@ -105,11 +111,12 @@ export interface DoctorReport {
 export async function doctor(ws: WorkspacePaths, cfg: WorkspaceConfig | null, opts: { repair: boolean }): Promise<DoctorReport> {
   const first = await check(ws, cfg);
   if (!opts.repair) return { findings: first.findings, errors: first.findings.filter((x) => x.severity === 'error').length, repaired: 0 };
-  await repair(ws, first.plan);
+  const notes = await repair(ws, first.plan);
   const after = await check(ws, cfg);
   const key = (x: Finding): string => `${x.area}|${x.path}|${x.message}`;
   const still = new Set(after.findings.map(key));
   const findings = first.findings.map((x) => (still.has(key(x)) || x.severity === 'info' ? x : { ...x, repaired: true }));
+  findings.push(...notes);
   for (const x of after.findings) if (!first.findings.some((y) => key(y) === key(x))) findings.push(x);
   return {
     findings,

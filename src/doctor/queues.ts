@@ -1,9 +1,10 @@
 import { closeSync, existsSync, fstatSync, openSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
-import { LoadedLog } from '../queue/file/loader.js';
+import { LoadedLog, QueueLogConflictError } from '../queue/file/loader.js';
 import { listGens, logPath } from '../queue/file/log-io.js';
 import { ownerAlive } from '../queue/owner.js';
+import type { ConflictRepair } from '../queue/file/salvage.js';
 import { deadletterDir, queueDir, type WorkspacePaths } from '../storage/paths.js';
 import type { Findings } from './finding.js';
 
@@ -19,8 +20,9 @@ export function queueNames(ws: WorkspacePaths): string[] {
 
 /**
  * Reads one queue without its lock (nothing is changed): checksums, a torn tail, leftovers of a
- * crashed compaction, records refused on replay, leases of dead owners or past their expiry, and
- * dead-letter files against the log. Returns whether `repair` has something to do.
+ * crashed compaction, records refused on replay, a replay conflict (a record no writer holding the
+ * lock writes: the queue is unusable until repaired), leases of dead owners or past their expiry,
+ * and dead-letter files against the log. Returns whether `repair` has something to do.
  */
 export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, now = Date.now()): boolean {
   const dir = queueDir(ws, name);
@@ -44,8 +46,22 @@ export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, now = 
   const path = logPath(dir, gen);
   const fd = openSync(path, 'r');
   try {
-    const log = new LoadedLog(() => fd);
-    const tail = log.readMore();
+    const log = new LoadedLog(() => fd, path);
+    let tail: number;
+    try {
+      tail = log.readMore();
+    } catch (err) {
+      if (!(err instanceof QueueLogConflictError)) throw err;
+      const c = err.conflict;
+      f.error(
+        'queue',
+        rel(path),
+        `replay conflict at byte ${c.offset} (${c.record} record): ${c.reason}; no writer holding the queue's lock writes that, so every operation on this queue exits 30 until it is repaired`,
+        `stop the workers of this queue, then \`metaspn doctor --workspace ${ws.root} --repair\`: it keeps every task (one placed in a taken slot gets a slot of its own), makes the tasks involved ready again (they may run twice; artifacts dedupe by id) and writes the queue as a new log generation`,
+      );
+      // The rest of the checks read the state, which is not to be trusted.
+      return true;
+    }
     if (tail > 0) {
       f.error('queue', rel(path), `torn last line: ${tail} bytes without a newline at offset ${log.end} (a writer died mid-append)`, '--repair sets the bytes aside in quarantine/ and cuts them off');
       repairable = true;
@@ -85,4 +101,24 @@ export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, now = 
     closeSync(fd);
   }
   return repairable;
+}
+
+/** The ids of a list, the first few of them: a report line stays readable with a million. */
+function some(ids: readonly string[], max = 10): string {
+  return ids.length <= max ? ids.join(', ') : `${ids.slice(0, max).join(', ')}, … (${ids.length} in all)`;
+}
+
+/** What `--repair` did to a queue log that held a conflict, as report lines (one per kind of action taken). */
+export function noteSalvage(ws: WorkspacePaths, done: ConflictRepair, f: Findings): void {
+  const rel = relative(ws.root, done.file);
+  const s = done.salvage;
+  f.info('queue', rel, `--repair salvaged the log after the replay conflict at byte ${done.conflict.offset}; every task kept, written as ${relative(ws.root, done.generation)}`);
+  if (s.relocated.length) {
+    const moved = s.relocated.map((x) => `${x.id} (byte ${x.offset}: slot ${x.slot}, taken by ${x.displaced ?? 'another task'})`);
+    f.info('queue', rel, `${s.relocated.length} task(s) placed in a taken slot kept in a slot of their own: ${some(moved)}`);
+  }
+  if (s.duplicates.length) f.info('queue', rel, `${s.duplicates.length} id(s) placed again kept once: ${some(s.duplicates.map((x) => `${x.id} (byte ${x.offset})`))}`);
+  if (s.made_ready.length) f.info('queue', rel, `${s.made_ready.length} task(s) the conflict touched made ready again (they may run twice; artifacts dedupe by id): ${some(s.made_ready.map((x) => `${x.id} (was ${x.was})`))}`);
+  if (s.left.length) f.info('queue', rel, `${s.left.length} task(s) the conflict touched left as they were (dead-lettered, or completed with only a tombstone left): ${some(s.left.map((x) => `${x.id} (${x.state})`))}`);
+  if (s.skipped) f.info('queue', rel, `${s.skipped} record(s) or lease(s) naming no task skipped`);
 }

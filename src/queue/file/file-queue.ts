@@ -28,10 +28,11 @@ import { LineBuffer } from './codec.js';
 import { compact, type Retention } from './compact.js';
 import { DeadLetterFiles } from './deadletter-files.js';
 import type { Effects } from './index-state.js';
-import { LoadedLog } from './loader.js';
+import { LoadedLog, QueueLogConflictError } from './loader.js';
 import { appendAll, closeQuietly, listGens, logPath, openCurrent, readAt } from './log-io.js';
 import { needsSync, type LogRecord, type Pair } from './records.js';
 import { S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED } from './slots.js';
+import { salvage, type ConflictRepair } from './salvage.js';
 import { StatsWriter } from './stats-file.js';
 
 export interface FileQueueOptions extends QueueOptions {
@@ -271,14 +272,82 @@ export class FileQueue implements Queue {
    * into quarantine/, removes leftovers of a crashed compaction and rewrites missing or broken
    * dead-letter files; then expired leases and leases of dead owners go back; then, when corrupt
    * records were skipped, a compaction sets them aside in quarantine/. Nothing is deleted.
+   *
+   * A log whose replay meets a conflict (a record no writer holding the lock writes, see
+   * docs/QUEUE-FORMAT.md) fails every round, so it is salvaged first, under the lock: every task
+   * is kept, the ones a conflict touched are made ready again, and the result is written as the
+   * next generation the way a compaction writes one. `conflict` reports what was done.
    */
-  repair(): Promise<{ reclaimed: string[]; corrupt_set_aside: number }> {
+  async repair(): Promise<{ reclaimed: string[]; corrupt_set_aside: number; conflict?: ConflictRepair }> {
+    let conflict: ConflictRepair | null = null;
+    try {
+      return await this.repairRound();
+    } catch (err) {
+      if (!(err instanceof QueueLogConflictError)) throw err;
+      conflict = await this.salvageConflict();
+    }
+    const after = await this.repairRound();
+    return conflict ? { ...after, conflict } : after;
+  }
+
+  private repairRound(): Promise<{ reclaimed: string[]; corrupt_set_aside: number }> {
     return this.submit('repair', true, (r) => {
       const reclaimed = this.reclaimIn(r);
       const corrupt = this.state().corrupt.length;
       if (corrupt > 0) this.forceCompaction = true;
       return () => ({ reclaimed, corrupt_set_aside: corrupt });
     });
+  }
+
+  /**
+   * Salvages a log that holds conflicts, holding the queue's lock; this instance's rounds wait
+   * meanwhile. Null when, under the lock, the log replays cleanly after all (repaired meanwhile).
+   */
+  private async salvageConflict(): Promise<ConflictRepair | null> {
+    while (this.flushing) await new Promise((resolve) => setImmediate(resolve));
+    this.flushing = true;
+    try {
+      await this.mutex.acquire();
+      try {
+        return this.salvageLocked();
+      } finally {
+        this.mutex.releaseLock();
+      }
+    } finally {
+      this.flushing = false;
+      if (this.pending.length) this.schedule(true);
+    }
+  }
+
+  private salvageLocked(): ConflictRepair | null {
+    closeQuietly(this.fd);
+    this.fd = null;
+    this.log = null;
+    this.needReload = true;
+    mkdirSync(this.dir, { recursive: true });
+    this.removeLeftovers();
+    const { gen, fd } = openCurrent(this.dir);
+    this.fd = fd;
+    this.gen = gen;
+    const file = logPath(this.dir, gen);
+    // The strict replay once more, now that nobody else can append: is there still a conflict?
+    const strict = new LoadedLog(() => fd, file);
+    try {
+      strict.readMore();
+      return null;
+    } catch (err) {
+      if (!(err instanceof QueueLogConflictError)) throw err;
+    }
+    const now = this.now();
+    const { log, tail, report } = salvage(fd, file, now);
+    if (tail > 0) this.cutTornTail(log, tail);
+    this.mutex.assertHeld();
+    const next = compact(this.dir, gen, log, fd, now, this.retention);
+    // The new generation is replayed strictly like any other; dead-letter files follow it.
+    this.reload();
+    this.writeStats(now);
+    this.warn('queue log salvaged after a replay conflict', { queue: this.name, file, offset: strict.conflict!.offset, generation: next });
+    return { conflict: strict.conflict!, file, salvage: report, generation: logPath(this.dir, next) };
   }
 
   private forceCompaction = false;
@@ -539,7 +608,14 @@ export class FileQueue implements Queue {
       return this.reload();
     }
     const log = this.log!;
-    const tail = log.readMore();
+    let tail: number;
+    try {
+      tail = log.readMore();
+    } catch (err) {
+      // A conflict (QueueLogConflictError, 30) stays one: every round replays afresh and fails again.
+      this.needReload = true;
+      throw err;
+    }
     if (tail > 0) this.cutTornTail(log, tail);
     this.noteCorrupt(log);
     return log;
@@ -552,12 +628,13 @@ export class FileQueue implements Queue {
     const { gen, fd } = openCurrent(this.dir);
     this.fd = fd;
     this.gen = gen;
-    const log = new LoadedLog(() => this.fd!);
+    const log = new LoadedLog(() => this.fd!, logPath(this.dir, gen));
     // About one task per 250 bytes of log (an enqueue record): size the tables once.
     const expected = Math.floor(fstatSync(fd).size / 250);
     log.idx.slots.reserve(expected);
     log.idx.ids.reserve(expected);
     this.log = log;
+    // A conflict throws here (30), before dead-letter files are reconciled with a state not to be trusted.
     const tail = log.readMore();
     if (tail > 0) this.cutTornTail(log, tail);
     this.seenCorrupt = 0;

@@ -3,6 +3,33 @@ import type { Owner, QueueStats, TaskState } from '../types.js';
 import type { LogRecord, Pair } from './records.js';
 import { DueHeap, IdIndex, SlotFifo, SlotTable, STATES, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED, UNPLACED } from './slots.js';
 
+/**
+ * A record that cannot occur in a log written under the queue's lock, or totals that do not add
+ * up: the first one a replay met. Unlike a refused record (a stale fence, a claim someone else won,
+ * which any log may hold), it means two writers appended at once or the file was edited, and the
+ * state rebuilt from it would silently drop a task.
+ */
+export interface ReplayConflict {
+  /** Byte offset of the record's line in the log (for `counts`, the end of the replay). */
+  offset: number;
+  /** The record's type (`enq`, `claim`, …), or `counts` when the totals do not add up. */
+  record: string;
+  /** The slot the record names, when it names one. */
+  slot: number | null;
+  /** The task ids involved: the record's, and the one already in the slot. */
+  ids: string[];
+  /** What cannot happen, in words. */
+  reason: string;
+}
+
+/** Thrown by `IndexState.apply` for a record that cannot happen (see ReplayConflict); the state is left as it was. */
+export class ReplayConflictError extends Error {
+  constructor(readonly conflict: ReplayConflict) {
+    super(`replay conflict at byte ${conflict.offset}: ${conflict.reason}`);
+    this.name = 'ReplayConflictError';
+  }
+}
+
 export interface Effects {
   /** Slots that entered the dead letters. */
   dead: number[];
@@ -14,6 +41,11 @@ export interface Effects {
  * The queue's state rebuilt from its log: the same records, applied in the same order, give every
  * process the same state. A record whose expectation no longer holds (a claim of a task someone
  * else claimed first, a completion with a stale fence) is refused, never half-applied.
+ *
+ * A record that no writer holding the lock can produce (a task placed in a slot that is taken or
+ * that is not the next one, an id enqueued twice, a slot that does not exist) is not refused but
+ * a conflict: `apply` throws ReplayConflictError and `conflict` keeps the first one, because
+ * applying or skipping it would lose an acknowledged task without a word. Each check is O(1).
  */
 export class IndexState {
   readonly slots = new SlotTable();
@@ -34,6 +66,15 @@ export class IndexState {
   /** Failed attempts, arrivals in the dead letters, dead letters retried: carried across compactions. */
   totals = { failed: 0, dead_lettered: 0, retried: 0 };
   refused = 0;
+  /** The first record that cannot happen under the lock; once set, nothing more is applied. */
+  conflict: ReplayConflict | null = null;
+  /** Slots holding a task (the others were passed over: their record failed its checksum). */
+  placed = 0;
+  /**
+   * Slots that may be passed over: one per line that failed its checksum. A rotted `enq` line
+   * leaves its slot empty and the next `enq` one further on; that gap is explained, any other is not.
+   */
+  private gapAllowance = 0;
   /** Bytes of the full records of tasks not completed: what a compaction would copy. */
   liveBytes = 0;
   effects: Effects | null = null;
@@ -80,6 +121,7 @@ export class IndexState {
 
   /** Applies one record read from (or about to be written to) the log at [offset, offset+length). */
   apply(r: LogRecord, offset: number, length: number): void {
+    if (this.conflict) throw new ReplayConflictError(this.conflict);
     switch (r.t) {
       case 'head':
         this.completedDropped = r.completed_dropped;
@@ -87,15 +129,14 @@ export class IndexState {
         this.paused = r.paused;
         return;
       case 'enq':
-        if (this.ids.get(r.task.id) >= 0) {
-          this.refused++;
-          return;
-        }
+        // The writer enqueues only ids it does not know, always into the next slot.
+        this.checkPlacement(r.t, r.n, r.task.id, offset);
         this.place(r.n, r.task.id, offset, length);
         this.setStatus(r.n, { state: 'ready', attempt_count: 0, max_attempts: r.task.max_attempts, fence: 0, time: r.at, owner: null }, -1);
         return;
       case 'claim': {
         const o = this.internOwner(r.o, r.pid, r.host);
+        for (const [n] of r.l) this.checkSlot(r.t, n, offset);
         for (const [n, f] of r.l) {
           const out = this.event(n, { type: 'claim', owner: r.o, lease_ms: r.ms }, r.at);
           if (out && out.fence === f) this.setStatus(n, out, o);
@@ -104,27 +145,40 @@ export class IndexState {
         return;
       }
       case 'renew':
-        return this.pairs(r.l, (n, f) => ({ type: 'renew', owner: r.o, fence: f, lease_ms: r.ms }), r.at);
+        return this.pairs(r.t, r.l, (n, f) => ({ type: 'renew', owner: r.o, fence: f, lease_ms: r.ms }), r.at, offset);
       case 'done':
-        return this.pairs(r.l, (n, f) => ({ type: 'complete', owner: r.o, fence: f }), r.at);
+        return this.pairs(r.t, r.l, (n, f) => ({ type: 'complete', owner: r.o, fence: f }), r.at, offset);
       case 'rel':
-        return this.pairs(r.l, (n, f) => ({ type: 'release', owner: r.o, fence: f }), r.at);
+        return this.pairs(r.t, r.l, (n, f) => ({ type: 'release', owner: r.o, fence: f }), r.at, offset);
       case 'fail':
+        this.checkSlot(r.t, r.n, offset);
         return this.single(r.n, { type: 'fail', owner: r.o, fence: r.f, delay_ms: r.ms }, r.at, offset, length);
       case 'dead':
+        this.checkSlot(r.t, r.n, offset);
         return this.single(r.n, { type: 'dead_letter', owner: r.o, fence: r.f }, r.at, offset, length);
       case 'reclaim':
+        this.checkSlot(r.t, r.n, offset);
         return this.single(r.n, { type: 'reclaim', fence: r.f }, r.at, offset, length);
       case 'retry':
+        this.checkSlot(r.t, r.n, offset);
         return this.single(r.n, { type: 'retry' }, r.at, offset, length);
       case 'rerun':
+        this.checkSlot(r.t, r.n, offset);
         return this.single(r.n, { type: 'rerun' }, r.at, offset, length);
       case 'pause':
       case 'resume':
         this.paused = r.t === 'pause';
         return;
       case 'snap': {
-        this.place(r.n, r.task.id, offset, length);
+        // A compaction writes snaps into the next slot; `enqueue --rerun` of an id whose completed
+        // task only a tombstone remembers writes one over that tombstone, with the same id.
+        if (r.n < this.slots.count && r.n >= 0 && this.slots.state[r.n] === S_COMPLETED && this.ids.get(r.task.id) === r.n) {
+          this.slots.recOff[r.n] = offset;
+          this.slots.recLen[r.n] = length;
+        } else {
+          this.checkPlacement(r.t, r.n, r.task.id, offset);
+          this.place(r.n, r.task.id, offset, length);
+        }
         const o = r.o !== undefined ? this.internOwner(r.o, r.pid ?? 0, r.host ?? '') : -1;
         this.setStatus(
           r.n,
@@ -134,13 +188,89 @@ export class IndexState {
         return;
       }
       case 'kept':
+        this.checkPlacement(r.t, r.n, r.id, offset);
         this.place(r.n, r.id, offset, length);
         this.setStatus(r.n, { state: 'completed', attempt_count: 0, max_attempts: 0, fence: r.f, time: r.tm, owner: null }, -1);
         return;
     }
   }
 
+  /** A line failed its checksum: one more slot may be passed over (see `gapAllowance`). */
+  corruptLine(): void {
+    this.gapAllowance++;
+  }
+
+  /**
+   * A task can be placed only in the next slot, under an id not yet known: the writer numbers
+   * slots by its replay of the whole log and enqueues only ids it does not know. Anything else
+   * is a second writer's record (or an edit). O(1): one comparison and the id lookup that dedup
+   * does anyway.
+   */
+  private checkPlacement(t: string, n: number, id: string, offset: number): void {
+    const count = this.slots.count;
+    if (n !== count) {
+      if (Number.isInteger(n) && n > count && n - count <= this.gapAllowance) {
+        // Slots whose `enq` lines failed their checksum: passed over, and explained by them.
+        this.gapAllowance -= n - count;
+      } else if (Number.isInteger(n) && n >= 0 && n < count && this.slots.state[n] !== UNPLACED) {
+        const there = this.ids.idOf(n);
+        this.fail({ offset, record: t, slot: n, ids: there === null ? [id] : [id, there], reason: `task ${id} placed in slot ${n}, which already holds ${there ?? 'a task'} (the next free slot was ${count})` });
+      } else {
+        this.fail({ offset, record: t, slot: n, ids: [id], reason: `task ${id} placed in slot ${n}, but the next slot was ${count}` });
+      }
+    }
+    const s = this.ids.get(id);
+    if (s >= 0) this.fail({ offset, record: t, slot: n, ids: [id], reason: `task ${id} placed in slot ${n}, but it is already in slot ${s}` });
+  }
+
+  /**
+   * A record may act only on a slot that exists. One beyond the end is explained only by `enq`
+   * lines that failed their checksum (then the record is refused like a stale one); a slot passed
+   * over that way exists but is empty, and `event` refuses records on it.
+   */
+  private checkSlot(t: string, n: number, offset: number): void {
+    if (typeof n !== 'number') return; // a malformed record: refused below, as before
+    if (n < this.slots.count && n >= 0 && Number.isInteger(n)) return;
+    if (Number.isInteger(n) && n >= this.slots.count && n < this.slots.count + this.gapAllowance) return;
+    this.fail({ offset, record: t, slot: n, ids: [], reason: `${t} names slot ${n}, but the log has only ${this.slots.count} slot(s)` });
+  }
+
+  private fail(c: ReplayConflict): never {
+    this.conflict = c;
+    throw new ReplayConflictError(c);
+  }
+
+  /**
+   * After a replay: every placed slot is counted in exactly one state and indexed under one id.
+   * O(1); a mismatch means the log made the state contradict itself (it never should), and is a
+   * conflict at `end`.
+   */
+  verify(end: number): void {
+    if (this.conflict) throw new ReplayConflictError(this.conflict);
+    const c = this.counts;
+    const sum = c[0]! + c[1]! + c[2]! + c[3]! + c[4]!;
+    if (sum !== this.placed || this.ids.size !== this.placed) {
+      this.fail({
+        offset: end,
+        record: 'counts',
+        slot: null,
+        ids: [],
+        reason: `the counts do not add up: ${this.placed} task(s) placed, ${sum} counted by state, ${this.ids.size} indexed by id`,
+      });
+    }
+  }
+
+  /**
+   * Puts a task back to ready whatever its state, attempts and fence kept: for `doctor --repair`,
+   * on tasks whose history a conflict made ambiguous (delivery stays at least once).
+   */
+  makeReady(n: number, now: number): void {
+    const t = this.slots;
+    this.setStatus(n, { state: 'ready', attempt_count: t.attempts[n]!, max_attempts: t.maxAttempts[n]!, fence: t.fence[n]!, time: now, owner: null }, -1);
+  }
+
   private place(n: number, id: string, offset: number, length: number): void {
+    this.placed++;
     this.slots.ensure(n);
     this.slots.state[n] = UNPLACED; // not yet counted in any state
     this.slots.recOff[n] = offset;
@@ -155,7 +285,8 @@ export class IndexState {
     return out.ok ? out.status : null;
   }
 
-  private pairs(l: Pair[], make: (n: number, f: number) => Event, at: number): void {
+  private pairs(t: string, l: Pair[], make: (n: number, f: number) => Event, at: number, offset: number): void {
+    for (const [n] of l) this.checkSlot(t, n, offset);
     for (const [n, f] of l) {
       const out = this.event(n, make(n, f), at);
       if (out) this.setStatus(n, out, this.slots.owner[n]!);
@@ -202,6 +333,7 @@ export class IndexState {
     if (after === S_READY && before !== S_READY) this.ready.push(n);
     if (after === S_SCHEDULED) this.due.push(s.time, n);
     if (after === S_COMPLETED && before !== S_COMPLETED) this.liveBytes -= t.recLen[n]!;
+    else if (before === S_COMPLETED && after !== S_COMPLETED) this.liveBytes += t.recLen[n]!;
     if (after === S_DEAD && before !== S_DEAD) {
       if (before !== UNPLACED) this.totals.dead_lettered++;
       this.deadSlots.add(n);

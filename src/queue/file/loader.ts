@@ -1,5 +1,8 @@
+import { readlinkSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { StateCorruptError } from '../../guard/errors.js';
 import { decodeLine, type ScannedLine } from './codec.js';
-import { IndexState } from './index-state.js';
+import { IndexState, ReplayConflictError, type ReplayConflict } from './index-state.js';
 import { readAt, readLines, readMany } from './log-io.js';
 import { idOfRecord, type LogRecord } from './records.js';
 
@@ -7,6 +10,28 @@ import { idOfRecord, type LogRecord } from './records.js';
 export interface CorruptRange {
   offset: number;
   length: number;
+}
+
+/**
+ * STATE_CORRUPT (30) for a queue log whose replay met a record that cannot happen under the
+ * queue's lock (see ReplayConflict): names the file and the byte offset, and the way out.
+ */
+export class QueueLogConflictError extends StateCorruptError {
+  constructor(
+    readonly file: string,
+    readonly conflict: ReplayConflict,
+  ) {
+    const ws = resolve(dirname(file), '..', '..');
+    super(
+      `queue log ${file}: replay conflict at byte ${conflict.offset} (${conflict.record} record): ${conflict.reason}; ` +
+        "no process writes that while it holds the queue's lock, so the log is not trusted and every operation on this queue fails until it is repaired",
+      {
+        hint: `stop the workers of this queue, then run \`metaspn doctor --workspace ${ws} --repair\`: it keeps every task (a task placed in a taken slot gets a slot of its own) and makes the tasks involved ready again`,
+        details: { file, ...conflict },
+      },
+    );
+    this.name = 'QueueLogConflictError';
+  }
 }
 
 /** The index of one log generation, and what reading it found. */
@@ -17,26 +42,50 @@ export class LoadedLog {
   /** Records of the round in progress, by offset: applied already, not yet written. */
   readonly unwritten = new Map<number, unknown>();
 
-  constructor(private readonly fd: () => number) {
+  /** `path` names the file in errors (when absent, it is looked up from the descriptor). */
+  constructor(
+    private readonly fd: () => number,
+    private readonly path?: string,
+  ) {
     this.idx = new IndexState((slot) => idOfRecord(this.recordAt(slot)));
   }
 
-  /** Reads new lines from `end` on; returns the byte count of an unterminated tail. */
+  /** The first record of this log that cannot happen under the lock, if the replay met one. */
+  get conflict(): ReplayConflict | null {
+    return this.idx.conflict;
+  }
+
+  /**
+   * Reads new lines from `end` on; returns the byte count of an unterminated tail. Throws
+   * QueueLogConflictError (30) at the first record that cannot happen under the lock, or when the
+   * counts do not add up after it; the replay stops there, and `conflict` says what it met.
+   */
   readMore(onChunk?: () => void): number {
-    const r = readLines(this.fd(), this.end, (l) => this.onLine(l), onChunk);
-    this.end = r.end;
-    return r.tail;
+    try {
+      const r = readLines(this.fd(), this.end, (l) => this.onLine(l), onChunk);
+      this.end = r.end;
+      this.idx.verify(this.end);
+      return r.tail;
+    } catch (err) {
+      if (err instanceof ReplayConflictError) throw new QueueLogConflictError(this.path ?? fileOf(this.fd()), err.conflict);
+      throw err;
+    }
   }
 
   onLine(l: ScannedLine): void {
+    // The line is on disk: `recordAt` may read it back while the replay goes on (the id index
+    // confirms a fingerprint match that way, and replay checks ids for duplicates).
+    this.end = l.offset + l.length;
     const rec = l.record as LogRecord | null;
     if (rec === null || typeof rec !== 'object' || typeof rec.t !== 'string') {
       this.corrupt.push({ offset: l.offset, length: l.length });
+      this.idx.corruptLine();
       return;
     }
     try {
       this.idx.apply(rec, l.offset, l.length);
-    } catch {
+    } catch (err) {
+      if (err instanceof ReplayConflictError) throw err;
       // A record with the right checksum but the wrong shape: refuse it like a stale one.
       this.idx.refused++;
     }
@@ -65,5 +114,14 @@ export class LoadedLog {
     const len = t.recLen[slot]!;
     const buf = readAt(this.fd(), t.recOff[slot]!, len);
     return decodeLine(buf, 0, buf[len - 1] === 0x0a ? len - 1 : len);
+  }
+}
+
+/** The file behind a descriptor, for an error message (Linux; elsewhere the descriptor number). */
+function fileOf(fd: number): string {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return `(descriptor ${fd})`;
   }
 }

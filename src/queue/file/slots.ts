@@ -37,7 +37,10 @@ export class SlotTable {
     if (n > this.state.length) this.grow(n);
   }
 
-  /** Makes room for slot `n` when a record names a slot beyond the end (never in a healthy log). */
+  /**
+   * Makes room for slot `n` and counts it; slots between the old end and `n` stay unplaced. Replay
+   * lets `n` pass the end only by as many slots as there were lines that failed their checksum.
+   */
   ensure(n: number): void {
     while (n >= this.state.length) this.grow(this.state.length * 2);
     // Slots skipped over (their record was corrupt) stay unplaced: no record may act on them.
@@ -86,9 +89,15 @@ export class IdIndex {
   private slots = new Int32Array(2048);
   private fa = new Uint32Array(2048);
   private fb = new Uint32Array(2048);
-  private size = 0;
+  private entries = 0;
 
-  constructor(private readonly idOf: (slot: number) => string | null) {}
+  /** `idOf(slot)`: the id of the task in a slot, read back from its record (null when it does not read back). */
+  constructor(readonly idOf: (slot: number) => string | null) {}
+
+  /** How many ids are indexed: one per placed slot (replay checks that it adds up). */
+  get size(): number {
+    return this.entries;
+  }
 
   /** Room for `n` ids without rehashing. */
   reserve(n: number): void {
@@ -110,10 +119,10 @@ export class IdIndex {
   set(id: string, slot: number): void {
     // Load factor at most 3/4: linear probing over fingerprints stays a few probes per lookup, and a
     // million ids fit 2^21 slots (25 MB) rather than 2^22.
-    if ((this.size + 1) * 4 > this.slots.length * 3) this.rehash(this.slots.length * 2);
+    if ((this.entries + 1) * 4 > this.slots.length * 3) this.rehash(this.slots.length * 2);
     const [a, b] = fingerprint(id);
     this.insert(a, b, slot + 1);
-    this.size++;
+    this.entries++;
   }
 
   private insert(a: number, b: number, s: number): void {
