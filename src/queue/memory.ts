@@ -3,7 +3,7 @@ import type { QueueOptions } from './options.js';
 import { DEFAULT_MAX_ATTEMPTS, queueFull } from './options.js';
 import { ownerAlive } from './owner.js';
 import { checkTaskId, deadLetterOf, newRecord, recordAfterFailure, recordAfterRetry } from './record.js';
-import { isClaimable, newStatus, transition, type Event, type Status } from './state.js';
+import { isClaimable, newStatus, reclaimEvent, transition, type Event, type Status } from './state.js';
 import type {
   ClaimOptions,
   ClaimedTask,
@@ -90,9 +90,13 @@ export class MemoryQueue implements Queue {
       .sort((a, b) => rank(a) - rank(b) || (rank(a) === 0 ? a.status.time - b.status.time || a.seq - b.seq : a.readySeq - b.readySeq))
       .slice(0, opts.max);
     return candidates.map((e) => {
-      this.apply(e, { type: 'claim', owner: opts.owner.id, lease_ms: opts.lease_ms }, now);
+      this.apply(e, { type: 'claim', owner: opts.owner.id, lease_ms: opts.lease_ms, started: opts.defer_start !== true }, now);
       return { task: structuredClone(e.record), lease: leaseOf(e.status) };
     });
+  }
+
+  async start(id: string, lease: Lease): Promise<boolean> {
+    return this.applyById(id, { type: 'start', owner: lease.owner, fence: lease.fence });
   }
 
   async renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean> {
@@ -172,7 +176,7 @@ export class MemoryQueue implements Queue {
       const gone = owner !== undefined && !this.alive(owner);
       if (st.time > now && !gone) continue;
       const error = reclaimError(gone, owner, now);
-      this.apply(e, { type: 'reclaim', fence: st.fence }, now, error);
+      this.apply(e, reclaimEvent(st), now, error);
       out.push(e.record.id);
     }
     return out;

@@ -9,6 +9,10 @@ import type { TaskState } from './types.js';
  *     │                │ ├──fail / dead_letter (exhausted or contract)──▶ dead ──retry──▶ ready
  *     └──release / reclaim (attempt counted)──┘
  *   completed ──rerun (a replay of the same work)──▶ ready
+ *
+ * A lease is `started` once its holder said the handler begins (`start`). Only a started attempt
+ * counts: a lease reclaimed before its handler started (a prefetched task of a worker that died)
+ * goes back to ready with no attempt charged, through `release` on its owner's behalf.
  */
 export interface Status {
   state: TaskState;
@@ -20,11 +24,15 @@ export interface Status {
   time: number;
   /** leased: the owner id; otherwise null. */
   owner: string | null;
+  /** leased: the handler of this attempt has begun (or may have), so losing the lease costs an attempt. Absent means false. */
+  started?: boolean;
 }
 
 export type Event =
-  | { type: 'claim'; owner: string; lease_ms: number }
+  /** `started`: the attempt begins with the claim (default false: it begins with `start`). */
+  | { type: 'claim'; owner: string; lease_ms: number; started?: boolean }
   | { type: 'renew'; owner: string; fence: number; lease_ms: number }
+  | { type: 'start'; owner: string; fence: number }
   | { type: 'complete'; owner: string; fence: number }
   | { type: 'release'; owner: string; fence: number }
   | { type: 'fail'; owner: string; fence: number; delay_ms: number }
@@ -66,8 +74,11 @@ export function transition(s: Status, e: Event, now: number): Outcome {
       if (!isClaimable(s, now)) return { ok: false, reason: 'not_claimable' };
       return {
         ok: true,
-        status: { ...s, state: 'leased', fence: s.fence + 1, time: now + e.lease_ms, owner: e.owner },
+        status: { ...s, state: 'leased', fence: s.fence + 1, time: now + e.lease_ms, owner: e.owner, started: e.started === true },
       };
+    case 'start':
+      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
+      return { ok: true, status: { ...s, started: true } };
     case 'renew':
       if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
       return { ok: true, status: { ...s, time: Math.max(s.time, now + e.lease_ms) } };
@@ -93,6 +104,11 @@ export function transition(s: Status, e: Event, now: number): Outcome {
       if (s.state !== 'completed') return { ok: false, reason: 'not_completed' };
       return { ok: true, status: { ...s, state: 'ready', attempt_count: 0, time: now, owner: null } };
   }
+}
+
+/** A lease reclaimed before its handler started costs no attempt: it is released on its owner's behalf. */
+export function reclaimEvent(s: Status): Event {
+  return s.started ? { type: 'reclaim', fence: s.fence } : { type: 'release', owner: s.owner ?? '', fence: s.fence };
 }
 
 /** True when an event's outcome adds a failed attempt to the task's history. */

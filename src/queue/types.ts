@@ -94,6 +94,13 @@ export interface ClaimOptions {
   owner: Owner;
   max: number;
   lease_ms: number;
+  /**
+   * false (default): the claimed tasks count as started at once (the caller runs each as soon as it
+   * has it), so losing a lease costs an attempt. true: they are prefetched; each counts as started
+   * only once `start` is called, and a lease lost before that (its owner died, it expired) costs
+   * no attempt.
+   */
+  defer_start?: boolean;
 }
 
 /** What a failure did to the task. */
@@ -133,6 +140,13 @@ export interface Queue {
   readonly name: string;
   enqueue(tasks: readonly NewTask[], opts?: EnqueueOptions): Promise<EnqueueResult>;
   claim(opts: ClaimOptions): Promise<ClaimedTask[]>;
+  /**
+   * The handler of this lease begins now: call it (and await it) right before running the handler.
+   * From then on a lost lease (its owner died, it expired) costs an attempt; a lease reclaimed
+   * before it goes back to ready with none charged (a prefetched task). Not fsynced: written before
+   * it resolves, so it survives the owner's crash. false: the lease was lost; do not run the handler.
+   */
+  start(id: string, lease: Lease): Promise<boolean>;
   renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean>;
   /** Durable before it resolves. false: the lease was lost (fenced) and nothing changed. */
   complete(id: string, lease: Lease): Promise<boolean>;

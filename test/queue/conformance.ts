@@ -40,10 +40,12 @@ export function describeQueueBackend(backend: string, make: MakeQueue): void {
     return { q, clock, alive };
   }
 
+  /** A task claimed and started (its handler runs), as a worker does it. */
   async function oneClaimed(c: Ctx, id = 'a', owner = ME) {
     await c.q.enqueue([{ id, payload: { n: 1 } }]);
-    const [got] = await c.q.claim({ owner, max: 1, lease_ms: 1000 });
+    const [got] = await c.q.claim({ owner, max: 1, lease_ms: 1000, defer_start: true });
     if (!got) throw new Error('nothing claimed');
+    if (!(await c.q.start(id, got.lease))) throw new Error('could not start');
     return got;
   }
 
@@ -154,6 +156,58 @@ export function describeQueueBackend(backend: string, make: MakeQueue): void {
       expect(got!.task.id).toBe('a');
       expect(got!.task.attempt_count).toBe(1);
       expect(got!.task.errors[0]).toMatchObject({ kind: 'owner_gone', class: 'OwnerGone' });
+      await c.q.close();
+    });
+
+    it('a lease lost before its handler started costs no attempt: owner gone or lease expired, the task is ready again as it was', async () => {
+      const c = await setup(1);
+      await c.q.enqueue([
+        { id: 'a', payload: {} },
+        { id: 'b', payload: {} },
+        { id: 'c', payload: {} },
+      ]);
+      const got = await c.q.claim({ owner: OTHER, max: 3, lease_ms: 1000, defer_start: true });
+      expect(got.map((t) => t.task.id)).toEqual(['a', 'b', 'c']);
+      expect(await c.q.start('a', got[0]!.lease)).toBe(true);
+      c.alive.delete(OTHER.id);
+      expect((await c.q.reclaimExpired()).sort()).toEqual(['a', 'b', 'c']);
+      // a started: its one attempt is spent (max_attempts 1), so it is dead; b and c never ran.
+      expect(await c.q.states(['a', 'b', 'c'])).toEqual(['dead', 'ready', 'ready']);
+      expect((await c.q.getDead('a'))?.reason?.kind).toBe('owner_gone');
+      const again = await c.q.claim({ owner: ME, max: 2, lease_ms: 1000, defer_start: true });
+      expect(again.map((t) => [t.task.id, t.task.attempt_count, t.task.errors.length])).toEqual([
+        ['b', 0, 0],
+        ['c', 0, 0],
+      ]);
+      expect(await c.q.start('b', again[0]!.lease)).toBe(true);
+      c.clock.advance(1001);
+      expect((await c.q.reclaimExpired()).sort()).toEqual(['b', 'c']);
+      expect(await c.q.states(['b', 'c'])).toEqual(['dead', 'ready']);
+      expect((await c.q.stats()).totals.failed).toBe(2);
+      await c.q.close();
+    });
+
+    it('without defer_start a claim starts its leases at once: a lost lease costs an attempt', async () => {
+      const c = await setup();
+      await c.q.enqueue([{ id: 'a', payload: {} }]);
+      await c.q.claim({ owner: OTHER, max: 1, lease_ms: 1000 });
+      c.alive.delete(OTHER.id);
+      const [got] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+      expect(got!.task.attempt_count).toBe(1);
+      await c.q.close();
+    });
+
+    it('start is fenced: a holder whose lease was handed out again cannot start it', async () => {
+      const c = await setup();
+      await c.q.enqueue([{ id: 'a', payload: {} }]);
+      const [old] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000, defer_start: true });
+      c.clock.advance(1001);
+      const [fresh] = await c.q.claim({ owner: OTHER, max: 1, lease_ms: 1000, defer_start: true });
+      expect(fresh!.task.attempt_count).toBe(0);
+      expect(await c.q.start('a', old!.lease)).toBe(false);
+      expect(await c.q.start('a', fresh!.lease)).toBe(true);
+      expect(await c.q.complete('a', fresh!.lease)).toBe(true);
+      expect(await c.q.start('a', fresh!.lease)).toBe(false);
       await c.q.close();
     });
 

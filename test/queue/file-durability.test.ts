@@ -121,6 +121,35 @@ describe('file queue: durability and recovery', () => {
     await fresh.close();
   });
 
+  it('which leases had started survives a reload and a compaction: only started ones are charged when their owner dies', async () => {
+    const w = ws();
+    const clock = new FakeClock();
+    const OTHER: Owner = { id: 'other', pid: 999_999, host: 'h' };
+    const alive = new Set(['me', 'other']);
+    const opts = { compact_min_bytes: 20_000, now: clock.now, ownerAlive: (o: Owner) => alive.has(o.id) };
+    const q = open(w, opts);
+    await q.enqueue(ids(4, 'x'));
+    const got = await q.claim({ owner: OTHER, max: 4, lease_ms: 60_000, defer_start: true });
+    expect(await q.start('x0', got[0]!.lease)).toBe(true);
+    expect(await q.start('x2', got[2]!.lease)).toBe(true);
+    // Enough traffic to compact: the leases are carried over as snaps.
+    await q.enqueue(ids(1500));
+    while ((await q.stats()).ready > 0) {
+      const batch = await q.claim({ owner: ME, max: 200, lease_ms: 60_000 });
+      await Promise.all(batch.map((g) => q.complete(g.task.id, g.lease)));
+      clock.advance(10);
+    }
+    expect(listGens(join(w, 'queue', 'jobs')).at(-1)).toBeGreaterThan(1);
+    await q.close();
+    alive.delete('other');
+    const fresh = open(w, opts);
+    expect((await fresh.reclaimExpired()).sort()).toEqual(['x0', 'x1', 'x2', 'x3']);
+    const again = await fresh.claim({ owner: ME, max: 4, lease_ms: 60_000 });
+    expect(Object.fromEntries(again.map((g) => [g.task.id, g.task.attempt_count]))).toEqual({ x0: 1, x1: 0, x2: 1, x3: 0 });
+    expect(again.find((g) => g.task.id === 'x0')!.task.errors[0]).toMatchObject({ kind: 'owner_gone' });
+    await fresh.close();
+  });
+
   it('completed ids older than the retention window are forgotten at compaction, the count is kept', async () => {
     const w = ws();
     const clock = new FakeClock();

@@ -12,6 +12,7 @@ import { FakeClock } from '../queue/conformance.js';
 const event: fc.Arbitrary<Event> = fc.oneof(
   fc.record({ type: fc.constant('claim' as const), owner: fc.constantFrom('a', 'b'), lease_ms: fc.integer({ min: 1, max: 100 }) }),
   fc.record({ type: fc.constant('renew' as const), owner: fc.constantFrom('a', 'b'), fence: fc.integer({ min: 0, max: 5 }), lease_ms: fc.integer({ min: 1, max: 100 }) }),
+  fc.record({ type: fc.constant('start' as const), owner: fc.constantFrom('a', 'b'), fence: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ type: fc.constant('complete' as const), owner: fc.constantFrom('a', 'b'), fence: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ type: fc.constant('release' as const), owner: fc.constantFrom('a', 'b'), fence: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ type: fc.constant('fail' as const), owner: fc.constantFrom('a', 'b'), fence: fc.integer({ min: 0, max: 5 }), delay_ms: fc.integer({ min: 0, max: 50 }) }),
@@ -54,14 +55,14 @@ describe('task state machine (property)', () => {
 type Op =
   | { k: 'enq'; id: number }
   | { k: 'claim'; max: number }
-  | { k: 'complete' | 'fail' | 'dead' | 'release'; pick: number }
+  | { k: 'complete' | 'fail' | 'dead' | 'release' | 'start'; pick: number }
   | { k: 'retry' }
   | { k: 'tick'; ms: number };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ k: fc.constant('enq' as const), id: fc.integer({ min: 0, max: 12 }) }),
   fc.record({ k: fc.constant('claim' as const), max: fc.integer({ min: 1, max: 4 }) }),
-  fc.record({ k: fc.constantFrom('complete' as const, 'fail' as const, 'dead' as const, 'release' as const), pick: fc.nat() }),
+  fc.record({ k: fc.constantFrom('complete' as const, 'fail' as const, 'dead' as const, 'release' as const, 'start' as const), pick: fc.nat() }),
   fc.constant({ k: 'retry' as const }),
   fc.record({ k: fc.constant('tick' as const), ms: fc.integer({ min: 1, max: 3000 }) }),
 );
@@ -85,11 +86,15 @@ describe('file backend against the memory backend (model test)', () => {
         for (const o of ops) {
           if (o.k === 'enq') await both((q) => q.enqueue([{ id: `t${o.id}`, payload: o.id }]));
           else if (o.k === 'claim') {
-            const got = await both((q) => q.claim({ owner, max: o.max, lease_ms: 1000 }));
+            const got = await both((q) => q.claim({ owner, max: o.max, lease_ms: 1000, defer_start: o.max % 2 === 0 }));
             for (const g of got) held.push([g.task.id, g.lease]);
           } else if (o.k === 'tick') clock.advance(o.ms);
           else if (o.k === 'retry') await both((q) => q.retry({ by: 'model' }));
-          else if (held.length > 0) {
+          else if (held.length > 0 && o.k === 'start') {
+            // Starting keeps the lease held (its handler runs); a later reclaim charges it.
+            const [id, lease] = held[o.pick % held.length]!;
+            await both((q) => q.start(id, lease));
+          } else if (held.length > 0) {
             const [id, lease] = held.splice(o.pick % held.length, 1)[0]!;
             if (o.k === 'complete') await both((q) => q.complete(id, lease));
             if (o.k === 'release') await both((q) => q.release(id, lease));

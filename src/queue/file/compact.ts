@@ -71,6 +71,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
           f: t.fence[slot]!,
           tm: t.time[slot]!,
           ...(owner ? { o: owner.id, pid: owner.pid, host: owner.host } : {}),
+          ...(st === S_LEASED && t.started[slot] === 1 ? { st: 1 as const } : {}),
           task: task as never,
         });
       });

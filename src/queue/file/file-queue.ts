@@ -71,10 +71,12 @@ interface Round {
    * Queues one [slot, fence] of a batched record (done, rel, renew): a round writes one record per
    * kind and owner for all of them. False when the slot already has an operation in this round.
    */
-  pair(t: 'done' | 'rel' | 'renew', owner: string, n: number, fence: number, ms?: number): boolean;
+  pair(t: BatchKind, owner: string, n: number, fence: number, ms?: number): boolean;
 }
 
-type Batch = { t: 'done' | 'rel' | 'renew'; o: string; ms: number; l: Pair[] };
+/** Records that batch many [slot, fence] pairs of one owner. */
+type BatchKind = 'done' | 'rel' | 'renew' | 'start';
+type Batch = { t: BatchKind; o: string; ms: number; l: Pair[] };
 
 /**
  * The file backend. One append-only, checksummed log per queue generation; every process keeps
@@ -182,6 +184,7 @@ export class FileQueue implements Queue {
         pid: opts.owner.pid,
         host: opts.owner.host,
         ms: opts.lease_ms,
+        ...(opts.defer_start ? {} : { st: 1 as const }),
         l: slots.map((s, i) => [s, fences[i]!]),
       });
       return () => {
@@ -195,6 +198,10 @@ export class FileQueue implements Queue {
         });
       };
     });
+  }
+
+  start(id: string, lease: Lease): Promise<boolean> {
+    return this.pairOp(id, lease, { type: 'start', owner: lease.owner, fence: lease.fence }, 'start', S_LEASED);
   }
 
   renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean> {
@@ -408,12 +415,12 @@ export class FileQueue implements Queue {
   }
 
   /** A lease operation that rides in the round's batched record; answered once that record is applied. */
-  private pairOp(id: string, lease: Lease, ev: Event, t: 'done' | 'rel' | 'renew', expect: number, ms?: number): Promise<boolean> {
-    return this.submit(ev.type, t === 'renew', (r) => {
+  private pairOp(id: string, lease: Lease, ev: Event, t: BatchKind, expect: number, ms?: number): Promise<boolean> {
+    return this.submit(ev.type, t === 'renew' || t === 'start', (r) => {
       const idx = this.state().idx;
       const n = this.held.get(id)?.slot ?? idx.ids.get(id);
       if (n < 0 || !transition(idx.status(n), ev, r.now).ok || !r.pair(t, lease.owner, n, lease.fence, ms)) return () => false;
-      if (t !== 'renew') this.held.delete(id);
+      if (t !== 'renew' && t !== 'start') this.held.delete(id);
       return () => idx.slots.state[n] === expect && idx.slots.fence[n] === lease.fence;
     });
   }
@@ -720,11 +727,23 @@ export class FileQueue implements Queue {
     });
     if (gone.size) for (const n of idx.leased) if (gone.has(idx.slots.owner[n]!)) slots.add(n);
     const out: string[] = [];
+    // Leases whose handler never started (prefetched tasks) go back to ready on their owner's
+    // behalf with no attempt charged: one `rel` per owner, written now so this round can claim them.
+    const unstarted = new Map<string, Pair[]>();
     for (const n of slots) {
       const owner = idx.ownerOf(n);
+      if (owner && idx.slots.started[n] !== 1) {
+        const l = unstarted.get(owner.id) ?? unstarted.set(owner.id, []).get(owner.id)!;
+        l.push([n, idx.slots.fence[n]!]);
+        continue;
+      }
       const dead = owner !== null && gone.has(idx.slots.owner[n]!);
       const task = recordAfterFailure(this.taskAt(n), reclaimError(dead, owner ?? undefined, r.now), r.now);
       if (r.emit({ t: 'reclaim', at: r.now, n, f: idx.slots.fence[n]!, task })) out.push(task.id);
+    }
+    for (const [o, l] of unstarted) {
+      r.emit({ t: 'rel', at: r.now, o, l });
+      for (const [n] of l) if (idx.slots.state[n] === S_READY) out.push(this.taskAt(n).id);
     }
     return out;
   }

@@ -102,6 +102,7 @@ export class IndexState {
       fence: t.fence[slot]!,
       time: t.time[slot]!,
       owner: this.ownerId(slot),
+      started: t.started[slot] === 1,
     };
   }
 
@@ -138,7 +139,7 @@ export class IndexState {
         const o = this.internOwner(r.o, r.pid, r.host);
         for (const [n] of r.l) this.checkSlot(r.t, n, offset);
         for (const [n, f] of r.l) {
-          const out = this.event(n, { type: 'claim', owner: r.o, lease_ms: r.ms }, r.at);
+          const out = this.event(n, { type: 'claim', owner: r.o, lease_ms: r.ms, started: r.st === 1 }, r.at);
           if (out && out.fence === f) this.setStatus(n, out, o);
           else this.refused++;
         }
@@ -146,6 +147,8 @@ export class IndexState {
       }
       case 'renew':
         return this.pairs(r.t, r.l, (n, f) => ({ type: 'renew', owner: r.o, fence: f, lease_ms: r.ms }), r.at, offset);
+      case 'start':
+        return this.pairs(r.t, r.l, (n, f) => ({ type: 'start', owner: r.o, fence: f }), r.at, offset);
       case 'done':
         return this.pairs(r.t, r.l, (n, f) => ({ type: 'complete', owner: r.o, fence: f }), r.at, offset);
       case 'rel':
@@ -182,7 +185,7 @@ export class IndexState {
         const o = r.o !== undefined ? this.internOwner(r.o, r.pid ?? 0, r.host ?? '') : -1;
         this.setStatus(
           r.n,
-          { state: r.s, attempt_count: r.task.attempt_count, max_attempts: r.task.max_attempts, fence: r.f, time: r.tm, owner: r.o ?? null },
+          { state: r.s, attempt_count: r.task.attempt_count, max_attempts: r.task.max_attempts, fence: r.f, time: r.tm, owner: r.o ?? null, started: r.st === 1 },
           o,
         );
         return;
@@ -320,6 +323,7 @@ export class IndexState {
     t.maxAttempts[n] = s.max_attempts;
     t.fence[n] = s.fence;
     t.time[n] = s.time;
+    t.started[n] = after === S_LEASED && s.started === true ? 1 : 0;
     if (before === S_LEASED) {
       this.leased.delete(n);
       this.leasesOf[t.owner[n]!]!--;

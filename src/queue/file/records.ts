@@ -7,8 +7,11 @@ export type Pair = [number, number];
 export type LogRecord =
   | { t: 'head'; gen: number; at: number; completed_dropped: number; paused: boolean; totals?: { failed: number; dead_lettered: number; retried: number } }
   | { t: 'enq'; n: number; at: number; task: TaskRecord }
-  | { t: 'claim'; at: number; o: string; pid: number; host: string; ms: number; l: Pair[] }
+  /** `st: 1`: the leases begin started (the claimer runs them at once); absent, each starts with a `start` record. */
+  | { t: 'claim'; at: number; o: string; pid: number; host: string; ms: number; st?: 1; l: Pair[] }
   | { t: 'renew'; at: number; o: string; ms: number; l: Pair[] }
+  /** The owner's handlers of these leases begin: from now on losing the lease costs an attempt. */
+  | { t: 'start'; at: number; o: string; l: Pair[] }
   | { t: 'done'; at: number; o: string; l: Pair[] }
   | { t: 'rel'; at: number; o: string; l: Pair[] }
   | { t: 'fail'; at: number; o: string; n: number; f: number; ms: number; task: TaskRecord }
@@ -26,13 +29,17 @@ export type LogRecord =
       o?: string;
       pid?: number;
       host?: string;
+      /** 1 when a leased task's handler had started. */
+      st?: 1;
       task: TaskRecord;
     }
   | { t: 'kept'; n: number; id: string; f: number; tm: number };
 
 /** Records that must be on disk before the caller hears back. Claims and renewals may be lost: the task stays safe. */
 export function needsSync(r: LogRecord): boolean {
-  return r.t !== 'claim' && r.t !== 'renew' && r.t !== 'rel';
+  // A `start` need not be fsynced: it is written (to the page cache) before the handler runs, so a
+  // crashed process still has it counted; only a power loss can drop it, and then the attempt is free.
+  return r.t !== 'claim' && r.t !== 'renew' && r.t !== 'rel' && r.t !== 'start';
 }
 
 /** The task id a full record carries (for confirming an id-index match). */

@@ -100,6 +100,7 @@ class Salvager {
       }
       case 'claim':
       case 'renew':
+      case 'start':
       case 'done':
       case 'rel': {
         const mapped: Pair[] = [];

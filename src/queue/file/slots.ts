@@ -20,6 +20,8 @@ export class SlotTable {
   attempts = new Uint16Array(1024);
   maxAttempts = new Uint16Array(1024);
   fence = new Uint32Array(1024);
+  /** 1 while a leased task's handler has started (see Status.started). */
+  started = new Uint8Array(1024);
   owner = new Int32Array(1024);
   /** ready: since; scheduled: due; leased: expiry; completed/dead: when. */
   time = new Float64Array(1024);
@@ -60,6 +62,7 @@ export class SlotTable {
     this.attempts = g(this.attempts);
     this.maxAttempts = g(this.maxAttempts);
     this.fence = g(this.fence);
+    this.started = g(this.started);
     this.owner = g(this.owner);
     this.time = g(this.time);
     this.recOff = g(this.recOff);
