@@ -1,4 +1,5 @@
 import { hash } from 'node:crypto';
+import { inspect, types } from 'node:util';
 import stringify from 'fast-json-stable-stringify';
 import { UsageError } from '../guard/errors.js';
 import type { DeadLetter, NewTask, TaskError, TaskRecord } from './types.js';
@@ -74,20 +75,61 @@ export function deadLetterOf(r: TaskRecord, deadAt: number): DeadLetter {
   };
 }
 
-/** An Error (or anything thrown) as a task error: class, message and the first stack lines. */
+/**
+ * Anything thrown as a task error: class, message and the first stack lines. Never throws, whatever
+ * it is given: `null`, a string, an object without prototype, an Error whose getters throw, a
+ * Proxy whose every trap throws, a circular object. A value that is not an Error gets class
+ * `NonError` and a message that says what was thrown (`threw a string: "boom"`).
+ */
 export function describeError(err: unknown, kind: TaskError['kind'], now: number): Omit<TaskError, 'attempt'> {
-  const e = err instanceof Error ? err : new Error(String(err));
-  const stack = e.stack
-    ?.split('\n')
-    .slice(1, 6)
-    .map((l) => l.trim());
-  const code = (e as { code?: unknown }).code;
+  const at = iso(now);
+  // util.types checks read internal slots: no getter or Proxy trap runs.
+  const isError = !types.isProxy(err) && (types.isNativeError(err) || attempt(() => err instanceof Error) === true);
+  if (!isError) return { kind, class: 'NonError', message: `threw ${thrownText(err)}`, at };
+  const e = err as Error & { code?: unknown };
+  const name = attempt(() => e.name);
+  const message = attempt(() => e.message);
+  const stack = attempt(() => e.stack);
+  const code = attempt(() => e.code);
+  const lines = typeof stack === 'string' ? stack.split('\n').slice(1, 6).map((l) => clip(l.trim(), 500)) : [];
   return {
     kind,
-    class: e.name || 'Error',
-    message: e.message,
-    ...(stack && stack.length ? { stack } : {}),
-    at: iso(now),
-    ...(typeof code === 'string' ? { code } : {}),
+    class: typeof name === 'string' && name !== '' ? clip(name, 200) : 'Error',
+    message: typeof message === 'string' ? clip(message, MESSAGE_CHARS) : message === undefined ? '(no readable message)' : valueText(message),
+    ...(lines.length ? { stack: lines } : {}),
+    at,
+    ...(typeof code === 'string' ? { code: clip(code, 200) } : {}),
   };
+}
+
+/** Longest message kept in a task's error history: the record is read by every replay. */
+const MESSAGE_CHARS = 2000;
+
+/** The value of `f()`, or undefined when it throws (a getter, a Proxy trap). */
+function attempt<T>(f: () => T): T | undefined {
+  try {
+    return f();
+  } catch {
+    return undefined;
+  }
+}
+
+function clip(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max)}… (${s.length - max} more characters)`;
+}
+
+/** What a non-Error value is, for `threw …`: `null`, `a string: "boom"`, `an object: { a: 1 }`. */
+function thrownText(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  const t = typeof v;
+  if (types.isProxy(v)) return `a Proxy: ${valueText(v)}`;
+  if (typeof v === 'string') return `a string: ${JSON.stringify(clip(v, MESSAGE_CHARS))}`;
+  const article = t === 'object' || t === 'undefined' ? 'an' : 'a';
+  return `${article} ${t}: ${valueText(v)}`;
+}
+
+/** util.inspect, which neither runs getters nor Proxy traps; a value even it cannot print gets a placeholder. */
+function valueText(v: unknown): string {
+  const text = attempt(() => inspect(v, { depth: 2, breakLength: Infinity, maxArrayLength: 20, maxStringLength: MESSAGE_CHARS, getters: false, customInspect: false }));
+  return typeof text === 'string' ? clip(text, MESSAGE_CHARS) : '(a value that cannot be printed)';
 }
