@@ -15,7 +15,7 @@ import { loadConfig, type WorkspaceConfig } from '../config/load.js';
 import { Findings, type Finding } from './finding.js';
 import { checkLocks, removeMutex } from './locks.js';
 import { checkQueue, noteSalvage, queueNames } from './queues.js';
-import { checkLedger, checkManifests, checkPointers } from './records.js';
+import { checkLedger, checkManifests, checkOpsRecords, checkPointers, repairRecords } from './records.js';
 import { checkStore, storeFiles } from './store.js';
 
 interface Plan {
@@ -38,6 +38,7 @@ async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{
   }
   checkManifests(ws, f);
   await checkPointers(ws, 's1', STORE_FILES, f);
+  checkOpsRecords(ws, f);
   plan.ledgerTail = checkLedger(ws, f).tornTail;
   Object.assign(plan, checkLocks(ws, f));
   cfg ??= checkConfig(ws, f);
@@ -98,6 +99,8 @@ async function repair(ws: WorkspacePaths, plan: Plan): Promise<Finding[]> {
     }
   }
   if (plan.ledgerTail) await new Ledger(ws).repairTail();
+  // After the ledger's tail: damaged pointers are rewritten from the ledger.
+  await repairRecords(ws, 's1', silentLogger);
   return notes.list;
 }
 

@@ -1,19 +1,18 @@
-import { spawn } from 'node:child_process';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { policyFor } from '../config/load.js';
-import { UsageError } from '../guard/errors.js';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { StateCorruptError, UsageError } from '../guard/errors.js';
 import { readLockStatus } from '../guard/run-lock.js';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
-import { openQueue } from '../queue/open.js';
 import { assertQueueName, checkTaskId, derivedTaskId } from '../queue/record.js';
 import type { NewTask } from '../queue/types.js';
 import { checkRunId, newRunId } from '../runtime/run-id.js';
 import { Ledger } from '../storage/ledger.js';
 import { deadletterDir } from '../storage/paths.js';
-import { findRun, listRuns } from '../storage/runs.js';
+import { findRun, readRuns } from '../storage/runs.js';
+import { problemOf, StateFileError } from '../storage/state-file.js';
 import { planRun } from '../../workers/s1/plan.js';
 import { readOpenAlerts } from './alerts/state.js';
-import { checkWrite, refuse } from './auth.js';
+import { QueueHandles } from './queue-handles.js';
+import { readRunStart, RunStarter } from './run-start.js';
 import type { OpsContext } from './server.js';
 import { EventMemory, verifySignature } from './signature.js';
 import { queueNamesOf, queueView } from './workspace-view.js';
@@ -26,101 +25,167 @@ function knownWorker(ctx: OpsContext, worker: string): string {
   return worker;
 }
 
-/** The JSON API: reads are open on loopback (token elsewhere); writes need the checks of checkWrite. */
-export function registerApi(app: FastifyInstance, ctx: OpsContext): void {
+/** A write route's body: a JSON object with only the keys the route knows (a typo is a 400, never a default). */
+function bodyOf(req: FastifyRequest, allowed: readonly string[], required: boolean): Record<string, unknown> {
+  const b = req.body as unknown;
+  if (b === undefined || b === null) {
+    if (required) throw new UsageError(`this route needs a JSON body (content-type: application/json), e.g. {}; known keys: ${allowed.join(', ')}`);
+    return {};
+  }
+  if (typeof b !== 'object' || Array.isArray(b)) throw new UsageError('the request body must be a JSON object');
+  const unknown = Object.keys(b).filter((k) => !allowed.includes(k));
+  if (unknown.length) throw new UsageError(`unknown key(s) in the body: ${unknown.slice(0, 5).join(', ')}; known: ${allowed.join(', ') || 'none'}`);
+  return b as Record<string, unknown>;
+}
+
+function optionalString(body: Record<string, unknown>, key: string): string | undefined {
+  const v = body[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v === '') throw new UsageError(`"${key}" must be a non-empty string`);
+  return v;
+}
+
+/** Bodies of task submissions may be this large (`serve --body-limit-mb`); other writes are small. */
+export const TASKS_ROUTE = '/api/queues/:worker/tasks';
+
+export interface Api {
+  /** Opens these queues now (their logs loaded), so the first write to each is as fast as the next. */
+  preload(workers: readonly string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The JSON API: reads are open on loopback (token elsewhere); writes were checked by the server's onRequest hook. */
+export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
   const events = new EventMemory(ctx.ws);
+  const queues = new QueueHandles(ctx.ws, ctx.cfg, ctx.log);
+  const runs = new RunStarter({ ws: ctx.ws, bin: ctx.bin, log: ctx.log });
   const actor = (req: FastifyRequest): string => `ops ${req.ip} ${req.headers['x-metaspn-actor'] ?? 'api'}`;
-  const write = (req: FastifyRequest, reply: FastifyReply): boolean => {
-    const no = checkWrite(ctx.settings, req);
-    if (no) {
-      ctx.log.warn({ event: 'ops_write_refused', ip: req.ip, url: req.url, status: no.status, reason: no.reason }, 'write refused');
-      void refuse(reply, no);
-      return false;
-    }
-    return true;
-  };
 
   app.get('/api/queues', async () => queueNamesOf(ctx.ws).map((n) => queueView(ctx.ws, n)));
   app.get('/health/queues', async () => Object.fromEntries(queueNamesOf(ctx.ws).map((n) => [n, queueView(ctx.ws, n)])));
   app.get('/api/queues/:worker', async (req: Req) => queueView(ctx.ws, knownWorker(ctx, req.params.worker)));
   app.get('/api/queues/:worker/deadletters', async (req: Req) => new DeadLetterFiles(deadletterDir(ctx.ws, knownWorker(ctx, req.params.worker))).list());
-  app.get('/api/runs', async (req: Req) => listRuns(ctx.ws, req.query.date ? { date: req.query.date } : {}));
-  app.get('/api/runs/:run_id', async (req: Req, reply) => findRun(ctx.ws, req.params.run_id) ?? reply.code(404).send({ error: `no run ${req.params.run_id}` }));
+  // Damaged run files are left out and named in `problems`, never a 500.
+  app.get('/api/runs', async (req: Req) => {
+    if (req.query.date !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(req.query.date)) throw new UsageError(`date must be YYYY-MM-DD, got "${req.query.date.slice(0, 40)}"`);
+    return readRuns(ctx.ws, req.query.date ? { date: req.query.date } : {});
+  });
+  app.get('/api/runs/:run_id', async (req: Req, reply) => {
+    const id = req.params.run_id;
+    if (!validRunId(id)) return reply.code(404).send({ error: `no run ${id.slice(0, 80)}` });
+    const run = findRun(ctx.ws, id);
+    if (run) return run;
+    let started;
+    try {
+      started = readRunStart(ctx.ws, id);
+    } catch (err) {
+      if (!(err instanceof StateFileError)) throw err;
+      return reply.code(200).send({ run_id: id, status: 'unknown', problems: [problemOf(ctx.ws, 'run_start', err)] });
+    }
+    if (started) return { ...started, steps: [] };
+    return reply.code(404).send({ error: `no run ${id}` });
+  });
   app.get('/api/lock', async () => readLockStatus(ctx.ws.locks, 's1'));
-  app.get('/api/alerts', async () => readOpenAlerts(ctx.ws));
+  app.get('/api/alerts', async () => {
+    try {
+      return { ...readOpenAlerts(ctx.ws), problems: [] };
+    } catch (err) {
+      if (!(err instanceof StateFileError)) throw err;
+      return { checked_at: null, open: [], problems: [problemOf(ctx.ws, 'alert_state', err)] };
+    }
+  });
   app.get('/api/settings', async () => ({ env: ctx.settings.env, write_enabled: ctx.settings.writeEnabled, signing: ctx.settings.signingSecret !== null }));
 
   app.post('/api/queues/:worker/retry', async (req: Req, reply) => {
-    if (!write(req, reply)) return reply;
     const worker = knownWorker(ctx, req.params.worker);
-    const id = typeof req.body?.task_id === 'string' ? req.body.task_id : undefined;
-    const q = openQueue(ctx.ws, worker, policyFor(ctx.cfg, worker), ctx.log);
-    try {
+    const id = optionalString(bodyOf(req, ['task_id'], true), 'task_id');
+    return queues.use(worker, async (q) => {
       const moved = await q.retry({ ...(id ? { ids: [id] } : {}), by: actor(req) });
       if (id && moved.length === 0) return reply.code(404).send({ error: `no dead letter ${id} in ${worker}` });
       if (moved.length) await new Ledger(ctx.ws).append('deadletter_retry', { worker, ids: moved, by: actor(req) });
       ctx.log.info({ event: 'queue_retry', worker, moved, via: 'ops' }, `retried ${moved.length}`);
       return { worker, retried: moved };
-    } finally {
-      await q.close();
-    }
+    });
   });
 
   for (const verb of ['pause', 'resume'] as const) {
-    app.post(`/api/queues/:worker/${verb}`, async (req: Req, reply) => {
-      if (!write(req, reply)) return reply;
+    app.post(`/api/queues/:worker/${verb}`, async (req: Req) => {
       const worker = knownWorker(ctx, req.params.worker);
-      const q = openQueue(ctx.ws, worker, policyFor(ctx.cfg, worker), ctx.log);
-      try {
-        await (verb === 'pause' ? q.pause(actor(req)) : q.resume(actor(req)));
-      } finally {
-        await q.close();
-      }
+      bodyOf(req, [], false);
+      await queues.use(worker, (q) => (verb === 'pause' ? q.pause(actor(req)) : q.resume(actor(req))));
       ctx.log.info({ event: `queue_${verb}`, worker, via: 'ops' }, `queue ${verb}d`);
       return { worker, paused: verb === 'pause' };
     });
   }
 
   app.post('/api/runs', async (req: Req, reply) => {
-    if (!write(req, reply)) return reply;
-    const date = String(req.body?.date ?? '');
-    const asOf = typeof req.body?.as_of === 'string' ? req.body.as_of : undefined;
+    const body = bodyOf(req, ['date', 'as_of', 'run_id'], true);
+    const date = optionalString(body, 'date') ?? '';
+    const asOf = optionalString(body, 'as_of');
     const plan = planRun(ctx.cfg.s1, date, asOf);
-    const lock = readLockStatus(ctx.ws.locks, 's1');
-    if (lock.held && lock.payload?.active === 1) return reply.code(409).send({ error: `the run lock is held by pid ${lock.payload.pid} since ${lock.payload.start_ts_utc}` });
-    const runId = typeof req.body?.run_id === 'string' ? checkRunId(req.body.run_id) : newRunId();
-    const args = [ctx.bin, 's1', 'run-local', '--workspace', ctx.ws.root, '--date', plan.date, '--run-id', runId, ...(asOf ? ['--as-of', plan.as_of] : []), '--reason', `ops ${req.ip}`];
-    const child = spawn(process.execPath, args, { detached: true, stdio: 'ignore' });
-    child.unref();
-    ctx.log.info({ event: 'ops_run_started', run_id: runId, date: plan.date, pid: child.pid }, 'run started from ops');
-    return reply.code(202).send({ run_id: runId, date: plan.date, pid: child.pid, status_url: `/api/runs/${runId}` });
+    const given = optionalString(body, 'run_id');
+    const runId = given ? checkRunId(given) : newRunId();
+    if (given && (findRun(ctx.ws, runId) || readRunStart(ctx.ws, runId))) return reply.code(409).send({ error: `run id ${runId} is taken`, status_url: `/api/runs/${runId}` });
+    const args = ['s1', 'run-local', '--workspace', ctx.ws.root, '--date', plan.date, '--run-id', runId, ...(asOf ? ['--as-of', plan.as_of] : []), '--reason', `ops ${req.ip}`];
+    const a = await runs.start({ date: plan.date, asOf: asOf ? plan.as_of : null, runId, by: actor(req), args });
+    return reply.code(a.status).send(a.body);
   });
 
-  app.post('/api/queues/:worker/tasks', async (req: Req, reply) => {
-    if (!write(req, reply)) return reply;
-    const raw = (req as unknown as { rawBody?: string }).rawBody ?? '';
+  app.post(TASKS_ROUTE, async (req: Req, reply) => {
+    const worker = assertQueueName(req.params.worker);
     if (ctx.settings.signingSecret) {
-      const bad = verifySignature(ctx.settings.signingSecret, header(req, 'x-metaspn-timestamp'), header(req, 'x-metaspn-signature'), raw, ctx.settings.toleranceSec);
-      if (bad) return reply.code(401).send({ error: `signature refused: ${bad}` });
+      const raw = (req as unknown as { rawBody?: string }).rawBody ?? '';
+      const v = verifySignature(
+        ctx.settings.signingSecret,
+        { timestamp: header(req, 'x-metaspn-timestamp'), signature: header(req, 'x-metaspn-signature'), method: req.method, path: req.url.split('?')[0]!, body: raw },
+        { toleranceSec: ctx.settings.toleranceSec, acceptLegacy: ctx.settings.acceptLegacySignatures },
+      );
+      if (v.refused !== null) return reply.code(401).send({ error: `signature refused: ${v.refused}` });
+      if (v.legacy) {
+        ctx.log.warn({ event: 'signature_legacy', worker, ip: req.ip }, 'a task submission was signed in the legacy format (timestamp.body); sign method and path too (docs/OPS.md)');
+        void reply.header('x-metaspn-signature-deprecated', 'legacy format: sign "<timestamp>\\n<METHOD>\\n<path>\\n<body>"');
+      }
     }
-    const eventId = typeof req.body?.event_id === 'string' ? req.body.event_id : undefined;
-    if (eventId) {
-      const first = events.recall(eventId);
-      if (first) return reply.code(first.status).header('x-metaspn-replayed', 'true').send(first.body);
+    const body = bodyOf(req, ['tasks', 'payload', 'id', 'max_attempts', 'event_id'], true);
+    const eventId = optionalString(body, 'event_id');
+    if (eventId !== undefined && eventId.length > 200) throw new UsageError('"event_id" is longer than 200 characters');
+    const tasks = tasksOf(body);
+    const enqueue = async (): Promise<{ status: number; body: unknown }> => {
+      const r = await queues.use(worker, (q) => q.enqueue(tasks));
+      ctx.log.info({ event: 'enqueue', worker, added: r.added.length, existing: r.existing.length, via: 'ops', ...(eventId ? { event_id: eventId } : {}) }, 'enqueued');
+      return { status: 201, body: { worker, ...r } };
+    };
+    if (!eventId) {
+      const a = await enqueue();
+      return reply.code(a.status).send(a.body);
     }
-    assertQueueName(req.params.worker);
-    const tasks = tasksOf(req.body);
-    const q = openQueue(ctx.ws, req.params.worker, policyFor(ctx.cfg, req.params.worker), ctx.log);
+    let once;
     try {
-      const r = await q.enqueue(tasks);
-      const body = { worker: req.params.worker, ...r };
-      if (eventId) events.remember(eventId, { status: 201, body });
-      ctx.log.info({ event: 'enqueue', worker: req.params.worker, added: r.added.length, existing: r.existing.length, via: 'ops' }, 'enqueued');
-      return reply.code(201).send(body);
-    } finally {
-      await q.close();
+      once = await events.once(worker, eventId, enqueue);
+    } catch (err) {
+      if (err instanceof StateFileError) throw new StateCorruptError(err.message, { hint: err.hint, cause: err });
+      throw err;
     }
+    if (once.replayed) void reply.header('x-metaspn-replayed', 'true');
+    return reply.code(once.answer.status).send(once.answer.body);
   });
+
+  return {
+    preload: (workers) => queues.preload(workers),
+    close: async () => {
+      events.close();
+      await queues.closeAll();
+    },
+  };
+}
+
+function validRunId(id: string): boolean {
+  try {
+    checkRunId(id);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function header(req: FastifyRequest, name: string): string | undefined {
@@ -129,11 +194,14 @@ function header(req: FastifyRequest, name: string): string | undefined {
 }
 
 /** `{tasks: [{id?, payload, max_attempts?}]}` or one `{payload, id?}`; a task without id gets one from its payload. */
-function tasksOf(body: Record<string, unknown> | undefined): NewTask[] {
-  const list = Array.isArray(body?.tasks) ? (body.tasks as unknown[]) : body && 'payload' in body ? [body] : null;
+function tasksOf(body: Record<string, unknown>): NewTask[] {
+  const list = Array.isArray(body.tasks) ? (body.tasks as unknown[]) : 'payload' in body ? [body] : null;
+  if ('tasks' in body && 'payload' in body) throw new UsageError('give either "tasks" or one "payload", not both');
   if (!list || list.length === 0) throw new UsageError('the body must be {"tasks":[{"id"?, "payload"}]} or {"payload": …}');
   return list.map((t, i) => {
-    if (typeof t !== 'object' || t === null || !('payload' in t)) throw new UsageError(`tasks[${i}] has no payload`);
+    if (typeof t !== 'object' || t === null || Array.isArray(t) || !('payload' in t)) throw new UsageError(`tasks[${i}] has no payload`);
+    const extra = list === body.tasks ? Object.keys(t).filter((k) => k !== 'id' && k !== 'payload' && k !== 'max_attempts') : [];
+    if (extra.length) throw new UsageError(`tasks[${i}]: unknown key(s) ${extra.slice(0, 5).join(', ')}; known: id, payload, max_attempts`);
     const o = t as { id?: unknown; payload: unknown; max_attempts?: unknown };
     const id = o.id === undefined ? derivedTaskId(o.payload) : o.id;
     const bad = checkTaskId(id);

@@ -2,33 +2,46 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WorkspacePaths } from '../storage/paths.js';
+import type { StateFileProblem } from '../storage/state-file.js';
+import { stateFileProblems } from './problems.js';
 import { queueNamesOf, queueView } from './workspace-view.js';
 
 export interface ReadinessCheck {
   name: string;
   ok: boolean;
+  /** A failed critical check fails readiness (503); a failed other one degrades it (200, status "degraded"). */
+  critical: boolean;
   detail: string;
 }
 
-/** Readiness: the workspace reads and writes (a probe file), the disk has room, queue files read cleanly. */
-export function readiness(ws: WorkspacePaths, minFreeBytes: number): ReadinessCheck[] {
+export interface Readiness {
+  status: 'ok' | 'degraded' | 'fail';
+  checks: ReadinessCheck[];
+}
+
+/**
+ * Readiness: the workspace reads and writes (a probe file), the disk has room, queue files read
+ * cleanly (each failing: 503), and the run and ops state files read back (failing: "degraded",
+ * still 200: the server serves everything else, and the damaged files are named).
+ */
+export function readiness(ws: WorkspacePaths, minFreeBytes: number, problemsOf: (ws: WorkspacePaths) => StateFileProblem[] = stateFileProblems): Readiness {
   const checks: ReadinessCheck[] = [];
   const probe = join(ws.root, `.metaspn-probe-${randomBytes(4).toString('hex')}`);
   try {
     writeFileSync(probe, 'probe');
     const ok = readFileSync(probe, 'utf8') === 'probe';
-    checks.push({ name: 'workspace_rw', ok, detail: ok ? 'a probe file was written, read back and removed' : 'the probe file read back differently' });
+    checks.push({ name: 'workspace_rw', ok, critical: true, detail: ok ? 'a probe file was written, read back and removed' : 'the probe file read back differently' });
   } catch (err) {
-    checks.push({ name: 'workspace_rw', ok: false, detail: (err as Error).message });
+    checks.push({ name: 'workspace_rw', ok: false, critical: true, detail: (err as Error).message });
   } finally {
     rmSync(probe, { force: true });
   }
   try {
     const s = statfsSync(ws.root);
     const free = s.bavail * s.bsize;
-    checks.push({ name: 'disk_free', ok: free >= minFreeBytes, detail: `${Math.round(free / 2 ** 20)} MiB free (threshold ${Math.round(minFreeBytes / 2 ** 20)} MiB)` });
+    checks.push({ name: 'disk_free', ok: free >= minFreeBytes, critical: true, detail: `${Math.round(free / 2 ** 20)} MiB free (threshold ${Math.round(minFreeBytes / 2 ** 20)} MiB)` });
   } catch (err) {
-    checks.push({ name: 'disk_free', ok: false, detail: (err as Error).message });
+    checks.push({ name: 'disk_free', ok: false, critical: true, detail: (err as Error).message });
   }
   const bad: string[] = [];
   for (const q of queueNamesOf(ws)) {
@@ -39,6 +52,20 @@ export function readiness(ws: WorkspacePaths, minFreeBytes: number): ReadinessCh
       bad.push(`${q}: ${(err as Error).message}`);
     }
   }
-  checks.push({ name: 'queues_readable', ok: bad.length === 0, detail: bad.length ? bad.join('; ') : 'every queue log reads cleanly' });
-  return checks;
+  checks.push({ name: 'queues_readable', ok: bad.length === 0, critical: true, detail: bad.length ? bad.join('; ') : 'every queue log reads cleanly' });
+  const problems = problemsOf(ws);
+  checks.push({
+    name: 'state_files_readable',
+    ok: problems.length === 0,
+    critical: false,
+    detail: problems.length
+      ? `${problems.length} damaged: ${problems
+          .slice(0, 5)
+          .map((p) => `${p.path} (${p.error})`)
+          .join('; ')}${problems.length > 5 ? '; …' : ''}; \`metaspn doctor --repair\` fixes them`
+      : 'every manifest, pointer and ops record reads back',
+  });
+  const failed = checks.some((c) => !c.ok && c.critical);
+  const degraded = checks.some((c) => !c.ok);
+  return { status: failed ? 'fail' : degraded ? 'degraded' : 'ok', checks };
 }

@@ -1,7 +1,9 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { readLockStatus } from '../guard/run-lock.js';
 import type { WorkspacePaths } from '../storage/paths.js';
-import { listRuns } from '../storage/runs.js';
+import { readRuns, type RunInfo } from '../storage/runs.js';
+import type { StateFileProblem } from '../storage/state-file.js';
+import { stateFileProblems } from './problems.js';
 import { queueNamesOf, queueView, type QueueView } from './workspace-view.js';
 
 /**
@@ -14,11 +16,55 @@ export interface WorkspaceMetrics {
   scrape(): Promise<string>;
 }
 
+/** What one scrape reads: each part read once, and what could not be read named, never thrown. */
+interface Reading {
+  views: QueueView[];
+  unreadableQueues: string[];
+  runs: RunInfo[];
+  problems: StateFileProblem[];
+  lockHeld: number | null;
+}
+
+const PROBLEM_KINDS: StateFileProblem['kind'][] = ['manifest', 'pointer', 'event', 'run_start', 'alert_state'];
+
+function read(ws: WorkspacePaths): Reading {
+  const views: QueueView[] = [];
+  const unreadableQueues: string[] = [];
+  for (const n of queueNamesOf(ws)) {
+    try {
+      views.push(queueView(ws, n));
+    } catch {
+      unreadableQueues.push(n);
+    }
+  }
+  let runs: RunInfo[] = [];
+  let problems: StateFileProblem[] = [];
+  try {
+    const r = readRuns(ws);
+    runs = r.runs;
+    problems = stateFileProblems(ws, r.problems);
+  } catch (err) {
+    problems = [{ path: 'manifests', kind: 'manifest', error: (err as Error).message }];
+  }
+  let lockHeld: number | null = null;
+  try {
+    lockHeld = readLockStatus(ws.locks, 's1').held ? 1 : 0;
+  } catch {
+    lockHeld = null;
+  }
+  return { views, unreadableQueues, runs, problems, lockHeld };
+}
+
+/**
+ * One damaged file never takes the scrape down: a queue that cannot be read is left out of the
+ * per-worker metrics and counted in metaspn_queues_unreadable; a damaged run or ops file is
+ * counted in metaspn_state_files_unreadable (by kind) and the rest is served.
+ */
 export function workspaceMetrics(ws: WorkspacePaths): WorkspaceMetrics {
   const registry = new Registry();
-  // One reading of the queues per scrape, shared by the per-worker metrics below.
-  let scraped: QueueView[] | null = null;
-  const views = (): QueueView[] => scraped ?? queueNamesOf(ws).map((n) => queueView(ws, n));
+  // One reading per scrape, shared by the metrics below.
+  let scraped: Reading | null = null;
+  const reading = (): Reading => scraped ?? read(ws);
   const perWorker = (Kind: typeof Counter | typeof Gauge, name: string, help: string, pick: (v: QueueView) => number): void => {
     new Kind({
       name,
@@ -27,7 +73,7 @@ export function workspaceMetrics(ws: WorkspacePaths): WorkspaceMetrics {
       registers: [registry],
       collect(this: Counter | Gauge) {
         this.reset();
-        for (const v of views()) {
+        for (const v of reading().views) {
           if (this instanceof Counter) this.inc({ worker: v.queue }, pick(v));
           else this.set({ worker: v.queue }, pick(v));
         }
@@ -45,6 +91,25 @@ export function workspaceMetrics(ws: WorkspacePaths): WorkspaceMetrics {
   perWorker(Gauge, 'metaspn_queue_paused', '1 when the queue is paused.', (v) => (v.paused ? 1 : 0));
   perWorker(Gauge, 'metaspn_queue_oldest_ready_age_seconds', 'How long the oldest ready task has waited.', (v) => v.oldest_ready_age_s ?? 0);
   new Gauge({
+    name: 'metaspn_queues_unreadable',
+    help: 'Queues whose files could not be read at this scrape (left out of the per-worker metrics; metaspn doctor names why).',
+    registers: [registry],
+    collect() {
+      this.set(reading().unreadableQueues.length);
+    },
+  });
+  new Gauge({
+    name: 'metaspn_state_files_unreadable',
+    help: 'Workspace state files that do not read back, by kind (manifest, pointer, event, run_start, alert_state); metaspn doctor --repair fixes them.',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const problems = reading().problems;
+      for (const kind of PROBLEM_KINDS) this.set({ kind }, problems.filter((p) => p.kind === kind).length);
+    },
+  });
+  new Gauge({
     name: 'metaspn_last_run_info',
     help: 'The latest run of each pipeline: exit code, duration in seconds, success (1/0), start time.',
     labelNames: ['pipeline', 'field'],
@@ -52,7 +117,7 @@ export function workspaceMetrics(ws: WorkspacePaths): WorkspaceMetrics {
     collect() {
       this.reset();
       const seen = new Set<string>();
-      for (const r of listRuns(ws)) {
+      for (const r of reading().runs) {
         if (seen.has(r.pipeline)) continue;
         seen.add(r.pipeline);
         this.set({ pipeline: r.pipeline, field: 'exit_code' }, r.exit_code);
@@ -69,13 +134,14 @@ export function workspaceMetrics(ws: WorkspacePaths): WorkspaceMetrics {
     registers: [registry],
     collect() {
       this.reset();
-      this.set({ lock: 's1' }, readLockStatus(ws.locks, 's1').held ? 1 : 0);
+      const held = reading().lockHeld;
+      if (held !== null) this.set({ lock: 's1' }, held);
     },
   });
   return {
     contentType: registry.contentType,
     async scrape() {
-      scraped = queueNamesOf(ws).map((n) => queueView(ws, n));
+      scraped = read(ws);
       try {
         return await registry.metrics();
       } finally {

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { readLockStatus } from '../guard/run-lock.js';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { deadletterDir } from '../storage/paths.js';
-import { listRuns } from '../storage/runs.js';
+import { readRuns } from '../storage/runs.js';
 import { renderOpsData, renderOpsPage, type OpsPageView, type Section } from './page/render.js';
 import type { OpsContext } from './server.js';
 import { queueNamesOf, queueView } from './workspace-view.js';
@@ -56,8 +56,8 @@ export function opsPageView(ctx: OpsContext, now = new Date()): OpsPageView {
         )
       : names,
     runs: section(() => {
-      const all = listRuns(ctx.ws);
-      return { recent: all.slice(0, OPS_RUNS_SHOWN), total: all.length };
+      const { runs: all, problems } = readRuns(ctx.ws);
+      return { recent: all.slice(0, OPS_RUNS_SHOWN), total: all.length, problems };
     }),
     lock: section(() => readLockStatus(ctx.ws.locks, 's1')),
   };

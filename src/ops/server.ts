@@ -1,15 +1,43 @@
-import Fastify, { type FastifyInstance } from 'fastify';
-import { readFileSync } from 'node:fs';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { MetaspnError, toMetaspnError } from '../guard/errors.js';
 import type { WorkspaceConfig } from '../config/load.js';
 import type { WorkspacePaths } from '../storage/paths.js';
-import { checkRead, refuse } from './auth.js';
+import type { StateFileProblem } from '../storage/state-file.js';
+import { checkRead, checkWrite, refuse } from './auth.js';
 import { readiness } from './health.js';
+import { checkHost, hostPolicy } from './host.js';
 import { workspaceMetrics } from './metrics.js';
-import { registerApi } from './api.js';
+import { registerApi, TASKS_ROUTE } from './api.js';
 import { registerOpsPage } from './page.js';
+import { stateFileProblems } from './problems.js';
 import type { OpsSettings } from './settings.js';
+
+/** Bounds on what a client may send, and how slowly (docs/OPS.md section 1). */
+export interface HttpLimits {
+  /** Largest body of a task submission, in bytes. Default 8 MiB (`serve --body-limit-mb`). */
+  tasksBodyLimit: number;
+  /** Largest body of every other route, in bytes. Default 64 KiB. */
+  bodyLimit: number;
+  /** The whole request, headers and body, must arrive within this; else 408 and the connection is closed. Default 30 s. */
+  requestTimeoutMs: number;
+  /** The headers must arrive within this. Default 10 s (at most requestTimeoutMs). */
+  headersTimeoutMs: number;
+  /** A connection with nothing sent or received for this long is closed. Default 60 s. */
+  idleTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. Default 5 s. */
+  keepAliveTimeoutMs: number;
+}
+
+export const DEFAULT_HTTP_LIMITS: HttpLimits = {
+  tasksBodyLimit: 8 << 20,
+  bodyLimit: 64 << 10,
+  requestTimeoutMs: 30_000,
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
+};
 
 export interface OpsContext {
   ws: WorkspacePaths;
@@ -20,9 +48,20 @@ export interface OpsContext {
   bin: string;
   /** Free disk below this fails readiness. Default 256 MiB. */
   minFreeBytes: number;
+  /** Default DEFAULT_HTTP_LIMITS. */
+  http?: Partial<HttpLimits>;
+  /** The address or name the server listens on (`--host`): its name is an accepted Host. Default 127.0.0.1. */
+  listenHost?: string;
+  /** More host names to answer (`--allowed-host`), besides METASPN_ALLOWED_HOSTS. */
+  allowedHosts?: string[];
+  /** Open every existing queue (load its log) before answering, so no write pays for it. Default false. */
+  preloadQueues?: boolean;
 }
 
 const HTTP_BY_CODE: Record<string, number> = { USAGE: 400, DATA_INVALID: 400, BUSINESS_REJECT: 409, BUSINESS_SKIP: 429, LOCK_TIMEOUT: 409, STATE_CORRUPT: 500, ANOMALY_HALT: 409, INTERNAL_ERROR: 500 };
+
+/** How long /health/test reuses its scan of the state files (each scan reads every manifest). */
+const PROBLEMS_TTL_MS = 10_000;
 
 function version(): string {
   try {
@@ -32,25 +71,61 @@ function version(): string {
   }
 }
 
+function isHealth(url: string): boolean {
+  return url === '/health' || url.startsWith('/health/') || url.startsWith('/health?');
+}
+
+/** Refuses before the body is read, and closes the connection so an unread body is never taken in. */
+function refuseAndClose(reply: FastifyReply, r: { status: number; reason: string }): FastifyReply {
+  void reply.header('connection', 'close');
+  return refuse(reply, r);
+}
+
 /**
  * The ops server over one workspace: health, readiness, metrics, a JSON API and guarded writes.
  * It reads the same files as the CLI and writes through the same Queue and run lock, so it runs
  * beside cron runs without disturbing them.
+ *
+ * Every request passes, in order and before its body is read: the Host check (421), read access
+ * (every GET but health: 401 off loopback without the token), and for every other method the
+ * write checks (403/401). So an unauthenticated body, slow or huge, is refused at its headers.
  */
 export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, trustProxy: false, bodyLimit: 8 << 20 });
+  const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...ctx.http };
+  const headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);
+  const app = Fastify({
+    logger: false,
+    trustProxy: false,
+    bodyLimit: limits.bodyLimit,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // Node checks request and headers timeouts every connectionsCheckingInterval (30 s by default).
+    http: { headersTimeout, connectionsCheckingInterval: Math.min(1_000, headersTimeout) },
+  });
   const started = Date.now();
   const metrics = workspaceMetrics(ctx.ws);
+  const hosts = hostPolicy(ctx.listenHost ?? '127.0.0.1', [...ctx.settings.allowedHosts, ...(ctx.allowedHosts ?? [])]);
+  let problems: { at: number; list: StateFileProblem[] } | null = null;
+  const problemsCached = (ws: WorkspacePaths): StateFileProblem[] => {
+    if (!problems || Date.now() - problems.at > PROBLEMS_TTL_MS) problems = { at: Date.now(), list: stateFileProblems(ws) };
+    return problems.list;
+  };
 
+  // JSON only: any other content type is 415 (a text/plain body must never reach a handler as a string).
+  app.removeAllContentTypeParsers();
   // Signed submissions are verified over the exact bytes received.
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     (req as unknown as { rawBody: string }).rawBody = body as string;
-    if ((body as string).trim() === '') return done(null, {});
+    if ((body as string).trim() === '') return done(null, undefined);
+    let v: unknown;
     try {
-      done(null, JSON.parse(body as string));
+      v = JSON.parse(body as string);
     } catch {
-      done(new MetaspnError('USAGE', 'the request body is not valid JSON'), undefined);
+      return done(new MetaspnError('USAGE', 'the request body is not valid JSON'), undefined);
     }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return done(new MetaspnError('USAGE', 'the request body must be a JSON object'), undefined);
+    done(null, v);
   });
 
   app.setErrorHandler((err, _req, reply) => {
@@ -59,27 +134,61 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
     if (status >= 500) ctx.log.error({ event: 'ops_error', error: e.message }, 'ops request failed');
     const retry = (e.details as { retry_after_s?: number } | undefined)?.retry_after_s;
     if (status === 429 && retry) void reply.header('Retry-After', String(retry));
+    // The body of a refused request may still be arriving: do not keep reading it.
+    if (status === 413 || status === 415) void reply.header('connection', 'close');
     return reply.code(status).send({ error: e.message, ...(e.hint ? { hint: e.hint } : {}) });
   });
 
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', async (req: FastifyRequest, reply) => {
+    const badHost = checkHost(hosts, req.headers.host);
+    if (badHost) {
+      ctx.log.warn({ event: 'ops_host_refused', ip: req.ip, host: String(req.headers.host).slice(0, 200), url: req.url.slice(0, 200) }, 'request for another host refused');
+      return refuseAndClose(reply, { status: 421, reason: `${badHost}: this server answers loopback names, IP addresses, its --host and the names given with --allowed-host / METASPN_ALLOWED_HOSTS` });
+    }
     // Health stays open for probes; everything else reads the workspace and needs read access.
-    if (req.url === '/health' || req.url.startsWith('/health/')) return;
-    const no = checkRead(ctx.settings, req);
-    if (no) return refuse(reply, no);
+    if (isHealth(req.url)) return;
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      const no = checkRead(ctx.settings, req);
+      if (no) return refuseAndClose(reply, no);
+      return;
+    }
+    const no = checkWrite(ctx.settings, req);
+    if (no) {
+      ctx.log.warn({ event: 'ops_write_refused', ip: req.ip, url: req.url.slice(0, 200), status: no.status, reason: no.reason }, 'write refused');
+      return refuseAndClose(reply, no);
+    }
   });
 
   app.get('/health', async () => ({ status: 'ok', version: version(), uptime_s: Math.round((Date.now() - started) / 1000) }));
 
   app.get('/health/test', async (_req, reply) => {
-    const checks = readiness(ctx.ws, ctx.minFreeBytes);
-    const failed = checks.filter((c) => !c.ok);
-    return reply.code(failed.length ? 503 : 200).send({ status: failed.length ? 'fail' : 'ok', ...(failed.length ? { failed: failed.map((c) => c.name) } : {}), checks });
+    const r = readiness(ctx.ws, ctx.minFreeBytes, problemsCached);
+    const failed = r.checks.filter((c) => !c.ok && c.critical).map((c) => c.name);
+    const degraded = r.checks.filter((c) => !c.ok && !c.critical).map((c) => c.name);
+    return reply.code(r.status === 'fail' ? 503 : 200).send({ status: r.status, ...(failed.length ? { failed } : {}), ...(degraded.length ? { degraded } : {}), checks: r.checks });
   });
 
   app.get('/metrics', async (_req, reply) => reply.header('Content-Type', metrics.contentType).send(await metrics.scrape()));
 
-  registerApi(app, ctx);
+  // Task submissions may carry more than the other writes.
+  app.addHook('onRoute', (route) => {
+    if (route.url === TASKS_ROUTE) route.bodyLimit = limits.tasksBodyLimit;
+  });
+  const api = registerApi(app, ctx);
   registerOpsPage(app, ctx);
+  app.addHook('onClose', async () => api.close());
+  if (ctx.preloadQueues) await api.preload(existingQueues(ctx.ws));
   return app;
+}
+
+/** Queue folders that exist (preloading must not create the bundled workers' folders). */
+function existingQueues(ws: WorkspacePaths): string[] {
+  try {
+    return readdirSync(ws.queues, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name)
+      .sort();
+  } catch {
+    return [];
+  }
 }

@@ -1,5 +1,6 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { UsageError } from '../guard/errors.js';
+import { checkHostName } from './host.js';
 
 /**
  * Who may do what on `metaspn serve`, from the environment:
@@ -9,6 +10,10 @@ import { UsageError } from '../guard/errors.js';
  * - METASPN_ADMIN_WRITE_ENABLED: `true`/`false`. Default: true in development, false in production.
  * - METASPN_SIGNING_SECRET: HMAC-SHA256 key for signed task submissions (and alerts).
  * - METASPN_SIGNATURE_TOLERANCE_SEC: accepted clock skew of a signature timestamp. Default 300.
+ * - METASPN_SIGNATURE_ACCEPT_LEGACY: `true` also accepts task submissions signed in the format
+ *   before version 2 (`<timestamp>.<body>`, which does not bind the queue), for a migration. Default false.
+ * - METASPN_ALLOWED_HOSTS: comma-separated host names the server answers besides loopback names,
+ *   IP addresses and its --host (see host.ts). Default none.
  */
 export interface OpsSettings {
   env: 'development' | 'production';
@@ -18,6 +23,10 @@ export interface OpsSettings {
   writeEnabled: boolean;
   signingSecret: string | null;
   toleranceSec: number;
+  /** Accept the pre-version-2 signature format too. Default false. */
+  acceptLegacySignatures: boolean;
+  /** Host names from METASPN_ALLOWED_HOSTS (serve's --allowed-host adds to them). */
+  allowedHosts: string[];
 }
 
 export function opsSettings(e: NodeJS.ProcessEnv = process.env): OpsSettings {
@@ -38,6 +47,13 @@ export function opsSettings(e: NodeJS.ProcessEnv = process.env): OpsSettings {
   if (we !== undefined && we !== 'true' && we !== 'false') throw new UsageError(`METASPN_ADMIN_WRITE_ENABLED must be true or false, got "${we}"`);
   const tol = Number(e.METASPN_SIGNATURE_TOLERANCE_SEC ?? 300);
   if (!Number.isFinite(tol) || tol <= 0) throw new UsageError('METASPN_SIGNATURE_TOLERANCE_SEC must be a number of seconds > 0');
+  const legacy = e.METASPN_SIGNATURE_ACCEPT_LEGACY;
+  if (legacy !== undefined && legacy !== 'true' && legacy !== 'false') throw new UsageError(`METASPN_SIGNATURE_ACCEPT_LEGACY must be true or false, got "${legacy}"`);
+  const allowedHosts = (e.METASPN_ALLOWED_HOSTS ?? '')
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean)
+    .map((h) => checkHostName(h, 'METASPN_ALLOWED_HOSTS'));
   return {
     env,
     token: e.METASPN_ADMIN_TOKEN || null,
@@ -46,6 +62,8 @@ export function opsSettings(e: NodeJS.ProcessEnv = process.env): OpsSettings {
     writeEnabled: we === undefined ? env === 'development' : we === 'true',
     signingSecret: e.METASPN_SIGNING_SECRET || null,
     toleranceSec: tol,
+    acceptLegacySignatures: legacy === 'true',
+    allowedHosts,
   };
 }
 

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { mostSevere } from '../guard/exit-codes.js';
 import { readManifest, type Manifest } from './manifest.js';
 import type { WorkspacePaths } from './paths.js';
-import { readPointer } from './pointers.js';
+import { readPointer, type CurrentPointer } from './pointers.js';
+import { problemOf, StateFileError, type StateFileProblem } from './state-file.js';
 
 /** A run, as its manifests tell it. */
 export interface RunInfo {
@@ -26,21 +27,39 @@ export interface RunInfo {
 
 const NOT_STEPS = new Set(['current', 'backfills']);
 
-/** Every manifest of the workspace, by run. */
 /** Steps a complete run of each pipeline has. */
 const STEPS_OF: Record<string, number> = { s1: 4 };
 
-export function listRuns(ws: WorkspacePaths, filter: { date?: string } = {}): RunInfo[] {
-  if (!existsSync(ws.manifests)) return [];
+/** The runs that read back, and the run files that do not (skipped, each named). */
+export interface RunsRead {
+  runs: RunInfo[];
+  problems: StateFileProblem[];
+}
+
+/**
+ * Every run of the workspace, from its manifests, newest first. A damaged manifest or pointer
+ * (not JSON, a field missing, in the wrong folder) never hides the others: it is skipped and
+ * named in `problems`; a run whose pointer is damaged is shown with `current: false`.
+ */
+export function readRuns(ws: WorkspacePaths, filter: { date?: string } = {}): RunsRead {
+  const problems: StateFileProblem[] = [];
+  if (!existsSync(ws.manifests)) return { runs: [], problems };
   const byRun = new Map<string, { m: Manifest; path: string }[]>();
-  for (const step of readdirSync(ws.manifests)) {
+  for (const step of safeList(ws.manifests)) {
     if (NOT_STEPS.has(step)) continue;
     const stepDir = join(ws.manifests, step);
     for (const dd of safeList(stepDir)) {
       if (filter.date && dd !== `date=${filter.date}`) continue;
       for (const rr of safeList(join(stepDir, dd))) {
         const path = join(stepDir, dd, rr, 'manifest.json');
-        const m = readManifest(path);
+        let m: Manifest | null;
+        try {
+          m = readManifest(path);
+        } catch (err) {
+          if (!(err instanceof StateFileError)) throw err;
+          problems.push(problemOf(ws, 'manifest', err));
+          continue;
+        }
         if (!m) continue;
         const list = byRun.get(m.run_id) ?? [];
         list.push({ m, path });
@@ -48,8 +67,28 @@ export function listRuns(ws: WorkspacePaths, filter: { date?: string } = {}): Ru
       }
     }
   }
-  const runs = [...byRun.entries()].map(([run_id, list]) => toRun(ws, run_id, list));
-  return runs.sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : 0));
+  const pointers = new Map<string, CurrentPointer | null>();
+  const pointerOf = (pipeline: string, date: string): CurrentPointer | null => {
+    const key = `${pipeline}|${date}`;
+    if (!pointers.has(key)) {
+      try {
+        pointers.set(key, readPointer(ws, pipeline, date));
+      } catch (err) {
+        if (!(err instanceof StateFileError)) throw err;
+        problems.push(problemOf(ws, 'pointer', err));
+        pointers.set(key, null);
+      }
+    }
+    return pointers.get(key)!;
+  };
+  const runs = [...byRun.entries()].map(([run_id, list]) => toRun(run_id, list, pointerOf));
+  runs.sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : 0));
+  return { runs, problems };
+}
+
+/** Every run that reads back, newest first; damaged run files are skipped (readRuns names them). */
+export function listRuns(ws: WorkspacePaths, filter: { date?: string } = {}): RunInfo[] {
+  return readRuns(ws, filter).runs;
 }
 
 export function findRun(ws: WorkspacePaths, runId: string): RunInfo | null {
@@ -64,12 +103,12 @@ function safeList(dir: string): string[] {
   }
 }
 
-function toRun(ws: WorkspacePaths, run_id: string, list: { m: Manifest; path: string }[]): RunInfo {
+function toRun(run_id: string, list: { m: Manifest; path: string }[], pointerOf: (pipeline: string, date: string) => CurrentPointer | null): RunInfo {
   list.sort((a, b) => (a.m.started_at < b.m.started_at ? -1 : a.m.started_at > b.m.started_at ? 1 : 0));
   const first = list[0]!.m;
   const last = list[list.length - 1]!.m;
   const failed = list.find((x) => x.m.status === 'failed')?.m;
-  const ptr = readPointer(ws, first.pipeline, first.date);
+  const ptr = pointerOf(first.pipeline, first.date);
   return {
     run_id,
     pipeline: first.pipeline,

@@ -77,9 +77,14 @@ export async function http(method: string, url: string, o: { token?: string; bod
   return { status: res.status, headers: res.headers, text, json };
 }
 
-/** HMAC-SHA256 hex over `<timestamp>.<body>`, computed here independently of the code under test. */
+/** HMAC-SHA256 hex over `<timestamp>.<body>` (alert deliveries; legacy task submissions), computed here independently of the code under test. */
 export function hmac(secret: string, ts: string, body: string): string {
   return createHmac('sha256', secret).update(`${ts}.${body}`).digest('hex');
+}
+
+/** HMAC-SHA256 hex over `<timestamp>\n<METHOD>\n<path>\n<body>`: a signed task submission (docs/OPS.md section 5). */
+export function hmacRequest(secret: string, ts: string, method: string, path: string, body: string): string {
+  return createHmac('sha256', secret).update([ts, method, path, body].join('\n')).digest('hex');
 }
 
 export interface Hit {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parsePrometheusText } from '../../src/ops/reports/prom-text.js';
 import { run, spec, tempWorkspace } from './cli.js';
-import { hmac, http, startServe, type Served } from './serve-process.js';
+import { hmacRequest, http, startServe, type Served } from './serve-process.js';
 
 const TOKEN = 'test-admin-token-0123456789';
 
@@ -101,6 +101,7 @@ describe('metaspn serve: signed task submissions', () => {
       const url = `${s.url}/api/queues/signed_q/tasks`;
       const body = JSON.stringify({ event_id: 'evt-0001', tasks: [{ id: 'task-a', payload: { a: 1 } }] });
       const now = (): string => String(Math.floor(Date.now() / 1000));
+      const hmac = (key: string, ts: string, raw: string): string => hmacRequest(key, ts, 'POST', '/api/queues/signed_q/tasks', raw);
       const signed = (ts: string, raw = body): Record<string, string> => ({ 'x-metaspn-timestamp': ts, 'x-metaspn-signature': hmac(secret, ts, raw) });
 
       const unsigned = await http('POST', url, { token: TOKEN, raw: body });

@@ -82,13 +82,13 @@ describe('metaspn verify', () => {
   it('fails (exit 50, one FAIL line) when readiness fails', async () => {
     const ws = tempWorkspace();
     // More free disk than any machine has: /health/test answers 503 naming disk_free.
-    const s = await startServe(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN }, args: ['--min-free-mb', '999999999'] });
+    const s = await startServe(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN }, args: ['--min-free-mb', '16777216'] });
     try {
       const r = await verify(s.url, ['--token', TOKEN]);
       expect(r.code).toBe(50);
       const fails = failLines(r.stdout);
       expect(fails).toHaveLength(1);
-      expect(fails[0]).toMatch(/^FAIL readiness: GET \/health\/test answered 503: disk_free \(\d+ MiB free \(threshold 999999999 MiB\)\)$/);
+      expect(fails[0]).toMatch(/^FAIL readiness: GET \/health\/test answered 503: disk_free \(\d+ MiB free \(threshold 16777216 MiB\)\)$/);
       expect(r.stdout).toMatch(/^STATUS=FAIL failed=readiness \(exit 50\)$/m);
     } finally {
       await s.stop();

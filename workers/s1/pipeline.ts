@@ -9,7 +9,8 @@ import type { RunLockFence } from '../../src/guard/run-lock.js';
 import { makeOwner } from '../../src/queue/owner.js';
 import { Ledger } from '../../src/storage/ledger.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
-import { S1Context } from './context.js';
+import { assertPointersReadable } from '../../src/storage/pointers.js';
+import { PIPELINE, S1Context } from './context.js';
 import { GUARDRAIL_NAMES } from './guardrails.js';
 import { STAGES } from './ids.js';
 import { groupBySubject } from './math.js';
@@ -50,6 +51,9 @@ export async function prepareS1(o: PipelineOptions, by: string): Promise<{ env: 
   for (const name of o.skipChecks?.keys() ?? []) {
     if (!(GUARDRAIL_NAMES as string[]).includes(name)) throw new UsageError(`--skip-check ${name}: no such guardrail`, { hint: `guardrails: ${GUARDRAIL_NAMES.join(', ')}` });
   }
+  // Earlier dates' pointers are read mid-run (settlement, guardrails): a damaged one stops the run
+  // here, exit 30 naming the file, before any task could fail on it.
+  assertPointersReadable(o.ws, PIPELINE);
   const { groups, input } = await loadSignals(o.ws, o.cfg);
   const s1 = new S1Context(o.ws, o.cfg.s1, o.log, groups);
   const env: S1Env = {

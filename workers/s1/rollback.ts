@@ -5,6 +5,7 @@ import { manifestsOf } from '../../src/storage/manifest.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
 import { pointerDates, pointerPath, readPointer, writePointer, type CurrentPointer } from '../../src/storage/pointers.js';
 import { join } from 'node:path';
+import { quarantineFile, StateFileError } from '../../src/storage/state-file.js';
 import { ArtifactStore, paramsKey } from '../../src/storage/store/artifact-store.js';
 import { PIPELINE, STORE_FILES } from './context.js';
 import { findEntry, pointerChanges, pointerHistory, pointersAt, stepsBack, type PointerChange } from './pointer-history.js';
@@ -57,15 +58,29 @@ export async function rollback(o: RollbackOptions): Promise<RollbackReport> {
     throw err;
   }
   const now = pointersAt(history.current);
+  // Pointer files that do not read back: the ledger knows what they said, so they are rewritten
+  // (the damaged bytes go to quarantine/); --strict refuses, as for any pointer changed outside metaspn.
+  const damaged = new Set<string>();
   for (const date of new Set([...now.keys(), ...pointerDates(o.ws, PIPELINE)])) {
-    const file = readPointer(o.ws, PIPELINE, date);
+    let file: CurrentPointer | null;
+    try {
+      file = readPointer(o.ws, PIPELINE, date);
+    } catch (err) {
+      if (!(err instanceof StateFileError) || o.strict) throw err;
+      damaged.add(date);
+      warnings.push(`${err.message}; it is rewritten from the ledger`);
+      continue;
+    }
     if (file?.run_id !== now.get(date)?.run_id) {
       const msg = `pointer of ${date} names run ${file?.run_id ?? '(none)'} but the ledger says ${now.get(date)?.run_id ?? '(none)'}`;
       if (o.strict) throw new StateCorruptError(msg, { hint: 'pointers were changed outside metaspn; compare with the ledger before rolling back' });
       warnings.push(msg);
     }
   }
-  const changes = pointerChanges(now, pointersAt(target));
+  const to = pointersAt(target);
+  const changes = pointerChanges(now, to);
+  for (const date of damaged) if (!changes.some((c) => c.date === date)) changes.push({ date, from: now.get(date) ?? null, to: to.get(date) ?? null });
+  changes.sort((a, b) => (a.date < b.date ? -1 : a.date > b.date ? 1 : 0));
   if (o.strict) for (const c of changes) if (c.to) await verifyTarget(o, c.to);
   const report: RollbackReport = { dry_run: o.dryRun, target_hash: target?.entry.hash ?? null, changes, warnings, ledger_entry: null };
   if (o.dryRun || changes.length === 0) return report;
@@ -75,6 +90,7 @@ export async function rollback(o: RollbackOptions): Promise<RollbackReport> {
     o.runId,
   );
   for (const c of changes) {
+    if (damaged.has(c.date)) quarantineFile(o.ws, pointerPath(o.ws, PIPELINE, c.date));
     if (c.to) writePointer(o.ws, c.to);
     else rmSync(pointerPath(o.ws, PIPELINE, c.date), { force: true });
     o.log.warn({ event: 'pointer_rolled_back', date: c.date, from: c.from?.run_id ?? null, to: c.to?.run_id ?? null, reason: o.reason }, `pointer of ${c.date} moved`);

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
-import { relative } from 'node:path';
+import { relative, sep } from 'node:path';
 import { loadConfig } from '../../config/load.js';
-import { MetaspnError, UsageError } from '../../guard/errors.js';
-import { findRun, listRuns } from '../../storage/runs.js';
+import { MetaspnError, StateCorruptError, UsageError } from '../../guard/errors.js';
+import { findRun, readRuns, type RunInfo } from '../../storage/runs.js';
+import type { StateFileProblem } from '../../storage/state-file.js';
 import { newRunId } from '../../runtime/run-id.js';
 import { runS1 } from '../../../workers/s1/pipeline.js';
 import { planRun } from '../../../workers/s1/plan.js';
@@ -21,25 +22,13 @@ export function registerRuns(program: Command): void {
     .option('--workspace <dir>', 'workspace folder', '.')
     .option('--date <YYYY-MM-DD>', 'only runs of this date')
     .option('--json', 'print JSON')
+    .description('the runs, newest first; a damaged manifest or pointer is left out and named, and the command exits 30')
     .action((o: { workspace: string; date?: string; json?: boolean }) => {
       const ws = openWorkspace(o.workspace);
-      const list = listRuns(ws, o.date ? { date: o.date } : {});
-      if (o.json) return printJson(list);
-      if (list.length === 0) return void process.stdout.write('no runs\n');
-      const rows = [['RUN', 'DATE', 'STATUS', 'EXIT', 'STEPS', 'DURATION', 'STARTED', 'FAILURE']];
-      for (const r of list) {
-        rows.push([
-          r.run_id,
-          r.date,
-          r.status + (r.current ? ' (current)' : ''),
-          String(r.exit_code),
-          `${r.steps.filter((s) => s.status === 'success').length}/${STAGES.length}`,
-          `${(r.duration_ms / 1000).toFixed(1)}s`,
-          r.started_at.replace(/\.\d{3}Z$/, 'Z'),
-          r.failure ? truncate(r.failure, 70) : '',
-        ]);
-      }
-      process.stdout.write(`${table(rows)}\n`);
+      const { runs: list, problems } = readRuns(ws, o.date ? { date: o.date } : {});
+      if (o.json) printJson(list);
+      else printRuns(list);
+      reportProblems(problems);
     });
 
   runs
@@ -48,9 +37,18 @@ export function registerRuns(program: Command): void {
     .option('--json', 'print JSON')
     .action((runId: string, o: { workspace: string; json?: boolean }) => {
       const ws = openWorkspace(o.workspace);
-      const r = findRun(ws, runId);
-      if (!r) throw new UsageError(`no run ${runId} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
-      if (o.json) return printJson(r);
+      const { runs: all, problems } = readRuns(ws);
+      const r = all.find((x) => x.run_id === runId);
+      // A damaged file of this run (one of its manifests, its date's pointer) is named: the run shown lacks it.
+      const mine = problems.filter((p) => p.path.includes(`${sep}run=${runId}${sep}`) || (r !== undefined && p.kind === 'pointer' && p.path.endsWith(`date=${r.date}.json`)));
+      if (!r) {
+        reportProblems(mine);
+        throw new UsageError(`no run ${runId} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
+      }
+      if (o.json) {
+        printJson(r);
+        return reportProblems(mine);
+      }
       const lines = [
         `run        ${r.run_id}${r.current ? '  (current for its date)' : ''}`,
         `date       ${r.date}  as_of ${r.as_of}`,
@@ -60,6 +58,7 @@ export function registerRuns(program: Command): void {
         table(r.steps.map((s) => [`  ${s.step}`, s.status, `exit ${s.exit_code}`, `${(s.duration_ms / 1000).toFixed(1)}s`, relative(ws.root, s.manifest)])),
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
+      reportProblems(mine);
     });
 
   addLockFlags(
@@ -84,5 +83,39 @@ export function registerRuns(program: Command): void {
     setExitCode(report.exit_code);
     if (o.json) return printJson(report);
     process.stdout.write(`retry of ${runId}\n${formatReport(report)}`);
+  });
+}
+
+/** The runs as a table ("no runs" when there are none). */
+function printRuns(list: RunInfo[]): void {
+  if (list.length === 0) return void process.stdout.write('no runs\n');
+  const rows = [['RUN', 'DATE', 'STATUS', 'EXIT', 'STEPS', 'DURATION', 'STARTED', 'FAILURE']];
+  for (const r of list) {
+    rows.push([
+      r.run_id,
+      r.date,
+      r.status + (r.current ? ' (current)' : ''),
+      String(r.exit_code),
+      `${r.steps.filter((s) => s.status === 'success').length}/${STAGES.length}`,
+      `${(r.duration_ms / 1000).toFixed(1)}s`,
+      r.started_at.replace(/\.\d{3}Z$/, 'Z'),
+      r.failure ? truncate(r.failure, 70) : '',
+    ]);
+  }
+  process.stdout.write(`${table(rows)}\n`);
+}
+
+/**
+ * Damaged run files: each named on stderr, then exit 30 (STATE_CORRUPT) so cron and scripts see
+ * that the list is not the whole history. The runs that read back were printed first.
+ */
+function reportProblems(problems: StateFileProblem[]): void {
+  if (problems.length === 0) return;
+  for (const p of problems) {
+    const what = p.kind === 'pointer' ? 'no run of its date is marked current' : 'left out';
+    process.stderr.write(`warning: ${p.path}: ${p.error} (${what})\n`);
+  }
+  throw new StateCorruptError(`${problems.length} run file(s) do not read back (first ${problems[0]!.path}); what is printed above goes without them`, {
+    hint: 'metaspn doctor names each and its fix; `metaspn doctor --repair` rewrites a damaged pointer from the ledger and moves a damaged manifest to quarantine/',
   });
 }

@@ -4,10 +4,22 @@ import { startAlertLoop } from '../../ops/alerts/loop.js';
 import { opsSettings } from '../../ops/settings.js';
 import { buildServer } from '../../ops/server.js';
 import { stopSignals } from '../../runtime/signals.js';
-import { nonNegativeInt, positiveInt } from '../options.js';
+import { collect, nonNegativeInt, positiveInt } from '../options.js';
 import { openSession } from '../session.js';
 
 const BIN = fileURLToPath(new URL('../../../../bin/metaspn.js', import.meta.url));
+
+interface ServeOptions {
+  workspace: string;
+  host: string;
+  port: number;
+  minFreeMb: number;
+  alertIntervalSec: number;
+  allowedHost?: string[];
+  bodyLimitMb: number;
+  requestTimeoutSec: number;
+  headersTimeoutSec: number;
+}
 
 export function registerServe(program: Command): void {
   program
@@ -18,10 +30,26 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'port', positiveInt('--port'), 4001)
     .option('--min-free-mb <n>', 'readiness fails below this much free disk', positiveInt('--min-free-mb'), 256)
     .option('--alert-interval-sec <n>', 'check alerts (and send them) every N seconds; 0: never', nonNegativeInt('--alert-interval-sec'), 60)
-    .action(async (o: { workspace: string; host: string; port: number; minFreeMb: number; alertIntervalSec: number }) => {
+    .option('--allowed-host <name>', 'also answer requests whose Host is this name (repeatable); loopback names, IP addresses and --host always are', collect)
+    .option('--body-limit-mb <n>', 'largest task submission body, in MiB (other writes: 64 KiB)', positiveInt('--body-limit-mb'), 8)
+    .option('--request-timeout-sec <n>', 'a request (headers and body) must arrive within this; else 408', positiveInt('--request-timeout-sec'), 30)
+    .option('--headers-timeout-sec <n>', 'request headers must arrive within this (at most --request-timeout-sec)', positiveInt('--headers-timeout-sec'), 10)
+    .action(async (o: ServeOptions) => {
       const s = openSession(o.workspace, { module: 'serve' });
       const settings = opsSettings();
-      const app = await buildServer({ ws: s.ws, cfg: s.cfg, settings, log: s.log.logger, bin: BIN, minFreeBytes: o.minFreeMb * 2 ** 20 });
+      const app = await buildServer({
+        ws: s.ws,
+        cfg: s.cfg,
+        settings,
+        log: s.log.logger,
+        bin: BIN,
+        minFreeBytes: o.minFreeMb * 2 ** 20,
+        listenHost: o.host,
+        allowedHosts: o.allowedHost ?? [],
+        http: { tasksBodyLimit: o.bodyLimitMb * 2 ** 20, requestTimeoutMs: o.requestTimeoutSec * 1000, headersTimeoutMs: Math.min(o.headersTimeoutSec, o.requestTimeoutSec) * 1000 },
+        // Only a server that can write keeps queues open: loading them up front spares the first write the log replay.
+        preloadQueues: settings.writeEnabled && settings.token !== null,
+      });
       const alerts = startAlertLoop({ ws: s.ws, cfg: s.cfg, intervalMs: o.alertIntervalSec * 1000, log: s.log.logger });
       const url = await app.listen({ host: o.host, port: o.port }).catch(async (err: unknown) => {
         await alerts.stop();

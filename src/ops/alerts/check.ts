@@ -1,17 +1,18 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { Logger } from 'pino';
 import { readLedger } from '../../storage/ledger.js';
 import { Mutex } from '../../storage/mutex.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
 import { listRuns } from '../../storage/runs.js';
+import { quarantineFile, StateFileError } from '../../storage/state-file.js';
 import { compactTs, metaspnVersion } from '../reports/meta.js';
 import { queueNamesOf, queueView, type QueueView } from '../workspace-view.js';
 import type { AlertSettings } from './config.js';
 import { deliver } from './delivery.js';
 import { evaluate, latestPerPipeline, type AlertCandidate, type Observation } from './rules.js';
-import { appendAlertLog, readAlertState, sortAlerts, toOpenAlert, writeAlertState, type AlertLogLine, type AlertRecord, type OpenAlert } from './state.js';
+import { appendAlertLog, emptyState, readAlertState, sortAlerts, toOpenAlert, writeAlertState, type AlertLogLine, type AlertRecord, type AlertState, type OpenAlert } from './state.js';
 
 export interface CheckResult {
   checked_at: string;
@@ -26,6 +27,8 @@ export interface CheckResult {
   webhook: 'configured' | 'not_configured';
   /** Queues that could not be read (skipped by the rules at this check). */
   unreadable: { queue: string; error: string }[];
+  /** The state file did not read back: it was moved to quarantine/ and this check started afresh. */
+  state_reset: { path: string; error: string; moved_to: string } | null;
 }
 
 /** The workspace as the rules see it: queue views, the latest run of each pipeline, guardrail pauses. */
@@ -78,7 +81,19 @@ export async function checkAlerts(ws: WorkspacePaths, settings: AlertSettings, o
 async function checkLocked(ws: WorkspacePaths, settings: AlertSettings, o: CheckOptions): Promise<CheckResult> {
   const now = o.now ?? Date.now();
   const at = new Date(now).toISOString();
-  const state = readAlertState(ws);
+  let state: AlertState;
+  let stateReset: CheckResult['state_reset'] = null;
+  try {
+    state = readAlertState(ws);
+  } catch (err) {
+    if (!(err instanceof StateFileError)) throw err;
+    // The state only remembers (cooldowns, pending deliveries): alerting goes on without it, and
+    // the damaged file is kept in quarantine/ for a look. Open alerts are sent again.
+    const movedTo = quarantineFile(ws, err.path);
+    stateReset = { path: relative(ws.root, err.path), error: err.message.slice(err.path.length + 2), moved_to: relative(ws.root, movedTo) };
+    o.log?.warn({ event: 'alert_state_reset', ...stateReset }, `alert state ${stateReset.path} did not read back (${stateReset.error}); moved to ${stateReset.moved_to}, starting afresh`);
+    state = emptyState();
+  }
   const { obs, unreadable } = observe(ws, now);
   const wasOpen = new Set(Object.values(state.alerts).filter((a) => a.open).map((a) => a.fingerprint));
   const { alerts, workers } = evaluate(obs, { workers: state.workers, open: wasOpen }, settings);
@@ -111,7 +126,7 @@ async function checkLocked(ws: WorkspacePaths, settings: AlertSettings, o: Check
     }
   }
 
-  const result: CheckResult = { checked_at: at, open: [], resolved, sent: [], failed: [], cooling: [], webhook: settings.webhookUrl ? 'configured' : 'not_configured', unreadable };
+  const result: CheckResult = { checked_at: at, open: [], resolved, sent: [], failed: [], cooling: [], webhook: settings.webhookUrl ? 'configured' : 'not_configured', unreadable, state_reset: stateReset };
   if (settings.webhookUrl) {
     for (const r of sortAlerts(Object.values(state.alerts))) {
       if (r.open && !r.pending) {

@@ -2,6 +2,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeAtomicSync } from '../../storage/atomic.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
+import { problemOf, readStateJson, shape, StateFileError, type StateFileProblem } from '../../storage/state-file.js';
 import type { RuleName } from './config.js';
 import type { AlertCandidate, Severity, WorkerMemory } from './rules.js';
 
@@ -49,16 +50,48 @@ export function emptyState(): AlertState {
   return { schema_version: 1, checked_at: null, workers: {}, alerts: {} };
 }
 
-/** The state file; a missing or unreadable one starts afresh (it only remembers, it is not the record). */
+const ALERT_STATE_HINT =
+  'the alert state is replaced atomically, so this file was changed outside metaspn: `metaspn doctor --repair` (or the next `metaspn alerts check`) moves it to quarantine/ and starts afresh (open alerts are sent again)';
+const stateShape = shape({ schema_version: 'number', workers: 'object', alerts: 'object' });
+const recordShape = shape({ fingerprint: 'string', rule: 'string', subject: 'string', severity: 'string', message: 'string', details: 'object', open: 'boolean', since: 'string', last_seen: 'string' });
+const pendingShape = shape({ event_id: 'string', body: 'string', first_attempt_at: 'string', attempts: 'number' });
+const memoryShape = shape({ dead_lettered: 'number', dead: 'number', samples: 'array' });
+
+/** The rule an alert state breaks, or null. */
+function checkState(v: unknown): string | null {
+  const bad = stateShape(v);
+  if (bad) return bad;
+  const s = v as AlertState;
+  if (s.schema_version !== 1) return `schema_version ${String(s.schema_version)} is not 1`;
+  if (s.checked_at !== null && typeof s.checked_at !== 'string') return 'checked_at is neither null nor a time';
+  for (const [fp, r] of Object.entries(s.alerts)) {
+    const b = recordShape(r) ?? (r.pending === null || r.pending === undefined ? null : pendingShape(r.pending));
+    if (b) return `alerts["${fp.slice(0, 80)}"]: ${b}`;
+  }
+  for (const [w, m] of Object.entries(s.workers)) {
+    const b = memoryShape(m);
+    if (b) return `workers["${w.slice(0, 80)}"]: ${b}`;
+  }
+  return null;
+}
+
+/**
+ * The state file; a missing one starts afresh. One that is not JSON or not of the state's shape
+ * throws StateFileError (30) naming it: `alerts check` sets it aside and starts afresh (alerts
+ * must keep flowing), `alerts list` and `doctor` report it.
+ */
 export function readAlertState(ws: WorkspacePaths): AlertState {
-  const p = alertStatePath(ws);
-  if (!existsSync(p)) return emptyState();
+  return readStateJson<AlertState>(alertStatePath(ws), checkState, ALERT_STATE_HINT) ?? emptyState();
+}
+
+/** The alert state as a problem when it is damaged, else null. */
+export function alertStateProblem(ws: WorkspacePaths): StateFileProblem | null {
   try {
-    const s = JSON.parse(readFileSync(p, 'utf8')) as AlertState;
-    if (s.schema_version !== 1 || typeof s.alerts !== 'object' || typeof s.workers !== 'object') return emptyState();
-    return s;
-  } catch {
-    return emptyState();
+    readAlertState(ws);
+    return null;
+  } catch (err) {
+    if (!(err instanceof StateFileError)) throw err;
+    return problemOf(ws, 'alert_state', err);
   }
 }
 

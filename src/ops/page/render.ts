@@ -1,6 +1,7 @@
 import type { LockStatus } from '../../guard/run-lock.js';
 import type { DeadLetter } from '../../queue/types.js';
 import type { RunInfo } from '../../storage/runs.js';
+import type { StateFileProblem } from '../../storage/state-file.js';
 import type { QueueView } from '../workspace-view.js';
 import { OPS_CSS, OPS_JS } from './client.js';
 import { html, raw, type Html } from './html.js';
@@ -23,7 +24,8 @@ export interface OpsPageView {
   generatedAt: Date;
   queues: Section<QueueView[]>;
   deadLetters: Section<DeadLetterGroup[]>;
-  runs: Section<{ recent: RunInfo[]; total: number }>;
+  /** `problems`: run files that do not read back (left out of the table, named under it). */
+  runs: Section<{ recent: RunInfo[]; total: number; problems?: StateFileProblem[] }>;
   lock: Section<LockStatus>;
 }
 
@@ -113,11 +115,18 @@ ${g.total > g.items.length ? html`<p class="muted">Showing the oldest ${g.items.
   )}`;
 }
 
+function runProblems(problems: StateFileProblem[]): Html | null {
+  if (problems.length === 0) return null;
+  return html`<div class="section-error" id="run-problems"><p>${problems.length} run file(s) do not read back and are left out; <span class="mono">metaspn doctor --repair</span> fixes them:</p>
+<ul>${problems.slice(0, 20).map((p) => html`<li><span class="mono">${p.path}</span>: ${p.error}</li>`)}</ul></div>`;
+}
+
 function runsSection(v: OpsPageView): Html {
   if (!v.runs.ok) return sectionError(v.runs.error);
   const { recent, total } = v.runs.value;
-  if (recent.length === 0) return html`<p class="empty">No runs yet.</p>`;
-  return html`<table id="runs-table">
+  const problems = runProblems(v.runs.value.problems ?? []);
+  if (recent.length === 0) return html`${problems}<p class="empty">No runs yet.</p>`;
+  return html`${problems}<table id="runs-table">
 <thead><tr><th>Run</th><th>Pipeline</th><th>Date</th><th>Status</th><th>Started (UTC)</th><th class="num">Duration</th><th class="num">Exit code</th><th>Failure</th></tr></thead>
 <tbody>${recent.map(
     (r) => html`<tr data-run="${r.run_id}">

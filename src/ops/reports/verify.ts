@@ -75,7 +75,9 @@ export async function verifyDeployment(base: string, o: { token: string | null; 
     add(
       'readiness',
       ready.status === 200,
-      ready.status === 200 ? `200, checks ${checksOf.map((c) => c.name).join(', ')}` : `GET /health/test answered ${ready.status}${failed.length ? `: ${failed.map((c) => `${c.name} (${c.detail})`).join('; ')}` : ''}`,
+      ready.status === 200
+        ? `200, checks ${checksOf.map((c) => c.name).join(', ')}${failed.length ? `; DEGRADED: ${failed.map((c) => `${c.name} (${c.detail})`).join('; ')}` : ''}`
+        : `GET /health/test answered ${ready.status}${failed.length ? `: ${failed.map((c) => `${c.name} (${c.detail})`).join('; ')}` : ''}`,
     );
   }
 
