@@ -122,7 +122,6 @@ export class RunStarter {
   private async startOne(req: StartRequest): Promise<StartAnswer> {
     const { ws, log } = this.o;
     const held = this.holder();
-    if (held) return { status: 409, body: { error: `the run lock is held by ${held}` } };
     const rec: RunStart = {
       run_id: req.runId,
       date: req.date,
@@ -136,6 +135,12 @@ export class RunStarter {
       error: null,
     };
     mkdirSync(runStartsDir(ws), { recursive: true });
+    if (held) {
+      // Refused before a process is started; recorded all the same, so the status URL answers.
+      const error = `the run lock is held by ${held}`;
+      write(ws, { ...rec, status: 'refused', exited_at: rec.requested_at, error });
+      return { status: 409, body: { error, run_id: req.runId, status_url: `/api/runs/${req.runId}` } };
+    }
     write(ws, rec);
     const stderrPath = join(runStartsDir(ws), `${req.runId}.stderr`);
     const errFd = openSync(stderrPath, 'a');

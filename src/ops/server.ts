@@ -128,8 +128,12 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
     done(null, v);
   });
 
-  app.setErrorHandler((err, _req, reply) => {
-    const e = toMetaspnError(err);
+  app.setErrorHandler((err, req, reply) => {
+    const code = (err as { code?: string }).code;
+    const e =
+      code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+        ? new MetaspnError('USAGE', `send the body as JSON (content-type: application/json), not ${String(req.headers['content-type'] ?? 'without a content type').slice(0, 80)}`)
+        : toMetaspnError(err);
     const status = (err as { statusCode?: number }).statusCode ?? HTTP_BY_CODE[e.code] ?? 500;
     if (status >= 500) ctx.log.error({ event: 'ops_error', error: e.message }, 'ops request failed');
     const retry = (e.details as { retry_after_s?: number } | undefined)?.retry_after_s;
