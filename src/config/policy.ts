@@ -36,6 +36,8 @@ const fields = {
   stop_failure_ratio: limitSchema('stop_failure_ratio'),
   /** Tasks the stop condition looks back over. Default 20. */
   stop_window: limitSchema('stop_window'),
+  /** Where `worker run` runs handlers: 'none', 'thread' or 'process' (src/runtime/isolation). Default: the worker's own, else 'thread'. */
+  isolation: z.enum(['none', 'thread', 'process']).optional(),
 };
 
 /** A complete policy: what the code sees after every layer is applied. */
@@ -64,7 +66,8 @@ export const POLICY_DEFAULTS: QueuePolicy = {
   stop_window: 20,
 };
 
-export const POLICY_KEYS = Object.keys(fields) as (keyof QueuePolicy)[];
+/** The numeric keys (each has a LIMITS row and a METASPN_QUEUE_<KEY> variable). */
+export const POLICY_KEYS = Object.keys(fields).filter((k) => k !== 'isolation') as Exclude<keyof QueuePolicy, 'isolation'>[];
 
 /** The defaults with `layers` applied in order (later wins), validated. */
 export function resolvePolicy(...layers: PartialPolicy[]): QueuePolicy {

@@ -5,12 +5,19 @@ import { describeError } from '../queue/record.js';
 import { isDiskFull } from '../guard/errors.js';
 import type { ClaimedTask, Lease, Owner, Queue } from '../queue/types.js';
 import type { QueuePolicy } from '../config/policy.js';
-import { isUnrecoverable, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
+import { inProcessHost, IsolateStartError, type HandlerHost } from './isolation/host.js';
+import { isInstance, isPermissionDenied, permissionFailure, safeError } from './thrown.js';
+import { isUnrecoverable, LeaseLostError, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
 
 /** Everything the loop touches, passed in: unit tests drive it with a memory queue and a fake clock. */
 export interface RunnerDeps {
   queue: Pick<Queue, 'claim' | 'complete' | 'fail' | 'deadLetter' | 'release' | 'renewLease'>;
   worker: WorkerDefinition;
+  /**
+   * Runs each attempt's handler and settles only when it has really ended. Default: in this
+   * process (`inProcessHost`); `isolatedHost` runs it in a thread or child process per slot.
+   */
+  host?: HandlerHost;
   owner: Owner;
   policy: QueuePolicy;
   /** Drain what is ready, then return (no polling). */
@@ -37,7 +44,11 @@ export interface RunnerDeps {
   nextDue?: () => Promise<number | null>;
   /** After each task outcome (for guardrails and metrics). */
   onOutcome?: (o: TaskOutcome) => void;
-  /** A stop condition: a reason halts claiming (running tasks finish, buffered ones go back). */
+  /**
+   * A stop condition, asked as soon as each handler has ended (before its acknowledgement, with the
+   * outcome about to be recorded): a reason halts claiming at once (running tasks finish, buffered
+   * ones go back).
+   */
   haltWhen?: (o: TaskOutcome) => string | null;
 }
 
@@ -51,7 +62,7 @@ export interface TaskOutcome {
   duration_ms: number;
   /** For dead letters: the error's code, e.g. STATE_CORRUPT. */
   code?: string;
-  /** An error no task can get past (disk full): the worker stops claiming and rethrows it. */
+  /** An error no task can get past (disk full, permission denied, no isolate starts): the worker stops claiming and rethrows it. */
   fatal?: unknown;
 }
 
@@ -98,23 +109,37 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   let drained = false;
   let fatal: { err: unknown } | null = null;
   const live = new Set<Live>();
-  const stopWatchdog = watchdog(d, live);
+  const host = d.host ?? inProcessHost(d.worker);
+  const stopWatchdog = watchdog(d, live, host, buffer, () => void sum.lease_lost++);
+  // The stop condition hears of each handler as soon as it ended: the acknowledgements of hundreds
+  // of tasks may be pending, and waiting for them let hundreds more run.
+  let failing = false;
+  const judge = (o: TaskOutcome): void => {
+    if (o.fatal !== undefined) {
+      // No other task starts while this one is being given back.
+      fatal ??= { err: o.fatal };
+      halt.abort();
+      return;
+    }
+    failing = o.kind !== 'completed';
+    if (halt.signal.aborted || !d.haltWhen) return;
+    const why = d.haltWhen(o);
+    if (why) {
+      sum.halted = why;
+      halt.abort();
+    }
+  };
 
   const start = (c: ClaimedTask): void => {
     let free!: () => void;
     const handled = new Promise<void>((r) => (free = r));
     const slot = handled.then(() => void running.delete(slot));
     running.add(slot);
-    const whole = runOne(d, c, live, free).then((o) => {
+    const whole = runOne(d, host, c, live, free, judge).then((o) => {
       sum[o.kind]++;
       if (++settled % 4096 === 0) collectIfGrown();
       if (o.fatal !== undefined && !fatal) {
         fatal = { err: o.fatal };
-        halt.abort();
-      }
-      const why = halt.signal.aborted ? null : (d.haltWhen?.(o) ?? null);
-      if (why) {
-        sum.halted = why;
         halt.abort();
       }
       avgMs = avgMs === 0 ? o.duration_ms : avgMs * 0.9 + o.duration_ms * 0.1;
@@ -125,7 +150,9 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   };
 
   while (!d.stop.aborted && !halt.signal.aborted) {
-    const prefetch = prefetchFor(policy, avgMs, d.prefetch);
+    // While tasks fail, claim no further ahead than the free slots: a broken dependency must not
+    // leave hundreds of tasks leased to a worker about to stop.
+    const prefetch = failing && d.prefetch === undefined ? policy.concurrency : prefetchFor(policy, avgMs, d.prefetch);
     const want = Math.min(prefetch - buffer.length, maxTasks - sum.claimed);
     if (!drained && want > 0 && buffer.length <= policy.concurrency) {
       const got = await d.queue.claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms });
@@ -175,7 +202,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     if (sum.forced) log.warn({ event: 'worker_forced', running: running.size }, 'forced stop: running tasks left to their leases');
   }
   stopWatchdog();
-  // Disk full: retrying would only burn every task's attempts; the command fails with the cause.
+  // Disk full, permission denied: retrying would only burn every task's attempts; the command fails with the cause.
   if (fatal) throw fatal.err;
   return sum;
 }
@@ -184,28 +211,61 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
 interface Live {
   id: string;
   lease: Lease;
+  /** When the handler started (an isolate may have had to start first); Infinity until then. */
   started: number;
   renewed: number;
-  abort(reason: Error): void;
+  timedOut: boolean;
+  /** Stops the attempt: aborts its signal; an isolate is killed after a grace, or at once with `now`. */
+  stop(reason: Error, now: boolean): void;
 }
 
 /**
- * One timer for all running tasks: times them out and renews their leases every lease/3.
- * (A timer and an AbortController per task cost more than a no-op task itself.)
+ * One timer for all running tasks: times them out and renews their leases every lease/3, also
+ * while a timed-out handler is still ending (its lease is kept until it has: no other attempt of
+ * the task may start before). A renewal refused means another worker holds the task: the attempt
+ * is stopped. (A timer and an AbortController per task cost more than a no-op task itself.)
  */
-function watchdog(d: RunnerDeps, live: Set<Live>): () => void {
+function watchdog(d: RunnerDeps, live: Set<Live>, host: HandlerHost, buffer: ClaimedTask[], lost: () => void): () => void {
   const { policy } = d;
+  const log = d.init.logger;
   const period = Math.min(1000, Math.max(10, Math.min(policy.timeout_ms, policy.lease_ms / 3) / 4));
+  const renewing = new WeakSet<ClaimedTask>();
   const timer = setInterval(() => {
     const now = d.now();
+    // Claimed ahead and waiting for a slot: their leases are this worker's to keep too.
+    for (const c of buffer) {
+      if (renewing.has(c) || c.lease.expires_at - now > (policy.lease_ms * 2) / 3) continue;
+      renewing.add(c);
+      void d.queue
+        .renewLease(c.task.id, c.lease, policy.lease_ms)
+        .then((ok) => {
+          if (ok) c.lease = { ...c.lease, expires_at: now + policy.lease_ms };
+          const at = buffer.indexOf(c);
+          if (!ok && at >= 0) {
+            buffer.splice(at, 1);
+            lost();
+          }
+        })
+        .catch(() => undefined)
+        .finally(() => renewing.delete(c));
+    }
     for (const t of live) {
-      if (now - t.started >= policy.timeout_ms) t.abort(new TaskTimeoutError(policy.timeout_ms));
-      else if (now - t.renewed >= policy.lease_ms / 3) {
+      if (!t.timedOut && now - t.started >= policy.timeout_ms) {
+        t.timedOut = true;
+        if (host.isolation === 'none') {
+          log.warn({ event: 'task_timeout', task_id: t.id, timeout_ms: policy.timeout_ms, isolation: host.isolation }, `task ${t.id} timed out after ${policy.timeout_ms} ms: its signal is aborted, and its slot stays taken until the handler returns (isolation none cannot stop it)`);
+        } else {
+          log.info({ event: 'task_timeout', task_id: t.id, timeout_ms: policy.timeout_ms, isolation: host.isolation }, `task ${t.id} timed out after ${policy.timeout_ms} ms: stopping its ${host.isolation}`);
+        }
+        t.stop(new TaskTimeoutError(policy.timeout_ms), false);
+      }
+      if (now - t.renewed >= policy.lease_ms / 3) {
         t.renewed = now;
         void d.queue
           .renewLease(t.id, t.lease, policy.lease_ms)
           .then((ok) => {
             if (ok) t.lease = { ...t.lease, expires_at: now + policy.lease_ms };
+            else if (live.has(t)) t.stop(new LeaseLostError(), false);
           })
           .catch(() => undefined);
       }
@@ -213,7 +273,7 @@ function watchdog(d: RunnerDeps, live: Set<Live>): () => void {
   }, period);
   // Referenced on purpose: a handler stuck on a promise that holds nothing else must still time out.
   const onForce = (): void => {
-    for (const t of live) t.abort(new Error('worker forced to stop'));
+    for (const t of live) t.stop(new Error('worker forced to stop'), true);
   };
   d.force?.addEventListener('abort', onForce, { once: true });
   return () => {
@@ -222,26 +282,33 @@ function watchdog(d: RunnerDeps, live: Set<Live>): () => void {
   };
 }
 
-/** Runs one task; `handled` frees its concurrency slot as soon as the handler is done, before the acknowledgement. */
-async function runOne(d: RunnerDeps, c: ClaimedTask, live: Set<Live>, handled: () => void): Promise<TaskOutcome> {
+/**
+ * Runs one task. `handled` frees its concurrency slot once the handler has really ended (an
+ * isolate killed, an in-process promise settled), before the acknowledgement; `judge` hears the
+ * outcome about to be recorded at the same moment.
+ */
+async function runOne(d: RunnerDeps, host: HandlerHost, c: ClaimedTask, live: Set<Live>, handled: () => void, judge: (o: TaskOutcome) => void): Promise<TaskOutcome> {
   const { policy, worker } = d;
   const { task } = c;
   const attempt = task.attempt_count + 1;
   const t0 = d.now();
   let reason: Error | null = null;
+  // Set from the watchdog's callbacks: read through this so the compiler does not take it for null.
+  const stopReason = (): Error | null => reason;
   let ctrl: AbortController | null = null;
-  let wake!: () => void;
-  const woke = new Promise<void>((r) => (wake = r));
+  let stopHost: ((reason: Error, now: boolean) => void) | null = null;
   const me: Live = {
     id: task.id,
     lease: c.lease,
-    started: t0,
+    started: Infinity,
     renewed: t0,
-    abort(e) {
-      if (reason) return;
-      reason = e;
-      ctrl?.abort(e);
-      wake();
+    timedOut: false,
+    stop(e, now) {
+      if (!reason) {
+        reason = e;
+        ctrl?.abort(e);
+      }
+      stopHost?.(e, now);
     },
   };
   live.add(me);
@@ -261,6 +328,8 @@ async function runOne(d: RunnerDeps, c: ClaimedTask, live: Set<Live>, handled: (
     log[level]({ event: 'task_end', task_id: task.id, outcome: kind, duration_ms: o.duration_ms, attempt: `${attempt} of ${task.max_attempts}` }, `task ${kind}`);
     return o;
   };
+  /** What the stop condition hears before the acknowledgement is committed. */
+  const verdict = (kind: OutcomeKind): void => judge({ id: task.id, kind, attempt, duration_ms: d.now() - t0 });
   const done = (): void => {
     live.delete(me);
     handled();
@@ -270,6 +339,7 @@ async function runOne(d: RunnerDeps, c: ClaimedTask, live: Set<Live>, handled: (
     const payload = worker.payload ? worker.payload.safeParse(task.payload) : null;
     if (payload && !payload.success) {
       done();
+      verdict('dead_contract');
       const issue = payload.error.issues[0];
       const where = issue && issue.path.length ? issue.path.join('.') : 'payload';
       const err = { kind: 'contract' as const, class: 'ContractError', message: `payload invalid: ${where}: ${issue?.message ?? 'rejected'}`, at: new Date(d.now()).toISOString() };
@@ -287,26 +357,46 @@ async function runOne(d: RunnerDeps, c: ClaimedTask, live: Set<Live>, handled: (
       },
     };
     const value = payload?.success ? payload.data : task.payload;
-    await Promise.race([Promise.resolve().then(() => worker.handle({ ...task, payload: value }, ctx)), woke]);
+    // Settles only when the handler has really ended: the slot and the lease are held until then.
+    await host.run({
+      task,
+      payload: value,
+      ctx,
+      started: () => void (me.started = d.now()),
+      onStop: (f) => {
+        stopHost = f;
+        if (reason) f(reason, d.force?.aborted === true);
+      },
+    });
     done();
-    // A handler that returns because it was aborted did not finish its work.
-    if (reason) throw reason;
+    // A handler that returns because it was stopped did not finish its work.
+    const stopped = stopReason();
+    if (stopped) throw stopped;
+    verdict('completed');
     return outcome((await d.queue.complete(task.id, me.lease)) ? 'completed' : 'lease_lost');
   } catch (raw) {
     done();
     // Forced: the process is about to exit; the lease hands the task to the next worker.
     if (d.force?.aborted) return outcome('abandoned');
-    const err = reason ?? raw;
-    if (isDiskFull(err)) {
-      // No attempt is spent: the task goes back as it was (if the queue can still write; else its lease expires).
+    // Another worker holds the task: nothing this one records would be accepted.
+    if (stopReason() instanceof LeaseLostError) return outcome('lease_lost');
+    // Whatever was thrown is read once, here, into a plain Error whose reading cannot throw.
+    const err = stopReason() ?? (isInstance(raw, IsolateStartError) ? raw : safeError(raw));
+    if (err instanceof IsolateStartError || isDiskFull(err) || isPermissionDenied(err)) {
+      // Not the task's fault, and no task can succeed: no attempt is spent, the task goes back as
+      // it was (if the queue can still write; else its lease expires) and the worker stops.
+      const why = isPermissionDenied(err) ? permissionFailure(err, `task ${task.id} of ${worker.name}`) : err;
+      judge({ id: task.id, kind: 'released', attempt, duration_ms: d.now() - t0, fatal: why });
       const back = await d.queue.release(task.id, me.lease).catch(() => false);
-      return { ...outcome(back ? 'released' : 'abandoned', (err as NodeJS.ErrnoException).code), fatal: err };
+      return { ...outcome(back ? 'released' : 'abandoned', (err as NodeJS.ErrnoException).code), fatal: why };
     }
     if (isUnrecoverable(err)) {
+      verdict('dead_contract');
       const e = describeError(err, 'contract', d.now());
       const ok = await d.queue.deadLetter(task.id, me.lease, e);
       return outcome(ok ? 'dead_contract' : 'lease_lost', e.code);
     }
+    verdict(attempt >= task.max_attempts ? 'dead' : 'retry_scheduled');
     const kind = err instanceof TaskTimeoutError ? 'timeout' : 'transient';
     const delay = backoffDelay(attempt, { base_ms: policy.backoff_base_ms, cap_ms: policy.backoff_cap_ms, jitter: policy.backoff_jitter }, d.random);
     const e = describeError(err, kind, d.now());

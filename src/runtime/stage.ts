@@ -1,5 +1,6 @@
 import type { QueuePolicy } from '../config/policy.js';
 import type { DeadLetter, NewTask, Owner, Queue, TaskState } from '../queue/types.js';
+import type { HandlerHost } from './isolation/host.js';
 import { runWorker, type RunSummary } from './runner.js';
 import { sleep } from './sleep.js';
 import type { WorkerDefinition, WorkerInitContext } from './worker-api.js';
@@ -33,6 +34,11 @@ export interface StageOptions {
   by: string;
   stop: AbortSignal;
   force?: AbortSignal;
+  /**
+   * Where handlers run. Default: in process, as a pipeline's workers share the run's context
+   * (`init.env`), which cannot cross to an isolate.
+   */
+  host?: HandlerHost;
 }
 
 const ZERO: RunSummary = { claimed: 0, completed: 0, retry_scheduled: 0, dead: 0, dead_contract: 0, lease_lost: 0, abandoned: 0, released: 0, forced: false };
@@ -61,6 +67,7 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
     const s = await runWorker({
       queue: o.queue,
       worker: o.worker,
+      ...(o.host ? { host: o.host } : {}),
       owner: o.owner,
       policy: o.policy,
       once: true,

@@ -3,6 +3,7 @@ import type { ZodType } from 'zod';
 import type { WorkspacePaths } from '../storage/paths.js';
 import type { TaskRecord } from '../queue/types.js';
 import type { QueuePolicy } from '../config/policy.js';
+import type { Isolation } from './isolation/host.js';
 
 /**
  * What a worker module exports (as a class or a plain object): the queue it drains, an optional
@@ -23,6 +24,15 @@ export interface WorkerDefinition<P = unknown> {
   close?(): unknown;
   /** Queue policy defaults of this worker (config, environment and flags still win). */
   readonly defaults?: Partial<QueuePolicy>;
+  /**
+   * Where `worker run` runs the handler: `'thread'` (a worker thread per concurrency slot, the
+   * default), `'process'` (a child process per slot) or `'none'` (in the worker process). In an
+   * isolate, a timeout or a forced stop really ends the handler, and a handler that blocks the
+   * event loop cannot starve the lease; the module is loaded and `init` runs once per isolate,
+   * and `ctx.env` and payloads cross by structured clone. Config `queues.<name>.isolation` and
+   * `--isolation` win over it.
+   */
+  readonly isolation?: Isolation;
 }
 
 export type WorkerTask<P> = Omit<TaskRecord, 'payload'> & { payload: P };
@@ -35,7 +45,11 @@ export interface WorkerInitContext {
 }
 
 export interface WorkerContext extends WorkerInitContext {
-  /** Aborted when the task times out or the worker is forced to stop. */
+  /**
+   * Aborted when the task times out, its lease is lost or the worker is forced to stop. In process
+   * (isolation 'none') it is all a timeout can do: a handler that ignores it keeps its slot until
+   * it returns. In an isolate, one that does not end within a moment is killed.
+   */
   signal: AbortSignal;
   /** Extends the task's lease; long tasks call it now and then (the runner also does, every lease/3). */
   heartbeat(): Promise<void>;
@@ -57,6 +71,14 @@ export class TaskTimeoutError extends Error {
   constructor(ms: number) {
     super(`task timed out after ${ms} ms`);
     this.name = 'TaskTimeoutError';
+  }
+}
+
+/** The task's lease was lost (another worker holds the task now): the attempt is stopped, its result would be refused. */
+export class LeaseLostError extends Error {
+  constructor() {
+    super('the lease was lost: another worker holds the task now');
+    this.name = 'LeaseLostError';
   }
 }
 

@@ -6,6 +6,15 @@ import { describe, expect, it } from 'vitest';
 import { cli, exit, type Proc, run, spec, start, tempWorkspace, waitFor } from './cli.js';
 
 
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function alive(p: Proc): boolean {
   return p.child.exitCode === null && p.child.signalCode === null;
 }
@@ -135,6 +144,26 @@ describe('worker crashes', () => {
     expect(ex[0]!.pid).toBe(a.child.pid);
     expect(await stats(ws, 'slow')).toMatchObject({ ready: 0, leased: 0, completed: 1, dead: 0 });
     expect(errorHistory(ws, 'slow', 'k1')).toMatchObject([{ attempt: 1, kind: 'owner_gone' }]);
+  });
+
+  it('isolation process: SIGKILL the worker mid-task; its handler process goes with it, and another worker recovers the task', async () => {
+    const ws = tempWorkspace({ demo: false });
+    // Stall: attempt 1 waits for a gate that never comes; attempt 2 returns at once.
+    await enqueue(ws, 'stall', 'tasks.jsonl', [{ id: 'k2', payload: {} }]);
+
+    const a = start(['worker', 'run', spec('Stall'), '--workspace', ws, '--isolation', 'process'], { cwd: ws });
+    await waitFor(() => executions(ws).length === 1, 20_000, 'the first execution');
+    const handlerPid = executions(ws)[0]!.pid;
+    expect(handlerPid).not.toBe(a.child.pid);
+    a.child.kill('SIGKILL');
+    expect((await exit(a)).signal).toBe('SIGKILL');
+    // The child sees its channel to the worker close and exits: no handler outlives its worker.
+    await waitFor(() => !pidAlive(handlerPid), 20_000, `handler process ${handlerPid} to exit`);
+
+    const b = await run(['worker', 'run', spec('Stall'), '--workspace', ws, '--once', '--isolation', 'none'], { cwd: ws });
+    expect(b.code, b.stderr).toBe(0);
+    expect(executions(ws).map((e) => `${e.id}#${e.attempt}`)).toEqual(['k2#1', 'k2#2']);
+    expect(errorHistory(ws, 'stall', 'k2')).toMatchObject([{ attempt: 1, kind: 'owner_gone' }]);
   });
 
   it('expired lease: a stopped (SIGSTOP) worker loses its task to another after the lease; its late completion is refused (fencing)', async () => {

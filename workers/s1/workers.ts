@@ -22,6 +22,8 @@ type SubjectPayload = z.infer<typeof subjectPayload>;
 abstract class S1Worker<P extends DatePayload> implements WorkerDefinition<P> {
   abstract readonly name: StageName;
   abstract readonly payload: z.ZodType<P>;
+  // Pure, fast steps of ours that share one S1 context in process; a thread per slot would cost more than the step.
+  readonly isolation = 'none' as const;
   protected s1: S1Context | null = null;
   private owned = false;
 

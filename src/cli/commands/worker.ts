@@ -1,9 +1,11 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { policyFor } from '../../config/load.js';
 import { EXIT, mostSevere } from '../../guard/exit-codes.js';
 import { makeOwner } from '../../queue/owner.js';
 import { assertQueueName } from '../../queue/record.js';
 import { openQueue } from '../../queue/open.js';
+import { DEFAULT_ISOLATION, inProcessHost, ISOLATIONS, type Isolation } from '../../runtime/isolation/host.js';
+import { isolatedHost } from '../../runtime/isolation/pool.js';
 import { loadWorker } from '../../runtime/load-worker.js';
 import { runWorker, type RunSummary } from '../../runtime/runner.js';
 import { stopSignals } from '../../runtime/signals.js';
@@ -21,6 +23,7 @@ interface RunOpts {
   maxTasks?: number;
   concurrency?: number;
   pollMs?: number;
+  isolation?: Isolation;
   json?: boolean;
 }
 
@@ -51,6 +54,7 @@ export function registerWorker(program: Command): void {
     .option('--max-tasks <n>', 'claim at most N tasks', positiveInt('--max-tasks'))
     .option('--concurrency <n>', 'tasks at once', positiveInt('--concurrency'))
     .option('--poll-ms <n>', 'idle poll interval', positiveInt('--poll-ms'))
+    .addOption(new Option('--isolation <mode>', `where handlers run: a thread or a child process per slot, or none (in process); default: the worker's, else ${DEFAULT_ISOLATION}`).choices(ISOLATIONS))
     .option('--json', 'print the summary as JSON')
     .action(async (spec: string, o: RunOpts) => {
       const worker = await loadWorker(spec);
@@ -58,19 +62,25 @@ export function registerWorker(program: Command): void {
       const owner = makeOwner();
       const s = openSession(o.workspace, { worker: worker.name, owner: owner.id });
       const log = s.log.logger;
-      const policy = policyFor(s.cfg, worker.name, worker.defaults ?? {}, { concurrency: o.concurrency, poll_ms: o.pollMs });
+      // The worker's own isolation is one of its defaults: config, then --isolation, win over it.
+      const own = { ...(worker.defaults ?? {}), ...(worker.isolation !== undefined ? { isolation: worker.isolation } : {}) };
+      const policy = policyFor(s.cfg, worker.name, own, { concurrency: o.concurrency, poll_ms: o.pollMs, isolation: o.isolation });
+      const isolation = policy.isolation ?? DEFAULT_ISOLATION;
       const queue = openQueue(s.ws, worker.name, policy, log);
       const signals = stopSignals(log);
       const t0 = Date.now();
       const init = { logger: log, workspace: s.ws, env: { config: s.cfg } };
+      // In isolates, each one loads the module and runs its init; here, this process does.
+      const host = isolation === 'none' ? inProcessHost(worker) : isolatedHost({ isolation, spec, init });
       const deadCodes: string[] = [];
       let summary: RunSummary;
       try {
-        await worker.init?.(init);
-        log.info({ event: 'worker_start', spec, once: !!o.once, max_tasks: o.maxTasks ?? null, concurrency: policy.concurrency }, 'worker started');
+        if (isolation === 'none') await worker.init?.(init);
+        log.info({ event: 'worker_start', spec, once: !!o.once, max_tasks: o.maxTasks ?? null, concurrency: policy.concurrency, isolation }, 'worker started');
         summary = await runWorker({
           queue,
           worker,
+          host,
           owner,
           policy,
           once: !!o.once,
@@ -94,7 +104,8 @@ export function registerWorker(program: Command): void {
         }
       } finally {
         signals.dispose();
-        await worker.close?.();
+        if (isolation === 'none') await worker.close?.();
+        await host.close();
         await queue.close();
       }
       const code = summary.halted ? EXIT.ANOMALY_HALT : workerExitCode(summary, deadCodes);

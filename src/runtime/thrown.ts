@@ -1,0 +1,106 @@
+import { types } from 'node:util';
+import { MetaspnError } from '../guard/errors.js';
+import { describeError } from '../queue/record.js';
+
+/**
+ * Everything the runner reads of a value a handler threw, as plain data: it crosses from an
+ * isolate to the runner by structured clone, and reading it can no longer throw.
+ */
+export interface ThrownInfo {
+  /** The error's class (`TypeError`, `ContractError`), or `NonError` for a value that is not an Error. */
+  name: string;
+  message: string;
+  /** First lines of the stack, trimmed. */
+  stack?: string[];
+  /** `code` when it is a string (`ENOSPC`, `EACCES`, `STATE_CORRUPT`). */
+  code?: string;
+  /** `path` and `syscall` of a file-system error. */
+  path?: string;
+  syscall?: string;
+  /** Marked `unrecoverable: true` (a ContractError): dead letters at once. */
+  unrecoverable: boolean;
+}
+
+/** Reads a thrown value without ever throwing: getters and Proxy traps that throw are skipped. */
+export function readThrown(x: unknown): ThrownInfo {
+  const d = describeError(x, 'transient', 0);
+  const code = field(x, 'code');
+  const path = field(x, 'path');
+  const syscall = field(x, 'syscall');
+  return {
+    name: d.class,
+    message: d.message,
+    ...(d.stack ? { stack: d.stack } : {}),
+    ...(typeof code === 'string' ? { code: code.slice(0, 200) } : {}),
+    ...(typeof path === 'string' ? { path: path.slice(0, 4096) } : {}),
+    ...(typeof syscall === 'string' ? { syscall: syscall.slice(0, 100) } : {}),
+    unrecoverable: field(x, 'unrecoverable') === true || d.class === 'ContractError',
+  };
+}
+
+/** A property of an object, or undefined when reading it throws (or it is a Proxy: its traps may). */
+function field(x: unknown, key: string): unknown {
+  if (typeof x !== 'object' || x === null || types.isProxy(x)) return undefined;
+  try {
+    return (x as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A thrown value as a plain Error with own data properties: the runner's checks (unrecoverable,
+ * disk full, permission) and the task's error record read it safely.
+ */
+export class HandlerError extends Error {
+  readonly code: string | undefined;
+  readonly path: string | undefined;
+  readonly syscall: string | undefined;
+  readonly unrecoverable: boolean;
+
+  constructor(info: ThrownInfo) {
+    super(info.message);
+    this.name = info.name;
+    this.stack = [`${info.name}: ${info.message}`, ...(info.stack ?? []).map((l) => `    ${l}`)].join('\n');
+    this.code = info.code;
+    this.path = info.path;
+    this.syscall = info.syscall;
+    this.unrecoverable = info.unrecoverable;
+  }
+}
+
+/** `x instanceof C`, false where asking would run a Proxy trap (which may throw). */
+export function isInstance<T>(x: unknown, C: abstract new (...args: never[]) => T): x is T {
+  if (typeof x !== 'object' || x === null || types.isProxy(x)) return false;
+  try {
+    return x instanceof C;
+  } catch {
+    return false;
+  }
+}
+
+/** Anything thrown, as a HandlerError (one already is stays as it is). */
+export function safeError(x: unknown): HandlerError {
+  return isInstance(x, HandlerError) ? x : new HandlerError(readThrown(x));
+}
+
+/**
+ * A permission error (EACCES, EPERM, EROFS): retrying cannot fix a file's mode or a read-only
+ * mount, so the worker stops with one message naming the path instead of spending attempts.
+ */
+export function isPermissionDenied(err: unknown): boolean {
+  const code = field(err, 'code');
+  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS';
+}
+
+/** A permission error as the one message the worker stops with: the path, the code, where it happened. */
+export function permissionFailure(err: unknown, where: string): MetaspnError {
+  const code = String(field(err, 'code'));
+  const path = field(err, 'path');
+  const syscall = field(err, 'syscall');
+  const what = typeof path === 'string' ? path : readThrown(err).message;
+  return new MetaspnError('INTERNAL_ERROR', `permission denied: ${what} (${code}${typeof syscall === 'string' ? `, ${syscall}` : ''}) in ${where}`, {
+    cause: err,
+    hint: `fix the owner or mode of ${typeof path === 'string' ? path : 'that path'} (or the read-only mount), then re-run; the task was given back with no attempt spent`,
+  });
+}
