@@ -5,11 +5,13 @@
  *   npm run bench -- --quick
  *   npm run bench -- --sizes 10000,100000,1000000 --runs 3
  *   npm run bench -- --only queue
+ *   npm run bench -- --only isolation
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gitState, parseArgs, progress, timestamp, type BenchArgs } from './lib.js';
+import { formatIsolationReport, runIsolationBench } from './isolation.js';
 import { formatQueueReport, runQueueBench } from './queue.js';
 import { formatS1Report, runS1Bench } from './s1.js';
 
@@ -32,6 +34,14 @@ const BENCHES: Bench[] = [
       // Sizes are signals here: 10 per subject, so 1M signals is 100k subjects (scoring tasks).
       const result = await runS1Bench({ sizes: args.sizes, runs: args.runs });
       return { result, report: formatS1Report(result) };
+    },
+  },
+  {
+    name: 'isolation',
+    async run(args) {
+      // Per-task cost of each handler isolation; task counts of its own (a process per slot is slow to start).
+      const result = await runIsolationBench({ runs: args.runs, tasks: args.quick ? 2000 : 10_000 });
+      return { result, report: formatIsolationReport(result) };
     },
   },
 ];
