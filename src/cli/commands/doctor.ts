@@ -24,10 +24,10 @@ export function registerDoctor(program: Command): void {
       }
       const s = o.repair ? openSession(o.workspace, { module: 'doctor' }) : null;
       const report = await doctor(ws, cfg, { repair: !!o.repair });
-      // Bad input (the config, a signal line) is 20 like everywhere else; anything corrupt is 30 and wins.
+      // A config that does not load is bad input (20), as for every other command; any other error is 30 and wins.
       const left = report.findings.filter((x) => x.severity === 'error' && !x.repaired);
-      const badInputOnly = left.length > 0 && left.every((x) => x.area === 'config' || x.area === 'input');
-      const code = report.errors === 0 ? EXIT.SUCCESS : badInputOnly ? EXIT.DATA_INVALID : EXIT.STATE_CORRUPT;
+      const configOnly = left.length > 0 && left.every((x) => x.area === 'config');
+      const code = report.errors === 0 ? EXIT.SUCCESS : configOnly ? EXIT.DATA_INVALID : EXIT.STATE_CORRUPT;
       s?.log.logger.info({ event: 'doctor', repaired: report.repaired, errors: report.errors, rc: code }, 'doctor --repair finished');
       setExitCode(code);
       if (o.json) return printJson({ ...report, exit_code: code });
