@@ -16,7 +16,7 @@ import { isolatedHost } from '../src/runtime/isolation/pool.js';
 import { runWorker } from '../src/runtime/runner.js';
 import type { WorkerDefinition } from '../src/runtime/worker-api.js';
 import { workspacePaths } from '../src/storage/paths.js';
-import { fmtNum, median, progress, sleep, table, withTempWorkspace } from './lib.js';
+import { fmtNum, median, progress, settle, sleep, table, withTempWorkspace } from './lib.js';
 
 const MODES: readonly Isolation[] = ['none', 'thread', 'process'];
 const CONCURRENCIES = [1, 4];
@@ -30,7 +30,7 @@ export interface IsolationRun {
   per_task_us: number;
   /** The first task of a fresh host: spawn, load and init of one isolate, then the task. */
   first_task_ms: number;
-  /** Resident memory one warm slot adds (threads: this process's growth; processes: the children's RSS). */
+  /** Resident memory one warm slot adds (threads: this process's growth, approximate; processes: the children's RSS). */
   rss_per_slot_mb: number | null;
 }
 
@@ -99,6 +99,7 @@ async function measure(mode: Isolation, concurrency: number, tasks: number, run:
   const file = join(dir, 'noop.mjs');
   const worker: WorkerDefinition = { name: 'noop', handle: () => undefined };
   const init = { logger: pino({ level: 'silent' }), workspace: workspacePaths(dir), env: {} };
+  await settle();
   const rss0 = process.memoryUsage().rss;
   const children0 = childrenRssMb();
   const host = hostFor(mode, `${file}:Noop`, worker, init);
@@ -106,6 +107,7 @@ async function measure(mode: Isolation, concurrency: number, tasks: number, run:
     const first_task_ms = await drain(host, worker, 1, 1, init);
     // Every slot started and warm (JIT included) before the timed batch.
     await drain(host, worker, concurrency, Math.max(200, tasks / 10), init);
+    await settle();
     const rssThreads = (process.memoryUsage().rss - rss0) / 2 ** 20 / concurrency;
     const children = childrenRssMb();
     const rss_per_slot_mb = mode === 'thread' ? rssThreads : mode === 'process' ? (children === null || children0 === null ? null : (children - children0) / concurrency) : null;
@@ -152,7 +154,7 @@ export function formatIsolationReport(res: IsolationBenchResult): string {
     }
   }
   return [
-    `Handler isolation: ${res.tasks} no-op tasks per run on the in-memory queue, medians of ${Math.max(...res.runs.map((r) => r.run))} run(s)`,
+    `Handler isolation: ${res.tasks} no-op tasks per run on a queue that costs next to nothing, medians of ${Math.max(...res.runs.map((r) => r.run))} run(s)`,
     table(['isolation', 'concurrency', 'us/task', 'overhead us/task', 'first task ms', 'MB per slot'], rows),
     'overhead: over `none` at the same concurrency; first task: a fresh isolate is spawned, loads the module and runs init (once per slot).',
   ].join('\n');
