@@ -1,14 +1,14 @@
 /**
- * Reproduces a finding of the queue benchmark: a FileQueue round that holds the queue mutex longer
- * than LOCK_TIMING.mutex.stale (5 s) with the event loop blocked (the full replay of a big log on
- * open, or a compaction at ~1M tasks) cannot refresh the lock's mtime, so a second process takes the
- * lock over while the first is still inside its critical section. Neither side is told.
+ * Checks that a FileQueue round holding the queue mutex for a long time (the full replay of a big
+ * log on open, or a compaction at ~1M tasks, with the event loop blocked) keeps it: the mutex is a
+ * kernel lock (src/storage/file-lock.ts), so a second process waits however long the first takes.
+ * (With the mtime-judged lock this replaced, the second process took it over after 5 s while the
+ * first was still inside its critical section.)
  *
  *   node dist/bench/lock-hold.js [tasks=2000000]
  *
- * Prints when each process acquires and releases; "B: LOCK ACQUIRED" before "A: releasing lock"
- * means both held the lock at once. (Process A only replays here; the harmful case is the same
- * overlap during a compaction, which deletes the generation B appends to.)
+ * Prints when each process acquires and releases; "B: LOCK ACQUIRED" must come after
+ * "A: releasing lock": both holding it at once would be a bug.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

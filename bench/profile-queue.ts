@@ -139,8 +139,8 @@ function instrumentMutex(queue: FileQueue): void {
   for (const v of Object.values(queue as unknown as Record<string, unknown>)) {
     const m = v as { acquire?: unknown; releaseLock?: unknown } | null;
     if (m && typeof m === 'object' && typeof m.acquire === 'function' && typeof m.releaseLock === 'function') {
-      wrapMethod(m, 'acquire', 'mutex.acquire (proper-lockfile)');
-      wrapMethod(m, 'releaseLock', 'mutex.releaseLock (proper-lockfile)');
+      wrapMethod(m, 'acquire', 'mutex.acquire (kernel lock)');
+      wrapMethod(m, 'releaseLock', 'mutex.releaseLock (kernel lock)');
       return;
     }
   }
