@@ -30,8 +30,14 @@ function crash(err: unknown): void {
 }
 process.on('uncaughtException', crash);
 process.on('unhandledRejection', crash);
-// A child whose runner is gone exits: its lease is gone with the runner.
-if (!port) process.on('disconnect', () => process.exit(0));
+if (!port) {
+  // A child whose runner is gone exits: its lease is gone with the runner.
+  process.on('disconnect', () => process.exit(0));
+  // Stopping is the runner's call (finish the attempt, or kill it on a second signal), also when a
+  // service manager signals every process of the worker at once.
+  process.on('SIGINT', () => undefined);
+  process.on('SIGTERM', () => undefined);
+}
 
 let worker: WorkerDefinition | null = null;
 let base: WorkerInitContext | null = null;

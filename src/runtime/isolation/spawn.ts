@@ -46,7 +46,9 @@ function spawnThread(): IsolateHandle {
 }
 
 function spawnProcess(cwd: string): IsolateHandle {
-  const c = fork(fileURLToPath(ENTRY), [], { cwd, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // A process group of its own: a Ctrl-C at the terminal reaches the worker alone, which decides
+  // (finish, or kill on the second one), and a kill takes whatever the handler started with it.
+  const c = fork(fileURLToPath(ENTRY), [], { cwd, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], detached: true });
   let failure: ThrownInfo | null = null;
   // A failed spawn or a message to a closed channel: recorded, never thrown where nothing catches it.
   c.on('error', (err) => (failure ??= readThrown(err)));
@@ -66,7 +68,13 @@ function spawnProcess(cwd: string): IsolateHandle {
     exited,
     failure: () => failure,
     kill: async () => {
-      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) {
+        try {
+          process.kill(-c.pid, 'SIGKILL');
+        } catch {
+          c.kill('SIGKILL');
+        }
+      }
       await exited;
     },
   };
