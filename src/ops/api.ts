@@ -2,7 +2,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { StateCorruptError, UsageError } from '../guard/errors.js';
 import { readLockStatus } from '../guard/run-lock.js';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
-import { assertQueueName, checkTaskId, derivedTaskId } from '../queue/record.js';
+import { assertQueueName } from '../queue/record.js';
+import { checkNewTask } from '../queue/validate.js';
 import type { NewTask } from '../queue/types.js';
 import { checkRunId, newRunId } from '../runtime/run-id.js';
 import { Ledger } from '../storage/ledger.js';
@@ -199,14 +200,11 @@ function tasksOf(body: Record<string, unknown>): NewTask[] {
   if ('tasks' in body && 'payload' in body) throw new UsageError('give either "tasks" or one "payload", not both');
   if (!list || list.length === 0) throw new UsageError('the body must be {"tasks":[{"id"?, "payload"}]} or {"payload": …}');
   return list.map((t, i) => {
-    if (typeof t !== 'object' || t === null || Array.isArray(t) || !('payload' in t)) throw new UsageError(`tasks[${i}] has no payload`);
-    const extra = list === body.tasks ? Object.keys(t).filter((k) => k !== 'id' && k !== 'payload' && k !== 'max_attempts') : [];
-    if (extra.length) throw new UsageError(`tasks[${i}]: unknown key(s) ${extra.slice(0, 5).join(', ')}; known: id, payload, max_attempts`);
-    const o = t as { id?: unknown; payload: unknown; max_attempts?: unknown };
-    const id = o.id === undefined ? derivedTaskId(o.payload) : o.id;
-    const bad = checkTaskId(id);
-    if (bad) throw new UsageError(`tasks[${i}]: ${bad}`);
-    if (o.max_attempts !== undefined && !(Number.isInteger(o.max_attempts) && (o.max_attempts as number) >= 1)) throw new UsageError(`tasks[${i}].max_attempts must be a whole number >= 1`);
-    return { id: id as string, payload: o.payload, ...(o.max_attempts !== undefined ? { max_attempts: o.max_attempts as number } : {}) };
+    // One body form carries the task's keys beside event_id: the task is the rest.
+    const raw = list === body.tasks || typeof t !== 'object' || t === null ? t : Object.fromEntries(Object.entries(t).filter(([k]) => k !== 'event_id'));
+    // The one task validation every enqueue path uses (src/queue/validate.ts).
+    const r = checkNewTask(raw);
+    if (!r.ok) throw new UsageError(`tasks[${i}]: ${r.rule}`);
+    return r.task;
   });
 }

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { parseJsonWithin } from '../config/json-limits.js';
 import { MetaspnError, toMetaspnError } from '../guard/errors.js';
 import type { WorkspaceConfig } from '../config/load.js';
 import type { WorkspacePaths } from '../storage/paths.js';
@@ -118,12 +119,10 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     (req as unknown as { rawBody: string }).rawBody = body as string;
     if ((body as string).trim() === '') return done(null, undefined);
-    let v: unknown;
-    try {
-      v = JSON.parse(body as string);
-    } catch {
-      return done(new MetaspnError('USAGE', 'the request body is not valid JSON'), undefined);
-    }
+    // The JSON limits of every reader of outside data (depth, numbers JSON cannot carry exactly).
+    const parsed = parseJsonWithin(body as string, { what: 'request body', maxChars: Number.MAX_SAFE_INTEGER });
+    if (!parsed.ok) return done(new MetaspnError('USAGE', `the request body is refused: ${parsed.rule}`), undefined);
+    const v = parsed.value;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) return done(new MetaspnError('USAGE', 'the request body must be a JSON object'), undefined);
     done(null, v);
   });

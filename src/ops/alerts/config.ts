@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { UsageError } from '../../guard/errors.js';
+import { checkLimit, type LimitKey } from '../../config/limits.js';
+import { MetaspnError, UsageError } from '../../guard/errors.js';
 
 export const RULE_NAMES = ['dead_letters_grew', 'run_failed', 'worker_halted', 'oldest_ready_age', 'failure_ratio'] as const;
 export type RuleName = (typeof RULE_NAMES)[number];
@@ -55,9 +56,15 @@ export function alertSettings(cfg: AlertsConfig, env: NodeJS.ProcessEnv = proces
   const rawCooldown = env.METASPN_ALERT_COOLDOWN_MINUTES;
   if (rawCooldown !== undefined && rawCooldown !== '') {
     cooldown = Number(rawCooldown);
-    if (!Number.isFinite(cooldown) || cooldown < 0) throw new UsageError(`METASPN_ALERT_COOLDOWN_MINUTES must be a number of minutes >= 0, got "${rawCooldown}"`);
+    envInRange('METASPN_ALERT_COOLDOWN_MINUTES', 'alerts.cooldown_minutes', cooldown, rawCooldown);
   }
   const timeoutMs = Number(env.METASPN_ALERT_TIMEOUT_MS || 5000);
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new UsageError(`METASPN_ALERT_TIMEOUT_MS must be a whole number of ms >= 1, got "${env.METASPN_ALERT_TIMEOUT_MS}"`);
+  envInRange('METASPN_ALERT_TIMEOUT_MS', 'alert_timeout_ms', timeoutMs, env.METASPN_ALERT_TIMEOUT_MS);
   return { ...cfg, cooldown_minutes: cooldown, cooldownMs: cooldown * 60_000, webhookUrl: url, signingSecret: env.METASPN_SIGNING_SECRET || null, timeoutMs };
+}
+
+/** An environment variable outside its range (src/config/limits.ts) is refused like every METASPN_* variable: exit 20. */
+export function envInRange(name: string, key: LimitKey, value: number, raw: string | undefined): void {
+  const bad = checkLimit(key, value);
+  if (bad) throw new MetaspnError('DATA_INVALID', `environment ${name}: ${bad}, got "${raw ?? ''}"`);
 }

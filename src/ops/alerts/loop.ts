@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { WorkspaceConfig } from '../../config/load.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
+import { setLongTimeout } from '../../runtime/timers.js';
 import { checkAlerts } from './check.js';
 import { alertSettings } from './config.js';
 
@@ -18,26 +19,26 @@ export function startAlertLoop(o: { ws: WorkspacePaths; cfg: WorkspaceConfig; in
   if (o.intervalMs <= 0) return { stop: async () => undefined };
   const settings = alertSettings(o.cfg.alerts, o.env ?? process.env);
   let stopped = false;
-  let timer: NodeJS.Timeout | null = null;
+  let cancel: (() => void) | null = null;
   let running: Promise<void> | null = null;
   const tick = (): void => {
-    timer = null;
+    cancel = null;
     if (stopped) return;
     running = checkAlerts(o.ws, settings, { log: o.log })
       .then(() => undefined)
       .catch((err: unknown) => o.log.error({ event: 'alerts_check_failed', error: (err as Error).message }, 'alert check failed'))
       .finally(() => {
         running = null;
-        if (!stopped) timer = setTimeout(tick, o.intervalMs);
+        if (!stopped) cancel = setLongTimeout(tick, o.intervalMs);
       });
   };
-  timer = setTimeout(tick, 0);
+  cancel = setLongTimeout(tick, 0);
   o.log.info({ event: 'alerts_loop_start', interval_ms: o.intervalMs, webhook: settings.webhookUrl !== null }, 'periodic alert checks');
   return {
     stop: async () => {
       stopped = true;
-      if (timer) clearTimeout(timer);
-      timer = null;
+      cancel?.();
+      cancel = null;
       if (running) await running;
     },
   };
