@@ -1,7 +1,7 @@
-import { mkdirSync, openSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import sonicBoom from 'sonic-boom';
 import type { WorkspacePaths } from './storage/paths.js';
+import { safeMkdir, safeOpen } from './storage/safe-path.js';
 
 export type { Logger };
 
@@ -24,9 +24,10 @@ export interface LogHandle {
  * error stops file logging with one warning on stderr; the terminal still gets warnings.
  */
 export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts: { quiet?: boolean } = {}): LogHandle {
-  mkdirSync(ws.logs, { recursive: true });
+  safeMkdir(ws.logs);
   // Opened here, synchronously: a command that exits at once must not find its log still opening.
-  const file = new SonicBoom({ fd: openSync(ws.logFile, 'a'), sync: false, minLength: 4096 });
+  // Never through a link (logs/metaspn.jsonl -> a file outside): that is refused, exit 30.
+  const file = new SonicBoom({ fd: safeOpen(ws.logFile, 'a'), sync: false, minLength: 4096 });
   let broken = false;
   file.on('error', (err: NodeJS.ErrnoException) => {
     if (broken) return;

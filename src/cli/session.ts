@@ -14,10 +14,15 @@ export interface Session {
   actor: string;
 }
 
-/** The command line as typed, quoted so it can be pasted back into a shell. */
-export function commandLine(): string {
+/**
+ * The command line as typed, quoted so it can be pasted back into a shell. The value of `--payload`
+ * is replaced by `<redacted>`: this line goes into every log event, lock payload and record, and a
+ * payload may carry data that must not be copied there (the queue log keeps the task itself).
+ */
+export function commandLine(argv: readonly string[] = process.argv.slice(2)): string {
   const quote = (a: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
-  return ['metaspn', ...process.argv.slice(2).map(quote)].join(' ');
+  const args = argv.map((a, i) => (argv[i - 1] === '--payload' ? '<redacted>' : a.startsWith('--payload=') ? '--payload=<redacted>' : a));
+  return ['metaspn', ...args.map(quote)].join(' ');
 }
 
 const opened: LogHandle[] = [];

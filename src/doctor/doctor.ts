@@ -13,6 +13,7 @@ import { readWeightedSignals } from '../../workers/s1/signals.js';
 import { STORE_FILES } from '../../workers/s1/context.js';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
 import { Findings, type Finding } from './finding.js';
+import { checkLinks } from './links.js';
 import { checkLocks, removeMutex } from './locks.js';
 import { checkQueue, noteSalvage, queueNames } from './queues.js';
 import { checkLedger, checkManifests, checkOpsRecords, checkPointers, repairRecords } from './records.js';
@@ -30,6 +31,7 @@ interface Plan {
 async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{ findings: Finding[]; plan: Plan }> {
   const f = new Findings();
   const plan: Plan = { queues: [], tornStores: [], staleIndexes: [], ledgerTail: false, staleRunLocks: [], staleMutexes: [] };
+  checkLinks(ws, f);
   for (const q of queueNames(ws)) if (checkQueue(ws, q, f)) plan.queues.push(q);
   for (const s of storeFiles(ws)) {
     const r = checkStore(ws, s, f);

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statfsSync } from 'node:fs';
+import { safeWriteFile } from '../storage/safe-path.js';
 import { join } from 'node:path';
 import type { WorkspacePaths } from '../storage/paths.js';
 import type { StateFileProblem } from '../storage/state-file.js';
@@ -28,7 +29,7 @@ export function readiness(ws: WorkspacePaths, minFreeBytes: number, problemsOf: 
   const checks: ReadinessCheck[] = [];
   const probe = join(ws.root, `.metaspn-probe-${randomBytes(4).toString('hex')}`);
   try {
-    writeFileSync(probe, 'probe');
+    safeWriteFile(probe, 'probe');
     const ok = readFileSync(probe, 'utf8') === 'probe';
     checks.push({ name: 'workspace_rw', ok, critical: true, detail: ok ? 'a probe file was written, read back and removed' : 'the probe file read back differently' });
   } catch (err) {

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { readLockStatus } from '../guard/run-lock.js';
 import { writeAtomicSync } from '../storage/atomic.js';
+import { safeMkdir, safeOpen, SECRET_FILE_MODE } from '../storage/safe-path.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { findRun } from '../storage/runs.js';
 import { readStateJson, shape } from '../storage/state-file.js';
@@ -62,7 +63,7 @@ export function readRunStartFile(path: string): unknown {
 }
 
 function write(ws: WorkspacePaths, r: RunStart): void {
-  writeAtomicSync(recordPath(ws, r.run_id), `${JSON.stringify(r, null, 2)}\n`);
+  writeAtomicSync(recordPath(ws, r.run_id), `${JSON.stringify(r, null, 2)}\n`, SECRET_FILE_MODE);
 }
 
 function errorLine(path: string): string | null {
@@ -134,7 +135,7 @@ export class RunStarter {
       exited_at: null,
       error: null,
     };
-    mkdirSync(runStartsDir(ws), { recursive: true });
+    safeMkdir(runStartsDir(ws));
     if (held) {
       // Refused before a process is started; recorded all the same, so the status URL answers.
       const error = `the run lock is held by ${held}`;
@@ -143,7 +144,7 @@ export class RunStarter {
     }
     write(ws, rec);
     const stderrPath = join(runStartsDir(ws), `${req.runId}.stderr`);
-    const errFd = openSync(stderrPath, 'a');
+    const errFd = safeOpen(stderrPath, 'a', SECRET_FILE_MODE);
     let exit: { code: number | null } | null = null;
     try {
       const child = spawn(process.execPath, [this.o.bin, ...req.args], { detached: true, stdio: ['ignore', 'ignore', errFd] });

@@ -1,7 +1,8 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeAtomicSync } from '../storage/atomic.js';
+import { safeMkdir, SECRET_FILE_MODE } from '../storage/safe-path.js';
 import { Mutex } from '../storage/mutex.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { readStateJson, shape } from '../storage/state-file.js';
@@ -116,7 +117,7 @@ export class EventMemory {
 
   private remember(queue: string, eventId: string, answer: EventAnswer): void {
     const rec: EventRecord = { event_id: eventId, queue, at: new Date().toISOString(), ...answer };
-    writeAtomicSync(this.path(queue, eventId), JSON.stringify(rec));
+    writeAtomicSync(this.path(queue, eventId), JSON.stringify(rec), SECRET_FILE_MODE);
   }
 
   /**
@@ -135,7 +136,7 @@ export class EventMemory {
   }
 
   private async locked(queue: string, eventId: string, produce: () => Promise<EventAnswer>): Promise<{ answer: EventAnswer; replayed: boolean }> {
-    mkdirSync(join(this.dir, queue), { recursive: true });
+    safeMkdir(join(this.dir, queue));
     let mutex = this.mutexes.get(queue);
     if (!mutex) this.mutexes.set(queue, (mutex = new Mutex(join(this.dir, queue, '.mutex'), `event ids of queue ${queue}`)));
     await mutex.acquire(30_000);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { FILE_MODE, safeMkdir, safeOpen, safeRename } from './safe-path.js';
 
 /** fsync a directory so a rename or a new file in it survives power loss. */
 export function fsyncDir(dir: string): void {
@@ -38,19 +39,20 @@ export function writeAll(fd: number, data: Buffer): void {
  * Written here rather than with write-file-atomic, which issues one write(2) and ignores how many
  * bytes it took: on a nearly full disk write(2) may take fewer, and a truncated file was renamed
  * into place (found by the disk-full chaos suite). Every byte is written, or nothing is renamed.
+ * `mode` is the new file's (default FILE_MODE, 0o640; SECRET_FILE_MODE for ops/ state).
  */
-export function writeAtomicSync(path: string, data: string | Buffer): void {
+export function writeAtomicSync(path: string, data: string | Buffer, mode: number = FILE_MODE): void {
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
+  safeMkdir(dir);
   const bytes = typeof data === 'string' ? Buffer.from(data) : data;
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  let fd: number | null = openSync(tmp, 'wx');
+  let fd: number | null = safeOpen(tmp, 'wx', mode);
   try {
     writeAll(fd, bytes);
     fsyncSync(fd);
     closeSync(fd);
     fd = null;
-    renameSync(tmp, path);
+    safeRename(tmp, path);
   } catch (err) {
     if (fd !== null) {
       try {

@@ -1,8 +1,9 @@
-import { closeSync, fstatSync, mkdirSync, openSync, statfsSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, statfsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MetaspnError } from '../guard/errors.js';
+import { FILE_MODE, safeMkdir, safeOpen } from './safe-path.js';
 
 /**
  * Kernel file locks: open file description (OFD) locks through fs-native-extensions
@@ -175,9 +176,9 @@ export class FileLock {
   private open(): number {
     if (this.#fd !== null) return this.#fd;
     const dir = dirname(this.path);
-    mkdirSync(dir, { recursive: true });
+    safeMkdir(dir);
     assertLocalFilesystem(dir);
-    const fd = openSync(this.path, 'a+', 0o644);
+    const fd = safeOpen(this.path, 'a+', FILE_MODE);
     this.#fd = fd;
     this.#ino = fstatSync(fd).ino;
     return fd;
@@ -204,7 +205,7 @@ export class FileLock {
 export function probeLock(path: string): 'held' | 'free' | 'missing' {
   let fd: number;
   try {
-    fd = openSync(path, 'r+');
+    fd = safeOpen(path, 'r+');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
     throw err;

@@ -1,14 +1,14 @@
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeAtomicSync } from './atomic.js';
 import type { WorkspacePaths } from './paths.js';
+import { safeMkdir } from './safe-path.js';
 
 /**
  * reports/incidents/<time>-<kind>-<subject>.json: one JSON file per incident (a replay conflict,
  * an anomaly halt, corruption), written atomically so an operator never reads half of one.
  */
 export function writeIncident(ws: WorkspacePaths, kind: string, subject: string, body: Record<string, unknown>): string {
-  mkdirSync(ws.incidents, { recursive: true });
+  safeMkdir(ws.incidents);
   const at = new Date();
   const stamp = at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
   const safe = subject.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 80);

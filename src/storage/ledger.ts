@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
 import stringify from 'fast-json-stable-stringify';
 import { StateCorruptError } from '../guard/errors.js';
 import { appendAll, readAt } from '../queue/file/log-io.js';
 import { fsyncDir } from './atomic.js';
 import { Mutex } from './mutex.js';
+import { safeAppendFile, safeMkdir, safeOpen, safeReadFile } from './safe-path.js';
 import type { WorkspacePaths } from './paths.js';
 
 export type LedgerKind = 'publish' | 'rollback' | 'lock_break' | 'deadletter_retry' | 'queue_paused_guardrail';
@@ -44,7 +45,7 @@ export interface LedgerRead {
 /** Reads and verifies the whole chain. A torn last line (a crash mid-append) is a problem too. */
 export function readLedger(ws: WorkspacePaths): LedgerRead {
   if (!existsSync(ws.ledger)) return { entries: [], problems: [] };
-  const text = readFileSync(ws.ledger, 'utf8');
+  const text = safeReadFile(ws.ledger);
   const lines = text.split('\n');
   const torn = lines.pop() !== '';
   const entries: LedgerEntry[] = [];
@@ -107,7 +108,7 @@ export class Ledger {
     if (!existsSync(this.ws.ledger)) return false;
     await this.mutex.acquire();
     try {
-      const fd = openSync(this.ws.ledger, 'r+');
+      const fd = safeOpen(this.ws.ledger, 'r+');
       try {
         const before = fstatSync(fd).size;
         this.lastEntry(fd);
@@ -122,7 +123,7 @@ export class Ledger {
 
   private appendLocked(kind: LedgerKind, detail: Record<string, unknown>, runId?: string): LedgerEntry {
     const isNew = !existsSync(this.ws.ledger);
-    const fd = openSync(this.ws.ledger, 'a+');
+    const fd = safeOpen(this.ws.ledger, 'a+');
     try {
       const last = this.lastEntry(fd);
       const body: Omit<LedgerEntry, 'hash'> = {
@@ -185,8 +186,8 @@ export class Ledger {
   }
 
   private setAsideTail(fd: number, offset: number, bytes: Buffer): void {
-    mkdirSync(this.ws.quarantine, { recursive: true });
-    appendFileSync(
+    safeMkdir(this.ws.quarantine);
+    safeAppendFile(
       join(this.ws.quarantine, 'ledger.torn.jsonl'),
       `${JSON.stringify({ file: this.ws.ledger, offset, length: bytes.length, set_aside_at: new Date().toISOString(), reason: 'torn tail (no newline)', bytes_base64: bytes.toString('base64') })}\n`,
     );

@@ -1,4 +1,5 @@
 import { join, resolve } from 'node:path';
+import { registerWorkspaceRoot } from './safe-path.js';
 
 /** The workspace on disk: the contract users see (docs/ARCHITECTURE.md). */
 export interface WorkspacePaths {
@@ -19,6 +20,7 @@ export interface WorkspacePaths {
 
 export function workspacePaths(root: string): WorkspacePaths {
   const r = resolve(root);
+  registerWorkspaceRoot(r);
   return {
     root: r,
     config: join(r, 'metaspn.config.json'),

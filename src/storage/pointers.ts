@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeAtomicSync } from './atomic.js';
 import type { WorkspacePaths } from './paths.js';
+import { safeMkdir } from './safe-path.js';
 import { readStateJson, shape, StateFileError } from './state-file.js';
 
 /**
@@ -80,7 +81,7 @@ export function assertPointersReadable(ws: WorkspacePaths, pipeline: string): vo
 }
 
 export function writePointer(ws: WorkspacePaths, ptr: CurrentPointer): void {
-  mkdirSync(pointerDir(ws, ptr.pipeline), { recursive: true });
+  safeMkdir(pointerDir(ws, ptr.pipeline));
   writeAtomicSync(pointerPath(ws, ptr.pipeline, ptr.date), `${JSON.stringify(ptr, null, 2)}\n`);
 }
 

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { safeMkdir, safeReadFile, safeRename } from './safe-path.js';
 import { dirname, join, relative } from 'node:path';
 import { StateCorruptError } from '../guard/errors.js';
 import { fsyncDir } from './atomic.js';
@@ -48,7 +48,7 @@ export function shape(fields: Record<string, 'string' | 'number' | 'object' | 'a
 export function readStateJson<T>(path: string, check: ShapeCheck, hint: string): T | null {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = safeReadFile(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
@@ -85,8 +85,8 @@ export function problemOf(ws: WorkspacePaths, kind: StateFileProblem['kind'], er
 export function quarantineFile(ws: WorkspacePaths, path: string, now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
   const to = join(ws.quarantine, `${relative(ws.root, path)}.${stamp}.damaged`);
-  mkdirSync(dirname(to), { recursive: true });
-  renameSync(path, to);
+  safeMkdir(dirname(to));
+  safeRename(path, to);
   fsyncDir(dirname(path));
   fsyncDir(dirname(to));
   return to;

@@ -1,6 +1,7 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeAtomicSync } from '../../storage/atomic.js';
+import { safeAppendFile, safeMkdir, SECRET_FILE_MODE } from '../../storage/safe-path.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
 import { problemOf, readStateJson, shape, StateFileError, type StateFileProblem } from '../../storage/state-file.js';
 import type { RuleName } from './config.js';
@@ -96,7 +97,7 @@ export function alertStateProblem(ws: WorkspacePaths): StateFileProblem | null {
 }
 
 export function writeAlertState(ws: WorkspacePaths, s: AlertState): void {
-  writeAtomicSync(alertStatePath(ws), `${JSON.stringify(s, null, 2)}\n`);
+  writeAtomicSync(alertStatePath(ws), `${JSON.stringify(s, null, 2)}\n`, SECRET_FILE_MODE);
 }
 
 export type AlertLogEvent = 'opened' | 'resolved' | 'sent' | 'delivery_failed';
@@ -116,8 +117,8 @@ export interface AlertLogLine {
 export function appendAlertLog(ws: WorkspacePaths, lines: readonly AlertLogLine[]): void {
   if (lines.length === 0) return;
   const p = alertLogPath(ws);
-  mkdirSync(dirname(p), { recursive: true });
-  appendFileSync(p, lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+  safeMkdir(dirname(p));
+  safeAppendFile(p, lines.map((l) => `${JSON.stringify(l)}\n`).join(''), SECRET_FILE_MODE);
 }
 
 export function readAlertLog(ws: WorkspacePaths): AlertLogLine[] {

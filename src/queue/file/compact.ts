@@ -1,6 +1,7 @@
-import { appendFileSync, closeSync, fdatasyncSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, fdatasyncSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeAll } from '../../storage/atomic.js';
+import { safeAppendFile, safeMkdir, safeOpen, safeRename, safeRm } from '../../storage/safe-path.js';
 import { encodeLine } from './codec.js';
 import type { LoadedLog } from './loader.js';
 import { logPath, readAt } from './log-io.js';
@@ -25,7 +26,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
   const keepCompleted = completedToKeep(log, now, keep);
   const next = gen + 1;
   const tmp = `${logPath(dir, next)}.tmp`;
-  const out = openSync(tmp, 'w');
+  const out = safeOpen(tmp, 'w');
   let dropped = idx.completedDropped;
   try {
     let chunk: string[] = [];
@@ -86,9 +87,9 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
     closeSync(out);
   }
   setAside(dir, gen, log, fd);
-  renameSync(tmp, logPath(dir, next));
+  safeRename(tmp, logPath(dir, next));
   fsyncDir(dir);
-  rmSync(logPath(dir, gen), { force: true });
+  safeRm(logPath(dir, gen), { force: true });
   fsyncDir(dir);
   return next;
 }
@@ -108,7 +109,7 @@ function completedToKeep(log: LoadedLog, now: number, keep: Retention): Set<numb
 function setAside(dir: string, gen: number, log: LoadedLog, fd: number): void {
   if (log.corrupt.length === 0) return;
   const qdir = join(dir, 'quarantine');
-  mkdirSync(qdir, { recursive: true });
+  safeMkdir(qdir);
   const lines = log.corrupt.map((c) =>
     JSON.stringify({
       file: logPath(dir, gen),
@@ -119,5 +120,5 @@ function setAside(dir: string, gen: number, log: LoadedLog, fd: number): void {
       bytes_base64: readAt(fd, c.offset, c.length).toString('base64'),
     }),
   );
-  appendFileSync(join(qdir, 'corrupt.jsonl'), `${lines.join('\n')}\n`);
+  safeAppendFile(join(qdir, 'corrupt.jsonl'), `${lines.join('\n')}\n`);
 }

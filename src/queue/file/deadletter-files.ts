@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeAtomicSync } from '../../storage/atomic.js';
+import { assertNoLinks, safeMkdir, safeRm } from '../../storage/safe-path.js';
 import type { DeadLetter } from '../types.js';
 
 /**
@@ -9,19 +10,22 @@ import type { DeadLetter } from '../types.js';
  * reconciled with it whenever a process loads the log.
  */
 export class DeadLetterFiles {
-  constructor(readonly dir: string) {}
+  constructor(readonly dir: string) {
+    // Refused when the queue is opened, not when its first task dies: a link here stops the command at once (30).
+    assertNoLinks(dir, { includeLast: true });
+  }
 
   path(id: string): string {
     return join(this.dir, `${id}.json`);
   }
 
   write(d: DeadLetter): void {
-    mkdirSync(this.dir, { recursive: true });
+    safeMkdir(this.dir);
     writeAtomicSync(this.path(d.task.id), `${JSON.stringify(d, null, 2)}\n`);
   }
 
   remove(id: string): void {
-    rmSync(this.path(id), { force: true });
+    safeRm(this.path(id), { force: true });
   }
 
   ids(): string[] {

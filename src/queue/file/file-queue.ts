@@ -1,4 +1,5 @@
-import { appendFileSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, fdatasyncSync, fstatSync, ftruncateSync, readdirSync } from 'node:fs';
+import { safeAppendFile, safeMkdir, safeRm } from '../../storage/safe-path.js';
 import { join } from 'node:path';
 import { MetaspnError, StateCorruptError, UsageError } from '../../guard/errors.js';
 import { Mutex } from '../../storage/mutex.js';
@@ -331,7 +332,7 @@ export class FileQueue implements Queue {
     this.fd = null;
     this.log = null;
     this.needReload = true;
-    mkdirSync(this.dir, { recursive: true });
+    safeMkdir(this.dir);
     this.removeLeftovers();
     const { gen, fd } = openCurrent(this.dir);
     this.fd = fd;
@@ -630,7 +631,7 @@ export class FileQueue implements Queue {
 
   private reload(): LoadedLog {
     closeQuietly(this.fd);
-    mkdirSync(this.dir, { recursive: true });
+    safeMkdir(this.dir);
     this.removeLeftovers();
     const { gen, fd } = openCurrent(this.dir);
     this.fd = fd;
@@ -660,15 +661,15 @@ export class FileQueue implements Queue {
   /** Older generations and temp files a crash left behind (the highest generation is whole). */
   private removeLeftovers(): void {
     const gens = listGens(this.dir);
-    for (const g of gens.slice(0, -1)) rmSync(logPath(this.dir, g), { force: true });
-    for (const f of readdirSync(this.dir)) if (f.endsWith('.tmp')) rmSync(join(this.dir, f), { force: true });
+    for (const g of gens.slice(0, -1)) safeRm(logPath(this.dir, g), { force: true });
+    for (const f of readdirSync(this.dir)) if (f.endsWith('.tmp')) safeRm(join(this.dir, f), { force: true });
   }
 
   /** A writer died mid-line: set its bytes aside in quarantine/ and cut them off before appending. */
   private cutTornTail(log: LoadedLog, tail: number): void {
     const bytes = readAt(this.fd!, log.end, tail);
     const qdir = join(this.dir, 'quarantine');
-    mkdirSync(qdir, { recursive: true });
+    safeMkdir(qdir);
     const entry = {
       file: logPath(this.dir, this.gen),
       offset: log.end,
@@ -677,7 +678,7 @@ export class FileQueue implements Queue {
       reason: 'torn tail (no newline)',
       bytes_base64: bytes.toString('base64'),
     };
-    appendFileSync(join(qdir, 'corrupt.jsonl'), `${JSON.stringify(entry)}\n`);
+    safeAppendFile(join(qdir, 'corrupt.jsonl'), `${JSON.stringify(entry)}\n`);
     ftruncateSync(this.fd!, log.end);
     this.warn('torn last line set aside', { queue: this.name, offset: log.end, length: tail });
   }

@@ -1,4 +1,5 @@
-import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, readdirSync, readSync } from 'node:fs';
+import { safeMkdir, safeOpen } from '../../storage/safe-path.js';
 import { join } from 'node:path';
 import { fsyncDir, writeAll } from '../../storage/atomic.js';
 import { scanLines, type ScannedLine } from './codec.js';
@@ -28,10 +29,10 @@ export function openCurrent(dir: string): { gen: number; fd: number } {
   const gens = listGens(dir);
   if (gens.length > 0) {
     const gen = gens[gens.length - 1]!;
-    return { gen, fd: openSync(logPath(dir, gen), 'a+') };
+    return { gen, fd: safeOpen(logPath(dir, gen), 'a+') };
   }
-  mkdirSync(dir, { recursive: true });
-  const fd = openSync(logPath(dir, 1), 'a+');
+  safeMkdir(dir);
+  const fd = safeOpen(logPath(dir, 1), 'a+');
   fsyncDir(dir);
   return { gen: 1, fd };
 }

@@ -1,4 +1,5 @@
 import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { safeOpen } from '../../storage/safe-path.js';
 import { join } from 'node:path';
 import type { QueueStats } from '../types.js';
 import { decodeLine, encodeLine } from './codec.js';
@@ -30,7 +31,7 @@ export class StatsWriter {
     buf.write(line, 0, 'utf8');
     if (Buffer.byteLength(line) > BLOCK) return;
     try {
-      this.fd ??= openSync(join(this.dir, 'stats.json'), 'w');
+      this.fd ??= safeOpen(join(this.dir, 'stats.json'), 'w');
       writeSync(this.fd, buf, 0, BLOCK, 0);
     } catch {
       // Derived data: a reader falls back to replaying the log.

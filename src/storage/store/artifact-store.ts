@@ -1,5 +1,6 @@
 import { createHash, hash } from 'node:crypto';
-import { appendFileSync, closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync } from 'node:fs';
+import { safeAppendFile, safeMkdir, safeOpen } from '../safe-path.js';
 import { basename, dirname, join } from 'node:path';
 import { MetaspnError, StateCorruptError } from '../../guard/errors.js';
 import stringify from 'fast-json-stable-stringify';
@@ -270,8 +271,8 @@ export class ArtifactStore {
    */
   private catchUp(): void {
     if (this.fd === null) {
-      mkdirSync(dirname(this.path), { recursive: true });
-      this.fd = openSync(this.path, 'a+');
+      safeMkdir(dirname(this.path));
+      this.fd = safeOpen(this.path, 'a+');
       this.seen = this.index.meta().covered;
     }
     const size = fstatSync(this.fd).size;
@@ -316,8 +317,8 @@ export class ArtifactStore {
   private cutTornTail(end: number, tail: number): void {
     const bytes = readAt(this.fd!, end, tail);
     const qdir = join(dirname(this.path), '..', 'quarantine');
-    mkdirSync(qdir, { recursive: true });
-    appendFileSync(
+    safeMkdir(qdir);
+    safeAppendFile(
       join(qdir, `${basename(this.path)}.torn.jsonl`),
       `${JSON.stringify({ file: this.path, offset: end, length: tail, set_aside_at: new Date().toISOString(), reason: 'torn tail (no newline)', bytes_base64: bytes.toString('base64') })}\n`,
     );

@@ -1,4 +1,5 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { safeAppendFile, safeMkdir, safeRename, safeRm, safeWriteFile } from '../safe-path.js';
 import { join } from 'node:path';
 
 /** Where one row of a store file lives, and what it holds (by hash). */
@@ -44,10 +45,10 @@ export class DateIndexFiles {
 
   /** Replaced whole (rename): a reader sees the old meta or the new, never half of one. */
   setMeta(m: IndexMeta): void {
-    mkdirSync(this.dir, { recursive: true });
+    safeMkdir(this.dir);
     const tmp = join(this.dir, `meta.json.${process.pid}.tmp`);
-    writeFileSync(tmp, JSON.stringify(m));
-    renameSync(tmp, join(this.dir, 'meta.json'));
+    safeWriteFile(tmp, JSON.stringify(m));
+    safeRename(tmp, join(this.dir, 'meta.json'));
   }
 
   /** A date's entries; null when the file does not hold as many as meta.json says (lost or garbled lines). */
@@ -68,13 +69,13 @@ export class DateIndexFiles {
   }
 
   append(byDate: Map<string, IndexEntry[]>): void {
-    mkdirSync(this.dir, { recursive: true });
+    safeMkdir(this.dir);
     for (const [date, entries] of byDate) {
-      appendFileSync(this.file(date), entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
+      safeAppendFile(this.file(date), entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
     }
   }
 
   clear(): void {
-    rmSync(this.dir, { recursive: true, force: true });
+    safeRm(this.dir, { recursive: true, force: true });
   }
 }
