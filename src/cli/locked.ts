@@ -5,6 +5,7 @@ import { UsageError } from '../guard/errors.js';
 import { acquireRunLock, type OnLockHeld, type RunLockFence } from '../guard/run-lock.js';
 import { stopSignals } from '../runtime/signals.js';
 import { Ledger } from '../storage/ledger.js';
+import { safeMkdir } from '../storage/safe-path.js';
 import { nonNegativeInt, positiveInt } from './options.js';
 import { commandLine, openSession } from './session.js';
 
@@ -50,6 +51,8 @@ export async function runLocked<T>(
 ): Promise<T> {
   const s = openSession(workspace, { [idField]: runId });
   const log = s.log.logger;
+  // locks/ with its mode (0750) and never through a link: the run lock's own mkdir leaves the umask's.
+  safeMkdir(s.ws.locks);
   const lock = await acquireRunLock({
     locksDir: s.ws.locks,
     name: lockName,

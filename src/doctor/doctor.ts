@@ -31,7 +31,7 @@ interface Plan {
 async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{ findings: Finding[]; plan: Plan }> {
   const f = new Findings();
   const plan: Plan = { queues: [], tornStores: [], staleIndexes: [], ledgerTail: false, staleRunLocks: [], staleMutexes: [] };
-  checkLinks(ws, f);
+  if (checkLinks(ws, f).length > 0) return { findings: f.list, plan }; // nothing else is read through a link
   for (const q of queueNames(ws)) if (checkQueue(ws, q, f)) plan.queues.push(q);
   for (const s of storeFiles(ws)) {
     const r = checkStore(ws, s, f);

@@ -1,8 +1,9 @@
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { LOCK_TIMING } from '../guard/lock-timing.js';
 import { livenessFiles, lockPaths, probeLiveness, readLockStatus, removeLivenessIfDead } from '../guard/run-lock.js';
 import type { WorkspacePaths } from '../storage/paths.js';
+import { safeRm } from '../storage/safe-path.js';
 import type { Findings } from './finding.js';
 
 /**
@@ -102,5 +103,5 @@ export function removeMutex(path: string): void {
     removeLivenessIfDead(path);
     return;
   }
-  rmSync(path, { recursive: true, force: true });
+  safeRm(path, { recursive: true, force: true });
 }

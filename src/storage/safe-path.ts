@@ -41,10 +41,12 @@ function rootOf(abs: string): string | null {
 
 /** A link inside the workspace: refused, naming it. */
 export function linkRefused(path: string): StateCorruptError {
-  return new StateCorruptError(`${path}: is a symbolic link inside the workspace; metaspn does not follow links`, {
+  const err = new StateCorruptError(`${path}: is a symbolic link inside the workspace; metaspn does not follow links`, {
     hint: 'remove the link (move the real file into the workspace if it belongs there), then run `metaspn doctor`',
     details: { path },
   });
+  // Inside a task (a store file is opened by a handler) no retry can help: no five attempts per task.
+  return Object.assign(err, { unrecoverable: true });
 }
 
 /**

@@ -1,8 +1,8 @@
-import { rmSync } from 'node:fs';
 import { MetaspnError, StateCorruptError, UsageError } from '../../src/guard/errors.js';
 import { Ledger, readLedger, type LedgerEntry } from '../../src/storage/ledger.js';
 import { manifestsOf } from '../../src/storage/manifest.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
+import { safeRm } from '../../src/storage/safe-path.js';
 import { pointerDates, pointerPath, readPointer, writePointer, type CurrentPointer } from '../../src/storage/pointers.js';
 import { join } from 'node:path';
 import { quarantineFile, StateFileError } from '../../src/storage/state-file.js';
@@ -92,7 +92,7 @@ export async function rollback(o: RollbackOptions): Promise<RollbackReport> {
   for (const c of changes) {
     if (damaged.has(c.date)) quarantineFile(o.ws, pointerPath(o.ws, PIPELINE, c.date));
     if (c.to) writePointer(o.ws, c.to);
-    else rmSync(pointerPath(o.ws, PIPELINE, c.date), { force: true });
+    else safeRm(pointerPath(o.ws, PIPELINE, c.date), { force: true });
     o.log.warn({ event: 'pointer_rolled_back', date: c.date, from: c.from?.run_id ?? null, to: c.to?.run_id ?? null, reason: o.reason }, `pointer of ${c.date} moved`);
   }
   return report;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import { silentLogger } from '../../log.js';
 import { manifestsOf } from '../../storage/manifest.js';
 import { workspacePaths, type WorkspacePaths } from '../../storage/paths.js';
 import { readPointer } from '../../storage/pointers.js';
+import { safeMkdir } from '../../storage/safe-path.js';
 import { addDays } from '../../../workers/s1/dates.js';
 import { STORE_FILES } from '../../../workers/s1/context.js';
 import { STAGES } from '../../../workers/s1/ids.js';
@@ -43,7 +44,7 @@ function sha(path: string): string {
  */
 async function smoke(ws: WorkspacePaths, tmp: string): Promise<{ dates: string[]; checks: string[] }> {
   const t = workspacePaths(tmp);
-  mkdirSync(t.inputs, { recursive: true });
+  safeMkdir(t.inputs);
   copyFileSync(DEMO_INPUTS, join(t.inputs, 's1_signals.jsonl'));
   if (existsSync(ws.config)) copyFileSync(ws.config, t.config);
   const cfg = loadConfig(t);
