@@ -56,7 +56,7 @@ function childrenRssMb(): number | null {
 }
 
 /** `n` tasks handed out in order, every acknowledgement accepted: a queue that costs next to nothing. */
-function listQueue(n: number): Pick<Queue, 'claim' | 'complete' | 'fail' | 'deadLetter' | 'release' | 'renewLease'> {
+function listQueue(n: number): Pick<Queue, 'claim' | 'start' | 'complete' | 'fail' | 'deadLetter' | 'release' | 'renewLease'> {
   let next = 0;
   const at = new Date(0).toISOString();
   const task = (i: number): TaskRecord => ({ id: `t${i}`, queue: 'noop', payload: { i }, attempt_count: 0, max_attempts: 1, created_at: at, updated_at: at, errors: [], retries: [] });
@@ -66,6 +66,7 @@ function listQueue(n: number): Pick<Queue, 'claim' | 'complete' | 'fail' | 'dead
       for (; out.length < max && next < n; next++) out.push({ task: task(next), lease: { owner: 'bench', fence: 1, expires_at: Date.now() + lease_ms } });
       return out;
     },
+    start: async () => true,
     complete: async () => true,
     fail: async () => 'dead',
     deadLetter: async () => true,

@@ -11,7 +11,7 @@ import { isUnrecoverable, LeaseLostError, TaskTimeoutError, type WorkerContext, 
 
 /** Everything the loop touches, passed in: unit tests drive it with a memory queue and a fake clock. */
 export interface RunnerDeps {
-  queue: Pick<Queue, 'claim' | 'complete' | 'fail' | 'deadLetter' | 'release' | 'renewLease'>;
+  queue: Pick<Queue, 'claim' | 'start' | 'complete' | 'fail' | 'deadLetter' | 'release' | 'renewLease'>;
   worker: WorkerDefinition;
   /**
    * Runs each attempt's handler and settles only when it has really ended. Default: in this
@@ -155,7 +155,9 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     const prefetch = failing && d.prefetch === undefined ? policy.concurrency : prefetchFor(policy, avgMs, d.prefetch);
     const want = Math.min(prefetch - buffer.length, maxTasks - sum.claimed);
     if (!drained && want > 0 && buffer.length <= policy.concurrency) {
-      const got = await d.queue.claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms });
+      // Prefetched: a task counts as started (and its lease as an attempt) only once its handler is
+      // about to run, so a worker that dies charges nothing to the tasks it held in its buffer.
+      const got = await d.queue.claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms, defer_start: true });
       sum.claimed += got.length;
       buffer.push(...got);
       if (got.length === 0 && d.once) drained = true;
@@ -336,6 +338,11 @@ async function runOne(d: RunnerDeps, host: HandlerHost, c: ClaimedTask, live: Se
   };
 
   try {
+    // Written before anything of the attempt runs: from here on, a crash of this process costs it an attempt.
+    if (!(await d.queue.start(task.id, me.lease))) {
+      done();
+      return outcome('lease_lost');
+    }
     const payload = worker.payload ? worker.payload.safeParse(task.payload) : null;
     if (payload && !payload.success) {
       done();

@@ -1,0 +1,51 @@
+// Crash suite, attempts: a worker SIGKILLed with hundreds of prefetched tasks charges an attempt only
+// to the task whose handler had started, never to those still in its buffer.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { assertNoChildren, cleanWorkspaces, cli, exit, ROOT, start, tempWorkspace, waitFor } from '../integration/cli.js';
+
+const WORKER = `${join(ROOT, 'test', 'fixtures', 'fair-workers.mjs')}:Rec`;
+const starts = (ws: string): string[] => {
+  const f = join(ws, 'executions.log');
+  return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter((l) => l.startsWith('start ')) : [];
+};
+
+afterEach(() => {
+  assertNoChildren();
+  cleanWorkspaces();
+});
+
+describe('crash: attempts are charged fairly', () => {
+  it('five SIGKILLs of a worker holding ~300 prefetched tasks charge at most the five running ones; nothing that never ran is dead-lettered', async () => {
+    const N = 300;
+    const KILLS = 5;
+    const ws = tempWorkspace({ demo: false });
+    writeFileSync(join(ws, 'tasks.jsonl'), Array.from({ length: N }, (_, i) => JSON.stringify({ id: `p${i}`, payload: { ms: 20 } })).join('\n') + '\n');
+    expect(cli(['queue', 'enqueue', 'fair', '--workspace', ws, '--file', join(ws, 'tasks.jsonl')]).code).toBe(0);
+    for (let k = 0; k < KILLS; k++) {
+      const before = starts(ws).length;
+      const w = start(['worker', 'run', WORKER, '--workspace', ws, '--concurrency', '1', '--poll-ms', '50']);
+      await waitFor(() => starts(ws).length >= before + 3, 30_000, 'the worker to start a few tasks');
+      w.child.kill('SIGKILL');
+      expect((await exit(w)).signal).toBe('SIGKILL');
+    }
+    const drained = cli(['worker', 'run', WORKER, '--workspace', ws, '--once', '--concurrency', '16']);
+    expect(drained.code, drained.stderr).toBe(0);
+    const stats = JSON.parse(cli(['queue', 'stats', 'fair', '--workspace', ws, '--json']).stdout) as {
+      completed: number;
+      dead: number;
+      ready: number;
+      leased: number;
+      totals: { failed: number };
+    };
+    expect(stats).toMatchObject({ completed: N, dead: 0, ready: 0, leased: 0 });
+    // One running task per kill (concurrency 1) may lose its attempt; the prefetched ones lose nothing.
+    expect(stats.totals.failed).toBeGreaterThanOrEqual(1);
+    expect(stats.totals.failed).toBeLessThanOrEqual(KILLS);
+    // Every task ran; the only ones run twice are those a kill interrupted.
+    const ran = starts(ws).map((l) => l.split(' ')[1]!);
+    expect(new Set(ran).size).toBe(N);
+    expect(ran.length - N).toBeLessThanOrEqual(KILLS);
+  }, 180_000);
+});
