@@ -40,7 +40,7 @@ const BENCHES: Bench[] = [
     name: 'isolation',
     async run(args) {
       // Per-task cost of each handler isolation; task counts of its own (a process per slot is slow to start).
-      const result = await runIsolationBench({ runs: args.runs, tasks: args.quick ? 2000 : 10_000 });
+      const result = await runIsolationBench({ runs: args.runs, tasks: args.quick ? 2000 : 10_000, storeTasks: args.quick ? 300 : 1000 });
       return { result, report: formatIsolationReport(result) };
     },
   },
