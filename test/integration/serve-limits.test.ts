@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { alertSettings } from '../../src/ops/alerts/config.js';
 import { opsSettings } from '../../src/ops/settings.js';
-import { MetaspnError } from '../../src/guard/errors.js';
+import { thrownMetaspnError } from '../thrown.js';
 import { cli, tempWorkspace } from './cli.js';
 import { http, startServe } from './serve-process.js';
 
@@ -37,28 +37,18 @@ describe('serve: task submissions checked like queue enqueue', () => {
 });
 
 describe('ops environment variables have ranges (exit 20 naming the variable)', () => {
-  const dataInvalid = (fn: () => unknown): MetaspnError => {
-    try {
-      fn();
-    } catch (err) {
-      if (err instanceof MetaspnError) return err;
-      throw err;
-    }
-    throw new Error('did not throw');
-  };
-
   it('METASPN_ALERT_TIMEOUT_MS, METASPN_ALERT_COOLDOWN_MINUTES and METASPN_SIGNATURE_TOLERANCE_SEC', () => {
     const cfg = { cooldown_minutes: 60 } as Parameters<typeof alertSettings>[0];
     for (const [env, name] of [
       [{ METASPN_ALERT_TIMEOUT_MS: '3000000000' }, 'METASPN_ALERT_TIMEOUT_MS'],
       [{ METASPN_ALERT_COOLDOWN_MINUTES: '1e12' }, 'METASPN_ALERT_COOLDOWN_MINUTES'],
     ] as const) {
-      const e = dataInvalid(() => alertSettings(cfg, env));
+      const e = thrownMetaspnError(() => alertSettings(cfg, env));
       expect(e.exitCode).toBe(20);
       expect(e.message).toContain(name);
     }
     expect(alertSettings(cfg, { METASPN_ALERT_TIMEOUT_MS: '600000' }).timeoutMs).toBe(600_000);
-    const tol = dataInvalid(() => opsSettings({ METASPN_SIGNATURE_TOLERANCE_SEC: '99999999' }));
+    const tol = thrownMetaspnError(() => opsSettings({ METASPN_SIGNATURE_TOLERANCE_SEC: '99999999' }));
     expect(tol.exitCode).toBe(20);
     expect(tol.message).toContain('METASPN_SIGNATURE_TOLERANCE_SEC');
   });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MetaspnError } from '../../src/guard/errors.js';
+import { thrownMetaspnError as thrown } from '../thrown.js';
 import { ALLOW_NETWORK_FS_ENV, assertLocalFilesystem, FileLock, networkFsName, probeLock } from '../../src/storage/file-lock.js';
 
 const dirs: string[] = [];
@@ -22,16 +23,6 @@ function lockAt(path: string): FileLock {
   const l = new FileLock(path);
   locks.push(l);
   return l;
-}
-
-function thrown(fn: () => unknown): MetaspnError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof MetaspnError) return err;
-    throw err;
-  }
-  throw new Error('did not throw');
 }
 
 describe('FileLock (kernel OFD lock)', () => {
