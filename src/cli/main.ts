@@ -5,6 +5,7 @@ import { EXIT } from '../guard/exit-codes.js';
 import { registerAlerts } from './commands/alerts.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerLock } from './commands/lock.js';
+import { registerPipeline } from './commands/pipeline.js';
 import { registerQueue } from './commands/queue.js';
 import { registerReport } from './commands/report.js';
 import { registerRuns } from './commands/runs.js';
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
     .showSuggestionAfterError(true)
     .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'error: ').trimEnd() + '\n') });
   registerS1(program);
+  registerPipeline(program);
   registerQueue(program);
   registerWorker(program);
   registerLock(program);

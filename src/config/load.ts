@@ -27,6 +27,7 @@ const fileSchema = z
     queues: z.record(z.string(), partialPolicy).optional(),
     alerts: z.unknown().optional(),
     reports: z.unknown().optional(),
+    pipelines: z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'a pipeline name must match [a-z][a-z0-9_-]{0,63}'), z.string().min(1).max(1024)).optional(),
   })
   .strict();
 
@@ -43,6 +44,8 @@ export interface WorkspaceConfig {
   alerts: AlertsConfig;
   /** Report evidence minimums (`reports`), defaults filled in. */
   reports: ReportsConfig;
+  /** The workspace's own pipelines: name to module path, relative to the workspace (`pipelines`). Default {}. */
+  pipelines: Record<string, string>;
 }
 
 /** The top-level keys of metaspn.config.json. */
@@ -67,7 +70,7 @@ export function loadConfig(ws: WorkspacePaths, env: NodeJS.ProcessEnv = process.
   const guardrails = section('guardrails', guardrailsSchema);
   const alerts = section('alerts', alertsConfigSchema);
   const reports = section('reports', reportsConfigSchema);
-  return { file, s1, guardrails, queues: parsed.data.queues ?? {}, env: policyFromEnv(env), alerts, reports };
+  return { file, s1, guardrails, queues: parsed.data.queues ?? {}, env: policyFromEnv(env), alerts, reports, pipelines: parsed.data.pipelines ?? {} };
 }
 
 /**

@@ -1,0 +1,192 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../../config/load.js';
+import { UsageError } from '../../guard/errors.js';
+import { runBackfill, type PartitionResult } from '../../pipeline/backfill.js';
+import { fileDeps } from '../../pipeline/file-deps.js';
+import { ancestors, planPartition, planRange, queueOf, validatePipeline } from '../../pipeline/plan.js';
+import { BUNDLED, listPipelines, loadPipeline } from '../../pipeline/registry.js';
+import { runPartition, type PipelineRunReport } from '../../pipeline/runner.js';
+import { checkRunId, newRunId } from '../../runtime/run-id.js';
+import { setExitCode } from '../exit.js';
+import { printJson, table } from '../format.js';
+import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
+import { collect, openWorkspace, positiveInt } from '../options.js';
+
+/** `metaspn pipeline list|show|run|backfill`: any workspace pipeline, with what Season 1 gets. */
+export function registerPipeline(program: Command): void {
+  const p = program.command('pipeline').description("the workspace's pipelines (named in metaspn.config.json under pipelines; s1 is bundled)");
+
+  p.command('list')
+    .description('the pipelines of the workspace')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--json', 'print JSON')
+    .action((o: { workspace: string; json?: boolean }) => {
+      const ws = openWorkspace(o.workspace);
+      const list = listPipelines(loadConfig(ws));
+      if (o.json) return printJson({ pipelines: list });
+      process.stdout.write(`${table([['name', 'source', 'module'], ...list.map((e) => [e.name, e.source, e.module ?? '(bundled: metaspn s1 …)'])])}\n`);
+    });
+
+  p.command('show')
+    .description("a pipeline's steps, their dependencies, inputs and queues, and its checks")
+    .argument('<name>', 'pipeline name')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { workspace: string; json?: boolean }) => {
+      const ws = openWorkspace(o.workspace);
+      const cfg = loadConfig(ws);
+      const bundled = BUNDLED.find((b) => b.name === name);
+      if (bundled) {
+        const view = { name, source: 'bundled', command: bundled.command, steps: bundled.steps.map((s) => ({ name: s.name, after: s.after, queue: s.name })) };
+        if (o.json) return printJson(view);
+        process.stdout.write(`${name} (bundled; run with ${bundled.command})\n${table(view.steps.map((s) => [`  ${s.name}`, s.after.length ? `after ${s.after.join(', ')}` : '(first)', `queue ${s.queue}`]))}\n`);
+        return;
+      }
+      const def = await loadPipeline(ws, cfg, name);
+      const order = validatePipeline(def);
+      const view = {
+        name: def.name,
+        source: 'workspace',
+        module: cfg.pipelines[name],
+        ...(def.description ? { description: def.description } : {}),
+        partition: def.partition,
+        partitions: def.partitions ?? {},
+        steps: order.map((s) => ({
+          name: s.name,
+          ...(s.description ? { description: s.description } : {}),
+          after: [...(s.after ?? [])],
+          upstream: [...ancestors(def, s.name)].sort(),
+          inputs: [...(s.inputs ?? [])],
+          previous: s.previous === true,
+          params: s.params ?? {},
+          queue: queueOf(def, s),
+        })),
+        checks: (def.checks ?? []).map((c) => ({ name: c.name, ...(c.description ? { description: c.description } : {}), reads: [...(c.reads ?? [])] })),
+      };
+      if (o.json) return printJson(view);
+      const lines = [
+        `${def.name}${def.description ? `: ${def.description}` : ''}`,
+        `  module ${view.module}; partition: UTC date${def.partitions?.start || def.partitions?.end ? ` (${def.partitions?.start ?? 'any'} to ${def.partitions?.end ?? 'any'})` : ''}`,
+        'steps:',
+        table(
+          view.steps.map((s) => [
+            `  ${s.name}`,
+            s.after.length ? `after ${s.after.join(', ')}` : '(first)',
+            s.inputs.length ? `inputs ${s.inputs.join(', ')}` : '',
+            s.previous ? 'reads the previous partition' : '',
+            `queue ${s.queue}`,
+          ]),
+        ),
+        view.checks.length ? 'checks:' : 'checks: (none)',
+        ...view.checks.map((c) => `  ${c.name}${c.description ? `: ${c.description}` : ''}`),
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  addLockFlags(
+    p
+      .command('run')
+      .description('run every step of a pipeline for one partition and publish it')
+      .argument('<name>', 'pipeline name')
+      .option('--workspace <dir>', 'workspace folder', '.')
+      .requiredOption('--date <YYYY-MM-DD>', 'the partition to run')
+      .option('--as-of <instant>', 'use only data before this instant (default: the next midnight UTC)')
+      .option('--run-id <id>', 'id of this run (default: time-based; an id already used is refused)')
+      .option('--skip-check <name>', 'publish through a known false alarm of this check (repeatable; needs --reason)', collect)
+      .option('--json', 'print the run report as JSON'),
+  ).action(async (name: string, o: { workspace: string; date: string; asOf?: string; runId?: string; skipCheck?: string[]; json?: boolean } & LockFlags) => {
+    const ws = openWorkspace(o.workspace);
+    const cfg = loadConfig(ws);
+    const def = await loadPipeline(ws, cfg, name);
+    const plan = planPartition(def, o.date, o.asOf, Date.now());
+    const runId = o.runId !== undefined ? checkRunId(o.runId) : newRunId();
+    const skipChecks = skipChecksOf(o);
+    const report = await runLocked(o.workspace, def.name, runId, o, async (log, stop, force, lockLost) => {
+      const d = fileDeps(ws, cfg, log);
+      try {
+        return await runPartition({ def, plan, runId, by: `run ${runId}`, stop, force, lockLost, skipChecks }, d);
+      } finally {
+        await d.stores.close();
+      }
+    });
+    setExitCode(report.exit_code);
+    if (o.json) return printJson(report);
+    process.stdout.write(formatRun(report));
+  });
+
+  addLockFlags(
+    p
+      .command('backfill')
+      .description('run every partition of a range, each like `pipeline run`, under one lock and one backfill id')
+      .argument('<name>', 'pipeline name')
+      .option('--workspace <dir>', 'workspace folder', '.')
+      .requiredOption('--start <YYYY-MM-DD>', 'first partition')
+      .requiredOption('--end <YYYY-MM-DD>', 'last partition (included)')
+      .option('--max-parallel <n>', 'partitions run at once, 1 to 64 (a pipeline that reads the previous partition runs them in order)', positiveInt('--max-parallel'), 1)
+      .option('--resume', 'skip partitions already published with the identity a run would have now; stale ones run again')
+      .option('--skip-check <name>', 'publish through a known false alarm of this check (repeatable; needs --reason)', collect)
+      .option('--json', 'print the summary as JSON'),
+  ).action(async (name: string, o: { workspace: string; start: string; end: string; maxParallel: number; resume?: boolean; skipCheck?: string[]; json?: boolean } & LockFlags) => {
+    if (o.maxParallel > 64) throw new UsageError(`--max-parallel ${o.maxParallel} is out of range 1 to 64`);
+    const ws = openWorkspace(o.workspace);
+    const cfg = loadConfig(ws);
+    const def = await loadPipeline(ws, cfg, name);
+    const plans = planRange(def, o.start, o.end, Date.now());
+    if (plans.length > 3660) throw new UsageError(`--start ${o.start} --end ${o.end} spans ${plans.length} partitions, more than 3660 (ten years)`);
+    const backfillId = `bf-${newRunId()}`;
+    const skipChecks = skipChecksOf(o);
+    const onPartition = (r: PartitionResult): void => {
+      if (!o.json) process.stdout.write(`${formatPartition(r)}\n`);
+    };
+    const report = await runLocked(
+      o.workspace,
+      def.name,
+      backfillId,
+      o,
+      async (log, stop, force, lockLost) => {
+        const d = fileDeps(ws, cfg, log);
+        try {
+          return await runBackfill({ def, plans, backfillId, maxParallel: o.maxParallel, resume: !!o.resume, ws, by: `backfill ${backfillId}`, stop, force, lockLost, skipChecks, onPartition }, d);
+        } finally {
+          await d.stores.close();
+        }
+      },
+      'backfill_id',
+    );
+    setExitCode(report.exit_code);
+    if (o.json) return printJson(report);
+    const counts = Object.values(report.partitions).reduce<Record<string, number>>((a, d) => ({ ...a, [d.status]: (a[d.status] ?? 0) + 1 }), {});
+    process.stdout.write(`backfill ${backfillId} ${report.start}..${report.end}: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ')}\nexit ${report.exit_code}\n`);
+  });
+}
+
+function formatPartition(r: PartitionResult): string {
+  return `${r.date}  ${r.status.padEnd(9)}  exit ${r.exit_code}  ${(r.duration_ms / 1000).toFixed(1)}s${r.run_id ? `  run ${r.run_id}` : ''}${r.reason && r.status !== 'published' ? `  (${r.reason})` : ''}`;
+}
+
+/** The text report of `pipeline run`. */
+export function formatRun(r: PipelineRunReport): string {
+  const rows = r.steps.map((s) => {
+    const out = s.outputs[0];
+    return [
+      `  ${s.step}`,
+      s.status,
+      `${s.tasks.completed}/${s.tasks.total} tasks${s.tasks.retried ? `, ${s.tasks.retried} retried` : ''}${s.tasks.dead ? `, ${s.tasks.dead} dead` : ''}`,
+      out ? `${out.rows_written} rows written, ${out.rows_present} present` : '',
+      `${(s.duration_ms / 1000).toFixed(1)}s`,
+    ];
+  });
+  const failed = r.steps.find((s) => s.status === 'failed');
+  const tripped = r.checks.filter((c) => c.status === 'fail');
+  const lines = [
+    `${r.pipeline} run ${r.date}  run ${r.run_id}  as_of ${r.as_of}${r.provisional ? '  (provisional: the day is not over)' : ''}`,
+    table(rows),
+    r.checks.length ? `checks: ${r.checks.map((c) => `${c.name} ${c.status}`).join(', ')}` : '',
+    ...tripped.map((c) => `check ${c.name} failed: observed ${JSON.stringify(c.observed)}, expected ${JSON.stringify(c.expected)}`),
+    failed?.error && !tripped.length ? `failed: ${failed.step}: ${failed.error.message}\n  manifest: ${failed.manifest}` : '',
+    r.publish_error ? `publish failed: ${r.publish_error}` : '',
+    r.pointer ? `published: ${r.pointer}${r.restated_run_id ? ` (restates run ${r.restated_run_id})` : ''}` : 'not published',
+    `exit ${r.exit_code} in ${(r.duration_ms / 1000).toFixed(1)}s`,
+  ];
+  return `${lines.filter(Boolean).join('\n')}\n`;
+}

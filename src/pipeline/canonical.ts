@@ -1,0 +1,18 @@
+import { configure } from 'safe-stable-stringify';
+
+/**
+ * The stable stringification of a stored row or ledger body: keys sorted at every level.
+ * safe-stable-stringify gives the same bytes as fast-json-stable-stringify for plain JSON data
+ * (test/unit/s1/canonical.test.ts checks it) at a third of the cost, which matters at 100k rows.
+ * Ids keep fast-json-stable-stringify, as S1-SPEC names it.
+ */
+const stable = configure({ deterministic: true, circularValue: TypeError, bigint: false });
+
+/**
+ * @throws TypeError when the value holds a cycle, a BigInt, or is not serialisable at all.
+ */
+export function canonicalText(row: object): string {
+  const text = stable(row);
+  if (text === undefined) throw new TypeError('row is not serialisable');
+  return text;
+}

@@ -1,0 +1,97 @@
+/**
+ * Which pipelines a workspace has: the ones its `metaspn.config.json` names under `pipelines`
+ * (name to module path, relative to the workspace), each loaded and checked once per process.
+ * Season 1 is bundled and keeps its own commands (`metaspn s1 …`); it is listed here as such.
+ */
+import { existsSync, realpathSync } from 'node:fs';
+import { isAbsolute, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { WorkspaceConfig } from '../config/load.js';
+import { DataInvalidError, MetaspnError, UsageError } from '../guard/errors.js';
+import type { WorkspacePaths } from '../storage/paths.js';
+import { validatePipeline } from './plan.js';
+import type { PipelineDefinition } from './types.js';
+
+/** A pipeline as `pipeline list` shows it. */
+export interface PipelineEntry {
+  name: string;
+  /** `bundled` (Season 1, run by `metaspn s1 …`) or `workspace` (named in metaspn.config.json). */
+  source: 'bundled' | 'workspace';
+  /** The module, relative to the workspace (workspace pipelines). */
+  module: string | null;
+}
+
+/** Pipelines that ship with metaspn, and the command that runs each. */
+export const BUNDLED: readonly { name: string; command: string; steps: readonly { name: string; after: readonly string[] }[] }[] = [
+  {
+    name: 's1',
+    command: 'metaspn s1 run-local',
+    steps: [
+      { name: 'update_attention_scores', after: [] },
+      { name: 'project_rewards', after: ['update_attention_scores'] },
+      { name: 'settle_season', after: ['project_rewards'] },
+      { name: 'publish_season_summary', after: ['settle_season'] },
+    ],
+  },
+];
+
+/** Every pipeline of the workspace, bundled first, then the config's in name order. */
+export function listPipelines(cfg: WorkspaceConfig): PipelineEntry[] {
+  return [
+    ...BUNDLED.map((b) => ({ name: b.name, source: 'bundled' as const, module: null })),
+    ...Object.keys(cfg.pipelines)
+      .sort()
+      .map((name) => ({ name, source: 'workspace' as const, module: cfg.pipelines[name]! })),
+  ];
+}
+
+const loaded = new Map<string, Promise<PipelineDefinition>>();
+
+/**
+ * Loads and checks a workspace pipeline by name.
+ * @throws UsageError (64) for a name the config does not list (naming the ones it does) or a
+ *   bundled one (it has its own commands); DataInvalidError (20) naming the config file when the
+ *   module path leaves the workspace or does not exist; PipelineDefinitionError (64) when the
+ *   module's export breaks a rule; MetaspnError INTERNAL_ERROR (50) when the module throws on import.
+ */
+export function loadPipeline(ws: WorkspacePaths, cfg: WorkspaceConfig, name: string): Promise<PipelineDefinition> {
+  const bundled = BUNDLED.find((b) => b.name === name);
+  if (bundled) throw new UsageError(`pipeline ${name} is bundled: run it with \`${bundled.command}\``);
+  const rel = cfg.pipelines[name];
+  if (rel === undefined) {
+    const known = Object.keys(cfg.pipelines);
+    throw new UsageError(`no pipeline ${name} in ${cfg.file}`, { hint: known.length ? `pipelines: ${known.join(', ')}` : 'add "pipelines": {"<name>": "./path/module.js"} to metaspn.config.json' });
+  }
+  const path = modulePath(ws, cfg, name, rel);
+  let p = loaded.get(path);
+  if (!p) {
+    p = importDefinition(path, name);
+    loaded.set(path, p);
+  }
+  return p;
+}
+
+function modulePath(ws: WorkspacePaths, cfg: WorkspaceConfig, name: string, rel: string): string {
+  const bad = (rule: string): DataInvalidError => new DataInvalidError(cfg.file, null, `pipelines.${name}: ${rule}`);
+  if (isAbsolute(rel)) throw bad(`${rel} must be a path relative to the workspace`);
+  const path = resolve(ws.root, rel);
+  if (!existsSync(path)) throw bad(`${rel} does not exist`);
+  // The module and the folders to it stay inside the workspace, links resolved.
+  const inside = relative(realpathSync(ws.root), realpathSync(path));
+  if (inside.startsWith('..') || isAbsolute(inside)) throw bad(`${rel} leads outside the workspace`);
+  return path;
+}
+
+async function importDefinition(path: string, name: string): Promise<PipelineDefinition> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+  } catch (err) {
+    throw new MetaspnError('INTERNAL_ERROR', `pipeline ${name}: importing ${path} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+  }
+  const def = (mod.default ?? mod.pipeline) as PipelineDefinition | undefined;
+  if (!def || typeof def !== 'object') throw new UsageError(`pipeline ${name}: ${path} exports no pipeline (export default definePipeline({...}))`);
+  validatePipeline(def);
+  if (def.name !== name) throw new UsageError(`pipeline ${name}: ${path} defines pipeline ${def.name}; the config names it ${name}`);
+  return def;
+}

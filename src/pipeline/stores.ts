@@ -1,0 +1,238 @@
+/**
+ * Everything the pipeline runner persists goes through these small interfaces: the rows a step
+ * writes, the manifests, the current pointers and the ledger. The file implementation is the
+ * workspace on disk; the memory one serves unit tests; a PostgreSQL one can follow without
+ * touching the runner. One conformance suite (test/pipeline/stores-conformance.ts) runs against
+ * every implementation.
+ */
+import { join, relative } from 'node:path';
+import { createHash } from 'node:crypto';
+import { canonicalText } from './canonical.js';
+import { entryHash, GENESIS, Ledger, type LedgerEntry, type LedgerKind } from '../storage/ledger.js';
+import { manifestsOf, writeManifest, type Manifest } from '../storage/manifest.js';
+import type { WorkspacePaths } from '../storage/paths.js';
+import { pointerDates, readPointer, writePointer, type CurrentPointer } from '../storage/pointers.js';
+import { ArtifactStore, type Conflict } from '../storage/store/artifact-store.js';
+import type { StoredRow } from './types.js';
+
+/** What a put did: rows written, rows already present with the same content, and conflicts. */
+export interface RowPutResult {
+  written: number;
+  present: number;
+  /** Ids already stored with other content: nothing of this put was written. */
+  conflicts: Conflict[];
+}
+
+/**
+ * The rows of one step, append-only and content-addressed: a row whose id exists with the same
+ * content is not written again; with other content the whole put writes nothing and reports the
+ * conflict (corruption or non-determinism: the runner exits 30).
+ */
+export interface RowStore {
+  /** Where the rows live, for manifests (a path relative to the workspace, or a table name). */
+  readonly location: string;
+  put(rows: readonly StoredRow[]): Promise<RowPutResult>;
+  /** The rows of a partition written under an identity, in key order. */
+  rows(partition: string, identity: string): Promise<StoredRow[]>;
+  /** How many rows, and sha256 over their texts in id order (stable however the file grows). */
+  digest(partition: string, identity: string): Promise<{ rows: number; sha256: string }>;
+  close(): Promise<void>;
+}
+
+/** Manifests: one per step of a run, written whole or not at all. */
+export interface ManifestStore {
+  write(m: Manifest): Promise<string>;
+  /** Every manifest of a step and partition (any run), oldest first. */
+  list(step: string, partition: string): Promise<Manifest[]>;
+  /** Whether any manifest carries this run id. */
+  hasRun(runId: string, steps: readonly string[], partitions: readonly string[]): Promise<boolean>;
+}
+
+/** Current pointers: which run is published for a partition. */
+export interface PointerStore {
+  read(pipeline: string, partition: string): Promise<CurrentPointer | null>;
+  /** Replaces the partition's pointer atomically. */
+  write(ptr: CurrentPointer): Promise<void>;
+  /** Partitions with a pointer, ascending. */
+  partitions(pipeline: string): Promise<string[]>;
+}
+
+/** The append-only, hash-chained ledger of publishes, restatements and rollbacks. */
+export interface LedgerStore {
+  append(kind: LedgerKind, detail: Record<string, unknown>, runId?: string): Promise<LedgerEntry>;
+}
+
+/** The stores a pipeline runner works with. */
+export interface PipelineStores {
+  rows(pipeline: string, step: string): RowStore;
+  manifests: ManifestStore;
+  pointers: PointerStore;
+  ledger: LedgerStore;
+  close(): Promise<void>;
+}
+
+function sortRows(rows: StoredRow[]): StoredRow[] {
+  return rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/** The workspace on disk: store/<pipeline>.<step>.jsonl, manifests/, manifests/current/, ledger. */
+export class FileStores implements PipelineStores {
+  private readonly open = new Map<string, FileRowStore>();
+  readonly manifests: ManifestStore;
+  readonly pointers: PointerStore;
+  readonly ledger: LedgerStore;
+
+  constructor(
+    private readonly ws: WorkspacePaths,
+    private readonly warn: (msg: string, details: Record<string, unknown>) => void = () => undefined,
+  ) {
+    this.manifests = {
+      write: (m) => Promise.resolve(writeManifest(ws, m)),
+      list: (step, partition) => Promise.resolve(manifestsOf(ws, step, partition).sort((a, b) => a.started_at.localeCompare(b.started_at))),
+      hasRun: (runId, steps, partitions) => Promise.resolve(steps.some((s) => partitions.some((d) => manifestsOf(ws, s, d).some((m) => m.run_id === runId)))),
+    };
+    this.pointers = {
+      read: (pipeline, partition) => Promise.resolve(readPointer(ws, pipeline, partition)),
+      write: (ptr) => Promise.resolve(writePointer(ws, ptr)),
+      partitions: (pipeline) => Promise.resolve(pointerDates(ws, pipeline)),
+    };
+    const ledger = new Ledger(ws, warn);
+    this.ledger = { append: (kind, detail, runId) => ledger.append(kind, detail, runId) };
+  }
+
+  rows(pipeline: string, step: string): RowStore {
+    const k = `${pipeline}.${step}`;
+    let s = this.open.get(k);
+    if (!s) {
+      s = new FileRowStore(this.ws, join(this.ws.store, `${k}.jsonl`), this.warn);
+      this.open.set(k, s);
+    }
+    return s;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.open.values()].map((s) => s.close()));
+    this.open.clear();
+  }
+}
+
+class FileRowStore implements RowStore {
+  readonly location: string;
+  private readonly store: ArtifactStore;
+
+  constructor(ws: WorkspacePaths, path: string, warn: (msg: string, details: Record<string, unknown>) => void) {
+    this.location = relative(ws.root, path);
+    this.store = new ArtifactStore(path, warn);
+  }
+
+  put(rows: readonly StoredRow[]): Promise<RowPutResult> {
+    return this.store.put(rows.map((r) => ({ id: r.id, date: r.date, p: r.identity, text: canonicalText(r) })));
+  }
+
+  async rows(partition: string, identity: string): Promise<StoredRow[]> {
+    return sortRows((await this.store.rowsFor(partition, identity)) as StoredRow[]);
+  }
+
+  digest(partition: string, identity: string): Promise<{ rows: number; sha256: string }> {
+    return this.store.digest(partition, identity);
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
+
+/**
+ * Everything in memory, for unit tests of pipelines and of the runner. Same rules as the files:
+ * content-addressed rows with conflicts, manifests by step and partition, pointers, a ledger.
+ */
+export class MemoryStores implements PipelineStores {
+  private readonly stores = new Map<string, MemoryRowStore>();
+  readonly manifestList: Manifest[] = [];
+  readonly pointerMap = new Map<string, CurrentPointer>();
+  readonly entries: LedgerEntry[] = [];
+  readonly manifests: ManifestStore = {
+    write: (m) => {
+      const i = this.manifestList.findIndex((x) => x.run_id === m.run_id && x.step === m.step && x.date === m.date);
+      if (i >= 0) this.manifestList[i] = structuredClone(m);
+      else this.manifestList.push(structuredClone(m));
+      return Promise.resolve(`memory:manifests/${m.step}/${m.date}/${m.run_id}`);
+    },
+    list: (step, partition) => Promise.resolve(this.manifestList.filter((m) => m.step === step && m.date === partition).map((m) => structuredClone(m))),
+    hasRun: (runId, steps, partitions) => Promise.resolve(this.manifestList.some((m) => m.run_id === runId && steps.includes(m.step) && partitions.includes(m.date))),
+  };
+  readonly pointers: PointerStore = {
+    read: (pipeline, partition) => Promise.resolve(structuredClone(this.pointerMap.get(`${pipeline}|${partition}`) ?? null)),
+    write: (ptr) => {
+      this.pointerMap.set(`${ptr.pipeline}|${ptr.date}`, structuredClone(ptr));
+      return Promise.resolve();
+    },
+    partitions: (pipeline) =>
+      Promise.resolve(
+        [...this.pointerMap.values()]
+          .filter((p) => p.pipeline === pipeline)
+          .map((p) => p.date)
+          .sort(),
+      ),
+  };
+  readonly ledger: LedgerStore = {
+    append: (kind, detail, runId) => {
+      const prev = this.entries[this.entries.length - 1];
+      const body: Omit<LedgerEntry, 'hash'> = { seq: (prev?.seq ?? 0) + 1, at: new Date().toISOString(), kind, ...(runId ? { run_id: runId } : {}), detail: structuredClone(detail), prev_hash: prev?.hash ?? GENESIS };
+      const entry: LedgerEntry = { ...body, hash: entryHash(body) };
+      this.entries.push(entry);
+      return Promise.resolve(structuredClone(entry));
+    },
+  };
+
+  rows(pipeline: string, step: string): RowStore {
+    const k = `${pipeline}.${step}`;
+    let s = this.stores.get(k);
+    if (!s) {
+      s = new MemoryRowStore(`memory:${k}`);
+      this.stores.set(k, s);
+    }
+    return s;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+class MemoryRowStore implements RowStore {
+  private readonly texts = new Map<string, { partition: string; identity: string; text: string }>();
+  constructor(readonly location: string) {}
+
+  put(rows: readonly StoredRow[]): Promise<RowPutResult> {
+    const conflicts: Conflict[] = [];
+    const fresh = new Map<string, { partition: string; identity: string; text: string }>();
+    let present = 0;
+    for (const r of rows) {
+      const text = canonicalText(r);
+      const had = this.texts.get(r.id) ?? fresh.get(r.id);
+      if (had === undefined) fresh.set(r.id, { partition: r.date, identity: r.identity, text });
+      else if (had.text === text) present++;
+      else conflicts.push({ id: r.id, existing: had.text, incoming: text });
+    }
+    if (conflicts.length) return Promise.resolve({ written: 0, present: 0, conflicts });
+    for (const [id, v] of fresh) this.texts.set(id, v);
+    return Promise.resolve({ written: fresh.size, present, conflicts });
+  }
+
+  rows(partition: string, identity: string): Promise<StoredRow[]> {
+    const out: StoredRow[] = [];
+    for (const v of this.texts.values()) if (v.partition === partition && v.identity === identity) out.push(JSON.parse(v.text) as StoredRow);
+    return Promise.resolve(sortRows(out));
+  }
+
+  digest(partition: string, identity: string): Promise<{ rows: number; sha256: string }> {
+    const ids = [...this.texts.entries()].filter(([, v]) => v.partition === partition && v.identity === identity).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const h = ids.reduce((acc, [, v]) => acc.update(`${v.text}\n`), createHash('sha256'));
+    return Promise.resolve({ rows: ids.length, sha256: h.digest('hex') });
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
