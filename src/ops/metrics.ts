@@ -88,6 +88,7 @@ export function workspaceMetrics(ws: WorkspacePaths): WorkspaceMetrics {
   perWorker(Gauge, 'metaspn_queue_leased', 'Tasks held by a worker.', (v) => v.leased);
   perWorker(Gauge, 'metaspn_queue_scheduled', 'Tasks waiting for a retry.', (v) => v.scheduled);
   perWorker(Gauge, 'metaspn_queue_dead', 'Tasks in the dead letters.', (v) => v.dead);
+  perWorker(Gauge, 'metaspn_queue_cancelled', 'Tasks cancelled before they ran (their run was superseded).', (v) => v.cancelled);
   perWorker(Gauge, 'metaspn_queue_paused', '1 when the queue is paused.', (v) => (v.paused ? 1 : 0));
   perWorker(Gauge, 'metaspn_queue_oldest_ready_age_seconds', 'How long the oldest ready task has waited.', (v) => v.oldest_ready_age_s ?? 0);
   new Gauge({

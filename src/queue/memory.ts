@@ -2,9 +2,11 @@ import { UsageError } from '../guard/errors.js';
 import type { QueueOptions } from './options.js';
 import { DEFAULT_MAX_ATTEMPTS, queueFull } from './options.js';
 import { ownerAlive } from './owner.js';
-import { checkTaskId, deadLetterOf, newRecord, recordAfterFailure, recordAfterRetry } from './record.js';
+import { checkTaskId, deadLetterOf, newRecord, recordAfterCancel, recordAfterFailure, recordAfterRetry } from './record.js';
+import { checkGroup } from './validate.js';
 import { isClaimable, newStatus, reclaimEvent, transition, type Event, type Status } from './state.js';
 import type {
+  CancelOptions,
   ClaimOptions,
   ClaimedTask,
   DeadLetter,
@@ -52,7 +54,7 @@ export class MemoryQueue implements Queue {
 
   async enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {
     for (const t of tasks) {
-      const bad = checkTaskId(t.id);
+      const bad = checkTaskId(t.id) ?? (t.group !== undefined ? checkGroup(t.group) : null);
       if (bad) throw new UsageError(bad);
     }
     const now = this.now();
@@ -66,7 +68,8 @@ export class MemoryQueue implements Queue {
     for (const t of tasks) {
       const known = this.entries.get(t.id);
       if (known) {
-        if (opts.rerun_completed && known.status.state === 'completed' && this.apply(known, { type: 'rerun' }, now)) {
+        const over = known.status.state === 'completed' || known.status.state === 'cancelled';
+        if (opts.rerun_completed && over && this.apply(known, { type: 'rerun' }, now)) {
           known.record = recordAfterRetry(known.record, opts.by ?? 'rerun', now);
           result.rerun.push(t.id);
         } else result.existing.push(t.id);
@@ -85,8 +88,10 @@ export class MemoryQueue implements Queue {
     const now = this.now();
     this.owners.set(opts.owner.id, opts.owner);
     // Due retries first (they have waited longest), then ready tasks in enqueue order.
-    const candidates = [...this.entries.values()]
-      .filter((e) => isClaimable(e.status, now))
+    const only = opts.only;
+    const pool = only && only.size < this.entries.size ? [...only].map((id) => this.entries.get(id)).filter((e): e is Entry => e !== undefined) : [...this.entries.values()];
+    const candidates = pool
+      .filter((e) => isClaimable(e.status, now) && (!only || only.has(e.record.id)))
       .sort((a, b) => rank(a) - rank(b) || (rank(a) === 0 ? a.status.time - b.status.time || a.seq - b.seq : a.readySeq - b.readySeq))
       .slice(0, opts.max);
     return candidates.map((e) => {
@@ -133,6 +138,28 @@ export class MemoryQueue implements Queue {
     return targets.map((e) => e.record.id);
   }
 
+  async cancel(opts: CancelOptions): Promise<string[]> {
+    const bad = checkGroup(opts.group);
+    if (bad) throw new UsageError(bad);
+    const now = this.now();
+    const out: string[] = [];
+    for (const e of [...this.entries.values()].sort((a, b) => a.seq - b.seq)) {
+      if (e.record.group !== opts.group || opts.keep?.has(e.record.id)) continue;
+      if (this.apply(e, { type: 'cancel' }, now)) {
+        e.record = recordAfterCancel(e.record, opts.by, opts.reason, now);
+        out.push(e.record.id);
+      }
+    }
+    return out;
+  }
+
+  async nextDueAt(only?: ReadonlySet<string>): Promise<number | null> {
+    let due: number | null = null;
+    const pool = only ? [...only].map((id) => this.entries.get(id)) : this.entries.values();
+    for (const e of pool) if (e && e.status.state === 'scheduled') due = Math.min(due ?? Infinity, e.status.time);
+    return due;
+  }
+
   async pause(): Promise<void> {
     this.paused = true;
   }
@@ -150,6 +177,7 @@ export class MemoryQueue implements Queue {
       leased: 0,
       completed: 0,
       dead: 0,
+      cancelled: 0,
       paused: this.paused,
       next_due_at: null,
       oldest_ready_at: null,

@@ -45,6 +45,7 @@ export function newRecord(queue: string, t: NewTask, defaultMaxAttempts: number,
     updated_at: at,
     errors: [],
     retries: [],
+    ...(t.group !== undefined ? { group: t.group } : {}),
   };
 }
 
@@ -58,6 +59,12 @@ export function recordAfterFailure(r: TaskRecord, error: Omit<TaskError, 'attemp
 export function recordAfterRetry(r: TaskRecord, by: string, now: number): TaskRecord {
   const at = iso(now);
   return { ...r, attempt_count: 0, updated_at: at, retries: [...r.retries, { at, by, attempt_count: r.attempt_count }] };
+}
+
+/** The record after `cancel`: who, when and why kept on it (the latest cancellation). */
+export function recordAfterCancel(r: TaskRecord, by: string, reason: string, now: number): TaskRecord {
+  const at = iso(now);
+  return { ...r, updated_at: at, cancelled: { at, by, reason } };
 }
 
 export function deadLetterOf(r: TaskRecord, deadAt: number): DeadLetter {

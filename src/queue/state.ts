@@ -9,6 +9,7 @@ import type { TaskState } from './types.js';
  *     │                │ ├──fail / dead_letter (exhausted or contract)──▶ dead ──retry──▶ ready
  *     └──release / reclaim (attempt counted)──┘
  *   completed ──rerun (a replay of the same work)──▶ ready
+ *   ready / scheduled ──cancel (its run was superseded)──▶ cancelled ──rerun──▶ ready
  *
  * A lease is `started` once its holder said the handler begins (`start`). Only a started attempt
  * counts: a lease reclaimed before its handler started (a prefetched task of a worker that died)
@@ -20,7 +21,7 @@ export interface Status {
   max_attempts: number;
   /** Grows by one on every claim; a lease is valid only with the current fence. */
   fence: number;
-  /** ready: ready since; scheduled: due at; leased: lease expiry; completed/dead: when it got there. */
+  /** ready: ready since; scheduled: due at; leased: lease expiry; completed/dead/cancelled: when it got there. */
   time: number;
   /** leased: the owner id; otherwise null. */
   owner: string | null;
@@ -39,9 +40,10 @@ export type Event =
   | { type: 'dead_letter'; owner: string; fence: number }
   | { type: 'reclaim'; fence: number }
   | { type: 'retry' }
-  | { type: 'rerun' };
+  | { type: 'rerun' }
+  | { type: 'cancel' };
 
-export type Rejection = 'not_claimable' | 'lease_lost' | 'not_dead' | 'not_completed';
+export type Rejection = 'not_claimable' | 'lease_lost' | 'not_dead' | 'not_completed' | 'not_cancellable';
 
 export type Outcome = { ok: true; status: Status } | { ok: false; reason: Rejection };
 
@@ -101,8 +103,12 @@ export function transition(s: Status, e: Event, now: number): Outcome {
       if (s.state !== 'dead') return { ok: false, reason: 'not_dead' };
       return { ok: true, status: { ...s, state: 'ready', attempt_count: 0, time: now, owner: null } };
     case 'rerun':
-      if (s.state !== 'completed') return { ok: false, reason: 'not_completed' };
+      if (s.state !== 'completed' && s.state !== 'cancelled') return { ok: false, reason: 'not_completed' };
       return { ok: true, status: { ...s, state: 'ready', attempt_count: 0, time: now, owner: null } };
+    case 'cancel':
+      // A leased task is its holder's: it finishes or loses it, and a later cancel catches it.
+      if (s.state !== 'ready' && s.state !== 'scheduled') return { ok: false, reason: 'not_cancellable' };
+      return { ok: true, status: { ...s, state: 'cancelled', time: now, owner: null } };
   }
 }
 

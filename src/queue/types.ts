@@ -4,7 +4,13 @@
  * conformance suite (test/queue/conformance.ts).
  */
 
-export type TaskState = 'ready' | 'scheduled' | 'leased' | 'completed' | 'dead';
+/**
+ * Where a task stands. `completed`, `dead` and `cancelled` are terminal (`queue retry` takes a dead
+ * task back to ready; an enqueue with `rerun_completed` takes a completed or cancelled one back).
+ * `cancelled`: its run was superseded before it ran ({@link Queue.cancel}); it never runs unless
+ * enqueued again.
+ */
+export type TaskState = 'ready' | 'scheduled' | 'leased' | 'completed' | 'dead' | 'cancelled';
 
 /** How an attempt ended badly: decides retry (transient, timeout, lease) or dead letters at once (contract). */
 export type ErrorKind = 'transient' | 'contract' | 'timeout' | 'lease_expired' | 'owner_gone';
@@ -32,6 +38,16 @@ export interface RetryMark {
   attempt_count: number;
 }
 
+/** Who cancelled a task, when and why ({@link Queue.cancel}). */
+export interface CancelMark {
+  /** ISO-8601 time of the cancellation. */
+  at: string;
+  /** Who asked: a run id, the command line or API caller. */
+  by: string;
+  /** Why, in words (e.g. `superseded by run r_…`). */
+  reason: string;
+}
+
 /** The durable record of one task: everything needed to run it and to explain its history. */
 export interface TaskRecord {
   id: string;
@@ -43,28 +59,46 @@ export interface TaskRecord {
   updated_at: string;
   errors: TaskError[];
   retries: RetryMark[];
+  /** The partition tag the task was enqueued with ({@link NewTask.group}); absent when it had none. */
+  group?: string;
+  /**
+   * The latest cancellation, when the task was ever cancelled. Kept as history when the task is
+   * enqueued again (its `retries` then record the rerun after it), like `errors`.
+   */
+  cancelled?: CancelMark;
 }
+
+/** Longest task group, in characters. */
+export const GROUP_MAX_CHARS = 200;
 
 export interface NewTask {
   id: string;
   payload: unknown;
   /** Defaults to the queue policy's max_attempts. */
   max_attempts?: number;
+  /**
+   * An opaque partition tag, e.g. `s1/2026-01-02` (a pipeline and its partition): tasks of one
+   * group can be cancelled together ({@link Queue.cancel}). 1 to 200 characters of
+   * `[A-Za-z0-9._:/-]`; anything else is refused (UsageError from enqueue, exit 20 / HTTP 400 from
+   * task files and the API). Stored with the task; absent: the task belongs to no group. An id
+   * already present keeps the group it was enqueued with.
+   */
+  group?: string;
 }
 
 export interface EnqueueResult {
   added: string[];
   /** Ids already present in any state (within the completed-retention window): not added twice. */
   existing: string[];
-  /** With `rerun_completed`: ids that were completed and are ready again. */
+  /** With `rerun_completed`: ids that were completed or cancelled and are ready again. */
   rerun: string[];
 }
 
 export interface EnqueueOptions {
   /**
-   * Completed tasks among the ids go back to ready (attempt count reset, the rerun recorded):
-   * a pipeline replaying a date re-executes its work, and the artifact store's dedup decides
-   * what is new. Default false.
+   * Completed and cancelled tasks among the ids go back to ready (attempt count reset, the rerun
+   * recorded): a pipeline replaying a date re-executes its work, and the artifact store's dedup
+   * decides what is new. Default false: they are reported as `existing`.
    */
   rerun_completed?: boolean;
   /** Who asked, recorded on rerun tasks. */
@@ -101,6 +135,25 @@ export interface ClaimOptions {
    * no attempt.
    */
   defer_start?: boolean;
+  /**
+   * Claim only tasks whose id is in this set (a pipeline run's own tasks): the others are skipped
+   * and stay as they are (no attempt, no lease). Due retries still come first. Absent: any task.
+   * Cost: the ids are looked up once per set object (keep passing the same set), then each claim
+   * walks whichever is smaller, the set's unsettled tasks or the claimable ones.
+   */
+  only?: ReadonlySet<string>;
+}
+
+/** What {@link Queue.cancel} cancels. */
+export interface CancelOptions {
+  /** The group ({@link NewTask.group}) whose ready and scheduled tasks are cancelled. */
+  group: string;
+  /** Ids of the group to leave alone (e.g. the superseding run's own tasks). */
+  keep?: ReadonlySet<string>;
+  /** Who asked: recorded on each task (`TaskRecord.cancelled.by`). */
+  by: string;
+  /** Why: recorded on each task (`TaskRecord.cancelled.reason`). */
+  reason: string;
 }
 
 /** What a failure did to the task. */
@@ -125,6 +178,11 @@ export interface QueueStats {
   leased: number;
   completed: number;
   dead: number;
+  /**
+   * Tasks cancelled ({@link Queue.cancel}) and not enqueued again since. Like `completed`, it keeps
+   * counting those a compaction dropped after the completed-retention window.
+   */
+  cancelled: number;
   paused: boolean;
   /** Epoch ms of the earliest retry due, or null. */
   next_due_at: number | null;
@@ -161,9 +219,23 @@ export interface Queue {
   pause(by: string): Promise<void>;
   resume(by: string): Promise<void>;
   stats(): Promise<QueueStats>;
+  /**
+   * Cancels every task of `opts.group` that is ready or scheduled (waiting for a retry) and not in
+   * `opts.keep`: each becomes `cancelled`, with who, when and why recorded on it, and never runs
+   * unless enqueued again (with `rerun_completed`). Leased tasks are left alone: their holder
+   * finishes or loses them, and a later cancel catches them. Durable before it resolves (fsynced
+   * like `complete`). Returns the ids cancelled, in enqueue order.
+   * @throws UsageError when `opts.group` is not a valid group.
+   */
+  cancel(opts: CancelOptions): Promise<string[]>;
+  /**
+   * Wall-clock epoch ms at which the earliest retry is due (a time in the past: due now), among the
+   * tasks of `only` when given, else among all; null when none is scheduled.
+   */
+  nextDueAt(only?: ReadonlySet<string>): Promise<number | null>;
   /** Returns leases whose expiry passed, or whose owner process on this host is gone, to ready. */
   reclaimExpired(): Promise<string[]>;
-  /** The state of each id (null: unknown, or completed longer ago than the retention window). */
+  /** The state of each id (null: unknown, or completed or cancelled longer ago than the retention window). */
   states(ids: readonly string[]): Promise<(TaskState | null)[]>;
   listDead(): Promise<DeadLetter[]>;
   getDead(id: string): Promise<DeadLetter | null>;

@@ -3,7 +3,7 @@ import { parseJsonWithin } from '../config/json-limits.js';
 import { nearest } from '../config/nearest.js';
 import { DataInvalidError } from '../guard/errors.js';
 import { checkTaskId, derivedTaskId } from './record.js';
-import type { NewTask } from './types.js';
+import { GROUP_MAX_CHARS, type NewTask } from './types.js';
 
 /**
  * The one validation of tasks that come from outside (`queue enqueue --file` and `--payload`, the
@@ -11,11 +11,12 @@ import type { NewTask } from './types.js';
  * by one is refused by all. Pure: callers turn a rule into their own error (exit 20 naming the
  * file and line, HTTP 400).
  *
- * A task is `{"id"?, "payload", "max_attempts"?}`:
+ * A task is `{"id"?, "payload", "max_attempts"?, "group"?}`:
  * - `payload`: any JSON, at most LIMITS.payload_bytes as JSON text; required (null is a payload).
  * - `id`: matches the task-id alphabet (record.ts); default: derived from the payload, so
  *   submitting the same payload twice adds it once.
  * - `max_attempts`: a whole number in LIMITS.max_attempts; default: the queue's policy.
+ * - `group`: a partition tag ({@link checkGroup}); default: none.
  * - any other key is refused, naming the nearest known one (a typo must not be ignored).
  * The text itself is held to the JSON limits of every reader (src/config/json-limits.ts):
  * length, nesting depth, and numbers JSON cannot carry exactly (1e400, 12345678901234567890).
@@ -23,7 +24,21 @@ import type { NewTask } from './types.js';
 export type TaskCheck = { ok: true; task: NewTask } | { ok: false; rule: string };
 
 /** The keys a task may have. */
-export const TASK_KEYS = ['id', 'payload', 'max_attempts'] as const;
+export const TASK_KEYS = ['id', 'payload', 'max_attempts', 'group'] as const;
+
+/** A task group: 1 to GROUP_MAX_CHARS characters of letters, digits and `._:/-`. */
+const GROUP = /^[A-Za-z0-9._:/-]+$/;
+
+/**
+ * Checks a task group ({@link NewTask.group}): a string of 1 to 200 characters of
+ * `[A-Za-z0-9._:/-]`. Returns the rule it breaks, or null when it is valid.
+ */
+export function checkGroup(group: unknown): string | null {
+  if (typeof group !== 'string') return `group must be a string, got ${group === null ? 'null' : typeof group}`;
+  if (group.length === 0 || group.length > GROUP_MAX_CHARS) return `group must be 1 to ${GROUP_MAX_CHARS} characters, got ${group.length}`;
+  if (!GROUP.test(group)) return `group "${group.slice(0, 60)}" must match ${GROUP.source} (letters, digits and . _ : / -)`;
+  return null;
+}
 
 function payloadBytes(payload: unknown): number {
   const text = JSON.stringify(payload) ?? 'null';
@@ -44,7 +59,7 @@ export function checkPayload(payload: unknown): string | null {
  */
 export function checkNewTask(raw: unknown): TaskCheck {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !('payload' in raw)) {
-    return { ok: false, rule: 'each task must be an object with a "payload" (and optionally "id", "max_attempts")' };
+    return { ok: false, rule: 'each task must be an object with a "payload" (and optionally "id", "max_attempts", "group")' };
   }
   const o = raw as Record<string, unknown>;
   for (const key of Object.keys(o)) {
@@ -63,7 +78,14 @@ export function checkNewTask(raw: unknown): TaskCheck {
     const range = checkLimit('max_attempts', o.max_attempts);
     if (range) return { ok: false, rule: `max_attempts ${range}, got ${JSON.stringify(o.max_attempts)}` };
   }
-  return { ok: true, task: { id: id as string, payload, ...(o.max_attempts !== undefined ? { max_attempts: o.max_attempts as number } : {}) } };
+  if (o.group !== undefined) {
+    const badGroup = checkGroup(o.group);
+    if (badGroup) return { ok: false, rule: badGroup };
+  }
+  return {
+    ok: true,
+    task: { id: id as string, payload, ...(o.max_attempts !== undefined ? { max_attempts: o.max_attempts as number } : {}), ...(o.group !== undefined ? { group: o.group as string } : {}) },
+  };
 }
 
 /** One task from its JSON text (a task-file line, an API body's task): the JSON limits, then {@link checkNewTask}. */
@@ -109,7 +131,7 @@ export function parseTaskLines(text: string, file: string): NewTask[] {
 
 /**
  * The body of POST /api/queues/:worker/tasks, from its raw text: `{"tasks": [task, …]}` or one
- * task `{"payload", "id"?, "max_attempts"?}`, either with an optional `"event_id"` (a string).
+ * task `{"payload", "id"?, "max_attempts"?, "group"?}`, either with an optional `"event_id"` (a string).
  * `maxChars` bounds the whole body (default: the JSONL line limit).
  */
 export function parseEnqueueBody(text: string, maxChars: number = LIMITS.json_line_chars.max): { ok: true; tasks: NewTask[]; event_id?: string } | { ok: false; rule: string } {

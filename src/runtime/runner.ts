@@ -25,6 +25,12 @@ export interface RunnerDeps {
   /** Claim at most this many tasks in this run. Default: no limit. */
   maxTasks?: number;
   /**
+   * Claim only tasks whose id is in this set (ClaimOptions.only): a pipeline stage runs its own
+   * tasks, never another run's. Pass the same set for the whole run (it is resolved once). Default:
+   * any task of the queue.
+   */
+  only?: ReadonlySet<string>;
+  /**
    * Tasks claimed ahead of free slots, so claims batch. Default: adaptive, so that a buffered task
    * starts within a quarter of its lease (between concurrency and 512).
    */
@@ -157,7 +163,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     if (!drained && want > 0 && buffer.length <= policy.concurrency) {
       // Prefetched: a task counts as started (and its lease as an attempt) only once its handler is
       // about to run, so a worker that dies charges nothing to the tasks it held in its buffer.
-      const got = await d.queue.claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms, defer_start: true });
+      const got = await d.queue.claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms, defer_start: true, ...(d.only ? { only: d.only } : {}) });
       sum.claimed += got.length;
       buffer.push(...got);
       if (got.length === 0 && d.once) drained = true;

@@ -16,8 +16,13 @@ export interface StageDrain {
   retried: number;
   /** The group's tasks that ended in the dead letters (this run or an earlier one). */
   dead: DeadLetter[];
-  /** Tasks neither completed nor dead when the drain gave up (held by another live worker). */
+  /**
+   * Tasks neither completed nor dead when the drain gave up (held by another live worker, or
+   * cancelled meanwhile: those are counted in `cancelled` too).
+   */
   unsettled: number;
+  /** The group's tasks found cancelled (a run that superseded this one cancelled them): never run. Always set by drainStage. */
+  cancelled?: number;
   /** The queue is paused: nothing was handed out. */
   paused: boolean;
 }
@@ -45,14 +50,18 @@ const ZERO: RunSummary = { claimed: 0, completed: 0, retry_scheduled: 0, dead: 0
 
 /**
  * One pipeline stage on the worker runtime: enqueue its tasks (ids are deterministic, so a re-run
- * finds them), drain until every task is completed or dead (waiting out retry backoff), and
- * report how each group's tasks ended. A task another live worker holds is waited for up to two
- * leases; a paused queue is reported at once.
+ * finds them; completed or cancelled ones run again), drain until every task is completed, dead or
+ * cancelled (waiting out retry backoff), and report how each group's tasks ended. Only the stage's
+ * own tasks are claimed (ClaimOptions.only): a task another run left in the queue is not executed
+ * here. A task another live worker holds is waited for up to two leases; a paused queue is
+ * reported at once.
  */
 export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[]; summary: RunSummary }> {
   const all = o.groups.flat();
   const added = await o.queue.enqueue(all, { rerun_completed: true, by: o.by });
   const ids = all.map((t) => t.id);
+  // One set for the whole drain: the queue resolves it to its tasks once.
+  const only: ReadonlySet<string> = new Set(ids);
   const retriedOf = new Map<string, number>();
   const total: RunSummary = { ...ZERO };
   const deadline = Date.now() + 2 * o.policy.lease_ms;
@@ -71,13 +80,15 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
       owner: o.owner,
       policy: o.policy,
       once: true,
+      only,
       init: o.init,
       stop: o.stop,
       ...(o.force ? { force: o.force } : {}),
       now: Date.now,
       sleep,
       random: Math.random,
-      nextDue: async () => (await o.queue.stats()).next_due_at,
+      // The stage's own retries: another run's scheduled task must not wake this drain for nothing.
+      nextDue: () => o.queue.nextDueAt(only),
       onOutcome: (out) => {
         if (out.kind === 'retry_scheduled') retriedOf.set(out.id, (retriedOf.get(out.id) ?? 0) + 1);
       },
@@ -85,7 +96,7 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
     for (const k of Object.keys(ZERO) as (keyof RunSummary)[]) if (k !== 'forced' && k !== 'halted') total[k] += s[k];
     total.forced ||= s.forced;
     states = ids.length ? await o.queue.states(ids) : [];
-    const open = states.filter((st) => st !== 'completed' && st !== 'dead').length;
+    const open = states.filter((st) => st !== 'completed' && st !== 'dead' && st !== 'cancelled').length;
     if (open === 0 || o.stop.aborted || Date.now() > deadline) break;
     await sleep(Math.min(1000, o.policy.poll_ms), o.stop);
   }
@@ -106,6 +117,7 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
       retried: g.reduce((a, t) => a + (retriedOf.get(t.id) ?? 0), 0),
       dead,
       unsettled: gs.filter((st) => st !== 'completed' && st !== 'dead').length,
+      cancelled: gs.filter((st) => st === 'cancelled').length,
       paused,
     });
   }

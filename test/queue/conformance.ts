@@ -13,6 +13,15 @@ export class FakeClock {
 
 export type MakeQueue = (opts: QueueOptions) => Promise<Queue>;
 
+/** What a backend can do beyond the interface, for the tests that need it. */
+export interface BackendExtras {
+  /**
+   * Closes `q` and opens the same queue afresh (a new process's view: replayed from what is
+   * durable), compacted first when `compact` is true. Absent for a backend that keeps nothing.
+   */
+  reopen?: (q: Queue, compact: boolean) => Promise<Queue>;
+}
+
 const ME: Owner = { id: 'me-1', pid: 1, host: 'test' };
 const OTHER: Owner = { id: 'other-2', pid: 2, host: 'test' };
 const err = (message: string, kind: TaskError['kind'] = 'transient'): Omit<TaskError, 'attempt'> => ({
@@ -32,7 +41,7 @@ interface Ctx {
  * The behaviour every Queue backend must have. Each backend's test file calls this once.
  * `make` gets a fresh, empty queue each time.
  */
-export function describeQueueBackend(backend: string, make: MakeQueue): void {
+export function describeQueueBackend(backend: string, make: MakeQueue, extras: BackendExtras = {}): void {
   async function setup(max_attempts = 3): Promise<Ctx> {
     const clock = new FakeClock();
     const alive = new Set([ME.id, OTHER.id]);
@@ -380,6 +389,161 @@ export function describeQueueBackend(backend: string, make: MakeQueue): void {
       c.clock.advance(5000);
       await c.q.enqueue([{ id: 'b', payload: 1 }]);
       expect(await c.q.stats()).toMatchObject({ queue: 'jobs', ready: 2, scheduled: 0, leased: 0, completed: 0, dead: 0, paused: false, oldest_ready_at: t0, next_due_at: null });
+      await c.q.close();
+    });
+
+    it('a task keeps its group; a bad group is refused and nothing is enqueued', async () => {
+      const c = await setup();
+      await c.q.enqueue([{ id: 'a', payload: 1, group: 's1/2026-01-02' }, { id: 'b', payload: 2 }]);
+      for (const group of ['', 'x'.repeat(201), 'has space', 'semi;colon', 'ü']) {
+        await expect(c.q.enqueue([{ id: 'z', payload: 0, group }])).rejects.toThrow(/group/);
+      }
+      const claimed = await c.q.claim({ owner: ME, max: 5, lease_ms: 1000 });
+      expect(claimed.map((x) => [x.task.id, x.task.group])).toEqual([
+        ['a', 's1/2026-01-02'],
+        ['b', undefined],
+      ]);
+      expect('group' in claimed[1]!.task).toBe(false);
+      expect(await c.q.states(['z'])).toEqual([null]);
+      await c.q.close();
+    });
+
+    it('a claim with `only` takes only those tasks; the others stay ready, untouched', async () => {
+      const c = await setup();
+      await c.q.enqueue(['a', 'b', 'c', 'd', 'e'].map((id) => ({ id, payload: id })));
+      const only = new Set(['b', 'd', 'nope']);
+      const got = await c.q.claim({ owner: ME, max: 5, lease_ms: 1000, only });
+      expect(got.map((x) => x.task.id)).toEqual(['b', 'd']);
+      expect(await c.q.claim({ owner: ME, max: 5, lease_ms: 1000, only })).toEqual([]);
+      expect(await c.q.states(['a', 'b', 'c', 'd', 'e'])).toEqual(['ready', 'leased', 'ready', 'leased', 'ready']);
+      // The others were never leased: their first claim has fence 1 and no attempt.
+      const rest = await c.q.claim({ owner: OTHER, max: 5, lease_ms: 1000 });
+      expect(rest.map((x) => [x.task.id, x.lease.fence, x.task.attempt_count])).toEqual([
+        ['a', 1, 0],
+        ['c', 1, 0],
+        ['e', 1, 0],
+      ]);
+      await c.q.close();
+    });
+
+    it('`only`, large or small against the claimable tasks: due retries first, ready ones in enqueue order, at most max', async () => {
+      const c = await setup();
+      await c.q.enqueue(Array.from({ length: 20 }, (_, i) => ({ id: `t${String(i).padStart(2, '0')}`, payload: i })));
+      // t05 fails and waits for a retry; t07 fails later with a shorter wait: it is due first.
+      for (const [id, delay] of [
+        ['t05', 100],
+        ['t07', 50],
+      ] as const) {
+        const [h] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000, only: new Set([id]) });
+        expect(await c.q.fail(id, h!.lease, err('x'), delay)).toBe('scheduled');
+      }
+      c.clock.advance(100);
+      // Small: 4 ids among 20 claimable tasks.
+      const small = new Set(['t12', 't05', 't07', 't03']);
+      expect((await c.q.claim({ owner: ME, max: 3, lease_ms: 1000, only: small })).map((x) => x.task.id)).toEqual(['t07', 't05', 't03']);
+      expect((await c.q.claim({ owner: ME, max: 3, lease_ms: 1000, only: small })).map((x) => x.task.id)).toEqual(['t12']);
+      // Large: every id and more, against the 16 claimable left.
+      const large = new Set([...Array.from({ length: 40 }, (_, i) => `t${String(i).padStart(2, '0')}`)].filter((id) => id !== 't00' && id !== 't01'));
+      const got = await c.q.claim({ owner: ME, max: 4, lease_ms: 1000, only: large });
+      expect(got.map((x) => x.task.id)).toEqual(['t02', 't04', 't06', 't08']);
+      expect(await c.q.states(['t00', 't01'])).toEqual(['ready', 'ready']);
+      await c.q.close();
+    });
+
+    it('`only` on a paused queue hands out nothing', async () => {
+      const c = await setup();
+      await c.q.enqueue([{ id: 'a', payload: 1 }]);
+      await c.q.pause('test');
+      expect(await c.q.claim({ owner: ME, max: 1, lease_ms: 1000, only: new Set(['a']) })).toEqual([]);
+      await c.q.close();
+    });
+
+    it('nextDueAt: the earliest retry due, among `only` when given', async () => {
+      const c = await setup();
+      await c.q.enqueue([{ id: 'a', payload: 1 }, { id: 'b', payload: 2 }, { id: 'c', payload: 3 }]);
+      expect(await c.q.nextDueAt()).toBeNull();
+      const got = await c.q.claim({ owner: ME, max: 2, lease_ms: 1000 });
+      await c.q.fail('a', got[0]!.lease, err('x'), 500);
+      await c.q.fail('b', got[1]!.lease, err('x'), 2000);
+      expect(await c.q.nextDueAt()).toBe(c.clock.t + 500);
+      expect(await c.q.nextDueAt(new Set(['b', 'c']))).toBe(c.clock.t + 2000);
+      expect(await c.q.nextDueAt(new Set(['c', 'nope']))).toBeNull();
+      await c.q.close();
+    });
+
+    it('cancel: the ready and scheduled tasks of a group, not leased ones, not `keep`, not other groups; recorded and counted', async () => {
+      const c = await setup();
+      const g = 'p/2026-01-01';
+      await c.q.enqueue([
+        { id: 'r1', payload: 1, group: g },
+        { id: 's1', payload: 2, group: g },
+        { id: 'l1', payload: 3, group: g },
+        { id: 'k1', payload: 4, group: g },
+        { id: 'o1', payload: 5, group: 'p/2026-01-02' },
+        { id: 'n1', payload: 6 },
+      ]);
+      const [s1] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000, only: new Set(['s1']) });
+      expect(await c.q.fail('s1', s1!.lease, err('x'), 60_000)).toBe('scheduled');
+      const [l1] = await c.q.claim({ owner: OTHER, max: 1, lease_ms: 1000, only: new Set(['l1']) });
+      c.clock.advance(10);
+      expect(await c.q.cancel({ group: g, keep: new Set(['k1']), by: 'run r2', reason: 'superseded by run r2' })).toEqual(['r1', 's1']);
+      expect(await c.q.states(['r1', 's1', 'l1', 'k1', 'o1', 'n1'])).toEqual(['cancelled', 'cancelled', 'leased', 'ready', 'ready', 'ready']);
+      const s = await c.q.stats();
+      expect(s).toMatchObject({ ready: 3, scheduled: 0, leased: 1, cancelled: 2, completed: 0, dead: 0, next_due_at: null });
+      // Cancelled tasks are never handed out; a second cancel finds nothing new; unknown groups are nothing.
+      expect((await c.q.claim({ owner: ME, max: 10, lease_ms: 1000 })).map((x) => x.task.id)).toEqual(['k1', 'o1', 'n1']);
+      expect(await c.q.cancel({ group: g, by: 'again', reason: 'again' })).toEqual([]);
+      expect(await c.q.cancel({ group: 'never/used', by: 'x', reason: 'x' })).toEqual([]);
+      await expect(c.q.cancel({ group: 'bad group', by: 'x', reason: 'x' })).rejects.toThrow(/group/);
+      // The leased one is its holder's: it completes; a later cancel leaves a completed task alone.
+      expect(await c.q.complete('l1', l1!.lease)).toBe(true);
+      expect(await c.q.cancel({ group: g, by: 'x', reason: 'x' })).toEqual([]);
+      expect(await c.q.states(['l1'])).toEqual(['completed']);
+      await c.q.close();
+    });
+
+    it('a cancelled task is `existing` to a plain enqueue; with rerun_completed it is ready again, the cancellation kept as history', async () => {
+      const c = await setup();
+      await c.q.enqueue([{ id: 'a', payload: { n: 1 }, group: 'g1' }]);
+      const [h] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+      await c.q.fail('a', h!.lease, err('boom'), 1000);
+      const at = new Date(c.clock.t).toISOString();
+      expect(await c.q.cancel({ group: 'g1', by: 'run r2', reason: 'superseded' })).toEqual(['a']);
+      expect(await c.q.enqueue([{ id: 'a', payload: { n: 1 }, group: 'g1' }])).toEqual({ added: [], existing: ['a'], rerun: [] });
+      expect(await c.q.states(['a'])).toEqual(['cancelled']);
+      expect(await c.q.enqueue([{ id: 'a', payload: { n: 1 }, group: 'g1' }], { rerun_completed: true, by: 'run r3' })).toEqual({ added: [], existing: [], rerun: ['a'] });
+      expect((await c.q.stats()).cancelled).toBe(0);
+      const [again] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+      expect(again!.task).toMatchObject({ id: 'a', group: 'g1', attempt_count: 0, cancelled: { at, by: 'run r2', reason: 'superseded' } });
+      expect(again!.task.errors.map((e) => e.message)).toEqual(['boom']);
+      expect(again!.task.retries).toEqual([{ at, by: 'run r3', attempt_count: 1 }]);
+      expect(again!.lease.fence).toBe(2);
+      await c.q.close();
+    });
+
+    it.skipIf(!extras.reopen)('group, cancellation and its record survive a reopen and a compaction', async () => {
+      const c = await setup();
+      await c.q.enqueue([
+        { id: 'a', payload: 1, group: 'g/1' },
+        { id: 'b', payload: 2, group: 'g/1' },
+        { id: 'c', payload: 3, group: 'g/2' },
+      ]);
+      expect(await c.q.cancel({ group: 'g/1', keep: new Set(['b']), by: 'op', reason: 'why' })).toEqual(['a']);
+      for (const compact of [false, true]) {
+        c.q = await extras.reopen!(c.q, compact);
+        expect(await c.q.states(['a', 'b', 'c'])).toEqual(['cancelled', 'ready', 'ready']);
+        expect((await c.q.stats()).cancelled).toBe(1);
+        // The groups are still known: a second cancel of g/1 finds b, of g/2 finds c (then they are put back).
+        const r = await c.q.enqueue([{ id: 'a', payload: 1 }], { rerun_completed: true, by: 'rerun' });
+        expect(r.rerun).toEqual(['a']);
+        expect(await c.q.cancel({ group: 'g/1', keep: new Set(['b']), by: 'op', reason: 'why' })).toEqual(['a']);
+      }
+      c.q = await extras.reopen!(c.q, false);
+      expect(await c.q.cancel({ group: 'g/1', by: 'op2', reason: 'all of it' })).toEqual(['b']);
+      expect(await c.q.cancel({ group: 'g/2', by: 'op2', reason: 'all of it' })).toEqual(['c']);
+      expect(await c.q.enqueue([{ id: 'b', payload: 2 }], { rerun_completed: true, by: 'r' })).toMatchObject({ rerun: ['b'] });
+      const [b] = await c.q.claim({ owner: ME, max: 5, lease_ms: 1000 });
+      expect(b!.task).toMatchObject({ id: 'b', group: 'g/1', cancelled: { by: 'op2', reason: 'all of it' } });
       await c.q.close();
     });
   });

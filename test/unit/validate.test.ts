@@ -68,13 +68,25 @@ describe('enqueue validation (one function for the CLI and the API)', () => {
   it('refuses a missing payload, an unknown key (naming the nearest), a bad id, max_attempts out of range, a payload too big', () => {
     expect(rule(checkNewTask({ id: 'x' }))).toMatch(/must be an object with a "payload"/);
     expect(rule(checkNewTask([1]))).toMatch(/must be an object/);
-    expect(rule(checkNewTask({ payload: 1, max_atempts: 3 }))).toBe('unknown key "max_atempts" (did you mean "max_attempts"?); a task has "id", "payload", "max_attempts"');
+    expect(rule(checkNewTask({ payload: 1, max_atempts: 3 }))).toBe('unknown key "max_atempts" (did you mean "max_attempts"?); a task has "id", "payload", "max_attempts", "group"');
     expect(rule(checkNewTask({ payload: 1, id: '../x' }))).toMatch(/task id "..\/x" must match/);
     expect(rule(checkNewTask({ payload: 1, max_attempts: 0 }))).toBe('max_attempts must be a whole number from 1 to 1000 tries, got 0');
     expect(rule(checkNewTask({ payload: 1, max_attempts: 1001 }))).toMatch(/from 1 to 1000/);
     expect(rule(checkNewTask({ payload: 1, max_attempts: 2.5 }))).toMatch(/whole number/);
     expect(rule(checkNewTask({ payload: 'x'.repeat(LIMITS.payload_bytes.max) }))).toMatch(/payload is 1048578 bytes as JSON, more than 1048576 \(limit payload_bytes\)/);
     expect(rule(checkNewTask({ payload: 'é'.repeat(LIMITS.payload_bytes.max / 2) }))).toMatch(/limit payload_bytes/);
+  });
+
+  it('a group: 1 to 200 characters of letters, digits and . _ : / -; anything else is refused naming the rule, with its line in a task file', () => {
+    expect(checkNewTask({ id: 't', payload: 1, group: 's1/2026-01-02' })).toEqual({ ok: true, task: { id: 't', payload: 1, group: 's1/2026-01-02' } });
+    expect(checkNewTask({ id: 't', payload: 1, group: 'A.b_c:d/e-f'.padEnd(200, 'x') })).toMatchObject({ ok: true });
+    expect(rule(checkNewTask({ payload: 1, group: '' }))).toBe('group must be 1 to 200 characters, got 0');
+    expect(rule(checkNewTask({ payload: 1, group: 'x'.repeat(201) }))).toBe('group must be 1 to 200 characters, got 201');
+    expect(rule(checkNewTask({ payload: 1, group: 'a b' }))).toMatch(/^group "a b" must match/);
+    expect(rule(checkNewTask({ payload: 1, group: 7 }))).toBe('group must be a string, got number');
+    expect(rule(checkNewTask({ payload: 1, group: null }))).toBe('group must be a string, got null');
+    expect(rule(checkNewTask({ payload: 1, grop: 'a' }))).toMatch(/unknown key "grop" \(did you mean "group"\?\)/);
+    expect(() => parseTaskLines('{"payload":1,"group":"ok"}\n{"payload":2,"group":"no way"}\n', 'tasks.jsonl')).toThrow(/^tasks\.jsonl:2: group "no way" must match/);
   });
 
   it('parses a task from its text, holding it to the JSON limits', () => {

@@ -144,7 +144,7 @@ export function registerQueue(program: Command): void {
 
   queue
     .command('enqueue <worker>')
-    .description('add tasks: one from --payload, or a JSONL file of {"id"?, "payload", "max_attempts"?}')
+    .description('add tasks: one from --payload, or a JSONL file of {"id"?, "payload", "max_attempts"?, "group"?}')
     .option('--workspace <dir>', 'workspace folder', '.')
     .option('--payload <json>', 'the payload of one task')
     .option('--id <id>', 'task id for --payload (default: derived from the payload)')
@@ -195,6 +195,7 @@ export function formatStats(s: QueueStats, now: number): string {
     ['leased', String(s.leased), ''],
     ['completed', String(s.completed), ''],
     ['dead', String(s.dead), s.dead > 0 ? `see: metaspn queue deadletter list ${s.queue}` : ''],
+    ['cancelled', String(s.cancelled), s.cancelled > 0 ? 'superseded before they ran; an enqueue with rerun runs them again' : ''],
     ['paused', s.paused ? 'yes' : 'no', ''],
   ];
   if (s.corrupt_records > 0) rows.push(['corrupt', String(s.corrupt_records), `records failed their checksum; they are skipped and set aside in queue/${s.queue}/quarantine/ at the next compaction`]);

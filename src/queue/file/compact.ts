@@ -6,12 +6,12 @@ import { encodeLine } from './codec.js';
 import type { LoadedLog } from './loader.js';
 import { logPath, readAt } from './log-io.js';
 import type { LogRecord } from './records.js';
-import { STATES, S_COMPLETED, S_LEASED, UNPLACED } from './slots.js';
+import { STATES, S_CANCELLED, S_COMPLETED, S_LEASED, UNPLACED } from './slots.js';
 
 export interface Retention {
-  /** Completed ids younger than this stay known (enqueue of them is reported as existing). */
+  /** Completed and cancelled tasks younger than this stay known (enqueue of them is reported as existing). */
   ms: number;
-  /** At most this many completed ids are kept, the newest. */
+  /** At most this many completed and cancelled tasks are kept, the newest. */
   count: number;
 }
 
@@ -28,6 +28,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
   const tmp = `${logPath(dir, next)}.tmp`;
   const out = safeOpen(tmp, 'w');
   let dropped = idx.completedDropped;
+  let cancelledDropped = idx.cancelledDropped;
   try {
     let chunk: string[] = [];
     let size = 0;
@@ -48,6 +49,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
       const st = t.state[slot]!;
       if (st === UNPLACED) continue;
       if (st === S_COMPLETED && !keepCompleted.has(slot)) dropped++;
+      else if (st === S_CANCELLED && !keepCompleted.has(slot)) cancelledDropped++;
       else survivors.push(slot);
     }
     let n = 0;
@@ -80,7 +82,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
       tick();
     }
     // The head goes last: only then is the count of dropped completions known.
-    emit({ t: 'head', gen: next, at: now, completed_dropped: dropped, paused: idx.paused, totals: { ...idx.totals } });
+    emit({ t: 'head', gen: next, at: now, completed_dropped: dropped, cancelled_dropped: cancelledDropped, paused: idx.paused, totals: { ...idx.totals } });
     if (chunk.length) writeAll(out, Buffer.from(chunk.join('')));
     fdatasyncSync(out);
   } finally {
@@ -97,10 +99,11 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
 /** Records read back per batch during a compaction. */
 const BATCH = 4096;
 
+/** Completed and cancelled tasks within retention (a cancelled task is kept whole: it may run again). */
 function completedToKeep(log: LoadedLog, now: number, keep: Retention): Set<number> {
   const t = log.idx.slots;
   const young: number[] = [];
-  for (let s = 0; s < t.count; s++) if (t.state[s] === S_COMPLETED && now - t.time[s]! < keep.ms) young.push(s);
+  for (let s = 0; s < t.count; s++) if ((t.state[s] === S_COMPLETED || t.state[s] === S_CANCELLED) && now - t.time[s]! < keep.ms) young.push(s);
   if (young.length > keep.count) young.sort((a, b) => t.time[b]! - t.time[a]!).length = keep.count;
   return new Set(young);
 }

@@ -7,9 +7,11 @@ import { deadletterDir, queueDir, workspacePaths } from '../../storage/paths.js'
 import { leaseOf, reclaimError } from '../memory.js';
 import { DEFAULT_MAX_ATTEMPTS, queueFull, type QueueOptions } from '../options.js';
 import { ownerAlive } from '../owner.js';
-import { checkTaskId, deadLetterOf, newRecord, recordAfterFailure, recordAfterRetry } from '../record.js';
+import { checkTaskId, deadLetterOf, newRecord, recordAfterCancel, recordAfterFailure, recordAfterRetry } from '../record.js';
+import { checkGroup } from '../validate.js';
 import { transition, type Event } from '../state.js';
 import type {
+  CancelOptions,
   ClaimOptions,
   ClaimedTask,
   DeadLetter,
@@ -28,11 +30,11 @@ import type {
 import { LineBuffer } from './codec.js';
 import { compact, type Retention } from './compact.js';
 import { DeadLetterFiles } from './deadletter-files.js';
-import type { Effects } from './index-state.js';
+import type { Effects, Scope } from './index-state.js';
 import { LoadedLog, QueueLogConflictError } from './loader.js';
 import { appendAll, closeQuietly, listGens, logPath, openCurrent, readAt } from './log-io.js';
 import { needsSync, type LogRecord, type Pair } from './records.js';
-import { S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED } from './slots.js';
+import { S_CANCELLED, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED } from './slots.js';
 import { salvage, type ConflictRepair } from './salvage.js';
 import { StatsWriter } from './stats-file.js';
 
@@ -79,6 +81,18 @@ interface Round {
 type BatchKind = 'done' | 'rel' | 'renew' | 'start';
 type Batch = { t: BatchKind; o: string; ms: number; l: Pair[] };
 
+/** A claim's `only` resolved against one loaded log: ids looked up once, not per claim. */
+interface ScopeCache extends Scope {
+  log: LoadedLog;
+  /** The set's size when resolved: a set changed in place is resolved again. */
+  size: number;
+  /** slots.count when the missing ids were last looked up: they are looked up again once it grows. */
+  count: number;
+  /** Ids of the set not in the log (yet). */
+  missing: string[];
+  member: Set<number>;
+}
+
 /**
  * The file backend. One append-only, checksummed log per queue generation; every process keeps
  * the queue's state in memory by replaying it, and changes it by appending records under a short
@@ -105,6 +119,8 @@ export class FileQueue implements Queue {
   private needReload = true;
   /** Tasks this process claimed and still holds: their slot, and their record as claimed. */
   private held = new Map<string, { slot: number; task: TaskRecord }>();
+  /** Claim scopes (ClaimOptions.only) already resolved, by the caller's set. */
+  private scopes = new WeakMap<ReadonlySet<string>, ScopeCache>();
   private pending: Op[] = [];
   private flushing = false;
   private timer: NodeJS.Timeout | null = null;
@@ -132,7 +148,7 @@ export class FileQueue implements Queue {
 
   enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {
     for (const t of tasks) {
-      const bad = checkTaskId(t.id);
+      const bad = checkTaskId(t.id) ?? (t.group !== undefined ? checkGroup(t.group) : null);
       if (bad) return Promise.reject(new UsageError(bad));
     }
     return this.submit('enq', true, (r) => {
@@ -147,7 +163,8 @@ export class FileQueue implements Queue {
       for (const t of tasks) {
         const n = idx.ids.get(t.id);
         if (n >= 0) {
-          if (opts.rerun_completed && idx.slots.state[n] === S_COMPLETED && idx.slots.recOff[n]! >= 0) {
+          const over = idx.slots.state[n] === S_COMPLETED || idx.slots.state[n] === S_CANCELLED;
+          if (opts.rerun_completed && over && idx.slots.recOff[n]! >= 0) {
             const rec = this.state().recordAt(n) as { task?: TaskRecord } | null;
             const by = opts.by ?? 'rerun';
             // A completed id kept by a compaction has only its tombstone left: the task is written afresh.
@@ -175,7 +192,7 @@ export class FileQueue implements Queue {
       const log = this.state();
       if (log.idx.paused || opts.max <= 0) return () => [];
       this.reclaimIn(r);
-      const slots = log.idx.pickClaimable(r.now, opts.max);
+      const slots = log.idx.pickClaimable(r.now, opts.max, opts.only ? this.scopeOf(opts.only) : undefined);
       if (slots.length === 0) return () => [];
       const fences = slots.map((s) => log.idx.slots.fence[s]! + 1);
       r.emit({
@@ -254,6 +271,40 @@ export class FileQueue implements Queue {
     });
   }
 
+  cancel(opts: CancelOptions): Promise<string[]> {
+    const bad = checkGroup(opts.group);
+    if (bad) return Promise.reject(new UsageError(bad));
+    return this.submit('cancel', true, (r) => {
+      const log = this.state();
+      const slots = log.idx.cancellable(opts.group);
+      const cancelled: string[] = [];
+      for (let i = 0; i < slots.length; i += 4096) {
+        const batch = slots.slice(i, i + 4096);
+        const records = log.recordsAt(batch);
+        batch.forEach((n, k) => {
+          const task = (records[k] as { task?: TaskRecord } | null)?.task;
+          if (!task) throw new MetaspnError('STATE_CORRUPT', `queue ${this.name}: the record of task slot ${n} does not read back`);
+          if (opts.keep?.has(task.id)) return;
+          if (r.emit({ t: 'cancel', at: r.now, n, task: recordAfterCancel(task, opts.by, opts.reason, r.now) })) cancelled.push(task.id);
+        });
+      }
+      return () => cancelled;
+    });
+  }
+
+  nextDueAt(only?: ReadonlySet<string>): Promise<number | null> {
+    return this.submit('next_due', true, (r) => {
+      const idx = this.state().idx;
+      if (!only) {
+        const due = idx.stats(this.name, r.now, 0).next_due_at;
+        return () => due;
+      }
+      let due: number | null = null;
+      for (const n of this.scopeOf(only).slots) if (idx.slots.state[n] === S_SCHEDULED) due = Math.min(due ?? Infinity, idx.slots.time[n]!);
+      return () => due;
+    });
+  }
+
   pause(by: string): Promise<void> {
     return this.submit('pause', true, (r) => {
       r.emit({ t: 'pause', at: r.now, by });
@@ -296,6 +347,18 @@ export class FileQueue implements Queue {
     }
     const after = await this.repairRound();
     return conflict ? { ...after, conflict } : after;
+  }
+
+  /**
+   * Compacts the log now, in one locked round, whatever its size: the live state is written as the
+   * next generation (see docs/QUEUE-FORMAT.md, Compaction). Normally a round does this by itself
+   * once the log is large enough.
+   */
+  compact(): Promise<void> {
+    return this.submit('compact', true, () => {
+      this.forceCompaction = true;
+      return () => undefined;
+    });
   }
 
   private repairRound(): Promise<{ reclaimed: string[]; corrupt_set_aside: number }> {
@@ -747,6 +810,37 @@ export class FileQueue implements Queue {
       for (const [n] of l) if (idx.slots.state[n] === S_READY) out.push(this.taskAt(n).id);
     }
     return out;
+  }
+
+  /**
+   * The slots of a claim's `only` in the loaded log, looked up once per set (a lookup confirms the
+   * id by reading its record); ids not in the log yet are looked up again when tasks were added.
+   */
+  private scopeOf(only: ReadonlySet<string>): Scope {
+    const log = this.state();
+    const idx = log.idx;
+    let c = this.scopes.get(only);
+    if (!c || c.log !== log || c.size !== only.size) {
+      const member = new Set<number>();
+      c = { log, size: only.size, count: idx.slots.count, missing: [...only], member, slots: [], has: (n) => member.has(n) };
+      this.scopes.set(only, c);
+      c.count = -1;
+    }
+    if (c.missing.length && idx.slots.count !== c.count) {
+      const missing: string[] = [];
+      for (const id of c.missing) {
+        const n = idx.ids.get(id);
+        if (n < 0) missing.push(id);
+        else if (!c.member.has(n)) {
+          c.member.add(n);
+          c.slots.push(n);
+        }
+      }
+      c.slots.sort((a, b) => a - b);
+      c.missing = missing;
+      c.count = idx.slots.count;
+    }
+    return c;
   }
 
   private taskAt(n: number): TaskRecord {

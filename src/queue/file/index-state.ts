@@ -1,7 +1,7 @@
 import { transition, type Event, type Status } from '../state.js';
 import type { Owner, QueueStats, TaskState } from '../types.js';
 import type { LogRecord, Pair } from './records.js';
-import { DueHeap, IdIndex, SlotFifo, SlotTable, STATES, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED, UNPLACED } from './slots.js';
+import { DueHeap, IdIndex, SlotFifo, SlotTable, STATES, S_CANCELLED, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED, UNPLACED } from './slots.js';
 
 /**
  * A record that cannot occur in a log written under the queue's lock, or totals that do not add
@@ -28,6 +28,13 @@ export class ReplayConflictError extends Error {
     super(`replay conflict at byte ${conflict.offset}: ${conflict.reason}`);
     this.name = 'ReplayConflictError';
   }
+}
+
+/** A claim's `only`, as slots of one loaded log (see ClaimOptions.only). */
+export interface Scope {
+  /** The slots of the ids found, in the order of the ids. */
+  slots: number[];
+  has(slot: number): boolean;
 }
 
 export interface Effects {
@@ -60,9 +67,15 @@ export class IndexState {
   readonly deadSlots = new Set<number>();
   readonly owners: Owner[] = [];
   private readonly ownerIdx = new Map<string, number>();
-  readonly counts = [0, 0, 0, 0, 0];
+  /** Task groups seen, interned: SlotTable.group holds an index into this. */
+  readonly groups: string[] = [];
+  private readonly groupIdx = new Map<string, number>();
+  /** Tasks by state, indexed like STATES. */
+  readonly counts = [0, 0, 0, 0, 0, 0];
   paused = false;
   completedDropped = 0;
+  /** Cancelled tasks a compaction dropped past retention (counted in stats like completed ones). */
+  cancelledDropped = 0;
   /** Failed attempts, arrivals in the dead letters, dead letters retried: carried across compactions. */
   totals = { failed: 0, dead_lettered: 0, retried: 0 };
   refused = 0;
@@ -110,6 +123,22 @@ export class IndexState {
     return STATES[this.slots.state[slot]!]!;
   }
 
+  /** The index of a group in `groups`, -1 when no task has it. */
+  groupIndex(group: string): number {
+    return this.groupIdx.get(group) ?? -1;
+  }
+
+  private internGroup(group: unknown): number {
+    if (typeof group !== 'string') return -1;
+    let i = this.groupIdx.get(group);
+    if (i === undefined) {
+      i = this.groups.length;
+      this.groups.push(group);
+      this.groupIdx.set(group, i);
+    }
+    return i;
+  }
+
   private internOwner(id: string, pid: number, host: string): number {
     let i = this.ownerIdx.get(id);
     if (i === undefined) {
@@ -126,6 +155,7 @@ export class IndexState {
     switch (r.t) {
       case 'head':
         this.completedDropped = r.completed_dropped;
+        this.cancelledDropped = typeof r.cancelled_dropped === 'number' ? r.cancelled_dropped : 0;
         if (r.totals) this.totals = { ...r.totals };
         this.paused = r.paused;
         return;
@@ -133,6 +163,7 @@ export class IndexState {
         // The writer enqueues only ids it does not know, always into the next slot.
         this.checkPlacement(r.t, r.n, r.task.id, offset);
         this.place(r.n, r.task.id, offset, length);
+        this.slots.group[r.n] = this.internGroup(r.task.group);
         this.setStatus(r.n, { state: 'ready', attempt_count: 0, max_attempts: r.task.max_attempts, fence: 0, time: r.at, owner: null }, -1);
         return;
       case 'claim': {
@@ -168,6 +199,9 @@ export class IndexState {
       case 'rerun':
         this.checkSlot(r.t, r.n, offset);
         return this.single(r.n, { type: 'rerun' }, r.at, offset, length);
+      case 'cancel':
+        this.checkSlot(r.t, r.n, offset);
+        return this.single(r.n, { type: 'cancel' }, r.at, offset, length);
       case 'pause':
       case 'resume':
         this.paused = r.t === 'pause';
@@ -182,6 +216,7 @@ export class IndexState {
           this.checkPlacement(r.t, r.n, r.task.id, offset);
           this.place(r.n, r.task.id, offset, length);
         }
+        this.slots.group[r.n] = this.internGroup(r.task.group);
         const o = r.o !== undefined ? this.internOwner(r.o, r.pid ?? 0, r.host ?? '') : -1;
         this.setStatus(
           r.n,
@@ -193,6 +228,7 @@ export class IndexState {
       case 'kept':
         this.checkPlacement(r.t, r.n, r.id, offset);
         this.place(r.n, r.id, offset, length);
+        this.slots.group[r.n] = -1;
         this.setStatus(r.n, { state: 'completed', attempt_count: 0, max_attempts: 0, fence: r.f, time: r.tm, owner: null }, -1);
         return;
     }
@@ -251,7 +287,7 @@ export class IndexState {
   verify(end: number): void {
     if (this.conflict) throw new ReplayConflictError(this.conflict);
     const c = this.counts;
-    const sum = c[0]! + c[1]! + c[2]! + c[3]! + c[4]!;
+    const sum = c[0]! + c[1]! + c[2]! + c[3]! + c[4]! + c[5]!;
     if (sum !== this.placed || this.ids.size !== this.placed) {
       this.fail({
         offset: end,
@@ -348,8 +384,13 @@ export class IndexState {
     }
   }
 
-  /** Up to `max` claimable slots: due retries first, then ready tasks in order. Nothing is changed. */
-  pickClaimable(now: number, max: number): number[] {
+  /**
+   * Up to `max` claimable slots: due retries first, then ready tasks in order. Nothing is changed.
+   * With `scope`, only its slots: whichever is smaller is walked, the scope's slots (ready ones then
+   * go in slot order) or the claimable tasks (skipping the others, which stay where they are).
+   */
+  pickClaimable(now: number, max: number, scope?: Scope): number[] {
+    if (scope) return scope.slots.length <= this.counts[S_READY]! + this.counts[S_SCHEDULED]! ? this.pickAmong(now, max, scope) : this.pickMembers(now, max, scope);
     const picked: number[] = [];
     const seen = new Set<number>();
     const t = this.slots;
@@ -370,6 +411,61 @@ export class IndexState {
       picked.push(s);
     }
     return picked;
+  }
+
+  /** The scope's own slots, looked at one by one: O(scope) whatever the queue holds. */
+  private pickAmong(now: number, max: number, scope: Scope): number[] {
+    const t = this.slots;
+    const due: number[] = [];
+    const ready: number[] = [];
+    for (const n of scope.slots) {
+      const st = t.state[n]!;
+      if (st === S_SCHEDULED && t.time[n]! <= now) due.push(n);
+      else if (st === S_READY && ready.length < max) ready.push(n);
+    }
+    due.sort((a, b) => t.time[a]! - t.time[b]! || a - b);
+    return [...due, ...ready].slice(0, max);
+  }
+
+  /** The claimable tasks in their usual order, skipping those outside the scope (left untouched). */
+  private pickMembers(now: number, max: number, scope: Scope): number[] {
+    const t = this.slots;
+    const picked: number[] = [];
+    const seen = new Set<number>();
+    const skipped: { time: number; slot: number }[] = [];
+    while (picked.length < max) {
+      const top = this.due.top((time, s) => t.state[s] === S_SCHEDULED && t.time[s] === time);
+      if (!top || top.time > now) break;
+      this.due.pop();
+      if (!scope.has(top.slot)) skipped.push(top);
+      else if (!seen.has(top.slot)) {
+        seen.add(top.slot);
+        picked.push(top.slot);
+      }
+    }
+    for (const s of skipped) this.due.push(s.time, s.slot);
+    if (picked.length < max) {
+      this.ready.scan((s) => {
+        if (t.state[s] === S_READY && scope.has(s) && !seen.has(s)) {
+          seen.add(s);
+          picked.push(s);
+        }
+        return picked.length < max;
+      });
+    }
+    return picked;
+  }
+
+  /** Slots of a group that `cancel` may take: ready or scheduled, in slot (enqueue) order. O(slots), no I/O. */
+  cancellable(group: string): number[] {
+    const g = this.groupIndex(group);
+    const out: number[] = [];
+    if (g < 0) return out;
+    const t = this.slots;
+    for (let n = 0; n < t.count; n++) {
+      if (t.group[n] === g && (t.state[n] === S_READY || t.state[n] === S_SCHEDULED)) out.push(n);
+    }
+    return out;
   }
 
   /** Leased slots whose lease expired by `now`, soonest first. */
@@ -399,6 +495,7 @@ export class IndexState {
       leased: this.counts[S_LEASED]!,
       completed: this.counts[S_COMPLETED]! + this.completedDropped,
       dead: this.counts[S_DEAD]!,
+      cancelled: this.counts[S_CANCELLED]! + this.cancelledDropped,
       paused: this.paused,
       next_due_at: top ? top.time : null,
       oldest_ready_at: oldest,

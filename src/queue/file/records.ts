@@ -5,7 +5,8 @@ export type Pair = [number, number];
 
 /** The records of a queue log. Every mutation names the state it expects, so replay can refuse a stale one. */
 export type LogRecord =
-  | { t: 'head'; gen: number; at: number; completed_dropped: number; paused: boolean; totals?: { failed: number; dead_lettered: number; retried: number } }
+  /** `cancelled_dropped`: cancelled tasks dropped past retention (absent in logs of older versions: 0). */
+  | { t: 'head'; gen: number; at: number; completed_dropped: number; cancelled_dropped?: number; paused: boolean; totals?: { failed: number; dead_lettered: number; retried: number } }
   | { t: 'enq'; n: number; at: number; task: TaskRecord }
   /** `st: 1`: the leases begin started (the claimer runs them at once); absent, each starts with a `start` record. */
   | { t: 'claim'; at: number; o: string; pid: number; host: string; ms: number; st?: 1; l: Pair[] }
@@ -19,6 +20,8 @@ export type LogRecord =
   | { t: 'reclaim'; at: number; n: number; f: number; task: TaskRecord }
   | { t: 'retry'; at: number; n: number; task: TaskRecord }
   | { t: 'rerun'; at: number; n: number; task: TaskRecord }
+  /** A ready or scheduled task cancelled: its full record with `cancelled` (who, when, why). */
+  | { t: 'cancel'; at: number; n: number; task: TaskRecord }
   | { t: 'pause' | 'resume'; at: number; by: string }
   | {
       t: 'snap';

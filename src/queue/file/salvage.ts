@@ -27,7 +27,7 @@ export interface SalvageReport {
  * `doctor --repair`. Slots are renumbered as tasks are placed: a task placed in a taken slot gets
  * the next free one, an id placed twice is kept once, and later records naming a slot are routed
  * to the task most recently placed under that number (what the writers saw when they wrote them);
- * records that carry their task (fail, dead, reclaim, retry, rerun) are routed by its id. Every
+ * records that carry their task (fail, dead, reclaim, retry, rerun, cancel) are routed by its id. Every
  * task a conflict touched is put back to ready unless it is in the dead letters: running a task
  * twice is acceptable (artifacts dedupe by id), losing one is not.
  *
@@ -116,7 +116,8 @@ class Salvager {
       case 'dead':
       case 'reclaim':
       case 'retry':
-      case 'rerun': {
+      case 'rerun':
+      case 'cancel': {
         const s = idx.ids.get(rec.task.id);
         if (s < 0) {
           this.report.skipped++;

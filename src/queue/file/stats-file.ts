@@ -62,8 +62,8 @@ export function readStats(dir: string, name: string, now: number): QueueStats & 
   const path = logPath(dir, gen);
   const size = statSync(path).size;
   const snap = readSnapshot(dir);
-  // A snapshot from an older version (no totals) is replayed once like a stale one.
-  if (snap && snap.gen === gen && snap.end === size && snap.stats.totals) return { ...snap.stats, source: 'snapshot' };
+  // A snapshot from an older version (no totals, no cancelled count) is replayed once like a stale one.
+  if (snap && snap.gen === gen && snap.end === size && snap.stats.totals && typeof snap.stats.cancelled === 'number') return { ...snap.stats, source: 'snapshot' };
   if (!existsSync(path)) return { ...emptyStats(name), source: 'replay' };
   const fd = openSync(path, 'r');
   try {
@@ -83,6 +83,7 @@ export function emptyStats(name: string): QueueStats {
     leased: 0,
     completed: 0,
     dead: 0,
+    cancelled: 0,
     paused: false,
     next_due_at: null,
     oldest_ready_at: null,
