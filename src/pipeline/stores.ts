@@ -158,7 +158,13 @@ export class MemoryStores implements PipelineStores {
       else this.manifestList.push(structuredClone(m));
       return Promise.resolve(`memory:manifests/${m.step}/${m.date}/${m.run_id}`);
     },
-    list: (step, partition) => Promise.resolve(this.manifestList.filter((m) => m.step === step && m.date === partition).map((m) => structuredClone(m))),
+    list: (step, partition) =>
+      Promise.resolve(
+        this.manifestList
+          .filter((m) => m.step === step && m.date === partition)
+          .sort((a, b) => a.started_at.localeCompare(b.started_at))
+          .map((m) => structuredClone(m)),
+      ),
     hasRun: (runId, steps, partitions) => Promise.resolve(this.manifestList.some((m) => m.run_id === runId && steps.includes(m.step) && partitions.includes(m.date))),
   };
   readonly pointers: PointerStore = {

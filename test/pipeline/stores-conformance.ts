@@ -1,0 +1,135 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { canonicalText } from '../../src/pipeline/canonical.js';
+import type { PipelineStores } from '../../src/pipeline/stores.js';
+import type { StoredRow } from '../../src/pipeline/types.js';
+import type { Manifest } from '../../src/storage/manifest.js';
+import type { CurrentPointer } from '../../src/storage/pointers.js';
+
+/** Opens a fresh, empty set of stores; `reopen` (when the backend keeps anything) opens the same ones afresh. */
+export interface StoresBackend {
+  open(): Promise<PipelineStores>;
+  reopen?(s: PipelineStores): Promise<PipelineStores>;
+}
+
+const row = (key: string, v: number, identity = 'aaaaaaaaaaaaaaaa', date = '2026-01-02'): StoredRow => ({ key, v, id: `row_${key}_${identity}_${date}`, step: 'load', date, identity });
+
+const digestOf = (rows: StoredRow[]): string => {
+  const h = createHash('sha256');
+  for (const r of [...rows].sort((a, b) => (a.id < b.id ? -1 : 1))) h.update(`${canonicalText(r)}\n`);
+  return h.digest('hex');
+};
+
+const manifest = (step: string, date: string, run: string, started: string): Manifest => ({
+  schema_version: 1,
+  pipeline: 'demo',
+  run_id: run,
+  step,
+  date,
+  as_of: '2026-01-03T00:00:00.000Z',
+  params: { identity: 'aaaaaaaaaaaaaaaa' },
+  status: 'success',
+  started_at: started,
+  finished_at: started,
+  duration_ms: 0,
+  tasks: { total: 1, enqueued: 1, rerun: 0, already_queued: 0, completed: 1, retried: 0, dead: 0 },
+  inputs: [],
+  outputs: [],
+  checks: [],
+  exit_code: 0,
+});
+
+const pointer = (date: string, run: string): CurrentPointer => ({ pipeline: 'demo', date, run_id: run, summary_id: 'bbbbbbbbbbbbbbbb', published_at: '2026-01-03T01:00:00.000Z', params: { as_of: '2026-01-03T00:00:00.000Z', config_hash: 'bbbbbbbbbbbbbbbb' } });
+
+/** The one suite every PipelineStores implementation passes. */
+export function describeStoresBackend(name: string, b: StoresBackend): void {
+  describe(`pipeline stores: ${name}`, () => {
+    it('rows: content-addressed; same content is present, other content conflicts and writes nothing', async () => {
+      const s = await b.open();
+      const rows = s.rows('demo', 'load');
+      expect(await rows.put([row('a', 1), row('b', 2)])).toEqual({ written: 2, present: 0, conflicts: [] });
+      expect(await rows.put([row('a', 1), row('c', 3)])).toEqual({ written: 1, present: 1, conflicts: [] });
+      const bad = await rows.put([row('d', 4), row('a', 99)]);
+      expect(bad.written).toBe(0);
+      expect(bad.conflicts.map((c) => c.id)).toEqual([row('a', 1).id]);
+      expect(JSON.parse(bad.conflicts[0]!.existing)).toMatchObject({ v: 1 });
+      expect(JSON.parse(bad.conflicts[0]!.incoming)).toMatchObject({ v: 99 });
+      expect((await rows.rows('2026-01-02', 'aaaaaaaaaaaaaaaa')).map((r) => r.key)).toEqual(['a', 'b', 'c']);
+      await s.close();
+    });
+
+    it('rows: scoped by partition and identity, in key order; digest over id order, whatever the put order', async () => {
+      const s = await b.open();
+      const rows = s.rows('demo', 'load');
+      const mine = [row('z', 1), row('m', 2), row('a', 3)];
+      await rows.put([mine[0]!]);
+      await rows.put([row('a', 7, 'cccccccccccccccc'), row('a', 8, 'aaaaaaaaaaaaaaaa', '2026-01-03')]);
+      await rows.put(mine.slice(1));
+      expect((await rows.rows('2026-01-02', 'aaaaaaaaaaaaaaaa')).map((r) => [r.key, r.v])).toEqual([['a', 3], ['m', 2], ['z', 1]]);
+      expect(await rows.digest('2026-01-02', 'aaaaaaaaaaaaaaaa')).toEqual({ rows: 3, sha256: digestOf(mine) });
+      expect(await rows.digest('2026-01-09', 'aaaaaaaaaaaaaaaa')).toEqual({ rows: 0, sha256: createHash('sha256').digest('hex') });
+      // Another step's rows are another store.
+      expect(await s.rows('demo', 'other').rows('2026-01-02', 'aaaaaaaaaaaaaaaa')).toEqual([]);
+      await s.close();
+    });
+
+    it('manifests: listed by step and partition, oldest first; a rewrite of the same run replaces it; hasRun', async () => {
+      const s = await b.open();
+      await s.manifests.write(manifest('load', '2026-01-02', 'r2', '2026-01-03T02:00:00.000Z'));
+      await s.manifests.write(manifest('load', '2026-01-02', 'r1', '2026-01-03T01:00:00.000Z'));
+      await s.manifests.write(manifest('sum', '2026-01-02', 'r1', '2026-01-03T01:00:00.000Z'));
+      await s.manifests.write({ ...manifest('load', '2026-01-02', 'r2', '2026-01-03T02:00:00.000Z'), status: 'failed', exit_code: 60 });
+      const list = await s.manifests.list('load', '2026-01-02');
+      expect(list.map((m) => [m.run_id, m.status])).toEqual([
+        ['r1', 'success'],
+        ['r2', 'failed'],
+      ]);
+      expect(await s.manifests.list('load', '2026-01-03')).toEqual([]);
+      expect(await s.manifests.hasRun('r1', ['load', 'sum'], ['2026-01-02'])).toBe(true);
+      expect(await s.manifests.hasRun('r3', ['load', 'sum'], ['2026-01-02'])).toBe(false);
+      expect(await s.manifests.hasRun('r1', ['load'], ['2026-01-05'])).toBe(false);
+      await s.close();
+    });
+
+    it('pointers: replaced whole; partitions ascending per pipeline', async () => {
+      const s = await b.open();
+      expect(await s.pointers.read('demo', '2026-01-02')).toBeNull();
+      await s.pointers.write(pointer('2026-01-03', 'r1'));
+      await s.pointers.write(pointer('2026-01-02', 'r1'));
+      await s.pointers.write(pointer('2026-01-02', 'r2'));
+      expect((await s.pointers.read('demo', '2026-01-02'))?.run_id).toBe('r2');
+      expect(await s.pointers.partitions('demo')).toEqual(['2026-01-02', '2026-01-03']);
+      expect(await s.pointers.partitions('other')).toEqual([]);
+      await s.close();
+    });
+
+    it('ledger: a hash chain, sequence numbers from 1', async () => {
+      const s = await b.open();
+      const e1 = await s.ledger.append('publish', { date: '2026-01-02' }, 'r1');
+      const e2 = await s.ledger.append('rollback', { steps: 1 });
+      expect([e1.seq, e2.seq]).toEqual([1, 2]);
+      expect(e1.prev_hash).toBe('0'.repeat(64));
+      expect(e2.prev_hash).toBe(e1.hash);
+      expect(e1.run_id).toBe('r1');
+      expect(e2.run_id).toBeUndefined();
+      await s.close();
+    });
+
+    if (b.reopen) {
+      it('everything written reads back from a fresh open', async () => {
+        let s = await b.open();
+        await s.rows('demo', 'load').put([row('a', 1)]);
+        await s.manifests.write(manifest('load', '2026-01-02', 'r1', '2026-01-03T01:00:00.000Z'));
+        await s.pointers.write(pointer('2026-01-02', 'r1'));
+        const e1 = await s.ledger.append('publish', { date: '2026-01-02' }, 'r1');
+        s = await b.reopen!(s);
+        expect((await s.rows('demo', 'load').rows('2026-01-02', 'aaaaaaaaaaaaaaaa')).map((r) => r.v)).toEqual([1]);
+        expect(await s.rows('demo', 'load').put([row('a', 2)])).toMatchObject({ written: 0, conflicts: [{ id: row('a', 1).id }] });
+        expect((await s.manifests.list('load', '2026-01-02')).map((m) => m.run_id)).toEqual(['r1']);
+        expect((await s.pointers.read('demo', '2026-01-02'))?.run_id).toBe('r1');
+        expect((await s.ledger.append('publish', {}, 'r2')).prev_hash).toBe(e1.hash);
+        await s.close();
+      });
+    }
+  });
+}
