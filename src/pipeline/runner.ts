@@ -477,7 +477,7 @@ async function runChecks(o: RunPartitionOptions, d: RunnerDeps, st: RunState, lo
 }
 
 async function amendManifest(d: RunnerDeps, o: RunPartitionOptions, r: StepReport, change: Partial<Manifest>): Promise<void> {
-  const m = (await d.stores.manifests.list(r.step, o.plan.partition)).find((x) => x.run_id === o.runId);
+  const m = (await d.stores.manifests.list(o.def.name, r.step, o.plan.partition)).find((x) => x.run_id === o.runId);
   if (!m) return;
   await d.stores.manifests.write({ ...m, ...change });
   if (change.status) r.status = change.status;

@@ -41,10 +41,11 @@ export interface RowStore {
 
 /** Manifests: one per step of a run, written whole or not at all. */
 export interface ManifestStore {
+  /** Writes (or replaces) the manifest of (run, step, partition); returns where (relative to the workspace). */
   write(m: Manifest): Promise<string>;
-  /** Every manifest of a step and partition (any run), oldest first. */
-  list(step: string, partition: string): Promise<Manifest[]>;
-  /** Whether any manifest carries this run id. */
+  /** Every manifest of a pipeline's step and partition (any run), oldest first. */
+  list(pipeline: string, step: string, partition: string): Promise<Manifest[]>;
+  /** Whether a manifest of these steps and partitions carries this run id (any pipeline: run ids name folders). */
   hasRun(runId: string, steps: readonly string[], partitions: readonly string[]): Promise<boolean>;
 }
 
@@ -87,8 +88,13 @@ export class FileStores implements PipelineStores {
     private readonly warn: (msg: string, details: Record<string, unknown>) => void = () => undefined,
   ) {
     this.manifests = {
-      write: (m) => Promise.resolve(writeManifest(ws, m)),
-      list: (step, partition) => Promise.resolve(manifestsOf(ws, step, partition).sort((a, b) => a.started_at.localeCompare(b.started_at))),
+      write: (m) => Promise.resolve(relative(ws.root, writeManifest(ws, m))),
+      list: (pipeline, step, partition) =>
+        Promise.resolve(
+          manifestsOf(ws, step, partition)
+            .filter((m) => m.pipeline === pipeline)
+            .sort((a, b) => a.started_at.localeCompare(b.started_at)),
+        ),
       hasRun: (runId, steps, partitions) => Promise.resolve(steps.some((s) => partitions.some((d) => manifestsOf(ws, s, d).some((m) => m.run_id === runId)))),
     };
     this.pointers = {
@@ -158,10 +164,10 @@ export class MemoryStores implements PipelineStores {
       else this.manifestList.push(structuredClone(m));
       return Promise.resolve(`memory:manifests/${m.step}/${m.date}/${m.run_id}`);
     },
-    list: (step, partition) =>
+    list: (pipeline, step, partition) =>
       Promise.resolve(
         this.manifestList
-          .filter((m) => m.step === step && m.date === partition)
+          .filter((m) => m.pipeline === pipeline && m.step === step && m.date === partition)
           .sort((a, b) => a.started_at.localeCompare(b.started_at))
           .map((m) => structuredClone(m)),
       ),

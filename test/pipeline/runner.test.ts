@@ -111,9 +111,9 @@ describe('pipeline runner (memory backends)', () => {
     expect(ptr.steps.sim).toBe(sim.identity);
     expect(d.stores.entries.map((e) => [e.kind, e.run_id])).toEqual([['publish', 'r1']]);
     // The manifest of each step records what it read and wrote.
-    const m = (await d.stores.manifests.list('ingest', '2026-03-01'))[0]! as unknown as Record<string, unknown>;
+    const m = (await d.stores.manifests.list('dp', 'ingest', '2026-03-01'))[0]! as unknown as Record<string, unknown>;
     expect(m).toMatchObject({ run_id: 'r1', status: 'success', identity: r.steps.find((s) => s.step === 'ingest')!.identity, inputs: [{ path: 'inputs/events.jsonl', rows: 3 }] });
-    const ms = (await d.stores.manifests.list('sim', '2026-03-01'))[0]! as unknown as Record<string, unknown>;
+    const ms = (await d.stores.manifests.list('dp', 'sim', '2026-03-01'))[0]! as unknown as Record<string, unknown>;
     expect(ms.upstream).toEqual({ minutes: { run_id: 'r1', identity: expect.any(String) }, rates: { run_id: 'r1', identity: expect.any(String) } });
   });
 
@@ -173,7 +173,7 @@ describe('pipeline runner (memory backends)', () => {
     expect(await d.stores.pointers.read('dp', '2026-03-01')).toBeNull();
     expect(d.incidents).toEqual([{ kind: 'anomaly_halt', subject: '2026-03-01-total_bounded' }]);
     expect(r.checks).toEqual([{ name: 'total_bounded', status: 'fail', observed: 100, expected: '<= 50' }]);
-    const last = (await d.stores.manifests.list(r.steps.at(-1)!.step, '2026-03-01'))[0]!;
+    const last = (await d.stores.manifests.list('dp', r.steps.at(-1)!.step, '2026-03-01'))[0]!;
     expect(last).toMatchObject({ status: 'failed', exit_code: 60, error: { class: 'AnomalyHalt' } });
     const e = await run(def, d, '2026-03-01', 'r2', { skipChecks: new Map([['nope', 'x']]) }).catch((err: unknown) => err as Error);
     expect((e as Error).message).toMatch(/--skip-check nope: pipeline dp has no such check/);

@@ -79,12 +79,16 @@ export function describeStoresBackend(name: string, b: StoresBackend): void {
       await s.manifests.write(manifest('load', '2026-01-02', 'r1', '2026-01-03T01:00:00.000Z'));
       await s.manifests.write(manifest('sum', '2026-01-02', 'r1', '2026-01-03T01:00:00.000Z'));
       await s.manifests.write({ ...manifest('load', '2026-01-02', 'r2', '2026-01-03T02:00:00.000Z'), status: 'failed', exit_code: 60 });
-      const list = await s.manifests.list('load', '2026-01-02');
+      const list = await s.manifests.list('demo', 'load', '2026-01-02');
       expect(list.map((m) => [m.run_id, m.status])).toEqual([
         ['r1', 'success'],
         ['r2', 'failed'],
       ]);
-      expect(await s.manifests.list('load', '2026-01-03')).toEqual([]);
+      expect(await s.manifests.list('demo', 'load', '2026-01-03')).toEqual([]);
+      // Another pipeline's step of the same name is not this one's.
+      await s.manifests.write({ ...manifest('load', '2026-01-02', 'r9', '2026-01-03T03:00:00.000Z'), pipeline: 'other' });
+      expect((await s.manifests.list('demo', 'load', '2026-01-02')).map((m) => m.run_id)).toEqual(['r1', 'r2']);
+      expect((await s.manifests.list('other', 'load', '2026-01-02')).map((m) => m.run_id)).toEqual(['r9']);
       expect(await s.manifests.hasRun('r1', ['load', 'sum'], ['2026-01-02'])).toBe(true);
       expect(await s.manifests.hasRun('r3', ['load', 'sum'], ['2026-01-02'])).toBe(false);
       expect(await s.manifests.hasRun('r1', ['load'], ['2026-01-05'])).toBe(false);
@@ -125,7 +129,7 @@ export function describeStoresBackend(name: string, b: StoresBackend): void {
         s = await b.reopen!(s);
         expect((await s.rows('demo', 'load').rows('2026-01-02', 'aaaaaaaaaaaaaaaa')).map((r) => r.v)).toEqual([1]);
         expect(await s.rows('demo', 'load').put([row('a', 2)])).toMatchObject({ written: 0, conflicts: [{ id: row('a', 1).id }] });
-        expect((await s.manifests.list('load', '2026-01-02')).map((m) => m.run_id)).toEqual(['r1']);
+        expect((await s.manifests.list('demo', 'load', '2026-01-02')).map((m) => m.run_id)).toEqual(['r1']);
         expect((await s.pointers.read('demo', '2026-01-02'))?.run_id).toBe('r1');
         expect((await s.ledger.append('publish', {}, 'r2')).prev_hash).toBe(e1.hash);
         await s.close();

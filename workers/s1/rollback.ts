@@ -1,125 +1,23 @@
-import { MetaspnError, StateCorruptError, UsageError } from '../../src/guard/errors.js';
-import { Ledger, readLedger, type LedgerEntry } from '../../src/storage/ledger.js';
-import { manifestsOf } from '../../src/storage/manifest.js';
-import type { WorkspacePaths } from '../../src/storage/paths.js';
-import { safeRm } from '../../src/storage/safe-path.js';
-import { pointerDates, pointerPath, readPointer, writePointer, type CurrentPointer } from '../../src/storage/pointers.js';
 import { join } from 'node:path';
-import { quarantineFile, StateFileError } from '../../src/storage/state-file.js';
+import { StateCorruptError } from '../../src/guard/errors.js';
+import { rollback as rollbackPipeline, type RollbackOptions, type RollbackReport } from '../../src/pipeline/rollback.js';
+import { manifestsOf } from '../../src/storage/manifest.js';
+import type { CurrentPointer } from '../../src/storage/pointers.js';
 import { ArtifactStore, paramsKey } from '../../src/storage/store/artifact-store.js';
 import { PIPELINE, STORE_FILES } from './context.js';
-import { findEntry, pointerChanges, pointerHistory, pointersAt, stepsBack, type PointerChange } from './pointer-history.js';
-import type { Logger } from 'pino';
 
-export interface RollbackOptions {
-  ws: WorkspacePaths;
-  log: Logger;
-  target: { steps: number } | { toHash: string };
-  reason: string;
-  dryRun: boolean;
-  strict: boolean;
-  runId: string;
-}
+export type { RollbackReport };
 
-export interface RollbackReport {
-  dry_run: boolean;
-  target_hash: string | null;
-  changes: PointerChange[];
-  warnings: string[];
-  ledger_entry: LedgerEntry | null;
-}
-
-/**
- * Moves current pointers back (or forward) to a state the ledger recorded: N publishes ago, or
- * as of entry H. Pointers only: no artifact is touched. `--strict` refuses when the ledger chain
- * or a manifest of a pointer it would restore does not verify; `--dry-run` changes nothing.
- */
-export async function rollback(o: RollbackOptions): Promise<RollbackReport> {
-  const read = readLedger(o.ws);
-  const warnings: string[] = [];
-  if (read.problems.length) {
-    const p = read.problems[0]!;
-    if (o.strict) throw new StateCorruptError(`${o.ws.ledger}:${p.line}: ${p.rule}`, { hint: 'the ledger does not verify (--strict); keep it for audit' });
-    warnings.push(...read.problems.map((x) => `ledger line ${x.line}: ${x.rule}`));
-  }
-  const history = pointerHistory(read.entries);
-  if (history.problems.length) {
-    if (o.strict) throw new StateCorruptError(`${o.ws.ledger}: ${history.problems[0]}`);
-    warnings.push(...history.problems);
-  }
-  let target;
-  try {
-    target = resolveTarget(o, read.entries, history);
-  } catch (err) {
-    // "Nothing that far back" from a ledger that does not verify: the damage is the news.
-    if (err instanceof MetaspnError && err.code === 'BUSINESS_REJECT' && warnings.length) {
-      throw new MetaspnError('STATE_CORRUPT', `${err.message}; the ledger does not verify (${warnings[0]})`, { hint: 'run metaspn doctor; keep ledger.jsonl for audit' });
-    }
-    throw err;
-  }
-  const now = pointersAt(history.current);
-  // Pointer files that do not read back: the ledger knows what they said, so they are rewritten
-  // (the damaged bytes go to quarantine/); --strict refuses, as for any pointer changed outside metaspn.
-  const damaged = new Set<string>();
-  for (const date of new Set([...now.keys(), ...pointerDates(o.ws, PIPELINE)])) {
-    let file: CurrentPointer | null;
-    try {
-      file = readPointer(o.ws, PIPELINE, date);
-    } catch (err) {
-      if (!(err instanceof StateFileError) || o.strict) throw err;
-      damaged.add(date);
-      warnings.push(`${err.message}; it is rewritten from the ledger`);
-      continue;
-    }
-    if (file?.run_id !== now.get(date)?.run_id) {
-      const msg = `pointer of ${date} names run ${file?.run_id ?? '(none)'} but the ledger says ${now.get(date)?.run_id ?? '(none)'}`;
-      if (o.strict) throw new StateCorruptError(msg, { hint: 'pointers were changed outside metaspn; compare with the ledger before rolling back' });
-      warnings.push(msg);
-    }
-  }
-  const to = pointersAt(target);
-  const changes = pointerChanges(now, to);
-  for (const date of damaged) if (!changes.some((c) => c.date === date)) changes.push({ date, from: now.get(date) ?? null, to: to.get(date) ?? null });
-  changes.sort((a, b) => (a.date < b.date ? -1 : a.date > b.date ? 1 : 0));
-  if (o.strict) for (const c of changes) if (c.to) await verifyTarget(o, c.to);
-  const report: RollbackReport = { dry_run: o.dryRun, target_hash: target?.entry.hash ?? null, changes, warnings, ledger_entry: null };
-  if (o.dryRun || changes.length === 0) return report;
-  report.ledger_entry = await new Ledger(o.ws).append(
-    'rollback',
-    { pipeline: PIPELINE, reason: o.reason, ...('steps' in o.target ? { steps: o.target.steps } : { to_hash: o.target.toHash }), target_hash: report.target_hash, changes },
-    o.runId,
-  );
-  for (const c of changes) {
-    if (damaged.has(c.date)) quarantineFile(o.ws, pointerPath(o.ws, PIPELINE, c.date));
-    if (c.to) writePointer(o.ws, c.to);
-    else safeRm(pointerPath(o.ws, PIPELINE, c.date), { force: true });
-    o.log.warn({ event: 'pointer_rolled_back', date: c.date, from: c.from?.run_id ?? null, to: c.to?.run_id ?? null, reason: o.reason }, `pointer of ${c.date} moved`);
-  }
-  return report;
-}
-
-function resolveTarget(o: RollbackOptions, entries: readonly LedgerEntry[], history: ReturnType<typeof pointerHistory>) {
-  if ('steps' in o.target) {
-    const back = stepsBack(history.current, o.target.steps);
-    if (!back) {
-      let inEffect = 0;
-      for (let n = history.current; n; n = n.parent) inEffect++;
-      throw new MetaspnError('BUSINESS_REJECT', `--steps ${o.target.steps}: only ${inEffect} publish(es) in effect; nothing that far back`);
-    }
-    return back.target;
-  }
-  const e = findEntry(entries, o.target.toHash);
-  if (e === 'too_short') throw new UsageError(`--to-hash ${o.target.toHash}: give at least 8 hex digits of the entry's hash`);
-  if (e === 'ambiguous') throw new UsageError(`--to-hash ${o.target.toHash} matches more than one ledger entry; give more digits`);
-  if (!e) throw new UsageError(`--to-hash ${o.target.toHash} is no entry of ${o.ws.ledger}`, { hint: 'list the hashes: tail ledger.jsonl' });
-  return history.after.get(e.hash) ?? null;
+/** `metaspn s1 rollback`: the core's rollback for pipeline s1, verifying a run by its summary. */
+export function rollback(o: Omit<RollbackOptions, 'pipeline' | 'verify'>): Promise<RollbackReport> {
+  return rollbackPipeline({ ...o, pipeline: PIPELINE, verify: (p) => verifySummary(o.ws, p) });
 }
 
 /** A pointer is restored only when its run's summary manifest succeeded and its output still matches the store. */
-async function verifyTarget(o: RollbackOptions, p: CurrentPointer): Promise<void> {
-  const m = manifestsOf(o.ws, 'publish_season_summary', p.date).find((x) => x.run_id === p.run_id);
+async function verifySummary(ws: RollbackOptions['ws'], p: CurrentPointer): Promise<void> {
+  const m = manifestsOf(ws, 'publish_season_summary', p.date).find((x) => x.run_id === p.run_id);
   if (!m || m.status !== 'success') throw new StateCorruptError(`run ${p.run_id} of ${p.date} has no successful summary manifest; refusing to point at it (--strict)`);
-  const store = new ArtifactStore(join(o.ws.store, STORE_FILES.publish_season_summary));
+  const store = new ArtifactStore(join(ws.store, STORE_FILES.publish_season_summary));
   try {
     const now = await store.digest(p.date, paramsKey(p.params));
     if (now.sha256 !== m.outputs[0]?.sha256) {

@@ -1,18 +1,22 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
-import { UsageError } from '../../guard/errors.js';
+import { StateCorruptError, UsageError } from '../../guard/errors.js';
 import { runBackfill, type PartitionResult } from '../../pipeline/backfill.js';
 import { fileDeps } from '../../pipeline/file-deps.js';
 import { ancestors, planPartition, planRange, queueOf, validatePipeline } from '../../pipeline/plan.js';
 import { BUNDLED, listPipelines, loadPipeline } from '../../pipeline/registry.js';
+import { rollback, type RollbackReport } from '../../pipeline/rollback.js';
 import { runPartition, type PipelineRunReport } from '../../pipeline/runner.js';
+import { FileStores } from '../../pipeline/stores.js';
+import type { PipelineDefinition } from '../../pipeline/types.js';
+import type { CurrentPointer } from '../../storage/pointers.js';
 import { checkRunId, newRunId } from '../../runtime/run-id.js';
 import { setExitCode } from '../exit.js';
 import { printJson, table } from '../format.js';
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
 import { collect, openWorkspace, positiveInt } from '../options.js';
 
-/** `metaspn pipeline list|show|run|backfill`: any workspace pipeline, with what Season 1 gets. */
+/** `metaspn pipeline list|show|run|backfill|rollback`: any workspace pipeline, with what Season 1 gets. */
 export function registerPipeline(program: Command): void {
   const p = program.command('pipeline').description("the workspace's pipelines (named in metaspn.config.json under pipelines; s1 is bundled)");
 
@@ -158,6 +162,70 @@ export function registerPipeline(program: Command): void {
     const counts = Object.values(report.partitions).reduce<Record<string, number>>((a, d) => ({ ...a, [d.status]: (a[d.status] ?? 0) + 1 }), {});
     process.stdout.write(`backfill ${backfillId} ${report.start}..${report.end}: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ')}\nexit ${report.exit_code}\n`);
   });
+  addLockFlags(
+    p
+      .command('rollback')
+      .description("move a pipeline's current pointers back N publishes, or to the state as of a ledger entry (pointers only; no row is touched)")
+      .argument('<name>', 'pipeline name')
+      .option('--workspace <dir>', 'workspace folder', '.')
+      .option('--steps <n>', 'undo the last N publishes in effect', positiveInt('--steps'))
+      .option('--to-hash <hash>', 'the state right after this ledger entry (full hash or 8+ hex digits)')
+      .option('--dry-run', 'print which pointers would change; change nothing')
+      .option('--strict', "refuse (exit 30) when the ledger or a restored run's manifests and rows do not verify")
+      .option('--json', 'print JSON'),
+  ).action(async (name: string, o: { workspace: string; steps?: number; toHash?: string; dryRun?: boolean; strict?: boolean; json?: boolean } & LockFlags) => {
+    if ((o.steps === undefined) === (o.toHash === undefined)) throw new UsageError('give exactly one of --steps N or --to-hash H');
+    if (!o.reason?.trim() && !o.dryRun) throw new UsageError('--reason TEXT is required: it is recorded in the ledger');
+    const ws = openWorkspace(o.workspace);
+    const cfg = loadConfig(ws);
+    const def = await loadPipeline(ws, cfg, name);
+    const runId = `rollback-${newRunId()}`;
+    const report = await runLocked(o.workspace, def.name, runId, { ...o, reason: o.reason }, async (log) => {
+      const stores = new FileStores(ws, (msg, d) => log.warn(d, msg));
+      try {
+        return await rollback({
+          ws,
+          log,
+          pipeline: def.name,
+          verify: (ptr) => verifyPublished(def, stores, ptr),
+          target: o.steps !== undefined ? { steps: o.steps } : { toHash: o.toHash! },
+          reason: (o.reason ?? '').trim(),
+          dryRun: !!o.dryRun,
+          strict: !!o.strict,
+          runId,
+        });
+      } finally {
+        await stores.close();
+      }
+    });
+    if (o.json) return printJson(report);
+    process.stdout.write(formatRollback(report));
+  });
+}
+
+/** The rollback report as text (`pipeline rollback` and `s1 rollback`). */
+export function formatRollback(report: RollbackReport): string {
+  const lines = report.warnings.map((w) => `warning: ${w}`);
+  if (report.changes.length === 0) lines.push('nothing to change: the pointers already are in that state');
+  for (const c of report.changes) lines.push(`  ${c.date}: ${c.from?.run_id ?? '(none)'} -> ${c.to?.run_id ?? '(none)'}`);
+  if (report.changes.length) lines.push(report.dry_run ? `dry run: ${report.changes.length} pointer(s) would change; nothing changed` : `moved ${report.changes.length} pointer(s); ledger seq ${report.ledger_entry?.seq} hash ${report.ledger_entry?.hash}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * A run is pointed at again (`--strict`) only when every step of it succeeded and each step's rows
+ * still hash as its manifest recorded.
+ * @throws StateCorruptError naming the step and the run.
+ */
+async function verifyPublished(def: PipelineDefinition, stores: FileStores, ptr: CurrentPointer): Promise<void> {
+  const steps = (ptr as CurrentPointer & { steps?: Record<string, string> }).steps ?? {};
+  for (const s of validatePipeline(def)) {
+    const m = (await stores.manifests.list(def.name, s.name, ptr.date)).find((x) => x.run_id === ptr.run_id);
+    if (!m || m.status !== 'success') throw new StateCorruptError(`run ${ptr.run_id} of ${ptr.date} has no successful ${s.name} manifest; refusing to point at it (--strict)`);
+    const identity = steps[s.name];
+    const now = identity ? await stores.rows(def.name, s.name).digest(ptr.date, identity) : null;
+    if (!now || now.sha256 !== m.outputs[0]?.sha256) throw new StateCorruptError(`the ${s.name} rows of ${ptr.date} (run ${ptr.run_id}) no longer match its manifest's hash; refusing (--strict)`);
+  }
 }
 
 function formatPartition(r: PartitionResult): string {
