@@ -1,9 +1,8 @@
-import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { LOCK_TIMING } from '../guard/lock-timing.js';
 import { livenessFiles, lockPaths, probeLiveness, readLockStatus, removeLivenessIfDead } from '../guard/run-lock.js';
 import type { WorkspacePaths } from '../storage/paths.js';
-import { safeRm } from '../storage/safe-path.js';
+import { safeExists, safeLstat, safeReaddir, safeReaddirEntries, safeRm } from '../storage/safe-path.js';
 import type { Findings } from './finding.js';
 
 /**
@@ -46,13 +45,9 @@ export function checkLocks(ws: WorkspacePaths, f: Findings, now = Date.now()): {
   return { staleRunLocks, staleMutexes };
 
   function legacyDir(dir: string): void {
-    let mtimeMs: number;
-    try {
-      if (!statSync(dir).isDirectory()) return;
-      mtimeMs = statSync(dir).mtimeMs;
-    } catch {
-      return;
-    }
+    const st = safeLstat(dir);
+    if (!st?.isDirectory()) return;
+    const mtimeMs = st.mtimeMs;
     // Refreshed lately: an older metaspn may still be running on this workspace; leave it be.
     if (now - mtimeMs <= LOCK_TIMING.legacyStaleMs) return;
     staleMutexes.push(dir);
@@ -62,9 +57,8 @@ export function checkLocks(ws: WorkspacePaths, f: Findings, now = Date.now()): {
 
 /** Run locks named by a payload file `locks/<name>.lock` or by a liveness file `locks/<name>.held.<id>`. */
 function runLockNames(ws: WorkspacePaths): string[] {
-  if (!existsSync(ws.locks)) return [];
   const names = new Set<string>();
-  for (const file of readdirSync(ws.locks, { withFileTypes: true })) {
+  for (const file of safeReaddirEntries(ws.locks)) {
     if (!file.isFile()) continue;
     if (file.name.endsWith('.lock')) names.add(file.name.slice(0, -'.lock'.length));
     const at = file.name.lastIndexOf('.held.');
@@ -84,11 +78,11 @@ function runLockNames(ws: WorkspacePaths): string[] {
 function oldMutexDirs(ws: WorkspacePaths): string[] {
   const out: string[] = [];
   const add = (p: string): void => {
-    if (existsSync(p)) out.push(p);
+    if (safeExists(p)) out.push(p);
   };
-  if (existsSync(ws.queues)) for (const q of readdirSync(ws.queues)) add(join(ws.queues, q, '.lock'));
+  for (const q of safeReaddir(ws.queues)) add(join(ws.queues, q, '.lock'));
   const idx = join(ws.store, '.index');
-  if (existsSync(idx)) for (const s of readdirSync(idx)) add(join(idx, s, '.lock'));
+  for (const s of safeReaddir(idx)) add(join(idx, s, '.lock'));
   add(join(ws.locks, 'ledger.lock'));
   return out;
 }

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fstatSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { LoadedLog, QueueLogConflictError } from '../queue/file/loader.js';
@@ -6,14 +6,14 @@ import { listGens, logPath } from '../queue/file/log-io.js';
 import { ownerAlive } from '../queue/owner.js';
 import type { ConflictRepair } from '../queue/file/salvage.js';
 import { deadletterDir, queueDir, type WorkspacePaths } from '../storage/paths.js';
+import { safeExists, safeOpen, safeReaddir, safeReaddirEntries } from '../storage/safe-path.js';
 import type { Findings } from './finding.js';
 
 /** Every queue folder of the workspace. */
 export function queueNames(ws: WorkspacePaths): string[] {
   const names = new Set<string>();
   for (const root of [ws.queues, ws.deadletters]) {
-    if (!existsSync(root)) continue;
-    for (const d of readdirSync(root, { withFileTypes: true })) if (d.isDirectory()) names.add(d.name);
+    for (const d of safeReaddirEntries(root)) if (d.isDirectory()) names.add(d.name);
   }
   return [...names].sort();
 }
@@ -33,7 +33,7 @@ export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, now = 
     f.warn('queue', rel(dir), `${gens.length} log generations (a compaction was interrupted)`, 'the older ones are removed by the next writer, or by --repair');
     repairable = true;
   }
-  if (existsSync(dir) && readdirSync(dir).some((x) => x.endsWith('.tmp'))) {
+  if (safeReaddir(dir).some((x) => x.endsWith('.tmp'))) {
     f.warn('queue', rel(dir), 'a temporary file of an interrupted compaction', '--repair removes it (the highest whole generation is the log)');
     repairable = true;
   }
@@ -44,7 +44,7 @@ export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, now = 
     return repairable;
   }
   const path = logPath(dir, gen);
-  const fd = openSync(path, 'r');
+  const fd = safeOpen(path, 'r');
   try {
     const log = new LoadedLog(() => fd, path);
     let tail: number;
@@ -96,7 +96,7 @@ export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, now = 
       f.warn('deadletter', rel(files.dir), `${missing.length} dead-letter file(s) missing or unreadable, ${orphans.length} for tasks no longer dead`, 'the log is the authority: --repair (or any queue command) rewrites them from it');
       repairable = true;
     }
-    if (fstatSync(fd).size > 0 && !existsSync(join(dir, 'stats.json'))) f.info('queue', rel(dir), 'no stats.json: queue stats replays the log until the next write');
+    if (fstatSync(fd).size > 0 && !safeExists(join(dir, 'stats.json'))) f.info('queue', rel(dir), 'no stats.json: queue stats replays the log until the next write');
   } finally {
     closeSync(fd);
   }

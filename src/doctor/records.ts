@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readdirSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { readWith } from '../queue/file/log-io.js';
 import { plainScanner } from '../storage/store/plain-lines.js';
@@ -8,6 +8,8 @@ import { acquireRunLock } from '../guard/run-lock.js';
 import { readLedger } from '../storage/ledger.js';
 import { manifestsOf, readManifest } from '../storage/manifest.js';
 import type { WorkspacePaths } from '../storage/paths.js';
+import { MetaspnError } from '../guard/errors.js';
+import { safeExists, safeOpen, safeReaddir } from '../storage/safe-path.js';
 import { damagedPointers, pointerDates, pointerPath, readPointer, writePointer } from '../storage/pointers.js';
 import { quarantineFile, StateFileError } from '../storage/state-file.js';
 import { paramsKey } from '../storage/store/artifact-store.js';
@@ -37,7 +39,6 @@ function why(err: StateFileError): string {
 /** Every manifest of the workspace: paths of the damaged ones. */
 function damagedManifests(ws: WorkspacePaths): StateFileError[] {
   const out: StateFileError[] = [];
-  if (!existsSync(ws.manifests)) return out;
   for (const step of safe(ws.manifests)) {
     if (NOT_STEPS.has(step)) continue;
     for (const d of safe(join(ws.manifests, step))) {
@@ -168,8 +169,8 @@ export async function checkPointers(ws: WorkspacePaths, pipeline: string, stores
 /** sha256 of the rows of each wanted (date, params) in id order, as ArtifactStore.digest computes it. */
 function storeDigests(path: string, keys: ReadonlySet<string>): Map<string, string> {
   const rows = new Map<string, { id: string; text: string }[]>();
-  if (existsSync(path)) {
-    const fd = openSync(path, 'r');
+  if (safeExists(path)) {
+    const fd = safeOpen(path, 'r');
     try {
       readWith(
         fd,
@@ -210,10 +211,12 @@ export function checkLedger(ws: WorkspacePaths, f: Findings): { tornTail: boolea
   return { tornTail };
 }
 
+/** A folder's names; [] when it is missing or not a folder. A link is refused (30), never listed through. */
 function safe(dir: string): string[] {
   try {
-    return readdirSync(dir);
-  } catch {
+    return safeReaddir(dir);
+  } catch (err) {
+    if (err instanceof MetaspnError) throw err;
     return [];
   }
 }

@@ -1,14 +1,14 @@
-import { closeSync, existsSync, fstatSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { readWith } from '../queue/file/log-io.js';
 import type { WorkspacePaths } from '../storage/paths.js';
+import { safeOpen, safeReaddir } from '../storage/safe-path.js';
 import { DateIndexFiles } from '../storage/store/date-index.js';
 import { plainScanner } from '../storage/store/plain-lines.js';
 import type { Findings } from './finding.js';
 
 export function storeFiles(ws: WorkspacePaths): string[] {
-  if (!existsSync(ws.store)) return [];
-  return readdirSync(ws.store)
+  return safeReaddir(ws.store)
     .filter((f) => f.endsWith('.jsonl'))
     .sort()
     .map((f) => join(ws.store, f));
@@ -25,7 +25,7 @@ export interface StoreCheck {
  */
 export function checkStore(ws: WorkspacePaths, path: string, f: Findings): StoreCheck {
   const rel = relative(ws.root, path);
-  const fd = openSync(path, 'r');
+  const fd = safeOpen(path, 'r');
   const ids = new Set<string>();
   const perDate = new Map<string, number>();
   const bad: number[] = [];

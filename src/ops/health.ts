@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, statfsSync } from 'node:fs';
-import { safeWriteFile } from '../storage/safe-path.js';
-import { join } from 'node:path';
+import { statfsSync } from 'node:fs';
+import { safeReadFile, safeRm, safeWriteFile } from '../storage/safe-path.js';
+import { join, relative } from 'node:path';
+import { MetaspnError } from '../guard/errors.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import type { StateFileProblem } from '../storage/state-file.js';
 import { stateFileProblems } from './problems.js';
@@ -30,12 +31,12 @@ export function readiness(ws: WorkspacePaths, minFreeBytes: number, problemsOf: 
   const probe = join(ws.root, `.metaspn-probe-${randomBytes(4).toString('hex')}`);
   try {
     safeWriteFile(probe, 'probe');
-    const ok = readFileSync(probe, 'utf8') === 'probe';
+    const ok = safeReadFile(probe) === 'probe';
     checks.push({ name: 'workspace_rw', ok, critical: true, detail: ok ? 'a probe file was written, read back and removed' : 'the probe file read back differently' });
   } catch (err) {
     checks.push({ name: 'workspace_rw', ok: false, critical: true, detail: (err as Error).message });
   } finally {
-    rmSync(probe, { force: true });
+    safeRm(probe, { force: true });
   }
   try {
     const s = statfsSync(ws.root);
@@ -54,7 +55,16 @@ export function readiness(ws: WorkspacePaths, minFreeBytes: number, problemsOf: 
     }
   }
   checks.push({ name: 'queues_readable', ok: bad.length === 0, critical: true, detail: bad.length ? bad.join('; ') : 'every queue log reads cleanly' });
-  const problems = problemsOf(ws);
+  let problems: StateFileProblem[];
+  try {
+    problems = problemsOf(ws);
+  } catch (err) {
+    // A link inside the workspace (refused, never read through) or a folder that cannot be listed:
+    // named here, and the server goes on serving the rest.
+    if (!(err instanceof MetaspnError)) throw err;
+    const at = (err.details as { path?: string } | undefined)?.path;
+    problems = [{ path: at ? relative(ws.root, at) : 'manifests', kind: 'manifest', error: err.message.replace(`${at}: `, '') }];
+  }
   checks.push({
     name: 'state_files_readable',
     ok: problems.length === 0,

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
-import { closeSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { readLockStatus } from '../guard/run-lock.js';
 import { writeAtomicSync } from '../storage/atomic.js';
-import { safeMkdir, safeOpen, SECRET_FILE_MODE } from '../storage/safe-path.js';
+import { safeMkdir, safeOpen, safeReaddir, safeReadFile, SECRET_FILE_MODE } from '../storage/safe-path.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { findRun } from '../storage/runs.js';
 import { readStateJson, shape } from '../storage/state-file.js';
@@ -48,14 +48,10 @@ export function readRunStart(ws: WorkspacePaths, runId: string): RunStart | null
 
 /** Every run-start record file (for doctor). */
 export function runStartFiles(ws: WorkspacePaths): string[] {
-  try {
-    return readdirSync(runStartsDir(ws))
-      .filter((f) => f.endsWith('.json'))
-      .sort()
-      .map((f) => join(runStartsDir(ws), f));
-  } catch {
-    return [];
-  }
+  return safeReaddir(runStartsDir(ws))
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => join(runStartsDir(ws), f));
 }
 
 export function readRunStartFile(path: string): unknown {
@@ -69,12 +65,13 @@ function write(ws: WorkspacePaths, r: RunStart): void {
 function errorLine(path: string): string | null {
   try {
     return (
-      readFileSync(path, 'utf8')
+      safeReadFile(path)
         .split('\n')
         .find((l) => l.startsWith('error: '))
         ?.slice(7, 500) ?? null
     );
   } catch {
+    // Missing, or a link (never read through): no line to show.
     return null;
   }
 }

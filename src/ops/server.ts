@@ -1,10 +1,11 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { parseJsonWithin } from '../config/json-limits.js';
 import { MetaspnError, toMetaspnError } from '../guard/errors.js';
 import type { WorkspaceConfig } from '../config/load.js';
 import type { WorkspacePaths } from '../storage/paths.js';
+import { safeReaddirEntries } from '../storage/safe-path.js';
 import type { StateFileProblem } from '../storage/state-file.js';
 import { checkRead, checkWrite, refuse } from './auth.js';
 import { readiness } from './health.js';
@@ -184,14 +185,10 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
   return app;
 }
 
-/** Queue folders that exist (preloading must not create the bundled workers' folders). */
+/** Queue folders that exist (preloading must not create the bundled workers' folders). A linked queue/ is refused (30). */
 function existingQueues(ws: WorkspacePaths): string[] {
-  try {
-    return readdirSync(ws.queues, { withFileTypes: true })
-      .filter((d) => d.isDirectory())
-      .map((d) => d.name)
-      .sort();
-  } catch {
-    return [];
-  }
+  return safeReaddirEntries(ws.queues)
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+    .sort();
 }

@@ -1,8 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeAtomicSync } from '../storage/atomic.js';
-import { safeMkdir, SECRET_FILE_MODE } from '../storage/safe-path.js';
+import { safeMkdir, safeReaddir, safeReaddirEntries, SECRET_FILE_MODE } from '../storage/safe-path.js';
 import { Mutex } from '../storage/mutex.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { readStateJson, shape } from '../storage/state-file.js';
@@ -164,16 +163,10 @@ export class EventMemory {
 export function eventFiles(ws: WorkspacePaths): string[] {
   const dir = eventsDir(ws);
   const out: string[] = [];
-  let entries;
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
+  for (const e of safeReaddirEntries(dir)) {
     if (e.isFile() && e.name.endsWith('.json')) out.push(join(dir, e.name));
     else if (e.isDirectory()) {
-      for (const f of readdirSync(join(dir, e.name))) if (f.endsWith('.json')) out.push(join(dir, e.name, f));
+      for (const f of safeReaddir(join(dir, e.name))) if (f.endsWith('.json')) out.push(join(dir, e.name, f));
     }
   }
   return out.sort();

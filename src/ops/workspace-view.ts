@@ -1,15 +1,14 @@
-import { existsSync, readdirSync } from 'node:fs';
 import { readStats } from '../queue/file/stats-file.js';
 import type { QueueStats } from '../queue/types.js';
 import { BUNDLED_QUEUES } from '../runtime/load-worker.js';
 import { queueDir, type WorkspacePaths } from '../storage/paths.js';
+import { safeReaddirEntries } from '../storage/safe-path.js';
 
 /** The queues a workspace has: the bundled workers' and any with a folder. */
 export function queueNamesOf(ws: WorkspacePaths): string[] {
   const names = new Set(BUNDLED_QUEUES);
   for (const root of [ws.queues, ws.deadletters]) {
-    if (!existsSync(root)) continue;
-    for (const d of readdirSync(root, { withFileTypes: true })) if (d.isDirectory()) names.add(d.name);
+    for (const d of safeReaddirEntries(root)) if (d.isDirectory()) names.add(d.name);
   }
   return [...names].sort();
 }

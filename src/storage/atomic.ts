@@ -1,16 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { FILE_MODE, safeMkdir, safeOpen, safeRename } from './safe-path.js';
+import { FILE_MODE, safeFsyncDir, safeMkdir, safeOpen, safeRename, safeRm } from './safe-path.js';
 
-/** fsync a directory so a rename or a new file in it survives power loss. */
+/**
+ * fsync a directory so a rename or a new file in it survives power loss. A link below the
+ * workspace root on the way is refused (StateCorruptError, 30), as by every safe-path operation.
+ */
 export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  safeFsyncDir(dir);
 }
 
 /**
@@ -61,7 +59,7 @@ export function writeAtomicSync(path: string, data: string | Buffer, mode: numbe
         // Already failing: the write's error is the one to report.
       }
     }
-    rmSync(tmp, { force: true });
+    safeRm(tmp, { force: true });
     throw err;
   }
   fsyncDir(dir);

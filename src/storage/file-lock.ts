@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, statfsSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, statfsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -107,7 +107,7 @@ export class FileLock {
       // Locked what we opened; still the file at `path`? (Someone may have replaced it.)
       let pathIno = -1;
       try {
-        pathIno = statSync(this.path).ino;
+        pathIno = lstatSync(this.path).ino; // lstat: a link swapped in is another file, never followed
       } catch {
         // removed: reopen below
       }
@@ -144,7 +144,7 @@ export class FileLock {
   assertHeld(): void {
     let ino = -2;
     try {
-      ino = statSync(this.path).ino;
+      ino = lstatSync(this.path).ino;
     } catch {
       // removed
     }

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
 import stringify from 'fast-json-stable-stringify';
 import { StateCorruptError } from '../guard/errors.js';
 import { appendAll, readAt } from '../queue/file/log-io.js';
 import { fsyncDir } from './atomic.js';
 import { Mutex } from './mutex.js';
-import { safeAppendFile, safeMkdir, safeOpen, safeReadFile } from './safe-path.js';
+import { safeAppendFile, safeExists, safeMkdir, safeOpen, safeReadFile } from './safe-path.js';
 import type { WorkspacePaths } from './paths.js';
 
 export type LedgerKind = 'publish' | 'rollback' | 'lock_break' | 'deadletter_retry' | 'queue_paused_guardrail';
@@ -44,7 +44,7 @@ export interface LedgerRead {
 
 /** Reads and verifies the whole chain. A torn last line (a crash mid-append) is a problem too. */
 export function readLedger(ws: WorkspacePaths): LedgerRead {
-  if (!existsSync(ws.ledger)) return { entries: [], problems: [] };
+  if (!safeExists(ws.ledger)) return { entries: [], problems: [] };
   const text = safeReadFile(ws.ledger);
   const lines = text.split('\n');
   const torn = lines.pop() !== '';
@@ -105,7 +105,7 @@ export class Ledger {
 
   /** Sets a torn last line aside in quarantine/ (what an append would do first); true when there was one. */
   async repairTail(): Promise<boolean> {
-    if (!existsSync(this.ws.ledger)) return false;
+    if (!safeExists(this.ws.ledger)) return false;
     await this.mutex.acquire();
     try {
       const fd = safeOpen(this.ws.ledger, 'r+');
@@ -122,7 +122,7 @@ export class Ledger {
   }
 
   private appendLocked(kind: LedgerKind, detail: Record<string, unknown>, runId?: string): LedgerEntry {
-    const isNew = !existsSync(this.ws.ledger);
+    const isNew = !safeExists(this.ws.ledger);
     const fd = safeOpen(this.ws.ledger, 'a+');
     try {
       const last = this.lastEntry(fd);

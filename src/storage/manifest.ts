@@ -1,6 +1,6 @@
-import { existsSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { writeAtomicSync } from './atomic.js';
+import { safeReaddir } from './safe-path.js';
 import type { WorkspacePaths } from './paths.js';
 import { readStateJson, shape, StateFileError } from './state-file.js';
 
@@ -100,9 +100,8 @@ export function readManifest(path: string): Manifest | null {
  */
 export function manifestsOf(ws: WorkspacePaths, step: string, date: string, onDamaged?: (err: StateFileError) => void): Manifest[] {
   const dir = join(ws.manifests, step, `date=${date}`);
-  if (!existsSync(dir)) return [];
   const out: Manifest[] = [];
-  for (const d of readdirSync(dir).filter((x) => x.startsWith('run='))) {
+  for (const d of safeReaddir(dir).filter((x) => x.startsWith('run='))) {
     try {
       const m = readManifest(join(dir, d, 'manifest.json'));
       if (m) out.push(m);

@@ -1,8 +1,7 @@
-import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeAtomicSync } from './atomic.js';
 import type { WorkspacePaths } from './paths.js';
-import { safeMkdir } from './safe-path.js';
+import { safeMkdir, safeReaddir } from './safe-path.js';
 import { readStateJson, shape, StateFileError } from './state-file.js';
 
 /**
@@ -88,8 +87,7 @@ export function writePointer(ws: WorkspacePaths, ptr: CurrentPointer): void {
 /** Dates with a current pointer, ascending. */
 export function pointerDates(ws: WorkspacePaths, pipeline: string): string[] {
   const dir = pointerDir(ws, pipeline);
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
+  return safeReaddir(dir)
     .map((f) => /^date=(\d{4}-\d{2}-\d{2})\.json$/.exec(f)?.[1])
     .filter((d): d is string => d !== undefined)
     .sort();

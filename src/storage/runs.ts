@@ -1,10 +1,11 @@
-import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { MetaspnError } from '../guard/errors.js';
 import { mostSevere } from '../guard/exit-codes.js';
 import { readManifest, type Manifest } from './manifest.js';
 import type { WorkspacePaths } from './paths.js';
 import { readPointer, type CurrentPointer } from './pointers.js';
 import { problemOf, StateFileError, type StateFileProblem } from './state-file.js';
+import { safeReaddir } from './safe-path.js';
 
 /** A run, as its manifests tell it. */
 export interface RunInfo {
@@ -27,8 +28,16 @@ export interface RunInfo {
 
 const NOT_STEPS = new Set(['current', 'backfills']);
 
-/** Steps a complete run of each pipeline has. */
+/** Steps a complete run of each bundled pipeline has (a workspace pipeline's come from its definition: `RunsFilter.stepsOf`). */
 const STEPS_OF: Record<string, number> = { s1: 4 };
+
+/** Which runs to read, and what a complete run of each pipeline has. */
+export interface RunsFilter {
+  date?: string;
+  pipeline?: string;
+  /** Steps of a complete run, by pipeline, beside the bundled ones: fewer successful steps is `incomplete`. */
+  stepsOf?: Readonly<Record<string, number>>;
+}
 
 /** The runs that read back, and the run files that do not (skipped, each named). */
 export interface RunsRead {
@@ -41,9 +50,8 @@ export interface RunsRead {
  * (not JSON, a field missing, in the wrong folder) never hides the others: it is skipped and
  * named in `problems`; a run whose pointer is damaged is shown with `current: false`.
  */
-export function readRuns(ws: WorkspacePaths, filter: { date?: string } = {}): RunsRead {
+export function readRuns(ws: WorkspacePaths, filter: RunsFilter = {}): RunsRead {
   const problems: StateFileProblem[] = [];
-  if (!existsSync(ws.manifests)) return { runs: [], problems };
   const byRun = new Map<string, { m: Manifest; path: string }[]>();
   for (const step of safeList(ws.manifests)) {
     if (NOT_STEPS.has(step)) continue;
@@ -61,6 +69,7 @@ export function readRuns(ws: WorkspacePaths, filter: { date?: string } = {}): Ru
           continue;
         }
         if (!m) continue;
+        if (filter.pipeline && m.pipeline !== filter.pipeline) continue;
         const list = byRun.get(m.run_id) ?? [];
         list.push({ m, path });
         byRun.set(m.run_id, list);
@@ -81,29 +90,32 @@ export function readRuns(ws: WorkspacePaths, filter: { date?: string } = {}): Ru
     }
     return pointers.get(key)!;
   };
-  const runs = [...byRun.entries()].map(([run_id, list]) => toRun(run_id, list, pointerOf));
+  const stepsOf = { ...filter.stepsOf, ...STEPS_OF };
+  const runs = [...byRun.entries()].map(([run_id, list]) => toRun(run_id, list, pointerOf, stepsOf));
   runs.sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : 0));
   return { runs, problems };
 }
 
 /** Every run that reads back, newest first; damaged run files are skipped (readRuns names them). */
-export function listRuns(ws: WorkspacePaths, filter: { date?: string } = {}): RunInfo[] {
+export function listRuns(ws: WorkspacePaths, filter: RunsFilter = {}): RunInfo[] {
   return readRuns(ws, filter).runs;
 }
 
-export function findRun(ws: WorkspacePaths, runId: string): RunInfo | null {
-  return listRuns(ws).find((r) => r.run_id === runId) ?? null;
+export function findRun(ws: WorkspacePaths, runId: string, filter: RunsFilter = {}): RunInfo | null {
+  return listRuns(ws, filter).find((r) => r.run_id === runId) ?? null;
 }
 
+/** A folder's names; [] when it is missing or not a folder. A link is refused (30), never listed through. */
 function safeList(dir: string): string[] {
   try {
-    return readdirSync(dir);
-  } catch {
+    return safeReaddir(dir);
+  } catch (err) {
+    if (err instanceof MetaspnError) throw err;
     return [];
   }
 }
 
-function toRun(run_id: string, list: { m: Manifest; path: string }[], pointerOf: (pipeline: string, date: string) => CurrentPointer | null): RunInfo {
+function toRun(run_id: string, list: { m: Manifest; path: string }[], pointerOf: (pipeline: string, date: string) => CurrentPointer | null, stepsOf: Readonly<Record<string, number>>): RunInfo {
   list.sort((a, b) => (a.m.started_at < b.m.started_at ? -1 : a.m.started_at > b.m.started_at ? 1 : 0));
   const first = list[0]!.m;
   const last = list[list.length - 1]!.m;
@@ -118,7 +130,7 @@ function toRun(run_id: string, list: { m: Manifest; path: string }[], pointerOf:
     started_at: first.started_at,
     finished_at: last.finished_at,
     duration_ms: Date.parse(last.finished_at) - Date.parse(first.started_at),
-    status: failed ? 'failed' : list.length < (STEPS_OF[first.pipeline] ?? list.length) ? 'incomplete' : 'success',
+    status: failed ? 'failed' : list.length < (stepsOf[first.pipeline] ?? list.length) ? 'incomplete' : 'success',
     current: ptr?.run_id === run_id,
     exit_code: mostSevere(list.map((x) => x.m.exit_code)),
     failure: failed?.error ? `${failed.step}: ${failed.error.message}` : null,

@@ -1,11 +1,11 @@
-import { closeSync, constants, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, type RmOptions } from 'node:fs';
+import { closeSync, constants, type Dirent, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, type RmOptions, statSync, type Stats } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { StateCorruptError } from '../guard/errors.js';
 import { writeAll } from './atomic.js';
 
 /**
- * The workspace is a boundary: every file metaspn creates, opens for writing, appends to, renames
- * or removes inside a workspace goes through here. A symbolic link anywhere between the workspace
+ * The workspace is a boundary: every file metaspn creates, opens, reads, lists, appends to,
+ * renames or removes inside a workspace goes through here. A symbolic link anywhere between the workspace
  * root and the file is refused (exit 30) rather than followed, so a link planted in queue/, store/
  * or logs/ can never make metaspn (often run by cron, sometimes as root) write or truncate a file
  * outside the workspace. The root itself may be a link: users do that, and it is not checked.
@@ -180,4 +180,76 @@ export function safeRename(from: string, to: string): void {
 export function safeRm(path: string, opts: RmOptions = {}): void {
   assertNoLinks(path);
   rmSync(path, opts);
+}
+
+/**
+ * Whether `path` exists, never through a link: false when it (or a folder on the way) is missing;
+ * StateCorruptError (30) naming the link when it, or a folder on the way below the workspace root,
+ * is a symbolic link. Stands for existsSync, which follows links.
+ */
+export function safeExists(path: string): boolean {
+  return safeLstat(path) !== null;
+}
+
+/**
+ * lstat of `path` with no link on the way: null when missing; StateCorruptError (30) when `path`
+ * or a folder on the way below the workspace root is a symbolic link. Stands for statSync, which
+ * follows links (a link's own lstat is never returned: it is refused).
+ */
+export function safeLstat(path: string): Stats | null {
+  assertNoLinks(path);
+  const abs = resolve(path);
+  const root = rootOf(abs);
+  try {
+    const st = lstatSync(path);
+    if (!st.isSymbolicLink()) return st;
+    // The root itself may be a link, and a path outside every workspace is not ours to judge.
+    if (root === null || abs === root) return statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw err;
+  }
+  throw linkRefused(path);
+}
+
+/**
+ * The names in folder `dir`, never through a link: [] when the folder does not exist (or is not a folder);
+ * StateCorruptError (30) when `dir` or a folder on the way below the workspace root is a symbolic
+ * link. Entries that are links are listed (as names): whoever opens one is refused.
+ */
+export function safeReaddir(dir: string): string[] {
+  return listed(dir, () => readdirSync(dir));
+}
+
+/** safeReaddir with each entry's type (of the entry itself: a link is `isSymbolicLink()`, never a folder). */
+export function safeReaddirEntries(dir: string): Dirent[] {
+  return listed(dir, () => readdirSync(dir, { withFileTypes: true }));
+}
+
+function listed<T>(dir: string, read: () => T[]): T[] {
+  assertNoLinks(dir, { includeLast: true });
+  try {
+    return read();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw err;
+  }
+}
+
+/**
+ * fsync of folder `dir` (so a rename or a new file in it survives power loss), opened with no
+ * link on the way and O_NOFOLLOW.
+ */
+export function safeFsyncDir(dir: string): void {
+  const abs = resolve(dir);
+  const root = rootOf(abs);
+  // The root itself may be a link: opened as it is (O_NOFOLLOW would refuse it).
+  const fd = root === null || abs === root ? openSync(dir, 'r') : safeOpen(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }

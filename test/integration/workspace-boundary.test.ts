@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BIN, cleanWorkspaces, cli, cliEnv, spec, tempWorkspace } from './cli.js';
+import { freePort, http, startServe } from './serve-process.js';
 
 afterEach(() => cleanWorkspaces());
 
@@ -92,6 +93,68 @@ describe('the workspace is a boundary: planted symlinks are refused (30), never 
       },
       run: (ws) => ['s1', 'run-local', '--workspace', ws, '--date', DATE],
     },
+    // Readers: a link is refused before anything is read through it.
+    {
+      name: 'the run lock payload locks/s1.lock -> a file outside (lock status reads it)',
+      plant: (ws, out) => {
+        writeFileSync(join(out, 'payload.json'), '{"active":1,"pid":1}\n');
+        mkdirSync(join(ws, 'locks'), { recursive: true });
+        symlinkSync(join(out, 'payload.json'), join(ws, 'locks', 's1.lock'));
+        return 'locks/s1.lock';
+      },
+      run: (ws) => ['lock', 'status', '--workspace', ws],
+    },
+    {
+      name: 'locks/ -> a folder outside (the run lock is never made there)',
+      plant: (ws, out) => {
+        mkdirSync(join(out, 'locks'));
+        symlinkSync(join(out, 'locks'), join(ws, 'locks'));
+        return 'locks';
+      },
+      run: (ws) => ['s1', 'run-local', '--workspace', ws, '--date', DATE],
+    },
+    {
+      name: 'a step folder of manifests/ -> a folder outside (runs list reads it)',
+      plant: (ws, out) => {
+        mkdirSync(join(out, 'step', 'date=2026-01-15', 'run=r1'), { recursive: true });
+        writeFileSync(join(out, 'step', 'date=2026-01-15', 'run=r1', 'manifest.json'), '{"not":"a manifest"}\n');
+        mkdirSync(join(ws, 'manifests'), { recursive: true });
+        symlinkSync(join(out, 'step'), join(ws, 'manifests', 'update_attention_scores'));
+        return 'manifests/update_attention_scores';
+      },
+      run: (ws) => ['runs', 'list', '--workspace', ws],
+    },
+    {
+      name: "a store index's meta.json -> a file outside",
+      plant: (ws, out) => {
+        writeFileSync(join(out, 'meta.json'), '{"covered":0,"counts":{}}');
+        mkdirSync(join(ws, 'store', '.index', 's1_attention_scores'), { recursive: true });
+        symlinkSync(join(out, 'meta.json'), join(ws, 'store', '.index', 's1_attention_scores', 'meta.json'));
+        return 'store/.index/s1_attention_scores/meta.json';
+      },
+      run: (ws) => ['s1', 'run-local', '--workspace', ws, '--date', DATE],
+    },
+    {
+      name: 'queue/<worker> -> a folder outside (queue stats)',
+      plant: (ws, out) => {
+        mkdirSync(join(out, 'q'));
+        writeFileSync(join(out, 'q', 'log.000001.jsonl'), 'not a queue log\n');
+        mkdirSync(join(ws, 'queue'), { recursive: true });
+        symlinkSync(join(out, 'q'), join(ws, 'queue', 'q'));
+        return 'queue/q';
+      },
+      run: (ws) => ['queue', 'stats', 'q', '--workspace', ws],
+    },
+    {
+      name: 'ops/alerts-log.jsonl -> a file outside (report weekly reads it)',
+      plant: (ws, out) => {
+        writeFileSync(join(out, 'alerts.jsonl'), '{"at":"2026-01-15T00:00:00Z"}\n');
+        mkdirSync(join(ws, 'ops'), { recursive: true });
+        symlinkSync(join(out, 'alerts.jsonl'), join(ws, 'ops', 'alerts-log.jsonl'));
+        return 'ops/alerts-log.jsonl';
+      },
+      run: (ws) => ['report', 'weekly', '--workspace', ws, '--json'],
+    },
   ];
 
   for (const c of cases) {
@@ -116,6 +179,42 @@ describe('the workspace is a boundary: planted symlinks are refused (30), never 
       expect(snapshot(out)).toEqual(before);
     });
   }
+
+  it('serve: a linked step folder is named, never read through: /api/runs 500 naming it, /health/test degraded naming it, /metrics counts it; a linked queue/ stops serve at start (30)', async () => {
+    const ws = tempWorkspace();
+    const out = outside();
+    mkdirSync(join(out, 'step', 'date=2026-01-15', 'run=r1'), { recursive: true });
+    writeFileSync(join(out, 'step', 'date=2026-01-15', 'run=r1', 'manifest.json'), '{"not":"a manifest"}\n');
+    mkdirSync(join(ws, 'manifests'), { recursive: true });
+    const link = join(ws, 'manifests', 'update_attention_scores');
+    symlinkSync(join(out, 'step'), link);
+    const before = snapshot(out);
+    const s = await startServe(ws, { env: { METASPN_LOG_LEVEL: 'warn' } });
+    try {
+      const runs = await http('GET', `${s.url}/api/runs`);
+      expect(runs.status).toBe(500);
+      expect((JSON.parse(runs.text) as { error: string }).error).toBe(`${link}: is a symbolic link inside the workspace; metaspn does not follow links`);
+      const health = await http('GET', `${s.url}/health/test`);
+      expect(health.status).toBe(200);
+      const h = JSON.parse(health.text) as { status: string; checks: Array<{ name: string; ok: boolean; detail: string }> };
+      expect(h.status).toBe('degraded');
+      expect(h.checks.find((c) => c.name === 'state_files_readable')).toMatchObject({ ok: false, detail: expect.stringContaining('manifests/update_attention_scores (is a symbolic link inside the workspace') });
+      const metrics = await http('GET', `${s.url}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(metrics.text).toMatch(/^metaspn_state_files_unreadable\{kind="manifest"\} 1$/m);
+    } finally {
+      await s.stop();
+    }
+    expect(snapshot(out)).toEqual(before);
+
+    const ws2 = tempWorkspace();
+    symlinkSync(join(out, 'step'), join(ws2, 'queue'));
+    // With writes on, serve opens every queue at start: the link stops it there.
+    const r = cli(['serve', '--workspace', ws2, '--port', String(await freePort()), '--alert-interval-sec', '0'], { env: { METASPN_LOG_LEVEL: 'warn', METASPN_ADMIN_TOKEN: 'tok' } });
+    expect(r.code, r.stderr).toBe(30);
+    expect(r.stderr.split('\n')[0]).toBe(`error: ${join(ws2, 'queue')}: is a symbolic link inside the workspace; metaspn does not follow links`);
+    expect(snapshot(out)).toEqual(before);
+  });
 
   it('the workspace root itself may be a link', () => {
     const ws = tempWorkspace();

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { policyFor } from '../../config/load.js';
 import { DataInvalidError, UsageError } from '../../guard/errors.js';
@@ -12,6 +12,7 @@ import type { NewTask, QueueStats } from '../../queue/types.js';
 import { BUNDLED_QUEUES } from '../../runtime/load-worker.js';
 import { deadletterDir, queueDir, type WorkspacePaths } from '../../storage/paths.js';
 import { Ledger } from '../../storage/ledger.js';
+import { safeExists } from '../../storage/safe-path.js';
 import { ago, isoSeconds, printJson, table, truncate } from '../format.js';
 import { collect, openWorkspace } from '../options.js';
 import { openSession } from '../session.js';
@@ -24,7 +25,7 @@ import { openSession } from '../session.js';
 async function deadLetters(ws: WorkspacePaths, worker: string): Promise<DeadLetterFiles> {
   const files = new DeadLetterFiles(deadletterDir(ws, worker));
   const readable = files.list().length;
-  const dead = existsSync(queueDir(ws, worker)) ? readStats(queueDir(ws, worker), worker, Date.now()).dead : 0;
+  const dead = safeExists(queueDir(ws, worker)) ? readStats(queueDir(ws, worker), worker, Date.now()).dead : 0;
   if (readable !== dead || readable !== files.ids().length) {
     const s = openSession(ws.root);
     const q = openQueue(ws, worker, policyFor(s.cfg, worker), s.log.logger);
@@ -45,7 +46,7 @@ interface WsOpts {
 /** A queue name must be a bundled worker's or one that has a folder already: a typo is an error, not an empty queue. */
 function knownQueue(ws: WorkspacePaths, worker: string): string {
   assertQueueName(worker);
-  if (BUNDLED_QUEUES.includes(worker) || existsSync(queueDir(ws, worker)) || existsSync(deadletterDir(ws, worker))) return worker;
+  if (BUNDLED_QUEUES.includes(worker) || safeExists(queueDir(ws, worker)) || safeExists(deadletterDir(ws, worker))) return worker;
   throw new UsageError(`unknown worker "${worker}": no queue at ${queueDir(ws, worker)}`, {
     hint: `bundled workers: ${BUNDLED_QUEUES.join(', ')}; a new queue starts with \`metaspn queue enqueue ${worker} …\``,
   });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +10,7 @@ import { silentLogger } from '../../log.js';
 import { manifestsOf } from '../../storage/manifest.js';
 import { workspacePaths, type WorkspacePaths } from '../../storage/paths.js';
 import { readPointer } from '../../storage/pointers.js';
-import { safeMkdir } from '../../storage/safe-path.js';
+import { safeExists, safeMkdir, safeReadFile, safeRm, safeWriteFile } from '../../storage/safe-path.js';
 import { addDays } from '../../../workers/s1/dates.js';
 import { STORE_FILES } from '../../../workers/s1/context.js';
 import { STAGES } from '../../../workers/s1/ids.js';
@@ -34,7 +34,7 @@ class SmokeFailure extends Error {
 }
 
 function sha(path: string): string {
-  return existsSync(path) ? createHash('sha256').update(readFileSync(path)).digest('hex') : 'missing';
+  return safeExists(path) ? createHash('sha256').update(safeReadFile(path)).digest('hex') : 'missing';
 }
 
 /**
@@ -45,8 +45,9 @@ function sha(path: string): string {
 async function smoke(ws: WorkspacePaths, tmp: string): Promise<{ dates: string[]; checks: string[] }> {
   const t = workspacePaths(tmp);
   safeMkdir(t.inputs);
-  copyFileSync(DEMO_INPUTS, join(t.inputs, 's1_signals.jsonl'));
-  if (existsSync(ws.config)) copyFileSync(ws.config, t.config);
+  // The demo inputs are the package's, the config the user's (a link there is read, as everywhere).
+  safeWriteFile(join(t.inputs, 's1_signals.jsonl'), readFileSync(DEMO_INPUTS));
+  if (existsSync(ws.config)) safeWriteFile(t.config, readFileSync(ws.config));
   const cfg = loadConfig(t);
   const first = cfg.s1.season.start <= '2026-01-14' && '2026-01-15' <= cfg.s1.season.end ? '2026-01-14' : cfg.s1.season.start;
   const dates = [first, addDays(first, 1) <= cfg.s1.season.end ? addDays(first, 1) : first];
@@ -62,7 +63,7 @@ async function smoke(ws: WorkspacePaths, tmp: string): Promise<{ dates: string[]
   for (const d of dates) await run(d);
   checks.push(`run-local ${dates.join(' and ')}: exit 0, published`);
   for (const [stage, file] of Object.entries(STORE_FILES)) {
-    const lines = existsSync(join(t.store, file)) ? readFileSync(join(t.store, file), 'utf8').split('\n').filter(Boolean) : [];
+    const lines = safeExists(join(t.store, file)) ? safeReadFile(join(t.store, file)).split('\n').filter(Boolean) : [];
     if (lines.length === 0) throw new SmokeFailure(`store/${file} is empty after ${stage}`);
     const ids = lines.map((l) => (JSON.parse(l) as { id: string }).id);
     if (new Set(ids).size !== ids.length) throw new SmokeFailure(`store/${file} holds a duplicate id`);
@@ -100,7 +101,7 @@ export function registerSmoke(program: Command): void {
       const tmp = mkdtempSync(join(tmpdir(), 'metaspn-smoke-'));
       try {
         const r = await smoke(s.ws, tmp);
-        rmSync(tmp, { recursive: true, force: true });
+        safeRm(tmp, { recursive: true, force: true });
         result = { status: 'PASS', checks: r.checks, exit_code: 0 };
       } catch (err) {
         // Kept for forensics: the reason may name files in it.

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HOST } from '../../queue/owner.js';
 import { FileLock } from '../../storage/file-lock.js';
+import { safeMkdir, safeRm } from '../../storage/safe-path.js';
 import { MetaspnError, UsageError, type ErrorCode } from '../errors.js';
 import { LOCK_TIMING } from '../lock-timing.js';
 import { enterGate } from './gate.js';
@@ -63,7 +63,7 @@ function resolveOptions(o: AcquireRunLockOptions): Resolved {
 export async function acquireRunLock(opts: AcquireRunLockOptions): Promise<RunLock> {
   const o = resolveOptions(opts);
   const paths = lockPaths(o.locksDir, o.name);
-  mkdirSync(o.locksDir, { recursive: true });
+  safeMkdir(o.locksDir);
   // Seen before queueing for the gate: forceBreak breaks the holder the operator saw, not one that
   // took the lock meanwhile (two forced runs racing: the second finds the first and reports held).
   const forceTarget = o.forceBreak ? inspectLock(paths).fingerprint : null;
@@ -191,7 +191,7 @@ function take(paths: LockPaths, o: Resolved, state: LockState, broke: BrokenLock
   try {
     writePayload(paths.payload, payload);
   } catch (err) {
-    rmSync(alivePath, { force: true });
+    safeRm(alivePath, { force: true });
     alive.close();
     throw err;
   }
@@ -210,7 +210,7 @@ function removeDeadLiveness(paths: LockPaths, keep: string | null = null): strin
   try {
     for (const f of livenessFiles(paths)) {
       if (f === keep || probeLiveness(f) !== 'free') continue;
-      rmSync(f, { force: true });
+      safeRm(f, { force: true });
       removed.push(f);
     }
   } catch {
@@ -235,7 +235,7 @@ export function removeLivenessIfDead(path: string): boolean {
     if (livenessPath(paths, file.slice(at + '.held.'.length)) !== path) return false;
     gate = new FileLock(paths.gate);
     if (!gate.tryAcquire() || probeLiveness(path) !== 'free') return false;
-    rmSync(path, { force: true });
+    safeRm(path, { force: true });
     return true;
   } catch {
     return false;

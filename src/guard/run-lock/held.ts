@@ -1,5 +1,5 @@
-import { rmSync } from 'node:fs';
 import type { FileLock } from '../../storage/file-lock.js';
+import { safeRm } from '../../storage/safe-path.js';
 import { MetaspnError } from '../errors.js';
 import { LOCK_TIMING } from '../lock-timing.js';
 import { enterGate, gateBusy } from './gate.js';
@@ -177,9 +177,18 @@ export class HeldRunLock implements RunLock {
     }
   }
 
+  /** The payload, or null when it cannot be read (a link planted there is left for `metaspn doctor`). */
+  #payloadOrNull(): LockPayload | null {
+    try {
+      return readPayload(this.#paths.payload).payload;
+    } catch {
+      return null;
+    }
+  }
+
   /** Inside the gate. Ours is marked `active: 0`; a successor's is left alone. Never throws. */
   #markReleased(): void {
-    const { payload } = readPayload(this.#paths.payload);
+    const payload = this.#payloadOrNull();
     const mine = payload?.lock_id === this.#lockId;
     if (mine && payload.active === 1) {
       try {
@@ -207,7 +216,7 @@ export class HeldRunLock implements RunLock {
   #freeLiveness(): void {
     try {
       this.#alive.assertHeld();
-      rmSync(this.#alive.path, { force: true });
+      safeRm(this.#alive.path, { force: true });
     } catch {
       // Removed or replaced by someone else: not ours to remove.
     }

@@ -1,8 +1,8 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeAtomicSync } from '../../storage/atomic.js';
-import { UsageError } from '../errors.js';
+import { safeReadFile, safeReaddir } from '../../storage/safe-path.js';
+import { StateCorruptError, UsageError } from '../errors.js';
 
 /**
  * What `locks/<name>.lock` holds: who runs (or ran last) and why. Operators read it with `cat`;
@@ -83,14 +83,7 @@ export function livenessPath(paths: LockPaths, lockId: string | undefined): stri
 
 /** The liveness files present now (full paths), whoever left them. */
 export function livenessFiles(paths: LockPaths): string[] {
-  let names: string[];
-  try {
-    names = readdirSync(paths.locksDir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  return names.filter((n) => n.startsWith(paths.livenessPrefix) && LOCK_ID.test(n.slice(paths.livenessPrefix.length))).map((n) => join(paths.locksDir, n));
+  return safeReaddir(paths.locksDir).filter((n) => n.startsWith(paths.livenessPrefix) && LOCK_ID.test(n.slice(paths.livenessPrefix.length))).map((n) => join(paths.locksDir, n));
 }
 
 /** The payload file as found: `raw` null when missing; `payload` null when missing, empty or unparsable. */
@@ -113,12 +106,16 @@ export function parsePayload(raw: string): LockPayload | null {
   return { ...rest, ...(lock_id === undefined ? {} : { lock_id }), ...(generation === undefined ? {} : { generation }) };
 }
 
-/** Never throws: an unreadable payload reads as `{ raw: '', payload: null }`. */
+/**
+ * An unreadable payload reads as `{ raw: '', payload: null }`. Throws only for a symbolic link at
+ * the payload or on the way to it (StateCorruptError, 30): it is never read through, nor replaced.
+ */
 export function readPayload(path: string): PayloadRead {
   let raw: string;
   try {
-    raw = readFileSync(path, 'utf8');
+    raw = safeReadFile(path);
   } catch (err) {
+    if (err instanceof StateCorruptError) throw err;
     // A payload we cannot read is an unknown holder, never a crash.
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { raw: null, payload: null };
     return { raw: '', payload: null };

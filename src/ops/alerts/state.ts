@@ -1,7 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeAtomicSync } from '../../storage/atomic.js';
-import { safeAppendFile, safeMkdir, SECRET_FILE_MODE } from '../../storage/safe-path.js';
+import { safeAppendFile, safeExists, safeMkdir, safeReadFile, SECRET_FILE_MODE } from '../../storage/safe-path.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
 import { problemOf, readStateJson, shape, StateFileError, type StateFileProblem } from '../../storage/state-file.js';
 import type { RuleName } from './config.js';
@@ -123,9 +122,9 @@ export function appendAlertLog(ws: WorkspacePaths, lines: readonly AlertLogLine[
 
 export function readAlertLog(ws: WorkspacePaths): AlertLogLine[] {
   const p = alertLogPath(ws);
-  if (!existsSync(p)) return [];
+  if (!safeExists(p)) return [];
   const out: AlertLogLine[] = [];
-  for (const line of readFileSync(p, 'utf8').split('\n')) {
+  for (const line of safeReadFile(p).split('\n')) {
     if (!line.trim()) continue;
     try {
       out.push(JSON.parse(line) as AlertLogLine);

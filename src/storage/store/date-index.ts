@@ -1,5 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { safeAppendFile, safeMkdir, safeRename, safeRm, safeWriteFile } from '../safe-path.js';
+import { MetaspnError } from '../../guard/errors.js';
+import { safeAppendFile, safeExists, safeMkdir, safeReadFile, safeRename, safeRm, safeWriteFile } from '../safe-path.js';
 import { join } from 'node:path';
 
 /** Where one row of a store file lives, and what it holds (by hash). */
@@ -35,10 +35,11 @@ export class DateIndexFiles {
 
   meta(): IndexMeta {
     try {
-      const m = JSON.parse(readFileSync(join(this.dir, 'meta.json'), 'utf8')) as IndexMeta;
+      const m = JSON.parse(safeReadFile(join(this.dir, 'meta.json'))) as IndexMeta;
       if (Number.isSafeInteger(m.covered) && m.covered >= 0 && m.counts && typeof m.counts === 'object') return m;
-    } catch {
-      // missing or damaged: rebuilt from the store file
+    } catch (err) {
+      // A link is refused (30); missing or damaged: rebuilt from the store file.
+      if (err instanceof MetaspnError) throw err;
     }
     return { covered: 0, counts: {} };
   }
@@ -55,8 +56,8 @@ export class DateIndexFiles {
   read(date: string, expected: number): IndexEntry[] | null {
     const f = this.file(date);
     const out: IndexEntry[] = [];
-    if (existsSync(f)) {
-      for (const line of readFileSync(f, 'utf8').split('\n')) {
+    if (safeExists(f)) {
+      for (const line of safeReadFile(f).split('\n')) {
         if (!line) continue;
         try {
           out.push(JSON.parse(line) as IndexEntry);
