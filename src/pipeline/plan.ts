@@ -126,7 +126,11 @@ export interface IdentityMaterial {
   inputs: Json;
   /** Identity of each upstream step in this run, by name. */
   upstream: Record<string, string>;
-  /** With `previous: true`: the run id published as current for the previous partition, or null. */
+  /**
+   * With `previous: true`: the identity of the run published as current for the previous
+   * partition (its pointer's `summary_id`), or null. Not its run id: a replay of that partition
+   * publishes the same identity under a new run id, and must not restate this one.
+   */
   previous: string | null;
 }
 

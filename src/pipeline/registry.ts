@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import type { WorkspaceConfig } from '../config/load.js';
 import { DataInvalidError, MetaspnError, UsageError } from '../guard/errors.js';
 import type { WorkspacePaths } from '../storage/paths.js';
-import { validatePipeline } from './plan.js';
+import { PipelineDefinitionError, validatePipeline } from './plan.js';
 import type { PipelineDefinition } from './types.js';
 
 /** A pipeline as `pipeline list` shows it. */
@@ -87,6 +87,9 @@ async function importDefinition(path: string, name: string): Promise<PipelineDef
   try {
     mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
   } catch (err) {
+    // definePipeline checks the definition while the module loads: a broken rule is a usage error
+    // (64, one line), not a failure of the import. By name too: the module may load another copy of metaspn.
+    if (err instanceof PipelineDefinitionError || (err as Error)?.name === 'PipelineDefinitionError') throw new UsageError(`${(err as Error).message} (${path})`);
     throw new MetaspnError('INTERNAL_ERROR', `pipeline ${name}: importing ${path} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
   }
   const def = (mod.default ?? mod.pipeline) as PipelineDefinition | undefined;

@@ -259,7 +259,10 @@ export async function identityOf(o: Pick<RunPartitionOptions, 'def' | 'plan'>, d
   const files = (s.inputs ?? []).map((n) => ctx.input(n));
   const inputs: Manifest['inputs'] = files.map((f) => ({ path: f.path, sha256: f.sha256, rows: f.text === '' ? 0 : f.text.split('\n').filter((l) => l.trim() !== '').length }));
   const digest: Json = s.digest ? await s.digest(ctx) : Object.fromEntries(files.map((f) => [f.name, f.sha256]));
-  const previous = s.previous ? ((await previousPointer(o, d))?.run_id ?? null) : null;
+  const prev = s.previous ? await previousPointer(o, d) : null;
+  // The identity covers what the previous partition published (its run identity), not which run
+  // published it: a replay of that partition moves its pointer to a new run id with the same rows.
+  const previous = prev?.run_id ?? null;
   const upstream = Object.fromEntries((s.after ?? []).map((u) => [u, st.identities.get(u)!]));
   const identity = stepIdentity({
     pipeline: o.def.name,
@@ -269,7 +272,7 @@ export async function identityOf(o: Pick<RunPartitionOptions, 'def' | 'plan'>, d
     params: (s.params ?? {}) as Json,
     inputs: digest,
     upstream,
-    previous,
+    previous: prev?.summary_id ?? null,
   });
   return { identity, inputs, previous };
 }

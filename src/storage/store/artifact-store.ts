@@ -60,6 +60,8 @@ export class ArtifactStore {
   private pending: PendingPut[] = [];
   private scheduled = false;
   private flushing: Promise<void> | null = null;
+  /** The end of the last `locked` call queued in this process. */
+  private turn: Promise<unknown> = Promise.resolve();
 
   constructor(
     path: string,
@@ -254,14 +256,22 @@ export class ArtifactStore {
     this.catchUp();
   }
 
-  private async locked<T>(fn: () => T): Promise<T> {
-    await this.mutex.acquire();
-    try {
-      this.catchUp();
-      return fn();
-    } finally {
-      this.mutex.releaseLock();
-    }
+  /**
+   * Runs `fn` under the store's lock. Calls from this process take turns (the kernel lock is not
+   * re-entrant: two steps of a run reading the same upstream store at once would take it twice).
+   */
+  private locked<T>(fn: () => T): Promise<T> {
+    const turn = this.turn.then(async () => {
+      await this.mutex.acquire();
+      try {
+        this.catchUp();
+        return fn();
+      } finally {
+        this.mutex.releaseLock();
+      }
+    });
+    this.turn = turn.catch(() => undefined);
+    return turn;
   }
 
   /**
