@@ -145,7 +145,7 @@ describe('run history', () => {
       ['good', 'success', true],
     ]);
     expect(runs[0]!.failure).toContain('project_rewards: queue project_rewards is paused');
-    expect(cli(['runs', 'list', '--workspace', ws]).stdout).toMatch(/bad\s+2026-01-11\s+failed\s+11/);
+    expect(cli(['runs', 'list', '--workspace', ws]).stdout).toMatch(/bad\s+s1\s+2026-01-11\s+failed\s+11/);
     const show = cli(['runs', 'show', 'bad', '--workspace', ws]);
     expect(show.code).toBe(0);
     expect(show.stdout).toContain('update_attention_scores');

@@ -13,6 +13,12 @@ import { printJson, table, truncate } from '../format.js';
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
 import { collect, openWorkspace } from '../options.js';
 import { formatReport } from './s1.js';
+import { formatRun } from './pipeline.js';
+import { fileDeps } from '../../pipeline/file-deps.js';
+import { planPartition } from '../../pipeline/plan.js';
+import { loadPipeline } from '../../pipeline/registry.js';
+import { runPartition } from '../../pipeline/runner.js';
+import type { WorkspacePaths } from '../../storage/paths.js';
 
 export function registerRuns(program: Command): void {
   const runs = program.command('runs').description('run history, from the manifests');
@@ -21,13 +27,15 @@ export function registerRuns(program: Command): void {
     .command('list')
     .option('--workspace <dir>', 'workspace folder', '.')
     .option('--date <YYYY-MM-DD>', 'only runs of this date')
+    .option('--pipeline <name>', 'only runs of this pipeline')
     .option('--json', 'print JSON')
-    .description('the runs, newest first; a damaged manifest or pointer is left out and named, and the command exits 30')
-    .action((o: { workspace: string; date?: string; json?: boolean }) => {
+    .description('the runs of every pipeline, newest first; a damaged manifest or pointer is left out and named, and the command exits 30')
+    .action(async (o: { workspace: string; date?: string; pipeline?: string; json?: boolean }) => {
       const ws = openWorkspace(o.workspace);
-      const { runs: list, problems } = readRuns(ws, o.date ? { date: o.date } : {});
+      const stepsOf = await stepsOfPipelines(ws);
+      const { runs: list, problems } = readRuns(ws, { ...(o.date ? { date: o.date } : {}), ...(o.pipeline ? { pipeline: o.pipeline } : {}), stepsOf });
       if (o.json) printJson(list);
-      else printRuns(list);
+      else printRuns(list, stepsOf);
       reportProblems(problems);
     });
 
@@ -35,9 +43,9 @@ export function registerRuns(program: Command): void {
     .command('show <run_id>')
     .option('--workspace <dir>', 'workspace folder', '.')
     .option('--json', 'print JSON')
-    .action((runId: string, o: { workspace: string; json?: boolean }) => {
+    .action(async (runId: string, o: { workspace: string; json?: boolean }) => {
       const ws = openWorkspace(o.workspace);
-      const { runs: all, problems } = readRuns(ws);
+      const { runs: all, problems } = readRuns(ws, { stepsOf: await stepsOfPipelines(ws) });
       const r = all.find((x) => x.run_id === runId);
       // A damaged file of this run (one of its manifests, its date's pointer) is named: the run shown lacks it.
       const mine = problems.filter((p) => p.path.includes(`${sep}run=${runId}${sep}`) || (r !== undefined && p.kind === 'pointer' && p.path.endsWith(`date=${r.date}.json`)));
@@ -51,6 +59,7 @@ export function registerRuns(program: Command): void {
       }
       const lines = [
         `run        ${r.run_id}${r.current ? '  (current for its date)' : ''}`,
+        `pipeline   ${r.pipeline}`,
         `date       ${r.date}  as_of ${r.as_of}`,
         ...(r.retry_of_run_id ? [`retry of   ${r.retry_of_run_id}`] : []),
         `status     ${r.status}  exit ${r.exit_code}  ${(r.duration_ms / 1000).toFixed(1)}s  (${r.started_at} .. ${r.finished_at})`,
@@ -64,18 +73,37 @@ export function registerRuns(program: Command): void {
   addLockFlags(
     runs
       .command('retry <run_id>')
-      .description("re-run a failed run's date as a new run (its manifests carry retry_of_run_id)")
+      .description("re-run a failed run's partition as a new run of its pipeline (its manifests carry retry_of_run_id)")
       .option('--workspace <dir>', 'workspace folder', '.')
       .option('--skip-check <name>', 'publish through a known false alarm of this guardrail (repeatable; needs --reason)', collect)
       .option('--json', 'print the run report as JSON'),
   ).action(async (runId: string, o: { workspace: string; skipCheck?: string[]; json?: boolean } & LockFlags) => {
     const ws = openWorkspace(o.workspace);
-    const old = findRun(ws, runId);
+    const stepsOf = await stepsOfPipelines(ws);
+    const old = findRun(ws, runId, { stepsOf });
     if (!old) throw new UsageError(`no run ${runId} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
-    if (old.status === 'success' && old.steps.length === STAGES.length) {
-      throw new MetaspnError('BUSINESS_REJECT', `run ${runId} succeeded; nothing to retry`, { hint: `to replay ${old.date}: metaspn s1 run-local --date ${old.date}` });
+    if (old.status === 'success') {
+      const replay = old.pipeline === 's1' ? `metaspn s1 run-local --date ${old.date}` : `metaspn pipeline run ${old.pipeline} --date ${old.date}`;
+      throw new MetaspnError('BUSINESS_REJECT', `run ${runId} succeeded; nothing to retry`, { hint: `to replay ${old.date}: ${replay}` });
     }
     const cfg = loadConfig(ws);
+    if (old.pipeline !== 's1') {
+      const def = await loadPipeline(ws, cfg, old.pipeline);
+      const plan = planPartition(def, old.date, old.as_of, Date.now());
+      const newId = newRunId();
+      const skipChecks = skipChecksOf(o);
+      const report = await runLocked(o.workspace, def.name, newId, o, async (log, stop, force, lockLost) => {
+        const d = fileDeps(ws, cfg, log);
+        try {
+          return await runPartition({ def, plan, runId: newId, retryOf: runId, by: `retry ${newId}`, stop, force, lockLost, skipChecks }, d);
+        } finally {
+          await d.stores.close();
+        }
+      });
+      setExitCode(report.exit_code);
+      if (o.json) return printJson(report);
+      return void process.stdout.write(`retry of ${runId}\n${formatRun(report)}`);
+    }
     const plan = planRun(cfg.s1, old.date, old.as_of);
     const newId = newRunId();
     const skipChecks = skipChecksOf(o);
@@ -86,17 +114,41 @@ export function registerRuns(program: Command): void {
   });
 }
 
+/**
+ * Steps of a complete run of each workspace pipeline, from their definitions. A module that does
+ * not load is left out here (its runs then count the steps they have); `pipeline show` names the error.
+ */
+async function stepsOfPipelines(ws: WorkspacePaths): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  let cfg;
+  try {
+    cfg = loadConfig(ws);
+  } catch {
+    return out;
+  }
+  for (const name of Object.keys(cfg.pipelines)) {
+    try {
+      out[name] = (await loadPipeline(ws, cfg, name)).steps.length;
+    } catch {
+      // Listed with the steps its runs have.
+    }
+  }
+  return out;
+}
+
 /** The runs as a table ("no runs" when there are none). */
-function printRuns(list: RunInfo[]): void {
+function printRuns(list: RunInfo[], stepsOf: Record<string, number>): void {
   if (list.length === 0) return void process.stdout.write('no runs\n');
-  const rows = [['RUN', 'DATE', 'STATUS', 'EXIT', 'STEPS', 'DURATION', 'STARTED', 'FAILURE']];
+  const rows = [['RUN', 'PIPELINE', 'DATE', 'STATUS', 'EXIT', 'STEPS', 'DURATION', 'STARTED', 'FAILURE']];
   for (const r of list) {
+    const total = r.pipeline === 's1' ? STAGES.length : (stepsOf[r.pipeline] ?? r.steps.length);
     rows.push([
       r.run_id,
+      r.pipeline,
       r.date,
       r.status + (r.current ? ' (current)' : ''),
       String(r.exit_code),
-      `${r.steps.filter((s) => s.status === 'success').length}/${STAGES.length}`,
+      `${r.steps.filter((s) => s.status === 'success').length}/${total}`,
       `${(r.duration_ms / 1000).toFixed(1)}s`,
       r.started_at.replace(/\.\d{3}Z$/, 'Z'),
       r.failure ? truncate(r.failure, 70) : '',
