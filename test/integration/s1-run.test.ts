@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, tempWorkspace } from './cli.js';
+import { projectionIds, specCountedDigest, specInputsDigest } from './s1-spec.js';
 
 const STORE = ['s1_attention_scores.jsonl', 's1_reward_projections.jsonl', 's1_settlements.jsonl', 's1_summaries.jsonl'];
 const STEPS = ['update_attention_scores', 'project_rewards', 'settle_season', 'publish_season_summary'];
@@ -26,16 +27,26 @@ describe('metaspn s1 run-local', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('published: manifests/current/s1/date=2026-01-15.json');
     for (const f of STORE) expect(lines(join(ws, 'store', f)).length).toBeGreaterThan(0);
+    // The params the spec gives: the inputs digest of the date's window, and for stages 3-4 the
+    // counted digest over the projection rows settlement counts (this run's only: nothing else is published).
+    const params12 = { as_of: '2026-01-16T00:00:00.000Z', config_hash: '3bbf9e591339f3a2', inputs: specInputsDigest(join(ws, 'inputs', 's1_signals.jsonl'), '2026-01-15') };
+    const ids = projectionIds(join(ws, 'store', 's1_reward_projections.jsonl'), '2026-01-15', params12);
+    expect(ids.length).toBeGreaterThan(0);
+    const params34 = { ...params12, counted: specCountedDigest(ids) };
     for (const step of STEPS) {
       const m = JSON.parse(readFileSync(join(ws, 'manifests', step, 'date=2026-01-15', 'run=r1', 'manifest.json'), 'utf8'));
-      expect(m).toMatchObject({ schema_version: 1, run_id: 'r1', step, date: '2026-01-15', as_of: '2026-01-16T00:00:00.000Z', status: 'success', exit_code: 0 });
-      expect(m.params).toEqual({ as_of: '2026-01-16T00:00:00.000Z', config_hash: '3bbf9e591339f3a2' });
+      expect(m).toMatchObject({ schema_version: 1, run_id: 'r1', step, date: '2026-01-15', as_of: '2026-01-16T00:00:00.000Z', provisional: false, status: 'success', exit_code: 0 });
+      expect(m.params).toEqual(step === 'settle_season' || step === 'publish_season_summary' ? params34 : params12);
       expect(m.checks.length).toBeGreaterThan(0);
       expect(m.checks.every((c: { status: string }) => c.status === 'pass')).toBe(true);
       expect(m.outputs[0].sha256).toMatch(/^[0-9a-f]{64}$/);
     }
+    const first = JSON.parse(readFileSync(join(ws, 'manifests', 'update_attention_scores', 'date=2026-01-15', 'run=r1', 'manifest.json'), 'utf8'));
+    expect(first.inputs).toEqual([
+      { path: 'inputs/s1_signals.jsonl', sha256: createHash('sha256').update(readFileSync(join(ws, 'inputs', 's1_signals.jsonl'))).digest('hex'), rows: 12000, digest: params12.inputs },
+    ]);
     const ptr = JSON.parse(readFileSync(join(ws, 'manifests', 'current', 's1', 'date=2026-01-15.json'), 'utf8'));
-    expect(ptr).toMatchObject({ run_id: 'r1', date: '2026-01-15' });
+    expect(ptr).toMatchObject({ run_id: 'r1', date: '2026-01-15', params: params34 });
     expect(ptr.summary_id).toMatch(/^sum_[0-9a-f]{24}$/);
     const logLines = lines(join(ws, 'logs', 'metaspn.jsonl'));
     // One run_id field a line (a JSON object with a key twice reads as the last one only).
@@ -69,16 +80,37 @@ describe('metaspn s1 run-local', () => {
     ]);
   });
 
-  it('a replay whose inputs changed under a written id writes nothing and exits 30 with an incident', () => {
+  it('a replay whose inputs changed writes a new set of rows beside the old ones and restates the date', () => {
     const ws = tempWorkspace();
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']).code).toBe(0);
-    const before = storeHashes(ws);
+    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--run-id', 'r1']).code).toBe(0);
+    const before = STORE.map((f) => readFileSync(join(ws, 'store', f), 'utf8'));
     const input = join(ws, 'inputs', 's1_signals.jsonl');
     const all = lines(input);
     const changed = JSON.parse(all[4]!);
     changed.value = 7;
     all[4] = JSON.stringify(changed);
     writeFileSync(input, `${all.join('\n')}\n`);
+    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--run-id', 'r2', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ status: 'published', restatement_of: 'r1' });
+    expect(report.params.inputs).toBe(specInputsDigest(input, '2026-01-15'));
+    // Every stage wrote a complete new set; the old rows stay as they were, in front.
+    expect(report.stages.map((s: { outputs: { rows_written: number; rows_present: number }[] }) => s.outputs[0]!.rows_present)).toEqual([0, 0, 0, 0]);
+    STORE.forEach((f, i) => expect(readFileSync(join(ws, 'store', f), 'utf8').startsWith(before[i]!)).toBe(true));
+    const entry = JSON.parse(lines(join(ws, 'ledger.jsonl')).at(-1)!);
+    expect(entry.detail).toMatchObject({ date: '2026-01-15', restatement_of: 'r1', previous: { run_id: 'r1' }, pointer: { run_id: 'r2' } });
+    expect(existsSync(join(ws, 'reports', 'incidents'))).toBe(false);
+  });
+
+  it('a row changed under its id (corruption) exits 30 with an incident, overwriting nothing', () => {
+    const ws = tempWorkspace();
+    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']).code).toBe(0);
+    // The same id with other content: what only corruption or non-determinism can make.
+    const scores = join(ws, 'store', 's1_attention_scores.jsonl');
+    const row = JSON.parse(lines(scores)[0]!);
+    writeFileSync(scores, `${readFileSync(scores, 'utf8')}${JSON.stringify({ ...row, score: row.score + 1 })}\n`);
+    const before = storeHashes(ws);
     const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
     expect(r.code).toBe(30);
     expect(r.stdout).toContain('replay conflict');
@@ -87,11 +119,9 @@ describe('metaspn s1 run-local', () => {
     const incidents = readdirSync(join(ws, 'reports', 'incidents'));
     expect(incidents).toHaveLength(1);
     const inc = JSON.parse(readFileSync(join(ws, 'reports', 'incidents', incidents[0]!), 'utf8'));
-    expect(inc.kind).toBe('replay_conflict');
-    expect(inc.id).toMatch(/^att_/);
-    expect(inc.existing.id).toBe(inc.id);
-    expect(inc.incoming.id).toBe(inc.id);
-    expect(inc.existing.score).not.toBe(inc.incoming.score);
+    expect(inc).toMatchObject({ kind: 'replay_conflict', id: row.id });
+    expect(inc.existing.score).toBe(row.score + 1);
+    expect(inc.incoming.score).toBe(row.score);
   });
 
   it('a date outside the season exits 10 and writes nothing', () => {

@@ -1,14 +1,16 @@
 import type { ManifestCheck } from '../../src/storage/manifest.js';
 import type { S1Context, StageName } from './context.js';
-import type { RunPlan } from './plan.js';
+import type { CountedParams, StageParams } from './ids.js';
 
 function check(name: string, observed: unknown, expected: unknown): ManifestCheck {
   return { name, status: observed === expected ? 'pass' : 'fail', observed, expected };
 }
 
-/** What each stage promises about its rows, checked against the store after it ran. */
-export async function stageChecks(stage: StageName, s1: S1Context, plan: RunPlan, subjects: number, rowCount: number): Promise<ManifestCheck[]> {
-  const { date, params } = plan;
+/**
+ * What each stage promises about its rows, checked against the store after it ran.
+ * @param params the stage's params (stages 3–4: with the counted digest).
+ */
+export async function stageChecks(stage: StageName, s1: S1Context, date: string, params: StageParams, subjects: number, rowCount: number): Promise<ManifestCheck[]> {
   switch (stage) {
     case 'update_attention_scores':
       return [check('row_for_every_subject', rowCount, subjects)];
@@ -18,7 +20,7 @@ export async function stageChecks(stage: StageName, s1: S1Context, plan: RunPlan
       return [check('row_for_every_positive_score', rowCount, positive)];
     }
     case 'settle_season': {
-      const settlement = await s1.settlement(date, params);
+      const settlement = await s1.settlement(date, params as CountedParams);
       const settled = settlement.rows.reduce((a, r) => a + r.settled_units, 0);
       return [check('row_for_every_settled_subject', rowCount, settlement.rows.length), check('conservation', settled, settlement.total_units)];
     }

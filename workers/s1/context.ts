@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import stringify from 'fast-json-stable-stringify';
 import type { Logger } from 'pino';
 import { loadConfig } from '../../src/config/load.js';
 import { MetaspnError } from '../../src/guard/errors.js';
@@ -11,7 +13,8 @@ import { ArtifactStore, paramsKey, type PutResult } from '../../src/storage/stor
 import { canonicalJson } from './canonical.js';
 import { configHash, type S1Config } from './config.js';
 import { seasonDates } from './dates.js';
-import { DATE_LEVEL_SUBJECT, deterministicId, makeParams, type Params } from './ids.js';
+import { countedDigest, SortedSignals } from './digests.js';
+import { DATE_LEVEL_SUBJECT, deterministicId, makeParams, projectionParamsOf, stageCounts, withCounted, type CountedParams, type Params, type StageParams } from './ids.js';
 import { groupBySubject } from './math.js';
 import { settle, type ProjectedUnits, type Settlement } from './math/settle.js';
 import type { ScoredSubject } from './math/rewards.js';
@@ -29,11 +32,37 @@ export const STORE_FILES = {
 
 export type StageName = keyof typeof STORE_FILES;
 
-/** Every task of every stage carries the run's parameters; stage 1 tasks also their subject. */
+/**
+ * Every task of every stage carries the date and the stage's params (S1-SPEC): `as_of`,
+ * `config_hash`, `inputs`, and `counted` for stages 3–4; stage 1 tasks also their subject.
+ */
 export interface DatePayload {
   date: string;
   as_of: string;
   config_hash: string;
+  inputs: string;
+  counted?: string;
+}
+
+/** One earlier date that settlement counts: the run published as current for it, and its projection rows. */
+export interface CountedDate {
+  date: string;
+  /** The run published as current for the date. */
+  run_id: string;
+  /** The params of its projection rows (the pointer's, without `counted`). */
+  params: Record<string, unknown>;
+  rows: number;
+  /** sha256 of its projection rows in id order, as ArtifactStore.digest computes it. */
+  sha256: string;
+}
+
+/** What stage 3 counts for a date: the counted digest, the settlement, and the earlier runs it read. */
+export interface Counted {
+  /** The counted digest (S1-SPEC "Digests"). */
+  digest: string;
+  settlement: Settlement;
+  /** The earlier dates with a published run, ascending (dates without one are not listed). */
+  upstream: CountedDate[];
 }
 
 /** Writing an id that exists with other content: the inputs changed under a published id. */
@@ -55,8 +84,9 @@ export class S1Context {
   /** Rows written and found present, per stage and date, since the pipeline last reset them. */
   private readonly counts = new Map<string, { written: number; present: number }>();
   /** Rows held back per stage and date until `commit` (a backfill keeps each file in date order). */
-  private readonly deferred = new Map<string, { params: Params; rows: { id: string; text: string }[] }>();
+  private readonly deferred = new Map<string, { params: StageParams; rows: { id: string; text: string }[] }>();
   private signalsBySubject: Promise<Map<string, Signal[]>> | null;
+  private sortedPromise: Promise<SortedSignals> | null = null;
   private readonly cache = new Map<string, Promise<unknown>>();
   private readonly pkeys = new Map<string, string>();
   /** The run of each date in this process (named in incidents). */
@@ -89,12 +119,58 @@ export class S1Context {
     return this.signalsBySubject;
   }
 
-  /** The task's params; a task enqueued under another config is a contract error, not something to retry. */
-  params(p: DatePayload): Params {
+  /** The signals sorted by (instant, signal_id), built once per process: the inputs digests read them. */
+  sorted(): Promise<SortedSignals> {
+    this.sortedPromise ??= this.signals().then((groups) => new SortedSignals([...groups.values()].flat()));
+    return this.sortedPromise;
+  }
+
+  /** Forgets every counted set read so far: a pointer moved (a publish), so what settlement counts changed. */
+  forgetCounted(): void {
+    for (const k of [...this.cache.keys()]) if (k.startsWith('counted|')) this.cache.delete(k);
+  }
+
+  /** The inputs digest of a date and as-of (S1-SPEC "Digests"), computed once per process. */
+  inputsDigest(date: string, asOf: string): Promise<string> {
+    return this.memo(`inputs|${date}|${asOf}`, async () => (await this.sorted()).digest(date, Date.parse(asOf), this.cfg.attention.window_days));
+  }
+
+  /** How many signals the date's window holds (ts before as_of): the built-in check window_has_signals. */
+  async windowCount(date: string, asOf: string): Promise<number> {
+    return (await this.sorted()).count(date, Date.parse(asOf), this.cfg.attention.window_days);
+  }
+
+  /** The params of stages 1 and 2 of a date: as-of, the config hash, and the date's inputs digest now. */
+  async paramsFor(date: string, asOf: string): Promise<Params> {
+    return makeParams(asOf, this.hash, await this.inputsDigest(date, asOf));
+  }
+
+  /**
+   * The task's params, once its identity is checked against what the workspace holds now: the
+   * config hash, the inputs digest, and for stages 3–4 the counted digest. A task whose inputs no
+   * longer match (run by `worker run` after the inputs or an earlier date's publish changed) is a
+   * contract error naming the expected and the found digest; nothing is written under its id.
+   */
+  async params(stage: StageName, p: DatePayload): Promise<StageParams> {
     if (p.config_hash !== this.hash) {
       throw new ContractError(`task was enqueued with config_hash ${p.config_hash}, the workspace config is now ${this.hash}`);
     }
-    return makeParams(p.as_of, p.config_hash);
+    const inputs = await this.inputsDigest(p.date, p.as_of);
+    if (p.inputs !== inputs) {
+      throw new ContractError(
+        `${stage} of ${p.date}: inputs digest mismatch: the task expects ${p.inputs}, inputs/s1_signals.jsonl gives ${inputs} now (the inputs changed since its run was planned); nothing was written, re-run the date`,
+      );
+    }
+    const base = makeParams(p.as_of, p.config_hash, p.inputs);
+    if (!stageCounts(stage)) return base;
+    if (p.counted === undefined) throw new ContractError(`${stage} of ${p.date}: the task carries no counted digest`);
+    const counted = (await this.counted(p.date, base)).digest;
+    if (p.counted !== counted) {
+      throw new ContractError(
+        `${stage} of ${p.date}: counted digest mismatch: the task expects ${p.counted}, the published runs and this run's projections give ${counted} now (an earlier date was published or rolled back since its run was planned); nothing was written, re-run the date`,
+      );
+    }
+    return withCounted(base, counted);
   }
 
   written(stage: StageName, date: string): { written: number; present: number } {
@@ -110,7 +186,7 @@ export class S1Context {
    * still land in the store in date order, byte for byte as if run one after the other. A crash
    * loses held rows with the run, which a re-run (or --resume) computes again.
    */
-  defer(stage: StageName, date: string, params: Params): void {
+  defer(stage: StageName, date: string, params: StageParams): void {
     this.deferred.set(`${stage}|${date}`, { params, rows: [] });
   }
 
@@ -124,7 +200,7 @@ export class S1Context {
   }
 
   /** Stores rows; an id already stored with other content writes nothing and raises an incident. */
-  async put(stage: StageName, date: string, params: Params, rows: readonly ({ id: string } & object)[]): Promise<PutResult | null> {
+  async put(stage: StageName, date: string, params: StageParams, rows: readonly ({ id: string } & object)[]): Promise<PutResult | null> {
     const texts = rows.map((row) => ({ id: row.id, text: canonicalJson(row) }));
     const held = this.deferred.get(`${stage}|${date}`);
     if (held) {
@@ -134,11 +210,11 @@ export class S1Context {
     return this.write(stage, date, params, texts);
   }
 
-  private async write(stage: StageName, date: string, params: Params, texts: readonly { id: string; text: string }[]): Promise<PutResult> {
+  private async write(stage: StageName, date: string, params: StageParams, texts: readonly { id: string; text: string }[]): Promise<PutResult> {
     const p = this.pkey(params);
     // What was read of this stage's rows is stale once it writes.
     for (const k of [...this.cache.keys()]) if (k.startsWith(`${stage}|${date}|`)) this.cache.delete(k);
-    if (stage === 'project_rewards') for (const k of [...this.cache.keys()]) if (k.startsWith('settle_season|')) this.cache.delete(k);
+    if (stage === 'project_rewards') for (const k of [...this.cache.keys()]) if (k.startsWith('counted|')) this.cache.delete(k);
     const r = await this.stores[stage].put(texts.map((t) => ({ id: t.id, date, p, text: t.text })));
     if (r.conflicts.length > 0) {
       const c = r.conflicts[0]!;
@@ -164,19 +240,20 @@ export class S1Context {
     return r;
   }
 
-  rows(stage: StageName, date: string, params: Params): Promise<Record<string, unknown>[]> {
+  rows(stage: StageName, date: string, params: Readonly<Record<string, unknown>>): Promise<Record<string, unknown>[]> {
     return this.stores[stage].rowsFor(date, this.pkey(params));
   }
 
   /** How many rows the stage holds for the date and params, and their hash (see ArtifactStore.digest). */
-  digest(stage: StageName, date: string, params: Params): Promise<{ rows: number; sha256: string }> {
+  digest(stage: StageName, date: string, params: Readonly<Record<string, unknown>>): Promise<{ rows: number; sha256: string }> {
     return this.stores[stage].digest(date, this.pkey(params));
   }
 
   /** The date's attention scores (score 0 included), read once per run. */
-  scores(date: string, params: Params): Promise<ScoredSubject[]> {
-    return this.cached('update_attention_scores', date, params, async () =>
-      (await this.rows('update_attention_scores', date, params)).map((r) => ({ subject_ref: r.subject_ref as string, score: r.score as number })),
+  scores(date: string, params: StageParams): Promise<ScoredSubject[]> {
+    const p = makeParams(params.as_of, params.config_hash, params.inputs);
+    return this.cached('update_attention_scores', date, p, async () =>
+      (await this.rows('update_attention_scores', date, p)).map((r) => ({ subject_ref: r.subject_ref as string, score: r.score as number })),
     );
   }
 
@@ -184,41 +261,63 @@ export class S1Context {
    * Remembers what a stage just stored, as the light view the next stages read: the rows are
    * exactly these (written now, or already present with the same content), so nobody rereads them.
    */
-  remember<T>(stage: StageName, date: string, params: Params, value: T): void {
+  remember<T>(stage: StageName, date: string, params: StageParams, value: T): void {
     this.cache.set(`${stage}|${date}|${this.pkey(params)}`, Promise.resolve(value));
   }
 
   /** The date's projections, read once per run. */
-  projections(date: string, params: Params): Promise<ProjectedUnits[]> {
-    return this.cached('project_rewards', date, params, async () =>
-      (await this.rows('project_rewards', date, params)).map((r) => ({ subject_ref: r.subject_ref as string, projected_units: r.projected_units as number })),
+  projections(date: string, params: StageParams): Promise<ProjectedUnits[]> {
+    const p = makeParams(params.as_of, params.config_hash, params.inputs);
+    return this.cached('project_rewards', date, p, async () =>
+      (await this.rows('project_rewards', date, p)).map((r) => ({ subject_ref: r.subject_ref as string, projected_units: r.projected_units as number })),
     );
   }
 
   /**
-   * The season settled up to `date`: for each earlier season date the projections of the run
-   * published as current for it, for `date` this run's. Computed once per run (stage 3 and 4 and
-   * the checks share it); earlier dates are read, not kept.
+   * What settlement counts for `date` (S1-SPEC stage 3): for each earlier season date the
+   * projections of the run published as current for it, for `date` this run's (those of
+   * `params`, the date's stage 1–2 params). Gives the counted digest, the settlement, and the
+   * earlier runs read. Computed once per run (planning, stages 3 and 4 and the checks share it).
    */
-  settlement(date: string, params: Params): Promise<Settlement> {
-    return this.cached('settle_season', date, params, async () => {
+  counted(date: string, params: Params): Promise<Counted> {
+    return this.memo(`counted|${date}|${this.pkey(params)}`, async () => {
       const byDate = new Map<string, ProjectedUnits[]>();
+      const ids: string[] = [];
+      const upstream: CountedDate[] = [];
       for (const d of seasonDates(this.cfg.season.start, date)) {
         if (d === date) {
-          byDate.set(d, await this.projections(d, params));
+          const mine = await this.projections(d, params);
+          byDate.set(d, mine);
+          for (const x of mine) ids.push(deterministicId('project_rewards', d, x.subject_ref, params));
           continue;
         }
         const ptr = readPointer(this.ws, PIPELINE, d);
         if (!ptr) continue;
-        const rows = await this.rows('project_rewards', d, ptr.params);
-        byDate.set(d, rows.map((r) => ({ subject_ref: r.subject_ref as string, projected_units: r.projected_units as number })));
+        const pp = projectionParamsOf(ptr.params);
+        const texts = await this.stores.project_rewards.textsFor(d, this.pkey(pp));
+        const rows = texts.map((t) => JSON.parse(t.text) as { subject_ref: string; projected_units: number });
+        byDate.set(d, rows.map((r) => ({ subject_ref: r.subject_ref, projected_units: r.projected_units })));
+        const h = createHash('sha256');
+        for (const t of [...texts].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
+          ids.push(t.id);
+          h.update(`${t.text}\n`);
+        }
+        upstream.push({ date: d, run_id: ptr.run_id, params: pp, rows: texts.length, sha256: h.digest('hex') });
       }
-      return settle(byDate);
+      return { digest: countedDigest(ids), settlement: settle(byDate), upstream };
     });
   }
 
-  private cached<T>(stage: StageName, date: string, params: Params, load: () => Promise<T>): Promise<T> {
-    const key = `${stage}|${date}|${this.pkey(params)}`;
+  /** The season settled up to `date` under the stage 3–4 params of a run (see {@link counted}). */
+  async settlement(date: string, params: CountedParams): Promise<Settlement> {
+    return (await this.counted(date, makeParams(params.as_of, params.config_hash, params.inputs))).settlement;
+  }
+
+  private cached<T>(stage: StageName, date: string, params: StageParams, load: () => Promise<T>): Promise<T> {
+    return this.memo(`${stage}|${date}|${this.pkey(params)}`, load);
+  }
+
+  private memo<T>(key: string, load: () => Promise<T>): Promise<T> {
     let hit = this.cache.get(key) as Promise<T> | undefined;
     if (!hit) {
       hit = load();
@@ -228,9 +327,9 @@ export class S1Context {
     return hit;
   }
 
-  /** Params hash, computed once per distinct params. */
-  pkey(params: Params): string {
-    const k = `${params.as_of}|${params.config_hash}`;
+  /** Params hash (paramsKey), computed once per distinct params. */
+  pkey(params: Readonly<Record<string, unknown>>): string {
+    const k = stringify(params);
     let v = this.pkeys.get(k);
     if (v === undefined) {
       v = paramsKey(params);
@@ -239,8 +338,8 @@ export class S1Context {
     return v;
   }
 
-  summaryIdFor(plan: { date: string; params: Params }): string {
-    return deterministicId('publish_season_summary', plan.date, DATE_LEVEL_SUBJECT, plan.params);
+  summaryIdFor(date: string, params: CountedParams): string {
+    return deterministicId('publish_season_summary', date, DATE_LEVEL_SUBJECT, params);
   }
 
   async close(): Promise<void> {

@@ -26,6 +26,17 @@ export type Guardrails = z.output<typeof guardrailsSchema>;
 export type GuardrailName = keyof Guardrails;
 export const GUARDRAIL_NAMES = Object.keys(guardrailsSchema.shape) as GuardrailName[];
 
+/**
+ * The check built into Season 1 (S1-SPEC "Checks before publishing"), run before publishing with
+ * the guardrails whatever the config and the history: `window_has_signals` halts (exit 60) a date
+ * whose window holds no signal at all (an empty or truncated inputs file) instead of publishing
+ * an all-zero day. Not configurable; `--skip-check window_has_signals --reason T` skips it.
+ */
+export const BUILTIN_CHECK_NAMES = ['window_has_signals'] as const;
+
+/** Every name `--skip-check` takes: the built-in check first, then the guardrails. */
+export const CHECK_NAMES: readonly string[] = [...BUILTIN_CHECK_NAMES, ...GUARDRAIL_NAMES];
+
 /** What a guardrail looks at: the date's summary and the summaries of earlier published dates (newest first). */
 export interface SummaryFacts {
   total_score: number;
@@ -37,6 +48,31 @@ export interface SummaryFacts {
 export interface GuardrailCheck extends ManifestCheck {
   guardrail: true;
   threshold: unknown;
+}
+
+/** The window a date's scores read: its first and last UTC date and the as-of (exclusive). */
+export interface SignalWindow {
+  first: string;
+  last: string;
+  as_of: string;
+}
+
+/**
+ * Pure: the built-in check `window_has_signals` as a manifest check. Fails when `signals` (the
+ * number of signals with `ts < as_of` whose UTC date lies in the window) is 0; `skip` maps a
+ * check name to the operator's reason.
+ */
+export function windowHasSignals(signals: number, window: SignalWindow, skip: ReadonlyMap<string, string>): GuardrailCheck {
+  const reason = skip.get('window_has_signals');
+  return {
+    name: 'window_has_signals',
+    guardrail: true,
+    status: reason !== undefined ? 'skipped' : signals > 0 ? 'pass' : 'fail',
+    observed: { signals, ...window },
+    expected: 'at least one signal in the window',
+    threshold: 'built in: signals > 0',
+    ...(reason !== undefined ? { note: `skipped by operator: ${reason}` } : {}),
+  };
 }
 
 const mean = (xs: number[]): number => xs.reduce((a, x) => a + x, 0) / xs.length;

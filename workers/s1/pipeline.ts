@@ -11,11 +11,12 @@ import { Ledger } from '../../src/storage/ledger.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
 import { assertPointersReadable } from '../../src/storage/pointers.js';
 import { PIPELINE, S1Context } from './context.js';
-import { GUARDRAIL_NAMES } from './guardrails.js';
+import { CHECK_NAMES } from './guardrails.js';
 import { STAGES } from './ids.js';
 import { groupBySubject } from './math.js';
 import { subjectsToScore, type RunPlan } from './plan.js';
 import { publishRun } from './publish.js';
+import { assertRunIdFree } from './run-ids.js';
 import { reportOf, type DateRun, type RunReport, type S1Env } from './run-types.js';
 import { readWeightedSignals } from './signals.js';
 import { memory, runStageFor } from './stage-step.js';
@@ -49,7 +50,7 @@ export interface RunOptions extends PipelineOptions {
  */
 export async function prepareS1(o: PipelineOptions, by: string): Promise<{ env: S1Env; groups: Awaited<ReturnType<typeof loadSignals>>['groups'] }> {
   for (const name of o.skipChecks?.keys() ?? []) {
-    if (!(GUARDRAIL_NAMES as string[]).includes(name)) throw new UsageError(`--skip-check ${name}: no such guardrail`, { hint: `guardrails: ${GUARDRAIL_NAMES.join(', ')}` });
+    if (!CHECK_NAMES.includes(name)) throw new UsageError(`--skip-check ${name}: no such check`, { hint: `checks: ${CHECK_NAMES.join(', ')}` });
   }
   // Earlier dates' pointers are read mid-run (settlement, guardrails): a damaged one stops the run
   // here, exit 30 naming the file, before any task could fail on it.
@@ -80,10 +81,15 @@ async function loadSignals(ws: WorkspacePaths, cfg: WorkspaceConfig) {
   return { groups: groupBySubject(signals), input };
 }
 
-export function newDateRun(env: S1Env, groups: Parameters<typeof subjectsToScore>[0], plan: RunPlan, runId: string, retryOf?: string): DateRun {
+/** A date's run, its stage 1–2 params planned: the inputs digest of its window now. */
+export async function newDateRun(env: S1Env, groups: Parameters<typeof subjectsToScore>[0], plan: RunPlan, runId: string, retryOf?: string): Promise<DateRun> {
   env.s1.runIds.set(plan.date, runId);
   return {
     plan,
+    params: await env.s1.paramsFor(plan.date, plan.as_of),
+    windowSignals: await env.s1.windowCount(plan.date, plan.as_of),
+    counted: null,
+    countedParams: null,
     runId,
     ...(retryOf ? { retryOf } : {}),
     subjects: subjectsToScore(groups, plan, env.cfg.s1),
@@ -104,10 +110,21 @@ export function newDateRun(env: S1Env, groups: Parameters<typeof subjectsToScore
  */
 export async function runS1(o: RunOptions): Promise<RunReport> {
   const t0 = Date.now();
+  // Under the run lock: no other run can take the id between this check and the first manifest.
+  assertRunIdFree(o.ws, o.runId);
   const { env, groups } = await prepareS1(o, `run ${o.runId}`);
-  const r = newDateRun(env, groups, o.plan, o.runId, o.retryOf);
+  let r: DateRun;
+  try {
+    r = await newDateRun(env, groups, o.plan, o.runId, o.retryOf);
+  } catch (err) {
+    await env.s1.close();
+    throw err;
+  }
   r.started = t0;
-  r.log.info({ event: 'run_start', date: o.plan.date, as_of: o.plan.as_of, subjects: r.subjects.length, signals: env.input.rows }, 'run started');
+  r.log.info(
+    { event: 'run_start', date: o.plan.date, as_of: o.plan.as_of, provisional: o.plan.provisional, inputs: r.params.inputs, subjects: r.subjects.length, signals: env.input.rows },
+    'run started',
+  );
   try {
     for (const stage of STAGES) await runStageFor(env, [r], stage);
     if (!r.failed) await publishRun(env, r);

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { parseJsonWithin } from '../../src/config/json-limits.js';
 import { LIMITS } from '../../src/config/limits.js';
 import { DataInvalidError } from '../../src/guard/errors.js';
-import { utcInstantMs } from './dates.js';
+import { DAY_MS, dayText, utcInstantMs } from './dates.js';
 
 /**
  * Reading `inputs/s1_signals.jsonl`: one JSON object a line.
@@ -21,7 +21,9 @@ import { utcInstantMs } from './dates.js';
 
 /**
  * One validated signal. `ts_ms` is the epoch milliseconds of `ts` (its UTC day is
- * `floor(ts_ms / DAY_MS)`); the text itself is not kept: a million signals must fit in memory.
+ * `floor(ts_ms / DAY_MS)`); the text itself is not kept (a million signals must fit in memory),
+ * but `ts_digits` (how many fraction-of-second digits it was written with, 0–3) gives it back
+ * exactly: {@link tsText}. Absent, it counts as 0 for a whole second and 3 otherwise.
  */
 export type Signal = {
   signal_id: string;
@@ -29,7 +31,28 @@ export type Signal = {
   subject_ref: string;
   kind: string;
   value: number;
+  ts_digits?: number;
 };
+
+const pad = (n: number, width: number): string => String(n).padStart(width, '0');
+
+/**
+ * The signal's `ts` exactly as written in the input: the reader accepts only
+ * `YYYY-MM-DDTHH:MM:SS[.f{1,3}]Z`, so the instant and the number of fraction digits determine it.
+ */
+export function tsText(s: Pick<Signal, 'ts_ms' | 'ts_digits'>): string {
+  const day = Math.floor(s.ts_ms / DAY_MS);
+  let rest = s.ts_ms - day * DAY_MS;
+  const ms = rest % 1000;
+  rest = (rest - ms) / 1000;
+  const sec = rest % 60;
+  rest = (rest - sec) / 60;
+  const min = rest % 60;
+  const hour = (rest - min) / 60;
+  const digits = s.ts_digits ?? (ms === 0 ? 0 : 3);
+  const frac = digits > 0 ? `.${pad(ms, 3).slice(0, digits)}` : '';
+  return `${dayText(day)}T${pad(hour, 2)}:${pad(min, 2)}:${pad(sec, 2)}${frac}Z`;
+}
 
 const TS_RULE = 'ts must be an ISO-8601 UTC instant YYYY-MM-DDTHH:MM:SS[.fff]Z on a real calendar date';
 
@@ -111,7 +134,7 @@ export function parseSignalLine(text: string, lineNo: number, file: string, kind
     fail(file, lineNo, ruleFor(field, (raw as Record<string, unknown>)[field], kinds));
   }
   const { signal_id, ts, subject_ref, kind, value } = parsed.data;
-  return { signal_id, ts_ms: utcInstantMs(ts) ?? Number.NaN, subject_ref, kind, value: value ?? 1 };
+  return { signal_id, ts_ms: utcInstantMs(ts) ?? Number.NaN, subject_ref, kind, value: value ?? 1, ts_digits: ts.length === 20 ? 0 : ts.length - 21 };
 }
 
 /** Feeds text chunks, splits lines, and applies the whole-file rules (blank lines, duplicates). */

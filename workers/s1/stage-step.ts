@@ -10,9 +10,10 @@ import type { WorkerDefinition } from '../../src/runtime/worker-api.js';
 import { writeManifest, type Manifest, type ManifestCheck } from '../../src/storage/manifest.js';
 import { stageChecks } from './checks.js';
 import { PIPELINE, type StageName } from './context.js';
+import { stageCounts, withCounted, type StageParams } from './ids.js';
 import { guardrailChecks } from './publish.js';
-import { stageTasks } from './plan.js';
-import type { DateRun, S1Env, StageReport } from './run-types.js';
+import { stageTasks, taskGroup } from './plan.js';
+import type { DateRun, S1Env, S1ManifestInput, StageReport } from './run-types.js';
 import { ProjectRewardsWorker, PublishSeasonSummaryWorker, SettleSeasonWorker, UpdateAttentionScoresWorker } from './workers.js';
 
 const WORKERS: Record<StageName, () => WorkerDefinition> = {
@@ -31,6 +32,8 @@ export async function runStageFor(env: S1Env, runs: readonly DateRun[], stage: S
   if (live.length === 0) return;
   const { s1 } = env;
   const started = new Date();
+  // Stages 3 and 4 are planned once stage 2 finished: their params carry the counted digest.
+  if (stageCounts(stage)) for (const r of live) await planCounted(env, r);
   const worker = WORKERS[stage]();
   const init = { logger: env.log.child({ stage }), workspace: env.ws, env: { s1, config: env.cfg } };
   await worker.init?.(init);
@@ -40,13 +43,20 @@ export async function runStageFor(env: S1Env, runs: readonly DateRun[], stage: S
   const deferring = live.length > 1;
   for (const r of live) {
     s1.resetCounts(stage, r.plan.date);
-    if (deferring) s1.defer(stage, r.plan.date, r.plan.params);
+    if (deferring) s1.defer(stage, r.plan.date, paramsAt(r, stage));
     r.log.info({ event: 'stage_start', stage, date: r.plan.date }, `${stage} started`);
   }
   const queue = openQueue(env.ws, stage, policy, env.log);
   let drained: StageDrain[];
-  const groups = live.map((r) => stageTasks(stage, r.plan, r.subjects));
+  const groups = live.map((r) => stageTasks(stage, r.plan.date, paramsAt(r, stage), r.subjects, taskGroup(r.plan.date)));
   try {
+    // This run supersedes the stage's other open tasks of its dates (planned under inputs or
+    // counted runs that no longer hold): cancelled, never run. Its own are kept.
+    for (const [i, r] of live.entries()) {
+      const keep = new Set(groups[i]!.map((t) => t.id));
+      const cancelled = await queue.cancel({ group: taskGroup(r.plan.date), keep, by: env.by, reason: `superseded by run ${r.runId}` });
+      if (cancelled.length) r.log.info({ event: 'tasks_cancelled', stage, date: r.plan.date, ids: cancelled.slice(0, 20), count: cancelled.length }, `${cancelled.length} superseded ${stage} task(s) cancelled`);
+    }
     const res = await drainStage({
       queue,
       worker,
@@ -84,6 +94,23 @@ export async function runStageFor(env: S1Env, runs: readonly DateRun[], stage: S
 }
 
 /**
+ * What stage 3 counts for the run's date, read now that stage 2 finished: the counted digest goes
+ * into the params of stages 3 and 4.
+ */
+export async function planCounted(env: S1Env, r: DateRun): Promise<void> {
+  if (r.countedParams) return;
+  r.counted = await env.s1.counted(r.plan.date, r.params);
+  r.countedParams = withCounted(r.params, r.counted.digest);
+}
+
+/** The params of a stage of the run: stages 1–2 `r.params`, stages 3–4 with the counted digest. */
+export function paramsAt(r: DateRun, stage: StageName): StageParams {
+  if (!stageCounts(stage)) return r.params;
+  if (!r.countedParams) throw new Error(`${stage} of ${r.plan.date} planned before its counted digest`);
+  return r.countedParams;
+}
+
+/**
  * The disk filled up mid-stage: the runtime gave the tasks back and the command fails with the
  * cause. Each date's manifest says so when there is still room to write one; run history then
  * shows the run as failed rather than not at all.
@@ -105,13 +132,14 @@ async function recordDiskFull(env: S1Env, live: readonly DateRun[], stage: Stage
 async function finishStage(env: S1Env, r: DateRun, stage: StageName, drain: StageDrain, started: Date, commitError: unknown): Promise<StageReport> {
   const { s1, ws } = env;
   const { plan } = r;
+  const params = paramsAt(r, stage);
   let outputs: Manifest['outputs'] = [];
   let checks: ManifestCheck[] = [];
   let error: { class: string; message: string } | undefined;
   let exit_code: number = EXIT.SUCCESS;
   try {
     if (commitError) throw commitError;
-    const out = await s1.digest(stage, plan.date, plan.params);
+    const out = await s1.digest(stage, plan.date, params);
     // Another run drained by this one (after a forced lock break) can count more puts than rows.
     const written = Math.min(s1.written(stage, plan.date).written, out.rows);
     outputs = [{ path: relative(ws.root, s1.stores[stage].path), rows_written: written, rows_present: out.rows - written, sha256: out.sha256 }];
@@ -120,7 +148,7 @@ async function finishStage(env: S1Env, r: DateRun, stage: StageName, drain: Stag
       error = failure.error;
       exit_code = failure.exit;
     } else {
-      checks = await stageChecks(stage, s1, plan, r.subjects.length, out.rows);
+      checks = await stageChecks(stage, s1, plan.date, params, r.subjects.length, out.rows);
       const failedCheck = checks.find((c) => c.status === 'fail');
       if (failedCheck) {
         error = { class: 'CheckFailed', message: `check ${failedCheck.name} failed: observed ${JSON.stringify(failedCheck.observed)}, expected ${JSON.stringify(failedCheck.expected)}` };
@@ -141,7 +169,7 @@ async function finishStage(env: S1Env, r: DateRun, stage: StageName, drain: Stag
     exit_code = e.exitCode;
   }
   const finished = new Date();
-  const manifest: Manifest = {
+  const manifest: Manifest & { provisional: boolean; inputs: S1ManifestInput[] } = {
     schema_version: 1,
     pipeline: PIPELINE,
     run_id: r.runId,
@@ -149,7 +177,8 @@ async function finishStage(env: S1Env, r: DateRun, stage: StageName, drain: Stag
     step: stage,
     date: plan.date,
     as_of: plan.as_of,
-    params: plan.params,
+    params,
+    provisional: plan.provisional,
     status: error ? 'failed' : 'success',
     started_at: started.toISOString(),
     finished_at: finished.toISOString(),
@@ -166,11 +195,21 @@ async function finishStage(env: S1Env, r: DateRun, stage: StageName, drain: Stag
   return { step: stage, status: manifest.status, exit_code, manifest: relative(ws.root, path), duration_ms: manifest.duration_ms, tasks: manifest.tasks, outputs, checks, ...(error ? { error } : {}) };
 }
 
-/** A stage's inputs: the signals file for the first, the previous stage's output for the others. */
-function inputsOf(env: S1Env, r: DateRun, stage: StageName): Manifest['inputs'] {
-  if (stage === 'update_attention_scores') return [env.input];
-  const prev = r.stages[r.stages.length - 1]?.outputs[0];
-  return prev ? [{ path: prev.path, sha256: prev.sha256, rows: prev.rows_written + prev.rows_present }] : [];
+/**
+ * What a stage read: stage 1 the signals file (its sha256, and the inputs digest of the part the
+ * date uses); the others this run's outputs of the stages before them; stages 3 and 4 also the
+ * projections of every earlier date's published run (its run id), which the counted digest covers.
+ */
+function inputsOf(env: S1Env, r: DateRun, stage: StageName): S1ManifestInput[] {
+  if (stage === 'update_attention_scores') return [{ ...env.input, digest: r.params.inputs }];
+  const mine: S1ManifestInput[] = r.stages.flatMap((s) => {
+    const o = s.outputs[0];
+    return o ? [{ path: o.path, sha256: o.sha256, rows: o.rows_written + o.rows_present, step: s.step, date: r.plan.date, run_id: r.runId }] : [];
+  });
+  if (!stageCounts(stage)) return mine.slice(-1);
+  const path = relative(env.ws.root, env.s1.stores.project_rewards.path);
+  const earlier = (r.counted?.upstream ?? []).map((u) => ({ path, sha256: u.sha256, rows: u.rows, step: 'project_rewards', date: u.date, run_id: u.run_id }));
+  return [...(stage === 'settle_season' ? mine.slice(-1) : mine), ...earlier];
 }
 
 /** Why a stage's tasks did not all complete, and the exit code that says it. */
@@ -189,6 +228,12 @@ function drainFailure(stage: StageName, d: StageDrain, stopped: boolean): { erro
   }
   if (d.paused) {
     return { error: { class: 'QueuePaused', message: `queue ${stage} is paused: ${d.unsettled} task(s) wait; \`metaspn queue resume ${stage}\` and re-run` }, exit: EXIT.BUSINESS_SKIP };
+  }
+  if (d.cancelled) {
+    return {
+      error: { class: 'Cancelled', message: `${d.cancelled} task(s) of ${stage} were cancelled (superseded) before they ran; re-run to continue` },
+      exit: EXIT.BUSINESS_SKIP,
+    };
   }
   if (d.unsettled > 0) {
     return {

@@ -4,16 +4,21 @@ import type { WorkerContext, WorkerDefinition, WorkerInitContext, WorkerTask } f
 import type { WorkspaceConfig } from '../../src/config/load.js';
 import { asOfInstantMs, isDateText } from './dates.js';
 import { S1Context, type DatePayload, type StageName } from './context.js';
+import type { CountedParams, Params } from './ids.js';
 import { attentionForSubject, attentionRow, projectionRow, projectRewards, settlementRow, summaryRow } from './math.js';
 
+const digest = z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex digits');
 const datePayload = z.strictObject({
   date: z.string().refine(isDateText, 'must be a YYYY-MM-DD date'),
   as_of: z.string().refine((t) => asOfInstantMs(t) !== null, 'must be an ISO-8601 instant'),
-  config_hash: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex digits'),
+  config_hash: digest,
+  inputs: digest,
 });
 const subjectPayload = datePayload.extend({ subject_ref: z.string().min(1) });
+const countedPayload = datePayload.extend({ counted: digest });
 
 type SubjectPayload = z.infer<typeof subjectPayload>;
+type CountedPayload = z.infer<typeof countedPayload>;
 
 /**
  * The shared shell: a pure step per stage, the S1 context (stores, signals) set up once.
@@ -58,7 +63,7 @@ export class UpdateAttentionScoresWorker extends S1Worker<SubjectPayload> {
   readonly defaults = { concurrency: 256 };
 
   protected async run(s1: S1Context, p: SubjectPayload): Promise<void> {
-    const params = s1.params(p);
+    const params = (await s1.params(this.name, p)) as Params;
     const signals = (await s1.signals()).get(p.subject_ref) ?? [];
     const score = attentionForSubject(signals, p.date, Date.parse(p.as_of), s1.cfg.attention);
     // No counted signal: nothing to score (the pipeline does not enqueue such subjects).
@@ -73,20 +78,24 @@ export class ProjectRewardsWorker extends S1Worker<DatePayload> {
   readonly payload = datePayload;
 
   protected async run(s1: S1Context, p: DatePayload): Promise<void> {
-    const params = s1.params(p);
+    const params = (await s1.params(this.name, p)) as Params;
     const projections = projectRewards(await s1.scores(p.date, params), s1.cfg.season.daily_pool_units);
     await s1.put(this.name, p.date, params, projections.map((x) => projectionRow(p.date, x, params)));
     s1.remember(this.name, p.date, params, projections.map((x) => ({ subject_ref: x.subject_ref, projected_units: x.projected_units })));
   }
 }
 
-/** Stage 3, one task per date: units settled so far, from the published runs of earlier dates. */
-export class SettleSeasonWorker extends S1Worker<DatePayload> {
+/**
+ * Stage 3, one task per date: units settled so far, from the published runs of earlier dates.
+ * Every worker first checks the task's identity against the workspace (S1Context.params): a task
+ * whose inputs or counted runs changed since it was planned is a contract error, never a row.
+ */
+export class SettleSeasonWorker extends S1Worker<CountedPayload> {
   readonly name = 'settle_season';
-  readonly payload = datePayload;
+  readonly payload = countedPayload;
 
-  protected async run(s1: S1Context, p: DatePayload): Promise<void> {
-    const params = s1.params(p);
+  protected async run(s1: S1Context, p: CountedPayload): Promise<void> {
+    const params = (await s1.params(this.name, p)) as CountedParams;
     const settlement = await s1.settlement(p.date, params);
     if (!settlement.conservation.ok) {
       throw new MetaspnError('STATE_CORRUPT', `settlement does not conserve units: settled ${settlement.conservation.settled_units}, projected ${settlement.conservation.projected_units}`);
@@ -96,12 +105,12 @@ export class SettleSeasonWorker extends S1Worker<DatePayload> {
 }
 
 /** Stage 4, one task per date: the date's summary row. Publishing the pointer is the pipeline's step. */
-export class PublishSeasonSummaryWorker extends S1Worker<DatePayload> {
+export class PublishSeasonSummaryWorker extends S1Worker<CountedPayload> {
   readonly name = 'publish_season_summary';
-  readonly payload = datePayload;
+  readonly payload = countedPayload;
 
-  protected async run(s1: S1Context, p: DatePayload): Promise<void> {
-    const params = s1.params(p);
+  protected async run(s1: S1Context, p: CountedPayload): Promise<void> {
+    const params = (await s1.params(this.name, p)) as CountedParams;
     const scores = await s1.scores(p.date, params);
     const projections = await s1.projections(p.date, params);
     const settlement = await s1.settlement(p.date, params);

@@ -17,8 +17,8 @@ export function registerBackfill(s1: Command): void {
       .requiredOption('--start <YYYY-MM-DD>', 'first date')
       .requiredOption('--end <YYYY-MM-DD>', 'last date (included)')
       .option('--max-parallel <n>', 'dates scored and projected at once', positiveInt('--max-parallel'), 1)
-      .option('--resume', 'skip dates already published with the same params whose outputs still match the store')
-      .option('--skip-check <name>', 'publish through a known false alarm of this guardrail (repeatable; needs --reason)', collect)
+      .option('--resume', 'skip dates already published with the same params whose outputs still match the store; stale dates (inputs or earlier dates changed since) run again')
+      .option('--skip-check <name>', 'publish through a known false alarm of this check or guardrail (repeatable; needs --reason)', collect)
       .option('--json', 'print the summary as JSON'),
   ).action(async (o: { workspace: string; start: string; end: string; maxParallel: number; resume?: boolean; skipCheck?: string[]; json?: boolean } & LockFlags) => {
     const ws = openWorkspace(o.workspace);
@@ -29,7 +29,7 @@ export function registerBackfill(s1: Command): void {
     const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'backfill [{bar}] {value}/{total} dates | ETA {eta_formatted} | {last}', hideCursor: true }) : null;
     bar?.start(total, 0, { last: '' });
     const onDate = (d: DateResult, done: number): void => {
-      const line = `${d.date}  ${d.status.padEnd(9)}  exit ${d.exit_code}  ${(d.duration_ms / 1000).toFixed(1)}s${d.run_id ? `  run ${d.run_id}` : ''}${d.reason && d.status !== 'published' ? `  (${d.reason})` : ''}`;
+      const line = `${d.date}  ${d.status.padEnd(9)}  exit ${d.exit_code}  ${(d.duration_ms / 1000).toFixed(1)}s${d.run_id ? `  run ${d.run_id}` : ''}${d.reason && d.status !== 'published' ? `  (${d.reason})` : ''}${d.stale ? `  (was stale: ${d.stale})` : ''}`;
       if (bar) bar.update(done, { last: `${d.date} ${d.status}` });
       else if (!o.json) process.stdout.write(`${line}\n`);
     };

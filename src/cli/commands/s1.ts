@@ -3,6 +3,7 @@ import { loadConfig } from '../../config/load.js';
 import { checkRunId, newRunId } from '../../runtime/run-id.js';
 import { planRun } from '../../../workers/s1/plan.js';
 import { runS1, type RunReport } from '../../../workers/s1/pipeline.js';
+import { assertRunIdFree } from '../../../workers/s1/run-ids.js';
 import { rollback } from '../../../workers/s1/rollback.js';
 import { registerBackfill } from './backfill.js';
 import { setExitCode } from '../exit.js';
@@ -19,15 +20,17 @@ export function registerS1(program: Command): void {
       .description('run the four Season 1 stages for one date and publish it')
       .option('--workspace <dir>', 'workspace folder', '.')
       .requiredOption('--date <YYYY-MM-DD>', 'the date to run')
-      .option('--as-of <instant>', 'use only data before this instant (default: the next midnight UTC)')
-      .option('--run-id <id>', 'id of this run (default: time-based)')
-      .option('--skip-check <name>', 'publish through a known false alarm of this guardrail (repeatable; needs --reason)', collect)
+      .option('--as-of <instant>', 'use only data before this instant, not later than now (default: the next midnight UTC; a date not over yet needs it, and its run is provisional)')
+      .option('--run-id <id>', 'id of this run, not used before (default: time-based)')
+      .option('--skip-check <name>', 'publish through a known false alarm of this check or guardrail (repeatable; needs --reason)', collect)
       .option('--json', 'print the run report as JSON'),
   ).action(async (o: { workspace: string; date: string; asOf?: string; runId?: string; skipCheck?: string[]; json?: boolean } & LockFlags) => {
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
     const plan = planRun(cfg.s1, o.date, o.asOf);
     const runId = o.runId !== undefined ? checkRunId(o.runId) : newRunId();
+    // Checked again under the run lock; here it refuses before the lock is even taken.
+    if (o.runId !== undefined) assertRunIdFree(ws, runId);
     const skipChecks = skipChecksOf(o);
     const report = await runLocked(o.workspace, 's1', runId, o, (log, stop, force, lockLost) =>
       runS1({ ws, cfg, plan, runId, log, stop, force, lockLost, skipChecks }),
@@ -53,11 +56,11 @@ export function formatReport(r: RunReport): string {
   });
   const failed = r.stages.find((s) => s.status === 'failed');
   const lines = [
-    `s1 run-local ${r.date}  run ${r.run_id}  as_of ${r.as_of}`,
+    `s1 run-local ${r.date}  run ${r.run_id}  as_of ${r.as_of}${r.provisional ? '  (provisional: the date is not over)' : ''}`,
     table(rows),
     failed?.error ? `failed: ${failed.step}: ${failed.error.message}\n  manifest: ${failed.manifest}` : '',
     r.publish_error ? `publish failed: ${r.publish_error}` : '',
-    r.pointer ? `published: ${r.pointer}` : 'not published',
+    r.pointer ? `published: ${r.pointer}${r.restatement_of ? ` (restates run ${r.restatement_of})` : ''}` : 'not published',
     `exit ${r.exit_code} in ${(r.duration_ms / 1000).toFixed(1)}s`,
   ];
   return `${lines.filter(Boolean).join('\n')}\n`;

@@ -1,15 +1,17 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { configHash, resolveS1Config } from '../../../workers/s1/config.js';
-import { makeParams } from '../../../workers/s1/ids.js';
+import { makeParams, withCounted } from '../../../workers/s1/ids.js';
 import { attentionRow, projectRewards, projectionRow, settle, settlementRow, summaryRow } from '../../../workers/s1/math.js';
 
 const CFG = resolveS1Config(undefined, 'cfg');
-const PARAMS = makeParams('2026-01-16T00:00:00.000Z', configHash(CFG));
+const PARAMS = makeParams('2026-01-16T00:00:00.000Z', configHash(CFG), '0123456789abcdef');
+const COUNTED = withCounted(PARAMS, 'fedcba9876543210');
 
-/** The id computed independently: sha256 over the stable text built by hand. */
+/** The id computed independently: sha256 over the stable text built by hand (stages 3-4: with counted). */
 function idOf(prefix: string, stage: string, date: string, subject: string): string {
-  const stable = `{"date":"${date}","params":{"as_of":"${PARAMS.as_of}","config_hash":"${PARAMS.config_hash}"},"stage":"${stage}","subject_ref":"${subject}"}`;
+  const counted = prefix === 'stl' || prefix === 'sum' ? `,"counted":"${COUNTED.counted}"` : '';
+  const stable = `{"date":"${date}","params":{"as_of":"${PARAMS.as_of}","config_hash":"${PARAMS.config_hash}"${counted},"inputs":"${PARAMS.inputs}"},"stage":"${stage}","subject_ref":"${subject}"}`;
   return `${prefix}_${createHash('sha256').update(stable).digest('hex').slice(0, 24)}`;
 }
 
@@ -24,7 +26,7 @@ describe('store rows', () => {
       subject_ref: 'creator:alice',
       score: 1.5,
       signal_count: 2,
-      params: { as_of: '2026-01-16T00:00:00.000Z', config_hash: '3bbf9e591339f3a2' },
+      params: { as_of: '2026-01-16T00:00:00.000Z', config_hash: '3bbf9e591339f3a2', inputs: '0123456789abcdef' },
     });
     expect(row.params).not.toBe(PARAMS);
   });
@@ -38,10 +40,11 @@ describe('store rows', () => {
 
   it('builds settlement rows, final only on the season end', () => {
     const s = { subject_ref: 'b', settled_units: 9, days_counted: 2 };
-    const row = settlementRow('2026-01-15', CFG.season, s, PARAMS);
+    const row = settlementRow('2026-01-15', CFG.season, s, COUNTED);
     expect(Object.keys(row)).toEqual(['id', 'stage', 'date', 'season_id', 'subject_ref', 'settled_units', 'days_counted', 'status', 'params']);
-    expect(row).toMatchObject({ id: idOf('stl', 'settle_season', '2026-01-15', 'b'), season_id: 's1', status: 'provisional' });
-    expect(settlementRow('2026-03-31', CFG.season, s, PARAMS).status).toBe('final');
+    expect(row).toMatchObject({ id: idOf('stl', 'settle_season', '2026-01-15', 'b'), season_id: 's1', status: 'provisional', days_counted: 2 });
+    expect(row.params).toEqual({ as_of: '2026-01-16T00:00:00.000Z', config_hash: '3bbf9e591339f3a2', counted: 'fedcba9876543210', inputs: '0123456789abcdef' });
+    expect(settlementRow('2026-03-31', CFG.season, s, COUNTED).status).toBe('final');
   });
 
   it('builds the summary row of a date', () => {
@@ -59,13 +62,13 @@ describe('store rows', () => {
     // Yesterday d got all 10.
     const settlement = settle(new Map([['2026-01-14', [{ subject_ref: 'd', projected_units: 10 }]], ['2026-01-15', today]]));
     const season = { ...CFG.season, daily_pool_units: 10 };
-    const row = summaryRow({ date: '2026-01-15', season, params: PARAMS, scores, projections: today, settlement });
+    const row = summaryRow({ date: '2026-01-15', season, params: COUNTED, scores, projections: today, settlement });
     expect(row).toEqual({
       id: idOf('sum', 'publish_season_summary', '2026-01-15', '*'),
       stage: 'publish_season_summary',
       date: '2026-01-15',
       season_id: 's1',
-      params: PARAMS,
+      params: COUNTED,
       subjects_scored: 3,
       total_score: 0.3, // 0.1 + 0.2 + 0 = 0.30000000000000004 -> round6 -> 0.3
       pool_units: 10,
@@ -95,7 +98,7 @@ describe('store rows', () => {
   });
 
   it('records the pool as unallocated on a date with no signals', () => {
-    const row = summaryRow({ date: '2026-03-31', season: CFG.season, params: PARAMS, scores: [], projections: [], settlement: settle(new Map()) });
+    const row = summaryRow({ date: '2026-03-31', season: CFG.season, params: COUNTED, scores: [], projections: [], settlement: settle(new Map()) });
     expect(row).toMatchObject({
       subjects_scored: 0,
       total_score: 0,

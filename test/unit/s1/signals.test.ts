@@ -31,6 +31,7 @@ describe('parseSignalLine', () => {
       subject_ref: 'creator:alice',
       kind: 'like',
       value: 1,
+      ts_digits: 0,
     });
     expect(parseSignalLine(line({ value: 2.5 }), 1, FILE, KINDS).value).toBe(2.5);
     expect(parseSignalLine(line({ value: 0 }), 1, FILE, KINDS).value).toBe(0);

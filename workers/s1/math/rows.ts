@@ -1,5 +1,5 @@
 import type { S1Config } from '../config.js';
-import { DATE_LEVEL_SUBJECT, deterministicId, makeParams, type Params } from '../ids.js';
+import { DATE_LEVEL_SUBJECT, deterministicId, paramsOf, type CountedParams, type Params } from '../ids.js';
 import type { SubjectScore } from './attention.js';
 import { compareText, round6 } from './order.js';
 import type { Projection, ScoredSubject } from './rewards.js';
@@ -8,7 +8,8 @@ import { buildSummaryTop, type TopEntry } from './summary.js';
 
 /**
  * The four store rows, with exactly the spec's fields in the spec's order. Each gets a fresh
- * `params` object so rows never share (and never mutate) one another's params.
+ * `params` object so rows never share (and never mutate) one another's params: stages 1 and 2
+ * `{as_of, config_hash, inputs}`, stages 3 and 4 the same plus `counted`.
  */
 
 /** A row of `store/s1_attention_scores.jsonl`. */
@@ -43,7 +44,7 @@ export type SettlementRow = {
   settled_units: number;
   days_counted: number;
   status: SettlementStatus;
-  params: Params;
+  params: CountedParams;
 };
 
 /** The row of `store/s1_summaries.jsonl`. */
@@ -52,7 +53,7 @@ export type SummaryRow = {
   stage: 'publish_season_summary';
   date: string;
   season_id: string;
-  params: Params;
+  params: CountedParams;
   subjects_scored: number;
   total_score: number;
   pool_units: number;
@@ -72,7 +73,7 @@ export function attentionRow(date: string, s: SubjectScore, params: Params): Att
     subject_ref: s.subject_ref,
     score: s.score,
     signal_count: s.signal_count,
-    params: makeParams(params.as_of, params.config_hash),
+    params: paramsOf(stage, params) as Params,
   };
 }
 
@@ -86,7 +87,7 @@ export function projectionRow(date: string, p: Projection, params: Params): Proj
     subject_ref: p.subject_ref,
     score: p.score,
     projected_units: p.projected_units,
-    params: makeParams(params.as_of, params.config_hash),
+    params: paramsOf(stage, params) as Params,
   };
 }
 
@@ -94,7 +95,7 @@ export function projectionRow(date: string, p: Projection, params: Params): Proj
  * The settlement row of one subject; id `stl_…` over (stage, date, subject_ref, params);
  * `status` is `final` when `date == season.end`.
  */
-export function settlementRow(date: string, season: S1Config['season'], s: SettledSubject, params: Params): SettlementRow {
+export function settlementRow(date: string, season: S1Config['season'], s: SettledSubject, params: CountedParams): SettlementRow {
   const stage = 'settle_season';
   return {
     id: deterministicId(stage, date, s.subject_ref, params),
@@ -105,7 +106,7 @@ export function settlementRow(date: string, season: S1Config['season'], s: Settl
     settled_units: s.settled_units,
     days_counted: s.days_counted,
     status: settlementStatus(date, season.end),
-    params: makeParams(params.as_of, params.config_hash),
+    params: paramsOf(stage, params) as CountedParams,
   };
 }
 
@@ -113,7 +114,7 @@ export function settlementRow(date: string, season: S1Config['season'], s: Settl
 export type SummaryInput = {
   date: string;
   season: S1Config['season'];
-  params: Params;
+  params: CountedParams;
   /** The date's attention scores (every row, score 0 included). */
   scores: readonly ScoredSubject[];
   /** The date's projections (empty when no score was > 0). */
@@ -139,7 +140,7 @@ export function summaryRow(input: SummaryInput): SummaryRow {
     stage,
     date,
     season_id: season.id,
-    params: makeParams(params.as_of, params.config_hash),
+    params: paramsOf(stage, params) as CountedParams,
     subjects_scored: scores.length,
     total_score: round6(total),
     pool_units: season.daily_pool_units,

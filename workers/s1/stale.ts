@@ -1,0 +1,119 @@
+import { closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { readWith } from '../../src/queue/file/log-io.js';
+import type { WorkspacePaths } from '../../src/storage/paths.js';
+import { pointerDates, readPointer, type CurrentPointer } from '../../src/storage/pointers.js';
+import { safeExists, safeOpen } from '../../src/storage/safe-path.js';
+import { StateFileError } from '../../src/storage/state-file.js';
+import { paramsKey } from '../../src/storage/store/artifact-store.js';
+import { plainScanner } from '../../src/storage/store/plain-lines.js';
+import { configHash, type S1Config } from './config.js';
+import { PIPELINE, STORE_FILES } from './context.js';
+import { countedDigest, SortedSignals } from './digests.js';
+import { projectionParamsOf } from './ids.js';
+import type { Signal } from './signals.js';
+
+/** A published date and whether what it was computed from still holds. */
+export interface PublishedDate {
+  date: string;
+  /** The run published as current for it. */
+  run_id: string;
+  /** fine: a re-run now would have the same ids; stale: its inputs, config or counted runs changed since. */
+  state: 'fine' | 'stale';
+  /** Why it is stale, one line each ([] when fine). */
+  reasons: string[];
+}
+
+/** What a date's params would be now, beside what its pointer recorded. */
+export interface ParamsNow {
+  config_hash: string;
+  /** The inputs digest now (null when the pointer records no as-of to compute it with). */
+  inputs: string | null;
+  /** The counted digest now, over the projections the pointers name now (null: not computed). */
+  counted: string | null;
+}
+
+/**
+ * Pure: why a published date is stale, comparing its pointer's params with what they would be
+ * now. [] when they match. A pointer written by 0.1 (params without `inputs`) is stale: a re-run
+ * writes its rows under the new ids.
+ */
+export function staleReasons(published: Readonly<Record<string, unknown>>, now: ParamsNow): string[] {
+  const out: string[] = [];
+  if (published.config_hash !== now.config_hash) out.push(`config changed: config_hash ${String(published.config_hash)} was published, the config gives ${now.config_hash} now`);
+  if (typeof published.inputs !== 'string') {
+    out.push('published by metaspn 0.1: its params carry no inputs digest; a re-run writes its rows under the new ids');
+    return out;
+  }
+  if (now.inputs !== null && published.inputs !== now.inputs) out.push(`inputs changed: inputs digest ${published.inputs} was published, inputs/s1_signals.jsonl gives ${now.inputs} now`);
+  if (now.counted !== null && published.counted !== now.counted) {
+    out.push(`an earlier date was published or rolled back since: counted digest ${String(published.counted)} was published, the current pointers give ${now.counted} now`);
+  }
+  return out;
+}
+
+/**
+ * Every published date of Season 1 (or those in `only`), fine or stale: whether a re-run now would
+ * compute other params than its pointer records (S1-SPEC "Digests": the inputs digest of its
+ * window, the counted digest over the projections of the runs published now for earlier dates and
+ * its own, the config hash). Reads the pointers and the projections file only (one pass, no lock,
+ * nothing written: doctor calls it); damaged pointers are skipped (doctor reports them).
+ * @param signals the workspace's signals, as read and checked (readWeightedSignals).
+ */
+export function publishedDates(ws: WorkspacePaths, cfg: S1Config, signals: Iterable<Signal> | SortedSignals, only?: ReadonlySet<string>): PublishedDate[] {
+  const pointers = new Map<string, CurrentPointer>();
+  for (const date of pointerDates(ws, PIPELINE)) {
+    try {
+      const p = readPointer(ws, PIPELINE, date);
+      if (p) pointers.set(date, p);
+    } catch (err) {
+      if (!(err instanceof StateFileError)) throw err;
+    }
+  }
+  const keyOf = (date: string, p: CurrentPointer): string => `${date}|${paramsKey(projectionParamsOf(p.params))}`;
+  const ids = projectionIds(join(ws.store, STORE_FILES.project_rewards), new Set([...pointers].map(([d, p]) => keyOf(d, p))));
+  const sorted = signals instanceof SortedSignals ? signals : new SortedSignals(signals);
+  const hash = configHash(cfg);
+  const out: PublishedDate[] = [];
+  const earlier: string[] = [];
+  for (const [date, p] of [...pointers].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
+    const params = p.params as Readonly<Record<string, unknown>>;
+    const own = ids.get(keyOf(date, p)) ?? [];
+    if (!only || only.has(date)) {
+      const asOf = typeof params.as_of === 'string' ? Date.parse(params.as_of) : Number.NaN;
+      const now: ParamsNow = {
+        config_hash: hash,
+        inputs: Number.isNaN(asOf) ? null : sorted.digest(date, asOf, cfg.attention.window_days),
+        counted: date >= cfg.season.start ? countedDigest([...earlier, ...own]) : null,
+      };
+      const reasons = staleReasons(params, now);
+      out.push({ date, run_id: p.run_id, state: reasons.length ? 'stale' : 'fine', reasons });
+    }
+    // Settlement counts earlier season dates only.
+    if (date >= cfg.season.start) earlier.push(...own);
+  }
+  return out;
+}
+
+/** The ids of the projection rows of each wanted `date|paramsKey`, read in one pass of the file. */
+function projectionIds(path: string, keys: ReadonlySet<string>): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  if (keys.size === 0 || !safeExists(path)) return out;
+  const fd = safeOpen(path, 'r');
+  try {
+    readWith(
+      fd,
+      0,
+      plainScanner((l) => {
+        const r = l.row;
+        if (!r || typeof r.id !== 'string' || typeof r.date !== 'string') return;
+        const key = `${r.date}|${paramsKey(r.params)}`;
+        if (!keys.has(key)) return;
+        (out.get(key) ?? out.set(key, []).get(key)!).push(r.id);
+      }),
+    );
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
