@@ -18,6 +18,7 @@ import { checkLocks, removeMutex } from './locks.js';
 import { checkQueue, noteSalvage, queueNames } from './queues.js';
 import { checkLedger, checkManifests, checkOpsRecords, checkPointers, repairRecords } from './records.js';
 import { checkStore, storeFiles } from './store.js';
+import { checkPipelines, workspacePipelines } from './pipelines.js';
 
 interface Plan {
   queues: string[];
@@ -26,11 +27,13 @@ interface Plan {
   ledgerTail: boolean;
   staleRunLocks: string[];
   staleMutexes: string[];
+  /** Workspace pipelines (their damaged pointers are rewritten from the ledger like s1's). */
+  pipelines: string[];
 }
 
 async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{ findings: Finding[]; plan: Plan }> {
   const f = new Findings();
-  const plan: Plan = { queues: [], tornStores: [], staleIndexes: [], ledgerTail: false, staleRunLocks: [], staleMutexes: [] };
+  const plan: Plan = { queues: [], tornStores: [], staleIndexes: [], ledgerTail: false, staleRunLocks: [], staleMutexes: [], pipelines: [] };
   if (checkLinks(ws, f).length > 0) return { findings: f.list, plan }; // nothing else is read through a link
   for (const q of queueNames(ws)) if (checkQueue(ws, q, f)) plan.queues.push(q);
   for (const s of storeFiles(ws)) {
@@ -44,6 +47,11 @@ async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{
   plan.ledgerTail = checkLedger(ws, f).tornTail;
   Object.assign(plan, checkLocks(ws, f));
   cfg ??= checkConfig(ws, f);
+  if (cfg) {
+    const defs = await workspacePipelines(ws, cfg, f);
+    await checkPipelines(ws, defs, cfg, f);
+    plan.pipelines = defs.map((d) => d.name);
+  }
   const input = join(ws.inputs, 's1_signals.jsonl');
   if (cfg && existsSync(input)) {
     try {
@@ -103,6 +111,7 @@ async function repair(ws: WorkspacePaths, plan: Plan): Promise<Finding[]> {
   if (plan.ledgerTail) await new Ledger(ws).repairTail();
   // After the ledger's tail: damaged pointers are rewritten from the ledger.
   await repairRecords(ws, 's1', silentLogger);
+  for (const name of plan.pipelines) await repairRecords(ws, name, silentLogger);
   return notes.list;
 }
 

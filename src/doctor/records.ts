@@ -16,7 +16,7 @@ import { paramsKey } from '../storage/store/artifact-store.js';
 import { alertStatePath, readAlertState } from '../ops/alerts/state.js';
 import { readRunStartFile, runStartFiles } from '../ops/run-start.js';
 import { eventFiles, readEventRecord } from '../ops/signature.js';
-import { pointerHistory, pointersAt } from '../../workers/s1/pointer-history.js';
+import { pointerHistory, pointersAt } from '../pipeline/pointer-history.js';
 import type { Findings } from './finding.js';
 
 const NOT_STEPS = new Set(['current', 'backfills']);
@@ -103,7 +103,7 @@ export async function repairRecords(ws: WorkspacePaths, pipeline: string, log: L
       }
       if (lock) {
         try {
-          const now = pointersAt(pointerHistory(readLedger(ws).entries).current);
+          const now = pointersAt(pointerHistory(readLedger(ws).entries, pipeline).current);
           for (const err of badPointers) {
             const date = err.path.slice(err.path.lastIndexOf('date=') + 5, -'.json'.length);
             const to = quarantineFile(ws, err.path);
@@ -140,7 +140,7 @@ export async function checkPointers(ws: WorkspacePaths, pipeline: string, stores
       ptr = readPointer(ws, pipeline, date);
     } catch (err) {
       if (!(err instanceof StateFileError)) throw err;
-      inLedger ??= pointersAt(pointerHistory(readLedger(ws).entries).current);
+      inLedger ??= pointersAt(pointerHistory(readLedger(ws).entries, pipeline).current);
       f.error('pointer', rel, why(err), inLedger.has(date) ? FIX.pointer : FIX.pointerNoLedger);
       continue;
     }
@@ -152,7 +152,8 @@ export async function checkPointers(ws: WorkspacePaths, pipeline: string, stores
         f.error('pointer', rel, `names run ${ptr.run_id}, which has no successful ${step} manifest`, 're-run the date (metaspn s1 run-local) or roll the pointer back');
         break;
       }
-      wanted.push({ date, rel, run: ptr.run_id, p: paramsKey(ptr.params), step, file, sha: m.outputs[0]?.sha256 });
+      // Each step's rows carry that step's params (S1: stages 3-4 add the counted digest), as its manifest records them.
+      wanted.push({ date, rel, run: ptr.run_id, p: paramsKey(m.params), step, file, sha: m.outputs[0]?.sha256 });
     }
   }
   for (const file of new Set(wanted.map((w) => w.file))) {
