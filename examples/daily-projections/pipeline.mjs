@@ -1,0 +1,296 @@
+// @ts-check
+/**
+ * daily-projections: a nightly player-projection pipeline, one run per date (a UTC day).
+ *
+ *   ingest ──┬── minutes ──┬── sim (one task per player) ── ownership ── finalize
+ *            └── rates ────┘                                 (reads the previous date's)
+ *
+ * ingest    the box scores of the date and the two days before it, checked against the roster
+ * minutes   projected minutes of each player's next game, from ingest and the date's injury report
+ * rates     per-minute rates shrunk toward position priors, from ingest (runs beside minutes)
+ * sim       simulates each player's game 1000 times (seeded by date and player): fantasy points
+ * ownership projected ownership from value, blended with the previous date's published ownership
+ * finalize  one row per roster player: minutes, projection, percentiles, ownership, value
+ *
+ * Checks before publish: team_minutes (each team's projected minutes are plausible) and
+ * projections_complete (every roster player has a row, someone plays, no projection is absurd).
+ *
+ * Planners read (inputs, upstream rows, the previous date's output) and hand each task what it
+ * needs; handlers compute from their payload alone. That is what lets a retried task, or a
+ * replay, write the very same rows. docs/PIPELINES.md walks through this file.
+ */
+import { createHash } from 'node:crypto';
+import { ContractError, definePipeline, defineStep, defineWorker } from 'metaspn';
+import { InputLineError, linesOf, linesWithin, parseBoxScores, parseRoster, parseStatus, projectMinutes, projectOwnership, projectRates, simulate, teamMinutes, windowOf } from './model.mjs';
+
+/** @typedef {import('metaspn').PartitionContext} PartitionContext */
+/** @typedef {{line: number, text: string}} Line */
+/** @typedef {{date: string, minutes: number, points: number, rebounds: number, assists: number}} Game */
+/** @typedef {{key: string, name: string, team: string, position: 'G'|'F'|'C', salary: number, games: Game[]}} IngestRow */
+/** @typedef {{key: string, team: string, minutes: number, status: string}} MinutesRow */
+/** @typedef {{key: string, pts: number, reb: number, ast: number}} RatesRow */
+/** @typedef {{key: string, mean: number, p10: number, p50: number, p90: number}} SimRow */
+/** @typedef {{key: string, ownership: number, raw: number, carried: boolean}} OwnershipRow */
+/** @typedef {{key: string, name: string, team: string, position: string, salary: number, minutes: number, mean: number, p10: number, p50: number, p90: number, ownership: number, value: number}} FinalRow */
+/** @typedef {{ingest: IngestRow, minutes: MinutesRow, rates: RatesRow, sim: SimRow, ownership: OwnershipRow, finalize: FinalRow}} Rows */
+
+/**
+ * The rows a step wrote in this run, typed (`ctx.upstream` returns untyped JSON rows).
+ * @template {keyof Rows} S
+ * @param {PartitionContext} ctx
+ * @param {S} step
+ * @returns {Promise<Rows[S][]>}
+ */
+async function upstream(ctx, step) {
+  return /** @type {any} */ (await ctx.upstream(step));
+}
+
+const sha256 = (/** @type {string} */ text) => createHash('sha256').update(text).digest('hex');
+const linesText = (/** @type {Line[]} */ lines) => lines.map((l) => l.text).join('\n');
+
+/**
+ * Bad input is a contract error: retrying cannot fix it, so the task goes to the dead letters at
+ * once and the run exits 20, naming the file, the line and the rule.
+ * @template T
+ * @param {() => T} fn
+ * @returns {T}
+ */
+function contract(fn) {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof InputLineError) throw new ContractError(err.message);
+    throw err;
+  }
+}
+
+/** The box score lines a partition reads: its window, and nothing of the other dates. */
+function boxScoreWindow(/** @type {PartitionContext} */ ctx) {
+  const { from, to } = windowOf(ctx.partition);
+  return { from, to, lines: linesWithin(ctx.input('boxscores.jsonl').text, from, to) };
+}
+
+/** The injury report of the partition's date. */
+function statusOfDate(/** @type {PartitionContext} */ ctx) {
+  return linesWithin(ctx.input('status.jsonl').text, ctx.partition, ctx.partition);
+}
+
+/** @typedef {{from: string, to: string, boxscores: Line[], players: Line[]}} IngestPayload */
+
+const ingest = defineStep({
+  name: 'ingest',
+  description: 'box scores of the date and the two days before it, checked against the roster',
+  inputs: ['boxscores.jsonl', 'players.jsonl'],
+  // A late line for another date must not restate this one: the identity covers the lines of the
+  // window (and the whole roster), not the whole files, which is what it covers without this hook.
+  digest(ctx) {
+    const w = boxScoreWindow(ctx);
+    return { boxscores: { from: w.from, to: w.to, lines: w.lines.length, sha256: sha256(linesText(w.lines)) }, players: ctx.input('players.jsonl').sha256 };
+  },
+  // One task: the lines it validates travel in its payload, so it reads exactly what the identity covers.
+  plan(ctx) {
+    const w = boxScoreWindow(ctx);
+    return [{ key: '*', payload: { from: w.from, to: w.to, boxscores: w.lines, players: linesOf(ctx.input('players.jsonl').text) } }];
+  },
+  worker: defineWorker({
+    /** @param {import('metaspn').WorkerTask<IngestPayload>} task @returns {IngestRow[]} */
+    handle(task) {
+      const roster = contract(() => parseRoster(task.payload.players));
+      const games = contract(() => parseBoxScores(task.payload.boxscores, roster));
+      return [...roster.values()].map(({ player, ...r }) => ({
+        key: player,
+        ...r,
+        games: games
+          .filter((g) => g.player === player)
+          .sort((a, b) => (a.date < b.date ? -1 : 1))
+          .map(({ player: _, ...g }) => g),
+      }));
+    },
+  }),
+});
+
+/** @typedef {{players: {player: string, team: string, games: Game[]}[], status: Line[]}} MinutesPayload */
+
+const minutes = defineStep({
+  name: 'minutes',
+  description: "projected minutes of each player's next game (0 when out)",
+  after: ['ingest'],
+  inputs: ['status.jsonl'],
+  // Only the date's own injury report counts: a report filed for another date does not restate this one.
+  digest: (ctx) => ({ status: { date: ctx.partition, sha256: sha256(linesText(statusOfDate(ctx))) } }),
+  async plan(ctx) {
+    const players = (await upstream(ctx, 'ingest')).map((r) => ({ player: r.key, team: r.team, games: r.games }));
+    return [{ key: '*', payload: { players, status: statusOfDate(ctx) } }];
+  },
+  worker: defineWorker({
+    /** @param {import('metaspn').WorkerTask<MinutesPayload>} task @returns {MinutesRow[]} */
+    handle(task) {
+      const status = contract(() => parseStatus(task.payload.status));
+      return task.payload.players.map((x) => ({ key: x.player, team: x.team, minutes: projectMinutes(x.games, status.get(x.player)), status: status.get(x.player) ?? 'available' }));
+    },
+  }),
+});
+
+/** @typedef {{players: {player: string, position: 'G'|'F'|'C', games: Game[]}[]}} RatesPayload */
+
+const RATES = { prior_minutes: 40 };
+
+const rates = defineStep({
+  name: 'rates',
+  description: 'per-minute points, rebounds and assists, shrunk toward position priors',
+  after: ['ingest'],
+  // A model parameter: changing it gives this step (and every step after it) a new identity.
+  params: RATES,
+  async plan(ctx) {
+    const players = (await upstream(ctx, 'ingest')).map((r) => ({ player: r.key, position: r.position, games: r.games }));
+    return [{ key: '*', payload: { players } }];
+  },
+  worker: defineWorker({
+    /** @param {import('metaspn').WorkerTask<RatesPayload>} task @returns {RatesRow[]} */
+    handle(task) {
+      return task.payload.players.map((x) => ({ key: x.player, ...projectRates(x.games, x.position, RATES.prior_minutes) }));
+    },
+  }),
+});
+
+/** @typedef {{minutes: number, rates: {pts: number, reb: number, ast: number}, worlds: number, seed: string}} SimPayload */
+
+const SIM = { worlds: 1000 };
+
+const sim = defineStep({
+  name: 'sim',
+  description: "simulates each player's game (one task per player, seeded by date and player)",
+  after: ['minutes', 'rates'],
+  params: SIM,
+  // Fan-out: one task per player projected to play. The seed comes from the date and the player,
+  // never from the clock: the same task always draws the same worlds.
+  async plan(ctx) {
+    const r = new Map((await upstream(ctx, 'rates')).map((x) => [x.key, x]));
+    return (await upstream(ctx, 'minutes'))
+      .filter((m) => m.minutes > 0)
+      .map((m) => {
+        const { pts, reb, ast } = /** @type {RatesRow} */ (r.get(m.key));
+        return { key: m.key, payload: { minutes: m.minutes, rates: { pts, reb, ast }, worlds: SIM.worlds, seed: `${ctx.partition}/${m.key}` } };
+      });
+  },
+  worker: defineWorker({
+    // The tasks are independent: run four at once.
+    defaults: { concurrency: 4 },
+    /** @param {import('metaspn').WorkerTask<SimPayload>} task @returns {SimRow[]} */
+    handle(task, ctx) {
+      return [{ key: ctx.step.key, ...simulate(task.payload) }];
+    },
+  }),
+});
+
+/** @typedef {{players: {player: string, mean: number, salary: number}[], previous: [string, number][] | null}} OwnershipPayload */
+
+const OWNERSHIP = { slots: 8, carry: 0.3 };
+
+const ownership = defineStep({
+  name: 'ownership',
+  description: "projected ownership from value, blended with the previous date's published ownership",
+  after: ['sim'],
+  // It reads the previous date's published output: its identity covers that output, and a
+  // backfill runs the dates in order.
+  previous: true,
+  params: OWNERSHIP,
+  async plan(ctx) {
+    const salary = new Map((await upstream(ctx, 'ingest')).map((r) => [r.key, r.salary]));
+    const players = (await upstream(ctx, 'sim')).map((s) => ({ player: s.key, mean: s.mean, salary: /** @type {number} */ (salary.get(s.key)) }));
+    const before = /** @type {OwnershipRow[] | null} */ (/** @type {unknown} */ (await ctx.previous('ownership')));
+    /** @type {[string, number][] | null} */
+    const previous = before && before.map((r) => [r.key, r.ownership]);
+    return [{ key: '*', payload: { players, previous } }];
+  },
+  worker: defineWorker({
+    /** @param {import('metaspn').WorkerTask<OwnershipPayload>} task @returns {OwnershipRow[]} */
+    handle(task) {
+      const { players, previous } = task.payload;
+      return projectOwnership(players, previous && new Map(previous), OWNERSHIP).map(({ player, ...o }) => ({ key: player, ...o }));
+    },
+  }),
+});
+
+/** @typedef {{roster: Omit<IngestRow, 'games'>[], minutes: Record<string, MinutesRow>, sims: Record<string, SimRow>, owns: Record<string, OwnershipRow>}} FinalizePayload */
+
+const finalize = defineStep({
+  name: 'finalize',
+  description: 'one row per roster player: minutes, projection, percentiles, ownership, value',
+  // Fan-in: one task over every player's simulation, and the ownership.
+  after: ['sim', 'ownership'],
+  async plan(ctx) {
+    /** @type {<R extends {key: string}>(rows: R[]) => Record<string, R>} */
+    const byKey = (rows) => Object.fromEntries(rows.map((r) => [r.key, r]));
+    const roster = (await upstream(ctx, 'ingest')).map(({ key, name, team, position, salary }) => ({ key, name, team, position, salary }));
+    return [{ key: '*', payload: { roster, minutes: byKey(await upstream(ctx, 'minutes')), sims: byKey(await upstream(ctx, 'sim')), owns: byKey(await upstream(ctx, 'ownership')) } }];
+  },
+  worker: defineWorker({
+    /** @param {import('metaspn').WorkerTask<FinalizePayload>} task @returns {FinalRow[]} */
+    handle(task) {
+      const p = task.payload;
+      return p.roster.map((r) => {
+        const s = p.sims[r.key] ?? { mean: 0, p10: 0, p50: 0, p90: 0 };
+        return {
+          key: r.key,
+          name: r.name,
+          team: r.team,
+          position: r.position,
+          salary: r.salary,
+          minutes: p.minutes[r.key]?.minutes ?? 0,
+          mean: s.mean,
+          p10: s.p10,
+          p50: s.p50,
+          p90: s.p90,
+          ownership: p.owns[r.key]?.ownership ?? 0,
+          value: Number((s.mean / (r.salary / 1000)).toFixed(2)),
+        };
+      });
+    },
+  }),
+});
+
+/** A team that played in the window projects 200 to 265 minutes (5 x 48 = 240, give or take). */
+export const TEAM_MINUTES = { min: 200, max: 265 };
+/** A projection above this many fantasy points is a data error, not a great night. */
+export const MAX_PROJECTION = 80;
+
+export default definePipeline({
+  name: 'daily-projections',
+  description: 'nightly player projections: minutes, rates, simulation, ownership',
+  partition: 'date',
+  partitions: { start: '2026-03-01' },
+  steps: [ingest, minutes, rates, sim, ownership, finalize],
+  checks: [
+    {
+      name: 'team_minutes',
+      description: `every team that played in the window projects ${TEAM_MINUTES.min} to ${TEAM_MINUTES.max} minutes (minutes of players out are not redistributed)`,
+      reads: ['minutes'],
+      async run(ctx) {
+        const totals = teamMinutes(await upstream(ctx, 'minutes'));
+        const off = Object.fromEntries(Object.entries(totals).filter(([, m]) => m > 0 && (m < TEAM_MINUTES.min || m > TEAM_MINUTES.max)));
+        return Object.keys(off).length
+          ? { status: 'fail', observed: off, expected: TEAM_MINUTES, message: `teams outside ${TEAM_MINUTES.min}-${TEAM_MINUTES.max} projected minutes: ${Object.keys(off).join(', ')}` }
+          : { status: 'pass', observed: totals, expected: TEAM_MINUTES };
+      },
+    },
+    {
+      name: 'projections_complete',
+      description: `every roster player has a finalized row, someone is projected to play, and no projection is above ${MAX_PROJECTION} points`,
+      reads: ['ingest', 'finalize'],
+      async run(ctx) {
+        const roster = (await upstream(ctx, 'ingest')).map((r) => r.key);
+        const rows = await upstream(ctx, 'finalize');
+        const have = new Set(rows.map((r) => r.key));
+        const missing = roster.filter((k) => !have.has(k));
+        // A window without box scores (a truncated file, a date past the data) projects everyone
+        // at 0: halt rather than publish that.
+        const projected = rows.filter((r) => r.mean > 0).length;
+        const high = rows.filter((r) => r.mean > MAX_PROJECTION).map((r) => `${r.key} ${r.mean}`);
+        const observed = { players: rows.length, projected, missing, above_max: high };
+        const expected = { players: roster.length, projected: '> 0', missing: [], max_projection: MAX_PROJECTION };
+        return missing.length || high.length || projected === 0 ? { status: 'fail', observed, expected } : { status: 'pass', observed, expected };
+      },
+    },
+  ],
+});
