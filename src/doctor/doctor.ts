@@ -11,6 +11,7 @@ import { basename } from 'node:path';
 import { existsSync } from 'node:fs';
 import { readWeightedSignals } from '../../workers/s1/signals.js';
 import { STORE_FILES } from '../../workers/s1/context.js';
+import { staleFindings } from '../../workers/s1/stale.js';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
 import { Findings, type Finding } from './finding.js';
 import { checkLinks } from './links.js';
@@ -55,7 +56,8 @@ async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{
   const input = join(ws.inputs, 's1_signals.jsonl');
   if (cfg && existsSync(input)) {
     try {
-      await readWeightedSignals(input, cfg.s1.attention.weights);
+      const signals = await readWeightedSignals(input, cfg.s1.attention.weights);
+      for (const x of staleFindings(ws, cfg.s1, signals)) f.warn('stale', x.path, x.message, x.fix);
     } catch (err) {
       if (!(err instanceof DataInvalidError)) throw err;
       f.error('input', relative(ws.root, input), err.message.replace(`${input}`, '').replace(/^:/, 'line '), 'fix the line; runs exit 20 until then (nothing is written)');

@@ -231,6 +231,51 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     expect(JSON.parse(closed.stdout).provisional).toBe(false);
   });
 
+  it('doctor and backfill --resume call a published date whose upstream changed stale; --resume restates it', () => {
+    const ws = tempWorkspace();
+    const input = join(ws, 'inputs', 's1_signals.jsonl');
+    expect(runLocal(ws, '2026-01-02', ['--run-id', 'a']).code).toBe(0);
+    expect(runLocal(ws, '2026-01-01', ['--run-id', 'b']).code).toBe(0);
+    type Finding = { severity: string; area: string; path: string; message: string; fix: string };
+    const findings = (): Finding[] => {
+      const d = cli(['doctor', '--workspace', ws, '--json']);
+      expect(d.code, d.stdout).toBe(0);
+      return JSON.parse(d.stdout).findings;
+    };
+    // 01-01 was published after 01-02: 01-02's settlement no longer counts what a run would count now.
+    const counted = findings();
+    expect(counted).toEqual([
+      {
+        severity: 'warning',
+        area: 'stale',
+        path: 'manifests/current/s1/date=2026-01-02.json',
+        message: expect.stringContaining('s1 2026-01-02 is stale (published by run a): an earlier date was published or rolled back since: counted digest'),
+        fix: `re-run the date: metaspn s1 run-local --workspace ${ws} --date 2026-01-02`,
+      },
+    ]);
+
+    // A corrected signal of 01-01 changes the inputs of both dates.
+    const all = readFileSync(input, 'utf8').split('\n').filter(Boolean);
+    const i = all.findIndex((l) => l.includes('"ts":"2026-01-01'));
+    all[i] = JSON.stringify({ ...JSON.parse(all[i]!), value: 5 });
+    writeFileSync(input, `${all.join('\n')}\n`);
+    const inputs = findings();
+    expect(inputs.map((f) => f.path)).toEqual(['manifests/current/s1/date=2026-01-01.json', 'manifests/current/s1/date=2026-01-02.json']);
+    expect(inputs[0]!.message).toContain(`inputs changed: inputs digest ${ptr(ws, '2026-01-01')!.params.inputs} was published, inputs/s1_signals.jsonl gives ${specInputsDigest(input, '2026-01-01')} now`);
+    expect(inputs[0]!.fix).toContain(`metaspn s1 backfill --workspace ${ws} --start 2026-01-01 --end 2026-01-02 --resume`);
+
+    const r = cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-02', '--resume', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const dates = JSON.parse(r.stdout).dates as Record<string, { status: string; stale?: string }>;
+    expect(dates['2026-01-01']).toMatchObject({ status: 'published', stale: expect.stringContaining('inputs changed') });
+    expect(dates['2026-01-02']).toMatchObject({ status: 'published', stale: expect.stringContaining('inputs changed') });
+    expect(ledger(ws).slice(-2).map((e) => e.detail.restatement_of)).toEqual(['b', 'a']);
+    expect(findings()).toEqual([]);
+    // Nothing changed since: --resume skips both.
+    const again = JSON.parse(cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-02', '--resume', '--json']).stdout);
+    expect(Object.values(again.dates).map((d) => (d as { status: string }).status)).toEqual(['skipped', 'skipped']);
+  });
+
   it('--run-id naming an existing run (or a backfill) exits 64 and overwrites nothing', () => {
     const ws = tempWorkspace();
     expect(runLocal(ws, '2026-01-10', ['--run-id', 'r1']).code).toBe(0);

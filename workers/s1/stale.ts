@@ -1,8 +1,8 @@
 import { closeSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { readWith } from '../../src/queue/file/log-io.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
-import { pointerDates, readPointer, type CurrentPointer } from '../../src/storage/pointers.js';
+import { pointerDates, pointerPath, readPointer, type CurrentPointer } from '../../src/storage/pointers.js';
 import { safeExists, safeOpen } from '../../src/storage/safe-path.js';
 import { StateFileError } from '../../src/storage/state-file.js';
 import { paramsKey } from '../../src/storage/store/artifact-store.js';
@@ -116,4 +116,29 @@ function projectionIds(path: string, keys: ReadonlySet<string>): Map<string, str
     closeSync(fd);
   }
   return out;
+}
+
+/** A doctor finding about a stale published date: where, what, and the command that fixes it. */
+export interface StaleFinding {
+  /** The date's pointer, relative to the workspace root. */
+  path: string;
+  message: string;
+  fix: string;
+}
+
+/**
+ * The stale published dates of Season 1 as doctor findings (see {@link publishedDates}): each
+ * names why, and the command that restates it (re-running the date; the later published dates
+ * then count it anew, which `backfill --resume` over the range does).
+ */
+export function staleFindings(ws: WorkspacePaths, cfg: S1Config, signals: Iterable<Signal>): StaleFinding[] {
+  const all = publishedDates(ws, cfg, signals);
+  const last = all.at(-1)?.date;
+  return all
+    .filter((d) => d.state === 'stale')
+    .map((d) => ({
+      path: relative(ws.root, pointerPath(ws, PIPELINE, d.date)),
+      message: `s1 ${d.date} is stale (published by run ${d.run_id}): ${d.reasons.join('; ')}`,
+      fix: `re-run the date: metaspn s1 run-local --workspace ${ws.root} --date ${d.date}${last && last > d.date ? ` (then the later dates count it anew: metaspn s1 backfill --workspace ${ws.root} --start ${d.date} --end ${last} --resume)` : ''}`,
+    }));
 }
