@@ -209,7 +209,7 @@ export function fuzzParser(runs: number, seed: number): ParserFigures {
 
 /** Payloads the S1 workers must refuse as contract errors (dead letters at once, no retry). */
 export function badPayload(configHash: string): fc.Arbitrary<unknown> {
-  const good = { date: '2026-01-04', as_of: '2026-01-05T00:00:00.000Z', config_hash: configHash, subject_ref: 'creator:c0001' };
+  const good = { date: '2026-01-04', as_of: '2026-01-05T00:00:00.000Z', config_hash: configHash, inputs: '0123456789abcdef', subject_ref: 'creator:c0001' };
   return fc.oneof(
     fc.constantFrom<unknown>(null, 42, 'text', [], true),
     fc.constantFrom('date', 'as_of', 'config_hash').map((k) => omit(good, k)),

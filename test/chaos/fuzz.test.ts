@@ -8,6 +8,8 @@ import { CHAOS_WORKER } from '../../chaos/concurrency.js';
 import { badPayload, fuzzParser } from '../../chaos/fuzz.js';
 import { chaosWorkspace, report, run, scale, STACK } from '../../chaos/lib.js';
 import { configHash, resolveS1Config } from '../../workers/s1/config.js';
+import { inputsDigest } from '../../workers/s1/digests.js';
+import { parseSignalText } from '../../workers/s1/signals.js';
 
 const s = scale();
 const good = (i: number, extra: Record<string, unknown> = {}): string => JSON.stringify({ signal_id: `s${i}`, ts: `2026-01-0${1 + (i % 3)}T10:00:0${i % 10}Z`, subject_ref: `creator:c${i % 4}`, kind: 'like', ...extra });
@@ -30,7 +32,7 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
     { name: 'invalid UTF-8 bytes on line 2', text: Buffer.concat([Buffer.from(`${good(1)}\n`), Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0x0a]), Buffer.from(`${good(3)}\n`)]), code: 20, names: ':2:' },
     { name: 'a blank line between signals', text: file([good(1), '', good(2)]), code: 20, names: ':2:' },
     { name: 'BOM and CRLF, unicode and a 100 kB subject_ref (valid)', text: `\uFEFF${file([good(1, { subject_ref: 'creator:日本語😀' }), good(2, { subject_ref: `creator:${'y'.repeat(100_000)}` })], '\r\n')}`, code: 0 },
-    { name: 'an empty file (valid: nothing to score)', text: '', code: 0 },
+    { name: 'an empty file (valid input; the built-in check window_has_signals halts an empty window)', text: '', code: 60 },
   ];
 
   it.each(cases)('CLI: $name -> exit $code, no stack trace', async ({ text, code, names }) => {
@@ -93,12 +95,14 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
   it('malformed task payloads become contract errors in the dead letters, each tried once', async () => {
     const ws = chaosWorkspace({ signals: file([good(1), good(2)]) });
     const hash = configHash(resolveS1Config(undefined, 'defaults'));
+    // A good task carries the inputs digest of its date (S1-SPEC "Digests").
+    const inputs = inputsDigest(parseSignalText(file([good(1), good(2)]), 'inputs', new Set(['like'])), '2026-01-03', Date.parse('2026-01-04T00:00:00.000Z'), 28);
     const payloads = fc.sample(badPayload(hash), { numRuns: s.full ? 200 : 25, seed: s.seed });
     // Good tasks among them. The contract failures come first (they fail before running), so the
     // worker's stop guardrail (20 failures in a row: pause, exit 60) is turned off for this run.
     const lines = payloads.flatMap((p, i) => [
       JSON.stringify({ id: `bad${i}`, payload: p }),
-      ...(i % 4 === 3 ? [JSON.stringify({ id: `good${i}`, payload: { date: '2026-01-03', as_of: '2026-01-04T00:00:00.000Z', config_hash: hash, subject_ref: `creator:c${i % 4}` } })] : []),
+      ...(i % 4 === 3 ? [JSON.stringify({ id: `good${i}`, payload: { date: '2026-01-03', as_of: '2026-01-04T00:00:00.000Z', config_hash: hash, inputs, subject_ref: `creator:c${i % 4}` } })] : []),
     ]);
     const tasks = join(ws, 'bad.jsonl');
     writeFileSync(tasks, file(lines));
