@@ -3,7 +3,9 @@ import { join, relative } from 'node:path';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { LoadedLog, QueueLogConflictError } from '../queue/file/loader.js';
 import { listGens, logPath } from '../queue/file/log-io.js';
+import type { QueueClock } from '../queue/clock.js';
 import { ownerAlive } from '../queue/owner.js';
+import { systemClock } from '../queue/system-clock.js';
 import type { ConflictRepair } from '../queue/file/salvage.js';
 import { deadletterDir, queueDir, type WorkspacePaths } from '../storage/paths.js';
 import { safeExists, safeOpen, safeReaddir, safeReaddirEntries } from '../storage/safe-path.js';
@@ -24,7 +26,7 @@ export function queueNames(ws: WorkspacePaths): string[] {
  * lock writes: the queue is unusable until repaired), leases of dead owners or past their expiry,
  * and dead-letter files against the log. Returns whether `repair` has something to do.
  */
-export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, now = Date.now()): boolean {
+export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, clock: QueueClock = systemClock): boolean {
   const dir = queueDir(ws, name);
   const rel = (p: string): string => relative(ws.root, p);
   const gens = listGens(dir);
@@ -46,7 +48,7 @@ export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, now = 
   const path = logPath(dir, gen);
   const fd = safeOpen(path, 'r');
   try {
-    const log = new LoadedLog(() => fd, path);
+    const log = new LoadedLog(() => fd, path, clock);
     let tail: number;
     try {
       tail = log.readMore();
@@ -78,7 +80,8 @@ export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, now = 
     for (const n of log.idx.leased) {
       const o = log.idx.ownerOf(n);
       if (o && !ownerAlive(o)) gone++;
-      else if (t.time[n]! <= now) expired++;
+      // Lease expiries are on the monotonic timeline of the replay (a wall-clock step expires nothing).
+      else if (t.time[n]! <= log.idx.me.mono) expired++;
     }
     if (gone || expired) {
       f.warn('queue', rel(path), `${gone} lease(s) held by a process that is gone, ${expired} past their expiry`, 'the next claim hands them out again (attempt counted); --repair does it now');

@@ -1,6 +1,7 @@
 import { UsageError } from '../guard/errors.js';
+import { wallTime, type ClockReading, type QueueClock } from './clock.js';
 import type { QueueOptions } from './options.js';
-import { DEFAULT_MAX_ATTEMPTS, queueFull } from './options.js';
+import { clockOf, DEFAULT_MAX_ATTEMPTS, queueFull } from './options.js';
 import { ownerAlive } from './owner.js';
 import { checkTaskId, deadLetterOf, newRecord, recordAfterCancel, recordAfterFailure, recordAfterRetry } from './record.js';
 import { checkGroup } from './validate.js';
@@ -37,7 +38,8 @@ export class MemoryQueue implements Queue {
   readonly name: string;
   private readonly entries = new Map<string, Entry>();
   private readonly owners = new Map<string, Owner>();
-  private readonly now: () => number;
+  /** Status times are on its monotonic timeline; records and errors carry its wall time. */
+  private readonly clock: QueueClock;
   private readonly maxAttempts: number;
   private readonly alive: (o: Owner) => boolean;
   private paused = false;
@@ -47,7 +49,7 @@ export class MemoryQueue implements Queue {
 
   constructor(private readonly opts: QueueOptions) {
     this.name = opts.name;
-    this.now = opts.now ?? Date.now;
+    this.clock = clockOf(opts);
     this.maxAttempts = opts.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
     this.alive = opts.ownerAlive ?? ownerAlive;
   }
@@ -57,7 +59,7 @@ export class MemoryQueue implements Queue {
       const bad = checkTaskId(t.id) ?? (t.group !== undefined ? checkGroup(t.group) : null);
       if (bad) throw new UsageError(bad);
     }
-    const now = this.now();
+    const r = this.clock.read();
     const max = this.opts.max_queue_size ?? 0;
     if (max > 0) {
       const open = [...this.entries.values()].filter((e) => ['ready', 'scheduled', 'leased'].includes(e.status.state)).length;
@@ -69,14 +71,14 @@ export class MemoryQueue implements Queue {
       const known = this.entries.get(t.id);
       if (known) {
         const over = known.status.state === 'completed' || known.status.state === 'cancelled';
-        if (opts.rerun_completed && over && this.apply(known, { type: 'rerun' }, now)) {
-          known.record = recordAfterRetry(known.record, opts.by ?? 'rerun', now);
+        if (opts.rerun_completed && over && this.apply(known, { type: 'rerun' }, r)) {
+          known.record = recordAfterRetry(known.record, opts.by ?? 'rerun', r.wall);
           result.rerun.push(t.id);
         } else result.existing.push(t.id);
         continue;
       }
-      const record = newRecord(this.name, t, this.maxAttempts, now);
-      this.entries.set(t.id, { record, status: newStatus(record.max_attempts, now), seq: this.seq++, readySeq: this.readySeq++ });
+      const record = newRecord(this.name, t, this.maxAttempts, r.wall);
+      this.entries.set(t.id, { record, status: newStatus(record.max_attempts, r.mono), seq: this.seq++, readySeq: this.readySeq++ });
       result.added.push(t.id);
     }
     return result;
@@ -85,7 +87,8 @@ export class MemoryQueue implements Queue {
   async claim(opts: ClaimOptions): Promise<ClaimedTask[]> {
     if (this.paused || opts.max <= 0) return [];
     await this.reclaimExpired();
-    const now = this.now();
+    const r = this.clock.read();
+    const now = r.mono;
     this.owners.set(opts.owner.id, opts.owner);
     // Due retries first (they have waited longest), then ready tasks in enqueue order.
     const only = opts.only;
@@ -95,8 +98,8 @@ export class MemoryQueue implements Queue {
       .sort((a, b) => rank(a) - rank(b) || (rank(a) === 0 ? a.status.time - b.status.time || a.seq - b.seq : a.readySeq - b.readySeq))
       .slice(0, opts.max);
     return candidates.map((e) => {
-      this.apply(e, { type: 'claim', owner: opts.owner.id, lease_ms: opts.lease_ms, started: opts.defer_start !== true }, now);
-      return { task: structuredClone(e.record), lease: leaseOf(e.status) };
+      this.apply(e, { type: 'claim', owner: opts.owner.id, lease_ms: opts.lease_ms, started: opts.defer_start !== true }, r);
+      return { task: structuredClone(e.record), lease: leaseOf(e.status, r) };
     });
   }
 
@@ -127,13 +130,13 @@ export class MemoryQueue implements Queue {
   }
 
   async retry(opts: { ids?: readonly string[]; by: string }): Promise<string[]> {
-    const now = this.now();
+    const r = this.clock.read();
     const targets = opts.ids
       ? opts.ids.map((id) => this.entries.get(id)).filter((e): e is Entry => !!e && e.status.state === 'dead')
       : [...this.entries.values()].filter((e) => e.status.state === 'dead');
     for (const e of targets) {
-      this.apply(e, { type: 'retry' }, now);
-      e.record = recordAfterRetry(e.record, opts.by, now);
+      this.apply(e, { type: 'retry' }, r);
+      e.record = recordAfterRetry(e.record, opts.by, r.wall);
     }
     return targets.map((e) => e.record.id);
   }
@@ -141,12 +144,12 @@ export class MemoryQueue implements Queue {
   async cancel(opts: CancelOptions): Promise<string[]> {
     const bad = checkGroup(opts.group);
     if (bad) throw new UsageError(bad);
-    const now = this.now();
+    const r = this.clock.read();
     const out: string[] = [];
     for (const e of [...this.entries.values()].sort((a, b) => a.seq - b.seq)) {
       if (e.record.group !== opts.group || opts.keep?.has(e.record.id)) continue;
-      if (this.apply(e, { type: 'cancel' }, now)) {
-        e.record = recordAfterCancel(e.record, opts.by, opts.reason, now);
+      if (this.apply(e, { type: 'cancel' }, r)) {
+        e.record = recordAfterCancel(e.record, opts.by, opts.reason, r.wall);
         out.push(e.record.id);
       }
     }
@@ -157,7 +160,7 @@ export class MemoryQueue implements Queue {
     let due: number | null = null;
     const pool = only ? [...only].map((id) => this.entries.get(id)) : this.entries.values();
     for (const e of pool) if (e && e.status.state === 'scheduled') due = Math.min(due ?? Infinity, e.status.time);
-    return due;
+    return due === null ? null : wallTime(due, this.clock.read());
   }
 
   async pause(): Promise<void> {
@@ -169,7 +172,8 @@ export class MemoryQueue implements Queue {
   }
 
   async stats(): Promise<QueueStats> {
-    const now = this.now();
+    const r = this.clock.read();
+    const now = r.mono;
     const s: QueueStats = {
       queue: this.name,
       ready: 0,
@@ -191,11 +195,15 @@ export class MemoryQueue implements Queue {
         s.oldest_ready_at = Math.min(s.oldest_ready_at ?? Infinity, status.time);
       }
     }
+    // Measured on the monotonic clock, shown as wall-clock times.
+    if (s.next_due_at !== null) s.next_due_at = wallTime(s.next_due_at, r);
+    if (s.oldest_ready_at !== null) s.oldest_ready_at = wallTime(s.oldest_ready_at, r);
     return s;
   }
 
   async reclaimExpired(): Promise<string[]> {
-    const now = this.now();
+    const r = this.clock.read();
+    const now = r.mono;
     const out: string[] = [];
     for (const e of this.entries.values()) {
       const st = e.status;
@@ -203,8 +211,8 @@ export class MemoryQueue implements Queue {
       const owner = st.owner ? this.owners.get(st.owner) : undefined;
       const gone = owner !== undefined && !this.alive(owner);
       if (st.time > now && !gone) continue;
-      const error = reclaimError(gone, owner, now);
-      this.apply(e, reclaimEvent(st), now, error);
+      const error = reclaimError(gone, owner, r.wall);
+      this.apply(e, reclaimEvent(st), r, error);
       out.push(e.record.id);
     }
     return out;
@@ -217,28 +225,29 @@ export class MemoryQueue implements Queue {
   async listDead(): Promise<DeadLetter[]> {
     return [...this.entries.values()]
       .filter((e) => e.status.state === 'dead')
-      .map((e) => deadLetterOf(e.record, e.status.time));
+      .map((e) => deadLetterOf(e.record, wallTime(e.status.time, this.clock.read())));
   }
 
   async getDead(id: string): Promise<DeadLetter | null> {
     const e = this.entries.get(id);
-    return e && e.status.state === 'dead' ? deadLetterOf(e.record, e.status.time) : null;
+    return e && e.status.state === 'dead' ? deadLetterOf(e.record, wallTime(e.status.time, this.clock.read())) : null;
   }
 
   async close(): Promise<void> {}
 
   private applyById(id: string, event: Event, error?: Omit<TaskError, 'attempt'>): boolean {
     const e = this.entries.get(id);
-    return e ? this.apply(e, event, this.now(), error) : false;
+    return e ? this.apply(e, event, this.clock.read(), error) : false;
   }
 
-  private apply(e: Entry, event: Event, now: number, error?: Omit<TaskError, 'attempt'>): boolean {
-    const out = transition(e.status, event, now);
+  /** Applies `event` at reading `r`: the state machine on the monotonic clock, the record's times on the wall clock. */
+  private apply(e: Entry, event: Event, r: ClockReading, error?: Omit<TaskError, 'attempt'>): boolean {
+    const out = transition(e.status, event, r.mono);
     if (!out.ok) return false;
     if (event.type === 'fail' || event.type === 'dead_letter' || event.type === 'reclaim') this.totals.failed++;
     if (event.type === 'retry') this.totals.retried++;
     if (out.status.state === 'dead' && e.status.state !== 'dead') this.totals.dead_lettered++;
-    if (error && out.status.attempt_count > e.status.attempt_count) e.record = recordAfterFailure(e.record, error, now);
+    if (error && out.status.attempt_count > e.status.attempt_count) e.record = recordAfterFailure(e.record, error, r.wall);
     if (out.status.state === 'ready' && e.status.state !== 'ready') e.readySeq = this.readySeq++;
     e.status = out.status;
     return true;
@@ -249,10 +258,12 @@ function rank(e: Entry): number {
   return e.status.state === 'scheduled' ? 0 : 1;
 }
 
-export function leaseOf(s: Status): Lease {
-  return { owner: s.owner ?? '', fence: s.fence, expires_at: s.time };
+/** The lease of a leased status, its expiry shown as a wall-clock time as of reading `r`. */
+export function leaseOf(s: Status, r: ClockReading): Lease {
+  return { owner: s.owner ?? '', fence: s.fence, expires_at: wallTime(s.time, r) };
 }
 
+/** The error a reclaimed lease records; `now`: wall-clock epoch ms. */
 export function reclaimError(gone: boolean, owner: Owner | undefined, now: number): Omit<TaskError, 'attempt'> {
   return gone
     ? {

@@ -1,4 +1,6 @@
 import { MetaspnError } from '../guard/errors.js';
+import { wallOnlyClock, type QueueClock } from './clock.js';
+import { systemClock } from './system-clock.js';
 import type { Owner } from './types.js';
 
 export interface QueueOptions {
@@ -6,8 +8,16 @@ export interface QueueOptions {
   name: string;
   /** max_attempts for tasks that do not set their own. Default 5. */
   max_attempts?: number;
-  /** Clock in epoch ms. Default Date.now. */
+  /**
+   * A wall clock in epoch ms that serves as the monotonic one too, boot unknown (tests with a fake
+   * clock: everything measured on it, as before monotonic time). Ignored when `clock` is given.
+   */
   now?: () => number;
+  /**
+   * The clocks leases and retry waits are measured on (src/queue/clock.ts). Default: the system's
+   * (Date.now, CLOCK_MONOTONIC, this boot's id), or `now` alone when that is given.
+   */
+  clock?: QueueClock;
   /** Liveness of a lease owner. Default: pid check on this host, unknown (alive) elsewhere. */
   ownerAlive?: (o: Owner) => boolean;
   /** Back-pressure: enqueues that would leave more open (ready, scheduled, leased) tasks are refused. Default 0: no limit. */
@@ -23,3 +33,8 @@ export function queueFull(name: string, open: number, adding: number, max: numbe
 }
 
 export const DEFAULT_MAX_ATTEMPTS = 5;
+
+/** The clock a queue reads: `clock`, else `now` as both clocks, else the system's. */
+export function clockOf(opts: Pick<QueueOptions, 'now' | 'clock'>): QueueClock {
+  return opts.clock ?? (opts.now ? wallOnlyClock(opts.now) : systemClock);
+}

@@ -21,7 +21,10 @@ export interface Status {
   max_attempts: number;
   /** Grows by one on every claim; a lease is valid only with the current fence. */
   fence: number;
-  /** ready: ready since; scheduled: due at; leased: lease expiry; completed/dead/cancelled: when it got there. */
+  /**
+   * ready: ready since; scheduled: due at; leased: lease expiry; completed/dead/cancelled: when it
+   * got there. In ms on the reader's monotonic timeline (src/queue/clock.ts), not epoch ms.
+   */
   time: number;
   /** leased: the owner id; otherwise null. */
   owner: string | null;
@@ -30,8 +33,12 @@ export interface Status {
 }
 
 export type Event =
-  /** `started`: the attempt begins with the claim (default false: it begins with `start`). */
-  | { type: 'claim'; owner: string; lease_ms: number; started?: boolean }
+  /**
+   * `started`: the attempt begins with the claim (default false: it begins with `start`).
+   * `judged`: the claimer found the task due (a replayed claim record): a scheduled task is taken
+   * whatever this reader's clock says, so every reader rebuilds the same state.
+   */
+  | { type: 'claim'; owner: string; lease_ms: number; started?: boolean; judged?: boolean }
   | { type: 'renew'; owner: string; fence: number; lease_ms: number }
   | { type: 'start'; owner: string; fence: number }
   | { type: 'complete'; owner: string; fence: number }
@@ -73,7 +80,7 @@ function failed(s: Status, now: number, retryAt: number, exhaustNow: boolean): S
 export function transition(s: Status, e: Event, now: number): Outcome {
   switch (e.type) {
     case 'claim':
-      if (!isClaimable(s, now)) return { ok: false, reason: 'not_claimable' };
+      if (!(isClaimable(s, now) || (e.judged === true && s.state === 'scheduled'))) return { ok: false, reason: 'not_claimable' };
       return {
         ok: true,
         status: { ...s, state: 'leased', fence: s.fence + 1, time: now + e.lease_ms, owner: e.owner, started: e.started === true },

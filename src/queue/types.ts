@@ -116,6 +116,10 @@ export interface Lease {
   owner: string;
   /** Fencing token: grows by one on every claim of the task; a stale holder's token no longer matches. */
   fence: number;
+  /**
+   * When the lease expires unless renewed, as a wall-clock epoch ms for display. The queue decides
+   * expiry on its monotonic clock (src/queue/clock.ts): a wall-clock step does not expire a lease.
+   */
   expires_at: number;
 }
 
@@ -184,9 +188,12 @@ export interface QueueStats {
    */
   cancelled: number;
   paused: boolean;
-  /** Epoch ms of the earliest retry due, or null. */
+  /**
+   * Epoch ms of the earliest retry due, or null. Waits are measured on the monotonic clock: this is
+   * now plus what remains of the wait, so it is right after a wall-clock step.
+   */
   next_due_at: number | null;
-  /** Epoch ms since which the oldest ready task has waited, or null when none is ready. */
+  /** Epoch ms since which the oldest ready task has waited (now minus its monotonic age), or null when none is ready. */
   oldest_ready_at: number | null;
   /** Records that failed their checksum and were set aside. */
   corrupt_records: number;

@@ -40,7 +40,14 @@ export interface RunnerDeps {
   stop: AbortSignal;
   /** Abort: stop now; running tasks are abandoned to their leases. */
   force?: AbortSignal;
+  /** Wall clock, epoch ms: the times in error records, and retry due times (`nextDue`) are compared with it. */
   now: () => number;
+  /**
+   * A monotonic clock in ms, for what measures durations: timeouts, lease renewals, task durations.
+   * A wall-clock step must not time out every running task nor stop the renewals. Default: `now`
+   * (a fake clock in tests). The CLI passes CLOCK_MONOTONIC (src/queue/system-clock.ts).
+   */
+  mono?: () => number;
   sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   random: () => number;
   /**
@@ -116,7 +123,10 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   let fatal: { err: unknown } | null = null;
   const live = new Set<Live>();
   const host = d.host ?? inProcessHost(d.worker);
-  const stopWatchdog = watchdog(d, live, host, buffer, () => void sum.lease_lost++);
+  const mono = d.mono ?? d.now;
+  /** When each buffered task's lease was taken or last renewed, on the monotonic clock. */
+  const renewedAt = new WeakMap<ClaimedTask, number>();
+  const stopWatchdog = watchdog(d, mono, live, host, buffer, renewedAt, () => void sum.lease_lost++);
   // The stop condition hears of each handler as soon as it ended: the acknowledgements of hundreds
   // of tasks may be pending, and waiting for them let hundreds more run.
   let failing = false;
@@ -141,7 +151,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     const handled = new Promise<void>((r) => (free = r));
     const slot = handled.then(() => void running.delete(slot));
     running.add(slot);
-    const whole = runOne(d, host, c, live, free, judge).then((o) => {
+    const whole = runOne(d, mono, host, c, live, free, judge).then((o) => {
       sum[o.kind]++;
       if (++settled % 4096 === 0) collectIfGrown();
       if (o.fatal !== undefined && !fatal) {
@@ -165,6 +175,8 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       // about to run, so a worker that dies charges nothing to the tasks it held in its buffer.
       const got = await d.queue.claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms, defer_start: true, ...(d.only ? { only: d.only } : {}) });
       sum.claimed += got.length;
+      const at = mono();
+      for (const c of got) renewedAt.set(c, at);
       buffer.push(...got);
       if (got.length === 0 && d.once) drained = true;
     }
@@ -233,21 +245,25 @@ interface Live {
  * the task may start before). A renewal refused means another worker holds the task: the attempt
  * is stopped. (A timer and an AbortController per task cost more than a no-op task itself.)
  */
-function watchdog(d: RunnerDeps, live: Set<Live>, host: HandlerHost, buffer: ClaimedTask[], lost: () => void): () => void {
+function watchdog(d: RunnerDeps, mono: () => number, live: Set<Live>, host: HandlerHost, buffer: ClaimedTask[], renewedAt: WeakMap<ClaimedTask, number>, lost: () => void): () => void {
   const { policy } = d;
   const log = d.init.logger;
   const period = Math.min(1000, Math.max(10, Math.min(policy.timeout_ms, policy.lease_ms / 3) / 4));
   const renewing = new WeakSet<ClaimedTask>();
   const timer = setInterval(() => {
-    const now = d.now();
+    // Durations on the monotonic clock: a wall-clock step neither times tasks out nor stops renewals.
+    const now = mono();
     // Claimed ahead and waiting for a slot: their leases are this worker's to keep too.
     for (const c of buffer) {
-      if (renewing.has(c) || c.lease.expires_at - now > (policy.lease_ms * 2) / 3) continue;
+      if (renewing.has(c) || now - (renewedAt.get(c) ?? now) < policy.lease_ms / 3) continue;
       renewing.add(c);
       void d.queue
         .renewLease(c.task.id, c.lease, policy.lease_ms)
         .then((ok) => {
-          if (ok) c.lease = { ...c.lease, expires_at: now + policy.lease_ms };
+          if (ok) {
+            renewedAt.set(c, now);
+            c.lease = { ...c.lease, expires_at: d.now() + policy.lease_ms };
+          }
           const at = buffer.indexOf(c);
           if (!ok && at >= 0) {
             buffer.splice(at, 1);
@@ -272,7 +288,7 @@ function watchdog(d: RunnerDeps, live: Set<Live>, host: HandlerHost, buffer: Cla
         void d.queue
           .renewLease(t.id, t.lease, policy.lease_ms)
           .then((ok) => {
-            if (ok) t.lease = { ...t.lease, expires_at: now + policy.lease_ms };
+            if (ok) t.lease = { ...t.lease, expires_at: d.now() + policy.lease_ms };
             else if (live.has(t)) t.stop(new LeaseLostError(), false);
           })
           .catch(() => undefined);
@@ -295,11 +311,11 @@ function watchdog(d: RunnerDeps, live: Set<Live>, host: HandlerHost, buffer: Cla
  * isolate killed, an in-process promise settled), before the acknowledgement; `judge` hears the
  * outcome about to be recorded at the same moment.
  */
-async function runOne(d: RunnerDeps, host: HandlerHost, c: ClaimedTask, live: Set<Live>, handled: () => void, judge: (o: TaskOutcome) => void): Promise<TaskOutcome> {
+async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: ClaimedTask, live: Set<Live>, handled: () => void, judge: (o: TaskOutcome) => void): Promise<TaskOutcome> {
   const { policy, worker } = d;
   const { task } = c;
   const attempt = task.attempt_count + 1;
-  const t0 = d.now();
+  const t0 = mono();
   let reason: Error | null = null;
   // Set from the watchdog's callbacks: read through this so the compiler does not take it for null.
   const stopReason = (): Error | null => reason;
@@ -323,21 +339,21 @@ async function runOne(d: RunnerDeps, host: HandlerHost, c: ClaimedTask, live: Se
   const log = d.init.logger;
 
   const renew = async (): Promise<void> => {
-    const now = d.now();
+    const now = mono();
     if (await d.queue.renewLease(task.id, me.lease, policy.lease_ms)) {
       me.renewed = now;
-      me.lease = { ...me.lease, expires_at: now + policy.lease_ms };
+      me.lease = { ...me.lease, expires_at: d.now() + policy.lease_ms };
     }
   };
 
   const outcome = (kind: OutcomeKind, code?: string): TaskOutcome => {
-    const o: TaskOutcome = { id: task.id, kind, attempt, duration_ms: d.now() - t0, ...(code ? { code } : {}) };
+    const o: TaskOutcome = { id: task.id, kind, attempt, duration_ms: mono() - t0, ...(code ? { code } : {}) };
     const level = kind === 'completed' ? 'info' : 'warn';
     log[level]({ event: 'task_end', task_id: task.id, outcome: kind, duration_ms: o.duration_ms, attempt: `${attempt} of ${task.max_attempts}` }, `task ${kind}`);
     return o;
   };
   /** What the stop condition hears before the acknowledgement is committed. */
-  const verdict = (kind: OutcomeKind): void => judge({ id: task.id, kind, attempt, duration_ms: d.now() - t0 });
+  const verdict = (kind: OutcomeKind): void => judge({ id: task.id, kind, attempt, duration_ms: mono() - t0 });
   const done = (): void => {
     live.delete(me);
     handled();
@@ -375,7 +391,7 @@ async function runOne(d: RunnerDeps, host: HandlerHost, c: ClaimedTask, live: Se
       task,
       payload: value,
       ctx,
-      started: () => void (me.started = d.now()),
+      started: () => void (me.started = mono()),
       onStop: (f) => {
         stopHost = f;
         if (reason) f(reason, d.force?.aborted === true);
@@ -399,7 +415,7 @@ async function runOne(d: RunnerDeps, host: HandlerHost, c: ClaimedTask, live: Se
       // Not the task's fault, and no task can succeed: no attempt is spent, the task goes back as
       // it was (if the queue can still write; else its lease expires) and the worker stops.
       const why = isPermissionDenied(err) ? permissionFailure(err, `task ${task.id} of ${worker.name}`) : err;
-      judge({ id: task.id, kind: 'released', attempt, duration_ms: d.now() - t0, fatal: why });
+      judge({ id: task.id, kind: 'released', attempt, duration_ms: mono() - t0, fatal: why });
       const back = await d.queue.release(task.id, me.lease).catch(() => false);
       return { ...outcome(back ? 'released' : 'abandoned', (err as NodeJS.ErrnoException).code), fatal: why };
     }

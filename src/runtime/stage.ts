@@ -1,4 +1,5 @@
 import type { QueuePolicy } from '../config/policy.js';
+import { monotonicMs } from '../queue/system-clock.js';
 import type { DeadLetter, NewTask, Owner, Queue, TaskState } from '../queue/types.js';
 import type { HandlerHost } from './isolation/host.js';
 import { runWorker, type RunSummary } from './runner.js';
@@ -64,7 +65,8 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
   const only: ReadonlySet<string> = new Set(ids);
   const retriedOf = new Map<string, number>();
   const total: RunSummary = { ...ZERO };
-  const deadline = Date.now() + 2 * o.policy.lease_ms;
+  // On the monotonic clock: a wall-clock step neither ends the wait early nor stretches it.
+  const deadline = monotonicMs() + 2 * o.policy.lease_ms;
   let states: (TaskState | null)[] = [];
   let paused = false;
   for (;;) {
@@ -85,6 +87,7 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
       stop: o.stop,
       ...(o.force ? { force: o.force } : {}),
       now: Date.now,
+      mono: monotonicMs,
       sleep,
       random: Math.random,
       // The stage's own retries: another run's scheduled task must not wake this drain for nothing.
@@ -97,7 +100,7 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
     total.forced ||= s.forced;
     states = ids.length ? await o.queue.states(ids) : [];
     const open = states.filter((st) => st !== 'completed' && st !== 'dead' && st !== 'cancelled').length;
-    if (open === 0 || o.stop.aborted || Date.now() > deadline) break;
+    if (open === 0 || o.stop.aborted || monotonicMs() > deadline) break;
     await sleep(Math.min(1000, o.policy.poll_ms), o.stop);
   }
   const stateOf = new Map(ids.map((id, i) => [id, states[i] ?? null]));

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { ClockReading, QueueClock } from '../../src/queue/clock.js';
 import type { QueueOptions } from '../../src/queue/options.js';
 import type { Owner, Queue, TaskError } from '../../src/queue/types.js';
 
@@ -8,6 +9,29 @@ export class FakeClock {
   now = (): number => this.t;
   advance(ms: number): void {
     this.t += ms;
+  }
+}
+
+/**
+ * Wall and monotonic clocks the tests move by hand, on a named boot: `advance` moves both (time
+ * passes), `step` only the wall clock (NTP or an operator setting the time), `reboot` starts a new
+ * boot whose monotonic clock starts again near zero.
+ */
+export class StepClock implements QueueClock {
+  wall = Date.UTC(2026, 0, 15, 12, 0, 0);
+  mono = 5_000_000;
+  boot = 'boot-a';
+  read = (): ClockReading => ({ wall: this.wall, mono: this.mono, boot: this.boot });
+  advance(ms: number): void {
+    this.wall += ms;
+    this.mono += ms;
+  }
+  step(ms: number): void {
+    this.wall += ms;
+  }
+  reboot(boot: string): void {
+    this.boot = boot;
+    this.mono = 1000;
   }
 }
 
@@ -545,6 +569,103 @@ export function describeQueueBackend(backend: string, make: MakeQueue, extras: B
       const [b] = await c.q.claim({ owner: ME, max: 5, lease_ms: 1000 });
       expect(b!.task).toMatchObject({ id: 'b', group: 'g/1', cancelled: { by: 'op2', reason: 'all of it' } });
       await c.q.close();
+    });
+
+    describe('wall-clock steps: leases and retry waits are measured on the monotonic clock', () => {
+      const H2 = 2 * 3_600_000;
+      async function stepping(max_attempts = 3): Promise<{ q: Queue; clock: StepClock; alive: Set<string> }> {
+        const clock = new StepClock();
+        const alive = new Set([ME.id, OTHER.id]);
+        const q = await make({ name: 'jobs', max_attempts, clock, ownerAlive: (o) => alive.has(o.id) });
+        return { q, clock, alive };
+      }
+
+      it('a +2 h step expires no lease; the lease expires after its own duration; expires_at is a wall-clock time', async () => {
+        const { q, clock } = await stepping();
+        await q.enqueue([{ id: 'a', payload: 1 }]);
+        const [held] = await q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+        expect(held!.lease.expires_at).toBe(clock.wall + 1000);
+        clock.step(H2);
+        expect(await q.reclaimExpired()).toEqual([]);
+        expect(await q.claim({ owner: OTHER, max: 1, lease_ms: 1000 })).toEqual([]);
+        expect(await q.renewLease('a', held!.lease, 1000)).toBe(true);
+        clock.advance(999);
+        expect(await q.claim({ owner: OTHER, max: 1, lease_ms: 1000 })).toEqual([]);
+        clock.step(-H2 - 60_000);
+        clock.advance(2);
+        const [again] = await q.claim({ owner: OTHER, max: 1, lease_ms: 1000 });
+        expect(again!.task.errors.map((e) => e.kind)).toEqual(['lease_expired']);
+        expect(await q.complete('a', held!.lease)).toBe(false);
+        await q.close();
+      });
+
+      it('a retry scheduled during a +2 h step is due after its delay once the clock is stepped back; next_due_at shows the remainder', async () => {
+        const { q, clock } = await stepping();
+        await q.enqueue([{ id: 'a', payload: 1 }]);
+        clock.step(H2);
+        const [held] = await q.claim({ owner: ME, max: 1, lease_ms: 60_000 });
+        expect(await q.fail('a', held!.lease, err('boom'), 5000)).toBe('scheduled');
+        expect((await q.stats()).next_due_at).toBe(clock.wall + 5000);
+        clock.step(-H2);
+        const s = await q.stats();
+        expect(s.next_due_at).toBe(clock.wall + 5000);
+        expect(await q.nextDueAt()).toBe(clock.wall + 5000);
+        clock.advance(4999);
+        expect(await q.claim({ owner: ME, max: 1, lease_ms: 1000 })).toEqual([]);
+        clock.advance(1);
+        const [again] = await q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+        // Its record's times are the wall clock's (+2 h at the failure): what the operator's logs say too.
+        expect(again!.task).toMatchObject({ id: 'a', attempt_count: 1, updated_at: new Date(clock.wall - 5000 + H2).toISOString() });
+        await q.close();
+      });
+
+      it('the age of the oldest ready task is monotonic too', async () => {
+        const { q, clock } = await stepping();
+        await q.enqueue([{ id: 'a', payload: 1 }]);
+        clock.advance(3000);
+        clock.step(-H2);
+        expect((await q.stats()).oldest_ready_at).toBe(clock.wall - 3000);
+        await q.close();
+      });
+
+      it.skipIf(!extras.reopen)('another process on the same boot measures the same during a step, through a reopen and a compaction', async () => {
+        const made = await stepping();
+        const clock = made.clock;
+        let q = made.q;
+        await q.enqueue([{ id: 'a', payload: 1 }, { id: 'b', payload: 2 }]);
+        const [held] = await q.claim({ owner: ME, max: 1, lease_ms: 10_000, only: new Set(['a']) });
+        const [b] = await q.claim({ owner: ME, max: 1, lease_ms: 10_000, only: new Set(['b']) });
+        await q.fail('b', b!.lease, err('x'), 20_000);
+        clock.step(H2);
+        for (const compact of [false, true]) {
+          q = await extras.reopen!(q, compact);
+          expect(await q.reclaimExpired()).toEqual([]);
+          expect(await q.states(['a', 'b'])).toEqual(['leased', 'scheduled']);
+          expect(await q.nextDueAt()).toBe(clock.wall + 20_000);
+        }
+        clock.step(-H2);
+        clock.advance(10_001);
+        q = await extras.reopen!(q, false);
+        expect(await q.complete('a', held!.lease)).toBe(true);
+        expect(await q.nextDueAt()).toBe(clock.wall + 9_999);
+        await q.close();
+      });
+
+      it.skipIf(!extras.reopen)('after a reboot the monotonic times of the old boot mean nothing: waits fall back to the wall clock', async () => {
+        const made = await stepping();
+        const clock = made.clock;
+        let q = made.q;
+        await q.enqueue([{ id: 'a', payload: 1 }]);
+        const [held] = await q.claim({ owner: ME, max: 1, lease_ms: 60_000 });
+        await q.fail('a', held!.lease, err('x'), 30_000);
+        clock.advance(10_000);
+        clock.reboot('boot-b');
+        q = await extras.reopen!(q, false);
+        expect(await q.nextDueAt()).toBe(clock.wall + 20_000);
+        clock.advance(20_000);
+        expect(await q.claim({ owner: ME, max: 1, lease_ms: 1000 })).toHaveLength(1);
+        await q.close();
+      });
     });
   });
 }

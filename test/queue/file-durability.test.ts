@@ -83,9 +83,12 @@ describe('file queue: durability and recovery', () => {
     // b cuts the torn tail, so glue garbage by hand after its append instead.
     await b.enqueue(ids(1, 'x'));
     await b.close();
-    const text = readFileSync(currentLog(w), 'utf8').split('\n');
-    const glued = `${'{"c":"12345678","r":{"t":"oops"'}${text[2]}`;
-    writeFileSync(currentLog(w), [text[0], 'not json at all', text[1], glued, ''].join('\n'));
+    // The lines by content (a `clk` record may come first): a bad line after the first, garbage glued before x0's.
+    const text = readFileSync(currentLog(w), 'utf8').split('\n').filter((l) => l !== '');
+    const x0 = text.findIndex((l) => l.includes('"id":"x0"'));
+    const lines = text.map((l, i) => (i === x0 ? `${'{"c":"12345678","r":{"t":"oops"'}${l}` : l));
+    lines.splice(1, 0, 'not json at all');
+    writeFileSync(currentLog(w), [...lines, ''].join('\n'));
     const c = open(w, { warn: () => undefined });
     const s = await c.stats();
     expect(s).toMatchObject({ ready: 3 });

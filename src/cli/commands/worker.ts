@@ -4,6 +4,7 @@ import { EXIT, mostSevere } from '../../guard/exit-codes.js';
 import { makeOwner } from '../../queue/owner.js';
 import { assertQueueName } from '../../queue/record.js';
 import { openQueue } from '../../queue/open.js';
+import { monotonicMs } from '../../queue/system-clock.js';
 import { DEFAULT_ISOLATION, inProcessHost, ISOLATIONS, type Isolation } from '../../runtime/isolation/host.js';
 import { isolatedHost } from '../../runtime/isolation/pool.js';
 import { loadWorker } from '../../runtime/load-worker.js';
@@ -89,6 +90,8 @@ export function registerWorker(program: Command): void {
           stop: signals.stop,
           force: signals.force,
           now: Date.now,
+          // Timeouts and lease renewals on the monotonic clock: a wall-clock step must not stop them.
+          mono: monotonicMs,
           sleep,
           random: Math.random,
           onOutcome: (out) => {

@@ -2,6 +2,7 @@ import { closeSync, fdatasyncSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeAll } from '../../storage/atomic.js';
 import { safeAppendFile, safeMkdir, safeOpen, safeRename, safeRm } from '../../storage/safe-path.js';
+import { wallTime, type ClockReading } from '../clock.js';
 import { encodeLine } from './codec.js';
 import type { LoadedLog } from './loader.js';
 import { logPath, readAt } from './log-io.js';
@@ -16,12 +17,18 @@ export interface Retention {
 }
 
 /**
- * Writes the live state of `log` as generation gen+1 and retires gen.
+ * Writes the live state of `log` as generation gen+1 and retires gen. `me`: the writer's clocks:
+ * each state time is written as a wall-clock time and, when the writer knows its boot, as its
+ * monotonic time after a `clk` record naming that boot (so a reader on the same boot keeps
+ * measuring leases and waits on the monotonic clock across the compaction).
  * Crash-safe: the new file is complete and fsynced before it is renamed into place, and the old
  * one is removed only after; a reader picks the highest generation, which is always whole.
  */
-export function compact(dir: string, gen: number, log: LoadedLog, fd: number, now: number, keep: Retention, tick: () => void = () => undefined): number {
+export function compact(dir: string, gen: number, log: LoadedLog, fd: number, me: ClockReading, keep: Retention, tick: () => void = () => undefined): number {
   const { idx } = log;
+  const now = me.mono;
+  const boot = me.boot;
+  const times = (local: number): { tm: number; mt?: number } => (boot !== null ? { tm: wallTime(local, me), mt: local } : { tm: wallTime(local, me) });
   const t = idx.slots;
   const keepCompleted = completedToKeep(log, now, keep);
   const next = gen + 1;
@@ -42,6 +49,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
         size = 0;
       }
     };
+    if (boot !== null) emit({ t: 'clk', at: me.wall, m: me.mono, b: boot });
     // Only what survives is read back (completions past retention are counted, not read), in
     // batches that readMany turns into a few sequential reads.
     const survivors: number[] = [];
@@ -61,19 +69,21 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
         const st = t.state[slot]!;
         if (st === S_COMPLETED) {
           const id = rec?.id ?? rec?.task?.id;
-          if (id) emit({ t: 'kept', n: n++, id, f: t.fence[slot]!, tm: t.time[slot]! });
+          if (id) emit({ t: 'kept', n: n++, id, f: t.fence[slot]!, ...times(t.time[slot]!) });
           return;
         }
         const task = rec?.task;
         if (!task) throw new Error(`queue log ${logPath(dir, gen)}: record of slot ${slot} does not read back`);
         const owner = st === S_LEASED ? idx.ownerOf(slot) : null;
+        const ownerBoot = st === S_LEASED ? idx.ownerBoots[t.owner[slot]!] : null;
         emit({
           t: 'snap',
           n: n++,
           s: STATES[st]!,
           f: t.fence[slot]!,
-          tm: t.time[slot]!,
+          ...times(t.time[slot]!),
           ...(owner ? { o: owner.id, pid: owner.pid, host: owner.host } : {}),
+          ...(ownerBoot ? { ob: ownerBoot } : {}),
           ...(st === S_LEASED && t.started[slot] === 1 ? { st: 1 as const } : {}),
           task: task as never,
         });
@@ -82,7 +92,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
       tick();
     }
     // The head goes last: only then is the count of dropped completions known.
-    emit({ t: 'head', gen: next, at: now, completed_dropped: dropped, cancelled_dropped: cancelledDropped, paused: idx.paused, totals: { ...idx.totals } });
+    emit({ t: 'head', gen: next, at: me.wall, completed_dropped: dropped, cancelled_dropped: cancelledDropped, paused: idx.paused, totals: { ...idx.totals } });
     if (chunk.length) writeAll(out, Buffer.from(chunk.join('')));
     fdatasyncSync(out);
   } finally {
@@ -100,6 +110,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, no
 const BATCH = 4096;
 
 /** Completed and cancelled tasks within retention (a cancelled task is kept whole: it may run again). */
+/** `now`: local (monotonic) ms, like the state's times. */
 function completedToKeep(log: LoadedLog, now: number, keep: Retention): Set<number> {
   const t = log.idx.slots;
   const young: number[] = [];

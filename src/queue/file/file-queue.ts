@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { MetaspnError, StateCorruptError, UsageError } from '../../guard/errors.js';
 import { Mutex } from '../../storage/mutex.js';
 import { deadletterDir, queueDir, workspacePaths } from '../../storage/paths.js';
+import { bootAlive, type ClockReading, type QueueClock } from '../clock.js';
 import { leaseOf, reclaimError } from '../memory.js';
-import { DEFAULT_MAX_ATTEMPTS, queueFull, type QueueOptions } from '../options.js';
-import { ownerAlive } from '../owner.js';
+import { clockOf, DEFAULT_MAX_ATTEMPTS, queueFull, type QueueOptions } from '../options.js';
+import { HOST, ownerAlive } from '../owner.js';
 import { checkTaskId, deadLetterOf, newRecord, recordAfterCancel, recordAfterFailure, recordAfterRetry } from '../record.js';
 import { checkGroup } from '../validate.js';
 import { transition, type Event } from '../state.js';
@@ -67,7 +68,11 @@ interface Op {
 
 /** What one locked round writes. */
 interface Round {
+  /** The round's time on the monotonic timeline: what the state machine compares and adds to. */
   now: number;
+  /** The same instant on the wall clock (epoch ms): the `at` of records, the times in task records. */
+  at: number;
+  reading: ClockReading;
   /** Applies the record to the state and queues it for writing; false when the state refused it. */
   emit(r: LogRecord): boolean;
   /**
@@ -101,7 +106,8 @@ interface ScopeCache extends Scope {
 export class FileQueue implements Queue {
   readonly name: string;
   private readonly dir: string;
-  private readonly now: () => number;
+  /** Leases and waits are measured on its monotonic clock (src/queue/clock.ts). */
+  private readonly clock: QueueClock;
   private readonly maxAttempts: number;
   private readonly alive: (o: Owner) => boolean;
   private readonly ackWindow: number;
@@ -131,7 +137,7 @@ export class FileQueue implements Queue {
     this.name = opts.name;
     const ws = workspacePaths(opts.workspace);
     this.dir = queueDir(ws, opts.name);
-    this.now = opts.now ?? Date.now;
+    this.clock = clockOf(opts);
     this.maxAttempts = opts.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
     this.alive = opts.ownerAlive ?? ownerAlive;
     this.ackWindow = opts.ack_window_ms ?? 2;
@@ -154,7 +160,7 @@ export class FileQueue implements Queue {
     return this.submit('enq', true, (r) => {
       const result: EnqueueResult = { added: [], existing: [], rerun: [] };
       const idx = this.state().idx;
-      const at = new Date(r.now).toISOString();
+      const at = new Date(r.at).toISOString();
       if (this.maxQueueSize > 0) {
         const open = idx.counts[S_READY]! + idx.counts[S_SCHEDULED]! + idx.counts[S_LEASED]!;
         const fresh = new Set(tasks.filter((t) => idx.ids.get(t.id) < 0).map((t) => t.id)).size;
@@ -169,8 +175,16 @@ export class FileQueue implements Queue {
             const by = opts.by ?? 'rerun';
             // A completed id kept by a compaction has only its tombstone left: the task is written afresh.
             const ok = rec?.task
-              ? r.emit({ t: 'rerun', at: r.now, n, task: recordAfterRetry(rec.task, by, r.now) })
-              : r.emit({ t: 'snap', n, s: 'ready', f: idx.slots.fence[n]!, tm: r.now, task: recordAfterRetry(newRecord(this.name, t, this.maxAttempts, r.now), by, r.now) });
+              ? r.emit({ t: 'rerun', at: r.at, n, task: recordAfterRetry(rec.task, by, r.at) })
+              : r.emit({
+                  t: 'snap',
+                  n,
+                  s: 'ready',
+                  f: idx.slots.fence[n]!,
+                  tm: r.at,
+                  ...(r.reading.boot !== null ? { mt: r.now } : {}),
+                  task: recordAfterRetry(newRecord(this.name, t, this.maxAttempts, r.at), by, r.at),
+                });
             if (ok) {
               result.rerun.push(t.id);
               continue;
@@ -179,8 +193,8 @@ export class FileQueue implements Queue {
           result.existing.push(t.id);
           continue;
         }
-        const task = newRecord(this.name, t, this.maxAttempts, r.now, at);
-        r.emit({ t: 'enq', n: idx.slots.count, at: r.now, task });
+        const task = newRecord(this.name, t, this.maxAttempts, r.at, at);
+        r.emit({ t: 'enq', n: idx.slots.count, at: r.at, task });
         result.added.push(t.id);
       }
       return () => result;
@@ -197,7 +211,7 @@ export class FileQueue implements Queue {
       const fences = slots.map((s) => log.idx.slots.fence[s]! + 1);
       r.emit({
         t: 'claim',
-        at: r.now,
+        at: r.at,
         o: opts.owner.id,
         pid: opts.owner.pid,
         host: opts.owner.host,
@@ -212,7 +226,7 @@ export class FileQueue implements Queue {
           const task = (records[i] as { task?: TaskRecord } | null)?.task;
           if (!task) throw new MetaspnError('STATE_CORRUPT', `queue ${this.name}: the record of task slot ${s} does not read back`);
           this.held.set(task.id, { slot: s, task });
-          return { task, lease: leaseOf(log.idx.status(s)) };
+          return { task, lease: leaseOf(log.idx.status(s), r.reading) };
         });
       };
     });
@@ -240,7 +254,7 @@ export class FileQueue implements Queue {
       id,
       ev,
       'lease_lost',
-      (r, n) => ({ t: 'fail', at: r.now, o: lease.owner, n, f: lease.fence, ms: delay_ms, task: recordAfterFailure(this.heldTask(id, n), error, r.now) }),
+      (r, n) => ({ t: 'fail', at: r.at, o: lease.owner, n, f: lease.fence, ms: delay_ms, task: recordAfterFailure(this.heldTask(id, n), error, r.at) }),
       (n) => (this.state().idx.slots.state[n] === S_DEAD ? 'dead' : 'scheduled'),
     );
   }
@@ -251,7 +265,7 @@ export class FileQueue implements Queue {
       id,
       ev,
       false,
-      (r, n) => ({ t: 'dead', at: r.now, o: lease.owner, n, f: lease.fence, task: recordAfterFailure(this.heldTask(id, n), error, r.now) }),
+      (r, n) => ({ t: 'dead', at: r.at, o: lease.owner, n, f: lease.fence, task: recordAfterFailure(this.heldTask(id, n), error, r.at) }),
       () => true,
     );
   }
@@ -263,8 +277,8 @@ export class FileQueue implements Queue {
       const moved: string[] = [];
       for (const n of slots) {
         if (idx.slots.state[n] !== S_DEAD) continue;
-        const task = recordAfterRetry(this.taskAt(n), opts.by, r.now);
-        r.emit({ t: 'retry', at: r.now, n, task });
+        const task = recordAfterRetry(this.taskAt(n), opts.by, r.at);
+        r.emit({ t: 'retry', at: r.at, n, task });
         moved.push(task.id);
       }
       return () => moved;
@@ -285,7 +299,7 @@ export class FileQueue implements Queue {
           const task = (records[k] as { task?: TaskRecord } | null)?.task;
           if (!task) throw new MetaspnError('STATE_CORRUPT', `queue ${this.name}: the record of task slot ${n} does not read back`);
           if (opts.keep?.has(task.id)) return;
-          if (r.emit({ t: 'cancel', at: r.now, n, task: recordAfterCancel(task, opts.by, opts.reason, r.now) })) cancelled.push(task.id);
+          if (r.emit({ t: 'cancel', at: r.at, n, task: recordAfterCancel(task, opts.by, opts.reason, r.at) })) cancelled.push(task.id);
         });
       }
       return () => cancelled;
@@ -301,20 +315,21 @@ export class FileQueue implements Queue {
       }
       let due: number | null = null;
       for (const n of this.scopeOf(only).slots) if (idx.slots.state[n] === S_SCHEDULED) due = Math.min(due ?? Infinity, idx.slots.time[n]!);
-      return () => due;
+      const wall = due === null ? null : idx.wall(due);
+      return () => wall;
     });
   }
 
   pause(by: string): Promise<void> {
     return this.submit('pause', true, (r) => {
-      r.emit({ t: 'pause', at: r.now, by });
+      r.emit({ t: 'pause', at: r.at, by });
       return () => undefined;
     });
   }
 
   resume(by: string): Promise<void> {
     return this.submit('resume', true, (r) => {
-      r.emit({ t: 'resume', at: r.now, by });
+      r.emit({ t: 'resume', at: r.at, by });
       return () => undefined;
     });
   }
@@ -402,21 +417,22 @@ export class FileQueue implements Queue {
     this.gen = gen;
     const file = logPath(this.dir, gen);
     // The strict replay once more, now that nobody else can append: is there still a conflict?
-    const strict = new LoadedLog(() => fd, file);
+    const strict = new LoadedLog(() => fd, file, this.clock);
     try {
       strict.readMore();
       return null;
     } catch (err) {
       if (!(err instanceof QueueLogConflictError)) throw err;
     }
-    const now = this.now();
-    const { log, tail, report } = salvage(fd, file, now);
+    const me = this.clock.read();
+    const { log, tail, report } = salvage(fd, file, this.clock);
     if (tail > 0) this.cutTornTail(log, tail);
     this.mutex.assertHeld();
-    const next = compact(this.dir, gen, log, fd, now, this.retention);
+    log.idx.me = me;
+    const next = compact(this.dir, gen, log, fd, me, this.retention);
     // The new generation is replayed strictly like any other; dead-letter files follow it.
     this.reload();
-    this.writeStats(now);
+    this.writeStats(this.clock.read());
     this.warn('queue log salvaged after a replay conflict', { queue: this.name, file, offset: strict.conflict!.offset, generation: next });
     return { conflict: strict.conflict!, file, salvage: report, generation: logPath(this.dir, next) };
   }
@@ -579,16 +595,29 @@ export class FileQueue implements Queue {
     let syncNeeded = false;
     const effects: Effects = { dead: [], undead: [] };
     log.idx.effects = effects;
+    const reading = this.clock.read();
+    // Every record of the round is placed on the reading's monotonic timeline (see src/queue/clock.ts).
+    log.idx.me = reading;
+    const write = (rec: LogRecord): boolean => {
+      const len = lines.add(rec);
+      const refused = log.idx.refused;
+      log.unwritten.set(end, rec);
+      log.idx.apply(rec, end, len);
+      end += len;
+      if (needsSync(rec)) syncNeeded = true;
+      return log.idx.refused === refused;
+    };
     const round: Round = {
-      now: this.now(),
+      now: reading.mono,
+      at: reading.wall,
+      reading,
       emit: (rec) => {
-        const len = lines.add(rec);
-        const refused = log.idx.refused;
-        log.unwritten.set(end, rec);
-        log.idx.apply(rec, end, len);
-        end += len;
-        if (needsSync(rec)) syncNeeded = true;
-        return log.idx.refused === refused;
+        if (reading.boot !== null && rec.t !== 'clk') {
+          // The monotonic times that follow count from this boot: said once, before the first of them.
+          if (log.idx.logBoot !== reading.boot) write({ t: 'clk', at: reading.wall, m: reading.mono, b: reading.boot });
+          if ('at' in rec) rec = { ...rec, m: reading.mono };
+        }
+        return write(rec);
       },
       pair: (t, o, n, fence, ms = 0) => {
         if (paired.has(n)) return false;
@@ -606,8 +635,8 @@ export class FileQueue implements Queue {
     try {
       results = ops.map((op) => op.run(round));
       for (const b of batches.values()) {
-        if (b.t === 'renew') round.emit({ t: 'renew', at: round.now, o: b.o, ms: b.ms, l: b.l });
-        else round.emit({ t: b.t, at: round.now, o: b.o, l: b.l });
+        if (b.t === 'renew') round.emit({ t: 'renew', at: round.at, o: b.o, ms: b.ms, l: b.l });
+        else round.emit({ t: b.t, at: round.at, o: b.o, l: b.l });
       }
     } finally {
       log.idx.effects = null;
@@ -622,7 +651,7 @@ export class FileQueue implements Queue {
       // Dead-letter files follow the log, under the lock, so they never race a retry.
       fdatasyncSync(this.fd!);
       syncNeeded = false;
-      for (const n of effects.dead) this.dead.write(deadLetterOf(this.taskAt(n), log.idx.slots.time[n]!));
+      for (const n of effects.dead) this.dead.write(deadLetterOf(this.taskAt(n), log.idx.wall(log.idx.slots.time[n]!)));
       for (const n of effects.undead) this.dead.remove(this.taskAt(n).id);
     }
     // Answers are read now, under the lock and before a compaction renumbers the slots.
@@ -637,9 +666,9 @@ export class FileQueue implements Queue {
       this.forceCompaction = false;
       fdatasyncSync(this.fd!);
       syncNeeded = false;
-      this.compactNow(round.now);
+      this.compactNow(reading);
     }
-    this.writeStats(round.now);
+    this.writeStats(reading);
     return { outcomes, syncNeeded };
   }
 
@@ -699,7 +728,7 @@ export class FileQueue implements Queue {
     const { gen, fd } = openCurrent(this.dir);
     this.fd = fd;
     this.gen = gen;
-    const log = new LoadedLog(() => this.fd!, logPath(this.dir, gen));
+    const log = new LoadedLog(() => this.fd!, logPath(this.dir, gen), this.clock);
     // About one task per 250 bytes of log (an enqueue record): size the tables once.
     const expected = Math.floor(fstatSync(fd).size / 250);
     log.idx.slots.reserve(expected);
@@ -737,7 +766,7 @@ export class FileQueue implements Queue {
       file: logPath(this.dir, this.gen),
       offset: log.end,
       length: tail,
-      set_aside_at: new Date(this.now()).toISOString(),
+      set_aside_at: new Date(this.clock.read().wall).toISOString(),
       reason: 'torn tail (no newline)',
       bytes_base64: bytes.toString('base64'),
     };
@@ -761,21 +790,23 @@ export class FileQueue implements Queue {
       const task = this.taskAt(n);
       const present = files.delete(task.id);
       // Missing, or half-written by a crash: written again from the log.
-      if (!present || this.dead.read(task.id)?.task.id !== task.id) this.dead.write(deadLetterOf(task, log.idx.slots.time[n]!));
+      if (!present || this.dead.read(task.id)?.task.id !== task.id) this.dead.write(deadLetterOf(task, log.idx.wall(log.idx.slots.time[n]!)));
     }
     for (const id of files) this.dead.remove(id);
   }
 
-  private compactNow(now: number): void {
+  private compactNow(me: ClockReading): void {
     const log = this.state();
     this.mutex.assertHeld();
-    compact(this.dir, this.gen, log, this.fd!, now, this.retention);
+    compact(this.dir, this.gen, log, this.fd!, me, this.retention);
     this.reload();
   }
 
-  private writeStats(now: number): void {
+  private writeStats(me: ClockReading): void {
     const log = this.state();
-    this.statsFile.write({ gen: this.gen, end: log.end, at: now, stats: log.idx.stats(this.name, now, log.corrupt.length) });
+    log.idx.me = me;
+    // The reading goes with the wall times it produced: a reader on this boot re-projects them after a step.
+    this.statsFile.write({ gen: this.gen, end: log.end, at: me.wall, mono: me.mono, boot: me.boot, stats: log.idx.stats(this.name, me.mono, log.corrupt.length) });
   }
 
   /**
@@ -787,7 +818,9 @@ export class FileQueue implements Queue {
     const slots = new Set(idx.expiredLeases(r.now));
     const gone = new Set<number>();
     idx.leasesOf.forEach((count, o) => {
-      if (count > 0 && !this.alive(idx.owners[o]!)) gone.add(o);
+      const owner = idx.owners[o]!;
+      // A holder that claimed on an earlier boot of this host is gone, whatever its pid is now.
+      if (count > 0 && (!this.alive(owner) || (owner.host === HOST && !bootAlive(idx.ownerBoots[o] ?? null, r.reading)))) gone.add(o);
     });
     if (gone.size) for (const n of idx.leased) if (gone.has(idx.slots.owner[n]!)) slots.add(n);
     const out: string[] = [];
@@ -802,11 +835,11 @@ export class FileQueue implements Queue {
         continue;
       }
       const dead = owner !== null && gone.has(idx.slots.owner[n]!);
-      const task = recordAfterFailure(this.taskAt(n), reclaimError(dead, owner ?? undefined, r.now), r.now);
-      if (r.emit({ t: 'reclaim', at: r.now, n, f: idx.slots.fence[n]!, task })) out.push(task.id);
+      const task = recordAfterFailure(this.taskAt(n), reclaimError(dead, owner ?? undefined, r.at), r.at);
+      if (r.emit({ t: 'reclaim', at: r.at, n, f: idx.slots.fence[n]!, task })) out.push(task.id);
     }
     for (const [o, l] of unstarted) {
-      r.emit({ t: 'rel', at: r.now, o, l });
+      r.emit({ t: 'rel', at: r.at, o, l });
       for (const [n] of l) if (idx.slots.state[n] === S_READY) out.push(this.taskAt(n).id);
     }
     return out;

@@ -1,3 +1,4 @@
+import { localTime, wallTime, type ClockReading } from '../clock.js';
 import { transition, type Event, type Status } from '../state.js';
 import type { Owner, QueueStats, TaskState } from '../types.js';
 import type { LogRecord, Pair } from './records.js';
@@ -66,7 +67,16 @@ export class IndexState {
   readonly leasesOf: number[] = [];
   readonly deadSlots = new Set<number>();
   readonly owners: Owner[] = [];
+  /** The boot each owner's claim was written on (null: unknown), by owner index. */
+  readonly ownerBoots: (string | null)[] = [];
   private readonly ownerIdx = new Map<string, number>();
+  /**
+   * The reader's clocks, as of this replay step or round: record times are placed on its
+   * monotonic timeline (src/queue/clock.ts). Set by LoadedLog before each read and each round.
+   */
+  me: ClockReading = { wall: 0, mono: 0, boot: null };
+  /** The boot the `m` of the records being applied count from (the latest `clk` record); null: none yet. */
+  logBoot: string | null = null;
   /** Task groups seen, interned: SlotTable.group holds an index into this. */
   readonly groups: string[] = [];
   private readonly groupIdx = new Map<string, number>();
@@ -139,20 +149,35 @@ export class IndexState {
     return i;
   }
 
-  private internOwner(id: string, pid: number, host: string): number {
+  private internOwner(id: string, pid: number, host: string, boot: string | null): number {
     let i = this.ownerIdx.get(id);
     if (i === undefined) {
       i = this.owners.length;
       this.owners.push({ id, pid, host });
+      this.ownerBoots.push(boot);
       this.ownerIdx.set(id, i);
     }
     return i;
   }
 
+  /** A record's time on the reader's monotonic timeline (`at` wall ms, `m` monotonic ms on the log's current boot). */
+  private local(at: number, m: number | undefined): number {
+    return localTime(at, m, this.logBoot, this.me);
+  }
+
+  /** A local time as a wall-clock epoch ms, as of the reader's clocks. */
+  wall(local: number): number {
+    return wallTime(local, this.me);
+  }
+
   /** Applies one record read from (or about to be written to) the log at [offset, offset+length). */
   apply(r: LogRecord, offset: number, length: number): void {
     if (this.conflict) throw new ReplayConflictError(this.conflict);
+    const at = 'at' in r ? this.local(r.at, r.m) : 0;
     switch (r.t) {
+      case 'clk':
+        this.logBoot = typeof r.b === 'string' ? r.b : null;
+        return;
       case 'head':
         this.completedDropped = r.completed_dropped;
         this.cancelledDropped = typeof r.cancelled_dropped === 'number' ? r.cancelled_dropped : 0;
@@ -164,44 +189,45 @@ export class IndexState {
         this.checkPlacement(r.t, r.n, r.task.id, offset);
         this.place(r.n, r.task.id, offset, length);
         this.slots.group[r.n] = this.internGroup(r.task.group);
-        this.setStatus(r.n, { state: 'ready', attempt_count: 0, max_attempts: r.task.max_attempts, fence: 0, time: r.at, owner: null }, -1);
+        this.setStatus(r.n, { state: 'ready', attempt_count: 0, max_attempts: r.task.max_attempts, fence: 0, time: at, owner: null }, -1);
         return;
       case 'claim': {
-        const o = this.internOwner(r.o, r.pid, r.host);
+        const o = this.internOwner(r.o, r.pid, r.host, r.m !== undefined ? this.logBoot : null);
         for (const [n] of r.l) this.checkSlot(r.t, n, offset);
         for (const [n, f] of r.l) {
-          const out = this.event(n, { type: 'claim', owner: r.o, lease_ms: r.ms, started: r.st === 1 }, r.at);
+          // The claimer judged the task due: replay does not ask this reader's clock again.
+          const out = this.event(n, { type: 'claim', owner: r.o, lease_ms: r.ms, started: r.st === 1, judged: true }, at);
           if (out && out.fence === f) this.setStatus(n, out, o);
           else this.refused++;
         }
         return;
       }
       case 'renew':
-        return this.pairs(r.t, r.l, (n, f) => ({ type: 'renew', owner: r.o, fence: f, lease_ms: r.ms }), r.at, offset);
+        return this.pairs(r.t, r.l, (n, f) => ({ type: 'renew', owner: r.o, fence: f, lease_ms: r.ms }), at, offset);
       case 'start':
-        return this.pairs(r.t, r.l, (n, f) => ({ type: 'start', owner: r.o, fence: f }), r.at, offset);
+        return this.pairs(r.t, r.l, (n, f) => ({ type: 'start', owner: r.o, fence: f }), at, offset);
       case 'done':
-        return this.pairs(r.t, r.l, (n, f) => ({ type: 'complete', owner: r.o, fence: f }), r.at, offset);
+        return this.pairs(r.t, r.l, (n, f) => ({ type: 'complete', owner: r.o, fence: f }), at, offset);
       case 'rel':
-        return this.pairs(r.t, r.l, (n, f) => ({ type: 'release', owner: r.o, fence: f }), r.at, offset);
+        return this.pairs(r.t, r.l, (n, f) => ({ type: 'release', owner: r.o, fence: f }), at, offset);
       case 'fail':
         this.checkSlot(r.t, r.n, offset);
-        return this.single(r.n, { type: 'fail', owner: r.o, fence: r.f, delay_ms: r.ms }, r.at, offset, length);
+        return this.single(r.n, { type: 'fail', owner: r.o, fence: r.f, delay_ms: r.ms }, at, offset, length);
       case 'dead':
         this.checkSlot(r.t, r.n, offset);
-        return this.single(r.n, { type: 'dead_letter', owner: r.o, fence: r.f }, r.at, offset, length);
+        return this.single(r.n, { type: 'dead_letter', owner: r.o, fence: r.f }, at, offset, length);
       case 'reclaim':
         this.checkSlot(r.t, r.n, offset);
-        return this.single(r.n, { type: 'reclaim', fence: r.f }, r.at, offset, length);
+        return this.single(r.n, { type: 'reclaim', fence: r.f }, at, offset, length);
       case 'retry':
         this.checkSlot(r.t, r.n, offset);
-        return this.single(r.n, { type: 'retry' }, r.at, offset, length);
+        return this.single(r.n, { type: 'retry' }, at, offset, length);
       case 'rerun':
         this.checkSlot(r.t, r.n, offset);
-        return this.single(r.n, { type: 'rerun' }, r.at, offset, length);
+        return this.single(r.n, { type: 'rerun' }, at, offset, length);
       case 'cancel':
         this.checkSlot(r.t, r.n, offset);
-        return this.single(r.n, { type: 'cancel' }, r.at, offset, length);
+        return this.single(r.n, { type: 'cancel' }, at, offset, length);
       case 'pause':
       case 'resume':
         this.paused = r.t === 'pause';
@@ -217,10 +243,10 @@ export class IndexState {
           this.place(r.n, r.task.id, offset, length);
         }
         this.slots.group[r.n] = this.internGroup(r.task.group);
-        const o = r.o !== undefined ? this.internOwner(r.o, r.pid ?? 0, r.host ?? '') : -1;
+        const o = r.o !== undefined ? this.internOwner(r.o, r.pid ?? 0, r.host ?? '', typeof r.ob === 'string' ? r.ob : null) : -1;
         this.setStatus(
           r.n,
-          { state: r.s, attempt_count: r.task.attempt_count, max_attempts: r.task.max_attempts, fence: r.f, time: r.tm, owner: r.o ?? null, started: r.st === 1 },
+          { state: r.s, attempt_count: r.task.attempt_count, max_attempts: r.task.max_attempts, fence: r.f, time: this.local(r.tm, r.mt), owner: r.o ?? null, started: r.st === 1 },
           o,
         );
         return;
@@ -229,7 +255,7 @@ export class IndexState {
         this.checkPlacement(r.t, r.n, r.id, offset);
         this.place(r.n, r.id, offset, length);
         this.slots.group[r.n] = -1;
-        this.setStatus(r.n, { state: 'completed', attempt_count: 0, max_attempts: 0, fence: r.f, time: r.tm, owner: null }, -1);
+        this.setStatus(r.n, { state: 'completed', attempt_count: 0, max_attempts: 0, fence: r.f, time: this.local(r.tm, r.mt), owner: null }, -1);
         return;
     }
   }
@@ -482,12 +508,14 @@ export class IndexState {
     return out;
   }
 
+  /** The queue's counts; `now` on the reader's monotonic timeline (`me.mono`), times out as wall-clock epoch ms. */
   stats(name: string, now: number, corrupt: number): QueueStats {
     const t = this.slots;
     const head = this.ready.peek((x) => t.state[x] === S_READY);
     const top = this.due.top((time, s) => t.state[s] === S_SCHEDULED && t.time[s] === time);
     let oldest = head >= 0 ? t.time[head]! : null;
     if (top && top.time <= now) oldest = Math.min(oldest ?? Infinity, top.time);
+    // Measured on the monotonic clock, shown as wall-clock times as of the reader's clocks.
     return {
       queue: name,
       ready: this.counts[S_READY]!,
@@ -497,8 +525,8 @@ export class IndexState {
       dead: this.counts[S_DEAD]!,
       cancelled: this.counts[S_CANCELLED]! + this.cancelledDropped,
       paused: this.paused,
-      next_due_at: top ? top.time : null,
-      oldest_ready_at: oldest,
+      next_due_at: top ? this.wall(top.time) : null,
+      oldest_ready_at: oldest === null ? null : this.wall(oldest),
       corrupt_records: corrupt,
       totals: { ...this.totals },
     };

@@ -1,6 +1,8 @@
 import { readlinkSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { StateCorruptError } from '../../guard/errors.js';
+import type { QueueClock } from '../clock.js';
+import { systemClock } from '../system-clock.js';
 import { decodeLine, type ScannedLine } from './codec.js';
 import { IndexState, ReplayConflictError, type ReplayConflict } from './index-state.js';
 import { readAt, readLines, readMany } from './log-io.js';
@@ -42,10 +44,14 @@ export class LoadedLog {
   /** Records of the round in progress, by offset: applied already, not yet written. */
   readonly unwritten = new Map<number, unknown>();
 
-  /** `path` names the file in errors (when absent, it is looked up from the descriptor). */
+  /**
+   * `path` names the file in errors (when absent, it is looked up from the descriptor). `clock`:
+   * what record times are placed on (src/queue/clock.ts); read before each `readMore`.
+   */
   constructor(
     private readonly fd: () => number,
     private readonly path?: string,
+    readonly clock: QueueClock = systemClock,
   ) {
     this.idx = new IndexState((slot) => idOfRecord(this.recordAt(slot)));
   }
@@ -61,6 +67,7 @@ export class LoadedLog {
    * counts do not add up after it; the replay stops there, and `conflict` says what it met.
    */
   readMore(onChunk?: () => void): number {
+    this.idx.me = this.clock.read();
     try {
       const r = readLines(this.fd(), this.end, (l) => this.onLine(l), onChunk);
       this.end = r.end;

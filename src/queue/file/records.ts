@@ -3,46 +3,59 @@ import type { TaskRecord, TaskState } from '../types.js';
 /** [slot, fence] pairs: one batched claim/renew/done/release record covers many tasks. */
 export type Pair = [number, number];
 
-/** The records of a queue log. Every mutation names the state it expects, so replay can refuse a stale one. */
+/**
+ * The records of a queue log. Every mutation names the state it expects, so replay can refuse a stale one.
+ *
+ * Times: `at` is the writer's wall clock (epoch ms); `m`, when present, its monotonic clock (ms) on
+ * the boot named by the latest `clk` record before it. A reader on that boot measures leases and
+ * waits from `m`; any other reader from `at` (src/queue/clock.ts). Records of older versions have no `m`.
+ */
 export type LogRecord =
   /** `cancelled_dropped`: cancelled tasks dropped past retention (absent in logs of older versions: 0). */
-  | { t: 'head'; gen: number; at: number; completed_dropped: number; cancelled_dropped?: number; paused: boolean; totals?: { failed: number; dead_lettered: number; retried: number } }
-  | { t: 'enq'; n: number; at: number; task: TaskRecord }
+  | { t: 'head'; gen: number; at: number; m?: number; completed_dropped: number; cancelled_dropped?: number; paused: boolean; totals?: { failed: number; dead_lettered: number; retried: number } }
+  | { t: 'enq'; n: number; at: number; m?: number; task: TaskRecord }
   /** `st: 1`: the leases begin started (the claimer runs them at once); absent, each starts with a `start` record. */
-  | { t: 'claim'; at: number; o: string; pid: number; host: string; ms: number; st?: 1; l: Pair[] }
-  | { t: 'renew'; at: number; o: string; ms: number; l: Pair[] }
+  | { t: 'claim'; at: number; m?: number; o: string; pid: number; host: string; ms: number; st?: 1; l: Pair[] }
+  | { t: 'renew'; at: number; m?: number; o: string; ms: number; l: Pair[] }
   /** The owner's handlers of these leases begin: from now on losing the lease costs an attempt. */
-  | { t: 'start'; at: number; o: string; l: Pair[] }
-  | { t: 'done'; at: number; o: string; l: Pair[] }
-  | { t: 'rel'; at: number; o: string; l: Pair[] }
-  | { t: 'fail'; at: number; o: string; n: number; f: number; ms: number; task: TaskRecord }
-  | { t: 'dead'; at: number; o: string; n: number; f: number; task: TaskRecord }
-  | { t: 'reclaim'; at: number; n: number; f: number; task: TaskRecord }
-  | { t: 'retry'; at: number; n: number; task: TaskRecord }
-  | { t: 'rerun'; at: number; n: number; task: TaskRecord }
+  | { t: 'start'; at: number; m?: number; o: string; l: Pair[] }
+  | { t: 'done'; at: number; m?: number; o: string; l: Pair[] }
+  | { t: 'rel'; at: number; m?: number; o: string; l: Pair[] }
+  | { t: 'fail'; at: number; m?: number; o: string; n: number; f: number; ms: number; task: TaskRecord }
+  | { t: 'dead'; at: number; m?: number; o: string; n: number; f: number; task: TaskRecord }
+  | { t: 'reclaim'; at: number; m?: number; n: number; f: number; task: TaskRecord }
+  | { t: 'retry'; at: number; m?: number; n: number; task: TaskRecord }
+  | { t: 'rerun'; at: number; m?: number; n: number; task: TaskRecord }
   /** A ready or scheduled task cancelled: its full record with `cancelled` (who, when, why). */
-  | { t: 'cancel'; at: number; n: number; task: TaskRecord }
-  | { t: 'pause' | 'resume'; at: number; by: string }
+  | { t: 'cancel'; at: number; m?: number; n: number; task: TaskRecord }
+  | { t: 'pause' | 'resume'; at: number; m?: number; by: string }
   | {
       t: 'snap';
       n: number;
       s: TaskState;
       f: number;
+      /** The state's time (see Status.time) as wall-clock epoch ms; `mt`: the same on the monotonic clock of the `clk` boot. */
       tm: number;
+      mt?: number;
       o?: string;
       pid?: number;
       host?: string;
+      /** The boot the lease owner claimed on, when known: a holder of another boot of this host is gone. */
+      ob?: string;
       /** 1 when a leased task's handler had started. */
       st?: 1;
       task: TaskRecord;
     }
-  | { t: 'kept'; n: number; id: string; f: number; tm: number };
+  | { t: 'kept'; n: number; id: string; f: number; tm: number; mt?: number }
+  /** The boot the `m` of the records after it count from: written when a writer on another boot (or the first) appends. */
+  | { t: 'clk'; at: number; m: number; b: string };
 
 /** Records that must be on disk before the caller hears back. Claims and renewals may be lost: the task stays safe. */
 export function needsSync(r: LogRecord): boolean {
   // A `start` need not be fsynced: it is written (to the page cache) before the handler runs, so a
   // crashed process still has it counted; only a power loss can drop it, and then the attempt is free.
-  return r.t !== 'claim' && r.t !== 'renew' && r.t !== 'rel' && r.t !== 'start';
+  // A `clk` is synced with whatever record after it needs syncing (fdatasync covers the file).
+  return r.t !== 'claim' && r.t !== 'renew' && r.t !== 'rel' && r.t !== 'start' && r.t !== 'clk';
 }
 
 /** The task id a full record carries (for confirming an id-index match). */

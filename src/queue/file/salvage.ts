@@ -1,3 +1,4 @@
+import type { QueueClock } from '../clock.js';
 import type { TaskState } from '../types.js';
 import type { ScannedLine } from './codec.js';
 import { ReplayConflictError, type ReplayConflict } from './index-state.js';
@@ -34,13 +35,15 @@ export interface SalvageReport {
  * The result is a LoadedLog whose state holds no conflict, ready for `compact` to write as the
  * next generation. Nothing is written here. Costs one pass over the log and 4 bytes per slot.
  */
-export function salvage(fd: number, path: string, now: number): { log: LoadedLog; tail: number; report: SalvageReport } {
-  const log = new LoadedLog(() => fd, path);
+export function salvage(fd: number, path: string, clock: QueueClock): { log: LoadedLog; tail: number; report: SalvageReport } {
+  const log = new LoadedLog(() => fd, path, clock);
+  const me = clock.read();
+  log.idx.me = me;
   const s = new Salvager(log);
   try {
     const r = readLines(fd, 0, (l) => s.line(l));
     log.end = r.end;
-    s.finish(now);
+    s.finish(me.mono);
     // Salvaged or not, the state must add up before anything is written from it.
     log.idx.verify(log.end);
     return { log, tail: r.tail, report: s.report };
@@ -134,6 +137,7 @@ class Salvager {
       case 'head':
       case 'pause':
       case 'resume':
+      case 'clk':
         return this.apply(rec, l);
     }
   }
@@ -184,7 +188,7 @@ class Salvager {
     this.route[n] = s;
   }
 
-  /** Every task a conflict touched goes back to ready, unless it is dead or only its tombstone is left. */
+  /** Every task a conflict touched goes back to ready, unless it is dead or only its tombstone is left. `now`: local (monotonic) ms. */
   finish(now: number): void {
     const idx = this.log.idx;
     for (const s of [...this.involved].sort((a, b) => a - b)) {

@@ -1,6 +1,8 @@
 import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { safeOpen } from '../../storage/safe-path.js';
 import { join } from 'node:path';
+import { reprojectWall, type QueueClock } from '../clock.js';
+import { systemClock } from '../system-clock.js';
 import type { QueueStats } from '../types.js';
 import { decodeLine, encodeLine } from './codec.js';
 import { LoadedLog } from './loader.js';
@@ -16,7 +18,11 @@ const BLOCK = 1024;
 interface Snapshot {
   gen: number;
   end: number;
+  /** Wall-clock epoch ms of the write. */
   at: number;
+  /** The writer's monotonic ms and boot at the write (absent from older versions): the stats' times are re-projected from them after a wall-clock step. */
+  mono?: number;
+  boot?: string | null;
   stats: QueueStats;
 }
 
@@ -54,8 +60,12 @@ function readSnapshot(dir: string): Snapshot | null {
   }
 }
 
-/** Stats without taking the lock: the snapshot when it is current, else a read-only replay. */
-export function readStats(dir: string, name: string, now: number): QueueStats & { source: 'snapshot' | 'replay' } {
+/**
+ * Stats without taking the lock: the snapshot when it is current, else a read-only replay. `now`:
+ * wall-clock epoch ms the stats are as of (normally the clock's own). Waits and ages are measured
+ * on `clock`'s monotonic clock and shown as wall-clock times (see src/queue/clock.ts).
+ */
+export function readStats(dir: string, name: string, now: number, clock: QueueClock = systemClock): QueueStats & { source: 'snapshot' | 'replay' } {
   const gens = listGens(dir);
   const gen = gens[gens.length - 1];
   if (gen === undefined) return { ...emptyStats(name), source: 'snapshot' };
@@ -63,13 +73,26 @@ export function readStats(dir: string, name: string, now: number): QueueStats & 
   const size = statSync(path).size;
   const snap = readSnapshot(dir);
   // A snapshot from an older version (no totals, no cancelled count) is replayed once like a stale one.
-  if (snap && snap.gen === gen && snap.end === size && snap.stats.totals && typeof snap.stats.cancelled === 'number') return { ...snap.stats, source: 'snapshot' };
+  const read = clock.read();
+  // `now` differs from the clock's wall time only when a caller asks about another instant.
+  const me = { ...read, mono: read.mono + (now - read.wall), wall: now };
+  if (snap && snap.gen === gen && snap.end === size && snap.stats.totals && typeof snap.stats.cancelled === 'number') {
+    const s = snap.stats;
+    if (typeof snap.mono !== 'number') return { ...s, source: 'snapshot' };
+    const then = { wall: snap.at, mono: snap.mono, boot: snap.boot ?? null };
+    return {
+      ...s,
+      next_due_at: s.next_due_at === null ? null : reprojectWall(s.next_due_at, then, me),
+      oldest_ready_at: s.oldest_ready_at === null ? null : reprojectWall(s.oldest_ready_at, then, me),
+      source: 'snapshot',
+    };
+  }
   if (!existsSync(path)) return { ...emptyStats(name), source: 'replay' };
   const fd = openSync(path, 'r');
   try {
-    const log = new LoadedLog(() => fd);
+    const log = new LoadedLog(() => fd, undefined, { read: () => me });
     log.readMore();
-    return { ...log.idx.stats(name, now, log.corrupt.length), source: 'replay' };
+    return { ...log.idx.stats(name, me.mono, log.corrupt.length), source: 'replay' };
   } finally {
     closeSync(fd);
   }
