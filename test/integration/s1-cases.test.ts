@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, tempWorkspace } from './cli.js';
+import { http, startServe } from './serve-process.js';
 import { projectionIds, specCountedDigest, specInputsDigest, storeRows } from './s1-spec.js';
 
 /**
@@ -185,7 +186,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     expect(unknown.stderr).toContain('window_has_signals');
   });
 
-  it('a date not over yet, or an --as-of later than now, exits 10 and writes nothing; an --as-of not later than now runs provisionally', () => {
+  it('a date not over yet, or an --as-of later than now, exits 10 and writes nothing; an --as-of not later than now runs provisionally', async () => {
     const now = Date.now();
     const today = utcDate(now);
     const tomorrow = utcDate(now + DAY);
@@ -213,6 +214,19 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     const b = cli(['s1', 'backfill', '--workspace', ws, '--start', yesterday, '--end', tomorrow]);
     expect(b.code).toBe(10);
     expect(b.stderr).toContain('not over yet');
+    // Run starts from the ops server go through the same plan: 409 with the same message.
+    const token = 'test-admin-token-0123456789';
+    const served = await startServe(ws, { env: { METASPN_ADMIN_TOKEN: token } });
+    try {
+      const open = await http('POST', `${served.url}/api/runs`, { token, body: { date: tomorrow } });
+      expect(open.status).toBe(409);
+      expect(JSON.stringify(open.json)).toContain(`--date ${tomorrow} is not over yet`);
+      const later = await http('POST', `${served.url}/api/runs`, { token, body: { date: today, as_of: inHour } });
+      expect(later.status).toBe(409);
+      expect(JSON.stringify(later.json)).toContain('is later than the clock');
+    } finally {
+      await served.stop();
+    }
     // Nothing written: no store, manifests, queue or ledger.
     expect(snapshot(ws)).toEqual({});
 
