@@ -9,6 +9,10 @@ if (!existsSync(fileURLToPath(entry))) {
   process.exit(50);
 }
 const { main } = await import(entry.href);
+// The pipelines that ship with metaspn plug into the core here (the core never imports them).
+const { registerBundled } = await import(new URL('../dist/src/pipeline/bundled.js', import.meta.url).href);
+const { s1Bundle } = await import(new URL('../dist/workers/s1/bundle.js', import.meta.url).href);
+registerBundled(s1Bundle);
 const code = await main(process.argv);
 // Output to a pipe is written asynchronously: let it drain (a --json document of any size must
 // reach `jq` whole), but never wait more than 10 s on a reader that stopped reading.

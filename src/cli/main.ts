@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { toMetaspnError } from '../guard/errors.js';
+import { bundledPipelines } from '../pipeline/bundled.js';
 import { EXIT } from '../guard/exit-codes.js';
 import { registerAlerts } from './commands/alerts.js';
 import { registerDoctor } from './commands/doctor.js';
@@ -9,9 +10,7 @@ import { registerPipeline } from './commands/pipeline.js';
 import { registerQueue } from './commands/queue.js';
 import { registerReport } from './commands/report.js';
 import { registerRuns } from './commands/runs.js';
-import { registerS1 } from './commands/s1.js';
 import { registerServe } from './commands/serve.js';
-import { registerSmoke } from './commands/smoke.js';
 import { registerVerify } from './commands/verify.js';
 import { registerWorker } from './commands/worker.js';
 import { takeExitCode } from './exit.js';
@@ -33,13 +32,13 @@ export function buildProgram(): Command {
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'error: ').trimEnd() + '\n') });
-  registerS1(program);
+  // Bundled pipelines' own commands (Season 1: `s1 …`, `smoke`), registered by the entry point.
+  for (const p of bundledPipelines()) p.commands?.(program);
   registerPipeline(program);
   registerQueue(program);
   registerWorker(program);
   registerLock(program);
   registerRuns(program);
-  registerSmoke(program);
   registerDoctor(program);
   registerServe(program);
   registerAlerts(program);

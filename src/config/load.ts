@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { resolveS1Config, type S1Config } from '../../workers/s1/config.js';
-import { guardrailsSchema, type Guardrails } from '../../workers/s1/guardrails.js';
 import { DataInvalidError } from '../guard/errors.js';
+import { bundledPipelines } from '../pipeline/bundled.js';
 import { alertsConfigSchema, type AlertsConfig } from '../ops/alerts/config.js';
 import { reportsConfigSchema, type ReportsConfig } from '../ops/reports/config.js';
 import type { WorkspacePaths } from '../storage/paths.js';
@@ -19,25 +18,28 @@ import { partialPolicySchema, POLICY_KEYS, resolvePolicy, type PartialPolicy, ty
  */
 const partialPolicy = partialPolicySchema;
 
-const fileSchema = z
-  .object({
-    season: z.unknown().optional(),
-    attention: z.unknown().optional(),
-    guardrails: z.unknown().optional(),
-    queues: z.record(z.string(), partialPolicy).optional(),
-    alerts: z.unknown().optional(),
-    reports: z.unknown().optional(),
-    pipelines: z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'a pipeline name must match [a-z][a-z0-9_-]{0,63}'), z.string().min(1).max(1024)).optional(),
-  })
-  .strict();
+/** The keys the core owns; bundled pipelines add theirs (Season 1: season, attention, guardrails). */
+const CORE_KEYS = {
+  queues: z.record(z.string(), partialPolicy).optional(),
+  alerts: z.unknown().optional(),
+  reports: z.unknown().optional(),
+  pipelines: z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'a pipeline name must match [a-z][a-z0-9_-]{0,63}'), z.string().min(1).max(1024)).optional(),
+};
+
+function fileSchema() {
+  const extra = Object.fromEntries(bundledPipelines().flatMap((p) => p.config?.keys ?? []).map((k) => [k, z.unknown().optional()]));
+  return z.object({ ...extra, ...CORE_KEYS }).strict();
+}
 
 export type { PartialPolicy };
 
+/**
+ * The workspace's configuration, defaults filled in. Bundled pipelines add their sections (typed
+ * by module augmentation in their own code: Season 1 adds `s1` and `guardrails`).
+ */
 export interface WorkspaceConfig {
   /** Path of the config file (it may not exist: then every default holds). */
   file: string;
-  s1: S1Config;
-  guardrails: Guardrails;
   queues: Record<string, PartialPolicy>;
   env: PartialPolicy;
   /** Alert thresholds (`alerts`), defaults filled in. */
@@ -48,29 +50,50 @@ export interface WorkspaceConfig {
   pipelines: Record<string, string>;
 }
 
-/** The top-level keys of metaspn.config.json. */
-export const CONFIG_KEYS = Object.keys(fileSchema.shape);
+/** The top-level keys of metaspn.config.json: the core's and the bundled pipelines'. */
+export function configKeys(): string[] {
+  return Object.keys(fileSchema().shape);
+}
 
+/**
+ * Reads, checks and completes metaspn.config.json (and the METASPN_QUEUE_* variables).
+ * @throws DataInvalidError (20) naming the file, the key and the rule; the line of a JSON syntax error.
+ */
 export function loadConfig(ws: WorkspacePaths, env: NodeJS.ProcessEnv = process.env): WorkspaceConfig {
   const file = ws.config;
   const raw = readConfigFile(file);
-  const bad = (rule: string): DataInvalidError => new DataInvalidError(file, null, rule.replace(/[\r\n]+/g, ' '), { hint: `fix ${file}, or delete the key to use its default (docs/LIMITS.md lists every range)` });
-  const parsed = fileSchema.safeParse(raw ?? {});
-  if (!parsed.success) throw bad(issueRule(parsed.error.issues[0]!, fileSchema, raw ?? {}));
-  const s1 = resolveS1Config(raw === undefined ? undefined : { season: parsed.data.season, attention: parsed.data.attention }, file);
-  const section = <T>(name: 'guardrails' | 'alerts' | 'reports', schema: z.ZodType<T>): T => {
-    const value = parsed.data[name] ?? {};
-    // These sections' schemas say what a key is; LIMITS says how far it may go (checked first: its message names the range).
-    const out = outOfRange(value, [name]);
-    if (out) throw bad(out);
-    const r = schema.safeParse(value);
-    if (!r.success) throw bad(issueRule(r.error.issues[0]!, schema, value, [name]));
-    return r.data;
-  };
-  const guardrails = section('guardrails', guardrailsSchema);
-  const alerts = section('alerts', alertsConfigSchema);
-  const reports = section('reports', reportsConfigSchema);
-  return { file, s1, guardrails, queues: parsed.data.queues ?? {}, env: policyFromEnv(env), alerts, reports, pipelines: parsed.data.pipelines ?? {} };
+  const schema = fileSchema();
+  const parsed = schema.safeParse(raw ?? {});
+  if (!parsed.success) throw configError(file, issueRule(parsed.error.issues[0]!, schema, raw ?? {}));
+  const data = parsed.data as Record<string, unknown>;
+  const sections: Record<string, unknown> = {};
+  for (const p of bundledPipelines()) {
+    if (!p.config) continue;
+    const mine = Object.fromEntries(p.config.keys.map((k) => [k, data[k]]));
+    Object.assign(sections, p.config.resolve(raw === undefined ? undefined : mine, file, data));
+  }
+  const alerts = configSection(file, data, 'alerts', alertsConfigSchema);
+  const reports = configSection(file, data, 'reports', reportsConfigSchema);
+  return { ...sections, file, queues: (data.queues as Record<string, PartialPolicy> | undefined) ?? {}, env: policyFromEnv(env), alerts, reports, pipelines: (data.pipelines as Record<string, string> | undefined) ?? {} } as WorkspaceConfig;
+}
+
+/** A config error: the file, the rule, and where the ranges are documented (exit 20). */
+export function configError(file: string, rule: string): DataInvalidError {
+  return new DataInvalidError(file, null, rule.replace(/[\r\n]+/g, ' '), { hint: `fix ${file}, or delete the key to use its default (docs/LIMITS.md lists every range)` });
+}
+
+/**
+ * One section of the config checked against LIMITS (first: its message names the range), then
+ * against its schema; defaults filled in.
+ * @throws DataInvalidError naming the file, the key path and the rule.
+ */
+export function configSection<T>(file: string, data: Record<string, unknown>, name: string, schema: z.ZodType<T>): T {
+  const value = data[name] ?? {};
+  const out = outOfRange(value, [name]);
+  if (out) throw configError(file, out);
+  const r = schema.safeParse(value);
+  if (!r.success) throw configError(file, issueRule(r.error.issues[0]!, schema, value, [name]));
+  return r.data;
 }
 
 /**

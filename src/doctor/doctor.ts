@@ -8,16 +8,13 @@ import type { WorkspacePaths } from '../storage/paths.js';
 import { ArtifactStore } from '../storage/store/artifact-store.js';
 import { DateIndexFiles } from '../storage/store/date-index.js';
 import { basename } from 'node:path';
-import { existsSync } from 'node:fs';
-import { readWeightedSignals } from '../../workers/s1/signals.js';
-import { STORE_FILES } from '../../workers/s1/context.js';
-import { staleFindings } from '../../workers/s1/stale.js';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
 import { Findings, type Finding } from './finding.js';
 import { checkLinks } from './links.js';
 import { checkLocks, removeMutex } from './locks.js';
 import { checkQueue, noteSalvage, queueNames } from './queues.js';
-import { checkLedger, checkManifests, checkOpsRecords, checkPointers, repairRecords } from './records.js';
+import { checkLedger, checkManifests, checkOpsRecords, repairRecords } from './records.js';
+import { bundledPipelines } from '../pipeline/bundled.js';
 import { checkStore, storeFiles } from './store.js';
 import { checkPipelines, workspacePipelines } from './pipelines.js';
 
@@ -43,7 +40,6 @@ async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{
     if (r.indexStale) plan.staleIndexes.push(s);
   }
   checkManifests(ws, f);
-  await checkPointers(ws, 's1', STORE_FILES, f);
   checkOpsRecords(ws, f);
   plan.ledgerTail = checkLedger(ws, f).tornTail;
   Object.assign(plan, checkLocks(ws, f));
@@ -53,16 +49,8 @@ async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{
     await checkPipelines(ws, defs, cfg, f);
     plan.pipelines = defs.map((d) => d.name);
   }
-  const input = join(ws.inputs, 's1_signals.jsonl');
-  if (cfg && existsSync(input)) {
-    try {
-      const signals = await readWeightedSignals(input, cfg.s1.attention.weights);
-      for (const x of staleFindings(ws, cfg.s1, signals)) f.warn('stale', x.path, x.message, x.fix);
-    } catch (err) {
-      if (!(err instanceof DataInvalidError)) throw err;
-      f.error('input', relative(ws.root, input), err.message.replace(`${input}`, '').replace(/^:/, 'line '), 'fix the line; runs exit 20 until then (nothing is written)');
-    }
-  }
+  // Bundled pipelines check their own inputs and published dates (Season 1: its pointers, signals, staleness).
+  if (cfg) for (const p of bundledPipelines()) await p.doctor?.(ws, cfg, f);
   return { findings: f.list, plan };
 }
 
@@ -112,8 +100,7 @@ async function repair(ws: WorkspacePaths, plan: Plan): Promise<Finding[]> {
   }
   if (plan.ledgerTail) await new Ledger(ws).repairTail();
   // After the ledger's tail: damaged pointers are rewritten from the ledger.
-  await repairRecords(ws, 's1', silentLogger);
-  for (const name of plan.pipelines) await repairRecords(ws, name, silentLogger);
+  for (const name of [...bundledPipelines().map((p) => p.name), ...plan.pipelines]) await repairRecords(ws, name, silentLogger);
   return notes.list;
 }
 

@@ -10,8 +10,10 @@ import { Ledger } from '../storage/ledger.js';
 import { deadletterDir } from '../storage/paths.js';
 import { findRun, readRuns } from '../storage/runs.js';
 import { problemOf, StateFileError } from '../storage/state-file.js';
-import { planRun } from '../../workers/s1/plan.js';
 import { readOpenAlerts } from './alerts/state.js';
+import { bundledPipeline, bundledPipelines } from '../pipeline/bundled.js';
+import { planPartition } from '../pipeline/plan.js';
+import { loadPipeline } from '../pipeline/registry.js';
 import { QueueHandles } from './queue-handles.js';
 import { readRunStart, RunStarter } from './run-start.js';
 import type { OpsContext } from './server.js';
@@ -120,15 +122,24 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
   }
 
   app.post('/api/runs', async (req: Req, reply) => {
-    const body = bodyOf(req, ['date', 'as_of', 'run_id'], true);
+    const body = bodyOf(req, ['date', 'as_of', 'run_id', 'pipeline'], true);
     const date = optionalString(body, 'date') ?? '';
     const asOf = optionalString(body, 'as_of');
-    const plan = planRun(ctx.cfg.s1, date, asOf);
+    // The pipeline to run: a bundled one (default: the first, Season 1) or one of the workspace's.
+    const pipeline = optionalString(body, 'pipeline') ?? bundledPipelines()[0]?.name ?? '';
+    const bundled = bundledPipeline(pipeline);
+    let plan: { date: string; as_of: string; args: string[] };
+    if (bundled?.runArgs) plan = bundled.runArgs(ctx.ws, ctx.cfg, { date, asOf: asOf ?? null });
+    else {
+      const def = await loadPipeline(ctx.ws, ctx.cfg, pipeline);
+      const p = planPartition(def, date, asOf, Date.now());
+      plan = { date: p.partition, as_of: p.as_of, args: ['pipeline', 'run', def.name, '--workspace', ctx.ws.root, '--date', p.partition, ...(asOf ? ['--as-of', p.as_of] : [])] };
+    }
     const given = optionalString(body, 'run_id');
     const runId = given ? checkRunId(given) : newRunId();
     if (given && (findRun(ctx.ws, runId) || readRunStart(ctx.ws, runId))) return reply.code(409).send({ error: `run id ${runId} is taken`, status_url: `/api/runs/${runId}` });
-    const args = ['s1', 'run-local', '--workspace', ctx.ws.root, '--date', plan.date, '--run-id', runId, ...(asOf ? ['--as-of', plan.as_of] : []), '--reason', `ops ${req.ip}`];
-    const a = await runs.start({ date: plan.date, asOf: asOf ? plan.as_of : null, runId, by: actor(req), args });
+    const args = [...plan.args, '--run-id', runId, '--reason', `ops ${req.ip}`];
+    const a = await runs.start({ pipeline, date: plan.date, asOf: asOf ? plan.as_of : null, runId, by: actor(req), args });
     return reply.code(a.status).send(a.body);
   });
 

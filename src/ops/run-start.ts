@@ -77,11 +77,13 @@ function errorLine(path: string): string | null {
 }
 
 export interface StartRequest {
+  /** The pipeline, whose run lock the start waits for. */
+  pipeline: string;
   date: string;
   asOf: string | null;
   runId: string;
   by: string;
-  /** The run-local arguments after the CLI entry. */
+  /** The run's CLI arguments after the entry (`s1 run-local …`, `pipeline run NAME …`). */
   args: string[];
 }
 
@@ -112,14 +114,14 @@ export class RunStarter {
     return mine;
   }
 
-  private holder(): string | null {
-    const lock = readLockStatus(this.o.ws.locks, 's1');
+  private holder(pipeline: string): string | null {
+    const lock = readLockStatus(this.o.ws.locks, pipeline);
     return lock.held && lock.payload?.active === 1 ? `pid ${lock.payload.pid} since ${lock.payload.start_ts_utc}` : null;
   }
 
   private async startOne(req: StartRequest): Promise<StartAnswer> {
     const { ws, log } = this.o;
-    const held = this.holder();
+    const held = this.holder(req.pipeline);
     const rec: RunStart = {
       run_id: req.runId,
       date: req.date,
@@ -174,7 +176,7 @@ export class RunStarter {
     }
     const deadline = Date.now() + (this.o.waitMs ?? RUN_START_WAIT_MS);
     for (;;) {
-      const lock = readLockStatus(ws.locks, 's1');
+      const lock = readLockStatus(ws.locks, req.pipeline);
       if (lock.held && lock.payload?.active === 1 && lock.payload.pid === rec.pid) {
         rec.status = 'running';
         write(ws, rec);

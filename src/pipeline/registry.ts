@@ -1,7 +1,7 @@
 /**
  * Which pipelines a workspace has: the ones its `metaspn.config.json` names under `pipelines`
  * (name to module path, relative to the workspace), each loaded and checked once per process.
- * Season 1 is bundled and keeps its own commands (`metaspn s1 …`); it is listed here as such.
+ * Bundled pipelines (Season 1) keep their own commands (`metaspn s1 …`); they are listed here as such.
  */
 import { existsSync, realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import type { WorkspaceConfig } from '../config/load.js';
 import { DataInvalidError, MetaspnError, UsageError } from '../guard/errors.js';
 import type { WorkspacePaths } from '../storage/paths.js';
+import { bundledPipeline, bundledPipelines } from './bundled.js';
 import { PipelineDefinitionError, validatePipeline } from './plan.js';
 import type { PipelineDefinition } from './types.js';
 
@@ -21,24 +22,10 @@ export interface PipelineEntry {
   module: string | null;
 }
 
-/** Pipelines that ship with metaspn, and the command that runs each. */
-export const BUNDLED: readonly { name: string; command: string; steps: readonly { name: string; after: readonly string[] }[] }[] = [
-  {
-    name: 's1',
-    command: 'metaspn s1 run-local',
-    steps: [
-      { name: 'update_attention_scores', after: [] },
-      { name: 'project_rewards', after: ['update_attention_scores'] },
-      { name: 'settle_season', after: ['project_rewards'] },
-      { name: 'publish_season_summary', after: ['settle_season'] },
-    ],
-  },
-];
-
 /** Every pipeline of the workspace, bundled first, then the config's in name order. */
 export function listPipelines(cfg: WorkspaceConfig): PipelineEntry[] {
   return [
-    ...BUNDLED.map((b) => ({ name: b.name, source: 'bundled' as const, module: null })),
+    ...bundledPipelines().map((b) => ({ name: b.name, source: 'bundled' as const, module: null })),
     ...Object.keys(cfg.pipelines)
       .sort()
       .map((name) => ({ name, source: 'workspace' as const, module: cfg.pipelines[name]! })),
@@ -55,7 +42,7 @@ const loaded = new Map<string, Promise<PipelineDefinition>>();
  *   module's export breaks a rule; MetaspnError INTERNAL_ERROR (50) when the module throws on import.
  */
 export function loadPipeline(ws: WorkspacePaths, cfg: WorkspaceConfig, name: string): Promise<PipelineDefinition> {
-  const bundled = BUNDLED.find((b) => b.name === name);
+  const bundled = bundledPipeline(name);
   if (bundled) throw new UsageError(`pipeline ${name} is bundled: run it with \`${bundled.command}\``);
   const rel = cfg.pipelines[name];
   if (rel === undefined) {

@@ -2,15 +2,28 @@ import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { UsageError } from '../guard/errors.js';
+import { bundledPipelines } from '../pipeline/bundled.js';
 import type { WorkerDefinition } from './worker-api.js';
 
-/** Bundled worker modules, by the dotted name the runbooks use. */
-const BUNDLED: Record<string, () => Promise<Record<string, unknown>>> = {
-  'metaspn_ops.workers.s1': () => import('../../workers/s1/index.js'),
-};
+/** Worker modules of the bundled pipelines, by the dotted name the runbooks use, as file URLs. */
+function bundledModules(): Record<string, string> {
+  return Object.assign({}, ...bundledPipelines().map((p) => p.workerModules ?? {})) as Record<string, string>;
+}
 
-/** Queues of the bundled workers: `queue stats <name>` knows them before any task exists. */
-export const BUNDLED_QUEUES = ['update_attention_scores', 'project_rewards', 'settle_season', 'publish_season_summary'];
+/** Queues of the bundled pipelines: `queue stats <name>` knows them before any task exists. */
+export function bundledQueues(): string[] {
+  return bundledPipelines().flatMap((p) => [...(p.queues ?? [])]);
+}
+
+/**
+ * A worker spec with a bundled module name replaced by its file URL: what an isolate (a thread or
+ * a child process, where nothing is registered) can load. Other specs are returned as they are.
+ */
+export function resolveWorkerSpec(spec: string): string {
+  const at = spec.lastIndexOf(':');
+  const url = at > 0 ? bundledModules()[spec.slice(0, at)] : undefined;
+  return url ? `${url}:${spec.slice(at + 1)}` : spec;
+}
 
 /**
  * Resolves `<module>:<Export>`: a bundled module (`metaspn_ops.workers.s1:ProjectRewardsWorker`)
@@ -40,12 +53,13 @@ export async function loadWorker(spec: string, cwd = process.cwd()): Promise<Wor
 }
 
 async function importModule(modName: string, cwd: string): Promise<Record<string, unknown>> {
-  const bundled = BUNDLED[modName];
-  if (bundled) return bundled();
+  const bundled = bundledModules()[modName];
+  if (bundled) return (await import(bundled)) as Record<string, unknown>;
+  if (modName.startsWith('file:')) return (await import(modName)) as Record<string, unknown>;
   const looksLikePath = modName.startsWith('.') || isAbsolute(modName) || /\.[cm]?js$/.test(modName);
   if (!looksLikePath) {
     throw new UsageError(`unknown worker module "${modName}"`, {
-      hint: `bundled: ${Object.keys(BUNDLED).join(', ')}; a file of your own is named by its path, e.g. ./my-worker.js:MyWorker`,
+      hint: `bundled: ${Object.keys(bundledModules()).join(', ') || '(none)'}; a file of your own is named by its path, e.g. ./my-worker.js:MyWorker`,
     });
   }
   const path = resolve(cwd, modName);

@@ -4,7 +4,8 @@ import { StateCorruptError, UsageError } from '../../guard/errors.js';
 import { runBackfill, type PartitionResult } from '../../pipeline/backfill.js';
 import { fileDeps } from '../../pipeline/file-deps.js';
 import { ancestors, planPartition, planRange, queueOf, validatePipeline } from '../../pipeline/plan.js';
-import { BUNDLED, listPipelines, loadPipeline } from '../../pipeline/registry.js';
+import { bundledPipeline } from '../../pipeline/bundled.js';
+import { listPipelines, loadPipeline } from '../../pipeline/registry.js';
 import { rollback, type RollbackReport } from '../../pipeline/rollback.js';
 import { runPartition, type PipelineRunReport } from '../../pipeline/runner.js';
 import { FileStores } from '../../pipeline/stores.js';
@@ -39,7 +40,7 @@ export function registerPipeline(program: Command): void {
     .action(async (name: string, o: { workspace: string; json?: boolean }) => {
       const ws = openWorkspace(o.workspace);
       const cfg = loadConfig(ws);
-      const bundled = BUNDLED.find((b) => b.name === name);
+      const bundled = bundledPipeline(name);
       if (bundled) {
         const view = { name, source: 'bundled', command: bundled.command, steps: bundled.steps.map((s) => ({ name: s.name, after: s.after, queue: s.name })) };
         if (o.json) return printJson(view);

@@ -9,7 +9,7 @@ import { LIMITS } from '../../config/limits.js';
 import { assertQueueName, checkTaskId } from '../../queue/record.js';
 import { parseTaskLines, taskFromPayloadText } from '../../queue/validate.js';
 import type { NewTask, QueueStats } from '../../queue/types.js';
-import { BUNDLED_QUEUES } from '../../runtime/load-worker.js';
+import { bundledQueues } from '../../runtime/load-worker.js';
 import { deadletterDir, queueDir, type WorkspacePaths } from '../../storage/paths.js';
 import { Ledger } from '../../storage/ledger.js';
 import { safeExists } from '../../storage/safe-path.js';
@@ -46,9 +46,9 @@ interface WsOpts {
 /** A queue name must be a bundled worker's or one that has a folder already: a typo is an error, not an empty queue. */
 function knownQueue(ws: WorkspacePaths, worker: string): string {
   assertQueueName(worker);
-  if (BUNDLED_QUEUES.includes(worker) || safeExists(queueDir(ws, worker)) || safeExists(deadletterDir(ws, worker))) return worker;
+  if (bundledQueues().includes(worker) || safeExists(queueDir(ws, worker)) || safeExists(deadletterDir(ws, worker))) return worker;
   throw new UsageError(`unknown worker "${worker}": no queue at ${queueDir(ws, worker)}`, {
-    hint: `bundled workers: ${BUNDLED_QUEUES.join(', ')}; a new queue starts with \`metaspn queue enqueue ${worker} …\``,
+    hint: `bundled workers: ${bundledQueues().join(', ')}; a new queue starts with \`metaspn queue enqueue ${worker} …\``,
   });
 }
 

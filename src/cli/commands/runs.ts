@@ -5,17 +5,14 @@ import { MetaspnError, StateCorruptError, UsageError } from '../../guard/errors.
 import { findRun, readRuns, type RunInfo } from '../../storage/runs.js';
 import type { StateFileProblem } from '../../storage/state-file.js';
 import { newRunId } from '../../runtime/run-id.js';
-import { runS1 } from '../../../workers/s1/pipeline.js';
-import { planRun } from '../../../workers/s1/plan.js';
-import { STAGES } from '../../../workers/s1/ids.js';
 import { setExitCode } from '../exit.js';
 import { printJson, table, truncate } from '../format.js';
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
 import { collect, openWorkspace } from '../options.js';
-import { formatReport } from './s1.js';
 import { formatRun } from './pipeline.js';
 import { fileDeps } from '../../pipeline/file-deps.js';
 import { planPartition } from '../../pipeline/plan.js';
+import { bundledPipeline } from '../../pipeline/bundled.js';
 import { loadPipeline } from '../../pipeline/registry.js';
 import { runPartition } from '../../pipeline/runner.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
@@ -83,11 +80,11 @@ export function registerRuns(program: Command): void {
     const old = findRun(ws, runId, { stepsOf });
     if (!old) throw new UsageError(`no run ${runId} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
     if (old.status === 'success') {
-      const replay = old.pipeline === 's1' ? `metaspn s1 run-local --date ${old.date}` : `metaspn pipeline run ${old.pipeline} --date ${old.date}`;
+      const replay = `${bundledPipeline(old.pipeline)?.command ?? `metaspn pipeline run ${old.pipeline}`} --date ${old.date}`;
       throw new MetaspnError('BUSINESS_REJECT', `run ${runId} succeeded; nothing to retry`, { hint: `to replay ${old.date}: ${replay}` });
     }
     const cfg = loadConfig(ws);
-    if (old.pipeline !== 's1') {
+    if (!bundledPipeline(old.pipeline)) {
       const def = await loadPipeline(ws, cfg, old.pipeline);
       const plan = planPartition(def, old.date, old.as_of, Date.now());
       const newId = newRunId();
@@ -104,13 +101,9 @@ export function registerRuns(program: Command): void {
       if (o.json) return printJson(report);
       return void process.stdout.write(`retry of ${runId}\n${formatRun(report)}`);
     }
-    const plan = planRun(cfg.s1, old.date, old.as_of);
-    const newId = newRunId();
-    const skipChecks = skipChecksOf(o);
-    const report = await runLocked(o.workspace, 's1', newId, o, (log, stop, force, lockLost) => runS1({ ws, cfg, plan, runId: newId, retryOf: runId, log, stop, force, lockLost, skipChecks }));
-    setExitCode(report.exit_code);
-    if (o.json) return printJson(report);
-    process.stdout.write(`retry of ${runId}\n${formatReport(report)}`);
+    const bundled = bundledPipeline(old.pipeline);
+    if (!bundled?.retry) throw new UsageError(`run ${runId} is of pipeline ${old.pipeline}, which this metaspn does not know`, { hint: 'pipeline list names the pipelines of the workspace' });
+    await bundled.retry({ workspace: o.workspace, runId, date: old.date, asOf: old.as_of, flags: { ...o } });
   });
 }
 
@@ -141,7 +134,7 @@ function printRuns(list: RunInfo[], stepsOf: Record<string, number>): void {
   if (list.length === 0) return void process.stdout.write('no runs\n');
   const rows = [['RUN', 'PIPELINE', 'DATE', 'STATUS', 'EXIT', 'STEPS', 'DURATION', 'STARTED', 'FAILURE']];
   for (const r of list) {
-    const total = r.pipeline === 's1' ? STAGES.length : (stepsOf[r.pipeline] ?? r.steps.length);
+    const total = bundledPipeline(r.pipeline)?.steps.length ?? stepsOf[r.pipeline] ?? r.steps.length;
     rows.push([
       r.run_id,
       r.pipeline,

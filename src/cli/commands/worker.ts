@@ -7,7 +7,7 @@ import { openQueue } from '../../queue/open.js';
 import { monotonicMs } from '../../queue/system-clock.js';
 import { DEFAULT_ISOLATION, inProcessHost, ISOLATIONS, type Isolation } from '../../runtime/isolation/host.js';
 import { isolatedHost } from '../../runtime/isolation/pool.js';
-import { loadWorker } from '../../runtime/load-worker.js';
+import { loadWorker, resolveWorkerSpec } from '../../runtime/load-worker.js';
 import { runWorker, type RunSummary } from '../../runtime/runner.js';
 import { stopSignals } from '../../runtime/signals.js';
 import { failureRatioGuard } from '../../runtime/stop-condition.js';
@@ -72,7 +72,7 @@ export function registerWorker(program: Command): void {
       const t0 = Date.now();
       const init = { logger: log, workspace: s.ws, env: { config: s.cfg } };
       // In isolates, each one loads the module and runs its init; here, this process does.
-      const host = isolation === 'none' ? inProcessHost(worker) : isolatedHost({ isolation, spec, init });
+      const host = isolation === 'none' ? inProcessHost(worker) : isolatedHost({ isolation, spec: resolveWorkerSpec(spec), init });
       const deadCodes: string[] = [];
       let summary: RunSummary;
       try {

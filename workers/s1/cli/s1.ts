@@ -1,16 +1,16 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/load.js';
-import { checkRunId, newRunId } from '../../runtime/run-id.js';
-import { planRun } from '../../../workers/s1/plan.js';
-import { runS1, type RunReport } from '../../../workers/s1/pipeline.js';
-import { assertRunIdFree } from '../../../workers/s1/run-ids.js';
-import { rollback } from '../../../workers/s1/rollback.js';
+import { loadConfig } from '../../../src/config/load.js';
+import { checkRunId, newRunId } from '../../../src/runtime/run-id.js';
+import { planRun } from '../plan.js';
+import { runS1, type RunReport } from '../pipeline.js';
+import { assertRunIdFree } from '../run-ids.js';
+import { rollback } from '../rollback.js';
 import { registerBackfill } from './backfill.js';
-import { setExitCode } from '../exit.js';
-import { printJson, table } from '../format.js';
-import { collect, openWorkspace, positiveInt } from '../options.js';
-import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
-import { UsageError } from '../../guard/errors.js';
+import { setExitCode } from '../../../src/cli/exit.js';
+import { printJson, table } from '../../../src/cli/format.js';
+import { collect, openWorkspace, positiveInt } from '../../../src/cli/options.js';
+import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../../../src/cli/locked.js';
+import { UsageError } from '../../../src/guard/errors.js';
 
 export function registerS1(program: Command): void {
   const s1 = program.command('s1').description('the Season 1 pipeline');

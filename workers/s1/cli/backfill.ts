@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
-import { loadConfig } from '../../config/load.js';
-import { newRunId } from '../../runtime/run-id.js';
-import { backfill, backfillPlans, type DateResult } from '../../../workers/s1/backfill.js';
-import { setExitCode } from '../exit.js';
-import { printJson } from '../format.js';
-import { collect, openWorkspace, positiveInt } from '../options.js';
-import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
+import { loadConfig } from '../../../src/config/load.js';
+import { newRunId } from '../../../src/runtime/run-id.js';
+import { backfill, backfillPlans, type DateResult } from '../backfill.js';
+import { setExitCode } from '../../../src/cli/exit.js';
+import { printJson } from '../../../src/cli/format.js';
+import { collect, openWorkspace, positiveInt } from '../../../src/cli/options.js';
+import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../../../src/cli/locked.js';
 
 export function registerBackfill(s1: Command): void {
   addLockFlags(

@@ -1,0 +1,75 @@
+/**
+ * Season 1 as a bundled pipeline: what it adds to the core (its config sections, its commands,
+ * its worker modules, its doctor checks, its run starts). The entry point (bin/metaspn.js)
+ * registers it; the core never imports this folder.
+ */
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import type { Command } from 'commander';
+import { configSection, type WorkspaceConfig } from '../../src/config/load.js';
+import { checkPointers } from '../../src/doctor/records.js';
+import type { Findings } from '../../src/doctor/finding.js';
+import { DataInvalidError } from '../../src/guard/errors.js';
+import type { BundledPipeline } from '../../src/pipeline/bundled.js';
+import { resolveS1Config, type S1Config } from './config.js';
+import { guardrailsSchema, type Guardrails } from './guardrails.js';
+import { STORE_FILES } from './context.js';
+import { STAGES } from './ids.js';
+import { planRun } from './plan.js';
+import { readWeightedSignals } from './signals.js';
+import { staleFindings } from './stale.js';
+import { registerS1 } from './cli/s1.js';
+import { registerSmoke } from './cli/smoke.js';
+import { retryS1Run } from './cli/retry.js';
+import type { WorkspacePaths } from '../../src/storage/paths.js';
+
+declare module '../../src/config/load.js' {
+  interface WorkspaceConfig {
+    /** Season 1's `season` and `attention`, defaults filled in (S1-SPEC). */
+    s1: S1Config;
+    /** Season 1's guardrails (`guardrails`), defaults filled in. */
+    guardrails: Guardrails;
+  }
+}
+
+/** Season 1's inputs file, under inputs/. */
+const INPUT = 's1_signals.jsonl';
+
+async function doctorS1(ws: WorkspacePaths, cfg: WorkspaceConfig, f: Findings): Promise<void> {
+  await checkPointers(ws, 's1', STORE_FILES, f);
+  const input = join(ws.inputs, INPUT);
+  if (!existsSync(input)) return;
+  try {
+    const signals = await readWeightedSignals(input, cfg.s1.attention.weights);
+    for (const x of staleFindings(ws, cfg.s1, signals)) f.warn('stale', x.path, x.message, x.fix);
+  } catch (err) {
+    if (!(err instanceof DataInvalidError)) throw err;
+    f.error('input', relative(ws.root, input), err.message.replace(`${input}`, '').replace(/^:/, 'line '), 'fix the line; runs exit 20 until then (nothing is written)');
+  }
+}
+
+/** Season 1, bundled: `metaspn s1 …`, `metaspn smoke`, `metaspn_ops.workers.s1`. */
+export const s1Bundle: BundledPipeline = {
+  name: 's1',
+  command: 'metaspn s1 run-local',
+  steps: STAGES.map((name, i) => ({ name, after: i === 0 ? [] : [STAGES[i - 1]!] })),
+  config: {
+    keys: ['season', 'attention', 'guardrails'],
+    resolve: (raw, file, all) => ({
+      s1: resolveS1Config(raw === undefined ? undefined : { season: raw.season, attention: raw.attention }, file),
+      guardrails: configSection(file, all, 'guardrails', guardrailsSchema),
+    }),
+  },
+  commands: (program: Command) => {
+    registerS1(program);
+    registerSmoke(program);
+  },
+  workerModules: { 'metaspn_ops.workers.s1': new URL('./index.js', import.meta.url).href },
+  queues: STAGES,
+  doctor: doctorS1,
+  runArgs: (ws, cfg, req) => {
+    const plan = planRun(cfg.s1, req.date, req.asOf ?? undefined);
+    return { date: plan.date, as_of: plan.as_of, args: ['s1', 'run-local', '--workspace', ws.root, '--date', plan.date, ...(req.asOf ? ['--as-of', plan.as_of] : [])] };
+  },
+  retry: retryS1Run,
+};
