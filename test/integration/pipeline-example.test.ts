@@ -169,7 +169,7 @@ describe('the example pipeline: list and show', () => {
       expect.objectContaining({ name: 'team_minutes', reads: ['minutes'] }),
       expect.objectContaining({ name: 'projections_complete', reads: ['ingest', 'finalize'] }),
     ]);
-  });
+  }, 120_000);
 });
 
 describe('the example pipeline: run and replay', () => {
@@ -230,7 +230,7 @@ describe('the example pipeline: run and replay', () => {
     expect(storeHashes(dir)).toEqual(before);
     expect(ledger(dir)[1]!.detail).toMatchObject({ date: '2026-03-04', replay_of: ptr.run_id });
     expect(ledger(dir)[1]!.detail.restates).toBeUndefined();
-  });
+  }, 120_000);
 
   it('changed inputs give the affected steps new identities and a restatement; the old rows stay; a line of another date changes nothing', () => {
     const dir = example();
@@ -268,7 +268,7 @@ describe('the example pipeline: run and replay', () => {
     expect(third.identity).toBe(now.summary_id);
     expect(third.restated_run_id).toBeNull();
     expect(third.steps.map((s) => s.outputs[0]!.rows_written)).toEqual([0, 0, 0, 0, 0, 0]);
-  });
+  }, 120_000);
 
   it('a bad input line fails ingest with exit 20 naming the file, line and rule; fixed, the same command publishes', () => {
     const dir = example();
@@ -286,7 +286,7 @@ describe('the example pipeline: run and replay', () => {
     const fixed = run(dir, '2026-03-02');
     expect(fixed.code, fixed.stdout).toBe(0);
     expect(existsSync(pointerPath(dir, '2026-03-02'))).toBe(true);
-  });
+  }, 120_000);
 });
 
 describe('the example pipeline: checks', () => {
@@ -331,7 +331,7 @@ describe('the example pipeline: checks', () => {
     expect(pointer(dir, '2026-03-05').run_id).toBe(skipped.run_id);
     expect(ledger(dir)[0]!.detail.skipped_checks).toEqual([{ name: 'team_minutes', reason: 'two starters out; minutes are not redistributed' }]);
     expect(manifest(dir, 'finalize', '2026-03-05', skipped.run_id).checks[0]).toMatchObject({ name: 'team_minutes', status: 'skipped', note: '--skip-check: two starters out; minutes are not redistributed' });
-  });
+  }, 120_000);
 });
 
 describe('the example pipeline: backfill and resume', () => {
@@ -396,7 +396,7 @@ describe('the example pipeline: refusals', () => {
     const before = run(dir, '2026-02-27');
     expect(before.code).toBe(10);
     expectOneLineError(before, /outside pipeline daily-projections's partitions \(2026-03-01 to any\)/);
-  });
+  }, 120_000);
 
   it('a name the config does not list is 64 naming the ones it does; a module outside the workspace is 20', () => {
     const dir = example();
@@ -419,7 +419,7 @@ describe('the example pipeline: refusals', () => {
     } finally {
       rmSync(other, { recursive: true, force: true });
     }
-  });
+  }, 120_000);
 
   it('a module that breaks a definition rule is 64 with a one-line error', () => {
     const dir = example();
@@ -439,5 +439,5 @@ describe('the example pipeline: refusals', () => {
     expect(dep.code).toBe(64);
     expectOneLineError(dep, /^error: pipeline daily-projections: step sim depends on unknown step rate \(.*unknown\.mjs\)$/);
     expect(existsSync(join(dir, 'manifests'))).toBe(false);
-  });
+  }, 120_000);
 });
