@@ -11,6 +11,7 @@ import { printJson, table } from '../../../src/cli/format.js';
 import { collect, openWorkspace, positiveInt } from '../../../src/cli/options.js';
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../../../src/cli/locked.js';
 import { UsageError } from '../../../src/guard/errors.js';
+import { formatRollback } from '../../../src/cli/commands/pipeline.js';
 
 export function registerS1(program: Command): void {
   const s1 = program.command('s1').description('the Season 1 pipeline');
@@ -94,10 +95,6 @@ export function registerRollback(s1: Command): void {
       }),
     );
     if (o.json) return printJson(report);
-    const lines = report.warnings.map((w) => `warning: ${w}`);
-    if (report.changes.length === 0) lines.push('nothing to change: the pointers already are in that state');
-    for (const c of report.changes) lines.push(`  ${c.date}: ${c.from?.run_id ?? '(none)'} -> ${c.to?.run_id ?? '(none)'}`);
-    if (report.changes.length) lines.push(report.dry_run ? `dry run: ${report.changes.length} pointer(s) would change; nothing changed` : `moved ${report.changes.length} pointer(s); ledger seq ${report.ledger_entry?.seq} hash ${report.ledger_entry?.hash}`);
-    process.stdout.write(`${lines.join('\n')}\n`);
+    process.stdout.write(formatRollback(report));
   });
 }
