@@ -123,5 +123,9 @@ export function noteSalvage(ws: WorkspacePaths, done: ConflictRepair, f: Finding
   if (s.duplicates.length) f.info('queue', rel, `${s.duplicates.length} id(s) placed again kept once: ${some(s.duplicates.map((x) => `${x.id} (byte ${x.offset})`))}`);
   if (s.made_ready.length) f.info('queue', rel, `${s.made_ready.length} task(s) the conflict touched made ready again (they may run twice; artifacts dedupe by id): ${some(s.made_ready.map((x) => `${x.id} (was ${x.was})`))}`);
   if (s.left.length) f.info('queue', rel, `${s.left.length} task(s) the conflict touched left as they were (dead-lettered, or completed with only a tombstone left): ${some(s.left.map((x) => `${x.id} (${x.state})`))}`);
+  if (s.impossible.length) {
+    const kept = s.impossible.filter((x) => x.kept).length;
+    f.info('queue', rel, `${s.impossible.length} record(s) holding impossible values (${kept} task(s) kept as ready, the other records skipped): ${some(s.impossible.map((x) => `byte ${x.offset}: ${x.reason}`), 5)}`);
+  }
   if (s.skipped) f.info('queue', rel, `${s.skipped} record(s) or lease(s) naming no task skipped`);
 }

@@ -2,6 +2,7 @@ import { localTime, wallTime, type ClockReading } from '../clock.js';
 import { transition, type Event, type Status } from '../state.js';
 import type { Owner, QueueStats, TaskState } from '../types.js';
 import type { LogRecord, Pair } from './records.js';
+import { impossibleValue } from './impossible.js';
 import { DueHeap, IdIndex, SlotFifo, SlotTable, STATES, S_CANCELLED, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED, UNPLACED } from './slots.js';
 
 /**
@@ -21,6 +22,17 @@ export interface ReplayConflict {
   ids: string[];
   /** What cannot happen, in words. */
   reason: string;
+}
+
+/**
+ * Thrown by `IndexState.apply`, in a salvage (`lenient`), for a record holding values no writer
+ * writes (impossible.ts): the salvage keeps the task another way or skips the record.
+ */
+export class ImpossibleRecordError extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = 'ImpossibleRecordError';
+  }
 }
 
 /** Thrown by `IndexState.apply` for a record that cannot happen (see ReplayConflict); the state is left as it was. */
@@ -77,6 +89,12 @@ export class IndexState {
   me: ClockReading = { wall: 0, mono: 0, boot: null };
   /** The boot the `m` of the records being applied count from (the latest `clk` record); null: none yet. */
   logBoot: string | null = null;
+  /**
+   * Salvage mode: a record holding impossible values throws ImpossibleRecordError instead of
+   * failing the replay, and one that breaks a rule of the state (a fence going backwards, a start
+   * of a lease never granted) is refused like a stale one.
+   */
+  lenient = false;
   /** Task groups seen, interned: SlotTable.group holds an index into this. */
   readonly groups: string[] = [];
   private readonly groupIdx = new Map<string, number>();
@@ -173,6 +191,14 @@ export class IndexState {
   /** Applies one record read from (or about to be written to) the log at [offset, offset+length). */
   apply(r: LogRecord, offset: number, length: number): void {
     if (this.conflict) throw new ReplayConflictError(this.conflict);
+    // Values no writer writes, in a record that passed its checksum: corrupt, not trusted.
+    const bad = impossibleValue(r);
+    if (bad !== null) {
+      if (this.lenient) throw new ImpossibleRecordError(bad);
+      const rec = r as { n?: unknown; task?: { id?: unknown }; id?: unknown };
+      const id = typeof rec.task?.id === 'string' ? rec.task.id : typeof rec.id === 'string' ? rec.id : null;
+      this.fail({ offset, record: String(r.t).slice(0, 40), slot: typeof rec.n === 'number' ? rec.n : null, ids: id === null ? [] : [id], reason: `impossible value: ${bad}` });
+    }
     const at = 'at' in r ? this.local(r.at, r.m) : 0;
     switch (r.t) {
       case 'clk':
@@ -198,7 +224,11 @@ export class IndexState {
           // The claimer judged the task due: replay does not ask this reader's clock again.
           const out = this.event(n, { type: 'claim', owner: r.o, lease_ms: r.ms, started: r.st === 1, judged: true }, at);
           if (out && out.fence === f) this.setStatus(n, out, o);
-          else this.refused++;
+          else if (out && !this.lenient) {
+            // The task was claimable: its claimer read its fence under the lock and wrote the next one.
+            const was = this.slots.fence[n]!;
+            this.fail({ offset, record: r.t, slot: n, ids: this.idsOf(n), reason: `impossible value: claim of slot ${n} gives fence ${f}, but its fence is ${was} (a claim gives ${was + 1}; a fence never goes backwards nor skips)` });
+          } else this.refused++;
         }
         return;
       }
@@ -300,6 +330,12 @@ export class IndexState {
     this.fail({ offset, record: t, slot: n, ids: [], reason: `${t} names slot ${n}, but the log has only ${this.slots.count} slot(s)` });
   }
 
+  /** The id of the task in a slot, as a list (empty when it does not read back). */
+  private idsOf(n: number): string[] {
+    const id = this.ids.idOf(n);
+    return id === null ? [] : [id];
+  }
+
   private fail(c: ReplayConflict): never {
     this.conflict = c;
     throw new ReplayConflictError(c);
@@ -352,6 +388,14 @@ export class IndexState {
 
   private pairs(t: string, l: Pair[], make: (n: number, f: number) => Event, at: number, offset: number): void {
     for (const [n] of l) this.checkSlot(t, n, offset);
+    if (t === 'start' && !this.lenient) {
+      for (const [n, f] of l) {
+        // A start follows its claim: a fence no claim of the slot gave is a lease never granted.
+        if (n < this.slots.count && this.slots.state[n] !== UNPLACED && f > this.slots.fence[n]!) {
+          this.fail({ offset, record: t, slot: n, ids: this.idsOf(n), reason: `impossible value: start of slot ${n} with fence ${f}, but no claim gave it (its fence is ${this.slots.fence[n]!})` });
+        }
+      }
+    }
     for (const [n, f] of l) {
       const out = this.event(n, make(n, f), at);
       if (out) this.setStatus(n, out, this.slots.owner[n]!);

@@ -43,6 +43,8 @@ export class LoadedLog {
   end = 0;
   /** Records of the round in progress, by offset: applied already, not yet written. */
   readonly unwritten = new Map<number, unknown>();
+  /** Records a salvage replaced, by offset: read in place of the line there (which holds impossible values). */
+  readonly replaced = new Map<number, unknown>();
 
   /**
    * `path` names the file in errors (when absent, it is looked up from the descriptor). `clock`:
@@ -104,7 +106,7 @@ export class LoadedLog {
    */
   recordsAt(slots: readonly number[]): unknown[] {
     const t = this.idx.slots;
-    const onDisk = slots.filter((s) => t.recOff[s]! < this.end);
+    const onDisk = slots.filter((s) => t.recOff[s]! < this.end && !this.replaced.has(t.recOff[s]!));
     const bufs = readMany(this.fd(), onDisk.map((s) => ({ offset: t.recOff[s]!, length: t.recLen[s]! })));
     const read = new Map(onDisk.map((s, i) => [s, bufs[i]!]));
     return slots.map((s) => {
@@ -117,6 +119,7 @@ export class LoadedLog {
   /** The full record a slot points at, read back from the log. */
   recordAt(slot: number): unknown {
     const t = this.idx.slots;
+    if (this.replaced.size && this.replaced.has(t.recOff[slot]!)) return this.replaced.get(t.recOff[slot]!);
     if (t.recOff[slot]! >= this.end) return this.unwritten.get(t.recOff[slot]!) ?? null;
     const len = t.recLen[slot]!;
     const buf = readAt(this.fd(), t.recOff[slot]!, len);

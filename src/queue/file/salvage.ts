@@ -1,7 +1,8 @@
 import type { QueueClock } from '../clock.js';
 import type { TaskState } from '../types.js';
 import type { ScannedLine } from './codec.js';
-import { ReplayConflictError, type ReplayConflict } from './index-state.js';
+import { salvageable } from './impossible.js';
+import { ImpossibleRecordError, ReplayConflictError, type ReplayConflict } from './index-state.js';
 import { LoadedLog, QueueLogConflictError } from './loader.js';
 import { readLines } from './log-io.js';
 import type { LogRecord, Pair } from './records.js';
@@ -21,6 +22,11 @@ export interface SalvageReport {
   skipped: number;
   /** Records the replay refused as stale (harmless, as in any log). */
   refused: number;
+  /**
+   * Records holding values no writer writes (an attempt count past the maximum, a negative time, an
+   * unknown state or kind): those that place a task were kept as a ready task; the others were skipped.
+   */
+  impossible: { offset: number; record: string; reason: string; kept: boolean }[];
 }
 
 /**
@@ -39,11 +45,13 @@ export function salvage(fd: number, path: string, clock: QueueClock): { log: Loa
   const log = new LoadedLog(() => fd, path, clock);
   const me = clock.read();
   log.idx.me = me;
-  const s = new Salvager(log);
+  log.idx.lenient = true;
+  const s = new Salvager(log, me.wall);
   try {
     const r = readLines(fd, 0, (l) => s.line(l));
     log.end = r.end;
     s.finish(me.mono);
+    log.idx.lenient = false;
     // Salvaged or not, the state must add up before anything is written from it.
     log.idx.verify(log.end);
     return { log, tail: r.tail, report: s.report };
@@ -60,9 +68,13 @@ class Salvager {
   /** Slots of the salvaged state whose tasks a conflict touched. */
   private readonly involved = new Set<number>();
   private lines = 0;
-  readonly report: SalvageReport = { relocated: [], duplicates: [], made_ready: [], left: [], skipped: 0, refused: 0 };
+  readonly report: SalvageReport = { relocated: [], duplicates: [], made_ready: [], left: [], skipped: 0, refused: 0, impossible: [] };
 
-  constructor(private readonly log: LoadedLog) {}
+  /** `now`: wall-clock ms, the time given to a task kept from a record whose times are impossible. */
+  constructor(
+    private readonly log: LoadedLog,
+    private readonly now: number,
+  ) {}
 
   line(l: ScannedLine): void {
     this.lines++;
@@ -75,10 +87,34 @@ class Salvager {
     try {
       this.route1(rec, l);
     } catch (err) {
+      if (err instanceof ImpossibleRecordError) return this.impossible(rec, l, err.reason);
       // A record of the wrong shape is skipped; a conflict here would be a bug of the salvage: stop.
       if (err instanceof TypeError) this.report.skipped++;
       else throw err;
     }
+  }
+
+  /**
+   * A record holding values no writer writes: the task it places is kept, as ready and made trustworthy
+   * (read back in place of the line); any other such record is skipped, and the task it names, whose
+   * history it leaves in doubt, is made ready again.
+   */
+  private impossible(rec: LogRecord, l: ScannedLine, reason: string): void {
+    const fixed = salvageable(rec, this.now);
+    this.report.impossible.push({ offset: l.offset, record: String(rec.t).slice(0, 40), reason, kept: fixed !== null });
+    const idx = this.log.idx;
+    if (fixed) {
+      this.log.replaced.set(l.offset, fixed);
+      const count = idx.slots.count;
+      this.route1(fixed, l);
+      if (idx.slots.count > count && fixed.t === 'snap') this.involved.add(count);
+      return;
+    }
+    this.report.skipped++;
+    const r = rec as { n?: unknown; task?: { id?: unknown } };
+    const byId = typeof r.task?.id === 'string' ? idx.ids.get(r.task.id) : -1;
+    const s = byId >= 0 ? byId : typeof r.n === 'number' ? this.slotOf(r.n) : -1;
+    if (s >= 0) this.involved.add(s);
   }
 
   private route1(rec: LogRecord, l: ScannedLine): void {
