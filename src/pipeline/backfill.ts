@@ -1,8 +1,9 @@
 /**
  * A backfill: every partition of a range, each a run of its own (`<backfill id>.<date>`), up to
- * `maxParallel` at once. A pipeline with a step that reads the previous partition's published
- * output runs its partitions in order, and a partition that fails blocks the later ones (their
- * output would build on a gap). `--resume` skips partitions already published with the identity
+ * `maxParallel` at once. In a pipeline with a step that reads the previous partition's published
+ * output, that step (and what follows it) waits for the previous partition to be published, while
+ * the other steps run ahead; a partition that fails blocks the later ones (their output would
+ * build on a gap). `--resume` skips partitions already published with the identity
  * a run would have now.
  */
 import { join } from 'node:path';
@@ -73,45 +74,65 @@ export async function runBackfill(o: BackfillOptions, d: RunnerDeps): Promise<Pi
   };
   save();
   const ordered = dependsOnPrevious(o.def);
-  const width = ordered ? 1 : Math.max(1, o.maxParallel);
+  const width = Math.max(1, o.maxParallel);
   let blockedBy: string | null = null;
   const queue = [...o.plans];
-  const one = async (plan: PartitionPlan): Promise<void> => {
+  // Each partition's outcome, as a promise: a step reading the previous partition waits for it.
+  const settled = new Map<string, { promise: Promise<boolean>; resolve: (published: boolean) => void }>();
+  for (const p of o.plans) {
+    let resolve!: (v: boolean) => void;
+    const promise = new Promise<boolean>((r) => (resolve = r));
+    settled.set(p.partition, { promise, resolve });
+  }
+  const one = async (plan: PartitionPlan, i: number): Promise<void> => {
+    const published = await oneInner(plan, i);
+    settled.get(plan.partition)!.resolve(published);
+  };
+  const oneInner = async (plan: PartitionPlan, i: number): Promise<boolean> => {
     if (blockedBy !== null || o.stop.aborted) {
       settle({ date: plan.partition, status: 'blocked', run_id: null, exit_code: EXIT.BUSINESS_SKIP, duration_ms: 0, reason: o.stop.aborted ? 'stop requested before this partition ran' : `not run: ${blockedBy} failed, and this pipeline reads the previous partition; fix it and --resume` });
-      return;
+      return false;
     }
     if (o.resume) {
       const s = await staleness(o.def, plan, d);
       if (s.state === 'current') {
         settle({ date: plan.partition, status: 'skipped', run_id: s.run_id, exit_code: EXIT.SUCCESS, duration_ms: 0, reason: 'already published with the identity a run would have now' });
-        return;
+        return true;
       }
     }
     let r: PipelineRunReport;
     const runId = `${o.backfillId}.${plan.partition}`;
     try {
-      r = await runPartition({ ...o, plan, runId }, d);
+      // In a range, the partition before this one is the previous partition its previous: true steps read.
+      const before = i > 0 ? settled.get(o.plans[i - 1]!.partition)!.promise : null;
+      r = await runPartition({ ...o, plan, runId, ...(ordered && before ? { previousSettled: () => before } : {}) }, d);
     } catch (err) {
       settle({ date: plan.partition, status: 'failed', run_id: runId, exit_code: EXIT.INTERNAL_ERROR, duration_ms: 0, reason: (err as Error).message });
       if (ordered) blockedBy = plan.partition;
-      return;
+      return false;
     }
     const failed = r.steps.find((s) => s.status === 'failed');
     settle({
       date: plan.partition,
-      status: r.status === 'published' ? 'published' : 'failed',
+      status: r.status === 'published' ? 'published' : r.blocked ? 'blocked' : 'failed',
       run_id: r.run_id,
       exit_code: r.exit_code,
       duration_ms: r.duration_ms,
-      ...(failed?.error ? { reason: `${failed.step}: ${failed.error.message}` } : r.publish_error ? { reason: r.publish_error } : {}),
+      ...(failed?.error
+        ? { reason: `${failed.step}: ${failed.error.message}` }
+        : r.publish_error
+          ? { reason: r.publish_error }
+          : r.blocked
+            ? { reason: 'the previous partition was not published, and this pipeline reads it; fix it and --resume' }
+            : {}),
     });
     if (r.status !== 'published' && ordered) blockedBy = plan.partition;
+    return r.status === 'published';
   };
   try {
     await Promise.all(
       Array.from({ length: Math.min(width, queue.length) }, async () => {
-        for (let p = queue.shift(); p; p = queue.shift()) await one(p);
+        for (let p = queue.shift(); p; p = queue.shift()) await one(p, o.plans.indexOf(p));
       }),
     );
   } finally {

@@ -48,6 +48,12 @@ export interface RunPartitionOptions {
   lockLost?: RunLockFence;
   /** Checks to skip, each with the operator's reason. */
   skipChecks?: ReadonlyMap<string, string>;
+  /**
+   * A backfill running partitions at once: resolves once the previous partition of the range has
+   * settled, with whether it was published. Steps that read the previous partition (`previous: true`)
+   * wait for it; the others run meanwhile. false: the run fails before those steps (exit 11, blocked).
+   */
+  previousSettled?: () => Promise<boolean>;
 }
 
 /** How one step of the run ended. */
@@ -84,6 +90,8 @@ export interface PipelineRunReport {
   /** The run published before this one for the partition, when its identity differed (a restatement). */
   restated_run_id: string | null;
   publish_error?: string;
+  /** In a backfill: steps reading the previous partition did not run, as it was not published. */
+  blocked?: boolean;
   duration_ms: number;
 }
 
@@ -95,6 +103,8 @@ export interface RunState {
   exit_code: number;
   steps: StepReport[];
   inputs: Map<string, InputFile>;
+  /** A step waiting for the previous partition found it not published (a backfill). */
+  blocked?: boolean;
 }
 
 /** A step's rows conflict with rows already stored under the same id: corruption or non-determinism (30). */
@@ -131,14 +141,28 @@ export async function runPartition(o: RunPartitionOptions, d: RunnerDeps): Promi
   // The DAG: start every step whose dependencies succeeded; a failed step starts nothing after it.
   const started = new Set<string>();
   const running = new Map<string, Promise<void>>();
+  let gate: Promise<boolean> | null = null;
   for (;;) {
     if (!st.failed && !o.stop.aborted) {
       for (const s of order) {
         if (started.has(s.name) || !(s.after ?? []).every((x) => st.succeeded.has(x))) continue;
         started.add(s.name);
+        const go = async (): Promise<void> => {
+          if (s.previous && o.previousSettled) {
+            gate ??= o.previousSettled();
+            if (!(await gate)) {
+              st.failed = true;
+              st.blocked = true;
+              st.exit_code = mostSevere([st.exit_code, EXIT.BUSINESS_SKIP]);
+              log.warn({ event: 'step_blocked', step: s.name }, `${s.name} not run: the previous partition was not published`);
+              return;
+            }
+          }
+          await runStep(o, d, st, s, log);
+        };
         running.set(
           s.name,
-          runStep(o, d, st, s, log).finally(() => running.delete(s.name)),
+          go().finally(() => running.delete(s.name)),
         );
       }
     }
@@ -201,6 +225,7 @@ export async function runPartition(o: RunPartitionOptions, d: RunnerDeps): Promi
     pointer,
     restated_run_id: restated,
     ...(publishError ? { publish_error: publishError } : {}),
+    ...(st.blocked ? { blocked: true } : {}),
     duration_ms: now() - t0,
   };
   log.info({ event: 'run_end', run_id: o.runId, status: report.status, rc: report.exit_code, duration_ms: report.duration_ms }, 'run finished');

@@ -243,6 +243,20 @@ describe('pipeline runner (memory backends)', () => {
     expect(Object.values(fixed.partitions).map((p) => p.status)).toEqual(['published', 'published', 'published']);
   });
 
+  it('a backfill of a pipeline that reads the previous partition: other steps run ahead, a failed partition blocks the later ones', async () => {
+    const d = memoryDeps();
+    d.inputs.set('events.jsonl', EVENTS);
+    const inFlight = { now: 0, max: 0 };
+    const def = dailyPipeline({ previous: true, inFlight, flaky: new Set(['e2']) });
+    const plans = planRange(def, '2026-03-01', '2026-03-03', NOW);
+    const rep = await runBackfill({ def, plans, backfillId: 'bf1', maxParallel: 3, resume: false, by: 'backfill bf1', stop }, d);
+    // minutes and rates of three partitions overlapped (2 per partition at most when run one by one).
+    expect(inFlight.max).toBeGreaterThan(2);
+    expect(Object.values(rep.partitions).map((p) => p.status)).toEqual(['failed', 'blocked', 'blocked']);
+    expect(rep.partitions['2026-03-02']!.reason).toMatch(/previous partition was not published/);
+    expect(await d.stores.pointers.partitions('dp')).toEqual([]);
+  });
+
   it('a backfill without previous-partition steps runs partitions in parallel; a failure does not block the others', async () => {
     const d = memoryDeps();
     d.inputs.set('events.jsonl', EVENTS);
