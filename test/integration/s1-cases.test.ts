@@ -12,6 +12,8 @@ import { projectionIds, specCountedDigest, specInputsDigest, storeRows } from '.
  */
 
 const DAY = 86_400_000;
+/** Each case runs the CLI 3 to 10 times: on a loaded 2-core machine that can take well over a minute. */
+const SLOW = 240_000;
 const utcDate = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
 const ptrFile = (ws: string, d: string): string => join(ws, 'manifests', 'current', 's1', `date=${d}.json`);
@@ -82,7 +84,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     expect(Math.max(...settlements.map((r) => r.days_counted as number))).toBe(2);
     // The first publish of 01-02 stays in the store, immutable, beside the restatement.
     expect(storeRows(join(ws, 'store', 's1_summaries.jsonl')).filter((r) => r.date === '2026-01-02')).toHaveLength(2);
-  });
+  }, SLOW);
 
   it('a paused settle_season: 01-02 exits 11; 01-01 runs without touching its task; 01-02 then publishes, its old task cancelled', () => {
     const ws = tempWorkspace();
@@ -102,7 +104,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     expect(summaryOf(ws, '2026-01-02').days_counted).toBe(2);
     // Planned before 01-01 was published, the old task was superseded: cancelled, never run.
     expect(stats(ws, 'settle_season')).toMatchObject({ ready: 0, completed: 2, cancelled: 1 });
-  });
+  }, SLOW);
 
   it('a task whose counted runs changed since it was planned fails as a contract error under worker run, writing nothing', () => {
     const ws = tempWorkspace();
@@ -118,7 +120,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     expect(dead[0]!.reason.kind).toBe('contract');
     expect(dead[0]!.reason.message).toMatch(/settle_season of 2026-01-02: counted digest mismatch: the task expects [0-9a-f]{16}, .* give [0-9a-f]{16} now/);
     expect(readFileSync(join(ws, 'store', 's1_settlements.jsonl'), 'utf8')).toBe(before);
-  });
+  }, SLOW);
 
   it('a task whose inputs changed since it was planned fails as a contract error under worker run, writing nothing', () => {
     const ws = tempWorkspace();
@@ -141,7 +143,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     expect(existsSync(projections) ? readFileSync(projections, 'utf8') : '').toBe('');
     // The date is not stuck: a run plans it anew under the new inputs.
     expect(runLocal(ws, '2026-01-15').code).toBe(0);
-  });
+  }, SLOW);
 
   it('backfill 01-01..05; an emptied inputs file halts 01-06 with 60; restored, 01-06 publishes', () => {
     const ws = tempWorkspace();
@@ -158,7 +160,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(ptr(ws, '2026-01-06')?.run_id).toBe('full');
     expect(summaryOf(ws, '2026-01-06').days_counted).toBe(6);
-  });
+  }, SLOW);
 
   it('a window with no signal halts with 60 by the built-in check, with no history; --skip-check publishes through it', () => {
     // Truncated inputs: the first 100 lines, all on 2026-01-01; 2026-03-01's window (02-02..03-01) holds none.
@@ -184,7 +186,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     const unknown = runLocal(ws, '2026-03-01', ['--skip-check', 'no_such_check', '--reason', 'x']);
     expect(unknown.code).toBe(64);
     expect(unknown.stderr).toContain('window_has_signals');
-  });
+  }, SLOW);
 
   it('a date not over yet, or an --as-of later than now, exits 10 and writes nothing; an --as-of not later than now runs provisionally', async () => {
     const now = Date.now();
@@ -243,7 +245,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     const closed = cli(['s1', 'run-local', '--workspace', ws, '--date', yesterday, '--json']);
     expect(closed.code, closed.stderr).toBe(0);
     expect(JSON.parse(closed.stdout).provisional).toBe(false);
-  });
+  }, SLOW);
 
   it('doctor and backfill --resume call a published date whose upstream changed stale; --resume restates it', () => {
     const ws = tempWorkspace();
@@ -288,7 +290,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     // Nothing changed since: --resume skips both.
     const again = JSON.parse(cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-02', '--resume', '--json']).stdout);
     expect(Object.values(again.dates).map((d) => (d as { status: string }).status)).toEqual(['skipped', 'skipped']);
-  });
+  }, SLOW);
 
   it('--run-id naming an existing run (or a backfill) exits 64 and overwrites nothing', () => {
     const ws = tempWorkspace();
@@ -309,5 +311,5 @@ describe('issue 10: Season 1 runs are never stuck', () => {
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
     expect(snapshot(ws)).toEqual(before);
-  });
+  }, SLOW);
 });

@@ -61,7 +61,7 @@ describe('ledger and rollback', () => {
     expect(readdirSync(join(ws, 'store')).map((f) => (f.endsWith('.jsonl') ? readFileSync(join(ws, 'store', f), 'utf8') : ''))).toEqual(store);
     expect(cli(['s1', 'rollback', '--workspace', ws, '--to-hash', 'ffffffffffff', '--reason', 'x']).code).toBe(64);
     expect(cli(['s1', 'rollback', '--workspace', ws, '--steps', '1']).code).toBe(64);
-  });
+  }, 180_000);
 
   it('a tampered ledger line makes --strict refuse with 30; without --strict it warns', () => {
     const ws = tempWorkspace();
@@ -77,7 +77,7 @@ describe('ledger and rollback', () => {
     const loose = cli(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--reason', 'x', '--dry-run']);
     expect(loose.code).toBe(0);
     expect(loose.stdout).toContain('warning: ledger line 1');
-  });
+  }, 180_000);
 
   it('queue retry and a forced lock break are recorded in the ledger', async () => {
     const ws = tempWorkspace();
@@ -99,7 +99,7 @@ describe('ledger and rollback', () => {
     expect(kinds.map((e) => e.kind)).toEqual(['deadletter_retry', 'lock_break', 'publish']);
     expect(kinds[0]!.detail).toMatchObject({ worker: 'project_rewards', ids: ['bad'] });
     expect(kinds[1]!.detail).toMatchObject({ lock: 's1', reason: 'drill', previous_holder: { pid: holder.pid } });
-  });
+  }, 180_000);
 });
 
 describe('anomaly guardrails', () => {
@@ -125,7 +125,7 @@ describe('anomaly guardrails', () => {
     const m2 = JSON.parse(readFileSync(join(ws, 'manifests', 'publish_season_summary', 'date=2026-01-08', 'run=e', 'manifest.json'), 'utf8'));
     expect(m2.checks.find((c: { name: string }) => c.name === 'total_score_ratio')).toMatchObject({ status: 'skipped', note: 'skipped by operator: known ramp-up' });
     expect(ledger(ws).at(-1)!.detail.skipped_checks).toEqual([{ name: 'total_score_ratio', reason: 'known ramp-up' }]);
-  });
+  }, 180_000);
 });
 
 describe('run history', () => {
@@ -160,5 +160,5 @@ describe('run history', () => {
     expect(m.retry_of_run_id).toBe('bad');
     // The failed run's manifests stay as they were.
     expect(existsSync(join(ws, 'manifests', 'project_rewards', 'date=2026-01-11', 'run=bad', 'manifest.json'))).toBe(true);
-  });
+  }, 180_000);
 });
