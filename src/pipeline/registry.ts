@@ -77,6 +77,13 @@ async function importDefinition(path: string, name: string): Promise<PipelineDef
     // definePipeline checks the definition while the module loads: a broken rule is a usage error
     // (64, one line), not a failure of the import. By name too: the module may load another copy of metaspn.
     if (err instanceof PipelineDefinitionError || (err as Error)?.name === 'PipelineDefinitionError') throw new UsageError(`${(err as Error).message} (${path})`);
+    // The module imports `metaspn`, which its folder cannot resolve: say how to make it resolvable.
+    const e = err as NodeJS.ErrnoException;
+    if (e?.code === 'ERR_MODULE_NOT_FOUND' && /['"]metaspn['"]/.test(e.message ?? '')) {
+      throw new UsageError(`pipeline ${name}: ${path} imports metaspn, which is not installed where the module can find it`, {
+        hint: 'install it in the workspace (npm install metaspn), or link this copy (npm link, then npm link metaspn in the workspace)',
+      });
+    }
     throw new MetaspnError('INTERNAL_ERROR', `pipeline ${name}: importing ${path} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
   }
   const def = (mod.default ?? mod.pipeline) as PipelineDefinition | undefined;

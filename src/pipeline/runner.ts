@@ -11,6 +11,7 @@ import { MetaspnError, toMetaspnError, UsageError } from '../guard/errors.js';
 import { EXIT, mostSevere } from '../guard/exit-codes.js';
 import { RunLockLostError, type RunLockFence } from '../guard/run-lock.js';
 import type { DeadLetter, Owner, Queue } from '../queue/types.js';
+import { checkPayload } from '../queue/validate.js';
 import { drainStage, type StageDrain } from '../runtime/stage.js';
 import { ContractError, type WorkerContext, type WorkerDefinition, type WorkerInitContext, type WorkerTask } from '../runtime/worker-api.js';
 import type { Manifest, ManifestCheck } from '../storage/manifest.js';
@@ -339,6 +340,11 @@ async function runStep(o: RunPartitionOptions, d: RunnerDeps, st: RunState, s: S
       group,
       payload: { pipeline: o.def.name, step: s.name, date: o.plan.partition, as_of: o.plan.as_of, identity, key: t.key, input: t.payload } satisfies StepTaskPayload<unknown>,
     }));
+    for (const t of tasks) {
+      // What a queue refuses from `queue enqueue` (a payload past payload_bytes) is refused here too, naming the task.
+      const big = checkPayload(t.payload);
+      if (big) throw new UsageError(`pipeline ${o.def.name}: step ${s.name}: the task of key ${t.payload.key} is too big: ${big}`, { hint: 'plan smaller tasks: pass keys and let the handler read what it needs' });
+    }
     const { queue, policy } = d.queue(queueName, { ...(s.worker.defaults ?? {}), ...(s.policy ?? {}) });
     const worker = stepWorker(o, d, s, queueName, identity, store, counts);
     const init: WorkerInitContext = { logger: log, workspace: d.ws, env: { pipeline: o.def.name, step: s.name } };
@@ -563,7 +569,13 @@ function drainFailure(queue: string, dr: StageDrain, stopped: boolean): { error:
     const first = dr.dead[0]!;
     const reason = first.reason ? `${first.reason.class}: ${first.reason.message}` : 'unknown';
     return {
-      error: { class: first.reason?.class ?? 'DeadLetter', message: `${dr.dead.length} task(s) of ${queue} in the dead letters (first ${first.task.id}: ${reason}); fix the cause, then \`metaspn queue retry ${queue}\` and re-run` },
+      error: {
+        class: first.reason?.class ?? 'DeadLetter',
+        message:
+          first.reason?.kind === 'contract'
+            ? `${dr.dead.length} task(s) of ${queue} in the dead letters (first ${first.task.id}: ${reason}); fix the input or the step and re-run (changed inputs give new tasks; retrying these would run them as they were)`
+            : `${dr.dead.length} task(s) of ${queue} in the dead letters (first ${first.task.id}: ${reason}); fix the cause, then \`metaspn queue retry ${queue}\` and re-run`,
+      },
       exit,
     };
   }

@@ -188,7 +188,7 @@ describe('pipeline runner (memory backends)', () => {
     const r = await run(dailyPipeline({ flaky: new Set(['e2']) }), d, '2026-03-01', 'r1');
     expect(r.exit_code).toBe(20);
     expect(r.steps.map((s) => s.step)).not.toContain('finalize');
-    expect(r.steps.find((s) => s.step === 'sim')!.error?.message).toMatch(/1 task\(s\) of dp-sim in the dead letters .*bad entity e2/);
+    expect(r.steps.find((s) => s.step === 'sim')!.error?.message).toMatch(/1 task\(s\) of dp-sim in the dead letters .*bad entity e2\); fix the input or the step and re-run/);
     expect(await d.stores.pointers.read('dp', '2026-03-01')).toBeNull();
   });
 
