@@ -13,7 +13,7 @@ import { problemOf, StateFileError } from '../storage/state-file.js';
 import { readOpenAlerts } from './alerts/state.js';
 import { bundledPipeline, bundledPipelines } from '../pipeline/bundled.js';
 import { planPartition } from '../pipeline/plan.js';
-import { loadPipeline } from '../pipeline/registry.js';
+import { loadPipeline, pipelineNames } from '../pipeline/registry.js';
 import { QueueHandles } from './queue-handles.js';
 import { readRunStart, RunStarter } from './run-start.js';
 import type { OpsContext } from './server.js';
@@ -88,7 +88,9 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
     if (started) return { ...started, steps: [] };
     return reply.code(404).send({ error: `no run ${id}` });
   });
-  app.get('/api/lock', async () => readLockStatus(ctx.ws.locks, 's1'));
+  // The first bundled pipeline's lock (Season 1's), as before; /api/locks has every pipeline's.
+  app.get('/api/lock', async () => readLockStatus(ctx.ws.locks, pipelineNames(ctx.cfg)[0] ?? 's1'));
+  app.get('/api/locks', async () => ({ locks: pipelineNames(ctx.cfg).map((name) => ({ pipeline: name, ...readLockStatus(ctx.ws.locks, name) })) }));
   app.get('/api/alerts', async () => {
     try {
       return { ...readOpenAlerts(ctx.ws), problems: [] };

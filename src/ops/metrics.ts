@@ -1,5 +1,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
+import { loadConfig, type WorkspaceConfig } from '../config/load.js';
 import { readLockStatus } from '../guard/run-lock.js';
+import { pipelineNames } from '../pipeline/registry.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { readRuns, type RunInfo } from '../storage/runs.js';
 import type { StateFileProblem } from '../storage/state-file.js';
@@ -22,7 +24,8 @@ interface Reading {
   unreadableQueues: string[];
   runs: RunInfo[];
   problems: StateFileProblem[];
-  lockHeld: number | null;
+  /** 1 while a run holds the pipeline's lock, by pipeline; a lock that cannot be read is left out. */
+  lockHeld: Record<string, number>;
 }
 
 const PROBLEM_KINDS: StateFileProblem['kind'][] = ['manifest', 'pointer', 'event', 'run_start', 'alert_state'];
@@ -46,11 +49,19 @@ function read(ws: WorkspacePaths): Reading {
   } catch (err) {
     problems = [{ path: 'manifests', kind: 'manifest', error: (err as Error).message }];
   }
-  let lockHeld: number | null = null;
+  const lockHeld: Record<string, number> = {};
+  let cfg: WorkspaceConfig | null = null;
   try {
-    lockHeld = readLockStatus(ws.locks, 's1').held ? 1 : 0;
+    cfg = loadConfig(ws);
   } catch {
-    lockHeld = null;
+    // A config that does not load: the bundled pipelines' locks are still reported.
+  }
+  for (const name of pipelineNames(cfg)) {
+    try {
+      lockHeld[name] = readLockStatus(ws.locks, name).held ? 1 : 0;
+    } catch {
+      // Left out: a lock file that cannot be read is reported by doctor and /health/test.
+    }
   }
   return { views, unreadableQueues, runs, problems, lockHeld };
 }
@@ -135,8 +146,7 @@ export function workspaceMetrics(ws: WorkspacePaths): WorkspaceMetrics {
     registers: [registry],
     collect() {
       this.reset();
-      const held = reading().lockHeld;
-      if (held !== null) this.set({ lock: 's1' }, held);
+      for (const [lock, held] of Object.entries(reading().lockHeld)) this.set({ lock }, held);
     },
   });
   return {

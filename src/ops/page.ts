@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { readLockStatus } from '../guard/run-lock.js';
+import { pipelineNames } from '../pipeline/registry.js';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { deadletterDir } from '../storage/paths.js';
 import { readRuns } from '../storage/runs.js';
@@ -59,7 +60,7 @@ export function opsPageView(ctx: OpsContext, now = new Date()): OpsPageView {
       const { runs: all, problems } = readRuns(ctx.ws);
       return { recent: all.slice(0, OPS_RUNS_SHOWN), total: all.length, problems };
     }),
-    lock: section(() => readLockStatus(ctx.ws.locks, 's1')),
+    locks: section(() => pipelineNames(ctx.cfg).map((name) => ({ name, status: readLockStatus(ctx.ws.locks, name) }))),
   };
 }
 

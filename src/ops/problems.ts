@@ -1,4 +1,6 @@
+import { join } from 'node:path';
 import type { WorkspacePaths } from '../storage/paths.js';
+import { safeExists, safeReaddir } from '../storage/safe-path.js';
 import { damagedPointers } from '../storage/pointers.js';
 import { readRuns } from '../storage/runs.js';
 import { problemOf, StateFileError, type StateFileProblem } from '../storage/state-file.js';
@@ -20,6 +22,12 @@ function scan(ws: WorkspacePaths, kind: StateFileProblem['kind'], files: string[
   return out;
 }
 
+/** The pipelines with a pointer folder (manifests/current/<pipeline>), whatever the config says. */
+function pointerFolders(ws: WorkspacePaths): string[] {
+  const dir = join(ws.manifests, 'current');
+  return safeExists(dir) ? safeReaddir(dir).filter((n) => /^[a-z][a-z0-9_-]{0,63}$/.test(n)) : [];
+}
+
 /**
  * Every workspace state file the server reads that does not read back: manifests and current
  * pointers (run history), event records, records of runs started from the server, the alert
@@ -28,7 +36,7 @@ function scan(ws: WorkspacePaths, kind: StateFileProblem['kind'], files: string[
 export function stateFileProblems(ws: WorkspacePaths, runProblems: StateFileProblem[] = readRuns(ws).problems): StateFileProblem[] {
   const all = [
     ...runProblems,
-    ...damagedPointers(ws, 's1').map((e) => problemOf(ws, 'pointer', e)),
+    ...pointerFolders(ws).flatMap((name) => damagedPointers(ws, name).map((e) => problemOf(ws, 'pointer', e))),
     ...scan(ws, 'event', eventFiles(ws), readEventRecord),
     ...scan(ws, 'run_start', runStartFiles(ws), readRunStartFile),
   ];

@@ -32,6 +32,11 @@ export function listPipelines(cfg: WorkspaceConfig): PipelineEntry[] {
   ];
 }
 
+/** Every pipeline's name, bundled first (what run locks, pointers and /ops are kept per). Config that does not load: the bundled ones. */
+export function pipelineNames(cfg: WorkspaceConfig | null): string[] {
+  return [...bundledPipelines().map((b) => b.name), ...(cfg ? Object.keys(cfg.pipelines).sort() : [])];
+}
+
 const loaded = new Map<string, Promise<PipelineDefinition>>();
 
 /**

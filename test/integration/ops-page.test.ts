@@ -158,7 +158,7 @@ describe('the /ops page in headless Chromium', () => {
       await expect(bad.textContent()).resolves.toContain('payload invalid: date: must be a YYYY-MM-DD date');
       const run = page.locator('#runs-table tbody tr').first();
       await expect(run.textContent()).resolves.toMatch(/s1[\s\S]*2026-01-15[\s\S]*success[\s\S]*\d+(\.\d)? (ms|s)[\s\S]*\b0\b/);
-      await expect(page.locator('#lock').textContent()).resolves.toMatch(/State\s*free/);
+      await expect(page.locator('#lock-s1').textContent()).resolves.toMatch(/State\s*free/);
       // Open alerts: exactly what GET /api/alerts answers (the panel stays hidden when it is not 200).
       const alerts = await api<{ checked_at: string | null; open: { rule: string; message: string }[] }>(s, '/api/alerts');
       if (alerts.status === 200) {

@@ -26,7 +26,8 @@ export interface OpsPageView {
   deadLetters: Section<DeadLetterGroup[]>;
   /** `problems`: run files that do not read back (left out of the table, named under it). */
   runs: Section<{ recent: RunInfo[]; total: number; problems?: StateFileProblem[] }>;
-  lock: Section<LockStatus>;
+  /** The run lock of each pipeline, bundled first. */
+  locks: Section<{ name: string; status: LockStatus }[]>;
 }
 
 /** 42 → "42s", 754 → "12m 34s", 7300 → "2h 01m", 200000 → "2d 07h". */
@@ -72,6 +73,7 @@ function queuesSection(v: OpsPageView): Html {
 <td class="num" data-stat="scheduled">${q.scheduled}</td>
 <td class="num" data-stat="leased">${q.leased}</td>
 <td class="num" data-stat="completed">${q.completed}</td>
+<td class="num" data-stat="cancelled">${q.cancelled}</td>
 <td class="num dead" data-stat="dead">${q.dead}</td>
 <td data-stat="paused">${q.paused ? html`<span class="badge warn">paused</span>` : html`<span class="badge ok">running</span>`}</td>
 <td class="num" data-stat="oldest_ready_age">${formatAge(q.oldest_ready_age_s)}</td>
@@ -79,7 +81,7 @@ function queuesSection(v: OpsPageView): Html {
 </tr>`,
   );
   return html`<table id="queues-table">
-<thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Scheduled</th><th class="num">Leased</th><th class="num">Completed</th><th class="num">Dead</th><th>State</th><th class="num">Oldest ready</th><th></th></tr></thead>
+<thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Scheduled</th><th class="num">Leased</th><th class="num">Completed</th><th class="num" title="superseded by a newer run of their partition before they ran">Cancelled</th><th class="num">Dead</th><th>State</th><th class="num">Oldest ready</th><th></th></tr></thead>
 <tbody>${rows}</tbody>
 </table>`;
 }
@@ -144,9 +146,12 @@ function runsSection(v: OpsPageView): Html {
 ${total > recent.length ? html`<p class="muted">The newest ${recent.length} of ${total} runs.</p>` : null}`;
 }
 
-function lockSection(v: OpsPageView): Html {
-  if (!v.lock.ok) return sectionError(v.lock.error);
-  const l = v.lock.value;
+function locksSection(v: OpsPageView): Html {
+  if (!v.locks.ok) return sectionError(v.locks.error);
+  return html`${v.locks.value.map((x) => html`<h3>Pipeline <span class="mono">${x.name}</span></h3>${lockList(x.name, x.status)}`)}`;
+}
+
+function lockList(name: string, l: LockStatus): Html {
   const p = l.payload;
   const active = l.held && p?.active === 1;
   const state = active
@@ -155,7 +160,7 @@ function lockSection(v: OpsPageView): Html {
       ? html`<span class="badge warn">held (no active holder named)</span>`
       : html`<span class="badge ok">free</span>`;
   const alive = l.holder_alive === null ? 'unknown' : l.holder_alive ? 'yes' : 'no';
-  return html`<dl class="kv" id="lock">
+  return html`<dl class="kv lock" id="${`lock-${name}`}">
 <dt>State</dt><dd>${state}${l.stale_reason ? html` <span class="badge bad">stale: ${l.stale_reason}</span>` : null}</dd>
 ${p
   ? html`<dt>${active ? 'Holder' : 'Last holder'}</dt><dd>pid ${p.pid} on <span class="mono">${p.host}</span>${active ? null : ' (released)'}</dd>
@@ -173,7 +178,7 @@ function dataPart(v: OpsPageView): Html {
 <section id="queues"><h2>Queues</h2>${queuesSection(v)}</section>
 <section id="deadletters"><h2>Dead letters</h2>${deadLettersSection(v)}</section>
 <section id="runs"><h2>Recent runs</h2>${runsSection(v)}</section>
-<section id="lock-section"><h2>Run lock <span class="muted mono">s1</span></h2>${lockSection(v)}</section>
+<section id="lock-section"><h2>Run locks</h2>${locksSection(v)}</section>
 <p class="muted" id="generated">Rendered ${formatTime(v.generatedAt.toISOString())} from the workspace files.</p>
 </div>`;
 }
