@@ -9,6 +9,7 @@ import { paramsKey } from '../../src/storage/store/artifact-store.js';
 import { plainScanner } from '../../src/storage/store/plain-lines.js';
 import { configHash, type S1Config } from './config.js';
 import { PIPELINE, STORE_FILES } from './context.js';
+import { defaultAsOf } from './dates.js';
 import { countedDigest, SortedSignals } from './digests.js';
 import { projectionParamsOf } from './ids.js';
 import type { Signal } from './signals.js';
@@ -53,14 +54,29 @@ export function staleReasons(published: Readonly<Record<string, unknown>>, now: 
 }
 
 /**
+ * Pure: why a provisional publish is stale once its day is over, or null. A date published before
+ * its day ended, with an as-of earlier than the day's default, left out what came after that
+ * as-of; once the clock passed the default, a run without `--as-of` would see all of the day.
+ */
+export function provisionalReason(date: string, published: { as_of: unknown; published_at: unknown }, nowMs: number): string | null {
+  const fallback = defaultAsOf(date);
+  const end = Date.parse(fallback);
+  if (typeof published.as_of !== 'string' || Date.parse(published.as_of) >= end) return null;
+  if (typeof published.published_at !== 'string' || !(Date.parse(published.published_at) < end) || nowMs < end) return null;
+  return `published provisionally (as_of ${published.as_of}) before the day ended; it is over now (${fallback}): a run without --as-of counts all of it`;
+}
+
+/**
  * Every published date of Season 1 (or those in `only`), fine or stale: whether a re-run now would
  * compute other params than its pointer records (S1-SPEC "Digests": the inputs digest of its
  * window, the counted digest over the projections of the runs published now for earlier dates and
  * its own, the config hash). Reads the pointers and the projections file only (one pass, no lock,
- * nothing written: doctor calls it); damaged pointers are skipped (doctor reports them).
+ * nothing written: doctor calls it); damaged pointers are skipped (doctor reports them). A
+ * provisional publish whose day is over is stale too ({@link provisionalReason}).
  * @param signals the workspace's signals, as read and checked (readWeightedSignals).
+ * @param nowMs the clock, epoch milliseconds; default `Date.now()`.
  */
-export function publishedDates(ws: WorkspacePaths, cfg: S1Config, signals: Iterable<Signal> | SortedSignals, only?: ReadonlySet<string>): PublishedDate[] {
+export function publishedDates(ws: WorkspacePaths, cfg: S1Config, signals: Iterable<Signal> | SortedSignals, only?: ReadonlySet<string>, nowMs: number = Date.now()): PublishedDate[] {
   const pointers = new Map<string, CurrentPointer>();
   for (const date of pointerDates(ws, PIPELINE)) {
     try {
@@ -87,6 +103,8 @@ export function publishedDates(ws: WorkspacePaths, cfg: S1Config, signals: Itera
         counted: date >= cfg.season.start ? countedDigest([...earlier, ...own]) : null,
       };
       const reasons = staleReasons(params, now);
+      const provisional = provisionalReason(date, { as_of: params.as_of, published_at: p.published_at }, nowMs);
+      if (provisional) reasons.push(provisional);
       out.push({ date, run_id: p.run_id, state: reasons.length ? 'stale' : 'fine', reasons });
     }
     // Settlement counts earlier season dates only.

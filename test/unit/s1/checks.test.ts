@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BUILTIN_CHECK_NAMES, CHECK_NAMES, GUARDRAIL_NAMES, windowHasSignals } from '../../../workers/s1/guardrails.js';
-import { staleReasons } from '../../../workers/s1/stale.js';
+import { provisionalReason, staleReasons } from '../../../workers/s1/stale.js';
 
 const WINDOW = { first: '2026-02-02', last: '2026-03-01', as_of: '2026-03-02T00:00:00.000Z' };
 
@@ -37,5 +37,25 @@ describe('staleReasons', () => {
     expect(staleReasons({ as_of: 'x', config_hash: 'c0' }, { config_hash: 'c0', inputs: 'i0', counted: 'k0' })).toEqual([
       'published by metaspn 0.1: its params carry no inputs digest; a re-run writes its rows under the new ids',
     ]);
+  });
+});
+
+describe('provisionalReason', () => {
+  const at = (iso: string): number => Date.parse(iso);
+  const provisional = { as_of: '2026-01-15T12:00:00.000Z', published_at: '2026-01-15T12:01:00.000Z' };
+
+  it('is null while the day is open, and for a run with the default as-of', () => {
+    expect(provisionalReason('2026-01-15', provisional, at('2026-01-15T23:00:00Z'))).toBeNull();
+    expect(provisionalReason('2026-01-15', { as_of: '2026-01-16T00:00:00.000Z', published_at: '2026-01-16T01:00:00Z' }, at('2026-02-01T00:00:00Z'))).toBeNull();
+  });
+
+  it('is null for an --as-of run published after the day ended (a deliberate look back)', () => {
+    expect(provisionalReason('2026-01-15', { ...provisional, published_at: '2026-01-20T00:00:00Z' }, at('2026-02-01T00:00:00Z'))).toBeNull();
+  });
+
+  it('names a provisional publish once its day is over', () => {
+    expect(provisionalReason('2026-01-15', provisional, at('2026-01-16T00:00:00Z'))).toBe(
+      'published provisionally (as_of 2026-01-15T12:00:00.000Z) before the day ended; it is over now (2026-01-16T00:00:00.000Z): a run without --as-of counts all of it',
+    );
   });
 });
