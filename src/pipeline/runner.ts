@@ -89,7 +89,7 @@ export interface PipelineRunReport {
   /** The pointer file when published. */
   pointer: string | null;
   /** The run published before this one for the partition, when its identity differed (a restatement). */
-  restated_run_id: string | null;
+  restatement_of: string | null;
   publish_error?: string;
   /** In a backfill: steps reading the previous partition did not run, as it was not published. */
   blocked?: boolean;
@@ -224,7 +224,7 @@ export async function runPartition(o: RunPartitionOptions, d: RunnerDeps): Promi
     checks,
     identity,
     pointer,
-    restated_run_id: restated,
+    restatement_of: restated,
     ...(publishError ? { publish_error: publishError } : {}),
     ...(st.blocked ? { blocked: true } : {}),
     duration_ms: now() - t0,
@@ -549,7 +549,7 @@ async function publish(o: RunPartitionOptions, d: RunnerDeps, st: RunState, orde
         date: o.plan.partition,
         pointer,
         previous,
-        ...(restated ? { restates: restated } : previous ? { replay_of: previous.run_id } : {}),
+        ...(restated ? { restatement_of: restated } : previous ? { replay_of: previous.run_id } : {}),
         ...(skipped.length ? { skipped_checks: skipped } : {}),
       },
       o.runId,
@@ -558,7 +558,7 @@ async function publish(o: RunPartitionOptions, d: RunnerDeps, st: RunState, orde
   };
   if (o.lockLost?.()) throw new RunLockLostError(o.def.name, null);
   await (o.lockLost ? o.lockLost.whileHeld(write) : write());
-  log.info({ event: 'published', identity, restates: restated }, `published ${o.plan.partition}`);
+  log.info({ event: 'published', identity, restatement_of: restated }, `published ${o.plan.partition}`);
   return { pointer: `manifests/current/${o.def.name}/date=${o.plan.partition}.json`, restated };
 }
 

@@ -33,7 +33,7 @@ interface RunReport {
   checks: { name: string; status: string; observed: unknown }[];
   identity: string | null;
   pointer: string | null;
-  restated_run_id: string | null;
+  restatement_of: string | null;
 }
 interface Pointer {
   run_id: string;
@@ -58,7 +58,7 @@ interface Manifest {
 interface LedgerEntry {
   kind: string;
   run_id?: string;
-  detail: { date: string; pointer: Pointer; restates?: string; replay_of?: string; skipped_checks?: { name: string; reason: string }[] };
+  detail: { date: string; pointer: Pointer; restatement_of?: string; replay_of?: string; skipped_checks?: { name: string; reason: string }[] };
 }
 interface PartitionResult {
   status: string;
@@ -225,11 +225,11 @@ describe('the example pipeline: run and replay', () => {
     expect(again.run_id).not.toBe(ptr.run_id);
     expect(again.steps.map((s) => s.outputs[0]!.rows_written)).toEqual([0, 0, 0, 0, 0, 0]);
     expect(again.identity).toBe(ptr.summary_id);
-    expect(again.restated_run_id).toBeNull();
+    expect(again.restatement_of).toBeNull();
     expect(pointer(dir, '2026-03-04')).toMatchObject({ run_id: again.run_id, summary_id: ptr.summary_id, steps: ptr.steps });
     expect(storeHashes(dir)).toEqual(before);
     expect(ledger(dir)[1]!.detail).toMatchObject({ date: '2026-03-04', replay_of: ptr.run_id });
-    expect(ledger(dir)[1]!.detail.restates).toBeUndefined();
+    expect(ledger(dir)[1]!.detail.restatement_of).toBeUndefined();
   }, 120_000);
 
   it('changed inputs give the affected steps new identities and a restatement; the old rows stay; a line of another date changes nothing', () => {
@@ -242,7 +242,7 @@ describe('the example pipeline: run and replay', () => {
     appendFileSync(join(dir, 'inputs', 'status.jsonl'), '{"date":"2026-03-05","player":"p10","status":"questionable","note":"back"}\n');
     const second = runJson(dir, '2026-03-05');
     expect(second.exit_code).toBe(0);
-    expect(second.restated_run_id).toBe(first.run_id);
+    expect(second.restatement_of).toBe(first.run_id);
     const now = pointer(dir, '2026-03-05');
     expect(now.summary_id).not.toBe(old.summary_id);
     const changed = STEPS.filter((s) => now.steps[s] !== old.steps[s]);
@@ -254,7 +254,7 @@ describe('the example pipeline: run and replay', () => {
     expect(rows(dir, 'minutes').find((x) => x.key === 'p10' && x.identity === now.steps.minutes)).toMatchObject({ status: 'questionable' });
     // The restatement is in the ledger, and both output sets are in the store.
     const last = ledger(dir).at(-1)!;
-    expect(last).toMatchObject({ kind: 'publish', run_id: second.run_id, detail: { date: '2026-03-05', restates: first.run_id } });
+    expect(last).toMatchObject({ kind: 'publish', run_id: second.run_id, detail: { date: '2026-03-05', restatement_of: first.run_id } });
     const finals = rows(dir, 'finalize').filter((x) => x.date === '2026-03-05');
     expect(finals.filter((x) => x.identity === old.steps.finalize)).toHaveLength(40);
     expect(finals.filter((x) => x.identity === now.steps.finalize)).toHaveLength(40);
@@ -266,7 +266,7 @@ describe('the example pipeline: run and replay', () => {
     const third = runJson(dir, '2026-03-05');
     expect(third.exit_code).toBe(0);
     expect(third.identity).toBe(now.summary_id);
-    expect(third.restated_run_id).toBeNull();
+    expect(third.restatement_of).toBeNull();
     expect(third.steps.map((s) => s.outputs[0]!.rows_written)).toEqual([0, 0, 0, 0, 0, 0]);
   }, 120_000);
 
@@ -370,8 +370,8 @@ describe('the example pipeline: backfill and resume', () => {
     const changed = (d: string): string[] => STEPS.filter((s) => pointer(dir, d).steps[s] !== before[d]!.steps[s]);
     expect(changed('2026-03-05')).toEqual(['minutes', 'sim', 'ownership', 'finalize']);
     expect(changed('2026-03-06')).toEqual(['ownership', 'finalize']);
-    const restated = ledger(dir).filter((e) => e.detail.restates);
-    expect(restated.map((e) => [e.detail.date, e.detail.restates])).toEqual(['2026-03-05', '2026-03-06', '2026-03-07'].map((d) => [d, before[d]!.run_id]));
+    const restated = ledger(dir).filter((e) => e.detail.restatement_of);
+    expect(restated.map((e) => [e.detail.date, e.detail.restatement_of])).toEqual(['2026-03-05', '2026-03-06', '2026-03-07'].map((d) => [d, before[d]!.run_id]));
   }, 180_000);
 });
 

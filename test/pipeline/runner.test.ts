@@ -126,7 +126,7 @@ describe('pipeline runner (memory backends)', () => {
     expect(r2.exit_code).toBe(0);
     expect(r2.identity).toBe(r1.identity);
     expect(r2.steps.every((s) => s.outputs[0]!.rows_written === 0)).toBe(true);
-    expect(r2.restated_run_id).toBeNull();
+    expect(r2.restatement_of).toBeNull();
     // A late event for another date: 2026-03-01's identities do not move.
     d.inputs.set('events.jsonl', `${EVENTS}\n${events([['e3', '2026-03-02', 5]])}`);
     const r3 = await run(def, d, '2026-03-01', 'r3');
@@ -135,10 +135,10 @@ describe('pipeline runner (memory backends)', () => {
     d.inputs.set('events.jsonl', EVENTS.replace('"minutes":30', '"minutes":31'));
     const r4 = await run(def, d, '2026-03-01', 'r4');
     expect(r4.exit_code).toBe(0);
-    expect(r4.restated_run_id).toBe('r3');
+    expect(r4.restatement_of).toBe('r3');
     const before = new Map(r1.steps.map((s) => [s.step, s.identity]));
     for (const s of r4.steps) expect(s.identity).not.toBe(before.get(s.step));
-    expect(d.stores.entries.at(-1)!.detail).toMatchObject({ restates: 'r3' });
+    expect(d.stores.entries.at(-1)!.detail).toMatchObject({ restatement_of: 'r3' });
     // The old set stays, immutable, beside the new one.
     expect((await rowsOf(d, 'sim', '2026-03-01', before.get('sim')!)).find((x) => x.key === 'e1')?.projected).toBe(60);
     expect((await rowsOf(d, 'sim', '2026-03-01', r4.steps.find((s) => s.step === 'sim')!.identity)).find((x) => x.key === 'e1')?.projected).toBe(62);

@@ -254,7 +254,7 @@ export function formatRun(r: PipelineRunReport): string {
     ...tripped.map((c) => `check ${c.name} failed: observed ${JSON.stringify(c.observed)}, expected ${JSON.stringify(c.expected)}`),
     failed?.error && !tripped.length ? `failed: ${failed.step}: ${failed.error.message}\n  manifest: ${failed.manifest}` : '',
     r.publish_error ? `publish failed: ${r.publish_error}` : '',
-    r.pointer ? `published: ${r.pointer}${r.restated_run_id ? ` (restates run ${r.restated_run_id})` : ''}` : 'not published',
+    r.pointer ? `published: ${r.pointer}${r.restatement_of ? ` (restates run ${r.restatement_of})` : ''}` : 'not published',
     `exit ${r.exit_code} in ${(r.duration_ms / 1000).toFixed(1)}s`,
   ];
   return `${lines.filter(Boolean).join('\n')}\n`;
