@@ -22,6 +22,9 @@ import { pointerDates } from '../../src/storage/pointers.js';
 import { readRuns } from '../../src/storage/runs.js';
 import { DIR_MODE, FILE_MODE, safeAppendFile, safeExists, safeFsyncDir, safeLstat, safeMkdir, safeOpen, safeReaddir, safeReaddirEntries, safeReadFile, safeRename, safeRm } from '../../src/storage/safe-path.js';
 import { DateIndexFiles } from '../../src/storage/store/date-index.js';
+import { DeadLetterFiles } from '../../src/queue/file/deadletter-files.js';
+import { listGens } from '../../src/queue/file/log-io.js';
+import { readStats } from '../../src/queue/file/stats-file.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -174,6 +177,9 @@ describe('safe-path: reading and listing never go through a link either', () => 
     { name: 'ops: event records', at: 'ops/events', kind: 'dir', read: (p) => eventFiles(p) },
     { name: 'ops: run-start records', at: 'ops/runs', kind: 'dir', read: (p) => runStartFiles(p) },
     { name: 'ops: alert log', at: 'ops/alerts-log.jsonl', kind: 'file', read: (p) => readAlertLog(p) },
+    { name: 'queue stats: the log', at: 'queue/q/log.000001.jsonl', kind: 'file', read: (p) => readStats(join(p.queues, 'q'), 'q', Date.now()) },
+    { name: 'queue: its generations', at: 'queue/q', kind: 'dir', read: (p) => listGens(join(p.queues, 'q')) },
+    { name: 'dead letters: the list', at: 'deadletter/q', kind: 'dir', read: (p) => new DeadLetterFiles(join(p.deadletters, 'q')).ids() },
   ];
 
   for (const r of readers) {

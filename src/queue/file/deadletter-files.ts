@@ -1,7 +1,6 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeAtomicSync } from '../../storage/atomic.js';
-import { assertNoLinks, safeMkdir, safeRm } from '../../storage/safe-path.js';
+import { assertNoLinks, safeMkdir, safeReadFile, safeReaddir, safeRm } from '../../storage/safe-path.js';
 import type { DeadLetter } from '../types.js';
 
 /**
@@ -29,15 +28,14 @@ export class DeadLetterFiles {
   }
 
   ids(): string[] {
-    if (!existsSync(this.dir)) return [];
-    return readdirSync(this.dir)
+    return safeReaddir(this.dir)
       .filter((f) => f.endsWith('.json'))
       .map((f) => f.slice(0, -5));
   }
 
   read(id: string): DeadLetter | null {
     try {
-      return JSON.parse(readFileSync(this.path(id), 'utf8')) as DeadLetter;
+      return JSON.parse(safeReadFile(this.path(id))) as DeadLetter;
     } catch {
       return null;
     }

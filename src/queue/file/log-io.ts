@@ -1,5 +1,5 @@
-import { closeSync, existsSync, fstatSync, ftruncateSync, readdirSync, readSync } from 'node:fs';
-import { safeMkdir, safeOpen } from '../../storage/safe-path.js';
+import { closeSync, fstatSync, ftruncateSync, readSync } from 'node:fs';
+import { safeMkdir, safeOpen, safeReaddir } from '../../storage/safe-path.js';
 import { join } from 'node:path';
 import { fsyncDir, writeAll } from '../../storage/atomic.js';
 import { scanLines, type ScannedLine } from './codec.js';
@@ -16,8 +16,7 @@ export function logPath(dir: string, gen: number): string {
 
 /** Generations present in `dir`, oldest first. The highest is current: a compaction renames it into place whole. */
 export function listGens(dir: string): number[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
+  return safeReaddir(dir)
     .map((f) => LOG_NAME.exec(f))
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => Number(m[1]))

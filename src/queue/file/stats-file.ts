@@ -1,5 +1,5 @@
-import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
-import { safeOpen } from '../../storage/safe-path.js';
+import { closeSync, readFileSync, writeSync } from 'node:fs';
+import { safeExists, safeLstat, safeOpen } from '../../storage/safe-path.js';
 import { join } from 'node:path';
 import { reprojectWall, type QueueClock } from '../clock.js';
 import { systemClock } from '../system-clock.js';
@@ -52,7 +52,14 @@ export class StatsWriter {
 
 function readSnapshot(dir: string): Snapshot | null {
   try {
-    const buf = readFileSync(join(dir, 'stats.json'));
+    // Never through a link: a linked snapshot is ignored (the log is replayed, which refuses links).
+    const fd = safeOpen(join(dir, 'stats.json'), 'r');
+    let buf: Buffer;
+    try {
+      buf = readFileSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     const nl = buf.indexOf(0x0a);
     return nl > 0 ? (decodeLine(buf, 0, nl) as Snapshot | null) : null;
   } catch {
@@ -70,7 +77,7 @@ export function readStats(dir: string, name: string, now: number, clock: QueueCl
   const gen = gens[gens.length - 1];
   if (gen === undefined) return { ...emptyStats(name), source: 'snapshot' };
   const path = logPath(dir, gen);
-  const size = statSync(path).size;
+  const size = safeLstat(path)?.size ?? 0;
   const snap = readSnapshot(dir);
   // A snapshot from an older version (no totals, no cancelled count) is replayed once like a stale one.
   const read = clock.read();
@@ -87,8 +94,8 @@ export function readStats(dir: string, name: string, now: number, clock: QueueCl
       source: 'snapshot',
     };
   }
-  if (!existsSync(path)) return { ...emptyStats(name), source: 'replay' };
-  const fd = openSync(path, 'r');
+  if (!safeExists(path)) return { ...emptyStats(name), source: 'replay' };
+  const fd = safeOpen(path, 'r');
   try {
     const log = new LoadedLog(() => fd, undefined, { read: () => me });
     log.readMore();
