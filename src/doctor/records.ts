@@ -1,15 +1,13 @@
 import { createHash } from 'node:crypto';
-import { closeSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { readWith } from '../queue/file/log-io.js';
-import { plainScanner } from '../storage/store/plain-lines.js';
+import { rowsByKey } from '../storage/store/plain-lines.js';
 import { join, relative } from 'node:path';
 import { acquireRunLock } from '../guard/run-lock.js';
 import { readLedger } from '../storage/ledger.js';
 import { manifestsOf, readManifest } from '../storage/manifest.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { MetaspnError } from '../guard/errors.js';
-import { safeExists, safeOpen, safeReaddir } from '../storage/safe-path.js';
+import { safeReaddir } from '../storage/safe-path.js';
 import { damagedPointers, pointerDates, pointerPath, readPointer, writePointer } from '../storage/pointers.js';
 import { quarantineFile, StateFileError } from '../storage/state-file.js';
 import { paramsKey } from '../storage/store/artifact-store.js';
@@ -169,25 +167,7 @@ export async function checkPointers(ws: WorkspacePaths, pipeline: string, stores
 
 /** sha256 of the rows of each wanted (date, params) in id order, as ArtifactStore.digest computes it. */
 function storeDigests(path: string, keys: ReadonlySet<string>): Map<string, string> {
-  const rows = new Map<string, { id: string; text: string }[]>();
-  if (safeExists(path)) {
-    const fd = safeOpen(path, 'r');
-    try {
-      readWith(
-        fd,
-        0,
-        plainScanner((l) => {
-          const r = l.row;
-          if (!r || typeof r.id !== 'string' || typeof r.date !== 'string') return;
-          const key = `${r.date}|${paramsKey(r.params)}`;
-          if (!keys.has(key)) return;
-          (rows.get(key) ?? rows.set(key, []).get(key)!).push({ id: r.id, text: l.text });
-        }),
-      );
-    } finally {
-      closeSync(fd);
-    }
-  }
+  const rows = rowsByKey(path, keys);
   const out = new Map<string, string>();
   for (const key of keys) {
     const list = (rows.get(key) ?? []).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

@@ -10,8 +10,9 @@ import type { QueuePolicy } from '../config/policy.js';
 import { MetaspnError, toMetaspnError, UsageError } from '../guard/errors.js';
 import { EXIT, mostSevere } from '../guard/exit-codes.js';
 import { RunLockLostError, type RunLockFence } from '../guard/run-lock.js';
-import type { DeadLetter, Owner, Queue } from '../queue/types.js';
+import type { Owner, Queue } from '../queue/types.js';
 import { checkPayload } from '../queue/validate.js';
+import { drainFailure } from './outcome.js';
 import { drainStage, type StageDrain } from '../runtime/stage.js';
 import { ContractError, type WorkerContext, type WorkerDefinition, type WorkerInitContext, type WorkerTask } from '../runtime/worker-api.js';
 import type { Manifest, ManifestCheck } from '../storage/manifest.js';
@@ -562,33 +563,3 @@ async function publish(o: RunPartitionOptions, d: RunnerDeps, st: RunState, orde
   return { pointer: `manifests/current/${o.def.name}/date=${o.plan.partition}.json`, restated };
 }
 
-/** Why a step's tasks did not all complete, and the exit code that says it. */
-function drainFailure(queue: string, dr: StageDrain, stopped: boolean): { error: { class: string; message: string }; exit: number } | null {
-  if (dr.dead.length > 0) {
-    const exit = mostSevere(dr.dead.map(deadExit));
-    const first = dr.dead[0]!;
-    const reason = first.reason ? `${first.reason.class}: ${first.reason.message}` : 'unknown';
-    return {
-      error: {
-        class: first.reason?.class ?? 'DeadLetter',
-        message:
-          first.reason?.kind === 'contract'
-            ? `${dr.dead.length} task(s) of ${queue} in the dead letters (first ${first.task.id}: ${reason}); fix the input or the step and re-run (changed inputs give new tasks; retrying these would run them as they were)`
-            : `${dr.dead.length} task(s) of ${queue} in the dead letters (first ${first.task.id}: ${reason}); fix the cause, then \`metaspn queue retry ${queue}\` and re-run`,
-      },
-      exit,
-    };
-  }
-  if (dr.paused) return { error: { class: 'QueuePaused', message: `queue ${queue} is paused: ${dr.unsettled} task(s) wait; \`metaspn queue resume ${queue}\` and re-run` }, exit: EXIT.BUSINESS_SKIP };
-  if (dr.unsettled > 0) {
-    return { error: { class: stopped ? 'Stopped' : 'Unsettled', message: `${dr.unsettled} task(s) of ${queue} not finished${stopped ? ' (stop requested)' : ' (held by another worker)'}; re-run to continue` }, exit: EXIT.BUSINESS_SKIP };
-  }
-  return null;
-}
-
-/** A dead letter's exit code: 30 inconsistent state, 20 a contract error, 50 anything else. */
-function deadExit(dl: DeadLetter): number {
-  if (dl.reason?.code === 'STATE_CORRUPT') return EXIT.STATE_CORRUPT;
-  if (dl.reason?.kind === 'contract') return EXIT.DATA_INVALID;
-  return EXIT.INTERNAL_ERROR;
-}

@@ -1,11 +1,11 @@
 import { relative } from 'node:path';
 import { policyFor } from '../../src/config/load.js';
 import { isDiskFull, toMetaspnError } from '../../src/guard/errors.js';
-import { EXIT, mostSevere } from '../../src/guard/exit-codes.js';
+import { EXIT } from '../../src/guard/exit-codes.js';
 import { openQueue } from '../../src/queue/open.js';
-import type { DeadLetter } from '../../src/queue/types.js';
 import { collectIfGrown } from '../../src/runtime/memory.js';
 import { drainStage, type StageDrain } from '../../src/runtime/stage.js';
+import { drainFailure } from '../../src/pipeline/outcome.js';
 import type { WorkerDefinition } from '../../src/runtime/worker-api.js';
 import { writeManifest, type Manifest, type ManifestCheck } from '../../src/storage/manifest.js';
 import { stageChecks } from './checks.js';
@@ -212,44 +212,6 @@ function inputsOf(env: S1Env, r: DateRun, stage: StageName): S1ManifestInput[] {
   return [...(stage === 'settle_season' ? mine.slice(-1) : mine), ...earlier];
 }
 
-/** Why a stage's tasks did not all complete, and the exit code that says it. */
-function drainFailure(stage: StageName, d: StageDrain, stopped: boolean): { error: { class: string; message: string }; exit: number } | null {
-  if (d.dead.length > 0) {
-    const exit = mostSevere(d.dead.map(deadExit));
-    const first = d.dead[0]!;
-    const reason = first.reason ? `${first.reason.class}: ${first.reason.message}` : 'unknown';
-    return {
-      error: {
-        class: first.reason?.class ?? 'DeadLetter',
-        message: `${d.dead.length} task(s) of ${stage} in the dead letters (first ${first.task.id}: ${reason}); fix the cause, then \`metaspn queue retry ${stage}\` and re-run`,
-      },
-      exit,
-    };
-  }
-  if (d.paused) {
-    return { error: { class: 'QueuePaused', message: `queue ${stage} is paused: ${d.unsettled} task(s) wait; \`metaspn queue resume ${stage}\` and re-run` }, exit: EXIT.BUSINESS_SKIP };
-  }
-  if (d.cancelled) {
-    return {
-      error: { class: 'Cancelled', message: `${d.cancelled} task(s) of ${stage} were cancelled (superseded) before they ran; re-run to continue` },
-      exit: EXIT.BUSINESS_SKIP,
-    };
-  }
-  if (d.unsettled > 0) {
-    return {
-      error: { class: stopped ? 'Stopped' : 'Unsettled', message: `${d.unsettled} task(s) of ${stage} not finished${stopped ? ' (stop requested)' : ' (held by another worker)'}; re-run to continue` },
-      exit: EXIT.BUSINESS_SKIP,
-    };
-  }
-  return null;
-}
-
-/** A dead letter's exit code: 30 inconsistent state, 20 a contract error, 50 anything else. */
-function deadExit(d: DeadLetter): number {
-  if (d.reason?.code === 'STATE_CORRUPT') return EXIT.STATE_CORRUPT;
-  if (d.reason?.kind === 'contract') return EXIT.DATA_INVALID;
-  return EXIT.INTERNAL_ERROR;
-}
 
 /** Memory now, for the stage log lines: operators see what a run of their size costs. */
 export function memory(): { rss_mb: number; heap_mb: number } {

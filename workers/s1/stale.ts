@@ -1,12 +1,9 @@
-import { closeSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { readWith } from '../../src/queue/file/log-io.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
 import { pointerDates, pointerPath, readPointer, type CurrentPointer } from '../../src/storage/pointers.js';
-import { safeExists, safeOpen } from '../../src/storage/safe-path.js';
 import { StateFileError } from '../../src/storage/state-file.js';
 import { paramsKey } from '../../src/storage/store/artifact-store.js';
-import { plainScanner } from '../../src/storage/store/plain-lines.js';
+import { rowsByKey } from '../../src/storage/store/plain-lines.js';
 import { configHash, type S1Config } from './config.js';
 import { PIPELINE, STORE_FILES } from './context.js';
 import { defaultAsOf } from './dates.js';
@@ -115,25 +112,7 @@ export function publishedDates(ws: WorkspacePaths, cfg: S1Config, signals: Itera
 
 /** The ids of the projection rows of each wanted `date|paramsKey`, read in one pass of the file. */
 function projectionIds(path: string, keys: ReadonlySet<string>): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  if (keys.size === 0 || !safeExists(path)) return out;
-  const fd = safeOpen(path, 'r');
-  try {
-    readWith(
-      fd,
-      0,
-      plainScanner((l) => {
-        const r = l.row;
-        if (!r || typeof r.id !== 'string' || typeof r.date !== 'string') return;
-        const key = `${r.date}|${paramsKey(r.params)}`;
-        if (!keys.has(key)) return;
-        (out.get(key) ?? out.set(key, []).get(key)!).push(r.id);
-      }),
-    );
-  } finally {
-    closeSync(fd);
-  }
-  return out;
+  return new Map([...rowsByKey(path, keys)].map(([k, rows]) => [k, rows.map((r) => r.id)]));
 }
 
 /** A doctor finding about a stale published date: where, what, and the command that fixes it. */

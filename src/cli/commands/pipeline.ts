@@ -233,8 +233,19 @@ function formatPartition(r: PartitionResult): string {
   return `${r.date}  ${r.status.padEnd(9)}  exit ${r.exit_code}  ${(r.duration_ms / 1000).toFixed(1)}s${r.run_id ? `  run ${r.run_id}` : ''}${r.reason && r.status !== 'published' ? `  (${r.reason})` : ''}`;
 }
 
-/** The text report of `pipeline run`. */
-export function formatRun(r: PipelineRunReport): string {
+/** What a step report shows as a table row (`pipeline run`, `s1 run-local`). */
+export interface StepLine {
+  step: string;
+  status: string;
+  duration_ms: number;
+  tasks: { total: number; completed: number; retried: number; dead: number };
+  outputs: { rows_written: number; rows_present: number }[];
+  error?: { message: string };
+  manifest: string;
+}
+
+/** The text report of a run: a header, a row a step, the failure, the publish, the exit code. */
+export function formatRunText(r: { header: string; steps: readonly StepLine[]; extra?: string[]; publish_error?: string; pointer: string | null; restatement_of?: string | null; exit_code: number; duration_ms: number }): string {
   const rows = r.steps.map((s) => {
     const out = s.outputs[0];
     return [
@@ -246,16 +257,27 @@ export function formatRun(r: PipelineRunReport): string {
     ];
   });
   const failed = r.steps.find((s) => s.status === 'failed');
-  const tripped = r.checks.filter((c) => c.status === 'fail');
   const lines = [
-    `${r.pipeline} run ${r.date}  run ${r.run_id}  as_of ${r.as_of}${r.provisional ? '  (provisional: the day is not over)' : ''}`,
+    r.header,
     table(rows),
-    r.checks.length ? `checks: ${r.checks.map((c) => `${c.name} ${c.status}`).join(', ')}` : '',
-    ...tripped.map((c) => `check ${c.name} failed: observed ${JSON.stringify(c.observed)}, expected ${JSON.stringify(c.expected)}`),
-    failed?.error && !tripped.length ? `failed: ${failed.step}: ${failed.error.message}\n  manifest: ${failed.manifest}` : '',
+    ...(r.extra ?? []),
+    failed?.error && !(r.extra ?? []).length ? `failed: ${failed.step}: ${failed.error.message}\n  manifest: ${failed.manifest}` : '',
     r.publish_error ? `publish failed: ${r.publish_error}` : '',
     r.pointer ? `published: ${r.pointer}${r.restatement_of ? ` (restates run ${r.restatement_of})` : ''}` : 'not published',
     `exit ${r.exit_code} in ${(r.duration_ms / 1000).toFixed(1)}s`,
   ];
   return `${lines.filter(Boolean).join('\n')}\n`;
+}
+
+/** The text report of `pipeline run`. */
+export function formatRun(r: PipelineRunReport): string {
+  const tripped = r.checks.filter((c) => c.status === 'fail');
+  return formatRunText({
+    ...r,
+    header: `${r.pipeline} run ${r.date}  run ${r.run_id}  as_of ${r.as_of}${r.provisional ? '  (provisional: the day is not over)' : ''}`,
+    extra: [
+      ...(r.checks.length ? [`checks: ${r.checks.map((c) => `${c.name} ${c.status}`).join(', ')}`] : []),
+      ...tripped.map((c) => `check ${c.name} failed: observed ${JSON.stringify(c.observed)}, expected ${JSON.stringify(c.expected)}`),
+    ],
+  });
 }

@@ -1,4 +1,7 @@
-import type { Scanner } from '../../queue/file/log-io.js';
+import { closeSync } from 'node:fs';
+import { readWith, type Scanner } from '../../queue/file/log-io.js';
+import { safeExists, safeOpen } from '../safe-path.js';
+import { paramsKey } from './artifact-store.js';
 
 export interface PlainLine {
   /** Byte offset of the line in the file. */
@@ -29,4 +32,32 @@ export function plainScanner(onLine: (l: PlainLine) => void): Scanner {
       start = nl + 1;
     }
   };
+}
+
+/**
+ * The rows of a store file whose `date|paramsKey(params)` is one of `keys`, with their exact text,
+ * in file order, read in one pass without the store's lock or index (doctor and staleness checks
+ * read, they never write). A missing file has none; lines that are not rows are passed over.
+ * @throws StateCorruptError (30) when the file or a folder on its way is a link.
+ */
+export function rowsByKey(path: string, keys: ReadonlySet<string>): Map<string, { id: string; text: string }[]> {
+  const out = new Map<string, { id: string; text: string }[]>();
+  if (keys.size === 0 || !safeExists(path)) return out;
+  const fd = safeOpen(path, 'r');
+  try {
+    readWith(
+      fd,
+      0,
+      plainScanner((l) => {
+        const r = l.row;
+        if (!r || typeof r.id !== 'string' || typeof r.date !== 'string') return;
+        const key = `${r.date}|${paramsKey(r.params)}`;
+        if (!keys.has(key)) return;
+        (out.get(key) ?? out.set(key, []).get(key)!).push({ id: r.id, text: l.text });
+      }),
+    );
+  } finally {
+    closeSync(fd);
+  }
+  return out;
 }

@@ -7,11 +7,11 @@ import { assertRunIdFree } from '../run-ids.js';
 import { rollback } from '../rollback.js';
 import { registerBackfill } from './backfill.js';
 import { setExitCode } from '../../../src/cli/exit.js';
-import { printJson, table } from '../../../src/cli/format.js';
+import { printJson } from '../../../src/cli/format.js';
 import { collect, openWorkspace, positiveInt } from '../../../src/cli/options.js';
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../../../src/cli/locked.js';
 import { UsageError } from '../../../src/guard/errors.js';
-import { formatRollback } from '../../../src/cli/commands/pipeline.js';
+import { formatRollback, formatRunText } from '../../../src/cli/commands/pipeline.js';
 
 export function registerS1(program: Command): void {
   const s1 = program.command('s1').description('the Season 1 pipeline');
@@ -45,26 +45,11 @@ export function registerS1(program: Command): void {
 }
 
 export function formatReport(r: RunReport): string {
-  const rows = r.stages.map((s) => {
-    const out = s.outputs[0];
-    return [
-      `  ${s.step}`,
-      s.status,
-      `${s.tasks.completed}/${s.tasks.total} tasks${s.tasks.retried ? `, ${s.tasks.retried} retried` : ''}${s.tasks.dead ? `, ${s.tasks.dead} dead` : ''}`,
-      out ? `${out.rows_written} rows written, ${out.rows_present} present` : '',
-      `${(s.duration_ms / 1000).toFixed(1)}s`,
-    ];
+  return formatRunText({
+    ...r,
+    steps: r.stages,
+    header: `s1 run-local ${r.date}  run ${r.run_id}  as_of ${r.as_of}${r.provisional ? '  (provisional: the date is not over)' : ''}`,
   });
-  const failed = r.stages.find((s) => s.status === 'failed');
-  const lines = [
-    `s1 run-local ${r.date}  run ${r.run_id}  as_of ${r.as_of}${r.provisional ? '  (provisional: the date is not over)' : ''}`,
-    table(rows),
-    failed?.error ? `failed: ${failed.step}: ${failed.error.message}\n  manifest: ${failed.manifest}` : '',
-    r.publish_error ? `publish failed: ${r.publish_error}` : '',
-    r.pointer ? `published: ${r.pointer}${r.restatement_of ? ` (restates run ${r.restatement_of})` : ''}` : 'not published',
-    `exit ${r.exit_code} in ${(r.duration_ms / 1000).toFixed(1)}s`,
-  ];
-  return `${lines.filter(Boolean).join('\n')}\n`;
 }
 
 export function registerRollback(s1: Command): void {
