@@ -12,6 +12,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+// The model's seeded PRNG: the data is the same on every machine.
+import { prng } from './model.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -20,17 +22,6 @@ const arg = (name, fallback) => {
 const DAYS = Number(arg('--days', '7'));
 const START = arg('--start', '2026-03-01');
 
-/** mulberry32: a small seeded PRNG, so the data is the same on every machine. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = prng(20260301);
 const poisson = (lambda) => {
   const l = Math.exp(-lambda);
