@@ -16,6 +16,8 @@ vi.mock('node:fs', async (importOriginal) => {
   return { ...fs, default: { ...fs, writeSync }, writeSync };
 });
 
+// The setup file (Season 1 registered) has loaded atomic.js with the real fs already: load it afresh.
+vi.resetModules();
 const { writeAtomicSync } = await import('../../src/storage/atomic.js');
 
 describe('writeAtomicSync', () => {
