@@ -34,7 +34,20 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
     broken = true;
     process.stderr.write(`warning: ${ws.logFile}: ${err.code ?? err.message}; structured logging to the file stopped\n`);
   });
-  const streams: pino.StreamEntry[] = [{ level: 'trace', stream: { write: (line: string) => void (broken || file.write(line)) } }];
+  // Lines are written in batches of 4 KiB; a process that then waits (a 30-day retry, a long task)
+  // must not keep its last lines from someone tailing the log: what is buffered goes out within a second.
+  let pending = false;
+  const tick = setInterval(() => {
+    if (broken || !pending) return;
+    pending = false;
+    try {
+      file.flush();
+    } catch {
+      // Being written or closed: the next tick, or the final flush, writes it.
+    }
+  }, 1000);
+  tick.unref();
+  const streams: pino.StreamEntry[] = [{ level: 'trace', stream: { write: (line: string) => void (broken || ((pending = true), file.write(line))) } }];
   if (!opts.quiet) streams.push({ level: 'warn', stream: { write: (line: string) => process.stderr.write(readable(line)) } });
   const level = process.env.METASPN_LOG_LEVEL ?? 'info';
   const logger = pino({ level, base, timestamp: pino.stdTimeFunctions.isoTime }, pino.multistream(streams));
