@@ -3,8 +3,8 @@ import { join, relative } from 'node:path';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { LoadedLog, QueueLogConflictError } from '../queue/file/loader.js';
 import { listGens, logPath } from '../queue/file/log-io.js';
-import type { QueueClock } from '../queue/clock.js';
-import { ownerAlive } from '../queue/owner.js';
+import { bootAlive, type QueueClock } from '../queue/clock.js';
+import { HOST, ownerAlive } from '../queue/owner.js';
 import { systemClock } from '../queue/system-clock.js';
 import type { ConflictRepair } from '../queue/file/salvage.js';
 import { deadletterDir, queueDir, type WorkspacePaths } from '../storage/paths.js';
@@ -79,7 +79,9 @@ export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, clock:
     let gone = 0;
     for (const n of log.idx.leased) {
       const o = log.idx.ownerOf(n);
-      if (o && !ownerAlive(o)) gone++;
+      // Gone: its process is dead, or it ran on this host before the last reboot (as the queue's own reclaim judges).
+      const boot = log.idx.ownerBoots[log.idx.slots.owner[n]!] ?? null;
+      if (o && (!ownerAlive(o) || (o.host === HOST && !bootAlive(boot, log.idx.me)))) gone++;
       // Lease expiries are on the monotonic timeline of the replay (a wall-clock step expires nothing).
       else if (t.time[n]! <= log.idx.me.mono) expired++;
     }
