@@ -1,4 +1,6 @@
-import { relative } from 'node:path';
+import { createHash } from 'node:crypto';
+import { join, relative } from 'node:path';
+import { rowsByKey } from '../storage/store/plain-lines.js';
 import type { WorkspaceConfig } from '../config/load.js';
 import { MetaspnError } from '../guard/errors.js';
 import { fileDeps } from '../pipeline/file-deps.js';
@@ -27,6 +29,18 @@ export async function workspacePipelines(ws: WorkspacePaths, cfg: WorkspaceConfi
 }
 
 /**
+ * sha256 of a step's rows of one partition and identity in id order, as the row store computes it,
+ * read straight from the file: doctor reads, it never updates the store's index.
+ */
+function rowsDigest(ws: WorkspacePaths, location: string, date: string, identity: string): string {
+  const key = `${date}|${identity}`;
+  const rows = rowsByKey(join(ws.root, location), new Set([key]), (r) => `${r.date as string}|${r.identity as string}`).get(key) ?? [];
+  const h = createHash('sha256');
+  for (const r of rows.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) h.update(`${r.text}\n`);
+  return h.digest('hex');
+}
+
+/**
  * For each published partition of a workspace pipeline: its pointer reads back, every step of the
  * run it names succeeded and its rows still hash as the manifest recorded; and it is not stale
  * (an input or an upstream partition changed since it was published: a run now would restate it).
@@ -51,20 +65,20 @@ export async function checkPipelines(ws: WorkspacePaths, defs: readonly Pipeline
           const m = (await d.stores.manifests.list(def.name, s.name, date)).find((x) => x.run_id === ptr.run_id);
           const identity = ptr.steps?.[s.name];
           if (!m || m.status !== 'success' || !identity) {
-            f.error('pointer', rel, `names run ${ptr.run_id}, which has no successful ${s.name} manifest`, `re-run it (metaspn pipeline run ${def.name} --date ${date}) or roll the pointer back`);
+            f.error('pointer', rel, `names run ${ptr.run_id}, which has no successful ${s.name} manifest`, `re-run it (metaspn pipeline run ${def.name} --workspace ${ws.root} --date ${date}) or roll the pointer back`);
             whole = false;
             break;
           }
-          const now = await d.stores.rows(def.name, s.name).digest(date, identity);
-          if (now.sha256 !== m.outputs[0]?.sha256) {
-            f.error('manifest', `manifests/${s.name}/date=${date}/run=${ptr.run_id}/manifest.json`, `its recorded output hash no longer matches ${d.stores.rows(def.name, s.name).location} for ${date}`, 'the store changed under a published run: restore it from a backup, then run doctor again');
+          const location = d.stores.rows(def.name, s.name).location;
+          if (rowsDigest(ws, location, date, identity) !== m.outputs[0]?.sha256) {
+            f.error('manifest', `manifests/${s.name}/date=${date}/run=${ptr.run_id}/manifest.json`, `its recorded output hash no longer matches ${location} for ${date}`, 'the store changed under a published run: restore it from a backup, then run doctor again');
             whole = false;
           }
         }
         if (!whole) continue;
         const st = await staleness(def, { partition: date, as_of: ptr.params.as_of, provisional: false }, d);
         if (st.state === 'stale') {
-          f.warn('stale', rel, `${def.name} ${date} is stale: ${st.changed.join(', ')} would run with other inputs now (an input or an upstream partition changed since run ${ptr.run_id} was published)`, `re-run it: metaspn pipeline run ${def.name} --date ${date} (or pipeline backfill --resume over the range)`);
+          f.warn('stale', rel, `${def.name} ${date} is stale: ${st.changed.join(', ')} would run with other inputs now (an input or an upstream partition changed since run ${ptr.run_id} was published)`, `re-run it: metaspn pipeline run ${def.name} --workspace ${ws.root} --date ${date} (or pipeline backfill --resume over the range)`);
         }
       }
     } finally {

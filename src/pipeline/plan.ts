@@ -180,6 +180,11 @@ export interface PartitionPlan {
  */
 export function planPartition(p: Pick<PipelineDefinition, 'name' | 'partitions'>, dateText: string, asOfText: string | undefined, nowMs: number, flag = '--date'): PartitionPlan {
   const partition = parseDate(dateText, flag);
+  // An --as-of later than the clock names data that cannot exist yet: 10, before any other rule about it.
+  const given = asOfText === undefined ? null : asOfInstantMs(asOfText);
+  if (given !== null && given > nowMs) {
+    throw new MetaspnError('BUSINESS_REJECT', `--as-of ${new Date(given).toISOString()} is later than the clock (${new Date(nowMs).toISOString()}); nothing was run`, { hint: 'give an --as-of not later than now' });
+  }
   const as_of = resolveAsOf(partition, asOfText);
   const { start, end } = p.partitions ?? {};
   if ((start !== undefined && partition < start) || (end !== undefined && partition > end)) {

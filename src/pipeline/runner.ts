@@ -113,7 +113,10 @@ export interface RunState {
 export class RowConflictError extends MetaspnError {
   readonly unrecoverable = true;
   constructor(message: string, incident: string) {
-    super('STATE_CORRUPT', message, { hint: `nothing was overwritten; see ${incident}`, details: { incident } });
+    super('STATE_CORRUPT', message, {
+      hint: `nothing was overwritten; see ${incident}. A step whose code changed on purpose changes its output: bump its params (e.g. {version: 2}) so it gets a new identity`,
+      details: { incident },
+    });
     this.name = 'RowConflictError';
   }
 }
@@ -133,8 +136,8 @@ export async function runPartition(o: RunPartitionOptions, d: RunnerDeps): Promi
   for (const name of skip.keys()) {
     if (!checkNames.includes(name)) throw new UsageError(`--skip-check ${name}: pipeline ${o.def.name} has no such check`, { hint: `checks: ${checkNames.join(', ') || '(none)'}` });
   }
-  if (await d.stores.manifests.hasRun(o.runId, order.map((s) => s.name), [o.plan.partition])) {
-    throw new UsageError(`--run-id ${o.runId} names a run that already exists for ${o.def.name} ${o.plan.partition}; nothing was overwritten`, { hint: 'leave --run-id out (a new id is made), or pick an unused one' });
+  if (await d.stores.manifests.hasRun(o.runId, order.map((s) => s.name))) {
+    throw new UsageError(`--run-id ${o.runId} names a run that already exists; nothing was overwritten`, { hint: 'leave --run-id out (a new id is made), or pick an unused one' });
   }
   const log = d.log.child({ pipeline: o.def.name, date: o.plan.partition });
   const st = newRunState();
@@ -453,7 +456,7 @@ function stepWorker(o: RunPartitionOptions, d: RunnerDeps, s: StepDefinition<unk
           conflicts: put.conflicts.length,
           note: 'nothing was overwritten: the same identity produced different content (a non-deterministic step, or the store was changed)',
         });
-        throw new RowConflictError(`replay conflict: ${store.location} already holds ${c.id} with different content`, incident);
+        throw new RowConflictError(`replay conflict: ${store.location} already holds ${c.id} with different content (step ${s.name} is not deterministic, or its code changed without its params)`, incident);
       }
       counts.written += put.written;
       counts.present += put.present;

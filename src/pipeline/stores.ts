@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { canonicalText } from './canonical.js';
 import { entryHash, GENESIS, Ledger, type LedgerEntry, type LedgerKind } from '../storage/ledger.js';
 import { manifestsOf, writeManifest, type Manifest } from '../storage/manifest.js';
+import { safeExists, safeReaddir } from '../storage/safe-path.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { pointerDates, readPointer, writePointer, type CurrentPointer } from '../storage/pointers.js';
 import { ArtifactStore, type Conflict } from '../storage/store/artifact-store.js';
@@ -45,8 +46,8 @@ export interface ManifestStore {
   write(m: Manifest): Promise<string>;
   /** Every manifest of a pipeline's step and partition (any run), oldest first. */
   list(pipeline: string, step: string, partition: string): Promise<Manifest[]>;
-  /** Whether a manifest of these steps and partitions carries this run id (any pipeline: run ids name folders). */
-  hasRun(runId: string, steps: readonly string[], partitions: readonly string[]): Promise<boolean>;
+  /** Whether a manifest of these steps, of any partition, carries this run id (any pipeline: run ids name folders). */
+  hasRun(runId: string, steps: readonly string[]): Promise<boolean>;
 }
 
 /** Current pointers: which run is published for a partition. */
@@ -95,7 +96,7 @@ export class FileStores implements PipelineStores {
             .filter((m) => m.pipeline === pipeline)
             .sort((a, b) => a.started_at.localeCompare(b.started_at)),
         ),
-      hasRun: (runId, steps, partitions) => Promise.resolve(steps.some((s) => partitions.some((d) => manifestsOf(ws, s, d).some((m) => m.run_id === runId)))),
+      hasRun: (runId, steps) => Promise.resolve(steps.some((s) => safeReaddir(join(ws.manifests, s)).some((d) => safeExists(join(ws.manifests, s, d, `run=${runId}`))))),
     };
     this.pointers = {
       read: (pipeline, partition) => Promise.resolve(readPointer(ws, pipeline, partition)),
@@ -171,7 +172,7 @@ export class MemoryStores implements PipelineStores {
           .sort((a, b) => a.started_at.localeCompare(b.started_at))
           .map((m) => structuredClone(m)),
       ),
-    hasRun: (runId, steps, partitions) => Promise.resolve(this.manifestList.some((m) => m.run_id === runId && steps.includes(m.step) && partitions.includes(m.date))),
+    hasRun: (runId, steps) => Promise.resolve(this.manifestList.some((m) => m.run_id === runId && steps.includes(m.step))),
   };
   readonly pointers: PointerStore = {
     read: (pipeline, partition) => Promise.resolve(structuredClone(this.pointerMap.get(`${pipeline}|${partition}`) ?? null)),

@@ -384,7 +384,7 @@ describe('the example pipeline: refusals', () => {
     const bytes = readFileSync(path, 'utf8');
     const dup = run(dir, '2026-03-03', '--run-id', 'nightly-0303');
     expect(dup.code).toBe(64);
-    expectOneLineError(dup, /--run-id nightly-0303 names a run that already exists for daily-projections 2026-03-03; nothing was overwritten/);
+    expectOneLineError(dup, /--run-id nightly-0303 names a run that already exists; nothing was overwritten/);
     expect(readFileSync(path, 'utf8')).toBe(bytes);
     expect(ledger(dir)).toHaveLength(1);
 

@@ -67,6 +67,8 @@ describe('pipeline plan (pure)', () => {
 
     it('an --as-of later than the clock: exit 10; not later: a provisional run of the open day', () => {
       expect(thrownMetaspnError(() => planPartition(p, '2026-06-10', '2026-06-10T16:00:00Z', now)).message).toMatch(/later than the clock/);
+      // Far past the partition's own end too: still 10 (the clock), not a usage error.
+      expect(thrownMetaspnError(() => planPartition(p, '2026-06-10', '2099-01-01T00:00:00Z', now)).exitCode).toBe(10);
       expect(planPartition(p, '2026-06-10', '2026-06-10T14:00:00Z', now)).toEqual({ partition: '2026-06-10', as_of: '2026-06-10T14:00:00.000Z', provisional: true });
     });
 

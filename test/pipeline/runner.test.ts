@@ -149,10 +149,13 @@ describe('pipeline runner (memory backends)', () => {
     d.inputs.set('events.jsonl', EVENTS);
     await run(dailyPipeline(), d, '2026-03-01', 'r1');
     const n = d.stores.manifestList.length;
-    const e = await run(dailyPipeline(), d, '2026-03-01', 'r1').catch((err: unknown) => err);
-    expect(thrownMetaspnError(() => {
-      throw e;
-    }).exitCode).toBe(64);
+    for (const date of ['2026-03-01', '2026-03-02']) {
+      // Of the same partition or another: a run id names one run.
+      const e = await run(dailyPipeline(), d, date, 'r1').catch((err: unknown) => err);
+      expect(thrownMetaspnError(() => {
+        throw e;
+      }).exitCode).toBe(64);
+    }
     expect(d.stores.manifestList.length).toBe(n);
   });
 

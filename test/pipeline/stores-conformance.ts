@@ -89,9 +89,12 @@ export function describeStoresBackend(name: string, b: StoresBackend): void {
       await s.manifests.write({ ...manifest('load', '2026-01-02', 'r9', '2026-01-03T03:00:00.000Z'), pipeline: 'other' });
       expect((await s.manifests.list('demo', 'load', '2026-01-02')).map((m) => m.run_id)).toEqual(['r1', 'r2']);
       expect((await s.manifests.list('other', 'load', '2026-01-02')).map((m) => m.run_id)).toEqual(['r9']);
-      expect(await s.manifests.hasRun('r1', ['load', 'sum'], ['2026-01-02'])).toBe(true);
-      expect(await s.manifests.hasRun('r3', ['load', 'sum'], ['2026-01-02'])).toBe(false);
-      expect(await s.manifests.hasRun('r1', ['load'], ['2026-01-05'])).toBe(false);
+      expect(await s.manifests.hasRun('r1', ['load', 'sum'])).toBe(true);
+      expect(await s.manifests.hasRun('r3', ['load', 'sum'])).toBe(false);
+      expect(await s.manifests.hasRun('r1', ['other'])).toBe(false);
+      // A run id of another partition is taken too.
+      await s.manifests.write(manifest('load', '2026-01-05', 'r5', '2026-01-06T01:00:00.000Z'));
+      expect(await s.manifests.hasRun('r5', ['load'])).toBe(true);
       await s.close();
     });
 

@@ -40,7 +40,12 @@ export function plainScanner(onLine: (l: PlainLine) => void): Scanner {
  * read, they never write). A missing file has none; lines that are not rows are passed over.
  * @throws StateCorruptError (30) when the file or a folder on its way is a link.
  */
-export function rowsByKey(path: string, keys: ReadonlySet<string>): Map<string, { id: string; text: string }[]> {
+export function rowsByKey(
+  path: string,
+  keys: ReadonlySet<string>,
+  /** The key of a row: by default `date|paramsKey(params)` (Season 1's rows); a pipeline's rows key on `date|identity`. */
+  keyOf: (r: Record<string, unknown>) => string = (r) => `${r.date as string}|${paramsKey(r.params)}`,
+): Map<string, { id: string; text: string }[]> {
   const out = new Map<string, { id: string; text: string }[]>();
   if (keys.size === 0 || !safeExists(path)) return out;
   const fd = safeOpen(path, 'r');
@@ -51,7 +56,7 @@ export function rowsByKey(path: string, keys: ReadonlySet<string>): Map<string, 
       plainScanner((l) => {
         const r = l.row;
         if (!r || typeof r.id !== 'string' || typeof r.date !== 'string') return;
-        const key = `${r.date}|${paramsKey(r.params)}`;
+        const key = keyOf(r);
         if (!keys.has(key)) return;
         (out.get(key) ?? out.set(key, []).get(key)!).push({ id: r.id, text: l.text });
       }),
