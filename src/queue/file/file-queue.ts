@@ -651,7 +651,7 @@ export class FileQueue implements Queue {
       // Dead-letter files follow the log, under the lock, so they never race a retry.
       fdatasyncSync(this.fd!);
       syncNeeded = false;
-      for (const n of effects.dead) this.dead.write(deadLetterOf(this.taskAt(n), log.idx.wall(log.idx.slots.time[n]!)));
+      for (const n of effects.dead) this.dead.write(deadLetterOfTask(this.taskAt(n)));
       for (const n of effects.undead) this.dead.remove(this.taskAt(n).id);
     }
     // Answers are read now, under the lock and before a compaction renumbers the slots.
@@ -790,7 +790,7 @@ export class FileQueue implements Queue {
       const task = this.taskAt(n);
       const present = files.delete(task.id);
       // Missing, or half-written by a crash: written again from the log.
-      if (!present || this.dead.read(task.id)?.task.id !== task.id) this.dead.write(deadLetterOf(task, log.idx.wall(log.idx.slots.time[n]!)));
+      if (!present || this.dead.read(task.id)?.task.id !== task.id) this.dead.write(deadLetterOfTask(task));
     }
     for (const id of files) this.dead.remove(id);
   }
@@ -881,4 +881,13 @@ export class FileQueue implements Queue {
     if (!rec?.task) throw new MetaspnError('STATE_CORRUPT', `queue ${this.name}: the record of task slot ${n} does not read back`);
     return rec.task;
   }
+}
+
+/**
+ * A dead letter as written from the log: `dead_at` is the wall time the failure record carries (the
+ * task's `updated_at`), so a file written again from the log is byte for byte the first one (a time
+ * projected from the monotonic clock could differ by a millisecond between two readers).
+ */
+function deadLetterOfTask(task: TaskRecord): DeadLetter {
+  return deadLetterOf(task, Date.parse(task.updated_at));
 }
