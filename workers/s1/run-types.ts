@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { WorkspaceConfig } from '../../src/config/load.js';
 import type { RunLockFence } from '../../src/guard/run-lock.js';
 import type { Owner } from '../../src/queue/types.js';
-import type { Manifest, ManifestCheck } from '../../src/storage/manifest.js';
+import type { StepReport } from '../../src/pipeline/runner.js';
 import type { Ledger } from '../../src/storage/ledger.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
 import type { Counted, S1Context, StageName } from './context.js';
@@ -47,17 +47,8 @@ export interface S1ManifestInput {
   run_id?: string;
 }
 
-export interface StageReport {
-  step: StageName;
-  status: 'success' | 'failed';
-  exit_code: number;
-  manifest: string;
-  duration_ms: number;
-  tasks: Manifest['tasks'];
-  outputs: Manifest['outputs'];
-  checks: ManifestCheck[];
-  error?: { class: string; message: string };
-}
+/** How one stage ended: the core's step report, without an identity (S1's is its params). */
+export type StageReport = Omit<StepReport, 'step' | 'identity'> & { step: StageName };
 
 /** One date's run, as the stages go. */
 export interface DateRun {
