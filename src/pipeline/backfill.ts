@@ -11,7 +11,7 @@ import { EXIT, mostSevere } from '../guard/exit-codes.js';
 import { writeAtomicSync } from '../storage/atomic.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { dependsOnPrevious, type PartitionPlan } from './plan.js';
-import { runPartition, type PipelineRunReport, type RunnerDeps, type RunPartitionOptions } from './runner.js';
+import { cancelLeftovers, runPartition, type PipelineRunReport, type RunnerDeps, type RunPartitionOptions } from './runner.js';
 import { staleness } from './staleness.js';
 
 export interface BackfillOptions extends Omit<RunPartitionOptions, 'plan' | 'runId' | 'retryOf'> {
@@ -96,6 +96,7 @@ export async function runBackfill(o: BackfillOptions, d: RunnerDeps): Promise<Pi
     if (o.resume) {
       const s = await staleness(o.def, plan, d);
       if (s.state === 'current') {
+        await cancelLeftovers(o.def, plan.partition, s.run_id ?? 'unknown', d, o.by);
         settle({ date: plan.partition, status: 'skipped', run_id: s.run_id, exit_code: EXIT.SUCCESS, duration_ms: 0, reason: 'already published with the identity a run would have now' });
         return true;
       }

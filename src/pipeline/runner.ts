@@ -566,3 +566,25 @@ async function publish(o: RunPartitionOptions, d: RunnerDeps, st: RunState, orde
   return { pointer: `manifests/current/${o.def.name}/date=${o.plan.partition}.json`, restated };
 }
 
+/**
+ * Cancels the open tasks of a partition that a backfill's `--resume` skips because a run already
+ * published it with the identity a run would have now. An interrupted later run can leave tasks of
+ * that partition ready (a re-run takes completed tasks back to ready before it drains them), or
+ * leased by its dead process; nothing would ever drain them. Returns how many were cancelled.
+ */
+export async function cancelLeftovers(def: PipelineDefinition, partition: string, publishedBy: string, d: RunnerDeps, by: string): Promise<number> {
+  let n = 0;
+  for (const s of def.steps) {
+    const { queue } = d.queue(queueOf(def, s), { ...(s.worker.defaults ?? {}), ...(s.policy ?? {}) });
+    try {
+      // A lease of the interrupted run's dead process goes back to ready first, then is cancelled too.
+      await queue.reclaimExpired();
+      const ids = await queue.cancel({ group: `${def.name}/${partition}`, keep: new Set(), by, reason: `left by an interrupted run; ${partition} is published by run ${publishedBy}` });
+      if (ids.length) d.log.info({ event: 'tasks_cancelled', pipeline: def.name, step: s.name, date: partition, count: ids.length }, `${ids.length} task(s) of ${s.name} left by an interrupted run cancelled`);
+      n += ids.length;
+    } finally {
+      await queue.close();
+    }
+  }
+  return n;
+}

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateSignals } from '../../scripts/gen-signals.js';
@@ -70,4 +70,19 @@ describe('metaspn s1 backfill', () => {
     expect(cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-03-30', '--end', '2026-04-02']).code).toBe(10);
     expect(cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-05', '--end', '2026-01-02']).code).toBe(64);
   });
+  it('--resume cancels the tasks an interrupted run left of a date it skips as published (nothing stays ready)', () => {
+    const ws = tempWorkspace({ signals: SIGNALS });
+    expect(cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-03']).code).toBe(0);
+    const before = hashes(ws);
+    // What a run of 01-02 killed after its enqueue leaves: a task of its group ready in a stage queue.
+    const left = join(ws, 'leftover.jsonl');
+    writeFileSync(left, `${JSON.stringify({ id: 'leftover-1', payload: { date: '2026-01-02' }, group: 's1/2026-01-02' })}\n`);
+    expect(cli(['queue', 'enqueue', 'settle_season', '--file', left, '--workspace', ws]).code).toBe(0);
+    const r = cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-03', '--resume', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(Object.values(summaryOf(r.stdout).dates).map((d) => d.status)).toEqual(['skipped', 'skipped', 'skipped']);
+    const st = JSON.parse(cli(['queue', 'stats', 'settle_season', '--workspace', ws, '--json']).stdout) as { ready: number; cancelled: number; completed: number };
+    expect([st.ready, st.cancelled, st.completed]).toEqual([0, 1, 3]);
+    expect(hashes(ws)).toEqual(before);
+  }, 60_000);
 });

@@ -354,9 +354,16 @@ describe('the example pipeline: backfill and resume', () => {
     expect(replay.steps.map((s) => s.outputs[0]!.rows_written)).toEqual([0, 0, 0, 0, 0, 0]);
     before['2026-03-03'] = pointer(dir, '2026-03-03');
     expect(before['2026-03-03'].run_id).toBe(replay.run_id);
+    // A run of 03-04 interrupted after it enqueued (here: a task of its group left ready): the
+    // date it would re-run is published and current, so --resume skips it and cancels the leftover.
+    const left = join(dir, 'leftover.jsonl');
+    writeFileSync(left, `${JSON.stringify({ id: 'leftover-1', payload: { key: 'p1' }, group: `${NAME}/2026-03-04` })}\n`);
+    expect(cli(['queue', 'enqueue', `${NAME}-sim`, '--file', left, '--workspace', dir]).code).toBe(0);
     const resumed = pipeline(dir, 'backfill', NAME, '--start', '2026-03-01', '--end', '2026-03-07', '--max-parallel', '2', '--resume');
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/: 7 skipped\nexit 0\n$/);
+    const sim = JSON.parse(cli(['queue', 'stats', `${NAME}-sim`, '--workspace', dir, '--json']).stdout) as { ready: number; cancelled: number };
+    expect([sim.ready, sim.cancelled]).toEqual([0, 1]);
     for (const d of WEEK) expect(resumed.stdout).toMatch(new RegExp(`^${d}  skipped .* run ${before[d]!.run_id}  \\(already published`, 'm'));
 
     // The injury report of 03-05 changes: 03-05 is stale, and so are 03-06 and 03-07, whose

@@ -12,7 +12,7 @@ import { planRun, type RunPlan } from './plan.js';
 import { publishRun } from './publish.js';
 import { reportOf, type DateRun, type S1Env } from './run-types.js';
 import { publishedDates, type PublishedDate } from './stale.js';
-import { memory, runStageFor } from './stage-step.js';
+import { cancelLeftovers, memory, runStageFor } from './stage-step.js';
 
 export interface BackfillOptions extends PipelineOptions {
   backfillId: string;
@@ -132,8 +132,10 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
           o.log.warn({ event: 'date_stale', date: plan.date, run_id: state.run_id, reasons: state.reasons }, `${plan.date} is stale: it runs again`);
         }
         const ptr = rerunning ? null : await doneRun(env, plan, state);
-        if (ptr) settle({ date: plan.date, status: 'skipped', run_id: ptr, exit_code: EXIT.SUCCESS, duration_ms: 0, reason: 'already published with the same params and inputs; outputs match the store' });
-        else {
+        if (ptr) {
+          await cancelLeftovers(env, plan.date, ptr);
+          settle({ date: plan.date, status: 'skipped', run_id: ptr, exit_code: EXIT.SUCCESS, duration_ms: 0, reason: 'already published with the same params and inputs; outputs match the store' });
+        } else {
           rerunning = true;
           todo.push(plan);
         }

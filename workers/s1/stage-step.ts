@@ -10,7 +10,7 @@ import type { WorkerDefinition } from '../../src/runtime/worker-api.js';
 import { writeManifest, type Manifest, type ManifestCheck } from '../../src/storage/manifest.js';
 import { stageChecks } from './checks.js';
 import { PIPELINE, type StageName } from './context.js';
-import { stageCounts, withCounted, type StageParams } from './ids.js';
+import { STAGES, stageCounts, withCounted, type StageParams } from './ids.js';
 import { guardrailChecks } from './publish.js';
 import { stageTasks, taskGroup } from './plan.js';
 import type { DateRun, S1Env, S1ManifestInput, StageReport } from './run-types.js';
@@ -91,6 +91,28 @@ export async function runStageFor(env: S1Env, runs: readonly DateRun[], stage: S
       r.exit_code = report.exit_code;
     }
   }
+}
+
+/**
+ * Cancels the open tasks of a date that `--resume` skips because a run already published it: an
+ * interrupted later run can leave tasks of that date ready (a re-run takes completed tasks back
+ * to ready before it drains them), and nothing would ever drain them. Returns how many.
+ */
+export async function cancelLeftovers(env: S1Env, date: string, publishedBy: string): Promise<number> {
+  let n = 0;
+  for (const stage of STAGES) {
+    const queue = openQueue(env.ws, stage, policyFor(env.cfg, stage, WORKERS[stage]().defaults ?? {}), env.log);
+    try {
+      // A lease of the interrupted run's dead process goes back to ready first, then is cancelled too.
+      await queue.reclaimExpired();
+      const ids = await queue.cancel({ group: taskGroup(date), keep: new Set(), by: env.by, reason: `left by an interrupted run; ${date} is published by run ${publishedBy}` });
+      if (ids.length) env.log.info({ event: 'tasks_cancelled', stage, date, ids: ids.slice(0, 20), count: ids.length }, `${ids.length} ${stage} task(s) left by an interrupted run cancelled`);
+      n += ids.length;
+    } finally {
+      await queue.close();
+    }
+  }
+  return n;
 }
 
 /**
