@@ -10,12 +10,15 @@ import type { WorkerDefinition, WorkerInitContext } from './worker-api.js';
 export interface StageDrain {
   total: number;
   enqueued: number;
-  /** Completed by an earlier run and run again: a replay re-executes, the store decides what is new. */
+  /**
+   * Completed, cancelled or dead-lettered by an earlier run and run again: a replay re-executes
+   * (the store decides what is new), and dead tasks get fresh attempts.
+   */
   rerun: number;
   already_queued: number;
   completed: number;
   retried: number;
-  /** The group's tasks that ended in the dead letters (this run or an earlier one). */
+  /** The group's tasks that ended in the dead letters in this run. */
   dead: DeadLetter[];
   /**
    * Tasks neither completed nor dead when the drain gave up (held by another live worker, or
@@ -51,7 +54,7 @@ const ZERO: RunSummary = { claimed: 0, completed: 0, retry_scheduled: 0, dead: 0
 
 /**
  * One pipeline stage on the worker runtime: enqueue its tasks (ids are deterministic, so a re-run
- * finds them; completed or cancelled ones run again), drain until every task is completed, dead or
+ * finds them; completed, cancelled or dead ones run again), drain until every task is completed, dead or
  * cancelled (waiting out retry backoff), and report how each group's tasks ended. Only the stage's
  * own tasks are claimed (ClaimOptions.only): a task another run left in the queue is not executed
  * here. A task another live worker holds is waited for up to two leases; a paused queue is
@@ -61,6 +64,12 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
   const all = o.groups.flat();
   const added = await o.queue.enqueue(all, { rerun_completed: true, by: o.by });
   const ids = all.map((t) => t.id);
+  // A run is the operator's decision to try again: its own tasks an earlier run left in the dead
+  // letters (a handler fixed since, a service that was down) go back to ready with fresh attempts,
+  // so a date is never stuck at a dead letter of its own identity.
+  const before = ids.length ? await o.queue.states(ids) : [];
+  const deadBefore = ids.filter((_, i) => before[i] === 'dead');
+  const revived = new Set(deadBefore.length ? await o.queue.retry({ ids: deadBefore, by: o.by }) : []);
   // One set for the whole drain: the queue resolves it to its tasks once.
   const only: ReadonlySet<string> = new Set(ids);
   const retriedOf = new Map<string, number>();
@@ -114,8 +123,8 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
     groups.push({
       total: g.length,
       enqueued: g.filter((t) => addedIds.has(t.id)).length,
-      rerun: g.filter((t) => rerunIds.has(t.id)).length,
-      already_queued: g.filter((t) => !addedIds.has(t.id) && !rerunIds.has(t.id)).length,
+      rerun: g.filter((t) => rerunIds.has(t.id) || revived.has(t.id)).length,
+      already_queued: g.filter((t) => !addedIds.has(t.id) && !rerunIds.has(t.id) && !revived.has(t.id)).length,
       completed: gs.filter((st) => st === 'completed').length,
       retried: g.reduce((a, t) => a + (retriedOf.get(t.id) ?? 0), 0),
       dead,

@@ -195,6 +195,18 @@ describe('pipeline runner (memory backends)', () => {
     expect(await d.stores.pointers.read('dp', '2026-03-01')).toBeNull();
   });
 
+  it('a step fixed after its tasks were dead-lettered: the same command runs them again and publishes (never stuck at a dead letter)', async () => {
+    const d = memoryDeps();
+    d.inputs.set('events.jsonl', EVENTS);
+    expect((await run(dailyPipeline({ flaky: new Set(['e2']) }), d, '2026-03-01', 'r1')).exit_code).toBe(20);
+    // The handler is fixed; nothing else changed, so the step's identity and its task ids are the same.
+    const r = await run(dailyPipeline(), d, '2026-03-01', 'r2');
+    expect(r.exit_code).toBe(0);
+    expect(r.status).toBe('published');
+    expect(r.steps.find((s) => s.step === 'sim')!.tasks).toMatchObject({ total: 2, completed: 2, rerun: 2, dead: 0 });
+    expect((await d.queues.get('dp-sim')!.listDead()).length).toBe(0);
+  });
+
   it('a step that is not deterministic: the same id with other content is a conflict (30), nothing overwritten', async () => {
     const d = memoryDeps();
     d.inputs.set('events.jsonl', EVENTS);
