@@ -1,8 +1,10 @@
 /**
- * metaspn's public API: what a pipeline module imports (`import { definePipeline } from 'metaspn'`).
- * docs/PIPELINES.md teaches writing a pipeline with it.
+ * metaspn's public API: what a pipeline module or a worker module imports
+ * (`import { definePipeline, defineWorker, ContractError } from 'metaspn'`). docs/PIPELINES.md
+ * teaches writing a pipeline with it; README.md, "Your own workers", a worker.
  */
-export { definePipeline, defineStep, defineWorker } from './pipeline/define.js';
+export { definePipeline, defineStep } from './pipeline/define.js';
+export { defineWorker } from './runtime/define-worker.js';
 export type {
   CheckDefinition,
   CheckResult,
