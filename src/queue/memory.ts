@@ -3,7 +3,7 @@ import { wallTime, type ClockReading, type QueueClock } from './clock.js';
 import type { QueueOptions } from './options.js';
 import { clockOf, DEFAULT_MAX_ATTEMPTS, queueFull } from './options.js';
 import { ownerAlive } from './owner.js';
-import { checkTaskId, deadLetterOf, newRecord, recordAfterCancel, recordAfterFailure, recordAfterRetry } from './record.js';
+import { checkTaskId, deadLetterOf, newRecord, recordAfterCancel, recordAfterDiscard, recordAfterFailure, recordAfterRetry } from './record.js';
 import { checkGroup } from './validate.js';
 import { isClaimable, newStatus, reclaimEvent, transition, type Event, type Status } from './state.js';
 import type {
@@ -11,6 +11,7 @@ import type {
   ClaimOptions,
   ClaimedTask,
   DeadLetter,
+  DiscardOptions,
   EnqueueResult,
   FailOutcome,
   Lease,
@@ -152,6 +153,20 @@ export class MemoryQueue implements Queue {
         e.record = recordAfterCancel(e.record, opts.by, opts.reason, r.wall);
         out.push(e.record.id);
       }
+    }
+    return out;
+  }
+
+  async discard(opts: DiscardOptions): Promise<string[]> {
+    const r = this.clock.read();
+    const targets = opts.ids
+      ? [...new Set(opts.ids)].map((id) => this.entries.get(id)).filter((e): e is Entry => e !== undefined)
+      : [...this.entries.values()].sort((a, b) => a.seq - b.seq);
+    const out: string[] = [];
+    for (const e of targets) {
+      if (!this.apply(e, { type: 'discard' }, r)) continue;
+      e.record = recordAfterDiscard(e.record, opts.by, opts.reason, r.wall);
+      out.push(e.record.id);
     }
     return out;
   }

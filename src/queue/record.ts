@@ -67,6 +67,12 @@ export function recordAfterCancel(r: TaskRecord, by: string, reason: string, now
   return { ...r, updated_at: at, cancelled: { at, by, reason } };
 }
 
+/** The record after `discard`: who, when and why kept on it, marked as a discarded dead letter. */
+export function recordAfterDiscard(r: TaskRecord, by: string, reason: string, now: number): TaskRecord {
+  const at = iso(now);
+  return { ...r, updated_at: at, cancelled: { at, by, reason, discarded: true } };
+}
+
 export function deadLetterOf(r: TaskRecord, deadAt: number): DeadLetter {
   const first = r.errors[0];
   const last = r.errors[r.errors.length - 1];

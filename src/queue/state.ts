@@ -10,6 +10,7 @@ import type { TaskState } from './types.js';
  *     └──release / reclaim (attempt counted)──┘
  *   completed ──rerun (a replay of the same work)──▶ ready
  *   ready / scheduled ──cancel (its run was superseded)──▶ cancelled ──rerun──▶ ready
+ *   dead ──discard (an operator gave up on it)──▶ cancelled
  *
  * A lease is `started` once its holder said the handler begins (`start`). Only a started attempt
  * counts: a lease reclaimed before its handler started (a prefetched task of a worker that died)
@@ -48,7 +49,13 @@ export type Event =
   | { type: 'reclaim'; fence: number }
   | { type: 'retry' }
   | { type: 'rerun' }
-  | { type: 'cancel' };
+  | { type: 'cancel' }
+  /**
+   * A dead letter an operator gives up on: it leaves the dead letters for `cancelled`, the terminal
+   * state of work that will not run (an enqueue with rerun_completed runs it again, like any
+   * cancelled task). Its attempts and errors are kept as history.
+   */
+  | { type: 'discard' };
 
 export type Rejection = 'not_claimable' | 'lease_lost' | 'not_dead' | 'not_completed' | 'not_cancellable';
 
@@ -112,6 +119,9 @@ export function transition(s: Status, e: Event, now: number): Outcome {
     case 'rerun':
       if (s.state !== 'completed' && s.state !== 'cancelled') return { ok: false, reason: 'not_completed' };
       return { ok: true, status: { ...s, state: 'ready', attempt_count: 0, time: now, owner: null } };
+    case 'discard':
+      if (s.state !== 'dead') return { ok: false, reason: 'not_dead' };
+      return { ok: true, status: { ...s, state: 'cancelled', time: now, owner: null } };
     case 'cancel':
       // A leased task is its holder's: it finishes or loses it, and a later cancel catches it.
       if (s.state !== 'ready' && s.state !== 'scheduled') return { ok: false, reason: 'not_cancellable' };

@@ -7,8 +7,8 @@
 /**
  * Where a task stands. `completed`, `dead` and `cancelled` are terminal (`queue retry` takes a dead
  * task back to ready; an enqueue with `rerun_completed` takes a completed or cancelled one back).
- * `cancelled`: its run was superseded before it ran ({@link Queue.cancel}); it never runs unless
- * enqueued again.
+ * `cancelled`: its run was superseded before it ran ({@link Queue.cancel}), or it was discarded from
+ * the dead letters ({@link Queue.discard}); it never runs unless enqueued again.
  */
 export type TaskState = 'ready' | 'scheduled' | 'leased' | 'completed' | 'dead' | 'cancelled';
 
@@ -38,7 +38,7 @@ export interface RetryMark {
   attempt_count: number;
 }
 
-/** Who cancelled a task, when and why ({@link Queue.cancel}). */
+/** Who cancelled a task, when and why ({@link Queue.cancel}, {@link Queue.discard}). */
 export interface CancelMark {
   /** ISO-8601 time of the cancellation. */
   at: string;
@@ -46,6 +46,8 @@ export interface CancelMark {
   by: string;
   /** Why, in words (e.g. `superseded by run r_…`). */
   reason: string;
+  /** True when the task was discarded from the dead letters ({@link Queue.discard}) rather than cancelled before it ran. */
+  discarded?: boolean;
 }
 
 /** The durable record of one task: everything needed to run it and to explain its history. */
@@ -160,6 +162,16 @@ export interface CancelOptions {
   reason: string;
 }
 
+/** What {@link Queue.discard} discards. */
+export interface DiscardOptions {
+  /** These dead letters (ids not among the dead letters are left alone); absent: every dead letter. */
+  ids?: readonly string[];
+  /** Who asked: recorded on each task (`TaskRecord.cancelled.by`). */
+  by: string;
+  /** Why: recorded on each task (`TaskRecord.cancelled.reason`). */
+  reason: string;
+}
+
 /** What a failure did to the task. */
 export type FailOutcome = 'scheduled' | 'dead' | 'lease_lost';
 
@@ -235,6 +247,15 @@ export interface Queue {
    * @throws UsageError when `opts.group` is not a valid group.
    */
   cancel(opts: CancelOptions): Promise<string[]>;
+  /**
+   * Gives up on dead letters: each leaves the dead letters (its dead-letter record goes too) for the
+   * terminal state `cancelled`, with who, when and why recorded on it (`TaskRecord.cancelled`, with
+   * `discarded: true`) and its attempts and errors kept. It never runs unless enqueued again with
+   * `rerun_completed`. Durable before it resolves (fsynced like `complete`). Returns the ids
+   * discarded: those of `opts.ids` that were dead letters, in the order given (each once), or
+   * every dead letter in enqueue order.
+   */
+  discard(opts: DiscardOptions): Promise<string[]>;
   /**
    * Wall-clock epoch ms at which the earliest retry is due (a time in the past: due now), among the
    * tasks of `only` when given, else among all; null when none is scheduled.

@@ -578,6 +578,69 @@ export function describeQueueBackend(backend: string, make: MakeQueue, extras: B
       await c.q.close();
     });
 
+    /** Dead letters `ids` (one attempt each), in this order; the clock moves 10 ms after each. */
+    async function deadLetters(c: Ctx, ids: string[]): Promise<void> {
+      for (const id of ids) {
+        const got = await oneClaimed(c, id);
+        expect(await c.q.fail(id, got.lease, err(`boom ${id}`), 0)).toBe('dead');
+        c.clock.advance(10);
+      }
+    }
+
+    it('discard: the named dead letters leave them for cancelled, recorded on the task; other ids and states are left alone', async () => {
+      const c = await setup(1);
+      await deadLetters(c, ['a', 'b', 'c']);
+      await c.q.enqueue([{ id: 'r', payload: 1 }]);
+      const at = new Date(c.clock.t).toISOString();
+      // Unknown ids and tasks that are not dead letters are not discarded; a repeated id counts once.
+      expect(await c.q.discard({ ids: ['c', 'nope', 'r', 'a', 'c'], by: 'op@host: metaspn queue deadletter discard', reason: 'bad data, fixed upstream' })).toEqual(['c', 'a']);
+      expect(await c.q.states(['a', 'b', 'c', 'r'])).toEqual(['cancelled', 'dead', 'cancelled', 'ready']);
+      expect((await c.q.listDead()).map((d) => d.task.id)).toEqual(['b']);
+      expect(await c.q.getDead('a')).toBeNull();
+      expect(await c.q.stats()).toMatchObject({ ready: 1, dead: 1, cancelled: 2, completed: 0 });
+      // Discarded tasks are never handed out, nor taken back by a retry; a second discard finds nothing.
+      expect((await c.q.claim({ owner: ME, max: 10, lease_ms: 1000 })).map((x) => x.task.id)).toEqual(['r']);
+      expect(await c.q.retry({ ids: ['a'], by: 'x' })).toEqual([]);
+      expect(await c.q.discard({ ids: ['a', 'c'], by: 'again', reason: 'again' })).toEqual([]);
+      // Without ids: every dead letter, in enqueue order.
+      expect(await c.q.discard({ by: 'op', reason: 'all of it' })).toEqual(['b']);
+      expect(await c.q.discard({ by: 'op', reason: 'nothing left' })).toEqual([]);
+      expect(await c.q.listDead()).toEqual([]);
+      expect((await c.q.stats()).dead).toBe(0);
+      // The task keeps its history; an enqueue with rerun_completed runs it again, like any cancelled task.
+      expect(await c.q.enqueue([{ id: 'a', payload: { n: 1 } }])).toEqual({ added: [], existing: ['a'], rerun: [] });
+      expect(await c.q.enqueue([{ id: 'a', payload: { n: 1 } }], { rerun_completed: true, by: 'replay' })).toEqual({ added: [], existing: [], rerun: ['a'] });
+      const [again] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+      expect(again!.task).toMatchObject({ id: 'a', attempt_count: 0, cancelled: { at, by: 'op@host: metaspn queue deadletter discard', reason: 'bad data, fixed upstream', discarded: true } });
+      expect(again!.task.errors.map((e) => e.message)).toEqual(['boom a']);
+      await c.q.close();
+    });
+
+    it('a discarded dead letter that is retried first is not discarded: retry and discard each take a dead letter once', async () => {
+      const c = await setup(1);
+      await deadLetters(c, ['a']);
+      expect(await c.q.retry({ ids: ['a'], by: 'x' })).toEqual(['a']);
+      expect(await c.q.discard({ ids: ['a'], by: 'y', reason: 'late' })).toEqual([]);
+      expect(await c.q.states(['a'])).toEqual(['ready']);
+      await c.q.close();
+    });
+
+    onlyDurable(extras)('a discard and its record survive a reopen and a compaction', async () => {
+      const c = await setup(1);
+      await deadLetters(c, ['a', 'b']);
+      expect(await c.q.discard({ ids: ['a'], by: 'op', reason: 'why' })).toEqual(['a']);
+      for (const compact of [false, true]) {
+        c.q = await extras.reopen!(c.q, compact);
+        expect(await c.q.states(['a', 'b'])).toEqual(['cancelled', 'dead']);
+        expect((await c.q.listDead()).map((d) => d.task.id)).toEqual(['b']);
+        expect(await c.q.stats()).toMatchObject({ dead: 1, cancelled: 1 });
+      }
+      expect(await c.q.enqueue([{ id: 'a', payload: 1 }], { rerun_completed: true, by: 'r' })).toMatchObject({ rerun: ['a'] });
+      const [a] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+      expect(a!.task).toMatchObject({ id: 'a', cancelled: { by: 'op', reason: 'why', discarded: true } });
+      await c.q.close();
+    });
+
     describe('wall-clock steps: leases and retry waits are measured on the monotonic clock', () => {
       const H2 = 2 * 3_600_000;
       async function stepping(max_attempts = 3): Promise<{ q: Queue; clock: StepClock; alive: Set<string> }> {

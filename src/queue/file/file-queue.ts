@@ -8,7 +8,7 @@ import { bootAlive, type ClockReading, type QueueClock } from '../clock.js';
 import { leaseOf, reclaimError } from '../memory.js';
 import { clockOf, DEFAULT_MAX_ATTEMPTS, queueFull, type QueueOptions } from '../options.js';
 import { HOST, ownerAlive } from '../owner.js';
-import { checkTaskId, deadLetterOf, newRecord, recordAfterCancel, recordAfterFailure, recordAfterRetry } from '../record.js';
+import { checkTaskId, deadLetterOf, newRecord, recordAfterCancel, recordAfterDiscard, recordAfterFailure, recordAfterRetry } from '../record.js';
 import { checkGroup } from '../validate.js';
 import { transition, type Event } from '../state.js';
 import type {
@@ -16,6 +16,7 @@ import type {
   ClaimOptions,
   ClaimedTask,
   DeadLetter,
+  DiscardOptions,
   EnqueueResult,
   FailOutcome,
   Lease,
@@ -303,6 +304,21 @@ export class FileQueue implements Queue {
         });
       }
       return () => cancelled;
+    });
+  }
+
+  discard(opts: DiscardOptions): Promise<string[]> {
+    return this.submit('discard', true, (r) => {
+      const idx = this.state().idx;
+      const slots = opts.ids ? [...new Set(opts.ids)].map((id) => idx.ids.get(id)).filter((s) => s >= 0) : [...idx.deadSlots].sort((a, b) => a - b);
+      const discarded: string[] = [];
+      for (const n of slots) {
+        if (idx.slots.state[n] !== S_DEAD) continue;
+        // Leaving the dead state removes its dead-letter file in this round, under the lock.
+        const task = recordAfterDiscard(this.taskAt(n), opts.by, opts.reason, r.at);
+        if (r.emit({ t: 'discard', at: r.at, n, task })) discarded.push(task.id);
+      }
+      return () => discarded;
     });
   }
 

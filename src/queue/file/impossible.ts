@@ -12,7 +12,7 @@ import { STATES } from './slots.js';
  */
 
 /** Every record type a writer of this version or an older one writes. */
-const TYPES: ReadonlySet<string> = new Set(['head', 'enq', 'claim', 'renew', 'start', 'done', 'rel', 'fail', 'dead', 'reclaim', 'retry', 'rerun', 'cancel', 'pause', 'resume', 'snap', 'kept', 'clk']);
+const TYPES: ReadonlySet<string> = new Set(['head', 'enq', 'claim', 'renew', 'start', 'done', 'rel', 'fail', 'dead', 'reclaim', 'retry', 'rerun', 'cancel', 'discard', 'pause', 'resume', 'snap', 'kept', 'clk']);
 /** The error kinds a task's history may hold (ErrorKind). */
 const KINDS: ReadonlySet<string> = new Set(['transient', 'contract', 'timeout', 'lease_expired', 'owner_gone']);
 /** attempt_count and max_attempts live in 16 bits of memory per task. */
@@ -78,6 +78,7 @@ export function impossibleValue(r: LogRecord): string | null {
     case 'retry':
     case 'rerun':
     case 'cancel':
+    case 'discard':
       return impossibleTask(r.task);
     case 'snap':
       if (!STATES.includes(r.s)) return `snap: unknown state ${JSON.stringify(r.s)}`;

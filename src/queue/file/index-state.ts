@@ -258,6 +258,9 @@ export class IndexState {
       case 'cancel':
         this.checkSlot(r.t, r.n, offset);
         return this.single(r.n, { type: 'cancel' }, at, offset, length);
+      case 'discard':
+        this.checkSlot(r.t, r.n, offset);
+        return this.single(r.n, { type: 'discard' }, at, offset, length);
       case 'pause':
       case 'resume':
         this.paused = r.t === 'pause';

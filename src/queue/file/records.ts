@@ -28,6 +28,8 @@ export type LogRecord =
   | { t: 'rerun'; at: number; m?: number; n: number; task: TaskRecord }
   /** A ready or scheduled task cancelled: its full record with `cancelled` (who, when, why). */
   | { t: 'cancel'; at: number; m?: number; n: number; task: TaskRecord }
+  /** A dead task discarded: its full record with `cancelled` (who, when, why, `discarded: true`). */
+  | { t: 'discard'; at: number; m?: number; n: number; task: TaskRecord }
   | { t: 'pause' | 'resume'; at: number; m?: number; by: string }
   | {
       t: 'snap';

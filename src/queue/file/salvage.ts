@@ -156,7 +156,8 @@ class Salvager {
       case 'reclaim':
       case 'retry':
       case 'rerun':
-      case 'cancel': {
+      case 'cancel':
+      case 'discard': {
         const s = idx.ids.get(rec.task.id);
         if (s < 0) {
           this.report.skipped++;
