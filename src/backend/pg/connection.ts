@@ -1,0 +1,142 @@
+import pg from 'pg';
+import { DataInvalidError, MetaspnError } from '../../guard/errors.js';
+import { targetOf, type PgSetting } from './setting.js';
+
+/**
+ * Connections to PostgreSQL: one bounded pool per database URL and process, shared by every queue
+ * the process opens, and the mapping of driver errors to metaspn's exit codes.
+ *
+ * Every statement of the queue is short and transaction-scoped, so the pool may sit behind a
+ * transaction-mode pooler; sessions that hold something (advisory locks) need a direct connection
+ * (docs/POSTGRES.md).
+ */
+
+/** Server-side bound on one statement: a claim or an ack that takes longer is cancelled. */
+export const STATEMENT_TIMEOUT_MS = 30_000;
+/** A session idle inside a transaction longer than this is ended by the server (it would hold back vacuum). */
+export const IDLE_IN_TRANSACTION_MS = 60_000;
+/** How long a new connection may take. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+/** TCP keepalive: first probe after this much idle time. */
+export const KEEPALIVE_DELAY_MS = 10_000;
+
+export type PgPool = pg.Pool;
+export type PgClient = pg.PoolClient;
+
+/**
+ * A new bounded pool for `url`: `max` connections (default 4), TCP keepalive after 10 s,
+ * `application_name` `metaspn`, a 30 s statement timeout, a 60 s idle-in-transaction timeout, a
+ * 10 s connect timeout; idle connections close after 10 s and do not keep the process alive.
+ * Errors of idle connections (a server restart, a terminated session) drop that connection; the
+ * next statement opens a new one.
+ */
+export function createPool(url: string, max = 4, applicationName = 'metaspn'): PgPool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
+    application_name: applicationName,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    idleTimeoutMillis: 10_000,
+    allowExitOnIdle: true,
+  });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+interface Shared {
+  pool: PgPool;
+  refs: number;
+}
+
+const shared = new Map<string, Shared>();
+
+/** A pool borrowed from the process-wide registry; `release` ends it once its last borrower released it. */
+export interface PoolLease {
+  pool: PgPool;
+  release(): Promise<void>;
+}
+
+/**
+ * The process's pool for this setting's URL (created on first use, bounded by `pool_max`), with a
+ * reference count: every queue of one process shares it.
+ */
+export function sharedPool(s: Pick<PgSetting, 'url' | 'pool_max'>): PoolLease {
+  let e = shared.get(s.url);
+  if (!e) shared.set(s.url, (e = { pool: createPool(s.url, s.pool_max), refs: 0 }));
+  e.refs++;
+  const entry = e;
+  let released = false;
+  return {
+    pool: entry.pool,
+    release: async () => {
+      if (released) return;
+      released = true;
+      if (--entry.refs > 0) return;
+      if (shared.get(s.url) === entry) shared.delete(s.url);
+      await entry.pool.end().catch(() => undefined);
+    },
+  };
+}
+
+/** Runs `f` in one transaction on a connection of `pool`: committed when it resolves, rolled back when it throws. */
+export async function inTransaction<T>(pool: PgPool, f: (c: PgClient) => Promise<T>): Promise<T> {
+  const c = await pool.connect();
+  let broken = false;
+  try {
+    await c.query('BEGIN');
+    const out = await f(c);
+    await c.query('COMMIT');
+    return out;
+  } catch (err) {
+    try {
+      await c.query('ROLLBACK');
+    } catch {
+      broken = true;
+    }
+    throw err;
+  } finally {
+    c.release(broken);
+  }
+}
+
+/** SQLSTATE classes and socket errors after which the same statement may succeed later. */
+const UNAVAILABLE = new Set(['57P01', '57P02', '57P03', '53300', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+
+/** True when `err` says the database cannot be reached right now (a retry later may succeed). */
+export function isUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (UNAVAILABLE.has(code) || code.startsWith('08')) return true;
+  const msg = typeof e?.message === 'string' ? e.message : '';
+  return /Connection terminated|timeout exceeded when trying to connect|Connection ended unexpectedly/i.test(msg);
+}
+
+/**
+ * A driver error as a MetaspnError (kept as `cause`), naming the database (never its password):
+ * - unreachable, restarting, too many connections, a connection lost: BUSINESS_SKIP (exit 11, retry later);
+ * - login refused, unknown database or role: DataInvalidError (exit 20) naming where the URL came from;
+ * - anything else: INTERNAL_ERROR (exit 50) with the server's message and SQLSTATE.
+ * A MetaspnError passes through unchanged.
+ */
+export function pgError(err: unknown, s: Pick<PgSetting, 'url' | 'source'>, what: string): MetaspnError {
+  if (err instanceof MetaspnError) return err;
+  const target = targetOf(s.url);
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  const msg = (typeof e?.message === 'string' ? e.message : String(err)).replace(/[\r\n]+/g, ' ');
+  if (isUnavailable(err)) {
+    return new MetaspnError('BUSINESS_SKIP', `PostgreSQL at ${target} is unavailable while ${what} (${code || msg})`, {
+      cause: err,
+      hint: 'check that the server is up and reachable from this host, then re-run; nothing was changed that was not acknowledged',
+      details: { retry_after_s: 30 },
+    });
+  }
+  if (code === '28P01' || code === '28000' || code === '3D000' || code === '42501') {
+    return new DataInvalidError(s.source, null, `PostgreSQL at ${target} refused: ${msg} (${code})`, { cause: err, hint: 'fix the database URL (user, password, database name), or the role\'s privileges' });
+  }
+  return new MetaspnError('INTERNAL_ERROR', `PostgreSQL at ${target} failed while ${what}: ${msg}${code ? ` (${code})` : ''}`, { cause: err });
+}

@@ -1,0 +1,440 @@
+import { UsageError } from '../../guard/errors.js';
+import { clockOf, DEFAULT_MAX_ATTEMPTS, queueFull, type QueueOptions } from '../../queue/options.js';
+import { reclaimError } from '../../queue/memory.js';
+import { checkTaskId, deadLetterOf, iso } from '../../queue/record.js';
+import { checkGroup } from '../../queue/validate.js';
+import type { QueueClock } from '../../queue/clock.js';
+import type {
+  CancelOptions,
+  ClaimOptions,
+  ClaimedTask,
+  DeadLetter,
+  DiscardOptions,
+  EnqueueOptions,
+  EnqueueResult,
+  FailOutcome,
+  Lease,
+  NewTask,
+  Owner,
+  Queue,
+  QueueStats,
+  TaskError,
+  TaskRecord,
+  TaskState,
+} from '../../queue/types.js';
+import { inTransaction, pgError, sharedPool, type PgPool, type PoolLease } from './connection.js';
+import { ensureSchema } from './migrations.js';
+import { DEFAULT_POOL_MAX, DEFAULT_SCHEMA, type PgSetting } from './setting.js';
+import { statements, type Statements } from './statements.js';
+
+/** Task states by their code in the `state` column. */
+const STATES: readonly TaskState[] = ['ready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled'];
+
+/** How many expired leases one claim gives back before it claims (the rest: the next claims). */
+const RECLAIM_BATCH = 1000;
+
+export interface PgQueueOptions extends QueueOptions {
+  /** The database and schema (src/backend/pg/setting.ts). `url` is used unless `pool` is given. */
+  setting: Pick<PgSetting, 'url' | 'source'> & Partial<Pick<PgSetting, 'schema' | 'pool_max'>>;
+  /**
+   * A pool to use instead of the process's shared one for `setting.url` (two pools in one process
+   * behave as two hosts). The queue does not end a pool it was given.
+   */
+  pool?: PgPool;
+  /**
+   * TEST ONLY: the time, in epoch ms, every statement takes as the database's `now()` (passed as a
+   * parameter, River's `$now` pattern), so a test can move the database clock by hand. Unset in
+   * production: the database clock decides every lease, due time and expiry.
+   */
+  dbNow?: () => number;
+}
+
+/**
+ * The PostgreSQL backend of {@link Queue}: the file backend's semantics (src/queue/state.ts), with
+ * every state change one guarded statement and every time decision on the database clock.
+ *
+ * - Claims take due retries first, then ready tasks in the order they became ready, with
+ *   `FOR UPDATE SKIP LOCKED`: concurrent claimers on any number of hosts never wait for each
+ *   other and never get the same task.
+ * - Leases expire on the database clock. The caller's clock (`now`/`clock` of QueueOptions) only
+ *   stamps the record's own times (`updated_at`, retries, cancellations, as the file backend does)
+ *   and turns database times into the caller's wall-clock times for display: a time shown is the
+ *   caller's now plus what remains on the database clock, so a caller whose clock is off shows
+ *   right remainders and decides nothing.
+ * - Fencing: complete, fail, renew, start and release match on (state, fence, owner) in the
+ *   statement itself; a holder that lost its lease changes nothing.
+ * - Owner liveness: lease expiry on the database clock. `ownerAlive`, when given, is asked about
+ *   the owners of current leases (by the owner id and the pid and host they reported); pid and
+ *   host are never checked by this backend itself.
+ * - Counts by state and totals come from counters kept by triggers (exact at commit).
+ * - Back-pressure (`max_queue_size`) holds exactly under concurrent enqueuers: they serialise on
+ *   the queue's row.
+ * The schema is migrated on first use (src/backend/pg/migrations.ts). Errors of the driver become
+ * MetaspnErrors (exit 11 unreachable, 20 refused login, 50 other; connection.ts).
+ */
+export class PgQueue implements Queue {
+  readonly name: string;
+  private readonly sql: Statements;
+  private readonly pool: PgPool;
+  private readonly lease: PoolLease | null;
+  private readonly schema: string;
+  private readonly clock: QueueClock;
+  private readonly maxAttempts: number;
+  private readonly maxQueueSize: number;
+  private readonly setting: PgQueueOptions['setting'] & { schema: string };
+  private readonly alive: ((o: Owner) => boolean) | undefined;
+  private readonly dbNow: (() => number) | undefined;
+  private readonly owners = new Set<string>();
+  private queueRow: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(opts: PgQueueOptions) {
+    this.name = opts.name;
+    this.schema = opts.setting.schema ?? DEFAULT_SCHEMA;
+    this.setting = { ...opts.setting, schema: this.schema };
+    this.sql = statements(this.schema);
+    if (opts.pool) {
+      this.pool = opts.pool;
+      this.lease = null;
+    } else {
+      this.lease = sharedPool({ url: opts.setting.url, pool_max: opts.setting.pool_max ?? DEFAULT_POOL_MAX });
+      this.pool = this.lease.pool;
+    }
+    this.clock = clockOf(opts);
+    this.maxAttempts = opts.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
+    this.maxQueueSize = opts.max_queue_size ?? 0;
+    this.alive = opts.ownerAlive;
+    this.dbNow = opts.dbNow;
+  }
+
+  async enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {
+    for (const t of tasks) {
+      const bad = checkTaskId(t.id) ?? (t.group !== undefined ? checkGroup(t.group) : null);
+      if (bad) throw new UsageError(bad);
+    }
+    // The first of each id counts; a repeat within the batch is `existing` (it is known by then).
+    const first = new Map<string, NewTask>();
+    for (const t of tasks) if (!first.has(t.id)) first.set(t.id, t);
+    const unique = [...first.values()];
+    if (unique.length === 0) return { added: [], existing: [], rerun: [] };
+    await this.ready('enqueueing');
+    const wall = this.wallIso();
+    const { added, rerun } = await this.run('enqueueing', () =>
+      inTransaction(this.pool, async (c) => {
+        if (this.maxQueueSize > 0) {
+          // Enqueuers of this queue serialise on its row: the open count below is exact.
+          await c.query(this.sql.lockQueue, [this.name]);
+          const open = Number((await c.query<{ open: number }>(this.sql.openCount, [this.name])).rows[0]!.open);
+          const ids = unique.map((t) => t.id);
+          const known = (await c.query<{ n: number }>(this.sql.knownCount, [this.name, ids])).rows[0]!.n;
+          const fresh = ids.length - known;
+          if (open + fresh > this.maxQueueSize) throw queueFull(this.name, open, fresh, this.maxQueueSize);
+        }
+        const ins = await c.query<{ id: string }>(this.sql.insert, [
+          this.name,
+          this.nowParam(),
+          wall,
+          unique.map((t) => t.id),
+          unique.map((t) => t.max_attempts ?? this.maxAttempts),
+          unique.map((t) => t.group ?? null),
+          unique.map((t) => JSON.stringify(t.payload ?? null) ?? 'null'),
+        ]);
+        const addedSet = new Set(ins.rows.map((r) => r.id));
+        let rerunSet = new Set<string>();
+        if (opts.rerun_completed) {
+          const others = unique.filter((t) => !addedSet.has(t.id)).map((t) => t.id);
+          if (others.length) {
+            const r = await c.query<{ id: string }>(this.sql.rerun, [this.name, this.nowParam(), wall, opts.by ?? 'rerun', others]);
+            rerunSet = new Set(r.rows.map((x) => x.id));
+          }
+        }
+        return { added: addedSet, rerun: rerunSet };
+      }),
+    );
+    const result: EnqueueResult = { added: [], existing: [], rerun: [] };
+    const seen = new Set<string>();
+    for (const t of tasks) {
+      if (seen.has(t.id)) result.existing.push(t.id);
+      else if (added.has(t.id)) result.added.push(t.id);
+      else if (rerun.has(t.id)) result.rerun.push(t.id);
+      else result.existing.push(t.id);
+      seen.add(t.id);
+    }
+    return result;
+  }
+
+  async claim(opts: ClaimOptions): Promise<ClaimedTask[]> {
+    if (opts.max <= 0) return [];
+    await this.ready('claiming');
+    await this.reclaimExpired();
+    if (!this.owners.has(opts.owner.id)) {
+      await this.run('claiming', () => this.pool.query(this.sql.noteOwner, [opts.owner.id, opts.owner.pid, opts.owner.host]));
+      this.owners.add(opts.owner.id);
+    }
+    const wall = this.clock.read().wall;
+    const r = await this.run('claiming', () =>
+      this.pool.query<RecordRow & { fence: number; expires: number; now: number }>(this.sql.claim, [
+        this.name,
+        this.nowParam(),
+        opts.owner.id,
+        opts.max,
+        opts.lease_ms,
+        opts.only ? [...opts.only] : null,
+        opts.defer_start !== true,
+      ]),
+    );
+    return r.rows.map((row) => ({
+      task: this.recordOf(row),
+      lease: { owner: opts.owner.id, fence: Number(row.fence), expires_at: Math.round(wall + (row.expires - row.now)) },
+    }));
+  }
+
+  async start(id: string, lease: Lease): Promise<boolean> {
+    await this.ready('starting a task');
+    const r = await this.run('starting a task', () => this.pool.query(this.sql.start, [this.name, id, lease.fence, lease.owner]));
+    return r.rowCount === 1;
+  }
+
+  async renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean> {
+    return this.leaseOp(this.sql.renew, 'renewing a lease', id, lease, [lease_ms]);
+  }
+
+  async complete(id: string, lease: Lease): Promise<boolean> {
+    return this.leaseOp(this.sql.complete, 'completing a task', id, lease);
+  }
+
+  async release(id: string, lease: Lease): Promise<boolean> {
+    return this.leaseOp(this.sql.release, 'releasing a task', id, lease);
+  }
+
+  async fail(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>, delay_ms: number): Promise<FailOutcome> {
+    const state = await this.failed(id, lease, error, delay_ms, false);
+    return state === null ? 'lease_lost' : state === 4 ? 'dead' : 'scheduled';
+  }
+
+  async deadLetter(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>): Promise<boolean> {
+    return (await this.failed(id, lease, error, 0, true)) !== null;
+  }
+
+  async retry(opts: { ids?: readonly string[]; by: string }): Promise<string[]> {
+    await this.ready('retrying dead letters');
+    const r = await this.run('retrying dead letters', () =>
+      this.pool.query<{ id: string }>(this.sql.retry, [this.name, this.nowParam(), this.wallIso(), opts.by, opts.ids ? [...opts.ids] : null]),
+    );
+    return r.rows.map((x) => x.id);
+  }
+
+  async cancel(opts: CancelOptions): Promise<string[]> {
+    const bad = checkGroup(opts.group);
+    if (bad) throw new UsageError(bad);
+    await this.ready('cancelling tasks');
+    const r = await this.run('cancelling tasks', () =>
+      this.pool.query<{ id: string }>(this.sql.cancel, [this.name, this.nowParam(), this.wallIso(), opts.by, opts.reason, opts.group, opts.keep ? [...opts.keep] : []]),
+    );
+    return r.rows.map((x) => x.id);
+  }
+
+  async discard(opts: DiscardOptions): Promise<string[]> {
+    await this.ready('discarding dead letters');
+    const r = await this.run('discarding dead letters', () =>
+      this.pool.query<{ id: string }>(this.sql.discard, [this.name, this.nowParam(), this.wallIso(), opts.by, opts.reason, opts.ids ? [...opts.ids] : null]),
+    );
+    return r.rows.map((x) => x.id);
+  }
+
+  async nextDueAt(only?: ReadonlySet<string>): Promise<number | null> {
+    await this.ready('reading the next retry');
+    const wall = this.clock.read().wall;
+    const r = await this.run('reading the next retry', () =>
+      this.pool.query<{ due: number | null; now: number }>(this.sql.nextDue, [this.name, this.nowParam(), only ? [...only] : null]),
+    );
+    const row = r.rows[0]!;
+    return row.due === null ? null : Math.round(wall + (row.due - row.now));
+  }
+
+  async pause(by: string): Promise<void> {
+    await this.setPaused(true, by);
+  }
+
+  async resume(by: string): Promise<void> {
+    await this.setPaused(false, by);
+  }
+
+  async stats(): Promise<QueueStats> {
+    await this.ready('reading queue stats');
+    const wall = this.clock.read().wall;
+    const r = await this.run('reading queue stats', () =>
+      this.pool.query<{ counts: Record<string, string | number>; paused: boolean; next_due: number | null; oldest_ready: number | null; now: number }>(this.sql.stats, [
+        this.name,
+        this.nowParam(),
+      ]),
+    );
+    const row = r.rows[0]!;
+    const n = (k: number): number => Number(row.counts[String(k)] ?? 0);
+    const shown = (t: number | null): number | null => (t === null ? null : Math.round(wall + (t - row.now)));
+    // The oldest task waiting to be claimed: the first ready one, or a retry already due.
+    const due = row.next_due !== null && row.next_due <= row.now ? row.next_due : null;
+    const oldest = row.oldest_ready === null ? due : due === null ? row.oldest_ready : Math.min(due, row.oldest_ready);
+    return {
+      queue: this.name,
+      ready: n(0),
+      scheduled: n(1),
+      leased: n(2),
+      completed: n(3),
+      dead: n(4),
+      cancelled: n(5),
+      paused: row.paused,
+      next_due_at: shown(row.next_due),
+      oldest_ready_at: shown(oldest),
+      corrupt_records: 0,
+      totals: { failed: n(10), dead_lettered: n(11), retried: n(12) },
+    };
+  }
+
+  async reclaimExpired(): Promise<string[]> {
+    await this.ready('reclaiming leases');
+    const wall = this.clock.read().wall;
+    const gone: string[] = [];
+    const errors: string[] = [];
+    if (this.alive) {
+      // An injected judge of owners (tests, an embedding application): asked about current holders only.
+      const owners = await this.run('reclaiming leases', () => this.pool.query<{ owner: string; pid: number | null; host: string | null }>(this.sql.leaseOwners, [this.name]));
+      for (const o of owners.rows) {
+        const owner: Owner = { id: o.owner, pid: o.pid ?? 0, host: o.host ?? '' };
+        if (!this.alive(owner)) {
+          gone.push(o.owner);
+          errors.push(JSON.stringify(reclaimError(true, o.pid !== null ? owner : undefined, wall)));
+        }
+      }
+    }
+    const expired = JSON.stringify(reclaimError(false, undefined, wall));
+    const r = await this.run('reclaiming leases', () =>
+      this.pool.query<{ id: string }>(this.sql.reclaim, [this.name, this.nowParam(), iso(wall), RECLAIM_BATCH, expired, gone, errors]),
+    );
+    return r.rows.map((x) => x.id);
+  }
+
+  async states(ids: readonly string[]): Promise<(TaskState | null)[]> {
+    if (ids.length === 0) return [];
+    await this.ready('reading task states');
+    const r = await this.run('reading task states', () => this.pool.query<{ id: string; state: number }>(this.sql.states, [this.name, [...ids]]));
+    const by = new Map(r.rows.map((x) => [x.id, STATES[x.state] ?? null]));
+    return ids.map((id) => by.get(id) ?? null);
+  }
+
+  async listDead(): Promise<DeadLetter[]> {
+    return (await this.dead(null)).sort((a, b) => (a.dead_at < b.dead_at ? -1 : a.dead_at > b.dead_at ? 1 : a.task.id < b.task.id ? -1 : 1));
+  }
+
+  async getDead(id: string): Promise<DeadLetter | null> {
+    return (await this.dead(id))[0] ?? null;
+  }
+
+  /** The names of the queues this schema knows (any that was ever enqueued to or paused), sorted. */
+  async queueNames(): Promise<string[]> {
+    await this.ready('listing queues');
+    const r = await this.run('listing queues', () => this.pool.query<{ name: string }>(this.sql.queueNames));
+    return r.rows.map((x) => x.name);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.lease?.release();
+  }
+
+  // ---- internals ----
+
+  private async dead(id: string | null): Promise<DeadLetter[]> {
+    await this.ready('reading dead letters');
+    const r = await this.run('reading dead letters', () => this.pool.query<RecordRow>(this.sql.dead, [this.name, id]));
+    // dead_at is the failure's wall time (the record's updated_at), as the file backend writes it.
+    return r.rows.map((row) => {
+      const task = this.recordOf(row);
+      return deadLetterOf(task, Date.parse(task.updated_at));
+    });
+  }
+
+  private async setPaused(paused: boolean, by: string): Promise<void> {
+    await this.ready(paused ? 'pausing' : 'resuming');
+    await this.run(paused ? 'pausing' : 'resuming', () => this.pool.query(this.sql.pause, [this.name, paused, by, this.wallIso()]));
+  }
+
+  private async leaseOp(sql: string, what: string, id: string, lease: Lease, extra: unknown[] = []): Promise<boolean> {
+    await this.ready(what);
+    const r = await this.run(what, () => this.pool.query(sql, [this.name, this.nowParam(), id, lease.fence, lease.owner, ...extra]));
+    return r.rowCount === 1;
+  }
+
+  /** The state the failure left (1 scheduled, 0 ready, 4 dead), or null: the lease was lost. */
+  private async failed(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>, delay_ms: number, deadNow: boolean): Promise<number | null> {
+    await this.ready('recording a failure');
+    const r = await this.run('recording a failure', () =>
+      this.pool.query<{ state: number }>(this.sql.fail, [this.name, this.nowParam(), this.wallIso(), id, lease.fence, lease.owner, JSON.stringify(error), delay_ms, deadNow]),
+    );
+    return r.rows[0]?.state ?? null;
+  }
+
+  /** The schema is migrated (once per pool) and this queue has its row. */
+  private ready(what: string): Promise<void> {
+    if (this.closed) return Promise.reject(pgError(new Error(`queue ${this.name} is closed`), this.setting, what));
+    if (!this.queueRow) {
+      const p = (async () => {
+        await ensureSchema(this.pool, this.setting);
+        await this.run(what, () => this.pool.query(this.sql.ensureQueue, [this.name]));
+      })();
+      p.catch(() => {
+        if (this.queueRow === p) this.queueRow = null;
+      });
+      this.queueRow = p;
+    }
+    return this.queueRow;
+  }
+
+  private async run<T>(what: string, f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (err) {
+      throw pgError(err, this.setting, `${what} (queue ${this.name})`);
+    }
+  }
+
+  /** `$2` of every statement: null (the database clock), or the test clock's time. */
+  private nowParam(): string | null {
+    return this.dbNow ? new Date(this.dbNow()).toISOString() : null;
+  }
+
+  private wallIso(): string {
+    return iso(this.clock.read().wall);
+  }
+
+  private recordOf(row: RecordRow): TaskRecord {
+    return {
+      id: row.id,
+      queue: this.name,
+      payload: JSON.parse(row.payload) as unknown,
+      attempt_count: row.attempt_count,
+      max_attempts: row.max_attempts,
+      created_at: row.created_at,
+      updated_at: row.updated_at,
+      errors: row.errors,
+      retries: row.retries,
+      ...(row.grp !== null ? { group: row.grp } : {}),
+      ...(row.cancelled !== null ? { cancelled: row.cancelled } : {}),
+    };
+  }
+}
+
+/** A task row as the statements return it. */
+interface RecordRow {
+  id: string;
+  payload: string;
+  attempt_count: number;
+  max_attempts: number;
+  created_at: string;
+  updated_at: string;
+  errors: TaskError[];
+  retries: TaskRecord['retries'];
+  grp: string | null;
+  cancelled: TaskRecord['cancelled'] | null;
+}

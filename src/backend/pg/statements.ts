@@ -1,0 +1,188 @@
+import { quoteSchema } from './migrations.js';
+
+/**
+ * The queue's SQL, for one schema. Every decision about time is taken here, on the database clock:
+ * `NOW` is `coalesce($2::timestamptz, now())`, where `$2` is NULL except under a test clock
+ * (PgQueueOptions.dbNow). Parameters, unless a statement says otherwise: `$1` queue name, `$2`
+ * that test time, `$3` the writer's wall time (ISO text) for the record's own times. Every
+ * statement references each of its parameters (the driver sends them untyped).
+ *
+ * Each statement is one state change of src/queue/state.ts, guarded in its WHERE clause by the
+ * state, fence and owner the transition requires, so a holder that lost its lease changes nothing.
+ */
+const NOW = 'coalesce($2::timestamptz, now())';
+/** Epoch ms of a timestamptz. */
+const ms = (x: string): string => `(extract(epoch from ${x}) * 1000)::float8`;
+
+/** The columns a task record is rebuilt from (rowToRecord). */
+const RECORD = 'k.id, k.payload, k.attempt_count, k.max_attempts, k.created_at, k.updated_at, k.errors, k.retries, k.grp, k.cancelled';
+
+export interface Statements {
+  ensureQueue: string;
+  noteOwner: string;
+  lockQueue: string;
+  openCount: string;
+  knownCount: string;
+  insert: string;
+  rerun: string;
+  claim: string;
+  start: string;
+  renew: string;
+  complete: string;
+  release: string;
+  fail: string;
+  reclaim: string;
+  leaseOwners: string;
+  retry: string;
+  cancel: string;
+  discard: string;
+  nextDue: string;
+  pause: string;
+  stats: string;
+  states: string;
+  dead: string;
+  queueNames: string;
+  taskState: string;
+}
+
+const cache = new Map<string, Statements>();
+
+/** The statements for `schema` (built once). */
+export function statements(schema: string): Statements {
+  let s = cache.get(schema);
+  if (!s) cache.set(schema, (s = build(quoteSchema(schema))));
+  return s;
+}
+
+function build(S: string): Statements {
+  const T = `${S}.task`;
+  /** The lease is held: id, fence and owner at `$a`, `$a+1`, `$a+2`. */
+  const holds = (a: number): string => `k.queue = $1 AND k.id = $${a} AND k.state = 2 AND k.fence = $${a + 1} AND k.owner = $${a + 2}`;
+  return {
+    ensureQueue: `INSERT INTO ${S}.queue (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`,
+    noteOwner: `INSERT INTO ${S}.worker (owner, pid, host) VALUES ($1, $2, $3) ON CONFLICT (owner) DO NOTHING`,
+    lockQueue: `SELECT 1 FROM ${S}.queue WHERE name = $1 FOR UPDATE`,
+    openCount: `SELECT coalesce(sum(n), 0)::float8 AS open FROM ${S}.queue_counts WHERE queue = $1 AND kind IN (0, 1, 2)`,
+    knownCount: `SELECT count(*)::int AS n FROM ${T} WHERE queue = $1 AND id = ANY($2::text[])`,
+    // Ids in the order given: seq and ready_seq follow it (nextval runs over the ordered rows).
+    insert: `
+      INSERT INTO ${T} AS k (queue, id, state, seq, ready_seq, t, max_attempts, grp, payload, created_at, updated_at)
+      SELECT $1, x.id, 0, nextval('${S}.task_seq'), nextval('${S}.ready_seq'), ${NOW}, x.max, x.grp, x.payload, $3, $3
+        FROM (SELECT * FROM unnest($4::text[], $5::int[], $6::text[], $7::text[]) WITH ORDINALITY AS u(id, max, grp, payload, ord) ORDER BY ord) x
+      ON CONFLICT (queue, id) DO NOTHING
+      RETURNING k.id`,
+    rerun: `
+      WITH sel AS MATERIALIZED (
+        SELECT id, nextval('${S}.ready_seq') AS rs FROM (
+          SELECT id FROM ${T} WHERE queue = $1 AND id = ANY($5::text[]) AND state IN (3, 5)
+           ORDER BY array_position($5::text[], id) FOR UPDATE) o)
+      UPDATE ${T} AS k SET state = 0, attempt_count = 0, t = ${NOW}, owner = NULL, started = false, ready_seq = sel.rs,
+             updated_at = $3, retries = k.retries || jsonb_build_array(jsonb_build_object('at', $3::text, 'by', $4::text, 'attempt_count', k.attempt_count))
+        FROM sel WHERE k.queue = $1 AND k.id = sel.id
+      RETURNING k.id`,
+    // Due retries first (by due time, then enqueue order), then ready tasks in the order they became
+    // ready. MATERIALIZED CTEs and an uncorrelated ARRAY keep the planner on the partial indexes.
+    claim: `
+      WITH q AS (SELECT coalesce((SELECT paused FROM ${S}.queue WHERE name = $1), false) AS paused),
+      due AS MATERIALIZED (
+        SELECT id, t, seq FROM ${T}
+         WHERE queue = $1 AND state = 1 AND t <= ${NOW} AND NOT (SELECT paused FROM q) AND ($6::text[] IS NULL OR id = ANY($6::text[]))
+         ORDER BY t, seq LIMIT $4 FOR UPDATE SKIP LOCKED),
+      rdy AS MATERIALIZED (
+        SELECT id, ready_seq FROM ${T}
+         WHERE queue = $1 AND state = 0 AND NOT (SELECT paused FROM q) AND ($6::text[] IS NULL OR id = ANY($6::text[]))
+         ORDER BY ready_seq LIMIT greatest(0, $4 - (SELECT count(*) FROM due)) FOR UPDATE SKIP LOCKED),
+      picked AS MATERIALIZED (
+        SELECT id, 0 AS r, row_number() OVER (ORDER BY t, seq) AS o FROM due
+        UNION ALL SELECT id, 1, row_number() OVER (ORDER BY ready_seq) FROM rdy),
+      upd AS (
+        UPDATE ${T} AS k SET state = 2, fence = k.fence + 1, owner = $3, started = $7, t = ${NOW} + $5 * interval '1 ms'
+         WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM picked))
+        RETURNING ${RECORD}, k.fence::float8 AS fence, ${ms('k.t')} AS expires, ${ms(NOW)} AS now)
+      SELECT upd.* FROM upd JOIN picked p USING (id) ORDER BY p.r, p.o`,
+    // Lease operations: $3 id, $4 fence, $5 owner (start: $2 id, $3 fence, $4 owner; it reads no clock).
+    start: `UPDATE ${T} AS k SET started = true WHERE ${holds(2)} RETURNING k.id`,
+    renew: `UPDATE ${T} AS k SET t = greatest(k.t, ${NOW} + $6 * interval '1 ms') WHERE ${holds(3)} RETURNING k.id`,
+    complete: `UPDATE ${T} AS k SET state = 3, owner = NULL, started = false, t = ${NOW} WHERE ${holds(3)} RETURNING k.id`,
+    release: `UPDATE ${T} AS k SET state = 0, owner = NULL, started = false, t = ${NOW}, ready_seq = nextval('${S}.ready_seq') WHERE ${holds(3)} RETURNING k.id`,
+    // A failed attempt: counted, its error kept; dead when exhausted or $9 (a contract error),
+    // else due again after $8 ms (ready at once when $8 <= 0).
+    fail: `
+      UPDATE ${T} AS k SET
+        attempt_count = k.attempt_count + 1,
+        errors = k.errors || jsonb_build_array($7::jsonb || jsonb_build_object('attempt', k.attempt_count + 1)),
+        state = CASE WHEN $9 OR k.attempt_count + 1 >= k.max_attempts THEN 4 WHEN $8 > 0 THEN 1 ELSE 0 END,
+        t = CASE WHEN $9 OR k.attempt_count + 1 >= k.max_attempts OR $8 <= 0 THEN ${NOW} ELSE ${NOW} + $8 * interval '1 ms' END,
+        ready_seq = CASE WHEN NOT ($9 OR k.attempt_count + 1 >= k.max_attempts) AND $8 <= 0 THEN nextval('${S}.ready_seq') ELSE k.ready_seq END,
+        owner = NULL, started = false, updated_at = $3
+      WHERE ${holds(4)}
+      RETURNING k.state`,
+    // Leases whose expiry passed on the database clock, or whose owner is among $6 (gone, with
+    // the error $7 each): a started one counts the attempt (dead when exhausted), one whose handler
+    // never started goes back to ready with nothing charged. Guarded again at update time.
+    reclaim: `
+      WITH g AS (SELECT * FROM unnest($6::text[], $7::jsonb[]) AS g(owner, err)),
+      sel AS MATERIALIZED (
+        SELECT id FROM ${T} WHERE queue = $1 AND state = 2 AND (t <= ${NOW} OR owner = ANY($6::text[]))
+         ORDER BY t LIMIT $4 FOR UPDATE SKIP LOCKED),
+      upd AS (
+        UPDATE ${T} AS k SET
+          attempt_count = k.attempt_count + k.started::int,
+          errors = CASE WHEN k.started THEN k.errors || jsonb_build_array(coalesce((SELECT err FROM g WHERE g.owner = k.owner), $5::jsonb) || jsonb_build_object('attempt', k.attempt_count + 1)) ELSE k.errors END,
+          state = CASE WHEN k.started AND k.attempt_count + 1 >= k.max_attempts THEN 4 ELSE 0 END,
+          ready_seq = CASE WHEN k.started AND k.attempt_count + 1 >= k.max_attempts THEN k.ready_seq ELSE nextval('${S}.ready_seq') END,
+          updated_at = CASE WHEN k.started THEN $3 ELSE k.updated_at END,
+          owner = NULL, started = false, t = ${NOW}
+         WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM sel)) AND k.state = 2 AND (k.t <= ${NOW} OR k.owner = ANY($6::text[]))
+        RETURNING k.id, k.seq)
+      SELECT id FROM upd ORDER BY seq`,
+    leaseOwners: `
+      SELECT DISTINCT k.owner, w.pid, w.host FROM ${T} k LEFT JOIN ${S}.worker w ON w.owner = k.owner
+       WHERE k.queue = $1 AND k.state = 2`,
+    retry: `
+      WITH sel AS MATERIALIZED (
+        SELECT id, nextval('${S}.ready_seq') AS rs FROM (
+          SELECT id FROM ${T} WHERE queue = $1 AND state = 4 AND ($5::text[] IS NULL OR id = ANY($5::text[]))
+           ORDER BY coalesce(array_position($5::text[], id), 0), seq FOR UPDATE) o),
+      upd AS (
+        UPDATE ${T} AS k SET state = 0, attempt_count = 0, t = ${NOW}, ready_seq = sel.rs, updated_at = $3,
+               retries = k.retries || jsonb_build_array(jsonb_build_object('at', $3::text, 'by', $4::text, 'attempt_count', k.attempt_count))
+          FROM sel WHERE k.queue = $1 AND k.id = sel.id
+        RETURNING k.id, sel.rs)
+      SELECT id FROM upd ORDER BY rs`,
+    cancel: `
+      WITH upd AS (
+        UPDATE ${T} AS k SET state = 5, owner = NULL, started = false, t = ${NOW}, updated_at = $3,
+               cancelled = jsonb_build_object('at', $3::text, 'by', $4::text, 'reason', $5::text)
+         WHERE k.queue = $1 AND k.grp = $6 AND k.state IN (0, 1) AND NOT (k.id = ANY($7::text[]))
+        RETURNING k.id, k.seq)
+      SELECT id FROM upd ORDER BY seq`,
+    // Dead letters given up on: $4 by, $5 reason, $6 ids (null: all), in the order given, else enqueue order.
+    discard: `
+      WITH sel AS MATERIALIZED (
+        SELECT id FROM ${T} WHERE queue = $1 AND state = 4 AND ($6::text[] IS NULL OR id = ANY($6::text[])) FOR UPDATE),
+      upd AS (
+        UPDATE ${T} AS k SET state = 5, owner = NULL, started = false, t = ${NOW}, updated_at = $3,
+               cancelled = jsonb_build_object('at', $3::text, 'by', $4::text, 'reason', $5::text, 'discarded', true)
+          FROM sel WHERE k.queue = $1 AND k.id = sel.id
+        RETURNING k.id, k.seq)
+      SELECT id FROM upd ORDER BY coalesce(array_position($6::text[], id), 0), seq`,
+    nextDue: `
+      SELECT ${ms('t')} AS due, ${ms(NOW)} AS now FROM (
+        SELECT min(t) AS t FROM ${T} WHERE queue = $1 AND state = 1 AND ($3::text[] IS NULL OR id = ANY($3::text[]))) m`,
+    pause: `
+      INSERT INTO ${S}.queue AS q (name, paused, paused_by, paused_at) VALUES ($1, $2, $3, $4)
+      ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, paused_by = excluded.paused_by, paused_at = excluded.paused_at`,
+    stats: `
+      SELECT (SELECT coalesce(jsonb_object_agg(kind, s), '{}'::jsonb) FROM (
+                SELECT kind, sum(n) AS s FROM ${S}.queue_counts WHERE queue = $1 GROUP BY kind) c) AS counts,
+             coalesce((SELECT paused FROM ${S}.queue WHERE name = $1), false) AS paused,
+             ${ms(`(SELECT t FROM ${T} WHERE queue = $1 AND state = 1 ORDER BY t, seq LIMIT 1)`)} AS next_due,
+             ${ms(`(SELECT t FROM ${T} WHERE queue = $1 AND state = 0 ORDER BY ready_seq LIMIT 1)`)} AS oldest_ready,
+             ${ms(NOW)} AS now`,
+    states: `SELECT id, state FROM ${T} WHERE queue = $1 AND id = ANY($2::text[])`,
+    dead: `SELECT ${RECORD} FROM ${T} k WHERE k.queue = $1 AND k.state = 4 AND ($2::text IS NULL OR k.id = $2)`,
+    queueNames: `SELECT name FROM ${S}.queue ORDER BY name`,
+    taskState: `SELECT state, fence::float8 AS fence, owner FROM ${T} WHERE queue = $1 AND id = $2`,
+  };
+}
