@@ -68,6 +68,7 @@ export async function main(argv: string[]): Promise<number> {
       if (err.code === 'commander.executeSubCommandAsync') return EXIT.SUCCESS;
       // Commander already printed its one-line message.
       process.stderr.write('hint: see `metaspn --help` or `metaspn <command> --help`\n');
+      if (wantsJson(argv)) printJsonError('USAGE', EXIT.USAGE, err.message.replace(/^error: /, ''));
       return EXIT.USAGE;
     }
     const e = toMetaspnError(err);
@@ -76,8 +77,23 @@ export async function main(argv: string[]): Promise<number> {
     if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
     if (e.code === 'INTERNAL_ERROR' && !e.hint) process.stderr.write('hint: an unexpected failure; set METASPN_DEBUG=1 for the stack, and see logs/metaspn.jsonl\n');
     if (process.env.METASPN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
+    if (wantsJson(argv)) printJsonError(e.code, e.exitCode, e.message, e.hint);
     return e.exitCode;
   } finally {
     await flushLogs();
   }
+}
+
+/** Whether the command line asks for JSON (before any `--`). */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+/**
+ * With `--json`, a failure is JSON on stdout too (`{"error": {code, exit_code, message, hint?}}`),
+ * so a script parsing stdout never meets an empty string; the one-line error stays on stderr.
+ */
+function printJsonError(code: string, exitCode: number, message: string, hint?: string): void {
+  process.stdout.write(`${JSON.stringify({ error: { code, exit_code: exitCode, message, ...(hint ? { hint } : {}) } }, null, 2)}\n`);
 }

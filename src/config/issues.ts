@@ -78,6 +78,8 @@ export function issueRule(issue: z.core.$ZodIssue, schema: unknown, raw: unknown
     const list = known.length ? `; known keys here: ${known.join(', ')}` : '';
     return `${path.length ? `${where}: ` : ''}unknown key "${key.slice(0, 60)}"${near ? ` (did you mean "${near}"?)` : ''}${list}`;
   }
+  // An issue about a record's key (params.about 'key') is not about the value found there.
+  if (issue.code === 'custom' && (issue.params as { about?: string } | undefined)?.about === 'key') return `${where}: ${issue.message}`;
   const got = valueAt(raw, issue.path);
   return `${where}: ${issue.message}${got === undefined ? '' : `, got ${shown(got)}`}`;
 }

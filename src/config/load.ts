@@ -23,7 +23,16 @@ const CORE_KEYS = {
   queues: z.record(z.string(), partialPolicy).optional(),
   alerts: z.unknown().optional(),
   reports: z.unknown().optional(),
-  pipelines: z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'a pipeline name must match [a-z][a-z0-9_-]{0,63}'), z.string().min(1).max(1024)).optional(),
+  pipelines: z
+    .record(z.string(), z.string().min(1).max(1024))
+    .superRefine((v, ctx) => {
+      // zod reports a record key that fails its schema as "Invalid key in record": say the rule.
+      for (const k of Object.keys(v)) {
+        if (!/^[a-z][a-z0-9_-]{0,63}$/.test(k)) ctx.addIssue({ code: 'custom', path: [k], params: { about: 'key' }, message: `pipeline name ${JSON.stringify(k)} must match [a-z][a-z0-9_-]{0,63}` });
+        else if (bundledPipelines().some((p) => p.name === k)) ctx.addIssue({ code: 'custom', path: [k], params: { about: 'key' }, message: `${k} is the bundled pipeline's name (metaspn ${k} …); name yours otherwise` });
+      }
+    })
+    .optional(),
 };
 
 function fileSchema() {

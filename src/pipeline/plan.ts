@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import stringify from 'fast-json-stable-stringify';
 import { MetaspnError, UsageError } from '../guard/errors.js';
 import { asOfInstantMs, dayStartMs, defaultAsOf, parseDate, resolveAsOf } from './dates.js';
+import { jsonProblem } from './json-value.js';
 import type { Json, PipelineDefinition, StepDefinition } from './types.js';
 
 const PIPELINE_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
@@ -54,6 +55,8 @@ export function validatePipeline(p: PipelineDefinition): StepDefinition<unknown>
     if (!QUEUE_NAME.test(q)) fail(`step ${s.name}: queue name ${JSON.stringify(q)} must match [A-Za-z0-9][A-Za-z0-9_-]{0,99}`);
     if (queues.has(q)) fail(`steps ${queues.get(q)} and ${s.name} share the queue ${q}`);
     queues.set(q, s.name);
+    const badParams = s.params === undefined ? null : jsonProblem(s.params, 'params');
+    if (badParams) fail(`step ${s.name}: params must be JSON: ${badParams}`);
     for (const f of s.inputs ?? []) {
       if (typeof f !== 'string' || f === '' || f.split(/[\\/]/).some((part) => part === '..' || part === '') || f.startsWith('/')) {
         fail(`step ${s.name}: input ${JSON.stringify(f)} must be a relative path under inputs/ without ..`);
@@ -211,6 +214,14 @@ export function planRange(p: Pick<PipelineDefinition, 'name' | 'partitions'>, st
   const start = parseDate(startText, '--start');
   const end = parseDate(endText, '--end');
   if (start > end) throw new UsageError(`--start ${start} is after --end ${end}`);
+  // A backfill has no --as-of: a range reaching a date not over yet is refused as a whole, naming
+  // the range's own end and the last date that is over.
+  if (Date.parse(defaultAsOf(end)) > nowMs) {
+    const lastOver = new Date(dayStartMs(new Date(nowMs).toISOString().slice(0, 10)) - 86_400_000).toISOString().slice(0, 10);
+    throw new MetaspnError('BUSINESS_REJECT', `--end ${end} is not over yet (the last date that is over is ${lastOver}); nothing was run`, {
+      hint: start <= lastOver ? `end the range at ${lastOver}; a date not over yet runs alone, provisionally: pipeline run --date D --as-of T` : 'a date not over yet runs alone, provisionally: pipeline run --date D --as-of T',
+    });
+  }
   const out: PartitionPlan[] = [];
   for (let ms = dayStartMs(start); ms <= dayStartMs(end); ms += 86_400_000) {
     const d = new Date(ms).toISOString().slice(0, 10);

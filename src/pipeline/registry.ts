@@ -3,6 +3,7 @@
  * (name to module path, relative to the workspace), each loaded and checked once per process.
  * Bundled pipelines (Season 1) keep their own commands (`metaspn s1 …`); they are listed here as such.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -68,6 +69,7 @@ function modulePath(ws: WorkspacePaths, cfg: WorkspaceConfig, name: string, rel:
   if (isAbsolute(rel)) throw bad(`${rel} must be a path relative to the workspace`);
   const path = resolve(ws.root, rel);
   if (!existsSync(path)) throw bad(`${rel} does not exist`);
+  if (/\.(c|m)?tsx?$/.test(rel)) throw bad(`${rel} is TypeScript, which Node 20 does not run: compile it to .js (tsc) and name the .js file`);
   // The module and the folders to it stay inside the workspace, links resolved.
   const inside = relative(realpathSync(ws.root), realpathSync(path));
   if (inside.startsWith('..') || isAbsolute(inside)) throw bad(`${rel} leads outside the workspace`);
@@ -89,6 +91,12 @@ async function importDefinition(path: string, name: string): Promise<PipelineDef
         hint: 'install it in the workspace (npm install metaspn), or link this copy (npm link, then npm link metaspn in the workspace)',
       });
     }
+    // A syntax error is the module file's fault (20, fix the named line), not ours. Node 20 does
+    // not say where an ES module's syntax error is; `node --check` does, for the module itself.
+    if (err instanceof SyntaxError || (err as Error)?.name === 'SyntaxError') {
+      const at = syntaxErrorAt(path);
+      throw new DataInvalidError(at?.file ?? path, at?.line ?? null, `pipeline ${name}: ${(err as Error).message} (the module does not parse)`);
+    }
     throw new MetaspnError('INTERNAL_ERROR', `pipeline ${name}: importing ${path} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
   }
   const def = (mod.default ?? mod.pipeline) as PipelineDefinition | undefined;
@@ -96,4 +104,11 @@ async function importDefinition(path: string, name: string): Promise<PipelineDef
   validatePipeline(def);
   if (def.name !== name) throw new UsageError(`pipeline ${name}: ${path} defines pipeline ${def.name}; the config names it ${name}`);
   return def;
+}
+
+/** Where `node --check` finds a syntax error in the module file, or null (it parses, or no line given). */
+function syntaxErrorAt(path: string): { file: string; line: number } | null {
+  const r = spawnSync(process.execPath, ['--check', path], { encoding: 'utf8', timeout: 10_000 });
+  const m = /^(.+):(\d+)\r?\n/.exec(r.stderr ?? '');
+  return r.status !== 0 && m ? { file: m[1]!, line: Number(m[2]) } : null;
 }

@@ -7,11 +7,12 @@
  */
 import type { Logger } from 'pino';
 import type { QueuePolicy } from '../config/policy.js';
-import { MetaspnError, toMetaspnError, UsageError } from '../guard/errors.js';
+import { DataInvalidError, MetaspnError, toMetaspnError, UsageError } from '../guard/errors.js';
 import { EXIT, mostSevere } from '../guard/exit-codes.js';
 import { RunLockLostError, type RunLockFence } from '../guard/run-lock.js';
 import type { Owner, Queue } from '../queue/types.js';
 import { checkPayload } from '../queue/validate.js';
+import { jsonProblem } from './json-value.js';
 import { drainFailure } from './outcome.js';
 import { drainStage, type StageDrain } from '../runtime/stage.js';
 import { ContractError, type WorkerContext, type WorkerDefinition, type WorkerInitContext, type WorkerTask } from '../runtime/worker-api.js';
@@ -287,8 +288,14 @@ async function previousPointer(o: Pick<RunPartitionOptions, 'def' | 'plan'>, d: 
 /** A step's identity now, and the inputs it covers (for its manifest). */
 export async function identityOf(o: Pick<RunPartitionOptions, 'def' | 'plan'>, d: RunnerDeps, st: RunState, s: StepDefinition<unknown>, ctx: PartitionContext): Promise<{ identity: string; inputs: Manifest['inputs']; previous: string | null }> {
   const files = (s.inputs ?? []).map((n) => ctx.input(n));
+  // A declared input that is missing would read as empty and publish empty outputs as a
+  // restatement of good ones: the step does not run.
+  const missing = files.find((f) => !f.exists);
+  if (missing) throw new DataInvalidError(missing.path, null, `step ${s.name} of pipeline ${o.def.name} reads this input, and it is missing; nothing of the step ran`, { hint: 'restore the file (or remove it from the step\'s inputs), then run the same command again' });
   const inputs: Manifest['inputs'] = files.map((f) => ({ path: f.path, sha256: f.sha256, rows: f.text === '' ? 0 : f.text.split('\n').filter((l) => l.trim() !== '').length }));
   const digest: Json = s.digest ? await s.digest(ctx) : Object.fromEntries(files.map((f) => [f.name, f.sha256]));
+  const bad = s.digest ? jsonProblem(digest, 'digest') : null;
+  if (bad) throw new UsageError(`pipeline ${o.def.name}: step ${s.name}: digest() must return JSON: ${bad}`);
   const prev = s.previous ? await previousPointer(o, d) : null;
   // The identity covers what the previous partition published (its run identity), not which run
   // published it: a replay of that partition moves its pointer to a new run id with the same rows.
@@ -337,6 +344,8 @@ async function runStep(o: RunPartitionOptions, d: RunnerDeps, st: RunState, s: S
       if (typeof t?.key !== 'string' || t.key === '' || t.key.length > MAX_KEY) throw new UsageError(`pipeline ${o.def.name}: step ${s.name}: every planned task needs a key of 1-${MAX_KEY} characters, got ${JSON.stringify(t?.key)}`);
       if (keys.has(t.key)) throw new UsageError(`pipeline ${o.def.name}: step ${s.name}: plan() returned key ${t.key} twice`);
       keys.add(t.key);
+      const bad = jsonProblem((t as { payload?: unknown }).payload, 'payload');
+      if (bad) throw new UsageError(`pipeline ${o.def.name}: step ${s.name}: the task of key ${t.key}: tasks are stored as JSON: ${bad}`);
     }
     const group = `${o.def.name}/${o.plan.partition}`;
     const tasks = planned.map((t) => ({
@@ -464,7 +473,11 @@ function stepWorker(o: RunPartitionOptions, d: RunnerDeps, s: StepDefinition<unk
   };
 }
 
-/** Checks a handler's rows and gives them their ids. @throws ContractError for rows that are not `{key, ...}` objects, or a key twice. */
+/**
+ * Checks a handler's rows and gives them their ids.
+ * @throws ContractError for rows that are not `{key, ...}` objects, a key twice, or a value that is
+ *   not plain JSON (NaN, a BigInt, a Date, `undefined`…: {@link jsonProblem}).
+ */
 export function storedRows(pipeline: string, step: string, partition: string, identity: string, rows: unknown): StoredRow[] {
   if (rows === undefined || rows === null) return [];
   if (!Array.isArray(rows)) throw new ContractError(`step ${step}: handle() must return an array of rows ({key, ...}), got ${typeof rows}`);
@@ -475,6 +488,8 @@ export function storedRows(pipeline: string, step: string, partition: string, id
     if (seen.has(r.key)) throw new ContractError(`step ${step}: row key ${r.key} returned twice`);
     seen.add(r.key);
     for (const k of ['id', 'step', 'date', 'identity']) if (k in r) throw new ContractError(`step ${step}: row ${r.key} sets ${k}, which the runner sets`);
+    const bad = jsonProblem(r, `row ${r.key}`);
+    if (bad) throw new ContractError(`step ${step}: rows are stored as JSON: ${bad}`);
     return { ...r, id: rowId(pipeline, step, partition, r.key, identity), step, date: partition, identity };
   });
 }
@@ -493,7 +508,9 @@ async function runChecks(o: RunPartitionOptions, d: RunnerDeps, st: RunState, lo
     let r: { status: 'pass' | 'fail'; observed: unknown; expected: unknown; message?: string };
     try {
       r = await c.run(ctx);
-      if (r?.status !== 'pass' && r?.status !== 'fail') throw new TypeError(`check ${c.name} returned ${JSON.stringify(r)}, not {status: 'pass'|'fail', observed, expected}`);
+      if ((r?.status !== 'pass' && r?.status !== 'fail') || !('observed' in r) || !('expected' in r)) throw new TypeError(`check ${c.name} returned ${describe(r)}, not {status: 'pass'|'fail', observed, expected}`);
+      const bad = jsonProblem({ observed: r.observed, expected: r.expected });
+      if (bad) throw new TypeError(`check ${c.name} returned a result that is not JSON: ${bad}`);
     } catch (err) {
       r = { status: 'fail', observed: { error: toMetaspnError(err).message }, expected: 'the check to run', message: `check ${c.name} threw` };
     }
@@ -587,4 +604,13 @@ export async function cancelLeftovers(def: PipelineDefinition, partition: string
     }
   }
   return n;
+}
+
+/** A value for an error message: its JSON when it has one, else its type. */
+function describe(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return typeof v;
+  }
 }

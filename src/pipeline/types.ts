@@ -138,7 +138,10 @@ export interface StepDefinition<P = Json> {
   description?: string;
   /** Upstream steps (fan-in: several). It runs once all of them succeeded; steps with no path between them run concurrently. */
   after?: readonly string[];
-  /** Files under inputs/ it reads; their bytes' digests are part of its identity. */
+  /**
+   * Files under inputs/ it reads; their bytes' digests are part of its identity. Each must exist
+   * when the step runs: a missing one fails the step with exit 20 (DataInvalidError), naming it.
+   */
   inputs?: readonly string[];
   /**
    * True: it also reads the previous partition's published output (`ctx.previous`), as a running

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { MetaspnError } from '../guard/errors.js';
-import { mostSevere } from '../guard/exit-codes.js';
+import { EXIT, mostSevere } from '../guard/exit-codes.js';
 import { readManifest, type Manifest } from './manifest.js';
 import type { WorkspacePaths } from './paths.js';
 import { readPointer, type CurrentPointer } from './pointers.js';
@@ -21,6 +21,7 @@ export interface RunInfo {
   status: 'success' | 'failed' | 'incomplete';
   /** The date's current pointer names this run. */
   current: boolean;
+  /** The most severe exit code of its steps; at least 11 (BUSINESS_SKIP) when `incomplete`. */
   exit_code: number;
   failure: string | null;
   steps: { step: string; status: string; duration_ms: number; exit_code: number; manifest: string }[];
@@ -121,6 +122,7 @@ function toRun(run_id: string, list: { m: Manifest; path: string }[], pointerOf:
   const last = list[list.length - 1]!.m;
   const failed = list.find((x) => x.m.status === 'failed')?.m;
   const ptr = pointerOf(first.pipeline, first.date);
+  const incomplete = !failed && list.length < (stepsOf[first.pipeline] ?? list.length);
   return {
     run_id,
     pipeline: first.pipeline,
@@ -130,9 +132,11 @@ function toRun(run_id: string, list: { m: Manifest; path: string }[], pointerOf:
     started_at: first.started_at,
     finished_at: last.finished_at,
     duration_ms: Date.parse(last.finished_at) - Date.parse(first.started_at),
-    status: failed ? 'failed' : list.length < (stepsOf[first.pipeline] ?? list.length) ? 'incomplete' : 'success',
+    status: failed ? 'failed' : incomplete ? 'incomplete' : 'success',
     current: ptr?.run_id === run_id,
-    exit_code: mostSevere(list.map((x) => x.m.exit_code)),
+    // A run that stopped before its last step (blocked, stopped or killed) did not succeed: 11, as
+    // its own command exited when it could say so, never 0.
+    exit_code: mostSevere([...list.map((x) => x.m.exit_code), ...(incomplete ? [EXIT.BUSINESS_SKIP] : [])]),
     failure: failed?.error ? `${failed.step}: ${failed.error.message}` : null,
     steps: list.map((x) => ({ step: x.m.step, status: x.m.status, duration_ms: x.m.duration_ms, exit_code: x.m.exit_code, manifest: x.path })),
   };

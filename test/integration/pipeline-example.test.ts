@@ -130,9 +130,9 @@ describe('the example pipeline: list and show', () => {
     const list = pipeline(dir, 'list');
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).toMatch(/^s1\s+bundled\s/m);
-    expect(list.stdout).toMatch(/^daily-projections\s+workspace\s+\.\/pipeline\.mjs$/m);
+    expect(list.stdout).toMatch(/^daily-projections\s+workspace\s+\.\/pipeline\.mjs\s+6 steps$/m);
     const listJson = JSON.parse(pipeline(dir, 'list', '--json').stdout) as { pipelines: { name: string; source: string; module: string | null }[] };
-    expect(listJson.pipelines).toContainEqual({ name: NAME, source: 'workspace', module: './pipeline.mjs' });
+    expect(listJson.pipelines).toContainEqual({ name: NAME, source: 'workspace', module: './pipeline.mjs', status: 'ok', steps: 6 });
 
     const show = pipeline(dir, 'show', NAME);
     expect(show.code, show.stderr).toBe(0);
@@ -426,6 +426,50 @@ describe('the example pipeline: refusals', () => {
     } finally {
       rmSync(other, { recursive: true, force: true });
     }
+  }, 120_000);
+
+  it('list loads every module: one that does not parse is 20 at its line, TypeScript is 20 saying so, the others listed; --json errors are JSON', () => {
+    const dir = example();
+    writeFileSync(join(dir, 'broken.mjs'), "import { definePipeline } from 'metaspn';\nexport default definePipeline({\n  name: 'broken',\n  steps: [ ) ],\n});\n");
+    writeFileSync(join(dir, 'typed.ts'), 'export default {};\n');
+    writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify({ pipelines: { [NAME]: './pipeline.mjs', broken: './broken.mjs', typed: './typed.ts' } }));
+    const list = pipeline(dir, 'list');
+    expect(list.code).toBe(20);
+    expect(list.stdout).toMatch(/^daily-projections\s+workspace\s+\.\/pipeline\.mjs\s+6 steps$/m);
+    expect(list.stdout).toMatch(/^broken\s+workspace\s+\.\/broken\.mjs\s+error \(exit 20\): \S*broken\.mjs:4: pipeline broken: Unexpected token '\)' \(the module does not parse\)$/m);
+    expect(list.stdout).toMatch(/^typed\s+workspace\s+\.\/typed\.ts\s+error \(exit 20\): .*typed\.ts is TypeScript, which Node 20 does not run: compile it to \.js/m);
+    const broken = pipeline(dir, 'run', 'broken', '--date', '2026-03-03');
+    expect(broken.code).toBe(20);
+    expectOneLineError(broken, /broken\.mjs:4: pipeline broken: Unexpected token/);
+    // With --json, a failure is JSON on stdout as well as the line on stderr.
+    const asJson = pipeline(dir, 'run', 'broken', '--date', '2026-03-03', '--json');
+    expect(asJson.code).toBe(20);
+    expect(JSON.parse(asJson.stdout)).toMatchObject({ error: { code: 'DATA_INVALID', exit_code: 20, message: expect.stringMatching(/broken\.mjs:4: /) } });
+
+    // A name that breaks the rule, or the bundled pipeline's name: 20 naming the config key and the rule.
+    writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify({ pipelines: { 'Daily Projections': './pipeline.mjs' } }));
+    const badName = pipeline(dir, 'list');
+    expect(badName.code).toBe(20);
+    expectOneLineError(badName, /metaspn\.config\.json: pipelines\.Daily Projections: pipeline name "Daily Projections" must match \[a-z\]\[a-z0-9_-\]\{0,63\}$/);
+    writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify({ pipelines: { s1: './pipeline.mjs' } }));
+    const taken = pipeline(dir, 'list');
+    expect(taken.code).toBe(20);
+    expectOneLineError(taken, /pipelines\.s1: s1 is the bundled pipeline's name/);
+  }, 120_000);
+
+  it('a declared input that is missing fails its step with 20 naming the file; a backfill reaching a date not over is 10 naming its --end', () => {
+    const dir = example();
+    rmSync(join(dir, 'inputs', 'status.jsonl'));
+    const r = run(dir, '2026-03-03');
+    expect(r.code).toBe(20);
+    expect(r.stdout).toMatch(/failed: minutes: inputs\/status\.jsonl: step minutes of pipeline daily-projections reads this input, and it is missing/);
+    expect(existsSync(pointerPath(dir, '2026-03-03'))).toBe(false);
+    const end = new Date(Date.now() + 3 * 86_400_000).toISOString().slice(0, 10);
+    const lastOver = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+    const bf = pipeline(dir, 'backfill', NAME, '--start', '2026-03-01', '--end', end);
+    expect(bf.code).toBe(10);
+    expectOneLineError(bf, new RegExp(`^error: --end ${end} is not over yet \\(the last date that is over is ${lastOver}\\); nothing was run$`));
+    expect(bf.stderr).toContain(`hint: end the range at ${lastOver}`);
   }, 120_000);
 
   it('a module that breaks a definition rule is 64 with a one-line error', () => {

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
@@ -160,5 +160,12 @@ describe('run history', () => {
     expect(m.retry_of_run_id).toBe('bad');
     // The failed run's manifests stay as they were.
     expect(existsSync(join(ws, 'manifests', 'project_rewards', 'date=2026-01-11', 'run=bad', 'manifest.json'))).toBe(true);
+
+    // A run that stopped before its last step (here: its last manifest gone, as a kill before it
+    // leaves) did not succeed: incomplete with 11, never 0.
+    publish(ws, '2026-01-12', 'cut');
+    rmSync(join(ws, 'manifests', 'publish_season_summary', 'date=2026-01-12', 'run=cut'), { recursive: true });
+    const cut = (JSON.parse(cli(['runs', 'list', '--workspace', ws, '--json']).stdout) as { run_id: string; status: string; exit_code: number }[]).find((r) => r.run_id === 'cut');
+    expect(cut).toMatchObject({ status: 'incomplete', exit_code: 11 });
   }, 180_000);
 });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
-import { StateCorruptError, UsageError } from '../../guard/errors.js';
+import { StateCorruptError, toMetaspnError, UsageError } from '../../guard/errors.js';
+import { EXIT, mostSevere } from '../../guard/exit-codes.js';
 import { runBackfill, type PartitionResult } from '../../pipeline/backfill.js';
 import { fileDeps } from '../../pipeline/file-deps.js';
 import { ancestors, planPartition, planRange, queueOf, validatePipeline } from '../../pipeline/plan.js';
@@ -25,11 +26,26 @@ export function registerPipeline(program: Command): void {
     .description('the pipelines of the workspace')
     .option('--workspace <dir>', 'workspace folder', '.')
     .option('--json', 'print JSON')
-    .action((o: { workspace: string; json?: boolean }) => {
+    .action(async (o: { workspace: string; json?: boolean }) => {
       const ws = openWorkspace(o.workspace);
-      const list = listPipelines(loadConfig(ws));
+      const cfg = loadConfig(ws);
+      // Each workspace module is loaded and checked: a list that says "fine" of a module that
+      // does not load would only defer the surprise to the first run.
+      const list = await Promise.all(
+        listPipelines(cfg).map(async (e) => {
+          if (e.source === 'bundled') return { ...e, status: 'ok' as const, steps: bundledPipeline(e.name)?.steps.length ?? 0 };
+          try {
+            return { ...e, status: 'ok' as const, steps: validatePipeline(await loadPipeline(ws, cfg, e.name)).length };
+          } catch (err) {
+            const m = toMetaspnError(err);
+            return { ...e, status: 'error' as const, exit_code: m.exitCode, error: m.message };
+          }
+        }),
+      );
+      setExitCode(mostSevere(list.map((e) => ('exit_code' in e ? e.exit_code : EXIT.SUCCESS))));
       if (o.json) return printJson({ pipelines: list });
-      process.stdout.write(`${table([['name', 'source', 'module'], ...list.map((e) => [e.name, e.source, e.module ?? '(bundled: metaspn s1 …)'])])}\n`);
+      const status = (e: (typeof list)[number]): string => ('error' in e ? `error (exit ${e.exit_code}): ${e.error}` : `${e.steps} steps`);
+      process.stdout.write(`${table([['name', 'source', 'module', 'status'], ...list.map((e) => [e.name, e.source, e.module ?? '(bundled: metaspn s1 …)', status(e)])])}\n`);
     });
 
   p.command('show')
