@@ -22,7 +22,7 @@ import type {
   TaskRecord,
   TaskState,
 } from '../../queue/types.js';
-import { inTransaction, pgError, sharedPool, type PgPool, type PoolLease } from './connection.js';
+import { inTransaction, isUnavailable, pgError, sharedPool, type PgPool, type PoolLease } from './connection.js';
 import { ensureSchema } from './migrations.js';
 import { DEFAULT_POOL_MAX, DEFAULT_SCHEMA, type PgSetting } from './setting.js';
 import { statements, type Statements } from './statements.js';
@@ -32,6 +32,9 @@ const STATES: readonly TaskState[] = ['ready', 'scheduled', 'leased', 'completed
 
 /** How many expired leases one claim gives back before it claims (the rest: the next claims). */
 const RECLAIM_BATCH = 1000;
+
+/** Tries to read back an ambiguous completion (50 ms, doubling: about 1.5 s in all). */
+const AMBIGUOUS_TRIES = 5;
 
 export interface PgQueueOptions extends QueueOptions {
   /** The database and schema (src/backend/pg/setting.ts). `url` is used unless `pool` is given. */
@@ -199,8 +202,20 @@ export class PgQueue implements Queue {
     return this.leaseOp(this.sql.renew, 'renewing a lease', id, lease, [lease_ms]);
   }
 
+  /**
+   * When the connection drops during the completion (its commit may or may not have happened), the
+   * fence decides: the task is read again on a new connection, and `true` means this holder's
+   * completion is the one recorded (completed with this lease's fence: the fence changes only on a
+   * claim); a lease still held is completed now; anything else is `false` (lease lost).
+   * @throws MetaspnError BUSINESS_SKIP (11) when the database stays unreachable meanwhile.
+   */
   async complete(id: string, lease: Lease): Promise<boolean> {
-    return this.leaseOp(this.sql.complete, 'completing a task', id, lease);
+    try {
+      return await this.leaseOp(this.sql.complete, 'completing a task', id, lease);
+    } catch (err) {
+      if (!isUnavailable((err as { cause?: unknown }).cause ?? err)) throw err;
+      return this.settleCompletion(id, lease, err);
+    }
   }
 
   async release(id: string, lease: Lease): Promise<boolean> {
@@ -344,6 +359,26 @@ export class PgQueue implements Queue {
   }
 
   // ---- internals ----
+
+  /** An ambiguous completion, decided by the fence once the database answers again (a few tries, backing off). */
+  private async settleCompletion(id: string, lease: Lease, first: unknown): Promise<boolean> {
+    for (let i = 0; i < AMBIGUOUS_TRIES; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** i));
+      try {
+        const r = await this.pool.query<{ state: number; fence: number; owner: string | null }>(this.sql.taskState, [this.name, id]);
+        const row = r.rows[0];
+        if (!row) return false;
+        if (row.state === 3 && Number(row.fence) === lease.fence) return true;
+        if (row.state === 2 && Number(row.fence) === lease.fence && row.owner === lease.owner) {
+          return (await this.pool.query(this.sql.complete, [this.name, this.nowParam(), id, lease.fence, lease.owner])).rowCount === 1;
+        }
+        return false;
+      } catch (err) {
+        if (!isUnavailable(err)) throw pgError(err, this.setting, `completing a task (queue ${this.name})`);
+      }
+    }
+    throw first;
+  }
 
   private async dead(id: string | null): Promise<DeadLetter[]> {
     await this.ready('reading dead letters');

@@ -1,0 +1,323 @@
+/**
+ * The PostgreSQL cases of docs SCALE-OUT §6 for the queue: several instances (hosts) on one
+ * database, a claim racing an uncommitted claim, an ambiguous completion after a dropped
+ * connection, counters against count(*) after random operation sequences (and the same answers
+ * as the in-memory reference), back-pressure under concurrent enqueuers, and callers whose clocks
+ * are off by ten minutes.
+ */
+import fc from 'fast-check';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPool, type PgPool } from '../../src/backend/pg/connection.js';
+import { PgQueue } from '../../src/backend/pg/pg-queue.js';
+import { statements } from '../../src/backend/pg/statements.js';
+import { MemoryQueue } from '../../src/queue/memory.js';
+import type { Owner, Queue, TaskError } from '../../src/queue/types.js';
+import { FakeClock } from './conformance.js';
+import { createTestDatabase, pgAvailable, type TestDatabase } from './pg-db.js';
+import { startProxy } from './pg-proxy.js';
+
+const up = await pgAvailable();
+let db: TestDatabase;
+const pools: PgPool[] = [];
+let n = 0;
+
+/** A pool of its own: a queue on it behaves as another host. */
+function pool(url = db.url, max = 4): PgPool {
+  const p = createPool(url, max);
+  pools.push(p);
+  return p;
+}
+
+function queue(name: string, o: { pool?: PgPool; schema?: string; now?: () => number; dbNow?: () => number; max_queue_size?: number; max_attempts?: number } = {}): PgQueue {
+  return new PgQueue({
+    name,
+    setting: { url: db.url, source: 'test', schema: o.schema ?? 'cases' },
+    pool: o.pool ?? pool(),
+    ...(o.now ? { now: o.now } : {}),
+    ...(o.dbNow ? { dbNow: o.dbNow } : {}),
+    ...(o.max_queue_size !== undefined ? { max_queue_size: o.max_queue_size } : {}),
+    ...(o.max_attempts !== undefined ? { max_attempts: o.max_attempts } : {}),
+  });
+}
+
+const owner = (id: string): Owner => ({ id, pid: 1, host: 'h' });
+const err = (message: string): Omit<TaskError, 'attempt'> => ({ kind: 'transient', class: 'Error', message, at: '2026-01-15T12:00:00.000Z' });
+
+/** Polls `f` until it returns a value that is not undefined (or fails after `ms`). */
+async function until<T>(f: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await Promise.all(pools.map((p) => p.end().catch(() => undefined)));
+    await db?.drop();
+  });
+
+  it('two instances on two pools never hand out the same task under concurrent claims', async () => {
+    const name = `two_${++n}`;
+    const a = queue(name);
+    const b = queue(name);
+    const ids = Array.from({ length: 3000 }, (_, i) => `t${i}`);
+    for (let i = 0; i < ids.length; i += 1000) await a.enqueue(ids.slice(i, i + 1000).map((id) => ({ id, payload: { id } })));
+    const got: string[][] = [[], []];
+    // Four claim loops per instance, batches of 1 to 50: all at once against the same rows.
+    const loop = async (q: PgQueue, who: number, k: number): Promise<void> => {
+      const me = owner(`${who}-${k}`);
+      for (;;) {
+        const batch = await q.claim({ owner: me, max: 1 + ((k * 13 + got[who]!.length) % 50), lease_ms: 60_000 });
+        if (batch.length === 0) return;
+        for (const c of batch) {
+          got[who]!.push(c.task.id);
+          expect(await q.complete(c.task.id, c.lease)).toBe(true);
+        }
+      }
+    };
+    await Promise.all([0, 1, 2, 3].flatMap((k) => [loop(a, 0, k), loop(b, 1, k)]));
+    const all = [...got[0]!, ...got[1]!];
+    expect(all.length).toBe(ids.length);
+    expect(new Set(all).size).toBe(ids.length);
+    expect(got[0]!.length).toBeGreaterThan(0);
+    expect(got[1]!.length).toBeGreaterThan(0);
+    expect(await a.stats()).toMatchObject({ ready: 0, leased: 0, completed: ids.length });
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('a claim racing an uncommitted claim skips its rows instead of waiting for them', async () => {
+    const name = `race_${++n}`;
+    const q = queue(name);
+    await q.enqueue(['a', 'b', 'c'].map((id) => ({ id, payload: id })));
+    // Another host's claim of 'a', inside a transaction that has not committed.
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      const held = await other.query<{ id: string }>(statements('cases').claim, [name, null, 'other', 1, 60_000, null, true]);
+      expect(held.rows.map((r) => r.id)).toEqual(['a']);
+      // Not blocked on 'a': it answers at once with the next rows, while the other transaction is open.
+      await other.query(`SET statement_timeout = 0`);
+      const t0 = performance.now();
+      const mine = await q.claim({ owner: owner('me'), max: 3, lease_ms: 60_000 });
+      expect(performance.now() - t0).toBeLessThan(2000);
+      expect(mine.map((c) => c.task.id)).toEqual(['b', 'c']);
+      // The other claim rolls back: 'a' is ready again, untouched (fence 1 on its first claim).
+      await other.query('ROLLBACK');
+    } finally {
+      await other.end();
+    }
+    const [a] = await q.claim({ owner: owner('me'), max: 3, lease_ms: 60_000 });
+    expect([a!.task.id, a!.lease.fence, a!.task.attempt_count]).toEqual(['a', 1, 0]);
+    await q.close();
+  });
+
+  describe('a completion whose connection drops is decided by the fence', () => {
+    async function setup() {
+      const proxy = await startProxy({ host: new URL(db.url).hostname, port: Number(new URL(db.url).port || 5432) });
+      const u = new URL(db.url);
+      u.port = String(proxy.port);
+      const name = `cut_${++n}`;
+      const direct = queue(name);
+      const viaProxy = queue(name, { pool: pool(u.toString(), 2) });
+      await direct.enqueue([{ id: 'a', payload: 1 }]);
+      const [held] = await viaProxy.claim({ owner: owner('holder'), max: 1, lease_ms: 60_000 });
+      return { proxy, direct, viaProxy, held: held!, name };
+    }
+
+    it('dropped after the server committed it: the retry reads the fence and says true', async () => {
+      const { proxy, direct, viaProxy, held } = await setup();
+      proxy.arm({ when: 'response', match: 'SET state = 3' });
+      expect(await viaProxy.complete('a', held.lease)).toBe(true);
+      await proxy.cutDone();
+      expect(await direct.states(['a'])).toEqual(['completed']);
+      // A plain second completion (no connection lost) is refused as ever.
+      expect(await viaProxy.complete('a', held.lease)).toBe(false);
+      await Promise.all([direct.close(), viaProxy.close(), proxy.close()]);
+    });
+
+    it('dropped before the server saw it: the lease is still held, so the completion is made now: true', async () => {
+      const { proxy, direct, viaProxy, held } = await setup();
+      proxy.arm({ when: 'request', match: 'SET state = 3' });
+      expect(await viaProxy.complete('a', held.lease)).toBe(true);
+      await proxy.cutDone();
+      expect(await direct.stats()).toMatchObject({ completed: 1, leased: 0 });
+      await Promise.all([direct.close(), viaProxy.close(), proxy.close()]);
+    });
+
+    it('a holder whose lease was handed out meanwhile: false, and the new holder completes', async () => {
+      const { proxy, direct, viaProxy, held, name } = await setup();
+      // The lease is taken over (its holder's host was cut off; an operator reclaimed it early).
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      await admin.query(`UPDATE cases.task SET t = now() - interval '1 s' WHERE queue = $1 AND id = 'a'`, [name]);
+      await admin.end();
+      const [fresh] = await direct.claim({ owner: owner('new'), max: 1, lease_ms: 60_000 });
+      expect(fresh!.lease.fence).toBe(held.lease.fence + 1);
+      proxy.arm({ when: 'request', match: 'SET state = 3' });
+      expect(await viaProxy.complete('a', held.lease)).toBe(false);
+      await proxy.cutDone();
+      expect(await direct.complete('a', fresh!.lease)).toBe(true);
+      await Promise.all([direct.close(), viaProxy.close(), proxy.close()]);
+    });
+  });
+
+  it('back-pressure is exact under 4 concurrent enqueuers', async () => {
+    const name = `bp_${++n}`;
+    const max = 100;
+    const qs = [0, 1, 2, 3].map(() => queue(name, { max_queue_size: max }));
+    const added: string[] = [];
+    let refused = 0;
+    await Promise.all(
+      qs.map(async (q, k) => {
+        for (let i = 0; i < 40; i++) {
+          try {
+            added.push(...(await q.enqueue([{ id: `e${k}-${i}`, payload: i }])).added);
+          } catch (e) {
+            expect((e as { code?: string }).code).toBe('BUSINESS_SKIP');
+            refused++;
+          }
+        }
+      }),
+    );
+    expect(added.length).toBe(max);
+    expect(refused).toBe(4 * 40 - max);
+    expect((await qs[0]!.stats()).ready).toBe(max);
+    // Room again once one completes: exactly one more fits.
+    const [c] = await qs[1]!.claim({ owner: owner('w'), max: 1, lease_ms: 60_000 });
+    await qs[1]!.complete(c!.task.id, c!.lease);
+    expect((await qs[2]!.enqueue([{ id: 'late-1', payload: 0 }])).added).toEqual(['late-1']);
+    await expect(qs[3]!.enqueue([{ id: 'late-2', payload: 0 }])).rejects.toMatchObject({ code: 'BUSINESS_SKIP' });
+    await Promise.all(qs.map((q) => q.close()));
+  });
+
+  it('callers whose clocks are off by ±10 min change no lease decision; times they are shown are their now plus what remains', async () => {
+    const name = `skew_${++n}`;
+    const TEN = 10 * 60_000;
+    const fast = queue(name, { now: () => Date.now() + TEN });
+    const slow = queue(name, { now: () => Date.now() - TEN });
+    await fast.enqueue([{ id: 'a', payload: 1 }]);
+    const t0 = Date.now();
+    const [held] = await slow.claim({ owner: owner('slow'), max: 1, lease_ms: 1500 });
+    // Shown in the slow caller's own time: its now plus the lease.
+    expect(Math.abs(held!.lease.expires_at - (Date.now() - TEN + 1500))).toBeLessThan(1000);
+    // A caller ten minutes ahead neither sees it expired nor steals it.
+    expect(await fast.reclaimExpired()).toEqual([]);
+    expect(await fast.claim({ owner: owner('fast'), max: 1, lease_ms: 1500 })).toEqual([]);
+    // A caller ten minutes behind does not keep it: it expires after its 1.5 s on the database clock.
+    const back = await until(async () => {
+      const r = await slow.reclaimExpired();
+      return r.length ? r : undefined;
+    });
+    expect(back).toEqual(['a']);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    // A retry scheduled by the fast caller is due after its delay, not ten minutes later.
+    const [again] = await fast.claim({ owner: owner('fast'), max: 1, lease_ms: 60_000 });
+    expect(again!.task.errors.map((e) => e.kind)).toEqual(['lease_expired']);
+    expect(await fast.fail('a', again!.lease, err('boom'), 500)).toBe('scheduled');
+    const s = await slow.stats();
+    expect(Math.abs(s.next_due_at! - (Date.now() - TEN + 500))).toBeLessThan(1000);
+    const t1 = Date.now();
+    const [retried] = await until(async () => {
+      const r = await slow.claim({ owner: owner('slow'), max: 1, lease_ms: 60_000 });
+      return r.length ? r : undefined;
+    });
+    expect(retried!.task.attempt_count).toBe(2);
+    expect(Date.now() - t1).toBeLessThan(5000);
+    await Promise.all([fast.close(), slow.close()]);
+  });
+
+  it('counters equal count(*), and every answer equals the in-memory reference, after random operation sequences', async () => {
+    const direct = new pg.Client({ connectionString: db.url });
+    await direct.connect();
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
+    const owners = [owner('o1'), owner('o2')];
+    const op = fc.oneof(
+      fc.record({ t: fc.constant('enqueue' as const), ids: fc.subarray(ids, { minLength: 1 }), group: fc.constantFrom('g1', 'g2', undefined), rerun: fc.boolean() }),
+      fc.record({ t: fc.constant('claim' as const), o: fc.nat(1), max: fc.integer({ min: 1, max: 4 }), defer: fc.boolean(), lease: fc.constantFrom(100, 1000) }),
+      fc.record({ t: fc.constantFrom('start' as const, 'complete' as const, 'release' as const, 'renew' as const, 'dead' as const), pick: fc.nat(20) }),
+      fc.record({ t: fc.constant('fail' as const), pick: fc.nat(20), delay: fc.constantFrom(0, 50, 500) }),
+      fc.record({ t: fc.constant('advance' as const), ms: fc.constantFrom(10, 60, 200, 1200) }),
+      fc.record({ t: fc.constantFrom('reclaim' as const, 'stats' as const) }),
+      fc.record({ t: fc.constant('retry' as const), ids: fc.option(fc.subarray(ids), { nil: undefined }) }),
+      fc.record({ t: fc.constant('discard' as const), ids: fc.option(fc.subarray(ids), { nil: undefined }) }),
+      fc.record({ t: fc.constant('cancel' as const), group: fc.constantFrom('g1', 'g2'), keep: fc.subarray(ids) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 40 }), async (ops) => {
+        const clock = new FakeClock();
+        const name = `model_${++n}`;
+        const p = queue(name, { schema: 'model', now: clock.now, dbNow: clock.now, max_attempts: 2 });
+        const m = new MemoryQueue({ name, max_attempts: 2, now: clock.now, ownerAlive: () => true });
+        const leases: { id: string; lease: import('../../src/queue/types.js').Lease }[] = [];
+        try {
+          for (const o of ops) {
+            const both = async <T>(f: (q: Queue) => Promise<T>): Promise<T> => {
+              const [x, y] = [await f(p), await f(m)];
+              expect(x, JSON.stringify(o)).toEqual(y);
+              return y;
+            };
+            switch (o.t) {
+              case 'enqueue':
+                await both((q) => q.enqueue(o.ids.map((id) => ({ id, payload: { id }, ...(o.group ? { group: o.group } : {}) })), { rerun_completed: o.rerun, by: 'model' }));
+                break;
+              case 'claim': {
+                const got = await both((q) => q.claim({ owner: owners[o.o]!, max: o.max, lease_ms: o.lease, defer_start: o.defer }));
+                leases.push(...got.map((c) => ({ id: c.task.id, lease: c.lease })));
+                break;
+              }
+              case 'advance':
+                clock.advance(o.ms);
+                break;
+              case 'reclaim':
+                await both(async (q) => (await q.reclaimExpired()).sort());
+                break;
+              case 'stats':
+                await both((q) => q.stats());
+                break;
+              case 'retry':
+                await both((q) => q.retry({ ...(o.ids ? { ids: o.ids } : {}), by: 'model' }));
+                break;
+              case 'discard':
+                await both((q) => q.discard({ ...(o.ids ? { ids: o.ids } : {}), by: 'model', reason: 'r' }));
+                break;
+              case 'cancel':
+                await both((q) => q.cancel({ group: o.group, keep: new Set(o.keep), by: 'model', reason: 'r' }));
+                break;
+              default: {
+                const l = leases[o.pick % Math.max(1, leases.length)];
+                if (!l) break;
+                if (o.t === 'start') await both((q) => q.start(l.id, l.lease));
+                else if (o.t === 'complete') await both((q) => q.complete(l.id, l.lease));
+                else if (o.t === 'release') await both((q) => q.release(l.id, l.lease));
+                else if (o.t === 'renew') await both((q) => q.renewLease(l.id, l.lease, 1000));
+                else if (o.t === 'dead') await both((q) => q.deadLetter(l.id, l.lease, err('contract')));
+                else await both((q) => q.fail(l.id, l.lease, err('x'), o.delay));
+              }
+            }
+          }
+          await Promise.all([p.stats(), m.stats()]).then(([x, y]) => expect(x).toEqual(y));
+          expect(await p.states(ids)).toEqual(await m.states(ids));
+          expect(await p.listDead()).toEqual(await m.listDead());
+          const counted = await direct.query<{ state: number; n: number }>(`SELECT state, count(*)::int AS n FROM model.task WHERE queue = $1 GROUP BY state`, [name]);
+          const s = await p.stats();
+          const byState = [s.ready, s.scheduled, s.leased, s.completed, s.dead, s.cancelled];
+          for (let k = 0; k < 6; k++) expect(byState[k], `state ${k}`).toBe(counted.rows.find((r) => r.state === k)?.n ?? 0);
+        } finally {
+          await p.close();
+        }
+      }),
+      { numRuns: 60 },
+    );
+    await direct.end();
+  });
+});
