@@ -293,6 +293,11 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
               case 'cancel':
                 await both((q) => q.cancel({ group: o.group, keep: new Set(o.keep), by: 'model', reason: 'r' }));
                 break;
+              case 'fail': {
+                const l = leases[o.pick % Math.max(1, leases.length)];
+                if (l) await both((q) => q.fail(l.id, l.lease, err('x'), o.delay));
+                break;
+              }
               default: {
                 const l = leases[o.pick % Math.max(1, leases.length)];
                 if (!l) break;
@@ -300,8 +305,7 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
                 else if (o.t === 'complete') await both((q) => q.complete(l.id, l.lease));
                 else if (o.t === 'release') await both((q) => q.release(l.id, l.lease));
                 else if (o.t === 'renew') await both((q) => q.renewLease(l.id, l.lease, 1000));
-                else if (o.t === 'dead') await both((q) => q.deadLetter(l.id, l.lease, err('contract')));
-                else await both((q) => q.fail(l.id, l.lease, err('x'), o.delay));
+                else await both((q) => q.deadLetter(l.id, l.lease, err('contract')));
               }
             }
           }
