@@ -18,13 +18,14 @@ import { QueueHandles } from './queue-handles.js';
 import { readRunStart, RunStarter } from './run-start.js';
 import type { OpsContext } from './server.js';
 import { EventMemory, verifySignature } from './signature.js';
-import { queueNamesOf, queueView } from './workspace-view.js';
+import { discardDeadLetters } from './discard.js';
+import { queueNamesOf, queueView, unknownQueueError } from './workspace-view.js';
 
 type Req = FastifyRequest<{ Params: { worker: string; run_id: string }; Body: Record<string, unknown> | undefined; Querystring: { date?: string } }>;
 
 function knownWorker(ctx: OpsContext, worker: string): string {
   assertQueueName(worker);
-  if (!queueNamesOf(ctx.ws).includes(worker)) throw Object.assign(new UsageError(`unknown worker "${worker}"`), { statusCode: 404 });
+  if (!queueNamesOf(ctx.ws).includes(worker)) throw Object.assign(unknownQueueError(ctx.ws, worker), { statusCode: 404 });
   return worker;
 }
 
@@ -111,6 +112,24 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
       ctx.log.info({ event: 'queue_retry', worker, moved, via: 'ops' }, `retried ${moved.length}`);
       return { worker, retried: moved };
     });
+  });
+
+  // Destructive: the ids (or `"all": true`) and a reason must be said; an id that is not a dead letter is 404, nothing discarded.
+  app.post('/api/queues/:worker/discard', async (req: Req) => {
+    const worker = knownWorker(ctx, req.params.worker);
+    const body = bodyOf(req, ['task_ids', 'all', 'reason', 'dry_run'], true);
+    const ids = body.task_ids;
+    if (ids !== undefined && (!Array.isArray(ids) || ids.length === 0 || ids.length > 10_000 || !ids.every((id) => typeof id === 'string' && id !== ''))) {
+      throw new UsageError('"task_ids" must be a list of 1 to 10000 task ids');
+    }
+    if (body.all !== undefined && body.all !== true) throw new UsageError('"all" must be true when given');
+    if ((ids === undefined) === (body.all === undefined)) throw new UsageError('give "task_ids": [ids] or "all": true, one of the two');
+    if (body.dry_run !== undefined && typeof body.dry_run !== 'boolean') throw new UsageError('"dry_run" must be true or false');
+    const reason = optionalString(body, 'reason');
+    if (reason === undefined && body.dry_run !== true) throw new UsageError('"reason" is required: say why these dead letters are given up (it is recorded in the ledger)');
+    const by = actor(req);
+    const r = await queues.use(worker, (q) => discardDeadLetters(ctx.ws, q, { worker, ids: body.all === true ? 'all' : (ids as string[]), reason: reason ?? '', by, dryRun: body.dry_run === true }, ctx.log.child({ via: 'ops' })));
+    return r;
   });
 
   for (const verb of ['pause', 'resume'] as const) {

@@ -1,3 +1,5 @@
+import { nearest } from '../config/nearest.js';
+import { UsageError } from '../guard/errors.js';
 import { readStats } from '../queue/file/stats-file.js';
 import type { QueueStats } from '../queue/types.js';
 import { bundledQueues } from '../runtime/load-worker.js';
@@ -11,6 +13,19 @@ export function queueNamesOf(ws: WorkspacePaths): string[] {
     for (const d of safeReaddirEntries(root)) if (d.isDirectory()) names.add(d.name);
   }
   return [...names].sort();
+}
+
+/**
+ * A queue name the workspace does not have: one line naming the nearest existing queue when one is
+ * close ("did you mean settle_season?"), else the queues there are. Never a hint to create the typo.
+ */
+export function unknownQueueError(ws: WorkspacePaths, name: string): UsageError {
+  const names = queueNamesOf(ws);
+  const near = nearest(name, names);
+  const list = names.length > 12 ? `${names.slice(0, 12).join(', ')} and ${names.length - 12} more` : names.join(', ');
+  return new UsageError(`unknown queue "${name}" in ${ws.root}${near ? `: did you mean ${near}?` : ''}`, {
+    hint: `queues here: ${list || '(none)'}; \`metaspn queue list --workspace ${ws.root}\` shows their counts`,
+  });
 }
 
 export interface QueueView extends QueueStats {

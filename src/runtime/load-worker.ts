@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { nearest } from '../config/nearest.js';
 import { UsageError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';
 import type { WorkerDefinition } from './worker-api.js';
@@ -43,7 +44,8 @@ export async function loadWorker(spec: string, cwd = process.cwd()): Promise<Wor
   const exported = mod[exportName];
   if (exported === undefined) {
     const names = Object.keys(mod).filter((k) => k !== 'default');
-    throw new UsageError(`module ${modName} has no export "${exportName}"`, { hint: `exports: ${names.join(', ') || '(none)'}` });
+    const near = nearest(exportName, names);
+    throw new UsageError(`module ${modName} has no export "${exportName}"${near ? `: did you mean ${near}?` : ''}`, { hint: `exports: ${names.join(', ') || '(none)'}` });
   }
   const worker = instantiate(exported);
   if (!worker || typeof worker.handle !== 'function' || typeof worker.name !== 'string' || worker.name === '') {
@@ -58,7 +60,8 @@ async function importModule(modName: string, cwd: string): Promise<Record<string
   if (modName.startsWith('file:')) return (await import(modName)) as Record<string, unknown>;
   const looksLikePath = modName.startsWith('.') || isAbsolute(modName) || /\.[cm]?js$/.test(modName);
   if (!looksLikePath) {
-    throw new UsageError(`unknown worker module "${modName}"`, {
+    const near = nearest(modName, Object.keys(bundledModules()));
+    throw new UsageError(`unknown worker module "${modName}"${near ? `: did you mean ${near}?` : ''}`, {
       hint: `bundled: ${Object.keys(bundledModules()).join(', ') || '(none)'}; a file of your own is named by its path, e.g. ./my-worker.js:MyWorker`,
     });
   }

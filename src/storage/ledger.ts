@@ -3,17 +3,17 @@ import { closeSync, fdatasyncSync, fstatSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
 import stringify from 'fast-json-stable-stringify';
 import { StateCorruptError } from '../guard/errors.js';
-import { appendAll, readAt } from '../queue/file/log-io.js';
+import { appendAll, readAt, setAside, splitJsonl } from './io.js';
 import { fsyncDir } from './atomic.js';
 import { Mutex } from './mutex.js';
-import { safeAppendFile, safeExists, safeMkdir, safeOpen, safeReadFile } from './safe-path.js';
+import { safeExists, safeOpen, safeReadFile } from './safe-path.js';
 import type { WorkspacePaths } from './paths.js';
 
-export type LedgerKind = 'publish' | 'rollback' | 'lock_break' | 'deadletter_retry' | 'queue_paused_guardrail';
+export type LedgerKind = 'publish' | 'rollback' | 'lock_break' | 'deadletter_retry' | 'deadletter_discard' | 'queue_paused_guardrail';
 
 /**
  * ledger.jsonl: a hash chain of what changed what operators see: publishes, rollbacks, forced lock
- * breaks, dead-letter retries. `hash` is sha256 over the entry's stable stringification without
+ * breaks, dead-letter retries and discards. `hash` is sha256 over the entry's stable stringification without
  * `hash`; `prev_hash` links it to the entry before, so an edited or removed line is detected.
  */
 export interface LedgerEntry {
@@ -45,9 +45,7 @@ export interface LedgerRead {
 /** Reads and verifies the whole chain. A torn last line (a crash mid-append) is a problem too. */
 export function readLedger(ws: WorkspacePaths): LedgerRead {
   if (!safeExists(ws.ledger)) return { entries: [], problems: [] };
-  const text = safeReadFile(ws.ledger);
-  const lines = text.split('\n');
-  const torn = lines.pop() !== '';
+  const { lines, torn } = splitJsonl(safeReadFile(ws.ledger));
   const entries: LedgerEntry[] = [];
   const problems: LedgerProblem[] = [];
   let prev = GENESIS;
@@ -186,11 +184,7 @@ export class Ledger {
   }
 
   private setAsideTail(fd: number, offset: number, bytes: Buffer): void {
-    safeMkdir(this.ws.quarantine);
-    safeAppendFile(
-      join(this.ws.quarantine, 'ledger.torn.jsonl'),
-      `${JSON.stringify({ file: this.ws.ledger, offset, length: bytes.length, set_aside_at: new Date().toISOString(), reason: 'torn tail (no newline)', bytes_base64: bytes.toString('base64') })}\n`,
-    );
+    setAside(join(this.ws.quarantine, 'ledger.torn.jsonl'), [{ file: this.ws.ledger, offset, bytes, reason: 'torn tail (no newline)' }]);
     ftruncateSync(fd, offset);
     this.warn('torn last line of the ledger set aside in quarantine/', { ledger: this.ws.ledger, offset, length: bytes.length });
   }

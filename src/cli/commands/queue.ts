@@ -15,6 +15,10 @@ import { Ledger } from '../../storage/ledger.js';
 import { safeExists } from '../../storage/safe-path.js';
 import { ago, isoSeconds, printJson, table, truncate } from '../format.js';
 import { collect, openWorkspace } from '../options.js';
+import { discardDeadLetters } from '../../ops/discard.js';
+import { queueNamesOf, queueView, unknownQueueError, type QueueView } from '../../ops/workspace-view.js';
+import { EXIT } from '../../guard/exit-codes.js';
+import { setExitCode } from '../exit.js';
 import { openSession } from '../session.js';
 
 /**
@@ -43,17 +47,39 @@ interface WsOpts {
   json?: boolean;
 }
 
-/** A queue name must be a bundled worker's or one that has a folder already: a typo is an error, not an empty queue. */
+/**
+ * A queue name must be a bundled worker's or one that has a folder already: a typo is an error
+ * naming the nearest existing queue, not an empty queue.
+ */
 function knownQueue(ws: WorkspacePaths, worker: string): string {
   assertQueueName(worker);
   if (bundledQueues().includes(worker) || safeExists(queueDir(ws, worker)) || safeExists(deadletterDir(ws, worker))) return worker;
-  throw new UsageError(`unknown worker "${worker}": no queue at ${queueDir(ws, worker)}`, {
-    hint: `bundled workers: ${bundledQueues().join(', ')}; a new queue starts with \`metaspn queue enqueue ${worker} …\``,
-  });
+  throw unknownQueueError(ws, worker);
 }
 
 export function registerQueue(program: Command): void {
   const queue = program.command('queue').description('inspect and repair the queues of a workspace');
+
+  queue
+    .command('list')
+    .description('every queue of the workspace with its counts (ready, scheduled, leased, dead, completed, cancelled, paused)')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--json', 'print JSON')
+    .action((o: WsOpts) => {
+      const ws = openWorkspace(o.workspace);
+      const now = Date.now();
+      const queues: (QueueView | { queue: string; error: string })[] = queueNamesOf(ws).map((name) => {
+        try {
+          return queueView(ws, name, now);
+        } catch (err) {
+          return { queue: name, error: (err as Error).message };
+        }
+      });
+      // A queue whose counts do not read back is named, the others still listed: exit 30.
+      if (queues.some((v) => 'error' in v)) setExitCode(EXIT.STATE_CORRUPT);
+      if (o.json) return printJson({ workspace: ws.root, now, queues });
+      process.stdout.write(`${formatQueueList(queues, now)}\n`);
+    });
 
   queue
     .command('stats <worker>')
@@ -109,6 +135,38 @@ export function registerQueue(program: Command): void {
         ...(d.task.retries.length ? ['retried before:', ...d.task.retries.map((r) => `  ${r.at} by ${r.by} (after ${r.attempt_count} attempts)`)] : []),
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  dl.command('discard <worker>')
+    .description('give up on dead letters: they leave the dead letters for good (cancelled), recorded in the ledger with who and why')
+    .option('--workspace <dir>', 'workspace folder', '.')
+    .option('--task-id <id>', 'this dead letter (repeatable)', collect)
+    .option('--all', 'every dead letter of the worker')
+    .option('--reason <text>', 'why (required but with --dry-run): recorded on each task and in the ledger')
+    .option('--dry-run', 'print what would be discarded, change nothing')
+    .option('--json', 'print JSON')
+    .action(async (worker: string, o: WsOpts & { taskId?: string[]; all?: boolean; reason?: string; dryRun?: boolean }) => {
+      if ((o.taskId === undefined) === !o.all) throw new UsageError('give --task-id ID (repeatable) or --all, one of the two');
+      if (!o.reason?.trim() && !o.dryRun) throw new UsageError('--reason TEXT is required: say why these dead letters are given up (it is recorded in the ledger)');
+      for (const id of o.taskId ?? []) {
+        const bad = checkTaskId(id);
+        if (bad) throw new UsageError(`--task-id: ${bad}`);
+      }
+      const s = openSession(o.workspace);
+      knownQueue(s.ws, worker);
+      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger);
+      try {
+        const r = await discardDeadLetters(s.ws, q, { worker, ids: o.all ? 'all' : o.taskId!, reason: o.reason ?? '', by: s.actor, dryRun: !!o.dryRun }, s.log.logger);
+        if (o.json) return printJson(r);
+        const list = (ids: string[]): string => (ids.length ? `:\n  ${ids.join('\n  ')}` : '');
+        if (r.dry_run) return void process.stdout.write(`dry run: would discard ${r.discarded.length} dead letter(s) of ${worker}${list(r.discarded)}\n`);
+        if (r.discarded.length === 0 && r.skipped.length === 0) return void process.stdout.write(`no dead letters for ${worker}: nothing discarded\n`);
+        process.stdout.write(`discarded ${r.discarded.length} dead letter(s) of ${worker}${list(r.discarded)}\n`);
+        if (r.ledger_seq !== null) process.stdout.write(`recorded in the ledger (seq ${r.ledger_seq}): ${r.reason}\n`);
+        if (r.skipped.length) process.stderr.write(`warning: no longer dead letters (retried meanwhile), left alone: ${r.skipped.join(', ')}\n`);
+      } finally {
+        await q.close();
+      }
     });
 
   queue
@@ -189,6 +247,24 @@ export function registerQueue(program: Command): void {
   }
 }
 
+/** `queue list`: one line per queue, like sidekiqmon's queue table. */
+export function formatQueueList(queues: readonly (QueueView | { queue: string; error: string })[], now: number): string {
+  const rows = [['QUEUE', 'READY', 'SCHEDULED', 'LEASED', 'DEAD', 'COMPLETED', 'CANCELLED', 'PAUSED', 'OLDEST READY']];
+  for (const v of queues) {
+    if ('error' in v) {
+      rows.push([v.queue, '-', '-', '-', '-', '-', '-', '-', `unreadable: ${truncate(v.error, 80)}`]);
+      continue;
+    }
+    rows.push([v.queue, String(v.ready), String(v.scheduled), String(v.leased), String(v.dead), String(v.completed), String(v.cancelled), v.paused ? 'yes' : 'no', v.oldest_ready_at === null ? '-' : ago(now - v.oldest_ready_at)]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  // Names left-aligned, numbers right-aligned.
+  const line = (r: string[]): string => r.map((c, i) => (i === 0 || i === 7 || i === 8 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  const dead = queues.filter((v) => !('error' in v) && v.dead > 0).map((v) => v.queue);
+  const foot = `${queues.length} queue(s)${dead.length ? `; dead letters in ${dead.join(', ')}: metaspn queue deadletter list <worker>` : ''}`;
+  return `${rows.map(line).join('\n')}\n${foot}`;
+}
+
 export function formatStats(s: QueueStats, now: number): string {
   const rows = [
     ['ready', String(s.ready), s.oldest_ready_at !== null ? `oldest waiting ${ago(now - s.oldest_ready_at)}` : ''],
@@ -196,7 +272,7 @@ export function formatStats(s: QueueStats, now: number): string {
     ['leased', String(s.leased), ''],
     ['completed', String(s.completed), ''],
     ['dead', String(s.dead), s.dead > 0 ? `see: metaspn queue deadletter list ${s.queue}` : ''],
-    ['cancelled', String(s.cancelled), s.cancelled > 0 ? 'superseded before they ran; an enqueue with rerun runs them again' : ''],
+    ['cancelled', String(s.cancelled), s.cancelled > 0 ? 'superseded before they ran, or discarded from the dead letters; an enqueue with rerun runs them again' : ''],
     ['paused', s.paused ? 'yes' : 'no', ''],
   ];
   if (s.corrupt_records > 0) rows.push(['corrupt', String(s.corrupt_records), `records failed their checksum; they are skipped and set aside in queue/${s.queue}/quarantine/ at the next compaction`]);

@@ -46,7 +46,7 @@ export const RUN_OK_CODES: readonly number[] = [0, 10, 11];
  * The rules, pure: the alerts open at `obs.now` given what the previous check remembered, and what
  * to remember for the next one.
  * - dead_letters_grew: a worker's dead letters grew since the last check (on the first check: it has
- *   any). It stays open while that worker has dead letters, and closes once they are retried.
+ *   any). It stays open while that worker has dead letters, and closes once none are left (retried or discarded).
  * - run_failed: a pipeline's latest run ended with an exit code other than 0, 10 or 11 (60: halted).
  * - worker_halted: the worker's stop condition paused its queue (`queue_paused_guardrail`) and the
  *   queue is still paused.

@@ -42,7 +42,8 @@ td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 td.mono, .mono { font-family:ui-monospace,"DejaVu Sans Mono",monospace; font-size:12.5px; word-break:break-all; }
 td.err { max-width:48em; }
 table.dead { table-layout:fixed; }
-table.dead col.task { width:22%; } table.dead col.attempts { width:7em; } table.dead col.since { width:13em; } table.dead col.act { width:6em; }
+table.dead col.task { width:22%; } table.dead col.attempts { width:7em; } table.dead col.since { width:13em; } table.dead col.act { width:11em; }
+td.act { white-space:nowrap; }
 .badge { display:inline-block; padding:0 7px; border-radius:9px; font-size:12px; font-weight:600; background:#eef1f4; }
 .badge.ok { background:#dcf3e3; color:var(--ok); }
 .badge.bad { background:#fbe0e0; color:var(--bad); }
@@ -169,7 +170,7 @@ export const OPS_JS = `
     return iso.replace('T', ' ').replace(/\\.\\d+Z$/, 'Z');
   }
 
-  var LABEL = { retry: 'Retry', pause: 'Pause', resume: 'Resume' };
+  var LABEL = { retry: 'Retry', discard: 'Discard', pause: 'Pause', resume: 'Resume' };
 
   async function act(b) {
     var action = b.getAttribute('data-action');
@@ -181,13 +182,24 @@ export const OPS_JS = `
       tokenEl.focus();
       return;
     }
+    var payload = task ? { task_id: task } : {};
+    if (action === 'discard') {
+      // Giving up on a task is recorded with a reason: asked every time, never defaulted.
+      var reason = window.prompt(what + ': it leaves the dead letters for good. Why? (recorded in the ledger)', '');
+      if (reason === null) return;
+      if (!reason.trim()) {
+        say('error', what + ': a reason is required.');
+        return;
+      }
+      payload = { task_ids: [task], reason: reason.trim() };
+    }
     b.disabled = true;
     say('info', what + ' ...');
     try {
       var r = await fetch('/api/queues/' + encodeURIComponent(worker) + '/' + action, {
         method: 'POST',
         headers: headers(true),
-        body: JSON.stringify(task ? { task_id: task } : {}),
+        body: JSON.stringify(payload),
       });
       var body = await r.json().catch(function () { return {}; });
       if (!r.ok) {
@@ -196,6 +208,7 @@ export const OPS_JS = `
         return;
       }
       if (action === 'retry') say('ok', 'Retried ' + (body.retried || []).join(', ') + ' in ' + worker + ': back to ready.');
+      else if (action === 'discard') say('ok', 'Discarded ' + (body.discarded || []).join(', ') + ' in ' + worker + ' (ledger entry ' + body.ledger_seq + ').');
       else say('ok', (action === 'pause' ? 'Paused ' : 'Resumed ') + worker + '.');
       await refresh();
     } catch (e) {

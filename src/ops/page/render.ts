@@ -58,7 +58,7 @@ function sectionError(e: string): Html {
   return html`<p class="section-error">Could not read this section: ${e}</p>`;
 }
 
-function writeButton(v: OpsPageView, label: string, action: 'retry' | 'pause' | 'resume', worker: string, task: string | null, cls: string): Html {
+function writeButton(v: OpsPageView, label: string, action: 'retry' | 'discard' | 'pause' | 'resume', worker: string, task: string | null, cls: string): Html {
   const off = v.writeEnabled ? null : html` disabled title="${`Writes are disabled on this server (${v.env.toUpperCase()})`}"`;
   return html`<button type="button" class="${cls}" data-action="${action}" data-worker="${worker}"${task === null ? null : html` data-task="${task}"`}${off}>${label}</button>`;
 }
@@ -81,7 +81,7 @@ function queuesSection(v: OpsPageView): Html {
 </tr>`,
   );
   return html`<table id="queues-table">
-<thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Scheduled</th><th class="num">Leased</th><th class="num">Completed</th><th class="num" title="superseded by a newer run of their partition before they ran">Cancelled</th><th class="num">Dead</th><th>State</th><th class="num">Oldest ready</th><th></th></tr></thead>
+<thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Scheduled</th><th class="num">Leased</th><th class="num">Completed</th><th class="num" title="superseded by a newer run of their partition before they ran, or discarded from the dead letters">Cancelled</th><th class="num">Dead</th><th>State</th><th class="num">Oldest ready</th><th></th></tr></thead>
 <tbody>${rows}</tbody>
 </table>`;
 }
@@ -108,7 +108,7 @@ function deadLettersSection(v: OpsPageView): Html {
 <td class="num">${d.attempt_count}/${d.task.max_attempts}</td>
 <td>${formatTime(d.dead_at)}</td>
 <td class="err">${lastError(d)}</td>
-<td>${writeButton(v, 'Retry', 'retry', g.worker, d.task.id, 'primary')}</td>
+<td class="act">${writeButton(v, 'Retry', 'retry', g.worker, d.task.id, 'primary')} ${writeButton(v, 'Discard', 'discard', g.worker, d.task.id, 'danger')}</td>
 </tr>`,
     )}</tbody>
 </table>
