@@ -1,6 +1,6 @@
 import { closeSync, fstatSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
-import { readWith } from '../queue/file/log-io.js';
+import { readWith } from '../storage/io.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { safeOpen, safeReaddir } from '../storage/safe-path.js';
 import { DateIndexFiles } from '../storage/store/date-index.js';

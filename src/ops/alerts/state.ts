@@ -1,4 +1,5 @@
 import { dirname, join } from 'node:path';
+import { splitJsonl } from '../../storage/io.js';
 import { writeAtomicSync } from '../../storage/atomic.js';
 import { safeAppendFile, safeExists, safeMkdir, safeReadFile, SECRET_FILE_MODE } from '../../storage/safe-path.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
@@ -124,12 +125,14 @@ export function readAlertLog(ws: WorkspacePaths): AlertLogLine[] {
   const p = alertLogPath(ws);
   if (!safeExists(p)) return [];
   const out: AlertLogLine[] = [];
-  for (const line of safeReadFile(p).split('\n')) {
+  // A torn last line (a crash mid-append) is not a line yet: left out. A complete line that does
+  // not parse was damaged by hand: skipped too, as the log is only history for `alerts list`.
+  for (const line of splitJsonl(safeReadFile(p)).lines) {
     if (!line.trim()) continue;
     try {
       out.push(JSON.parse(line) as AlertLogLine);
     } catch {
-      // a torn last line after a crash: skipped
+      continue;
     }
   }
   return out;

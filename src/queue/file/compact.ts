@@ -1,11 +1,12 @@
 import { closeSync, fdatasyncSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeAll } from '../../storage/atomic.js';
-import { safeAppendFile, safeMkdir, safeOpen, safeRename, safeRm } from '../../storage/safe-path.js';
+import { safeOpen, safeRename, safeRm } from '../../storage/safe-path.js';
 import { wallTime, type ClockReading } from '../clock.js';
 import { encodeLine } from './codec.js';
 import type { LoadedLog } from './loader.js';
-import { logPath, readAt } from './log-io.js';
+import { readAt, setAside as setAsideBytes } from '../../storage/io.js';
+import { logPath } from './log-io.js';
 import type { LogRecord } from './records.js';
 import { STATES, S_CANCELLED, S_COMPLETED, S_LEASED, UNPLACED } from './slots.js';
 
@@ -121,18 +122,9 @@ function completedToKeep(log: LoadedLog, now: number, keep: Retention): Set<numb
 
 /** Corrupt stretches of the old generation go to quarantine/ before it is removed: nothing is deleted unseen. */
 function setAside(dir: string, gen: number, log: LoadedLog, fd: number): void {
-  if (log.corrupt.length === 0) return;
-  const qdir = join(dir, 'quarantine');
-  safeMkdir(qdir);
-  const lines = log.corrupt.map((c) =>
-    JSON.stringify({
-      file: logPath(dir, gen),
-      offset: c.offset,
-      length: c.length,
-      set_aside_at: new Date().toISOString(),
-      reason: 'checksum mismatch',
-      bytes_base64: readAt(fd, c.offset, c.length).toString('base64'),
-    }),
+  const file = logPath(dir, gen);
+  setAsideBytes(
+    join(dir, 'quarantine', 'corrupt.jsonl'),
+    log.corrupt.map((c) => ({ file, offset: c.offset, bytes: readAt(fd, c.offset, c.length), reason: 'checksum mismatch' })),
   );
-  safeAppendFile(join(qdir, 'corrupt.jsonl'), `${lines.join('\n')}\n`);
 }

@@ -1,5 +1,5 @@
-import { existsSync, fdatasyncSync, fstatSync, ftruncateSync, readdirSync } from 'node:fs';
-import { safeAppendFile, safeMkdir, safeRm } from '../../storage/safe-path.js';
+import { existsSync, fdatasyncSync, fstatSync, readdirSync } from 'node:fs';
+import { safeMkdir, safeRm } from '../../storage/safe-path.js';
 import { join } from 'node:path';
 import { MetaspnError, StateCorruptError, UsageError } from '../../guard/errors.js';
 import { Mutex } from '../../storage/mutex.js';
@@ -34,7 +34,8 @@ import { compact, type Retention } from './compact.js';
 import { DeadLetterFiles } from './deadletter-files.js';
 import type { Effects, Scope } from './index-state.js';
 import { LoadedLog, QueueLogConflictError } from './loader.js';
-import { appendAll, closeQuietly, listGens, logPath, openCurrent, readAt } from './log-io.js';
+import { appendAll, closeQuietly, cutTornTail } from '../../storage/io.js';
+import { listGens, logPath, openCurrent } from './log-io.js';
 import { needsSync, type LogRecord, type Pair } from './records.js';
 import { S_CANCELLED, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED } from './slots.js';
 import { salvage, type ConflictRepair } from './salvage.js';
@@ -775,19 +776,7 @@ export class FileQueue implements Queue {
 
   /** A writer died mid-line: set its bytes aside in quarantine/ and cut them off before appending. */
   private cutTornTail(log: LoadedLog, tail: number): void {
-    const bytes = readAt(this.fd!, log.end, tail);
-    const qdir = join(this.dir, 'quarantine');
-    safeMkdir(qdir);
-    const entry = {
-      file: logPath(this.dir, this.gen),
-      offset: log.end,
-      length: tail,
-      set_aside_at: new Date(this.clock.read().wall).toISOString(),
-      reason: 'torn tail (no newline)',
-      bytes_base64: bytes.toString('base64'),
-    };
-    safeAppendFile(join(qdir, 'corrupt.jsonl'), `${JSON.stringify(entry)}\n`);
-    ftruncateSync(this.fd!, log.end);
+    cutTornTail(this.fd!, logPath(this.dir, this.gen), log.end, tail, join(this.dir, 'quarantine', 'corrupt.jsonl'), new Date(this.clock.read().wall));
     this.warn('torn last line set aside', { queue: this.name, offset: log.end, length: tail });
   }
 

@@ -5,7 +5,8 @@ import type { QueueClock } from '../clock.js';
 import { systemClock } from '../system-clock.js';
 import { decodeLine, type ScannedLine } from './codec.js';
 import { IndexState, ReplayConflictError, type ReplayConflict } from './index-state.js';
-import { readAt, readLines, readMany } from './log-io.js';
+import { readAt, readMany } from '../../storage/io.js';
+import { readLines } from './log-io.js';
 import { idOfRecord, type LogRecord } from './records.js';
 
 /** A stretch of the log that failed its checksum, kept so it can be set aside in quarantine/. */

@@ -1,10 +1,10 @@
 import { createHash, hash } from 'node:crypto';
 import { closeSync, fdatasyncSync, fstatSync, ftruncateSync } from 'node:fs';
-import { safeAppendFile, safeMkdir, safeOpen } from '../safe-path.js';
+import { safeMkdir, safeOpen } from '../safe-path.js';
 import { basename, dirname, join } from 'node:path';
 import { MetaspnError, StateCorruptError } from '../../guard/errors.js';
 import stringify from 'fast-json-stable-stringify';
-import { appendAll, readAt, readMany, readWith } from '../../queue/file/log-io.js';
+import { appendAll, cutTornTail, readAt, readMany, readWith } from '../io.js';
 import { Mutex } from '../mutex.js';
 import { DateIndexFiles, type IndexEntry } from './date-index.js';
 import { plainScanner } from './plain-lines.js';
@@ -325,14 +325,7 @@ export class ArtifactStore {
   }
 
   private cutTornTail(end: number, tail: number): void {
-    const bytes = readAt(this.fd!, end, tail);
-    const qdir = join(dirname(this.path), '..', 'quarantine');
-    safeMkdir(qdir);
-    safeAppendFile(
-      join(qdir, `${basename(this.path)}.torn.jsonl`),
-      `${JSON.stringify({ file: this.path, offset: end, length: tail, set_aside_at: new Date().toISOString(), reason: 'torn tail (no newline)', bytes_base64: bytes.toString('base64') })}\n`,
-    );
-    ftruncateSync(this.fd!, end);
+    cutTornTail(this.fd!, this.path, end, tail, join(dirname(this.path), '..', 'quarantine', `${basename(this.path)}.torn.jsonl`));
     this.warn('torn last line of a store file set aside in quarantine/', { store: this.path, offset: end, length: tail });
   }
 }

@@ -1,5 +1,5 @@
 import { closeSync } from 'node:fs';
-import { readWith, type Scanner } from '../../queue/file/log-io.js';
+import { readWith, type Scanner } from '../io.js';
 import { safeExists, safeOpen } from '../safe-path.js';
 import { paramsKey } from './artifact-store.js';
 
