@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { startAlertLoop } from '../../ops/alerts/loop.js';
 import { opsSettings } from '../../ops/settings.js';
@@ -51,6 +53,13 @@ export function registerServe(program: Command): void {
         preloadQueues: settings.writeEnabled && settings.token !== null,
       });
       const alerts = startAlertLoop({ ws: s.ws, cfg: s.cfg, intervalMs: o.alertIntervalSec * 1000, log: s.log.logger });
+      // Sockets no request has arrived on yet (see the shutdown below).
+      const unused = new Set<Socket>();
+      app.server.on('connection', (socket: Socket) => {
+        unused.add(socket);
+        socket.once('close', () => unused.delete(socket));
+      });
+      app.server.on('request', (req: IncomingMessage) => unused.delete(req.socket));
       const url = await app.listen({ host: o.host, port: o.port }).catch(async (err: unknown) => {
         await alerts.stop();
         throw err;
@@ -61,7 +70,13 @@ export function registerServe(program: Command): void {
       await new Promise<void>((resolve) => {
         signals.stop.addEventListener('abort', () => resolve(), { once: true });
       });
+      // close() ends idle connections and waits for the others. A socket a browser opened ahead of
+      // need (no request on it yet) counts as busy and would hold it forever: those are closed at
+      // once; requests in flight get 5 s, then every connection is closed.
+      for (const socket of unused) socket.destroy();
+      const grace = setTimeout(() => app.server.closeAllConnections(), 5_000);
       await Promise.race([Promise.all([app.close(), alerts.stop()]), new Promise((r) => signals.force.addEventListener('abort', r, { once: true }))]);
+      clearTimeout(grace);
       signals.dispose();
       s.log.logger.info({ event: 'serve_stop' }, 'ops server stopped');
     });
