@@ -4,6 +4,7 @@ import { toMetaspnError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';
 import { EXIT } from '../guard/exit-codes.js';
 import { registerAlerts } from './commands/alerts.js';
+import { registerDb } from './commands/db.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerLock } from './commands/lock.js';
 import { registerPipeline } from './commands/pipeline.js';
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   registerAlerts(program);
   registerReport(program);
   registerVerify(program);
+  registerDb(program);
   // Every subcommand reports usage errors through the same exit code (64).
   const walk = (c: Command): void => {
     c.exitOverride();

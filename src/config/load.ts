@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { backendConfigSchema, type BackendConfig } from '../backend/pg/setting.js';
 import { DataInvalidError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';
 import { alertsConfigSchema, type AlertsConfig } from '../ops/alerts/config.js';
@@ -23,6 +24,8 @@ const CORE_KEYS = {
   queues: z.record(z.string(), partialPolicy).optional(),
   alerts: z.unknown().optional(),
   reports: z.unknown().optional(),
+  /** The PostgreSQL backend: `{"url"?, "schema"?, "pool_max"?}` (src/backend/pg/setting.ts, docs/POSTGRES.md). */
+  backend: backendConfigSchema.optional(),
   pipelines: z
     .record(z.string(), z.string().min(1).max(1024))
     .superRefine((v, ctx) => {
@@ -57,6 +60,12 @@ export interface WorkspaceConfig {
   reports: ReportsConfig;
   /** The workspace's own pipelines: name to module path, relative to the workspace (`pipelines`). Default {}. */
   pipelines: Record<string, string>;
+  /**
+   * `backend` of the config file as written (url, schema, pool_max), absent when the file has none.
+   * The backend in effect also depends on METASPN_DATABASE_URL and --database-url:
+   * resolveBackend (src/backend/pg/setting.ts) decides.
+   */
+  backend?: BackendConfig;
 }
 
 /** The top-level keys of metaspn.config.json: the core's and the bundled pipelines'. */
@@ -83,7 +92,7 @@ export function loadConfig(ws: WorkspacePaths, env: NodeJS.ProcessEnv = process.
   }
   const alerts = configSection(file, data, 'alerts', alertsConfigSchema);
   const reports = configSection(file, data, 'reports', reportsConfigSchema);
-  return { ...sections, file, queues: (data.queues as Record<string, PartialPolicy> | undefined) ?? {}, env: policyFromEnv(env), alerts, reports, pipelines: (data.pipelines as Record<string, string> | undefined) ?? {} } as WorkspaceConfig;
+  return { ...sections, file, queues: (data.queues as Record<string, PartialPolicy> | undefined) ?? {}, env: policyFromEnv(env), alerts, reports, pipelines: (data.pipelines as Record<string, string> | undefined) ?? {}, ...(data.backend !== undefined ? { backend: data.backend as BackendConfig } : {}) } as WorkspaceConfig;
 }
 
 /** A config error: the file, the rule, and where the ranges are documented (exit 20). */

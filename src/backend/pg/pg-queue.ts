@@ -1,4 +1,4 @@
-import { UsageError } from '../../guard/errors.js';
+import { MetaspnError, UsageError } from '../../guard/errors.js';
 import { clockOf, DEFAULT_MAX_ATTEMPTS, queueFull, type QueueOptions } from '../../queue/options.js';
 import { reclaimError } from '../../queue/memory.js';
 import { checkTaskId, deadLetterOf, iso } from '../../queue/record.js';
@@ -88,7 +88,8 @@ export class PgQueue implements Queue {
   private readonly alive: ((o: Owner) => boolean) | undefined;
   private readonly dbNow: (() => number) | undefined;
   private readonly owners = new Set<string>();
-  private queueRow: Promise<void> | null = null;
+  private schemaReady: Promise<void> | null = null;
+  private hasRow = false;
   private closed = false;
 
   constructor(opts: PgQueueOptions) {
@@ -121,6 +122,11 @@ export class PgQueue implements Queue {
     const unique = [...first.values()];
     if (unique.length === 0) return { added: [], existing: [], rerun: [] };
     await this.ready('enqueueing');
+    if (!this.hasRow) {
+      // The queue's row: what `queue` commands know it by, and what back-pressure locks.
+      await this.run('enqueueing', () => this.pool.query(this.sql.ensureQueue, [this.name]));
+      this.hasRow = true;
+    }
     const wall = this.wallIso();
     const { added, rerun } = await this.run('enqueueing', () =>
       inTransaction(this.pool, async (c) => {
@@ -410,20 +416,16 @@ export class PgQueue implements Queue {
     return r.rows[0]?.state ?? null;
   }
 
-  /** The schema is migrated (once per pool) and this queue has its row. */
+  /** The schema is migrated (once per pool: a schema behind is brought up to date, a newer one refused). */
   private ready(what: string): Promise<void> {
-    if (this.closed) return Promise.reject(pgError(new Error(`queue ${this.name} is closed`), this.setting, what));
-    if (!this.queueRow) {
-      const p = (async () => {
-        await ensureSchema(this.pool, this.setting);
-        await this.run(what, () => this.pool.query(this.sql.ensureQueue, [this.name]));
-      })();
-      p.catch(() => {
-        if (this.queueRow === p) this.queueRow = null;
-      });
-      this.queueRow = p;
-    }
-    return this.queueRow;
+    if (this.closed) return Promise.reject(new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed (while ${what})`));
+    this.schemaReady ??= ensureSchema(this.pool, this.setting);
+    const p = this.schemaReady;
+    // A failure is not kept: the next call tries again (the server may be back).
+    p.catch(() => {
+      if (this.schemaReady === p) this.schemaReady = null;
+    });
+    return p;
   }
 
   private async run<T>(what: string, f: () => Promise<T>): Promise<T> {

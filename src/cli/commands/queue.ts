@@ -8,7 +8,7 @@ import { openQueue } from '../../queue/open.js';
 import { LIMITS } from '../../config/limits.js';
 import { assertQueueName, checkTaskId } from '../../queue/record.js';
 import { parseTaskLines, taskFromPayloadText } from '../../queue/validate.js';
-import type { NewTask, QueueStats } from '../../queue/types.js';
+import type { DeadLetter, NewTask, QueueStats } from '../../queue/types.js';
 import { bundledQueues } from '../../runtime/load-worker.js';
 import { deadletterDir, queueDir, type WorkspacePaths } from '../../storage/paths.js';
 import { Ledger } from '../../storage/ledger.js';
@@ -20,13 +20,17 @@ import { queueNamesOf, queueView, unknownQueueError, type QueueView } from '../.
 import { EXIT } from '../../guard/exit-codes.js';
 import { setExitCode } from '../exit.js';
 import { openSession } from '../session.js';
+import { targetOf, type PgSetting } from '../../backend/pg/setting.js';
+import { loadConfig } from '../../config/load.js';
+import { backendFor, databaseUrlOption, pgQueueExists } from '../backend.js';
 
 /**
  * The dead-letter files of a worker, made consistent with its queue log first when they may not be:
  * the log is the authority, the files are written from it (and a crash can leave one missing or
  * half-written). When the file count matches the log's dead count, no log is loaded.
  */
-async function deadLetters(ws: WorkspacePaths, worker: string): Promise<DeadLetterFiles> {
+async function deadLetters(ws: WorkspacePaths, worker: string, pg: PgSetting | null = null): Promise<Pick<DeadLetterFiles, 'list' | 'read' | 'ids'>> {
+  if (pg) return pgDeadLetters(ws, worker, pg);
   const files = new DeadLetterFiles(deadletterDir(ws, worker));
   const readable = files.list().length;
   const dead = safeExists(queueDir(ws, worker)) ? readStats(queueDir(ws, worker), worker, Date.now()).dead : 0;
@@ -42,9 +46,47 @@ async function deadLetters(ws: WorkspacePaths, worker: string): Promise<DeadLett
   return files;
 }
 
+/** The dead letters of a worker on PostgreSQL, read once through its queue (the database is the authority; no files). */
+async function pgDeadLetters(ws: WorkspacePaths, worker: string, pg: PgSetting): Promise<Pick<DeadLetterFiles, 'list' | 'read' | 'ids'>> {
+  const s = openSession(ws.root);
+  const q = openQueue(ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
+  let list: DeadLetter[];
+  try {
+    list = await q.listDead();
+  } finally {
+    await q.close();
+  }
+  return { list: () => list, read: (id) => list.find((d) => d.task.id === id) ?? null, ids: () => list.map((d) => d.task.id) };
+}
+
+/** Where a worker's dead letters are, for messages. */
+function deadLettersPlace(ws: WorkspacePaths, worker: string, pg: PgSetting | null): string {
+  return pg ? `PostgreSQL schema ${pg.schema} at ${targetOf(pg.url)}` : deadletterDir(ws, worker);
+}
+
+/** The workspace's backend for a command that opened no session: --database-url, METASPN_DATABASE_URL, the config file. */
+function backendOfWs(ws: WorkspacePaths, flag: string | undefined): PgSetting | null {
+  return backendFor(loadConfig(ws), flag);
+}
+
+/**
+ * {@link knownQueue} on the backend in use: on PostgreSQL, a bundled worker's queue or one the
+ * database knows (it was enqueued to or paused).
+ */
+async function knownQueueOn(ws: WorkspacePaths, worker: string, pg: PgSetting | null): Promise<string> {
+  if (!pg) return knownQueue(ws, worker);
+  assertQueueName(worker);
+  if (bundledQueues().includes(worker) || (await pgQueueExists(pg, worker))) return worker;
+  throw new UsageError(`unknown worker "${worker}": no queue of that name in PostgreSQL schema ${pg.schema} at ${targetOf(pg.url)}`, {
+    hint: `bundled workers: ${bundledQueues().join(', ')}; a new queue starts with \`metaspn queue enqueue ${worker} …\``,
+  });
+}
+
 interface WsOpts {
   workspace: string;
   json?: boolean;
+  /** --database-url: the PostgreSQL backend (src/cli/backend.ts). */
+  databaseUrl?: string;
 }
 
 /**
@@ -85,12 +127,14 @@ export function registerQueue(program: Command): void {
     .command('stats <worker>')
     .description('counts by state, next retry, oldest ready task')
     .option('--workspace <dir>', 'workspace folder', '.')
+    .addOption(databaseUrlOption())
     .option('--json', 'print JSON')
-    .action((worker: string, o: WsOpts) => {
+    .action(async (worker: string, o: WsOpts) => {
       const ws = openWorkspace(o.workspace);
-      knownQueue(ws, worker);
+      const pg = backendOfWs(ws, o.databaseUrl);
+      await knownQueueOn(ws, worker, pg);
       const now = Date.now();
-      const s = readStats(queueDir(ws, worker), worker, now);
+      const s = pg ? await pgStats(ws, worker, pg) : readStats(queueDir(ws, worker), worker, now);
       if (o.json) return printJson({ ...s, now });
       process.stdout.write(`${formatStats(s, now)}\n`);
     });
@@ -98,11 +142,13 @@ export function registerQueue(program: Command): void {
   const dl = queue.command('deadletter').description('tasks whose retries are exhausted');
   dl.command('list <worker>')
     .option('--workspace <dir>', 'workspace folder', '.')
+    .addOption(databaseUrlOption())
     .option('--json', 'print JSON')
     .action(async (worker: string, o: WsOpts) => {
       const ws = openWorkspace(o.workspace);
-      knownQueue(ws, worker);
-      const list = (await deadLetters(ws, worker)).list();
+      const pg = backendOfWs(ws, o.databaseUrl);
+      await knownQueueOn(ws, worker, pg);
+      const list = (await deadLetters(ws, worker, pg)).list();
       if (o.json) return printJson(list);
       if (list.length === 0) return void process.stdout.write(`no dead letters for ${worker}\n`);
       const rows = [['TASK', 'ATTEMPTS', 'DEAD AT', 'LAST ERROR']];
@@ -110,16 +156,18 @@ export function registerQueue(program: Command): void {
         const e = d.reason;
         rows.push([d.task.id, String(d.attempt_count), d.dead_at.replace(/\.\d{3}Z$/, 'Z'), e ? truncate(`${e.kind} ${e.class}: ${e.message}`, 90) : '']);
       }
-      process.stdout.write(`${table(rows)}\n${list.length} dead letter(s) in ${deadletterDir(ws, worker)}\n`);
+      process.stdout.write(`${table(rows)}\n${list.length} dead letter(s) in ${deadLettersPlace(ws, worker, pg)}\n`);
     });
 
   dl.command('show <worker> <task_id>')
     .option('--workspace <dir>', 'workspace folder', '.')
+    .addOption(databaseUrlOption())
     .option('--json', 'print JSON')
     .action(async (worker: string, id: string, o: WsOpts) => {
       const ws = openWorkspace(o.workspace);
-      knownQueue(ws, worker);
-      const d = (await deadLetters(ws, worker)).read(id);
+      const pg = backendOfWs(ws, o.databaseUrl);
+      await knownQueueOn(ws, worker, pg);
+      const d = (await deadLetters(ws, worker, pg)).read(id);
       if (!d) throw new UsageError(`no dead letter "${id}" for ${worker}`, { hint: `list them: metaspn queue deadletter list ${worker}` });
       if (o.json) return printJson(d);
       const lines = [
@@ -175,11 +223,13 @@ export function registerQueue(program: Command): void {
     .option('--workspace <dir>', 'workspace folder', '.')
     .option('--task-id <id>', 'only this task (repeatable)', collect)
     .option('--dry-run', 'print what would move, change nothing')
+    .addOption(databaseUrlOption())
     .option('--json', 'print JSON')
     .action(async (worker: string, o: WsOpts & { taskId?: string[]; dryRun?: boolean }) => {
       const s = openSession(o.workspace);
-      knownQueue(s.ws, worker);
-      const present = new Set((await deadLetters(s.ws, worker)).ids());
+      const pg = backendFor(s.cfg, o.databaseUrl);
+      await knownQueueOn(s.ws, worker, pg);
+      const present = new Set((await deadLetters(s.ws, worker, pg)).ids());
       const unknown = (o.taskId ?? []).filter((id) => !present.has(id));
       if (unknown.length) {
         throw new UsageError(`not in the dead letters of ${worker}: ${unknown.join(', ')}`, { hint: `list them: metaspn queue deadletter list ${worker}` });
@@ -189,7 +239,7 @@ export function registerQueue(program: Command): void {
         if (o.json) return printJson({ worker, dry_run: true, would_retry: targets });
         return void process.stdout.write(`dry run: would move ${targets.length} task(s) of ${worker} back to ready${targets.length ? `:\n  ${targets.join('\n  ')}` : ''}\n`);
       }
-      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger);
+      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
       try {
         const moved = await q.retry({ ...(o.taskId ? { ids: o.taskId } : {}), by: s.actor });
         s.log.logger.info({ event: 'queue_retry', worker, moved }, `retried ${moved.length} dead letter(s)`);
@@ -208,6 +258,7 @@ export function registerQueue(program: Command): void {
     .option('--payload <json>', 'the payload of one task')
     .option('--id <id>', 'task id for --payload (default: derived from the payload)')
     .option('--file <path>', 'JSONL file, one task a line')
+    .addOption(databaseUrlOption())
     .option('--json', 'print JSON')
     .action(async (worker: string, o: WsOpts & { payload?: string; id?: string; file?: string }) => {
       if ((o.payload === undefined) === (o.file === undefined)) throw new UsageError('give exactly one of --payload JSON or --file F.jsonl');
@@ -216,7 +267,7 @@ export function registerQueue(program: Command): void {
       // Every task is checked before the workspace is touched: a bad one and nothing is written.
       const tasks = o.file !== undefined ? readTaskFile(o.file) : [taskFromPayload(o.payload!, o.id)];
       const s = openSession(o.workspace);
-      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger);
+      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, backendFor(s.cfg, o.databaseUrl));
       try {
         const r = await q.enqueue(tasks);
         s.log.logger.info({ event: 'enqueue', worker, added: r.added.length, existing: r.existing.length }, 'enqueued');
@@ -232,10 +283,12 @@ export function registerQueue(program: Command): void {
       .command(`${verb} <worker>`)
       .description(verb === 'pause' ? 'stop handing out tasks (enqueue still works)' : 'hand out tasks again')
       .option('--workspace <dir>', 'workspace folder', '.')
+      .addOption(databaseUrlOption())
       .action(async (worker: string, o: WsOpts) => {
         const s = openSession(o.workspace);
-        knownQueue(s.ws, worker);
-        const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger);
+        const pg = backendFor(s.cfg, o.databaseUrl);
+        await knownQueueOn(s.ws, worker, pg);
+        const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
         try {
           await (verb === 'pause' ? q.pause(s.actor) : q.resume(s.actor));
           s.log.logger.info({ event: `queue_${verb}`, worker }, `queue ${verb}d`);
@@ -263,6 +316,17 @@ export function formatQueueList(queues: readonly (QueueView | { queue: string; e
   const dead = queues.filter((v) => !('error' in v) && v.dead > 0).map((v) => v.queue);
   const foot = `${queues.length} queue(s)${dead.length ? `; dead letters in ${dead.join(', ')}: metaspn queue deadletter list <worker>` : ''}`;
   return `${rows.map(line).join('\n')}\n${foot}`;
+}
+
+/** `queue stats` on PostgreSQL: the counters, read through the queue. */
+async function pgStats(ws: WorkspacePaths, worker: string, pg: PgSetting): Promise<QueueStats> {
+  const s = openSession(ws.root);
+  const q = openQueue(ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
+  try {
+    return await q.stats();
+  } finally {
+    await q.close();
+  }
 }
 
 export function formatStats(s: QueueStats, now: number): string {

@@ -14,6 +14,7 @@ import { failureRatioGuard } from '../../runtime/stop-condition.js';
 import { Ledger } from '../../storage/ledger.js';
 import { sleep } from '../../runtime/sleep.js';
 import { setExitCode } from '../exit.js';
+import { backendFor, databaseUrlOption } from '../backend.js';
 import { printJson } from '../format.js';
 import { positiveInt } from '../options.js';
 import { openSession } from '../session.js';
@@ -25,6 +26,7 @@ interface RunOpts {
   concurrency?: number;
   pollMs?: number;
   isolation?: Isolation;
+  databaseUrl?: string;
   json?: boolean;
 }
 
@@ -56,6 +58,7 @@ export function registerWorker(program: Command): void {
     .option('--concurrency <n>', 'tasks at once', positiveInt('--concurrency'))
     .option('--poll-ms <n>', 'idle poll interval', positiveInt('--poll-ms'))
     .addOption(new Option('--isolation <mode>', `where handlers run: a thread or a child process per slot, or none (in process); default: the worker's, else ${DEFAULT_ISOLATION}`).choices(ISOLATIONS))
+    .addOption(databaseUrlOption())
     .option('--json', 'print the summary as JSON')
     .action(async (spec: string, o: RunOpts) => {
       const worker = await loadWorker(spec);
@@ -67,7 +70,7 @@ export function registerWorker(program: Command): void {
       const own = { ...(worker.defaults ?? {}), ...(worker.isolation !== undefined ? { isolation: worker.isolation } : {}) };
       const policy = policyFor(s.cfg, worker.name, own, { concurrency: o.concurrency, poll_ms: o.pollMs, isolation: o.isolation });
       const isolation = policy.isolation ?? DEFAULT_ISOLATION;
-      const queue = openQueue(s.ws, worker.name, policy, log);
+      const queue = openQueue(s.ws, worker.name, policy, log, backendFor(s.cfg, o.databaseUrl));
       const signals = stopSignals(log);
       const t0 = Date.now();
       const init = { logger: log, workspace: s.ws, env: { config: s.cfg } };

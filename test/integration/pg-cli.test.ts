@@ -1,0 +1,160 @@
+// The queue commands and `worker run` on PostgreSQL, driven as real subprocesses against a fresh
+// database: selection by --database-url, METASPN_DATABASE_URL or the config file; migrations;
+// a worker draining the queue; stats, dead letters and retry read from the database.
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
+import { run, spec, tempWorkspace } from './cli.js';
+
+const up = await pgAvailable();
+let db: TestDatabase;
+
+async function sql<T extends pg.QueryResultRow>(text: string, params: unknown[] = []): Promise<T[]> {
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  try {
+    return (await c.query<T>(text, params)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+function taskFile(ws: string, tasks: object[]): string {
+  const f = join(ws, 'tasks.jsonl');
+  writeFileSync(f, tasks.map((t) => JSON.stringify(t)).join('\n') + '\n');
+  return f;
+}
+
+describe.skipIf(!up)('the CLI on PostgreSQL', () => {
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('db migrate, enqueue, worker run --once, stats, a dead letter, retry: all in the database, nothing in the workspace', async () => {
+    const ws = tempWorkspace({ demo: false });
+    // Retries due at once: one --once run sees every attempt (exit codes do not race the backoff).
+    const env = { METASPN_DATABASE_URL: db.url, METASPN_QUEUE_BACKOFF_BASE_MS: '0', METASPN_QUEUE_BACKOFF_CAP_MS: '0' };
+    const target = `127.0.0.1:5432/${db.name}`;
+
+    let r = await run(['db', 'migrate', '--workspace', ws, '--database-url', db.url, '--json'], { cwd: ws });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ target, schema: 'metaspn', from: 0, to: 1, applied: [1] });
+    r = await run(['db', 'migrate', '--workspace', ws, '--database-url', db.url], { cwd: ws });
+    expect([r.code, r.stdout]).toEqual([0, `schema metaspn at ${target}: up to date (version 1)\n`]);
+
+    const f = taskFile(ws, [
+      { id: 'a', payload: { fail: 0 } },
+      { id: 'b', payload: { fail: 1 } },
+      { id: 'c', payload: { fail: 9 }, max_attempts: 2 },
+    ]);
+    r = await run(['queue', 'enqueue', 'flaky', '--workspace', ws, '--file', f], { cwd: ws, env });
+    expect([r.code, r.stdout], r.stderr).toEqual([0, 'enqueued 3 task(s) to flaky; 0 already present\n']);
+
+    // a succeeds, b after one retry, c uses its two attempts and goes to the dead letters: exit 50.
+    r = await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once', '--json'], { cwd: ws, env });
+    expect(r.code, r.stderr).toBe(50);
+    expect(JSON.parse(r.stdout)).toMatchObject({ worker: 'flaky', completed: 2, dead: 1, exit_code: 50 });
+
+    r = await run(['queue', 'stats', 'flaky', '--workspace', ws, '--json'], { cwd: ws, env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ queue: 'flaky', ready: 0, scheduled: 0, leased: 0, completed: 2, dead: 1, cancelled: 0, paused: false, totals: { failed: 3, dead_lettered: 1, retried: 0 } });
+
+    r = await run(['queue', 'deadletter', 'list', 'flaky', '--workspace', ws], { cwd: ws, env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^c\s+2\s+\S+\s+transient Error: flaky failure 2$/m);
+    expect(r.stdout).toContain(`1 dead letter(s) in PostgreSQL schema metaspn at ${target}\n`);
+
+    r = await run(['queue', 'deadletter', 'show', 'flaky', 'c', '--workspace', ws, '--json'], { cwd: ws, env });
+    expect(r.code, r.stderr).toBe(0);
+    const dead = JSON.parse(r.stdout) as { attempt_count: number; errors: { attempt: number; message: string }[]; task: { payload: unknown } };
+    expect(dead.attempt_count).toBe(2);
+    expect(dead.task.payload).toEqual({ fail: 9 });
+    expect(dead.errors.map((e) => [e.attempt, e.message])).toEqual([
+      [1, 'flaky failure 1'],
+      [2, 'flaky failure 2'],
+    ]);
+    r = await run(['queue', 'deadletter', 'show', 'flaky', 'a', '--workspace', ws], { cwd: ws, env });
+    expect(r.code).toBe(64);
+    expect(r.stderr).toContain('error: no dead letter "a" for flaky');
+
+    r = await run(['queue', 'retry', 'flaky', '--workspace', ws, '--task-id', 'c'], { cwd: ws, env });
+    expect([r.code, r.stdout], r.stderr).toEqual([0, 'moved 1 task(s) of flaky back to ready:\n  c\n']);
+    r = await run(['queue', 'stats', 'flaky', '--workspace', ws, '--json'], { cwd: ws, env });
+    expect(JSON.parse(r.stdout)).toMatchObject({ ready: 1, dead: 0, totals: { failed: 3, dead_lettered: 1, retried: 1 } });
+
+    // Paused: a worker hands out nothing; resumed: it drains (c fails twice more: dead again).
+    expect((await run(['queue', 'pause', 'flaky', '--workspace', ws], { cwd: ws, env })).stdout).toBe('flaky: paused\n');
+    r = await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once', '--json'], { cwd: ws, env });
+    expect([r.code, JSON.parse(r.stdout).claimed], r.stderr).toEqual([0, 0]);
+    expect((await run(['queue', 'resume', 'flaky', '--workspace', ws], { cwd: ws, env })).stdout).toBe('flaky: resumed\n');
+    r = await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once', '--json'], { cwd: ws, env });
+    expect(r.code, r.stderr).toBe(50);
+
+    // The rows are where the commands said; the workspace holds no queue or dead-letter files.
+    expect(await sql(`SELECT id, state FROM metaspn.task WHERE queue = 'flaky' ORDER BY id`)).toEqual([
+      { id: 'a', state: 3 },
+      { id: 'b', state: 3 },
+      { id: 'c', state: 4 },
+    ]);
+    expect(existsSync(join(ws, 'queue'))).toBe(false);
+    expect(existsSync(join(ws, 'deadletter', 'flaky'))).toBe(false);
+    // Without the setting the same workspace is on files, where this queue does not exist.
+    r = await run(['queue', 'stats', 'flaky', '--workspace', ws], { cwd: ws });
+    expect(r.code).toBe(64);
+  });
+
+  it('the config file selects the backend and its schema; --database-url wins over the environment; bad settings are one-line errors', async () => {
+    const ws = tempWorkspace({ demo: false, config: { backend: { url: db.url, schema: 'cfg_schema' } } });
+    let r = await run(['queue', 'enqueue', 'ok', '--workspace', ws, '--payload', '{"n":1}', '--id', 'x1'], { cwd: ws });
+    expect([r.code, r.stdout], r.stderr).toEqual([0, 'enqueued 1 task(s) to ok; 0 already present\n']);
+    expect(await sql(`SELECT id FROM cfg_schema.task WHERE queue = 'ok'`)).toEqual([{ id: 'x1' }]);
+    r = await run(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once'], { cwd: ws });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^worker ok: claimed 1, completed 1 in \d+\.\ds \(exit 0\)\n$/);
+
+    // An unreachable database in the environment is overridden by the flag (the config's schema still holds).
+    const env = { METASPN_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nowhere' };
+    r = await run(['queue', 'stats', 'ok', '--workspace', ws, '--json', '--database-url', db.url], { cwd: ws, env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ queue: 'ok', completed: 1 });
+    r = await run(['queue', 'stats', 'ok', '--workspace', ws], { cwd: ws, env });
+    expect(r.code).toBe(11);
+    expect(r.stderr).toMatch(/^error: PostgreSQL at 127\.0\.0\.1:1\/nowhere is unavailable while migrating schema cfg_schema \(ECONNREFUSED\)\nhint: /);
+
+    // A typo in a queue name is an error on this backend too.
+    r = await run(['queue', 'stats', 'okk', '--workspace', ws], { cwd: ws });
+    expect(r.code).toBe(64);
+    expect(r.stderr).toContain('error: unknown worker "okk": no queue of that name in PostgreSQL schema cfg_schema');
+
+    // Bad settings: the flag (64), the variable (20), the config file (20); no stack trace.
+    r = await run(['queue', 'stats', 'ok', '--workspace', ws, '--database-url', 'mysql://x'], { cwd: ws });
+    expect([r.code, r.stderr.split('\n')[0]]).toEqual([64, 'error: --database-url must be a postgres:// or postgresql:// URL, got "mysql://x"']);
+    r = await run(['queue', 'stats', 'ok', '--workspace', ws], { cwd: ws, env: { METASPN_DATABASE_URL: 'nope' } });
+    expect([r.code, r.stderr.split('\n')[0]]).toEqual([20, 'error: environment METASPN_DATABASE_URL: must be a postgres:// or postgresql:// URL, got "nope"']);
+    const bad = tempWorkspace({ demo: false, config: { backend: { url: db.url, schema: 'Bad-Name' } } });
+    r = await run(['queue', 'stats', 'ok', '--workspace', bad], { cwd: bad });
+    expect(r.code).toBe(20);
+    expect(r.stderr).toContain('backend.schema');
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('a schema newer than this metaspn is refused (exit 30), whatever the command', async () => {
+    const ws = tempWorkspace({ demo: false, config: { backend: { url: db.url, schema: 'future' } } });
+    let r = await run(['db', 'migrate', '--workspace', ws], { cwd: ws });
+    expect(r.code, r.stderr).toBe(0);
+    await sql(`INSERT INTO future.schema_migrations (version, name) VALUES (999, 'from a newer metaspn')`);
+    const line = `error: PostgreSQL schema future at 127.0.0.1:5432/${db.name} is at version 999, newer than this metaspn knows (1); refusing to use it`;
+    for (const args of [['db', 'migrate'], ['queue', 'enqueue', 'ok', '--payload', '1'], ['worker', 'run', spec('Succeed'), '--once']]) {
+      r = await run([...args, '--workspace', ws], { cwd: ws });
+      expect(r.code, args.join(' ')).toBe(30);
+      expect(r.stderr.split('\n')[0]).toBe(line);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    expect(await sql(`SELECT count(*)::int AS n FROM future.task`)).toEqual([{ n: 0 }]);
+  });
+});
