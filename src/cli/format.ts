@@ -19,8 +19,19 @@ export function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
 }
 
+/** Whether this command printed a JSON document (then a failure after it prints no second one). */
+let printedJson = false;
+
 export function printJson(value: unknown): void {
+  printedJson = true;
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Whether JSON was printed since the last call; resets (one CLI invocation each). */
+export function takeJsonPrinted(): boolean {
+  const was = printedJson;
+  printedJson = false;
+  return was;
 }
 
 export function truncate(s: string, n: number): string {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { Logger } from 'pino';
 import { UsageError } from '../guard/errors.js';
-import { acquireRunLock, type OnLockHeld, type RunLockFence } from '../guard/run-lock.js';
+import type { OnLockHeld, RunLockFence } from '../guard/run-lock.js';
 import { stopSignals } from '../runtime/signals.js';
 import { Ledger } from '../storage/ledger.js';
 import { safeMkdir } from '../storage/safe-path.js';
@@ -38,7 +38,7 @@ export function skipChecksOf(o: { skipCheck?: string[]; reason?: string }): Map<
  * Takes the run lock, runs `fn` with two-stage signal handling, always releases the lock. `fn`
  * gets `lockLost`: called, true once the lock is no longer this run's; `lockLost.whileHeld(write)`
  * runs a publish fenced by the lock (RunLockLostError, exit 30, when it was lost; nothing written).
- * Throws what acquireRunLock throws (11, 40, 64 when the lock is held or the flags are bad).
+ * Throws what RunLocks.acquire throws (11, 40, 64 when the lock is held or the flags are bad).
  */
 export async function runLocked<T>(
   workspace: string,
@@ -53,8 +53,7 @@ export async function runLocked<T>(
   const log = s.log.logger;
   // locks/ with its mode (0750) and never through a link: the run lock's own mkdir leaves the umask's.
   safeMkdir(s.ws.locks);
-  const lock = await acquireRunLock({
-    locksDir: s.ws.locks,
+  const lock = await s.locks.acquire({
     name: lockName,
     cmd: commandLine(),
     ...(flags.reason !== undefined ? { reason: flags.reason } : {}),

@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { toMetaspnError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';
+import { takeJsonPrinted } from './format.js';
 import { EXIT } from '../guard/exit-codes.js';
 import { registerAlerts } from './commands/alerts.js';
 import { registerDb } from './commands/db.js';
@@ -58,6 +59,7 @@ export function buildProgram(): Command {
 /** Runs the CLI; returns the exit code. Only this layer decides process exit codes. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  takeJsonPrinted();
   try {
     await program.parseAsync(argv);
     return takeExitCode();
@@ -70,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
       if (err.code === 'commander.executeSubCommandAsync') return EXIT.SUCCESS;
       // Commander already printed its one-line message.
       process.stderr.write('hint: see `metaspn --help` or `metaspn <command> --help`\n');
-      if (wantsJson(argv)) printJsonError('USAGE', EXIT.USAGE, err.message.replace(/^error: /, ''));
+      if (wantsJson(argv) && !takeJsonPrinted()) printJsonError('USAGE', EXIT.USAGE, err.message.replace(/^error: /, ''));
       return EXIT.USAGE;
     }
     const e = toMetaspnError(err);
@@ -79,7 +81,8 @@ export async function main(argv: string[]): Promise<number> {
     if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
     if (e.code === 'INTERNAL_ERROR' && !e.hint) process.stderr.write('hint: an unexpected failure; set METASPN_DEBUG=1 for the stack, and see logs/metaspn.jsonl\n');
     if (process.env.METASPN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
-    if (wantsJson(argv)) printJsonError(e.code, e.exitCode, e.message, e.hint);
+    // A command that printed its JSON and then failed (runs list naming a damaged file) printed its document.
+    if (wantsJson(argv) && !takeJsonPrinted()) printJsonError(e.code, e.exitCode, e.message, e.hint);
     return e.exitCode;
   } finally {
     await flushLogs();

@@ -1,5 +1,6 @@
 import { userInfo } from 'node:os';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
+import { FileRunLocks, type RunLocks } from '../guard/run-lock.js';
 import { openLog, type LogHandle } from '../log.js';
 import { HOST } from '../queue/owner.js';
 import type { WorkspacePaths } from '../storage/paths.js';
@@ -12,6 +13,8 @@ export interface Session {
   log: LogHandle;
   /** Who is acting, for records such as a retry: `user@host: metaspn queue retry …`. */
   actor: string;
+  /** The backend's run locks (the file backend's under `locks/`). */
+  locks: RunLocks;
 }
 
 /**
@@ -48,5 +51,5 @@ export function openSession(dir: string, base: Record<string, unknown> = {}): Se
   } catch {
     // no passwd entry in some containers
   }
-  return { ws, cfg, log, actor: `${user}@${HOST}: ${commandLine()}` };
+  return { ws, cfg, log, actor: `${user}@${HOST}: ${commandLine()}`, locks: new FileRunLocks(ws.locks) };
 }

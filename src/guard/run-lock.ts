@@ -9,4 +9,5 @@ export { acquireRunLock, removeLivenessIfDead } from './run-lock/acquire.js';
 export { RunLockLostError } from './run-lock/held.js';
 export { probeLiveness, readLockStatus, type Liveness, type LockStatus, type StaleReason } from './run-lock/inspect.js';
 export { livenessFiles, livenessPath, lockPaths, type LockPaths, type LockPayload } from './run-lock/payload.js';
-export type { AcquireRunLockOptions, BrokenLock, OnLockHeld, RunLock, RunLockFence, RunLockLog } from './run-lock/types.js';
+export { FileRunLocks } from './run-lock/file-locks.js';
+export type { AcquireRunLockOptions, BrokenLock, OnLockHeld, RunLock, RunLockFence, RunLockLog, RunLockRequest, RunLocks } from './run-lock/types.js';

@@ -13,6 +13,8 @@ import { manifestsOf, writeManifest, type Manifest } from '../storage/manifest.j
 import { safeExists, safeReaddir } from '../storage/safe-path.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { pointerDates, readPointer, writePointer, type CurrentPointer } from '../storage/pointers.js';
+import { runsFrom, scanManifests, type ManifestEntry, type RunsFilter, type RunsRead } from '../storage/runs.js';
+import { StateFileError, type StateFileProblem } from '../storage/state-file.js';
 import { ArtifactStore, type Conflict } from '../storage/store/artifact-store.js';
 import type { StoredRow } from './types.js';
 
@@ -48,6 +50,13 @@ export interface ManifestStore {
   list(pipeline: string, step: string, partition: string): Promise<Manifest[]>;
   /** Whether a manifest of these steps, of any partition, carries this run id (any pipeline: run ids name folders). */
   hasRun(runId: string, steps: readonly string[]): Promise<boolean>;
+  /**
+   * Every manifest that reads back, of one partition and/or pipeline when given, with where it is
+   * (the file backend: its absolute path); one that does not read back is left out and named in
+   * `problems`.
+   * The run records (runs list, show, retry) are made from it ({@link readRunRecords}).
+   */
+  scan(filter?: { date?: string; pipeline?: string }): Promise<{ manifests: ManifestEntry[]; problems: StateFileProblem[] }>;
 }
 
 /** Current pointers: which run is published for a partition. */
@@ -97,6 +106,7 @@ export class FileStores implements PipelineStores {
             .sort((a, b) => a.started_at.localeCompare(b.started_at)),
         ),
       hasRun: (runId, steps) => Promise.resolve(steps.some((s) => safeReaddir(join(ws.manifests, s)).some((d) => safeExists(join(ws.manifests, s, d, `run=${runId}`))))),
+      scan: (filter = {}) => Promise.resolve(scanManifests(ws, filter)),
     };
     this.pointers = {
       read: (pipeline, partition) => Promise.resolve(readPointer(ws, pipeline, partition)),
@@ -173,6 +183,13 @@ export class MemoryStores implements PipelineStores {
           .map((m) => structuredClone(m)),
       ),
     hasRun: (runId, steps) => Promise.resolve(this.manifestList.some((m) => m.run_id === runId && steps.includes(m.step))),
+    scan: (filter = {}) =>
+      Promise.resolve({
+        problems: [],
+        manifests: this.manifestList
+          .filter((m) => (!filter.date || m.date === filter.date) && (!filter.pipeline || m.pipeline === filter.pipeline))
+          .map((m) => ({ m: structuredClone(m), path: `memory:manifests/${m.step}/${m.date}/${m.run_id}` })),
+      }),
   };
   readonly pointers: PointerStore = {
     read: (pipeline, partition) => Promise.resolve(structuredClone(this.pointerMap.get(`${pipeline}|${partition}`) ?? null)),
@@ -248,4 +265,26 @@ class MemoryRowStore implements RowStore {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/**
+ * The runs the stores' manifests make, newest first, with the partitions' current pointers read
+ * through the stores (a pointer that does not read back is named in `problems`, and its runs are
+ * not current). The same records `runs list` shows, on any backend.
+ */
+export async function readRunRecords(stores: PipelineStores, filter: RunsFilter = {}): Promise<RunsRead> {
+  const { manifests, problems } = await stores.manifests.scan(filter);
+  const pointers = new Map<string, CurrentPointer | null>();
+  for (const { m } of manifests) {
+    const key = `${m.pipeline}|${m.date}`;
+    if (pointers.has(key)) continue;
+    try {
+      pointers.set(key, await stores.pointers.read(m.pipeline, m.date));
+    } catch (err) {
+      if (!(err instanceof StateFileError)) throw err;
+      problems.push({ path: err.path, kind: 'pointer', error: err.message.slice(err.path.length + 2) });
+      pointers.set(key, null);
+    }
+  }
+  return { runs: runsFrom(manifests, (p, d) => pointers.get(`${p}|${d}`) ?? null, filter), problems };
 }

@@ -46,14 +46,19 @@ export interface RunsRead {
   problems: StateFileProblem[];
 }
 
+/** A manifest that read back, and where it is (relative to the workspace on disk; a backend's own name elsewhere). */
+export interface ManifestEntry {
+  m: Manifest;
+  path: string;
+}
+
 /**
- * Every run of the workspace, from its manifests, newest first. A damaged manifest or pointer
- * (not JSON, a field missing, in the wrong folder) never hides the others: it is skipped and
- * named in `problems`; a run whose pointer is damaged is shown with `current: false`.
+ * Every manifest under manifests/ that reads back (of one date or pipeline, when the filter says),
+ * with its path; a damaged one is skipped and named in `problems`.
  */
-export function readRuns(ws: WorkspacePaths, filter: RunsFilter = {}): RunsRead {
+export function scanManifests(ws: WorkspacePaths, filter: Pick<RunsFilter, 'date' | 'pipeline'> = {}): { manifests: ManifestEntry[]; problems: StateFileProblem[] } {
   const problems: StateFileProblem[] = [];
-  const byRun = new Map<string, { m: Manifest; path: string }[]>();
+  const manifests: ManifestEntry[] = [];
   for (const step of safeList(ws.manifests)) {
     if (NOT_STEPS.has(step)) continue;
     const stepDir = join(ws.manifests, step);
@@ -71,12 +76,38 @@ export function readRuns(ws: WorkspacePaths, filter: RunsFilter = {}): RunsRead 
         }
         if (!m) continue;
         if (filter.pipeline && m.pipeline !== filter.pipeline) continue;
-        const list = byRun.get(m.run_id) ?? [];
-        list.push({ m, path });
-        byRun.set(m.run_id, list);
+        manifests.push({ m, path });
       }
     }
   }
+  return { manifests, problems };
+}
+
+/**
+ * The runs the manifests make, newest first: grouped by run id, each with its status, exit code
+ * and whether its date's current pointer names it. Pure: `pointerOf` gives a date's pointer (null
+ * when it has none or it does not read back).
+ */
+export function runsFrom(manifests: readonly ManifestEntry[], pointerOf: (pipeline: string, date: string) => CurrentPointer | null, filter: Pick<RunsFilter, 'stepsOf'> = {}): RunInfo[] {
+  const byRun = new Map<string, ManifestEntry[]>();
+  for (const e of manifests) {
+    const list = byRun.get(e.m.run_id) ?? [];
+    list.push(e);
+    byRun.set(e.m.run_id, list);
+  }
+  const stepsOf = { ...filter.stepsOf, ...STEPS_OF };
+  const runs = [...byRun.entries()].map(([run_id, list]) => toRun(run_id, list, pointerOf, stepsOf));
+  runs.sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : 0));
+  return runs;
+}
+
+/**
+ * Every run of the workspace, from its manifests, newest first. A damaged manifest or pointer
+ * (not JSON, a field missing, in the wrong folder) never hides the others: it is skipped and
+ * named in `problems`; a run whose pointer is damaged is shown with `current: false`.
+ */
+export function readRuns(ws: WorkspacePaths, filter: RunsFilter = {}): RunsRead {
+  const { manifests, problems } = scanManifests(ws, filter);
   const pointers = new Map<string, CurrentPointer | null>();
   const pointerOf = (pipeline: string, date: string): CurrentPointer | null => {
     const key = `${pipeline}|${date}`;
@@ -91,10 +122,7 @@ export function readRuns(ws: WorkspacePaths, filter: RunsFilter = {}): RunsRead 
     }
     return pointers.get(key)!;
   };
-  const stepsOf = { ...filter.stepsOf, ...STEPS_OF };
-  const runs = [...byRun.entries()].map(([run_id, list]) => toRun(run_id, list, pointerOf, stepsOf));
-  runs.sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : 0));
-  return { runs, problems };
+  return { runs: runsFrom(manifests, pointerOf, filter), problems };
 }
 
 /** Every run that reads back, newest first; damaged run files are skipped (readRuns names them). */
@@ -116,7 +144,7 @@ function safeList(dir: string): string[] {
   }
 }
 
-function toRun(run_id: string, list: { m: Manifest; path: string }[], pointerOf: (pipeline: string, date: string) => CurrentPointer | null, stepsOf: Readonly<Record<string, number>>): RunInfo {
+function toRun(run_id: string, list: ManifestEntry[], pointerOf: (pipeline: string, date: string) => CurrentPointer | null, stepsOf: Readonly<Record<string, number>>): RunInfo {
   list.sort((a, b) => (a.m.started_at < b.m.started_at ? -1 : a.m.started_at > b.m.started_at ? 1 : 0));
   const first = list[0]!.m;
   const last = list[list.length - 1]!.m;

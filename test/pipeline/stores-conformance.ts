@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { canonicalText } from '../../src/pipeline/canonical.js';
-import type { PipelineStores } from '../../src/pipeline/stores.js';
+import { readRunRecords, type PipelineStores } from '../../src/pipeline/stores.js';
 import type { StoredRow } from '../../src/pipeline/types.js';
 import type { Manifest } from '../../src/storage/manifest.js';
 import type { CurrentPointer } from '../../src/storage/pointers.js';
@@ -95,6 +95,32 @@ export function describeStoresBackend(name: string, b: StoresBackend): void {
       // A run id of another partition is taken too.
       await s.manifests.write(manifest('load', '2026-01-05', 'r5', '2026-01-06T01:00:00.000Z'));
       expect(await s.manifests.hasRun('r5', ['load'])).toBe(true);
+      await s.close();
+    });
+
+    it('run records: runs made from the manifests, newest first; status, exit code, current; filters by date and pipeline', async () => {
+      const s = await b.open();
+      // r1 (2026-01-02): both steps succeeded and published. r2 (same date): failed at sum (60).
+      // r3 (2026-01-03): stopped after load (incomplete, 11). x1: another pipeline.
+      await s.manifests.write(manifest('load', '2026-01-02', 'r1', '2026-01-03T01:00:00.000Z'));
+      await s.manifests.write(manifest('sum', '2026-01-02', 'r1', '2026-01-03T01:00:01.000Z'));
+      await s.manifests.write(manifest('load', '2026-01-02', 'r2', '2026-01-03T02:00:00.000Z'));
+      await s.manifests.write({ ...manifest('sum', '2026-01-02', 'r2', '2026-01-03T02:00:01.000Z'), status: 'failed', exit_code: 60, error: { class: 'AnomalyHalt', message: 'check c failed' } });
+      await s.manifests.write(manifest('load', '2026-01-03', 'r3', '2026-01-04T01:00:00.000Z'));
+      await s.manifests.write({ ...manifest('load', '2026-01-02', 'x1', '2026-01-03T03:00:00.000Z'), pipeline: 'other' });
+      await s.pointers.write(pointer('2026-01-02', 'r1'));
+      const { runs, problems } = await readRunRecords(s, { stepsOf: { demo: 2, other: 1 } });
+      expect(problems).toEqual([]);
+      expect(runs.map((r) => [r.run_id, r.pipeline, r.date, r.status, r.exit_code, r.current])).toEqual([
+        ['r3', 'demo', '2026-01-03', 'incomplete', 11, false],
+        ['x1', 'other', '2026-01-02', 'success', 0, false],
+        ['r2', 'demo', '2026-01-02', 'failed', 60, false],
+        ['r1', 'demo', '2026-01-02', 'success', 0, true],
+      ]);
+      expect(runs.find((r) => r.run_id === 'r2')!.failure).toBe('sum: check c failed');
+      expect(runs.find((r) => r.run_id === 'r1')!.steps.map((x) => x.step)).toEqual(['load', 'sum']);
+      expect((await readRunRecords(s, { date: '2026-01-03', stepsOf: { demo: 2 } })).runs.map((r) => r.run_id)).toEqual(['r3']);
+      expect((await readRunRecords(s, { pipeline: 'other' })).runs.map((r) => r.run_id)).toEqual(['x1']);
       await s.close();
     });
 

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
-import { relative, sep } from 'node:path';
+import { isAbsolute, relative, sep } from 'node:path';
 import { loadConfig } from '../../config/load.js';
 import { MetaspnError, StateCorruptError, UsageError } from '../../guard/errors.js';
-import { findRun, readRuns, type RunInfo } from '../../storage/runs.js';
+import type { RunInfo, RunsFilter, RunsRead } from '../../storage/runs.js';
+import { FileStores, readRunRecords } from '../../pipeline/stores.js';
 import type { StateFileProblem } from '../../storage/state-file.js';
 import { newRunId } from '../../runtime/run-id.js';
 import { setExitCode } from '../exit.js';
@@ -30,7 +31,7 @@ export function registerRuns(program: Command): void {
     .action(async (o: { workspace: string; date?: string; pipeline?: string; json?: boolean }) => {
       const ws = openWorkspace(o.workspace);
       const stepsOf = await stepsOfPipelines(ws);
-      const { runs: list, problems } = readRuns(ws, { ...(o.date ? { date: o.date } : {}), ...(o.pipeline ? { pipeline: o.pipeline } : {}), stepsOf });
+      const { runs: list, problems } = await runRecords(ws, { ...(o.date ? { date: o.date } : {}), ...(o.pipeline ? { pipeline: o.pipeline } : {}), stepsOf });
       if (o.json) printJson(list);
       else printRuns(list, stepsOf);
       reportProblems(problems);
@@ -42,7 +43,7 @@ export function registerRuns(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (runId: string, o: { workspace: string; json?: boolean }) => {
       const ws = openWorkspace(o.workspace);
-      const { runs: all, problems } = readRuns(ws, { stepsOf: await stepsOfPipelines(ws) });
+      const { runs: all, problems } = await runRecords(ws, { stepsOf: await stepsOfPipelines(ws) });
       const r = all.find((x) => x.run_id === runId);
       // A damaged file of this run (one of its manifests, its date's pointer) is named: the run shown lacks it.
       const mine = problems.filter((p) => p.path.includes(`${sep}run=${runId}${sep}`) || (r !== undefined && p.kind === 'pointer' && p.path.endsWith(`date=${r.date}.json`)));
@@ -77,7 +78,7 @@ export function registerRuns(program: Command): void {
   ).action(async (runId: string, o: { workspace: string; skipCheck?: string[]; json?: boolean } & LockFlags) => {
     const ws = openWorkspace(o.workspace);
     const stepsOf = await stepsOfPipelines(ws);
-    const old = findRun(ws, runId, { stepsOf });
+    const old = (await runRecords(ws, { stepsOf })).runs.find((r) => r.run_id === runId) ?? null;
     if (!old) throw new UsageError(`no run ${runId} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
     if (old.status === 'success') {
       const replay = `${bundledPipeline(old.pipeline)?.command ?? `metaspn pipeline run ${old.pipeline}`} --date ${old.date}`;
@@ -163,4 +164,16 @@ function reportProblems(problems: StateFileProblem[]): void {
   throw new StateCorruptError(`${problems.length} run file(s) do not read back (first ${problems[0]!.path}); what is printed above goes without them`, {
     hint: 'metaspn doctor names each and its fix; `metaspn doctor --repair` rewrites a damaged pointer from the ledger and moves a damaged manifest to quarantine/',
   });
+}
+
+/** The run records of the workspace, read through its stores (the file backend's manifests and pointers). */
+async function runRecords(ws: WorkspacePaths, filter: RunsFilter): Promise<RunsRead> {
+  const stores = new FileStores(ws);
+  try {
+    const r = await readRunRecords(stores, filter);
+    // Problems named relative to the workspace, as doctor names them.
+    return { runs: r.runs, problems: r.problems.map((p) => ({ ...p, path: isAbsolute(p.path) ? relative(ws.root, p.path) : p.path })) };
+  } finally {
+    await stores.close();
+  }
 }

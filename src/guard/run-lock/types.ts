@@ -1,4 +1,4 @@
-import type { StaleReason } from './inspect.js';
+import type { LockStatus, StaleReason } from './inspect.js';
 import type { LockPayload } from './payload.js';
 
 /** The two log levels the run lock uses; a pino logger fits. */
@@ -113,4 +113,27 @@ export interface RunLock {
 export interface RunLockFence {
   (): boolean;
   whileHeld<T>(fn: () => T | Promise<T>): Promise<T>;
+}
+
+/** What a backend's run lock is asked for: {@link AcquireRunLockOptions} without where the file backend keeps it. */
+export type RunLockRequest = Omit<AcquireRunLockOptions, 'locksDir'>;
+
+/**
+ * The run locks of a storage backend, one per name (a pipeline's name): the file backend keeps
+ * them under `locks/` on kernel locks (`FileRunLocks`); a database backend keeps them in the
+ * database. Every implementation passes the same conformance suite
+ * (test/unit/run-lock-conformance.ts): one holder at a time; `retryable` (11), `fail` (40) and
+ * `wait` (40 after `lockWaitSec`) when held; a TTL takeover and `forceBreak` (with a reason, else
+ * 64) that the old holder learns of (`stillHeld` false, `whileHeld` refusing with 30); no takeover
+ * while a `whileHeld` function runs; `release` idempotent.
+ */
+export interface RunLocks {
+  /**
+   * Takes the lock `opts.name`.
+   * @throws MetaspnError BUSINESS_SKIP (11) or LOCK_TIMEOUT (40) when it is held (by `onLockHeld`),
+   *   UsageError (64) for a bad name or number, or `forceBreak` without a reason.
+   */
+  acquire(opts: RunLockRequest): Promise<RunLock>;
+  /** Who holds the lock, since when, and whether the next acquirer would take it over. Read-only. */
+  status(name: string, opts?: { now?: () => number }): Promise<LockStatus>;
 }
