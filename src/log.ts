@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import pino, { type Logger } from 'pino';
 import sonicBoom from 'sonic-boom';
 import type { WorkspacePaths } from './storage/paths.js';
@@ -18,12 +19,18 @@ export interface LogHandle {
  * Structured logs go to logs/metaspn.jsonl, one JSON event a line; warnings and errors also reach
  * the terminal as one readable line each. Level from METASPN_LOG_LEVEL (default info).
  *
+ * Every line carries `pid` and `hostname`, and the fields of `base`, but for `base.cmd`: the command
+ * line is logged once per process (per log file), on a `command_start` line of its own, not
+ * repeated on every line. An error goes in `err` (an Error object: pino writes its type, message
+ * and stack).
+ *
  * The file stream is a SonicBoom made here rather than by pino.destination(): that one registers
  * an exit hook calling flushSync, which on a full disk retries forever (it sleeps and loops on any
  * error but EAGAIN), and a command must exit on a full disk with its one-line message. A write
  * error stops file logging with one warning on stderr; the terminal still gets warnings.
  */
 export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts: { quiet?: boolean } = {}): LogHandle {
+  const { cmd, ...fields } = base;
   safeMkdir(ws.logs);
   // Opened here, synchronously: a command that exits at once must not find its log still opening.
   // Never through a link (logs/metaspn.jsonl -> a file outside): that is refused, exit 30.
@@ -50,7 +57,11 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
   const streams: pino.StreamEntry[] = [{ level: 'trace', stream: { write: (line: string) => void (broken || ((pending = true), file.write(line))) } }];
   if (!opts.quiet) streams.push({ level: 'warn', stream: { write: (line: string) => process.stderr.write(readable(line)) } });
   const level = process.env.METASPN_LOG_LEVEL ?? 'info';
-  const logger = pino({ level, base, timestamp: pino.stdTimeFunctions.isoTime }, pino.multistream(streams));
+  const logger = pino({ level, base: { pid: process.pid, hostname: HOSTNAME, ...fields }, serializers: { err: serializeErr }, timestamp: pino.stdTimeFunctions.isoTime }, pino.multistream(streams));
+  if (cmd !== undefined && !announced.has(ws.logFile)) {
+    announced.add(ws.logFile);
+    logger.info({ event: 'command_start', cmd }, 'command started');
+  }
   return {
     logger,
     flush: (ms = 2000) =>
@@ -70,27 +81,60 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
   };
 }
 
+const HOSTNAME = hostname();
+
+/** Log files this process has written its command line to. */
+const announced = new Set<string>();
+
 const HIDDEN = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'cmd']);
 
 /**
  * Events the CLI prints itself (or sums up: a stage's line counts its tasks): the terminal gets
- * them once, the log file keeps every one.
+ * them once, the log file keeps every one. A `task_end` of a failed attempt (it carries `err`) is
+ * the exception: its message says it all (task, attempt n of m, the error, what happens next).
  */
 const FILE_ONLY = new Set(['command_failed', 'task_end']);
+
+/** Failed attempts shown on the terminal per process; the log file keeps every one. */
+export const TERMINAL_FAILURES_MAX = 100;
+let failuresShown = 0;
 
 function readable(line: string): string {
   try {
     const o = JSON.parse(line) as Record<string, unknown>;
-    if (FILE_ONLY.has(String(o.event))) return '';
     const level = Number(o.level) >= 50 ? 'error' : 'warning';
+    if (o.event === 'task_end' && o.err !== undefined) {
+      failuresShown++;
+      if (failuresShown > TERMINAL_FAILURES_MAX) return '';
+      const more = failuresShown === TERMINAL_FAILURES_MAX ? `warning: further failed attempts are logged to logs/metaspn.jsonl only (${TERMINAL_FAILURES_MAX} shown)\n` : '';
+      return `${level}: ${String(o.msg)}\n${more}`;
+    }
+    if (FILE_ONLY.has(String(o.event))) return '';
     const extra = Object.entries(o)
       .filter(([k]) => !HIDDEN.has(k))
-      .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+      .map(([k, v]) => `${k}=${k === 'err' ? errText(v) : typeof v === 'string' ? v : JSON.stringify(v)}`)
       .join(' ');
     return `${level}: ${String(o.msg)}${extra ? ` (${extra})` : ''}\n`;
   } catch {
     return line;
   }
+}
+
+/**
+ * pino's error serializer (type, message, stack, own fields), but an error's own `name` is its type:
+ * what it says it is (`this.name = 'ContractError'`, or the class a handler's error had, as the
+ * runner reads it from an isolate), where pino would write its constructor's name.
+ */
+function serializeErr(e: unknown): unknown {
+  if (!(e instanceof Error)) return e;
+  const out = pino.stdSerializers.err(e);
+  return Object.hasOwn(e, 'name') && typeof e.name === 'string' && e.name !== '' ? { ...out, type: e.name } : out;
+}
+
+/** pino's serialized error ({type, message, stack}) as `Type: message`. */
+function errText(v: unknown): string {
+  const e = (typeof v === 'object' && v !== null ? v : {}) as { type?: unknown; message?: unknown };
+  return `${typeof e.type === 'string' ? e.type : 'Error'}: ${typeof e.message === 'string' ? e.message : JSON.stringify(v)}`;
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });

@@ -6,7 +6,7 @@ import { isDiskFull } from '../guard/errors.js';
 import type { ClaimedTask, Lease, Owner, Queue } from '../queue/types.js';
 import type { QueuePolicy } from '../config/policy.js';
 import { inProcessHost, IsolateStartError, type HandlerHost } from './isolation/host.js';
-import { isInstance, isPermissionDenied, permissionFailure, safeError } from './thrown.js';
+import { HandlerError, isInstance, isPermissionDenied, permissionFailure, safeError } from './thrown.js';
 import { isUnrecoverable, LeaseLostError, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
 
 /** Everything the loop touches, passed in: unit tests drive it with a memory queue and a fake clock. */
@@ -346,10 +346,25 @@ async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: C
     }
   };
 
-  const outcome = (kind: OutcomeKind, code?: string): TaskOutcome => {
+  /**
+   * The attempt's one `task_end` line. A failed attempt (`failure`) says it all, for the log file and
+   * the terminal: the task, attempt n of m, the error (as `err`), and what happens next.
+   */
+  const outcome = (kind: OutcomeKind, code?: string, failure?: { err: Error; retryAt?: number }): TaskOutcome => {
     const o: TaskOutcome = { id: task.id, kind, attempt, duration_ms: mono() - t0, ...(code ? { code } : {}) };
-    const level = kind === 'completed' ? 'info' : 'warn';
-    log[level]({ event: 'task_end', task_id: task.id, outcome: kind, duration_ms: o.duration_ms, attempt: `${attempt} of ${task.max_attempts}` }, `task ${kind}`);
+    const fields = { event: 'task_end', task_id: task.id, outcome: kind, duration_ms: o.duration_ms, attempt: `${attempt} of ${task.max_attempts}` };
+    if (failure && (kind === 'retry_scheduled' || kind === 'dead' || kind === 'dead_contract')) {
+      const retryAt = kind === 'retry_scheduled' && failure.retryAt !== undefined ? new Date(failure.retryAt).toISOString() : null;
+      const next =
+        retryAt !== null ? `retry at ${retryAt}` : kind === 'dead' ? 'dead-lettered: no attempt left' : 'dead-lettered: a contract error, which no retry can fix';
+      const e = failure.err;
+      log[kind === 'retry_scheduled' ? 'warn' : 'error'](
+        { ...fields, queue: worker.name, err: e, next: retryAt !== null ? 'retry' : 'dead_letter', ...(retryAt !== null ? { retry_at: retryAt } : {}) },
+        `task ${task.id} of ${worker.name} failed, attempt ${attempt} of ${task.max_attempts}: ${e.name}: ${e.message}; ${next}`,
+      );
+      return o;
+    }
+    log[kind === 'completed' ? 'info' : 'warn'](fields, `task ${kind}`);
     return o;
   };
   /** What the stop condition hears before the acknowledgement is committed. */
@@ -372,7 +387,8 @@ async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: C
       const issue = payload.error.issues[0];
       const where = issue && issue.path.length ? issue.path.join('.') : 'payload';
       const err = { kind: 'contract' as const, class: 'ContractError', message: `payload invalid: ${where}: ${issue?.message ?? 'rejected'}`, at: new Date(d.now()).toISOString() };
-      return outcome((await d.queue.deadLetter(task.id, me.lease, err)) ? 'dead_contract' : 'lease_lost');
+      const failure = { err: new HandlerError({ name: err.class, message: err.message, unrecoverable: true }) };
+      return outcome((await d.queue.deadLetter(task.id, me.lease, err)) ? 'dead_contract' : 'lease_lost', undefined, failure);
     }
     const ctx: WorkerContext = {
       ...d.init,
@@ -423,14 +439,14 @@ async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: C
       verdict('dead_contract');
       const e = describeError(err, 'contract', d.now());
       const ok = await d.queue.deadLetter(task.id, me.lease, e);
-      return outcome(ok ? 'dead_contract' : 'lease_lost', e.code);
+      return outcome(ok ? 'dead_contract' : 'lease_lost', e.code, { err });
     }
     verdict(attempt >= task.max_attempts ? 'dead' : 'retry_scheduled');
     const kind = err instanceof TaskTimeoutError ? 'timeout' : 'transient';
     const delay = backoffDelay(attempt, { base_ms: policy.backoff_base_ms, cap_ms: policy.backoff_cap_ms, jitter: policy.backoff_jitter }, d.random);
     const e = describeError(err, kind, d.now());
     const result = await d.queue.fail(task.id, me.lease, e, delay);
-    return outcome(result === 'dead' ? 'dead' : result === 'scheduled' ? 'retry_scheduled' : 'lease_lost', e.code);
+    return outcome(result === 'dead' ? 'dead' : result === 'scheduled' ? 'retry_scheduled' : 'lease_lost', e.code, { err, retryAt: d.now() + delay });
   } finally {
     done();
   }
