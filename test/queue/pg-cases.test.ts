@@ -5,6 +5,8 @@
  * as the in-memory reference), back-pressure under concurrent enqueuers, and callers whose clocks
  * are off by ten minutes.
  */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -170,6 +172,66 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     });
   });
 
+  describe('presence: the leases of an owner whose database session ended are handed out at once, not after their expiry', () => {
+    it('its session terminated (a host cut off, an operator): another host gets the task at once, owner_gone counted', async () => {
+      const name = `gone_${++n}`;
+      const holder = queue(name);
+      const other = queue(name);
+      await holder.enqueue([{ id: 'a', payload: 1 }]);
+      const me: Owner = { id: `holder-${n}`, pid: 4242, host: 'host-a' };
+      const [held] = await holder.claim({ owner: me, max: 1, lease_ms: 600_000 });
+      expect(held!.task.id).toBe('a');
+      // Alive: nothing to take, however often asked.
+      expect(await other.reclaimExpired()).toEqual([]);
+      expect(await other.claim({ owner: owner('other'), max: 1, lease_ms: 60_000 })).toEqual([]);
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      const killed = await admin.query(`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1`, [`metaspn presence ${me.id}`]);
+      await admin.end();
+      expect(killed.rows).toEqual([{ ok: true }]);
+      const [got] = await until(async () => {
+        const r = await other.claim({ owner: owner('other'), max: 1, lease_ms: 60_000 });
+        return r.length ? r : undefined;
+      });
+      expect(got!.task.attempt_count).toBe(1);
+      expect(got!.task.errors[0]).toMatchObject({ kind: 'owner_gone', class: 'OwnerGone', message: 'worker process 4242 on host-a is gone' });
+      // The old holder, still running somewhere, is fenced off.
+      expect(await holder.complete('a', held!.lease)).toBe(false);
+      expect(await other.complete('a', got!.lease)).toBe(true);
+      await Promise.all([holder.close(), other.close()]);
+    });
+
+    it('its process SIGKILLed mid-task: another host gets the task at once', async () => {
+      const name = `killed_${++n}`;
+      const other = queue(name);
+      await other.enqueue([{ id: 'a', payload: 1 }]);
+      // A worker in another process (the built backend), holding the task with a 10-minute lease.
+      const mod = join(import.meta.dirname, '..', '..', 'dist', 'src', 'backend', 'pg', 'pg-queue.js');
+      const script = `
+        const { PgQueue } = await import(${JSON.stringify(mod)});
+        const q = new PgQueue({ name: ${JSON.stringify(name)}, setting: { url: ${JSON.stringify(db.url)}, source: 'test', schema: 'cases' } });
+        const got = await q.claim({ owner: { id: 'child-' + process.pid, pid: process.pid, host: 'child-host' }, max: 1, lease_ms: 600000 });
+        process.stdout.write('held ' + got.length + '\\n');
+        setInterval(() => {}, 1000);`;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      const exited = new Promise((r) => child.on('exit', r));
+      await until(async () => (out.includes('held 1') ? true : undefined));
+      expect(await other.claim({ owner: owner('other'), max: 1, lease_ms: 60_000 })).toEqual([]);
+      const t0 = Date.now();
+      child.kill('SIGKILL');
+      await exited;
+      const [got] = await until(async () => {
+        const r = await other.claim({ owner: owner('other'), max: 1, lease_ms: 60_000 });
+        return r.length ? r : undefined;
+      });
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      expect(got!.task.errors[0]).toMatchObject({ kind: 'owner_gone', message: `worker process ${child.pid} on child-host is gone` });
+      await other.close();
+    });
+  });
+
   it('back-pressure is exact under 4 concurrent enqueuers', async () => {
     const name = `bp_${++n}`;
     const max = 100;
@@ -239,6 +301,7 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
   it('counters equal count(*), and every answer equals the in-memory reference, after random operation sequences', async () => {
     const direct = new pg.Client({ connectionString: db.url });
     await direct.connect();
+    const shared = pool(db.url, 2);
     const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
     const owners = [owner('o1'), owner('o2')];
     const op = fc.oneof(
@@ -256,7 +319,7 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
       fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 40 }), async (ops) => {
         const clock = new FakeClock();
         const name = `model_${++n}`;
-        const p = queue(name, { schema: 'model', now: clock.now, dbNow: clock.now, max_attempts: 2 });
+        const p = queue(name, { schema: 'model', pool: shared, now: clock.now, dbNow: clock.now, max_attempts: 2 });
         const m = new MemoryQueue({ name, max_attempts: 2, now: clock.now, ownerAlive: () => true });
         const leases: { id: string; lease: import('../../src/queue/types.js').Lease }[] = [];
         try {

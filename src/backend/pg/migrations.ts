@@ -1,6 +1,7 @@
 import { MetaspnError } from '../../guard/errors.js';
 import { inTransaction, pgError, type PgPool } from './connection.js';
 import { SCHEMA_V1 } from './schema-v1.js';
+import { SCHEMA_V2 } from './schema-v2.js';
 import { SCHEMA_NAME, targetOf, type PgSetting } from './setting.js';
 
 /**
@@ -18,7 +19,10 @@ export interface Migration {
 }
 
 /** Every migration, in order. Append only: a released migration is never edited. */
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'queue', sql: SCHEMA_V1 }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'queue', sql: SCHEMA_V1 },
+  { version: 2, name: 'presence', sql: SCHEMA_V2 },
+];
 
 /** The schema version this code writes. */
 export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -33,6 +33,8 @@ export interface Statements {
   fail: string;
   reclaim: string;
   leaseOwners: string;
+  goneOwners: string;
+  workerTable: string;
   retry: string;
   cancel: string;
   discard: string;
@@ -139,6 +141,18 @@ function build(S: string): Statements {
     leaseOwners: `
       SELECT DISTINCT k.owner, w.pid, w.host FROM ${T} k LEFT JOIN ${S}.worker w ON w.owner = k.owner
        WHERE k.queue = $1 AND k.state = 2`,
+    // Owners of this queue's leases whose presence lock (presence.ts) is no longer held: their
+    // session ended. Owners without presence (lock_key NULL) are left to lease expiry.
+    goneOwners: `
+      SELECT DISTINCT k.owner, w.pid, w.host FROM ${T} k JOIN ${S}.worker w ON w.owner = k.owner
+       WHERE k.queue = $1 AND k.state = 2 AND w.lock_key IS NOT NULL
+         AND NOT EXISTS (
+           SELECT 1 FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND l.classid = ((w.lock_key >> 32) & 4294967295)::oid
+              AND l.objid = (w.lock_key & 4294967295)::oid)`,
+    workerTable: `${S}.worker`,
     retry: `
       WITH sel AS MATERIALIZED (
         SELECT id, nextval('${S}.ready_seq') AS rs FROM (
