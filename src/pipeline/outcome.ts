@@ -30,7 +30,7 @@ export function drainFailure(queue: string, d: StageDrain, stopped: boolean): Dr
         message:
           first.reason?.kind === 'contract'
             ? `${what}; fix the input or the step and re-run (changed inputs give new tasks; retrying these would run them as they were)`
-            : `${what}; fix the cause, then \`metaspn queue retry ${queue}\` and re-run`,
+            : `${what}; fix the cause and re-run (a run takes its own dead tasks back with fresh attempts)`,
       },
       exit,
     };

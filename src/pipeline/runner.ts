@@ -385,9 +385,11 @@ async function runStep(o: RunPartitionOptions, d: RunnerDeps, st: RunState, s: S
       exit_code = failure.exit;
     }
   } catch (err) {
+    // A stop that left tasks unfinished is what ended the step (11), whatever reading its outputs threw.
+    const stopped = o.stop.aborted ? drainFailure(queueName, drain, true) : null;
     const e = toMetaspnError(err);
-    error = { class: (err as Error)?.name ?? 'Error', message: e.message };
-    exit_code = e.exitCode;
+    error = stopped?.error ?? { class: (err as Error)?.name ?? 'Error', message: e.message };
+    exit_code = stopped?.exit ?? e.exitCode;
   }
   const finished = new Date(now());
   const manifest: Manifest & Record<string, unknown> = {

@@ -185,10 +185,12 @@ async function finishStage(env: S1Env, r: DateRun, stage: StageName, drain: Stag
       }
     }
   } catch (err) {
-    // The stage's report survives a failure to read its outputs back: the manifest says why.
+    // The stage's report survives a failure to read its outputs back: the manifest says why. A
+    // stop that left tasks unfinished is what ended the stage (11), whatever the outputs read.
+    const stopped = env.stop.aborted ? drainFailure(stage, drain, true) : null;
     const e = toMetaspnError(err);
-    error = { class: (err as Error)?.name ?? 'Error', message: e.message };
-    exit_code = e.exitCode;
+    error = stopped?.error ?? { class: (err as Error)?.name ?? 'Error', message: e.message };
+    exit_code = stopped?.exit ?? e.exitCode;
   }
   const finished = new Date();
   const manifest: Manifest & { provisional: boolean; inputs: S1ManifestInput[] } = {
