@@ -39,7 +39,12 @@ export class QueueHandles {
 
   /** Opens the queues and loads their logs now (a stats round each), so the first write does not pay for it. */
   async preload(workers: readonly string[]): Promise<void> {
-    for (const w of workers.slice(0, this.max)) await this.use(w, (q) => q.stats());
+    for (const w of workers.slice(0, this.max)) {
+      if (this.closed) return;
+      await this.use(w, (q) => q.stats());
+      // Requests that arrived while this queue loaded are answered before the next one loads.
+      await new Promise((r) => setImmediate(r));
+    }
   }
 
   private handle(worker: string): { q: Queue; busy: number } {

@@ -56,7 +56,7 @@ export interface OpsContext {
   listenHost?: string;
   /** More host names to answer (`--allowed-host`), besides METASPN_ALLOWED_HOSTS. */
   allowedHosts?: string[];
-  /** Open every existing queue (load its log) before answering, so no write pays for it. Default false. */
+  /** Open every existing queue (load its log) once the server listens, so no later write pays for it. Default false. */
   preloadQueues?: boolean;
 }
 
@@ -181,7 +181,21 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
   const api = registerApi(app, ctx);
   registerOpsPage(app, ctx);
   app.addHook('onClose', async () => api.close());
-  if (ctx.preloadQueues) await api.preload(existingQueues(ctx.ws));
+  if (ctx.preloadQueues) {
+    // After the server listens, not before: opening 300k-task queues takes seconds, and a request
+    // meanwhile opens the queue it needs itself. A failed preload only costs the first write its open.
+    app.addHook('onListen', async () => {
+      // On a later turn of the event loop: listen() resolves (and serve says where it listens) first.
+      setImmediate(() => {
+        const t0 = performance.now();
+        const names = existingQueues(ctx.ws);
+        api
+          .preload(names)
+          .then(() => ctx.log.info({ event: 'ops_queues_preloaded', queues: names.length, ms: Math.round(performance.now() - t0) }, 'queues preloaded'))
+          .catch((err: unknown) => ctx.log.warn({ event: 'ops_preload_failed', error: (err as Error).message }, 'preloading the queues failed'));
+      });
+    });
+  }
   return app;
 }
 

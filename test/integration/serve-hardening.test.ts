@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { run, spec, tempWorkspace } from './cli.js';
+import { run, spec, tempWorkspace, waitFor } from './cli.js';
 import { hmac, hmacRequest, http, startServe, type Served } from './serve-process.js';
 
 const TOKEN = 'hardening-token-0123456789';
@@ -290,6 +290,15 @@ describe('metaspn serve: writes on a large queue', () => {
       await during;
       expect(healthMs).toBeLessThan(median(small) * 3 + 150);
       expect(((await http('GET', `${s.url}/api/queues/big`)).json as { ready: number }).ready).toBe(80_008);
+      // The queues were opened after the server listened, not before (the log is flushed within a second).
+      const events = (): (string | undefined)[] =>
+        readFileSync(join(ws, 'logs', 'metaspn.jsonl'), 'utf8')
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => (JSON.parse(l) as { event?: string }).event);
+      await waitFor(() => events().includes('ops_queues_preloaded'), 10_000, 'the preload to be logged');
+      expect(events().indexOf('serve_start')).toBeGreaterThanOrEqual(0);
+      expect(events().indexOf('ops_queues_preloaded')).toBeGreaterThan(events().indexOf('serve_start'));
     });
   }, 180_000);
 });
