@@ -20,6 +20,16 @@ export function backendFor(cfg: WorkspaceConfig, flag: string | undefined): PgSe
   return resolveBackend({ flag, env: process.env, config: cfg.backend, configFile: cfg.file });
 }
 
+/** The queues the database knows (enqueued to or paused there), sorted. */
+export async function pgQueueNames(setting: PgSetting): Promise<string[]> {
+  const q = new PgQueue({ name: 'queues', setting });
+  try {
+    return [...(await q.queueNames())].sort();
+  } finally {
+    await q.close();
+  }
+}
+
 /** True when the database knows queue `name` (it was enqueued to or paused there). */
 export async function pgQueueExists(setting: PgSetting, name: string): Promise<boolean> {
   const q = new PgQueue({ name, setting });

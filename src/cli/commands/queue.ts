@@ -22,7 +22,8 @@ import { setExitCode } from '../exit.js';
 import { openSession } from '../session.js';
 import { targetOf, type PgSetting } from '../../backend/pg/setting.js';
 import { loadConfig } from '../../config/load.js';
-import { backendFor, databaseUrlOption, pgQueueExists } from '../backend.js';
+import { backendFor, databaseUrlOption, pgQueueExists, pgQueueNames } from '../backend.js';
+import { nearest } from '../../config/nearest.js';
 
 /**
  * The dead-letter files of a worker, made consistent with its queue log first when they may not be:
@@ -77,8 +78,10 @@ async function knownQueueOn(ws: WorkspacePaths, worker: string, pg: PgSetting | 
   if (!pg) return knownQueue(ws, worker);
   assertQueueName(worker);
   if (bundledQueues().includes(worker) || (await pgQueueExists(pg, worker))) return worker;
-  throw new UsageError(`unknown worker "${worker}": no queue of that name in PostgreSQL schema ${pg.schema} at ${targetOf(pg.url)}`, {
-    hint: `bundled workers: ${bundledQueues().join(', ')}; a new queue starts with \`metaspn queue enqueue ${worker} …\``,
+  const names = [...new Set([...bundledQueues(), ...(await pgQueueNames(pg))])].sort();
+  const near = nearest(worker, names);
+  throw new UsageError(`unknown worker "${worker}": no queue of that name in PostgreSQL schema ${pg.schema} at ${targetOf(pg.url)}${near ? `; did you mean ${near}?` : ''}`, {
+    hint: `queues there: ${names.join(', ')}; \`metaspn queue list\` shows their counts`,
   });
 }
 
@@ -106,17 +109,13 @@ export function registerQueue(program: Command): void {
     .command('list')
     .description('every queue of the workspace with its counts (ready, scheduled, leased, dead, completed, cancelled, paused)')
     .option('--workspace <dir>', 'workspace folder', '.')
+    .addOption(databaseUrlOption())
     .option('--json', 'print JSON')
-    .action((o: WsOpts) => {
+    .action(async (o: WsOpts) => {
       const ws = openWorkspace(o.workspace);
+      const pg = backendOfWs(ws, o.databaseUrl);
       const now = Date.now();
-      const queues: (QueueView | { queue: string; error: string })[] = queueNamesOf(ws).map((name) => {
-        try {
-          return queueView(ws, name, now);
-        } catch (err) {
-          return { queue: name, error: (err as Error).message };
-        }
-      });
+      const queues = pg ? await pgQueueViews(ws, pg, now) : queueNamesOf(ws).map((name) => viewOrError(name, () => queueView(ws, name, now)));
       // A queue whose counts do not read back is named, the others still listed: exit 30.
       if (queues.some((v) => 'error' in v)) setExitCode(EXIT.STATE_CORRUPT);
       if (o.json) return printJson({ workspace: ws.root, now, queues });
@@ -192,6 +191,7 @@ export function registerQueue(program: Command): void {
     .option('--all', 'every dead letter of the worker')
     .option('--reason <text>', 'why (required but with --dry-run): recorded on each task and in the ledger')
     .option('--dry-run', 'print what would be discarded, change nothing')
+    .addOption(databaseUrlOption())
     .option('--json', 'print JSON')
     .action(async (worker: string, o: WsOpts & { taskId?: string[]; all?: boolean; reason?: string; dryRun?: boolean }) => {
       if ((o.taskId === undefined) === !o.all) throw new UsageError('give --task-id ID (repeatable) or --all, one of the two');
@@ -201,8 +201,9 @@ export function registerQueue(program: Command): void {
         if (bad) throw new UsageError(`--task-id: ${bad}`);
       }
       const s = openSession(o.workspace);
-      knownQueue(s.ws, worker);
-      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger);
+      const pg = backendFor(s.cfg, o.databaseUrl);
+      await knownQueueOn(s.ws, worker, pg);
+      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
       try {
         const r = await discardDeadLetters(s.ws, q, { worker, ids: o.all ? 'all' : o.taskId!, reason: o.reason ?? '', by: s.actor, dryRun: !!o.dryRun }, s.log.logger);
         if (o.json) return printJson(r);
@@ -298,6 +299,32 @@ export function registerQueue(program: Command): void {
         }
       });
   }
+}
+
+function viewOrError(name: string, read: () => QueueView): QueueView | { queue: string; error: string } {
+  try {
+    return read();
+  } catch (err) {
+    return { queue: name, error: (err as Error).message };
+  }
+}
+
+/** Every queue of the database (and the bundled workers'), with its stats read through the backend. */
+async function pgQueueViews(ws: WorkspacePaths, pg: PgSetting, now: number): Promise<(QueueView | { queue: string; error: string })[]> {
+  const s = openSession(ws.root);
+  const out: (QueueView | { queue: string; error: string })[] = [];
+  for (const name of [...new Set([...bundledQueues(), ...(await pgQueueNames(pg))])].sort()) {
+    const q = openQueue(ws, name, policyFor(s.cfg, name), s.log.logger, pg);
+    try {
+      const st = await q.stats();
+      out.push({ ...st, oldest_ready_age_s: st.oldest_ready_at === null ? null : Math.max(0, (now - st.oldest_ready_at) / 1000) });
+    } catch (err) {
+      out.push({ queue: name, error: (err as Error).message });
+    } finally {
+      await q.close();
+    }
+  }
+  return out;
 }
 
 /** `queue list`: one line per queue, like sidekiqmon's queue table. */
