@@ -28,6 +28,16 @@ export function unknownQueueError(ws: WorkspacePaths, name: string): UsageError 
   });
 }
 
+/**
+ * For a queue about to be created (an enqueue, a worker draining it): the existing queue its name is
+ * one typo away from, or null (the queue exists, or nothing is close). Enqueueing to a new queue is
+ * allowed; the caller warns.
+ */
+export function nearQueueOfNew(ws: WorkspacePaths, name: string): string | null {
+  const names = queueNamesOf(ws);
+  return names.includes(name) ? null : nearest(name, names);
+}
+
 export interface QueueView extends QueueStats {
   oldest_ready_age_s: number | null;
 }

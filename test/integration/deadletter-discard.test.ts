@@ -1,6 +1,6 @@
 // `metaspn queue deadletter discard`, `queue list` and the nearest queue name for a typo, driven as
 // real subprocesses in temp workspaces: exit codes, output, the dead-letter files and the ledger.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run, spec, tempWorkspace } from './cli.js';
@@ -185,5 +185,16 @@ describe('queue list and typo\'d queue names', () => {
     const exp = await run(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardWorker', '--workspace', ws, '--once']);
     expect(exp.code).toBe(64);
     oneLineError(exp.stderr, /^error: module metaspn_ops\.workers\.s1 has no export "ProjectRewardWorker": did you mean ProjectRewardsWorker\?/);
+    // Enqueueing makes a new queue (allowed), but one a typo away from an existing queue is warned about.
+    const enq = await run(['queue', 'enqueue', 'contrct', '--workspace', ws, '--payload', '{"n":1}']);
+    expect(enq.code, enq.stderr).toBe(0);
+    expect(enq.stderr).toBe('warning: contrct is a new queue; did you mean contract? (its tasks wait there until a worker of contrct runs)\n');
+    const again = await run(['queue', 'enqueue', 'contrct', '--workspace', ws, '--payload', '{"n":2}']);
+    expect([again.code, again.stderr]).toEqual([0, '']);
+    // A worker whose module names a queue one typo away from an existing one drains nothing: said so.
+    writeFileSync(join(ws, 'typo.mjs'), "export const W = { name: 'settle_seasn', handle() {} };\n");
+    const w = await run(['worker', 'run', './typo.mjs:W', '--workspace', ws, '--once'], { cwd: ws });
+    expect(w.code, w.stderr).toBe(0);
+    expect(w.stderr).toBe('warning: settle_seasn (the queue of ./typo.mjs:W) has no tasks and no folder yet; did you mean settle_season?\n');
   });
 });

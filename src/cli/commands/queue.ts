@@ -16,7 +16,7 @@ import { safeExists } from '../../storage/safe-path.js';
 import { ago, isoSeconds, printJson, table, truncate } from '../format.js';
 import { collect, openWorkspace } from '../options.js';
 import { discardDeadLetters } from '../../ops/discard.js';
-import { queueNamesOf, queueView, unknownQueueError, type QueueView } from '../../ops/workspace-view.js';
+import { nearQueueOfNew, queueNamesOf, queueView, unknownQueueError, type QueueView } from '../../ops/workspace-view.js';
 import { EXIT } from '../../guard/exit-codes.js';
 import { setExitCode } from '../exit.js';
 import { openSession } from '../session.js';
@@ -268,10 +268,14 @@ export function registerQueue(program: Command): void {
       // Every task is checked before the workspace is touched: a bad one and nothing is written.
       const tasks = o.file !== undefined ? readTaskFile(o.file) : [taskFromPayload(o.payload!, o.id)];
       const s = openSession(o.workspace);
-      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, backendFor(s.cfg, o.databaseUrl));
+      const pg = backendFor(s.cfg, o.databaseUrl);
+      // A new queue is allowed; one a typo away from an existing queue is most likely a typo.
+      const near = pg ? null : nearQueueOfNew(s.ws, worker);
+      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
       try {
         const r = await q.enqueue(tasks);
         s.log.logger.info({ event: 'enqueue', worker, added: r.added.length, existing: r.existing.length }, 'enqueued');
+        if (near) process.stderr.write(`warning: ${worker} is a new queue; did you mean ${near}? (its tasks wait there until a worker of ${worker} runs)\n`);
         if (o.json) return printJson({ worker, ...r });
         process.stdout.write(`enqueued ${r.added.length} task(s) to ${worker}; ${r.existing.length} already present\n`);
       } finally {

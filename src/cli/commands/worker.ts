@@ -15,6 +15,7 @@ import { Ledger } from '../../storage/ledger.js';
 import { sleep } from '../../runtime/sleep.js';
 import { setExitCode } from '../exit.js';
 import { backendFor, databaseUrlOption } from '../backend.js';
+import { nearQueueOfNew } from '../../ops/workspace-view.js';
 import { printJson } from '../format.js';
 import { positiveInt } from '../options.js';
 import { openSession } from '../session.js';
@@ -70,7 +71,11 @@ export function registerWorker(program: Command): void {
       const own = { ...(worker.defaults ?? {}), ...(worker.isolation !== undefined ? { isolation: worker.isolation } : {}) };
       const policy = policyFor(s.cfg, worker.name, own, { concurrency: o.concurrency, poll_ms: o.pollMs, isolation: o.isolation });
       const isolation = policy.isolation ?? DEFAULT_ISOLATION;
-      const queue = openQueue(s.ws, worker.name, policy, log, backendFor(s.cfg, o.databaseUrl));
+      const pg = backendFor(s.cfg, o.databaseUrl);
+      // The worker's queue name comes from its module: one a typo away from an existing queue drains nothing.
+      const near = pg ? null : nearQueueOfNew(s.ws, worker.name);
+      if (near) process.stderr.write(`warning: ${worker.name} (the queue of ${spec}) has no tasks and no folder yet; did you mean ${near}?\n`);
+      const queue = openQueue(s.ws, worker.name, policy, log, pg);
       const signals = stopSignals(log);
       const t0 = Date.now();
       const init = { logger: log, workspace: s.ws, env: { config: s.cfg } };
