@@ -4,17 +4,6 @@ import { toMetaspnError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';
 import { takeJsonPrinted } from './format.js';
 import { EXIT } from '../guard/exit-codes.js';
-import { registerAlerts } from './commands/alerts.js';
-import { registerDb } from './commands/db.js';
-import { registerDoctor } from './commands/doctor.js';
-import { registerLock } from './commands/lock.js';
-import { registerPipeline } from './commands/pipeline.js';
-import { registerQueue } from './commands/queue.js';
-import { registerReport } from './commands/report.js';
-import { registerRuns } from './commands/runs.js';
-import { registerServe } from './commands/serve.js';
-import { registerVerify } from './commands/verify.js';
-import { registerWorker } from './commands/worker.js';
 import { takeExitCode } from './exit.js';
 import { commandLog, flushLogs } from './session.js';
 
@@ -27,26 +16,60 @@ function version(): string {
   }
 }
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * The core's top-level commands, each loaded only when asked for: a command's module pulls in what
+ * it needs (the HTTP server, the metrics registry, the database driver), and loading everything
+ * made every invocation, `--version` included, cost most of a second.
+ */
+const COMMANDS: Readonly<Record<string, () => Promise<Register>>> = {
+  pipeline: async () => (await import('./commands/pipeline.js')).registerPipeline,
+  queue: async () => (await import('./commands/queue.js')).registerQueue,
+  worker: async () => (await import('./commands/worker.js')).registerWorker,
+  lock: async () => (await import('./commands/lock.js')).registerLock,
+  runs: async () => (await import('./commands/runs.js')).registerRuns,
+  doctor: async () => (await import('./commands/doctor.js')).registerDoctor,
+  serve: async () => (await import('./commands/serve.js')).registerServe,
+  alerts: async () => (await import('./commands/alerts.js')).registerAlerts,
+  report: async () => (await import('./commands/report.js')).registerReport,
+  // registerReport adds `baseline` too.
+  baseline: async () => (await import('./commands/report.js')).registerReport,
+  verify: async () => (await import('./commands/verify.js')).registerVerify,
+  db: async () => (await import('./commands/db.js')).registerDb,
+};
+
+/** The command a command line names: its first argument that is not an option (`metaspn --json queue …` has none before it). */
+function commandOf(argv: readonly string[]): string | undefined {
+  const first = argv.slice(2)[0];
+  return first !== undefined && !first.startsWith('-') ? first : undefined;
+}
+
+/**
+ * The CLI with the commands `argv` needs: the one it names (a core command or a bundled
+ * pipeline's), or every command when it names none or one that does not exist (help, `--version`
+ * and commander's "did you mean" list them all). Without `argv`: every command.
+ */
+export async function buildProgram(argv?: readonly string[]): Promise<Command> {
   const program = new Command('metaspn')
     .description('CLI-first job orchestrator with durable file-backed queues (Season 1 pipeline bundled)')
     .version(version())
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'error: ').trimEnd() + '\n') });
+  const name = argv ? commandOf(argv) : undefined;
+  // `metaspn --version` needs no command at all.
+  const args = argv?.slice(2) ?? [];
+  if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) return program;
+  const bundled = bundledPipelines();
+  const owner = name === undefined ? undefined : bundled.find((p) => p.commandNames?.includes(name));
+  const core = name !== undefined && Object.hasOwn(COMMANDS, name) ? name : undefined;
+  const all = owner === undefined && core === undefined;
   // Bundled pipelines' own commands (Season 1: `s1 …`, `smoke`), registered by the entry point.
-  for (const p of bundledPipelines()) p.commands?.(program);
-  registerPipeline(program);
-  registerQueue(program);
-  registerWorker(program);
-  registerLock(program);
-  registerRuns(program);
-  registerDoctor(program);
-  registerServe(program);
-  registerAlerts(program);
-  registerReport(program);
-  registerVerify(program);
-  registerDb(program);
+  for (const p of bundled) if (all || p === owner) await p.commands?.(program);
+  const registers = new Set<Register>();
+  for (const [n, load] of Object.entries(COMMANDS)) if (all || n === core) registers.add(await load());
+  for (const register of registers) register(program);
   // Every subcommand reports usage errors through the same exit code (64).
   const walk = (c: Command): void => {
     c.exitOverride();
@@ -58,7 +81,7 @@ export function buildProgram(): Command {
 
 /** Runs the CLI; returns the exit code. Only this layer decides process exit codes. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   takeJsonPrinted();
   try {
     await program.parseAsync(argv);

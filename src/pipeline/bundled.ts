@@ -30,8 +30,10 @@ export interface BundledPipeline {
    * @throws DataInvalidError naming the file, key and rule.
    */
   config?: { keys: readonly string[]; resolve(raw: Record<string, unknown> | undefined, file: string, all: Record<string, unknown>): Record<string, unknown> };
-  /** Registers its commands on the CLI (`metaspn s1 …`, `metaspn smoke`). */
-  commands?(program: Command): void;
+  /** The top-level commands it registers (`s1`, `smoke`): the CLI loads its commands only when one of these is asked for. */
+  commandNames?: readonly string[];
+  /** Registers its commands on the CLI (`metaspn s1 …`, `metaspn smoke`); may load their modules first. */
+  commands?(program: Command): void | Promise<void>;
   /** Worker modules `worker run <module>:<Export>` knows by name, as file URLs. */
   workerModules?: Readonly<Record<string, string>>;
   /** Queues `queue stats` knows before any task exists. */

@@ -14,8 +14,8 @@ import { guardrailsSchema } from '../../workers/s1/guardrails.js';
 const entries = Object.entries(LIMITS) as [LimitKey, Limit][];
 
 describe('the table of limits', () => {
-  it('has a range for every number flag of every command', () => {
-    buildProgram();
+  it('has a range for every number flag of every command', async () => {
+    await buildProgram();
     expect(NUMBER_FLAGS.size).toBeGreaterThan(10);
     const missing = [...NUMBER_FLAGS].filter((f) => limitOfFlag(f) === undefined);
     expect(missing).toEqual([]);

@@ -7,7 +7,6 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Command } from 'commander';
 import { configSection, type WorkspaceConfig } from '../../src/config/load.js';
-import { checkPointers } from '../../src/doctor/records.js';
 import type { Findings } from '../../src/doctor/finding.js';
 import { DataInvalidError } from '../../src/guard/errors.js';
 import type { BundledPipeline } from '../../src/pipeline/bundled.js';
@@ -16,11 +15,6 @@ import { guardrailsSchema, type Guardrails } from './guardrails.js';
 import { STORE_FILES } from './context.js';
 import { STAGES } from './ids.js';
 import { planRun } from './plan.js';
-import { readWeightedSignals } from './signals.js';
-import { staleFindings } from './stale.js';
-import { registerS1 } from './cli/s1.js';
-import { registerSmoke } from './cli/smoke.js';
-import { retryS1Run } from './cli/retry.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
 
 declare module '../../src/config/load.js' {
@@ -36,6 +30,8 @@ declare module '../../src/config/load.js' {
 const INPUT = 's1_signals.jsonl';
 
 async function doctorS1(ws: WorkspacePaths, cfg: WorkspaceConfig, f: Findings): Promise<void> {
+  // Loaded when doctor runs: the other commands do not pay for them.
+  const [{ checkPointers }, { readWeightedSignals }, { staleFindings }] = await Promise.all([import('../../src/doctor/records.js'), import('./signals.js'), import('./stale.js')]);
   await checkPointers(ws, 's1', STORE_FILES, f);
   const input = join(ws.inputs, INPUT);
   if (!existsSync(input)) return;
@@ -60,7 +56,10 @@ export const s1Bundle: BundledPipeline = {
       guardrails: configSection(file, all, 'guardrails', guardrailsSchema),
     }),
   },
-  commands: (program: Command) => {
+  commandNames: ['s1', 'smoke'],
+  // Loaded only when `metaspn s1 …` or `metaspn smoke` is asked for.
+  commands: async (program: Command) => {
+    const [{ registerS1 }, { registerSmoke }] = await Promise.all([import('./cli/s1.js'), import('./cli/smoke.js')]);
     registerS1(program);
     registerSmoke(program);
   },
@@ -71,5 +70,5 @@ export const s1Bundle: BundledPipeline = {
     const plan = planRun(cfg.s1, req.date, req.asOf ?? undefined);
     return { date: plan.date, as_of: plan.as_of, args: ['s1', 'run-local', '--workspace', ws.root, '--date', plan.date, ...(req.asOf ? ['--as-of', plan.as_of] : [])] };
   },
-  retry: retryS1Run,
+  retry: async (o) => (await import('./cli/retry.js')).retryS1Run(o),
 };
