@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createPool, type PgPool } from '../../src/backend/pg/connection.js';
 import { PgQueue } from '../../src/backend/pg/pg-queue.js';
 import { statements } from '../../src/backend/pg/statements.js';
@@ -298,9 +298,27 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     await Promise.all([fast.close(), slow.close()]);
   });
 
+  it('an enqueue that adds some ids and reruns others makes them ready in the order given, as the in-memory reference does', async () => {
+    const clock = new FakeClock();
+    const name = `order_${++n}`;
+    const p = queue(name, { now: clock.now, dbNow: clock.now });
+    const m = new MemoryQueue({ name, now: clock.now });
+    for (const q of [p, m] as Queue[]) {
+      await q.enqueue([{ id: 'a', payload: 1 }]);
+      const [h] = await q.claim({ owner: owner('o'), max: 1, lease_ms: 1000 });
+      await q.complete('a', h!.lease);
+      expect(await q.enqueue([{ id: 'z', payload: 0 }, { id: 'a', payload: 1 }, { id: 'f', payload: 2 }], { rerun_completed: true, by: 'r' })).toEqual({ added: ['z', 'f'], existing: [], rerun: ['a'] });
+    }
+    const order = async (q: Queue) => (await q.claim({ owner: owner('o'), max: 5, lease_ms: 1000 })).map((x) => x.task.id);
+    expect(await order(p)).toEqual(['z', 'a', 'f']);
+    expect(await order(m)).toEqual(['z', 'a', 'f']);
+    await p.close();
+  });
+
   it('counters equal count(*), and every answer equals the in-memory reference, after random operation sequences', async () => {
     const direct = new pg.Client({ connectionString: db.url });
     await direct.connect();
+    onTestFinished(() => direct.end());
     const shared = pool(db.url, 2);
     const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
     const owners = [owner('o1'), owner('o2')];
@@ -385,6 +403,5 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
       }),
       { numRuns: 60 },
     );
-    await direct.end();
   });
 });

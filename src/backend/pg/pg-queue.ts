@@ -60,7 +60,26 @@ export interface PgQueueOptions extends QueueOptions {
    * `ownerAlive` is given (that judge decides instead).
    */
   presence?: boolean;
+  /**
+   * Group-commit window of lease operations (start, renew, complete, release), in ms: the calls
+   * made within it share one statement per kind. Default 2; 0: the next turn of the event loop.
+   */
+  ack_window_ms?: number;
 }
+
+type AckKind = 'start' | 'renew' | 'complete' | 'release';
+
+interface AckOp {
+  kind: AckKind;
+  id: string;
+  lease: Lease;
+  /** renew: the lease length. */
+  ms: number;
+  resolve(ok: boolean): void;
+  reject(err: unknown): void;
+}
+
+const ACK_WHAT: Record<AckKind, string> = { start: 'starting a task', renew: 'renewing a lease', complete: 'completing a task', release: 'releasing a task' };
 
 /**
  * The PostgreSQL backend of {@link Queue}: the file backend's semantics (src/queue/state.ts), with
@@ -103,6 +122,10 @@ export class PgQueue implements Queue {
   private readonly presence: boolean;
   private readonly presences: PresenceHandle[] = [];
   private presenceCheckedAt = 0;
+  private readonly ackWindow: number;
+  private acks: AckOp[] = [];
+  private ackTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  private acking = false;
   private schemaReady: Promise<void> | null = null;
   private hasRow = false;
   private closed = false;
@@ -125,6 +148,7 @@ export class PgQueue implements Queue {
     this.alive = opts.ownerAlive;
     this.dbNow = opts.dbNow;
     this.presence = opts.presence !== false && opts.ownerAlive === undefined;
+    this.ackWindow = opts.ack_window_ms ?? 2;
   }
 
   async enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {
@@ -171,6 +195,10 @@ export class PgQueue implements Queue {
           if (others.length) {
             const r = await c.query<{ id: string }>(this.sql.rerun, [this.name, this.nowParam(), wall, opts.by ?? 'rerun', others]);
             rerunSet = new Set(r.rows.map((x) => x.id));
+            if (rerunSet.size && addedSet.size) {
+              const both = unique.filter((t) => addedSet.has(t.id) || rerunSet.has(t.id)).map((t) => t.id);
+              await c.query(this.sql.reorder, [this.name, both]);
+            }
           }
         }
         return { added: addedSet, rerun: rerunSet };
@@ -223,13 +251,11 @@ export class PgQueue implements Queue {
   }
 
   async start(id: string, lease: Lease): Promise<boolean> {
-    await this.ready('starting a task');
-    const r = await this.run('starting a task', () => this.pool.query(this.sql.start, [this.name, id, lease.fence, lease.owner]));
-    return r.rowCount === 1;
+    return this.ack('start', id, lease);
   }
 
   async renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean> {
-    return this.leaseOp(this.sql.renew, 'renewing a lease', id, lease, [lease_ms]);
+    return this.ack('renew', id, lease, lease_ms);
   }
 
   /**
@@ -240,16 +266,11 @@ export class PgQueue implements Queue {
    * @throws MetaspnError BUSINESS_SKIP (11) when the database stays unreachable meanwhile.
    */
   async complete(id: string, lease: Lease): Promise<boolean> {
-    try {
-      return await this.leaseOp(this.sql.complete, 'completing a task', id, lease);
-    } catch (err) {
-      if (!isUnavailable((err as { cause?: unknown }).cause ?? err)) throw err;
-      return this.settleCompletion(id, lease, err);
-    }
+    return this.ack('complete', id, lease);
   }
 
   async release(id: string, lease: Lease): Promise<boolean> {
-    return this.leaseOp(this.sql.release, 'releasing a task', id, lease);
+    return this.ack('release', id, lease);
   }
 
   async fail(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>, delay_ms: number): Promise<FailOutcome> {
@@ -391,6 +412,16 @@ export class PgQueue implements Queue {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // Acknowledgements already asked for are written first.
+    if (this.ackTimer !== null) {
+      clearTimeout(this.ackTimer as NodeJS.Timeout);
+      clearImmediate(this.ackTimer as NodeJS.Immediate);
+      this.ackTimer = null;
+    }
+    while (this.acks.length || this.acking) {
+      if (!this.acking) await this.flushAcks();
+      else await new Promise((r) => setImmediate(r));
+    }
     this.closed = true;
     await Promise.all(this.presences.map((p) => p.release()));
     await this.lease?.release();
@@ -408,7 +439,7 @@ export class PgQueue implements Queue {
         if (!row) return false;
         if (row.state === 3 && Number(row.fence) === lease.fence) return true;
         if (row.state === 2 && Number(row.fence) === lease.fence && row.owner === lease.owner) {
-          return (await this.pool.query(this.sql.complete, [this.name, this.nowParam(), id, lease.fence, lease.owner])).rowCount === 1;
+          return (await this.pool.query(this.sql.complete, [this.name, this.nowParam(), [id], [lease.fence], [lease.owner]])).rowCount === 1;
         }
         return false;
       } catch (err) {
@@ -433,10 +464,64 @@ export class PgQueue implements Queue {
     await this.run(paused ? 'pausing' : 'resuming', () => this.pool.query(this.sql.pause, [this.name, paused, by, this.wallIso()]));
   }
 
-  private async leaseOp(sql: string, what: string, id: string, lease: Lease, extra: unknown[] = []): Promise<boolean> {
-    await this.ready(what);
-    const r = await this.run(what, () => this.pool.query(sql, [this.name, this.nowParam(), id, lease.fence, lease.owner, ...extra]));
-    return r.rowCount === 1;
+  /**
+   * Lease operations are group-committed: the calls of one ack window (`ack_window_ms`) become one
+   * statement per kind. An id already in the window waits for the next one, so each id is changed
+   * at most once per statement and calls on one id keep their order.
+   */
+  private ack(kind: AckKind, id: string, lease: Lease, ms = 0): Promise<boolean> {
+    if (this.closed) return Promise.reject(new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed (while ${ACK_WHAT[kind]})`));
+    return new Promise<boolean>((resolve, reject) => {
+      this.acks.push({ kind, id, lease, ms, resolve, reject });
+      if (this.ackTimer === null && !this.acking) {
+        this.ackTimer = this.ackWindow > 0 ? setTimeout(() => void this.flushAcks(), this.ackWindow) : setImmediate(() => void this.flushAcks());
+      }
+    });
+  }
+
+  private async flushAcks(): Promise<void> {
+    this.ackTimer = null;
+    if (this.acking) return;
+    this.acking = true;
+    try {
+      while (this.acks.length) {
+        const now: AckOp[] = [];
+        const later: AckOp[] = [];
+        const ids = new Set<string>();
+        for (const op of this.acks) (ids.has(op.id) ? later : now).push(op);
+        for (const op of now) ids.add(op.id);
+        this.acks = later;
+        await Promise.all((['start', 'renew', 'complete', 'release'] as const).map((k) => this.ackBatch(k, now.filter((o) => o.kind === k))));
+      }
+    } finally {
+      this.acking = false;
+    }
+  }
+
+  /** One statement for the ops of one kind; each op learns whether its lease was held. */
+  private async ackBatch(kind: AckKind, ops: AckOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    const what = ACK_WHAT[kind];
+    try {
+      await this.ready(what);
+      const ids = ops.map((o) => o.id);
+      const fences = ops.map((o) => o.lease.fence);
+      const owners = ops.map((o) => o.lease.owner);
+      const params =
+        kind === 'start'
+          ? [this.name, ids, fences, owners]
+          : [this.name, this.nowParam(), ids, fences, owners, ...(kind === 'renew' ? [ops.map((o) => o.ms)] : [])];
+      const r = await this.run(what, () => this.pool.query<{ id: string }>(this.sql[kind], params));
+      const ok = new Set(r.rows.map((x) => x.id));
+      for (const o of ops) o.resolve(ok.has(o.id));
+    } catch (err) {
+      if (kind === 'complete' && isUnavailable((err as { cause?: unknown }).cause ?? err)) {
+        // Committed or not, nobody can tell: the fence decides, task by task.
+        await Promise.all(ops.map((o) => this.settleCompletion(o.id, o.lease, err).then(o.resolve, o.reject)));
+        return;
+      }
+      for (const o of ops) o.reject(err);
+    }
   }
 
   /** The state the failure left (1 scheduled, 0 ready, 4 dead), or null: the lease was lost. */

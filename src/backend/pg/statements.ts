@@ -25,6 +25,7 @@ export interface Statements {
   knownCount: string;
   insert: string;
   rerun: string;
+  reorder: string;
   claim: string;
   start: string;
   renew: string;
@@ -58,6 +59,9 @@ export function statements(schema: string): Statements {
 
 function build(S: string): Statements {
   const T = `${S}.task`;
+  /** (id, fence, owner) rows from arrays at `$a`, `$a+1`, `$a+2`. */
+  const pairs = (a: number): string => `unnest($${a}::text[], $${a + 1}::bigint[], $${a + 2}::text[]) AS x(id, fence, owner)`;
+  const held = 'k.queue = $1 AND k.id = x.id AND k.state = 2 AND k.fence = x.fence AND k.owner = x.owner';
   /** The lease is held: id, fence and owner at `$a`, `$a+1`, `$a+2`. */
   const holds = (a: number): string => `k.queue = $1 AND k.id = $${a} AND k.state = 2 AND k.fence = $${a + 1} AND k.owner = $${a + 2}`;
   return {
@@ -82,6 +86,12 @@ function build(S: string): Statements {
              updated_at = $3, retries = k.retries || jsonb_build_array(jsonb_build_object('at', $3::text, 'by', $4::text, 'attempt_count', k.attempt_count))
         FROM sel WHERE k.queue = $1 AND k.id = sel.id
       RETURNING k.id`,
+    // Tasks added and rerun by one enqueue become ready in the order given ($2: their ids, in order).
+    reorder: `
+      WITH o AS MATERIALIZED (
+        SELECT x.id, nextval('${S}.ready_seq') AS rs FROM (
+          SELECT * FROM unnest($2::text[]) WITH ORDINALITY AS u(id, ord) ORDER BY ord) x)
+      UPDATE ${T} AS k SET ready_seq = o.rs FROM o WHERE k.queue = $1 AND k.id = o.id AND k.state = 0`,
     // Due retries first (by due time, then enqueue order), then ready tasks in the order they became
     // ready. MATERIALIZED CTEs and an uncorrelated ARRAY keep the planner on the partial indexes.
     claim: `
@@ -102,11 +112,22 @@ function build(S: string): Statements {
          WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM picked))
         RETURNING ${RECORD}, k.fence::float8 AS fence, ${ms('k.t')} AS expires, ${ms(NOW)} AS now)
       SELECT upd.* FROM upd JOIN picked p USING (id) ORDER BY p.r, p.o`,
-    // Lease operations: $3 id, $4 fence, $5 owner (start: $2 id, $3 fence, $4 owner; it reads no clock).
-    start: `UPDATE ${T} AS k SET started = true WHERE ${holds(2)} RETURNING k.id`,
-    renew: `UPDATE ${T} AS k SET t = greatest(k.t, ${NOW} + $6 * interval '1 ms') WHERE ${holds(3)} RETURNING k.id`,
-    complete: `UPDATE ${T} AS k SET state = 3, owner = NULL, started = false, t = ${NOW} WHERE ${holds(3)} RETURNING k.id`,
-    release: `UPDATE ${T} AS k SET state = 0, owner = NULL, started = false, t = ${NOW}, ready_seq = nextval('${S}.ready_seq') WHERE ${holds(3)} RETURNING k.id`,
+    // Lease operations, batched (one statement per kind and ack window; an id at most once per
+    // batch): $3 ids, $4 fences, $5 owners (start: $2, $3, $4; it reads no clock), renew $6 lease ms.
+    // The ids returned are those whose lease was held; the others were fenced off.
+    start: `UPDATE ${T} AS k SET started = true FROM ${pairs(2)} WHERE ${held} RETURNING k.id`,
+    renew: `
+      UPDATE ${T} AS k SET t = greatest(k.t, ${NOW} + x.ms * interval '1 ms')
+        FROM unnest($3::text[], $4::bigint[], $5::text[], $6::int[]) AS x(id, fence, owner, ms)
+       WHERE ${held} RETURNING k.id`,
+    complete: `UPDATE ${T} AS k SET state = 3, owner = NULL, started = false, t = ${NOW} FROM ${pairs(3)} WHERE ${held} RETURNING k.id`,
+    // Released tasks become ready in the order of the calls (nextval over the ordered rows).
+    release: `
+      WITH x AS MATERIALIZED (
+        SELECT u.*, nextval('${S}.ready_seq') AS rs FROM (
+          SELECT * FROM unnest($3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY AS u(id, fence, owner, ord) ORDER BY ord) u)
+      UPDATE ${T} AS k SET state = 0, owner = NULL, started = false, t = ${NOW}, ready_seq = x.rs
+        FROM x WHERE ${held} RETURNING k.id`,
     // A failed attempt: counted, its error kept; dead when exhausted or $9 (a contract error),
     // else due again after $8 ms (ready at once when $8 <= 0).
     fail: `
@@ -125,14 +146,16 @@ function build(S: string): Statements {
     reclaim: `
       WITH g AS (SELECT * FROM unnest($6::text[], $7::jsonb[]) AS g(owner, err)),
       sel AS MATERIALIZED (
-        SELECT id FROM ${T} WHERE queue = $1 AND state = 2 AND (t <= ${NOW} OR owner = ANY($6::text[]))
+        SELECT id, seq FROM ${T} WHERE queue = $1 AND state = 2 AND (t <= ${NOW} OR owner = ANY($6::text[]))
          ORDER BY t LIMIT $4 FOR UPDATE SKIP LOCKED),
+      -- Those going back to ready do so in enqueue order, as the other backends do.
+      ord AS MATERIALIZED (SELECT id, nextval('${S}.ready_seq') AS rs FROM (SELECT id FROM sel ORDER BY seq) o),
       upd AS (
         UPDATE ${T} AS k SET
           attempt_count = k.attempt_count + k.started::int,
           errors = CASE WHEN k.started THEN k.errors || jsonb_build_array(coalesce((SELECT err FROM g WHERE g.owner = k.owner), $5::jsonb) || jsonb_build_object('attempt', k.attempt_count + 1)) ELSE k.errors END,
           state = CASE WHEN k.started AND k.attempt_count + 1 >= k.max_attempts THEN 4 ELSE 0 END,
-          ready_seq = CASE WHEN k.started AND k.attempt_count + 1 >= k.max_attempts THEN k.ready_seq ELSE nextval('${S}.ready_seq') END,
+          ready_seq = CASE WHEN k.started AND k.attempt_count + 1 >= k.max_attempts THEN k.ready_seq ELSE (SELECT rs FROM ord WHERE ord.id = k.id) END,
           updated_at = CASE WHEN k.started THEN $3 ELSE k.updated_at END,
           owner = NULL, started = false, t = ${NOW}
          WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM sel)) AND k.state = 2 AND (k.t <= ${NOW} OR k.owner = ANY($6::text[]))
