@@ -298,6 +298,42 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     await Promise.all([fast.close(), slow.close()]);
   });
 
+  it('claims, reclaims and stats stay on the partial indexes on 200k tasks: no sequential scan of the task table (the LIMIT … SKIP LOCKED planner trap)', async () => {
+    const name = `plan_${++n}`;
+    const q = queue(name);
+    await q.enqueue([{ id: 'seed', payload: 0 }]);
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    onTestFinished(() => admin.end());
+    await admin.query(
+      `INSERT INTO cases.task (queue, id, state, seq, ready_seq, t, max_attempts, payload, created_at, updated_at)
+       SELECT $1, 't' || i, CASE WHEN i % 10 = 0 THEN 3 WHEN i % 10 = 1 THEN 2 ELSE 0 END, nextval('cases.task_seq'), nextval('cases.ready_seq'),
+              now() + (CASE WHEN i % 10 = 1 THEN interval '1 hour' ELSE interval '0' END), 5, '{}', 'x', 'x'
+         FROM generate_series(1, 200000) i`,
+      [name],
+    );
+    await admin.query('ANALYZE cases.task');
+    const sql = statements('cases');
+    const seqScans = (plan: unknown): string[] => {
+      const out: string[] = [];
+      const walk = (node: Record<string, unknown>): void => {
+        if (node['Node Type'] === 'Seq Scan' && node['Relation Name'] === 'task') out.push(JSON.stringify(node).slice(0, 200));
+        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+      };
+      walk((plan as { Plan: Record<string, unknown> }[])[0]!.Plan);
+      return out;
+    };
+    const explain = async (text: string, params: unknown[]) => (await admin.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)).rows[0]!['QUERY PLAN'];
+    expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, null, true]))).toEqual([]);
+    expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, ['t5', 't7', 'nope'], true]))).toEqual([]);
+    expect(seqScans(await explain(sql.reclaim, [name, null, 'x', 1000, '{}', [], []]))).toEqual([]);
+    expect(seqScans(await explain(sql.stats, [name, null]))).toEqual([]);
+    expect(seqScans(await explain(sql.nextDue, [name, null, null]))).toEqual([]);
+    // And the counters agree with the rows the trigger saw inserted.
+    expect(await q.stats()).toMatchObject({ ready: 160_001, leased: 20_000, completed: 20_000 });
+    await q.close();
+  });
+
   it('an enqueue that adds some ids and reruns others makes them ready in the order given, as the in-memory reference does', async () => {
     const clock = new FakeClock();
     const name = `order_${++n}`;
