@@ -11,6 +11,7 @@ import { compactTs, metaspnVersion } from '../reports/meta.js';
 import { queueNamesOf, queueView, type QueueView } from '../workspace-view.js';
 import type { AlertSettings } from './config.js';
 import { deliver } from './delivery.js';
+import { alertBody } from './format.js';
 import { evaluate, latestPerPipeline, type AlertCandidate, type Observation } from './rules.js';
 import { appendAlertLog, emptyState, readAlertState, sortAlerts, toOpenAlert, writeAlertState, type AlertLogLine, type AlertRecord, type AlertState, type OpenAlert } from './state.js';
 
@@ -136,7 +137,7 @@ async function checkLocked(ws: WorkspacePaths, settings: AlertSettings, o: Check
           continue;
         }
         const event_id = eventIdFor(r.fingerprint, now);
-        const body = JSON.stringify({
+        const body = alertBody(settings.webhook_format, {
           event_id,
           type: 'metaspn.alert',
           created_at: at,

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { checkLimit, type LimitKey } from '../../config/limits.js';
 import { MetaspnError, UsageError } from '../../guard/errors.js';
+import { WEBHOOK_FORMATS, type WebhookFormat } from './format.js';
 
 export const RULE_NAMES = ['dead_letters_grew', 'run_failed', 'worker_halted', 'oldest_ready_age', 'failure_ratio'] as const;
 export type RuleName = (typeof RULE_NAMES)[number];
@@ -23,6 +24,8 @@ export const alertsConfigSchema = z
     cooldown_minutes: z.number().min(0).default(60),
     /** Rules that never open an alert. */
     disabled: z.array(z.enum(RULE_NAMES)).default([]),
+    /** The body the webhook gets: metaspn's JSON event, or a Slack, Teams or Discord message (METASPN_ALERT_WEBHOOK_FORMAT wins). Default json. */
+    webhook_format: z.enum(WEBHOOK_FORMATS).default('json'),
   })
   .strict();
 
@@ -35,12 +38,13 @@ export interface AlertSettings extends AlertsConfig {
   cooldownMs: number;
   /** METASPN_ALERT_WEBHOOK_URL, or null: alerts are kept and shown but not sent. */
   webhookUrl: string | null;
-  /** METASPN_SIGNING_SECRET: signs each delivery like a signed task submission. */
+  /** METASPN_SIGNING_SECRET: signs each delivery (Standard Webhooks headers, and metaspn's own). */
   signingSecret: string | null;
   /** METASPN_ALERT_TIMEOUT_MS: one delivery gives up after this. Default 5000. */
   timeoutMs: number;
 }
 
+/** The `alerts` config with the environment's overrides (METASPN_ALERT_COOLDOWN_MINUTES, METASPN_ALERT_WEBHOOK_FORMAT) applied, and the delivery settings. */
 export function alertSettings(cfg: AlertsConfig, env: NodeJS.ProcessEnv = process.env): AlertSettings {
   const url = env.METASPN_ALERT_WEBHOOK_URL?.trim() || null;
   if (url !== null) {
@@ -58,9 +62,15 @@ export function alertSettings(cfg: AlertsConfig, env: NodeJS.ProcessEnv = proces
     cooldown = Number(rawCooldown);
     envInRange('METASPN_ALERT_COOLDOWN_MINUTES', 'alerts.cooldown_minutes', cooldown, rawCooldown);
   }
+  let webhookFormat: WebhookFormat = cfg.webhook_format;
+  const rawFormat = env.METASPN_ALERT_WEBHOOK_FORMAT?.trim();
+  if (rawFormat) {
+    if (!(WEBHOOK_FORMATS as readonly string[]).includes(rawFormat)) throw new UsageError(`METASPN_ALERT_WEBHOOK_FORMAT must be one of ${WEBHOOK_FORMATS.join(', ')}, got "${rawFormat.slice(0, 40)}"`);
+    webhookFormat = rawFormat as WebhookFormat;
+  }
   const timeoutMs = Number(env.METASPN_ALERT_TIMEOUT_MS || 5000);
   envInRange('METASPN_ALERT_TIMEOUT_MS', 'alert_timeout_ms', timeoutMs, env.METASPN_ALERT_TIMEOUT_MS);
-  return { ...cfg, cooldown_minutes: cooldown, cooldownMs: cooldown * 60_000, webhookUrl: url, signingSecret: env.METASPN_SIGNING_SECRET || null, timeoutMs };
+  return { ...cfg, webhook_format: webhookFormat, cooldown_minutes: cooldown, cooldownMs: cooldown * 60_000, webhookUrl: url, signingSecret: env.METASPN_SIGNING_SECRET || null, timeoutMs };
 }
 
 /** An environment variable outside its range (src/config/limits.ts) is refused like every METASPN_* variable: exit 20. */

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { sign } from '../signature.js';
 
 export interface DeliveryTarget {
@@ -8,19 +9,34 @@ export interface DeliveryTarget {
 }
 
 /**
- * POSTs one alert event. With a signing secret it carries `x-metaspn-timestamp` (unix seconds) and
- * `x-metaspn-signature` (HMAC-SHA256 hex over `<timestamp>.<body>`), exactly like a signed task
- * submission, so a receiver verifies both with the same code. Any 2xx is a delivery; anything else
- * (status, timeout, refused connection) is an error message, and the caller keeps the event pending.
+ * The Standard Webhooks signature (standardwebhooks.com): `v1,` and the base64 HMAC-SHA256 of
+ * `<id>.<timestamp>.<body>`. A secret in its `whsec_<base64>` form is the key those bytes decode to;
+ * any other secret is used as it is written (its UTF-8 bytes).
+ */
+export function standardWebhookSignature(secret: string, id: string, timestamp: string, body: string): string {
+  const key = secret.startsWith('whsec_') ? Buffer.from(secret.slice('whsec_'.length), 'base64') : Buffer.from(secret, 'utf8');
+  return `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')}`;
+}
+
+/**
+ * POSTs one alert event. With a signing secret it is signed twice over: in the Standard Webhooks
+ * form (`webhook-id`, `webhook-timestamp`, `webhook-signature`), which receivers' libraries verify,
+ * and with metaspn's own `x-metaspn-timestamp` (unix seconds) and `x-metaspn-signature`
+ * (HMAC-SHA256 hex over `<timestamp>.<body>`). `webhook-id` (the event id) is sent either way, for
+ * dedup. Any 2xx is a delivery; anything else (status, timeout, refused connection) is an error
+ * message, and the caller keeps the event pending.
  */
 export async function deliver(target: DeliveryTarget, eventId: string, body: string, nowMs = Date.now()): Promise<string | null> {
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     'user-agent': target.userAgent,
     'x-metaspn-event-id': eventId,
+    'webhook-id': eventId,
   };
   if (target.signingSecret) {
     const ts = String(Math.floor(nowMs / 1000));
+    headers['webhook-timestamp'] = ts;
+    headers['webhook-signature'] = standardWebhookSignature(target.signingSecret, eventId, ts, body);
     headers['x-metaspn-timestamp'] = ts;
     headers['x-metaspn-signature'] = sign(target.signingSecret, ts, body);
   }
