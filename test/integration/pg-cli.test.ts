@@ -1,7 +1,7 @@
 // The queue commands and `worker run` on PostgreSQL, driven as real subprocesses against a fresh
 // database: selection by --database-url, METASPN_DATABASE_URL or the config file; migrations;
 // a worker draining the queue; stats, dead letters and retry read from the database.
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -141,6 +141,29 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
     expect(r.code).toBe(20);
     expect(r.stderr).toContain('backend.schema');
     expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('s1 run-local with its queues on PostgreSQL writes the same store as on files; a re-run writes nothing new', async () => {
+    const onPg = tempWorkspace({ config: { backend: { url: db.url, schema: 's1_queues' } } });
+    const onFiles = tempWorkspace();
+    let r = await run(['s1', 'run-local', '--workspace', onPg, '--date', '2026-01-15'], { cwd: onPg });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/update_attention_scores\s+success\s+300\/300 tasks\s+300 rows written/);
+    expect(existsSync(join(onPg, 'queue'))).toBe(false);
+    expect(await sql(`SELECT queue, state, count(*)::int AS n FROM s1_queues.task GROUP BY queue, state ORDER BY queue`)).toEqual([
+      { queue: 'project_rewards', state: 3, n: 1 },
+      { queue: 'publish_season_summary', state: 3, n: 1 },
+      { queue: 'settle_season', state: 3, n: 1 },
+      { queue: 'update_attention_scores', state: 3, n: 300 },
+    ]);
+    r = await run(['s1', 'run-local', '--workspace', onFiles, '--date', '2026-01-15'], { cwd: onFiles });
+    expect(r.code, r.stderr).toBe(0);
+    for (const f of ['s1_attention_scores', 's1_reward_projections', 's1_settlements', 's1_summaries']) {
+      expect(readFileSync(join(onPg, 'store', `${f}.jsonl`), 'utf8'), f).toBe(readFileSync(join(onFiles, 'store', `${f}.jsonl`), 'utf8'));
+    }
+    r = await run(['s1', 'run-local', '--workspace', onPg, '--date', '2026-01-15'], { cwd: onPg });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/update_attention_scores\s+success\s+300\/300 tasks\s+0 rows written, 300 present/);
   });
 
   it('a schema newer than this metaspn is refused (exit 30), whatever the command', async () => {
