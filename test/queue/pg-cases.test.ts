@@ -201,6 +201,31 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
       await Promise.all([holder.close(), other.close()]);
     });
 
+    it('a live owner whose presence session was lost holds it again before its next claim: its new leases are not taken for gone', async () => {
+      const name = `again_${++n}`;
+      const holder = queue(name);
+      const other = queue(name);
+      await holder.enqueue([{ id: 'a', payload: 1 }, { id: 'b', payload: 2 }]);
+      const me: Owner = { id: `again-${n}`, pid: 7, host: 'host-b' };
+      const [a] = await holder.claim({ owner: me, max: 1, lease_ms: 600_000 });
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      onTestFinished(() => admin.end());
+      const app = `metaspn presence ${me.id}`;
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [app]);
+      await until(async () => ((await admin.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1`, [app])).rowCount === 0 ? true : undefined));
+      // Its lease of a went with its session (another host cannot tell a lost session from a dead owner) ...
+      expect(await other.reclaimExpired()).toEqual(['a']);
+      expect(await holder.complete('a', a!.lease)).toBe(false);
+      // ... but its next claim holds presence again first, so b stays its own.
+      const [b] = await holder.claim({ owner: me, max: 1, lease_ms: 600_000 });
+      expect(b!.task.id).toBe('b');
+      expect((await admin.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1`, [app])).rowCount).toBe(1);
+      expect(await other.reclaimExpired()).toEqual([]);
+      expect(await holder.complete('b', b!.lease)).toBe(true);
+      await Promise.all([holder.close(), other.close()]);
+    });
+
     it('its process SIGKILLed mid-task: another host gets the task at once', async () => {
       const name = `killed_${++n}`;
       const other = queue(name);

@@ -120,7 +120,7 @@ export class PgQueue implements Queue {
   private readonly dbNow: (() => number) | undefined;
   private readonly owners = new Set<string>();
   private readonly presence: boolean;
-  private readonly presences: PresenceHandle[] = [];
+  private readonly presences = new Map<string, PresenceHandle>();
   private presenceCheckedAt = 0;
   private readonly ackWindow: number;
   private acks: AckOp[] = [];
@@ -225,12 +225,14 @@ export class PgQueue implements Queue {
     await this.reclaim(look);
     if (!this.owners.has(opts.owner.id)) {
       await this.run('claiming', () => this.pool.query(this.sql.noteOwner, [opts.owner.id, opts.owner.pid, opts.owner.host]));
-      if (this.presence) {
-        const p = holdPresence(this.setting.url, this.sql.workerTable, opts.owner);
-        this.presences.push(p);
-        await p.ready;
-      }
       this.owners.add(opts.owner.id);
+    }
+    if (this.presence) {
+      let p = this.presences.get(opts.owner.id);
+      if (!p) this.presences.set(opts.owner.id, (p = holdPresence(this.setting.url, this.sql.workerTable, opts.owner)));
+      // Held (or held again after a lost session) before claiming: a live owner is never taken for
+      // gone. Not held: its key is cleared, and its leases are judged by expiry alone.
+      if (!(await p.ensure())) await this.run('claiming', () => this.pool.query(this.sql.noPresence, [opts.owner.id]));
     }
     const wall = this.clock.read().wall;
     const r = await this.run('claiming', () =>
@@ -423,7 +425,7 @@ export class PgQueue implements Queue {
       else await new Promise((r) => setImmediate(r));
     }
     this.closed = true;
-    await Promise.all(this.presences.map((p) => p.release()));
+    await Promise.all([...this.presences.values()].map((p) => p.release()));
     await this.lease?.release();
   }
 

@@ -36,6 +36,7 @@ export interface Statements {
   leaseOwners: string;
   goneOwners: string;
   workerTable: string;
+  noPresence: string;
   retry: string;
   cancel: string;
   discard: string;
@@ -176,6 +177,7 @@ function build(S: string): Statements {
               AND l.classid = ((w.lock_key >> 32) & 4294967295)::oid
               AND l.objid = (w.lock_key & 4294967295)::oid)`,
     workerTable: `${S}.worker`,
+    noPresence: `UPDATE ${S}.worker SET lock_key = NULL WHERE owner = $1 AND lock_key IS NOT NULL`,
     retry: `
       WITH sel AS MATERIALIZED (
         SELECT id, nextval('${S}.ready_seq') AS rs FROM (
