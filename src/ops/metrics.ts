@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, type Metric } from 'prom-client';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
 import { readLockStatus } from '../guard/run-lock.js';
 import { pipelineNames } from '../pipeline/registry.js';
@@ -6,6 +6,8 @@ import type { WorkspacePaths } from '../storage/paths.js';
 import { readRuns, type RunInfo } from '../storage/runs.js';
 import type { StateFileProblem } from '../storage/state-file.js';
 import { stateFileProblems } from './problems.js';
+import { DURATION_BUCKETS_S, durationQueues, readDurations, type DurationFile } from '../storage/task-durations.js';
+import { metaspnVersion } from './reports/meta.js';
 import { queueNamesOf, queueView, type QueueView } from './workspace-view.js';
 
 /**
@@ -26,6 +28,8 @@ interface Reading {
   problems: StateFileProblem[];
   /** 1 while a run holds the pipeline's lock, by pipeline; a lock that cannot be read is left out. */
   lockHeld: Record<string, number>;
+  /** Task-duration histograms by queue (a file that does not read back is left out). */
+  durations: { queue: string; file: DurationFile }[];
 }
 
 const PROBLEM_KINDS: StateFileProblem['kind'][] = ['manifest', 'pointer', 'event', 'run_start', 'alert_state'];
@@ -63,7 +67,50 @@ function read(ws: WorkspacePaths): Reading {
       // Left out: a lock file that cannot be read is reported by doctor and /health/test.
     }
   }
-  return { views, unreadableQueues, runs, problems, lockHeld };
+  const durations: Reading['durations'] = [];
+  for (const queue of durationQueues(ws)) {
+    try {
+      const file = readDurations(ws, queue);
+      if (file) durations.push({ queue, file });
+    } catch {
+      // Statistics: a damaged file is rewritten by the next worker run.
+    }
+  }
+  return { views, unreadableQueues, runs, problems, lockHeld, durations };
+}
+
+/**
+ * metaspn_task_duration_seconds{worker, outcome}: how long attempts whose handler ran to an end took
+ * (outcome `completed` or `failed`), from the histograms the worker processes keep under
+ * ops/task-durations/ (src/storage/task-durations.ts). prom-client's Histogram only observes, so
+ * this one is served from the files as they are.
+ */
+function durationHistogram(reading: () => Reading): Metric {
+  const name = 'metaspn_task_duration_seconds';
+  return {
+    name,
+    help: 'Duration of task attempts whose handler ran to an end, by worker and outcome (completed, failed).',
+    type: 'histogram',
+    aggregator: 'sum',
+    labelNames: ['worker', 'outcome'],
+    get: async () => {
+      const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
+      for (const { queue, file } of reading().durations) {
+        for (const [outcome, h] of Object.entries(file.outcomes)) {
+          if (!h) continue;
+          let cumulative = 0;
+          DURATION_BUCKETS_S.forEach((le, i) => {
+            cumulative += h.counts[i] ?? 0;
+            values.push({ metricName: `${name}_bucket`, labels: { worker: queue, outcome, le }, value: cumulative });
+          });
+          values.push({ metricName: `${name}_bucket`, labels: { worker: queue, outcome, le: '+Inf' }, value: h.count });
+          values.push({ metricName: `${name}_sum`, labels: { worker: queue, outcome }, value: h.sum });
+          values.push({ metricName: `${name}_count`, labels: { worker: queue, outcome }, value: h.count });
+        }
+      }
+      return { name, help: 'Duration of task attempts whose handler ran to an end, by worker and outcome (completed, failed).', type: 'histogram', aggregator: 'sum', values };
+    },
+  } as unknown as Metric;
 }
 
 /**
@@ -121,22 +168,40 @@ export function workspaceMetrics(ws: WorkspacePaths): WorkspaceMetrics {
       for (const kind of PROBLEM_KINDS) this.set({ kind }, problems.filter((p) => p.kind === kind).length);
     },
   });
+  // The latest run of each pipeline, one metric per meaning; and the standard batch-job alert's
+  // input: when did the pipeline last succeed (alert on time() - it > a day and a bit).
+  const perPipeline = (name: string, help: string, pick: (r: RunInfo) => number | null, among: (r: RunInfo) => boolean = () => true): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['pipeline'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const seen = new Set<string>();
+        for (const r of reading().runs) {
+          if (seen.has(r.pipeline) || !among(r)) continue;
+          seen.add(r.pipeline);
+          const v = pick(r);
+          if (v !== null && Number.isFinite(v)) this.set({ pipeline: r.pipeline }, v);
+        }
+      },
+    });
+  };
+  perPipeline('metaspn_last_run_exit_code', 'Exit code of the latest run of the pipeline (docs/EXIT-CODES.md).', (r) => r.exit_code);
+  perPipeline('metaspn_last_run_success', '1 when the latest run of the pipeline succeeded (exit 0), else 0.', (r) => (r.status === 'success' ? 1 : 0));
+  perPipeline('metaspn_last_run_duration_seconds', 'Duration of the latest run of the pipeline.', (r) => r.duration_ms / 1000);
+  perPipeline('metaspn_last_run_start_timestamp_seconds', 'Start of the latest run of the pipeline, in seconds since the epoch.', (r) => Date.parse(r.started_at) / 1000);
+  perPipeline('metaspn_last_success_timestamp_seconds', 'End of the latest successful run of the pipeline, in seconds since the epoch.', (r) => Date.parse(r.finished_at) / 1000, (r) => r.status === 'success');
+  registry.registerMetric(durationHistogram(reading));
   new Gauge({
-    name: 'metaspn_last_run_info',
-    help: 'The latest run of each pipeline: exit code, duration in seconds, success (1/0), start time.',
-    labelNames: ['pipeline', 'field'],
+    name: 'metaspn_build_info',
+    help: 'Always 1: the metaspn version and the Node.js version serving the metrics.',
+    labelNames: ['version', 'nodejs_version'],
     registers: [registry],
     collect() {
       this.reset();
-      const seen = new Set<string>();
-      for (const r of reading().runs) {
-        if (seen.has(r.pipeline)) continue;
-        seen.add(r.pipeline);
-        this.set({ pipeline: r.pipeline, field: 'exit_code' }, r.exit_code);
-        this.set({ pipeline: r.pipeline, field: 'duration_seconds' }, r.duration_ms / 1000);
-        this.set({ pipeline: r.pipeline, field: 'success' }, r.status === 'success' ? 1 : 0);
-        this.set({ pipeline: r.pipeline, field: 'started_timestamp_seconds' }, Date.parse(r.started_at) / 1000);
-      }
+      this.set({ version: metaspnVersion(), nodejs_version: process.versions.node }, 1);
     },
   });
   new Gauge({

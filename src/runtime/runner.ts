@@ -5,6 +5,7 @@ import { describeError } from '../queue/record.js';
 import { isDiskFull } from '../guard/errors.js';
 import type { ClaimedTask, Lease, Owner, Queue } from '../queue/types.js';
 import type { QueuePolicy } from '../config/policy.js';
+import type { DurationRecorder } from '../storage/task-durations.js';
 import { inProcessHost, IsolateStartError, type HandlerHost } from './isolation/host.js';
 import { HandlerError, isInstance, isPermissionDenied, permissionFailure, safeError } from './thrown.js';
 import { isUnrecoverable, LeaseLostError, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
@@ -57,6 +58,11 @@ export interface RunnerDeps {
   nextDue?: () => Promise<number | null>;
   /** After each task outcome (for guardrails and metrics). */
   onOutcome?: (o: TaskOutcome) => void;
+  /**
+   * Where the durations of attempts whose handler ran to an end go (metaspn_task_duration_seconds):
+   * observed at each outcome, flushed every 10 s and when the run ends. Default: not recorded.
+   */
+  durations?: Pick<DurationRecorder, 'observe' | 'flush'>;
   /**
    * A stop condition, asked as soon as each handler has ended (before its acknowledgement, with the
    * outcome about to be recorded): a reason halts claiming at once (running tasks finish, buffered
@@ -127,6 +133,11 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   /** When each buffered task's lease was taken or last renewed, on the monotonic clock. */
   const renewedAt = new WeakMap<ClaimedTask, number>();
   const stopWatchdog = watchdog(d, mono, live, host, buffer, renewedAt, () => void sum.lease_lost++);
+  // Statistics only: a flush that fails (a full disk) is logged, never the run's failure.
+  const flushDurations = (): Promise<void> =>
+    d.durations ? d.durations.flush().catch((err: unknown) => log.warn({ event: 'task_durations_not_saved', error: (err as Error).message }, 'task durations not saved')) : Promise.resolve();
+  const durationTimer = d.durations ? setInterval(() => void flushDurations(), 10_000) : null;
+  durationTimer?.unref();
   // The stop condition hears of each handler as soon as it ended: the acknowledgements of hundreds
   // of tasks may be pending, and waiting for them let hundreds more run.
   let failing = false;
@@ -159,6 +170,8 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
         halt.abort();
       }
       avgMs = avgMs === 0 ? o.duration_ms : avgMs * 0.9 + o.duration_ms * 0.1;
+      if (o.kind === 'completed') d.durations?.observe(o.duration_ms / 1000, 'completed');
+      else if (o.kind === 'retry_scheduled' || o.kind === 'dead' || o.kind === 'dead_contract') d.durations?.observe(o.duration_ms / 1000, 'failed');
       d.onOutcome?.(o);
     });
     const tracked = whole.finally(() => inflight.delete(tracked));
@@ -222,6 +235,8 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     if (sum.forced) log.warn({ event: 'worker_forced', running: running.size }, 'forced stop: running tasks left to their leases');
   }
   stopWatchdog();
+  if (durationTimer) clearInterval(durationTimer);
+  await flushDurations();
   // Disk full, permission denied: retrying would only burn every task's attempts; the command fails with the cause.
   if (fatal) throw fatal.err;
   return sum;

@@ -3,6 +3,7 @@ import { monotonicMs } from '../queue/system-clock.js';
 import type { DeadLetter, NewTask, Owner, Queue, TaskState } from '../queue/types.js';
 import type { HandlerHost } from './isolation/host.js';
 import { runWorker, type RunSummary } from './runner.js';
+import { DurationRecorder } from '../storage/task-durations.js';
 import { sleep } from './sleep.js';
 import type { WorkerDefinition, WorkerInitContext } from './worker-api.js';
 
@@ -78,6 +79,8 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
   const deadline = monotonicMs() + 2 * o.policy.lease_ms;
   let states: (TaskState | null)[] = [];
   let paused = false;
+  // metaspn_task_duration_seconds counts the attempts of pipeline stages too.
+  const durations = new DurationRecorder(o.init.workspace, o.worker.name);
   for (;;) {
     paused = (await o.queue.stats()).paused;
     if (paused) {
@@ -104,6 +107,7 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
       onOutcome: (out) => {
         if (out.kind === 'retry_scheduled') retriedOf.set(out.id, (retriedOf.get(out.id) ?? 0) + 1);
       },
+      durations,
     });
     for (const k of Object.keys(ZERO) as (keyof RunSummary)[]) if (k !== 'forced' && k !== 'halted') total[k] += s[k];
     total.forced ||= s.forced;

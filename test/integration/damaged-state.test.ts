@@ -202,7 +202,7 @@ describe('the ops server over damaged run files', () => {
         if (file) expect(unreadable.find((x) => x.labels.kind === c.kind)?.value, c.name).toBe(1);
         // The queue metrics and the latest run survive.
         expect(prom.families.get('metaspn_queue_ready')!.samples.length).toBeGreaterThan(0);
-        expect(prom.families.get('metaspn_last_run_info')!.samples.length).toBeGreaterThan(0);
+        expect(prom.families.get('metaspn_last_run_exit_code')!.samples.length).toBeGreaterThan(0);
 
         const runs = await get('/api/runs');
         expect(`${c.name} /api/runs ${runs.statusCode}`).toBe(`${c.name} /api/runs 200`);

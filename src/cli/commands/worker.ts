@@ -12,6 +12,7 @@ import { runWorker, type RunSummary } from '../../runtime/runner.js';
 import { stopSignals } from '../../runtime/signals.js';
 import { failureRatioGuard } from '../../runtime/stop-condition.js';
 import { Ledger } from '../../storage/ledger.js';
+import { DurationRecorder } from '../../storage/task-durations.js';
 import { sleep } from '../../runtime/sleep.js';
 import { setExitCode } from '../exit.js';
 import { backendFor, databaseUrlOption } from '../backend.js';
@@ -106,6 +107,7 @@ export function registerWorker(program: Command): void {
             if (out.code) deadCodes.push(out.code);
           },
           haltWhen: failureRatioGuard(policy),
+          durations: new DurationRecorder(s.ws, worker.name),
         });
         if (summary.halted) {
           // Stop condition: no retry storm against a broken dependency. The queue stays paused until resumed.
