@@ -20,7 +20,9 @@ export const CONNECT_TIMEOUT_MS = 10_000;
 /** TCP keepalive: first probe after this much idle time. */
 export const KEEPALIVE_DELAY_MS = 10_000;
 
+/** A node-postgres pool (the driver's own type). */
 export type PgPool = pg.Pool;
+/** A connection checked out of a {@link PgPool}. */
 export type PgClient = pg.PoolClient;
 
 /**

@@ -85,6 +85,8 @@ export async function migrate(pool: PgPool, s: Pick<PgSetting, 'schema' | 'url' 
     const applied: number[] = [];
     for (const m of MIGRATIONS) {
       const done = await inTransaction(pool, async (c) => {
+        // A migration (or waiting for another host's) may take longer than a queue statement may.
+        await c.query('SET LOCAL statement_timeout = 0');
         await c.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`metaspn:migrate:${schema}`]);
         await c.query(`CREATE SCHEMA IF NOT EXISTS ${q}`);
         await c.query(`CREATE TABLE IF NOT EXISTS ${q}.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);

@@ -17,6 +17,7 @@ const ms = (x: string): string => `(extract(epoch from ${x}) * 1000)::float8`;
 /** The columns a task record is rebuilt from (rowToRecord). */
 const RECORD = 'k.id, k.payload, k.attempt_count, k.max_attempts, k.created_at, k.updated_at, k.errors, k.retries, k.grp, k.cancelled';
 
+/** The SQL text of each queue operation for one schema (see {@link statements}). */
 export interface Statements {
   ensureQueue: string;
   noteOwner: string;
