@@ -1,14 +1,15 @@
-import { EXIT, mostSevere } from '../guard/exit-codes.js';
+import { EXIT } from '../guard/exit-codes.js';
+import { invocation, raiseExitCode } from './invocation.js';
 
-/** The exit code a command settled on without throwing (e.g. 11: tasks remain scheduled). */
-let code: number = EXIT.SUCCESS;
-
+/** The exit code a command settled on without throwing (e.g. 11: tasks remain scheduled); the most severe wins. */
 export function setExitCode(c: number): void {
-  code = mostSevere([code, c]);
+  raiseExitCode(c);
 }
 
+/** The exit code settled on so far in this invocation, reset to 0. */
 export function takeExitCode(): number {
-  const c = code;
-  code = EXIT.SUCCESS;
+  const inv = invocation();
+  const c = inv.exitCode;
+  inv.exitCode = EXIT.SUCCESS;
   return c;
 }

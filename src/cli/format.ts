@@ -1,4 +1,5 @@
 /** Human output helpers: plain text that reads well in a terminal and in a cron mail. */
+import { invocation } from './invocation.js';
 
 export function ago(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -19,19 +20,15 @@ export function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
 }
 
-/** Whether this command printed a JSON document (then a failure after it prints no second one). */
-let printedJson = false;
-
 export function printJson(value: unknown): void {
-  printedJson = true;
+  // Remembered: a failure after it prints no second document.
+  invocation().jsonPrinted = true;
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** Whether JSON was printed since the last call; resets (one CLI invocation each). */
-export function takeJsonPrinted(): boolean {
-  const was = printedJson;
-  printedJson = false;
-  return was;
+/** Whether this invocation printed a JSON document. */
+export function jsonPrinted(): boolean {
+  return invocation().jsonPrinted;
 }
 
 export function truncate(s: string, n: number): string {

@@ -2,7 +2,8 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { toMetaspnError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';
-import { takeJsonPrinted } from './format.js';
+import { jsonPrinted } from './format.js';
+import { newInvocation, withInvocation } from './invocation.js';
 import { EXIT } from '../guard/exit-codes.js';
 import { takeExitCode } from './exit.js';
 import { commandLog, flushLogs } from './session.js';
@@ -80,9 +81,13 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
 }
 
 /** Runs the CLI; returns the exit code. Only this layer decides process exit codes. */
-export async function main(argv: string[]): Promise<number> {
+export function main(argv: string[]): Promise<number> {
+  // Each command line has its own exit code, logs and output state (src/cli/invocation.ts).
+  return withInvocation(newInvocation(), () => runMain(argv));
+}
+
+async function runMain(argv: string[]): Promise<number> {
   const program = await buildProgram(argv);
-  takeJsonPrinted();
   try {
     await program.parseAsync(argv);
     return takeExitCode();
@@ -95,7 +100,7 @@ export async function main(argv: string[]): Promise<number> {
       if (err.code === 'commander.executeSubCommandAsync') return EXIT.SUCCESS;
       // Commander already printed its one-line message.
       process.stderr.write('hint: see `metaspn --help` or `metaspn <command> --help`\n');
-      if (wantsJson(argv) && !takeJsonPrinted()) printJsonError('USAGE', EXIT.USAGE, err.message.replace(/^error: /, ''));
+      if (wantsJson(argv) && !jsonPrinted()) printJsonError('USAGE', EXIT.USAGE, err.message.replace(/^error: /, ''));
       return EXIT.USAGE;
     }
     const e = toMetaspnError(err);
@@ -105,7 +110,7 @@ export async function main(argv: string[]): Promise<number> {
     if (e.code === 'INTERNAL_ERROR' && !e.hint) process.stderr.write('hint: an unexpected failure; set METASPN_DEBUG=1 for the stack, and see logs/metaspn.jsonl\n');
     if (process.env.METASPN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
     // A command that printed its JSON and then failed (runs list naming a damaged file) printed its document.
-    if (wantsJson(argv) && !takeJsonPrinted()) printJsonError(e.code, e.exitCode, e.message, e.hint);
+    if (wantsJson(argv) && !jsonPrinted()) printJsonError(e.code, e.exitCode, e.message, e.hint);
     return e.exitCode;
   } finally {
     await flushLogs();

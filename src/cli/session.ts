@@ -4,6 +4,7 @@ import { FileRunLocks, type RunLocks } from '../guard/run-lock.js';
 import { openLog, type LogHandle } from '../log.js';
 import { HOST } from '../queue/owner.js';
 import type { WorkspacePaths } from '../storage/paths.js';
+import { invocation } from './invocation.js';
 import { openWorkspace } from './options.js';
 
 /** What a command that touches a workspace needs: its paths, its config, its log. */
@@ -28,23 +29,22 @@ export function commandLine(argv: readonly string[] = process.argv.slice(2)): st
   return ['metaspn', ...args.map(quote)].join(' ');
 }
 
-const opened: LogHandle[] = [];
-
-/** Flushes every log a command opened (bounded in time); the CLI calls it before exiting. */
+/** Flushes every log this invocation opened (bounded in time); the CLI calls it before exiting. */
 export async function flushLogs(): Promise<void> {
-  await Promise.all(opened.splice(0).map((l) => l.flush()));
+  await Promise.all(invocation().logs.splice(0).map((l) => l.flush()));
 }
 
 /** The log of the workspace the command opened, if it opened one: the CLI logs how it ended there. */
 export function commandLog(): LogHandle | undefined {
-  return opened[opened.length - 1];
+  const logs = invocation().logs;
+  return logs[logs.length - 1];
 }
 
 export function openSession(dir: string, base: Record<string, unknown> = {}): Session {
   const ws = openWorkspace(dir);
   const cfg = loadConfig(ws);
   const log = openLog(ws, { cmd: commandLine(), ...base });
-  opened.push(log);
+  invocation().logs.push(log);
   let user = 'unknown';
   try {
     user = userInfo().username;

@@ -182,13 +182,14 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
   registerOpsPage(app, ctx);
   app.addHook('onClose', async () => api.close());
   if (ctx.preloadQueues) {
-    // After the server listens, not before: opening 300k-task queues takes seconds, and a request
-    // meanwhile opens the queue it needs itself. A failed preload only costs the first write its open.
+    // Which queues, now (a linked queue/ stops serve at start, 30); loading them after the server
+    // listens, not before: opening 300k-task queues takes seconds, and a request meanwhile opens
+    // the queue it needs itself. A failed preload only costs the first write its open.
+    const names = existingQueues(ctx.ws);
     app.addHook('onListen', async () => {
       // On a later turn of the event loop: listen() resolves (and serve says where it listens) first.
       setImmediate(() => {
         const t0 = performance.now();
-        const names = existingQueues(ctx.ws);
         api
           .preload(names)
           .then(() => ctx.log.info({ event: 'ops_queues_preloaded', queues: names.length, ms: Math.round(performance.now() - t0) }, 'queues preloaded'))
