@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
-import { run, spec, tempWorkspace } from './cli.js';
+import { startProxy } from '../queue/pg-proxy.js';
+import { exit, run, spec, start, tempWorkspace, waitFor } from './cli.js';
 
 const up = await pgAvailable();
 let db: TestDatabase;
@@ -164,6 +165,29 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
     r = await run(['s1', 'run-local', '--workspace', onPg, '--date', '2026-01-15'], { cwd: onPg });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/update_attention_scores\s+success\s+300\/300 tasks\s+0 rows written, 300 present/);
+  });
+
+  it('the database going away under a running worker: it stops with exit 11 and one line; another worker finishes every task', async () => {
+    const ws = tempWorkspace({ demo: false, config: { backend: { url: db.url, schema: 'gone' } } });
+    const f = taskFile(ws, Array.from({ length: 30 }, (_, i) => ({ id: `s${i}`, payload: { ms: 100 } })));
+    let r = await run(['queue', 'enqueue', 'slow', '--workspace', ws, '--file', f], { cwd: ws });
+    expect(r.code, r.stderr).toBe(0);
+    const u = new URL(db.url);
+    const proxy = await startProxy({ host: u.hostname, port: Number(u.port || 5432) });
+    u.port = String(proxy.port);
+    const worker = start(['worker', 'run', spec('Slow'), '--workspace', ws, '--database-url', u.toString(), '--concurrency', '2', '--isolation', 'none'], { cwd: ws });
+    const ran = (): number => (existsSync(join(ws, 'executions.log')) ? readFileSync(join(ws, 'executions.log'), 'utf8').split('\n').filter(Boolean).length : 0);
+    await waitFor(() => ran() >= 4, 20_000, 'four tasks run');
+    await proxy.cutAll();
+    const gone = await exit(worker, 20_000);
+    expect(gone.code, gone.stderr).toBe(11);
+    expect(gone.stderr).toMatch(/^error: PostgreSQL at 127\.0\.0\.1:\d+\/metaspn_t_\w+ is unavailable while [^\n]+\nhint: [^\n]+\n$/);
+    // The leases it held come back at once (its presence session went with the database).
+    r = await run(['worker', 'run', spec('Slow'), '--workspace', ws, '--once', '--json'], { cwd: ws });
+    expect(r.code, r.stderr).toBe(0);
+    r = await run(['queue', 'stats', 'slow', '--workspace', ws, '--json'], { cwd: ws });
+    expect(JSON.parse(r.stdout)).toMatchObject({ ready: 0, scheduled: 0, leased: 0, completed: 30, dead: 0 });
+    await proxy.close();
   });
 
   it('a schema newer than this metaspn is refused (exit 30), whatever the command', async () => {

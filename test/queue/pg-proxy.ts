@@ -13,6 +13,8 @@ export interface Proxy {
   arm(cut: Cut): void;
   /** Settles when an armed cut has happened. */
   cutDone(): Promise<void>;
+  /** The database goes away: every connection is dropped and new ones are refused. */
+  cutAll(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -74,9 +76,14 @@ export async function startProxy(target: { host: string; port: number }): Promis
       happened = new Promise<void>((r) => (done = r));
     },
     cutDone: () => happened,
+    cutAll: async () => {
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
+      if (server.listening) await new Promise<void>((r) => server.close(() => r()));
     },
   };
 }

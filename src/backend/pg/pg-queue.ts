@@ -264,8 +264,12 @@ export class PgQueue implements Queue {
    * When the connection drops during the completion (its commit may or may not have happened), the
    * fence decides: the task is read again on a new connection, and `true` means this holder's
    * completion is the one recorded (completed with this lease's fence: the fence changes only on a
-   * claim); a lease still held is completed now; anything else is `false` (lease lost).
-   * @throws MetaspnError BUSINESS_SKIP (11) when the database stays unreachable meanwhile.
+   * claim); a lease still held is completed now; anything else is `false` (lease lost). A database
+   * still unreachable after about 1.5 s: `false` too (unknown to this holder; see settleCompletion).
+   *
+   * Lease operations (start, renew, complete, release, fail, deadLetter) never throw for an
+   * unreachable database: they report the lease as lost, and the worker stops at its next claim,
+   * which throws (exit 11).
    */
   async complete(id: string, lease: Lease): Promise<boolean> {
     return this.ack('complete', id, lease);
@@ -431,8 +435,12 @@ export class PgQueue implements Queue {
 
   // ---- internals ----
 
-  /** An ambiguous completion, decided by the fence once the database answers again (a few tries, backing off). */
-  private async settleCompletion(id: string, lease: Lease, first: unknown): Promise<boolean> {
+  /**
+   * An ambiguous completion, decided by the fence once the database answers again (a few tries,
+   * backing off). Still unreachable: false, the outcome unknown to this holder (the task is
+   * someone else's once its lease expires, and a second completion is fenced off).
+   */
+  private async settleCompletion(id: string, lease: Lease): Promise<boolean> {
     for (let i = 0; i < AMBIGUOUS_TRIES; i++) {
       await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** i));
       try {
@@ -448,7 +456,7 @@ export class PgQueue implements Queue {
         if (!isUnavailable(err)) throw pgError(err, this.setting, `completing a task (queue ${this.name})`);
       }
     }
-    throw first;
+    return false;
   }
 
   private async dead(id: string | null): Promise<DeadLetter[]> {
@@ -517,9 +525,11 @@ export class PgQueue implements Queue {
       const ok = new Set(r.rows.map((x) => x.id));
       for (const o of ops) o.resolve(ok.has(o.id));
     } catch (err) {
-      if (kind === 'complete' && isUnavailable((err as { cause?: unknown }).cause ?? err)) {
-        // Committed or not, nobody can tell: the fence decides, task by task.
-        await Promise.all(ops.map((o) => this.settleCompletion(o.id, o.lease, err).then(o.resolve, o.reject)));
+      if (isUnavailable((err as { cause?: unknown }).cause ?? err)) {
+        // Committed or not, nobody can tell: for a completion the fence decides, task by task;
+        // the others report the lease as lost (it is, once it expires: another worker runs it).
+        if (kind === 'complete') await Promise.all(ops.map((o) => this.settleCompletion(o.id, o.lease).then(o.resolve, o.reject)));
+        else for (const o of ops) o.resolve(false);
         return;
       }
       for (const o of ops) o.reject(err);
@@ -528,11 +538,17 @@ export class PgQueue implements Queue {
 
   /** The state the failure left (1 scheduled, 0 ready, 4 dead), or null: the lease was lost. */
   private async failed(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>, delay_ms: number, deadNow: boolean): Promise<number | null> {
-    await this.ready('recording a failure');
-    const r = await this.run('recording a failure', () =>
-      this.pool.query<{ state: number }>(this.sql.fail, [this.name, this.nowParam(), this.wallIso(), id, lease.fence, lease.owner, JSON.stringify(error), delay_ms, deadNow]),
-    );
-    return r.rows[0]?.state ?? null;
+    try {
+      await this.ready('recording a failure');
+      const r = await this.run('recording a failure', () =>
+        this.pool.query<{ state: number }>(this.sql.fail, [this.name, this.nowParam(), this.wallIso(), id, lease.fence, lease.owner, JSON.stringify(error), delay_ms, deadNow]),
+      );
+      return r.rows[0]?.state ?? null;
+    } catch (err) {
+      // Unreachable: reported as a lost lease; its expiry counts the attempt (lease_expired).
+      if (isUnavailable((err as { cause?: unknown }).cause ?? err)) return null;
+      throw err;
+    }
   }
 
   /** The schema is migrated (once per pool: a schema behind is brought up to date, a newer one refused). */
