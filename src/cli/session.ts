@@ -1,4 +1,5 @@
 import { userInfo } from 'node:os';
+import { redactUrl } from '../backend/pg/setting.js';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
 import { FileRunLocks, type RunLocks } from '../guard/run-lock.js';
 import { openLog, type LogHandle } from '../log.js';
@@ -21,11 +22,22 @@ export interface Session {
 /**
  * The command line as typed, quoted so it can be pasted back into a shell. The value of `--payload`
  * is replaced by `<redacted>`: this line goes into every log event, lock payload and record, and a
- * payload may carry data that must not be copied there (the queue log keeps the task itself).
+ * payload may carry data that must not be copied there (the queue log keeps the task itself). The
+ * password of a `--database-url` is replaced by `***`.
  */
 export function commandLine(argv: readonly string[] = process.argv.slice(2)): string {
   const quote = (a: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
-  const args = argv.map((a, i) => (argv[i - 1] === '--payload' ? '<redacted>' : a.startsWith('--payload=') ? '--payload=<redacted>' : a));
+  const args = argv.map((a, i) =>
+    argv[i - 1] === '--payload'
+      ? '<redacted>'
+      : a.startsWith('--payload=')
+        ? '--payload=<redacted>'
+        : argv[i - 1] === '--database-url'
+          ? redactUrl(a)
+          : a.startsWith('--database-url=')
+            ? `--database-url=${redactUrl(a.slice('--database-url='.length))}`
+            : a,
+  );
   return ['metaspn', ...args.map(quote)].join(' ');
 }
 

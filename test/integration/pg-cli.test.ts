@@ -127,6 +127,18 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
     expect(r.code).toBe(11);
     expect(r.stderr).toMatch(/^error: PostgreSQL at 127\.0\.0\.1:1\/nowhere is unavailable while migrating schema cfg_schema \(ECONNREFUSED\)\nhint: /);
 
+    // A password in --database-url is never copied into records or logs.
+    const withPassword = new URL(db.url);
+    withPassword.password = 's3cret';
+    r = await run(['queue', 'pause', 'ok', '--workspace', ws, '--database-url', withPassword.toString()], { cwd: ws });
+    expect([r.code, r.stdout], r.stderr).toEqual([0, 'ok: paused\n']);
+    const [row] = await sql<{ paused: boolean; paused_by: string }>(`SELECT paused, paused_by FROM cfg_schema.queue WHERE name = 'ok'`);
+    expect(row!.paused).toBe(true);
+    expect(row!.paused_by).toContain(`--database-url 'postgres://postgres:***@127.0.0.1:5432/${db.name}'`);
+    expect(row!.paused_by).not.toContain('s3cret');
+    expect(readFileSync(join(ws, 'logs', 'metaspn.jsonl'), 'utf8')).not.toContain('s3cret');
+    expect((await run(['queue', 'resume', 'ok', '--workspace', ws], { cwd: ws })).code).toBe(0);
+
     // A typo in a queue name is an error on this backend too.
     r = await run(['queue', 'stats', 'okk', '--workspace', ws], { cwd: ws });
     expect(r.code).toBe(64);
