@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import { redactUrl } from '../backend/pg/setting.js';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
-import { FileRunLocks, type RunLocks } from '../guard/run-lock.js';
+import { FileRunLocks, type RunLocks } from '../storage/run-lock.js';
 import { openLog, type LogHandle } from '../log.js';
 import { HOST } from '../queue/owner.js';
 import type { WorkspacePaths } from '../storage/paths.js';

@@ -1,6 +1,6 @@
 import { join, relative } from 'node:path';
 import { silentLogger } from '../log.js';
-import { acquireRunLock } from '../guard/run-lock.js';
+import { acquireRunLock } from '../storage/run-lock.js';
 import { DataInvalidError } from '../guard/errors.js';
 import { FileQueue } from '../queue/file/file-queue.js';
 import { Ledger } from '../storage/ledger.js';

@@ -1,6 +1,6 @@
 import { basename, join, relative } from 'node:path';
-import { LOCK_TIMING } from '../guard/lock-timing.js';
-import { livenessFiles, lockPaths, probeLiveness, readLockStatus, removeLivenessIfDead } from '../guard/run-lock.js';
+import { LOCK_TIMING } from '../storage/run-lock.js';
+import { livenessFiles, lockPaths, probeLiveness, readLockStatus, removeLivenessIfDead } from '../storage/run-lock.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { safeExists, safeLstat, safeReaddir, safeReaddirEntries, safeRm } from '../storage/safe-path.js';
 import type { Findings } from './finding.js';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { rowsByKey } from '../storage/store/plain-lines.js';
 import { join, relative } from 'node:path';
-import { acquireRunLock } from '../guard/run-lock.js';
+import { acquireRunLock } from '../storage/run-lock.js';
 import { readLedger } from '../storage/ledger.js';
 import { manifestsOf, readManifest } from '../storage/manifest.js';
 import type { WorkspacePaths } from '../storage/paths.js';

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { StateCorruptError, UsageError } from '../guard/errors.js';
-import { readLockStatus } from '../guard/run-lock.js';
+import { readLockStatus } from '../storage/run-lock.js';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { assertQueueName } from '../queue/record.js';
 import { checkNewTask } from '../queue/validate.js';

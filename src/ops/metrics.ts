@@ -1,6 +1,6 @@
 import { Counter, Gauge, Registry, type Metric } from 'prom-client';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
-import { readLockStatus } from '../guard/run-lock.js';
+import { readLockStatus } from '../storage/run-lock.js';
 import { pipelineNames } from '../pipeline/registry.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { readRuns, type RunInfo } from '../storage/runs.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { readLockStatus } from '../guard/run-lock.js';
+import { readLockStatus } from '../storage/run-lock.js';
 import { pipelineNames } from '../pipeline/registry.js';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { deadletterDir } from '../storage/paths.js';

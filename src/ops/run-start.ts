@@ -3,7 +3,7 @@ import { closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { readLockStatus } from '../guard/run-lock.js';
+import { readLockStatus } from '../storage/run-lock.js';
 import { writeAtomicSync } from '../storage/atomic.js';
 import { safeMkdir, safeOpen, safeReaddir, safeReadFile, SECRET_FILE_MODE } from '../storage/safe-path.js';
 import type { WorkspacePaths } from '../storage/paths.js';

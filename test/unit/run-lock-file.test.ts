@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
-import { FileRunLocks } from '../../src/guard/run-lock.js';
+import { FileRunLocks } from '../../src/storage/run-lock.js';
 import { describeRunLocks } from './run-lock-conformance.js';
 
 describeRunLocks('file', () => {

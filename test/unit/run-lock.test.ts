@@ -10,18 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } 
 import { Findings } from '../../src/doctor/finding.js';
 import { checkLocks, removeMutex } from '../../src/doctor/locks.js';
 import { MetaspnError, UsageError } from '../../src/guard/errors.js';
-import {
-  acquireRunLock,
-  livenessFiles,
-  livenessPath,
-  lockPaths,
-  readLockStatus,
-  RunLockLostError,
-  type AcquireRunLockOptions,
-  type LockPayload,
-  type RunLock,
-  type RunLockLog,
-} from '../../src/guard/run-lock.js';
+import { acquireRunLock, livenessFiles, livenessPath, lockPaths, readLockStatus, RunLockLostError, type AcquireRunLockOptions, type LockPayload, type RunLock, type RunLockLog } from '../../src/storage/run-lock.js';
 import { HOST } from '../../src/queue/owner.js';
 import { probeLock } from '../../src/storage/file-lock.js';
 import { workspacePaths } from '../../src/storage/paths.js';

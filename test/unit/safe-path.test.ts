@@ -8,7 +8,7 @@ import { checkQueue, queueNames } from '../../src/doctor/queues.js';
 import { checkLedger, checkManifests } from '../../src/doctor/records.js';
 import { checkStore, storeFiles } from '../../src/doctor/store.js';
 import { MetaspnError } from '../../src/guard/errors.js';
-import { acquireRunLock, livenessFiles, lockPaths, readLockStatus } from '../../src/guard/run-lock.js';
+import { acquireRunLock, livenessFiles, lockPaths, readLockStatus } from '../../src/storage/run-lock.js';
 import { silentLogger } from '../../src/log.js';
 import { readAlertLog } from '../../src/ops/alerts/state.js';
 import { runStartFiles } from '../../src/ops/run-start.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { readLockStatus, type StaleReason } from '../../guard/run-lock.js';
+import { readLockStatus, type StaleReason } from '../../storage/run-lock.js';
 import { printJson } from '../format.js';
 import { openWorkspace } from '../options.js';
 

@@ -1,5 +1,4 @@
-import type { LockStatus, StaleReason } from './inspect.js';
-import type { LockPayload } from './payload.js';
+import { MetaspnError } from '../errors.js';
 
 /** The two log levels the run lock uses; a pino logger fits. */
 export interface RunLockLog {
@@ -19,9 +18,7 @@ export interface RunLockLog {
  */
 export type OnLockHeld = 'fail' | 'retryable' | 'wait';
 
-export interface AcquireRunLockOptions {
-  /** The workspace's `locks/` folder; created when missing. */
-  locksDir: string;
+export interface RunLockRequest {
   /** The lock's name: `locks/<name>.lock` (e.g. `s1`). Letters, digits, `.`, `_` and `-`. */
   name: string;
   /**
@@ -115,8 +112,6 @@ export interface RunLockFence {
   whileHeld<T>(fn: () => T | Promise<T>): Promise<T>;
 }
 
-/** What a backend's run lock is asked for: {@link AcquireRunLockOptions} without where the file backend keeps it. */
-export type RunLockRequest = Omit<AcquireRunLockOptions, 'locksDir'>;
 
 /**
  * The run locks of a storage backend, one per name (a pipeline's name): the file backend keeps
@@ -136,4 +131,83 @@ export interface RunLocks {
   acquire(opts: RunLockRequest): Promise<RunLock>;
   /** Who holds the lock, since when, and whether the next acquirer would take it over. Read-only. */
   status(name: string, opts?: { now?: () => number }): Promise<LockStatus>;
+}
+
+/**
+ * What `locks/<name>.lock` holds: who runs (or ran last) and why. Operators read it with `cat`;
+ * it stays after release with `active: 0` so they can see who ran last.
+ */
+export interface LockPayload {
+  /** 1 while the lock is held, 0 after a clean release. */
+  active: 0 | 1;
+  pid: number;
+  host: string;
+  /** ISO-8601 UTC, from the acquirer's clock (`now`). */
+  start_ts_utc: string;
+  /** The holder may be broken once `start_ts_utc + ttl_sec` has passed. */
+  ttl_sec: number;
+  reason: string;
+  cmd: string;
+  /**
+   * Not one of the seed's fields: identifies this acquisition, so a holder whose lock was broken
+   * never releases or overwrites its successor's lock (pid, host and start can repeat in one process).
+   */
+  lock_id?: string;
+  /**
+   * Not one of the seed's fields: 1 for the first acquisition of this lock, one more at each
+   * acquisition after it (a takeover included), so operators can tell hands apart at a glance.
+   */
+  generation?: number;
+}
+
+/**
+ * Why the next acquirer takes the lock over from the holder its payload names:
+ * - `pid_dead`: its liveness file is no longer locked and its pid is not running on this host;
+ * - `holder_gone`: its liveness file is no longer locked (or missing) though a process with its pid
+ *   runs (the pid was reused, or the holder lost its file), or the payload is unreadable and no
+ *   liveness file is locked;
+ * - `ttl_expired`: it is alive but `start_ts_utc + ttl_sec` has passed.
+ */
+export type StaleReason = 'pid_dead' | 'holder_gone' | 'ttl_expired';
+
+/** What `metaspn lock status` prints (and `/api/lock`, the /ops page, `/metrics` and the baseline report read). */
+export interface LockStatus {
+  /** The payload file, `locks/<name>.lock`. */
+  path: string;
+  /** The payload file exists. */
+  exists: boolean;
+  /** The last payload written (active or released); null when missing, empty or unparsable. */
+  payload: LockPayload | null;
+  /**
+   * A live process holds the lock: the active holder's liveness file (`locks/<name>.held.<lock_id>`)
+   * is locked, or, with an unreadable payload, some liveness file of this lock is. A holder past its
+   * TTL is still `held` (and `stale_reason` says `ttl_expired`).
+   */
+  held: boolean;
+  /** Whether the active holder is alive (its liveness file is locked); null with no active holder. */
+  holder_alive: boolean | null;
+  /** Why the next acquirer would take the lock over from the active holder; null if it would not. */
+  stale_reason: StaleReason | null;
+}
+
+/** "pid 123 on host-a since 2026-01-15T12:00:00.000Z (reason: scheduled, cmd: ...)", for messages. */
+export function describeHolder(holder: LockPayload | null): string {
+  if (!holder) return 'an unknown process (lock payload missing, released or unreadable)';
+  return `pid ${holder.pid} on ${holder.host} since ${holder.start_ts_utc} (reason: ${holder.reason}, cmd: ${holder.cmd})`;
+}
+
+/**
+ * STATE_CORRUPT (30): the run lock is no longer this holder's (taken over after its TTL, by
+ * `--force-lock-break`, or its liveness file removed), so it must not publish. Thrown by
+ * `RunLock.whileHeld` before its function runs: nothing was written.
+ */
+export class RunLockLostError extends MetaspnError {
+  constructor(name: string, nowHeldBy: LockPayload | null, cause?: Error) {
+    super('STATE_CORRUPT', `run lock ${name} was lost during the run: not publishing`, {
+      hint: `it is now held by ${describeHolder(nowHeldBy)}; this run's artifacts and manifests are kept, re-run once the lock is free`,
+      details: { now_held_by: nowHeldBy },
+      ...(cause ? { cause } : {}),
+    });
+    this.name = 'RunLockLostError';
+  }
 }

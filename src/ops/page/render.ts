@@ -1,4 +1,4 @@
-import type { LockStatus } from '../../guard/run-lock.js';
+import type { LockStatus } from '../../storage/run-lock.js';
 import type { DeadLetter } from '../../queue/types.js';
 import type { RunInfo } from '../../storage/runs.js';
 import type { StateFileProblem } from '../../storage/state-file.js';

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { policyFor, type WorkspaceConfig } from '../../config/load.js';
 import type { QueuePolicy } from '../../config/policy.js';
-import { readLockStatus } from '../../guard/run-lock.js';
+import { readLockStatus } from '../../storage/run-lock.js';
 import { writeAtomicSync } from '../../storage/atomic.js';
 import { readManifest } from '../../storage/manifest.js';
 import type { WorkspacePaths } from '../../storage/paths.js';

@@ -1,27 +1,10 @@
-import type { FileLock } from '../../storage/file-lock.js';
-import { safeRm } from '../../storage/safe-path.js';
-import { MetaspnError } from '../errors.js';
-import { LOCK_TIMING } from '../lock-timing.js';
+import type { FileLock } from '../file-lock.js';
+import { safeRm } from '../safe-path.js';
+import { LOCK_TIMING } from './timing.js';
 import { enterGate, gateBusy } from './gate.js';
-import { describeHolder } from './inspect.js';
 import { readPayload, writePayload, type LockPaths, type LockPayload } from './payload.js';
-import type { BrokenLock, RunLock, RunLockLog } from './types.js';
+import { describeHolder, RunLockLostError, type BrokenLock, type RunLock, type RunLockLog } from '../../guard/run-lock/types.js';
 
-/**
- * STATE_CORRUPT (30): the run lock is no longer this holder's (taken over after its TTL, by
- * `--force-lock-break`, or its liveness file removed), so it must not publish. Thrown by
- * `RunLock.whileHeld` before its function runs: nothing was written.
- */
-export class RunLockLostError extends MetaspnError {
-  constructor(name: string, nowHeldBy: LockPayload | null, cause?: Error) {
-    super('STATE_CORRUPT', `run lock ${name} was lost during the run: not publishing`, {
-      hint: `it is now held by ${describeHolder(nowHeldBy)}; this run's artifacts and manifests are kept, re-run once the lock is free`,
-      details: { now_held_by: nowHeldBy },
-      ...(cause ? { cause } : {}),
-    });
-    this.name = 'RunLockLostError';
-  }
-}
 
 /** What the holder needs besides its payload: the lock's files, its callbacks and its log. */
 export interface HeldOptions {

@@ -1,17 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { probeLock } from '../../storage/file-lock.js';
+import { probeLock } from '../file-lock.js';
 import { HOST, pidAlive } from '../../queue/owner.js';
-import { livenessFiles, livenessPath, lockPaths, readPayload, type LockPaths, type LockPayload } from './payload.js';
+import { describeHolder, type LockPayload, type LockStatus, type StaleReason } from '../../guard/run-lock/types.js';
+import { livenessFiles, livenessPath, lockPaths, readPayload, type LockPaths } from './payload.js';
 
-/**
- * Why the next acquirer takes the lock over from the holder its payload names:
- * - `pid_dead`: its liveness file is no longer locked and its pid is not running on this host;
- * - `holder_gone`: its liveness file is no longer locked (or missing) though a process with its pid
- *   runs (the pid was reused, or the holder lost its file), or the payload is unreadable and no
- *   liveness file is locked;
- * - `ttl_expired`: it is alive but `start_ts_utc + ttl_sec` has passed.
- */
-export type StaleReason = 'pid_dead' | 'holder_gone' | 'ttl_expired';
+export { describeHolder, type LockStatus, type StaleReason };
+
 
 /** A liveness file's state: `held` while its holder's process lives. */
 export type Liveness = 'held' | 'free' | 'missing';
@@ -75,31 +69,7 @@ export function staleReason(state: LockState, nowMs: number, alive: (pid: number
   return null;
 }
 
-/** "pid 123 on host-a since 2026-01-15T12:00:00.000Z (reason: scheduled, cmd: ...)", for messages. */
-export function describeHolder(holder: LockPayload | null): string {
-  if (!holder) return 'an unknown process (lock payload missing, released or unreadable)';
-  return `pid ${holder.pid} on ${holder.host} since ${holder.start_ts_utc} (reason: ${holder.reason}, cmd: ${holder.cmd})`;
-}
 
-/** What `metaspn lock status` prints (and `/api/lock`, the /ops page, `/metrics` and the baseline report read). */
-export interface LockStatus {
-  /** The payload file, `locks/<name>.lock`. */
-  path: string;
-  /** The payload file exists. */
-  exists: boolean;
-  /** The last payload written (active or released); null when missing, empty or unparsable. */
-  payload: LockPayload | null;
-  /**
-   * A live process holds the lock: the active holder's liveness file (`locks/<name>.held.<lock_id>`)
-   * is locked, or, with an unreadable payload, some liveness file of this lock is. A holder past its
-   * TTL is still `held` (and `stale_reason` says `ttl_expired`).
-   */
-  held: boolean;
-  /** Whether the active holder is alive (its liveness file is locked); null with no active holder. */
-  holder_alive: boolean | null;
-  /** Why the next acquirer would take the lock over from the active holder; null if it would not. */
-  stale_reason: StaleReason | null;
-}
 
 /**
  * Read-only status of a run lock; never writes or removes a file. `now` (ms since the epoch,

@@ -1,6 +1,6 @@
 import { acquireRunLock } from './acquire.js';
 import { readLockStatus, type LockStatus } from './inspect.js';
-import type { RunLock, RunLockRequest, RunLocks } from './types.js';
+import type { RunLock, RunLockRequest, RunLocks } from '../../guard/run-lock/types.js';
 
 /** The file backend's run locks: `locks/<name>.lock` and its liveness files, on kernel locks. */
 export class FileRunLocks implements RunLocks {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FileLock } from '../../storage/file-lock.js';
-import { MetaspnError } from '../errors.js';
+import { FileLock } from '../file-lock.js';
+import { MetaspnError } from '../../guard/errors.js';
 import type { LockPaths } from './payload.js';
 
 /**

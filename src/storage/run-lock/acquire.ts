@@ -2,15 +2,21 @@ import { randomUUID } from 'node:crypto';
 import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HOST } from '../../queue/owner.js';
-import { FileLock } from '../../storage/file-lock.js';
-import { safeMkdir, safeRm } from '../../storage/safe-path.js';
-import { MetaspnError, UsageError, type ErrorCode } from '../errors.js';
-import { LOCK_TIMING } from '../lock-timing.js';
+import { FileLock } from '../file-lock.js';
+import { safeMkdir, safeRm } from '../safe-path.js';
+import { MetaspnError, UsageError, type ErrorCode } from '../../guard/errors.js';
+import { LOCK_TIMING } from './timing.js';
 import { enterGate } from './gate.js';
 import { HeldRunLock } from './held.js';
 import { describeHolder, inspectLock, probeLiveness, staleReason, type LockState } from './inspect.js';
 import { livenessFiles, livenessPath, lockPaths, writePayload, type LockPaths, type LockPayload } from './payload.js';
-import type { AcquireRunLockOptions, BrokenLock, OnLockHeld, RunLock } from './types.js';
+import type { BrokenLock, OnLockHeld, RunLock, RunLockRequest } from '../../guard/run-lock/types.js';
+
+/** A run lock request on the file backend: where its files are. */
+export interface AcquireRunLockOptions extends RunLockRequest {
+  /** The workspace's `locks/` folder; created when missing. */
+  locksDir: string;
+}
 
 type Resolved = Required<Omit<AcquireRunLockOptions, 'onCompromised'>> & Pick<AcquireRunLockOptions, 'onCompromised'>;
 

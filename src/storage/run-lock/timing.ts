@@ -1,6 +1,6 @@
 /**
  * Run-lock timing, in one place, in milliseconds. The run lock is a kernel lock (see
- * src/guard/run-lock/gate.ts): it has no staleness to tune, since a dead holder loses it at once and
+ * src/storage/run-lock/gate.ts): it has no staleness to tune, since a dead holder loses it at once and
  * a live one never does. These numbers only bound waits and polls.
  */
 export const LOCK_TIMING = {

@@ -1,35 +1,12 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeAtomicSync } from '../../storage/atomic.js';
-import { safeReadFile, safeReaddir } from '../../storage/safe-path.js';
-import { StateCorruptError, UsageError } from '../errors.js';
+import { writeAtomicSync } from '../atomic.js';
+import { safeReadFile, safeReaddir } from '../safe-path.js';
+import { StateCorruptError, UsageError } from '../../guard/errors.js';
+import type { LockPayload } from '../../guard/run-lock/types.js';
 
-/**
- * What `locks/<name>.lock` holds: who runs (or ran last) and why. Operators read it with `cat`;
- * it stays after release with `active: 0` so they can see who ran last.
- */
-export interface LockPayload {
-  /** 1 while the lock is held, 0 after a clean release. */
-  active: 0 | 1;
-  pid: number;
-  host: string;
-  /** ISO-8601 UTC, from the acquirer's clock (`now`). */
-  start_ts_utc: string;
-  /** The holder may be broken once `start_ts_utc + ttl_sec` has passed. */
-  ttl_sec: number;
-  reason: string;
-  cmd: string;
-  /**
-   * Not one of the seed's fields: identifies this acquisition, so a holder whose lock was broken
-   * never releases or overwrites its successor's lock (pid, host and start can repeat in one process).
-   */
-  lock_id?: string;
-  /**
-   * Not one of the seed's fields: 1 for the first acquisition of this lock, one more at each
-   * acquisition after it (a takeover included), so operators can tell hands apart at a glance.
-   */
-  generation?: number;
-}
+export type { LockPayload };
+
 
 const payloadSchema = z.object({
   active: z.union([z.literal(0), z.literal(1)]),
