@@ -4,6 +4,7 @@ import { toMetaspnError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';
 import { jsonPrinted } from './format.js';
 import { newInvocation, withInvocation } from './invocation.js';
+import { enableSafePointCollections } from '../runtime/memory.js';
 import { EXIT } from '../guard/exit-codes.js';
 import { takeExitCode } from './exit.js';
 import { commandLog, flushLogs } from './session.js';
@@ -82,6 +83,9 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
 
 /** Runs the CLI; returns the exit code. Only this layer decides process exit codes. */
 export function main(argv: string[]): Promise<number> {
+  // A metaspn process is its own: it may collect garbage at safe points of long stages (a V8 flag,
+  // set here by the CLI, never by library code).
+  enableSafePointCollections();
   // Each command line has its own exit code, logs and output state (src/cli/invocation.ts).
   return withInvocation(newInvocation(), () => runMain(argv));
 }

@@ -6,29 +6,36 @@ import vm from 'node:vm';
  * one. A long stage keeps every task in flight for a while (prefetched, running, acknowledging),
  * so its garbage is promoted to the old generation, which V8 collects only lazily while memory
  * is plentiful: a million-signal run reached 1.2 GB of RSS over 300 MB of live data. Collecting
- * at safe points keeps it near what is live. When the runtime cannot expose `gc`, it does nothing.
+ * at safe points keeps it near what is live. Only once the process chose it
+ * ({@link enableSafePointCollections}, the CLI does); otherwise, and when the runtime cannot expose
+ * `gc`, it does nothing.
  */
-let gc: (() => void) | null | undefined;
+let gc: (() => void) | null = null;
 let baseline = 0;
 /** Garbage allowed to pile up between two collections. */
 const GROWTH = 192 * 2 ** 20;
 
-function gcFunction(): (() => void) | null {
-  if (gc !== undefined) return gc;
+/**
+ * Lets `collectIfGrown` collect: exposes V8's `gc` (a V8 flag set for the whole process). Library
+ * code never calls this: it changes the process for its embedder. The CLI does, once, at start
+ * (src/cli/main.ts), since a metaspn process is its own. Returns whether `gc` is available.
+ */
+export function enableSafePointCollections(): boolean {
+  if (gc) return true;
   try {
     v8.setFlagsFromString('--expose-gc');
     gc = vm.runInNewContext('gc') as () => void;
   } catch {
     gc = null;
   }
-  return gc;
+  return gc !== null;
 }
 
+/** Collects when the heap grew by 192 MiB since the last time (past 256 MiB), if the process enabled it; else nothing. */
 export function collectIfGrown(): void {
+  if (!gc) return;
   const used = process.memoryUsage().heapUsed;
   if (used < 256 * 2 ** 20 || used < baseline + GROWTH) return;
-  const f = gcFunction();
-  if (!f) return;
-  f();
+  gc();
   baseline = process.memoryUsage().heapUsed;
 }
