@@ -222,18 +222,15 @@ export class PgQueue implements Queue {
     // Presence is looked up at most every PRESENCE_CHECK_MS by claims (each lookup reads the
     // owners of the queue's leases); expired leases are given back on every claim.
     const look = Date.now() - this.presenceCheckedAt >= PRESENCE_CHECK_MS;
-    await this.reclaim(look);
     if (!this.owners.has(opts.owner.id)) {
       await this.run('claiming', () => this.pool.query(this.sql.noteOwner, [opts.owner.id, opts.owner.pid, opts.owner.host]));
       this.owners.add(opts.owner.id);
     }
-    if (this.presence) {
-      let p = this.presences.get(opts.owner.id);
-      if (!p) this.presences.set(opts.owner.id, (p = holdPresence(this.setting.url, this.sql.workerTable, opts.owner)));
-      // Held (or held again after a lost session) before claiming: a live owner is never taken for
-      // gone. Not held: its key is cleared, and its leases are judged by expiry alone.
-      if (!(await p.ensure())) await this.run('claiming', () => this.pool.query(this.sql.noPresence, [opts.owner.id]));
-    }
+    // Presence is checked (on its own session) while expired leases are given back.
+    const [held] = await Promise.all([this.ownPresence(opts.owner), this.reclaim(look)]);
+    // Held (or held again after a lost session) before claiming: a live owner is never taken for
+    // gone. Not held: its key is cleared, and its leases are judged by expiry alone.
+    if (!held) await this.run('claiming', () => this.pool.query(this.sql.noPresence, [opts.owner.id]));
     const wall = this.clock.read().wall;
     const r = await this.run('claiming', () =>
       this.pool.query<RecordRow & { fence: number; expires: number; now: number }>(this.sql.claim, [
@@ -434,6 +431,14 @@ export class PgQueue implements Queue {
   }
 
   // ---- internals ----
+
+  /** This owner's presence held (true), or presence off for this queue (true: nothing to clear). */
+  private async ownPresence(owner: Owner): Promise<boolean> {
+    if (!this.presence) return true;
+    let p = this.presences.get(owner.id);
+    if (!p) this.presences.set(owner.id, (p = holdPresence(this.setting.url, this.sql.workerTable, owner)));
+    return p.ensure();
+  }
 
   /**
    * An ambiguous completion, decided by the fence once the database answers again (a few tries,

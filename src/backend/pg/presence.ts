@@ -16,8 +16,9 @@ import { CONNECT_TIMEOUT_MS, KEEPALIVE_DELAY_MS } from './connection.js';
  */
 export interface PresenceHandle {
   /**
-   * Opens the session, or opens it again when it was lost (a server restart, a terminated
-   * session); resolves true once it holds its lock, false when it could not be opened.
+   * Checks the session with a round trip (a session the server ended is not always noticed
+   * before one), opens it again when it was lost (a server restart, a terminated session);
+   * resolves true once it holds its lock, false when it could not be opened.
    */
   ensure(): Promise<boolean>;
   /** Ends the presence session (the lock goes with it), once its last holder released it. */
@@ -54,6 +55,10 @@ export function holdPresence(url: string, workerTable: string, owner: Owner): Pr
   let released = false;
   return {
     ensure: async () => {
+      if (!entry.lost) {
+        const c = await entry.client;
+        if (c) await c.query('SELECT 1').catch(() => (entry.lost = true));
+      }
       if (entry.lost) {
         if (Date.now() < entry.retryAt) return false;
         entry.lost = false;
@@ -80,6 +85,8 @@ async function open(url: string, workerTable: string, owner: Owner, entry: Entry
     keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     application_name: `metaspn presence ${owner.id}`.slice(0, 63),
+    // A check of a half-open session must not hold a claim for long.
+    query_timeout: 5000,
   });
   const lost = (): void => {
     entry.lost = true;
