@@ -95,7 +95,9 @@ describe('metaspn alerts check', () => {
     // The webhook is down when a new alert opens: exit 50, the alert stays pending.
     hook.answer = 503;
     await cli(ws, ['queue', 'enqueue', 'waiting', '--payload', '{"n":2}'], 0);
-    await new Promise((r) => setTimeout(r, 100)); // older than oldest_ready_max_minutes (60 ms)
+    // The task must be older than oldest_ready_max_minutes (60 ms): wait until its enqueue is that old.
+    const enqueued = Date.now();
+    await waitFor(() => Date.now() - enqueued > 100, 5_000, 'the task to age past the threshold');
     const down = await check(ws, env);
     expect(down.exit_code).toBe(50);
     expect(down.failed).toEqual([expect.objectContaining({ fingerprint: 'oldest_ready_age:waiting', attempts: 1, error: 'the webhook answered HTTP 503' })]);
@@ -199,11 +201,14 @@ describe('metaspn alerts check', () => {
       const key = (a: { fingerprint: string; rule: string }): string => (a.rule === 'run_failed' ? a.rule : `${a.rule}:${a.fingerprint.split(':')[1]}`);
       const open = async () => (await http('GET', `${s.url}/api/alerts`)).json as { checked_at: string; open: { fingerprint: string; rule: string; subject: string; severity: string; message: string }[] };
       let body = await open();
-      const deadline = Date.now() + 20_000;
-      while (!WANT.every((w) => body.open.some((a) => key(a) === w)) && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 100));
-        body = await open();
-      }
+      await waitFor(
+        async () => {
+          body = await open();
+          return WANT.every((w) => body.open.some((a) => key(a) === w));
+        },
+        20_000,
+        `alerts ${WANT.join(', ')} open`,
+      );
       const byKey = Object.fromEntries(body.open.map((a) => [key(a), a]));
       expect(Object.keys(byKey)).toEqual(expect.arrayContaining(WANT));
       expect(byKey.run_failed).toMatchObject({ subject: 's1', severity: 'critical' });
@@ -226,11 +231,10 @@ describe('metaspn alerts check', () => {
     } finally {
       await s.stop();
     }
-    // Stopped with the server: no check after exit.
-    const last = JSON.parse(readFileSync(statePath(ws), 'utf8')).checked_at;
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(JSON.parse(readFileSync(statePath(ws), 'utf8')).checked_at).toBe(last);
-    expect(readFileSync(join(ws, 'logs', 'metaspn.jsonl'), 'utf8')).toContain('"event":"alerts_loop_start"');
+    // Stopped with the server: the loop was stopped (waiting out a check in flight) before it exited.
+    const log = readFileSync(join(ws, 'logs', 'metaspn.jsonl'), 'utf8');
+    expect(log).toContain('"event":"alerts_loop_start"');
+    expect(log.indexOf('"event":"alerts_loop_stop"')).toBeGreaterThan(log.lastIndexOf('"event":"alerts_checked"'));
   });
 });
 

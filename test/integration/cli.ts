@@ -128,11 +128,5 @@ export function cleanWorkspaces(): void {
   for (const c of cleanups.splice(0)) c();
 }
 
-/** Waits until `cond` holds (polling), failing after `ms`. No fixed sleeps in assertions. */
-export async function waitFor(cond: () => boolean, ms = 20_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** Waiting on conditions: test/wait.ts. */
+export { until, waitFor } from '../wait.js';

@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { run, spec, tempWorkspace, waitFor } from './cli.js';
+import { run, spec, tempWorkspace, until, waitFor } from './cli.js';
 import { hmac, hmacRequest, http, startServe, type Served } from './serve-process.js';
 
 const TOKEN = 'hardening-token-0123456789';
@@ -59,17 +59,6 @@ function getWithHost(s: Served, path: string, host: string): Promise<{ status: n
     req.setTimeout(10_000, () => req.destroy(new Error('timed out')));
     req.end();
   });
-}
-
-/** Polls an async condition until it yields a value (not null or false); fails after `ms`. */
-async function until<T>(cond: () => Promise<T | null | false>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await cond();
-    if (v !== null && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function withServer<T>(ws: string, o: { env?: NodeJS.ProcessEnv; args?: string[] }, fn: (s: Served) => Promise<T>): Promise<T> {

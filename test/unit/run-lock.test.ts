@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import ts from 'typescript';
+import { waitFor } from '../wait.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { Findings } from '../../src/doctor/finding.js';
 import { checkLocks, removeMutex } from '../../src/doctor/locks.js';
@@ -139,14 +140,6 @@ function procState(pid: number): string | null {
   }
 }
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 const children = new Set<ChildProcess>();
 
 afterEach(() => {
@@ -196,7 +189,7 @@ async function startHolder(locksDir: string, ttlSec?: number): Promise<Holder> {
       child.kill(sig);
       const want = sig === 'SIGSTOP' ? 'T' : null;
       if (procState(child.pid!) === null) return;
-      await until(() => (want ? procState(child.pid!) === want : procState(child.pid!) !== 'T'), 5_000, `${sig} to take effect`);
+      await waitFor(() => (want ? procState(child.pid!) === want : procState(child.pid!) !== 'T'), 5_000, `${sig} to take effect`);
     },
     release: async () => {
       const released = next('released');

@@ -40,6 +40,7 @@ export function startAlertLoop(o: { ws: WorkspacePaths; cfg: WorkspaceConfig; in
       cancel?.();
       cancel = null;
       if (running) await running;
+      o.log.info({ event: 'alerts_loop_stop' }, 'periodic alert checks stopped');
     },
   };
 }
