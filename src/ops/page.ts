@@ -1,11 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { readLockStatus } from '../storage/run-lock.js';
 import { pipelineNames } from '../pipeline/registry.js';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { deadletterDir } from '../storage/paths.js';
-import { readRuns } from '../storage/runs.js';
+import { readManifest } from '../storage/manifest.js';
+import { findRun, readRuns } from '../storage/runs.js';
+import { throughput } from '../storage/task-durations.js';
+import { assertQueueName, checkTaskId } from '../queue/record.js';
+import { checkRunId } from '../runtime/run-id.js';
+import { renderMissingPage, renderRunPage, renderTaskPage } from './page/detail.js';
 import { renderOpsData, renderOpsPage, type OpsPageView, type Section } from './page/render.js';
 import type { OpsContext } from './server.js';
 import { queueNamesOf, queueView } from './workspace-view.js';
@@ -14,6 +19,8 @@ import { queueNamesOf, queueView } from './workspace-view.js';
 export const OPS_RUNS_SHOWN = 20;
 /** Dead letters shown per queue; the rest are counted and named by the CLI command to list them. */
 export const OPS_DEAD_LETTERS_SHOWN = 100;
+/** The page re-reads the workspace this often while its Live switch is on. */
+export const OPS_REFRESH_MS = 5_000;
 
 function section<T>(read: () => T): Section<T> {
   try {
@@ -61,7 +68,32 @@ export function opsPageView(ctx: OpsContext, now = new Date()): OpsPageView {
       return { recent: all.slice(0, OPS_RUNS_SHOWN), total: all.length, problems };
     }),
     locks: section(() => pipelineNames(ctx.cfg).map((name) => ({ name, status: readLockStatus(ctx.ws.locks, name) }))),
+    throughput: section(() => throughput(ctx.ws, now.getTime())),
+    refreshMs: OPS_REFRESH_MS,
   };
+}
+
+/** The headers of every page: no caching, no framing, and a CSP admitting only the page's own style and script. */
+function pageHeaders(reply: FastifyReply, nonce: string): FastifyReply {
+  return reply
+    .header('Content-Type', 'text/html; charset=utf-8')
+    .header('Cache-Control', 'no-store')
+    .header('X-Content-Type-Options', 'nosniff')
+    .header('Referrer-Policy', 'no-referrer')
+    .header('X-Frame-Options', 'DENY')
+    .header(
+      'Content-Security-Policy',
+      `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+    );
+}
+
+/** An id from a URL that the rules of its kind accept; else null (the page answers 404). */
+function valid(check: () => unknown): boolean {
+  try {
+    return check() !== false;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -75,17 +107,32 @@ export function registerOpsPage(app: FastifyInstance, ctx: OpsContext): void {
     const nonce = randomBytes(16).toString('base64');
     const view = opsPageView(ctx);
     const body = req.query.part === 'data' ? renderOpsData(view) : renderOpsPage(view, nonce);
-    return reply
-      .header('Content-Type', 'text/html; charset=utf-8')
-      .header('Cache-Control', 'no-store')
-      .header('X-Content-Type-Options', 'nosniff')
-      .header('Referrer-Policy', 'no-referrer')
-      .header('X-Frame-Options', 'DENY')
-      .header(
-        'Content-Security-Policy',
-        `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
-      )
-      .send(body);
+    return pageHeaders(reply, nonce).send(body);
   });
-  app.get('/ops/', async (_req, reply) => reply.redirect('/ops'));
+  // Relative redirects: behind a proxy that serves the server under a path prefix they stay under it.
+  app.get('/ops/', async (_req, reply) => reply.redirect('../ops'));
+  app.get('/', async (_req, reply) => reply.redirect('ops'));
+
+  app.get('/ops/task/:worker/:id', async (req: FastifyRequest<{ Params: { worker: string; id: string } }>, reply) => {
+    const nonce = randomBytes(16).toString('base64');
+    const { worker, id } = req.params;
+    const d = valid(() => assertQueueName(worker)) && checkTaskId(id) === null ? new DeadLetterFiles(deadletterDir(ctx.ws, worker)).read(id) : null;
+    if (!d) return pageHeaders(reply.code(404), nonce).send(renderMissingPage(nonce, `No dead letter ${id.slice(0, 200)} in ${worker.slice(0, 100)} (retried, discarded, or never there).`, '../../../ops'));
+    return pageHeaders(reply, nonce).send(renderTaskPage(nonce, worker, d));
+  });
+
+  app.get('/ops/run/:run_id', async (req: FastifyRequest<{ Params: { run_id: string } }>, reply) => {
+    const nonce = randomBytes(16).toString('base64');
+    const id = req.params.run_id;
+    const run = valid(() => checkRunId(id)) ? findRun(ctx.ws, id) : null;
+    if (!run) return pageHeaders(reply.code(404), nonce).send(renderMissingPage(nonce, `No run ${id.slice(0, 200)} with manifests in this workspace.`, '../../ops'));
+    const manifests = run.steps.map((s) => {
+      try {
+        return readManifest(s.manifest);
+      } catch {
+        return null;
+      }
+    });
+    return pageHeaders(reply, nonce).send(renderRunPage(nonce, run, manifests));
+  });
 }

@@ -18,11 +18,19 @@ export interface DurationHistogram {
   count: number;
 }
 
-/** ops/task-durations/<queue>.json: cumulative since the file was created, by outcome. */
+/** Minutes of throughput kept: a day. */
+export const THROUGHPUT_MINUTES = 1440;
+
+/**
+ * ops/task-durations/<queue>.json: the histograms, cumulative since the file was created, by
+ * outcome; and `per_minute`, attempts ended per UTC minute (epoch minute → [completed, failed]) over
+ * the last day, for the /ops page's throughput chart.
+ */
 export interface DurationFile {
   schema_version: 1;
   buckets: number[];
   outcomes: Partial<Record<DurationOutcome, DurationHistogram>>;
+  per_minute?: Record<string, [number, number]>;
 }
 
 function dirOf(ws: WorkspacePaths): string {
@@ -36,6 +44,30 @@ export function readDurations(ws: WorkspacePaths, queue: string): DurationFile |
   const f = readStateJson<DurationFile>(join(dirOf(ws), `${queue}.json`), shape({ buckets: 'array', outcomes: 'object' }), 'it is rewritten at the next worker run; delete it to start the histogram afresh');
   if (!f || f.buckets.length !== DURATION_BUCKETS_S.length || f.buckets.some((b, i) => b !== DURATION_BUCKETS_S[i])) return null;
   return f;
+}
+
+/**
+ * Attempts ended per minute over the last `minutes` minutes up to `now`, summed over every queue
+ * (oldest first, one entry per minute, zeros included): the /ops page's throughput chart.
+ */
+export function throughput(ws: WorkspacePaths, now: number, minutes = 60): { minute: number; completed: number; failed: number }[] {
+  const last = Math.floor(now / 60_000);
+  const out = Array.from({ length: minutes }, (_, i) => ({ minute: last - minutes + 1 + i, completed: 0, failed: 0 }));
+  for (const q of durationQueues(ws)) {
+    let f: DurationFile | null = null;
+    try {
+      f = readDurations(ws, q);
+    } catch {
+      continue;
+    }
+    for (const [k, v] of Object.entries(f?.per_minute ?? {})) {
+      const i = Number(k) - out[0]!.minute;
+      if (i < 0 || i >= minutes || !Array.isArray(v)) continue;
+      out[i]!.completed += Number(v[0]) || 0;
+      out[i]!.failed += Number(v[1]) || 0;
+    }
+  }
+  return out;
 }
 
 /** Queues with a durations file. */
@@ -54,15 +86,20 @@ export function durationQueues(ws: WorkspacePaths): string[] {
  */
 export class DurationRecorder {
   private pending: Partial<Record<DurationOutcome, DurationHistogram>> = {};
+  private minutes = new Map<number, [number, number]>();
   private observed = 0;
 
   constructor(
     private readonly ws: WorkspacePaths,
     private readonly queue: string,
+    private readonly now: () => number = Date.now,
   ) {}
 
   observe(seconds: number, outcome: DurationOutcome): void {
     if (!Number.isFinite(seconds) || seconds < 0) return;
+    const minute = Math.floor(this.now() / 60_000);
+    const m = this.minutes.get(minute) ?? this.minutes.set(minute, [0, 0]).get(minute)!;
+    m[outcome === 'completed' ? 0 : 1] += 1;
     const h = (this.pending[outcome] ??= emptyHistogram());
     const i = DURATION_BUCKETS_S.findIndex((b) => seconds <= b);
     h.counts[i < 0 ? DURATION_BUCKETS_S.length : i]! += 1;
@@ -75,7 +112,9 @@ export class DurationRecorder {
   async flush(): Promise<void> {
     if (this.observed === 0) return;
     const add = this.pending;
+    const minutes = this.minutes;
     this.pending = {};
+    this.minutes = new Map();
     this.observed = 0;
     const dir = dirOf(this.ws);
     safeMkdir(dir);
@@ -96,6 +135,14 @@ export class DurationRecorder {
         into.sum += h.sum;
         into.count += h.count;
       }
+      const per = out.per_minute ?? {};
+      for (const [minute, [done, failed]] of minutes) {
+        const was = per[String(minute)] ?? [0, 0];
+        per[String(minute)] = [was[0] + done, was[1] + failed];
+      }
+      const oldest = Math.floor(this.now() / 60_000) - THROUGHPUT_MINUTES;
+      for (const k of Object.keys(per)) if (Number(k) <= oldest) delete per[k];
+      out.per_minute = per;
       writeAtomicSync(join(dir, `${this.queue}.json`), `${JSON.stringify(out)}\n`);
     } finally {
       mutex.close();

@@ -1,4 +1,4 @@
-import type { LockStatus } from '../../storage/run-lock.js';
+import type { LockStatus } from '../../guard/run-lock.js';
 import type { DeadLetter } from '../../queue/types.js';
 import type { RunInfo } from '../../storage/runs.js';
 import type { StateFileProblem } from '../../storage/state-file.js';
@@ -28,6 +28,20 @@ export interface OpsPageView {
   runs: Section<{ recent: RunInfo[]; total: number; problems?: StateFileProblem[] }>;
   /** The run lock of each pipeline, bundled first. */
   locks: Section<{ name: string; status: LockStatus }[]>;
+  /** Attempts ended per minute over the last hour, every queue together, oldest first. */
+  throughput: Section<{ minute: number; completed: number; failed: number }[]>;
+  /** Live refresh period of the page, in ms. */
+  refreshMs: number;
+}
+
+/** A link to a task's detail page (relative: it works under a path prefix). */
+export function taskHref(worker: string, id: string): string {
+  return `ops/task/${encodeURIComponent(worker)}/${encodeURIComponent(id)}`;
+}
+
+/** A link to a run's detail page (relative). */
+export function runHref(runId: string): string {
+  return `ops/run/${encodeURIComponent(runId)}`;
 }
 
 /** 42 → "42s", 754 → "12m 34s", 7300 → "2h 01m", 200000 → "2d 07h". */
@@ -80,10 +94,16 @@ function queuesSection(v: OpsPageView): Html {
 <td>${q.paused ? writeButton(v, 'Resume', 'resume', q.queue, null, 'primary') : writeButton(v, 'Pause', 'pause', q.queue, null, '')}${q.corrupt_records > 0 ? html` <span class="badge bad" title="records failed their checksum and are set aside">${q.corrupt_records} corrupt</span>` : null}</td>
 </tr>`,
   );
-  return html`<table id="queues-table">
+  return html`<div class="scroll"><table id="queues-table">
 <thead><tr><th>Queue</th><th class="num">Ready</th><th class="num">Scheduled</th><th class="num">Leased</th><th class="num">Completed</th><th class="num" title="superseded by a newer run of their partition before they ran, or discarded from the dead letters">Cancelled</th><th class="num">Dead</th><th>State</th><th class="num">Oldest ready</th><th></th></tr></thead>
 <tbody>${rows}</tbody>
-</table>`;
+</table></div>`;
+}
+
+/** A button acting on every dead letter of a queue (Retry all asks for a confirmation, Discard all for a reason). */
+function bulkButton(v: OpsPageView, label: string, action: 'retry' | 'discard', g: DeadLetterGroup, cls: string): Html {
+  const off = v.writeEnabled ? null : html` disabled title="${`Writes are disabled on this server (${v.env.toUpperCase()})`}"`;
+  return html`<button type="button" class="${cls}" data-action="${action}" data-worker="${g.worker}" data-count="${g.total}"${off}>${label}</button>`;
 }
 
 function lastError(d: DeadLetter): Html {
@@ -98,20 +118,20 @@ function deadLettersSection(v: OpsPageView): Html {
   if (groups.length === 0) return html`<p class="empty">No dead letters.</p>`;
   return html`${groups.map(
     (g) => html`<div class="dead-group" data-queue="${g.worker}">
-<h3><span class="mono">${g.worker}</span> — ${g.total} dead letter${g.total === 1 ? '' : 's'}</h3>
-<table class="dead">
+<h3><span><span class="mono">${g.worker}</span> — ${g.total} dead letter${g.total === 1 ? '' : 's'}</span><span class="acts">${bulkButton(v, 'Retry all', 'retry', g, 'primary')}${bulkButton(v, 'Discard all', 'discard', g, 'danger')}</span></h3>
+<div class="scroll"><table class="dead">
 <colgroup><col class="task"><col class="attempts"><col class="since"><col><col class="act"></colgroup>
 <thead><tr><th>Task</th><th class="num">Attempts</th><th>Dead since</th><th>Last error</th><th></th></tr></thead>
 <tbody>${g.items.map(
       (d) => html`<tr data-task="${d.task.id}">
-<td class="mono">${d.task.id}</td>
+<td class="mono"><a href="${taskHref(g.worker, d.task.id)}">${d.task.id}</a></td>
 <td class="num">${d.attempt_count}/${d.task.max_attempts}</td>
 <td>${formatTime(d.dead_at)}</td>
 <td class="err">${lastError(d)}</td>
 <td class="act">${writeButton(v, 'Retry', 'retry', g.worker, d.task.id, 'primary')} ${writeButton(v, 'Discard', 'discard', g.worker, d.task.id, 'danger')}</td>
 </tr>`,
     )}</tbody>
-</table>
+</table></div>
 ${g.total > g.items.length ? html`<p class="muted">Showing the oldest ${g.items.length} of ${g.total}. All of them: <span class="mono">metaspn queue deadletter list ${g.worker}</span></p>` : null}
 </div>`,
   )}`;
@@ -128,11 +148,11 @@ function runsSection(v: OpsPageView): Html {
   const { recent, total } = v.runs.value;
   const problems = runProblems(v.runs.value.problems ?? []);
   if (recent.length === 0) return html`${problems}<p class="empty">No runs yet.</p>`;
-  return html`${problems}<table id="runs-table">
+  return html`${problems}<div class="scroll"><table id="runs-table">
 <thead><tr><th>Run</th><th>Pipeline</th><th>Date</th><th>Status</th><th>Started (UTC)</th><th class="num">Duration</th><th class="num">Exit code</th><th>Failure</th></tr></thead>
 <tbody>${recent.map(
     (r) => html`<tr data-run="${r.run_id}">
-<td class="mono">${r.run_id}${r.current ? html` <span class="badge ok" title="the date's current pointer names this run">current</span>` : null}</td>
+<td class="mono"><a href="${runHref(r.run_id)}">${r.run_id}</a>${r.current ? html` <span class="badge ok" title="the date's current pointer names this run">current</span>` : null}</td>
 <td>${r.pipeline}</td>
 <td>${r.date}</td>
 <td><span class="badge ${r.status === 'success' ? 'ok' : r.status === 'failed' ? 'bad' : 'warn'}">${r.status}</span></td>
@@ -142,7 +162,7 @@ function runsSection(v: OpsPageView): Html {
 <td class="err">${r.failure ?? ''}</td>
 </tr>`,
   )}</tbody>
-</table>
+</table></div>
 ${total > recent.length ? html`<p class="muted">The newest ${recent.length} of ${total} runs.</p>` : null}`;
 }
 
@@ -173,8 +193,33 @@ ${active ? html`<dt>Holder alive</dt><dd>${alive}</dd>` : null}`
 </dl>`;
 }
 
+/** Attempts ended per minute over the last hour, as bars: completed below, failed stacked on top. */
+function chartSection(v: OpsPageView): Html {
+  if (!v.throughput.ok) return sectionError(v.throughput.error);
+  const points = v.throughput.value;
+  const done = points.reduce((n, p) => n + p.completed, 0);
+  const failed = points.reduce((n, p) => n + p.failed, 0);
+  const max = Math.max(1, ...points.map((p) => p.completed + p.failed));
+  const W = 600;
+  const H = 120;
+  const bw = W / Math.max(1, points.length);
+  const y = (n: number): number => (n / max) * (H - 14);
+  const bars = points.map((p, i) => {
+    const x = (i * bw).toFixed(1);
+    const w = Math.max(1, bw - 1).toFixed(1);
+    const hOk = y(p.completed);
+    const hBad = y(p.failed);
+    const t = `${new Date(p.minute * 60_000).toISOString().slice(11, 16)}Z: ${p.completed} completed, ${p.failed} failed`;
+    return html`<g data-minute="${p.minute}"><title>${t}</title>${p.completed ? html`<rect class="bar-ok" x="${x}" y="${(H - hOk).toFixed(1)}" width="${w}" height="${hOk.toFixed(1)}"></rect>` : null}${p.failed ? html`<rect class="bar-bad" x="${x}" y="${(H - hOk - hBad).toFixed(1)}" width="${w}" height="${hBad.toFixed(1)}"></rect>` : null}</g>`;
+  });
+  const first = points[0] ? new Date(points[0].minute * 60_000).toISOString().slice(11, 16) : '';
+  return html`<div class="legend"><span><span class="sw ok"></span>completed <strong id="chart-completed">${done}</strong></span><span><span class="sw bad"></span>failed <strong id="chart-failed">${failed}</strong></span><span>attempts per minute, last ${points.length} min (from ${first}Z), every queue; peak ${max}/min</span></div>
+<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${`attempts per minute over the last ${points.length} minutes: ${done} completed, ${failed} failed`}" preserveAspectRatio="none"><line class="axis" x1="0" y1="${H}" x2="${W}" y2="${H}"></line>${bars}</svg>`;
+}
+
 function dataPart(v: OpsPageView): Html {
   return html`<div id="data">
+<section id="chart"><h2>Throughput</h2>${chartSection(v)}</section>
 <section id="queues"><h2>Queues</h2>${queuesSection(v)}</section>
 <section id="deadletters"><h2>Dead letters</h2>${deadLettersSection(v)}</section>
 <section id="runs"><h2>Recent runs</h2>${runsSection(v)}</section>
@@ -201,7 +246,7 @@ export function renderOpsPage(v: OpsPageView, nonce: string): string {
 <link rel="icon" href="data:,">
 <style nonce="${nonce}">${raw(OPS_CSS)}</style>
 </head>
-<body>
+<body data-refresh-ms="${v.refreshMs}">
 <header class="banner ${v.env}" id="banner">
 <span class="env" id="env">${env}</span>
 <span class="writes" id="writes">${writes}</span>
@@ -213,7 +258,10 @@ export function renderOpsPage(v: OpsPageView, nonce: string): string {
 <label for="actor">Actor</label>
 <input id="actor" type="text" autocomplete="off" spellcheck="false" placeholder="your name" title="recorded with each write">
 <button type="button" id="forget">Forget token</button>
+<label for="filter">Filter</label>
+<input id="filter" type="search" autocomplete="off" spellcheck="false" placeholder="queue, task, run, error…">
 <span class="spacer"></span>
+<label class="switch" title="re-read the workspace every few seconds"><input id="live" type="checkbox" checked> Live</label>
 <span class="stamp" id="refreshed"></span>
 <button type="button" id="refresh" class="primary">Refresh</button>
 </div>
