@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp.js';
 import { BIN, cleanWorkspaces, cli, cliEnv, spec, tempWorkspace } from './cli.js';
 import { freePort, http, startServe } from './serve-process.js';
 
@@ -10,9 +10,7 @@ afterEach(() => cleanWorkspaces());
 
 /** A folder outside every workspace, holding the files a planted link points to. */
 function outside(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'metaspn-outside-'));
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tempDir('metaspn-outside-');
 }
 
 /** Every file below `dir` with its bytes: what must not change. */

@@ -1,6 +1,4 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { tempDir } from '../temp.js';
 import { FileStores } from '../../src/pipeline/stores.js';
 import { workspacePaths, type WorkspacePaths } from '../../src/storage/paths.js';
 import { describeStoresBackend } from './stores-conformance.js';
@@ -9,7 +7,7 @@ const roots = new WeakMap<object, WorkspacePaths>();
 
 describeStoresBackend('file', {
   open: () => {
-    const ws = workspacePaths(mkdtempSync(join(tmpdir(), 'metaspn-stores-')));
+    const ws = workspacePaths(tempDir('metaspn-stores-'));
     const s = new FileStores(ws);
     roots.set(s, ws);
     return Promise.resolve(s);

@@ -1,7 +1,7 @@
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp.js';
 import { FileQueue, type FileQueueOptions } from '../../src/queue/file/file-queue.js';
 import { listGens, logPath } from '../../src/queue/file/log-io.js';
 import { readStats } from '../../src/queue/file/stats-file.js';
@@ -9,7 +9,7 @@ import type { Owner } from '../../src/queue/types.js';
 import { FakeClock } from './conformance.js';
 
 const ME: Owner = { id: 'me', pid: process.pid, host: 'h' };
-const ws = (): string => mkdtempSync(join(tmpdir(), 'metaspn-fq-'));
+const ws = (): string => tempDir('metaspn-fq-');
 const open = (workspace: string, extra: Partial<FileQueueOptions> = {}): FileQueue =>
   new FileQueue({ name: 'jobs', workspace, ownerAlive: () => true, ...extra });
 const currentLog = (w: string): string => {

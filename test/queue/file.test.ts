@@ -1,6 +1,4 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { tempDir } from '../temp.js';
 import { FileQueue, type FileQueueOptions } from '../../src/queue/file/file-queue.js';
 import type { Queue } from '../../src/queue/types.js';
 import { describeQueueBackend } from './conformance.js';
@@ -14,7 +12,7 @@ function open(opts: FileQueueOptions): FileQueue {
   return q;
 }
 
-describeQueueBackend('file', async (opts) => open({ ...opts, workspace: mkdtempSync(join(tmpdir(), 'metaspn-q-')) }), {
+describeQueueBackend('file', async (opts) => open({ ...opts, workspace: tempDir('metaspn-q-') }), {
   reopen: async (q, compact) => {
     const opts = opened.get(q)!;
     await q.close();

@@ -1,9 +1,9 @@
 // Records that pass their checksum but hold values no writer writes are corrupt like a replay
 // conflict (QueueLogConflictError, exit 30), and `repair` salvages the log keeping every task.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp.js';
 import { Findings } from '../../src/doctor/finding.js';
 import { checkQueue } from '../../src/doctor/queues.js';
 import { encodeLine } from '../../src/queue/file/codec.js';
@@ -22,7 +22,7 @@ const claim = (l: [number, number][], st = true): LogRecord => ({ t: 'claim', at
 const rec = (r: Record<string, unknown>): LogRecord => r as unknown as LogRecord;
 
 function workspaceWith(lines: LogRecord[]): { w: string; offsets: number[] } {
-  const w = mkdtempSync(join(tmpdir(), 'metaspn-imp-'));
+  const w = tempDir('metaspn-imp-');
   const dir = join(w, 'queue', 'jobs');
   mkdirSync(dir, { recursive: true });
   const text = lines.map((l) => encodeLine(l));

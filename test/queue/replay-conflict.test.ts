@@ -1,9 +1,9 @@
 // Replay refuses what cannot happen in a log written under the queue's lock: such a log is
 // STATE_CORRUPT (30) naming the byte offset, and `repair` salvages it keeping every task.
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp.js';
 import { StateCorruptError } from '../../src/guard/errors.js';
 import { encodeLine } from '../../src/queue/file/codec.js';
 import { FileQueue, type FileQueueOptions } from '../../src/queue/file/file-queue.js';
@@ -23,7 +23,7 @@ const done = (l: [number, number][]): Rec<'done'> => ({ t: 'done', at: T0, o: 'w
 
 /** A workspace whose queue `jobs` holds exactly these lines; returns it, the log's path and each line's offset. */
 function workspaceWith(lines: (LogRecord | string)[]): { w: string; file: string; offsets: number[] } {
-  const w = mkdtempSync(join(tmpdir(), 'metaspn-rc-'));
+  const w = tempDir('metaspn-rc-');
   const dir = join(w, 'queue', 'jobs');
   mkdirSync(dir, { recursive: true });
   const file = logPath(dir, 1);
@@ -135,7 +135,7 @@ describe('file queue replay: conflicts are STATE_CORRUPT, refusals are not', () 
   });
 
   it('a rerun written over a completed task kept only as a tombstone replays with exact counts', async () => {
-    const w = mkdtempSync(join(tmpdir(), 'metaspn-rc-'));
+    const w = tempDir('metaspn-rc-');
     const q = open(w, { compact_min_bytes: 1 });
     await q.enqueue([{ id: 'a', payload: 1 }, { id: 'b', payload: 2 }]);
     const got = await q.claim({ owner: ME, max: 2, lease_ms: 60_000 });

@@ -1,7 +1,7 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { tempDir } from '../temp.js';
 
 // write(2) on a nearly full disk: at most `room` bytes a call, then ENOSPC once `budget` is spent.
 const disk = vi.hoisted(() => ({ room: Infinity, budget: Infinity }));
@@ -27,7 +27,7 @@ describe('writeAtomicSync', () => {
   });
 
   it('writes every byte when write(2) takes fewer than asked', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'metaspn-atomic-'));
+    const dir = tempDir('metaspn-atomic-');
     const path = join(dir, 'm.json');
     disk.room = 7;
     const text = `${JSON.stringify({ rows: Array.from({ length: 50 }, (_, i) => i) })}\n`;
@@ -37,7 +37,7 @@ describe('writeAtomicSync', () => {
   });
 
   it('on ENOSPC part way the old content stays and no temp file is left', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'metaspn-atomic-'));
+    const dir = tempDir('metaspn-atomic-');
     const path = join(dir, 'm.json');
     writeFileSync(path, '{"old":true}\n');
     disk.budget = 10;
@@ -47,7 +47,7 @@ describe('writeAtomicSync', () => {
   });
 
   it('creates the folder of a new file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'metaspn-atomic-'));
+    const dir = tempDir('metaspn-atomic-');
     const path = join(dir, 'a', 'b', 'p.json');
     writeAtomicSync(path, '{}\n');
     expect(existsSync(path)).toBe(true);

@@ -1,7 +1,5 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp.js';
 import { Findings } from '../../src/doctor/finding.js';
 import { checkQueue } from '../../src/doctor/queues.js';
 import { FileQueue } from '../../src/queue/file/file-queue.js';
@@ -11,7 +9,7 @@ import { StepClock } from '../queue/conformance.js';
 
 describe('doctor: leases of owners that are gone', () => {
   it('a lease held on this host before the last reboot is gone, even when its pid is alive again', async () => {
-    const ws = workspacePaths(mkdtempSync(join(tmpdir(), 'metaspn-doctor-q-')));
+    const ws = workspacePaths(tempDir('metaspn-doctor-q-'));
     const clock = new StepClock();
     const q = new FileQueue({ workspace: ws.root, name: 'q', clock });
     await q.enqueue([{ id: 't1', payload: {} }]);

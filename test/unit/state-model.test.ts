@@ -1,8 +1,6 @@
 import fc from 'fast-check';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp.js';
 import { FileQueue } from '../../src/queue/file/file-queue.js';
 import { MemoryQueue } from '../../src/queue/memory.js';
 import { transition, newStatus, type Event, type Status } from '../../src/queue/state.js';
@@ -74,7 +72,7 @@ describe('file backend against the memory backend (model test)', () => {
         const clock = new FakeClock();
         const opts = { name: 'm', max_attempts: 2, now: clock.now, ownerAlive: () => true };
         const mem = new MemoryQueue(opts);
-        const file = new FileQueue({ ...opts, workspace: mkdtempSync(join(tmpdir(), 'metaspn-model-')), ack_window_ms: 0 });
+        const file = new FileQueue({ ...opts, workspace: tempDir('metaspn-model-'), ack_window_ms: 0 });
         const held: [string, Lease][] = [];
         const owner = { id: 'o', pid: 1, host: 'h' };
         const err = { kind: 'transient' as const, class: 'Error', message: 'x', at: '2026-01-01T00:00:00.000Z' };
