@@ -23,6 +23,7 @@ import type {
   TaskState,
 } from '../../queue/types.js';
 import { inTransaction, isUnavailable, pgError, sharedPool, type PgPool, type PoolLease } from './connection.js';
+import { AckBatcher, type AckKind, type AckOp } from './acks.js';
 import { ensureSchema } from './migrations.js';
 import { holdPresence, type PresenceHandle } from './presence.js';
 import { DEFAULT_POOL_MAX, DEFAULT_SCHEMA, type PgSetting } from './setting.js';
@@ -65,18 +66,6 @@ export interface PgQueueOptions extends QueueOptions {
    * made within it share one statement per kind. Default 2; 0: the next turn of the event loop.
    */
   ack_window_ms?: number;
-}
-
-type AckKind = 'start' | 'renew' | 'complete' | 'release';
-
-interface AckOp {
-  kind: AckKind;
-  id: string;
-  lease: Lease;
-  /** renew: the lease length. */
-  ms: number;
-  resolve(ok: boolean): void;
-  reject(err: unknown): void;
 }
 
 const ACK_WHAT: Record<AckKind, string> = { start: 'starting a task', renew: 'renewing a lease', complete: 'completing a task', release: 'releasing a task' };
@@ -122,10 +111,7 @@ export class PgQueue implements Queue {
   private readonly presence: boolean;
   private readonly presences = new Map<string, PresenceHandle>();
   private presenceCheckedAt = 0;
-  private readonly ackWindow: number;
-  private acks: AckOp[] = [];
-  private ackTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
-  private acking = false;
+  private readonly acks: AckBatcher;
   private schemaReady: Promise<void> | null = null;
   private hasRow = false;
   private closed = false;
@@ -148,7 +134,7 @@ export class PgQueue implements Queue {
     this.alive = opts.ownerAlive;
     this.dbNow = opts.dbNow;
     this.presence = opts.presence !== false && opts.ownerAlive === undefined;
-    this.ackWindow = opts.ack_window_ms ?? 2;
+    this.acks = new AckBatcher(opts.ack_window_ms ?? 2, (kind, ops) => this.ackBatch(kind, ops));
   }
 
   async enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {
@@ -416,15 +402,7 @@ export class PgQueue implements Queue {
   async close(): Promise<void> {
     if (this.closed) return;
     // Acknowledgements already asked for are written first.
-    if (this.ackTimer !== null) {
-      clearTimeout(this.ackTimer as NodeJS.Timeout);
-      clearImmediate(this.ackTimer as NodeJS.Immediate);
-      this.ackTimer = null;
-    }
-    while (this.acks.length || this.acking) {
-      if (!this.acking) await this.flushAcks();
-      else await new Promise((r) => setImmediate(r));
-    }
+    await this.acks.drain();
     this.closed = true;
     await Promise.all([...this.presences.values()].map((p) => p.release()));
     await this.lease?.release();
@@ -479,38 +457,10 @@ export class PgQueue implements Queue {
     await this.run(paused ? 'pausing' : 'resuming', () => this.pool.query(this.sql.pause, [this.name, paused, by, this.wallIso()]));
   }
 
-  /**
-   * Lease operations are group-committed: the calls of one ack window (`ack_window_ms`) become one
-   * statement per kind. An id already in the window waits for the next one, so each id is changed
-   * at most once per statement and calls on one id keep their order.
-   */
+  /** Lease operations are group-committed per ack window (acks.ts): one statement per kind. */
   private ack(kind: AckKind, id: string, lease: Lease, ms = 0): Promise<boolean> {
     if (this.closed) return Promise.reject(new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed (while ${ACK_WHAT[kind]})`));
-    return new Promise<boolean>((resolve, reject) => {
-      this.acks.push({ kind, id, lease, ms, resolve, reject });
-      if (this.ackTimer === null && !this.acking) {
-        this.ackTimer = this.ackWindow > 0 ? setTimeout(() => void this.flushAcks(), this.ackWindow) : setImmediate(() => void this.flushAcks());
-      }
-    });
-  }
-
-  private async flushAcks(): Promise<void> {
-    this.ackTimer = null;
-    if (this.acking) return;
-    this.acking = true;
-    try {
-      while (this.acks.length) {
-        const now: AckOp[] = [];
-        const later: AckOp[] = [];
-        const ids = new Set<string>();
-        for (const op of this.acks) (ids.has(op.id) ? later : now).push(op);
-        for (const op of now) ids.add(op.id);
-        this.acks = later;
-        await Promise.all((['start', 'renew', 'complete', 'release'] as const).map((k) => this.ackBatch(k, now.filter((o) => o.kind === k))));
-      }
-    } finally {
-      this.acking = false;
-    }
+    return this.acks.push(kind, id, lease, ms);
   }
 
   /** One statement for the ops of one kind; each op learns whether its lease was held. */
