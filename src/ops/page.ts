@@ -15,10 +15,20 @@ import { renderOpsData, renderOpsPage, type OpsPageView, type Section } from './
 import type { OpsContext } from './server.js';
 import { queueNamesOf, queueView } from './workspace-view.js';
 
-/** Newest runs on the page. */
+/** Runs per page (`?runs_per=N`, 1 to 500, changes it; `?runs=P` is the page, newest first). */
 export const OPS_RUNS_SHOWN = 20;
-/** Dead letters shown per queue; the rest are counted and named by the CLI command to list them. */
+/** Dead letters per page of each queue (`?dl_per=N`; `?dl_<worker>=P` is that queue's page, oldest first). */
 export const OPS_DEAD_LETTERS_SHOWN = 100;
+
+/** The page's query: which page of runs and of each queue's dead letters, and how many per page. */
+export type PageQuery = Record<string, string | undefined>;
+
+/** A whole number from the query within [min, max], else `dflt`. */
+function queryInt(q: PageQuery, key: string, dflt: number, min: number, max: number): number {
+  const v = q[key];
+  if (v === undefined || !/^\d{1,6}$/.test(v)) return dflt;
+  return Math.min(max, Math.max(min, Number(v)));
+}
 /** The page re-reads the workspace this often while its Live switch is on. */
 export const OPS_REFRESH_MS = 5_000;
 
@@ -46,8 +56,10 @@ function version(): string {
  * What the page shows, read from the workspace files the JSON API reads. One unreadable section
  * (a torn stats file, a bad manifest) is reported in its panel; the rest of the page still renders.
  */
-export function opsPageView(ctx: OpsContext, now = new Date()): OpsPageView {
+export function opsPageView(ctx: OpsContext, now = new Date(), query: PageQuery = {}): OpsPageView {
   const names = section(() => queueNamesOf(ctx.ws));
+  const dlPer = queryInt(query, 'dl_per', OPS_DEAD_LETTERS_SHOWN, 1, 500);
+  const runsPer = queryInt(query, 'runs_per', OPS_RUNS_SHOWN, 1, 500);
   return {
     env: ctx.settings.env,
     writeEnabled: ctx.settings.writeEnabled,
@@ -59,17 +71,22 @@ export function opsPageView(ctx: OpsContext, now = new Date()): OpsPageView {
       ? section(() =>
           names.value.map((worker) => {
             const all = new DeadLetterFiles(deadletterDir(ctx.ws, worker)).list();
-            return { worker, items: all.slice(0, OPS_DEAD_LETTERS_SHOWN), total: all.length };
+            const pages = Math.max(1, Math.ceil(all.length / dlPer));
+            const page = Math.min(pages, queryInt(query, `dl_${worker}`, 1, 1, 1_000_000));
+            return { worker, items: all.slice((page - 1) * dlPer, page * dlPer), total: all.length, page, pages, offset: (page - 1) * dlPer };
           }),
         )
       : names,
     runs: section(() => {
       const { runs: all, problems } = readRuns(ctx.ws);
-      return { recent: all.slice(0, OPS_RUNS_SHOWN), total: all.length, problems };
+      const pages = Math.max(1, Math.ceil(all.length / runsPer));
+      const page = Math.min(pages, queryInt(query, 'runs', 1, 1, 1_000_000));
+      return { recent: all.slice((page - 1) * runsPer, page * runsPer), total: all.length, problems, page, pages, offset: (page - 1) * runsPer };
     }),
     locks: section(() => pipelineNames(ctx.cfg).map((name) => ({ name, status: readLockStatus(ctx.ws.locks, name) }))),
     throughput: section(() => throughput(ctx.ws, now.getTime())),
     refreshMs: OPS_REFRESH_MS,
+    query: Object.fromEntries(Object.entries(query).filter((e): e is [string, string] => typeof e[1] === 'string' && /^(runs|runs_per|dl_per|dl_[A-Za-z0-9_-]+)$/.test(e[0]))),
   };
 }
 
@@ -103,9 +120,9 @@ function valid(check: () => unknown): boolean {
  * `GET /ops?part=data` answers only the data panels, which the page's Refresh swaps in.
  */
 export function registerOpsPage(app: FastifyInstance, ctx: OpsContext): void {
-  app.get('/ops', async (req: FastifyRequest<{ Querystring: { part?: string } }>, reply) => {
+  app.get('/ops', async (req: FastifyRequest<{ Querystring: PageQuery }>, reply) => {
     const nonce = randomBytes(16).toString('base64');
-    const view = opsPageView(ctx);
+    const view = opsPageView(ctx, new Date(), req.query ?? {});
     const body = req.query.part === 'data' ? renderOpsData(view) : renderOpsPage(view, nonce);
     return pageHeaders(reply, nonce).send(body);
   });

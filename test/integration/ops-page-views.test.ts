@@ -43,6 +43,7 @@ async function workspace(): Promise<string> {
   mkdirSync(join(ws, 'inputs'));
   cpSync(DEMO_INPUTS, join(ws, 'inputs', 's1_signals.jsonl'));
   await ok(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
+  await ok(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-16']);
   for (const id of ['c1', 'c2']) await ok(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', JSON.stringify({ order: id, items: [1, 2] }), '--id', id]);
   await ok(['worker', 'run', spec('Contract'), '--workspace', ws, '--once'], 20);
   await ok(['queue', 'enqueue', 'project_rewards', '--workspace', ws, '--payload', '{"date":"not-a-date"}', '--id', 'bad-task']);
@@ -70,7 +71,7 @@ async function open(url: string, o: { width?: number; height?: number; dark?: bo
     window.__refreshes = 0;
     const real = window.fetch.bind(window);
     window.fetch = (input, init) => {
-      if (String(input).includes('ops?part=data')) window.__refreshes++;
+      if (/[?&]part=data/.test(String(input))) window.__refreshes++;
       return real(input, init);
     };`);
   const res = await page.goto(url);
@@ -104,7 +105,7 @@ describe('the /ops page views', () => {
     const { page, errors } = await open(`${s.url}/ops`);
     try {
       // Attempts of the last hour: Season 1's 303 tasks, the two contract errors, one failed retry.
-      expect(Number(await page.locator('#chart-completed').textContent())).toBeGreaterThanOrEqual(303);
+      expect(Number(await page.locator('#chart-completed').textContent())).toBeGreaterThanOrEqual(606);
       expect(Number(await page.locator('#chart-failed').textContent())).toBe(4);
       expect(await page.locator('#chart svg rect.bar-ok').count()).toBeGreaterThan(0);
       expect(await page.locator('#chart svg rect.bar-bad').count()).toBeGreaterThan(0);
@@ -142,6 +143,28 @@ describe('the /ops page views', () => {
       await expect(page.locator('section.step[data-step="update_attention_scores"] table.inputs').textContent()).resolves.toContain('s1_signals.jsonl');
       await expect(page.locator('section.step[data-step="update_attention_scores"] table.outputs').textContent()).resolves.toMatch(/s1_attention_scores\.jsonl\s*300/);
       if (SHOTS) await page.screenshot({ path: join(SHOTS, 'ops-run.png'), fullPage: true });
+      // Pages of runs and of each queue's dead letters; Refresh keeps the pages looked at.
+      await page.goto(`${s.url}/ops?runs_per=1&dl_per=1`);
+      const runsShown = () => page.locator('#runs-table tbody tr').evaluateAll((r) => r.map((x) => x.getAttribute('data-run')));
+      const deadShown = () => page.locator('#deadletters .dead-group[data-queue="contract"] tr[data-task]').evaluateAll((r) => r.map((x) => x.getAttribute('data-task')));
+      const first = await runsShown();
+      expect(first).toHaveLength(1);
+      await expect(page.locator('[data-pager="runs"]').textContent()).resolves.toBe('runs 1–1 of 2 (page 1 of 2) · older →');
+      await page.locator('[data-pager="runs"] a[rel="next"]').click();
+      await page.waitForURL(/[?&]runs=2/);
+      const second = await runsShown();
+      expect(second).toHaveLength(1);
+      expect(second).not.toEqual(first);
+      expect(await deadShown()).toEqual(['c1']);
+      await page.locator('[data-pager="dl_contract"] a[rel="next"]').click();
+      await page.waitForURL(/dl_contract=2/);
+      expect(await deadShown()).toEqual(['c2']);
+      expect(await runsShown()).toEqual(second);
+      await page.getByRole('button', { name: 'Refresh' }).click();
+      await expect.poll(() => page.locator('#refreshed').textContent()).toMatch(/refreshed/);
+      expect(await deadShown()).toEqual(['c2']);
+      expect(await runsShown()).toEqual(second);
+
       // Unknown ids are a 404 page, not an error.
       expect((await http('GET', `${s.url}/ops/task/contract/nope`)).status).toBe(404);
       expect((await http('GET', `${s.url}/ops/run/20990101T000000Z-000000`)).status).toBe(404);
@@ -188,9 +211,9 @@ describe('the /ops page views', () => {
       const pr = page.locator('#deadletters .dead-group[data-queue="project_rewards"]');
       page.once('dialog', (d) => void d.accept('a test task, not real work'));
       await pr.getByRole('button', { name: 'Discard all' }).click();
-      await expect.poll(() => page.locator('#message').textContent()).toBe('Discarded bad-task in project_rewards (ledger entry 3).');
+      await expect.poll(() => page.locator('#message').textContent()).toBe('Discarded bad-task in project_rewards (ledger entry 4).');
       await pr.waitFor({ state: 'detached' });
-      expect(ledgerKinds(ws)).toEqual(['publish', 'deadletter_retry', 'deadletter_discard']);
+      expect(ledgerKinds(ws)).toEqual(['publish', 'publish', 'deadletter_retry', 'deadletter_discard']);
       expect(errors).toEqual([]);
     } finally {
       await page.close();

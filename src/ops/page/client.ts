@@ -152,7 +152,10 @@ export const OPS_JS = `
     button.disabled = true;
     busy++;
     try {
-      var r = await fetch(ROOT + 'ops?part=data', { headers: headers(false), cache: 'no-store' });
+      // The page of each list being looked at is kept (its query), plus part=data.
+      var q = new URLSearchParams(location.search);
+      q.set('part', 'data');
+      var r = await fetch(ROOT + 'ops?' + q.toString(), { headers: headers(false), cache: 'no-store' });
       if (!r.ok) throw new Error('HTTP ' + r.status);
       var doc = new DOMParser().parseFromString(await r.text(), 'text/html');
       var fresh = doc.getElementById('data');

@@ -9,9 +9,17 @@ import { html, raw, type Html } from './html.js';
 /** A section's data, or why it could not be read (the rest of the page still renders). */
 export type Section<T> = { ok: true; value: T } | { ok: false; error: string };
 
-export interface DeadLetterGroup {
+/** Which page of a list is shown (1-based) and how many there are. */
+export interface Paged {
+  page: number;
+  pages: number;
+  /** Items before this page. */
+  offset: number;
+}
+
+export interface DeadLetterGroup extends Partial<Paged> {
   worker: string;
-  /** The first `shown` dead letters, oldest first. */
+  /** This page's dead letters, oldest first. */
   items: DeadLetter[];
   total: number;
 }
@@ -25,13 +33,28 @@ export interface OpsPageView {
   queues: Section<QueueView[]>;
   deadLetters: Section<DeadLetterGroup[]>;
   /** `problems`: run files that do not read back (left out of the table, named under it). */
-  runs: Section<{ recent: RunInfo[]; total: number; problems?: StateFileProblem[] }>;
+  runs: Section<{ recent: RunInfo[]; total: number; problems?: StateFileProblem[] } & Partial<Paged>>;
   /** The run lock of each pipeline, bundled first. */
   locks: Section<{ name: string; status: LockStatus }[]>;
   /** Attempts ended per minute over the last hour, every queue together, oldest first. */
   throughput: Section<{ minute: number; completed: number; failed: number }[]>;
   /** Live refresh period of the page, in ms. */
   refreshMs: number;
+  /** The paging parameters of this view (kept by the pager's links and by Refresh). */
+  query?: Record<string, string>;
+}
+
+/** A relative link to this page with `key` set to `value` (and the other paging parameters kept). */
+function pageHref(v: OpsPageView, key: string, value: number): string {
+  const q = new URLSearchParams({ ...(v.query ?? {}), [key]: String(value) });
+  return `?${q.toString()}`;
+}
+
+/** "← newer · page 2 of 5 · older →": links to the neighbouring pages of one list. */
+function pager(v: OpsPageView, key: string, p: Partial<Paged>, total: number, what: string, shown: number, prev: string, next: string): Html | null {
+  if (!p.pages || p.pages <= 1 || !p.page) return null;
+  const from = (p.offset ?? 0) + 1;
+  return html`<p class="pager muted" data-pager="${key}">${p.page > 1 ? html`<a href="${pageHref(v, key, p.page - 1)}" rel="prev">← ${prev}</a> · ` : null}${what} ${from}–${from + shown - 1} of ${total} (page ${p.page} of ${p.pages})${p.page < p.pages ? html` · <a href="${pageHref(v, key, p.page + 1)}" rel="next">${next} →</a>` : null}</p>`;
 }
 
 /** A link to a task's detail page (relative: it works under a path prefix). */
@@ -132,7 +155,7 @@ function deadLettersSection(v: OpsPageView): Html {
 </tr>`,
     )}</tbody>
 </table></div>
-${g.total > g.items.length ? html`<p class="muted">Showing the oldest ${g.items.length} of ${g.total}. All of them: <span class="mono">metaspn queue deadletter list ${g.worker}</span></p>` : null}
+${g.pages && g.pages > 1 ? pager(v, `dl_${g.worker}`, g, g.total, 'dead letters', g.items.length, 'older', 'newer') : g.total > g.items.length ? html`<p class="muted">Showing the oldest ${g.items.length} of ${g.total}. All of them: <span class="mono">metaspn queue deadletter list ${g.worker}</span></p>` : null}
 </div>`,
   )}`;
 }
@@ -163,7 +186,7 @@ function runsSection(v: OpsPageView): Html {
 </tr>`,
   )}</tbody>
 </table></div>
-${total > recent.length ? html`<p class="muted">The newest ${recent.length} of ${total} runs.</p>` : null}`;
+${v.runs.value.pages && v.runs.value.pages > 1 ? pager(v, 'runs', v.runs.value, total, 'runs', recent.length, 'newer', 'older') : total > recent.length ? html`<p class="muted">The newest ${recent.length} of ${total} runs.</p>` : null}`;
 }
 
 function locksSection(v: OpsPageView): Html {
