@@ -285,7 +285,9 @@ function watchdog(d: RunnerDeps, mono: () => number, live: Set<Live>, host: Hand
             lost();
           }
         })
-        .catch(() => undefined)
+        // A renewal that failed (the queue unreachable for a moment) is tried again next period;
+        // the lease may still lapse, and then the claim is lost as above. Say so in the log.
+        .catch((err: unknown) => log.warn({ event: 'lease_renewal_failed', task_id: c.task.id, error: (err as Error)?.message ?? String(err) }, `renewing the lease of prefetched task ${c.task.id} failed`))
         .finally(() => renewing.delete(c));
     }
     for (const t of live) {
@@ -306,7 +308,8 @@ function watchdog(d: RunnerDeps, mono: () => number, live: Set<Live>, host: Hand
             if (ok) t.lease = { ...t.lease, expires_at: d.now() + policy.lease_ms };
             else if (live.has(t)) t.stop(new LeaseLostError(), false);
           })
-          .catch(() => undefined);
+          // Tried again next period; if the lease lapses meanwhile, the next renewal says it is lost.
+          .catch((err: unknown) => log.warn({ event: 'lease_renewal_failed', task_id: t.id, error: (err as Error)?.message ?? String(err) }, `renewing the lease of task ${t.id} failed`));
       }
     }
   }, period);

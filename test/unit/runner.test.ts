@@ -289,6 +289,30 @@ describe('worker runner: handlers that misbehave', () => {
     expect(await queue.stats()).toMatchObject({ completed: 2, leased: 0, ready: 0 });
   });
 
+  it('a lease renewal that fails (the queue unreachable for a moment) reaches the log, and the task still completes', async () => {
+    const warned: { event?: string; task_id?: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warned.push(JSON.parse(line) as { event?: string; task_id?: string }) });
+    let failures = 0;
+    const { queue, deps, clock } = setup(
+      {
+        name: 'q',
+        handle: async () => {
+          clock.advance(150);
+          // Wait for the watchdog to try (and fail) a renewal.
+          while (failures === 0) await new Promise((r) => setImmediate(r));
+        },
+      },
+      { lease_ms: 300, concurrency: 1 },
+    );
+    queue.renewLease = async () => {
+      failures++;
+      throw new Error('connection reset');
+    };
+    await queue.enqueue(tasks(1));
+    expect(await runWorker({ ...deps, init: { ...deps.init, logger } })).toMatchObject({ completed: 1 });
+    expect(warned.find((w) => w.event === 'lease_renewal_failed')).toMatchObject({ task_id: 't0', error: 'connection reset' });
+  });
+
   it('a lease lost while the handler runs stops the attempt; nothing is recorded for it', async () => {
     let why = '';
     const { queue, deps, clock } = setup(

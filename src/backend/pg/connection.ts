@@ -1,4 +1,5 @@
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type pg from 'pg';
 import { DataInvalidError, MetaspnError } from '../../guard/errors.js';
 import { targetOf, type PgSetting } from './setting.js';
 
@@ -33,7 +34,7 @@ export type PgClient = pg.PoolClient;
  * next statement opens a new one.
  */
 export function createPool(url: string, max = 4, applicationName = 'metaspn'): PgPool {
-  const pool = new pg.Pool({
+  const pool = new (driver().Pool)({
     connectionString: url,
     max,
     keepAlive: true,
@@ -141,4 +142,15 @@ export function pgError(err: unknown, s: Pick<PgSetting, 'url' | 'source'>, what
     return new DataInvalidError(s.source, null, `PostgreSQL at ${target} refused: ${msg} (${code})`, { cause: err, hint: 'fix the database URL (user, password, database name), or the role\'s privileges' });
   }
   return new MetaspnError('INTERNAL_ERROR', `PostgreSQL at ${target} failed while ${what}: ${msg}${code ? ` (${code})` : ''}`, { cause: err });
+}
+
+let loaded: typeof pg | null = null;
+
+/**
+ * node-postgres, loaded on first use: a command on the file backend never loads the driver (it
+ * costs a tenth of a second at every start). Synchronous, as the pool is made synchronously.
+ */
+export function driver(): typeof pg {
+  loaded ??= createRequire(import.meta.url)('pg') as typeof pg;
+  return loaded;
 }

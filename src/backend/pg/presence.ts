@@ -1,6 +1,6 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { Owner } from '../../queue/types.js';
-import { CONNECT_TIMEOUT_MS, KEEPALIVE_DELAY_MS } from './connection.js';
+import { CONNECT_TIMEOUT_MS, driver, KEEPALIVE_DELAY_MS } from './connection.js';
 
 /**
  * Presence of a lease owner in the database: each owner that claims holds a session-level
@@ -79,7 +79,7 @@ export function holdPresence(url: string, workerTable: string, owner: Owner): Pr
 }
 
 async function open(url: string, workerTable: string, owner: Owner, entry: Entry): Promise<pg.Client | null> {
-  const c = new pg.Client({
+  const c = new (driver().Client)({
     connectionString: url,
     keepAlive: true,
     keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,

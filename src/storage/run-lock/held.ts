@@ -103,10 +103,20 @@ export class HeldRunLock implements RunLock {
       if (this.#releasing || this.#compromised) return;
       const lost = this.#lostBecause(true);
       if (lost) this.markCompromised(lost);
-    } catch {
-      // The next poll, stillHeld or whileHeld looks again.
+    } catch (err) {
+      // The next poll, stillHeld or whileHeld looks again; the log hears of it once.
+      if (this.#pollFailed) return;
+      this.#pollFailed = true;
+      try {
+        this.#log.warn({ event: 'run_lock_check_failed', lock: this.#paths.payload, err: (err as Error)?.message ?? String(err) }, `checking that run lock ${this.#paths.name} is still held failed; checking again`);
+      } catch {
+        // Nothing left to tell.
+      }
     }
   }
+
+  /** A poll failed (logged once). */
+  #pollFailed = false;
 
   /** Never throws. Sets `compromised` once, logs it and calls `onCompromised`. */
   markCompromised(err: Error): void {
