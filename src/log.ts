@@ -11,6 +11,8 @@ const { SonicBoom } = sonicBoom;
 
 export interface LogHandle {
   logger: Logger;
+  /** The file it writes (logs/metaspn.jsonl of its workspace). */
+  file: string;
   /** Writes what is buffered (at most `ms`); call before the process exits. */
   flush(ms?: number): Promise<void>;
 }
@@ -20,8 +22,8 @@ export interface LogHandle {
  * the terminal as one readable line each. Level from METASPN_LOG_LEVEL (default info).
  *
  * Every line carries `pid` and `hostname`, and the fields of `base`, but for `base.cmd`: the command
- * line is logged once per process (per log file), on a `command_start` line of its own, not
- * repeated on every line. An error goes in `err` (an Error object: pino writes its type, message
+ * line is logged once, on a `command_start` line of its own, not repeated on every line (the CLI
+ * passes it to the first log it opens on a workspace). An error goes in `err` (an Error object: pino writes its type, message
  * and stack).
  *
  * The file stream is a SonicBoom made here rather than by pino.destination(): that one registers
@@ -55,15 +57,15 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
   }, 1000);
   tick.unref();
   const streams: pino.StreamEntry[] = [{ level: 'trace', stream: { write: (line: string) => void (broken || ((pending = true), file.write(line))) } }];
-  if (!opts.quiet) streams.push({ level: 'warn', stream: { write: (line: string) => process.stderr.write(readable(line)) } });
+  // Failed attempts shown on the terminal by this log (the file keeps every one).
+  const shown = { failures: 0 };
+  if (!opts.quiet) streams.push({ level: 'warn', stream: { write: (line: string) => process.stderr.write(readable(line, shown)) } });
   const level = process.env.METASPN_LOG_LEVEL ?? 'info';
   const logger = pino({ level, base: { pid: process.pid, hostname: HOSTNAME, ...fields }, serializers: { err: serializeErr }, timestamp: pino.stdTimeFunctions.isoTime }, pino.multistream(streams));
-  if (cmd !== undefined && !announced.has(ws.logFile)) {
-    announced.add(ws.logFile);
-    logger.info({ event: 'command_start', cmd }, 'command started');
-  }
+  if (cmd !== undefined) logger.info({ event: 'command_start', cmd }, 'command started');
   return {
     logger,
+    file: ws.logFile,
     flush: (ms = 2000) =>
       new Promise<void>((resolve) => {
         if (broken) return resolve();
@@ -83,9 +85,6 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
 
 const HOSTNAME = hostname();
 
-/** Log files this process has written its command line to. */
-const announced = new Set<string>();
-
 const HIDDEN = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'cmd']);
 
 /**
@@ -95,18 +94,17 @@ const HIDDEN = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'cmd']);
  */
 const FILE_ONLY = new Set(['command_failed', 'task_end']);
 
-/** Failed attempts shown on the terminal per process; the log file keeps every one. */
+/** Failed attempts a log shows on the terminal; the log file keeps every one. */
 export const TERMINAL_FAILURES_MAX = 100;
-let failuresShown = 0;
 
-function readable(line: string): string {
+function readable(line: string, shown: { failures: number }): string {
   try {
     const o = JSON.parse(line) as Record<string, unknown>;
     const level = Number(o.level) >= 50 ? 'error' : 'warning';
     if (o.event === 'task_end' && o.err !== undefined) {
-      failuresShown++;
-      if (failuresShown > TERMINAL_FAILURES_MAX) return '';
-      const more = failuresShown === TERMINAL_FAILURES_MAX ? `warning: further failed attempts are logged to logs/metaspn.jsonl only (${TERMINAL_FAILURES_MAX} shown)\n` : '';
+      shown.failures++;
+      if (shown.failures > TERMINAL_FAILURES_MAX) return '';
+      const more = shown.failures === TERMINAL_FAILURES_MAX ? `warning: further failed attempts are logged to logs/metaspn.jsonl only (${TERMINAL_FAILURES_MAX} shown)\n` : '';
       return `${level}: ${String(o.msg)}\n${more}`;
     }
     if (FILE_ONLY.has(String(o.event))) return '';

@@ -55,7 +55,9 @@ export function commandLog(): LogHandle | undefined {
 export function openSession(dir: string, base: Record<string, unknown> = {}): Session {
   const ws = openWorkspace(dir);
   const cfg = loadConfig(ws);
-  const log = openLog(ws, { cmd: commandLine(), ...base });
+  // The command line goes on its own line once, in the first log this invocation opens on the workspace.
+  const first = !invocation().logs.some((l) => l.file === ws.logFile);
+  const log = openLog(ws, { ...(first ? { cmd: commandLine() } : {}), ...base });
   invocation().logs.push(log);
   let user = 'unknown';
   try {
