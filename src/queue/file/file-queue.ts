@@ -63,6 +63,10 @@ type Resolver = (value: unknown) => void;
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 interface Op {
   kind: string;
+  /** Answered at the next turn of the event loop; the others wait out the ack window. */
+  urgent: boolean;
+  /** The task a lease operation is on (its order with other operations on that task is kept). */
+  id?: string;
   run: (r: Round) => () => unknown;
   resolve: Resolver;
   reject: (err: unknown) => void;
@@ -133,6 +137,8 @@ export class FileQueue implements Queue {
   private flushing = false;
   private timer: NodeJS.Timeout | null = null;
   private immediate = false;
+  /** When the oldest pending operation that is not urgent was submitted (performance.now()); -1: none. */
+  private lazySince = -1;
   private closed = false;
 
   constructor(opts: FileQueueOptions) {
@@ -484,7 +490,7 @@ export class FileQueue implements Queue {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.pending.length) await this.flush();
+    if (this.pending.length) await this.flush(true);
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.statsFile.close();
@@ -500,7 +506,7 @@ export class FileQueue implements Queue {
    * written, so a fenced-off holder writes nothing; `done` reads the outcome right after applying.
    */
   private leaseOp<T>(id: string, ev: Event, refused: T, make: (r: Round, n: number) => LogRecord, done: (n: number) => T): Promise<T> {
-    return this.submit(ev.type, false, (r) => {
+    return this.submit(ev.type, false, id, (r) => {
       const idx = this.state().idx;
       const n = this.held.get(id)?.slot ?? idx.ids.get(id);
       if (n < 0 || !transition(idx.status(n), ev, r.now).ok) return () => refused;
@@ -513,7 +519,7 @@ export class FileQueue implements Queue {
 
   /** A lease operation that rides in the round's batched record; answered once that record is applied. */
   private pairOp(id: string, lease: Lease, ev: Event, t: BatchKind, expect: number, ms?: number): Promise<boolean> {
-    return this.submit(ev.type, t === 'renew' || t === 'start', (r) => {
+    return this.submit(ev.type, t === 'renew' || t === 'start', id, (r) => {
       const idx = this.state().idx;
       const n = this.held.get(id)?.slot ?? idx.ids.get(id);
       if (n < 0 || !transition(idx.status(n), ev, r.now).ok || !r.pair(t, lease.owner, n, lease.fence, ms)) return () => false;
@@ -527,10 +533,14 @@ export class FileQueue implements Queue {
     return this.held.get(id)?.task ?? this.taskAt(n);
   }
 
-  private submit<T>(kind: string, urgent: boolean, run: (r: Round) => () => unknown): Promise<T> {
+  private submit<T>(kind: string, urgent: boolean, run: (r: Round) => () => unknown): Promise<T>;
+  private submit<T>(kind: string, urgent: boolean, id: string, run: (r: Round) => () => unknown): Promise<T>;
+  private submit<T>(kind: string, urgent: boolean, a: string | ((r: Round) => () => unknown), b?: (r: Round) => () => unknown): Promise<T> {
     if (this.closed) return Promise.reject(new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed`));
+    const [id, run] = typeof a === 'string' ? [a, b!] : [undefined, a];
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ kind, run, resolve: resolve as Resolver, reject });
+      if (!urgent && this.lazySince < 0) this.lazySince = performance.now();
+      this.pending.push({ kind, urgent, ...(id !== undefined ? { id } : {}), run, resolve: resolve as Resolver, reject });
       this.schedule(urgent);
     });
   }
@@ -557,18 +567,59 @@ export class FileQueue implements Queue {
     }
   }
 
-  private async flush(): Promise<void> {
+  /** Runs rounds while there are operations due; `all`: every pending one, ack window or not (close). */
+  private async flush(all = false): Promise<void> {
     if (this.flushing) return;
     this.flushing = true;
     try {
-      while (this.pending.length) {
-        const ops = this.pending;
-        this.pending = [];
+      for (;;) {
+        const ops = this.takeRound(all);
+        if (ops.length === 0) break;
         await this.runRound(ops);
       }
     } finally {
       this.flushing = false;
+      // Operations left to their ack window: flushed when it closes.
+      if (this.pending.length && !this.timer && !this.immediate) {
+        const wait = this.lazySince < 0 ? 0 : Math.max(0, this.lazySince + this.ackWindow - performance.now());
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          void this.flush();
+        }, wait);
+      }
     }
+  }
+
+  /**
+   * The operations of the next round: every pending one, except while the ack window of the
+   * pending acknowledgements is open and the only urgent operations are starts. Then the starts
+   * go alone (a start needs no fsync: see needsSync) and the acknowledgements keep waiting for
+   * their window. Otherwise each start dragged the acknowledgements pending beside it into a
+   * round of its own, and its handler waited for their fsync: a worker ran at most its
+   * concurrency in tasks per fsync. A start on a task with an operation pending before it waits
+   * with that operation, so operations on one task keep their order.
+   */
+  private takeRound(all: boolean): Op[] {
+    const ops = this.pending;
+    if (ops.length === 0) return ops;
+    const open = !all && this.lazySince >= 0 && performance.now() - this.lazySince < this.ackWindow;
+    if (open && ops.every((op) => !op.urgent || op.kind === 'start')) {
+      const now: Op[] = [];
+      const later: Op[] = [];
+      const waiting = new Set<string>();
+      for (const op of ops) {
+        if (op.urgent && !(op.id !== undefined && waiting.has(op.id))) now.push(op);
+        else {
+          later.push(op);
+          if (op.id !== undefined) waiting.add(op.id);
+        }
+      }
+      this.pending = later;
+      return now;
+    }
+    this.pending = [];
+    this.lazySince = -1;
+    return ops;
   }
 
   private async runRound(ops: Op[]): Promise<void> {
