@@ -25,18 +25,32 @@ export interface BenchArgs {
   only: string[];
   /** Where the JSON results go. */
   outDir: string;
+  /** Season 1 sizes (signals); its own, as its targets are at 1M signals. */
+  s1Sizes: number[];
+  /** Run the peers (SQLite, BullMQ) beside our queue. */
+  peers: boolean;
+  /** Peers run at queue sizes up to this many tasks (BullMQ at 1M takes the better part of an hour). */
+  peerMax: number;
 }
 
-const DEFAULT_SIZES = [10_000, 100_000, 1_000_000];
-const QUICK_SIZES = [10_000, 100_000];
+const DEFAULT_SIZES = [20_000, 100_000];
+const FULL_SIZES = [20_000, 100_000, 1_000_000];
+const QUICK_SIZES = [20_000];
+const S1_SIZES = [100_000, 1_000_000];
+const S1_QUICK_SIZES = [10_000, 100_000];
+const PEER_MAX = 100_000;
 
-const USAGE = `usage: npm run bench -- [--runs N] [--sizes 10000,100000,1000000] [--quick] [--only queue] [--out DIR]
-  --runs N      runs per measurement; medians are reported (default 3)
-  --sizes LIST  task counts, comma separated; k and M suffixes allowed (default 10k,100k,1M)
-  --quick       sizes 10k,100k and 1 run (explicit --runs/--sizes still win)
-  --no-warmup   skip the discarded warm-up pass
-  --only NAMES  comma-separated benchmarks to run (queue)
-  --out DIR     results directory (default bench-results)`;
+const USAGE = `usage: npm run bench -- [--runs N] [--sizes 20k,100k] [--full] [--quick] [--only queue,s1,pipeline,isolation] [--out DIR]
+  --runs N        runs per measurement; medians are reported (default 3)
+  --sizes LIST    queue task counts, comma separated; k and M suffixes allowed (default 20k,100k)
+  --full          queue sizes 20k,100k,1M and the peers at all of them (about an hour; BullMQ at 1M is most of it)
+  --peer-max N    run the peers (SQLite, BullMQ) at queue sizes up to N (default 100k; our queue runs at every size)
+  --no-peers      our queue alone
+  --s1-sizes LIST Season 1 signal counts (default 100k,1M)
+  --quick         queue 20k, Season 1 10k,100k, 1 run (explicit flags still win)
+  --no-warmup     skip the discarded warm-up pass
+  --only NAMES    comma-separated benchmarks to run (queue, s1, pipeline, isolation)
+  --out DIR       results directory (default bench-results)`;
 
 /** Parses `10000`, `10k`, `1M`, `1_000_000`. */
 export function parseCount(s: string): number {
@@ -55,6 +69,15 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
   let warmup = true;
   let only: string[] = [];
   let outDir = 'bench-results';
+  let full = false;
+  let s1Sizes: number[] | null = null;
+  let peers = true;
+  let peerMax: number | null = null;
+  const list = (v: string): number[] =>
+    v
+      .split(',')
+      .filter((x) => x.trim() !== '')
+      .map(parseCount);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -75,6 +98,18 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
         break;
       case '--quick':
         quick = true;
+        break;
+      case '--full':
+        full = true;
+        break;
+      case '--s1-sizes':
+        s1Sizes = list(value());
+        break;
+      case '--no-peers':
+        peers = false;
+        break;
+      case '--peer-max':
+        peerMax = parseCount(value());
         break;
       case '--no-warmup':
         warmup = false;
@@ -99,11 +134,14 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
   }
   return {
     runs: runs ?? (quick ? 1 : 3),
-    sizes: sizes ?? (quick ? QUICK_SIZES : DEFAULT_SIZES),
+    sizes: sizes ?? (quick ? QUICK_SIZES : full ? FULL_SIZES : DEFAULT_SIZES),
     quick,
     warmup,
     only,
     outDir,
+    s1Sizes: s1Sizes ?? (quick ? S1_QUICK_SIZES : S1_SIZES),
+    peers,
+    peerMax: peerMax ?? (full ? Number.POSITIVE_INFINITY : PEER_MAX),
   };
 }
 
@@ -341,6 +379,7 @@ export function fmtNum(n: number, digits = 1): string {
 }
 
 export function fmtSize(n: number): string {
+  if (n === Number.POSITIVE_INFINITY) return 'any size';
   if (n >= 1_000_000 && n % 1_000_000 === 0) return `${n / 1_000_000}M`;
   if (n >= 1_000 && n % 1_000 === 0) return `${n / 1_000}k`;
   return String(n);

@@ -47,6 +47,8 @@ import {
   type Samples,
 } from './lib.js';
 import type { RssReport } from './rss-child.js';
+import { openSqliteQueue, sqliteCounts, sqliteDrain, sqliteEnqueue, sqliteVersion, SQLITE_ACK_WINDOW_MS } from './peer-sqlite.js';
+import { bullDrain, bullEnqueue, bullmqVersion, redisServerVersion, startRedis, type Fsync } from './peer-bullmq.js';
 
 const QUEUE = 'bench';
 const ENQUEUE_BATCH = 10_000;
@@ -71,7 +73,33 @@ export interface QueueBenchOptions {
   sizes: number[];
   runs: number;
   warmup: boolean;
+  /** Measure the peers (SQLite; BullMQ when redis-server is on the PATH) in the same runs. */
+  peers?: boolean;
+  /** Peers only at sizes up to this. */
+  peerMax?: number;
 }
+
+export const PEERS = ['sqlite', 'bullmq-everysec', 'bullmq-always'] as const;
+export type PeerName = (typeof PEERS)[number];
+
+/** One peer's figures in one run at one size (tasks/s), beside ours. */
+export interface PeerRun {
+  enqueue_per_s: number;
+  drain_per_s: number;
+  fail_once_per_s: number;
+  /** Wall time of the peer's part of the run, setup included. */
+  wall_ms: number;
+}
+
+/** Our figure ÷ the peer's, per run (medians taken over runs). */
+export const PEER_TARGETS: Array<{ measure: 'enqueue' | 'drain' | 'fail_once'; peer: PeerName; min: number }> = [
+  { measure: 'enqueue', peer: 'sqlite', min: 1.2 },
+  { measure: 'drain', peer: 'bullmq-everysec', min: 6 },
+  { measure: 'drain', peer: 'sqlite', min: 15 },
+  { measure: 'fail_once', peer: 'bullmq-everysec', min: 4 },
+];
+/** Cost per task, largest size ÷ smallest: flat within this. */
+export const FLAT_WITHIN = 1.3;
 
 export interface Throughput {
   /** Elapsed ms of the timed part. */
@@ -107,8 +135,10 @@ export interface QueueRun {
   rss: RssReport;
   drain: DrainMeasure;
   fail_once: DrainMeasure;
-  /** Wall time of the whole run at this size, setup included. */
+  /** Wall time of the whole run at this size, setup included (peers not included). */
   wall_ms: number;
+  /** The peers measured right after ours, in the same run. */
+  peers: Partial<Record<PeerName, PeerRun>>;
 }
 
 export interface SizeSummary {
@@ -138,6 +168,8 @@ export interface SizeSummary {
 
 export interface QueueBenchResult {
   options: QueueBenchOptions;
+  /** Versions of the peers, and why one was skipped. */
+  peer_info: { sqlite: string | null; bullmq: string | null; redis: string | null; notes: string[] };
   targets: typeof TARGETS;
   policy: { drain: QueuePolicy; fail_once: QueuePolicy; enqueue_batch: number };
   runs: QueueRun[];
@@ -259,13 +291,103 @@ async function drain(workspace: string, worker: WorkerDefinition, policy: QueueP
   }
 }
 
+// ---- peers ----
+
+/** The SQLite peer: enqueue (timed) then drain on the same database; fail-once on a second one. */
+async function sqlitePeer(size: number): Promise<PeerRun> {
+  const started = nowMs();
+  const drainMs = await withTempWorkspace(`sqlite-${fmtSize(size)}-a`, async (dir) => {
+    flushDirty();
+    await settle();
+    let db = openSqliteQueue(dir);
+    const enqMs = sqliteEnqueue(db, 0, size, ENQUEUE_BATCH);
+    db.close();
+    flushDirty();
+    await settle();
+    db = openSqliteQueue(dir); // as a worker process opens it
+    try {
+      const d = await sqliteDrain(db, () => undefined, drainPolicy().concurrency, MIN_BACKOFF_MS);
+      const c = sqliteCounts(db);
+      if (d.completed !== size || c.done !== size) throw new Error(`sqlite drain: ${d.completed} completed, ${JSON.stringify(c)}`);
+      return { enqMs, ms: d.ms };
+    } finally {
+      db.close();
+    }
+  });
+  const failMs = await withTempWorkspace(`sqlite-${fmtSize(size)}-c`, async (dir) => {
+    const db = openSqliteQueue(dir);
+    try {
+      sqliteEnqueue(db, 0, size, ENQUEUE_BATCH);
+      flushDirty();
+      await settle();
+      const d = await sqliteDrain(db, (_p, attempt) => {
+        if (attempt === 1) throw new Error('fails on attempt 1 (benchmark)');
+      }, failPolicy().concurrency, MIN_BACKOFF_MS);
+      if (d.completed !== size || d.failed !== size) throw new Error(`sqlite fail-once: ${d.completed} completed, ${d.failed} failed`);
+      return d.ms;
+    } finally {
+      db.close();
+    }
+  });
+  return { enqueue_per_s: perSecond(size, drainMs.enqMs), drain_per_s: perSecond(size, drainMs.ms), fail_once_per_s: perSecond(size, failMs), wall_ms: nowMs() - started };
+}
+
+/** BullMQ on a fresh redis-server per part: enqueue (timed) then drain; fail-once on a second server. */
+async function bullPeer(size: number, fsync: Fsync): Promise<PeerRun> {
+  const started = nowMs();
+  const conc = drainPolicy().concurrency;
+  const withRedis = async <T>(fn: (conn: Awaited<ReturnType<typeof startRedis>>['connection']) => Promise<T>): Promise<T> => {
+    flushDirty();
+    const r = await startRedis(fsync);
+    try {
+      return await fn(r.connection);
+    } finally {
+      await r.stop();
+    }
+  };
+  const a = await withRedis(async (conn) => {
+    await settle();
+    const enqMs = await bullEnqueue(conn, 0, size, ENQUEUE_BATCH, false);
+    await settle();
+    const d = await bullDrain(conn, size, conc, false);
+    return { enqMs, ms: d.ms };
+  });
+  const failMs = await withRedis(async (conn) => {
+    await bullEnqueue(conn, 0, size, ENQUEUE_BATCH, true);
+    await settle();
+    const d = await bullDrain(conn, size, conc, true);
+    if (d.failed !== size) throw new Error(`bullmq fail-once: ${d.failed} failures seen, expected ${size}`);
+    return d.ms;
+  });
+  return { enqueue_per_s: perSecond(size, a.enqMs), drain_per_s: perSecond(size, a.ms), fail_once_per_s: perSecond(size, failMs), wall_ms: nowMs() - started };
+}
+
+interface PeerPlan {
+  sqlite: boolean;
+  bullmq: boolean;
+  max: number;
+}
+
+async function runPeers(size: number, plan: PeerPlan, say: (msg: string) => void): Promise<Partial<Record<PeerName, PeerRun>>> {
+  const out: Partial<Record<PeerName, PeerRun>> = {};
+  if (size > plan.max) return out;
+  const line = (name: string, p: PeerRun): void =>
+    say(`${name}: enqueue ${fmtInt(p.enqueue_per_s)}/s, drain c8 ${fmtInt(p.drain_per_s)}/s, fail-once c8 ${fmtInt(p.fail_once_per_s)}/s (${fmtNum(p.wall_ms / 1000, 1)} s)`);
+  if (plan.sqlite) line('sqlite', (out.sqlite = await sqlitePeer(size)));
+  if (plan.bullmq) {
+    line('bullmq everysec', (out['bullmq-everysec'] = await bullPeer(size, 'everysec')));
+    line('bullmq always', (out['bullmq-always'] = await bullPeer(size, 'always')));
+  }
+  return out;
+}
+
 // ---- one run at one size ----
 
 function diskLine(d: Baseline): string {
   return `disk ${fmtInt(d.sync100_lines_per_s)} lines/s (fdatasync/100), ${fmtInt(d.sync1_lines_per_s)}/s (fdatasync each); cpu probe ${fmtInt(d.cpu_lines_per_s)}/s; load ${fmtNum(d.loadavg_1m, 2)}`;
 }
 
-async function runOnce(size: number, run: number, runs: number, quiet = false): Promise<QueueRun> {
+async function runOnce(size: number, run: number, runs: number, plan: PeerPlan, quiet = false): Promise<QueueRun> {
   const started = nowMs();
   const tag = `${fmtSize(size)} run ${run}/${runs}`;
   const say = (msg: string): void => {
@@ -335,7 +457,9 @@ async function runOnce(size: number, run: number, runs: number, quiet = false): 
     return d;
   });
 
-  return { size, run, ...a, drain: drained, fail_once: failed, wall_ms: nowMs() - started };
+  const wall_ms = nowMs() - started;
+  const peers = await runPeers(size, plan, say);
+  return { size, run, ...a, drain: drained, fail_once: failed, wall_ms, peers };
 }
 
 function summarizeSize(size: number, runs: QueueRun[]): SizeSummary {
@@ -370,21 +494,31 @@ function summarizeSize(size: number, runs: QueueRun[]): SizeSummary {
 }
 
 export async function runQueueBench(opts: QueueBenchOptions): Promise<QueueBenchResult> {
+  const notes: string[] = [];
+  const redis = opts.peers === false ? null : redisServerVersion();
+  const info = { sqlite: opts.peers === false ? null : sqliteVersion(), bullmq: redis ? bullmqVersion() : null, redis, notes };
+  if (opts.peers === false) notes.push('peers not run (--no-peers)');
+  else if (!redis) notes.push('BullMQ skipped: no redis-server on the PATH');
+  const plan: PeerPlan = { sqlite: opts.peers !== false, bullmq: opts.peers !== false && redis !== null, max: opts.peerMax ?? Number.POSITIVE_INFINITY };
+  const skipped = opts.sizes.filter((n) => n > plan.max);
+  if (opts.peers !== false && skipped.length) notes.push(`peers not run at ${skipped.map(fmtSize).join(', ')} (--peer-max ${fmtSize(plan.max)}; --full or --peer-max 1M runs them)`);
   if (opts.warmup) {
     const t0 = nowMs();
-    await runOnce(WARMUP_SIZE, 1, 1, true);
+    await runOnce(WARMUP_SIZE, 1, 1, plan.sqlite || plan.bullmq ? { ...plan, max: WARMUP_SIZE } : plan, true);
     progress(`warm-up (${fmtSize(WARMUP_SIZE)} tasks, all scenarios, discarded) in ${fmtNum((nowMs() - t0) / 1000, 1)} s`);
   }
   const runs: QueueRun[] = [];
   for (const size of opts.sizes) {
     for (let run = 1; run <= opts.runs; run++) {
-      const r = await runOnce(size, run, opts.runs);
+      const r = await runOnce(size, run, opts.runs, plan);
       runs.push(r);
-      progress(`${fmtSize(size)} run ${run}/${opts.runs}: done in ${fmtNum(r.wall_ms / 1000, 1)} s`);
+      const peerMs = Object.values(r.peers).reduce((a, p) => a + p.wall_ms, 0);
+      progress(`${fmtSize(size)} run ${run}/${opts.runs}: done in ${fmtNum(r.wall_ms / 1000, 1)} s${peerMs ? `, peers ${fmtNum(peerMs / 1000, 1)} s` : ''}`);
     }
   }
   return {
     options: opts,
+    peer_info: info,
     targets: TARGETS,
     policy: { drain: drainPolicy(), fail_once: failPolicy(), enqueue_batch: ENQUEUE_BATCH },
     runs,
@@ -523,6 +657,8 @@ export function formatQueueReport(r: QueueBenchResult): string {
   );
   out.push('');
 
+  out.push(...formatPeers(r));
+
   if (r.summary.length > 1) {
     const lo = r.summary.find((s) => s.size === smallest)!;
     const hi = r.summary.find((s) => s.size === largest)!;
@@ -544,6 +680,69 @@ export function formatQueueReport(r: QueueBenchResult): string {
         ],
       ),
     );
+    const g = (f: (s: SizeSummary) => number): number => f(hi) / f(lo);
+    const flat = [
+      g((s) => 1 / s.enqueue_per_s.median),
+      g((s) => 1 / s.drain_per_s.median),
+      g((s) => 1 / s.fail_once_per_s.median),
+    ];
+    out.push(`  target: flat within ${FLAT_WITHIN}× (bulk enqueue, drain, fail-once): ${verdict(flat.every((x) => x <= FLAT_WITHIN))}`);
   }
   return out.join('\n');
+}
+
+const PEER_LABEL: Record<PeerName, string> = { sqlite: 'SQLite', 'bullmq-everysec': 'BullMQ everysec', 'bullmq-always': 'BullMQ always' };
+const MEASURES = [
+  { key: 'enqueue', name: 'bulk enqueue', ours: (r: QueueRun) => r.enqueue.tasks_per_s, peer: (p: PeerRun) => p.enqueue_per_s },
+  { key: 'drain', name: 'drain no-op, c8', ours: (r: QueueRun) => r.drain.tasks_per_s, peer: (p: PeerRun) => p.drain_per_s },
+  { key: 'fail_once', name: 'fail once then ok, c8', ours: (r: QueueRun) => r.fail_once.tasks_per_s, peer: (p: PeerRun) => p.fail_once_per_s },
+] as const;
+
+/** Median over the runs of our figure ÷ the peer's in that run (null when the peer was not run). */
+export function peerRatio(r: QueueBenchResult, size: number, measure: 'enqueue' | 'drain' | 'fail_once', peer: PeerName): Samples | null {
+  const m = MEASURES.find((x) => x.key === measure)!;
+  const xs = r.runs.filter((x) => x.size === size && x.peers[peer]).map((x) => m.ours(x) / m.peer(x.peers[peer]!));
+  return xs.length ? summarize(xs) : null;
+}
+
+function formatPeers(r: QueueBenchResult): string[] {
+  const out: string[] = [];
+  const info = r.peer_info;
+  const sizes = r.summary.map((s) => s.size).filter((n) => r.runs.some((x) => x.size === n && Object.keys(x.peers).length > 0));
+  out.push('8. Against peers measured in the same run (tasks/s, medians; ratio = ours ÷ the peer\'s in the same run, median over runs)');
+  out.push(
+    `   SQLite ${info.sqlite ?? '—'} (better-sqlite3, WAL, synchronous FULL; a transaction per ${fmtInt(ENQUEUE_BATCH)}-task batch; claim with UPDATE … RETURNING, completes and retries in the claim's transaction, ack window ${SQLITE_ACK_WINDOW_MS} ms);`,
+  );
+  out.push(`   BullMQ ${info.bullmq ?? '—'} on redis-server ${info.redis ?? '—'} started by the bench, AOF on (appendfsync everysec: up to 1 s of acks lost on power loss; always: durable), RDB off; retry without backoff.`);
+  for (const n of info.notes) out.push(`   note: ${n}`);
+  if (sizes.length === 0) return [...out, ''];
+  const rows: string[][] = [];
+  for (const m of MEASURES) {
+    for (const size of sizes) {
+      const rs = r.runs.filter((x) => x.size === size);
+      const sum = r.summary.find((s) => s.size === size)!;
+      const cells = [m.name, fmtSize(size), fmtInt(median(rs.map(m.ours)))];
+      for (const peer of PEERS) {
+        const ps = rs.filter((x) => x.peers[peer]).map((x) => m.peer(x.peers[peer]!));
+        const ratio = peerRatio(r, size, m.key, peer);
+        cells.push(ps.length ? fmtInt(median(ps)) : '—', ratio ? `${fmtNum(ratio.median, 2)}×` : '—');
+      }
+      cells.push(fmtInt(sum.disk_sync100_lines_per_s.median));
+      const targets = PEER_TARGETS.filter((t) => t.measure === m.key).map((t) => {
+        const q = peerRatio(r, size, m.key, t.peer);
+        return `${PEER_LABEL[t.peer]} ≥${t.min}×: ${q ? verdict(q.median >= t.min) : 'not run'}`;
+      });
+      cells.push(targets.join('; '));
+      rows.push(cells);
+    }
+  }
+  out.push(
+    table(
+      ['measure', 'size', 'metaspn', 'SQLite', '÷', 'BullMQ everysec', '÷', 'BullMQ always', '÷', 'disk lines/s', 'targets'],
+      rows,
+    ),
+  );
+  out.push('   disk lines/s: 200-byte lines appended, fdatasync every 100, in the same runs (the ratios of section 2-4 are to this).');
+  out.push('');
+  return out;
 }

@@ -2,15 +2,17 @@
  * `npm run bench`: runs the benchmarks, prints their tables and writes the raw results as JSON
  * to bench-results/<name>-<timestamp>.json.
  *
- *   npm run bench -- --quick
- *   npm run bench -- --sizes 10000,100000,1000000 --runs 3
- *   npm run bench -- --only queue
+ *   npm run bench                      queue at 20k and 100k with its peers, Season 1 at 100k and 1M signals, isolation
+ *   npm run bench -- --quick           one run, small sizes
+ *   npm run bench -- --full            queue at 20k, 100k and 1M, peers at every size (about an hour)
+ *   npm run bench -- --only queue --sizes 20k,100k,1M --peer-max 100k
+ *   npm run bench -- --only s1 --s1-sizes 100k,1M
  *   npm run bench -- --only isolation
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
-import { gitState, parseArgs, progress, timestamp, type BenchArgs } from './lib.js';
+import { fmtSize, gitState, parseArgs, progress, timestamp, type BenchArgs } from './lib.js';
 import { formatIsolationReport, runIsolationBench } from './isolation.js';
 import { formatQueueReport, runQueueBench } from './queue.js';
 import { formatS1Report, runS1Bench } from './s1.js';
@@ -24,7 +26,7 @@ const BENCHES: Bench[] = [
   {
     name: 'queue',
     async run(args) {
-      const result = await runQueueBench({ sizes: args.sizes, runs: args.runs, warmup: args.warmup });
+      const result = await runQueueBench({ sizes: args.sizes, runs: args.runs, warmup: args.warmup, peers: args.peers, peerMax: args.peerMax });
       return { result, report: formatQueueReport(result) };
     },
   },
@@ -32,7 +34,7 @@ const BENCHES: Bench[] = [
     name: 's1',
     async run(args) {
       // Sizes are signals here: 10 per subject, so 1M signals is 100k subjects (scoring tasks).
-      const result = await runS1Bench({ sizes: args.sizes, runs: args.runs });
+      const result = await runS1Bench({ sizes: args.s1Sizes, runs: args.runs });
       return { result, report: formatS1Report(result) };
     },
   },
@@ -64,7 +66,7 @@ async function main(): Promise<void> {
   if (unknown.length) throw new Error(`unknown benchmark(s): ${unknown.join(', ')} (have: ${BENCHES.map((b) => b.name).join(', ')})`);
   const selected = BENCHES.filter((b) => args.only.length === 0 || args.only.includes(b.name));
   const env = environment();
-  progress(`sizes ${args.sizes.join(',')}, ${args.runs} run(s); node ${process.version}, ${String(env.cpus)} cpus, tmp ${tmpdir()}`);
+  progress(`queue sizes ${args.sizes.join(',')} (peers up to ${args.peers ? fmtSize(args.peerMax) : 'none'}), s1 sizes ${args.s1Sizes.join(',')}, ${args.runs} run(s); node ${process.version}, ${String(env.cpus)} cpus, tmp ${tmpdir()}`);
 
   const outDir = resolve(args.outDir);
   for (const b of selected) {
@@ -81,7 +83,7 @@ async function main(): Promise<void> {
       started_at: started.toISOString(),
       finished_at: finished.toISOString(),
       duration_s: (finished.getTime() - started.getTime()) / 1000,
-      args: { runs: args.runs, sizes: args.sizes, quick: args.quick, warmup: args.warmup },
+      args: { runs: args.runs, sizes: args.sizes, s1_sizes: args.s1Sizes, peers: args.peers, peer_max: args.peerMax, quick: args.quick, warmup: args.warmup },
       environment: env,
       git,
       result,
