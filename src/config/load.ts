@@ -68,10 +68,6 @@ export interface WorkspaceConfig {
   backend?: BackendConfig;
 }
 
-/** The top-level keys of metaspn.config.json: the core's and the bundled pipelines'. */
-export function configKeys(): string[] {
-  return Object.keys(fileSchema().shape);
-}
 
 /**
  * Reads, checks and completes metaspn.config.json (and the METASPN_QUEUE_* variables).

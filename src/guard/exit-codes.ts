@@ -15,12 +15,6 @@ export const EXIT = {
 } as const;
 
 export type ExitName = keyof typeof EXIT;
-export type ExitCode = (typeof EXIT)[ExitName];
-
-export function exitName(code: number): ExitName | 'UNKNOWN' {
-  for (const [name, value] of Object.entries(EXIT)) if (value === code) return name as ExitName;
-  return 'UNKNOWN';
-}
 
 /** The most severe of several exit codes (a backfill reports its worst date). */
 export function mostSevere(codes: readonly number[]): number {

@@ -101,13 +101,6 @@ export function ancestors(p: PipelineDefinition, step: string): Set<string> {
   return out;
 }
 
-/**
- * The steps that may start now: not started, every dependency succeeded. Steps whose dependency
- * failed are never ready (the run fails without them).
- */
-export function readySteps(p: PipelineDefinition, succeeded: ReadonlySet<string>, started: ReadonlySet<string>): StepDefinition<unknown>[] {
-  return p.steps.filter((s) => !started.has(s.name) && (s.after ?? []).every((d) => succeeded.has(d)));
-}
 
 /** Whether any step of the pipeline reads the previous partition's published output. */
 export function dependsOnPrevious(p: PipelineDefinition): boolean {

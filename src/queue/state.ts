@@ -134,7 +134,3 @@ export function reclaimEvent(s: Status): Event {
   return s.started ? { type: 'reclaim', fence: s.fence } : { type: 'release', owner: s.owner ?? '', fence: s.fence };
 }
 
-/** True when an event's outcome adds a failed attempt to the task's history. */
-export function countsAttempt(e: Event): boolean {
-  return e.type === 'fail' || e.type === 'dead_letter' || e.type === 'reclaim';
-}

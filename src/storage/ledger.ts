@@ -71,15 +71,6 @@ export function readLedger(ws: WorkspacePaths): LedgerRead {
   return { entries, problems };
 }
 
-export function assertLedgerValid(ws: WorkspacePaths, read: LedgerRead = readLedger(ws)): LedgerRead {
-  const p = read.problems[0];
-  if (p) {
-    throw new StateCorruptError(`${ws.ledger}:${p.line}: ${p.rule}`, {
-      hint: 'the ledger chain does not verify; keep the file for audit and compare it with your backups',
-    });
-  }
-  return read;
-}
 
 /** Appends entries durably, one process at a time; the chain continues from the last line. */
 export class Ledger {

@@ -41,19 +41,6 @@ export async function enterGate(paths: LockPaths, waitMs: number): Promise<FileL
   }
 }
 
-/**
- * Runs `fn` inside the gate and leaves it, whatever `fn` does. Throws MetaspnError LOCK_TIMEOUT (40)
- * when the gate stays busy for `waitMs`, and whatever `fn` throws.
- */
-export async function withGate<T>(paths: LockPaths, waitMs: number, fn: () => T | Promise<T>): Promise<T> {
-  const gate = await enterGate(paths, waitMs);
-  if (!gate) throw gateBusy(paths, waitMs);
-  try {
-    return await fn();
-  } finally {
-    gate.close();
-  }
-}
 
 /** LOCK_TIMEOUT (40): the gate stayed busy for `waitMs`. */
 export function gateBusy(paths: LockPaths, waitMs: number): MetaspnError {

@@ -2,7 +2,7 @@ import { createHash, hash } from 'node:crypto';
 import { closeSync, fdatasyncSync, fstatSync, ftruncateSync } from 'node:fs';
 import { safeMkdir, safeOpen } from '../safe-path.js';
 import { basename, dirname, join } from 'node:path';
-import { MetaspnError, StateCorruptError } from '../../guard/errors.js';
+import { StateCorruptError } from '../../guard/errors.js';
 import stringify from 'fast-json-stable-stringify';
 import { appendAll, cutTornTail, readAt, readMany, readWith } from '../io.js';
 import { Mutex } from '../mutex.js';
@@ -335,8 +335,3 @@ export function paramsKey(params: unknown): string {
   return hashText(stringify(params ?? null) ?? 'null');
 }
 
-export function assertNoConflict(r: PutResult, store: string): void {
-  if (r.conflicts.length) {
-    throw new MetaspnError('STATE_CORRUPT', `${store}: id ${r.conflicts[0]!.id} exists with different content`);
-  }
-}
