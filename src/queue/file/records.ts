@@ -6,6 +6,27 @@ export type Pair = [number, number];
 /**
  * The records of a queue log. Every mutation names the state it expects, so replay can refuse a stale one.
  *
+ * The short keys, for a reader of `queue/<worker>/log.*.jsonl` (docs/QUEUE-FORMAT.md has the record kinds):
+ *
+ * | key | meaning |
+ * |---|---|
+ * | `t` | the record's kind (`enq`, `claim`, `start`, `renew`, `done`, `rel`, `fail`, `dead`, `reclaim`, `retry`, `rerun`, `cancel`, `discard`, `pause`, `resume`, `clk`, `snap`, `kept`, `head`) |
+ * | `n` | the task's slot: its position in the order tasks were enqueued in this generation (0, 1, …) |
+ * | `at` | the writer's wall clock, epoch ms |
+ * | `m` | the writer's monotonic clock, ms, on the boot of the latest `clk` record |
+ * | `b` | (`clk`) the boot id those `m` count from |
+ * | `o` | the lease owner's id (with `pid` and `host` on `claim`) |
+ * | `l` | the leases a batched record covers: `[[slot, fence], …]` |
+ * | `f` | a lease's fence: one more at every claim of the task, so a stale holder is refused |
+ * | `ms` | (`claim`, `renew`) the lease length; (`fail`) the retry delay; ms |
+ * | `st` | (`claim`) 1: the leases begin started (no `start` record follows) |
+ * | `s` | (`snap`) the task's state |
+ * | `tm`, `mt` | (`snap`, `kept`) the state's time: wall clock and monotonic, ms |
+ * | `ob` | (`snap` of a leased task) the boot its owner claimed on |
+ * | `id` | (`kept`) a completed or cancelled task's id, kept for dedup |
+ * | `task` | a task's whole record (`TaskRecord`, long keys) |
+ * | `by` | (`pause`, `resume`) who |
+ *
  * Times: `at` is the writer's wall clock (epoch ms); `m`, when present, its monotonic clock (ms) on
  * the boot named by the latest `clk` record before it. A reader on that boot measures leases and
  * waits from `m`; any other reader from `at` (src/queue/clock.ts). Records of older versions have no `m`.
