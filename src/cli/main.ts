@@ -8,6 +8,7 @@ import { enableSafePointCollections } from '../runtime/memory.js';
 import { EXIT } from '../guard/exit-codes.js';
 import { takeExitCode } from './exit.js';
 import { commandLog, flushLogs } from './session.js';
+import { addExamples } from './help.js';
 
 function version(): string {
   try {
@@ -39,6 +40,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Register>>> = {
   baseline: async () => (await import('./commands/report.js')).registerReport,
   verify: async () => (await import('./commands/verify.js')).registerVerify,
   db: async () => (await import('./commands/db.js')).registerDb,
+  completion: async () => (await import('./commands/completion.js')).registerCompletion,
 };
 
 /** The command a command line names: its first argument that is not an option (`metaspn --json queue …` has none before it). */
@@ -72,6 +74,8 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
   const registers = new Set<Register>();
   for (const [n, load] of Object.entries(COMMANDS)) if (all || n === core) registers.add(await load());
   for (const register of registers) register(program);
+  // A description and examples in every command's help.
+  addExamples(program);
   // Every subcommand reports usage errors through the same exit code (64).
   const walk = (c: Command): void => {
     c.exitOverride();
