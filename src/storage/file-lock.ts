@@ -73,7 +73,7 @@ export function assertLocalFilesystem(dir: string, statfs: (dir: string) => { ty
   checkedDirs.add(dir);
 }
 
-/** Poll delays while waiting: short at first (a mutex is held for microseconds), capped at 25 ms. */
+/** Poll delays while waiting: short at first (a mutex or the run lock's gate is held for microseconds to milliseconds), capped at 25 ms, jittered. */
 function backoff(attempt: number): number {
   return Math.min(25, 0.5 * 1.5 ** Math.min(attempt, 12)) * (0.5 + Math.random());
 }
@@ -126,14 +126,24 @@ export class FileLock {
    * `what` (e.g. "queue project_rewards").
    */
   async acquire(timeoutMs: number, what: string): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    for (let attempt = 0; !this.tryAcquire(); attempt++) {
-      if (performance.now() > deadline) {
-        throw new MetaspnError('LOCK_TIMEOUT', `waited ${Math.round(timeoutMs / 1000)}s for the lock of ${what} (${this.path})`, {
-          hint: 'a live process holds it (a stopped or hung one keeps it until it exits); find it with `fuser -v` on that file',
-        });
-      }
-      await sleep(backoff(attempt));
+    if (!(await this.tryFor(timeoutMs))) {
+      throw new MetaspnError('LOCK_TIMEOUT', `waited ${Math.round(timeoutMs / 1000)}s for the lock of ${what} (${this.path})`, {
+        hint: 'a live process holds it (a stopped or hung one keeps it until it exits); find it with `fuser -v` on that file',
+      });
+    }
+  }
+
+  /**
+   * The one lock-wait loop: tries the lock until it is taken (true) or `waitMs` passed (false),
+   * polling with a short capped jittered backoff. Throws what {@link tryAcquire} throws.
+   */
+  async tryFor(waitMs: number): Promise<boolean> {
+    const deadline = performance.now() + waitMs;
+    for (let attempt = 0; ; attempt++) {
+      if (this.tryAcquire()) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      await sleep(Math.min(left, backoff(attempt)));
     }
   }
 

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { FileLock } from '../file-lock.js';
 import { MetaspnError } from '../../guard/errors.js';
 import type { LockPaths } from './payload.js';
@@ -12,35 +11,23 @@ import type { LockPaths } from './payload.js';
  * Like every kernel lock the gate dies with its process: a SIGKILLed process never blocks it.
  */
 
-/** Poll delays while the gate is busy: short (it is held for milliseconds), capped at 20 ms, jittered. */
-function backoff(attempt: number): number {
-  return Math.min(20, 1 * 1.5 ** Math.min(attempt, 10)) * (0.5 + Math.random());
-}
-
 /**
- * Enters the gate, waiting up to `waitMs`. Returns the held gate (leave it with `close()`), or null
- * when it stayed busy that long (a stopped or hung process is inside). Throws the file system's
- * error when `locks/` cannot be written, DATA_INVALID (20) on a network file system.
+ * Enters the gate, waiting up to `waitMs` (FileLock's one wait loop). Returns the held gate (leave
+ * it with `close()`), or null when it stayed busy that long (a stopped or hung process is inside).
+ * Throws the file system's error when `locks/` cannot be written, DATA_INVALID (20) on a network
+ * file system.
  */
 export async function enterGate(paths: LockPaths, waitMs: number): Promise<FileLock | null> {
   const gate = new FileLock(paths.gate);
-  const deadline = performance.now() + waitMs;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      if (gate.tryAcquire()) return gate;
-    } catch (err) {
-      gate.close();
-      throw err;
-    }
-    const left = deadline - performance.now();
-    if (left <= 0) {
-      gate.close();
-      return null;
-    }
-    await sleep(Math.min(left, backoff(attempt)));
+  try {
+    if (await gate.tryFor(waitMs)) return gate;
+  } catch (err) {
+    gate.close();
+    throw err;
   }
+  gate.close();
+  return null;
 }
-
 
 /** LOCK_TIMEOUT (40): the gate stayed busy for `waitMs`. */
 export function gateBusy(paths: LockPaths, waitMs: number): MetaspnError {
