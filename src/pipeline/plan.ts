@@ -7,11 +7,11 @@ import stringify from 'fast-json-stable-stringify';
 import { MetaspnError, UsageError } from '../guard/errors.js';
 import { asOfInstantMs, dayStartMs, defaultAsOf, parseDate, resolveAsOf } from './dates.js';
 import { jsonProblem } from './json-value.js';
+import { QUEUE_NAME } from '../queue/record.js';
 import type { Json, PipelineDefinition, StepDefinition } from './types.js';
 
 const PIPELINE_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 const STEP_NAME = /^[a-z][a-z0-9_]{0,63}$/;
-const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
 
 /** A definition that breaks a rule: names the pipeline module and the rule (exit 64). */
 export class PipelineDefinitionError extends UsageError {
@@ -52,7 +52,7 @@ export function validatePipeline(p: PipelineDefinition): StepDefinition<unknown>
     if (typeof s.plan !== 'function') fail(`step ${s.name} has no plan(ctx) function`);
     if (typeof s.worker?.handle !== 'function') fail(`step ${s.name} has no worker.handle function`);
     const q = queueOf(p, s);
-    if (!QUEUE_NAME.test(q)) fail(`step ${s.name}: queue name ${JSON.stringify(q)} must match [A-Za-z0-9][A-Za-z0-9_-]{0,99}`);
+    if (!QUEUE_NAME.test(q)) fail(`step ${s.name}: queue name ${JSON.stringify(q)} must match ${QUEUE_NAME.source.slice(1, -1)}`);
     if (queues.has(q)) fail(`steps ${queues.get(q)} and ${s.name} share the queue ${q}`);
     queues.set(q, s.name);
     const badParams = s.params === undefined ? null : jsonProblem(s.params, 'params');

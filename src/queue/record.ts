@@ -6,8 +6,8 @@ import type { DeadLetter, NewTask, TaskError, TaskRecord } from './types.js';
 
 /** Task ids become file names in deadletter/<worker>/, so they stay within a safe alphabet. */
 const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$/;
-/** Queue names become folder names. */
-const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
+/** Queue names become folder names: letters, digits, `_` and `-`, 1 to 100 characters, not starting with `_` or `-`. */
+export const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
 
 export function checkTaskId(id: unknown): string | null {
   if (typeof id !== 'string') return 'task id must be a string';
