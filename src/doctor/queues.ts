@@ -7,17 +7,13 @@ import { bootAlive, type QueueClock } from '../queue/clock.js';
 import { HOST, ownerAlive } from '../queue/owner.js';
 import { systemClock } from '../queue/system-clock.js';
 import type { ConflictRepair } from '../queue/file/salvage.js';
-import { deadletterDir, queueDir, type WorkspacePaths } from '../storage/paths.js';
-import { safeExists, safeOpen, safeReaddir, safeReaddirEntries } from '../storage/safe-path.js';
+import { deadletterDir, queueDir, queueFolders, type WorkspacePaths } from '../storage/paths.js';
+import { safeExists, safeOpen, safeReaddir } from '../storage/safe-path.js';
 import type { Findings } from './finding.js';
 
-/** Every queue folder of the workspace. */
+/** Every queue folder of the workspace, dead letters' included. */
 export function queueNames(ws: WorkspacePaths): string[] {
-  const names = new Set<string>();
-  for (const root of [ws.queues, ws.deadletters]) {
-    for (const d of safeReaddirEntries(root)) if (d.isDirectory()) names.add(d.name);
-  }
-  return [...names].sort();
+  return queueFolders(ws, { deadLetters: true });
 }
 
 /**

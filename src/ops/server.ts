@@ -4,8 +4,7 @@ import type { Logger } from 'pino';
 import { parseJsonWithin } from '../config/json-limits.js';
 import { MetaspnError, toMetaspnError } from '../guard/errors.js';
 import type { WorkspaceConfig } from '../config/load.js';
-import type { WorkspacePaths } from '../storage/paths.js';
-import { safeReaddirEntries } from '../storage/safe-path.js';
+import { queueFolders, type WorkspacePaths } from '../storage/paths.js';
 import type { StateFileProblem } from '../storage/state-file.js';
 import { checkRead, checkWrite, refuse } from './auth.js';
 import { readiness } from './health.js';
@@ -185,7 +184,8 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
     // Which queues, now (a linked queue/ stops serve at start, 30); loading them after the server
     // listens, not before: opening 300k-task queues takes seconds, and a request meanwhile opens
     // the queue it needs itself. A failed preload only costs the first write its open.
-    const names = existingQueues(ctx.ws);
+    // Queue folders that exist (preloading must not create the bundled workers' folders).
+    const names = queueFolders(ctx.ws);
     app.addHook('onListen', async () => {
       // On a later turn of the event loop: listen() resolves (and serve says where it listens) first.
       setImmediate(() => {
@@ -200,10 +200,3 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
   return app;
 }
 
-/** Queue folders that exist (preloading must not create the bundled workers' folders). A linked queue/ is refused (30). */
-function existingQueues(ws: WorkspacePaths): string[] {
-  return safeReaddirEntries(ws.queues)
-    .filter((d) => d.isDirectory())
-    .map((d) => d.name)
-    .sort();
-}

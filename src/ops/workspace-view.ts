@@ -3,16 +3,11 @@ import { UsageError } from '../guard/errors.js';
 import { readStats } from '../queue/file/stats-file.js';
 import type { QueueStats } from '../queue/types.js';
 import { bundledQueues } from '../runtime/load-worker.js';
-import { queueDir, type WorkspacePaths } from '../storage/paths.js';
-import { safeReaddirEntries } from '../storage/safe-path.js';
+import { queueDir, queueFolders, type WorkspacePaths } from '../storage/paths.js';
 
 /** The queues a workspace has: the bundled workers' and any with a folder. */
 export function queueNamesOf(ws: WorkspacePaths): string[] {
-  const names = new Set(bundledQueues());
-  for (const root of [ws.queues, ws.deadletters]) {
-    for (const d of safeReaddirEntries(root)) if (d.isDirectory()) names.add(d.name);
-  }
-  return [...names].sort();
+  return [...new Set([...bundledQueues(), ...queueFolders(ws, { deadLetters: true })])].sort();
 }
 
 /**

@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { registerWorkspaceRoot } from './safe-path.js';
+import { registerWorkspaceRoot, safeReaddirEntries } from './safe-path.js';
 
 /** The workspace on disk: the contract users see (docs/ARCHITECTURE.md). */
 export interface WorkspacePaths {
@@ -44,4 +44,17 @@ export function queueDir(ws: WorkspacePaths, worker: string): string {
 
 export function deadletterDir(ws: WorkspacePaths, worker: string): string {
   return join(ws.deadletters, worker);
+}
+
+/**
+ * The one list of the queues a workspace has on disk: the folders under queue/ (and, with
+ * `deadLetters`, those under deadletter/: a queue whose log is gone may still hold dead letters),
+ * sorted. A linked queue/ or deadletter/ is refused (30), never listed through.
+ */
+export function queueFolders(ws: WorkspacePaths, o: { deadLetters?: boolean } = {}): string[] {
+  const names = new Set<string>();
+  for (const root of o.deadLetters ? [ws.queues, ws.deadletters] : [ws.queues]) {
+    for (const d of safeReaddirEntries(root)) if (d.isDirectory()) names.add(d.name);
+  }
+  return [...names].sort();
 }
