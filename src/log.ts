@@ -9,6 +9,15 @@ export type { Logger };
 // sonic-boom is CommonJS: its module object is the class, which also carries itself as .SonicBoom.
 const { SonicBoom } = sonicBoom;
 
+/**
+ * A line the terminal redraws in place (a live counter): a warning or an error printed meanwhile
+ * clears it first and has it drawn again after, so the two never mix on one line.
+ */
+export interface StatusLine {
+  clear(): void;
+  redraw(): void;
+}
+
 export interface LogHandle {
   logger: Logger;
   /** The file it writes (logs/metaspn.jsonl of its workspace). */
@@ -31,7 +40,7 @@ export interface LogHandle {
  * error but EAGAIN), and a command must exit on a full disk with its one-line message. A write
  * error stops file logging with one warning on stderr; the terminal still gets warnings.
  */
-export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts: { quiet?: boolean } = {}): LogHandle {
+export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts: { quiet?: boolean; status?: StatusLine } = {}): LogHandle {
   const { cmd, ...fields } = base;
   safeMkdir(ws.logs);
   // Opened here, synchronously: a command that exits at once must not find its log still opening.
@@ -59,7 +68,13 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
   const streams: pino.StreamEntry[] = [{ level: 'trace', stream: { write: (line: string) => void (broken || ((pending = true), file.write(line))) } }];
   // Failed attempts shown on the terminal by this log (the file keeps every one).
   const shown = { failures: 0 };
-  if (!opts.quiet) streams.push({ level: 'warn', stream: { write: (line: string) => process.stderr.write(readable(line, shown)) } });
+  const toTerminal = (text: string): void => {
+    if (text === '') return;
+    opts.status?.clear();
+    process.stderr.write(text);
+    opts.status?.redraw();
+  };
+  if (!opts.quiet) streams.push({ level: 'warn', stream: { write: (line: string) => toTerminal(readable(line, shown)) } });
   const level = process.env.METASPN_LOG_LEVEL ?? 'info';
   const logger = pino({ level, base: { pid: process.pid, hostname: HOSTNAME, ...fields }, serializers: { err: serializeErr }, timestamp: pino.stdTimeFunctions.isoTime }, pino.multistream(streams));
   if (cmd !== undefined) logger.info({ event: 'command_start', cmd }, 'command started');

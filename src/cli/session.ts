@@ -2,7 +2,7 @@ import { userInfo } from 'node:os';
 import { redactUrl } from '../backend/pg/setting.js';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
 import { FileRunLocks, type RunLocks } from '../storage/run-lock.js';
-import { openLog, type LogHandle } from '../log.js';
+import { openLog, type LogHandle, type StatusLine } from '../log.js';
 import { HOST } from '../queue/owner.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { invocation } from './invocation.js';
@@ -52,12 +52,13 @@ export function commandLog(): LogHandle | undefined {
   return logs[logs.length - 1];
 }
 
-export function openSession(dir: string, base: Record<string, unknown> = {}): Session {
+/** `logOpts`: `quiet` keeps warnings off the terminal (the log file has them); `status` is a live line they must not mix with. */
+export function openSession(dir: string, base: Record<string, unknown> = {}, logOpts: { quiet?: boolean; status?: StatusLine } = {}): Session {
   const ws = openWorkspace(dir);
   const cfg = loadConfig(ws);
   // The command line goes on its own line once, in the first log this invocation opens on the workspace.
   const first = !invocation().logs.some((l) => l.file === ws.logFile);
-  const log = openLog(ws, { ...(first ? { cmd: commandLine() } : {}), ...base });
+  const log = openLog(ws, { ...(first ? { cmd: commandLine() } : {}), ...base }, logOpts);
   invocation().logs.push(log);
   let user = 'unknown';
   try {

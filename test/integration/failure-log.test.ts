@@ -41,16 +41,17 @@ describe('failed attempts in the log and on the terminal', () => {
     expect(e.code, e.stderr).toBe(0);
 
     const before = Date.now();
-    const first = await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once']);
+    // A retry 2 s later: not due within this run, even on a loaded machine.
+    const first = await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once'], { env: { METASPN_QUEUE_BACKOFF_BASE_MS: '2000', METASPN_QUEUE_BACKOFF_CAP_MS: '2000' } });
     expect(first.code, first.stderr).toBe(11);
     const [line1, ...rest1] = errLines(first.stderr);
     expect(rest1).toEqual([]);
     const m = /^warning: task t1 of flaky failed, attempt 1 of 2: Error: flaky failure 1; retry at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)$/.exec(line1 ?? '');
     expect(m, first.stderr).not.toBeNull();
     const retryAt = Date.parse(m![1]!);
-    // The test's backoff is 10 to 50 ms (cliEnv).
-    expect(retryAt).toBeGreaterThan(before);
-    expect(retryAt).toBeLessThan(Date.now() + 1000);
+    // 2 s ± 10% after the failure.
+    expect(retryAt).toBeGreaterThan(before + 1500);
+    expect(retryAt).toBeLessThan(Date.now() + 2500);
 
     await waitFor(() => Date.now() > retryAt, 5_000, 'the retry to be due');
     const second = await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once']);

@@ -31,8 +31,8 @@ afterAll(async () => {
   if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
-async function ok(args: string[], code = 0): Promise<void> {
-  const r = await run(args);
+async function ok(args: string[], code = 0, env: NodeJS.ProcessEnv = {}): Promise<void> {
+  const r = await run(args, { env });
   expect(r.code, `${args.join(' ')}\n${r.stderr}`).toBe(code);
 }
 
@@ -49,7 +49,8 @@ async function workspace(): Promise<string> {
   await ok(['queue', 'enqueue', 'project_rewards', '--workspace', ws, '--payload', '{"date":"not-a-date"}', '--id', 'bad-task']);
   await ok(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--once'], 20);
   await ok(['queue', 'enqueue', 'flaky', '--workspace', ws, '--payload', '{"fail":1}', '--id', 'f1']);
-  await ok(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once'], 11);
+  // Its retry is not due within the run (on a loaded machine a 10 ms backoff would let --once retry it).
+  await ok(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once'], 11, { METASPN_QUEUE_BACKOFF_BASE_MS: '60000', METASPN_QUEUE_BACKOFF_CAP_MS: '60000' });
   return ws;
 }
 

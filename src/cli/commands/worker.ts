@@ -18,11 +18,15 @@ import { setExitCode } from '../exit.js';
 import { backendFor, databaseUrlOption } from '../backend.js';
 import { nearQueueOfNew } from '../../ops/workspace-view.js';
 import { printJson } from '../format.js';
+import { LiveCounter } from '../progress.js';
+import { UsageError } from '../../guard/errors.js';
 import { positiveInt } from '../options.js';
 import { openSession } from '../session.js';
 
 interface RunOpts {
   workspace: string;
+  quiet?: boolean;
+  verbose?: boolean;
   once?: boolean;
   maxTasks?: number;
   concurrency?: number;
@@ -62,11 +66,16 @@ export function registerWorker(program: Command): void {
     .addOption(new Option('--isolation <mode>', `where handlers run: a thread or a child process per slot, or none (in process); default: the worker's, else ${DEFAULT_ISOLATION}`).choices(ISOLATIONS))
     .addOption(databaseUrlOption())
     .option('--json', 'print the summary as JSON')
+    .option('--quiet', 'print nothing but errors (no failed-attempt lines, no live counter, no summary); the log file has everything')
+    .option('--verbose', 'print one line per task as it ends (completed ones too), instead of the live counter')
     .action(async (spec: string, o: RunOpts) => {
+      if (o.quiet && o.verbose) throw new UsageError('give --quiet or --verbose, not both');
       const worker = await loadWorker(spec);
       assertQueueName(worker.name);
       const owner = makeOwner();
-      const s = openSession(o.workspace, { worker: worker.name, owner: owner.id });
+      // On a terminal, a live counter (unless --verbose, --quiet or --json asks for something else).
+      const counter = !o.quiet && !o.verbose && !o.json && process.stderr.isTTY ? new LiveCounter(worker.name) : null;
+      const s = openSession(o.workspace, { worker: worker.name, owner: owner.id }, { quiet: !!o.quiet, ...(counter ? { status: counter } : {}) });
       const log = s.log.logger;
       // The worker's own isolation is one of its defaults: config, then --isolation, win over it.
       const own = { ...(worker.defaults ?? {}), ...(worker.isolation !== undefined ? { isolation: worker.isolation } : {}) };
@@ -105,6 +114,11 @@ export function registerWorker(program: Command): void {
           random: Math.random,
           onOutcome: (out) => {
             if (out.code) deadCodes.push(out.code);
+            counter?.add(out.kind);
+            // Failed attempts have their line already (the log's warning); --verbose adds the others.
+            if (o.verbose && !['retry_scheduled', 'dead', 'dead_contract'].includes(out.kind)) {
+              process.stderr.write(`${out.kind === 'completed' ? 'done' : out.kind.replace('_', ' ')}: task ${out.id} of ${worker.name}, attempt ${out.attempt}, ${out.duration_ms} ms\n`);
+            }
           },
           haltWhen: failureRatioGuard(policy),
           durations: new DurationRecorder(s.ws, worker.name),
@@ -116,6 +130,7 @@ export function registerWorker(program: Command): void {
           await new Ledger(s.ws).append('queue_paused_guardrail', { worker: worker.name, reason: summary.halted, by: s.actor });
         }
       } finally {
+        counter?.stop();
         signals.dispose();
         if (isolation === 'none') await worker.close?.();
         await host.close();
@@ -126,6 +141,7 @@ export function registerWorker(program: Command): void {
       log.info({ event: 'worker_end', ...summary, duration_ms, rc: code }, 'worker finished');
       setExitCode(code);
       if (o.json) return printJson({ worker: worker.name, ...summary, duration_ms, exit_code: code });
+      if (o.quiet) return;
       const parts = [`claimed ${summary.claimed}`, `completed ${summary.completed}`];
       if (summary.retry_scheduled) parts.push(`retry scheduled ${summary.retry_scheduled}`);
       if (summary.dead || summary.dead_contract) parts.push(`dead-lettered ${summary.dead + summary.dead_contract} (contract ${summary.dead_contract})`);
