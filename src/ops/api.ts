@@ -3,8 +3,7 @@ import { StateCorruptError, UsageError } from '../guard/errors.js';
 import { readLockStatus } from '../storage/run-lock.js';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { assertQueueName } from '../queue/record.js';
-import { checkNewTask } from '../queue/validate.js';
-import type { NewTask } from '../queue/types.js';
+import { checkEnqueueBody } from '../queue/validate.js';
 import { checkRunId, newRunId } from '../runtime/run-id.js';
 import { Ledger } from '../storage/ledger.js';
 import { deadletterDir } from '../storage/paths.js';
@@ -179,10 +178,12 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
         void reply.header('x-metaspn-signature-deprecated', 'legacy format: sign "<timestamp>\\n<METHOD>\\n<path>\\n<body>"');
       }
     }
-    const body = bodyOf(req, ['tasks', 'payload', 'id', 'max_attempts', 'event_id'], true);
-    const eventId = optionalString(body, 'event_id');
-    if (eventId !== undefined && eventId.length > 200) throw new UsageError('"event_id" is longer than 200 characters');
-    const tasks = tasksOf(body);
+    if (req.body === undefined || req.body === null) throw new UsageError('this route needs a JSON body (content-type: application/json): {"tasks":[{"id"?, "payload"}]} or {"payload": …}');
+    // The one enqueue check, the CLI's too (src/queue/validate.ts).
+    const checked = checkEnqueueBody(req.body);
+    if (!checked.ok) throw new UsageError(checked.rule);
+    const { tasks } = checked;
+    const eventId = checked.event_id;
     const enqueue = async (): Promise<{ status: number; body: unknown }> => {
       const r = await queues.use(worker, (q) => q.enqueue(tasks));
       ctx.log.info({ event: 'enqueue', worker, added: r.added.length, existing: r.existing.length, via: 'ops', ...(eventId ? { event_id: eventId } : {}) }, 'enqueued');
@@ -226,17 +227,3 @@ function header(req: FastifyRequest, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** `{tasks: [{id?, payload, max_attempts?}]}` or one `{payload, id?}`; a task without id gets one from its payload. */
-function tasksOf(body: Record<string, unknown>): NewTask[] {
-  const list = Array.isArray(body.tasks) ? (body.tasks as unknown[]) : 'payload' in body ? [body] : null;
-  if ('tasks' in body && 'payload' in body) throw new UsageError('give either "tasks" or one "payload", not both');
-  if (!list || list.length === 0) throw new UsageError('the body must be {"tasks":[{"id"?, "payload"}]} or {"payload": …}');
-  return list.map((t, i) => {
-    // One body form carries the task's keys beside event_id: the task is the rest.
-    const raw = list === body.tasks || typeof t !== 'object' || t === null ? t : Object.fromEntries(Object.entries(t).filter(([k]) => k !== 'event_id'));
-    // The one task validation every enqueue path uses (src/queue/validate.ts).
-    const r = checkNewTask(raw);
-    if (!r.ok) throw new UsageError(`tasks[${i}]: ${r.rule}`);
-    return r.task;
-  });
-}

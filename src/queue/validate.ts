@@ -129,20 +129,21 @@ export function parseTaskLines(text: string, file: string): NewTask[] {
   return tasks;
 }
 
+/** What an enqueue body holds once checked: its tasks and its optional event id. */
+export type EnqueueBody = { ok: true; tasks: NewTask[]; event_id?: string } | { ok: false; rule: string };
+
 /**
- * The body of POST /api/queues/:worker/tasks, from its raw text: `{"tasks": [task, …]}` or one
- * task `{"payload", "id"?, "max_attempts"?, "group"?}`, either with an optional `"event_id"` (a string).
- * `maxChars` bounds the whole body (default: the JSONL line limit).
+ * The one check of an enqueue body, however it arrived (the API's parsed JSON, a text): an object
+ * `{"tasks": [task, …]}` or one task `{"payload", "id"?, "max_attempts"?, "group"?}`, either with
+ * an optional `"event_id"` (a string of 1 to 200 characters). Each task through {@link checkNewTask}.
  */
-export function parseEnqueueBody(text: string, maxChars: number = LIMITS.json_line_chars.max): { ok: true; tasks: NewTask[]; event_id?: string } | { ok: false; rule: string } {
-  const parsed = parseJsonWithin(text, { maxChars, what: 'body' });
-  if (!parsed.ok) return parsed;
-  const body = parsed.value;
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return { ok: false, rule: 'the body must be {"tasks":[{"id"?, "payload"}]} or {"payload": …}' };
+export function checkEnqueueBody(body: unknown): EnqueueBody {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return { ok: false, rule: 'the body must be a JSON object: {"tasks":[{"id"?, "payload"}]} or {"payload": …}' };
   const { event_id, ...rest } = body as Record<string, unknown>;
-  if (event_id !== undefined && typeof event_id !== 'string') return { ok: false, rule: 'event_id must be a string' };
+  if (event_id !== undefined && (typeof event_id !== 'string' || event_id === '' || event_id.length > 200)) return { ok: false, rule: '"event_id" must be a non-empty string of at most 200 characters' };
   let list: unknown[];
   if ('tasks' in rest) {
+    if ('payload' in rest) return { ok: false, rule: 'give either "tasks" or one "payload", not both' };
     const extra = Object.keys(rest).filter((k) => k !== 'tasks');
     if (extra.length) return { ok: false, rule: `unknown key "${extra[0]!.slice(0, 60)}" beside "tasks"` };
     if (!Array.isArray(rest.tasks) || rest.tasks.length === 0) return { ok: false, rule: 'tasks must be a non-empty array' };
@@ -154,5 +155,15 @@ export function parseEnqueueBody(text: string, maxChars: number = LIMITS.json_li
     if (!r.ok) return { ok: false, rule: 'tasks' in rest ? `tasks[${i}]: ${r.rule}` : r.rule };
     tasks.push(r.task);
   }
-  return { ok: true, tasks, ...(event_id !== undefined ? { event_id } : {}) };
+  return { ok: true, tasks, ...(event_id !== undefined ? { event_id: event_id as string } : {}) };
+}
+
+/**
+ * An enqueue body from its raw text: the JSON limits (`maxChars` bounds the whole body; default
+ * the JSONL line limit), then {@link checkEnqueueBody}.
+ */
+export function parseEnqueueBody(text: string, maxChars: number = LIMITS.json_line_chars.max): EnqueueBody {
+  const parsed = parseJsonWithin(text, { maxChars, what: 'body' });
+  if (!parsed.ok) return parsed;
+  return checkEnqueueBody(parsed.value);
 }

@@ -123,7 +123,8 @@ describe('enqueue validation (one function for the CLI and the API)', () => {
     expect(rule(parseEnqueueBody('{"tasks":[]}'))).toBe('tasks must be a non-empty array');
     expect(rule(parseEnqueueBody('{"tasks":[{"payload":1},{"payload":1e400}]}'))).toMatch(/1e400/);
     expect(rule(parseEnqueueBody('{"tasks":[{"payload":1},{"id":"x"}]}'))).toMatch(/^tasks\[1\]: each task must be an object/);
-    expect(rule(parseEnqueueBody('{"event_id":5,"payload":1}'))).toBe('event_id must be a string');
+    expect(rule(parseEnqueueBody('{"event_id":5,"payload":1}'))).toBe('"event_id" must be a non-empty string of at most 200 characters');
+    expect(rule(parseEnqueueBody('{"tasks":[{"payload":1}],"payload":2}'))).toBe('give either "tasks" or one "payload", not both');
     expect(rule(parseEnqueueBody('[1]'))).toMatch(/the body must be/);
   });
 });
