@@ -2,10 +2,13 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { Logger } from 'pino';
 import { UsageError } from '../guard/errors.js';
+import { PgRunLocks } from '../backend/pg/run-locks.js';
+import { PgStores } from '../backend/pg/stores.js';
 import type { OnLockHeld, RunLockFence } from '../guard/run-lock.js';
 import { stopSignals } from '../runtime/signals.js';
 import { Ledger } from '../storage/ledger.js';
 import { safeMkdir } from '../storage/safe-path.js';
+import { backendFor } from './backend.js';
 import { nonNegativeInt, positiveInt } from './options.js';
 import { commandLine, openSession } from './session.js';
 
@@ -15,6 +18,8 @@ export interface LockFlags {
   lockTtlSec?: number;
   forceLockBreak?: boolean;
   reason?: string;
+  /** `--database-url` of commands that take it: the run lock is then the database's (PgRunLocks). */
+  databaseUrl?: string;
 }
 
 /** The run-lock flags every pipeline command takes. */
@@ -51,9 +56,12 @@ export async function runLocked<T>(
 ): Promise<T> {
   const s = openSession(workspace, { [idField]: runId });
   const log = s.log.logger;
+  // On PostgreSQL (--database-url, METASPN_DATABASE_URL or backend.url) the lock is the database's.
+  const pg = backendFor(s.cfg, flags.databaseUrl);
   // locks/ with its mode (0750) and never through a link: the run lock's own mkdir leaves the umask's.
-  safeMkdir(s.ws.locks);
-  const lock = await s.locks.acquire({
+  if (!pg) safeMkdir(s.ws.locks);
+  const locks = pg ? new PgRunLocks({ setting: pg }) : s.locks;
+  const lock = await locks.acquire({
     name: lockName,
     cmd: commandLine(),
     ...(flags.reason !== undefined ? { reason: flags.reason } : {}),
@@ -64,7 +72,16 @@ export async function runLocked<T>(
     log,
   });
   if (lock.broke?.why === 'forced') {
-    await new Ledger(s.ws).append('lock_break', { lock: lockName, reason: lock.payload.reason, previous_holder: lock.broke.holder, cmd: lock.payload.cmd }, runId);
+    const detail = { lock: lockName, reason: lock.payload.reason, previous_holder: lock.broke.holder, cmd: lock.payload.cmd };
+    if (pg) {
+      // The break is recorded where the lock lives: the database's ledger.
+      const stores = new PgStores({ setting: pg });
+      try {
+        await stores.ledger.append('lock_break', detail, runId);
+      } finally {
+        await stores.close();
+      }
+    } else await new Ledger(s.ws).append('lock_break', detail, runId);
   }
   const lockLost: RunLockFence = Object.assign(() => !lock.stillHeld(), { whileHeld: <R>(write: () => R | Promise<R>) => lock.whileHeld(write) });
   const signals = stopSignals(log);

@@ -1,11 +1,15 @@
 /**
  * The runner's surroundings on the file backend: the workspace's stores, its queues, its inputs
- * (read through the workspace boundary: no link is followed), its incident reports.
+ * (read through the workspace boundary: no link is followed), its incident reports. On
+ * PostgreSQL (`pgDeps`): the stores and the queues are the database's; inputs and incident
+ * reports stay in the workspace.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Logger } from 'pino';
+import { PgStores } from '../backend/pg/stores.js';
+import type { PgSetting } from '../backend/pg/setting.js';
 import { policyFor, type WorkspaceConfig } from '../config/load.js';
 import { openQueue } from '../queue/open.js';
 import { makeOwner } from '../queue/owner.js';
@@ -33,5 +37,21 @@ export function fileDeps(ws: WorkspacePaths, cfg: WorkspaceConfig, log: Logger):
     incident: (kind, subject, body) => writeIncident(ws, kind, subject, body),
     log,
     owner: makeOwner(),
+  };
+}
+
+/**
+ * RunnerDeps with what the runner persists (rows, manifests, pointers, ledger: PgStores) and its
+ * queues (PgQueue) in the database `setting` names; inputs are read and incident reports written
+ * in the workspace, as on files. Nothing connects until the first statement. Close `stores` when done.
+ */
+export function pgDeps(ws: WorkspacePaths, cfg: WorkspaceConfig, log: Logger, setting: PgSetting): RunnerDeps & { stores: PgStores } {
+  return {
+    ...fileDeps(ws, cfg, log),
+    stores: new PgStores({ setting }),
+    queue: (name, defaults) => {
+      const policy = policyFor(cfg, name, defaults);
+      return { queue: openQueue(ws, name, policy, log, setting), policy };
+    },
   };
 }

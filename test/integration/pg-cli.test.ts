@@ -207,7 +207,7 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
     let r = await run(['db', 'migrate', '--workspace', ws], { cwd: ws });
     expect(r.code, r.stderr).toBe(0);
     await sql(`INSERT INTO future.schema_migrations (version, name) VALUES (999, 'from a newer metaspn')`);
-    const line = `error: PostgreSQL schema future at 127.0.0.1:5432/${db.name} is at version 999, newer than this metaspn knows (2); refusing to use it`;
+    const line = `error: PostgreSQL schema future at 127.0.0.1:5432/${db.name} is at version 999, newer than this metaspn knows (3); refusing to use it`;
     for (const args of [['db', 'migrate'], ['queue', 'enqueue', 'ok', '--payload', '1'], ['worker', 'run', spec('Succeed'), '--once']]) {
       r = await run([...args, '--workspace', ws], { cwd: ws });
       expect(r.code, args.join(' ')).toBe(30);

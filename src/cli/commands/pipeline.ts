@@ -3,7 +3,7 @@ import { loadConfig } from '../../config/load.js';
 import { StateCorruptError, toMetaspnError, UsageError } from '../../guard/errors.js';
 import { EXIT, mostSevere } from '../../guard/exit-codes.js';
 import { runBackfill, type PartitionResult } from '../../pipeline/backfill.js';
-import { fileDeps } from '../../pipeline/file-deps.js';
+import { fileDeps, pgDeps } from '../../pipeline/file-deps.js';
 import { ancestors, planPartition, planRange, queueOf, validatePipeline } from '../../pipeline/plan.js';
 import { bundledPipeline } from '../../pipeline/bundled.js';
 import { listPipelines, loadPipeline } from '../../pipeline/registry.js';
@@ -13,6 +13,7 @@ import { FileStores } from '../../pipeline/stores.js';
 import type { PipelineDefinition } from '../../pipeline/types.js';
 import type { CurrentPointer } from '../../storage/pointers.js';
 import { checkRunId, newRunId } from '../../runtime/run-id.js';
+import { backendFor, databaseUrlOption } from '../backend.js';
 import { setExitCode } from '../exit.js';
 import { printJson, table } from '../format.js';
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
@@ -114,16 +115,19 @@ export function registerPipeline(program: Command): void {
       .option('--as-of <instant>', 'use only data before this instant (default: the next midnight UTC)')
       .option('--run-id <id>', 'id of this run (default: time-based; an id already used is refused)')
       .option('--skip-check <name>', 'publish through a known false alarm of this check (repeatable; needs --reason)', collect)
-      .option('--json', 'print the run report as JSON'),
+      .option('--json', 'print the run report as JSON')
+      .addOption(databaseUrlOption()),
   ).action(async (name: string, o: { workspace: string; date: string; asOf?: string; runId?: string; skipCheck?: string[]; json?: boolean } & LockFlags) => {
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
+    // Stores, queues and the run lock in PostgreSQL when a backend is set, else the workspace's files.
+    const pg = backendFor(cfg, o.databaseUrl);
     const def = await loadPipeline(ws, cfg, name);
     const plan = planPartition(def, o.date, o.asOf, Date.now());
     const runId = o.runId !== undefined ? checkRunId(o.runId) : newRunId();
     const skipChecks = skipChecksOf(o);
     const report = await runLocked(o.workspace, def.name, runId, o, async (log, stop, force, lockLost) => {
-      const d = fileDeps(ws, cfg, log);
+      const d = pg ? pgDeps(ws, cfg, log, pg) : fileDeps(ws, cfg, log);
       try {
         return await runPartition({ def, plan, runId, by: `run ${runId}`, stop, force, lockLost, skipChecks }, d);
       } finally {
@@ -146,11 +150,13 @@ export function registerPipeline(program: Command): void {
       .option('--max-parallel <n>', 'partitions run at once, 1 to 64 (a pipeline that reads the previous partition runs them in order)', positiveInt('--max-parallel'), 1)
       .option('--resume', 'skip partitions already published with the identity a run would have now; stale ones run again')
       .option('--skip-check <name>', 'publish through a known false alarm of this check (repeatable; needs --reason)', collect)
-      .option('--json', 'print the summary as JSON'),
+      .option('--json', 'print the summary as JSON')
+      .addOption(databaseUrlOption()),
   ).action(async (name: string, o: { workspace: string; start: string; end: string; maxParallel: number; resume?: boolean; skipCheck?: string[]; json?: boolean } & LockFlags) => {
     if (o.maxParallel > 64) throw new UsageError(`--max-parallel ${o.maxParallel} is out of range 1 to 64`);
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
+    const pg = backendFor(cfg, o.databaseUrl);
     const def = await loadPipeline(ws, cfg, name);
     const plans = planRange(def, o.start, o.end, Date.now());
     if (plans.length > 3660) throw new UsageError(`--start ${o.start} --end ${o.end} spans ${plans.length} partitions, more than 3660 (ten years)`);
@@ -165,7 +171,7 @@ export function registerPipeline(program: Command): void {
       backfillId,
       o,
       async (log, stop, force, lockLost) => {
-        const d = fileDeps(ws, cfg, log);
+        const d = pg ? pgDeps(ws, cfg, log, pg) : fileDeps(ws, cfg, log);
         try {
           return await runBackfill({ def, plans, backfillId, maxParallel: o.maxParallel, resume: !!o.resume, ws, by: `backfill ${backfillId}`, stop, force, lockLost, skipChecks, onPartition }, d);
         } finally {

@@ -1,0 +1,135 @@
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PgStores } from '../../src/backend/pg/stores.js';
+import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
+import { until } from '../wait.js';
+import { cli, ROOT, tempWorkspace, type CliResult } from './cli.js';
+
+/**
+ * The example pipeline (examples/daily-projections) through the real CLI with the PostgreSQL
+ * backend selected (METASPN_DATABASE_URL): rows, manifests, the pointer, the ledger, the queues and
+ * the run lock in the database, nothing of them in the workspace; the same identities and digests
+ * as a run on files; a replay writes nothing.
+ */
+const up = await pgAvailable();
+const EXAMPLE = join(ROOT, 'examples', 'daily-projections');
+const NAME = 'daily-projections';
+const STEPS = ['ingest', 'minutes', 'rates', 'sim', 'ownership', 'finalize'];
+let db: TestDatabase;
+
+interface RunReport {
+  run_id: string;
+  status: string;
+  exit_code: number;
+  identity: string | null;
+  pointer: string | null;
+  restatement_of: string | null;
+  steps: { step: string; identity: string; manifest: string; outputs: { path: string; rows_written: number; rows_present: number; sha256: string }[] }[];
+}
+
+function example(): string {
+  const dir = tempWorkspace({ demo: false });
+  for (const f of ['metaspn.config.json', 'pipeline.mjs', 'model.mjs', 'inputs']) cpSync(join(EXAMPLE, f), join(dir, f), { recursive: true });
+  mkdirSync(join(dir, 'node_modules'));
+  symlinkSync(ROOT, join(dir, 'node_modules', 'metaspn'), 'dir');
+  return dir;
+}
+
+const run = (dir: string, date: string, env: NodeJS.ProcessEnv, ...args: string[]): CliResult => cli(['pipeline', 'run', NAME, '--date', date, '--workspace', dir, ...args], { env });
+function runJson(dir: string, date: string, env: NodeJS.ProcessEnv): RunReport {
+  const r = run(dir, date, env, '--json');
+  expect(r.stdout, r.stderr).toMatch(/^\{/);
+  return JSON.parse(r.stdout) as RunReport;
+}
+
+async function sql<T extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<T[]> {
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  try {
+    return (await c.query<T>(text, values)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('a run publishes into the database (rows, manifests, pointer, ledger, lock), as on files; a replay writes nothing', async () => {
+    const env = { METASPN_DATABASE_URL: db.url };
+    const dir = example();
+    const first = runJson(dir, '2026-03-04', env);
+    expect(first).toMatchObject({ status: 'published', exit_code: 0, restatement_of: null });
+    for (const s of first.steps) {
+      expect(s.manifest).toBe(`pg:metaspn.manifest/${NAME}/${s.step}/date=2026-03-04/run=${first.run_id}`);
+      expect(s.outputs[0]!.path).toBe(`pg:metaspn.artifact/${NAME}.${s.step}`);
+    }
+    // Nothing of what the runner persists is in the workspace.
+    for (const p of ['ledger.jsonl', join('manifests', 'current'), join('store', `${NAME}.sim.jsonl`), join('locks', `${NAME}.lock`)]) expect(existsSync(join(dir, p)), p).toBe(false);
+
+    const stores = new PgStores({ setting: { url: db.url, source: 'test' } });
+    try {
+      const ptr = await stores.pointers.read(NAME, '2026-03-04');
+      expect(ptr).toMatchObject({ run_id: first.run_id, summary_id: first.identity });
+      const ledger = await stores.readLedger();
+      expect(ledger.problems).toEqual([]);
+      expect(ledger.entries).toHaveLength(1);
+      expect(ledger.entries[0]).toMatchObject({ seq: 1, kind: 'publish', run_id: first.run_id, detail: { date: '2026-03-04', pointer: ptr } });
+      const manifests = await sql<{ step: string; n: number }>(`SELECT step, count(*)::int AS n FROM metaspn.manifest WHERE run_id = $1 GROUP BY step ORDER BY step`, [first.run_id]);
+      expect(manifests.map((m) => m.step)).toEqual([...STEPS].sort());
+      expect(await sql(`SELECT generation::int AS generation, active, reason FROM metaspn.run_lock WHERE name = $1`, [NAME])).toEqual([{ generation: 1, active: 0, reason: 'scheduled' }]);
+      const tasks = await sql<{ n: number }>(`SELECT count(*)::int AS n FROM metaspn.task WHERE state = 3`);
+      expect(tasks[0]!.n).toBeGreaterThan(0);
+
+      // The same run on files: the same identities and the same digests of every step's rows.
+      const onFiles = runJson(example(), '2026-03-04', { METASPN_DATABASE_URL: '' });
+      expect(onFiles.exit_code).toBe(0);
+      expect(onFiles.identity).toBe(first.identity);
+      expect(onFiles.steps.map((s) => [s.step, s.identity, s.outputs[0]!.sha256, s.outputs[0]!.rows_written]).sort()).toEqual(first.steps.map((s) => [s.step, s.identity, s.outputs[0]!.sha256, s.outputs[0]!.rows_written]).sort());
+
+      // The replay: a new run id, the same identity, no row written, one more ledger entry.
+      const rowsBefore = await sql<{ n: number }>(`SELECT count(*)::int AS n FROM metaspn.artifact`);
+      const again = runJson(dir, '2026-03-04', env);
+      expect(again.exit_code).toBe(0);
+      expect(again.run_id).not.toBe(first.run_id);
+      expect(again.identity).toBe(first.identity);
+      expect(again.steps.map((s) => s.outputs[0]!.rows_written)).toEqual([0, 0, 0, 0, 0, 0]);
+      expect(await sql(`SELECT count(*)::int AS n FROM metaspn.artifact`)).toEqual(rowsBefore);
+      expect((await stores.pointers.read(NAME, '2026-03-04'))?.run_id).toBe(again.run_id);
+      const after = await stores.readLedger();
+      expect(after.problems).toEqual([]);
+      expect(after.entries.map((e) => e.seq)).toEqual([1, 2]);
+      expect(after.entries[1]!.detail).toMatchObject({ date: '2026-03-04', replay_of: first.run_id });
+      expect(await sql(`SELECT generation::int AS generation, active FROM metaspn.run_lock WHERE name = $1`, [NAME])).toEqual([{ generation: 2, active: 0 }]);
+    } finally {
+      await stores.close();
+    }
+  }, 180_000);
+
+  it('while another process holds the run lock in the database, a run exits 11 with one line and writes nothing', async () => {
+    const dir = example();
+    const holder = spawn(process.execPath, [join(ROOT, 'test', 'fixtures', 'hold-pg-run-lock.mjs'), db.url, 'metaspn', NAME], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      let out = '';
+      holder.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      await until(() => out.includes('"acquired"'), 20_000, 'the holder to take the lock');
+      const r = cli(['pipeline', 'run', NAME, '--date', '2026-03-02', '--workspace', dir, '--database-url', db.url], { env: { METASPN_DATABASE_URL: '' }, cwd: dir });
+      expect(r.code).toBe(11);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(new RegExp(`^error: run lock ${NAME} is held by pid ${holder.pid} on \\S+ since \\S+ \\(reason: fixture holding the lock, cmd: hold-pg-run-lock fixture\\)\\n`));
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      expect(await sql(`SELECT run_id FROM metaspn.manifest WHERE date = '2026-03-02'`)).toEqual([]);
+      expect(await sql(`SELECT count(*)::int AS n FROM metaspn.ledger WHERE body LIKE '%2026-03-02%'`)).toEqual([{ n: 0 }]);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  }, 60_000);
+});
