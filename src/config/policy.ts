@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { DataInvalidError } from '../guard/errors.js';
+import { DEFAULT_BACKOFF } from '../queue/backoff.js';
+import { QUEUE_DEFAULTS } from '../queue/options.js';
 import { limitSchema } from './limits.js';
 
 /**
@@ -50,14 +52,15 @@ export const partialPolicySchema = z.object(fields).partial().strict();
 
 export type PartialPolicy = z.infer<typeof partialPolicySchema>;
 
+/** Every queue policy default; the queue's own (attempts, ack window, backoff) come from the queue layer, so there is one set. */
 export const POLICY_DEFAULTS: QueuePolicy = {
-  max_attempts: 5,
-  backoff_base_ms: 1000,
-  backoff_cap_ms: 300_000,
-  backoff_jitter: 0.1,
+  max_attempts: QUEUE_DEFAULTS.max_attempts,
+  backoff_base_ms: DEFAULT_BACKOFF.base_ms,
+  backoff_cap_ms: DEFAULT_BACKOFF.cap_ms,
+  backoff_jitter: DEFAULT_BACKOFF.jitter,
   lease_ms: 60_000,
   timeout_ms: 300_000,
-  ack_window_ms: 2,
+  ack_window_ms: QUEUE_DEFAULTS.ack_window_ms,
   concurrency: 1,
   poll_ms: 1000,
   max_queue_size: 0,

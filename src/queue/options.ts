@@ -32,7 +32,18 @@ export function queueFull(name: string, open: number, adding: number, max: numbe
   });
 }
 
-export const DEFAULT_MAX_ATTEMPTS = 5;
+/**
+ * The queue's own defaults, the one set: the configuration's (POLICY_DEFAULTS in
+ * src/config/policy.ts) are taken from these, and a queue opened without a policy uses them.
+ */
+export const QUEUE_DEFAULTS = {
+  /** Attempts before a task goes to the dead letters. */
+  max_attempts: 5,
+  /** How long an acknowledgement waits for others to share its fsync, ms. */
+  ack_window_ms: 2,
+} as const;
+
+export const DEFAULT_MAX_ATTEMPTS = QUEUE_DEFAULTS.max_attempts;
 
 /** The clock a queue reads: `clock`, else `now` as both clocks, else the system's. */
 export function clockOf(opts: Pick<QueueOptions, 'now' | 'clock'>): QueueClock {

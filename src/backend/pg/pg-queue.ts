@@ -1,5 +1,5 @@
 import { MetaspnError, UsageError } from '../../guard/errors.js';
-import { clockOf, DEFAULT_MAX_ATTEMPTS, queueFull, type QueueOptions } from '../../queue/options.js';
+import { clockOf, DEFAULT_MAX_ATTEMPTS, QUEUE_DEFAULTS, queueFull, type QueueOptions } from '../../queue/options.js';
 import { reclaimError } from '../../queue/memory.js';
 import { checkTaskId, deadLetterOf, iso } from '../../queue/record.js';
 import { checkGroup } from '../../queue/validate.js';
@@ -134,7 +134,7 @@ export class PgQueue implements Queue {
     this.alive = opts.ownerAlive;
     this.dbNow = opts.dbNow;
     this.presence = opts.presence !== false && opts.ownerAlive === undefined;
-    this.acks = new AckBatcher(opts.ack_window_ms ?? 2, (kind, ops) => this.ackBatch(kind, ops));
+    this.acks = new AckBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (kind, ops) => this.ackBatch(kind, ops));
   }
 
   async enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {

@@ -6,7 +6,7 @@ import { Mutex } from '../../storage/mutex.js';
 import { deadletterDir, queueDir, workspacePaths } from '../../storage/paths.js';
 import { bootAlive, type ClockReading, type QueueClock } from '../clock.js';
 import { leaseOf, reclaimError } from '../memory.js';
-import { clockOf, DEFAULT_MAX_ATTEMPTS, queueFull, type QueueOptions } from '../options.js';
+import { clockOf, DEFAULT_MAX_ATTEMPTS, QUEUE_DEFAULTS, queueFull, type QueueOptions } from '../options.js';
 import { HOST, ownerAlive } from '../owner.js';
 import { checkTaskId, deadLetterOf, newRecord, recordAfterCancel, recordAfterDiscard, recordAfterFailure, recordAfterRetry } from '../record.js';
 import { checkGroup } from '../validate.js';
@@ -148,7 +148,7 @@ export class FileQueue implements Queue {
     this.clock = clockOf(opts);
     this.maxAttempts = opts.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
     this.alive = opts.ownerAlive ?? ownerAlive;
-    this.ackWindow = opts.ack_window_ms ?? 2;
+    this.ackWindow = opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms;
     this.retention = { ms: opts.completed_retention_ms ?? 86_400_000, count: opts.completed_retention_count ?? 100_000 };
     this.compactMin = opts.compact_min_bytes ?? 8 << 20;
     this.maxQueueSize = opts.max_queue_size ?? 0;
