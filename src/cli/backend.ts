@@ -1,7 +1,11 @@
 import { Option } from 'commander';
 import { PgQueue } from '../backend/pg/pg-queue.js';
+import { PgRunLocks } from '../backend/pg/run-locks.js';
 import { resolveBackend, type PgSetting } from '../backend/pg/setting.js';
 import type { WorkspaceConfig } from '../config/load.js';
+import type { RunLocks } from '../guard/run-lock.js';
+import type { WorkspacePaths } from '../storage/paths.js';
+import { FileRunLocks } from '../storage/run-lock.js';
 
 /**
  * `--database-url URL`: the same option on every command that opens a queue. It wins over
@@ -38,4 +42,24 @@ export async function pgQueueExists(setting: PgSetting, name: string): Promise<b
   } finally {
     await q.close();
   }
+}
+
+/**
+ * The run locks of the backend a command uses, chosen at their first use (so a command that never
+ * takes a lock never reads the backend setting): PostgreSQL's (PgRunLocks, in the database's
+ * `run_lock` table) when `flag`, METASPN_DATABASE_URL or `backend.url` names a database, else the
+ * workspace's `locks/` (FileRunLocks).
+ * @throws (from acquire and status) UsageError (64) for a bad `flag`; DataInvalidError (20) for a
+ *   bad METASPN_DATABASE_URL.
+ */
+export function runLocksFor(ws: WorkspacePaths, cfg: WorkspaceConfig, flag?: string): RunLocks {
+  let locks: RunLocks | null = null;
+  const get = (): RunLocks => {
+    if (!locks) {
+      const pg = backendFor(cfg, flag);
+      locks = pg ? new PgRunLocks({ setting: pg }) : new FileRunLocks(ws.locks);
+    }
+    return locks;
+  };
+  return { acquire: async (o) => get().acquire(o), status: async (name, o) => get().status(name, o) };
 }

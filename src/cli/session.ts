@@ -1,7 +1,8 @@
 import { userInfo } from 'node:os';
 import { redactUrl } from '../backend/pg/setting.js';
+import { runLocksFor } from './backend.js';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
-import { FileRunLocks, type RunLocks } from '../storage/run-lock.js';
+import type { RunLocks } from '../guard/run-lock.js';
 import { openLog, type LogHandle, type StatusLine } from '../log.js';
 import { HOST } from '../queue/owner.js';
 import type { WorkspacePaths } from '../storage/paths.js';
@@ -15,7 +16,7 @@ export interface Session {
   log: LogHandle;
   /** Who is acting, for records such as a retry: `user@host: metaspn queue retry …`. */
   actor: string;
-  /** The backend's run locks (the file backend's under `locks/`). */
+  /** The backend's run locks: the database's on PostgreSQL (METASPN_DATABASE_URL, `backend.url`), else the file backend's under `locks/`. */
   locks: RunLocks;
 }
 
@@ -66,5 +67,5 @@ export function openSession(dir: string, base: Record<string, unknown> = {}, log
   } catch {
     // no passwd entry in some containers
   }
-  return { ws, cfg, log, actor: `${user}@${HOST}: ${commandLine()}`, locks: new FileRunLocks(ws.locks) };
+  return { ws, cfg, log, actor: `${user}@${HOST}: ${commandLine()}`, locks: runLocksFor(ws, cfg) };
 }
