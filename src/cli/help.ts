@@ -49,6 +49,8 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   'db': ['metaspn db migrate --workspace . --database-url postgres://metaspn@db:5432/metaspn'],
   'db migrate': ['metaspn db migrate --workspace . --database-url postgres://metaspn@db:5432/metaspn'],
   'completion': ['eval "$(metaspn completion bash)"'],
+  'store': ['metaspn store export --workspace . --out /tmp/export --pipeline daily-projections'],
+  'store export': ['metaspn store export --workspace . --out /tmp/export --pipeline daily-projections --date 2026-03-04'],
 };
 
 /** Descriptions for commands registered without one. */

@@ -40,6 +40,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Register>>> = {
   baseline: async () => (await import('./commands/report.js')).registerReport,
   verify: async () => (await import('./commands/verify.js')).registerVerify,
   db: async () => (await import('./commands/db.js')).registerDb,
+  store: async () => (await import('./commands/store.js')).registerStore,
   completion: async () => (await import('./commands/completion.js')).registerCompletion,
 };
 

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgStores } from '../../src/backend/pg/stores.js';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
+import { tempDir } from '../temp.js';
 import { until } from '../wait.js';
 import { cli, ROOT, tempWorkspace, type CliResult } from './cli.js';
 
@@ -90,10 +91,38 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       expect(tasks[0]!.n).toBeGreaterThan(0);
 
       // The same run on files: the same identities and the same digests of every step's rows.
-      const onFiles = runJson(example(), '2026-03-04', { METASPN_DATABASE_URL: '' });
+      const filesDir = example();
+      const onFiles = runJson(filesDir, '2026-03-04', { METASPN_DATABASE_URL: '' });
       expect(onFiles.exit_code).toBe(0);
       expect(onFiles.identity).toBe(first.identity);
       expect(onFiles.steps.map((s) => [s.step, s.identity, s.outputs[0]!.sha256, s.outputs[0]!.rows_written]).sort()).toEqual(first.steps.map((s) => [s.step, s.identity, s.outputs[0]!.sha256, s.outputs[0]!.rows_written]).sort());
+
+      // store export: on files, the store's own bytes; from the database, the same rows (in the
+      // order this run wrote them: the runs' tasks finish in their own order, so compared sorted).
+      const fromFiles = tempDir('metaspn-export-');
+      const fromPg = tempDir('metaspn-export-');
+      let x = cli(['store', 'export', '--workspace', filesDir, '--out', fromFiles, '--pipeline', NAME], { env: { METASPN_DATABASE_URL: '' } });
+      expect(x.code, x.stderr).toBe(0);
+      expect(x.stdout).toMatch(new RegExp(`^exported \\d+ rows of 6 store\\(s\\) to ${fromFiles}/store$`, 'm'));
+      x = cli(['store', 'export', '--workspace', dir, '--out', fromPg, '--pipeline', NAME, '--json'], { env });
+      expect(x.code, x.stderr).toBe(0);
+      const exported = JSON.parse(x.stdout) as { backend: string; stores: { store: string; rows: number }[] };
+      expect(exported.backend).toBe('postgres');
+      expect(exported.stores.map((e) => e.store)).toEqual(STEPS.map((st) => `${NAME}.${st}`).sort());
+      const lines = (path: string): string[] => readFileSync(path, 'utf8').split('\n').filter(Boolean).sort();
+      for (const st of STEPS) {
+        const f = `${NAME}.${st}.jsonl`;
+        expect(readFileSync(join(fromFiles, 'store', f), 'utf8'), f).toBe(readFileSync(join(filesDir, 'store', f), 'utf8'));
+        expect(lines(join(fromPg, 'store', f)), f).toEqual(lines(join(filesDir, 'store', f)));
+      }
+      // One partition: only its rows (here: all of them, from a run of that date alone).
+      x = cli(['store', 'export', '--workspace', dir, '--out', fromPg, '--pipeline', NAME, '--date', '2026-03-05', '--json'], { env });
+      expect([x.code, JSON.parse(x.stdout).stores]).toEqual([0, []]);
+      // Bad flags: one line, 64, nothing written.
+      x = cli(['store', 'export', '--workspace', dir, '--out', fromPg, '--date', '2026-02-30'], { env });
+      expect([x.code, x.stdout, x.stderr.split('\n')[0]]).toEqual([64, '', 'error: --date must be YYYY-MM-DD, got "2026-02-30" (no such calendar date)']);
+      x = cli(['store', 'export', '--workspace', dir, '--out', dir], { env });
+      expect([x.code, x.stderr.split('\n')[0]]).toEqual([64, `error: --out ${dir} is the workspace itself: exporting there would replace its store`]);
 
       // The replay: a new run id, the same identity, no row written, one more ledger entry.
       const rowsBefore = await sql<{ n: number }>(`SELECT count(*)::int AS n FROM metaspn.artifact`);
