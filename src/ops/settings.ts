@@ -1,6 +1,6 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { UsageError } from '../guard/errors.js';
-import { envInRange } from './alerts/config.js';
+import { envInRange } from '../config/alerts.js';
 import { checkHostName } from './host.js';
 
 /**

@@ -1,6 +1,6 @@
 // The alert rules as pure functions: windows, thresholds and when an alert stays open.
 import { describe, expect, it } from 'vitest';
-import { ALERTS_DEFAULTS } from '../../src/ops/alerts/config.js';
+import { ALERTS_DEFAULTS } from '../../src/config/alerts.js';
 import { evaluate, type Observation, type WorkerMemory } from '../../src/ops/alerts/rules.js';
 import type { QueueView } from '../../src/ops/workspace-view.js';
 import { emptyStats } from '../../src/queue/file/stats-file.js';

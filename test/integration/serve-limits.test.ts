@@ -1,7 +1,7 @@
 // The HTTP API holds task submissions to the same limits as `queue enqueue` (one validation for both),
 // and the ops environment variables to their documented ranges.
 import { describe, expect, it } from 'vitest';
-import { alertSettings } from '../../src/ops/alerts/config.js';
+import { alertSettings } from '../../src/config/alerts.js';
 import { opsSettings } from '../../src/ops/settings.js';
 import { thrownMetaspnError } from '../thrown.js';
 import { cli, tempWorkspace } from './cli.js';

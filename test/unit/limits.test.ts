@@ -6,8 +6,8 @@ import { intFlag, NUMBER_FLAGS } from '../../src/cli/options.js';
 import { knownKeysAt } from '../../src/config/issues.js';
 import { checkLimit, limitOfConfigPath, limitOfFlag, limitSchema, LIMITS, rangeText, type Limit, type LimitKey } from '../../src/config/limits.js';
 import { POLICY_DEFAULTS, POLICY_KEYS } from '../../src/config/policy.js';
-import { ALERTS_DEFAULTS, alertsConfigSchema } from '../../src/ops/alerts/config.js';
-import { REPORTS_DEFAULTS, reportsConfigSchema } from '../../src/ops/reports/config.js';
+import { ALERTS_DEFAULTS, alertsConfigSchema } from '../../src/config/alerts.js';
+import { REPORTS_DEFAULTS, reportsConfigSchema } from '../../src/config/reports.js';
 import { resolveS1Config } from '../../workers/s1/config.js';
 import { guardrailsSchema } from '../../workers/s1/guardrails.js';
 

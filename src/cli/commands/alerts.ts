@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { EXIT } from '../../guard/exit-codes.js';
 import { checkAlerts, type CheckResult } from '../../ops/alerts/check.js';
-import { alertSettings } from '../../ops/alerts/config.js';
+import { alertSettings } from '../../config/alerts.js';
 import { readOpenAlerts, type OpenAlert } from '../../ops/alerts/state.js';
 import { setExitCode } from '../exit.js';
 import { printJson, table } from '../format.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../guard/errors.js';
 import { EXIT } from '../../guard/exit-codes.js';
-import { alertSettings } from '../../ops/alerts/config.js';
+import { alertSettings } from '../../config/alerts.js';
 import { captureBaseline, writeBaseline } from '../../ops/reports/baseline.js';
 import { checkDate, weeklyMarkdown, weeklyReport, writeWeekly } from '../../ops/reports/weekly.js';
 import { opsSettings, type OpsSettings } from '../../ops/settings.js';

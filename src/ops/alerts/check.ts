@@ -9,7 +9,7 @@ import { listRuns } from '../../storage/runs.js';
 import { quarantineFile, StateFileError } from '../../storage/state-file.js';
 import { compactTs, metaspnVersion } from '../reports/meta.js';
 import { queueNamesOf, queueView, type QueueView } from '../workspace-view.js';
-import type { AlertSettings } from './config.js';
+import type { AlertSettings } from '../../config/alerts.js';
 import { deliver } from './delivery.js';
 import { alertBody } from './format.js';
 import { evaluate, latestPerPipeline, type AlertCandidate, type Observation } from './rules.js';

@@ -4,9 +4,9 @@
  * their own fields: Slack's `text`, Discord's `content`, Teams' card).
  */
 
-/** `json`: metaspn's event (with a one-line `text` too); the others: what each chat tool accepts. */
-export const WEBHOOK_FORMATS = ['json', 'slack', 'teams', 'discord'] as const;
-export type WebhookFormat = (typeof WEBHOOK_FORMATS)[number];
+import { WEBHOOK_FORMATS, type WebhookFormat } from '../../config/alerts.js';
+
+export { WEBHOOK_FORMATS, type WebhookFormat };
 
 /** One alert event, as metaspn's JSON delivery carries it. */
 export interface AlertEvent {

@@ -3,7 +3,7 @@ import type { WorkspaceConfig } from '../../config/load.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
 import { setLongTimeout } from '../../runtime/timers.js';
 import { checkAlerts } from './check.js';
-import { alertSettings } from './config.js';
+import { alertSettings } from '../../config/alerts.js';
 
 export interface AlertLoop {
   /** Stops the timer and waits for a check under way to finish. */

@@ -1,6 +1,6 @@
 import type { RunInfo } from '../../storage/runs.js';
 import type { QueueView } from '../workspace-view.js';
-import type { AlertsConfig, RuleName } from './config.js';
+import type { AlertsConfig, RuleName } from '../../config/alerts.js';
 
 export type Severity = 'warning' | 'critical';
 

@@ -4,7 +4,7 @@ import { writeAtomicSync } from '../../storage/atomic.js';
 import { safeAppendFile, safeExists, safeMkdir, safeReadFile, SECRET_FILE_MODE } from '../../storage/safe-path.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
 import { problemOf, readStateJson, shape, StateFileError, type StateFileProblem } from '../../storage/state-file.js';
-import type { RuleName } from './config.js';
+import type { RuleName } from '../../config/alerts.js';
 import type { AlertCandidate, Severity, WorkerMemory } from './rules.js';
 
 /** A delivery not yet acknowledged by the webhook: sent again, same event id and body, at each check. */

@@ -6,7 +6,7 @@ import { writeAtomicSync } from '../../storage/atomic.js';
 import { readManifest } from '../../storage/manifest.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
 import { listRuns } from '../../storage/runs.js';
-import type { AlertSettings } from '../alerts/config.js';
+import type { AlertSettings } from '../../config/alerts.js';
 import { RUN_OK_CODES } from '../alerts/rules.js';
 import { readOpenAlerts } from '../alerts/state.js';
 import type { OpsSettings } from '../settings.js';

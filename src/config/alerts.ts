@@ -1,7 +1,10 @@
 import { z } from 'zod';
-import { checkLimit, type LimitKey } from '../../config/limits.js';
-import { MetaspnError, UsageError } from '../../guard/errors.js';
-import { WEBHOOK_FORMATS, type WebhookFormat } from './format.js';
+import { checkLimit, type LimitKey } from './limits.js';
+import { MetaspnError, UsageError } from '../guard/errors.js';
+
+/** `json`: metaspn's event (with a one-line `text` too); the others: what each chat tool accepts. */
+export const WEBHOOK_FORMATS = ['json', 'slack', 'teams', 'discord'] as const;
+export type WebhookFormat = (typeof WEBHOOK_FORMATS)[number];
 
 export const RULE_NAMES = ['dead_letters_grew', 'run_failed', 'worker_halted', 'oldest_ready_age', 'failure_ratio'] as const;
 export type RuleName = (typeof RULE_NAMES)[number];
