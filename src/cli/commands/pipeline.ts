@@ -201,6 +201,11 @@ export function registerPipeline(program: Command): void {
     if (!o.reason?.trim() && !o.dryRun) throw new UsageError('--reason TEXT is required: it is recorded in the ledger');
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
+    if (backendFor(cfg, undefined)) {
+      throw new UsageError('pipeline rollback does not run on the PostgreSQL backend yet: the pointers and the ledger it would move are in the database', {
+        hint: 'unset METASPN_DATABASE_URL (and backend.url) only for a workspace whose runs were on files',
+      });
+    }
     const def = await loadPipeline(ws, cfg, name);
     const runId = `rollback-${newRunId()}`;
     const report = await runLocked(o.workspace, def.name, runId, { ...o, reason: o.reason }, async (log) => {
