@@ -597,7 +597,8 @@ export class FileQueue implements Queue {
    * their window. Otherwise each start dragged the acknowledgements pending beside it into a
    * round of its own, and its handler waited for their fsync: a worker ran at most its
    * concurrency in tasks per fsync. A start on a task with an operation pending before it waits
-   * with that operation, so operations on one task keep their order.
+   * with that operation, so operations on one task keep their order. (A claim still takes every
+   * pending operation with it: `--once` reads an empty claim as the queue's state after them.)
    */
   private takeRound(all: boolean): Op[] {
     const ops = this.pending;
