@@ -31,6 +31,8 @@ export interface BenchArgs {
   peers: boolean;
   /** Peers run at queue sizes up to this many tasks (BullMQ at 1M takes the better part of an hour). */
   peerMax: number;
+  /** BullMQ with appendfsync always at sizes up to this (its fail-once runs at a few hundred tasks/s). */
+  bullAlwaysMax: number;
 }
 
 const DEFAULT_SIZES = [20_000, 100_000];
@@ -39,12 +41,14 @@ const QUICK_SIZES = [20_000];
 const S1_SIZES = [100_000, 1_000_000];
 const S1_QUICK_SIZES = [10_000, 100_000];
 const PEER_MAX = 100_000;
+const BULL_ALWAYS_MAX = 20_000;
 
 const USAGE = `usage: npm run bench -- [--runs N] [--sizes 20k,100k] [--full] [--quick] [--only queue,s1,pipeline,isolation] [--out DIR]
   --runs N        runs per measurement; medians are reported (default 3)
   --sizes LIST    queue task counts, comma separated; k and M suffixes allowed (default 20k,100k)
   --full          queue sizes 20k,100k,1M and the peers at all of them (about an hour; BullMQ at 1M is most of it)
   --peer-max N    run the peers (SQLite, BullMQ) at queue sizes up to N (default 100k; our queue runs at every size)
+  --bull-always-max N  BullMQ with appendfsync always only up to N tasks (default 20k: its fail-once runs at a few hundred/s)
   --no-peers      our queue alone
   --s1-sizes LIST Season 1 signal counts (default 100k,1M)
   --quick         queue 20k, Season 1 10k,100k, 1 run (explicit flags still win)
@@ -73,6 +77,7 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
   let s1Sizes: number[] | null = null;
   let peers = true;
   let peerMax: number | null = null;
+  let bullAlwaysMax: number | null = null;
   const list = (v: string): number[] =>
     v
       .split(',')
@@ -111,6 +116,9 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
       case '--peer-max':
         peerMax = parseCount(value());
         break;
+      case '--bull-always-max':
+        bullAlwaysMax = parseCount(value());
+        break;
       case '--no-warmup':
         warmup = false;
         break;
@@ -142,6 +150,7 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
     s1Sizes: s1Sizes ?? (quick ? S1_QUICK_SIZES : S1_SIZES),
     peers,
     peerMax: peerMax ?? (full ? Number.POSITIVE_INFINITY : PEER_MAX),
+    bullAlwaysMax: bullAlwaysMax ?? (full ? Number.POSITIVE_INFINITY : BULL_ALWAYS_MAX),
   };
 }
 

@@ -49,8 +49,32 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
+/** Servers running now: stopped (and their dirs removed) if the benchmark is interrupted. */
+const running = new Map<ChildProcess, string>();
+let hooked = false;
+
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  const cleanup = (): void => {
+    for (const [child, dir] of running) {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+    running.clear();
+  };
+  process.once('exit', cleanup);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      cleanup();
+      process.exit(130);
+    });
+  }
+}
+
 /** Starts a redis-server with AOF on in a fresh temp dir; `stop()` shuts it down and removes the dir. */
 export async function startRedis(fsync: Fsync): Promise<RedisServer> {
+  hookExit();
   let lastErr = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     const dir = mkdtempSync(join(tmpdir(), 'metaspn-bench-redis-'));
@@ -60,6 +84,7 @@ export async function startRedis(fsync: Fsync): Promise<RedisServer> {
       ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', fsync, '--save', '', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', ''],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
+    running.set(child, dir);
     let out = '';
     child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
@@ -72,6 +97,7 @@ export async function startRedis(fsync: Fsync): Promise<RedisServer> {
         await exited;
         clearTimeout(t);
       }
+      running.delete(child);
       rmSync(dir, { recursive: true, force: true });
     };
     // Ready when it answers PING.

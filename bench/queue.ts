@@ -77,6 +77,8 @@ export interface QueueBenchOptions {
   peers?: boolean;
   /** Peers only at sizes up to this. */
   peerMax?: number;
+  /** BullMQ with appendfsync always only at sizes up to this. */
+  bullAlwaysMax?: number;
 }
 
 export const PEERS = ['sqlite', 'bullmq-everysec', 'bullmq-always'] as const;
@@ -366,6 +368,7 @@ interface PeerPlan {
   sqlite: boolean;
   bullmq: boolean;
   max: number;
+  alwaysMax: number;
 }
 
 async function runPeers(size: number, plan: PeerPlan, say: (msg: string) => void): Promise<Partial<Record<PeerName, PeerRun>>> {
@@ -376,7 +379,7 @@ async function runPeers(size: number, plan: PeerPlan, say: (msg: string) => void
   if (plan.sqlite) line('sqlite', (out.sqlite = await sqlitePeer(size)));
   if (plan.bullmq) {
     line('bullmq everysec', (out['bullmq-everysec'] = await bullPeer(size, 'everysec')));
-    line('bullmq always', (out['bullmq-always'] = await bullPeer(size, 'always')));
+    if (size <= plan.alwaysMax) line('bullmq always', (out['bullmq-always'] = await bullPeer(size, 'always')));
   }
   return out;
 }
@@ -499,9 +502,16 @@ export async function runQueueBench(opts: QueueBenchOptions): Promise<QueueBench
   const info = { sqlite: opts.peers === false ? null : sqliteVersion(), bullmq: redis ? bullmqVersion() : null, redis, notes };
   if (opts.peers === false) notes.push('peers not run (--no-peers)');
   else if (!redis) notes.push('BullMQ skipped: no redis-server on the PATH');
-  const plan: PeerPlan = { sqlite: opts.peers !== false, bullmq: opts.peers !== false && redis !== null, max: opts.peerMax ?? Number.POSITIVE_INFINITY };
+  const plan: PeerPlan = {
+    sqlite: opts.peers !== false,
+    bullmq: opts.peers !== false && redis !== null,
+    max: opts.peerMax ?? Number.POSITIVE_INFINITY,
+    alwaysMax: opts.bullAlwaysMax ?? Number.POSITIVE_INFINITY,
+  };
   const skipped = opts.sizes.filter((n) => n > plan.max);
   if (opts.peers !== false && skipped.length) notes.push(`peers not run at ${skipped.map(fmtSize).join(', ')} (--peer-max ${fmtSize(plan.max)}; --full or --peer-max 1M runs them)`);
+  const noAlways = opts.sizes.filter((n) => n <= plan.max && n > plan.alwaysMax);
+  if (plan.bullmq && noAlways.length) notes.push(`BullMQ appendfsync always not run at ${noAlways.map(fmtSize).join(', ')} (--bull-always-max ${fmtSize(plan.alwaysMax)}; --full runs it)`);
   if (opts.warmup) {
     const t0 = nowMs();
     await runOnce(WARMUP_SIZE, 1, 1, plan.sqlite || plan.bullmq ? { ...plan, max: WARMUP_SIZE } : plan, true);

@@ -26,7 +26,7 @@ const BENCHES: Bench[] = [
   {
     name: 'queue',
     async run(args) {
-      const result = await runQueueBench({ sizes: args.sizes, runs: args.runs, warmup: args.warmup, peers: args.peers, peerMax: args.peerMax });
+      const result = await runQueueBench({ sizes: args.sizes, runs: args.runs, warmup: args.warmup, peers: args.peers, peerMax: args.peerMax, bullAlwaysMax: args.bullAlwaysMax });
       return { result, report: formatQueueReport(result) };
     },
   },
