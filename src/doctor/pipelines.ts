@@ -47,7 +47,8 @@ function rowsDigest(ws: WorkspacePaths, location: string, date: string, identity
  */
 export async function checkPipelines(ws: WorkspacePaths, defs: readonly PipelineDefinition[], cfg: WorkspaceConfig, f: Findings): Promise<void> {
   for (const def of defs) {
-    const d = fileDeps(ws, cfg, silentLogger);
+    // Read-only: doctor reads rows straight from their files, writing nothing (not even an index).
+    const d = fileDeps(ws, cfg, silentLogger, { readOnly: true });
     try {
       for (const date of await d.stores.pointers.partitions(def.name)) {
         const rel = relative(ws.root, pointerPath(ws, def.name, date));

@@ -19,11 +19,14 @@ import { safeReadFile } from '../storage/safe-path.js';
 import type { RunnerDeps } from './runner.js';
 import { FileStores } from './stores.js';
 
-/** RunnerDeps over a workspace on disk. Close `stores` when done. */
-export function fileDeps(ws: WorkspacePaths, cfg: WorkspaceConfig, log: Logger): RunnerDeps & { stores: FileStores } {
+/**
+ * RunnerDeps over a workspace on disk. Close `stores` when done. `readOnly`: rows are read straight
+ * from their files and nothing is written (doctor); default false.
+ */
+export function fileDeps(ws: WorkspacePaths, cfg: WorkspaceConfig, log: Logger, o: { readOnly?: boolean } = {}): RunnerDeps & { stores: FileStores } {
   return {
     ws,
-    stores: new FileStores(ws, (msg, d) => log.warn(d, msg)),
+    stores: new FileStores(ws, (msg, d) => log.warn(d, msg), o.readOnly ?? false),
     queue: (name, defaults) => {
       const policy = policyFor(cfg, name, defaults);
       return { queue: openQueue(ws, name, policy, log), policy };

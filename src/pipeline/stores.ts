@@ -16,6 +16,8 @@ import { pointerDates, readPointer, writePointer, type CurrentPointer } from '..
 import { runsFrom, scanManifests, type ManifestEntry, type RunsFilter, type RunsRead } from '../storage/runs.js';
 import { StateFileError, type StateFileProblem } from '../storage/state-file.js';
 import { ArtifactStore, type Conflict } from '../storage/store/artifact-store.js';
+import { rowsByKey } from '../storage/store/plain-lines.js';
+import { MetaspnError } from '../guard/errors.js';
 import type { StoredRow } from './types.js';
 
 /** What a put did: rows written, rows already present with the same content, and conflicts. */
@@ -93,9 +95,15 @@ export class FileStores implements PipelineStores {
   readonly pointers: PointerStore;
   readonly ledger: LedgerStore;
 
+  /**
+   * @param readOnly rows are read straight from their files, without the store's lock or index
+   *   (nothing is written, not even an index catching up): what `doctor` reads through. `put`
+   *   then throws. Default false.
+   */
   constructor(
     private readonly ws: WorkspacePaths,
     private readonly warn: (msg: string, details: Record<string, unknown>) => void = () => undefined,
+    private readonly readOnly = false,
   ) {
     this.manifests = {
       write: (m) => Promise.resolve(relative(ws.root, writeManifest(ws, m))),
@@ -120,6 +128,7 @@ export class FileStores implements PipelineStores {
   rows(pipeline: string, step: string): RowStore {
     const k = `${pipeline}.${step}`;
     let s = this.open.get(k);
+    if (this.readOnly) return new ReadOnlyFileRowStore(this.ws, join(this.ws.store, `${k}.jsonl`));
     if (!s) {
       s = new FileRowStore(this.ws, join(this.ws.store, `${k}.jsonl`), this.warn);
       this.open.set(k, s);
@@ -131,6 +140,44 @@ export class FileStores implements PipelineStores {
     await Promise.all([...this.open.values()].map((s) => s.close()));
     this.open.clear();
   }
+}
+
+/** A step's rows read straight from the file (no lock, no index, nothing written): for readers such as doctor. */
+class ReadOnlyFileRowStore implements RowStore {
+  readonly location: string;
+
+  constructor(
+    ws: WorkspacePaths,
+    private readonly path: string,
+  ) {
+    this.location = relative(ws.root, path);
+  }
+
+  put(): Promise<RowPutResult> {
+    return Promise.reject(new MetaspnError('INTERNAL_ERROR', `${this.location} is open read-only`));
+  }
+
+  /** The texts of (partition, identity), one per id (the first, as the store keeps it), in id order. */
+  private texts(partition: string, identity: string): { id: string; text: string }[] {
+    const key = `${partition}|${identity}`;
+    const found = rowsByKey(this.path, new Set([key]), (r) => `${r.date as string}|${r.identity as string}`).get(key) ?? [];
+    const byId = new Map<string, string>();
+    for (const t of found) if (!byId.has(t.id)) byId.set(t.id, t.text);
+    return [...byId].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, text]) => ({ id, text }));
+  }
+
+  async rows(partition: string, identity: string): Promise<StoredRow[]> {
+    return sortRows(this.texts(partition, identity).map((t) => JSON.parse(t.text) as StoredRow));
+  }
+
+  async digest(partition: string, identity: string): Promise<{ rows: number; sha256: string }> {
+    const texts = this.texts(partition, identity);
+    const h = createHash('sha256');
+    for (const t of texts) h.update(`${t.text}\n`);
+    return { rows: texts.length, sha256: h.digest('hex') };
+  }
+
+  async close(): Promise<void> {}
 }
 
 class FileRowStore implements RowStore {
