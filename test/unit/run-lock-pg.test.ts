@@ -80,6 +80,17 @@ describe.skipIf(!up)('PostgreSQL run locks', () => {
     expect(await locks.status('daily')).toMatchObject({ held: false, holder_alive: null, stale_reason: null, payload: { active: 0 } });
   });
 
+  it('two processes taking the lock at once, 12 rounds: exactly one holds it each round, the other is refused (40)', async () => {
+    const schema = `l_${++schemas}`;
+    for (let round = 0; round < 12; round++) {
+      const pair = [hold(schema, 'daily'), hold(schema, 'daily')];
+      const ends = await Promise.all(pair.map((h) => until(() => h.events.find((e) => e.event === 'acquired' || e.event === 'error'), 20_000, `round ${round}: a holder's outcome`)));
+      expect(ends.map((e) => (e.event === 'error' ? `error ${String(e.code)}` : 'acquired')).sort(), `round ${round}`).toEqual(['acquired', 'error LOCK_TIMEOUT']);
+      // The winner dies; the next round finds its lock gone (holder_gone) and races again.
+      for (const h of pair) h.child.kill('SIGKILL');
+    }
+  }, 120_000);
+
   it('status of a killed holder before anyone takes over: not held, holder not alive, holder_gone', async () => {
     const schema = `l_${++schemas}`;
     const locks = new PgRunLocks({ setting: { url: db.url, source: 'test', schema } });
