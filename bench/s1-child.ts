@@ -3,6 +3,11 @@
  * exit code, wall ms, peak RSS. `node dist/bench/s1-child.js WORKSPACE DATE`
  */
 import { main } from '../src/cli/main.js';
+import { registerBundled } from '../src/pipeline/bundled.js';
+import { s1Bundle } from '../workers/s1/bundle.js';
+
+// As bin/metaspn.js does: the core never imports Season 1, the entry point plugs it in.
+registerBundled(s1Bundle);
 
 const [ws, date] = process.argv.slice(2);
 const t0 = performance.now();
