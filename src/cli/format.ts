@@ -1,5 +1,8 @@
 /** Human output helpers: plain text that reads well in a terminal and in a cron mail. */
+import { jsonDoc, type JsonObject } from '../json-doc.js';
 import { invocation } from './invocation.js';
+
+export { isoTimes, jsonDoc, SCHEMA_VERSION, type JsonObject } from '../json-doc.js';
 
 export function ago(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -20,10 +23,11 @@ export function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
 }
 
-export function printJson(value: unknown): void {
+/** Prints a `--json` document (an object: a list goes under a name, `{"runs": [...]}`), through {@link jsonDoc}. */
+export function printJson<T extends object>(value: JsonObject<T>): void {
   // Remembered: a failure after it prints no second document.
   invocation().jsonPrinted = true;
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify(jsonDoc(value), null, 2)}\n`);
 }
 
 /** Whether this invocation printed a JSON document. */

@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { toMetaspnError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';
-import { jsonPrinted } from './format.js';
+import { jsonDoc, jsonPrinted } from './format.js';
 import { newInvocation, withInvocation } from './invocation.js';
 import { enableSafePointCollections } from '../runtime/memory.js';
 import { EXIT } from '../guard/exit-codes.js';
@@ -133,9 +133,9 @@ function wantsJson(argv: readonly string[]): boolean {
 }
 
 /**
- * With `--json`, a failure is JSON on stdout too (`{"error": {code, exit_code, message, hint?}}`),
+ * With `--json`, a failure is JSON on stdout too (`{"schema_version": 1, "error": {code, exit_code, message, hint?}}`),
  * so a script parsing stdout never meets an empty string; the one-line error stays on stderr.
  */
 function printJsonError(code: string, exitCode: number, message: string, hint?: string): void {
-  process.stdout.write(`${JSON.stringify({ error: { code, exit_code: exitCode, message, ...(hint ? { hint } : {}) } }, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify(jsonDoc({ error: { code, exit_code: exitCode, message, ...(hint ? { hint } : {}) } }), null, 2)}\n`);
 }

@@ -64,10 +64,13 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
   const runs = new RunStarter({ ws: ctx.ws, bin: ctx.bin, log: ctx.log });
   const actor = (req: FastifyRequest): string => `ops ${req.ip} ${req.headers['x-metaspn-actor'] ?? 'api'}`;
 
-  app.get('/api/queues', async () => queueNamesOf(ctx.ws).map((n) => queueView(ctx.ws, n)));
+  app.get('/api/queues', async () => ({ queues: queueNamesOf(ctx.ws).map((n) => queueView(ctx.ws, n)) }));
   app.get('/health/queues', async () => Object.fromEntries(queueNamesOf(ctx.ws).map((n) => [n, queueView(ctx.ws, n)])));
   app.get('/api/queues/:worker', async (req: Req) => queueView(ctx.ws, knownWorker(ctx, req.params.worker)));
-  app.get('/api/queues/:worker/deadletters', async (req: Req) => new DeadLetterFiles(deadletterDir(ctx.ws, knownWorker(ctx, req.params.worker))).list());
+  app.get('/api/queues/:worker/deadletters', async (req: Req) => {
+    const worker = knownWorker(ctx, req.params.worker);
+    return { worker, dead_letters: new DeadLetterFiles(deadletterDir(ctx.ws, worker)).list() };
+  });
   // Damaged run files are left out and named in `problems`, never a 500.
   app.get('/api/runs', async (req: Req) => {
     if (req.query.date !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(req.query.date)) throw new UsageError(`date must be YYYY-MM-DD, got "${req.query.date.slice(0, 40)}"`);

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { parseJsonWithin } from '../config/json-limits.js';
 import { MetaspnError, toMetaspnError } from '../guard/errors.js';
+import { isoTimes, jsonDoc } from '../json-doc.js';
 import type { WorkspaceConfig } from '../config/load.js';
 import { queueFolders, type WorkspacePaths } from '../storage/paths.js';
 import type { StateFileProblem } from '../storage/state-file.js';
@@ -140,6 +141,13 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
     // The body of a refused request may still be arriving: do not keep reading it.
     if (status === 413 || status === 415) void reply.header('connection', 'close');
     return reply.code(status).send({ error: e.message, ...(e.hint ? { hint: e.hint } : {}) });
+  });
+
+  // Every JSON answer, errors included, is a document of the CLI's shape: "schema_version" first,
+  // instants as ISO-8601. /health/queues is keyed by queue name: its instants only.
+  app.addHook('preSerialization', async (req: FastifyRequest, _reply, payload: unknown) => {
+    if (payload === null || typeof payload !== 'object' || Array.isArray(payload) || Buffer.isBuffer(payload)) return payload;
+    return req.routeOptions.url === '/health/queues' ? isoTimes(payload) : jsonDoc(payload);
   });
 
   app.addHook('onRequest', async (req: FastifyRequest, reply) => {

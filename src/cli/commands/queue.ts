@@ -148,7 +148,7 @@ export function registerQueue(program: Command): void {
       const pg = backendOfWs(ws, o.databaseUrl);
       await knownQueueOn(ws, worker, pg);
       const list = (await deadLetters(ws, worker, pg)).list();
-      if (o.json) return printJson(list);
+      if (o.json) return printJson({ worker, dead_letters: list });
       if (list.length === 0) return void process.stdout.write(`no dead letters for ${worker}\n`);
       const rows = [['TASK', 'ATTEMPTS', 'DEAD AT', 'LAST ERROR']];
       for (const d of list) {

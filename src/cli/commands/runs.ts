@@ -32,7 +32,7 @@ export function registerRuns(program: Command): void {
       const ws = openWorkspace(o.workspace);
       const stepsOf = await stepsOfPipelines(ws);
       const { runs: list, problems } = await runRecords(ws, { ...(o.date ? { date: o.date } : {}), ...(o.pipeline ? { pipeline: o.pipeline } : {}), stepsOf });
-      if (o.json) printJson(list);
+      if (o.json) printJson({ runs: list });
       else printRuns(list, stepsOf);
       reportProblems(problems);
     });
