@@ -178,9 +178,23 @@ export class PgStores implements PipelineStores {
    * @throws RunLockLostError (30) from the fence; the mapped driver error (11, 20, 50).
    */
   async publish(ptr: CurrentPointer, entry: { kind: LedgerKind; detail: Record<string, unknown>; runId?: string }, fence?: PgTxFence): Promise<LedgerEntry> {
+    return this.movePointers(entry, [{ pipeline: ptr.pipeline, date: ptr.date, to: ptr }], fence);
+  }
+
+  /**
+   * A ledger entry and any number of pointer moves in one transaction (a rollback: each partition
+   * set to `to`, or its pointer removed when `to` is null), fenced by the run lock when given, as
+   * {@link publish}.
+   * @returns the ledger entry written.
+   * @throws RunLockLostError (30) from the fence; the mapped driver error (11, 20, 50).
+   */
+  async movePointers(entry: { kind: LedgerKind; detail: Record<string, unknown>; runId?: string }, moves: readonly { pipeline: string; date: string; to: CurrentPointer | null }[], fence?: PgTxFence): Promise<LedgerEntry> {
     const work = async (c: Queryable): Promise<LedgerEntry> => {
       const e = await this.#append(c, entry.kind, entry.detail, entry.runId);
-      await c.query(this.#upsertPointer(), [ptr.pipeline, ptr.date, ptr.run_id, JSON.stringify(ptr)]);
+      for (const m of moves) {
+        if (m.to) await c.query(this.#upsertPointer(), [m.pipeline, m.date, m.to.run_id, JSON.stringify(m.to)]);
+        else await c.query(`DELETE FROM ${this.#s}.current_pointer WHERE pipeline = $1 AND date = $2`, [m.pipeline, m.date]);
+      }
       return e;
     };
     if (fence) {
