@@ -63,3 +63,40 @@ export class LiveCounter implements StatusLine {
     this.clear();
   }
 }
+
+/*
+ * Progress of long work, line by line: one line per step as it ends (a run), one per partition
+ * that did not publish (a backfill, above its bar), on stderr so stdout stays the report. Shown
+ * when stderr is a terminal, or when METASPN_PROGRESS=1 (a CI log that wants it; 0 turns it off);
+ * never with --json.
+ */
+
+/** Whether progress lines are wanted: not with `--json`; on a terminal, or METASPN_PROGRESS=1. */
+export function progressWanted(json: boolean | undefined, env: NodeJS.ProcessEnv = process.env, stderrIsTTY = process.stderr.isTTY === true): boolean {
+  if (json) return false;
+  if (env.METASPN_PROGRESS === '0') return false;
+  return stderrIsTTY || env.METASPN_PROGRESS === '1';
+}
+
+/** What a step's progress line says. */
+export interface StepProgress {
+  step: string;
+  status: string;
+  exit_code: number;
+  duration_ms: number;
+  tasks?: { total: number; completed: number; dead: number };
+  error?: { message: string };
+}
+
+/** `  project_rewards  success  exit 0  0.4s  1/1 tasks` (and the error's first 200 characters when it failed). */
+export function stepLine(date: string, s: StepProgress): string {
+  const tasks = s.tasks ? `  ${s.tasks.completed}/${s.tasks.total} tasks${s.tasks.dead ? `, ${s.tasks.dead} dead` : ''}` : '';
+  const why = s.error ? `  (${s.error.message.length > 200 ? `${s.error.message.slice(0, 199)}…` : s.error.message})` : '';
+  return `${date}  ${s.step.padEnd(24)}  ${s.status.padEnd(7)}  exit ${s.exit_code}  ${(s.duration_ms / 1000).toFixed(1)}s${tasks}${why}`;
+}
+
+/** A progress printer for one command: `step(date, report)` writes its line when progress is wanted. */
+export function stepProgress(json: boolean | undefined): ((date: string, s: StepProgress) => void) | undefined {
+  if (!progressWanted(json)) return undefined;
+  return (date, s) => void process.stderr.write(`${stepLine(date, s)}\n`);
+}

@@ -57,6 +57,8 @@ export interface RunPartitionOptions {
    * wait for it; the others run meanwhile. false: the run fails before those steps (exit 11, blocked).
    */
   previousSettled?: () => Promise<boolean>;
+  /** Called as each step ends, with its report (progress on a terminal). */
+  onStep?: (r: StepReport) => void;
 }
 
 /** How one step of the run ended. */
@@ -420,6 +422,7 @@ async function runStep(o: RunPartitionOptions, d: RunnerDeps, st: RunState, s: S
   const path = await d.stores.manifests.write(manifest);
   const report: StepReport = { step: s.name, identity, status: manifest.status, exit_code, manifest: path, duration_ms: manifest.duration_ms, tasks: manifest.tasks, outputs, checks: [], ...(error ? { error } : {}) };
   st.steps.push(report);
+  o.onStep?.(report);
   if (error) {
     st.failed = true;
     st.exit_code = mostSevere([st.exit_code, exit_code]);

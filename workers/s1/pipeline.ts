@@ -36,6 +36,8 @@ export interface PipelineOptions {
   lockLost?: RunLockFence;
   /** Guardrails to skip, each with the operator's reason. */
   skipChecks?: ReadonlyMap<string, string>;
+  /** Called as each stage of a date ends (progress on a terminal). */
+  onStage?: (date: string, r: RunReport['stages'][number]) => void;
 }
 
 export interface RunOptions extends PipelineOptions {
@@ -70,6 +72,7 @@ export async function prepareS1(o: PipelineOptions, by: string): Promise<{ env: 
     stop: o.stop,
     ...(o.force ? { force: o.force } : {}),
     ...(o.lockLost ? { lockLost: o.lockLost } : {}),
+    ...(o.onStage ? { onStage: o.onStage } : {}),
   };
   return { env, groups };
 }

@@ -30,6 +30,8 @@ export interface S1Env {
    * publish (the ledger entry and the pointer move). Without it (tests, no lock) nothing is fenced.
    */
   lockLost?: RunLockFence;
+  /** Called as each stage of a date ends, with its report (progress on a terminal). */
+  onStage?: (date: string, r: StageReport) => void;
 }
 
 /** One thing a step read, as its manifest lists it (src/storage/manifest.ts `inputs`, with S1's extra keys). */

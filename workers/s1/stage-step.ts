@@ -86,6 +86,7 @@ export async function runStageFor(env: S1Env, runs: readonly DateRun[], stage: S
     }
     const report = await finishStage(env, r, stage, drained[i]!, started, commitError);
     r.stages.push(report);
+    env.onStage?.(r.plan.date, report);
     if (report.status !== 'success') {
       r.failed = true;
       r.exit_code = report.exit_code;

@@ -15,6 +15,7 @@ import type { CurrentPointer } from '../../storage/pointers.js';
 import { checkRunId, newRunId } from '../../runtime/run-id.js';
 import { backendFor, databaseUrlOption } from '../backend.js';
 import { setExitCode } from '../exit.js';
+import { stepProgress, type StepProgress } from '../progress.js';
 import { printJson, table } from '../format.js';
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
 import { collect, openWorkspace, positiveInt } from '../options.js';
@@ -129,7 +130,8 @@ export function registerPipeline(program: Command): void {
     const report = await runLocked(o.workspace, def.name, runId, o, async (log, stop, force, lockLost) => {
       const d = pg ? pgDeps(ws, cfg, log, pg) : fileDeps(ws, cfg, log);
       try {
-        return await runPartition({ def, plan, runId, by: `run ${runId}`, stop, force, lockLost, skipChecks }, d);
+        const progress = stepProgress(o.json);
+        return await runPartition({ def, plan, runId, by: `run ${runId}`, stop, force, lockLost, skipChecks, ...(progress ? { onStep: (r: StepProgress) => progress(plan.partition, r) } : {}) }, d);
       } finally {
         await d.stores.close();
       }

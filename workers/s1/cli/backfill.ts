@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { SingleBar } from 'cli-progress';
+import { MultiBar } from 'cli-progress';
+import { progressWanted } from '../../../src/cli/progress.js';
 import { loadConfig } from '../../../src/config/load.js';
 import { newRunId } from '../../../src/runtime/run-id.js';
 import { backfill, backfillPlans, type DateResult } from '../backfill.js';
@@ -26,12 +27,18 @@ export function registerBackfill(s1: Command): void {
     const total = backfillPlans({ cfg, start: o.start, end: o.end }).length;
     const backfillId = `bf-${newRunId()}`;
     const skipChecks = skipChecksOf(o);
-    const bar = process.stderr.isTTY && !o.json ? new SingleBar({ format: 'backfill [{bar}] {value}/{total} dates | ETA {eta_formatted} | {last}', hideCursor: true }) : null;
-    bar?.start(total, 0, { last: '' });
+    // On a terminal: a bar, with each date that did not publish (and why) printed above it as it
+    // settles; elsewhere one line per date on stdout.
+    const bars = process.stderr.isTTY && progressWanted(o.json) ? new MultiBar({ format: 'backfill [{bar}] {value}/{total} dates | ETA {eta_formatted} | {last}', hideCursor: true }) : null;
+    const bar = bars?.create(total, 0, { last: '' }) ?? null;
+    const notPublished: string[] = [];
     const onDate = (d: DateResult, done: number): void => {
       const line = `${d.date}  ${d.status.padEnd(9)}  exit ${d.exit_code}  ${(d.duration_ms / 1000).toFixed(1)}s${d.run_id ? `  run ${d.run_id}` : ''}${d.reason && d.status !== 'published' ? `  (${d.reason})` : ''}${d.stale ? `  (was stale: ${d.stale})` : ''}`;
-      if (bar) bar.update(done, { last: `${d.date} ${d.status}` });
-      else if (!o.json) process.stdout.write(`${line}\n`);
+      if (d.status === 'failed' || d.status === 'blocked') notPublished.push(line);
+      if (bars && bar) {
+        if (d.status === 'failed' || d.status === 'blocked') bars.log(`${line}\n`);
+        bar.update(done, { last: `${d.date} ${d.status}` });
+      } else if (!o.json) process.stdout.write(`${line}\n`);
     };
     let report;
     try {
@@ -40,13 +47,15 @@ export function registerBackfill(s1: Command): void {
       'backfill_id',
       );
     } finally {
-      bar?.stop();
+      bars?.stop();
     }
     setExitCode(report.exit_code);
     if (o.json) return printJson(report);
     const counts = Object.values(report.dates).reduce<Record<string, number>>((a, d) => ({ ...a, [d.status]: (a[d.status] ?? 0) + 1 }), {});
+    // After a bar, the dates that did not publish are listed again with the summary.
+    const listed = bars && notPublished.length ? `not published:\n${notPublished.map((l) => `  ${l}`).join('\n')}\n` : '';
     process.stdout.write(
-      `backfill ${backfillId} ${report.start}..${report.end}: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ')}\nsummary: ${report.summary}\nexit ${report.exit_code}\n`,
+      `${listed}backfill ${backfillId} ${report.start}..${report.end}: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ')}\nsummary: ${report.summary}\nexit ${report.exit_code}\n`,
     );
   });
 }

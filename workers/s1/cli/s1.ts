@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../../src/config/load.js';
 import { checkRunId, newRunId } from '../../../src/runtime/run-id.js';
 import { planRun } from '../plan.js';
-import { runS1, type RunReport } from '../pipeline.js';
+import { runS1, type RunReport, type StageReport } from '../pipeline.js';
+import { stepProgress } from '../../../src/cli/progress.js';
 import { assertRunIdFree } from '../run-ids.js';
 import { rollback } from '../rollback.js';
 import { registerBackfill } from './backfill.js';
@@ -34,7 +35,7 @@ export function registerS1(program: Command): void {
     if (o.runId !== undefined) assertRunIdFree(ws, runId);
     const skipChecks = skipChecksOf(o);
     const report = await runLocked(o.workspace, 's1', runId, o, (log, stop, force, lockLost) =>
-      runS1({ ws, cfg, plan, runId, log, stop, force, lockLost, skipChecks }),
+      runS1({ ws, cfg, plan, runId, log, stop, force, lockLost, skipChecks, ...withProgress(o.json) }),
     );
     setExitCode(report.exit_code);
     if (o.json) return printJson(report);
@@ -82,4 +83,10 @@ export function registerRollback(s1: Command): void {
     if (o.json) return printJson(report);
     process.stdout.write(formatRollback(report));
   });
+}
+
+/** `onStage` printing each stage's line on stderr when progress is wanted (src/cli/progress.ts). */
+export function withProgress(json: boolean | undefined): { onStage?: (date: string, r: StageReport) => void } {
+  const p = stepProgress(json);
+  return p ? { onStage: (date, r) => p(date, r) } : {};
 }
