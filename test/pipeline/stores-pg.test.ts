@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createPool, type PgPool } from '../../src/backend/pg/connection.js';
+import { pgRollback } from '../../src/backend/pg/rollback.js';
 import { PgRunLocks } from '../../src/backend/pg/run-locks.js';
 import { PgStores } from '../../src/backend/pg/stores.js';
 import { FileStores, type PipelineStores } from '../../src/pipeline/stores.js';
@@ -154,6 +155,43 @@ describe.skipIf(!up)('PostgreSQL pipeline stores', () => {
       expect((await s.pointers.read('demo', '2026-01-02'))?.run_id).toBe('r2');
       await first.release();
       await second.release();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('rollback over the database ledger: to a hash, to before the first publish (pointer removed), --strict refusing a pointer changed by hand', async () => {
+    const s = open();
+    const log = { warn: () => undefined } as unknown as import('pino').Logger;
+    const base = { stores: s, log, pipeline: 'demo', verify: () => Promise.resolve(), reason: 'drill', dryRun: false, strict: false, runId: 'rb' };
+    try {
+      const p = (date: string, run: string): CurrentPointer => ({ ...pointer(date, run), summary_id: run });
+      const e1 = await s.publish(p('2026-01-02', 'r1'), { kind: 'publish', detail: { pipeline: 'demo', date: '2026-01-02', pointer: p('2026-01-02', 'r1') }, runId: 'r1' });
+      await s.publish(p('2026-01-03', 'r2'), { kind: 'publish', detail: { pipeline: 'demo', date: '2026-01-03', pointer: p('2026-01-03', 'r2') }, runId: 'r2' });
+      await s.publish(p('2026-01-02', 'r3'), { kind: 'publish', detail: { pipeline: 'demo', date: '2026-01-02', pointer: p('2026-01-02', 'r3') }, runId: 'r3' });
+      // To the state right after e1: 01-02 back to r1, 01-03 removed; one entry, both moves.
+      const r = await pgRollback({ ...base, target: { toHash: e1.hash.slice(0, 10) } });
+      expect(r.changes.map((c) => [c.date, c.from?.run_id ?? null, c.to?.run_id ?? null])).toEqual([
+        ['2026-01-02', 'r3', 'r1'],
+        ['2026-01-03', 'r2', null],
+      ]);
+      expect(r.ledger_entry).toMatchObject({ seq: 4, kind: 'rollback', detail: { target_hash: e1.hash, to_hash: e1.hash.slice(0, 10) } });
+      expect((await s.pointers.read('demo', '2026-01-02'))?.run_id).toBe('r1');
+      expect(await s.pointers.partitions('demo')).toEqual(['2026-01-02']);
+      // Before the first publish: no pointer left.
+      await pgRollback({ ...base, target: { steps: 1 } });
+      expect(await s.pointers.partitions('demo')).toEqual([]);
+      expect((await s.readLedger()).problems).toEqual([]);
+      // A pointer written outside the ledger: a warning, or with --strict a refusal (30), nothing moved.
+      await s.publish(p('2026-01-05', 'r5'), { kind: 'publish', detail: { pipeline: 'demo', date: '2026-01-05', pointer: p('2026-01-05', 'r5') }, runId: 'r5' });
+      await s.pointers.write(p('2026-01-05', 'hand'));
+      const strict = await pgRollback({ ...base, strict: true, target: { steps: 1 } }).catch((e: unknown) => e);
+      expect((strict as Error).message).toBe('pointer of 2026-01-05 names run hand but the ledger says r5');
+      expect((strict as { exitCode: number }).exitCode).toBe(30);
+      expect((await s.pointers.read('demo', '2026-01-05'))?.run_id).toBe('hand');
+      const lenient = await pgRollback({ ...base, dryRun: true, target: { steps: 1 } });
+      expect(lenient.warnings).toEqual(['pointer of 2026-01-05 names run hand but the ledger says r5']);
+      expect(((await pgRollback({ ...base, target: { toHash: 'ffffffffff' } }).catch((e: unknown) => e)) as { exitCode: number }).exitCode).toBe(64);
     } finally {
       await s.close();
     }
