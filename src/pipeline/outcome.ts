@@ -14,8 +14,9 @@ export interface DrainFailure {
 
 /**
  * Why a step's tasks did not all complete (`queue`: the queue they are in), and the exit code that
- * says it: dead letters (30, 20 or 50 by their cause), a paused queue (11), tasks superseded by a
- * newer run (11), tasks not finished (11: stopped, or held by another worker). null: all completed.
+ * says it: dead letters (30, 20 or 50 by their cause), a paused queue (11), tasks cancelled (a
+ * newer run superseded them, or an operator discarded them from the dead letters: 11), tasks not
+ * finished (11: stopped, or held by another worker). null: all completed.
  */
 export function drainFailure(queue: string, d: StageDrain, stopped: boolean): DrainFailure | null {
   if (d.dead.length > 0) {
@@ -37,7 +38,10 @@ export function drainFailure(queue: string, d: StageDrain, stopped: boolean): Dr
   }
   if (d.paused) return { error: { class: 'QueuePaused', message: `queue ${queue} is paused: ${d.unsettled} task(s) wait; \`metaspn queue resume ${queue}\` and re-run` }, exit: EXIT.BUSINESS_SKIP };
   if (d.cancelled) {
-    return { error: { class: 'Cancelled', message: `${d.cancelled} task(s) of ${queue} were cancelled (superseded) before they ran; re-run to continue` }, exit: EXIT.BUSINESS_SKIP };
+    return {
+      error: { class: 'Cancelled', message: `${d.cancelled} task(s) of ${queue} were cancelled before they finished (superseded by a newer run, or discarded from the dead letters); re-run to continue` },
+      exit: EXIT.BUSINESS_SKIP,
+    };
   }
   if (d.unsettled > 0) {
     return {
