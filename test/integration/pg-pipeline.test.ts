@@ -138,6 +138,22 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       expect(after.entries.map((e) => e.seq)).toEqual([1, 2]);
       expect(after.entries[1]!.detail).toMatchObject({ date: '2026-03-04', replay_of: first.run_id });
       expect(await sql(`SELECT generation::int AS generation, active FROM metaspn.run_lock WHERE name = $1`, [NAME])).toEqual([{ generation: 2, active: 0 }]);
+
+      // Rollback: the ledger entry and the pointer move in one transaction, in the database.
+      let rb = cli(['pipeline', 'rollback', NAME, '--workspace', dir, '--steps', '1', '--dry-run', '--json'], { env });
+      expect(rb.code, rb.stderr).toBe(0);
+      expect(JSON.parse(rb.stdout)).toMatchObject({ dry_run: true, changes: [{ date: '2026-03-04', from: { run_id: again.run_id }, to: { run_id: first.run_id } }], ledger_entry: null });
+      expect((await stores.pointers.read(NAME, '2026-03-04'))?.run_id).toBe(again.run_id);
+      rb = cli(['pipeline', 'rollback', NAME, '--workspace', dir, '--steps', '1', '--reason', 'drill'], { env });
+      expect(rb.code, rb.stderr).toBe(0);
+      expect(rb.stdout).toMatch(new RegExp(`^  2026-03-04: ${again.run_id} -> ${first.run_id}\nmoved 1 pointer\\(s\\); ledger seq 3 hash [0-9a-f]{64}\n$`));
+      expect((await stores.pointers.read(NAME, '2026-03-04'))?.run_id).toBe(first.run_id);
+      const rolled = await stores.readLedger();
+      expect(rolled.problems).toEqual([]);
+      expect(rolled.entries[2]).toMatchObject({ seq: 3, kind: 'rollback', detail: { pipeline: NAME, reason: 'drill', steps: 1, target_hash: after.entries[0]!.hash } });
+      // Too far back: nothing moves.
+      rb = cli(['pipeline', 'rollback', NAME, '--workspace', dir, '--steps', '5', '--reason', 'drill'], { env });
+      expect([rb.code, rb.stderr.split('\n')[0]]).toEqual([10, 'error: --steps 5: only 1 publish(es) in effect; nothing that far back']);
     } finally {
       await stores.close();
     }
@@ -157,9 +173,6 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       expect(r.stderr).not.toMatch(/\n\s+at /);
       expect(await sql(`SELECT run_id FROM metaspn.manifest WHERE date = '2026-03-02'`)).toEqual([]);
       expect(await sql(`SELECT count(*)::int AS n FROM metaspn.ledger WHERE body LIKE '%2026-03-02%'`)).toEqual([{ n: 0 }]);
-      // Rollback does not run on PostgreSQL yet: refused in one line, nothing moved.
-      const rb = cli(['pipeline', 'rollback', NAME, '--workspace', dir, '--steps', '1', '--reason', 'drill'], { env: { METASPN_DATABASE_URL: db.url }, cwd: dir });
-      expect([rb.code, rb.stdout, rb.stderr.split('\n')[0]]).toEqual([64, '', 'error: pipeline rollback does not run on the PostgreSQL backend yet: the pointers and the ledger it would move are in the database']);
     } finally {
       holder.kill('SIGKILL');
     }

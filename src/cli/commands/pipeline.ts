@@ -9,10 +9,12 @@ import { bundledPipeline } from '../../pipeline/bundled.js';
 import { listPipelines, loadPipeline } from '../../pipeline/registry.js';
 import { rollback, type RollbackReport } from '../../pipeline/rollback.js';
 import { runPartition, type PipelineRunReport } from '../../pipeline/runner.js';
-import { FileStores } from '../../pipeline/stores.js';
+import { FileStores, type PipelineStores } from '../../pipeline/stores.js';
 import type { PipelineDefinition } from '../../pipeline/types.js';
 import type { CurrentPointer } from '../../storage/pointers.js';
 import { checkRunId, newRunId } from '../../runtime/run-id.js';
+import { PgStores } from '../../backend/pg/stores.js';
+import { pgRollback } from '../../backend/pg/rollback.js';
 import { backendFor, databaseUrlOption } from '../backend.js';
 import { setExitCode } from '../exit.js';
 import { stepProgress, type StepProgress } from '../progress.js';
@@ -197,20 +199,37 @@ export function registerPipeline(program: Command): void {
       .option('--to-hash <hash>', 'the state right after this ledger entry (full hash or 8+ hex digits)')
       .option('--dry-run', 'print which pointers would change; change nothing')
       .option('--strict', "refuse (exit 30) when the ledger or a restored run's manifests and rows do not verify")
-      .option('--json', 'print JSON'),
+      .option('--json', 'print JSON')
+      .addOption(databaseUrlOption()),
   ).action(async (name: string, o: { workspace: string; steps?: number; toHash?: string; dryRun?: boolean; strict?: boolean; json?: boolean } & LockFlags) => {
     if ((o.steps === undefined) === (o.toHash === undefined)) throw new UsageError('give exactly one of --steps N or --to-hash H');
     if (!o.reason?.trim() && !o.dryRun) throw new UsageError('--reason TEXT is required: it is recorded in the ledger');
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
-    if (backendFor(cfg, undefined)) {
-      throw new UsageError('pipeline rollback does not run on the PostgreSQL backend yet: the pointers and the ledger it would move are in the database', {
-        hint: 'unset METASPN_DATABASE_URL (and backend.url) only for a workspace whose runs were on files',
-      });
-    }
+    const pg = backendFor(cfg, o.databaseUrl);
     const def = await loadPipeline(ws, cfg, name);
     const runId = `rollback-${newRunId()}`;
-    const report = await runLocked(o.workspace, def.name, runId, { ...o, reason: o.reason }, async (log) => {
+    const report = await runLocked(o.workspace, def.name, runId, { ...o, reason: o.reason }, async (log, _stop, _force, lockLost) => {
+      if (pg) {
+        // On PostgreSQL: the ledger entry and every pointer move commit in one transaction.
+        const stores = new PgStores({ setting: pg });
+        try {
+          return await pgRollback({
+            stores,
+            log,
+            pipeline: def.name,
+            verify: (ptr) => verifyPublished(def, stores, ptr),
+            target: o.steps !== undefined ? { steps: o.steps } : { toHash: o.toHash! },
+            reason: (o.reason ?? '').trim(),
+            dryRun: !!o.dryRun,
+            strict: !!o.strict,
+            runId,
+            fence: (fn) => lockLost.whileHeld(fn),
+          });
+        } finally {
+          await stores.close();
+        }
+      }
       const stores = new FileStores(ws, (msg, d) => log.warn(d, msg));
       try {
         return await rollback({
@@ -247,7 +266,7 @@ export function formatRollback(report: RollbackReport): string {
  * still hash as its manifest recorded.
  * @throws StateCorruptError naming the step and the run.
  */
-async function verifyPublished(def: PipelineDefinition, stores: FileStores, ptr: CurrentPointer): Promise<void> {
+async function verifyPublished(def: PipelineDefinition, stores: PipelineStores, ptr: CurrentPointer): Promise<void> {
   const steps = (ptr as CurrentPointer & { steps?: Record<string, string> }).steps ?? {};
   for (const s of validatePipeline(def)) {
     const m = (await stores.manifests.list(def.name, s.name, ptr.date)).find((x) => x.run_id === ptr.run_id);
