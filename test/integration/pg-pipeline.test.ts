@@ -166,6 +166,9 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       let out = '';
       holder.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
       await until(() => out.includes('"acquired"'), 20_000, 'the holder to take the lock');
+      const st = cli(['lock', 'status', '--workspace', dir, '--name', NAME], { env: { METASPN_DATABASE_URL: db.url } });
+      expect(st.code, st.stderr).toBe(0);
+      expect(st.stdout).toMatch(new RegExp(`^lock ${NAME}: HELD  \\(pg:127\\.0\\.0\\.1:5432/${db.name}/metaspn\\.run_lock/${NAME}\\)\\n  active        1\\n  pid           ${holder.pid} \\(running\\)\\n`));
       const r = cli(['pipeline', 'run', NAME, '--date', '2026-03-02', '--workspace', dir, '--database-url', db.url], { env: { METASPN_DATABASE_URL: '' }, cwd: dir });
       expect(r.code).toBe(11);
       expect(r.stdout).toBe('');
@@ -173,6 +176,10 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       expect(r.stderr).not.toMatch(/\n\s+at /);
       expect(await sql(`SELECT run_id FROM metaspn.manifest WHERE date = '2026-03-02'`)).toEqual([]);
       expect(await sql(`SELECT count(*)::int AS n FROM metaspn.ledger WHERE body LIKE '%2026-03-02%'`)).toEqual([{ n: 0 }]);
+      holder.kill('SIGKILL');
+      await until(() => !JSON.parse(cli(['lock', 'status', '--workspace', dir, '--name', NAME, '--json'], { env: { METASPN_DATABASE_URL: db.url } }).stdout).held, 10_000, 'the killed holder\'s session to end');
+      const gone = cli(['lock', 'status', '--workspace', dir, '--name', NAME], { env: { METASPN_DATABASE_URL: db.url } });
+      expect(gone.stdout).toContain('  stale: its lock session ended; the next run takes it over\n');
     } finally {
       holder.kill('SIGKILL');
     }

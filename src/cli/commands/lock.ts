@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
-import { readLockStatus, type StaleReason } from '../../storage/run-lock.js';
+import { loadConfig } from '../../config/load.js';
+import type { StaleReason } from '../../storage/run-lock.js';
+import { backendFor, databaseUrlOption, runLocksFor } from '../backend.js';
 import { printJson } from '../format.js';
 import { openWorkspace } from '../options.js';
 
@@ -18,9 +20,13 @@ export function registerLock(program: Command): void {
     .option('--workspace <dir>', 'workspace folder', '.')
     .option('--name <name>', 'lock name', 's1')
     .option('--json', 'print JSON')
-    .action((o: { workspace: string; name: string; json?: boolean }) => {
+    .addOption(databaseUrlOption())
+    .action(async (o: { workspace: string; name: string; json?: boolean; databaseUrl?: string }) => {
       const ws = openWorkspace(o.workspace);
-      const st = readLockStatus(ws.locks, o.name);
+      const cfg = loadConfig(ws);
+      // The backend's locks: the database's run_lock table on PostgreSQL, locks/ on files.
+      const st = await runLocksFor(ws, cfg, o.databaseUrl).status(o.name);
+      const onPg = backendFor(cfg, o.databaseUrl) !== null;
       if (o.json) return printJson(st);
       const p = st.payload;
       const lines = [`lock ${o.name}: ${st.held ? 'HELD' : 'free'}  (${st.path})`];
@@ -35,7 +41,7 @@ export function registerLock(program: Command): void {
           `  cmd           ${p.cmd}`,
         );
       } else if (!st.exists) lines.push('  no run has taken it yet');
-      if (st.stale_reason) lines.push(`  stale: ${STALE_TEXT[st.stale_reason]}; the next run takes it over`);
+      if (st.stale_reason) lines.push(`  stale: ${st.stale_reason === 'holder_gone' && onPg ? 'its lock session ended' : STALE_TEXT[st.stale_reason]}; the next run takes it over`);
       process.stdout.write(`${lines.join('\n')}\n`);
     });
 }
