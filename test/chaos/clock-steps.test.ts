@@ -123,7 +123,7 @@ describe('chaos: wall-clock steps', () => {
 
     // The clock is back (this process and the CLI below read the real one).
     const stats = cli(['queue', 'stats', QUEUE, '--workspace', ws, '--json']);
-    const due = (JSON.parse(stats.stdout) as { next_due_at: number; scheduled: number }).next_due_at;
+    const due = Date.parse((JSON.parse(stats.stdout) as { next_due_at: string; scheduled: number }).next_due_at);
     expect(due - Date.now()).toBeLessThan(2500);
     expect(cli(['queue', 'stats', QUEUE, '--workspace', ws]).stdout).toMatch(/scheduled +1 +next retry \S+ \((due now|in [0-9]s)\)/);
     await waitFor(() => Date.now() > due, 10_000, 'the retry to be due');

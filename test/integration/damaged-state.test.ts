@@ -121,12 +121,12 @@ describe('a damaged manifest', () => {
       expect(list.code, bad).toBe(30);
       expect(list.stderr).toContain(`warning: ${rel}: `);
       // The other runs are still listed; the damaged step is left out of its run.
-      const runs = JSON.parse(list.stdout) as { date: string; steps: unknown[] }[];
+      const runs = (JSON.parse(list.stdout) as { runs: { date: string; steps: unknown[] }[] }).runs;
       expect(runs.map((x) => x.date).sort()).toEqual(['2026-01-15', '2026-01-16']);
       expect(runs.find((x) => x.date === '2026-01-16')!.steps).toHaveLength(3);
     }
     // runs show of that run: printed without the step, the file named, exit 30.
-    const run16 = (JSON.parse(cli(['runs', 'list', '--workspace', ws, '--json']).stdout) as { run_id: string; date: string }[]).find((x) => x.date === '2026-01-16')!.run_id;
+    const run16 = (JSON.parse(cli(['runs', 'list', '--workspace', ws, '--json']).stdout) as { runs: { run_id: string; date: string }[] }).runs.find((x) => x.date === '2026-01-16')!.run_id;
     const show = cli(['runs', 'show', run16, '--workspace', ws]);
     expect(show.code).toBe(30);
     expect(show.stdout).toContain('project_rewards');

@@ -44,7 +44,7 @@ describe.skipIf(!up)('dead letters you can finish with, on PostgreSQL', () => {
     expect(one.code, one.stderr).toBe(0);
     expect(JSON.parse(one.stdout)).toMatchObject({ discarded: ['a'], ledger_seq: 1 });
     const dead = await cli(['queue', 'deadletter', 'list', 'contract', '--json']);
-    expect((JSON.parse(dead.stdout) as { task: { id: string } }[]).map((d) => d.task.id)).toEqual(['b']);
+    expect((JSON.parse(dead.stdout) as { dead_letters: { task: { id: string } }[] }).dead_letters.map((d) => d.task.id)).toEqual(['b']);
     const all = await cli(['queue', 'deadletter', 'discard', 'contract', '--all', '--reason', 'done with them']);
     expect(all.code, all.stderr).toBe(0);
     expect(all.stdout).toBe('discarded 1 dead letter(s) of contract:\n  b\nrecorded in the ledger (seq 2): done with them\n');

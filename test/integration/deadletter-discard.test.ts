@@ -66,7 +66,7 @@ describe('queue deadletter discard', () => {
     expect(out.by).toBe(entry!.detail.by);
     expect(await stats(ws, 'contract')).toMatchObject({ dead: 1, cancelled: 2, ready: 0 });
     const list = await run(['queue', 'deadletter', 'list', 'contract', '--workspace', ws, '--json']);
-    expect((JSON.parse(list.stdout) as { task: { id: string } }[]).map((d) => d.task.id)).toEqual(['c']);
+    expect((JSON.parse(list.stdout) as { dead_letters: { task: { id: string } }[] }).dead_letters.map((d) => d.task.id)).toEqual(['c']);
     // A discarded task is gone from the dead letters for good: a retry does not find it.
     const retry = await run(['queue', 'retry', 'contract', '--workspace', ws, '--task-id', 'a']);
     expect(retry.code).toBe(64);

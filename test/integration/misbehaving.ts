@@ -89,7 +89,7 @@ export interface TaskError {
 export async function deadLetters(ws: string, queue: string): Promise<{ task: { id: string }; errors: TaskError[]; reason: TaskError }[]> {
   const r = await run(['queue', 'deadletter', 'list', queue, '--workspace', ws, '--json']);
   expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as { task: { id: string }; errors: TaskError[]; reason: TaskError }[];
+  return (JSON.parse(r.stdout) as { dead_letters: { task: { id: string }; errors: TaskError[]; reason: TaskError }[] }).dead_letters;
 }
 
 /** A task's error history from its newest record in the queue log (one checksummed record a line). */

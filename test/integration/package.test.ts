@@ -119,7 +119,7 @@ export const Greeter = defineWorker({
     expect(readFileSync(join(ws, 'greeted.txt'), 'utf8')).toBe('hello ada (exit codes known: 20)\n');
     const dead = metaspn(['queue', 'deadletter', 'list', 'greetings', '--workspace', ws, '--json']);
     expect(dead.code, dead.stderr).toBe(0);
-    const list = JSON.parse(dead.stdout) as { task: { id: string }; reason: { class: string; message: string } }[];
+    const list = (JSON.parse(dead.stdout) as { dead_letters: { task: { id: string }; reason: { class: string; message: string } }[] }).dead_letters;
     expect(list.map((d) => [d.task.id, d.reason.class, d.reason.message])).toEqual([['seven', 'ContractError', 'payload.to must be a string']]);
   });
 

@@ -44,7 +44,7 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
 
     let r = await run(['db', 'migrate', '--workspace', ws, '--database-url', db.url, '--json'], { cwd: ws });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ target, schema: 'metaspn', from: 0, to: 3, applied: [1, 2, 3] });
+    expect(JSON.parse(r.stdout)).toEqual({ schema_version: 1, target, schema: 'metaspn', from: 0, to: 3, applied: [1, 2, 3] });
     r = await run(['db', 'migrate', '--workspace', ws, '--database-url', db.url], { cwd: ws });
     expect([r.code, r.stdout]).toEqual([0, `schema metaspn at ${target}: up to date (version 3)\n`]);
 

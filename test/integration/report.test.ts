@@ -41,7 +41,7 @@ describe('metaspn report weekly', () => {
     await ok(ws, ['queue', 'enqueue', 'contract', '--payload', '{"n":2}']);
     await ok(ws, ['worker', 'run', spec('Contract'), '--once'], 20);
     await ok(ws, ['alerts', 'check'], 60);
-    const ids = (JSON.parse(await ok(ws, ['queue', 'deadletter', 'list', 'contract', '--json'])) as { task: { id: string } }[]).map((d) => d.task.id);
+    const ids = (JSON.parse(await ok(ws, ['queue', 'deadletter', 'list', 'contract', '--json'])) as { dead_letters: { task: { id: string } }[] }).dead_letters.map((d) => d.task.id);
     await ok(ws, ['queue', 'retry', 'contract', '--task-id', ids[0]!]);
 
     const j = JSON.parse(await ok(ws, ['report', 'weekly', '--json']));

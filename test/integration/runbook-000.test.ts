@@ -49,7 +49,7 @@ describe('runbook 000, verbatim', () => {
         const run = cli(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', '.', '--once'], { cwd: ws });
         expect(run.code).toBe(20);
         const list = cli(['queue', 'deadletter', 'list', 'project_rewards', '--workspace', '.', '--json'], { cwd: ws });
-        vars['<task_id>'] = JSON.parse(list.stdout)[0].task.id;
+        vars['<task_id>'] = JSON.parse(list.stdout).dead_letters[0].task.id;
       }
       const r = cli(argv(line, vars), { cwd: ws });
       expect(r.code, `${line}\n${r.stderr}`).toBe(0);

@@ -115,7 +115,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     const before = readFileSync(join(ws, 'store', 's1_settlements.jsonl'), 'utf8');
     const w = cli(['worker', 'run', 'metaspn_ops.workers.s1:SettleSeasonWorker', '--workspace', ws, '--once']);
     expect(w.code).toBe(20);
-    const dead = JSON.parse(cli(['queue', 'deadletter', 'list', 'settle_season', '--workspace', ws, '--json']).stdout) as { reason: { kind: string; message: string } }[];
+    const dead = (JSON.parse(cli(['queue', 'deadletter', 'list', 'settle_season', '--workspace', ws, '--json']).stdout) as { dead_letters: { reason: { kind: string; message: string } }[] }).dead_letters;
     expect(dead).toHaveLength(1);
     expect(dead[0]!.reason.kind).toBe('contract');
     expect(dead[0]!.reason.message).toMatch(/settle_season of 2026-01-02: counted digest mismatch: the task expects [0-9a-f]{16}, .* give [0-9a-f]{16} now/);
@@ -136,7 +136,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     cli(['queue', 'resume', 'project_rewards', '--workspace', ws]);
     const w = cli(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--once']);
     expect(w.code).toBe(20);
-    const dead = JSON.parse(cli(['queue', 'deadletter', 'list', 'project_rewards', '--workspace', ws, '--json']).stdout) as { reason: { kind: string; message: string } }[];
+    const dead = (JSON.parse(cli(['queue', 'deadletter', 'list', 'project_rewards', '--workspace', ws, '--json']).stdout) as { dead_letters: { reason: { kind: string; message: string } }[] }).dead_letters;
     expect(dead[0]!.reason).toMatchObject({ kind: 'contract' });
     expect(dead[0]!.reason.message).toContain(`project_rewards of 2026-01-15: inputs digest mismatch: the task expects ${expected}, inputs/s1_signals.jsonl gives ${found} now`);
     const projections = join(ws, 'store', 's1_reward_projections.jsonl');

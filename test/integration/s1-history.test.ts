@@ -139,7 +139,7 @@ describe('run history', () => {
     cli(['queue', 'resume', 'project_rewards', '--workspace', ws]);
 
     const list = cli(['runs', 'list', '--workspace', ws, '--json']);
-    const runs = JSON.parse(list.stdout) as { run_id: string; status: string; current: boolean; failure: string | null }[];
+    const runs = (JSON.parse(list.stdout) as { runs: { run_id: string; status: string; current: boolean; failure: string | null }[] }).runs;
     expect(runs.map((r) => [r.run_id, r.status, r.current])).toEqual([
       ['bad', 'failed', false],
       ['good', 'success', true],
@@ -165,7 +165,7 @@ describe('run history', () => {
     // leaves) did not succeed: incomplete with 11, never 0.
     publish(ws, '2026-01-12', 'cut');
     rmSync(join(ws, 'manifests', 'publish_season_summary', 'date=2026-01-12', 'run=cut'), { recursive: true });
-    const cut = (JSON.parse(cli(['runs', 'list', '--workspace', ws, '--json']).stdout) as { run_id: string; status: string; exit_code: number }[]).find((r) => r.run_id === 'cut');
+    const cut = (JSON.parse(cli(['runs', 'list', '--workspace', ws, '--json']).stdout) as { runs: { run_id: string; status: string; exit_code: number }[] }).runs.find((r) => r.run_id === 'cut');
     expect(cut).toMatchObject({ status: 'incomplete', exit_code: 11 });
   }, 180_000);
 });

@@ -128,7 +128,7 @@ describe('metaspn serve: bodies', () => {
     expect((await run(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"n":2}'], { cwd: ws })).code).toBe(0);
     expect((await run(['worker', 'run', spec('Contract'), '--workspace', ws, '--once'], { cwd: ws })).code).toBe(20);
     await withServer(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN } }, async (s) => {
-      const dead = (await http('GET', `${s.url}/api/queues/contract/deadletters`)).json as { task: { id: string } }[];
+      const dead = ((await http('GET', `${s.url}/api/queues/contract/deadletters`)).json as { dead_letters: { task: { id: string } }[] }).dead_letters;
       expect(dead).toHaveLength(2);
       const one = dead[0]!.task.id;
       const retry = `${s.url}/api/queues/contract/retry`;
@@ -156,7 +156,7 @@ describe('metaspn serve: bodies', () => {
       // The control: a JSON body retries exactly the one named.
       const r = await http('POST', retry, { token: TOKEN, body: { task_id: one } });
       expect(r.status, r.text).toBe(200);
-      expect(r.json).toEqual({ worker: 'contract', retried: [one] });
+      expect(r.json).toEqual({ schema_version: 1, worker: 'contract', retried: [one] });
     });
   }, 180_000);
 });

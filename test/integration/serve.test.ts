@@ -25,14 +25,14 @@ async function workspaceWithDeadLetter(config?: unknown): Promise<{ ws: string; 
   expect(w.code, w.stderr).toBe(20);
   const dl = await run(['queue', 'deadletter', 'list', 'contract', '--workspace', ws, '--json'], { cwd: ws });
   expect(dl.code, dl.stderr).toBe(0);
-  const list = JSON.parse(dl.stdout) as { task: { id: string } }[];
+  const list = (JSON.parse(dl.stdout) as { dead_letters: { task: { id: string } }[] }).dead_letters;
   return { ws, deadId: list[0]!.task.id };
 }
 
 async function queues(s: Served): Promise<Record<string, QueueJson>> {
   const r = await http('GET', `${s.url}/api/queues`);
   expect(r.status).toBe(200);
-  return Object.fromEntries((r.json as QueueJson[]).map((q) => [q.queue, q]));
+  return Object.fromEntries((r.json as { queues: QueueJson[] }).queues.map((q) => [q.queue, q]));
 }
 
 /** Every kind of write the server has, none of which may change anything when refused. */
@@ -84,7 +84,7 @@ describe('metaspn serve: who may write', () => {
     try {
       const r = await http('POST', `${s.url}/api/queues/contract/retry`, { token: TOKEN, body: { task_id: deadId } });
       expect(r.status, r.text).toBe(200);
-      expect(r.json).toEqual({ worker: 'contract', retried: [deadId] });
+      expect(r.json).toEqual({ schema_version: 1, worker: 'contract', retried: [deadId] });
       expect((await queues(s)).contract).toMatchObject({ dead: 0, ready: 1 });
     } finally {
       await s.stop();
@@ -125,7 +125,7 @@ describe('metaspn serve: signed task submissions', () => {
       expect((await http('POST', url, { token: TOKEN, raw: tampered, headers: signed(now()) })).status).toBe(401);
 
       // Nothing so far reached the queue.
-      expect((await http('GET', `${s.url}/api/queues`)).json as QueueJson[]).not.toContainEqual(expect.objectContaining({ queue: 'signed_q' }));
+      expect(((await http('GET', `${s.url}/api/queues`)).json as { queues: QueueJson[] }).queues).not.toContainEqual(expect.objectContaining({ queue: 'signed_q' }));
 
       const ts = now();
       const first = await http('POST', url, { token: TOKEN, raw: body, headers: signed(ts) });

@@ -209,7 +209,7 @@ describe('torn last lines', () => {
       ]);
       expect(s.dead).toBe(1);
       expect(list.code, list.stderr).toBe(0);
-      expect((JSON.parse(list.stdout) as { task: { id: string } }[]).map((d) => d.task.id)).toEqual(['d1']);
+      expect((JSON.parse(list.stdout) as { dead_letters: { task: { id: string } }[] }).dead_letters.map((d) => d.task.id)).toEqual(['d1']);
       expect(show.code, show.stderr).toBe(0);
       expect(show.stdout).toMatch(/^task +d1$/m);
       expect(dry.code, dry.stderr).toBe(0);
@@ -238,7 +238,7 @@ describe('torn last lines', () => {
         run(['queue', 'deadletter', 'show', 'contract', 'd1', '--workspace', ws]),
       ]);
       expect(list.code, list.stderr).toBe(0);
-      expect((JSON.parse(list.stdout) as { task: { id: string } }[]).map((d) => d.task.id)).toEqual(['d1']);
+      expect((JSON.parse(list.stdout) as { dead_letters: { task: { id: string } }[] }).dead_letters.map((d) => d.task.id)).toEqual(['d1']);
       expect(show.code, show.stderr).toBe(0);
       expect(show.stdout).toMatch(/^task +d1$/m);
     });

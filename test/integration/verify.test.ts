@@ -36,7 +36,7 @@ async function fakeServer(o: FakeOptions): Promise<{ url: string; posts: string[
       if (req.url === '/health/test') return json(200, { status: 'ok', checks: [{ name: 'workspace_rw', ok: true, detail: '' }] });
       if (req.url === '/metrics') return void res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics);
       if (req.url === '/api/settings') return json(200, { env: o.env ?? 'development', write_enabled: true, signing: false });
-      if (req.url === '/api/queues') return json(200, []);
+      if (req.url === '/api/queues') return json(200, { schema_version: 1, queues: [] });
       return json(404, { error: 'not found' });
     });
   });

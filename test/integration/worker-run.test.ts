@@ -12,7 +12,8 @@ interface Stats {
   completed: number;
   dead: number;
   paused: boolean;
-  next_due_at: number | null;
+  /** ISO-8601, as every instant in JSON output. */
+  next_due_at: string | null;
   corrupt_records: number;
 }
 
@@ -69,7 +70,7 @@ interface DeadLetterJson {
 async function deadLetters(ws: string, queue: string): Promise<DeadLetterJson[]> {
   const r = await run(['queue', 'deadletter', 'list', queue, '--workspace', ws, '--json']);
   expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as DeadLetterJson[];
+  return (JSON.parse(r.stdout) as { dead_letters: DeadLetterJson[] }).dead_letters;
 }
 
 const NO_STACK = /\n\s+at \S+/;
@@ -105,7 +106,7 @@ describe('worker run', () => {
     expect(s.next_due_at).not.toBeNull();
     expect(executions(ws).map((e) => e.attempt)).toEqual([1]);
 
-    const due1 = s.next_due_at!;
+    const due1 = Date.parse(s.next_due_at!);
     await waitFor(() => Date.now() > due1, 10_000, 'first retry due');
     const r2 = await workerRun(ws, 'FailTimes', ['--once'], env);
     // The retry is due at most 1000 ms (no jitter) after this run's failure, which came before its exit.
