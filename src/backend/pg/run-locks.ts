@@ -334,7 +334,14 @@ export class PgRunLocks implements RunLocks {
               AND l.classid = ((x.k >> 32) & 4294967295)::oid AND l.objid = (x.k & 4294967295)::oid`,
           [key],
         );
-        await c.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [key]);
+        try {
+          await c.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [key]);
+        } catch (err) {
+          // The terminated session did not end within the row wait: report the lock as changing hands.
+          if ((err as { code?: string }).code !== '55P03') throw err;
+          await c.query('ROLLBACK');
+          return { holder, busy: true };
+        }
         advisory = true;
       }
       if (broke?.why === 'holder_gone') this.#warnTakeover(o, broke);
