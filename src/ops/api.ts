@@ -4,6 +4,7 @@ import { readLockStatus } from '../storage/run-lock.js';
 import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { assertQueueName } from '../queue/record.js';
 import { checkEnqueueBody } from '../queue/validate.js';
+import type { TaskView } from '../queue/types.js';
 import { checkRunId, newRunId } from '../runtime/run-id.js';
 import { Ledger } from '../storage/ledger.js';
 import { deadletterDir } from '../storage/paths.js';
@@ -54,6 +55,8 @@ export const TASKS_ROUTE = '/api/queues/:worker/tasks';
 export interface Api {
   /** Opens these queues now (their logs loaded), so the first write to each is as fast as the next. */
   preload(workers: readonly string[]): Promise<void>;
+  /** One task of a queue the workspace has, in any state (the /ops task view); null when unknown. */
+  task(worker: string, id: string): Promise<TaskView | null>;
   close(): Promise<void>;
 }
 
@@ -209,6 +212,7 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
 
   return {
     preload: (workers) => queues.preload(workers),
+    task: async (worker, id) => (queueNamesOf(ctx.ws).includes(worker) ? queues.use(worker, (q) => q.getTask(id)) : null),
     close: async () => {
       events.close();
       await queues.closeAll();

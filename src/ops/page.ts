@@ -10,7 +10,8 @@ import { findRun, readRuns } from '../storage/runs.js';
 import { throughput } from '../storage/task-durations.js';
 import { assertQueueName, checkTaskId } from '../queue/record.js';
 import { checkRunId } from '../runtime/run-id.js';
-import { renderMissingPage, renderRunPage, renderTaskPage } from './page/detail.js';
+import { renderMissingPage, renderRunPage, renderTaskPage, renderTaskViewPage } from './page/detail.js';
+import type { TaskView } from '../queue/types.js';
 import { renderOpsData, renderOpsPage, type OpsPageView, type Section } from './page/render.js';
 import type { OpsContext } from './server.js';
 import { queueNamesOf, queueView } from './workspace-view.js';
@@ -119,7 +120,7 @@ function valid(check: () => unknown): boolean {
  * server's onRequest hook like every other non-health route: open on loopback, token elsewhere.
  * `GET /ops?part=data` answers only the data panels, which the page's Refresh swaps in.
  */
-export function registerOpsPage(app: FastifyInstance, ctx: OpsContext): void {
+export function registerOpsPage(app: FastifyInstance, ctx: OpsContext, lookup: { task(worker: string, id: string): Promise<TaskView | null> }): void {
   app.get('/ops', async (req: FastifyRequest<{ Querystring: PageQuery }>, reply) => {
     const nonce = randomBytes(16).toString('base64');
     const view = opsPageView(ctx, new Date(), req.query ?? {});
@@ -133,9 +134,13 @@ export function registerOpsPage(app: FastifyInstance, ctx: OpsContext): void {
   app.get('/ops/task/:worker/:id', async (req: FastifyRequest<{ Params: { worker: string; id: string } }>, reply) => {
     const nonce = randomBytes(16).toString('base64');
     const { worker, id } = req.params;
-    const d = valid(() => assertQueueName(worker)) && checkTaskId(id) === null ? new DeadLetterFiles(deadletterDir(ctx.ws, worker)).read(id) : null;
-    if (!d) return pageHeaders(reply.code(404), nonce).send(renderMissingPage(nonce, `No dead letter ${id.slice(0, 200)} in ${worker.slice(0, 100)} (retried, discarded, or never there).`, '../../../ops'));
-    return pageHeaders(reply, nonce).send(renderTaskPage(nonce, worker, d));
+    const ok = valid(() => assertQueueName(worker)) && checkTaskId(id) === null;
+    const d = ok ? new DeadLetterFiles(deadletterDir(ctx.ws, worker)).read(id) : null;
+    if (d) return pageHeaders(reply, nonce).send(renderTaskPage(nonce, worker, d));
+    // Any other task of the queue, in whatever state it is: its record from the queue itself.
+    const v = ok ? await lookup.task(worker, id) : null;
+    if (!v) return pageHeaders(reply.code(404), nonce).send(renderMissingPage(nonce, `No task ${id.slice(0, 200)} in ${worker.slice(0, 100)} (never there, or a completed one past retention).`, '../../../ops'));
+    return pageHeaders(reply, nonce).send(renderTaskViewPage(nonce, worker, v));
   });
 
   app.get('/ops/run/:run_id', async (req: FastifyRequest<{ Params: { run_id: string } }>, reply) => {

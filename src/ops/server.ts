@@ -186,7 +186,7 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
     if (route.url === TASKS_ROUTE) route.bodyLimit = limits.tasksBodyLimit;
   });
   const api = registerApi(app, ctx);
-  registerOpsPage(app, ctx);
+  registerOpsPage(app, ctx, { task: (worker, id) => api.task(worker, id) });
   app.addHook('onClose', async () => api.close());
   if (ctx.preloadQueues) {
     // Which queues, now (a linked queue/ stops serve at start, 30); loading them after the server

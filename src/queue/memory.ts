@@ -23,6 +23,7 @@ import type {
   TaskRecord,
   TaskState,
   EnqueueOptions,
+  TaskView,
 } from './types.js';
 
 interface Entry {
@@ -241,6 +242,11 @@ export class MemoryQueue implements Queue {
     return [...this.entries.values()]
       .filter((e) => e.status.state === 'dead')
       .map((e) => deadLetterOf(e.record, wallTime(e.status.time, this.clock.read())));
+  }
+
+  async getTask(id: string): Promise<TaskView | null> {
+    const e = this.entries.get(id);
+    return e ? { state: e.status.state, task: structuredClone(e.record) } : null;
   }
 
   async getDead(id: string): Promise<DeadLetter | null> {

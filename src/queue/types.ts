@@ -73,6 +73,12 @@ export interface TaskRecord {
 /** Longest task group, in characters. */
 export const GROUP_MAX_CHARS = 200;
 
+/** A task and where it stands ({@link Queue.getTask}). */
+export interface TaskView {
+  state: TaskState;
+  task: TaskRecord;
+}
+
 export interface NewTask {
   id: string;
   payload: unknown;
@@ -267,5 +273,11 @@ export interface Queue {
   states(ids: readonly string[]): Promise<(TaskState | null)[]>;
   listDead(): Promise<DeadLetter[]>;
   getDead(id: string): Promise<DeadLetter | null>;
+  /**
+   * One task whatever its state, with its whole record (payload, every attempt's error, retries,
+   * cancellation): what a task detail view shows. null for an id the queue does not know, or one
+   * whose record a compaction no longer keeps (a completed or cancelled task past retention).
+   */
+  getTask(id: string): Promise<TaskView | null>;
   close(): Promise<void>;
 }

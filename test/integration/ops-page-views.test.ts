@@ -166,8 +166,15 @@ describe('the /ops page views', () => {
       expect(await deadShown()).toEqual(['c2']);
       expect(await runsShown()).toEqual(second);
 
+      // A task that is not a dead letter has its view too: its state, payload and the failed attempt.
+      await page.goto(`${s.url}/ops/task/flaky/f1`);
+      await expect(page.locator('#task h2').textContent()).resolves.toMatch(/Task f1\s*scheduled/);
+      await expect(page.locator('#payload pre').textContent()).resolves.toContain('"fail": 1');
+      expect(await page.locator('#errors-table tbody tr').count()).toBe(1);
+      await expect(page.locator('#back').getAttribute('href')).resolves.toBe('../../../ops');
       // Unknown ids are a 404 page, not an error.
       expect((await http('GET', `${s.url}/ops/task/contract/nope`)).status).toBe(404);
+      expect((await http('GET', `${s.url}/ops/task/no-such-queue/f1`)).status).toBe(404);
       expect((await http('GET', `${s.url}/ops/run/20990101T000000Z-000000`)).status).toBe(404);
       expect(errors).toEqual([]);
     } finally {

@@ -378,6 +378,19 @@ export function describeQueueBackend(backend: string, make: MakeQueue, extras: B
       await c.q.close();
     });
 
+    it('getTask: one task in any state with its whole record (payload, errors, group), null for an unknown id', async () => {
+      const c = await setup(3);
+      await c.q.enqueue([{ id: 'g', payload: { n: 7 }, group: 'p/2026-01-02' }]);
+      expect(await c.q.getTask('g')).toMatchObject({ state: 'ready', task: { id: 'g', payload: { n: 7 }, group: 'p/2026-01-02', attempt_count: 0, errors: [] } });
+      const [got] = await c.q.claim({ owner: ME, max: 1, lease_ms: 1000 });
+      expect((await c.q.getTask('g'))?.state).toBe('leased');
+      await c.q.fail('g', got!.lease, err('boom'), 60_000);
+      const failed = await c.q.getTask('g');
+      expect(failed).toMatchObject({ state: 'scheduled', task: { attempt_count: 1, errors: [{ message: 'boom', attempt: 1 }] } });
+      expect(await c.q.getTask('nope')).toBeNull();
+      await c.q.close();
+    });
+
     it('back-pressure: an enqueue past max_queue_size is refused whole, existing ids do not count', async () => {
       const clock = new FakeClock();
       const q = await make({ name: 'bp', max_queue_size: 3, now: clock.now, ownerAlive: () => true });

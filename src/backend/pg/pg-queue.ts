@@ -21,6 +21,7 @@ import type {
   TaskError,
   TaskRecord,
   TaskState,
+  TaskView,
 } from '../../queue/types.js';
 import { inTransaction, isUnavailable, pgError, sharedPool, type PgPool, type PoolLease } from './connection.js';
 import { AckBatcher, type AckKind, type AckOp } from './acks.js';
@@ -390,6 +391,14 @@ export class PgQueue implements Queue {
 
   async getDead(id: string): Promise<DeadLetter | null> {
     return (await this.dead(id))[0] ?? null;
+  }
+
+  async getTask(id: string): Promise<TaskView | null> {
+    await this.ready('reading a task');
+    const r = await this.run('reading a task', () => this.pool.query<RecordRow & { state: number }>(this.sql.task, [this.name, id]));
+    const row = r.rows[0];
+    const state = row ? STATES[row.state] : undefined;
+    return row && state ? { state, task: this.recordOf(row) } : null;
   }
 
   /** The names of the queues this schema knows (any that was ever enqueued to or paused), sorted. */

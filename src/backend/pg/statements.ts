@@ -46,6 +46,8 @@ export interface Statements {
   stats: string;
   states: string;
   dead: string;
+  /** One task's record and state (getTask). */
+  task: string;
   queueNames: string;
   taskState: string;
 }
@@ -224,5 +226,6 @@ function build(S: string): Statements {
     dead: `SELECT ${RECORD} FROM ${T} k WHERE k.queue = $1 AND k.state = 4 AND ($2::text IS NULL OR k.id = $2)`,
     queueNames: `SELECT name FROM ${S}.queue ORDER BY name`,
     taskState: `SELECT state, fence::float8 AS fence, owner FROM ${T} WHERE queue = $1 AND id = $2`,
+    task: `SELECT ${RECORD}, k.state FROM ${T} k WHERE k.queue = $1 AND k.id = $2`,
   };
 }

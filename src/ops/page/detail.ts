@@ -1,9 +1,9 @@
 /**
- * The /ops page's detail views, server-rendered like the page and read-only: a dead letter (its
- * payload, every attempt's error, its history) and a run (its steps, and from each step's manifest
+ * The /ops page's detail views, server-rendered like the page and read-only: a task in any state
+ * and a dead letter (its payload, every attempt's error, its history) and a run (its steps, and from each step's manifest
  * what it read, wrote and checked). Links are relative, so they work under a path prefix.
  */
-import type { DeadLetter } from '../../queue/types.js';
+import type { DeadLetter, TaskRecord, TaskView } from '../../queue/types.js';
 import type { Manifest } from '../../storage/manifest.js';
 import type { RunInfo } from '../../storage/runs.js';
 import { OPS_CSS } from './client.js';
@@ -46,26 +46,50 @@ ${t.group ? html`<dt>Group</dt><dd class="mono">${t.group}</dd>` : null}
 </dl>
 <p class="muted">Retry or discard it from the dead letters on the ops page, or: <span class="mono">metaspn queue retry ${worker} --task-id ${t.id}</span></p>
 </section>
-<section id="payload"><h2>Payload</h2><pre class="payload mono">${JSON.stringify(t.payload, null, 2)}</pre></section>
+${taskSections(t)}`;
+  return shell(nonce, `${worker} / ${t.id}`, '../../../ops', body);
+}
+
+/** Any task of a queue, in whatever state it is (ready, scheduled, leased, completed, cancelled). */
+export function renderTaskViewPage(nonce: string, worker: string, v: TaskView): string {
+  const t = v.task;
+  const body = html`<section id="task"><h2>Task <span class="mono">${t.id}</span> <span class="badge">${v.state}</span></h2>
+<dl class="kv">
+<dt>Queue</dt><dd class="mono">${worker}</dd>
+<dt>State</dt><dd>${v.state}</dd>
+<dt>Attempts</dt><dd>${t.attempt_count} of ${t.max_attempts}</dd>
+<dt>Created</dt><dd>${formatTime(t.created_at)}</dd>
+<dt>Updated</dt><dd>${formatTime(t.updated_at)}</dd>
+${t.group ? html`<dt>Group</dt><dd class="mono">${t.group}</dd>` : null}
+</dl>
+</section>
+${taskSections(t)}`;
+  return shell(nonce, `${worker} / ${t.id}`, '../../../ops', body);
+}
+
+/** What every task view shows: the payload, each attempt's error (with its stack), and the history. */
+function taskSections(t: TaskRecord): Html {
+  return html`<section id="payload"><h2>Payload</h2><pre class="payload mono">${JSON.stringify(t.payload, null, 2)}</pre></section>
 <section id="errors"><h2>Attempts</h2>
-<div class="scroll"><table id="errors-table">
+${t.errors.length
+  ? html`<div class="scroll"><table id="errors-table">
 <thead><tr><th class="num">#</th><th>At (UTC)</th><th>Kind</th><th>Error</th></tr></thead>
 <tbody>${t.errors.map(
-    (e) => html`<tr data-attempt="${e.attempt}">
+      (e) => html`<tr data-attempt="${e.attempt}">
 <td class="num">${e.attempt}</td>
 <td>${formatTime(e.at)}</td>
 <td><span class="badge ${e.kind === 'contract' ? 'bad' : 'warn'}">${e.kind}</span></td>
 <td class="err"><span class="mono">${e.class}</span>${e.code ? html` <span class="mono">[${e.code}]</span>` : null}: ${e.message}${e.stack?.length ? html`<pre class="payload mono">${e.stack.join('\n')}</pre>` : null}</td>
 </tr>`,
-  )}</tbody>
-</table></div>
+    )}</tbody>
+</table></div>`
+  : html`<p class="empty">No failed attempt.</p>`}
 </section>
 <section id="history"><h2>History</h2>
 ${t.retries.length || t.cancelled
   ? html`<ul>${t.retries.map((r) => html`<li>${formatTime(r.at)}: retried by <span class="mono">${r.by}</span> after ${r.attempt_count} attempt(s)</li>`)}${t.cancelled ? html`<li>${formatTime(t.cancelled.at)}: ${t.cancelled.discarded ? 'discarded' : 'cancelled'} by <span class="mono">${t.cancelled.by}</span>: ${t.cancelled.reason}</li>` : null}</ul>`
   : html`<p class="empty">Never retried.</p>`}
 </section>`;
-  return shell(nonce, `${worker} / ${t.id}`, '../../../ops', body);
 }
 
 /** A run: its steps, and for each, the manifest: tasks, inputs read (with digests), outputs written, checks. */

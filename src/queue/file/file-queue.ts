@@ -28,6 +28,7 @@ import type {
   TaskRecord,
   TaskState,
   EnqueueOptions,
+  TaskView,
 } from '../types.js';
 import { LineBuffer } from './codec.js';
 import { compact, type Retention } from './compact.js';
@@ -476,6 +477,17 @@ export class FileQueue implements Queue {
         const n = idx.ids.get(id);
         return n >= 0 ? idx.stateOf(n) : null;
       });
+      return () => out;
+    });
+  }
+
+  getTask(id: string): Promise<TaskView | null> {
+    return this.submit('task', true, () => {
+      const idx = this.state().idx;
+      const n = idx.ids.get(id);
+      // A slot kept only for dedup (a compacted completed or cancelled task) has no record left.
+      const rec = n >= 0 ? ((this.held.get(id)?.task ?? (this.state().recordAt(n) as { task?: TaskRecord } | null)?.task) ?? null) : null;
+      const out: TaskView | null = rec ? { state: idx.stateOf(n), task: rec } : null;
       return () => out;
     });
   }
