@@ -151,6 +151,16 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       const rolled = await stores.readLedger();
       expect(rolled.problems).toEqual([]);
       expect(rolled.entries[2]).toMatchObject({ seq: 3, kind: 'rollback', detail: { pipeline: NAME, reason: 'drill', steps: 1, target_hash: after.entries[0]!.hash } });
+      // runs list and show read the database's manifests and pointers.
+      const listed = cli(['runs', 'list', '--workspace', dir, '--json'], { env });
+      expect(listed.code, listed.stderr).toBe(0);
+      expect((JSON.parse(listed.stdout) as { runs: { run_id: string; status: string; current: boolean }[] }).runs.map((x) => [x.run_id, x.status, x.current])).toEqual([
+        [again.run_id, 'success', false],
+        [first.run_id, 'success', true],
+      ]);
+      const shown = cli(['runs', 'show', first.run_id, '--workspace', dir], { env });
+      expect(shown.code, shown.stderr).toBe(0);
+      expect(shown.stdout).toContain(`pg:metaspn.manifest/${NAME}/finalize/date=2026-03-04/run=${first.run_id}`);
       // Too far back: nothing moves.
       rb = cli(['pipeline', 'rollback', NAME, '--workspace', dir, '--steps', '5', '--reason', 'drill'], { env });
       expect([rb.code, rb.stderr.split('\n')[0]]).toEqual([10, 'error: --steps 5: only 1 publish(es) in effect; nothing that far back']);

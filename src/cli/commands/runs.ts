@@ -11,7 +11,10 @@ import { printJson, table, truncate } from '../format.js';
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
 import { collect, openWorkspace } from '../options.js';
 import { formatRun } from './pipeline.js';
-import { fileDeps } from '../../pipeline/file-deps.js';
+import { fileDeps, pgDeps } from '../../pipeline/file-deps.js';
+import { PgStores } from '../../backend/pg/stores.js';
+import { resolveBackend, type PgSetting } from '../../backend/pg/setting.js';
+import type { PipelineStores } from '../../pipeline/stores.js';
 import { planPartition } from '../../pipeline/plan.js';
 import { bundledPipeline } from '../../pipeline/bundled.js';
 import { loadPipeline } from '../../pipeline/registry.js';
@@ -62,7 +65,7 @@ export function registerRuns(program: Command): void {
         ...(r.retry_of_run_id ? [`retry of   ${r.retry_of_run_id}`] : []),
         `status     ${r.status}  exit ${r.exit_code}  ${(r.duration_ms / 1000).toFixed(1)}s  (${r.started_at} .. ${r.finished_at})`,
         ...(r.failure ? [`failure    ${r.failure}`] : []),
-        table(r.steps.map((s) => [`  ${s.step}`, s.status, `exit ${s.exit_code}`, `${(s.duration_ms / 1000).toFixed(1)}s`, relative(ws.root, s.manifest)])),
+        table(r.steps.map((s) => [`  ${s.step}`, s.status, `exit ${s.exit_code}`, `${(s.duration_ms / 1000).toFixed(1)}s`, isAbsolute(s.manifest) ? relative(ws.root, s.manifest) : s.manifest])),
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
       reportProblems(mine);
@@ -91,7 +94,8 @@ export function registerRuns(program: Command): void {
       const newId = newRunId();
       const skipChecks = skipChecksOf(o);
       const report = await runLocked(o.workspace, def.name, newId, o, async (log, stop, force, lockLost) => {
-        const d = fileDeps(ws, cfg, log);
+        const pg = workspaceBackend(ws);
+        const d = pg ? pgDeps(ws, cfg, log, pg) : fileDeps(ws, cfg, log);
         try {
           return await runPartition({ def, plan, runId: newId, retryOf: runId, by: `retry ${newId}`, stop, force, lockLost, skipChecks }, d);
         } finally {
@@ -166,14 +170,36 @@ function reportProblems(problems: StateFileProblem[]): void {
   });
 }
 
-/** The run records of the workspace, read through its stores (the file backend's manifests and pointers). */
+/**
+ * The run records of the workspace, read through its stores: the file backend's manifests and
+ * pointers, and on PostgreSQL the database's too (pipeline runs are there; Season 1's and earlier
+ * runs on files stay in the workspace), newest first.
+ */
 async function runRecords(ws: WorkspacePaths, filter: RunsFilter): Promise<RunsRead> {
-  const stores = new FileStores(ws);
+  const read = async (stores: PipelineStores): Promise<RunsRead> => {
+    try {
+      const r = await readRunRecords(stores, filter);
+      // Problems named relative to the workspace, as doctor names them.
+      return { runs: r.runs, problems: r.problems.map((p) => ({ ...p, path: isAbsolute(p.path) ? relative(ws.root, p.path) : p.path })) };
+    } finally {
+      await stores.close();
+    }
+  };
+  const files = await read(new FileStores(ws));
+  const pg = workspaceBackend(ws);
+  if (!pg) return files;
+  const db = await read(new PgStores({ setting: pg }));
+  const runs = [...db.runs, ...files.runs].sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : 0));
+  return { runs, problems: [...db.problems, ...files.problems] };
+}
+
+/** The PostgreSQL backend the environment and the workspace's config select, or null (files); a config that does not load leaves the environment's choice. */
+function workspaceBackend(ws: WorkspacePaths): PgSetting | null {
+  let cfg;
   try {
-    const r = await readRunRecords(stores, filter);
-    // Problems named relative to the workspace, as doctor names them.
-    return { runs: r.runs, problems: r.problems.map((p) => ({ ...p, path: isAbsolute(p.path) ? relative(ws.root, p.path) : p.path })) };
-  } finally {
-    await stores.close();
+    cfg = loadConfig(ws);
+  } catch {
+    return resolveBackend({ env: process.env });
   }
+  return resolveBackend({ env: process.env, config: cfg.backend, configFile: cfg.file });
 }
