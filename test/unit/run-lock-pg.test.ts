@@ -137,6 +137,30 @@ describe.skipIf(!up)('PostgreSQL run locks', () => {
     await lock.release();
   });
 
+  it('a database default idle_session_timeout ends idle sessions, never the lock session', async () => {
+    const schema = `l_${++schemas}`;
+    const locks = new PgRunLocks({ setting: { url: db.url, source: 'test', schema } });
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    await admin.query(`ALTER DATABASE ${db.name} SET idle_session_timeout = '300ms'`);
+    try {
+      const lock = await locks.acquire({ name: 'daily', cmd: 'test', log: quiet });
+      // A plain session opened now is ended by the timeout: that is when the lock session would be.
+      const control = new pg.Client({ connectionString: db.url });
+      let ended = false;
+      control.on('error', () => undefined);
+      control.on('end', () => (ended = true));
+      await control.connect();
+      await waitFor(() => ended, 10_000, 'the idle control session to be ended by the server');
+      expect(lock.stillHeld()).toBe(true);
+      expect(await lock.whileHeld(() => 'published')).toBe('published');
+      await lock.release();
+    } finally {
+      await admin.query(`ALTER DATABASE ${db.name} RESET idle_session_timeout`);
+      await admin.end();
+    }
+  });
+
   it('an unreachable database is exit 11, named, without a password', async () => {
     const locks = new PgRunLocks({ setting: { url: 'postgres://postgres:secret@127.0.0.1:1/nowhere', source: 'test' } });
     const err = (await locks.acquire({ name: 'daily', cmd: 'test', log: quiet }).catch((e: unknown) => e)) as MetaspnError;

@@ -277,6 +277,9 @@ export class PgRunLocks implements RunLocks {
     c.on('error', () => undefined);
     try {
       await c.connect();
+      // A server or role default must not end an idle holder's session (it would lose the lock),
+      // nor one inside a long fenced publish.
+      await c.query('SET idle_session_timeout = 0; SET idle_in_transaction_session_timeout = 0');
     } catch (err) {
       await c.end().catch(() => undefined);
       throw err;
