@@ -17,7 +17,7 @@ afterEach(() => {
 });
 
 describe('crash: attempts are charged fairly', () => {
-  it('five SIGKILLs of a worker holding ~300 prefetched tasks charge at most the five running ones; nothing that never ran is dead-lettered', async () => {
+  it('five SIGKILLs of a worker holding ~300 prefetched tasks charge only tasks that had started (at most two per kill); nothing that never ran is dead-lettered', async () => {
     const N = 300;
     const KILLS = 5;
     const ws = tempWorkspace({ demo: false });
@@ -40,12 +40,15 @@ describe('crash: attempts are charged fairly', () => {
       totals: { failed: number };
     };
     expect(stats).toMatchObject({ completed: N, dead: 0, ready: 0, leased: 0 });
-    // One running task per kill (concurrency 1) may lose its attempt; the prefetched ones lose nothing.
+    // A kill (concurrency 1) catches at most two started tasks: the one running, and the one before
+    // it when its completion is still in its acknowledgement window (2 ms, not yet on disk: the next
+    // handler does not wait for that fsync). Those may lose an attempt; the ~300 prefetched ones
+    // that never started lose nothing (before, every one of them was charged at each kill).
     expect(stats.totals.failed).toBeGreaterThanOrEqual(1);
-    expect(stats.totals.failed).toBeLessThanOrEqual(KILLS);
-    // Every task ran; the only ones run twice are those a kill interrupted.
+    expect(stats.totals.failed).toBeLessThanOrEqual(2 * KILLS);
+    // Every task ran; the only ones run twice are those a kill caught started.
     const ran = starts(ws).map((l) => l.split(' ')[1]!);
     expect(new Set(ran).size).toBe(N);
-    expect(ran.length - N).toBeLessThanOrEqual(KILLS);
+    expect(ran.length - N).toBeLessThanOrEqual(2 * KILLS);
   }, 180_000);
 });
