@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import stringify from 'fast-json-stable-stringify';
 import { DAY_MS, dayNumber } from './dates.js';
 import { compareSignals } from './math/attention.js';
 import { compareText } from './math/order.js';
@@ -16,7 +15,16 @@ export const EMPTY_DIGEST = 'e3b0c44298fc1c14';
 /** First 16 hex digits of sha256 over `lines`, each followed by `\n` (UTF-8). */
 export function digestOfLines(lines: Iterable<string>): string {
   const h = createHash('sha256');
-  for (const line of lines) h.update(`${line}\n`);
+  // The same bytes in chunks of about 64 KiB: one update per line cost a native call per signal.
+  let chunk = '';
+  for (const line of lines) {
+    chunk += `${line}\n`;
+    if (chunk.length >= 65_536) {
+      h.update(chunk);
+      chunk = '';
+    }
+  }
+  if (chunk !== '') h.update(chunk);
   return h.digest('hex').slice(0, 16);
 }
 
@@ -34,7 +42,11 @@ export function windowBounds(date: string, asOfMs: number, windowDays: number): 
 
 /** One line of the inputs digest: the stable stringification of `{signal_id, ts, subject_ref, kind, value}`, `ts` as written. */
 export function signalDigestLine(s: Signal): string {
-  return stringify({ signal_id: s.signal_id, ts: tsText(s), subject_ref: s.subject_ref, kind: s.kind, value: s.value });
+  // Written out with its keys in sorted order: byte for byte what fast-json-stable-stringify gives
+  // for these five fields (strings as JSON.stringify, a finite number as String), without sorting
+  // the keys of a fresh object per signal, which took a tenth of a 1M-signal run.
+  const value = Number.isFinite(s.value) ? String(s.value) : 'null';
+  return `{"kind":${JSON.stringify(s.kind)},"signal_id":${JSON.stringify(s.signal_id)},"subject_ref":${JSON.stringify(s.subject_ref)},"ts":${JSON.stringify(tsText(s))},"value":${value}}`;
 }
 
 /**
@@ -57,6 +69,37 @@ export function countedDigest(ids: Iterable<string>): string {
   return digestOfLines([...ids].sort(compareText));
 }
 
+/** Index bits of the sort key below: up to 4M signals (more fall back to the comparator sort). */
+const INDEX_BITS = 22n;
+
+/**
+ * `signals` sorted by {@link compareSignals}, in place. Keyed by instant in a BigUint64Array
+ * (instant << 22 | index), whose native numeric sort is several times faster on a million signals
+ * than a comparator called some twenty million times; runs of one instant are then ordered by
+ * signal_id. Signals outside the key's range (a negative instant, one past 2109, over 4M signals)
+ * take the comparator sort: same order either way.
+ */
+function sortSignals(signals: Signal[]): Signal[] {
+  const n = signals.length;
+  if (n < 2 || n >= 1 << Number(INDEX_BITS) || signals.some((x) => !Number.isSafeInteger(x.ts_ms) || x.ts_ms < 0 || x.ts_ms >= 2 ** 41)) return signals.sort(compareSignals);
+  const keys = new BigUint64Array(n);
+  for (let i = 0; i < n; i++) keys[i] = (BigInt(signals[i]!.ts_ms) << INDEX_BITS) | BigInt(i);
+  keys.sort();
+  const mask = (1n << INDEX_BITS) - 1n;
+  const out = new Array<Signal>(n);
+  for (let i = 0; i < n; i++) out[i] = signals[Number(keys[i]! & mask)]!;
+  for (let i = 0; i < n; ) {
+    let j = i + 1;
+    while (j < n && out[j]!.ts_ms === out[i]!.ts_ms) j++;
+    if (j - i > 1) {
+      const run = out.slice(i, j).sort(compareSignals);
+      for (let k = 0; k < run.length; k++) out[i + k] = run[k]!;
+    }
+    i = j;
+  }
+  return out;
+}
+
 /**
  * The signals of a file sorted once by (instant, signal_id): the signals of any date's window are
  * then one contiguous slice, found by binary search (a backfill of many dates over a million
@@ -66,7 +109,7 @@ export class SortedSignals {
   private readonly sorted: readonly Signal[];
 
   constructor(signals: Iterable<Signal>) {
-    this.sorted = [...signals].sort(compareSignals);
+    this.sorted = sortSignals([...signals]);
   }
 
   /** How many signals the file holds. */
