@@ -124,7 +124,8 @@ describe('--json documents', () => {
 
     // Every command that takes --json was driven above.
     const all = jsonCommands(await buildProgram());
-    expect(all.length).toBeGreaterThan(30);
+    // 29 when this test was written: the walk finds them (a walk finding none would pass the check below).
+    expect(all.length).toBeGreaterThanOrEqual(29);
     expect(all.filter((c) => !covered.has(c))).toEqual([]);
   }, 300_000);
 });
