@@ -1,15 +1,12 @@
 // Discarding dead letters over `metaspn serve`: POST /api/queues/:worker/discard, guarded like every
 // write, and the Discard button of the /ops page in a real headless Chromium (Debian's `chromium`).
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useChromium } from './browser.js';
 import { run, spec, tempWorkspace } from './cli.js';
 import { http, startServe } from './serve-process.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const TOKEN = 'ops-discard-token-0123456789';
 /** Set to a path (e.g. /tmp/ops-discard.png) to keep a screenshot of the dead letters with their buttons. */
 const SCREENSHOT = process.env.OPS_PAGE_SCREENSHOT;
@@ -42,19 +39,7 @@ async function withDeadLetters(ids: string[]): Promise<string> {
   return ws;
 }
 
-let browser: BrowserContext;
-let profile: string;
-
-beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)`);
-  profile = mkdtempSync(join(tmpdir(), 'metaspn-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1280, height: 900 } });
-});
-
-afterAll(async () => {
-  await browser?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
-});
+const browser = useChromium();
 
 describe('discarding dead letters over serve', () => {
   it('POST /api/queues/:worker/discard: guarded like every write; checked before anything changes; ledgered with the caller', async () => {
@@ -107,7 +92,7 @@ describe('discarding dead letters over serve', () => {
   it('the /ops page: Discard asks why, discards the task with the token and shows it gone; no reason, nothing happens', async () => {
     const ws = await withDeadLetters(['a', 'b']);
     const s = await startServe(ws, { env: { METASPN_ENV: 'development', METASPN_ADMIN_TOKEN: TOKEN } });
-    const page = await browser.newPage();
+    const page = await browser().newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     try {

@@ -6,30 +6,17 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from
 import { createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { useChromium } from './browser.js';
 import { DEMO_INPUTS, run, spec } from './cli.js';
 import { http, startServe, type Served } from './serve-process.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const TOKEN = 'ops-views-token-0123456789';
 /** Set to a folder to keep screenshots of the page at desktop and phone sizes. */
 const SHOTS = process.env.OPS_PAGE_SCREENSHOT_DIR;
 
-let browser: BrowserContext;
-let profile: string;
-
-beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)`);
-  profile = mkdtempSync(join(tmpdir(), 'metaspn-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1280, height: 900 } });
-});
-
-afterAll(async () => {
-  await browser?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
-});
+const browser = useChromium();
 
 async function ok(args: string[], code = 0, env: NodeJS.ProcessEnv = {}): Promise<void> {
   const r = await run(args, { env });
@@ -60,7 +47,7 @@ function ledgerKinds(ws: string): string[] {
 }
 
 async function open(url: string, o: { width?: number; height?: number; dark?: boolean; fakeClock?: boolean } = {}): Promise<{ page: Page; errors: string[] }> {
-  const page = await browser.newPage();
+  const page = await browser().newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   if (o.width) await page.setViewportSize({ width: o.width, height: o.height ?? 844 });

@@ -3,15 +3,13 @@
 // renders is escaped, and in production the controls are disabled and a forged POST gets 403.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { useChromium } from './browser.js';
 import { cli, cliSpawn, tempWorkspace } from './cli.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const TOKEN = `ops-page-${randomBytes(12).toString('hex')}`;
 /** Set to a path (e.g. /tmp/ops-page.png) to keep a full-page screenshot of the development page. */
 const SCREENSHOT = process.env.OPS_PAGE_SCREENSHOT;
@@ -112,26 +110,14 @@ const statsOf = async (s: Server, q: string): Promise<QueueStats> => (await api<
 /** The text of one cell of the queues table, by queue and stat. */
 const cell = (page: Page, queue: string, stat: string): Promise<string | null> => page.locator(`#queues-table tr[data-queue="${queue}"] [data-stat="${stat}"]`).textContent();
 
-let browser: BrowserContext;
-let profile: string;
-
-beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)`);
-  profile = mkdtempSync(join(tmpdir(), 'metaspn-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1280, height: 900 } });
-});
-
-afterAll(async () => {
-  await browser?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
-});
+const browser = useChromium();
 
 describe('the /ops page in headless Chromium', () => {
   it('development: shows queues, dead letters, runs and the lock; Retry with the token moves the dead letter back to ready', async () => {
     const ws = workspaceWithDeadLetters();
     const s = await serve(ws, { METASPN_ENV: 'development', METASPN_ADMIN_TOKEN: TOKEN });
     await alertsChecked(s);
-    const page = await browser.newPage();
+    const page = await browser().newPage();
     const consoleErrors: string[] = [];
     page.on('console', (m) => {
       if (m.type() === 'error') consoleErrors.push(m.text());
@@ -227,7 +213,7 @@ describe('the /ops page in headless Chromium', () => {
   it('production: write controls are disabled and a forged POST with the right token gets 403 and changes nothing', async () => {
     const ws = workspaceWithDeadLetters();
     const s = await serve(ws, { METASPN_ENV: 'production', METASPN_ADMIN_TOKEN: TOKEN });
-    const page = await browser.newPage();
+    const page = await browser().newPage();
     try {
       await page.goto(`${s.url}/ops`);
       await expect(page.locator('#env').textContent()).resolves.toBe('PRODUCTION');
