@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { onTestFailed } from 'vitest';
@@ -119,6 +119,19 @@ export function tempWorkspace(o: WorkspaceOptions = {}): string {
   cleanups.push(() => {
     if (!failed) rmSync(dir, { recursive: true, force: true });
   });
+  return dir;
+}
+
+/**
+ * A fresh copy of the example pipeline's workspace (examples/daily-projections: config, module,
+ * model and inputs; none of its run state), with `metaspn` installed beside it (linked to this
+ * repository, as `npm link` would). Removed with the other workspaces.
+ */
+export function exampleWorkspace(): string {
+  const dir = tempWorkspace({ demo: false });
+  for (const f of ['metaspn.config.json', 'pipeline.mjs', 'model.mjs', 'inputs']) cpSync(join(ROOT, 'examples', 'daily-projections', f), join(dir, f), { recursive: true });
+  mkdirSync(join(dir, 'node_modules'));
+  symlinkSync(ROOT, join(dir, 'node_modules', 'metaspn'), 'dir');
   return dir;
 }
 

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { PgStores } from '../../src/backend/pg/stores.js';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
 import { tempDir } from '../temp.js';
 import { until } from '../wait.js';
-import { cli, ROOT, tempWorkspace, type CliResult } from './cli.js';
+import { cli, exampleWorkspace, ROOT, type CliResult } from './cli.js';
 
 /**
  * The example pipeline (examples/daily-projections) through the real CLI with the PostgreSQL
@@ -16,7 +16,6 @@ import { cli, ROOT, tempWorkspace, type CliResult } from './cli.js';
  * as a run on files; a replay writes nothing.
  */
 const up = await pgAvailable();
-const EXAMPLE = join(ROOT, 'examples', 'daily-projections');
 const NAME = 'daily-projections';
 const STEPS = ['ingest', 'minutes', 'rates', 'sim', 'ownership', 'finalize'];
 let db: TestDatabase;
@@ -31,13 +30,7 @@ interface RunReport {
   steps: { step: string; identity: string; manifest: string; outputs: { path: string; rows_written: number; rows_present: number; sha256: string }[] }[];
 }
 
-function example(): string {
-  const dir = tempWorkspace({ demo: false });
-  for (const f of ['metaspn.config.json', 'pipeline.mjs', 'model.mjs', 'inputs']) cpSync(join(EXAMPLE, f), join(dir, f), { recursive: true });
-  mkdirSync(join(dir, 'node_modules'));
-  symlinkSync(ROOT, join(dir, 'node_modules', 'metaspn'), 'dir');
-  return dir;
-}
+const example = exampleWorkspace;
 
 const run = (dir: string, date: string, env: NodeJS.ProcessEnv, ...args: string[]): CliResult => cli(['pipeline', 'run', NAME, '--date', date, '--workspace', dir, ...args], { env });
 function runJson(dir: string, date: string, env: NodeJS.ProcessEnv): RunReport {

@@ -1,16 +1,15 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, ROOT, tempWorkspace, type CliResult } from './cli.js';
+import { cli, exampleWorkspace, type CliResult } from './cli.js';
 
 /**
  * The example pipeline (examples/daily-projections) driven through the real CLI, as a user would:
  * a copy of the example workspace per test, with `metaspn` installed beside it (linked to this
  * repository, as `npm link` would).
  */
-const EXAMPLE = join(ROOT, 'examples', 'daily-projections');
 const NAME = 'daily-projections';
 const STEPS = ['ingest', 'minutes', 'rates', 'sim', 'ownership', 'finalize'];
 const WEEK = ['2026-03-01', '2026-03-02', '2026-03-03', '2026-03-04', '2026-03-05', '2026-03-06', '2026-03-07'];
@@ -71,14 +70,7 @@ interface BackfillReport {
   partitions: Record<string, PartitionResult>;
 }
 
-/** A fresh copy of the example workspace: config, module, model and inputs; none of its run state. */
-function example(): string {
-  const dir = tempWorkspace({ demo: false });
-  for (const f of ['metaspn.config.json', 'pipeline.mjs', 'model.mjs', 'inputs']) cpSync(join(EXAMPLE, f), join(dir, f), { recursive: true });
-  mkdirSync(join(dir, 'node_modules'));
-  symlinkSync(ROOT, join(dir, 'node_modules', 'metaspn'), 'dir');
-  return dir;
-}
+const example = exampleWorkspace;
 
 const pipeline = (dir: string, ...args: string[]): CliResult => cli(['pipeline', ...args, '--workspace', dir]);
 const run = (dir: string, date: string, ...args: string[]): CliResult => pipeline(dir, 'run', NAME, '--date', date, ...args);

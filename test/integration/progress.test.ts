@@ -1,11 +1,9 @@
 // Long work shows progress: a line per step as it ends (run-local, pipeline run), and a backfill
 // on a terminal lists the dates that did not publish, with why, above its bar and again at the end.
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, symlinkSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateSignals } from '../../scripts/gen-signals.js';
-import { BIN, cleanWorkspaces, cli, ROOT, tempWorkspace } from './cli.js';
+import { BIN, cleanWorkspaces, cli, exampleWorkspace, tempWorkspace } from './cli.js';
 
 afterEach(() => cleanWorkspaces());
 
@@ -29,10 +27,7 @@ describe('progress lines', () => {
   }, 60_000);
 
   it('pipeline run: one line per step as it ends, on stderr', () => {
-    const dir = tempWorkspace({ demo: false });
-    for (const f of ['metaspn.config.json', 'pipeline.mjs', 'model.mjs', 'inputs']) cpSync(join(ROOT, 'examples', 'daily-projections', f), join(dir, f), { recursive: true });
-    mkdirSync(join(dir, 'node_modules'));
-    symlinkSync(ROOT, join(dir, 'node_modules', 'metaspn'), 'dir');
+    const dir = exampleWorkspace();
     const r = cli(['pipeline', 'run', 'daily-projections', '--workspace', dir, '--date', '2026-03-03'], { env: { METASPN_PROGRESS: '1' } });
     expect(r.code, r.stderr).toBe(0);
     const steps = r.stderr
