@@ -1,27 +1,15 @@
-import type { Logger } from 'pino';
 import { MetaspnError, StateCorruptError, UsageError } from '../../guard/errors.js';
 import { findEntry, pointerChanges, pointerHistory, pointersAt, stepsBack, type PublishNode } from '../../pipeline/pointer-history.js';
 import type { RollbackReport } from '../../pipeline/rollback.js';
 import type { LedgerEntry } from '../../storage/ledger.js';
 import type { CurrentPointer } from '../../storage/pointers.js';
 import { StateFileError } from '../../storage/state-file.js';
+import type { RollbackOptions } from '../../pipeline/rollback.js';
 import type { PgStores } from './stores.js';
 
-/** What `pipeline rollback` asks of the database (the same options as the file backend's `rollback`, without the workspace). */
-export interface PgRollbackOptions {
+/** What `pipeline rollback` asks of the database: the file backend's `RollbackOptions` with the database's stores in place of the workspace. */
+export interface PgRollbackOptions extends Omit<RollbackOptions, 'ws'> {
   stores: PgStores;
-  /** The pipeline whose pointers move: only its publishes and rollbacks in the ledger count. */
-  pipeline: string;
-  /** With `strict`: refuses (StateCorruptError, 30) to point at a run whose outputs no longer verify. */
-  verify: (p: CurrentPointer) => Promise<void>;
-  log: Logger;
-  target: { steps: number } | { toHash: string };
-  /** Recorded in the ledger entry. */
-  reason: string;
-  dryRun: boolean;
-  /** Refuse (30) when the ledger does not verify or a pointer disagrees with it, instead of warning. */
-  strict: boolean;
-  runId: string;
   /**
    * Runs the commit inside the run lock's fence (`RunLock.whileHeld`): nothing moves once the lock
    * is lost. Default: no fence.
