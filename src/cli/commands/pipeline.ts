@@ -210,39 +210,21 @@ export function registerPipeline(program: Command): void {
     const def = await loadPipeline(ws, cfg, name);
     const runId = `rollback-${newRunId()}`;
     const report = await runLocked(o.workspace, def.name, runId, { ...o, reason: o.reason }, async (log, _stop, _force, lockLost) => {
-      if (pg) {
-        // On PostgreSQL: the ledger entry and every pointer move commit in one transaction.
-        const stores = new PgStores({ setting: pg });
-        try {
-          return await pgRollback({
-            stores,
-            log,
-            pipeline: def.name,
-            verify: (ptr) => verifyPublished(def, stores, ptr),
-            target: o.steps !== undefined ? { steps: o.steps } : { toHash: o.toHash! },
-            reason: (o.reason ?? '').trim(),
-            dryRun: !!o.dryRun,
-            strict: !!o.strict,
-            runId,
-            fence: (fn) => lockLost.whileHeld(fn),
-          });
-        } finally {
-          await stores.close();
-        }
-      }
-      const stores = new FileStores(ws, (msg, d) => log.warn(d, msg));
+      // What a rollback is asked, whichever backend keeps the pointers.
+      const ask = (stores: PipelineStores) => ({
+        log,
+        pipeline: def.name,
+        verify: (ptr: CurrentPointer) => verifyPublished(def, stores, ptr),
+        target: o.steps !== undefined ? { steps: o.steps } : { toHash: o.toHash! },
+        reason: (o.reason ?? '').trim(),
+        dryRun: !!o.dryRun,
+        strict: !!o.strict,
+        runId,
+      });
+      // On PostgreSQL the ledger entry and every pointer move commit in one transaction.
+      const stores = pg ? new PgStores({ setting: pg }) : new FileStores(ws, (msg, d) => log.warn(d, msg));
       try {
-        return await rollback({
-          ws,
-          log,
-          pipeline: def.name,
-          verify: (ptr) => verifyPublished(def, stores, ptr),
-          target: o.steps !== undefined ? { steps: o.steps } : { toHash: o.toHash! },
-          reason: (o.reason ?? '').trim(),
-          dryRun: !!o.dryRun,
-          strict: !!o.strict,
-          runId,
-        });
+        return stores instanceof PgStores ? await pgRollback({ ...ask(stores), stores, fence: (fn) => lockLost.whileHeld(fn) }) : await rollback({ ...ask(stores), ws });
       } finally {
         await stores.close();
       }
