@@ -6,6 +6,7 @@ import { ownerAlive } from './owner.js';
 import { checkTaskId, deadLetterOf, newRecord, recordAfterCancel, recordAfterDiscard, recordAfterFailure, recordAfterRetry } from './record.js';
 import { checkGroup } from './validate.js';
 import { isClaimable, newStatus, reclaimEvent, transition, type Event, type Status } from './state.js';
+import { leaseOf, reclaimError } from './lease.js';
 import type {
   CancelOptions,
   ClaimOptions,
@@ -279,19 +280,5 @@ function rank(e: Entry): number {
   return e.status.state === 'scheduled' ? 0 : 1;
 }
 
-/** The lease of a leased status, its expiry shown as a wall-clock time as of reading `r`. */
-export function leaseOf(s: Status, r: ClockReading): Lease {
-  return { owner: s.owner ?? '', fence: s.fence, expires_at: wallTime(s.time, r) };
-}
-
-/** The error a reclaimed lease records; `now`: wall-clock epoch ms. */
-export function reclaimError(gone: boolean, owner: Owner | undefined, now: number): Omit<TaskError, 'attempt'> {
-  return gone
-    ? {
-        kind: 'owner_gone',
-        class: 'OwnerGone',
-        message: `worker process ${owner?.pid ?? '?'} on ${owner?.host ?? '?'} is gone`,
-        at: new Date(now).toISOString(),
-      }
-    : { kind: 'lease_expired', class: 'LeaseExpired', message: 'lease expired before the task finished', at: new Date(now).toISOString() };
-}
+// Shared with the durable backends (which must not import this test double): src/queue/lease.ts.
+export { leaseOf, reclaimError };

@@ -5,7 +5,7 @@ import { MetaspnError, StateCorruptError, UsageError } from '../../guard/errors.
 import { Mutex } from '../../storage/mutex.js';
 import { deadletterDir, queueDir, workspacePaths } from '../../storage/paths.js';
 import { bootAlive, type ClockReading, type QueueClock } from '../clock.js';
-import { leaseOf, reclaimError } from '../memory.js';
+import { leaseOf, reclaimError } from '../lease.js';
 import { clockOf, DEFAULT_MAX_ATTEMPTS, QUEUE_DEFAULTS, queueFull, type QueueOptions } from '../options.js';
 import { HOST, ownerAlive } from '../owner.js';
 import { checkTaskId, deadLetterOf, newRecord, recordAfterCancel, recordAfterDiscard, recordAfterFailure, recordAfterRetry } from '../record.js';
