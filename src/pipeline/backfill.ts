@@ -10,19 +10,30 @@ import { join } from 'node:path';
 import { EXIT, mostSevere } from '../guard/exit-codes.js';
 import { writeAtomicSync } from '../storage/atomic.js';
 import type { WorkspacePaths } from '../storage/paths.js';
-import { dependsOnPrevious, type PartitionPlan } from './plan.js';
-import { cancelLeftovers, runPartition, type PipelineRunReport, type RunnerDeps, type RunPartitionOptions } from './runner.js';
+import type { PipelineExecution } from './execution.js';
+import type { PartitionPlan } from './plan.js';
+import { cancelLeftovers, runExecution, type ExecutionOptions, type PipelineRunReport, type RunnerDeps } from './runner.js';
 import { staleness } from './staleness.js';
+import type { PipelineDefinition } from './types.js';
+import { executionOf } from './user-steps.js';
 
-export interface BackfillOptions extends Omit<RunPartitionOptions, 'plan' | 'runId' | 'retryOf'> {
+export interface BackfillOptions extends Omit<ExecutionOptions, 'plan' | 'runId' | 'retryOf' | 'previousSettled' | 'sequence'> {
   backfillId: string;
   plans: readonly PartitionPlan[];
-  /** Partitions run at once (when no step reads the previous partition). 1 to 64; default 1. */
+  /** Partitions run at once (steps reading the previous partition wait for it). 1 to 64; default 1. */
   maxParallel: number;
   resume: boolean;
   /** Where the summary is rewritten as partitions finish (file backend); none in memory. */
   ws?: WorkspacePaths;
   onPartition?: (r: PartitionResult, done: number, total: number) => void;
+}
+
+/** What `--resume` decided for a partition: skip it (published by `skip`, still current), or run it. */
+export interface ResumeDecision {
+  /** The run whose publish stays (the partition is skipped); null: it runs. */
+  skip: string | null;
+  /** Why a published partition runs again (its inputs or upstream changed since). */
+  stale?: string;
 }
 
 export interface PartitionResult {
@@ -32,8 +43,9 @@ export interface PartitionResult {
   exit_code: number;
   duration_ms: number;
   reason?: string;
+  /** With --resume: the partition was published, but stale (why); it ran again. */
+  stale?: string;
 }
-
 export interface PipelineBackfillReport {
   backfill_id: string;
   pipeline: string;
@@ -47,11 +59,30 @@ export interface PipelineBackfillReport {
   partitions: Record<string, PartitionResult>;
 }
 
-/** Runs the range; never throws for one partition's failure (it is in the report). */
-export async function runBackfill(o: BackfillOptions, d: RunnerDeps): Promise<PipelineBackfillReport> {
+/** A user's pipeline over a range (see {@link runExecutionBackfill}); `--resume` skips partitions whose identities are current. */
+export async function runBackfill(o: BackfillOptions & { def: PipelineDefinition }, d: RunnerDeps): Promise<PipelineBackfillReport> {
+  const { def, ...rest } = o;
+  const exec = executionOf(def, d);
+  return runExecutionBackfill(exec, rest, d, async (plans) => {
+    const out = new Map<string, ResumeDecision>();
+    for (const plan of plans) {
+      const s = await staleness(def, plan, d);
+      out.set(plan.partition, s.state === 'current' ? { skip: s.run_id ?? 'unknown' } : s.state === 'stale' ? { skip: null, stale: `changed since: ${s.changed.join(', ')}` } : { skip: null });
+    }
+    return out;
+  });
+}
+
+/**
+ * Runs the range; never throws for one partition's failure (it is in the report). With
+ * `o.resume`, `decide` says which partitions are skipped, before anything runs; in a pipeline
+ * with a step that reads the previous partition, every partition after the first that runs again
+ * runs too (what it reads may change).
+ */
+export async function runExecutionBackfill(exec: PipelineExecution, o: BackfillOptions, d: RunnerDeps, decide: (plans: readonly PartitionPlan[]) => Promise<Map<string, ResumeDecision>>): Promise<PipelineBackfillReport> {
   const report: PipelineBackfillReport = {
     backfill_id: o.backfillId,
-    pipeline: o.def.name,
+    pipeline: exec.name,
     start: o.plans[0]!.partition,
     end: o.plans[o.plans.length - 1]!.partition,
     max_parallel: o.maxParallel,
@@ -73,42 +104,64 @@ export async function runBackfill(o: BackfillOptions, d: RunnerDeps): Promise<Pi
     o.onPartition?.(r, ++done, o.plans.length);
   };
   save();
-  const ordered = dependsOnPrevious(o.def);
+  const ordered = exec.steps.some((s) => s.previous);
   const width = Math.max(1, o.maxParallel);
   let blockedBy: string | null = null;
   const queue = [...o.plans];
   // Each partition's outcome, as a promise: a step reading the previous partition waits for it.
-  const settled = new Map<string, { promise: Promise<boolean>; resolve: (published: boolean) => void }>();
-  for (const p of o.plans) {
-    let resolve!: (v: boolean) => void;
-    const promise = new Promise<boolean>((r) => (resolve = r));
-    settled.set(p.partition, { promise, resolve });
-  }
-  const one = async (plan: PartitionPlan, i: number): Promise<void> => {
-    const published = await oneInner(plan, i);
-    settled.get(plan.partition)!.resolve(published);
+  const settled = o.plans.map(() => deferred<boolean>());
+  // Steps that commit in partition order: partition i writes what it held once i-1 is past the step.
+  const passes = new Map<string, { promise: Promise<void>; resolve: (v: void) => void; passed: boolean }[]>();
+  const slot = (step: string, i: number) => {
+    let row = passes.get(step);
+    if (!row) passes.set(step, (row = o.plans.map(() => ({ ...deferred<void>(), passed: false }))));
+    return row[i]!;
   };
+  const sequenceOf = (i: number): ExecutionOptions['sequence'] => ({
+    turn: (step) => (i > 0 ? slot(step, i - 1).promise : Promise.resolve()),
+    pass: (step) => {
+      const s = slot(step, i);
+      if (s.passed) return;
+      s.passed = true;
+      // In order even when a partition gives its turn up early: after every one before it.
+      void (i > 0 ? slot(step, i - 1).promise : Promise.resolve()).then(() => s.resolve());
+    },
+  });
+  const passAll = (i: number): void => {
+    for (const s of exec.steps) if (s.commitsInOrder) sequenceOf(i)!.pass(s.name);
+  };
+  let decisions = new Map<string, ResumeDecision>();
+  if (o.resume) {
+    decisions = await decide(o.plans);
+    let rerunning = false;
+    for (const plan of o.plans) {
+      const x = decisions.get(plan.partition);
+      if (x?.stale) d.log.warn({ event: 'date_stale', date: plan.partition, reason: x.stale }, `${plan.partition} is stale: it runs again`);
+      if (rerunning && x?.skip) decisions.set(plan.partition, { skip: null, ...(x.stale ? { stale: x.stale } : {}) });
+      if (ordered && !decisions.get(plan.partition)?.skip) rerunning = true;
+    }
+  }
+  const blockedReason = (by: string): string => exec.blockedReason?.(by) ?? `not run: ${by} failed, and this pipeline reads the previous partition; fix it and --resume`;
   const oneInner = async (plan: PartitionPlan, i: number): Promise<boolean> => {
     if (blockedBy !== null || o.stop.aborted) {
-      settle({ date: plan.partition, status: 'blocked', run_id: null, exit_code: EXIT.BUSINESS_SKIP, duration_ms: 0, reason: o.stop.aborted ? 'stop requested before this partition ran' : `not run: ${blockedBy} failed, and this pipeline reads the previous partition; fix it and --resume` });
+      settle({ date: plan.partition, status: 'blocked', run_id: null, exit_code: EXIT.BUSINESS_SKIP, duration_ms: 0, reason: o.stop.aborted ? 'stop requested before this partition ran' : blockedReason(blockedBy!) });
       return false;
     }
-    if (o.resume) {
-      const s = await staleness(o.def, plan, d);
-      if (s.state === 'current') {
-        await cancelLeftovers(o.def, plan.partition, s.run_id ?? 'unknown', d, o.by);
-        settle({ date: plan.partition, status: 'skipped', run_id: s.run_id, exit_code: EXIT.SUCCESS, duration_ms: 0, reason: 'already published with the identity a run would have now' });
-        return true;
-      }
+    const decision = decisions.get(plan.partition);
+    if (decision?.skip) {
+      await cancelLeftovers(exec, plan.partition, decision.skip, d, o.by);
+      settle({ date: plan.partition, status: 'skipped', run_id: decision.skip, exit_code: EXIT.SUCCESS, duration_ms: 0, reason: 'already published with the identity a run would have now' });
+      return true;
     }
     let r: PipelineRunReport;
     const runId = `${o.backfillId}.${plan.partition}`;
+    const stale = decision?.stale ? { stale: decision.stale } : {};
     try {
       // In a range, the partition before this one is the previous partition its previous: true steps read.
-      const before = i > 0 ? settled.get(o.plans[i - 1]!.partition)!.promise : null;
-      r = await runPartition({ ...o, plan, runId, ...(ordered && before ? { previousSettled: () => before } : {}) }, d);
+      const before = i > 0 ? settled[i - 1]!.promise : null;
+      r = await runExecution(exec, { ...o, plan, runId, ...(ordered && before ? { previousSettled: () => before } : {}), ...(width > 1 ? { sequence: sequenceOf(i) } : {}) }, d);
     } catch (err) {
-      settle({ date: plan.partition, status: 'failed', run_id: runId, exit_code: EXIT.INTERNAL_ERROR, duration_ms: 0, reason: (err as Error).message });
+      settle({ date: plan.partition, status: 'failed', run_id: runId, exit_code: EXIT.INTERNAL_ERROR, duration_ms: 0, reason: (err as Error).message, ...stale });
       if (ordered) blockedBy = plan.partition;
       return false;
     }
@@ -126,9 +179,20 @@ export async function runBackfill(o: BackfillOptions, d: RunnerDeps): Promise<Pi
           : r.blocked
             ? { reason: 'the previous partition was not published, and this pipeline reads it; fix it and --resume' }
             : {}),
+      ...stale,
     });
     if (r.status !== 'published' && ordered) blockedBy = plan.partition;
     return r.status === 'published';
+  };
+  const one = async (plan: PartitionPlan, i: number): Promise<void> => {
+    try {
+      settled[i]!.resolve(await oneInner(plan, i));
+    } catch (err) {
+      settled[i]!.resolve(false);
+      throw err;
+    } finally {
+      passAll(i);
+    }
   };
   try {
     await Promise.all(
@@ -141,4 +205,10 @@ export async function runBackfill(o: BackfillOptions, d: RunnerDeps): Promise<Pi
     save();
   }
   return report;
+}
+
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
 }

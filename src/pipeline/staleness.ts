@@ -5,7 +5,8 @@
  * without running anything: an identity depends on what a step reads, not on what it writes.
  */
 import { validatePipeline, type PartitionPlan } from './plan.js';
-import { contextFor, identityOf, newRunState, type RunnerDeps } from './runner.js';
+import type { RunnerDeps } from './runner.js';
+import { contextFor, identityOf, newUserRunState } from './user-steps.js';
 import type { PipelineDefinition } from './types.js';
 
 export interface Staleness {
@@ -25,10 +26,10 @@ export async function staleness(def: PipelineDefinition, plan: PartitionPlan, d:
   // A published run is compared at its own as-of: a provisional run is stale once the day is over
   // only if what it read changed, which its identities tell.
   const o = { def, plan: { ...plan, as_of: ptr.params.as_of } };
-  const st = newRunState();
+  const st = newUserRunState();
   const changed: string[] = [];
   for (const s of validatePipeline(def)) {
-    const { identity } = await identityOf(o, d as RunnerDeps, st, s, contextFor(o, d as RunnerDeps, st, s));
+    const { identity } = await identityOf(o, d, st, s, contextFor(o, d, st, s));
     st.identities.set(s.name, identity);
     if (ptr.steps?.[s.name] !== identity) changed.push(s.name);
   }
