@@ -3,6 +3,7 @@
  * The file backend, the in-memory backend (and later PostgreSQL) implement it and pass one
  * conformance suite (test/queue/conformance.ts).
  */
+import type { StoredRow } from '../pipeline/types.js';
 
 /**
  * Where a task stands. `completed`, `dead` and `cancelled` are terminal (`queue retry` takes a dead
@@ -280,4 +281,55 @@ export interface Queue {
    */
   getTask(id: string): Promise<TaskView | null>;
   close(): Promise<void>;
+}
+
+/**
+ * One effect of a task, as data: what its handler asked to be written when the task completes
+ * (`ctx.effects`, src/runtime/effects.ts). Written by {@link EffectsCommit.completeWithEffects}.
+ * - `rows`: rows of a pipeline step's artifact store (`<pipeline>.<step>`), keyed by their id: a
+ *   row already present with the same text is left as it is (idempotent), with other text it is a
+ *   conflict and nothing of the completion is written.
+ * - `append`: one entry of an append-only log (an outbox: `log` names it, `body` is any JSON
+ *   value). Not keyed: written once per completion that commits, so it shows whether effects
+ *   happen exactly once.
+ */
+export type TaskEffect =
+  | { kind: 'rows'; pipeline: string; step: string; rows: readonly StoredRow[] }
+  | { kind: 'append'; log: string; body: unknown };
+
+/** A row already stored under an id with other content ({@link EffectsOutcome}). */
+export interface EffectConflict {
+  /** `<pipeline>.<step>`. */
+  store: string;
+  id: string;
+  existing: string;
+  incoming: string;
+}
+
+/**
+ * How a completion with effects ended:
+ * - `completed`: the effects and the completion are written;
+ * - `lease_lost`: the lease was not this holder's any more: the completion was refused (on an
+ *   atomic backend, nothing of the effects was written either);
+ * - `conflict`: a row's id is stored with other content: nothing was written, and the task is
+ *   still leased to the caller (who dead-letters it: a replay conflict is no transient failure).
+ */
+export type EffectsOutcome = { status: 'completed' } | { status: 'lease_lost' } | { status: 'conflict'; conflicts: EffectConflict[] };
+
+/**
+ * Completes a task together with its effects. `atomic` true (PostgreSQL): the effects and the
+ * completion commit in one transaction, fenced by the lease: a crash at any point leaves both or
+ * neither, and a holder that lost its lease writes nothing (exactly-once effects). `atomic` false
+ * (files, memory): the effects are written first, then the completion (at-least-once: a crash
+ * between them, or a lost lease, runs the task again and writes its effects again; keyed rows are
+ * idempotent, appends are not).
+ */
+export interface EffectsCommit {
+  readonly atomic: boolean;
+  completeWithEffects(id: string, lease: Lease, effects: readonly TaskEffect[]): Promise<EffectsOutcome>;
+}
+
+/** Whether `q` commits effects itself ({@link EffectsCommit}): the PostgreSQL queue does. */
+export function commitsEffects(q: object): q is EffectsCommit {
+  return typeof (q as Partial<EffectsCommit>).completeWithEffects === 'function' && typeof (q as Partial<EffectsCommit>).atomic === 'boolean';
 }

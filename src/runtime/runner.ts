@@ -2,13 +2,14 @@ import { setMaxListeners } from 'node:events';
 import { backoffDelay } from '../queue/backoff.js';
 import { collectIfGrown } from './memory.js';
 import { describeError } from '../queue/record.js';
-import { isDiskFull } from '../guard/errors.js';
-import type { ClaimedTask, Lease, Owner, Queue } from '../queue/types.js';
+import { isDiskFull, MetaspnError } from '../guard/errors.js';
+import { commitsEffects, type ClaimedTask, type EffectsCommit, type Lease, type Owner, type Queue } from '../queue/types.js';
+import { EffectBuffer } from './effects.js';
 import type { QueuePolicy } from '../config/policy.js';
 import type { DurationRecorder } from '../storage/task-durations.js';
 import { inProcessHost, IsolateStartError, type HandlerHost } from './isolation/host.js';
 import { HandlerError, isInstance, isPermissionDenied, permissionFailure, safeError } from './thrown.js';
-import { isUnrecoverable, LeaseLostError, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
+import { ContractError, isUnrecoverable, LeaseLostError, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
 
 /** Everything the loop touches, passed in: unit tests drive it with a memory queue and a fake clock. */
 export interface RunnerDeps {
@@ -69,6 +70,13 @@ export interface RunnerDeps {
    * ones go back).
    */
   haltWhen?: (o: TaskOutcome) => string | null;
+  /**
+   * Commits a task's effects (`ctx.effects`) with its completion. Default: the queue itself when it
+   * can ({@link commitsEffects}: PostgreSQL, in one transaction). Without either, a task whose
+   * handler recorded effects is given back untouched and the worker stops with exit 64: this
+   * backend has nowhere to write them (pass `effectsThenComplete(queue, sink)`, src/runtime/effects.ts).
+   */
+  effects?: EffectsCommit;
 }
 
 /** `released`: the task went back to the queue untouched (the disk was full: not the task's fault). */
@@ -408,9 +416,11 @@ async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: C
       const failure = { err: new HandlerError({ name: err.class, message: err.message, unrecoverable: true }) };
       return outcome((await d.queue.deadLetter(task.id, me.lease, err)) ? 'dead_contract' : 'lease_lost', undefined, failure);
     }
+    const effects = new EffectBuffer();
     const ctx: WorkerContext = {
       ...d.init,
       attempt,
+      effects,
       heartbeat: renew,
       // Made on first use: most tasks never look at their signal.
       get signal(): AbortSignal {
@@ -435,8 +445,20 @@ async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: C
     // A handler that returns because it was stopped did not finish its work.
     const stopped = stopReason();
     if (stopped) throw stopped;
-    verdict('completed');
-    return outcome((await d.queue.complete(task.id, me.lease)) ? 'completed' : 'lease_lost');
+    if (effects.list.length === 0) {
+      verdict('completed');
+      return outcome((await d.queue.complete(task.id, me.lease)) ? 'completed' : 'lease_lost');
+    }
+    const commit = d.effects ?? (commitsEffects(d.queue) ? d.queue : null);
+    if (!commit) throw new NoEffectSinkError(worker.name);
+    const r = await commit.completeWithEffects(task.id, me.lease, effects.list);
+    if (r.status === 'conflict') {
+      // The same id with other content: no retry can change that (a non-deterministic handler).
+      const c = r.conflicts[0]!;
+      throw new ContractError(`replay conflict: ${c.store} already holds ${c.id} with different content (${r.conflicts.length} conflicting row(s)); nothing of this task was written`);
+    }
+    verdict(r.status === 'completed' ? 'completed' : 'lease_lost');
+    return outcome(r.status === 'completed' ? 'completed' : 'lease_lost');
   } catch (raw) {
     done();
     // Forced: the process is about to exit; the lease hands the task to the next worker.
@@ -444,8 +466,8 @@ async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: C
     // Another worker holds the task: nothing this one records would be accepted.
     if (stopReason() instanceof LeaseLostError) return outcome('lease_lost');
     // Whatever was thrown is read once, here, into a plain Error whose reading cannot throw.
-    const err = stopReason() ?? (isInstance(raw, IsolateStartError) ? raw : safeError(raw));
-    if (err instanceof IsolateStartError || isDiskFull(err) || isPermissionDenied(err)) {
+    const err = stopReason() ?? (isInstance(raw, IsolateStartError) || isInstance(raw, NoEffectSinkError) ? raw : safeError(raw));
+    if (err instanceof IsolateStartError || err instanceof NoEffectSinkError || isDiskFull(err) || isPermissionDenied(err)) {
       // Not the task's fault, and no task can succeed: no attempt is spent, the task goes back as
       // it was (if the queue can still write; else its lease expires) and the worker stops.
       const why = isPermissionDenied(err) ? permissionFailure(err, `task ${task.id} of ${worker.name}`) : err;
@@ -474,4 +496,14 @@ async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: C
 export function abortPromise(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+/** A handler recorded effects and this worker has nowhere to commit them: no task can complete, so the worker stops (exit 64). */
+export class NoEffectSinkError extends MetaspnError {
+  constructor(worker: string) {
+    super('USAGE', `worker ${worker} recorded effects (ctx.effects), and this queue backend cannot commit them with the completion`, {
+      hint: 'run the worker against PostgreSQL (METASPN_DATABASE_URL), which commits effects with the acknowledgement, or give the runner an effect sink',
+    });
+    this.name = 'NoEffectSinkError';
+  }
 }

@@ -4,6 +4,7 @@ import type { WorkspacePaths } from '../storage/paths.js';
 import type { TaskRecord } from '../queue/types.js';
 import type { QueuePolicy } from '../config/policy.js';
 import type { Isolation } from './isolation/host.js';
+import type { TaskEffects } from './effects.js';
 
 /**
  * What a worker module exports (as a class or a plain object): the queue it drains, an optional
@@ -55,6 +56,14 @@ export interface WorkerContext extends WorkerInitContext {
   heartbeat(): Promise<void>;
   /** 1-based number of this attempt. */
   attempt: number;
+  /**
+   * Effects to write when this task completes (rows of a step's store, entries of an append-only
+   * log), recorded as data while the handler runs. On PostgreSQL they commit in the transaction
+   * of the completion, fenced by the lease: both or neither, and never from a holder that lost
+   * its lease (exactly once). On files they are written just before the completion (at least
+   * once: keyed rows are idempotent). A failed attempt's effects are dropped.
+   */
+  effects: TaskEffects;
 }
 
 /** Marks a failure that retrying cannot fix (bad payload, schema drift): dead letters at once. */

@@ -44,9 +44,9 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
 
     let r = await run(['db', 'migrate', '--workspace', ws, '--database-url', db.url, '--json'], { cwd: ws });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ schema_version: 1, target, schema: 'metaspn', from: 0, to: 3, applied: [1, 2, 3] });
+    expect(JSON.parse(r.stdout)).toEqual({ schema_version: 1, target, schema: 'metaspn', from: 0, to: 4, applied: [1, 2, 3, 4] });
     r = await run(['db', 'migrate', '--workspace', ws, '--database-url', db.url], { cwd: ws });
-    expect([r.code, r.stdout]).toEqual([0, `schema metaspn at ${target}: up to date (version 3)\n`]);
+    expect([r.code, r.stdout]).toEqual([0, `schema metaspn at ${target}: up to date (version 4)\n`]);
 
     const f = taskFile(ws, [
       { id: 'a', payload: { fail: 0 } },

@@ -89,6 +89,10 @@ export function sharedPool(s: Pick<PgSetting, 'url' | 'pool_max'>): PoolLease {
 export async function inTransaction<T>(pool: PgPool, f: (c: PgClient) => Promise<T>): Promise<T> {
   const c = await pool.connect();
   let broken = false;
+  // A checked-out client whose connection drops emits 'error' besides rejecting the query in
+  // flight: without a listener that event would end the process (the pool only listens to idle ones).
+  const lost = (): void => void (broken = true);
+  c.on('error', lost);
   try {
     await c.query('BEGIN');
     const out = await f(c);
@@ -102,6 +106,7 @@ export async function inTransaction<T>(pool: PgPool, f: (c: PgClient) => Promise
     }
     throw err;
   } finally {
+    c.off('error', lost);
     c.release(broken);
   }
 }

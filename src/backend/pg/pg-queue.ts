@@ -10,6 +10,8 @@ import type {
   ClaimedTask,
   DeadLetter,
   DiscardOptions,
+  EffectsCommit,
+  EffectsOutcome,
   EnqueueOptions,
   EnqueueResult,
   FailOutcome,
@@ -18,6 +20,7 @@ import type {
   Owner,
   Queue,
   QueueStats,
+  TaskEffect,
   TaskError,
   TaskRecord,
   TaskState,
@@ -25,7 +28,8 @@ import type {
 } from '../../queue/types.js';
 import { inTransaction, isUnavailable, pgError, sharedPool, type PgPool, type PoolLease } from './connection.js';
 import { AckBatcher, type AckKind, type AckOp } from './acks.js';
-import { ensureSchema } from './migrations.js';
+import { writeEffectsOn } from './effects.js';
+import { ensureSchema, quoteSchema } from './migrations.js';
 import { holdPresence, type PresenceHandle } from './presence.js';
 import { DEFAULT_POOL_MAX, DEFAULT_SCHEMA, type PgSetting } from './setting.js';
 import { statements, type Statements } from './statements.js';
@@ -96,8 +100,10 @@ const ACK_WHAT: Record<AckKind, string> = { start: 'starting a task', renew: 're
  * The schema is migrated on first use (src/backend/pg/migrations.ts). Errors of the driver become
  * MetaspnErrors (exit 11 unreachable, 20 refused login, 50 other; connection.ts).
  */
-export class PgQueue implements Queue {
+export class PgQueue implements Queue, EffectsCommit {
   readonly name: string;
+  /** Effects commit in the transaction of the completion ({@link completeWithEffects}). */
+  readonly atomic = true;
   private readonly sql: Statements;
   private readonly pool: PgPool;
   private readonly lease: PoolLease | null;
@@ -257,6 +263,42 @@ export class PgQueue implements Queue {
    */
   async complete(id: string, lease: Lease): Promise<boolean> {
     return this.ack('complete', id, lease);
+  }
+
+  /**
+   * Completes the task and writes its effects in one transaction: the fenced completion first
+   * (it locks the task's row; a lease no longer held ends the transaction with nothing written:
+   * `lease_lost`), then the effects (rows of step stores, entries of effect logs; schema-v4.ts),
+   * then COMMIT. A crash or a lost connection at any point leaves both or neither. A row whose id
+   * is stored with other content rolls all of it back (`conflict`; the task stays leased).
+   *
+   * A connection dropped during the commit is settled by the fence, as {@link complete} is:
+   * completed with this lease's fence means it committed (effects with it); a lease still held
+   * means it did not, and the transaction is tried again; anything else is `lease_lost`.
+   * Not group-committed: one transaction per call.
+   */
+  async completeWithEffects(id: string, lease: Lease, effects: readonly TaskEffect[]): Promise<EffectsOutcome> {
+    const what = 'completing a task with its effects';
+    if (this.closed) throw new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed (while ${what})`);
+    await this.ready(what);
+    const S = quoteSchema(this.schema);
+    for (let i = 0; ; i++) {
+      try {
+        return await inTransaction(this.pool, async (c) => {
+          const done = await c.query(this.sql.complete, [this.name, this.nowParam(), [id], [lease.fence], [lease.owner]]);
+          if (done.rowCount !== 1) throw new EndTx({ status: 'lease_lost' });
+          const conflicts = await writeEffectsOn(c, S, this.name, id, lease.fence, effects);
+          if (conflicts.length) throw new EndTx({ status: 'conflict', conflicts });
+          return { status: 'completed' } as const;
+        });
+      } catch (err) {
+        if (err instanceof EndTx) return err.outcome;
+        if (!isUnavailable(err)) throw pgError(err, this.setting, `${what} (queue ${this.name})`);
+        // Committed or not, nobody can tell: the fence decides once the database answers.
+        const settled = await this.readBack(id, lease);
+        if (settled !== 'held' || i >= AMBIGUOUS_TRIES) return { status: settled === 'completed' ? 'completed' : 'lease_lost' };
+      }
+    }
   }
 
   async release(id: string, lease: Lease): Promise<boolean> {
@@ -451,6 +493,26 @@ export class PgQueue implements Queue {
     return false;
   }
 
+  /**
+   * Where a task stands for this lease after an ambiguous commit, read on a new connection (a few
+   * tries, backing off): `completed` with this fence, still `held` by it, or `lost` (someone
+   * else's, or the database still unreachable: the outcome unknown to this holder).
+   */
+  private async readBack(id: string, lease: Lease): Promise<'completed' | 'held' | 'lost'> {
+    for (let i = 0; i < AMBIGUOUS_TRIES; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** i));
+      try {
+        const row = (await this.pool.query<{ state: number; fence: number; owner: string | null }>(this.sql.taskState, [this.name, id])).rows[0];
+        if (row && Number(row.fence) === lease.fence && row.state === 3) return 'completed';
+        if (row && Number(row.fence) === lease.fence && row.state === 2 && row.owner === lease.owner) return 'held';
+        return 'lost';
+      } catch (err) {
+        if (!isUnavailable(err)) throw pgError(err, this.setting, `completing a task (queue ${this.name})`);
+      }
+    }
+    return 'lost';
+  }
+
   private async dead(id: string | null): Promise<DeadLetter[]> {
     await this.ready('reading dead letters');
     const r = await this.run('reading dead letters', () => this.pool.query<RecordRow>(this.sql.dead, [this.name, id]));
@@ -558,6 +620,13 @@ export class PgQueue implements Queue {
       ...(row.grp !== null ? { group: row.grp } : {}),
       ...(row.cancelled !== null ? { cancelled: row.cancelled } : {}),
     };
+  }
+}
+
+/** Ends a transaction of {@link PgQueue.completeWithEffects} (rolled back) with an outcome; never leaves this module. */
+class EndTx extends Error {
+  constructor(readonly outcome: EffectsOutcome) {
+    super(outcome.status);
   }
 }
 

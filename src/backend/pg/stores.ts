@@ -12,7 +12,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { MetaspnError } from '../../guard/errors.js';
-import { canonicalText } from '../../pipeline/canonical.js';
 import type { LedgerStore, ManifestStore, PipelineStores, PointerStore, RowPutResult, RowStore } from '../../pipeline/stores.js';
 import type { StoredRow } from '../../pipeline/types.js';
 import { entryHash, GENESIS, type LedgerEntry, type LedgerKind, type LedgerProblem, type LedgerRead } from '../../storage/ledger.js';
@@ -20,8 +19,8 @@ import type { Manifest } from '../../storage/manifest.js';
 import { POINTER_REPAIR_HINT, type CurrentPointer } from '../../storage/pointers.js';
 import type { ManifestEntry } from '../../storage/runs.js';
 import { StateFileError, type StateFileProblem } from '../../storage/state-file.js';
-import { hashText, type Conflict } from '../../storage/store/artifact-store.js';
 import { inTransaction, pgError, sharedPool, type PgPool, type PoolLease } from './connection.js';
+import { putRowsOn } from './effects.js';
 import { ensureSchema, quoteSchema } from './migrations.js';
 import { DEFAULT_POOL_MAX, DEFAULT_SCHEMA, type PgSetting } from './setting.js';
 
@@ -48,8 +47,6 @@ export interface PgStoresOptions {
   pool?: PgPool;
 }
 
-/** Rows per statement of a put (one transaction whatever the count). */
-const PUT_CHUNK = 5000;
 /** Rows per round trip of an export. */
 const EXPORT_CHUNK = 10_000;
 
@@ -356,49 +353,13 @@ class PgRowStore implements RowStore {
   }
 
   async put(rows: readonly StoredRow[]): Promise<RowPutResult> {
-    // Within the put first: a repeated id with the same text is present, with other text a conflict.
-    const fresh = new Map<string, { date: string; p: string; text: string }>();
-    const conflicts: Conflict[] = [];
-    let present = 0;
-    for (const r of rows) {
-      const text = canonicalText(r);
-      const had = fresh.get(r.id);
-      if (had === undefined) fresh.set(r.id, { date: r.date, p: r.identity, text });
-      else if (had.text === text) present++;
-      else conflicts.push({ id: r.id, existing: had.text, incoming: text });
-    }
-    if (fresh.size === 0) return { written: 0, present, conflicts };
-    const list = [...fresh.entries()];
+    if (rows.length === 0) return { written: 0, present: 0, conflicts: [] };
     try {
       return await this.stores.run('writing rows', (pool, S) =>
         inTransaction(pool, async (c) => {
-          let written = 0;
-          const others: string[] = [];
-          for (let i = 0; i < list.length; i += PUT_CHUNK) {
-            const slice = list.slice(i, i + PUT_CHUNK);
-            const ins = await c.query<{ id: string }>(
-              `INSERT INTO ${S}.artifact (store, id, date, p, h, body)
-               SELECT $1, x.id, x.date, x.p, x.h, x.body
-                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS x(id, date, p, h, body, n)
-                ORDER BY x.n
-               ON CONFLICT (store, id) DO NOTHING RETURNING id`,
-              [this.store, slice.map(([id]) => id), slice.map(([, v]) => v.date), slice.map(([, v]) => v.p), slice.map(([, v]) => hashText(v.text)), slice.map(([, v]) => v.text)],
-            );
-            written += ins.rows.length;
-            const added = new Set(ins.rows.map((x) => x.id));
-            for (const [id] of slice) if (!added.has(id)) others.push(id);
-          }
-          for (let i = 0; i < others.length; i += PUT_CHUNK) {
-            const ids = others.slice(i, i + PUT_CHUNK);
-            const had = await c.query<{ id: string; body: string }>(`SELECT id, body FROM ${S}.artifact WHERE store = $1 AND id = ANY($2::text[])`, [this.store, ids]);
-            for (const x of had.rows) {
-              const incoming = fresh.get(x.id)!.text;
-              if (x.body === incoming) present++;
-              else conflicts.push({ id: x.id, existing: x.body, incoming });
-            }
-          }
-          if (conflicts.length) throw new PutConflict({ written: 0, present: 0, conflicts });
-          return { written, present, conflicts };
+          const r = await putRowsOn(c, S, this.store, rows);
+          if (r.conflicts.length) throw new PutConflict({ written: 0, present: 0, conflicts: r.conflicts });
+          return r;
         }),
       );
     } catch (err) {

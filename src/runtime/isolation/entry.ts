@@ -6,6 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import pino from 'pino';
 import type { TaskRecord } from '../../queue/types.js';
+import { EffectBuffer } from '../effects.js';
 import { loadWorker } from '../load-worker.js';
 import { readThrown } from '../thrown.js';
 import type { WorkerContext, WorkerDefinition, WorkerInitContext } from '../worker-api.js';
@@ -60,9 +61,11 @@ async function start(m: IsolateInit): Promise<void> {
 async function run(n: number, task: TaskRecord, attempt: number): Promise<void> {
   const ctrl = new AbortController();
   running.set(n, ctrl);
+  const effects = new EffectBuffer();
   const ctx: WorkerContext = {
     ...base!,
     attempt,
+    effects,
     signal: ctrl.signal,
     heartbeat: () =>
       new Promise<void>((resolve) => {
@@ -76,7 +79,7 @@ async function run(n: number, task: TaskRecord, attempt: number): Promise<void> 
     // The runner checked the payload against the same schema; parsing again gives the handler its output.
     const payload = w.payload ? w.payload.parse(task.payload) : task.payload;
     await w.handle({ ...task, payload }, ctx);
-    send({ t: 'done', n });
+    send(effects.list.length ? { t: 'done', n, effects: [...effects.list] } : { t: 'done', n });
   } catch (err) {
     send({ t: 'failed', n, error: readThrown(err) });
   } finally {

@@ -167,7 +167,16 @@ class Slot {
         void this.kill();
         break;
       case 'done':
-        if (cur?.n === m.n) cur.finish();
+        if (cur?.n !== m.n) break;
+        if (m.effects?.length) {
+          try {
+            cur.a.ctx.effects.add(...m.effects);
+          } catch (err) {
+            cur.finish(err);
+            break;
+          }
+        }
+        cur.finish();
         break;
       case 'failed':
         if (cur?.n === m.n) cur.finish(new HandlerError(m.error));

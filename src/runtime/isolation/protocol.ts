@@ -1,4 +1,4 @@
-import type { TaskRecord } from '../../queue/types.js';
+import type { TaskEffect, TaskRecord } from '../../queue/types.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
 import type { ThrownInfo } from '../thrown.js';
 
@@ -28,7 +28,8 @@ export type ToIsolate =
 export type FromIsolate =
   | { t: 'ready' }
   | { t: 'init_failed'; error: ThrownInfo }
-  | { t: 'done'; n: number }
+  /** The attempt ended; `effects`: what its handler recorded (ctx.effects), when anything. */
+  | { t: 'done'; n: number; effects?: TaskEffect[] }
   | { t: 'failed'; n: number; error: ThrownInfo }
   | { t: 'heartbeat'; n: number; k: number }
   /** One line of the handler's pino logger, for the runner's logger. */
