@@ -1,7 +1,7 @@
 import { closeSync, readFileSync, writeSync } from 'node:fs';
 import { safeExists, safeLstat, safeOpen } from '../../storage/safe-path.js';
 import { join } from 'node:path';
-import { reprojectWall, type QueueClock } from '../clock.js';
+import { reprojectWall, type ClockReading, type QueueClock } from '../clock.js';
 import { systemClock } from '../system-clock.js';
 import type { QueueStats } from '../types.js';
 import { decodeLine, encodeLine } from './codec.js';
@@ -30,6 +30,16 @@ export class StatsWriter {
   private fd: number | null = null;
 
   constructor(private readonly dir: string) {}
+
+  /**
+   * The counts of `log` as of reading `me`, with the log position they describe (after a round,
+   * under the lock). The reading goes with the wall times it produced: a reader on this boot
+   * re-projects them after a step.
+   */
+  snapshot(queue: string, gen: number, log: LoadedLog, me: ClockReading): void {
+    log.idx.me = me;
+    this.write({ gen, end: log.end, at: me.wall, mono: me.mono, boot: me.boot, stats: log.idx.stats(queue, me.mono, log.corrupt.length) });
+  }
 
   write(s: Snapshot): void {
     const line = encodeLine(s);

@@ -1,0 +1,145 @@
+import { MetaspnError } from '../../guard/errors.js';
+import type { ClockReading } from '../clock.js';
+import type { TaskRecord } from '../types.js';
+import { LineBuffer } from './codec.js';
+import type { Effects, IndexState } from './index-state.js';
+import type { LoadedLog } from './loader.js';
+import { needsSync, type LogRecord, type Pair } from './records.js';
+
+/** Records that batch many [slot, fence] pairs of one owner. */
+export type BatchKind = 'done' | 'rel' | 'renew' | 'start';
+type Batch = { t: BatchKind; o: string; ms: number; l: Pair[] };
+
+/**
+ * One locked round, as the operations in it see it: the queue's state (caught up with the log,
+ * this process holding the queue's lock) and the way to change it. Whatever may only run inside a
+ * round takes a Round; the state is reached through it alone, and a Round refuses use once its
+ * round has ended.
+ */
+export interface Round {
+  /** The round's time on the monotonic timeline: what the state machine compares and adds to. */
+  readonly now: number;
+  /** The same instant on the wall clock (epoch ms): the `at` of records, the times in task records. */
+  readonly at: number;
+  readonly reading: ClockReading;
+  /** The loaded log, caught up. */
+  readonly log: LoadedLog;
+  readonly idx: IndexState;
+  /** Applies the record to the state and queues it for writing; false when the state refused it. */
+  emit(r: LogRecord): boolean;
+  /**
+   * Queues one [slot, fence] of a batched record (done, rel, renew, start): a round writes one
+   * record per kind and owner for all of them. False when the slot already has an operation in this round.
+   */
+  pair(t: BatchKind, owner: string, n: number, fence: number, ms?: number): boolean;
+  /** The task record of a slot, read back from the log (STATE_CORRUPT when it does not read back). */
+  taskAt(n: number): TaskRecord;
+}
+
+/**
+ * The round engine's side of a Round: the records applied and their bytes, not yet appended.
+ * Made by the engine under the lock, finished by it before the lock is released.
+ */
+export class RoundWriter implements Round {
+  readonly now: number;
+  readonly at: number;
+  /** Where the round's bytes go in the log: its end when the round began. */
+  readonly start: number;
+  /** Where they end. */
+  end: number;
+  readonly lines = new LineBuffer();
+  /** A record of the round must be fsynced before its operation is answered. */
+  syncNeeded = false;
+  /** Slots that entered or left the dead letters in this round. */
+  readonly effects: Effects = { dead: [], undead: [] };
+  private readonly batches = new Map<string, Batch>();
+  private readonly paired = new Set<number>();
+  private live = true;
+
+  constructor(
+    private readonly loaded: LoadedLog,
+    readonly reading: ClockReading,
+    private readonly queue: string,
+  ) {
+    this.now = reading.mono;
+    this.at = reading.wall;
+    this.start = loaded.end;
+    this.end = loaded.end;
+    loaded.idx.effects = this.effects;
+    // Every record of the round is placed on the reading's monotonic timeline (see src/queue/clock.ts).
+    loaded.idx.me = reading;
+  }
+
+  get log(): LoadedLog {
+    if (!this.live) throw new MetaspnError('INTERNAL_ERROR', `queue ${this.queue}: state used after its round ended`);
+    return this.loaded;
+  }
+
+  get idx(): IndexState {
+    return this.log.idx;
+  }
+
+  emit(rec: LogRecord): boolean {
+    const reading = this.reading;
+    if (reading.boot !== null && rec.t !== 'clk') {
+      // The monotonic times that follow count from this boot: said once, before the first of them.
+      if (this.idx.logBoot !== reading.boot) this.write({ t: 'clk', at: reading.wall, m: reading.mono, b: reading.boot });
+      // Set on the caller's fresh record, not a copy: a spread copy is a slow (dictionary) object,
+      // which made encoding and checking every enqueued record several times slower.
+      if ('at' in rec) (rec as { m?: number }).m = reading.mono;
+    }
+    return this.write(rec);
+  }
+
+  pair(t: BatchKind, o: string, n: number, fence: number, ms = 0): boolean {
+    if (this.paired.has(n)) return false;
+    this.paired.add(n);
+    const key = `${t}|${o}|${ms}`;
+    let b = this.batches.get(key);
+    if (!b) this.batches.set(key, (b = { t, o, ms, l: [] }));
+    b.l.push([n, fence]);
+    return true;
+  }
+
+  taskAt(n: number): TaskRecord {
+    return taskAt(this.log, n, this.queue);
+  }
+
+  /** Emits the batched records, once every operation of the round has run. */
+  writeBatches(): void {
+    for (const b of this.batches.values()) {
+      if (b.t === 'renew') this.emit({ t: 'renew', at: this.at, o: b.o, ms: b.ms, l: b.l });
+      else this.emit({ t: b.t, at: this.at, o: b.o, l: b.l });
+    }
+    this.batches.clear();
+  }
+
+  /** No more records: the state stops routing effects here. The handle stays usable until `end`. */
+  seal(): void {
+    this.loaded.idx.effects = null;
+  }
+
+  /** The round is over: the handle refuses use from now on. */
+  finish(): void {
+    this.seal();
+    this.live = false;
+  }
+
+  private write(rec: LogRecord): boolean {
+    const log = this.loaded;
+    const len = this.lines.add(rec);
+    const refused = log.idx.refused;
+    log.unwritten.set(this.end, rec);
+    log.idx.apply(rec, this.end, len);
+    this.end += len;
+    if (needsSync(rec)) this.syncNeeded = true;
+    return log.idx.refused === refused;
+  }
+}
+
+/** The task record slot `n` of `log` points at, read back (STATE_CORRUPT when it does not read back). */
+export function taskAt(log: LoadedLog, n: number, queue: string): TaskRecord {
+  const rec = log.recordAt(n) as { task?: TaskRecord } | null;
+  if (!rec?.task) throw new MetaspnError('STATE_CORRUPT', `queue ${queue}: the record of task slot ${n} does not read back`);
+  return rec.task;
+}
