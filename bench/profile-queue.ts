@@ -20,7 +20,9 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import type { QueuePolicy } from '../src/config/policy.js';
 import { FileQueue } from '../src/queue/file/file-queue.js';
-import { readStats } from '../src/queue/file/stats-file.js';
+import { QueueLogFile } from '../src/queue/file/log-file.js';
+import { RoundEngine } from '../src/queue/file/rounds.js';
+import { readStats, StatsWriter } from '../src/queue/file/stats-file.js';
 import { makeOwner } from '../src/queue/owner.js';
 import type { NewTask } from '../src/queue/types.js';
 import { runWorker } from '../src/runtime/runner.js';
@@ -102,7 +104,8 @@ function wrapMethod(proto: object, name: string, label: string): void {
 }
 
 function instrument(light: boolean): void {
-  const fq = FileQueue.prototype as unknown as Record<string, AnyFn>;
+  const fq = RoundEngine.prototype as unknown as Record<string, AnyFn>;
+  const lf = QueueLogFile.prototype as unknown as Record<string, AnyFn>;
   const origRun = fq.runRound!;
   fq.runRound = function (this: unknown, ...args: unknown[]): unknown {
     const ops = args[0] as Array<{ kind: string }>;
@@ -111,8 +114,8 @@ function instrument(light: boolean): void {
     kindsPerRound.set(kinds, (kindsPerRound.get(kinds) ?? 0) + 1);
     return origRun.apply(this, args);
   };
-  wrapMethod(fq, 'compactNow', 'FileQueue.compactNow (compaction)');
-  wrapMethod(fq, 'reload', 'FileQueue.reload (full replay)');
+  wrapMethod(lf, 'compact', 'QueueLogFile.compact (compaction)');
+  wrapMethod(lf, 'reload', 'QueueLogFile.reload (full replay)');
   if (light) return;
   // Synchronous fs calls the queue makes, wrapped in node:fs and re-exported to ESM importers.
   const f = fs as unknown as Record<string, AnyFn>;
@@ -128,10 +131,10 @@ function instrument(light: boolean): void {
     };
   }
   syncBuiltinESMExports();
-  wrapMethod(fq, 'runRound', 'FileQueue.runRound (whole round)');
-  wrapMethod(fq, 'roundLocked', 'FileQueue.roundLocked (under lock)');
-  wrapMethod(fq, 'catchUp', 'FileQueue.catchUp');
-  wrapMethod(fq, 'writeStats', 'FileQueue.writeStats');
+  wrapMethod(fq, 'runRound', 'RoundEngine.runRound (whole round)');
+  wrapMethod(fq, 'roundLocked', 'RoundEngine.roundLocked (under lock)');
+  wrapMethod(lf, 'catchUp', 'QueueLogFile.catchUp');
+  wrapMethod(StatsWriter.prototype, 'snapshot', 'StatsWriter.snapshot');
 }
 
 /** The queue's cross-process mutex is a private field: found by shape, so this survives refactors. */

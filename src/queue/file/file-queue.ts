@@ -129,7 +129,7 @@ export class FileQueue implements Queue {
       const bad = checkTaskId(t.id) ?? (t.group !== undefined ? checkGroup(t.group) : null);
       if (bad) return Promise.reject(new UsageError(bad));
     }
-    return this.rounds.submit('enq', true, undefined, (r) => {
+    return this.rounds.submit('enq', true, (r) => {
       const result: EnqueueResult = { added: [], existing: [], rerun: [] };
       const idx = r.idx;
       const at = new Date(r.at).toISOString();
@@ -174,7 +174,7 @@ export class FileQueue implements Queue {
   }
 
   claim(opts: ClaimOptions): Promise<ClaimedTask[]> {
-    return this.rounds.submit('claim', true, undefined, (r) => {
+    return this.rounds.submit('claim', true, (r) => {
       const log = r.log;
       if (log.idx.paused || opts.max <= 0) return () => [];
       reclaimIn(r, this.alive);
@@ -243,7 +243,7 @@ export class FileQueue implements Queue {
   }
 
   retry(opts: { ids?: readonly string[]; by: string }): Promise<string[]> {
-    return this.rounds.submit('retry', true, undefined, (r) => {
+    return this.rounds.submit('retry', true, (r) => {
       const idx = r.idx;
       const slots = opts.ids ? opts.ids.map((id) => idx.ids.get(id)).filter((s) => s >= 0) : [...idx.deadSlots].sort((a, b) => a - b);
       const moved: string[] = [];
@@ -260,7 +260,7 @@ export class FileQueue implements Queue {
   cancel(opts: CancelOptions): Promise<string[]> {
     const bad = checkGroup(opts.group);
     if (bad) return Promise.reject(new UsageError(bad));
-    return this.rounds.submit('cancel', true, undefined, (r) => {
+    return this.rounds.submit('cancel', true, (r) => {
       const log = r.log;
       const slots = log.idx.cancellable(opts.group);
       const cancelled: string[] = [];
@@ -279,7 +279,7 @@ export class FileQueue implements Queue {
   }
 
   discard(opts: DiscardOptions): Promise<string[]> {
-    return this.rounds.submit('discard', true, undefined, (r) => {
+    return this.rounds.submit('discard', true, (r) => {
       const idx = r.idx;
       const slots = opts.ids ? [...new Set(opts.ids)].map((id) => idx.ids.get(id)).filter((s) => s >= 0) : [...idx.deadSlots].sort((a, b) => a - b);
       const discarded: string[] = [];
@@ -294,7 +294,7 @@ export class FileQueue implements Queue {
   }
 
   nextDueAt(only?: ReadonlySet<string>): Promise<number | null> {
-    return this.rounds.submit('next_due', true, undefined, (r) => {
+    return this.rounds.submit('next_due', true, (r) => {
       const idx = r.idx;
       if (!only) {
         const due = idx.stats(this.name, r.now, 0).next_due_at;
@@ -308,21 +308,21 @@ export class FileQueue implements Queue {
   }
 
   pause(by: string): Promise<void> {
-    return this.rounds.submit('pause', true, undefined, (r) => {
+    return this.rounds.submit('pause', true, (r) => {
       r.emit({ t: 'pause', at: r.at, by });
       return () => undefined;
     });
   }
 
   resume(by: string): Promise<void> {
-    return this.rounds.submit('resume', true, undefined, (r) => {
+    return this.rounds.submit('resume', true, (r) => {
       r.emit({ t: 'resume', at: r.at, by });
       return () => undefined;
     });
   }
 
   stats(): Promise<QueueStats> {
-    return this.rounds.submit('stats', true, undefined, (r) => () => {
+    return this.rounds.submit('stats', true, (r) => () => {
       const log = r.log;
       return log.idx.stats(this.name, r.now, log.corrupt.length);
     });
@@ -357,21 +357,21 @@ export class FileQueue implements Queue {
    * once the log is large enough.
    */
   compact(): Promise<void> {
-    return this.rounds.submit('compact', true, undefined, () => {
+    return this.rounds.submit('compact', true, () => {
       this.compaction.force();
       return () => undefined;
     });
   }
 
   reclaimExpired(): Promise<string[]> {
-    return this.rounds.submit('reclaim', true, undefined, (r) => {
+    return this.rounds.submit('reclaim', true, (r) => {
       const ids = reclaimIn(r, this.alive);
       return () => ids;
     });
   }
 
   states(ids: readonly string[]): Promise<(TaskState | null)[]> {
-    return this.rounds.submit('states', true, undefined, (r) => {
+    return this.rounds.submit('states', true, (r) => {
       const idx = r.idx;
       const out = ids.map((id) => {
         const n = idx.ids.get(id);
@@ -382,7 +382,7 @@ export class FileQueue implements Queue {
   }
 
   getTask(id: string): Promise<TaskView | null> {
-    return this.rounds.submit('task', true, undefined, (r) => {
+    return this.rounds.submit('task', true, (r) => {
       const idx = r.idx;
       const n = idx.ids.get(id);
       // A slot kept only for dedup (a compacted completed or cancelled task) has no record left.
@@ -410,7 +410,7 @@ export class FileQueue implements Queue {
   // ---- operations inside a round ----
 
   private repairRound(): Promise<{ reclaimed: string[]; corrupt_set_aside: number }> {
-    return this.rounds.submit('repair', true, undefined, (r) => {
+    return this.rounds.submit('repair', true, (r) => {
       const reclaimed = reclaimIn(r, this.alive);
       const corrupt = r.log.corrupt.length;
       if (corrupt > 0) this.compaction.force();
@@ -436,7 +436,7 @@ export class FileQueue implements Queue {
    * written, so a fenced-off holder writes nothing; `done` reads the outcome right after applying.
    */
   private leaseOp<T>(id: string, ev: Event, refused: T, make: (r: Round, n: number) => LogRecord, done: (r: Round, n: number) => T): Promise<T> {
-    return this.rounds.submit(ev.type, false, id, (r): Answer => {
+    return this.rounds.submit(ev.type, false, (r): Answer => {
       const idx = r.idx;
       const n = this.held.slot(id) ?? idx.ids.get(id);
       if (n < 0 || !transition(idx.status(n), ev, r.now).ok) return () => refused;
@@ -449,7 +449,7 @@ export class FileQueue implements Queue {
 
   /** A lease operation that rides in the round's batched record; answered once that record is applied. */
   private pairOp(id: string, lease: Lease, ev: Event, t: BatchKind, expect: number, ms?: number): Promise<boolean> {
-    return this.rounds.submit(ev.type, t === 'renew' || t === 'start', id, (r): Answer => {
+    return this.rounds.submit(ev.type, t === 'renew' || t === 'start', (r): Answer => {
       const idx = r.idx;
       const n = this.held.slot(id) ?? idx.ids.get(id);
       if (n < 0 || !transition(idx.status(n), ev, r.now).ok || !r.pair(t, lease.owner, n, lease.fence, ms)) return () => false;

@@ -22,6 +22,10 @@ export class QueueLogFile {
   private gen = 0;
   private loaded: LoadedLog | null = null;
   private stale = true;
+  /** Descriptors an fdatasync in flight still uses, with how many: closed only once it returns. */
+  private readonly pins = new Map<number, number>();
+  /** Pinned descriptors replaced meanwhile (a reload, a close): closed when their last pin goes. */
+  private readonly retired = new Set<number>();
 
   /** `onLoad`: a log was (re)loaded, under the lock: whatever mirrors it follows it. */
   constructor(
@@ -47,11 +51,13 @@ export class QueueLogFile {
 
   /** The loaded log brought up to the end of the file: what others appended since our last look. */
   catchUp(): LoadedLog {
+    if (this.stale || this.fd === null) return this.reload();
+    const st = fstatSync(this.fd);
     // A compaction renames the next generation in, then unlinks ours: either shows here.
-    if (this.stale || this.fd === null || fstatSync(this.fd).nlink === 0 || existsSync(logPath(this.dir, this.gen + 1))) {
-      return this.reload();
-    }
+    if (st.nlink === 0 || existsSync(logPath(this.dir, this.gen + 1))) return this.reload();
     const log = this.loaded!;
+    // Nobody appended since our last round (the common case for a busy worker): nothing to read.
+    if (st.size === log.end) return log;
     let tail: number;
     try {
       tail = log.readMore();
@@ -67,7 +73,7 @@ export class QueueLogFile {
 
   /** Replays the current generation from its start. */
   reload(): LoadedLog {
-    closeQuietly(this.fd);
+    this.retire(this.fd);
     this.fd = null;
     safeMkdir(this.dir);
     this.removeLeftovers();
@@ -107,9 +113,29 @@ export class QueueLogFile {
     appendAll(this.fd!, bytes, start);
   }
 
-  /** fdatasync of the current generation. */
+  /** fdatasync of the current generation, here and now (under the lock: dead-letter files, compaction). */
   sync(): void {
     if (this.fd !== null) fdatasyncSync(this.fd);
+  }
+
+  /**
+   * The current descriptor, kept open until `unpin`: an fdatasync in flight on it (off the event
+   * loop, after the lock is released) must not see it closed, or worse reused, by a reload.
+   */
+  pin(): number | null {
+    const fd = this.fd;
+    if (fd !== null) this.pins.set(fd, (this.pins.get(fd) ?? 0) + 1);
+    return fd;
+  }
+
+  unpin(fd: number): void {
+    const n = (this.pins.get(fd) ?? 1) - 1;
+    if (n > 0) {
+      this.pins.set(fd, n);
+      return;
+    }
+    this.pins.delete(fd);
+    if (this.retired.delete(fd)) closeQuietly(fd);
   }
 
   /** Writes the live state as the next generation (under the lock, records synced) and loads it. */
@@ -125,7 +151,7 @@ export class QueueLogFile {
    * writes one, and loaded.
    */
   salvage(mutex: Mutex, retention: Retention, warn: Warn): { repair: ConflictRepair; log: LoadedLog } | null {
-    closeQuietly(this.fd);
+    this.retire(this.fd);
     this.fd = null;
     this.loaded = null;
     this.stale = true;
@@ -156,8 +182,15 @@ export class QueueLogFile {
   }
 
   close(): void {
-    closeQuietly(this.fd);
+    this.retire(this.fd);
     this.fd = null;
+  }
+
+  /** Closes a descriptor no longer current, once no fdatasync uses it. */
+  private retire(fd: number | null): void {
+    if (fd === null) return;
+    if (this.pins.has(fd)) this.retired.add(fd);
+    else closeQuietly(fd);
   }
 
   /** Older generations and temp files a crash left behind (the highest generation is whole). */

@@ -47,9 +47,15 @@ export class RoundWriter implements Round {
   readonly start: number;
   /** Where they end. */
   end: number;
-  readonly lines = new LineBuffer();
+  /** The round's bytes: the engine's buffer, emptied for this round. */
+  readonly lines: LineBuffer;
   /** A record of the round must be fsynced before its operation is answered. */
   syncNeeded = false;
+  /**
+   * Records needing an fsync asked for so far (a batched `done` counts when asked for): an
+   * operation that asked for none is answered without waiting for the round's fsync.
+   */
+  durable = 0;
   /** Slots that entered or left the dead letters in this round. */
   readonly effects: Effects = { dead: [], undead: [] };
   private readonly batches = new Map<string, Batch>();
@@ -60,7 +66,10 @@ export class RoundWriter implements Round {
     private readonly loaded: LoadedLog,
     readonly reading: ClockReading,
     private readonly queue: string,
+    lines: LineBuffer,
   ) {
+    lines.reset();
+    this.lines = lines;
     this.now = reading.mono;
     this.at = reading.wall;
     this.start = loaded.end;
@@ -94,6 +103,7 @@ export class RoundWriter implements Round {
   pair(t: BatchKind, o: string, n: number, fence: number, ms = 0): boolean {
     if (this.paired.has(n)) return false;
     this.paired.add(n);
+    if (t === 'done') this.durable++;
     const key = `${t}|${o}|${ms}`;
     let b = this.batches.get(key);
     if (!b) this.batches.set(key, (b = { t, o, ms, l: [] }));
@@ -132,7 +142,10 @@ export class RoundWriter implements Round {
     log.unwritten.set(this.end, rec);
     log.idx.apply(rec, this.end, len);
     this.end += len;
-    if (needsSync(rec)) this.syncNeeded = true;
+    if (needsSync(rec)) {
+      this.syncNeeded = true;
+      this.durable++;
+    }
     return log.idx.refused === refused;
   }
 }

@@ -1,9 +1,11 @@
+import { fdatasync } from 'node:fs';
 import { MetaspnError } from '../../guard/errors.js';
 import type { Mutex } from '../../storage/mutex.js';
 import type { QueueClock } from '../clock.js';
 import type { CompactionTrigger } from './compaction-trigger.js';
 import type { DeadLetterMirror } from './deadletter-mirror.js';
 import type { QueueLogFile } from './log-file.js';
+import { LineBuffer } from './codec.js';
 import { RoundWriter, type Round } from './round.js';
 import type { StatsWriter } from './stats-file.js';
 
@@ -13,14 +15,27 @@ export type Answer = () => unknown;
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 interface Op {
   kind: string;
-  /** Answered at the next turn of the event loop; the others wait out the ack window. */
+  /** Run at the next turn of the event loop; the others wait out the ack window (or an urgent one). */
   urgent: boolean;
-  /** The task a lease operation is on (its order with other operations on that task is kept). */
-  id?: string;
   run: (r: Round) => Answer;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
+
+/** An answer waiting for the fsync that covers what its round wrote. */
+interface Waiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Operations whose answer promises nothing durable: a start, a renewal, a release and a claim
+ * write records that need no fsync (records.ts, needsSync), and are answered as soon as their
+ * round has appended, whatever else the round wrote. Every other operation is answered after an
+ * fsync that covers its round: also one that wrote nothing (an enqueue of ids present, stats),
+ * since what it read may be records not yet on disk.
+ */
+const EAGER = new Set(['start', 'renew', 'release', 'claim']);
 
 /** What a round is made of besides its operations. */
 export interface RoundParts {
@@ -40,9 +55,12 @@ export interface RoundParts {
  * The group-commit round engine. Every operation on the queue is submitted here and runs inside a
  * locked round with the others pending: the lock is taken, the log caught up, the operations run
  * against a Round (each appending records), the records appended in one write, dead-letter files
- * and a due compaction follow, the stats snapshot is rewritten, and the lock released; the fsync
- * comes after (one for the whole round, covering what other processes appended meanwhile), and
- * only then are the operations answered.
+ * and a due compaction follow, the stats snapshot is rewritten, and the lock released.
+ *
+ * The fsync (fdatasync) comes after, off the event loop: rounds go on while it runs, and the
+ * operations that wrote records needing it are answered only once an fdatasync that began after
+ * their round's write has returned (one fdatasync covers every round before it, and whatever other
+ * processes appended meanwhile). Starts, renewals, releases and claims are answered at once.
  */
 export class RoundEngine {
   private pending: Op[] = [];
@@ -52,15 +70,25 @@ export class RoundEngine {
   /** When the oldest pending operation that is not urgent was submitted (performance.now()); -1: none. */
   private lazySince = -1;
   private closed = false;
+  /** Answers waiting for the next fdatasync. */
+  private waiting: Waiter[] = [];
+  /** An fdatasync is in flight. */
+  private syncing = false;
+  /** Records needing an fsync were appended since the last fdatasync began. */
+  private dirty = false;
+  /** The bytes of a round, reused from round to round. */
+  private readonly lines = new LineBuffer();
+  /** Callers of `close` waiting for the fdatasyncs to end. */
+  private idle: Array<() => void> = [];
 
   constructor(private readonly p: RoundParts) {}
 
-  /** Runs `run` in the next round; `id`: the task a lease operation is on. */
-  submit<T>(kind: string, urgent: boolean, id: string | undefined, run: (r: Round) => Answer): Promise<T> {
+  /** Runs `run` in the next round. */
+  submit<T>(kind: string, urgent: boolean, run: (r: Round) => Answer): Promise<T> {
     if (this.closed) return Promise.reject(new MetaspnError('INTERNAL_ERROR', `queue ${this.p.queue} is closed`));
     return new Promise<T>((resolve, reject) => {
       if (!urgent && this.lazySince < 0) this.lazySince = performance.now();
-      this.pending.push({ kind, urgent, ...(id !== undefined ? { id } : {}), run, resolve: resolve as (value: unknown) => void, reject });
+      this.pending.push({ kind, urgent, run, resolve: resolve as (value: unknown) => void, reject });
       this.schedule(urgent);
     });
   }
@@ -82,12 +110,13 @@ export class RoundEngine {
     }
   }
 
-  /** Runs what is pending, ack window or not; later submissions are refused. */
+  /** Runs what is pending, ack window or not, and waits for its fdatasync; later submissions are refused. */
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.pending.length) await this.flush(true);
+    if (this.pending.length) await this.flush();
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    while (this.syncing || this.waiting.length) await new Promise<void>((resolve) => this.idle.push(resolve));
   }
 
   private schedule(urgent: boolean): void {
@@ -112,13 +141,13 @@ export class RoundEngine {
     }
   }
 
-  /** Runs rounds while there are operations due; `all`: every pending one, ack window or not (close). */
-  private async flush(all = false): Promise<void> {
+  /** Runs rounds while there are operations pending. */
+  private async flush(): Promise<void> {
     if (this.flushing) return;
     this.flushing = true;
     try {
       for (;;) {
-        const ops = this.takeRound(all);
+        const ops = this.takeRound();
         if (ops.length === 0) break;
         await this.runRound(ops);
       }
@@ -136,33 +165,14 @@ export class RoundEngine {
   }
 
   /**
-   * The operations of the next round: every pending one, except while the ack window of the
-   * pending acknowledgements is open and the only urgent operations are starts. Then the starts
-   * go alone (a start needs no fsync: see needsSync) and the acknowledgements keep waiting for
-   * their window. Otherwise each start dragged the acknowledgements pending beside it into a
-   * round of its own, and its handler waited for their fsync: a worker ran at most its
-   * concurrency in tasks per fsync. A start on a task with an operation pending before it waits
-   * with that operation, so operations on one task keep their order. (A claim still takes every
-   * pending operation with it: `--once` reads an empty claim as the queue's state after them.)
+   * The operations of the next round: every pending one. Acknowledgements (completions, failures)
+   * wait out their window unless an urgent operation comes first, and then ride in its round: a
+   * start no longer waits for their fsync (it is answered once the round has appended), so a
+   * round per batch of starts carries the acknowledgements pending beside it, and no round of
+   * their own is needed.
    */
-  private takeRound(all: boolean): Op[] {
+  private takeRound(): Op[] {
     const ops = this.pending;
-    if (ops.length === 0) return ops;
-    const open = !all && this.lazySince >= 0 && performance.now() - this.lazySince < this.p.ackWindow;
-    if (open && ops.every((op) => !op.urgent || op.kind === 'start')) {
-      const now: Op[] = [];
-      const later: Op[] = [];
-      const waiting = new Set<string>();
-      for (const op of ops) {
-        if (op.urgent && !(op.id !== undefined && waiting.has(op.id))) now.push(op);
-        else {
-          later.push(op);
-          if (op.id !== undefined) waiting.add(op.id);
-        }
-      }
-      this.pending = later;
-      return now;
-    }
     this.pending = [];
     this.lazySince = -1;
     return ops;
@@ -171,6 +181,7 @@ export class RoundEngine {
   private async runRound(ops: Op[]): Promise<void> {
     const { mutex, file } = this.p;
     let outcomes: Outcome[] = [];
+    let durable: boolean[] = [];
     let syncNeeded = false;
     try {
       await mutex.acquire();
@@ -179,7 +190,7 @@ export class RoundEngine {
       return;
     }
     try {
-      ({ outcomes, syncNeeded } = this.roundLocked(ops));
+      ({ outcomes, durable, syncNeeded } = this.roundLocked(ops));
     } catch (err) {
       file.invalidate();
       mutex.releaseLock();
@@ -187,28 +198,61 @@ export class RoundEngine {
       return;
     }
     mutex.releaseLock();
-    try {
-      // Group commit outside the lock: others append while this fsync runs; it covers their bytes too.
-      if (syncNeeded) file.sync();
-    } catch (err) {
-      file.invalidate();
-      for (const op of ops) op.reject(err);
-      return;
-    }
+    if (syncNeeded) this.dirty = true;
     ops.forEach((op, i) => {
       const o = outcomes[i]!;
-      if (o.ok) op.resolve(o.value);
-      else op.reject(o.error);
+      if (!o.ok) op.reject(o.error);
+      else if ((EAGER.has(op.kind) && !durable[i]) || (!this.dirty && !this.syncing)) op.resolve(o.value);
+      else this.waiting.push({ resolve: () => op.resolve(o.value), reject: op.reject });
+    });
+    this.kick();
+  }
+
+  /**
+   * Starts an fdatasync for the answers waiting, unless one is in flight (its end starts the next).
+   * It runs on libuv's thread pool, the descriptor pinned open meanwhile. It syncs the current
+   * generation: a round's bytes went to an older one only if a compaction replaced it since, and
+   * a compaction fsyncs the log it copies before copying it (ours, or another process's under
+   * the lock), so those bytes are on disk already.
+   */
+  private kick(): void {
+    if (this.syncing || this.waiting.length === 0) return;
+    const batch = this.waiting;
+    this.waiting = [];
+    this.dirty = false;
+    const { file } = this.p;
+    const fd = file.pin();
+    if (fd === null) {
+      for (const w of batch) w.resolve();
+      return;
+    }
+    this.syncing = true;
+    fdatasync(fd, (err) => {
+      file.unpin(fd);
+      this.syncing = false;
+      if (err) {
+        file.invalidate();
+        for (const w of batch) w.reject(err);
+      } else {
+        for (const w of batch) w.resolve();
+      }
+      this.kick();
+      if (!this.syncing && this.waiting.length === 0) for (const f of this.idle.splice(0)) f();
     });
   }
 
-  private roundLocked(ops: Op[]): { outcomes: Outcome[]; syncNeeded: boolean } {
+  private roundLocked(ops: Op[]): { outcomes: Outcome[]; durable: boolean[]; syncNeeded: boolean } {
     const { queue, mutex, file, clock, dead, compaction, stats } = this.p;
     let log = file.catchUp();
-    const r = new RoundWriter(log, clock.read(), queue);
-    let answers: Answer[];
+    const r = new RoundWriter(log, clock.read(), queue, this.lines);
+    const answers: Answer[] = [];
+    const durable: boolean[] = [];
     try {
-      answers = ops.map((op) => op.run(r));
+      for (const op of ops) {
+        const before = r.durable;
+        answers.push(op.run(r));
+        durable.push(r.durable !== before);
+      }
       r.writeBatches();
     } finally {
       r.seal();
@@ -240,6 +284,6 @@ export class RoundEngine {
       log = file.compact(mutex, log, r.reading, compaction.retention);
     }
     stats.snapshot(queue, file.generation, log, r.reading);
-    return { outcomes, syncNeeded };
+    return { outcomes, durable, syncNeeded };
   }
 }

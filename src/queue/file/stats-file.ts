@@ -28,6 +28,8 @@ interface Snapshot {
 
 export class StatsWriter {
   private fd: number | null = null;
+  /** The block, reused from write to write. */
+  private readonly buf = Buffer.alloc(BLOCK, 0x20);
 
   constructor(private readonly dir: string) {}
 
@@ -43,9 +45,9 @@ export class StatsWriter {
 
   write(s: Snapshot): void {
     const line = encodeLine(s);
-    const buf = Buffer.alloc(BLOCK, 0x20);
-    buf.write(line, 0, 'utf8');
-    if (Buffer.byteLength(line) > BLOCK) return;
+    const buf = this.buf;
+    if (buf.write(line, 0, 'utf8') < Buffer.byteLength(line)) return;
+    buf.fill(0x20, Buffer.byteLength(line));
     try {
       this.fd ??= safeOpen(join(this.dir, 'stats.json'), 'w');
       writeSync(this.fd, buf, 0, BLOCK, 0);
