@@ -34,6 +34,8 @@ export interface ResumeDecision {
   skip: string | null;
   /** Why a published partition runs again (its inputs or upstream changed since). */
   stale?: string;
+  /** Why it is skipped, for the report; default: already published with the identity a run would have now. */
+  reason?: string;
 }
 
 export interface PartitionResult {
@@ -150,7 +152,7 @@ export async function runExecutionBackfill(exec: PipelineExecution, o: BackfillO
     const decision = decisions.get(plan.partition);
     if (decision?.skip) {
       await cancelLeftovers(exec, plan.partition, decision.skip, d, o.by);
-      settle({ date: plan.partition, status: 'skipped', run_id: decision.skip, exit_code: EXIT.SUCCESS, duration_ms: 0, reason: 'already published with the identity a run would have now' });
+      settle({ date: plan.partition, status: 'skipped', run_id: decision.skip, exit_code: EXIT.SUCCESS, duration_ms: 0, reason: decision.reason ?? 'already published with the identity a run would have now' });
       return true;
     }
     let r: PipelineRunReport;

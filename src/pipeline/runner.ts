@@ -176,7 +176,7 @@ export async function runExecution(exec: PipelineExecution, o: ExecutionOptions,
     steps: st.steps,
     skipChecks: skip,
   };
-  log.info({ event: 'run_start', run_id: o.runId, as_of: o.plan.as_of, provisional: o.plan.provisional }, 'run started');
+  log.info({ event: 'run_start', as_of: o.plan.as_of, provisional: o.plan.provisional }, 'run started');
   try {
     return await runSteps(exec, o, d, st, run, t0);
   } finally {
@@ -281,7 +281,7 @@ async function runSteps(exec: PipelineExecution, o: ExecutionOptions, d: RunnerD
     ...(st.blocked ? { blocked: true } : {}),
     duration_ms: now() - t0,
   };
-  log.info({ event: 'run_end', run_id: o.runId, status: report.status, rc: report.exit_code, duration_ms: report.duration_ms, ...memory() }, 'run finished');
+  log.info({ event: 'run_end', status: report.status, rc: report.exit_code, duration_ms: report.duration_ms, ...memory() }, 'run finished');
   return report;
 }
 
@@ -299,7 +299,7 @@ async function runStep(exec: PipelineExecution, o: ExecutionOptions, d: RunnerDe
   let checks: ManifestCheck[] = [];
   let cancelled: string[] = [];
   const held = s.commitsInOrder && o.sequence !== undefined;
-  log.info({ event: 'step_start' }, `${s.name} started`);
+  log.info({ event: 'stage_start', stage: s.name }, `${s.name} started`);
   try {
     id = await s.identify(run);
     st.identities.set(s.name, id);
@@ -409,7 +409,7 @@ async function recordStep(
     st.failed = true;
     st.exit_code = mostSevere([st.exit_code, exit_code]);
   } else st.succeeded.add(s.name);
-  run.log.info({ event: 'step_end', status: manifest.status, rc: exit_code, duration_ms: manifest.duration_ms, tasks: manifest.tasks, ...memory() }, `${s.name} ${manifest.status}`);
+  run.log.info({ event: 'stage_end', stage: s.name, status: manifest.status, rc: exit_code, duration_ms: manifest.duration_ms, tasks: manifest.tasks, ...memory() }, `${s.name} ${manifest.status}`);
 }
 
 async function amendManifest(d: RunnerDeps, exec: PipelineExecution, o: ExecutionOptions, r: StepReport, change: Partial<Manifest>): Promise<void> {

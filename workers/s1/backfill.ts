@@ -1,24 +1,25 @@
 import { join } from 'node:path';
 import { EXIT, mostSevere } from '../../src/guard/exit-codes.js';
 import { MetaspnError, UsageError } from '../../src/guard/errors.js';
+import { runExecutionBackfill, type PartitionResult, type ResumeDecision } from '../../src/pipeline/backfill.js';
+import { fileDeps } from '../../src/pipeline/file-deps.js';
+import { memory } from '../../src/pipeline/runner.js';
 import { writeAtomicSync } from '../../src/storage/atomic.js';
 import { manifestsOf } from '../../src/storage/manifest.js';
 import { readPointer } from '../../src/storage/pointers.js';
 import { PIPELINE } from './context.js';
 import { defaultAsOf, parseDate, seasonDates } from './dates.js';
+import { s1Execution, type S1Env } from './execution.js';
 import { STAGES } from './ids.js';
-import { newDateRun, prepareS1, type PipelineOptions } from './pipeline.js';
+import { prepareS1, type PipelineOptions } from './pipeline.js';
 import { planRun, type RunPlan } from './plan.js';
-import { publishRun } from './publish.js';
-import { reportOf, type DateRun, type S1Env } from './run-types.js';
 import { publishedDates, type PublishedDate } from './stale.js';
-import { cancelLeftovers, memory, runStageFor } from './stage-step.js';
 
 export interface BackfillOptions extends PipelineOptions {
   backfillId: string;
   start: string;
   end: string;
-  /** Dates whose scoring and projection run at once. Default 1. */
+  /** Dates run at once (settlement and publishing still go in date order). Default 1. */
   maxParallel: number;
   /**
    * Skip dates already published with the same params whose outputs still match the store and
@@ -32,16 +33,7 @@ export interface BackfillOptions extends PipelineOptions {
 
 export type DateStatus = 'published' | 'failed' | 'skipped' | 'blocked';
 
-export interface DateResult {
-  date: string;
-  status: DateStatus;
-  run_id: string | null;
-  exit_code: number;
-  duration_ms: number;
-  reason?: string;
-  /** With --resume: the date was published, but stale (why); it ran again. */
-  stale?: string;
-}
+export type DateResult = PartitionResult;
 
 export interface BackfillReport {
   backfill_id: string;
@@ -83,15 +75,18 @@ export function backfillPlans(o: Pick<BackfillOptions, 'cfg' | 'start' | 'end'>,
 }
 
 /**
- * Runs run-local's steps for every date of a range under one lock: scoring and projection of up
- * to `maxParallel` dates at once (their rows held back and committed in date order, so the store
- * ends byte-identical to date-by-date runs), settlement and publishing in date order, since they
- * read the earlier dates' published pointers. A date that fails blocks the later ones: their
- * settlement would miss it. `manifests/backfills/<id>/summary.json` is rewritten as dates finish.
+ * Runs run-local's steps for every date of a range under one lock, on the pipeline runner's
+ * backfill: up to `maxParallel` dates at once, their rows held back and committed in date order
+ * (the store ends byte-identical to date-by-date runs); settlement and publishing in date order,
+ * since settlement reads the earlier dates' published pointers. A date that fails blocks the
+ * later ones: their settlement would miss it. `manifests/backfills/<id>/summary.json` is
+ * rewritten as dates finish.
  */
 export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
   const plans = backfillPlans(o);
-  const { env, groups } = await prepareS1(o, `backfill ${o.backfillId}`);
+  const env = await prepareS1(o);
+  const exec = s1Execution(env);
+  const d = fileDeps(o.ws, o.cfg, o.log);
   const report: BackfillReport = {
     backfill_id: o.backfillId,
     pipeline: PIPELINE,
@@ -106,67 +101,35 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
     dates: {},
     summary: join(o.ws.manifests, 'backfills', o.backfillId, 'summary.json'),
   };
-  let done = 0;
-  const settle = (d: DateResult): void => {
-    report.dates[d.date] = d;
-    report.updated_at = new Date().toISOString();
-    report.exit_code = mostSevere(Object.values(report.dates).map((x) => x.exit_code));
-    writeSummary(report);
-    o.onDate?.(d, ++done, plans.length);
-  };
   o.log.info({ event: 'backfill_start', start: report.start, end: report.end, dates: plans.length, max_parallel: o.maxParallel, resume: o.resume }, 'backfill started');
   writeSummary(report);
-  let blockedBy: string | null = null;
   try {
-    const todo: RunPlan[] = [];
-    const staleOf = new Map<string, string>();
-    if (o.resume) {
-      const states = publishedDates(o.ws, o.cfg.s1, await env.s1.sorted(), new Set(plans.map((p) => p.date)));
-      const byDate = new Map(states.map((x) => [x.date, x]));
-      // From the first date that runs again, every later one runs too: its settlement may count it anew.
-      let rerunning = false;
-      for (const plan of plans) {
-        const state = byDate.get(plan.date);
-        if (state?.state === 'stale') {
-          staleOf.set(plan.date, state.reasons.join('; '));
-          o.log.warn({ event: 'date_stale', date: plan.date, run_id: state.run_id, reasons: state.reasons }, `${plan.date} is stale: it runs again`);
-        }
-        const ptr = rerunning ? null : await doneRun(env, plan, state);
-        if (ptr) {
-          await cancelLeftovers(env, plan.date, ptr);
-          settle({ date: plan.date, status: 'skipped', run_id: ptr, exit_code: EXIT.SUCCESS, duration_ms: 0, reason: 'already published with the same params and inputs; outputs match the store' });
-        } else {
-          rerunning = true;
-          todo.push(plan);
-        }
-      }
-      // What was read to decide is stale once a date publishes again.
-      env.s1.forgetCounted();
-    } else todo.push(...plans);
-    for (let i = 0; i < todo.length; i += o.maxParallel) {
-      const window = todo.slice(i, i + o.maxParallel);
-      if (blockedBy !== null || env.stop.aborted) {
-        for (const p of window) settle(blocked(p, blockedBy, env.stop.aborted));
-        continue;
-      }
-      const runs = await Promise.all(window.map((plan) => newDateRun(env, groups, plan, `${o.backfillId}.${plan.date}`)));
-      for (const r of runs) r.log.info({ event: 'run_start', date: r.plan.date, as_of: r.plan.as_of, inputs: r.params.inputs, subjects: r.subjects.length }, 'run started');
-      await runStageFor(env, runs, 'update_attention_scores');
-      await runStageFor(env, runs, 'project_rewards');
-      for (const r of runs) {
-        if (blockedBy !== null || env.stop.aborted) {
-          settle(blocked(r.plan, blockedBy, env.stop.aborted));
-          continue;
-        }
-        for (const stage of STAGES.slice(2)) await runStageFor(env, [r], stage);
-        if (!r.failed) await publishRun(env, r);
-        const stale = staleOf.get(r.plan.date);
-        settle({ ...resultOf(r), ...(stale ? { stale } : {}) });
-        if (r.failed || !r.pointer) blockedBy = r.plan.date;
-      }
-    }
+    await runExecutionBackfill(
+      exec,
+      {
+        backfillId: o.backfillId,
+        plans: plans.map((p) => ({ partition: p.date, as_of: p.as_of, provisional: p.provisional })),
+        maxParallel: o.maxParallel,
+        resume: o.resume,
+        by: `backfill ${o.backfillId}`,
+        stop: o.stop,
+        ...(o.force ? { force: o.force } : {}),
+        ...(o.lockLost ? { lockLost: o.lockLost } : {}),
+        ...(o.skipChecks ? { skipChecks: o.skipChecks } : {}),
+        onPartition: (r, done, total) => {
+          report.dates[r.date] = r;
+          report.updated_at = new Date().toISOString();
+          report.exit_code = mostSevere(Object.values(report.dates).map((x) => x.exit_code));
+          writeSummary(report);
+          o.onDate?.(r, done, total);
+        },
+      },
+      d,
+      (ps) => resumeDecisions(env, ps.map((p) => plans.find((x) => x.date === p.partition)!)),
+    );
   } finally {
     await env.s1.close();
+    await d.stores.close();
     report.finished_at = new Date().toISOString();
     writeSummary(report);
     o.log.info({ event: 'backfill_end', rc: report.exit_code, ...memory() }, 'backfill finished');
@@ -174,22 +137,24 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
   return report;
 }
 
-function resultOf(r: DateRun): DateResult {
-  const rep = reportOf(r);
-  const failed = r.stages.find((s) => s.status === 'failed');
-  return {
-    date: r.plan.date,
-    status: rep.status === 'published' ? 'published' : 'failed',
-    run_id: r.runId,
-    exit_code: rep.exit_code,
-    duration_ms: rep.duration_ms,
-    ...(failed?.error ? { reason: `${failed.step}: ${failed.error.message}` } : {}),
-  };
-}
-
-function blocked(plan: RunPlan, by: string | null, stopped: boolean): DateResult {
-  const reason = stopped ? 'stop requested before this date ran' : `not run: ${by} failed, and settlement counts every earlier date; fix it and --resume`;
-  return { date: plan.date, status: 'blocked', run_id: null, exit_code: EXIT.BUSINESS_SKIP, duration_ms: 0, reason };
+/**
+ * `--resume`: a date is skipped when a run published it with the same params (as-of, config hash,
+ * inputs and counted digests: not stale), every step of that run succeeded and its recorded
+ * outputs still match the store. From the first date that runs again, every later one runs too
+ * (the runner's backfill: its settlement may count it anew).
+ */
+async function resumeDecisions(env: S1Env, plans: readonly RunPlan[]): Promise<Map<string, ResumeDecision>> {
+  const states = publishedDates(env.ws, env.cfg.s1, await env.s1.sorted(), new Set(plans.map((p) => p.date)));
+  const byDate = new Map(states.map((x) => [x.date, x]));
+  const out = new Map<string, ResumeDecision>();
+  for (const plan of plans) {
+    const state = byDate.get(plan.date);
+    const skip = await doneRun(env, plan, state);
+    out.set(plan.date, { skip, reason: 'already published with the same params and inputs; outputs match the store', ...(state?.state === 'stale' ? { stale: state.reasons.join('; ') } : {}) });
+  }
+  // What was read to decide is stale once a date publishes again.
+  env.s1.forgetCounted();
+  return out;
 }
 
 /**

@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../../src/config/load.js';
 import { checkRunId, newRunId } from '../../../src/runtime/run-id.js';
 import { planRun } from '../plan.js';
-import { runS1, type RunReport, type StageReport } from '../pipeline.js';
+import { runS1, type RunReport } from '../pipeline.js';
+import type { StepReport } from '../../../src/pipeline/runner.js';
 import { stepProgress } from '../../../src/cli/progress.js';
 import { assertRunIdFree } from '../run-ids.js';
 import { rollback } from '../rollback.js';
@@ -86,7 +87,7 @@ export function registerRollback(s1: Command): void {
 }
 
 /** `onStage` printing each stage's line on stderr when progress is wanted (src/cli/progress.ts). */
-export function withProgress(json: boolean | undefined): { onStage?: (date: string, r: StageReport) => void } {
+export function withProgress(json: boolean | undefined): { onStage?: (date: string, r: StepReport) => void } {
   const p = stepProgress(json);
   return p ? { onStage: (date, r) => p(date, r) } : {};
 }
