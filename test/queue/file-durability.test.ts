@@ -135,8 +135,9 @@ describe('file queue: durability and recovery', () => {
     const got = await q.claim({ owner: OTHER, max: 4, lease_ms: 60_000, defer_start: true });
     expect(await q.start('x0', got[0]!.lease)).toBe(true);
     expect(await q.start('x2', got[2]!.lease)).toBe(true);
-    // Enough traffic to compact: the leases are carried over as snaps.
-    await q.enqueue(ids(1500));
+    // Enough traffic to compact (tasks with payloads of a few hundred bytes, which a compaction
+    // drops once completed): the leases are carried over as snaps.
+    await q.enqueue(ids(1500).map((t) => ({ ...t, payload: 'x'.repeat(300) })));
     while ((await q.stats()).ready > 0) {
       const batch = await q.claim({ owner: ME, max: 200, lease_ms: 60_000 });
       await Promise.all(batch.map((g) => q.complete(g.task.id, g.lease)));
@@ -170,7 +171,7 @@ describe('file queue: durability and recovery', () => {
     const before = gen();
     let n = 0;
     for (let i = 0; gen() === before && i < 50; i++) {
-      await q.enqueue(ids(200, `more${i}-`));
+      await q.enqueue(ids(200, `more${i}-`).map((t) => ({ ...t, payload: 'x'.repeat(300) })));
       const got = await q.claim({ owner: ME, max: 200, lease_ms: 60_000 });
       await Promise.all(got.map((g) => q.complete(g.task.id, g.lease)));
       n += got.length;

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeLine, encodeLine, encodeRecord, LineBuffer, scanLines, type ScannedLine } from '../../src/queue/file/codec.js';
+import { shortForm, type LogRecord } from '../../src/queue/file/records.js';
+import { newRecord } from '../../src/queue/record.js';
 
 const record = fc.record({ t: fc.constantFrom('enq', 'done'), n: fc.nat(), s: fc.string({ unit: 'grapheme' }) });
 
@@ -70,4 +72,27 @@ describe('queue record codec', () => {
     expect(lines).toHaveLength(1);
     expect(used).toBe(a.length);
   });
+
+  it('an enq of a fresh task is written short and reads back as the long form; long enq lines of older logs read as they are', () => {
+    const json = fc.jsonValue().map((v) => JSON.parse(JSON.stringify(v)) as unknown);
+    fc.assert(
+      fc.property(fc.nat(), fc.integer({ min: 0, max: 4e12 }), json, fc.integer({ min: 1, max: 100 }), fc.option(fc.constant('s1/2026-01-02'), { nil: undefined }), fc.option(fc.double({ min: 0, max: 1e9, noNaN: true }), { nil: undefined }), (n, at, payload, max, group, m) => {
+        const task = newRecord('update_attention_scores', { id: `t${n}`, payload, ...(group !== undefined ? { group } : {}) }, max, at);
+        const long: LogRecord = { t: 'enq', n, at, task, ...(m !== undefined ? { m } : {}) };
+        const short = encodeRecord(shortForm(long));
+        const old = encodeRecord(long);
+        expect(short.length).toBeLessThan(old.length - 90);
+        expect(JSON.stringify(decodeLine(short, 0, short.length - 1))).toBe(JSON.stringify(long));
+        expect(decodeLine(old, 0, old.length - 1)).toEqual(long);
+      }),
+    );
+  });
+
+  it('an enq whose task is not fresh (attempts, errors, retries, other times) is written long', () => {
+    const task = { ...newRecord('q', { id: 'a', payload: 1 }, 3, 1000), attempt_count: 1 };
+    const rec: LogRecord = { t: 'enq', n: 0, at: 1000, task };
+    expect(shortForm(rec)).toBe(rec);
+    expect('task' in shortForm({ t: 'enq', n: 0, at: 2000, task: newRecord('q', { id: 'a', payload: 1 }, 3, 1000) })).toBe(true);
+  });
 });
+

@@ -1,4 +1,5 @@
 import { crc32 } from 'node:zlib';
+import { expandRecord } from './records.js';
 
 /**
  * One record a line: `{"c":"<crc32 hex>","r":<record JSON>}`. The checksum covers the record's
@@ -93,7 +94,7 @@ export function decodeLine(buf: Buffer, start: number, end: number): unknown {
   const body = buf.subarray(start + BODY_START, end - 1);
   if (crc32(body) !== want) return null;
   try {
-    return JSON.parse(body.toString('utf8'));
+    return expandRecord(JSON.parse(body.toString('utf8')));
   } catch {
     return null;
   }

@@ -4,7 +4,7 @@ import type { TaskRecord } from '../types.js';
 import { LineBuffer } from './codec.js';
 import type { Effects, IndexState } from './index-state.js';
 import type { LoadedLog } from './loader.js';
-import { needsSync, type LogRecord, type Pair } from './records.js';
+import { needsSync, shortForm, type LogRecord, type Pair } from './records.js';
 
 /** Records that batch many [slot, fence] pairs of one owner. */
 export type BatchKind = 'done' | 'rel' | 'renew' | 'start';
@@ -137,7 +137,7 @@ export class RoundWriter implements Round {
 
   private write(rec: LogRecord): boolean {
     const log = this.loaded;
-    const len = this.lines.add(rec);
+    const len = this.lines.add(shortForm(rec));
     const refused = log.idx.refused;
     log.unwritten.set(this.end, rec);
     log.idx.apply(rec, this.end, len);
