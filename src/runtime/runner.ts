@@ -186,45 +186,53 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     inflight.add(tracked);
   };
 
-  while (!d.stop.aborted && !halt.signal.aborted) {
-    // While tasks fail, claim no further ahead than the free slots: a broken dependency must not
-    // leave hundreds of tasks leased to a worker about to stop.
-    const prefetch = failing && d.prefetch === undefined ? policy.concurrency : prefetchFor(policy, avgMs, d.prefetch);
-    const want = Math.min(prefetch - buffer.length, maxTasks - sum.claimed);
-    if (!drained && want > 0 && buffer.length <= policy.concurrency) {
-      // Prefetched: a task counts as started (and its lease as an attempt) only once its handler is
-      // about to run, so a worker that dies charges nothing to the tasks it held in its buffer.
-      const got = await d.queue.claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms, defer_start: true, ...(d.only ? { only: d.only } : {}) });
-      sum.claimed += got.length;
-      const at = mono();
-      for (const c of got) renewedAt.set(c, at);
-      buffer.push(...got);
-      if (got.length === 0 && d.once) drained = true;
-    }
-    while (running.size < policy.concurrency && buffer.length > 0 && !d.stop.aborted && !halt.signal.aborted) start(buffer.shift()!);
-    if (running.size === 0 && buffer.length === 0) {
-      // Let acknowledgements land first: a failure becomes a scheduled retry only then.
-      if (inflight.size > 0) {
-        await Promise.race([Promise.all(inflight), stopped]);
+  // A claim that throws (the queue unreachable) ends the loop, but not before the running tasks
+  // have ended and been acknowledged (or reported lost): the caller closes the queue after this.
+  let loopError: { err: unknown } | null = null;
+  try {
+    while (!d.stop.aborted && !halt.signal.aborted) {
+      // While tasks fail, claim no further ahead than the free slots: a broken dependency must not
+      // leave hundreds of tasks leased to a worker about to stop.
+      const prefetch = failing && d.prefetch === undefined ? policy.concurrency : prefetchFor(policy, avgMs, d.prefetch);
+      const want = Math.min(prefetch - buffer.length, maxTasks - sum.claimed);
+      if (!drained && want > 0 && buffer.length <= policy.concurrency) {
+        // Prefetched: a task counts as started (and its lease as an attempt) only once its handler is
+        // about to run, so a worker that dies charges nothing to the tasks it held in its buffer.
+        const got = await d.queue.claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms, defer_start: true, ...(d.only ? { only: d.only } : {}) });
+        sum.claimed += got.length;
+        const at = mono();
+        for (const c of got) renewedAt.set(c, at);
+        buffer.push(...got);
+        if (got.length === 0 && d.once) drained = true;
+      }
+      while (running.size < policy.concurrency && buffer.length > 0 && !d.stop.aborted && !halt.signal.aborted) start(buffer.shift()!);
+      if (running.size === 0 && buffer.length === 0) {
+        // Let acknowledgements land first: a failure becomes a scheduled retry only then.
+        if (inflight.size > 0) {
+          await Promise.race([Promise.all(inflight), stopped]);
+          continue;
+        }
+        if (sum.claimed >= maxTasks) break;
+        if (d.once && drained) {
+          const due = d.nextDue ? await d.nextDue() : null;
+          if (due === null) break;
+          await d.sleep(Math.max(0, due - d.now()), d.stop);
+          drained = false;
+          continue;
+        }
+        await d.sleep(policy.poll_ms, d.stop);
         continue;
       }
-      if (sum.claimed >= maxTasks) break;
-      if (d.once && drained) {
-        const due = d.nextDue ? await d.nextDue() : null;
-        if (due === null) break;
-        await d.sleep(Math.max(0, due - d.now()), d.stop);
-        drained = false;
-        continue;
+      if (inflight.size - running.size > Math.max(64, prefetch)) {
+        // Too many acknowledgements pending: let the queue catch up before running more.
+        await Promise.race([...inflight, stopped]);
+      } else if (running.size >= policy.concurrency || buffer.length === 0 || drained || sum.claimed >= maxTasks) {
+        await Promise.race([...running, stopped]);
       }
-      await d.sleep(policy.poll_ms, d.stop);
-      continue;
     }
-    if (inflight.size - running.size > Math.max(64, prefetch)) {
-      // Too many acknowledgements pending: let the queue catch up before running more.
-      await Promise.race([...inflight, stopped]);
-    } else if (running.size >= policy.concurrency || buffer.length === 0 || drained || sum.claimed >= maxTasks) {
-      await Promise.race([...running, stopped]);
-    }
+  } catch (err) {
+    loopError = { err };
+    halt.abort();
   }
 
   // Graceful stop: buffered tasks go back untouched; running ones finish unless forced.
@@ -245,6 +253,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   stopWatchdog();
   if (durationTimer) clearInterval(durationTimer);
   await flushDurations();
+  if (loopError) throw loopError.err;
   // Disk full, permission denied: retrying would only burn every task's attempts; the command fails with the cause.
   if (fatal) throw fatal.err;
   return sum;
