@@ -104,6 +104,33 @@ export function describeEffectsBackend(backend: string, make: MakeHarness): void
       await h.close();
     });
 
+    it('completions made together each learn their own outcome: a conflict or a lost lease in one holds back none of the others', async () => {
+      const h = await make(`fx_${++names}`);
+      const pre = await leased(h, 'pre');
+      await h.commit.completeWithEffects('pre', pre.lease, [{ kind: 'rows', pipeline: 'p', step: 's', rows: [row('r3', 3)] }]);
+      const ids = ['t0', 't1', 't2', 't3', 't4', 't5'];
+      await h.queue.enqueue(ids.map((id) => ({ id, payload: null })));
+      const got = await h.queue.claim({ owner: ME, max: ids.length, lease_ms: 60_000 });
+      const lease = new Map(got.map((c) => [c.task.id, c.lease]));
+      // t5's lease is gone: given back and claimed by another owner.
+      await h.queue.release('t5', lease.get('t5')!);
+      await h.queue.claim({ owner: OTHER, max: 1, lease_ms: 60_000 });
+      const outs = await Promise.all(
+        ids.map((id, i) =>
+          h.commit.completeWithEffects(id, lease.get(id)!, [
+            // t3 writes r3 with other content than stored; t1 and t2 write the same row alike.
+            { kind: 'rows', pipeline: 'p', step: 's', rows: [row(`r${i === 2 ? 1 : i}`, i === 2 ? 1 : i === 3 ? 33 : i)] },
+            { kind: 'append', log: 'ledger', body: id },
+          ]),
+        ),
+      );
+      expect(outs.map((o) => o.status)).toEqual(['completed', 'completed', 'completed', 'conflict', 'completed', 'lease_lost']);
+      expect(await h.queue.states(ids)).toEqual(['completed', 'completed', 'completed', 'leased', 'completed', 'leased']);
+      expect((await h.log('ledger')).map((e) => e.task_id).sort()).toEqual(h.commit.atomic ? ['t0', 't1', 't2', 't4'] : ['t0', 't1', 't2', 't4', 't5']);
+      expect([...(await h.rows('p.s')).keys()].sort()).toEqual(h.commit.atomic ? ['r0', 'r1', 'r3', 'r4'] : ['r0', 'r1', 'r3', 'r4', 'r5']);
+      await h.close();
+    });
+
     it('the worker loop commits what handlers record in ctx.effects; a failed attempt\'s effects are dropped; a conflict is a contract error', async () => {
       const h = await make(`fx_${++names}`);
       const failedOnce = new Set<string>();

@@ -61,6 +61,26 @@ describe.skipIf(!up)('PostgreSQL', () => {
       { name: 'after the server committed, before the holder heard: the fence says it was this holder\'s', cut: { when: 'response', match: 'COMMIT' } },
       { name: 'while the effects are being written: rolled back, then committed once', cut: { when: 'request', match: 'effect_log' } },
     ] as const;
+    for (const when of ['request', 'response'] as const) {
+      it(`a batch of three cut ${when === 'request' ? 'before' : 'after'} its COMMIT: each task settled by its fence, each effect once`, async () => {
+        const schema = `cut_${++schemas}`;
+        const proxy = await startProxy({ host: new URL(db.url).hostname, port: Number(new URL(db.url).port || 5432) });
+        const u = new URL(db.url);
+        u.port = String(proxy.port);
+        const direct = new PgQueue({ name: 'q', setting: { url: db.url, source: 'test', schema }, pool: pool() });
+        const viaProxy = new PgQueue({ name: 'q', setting: { url: db.url, source: 'test', schema }, pool: pool(u.toString()), presence: false });
+        const ids = ['a', 'b', 'c'];
+        await direct.enqueue(ids.map((id) => ({ id, payload: null })));
+        const got = await viaProxy.claim({ owner: { id: 'holder', pid: 1, host: 'h' }, max: 3, lease_ms: 60_000 });
+        proxy.arm({ when, match: 'COMMIT' });
+        const outs = await Promise.all(got.map((g) => viaProxy.completeWithEffects(g.task.id, g.lease, [{ kind: 'append', log: 'ledger', body: g.task.id }])));
+        await proxy.cutDone();
+        expect(outs).toEqual(ids.map(() => ({ status: 'completed' })));
+        expect((await logOf(schema, 'ledger')).map((e) => e.task_id).sort()).toEqual(ids);
+        expect(await direct.stats()).toMatchObject({ completed: 3, leased: 0 });
+        await Promise.all([direct.close(), viaProxy.close(), proxy.close()]);
+      });
+    }
     for (const c of cuts) {
       it(c.name, async () => {
         const schema = `cut_${++schemas}`;

@@ -1,12 +1,13 @@
 /**
- * Writing a task's effects inside a transaction the caller holds (PgQueue.completeWithEffects,
+ * Writing tasks' effects inside a transaction the caller holds (PgQueue.completeWithEffects,
  * after its fenced completion): rows into `artifact`, entries into `effect_log` (migration 4).
- * Rows are written as a put of PgStores writes them (`putRowsOn`, shared with it).
+ * Rows are written as a put of PgStores writes them (`putRowsOn`, shared with it). Completions
+ * are group-committed ({@link EffectsBatcher}): one transaction per window.
  */
 import type pg from 'pg';
 import { canonicalText } from '../../pipeline/canonical.js';
 import type { StoredRow } from '../../pipeline/types.js';
-import type { EffectConflict, TaskEffect } from '../../queue/types.js';
+import type { EffectConflict, EffectsOutcome, Lease, TaskEffect } from '../../queue/types.js';
 import { hashText } from '../../storage/store/artifact-store.js';
 
 /** Anything statements can run on inside a transaction. */
@@ -99,4 +100,122 @@ export async function writeEffectsOn(c: Tx, S: string, queue: string, id: string
     );
   }
   return conflicts;
+}
+
+/** One completion with effects waiting for its batch ({@link EffectsBatcher}). */
+export interface EffectsOp {
+  id: string;
+  lease: Lease;
+  effects: readonly TaskEffect[];
+  resolve(o: EffectsOutcome): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Group commit of completions with effects: the calls made within one window become one batch,
+ * written by `write` (one transaction). An id already in the window waits for the next one. Pure
+ * scheduling, no SQL.
+ */
+export class EffectsBatcher {
+  private pending: EffectsOp[] = [];
+  private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  private flushing = false;
+
+  /**
+   * @param windowMs the window in ms (0: the next turn of the event loop).
+   * @param write writes one batch and settles each of its ops; it must not throw.
+   */
+  constructor(
+    private readonly windowMs: number,
+    private readonly write: (ops: EffectsOp[]) => Promise<void>,
+  ) {}
+
+  push(id: string, lease: Lease, effects: readonly TaskEffect[]): Promise<EffectsOutcome> {
+    return new Promise<EffectsOutcome>((resolve, reject) => {
+      this.pending.push({ id, lease, effects, resolve, reject });
+      if (this.timer === null && !this.flushing) this.timer = this.windowMs > 0 ? setTimeout(() => void this.flush(), this.windowMs) : setImmediate(() => void this.flush());
+    });
+  }
+
+  /** Writes everything queued now (before a close). */
+  async drain(): Promise<void> {
+    if (this.timer !== null) {
+      clearTimeout(this.timer as NodeJS.Timeout);
+      clearImmediate(this.timer as NodeJS.Immediate);
+      this.timer = null;
+    }
+    while (this.pending.length || this.flushing) {
+      if (!this.flushing) await this.flush();
+      else await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  private async flush(): Promise<void> {
+    this.timer = null;
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.pending.length) {
+        const now: EffectsOp[] = [];
+        const later: EffectsOp[] = [];
+        const ids = new Set<string>();
+        for (const op of this.pending) {
+          if (ids.has(op.id)) later.push(op);
+          else {
+            ids.add(op.id);
+            now.push(op);
+          }
+        }
+        this.pending = later;
+        await this.write(now);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+}
+
+/**
+ * Writes the effects of the completions `ops` whose ids are in `held` (their fenced completion
+ * just succeeded in the caller's transaction on `c`), all at once: one put per store, one insert
+ * of every log entry.
+ * @returns the (store, id) keys of rows that conflict (the caller rolls back and sets their ops apart).
+ */
+export async function writeBatchEffectsOn(c: Tx, S: string, queue: string, ops: readonly Pick<EffectsOp, 'id' | 'lease' | 'effects'>[]): Promise<Set<string>> {
+  const byStore = new Map<string, StoredRow[]>();
+  const log = { logs: [] as string[], ids: [] as string[], fences: [] as number[], bodies: [] as string[] };
+  for (const op of ops) {
+    for (const e of op.effects) {
+      if (e.kind === 'rows') {
+        const store = `${e.pipeline}.${e.step}`;
+        const list = byStore.get(store) ?? [];
+        list.push(...e.rows);
+        byStore.set(store, list);
+      } else {
+        log.logs.push(e.log);
+        log.ids.push(op.id);
+        log.fences.push(op.lease.fence);
+        log.bodies.push(canonicalText({ body: e.body }).slice('{"body":'.length, -1));
+      }
+    }
+  }
+  const conflicting = new Set<string>();
+  for (const [store, rows] of byStore) {
+    const r = await putRowsOn(c, S, store, rows);
+    for (const x of r.conflicts) conflicting.add(`${store}\u0000${x.id}`);
+  }
+  if (conflicting.size) return conflicting;
+  if (log.logs.length) {
+    await c.query(
+      `INSERT INTO ${S}.effect_log (log, queue, task_id, fence, body)
+       SELECT x.log, $1, x.id, x.fence, x.body FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY AS x(log, id, fence, body, n) ORDER BY x.n`,
+      [queue, log.logs, log.ids, log.fences, log.bodies],
+    );
+  }
+  return conflicting;
+}
+
+/** Whether `op` writes a row among the `conflicting` (store, id) keys of {@link writeBatchEffectsOn}. */
+export function touches(op: Pick<EffectsOp, 'effects'>, conflicting: ReadonlySet<string>): boolean {
+  return op.effects.some((e) => e.kind === 'rows' && e.rows.some((r) => conflicting.has(`${e.pipeline}.${e.step}\u0000${r.id}`)));
 }

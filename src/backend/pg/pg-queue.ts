@@ -28,7 +28,7 @@ import type {
 } from '../../queue/types.js';
 import { inTransaction, isUnavailable, pgError, sharedPool, type PgPool, type PoolLease } from './connection.js';
 import { AckBatcher, type AckKind, type AckOp } from './acks.js';
-import { writeEffectsOn } from './effects.js';
+import { EffectsBatcher, touches, writeBatchEffectsOn, writeEffectsOn, type EffectsOp } from './effects.js';
 import { ensureSchema, quoteSchema } from './migrations.js';
 import { holdPresence, type PresenceHandle } from './presence.js';
 import { DEFAULT_POOL_MAX, DEFAULT_SCHEMA, type PgSetting } from './setting.js';
@@ -119,6 +119,7 @@ export class PgQueue implements Queue, EffectsCommit {
   private readonly presences = new Map<string, PresenceHandle>();
   private presenceCheckedAt = 0;
   private readonly acks: AckBatcher;
+  private readonly fx: EffectsBatcher;
   private schemaReady: Promise<void> | null = null;
   private hasRow = false;
   private closed = false;
@@ -142,6 +143,7 @@ export class PgQueue implements Queue, EffectsCommit {
     this.dbNow = opts.dbNow;
     this.presence = opts.presence !== false && opts.ownerAlive === undefined;
     this.acks = new AckBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (kind, ops) => this.ackBatch(kind, ops));
+    this.fx = new EffectsBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (ops) => this.effectsBatch(ops));
   }
 
   async enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {
@@ -275,11 +277,74 @@ export class PgQueue implements Queue, EffectsCommit {
    * A connection dropped during the commit is settled by the fence, as {@link complete} is:
    * completed with this lease's fence means it committed (effects with it); a lease still held
    * means it did not, and the transaction is tried again; anything else is `lease_lost`.
-   * Not group-committed: one transaction per call.
+   *
+   * Group-committed like the other acknowledgements: the calls of one `ack_window_ms` share one
+   * transaction (one completion statement, one put per store, one insert of log entries). A batch
+   * in which rows conflict is rolled back and written again without the tasks that wrote them,
+   * which are then completed one by one (each learns `conflict` or `completed` for itself).
    */
   async completeWithEffects(id: string, lease: Lease, effects: readonly TaskEffect[]): Promise<EffectsOutcome> {
+    if (this.closed) throw new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed (while completing a task with its effects)`);
+    return this.fx.push(id, lease, effects);
+  }
+
+  /** One batch of completions with effects in one transaction (see {@link completeWithEffects}); settles every op, never throws. */
+  private async effectsBatch(ops: EffectsOp[]): Promise<void> {
+    if (ops.length === 1) {
+      const op = ops[0]!;
+      return this.completeOne(op.id, op.lease, op.effects).then(op.resolve, op.reject);
+    }
+    const what = 'completing tasks with their effects';
+    try {
+      await this.ready(what);
+    } catch (err) {
+      for (const o of ops) o.reject(err);
+      return;
+    }
+    const S = quoteSchema(this.schema);
+    let todo = ops;
+    const alone: EffectsOp[] = [];
+    while (todo.length) {
+      const batch = todo;
+      try {
+        const held = await inTransaction(this.pool, async (c) => {
+          const r = await c.query<{ id: string }>(this.sql.complete, [this.name, this.nowParam(), batch.map((o) => o.id), batch.map((o) => o.lease.fence), batch.map((o) => o.lease.owner)]);
+          const ok = new Set(r.rows.map((x) => x.id));
+          const conflicting = await writeBatchEffectsOn(c, S, this.name, batch.filter((o) => ok.has(o.id)));
+          if (conflicting.size) throw new Redo(conflicting);
+          return ok;
+        });
+        for (const o of batch) o.resolve(held.has(o.id) ? { status: 'completed' } : { status: 'lease_lost' });
+        todo = [];
+      } catch (err) {
+        if (err instanceof Redo) {
+          // Rolled back: the tasks whose rows conflict go one by one, the others in a batch again.
+          todo = batch.filter((o) => !touches(o, err.conflicting));
+          alone.push(...batch.filter((o) => touches(o, err.conflicting)));
+          continue;
+        }
+        if (!isUnavailable(err)) {
+          const e = pgError(err, this.setting, `${what} (queue ${this.name})`);
+          for (const o of batch) o.reject(e);
+          return;
+        }
+        // Committed or not, nobody can tell: the fence decides, task by task.
+        await Promise.all(
+          batch.map(async (o) => {
+            const settled = await this.readBack(o.id, o.lease).catch(() => 'lost' as const);
+            if (settled === 'held') alone.push(o);
+            else o.resolve({ status: settled === 'completed' ? 'completed' : 'lease_lost' });
+          }),
+        );
+        todo = [];
+      }
+    }
+    for (const o of alone) await this.completeOne(o.id, o.lease, o.effects).then(o.resolve, o.reject);
+  }
+
+  /** One completion with its effects in a transaction of its own. */
+  private async completeOne(id: string, lease: Lease, effects: readonly TaskEffect[]): Promise<EffectsOutcome> {
     const what = 'completing a task with its effects';
-    if (this.closed) throw new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed (while ${what})`);
     await this.ready(what);
     const S = quoteSchema(this.schema);
     for (let i = 0; ; i++) {
@@ -453,7 +518,7 @@ export class PgQueue implements Queue, EffectsCommit {
   async close(): Promise<void> {
     if (this.closed) return;
     // Acknowledgements already asked for are written first.
-    await this.acks.drain();
+    await Promise.all([this.acks.drain(), this.fx.drain()]);
     this.closed = true;
     await Promise.all([...this.presences.values()].map((p) => p.release()));
     await this.lease?.release();
@@ -627,6 +692,13 @@ export class PgQueue implements Queue, EffectsCommit {
 class EndTx extends Error {
   constructor(readonly outcome: EffectsOutcome) {
     super(outcome.status);
+  }
+}
+
+/** Rolls a batch of completions with effects back: rows of these (store, id) keys conflict. */
+class Redo extends Error {
+  constructor(readonly conflicting: ReadonlySet<string>) {
+    super('conflict');
   }
 }
 
