@@ -15,6 +15,18 @@ export interface BundledRunRequest {
   asOf: string | null;
 }
 
+/** The flags `pipeline run|backfill|rollback` parsed (commander's camelCase names), handed on as they are. */
+export interface CommandFlags {
+  workspace: string;
+}
+
+/** What `pipeline run|backfill|rollback <name>` of a bundled pipeline run: the code of its own commands. Each sets the exit code. */
+export interface BundledActions {
+  run(o: CommandFlags): Promise<void>;
+  backfill(o: CommandFlags): Promise<void>;
+  rollback(o: CommandFlags): Promise<void>;
+}
+
 /** A pipeline that ships with metaspn, with the commands and checks it brings. */
 export interface BundledPipeline {
   /** Its name, as in pointers, manifests and the run lock (`s1`). */
@@ -32,6 +44,8 @@ export interface BundledPipeline {
   config?: { keys: readonly string[]; resolve(raw: Record<string, unknown> | undefined, file: string, all: Record<string, unknown>): Record<string, unknown> };
   /** The top-level commands it registers (`s1`, `smoke`): the CLI loads its commands only when one of these is asked for. */
   commandNames?: readonly string[];
+  /** `pipeline run|backfill|rollback <name>`: the same code as its own commands (loaded when asked for). */
+  actions?(): Promise<BundledActions>;
   /** Registers its commands on the CLI (`metaspn s1 …`, `metaspn smoke`); may load their modules first. */
   commands?(program: Command): void | Promise<void>;
   /** Worker modules `worker run <module>:<Export>` knows by name, as file URLs. */

@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { configSection, type WorkspaceConfig } from '../../src/config/load.js';
 import type { Findings } from '../../src/doctor/finding.js';
 import { DataInvalidError } from '../../src/guard/errors.js';
-import type { BundledPipeline } from '../../src/pipeline/bundled.js';
+import type { BundledActions, BundledPipeline } from '../../src/pipeline/bundled.js';
 import { resolveS1Config, type S1Config } from './config.js';
 import { guardrailsSchema, type Guardrails } from './guardrails.js';
 import { STORE_FILES } from './context.js';
@@ -62,6 +62,11 @@ export const s1Bundle: BundledPipeline = {
     const [{ registerS1 }, { registerSmoke }] = await Promise.all([import('./cli/s1.js'), import('./cli/smoke.js')]);
     registerS1(program);
     registerSmoke(program);
+  },
+  // `pipeline run|backfill|rollback s1` are `s1 run-local|backfill|rollback`: one code path.
+  actions: async () => {
+    const [{ runLocalAction, rollbackAction }, { backfillAction }] = await Promise.all([import('./cli/s1.js'), import('./cli/backfill.js')]);
+    return { run: runLocalAction as unknown as BundledActions['run'], backfill: backfillAction as unknown as BundledActions['backfill'], rollback: rollbackAction as unknown as BundledActions['rollback'] };
   },
   workerModules: { 'metaspn_ops.workers.s1': new URL('./index.js', import.meta.url).href },
   queues: STAGES,

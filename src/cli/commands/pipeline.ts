@@ -5,7 +5,7 @@ import { EXIT, mostSevere } from '../../guard/exit-codes.js';
 import { runBackfill, type PartitionResult } from '../../pipeline/backfill.js';
 import { fileDeps, pgDeps } from '../../pipeline/file-deps.js';
 import { ancestors, planPartition, planRange, queueOf, validatePipeline } from '../../pipeline/plan.js';
-import { bundledPipeline } from '../../pipeline/bundled.js';
+import { bundledPipeline, type BundledActions } from '../../pipeline/bundled.js';
 import { listPipelines, loadPipeline } from '../../pipeline/registry.js';
 import { rollback, type RollbackReport } from '../../pipeline/rollback.js';
 import { runPartition, type PipelineRunReport } from '../../pipeline/runner.js';
@@ -121,6 +121,8 @@ export function registerPipeline(program: Command): void {
       .option('--json', 'print the run report as JSON')
       .addOption(databaseUrlOption()),
   ).action(async (name: string, o: { workspace: string; date: string; asOf?: string; runId?: string; skipCheck?: string[]; json?: boolean } & LockFlags) => {
+    const bundled = await bundledActions(name, o);
+    if (bundled) return bundled.run(o);
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
     // Stores, queues and the run lock in PostgreSQL when a backend is set, else the workspace's files.
@@ -158,6 +160,8 @@ export function registerPipeline(program: Command): void {
       .addOption(databaseUrlOption()),
   ).action(async (name: string, o: { workspace: string; start: string; end: string; maxParallel: number; resume?: boolean; skipCheck?: string[]; json?: boolean } & LockFlags) => {
     if (o.maxParallel > 64) throw new UsageError(`--max-parallel ${o.maxParallel} is out of range 1 to 64`);
+    const bundled = await bundledActions(name, o);
+    if (bundled) return bundled.backfill(o);
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
     const pg = backendFor(cfg, o.databaseUrl);
@@ -204,6 +208,8 @@ export function registerPipeline(program: Command): void {
   ).action(async (name: string, o: { workspace: string; steps?: number; toHash?: string; dryRun?: boolean; strict?: boolean; json?: boolean } & LockFlags) => {
     if ((o.steps === undefined) === (o.toHash === undefined)) throw new UsageError('give exactly one of --steps N or --to-hash H');
     if (!o.reason?.trim() && !o.dryRun) throw new UsageError('--reason TEXT is required: it is recorded in the ledger');
+    const bundled = await bundledActions(name, o);
+    if (bundled) return bundled.rollback(o);
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
     const pg = backendFor(cfg, o.databaseUrl);
@@ -232,6 +238,18 @@ export function registerPipeline(program: Command): void {
     if (o.json) return printJson(report);
     process.stdout.write(formatRollback(report));
   });
+}
+
+/**
+ * A bundled pipeline's own commands behind `pipeline run|backfill|rollback <name>` (Season 1:
+ * `s1 run-local|backfill|rollback`, the same code path), or null for a workspace's pipeline.
+ * @throws UsageError (64) for `--database-url` with a bundled pipeline that runs on files only.
+ */
+async function bundledActions(name: string, o: { databaseUrl?: string }): Promise<BundledActions | null> {
+  const b = bundledPipeline(name);
+  if (!b?.actions) return null;
+  if (o.databaseUrl !== undefined) throw new UsageError(`pipeline ${name} runs on the workspace's files only, not on PostgreSQL; leave --database-url out`, { hint: 'docs/POSTGRES.md says what runs on PostgreSQL' });
+  return b.actions();
 }
 
 /** The rollback report as text (`pipeline rollback` and `s1 rollback`). */

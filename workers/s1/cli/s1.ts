@@ -27,23 +27,29 @@ export function registerS1(program: Command): void {
       .option('--run-id <id>', 'id of this run, not used before (default: time-based)')
       .option('--skip-check <name>', 'publish through a known false alarm of this check or guardrail (repeatable; needs --reason)', collect)
       .option('--json', 'print the run report as JSON'),
-  ).action(async (o: { workspace: string; date: string; asOf?: string; runId?: string; skipCheck?: string[]; json?: boolean } & LockFlags) => {
-    const ws = openWorkspace(o.workspace);
-    const cfg = loadConfig(ws);
-    const plan = planRun(cfg.s1, o.date, o.asOf);
-    const runId = o.runId !== undefined ? checkRunId(o.runId) : newRunId();
-    // Checked again under the run lock; here it refuses before the lock is even taken.
-    if (o.runId !== undefined) assertRunIdFree(ws, runId);
-    const skipChecks = skipChecksOf(o);
-    const report = await runLocked(o.workspace, 's1', runId, o, (log, stop, force, lockLost) =>
-      runS1({ ws, cfg, plan, runId, log, stop, force, lockLost, skipChecks, ...withProgress(o.json) }),
-    );
-    setExitCode(report.exit_code);
-    if (o.json) return printJson(report);
-    process.stdout.write(formatReport(report));
-  });
+  ).action(runLocalAction);
   registerRollback(s1);
   registerBackfill(s1);
+}
+
+/** The flags of `s1 run-local` (and `pipeline run s1`), as commander parses them. */
+export type RunLocalFlags = { workspace: string; date: string; asOf?: string; runId?: string; skipCheck?: string[]; json?: boolean } & LockFlags;
+
+/** `metaspn s1 run-local` and `metaspn pipeline run s1`: one date, under the run lock; sets the exit code. */
+export async function runLocalAction(o: RunLocalFlags): Promise<void> {
+  const ws = openWorkspace(o.workspace);
+  const cfg = loadConfig(ws);
+  const plan = planRun(cfg.s1, o.date, o.asOf);
+  const runId = o.runId !== undefined ? checkRunId(o.runId) : newRunId();
+  // Checked again under the run lock; here it refuses before the lock is even taken.
+  if (o.runId !== undefined) assertRunIdFree(ws, runId);
+  const skipChecks = skipChecksOf(o);
+  const report = await runLocked(o.workspace, 's1', runId, o, (log, stop, force, lockLost) =>
+    runS1({ ws, cfg, plan, runId, log, stop, force, lockLost, skipChecks, ...withProgress(o.json) }),
+  );
+  setExitCode(report.exit_code);
+  if (o.json) return printJson(report);
+  process.stdout.write(formatReport(report));
 }
 
 export function formatReport(r: RunReport): string {
@@ -65,25 +71,31 @@ export function registerRollback(s1: Command): void {
       .option('--dry-run', 'print which pointers would change; change nothing')
       .option('--strict', 'refuse (exit 30) when the ledger or a restored run\'s manifest does not verify')
       .option('--json', 'print JSON'),
-  ).action(async (o: { workspace: string; steps?: number; toHash?: string; dryRun?: boolean; strict?: boolean; json?: boolean } & LockFlags) => {
-    if ((o.steps === undefined) === (o.toHash === undefined)) throw new UsageError('give exactly one of --steps N or --to-hash H');
-    if (!o.reason?.trim() && !o.dryRun) throw new UsageError('--reason TEXT is required: it is recorded in the ledger');
-    const ws = openWorkspace(o.workspace);
-    const runId = `rollback-${newRunId()}`;
-    const report = await runLocked(o.workspace, 's1', runId, { ...o, reason: o.reason }, (log) =>
-      rollback({
-        ws,
-        log,
-        target: o.steps !== undefined ? { steps: o.steps } : { toHash: o.toHash! },
-        reason: (o.reason ?? '').trim(),
-        dryRun: !!o.dryRun,
-        strict: !!o.strict,
-        runId,
-      }),
-    );
-    if (o.json) return printJson(report);
-    process.stdout.write(formatRollback(report));
-  });
+  ).action(rollbackAction);
+}
+
+/** The flags of `s1 rollback` (and `pipeline rollback s1`). */
+export type RollbackFlags = { workspace: string; steps?: number; toHash?: string; dryRun?: boolean; strict?: boolean; json?: boolean } & LockFlags;
+
+/** `metaspn s1 rollback` and `metaspn pipeline rollback s1`. */
+export async function rollbackAction(o: RollbackFlags): Promise<void> {
+  if ((o.steps === undefined) === (o.toHash === undefined)) throw new UsageError('give exactly one of --steps N or --to-hash H');
+  if (!o.reason?.trim() && !o.dryRun) throw new UsageError('--reason TEXT is required: it is recorded in the ledger');
+  const ws = openWorkspace(o.workspace);
+  const runId = `rollback-${newRunId()}`;
+  const report = await runLocked(o.workspace, 's1', runId, { ...o, reason: o.reason }, (log) =>
+    rollback({
+      ws,
+      log,
+      target: o.steps !== undefined ? { steps: o.steps } : { toHash: o.toHash! },
+      reason: (o.reason ?? '').trim(),
+      dryRun: !!o.dryRun,
+      strict: !!o.strict,
+      runId,
+    }),
+  );
+  if (o.json) return printJson(report);
+  process.stdout.write(formatRollback(report));
 }
 
 /** `onStage` printing each stage's line on stderr when progress is wanted (src/cli/progress.ts). */
