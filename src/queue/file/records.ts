@@ -23,7 +23,8 @@ export type Pair = [number, number];
  * | `s` | (`snap`) the task's state |
  * | `tm`, `mt` | (`snap`, `kept`) the state's time: wall clock and monotonic, ms |
  * | `ob` | (`snap` of a leased task) the boot its owner claimed on |
- * | `id` | (`kept`) a completed or cancelled task's id, kept for dedup |
+ * | `id` | (`kept`) a completed or cancelled task's id, kept for dedup; (short `enq`) the task's id |
+ * | `q`, `p`, `x`, `g` | (short `enq`, see ShortEnq) the task's queue, payload, max_attempts and group |
  * | `task` | a task's whole record (`TaskRecord`, long keys) |
  * | `by` | (`pause`, `resume`) who |
  *
@@ -94,13 +95,13 @@ export interface ShortEnq {
 /**
  * The line to write for a record: an `enq` of a fresh task in the short form (about 100 bytes
  * fewer per task); anything else, or an `enq` whose task is not exactly what the short form
- * rebuilds, as it is.
+ * rebuilds, as it is. `atIso`: `r.at` as ISO-8601, when the caller has it (a round formats its time once).
  */
-export function shortForm(r: LogRecord): object {
+export function shortForm(r: LogRecord, atIso?: string): object {
   if (r.t !== 'enq') return r;
   const k = r.task;
   if (k.attempt_count !== 0 || k.errors.length !== 0 || k.retries.length !== 0 || k.cancelled !== undefined) return r;
-  if (k.created_at !== k.updated_at || k.created_at !== new Date(r.at).toISOString()) return r;
+  if (k.created_at !== k.updated_at || k.created_at !== (atIso ?? new Date(r.at).toISOString())) return r;
   const out: ShortEnq = { t: 'enq', n: r.n, at: r.at, id: k.id, q: k.queue, p: k.payload, x: k.max_attempts };
   if (r.m !== undefined) out.m = r.m;
   if (k.group !== undefined) out.g = k.group;

@@ -61,6 +61,7 @@ export class RoundWriter implements Round {
   private readonly batches = new Map<string, Batch>();
   private readonly paired = new Set<number>();
   private live = true;
+  private iso: string | null = null;
 
   constructor(
     private readonly loaded: LoadedLog,
@@ -135,9 +136,14 @@ export class RoundWriter implements Round {
     this.live = false;
   }
 
+  /** The round's wall time as ISO-8601, formatted once. */
+  private atIso(): string {
+    return (this.iso ??= new Date(this.at).toISOString());
+  }
+
   private write(rec: LogRecord): boolean {
     const log = this.loaded;
-    const len = this.lines.add(shortForm(rec));
+    const len = this.lines.add(rec.t === 'enq' ? shortForm(rec, rec.at === this.at ? this.atIso() : undefined) : rec);
     const refused = log.idx.refused;
     log.unwritten.set(this.end, rec);
     log.idx.apply(rec, this.end, len);
