@@ -83,7 +83,11 @@ export async function runLocked<T>(
       }
     } else await new Ledger(s.ws).append('lock_break', detail, runId);
   }
-  const lockLost: RunLockFence = Object.assign(() => !lock.stillHeld(), { whileHeld: <R>(write: () => R | Promise<R>) => lock.whileHeld(write) });
+  const lockLost: RunLockFence = Object.assign(() => !lock.stillHeld(), {
+    whileHeld: <R>(write: () => R | Promise<R>) => lock.whileHeld(write),
+    // On PostgreSQL a publish commits in the transaction that holds the lock's row.
+    ...(pg ? { transactional: lock } : {}),
+  });
   const signals = stopSignals(log);
   try {
     return await fn(log, signals.stop, signals.force, lockLost);

@@ -429,39 +429,33 @@ async function amendManifest(d: RunnerDeps, exec: PipelineExecution, o: Executio
  * it replaces.
  */
 async function publish(exec: PipelineExecution, o: ExecutionOptions, d: RunnerDeps, run: StepRun, record: Awaited<ReturnType<PipelineExecution['publishes']>>): Promise<{ pointer: string; restated: string | null }> {
-  let restated: string | null = null;
-  const write = async (): Promise<void> => {
-    const previous = await d.stores.pointers.read(exec.name, o.plan.partition);
-    const pointer: CurrentPointer & Record<string, unknown> = {
-      pipeline: exec.name,
-      date: o.plan.partition,
-      run_id: o.runId,
-      summary_id: record.summary_id,
-      published_at: new Date((d.now ?? Date.now)()).toISOString(),
-      params: record.params,
-      ...(record.pointer ?? {}),
-      ...(o.plan.provisional ? { provisional: true } : {}),
-    };
-    restated = previous && previous.summary_id !== record.summary_id ? previous.run_id : null;
-    const skipped = [...(o.skipChecks ?? new Map<string, string>())].map(([name, reason]) => ({ name, reason }));
-    await d.stores.ledger.append(
-      'publish',
-      {
-        pipeline: exec.name,
-        date: o.plan.partition,
-        pointer,
-        previous,
-        ...(restated ? { restatement_of: restated } : previous ? { replay_of: previous.run_id } : {}),
-        ...(o.plan.provisional ? { provisional: true } : {}),
-        ...(skipped.length ? { skipped_checks: skipped } : {}),
-      },
-      o.runId,
-    );
-    await d.stores.pointers.write(pointer);
-    exec.published?.(run);
-  };
   if (o.lockLost?.()) throw new RunLockLostError(exec.name, null);
-  await (o.lockLost ? o.lockLost.whileHeld(write) : write());
+  // Under the run lock nobody else moves this pipeline's pointers: what is read here stays current.
+  const previous = await d.stores.pointers.read(exec.name, o.plan.partition);
+  const pointer: CurrentPointer & Record<string, unknown> = {
+    pipeline: exec.name,
+    date: o.plan.partition,
+    run_id: o.runId,
+    summary_id: record.summary_id,
+    published_at: new Date((d.now ?? Date.now)()).toISOString(),
+    params: record.params,
+    ...(record.pointer ?? {}),
+    ...(o.plan.provisional ? { provisional: true } : {}),
+  };
+  const restated = previous && previous.summary_id !== record.summary_id ? previous.run_id : null;
+  const skipped = [...(o.skipChecks ?? new Map<string, string>())].map(([name, reason]) => ({ name, reason }));
+  const detail = {
+    pipeline: exec.name,
+    date: o.plan.partition,
+    pointer,
+    previous,
+    ...(restated ? { restatement_of: restated } : previous ? { replay_of: previous.run_id } : {}),
+    ...(o.plan.provisional ? { provisional: true } : {}),
+    ...(skipped.length ? { skipped_checks: skipped } : {}),
+  };
+  // The entry and the pointer inside the lock's fence: one transaction on a database.
+  await d.stores.publish(pointer, { kind: 'publish', detail, runId: o.runId }, o.lockLost);
+  exec.published?.(run);
   run.log.info({ event: 'published', summary_id: record.summary_id, ...(restated ? { restatement_of: restated } : {}) }, restated ? `published ${o.plan.partition}, restating run ${restated}` : `published ${o.plan.partition}`);
   return { pointer: `manifests/current/${exec.name}/date=${o.plan.partition}.json`, restated };
 }

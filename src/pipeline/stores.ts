@@ -18,6 +18,7 @@ import { StateFileError, type StateFileProblem } from '../storage/state-file.js'
 import { ArtifactStore, type Conflict } from '../storage/store/artifact-store.js';
 import { rowsByKey } from '../storage/store/plain-lines.js';
 import { MetaspnError } from '../guard/errors.js';
+import type { RunLockFence } from '../guard/run-lock.js';
 import type { StoredRow } from './types.js';
 
 /** What a put did: rows written, rows already present with the same content, and conflicts. */
@@ -75,13 +76,37 @@ export interface LedgerStore {
   append(kind: LedgerKind, detail: Record<string, unknown>, runId?: string): Promise<LedgerEntry>;
 }
 
+/** A ledger entry as a publish writes it. */
+export interface PublishEntry {
+  kind: LedgerKind;
+  detail: Record<string, unknown>;
+  runId?: string;
+}
+
 /** The stores a pipeline runner works with. */
 export interface PipelineStores {
   rows(pipeline: string, step: string): RowStore;
   manifests: ManifestStore;
   pointers: PointerStore;
   ledger: LedgerStore;
+  /**
+   * A publish: the ledger entry, then the partition's pointer replaced by `ptr`, inside the run
+   * lock's fence when given (a holder that lost its lock writes neither: RunLockLostError, 30).
+   * The file backend appends the entry (durable) and then replaces the pointer atomically; a
+   * database writes both in one transaction. Returns the ledger entry written.
+   */
+  publish(ptr: CurrentPointer, entry: PublishEntry, fence?: RunLockFence): Promise<LedgerEntry>;
   close(): Promise<void>;
+}
+
+/** A publish as two writes, the entry first (the file and memory backends). */
+async function publishInOrder(stores: Pick<PipelineStores, 'ledger' | 'pointers'>, ptr: CurrentPointer, entry: PublishEntry, fence?: RunLockFence): Promise<LedgerEntry> {
+  const write = async (): Promise<LedgerEntry> => {
+    const e = await stores.ledger.append(entry.kind, entry.detail, entry.runId);
+    await stores.pointers.write(ptr);
+    return e;
+  };
+  return fence ? fence.whileHeld(write) : write();
 }
 
 function sortRows(rows: StoredRow[]): StoredRow[] {
@@ -134,6 +159,10 @@ export class FileStores implements PipelineStores {
       this.open.set(k, s);
     }
     return s;
+  }
+
+  publish(ptr: CurrentPointer, entry: PublishEntry, fence?: RunLockFence): Promise<LedgerEntry> {
+    return publishInOrder(this, ptr, entry, fence);
   }
 
   async close(): Promise<void> {
@@ -270,6 +299,10 @@ export class MemoryStores implements PipelineStores {
       this.stores.set(k, s);
     }
     return s;
+  }
+
+  publish(ptr: CurrentPointer, entry: PublishEntry, fence?: RunLockFence): Promise<LedgerEntry> {
+    return publishInOrder(this, ptr, entry, fence);
   }
 
   close(): Promise<void> {

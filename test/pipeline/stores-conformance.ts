@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { canonicalText } from '../../src/pipeline/canonical.js';
+import { RunLockLostError, type RunLockFence } from '../../src/guard/run-lock.js';
 import { readRunRecords, type PipelineStores } from '../../src/pipeline/stores.js';
 import type { StoredRow } from '../../src/pipeline/types.js';
 import type { Manifest } from '../../src/storage/manifest.js';
@@ -145,6 +146,26 @@ export function describeStoresBackend(name: string, b: StoresBackend): void {
       expect(e2.prev_hash).toBe(e1.hash);
       expect(e1.run_id).toBe('r1');
       expect(e2.run_id).toBeUndefined();
+      await s.close();
+    });
+
+    it('publish: the ledger entry and the pointer, inside the fence; a fence whose lock was lost writes neither (30)', async () => {
+      const s = await b.open();
+      let fenced = 0;
+      const held: RunLockFence = Object.assign(() => false, { whileHeld: <T>(fn: () => T | Promise<T>) => (fenced++, Promise.resolve(fn())) });
+      const e = await s.publish(pointer('2026-01-02', 'r1'), { kind: 'publish', detail: { date: '2026-01-02' }, runId: 'r1' }, held);
+      expect([e.seq, e.kind, e.run_id, fenced]).toEqual([1, 'publish', 'r1', 1]);
+      expect((await s.pointers.read('demo', '2026-01-02'))?.run_id).toBe('r1');
+      const lost: RunLockFence = Object.assign(() => true, { whileHeld: () => Promise.reject(new RunLockLostError('demo', null)) });
+      const err = await s.publish(pointer('2026-01-02', 'r2'), { kind: 'publish', detail: { date: '2026-01-02' }, runId: 'r2' }, lost).then(
+        () => null,
+        (x: unknown) => x,
+      );
+      expect(err).toBeInstanceOf(RunLockLostError);
+      expect((err as RunLockLostError).exitCode).toBe(30);
+      expect((await s.pointers.read('demo', '2026-01-02'))?.run_id).toBe('r1');
+      // Nothing appended: the next entry is the second.
+      expect((await s.ledger.append('rollback', { steps: 1 })).seq).toBe(2);
       await s.close();
     });
 

@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { MetaspnError } from '../../guard/errors.js';
+import type { RunLockFence } from '../../guard/run-lock.js';
 import type { LedgerStore, ManifestStore, PipelineStores, PointerStore, RowPutResult, RowStore } from '../../pipeline/stores.js';
 import type { StoredRow } from '../../pipeline/types.js';
 import { entryHash, GENESIS, type LedgerEntry, type LedgerKind, type LedgerProblem, type LedgerRead } from '../../storage/ledger.js';
@@ -38,6 +39,7 @@ export interface Queryable {
 export interface PgTxFence {
   whileHeldTx<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
 }
+
 
 /** Options of {@link PgStores}. */
 export interface PgStoresOptions {
@@ -174,8 +176,16 @@ export class PgStores implements PipelineStores {
    * @returns the ledger entry written.
    * @throws RunLockLostError (30) from the fence; the mapped driver error (11, 20, 50).
    */
-  async publish(ptr: CurrentPointer, entry: { kind: LedgerKind; detail: Record<string, unknown>; runId?: string }, fence?: PgTxFence): Promise<LedgerEntry> {
-    return this.movePointers(entry, [{ pipeline: ptr.pipeline, date: ptr.date, to: ptr }], fence);
+  async publish(ptr: CurrentPointer, entry: { kind: LedgerKind; detail: Record<string, unknown>; runId?: string }, fence?: PgTxFence | RunLockFence): Promise<LedgerEntry> {
+    const moves = [{ pipeline: ptr.pipeline, date: ptr.date, to: ptr }];
+    if (fence && !('whileHeldTx' in fence)) {
+      // A run lock's fence: the PostgreSQL lock it carries fences the transaction itself; a lock
+      // of another backend fences it from outside.
+      const t = fence.transactional as Partial<PgTxFence> | undefined;
+      if (typeof t?.whileHeldTx === 'function') return this.movePointers(entry, moves, t as PgTxFence);
+      return fence.whileHeld(() => this.movePointers(entry, moves));
+    }
+    return this.movePointers(entry, moves, fence);
   }
 
   /**

@@ -110,6 +110,12 @@ export interface RunLock {
 export interface RunLockFence {
   (): boolean;
   whileHeld<T>(fn: () => T | Promise<T>): Promise<T>;
+  /**
+   * The lock itself when its backend can fence a transaction of the same database (PostgreSQL's
+   * `whileHeldTx`: the publish's statements run on the lock's session, in the transaction that
+   * holds the lock's row). The stores of that backend use it; others use `whileHeld`.
+   */
+  readonly transactional?: unknown;
 }
 
 
