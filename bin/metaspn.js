@@ -8,6 +8,13 @@ if (!existsSync(fileURLToPath(entry))) {
   process.stderr.write(`error: metaspn is not built (no ${fileURLToPath(entry)})\nhint: run \`npm ci\` or \`npm run build\` in ${fileURLToPath(new URL('..', import.meta.url))}\n`);
   process.exit(50);
 }
+// A reader that goes away (`metaspn … | head`) is no failure of the run: what is left to print is
+// dropped, the run goes on and exits with its own code (no stack trace).
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+  });
+}
 const { main } = await import(entry.href);
 // The pipelines that ship with metaspn plug into the core here (the core never imports them).
 const { registerBundled } = await import(new URL('../dist/src/pipeline/bundled.js', import.meta.url).href);
