@@ -333,3 +333,14 @@ export interface EffectsCommit {
 export function commitsEffects(q: object): q is EffectsCommit {
   return typeof (q as Partial<EffectsCommit>).completeWithEffects === 'function' && typeof (q as Partial<EffectsCommit>).atomic === 'boolean';
 }
+
+/** A queue an idle worker can wait on for new work instead of sleeping (PostgreSQL: LISTEN/NOTIFY). */
+export interface WakesWorkers {
+  /** Resolves when new work may be there, after `ms` at the latest, or when `signal` aborts. */
+  waitForWork(ms: number, signal: AbortSignal): Promise<void>;
+}
+
+/** Whether `q` can wake idle workers ({@link WakesWorkers}). */
+export function wakesWorkers(q: object): q is WakesWorkers {
+  return typeof (q as Partial<WakesWorkers>).waitForWork === 'function';
+}

@@ -3,7 +3,7 @@ import { backoffDelay } from '../queue/backoff.js';
 import { collectIfGrown } from './memory.js';
 import { describeError } from '../queue/record.js';
 import { isDiskFull, MetaspnError } from '../guard/errors.js';
-import { commitsEffects, type ClaimedTask, type EffectsCommit, type Lease, type Owner, type Queue } from '../queue/types.js';
+import { commitsEffects, wakesWorkers, type ClaimedTask, type EffectsCommit, type Lease, type Owner, type Queue, type WakesWorkers } from '../queue/types.js';
 import { EffectBuffer } from './effects.js';
 import type { QueuePolicy } from '../config/policy.js';
 import type { DurationRecorder } from '../storage/task-durations.js';
@@ -186,6 +186,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     inflight.add(tracked);
   };
 
+  const idle = wakesWorkers(d.queue) ? (ms: number, signal: AbortSignal) => (d.queue as unknown as WakesWorkers).waitForWork(ms, signal) : null;
   // A claim that throws (the queue unreachable) ends the loop, but not before the running tasks
   // have ended and been acknowledged (or reported lost): the caller closes the queue after this.
   let loopError: { err: unknown } | null = null;
@@ -220,7 +221,9 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
           drained = false;
           continue;
         }
-        await d.sleep(policy.poll_ms, d.stop);
+        // Idle: a queue that can wake its workers (PostgreSQL) ends the wait as tasks arrive; the
+        // poll interval stays the longest wait either way.
+        await (idle ? idle(policy.poll_ms, d.stop) : d.sleep(policy.poll_ms, d.stop));
         continue;
       }
       if (inflight.size - running.size > Math.max(64, prefetch)) {

@@ -5,6 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LATEST_VERSION } from '../../src/backend/pg/migrations.js';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
 import { startProxy } from '../queue/pg-proxy.js';
 import { exit, run, spec, start, tempWorkspace, waitFor } from './cli.js';
@@ -44,9 +45,9 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
 
     let r = await run(['db', 'migrate', '--workspace', ws, '--database-url', db.url, '--json'], { cwd: ws });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ schema_version: 1, target, schema: 'metaspn', from: 0, to: 4, applied: [1, 2, 3, 4] });
+    expect(JSON.parse(r.stdout)).toEqual({ schema_version: 1, target, schema: 'metaspn', from: 0, to: LATEST_VERSION, applied: Array.from({ length: LATEST_VERSION }, (_, i) => i + 1) });
     r = await run(['db', 'migrate', '--workspace', ws, '--database-url', db.url], { cwd: ws });
-    expect([r.code, r.stdout]).toEqual([0, `schema metaspn at ${target}: up to date (version 4)\n`]);
+    expect([r.code, r.stdout]).toEqual([0, `schema metaspn at ${target}: up to date (version ${LATEST_VERSION})\n`]);
 
     const f = taskFile(ws, [
       { id: 'a', payload: { fail: 0 } },
@@ -207,7 +208,7 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
     let r = await run(['db', 'migrate', '--workspace', ws], { cwd: ws });
     expect(r.code, r.stderr).toBe(0);
     await sql(`INSERT INTO future.schema_migrations (version, name) VALUES (999, 'from a newer metaspn')`);
-    const line = `error: PostgreSQL schema future at 127.0.0.1:5432/${db.name} is at version 999, newer than this metaspn knows (3); refusing to use it`;
+    const line = `error: PostgreSQL schema future at 127.0.0.1:5432/${db.name} is at version 999, newer than this metaspn knows (${LATEST_VERSION}); refusing to use it`;
     for (const args of [['db', 'migrate'], ['queue', 'enqueue', 'ok', '--payload', '1'], ['worker', 'run', spec('Succeed'), '--once']]) {
       r = await run([...args, '--workspace', ws], { cwd: ws });
       expect(r.code, args.join(' ')).toBe(30);

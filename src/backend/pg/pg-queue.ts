@@ -33,6 +33,7 @@ import { ensureSchema, quoteSchema } from './migrations.js';
 import { holdPresence, type PresenceHandle } from './presence.js';
 import { DEFAULT_POOL_MAX, DEFAULT_SCHEMA, type PgSetting } from './setting.js';
 import { statements, type Statements } from './statements.js';
+import { WAKE_CHANNEL, WakeListener } from './wake.js';
 
 /** Task states by their code in the `state` column. */
 const STATES: readonly TaskState[] = ['ready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled'];
@@ -42,6 +43,12 @@ const RECLAIM_BATCH = 1000;
 
 /** Claims look up the presence of lease owners at most this often (ms); reclaimExpired always does. */
 const PRESENCE_CHECK_MS = 500;
+
+/** Claims prune completed and cancelled tasks past retention at most this often (ms). */
+const PRUNE_EVERY_MS = 60_000;
+
+/** Rows one prune statement deletes at most. */
+const PRUNE_BATCH = 10_000;
 
 /** Tries to read back an ambiguous completion (50 ms, doubling: about 1.5 s in all). */
 const AMBIGUOUS_TRIES = 5;
@@ -71,6 +78,14 @@ export interface PgQueueOptions extends QueueOptions {
    * made within it share one statement per kind. Default 2; 0: the next turn of the event loop.
    */
   ack_window_ms?: number;
+  /**
+   * How long completed and cancelled tasks are kept (ms, on the database clock), as the file
+   * backend's `completed_retention_ms`: past it their rows are deleted ({@link PgQueue.prune}), an
+   * enqueue of their id adds it afresh, and `queue stats` still counts them. Default 24 h.
+   */
+  completed_retention_ms?: number;
+  /** How many completed and cancelled tasks are kept at most (the newest). Default 100000. */
+  completed_retention_count?: number;
 }
 
 const ACK_WHAT: Record<AckKind, string> = { start: 'starting a task', renew: 'renewing a lease', complete: 'completing a task', release: 'releasing a task' };
@@ -118,6 +133,10 @@ export class PgQueue implements Queue, EffectsCommit {
   private readonly presence: boolean;
   private readonly presences = new Map<string, PresenceHandle>();
   private presenceCheckedAt = 0;
+  private readonly retention: { ms: number; count: number };
+  private prunedAt = Date.now();
+  private pruning: Promise<void> | null = null;
+  private wake: WakeListener | null = null;
   private readonly acks: AckBatcher;
   private readonly fx: EffectsBatcher;
   private schemaReady: Promise<void> | null = null;
@@ -142,6 +161,7 @@ export class PgQueue implements Queue, EffectsCommit {
     this.alive = opts.ownerAlive;
     this.dbNow = opts.dbNow;
     this.presence = opts.presence !== false && opts.ownerAlive === undefined;
+    this.retention = { ms: opts.completed_retention_ms ?? 86_400_000, count: opts.completed_retention_count ?? 100_000 };
     this.acks = new AckBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (kind, ops) => this.ackBatch(kind, ops));
     this.fx = new EffectsBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (ops) => this.effectsBatch(ops));
   }
@@ -196,6 +216,8 @@ export class PgQueue implements Queue, EffectsCommit {
             }
           }
         }
+        // Idle workers of this queue on any host wake at the commit (a hint; they poll anyway).
+        if (addedSet.size || rerunSet.size) await c.query(`SELECT pg_notify($1, $2)`, [WAKE_CHANNEL, this.wakeKey()]);
         return { added: addedSet, rerun: rerunSet };
       }),
     );
@@ -223,6 +245,17 @@ export class PgQueue implements Queue, EffectsCommit {
     }
     // Presence is checked (on its own session) while expired leases are given back.
     const [held] = await Promise.all([this.ownPresence(opts.owner), this.reclaim(look)]);
+    if (Date.now() - this.prunedAt >= PRUNE_EVERY_MS && !this.pruning) {
+      // In the background (a few seconds for a large backlog of completed rows): claims go on.
+      this.prunedAt = Date.now();
+      this.pruning = this.prune()
+        .then(
+          () => undefined,
+          // Tried again at the next minute (the server may be back by then).
+          () => undefined,
+        )
+        .finally(() => (this.pruning = null));
+    }
     // Held (or held again after a lost session) before claiming: a live owner is never taken for
     // gone. Not held: its key is cleared, and its leases are judged by expiry alone.
     if (!held) await this.run('claiming', () => this.pool.query(this.sql.noPresence, [opts.owner.id]));
@@ -384,7 +417,19 @@ export class PgQueue implements Queue, EffectsCommit {
     const r = await this.run('retrying dead letters', () =>
       this.pool.query<{ id: string }>(this.sql.retry, [this.name, this.nowParam(), this.wallIso(), opts.by, opts.ids ? [...opts.ids] : null]),
     );
+    if (r.rows.length) await this.run('retrying dead letters', () => this.pool.query(`SELECT pg_notify($1, $2)`, [WAKE_CHANNEL, this.wakeKey()]));
     return r.rows.map((x) => x.id);
+  }
+
+  /**
+   * An idle worker's wait: resolves when tasks of this queue were enqueued (or retried) on any host
+   * (LISTEN/NOTIFY on a session of its own, wake.ts), after `ms` at the latest (polling stays the
+   * fallback), when `signal` aborts, or at once after (re)starting to listen.
+   */
+  waitForWork(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.wake ??= new WakeListener(this.setting.url, this.wakeKey());
+    return this.wake.wait(ms, signal);
   }
 
   async cancel(opts: CancelOptions): Promise<string[]> {
@@ -484,6 +529,25 @@ export class PgQueue implements Queue, EffectsCommit {
     return r.rows.map((x) => x.id);
   }
 
+  /**
+   * Deletes the rows of completed and cancelled tasks past retention (`completed_retention_ms`,
+   * `completed_retention_count`), in statements of at most 10,000 rows that skip rows locked by
+   * others; `queue stats` keeps counting them. Claims start it in the background once a minute.
+   * @returns how many rows were deleted.
+   */
+  async prune(): Promise<number> {
+    await this.ready('pruning completed tasks');
+    let total = 0;
+    for (;;) {
+      const r = await this.run('pruning completed tasks', () =>
+        this.pool.query<{ pruned: number }>(this.sql.prune, [this.name, this.nowParam(), this.retention.ms, this.retention.count, PRUNE_BATCH]),
+      );
+      const n = r.rows[0]!.pruned;
+      total += n;
+      if (n < PRUNE_BATCH) return total;
+    }
+  }
+
   async states(ids: readonly string[]): Promise<(TaskState | null)[]> {
     if (ids.length === 0) return [];
     await this.ready('reading task states');
@@ -518,9 +582,10 @@ export class PgQueue implements Queue, EffectsCommit {
   async close(): Promise<void> {
     if (this.closed) return;
     // Acknowledgements already asked for are written first.
-    await Promise.all([this.acks.drain(), this.fx.drain()]);
+    await Promise.all([this.acks.drain(), this.fx.drain(), this.pruning]);
     this.closed = true;
     await Promise.all([...this.presences.values()].map((p) => p.release()));
+    await this.wake?.close();
     await this.lease?.release();
   }
 
@@ -660,6 +725,11 @@ export class PgQueue implements Queue, EffectsCommit {
     } catch (err) {
       throw pgError(err, this.setting, `${what} (queue ${this.name})`);
     }
+  }
+
+  /** What wake-ups of this queue carry: `<schema>.<queue>`. */
+  private wakeKey(): string {
+    return `${this.schema}.${this.name}`;
   }
 
   /** `$2` of every statement: null (the database clock), or the test clock's time. */

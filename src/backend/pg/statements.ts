@@ -50,6 +50,7 @@ export interface Statements {
   task: string;
   queueNames: string;
   taskState: string;
+  prune: string;
 }
 
 const cache = new Map<string, Statements>();
@@ -227,5 +228,24 @@ function build(S: string): Statements {
     queueNames: `SELECT name FROM ${S}.queue ORDER BY name`,
     taskState: `SELECT state, fence::float8 AS fence, owner FROM ${T} WHERE queue = $1 AND id = $2`,
     task: `SELECT ${RECORD}, k.state FROM ${T} k WHERE k.queue = $1 AND k.id = $2`,
+    // Completed and cancelled tasks past retention: older than $3 ms on the database clock, or
+    // beyond the newest $4 of them (by the time they ended, then enqueue order); at most $5 rows. The counters keep counting them (as the file
+    // backend's stats do after a compaction): the delete trigger takes them off, the insert here
+    // puts them back, in the same statement.
+    prune: `
+      WITH cnt AS (
+        SELECT t, seq FROM ${T} WHERE queue = $1 AND state IN (3, 5) ORDER BY t DESC, seq DESC OFFSET $4 LIMIT 1),
+      sel AS MATERIALIZED (
+        SELECT id FROM ${T}
+         WHERE queue = $1 AND state IN (3, 5) AND (t < ${NOW} - $3 * interval '1 ms' OR (t, seq) <= (SELECT t, seq FROM cnt))
+         ORDER BY t, seq LIMIT $5 FOR UPDATE SKIP LOCKED),
+      del AS (
+        DELETE FROM ${T} AS k WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM sel)) AND k.state IN (3, 5) RETURNING k.state),
+      back AS (
+        INSERT INTO ${S}.queue_counts AS c (queue, slot, kind, n)
+        SELECT $1, (pg_backend_pid() % 16)::smallint, state, count(*) FROM del GROUP BY state
+        ON CONFLICT (queue, slot, kind) DO UPDATE SET n = c.n + excluded.n
+        RETURNING n)
+      SELECT (SELECT count(*) FROM del)::int AS pruned, (SELECT count(*) FROM back)::int AS counted`,
   };
 }
