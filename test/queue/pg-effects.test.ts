@@ -3,6 +3,7 @@
  * completion in one transaction, and what one transaction buys: a connection cut before, during
  * or after the commit leaves the effects exactly once.
  */
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool, type PgPool } from '../../src/backend/pg/connection.js';
@@ -10,6 +11,8 @@ import { PgQueue } from '../../src/backend/pg/pg-queue.js';
 import { describeEffectsBackend, row } from './effects-conformance.js';
 import { createTestDatabase, pgAvailable, type TestDatabase } from './pg-db.js';
 import { startProxy } from './pg-proxy.js';
+import { run } from '../integration/cli.js';
+import { tempDir } from '../temp.js';
 
 const up = await pgAvailable();
 let db: TestDatabase;
@@ -54,6 +57,24 @@ describe.skipIf(!up)('PostgreSQL', () => {
       close: () => queue.close(),
     };
   });
+
+  for (const isolation of ['thread', 'process'] as const) {
+    it(`worker run --isolation ${isolation}: the effects a handler records in its isolate come back and commit with the acknowledgement`, async () => {
+      const ws = tempDir('metaspn-fx-');
+      const env = { METASPN_DATABASE_URL: db.url };
+      const q = new PgQueue({ name: 'pgchaos', setting: { url: db.url, source: 'test' }, pool: pool() });
+      const ids = Array.from({ length: 10 }, (_, i) => `${isolation}-${i}`);
+      await q.enqueue(ids.map((id, n) => ({ id, payload: { n } })));
+      const r = await run(['worker', 'run', `${join(import.meta.dirname, '..', 'chaos', 'pg-workers.mjs')}:Effects`, '--workspace', ws, '--once', '--isolation', isolation, '--concurrency', '2', '--quiet'], { env });
+      expect(r.code, r.stderr).toBe(0);
+      const logged = await reader.query<{ task_id: string }>(`SELECT task_id FROM metaspn.effect_log WHERE log = 'chaos' AND task_id LIKE $1 ORDER BY task_id`, [`${isolation}-%`]);
+      expect(logged.rows.map((x) => x.task_id)).toEqual([...ids].sort());
+      const rows = await reader.query<{ n: number }>(`SELECT count(*)::int AS n FROM metaspn.artifact WHERE store = 'chaos.effects' AND id LIKE $1`, [`${isolation}-%`]);
+      expect(rows.rows[0]!.n).toBe(10);
+      expect(await q.stats()).toMatchObject({ leased: 0, ready: 0 });
+      await q.close();
+    });
+  }
 
   describe('a connection cut around the commit leaves the effects exactly once', () => {
     const cuts = [
