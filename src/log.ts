@@ -24,6 +24,8 @@ export interface LogHandle {
   file: string;
   /** Writes what is buffered (at most `ms`); call before the process exits. */
   flush(ms?: number): Promise<void>;
+  /** Writes what is buffered and closes the file (waits at most `ms`, default 2000); nothing may be logged after. */
+  close(ms?: number): Promise<void>;
 }
 
 /**
@@ -47,6 +49,8 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
   // Never through a link (logs/metaspn.jsonl -> a file outside): that is refused, exit 30.
   const file = new SonicBoom({ fd: safeOpen(ws.logFile, 'a'), sync: false, minLength: 4096 });
   let broken = false;
+  // Closed by the command's end: a line logged later (a late callback) is dropped, not an error.
+  let closed = false;
   file.on('error', (err: NodeJS.ErrnoException) => {
     if (broken) return;
     broken = true;
@@ -56,7 +60,7 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
   // must not keep its last lines from someone tailing the log: what is buffered goes out within a second.
   let pending = false;
   const tick = setInterval(() => {
-    if (broken || !pending) return;
+    if (broken || closed || !pending) return;
     pending = false;
     try {
       file.flush();
@@ -65,7 +69,7 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
     }
   }, 1000);
   tick.unref();
-  const streams: pino.StreamEntry[] = [{ level: 'trace', stream: { write: (line: string) => void (broken || ((pending = true), file.write(line))) } }];
+  const streams: pino.StreamEntry[] = [{ level: 'trace', stream: { write: (line: string) => void (broken || closed || ((pending = true), file.write(line))) } }];
   // Failed attempts shown on the terminal by this log (the file keeps every one).
   const shown = { failures: 0 };
   const toTerminal = (text: string): void => {
@@ -83,7 +87,7 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
     file: ws.logFile,
     flush: (ms = 2000) =>
       new Promise<void>((resolve) => {
-        if (broken) return resolve();
+        if (broken || closed) return resolve();
         const t = setTimeout(resolve, ms);
         try {
           file.flush(() => {
@@ -91,6 +95,24 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
             resolve();
           });
         } catch {
+          clearTimeout(t);
+          resolve();
+        }
+      }),
+    close: (ms = 2000) =>
+      new Promise<void>((resolve) => {
+        clearInterval(tick);
+        if (closed) return resolve();
+        closed = true;
+        const t = setTimeout(resolve, ms);
+        file.once('close', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        try {
+          file.end();
+        } catch {
+          // Already closed.
           clearTimeout(t);
           resolve();
         }

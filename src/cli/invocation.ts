@@ -1,6 +1,6 @@
 /**
- * What one run of the CLI accumulates: the exit code commands settle on without throwing, the
- * logs they opened (flushed before exit), and whether a JSON document was printed. It lives in an
+ * What one run of the CLI accumulates: its command line, the exit code commands settle on without
+ * throwing, the logs they opened (closed before exit), and whether a JSON document was printed. It lives in an
  * AsyncLocalStorage entered by `main`, not in module variables, so the CLI can run twice in one
  * process (even at once, as tests do) without one run's state leaking into the other.
  */
@@ -9,6 +9,8 @@ import { EXIT, mostSevere } from '../guard/exit-codes.js';
 import type { LogHandle } from '../log.js';
 
 export interface Invocation {
+  /** The command line's arguments (after `metaspn`), as main was given them: never process.argv, which is the process's. */
+  argv: readonly string[];
   exitCode: number;
   logs: LogHandle[];
   jsonPrinted: boolean;
@@ -16,9 +18,9 @@ export interface Invocation {
 
 const store = new AsyncLocalStorage<Invocation>();
 
-/** A fresh invocation state. */
-export function newInvocation(): Invocation {
-  return { exitCode: EXIT.SUCCESS, logs: [], jsonPrinted: false };
+/** A fresh invocation state for the command line `argv` (its arguments after `metaspn`). */
+export function newInvocation(argv: readonly string[] = []): Invocation {
+  return { argv, exitCode: EXIT.SUCCESS, logs: [], jsonPrinted: false };
 }
 
 /** Runs `fn` with `inv` as the current invocation (main does this once per command line). */

@@ -7,7 +7,7 @@ import { newInvocation, withInvocation } from './invocation.js';
 import { enableSafePointCollections } from '../runtime/memory.js';
 import { EXIT } from '../guard/exit-codes.js';
 import { takeExitCode } from './exit.js';
-import { commandLog, flushLogs } from './session.js';
+import { closeLogs, commandLog } from './session.js';
 import { addExamples } from './help.js';
 
 function version(): string {
@@ -92,7 +92,7 @@ export function main(argv: string[]): Promise<number> {
   // set here by the CLI, never by library code).
   enableSafePointCollections();
   // Each command line has its own exit code, logs and output state (src/cli/invocation.ts).
-  return withInvocation(newInvocation(), () => runMain(argv));
+  return withInvocation(newInvocation(argv.slice(2)), () => runMain(argv));
 }
 
 async function runMain(argv: string[]): Promise<number> {
@@ -122,7 +122,7 @@ async function runMain(argv: string[]): Promise<number> {
     if (wantsJson(argv) && !jsonPrinted()) printJsonError(e.code, e.exitCode, e.message, e.hint);
     return e.exitCode;
   } finally {
-    await flushLogs();
+    await closeLogs();
   }
 }
 

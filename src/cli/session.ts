@@ -26,7 +26,7 @@ export interface Session {
  * payload may carry data that must not be copied there (the queue log keeps the task itself). The
  * password of a `--database-url` is replaced by `***`.
  */
-export function commandLine(argv: readonly string[] = process.argv.slice(2)): string {
+export function commandLine(argv: readonly string[] = invocation().argv): string {
   const quote = (a: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
   const args = argv.map((a, i) =>
     argv[i - 1] === '--payload'
@@ -42,9 +42,13 @@ export function commandLine(argv: readonly string[] = process.argv.slice(2)): st
   return ['metaspn', ...args.map(quote)].join(' ');
 }
 
-/** Flushes every log this invocation opened (bounded in time); the CLI calls it before exiting. */
-export async function flushLogs(): Promise<void> {
-  await Promise.all(invocation().logs.splice(0).map((l) => l.flush()));
+/**
+ * Flushes and closes every log this invocation opened (bounded in time); the CLI calls it when the
+ * command has ended. Closed, not only flushed: a process that runs the CLI again (a test, an
+ * embedder) must not keep a file and a timer per command it ran.
+ */
+export async function closeLogs(): Promise<void> {
+  await Promise.all(invocation().logs.splice(0).map((l) => l.close()));
 }
 
 /** The log of the workspace the command opened, if it opened one: the CLI logs how it ended there. */
