@@ -25,7 +25,7 @@ function obs(now: number, queues: QueueView[], latestRuns: RunInfo[] = []): Obse
 const none = { workers: {} as Record<string, WorkerMemory>, open: new Set<string>() };
 
 describe('alert rules', () => {
-  it('failure_ratio: over the trailing window, only with enough attempts, above the threshold (seed 004: > 0.10 over 10 min)', () => {
+  it('failure_ratio: over the trailing window, only with enough attempts, above the threshold (seed 004: > 0.10 over 10 min)', async () => {
     const t0 = 1_000_000_000_000;
     // First reading: nothing to compare with.
     let r = evaluate(obs(t0, [view('w', { completed: 100, failed: 0 })]), none, ALERTS_DEFAULTS);
@@ -46,7 +46,7 @@ describe('alert rules', () => {
     expect(reset.workers.y!.samples).toEqual([{ at: t0 + MIN, completed: 5, failed: 0 }]);
   });
 
-  it('dead_letters_grew: opens on growth, stays open while dead letters wait, closes when they are retried', () => {
+  it('dead_letters_grew: opens on growth, stays open while dead letters wait, closes when they are retried', async () => {
     const mem = (dead_lettered: number, dead: number): Record<string, WorkerMemory> => ({ w: { dead_lettered, dead, samples: [] } });
     expect(evaluate(obs(1, [view('w', { dead: 2, dead_lettered: 2 })]), none, ALERTS_DEFAULTS).alerts.map((a) => a.details)).toEqual([{ dead: 2, new_since_last_check: 2, dead_lettered_total: 2 }]);
     // Old dead letters already alerted and no growth: only open if it was open.
@@ -56,7 +56,7 @@ describe('alert rules', () => {
     expect(evaluate(obs(2, [view('w', { dead: 0, dead_lettered: 3 })]), { workers: mem(3, 3), open: new Set(['dead_letters_grew:w']) }, ALERTS_DEFAULTS).alerts).toEqual([]);
   });
 
-  it('oldest_ready_age over 30 min; run_failed for exit codes other than 0, 10, 11; disabled rules stay silent', () => {
+  it('oldest_ready_age over 30 min; run_failed for exit codes other than 0, 10, 11; disabled rules stay silent', async () => {
     const run = (exit_code: number): RunInfo => ({ run_id: `r${exit_code}`, pipeline: `p${exit_code}`, date: '2026-01-15', as_of: '', retry_of_run_id: null, started_at: '', finished_at: '', duration_ms: 1, status: exit_code === 0 ? 'success' : 'failed', current: false, exit_code, failure: null, steps: [] });
     const r = evaluate(obs(1, [view('old', { ready: 1, oldest_ready_age_s: 31 * 60 }), view('young', { ready: 1, oldest_ready_age_s: 29 * 60 })], [0, 10, 11, 20, 50, 60].map(run)), none, ALERTS_DEFAULTS);
     expect(r.alerts.map((a) => a.fingerprint)).toEqual(['oldest_ready_age:old', 'run_failed:p20:r20', 'run_failed:p50:r50', 'run_failed:p60:r60']);

@@ -3,7 +3,8 @@
 // HMAC computed independently of the code under test.
 import { createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { run, spec, tempWorkspace } from './cli.js';
+import { spec, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 import { webhookReceiver, type Hit, type Receiver } from './serve-process.js';
 
 let receivers: Receiver[] = [];
@@ -21,14 +22,14 @@ async function receiver(): Promise<Receiver> {
 /** A workspace with one dead letter in `contract`: the dead_letters_grew alert is open. */
 async function workspaceWithAlert(config?: unknown): Promise<string> {
   const ws = tempWorkspace({ demo: false, ...(config ? { config } : {}) });
-  expect((await run(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"n":1}', '--id', 'c1'])).code).toBe(0);
-  expect((await run(['worker', 'run', spec('Contract'), '--workspace', ws, '--once'])).code).toBe(20);
+  expect((await cliIn(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"n":1}', '--id', 'c1'])).code).toBe(0);
+  expect((await cliIn(['worker', 'run', spec('Contract'), '--workspace', ws, '--once'])).code).toBe(20);
   return ws;
 }
 
 async function check(ws: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
   // Cooldown 0: every open alert is sent at every check.
-  return run(['alerts', 'check', '--workspace', ws], { cwd: ws, env: { METASPN_ALERT_COOLDOWN_MINUTES: '0', ...env } });
+  return await cliIn(['alerts', 'check', '--workspace', ws], { env: { METASPN_ALERT_COOLDOWN_MINUTES: '0', ...env } });
 }
 
 const header = (h: Hit, name: string): string => String(h.headers[name]);

@@ -2,7 +2,8 @@
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { run, spec, tempWorkspace, waitFor } from './cli.js';
+import { spec, tempWorkspace, waitFor } from './cli.js';
+import { cliIn } from './in-process.js';
 import { hmac, http, startServe, webhookReceiver, type Hit, type Receiver } from './serve-process.js';
 
 const SECRET = 'alert-signing-secret';
@@ -49,7 +50,7 @@ function verified(h: Hit): AlertBody {
 }
 
 async function check(ws: string, env: NodeJS.ProcessEnv): Promise<CheckJson> {
-  const r = await run(['alerts', 'check', '--workspace', ws, '--json'], { cwd: ws, env });
+  const r = await cliIn(['alerts', 'check', '--workspace', ws, '--json'], { env });
   expect(r.stdout, `alerts check printed no JSON (exit ${r.code}): ${r.stderr}`).toMatch(/^\{/);
   const j = JSON.parse(r.stdout) as CheckJson;
   expect(r.code, r.stderr).toBe(j.exit_code);
@@ -57,7 +58,7 @@ async function check(ws: string, env: NodeJS.ProcessEnv): Promise<CheckJson> {
 }
 
 async function cli(ws: string, args: string[], code: number, env: NodeJS.ProcessEnv = {}): Promise<string> {
-  const r = await run([...args, '--workspace', ws], { cwd: ws, env });
+  const r = await cliIn([...args, '--workspace', ws], { env });
   expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(code);
   return r.stdout;
 }
@@ -136,7 +137,7 @@ describe('metaspn alerts check', () => {
 
     // Retrying the dead letter resolves its alert (and, with this tiny threshold, the task now waits as ready: a new alert).
     await cli(ws, ['queue', 'retry', 'contract'], 0);
-    const r = await run(['alerts', 'check', '--workspace', ws], { cwd: ws, env });
+    const r = await cliIn(['alerts', 'check', '--workspace', ws], { env });
     expect(r.code).toBe(60);
     expect(r.stdout).toContain('resolved: dead_letters_grew:contract');
     expect(r.stdout).toMatch(/WARNING\s+oldest_ready_age\s+contract: the oldest ready task has waited .*\[sent\]/);
@@ -162,15 +163,15 @@ describe('metaspn alerts check', () => {
     const ws = tempWorkspace();
     await cli(ws, ['queue', 'enqueue', 'contract', '--payload', '{"n":1}'], 0);
     await cli(ws, ['worker', 'run', spec('Contract'), '--once'], 20);
-    const r = await run(['alerts', 'check', '--workspace', ws], { cwd: ws });
+    const r = await cliIn(['alerts', 'check', '--workspace', ws]);
     expect(r.code).toBe(60);
     expect(r.stdout).toContain('not sent: no webhook');
     expect(r.stdout).toContain('METASPN_ALERT_WEBHOOK_URL is not set: nothing sent (exit 60)');
-    const bad = await run(['alerts', 'check', '--workspace', ws], { cwd: ws, env: { METASPN_ALERT_WEBHOOK_URL: 'ftp://example.invalid/x' } });
+    const bad = await cliIn(['alerts', 'check', '--workspace', ws], { env: { METASPN_ALERT_WEBHOOK_URL: 'ftp://example.invalid/x' } });
     expect(bad.code).toBe(64);
     expect(bad.stderr).toMatch(/METASPN_ALERT_WEBHOOK_URL must be an http\(s\) URL/);
     const badConfig = tempWorkspace({ config: { alerts: { failure_ratio_max: 2 } } });
-    const c = await run(['alerts', 'check', '--workspace', badConfig], { cwd: badConfig });
+    const c = await cliIn(['alerts', 'check', '--workspace', badConfig]);
     expect(c.code).toBe(20);
     expect(c.stderr).toMatch(/alerts\.failure_ratio_max/);
   });

@@ -11,7 +11,8 @@ import { buildServer } from '../../src/ops/server.js';
 import { opsSettings } from '../../src/ops/settings.js';
 import { parsePrometheusText } from '../../src/ops/reports/prom-text.js';
 import { workspacePaths } from '../../src/storage/paths.js';
-import { BIN, cli, DEMO_INPUTS, run, tempWorkspace } from './cli.js';
+import { BIN, DEMO_INPUTS, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 
 const POINTER = join('manifests', 'current', 's1', 'date=2026-01-15.json');
 
@@ -22,7 +23,7 @@ beforeAll(async () => {
   mkdirSync(join(base, 'inputs'));
   cpSync(DEMO_INPUTS, join(base, 'inputs', 's1_signals.jsonl'));
   for (const date of ['2026-01-15', '2026-01-16']) {
-    const r = await run(['s1', 'run-local', '--workspace', base, '--date', date], { cwd: base });
+    const r = await cliIn(['s1', 'run-local', '--workspace', base, '--date', date]);
     expect(r.code, r.stderr).toBe(0);
   }
 }, 120_000);
@@ -46,78 +47,78 @@ function damagePointer(ws: string): string {
 }
 
 describe('a damaged current pointer', () => {
-  it('stops later runs at once with exit 30 naming it (no task retried or dead-lettered); runs list names it (30); doctor --repair rewrites it from the ledger and runs work again', () => {
+  it('stops later runs at once with exit 30 naming it (no task retried or dead-lettered); runs list names it (30); doctor --repair rewrites it from the ledger and runs work again', async () => {
     const ws = copy();
     const good = readFileSync(join(ws, POINTER), 'utf8');
     damagePointer(ws);
 
     const t0 = Date.now();
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-17']);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-17']);
     expect(r.code, r.stderr).toBe(30);
     expect(r.stderr).toContain(`${join(ws, POINTER)}: not valid JSON`);
     expect(r.stderr).toMatch(/hint: .*metaspn doctor --repair/);
     expect(Date.now() - t0).toBeLessThan(10_000);
     expect(existsSync(join(ws, 'deadletter', 'settle_season'))).toBe(false);
 
-    const list = cli(['runs', 'list', '--workspace', ws]);
+    const list = await cliIn(['runs', 'list', '--workspace', ws]);
     expect(list.code).toBe(30);
     expect(list.stdout.match(/^\d{8}T\d{6}Z-/gm)).toHaveLength(2);
     expect(list.stderr).toContain(`warning: ${POINTER}: not valid JSON`);
     expect(list.stderr).toMatch(/error: 1 run file\(s\) do not read back/);
 
-    const doc = cli(['doctor', '--workspace', ws, '--json']);
+    const doc = await cliIn(['doctor', '--workspace', ws, '--json']);
     expect(doc.code).toBe(30);
     const finding = (JSON.parse(doc.stdout) as { findings: { area: string; path: string; message: string; fix: string }[] }).findings.find((f) => f.area === 'pointer');
     expect(finding).toMatchObject({ path: POINTER, message: expect.stringMatching(/^not valid JSON/), fix: expect.stringMatching(/--repair rewrites it from the ledger/) });
 
-    const fixed = cli(['doctor', '--workspace', ws, '--repair']);
+    const fixed = await cliIn(['doctor', '--workspace', ws, '--repair']);
     expect(fixed.code, fixed.stdout).toBe(0);
     expect(fixed.stdout).toMatch(new RegExp(`FIXED ${POINTER.replace(/[.]/g, '\\.')}`));
     expect(JSON.parse(readFileSync(join(ws, POINTER), 'utf8'))).toEqual(JSON.parse(good));
     expect(readdirSync(join(ws, 'quarantine', 'manifests', 'current', 's1')).some((f) => f.startsWith('date=2026-01-15.json.'))).toBe(true);
-    expect(cli(['runs', 'list', '--workspace', ws]).code).toBe(0);
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-17']).code).toBe(0);
+    expect((await cliIn(['runs', 'list', '--workspace', ws])).code).toBe(0);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-17'])).code).toBe(0);
   }, 180_000);
 
-  it('is rewritten by s1 rollback from the ledger (with a warning); --strict refuses it (30)', () => {
+  it('is rewritten by s1 rollback from the ledger (with a warning); --strict refuses it (30)', async () => {
     const ws = copy();
     const good = readFileSync(join(ws, POINTER), 'utf8');
     damagePointer(ws);
     const first = (JSON.parse(readFileSync(join(ws, 'ledger.jsonl'), 'utf8').split('\n')[1]!) as { hash: string }).hash;
-    const strict = cli(['s1', 'rollback', '--workspace', ws, '--to-hash', first, '--reason', 'repair', '--strict']);
+    const strict = await cliIn(['s1', 'rollback', '--workspace', ws, '--to-hash', first, '--reason', 'repair', '--strict']);
     expect(strict.code).toBe(30);
     expect(strict.stderr).toContain(`${join(ws, POINTER)}: not valid JSON`);
-    const r = cli(['s1', 'rollback', '--workspace', ws, '--to-hash', first, '--reason', 'repair']);
+    const r = await cliIn(['s1', 'rollback', '--workspace', ws, '--to-hash', first, '--reason', 'repair']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/warning: .*date=2026-01-15\.json: not valid JSON .*it is rewritten from the ledger/);
     expect(JSON.parse(readFileSync(join(ws, POINTER), 'utf8'))).toEqual(JSON.parse(good));
-    expect(cli(['doctor', '--workspace', ws]).code).toBe(0);
+    expect((await cliIn(['doctor', '--workspace', ws])).code).toBe(0);
   }, 180_000);
 
-  it('that names another date, or lacks a field, is damaged too', () => {
+  it('that names another date, or lacks a field, is damaged too', async () => {
     const ws = copy();
     const p = join(ws, POINTER);
     const ptr = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
     writeFileSync(p, JSON.stringify({ ...ptr, date: '2026-01-16' }));
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-17']);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-17']);
     expect(r.code).toBe(30);
     expect(r.stderr).toMatch(/names s1 2026-01-16, not s1 2026-01-15/);
     const { params: _params, ...noParams } = ptr;
     writeFileSync(p, JSON.stringify(noParams));
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-17']).stderr).toMatch(/field "params" is missing/);
-    expect(cli(['doctor', '--workspace', ws, '--repair']).code).toBe(0);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-17'])).stderr).toMatch(/field "params" is missing/);
+    expect((await cliIn(['doctor', '--workspace', ws, '--repair'])).code).toBe(0);
     expect(JSON.parse(readFileSync(p, 'utf8'))).toEqual(ptr);
   }, 180_000);
 });
 
 describe('a damaged manifest', () => {
-  it('is left out of runs list and named (30); doctor names it, --repair moves it to quarantine/, and the list is whole again', () => {
+  it('is left out of runs list and named (30); doctor names it, --repair moves it to quarantine/, and the list is whole again', async () => {
     const ws = copy();
     const m = manifestOf(ws, 'update_attention_scores', '2026-01-16');
     const rel = m.slice(ws.length + 1);
     for (const bad of ['1', '{"schema_version":1,"run_id":"r","steps":[]}', '{"not json']) {
       writeFileSync(m, bad);
-      const list = cli(['runs', 'list', '--workspace', ws, '--json']);
+      const list = await cliIn(['runs', 'list', '--workspace', ws, '--json']);
       expect(list.code, bad).toBe(30);
       expect(list.stderr).toContain(`warning: ${rel}: `);
       // The other runs are still listed; the damaged step is left out of its run.
@@ -126,27 +127,27 @@ describe('a damaged manifest', () => {
       expect(runs.find((x) => x.date === '2026-01-16')!.steps).toHaveLength(3);
     }
     // runs show of that run: printed without the step, the file named, exit 30.
-    const run16 = (JSON.parse(cli(['runs', 'list', '--workspace', ws, '--json']).stdout) as { runs: { run_id: string; date: string }[] }).runs.find((x) => x.date === '2026-01-16')!.run_id;
-    const show = cli(['runs', 'show', run16, '--workspace', ws]);
+    const run16 = (JSON.parse((await cliIn(['runs', 'list', '--workspace', ws, '--json'])).stdout) as { runs: { run_id: string; date: string }[] }).runs.find((x) => x.date === '2026-01-16')!.run_id;
+    const show = await cliIn(['runs', 'show', run16, '--workspace', ws]);
     expect(show.code).toBe(30);
     expect(show.stdout).toContain('project_rewards');
     expect(show.stderr).toContain(`warning: ${rel}: `);
-    const doc = cli(['doctor', '--workspace', ws, '--json']);
+    const doc = await cliIn(['doctor', '--workspace', ws, '--json']);
     expect(doc.code).toBe(30);
     expect((JSON.parse(doc.stdout) as { findings: { area: string; path: string }[] }).findings).toContainEqual(expect.objectContaining({ area: 'manifest', path: rel }));
-    const fixed = cli(['doctor', '--workspace', ws, '--repair', '--json']);
+    const fixed = await cliIn(['doctor', '--workspace', ws, '--repair', '--json']);
     // The run of 2026-01-16 is published and now lacks a step: doctor says to re-run the date.
     const left = (JSON.parse(fixed.stdout) as { findings: { area: string; message: string; repaired?: boolean }[] }).findings.filter((f) => !f.repaired && f.area !== 'manifest');
     expect(left.map((f) => f.message).join('\n')).toMatch(/has no successful update_attention_scores manifest/);
     expect(existsSync(m)).toBe(false);
-    expect(cli(['runs', 'list', '--workspace', ws]).code).toBe(0);
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-16']).code).toBe(0);
-    expect(cli(['doctor', '--workspace', ws]).code).toBe(0);
+    expect((await cliIn(['runs', 'list', '--workspace', ws])).code).toBe(0);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-16'])).code).toBe(0);
+    expect((await cliIn(['doctor', '--workspace', ws])).code).toBe(0);
   }, 180_000);
 });
 
 describe('damaged ops records', () => {
-  it('alerts list names a damaged alert state (30); alerts check sets it aside and carries on; doctor reports event and run records and --repair sets them aside', () => {
+  it('alerts list names a damaged alert state (30); alerts check sets it aside and carries on; doctor reports event and run records and --repair sets them aside', async () => {
     const ws = copy();
     mkdirSync(join(ws, 'ops', 'events', 'q'), { recursive: true });
     mkdirSync(join(ws, 'ops', 'runs'), { recursive: true });
@@ -154,22 +155,22 @@ describe('damaged ops records', () => {
     writeFileSync(join(ws, 'ops', 'events', 'q', '0123456789abcdef0123456789abcdef.json'), '{"event_id":"e","status":201}');
     writeFileSync(join(ws, 'ops', 'runs', '20260115T000000Z-abcdef.json'), '[]');
 
-    const doc = cli(['doctor', '--workspace', ws, '--json']);
+    const doc = await cliIn(['doctor', '--workspace', ws, '--json']);
     expect(doc.code).toBe(30);
     const paths = (JSON.parse(doc.stdout) as { findings: { area: string; path: string }[] }).findings.filter((f) => f.area === 'ops').map((f) => f.path).sort();
     expect(paths).toEqual([join('ops', 'alerts-state.json'), join('ops', 'events', 'q', '0123456789abcdef0123456789abcdef.json'), join('ops', 'runs', '20260115T000000Z-abcdef.json')]);
 
-    const list = cli(['alerts', 'list', '--workspace', ws]);
+    const list = await cliIn(['alerts', 'list', '--workspace', ws]);
     expect(list.code).toBe(30);
     expect(list.stderr).toMatch(/alerts-state\.json: alerts\["x"\]: field "fingerprint" is missing/);
-    const check = cli(['alerts', 'check', '--workspace', ws, '--json']);
+    const check = await cliIn(['alerts', 'check', '--workspace', ws, '--json']);
     expect([0, 60]).toContain(check.code);
     expect((JSON.parse(check.stdout) as { state_reset: { path: string; moved_to: string } }).state_reset).toMatchObject({ path: join('ops', 'alerts-state.json'), moved_to: expect.stringMatching(/^quarantine\/ops\/alerts-state\.json\./) });
-    expect(cli(['alerts', 'list', '--workspace', ws]).code).toBe(0);
+    expect((await cliIn(['alerts', 'list', '--workspace', ws])).code).toBe(0);
 
-    expect(cli(['doctor', '--workspace', ws, '--repair']).code).toBe(0);
+    expect((await cliIn(['doctor', '--workspace', ws, '--repair'])).code).toBe(0);
     expect(readdirSync(join(ws, 'quarantine', 'ops', 'events', 'q'))).toHaveLength(1);
-    expect(cli(['doctor', '--workspace', ws]).code).toBe(0);
+    expect((await cliIn(['doctor', '--workspace', ws])).code).toBe(0);
   }, 180_000);
 });
 

@@ -4,7 +4,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
-import { run, spec, tempWorkspace } from './cli.js';
+import { spec, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 
 const up = await pgAvailable();
 let db: TestDatabase;
@@ -20,7 +21,7 @@ describe.skipIf(!up)('dead letters you can finish with, on PostgreSQL', () => {
   it('queue list, a typo, discard by id and --all: through the database, ledgered in the workspace', async () => {
     const ws = tempWorkspace({ demo: false });
     const env = { METASPN_DATABASE_URL: db.url };
-    const cli = (args: string[]) => run([...args, '--workspace', ws], { cwd: ws, env });
+    const cli = (args: string[]) => cliIn([...args, '--workspace', ws], { env });
     expect((await cli(['db', 'migrate'])).code).toBe(0);
     for (const id of ['a', 'b']) expect((await cli(['queue', 'enqueue', 'contract', '--payload', JSON.stringify({ id }), '--id', id])).code).toBe(0);
     const w = await cli(['worker', 'run', spec('Contract'), '--once']);

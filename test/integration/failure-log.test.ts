@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run, spec, tempWorkspace, waitFor } from './cli.js';
+import { cliIn } from './in-process.js';
 
 interface Line {
   level: number;
@@ -37,12 +38,12 @@ describe('failed attempts in the log and on the terminal', () => {
   it('a retry, then the dead letters: one line per failed attempt with task, attempt n of m, the error and what happens next', async () => {
     const ws = tempWorkspace({ demo: false });
     writeFileSync(join(ws, 'tasks.jsonl'), `${JSON.stringify({ id: 't1', payload: { fail: 9 }, max_attempts: 2 })}\n`);
-    const e = await run(['queue', 'enqueue', 'flaky', '--workspace', ws, '--file', join(ws, 'tasks.jsonl')]);
+    const e = await cliIn(['queue', 'enqueue', 'flaky', '--workspace', ws, '--file', join(ws, 'tasks.jsonl')]);
     expect(e.code, e.stderr).toBe(0);
 
     const before = Date.now();
     // A retry 2 s later: not due within this run, even on a loaded machine.
-    const first = await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once'], { env: { METASPN_QUEUE_BACKOFF_BASE_MS: '2000', METASPN_QUEUE_BACKOFF_CAP_MS: '2000' } });
+    const first = await cliIn(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once'], { env: { METASPN_QUEUE_BACKOFF_BASE_MS: '2000', METASPN_QUEUE_BACKOFF_CAP_MS: '2000' } });
     expect(first.code, first.stderr).toBe(11);
     const [line1, ...rest1] = errLines(first.stderr);
     expect(rest1).toEqual([]);
@@ -54,7 +55,7 @@ describe('failed attempts in the log and on the terminal', () => {
     expect(retryAt).toBeLessThan(Date.now() + 2500);
 
     await waitFor(() => Date.now() > retryAt, 5_000, 'the retry to be due');
-    const second = await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once']);
+    const second = await cliIn(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once']);
     expect(second.code, second.stderr).toBe(50);
     expect(errLines(second.stderr)).toEqual(['error: task t1 of flaky failed, attempt 2 of 2: Error: flaky failure 2; dead-lettered: no attempt left']);
 
@@ -73,22 +74,23 @@ describe('failed attempts in the log and on the terminal', () => {
 
   it('a contract error is dead-lettered at once, its class named; a payload the schema refuses too', async () => {
     const ws = tempWorkspace({ demo: false });
-    expect((await run(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"n":1}', '--id', 'c1'])).code).toBe(0);
-    const r = await run(['worker', 'run', spec('Contract'), '--workspace', ws, '--once']);
+    expect((await cliIn(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"n":1}', '--id', 'c1'])).code).toBe(0);
+    const r = await cliIn(['worker', 'run', spec('Contract'), '--workspace', ws, '--once']);
     expect(r.code, r.stderr).toBe(20);
     expect(errLines(r.stderr)).toEqual(['error: task c1 of contract failed, attempt 1 of 5: ContractError: missing required column "score"; dead-lettered: a contract error, which no retry can fix']);
     const [f] = logLines(ws).filter((l) => l.err);
     expect(f).toMatchObject({ level: 50, next: 'dead_letter', outcome: 'dead_contract', err: { type: 'ContractError', message: 'missing required column "score"' } });
 
     // Season 1's worker validates its payload with a schema.
-    expect((await run(['queue', 'enqueue', 'project_rewards', '--workspace', ws, '--payload', '{"date":"not-a-date"}', '--id', 'bad-task'])).code).toBe(0);
-    const s1 = await run(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--once']);
+    expect((await cliIn(['queue', 'enqueue', 'project_rewards', '--workspace', ws, '--payload', '{"date":"not-a-date"}', '--id', 'bad-task'])).code).toBe(0);
+    const s1 = await cliIn(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--once']);
     expect(s1.code, s1.stderr).toBe(20);
     expect(errLines(s1.stderr)).toEqual([
       expect.stringMatching(/^error: task bad-task of project_rewards failed, attempt 1 of \d+: ContractError: payload invalid: date: .+; dead-lettered: a contract error, which no retry can fix$/),
     ]);
   });
 
+  // Three real processes: what is logged once is logged once per process.
   it('every log line carries pid and hostname; the command line is logged once per process, not on every line', async () => {
     const ws = tempWorkspace({ demo: false });
     expect((await run(['queue', 'enqueue', 'ok', '--workspace', ws, '--payload', '{"n":1}'])).code).toBe(0);

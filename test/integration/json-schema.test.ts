@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/main.js';
-import { cli, ROOT, spec, tempWorkspace, type CliResult } from './cli.js';
+import { ROOT, spec, tempWorkspace, type CliResult } from './cli.js';
+import { cliIn } from './in-process.js';
 import { http, startServe } from './serve-process.js';
 
 const TIME_KEY = /^(?:now|at|[a-z0-9_]+_at)$/;
@@ -41,8 +42,8 @@ describe('--json documents', () => {
   it('every command with --json prints an object, "schema_version": 1 first, instants as ISO-8601; so does the error document', async () => {
     const covered = new Set<string>();
     /** `metaspn <command> <args> --json`: its exit code one of `codes`, its stdout one document of the versioned shape. */
-    const json = (command: string, args: string[], codes: number[] = [0], env?: NodeJS.ProcessEnv): Doc => {
-      const r: CliResult = cli([...command.split(' '), ...args, '--json'], env ? { env } : {});
+    const json = async (command: string, args: string[], codes: number[] = [0], env?: NodeJS.ProcessEnv): Promise<Doc> => {
+      const r: CliResult = await cliIn([...command.split(' '), ...args, '--json'], env ? { env } : {});
       expect(codes, `metaspn ${command} exited ${r.code}: ${r.stderr}`).toContain(r.code);
       const d = JSON.parse(r.stdout) as Doc;
       expect(Array.isArray(d), command).toBe(false);
@@ -56,53 +57,53 @@ describe('--json documents', () => {
     // A Season 1 workspace with a published run, a failed run, dead letters and a retry scheduled.
     const ws = tempWorkspace();
     const w = ['--workspace', ws];
-    const run = json('s1 run-local', [...w, '--date', '2026-01-15', '--run-id', 'good']);
+    const run = await json('s1 run-local', [...w, '--date', '2026-01-15', '--run-id', 'good']);
     expect(run).toMatchObject({ run_id: 'good', status: 'published', exit_code: 0 });
-    expect(cli(['queue', 'pause', 'project_rewards', ...w]).code).toBe(0);
-    json('s1 run-local', [...w, '--date', '2026-01-16', '--run-id', 'bad'], [11]);
-    expect(cli(['queue', 'resume', 'project_rewards', ...w]).code).toBe(0);
-    for (const id of ['c1', 'c2', 'c3']) expect(cli(['queue', 'enqueue', 'contract', ...w, '--payload', JSON.stringify({ id, created_at: 1 }), '--id', id]).code).toBe(0);
-    expect(json('queue enqueue', ['flaky', ...w, '--payload', '{"fail":1}', '--id', 'f1'])).toMatchObject({ worker: 'flaky', added: ['f1'] });
-    expect(json('worker run', [spec('Contract'), ...w, '--once'], [20])).toMatchObject({ worker: 'contract', dead_contract: 3 });
+    expect((await cliIn(['queue', 'pause', 'project_rewards', ...w])).code).toBe(0);
+    await json('s1 run-local', [...w, '--date', '2026-01-16', '--run-id', 'bad'], [11]);
+    expect((await cliIn(['queue', 'resume', 'project_rewards', ...w])).code).toBe(0);
+    for (const id of ['c1', 'c2', 'c3']) expect((await cliIn(['queue', 'enqueue', 'contract', ...w, '--payload', JSON.stringify({ id, created_at: 1 }), '--id', id])).code).toBe(0);
+    expect((await json('queue enqueue', ['flaky', ...w, '--payload', '{"fail":1}', '--id', 'f1']))).toMatchObject({ worker: 'flaky', added: ['f1'] });
+    expect((await json('worker run', [spec('Contract'), ...w, '--once'], [20]))).toMatchObject({ worker: 'contract', dead_contract: 3 });
     // Its retry must not come due within the run (a loaded machine lets a 10 ms retry run in it).
-    json('worker run', [spec('FailTimes'), ...w, '--once'], [11], { METASPN_QUEUE_BACKOFF_BASE_MS: '60000', METASPN_QUEUE_BACKOFF_CAP_MS: '60000' });
+    await json('worker run', [spec('FailTimes'), ...w, '--once'], [11], { METASPN_QUEUE_BACKOFF_BASE_MS: '60000', METASPN_QUEUE_BACKOFF_CAP_MS: '60000' });
 
     // Queues: instants that were epoch ms (now, next_due_at, oldest_ready_at) are ISO-8601.
-    const stats = json('queue stats', ['flaky', ...w]);
+    const stats = await json('queue stats', ['flaky', ...w]);
     expect(stats).toMatchObject({ queue: 'flaky', scheduled: 1, now: expect.stringMatching(ISO), next_due_at: expect.stringMatching(ISO) });
-    const list = json('queue list', w);
+    const list = await json('queue list', w);
     expect((list.queues as { queue: string }[]).map((q) => q.queue)).toContain('contract');
     expect(list.now).toMatch(ISO);
-    const dead = json('queue deadletter list', ['contract', ...w]);
+    const dead = await json('queue deadletter list', ['contract', ...w]);
     expect(dead).toMatchObject({ worker: 'contract' });
     expect((dead.dead_letters as { task: { id: string; payload: unknown } }[]).map((d) => d.task.id)).toEqual(['c1', 'c2', 'c3']);
     // A payload is the user's: printed as given, its numbers untouched.
     expect((dead.dead_letters as { task: { payload: unknown } }[])[0]!.task.payload).toEqual({ id: 'c1', created_at: 1 });
-    expect(json('queue deadletter show', ['contract', 'c1', ...w])).toMatchObject({ worker: 'contract', task: { id: 'c1' } });
-    expect(json('queue deadletter discard', ['contract', ...w, '--task-id', 'c1', '--reason', 'not needed'])).toMatchObject({ discarded: ['c1'] });
-    expect(json('queue retry', ['contract', ...w, '--dry-run'])).toMatchObject({ dry_run: true, would_retry: ['c2', 'c3'] });
-    expect(json('queue retry', ['contract', ...w, '--task-id', 'c2'])).toMatchObject({ retried: ['c2'] });
+    expect((await json('queue deadletter show', ['contract', 'c1', ...w]))).toMatchObject({ worker: 'contract', task: { id: 'c1' } });
+    expect((await json('queue deadletter discard', ['contract', ...w, '--task-id', 'c1', '--reason', 'not needed']))).toMatchObject({ discarded: ['c1'] });
+    expect((await json('queue retry', ['contract', ...w, '--dry-run']))).toMatchObject({ dry_run: true, would_retry: ['c2', 'c3'] });
+    expect((await json('queue retry', ['contract', ...w, '--task-id', 'c2']))).toMatchObject({ retried: ['c2'] });
 
     // Runs.
-    const runs = json('runs list', w);
+    const runs = await json('runs list', w);
     expect((runs.runs as { run_id: string }[]).map((r) => r.run_id)).toEqual(['bad', 'good']);
-    expect(json('runs show', ['good', ...w])).toMatchObject({ run_id: 'good', started_at: expect.stringMatching(ISO) });
-    expect(json('runs retry', ['bad', ...w])).toMatchObject({ retry_of_run_id: 'bad', status: 'published' });
-    json('s1 backfill', [...w, '--start', '2026-01-17', '--end', '2026-01-17']);
-    expect(json('s1 rollback', [...w, '--steps', '1', '--dry-run'])).toMatchObject({ dry_run: true });
+    expect((await json('runs show', ['good', ...w]))).toMatchObject({ run_id: 'good', started_at: expect.stringMatching(ISO) });
+    expect((await json('runs retry', ['bad', ...w]))).toMatchObject({ retry_of_run_id: 'bad', status: 'published' });
+    await json('s1 backfill', [...w, '--start', '2026-01-17', '--end', '2026-01-17']);
+    expect((await json('s1 rollback', [...w, '--steps', '1', '--dry-run']))).toMatchObject({ dry_run: true });
 
     // Operators.
-    json('lock status', w);
-    json('doctor', w);
-    json('alerts check', w, [0, 60]);
-    json('alerts list', w);
-    json('report weekly', w, [0, 10]);
-    json('baseline capture', w);
-    json('store export', [...w, '--out', join(ws, 'export')]);
-    json('verify', ['--url', 'http://127.0.0.1:9'], [50]);
+    await json('lock status', w);
+    await json('doctor', w);
+    await json('alerts check', w, [0, 60]);
+    await json('alerts list', w);
+    await json('report weekly', w, [0, 10]);
+    await json('baseline capture', w);
+    await json('store export', [...w, '--out', join(ws, 'export')]);
+    await json('verify', ['--url', 'http://127.0.0.1:9'], [50]);
     // Without a database, db migrate is a usage error: the error document is versioned as well.
-    expect(json('db migrate', w, [64])).toMatchObject({ error: { code: 'USAGE', exit_code: 64 } });
-    json('smoke', ['--workspace', tempWorkspace({ demo: false })]);
+    expect((await json('db migrate', w, [64]))).toMatchObject({ error: { code: 'USAGE', exit_code: 64 } });
+    await json('smoke', ['--workspace', tempWorkspace({ demo: false })]);
 
     // A user pipeline (examples/daily-projections): pipeline list, show, run, backfill, rollback.
     const ex = tempWorkspace({ demo: false });
@@ -111,14 +112,14 @@ describe('--json documents', () => {
     mkdirSync(join(ex, 'node_modules'));
     symlinkSync(ROOT, join(ex, 'node_modules', 'metaspn'), 'dir');
     const e = ['--workspace', ex];
-    expect((json('pipeline list', e).pipelines as { name: string }[]).map((p) => p.name)).toContain('daily-projections');
-    json('pipeline show', ['daily-projections', ...e]);
-    expect(json('pipeline run', ['daily-projections', ...e, '--date', '2026-03-01'])).toMatchObject({ exit_code: 0 });
-    json('pipeline backfill', ['daily-projections', ...e, '--start', '2026-03-02', '--end', '2026-03-02']);
-    json('pipeline rollback', ['daily-projections', ...e, '--steps', '1', '--dry-run']);
+    expect(((await json('pipeline list', e)).pipelines as { name: string }[]).map((p) => p.name)).toContain('daily-projections');
+    await json('pipeline show', ['daily-projections', ...e]);
+    expect((await json('pipeline run', ['daily-projections', ...e, '--date', '2026-03-01']))).toMatchObject({ exit_code: 0 });
+    await json('pipeline backfill', ['daily-projections', ...e, '--start', '2026-03-02', '--end', '2026-03-02']);
+    await json('pipeline rollback', ['daily-projections', ...e, '--steps', '1', '--dry-run']);
 
     // The error document of a failed command.
-    const typo = cli(['queue', 'stats', 'no_such_queue', ...w, '--json']);
+    const typo = await cliIn(['queue', 'stats', 'no_such_queue', ...w, '--json']);
     expect(typo.code).toBe(64);
     expect(JSON.parse(typo.stdout)).toEqual({ schema_version: 1, error: expect.objectContaining({ code: 'USAGE', exit_code: 64 }) });
     expect(Object.keys(JSON.parse(typo.stdout) as object)[0]).toBe('schema_version');
@@ -135,10 +136,10 @@ describe('serve: JSON answers', () => {
   it('every JSON answer, errors included, has "schema_version": 1 first and instants as ISO-8601; /health/queues (keyed by queue) has ISO instants', async () => {
     const ws = tempWorkspace();
     const w = ['--workspace', ws];
-    expect(cli(['s1', 'run-local', ...w, '--date', '2026-01-15', '--run-id', 'good']).code).toBe(0);
-    expect(cli(['queue', 'enqueue', 'contract', ...w, '--payload', '{"n":1}', '--id', 'c1']).code).toBe(0);
-    expect(cli(['worker', 'run', spec('Contract'), ...w, '--once']).code).toBe(20);
-    expect(cli(['queue', 'enqueue', 'flaky', ...w, '--payload', '{"fail":1}', '--id', 'f1']).code).toBe(0);
+    expect((await cliIn(['s1', 'run-local', ...w, '--date', '2026-01-15', '--run-id', 'good'])).code).toBe(0);
+    expect((await cliIn(['queue', 'enqueue', 'contract', ...w, '--payload', '{"n":1}', '--id', 'c1'])).code).toBe(0);
+    expect((await cliIn(['worker', 'run', spec('Contract'), ...w, '--once'])).code).toBe(20);
+    expect((await cliIn(['queue', 'enqueue', 'flaky', ...w, '--payload', '{"fail":1}', '--id', 'f1'])).code).toBe(0);
     const s = await startServe(ws);
     try {
       const get = async (path: string, status = 200): Promise<Doc> => {

@@ -3,7 +3,8 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { exit, run, spec, start, tempWorkspace, waitFor, type Run } from './cli.js';
+import { exit, spec, start, tempWorkspace, waitFor, type Run } from './cli.js';
+import { cliIn } from './in-process.js';
 
 const STACK = /\n\s+at /;
 
@@ -18,7 +19,7 @@ function oneError(stderr: string): string {
 /** Runs the CLI for each argv, two at a time (two cores, shared with other tests). */
 async function runAll(argvs: string[][]): Promise<Run[]> {
   const out: Run[] = [];
-  for (let i = 0; i < argvs.length; i += 2) out.push(...(await Promise.all(argvs.slice(i, i + 2).map((a) => run(a, { ms: 60_000 })))));
+  for (let i = 0; i < argvs.length; i += 2) out.push(...(await Promise.all(argvs.slice(i, i + 2).map((a) => cliIn(a, { ms: 60_000 })))));
   return out;
 }
 
@@ -101,7 +102,7 @@ describe('numbers JSON cannot carry, at enqueue', () => {
     writeFileSync(f, '{"id":"a","payload":{}}\n{"id":"b","payload":{"n":1e400}}\n');
     const g = join(ws, 'u.jsonl');
     writeFileSync(g, '{"id":"a","payload":{}}\n{"id":"b","payload":{},"max_atempts":2}\n');
-    const [r, t] = await Promise.all([run(['queue', 'enqueue', 'q', '--workspace', ws, '--file', f]), run(['queue', 'enqueue', 'q', '--workspace', ws, '--file', g])]);
+    const [r, t] = await Promise.all([cliIn(['queue', 'enqueue', 'q', '--workspace', ws, '--file', f]), cliIn(['queue', 'enqueue', 'q', '--workspace', ws, '--file', g])]);
     expect(r.code).toBe(20);
     expect(oneError(r.stderr)).toBe(`error: ${f}:2: number 1e400 is beyond the largest number JSON readers carry (about 1.8e308); it would become Infinity`);
     expect(t.code).toBe(20);
@@ -117,7 +118,7 @@ describe('signals', () => {
     const lines = readFileSync(input, 'utf8').trimEnd().split('\n');
     lines.splice(9, 0, '{"signal_id":"huge","ts":"2026-01-14T10:00:00Z","subject_ref":"creator:huge","kind":"follow","value":1e303}');
     writeFileSync(input, `${lines.join('\n')}\n`);
-    const r = await run(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
     expect(r.code, r.stderr).toBe(20);
     expect(oneError(r.stderr)).toMatch(new RegExp(`^error: ${input.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:10: value 1e\\+303 is too large: the weighted sum`));
     expect(existsSync(join(ws, 'store')) ? readdirSync(join(ws, 'store')).filter((f) => f.endsWith('.jsonl')) : []).toEqual([]);
@@ -129,7 +130,7 @@ describe('signals', () => {
 describe('config', () => {
   it('a typo under queues.<worker> is exit 20 naming the key and the nearest; doctor reports it instead of saying clean', async () => {
     const ws = tempWorkspace({ demo: false, config: { queues: { project_rewards: { max_attempt: 3 } } } });
-    const [retry, doctor] = await Promise.all([run(['queue', 'retry', 'project_rewards', '--workspace', ws]), run(['doctor', '--workspace', ws])]);
+    const [retry, doctor] = await Promise.all([cliIn(['queue', 'retry', 'project_rewards', '--workspace', ws]), cliIn(['doctor', '--workspace', ws])]);
     expect(retry.code).toBe(20);
     expect(oneError(retry.stderr)).toMatch(/metaspn\.config\.json: queues\.project_rewards: unknown key "max_attempt" \(did you mean "max_attempts"\?\)/);
     expect(doctor.code, doctor.stdout).toBe(20);

@@ -11,7 +11,8 @@ import { parsePrometheusText, type PromFamily } from '../../src/ops/reports/prom
 import { buildServer } from '../../src/ops/server.js';
 import { opsSettings } from '../../src/ops/settings.js';
 import { workspacePaths } from '../../src/storage/paths.js';
-import { BIN, run, spec, tempWorkspace } from './cli.js';
+import { BIN, spec, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 
 const VERSION = (JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 const promtool = spawnSync('promtool', ['--version'], { encoding: 'utf8' }).status === 0;
@@ -32,13 +33,13 @@ describe('/metrics', () => {
   it('the latest run one metric per meaning, the last success, task durations per queue and outcome, build info', async () => {
     const ws = tempWorkspace();
     const started = Date.now();
-    const s1 = await run(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
+    const s1 = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
     expect(s1.code, s1.stderr).toBe(0);
-    for (const n of [1, 2]) expect((await run(['queue', 'enqueue', 'ok', '--workspace', ws, '--payload', JSON.stringify({ n })])).code).toBe(0);
-    expect((await run(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once'])).code).toBe(0);
-    expect((await run(['queue', 'enqueue', 'flaky', '--workspace', ws, '--payload', '{"fail":1}'])).code).toBe(0);
+    for (const n of [1, 2]) expect((await cliIn(['queue', 'enqueue', 'ok', '--workspace', ws, '--payload', JSON.stringify({ n })])).code).toBe(0);
+    expect((await cliIn(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once'])).code).toBe(0);
+    expect((await cliIn(['queue', 'enqueue', 'flaky', '--workspace', ws, '--payload', '{"fail":1}'])).code).toBe(0);
     // Its retry is not due within the run (a loaded machine must not let --once retry it).
-    expect((await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once'], { env: { METASPN_QUEUE_BACKOFF_BASE_MS: '60000', METASPN_QUEUE_BACKOFF_CAP_MS: '60000' } })).code).toBe(11);
+    expect((await cliIn(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once'], { env: { METASPN_QUEUE_BACKOFF_BASE_MS: '60000', METASPN_QUEUE_BACKOFF_CAP_MS: '60000' } })).code).toBe(11);
     expect(existsSync(join(ws, 'ops', 'task-durations', 'ok.json'))).toBe(true);
 
     const text = await scrape(ws);
@@ -91,7 +92,7 @@ describe('/metrics', () => {
 
   it.skipIf(!promtool)('promtool check metrics finds nothing to say', async () => {
     const ws = tempWorkspace();
-    expect((await run(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15'])).code).toBe(0);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15'])).code).toBe(0);
     const r = spawnSync('promtool', ['check', 'metrics'], { input: await scrape(ws), encoding: 'utf8' });
     expect(`${r.stdout}${r.stderr}`.trim()).toBe('');
     expect(r.status).toBe(0);

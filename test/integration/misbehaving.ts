@@ -4,6 +4,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { ROOT, run, type Run } from './cli.js';
+import { cliIn } from './in-process.js';
 
 export const FIXTURES = join(ROOT, 'test', 'fixtures', 'misbehaving-workers.mjs');
 export const spec = (name: string): string => `${FIXTURES}:${name}`;
@@ -60,7 +61,7 @@ export function expectNoHandlerProcessLeft(ws: string, worker: number | undefine
 export async function enqueue(ws: string, queue: string, tasks: { id: string; payload: unknown; max_attempts?: number }[]): Promise<void> {
   const f = join(ws, `${queue}-tasks.jsonl`);
   writeFileSync(f, tasks.map((t) => JSON.stringify(t)).join('\n') + '\n');
-  const r = await run(['queue', 'enqueue', queue, '--workspace', ws, '--file', f], { cwd: ws });
+  const r = await cliIn(['queue', 'enqueue', queue, '--workspace', ws, '--file', f]);
   expect(r.code, r.stderr).toBe(0);
 }
 
@@ -74,7 +75,7 @@ export interface Stats {
 }
 
 export async function stats(ws: string, queue: string): Promise<Stats> {
-  const r = await run(['queue', 'stats', queue, '--workspace', ws, '--json']);
+  const r = await cliIn(['queue', 'stats', queue, '--workspace', ws, '--json']);
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as Stats;
 }
@@ -87,7 +88,7 @@ export interface TaskError {
 }
 
 export async function deadLetters(ws: string, queue: string): Promise<{ task: { id: string }; errors: TaskError[]; reason: TaskError }[]> {
-  const r = await run(['queue', 'deadletter', 'list', queue, '--workspace', ws, '--json']);
+  const r = await cliIn(['queue', 'deadletter', 'list', queue, '--workspace', ws, '--json']);
   expect(r.code, r.stderr).toBe(0);
   return (JSON.parse(r.stdout) as { dead_letters: { task: { id: string }; errors: TaskError[]; reason: TaskError }[] }).dead_letters;
 }

@@ -4,7 +4,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useChromium } from './browser.js';
-import { run, spec, tempWorkspace } from './cli.js';
+import { spec, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 import { http, startServe } from './serve-process.js';
 
 const TOKEN = 'ops-discard-token-0123456789';
@@ -31,10 +32,10 @@ const deadFile = (ws: string, id: string): string => join(ws, 'deadletter', 'con
 async function withDeadLetters(ids: string[]): Promise<string> {
   const ws = tempWorkspace({ demo: false });
   for (const id of ids) {
-    const r = await run(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', JSON.stringify({ id }), '--id', id]);
+    const r = await cliIn(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', JSON.stringify({ id }), '--id', id]);
     expect(r.code, r.stderr).toBe(0);
   }
-  const w = await run(['worker', 'run', spec('Contract'), '--workspace', ws, '--once']);
+  const w = await cliIn(['worker', 'run', spec('Contract'), '--workspace', ws, '--once']);
   expect(w.code, w.stderr).toBe(20);
   return ws;
 }

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { useChromium } from './browser.js';
-import { DEMO_INPUTS, run, spec } from './cli.js';
+import { DEMO_INPUTS, spec } from './cli.js';
+import { cliIn } from './in-process.js';
 import { http, startServe, type Served } from './serve-process.js';
 
 const TOKEN = 'ops-views-token-0123456789';
@@ -19,7 +20,7 @@ const SHOTS = process.env.OPS_PAGE_SCREENSHOT_DIR;
 const browser = useChromium();
 
 async function ok(args: string[], code = 0, env: NodeJS.ProcessEnv = {}): Promise<void> {
-  const r = await run(args, { env });
+  const r = await cliIn(args, { env });
   expect(r.code, `${args.join(' ')}\n${r.stderr}`).toBe(code);
 }
 

@@ -1,4 +1,4 @@
-// The queue commands and `worker run` on PostgreSQL, driven as real subprocesses against a fresh
+// The queue commands and `worker run` on PostgreSQL, driven through the real CLI (in the test process, but for the worker whose database goes away) against a fresh
 // database: selection by --database-url, METASPN_DATABASE_URL or the config file; migrations;
 // a worker draining the queue; stats, dead letters and retry read from the database.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LATEST_VERSION } from '../../src/backend/pg/migrations.js';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
 import { startProxy } from '../queue/pg-proxy.js';
-import { exit, run, spec, start, tempWorkspace, waitFor } from './cli.js';
+import { exit, spec, start, tempWorkspace, waitFor } from './cli.js';
+import { cliIn } from './in-process.js';
 
 const up = await pgAvailable();
 let db: TestDatabase;
@@ -43,10 +44,10 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
     const env = { METASPN_DATABASE_URL: db.url, METASPN_QUEUE_BACKOFF_BASE_MS: '0', METASPN_QUEUE_BACKOFF_CAP_MS: '0' };
     const target = `127.0.0.1:5432/${db.name}`;
 
-    let r = await run(['db', 'migrate', '--workspace', ws, '--database-url', db.url, '--json'], { cwd: ws });
+    let r = await cliIn(['db', 'migrate', '--workspace', ws, '--database-url', db.url, '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ schema_version: 1, target, schema: 'metaspn', from: 0, to: LATEST_VERSION, applied: Array.from({ length: LATEST_VERSION }, (_, i) => i + 1) });
-    r = await run(['db', 'migrate', '--workspace', ws, '--database-url', db.url], { cwd: ws });
+    r = await cliIn(['db', 'migrate', '--workspace', ws, '--database-url', db.url]);
     expect([r.code, r.stdout]).toEqual([0, `schema metaspn at ${target}: up to date (version ${LATEST_VERSION})\n`]);
 
     const f = taskFile(ws, [
@@ -54,24 +55,24 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
       { id: 'b', payload: { fail: 1 } },
       { id: 'c', payload: { fail: 9 }, max_attempts: 2 },
     ]);
-    r = await run(['queue', 'enqueue', 'flaky', '--workspace', ws, '--file', f], { cwd: ws, env });
+    r = await cliIn(['queue', 'enqueue', 'flaky', '--workspace', ws, '--file', f], { env });
     expect([r.code, r.stdout], r.stderr).toEqual([0, 'enqueued 3 task(s) to flaky; 0 already present\n']);
 
     // a succeeds, b after one retry, c uses its two attempts and goes to the dead letters: exit 50.
-    r = await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once', '--json'], { cwd: ws, env });
+    r = await cliIn(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once', '--json'], { env });
     expect(r.code, r.stderr).toBe(50);
     expect(JSON.parse(r.stdout)).toMatchObject({ worker: 'flaky', completed: 2, dead: 1, exit_code: 50 });
 
-    r = await run(['queue', 'stats', 'flaky', '--workspace', ws, '--json'], { cwd: ws, env });
+    r = await cliIn(['queue', 'stats', 'flaky', '--workspace', ws, '--json'], { env });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ queue: 'flaky', ready: 0, scheduled: 0, leased: 0, completed: 2, dead: 1, cancelled: 0, paused: false, totals: { failed: 3, dead_lettered: 1, retried: 0 } });
 
-    r = await run(['queue', 'deadletter', 'list', 'flaky', '--workspace', ws], { cwd: ws, env });
+    r = await cliIn(['queue', 'deadletter', 'list', 'flaky', '--workspace', ws], { env });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^c\s+2\s+\S+\s+transient Error: flaky failure 2$/m);
     expect(r.stdout).toContain(`1 dead letter(s) in PostgreSQL schema metaspn at ${target}\n`);
 
-    r = await run(['queue', 'deadletter', 'show', 'flaky', 'c', '--workspace', ws, '--json'], { cwd: ws, env });
+    r = await cliIn(['queue', 'deadletter', 'show', 'flaky', 'c', '--workspace', ws, '--json'], { env });
     expect(r.code, r.stderr).toBe(0);
     const dead = JSON.parse(r.stdout) as { attempt_count: number; errors: { attempt: number; message: string }[]; task: { payload: unknown } };
     expect(dead.attempt_count).toBe(2);
@@ -80,21 +81,21 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
       [1, 'flaky failure 1'],
       [2, 'flaky failure 2'],
     ]);
-    r = await run(['queue', 'deadletter', 'show', 'flaky', 'a', '--workspace', ws], { cwd: ws, env });
+    r = await cliIn(['queue', 'deadletter', 'show', 'flaky', 'a', '--workspace', ws], { env });
     expect(r.code).toBe(64);
     expect(r.stderr).toContain('error: no dead letter "a" for flaky');
 
-    r = await run(['queue', 'retry', 'flaky', '--workspace', ws, '--task-id', 'c'], { cwd: ws, env });
+    r = await cliIn(['queue', 'retry', 'flaky', '--workspace', ws, '--task-id', 'c'], { env });
     expect([r.code, r.stdout], r.stderr).toEqual([0, 'moved 1 task(s) of flaky back to ready:\n  c\n']);
-    r = await run(['queue', 'stats', 'flaky', '--workspace', ws, '--json'], { cwd: ws, env });
+    r = await cliIn(['queue', 'stats', 'flaky', '--workspace', ws, '--json'], { env });
     expect(JSON.parse(r.stdout)).toMatchObject({ ready: 1, dead: 0, totals: { failed: 3, dead_lettered: 1, retried: 1 } });
 
     // Paused: a worker hands out nothing; resumed: it drains (c fails twice more: dead again).
-    expect((await run(['queue', 'pause', 'flaky', '--workspace', ws], { cwd: ws, env })).stdout).toBe('flaky: paused\n');
-    r = await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once', '--json'], { cwd: ws, env });
+    expect((await cliIn(['queue', 'pause', 'flaky', '--workspace', ws], { env })).stdout).toBe('flaky: paused\n');
+    r = await cliIn(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once', '--json'], { env });
     expect([r.code, JSON.parse(r.stdout).claimed], r.stderr).toEqual([0, 0]);
-    expect((await run(['queue', 'resume', 'flaky', '--workspace', ws], { cwd: ws, env })).stdout).toBe('flaky: resumed\n');
-    r = await run(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once', '--json'], { cwd: ws, env });
+    expect((await cliIn(['queue', 'resume', 'flaky', '--workspace', ws], { env })).stdout).toBe('flaky: resumed\n');
+    r = await cliIn(['worker', 'run', spec('FailTimes'), '--workspace', ws, '--once', '--json'], { env });
     expect(r.code, r.stderr).toBe(50);
 
     // The rows are where the commands said; the workspace holds no queue or dead-letter files.
@@ -106,52 +107,52 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
     expect(existsSync(join(ws, 'queue'))).toBe(false);
     expect(existsSync(join(ws, 'deadletter', 'flaky'))).toBe(false);
     // Without the setting the same workspace is on files, where this queue does not exist.
-    r = await run(['queue', 'stats', 'flaky', '--workspace', ws], { cwd: ws });
+    r = await cliIn(['queue', 'stats', 'flaky', '--workspace', ws]);
     expect(r.code).toBe(64);
   });
 
   it('the config file selects the backend and its schema; --database-url wins over the environment; bad settings are one-line errors', async () => {
     const ws = tempWorkspace({ demo: false, config: { backend: { url: db.url, schema: 'cfg_schema' } } });
-    let r = await run(['queue', 'enqueue', 'ok', '--workspace', ws, '--payload', '{"n":1}', '--id', 'x1'], { cwd: ws });
+    let r = await cliIn(['queue', 'enqueue', 'ok', '--workspace', ws, '--payload', '{"n":1}', '--id', 'x1']);
     expect([r.code, r.stdout], r.stderr).toEqual([0, 'enqueued 1 task(s) to ok; 0 already present\n']);
     expect(await sql(`SELECT id FROM cfg_schema.task WHERE queue = 'ok'`)).toEqual([{ id: 'x1' }]);
-    r = await run(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once'], { cwd: ws });
+    r = await cliIn(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^worker ok: claimed 1, completed 1 in \d+\.\ds \(exit 0\)\n$/);
 
     // An unreachable database in the environment is overridden by the flag (the config's schema still holds).
     const env = { METASPN_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nowhere' };
-    r = await run(['queue', 'stats', 'ok', '--workspace', ws, '--json', '--database-url', db.url], { cwd: ws, env });
+    r = await cliIn(['queue', 'stats', 'ok', '--workspace', ws, '--json', '--database-url', db.url], { env });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ queue: 'ok', completed: 1 });
-    r = await run(['queue', 'stats', 'ok', '--workspace', ws], { cwd: ws, env });
+    r = await cliIn(['queue', 'stats', 'ok', '--workspace', ws], { env });
     expect(r.code).toBe(11);
     expect(r.stderr).toMatch(/^error: PostgreSQL at 127\.0\.0\.1:1\/nowhere is unavailable while migrating schema cfg_schema \(ECONNREFUSED\)\nhint: /);
 
     // A password in --database-url is never copied into records or logs.
     const withPassword = new URL(db.url);
     withPassword.password = 's3cret';
-    r = await run(['queue', 'pause', 'ok', '--workspace', ws, '--database-url', withPassword.toString()], { cwd: ws });
+    r = await cliIn(['queue', 'pause', 'ok', '--workspace', ws, '--database-url', withPassword.toString()]);
     expect([r.code, r.stdout], r.stderr).toEqual([0, 'ok: paused\n']);
     const [row] = await sql<{ paused: boolean; paused_by: string }>(`SELECT paused, paused_by FROM cfg_schema.queue WHERE name = 'ok'`);
     expect(row!.paused).toBe(true);
     expect(row!.paused_by).toContain(`--database-url 'postgres://postgres:***@127.0.0.1:5432/${db.name}'`);
     expect(row!.paused_by).not.toContain('s3cret');
     expect(readFileSync(join(ws, 'logs', 'metaspn.jsonl'), 'utf8')).not.toContain('s3cret');
-    expect((await run(['queue', 'resume', 'ok', '--workspace', ws], { cwd: ws })).code).toBe(0);
+    expect((await cliIn(['queue', 'resume', 'ok', '--workspace', ws])).code).toBe(0);
 
     // A typo in a queue name is an error on this backend too.
-    r = await run(['queue', 'stats', 'okk', '--workspace', ws], { cwd: ws });
+    r = await cliIn(['queue', 'stats', 'okk', '--workspace', ws]);
     expect(r.code).toBe(64);
     expect(r.stderr).toContain('error: unknown worker "okk": no queue of that name in PostgreSQL schema cfg_schema');
 
     // Bad settings: the flag (64), the variable (20), the config file (20); no stack trace.
-    r = await run(['queue', 'stats', 'ok', '--workspace', ws, '--database-url', 'mysql://x'], { cwd: ws });
+    r = await cliIn(['queue', 'stats', 'ok', '--workspace', ws, '--database-url', 'mysql://x']);
     expect([r.code, r.stderr.split('\n')[0]]).toEqual([64, 'error: --database-url must be a postgres:// or postgresql:// URL, got "mysql://x"']);
-    r = await run(['queue', 'stats', 'ok', '--workspace', ws], { cwd: ws, env: { METASPN_DATABASE_URL: 'nope' } });
+    r = await cliIn(['queue', 'stats', 'ok', '--workspace', ws], { env: { METASPN_DATABASE_URL: 'nope' } });
     expect([r.code, r.stderr.split('\n')[0]]).toEqual([20, 'error: environment METASPN_DATABASE_URL: must be a postgres:// or postgresql:// URL, got "nope"']);
     const bad = tempWorkspace({ demo: false, config: { backend: { url: db.url, schema: 'Bad-Name' } } });
-    r = await run(['queue', 'stats', 'ok', '--workspace', bad], { cwd: bad });
+    r = await cliIn(['queue', 'stats', 'ok', '--workspace', bad]);
     expect(r.code).toBe(20);
     expect(r.stderr).toContain('backend.schema');
     expect(r.stderr).not.toMatch(/\n\s+at /);
@@ -160,7 +161,7 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
   it('s1 run-local with its queues on PostgreSQL writes the same store as on files; a re-run writes nothing new', async () => {
     const onPg = tempWorkspace({ config: { backend: { url: db.url, schema: 's1_queues' } } });
     const onFiles = tempWorkspace();
-    let r = await run(['s1', 'run-local', '--workspace', onPg, '--date', '2026-01-15'], { cwd: onPg });
+    let r = await cliIn(['s1', 'run-local', '--workspace', onPg, '--date', '2026-01-15']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/update_attention_scores\s+success\s+300\/300 tasks\s+300 rows written/);
     expect(existsSync(join(onPg, 'queue'))).toBe(false);
@@ -170,12 +171,12 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
       { queue: 'settle_season', state: 3, n: 1 },
       { queue: 'update_attention_scores', state: 3, n: 300 },
     ]);
-    r = await run(['s1', 'run-local', '--workspace', onFiles, '--date', '2026-01-15'], { cwd: onFiles });
+    r = await cliIn(['s1', 'run-local', '--workspace', onFiles, '--date', '2026-01-15']);
     expect(r.code, r.stderr).toBe(0);
     for (const f of ['s1_attention_scores', 's1_reward_projections', 's1_settlements', 's1_summaries']) {
       expect(readFileSync(join(onPg, 'store', `${f}.jsonl`), 'utf8'), f).toBe(readFileSync(join(onFiles, 'store', `${f}.jsonl`), 'utf8'));
     }
-    r = await run(['s1', 'run-local', '--workspace', onPg, '--date', '2026-01-15'], { cwd: onPg });
+    r = await cliIn(['s1', 'run-local', '--workspace', onPg, '--date', '2026-01-15']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/update_attention_scores\s+success\s+300\/300 tasks\s+0 rows written, 300 present/);
   });
@@ -183,7 +184,7 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
   it('the database going away under a running worker: it stops with exit 11 and one line; another worker finishes every task', async () => {
     const ws = tempWorkspace({ demo: false, config: { backend: { url: db.url, schema: 'gone' } } });
     const f = taskFile(ws, Array.from({ length: 30 }, (_, i) => ({ id: `s${i}`, payload: { ms: 100 } })));
-    let r = await run(['queue', 'enqueue', 'slow', '--workspace', ws, '--file', f], { cwd: ws });
+    let r = await cliIn(['queue', 'enqueue', 'slow', '--workspace', ws, '--file', f]);
     expect(r.code, r.stderr).toBe(0);
     const u = new URL(db.url);
     const proxy = await startProxy({ host: u.hostname, port: Number(u.port || 5432) });
@@ -196,21 +197,21 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
     expect(gone.code, gone.stderr).toBe(11);
     expect(gone.stderr).toMatch(/^error: PostgreSQL at 127\.0\.0\.1:\d+\/metaspn_t_\w+ is unavailable while [^\n]+\nhint: [^\n]+\n$/);
     // The leases it held come back at once (its presence session went with the database).
-    r = await run(['worker', 'run', spec('Slow'), '--workspace', ws, '--once', '--json'], { cwd: ws });
+    r = await cliIn(['worker', 'run', spec('Slow'), '--workspace', ws, '--once', '--json']);
     expect(r.code, r.stderr).toBe(0);
-    r = await run(['queue', 'stats', 'slow', '--workspace', ws, '--json'], { cwd: ws });
+    r = await cliIn(['queue', 'stats', 'slow', '--workspace', ws, '--json']);
     expect(JSON.parse(r.stdout)).toMatchObject({ ready: 0, scheduled: 0, leased: 0, completed: 30, dead: 0 });
     await proxy.close();
   });
 
   it('a schema newer than this metaspn is refused (exit 30), whatever the command', async () => {
     const ws = tempWorkspace({ demo: false, config: { backend: { url: db.url, schema: 'future' } } });
-    let r = await run(['db', 'migrate', '--workspace', ws], { cwd: ws });
+    let r = await cliIn(['db', 'migrate', '--workspace', ws]);
     expect(r.code, r.stderr).toBe(0);
     await sql(`INSERT INTO future.schema_migrations (version, name) VALUES (999, 'from a newer metaspn')`);
     const line = `error: PostgreSQL schema future at 127.0.0.1:5432/${db.name} is at version 999, newer than this metaspn knows (${LATEST_VERSION}); refusing to use it`;
     for (const args of [['db', 'migrate'], ['queue', 'enqueue', 'ok', '--payload', '1'], ['worker', 'run', spec('Succeed'), '--once']]) {
-      r = await run([...args, '--workspace', ws], { cwd: ws });
+      r = await cliIn([...args, '--workspace', ws]);
       expect(r.code, args.join(' ')).toBe(30);
       expect(r.stderr.split('\n')[0]).toBe(line);
       expect(r.stderr).not.toMatch(/\n\s+at /);

@@ -3,7 +3,8 @@ import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileS
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, exampleWorkspace, type CliResult } from './cli.js';
+import { exampleWorkspace, type Run } from './cli.js';
+import { cliIn } from './in-process.js';
 
 /**
  * The example pipeline (examples/daily-projections) driven through the real CLI, as a user would:
@@ -72,10 +73,10 @@ interface BackfillReport {
 
 const example = exampleWorkspace;
 
-const pipeline = (dir: string, ...args: string[]): CliResult => cli(['pipeline', ...args, '--workspace', dir]);
-const run = (dir: string, date: string, ...args: string[]): CliResult => pipeline(dir, 'run', NAME, '--date', date, ...args);
-function runJson(dir: string, date: string, ...args: string[]): RunReport {
-  const r = run(dir, date, '--json', ...args);
+const pipeline = (dir: string, ...args: string[]): Promise<Run> => cliIn(['pipeline', ...args, '--workspace', dir]);
+const run = (dir: string, date: string, ...args: string[]): Promise<Run> => pipeline(dir, 'run', NAME, '--date', date, ...args);
+async function runJson(dir: string, date: string, ...args: string[]): Promise<RunReport> {
+  const r = await run(dir, date, '--json', ...args);
   expect(r.stdout, r.stderr).toMatch(/^\{/);
   return JSON.parse(r.stdout) as RunReport;
 }
@@ -108,7 +109,7 @@ function editLine(dir: string, file: string, match: string, edit: (line: string)
 }
 
 /** An error printed as one line (`error: …`, maybe a `hint: …`), never a stack trace. */
-function expectOneLineError(r: CliResult, pattern: RegExp): void {
+function expectOneLineError(r: Run, pattern: RegExp): void {
   const lines = r.stderr.trim().split('\n');
   expect(lines[0]).toMatch(/^error: /);
   expect(lines[0]).toMatch(pattern);
@@ -117,16 +118,16 @@ function expectOneLineError(r: CliResult, pattern: RegExp): void {
 }
 
 describe('the example pipeline: list and show', () => {
-  it('list names it beside the bundled s1; show prints its steps, dependencies, inputs and checks', () => {
+  it('list names it beside the bundled s1; show prints its steps, dependencies, inputs and checks', async () => {
     const dir = example();
-    const list = pipeline(dir, 'list');
+    const list = await pipeline(dir, 'list');
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).toMatch(/^s1\s+bundled\s/m);
     expect(list.stdout).toMatch(/^daily-projections\s+workspace\s+\.\/pipeline\.mjs\s+6 steps$/m);
-    const listJson = JSON.parse(pipeline(dir, 'list', '--json').stdout) as { pipelines: { name: string; source: string; module: string | null }[] };
+    const listJson = JSON.parse((await pipeline(dir, 'list', '--json')).stdout) as { pipelines: { name: string; source: string; module: string | null }[] };
     expect(listJson.pipelines).toContainEqual({ name: NAME, source: 'workspace', module: './pipeline.mjs', status: 'ok', steps: 6 });
 
-    const show = pipeline(dir, 'show', NAME);
+    const show = await pipeline(dir, 'show', NAME);
     expect(show.code, show.stderr).toBe(0);
     expect(show.stdout).toMatch(/^daily-projections: nightly player projections/);
     expect(show.stdout).toMatch(/^\s+ingest\s+\(first\)\s+inputs boxscores\.jsonl, players\.jsonl\s+queue daily-projections-ingest$/m);
@@ -135,7 +136,7 @@ describe('the example pipeline: list and show', () => {
     expect(show.stdout).toMatch(/^\s+finalize\s+after sim, ownership\s/m);
     expect(show.stdout).toMatch(/^checks:\n\s+team_minutes: .+\n\s+projections_complete: .+$/m);
 
-    const view = JSON.parse(pipeline(dir, 'show', NAME, '--json').stdout) as {
+    const view = JSON.parse((await pipeline(dir, 'show', NAME, '--json')).stdout) as {
       name: string;
       partition: string;
       steps: { name: string; after: string[]; upstream: string[]; inputs: string[]; previous: boolean; params: Record<string, unknown>; queue: string }[];
@@ -165,9 +166,9 @@ describe('the example pipeline: list and show', () => {
 });
 
 describe('the example pipeline: run and replay', () => {
-  it('a run publishes with a manifest per step, a pointer and a ledger entry; a replay writes nothing', () => {
+  it('a run publishes with a manifest per step, a pointer and a ledger entry; a replay writes nothing', async () => {
     const dir = example();
-    const r = run(dir, '2026-03-04');
+    const r = await run(dir, '2026-03-04');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^daily-projections run 2026-03-04 {2}run \S+ {2}as_of 2026-03-05T00:00:00\.000Z$/m);
     expect(r.stdout).toMatch(/^\s+sim\s+success\s+39\/39 tasks\s+39 rows written, 0 present/m);
@@ -212,7 +213,7 @@ describe('the example pipeline: run and replay', () => {
 
     // The replay: same identities, no row written, the pointer keeps its identity.
     const before = storeHashes(dir);
-    const again = runJson(dir, '2026-03-04');
+    const again = await runJson(dir, '2026-03-04');
     expect(again.exit_code).toBe(0);
     expect(again.run_id).not.toBe(ptr.run_id);
     expect(again.steps.map((s) => s.outputs[0]!.rows_written)).toEqual([0, 0, 0, 0, 0, 0]);
@@ -224,15 +225,15 @@ describe('the example pipeline: run and replay', () => {
     expect(ledger(dir)[1]!.detail.restatement_of).toBeUndefined();
   }, 120_000);
 
-  it('changed inputs give the affected steps new identities and a restatement; the old rows stay; a line of another date changes nothing', () => {
+  it('changed inputs give the affected steps new identities and a restatement; the old rows stay; a line of another date changes nothing', async () => {
     const dir = example();
-    const first = runJson(dir, '2026-03-05');
+    const first = await runJson(dir, '2026-03-05');
     expect(first.exit_code).toBe(0);
     const old = pointer(dir, '2026-03-05');
 
     // A new line in the date's injury report: minutes reads it; ingest and rates do not.
     appendFileSync(join(dir, 'inputs', 'status.jsonl'), '{"date":"2026-03-05","player":"p10","status":"questionable","note":"back"}\n');
-    const second = runJson(dir, '2026-03-05');
+    const second = await runJson(dir, '2026-03-05');
     expect(second.exit_code).toBe(0);
     expect(second.restatement_of).toBe(first.run_id);
     const now = pointer(dir, '2026-03-05');
@@ -255,37 +256,37 @@ describe('the example pipeline: run and replay', () => {
     // A stat correction for 2026-03-07 is outside 2026-03-05's window (03-03..03-05): its digest
     // hook keeps its identity, so a run is a replay.
     editLine(dir, 'boxscores.jsonl', '"date":"2026-03-07","player":"p09"', (l) => l.replace(/"points":\d+/, '"points":44'));
-    const third = runJson(dir, '2026-03-05');
+    const third = await runJson(dir, '2026-03-05');
     expect(third.exit_code).toBe(0);
     expect(third.identity).toBe(now.summary_id);
     expect(third.restatement_of).toBeNull();
     expect(third.steps.map((s) => s.outputs[0]!.rows_written)).toEqual([0, 0, 0, 0, 0, 0]);
   }, 120_000);
 
-  it('a bad input line fails ingest with exit 20 naming the file, line and rule; fixed, the same command publishes', () => {
+  it('a bad input line fails ingest with exit 20 naming the file, line and rule; fixed, the same command publishes', async () => {
     const dir = example();
     const path = join(dir, 'inputs', 'boxscores.jsonl');
     const good = readFileSync(path, 'utf8');
     const lineNo = good.split('\n').findIndex((l) => l.includes('"date":"2026-03-02","player":"p06"')) + 1;
     editLine(dir, 'boxscores.jsonl', '"date":"2026-03-02","player":"p06"', (l) => l.replace(/"minutes":\d+/, '"minutes":-3'));
-    const bad = run(dir, '2026-03-02');
+    const bad = await run(dir, '2026-03-02');
     expect(bad.code).toBe(20);
     expect(bad.stdout).toMatch(/^\s+ingest\s+failed\s+0\/1 tasks, 1 dead/m);
     expect(bad.stdout).toContain(`ContractError: inputs/boxscores.jsonl:${lineNo}: minutes must be an integer from 0 to 65, got -3`);
     expect(bad.stdout).toContain('not published');
     expect(existsSync(pointerPath(dir, '2026-03-02'))).toBe(false);
     writeFileSync(path, good);
-    const fixed = run(dir, '2026-03-02');
+    const fixed = await run(dir, '2026-03-02');
     expect(fixed.code, fixed.stdout).toBe(0);
     expect(existsSync(pointerPath(dir, '2026-03-02'))).toBe(true);
   }, 120_000);
 });
 
 describe('the example pipeline: checks', () => {
-  it('a tripped check exits 60 and publishes nothing; --skip-check NAME --reason T publishes and records why', () => {
+  it('a tripped check exits 60 and publishes nothing; --skip-check NAME --reason T publishes and records why', async () => {
     const dir = example();
     appendFileSync(join(dir, 'inputs', 'status.jsonl'), '{"date":"2026-03-05","player":"p02","status":"out"}\n{"date":"2026-03-05","player":"p03","status":"out"}\n');
-    const halted = run(dir, '2026-03-05');
+    const halted = await run(dir, '2026-03-05');
     expect(halted.code).toBe(60);
     expect(halted.stdout).toContain('checks: team_minutes fail, projections_complete pass');
     expect(halted.stdout).toMatch(/^check team_minutes failed: observed \{"HBR":\d+(\.\d)?\}, expected \{"min":200,"max":265\}$/m);
@@ -303,16 +304,16 @@ describe('the example pipeline: checks', () => {
       ['projections_complete', 'pass'],
     ]);
 
-    const noReason = run(dir, '2026-03-05', '--skip-check', 'team_minutes');
+    const noReason = await run(dir, '2026-03-05', '--skip-check', 'team_minutes');
     expect(noReason.code).toBe(64);
     expectOneLineError(noReason, /--skip-check needs --reason/);
-    const unknown = run(dir, '2026-03-05', '--skip-check', 'minutes_total', '--reason', 'x');
+    const unknown = await run(dir, '2026-03-05', '--skip-check', 'minutes_total', '--reason', 'x');
     expect(unknown.code).toBe(64);
     expectOneLineError(unknown, /--skip-check minutes_total: pipeline daily-projections has no such check/);
     expect(unknown.stderr).toContain('hint: checks: team_minutes, projections_complete');
     expect(existsSync(pointerPath(dir, '2026-03-05'))).toBe(false);
 
-    const skipped = runJson(dir, '2026-03-05', '--skip-check', 'team_minutes', '--reason', 'two starters out; minutes are not redistributed');
+    const skipped = await runJson(dir, '2026-03-05', '--skip-check', 'team_minutes', '--reason', 'two starters out; minutes are not redistributed');
     expect(skipped.exit_code).toBe(0);
     expect(skipped.checks.map((c) => [c.name, c.status])).toEqual([
       ['team_minutes', 'skipped'],
@@ -327,9 +328,9 @@ describe('the example pipeline: checks', () => {
 });
 
 describe('the example pipeline: backfill and resume', () => {
-  it('backfills the week (--max-parallel 2); --resume skips current dates and re-runs stale ones', () => {
+  it('backfills the week (--max-parallel 2); --resume skips current dates and re-runs stale ones', async () => {
     const dir = example();
-    const r = pipeline(dir, 'backfill', NAME, '--start', '2026-03-01', '--end', '2026-03-07', '--max-parallel', '2', '--json');
+    const r = await pipeline(dir, 'backfill', NAME, '--start', '2026-03-01', '--end', '2026-03-07', '--max-parallel', '2', '--json');
     expect(r.code, r.stderr).toBe(0);
     const bf = JSON.parse(r.stdout) as BackfillReport;
     expect(Object.keys(bf.partitions)).toEqual(WEEK);
@@ -342,7 +343,7 @@ describe('the example pipeline: backfill and resume', () => {
 
     // A replay of 03-03 publishes the same identity under a new run id: 03-04, whose ownership
     // reads 03-03's published output, is still current.
-    const replay = runJson(dir, '2026-03-03');
+    const replay = await runJson(dir, '2026-03-03');
     expect(replay.steps.map((s) => s.outputs[0]!.rows_written)).toEqual([0, 0, 0, 0, 0, 0]);
     before['2026-03-03'] = pointer(dir, '2026-03-03');
     expect(before['2026-03-03'].run_id).toBe(replay.run_id);
@@ -350,18 +351,18 @@ describe('the example pipeline: backfill and resume', () => {
     // date it would re-run is published and current, so --resume skips it and cancels the leftover.
     const left = join(dir, 'leftover.jsonl');
     writeFileSync(left, `${JSON.stringify({ id: 'leftover-1', payload: { key: 'p1' }, group: `${NAME}/2026-03-04` })}\n`);
-    expect(cli(['queue', 'enqueue', `${NAME}-sim`, '--file', left, '--workspace', dir]).code).toBe(0);
-    const resumed = pipeline(dir, 'backfill', NAME, '--start', '2026-03-01', '--end', '2026-03-07', '--max-parallel', '2', '--resume');
+    expect((await cliIn(['queue', 'enqueue', `${NAME}-sim`, '--file', left, '--workspace', dir])).code).toBe(0);
+    const resumed = await pipeline(dir, 'backfill', NAME, '--start', '2026-03-01', '--end', '2026-03-07', '--max-parallel', '2', '--resume');
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/: 7 skipped\nexit 0\n$/);
-    const sim = JSON.parse(cli(['queue', 'stats', `${NAME}-sim`, '--workspace', dir, '--json']).stdout) as { ready: number; cancelled: number };
+    const sim = JSON.parse((await cliIn(['queue', 'stats', `${NAME}-sim`, '--workspace', dir, '--json'])).stdout) as { ready: number; cancelled: number };
     expect([sim.ready, sim.cancelled]).toEqual([0, 1]);
     for (const d of WEEK) expect(resumed.stdout).toMatch(new RegExp(`^${d}  skipped .* run ${before[d]!.run_id}  \\(already published`, 'm'));
 
     // The injury report of 03-05 changes: 03-05 is stale, and so are 03-06 and 03-07, whose
     // ownership reads the previous date's published output.
     appendFileSync(join(dir, 'inputs', 'status.jsonl'), '{"date":"2026-03-05","player":"p10","status":"questionable"}\n');
-    const stale = pipeline(dir, 'backfill', NAME, '--start', '2026-03-01', '--end', '2026-03-07', '--resume', '--json');
+    const stale = await pipeline(dir, 'backfill', NAME, '--start', '2026-03-01', '--end', '2026-03-07', '--resume', '--json');
     expect(stale.code, stale.stderr).toBe(0);
     const again = JSON.parse(stale.stdout) as BackfillReport;
     expect(WEEK.map((d) => again.partitions[d]!.status)).toEqual(['skipped', 'skipped', 'skipped', 'skipped', 'published', 'published', 'published']);
@@ -375,35 +376,35 @@ describe('the example pipeline: backfill and resume', () => {
 });
 
 describe('the example pipeline: refusals', () => {
-  it('--run-id of an existing run is 64 and overwrites nothing; a date not over yet is 10 and writes nothing', () => {
+  it('--run-id of an existing run is 64 and overwrites nothing; a date not over yet is 10 and writes nothing', async () => {
     const dir = example();
-    const first = runJson(dir, '2026-03-03', '--run-id', 'nightly-0303');
+    const first = await runJson(dir, '2026-03-03', '--run-id', 'nightly-0303');
     expect(first.exit_code).toBe(0);
     const path = join(dir, 'manifests', 'finalize', 'date=2026-03-03', 'run=nightly-0303', 'manifest.json');
     const bytes = readFileSync(path, 'utf8');
-    const dup = run(dir, '2026-03-03', '--run-id', 'nightly-0303');
+    const dup = await run(dir, '2026-03-03', '--run-id', 'nightly-0303');
     expect(dup.code).toBe(64);
     expectOneLineError(dup, /--run-id nightly-0303 names a run that already exists; nothing was overwritten/);
     expect(readFileSync(path, 'utf8')).toBe(bytes);
     expect(ledger(dir)).toHaveLength(1);
 
     const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
-    const early = run(dir, tomorrow);
+    const early = await run(dir, tomorrow);
     expect(early.code).toBe(10);
     expectOneLineError(early, new RegExp(`--date ${tomorrow} is not over yet`));
     expect(existsSync(join(dir, 'manifests', 'ingest', `date=${tomorrow}`))).toBe(false);
-    const before = run(dir, '2026-02-27');
+    const before = await run(dir, '2026-02-27');
     expect(before.code).toBe(10);
     expectOneLineError(before, /outside pipeline daily-projections's partitions \(2026-03-01 to any\)/);
   }, 120_000);
 
-  it('a name the config does not list is 64 naming the ones it does; a module outside the workspace is 20', () => {
+  it('a name the config does not list is 64 naming the ones it does; a module outside the workspace is 20', async () => {
     const dir = example();
-    const missing = pipeline(dir, 'run', 'projections', '--date', '2026-03-03');
+    const missing = await pipeline(dir, 'run', 'projections', '--date', '2026-03-03');
     expect(missing.code).toBe(64);
     expectOneLineError(missing, /no pipeline projections in .*metaspn\.config\.json/);
     expect(missing.stderr).toContain('hint: pipelines: daily-projections');
-    expect(pipeline(dir, 'show', 'projections').code).toBe(64);
+    expect((await pipeline(dir, 'show', 'projections')).code).toBe(64);
 
     // A module that exists, beside the workspace rather than in it.
     const other = mkdtempSync(join(tmpdir(), 'metaspn-it-elsewhere-'));
@@ -411,7 +412,7 @@ describe('the example pipeline: refusals', () => {
       cpSync(join(dir, 'pipeline.mjs'), join(other, 'pipeline.mjs'));
       const rel = relative(dir, join(other, 'pipeline.mjs'));
       writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify({ pipelines: { [NAME]: rel } }));
-      const outside = run(dir, '2026-03-03');
+      const outside = await run(dir, '2026-03-03');
       expect(outside.code).toBe(20);
       expectOneLineError(outside, /metaspn\.config\.json: pipelines\.daily-projections: \.\.\/metaspn-it-elsewhere-\w+\/pipeline\.mjs leads outside the workspace/);
       expect(existsSync(join(dir, 'manifests'))).toBe(false);
@@ -420,51 +421,51 @@ describe('the example pipeline: refusals', () => {
     }
   }, 120_000);
 
-  it('list loads every module: one that does not parse is 20 at its line, TypeScript is 20 saying so, the others listed; --json errors are JSON', () => {
+  it('list loads every module: one that does not parse is 20 at its line, TypeScript is 20 saying so, the others listed; --json errors are JSON', async () => {
     const dir = example();
     writeFileSync(join(dir, 'broken.mjs'), "import { definePipeline } from 'metaspn';\nexport default definePipeline({\n  name: 'broken',\n  steps: [ ) ],\n});\n");
     writeFileSync(join(dir, 'typed.ts'), 'export default {};\n');
     writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify({ pipelines: { [NAME]: './pipeline.mjs', broken: './broken.mjs', typed: './typed.ts' } }));
-    const list = pipeline(dir, 'list');
+    const list = await pipeline(dir, 'list');
     expect(list.code).toBe(20);
     expect(list.stdout).toMatch(/^daily-projections\s+workspace\s+\.\/pipeline\.mjs\s+6 steps$/m);
     expect(list.stdout).toMatch(/^broken\s+workspace\s+\.\/broken\.mjs\s+error \(exit 20\): \S*broken\.mjs:4: pipeline broken: Unexpected token '\)' \(the module does not parse\)$/m);
     expect(list.stdout).toMatch(/^typed\s+workspace\s+\.\/typed\.ts\s+error \(exit 20\): .*typed\.ts is TypeScript, which Node 20 does not run: compile it to \.js/m);
-    const broken = pipeline(dir, 'run', 'broken', '--date', '2026-03-03');
+    const broken = await pipeline(dir, 'run', 'broken', '--date', '2026-03-03');
     expect(broken.code).toBe(20);
     expectOneLineError(broken, /broken\.mjs:4: pipeline broken: Unexpected token/);
     // With --json, a failure is JSON on stdout as well as the line on stderr.
-    const asJson = pipeline(dir, 'run', 'broken', '--date', '2026-03-03', '--json');
+    const asJson = await pipeline(dir, 'run', 'broken', '--date', '2026-03-03', '--json');
     expect(asJson.code).toBe(20);
     expect(JSON.parse(asJson.stdout)).toMatchObject({ error: { code: 'DATA_INVALID', exit_code: 20, message: expect.stringMatching(/broken\.mjs:4: /) } });
 
     // A name that breaks the rule, or the bundled pipeline's name: 20 naming the config key and the rule.
     writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify({ pipelines: { 'Daily Projections': './pipeline.mjs' } }));
-    const badName = pipeline(dir, 'list');
+    const badName = await pipeline(dir, 'list');
     expect(badName.code).toBe(20);
     expectOneLineError(badName, /metaspn\.config\.json: pipelines\.Daily Projections: pipeline name "Daily Projections" must match \[a-z\]\[a-z0-9_-\]\{0,63\}$/);
     writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify({ pipelines: { s1: './pipeline.mjs' } }));
-    const taken = pipeline(dir, 'list');
+    const taken = await pipeline(dir, 'list');
     expect(taken.code).toBe(20);
     expectOneLineError(taken, /pipelines\.s1: s1 is the bundled pipeline's name/);
   }, 120_000);
 
-  it('a declared input that is missing fails its step with 20 naming the file; a backfill reaching a date not over is 10 naming its --end', () => {
+  it('a declared input that is missing fails its step with 20 naming the file; a backfill reaching a date not over is 10 naming its --end', async () => {
     const dir = example();
     rmSync(join(dir, 'inputs', 'status.jsonl'));
-    const r = run(dir, '2026-03-03');
+    const r = await run(dir, '2026-03-03');
     expect(r.code).toBe(20);
     expect(r.stdout).toMatch(/failed: minutes: inputs\/status\.jsonl: step minutes of pipeline daily-projections reads this input, and it is missing/);
     expect(existsSync(pointerPath(dir, '2026-03-03'))).toBe(false);
     const end = new Date(Date.now() + 3 * 86_400_000).toISOString().slice(0, 10);
     const lastOver = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
-    const bf = pipeline(dir, 'backfill', NAME, '--start', '2026-03-01', '--end', end);
+    const bf = await pipeline(dir, 'backfill', NAME, '--start', '2026-03-01', '--end', end);
     expect(bf.code).toBe(10);
     expectOneLineError(bf, new RegExp(`^error: --end ${end} is not over yet \\(the last date that is over is ${lastOver}\\); nothing was run$`));
     expect(bf.stderr).toContain(`hint: end the range at ${lastOver}`);
   }, 120_000);
 
-  it('a module that breaks a definition rule is 64 with a one-line error', () => {
+  it('a module that breaks a definition rule is 64 with a one-line error', async () => {
     const dir = example();
     const src = readFileSync(join(dir, 'pipeline.mjs'), 'utf8');
     const variant = (file: string, from: string, to: string): void => {
@@ -475,10 +476,10 @@ describe('the example pipeline: refusals', () => {
     variant('unknown.mjs', "after: ['minutes', 'rates'],", "after: ['minutes', 'rate'],");
     writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify({ pipelines: { cycle: './cycle.mjs', unknown: './unknown.mjs' } }));
     // The module names itself daily-projections; the rule it breaks is reported first.
-    const cycle = pipeline(dir, 'show', 'cycle');
+    const cycle = await pipeline(dir, 'show', 'cycle');
     expect(cycle.code).toBe(64);
     expectOneLineError(cycle, /^error: pipeline daily-projections: steps .*ingest.* form a cycle \(.*cycle\.mjs\)$/);
-    const dep = pipeline(dir, 'run', 'unknown', '--date', '2026-03-03');
+    const dep = await pipeline(dir, 'run', 'unknown', '--date', '2026-03-03');
     expect(dep.code).toBe(64);
     expectOneLineError(dep, /^error: pipeline daily-projections: step sim depends on unknown step rate \(.*unknown\.mjs\)$/);
     expect(existsSync(join(dir, 'manifests'))).toBe(false);

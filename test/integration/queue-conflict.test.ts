@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { encodeLine } from '../../src/queue/file/codec.js';
 import { listGens, logPath } from '../../src/queue/file/log-io.js';
 import { newRecord } from '../../src/queue/record.js';
-import { run, spec, tempWorkspace } from './cli.js';
+import { spec, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 
 const Q = 'ok'; // the queue of the fixture worker `Succeed`
 
@@ -16,7 +17,7 @@ describe('a queue log with two tasks in one slot', () => {
     const ws = tempWorkspace({ demo: false });
     const tasks = join(ws, 'tasks.jsonl');
     writeFileSync(tasks, `${JSON.stringify({ id: 'x0', payload: 0 })}\n`);
-    const first = await run(['queue', 'enqueue', Q, '--workspace', ws, '--file', tasks]);
+    const first = await cliIn(['queue', 'enqueue', Q, '--workspace', ws, '--file', tasks]);
     expect(first.code, first.stderr).toBe(0);
 
     // Two writers both numbered their task slot 1: what two processes appending at once leave.
@@ -28,48 +29,48 @@ describe('a queue log with two tasks in one slot', () => {
     appendFileSync(log, encodeLine({ t: 'enq', n: 1, at, task: newRecord(Q, { id: 'a0', payload: 2 }, 3, at) }));
     const bytes = readFileSync(log);
 
-    const stats = await run(['queue', 'stats', Q, '--workspace', ws]);
+    const stats = await cliIn(['queue', 'stats', Q, '--workspace', ws]);
     expect(stats.code, stats.stderr).toBe(30);
     expect(stats.stderr).toContain(`byte ${offset}`);
     expect(stats.stderr).toContain(log);
     expect(stats.stderr).toContain('doctor');
 
-    const worker = await run(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once'], { cwd: ws });
+    const worker = await cliIn(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once']);
     expect(worker.code, worker.stderr).toBe(30);
     expect(worker.stderr).toContain(`byte ${offset}`);
     expect(existsSync(join(ws, 'executions.log'))).toBe(false);
 
-    const enqueue = await run(['queue', 'enqueue', Q, '--workspace', ws, '--payload', '{"id":"y0"}']);
+    const enqueue = await cliIn(['queue', 'enqueue', Q, '--workspace', ws, '--payload', '{"id":"y0"}']);
     expect(enqueue.code, enqueue.stderr).toBe(30);
     // Nothing was written to the log by any of them.
     expect(readFileSync(log).equals(bytes)).toBe(true);
 
-    const found = await run(['doctor', '--workspace', ws]);
+    const found = await cliIn(['doctor', '--workspace', ws]);
     expect(found.code, found.stderr).toBe(30);
     expect(found.stdout).toContain(`replay conflict at byte ${offset}`);
     expect(found.stdout).toContain(`metaspn doctor --workspace ${ws} --repair`);
     expect(readFileSync(log).equals(bytes)).toBe(true);
 
-    const fixed = await run(['doctor', '--workspace', ws, '--repair']);
+    const fixed = await cliIn(['doctor', '--workspace', ws, '--repair']);
     expect(fixed.code, fixed.stdout + fixed.stderr).toBe(0);
     expect(fixed.stdout).toMatch(/FIXED .*replay conflict at byte/);
     expect(fixed.stdout).toContain('a0 (byte');
     expect(fixed.stdout).toMatch(/made ready again/);
     expect(readdirSync(dir).filter((f) => f.startsWith('log.'))).toEqual(['log.000002.jsonl']);
-    expect((await run(['doctor', '--workspace', ws])).code).toBe(0);
+    expect((await cliIn(['doctor', '--workspace', ws])).code).toBe(0);
 
-    const after = await run(['queue', 'stats', Q, '--workspace', ws, '--json']);
+    const after = await cliIn(['queue', 'stats', Q, '--workspace', ws, '--json']);
     expect(after.code, after.stderr).toBe(0);
     expect(JSON.parse(after.stdout)).toMatchObject({ ready: 3, scheduled: 0, leased: 0, completed: 0, dead: 0 });
 
-    const drained = await run(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once'], { cwd: ws });
+    const drained = await cliIn(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once']);
     expect(drained.code, drained.stderr).toBe(0);
     const ran = readFileSync(join(ws, 'executions.log'), 'utf8')
       .split('\n')
       .filter(Boolean)
       .map((l) => l.split(' ')[1]);
     expect(ran.sort()).toEqual(['a0', 'b0', 'x0']);
-    const end = await run(['queue', 'stats', Q, '--workspace', ws, '--json']);
+    const end = await cliIn(['queue', 'stats', Q, '--workspace', ws, '--json']);
     expect(JSON.parse(end.stdout)).toMatchObject({ ready: 0, completed: 3 });
   });
 });

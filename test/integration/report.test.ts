@@ -1,11 +1,12 @@
-// `metaspn report weekly` and `metaspn baseline capture`, as real subprocesses over real runs.
+// `metaspn report weekly` and `metaspn baseline capture`, through the real CLI (in the test process) over real runs.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { run, spec, tempWorkspace } from './cli.js';
+import { spec, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 
 async function ok(ws: string, args: string[], code = 0, env: NodeJS.ProcessEnv = {}): Promise<string> {
-  const r = await run([...args, '--workspace', ws], { cwd: ws, env });
+  const r = await cliIn([...args, '--workspace', ws], { env });
   expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(code);
   return r.stdout;
 }

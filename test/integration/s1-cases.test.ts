@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, tempWorkspace } from './cli.js';
+import { type Run, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 import { http, startServe } from './serve-process.js';
 import { projectionIds, specCountedDigest, specInputsDigest, storeRows } from './s1-spec.js';
 
@@ -30,10 +31,10 @@ const summaryOf = (ws: string, date: string): Record<string, unknown> => {
   const p = ptr(ws, date)!;
   return storeRows(join(ws, 'store', 's1_summaries.jsonl')).find((r) => r.id === p.summary_id)!;
 };
-const stats = (ws: string, q: string): Record<string, number> => JSON.parse(cli(['queue', 'stats', q, '--workspace', ws, '--json']).stdout);
+const stats = async (ws: string, q: string): Promise<Record<string, number>> => JSON.parse((await cliIn(['queue', 'stats', q, '--workspace', ws, '--json'])).stdout);
 
-function runLocal(ws: string, date: string, extra: string[] = []): { code: number | null; stdout: string; stderr: string } {
-  return cli(['s1', 'run-local', '--workspace', ws, '--date', date, ...extra]);
+function runLocal(ws: string, date: string, extra: string[] = []): Promise<Run> {
+  return cliIn(['s1', 'run-local', '--workspace', ws, '--date', date, ...extra]);
 }
 
 /** Every file under the folders a run writes, with its size and content hash: "nothing written" compares two of these. */
@@ -56,13 +57,13 @@ function snapshot(ws: string): Record<string, string> {
 }
 
 describe('issue 10: Season 1 runs are never stuck', () => {
-  it('01-02, then 01-01, then 01-02 again: all 0; the last restates 01-02 with a settlement that counts both dates', () => {
+  it('01-02, then 01-01, then 01-02 again: all 0; the last restates 01-02 with a settlement that counts both dates', async () => {
     const ws = tempWorkspace();
     const input = join(ws, 'inputs', 's1_signals.jsonl');
-    expect(runLocal(ws, '2026-01-02', ['--run-id', 'a']).code).toBe(0);
+    expect((await runLocal(ws, '2026-01-02', ['--run-id', 'a'])).code).toBe(0);
     expect(summaryOf(ws, '2026-01-02').days_counted).toBe(1);
-    expect(runLocal(ws, '2026-01-01', ['--run-id', 'b']).code).toBe(0);
-    const again = runLocal(ws, '2026-01-02', ['--run-id', 'c']);
+    expect((await runLocal(ws, '2026-01-01', ['--run-id', 'b'])).code).toBe(0);
+    const again = await runLocal(ws, '2026-01-02', ['--run-id', 'c']);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toContain('published: manifests/current/s1/date=2026-01-02.json (restates run a)');
 
@@ -86,46 +87,46 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     expect(storeRows(join(ws, 'store', 's1_summaries.jsonl')).filter((r) => r.date === '2026-01-02')).toHaveLength(2);
   }, SLOW);
 
-  it('a paused settle_season: 01-02 exits 11; 01-01 runs without touching its task; 01-02 then publishes, its old task cancelled', () => {
+  it('a paused settle_season: 01-02 exits 11; 01-01 runs without touching its task; 01-02 then publishes, its old task cancelled', async () => {
     const ws = tempWorkspace();
-    expect(cli(['queue', 'pause', 'settle_season', '--workspace', ws]).code).toBe(0);
-    expect(runLocal(ws, '2026-01-02', ['--run-id', 'a']).code).toBe(11);
-    expect(stats(ws, 'settle_season')).toMatchObject({ ready: 1, completed: 0 });
-    expect(cli(['queue', 'resume', 'settle_season', '--workspace', ws]).code).toBe(0);
+    expect((await cliIn(['queue', 'pause', 'settle_season', '--workspace', ws])).code).toBe(0);
+    expect((await runLocal(ws, '2026-01-02', ['--run-id', 'a'])).code).toBe(11);
+    expect((await stats(ws, 'settle_season'))).toMatchObject({ ready: 1, completed: 0 });
+    expect((await cliIn(['queue', 'resume', 'settle_season', '--workspace', ws])).code).toBe(0);
 
-    expect(runLocal(ws, '2026-01-01', ['--run-id', 'b']).code).toBe(0);
+    expect((await runLocal(ws, '2026-01-01', ['--run-id', 'b'])).code).toBe(0);
     // 01-02's task is still there, not executed: only 01-01's ran.
-    expect(stats(ws, 'settle_season')).toMatchObject({ ready: 1, completed: 1 });
+    expect((await stats(ws, 'settle_season'))).toMatchObject({ ready: 1, completed: 1 });
     expect(storeRows(join(ws, 'store', 's1_settlements.jsonl')).every((r) => r.date === '2026-01-01')).toBe(true);
 
-    const r = runLocal(ws, '2026-01-02', ['--run-id', 'c']);
+    const r = await runLocal(ws, '2026-01-02', ['--run-id', 'c']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(ptr(ws, '2026-01-02')?.run_id).toBe('c');
     expect(summaryOf(ws, '2026-01-02').days_counted).toBe(2);
     // Planned before 01-01 was published, the old task was superseded: cancelled, never run.
-    expect(stats(ws, 'settle_season')).toMatchObject({ ready: 0, completed: 2, cancelled: 1 });
+    expect((await stats(ws, 'settle_season'))).toMatchObject({ ready: 0, completed: 2, cancelled: 1 });
   }, SLOW);
 
-  it('a task whose counted runs changed since it was planned fails as a contract error under worker run, writing nothing', () => {
+  it('a task whose counted runs changed since it was planned fails as a contract error under worker run, writing nothing', async () => {
     const ws = tempWorkspace();
-    cli(['queue', 'pause', 'settle_season', '--workspace', ws]);
-    expect(runLocal(ws, '2026-01-02').code).toBe(11);
-    cli(['queue', 'resume', 'settle_season', '--workspace', ws]);
-    expect(runLocal(ws, '2026-01-01').code).toBe(0);
+    await cliIn(['queue', 'pause', 'settle_season', '--workspace', ws]);
+    expect((await runLocal(ws, '2026-01-02')).code).toBe(11);
+    await cliIn(['queue', 'resume', 'settle_season', '--workspace', ws]);
+    expect((await runLocal(ws, '2026-01-01')).code).toBe(0);
     const before = readFileSync(join(ws, 'store', 's1_settlements.jsonl'), 'utf8');
-    const w = cli(['worker', 'run', 'metaspn_ops.workers.s1:SettleSeasonWorker', '--workspace', ws, '--once']);
+    const w = await cliIn(['worker', 'run', 'metaspn_ops.workers.s1:SettleSeasonWorker', '--workspace', ws, '--once']);
     expect(w.code).toBe(20);
-    const dead = (JSON.parse(cli(['queue', 'deadletter', 'list', 'settle_season', '--workspace', ws, '--json']).stdout) as { dead_letters: { reason: { kind: string; message: string } }[] }).dead_letters;
+    const dead = (JSON.parse((await cliIn(['queue', 'deadletter', 'list', 'settle_season', '--workspace', ws, '--json'])).stdout) as { dead_letters: { reason: { kind: string; message: string } }[] }).dead_letters;
     expect(dead).toHaveLength(1);
     expect(dead[0]!.reason.kind).toBe('contract');
     expect(dead[0]!.reason.message).toMatch(/settle_season of 2026-01-02: counted digest mismatch: the task expects [0-9a-f]{16}, .* give [0-9a-f]{16} now/);
     expect(readFileSync(join(ws, 'store', 's1_settlements.jsonl'), 'utf8')).toBe(before);
   }, SLOW);
 
-  it('a task whose inputs changed since it was planned fails as a contract error under worker run, writing nothing', () => {
+  it('a task whose inputs changed since it was planned fails as a contract error under worker run, writing nothing', async () => {
     const ws = tempWorkspace();
-    cli(['queue', 'pause', 'project_rewards', '--workspace', ws]);
-    expect(runLocal(ws, '2026-01-15').code).toBe(11);
+    await cliIn(['queue', 'pause', 'project_rewards', '--workspace', ws]);
+    expect((await runLocal(ws, '2026-01-15')).code).toBe(11);
     const input = join(ws, 'inputs', 's1_signals.jsonl');
     const expected = specInputsDigest(input, '2026-01-15');
     const all = readFileSync(input, 'utf8').split('\n').filter(Boolean);
@@ -133,41 +134,41 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     all[i] = JSON.stringify({ ...JSON.parse(all[i]!), value: 9 });
     writeFileSync(input, `${all.join('\n')}\n`);
     const found = specInputsDigest(input, '2026-01-15');
-    cli(['queue', 'resume', 'project_rewards', '--workspace', ws]);
-    const w = cli(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--once']);
+    await cliIn(['queue', 'resume', 'project_rewards', '--workspace', ws]);
+    const w = await cliIn(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--once']);
     expect(w.code).toBe(20);
-    const dead = (JSON.parse(cli(['queue', 'deadletter', 'list', 'project_rewards', '--workspace', ws, '--json']).stdout) as { dead_letters: { reason: { kind: string; message: string } }[] }).dead_letters;
+    const dead = (JSON.parse((await cliIn(['queue', 'deadletter', 'list', 'project_rewards', '--workspace', ws, '--json'])).stdout) as { dead_letters: { reason: { kind: string; message: string } }[] }).dead_letters;
     expect(dead[0]!.reason).toMatchObject({ kind: 'contract' });
     expect(dead[0]!.reason.message).toContain(`project_rewards of 2026-01-15: inputs digest mismatch: the task expects ${expected}, inputs/s1_signals.jsonl gives ${found} now`);
     const projections = join(ws, 'store', 's1_reward_projections.jsonl');
     expect(existsSync(projections) ? readFileSync(projections, 'utf8') : '').toBe('');
     // The date is not stuck: a run plans it anew under the new inputs.
-    expect(runLocal(ws, '2026-01-15').code).toBe(0);
+    expect((await runLocal(ws, '2026-01-15')).code).toBe(0);
   }, SLOW);
 
-  it('backfill 01-01..05; an emptied inputs file halts 01-06 with 60; restored, 01-06 publishes', () => {
+  it('backfill 01-01..05; an emptied inputs file halts 01-06 with 60; restored, 01-06 publishes', async () => {
     const ws = tempWorkspace();
     const input = join(ws, 'inputs', 's1_signals.jsonl');
     const demo = readFileSync(input, 'utf8');
-    expect(cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-05']).code).toBe(0);
+    expect((await cliIn(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-05'])).code).toBe(0);
     writeFileSync(input, '');
-    const empty = runLocal(ws, '2026-01-06', ['--run-id', 'empty']);
+    const empty = await runLocal(ws, '2026-01-06', ['--run-id', 'empty']);
     expect(empty.code).toBe(60);
     expect(empty.stdout).toContain('check window_has_signals');
     expect(ptr(ws, '2026-01-06')).toBeNull();
     writeFileSync(input, demo);
-    const r = runLocal(ws, '2026-01-06', ['--run-id', 'full']);
+    const r = await runLocal(ws, '2026-01-06', ['--run-id', 'full']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(ptr(ws, '2026-01-06')?.run_id).toBe('full');
     expect(summaryOf(ws, '2026-01-06').days_counted).toBe(6);
   }, SLOW);
 
-  it('a window with no signal halts with 60 by the built-in check, with no history; --skip-check publishes through it', () => {
+  it('a window with no signal halts with 60 by the built-in check, with no history; --skip-check publishes through it', async () => {
     // Truncated inputs: the first 100 lines, all on 2026-01-01; 2026-03-01's window (02-02..03-01) holds none.
     const ws = tempWorkspace();
     const input = join(ws, 'inputs', 's1_signals.jsonl');
     writeFileSync(input, `${readFileSync(input, 'utf8').split('\n').slice(0, 100).join('\n')}\n`);
-    const r = runLocal(ws, '2026-03-01', ['--run-id', 'h']);
+    const r = await runLocal(ws, '2026-03-01', ['--run-id', 'h']);
     expect(r.code).toBe(60);
     expect(r.stdout).toContain('check window_has_signals tripped');
     expect(ptr(ws, '2026-03-01')).toBeNull();
@@ -179,11 +180,11 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     });
     expect(readdirSync(join(ws, 'reports', 'incidents')).some((f) => f.includes('anomaly_halt') && f.includes('window_has_signals'))).toBe(true);
 
-    const through = runLocal(ws, '2026-03-01', ['--run-id', 's', '--skip-check', 'window_has_signals', '--reason', 'season paused in February']);
+    const through = await runLocal(ws, '2026-03-01', ['--run-id', 's', '--skip-check', 'window_has_signals', '--reason', 'season paused in February']);
     expect(through.code, through.stderr).toBe(0);
     expect(ptr(ws, '2026-03-01')?.run_id).toBe('s');
     expect(ledger(ws).at(-1)!.detail.skipped_checks).toEqual([{ name: 'window_has_signals', reason: 'season paused in February' }]);
-    const unknown = runLocal(ws, '2026-03-01', ['--skip-check', 'no_such_check', '--reason', 'x']);
+    const unknown = await runLocal(ws, '2026-03-01', ['--skip-check', 'no_such_check', '--reason', 'x']);
     expect(unknown.code).toBe(64);
     expect(unknown.stderr).toContain('window_has_signals');
   }, SLOW);
@@ -212,11 +213,11 @@ describe('issue 10: Season 1 runs are never stuck', () => {
       [['--date', tomorrow, '--as-of', inHour], /--as-of .* is later than the clock/],
     ];
     for (const [args, message] of cases) {
-      const r = cli(['s1', 'run-local', '--workspace', ws, ...args]);
+      const r = await cliIn(['s1', 'run-local', '--workspace', ws, ...args]);
       expect(r.code, args.join(' ')).toBe(10);
       expect(r.stderr).toMatch(message);
     }
-    const b = cli(['s1', 'backfill', '--workspace', ws, '--start', yesterday, '--end', tomorrow]);
+    const b = await cliIn(['s1', 'backfill', '--workspace', ws, '--start', yesterday, '--end', tomorrow]);
     expect(b.code).toBe(10);
     expect(b.stderr).toContain('not over yet');
     // Run starts from the ops server go through the same plan: 409 with the same message.
@@ -236,7 +237,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     expect(snapshot(ws)).toEqual({});
 
     const asOf = new Date(now - 60_000).toISOString();
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', today, '--as-of', asOf, '--run-id', 'p', '--json']);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', today, '--as-of', asOf, '--run-id', 'p', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report).toMatchObject({ status: 'published', provisional: true, as_of: asOf });
@@ -245,24 +246,24 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     }
     expect(ledger(ws).at(-1)!.detail).toMatchObject({ date: today, provisional: true });
     // A closed day is not provisional.
-    const closed = cli(['s1', 'run-local', '--workspace', ws, '--date', yesterday, '--json']);
+    const closed = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', yesterday, '--json']);
     expect(closed.code, closed.stderr).toBe(0);
     expect(JSON.parse(closed.stdout).provisional).toBe(false);
   }, SLOW);
 
-  it('doctor and backfill --resume call a published date whose upstream changed stale; --resume restates it', () => {
+  it('doctor and backfill --resume call a published date whose upstream changed stale; --resume restates it', async () => {
     const ws = tempWorkspace();
     const input = join(ws, 'inputs', 's1_signals.jsonl');
-    expect(runLocal(ws, '2026-01-02', ['--run-id', 'a']).code).toBe(0);
-    expect(runLocal(ws, '2026-01-01', ['--run-id', 'b']).code).toBe(0);
+    expect((await runLocal(ws, '2026-01-02', ['--run-id', 'a'])).code).toBe(0);
+    expect((await runLocal(ws, '2026-01-01', ['--run-id', 'b'])).code).toBe(0);
     type Finding = { severity: string; area: string; path: string; message: string; fix: string };
-    const findings = (): Finding[] => {
-      const d = cli(['doctor', '--workspace', ws, '--json']);
+    const findings = async (): Promise<Finding[]> => {
+      const d = await cliIn(['doctor', '--workspace', ws, '--json']);
       expect(d.code, d.stdout).toBe(0);
       return JSON.parse(d.stdout).findings;
     };
     // 01-01 was published after 01-02: 01-02's settlement no longer counts what a run would count now.
-    const counted = findings();
+    const counted = await findings();
     expect(counted).toEqual([
       {
         severity: 'warning',
@@ -278,27 +279,27 @@ describe('issue 10: Season 1 runs are never stuck', () => {
     const i = all.findIndex((l) => l.includes('"ts":"2026-01-01'));
     all[i] = JSON.stringify({ ...JSON.parse(all[i]!), value: 5 });
     writeFileSync(input, `${all.join('\n')}\n`);
-    const inputs = findings();
+    const inputs = await findings();
     expect(inputs.map((f) => f.path)).toEqual(['manifests/current/s1/date=2026-01-01.json', 'manifests/current/s1/date=2026-01-02.json']);
     expect(inputs[0]!.message).toContain(`inputs changed: inputs digest ${ptr(ws, '2026-01-01')!.params.inputs} was published, inputs/s1_signals.jsonl gives ${specInputsDigest(input, '2026-01-01')} now`);
     expect(inputs[0]!.fix).toContain(`metaspn s1 backfill --workspace ${ws} --start 2026-01-01 --end 2026-01-02 --resume`);
 
-    const r = cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-02', '--resume', '--json']);
+    const r = await cliIn(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-02', '--resume', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const dates = JSON.parse(r.stdout).dates as Record<string, { status: string; stale?: string }>;
     expect(dates['2026-01-01']).toMatchObject({ status: 'published', stale: expect.stringContaining('inputs changed') });
     expect(dates['2026-01-02']).toMatchObject({ status: 'published', stale: expect.stringContaining('inputs changed') });
     expect(ledger(ws).slice(-2).map((e) => e.detail.restatement_of)).toEqual(['b', 'a']);
-    expect(findings()).toEqual([]);
+    expect((await findings())).toEqual([]);
     // Nothing changed since: --resume skips both.
-    const again = JSON.parse(cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-02', '--resume', '--json']).stdout);
+    const again = JSON.parse((await cliIn(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-02', '--resume', '--json'])).stdout);
     expect(Object.values(again.dates).map((d) => (d as { status: string }).status)).toEqual(['skipped', 'skipped']);
   }, SLOW);
 
-  it('--run-id naming an existing run (or a backfill) exits 64 and overwrites nothing', () => {
+  it('--run-id naming an existing run (or a backfill) exits 64 and overwrites nothing', async () => {
     const ws = tempWorkspace();
-    expect(runLocal(ws, '2026-01-10', ['--run-id', 'r1']).code).toBe(0);
-    const b = cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-11', '--end', '2026-01-11', '--json']);
+    expect((await runLocal(ws, '2026-01-10', ['--run-id', 'r1'])).code).toBe(0);
+    const b = await cliIn(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-11', '--end', '2026-01-11', '--json']);
     expect(b.code).toBe(0);
     const backfillId = JSON.parse(b.stdout).backfill_id as string;
     const before = snapshot(ws);
@@ -308,7 +309,7 @@ describe('issue 10: Season 1 runs are never stuck', () => {
       ['2026-01-12', backfillId],
       ['2026-01-12', `${backfillId}.2026-01-11`],
     ] as const) {
-      const r = runLocal(ws, date, ['--run-id', id]);
+      const r = await runLocal(ws, date, ['--run-id', id]);
       expect(r.code, `${date} ${id}`).toBe(64);
       expect(r.stderr).toContain(`--run-id ${id} names a run that already exists`);
       expect(r.stderr).not.toMatch(/\n\s+at /);

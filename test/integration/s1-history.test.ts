@@ -2,7 +2,8 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { cli, ROOT, tempWorkspace, waitFor } from './cli.js';
+import { ROOT, tempWorkspace, waitFor } from './cli.js';
+import { cliIn } from './in-process.js';
 
 const ptrFile = (ws: string, d: string): string => join(ws, 'manifests', 'current', 's1', `date=${d}.json`);
 const ptr = (ws: string, d: string): { run_id: string } | null => (existsSync(ptrFile(ws, d)) ? JSON.parse(readFileSync(ptrFile(ws, d), 'utf8')) : null);
@@ -12,17 +13,17 @@ const ledger = (ws: string): { seq: number; kind: string; hash: string; prev_has
     .filter(Boolean)
     .map((l) => JSON.parse(l));
 
-function publish(ws: string, date: string, runId: string, extra: string[] = []): void {
-  const r = cli(['s1', 'run-local', '--workspace', ws, '--date', date, '--run-id', runId, ...extra]);
+async function publish(ws: string, date: string, runId: string, extra: string[] = []): Promise<void> {
+  const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', date, '--run-id', runId, ...extra]);
   expect(r.code, r.stderr).toBe(0);
 }
 
 describe('ledger and rollback', () => {
-  it('publishes chain in the ledger; rollback round trip moves pointers only; dry-run changes nothing', () => {
+  it('publishes chain in the ledger; rollback round trip moves pointers only; dry-run changes nothing', async () => {
     const ws = tempWorkspace();
-    publish(ws, '2026-01-10', 'a');
-    publish(ws, '2026-01-11', 'b');
-    publish(ws, '2026-01-11', 'c');
+    await publish(ws, '2026-01-10', 'a');
+    await publish(ws, '2026-01-11', 'b');
+    await publish(ws, '2026-01-11', 'c');
     const entries = ledger(ws);
     expect(entries.map((e) => [e.seq, e.kind, e.run_id])).toEqual([
       [1, 'publish', 'a'],
@@ -33,14 +34,14 @@ describe('ledger and rollback', () => {
     expect(entries[2]!.detail.previous).toMatchObject({ run_id: 'b' });
     const store = readdirSync(join(ws, 'store')).map((f) => (f.endsWith('.jsonl') ? readFileSync(join(ws, 'store', f), 'utf8') : ''));
 
-    const dry = cli(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--reason', 'bad publish', '--dry-run']);
+    const dry = await cliIn(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--reason', 'bad publish', '--dry-run']);
     expect(dry.code).toBe(0);
     expect(dry.stdout).toContain('2026-01-11: c -> b');
     expect(dry.stdout).toContain('dry run: 1 pointer(s) would change; nothing changed');
     expect(ptr(ws, '2026-01-11')?.run_id).toBe('c');
     expect(ledger(ws)).toHaveLength(3);
 
-    const back = cli(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--reason', 'bad publish']);
+    const back = await cliIn(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--reason', 'bad publish']);
     expect(back.code).toBe(0);
     expect(ptr(ws, '2026-01-11')?.run_id).toBe('b');
     expect(ptr(ws, '2026-01-10')?.run_id).toBe('a');
@@ -48,48 +49,48 @@ describe('ledger and rollback', () => {
     expect(rb).toMatchObject({ seq: 4, kind: 'rollback', detail: { reason: 'bad publish', steps: 1, target_hash: entries[1]!.hash } });
 
     // Two more steps back: the 2026-01-11 pointer goes, then the first one.
-    expect(cli(['s1', 'rollback', '--workspace', ws, '--steps', '2', '--reason', 'all of it']).code).toBe(0);
+    expect((await cliIn(['s1', 'rollback', '--workspace', ws, '--steps', '2', '--reason', 'all of it'])).code).toBe(0);
     expect(ptr(ws, '2026-01-11')).toBeNull();
     expect(ptr(ws, '2026-01-10')).toBeNull();
-    expect(cli(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--reason', 'nothing left']).code).toBe(10);
+    expect((await cliIn(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--reason', 'nothing left'])).code).toBe(10);
 
     // Forward again, to the state right after publish c.
-    const fwd = cli(['s1', 'rollback', '--workspace', ws, '--to-hash', entries[2]!.hash.slice(0, 12), '--reason', 'it was fine', '--strict']);
+    const fwd = await cliIn(['s1', 'rollback', '--workspace', ws, '--to-hash', entries[2]!.hash.slice(0, 12), '--reason', 'it was fine', '--strict']);
     expect(fwd.code, fwd.stderr).toBe(0);
     expect([ptr(ws, '2026-01-10')?.run_id, ptr(ws, '2026-01-11')?.run_id]).toEqual(['a', 'c']);
     // Artifacts are never touched by a rollback.
     expect(readdirSync(join(ws, 'store')).map((f) => (f.endsWith('.jsonl') ? readFileSync(join(ws, 'store', f), 'utf8') : ''))).toEqual(store);
-    expect(cli(['s1', 'rollback', '--workspace', ws, '--to-hash', 'ffffffffffff', '--reason', 'x']).code).toBe(64);
-    expect(cli(['s1', 'rollback', '--workspace', ws, '--steps', '1']).code).toBe(64);
+    expect((await cliIn(['s1', 'rollback', '--workspace', ws, '--to-hash', 'ffffffffffff', '--reason', 'x'])).code).toBe(64);
+    expect((await cliIn(['s1', 'rollback', '--workspace', ws, '--steps', '1'])).code).toBe(64);
   }, 180_000);
 
-  it('a tampered ledger line makes --strict refuse with 30; without --strict it warns', () => {
+  it('a tampered ledger line makes --strict refuse with 30; without --strict it warns', async () => {
     const ws = tempWorkspace();
-    publish(ws, '2026-01-10', 'a');
-    publish(ws, '2026-01-11', 'b');
+    await publish(ws, '2026-01-10', 'a');
+    await publish(ws, '2026-01-11', 'b');
     const path = join(ws, 'ledger.jsonl');
     const lines = readFileSync(path, 'utf8').split('\n');
     lines[0] = lines[0]!.replace('"date":"2026-01-10"', '"date":"2026-01-09"');
     writeFileSync(path, lines.join('\n'));
-    const strict = cli(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--reason', 'x', '--strict', '--dry-run']);
+    const strict = await cliIn(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--reason', 'x', '--strict', '--dry-run']);
     expect(strict.code).toBe(30);
     expect(strict.stderr).toMatch(/ledger\.jsonl:1: hash does not match/);
-    const loose = cli(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--reason', 'x', '--dry-run']);
+    const loose = await cliIn(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--reason', 'x', '--dry-run']);
     expect(loose.code).toBe(0);
     expect(loose.stdout).toContain('warning: ledger line 1');
   }, 180_000);
 
   it('queue retry and a forced lock break are recorded in the ledger', async () => {
     const ws = tempWorkspace();
-    cli(['queue', 'enqueue', 'project_rewards', '--workspace', ws, '--payload', '{"date":"bad"}', '--id', 'bad']);
-    cli(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--once']);
-    expect(cli(['queue', 'retry', 'project_rewards', '--workspace', ws]).code).toBe(0);
+    await cliIn(['queue', 'enqueue', 'project_rewards', '--workspace', ws, '--payload', '{"date":"bad"}', '--id', 'bad']);
+    await cliIn(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--once']);
+    expect((await cliIn(['queue', 'retry', 'project_rewards', '--workspace', ws])).code).toBe(0);
     const holder = spawn(process.execPath, [join(ROOT, 'test', 'fixtures', 'hold-run-lock.mjs'), ws], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     holder.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     try {
       await waitFor(() => out.includes('held'), 20_000, 'the fixture to take the lock');
-      publish(ws, '2026-01-10', 'a', ['--force-lock-break', '--reason', 'drill']);
+      await publish(ws, '2026-01-10', 'a', ['--force-lock-break', '--reason', 'drill']);
     } finally {
       const gone = new Promise((r) => holder.once('exit', r));
       holder.kill('SIGKILL');
@@ -103,10 +104,10 @@ describe('ledger and rollback', () => {
 });
 
 describe('anomaly guardrails', () => {
-  it('a tripped guardrail halts with 60, writes an incident, publishes nothing; --skip-check publishes through it', () => {
+  it('a tripped guardrail halts with 60, writes an incident, publishes nothing; --skip-check publishes through it', async () => {
     const ws = tempWorkspace({ config: { guardrails: { total_score_ratio: { max_ratio: 1.01, min_history: 3 } } } });
-    for (const [d, id] of [['2026-01-05', 'a'], ['2026-01-06', 'b'], ['2026-01-07', 'c']] as const) publish(ws, d, id);
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-08', '--run-id', 'd']);
+    for (const [d, id] of [['2026-01-05', 'a'], ['2026-01-06', 'b'], ['2026-01-07', 'c']] as const) await publish(ws, d, id);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-08', '--run-id', 'd']);
     expect(r.code).toBe(60);
     expect(r.stdout).toContain('guardrail total_score_ratio tripped');
     expect(ptr(ws, '2026-01-08')).toBeNull();
@@ -118,8 +119,8 @@ describe('anomaly guardrails', () => {
     const m = JSON.parse(readFileSync(join(ws, 'manifests', 'publish_season_summary', 'date=2026-01-08', 'run=d', 'manifest.json'), 'utf8'));
     expect(m).toMatchObject({ status: 'failed', exit_code: 60, error: { class: 'AnomalyHalt' } });
 
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-08', '--skip-check', 'total_score_ratio']).code).toBe(64);
-    const through = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-08', '--run-id', 'e', '--skip-check', 'total_score_ratio', '--reason', 'known ramp-up']);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-08', '--skip-check', 'total_score_ratio'])).code).toBe(64);
+    const through = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-08', '--run-id', 'e', '--skip-check', 'total_score_ratio', '--reason', 'known ramp-up']);
     expect(through.code).toBe(0);
     expect(ptr(ws, '2026-01-08')?.run_id).toBe('e');
     const m2 = JSON.parse(readFileSync(join(ws, 'manifests', 'publish_season_summary', 'date=2026-01-08', 'run=e', 'manifest.json'), 'utf8'));
@@ -129,30 +130,30 @@ describe('anomaly guardrails', () => {
 });
 
 describe('run history', () => {
-  it('runs list/show read the manifests; runs retry re-runs a failed run as a new run', () => {
+  it('runs list/show read the manifests; runs retry re-runs a failed run as a new run', async () => {
     const ws = tempWorkspace();
-    publish(ws, '2026-01-10', 'good');
+    await publish(ws, '2026-01-10', 'good');
     // Fail a run: a bad config hash in an enqueued task is not possible here, so break the store instead.
-    cli(['queue', 'pause', 'project_rewards', '--workspace', ws]);
-    const bad = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-11', '--run-id', 'bad']);
+    await cliIn(['queue', 'pause', 'project_rewards', '--workspace', ws]);
+    const bad = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-11', '--run-id', 'bad']);
     expect(bad.code).toBe(11);
-    cli(['queue', 'resume', 'project_rewards', '--workspace', ws]);
+    await cliIn(['queue', 'resume', 'project_rewards', '--workspace', ws]);
 
-    const list = cli(['runs', 'list', '--workspace', ws, '--json']);
+    const list = await cliIn(['runs', 'list', '--workspace', ws, '--json']);
     const runs = (JSON.parse(list.stdout) as { runs: { run_id: string; status: string; current: boolean; failure: string | null }[] }).runs;
     expect(runs.map((r) => [r.run_id, r.status, r.current])).toEqual([
       ['bad', 'failed', false],
       ['good', 'success', true],
     ]);
     expect(runs[0]!.failure).toContain('project_rewards: queue project_rewards is paused');
-    expect(cli(['runs', 'list', '--workspace', ws]).stdout).toMatch(/bad\s+s1\s+2026-01-11\s+failed\s+11/);
-    const show = cli(['runs', 'show', 'bad', '--workspace', ws]);
+    expect((await cliIn(['runs', 'list', '--workspace', ws])).stdout).toMatch(/bad\s+s1\s+2026-01-11\s+failed\s+11/);
+    const show = await cliIn(['runs', 'show', 'bad', '--workspace', ws]);
     expect(show.code).toBe(0);
     expect(show.stdout).toContain('update_attention_scores');
-    expect(cli(['runs', 'show', 'nope', '--workspace', ws]).code).toBe(64);
-    expect(cli(['runs', 'retry', 'good', '--workspace', ws]).code).toBe(10);
+    expect((await cliIn(['runs', 'show', 'nope', '--workspace', ws])).code).toBe(64);
+    expect((await cliIn(['runs', 'retry', 'good', '--workspace', ws])).code).toBe(10);
 
-    const retry = cli(['runs', 'retry', 'bad', '--workspace', ws, '--json']);
+    const retry = await cliIn(['runs', 'retry', 'bad', '--workspace', ws, '--json']);
     expect(retry.code).toBe(0);
     const rep = JSON.parse(retry.stdout);
     expect(rep).toMatchObject({ retry_of_run_id: 'bad', status: 'published', date: '2026-01-11' });
@@ -163,9 +164,9 @@ describe('run history', () => {
 
     // A run that stopped before its last step (here: its last manifest gone, as a kill before it
     // leaves) did not succeed: incomplete with 11, never 0.
-    publish(ws, '2026-01-12', 'cut');
+    await publish(ws, '2026-01-12', 'cut');
     rmSync(join(ws, 'manifests', 'publish_season_summary', 'date=2026-01-12', 'run=cut'), { recursive: true });
-    const cut = (JSON.parse(cli(['runs', 'list', '--workspace', ws, '--json']).stdout) as { runs: { run_id: string; status: string; exit_code: number }[] }).runs.find((r) => r.run_id === 'cut');
+    const cut = (JSON.parse((await cliIn(['runs', 'list', '--workspace', ws, '--json'])).stdout) as { runs: { run_id: string; status: string; exit_code: number }[] }).runs.find((r) => r.run_id === 'cut');
     expect(cut).toMatchObject({ status: 'incomplete', exit_code: 11 });
   }, 180_000);
 });

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, tempWorkspace } from './cli.js';
+import { tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 import { projectionIds, specCountedDigest, specInputsDigest } from './s1-spec.js';
 
 const STORE = ['s1_attention_scores.jsonl', 's1_reward_projections.jsonl', 's1_settlements.jsonl', 's1_summaries.jsonl'];
@@ -21,9 +22,9 @@ function storeEmpty(ws: string): boolean {
 }
 
 describe('metaspn s1 run-local', () => {
-  it('runs the four stages, writes artifacts, manifests, the pointer and the log, exits 0', () => {
+  it('runs the four stages, writes artifacts, manifests, the pointer and the log, exits 0', async () => {
     const ws = tempWorkspace();
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--run-id', 'r1']);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--run-id', 'r1']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('published: manifests/current/s1/date=2026-01-15.json');
     for (const f of STORE) expect(lines(join(ws, 'store', f)).length).toBeGreaterThan(0);
@@ -62,12 +63,12 @@ describe('metaspn s1 run-local', () => {
     expect(lock).toMatchObject({ active: 0, reason: 'scheduled' });
   });
 
-  it('a replay leaves every store file byte-identical; settlement counts the earlier published date', () => {
+  it('a replay leaves every store file byte-identical; settlement counts the earlier published date', async () => {
     const ws = tempWorkspace();
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-14']).code).toBe(0);
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']).code).toBe(0);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-14'])).code).toBe(0);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15'])).code).toBe(0);
     const before = storeHashes(ws);
-    const again = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--json']);
+    const again = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--json']);
     expect(again.code).toBe(0);
     const report = JSON.parse(again.stdout);
     expect(report.stages.map((s: { outputs: { rows_written: number }[] }) => s.outputs[0]!.rows_written)).toEqual([0, 0, 0, 0]);
@@ -80,9 +81,9 @@ describe('metaspn s1 run-local', () => {
     ]);
   });
 
-  it('a replay whose inputs changed writes a new set of rows beside the old ones and restates the date', () => {
+  it('a replay whose inputs changed writes a new set of rows beside the old ones and restates the date', async () => {
     const ws = tempWorkspace();
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--run-id', 'r1']).code).toBe(0);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--run-id', 'r1'])).code).toBe(0);
     const before = STORE.map((f) => readFileSync(join(ws, 'store', f), 'utf8'));
     const input = join(ws, 'inputs', 's1_signals.jsonl');
     const all = lines(input);
@@ -90,7 +91,7 @@ describe('metaspn s1 run-local', () => {
     changed.value = 7;
     all[4] = JSON.stringify(changed);
     writeFileSync(input, `${all.join('\n')}\n`);
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--run-id', 'r2', '--json']);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--run-id', 'r2', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report).toMatchObject({ status: 'published', restatement_of: 'r1' });
@@ -103,15 +104,15 @@ describe('metaspn s1 run-local', () => {
     expect(existsSync(join(ws, 'reports', 'incidents'))).toBe(false);
   });
 
-  it('a row changed under its id (corruption) exits 30 with an incident, overwriting nothing', () => {
+  it('a row changed under its id (corruption) exits 30 with an incident, overwriting nothing', async () => {
     const ws = tempWorkspace();
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']).code).toBe(0);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15'])).code).toBe(0);
     // The same id with other content: what only corruption or non-determinism can make.
     const scores = join(ws, 'store', 's1_attention_scores.jsonl');
     const row = JSON.parse(lines(scores)[0]!);
     writeFileSync(scores, `${readFileSync(scores, 'utf8')}${JSON.stringify({ ...row, score: row.score + 1 })}\n`);
     const before = storeHashes(ws);
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
     expect(r.code).toBe(30);
     expect(r.stdout).toContain('replay conflict');
     expect(r.stdout).toContain('not published');
@@ -124,21 +125,21 @@ describe('metaspn s1 run-local', () => {
     expect(inc.incoming.score).toBe(row.score);
   });
 
-  it('a date outside the season exits 10 and writes nothing', () => {
+  it('a date outside the season exits 10 and writes nothing', async () => {
     const ws = tempWorkspace();
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-04-01']);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-04-01']);
     expect(r.code).toBe(10);
     expect(r.stderr).toContain('--date 2026-04-01 is outside season s1 (2026-01-01 to 2026-03-31)');
     expect(readdirSync(ws).sort()).toEqual(['inputs']);
   });
 
-  it('a bad input line exits 20 naming file, line and rule, and writes nothing', () => {
+  it('a bad input line exits 20 naming file, line and rule, and writes nothing', async () => {
     const ws = tempWorkspace();
     const input = join(ws, 'inputs', 's1_signals.jsonl');
     const all = lines(input);
     all[41] = '{"signal_id":"x1","ts":"2026-01-10T00:00:00Z","subject_ref":"creator:a","kind":"poke"}';
     writeFileSync(input, `${all.join('\n')}\n`);
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
     expect(r.code).toBe(20);
     expect(r.stderr.split('\n')[0]).toMatch(/^error: .*inputs\/s1_signals\.jsonl:42: kind/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
@@ -146,15 +147,15 @@ describe('metaspn s1 run-local', () => {
     expect(existsSync(join(ws, 'manifests'))).toBe(false);
   });
 
-  it('a malformed config exits 20 naming the file', () => {
+  it('a malformed config exits 20 naming the file', async () => {
     const ws = tempWorkspace({ config: { season: { daily_pool_units: -5 } } });
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
     expect(r.code).toBe(20);
     expect(r.stderr).toContain('metaspn.config.json');
     expect(r.stderr).toContain('daily_pool_units');
   });
 
-  it('bad flag values exit 64 with a message and no stack', () => {
+  it('bad flag values exit 64 with a message and no stack', async () => {
     const ws = tempWorkspace();
     const bad = [
       ['--date', '2026-02-30'],
@@ -164,17 +165,17 @@ describe('metaspn s1 run-local', () => {
       ['--date', '2026-01-15', '--on-lock-held', 'sometimes'],
     ];
     for (const args of bad) {
-      const r = cli(['s1', 'run-local', '--workspace', ws, ...args]);
+      const r = await cliIn(['s1', 'run-local', '--workspace', ws, ...args]);
       expect(r.code, args.join(' ')).toBe(64);
       expect(r.stderr).toMatch(/^error: /);
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
-    expect(cli(['s1', 'run-local', '--workspace', join(ws, 'nope'), '--date', '2026-01-15']).code).toBe(64);
+    expect((await cliIn(['s1', 'run-local', '--workspace', join(ws, 'nope'), '--date', '2026-01-15'])).code).toBe(64);
   });
 
-  it('--as-of excludes later signals and changes the ids', () => {
+  it('--as-of excludes later signals and changes the ids', async () => {
     const ws = tempWorkspace();
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--as-of', '2026-01-15T12:00:00Z', '--json']);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--as-of', '2026-01-15T12:00:00Z', '--json']);
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.as_of).toBe('2026-01-15T12:00:00.000Z');
@@ -184,9 +185,9 @@ describe('metaspn s1 run-local', () => {
 });
 
 describe('metaspn smoke', () => {
-  it('passes on the bundled demo and never writes into the workspace store', () => {
+  it('passes on the bundled demo and never writes into the workspace store', async () => {
     const ws = tempWorkspace({ demo: false });
-    const r = cli(['smoke', '--workspace', ws]);
+    const r = await cliIn(['smoke', '--workspace', ws]);
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n').at(-1)).toBe('STATUS=PASS');
     expect(existsSync(join(ws, 'store'))).toBe(false);
@@ -194,9 +195,9 @@ describe('metaspn smoke', () => {
     expect(events.at(-1)).toMatchObject({ module: 'smoke', event: 'smoke_summary', status: 'PASS', rc: 0 });
   });
 
-  it('fails with STATUS=FAIL and a non-zero code when the config makes the run fail', () => {
+  it('fails with STATUS=FAIL and a non-zero code when the config makes the run fail', async () => {
     const ws = tempWorkspace({ demo: false, config: { attention: { weights: { view: 1 } } } });
-    const r = cli(['smoke', '--workspace', ws]);
+    const r = await cliIn(['smoke', '--workspace', ws]);
     expect(r.code).toBe(20);
     expect(r.stdout).toMatch(/STATUS=FAIL reason=.*kind/);
   });

@@ -1,41 +1,16 @@
 // Promise 4: a torn last line in any file is detected, set aside and reported, never fatal, and
 // never dropped with the good lines before it. One test per file kind, through the real CLI.
-import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cliSpawn, DEMO_INPUTS, ROOT, tempWorkspace } from './cli.js';
+import { DEMO_INPUTS, ROOT, tempWorkspace, type Run } from './cli.js';
+import { cliIn } from './in-process.js';
 
 const WORKERS = join(ROOT, 'test', 'fixtures', 'workers.mjs');
 const spec = (exportName: string): string => `${WORKERS}:${exportName}`;
 const DATE = '2026-01-15';
 const NO_STACK = /\n\s+at \S+/;
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI to its end without blocking this process; one still running after `ms` fails the test. */
-function run(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv; ms?: number } = {}): Promise<Run> {
-  const child: ChildProcess = cliSpawn(args, o);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`metaspn ${args.join(' ')} did not exit within ${o.ms ?? 30_000} ms`));
-    }, o.ms ?? 30_000);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
 
 interface Stats {
   ready: number;
@@ -46,7 +21,7 @@ interface Stats {
 }
 
 async function stats(ws: string, queue: string): Promise<Stats> {
-  const r = await run(['queue', 'stats', queue, '--workspace', ws, '--json']);
+  const r = await cliIn(['queue', 'stats', queue, '--workspace', ws, '--json']);
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as Stats;
 }
@@ -63,7 +38,7 @@ function lines(ids: string[]): string {
 async function enqueue(ws: string, queue: string, ids: string[]): Promise<void> {
   const f = join(ws, `${queue}-${ids[0]}.jsonl`);
   writeFileSync(f, lines(ids));
-  const r = await run(['queue', 'enqueue', queue, '--workspace', ws, '--file', f]);
+  const r = await cliIn(['queue', 'enqueue', queue, '--workspace', ws, '--file', f]);
   expect(r.code, r.stderr).toBe(0);
 }
 
@@ -83,7 +58,7 @@ function quarantined(file: string): Quarantined[] {
 }
 
 function runLocal(ws: string): Promise<Run> {
-  return run(['s1', 'run-local', '--workspace', ws, '--date', DATE], { cwd: ws });
+  return cliIn(['s1', 'run-local', '--workspace', ws, '--date', DATE]);
 }
 
 const STORE_FILES = ['s1_attention_scores.jsonl', 's1_reward_projections.jsonl', 's1_settlements.jsonl', 's1_summaries.jsonl'];
@@ -100,7 +75,7 @@ function readJson(f: string): unknown {
 /** A contract failure: the quickest way to a dead letter. Returns the dead-letter file. */
 async function deadLetter(ws: string, id: string): Promise<string> {
   await enqueue(ws, 'contract', [id]);
-  const r = await run(['worker', 'run', spec('Contract'), '--workspace', ws, '--once'], { cwd: ws });
+  const r = await cliIn(['worker', 'run', spec('Contract'), '--workspace', ws, '--once']);
   expect(r.code, r.stderr).toBe(20);
   const f = join(ws, 'deadletter', 'contract', `${id}.json`);
   expect(existsSync(f)).toBe(true);
@@ -119,7 +94,7 @@ describe('torn last lines', () => {
 
     expect(await stats(ws, 'ok')).toMatchObject({ ready: 3, leased: 0, completed: 0, dead: 0 });
 
-    const r = await run(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once'], { cwd: ws });
+    const r = await cliIn(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^worker ok: claimed 3, completed 3 in /);
     expect(r.stderr).toMatch(/torn last line set aside .*offset=\d+ length=\d+/);
@@ -187,7 +162,7 @@ describe('torn last lines', () => {
     const f = join(ws, 'cut.jsonl');
     writeFileSync(f, lines(['e1', 'e2', 'e3']) + '{"id":"e4","payl');
 
-    const r = await run(['queue', 'enqueue', 'ok', '--workspace', ws, '--file', f]);
+    const r = await cliIn(['queue', 'enqueue', 'ok', '--workspace', ws, '--file', f]);
     expect(r.code).toBe(20);
     expect(r.stderr).toContain(`${f}:4: not valid JSON`);
     expect(r.stderr).not.toMatch(NO_STACK);
@@ -202,9 +177,9 @@ describe('torn last lines', () => {
       rmSync(f);
 
       const [list, show, dry, s] = await Promise.all([
-        run(['queue', 'deadletter', 'list', 'contract', '--workspace', ws, '--json']),
-        run(['queue', 'deadletter', 'show', 'contract', 'd1', '--workspace', ws]),
-        run(['queue', 'retry', 'contract', '--workspace', ws, '--task-id', 'd1', '--dry-run']),
+        cliIn(['queue', 'deadletter', 'list', 'contract', '--workspace', ws, '--json']),
+        cliIn(['queue', 'deadletter', 'show', 'contract', 'd1', '--workspace', ws]),
+        cliIn(['queue', 'retry', 'contract', '--workspace', ws, '--task-id', 'd1', '--dry-run']),
         stats(ws, 'contract'),
       ]);
       expect(s.dead).toBe(1);
@@ -234,8 +209,8 @@ describe('torn last lines', () => {
       writeFileSync(f, original.slice(0, Math.floor(original.length / 2)));
 
       const [list, show] = await Promise.all([
-        run(['queue', 'deadletter', 'list', 'contract', '--workspace', ws, '--json']),
-        run(['queue', 'deadletter', 'show', 'contract', 'd1', '--workspace', ws]),
+        cliIn(['queue', 'deadletter', 'list', 'contract', '--workspace', ws, '--json']),
+        cliIn(['queue', 'deadletter', 'show', 'contract', 'd1', '--workspace', ws]),
       ]);
       expect(list.code, list.stderr).toBe(0);
       expect((JSON.parse(list.stdout) as { dead_letters: { task: { id: string } }[] }).dead_letters.map((d) => d.task.id)).toEqual(['d1']);

@@ -1,13 +1,14 @@
 // `metaspn verify` against a real `metaspn serve`, and against stand-ins that are broken on purpose.
 import { createServer, type Server } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { run, tempWorkspace } from './cli.js';
+import { tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 import { freePort, startServe } from './serve-process.js';
 
 const TOKEN = 'verify-token-abcdef';
 
 async function verify(url: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}) {
-  return run(['verify', '--url', url, ...extra], { env });
+  return await cliIn(['verify', '--url', url, ...extra], { env });
 }
 
 const failLines = (stdout: string): string[] => stdout.split('\n').filter((l) => l.startsWith('FAIL '));
@@ -75,7 +76,7 @@ describe('metaspn verify', () => {
       await Promise.all([dev.stop(), prod.stop()]);
     }
     // verify changed nothing: the probe retried a dead letter that does not exist, and was refused anyway.
-    const stats = await run(['queue', 'stats', 'update_attention_scores', '--workspace', ws, '--json']);
+    const stats = await cliIn(['queue', 'stats', 'update_attention_scores', '--workspace', ws, '--json']);
     expect(JSON.parse(stats.stdout)).toMatchObject({ ready: 0, dead: 0, paused: false });
   });
 

@@ -1,8 +1,9 @@
-// `metaspn worker run` and the queue triage commands, driven as real subprocesses in temp workspaces.
+// `metaspn worker run` and the queue triage commands, driven through the real CLI in temp workspaces (in the test process, but for the graceful stop and concurrent enqueues, which need processes of their own).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type Run, exit, run, spec, start, tempWorkspace, waitFor } from './cli.js';
+import { cliIn } from './in-process.js';
 
 
 interface Stats {
@@ -18,7 +19,7 @@ interface Stats {
 }
 
 async function stats(ws: string, queue: string): Promise<Stats> {
-  const r = await run(['queue', 'stats', queue, '--workspace', ws, '--json']);
+  const r = await cliIn(['queue', 'stats', queue, '--workspace', ws, '--json']);
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as Stats;
 }
@@ -51,13 +52,13 @@ function taskFile(ws: string, name: string, tasks: { id: string; payload: unknow
 
 async function enqueue(ws: string, queue: string, tasks: { id: string; payload: unknown; max_attempts?: number }[], env: NodeJS.ProcessEnv = {}): Promise<void> {
   const f = taskFile(ws, `${queue}-tasks.jsonl`, tasks);
-  const r = await run(['queue', 'enqueue', queue, '--workspace', ws, '--file', f], { cwd: ws, env });
+  const r = await cliIn(['queue', 'enqueue', queue, '--workspace', ws, '--file', f], { env });
   expect(r.code, r.stderr).toBe(0);
   expect(r.stdout).toContain(`enqueued ${tasks.length} task(s) to ${queue}; 0 already present`);
 }
 
 function workerRun(ws: string, exportName: string, flags: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return run(['worker', 'run', spec(exportName), '--workspace', ws, ...flags], { cwd: ws, env });
+  return cliIn(['worker', 'run', spec(exportName), '--workspace', ws, ...flags], { env });
 }
 
 interface DeadLetterJson {
@@ -68,7 +69,7 @@ interface DeadLetterJson {
 }
 
 async function deadLetters(ws: string, queue: string): Promise<DeadLetterJson[]> {
-  const r = await run(['queue', 'deadletter', 'list', queue, '--workspace', ws, '--json']);
+  const r = await cliIn(['queue', 'deadletter', 'list', queue, '--workspace', ws, '--json']);
   expect(r.code, r.stderr).toBe(0);
   return (JSON.parse(r.stdout) as { dead_letters: DeadLetterJson[] }).dead_letters;
 }
@@ -139,11 +140,11 @@ describe('worker run', () => {
     const dlBefore = readFileSync(dlFile);
     // Read-only commands, run side by side.
     const [list, show, showJson, unknown, dry, before] = await Promise.all([
-      run(['queue', 'deadletter', 'list', 'flaky', '--workspace', ws]),
-      run(['queue', 'deadletter', 'show', 'flaky', 'f1', '--workspace', ws]),
-      run(['queue', 'deadletter', 'show', 'flaky', 'f1', '--workspace', ws, '--json']),
-      run(['queue', 'retry', 'flaky', '--workspace', ws, '--task-id', 'nope']),
-      run(['queue', 'retry', 'flaky', '--workspace', ws, '--task-id', 'f1', '--dry-run']),
+      cliIn(['queue', 'deadletter', 'list', 'flaky', '--workspace', ws]),
+      cliIn(['queue', 'deadletter', 'show', 'flaky', 'f1', '--workspace', ws]),
+      cliIn(['queue', 'deadletter', 'show', 'flaky', 'f1', '--workspace', ws, '--json']),
+      cliIn(['queue', 'retry', 'flaky', '--workspace', ws, '--task-id', 'nope']),
+      cliIn(['queue', 'retry', 'flaky', '--workspace', ws, '--task-id', 'f1', '--dry-run']),
       stats(ws, 'flaky'),
     ]);
     expect(before).toMatchObject({ ready: 0, scheduled: 0, leased: 0, completed: 0, dead: 1 });
@@ -173,7 +174,7 @@ describe('worker run', () => {
     expect(readFileSync(logFile).equals(logBefore)).toBe(true);
     expect(readFileSync(dlFile).equals(dlBefore)).toBe(true);
 
-    const retry = await run(['queue', 'retry', 'flaky', '--workspace', ws, '--task-id', 'f1']);
+    const retry = await cliIn(['queue', 'retry', 'flaky', '--workspace', ws, '--task-id', 'f1']);
     expect(retry.code, retry.stderr).toBe(0);
     expect(retry.stdout).toBe('moved 1 task(s) of flaky back to ready:\n  f1\n');
     expect(existsSync(dlFile)).toBe(false);
@@ -265,7 +266,7 @@ describe('worker run', () => {
     const ws = tempWorkspace({ demo: false });
     await enqueue(ws, 'ok', ['p1', 'p2'].map((id) => ({ id, payload: { id } })));
 
-    const p = await run(['queue', 'pause', 'ok', '--workspace', ws]);
+    const p = await cliIn(['queue', 'pause', 'ok', '--workspace', ws]);
     expect(p.code, p.stderr).toBe(0);
     expect(p.stdout).toBe('ok: paused\n');
 
@@ -275,7 +276,7 @@ describe('worker run', () => {
     expect(executions(ws)).toEqual([]);
     expect(await stats(ws, 'ok')).toMatchObject({ paused: true, ready: 2, leased: 0 });
 
-    const q = await run(['queue', 'resume', 'ok', '--workspace', ws]);
+    const q = await cliIn(['queue', 'resume', 'ok', '--workspace', ws]);
     expect(q.code, q.stderr).toBe(0);
     expect(q.stdout).toBe('ok: resumed\n');
 

@@ -3,7 +3,8 @@ import { lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFile
 import { join, relative } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../temp.js';
-import { BIN, cleanWorkspaces, cli, cliEnv, spec, tempWorkspace } from './cli.js';
+import { BIN, cleanWorkspaces, cliEnv, spec, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 import { freePort, http, startServe } from './serve-process.js';
 
 afterEach(() => cleanWorkspaces());
@@ -30,7 +31,7 @@ function snapshot(dir: string): Record<string, string> {
 const DATE = '2026-01-15';
 
 describe('the workspace is a boundary: planted symlinks are refused (30), never followed', () => {
-  const cases: Array<{ name: string; plant: (ws: string, out: string) => string; run: (ws: string) => string[]; before?: (ws: string) => void }> = [
+  const cases: Array<{ name: string; plant: (ws: string, out: string) => string; run: (ws: string) => string[]; before?: (ws: string) => Promise<void> }> = [
     {
       name: 'queue log -> a file outside',
       plant: (ws, out) => {
@@ -43,7 +44,7 @@ describe('the workspace is a boundary: planted symlinks are refused (30), never 
     },
     {
       name: 'deadletter/<worker> -> a folder outside',
-      before: (ws) => expect(cli(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"k":2}']).code).toBe(0),
+      before: async (ws) => void expect((await cliIn(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"k":2}'])).code).toBe(0),
       plant: (ws, out) => {
         mkdirSync(join(out, 'dl'));
         mkdirSync(join(ws, 'deadletter'), { recursive: true });
@@ -156,13 +157,13 @@ describe('the workspace is a boundary: planted symlinks are refused (30), never 
   ];
 
   for (const c of cases) {
-    it(`${c.name}: the command exits 30 naming the link, the outside is byte-identical, doctor names it`, () => {
+    it(`${c.name}: the command exits 30 naming the link, the outside is byte-identical, doctor names it`, async () => {
       const ws = tempWorkspace();
       const out = outside();
-      c.before?.(ws);
+      await c.before?.(ws);
       const link = c.plant(ws, out);
       const before = snapshot(out);
-      const r = cli(c.run(ws), { env: { METASPN_LOG_LEVEL: 'warn' } });
+      const r = await cliIn(c.run(ws), { env: { METASPN_LOG_LEVEL: 'warn' } });
       expect(r.code, r.stderr).toBe(30);
       // One line naming the link: on stderr, or in a run's `failed:` line on stdout.
       expect(`${r.stdout}${r.stderr}`).toContain(`${join(ws, link)}: is a symbolic link inside the workspace`);
@@ -170,7 +171,7 @@ describe('the workspace is a boundary: planted symlinks are refused (30), never 
       expect(snapshot(out)).toEqual(before);
       expect(lstatSync(join(ws, link)).isSymbolicLink()).toBe(true);
 
-      const doc = cli(['doctor', '--workspace', ws, '--json']);
+      const doc = await cliIn(['doctor', '--workspace', ws, '--json']);
       expect(doc.code, doc.stderr).toBe(30);
       const report = JSON.parse(doc.stdout) as { findings: Array<{ area: string; path: string; severity: string }> };
       expect(report.findings).toContainEqual(expect.objectContaining({ area: 'link', path: link, severity: 'error' }));
@@ -208,24 +209,24 @@ describe('the workspace is a boundary: planted symlinks are refused (30), never 
     const ws2 = tempWorkspace();
     symlinkSync(join(out, 'step'), join(ws2, 'queue'));
     // With writes on, serve opens every queue at start: the link stops it there.
-    const r = cli(['serve', '--workspace', ws2, '--port', String(await freePort()), '--alert-interval-sec', '0'], { env: { METASPN_LOG_LEVEL: 'warn', METASPN_ADMIN_TOKEN: 'tok' } });
+    const r = await cliIn(['serve', '--workspace', ws2, '--port', String(await freePort()), '--alert-interval-sec', '0'], { env: { METASPN_LOG_LEVEL: 'warn', METASPN_ADMIN_TOKEN: 'tok' } });
     expect(r.code, r.stderr).toBe(30);
     expect(r.stderr.split('\n')[0]).toBe(`error: ${join(ws2, 'queue')}: is a symbolic link inside the workspace; metaspn does not follow links`);
     expect(snapshot(out)).toEqual(before);
   });
 
-  it('the workspace root itself may be a link', () => {
+  it('the workspace root itself may be a link', async () => {
     const ws = tempWorkspace();
     const parent = outside();
     const alias = join(parent, 'ws');
     symlinkSync(ws, alias);
-    expect(cli(['queue', 'enqueue', 'q', '--workspace', alias, '--payload', '{"k":1}']).code).toBe(0);
-    expect(cli(['doctor', '--workspace', alias]).code).toBe(0);
+    expect((await cliIn(['queue', 'enqueue', 'q', '--workspace', alias, '--payload', '{"k":1}'])).code).toBe(0);
+    expect((await cliIn(['doctor', '--workspace', alias])).code).toBe(0);
   });
 });
 
 describe('modes are explicit, whatever the umask', () => {
-  it('under umask 000 no created file or folder is group- or world-writable; --payload is not copied into the log', () => {
+  it('under umask 000 no created file or folder is group- or world-writable; --payload is not copied into the log', async () => {
     const ws = tempWorkspace();
     const sh = (args: string[]): number | null => {
       const cmd = `umask 000; exec "${process.execPath}" "${BIN}" ${args.map((a) => `'${a}'`).join(' ')}`;
