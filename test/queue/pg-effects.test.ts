@@ -76,6 +76,15 @@ describe.skipIf(!up)('PostgreSQL', () => {
     });
   }
 
+  it('an unreachable database: lease_lost, never a throw (as a plain completion); one call or a batch', async () => {
+    const q = new PgQueue({ name: 'q', setting: { url: 'postgres://postgres@127.0.0.1:1/none', source: 'test' }, presence: false });
+    const lease = { owner: 'me', fence: 1, expires_at: 0 };
+    const effects = [{ kind: 'append' as const, log: 'ledger', body: 1 }];
+    expect(await q.completeWithEffects('a', lease, effects)).toEqual({ status: 'lease_lost' });
+    expect(await Promise.all(['b', 'c'].map((id) => q.completeWithEffects(id, lease, effects)))).toEqual([{ status: 'lease_lost' }, { status: 'lease_lost' }]);
+    await q.close();
+  });
+
   describe('a connection cut around the commit leaves the effects exactly once', () => {
     const cuts = [
       { name: 'before the server sees the COMMIT: rolled back, the lease still held, so it is committed again', cut: { when: 'request', match: 'COMMIT' } },

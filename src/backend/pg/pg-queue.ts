@@ -311,6 +311,10 @@ export class PgQueue implements Queue, EffectsCommit {
    * completed with this lease's fence means it committed (effects with it); a lease still held
    * means it did not, and the transaction is tried again; anything else is `lease_lost`.
    *
+   * Like the other lease operations it never throws for an unreachable database: the outcome is
+   * then `lease_lost` (nothing of it is known to be written; the lease expires and the task runs
+   * again, its effects written once by whoever completes it).
+   *
    * Group-committed like the other acknowledgements: the calls of one `ack_window_ms` share one
    * transaction (one completion statement, one put per store, one insert of log entries). A batch
    * in which rows conflict is rolled back and written again without the tasks that wrote them,
@@ -331,7 +335,12 @@ export class PgQueue implements Queue, EffectsCommit {
     try {
       await this.ready(what);
     } catch (err) {
-      for (const o of ops) o.reject(err);
+      // Unreachable: reported as a lost lease, as a plain completion is (the worker stops at its next claim).
+      const gone = isUnavailable((err as { cause?: unknown }).cause ?? err);
+      for (const o of ops) {
+        if (gone) o.resolve({ status: 'lease_lost' });
+        else o.reject(err);
+      }
       return;
     }
     const S = quoteSchema(this.schema);
@@ -378,7 +387,12 @@ export class PgQueue implements Queue, EffectsCommit {
   /** One completion with its effects in a transaction of its own. */
   private async completeOne(id: string, lease: Lease, effects: readonly TaskEffect[]): Promise<EffectsOutcome> {
     const what = 'completing a task with its effects';
-    await this.ready(what);
+    try {
+      await this.ready(what);
+    } catch (err) {
+      if (isUnavailable((err as { cause?: unknown }).cause ?? err)) return { status: 'lease_lost' };
+      throw err;
+    }
     const S = quoteSchema(this.schema);
     for (let i = 0; ; i++) {
       try {
