@@ -152,8 +152,6 @@ async function resumeDecisions(env: S1Env, plans: readonly RunPlan[]): Promise<M
     const skip = await doneRun(env, plan, state);
     out.set(plan.date, { skip, reason: 'already published with the same params and inputs; outputs match the store', ...(state?.state === 'stale' ? { stale: state.reasons.join('; ') } : {}) });
   }
-  // What was read to decide is stale once a date publishes again.
-  env.s1.forgetCounted();
   return out;
 }
 

@@ -78,6 +78,12 @@ export class ReplayConflictError extends MetaspnError {
  * What the four workers share in one process: the config, the stores, the signals (read once).
  * The pipeline builds one and hands it to its workers; a standalone `worker run` builds its own.
  */
+/**
+ * What a cached value read: a stage's rows of a date (`'*'`: of any date), and/or the current
+ * pointers. Invalidation follows these declarations, never the order of the stages.
+ */
+type Read = { stage: StageName; date: string } | { pointers: true };
+
 export class S1Context {
   readonly stores: Record<StageName, ArtifactStore>;
   readonly hash: string;
@@ -87,7 +93,8 @@ export class S1Context {
   private readonly deferred = new Map<string, { params: StageParams; rows: { id: string; text: string }[] }>();
   private signalsBySubject: Promise<Map<string, Signal[]>> | null;
   private sortedPromise: Promise<SortedSignals> | null = null;
-  private readonly cache = new Map<string, Promise<unknown>>();
+  /** Values read once per process, each with what it read: a write or a pointer move forgets exactly the values that read it. */
+  private readonly cache = new Map<string, { value: Promise<unknown>; reads: readonly Read[] }>();
   private readonly pkeys = new Map<string, string>();
   /** The run of each date in this process (named in incidents). */
   readonly runIds = new Map<string, string>();
@@ -125,14 +132,19 @@ export class S1Context {
     return this.sortedPromise;
   }
 
-  /** Forgets every counted set read so far: a pointer moved (a publish), so what settlement counts changed. */
-  forgetCounted(): void {
-    for (const k of [...this.cache.keys()]) if (k.startsWith('counted|')) this.cache.delete(k);
+  /** A current pointer moved (a publish): forgets every value read through the pointers (what settlement counts). */
+  pointersMoved(): void {
+    this.forget((r) => 'pointers' in r);
+  }
+
+  /** Forgets every cached value with a read that `stale` says changed. */
+  private forget(stale: (r: Read) => boolean): void {
+    for (const [k, e] of this.cache) if (e.reads.some(stale)) this.cache.delete(k);
   }
 
   /** The inputs digest of a date and as-of (S1-SPEC "Digests"), computed once per process. */
   inputsDigest(date: string, asOf: string): Promise<string> {
-    return this.memo(`inputs|${date}|${asOf}`, async () => (await this.sorted()).digest(date, Date.parse(asOf), this.cfg.attention.window_days));
+    return this.memo(`inputs|${date}|${asOf}`, [], async () => (await this.sorted()).digest(date, Date.parse(asOf), this.cfg.attention.window_days));
   }
 
   /** How many signals the date's window holds (ts before as_of): the built-in check window_has_signals. */
@@ -212,9 +224,8 @@ export class S1Context {
 
   private async write(stage: StageName, date: string, params: StageParams, texts: readonly { id: string; text: string }[]): Promise<PutResult> {
     const p = this.pkey(params);
-    // What was read of this stage's rows is stale once it writes.
-    for (const k of [...this.cache.keys()]) if (k.startsWith(`${stage}|${date}|`)) this.cache.delete(k);
-    if (stage === 'project_rewards') for (const k of [...this.cache.keys()]) if (k.startsWith('counted|')) this.cache.delete(k);
+    // What was read of this stage's rows of the date (or of any date) is stale once it writes.
+    this.forget((r) => 'stage' in r && r.stage === stage && (r.date === date || r.date === '*'));
     const r = await this.stores[stage].put(texts.map((t) => ({ id: t.id, date, p, text: t.text })));
     if (r.conflicts.length > 0) {
       const c = r.conflicts[0]!;
@@ -262,7 +273,7 @@ export class S1Context {
    * exactly these (written now, or already present with the same content), so nobody rereads them.
    */
   remember<T>(stage: StageName, date: string, params: StageParams, value: T): void {
-    this.cache.set(`${stage}|${date}|${this.pkey(params)}`, Promise.resolve(value));
+    this.cache.set(`${stage}|${date}|${this.pkey(params)}`, { value: Promise.resolve(value), reads: [{ stage, date }] });
   }
 
   /** The date's projections, read once per run. */
@@ -280,7 +291,8 @@ export class S1Context {
    * earlier runs read. Computed once per run (planning, stages 3 and 4 and the checks share it).
    */
   counted(date: string, params: Params): Promise<Counted> {
-    return this.memo(`counted|${date}|${this.pkey(params)}`, async () => {
+    // It reads the projections of every date up to this one, and which run is current for each.
+    return this.memo(`counted|${date}|${this.pkey(params)}`, [{ stage: 'project_rewards', date: '*' }, { pointers: true }], async () => {
       const byDate = new Map<string, ProjectedUnits[]>();
       const ids: string[] = [];
       const upstream: CountedDate[] = [];
@@ -314,17 +326,19 @@ export class S1Context {
   }
 
   private cached<T>(stage: StageName, date: string, params: StageParams, load: () => Promise<T>): Promise<T> {
-    return this.memo(`${stage}|${date}|${this.pkey(params)}`, load);
+    return this.memo(`${stage}|${date}|${this.pkey(params)}`, [{ stage, date }], load);
   }
 
-  private memo<T>(key: string, load: () => Promise<T>): Promise<T> {
-    let hit = this.cache.get(key) as Promise<T> | undefined;
-    if (!hit) {
-      hit = load();
-      this.cache.set(key, hit);
-      hit.catch(() => this.cache.delete(key));
-    }
-    return hit;
+  private memo<T>(key: string, reads: readonly Read[], load: () => Promise<T>): Promise<T> {
+    const hit = this.cache.get(key);
+    if (hit) return hit.value as Promise<T>;
+    const value = load();
+    const entry = { value, reads };
+    this.cache.set(key, entry);
+    value.catch(() => {
+      if (this.cache.get(key) === entry) this.cache.delete(key);
+    });
+    return value;
   }
 
   /** Params hash (paramsKey), computed once per distinct params. */

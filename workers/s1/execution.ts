@@ -104,7 +104,7 @@ export function s1Execution(env: S1Env): S1Execution {
       return { summary_id: env.s1.summaryIdFor(run.partition, params), params };
     },
     // What settlement counted is stale once a pointer moved.
-    published: () => env.s1.forgetCounted(),
+    published: () => env.s1.pointersMoved(),
     ended: (run) => {
       const r = runs.get(run.run_id);
       if (r) finalParams.set(run.run_id, r.countedParams ?? r.params);
