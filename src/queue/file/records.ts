@@ -93,7 +93,7 @@ export interface ShortEnq {
 }
 
 /**
- * The line to write for a record: an `enq` of a fresh task in the short form (about 100 bytes
+ * The line to write for a record: an `enq` of a fresh task in the short form (about 150 bytes
  * fewer per task); anything else, or an `enq` whose task is not exactly what the short form
  * rebuilds, as it is. `atIso`: `r.at` as ISO-8601, when the caller has it (a round formats its time once).
  */
