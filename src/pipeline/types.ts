@@ -72,8 +72,14 @@ export interface PartitionContext {
   previous(step: string): Promise<StoredRow[] | null>;
 }
 
-/** What a step's handler gets in `ctx.env.step` besides the task. */
-export interface StepTaskContext {
+/**
+ * What a step's handler gets in `ctx.step` besides the task: which task it is, and the reads its
+ * planner has, as the run sees them. A handler may read what it needs instead of carrying it in
+ * its payload (a fan-in of 100k rows, a large input: payloads are bounded by `payload_bytes`): the
+ * inputs are the bytes the step's identity covers (read once per run), and upstream rows and the
+ * previous partition's are stored under identities, so a retried task reads the very same thing.
+ */
+export interface StepTaskContext extends Pick<PartitionContext, 'input' | 'upstream' | 'previous'> {
   pipeline: string;
   step: string;
   partition: string;

@@ -94,7 +94,10 @@ function userStep(def: PipelineDefinition, s: StepDefinition<unknown>, d: Runner
     worker(run, id) {
       const c = { written: 0, present: 0 };
       counts.set(run.run_id, c);
-      return { worker: stepWorker(def, d, s, run, id.identity, store, c), init: { logger: run.log, workspace: d.ws, env: { pipeline: def.name, step: s.name } } };
+      // The handler reads what the planner reads, as this run sees it (inputs read once per run);
+      // reading what the step does not declare can never succeed: a contract error.
+      const reads = asContract(contextFor({ def, plan: planOf(run) }, d, stateOf(run), s));
+      return { worker: stepWorker(def, d, s, run, id.identity, store, c, reads), init: { logger: run.log, workspace: d.ws, env: { pipeline: def.name, step: s.name } } };
     },
     async outputs(run, id) {
       const c = counts.get(run.run_id) ?? { written: 0, present: 0 };
@@ -140,6 +143,26 @@ export function contextFor(o: { def: PipelineDefinition; plan: PartitionPlan }, 
       return d.stores.rows(o.def.name, step).rows(prev.date, id);
     },
   };
+}
+
+/** The same reads, where a UsageError (an undeclared input or step) is a ContractError: a task that reads it can never succeed. */
+function asContract(ctx: PartitionContext): PartitionContext {
+  const wrap =
+    <A extends unknown[], R>(fn: (...a: A) => R) =>
+    (...a: A): R => {
+      try {
+        return fn(...a);
+      } catch (err) {
+        throw err instanceof UsageError ? new ContractError(err.message) : err;
+      }
+    };
+  const wrapAsync =
+    <A extends unknown[], R>(fn: (...a: A) => Promise<R>) =>
+    (...a: A): Promise<R> =>
+      fn(...a).catch((err: unknown) => {
+        throw err instanceof UsageError ? new ContractError(err.message) : err;
+      });
+  return { ...ctx, input: wrap(ctx.input), upstream: wrapAsync(ctx.upstream), previous: wrapAsync(ctx.previous) };
 }
 
 function previousDate(partition: string): string {
@@ -192,7 +215,7 @@ export async function identityOf(
  * The worker the runtime drains a step's queue with: checks the task belongs to this run's
  * identity, runs the step's handler in process, stores its rows before the task counts as done.
  */
-function stepWorker(def: PipelineDefinition, d: RunnerDeps, s: StepDefinition<unknown>, run: StepRun, identity: string, store: RowStore, counts: { written: number; present: number }): WorkerDefinition<StepTaskPayload<unknown>> {
+function stepWorker(def: PipelineDefinition, d: RunnerDeps, s: StepDefinition<unknown>, run: StepRun, identity: string, store: RowStore, counts: { written: number; present: number }, reads: PartitionContext): WorkerDefinition<StepTaskPayload<unknown>> {
   const inner = s.worker;
   return {
     name: queueOf(def, s),
@@ -211,7 +234,7 @@ function stepWorker(def: PipelineDefinition, d: RunnerDeps, s: StepDefinition<un
         if (!r.success) throw new ContractError(`step ${s.name}: payload of task ${p.key}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
         input = r.data;
       }
-      const step: StepTaskContext = { pipeline: def.name, step: s.name, partition: p.date, as_of: p.as_of, identity, key: p.key };
+      const step: StepTaskContext = { pipeline: def.name, step: s.name, partition: p.date, as_of: p.as_of, identity, key: p.key, input: reads.input, upstream: reads.upstream, previous: reads.previous };
       const rows = await inner.handle({ ...task, payload: input }, { ...ctx, step });
       const stored = storedRows(def.name, s.name, p.date, identity, rows);
       if (stored.length === 0) return;

@@ -282,4 +282,59 @@ describe('pipeline runner (memory backends)', () => {
     expect(rep.partitions['2026-03-02']!.status).toBe('published');
     expect(rep.exit_code).toBe(20);
   });
+
+  it("a handler reads what its planner reads (ctx.step.input, upstream, previous): a fan-in carries no rows; a retried task reads the same; an undeclared read is a contract error (20)", async () => {
+    const d = memoryDeps();
+    d.inputs.set('events.jsonl', EVENTS);
+    d.inputs.set('bonus.txt', '7');
+    let failedOnce = false;
+    const fanIn = (reads: 'ok' | 'undeclared') =>
+      definePipeline({
+        name: 'dp',
+        partition: 'date',
+        steps: [
+          defineStep({
+            name: 'ingest',
+            inputs: ['events.jsonl'],
+            plan: () => [{ key: '*', payload: {} }],
+            worker: defineWorker({
+              // The input as the step's identity covered it, read by the handler, not carried.
+              handle: (_t, ctx) =>
+                ctx.step
+                  .input('events.jsonl')
+                  .text.split('\n')
+                  .filter(Boolean)
+                  .map((l) => JSON.parse(l) as Ev)
+                  .filter((e) => e.date === ctx.step.partition)
+                  .map((e) => ({ key: e.entity, minutes: e.minutes })),
+            }),
+          }),
+          defineStep({
+            name: 'total',
+            after: ['ingest'],
+            inputs: ['bonus.txt'],
+            plan: () => [{ key: '*', payload: {} }],
+            worker: defineWorker({
+              handle: async (_t, ctx) => {
+                if (reads === 'undeclared') await ctx.step.upstream('total');
+                const rows = await ctx.step.upstream('ingest');
+                if (!failedOnce) {
+                  failedOnce = true;
+                  throw new Error('transient');
+                }
+                return [{ key: '*', total: rows.reduce((a, r) => a + (r.minutes as number), 0) + Number(ctx.step.input('bonus.txt').text) }];
+              },
+            }),
+          }),
+        ],
+      });
+    const ok = await run(fanIn('ok'), d, '2026-03-01', 'r1');
+    expect(ok.status, JSON.stringify(ok.steps.map((x) => x.error))).toBe('published');
+    const total = ok.steps.find((x) => x.step === 'total')!;
+    expect(total.tasks).toMatchObject({ total: 1, completed: 1, retried: 1 });
+    expect((await rowsOf(d, 'total', '2026-03-01', total.identity))[0]!.total).toBe(57);
+    const bad = await run(fanIn('undeclared'), d, '2026-03-02', 'r2');
+    expect(bad.exit_code).toBe(20);
+    expect(bad.steps.find((x) => x.step === 'total')!.error?.message).toMatch(/not upstream/);
+  });
 });
