@@ -17,13 +17,22 @@ import { BIN, cliEnv, ROOT, type Run } from './cli.js';
  * so does a child the command starts that must see `env` (a child process or a worker thread
  * gets the real environment).
  */
+type Main = (argv: string[]) => Promise<number>;
+
 interface Capture {
   stdout: string;
   stderr: string;
   env: NodeJS.ProcessEnv;
 }
 
-const current = new AsyncLocalStorage<Capture>();
+/**
+ * One per process, kept on globalThis: a test file evaluated again in the same process (vitest
+ * without isolation, or a re-run) finds the streams and the environment already routed through it.
+ */
+const KEY = Symbol.for('metaspn.test.in-process');
+const shared = globalThis as unknown as Record<symbol, { current: AsyncLocalStorage<Capture>; main?: Promise<Main> } | undefined>;
+const state = (shared[KEY] ??= { current: new AsyncLocalStorage<Capture>() });
+const current = state.current;
 
 function routeOutput(name: 'stdout' | 'stderr'): void {
   const stream = process[name];
@@ -56,13 +65,11 @@ function routeEnv(): void {
   });
 }
 
-type Main = (argv: string[]) => Promise<number>;
-let loading: Promise<Main> | undefined;
 
 const nativeImport = (url: string): Promise<Record<string, unknown>> => import(url) as Promise<Record<string, unknown>>;
 
 function loadMain(): Promise<Main> {
-  loading ??= (async () => {
+  state.main ??= (async () => {
     routeOutput('stdout');
     routeOutput('stderr');
     routeEnv();
@@ -73,7 +80,7 @@ function loadMain(): Promise<Main> {
     registerBundled(s1Bundle);
     return main;
   })();
-  return loading;
+  return state.main;
 }
 
 /** What a command may leave listening on the process; a command that ended must have left none. */
