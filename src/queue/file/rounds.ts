@@ -113,6 +113,8 @@ export class RoundEngine {
   /** Runs what is pending, ack window or not, and waits for its fdatasync; later submissions are refused. */
   async close(): Promise<void> {
     if (this.closed) return;
+    // A round in progress (or a salvage) ends first: its answers may still need their fdatasync.
+    while (this.flushing) await new Promise((resolve) => setImmediate(resolve));
     if (this.pending.length) await this.flush();
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
@@ -223,7 +225,9 @@ export class RoundEngine {
     const { file } = this.p;
     const fd = file.pin();
     if (fd === null) {
-      for (const w of batch) w.resolve();
+      // The log could not be reopened after the round that wrote these: nothing synced, nothing acknowledged.
+      const err = new MetaspnError('INTERNAL_ERROR', `queue ${this.p.queue}: the log was closed before its fdatasync`);
+      for (const w of batch) w.reject(err);
       return;
     }
     this.syncing = true;
