@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { bashScript, completionTree, fishScript, zshScript } from '../../src/cli/commands/completion.js';
 import { EXAMPLES } from '../../src/cli/help.js';
 import { buildProgram } from '../../src/cli/main.js';
-import { cli } from '../integration/cli.js';
+import { cli } from './cli.js';
 
 function commands(program: Command): { path: string; c: Command }[] {
   const out: { path: string; c: Command }[] = [];

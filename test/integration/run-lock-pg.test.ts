@@ -7,7 +7,7 @@ import { MetaspnError } from '../../src/guard/errors.js';
 import { RunLockLostError, type RunLockLog } from '../../src/guard/run-lock.js';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
 import { until, waitFor } from '../wait.js';
-import { describeRunLocks } from './run-lock-conformance.js';
+import { describeRunLocks } from '../unit/run-lock-conformance.js';
 
 /**
  * The run-lock conformance suite on PostgreSQL (a schema per test), and what needs other
