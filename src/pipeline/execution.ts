@@ -84,8 +84,10 @@ export interface StepExecution {
   /**
    * The worker that drains this run's tasks of the step and stores what they produce, with its
    * init context. `held`: keep the writes back until `outputs` (see `commitsInOrder`).
+   * `atomicEffects`: the step's queue commits what a handler records in `ctx.effects` in the
+   * transaction of its completion (PostgreSQL): rows recorded there are written exactly once.
    */
-  worker(run: StepRun, id: StepIdentity, held: boolean): { worker: WorkerDefinition; init: WorkerInitContext };
+  worker(run: StepRun, id: StepIdentity, o: { held: boolean; atomicEffects: boolean }): { worker: WorkerDefinition; init: WorkerInitContext };
   /** After the drain: writes what was held, reads the step's outputs back (rows written by this run and already present). */
   outputs(run: StepRun, id: StepIdentity): Promise<Manifest['outputs']>;
   /** Checks of its own outputs, once they read back and every task completed. */

@@ -10,7 +10,7 @@ import type { QueuePolicy } from '../config/policy.js';
 import { isDiskFull, MetaspnError, toMetaspnError, UsageError } from '../guard/errors.js';
 import { EXIT, mostSevere } from '../guard/exit-codes.js';
 import { RunLockLostError, type RunLockFence } from '../guard/run-lock.js';
-import type { Owner, Queue } from '../queue/types.js';
+import { commitsEffects, type Owner, type Queue } from '../queue/types.js';
 import { checkPayload } from '../queue/validate.js';
 import { drainFailure } from './outcome.js';
 import { drainStage, type StageDrain } from '../runtime/stage.js';
@@ -311,7 +311,8 @@ async function runStep(exec: PipelineExecution, o: ExecutionOptions, d: RunnerDe
       if (big) throw new UsageError(`pipeline ${exec.name}: step ${s.name}: the task ${t.id} is too big: ${big}`, { hint: 'plan smaller tasks: pass keys and let the handler read what it needs' });
     }
     const { queue, policy } = d.queue(s.queue, s.defaults);
-    const { worker, init } = s.worker(run, id, held);
+    // A queue that commits effects with the completion (PostgreSQL) writes a task's rows and its acknowledgement together.
+    const { worker, init } = s.worker(run, id, { held, atomicEffects: commitsEffects(queue) && queue.atomic });
     try {
       // Open tasks an older run of this partition left in this queue are superseded by this run's.
       cancelled = await queue.cancel({ group, keep: new Set(tasks.map((t) => t.id)), by: o.by, reason: `superseded by run ${o.runId}` });

@@ -62,7 +62,8 @@ export function executionOf(def: PipelineDefinition, d: RunnerDeps): PipelineExe
 
 function userStep(def: PipelineDefinition, s: StepDefinition<unknown>, d: RunnerDeps, stateOf: (run: StepRun) => UserRunState, planOf: (run: StepRun) => PartitionPlan): StepExecution {
   const store = d.stores.rows(def.name, s.name);
-  const counts = new Map<string, { written: number; present: number }>();
+  // Rows of the step's identity stored before this run drained it: the rest it wrote.
+  const before = new Map<string, number>();
   return {
     name: s.name,
     after: s.after ?? [],
@@ -86,25 +87,24 @@ function userStep(def: PipelineDefinition, s: StepDefinition<unknown>, d: Runner
         const bad = jsonProblem((t as { payload?: unknown }).payload, 'payload');
         if (bad) throw new UsageError(`pipeline ${def.name}: step ${s.name}: the task of key ${t.key}: tasks are stored as JSON: ${bad}`);
       }
+      before.set(run.run_id, (await store.digest(run.partition, id.identity)).rows);
       return planned.map((t) => ({
         id: taskId(def.name, s.name, run.partition, t.key, id.identity),
         payload: { pipeline: def.name, step: s.name, date: run.partition, as_of: run.as_of, identity: id.identity, key: t.key, input: t.payload } satisfies StepTaskPayload<unknown>,
       }));
     },
-    worker(run, id) {
-      const c = { written: 0, present: 0 };
-      counts.set(run.run_id, c);
+    worker(run, id, { atomicEffects }) {
       // The handler reads what the planner reads, as this run sees it (inputs read once per run);
       // reading what the step does not declare can never succeed: a contract error.
       const reads = asContract(contextFor({ def, plan: planOf(run) }, d, stateOf(run), s));
-      return { worker: stepWorker(def, d, s, run, id.identity, store, c, reads), init: { logger: run.log, workspace: d.ws, env: { pipeline: def.name, step: s.name } } };
+      return { worker: stepWorker(def, d, s, run, id.identity, store, reads, atomicEffects), init: { logger: run.log, workspace: d.ws, env: { pipeline: def.name, step: s.name } } };
     },
     async outputs(run, id) {
-      const c = counts.get(run.run_id) ?? { written: 0, present: 0 };
-      counts.delete(run.run_id);
+      const had = before.get(run.run_id) ?? 0;
+      before.delete(run.run_id);
       const out = await store.digest(run.partition, id.identity);
       // Rows found already stored (a replay) are present, not written; the digest covers both.
-      const written = Math.min(c.written, out.rows);
+      const written = Math.max(0, out.rows - had);
       return [{ path: store.location, rows_written: written, rows_present: out.rows - written, sha256: out.sha256 }];
     },
   };
@@ -215,7 +215,7 @@ export async function identityOf(
  * The worker the runtime drains a step's queue with: checks the task belongs to this run's
  * identity, runs the step's handler in process, stores its rows before the task counts as done.
  */
-function stepWorker(def: PipelineDefinition, d: RunnerDeps, s: StepDefinition<unknown>, run: StepRun, identity: string, store: RowStore, counts: { written: number; present: number }, reads: PartitionContext): WorkerDefinition<StepTaskPayload<unknown>> {
+function stepWorker(def: PipelineDefinition, d: RunnerDeps, s: StepDefinition<unknown>, run: StepRun, identity: string, store: RowStore, reads: PartitionContext, atomicEffects: boolean): WorkerDefinition<StepTaskPayload<unknown>> {
   const inner = s.worker;
   return {
     name: queueOf(def, s),
@@ -238,6 +238,11 @@ function stepWorker(def: PipelineDefinition, d: RunnerDeps, s: StepDefinition<un
       const rows = await inner.handle({ ...task, payload: input }, { ...ctx, step });
       const stored = storedRows(def.name, s.name, p.date, identity, rows);
       if (stored.length === 0) return;
+      if (atomicEffects) {
+        // Written with the acknowledgement, in its transaction: both or neither (a conflict dead-letters the task, 30).
+        ctx.effects.rows(def.name, s.name, stored);
+        return;
+      }
       const put = await store.put(stored);
       if (put.conflicts.length) {
         const c = put.conflicts[0]!;
@@ -253,8 +258,6 @@ function stepWorker(def: PipelineDefinition, d: RunnerDeps, s: StepDefinition<un
         });
         throw new RowConflictError(`replay conflict: ${store.location} already holds ${c.id} with different content (step ${s.name} is not deterministic, or its code changed without its params)`, incident);
       }
-      counts.written += put.written;
-      counts.present += put.present;
     },
   };
 }

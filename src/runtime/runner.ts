@@ -9,7 +9,7 @@ import type { QueuePolicy } from '../config/policy.js';
 import type { DurationRecorder } from '../storage/task-durations.js';
 import { inProcessHost, IsolateStartError, type HandlerHost } from './isolation/host.js';
 import { HandlerError, isInstance, isPermissionDenied, permissionFailure, safeError } from './thrown.js';
-import { ContractError, isUnrecoverable, LeaseLostError, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
+import { isUnrecoverable, LeaseLostError, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
 
 /** Everything the loop touches, passed in: unit tests drive it with a memory queue and a fake clock. */
 export interface RunnerDeps {
@@ -467,7 +467,7 @@ async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: C
     if (r.status === 'conflict') {
       // The same id with other content: no retry can change that (a non-deterministic handler).
       const c = r.conflicts[0]!;
-      throw new ContractError(`replay conflict: ${c.store} already holds ${c.id} with different content (${r.conflicts.length} conflicting row(s)); nothing of this task was written`);
+      throw new EffectConflictError(`replay conflict: ${c.store} already holds ${c.id} with different content (${r.conflicts.length} conflicting row(s)); nothing of this task was written`);
     }
     verdict(r.status === 'completed' ? 'completed' : 'lease_lost');
     return outcome(r.status === 'completed' ? 'completed' : 'lease_lost');
@@ -508,6 +508,18 @@ async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: C
 export function abortPromise(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+/**
+ * A task's rows conflict with rows already stored under the same ids (a non-deterministic handler,
+ * or a store changed by hand): inconsistent state (30), never retried, nothing of the task written.
+ */
+export class EffectConflictError extends MetaspnError {
+  readonly unrecoverable = true;
+  constructor(message: string) {
+    super('STATE_CORRUPT', message, { hint: 'nothing was overwritten. A step whose code changed on purpose changes its output: bump its params (e.g. {version: 2}) so it gets a new identity' });
+    this.name = 'EffectConflictError';
+  }
 }
 
 /** A handler recorded effects and this worker has nowhere to commit them: no task can complete, so the worker stops (exit 64). */

@@ -162,6 +162,28 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
     }
   }, 180_000);
 
+  it("a step's rows are committed with its tasks' acknowledgements: a row changed in the table under the same id makes the replay's task a conflict (30), nothing overwritten", async () => {
+    const env = { METASPN_DATABASE_URL: db.url };
+    const dir = example();
+    const first = runJson(dir, '2026-03-05', env);
+    expect(first.exit_code).toBe(0);
+    const finalize = first.steps.find((x) => x.step === 'finalize')!;
+    const [row] = await sql<{ id: string; body: string }>(`SELECT id, body FROM metaspn.artifact WHERE store = $1 AND date = '2026-03-05' ORDER BY id LIMIT 1`, [`${NAME}.finalize`]);
+    const tampered = row!.body.replace('"ownership":', '"ownership_changed_by_hand":1,"ownership":');
+    await sql(`UPDATE metaspn.artifact SET body = $3 WHERE store = $1 AND id = $2`, [`${NAME}.finalize`, row!.id, tampered]);
+    const again = runJson(dir, '2026-03-05', env);
+    expect(again.exit_code).toBe(30);
+    const failed = again.steps.find((x) => x.step === 'finalize')!;
+    expect(failed).toMatchObject({ identity: finalize.identity, status: 'failed', error: { message: expect.stringMatching(/replay conflict: daily-projections\.finalize already holds row_\w+ with different content \(1 conflicting row\(s\)\); nothing of this task was written/) } });
+    expect(await sql(`SELECT body FROM metaspn.artifact WHERE store = $1 AND id = $2`, [`${NAME}.finalize`, row!.id])).toEqual([{ body: tampered }]);
+    const stores = new PgStores({ setting: { url: db.url, source: 'test' } });
+    try {
+      expect((await stores.pointers.read(NAME, '2026-03-05'))?.run_id).toBe(first.run_id);
+    } finally {
+      await stores.close();
+    }
+  }, 180_000);
+
   it('while another process holds the run lock in the database, a run exits 11 with one line and writes nothing', async () => {
     const dir = example();
     const holder = spawn(process.execPath, [join(ROOT, 'test', 'fixtures', 'hold-pg-run-lock.mjs'), db.url, 'metaspn', NAME], { stdio: ['ignore', 'pipe', 'inherit'] });

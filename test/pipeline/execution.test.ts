@@ -31,7 +31,7 @@ function heldPipeline(o: { failIdentify?: string; previous?: boolean } = {}) {
       return Promise.resolve({ identity: `id-${run.partition}`, params: { as_of: run.as_of }, inputs: [] });
     },
     tasks: (run) => Promise.resolve([0, 1, 2].map((i) => ({ id: `t-${run.partition}-${i}`, payload: { date: run.partition, i } }))),
-    worker: (run, _id, isHeld) => {
+    worker: (run, _id, { held: isHeld }) => {
       held.set(run.run_id, []);
       const worker: WorkerDefinition<{ date: string; i: number }> = {
         name: 'held-only',

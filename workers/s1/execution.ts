@@ -134,7 +134,8 @@ function stageExecution(env: S1Env, stage: StageName, after: readonly StageName[
       const r = await runOf(run);
       return stageTasks(stage, run.partition, id.params as StageParams, r.subjects).map((t) => ({ id: t.id, payload: t.payload }));
     },
-    worker(run, id, held) {
+    // Season 1's workers store their rows through the S1 context (files), at-least-once and idempotent by id.
+    worker(run, id, { held }) {
       s1.resetCounts(stage, run.partition);
       // Several dates at once (a backfill): their rows land in the store in date order, byte for
       // byte as date-by-date runs leave it.
