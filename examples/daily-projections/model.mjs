@@ -115,7 +115,7 @@ export function parseRoster(lines) {
   const out = new Map();
   for (const l of lines) {
     const v = parseLine(file, l);
-    if (typeof v.player !== 'string' || !/^p\d{2,4}$/.test(v.player)) throw new InputLineError(file, l.line, `player must look like p01, got ${JSON.stringify(v.player)}`);
+    if (typeof v.player !== 'string' || !/^p\d{2,6}$/.test(v.player)) throw new InputLineError(file, l.line, `player must look like p01, got ${JSON.stringify(v.player)}`);
     if (out.has(v.player)) throw new InputLineError(file, l.line, `player ${v.player} is listed twice`);
     if (typeof v.name !== 'string' || v.name === '') throw new InputLineError(file, l.line, 'name must be a non-empty string');
     if (typeof v.team !== 'string' || !/^[A-Z]{3}$/.test(v.team)) throw new InputLineError(file, l.line, `team must be three capital letters, got ${JSON.stringify(v.team)}`);

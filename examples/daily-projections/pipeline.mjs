@@ -15,15 +15,18 @@
  * Checks before publish: team_minutes (each team's projected minutes are plausible) and
  * projections_complete (every roster player has a row, someone plays, no projection is absurd).
  *
- * Planners read (inputs, upstream rows, the previous date's output) and hand each task what it
- * needs; handlers compute from their payload alone. That is what lets a retried task, or a
- * replay, write the very same rows. docs/PIPELINES.md walks through this file.
+ * Planners decide the tasks (one per player for sim, one `*` task elsewhere) and pass each what
+ * is its own (a player's minutes and rates); handlers read the rest through `ctx.step` (the inputs
+ * the step's identity covers, upstream rows, the previous date's output), never the files, the
+ * clock or Math.random. That is what lets a retried task, or a replay, write the very same rows,
+ * and keeps payloads small at 100k players. docs/PIPELINES.md walks through this file.
  */
 import { createHash } from 'node:crypto';
 import { ContractError, definePipeline, defineStep, defineWorker } from 'metaspn';
 import { InputLineError, linesOf, linesWithin, parseBoxScores, parseRoster, parseStatus, projectMinutes, projectOwnership, projectRates, simulate, teamMinutes, windowOf } from './model.mjs';
 
 /** @typedef {import('metaspn').PartitionContext} PartitionContext */
+/** @typedef {Pick<PartitionContext, 'partition' | 'input' | 'upstream' | 'previous'>} Reads what planners and handlers (`ctx.step`) both read */
 /** @typedef {{line: number, text: string}} Line */
 /** @typedef {{date: string, minutes: number, points: number, rebounds: number, assists: number}} Game */
 /** @typedef {{key: string, name: string, team: string, position: 'G'|'F'|'C', salary: number, games: Game[]}} IngestRow */
@@ -37,7 +40,7 @@ import { InputLineError, linesOf, linesWithin, parseBoxScores, parseRoster, pars
 /**
  * The rows a step wrote in this run, typed (`ctx.upstream` returns untyped JSON rows).
  * @template {keyof Rows} S
- * @param {PartitionContext} ctx
+ * @param {Reads} ctx
  * @param {S} step
  * @returns {Promise<Rows[S][]>}
  */
@@ -65,17 +68,15 @@ function contract(fn) {
 }
 
 /** The box score lines a partition reads: its window, and nothing of the other dates. */
-function boxScoreWindow(/** @type {PartitionContext} */ ctx) {
+function boxScoreWindow(/** @type {Reads} */ ctx) {
   const { from, to } = windowOf(ctx.partition);
   return { from, to, lines: linesWithin(ctx.input('boxscores.jsonl').text, from, to) };
 }
 
 /** The injury report of the partition's date. */
-function statusOfDate(/** @type {PartitionContext} */ ctx) {
+function statusOfDate(/** @type {Reads} */ ctx) {
   return linesWithin(ctx.input('status.jsonl').text, ctx.partition, ctx.partition);
 }
-
-/** @typedef {{from: string, to: string, boxscores: Line[], players: Line[]}} IngestPayload */
 
 const ingest = defineStep({
   name: 'ingest',
@@ -87,29 +88,29 @@ const ingest = defineStep({
     const w = boxScoreWindow(ctx);
     return { boxscores: { from: w.from, to: w.to, lines: w.lines.length, sha256: sha256(linesText(w.lines)) }, players: ctx.input('players.jsonl').sha256 };
   },
-  // One task: the lines it validates travel in its payload, so it reads exactly what the identity covers.
-  plan(ctx) {
-    const w = boxScoreWindow(ctx);
-    return [{ key: '*', payload: { from: w.from, to: w.to, boxscores: w.lines, players: linesOf(ctx.input('players.jsonl').text) } }];
-  },
+  // One task. Its handler reads the inputs through ctx.step: the very bytes the identity covers.
+  plan: () => [{ key: '*', payload: {} }],
   worker: defineWorker({
-    /** @param {import('metaspn').WorkerTask<IngestPayload>} task @returns {IngestRow[]} */
-    handle(task) {
-      const roster = contract(() => parseRoster(task.payload.players));
-      const games = contract(() => parseBoxScores(task.payload.boxscores, roster));
+    /** @returns {IngestRow[]} */
+    handle(_task, ctx) {
+      const roster = contract(() => parseRoster(linesOf(ctx.step.input('players.jsonl').text)));
+      const games = contract(() => parseBoxScores(boxScoreWindow(ctx.step).lines, roster));
+      // Each player's games, grouped in one pass (a filter per player is quadratic at 100k players).
+      /** @type {Map<string, Game[]>} */
+      const byPlayer = new Map();
+      for (const { player, ...g } of games) {
+        const list = byPlayer.get(player);
+        if (list) list.push(g);
+        else byPlayer.set(player, [g]);
+      }
       return [...roster.values()].map(({ player, ...r }) => ({
         key: player,
         ...r,
-        games: games
-          .filter((g) => g.player === player)
-          .sort((a, b) => (a.date < b.date ? -1 : 1))
-          .map(({ player: _, ...g }) => g),
+        games: (byPlayer.get(player) ?? []).sort((a, b) => (a.date < b.date ? -1 : 1)),
       }));
     },
   }),
 });
-
-/** @typedef {{players: {player: string, team: string, games: Game[]}[], status: Line[]}} MinutesPayload */
 
 const minutes = defineStep({
   name: 'minutes',
@@ -118,20 +119,15 @@ const minutes = defineStep({
   inputs: ['status.jsonl'],
   // Only the date's own injury report counts: a report filed for another date does not restate this one.
   digest: (ctx) => ({ status: { date: ctx.partition, sha256: sha256(linesText(statusOfDate(ctx))) } }),
-  async plan(ctx) {
-    const players = (await upstream(ctx, 'ingest')).map((r) => ({ player: r.key, team: r.team, games: r.games }));
-    return [{ key: '*', payload: { players, status: statusOfDate(ctx) } }];
-  },
+  plan: () => [{ key: '*', payload: {} }],
   worker: defineWorker({
-    /** @param {import('metaspn').WorkerTask<MinutesPayload>} task @returns {MinutesRow[]} */
-    handle(task) {
-      const status = contract(() => parseStatus(task.payload.status));
-      return task.payload.players.map((x) => ({ key: x.player, team: x.team, minutes: projectMinutes(x.games, status.get(x.player)), status: status.get(x.player) ?? 'available' }));
+    /** @returns {Promise<MinutesRow[]>} */
+    async handle(_task, ctx) {
+      const status = contract(() => parseStatus(statusOfDate(ctx.step)));
+      return (await upstream(ctx.step, 'ingest')).map((x) => ({ key: x.key, team: x.team, minutes: projectMinutes(x.games, status.get(x.key)), status: status.get(x.key) ?? 'available' }));
     },
   }),
 });
-
-/** @typedef {{players: {player: string, position: 'G'|'F'|'C', games: Game[]}[]}} RatesPayload */
 
 const RATES = { prior_minutes: 40 };
 
@@ -141,14 +137,11 @@ const rates = defineStep({
   after: ['ingest'],
   // A model parameter: changing it gives this step (and every step after it) a new identity.
   params: RATES,
-  async plan(ctx) {
-    const players = (await upstream(ctx, 'ingest')).map((r) => ({ player: r.key, position: r.position, games: r.games }));
-    return [{ key: '*', payload: { players } }];
-  },
+  plan: () => [{ key: '*', payload: {} }],
   worker: defineWorker({
-    /** @param {import('metaspn').WorkerTask<RatesPayload>} task @returns {RatesRow[]} */
-    handle(task) {
-      return task.payload.players.map((x) => ({ key: x.player, ...projectRates(x.games, x.position, RATES.prior_minutes) }));
+    /** @returns {Promise<RatesRow[]>} */
+    async handle(_task, ctx) {
+      return (await upstream(ctx.step, 'ingest')).map((x) => ({ key: x.key, ...projectRates(x.games, x.position, RATES.prior_minutes) }));
     },
   }),
 });
@@ -174,16 +167,15 @@ const sim = defineStep({
       });
   },
   worker: defineWorker({
-    // The tasks are independent: run four at once.
-    defaults: { concurrency: 4 },
+    // The tasks are independent and short: many at once, so one fsync of the store and one of the
+    // queue cover many of them (group commit).
+    defaults: { concurrency: 64 },
     /** @param {import('metaspn').WorkerTask<SimPayload>} task @returns {SimRow[]} */
     handle(task, ctx) {
       return [{ key: ctx.step.key, ...simulate(task.payload) }];
     },
   }),
 });
-
-/** @typedef {{players: {player: string, mean: number, salary: number}[], previous: [string, number][] | null}} OwnershipPayload */
 
 const OWNERSHIP = { slots: 8, carry: 0.3 };
 
@@ -195,54 +187,45 @@ const ownership = defineStep({
   // backfill runs the dates in order.
   previous: true,
   params: OWNERSHIP,
-  async plan(ctx) {
-    const salary = new Map((await upstream(ctx, 'ingest')).map((r) => [r.key, r.salary]));
-    const players = (await upstream(ctx, 'sim')).map((s) => ({ player: s.key, mean: s.mean, salary: /** @type {number} */ (salary.get(s.key)) }));
-    const before = /** @type {OwnershipRow[] | null} */ (/** @type {unknown} */ (await ctx.previous('ownership')));
-    /** @type {[string, number][] | null} */
-    const previous = before && before.map((r) => [r.key, r.ownership]);
-    return [{ key: '*', payload: { players, previous } }];
-  },
+  plan: () => [{ key: '*', payload: {} }],
   worker: defineWorker({
-    /** @param {import('metaspn').WorkerTask<OwnershipPayload>} task @returns {OwnershipRow[]} */
-    handle(task) {
-      const { players, previous } = task.payload;
-      return projectOwnership(players, previous && new Map(previous), OWNERSHIP).map(({ player, ...o }) => ({ key: player, ...o }));
+    /** @returns {Promise<OwnershipRow[]>} */
+    async handle(_task, ctx) {
+      const salary = new Map((await upstream(ctx.step, 'ingest')).map((r) => [r.key, r.salary]));
+      const players = (await upstream(ctx.step, 'sim')).map((s) => ({ player: s.key, mean: s.mean, salary: /** @type {number} */ (salary.get(s.key)) }));
+      const before = /** @type {OwnershipRow[] | null} */ (/** @type {unknown} */ (await ctx.step.previous('ownership')));
+      const previous = before && new Map(before.map((r) => [r.key, r.ownership]));
+      return projectOwnership(players, previous, OWNERSHIP).map(({ player, ...o }) => ({ key: player, ...o }));
     },
   }),
 });
 
-/** @typedef {{roster: Omit<IngestRow, 'games'>[], minutes: Record<string, MinutesRow>, sims: Record<string, SimRow>, owns: Record<string, OwnershipRow>}} FinalizePayload */
-
 const finalize = defineStep({
   name: 'finalize',
   description: 'one row per roster player: minutes, projection, percentiles, ownership, value',
-  // Fan-in: one task over every player's simulation, and the ownership.
+  // Fan-in: one task over every player's simulation, and the ownership; its handler reads them.
   after: ['sim', 'ownership'],
-  async plan(ctx) {
-    /** @type {<R extends {key: string}>(rows: R[]) => Record<string, R>} */
-    const byKey = (rows) => Object.fromEntries(rows.map((r) => [r.key, r]));
-    const roster = (await upstream(ctx, 'ingest')).map(({ key, name, team, position, salary }) => ({ key, name, team, position, salary }));
-    return [{ key: '*', payload: { roster, minutes: byKey(await upstream(ctx, 'minutes')), sims: byKey(await upstream(ctx, 'sim')), owns: byKey(await upstream(ctx, 'ownership')) } }];
-  },
+  plan: () => [{ key: '*', payload: {} }],
   worker: defineWorker({
-    /** @param {import('metaspn').WorkerTask<FinalizePayload>} task @returns {FinalRow[]} */
-    handle(task) {
-      const p = task.payload;
-      return p.roster.map((r) => {
-        const s = p.sims[r.key] ?? { mean: 0, p10: 0, p50: 0, p90: 0 };
+    /** @returns {Promise<FinalRow[]>} */
+    async handle(_task, ctx) {
+      /** @type {<R extends {key: string}>(rows: R[]) => Map<string, R>} */
+      const byKey = (rows) => new Map(rows.map((r) => [r.key, r]));
+      const p = { minutes: byKey(await upstream(ctx.step, 'minutes')), sims: byKey(await upstream(ctx.step, 'sim')), owns: byKey(await upstream(ctx.step, 'ownership')) };
+      return (await upstream(ctx.step, 'ingest')).map((r) => {
+        const s = p.sims.get(r.key) ?? { mean: 0, p10: 0, p50: 0, p90: 0 };
         return {
           key: r.key,
           name: r.name,
           team: r.team,
           position: r.position,
           salary: r.salary,
-          minutes: p.minutes[r.key]?.minutes ?? 0,
+          minutes: p.minutes.get(r.key)?.minutes ?? 0,
           mean: s.mean,
           p10: s.p10,
           p50: s.p50,
           p90: s.p90,
-          ownership: p.owns[r.key]?.ownership ?? 0,
+          ownership: p.owns.get(r.key)?.ownership ?? 0,
           value: Number((s.mean / (r.salary / 1000)).toFixed(2)),
         };
       });
