@@ -67,6 +67,13 @@ function contract(fn) {
   }
 }
 
+/**
+ * The queue policy of the one-task steps: their handler works through every player at once and
+ * yields little while it does (tens of seconds at 100k players), so its lease is long enough to
+ * outlast that without a heartbeat. The fan-out step keeps the defaults.
+ */
+const WHOLE_DATE = { lease_ms: 10 * 60_000 };
+
 /** The box score lines a partition reads: its window, and nothing of the other dates. */
 function boxScoreWindow(/** @type {Reads} */ ctx) {
   const { from, to } = windowOf(ctx.partition);
@@ -80,6 +87,7 @@ function statusOfDate(/** @type {Reads} */ ctx) {
 
 const ingest = defineStep({
   name: 'ingest',
+  policy: WHOLE_DATE,
   description: 'box scores of the date and the two days before it, checked against the roster',
   inputs: ['boxscores.jsonl', 'players.jsonl'],
   // A late line for another date must not restate this one: the identity covers the lines of the
@@ -114,6 +122,7 @@ const ingest = defineStep({
 
 const minutes = defineStep({
   name: 'minutes',
+  policy: WHOLE_DATE,
   description: "projected minutes of each player's next game (0 when out)",
   after: ['ingest'],
   inputs: ['status.jsonl'],
@@ -133,6 +142,7 @@ const RATES = { prior_minutes: 40 };
 
 const rates = defineStep({
   name: 'rates',
+  policy: WHOLE_DATE,
   description: 'per-minute points, rebounds and assists, shrunk toward position priors',
   after: ['ingest'],
   // A model parameter: changing it gives this step (and every step after it) a new identity.
@@ -181,6 +191,7 @@ const OWNERSHIP = { slots: 8, carry: 0.3 };
 
 const ownership = defineStep({
   name: 'ownership',
+  policy: WHOLE_DATE,
   description: "projected ownership from value, blended with the previous date's published ownership",
   after: ['sim'],
   // It reads the previous date's published output: its identity covers that output, and a
@@ -202,6 +213,7 @@ const ownership = defineStep({
 
 const finalize = defineStep({
   name: 'finalize',
+  policy: WHOLE_DATE,
   description: 'one row per roster player: minutes, projection, percentiles, ownership, value',
   // Fan-in: one task over every player's simulation, and the ownership; its handler reads them.
   after: ['sim', 'ownership'],
