@@ -120,6 +120,9 @@ describe('metaspn alerts check', () => {
     expect(hook.hits[2]!.body).toBe(hook.hits[1]!.body);
 
     // Once the cooldown (60 min by default) has passed since the last delivery, an open alert is sent again, with a new event id.
+    // An event id names the second it was made in: the resend comes in a later second than the first send.
+    const secondNow = (): string => `${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}Z`;
+    await waitFor(() => secondNow() !== sent1.event_id.split('-')[1], 5_000, 'a second later than the first send');
     const state = JSON.parse(readFileSync(statePath(ws), 'utf8'));
     state.alerts['dead_letters_grew:contract'].last_sent_at = new Date(Date.now() - 61 * 60_000).toISOString();
     writeFileSync(statePath(ws), JSON.stringify(state));

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempWorkspace } from './cli.js';
@@ -200,5 +200,9 @@ describe('metaspn smoke', () => {
     const r = await cliIn(['smoke', '--workspace', ws]);
     expect(r.code).toBe(20);
     expect(r.stdout).toMatch(/STATUS=FAIL reason=.*kind/);
+    // A failed smoke keeps its workspace for forensics and names it; the test removes it.
+    const kept = /smoke workspace kept at (\S+)\)/.exec(r.stdout)?.[1];
+    expect(kept).toBeDefined();
+    rmSync(kept!, { recursive: true, force: true });
   });
 });
