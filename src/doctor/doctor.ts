@@ -9,6 +9,7 @@ import { ArtifactStore } from '../storage/store/artifact-store.js';
 import { DateIndexFiles } from '../storage/store/date-index.js';
 import { basename } from 'node:path';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
+import type { PgSetting } from '../backend/pg/setting.js';
 import { Findings, type Finding } from './finding.js';
 import { checkLinks } from './links.js';
 import { checkLocks, removeMutex } from './locks.js';
@@ -111,11 +112,21 @@ export interface DoctorReport {
   repaired: number;
 }
 
-export async function doctor(ws: WorkspacePaths, cfg: WorkspaceConfig | null, opts: { repair: boolean }): Promise<DoctorReport> {
-  const first = await check(ws, cfg);
+export async function doctor(ws: WorkspacePaths, cfg: WorkspaceConfig | null, opts: { repair: boolean; database?: PgSetting | null }): Promise<DoctorReport> {
+  const checkAll = async (): Promise<{ findings: Finding[]; plan: Plan }> => {
+    const r = await check(ws, cfg);
+    // On PostgreSQL, what the database keeps too (read-only; --repair changes nothing there).
+    if (opts.database) {
+      const f = new Findings();
+      await (await import('./pg.js')).checkDatabase(opts.database, f);
+      r.findings.push(...f.list);
+    }
+    return r;
+  };
+  const first = await checkAll();
   if (!opts.repair) return { findings: first.findings, errors: first.findings.filter((x) => x.severity === 'error').length, repaired: 0 };
   const notes = await repair(ws, first.plan);
-  const after = await check(ws, cfg);
+  const after = await checkAll();
   const key = (x: Finding): string => `${x.area}|${x.path}|${x.message}`;
   const still = new Set(after.findings.map(key));
   const findings = first.findings.map((x) => (still.has(key(x)) || x.severity === 'info' ? x : { ...x, repaired: true }));

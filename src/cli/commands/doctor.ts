@@ -6,6 +6,8 @@ import { setExitCode } from '../exit.js';
 import { printJson } from '../format.js';
 import { openWorkspace } from '../options.js';
 import { openSession } from '../session.js';
+import { resolveBackend } from '../../backend/pg/setting.js';
+import { backendFor, databaseUrlOption } from '../backend.js';
 
 export function registerDoctor(program: Command): void {
   program
@@ -14,7 +16,8 @@ export function registerDoctor(program: Command): void {
     .option('--workspace <dir>', 'workspace folder', '.')
     .option('--repair', 'fix torn tails, indexes, stale locks, expired leases, dead-letter files')
     .option('--json', 'print JSON')
-    .action(async (o: { workspace: string; repair?: boolean; json?: boolean }) => {
+    .addOption(databaseUrlOption())
+    .action(async (o: { workspace: string; repair?: boolean; json?: boolean; databaseUrl?: string }) => {
       const ws = openWorkspace(o.workspace);
       let cfg = null;
       try {
@@ -23,7 +26,9 @@ export function registerDoctor(program: Command): void {
         cfg = null;
       }
       const s = o.repair ? openSession(o.workspace, { module: 'doctor' }) : null;
-      const report = await doctor(ws, cfg, { repair: !!o.repair });
+      // On PostgreSQL (--database-url, METASPN_DATABASE_URL or backend.url) the database is checked too.
+      const database = cfg ? backendFor(cfg, o.databaseUrl) : o.databaseUrl !== undefined ? resolveBackend({ flag: o.databaseUrl }) : null;
+      const report = await doctor(ws, cfg, { repair: !!o.repair, database });
       // A config that does not load is bad input (20), as for every other command; any other error is 30 and wins.
       const left = report.findings.filter((x) => x.severity === 'error' && !x.repaired);
       const configOnly = left.length > 0 && left.every((x) => x.area === 'config');
