@@ -19,6 +19,8 @@ export interface BenchArgs {
   runs: number;
   sizes: number[];
   quick: boolean;
+  /** `--full`: the large sizes too (queue 1M with every peer, the example pipeline at 100k players). */
+  full: boolean;
   /** A discarded pass at a small size first, so the JIT and the page cache are warm. */
   warmup: boolean;
   /** Benchmarks to run (`queue`, later `s1`); empty means all. */
@@ -46,7 +48,8 @@ const BULL_ALWAYS_MAX = 20_000;
 const USAGE = `usage: npm run bench -- [--runs N] [--sizes 20k,100k] [--full] [--quick] [--only queue,s1,pipeline,isolation] [--out DIR]
   --runs N        runs per measurement; medians are reported (default 3)
   --sizes LIST    queue task counts, comma separated; k and M suffixes allowed (default 20k,100k)
-  --full          queue sizes 20k,100k,1M and the peers at all of them (about an hour; BullMQ at 1M is most of it)
+  --full          queue sizes 20k,100k,1M and the peers at all of them (about an hour; BullMQ at 1M is most of it);
+                  the example pipeline at 100,000 players too (about 5 minutes)
   --peer-max N    run the peers (SQLite, BullMQ) at queue sizes up to N (default 100k; our queue runs at every size)
   --bull-always-max N  BullMQ with appendfsync always only up to N tasks (default 20k: its fail-once runs at a few hundred/s)
   --no-peers      our queue alone
@@ -144,6 +147,7 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
     runs: runs ?? (quick ? 1 : 3),
     sizes: sizes ?? (quick ? QUICK_SIZES : full ? FULL_SIZES : DEFAULT_SIZES),
     quick,
+    full,
     warmup,
     only,
     outDir,

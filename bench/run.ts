@@ -7,7 +7,7 @@
  *   npm run bench -- --full            queue at 20k, 100k and 1M, peers at every size (about an hour)
  *   npm run bench -- --only queue --sizes 20k,100k,1M --peer-max 100k
  *   npm run bench -- --only s1 --s1-sizes 100k,1M
- *   npm run bench -- --only pipeline         the example pipeline at 150 and 1,500 players
+ *   npm run bench -- --only pipeline         the example pipeline at 150 and 1,500 players (--full: and 100,000)
  *   npm run bench -- --only isolation
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,7 +17,7 @@ import { fmtSize, gitState, parseArgs, progress, timestamp, type BenchArgs } fro
 import { formatIsolationReport, runIsolationBench } from './isolation.js';
 import { formatQueueReport, runQueueBench } from './queue.js';
 import { formatS1Report, runS1Bench } from './s1.js';
-import { DEFAULT_PLAYERS, formatPipelineReport, runPipelineBench } from './pipeline.js';
+import { DEFAULT_PLAYERS, formatPipelineReport, FULL_PLAYERS, runPipelineBench } from './pipeline.js';
 
 interface Bench {
   name: string;
@@ -44,7 +44,7 @@ const BENCHES: Bench[] = [
     name: 'pipeline',
     async run(args) {
       // The example pipeline's sizes are players (entities, one sim task each).
-      const result = await runPipelineBench({ players: args.quick ? [DEFAULT_PLAYERS[0]!] : DEFAULT_PLAYERS, runs: args.runs });
+      const result = await runPipelineBench({ players: args.quick ? [DEFAULT_PLAYERS[0]!] : args.full ? FULL_PLAYERS : DEFAULT_PLAYERS, runs: args.runs });
       return { result, report: formatPipelineReport(result) };
     },
   },
