@@ -104,17 +104,26 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
         clearInterval(tick);
         if (closed) return resolve();
         closed = true;
+        const destroy = (): void => {
+          try {
+            file.destroy();
+          } catch {
+            // Already closed.
+          }
+        };
+        // A log that failed (a full disk) writes nothing more: closed at once, never waited for.
+        if (broken) return destroy(), resolve();
         const t = setTimeout(resolve, ms);
-        file.once('close', () => {
+        const done = (): void => {
           clearTimeout(t);
           resolve();
-        });
+        };
+        file.once('close', done);
+        file.once('error', () => (destroy(), done()));
         try {
           file.end();
         } catch {
-          // Already closed.
-          clearTimeout(t);
-          resolve();
+          done();
         }
       }),
   };
