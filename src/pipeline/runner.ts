@@ -258,7 +258,8 @@ async function runSteps(exec: PipelineExecution, o: ExecutionOptions, d: RunnerD
         st.failed = true;
         st.exit_code = err instanceof RunLockLostError ? EXIT.STATE_CORRUPT : e.exitCode;
         publishError = `${e.message}${e.hint ? ` (${e.hint})` : ''}`;
-        log.error({ event: 'publish_failed', error: e.message }, 'not published');
+        if (err instanceof RunLockLostError) log.error({ event: 'publish_refused', error: e.message }, 'run lock was lost during the run: not publishing');
+        else log.error({ event: 'publish_failed', error: e.message }, 'not published');
         await amendManifest(d, exec, o, last, { status: 'failed', error: { class: 'PublishFailed', message: e.message }, exit_code: st.exit_code });
       }
     }
