@@ -140,6 +140,9 @@ describe('metaspn alerts check', () => {
 
     // Retrying the dead letter resolves its alert (and, with this tiny threshold, the task now waits as ready: a new alert).
     await cli(ws, ['queue', 'retry', 'contract'], 0);
+    // Ready again from the retry on: it must wait past the threshold (60 ms) before the check sees it.
+    const retriedAt = Date.now();
+    await waitFor(() => Date.now() - retriedAt > 100, 5_000, 'the retried task to age past the threshold');
     const r = await cliIn(['alerts', 'check', '--workspace', ws], { env });
     expect(r.code).toBe(60);
     expect(r.stdout).toContain('resolved: dead_letters_grew:contract');
