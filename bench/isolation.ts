@@ -197,14 +197,7 @@ export function formatIsolationReport(res: IsolationBenchResult): string {
       const rs = res.runs.filter((r) => r.isolation === mode && r.concurrency === c);
       const per = median(rs.map((r) => r.per_task_us));
       const rss = rs.map((r) => r.rss_per_slot_mb).filter((v): v is number => v !== null);
-      rows.push([
-        mode,
-        String(c),
-        fmtNum(per, 1),
-        mode === 'none' ? '-' : `+${fmtNum(per - base, 1)}`,
-        fmtNum(median(rs.map((r) => r.first_task_ms)), 1),
-        rss.length ? fmtNum(median(rss), 1) : '-',
-      ]);
+      rows.push([mode, String(c), fmtNum(per, 1), mode === 'none' ? '-' : `+${fmtNum(per - base, 1)}`, fmtNum(median(rs.map((r) => r.first_task_ms)), 1), rss.length ? fmtNum(median(rss), 1) : '-']);
     }
   }
   return [

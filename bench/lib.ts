@@ -269,7 +269,12 @@ export function gitState(cwd = process.cwd()): { head: string | null; dirty_file
   const diff = git(['diff', 'HEAD', '--', 'src']);
   return {
     head,
-    dirty_files: status ? status.split('\n').filter(Boolean).map((l) => l.slice(3)) : [],
+    dirty_files: status
+      ? status
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.slice(3))
+      : [],
     diff_sha1: diff === null ? null : createHash('sha1').update(diff).digest('hex'),
   };
 }

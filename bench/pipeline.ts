@@ -29,7 +29,7 @@ const SLOT_MINUTES = [36, 34, 32, 30, 28, 28, 26, 26];
 
 function teamCode(t: number): string {
   const A = 65;
-  return String.fromCharCode(A + Math.floor(t / 676) % 26, A + Math.floor(t / 26) % 26, A + (t % 26));
+  return String.fromCharCode(A + (Math.floor(t / 676) % 26), A + (Math.floor(t / 26) % 26), A + (t % 26));
 }
 
 /** Writes players.jsonl, boxscores.jsonl and status.jsonl for `count` players, as gen-inputs.mjs does for 40. */
@@ -156,7 +156,19 @@ export function formatPipelineReport(res: PipelineBenchResult): string {
     const ms = med(n, (r) => r.ms);
     const tasks = med(n, (r) => r.tasks);
     const exits = [...new Set(res.runs.filter((r) => r.players === n).map((r) => r.exit_code))].join(',');
-    return [fmtInt(n), fmtInt(med(n, (r) => r.box_lines)), exits, fmtNum(ms / 1000, 2), fmtInt(tasks), fmtInt((tasks / ms) * 1000), fmtNum((ms * 1000) / n, 0), fmtNum(med(n, (r) => r.max_rss_mb), 0)];
+    return [
+      fmtInt(n),
+      fmtInt(med(n, (r) => r.box_lines)),
+      exits,
+      fmtNum(ms / 1000, 2),
+      fmtInt(tasks),
+      fmtInt((tasks / ms) * 1000),
+      fmtNum((ms * 1000) / n, 0),
+      fmtNum(
+        med(n, (r) => r.max_rss_mb),
+        0,
+      ),
+    ];
   });
   const lines = [
     `EXAMPLE PIPELINE daily-projections — pipeline run --date ${res.date}, medians, each run a fresh process on a fresh generated workspace.`,

@@ -322,9 +322,14 @@ async function sqlitePeer(size: number): Promise<PeerRun> {
       sqliteEnqueue(db, 0, size, ENQUEUE_BATCH);
       flushDirty();
       await settle();
-      const d = await sqliteDrain(db, (_p, attempt) => {
-        if (attempt === 1) throw new Error('fails on attempt 1 (benchmark)');
-      }, failPolicy().concurrency, MIN_BACKOFF_MS);
+      const d = await sqliteDrain(
+        db,
+        (_p, attempt) => {
+          if (attempt === 1) throw new Error('fails on attempt 1 (benchmark)');
+        },
+        failPolicy().concurrency,
+        MIN_BACKOFF_MS,
+      );
       if (d.completed !== size || d.failed !== size) throw new Error(`sqlite fail-once: ${d.completed} completed, ${d.failed} failed`);
       return d.ms;
     } finally {
@@ -602,9 +607,26 @@ export function formatQueueReport(r: QueueBenchResult): string {
       ]);
     }
   };
-  thr('bulk enqueue', (s) => s.enqueue_per_s, (s) => s.enqueue_ratio, TARGETS.enqueue_per_s);
-  thr('drain no-op, c8', (s) => s.drain_per_s, (s) => s.drain_ratio, TARGETS.drain_per_s, (s) => s.drain_load_ms);
-  thr('fail once then ok, c8', (s) => s.fail_once_per_s, (s) => s.fail_once_ratio, TARGETS.fail_once_per_s, (s) => s.fail_once_load_ms);
+  thr(
+    'bulk enqueue',
+    (s) => s.enqueue_per_s,
+    (s) => s.enqueue_ratio,
+    TARGETS.enqueue_per_s,
+  );
+  thr(
+    'drain no-op, c8',
+    (s) => s.drain_per_s,
+    (s) => s.drain_ratio,
+    TARGETS.drain_per_s,
+    (s) => s.drain_load_ms,
+  );
+  thr(
+    'fail once then ok, c8',
+    (s) => s.fail_once_per_s,
+    (s) => s.fail_once_ratio,
+    TARGETS.fail_once_per_s,
+    (s) => s.fail_once_load_ms,
+  );
   out.push(table(['measure', 'size', 'tasks/s', 'range', 'ratio', 'µs/task', 'load ms', 'target /s (ratio)', 'status'], rows));
   out.push(`  bulk enqueue: also required ≥${fmtInt(TARGETS.enqueue_required_per_s)}/s.`);
   out.push('  load ms: the first round of a fresh FileQueue (full log replay) before runWorker starts; not in tasks/s.');
@@ -672,11 +694,7 @@ export function formatQueueReport(r: QueueBenchResult): string {
   if (r.summary.length > 1) {
     const lo = r.summary.find((s) => s.size === smallest)!;
     const hi = r.summary.find((s) => s.size === largest)!;
-    const row = (name: string, f: (s: SizeSummary) => number, digits = 2): string[] => [
-      name,
-      ...r.summary.map((s) => fmtNum(f(s), digits)),
-      `${fmtNum(f(hi) / f(lo), 2)}×`,
-    ];
+    const row = (name: string, f: (s: SizeSummary) => number, digits = 2): string[] => [name, ...r.summary.map((s) => fmtNum(f(s), digits)), `${fmtNum(f(hi) / f(lo), 2)}×`];
     out.push(`7. Cost per task by size (µs/task; growth = ${fmtSize(largest)} ÷ ${fmtSize(smallest)}, 1.00× = flat)`);
     out.push(
       table(
@@ -691,11 +709,7 @@ export function formatQueueReport(r: QueueBenchResult): string {
       ),
     );
     const g = (f: (s: SizeSummary) => number): number => f(hi) / f(lo);
-    const flat = [
-      g((s) => 1 / s.enqueue_per_s.median),
-      g((s) => 1 / s.drain_per_s.median),
-      g((s) => 1 / s.fail_once_per_s.median),
-    ];
+    const flat = [g((s) => 1 / s.enqueue_per_s.median), g((s) => 1 / s.drain_per_s.median), g((s) => 1 / s.fail_once_per_s.median)];
     out.push(`  target: flat within ${FLAT_WITHIN}× (bulk enqueue, drain, fail-once): ${verdict(flat.every((x) => x <= FLAT_WITHIN))}`);
   }
   return out.join('\n');
@@ -719,11 +733,13 @@ function formatPeers(r: QueueBenchResult): string[] {
   const out: string[] = [];
   const info = r.peer_info;
   const sizes = r.summary.map((s) => s.size).filter((n) => r.runs.some((x) => x.size === n && Object.keys(x.peers).length > 0));
-  out.push('8. Against peers measured in the same run (tasks/s, medians; ratio = ours ÷ the peer\'s in the same run, median over runs)');
+  out.push("8. Against peers measured in the same run (tasks/s, medians; ratio = ours ÷ the peer's in the same run, median over runs)");
   out.push(
     `   SQLite ${info.sqlite ?? '—'} (better-sqlite3, WAL, synchronous FULL; a transaction per ${fmtInt(ENQUEUE_BATCH)}-task batch; claim with UPDATE … RETURNING, completes and retries in the claim's transaction, ack window ${SQLITE_ACK_WINDOW_MS} ms);`,
   );
-  out.push(`   BullMQ ${info.bullmq ?? '—'} on redis-server ${info.redis ?? '—'} started by the bench, AOF on (appendfsync everysec: up to 1 s of acks lost on power loss; always: durable), RDB off; retry without backoff.`);
+  out.push(
+    `   BullMQ ${info.bullmq ?? '—'} on redis-server ${info.redis ?? '—'} started by the bench, AOF on (appendfsync everysec: up to 1 s of acks lost on power loss; always: durable), RDB off; retry without backoff.`,
+  );
   for (const n of info.notes) out.push(`   note: ${n}`);
   if (sizes.length === 0) return [...out, ''];
   const rows: string[][] = [];
@@ -746,12 +762,7 @@ function formatPeers(r: QueueBenchResult): string[] {
       rows.push(cells);
     }
   }
-  out.push(
-    table(
-      ['measure', 'size', 'metaspn', 'SQLite', '÷', 'BullMQ everysec', '÷', 'BullMQ always', '÷', 'disk lines/s', 'targets'],
-      rows,
-    ),
-  );
+  out.push(table(['measure', 'size', 'metaspn', 'SQLite', '÷', 'BullMQ everysec', '÷', 'BullMQ always', '÷', 'disk lines/s', 'targets'], rows));
   out.push('   disk lines/s: 200-byte lines appended, fdatasync every 100, in the same runs (the ratios of section 2-4 are to this).');
   out.push('');
   return out;

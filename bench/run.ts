@@ -76,7 +76,9 @@ async function main(): Promise<void> {
   if (unknown.length) throw new Error(`unknown benchmark(s): ${unknown.join(', ')} (have: ${BENCHES.map((b) => b.name).join(', ')})`);
   const selected = BENCHES.filter((b) => args.only.length === 0 || args.only.includes(b.name));
   const env = environment();
-  progress(`queue sizes ${args.sizes.join(',')} (peers up to ${args.peers ? fmtSize(args.peerMax) : 'none'}), s1 sizes ${args.s1Sizes.join(',')}, ${args.runs} run(s); node ${process.version}, ${String(env.cpus)} cpus, tmp ${tmpdir()}`);
+  progress(
+    `queue sizes ${args.sizes.join(',')} (peers up to ${args.peers ? fmtSize(args.peerMax) : 'none'}), s1 sizes ${args.s1Sizes.join(',')}, ${args.runs} run(s); node ${process.version}, ${String(env.cpus)} cpus, tmp ${tmpdir()}`,
+  );
 
   const outDir = resolve(args.outDir);
   for (const b of selected) {

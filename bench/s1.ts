@@ -65,7 +65,9 @@ export async function runS1Bench(o: { sizes: number[]; runs: number }): Promise<
         const tasks = subjects + 3;
         const s: S1Run = { signals, subjects, run, ms: m.ms, tasks_per_s: (tasks / m.ms) * 1000, max_rss_mb: m.max_rss_mb, parse_ms, ratio: m.ms / parse_ms };
         runs.push(s);
-        progress(`s1 ${fmtInt(signals)} signals run ${run}/${o.runs}: ${fmtNum(m.ms / 1000, 1)} s, ${fmtInt(s.tasks_per_s)} tasks/s, peak RSS ${fmtNum(m.max_rss_mb, 0)} MB, ${fmtNum(s.ratio, 1)}× the parse of its input`);
+        progress(
+          `s1 ${fmtInt(signals)} signals run ${run}/${o.runs}: ${fmtNum(m.ms / 1000, 1)} s, ${fmtInt(s.tasks_per_s)} tasks/s, peak RSS ${fmtNum(m.max_rss_mb, 0)} MB, ${fmtNum(s.ratio, 1)}× the parse of its input`,
+        );
       });
     }
   }
@@ -80,7 +82,16 @@ export function formatS1Report(res: S1BenchResult): string {
     const rss = med(n, (r) => r.max_rss_mb);
     const ratio = med(n, (r) => r.ratio);
     const verdict = n >= 1_000_000 ? `${ratio <= TARGET_RATIO_1M ? 'met' : 'MISSED'} / ${rss <= TARGET_RSS_MB ? 'met' : 'MISSED'}` : rss <= TARGET_RSS_MB ? 'rss met' : 'rss MISSED';
-    return [fmtInt(n), fmtInt(Math.floor(n / PER_SUBJECT)), fmtNum(ms / 1000, 2), fmtInt(med(n, (r) => r.tasks_per_s)), fmtNum(rss, 0), fmtNum(med(n, (r) => r.parse_ms) / 1000, 2), fmtRatio(med(n, (r) => r.ratio)), verdict];
+    return [
+      fmtInt(n),
+      fmtInt(Math.floor(n / PER_SUBJECT)),
+      fmtNum(ms / 1000, 2),
+      fmtInt(med(n, (r) => r.tasks_per_s)),
+      fmtNum(rss, 0),
+      fmtNum(med(n, (r) => r.parse_ms) / 1000, 2),
+      fmtRatio(med(n, (r) => r.ratio)),
+      verdict,
+    ];
   });
   const lines = [
     'SEASON 1 run-local — medians, each run a fresh process on a fresh generated workspace (10 signals per subject).',

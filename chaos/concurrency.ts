@@ -92,7 +92,13 @@ export async function concurrencySuite(o: ConcurrencyOptions): Promise<Concurren
   const enqueuer = (async () => {
     for (let b = 0; b < o.tasks; b += batch) {
       const file = join(ws, `batch-${b}.jsonl`);
-      writeFileSync(file, ids.slice(b, b + batch).map((id, k) => `${JSON.stringify({ id, payload: { n: b + k, ...(poison.has(id) ? { poison: true } : {}) } })}\n`).join(''));
+      writeFileSync(
+        file,
+        ids
+          .slice(b, b + batch)
+          .map((id, k) => `${JSON.stringify({ id, payload: { n: b + k, ...(poison.has(id) ? { poison: true } : {}) } })}\n`)
+          .join(''),
+      );
       const args = ['queue', 'enqueue', QUEUE, '--workspace', ws, '--file', file, '--json'];
       if (rng.float() < 0.2) {
         // Killed mid-batch: what it acknowledged is durable, and sending the batch again adds the rest once.
@@ -197,7 +203,10 @@ export async function concurrencySuite(o: ConcurrencyOptions): Promise<Concurren
     }
   }
   wroteAt.sort((a, b) => a - b);
-  const gaps = wroteAt.slice(1).map((t, i) => t - wroteAt[i]!).filter((g) => g > 1000);
+  const gaps = wroteAt
+    .slice(1)
+    .map((t, i) => t - wroteAt[i]!)
+    .filter((g) => g > 1000);
   const executions = [...starts.values()].reduce((a, b) => a + b, 0);
   const d = await doctor(ws);
   const final = await run(['queue', 'stats', QUEUE, '--workspace', ws, '--json']);

@@ -174,7 +174,11 @@ export async function corruptionCase(base: string, kind: Kind, variant: Variant,
     }
     case 'store-index':
       // The store trusts its index: cron's next run is the reader that matters. It must not write an id twice.
-      await reader(['s1', 'run-local', '--workspace', ws, '--date', /date=(\d{4}-\d\d-\d\d)/.exec(rel)![1]!], (r) => r.code === 0, () => true);
+      await reader(
+        ['s1', 'run-local', '--workspace', ws, '--date', /date=(\d{4}-\d\d-\d\d)/.exec(rel)![1]!],
+        (r) => r.code === 0,
+        () => true,
+      );
       {
         const dupes = Object.values(duplicateIds(ws)).flat();
         if (dupes.length) fail(`after a damaged ${rel}, run-local wrote ${dupes.length} id(s) a second time (first ${dupes[0]})`);
@@ -185,7 +189,11 @@ export async function corruptionCase(base: string, kind: Kind, variant: Variant,
       await reader(['s1', 'rollback', '--workspace', ws, '--steps', '1', '--dry-run', '--strict', '--reason', 'chaos'], (r) => r.code === 30, named);
       break;
     case 'deadletter':
-      await reader(['queue', 'deadletter', 'list', 'chaos', '--workspace', ws, '--json'], (r) => r.code === 0 && r.stdout.includes(`"${POISON}"`), () => true);
+      await reader(
+        ['queue', 'deadletter', 'list', 'chaos', '--workspace', ws, '--json'],
+        (r) => r.code === 0 && r.stdout.includes(`"${POISON}"`),
+        () => true,
+      );
       break;
     case 'enqueue-input': {
       const before = JSON.parse((await run(['queue', 'stats', 'chaos', '--workspace', ws, '--json'])).stdout) as { ready: number };
@@ -225,7 +233,14 @@ export async function corruptionCase(base: string, kind: Kind, variant: Variant,
           return false;
         }
       });
-    if (!kept) fail(`the torn tail of ${rel} is not in quarantine/ (files: ${filesUnder(ws).filter((f) => f.includes('quarantine')).join(', ') || 'none'})`);
+    if (!kept)
+      fail(
+        `the torn tail of ${rel} is not in quarantine/ (files: ${
+          filesUnder(ws)
+            .filter((f) => f.includes('quarantine'))
+            .join(', ') || 'none'
+        })`,
+      );
   }
 
   // 4. The inputs are fixed by their owner; then, and for every other kind at once, the next run succeeds.
@@ -285,4 +300,3 @@ export async function corruptionCase(base: string, kind: Kind, variant: Variant,
     notes: [...new Set(notes)],
   };
 }
-

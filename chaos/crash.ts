@@ -100,7 +100,12 @@ async function crashLoop(mode: 'run-local' | 'backfill', jobs: Job[], o: CrashOp
   }
 
   const identical = storeHashes(ws).join() === storeHashes(clean).join();
-  if (!identical) anomalies.push({ iteration: o.iterations, what: 'store files differ from the clean run', detail: `chaos ${storeHashes(ws).join(' ')} clean ${storeHashes(clean).join(' ')} (workspaces ${ws} ${clean})` });
+  if (!identical)
+    anomalies.push({
+      iteration: o.iterations,
+      what: 'store files differ from the clean run',
+      detail: `chaos ${storeHashes(ws).join(' ')} clean ${storeHashes(clean).join(' ')} (workspaces ${ws} ${clean})`,
+    });
   const dupes = Object.values(duplicateIds(ws)).flat();
   const left = await undrained(ws);
   const d = await doctor(ws);
@@ -145,5 +150,9 @@ export function crashRunLocal(o: CrashOptions & { dates?: string[] }): Promise<C
 export function crashBackfill(o: CrashOptions & { start?: string; end?: string }): Promise<CrashFigures> {
   const s = o.start ?? '2026-01-03';
   const e = o.end ?? '2026-01-05';
-  return crashLoop('backfill', [{ label: `${s}..${e}`, args: (ws, resume) => ['s1', 'backfill', '--workspace', ws, '--start', s, '--end', e, '--max-parallel', '2', ...(resume ? ['--resume'] : [])] }], o);
+  return crashLoop(
+    'backfill',
+    [{ label: `${s}..${e}`, args: (ws, resume) => ['s1', 'backfill', '--workspace', ws, '--start', s, '--end', e, '--max-parallel', '2', ...(resume ? ['--resume'] : [])] }],
+    o,
+  );
 }

@@ -19,12 +19,10 @@ export interface GenLine {
 }
 
 const kind = fc.constantFrom(...KINDS);
-const ts = fc
-  .record({ d: fc.integer({ min: 0, max: 89 }), s: fc.integer({ min: 0, max: 86_399 }), ms: fc.option(fc.integer({ min: 0, max: 999 }), { nil: undefined }) })
-  .map(({ d, s, ms }) => {
-    const iso = new Date(Date.UTC(2026, 0, 1) + d * 86_400_000 + s * 1000 + (ms ?? 0)).toISOString();
-    return ms === undefined ? iso.replace('.000Z', 'Z') : iso;
-  });
+const ts = fc.record({ d: fc.integer({ min: 0, max: 89 }), s: fc.integer({ min: 0, max: 86_399 }), ms: fc.option(fc.integer({ min: 0, max: 999 }), { nil: undefined }) }).map(({ d, s, ms }) => {
+  const iso = new Date(Date.UTC(2026, 0, 1) + d * 86_400_000 + s * 1000 + (ms ?? 0)).toISOString();
+  return ms === undefined ? iso.replace('.000Z', 'Z') : iso;
+});
 /** Subjects: short, unicode (astral planes, RTL, combining marks), or very long (to 1 MB). */
 const subject = fc.oneof(
   { weight: 6, arbitrary: fc.string({ minLength: 1, maxLength: 12 }).filter((x) => x.length > 0) },
@@ -45,28 +43,38 @@ interface Fields {
 }
 
 const goodFields = (id: string): fc.Arbitrary<Fields> =>
-  fc.record({ ts, subject_ref: subject, kind, value: goodValue, extra: fc.option(fc.dictionary(fc.constantFrom('source', 'note', 'meta'), fc.jsonValue({ maxDepth: 1 })), { nil: undefined }) }).map((r) => {
-    const f: Fields = { signal_id: id, ts: r.ts, subject_ref: r.subject_ref, kind: r.kind };
-    if (r.value !== undefined) f.value = r.value;
-    if (r.extra) Object.assign(f, r.extra);
-    return f;
-  });
+  fc
+    .record({ ts, subject_ref: subject, kind, value: goodValue, extra: fc.option(fc.dictionary(fc.constantFrom('source', 'note', 'meta'), fc.jsonValue({ maxDepth: 1 })), { nil: undefined }) })
+    .map((r) => {
+      const f: Fields = { signal_id: id, ts: r.ts, subject_ref: r.subject_ref, kind: r.kind };
+      if (r.value !== undefined) f.value = r.value;
+      if (r.extra) Object.assign(f, r.extra);
+      return f;
+    });
 
 /** A bad line, built bad for a known reason (text rewrites happen after JSON.stringify). */
 const badLine = (id: string): fc.Arbitrary<GenLine> =>
   goodFields(id).chain((f) =>
     fc.oneof(
       fc.integer({ min: 1, max: 60 }).map((cut) => ({ text: JSON.stringify(f).slice(0, -Math.min(cut, JSON.stringify(f).length - 1)), ok: false, why: 'broken JSON (cut)' })),
-      fc.string({ minLength: 1, maxLength: 30 }).filter((g) => !isJson(g) && g.trim() !== '' && !g.includes('\n')).map((g) => ({ text: g, ok: false, why: 'broken JSON (garbage)' })),
+      fc
+        .string({ minLength: 1, maxLength: 30 })
+        .filter((g) => !isJson(g) && g.trim() !== '' && !g.includes('\n'))
+        .map((g) => ({ text: g, ok: false, why: 'broken JSON (garbage)' })),
       fc.constantFrom('[1,2]', '"text"', '42', 'null', 'true', '{}').map((t) => ({ text: t, ok: false, why: 'not an object' })),
-      fc.constantFrom('signal_id', 'ts', 'subject_ref', 'kind').chain((k) =>
-        fc.constantFrom<unknown>(1, null, true, [], {}, '').map((v) => ({ text: JSON.stringify({ ...f, [k]: v }), ok: false, why: `wrong type: ${k}` })),
-      ),
+      fc
+        .constantFrom('signal_id', 'ts', 'subject_ref', 'kind')
+        .chain((k) => fc.constantFrom<unknown>(1, null, true, [], {}, '').map((v) => ({ text: JSON.stringify({ ...f, [k]: v }), ok: false, why: `wrong type: ${k}` }))),
       fc.constantFrom<unknown>('1', true, null, [], {}).map((v) => ({ text: JSON.stringify({ ...f, value: v }), ok: false, why: 'wrong type: value' })),
-      fc.string({ minLength: 1, maxLength: 10 }).filter((k) => !KINDS.has(k)).map((k) => ({ text: JSON.stringify({ ...f, kind: k }), ok: false, why: 'unknown kind' })),
+      fc
+        .string({ minLength: 1, maxLength: 10 })
+        .filter((k) => !KINDS.has(k))
+        .map((k) => ({ text: JSON.stringify({ ...f, kind: k }), ok: false, why: 'unknown kind' })),
       fc.constantFrom('NaN', 'Infinity', '-Infinity', '1e999', '-1e999').map((v) => ({ text: JSON.stringify({ ...f, value: 0 }).replace('"value":0', `"value":${v}`), ok: false, why: `value ${v}` })),
       fc.double({ min: -1e300, max: -Number.MIN_VALUE, noNaN: true }).map((v) => ({ text: JSON.stringify({ ...f, value: v }), ok: false, why: 'negative value' })),
-      fc.constantFrom('2026-02-30T00:00:00Z', '2026-01-01', '2026-01-01T00:00:00+01:00', '2026-01-01T24:00:00Z', '2026-01-01T00:00:00.1234Z', '').map((t) => ({ text: JSON.stringify({ ...f, ts: t }), ok: false, why: 'bad ts' })),
+      fc
+        .constantFrom('2026-02-30T00:00:00Z', '2026-01-01', '2026-01-01T00:00:00+01:00', '2026-01-01T24:00:00Z', '2026-01-01T00:00:00.1234Z', '')
+        .map((t) => ({ text: JSON.stringify({ ...f, ts: t }), ok: false, why: 'bad ts' })),
       fc.constant({ text: `\uFEFF${JSON.stringify(f)}`, ok: false, why: 'BOM not at the start of the file' }),
       fc.integer({ min: 1 << 20, max: (1 << 20) + 100 }).map((n) => ({ text: `{"signal_id":"${id}","junk":"${'z'.repeat(n)}`, ok: false, why: '1 MB broken line' })),
     ),
@@ -106,7 +114,11 @@ export const signalFile: fc.Arbitrary<GenFile> = fc
   })
   .chain((o) =>
     fc
-      .tuple(...Array.from({ length: o.n }, (_, i) => fc.double({ min: 0, max: 1, noNaN: true }).chain((u) => (u < o.badRate ? badLine(`s${i}`) : goodFields(`s${i}`).map((f) => ({ text: JSON.stringify(f), ok: true, why: '' }))))))
+      .tuple(
+        ...Array.from({ length: o.n }, (_, i) =>
+          fc.double({ min: 0, max: 1, noNaN: true }).chain((u) => (u < o.badRate ? badLine(`s${i}`) : goodFields(`s${i}`).map((f) => ({ text: JSON.stringify(f), ok: true, why: '' })))),
+        ),
+      )
       .map((lines) => ({
         lines,
         crlf: o.crlf,
@@ -197,14 +209,27 @@ export function fuzzParser(runs: number, seed: number): ParserFigures {
       }
       if (badLine !== null) throw new Error(`accepted a file whose line ${badLine} is bad (${why})`);
       for (const s of signals) {
-        if (!Number.isFinite(s.ts_ms) || !(s.value >= 0) || !Number.isFinite(s.value) || !s.subject_ref || !s.signal_id || !KINDS.has(s.kind)) throw new Error(`unsound signal ${JSON.stringify(s).slice(0, 200)}`);
+        if (!Number.isFinite(s.ts_ms) || !(s.value >= 0) || !Number.isFinite(s.value) || !s.subject_ref || !s.signal_id || !KINDS.has(s.kind))
+          throw new Error(`unsound signal ${JSON.stringify(s).slice(0, 200)}`);
       }
       accepted++;
     }),
     { numRuns: runs, seed },
   );
-  if (r.failed) failures.push(`${r.errorInstance instanceof Error ? r.errorInstance.message : String(r.errorInstance)} (seed ${r.seed}, path ${r.counterexamplePath}; shrunk: ${JSON.stringify(r.counterexample).slice(0, 600)})`);
-  return { runs: r.numRuns, seed, accepted_files: accepted, rejected_files: rejected, rejected_by_reason: byReason, longest_line_bytes: longest, failures, duration_ms: Math.round(performance.now() - t0) };
+  if (r.failed)
+    failures.push(
+      `${r.errorInstance instanceof Error ? r.errorInstance.message : String(r.errorInstance)} (seed ${r.seed}, path ${r.counterexamplePath}; shrunk: ${JSON.stringify(r.counterexample).slice(0, 600)})`,
+    );
+  return {
+    runs: r.numRuns,
+    seed,
+    accepted_files: accepted,
+    rejected_files: rejected,
+    rejected_by_reason: byReason,
+    longest_line_bytes: longest,
+    failures,
+    duration_ms: Math.round(performance.now() - t0),
+  };
 }
 
 /** Payloads the S1 workers must refuse as contract errors (dead letters at once, no retry). */
@@ -215,8 +240,14 @@ export function badPayload(configHash: string): fc.Arbitrary<unknown> {
     fc.constantFrom('date', 'as_of', 'config_hash').map((k) => omit(good, k)),
     fc.constantFrom('date', 'as_of', 'config_hash').chain((k) => fc.constantFrom<unknown>(1, null, [], {}, '', 'x').map((v) => ({ ...good, [k]: v }))),
     fc.constantFrom('2026-02-30', '2026-13-01', '26-01-04', '2026-1-4').map((d) => ({ ...good, date: d })),
-    fc.stringMatching(/^[0-9a-f]{16}$/).filter((h) => h !== configHash).map((h) => ({ ...good, config_hash: h })),
-    fc.string({ minLength: 1, maxLength: 8 }).filter((k) => !(k in good)).map((k) => ({ ...good, [k]: 1 })),
+    fc
+      .stringMatching(/^[0-9a-f]{16}$/)
+      .filter((h) => h !== configHash)
+      .map((h) => ({ ...good, config_hash: h })),
+    fc
+      .string({ minLength: 1, maxLength: 8 })
+      .filter((k) => !(k in good))
+      .map((k) => ({ ...good, [k]: 1 })),
   );
 }
 

@@ -100,7 +100,13 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 /** sha256 of each store file ('missing' when absent). */
 export function storeHashes(ws: string): string[] {
-  return STORE_FILES.map((f) => (existsSync(join(ws, 'store', f)) ? createHash('sha256').update(readFileSync(join(ws, 'store', f))).digest('hex') : 'missing'));
+  return STORE_FILES.map((f) =>
+    existsSync(join(ws, 'store', f))
+      ? createHash('sha256')
+          .update(readFileSync(join(ws, 'store', f)))
+          .digest('hex')
+      : 'missing',
+  );
 }
 
 /** Ids that appear more than once in a store file, per file (empty lists when all are unique). */

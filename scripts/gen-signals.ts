@@ -177,9 +177,7 @@ const invoked = process.argv[1];
 if (invoked !== undefined && import.meta.url === pathToFileURL(realpathSync(invoked)).href) {
   main(process.argv.slice(2)).catch((err: unknown) => {
     process.stderr.write(`gen-signals: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.stderr.write(
-      'usage: node dist/scripts/gen-signals.js --out FILE [--subjects 300] [--per-subject 40] [--start 2026-01-01] [--days 42] [--seed 1]\n',
-    );
+    process.stderr.write('usage: node dist/scripts/gen-signals.js --out FILE [--subjects 300] [--per-subject 40] [--start 2026-01-01] [--days 42] [--seed 1]\n');
     process.exitCode = 64;
   });
 }

@@ -112,7 +112,7 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
           }
         };
         // A log that failed (a full disk) writes nothing more: closed at once, never waited for.
-        if (broken) return destroy(), resolve();
+        if (broken) return (destroy(), resolve());
         const t = setTimeout(resolve, ms);
         const done = (): void => {
           clearTimeout(t);

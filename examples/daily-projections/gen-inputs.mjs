@@ -36,7 +36,28 @@ const poisson = (lambda) => {
 
 const TEAMS = ['HBR', 'MSA', 'RVR', 'SUM', 'VLY'];
 const FIRST = ['Avery', 'Blake', 'Cruz', 'Dante', 'Eli', 'Flynn', 'Gray', 'Hayes', 'Idris', 'Jalen', 'Kai', 'Lorne', 'Marek', 'Nico', 'Orin', 'Pax', 'Quinn', 'Rhys', 'Silas', 'Tate'];
-const LAST = ['Abbot', 'Brandt', 'Calloway', 'Dunmore', 'Ellery', 'Fairley', 'Gaskin', 'Holloway', 'Ingram', 'Jessup', 'Kendrick', 'Lattimore', 'Marlow', 'Norcross', 'Okafor', 'Pruitt', 'Quarles', 'Rowan', 'Stroud', 'Thorne'];
+const LAST = [
+  'Abbot',
+  'Brandt',
+  'Calloway',
+  'Dunmore',
+  'Ellery',
+  'Fairley',
+  'Gaskin',
+  'Holloway',
+  'Ingram',
+  'Jessup',
+  'Kendrick',
+  'Lattimore',
+  'Marlow',
+  'Norcross',
+  'Okafor',
+  'Pruitt',
+  'Quarles',
+  'Rowan',
+  'Stroud',
+  'Thorne',
+];
 const POSITIONS = ['G', 'G', 'F', 'F', 'C', 'G', 'F', 'C'];
 /** Minutes of each rotation slot: a team plays 240 (5 x 48). */
 const SLOT_MINUTES = [36, 34, 32, 30, 28, 28, 26, 26];

@@ -142,7 +142,14 @@ export function parseBoxScores(lines, roster) {
     if (!roster.has(v.player)) throw new InputLineError(file, l.line, `player ${JSON.stringify(v.player)} is not in inputs/players.jsonl`);
     if (seen.has(`${v.date}/${v.player}`)) throw new InputLineError(file, l.line, `player ${v.player} has a second line for ${v.date}`);
     seen.add(`${v.date}/${v.player}`);
-    return { date: v.date, player: v.player, minutes: count(file, l, v, 'minutes', 65), points: count(file, l, v, 'points', 120), rebounds: count(file, l, v, 'rebounds', 60), assists: count(file, l, v, 'assists', 60) };
+    return {
+      date: v.date,
+      player: v.player,
+      minutes: count(file, l, v, 'minutes', 65),
+      points: count(file, l, v, 'points', 120),
+      rebounds: count(file, l, v, 'rebounds', 60),
+      assists: count(file, l, v, 'assists', 60),
+    };
   });
 }
 

@@ -48,7 +48,11 @@ export function commandLine(argv: readonly string[] = invocation().argv): string
  * embedder) must not keep a file and a timer per command it ran.
  */
 export async function closeLogs(): Promise<void> {
-  await Promise.all(invocation().logs.splice(0).map((l) => l.close()));
+  await Promise.all(
+    invocation()
+      .logs.splice(0)
+      .map((l) => l.close()),
+  );
 }
 
 /** The log of the workspace the command opened, if it opened one: the CLI logs how it ended there. */

@@ -36,7 +36,10 @@ const q = (key: string, l: Omit<Limit, 'where'>, flags: readonly string[] = []):
 
 export const LIMITS = {
   // Queue policy: queues.defaults / queues.<worker> in the config, METASPN_QUEUE_<KEY>, some flags.
-  max_attempts: { ...q('max_attempts', { min: 1, max: 1000, integer: true, unit: 'tries', what: 'tries before the dead letters' }), where: ['queues.<worker>.max_attempts', 'METASPN_QUEUE_MAX_ATTEMPTS', 'task field max_attempts'] },
+  max_attempts: {
+    ...q('max_attempts', { min: 1, max: 1000, integer: true, unit: 'tries', what: 'tries before the dead letters' }),
+    where: ['queues.<worker>.max_attempts', 'METASPN_QUEUE_MAX_ATTEMPTS', 'task field max_attempts'],
+  },
   backoff_base_ms: q('backoff_base_ms', { min: 0, max: 30 * DAY_MS, integer: true, unit: 'ms', maxText: '30 days', what: 'first retry delay' }),
   backoff_cap_ms: q('backoff_cap_ms', { min: 0, max: 30 * DAY_MS, integer: true, unit: 'ms', maxText: '30 days', what: 'largest retry delay' }),
   backoff_jitter: q('backoff_jitter', { min: 0, max: 1, integer: false, unit: 'fraction', what: 'retry delay spread (0.1 = ±10%)' }),
@@ -68,19 +71,84 @@ export const LIMITS = {
   baseline_runs: { min: 1, max: 100_000, integer: true, unit: 'runs', where: ['--runs', 'reports.baseline_runs'], what: '`baseline capture`: latest runs averaged' },
 
   // The `alerts` section and its variables.
-  'alerts.oldest_ready_max_minutes': { min: 0, minExclusive: true, max: 525_600, integer: false, unit: 'minutes', maxText: '1 year', where: ['alerts.oldest_ready_max_minutes'], what: 'age of the oldest ready task that opens an alert' },
+  'alerts.oldest_ready_max_minutes': {
+    min: 0,
+    minExclusive: true,
+    max: 525_600,
+    integer: false,
+    unit: 'minutes',
+    maxText: '1 year',
+    where: ['alerts.oldest_ready_max_minutes'],
+    what: 'age of the oldest ready task that opens an alert',
+  },
   'alerts.failure_ratio_max': { min: 0, minExclusive: true, max: 1, integer: false, unit: 'fraction', where: ['alerts.failure_ratio_max'], what: 'failure ratio that opens an alert' },
-  'alerts.failure_window_minutes': { min: 0, minExclusive: true, max: 10_080, integer: false, unit: 'minutes', maxText: '7 days', where: ['alerts.failure_window_minutes'], what: 'window of the failure ratio' },
+  'alerts.failure_window_minutes': {
+    min: 0,
+    minExclusive: true,
+    max: 10_080,
+    integer: false,
+    unit: 'minutes',
+    maxText: '7 days',
+    where: ['alerts.failure_window_minutes'],
+    what: 'window of the failure ratio',
+  },
   'alerts.failure_min_attempts': { min: 1, max: 1_000_000, integer: true, unit: 'attempts', where: ['alerts.failure_min_attempts'], what: 'attempts before the failure ratio counts' },
-  'alerts.cooldown_minutes': { min: 0, max: 525_600, integer: false, unit: 'minutes', maxText: '1 year', where: ['alerts.cooldown_minutes', 'METASPN_ALERT_COOLDOWN_MINUTES'], what: 'an open alert is sent again after this' },
+  'alerts.cooldown_minutes': {
+    min: 0,
+    max: 525_600,
+    integer: false,
+    unit: 'minutes',
+    maxText: '1 year',
+    where: ['alerts.cooldown_minutes', 'METASPN_ALERT_COOLDOWN_MINUTES'],
+    what: 'an open alert is sent again after this',
+  },
   alert_timeout_ms: { min: 1, max: 600_000, integer: true, unit: 'ms', maxText: '10 min', where: ['METASPN_ALERT_TIMEOUT_MS'], what: 'one webhook delivery' },
-  signature_tolerance_sec: { min: 0, minExclusive: true, max: 86_400, integer: false, unit: 's', maxText: '1 day', where: ['METASPN_SIGNATURE_TOLERANCE_SEC'], what: 'accepted clock skew of a signature' },
+  signature_tolerance_sec: {
+    min: 0,
+    minExclusive: true,
+    max: 86_400,
+    integer: false,
+    unit: 's',
+    maxText: '1 day',
+    where: ['METASPN_SIGNATURE_TOLERANCE_SEC'],
+    what: 'accepted clock skew of a signature',
+  },
 
   // The `guardrails` section.
-  'guardrails.total_score_ratio.max_ratio': { min: 1, minExclusive: true, max: 1_000_000, integer: false, unit: 'ratio', where: ['guardrails.total_score_ratio.max_ratio'], what: 'total_score against the recent mean' },
-  'guardrails.subjects_scored_drop.max_drop': { min: 0, minExclusive: true, max: 1, integer: false, unit: 'fraction', where: ['guardrails.subjects_scored_drop.max_drop'], what: 'drop of subjects_scored that halts' },
-  'guardrails.window': { min: 1, max: 1000, integer: true, unit: 'dates', where: ['guardrails.total_score_ratio.window', 'guardrails.subjects_scored_drop.window'], what: 'published dates a guardrail compares with' },
-  'guardrails.min_history': { min: 1, max: 1000, integer: true, unit: 'dates', where: ['guardrails.total_score_ratio.min_history', 'guardrails.subjects_scored_drop.min_history'], what: 'published dates before a guardrail applies' },
+  'guardrails.total_score_ratio.max_ratio': {
+    min: 1,
+    minExclusive: true,
+    max: 1_000_000,
+    integer: false,
+    unit: 'ratio',
+    where: ['guardrails.total_score_ratio.max_ratio'],
+    what: 'total_score against the recent mean',
+  },
+  'guardrails.subjects_scored_drop.max_drop': {
+    min: 0,
+    minExclusive: true,
+    max: 1,
+    integer: false,
+    unit: 'fraction',
+    where: ['guardrails.subjects_scored_drop.max_drop'],
+    what: 'drop of subjects_scored that halts',
+  },
+  'guardrails.window': {
+    min: 1,
+    max: 1000,
+    integer: true,
+    unit: 'dates',
+    where: ['guardrails.total_score_ratio.window', 'guardrails.subjects_scored_drop.window'],
+    what: 'published dates a guardrail compares with',
+  },
+  'guardrails.min_history': {
+    min: 1,
+    max: 1000,
+    integer: true,
+    unit: 'dates',
+    where: ['guardrails.total_score_ratio.min_history', 'guardrails.subjects_scored_drop.min_history'],
+    what: 'published dates before a guardrail applies',
+  },
 
   // The Season 1 sections (workers/s1/config.ts).
   'season.daily_pool_units': { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true, unit: 'units', maxText: '2^53-1', where: ['season.daily_pool_units'], what: 'units split per date' },
@@ -100,7 +168,15 @@ export const LIMITS = {
   payload_bytes: { min: 0, max: 1_048_576, integer: true, unit: 'bytes', maxText: '1 MiB', where: ['task payload (--payload, task lines)'], what: 'one payload as JSON text' },
   task_file_bytes: { min: 0, max: 268_435_456, integer: true, unit: 'bytes', maxText: '256 MiB', where: ['queue enqueue --file'], what: 'size of one task file (split bigger ones)' },
   config_bytes: { min: 0, max: 1_048_576, integer: true, unit: 'bytes', maxText: '1 MiB', where: ['metaspn.config.json'], what: 'size of the config file' },
-  json_integer: { min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER, integer: true, unit: 'integer', maxText: '2^53-1', where: ['every JSON number written without fraction or exponent'], what: 'integer literals beyond it are refused unless they read back as themselves' },
+  json_integer: {
+    min: -Number.MAX_SAFE_INTEGER,
+    max: Number.MAX_SAFE_INTEGER,
+    integer: true,
+    unit: 'integer',
+    maxText: '2^53-1',
+    where: ['every JSON number written without fraction or exponent'],
+    what: 'integer literals beyond it are refused unless they read back as themselves',
+  },
 } as const satisfies Record<string, Limit>;
 
 export type LimitKey = keyof typeof LIMITS;
@@ -118,12 +194,7 @@ export function rangeText(key: LimitKey): string {
 /** null when `v` is in the range of `key`, else the rule it breaks: `must be a whole number from 1 to 1000 tries`. */
 export function checkLimit(key: LimitKey, v: unknown): string | null {
   const l: Limit = LIMITS[key];
-  const ok =
-    typeof v === 'number' &&
-    Number.isFinite(v) &&
-    (!l.integer || Number.isInteger(v)) &&
-    (l.minExclusive ? v > l.min : v >= l.min) &&
-    v <= l.max;
+  const ok = typeof v === 'number' && Number.isFinite(v) && (!l.integer || Number.isInteger(v)) && (l.minExclusive ? v > l.min : v >= l.min) && v <= l.max;
   return ok ? null : `must be ${rangeText(key)}`;
 }
 

@@ -32,14 +32,19 @@ const CORE_KEYS = {
       // zod reports a record key that fails its schema as "Invalid key in record": say the rule.
       for (const k of Object.keys(v)) {
         if (!/^[a-z][a-z0-9_-]{0,63}$/.test(k)) ctx.addIssue({ code: 'custom', path: [k], params: { about: 'key' }, message: `pipeline name ${JSON.stringify(k)} must match [a-z][a-z0-9_-]{0,63}` });
-        else if (bundledPipelines().some((p) => p.name === k)) ctx.addIssue({ code: 'custom', path: [k], params: { about: 'key' }, message: `${k} is the bundled pipeline's name (metaspn ${k} …); name yours otherwise` });
+        else if (bundledPipelines().some((p) => p.name === k))
+          ctx.addIssue({ code: 'custom', path: [k], params: { about: 'key' }, message: `${k} is the bundled pipeline's name (metaspn ${k} …); name yours otherwise` });
       }
     })
     .optional(),
 };
 
 function fileSchema() {
-  const extra = Object.fromEntries(bundledPipelines().flatMap((p) => p.config?.keys ?? []).map((k) => [k, z.unknown().optional()]));
+  const extra = Object.fromEntries(
+    bundledPipelines()
+      .flatMap((p) => p.config?.keys ?? [])
+      .map((k) => [k, z.unknown().optional()]),
+  );
   return z.object({ ...extra, ...CORE_KEYS }).strict();
 }
 
@@ -68,7 +73,6 @@ export interface WorkspaceConfig {
   backend?: BackendConfig;
 }
 
-
 /**
  * Reads, checks and completes metaspn.config.json (and the METASPN_QUEUE_* variables).
  * @throws DataInvalidError (20) naming the file, the key and the rule; the line of a JSON syntax error.
@@ -88,7 +92,16 @@ export function loadConfig(ws: WorkspacePaths, env: NodeJS.ProcessEnv = process.
   }
   const alerts = configSection(file, data, 'alerts', alertsConfigSchema);
   const reports = configSection(file, data, 'reports', reportsConfigSchema);
-  return { ...sections, file, queues: (data.queues as Record<string, PartialPolicy> | undefined) ?? {}, env: policyFromEnv(env), alerts, reports, pipelines: (data.pipelines as Record<string, string> | undefined) ?? {}, ...(data.backend !== undefined ? { backend: data.backend as BackendConfig } : {}) } as WorkspaceConfig;
+  return {
+    ...sections,
+    file,
+    queues: (data.queues as Record<string, PartialPolicy> | undefined) ?? {},
+    env: policyFromEnv(env),
+    alerts,
+    reports,
+    pipelines: (data.pipelines as Record<string, string> | undefined) ?? {},
+    ...(data.backend !== undefined ? { backend: data.backend as BackendConfig } : {}),
+  } as WorkspaceConfig;
 }
 
 /** A config error: the file, the rule, and where the ranges are documented (exit 20). */

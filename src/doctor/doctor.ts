@@ -63,7 +63,12 @@ function checkConfig(ws: WorkspacePaths, f: Findings): WorkspaceConfig | null {
     if (!(err instanceof DataInvalidError)) throw err;
     const inFile = err.message.startsWith(`${ws.config}:`);
     const where = inFile ? relative(ws.root, ws.config) : err.message.split(':')[0]!;
-    const message = inFile ? err.message.slice(ws.config.length + 1).replace(/^(\d+): /, 'line $1: ').trim() : err.message.slice(where.length + 1).trim();
+    const message = inFile
+      ? err.message
+          .slice(ws.config.length + 1)
+          .replace(/^(\d+): /, 'line $1: ')
+          .trim()
+      : err.message.slice(where.length + 1).trim();
     f.error('config', where, message, 'fix it (docs/LIMITS.md lists every range); every command that reads it exits 20 until then');
     return null;
   }

@@ -33,7 +33,12 @@ export function checkLinks(ws: WorkspacePaths, f: Findings): string[] {
       } catch {
         // named all the same
       }
-      f.error('link', relative(ws.root, path), `is a symbolic link (to ${target}); metaspn does not follow links inside the workspace, so commands that reach it exit 30`, 'remove the link; if the file it points to belongs to the workspace, move it here in its place');
+      f.error(
+        'link',
+        relative(ws.root, path),
+        `is a symbolic link (to ${target}); metaspn does not follow links inside the workspace, so commands that reach it exit 30`,
+        'remove the link; if the file it points to belongs to the workspace, move it here in its place',
+      );
       return;
     }
     if (!st.isDirectory()) return;

@@ -26,9 +26,19 @@ export function checkLocks(ws: WorkspacePaths, f: Findings, now = Date.now()): {
     const p = st.payload;
     if (p?.active === 1 && (st.stale_reason === 'pid_dead' || st.stale_reason === 'holder_gone')) {
       staleRunLocks.push(name);
-      f.warn('lock', rel(st.path), `run lock ${name} is stale (${st.stale_reason}): pid ${p.pid} on ${p.host} since ${p.start_ts_utc} no longer holds it`, 'the next run takes it over by itself; --repair releases it now');
+      f.warn(
+        'lock',
+        rel(st.path),
+        `run lock ${name} is stale (${st.stale_reason}): pid ${p.pid} on ${p.host} since ${p.start_ts_utc} no longer holds it`,
+        'the next run takes it over by itself; --repair releases it now',
+      );
     } else if (p?.active === 1 && st.stale_reason === 'ttl_expired') {
-      f.warn('lock', rel(st.path), `run lock ${name} is held past its TTL (${p.ttl_sec}s): pid ${p.pid} on ${p.host} since ${p.start_ts_utc} is still alive`, 'the next run takes it over (and this one then refuses to publish); if it is hung, stop it. --repair never takes a lock from a live process');
+      f.warn(
+        'lock',
+        rel(st.path),
+        `run lock ${name} is held past its TTL (${p.ttl_sec}s): pid ${p.pid} on ${p.host} since ${p.start_ts_utc} is still alive`,
+        'the next run takes it over (and this one then refuses to publish); if it is hung, stop it. --repair never takes a lock from a live process',
+      );
     } else if (st.exists && !p && !st.held) {
       staleRunLocks.push(name);
       f.warn('lock', rel(st.path), `run lock ${name}: the payload is unreadable and no live process holds the lock`, 'the next run takes it over and rewrites it; --repair does it now');

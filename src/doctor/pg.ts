@@ -35,14 +35,24 @@ export async function checkDatabase(setting: PgSetting, f: Findings): Promise<vo
       return;
     }
     if (version > LATEST_VERSION) {
-      f.error('database', `${where}.schema_migrations`, `schema version ${version} is newer than this metaspn knows (${LATEST_VERSION})`, 'run a metaspn at least as new as the one that migrated it, on every host');
+      f.error(
+        'database',
+        `${where}.schema_migrations`,
+        `schema version ${version} is newer than this metaspn knows (${LATEST_VERSION})`,
+        'run a metaspn at least as new as the one that migrated it, on every host',
+      );
       return;
     }
-    if (version < LATEST_VERSION) f.warn('database', `${where}.schema_migrations`, `schema version ${version}, behind this metaspn (${LATEST_VERSION})`, 'metaspn db migrate (commands also migrate at start)');
+    if (version < LATEST_VERSION)
+      f.warn('database', `${where}.schema_migrations`, `schema version ${version}, behind this metaspn (${LATEST_VERSION})`, 'metaspn db migrate (commands also migrate at start)');
 
     // Counters against the rows they count, per queue and state.
-    const counted = await pool.query<{ queue: string; kind: number; n: string }>(`SELECT queue, kind, sum(n)::text AS n FROM ${s}.queue_counts WHERE kind = ANY($1::smallint[]) GROUP BY queue, kind`, [Object.keys(EXACT_STATES).map(Number)]);
-    const rows = await pool.query<{ queue: string; state: number; n: string }>(`SELECT queue, state, count(*)::text AS n FROM ${s}.task WHERE state = ANY($1::smallint[]) GROUP BY queue, state`, [Object.keys(EXACT_STATES).map(Number)]);
+    const counted = await pool.query<{ queue: string; kind: number; n: string }>(`SELECT queue, kind, sum(n)::text AS n FROM ${s}.queue_counts WHERE kind = ANY($1::smallint[]) GROUP BY queue, kind`, [
+      Object.keys(EXACT_STATES).map(Number),
+    ]);
+    const rows = await pool.query<{ queue: string; state: number; n: string }>(`SELECT queue, state, count(*)::text AS n FROM ${s}.task WHERE state = ANY($1::smallint[]) GROUP BY queue, state`, [
+      Object.keys(EXACT_STATES).map(Number),
+    ]);
     const key = (q: string, k: number): string => `${q}\u0000${k}`;
     const have = new Map(counted.rows.map((r) => [key(r.queue, r.kind), Number(r.n)]));
     const real = new Map(rows.rows.map((r) => [key(r.queue, r.state), Number(r.n)]));
@@ -50,14 +60,21 @@ export async function checkDatabase(setting: PgSetting, f: Findings): Promise<vo
       const [queue, kind] = k.split('\u0000') as [string, string];
       const a = have.get(k) ?? 0;
       const b = real.get(k) ?? 0;
-      if (a !== b) f.error('database', `${where}.queue_counts/${queue}`, `${EXACT_STATES[Number(kind)]} tasks counted ${a}, rows ${b}`, 'the counters drifted from the rows: report it (queue stats reads the counters)');
+      if (a !== b)
+        f.error(
+          'database',
+          `${where}.queue_counts/${queue}`,
+          `${EXACT_STATES[Number(kind)]} tasks counted ${a}, rows ${b}`,
+          'the counters drifted from the rows: report it (queue stats reads the counters)',
+        );
     }
 
     // Leases past their expiry: a worker gone without releasing them (the next claim takes them back).
     const expired = await pool.query<{ queue: string; n: string }>(`SELECT queue, count(*)::text AS n FROM ${s}.task WHERE state = 2 AND t < now() GROUP BY queue ORDER BY queue`);
-    for (const r of expired.rows) f.info('database', `${where}.task/${r.queue}`, `${r.n} lease(s) past their expiry`, 'the next claim on the queue takes them back (metaspn worker run, or a run of its pipeline)');
+    for (const r of expired.rows)
+      f.info('database', `${where}.task/${r.queue}`, `${r.n} lease(s) past their expiry`, 'the next claim on the queue takes them back (metaspn worker run, or a run of its pipeline)');
   } catch (err) {
-    f.error('database', where, pgError(err, setting, 'checking the database').message, 'check the database is reachable and the schema is metaspn\'s');
+    f.error('database', where, pgError(err, setting, 'checking the database').message, "check the database is reachable and the schema is metaspn's");
     return;
   } finally {
     await pool.end().catch(() => undefined);
@@ -67,7 +84,8 @@ export async function checkDatabase(setting: PgSetting, f: Findings): Promise<vo
   const stores = new PgStores({ setting });
   try {
     const ledger = await stores.readLedger();
-    for (const p of ledger.problems) f.error('ledger', `${where}.ledger`, `entry ${p.line}: ${p.rule}`, 'the ledger was changed outside metaspn: restore it from a backup; rollbacks refuse to read past it');
+    for (const p of ledger.problems)
+      f.error('ledger', `${where}.ledger`, `entry ${p.line}: ${p.rule}`, 'the ledger was changed outside metaspn: restore it from a backup; rollbacks refuse to read past it');
   } catch (err) {
     f.error('ledger', `${where}.ledger`, (err as Error).message, 'check the database is reachable');
   } finally {

@@ -66,20 +66,35 @@ export async function checkPipelines(ws: WorkspacePaths, defs: readonly Pipeline
           const m = (await d.stores.manifests.list(def.name, s.name, date)).find((x) => x.run_id === ptr.run_id);
           const identity = ptr.steps?.[s.name];
           if (!m || m.status !== 'success' || !identity) {
-            f.error('pointer', rel, `names run ${ptr.run_id}, which has no successful ${s.name} manifest`, `re-run it (metaspn pipeline run ${def.name} --workspace ${ws.root} --date ${date}) or roll the pointer back`);
+            f.error(
+              'pointer',
+              rel,
+              `names run ${ptr.run_id}, which has no successful ${s.name} manifest`,
+              `re-run it (metaspn pipeline run ${def.name} --workspace ${ws.root} --date ${date}) or roll the pointer back`,
+            );
             whole = false;
             break;
           }
           const location = d.stores.rows(def.name, s.name).location;
           if (rowsDigest(ws, location, date, identity) !== m.outputs[0]?.sha256) {
-            f.error('manifest', `manifests/${s.name}/date=${date}/run=${ptr.run_id}/manifest.json`, `its recorded output hash no longer matches ${location} for ${date}`, 'the store changed under a published run: restore it from a backup, then run doctor again');
+            f.error(
+              'manifest',
+              `manifests/${s.name}/date=${date}/run=${ptr.run_id}/manifest.json`,
+              `its recorded output hash no longer matches ${location} for ${date}`,
+              'the store changed under a published run: restore it from a backup, then run doctor again',
+            );
             whole = false;
           }
         }
         if (!whole) continue;
         const st = await staleness(def, { partition: date, as_of: ptr.params.as_of, provisional: false }, d);
         if (st.state === 'stale') {
-          f.warn('stale', rel, `${def.name} ${date} is stale: ${st.changed.join(', ')} would run with other inputs now (an input or an upstream partition changed since run ${ptr.run_id} was published)`, `re-run it: metaspn pipeline run ${def.name} --workspace ${ws.root} --date ${date} (or pipeline backfill --resume over the range)`);
+          f.warn(
+            'stale',
+            rel,
+            `${def.name} ${date} is stale: ${st.changed.join(', ')} would run with other inputs now (an input or an upstream partition changed since run ${ptr.run_id} was published)`,
+            `re-run it: metaspn pipeline run ${def.name} --workspace ${ws.root} --date ${date} (or pipeline backfill --resume over the range)`,
+          );
         }
       }
     } finally {

@@ -65,8 +65,16 @@ export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, clock:
       repairable = true;
     }
     if (log.corrupt.length) {
-      const where = log.corrupt.slice(0, 5).map((c) => c.offset).join(', ');
-      f.error('queue', rel(path), `${log.corrupt.length} record(s) fail their checksum (offsets ${where}${log.corrupt.length > 5 ? ', …' : ''}); they are skipped`, '--repair compacts the log, setting them aside in quarantine/');
+      const where = log.corrupt
+        .slice(0, 5)
+        .map((c) => c.offset)
+        .join(', ');
+      f.error(
+        'queue',
+        rel(path),
+        `${log.corrupt.length} record(s) fail their checksum (offsets ${where}${log.corrupt.length > 5 ? ', …' : ''}); they are skipped`,
+        '--repair compacts the log, setting them aside in quarantine/',
+      );
       repairable = true;
     }
     if (log.idx.refused > 0) f.info('queue', rel(path), `${log.idx.refused} record(s) refused on replay (stale leases, races lost): harmless`);
@@ -94,7 +102,12 @@ export function checkQueue(ws: WorkspacePaths, name: string, f: Findings, clock:
     const missing = [...deadIds].filter((id) => !onDisk.has(id) || files.read(id) === null);
     const orphans = [...onDisk].filter((id) => !deadIds.has(id));
     if (missing.length || orphans.length) {
-      f.warn('deadletter', rel(files.dir), `${missing.length} dead-letter file(s) missing or unreadable, ${orphans.length} for tasks no longer dead`, 'the log is the authority: --repair (or any queue command) rewrites them from it');
+      f.warn(
+        'deadletter',
+        rel(files.dir),
+        `${missing.length} dead-letter file(s) missing or unreadable, ${orphans.length} for tasks no longer dead`,
+        'the log is the authority: --repair (or any queue command) rewrites them from it',
+      );
       repairable = true;
     }
     if (fstatSync(fd).size > 0 && !safeExists(join(dir, 'stats.json'))) f.info('queue', rel(dir), 'no stats.json: queue stats replays the log until the next write');
@@ -119,11 +132,28 @@ export function noteSalvage(ws: WorkspacePaths, done: ConflictRepair, f: Finding
     f.info('queue', rel, `${s.relocated.length} task(s) placed in a taken slot kept in a slot of their own: ${some(moved)}`);
   }
   if (s.duplicates.length) f.info('queue', rel, `${s.duplicates.length} id(s) placed again kept once: ${some(s.duplicates.map((x) => `${x.id} (byte ${x.offset})`))}`);
-  if (s.made_ready.length) f.info('queue', rel, `${s.made_ready.length} task(s) the conflict touched made ready again (they may run twice; artifacts dedupe by id): ${some(s.made_ready.map((x) => `${x.id} (was ${x.was})`))}`);
-  if (s.left.length) f.info('queue', rel, `${s.left.length} task(s) the conflict touched left as they were (dead-lettered, or completed with only a tombstone left): ${some(s.left.map((x) => `${x.id} (${x.state})`))}`);
+  if (s.made_ready.length)
+    f.info(
+      'queue',
+      rel,
+      `${s.made_ready.length} task(s) the conflict touched made ready again (they may run twice; artifacts dedupe by id): ${some(s.made_ready.map((x) => `${x.id} (was ${x.was})`))}`,
+    );
+  if (s.left.length)
+    f.info(
+      'queue',
+      rel,
+      `${s.left.length} task(s) the conflict touched left as they were (dead-lettered, or completed with only a tombstone left): ${some(s.left.map((x) => `${x.id} (${x.state})`))}`,
+    );
   if (s.impossible.length) {
     const kept = s.impossible.filter((x) => x.kept).length;
-    f.info('queue', rel, `${s.impossible.length} record(s) holding impossible values (${kept} task(s) kept as ready, the other records skipped): ${some(s.impossible.map((x) => `byte ${x.offset}: ${x.reason}`), 5)}`);
+    f.info(
+      'queue',
+      rel,
+      `${s.impossible.length} record(s) holding impossible values (${kept} task(s) kept as ready, the other records skipped): ${some(
+        s.impossible.map((x) => `byte ${x.offset}: ${x.reason}`),
+        5,
+      )}`,
+    );
   }
   if (s.skipped) f.info('queue', rel, `${s.skipped} record(s) or lease(s) naming no task skipped`);
 }

@@ -95,7 +95,14 @@ export async function repairRecords(ws: WorkspacePaths, pipeline: string, log: L
     } else {
       let lock;
       try {
-        lock = await acquireRunLock({ locksDir: ws.locks, name: pipeline, cmd: 'metaspn doctor --repair', reason: 'doctor --repair: rewriting damaged pointers from the ledger', onLockHeld: 'retryable', log });
+        lock = await acquireRunLock({
+          locksDir: ws.locks,
+          name: pipeline,
+          cmd: 'metaspn doctor --repair',
+          reason: 'doctor --repair: rewriting damaged pointers from the ledger',
+          onLockHeld: 'retryable',
+          log,
+        });
       } catch (err) {
         left.push(`damaged pointers not rewritten: ${(err as Error).message}`);
       }
@@ -107,7 +114,10 @@ export async function repairRecords(ws: WorkspacePaths, pipeline: string, log: L
             const to = quarantineFile(ws, err.path);
             const ptr = now.get(date);
             if (ptr) writePointer(ws, ptr);
-            log.warn({ event: 'pointer_repaired', date, pointer: relative(ws.root, err.path), quarantined: relative(ws.root, to), run_id: ptr?.run_id ?? null }, ptr ? `pointer of ${date} rewritten from the ledger` : `pointer of ${date} set aside (no publish in the ledger)`);
+            log.warn(
+              { event: 'pointer_repaired', date, pointer: relative(ws.root, err.path), quarantined: relative(ws.root, to), run_id: ptr?.run_id ?? null },
+              ptr ? `pointer of ${date} rewritten from the ledger` : `pointer of ${date} set aside (no publish in the ledger)`,
+            );
           }
         } finally {
           await lock.release();
@@ -159,7 +169,12 @@ export async function checkPointers(ws: WorkspacePaths, pipeline: string, stores
     const digests = storeDigests(join(ws.store, file), new Set(mine.map((w) => `${w.date}|${w.p}`)));
     for (const w of mine) {
       if (digests.get(`${w.date}|${w.p}`) !== w.sha) {
-        f.error('manifest', relative(ws.root, join(ws.manifests, w.step, `date=${w.date}`, `run=${w.run}`, 'manifest.json')), `its recorded output hash no longer matches ${file} for ${w.date}`, 'the store changed under a published run: restore the store from a backup, then run doctor again');
+        f.error(
+          'manifest',
+          relative(ws.root, join(ws.manifests, w.step, `date=${w.date}`, `run=${w.run}`, 'manifest.json')),
+          `its recorded output hash no longer matches ${file} for ${w.date}`,
+          'the store changed under a published run: restore the store from a backup, then run doctor again',
+        );
       }
     }
   }
@@ -201,4 +216,3 @@ function safe(dir: string): string[] {
     return [];
   }
 }
-

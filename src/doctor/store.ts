@@ -58,7 +58,13 @@ export function checkStore(ws: WorkspacePaths, path: string, f: Findings): Store
   } finally {
     closeSync(fd);
   }
-  if (bad.length) f.error('store', rel, `${bad.length} line(s) are not JSON rows with an id and a date (lines ${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', …' : ''})`, 'not repaired automatically (it would mean deleting data): restore the file from a backup, or move the lines out by hand');
+  if (bad.length)
+    f.error(
+      'store',
+      rel,
+      `${bad.length} line(s) are not JSON rows with an id and a date (lines ${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', …' : ''})`,
+      'not repaired automatically (it would mean deleting data): restore the file from a backup, or move the lines out by hand',
+    );
   if (dupes.length) f.error('store', rel, `${dupes.length} id(s) appear twice (first ${dupes[0]})`, 'artifacts must be written once: restore from a backup; re-runs never write an id twice');
   const index = new DateIndexFiles(join(ws.store, '.index', basename(path, '.jsonl')));
   const meta = index.meta();

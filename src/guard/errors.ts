@@ -4,15 +4,7 @@ import { EXIT, type ExitName } from './exit-codes.js';
  * Every error we raise on purpose carries a string `code`; one table maps codes to exit codes.
  * `hint` is the one line that tells the operator the fix.
  */
-export type ErrorCode =
-  | 'BUSINESS_REJECT'
-  | 'BUSINESS_SKIP'
-  | 'DATA_INVALID'
-  | 'STATE_CORRUPT'
-  | 'LOCK_TIMEOUT'
-  | 'INTERNAL_ERROR'
-  | 'ANOMALY_HALT'
-  | 'USAGE';
+export type ErrorCode = 'BUSINESS_REJECT' | 'BUSINESS_SKIP' | 'DATA_INVALID' | 'STATE_CORRUPT' | 'LOCK_TIMEOUT' | 'INTERNAL_ERROR' | 'ANOMALY_HALT' | 'USAGE';
 
 export const EXIT_BY_CODE: Record<ErrorCode, number> = {
   BUSINESS_REJECT: EXIT.BUSINESS_REJECT,

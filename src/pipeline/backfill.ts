@@ -81,7 +81,12 @@ export async function runBackfill(o: BackfillOptions & { def: PipelineDefinition
  * with a step that reads the previous partition, every partition after the first that runs again
  * runs too (what it reads may change).
  */
-export async function runExecutionBackfill(exec: PipelineExecution, o: BackfillOptions, d: RunnerDeps, decide: (plans: readonly PartitionPlan[]) => Promise<Map<string, ResumeDecision>>): Promise<PipelineBackfillReport> {
+export async function runExecutionBackfill(
+  exec: PipelineExecution,
+  o: BackfillOptions,
+  d: RunnerDeps,
+  decide: (plans: readonly PartitionPlan[]) => Promise<Map<string, ResumeDecision>>,
+): Promise<PipelineBackfillReport> {
   const report: PipelineBackfillReport = {
     backfill_id: o.backfillId,
     pipeline: exec.name,
@@ -146,13 +151,27 @@ export async function runExecutionBackfill(exec: PipelineExecution, o: BackfillO
   const blockedReason = (by: string): string => exec.blockedReason?.(by) ?? `not run: ${by} failed, and this pipeline reads the previous partition; fix it and --resume`;
   const oneInner = async (plan: PartitionPlan, i: number): Promise<boolean> => {
     if (blockedBy !== null || o.stop.aborted) {
-      settle({ date: plan.partition, status: 'blocked', run_id: null, exit_code: EXIT.BUSINESS_SKIP, duration_ms: 0, reason: o.stop.aborted ? 'stop requested before this partition ran' : blockedReason(blockedBy!) });
+      settle({
+        date: plan.partition,
+        status: 'blocked',
+        run_id: null,
+        exit_code: EXIT.BUSINESS_SKIP,
+        duration_ms: 0,
+        reason: o.stop.aborted ? 'stop requested before this partition ran' : blockedReason(blockedBy!),
+      });
       return false;
     }
     const decision = decisions.get(plan.partition);
     if (decision?.skip) {
       await cancelLeftovers(exec, plan.partition, decision.skip, d, o.by);
-      settle({ date: plan.partition, status: 'skipped', run_id: decision.skip, exit_code: EXIT.SUCCESS, duration_ms: 0, reason: decision.reason ?? 'already published with the identity a run would have now' });
+      settle({
+        date: plan.partition,
+        status: 'skipped',
+        run_id: decision.skip,
+        exit_code: EXIT.SUCCESS,
+        duration_ms: 0,
+        reason: decision.reason ?? 'already published with the identity a run would have now',
+      });
       return true;
     }
     let r: PipelineRunReport;

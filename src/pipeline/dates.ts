@@ -15,8 +15,7 @@ export const DAY_MS = 86_400_000;
 const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
 // `--as-of`: a date alone (midnight UTC) or a date-time with seconds optional and an explicit
 // zone; a zone-less time would silently depend on the machine's local time zone.
-const AS_OF_RE =
-  /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?(Z|[+-]\d{2}:\d{2}))?$/;
+const AS_OF_RE = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?(Z|[+-]\d{2}:\d{2}))?$/;
 
 function isLeapYear(y: number): boolean {
   return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
@@ -193,10 +192,9 @@ export function resolveAsOf(date: string, asOfText: string | undefined): string 
   if (asOfText === undefined) return fallback;
   const ms = asOfInstantMs(asOfText);
   if (ms === null) {
-    throw new UsageError(
-      `--as-of must be an ISO-8601 instant such as 2026-01-15T12:00:00Z, got ${JSON.stringify(asOfText)}`,
-      { hint: 'give a date-time with Z or an explicit offset, or a date alone for midnight UTC' },
-    );
+    throw new UsageError(`--as-of must be an ISO-8601 instant such as 2026-01-15T12:00:00Z, got ${JSON.stringify(asOfText)}`, {
+      hint: 'give a date-time with Z or an explicit offset, or a date alone for midnight UTC',
+    });
   }
   const canonical = new Date(ms).toISOString();
   if (ms > Date.parse(fallback)) {

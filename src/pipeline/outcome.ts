@@ -39,7 +39,10 @@ export function drainFailure(queue: string, d: StageDrain, stopped: boolean): Dr
   if (d.paused) return { error: { class: 'QueuePaused', message: `queue ${queue} is paused: ${d.unsettled} task(s) wait; \`metaspn queue resume ${queue}\` and re-run` }, exit: EXIT.BUSINESS_SKIP };
   if (d.cancelled) {
     return {
-      error: { class: 'Cancelled', message: `${d.cancelled} task(s) of ${queue} were cancelled before they finished (superseded by a newer run, or discarded from the dead letters); re-run to continue` },
+      error: {
+        class: 'Cancelled',
+        message: `${d.cancelled} task(s) of ${queue} were cancelled before they finished (superseded by a newer run, or discarded from the dead letters); re-run to continue`,
+      },
       exit: EXIT.BUSINESS_SKIP,
     };
   }

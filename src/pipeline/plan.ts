@@ -78,7 +78,13 @@ export function validatePipeline(p: PipelineDefinition): StepDefinition<unknown>
   const done = new Set<string>();
   while (order.length < p.steps.length) {
     const next = p.steps.find((s) => !done.has(s.name) && (s.after ?? []).every((d) => done.has(d)));
-    if (!next) fail(`steps ${p.steps.filter((s) => !done.has(s.name)).map((s) => s.name).join(', ')} form a cycle`);
+    if (!next)
+      fail(
+        `steps ${p.steps
+          .filter((s) => !done.has(s.name))
+          .map((s) => s.name)
+          .join(', ')} form a cycle`,
+      );
     order.push(next!);
     done.add(next!.name);
   }
@@ -100,7 +106,6 @@ export function ancestors(p: PipelineDefinition, step: string): Set<string> {
   walk(step);
   return out;
 }
-
 
 /** Whether any step of the pipeline reads the previous partition's published output. */
 export function dependsOnPrevious(p: PipelineDefinition): boolean {
@@ -179,7 +184,9 @@ export function planPartition(p: Pick<PipelineDefinition, 'name' | 'partitions'>
   // An --as-of later than the clock names data that cannot exist yet: 10, before any other rule about it.
   const given = asOfText === undefined ? null : asOfInstantMs(asOfText);
   if (given !== null && given > nowMs) {
-    throw new MetaspnError('BUSINESS_REJECT', `--as-of ${new Date(given).toISOString()} is later than the clock (${new Date(nowMs).toISOString()}); nothing was run`, { hint: 'give an --as-of not later than now' });
+    throw new MetaspnError('BUSINESS_REJECT', `--as-of ${new Date(given).toISOString()} is later than the clock (${new Date(nowMs).toISOString()}); nothing was run`, {
+      hint: 'give an --as-of not later than now',
+    });
   }
   const as_of = resolveAsOf(partition, asOfText);
   const { start, end } = p.partitions ?? {};
@@ -212,7 +219,10 @@ export function planRange(p: Pick<PipelineDefinition, 'name' | 'partitions'>, st
   if (Date.parse(defaultAsOf(end)) > nowMs) {
     const lastOver = new Date(dayStartMs(new Date(nowMs).toISOString().slice(0, 10)) - 86_400_000).toISOString().slice(0, 10);
     throw new MetaspnError('BUSINESS_REJECT', `--end ${end} is not over yet (the last date that is over is ${lastOver}); nothing was run`, {
-      hint: start <= lastOver ? `end the range at ${lastOver}; a date not over yet runs alone, provisionally: pipeline run --date D --as-of T` : 'a date not over yet runs alone, provisionally: pipeline run --date D --as-of T',
+      hint:
+        start <= lastOver
+          ? `end the range at ${lastOver}; a date not over yet runs alone, provisionally: pipeline run --date D --as-of T`
+          : 'a date not over yet runs alone, provisionally: pipeline run --date D --as-of T',
     });
   }
   const out: PartitionPlan[] = [];

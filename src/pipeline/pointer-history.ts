@@ -55,9 +55,7 @@ export interface PointerChange {
 
 export function pointerChanges(from: Map<string, CurrentPointer>, to: Map<string, CurrentPointer>): PointerChange[] {
   const dates = [...new Set([...from.keys(), ...to.keys()])].sort();
-  return dates
-    .map((date) => ({ date, from: from.get(date) ?? null, to: to.get(date) ?? null }))
-    .filter((c) => c.from?.run_id !== c.to?.run_id || c.from?.summary_id !== c.to?.summary_id);
+  return dates.map((date) => ({ date, from: from.get(date) ?? null, to: to.get(date) ?? null })).filter((c) => c.from?.run_id !== c.to?.run_id || c.from?.summary_id !== c.to?.summary_id);
 }
 
 /** The target of `--steps N`: N publishes back along the current state's parents; null when there are fewer. */

@@ -158,7 +158,12 @@ export async function runExecution(exec: PipelineExecution, o: ExecutionOptions,
   for (const name of skip.keys()) {
     if (!exec.checkNames.includes(name)) throw new UsageError(`--skip-check ${name}: pipeline ${exec.name} has no such check`, { hint: `checks: ${exec.checkNames.join(', ') || '(none)'}` });
   }
-  if (await d.stores.manifests.hasRun(o.runId, exec.steps.map((s) => s.name))) {
+  if (
+    await d.stores.manifests.hasRun(
+      o.runId,
+      exec.steps.map((s) => s.name),
+    )
+  ) {
     throw new UsageError(`--run-id ${o.runId} names a run that already exists; nothing was overwritten`, { hint: 'leave --run-id out (a new id is made), or pick an unused one' });
   }
   const log = d.log.bindings().run_id === o.runId ? d.log.child({ pipeline: exec.name, date: o.plan.partition }) : d.log.child({ pipeline: exec.name, date: o.plan.partition, run_id: o.runId });
@@ -320,7 +325,17 @@ async function runStep(exec: PipelineExecution, o: ExecutionOptions, d: RunnerDe
       if (cancelled.length) log.info({ event: 'tasks_cancelled', count: cancelled.length, ids: cancelled.slice(0, 20) }, `${cancelled.length} task(s) of an older run cancelled`);
       await worker.init?.(init);
       try {
-        const res = await drainStage({ queue, worker, policy: { ...policy, concurrency: Math.max(1, policy.concurrency) }, owner: d.owner, init, groups: [tasks], by: o.by, stop: o.stop, ...(o.force ? { force: o.force } : {}) });
+        const res = await drainStage({
+          queue,
+          worker,
+          policy: { ...policy, concurrency: Math.max(1, policy.concurrency) },
+          owner: d.owner,
+          init,
+          groups: [tasks],
+          by: o.by,
+          stop: o.stop,
+          ...(o.force ? { force: o.force } : {}),
+        });
         drain = res.groups[0]!;
       } finally {
         await worker.close?.();
@@ -404,7 +419,18 @@ async function recordStep(
     exit_code,
   };
   const path = await d.stores.manifests.write(manifest);
-  const report: StepReport = { step: s.name, identity: id?.identity ?? '', status: manifest.status, exit_code, manifest: path, duration_ms: manifest.duration_ms, tasks: manifest.tasks, outputs: r.outputs, checks: r.checks, ...(error ? { error } : {}) };
+  const report: StepReport = {
+    step: s.name,
+    identity: id?.identity ?? '',
+    status: manifest.status,
+    exit_code,
+    manifest: path,
+    duration_ms: manifest.duration_ms,
+    tasks: manifest.tasks,
+    outputs: r.outputs,
+    checks: r.checks,
+    ...(error ? { error } : {}),
+  };
   st.steps.push(report);
   o.onStep?.(report);
   if (error) {
@@ -430,7 +456,13 @@ async function amendManifest(d: RunnerDeps, exec: PipelineExecution, o: Executio
  * publish whose summary id differs from the current one is recorded as a restatement of the run
  * it replaces.
  */
-async function publish(exec: PipelineExecution, o: ExecutionOptions, d: RunnerDeps, run: StepRun, record: Awaited<ReturnType<PipelineExecution['publishes']>>): Promise<{ pointer: string; restated: string | null }> {
+async function publish(
+  exec: PipelineExecution,
+  o: ExecutionOptions,
+  d: RunnerDeps,
+  run: StepRun,
+  record: Awaited<ReturnType<PipelineExecution['publishes']>>,
+): Promise<{ pointer: string; restated: string | null }> {
   if (o.lockLost?.()) throw new RunLockLostError(exec.name, null);
   // Under the run lock nobody else moves this pipeline's pointers: what is read here stays current.
   const previous = await d.stores.pointers.read(exec.name, o.plan.partition);
@@ -458,7 +490,10 @@ async function publish(exec: PipelineExecution, o: ExecutionOptions, d: RunnerDe
   // The entry and the pointer inside the lock's fence: one transaction on a database.
   await d.stores.publish(pointer, { kind: 'publish', detail, runId: o.runId }, o.lockLost);
   exec.published?.(run);
-  run.log.info({ event: 'published', summary_id: record.summary_id, ...(restated ? { restatement_of: restated } : {}) }, restated ? `published ${o.plan.partition}, restating run ${restated}` : `published ${o.plan.partition}`);
+  run.log.info(
+    { event: 'published', summary_id: record.summary_id, ...(restated ? { restatement_of: restated } : {}) },
+    restated ? `published ${o.plan.partition}, restating run ${restated}` : `published ${o.plan.partition}`,
+  );
   return { pointer: `manifests/current/${exec.name}/date=${o.plan.partition}.json`, restated };
 }
 
@@ -476,7 +511,11 @@ export async function cancelLeftovers(exec: Pick<PipelineExecution, 'name' | 'st
       // A lease of the interrupted run's dead process goes back to ready first, then is cancelled too.
       await queue.reclaimExpired();
       const ids = await queue.cancel({ group: `${exec.name}/${partition}`, keep: new Set(), by, reason: `left by an interrupted run; ${partition} is published by run ${publishedBy}` });
-      if (ids.length) d.log.info({ event: 'tasks_cancelled', pipeline: exec.name, step: s.name, date: partition, count: ids.length, ids: ids.slice(0, 20) }, `${ids.length} task(s) of ${s.name} left by an interrupted run cancelled`);
+      if (ids.length)
+        d.log.info(
+          { event: 'tasks_cancelled', pipeline: exec.name, step: s.name, date: partition, count: ids.length, ids: ids.slice(0, 20) },
+          `${ids.length} task(s) of ${s.name} left by an interrupted run cancelled`,
+        );
       n += ids.length;
     } finally {
       await queue.close();

@@ -284,7 +284,14 @@ export class MemoryStores implements PipelineStores {
   readonly ledger: LedgerStore = {
     append: (kind, detail, runId) => {
       const prev = this.entries[this.entries.length - 1];
-      const body: Omit<LedgerEntry, 'hash'> = { seq: (prev?.seq ?? 0) + 1, at: new Date().toISOString(), kind, ...(runId ? { run_id: runId } : {}), detail: structuredClone(detail), prev_hash: prev?.hash ?? GENESIS };
+      const body: Omit<LedgerEntry, 'hash'> = {
+        seq: (prev?.seq ?? 0) + 1,
+        at: new Date().toISOString(),
+        kind,
+        ...(runId ? { run_id: runId } : {}),
+        detail: structuredClone(detail),
+        prev_hash: prev?.hash ?? GENESIS,
+      };
       const entry: LedgerEntry = { ...body, hash: entryHash(body) };
       this.entries.push(entry);
       return Promise.resolve(structuredClone(entry));

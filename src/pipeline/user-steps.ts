@@ -81,7 +81,8 @@ function userStep(def: PipelineDefinition, s: StepDefinition<unknown>, d: Runner
       if (!Array.isArray(planned)) throw new UsageError(`pipeline ${def.name}: step ${s.name}: plan() must return an array of {key, payload}`);
       const keys = new Set<string>();
       for (const t of planned as { key: unknown }[]) {
-        if (typeof t?.key !== 'string' || t.key === '' || t.key.length > MAX_KEY) throw new UsageError(`pipeline ${def.name}: step ${s.name}: every planned task needs a key of 1-${MAX_KEY} characters, got ${JSON.stringify(t?.key)}`);
+        if (typeof t?.key !== 'string' || t.key === '' || t.key.length > MAX_KEY)
+          throw new UsageError(`pipeline ${def.name}: step ${s.name}: every planned task needs a key of 1-${MAX_KEY} characters, got ${JSON.stringify(t?.key)}`);
         if (keys.has(t.key)) throw new UsageError(`pipeline ${def.name}: step ${s.name}: plan() returned key ${t.key} twice`);
         keys.add(t.key);
         const bad = jsonProblem((t as { payload?: unknown }).payload, 'payload');
@@ -188,7 +189,10 @@ export async function identityOf(
   // A declared input that is missing would read as empty and publish empty outputs as a
   // restatement of good ones: the step does not run.
   const missing = files.find((f) => !f.exists);
-  if (missing) throw new DataInvalidError(missing.path, null, `step ${s.name} of pipeline ${o.def.name} reads this input, and it is missing; nothing of the step ran`, { hint: "restore the file (or remove it from the step's inputs), then run the same command again" });
+  if (missing)
+    throw new DataInvalidError(missing.path, null, `step ${s.name} of pipeline ${o.def.name} reads this input, and it is missing; nothing of the step ran`, {
+      hint: "restore the file (or remove it from the step's inputs), then run the same command again",
+    });
   const inputs: Manifest['inputs'] = files.map((f) => ({ path: f.path, sha256: f.sha256, rows: f.text === '' ? 0 : f.text.split('\n').filter((l) => l.trim() !== '').length }));
   const digest: Json = s.digest ? await s.digest(ctx) : Object.fromEntries(files.map((f) => [f.name, f.sha256]));
   const bad = s.digest ? jsonProblem(digest, 'digest') : null;
@@ -215,7 +219,16 @@ export async function identityOf(
  * The worker the runtime drains a step's queue with: checks the task belongs to this run's
  * identity, runs the step's handler in process, stores its rows before the task counts as done.
  */
-function stepWorker(def: PipelineDefinition, d: RunnerDeps, s: StepDefinition<unknown>, run: StepRun, identity: string, store: RowStore, reads: PartitionContext, atomicEffects: boolean): WorkerDefinition<StepTaskPayload<unknown>> {
+function stepWorker(
+  def: PipelineDefinition,
+  d: RunnerDeps,
+  s: StepDefinition<unknown>,
+  run: StepRun,
+  identity: string,
+  store: RowStore,
+  reads: PartitionContext,
+  atomicEffects: boolean,
+): WorkerDefinition<StepTaskPayload<unknown>> {
   const inner = s.worker;
   return {
     name: queueOf(def, s),
@@ -226,7 +239,9 @@ function stepWorker(def: PipelineDefinition, d: RunnerDeps, s: StepDefinition<un
     async handle(task: WorkerTask<StepTaskPayload<unknown>>, ctx: WorkerContext): Promise<void> {
       const p = task.payload;
       if (p?.identity !== identity || p.step !== s.name || p.date !== run.partition) {
-        throw new ContractError(`task ${task.id} belongs to ${p?.step ?? '?'} ${p?.date ?? '?'} identity ${p?.identity ?? '?'}, not to this run's ${s.name} ${run.partition} identity ${identity}: its inputs no longer match`);
+        throw new ContractError(
+          `task ${task.id} belongs to ${p?.step ?? '?'} ${p?.date ?? '?'} identity ${p?.identity ?? '?'}, not to this run's ${s.name} ${run.partition} identity ${identity}: its inputs no longer match`,
+        );
       }
       let input: unknown = p.input;
       if (inner.payload) {
@@ -234,7 +249,17 @@ function stepWorker(def: PipelineDefinition, d: RunnerDeps, s: StepDefinition<un
         if (!r.success) throw new ContractError(`step ${s.name}: payload of task ${p.key}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
         input = r.data;
       }
-      const step: StepTaskContext = { pipeline: def.name, step: s.name, partition: p.date, as_of: p.as_of, identity, key: p.key, input: reads.input, upstream: reads.upstream, previous: reads.previous };
+      const step: StepTaskContext = {
+        pipeline: def.name,
+        step: s.name,
+        partition: p.date,
+        as_of: p.as_of,
+        identity,
+        key: p.key,
+        input: reads.input,
+        upstream: reads.upstream,
+        previous: reads.previous,
+      };
       const rows = await inner.handle({ ...task, payload: input }, { ...ctx, step });
       const stored = storedRows(def.name, s.name, p.date, identity, rows);
       if (stored.length === 0) return;
@@ -256,7 +281,10 @@ function stepWorker(def: PipelineDefinition, d: RunnerDeps, s: StepDefinition<un
           conflicts: put.conflicts.length,
           note: 'nothing was overwritten: the same identity produced different content (a non-deterministic step, or the store was changed)',
         });
-        throw new RowConflictError(`replay conflict: ${store.location} already holds ${c.id} with different content (step ${s.name} is not deterministic, or its code changed without its params)`, incident);
+        throw new RowConflictError(
+          `replay conflict: ${store.location} already holds ${c.id} with different content (step ${s.name} is not deterministic, or its code changed without its params)`,
+          incident,
+        );
       }
     },
   };
@@ -298,7 +326,8 @@ async function runChecks(def: PipelineDefinition, d: RunnerDeps, st: UserRunStat
     let r: { status: 'pass' | 'fail'; observed: unknown; expected: unknown; message?: string };
     try {
       r = await c.run(ctx);
-      if ((r?.status !== 'pass' && r?.status !== 'fail') || !('observed' in r) || !('expected' in r)) throw new TypeError(`check ${c.name} returned ${describe(r)}, not {status: 'pass'|'fail', observed, expected}`);
+      if ((r?.status !== 'pass' && r?.status !== 'fail') || !('observed' in r) || !('expected' in r))
+        throw new TypeError(`check ${c.name} returned ${describe(r)}, not {status: 'pass'|'fail', observed, expected}`);
       const bad = jsonProblem({ observed: r.observed, expected: r.expected });
       if (bad) throw new TypeError(`check ${c.name} returned a result that is not JSON: ${bad}`);
     } catch (err) {

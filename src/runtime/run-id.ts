@@ -3,7 +3,10 @@ import { UsageError } from '../guard/errors.js';
 
 /** A run id: sortable by start time, unique across hosts; it names folders, so it stays plain. */
 export function newRunId(now = new Date()): string {
-  return `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+  return `${now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
 }
 
 const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;

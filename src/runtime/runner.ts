@@ -307,16 +307,24 @@ function watchdog(d: RunnerDeps, mono: () => number, live: Set<Live>, host: Hand
         })
         // A renewal that failed (the queue unreachable for a moment) is tried again next period;
         // the lease may still lapse, and then the claim is lost as above. Say so in the log.
-        .catch((err: unknown) => log.warn({ event: 'lease_renewal_failed', task_id: c.task.id, error: (err as Error)?.message ?? String(err) }, `renewing the lease of prefetched task ${c.task.id} failed`))
+        .catch((err: unknown) =>
+          log.warn({ event: 'lease_renewal_failed', task_id: c.task.id, error: (err as Error)?.message ?? String(err) }, `renewing the lease of prefetched task ${c.task.id} failed`),
+        )
         .finally(() => renewing.delete(c));
     }
     for (const t of live) {
       if (!t.timedOut && now - t.started >= policy.timeout_ms) {
         t.timedOut = true;
         if (host.isolation === 'none') {
-          log.warn({ event: 'task_timeout', task_id: t.id, timeout_ms: policy.timeout_ms, isolation: host.isolation }, `task ${t.id} timed out after ${policy.timeout_ms} ms: its signal is aborted, and its slot stays taken until the handler returns (isolation none cannot stop it)`);
+          log.warn(
+            { event: 'task_timeout', task_id: t.id, timeout_ms: policy.timeout_ms, isolation: host.isolation },
+            `task ${t.id} timed out after ${policy.timeout_ms} ms: its signal is aborted, and its slot stays taken until the handler returns (isolation none cannot stop it)`,
+          );
         } else {
-          log.info({ event: 'task_timeout', task_id: t.id, timeout_ms: policy.timeout_ms, isolation: host.isolation }, `task ${t.id} timed out after ${policy.timeout_ms} ms: stopping its ${host.isolation}`);
+          log.info(
+            { event: 'task_timeout', task_id: t.id, timeout_ms: policy.timeout_ms, isolation: host.isolation },
+            `task ${t.id} timed out after ${policy.timeout_ms} ms: stopping its ${host.isolation}`,
+          );
         }
         t.stop(new TaskTimeoutError(policy.timeout_ms), false);
       }
@@ -393,8 +401,7 @@ async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: C
     const fields = { event: 'task_end', task_id: task.id, outcome: kind, duration_ms: o.duration_ms, attempt: `${attempt} of ${task.max_attempts}` };
     if (failure && (kind === 'retry_scheduled' || kind === 'dead' || kind === 'dead_contract')) {
       const retryAt = kind === 'retry_scheduled' && failure.retryAt !== undefined ? new Date(failure.retryAt).toISOString() : null;
-      const next =
-        retryAt !== null ? `retry at ${retryAt}` : kind === 'dead' ? 'dead-lettered: no attempt left' : 'dead-lettered: a contract error, which no retry can fix';
+      const next = retryAt !== null ? `retry at ${retryAt}` : kind === 'dead' ? 'dead-lettered: no attempt left' : 'dead-lettered: a contract error, which no retry can fix';
       const e = failure.err;
       log[kind === 'retry_scheduled' ? 'warn' : 'error'](
         { ...fields, queue: worker.name, err: e, next: retryAt !== null ? 'retry' : 'dead_letter', ...(retryAt !== null ? { retry_at: retryAt } : {}) },

@@ -18,8 +18,6 @@ export function failureRatioGuard(policy: Pick<QueuePolicy, 'stop_failure_ratio'
     if (window.length > policy.stop_window && window.shift()) failures--;
     if (window.length < policy.stop_window) return null;
     const ratio = failures / window.length;
-    return ratio >= policy.stop_failure_ratio
-      ? `${failures} of the last ${window.length} tasks failed (ratio ${ratio.toFixed(2)} >= stop_failure_ratio ${policy.stop_failure_ratio})`
-      : null;
+    return ratio >= policy.stop_failure_ratio ? `${failures} of the last ${window.length} tasks failed (ratio ${ratio.toFixed(2)} >= stop_failure_ratio ${policy.stop_failure_ratio})` : null;
   };
 }

@@ -10,7 +10,10 @@ import { safeMkdir } from './safe-path.js';
 export function writeIncident(ws: WorkspacePaths, kind: string, subject: string, body: Record<string, unknown>): string {
   safeMkdir(ws.incidents);
   const at = new Date();
-  const stamp = at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  const stamp = at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
   const safe = subject.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 80);
   const path = join(ws.incidents, `${stamp}-${kind}-${safe}.json`);
   writeAtomicSync(path, `${JSON.stringify({ kind, at: at.toISOString(), ...body }, null, 2)}\n`);

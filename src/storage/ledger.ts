@@ -71,7 +71,6 @@ export function readLedger(ws: WorkspacePaths): LedgerRead {
   return { entries, problems };
 }
 
-
 /** Appends entries durably, one process at a time; the chain continues from the last line. */
 export class Ledger {
   private readonly mutex: Mutex;

@@ -59,7 +59,9 @@ export function assertNoLinks(path: string, opts: { includeLast?: boolean } = {}
   const abs = resolve(path);
   const root = rootOf(abs);
   if (root === null) return;
-  const parts = relative(root, abs).split(sep).filter((p) => p.length > 0);
+  const parts = relative(root, abs)
+    .split(sep)
+    .filter((p) => p.length > 0);
   const n = opts.includeLast ? parts.length : parts.length - 1;
   let cur = root;
   for (let i = 0; i < n; i++) {
@@ -126,7 +128,9 @@ export function safeMkdir(dir: string, mode: number = DIR_MODE): void {
   }
   mkdirSync(root, { recursive: true, mode });
   let cur = root;
-  for (const part of relative(root, abs).split(sep).filter((p) => p.length > 0)) {
+  for (const part of relative(root, abs)
+    .split(sep)
+    .filter((p) => p.length > 0)) {
     cur = join(cur, part);
     try {
       mkdirSync(cur, { mode });

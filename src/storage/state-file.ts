@@ -83,7 +83,10 @@ export function problemOf(ws: WorkspacePaths, kind: StateFileProblem['kind'], er
  * nothing is deleted, and the file no longer stops anything. Returns the new path.
  */
 export function quarantineFile(ws: WorkspacePaths, path: string, now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
   const to = join(ws.quarantine, `${relative(ws.root, path)}.${stamp}.damaged`);
   safeMkdir(dirname(to));
   safeRename(path, to);

@@ -41,7 +41,11 @@ const emptyHistogram = (): DurationHistogram => ({ counts: DURATION_BUCKETS_S.ma
 
 /** The histograms of one queue, or null when none was recorded (or the file is from other buckets). */
 export function readDurations(ws: WorkspacePaths, queue: string): DurationFile | null {
-  const f = readStateJson<DurationFile>(join(dirOf(ws), `${queue}.json`), shape({ buckets: 'array', outcomes: 'object' }), 'it is rewritten at the next worker run; delete it to start the histogram afresh');
+  const f = readStateJson<DurationFile>(
+    join(dirOf(ws), `${queue}.json`),
+    shape({ buckets: 'array', outcomes: 'object' }),
+    'it is rewritten at the next worker run; delete it to start the histogram afresh',
+  );
   if (!f || f.buckets.length !== DURATION_BUCKETS_S.length || f.buckets.some((b, i) => b !== DURATION_BUCKETS_S[i])) return null;
   return f;
 }

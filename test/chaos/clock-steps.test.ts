@@ -31,7 +31,13 @@ const faked = (file: string): NodeJS.ProcessEnv => ({
 
 const lines = (ws: string, file: string): string[][] => {
   const p = join(ws, file);
-  return existsSync(p) ? readFileSync(p, 'utf8').trim().split('\n').filter(Boolean).map((l) => l.split(' ')) : [];
+  return existsSync(p)
+    ? readFileSync(p, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split(' '))
+    : [];
 };
 /** How many times each task id occurs in a log. */
 const countById = (rows: string[][]): Map<string, number> => {

@@ -9,28 +9,32 @@ const s = scale();
 const tasks = s.full ? 50_000 : 5_000;
 
 describe('chaos: concurrency', () => {
-  it(`4 workers SIGKILLed and restarted at random, 1 enqueuer, 1 retry loop, ${tasks} tasks: all completed, artifacts exactly once (seed ${s.seed})`, async () => {
-    const f = await concurrencySuite({
-      tasks,
-      seed: s.seed,
-      batch: s.full ? 2_500 : 500,
-      killMinMs: s.full ? 500 : 1_000,
-      killMaxMs: s.full ? 2_500 : 3_000,
-      timeoutMs: s.full ? 1_500_000 : 110_000,
-    });
-    report('concurrency', { ...f });
-    expect(f.anomalies).toEqual([]);
-    expect(f.final_stats).toMatchObject({ ready: 0, scheduled: 0, leased: 0, dead: 0, completed: tasks });
-    expect(f.completed_without_execution).toEqual([]);
-    expect(f.missing_artifacts).toEqual([]);
-    expect(f.duplicate_artifacts).toEqual([]);
-    expect(f.artifacts).toBe(tasks);
-    expect(f.worker_kills).toBeGreaterThan(0);
-    expect(f.retried_from_dead_letters).toBeGreaterThanOrEqual(f.poison);
-    // Last: a derived-index problem must not hide the checks above.
-    expect(f.doctor_problems).toEqual([]);
-    expect(f.doctor_exit).toBe(0);
-  }, s.full ? 1_800_000 : 150_000);
+  it(
+    `4 workers SIGKILLed and restarted at random, 1 enqueuer, 1 retry loop, ${tasks} tasks: all completed, artifacts exactly once (seed ${s.seed})`,
+    async () => {
+      const f = await concurrencySuite({
+        tasks,
+        seed: s.seed,
+        batch: s.full ? 2_500 : 500,
+        killMinMs: s.full ? 500 : 1_000,
+        killMaxMs: s.full ? 2_500 : 3_000,
+        timeoutMs: s.full ? 1_500_000 : 110_000,
+      });
+      report('concurrency', { ...f });
+      expect(f.anomalies).toEqual([]);
+      expect(f.final_stats).toMatchObject({ ready: 0, scheduled: 0, leased: 0, dead: 0, completed: tasks });
+      expect(f.completed_without_execution).toEqual([]);
+      expect(f.missing_artifacts).toEqual([]);
+      expect(f.duplicate_artifacts).toEqual([]);
+      expect(f.artifacts).toBe(tasks);
+      expect(f.worker_kills).toBeGreaterThan(0);
+      expect(f.retried_from_dead_letters).toBeGreaterThanOrEqual(f.poison);
+      // Last: a derived-index problem must not hide the checks above.
+      expect(f.doctor_problems).toEqual([]);
+      expect(f.doctor_exit).toBe(0);
+    },
+    s.full ? 1_800_000 : 150_000,
+  );
 
   // Found by the suite above: with several processes appending to one store file, each process
   // re-indexed the rows the others had already indexed (ArtifactStore.catchUp started from its own

@@ -10,9 +10,7 @@ const s = scale();
 const pick = new Rng(s.seed);
 const reps = s.full ? Math.max(1, Math.round(s.iterations / 40)) : 1;
 const cases: { kind: Kind; variant: Variant; n: number }[] = KINDS.flatMap((kind) =>
-  s.full
-    ? (['torn', 'garbage'] as const).flatMap((variant) => Array.from({ length: reps }, (_, n) => ({ kind, variant, n })))
-    : [{ kind, variant: pick.pick(['torn', 'garbage'] as const), n: 0 }],
+  s.full ? (['torn', 'garbage'] as const).flatMap((variant) => Array.from({ length: reps }, (_, n) => ({ kind, variant, n }))) : [{ kind, variant: pick.pick(['torn', 'garbage'] as const), n: 0 }],
 );
 
 let base = '';
@@ -28,16 +26,38 @@ afterAll(() => {
     seed: s.seed,
     cases: results.length,
     failed: results.filter((r) => r.failures.length).length,
-    by_kind: Object.fromEntries(KINDS.map((k) => [k, results.filter((r) => r.kind === k).map((r) => ({ variant: r.variant, file: r.file, offset: `${r.offset}/${r.size}`, garbage: r.garbage, doctor: r.doctor_exit, repair: r.repair_exit, next: r.next.map((x) => x.code), final: r.final_doctor_exit, failures: r.failures, notes: r.notes }))])),
+    by_kind: Object.fromEntries(
+      KINDS.map((k) => [
+        k,
+        results
+          .filter((r) => r.kind === k)
+          .map((r) => ({
+            variant: r.variant,
+            file: r.file,
+            offset: `${r.offset}/${r.size}`,
+            garbage: r.garbage,
+            doctor: r.doctor_exit,
+            repair: r.repair_exit,
+            next: r.next.map((x) => x.code),
+            final: r.final_doctor_exit,
+            failures: r.failures,
+            notes: r.notes,
+          })),
+      ]),
+    ),
   });
 });
 
 describe(`chaos: corruption (seed ${s.seed})`, () => {
-  it.each(cases)('$kind $variant #$n: reported without a stack, found by doctor, repaired, next run succeeds', async ({ kind, variant, n }) => {
-    const r = await corruptionCase(base, kind, variant, new Rng(s.seed + KINDS.indexOf(kind) * 1000 + (variant === 'torn' ? 0 : 500) + n));
-    results.push(r);
-    expect(r.failures, `${r.file} cut at ${r.offset}/${r.size}${r.garbage !== null ? ` + ${JSON.stringify(r.garbage)}` : ''}`).toEqual([]);
-  }, 60_000);
+  it.each(cases)(
+    '$kind $variant #$n: reported without a stack, found by doctor, repaired, next run succeeds',
+    async ({ kind, variant, n }) => {
+      const r = await corruptionCase(base, kind, variant, new Rng(s.seed + KINDS.indexOf(kind) * 1000 + (variant === 'torn' ? 0 : 500) + n));
+      results.push(r);
+      expect(r.failures, `${r.file} cut at ${r.offset}/${r.size}${r.garbage !== null ? ` + ${JSON.stringify(r.garbage)}` : ''}`).toEqual([]);
+    },
+    60_000,
+  );
 });
 
 // Found by the cases above, pinned down deterministically.

@@ -24,11 +24,15 @@ describe(`chaos: disk full (seed ${s.seed}; tmpfs ${tmpfs ? 'mountable' : 'not m
     clean = storeHashes(ws);
   }, 60_000);
 
-  it.each(cases)('$mode #$i: exit 50 with one line and no stack, nothing half-written, completes once space is back', async ({ mode, i }) => {
-    const r = await diskFullCase(mode, new Rng(s.seed + (mode === 'tmpfs' ? 0 : 100) + i), signals, clean, s.full ? 10_000 : 6_000);
-    results.push(r);
-    expect(r.failures, `${mode} with ${r.space} bytes`).toEqual([]);
-  }, 90_000);
+  it.each(cases)(
+    '$mode #$i: exit 50 with one line and no stack, nothing half-written, completes once space is back',
+    async ({ mode, i }) => {
+      const r = await diskFullCase(mode, new Rng(s.seed + (mode === 'tmpfs' ? 0 : 100) + i), signals, clean, s.full ? 10_000 : 6_000);
+      results.push(r);
+      expect(r.failures, `${mode} with ${r.space} bytes`).toEqual([]);
+    },
+    90_000,
+  );
 
   afterAll(() => {
     report('diskfull', {
@@ -37,7 +41,17 @@ describe(`chaos: disk full (seed ${s.seed}; tmpfs ${tmpfs ? 'mountable' : 'not m
       cases: results.length,
       failed: results.filter((r) => r.failures.length).length,
       hung: results.filter((r) => r.first.hung).length,
-      results: results.map((r) => ({ mode: r.mode, space: r.space, first: r.first, doctor_while_full: r.doctor_while_full, repair: r.repair_exit, next: r.next_code, next_waited_for_lock: r.next_waited_for_lock, identical: r.store_identical, failures: r.failures })),
+      results: results.map((r) => ({
+        mode: r.mode,
+        space: r.space,
+        first: r.first,
+        doctor_while_full: r.doctor_while_full,
+        repair: r.repair_exit,
+        next: r.next_code,
+        next_waited_for_lock: r.next_waited_for_lock,
+        identical: r.store_identical,
+        failures: r.failures,
+      })),
     });
   });
 

@@ -8,7 +8,12 @@ import { assertNoChildren, cleanWorkspaces, cli, exit, ROOT, start, tempWorkspac
 const WORKER = `${join(ROOT, 'test', 'fixtures', 'fair-workers.mjs')}:Rec`;
 const starts = (ws: string): string[] => {
   const f = join(ws, 'executions.log');
-  return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter((l) => l.startsWith('start ')) : [];
+  return existsSync(f)
+    ? readFileSync(f, 'utf8')
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('start '))
+    : [];
 };
 
 afterEach(() => {

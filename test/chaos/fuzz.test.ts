@@ -12,7 +12,8 @@ import { inputsDigest } from '../../workers/s1/digests.js';
 import { parseSignalText } from '../../workers/s1/signals.js';
 
 const s = scale();
-const good = (i: number, extra: Record<string, unknown> = {}): string => JSON.stringify({ signal_id: `s${i}`, ts: `2026-01-0${1 + (i % 3)}T10:00:0${i % 10}Z`, subject_ref: `creator:c${i % 4}`, kind: 'like', ...extra });
+const good = (i: number, extra: Record<string, unknown> = {}): string =>
+  JSON.stringify({ signal_id: `s${i}`, ts: `2026-01-0${1 + (i % 3)}T10:00:0${i % 10}Z`, subject_ref: `creator:c${i % 4}`, kind: 'like', ...extra });
 const file = (lines: string[], nl = '\n'): string => lines.map((l) => `${l}${nl}`).join('');
 
 describe(`chaos: fuzz (seed ${s.seed})`, () => {
@@ -31,18 +32,26 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
     { name: 'unknown kind on line 2', text: file([good(1), good(2, { kind: 'poke' })]), code: 20, names: ':2:' },
     { name: 'invalid UTF-8 bytes on line 2', text: Buffer.concat([Buffer.from(`${good(1)}\n`), Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0x0a]), Buffer.from(`${good(3)}\n`)]), code: 20, names: ':2:' },
     { name: 'a blank line between signals', text: file([good(1), '', good(2)]), code: 20, names: ':2:' },
-    { name: 'BOM and CRLF, unicode and a 100 kB subject_ref (valid)', text: `\uFEFF${file([good(1, { subject_ref: 'creator:日本語😀' }), good(2, { subject_ref: `creator:${'y'.repeat(100_000)}` })], '\r\n')}`, code: 0 },
+    {
+      name: 'BOM and CRLF, unicode and a 100 kB subject_ref (valid)',
+      text: `\uFEFF${file([good(1, { subject_ref: 'creator:日本語😀' }), good(2, { subject_ref: `creator:${'y'.repeat(100_000)}` })], '\r\n')}`,
+      code: 0,
+    },
     { name: 'an empty file (valid input; the built-in check window_has_signals halts an empty window)', text: '', code: 60 },
   ];
 
-  it.each(cases)('CLI: $name -> exit $code, no stack trace', async ({ text, code, names }) => {
-    const ws = chaosWorkspace();
-    writeFileSync(join(ws, 'inputs', 's1_signals.jsonl'), text);
-    const r = await run(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-03']);
-    expect(r.stderr).not.toMatch(STACK);
-    expect(r.code, r.stderr).toBe(code);
-    if (names) expect(r.stderr.split('\n')[0]).toContain(`s1_signals.jsonl${names}`);
-  }, 60_000);
+  it.each(cases)(
+    'CLI: $name -> exit $code, no stack trace',
+    async ({ text, code, names }) => {
+      const ws = chaosWorkspace();
+      writeFileSync(join(ws, 'inputs', 's1_signals.jsonl'), text);
+      const r = await run(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-03']);
+      expect(r.stderr).not.toMatch(STACK);
+      expect(r.code, r.stderr).toBe(code);
+      if (names) expect(r.stderr.split('\n')[0]).toContain(`s1_signals.jsonl${names}`);
+    },
+    60_000,
+  );
 
   // Found by this suite: the parser accepted any finite value >= 0, but the weighted sum of a huge
   // one overflowed in the attention math (a RangeError, retried 5 times, then exit 50 with no file
@@ -52,45 +61,52 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
     writeFileSync(join(ws, 'inputs', 's1_signals.jsonl'), file([good(1), good(2, { kind: 'follow', value: 1e308 })]));
     const r = await run(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-03']);
     expect(r.stderr).not.toMatch(STACK);
-    expect({ code: r.code, first: r.stderr.split('\n').find((l) => l.startsWith('error:')) ?? r.stdout.split('\n').find((l) => l.startsWith('failed:')) }).toMatchObject({ code: 20, first: expect.stringContaining('s1_signals.jsonl') });
+    expect({ code: r.code, first: r.stderr.split('\n').find((l) => l.startsWith('error:')) ?? r.stdout.split('\n').find((l) => l.startsWith('failed:')) }).toMatchObject({
+      code: 20,
+      first: expect.stringContaining('s1_signals.jsonl'),
+    });
   }, 60_000);
 
-  it('bad CLI values exit 64 with a one-line message and no stack trace', async () => {
-    const ws = chaosWorkspace();
-    const dates = fc.sample(
-      fc.oneof(
-        fc.constantFrom('2026-02-30', '2026-13-01', '2026-00-10', '2026-1-5', '20260105', '2026-01-05T00:00:00Z', '', ' 2026-01-05', '2025-02-29'),
-        fc.string({ maxLength: 12 }).filter((x) => !/^\d{4}-\d\d-\d\d$/.test(x)),
-      ),
-      { numRuns: s.full ? 40 : 3, seed: s.seed },
-    );
-    const argv: string[][] = [
-      ...dates.map((d) => ['s1', 'run-local', '--workspace', ws, `--date=${d}`]),
-      ['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--max-tasks', '-1'],
-      ['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--max-tasks', '1.5'],
-      ['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--concurrency', '0'],
-      ['worker', 'run', '../../etc:X', '--workspace', ws, '--once'],
-      ['queue', 'stats', '../../etc', '--workspace', ws],
-      ['queue', 'enqueue', '../../etc', '--workspace', ws, '--payload', '{}'],
-      ['queue', 'retry', '../../etc', '--workspace', ws],
-      ['queue', 'deadletter', 'list', '../../etc', '--workspace', ws],
-      ['queue', 'deadletter', 'show', 'project_rewards', '../../etc', '--workspace', ws],
-      ['queue', 'enqueue', 'chaos', '--workspace', ws, '--payload', '{"a":1}', '--id', '../../etc'],
-      ['s1', 'backfill', '--workspace', ws, '--start', '2026-01-05', '--end', '2026-01-01'],
-      ['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-05', '--max-parallel', '0'],
-      ['s1', 'run-local', '--workspace', ws, '--date', '2026-01-05', '--lock-ttl-sec', 'soon'],
-      ['s1', 'run-local', '--workspace', ws, '--date', '2026-01-05', '--run-id', '../../etc'],
-      ['s1', 'run-local', '--workspace', join(ws, 'missing'), '--date', '2026-01-05'],
-    ];
-    const bad: string[] = [];
-    for (const a of argv) {
-      const r = await run(a);
-      const first = r.stderr.split('\n')[0] ?? '';
-      if (r.code !== 64 || STACK.test(r.stderr) || !first.startsWith('error: ')) bad.push(`${a.join(' ')} -> ${r.code}: ${r.stderr.trim().slice(0, 200)}`);
-    }
-    report('fuzz-cli-values', { seed: s.seed, commands: argv.length, bad });
-    expect(bad).toEqual([]);
-  }, s.full ? 600_000 : 90_000);
+  it(
+    'bad CLI values exit 64 with a one-line message and no stack trace',
+    async () => {
+      const ws = chaosWorkspace();
+      const dates = fc.sample(
+        fc.oneof(
+          fc.constantFrom('2026-02-30', '2026-13-01', '2026-00-10', '2026-1-5', '20260105', '2026-01-05T00:00:00Z', '', ' 2026-01-05', '2025-02-29'),
+          fc.string({ maxLength: 12 }).filter((x) => !/^\d{4}-\d\d-\d\d$/.test(x)),
+        ),
+        { numRuns: s.full ? 40 : 3, seed: s.seed },
+      );
+      const argv: string[][] = [
+        ...dates.map((d) => ['s1', 'run-local', '--workspace', ws, `--date=${d}`]),
+        ['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--max-tasks', '-1'],
+        ['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--max-tasks', '1.5'],
+        ['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--concurrency', '0'],
+        ['worker', 'run', '../../etc:X', '--workspace', ws, '--once'],
+        ['queue', 'stats', '../../etc', '--workspace', ws],
+        ['queue', 'enqueue', '../../etc', '--workspace', ws, '--payload', '{}'],
+        ['queue', 'retry', '../../etc', '--workspace', ws],
+        ['queue', 'deadletter', 'list', '../../etc', '--workspace', ws],
+        ['queue', 'deadletter', 'show', 'project_rewards', '../../etc', '--workspace', ws],
+        ['queue', 'enqueue', 'chaos', '--workspace', ws, '--payload', '{"a":1}', '--id', '../../etc'],
+        ['s1', 'backfill', '--workspace', ws, '--start', '2026-01-05', '--end', '2026-01-01'],
+        ['s1', 'backfill', '--workspace', ws, '--start', '2026-01-01', '--end', '2026-01-05', '--max-parallel', '0'],
+        ['s1', 'run-local', '--workspace', ws, '--date', '2026-01-05', '--lock-ttl-sec', 'soon'],
+        ['s1', 'run-local', '--workspace', ws, '--date', '2026-01-05', '--run-id', '../../etc'],
+        ['s1', 'run-local', '--workspace', join(ws, 'missing'), '--date', '2026-01-05'],
+      ];
+      const bad: string[] = [];
+      for (const a of argv) {
+        const r = await run(a);
+        const first = r.stderr.split('\n')[0] ?? '';
+        if (r.code !== 64 || STACK.test(r.stderr) || !first.startsWith('error: ')) bad.push(`${a.join(' ')} -> ${r.code}: ${r.stderr.trim().slice(0, 200)}`);
+      }
+      report('fuzz-cli-values', { seed: s.seed, commands: argv.length, bad });
+      expect(bad).toEqual([]);
+    },
+    s.full ? 600_000 : 90_000,
+  );
 
   it('malformed task payloads become contract errors in the dead letters, each tried once', async () => {
     const ws = chaosWorkspace({ signals: file([good(1), good(2)]) });

@@ -66,86 +66,100 @@ async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> 
 const jsonl = (rows: unknown[]): string => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 
 describe('crash: lock holders', () => {
-  it(`a queue round stopped (SIGSTOP) for ${STOP_MS / 1000}s keeps its lock; the waiting enqueue and the big one both land whole, every task runs once`, async () => {
-    const BIG = 30_000;
-    for (let attempt = 1; ; attempt++) {
-      const ws = tempWorkspace({ demo: false });
-      expect(cli(['queue', 'enqueue', 'ok', '--workspace', ws, '--id', 'seed0', '--payload', '{}']).code).toBe(0);
-      writeFileSync(join(ws, 'big.jsonl'), jsonl(Array.from({ length: BIG }, (_, i) => ({ id: `A${i}`, payload: { a: i } }))));
-      writeFileSync(join(ws, 'small.jsonl'), jsonl(Array.from({ length: 50 }, (_, i) => ({ id: `B${i}`, payload: { b: i } }))));
-      const a = start(['queue', 'enqueue', 'ok', '--workspace', ws, '--file', join(ws, 'big.jsonl')]);
-      if (!(await stopWhileHolding(a.child, join(ws, 'queue', 'ok', '.mutex')))) {
-        expect((await exit(a)).code).toBe(0);
-        if (attempt < 5) continue;
-        throw new Error('the big enqueue was never caught inside its round');
+  it(
+    `a queue round stopped (SIGSTOP) for ${STOP_MS / 1000}s keeps its lock; the waiting enqueue and the big one both land whole, every task runs once`,
+    async () => {
+      const BIG = 30_000;
+      for (let attempt = 1; ; attempt++) {
+        const ws = tempWorkspace({ demo: false });
+        expect(cli(['queue', 'enqueue', 'ok', '--workspace', ws, '--id', 'seed0', '--payload', '{}']).code).toBe(0);
+        writeFileSync(join(ws, 'big.jsonl'), jsonl(Array.from({ length: BIG }, (_, i) => ({ id: `A${i}`, payload: { a: i } }))));
+        writeFileSync(join(ws, 'small.jsonl'), jsonl(Array.from({ length: 50 }, (_, i) => ({ id: `B${i}`, payload: { b: i } }))));
+        const a = start(['queue', 'enqueue', 'ok', '--workspace', ws, '--file', join(ws, 'big.jsonl')]);
+        if (!(await stopWhileHolding(a.child, join(ws, 'queue', 'ok', '.mutex')))) {
+          expect((await exit(a)).code).toBe(0);
+          if (attempt < 5) continue;
+          throw new Error('the big enqueue was never caught inside its round');
+        }
+        let b: Proc;
+        try {
+          b = start(['queue', 'enqueue', 'ok', '--workspace', ws, '--file', join(ws, 'small.jsonl')]);
+          // The small enqueue waits for the stopped holder, however long it is stopped.
+          expect(await settlesWithin(b.exited, STOP_MS)).toBe(false);
+          expect(probeLock(join(ws, 'queue', 'ok', '.mutex'))).toBe('held');
+        } finally {
+          a.child.kill('SIGCONT');
+        }
+        const [ra, rb] = [await exit(a, 60_000), await exit(b, 60_000)];
+        expect(ra.code, ra.stderr).toBe(0);
+        expect(ra.stdout).toContain(`enqueued ${BIG} task(s) to ok; 0 already present`);
+        expect(rb.code, rb.stderr).toBe(0);
+        expect(rb.stdout).toContain('enqueued 50 task(s) to ok; 0 already present');
+
+        const stats = JSON.parse(cli(['queue', 'stats', 'ok', '--workspace', ws, '--json']).stdout) as Record<string, unknown>;
+        expect(stats).toMatchObject({ ready: 1 + BIG + 50, leased: 0, completed: 0, dead: 0, corrupt_records: 0 });
+        // Acknowledged ids are known: enqueueing them again adds nothing.
+        const again = cli(['queue', 'enqueue', 'ok', '--workspace', ws, '--file', join(ws, 'small.jsonl')]);
+        expect(again.stdout).toContain('enqueued 0 task(s) to ok; 50 already present');
+        expect(cli(['doctor', '--workspace', ws]).code).toBe(0);
+
+        const drained = cli(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once', '--concurrency', '16']);
+        expect(drained.code, drained.stderr).toBe(0);
+        const ran = readFileSync(join(ws, 'executions.log'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => l.split(' ')[1]!);
+        expect(ran.length).toBe(1 + BIG + 50);
+        expect(new Set(ran).size).toBe(1 + BIG + 50);
+        for (let i = 0; i < 50; i++) expect(ran).toContain(`B${i}`);
+        return;
       }
-      let b: Proc;
-      try {
-        b = start(['queue', 'enqueue', 'ok', '--workspace', ws, '--file', join(ws, 'small.jsonl')]);
-        // The small enqueue waits for the stopped holder, however long it is stopped.
-        expect(await settlesWithin(b.exited, STOP_MS)).toBe(false);
-        expect(probeLock(join(ws, 'queue', 'ok', '.mutex'))).toBe('held');
-      } finally {
-        a.child.kill('SIGCONT');
-      }
-      const [ra, rb] = [await exit(a, 60_000), await exit(b, 60_000)];
-      expect(ra.code, ra.stderr).toBe(0);
-      expect(ra.stdout).toContain(`enqueued ${BIG} task(s) to ok; 0 already present`);
-      expect(rb.code, rb.stderr).toBe(0);
-      expect(rb.stdout).toContain('enqueued 50 task(s) to ok; 0 already present');
+    },
+    STOP_MS + 150_000,
+  );
 
-      const stats = JSON.parse(cli(['queue', 'stats', 'ok', '--workspace', ws, '--json']).stdout) as Record<string, unknown>;
-      expect(stats).toMatchObject({ ready: 1 + BIG + 50, leased: 0, completed: 0, dead: 0, corrupt_records: 0 });
-      // Acknowledged ids are known: enqueueing them again adds nothing.
-      const again = cli(['queue', 'enqueue', 'ok', '--workspace', ws, '--file', join(ws, 'small.jsonl')]);
-      expect(again.stdout).toContain('enqueued 0 task(s) to ok; 50 already present');
-      expect(cli(['doctor', '--workspace', ws]).code).toBe(0);
-
-      const drained = cli(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once', '--concurrency', '16']);
-      expect(drained.code, drained.stderr).toBe(0);
-      const ran = readFileSync(join(ws, 'executions.log'), 'utf8').trim().split('\n').map((l) => l.split(' ')[1]!);
-      expect(ran.length).toBe(1 + BIG + 50);
-      expect(new Set(ran).size).toBe(1 + BIG + 50);
-      for (let i = 0; i < 50; i++) expect(ran).toContain(`B${i}`);
-      return;
-    }
-  }, STOP_MS + 150_000);
-
-  it(`a store append stopped (SIGSTOP) for ${STOP_MS / 1000}s keeps the store's lock; both writers' rows land once and the index agrees`, async () => {
-    const BIG = 100_000;
-    for (let attempt = 1; ; attempt++) {
-      const ws = tempWorkspace({ demo: false });
-      const file = join(ws, 'store', 'rows.jsonl');
-      const lock = join(ws, 'store', '.index', 'rows', '.mutex');
-      const a = fixture(['store', file, 'A', String(BIG)]);
-      if (!(await stopWhileHolding(a.child, lock))) {
+  it(
+    `a store append stopped (SIGSTOP) for ${STOP_MS / 1000}s keeps the store's lock; both writers' rows land once and the index agrees`,
+    async () => {
+      const BIG = 100_000;
+      for (let attempt = 1; ; attempt++) {
+        const ws = tempWorkspace({ demo: false });
+        const file = join(ws, 'store', 'rows.jsonl');
+        const lock = join(ws, 'store', '.index', 'rows', '.mutex');
+        const a = fixture(['store', file, 'A', String(BIG)]);
+        if (!(await stopWhileHolding(a.child, lock))) {
+          expect(await a.exited).toBe(0);
+          if (attempt < 5) continue;
+          throw new Error('the big put was never caught holding the store lock');
+        }
+        let b: ReturnType<typeof fixture>;
+        try {
+          b = fixture(['store', file, 'B', '50']);
+          expect(await settlesWithin(b.exited, STOP_MS)).toBe(false);
+          expect(probeLock(lock)).toBe('held');
+        } finally {
+          a.child.kill('SIGCONT');
+        }
         expect(await a.exited).toBe(0);
-        if (attempt < 5) continue;
-        throw new Error('the big put was never caught holding the store lock');
-      }
-      let b: ReturnType<typeof fixture>;
-      try {
-        b = fixture(['store', file, 'B', '50']);
-        expect(await settlesWithin(b.exited, STOP_MS)).toBe(false);
-        expect(probeLock(lock)).toBe('held');
-      } finally {
-        a.child.kill('SIGCONT');
-      }
-      expect(await a.exited).toBe(0);
-      expect(await b.exited).toBe(0);
-      expect(a.lines).toContain(`stored ${BIG} present 0 conflicts 0`);
-      expect(b.lines).toContain('stored 50 present 0 conflicts 0');
+        expect(await b.exited).toBe(0);
+        expect(a.lines).toContain(`stored ${BIG} present 0 conflicts 0`);
+        expect(b.lines).toContain('stored 50 present 0 conflicts 0');
 
-      const ids = readFileSync(file, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id);
-      expect(ids.length).toBe(BIG + 50);
-      expect(new Set(ids).size).toBe(BIG + 50);
-      const store = new ArtifactStore(file);
-      const want = [...Array.from({ length: 50 }, (_, i) => `B${i}`), 'A0', `A${BIG - 1}`];
-      expect(await store.has('2026-01-15', paramsKey({ fixture: 1 }), want)).toEqual({ present: want.length, missing: [] });
-      await store.close();
-      return;
-    }
-  }, STOP_MS + 90_000);
+        const ids = readFileSync(file, 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => (JSON.parse(l) as { id: string }).id);
+        expect(ids.length).toBe(BIG + 50);
+        expect(new Set(ids).size).toBe(BIG + 50);
+        const store = new ArtifactStore(file);
+        const want = [...Array.from({ length: 50 }, (_, i) => `B${i}`), 'A0', `A${BIG - 1}`];
+        expect(await store.has('2026-01-15', paramsKey({ fixture: 1 }), want)).toEqual({ present: want.length, missing: [] });
+        await store.close();
+        return;
+      }
+    },
+    STOP_MS + 90_000,
+  );
 
   it('a SIGKILLed holder of the queue, store or ledger mutex is overtaken in under 1 s', async () => {
     const ws = tempWorkspace({ demo: false });

@@ -194,32 +194,40 @@ describe.skipIf(why !== null)('chaos: PostgreSQL, effects committed with the ack
     await cluster?.destroy();
   });
 
-  it(`4 workers SIGKILLed at random, their sessions terminated, the server crashed twice, ${TASKS} tasks: every task completed, every effect exactly once, counters exact (seed ${s.seed})`, async () => {
-    const f = await chaos('Effects', s.seed);
-    report('pg-effects', { ...f, duplicated_tasks: f.duplicated_tasks.length, missing_tasks: f.missing_tasks.length });
-    expect(f.stats).toMatchObject({ ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0, completed: TASKS });
-    // The counters `queue stats` reads equal count(*).
-    expect(f.counted).toEqual({ completed: TASKS });
-    expect(f.missing_tasks).toEqual([]);
-    expect(f.duplicated_tasks).toEqual([]);
-    expect(f.effects).toBe(TASKS);
-    expect(f.stale_effects).toBe(0);
-    expect(f.odd_exits).toEqual([]);
-    expect(f.artifacts).toBe(TASKS);
-    // The chaos happened.
-    expect(f.worker_kills).toBeGreaterThan(0);
-    expect(f.sessions_terminated).toBeGreaterThan(0);
-    expect(f.server_restarts).toBe(2);
-    expect(f.doctor).toEqual({ code: 0, problems: [] });
-  }, DRAIN_MS + 60_000);
+  it(
+    `4 workers SIGKILLed at random, their sessions terminated, the server crashed twice, ${TASKS} tasks: every task completed, every effect exactly once, counters exact (seed ${s.seed})`,
+    async () => {
+      const f = await chaos('Effects', s.seed);
+      report('pg-effects', { ...f, duplicated_tasks: f.duplicated_tasks.length, missing_tasks: f.missing_tasks.length });
+      expect(f.stats).toMatchObject({ ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0, completed: TASKS });
+      // The counters `queue stats` reads equal count(*).
+      expect(f.counted).toEqual({ completed: TASKS });
+      expect(f.missing_tasks).toEqual([]);
+      expect(f.duplicated_tasks).toEqual([]);
+      expect(f.effects).toBe(TASKS);
+      expect(f.stale_effects).toBe(0);
+      expect(f.odd_exits).toEqual([]);
+      expect(f.artifacts).toBe(TASKS);
+      // The chaos happened.
+      expect(f.worker_kills).toBeGreaterThan(0);
+      expect(f.sessions_terminated).toBeGreaterThan(0);
+      expect(f.server_restarts).toBe(2);
+      expect(f.doctor).toEqual({ code: 0, problems: [] });
+    },
+    DRAIN_MS + 60_000,
+  );
 
-  it(`NEGATIVE CONTROL: the same chaos with the effect committed before the acknowledgement duplicates effects (seed ${s.seed})`, async () => {
-    const f = await chaos('EffectFirst', s.seed + 1);
-    report('pg-effects-negative-control', { ...f, duplicated_tasks: f.duplicated_tasks.length, missing_tasks: f.missing_tasks.length });
-    expect(f.stats).toMatchObject({ completed: TASKS, leased: 0 });
-    expect(f.missing_tasks).toEqual([]);
-    // The faults above do produce duplicates when effect and acknowledgement are separate.
-    expect(f.duplicated_tasks.length).toBeGreaterThan(0);
-    expect(f.effects).toBeGreaterThan(TASKS);
-  }, DRAIN_MS + 60_000);
+  it(
+    `NEGATIVE CONTROL: the same chaos with the effect committed before the acknowledgement duplicates effects (seed ${s.seed})`,
+    async () => {
+      const f = await chaos('EffectFirst', s.seed + 1);
+      report('pg-effects-negative-control', { ...f, duplicated_tasks: f.duplicated_tasks.length, missing_tasks: f.missing_tasks.length });
+      expect(f.stats).toMatchObject({ completed: TASKS, leased: 0 });
+      expect(f.missing_tasks).toEqual([]);
+      // The faults above do produce duplicates when effect and acknowledgement are separate.
+      expect(f.duplicated_tasks.length).toBeGreaterThan(0);
+      expect(f.effects).toBeGreaterThan(TASKS);
+    },
+    DRAIN_MS + 60_000,
+  );
 });

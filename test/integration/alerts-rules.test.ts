@@ -38,10 +38,18 @@ describe('alert rules', () => {
     r = evaluate(obs(t0 + 16 * MIN, [view('w', { completed: 180, failed: 4 })]), { workers: r.workers, open: new Set() }, ALERTS_DEFAULTS);
     expect(r.alerts).toEqual([]);
     // Few attempts never alert, whatever the ratio.
-    const few = evaluate(obs(t0 + MIN, [view('x', { completed: 1, failed: 3 })]), { workers: { x: { dead_lettered: 0, dead: 0, samples: [{ at: t0, completed: 0, failed: 0 }] } }, open: new Set() }, ALERTS_DEFAULTS);
+    const few = evaluate(
+      obs(t0 + MIN, [view('x', { completed: 1, failed: 3 })]),
+      { workers: { x: { dead_lettered: 0, dead: 0, samples: [{ at: t0, completed: 0, failed: 0 }] } }, open: new Set() },
+      ALERTS_DEFAULTS,
+    );
     expect(few.alerts).toEqual([]);
     // A counter that went backwards (a queue recreated) is not a negative ratio: the old readings are dropped.
-    const reset = evaluate(obs(t0 + MIN, [view('y', { completed: 5, failed: 0 })]), { workers: { y: { dead_lettered: 0, dead: 0, samples: [{ at: t0, completed: 500, failed: 90 }] } }, open: new Set() }, ALERTS_DEFAULTS);
+    const reset = evaluate(
+      obs(t0 + MIN, [view('y', { completed: 5, failed: 0 })]),
+      { workers: { y: { dead_lettered: 0, dead: 0, samples: [{ at: t0, completed: 500, failed: 90 }] } }, open: new Set() },
+      ALERTS_DEFAULTS,
+    );
     expect(reset.alerts).toEqual([]);
     expect(reset.workers.y!.samples).toEqual([{ at: t0 + MIN, completed: 5, failed: 0 }]);
   });
@@ -57,8 +65,26 @@ describe('alert rules', () => {
   });
 
   it('oldest_ready_age over 30 min; run_failed for exit codes other than 0, 10, 11; disabled rules stay silent', async () => {
-    const run = (exit_code: number): RunInfo => ({ run_id: `r${exit_code}`, pipeline: `p${exit_code}`, date: '2026-01-15', as_of: '', retry_of_run_id: null, started_at: '', finished_at: '', duration_ms: 1, status: exit_code === 0 ? 'success' : 'failed', current: false, exit_code, failure: null, steps: [] });
-    const r = evaluate(obs(1, [view('old', { ready: 1, oldest_ready_age_s: 31 * 60 }), view('young', { ready: 1, oldest_ready_age_s: 29 * 60 })], [0, 10, 11, 20, 50, 60].map(run)), none, ALERTS_DEFAULTS);
+    const run = (exit_code: number): RunInfo => ({
+      run_id: `r${exit_code}`,
+      pipeline: `p${exit_code}`,
+      date: '2026-01-15',
+      as_of: '',
+      retry_of_run_id: null,
+      started_at: '',
+      finished_at: '',
+      duration_ms: 1,
+      status: exit_code === 0 ? 'success' : 'failed',
+      current: false,
+      exit_code,
+      failure: null,
+      steps: [],
+    });
+    const r = evaluate(
+      obs(1, [view('old', { ready: 1, oldest_ready_age_s: 31 * 60 }), view('young', { ready: 1, oldest_ready_age_s: 29 * 60 })], [0, 10, 11, 20, 50, 60].map(run)),
+      none,
+      ALERTS_DEFAULTS,
+    );
     expect(r.alerts.map((a) => a.fingerprint)).toEqual(['oldest_ready_age:old', 'run_failed:p20:r20', 'run_failed:p50:r50', 'run_failed:p60:r60']);
     expect(r.alerts.find((a) => a.subject === 'p60')!.message).toMatch(/halted by a guardrail: exit 60/);
     const off = evaluate(obs(1, [view('old', { ready: 1, oldest_ready_age_s: 31 * 60 })], [run(50)]), none, { ...ALERTS_DEFAULTS, disabled: ['run_failed', 'oldest_ready_age'] });

@@ -79,7 +79,7 @@ describe('alert webhook formats', () => {
     expect(hook.hits).toHaveLength(1);
   });
 
-  it('signed deliveries carry a Standard Webhooks signature (a whsec_ secret or a plain one) beside metaspn\'s own', async () => {
+  it("signed deliveries carry a Standard Webhooks signature (a whsec_ secret or a plain one) beside metaspn's own", async () => {
     const hook = await receiver();
     const ws = await workspaceWithAlert();
     const key = Buffer.from('0123456789abcdef0123456789abcdef');

@@ -153,7 +153,10 @@ describe('metaspn alerts check', () => {
     expect(verified(hook.hits[6]!).alert.fingerprint).toBe('oldest_ready_age:contract');
 
     // Everything is in the alert log, for the weekly report.
-    const events = readFileSync(join(ws, 'ops', 'alerts-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).event as string);
+    const events = readFileSync(join(ws, 'ops', 'alerts-log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).event as string);
     expect(events.filter((e) => e === 'opened')).toHaveLength(3);
     expect(events.filter((e) => e === 'sent')).toHaveLength(6);
     expect(events.filter((e) => e === 'delivery_failed')).toHaveLength(1);
@@ -182,7 +185,7 @@ describe('metaspn alerts check', () => {
     expect(c.stderr).toMatch(/alerts\.failure_ratio_max/);
   });
 
-  it('a failed run, a halted worker and a high failure ratio are alerted by serve\'s periodic check and listed by GET /api/alerts', async () => {
+  it("a failed run, a halted worker and a high failure ratio are alerted by serve's periodic check and listed by GET /api/alerts", async () => {
     const hook = await receiver();
     const ws = tempWorkspace({
       config: {
@@ -206,7 +209,8 @@ describe('metaspn alerts check', () => {
     try {
       const WANT = ['dead_letters_grew:publish_season_summary', 'failure_ratio:flaky', 'run_failed', 'worker_halted:flaky'];
       const key = (a: { fingerprint: string; rule: string }): string => (a.rule === 'run_failed' ? a.rule : `${a.rule}:${a.fingerprint.split(':')[1]}`);
-      const open = async () => (await http('GET', `${s.url}/api/alerts`)).json as { checked_at: string; open: { fingerprint: string; rule: string; subject: string; severity: string; message: string }[] };
+      const open = async () =>
+        (await http('GET', `${s.url}/api/alerts`)).json as { checked_at: string; open: { fingerprint: string; rule: string; subject: string; severity: string; message: string }[] };
       let body = await open();
       await waitFor(
         async () => {

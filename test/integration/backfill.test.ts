@@ -11,7 +11,12 @@ const STORE = ['s1_attention_scores.jsonl', 's1_reward_projections.jsonl', 's1_s
 /** A small season: enough subjects and days for settlement to matter, quick to run 30 times. */
 const SIGNALS = `${generateSignals({ subjects: 40, perSubject: 30, start: '2026-01-01', days: 30, seed: 3 }).join('\n')}\n`;
 
-const hashes = (ws: string): string[] => STORE.map((f) => createHash('sha256').update(readFileSync(join(ws, 'store', f))).digest('hex'));
+const hashes = (ws: string): string[] =>
+  STORE.map((f) =>
+    createHash('sha256')
+      .update(readFileSync(join(ws, 'store', f)))
+      .digest('hex'),
+  );
 const dates = (n: number): string[] => Array.from({ length: n }, (_, i) => `2026-01-${String(i + 1).padStart(2, '0')}`);
 
 interface Summary {
@@ -83,7 +88,9 @@ describe('metaspn s1 backfill', () => {
     expect(r.code, r.stderr).toBe(0);
     const s = summaryOf(r.stdout);
     for (const d of before) expect(s.dates[d]?.status, d).toBe('skipped');
-    const redone = Object.entries(s.dates).filter(([, v]) => v.status === 'published').map(([d]) => d);
+    const redone = Object.entries(s.dates)
+      .filter(([, v]) => v.status === 'published')
+      .map(([d]) => d);
     expect(redone.sort()).toEqual(dates(10).filter((d) => !before.includes(d)));
     expect(hashes(ws)).toEqual(await reference(10));
   }, 180_000);

@@ -34,7 +34,6 @@ export function cliSpawn(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
   return child;
 }
 
-
 /** The fixture workers, named as `worker run` takes them: `${WORKERS}:Export`. */
 export const WORKERS = join(ROOT, 'test', 'fixtures', 'workers.mjs');
 export const spec = (exportName: string): string => `${WORKERS}:${exportName}`;

@@ -5,7 +5,11 @@ import { BIN, cliEnv, tempWorkspace } from './cli.js';
 /** Runs the CLI with its stdout into a pipe whose reader exits without reading (`| true`); the CLI's exit code and stderr. */
 function intoClosedPipe(args: string[]): { code: number; stderr: string } {
   const quoted = args.map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
-  const r = spawnSync('bash', ['-c', `node '${BIN}' ${quoted} 2>/tmp/.metaspn-closed-pipe-$$ | true; code=\${PIPESTATUS[0]}; cat /tmp/.metaspn-closed-pipe-$$ >&2; rm -f /tmp/.metaspn-closed-pipe-$$; exit $code`], { encoding: 'utf8', env: cliEnv() });
+  const r = spawnSync(
+    'bash',
+    ['-c', `node '${BIN}' ${quoted} 2>/tmp/.metaspn-closed-pipe-$$ | true; code=\${PIPESTATUS[0]}; cat /tmp/.metaspn-closed-pipe-$$ >&2; rm -f /tmp/.metaspn-closed-pipe-$$; exit $code`],
+    { encoding: 'utf8', env: cliEnv() },
+  );
   return { code: r.status ?? -1, stderr: r.stderr };
 }
 

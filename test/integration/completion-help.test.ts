@@ -57,9 +57,7 @@ describe('metaspn completion', () => {
       [['metaspn', 's1', 'run-local', '--on-lock-held', 'w'], 'wait'],
       [['metaspn', 'completion', ''], '--help'],
     ];
-    const body = cases
-      .map(([words]) => `COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; COMPREPLY=(); _metaspn; echo "\${COMPREPLY[*]}"`)
-      .join('\n');
+    const body = cases.map(([words]) => `COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; COMPREPLY=(); _metaspn; echo "\${COMPREPLY[*]}"`).join('\n');
     const r = spawnSync('bash', ['-c', `${script}\n${body}`], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n').slice(0, cases.length)).toEqual(cases.map((c) => c[1]));

@@ -157,7 +157,10 @@ describe('damaged ops records', () => {
 
     const doc = await cliIn(['doctor', '--workspace', ws, '--json']);
     expect(doc.code).toBe(30);
-    const paths = (JSON.parse(doc.stdout) as { findings: { area: string; path: string }[] }).findings.filter((f) => f.area === 'ops').map((f) => f.path).sort();
+    const paths = (JSON.parse(doc.stdout) as { findings: { area: string; path: string }[] }).findings
+      .filter((f) => f.area === 'ops')
+      .map((f) => f.path)
+      .sort();
     expect(paths).toEqual([join('ops', 'alerts-state.json'), join('ops', 'events', 'q', '0123456789abcdef0123456789abcdef.json'), join('ops', 'runs', '20260115T000000Z-abcdef.json')]);
 
     const list = await cliIn(['alerts', 'list', '--workspace', ws]);
@@ -165,7 +168,10 @@ describe('damaged ops records', () => {
     expect(list.stderr).toMatch(/alerts-state\.json: alerts\["x"\]: field "fingerprint" is missing/);
     const check = await cliIn(['alerts', 'check', '--workspace', ws, '--json']);
     expect([0, 60]).toContain(check.code);
-    expect((JSON.parse(check.stdout) as { state_reset: { path: string; moved_to: string } }).state_reset).toMatchObject({ path: join('ops', 'alerts-state.json'), moved_to: expect.stringMatching(/^quarantine\/ops\/alerts-state\.json\./) });
+    expect((JSON.parse(check.stdout) as { state_reset: { path: string; moved_to: string } }).state_reset).toMatchObject({
+      path: join('ops', 'alerts-state.json'),
+      moved_to: expect.stringMatching(/^quarantine\/ops\/alerts-state\.json\./),
+    });
     expect((await cliIn(['alerts', 'list', '--workspace', ws])).code).toBe(0);
 
     expect((await cliIn(['doctor', '--workspace', ws, '--repair'])).code).toBe(0);
@@ -199,7 +205,10 @@ describe('the ops server over damaged run files', () => {
         const prom = parsePrometheusText(metrics.body);
         expect(prom.errors).toEqual([]);
         const unreadable = prom.families.get('metaspn_state_files_unreadable')!.samples;
-        expect(unreadable.reduce((n, x) => n + x.value, 0), c.name).toBe(file ? 1 : 0);
+        expect(
+          unreadable.reduce((n, x) => n + x.value, 0),
+          c.name,
+        ).toBe(file ? 1 : 0);
         if (file) expect(unreadable.find((x) => x.labels.kind === c.kind)?.value, c.name).toBe(1);
         // The queue metrics and the latest run survive.
         expect(prom.families.get('metaspn_queue_ready')!.samples.length).toBeGreaterThan(0);

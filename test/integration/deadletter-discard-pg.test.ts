@@ -51,7 +51,10 @@ describe.skipIf(!up)('dead letters you can finish with, on PostgreSQL', () => {
     expect(all.stdout).toBe('discarded 1 dead letter(s) of contract:\n  b\nrecorded in the ledger (seq 2): done with them\n');
     const stats = await cli(['queue', 'stats', 'contract', '--json']);
     expect(JSON.parse(stats.stdout)).toMatchObject({ dead: 0, cancelled: 2 });
-    const ledger = readFileSync(join(ws, 'ledger.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; detail: { ids: string[]; reason: string } });
+    const ledger = readFileSync(join(ws, 'ledger.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { kind: string; detail: { ids: string[]; reason: string } });
     expect(ledger.map((e) => [e.kind, e.detail.ids, e.detail.reason])).toEqual([
       ['deadletter_discard', ['a'], 'obsolete'],
       ['deadletter_discard', ['b'], 'done with them'],

@@ -134,7 +134,7 @@ describe('queue deadletter discard', () => {
   });
 });
 
-describe('queue list and typo\'d queue names', () => {
+describe("queue list and typo'd queue names", () => {
   it('queue list: every queue with its counts, as a table and as JSON', async () => {
     const ws = await withDeadLetters(['a']);
     const e = await cliIn(['queue', 'enqueue', 'ok', '--workspace', ws, '--payload', '{"n":1}']);
@@ -145,7 +145,11 @@ describe('queue list and typo\'d queue names', () => {
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^QUEUE\s+READY\s+SCHEDULED\s+LEASED\s+DEAD\s+COMPLETED\s+CANCELLED\s+PAUSED\s+OLDEST READY$/);
-    const row = (q: string): string[] => lines.find((l) => l.startsWith(`${q} `))!.trim().split(/\s+/);
+    const row = (q: string): string[] =>
+      lines
+        .find((l) => l.startsWith(`${q} `))!
+        .trim()
+        .split(/\s+/);
     expect(row('contract').slice(0, 8)).toEqual(['contract', '0', '0', '0', '1', '0', '0', 'no']);
     expect(row('ok').slice(0, 8)).toEqual(['ok', '1', '0', '0', '0', '0', '0', 'yes']);
     // The bundled workers' queues are listed before they have a task.
@@ -158,7 +162,7 @@ describe('queue list and typo\'d queue names', () => {
     expect(doc.queues.find((q) => q.queue === 'ok')).toMatchObject({ ready: 1, dead: 0, paused: true });
   });
 
-  it('a typo\'d queue name gets the nearest existing queue, wherever a queue name is taken (exit 64)', async () => {
+  it("a typo'd queue name gets the nearest existing queue, wherever a queue name is taken (exit 64)", async () => {
     const ws = await withDeadLetters(['a']);
     const cases: string[][] = [
       ['queue', 'stats', 'settle_seasn'],
@@ -178,7 +182,10 @@ describe('queue list and typo\'d queue names', () => {
     // Nothing near: the queues there are, still no hint to create the typo.
     const far = await cliIn(['queue', 'stats', 'zzzzzzzzzz', '--workspace', ws]);
     expect(far.code).toBe(64);
-    oneLineError(far.stderr, /^error: unknown queue "zzzzzzzzzz" in \S+\nhint: queues here: contract, project_rewards, publish_season_summary, settle_season, update_attention_scores; `metaspn queue list --workspace \S+` shows their counts\n$/);
+    oneLineError(
+      far.stderr,
+      /^error: unknown queue "zzzzzzzzzz" in \S+\nhint: queues here: contract, project_rewards, publish_season_summary, settle_season, update_attention_scores; `metaspn queue list --workspace \S+` shows their counts\n$/,
+    );
     // worker run: a module or export name one typo away from a bundled one.
     const mod = await cliIn(['worker', 'run', 'metaspn_ops.worker.s1:ProjectRewardsWorker', '--workspace', ws, '--once']);
     expect(mod.code).toBe(64);

@@ -14,7 +14,12 @@ describe('metaspn doctor', () => {
 
     const store = join(ws, 'store', 's1_attention_scores.jsonl');
     appendFileSync(store, '{"id":"att_torn","date":"20');
-    const log = join(ws, 'queue', 'project_rewards', readdirSync(join(ws, 'queue', 'project_rewards')).find((f) => f.startsWith('log.'))!);
+    const log = join(
+      ws,
+      'queue',
+      'project_rewards',
+      readdirSync(join(ws, 'queue', 'project_rewards')).find((f) => f.startsWith('log.'))!,
+    );
     appendFileSync(log, '{"c":"12345678","r":{"t":"enq"');
     const before = readFileSync(store);
     const found = await cliIn(['doctor', '--workspace', ws, '--json']);

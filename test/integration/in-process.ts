@@ -65,7 +65,6 @@ function routeEnv(): void {
   });
 }
 
-
 const nativeImport = (url: string): Promise<Record<string, unknown>> => import(url) as Promise<Record<string, unknown>>;
 
 function loadMain(): Promise<Main> {

@@ -63,8 +63,8 @@ describe('--json documents', () => {
     await json('s1 run-local', [...w, '--date', '2026-01-16', '--run-id', 'bad'], [11]);
     expect((await cliIn(['queue', 'resume', 'project_rewards', ...w])).code).toBe(0);
     for (const id of ['c1', 'c2', 'c3']) expect((await cliIn(['queue', 'enqueue', 'contract', ...w, '--payload', JSON.stringify({ id, created_at: 1 }), '--id', id])).code).toBe(0);
-    expect((await json('queue enqueue', ['flaky', ...w, '--payload', '{"fail":1}', '--id', 'f1']))).toMatchObject({ worker: 'flaky', added: ['f1'] });
-    expect((await json('worker run', [spec('Contract'), ...w, '--once'], [20]))).toMatchObject({ worker: 'contract', dead_contract: 3 });
+    expect(await json('queue enqueue', ['flaky', ...w, '--payload', '{"fail":1}', '--id', 'f1'])).toMatchObject({ worker: 'flaky', added: ['f1'] });
+    expect(await json('worker run', [spec('Contract'), ...w, '--once'], [20])).toMatchObject({ worker: 'contract', dead_contract: 3 });
     // Its retry must not come due within the run (a loaded machine lets a 10 ms retry run in it).
     await json('worker run', [spec('FailTimes'), ...w, '--once'], [11], { METASPN_QUEUE_BACKOFF_BASE_MS: '60000', METASPN_QUEUE_BACKOFF_CAP_MS: '60000' });
 
@@ -79,18 +79,18 @@ describe('--json documents', () => {
     expect((dead.dead_letters as { task: { id: string; payload: unknown } }[]).map((d) => d.task.id)).toEqual(['c1', 'c2', 'c3']);
     // A payload is the user's: printed as given, its numbers untouched.
     expect((dead.dead_letters as { task: { payload: unknown } }[])[0]!.task.payload).toEqual({ id: 'c1', created_at: 1 });
-    expect((await json('queue deadletter show', ['contract', 'c1', ...w]))).toMatchObject({ worker: 'contract', task: { id: 'c1' } });
-    expect((await json('queue deadletter discard', ['contract', ...w, '--task-id', 'c1', '--reason', 'not needed']))).toMatchObject({ discarded: ['c1'] });
-    expect((await json('queue retry', ['contract', ...w, '--dry-run']))).toMatchObject({ dry_run: true, would_retry: ['c2', 'c3'] });
-    expect((await json('queue retry', ['contract', ...w, '--task-id', 'c2']))).toMatchObject({ retried: ['c2'] });
+    expect(await json('queue deadletter show', ['contract', 'c1', ...w])).toMatchObject({ worker: 'contract', task: { id: 'c1' } });
+    expect(await json('queue deadletter discard', ['contract', ...w, '--task-id', 'c1', '--reason', 'not needed'])).toMatchObject({ discarded: ['c1'] });
+    expect(await json('queue retry', ['contract', ...w, '--dry-run'])).toMatchObject({ dry_run: true, would_retry: ['c2', 'c3'] });
+    expect(await json('queue retry', ['contract', ...w, '--task-id', 'c2'])).toMatchObject({ retried: ['c2'] });
 
     // Runs.
     const runs = await json('runs list', w);
     expect((runs.runs as { run_id: string }[]).map((r) => r.run_id)).toEqual(['bad', 'good']);
-    expect((await json('runs show', ['good', ...w]))).toMatchObject({ run_id: 'good', started_at: expect.stringMatching(ISO) });
-    expect((await json('runs retry', ['bad', ...w]))).toMatchObject({ retry_of_run_id: 'bad', status: 'published' });
+    expect(await json('runs show', ['good', ...w])).toMatchObject({ run_id: 'good', started_at: expect.stringMatching(ISO) });
+    expect(await json('runs retry', ['bad', ...w])).toMatchObject({ retry_of_run_id: 'bad', status: 'published' });
     await json('s1 backfill', [...w, '--start', '2026-01-17', '--end', '2026-01-17']);
-    expect((await json('s1 rollback', [...w, '--steps', '1', '--dry-run']))).toMatchObject({ dry_run: true });
+    expect(await json('s1 rollback', [...w, '--steps', '1', '--dry-run'])).toMatchObject({ dry_run: true });
 
     // Operators.
     await json('lock status', w);
@@ -102,7 +102,7 @@ describe('--json documents', () => {
     await json('store export', [...w, '--out', join(ws, 'export')]);
     await json('verify', ['--url', 'http://127.0.0.1:9'], [50]);
     // Without a database, db migrate is a usage error: the error document is versioned as well.
-    expect((await json('db migrate', w, [64]))).toMatchObject({ error: { code: 'USAGE', exit_code: 64 } });
+    expect(await json('db migrate', w, [64])).toMatchObject({ error: { code: 'USAGE', exit_code: 64 } });
     await json('smoke', ['--workspace', tempWorkspace({ demo: false })]);
 
     // A user pipeline (examples/daily-projections): pipeline list, show, run, backfill, rollback.
@@ -114,7 +114,7 @@ describe('--json documents', () => {
     const e = ['--workspace', ex];
     expect(((await json('pipeline list', e)).pipelines as { name: string }[]).map((p) => p.name)).toContain('daily-projections');
     await json('pipeline show', ['daily-projections', ...e]);
-    expect((await json('pipeline run', ['daily-projections', ...e, '--date', '2026-03-01']))).toMatchObject({ exit_code: 0 });
+    expect(await json('pipeline run', ['daily-projections', ...e, '--date', '2026-03-01'])).toMatchObject({ exit_code: 0 });
     await json('pipeline backfill', ['daily-projections', ...e, '--start', '2026-03-02', '--end', '2026-03-02']);
     await json('pipeline rollback', ['daily-projections', ...e, '--steps', '1', '--dry-run']);
 

@@ -97,7 +97,9 @@ export async function deadLetters(ws: string, queue: string): Promise<{ task: { 
 export function errorHistory(ws: string, queue: string, id: string): TaskError[] {
   const dir = join(ws, 'queue', queue);
   let errors: TaskError[] = [];
-  for (const log of readdirSync(dir).filter((f) => /^log\.\d+\.jsonl$/.test(f)).sort()) {
+  for (const log of readdirSync(dir)
+    .filter((f) => /^log\.\d+\.jsonl$/.test(f))
+    .sort()) {
     for (const line of readFileSync(join(dir, log), 'utf8').split('\n')) {
       if (!line) continue;
       const rec = (JSON.parse(line) as { r: { task?: { id: string; errors: TaskError[] } } }).r;

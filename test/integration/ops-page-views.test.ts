@@ -44,7 +44,12 @@ async function workspace(): Promise<string> {
 
 function ledgerKinds(ws: string): string[] {
   const f = join(ws, 'ledger.jsonl');
-  return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { kind: string }).kind) : [];
+  return existsSync(f)
+    ? readFileSync(f, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { kind: string }).kind)
+    : [];
 }
 
 async function open(url: string, o: { width?: number; height?: number; dark?: boolean; fakeClock?: boolean } = {}): Promise<{ page: Page; errors: string[] }> {
@@ -128,7 +133,12 @@ describe('the /ops page views', () => {
       const runId = (await page.locator('#runs-table tbody tr').first().getAttribute('data-run'))!;
       await page.locator('#runs-table tbody tr').first().locator('a').click();
       await page.waitForURL(new RegExp(`/ops/run/${runId}$`));
-      expect(await page.locator('section.step').evaluateAll((x) => x.map((e) => e.getAttribute('data-step')))).toEqual(['update_attention_scores', 'project_rewards', 'settle_season', 'publish_season_summary']);
+      expect(await page.locator('section.step').evaluateAll((x) => x.map((e) => e.getAttribute('data-step')))).toEqual([
+        'update_attention_scores',
+        'project_rewards',
+        'settle_season',
+        'publish_season_summary',
+      ]);
       await expect(page.locator('section.step[data-step="update_attention_scores"] table.inputs').textContent()).resolves.toContain('s1_signals.jsonl');
       await expect(page.locator('section.step[data-step="update_attention_scores"] table.outputs').textContent()).resolves.toMatch(/s1_attention_scores\.jsonl\s*300/);
       if (SHOTS) await page.screenshot({ path: join(SHOTS, 'ops-run.png'), fullPage: true });

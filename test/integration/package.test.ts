@@ -61,11 +61,25 @@ describe('the packed package', () => {
   it('ships the built CLI, its declarations, Season 1 and the docs; not the tests, sources or bench', () => {
     const r = sh('tar', ['tzf', tgz], dir);
     expect(r.code).toBe(0);
-    const files = r.stdout.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
-    for (const f of ['bin/metaspn.js', 'dist/src/cli/main.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/workers/s1/bundle.js', 'dist/src/runtime/isolation/entry.js', 'inputs/s1_signals.jsonl', 'README.md', 'docs/EXIT-CODES.md', 'package.json']) {
+    const files = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((f) => f.replace(/^package\//, ''));
+    for (const f of [
+      'bin/metaspn.js',
+      'dist/src/cli/main.js',
+      'dist/src/index.js',
+      'dist/src/index.d.ts',
+      'dist/workers/s1/bundle.js',
+      'dist/src/runtime/isolation/entry.js',
+      'inputs/s1_signals.jsonl',
+      'README.md',
+      'docs/EXIT-CODES.md',
+      'package.json',
+    ]) {
       expect(files, f).toContain(f);
     }
-    const stray = files.filter((f) => /^(test|chaos|bench|src|workers|scripts|examples|dist\/bench|dist\/scripts)\//.test(f) || f.endsWith('.map') || f.endsWith('.ts') && !f.endsWith('.d.ts'));
+    const stray = files.filter((f) => /^(test|chaos|bench|src|workers|scripts|examples|dist\/bench|dist\/scripts)\//.test(f) || f.endsWith('.map') || (f.endsWith('.ts') && !f.endsWith('.d.ts')));
     expect(stray).toEqual([]);
   });
 
@@ -128,7 +142,16 @@ export const Greeter = defineWorker({
     writeFileSync(
       join(project, 'tsconfig.json'),
       JSON.stringify({
-        compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: true, types: ['node'], typeRoots: [join(ROOT, 'node_modules', '@types')] },
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          types: ['node'],
+          typeRoots: [join(ROOT, 'node_modules', '@types')],
+        },
         files: ['typed.ts'],
       }),
     );

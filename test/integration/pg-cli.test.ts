@@ -65,7 +65,17 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
 
     r = await cliIn(['queue', 'stats', 'flaky', '--workspace', ws, '--json'], { env });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ queue: 'flaky', ready: 0, scheduled: 0, leased: 0, completed: 2, dead: 1, cancelled: 0, paused: false, totals: { failed: 3, dead_lettered: 1, retried: 0 } });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      queue: 'flaky',
+      ready: 0,
+      scheduled: 0,
+      leased: 0,
+      completed: 2,
+      dead: 1,
+      cancelled: 0,
+      paused: false,
+      totals: { failed: 3, dead_lettered: 1, retried: 0 },
+    });
 
     r = await cliIn(['queue', 'deadletter', 'list', 'flaky', '--workspace', ws], { env });
     expect(r.code, r.stderr).toBe(0);
@@ -183,7 +193,10 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
 
   it('the database going away under a running worker: it stops with exit 11 and one line; another worker finishes every task', async () => {
     const ws = tempWorkspace({ demo: false, config: { backend: { url: db.url, schema: 'gone' } } });
-    const f = taskFile(ws, Array.from({ length: 30 }, (_, i) => ({ id: `s${i}`, payload: { ms: 100 } })));
+    const f = taskFile(
+      ws,
+      Array.from({ length: 30 }, (_, i) => ({ id: `s${i}`, payload: { ms: 100 } })),
+    );
     let r = await cliIn(['queue', 'enqueue', 'slow', '--workspace', ws, '--file', f]);
     expect(r.code, r.stderr).toBe(0);
     const u = new URL(db.url);
@@ -210,7 +223,11 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
     expect(r.code, r.stderr).toBe(0);
     await sql(`INSERT INTO future.schema_migrations (version, name) VALUES (999, 'from a newer metaspn')`);
     const line = `error: PostgreSQL schema future at 127.0.0.1:5432/${db.name} is at version 999, newer than this metaspn knows (${LATEST_VERSION}); refusing to use it`;
-    for (const args of [['db', 'migrate'], ['queue', 'enqueue', 'ok', '--payload', '1'], ['worker', 'run', spec('Succeed'), '--once']]) {
+    for (const args of [
+      ['db', 'migrate'],
+      ['queue', 'enqueue', 'ok', '--payload', '1'],
+      ['worker', 'run', spec('Succeed'), '--once'],
+    ]) {
       r = await cliIn([...args, '--workspace', ws]);
       expect(r.code, args.join(' ')).toBe(30);
       expect(r.stderr.split('\n')[0]).toBe(line);

@@ -43,7 +43,14 @@ describe.skipIf(!up)('doctor on PostgreSQL', () => {
     await sql(`UPDATE metaspn.queue_counts SET n = n + 5 WHERE queue = 'jobs' AND kind = 0 AND slot = (SELECT min(slot) FROM metaspn.queue_counts WHERE queue = 'jobs' AND kind = 0)`);
     const drift = doctorJson(ws, env);
     expect(drift.exit_code).toBe(30);
-    expect(drift.findings).toContainEqual(expect.objectContaining({ severity: 'error', area: 'database', path: expect.stringMatching(/^pg:127\.0\.0\.1:5432\/.+\/metaspn\.queue_counts\/jobs$/), message: 'ready tasks counted 8, rows 3' }));
+    expect(drift.findings).toContainEqual(
+      expect.objectContaining({
+        severity: 'error',
+        area: 'database',
+        path: expect.stringMatching(/^pg:127\.0\.0\.1:5432\/.+\/metaspn\.queue_counts\/jobs$/),
+        message: 'ready tasks counted 8, rows 3',
+      }),
+    );
     await sql(`UPDATE metaspn.queue_counts SET n = n - 5 WHERE queue = 'jobs' AND kind = 0 AND slot = (SELECT min(slot) FROM metaspn.queue_counts WHERE queue = 'jobs' AND kind = 0)`);
     expect(doctorJson(ws, env).exit_code).toBe(0);
 

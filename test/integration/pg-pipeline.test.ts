@@ -88,7 +88,9 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       const onFiles = runJson(filesDir, '2026-03-04', { METASPN_DATABASE_URL: '' });
       expect(onFiles.exit_code).toBe(0);
       expect(onFiles.identity).toBe(first.identity);
-      expect(onFiles.steps.map((s) => [s.step, s.identity, s.outputs[0]!.sha256, s.outputs[0]!.rows_written]).sort()).toEqual(first.steps.map((s) => [s.step, s.identity, s.outputs[0]!.sha256, s.outputs[0]!.rows_written]).sort());
+      expect(onFiles.steps.map((s) => [s.step, s.identity, s.outputs[0]!.sha256, s.outputs[0]!.rows_written]).sort()).toEqual(
+        first.steps.map((s) => [s.step, s.identity, s.outputs[0]!.sha256, s.outputs[0]!.rows_written]).sort(),
+      );
 
       // store export: on files, the store's own bytes; from the database, the same rows (in the
       // order this run wrote them: the runs' tasks finish in their own order, so compared sorted).
@@ -174,7 +176,13 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
     const again = runJson(dir, '2026-03-05', env);
     expect(again.exit_code).toBe(30);
     const failed = again.steps.find((x) => x.step === 'finalize')!;
-    expect(failed).toMatchObject({ identity: finalize.identity, status: 'failed', error: { message: expect.stringMatching(/replay conflict: daily-projections\.finalize already holds row_\w+ with different content \(1 conflicting row\(s\)\); nothing of this task was written/) } });
+    expect(failed).toMatchObject({
+      identity: finalize.identity,
+      status: 'failed',
+      error: {
+        message: expect.stringMatching(/replay conflict: daily-projections\.finalize already holds row_\w+ with different content \(1 conflicting row\(s\)\); nothing of this task was written/),
+      },
+    });
     expect(await sql(`SELECT body FROM metaspn.artifact WHERE store = $1 AND id = $2`, [`${NAME}.finalize`, row!.id])).toEqual([{ body: tampered }]);
     const stores = new PgStores({ setting: { url: db.url, source: 'test' } });
     try {
@@ -193,7 +201,9 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       await until(() => out.includes('"acquired"'), 20_000, 'the holder to take the lock');
       const st = cli(['lock', 'status', '--workspace', dir, '--name', NAME], { env: { METASPN_DATABASE_URL: db.url } });
       expect(st.code, st.stderr).toBe(0);
-      expect(st.stdout).toMatch(new RegExp(`^lock ${NAME}: HELD  \\(pg:127\\.0\\.0\\.1:5432/${db.name}/metaspn\\.run_lock/${NAME}\\)\\n  active        1\\n  pid           ${holder.pid} \\(running\\)\\n`));
+      expect(st.stdout).toMatch(
+        new RegExp(`^lock ${NAME}: HELD  \\(pg:127\\.0\\.0\\.1:5432/${db.name}/metaspn\\.run_lock/${NAME}\\)\\n  active        1\\n  pid           ${holder.pid} \\(running\\)\\n`),
+      );
       const r = cli(['pipeline', 'run', NAME, '--date', '2026-03-02', '--workspace', dir, '--database-url', db.url], { env: { METASPN_DATABASE_URL: '' }, cwd: dir });
       expect(r.code).toBe(11);
       expect(r.stdout).toBe('');
@@ -202,7 +212,11 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       expect(await sql(`SELECT run_id FROM metaspn.manifest WHERE date = '2026-03-02'`)).toEqual([]);
       expect(await sql(`SELECT count(*)::int AS n FROM metaspn.ledger WHERE body LIKE '%2026-03-02%'`)).toEqual([{ n: 0 }]);
       holder.kill('SIGKILL');
-      await until(() => !JSON.parse(cli(['lock', 'status', '--workspace', dir, '--name', NAME, '--json'], { env: { METASPN_DATABASE_URL: db.url } }).stdout).held, 10_000, 'the killed holder\'s session to end');
+      await until(
+        () => !JSON.parse(cli(['lock', 'status', '--workspace', dir, '--name', NAME, '--json'], { env: { METASPN_DATABASE_URL: db.url } }).stdout).held,
+        10_000,
+        "the killed holder's session to end",
+      );
       const gone = cli(['lock', 'status', '--workspace', dir, '--name', NAME], { env: { METASPN_DATABASE_URL: db.url } });
       expect(gone.stdout).toContain('  stale: its lock session ended; the next run takes it over\n');
     } finally {

@@ -158,10 +158,7 @@ describe('the example pipeline: list and show', () => {
     expect(step.finalize!.upstream).toEqual(['ingest', 'minutes', 'ownership', 'rates', 'sim']);
     expect(step.ownership!.previous).toBe(true);
     expect(step.sim!.params).toEqual({ worlds: 1000 });
-    expect(view.checks).toEqual([
-      expect.objectContaining({ name: 'team_minutes', reads: ['minutes'] }),
-      expect.objectContaining({ name: 'projections_complete', reads: ['ingest', 'finalize'] }),
-    ]);
+    expect(view.checks).toEqual([expect.objectContaining({ name: 'team_minutes', reads: ['minutes'] }), expect.objectContaining({ name: 'projections_complete', reads: ['ingest', 'finalize'] })]);
   }, 120_000);
 });
 
@@ -323,7 +320,11 @@ describe('the example pipeline: checks', () => {
     expect(skipped.steps.map((s) => s.outputs[0]!.rows_written)).toEqual([0, 0, 0, 0, 0, 0]);
     expect(pointer(dir, '2026-03-05').run_id).toBe(skipped.run_id);
     expect(ledger(dir)[0]!.detail.skipped_checks).toEqual([{ name: 'team_minutes', reason: 'two starters out; minutes are not redistributed' }]);
-    expect(manifest(dir, 'finalize', '2026-03-05', skipped.run_id).checks[0]).toMatchObject({ name: 'team_minutes', status: 'skipped', note: '--skip-check: two starters out; minutes are not redistributed' });
+    expect(manifest(dir, 'finalize', '2026-03-05', skipped.run_id).checks[0]).toMatchObject({
+      name: 'team_minutes',
+      status: 'skipped',
+      note: '--skip-check: two starters out; minutes are not redistributed',
+    });
   }, 120_000);
 });
 

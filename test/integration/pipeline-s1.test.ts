@@ -5,7 +5,8 @@ import { cli, tempWorkspace } from './cli.js';
 
 const STORE = ['s1_attention_scores.jsonl', 's1_reward_projections.jsonl', 's1_settlements.jsonl', 's1_summaries.jsonl'];
 const store = (ws: string): string[] => STORE.map((f) => readFileSync(join(ws, 'store', f), 'utf8'));
-const pointer = (ws: string, date: string): { run_id: string; summary_id: string; params: Record<string, string> } => JSON.parse(readFileSync(join(ws, 'manifests', 'current', 's1', `date=${date}.json`), 'utf8'));
+const pointer = (ws: string, date: string): { run_id: string; summary_id: string; params: Record<string, string> } =>
+  JSON.parse(readFileSync(join(ws, 'manifests', 'current', 's1', `date=${date}.json`), 'utf8'));
 
 describe('pipeline run|backfill|rollback s1: the same code path as metaspn s1 â€¦', () => {
   it('pipeline run s1 and s1 run-local write the same store bytes and the same pointer; backfill and rollback go through too', () => {
@@ -16,7 +17,11 @@ describe('pipeline run|backfill|rollback s1: the same code path as metaspn s1 â€
     expect(viaPipeline.code, viaPipeline.stderr).toBe(0);
     expect(viaS1.code, viaS1.stderr).toBe(0);
     // The same report shape (s1's), the same rows byte for byte, the same summary and params.
-    expect(JSON.parse(viaPipeline.stdout)).toMatchObject({ pipeline: 's1', status: 'published', stages: [{ step: 'update_attention_scores' }, { step: 'project_rewards' }, { step: 'settle_season' }, { step: 'publish_season_summary' }] });
+    expect(JSON.parse(viaPipeline.stdout)).toMatchObject({
+      pipeline: 's1',
+      status: 'published',
+      stages: [{ step: 'update_attention_scores' }, { step: 'project_rewards' }, { step: 'settle_season' }, { step: 'publish_season_summary' }],
+    });
     expect(store(a)).toEqual(store(b));
     const [pa, pb] = [pointer(a, '2026-01-15'), pointer(b, '2026-01-15')];
     expect(pa.summary_id).toBe(pb.summary_id);

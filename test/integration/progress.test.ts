@@ -38,14 +38,21 @@ describe('progress lines', () => {
     expect(steps.length).toBe(6);
   }, 60_000);
 
-  it.skipIf(spawnSync('script', ['--version']).status !== 0)('s1 backfill on a terminal: the dates that did not publish, with why, listed with the summary', () => {
-    const ws = tempWorkspace({ signals: `${generateSignals({ subjects: 10, perSubject: 20, start: '2026-01-01', days: 3, seed: 1 }).join('\n')}\n`, config: { attention: { window_days: 1 } } });
-    // A pseudo-terminal (util-linux script): stderr is a TTY, so the bar is drawn.
-    const r = spawnSync('script', ['-qec', `${process.execPath} ${BIN} s1 backfill --workspace ${ws} --start 2026-01-01 --end 2026-01-06`, '/dev/null'], { encoding: 'utf8', timeout: 120_000 });
-    const out = r.stdout.replace(/\r\n/g, '\n').replace(/\r/g, '\n').replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, 'g'), '');
-    expect(out).toContain('backfill [');
-    expect(out).toMatch(/not published:\n {2}2026-01-04 {2}failed +exit 60 .*window_has_signals/);
-    expect(out).toMatch(/^ {2}2026-01-05 {2}blocked +exit 11 .*not run: 2026-01-04 failed/m);
-    expect(out).toMatch(/2026-01-01\.\.2026-01-06: 3 published, 1 failed, 2 blocked\n(?:.*\n)*exit 60/);
-  }, 120_000);
+  it.skipIf(spawnSync('script', ['--version']).status !== 0)(
+    's1 backfill on a terminal: the dates that did not publish, with why, listed with the summary',
+    () => {
+      const ws = tempWorkspace({ signals: `${generateSignals({ subjects: 10, perSubject: 20, start: '2026-01-01', days: 3, seed: 1 }).join('\n')}\n`, config: { attention: { window_days: 1 } } });
+      // A pseudo-terminal (util-linux script): stderr is a TTY, so the bar is drawn.
+      const r = spawnSync('script', ['-qec', `${process.execPath} ${BIN} s1 backfill --workspace ${ws} --start 2026-01-01 --end 2026-01-06`, '/dev/null'], { encoding: 'utf8', timeout: 120_000 });
+      const out = r.stdout
+        .replace(/\r\n/g, '\n')
+        .replace(/\r/g, '\n')
+        .replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, 'g'), '');
+      expect(out).toContain('backfill [');
+      expect(out).toMatch(/not published:\n {2}2026-01-04 {2}failed +exit 60 .*window_has_signals/);
+      expect(out).toMatch(/^ {2}2026-01-05 {2}blocked +exit 11 .*not run: 2026-01-04 failed/m);
+      expect(out).toMatch(/2026-01-01\.\.2026-01-06: 3 published, 1 failed, 2 blocked\n(?:.*\n)*exit 60/);
+    },
+    120_000,
+  );
 });

@@ -119,7 +119,15 @@ describe('metaspn baseline capture', () => {
     expect(b.thresholds.policy.project_rewards).toMatchObject({ max_attempts: 7, stop_failure_ratio: 1, stop_window: 20, max_queue_size: 0 });
     expect(b.thresholds.policy.settle_season.max_attempts).toBe(5);
     expect(b.thresholds.guardrails.total_score_ratio).toMatchObject({ enabled: true, max_ratio: 10 });
-    expect(b.thresholds.alerts).toMatchObject({ oldest_ready_max_minutes: 45, failure_ratio_max: 0.1, failure_window_minutes: 10, failure_min_attempts: 20, cooldown_minutes: 60, webhook: true, signed: true });
+    expect(b.thresholds.alerts).toMatchObject({
+      oldest_ready_max_minutes: 45,
+      failure_ratio_max: 0.1,
+      failure_window_minutes: 10,
+      failure_min_attempts: 20,
+      cooldown_minutes: 60,
+      webhook: true,
+      signed: true,
+    });
     expect(b.thresholds.reports).toEqual({ weekly_min_runs: 5, weekly_min_tasks: 25, baseline_runs: 20 });
     expect(b.thresholds.ops).toMatchObject({ env: 'development', write_enabled: true, signing: true });
 

@@ -46,7 +46,7 @@ describe('run lock through the CLI', () => {
     expect(json).toMatchObject({ held: true, holder_alive: true, payload: { active: 1, pid: h.pid, reason: 'fixture holding the lock' } });
   });
 
-  it('a SIGKILLed holder\'s lock is broken by the next run, which logs it', async () => {
+  it("a SIGKILLed holder's lock is broken by the next run, which logs it", async () => {
     const ws = tempWorkspace();
     const h = await holdLock(ws);
     const pid = h.pid;
@@ -56,12 +56,15 @@ describe('run lock through the CLI', () => {
     expect(cli(['lock', 'status', '--workspace', ws]).stdout).toContain('its process is gone');
     const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
     expect(r.code).toBe(0);
-    const log = readFileSync(join(ws, 'logs', 'metaspn.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const log = readFileSync(join(ws, 'logs', 'metaspn.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
     const broke = log.find((e) => e.level === 40 && JSON.stringify(e).includes(String(pid)));
     expect(broke).toBeDefined();
   });
 
-  it('--force-lock-break needs --reason (64), and with one takes a live holder\'s lock', async () => {
+  it("--force-lock-break needs --reason (64), and with one takes a live holder's lock", async () => {
     const ws = tempWorkspace();
     await holdLock(ws);
     expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--force-lock-break']).code).toBe(64);
@@ -114,7 +117,10 @@ describe('run lock through the CLI', () => {
     }
     expect(ra.code).toBe(30);
     expect(ra.stderr).toContain('run lock was lost during the run: not publishing');
-    const ledger = readFileSync(join(ws, 'ledger.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { kind: string; run_id?: string });
+    const ledger = readFileSync(join(ws, 'ledger.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { kind: string; run_id?: string });
     const broke = ledger.findIndex((e) => e.kind === 'lock_break');
     expect(broke).toBeGreaterThanOrEqual(0);
     const after = ledger.slice(broke + 1).filter((e) => e.kind === 'publish');

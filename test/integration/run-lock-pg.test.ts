@@ -28,7 +28,9 @@ interface Holder {
 }
 
 function hold(schema: string, name: string, ttl?: number): Holder {
-  const child = spawn(process.execPath, [join(ROOT, 'test', 'fixtures', 'hold-pg-run-lock.mjs'), db.url, schema, name, ...(ttl === undefined ? [] : [String(ttl)])], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [join(ROOT, 'test', 'fixtures', 'hold-pg-run-lock.mjs'), db.url, schema, name, ...(ttl === undefined ? [] : [String(ttl)])], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.add(child);
   child.on('exit', () => children.delete(child));
   const events: Record<string, unknown>[] = [];
@@ -43,7 +45,8 @@ function hold(schema: string, name: string, ttl?: number): Holder {
   return { child, events };
 }
 
-const event = (h: Holder, name: string): Promise<Record<string, unknown>> => until(() => h.events.find((e) => e.event === name) ?? (h.events.find((e) => e.event === 'error') ? Promise.reject(new Error(JSON.stringify(h.events))) : null), 20_000, `the holder's ${name} event`);
+const event = (h: Holder, name: string): Promise<Record<string, unknown>> =>
+  until(() => h.events.find((e) => e.event === name) ?? (h.events.find((e) => e.event === 'error') ? Promise.reject(new Error(JSON.stringify(h.events))) : null), 20_000, `the holder's ${name} event`);
 
 describe.skipIf(!up)('PostgreSQL run locks', () => {
   beforeAll(async () => {
@@ -97,7 +100,7 @@ describe.skipIf(!up)('PostgreSQL run locks', () => {
     const h = hold(schema, 'daily');
     await event(h, 'acquired');
     h.child.kill('SIGKILL');
-    await waitFor(async () => !(await locks.status('daily')).held, 10_000, 'the killed holder\'s session to end');
+    await waitFor(async () => !(await locks.status('daily')).held, 10_000, "the killed holder's session to end");
     expect(await locks.status('daily')).toMatchObject({ held: false, holder_alive: false, stale_reason: 'holder_gone', payload: { active: 1 } });
   });
 

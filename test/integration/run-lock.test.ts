@@ -11,7 +11,18 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } 
 import { Findings } from '../../src/doctor/finding.js';
 import { checkLocks, removeMutex } from '../../src/doctor/locks.js';
 import { MetaspnError, UsageError } from '../../src/guard/errors.js';
-import { acquireRunLock, livenessFiles, livenessPath, lockPaths, readLockStatus, RunLockLostError, type AcquireRunLockOptions, type LockPayload, type RunLock, type RunLockLog } from '../../src/storage/run-lock.js';
+import {
+  acquireRunLock,
+  livenessFiles,
+  livenessPath,
+  lockPaths,
+  readLockStatus,
+  RunLockLostError,
+  type AcquireRunLockOptions,
+  type LockPayload,
+  type RunLock,
+  type RunLockLog,
+} from '../../src/storage/run-lock.js';
 import { HOST } from '../../src/queue/owner.js';
 import { probeLock } from '../../src/storage/file-lock.js';
 import { workspacePaths } from '../../src/storage/paths.js';
@@ -30,12 +41,16 @@ let FIXTURE = '';
 function buildFixture(out: string): string {
   writeFileSync(join(out, 'package.json'), '{ "type": "module" }\n');
   symlinkSync(join(REPO, 'node_modules'), join(out, 'node_modules'), 'dir');
-  const parsed = ts.getParsedCommandLineOfConfigFile(join(REPO, 'tsconfig.json'), {}, {
-    ...ts.sys,
-    onUnRecoverableConfigFileDiagnostic: (d) => {
-      throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+  const parsed = ts.getParsedCommandLineOfConfigFile(
+    join(REPO, 'tsconfig.json'),
+    {},
+    {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: (d) => {
+        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+      },
     },
-  });
+  );
   if (!parsed) throw new Error('cannot read tsconfig.json');
   const program = ts.createProgram([join(REPO, 'test', 'fixtures', 'hold-lock.ts')], {
     ...parsed.options,
@@ -471,7 +486,7 @@ describe('run lock', () => {
     expect(existsSync(locks)).toBe(false);
   });
 
-  it('forceBreak with a reason takes a live holder\'s lock and logs the reason and the old payload', async () => {
+  it("forceBreak with a reason takes a live holder's lock and logs the reason and the old payload", async () => {
     const locks = workspace();
     const holder = await startHolder(locks);
     const { log, warns } = recorder();
@@ -505,7 +520,7 @@ describe('run lock', () => {
     await won[0]!.value.release();
   });
 
-  it('breakers racing for a dead holder\'s lock: exactly one breaks and wins, the others see it held', async () => {
+  it("breakers racing for a dead holder's lock: exactly one breaks and wins, the others see it held", async () => {
     const locks = workspace();
     const holder = await startHolder(locks);
     await holder.sigkill();
@@ -533,7 +548,7 @@ describe('run lock', () => {
     await won[0]!.value.release();
   });
 
-  it('a holder broken in the same process is told so and never frees its successor\'s lock', async () => {
+  it("a holder broken in the same process is told so and never frees its successor's lock", async () => {
     const locks = workspace();
     const { log } = recorder();
     const lost: Error[] = [];
@@ -567,10 +582,7 @@ describe('run lock', () => {
     rmSync(alivePath(locks, lock.payload.lock_id));
     expect((await compromised).message).toContain('was removed or replaced');
     expect(lock.compromised).toBe(true);
-    expect(warns.map((w) => w.msg)).toEqual([
-      'run lock s1 lost while held (taken over, or its liveness file removed); do not publish',
-      'onCompromised callback threw; ignored',
-    ]);
+    expect(warns.map((w) => w.msg)).toEqual(['run lock s1 lost while held (taken over, or its liveness file removed); do not publish', 'onCompromised callback threw; ignored']);
     expect(readLockStatus(locks, 's1')).toMatchObject({ held: false, holder_alive: false, stale_reason: 'holder_gone' });
     expect(await rejection(lock.whileHeld(() => 'never'))).toBeInstanceOf(RunLockLostError);
     await lock.release();
@@ -642,7 +654,7 @@ describe('run lock', () => {
     expect((await rejection(acquire(locks, log, { onLockHeld: 'later' as never }))).code).toBe('USAGE');
   });
 
-  it('doctor: lists a dead holder\'s lock, liveness files nobody holds and old proper-lockfile directories; never a held file', async () => {
+  it("doctor: lists a dead holder's lock, liveness files nobody holds and old proper-lockfile directories; never a held file", async () => {
     const locks = workspace();
     const ws = workspacePaths(dirname(locks));
     const holder = await startHolder(locks, 60);

@@ -106,7 +106,12 @@ describe('ledger and rollback', () => {
 describe('anomaly guardrails', () => {
   it('a tripped guardrail halts with 60, writes an incident, publishes nothing; --skip-check publishes through it', async () => {
     const ws = tempWorkspace({ config: { guardrails: { total_score_ratio: { max_ratio: 1.01, min_history: 3 } } } });
-    for (const [d, id] of [['2026-01-05', 'a'], ['2026-01-06', 'b'], ['2026-01-07', 'c']] as const) await publish(ws, d, id);
+    for (const [d, id] of [
+      ['2026-01-05', 'a'],
+      ['2026-01-06', 'b'],
+      ['2026-01-07', 'c'],
+    ] as const)
+      await publish(ws, d, id);
     const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-08', '--run-id', 'd']);
     expect(r.code).toBe(60);
     expect(r.stdout).toContain('guardrail total_score_ratio tripped');
@@ -166,7 +171,9 @@ describe('run history', () => {
     // leaves) did not succeed: incomplete with 11, never 0.
     await publish(ws, '2026-01-12', 'cut');
     rmSync(join(ws, 'manifests', 'publish_season_summary', 'date=2026-01-12', 'run=cut'), { recursive: true });
-    const cut = (JSON.parse((await cliIn(['runs', 'list', '--workspace', ws, '--json'])).stdout) as { runs: { run_id: string; status: string; exit_code: number }[] }).runs.find((r) => r.run_id === 'cut');
+    const cut = (JSON.parse((await cliIn(['runs', 'list', '--workspace', ws, '--json'])).stdout) as { runs: { run_id: string; status: string; exit_code: number }[] }).runs.find(
+      (r) => r.run_id === 'cut',
+    );
     expect(cut).toMatchObject({ status: 'incomplete', exit_code: 11 });
   }, 180_000);
 });

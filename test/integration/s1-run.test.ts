@@ -10,7 +10,13 @@ const STORE = ['s1_attention_scores.jsonl', 's1_reward_projections.jsonl', 's1_s
 const STEPS = ['update_attention_scores', 'project_rewards', 'settle_season', 'publish_season_summary'];
 
 function storeHashes(ws: string): string[] {
-  return STORE.map((f) => (existsSync(join(ws, 'store', f)) ? createHash('sha256').update(readFileSync(join(ws, 'store', f))).digest('hex') : 'missing'));
+  return STORE.map((f) =>
+    existsSync(join(ws, 'store', f))
+      ? createHash('sha256')
+          .update(readFileSync(join(ws, 'store', f)))
+          .digest('hex')
+      : 'missing',
+  );
 }
 
 function lines(path: string): string[] {
@@ -44,7 +50,14 @@ describe('metaspn s1 run-local', () => {
     }
     const first = JSON.parse(readFileSync(join(ws, 'manifests', 'update_attention_scores', 'date=2026-01-15', 'run=r1', 'manifest.json'), 'utf8'));
     expect(first.inputs).toEqual([
-      { path: 'inputs/s1_signals.jsonl', sha256: createHash('sha256').update(readFileSync(join(ws, 'inputs', 's1_signals.jsonl'))).digest('hex'), rows: 12000, digest: params12.inputs },
+      {
+        path: 'inputs/s1_signals.jsonl',
+        sha256: createHash('sha256')
+          .update(readFileSync(join(ws, 'inputs', 's1_signals.jsonl')))
+          .digest('hex'),
+        rows: 12000,
+        digest: params12.inputs,
+      },
     ]);
     const ptr = JSON.parse(readFileSync(join(ws, 'manifests', 'current', 's1', 'date=2026-01-15.json'), 'utf8'));
     expect(ptr).toMatchObject({ run_id: 'r1', date: '2026-01-15', params: params34 });
@@ -57,7 +70,15 @@ describe('metaspn s1 run-local', () => {
     expect(stageEnds.map((e) => [e.stage, e.rc, e.run_id])).toEqual(STEPS.map((s) => [s, 0, 'r1']));
     expect(stageEnds.every((e) => typeof e.duration_ms === 'number')).toBe(true);
     const summary = JSON.parse(lines(join(ws, 'store', 's1_summaries.jsonl'))[0]!);
-    expect(summary).toMatchObject({ stage: 'publish_season_summary', date: '2026-01-15', season_id: 's1', pool_units: 1000000, allocated_units: 1000000, settlement_status: 'provisional', days_counted: 1 });
+    expect(summary).toMatchObject({
+      stage: 'publish_season_summary',
+      date: '2026-01-15',
+      season_id: 's1',
+      pool_units: 1000000,
+      allocated_units: 1000000,
+      settlement_status: 'provisional',
+      days_counted: 1,
+    });
     // Released: the lock says who ran last, and that nobody holds it.
     const lock = JSON.parse(readFileSync(join(ws, 'locks', 's1.lock'), 'utf8'));
     expect(lock).toMatchObject({ active: 0, reason: 'scheduled' });

@@ -25,7 +25,12 @@ export function specInputsDigest(path: string, date: string, asOf?: string, wind
 
 /** The counted digest over projection row ids. */
 export function specCountedDigest(ids: readonly string[]): string {
-  return sha16([...ids].sort().map((id) => `${id}\n`).join(''));
+  return sha16(
+    [...ids]
+      .sort()
+      .map((id) => `${id}\n`)
+      .join(''),
+  );
 }
 
 /** The rows of a store file. */

@@ -305,12 +305,16 @@ describe('metaspn serve: starting runs', () => {
         expect(r.status).toBe(200);
         expect(r.json).toMatchObject({ status: 'refused', error: expect.stringMatching(/run lock (s1 )?is held/) });
       }
-      const done = await until(async () => {
-        const r = await http('GET', `${s.url}${started.status_url}`);
-        expect(r.status).toBe(200);
-        const j = r.json as { status?: string; steps?: unknown[] };
-        return j.status === 'success' && j.steps?.length === 4 ? j : null;
-      }, 90_000, 'the started run to succeed');
+      const done = await until(
+        async () => {
+          const r = await http('GET', `${s.url}${started.status_url}`);
+          expect(r.status).toBe(200);
+          const j = r.json as { status?: string; steps?: unknown[] };
+          return j.status === 'success' && j.steps?.length === 4 ? j : null;
+        },
+        90_000,
+        'the started run to succeed',
+      );
       expect(done).toMatchObject({ status: 'success', exit_code: 0, run_id: started.run_id });
       await until(async () => !((await http('GET', `${s.url}/api/lock`)).json as { held: boolean }).held || null, 30_000, 'the run lock to be released');
 
@@ -320,10 +324,14 @@ describe('metaspn serve: starting runs', () => {
       const next = await http('POST', `${s.url}/api/runs`, { token: TOKEN, body: { date: '2026-01-16' } });
       expect(next.status, next.text).toBe(202);
       const url = (next.json as { status_url: string }).status_url;
-      const rec = await until(async () => {
-        const j = (await http('GET', `${s.url}${url}`)).json as { status?: string; exit_code?: number; error?: string };
-        return j.status === 'exited' ? j : null;
-      }, 60_000, 'the second run to end');
+      const rec = await until(
+        async () => {
+          const j = (await http('GET', `${s.url}${url}`)).json as { status?: string; exit_code?: number; error?: string };
+          return j.status === 'exited' ? j : null;
+        },
+        60_000,
+        'the second run to end',
+      );
       expect(rec).toMatchObject({ status: 'exited', exit_code: 30 });
       expect(rec.error).toContain('manifests/current/s1/date=2026-01-15.json: not valid JSON');
     });

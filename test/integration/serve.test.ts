@@ -162,7 +162,15 @@ describe('metaspn serve: back-pressure', () => {
     const s = await startServe(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN } });
     try {
       const url = `${s.url}/api/queues/bp_q/tasks`;
-      const ok = await http('POST', url, { token: TOKEN, body: { tasks: [{ id: 't1', payload: 1 }, { id: 't2', payload: 2 }] } });
+      const ok = await http('POST', url, {
+        token: TOKEN,
+        body: {
+          tasks: [
+            { id: 't1', payload: 1 },
+            { id: 't2', payload: 2 },
+          ],
+        },
+      });
       expect(ok.status, ok.text).toBe(201);
       const full = await http('POST', url, { token: TOKEN, body: { tasks: [{ id: 't3', payload: 3 }] } });
       expect(full.status).toBe(429);

@@ -11,7 +11,6 @@ const spec = (exportName: string): string => `${WORKERS}:${exportName}`;
 const DATE = '2026-01-15';
 const NO_STACK = /\n\s+at \S+/;
 
-
 interface Stats {
   ready: number;
   scheduled: number;
@@ -98,7 +97,11 @@ describe('torn last lines', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^worker ok: claimed 3, completed 3 in /);
     expect(r.stderr).toMatch(/torn last line set aside .*offset=\d+ length=\d+/);
-    expect(executions(ws).map((l) => l.split(' ')[1]).sort()).toEqual(['q1', 'q2', 'q3']);
+    expect(
+      executions(ws)
+        .map((l) => l.split(' ')[1])
+        .sort(),
+    ).toEqual(['q1', 'q2', 'q3']);
 
     const [entry, ...more] = quarantined(join(ws, 'queue', 'ok', 'quarantine', 'corrupt.jsonl'));
     expect(more).toEqual([]);

@@ -50,10 +50,7 @@ async function fakeServer(o: FakeOptions): Promise<{ url: string; posts: string[
 describe('metaspn verify', () => {
   it('passes against a development and a production server (writes refused with 401/403, and 403 in production)', async () => {
     const ws = tempWorkspace();
-    const [dev, prod] = await Promise.all([
-      startServe(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN } }),
-      startServe(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN, METASPN_ENV: 'production' } }),
-    ]);
+    const [dev, prod] = await Promise.all([startServe(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN } }), startServe(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN, METASPN_ENV: 'production' } })]);
     try {
       const d = await verify(dev.url, ['--token', TOKEN]);
       expect(d.code, d.stdout + d.stderr).toBe(0);

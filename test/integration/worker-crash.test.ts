@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, exit, type Proc, run, spec, start, tempWorkspace, waitFor } from './cli.js';
 
-
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

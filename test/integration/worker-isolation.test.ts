@@ -40,7 +40,11 @@ describe.each(['thread', 'process'] as const)('a handler that blocks the event l
 describe.each(['none', 'thread', 'process'] as const)('a handler that ignores its signal past its timeout (isolation %s)', (mode: Mode) => {
   it('concurrency 1: one handler at a time, and --once exits only when none runs', async () => {
     const ws = tempWorkspace({ demo: false });
-    await enqueue(ws, 'overstay', ['o1', 'o2', 'o3'].map((id) => ({ id, payload: { ms: 800 }, max_attempts: 1 })));
+    await enqueue(
+      ws,
+      'overstay',
+      ['o1', 'o2', 'o3'].map((id) => ({ id, payload: { ms: 800 }, max_attempts: 1 })),
+    );
     const w = start(['worker', 'run', spec('Overstay'), '--workspace', ws, '--once', '--concurrency', '1', '--isolation', mode], { cwd: ws, env: { METASPN_QUEUE_STOP_FAILURE_RATIO: '0' } });
     const r = await exit(w, 60_000);
     // Read at the exit: nothing a handler writes later can be counted.

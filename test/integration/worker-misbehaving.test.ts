@@ -69,7 +69,11 @@ describe.each([
 ] as const)('a permission error (isolation %s, %s)', (mode, code) => {
   it('stops the worker with one message naming the path; no attempt is spent, nothing is dead-lettered', async () => {
     const ws = tempWorkspace({ demo: false });
-    await enqueue(ws, 'denied', ['d0', 'd1', 'd2'].map((id) => ({ id, payload: { code } })));
+    await enqueue(
+      ws,
+      'denied',
+      ['d0', 'd1', 'd2'].map((id) => ({ id, payload: { code } })),
+    );
     const r = await worker(ws, 'Denied', ['--once', '--isolation', mode]);
     expect(r.code, r.stderr).toBe(50);
     const path = join(ws, 'out', 'd0.json');
@@ -110,7 +114,11 @@ describe('worker stop condition', () => {
 describe('choosing the isolation', () => {
   it('the default is a thread; config queues.<worker>.isolation and then --isolation win; a bad value is refused', async () => {
     const ws = tempWorkspace({ demo: false, config: { queues: { throws: { isolation: 'process' } } } });
-    await enqueue(ws, 'throws', ['a', 'b', 'c'].map((id) => ({ id, payload: { what: 'ok' } })));
+    await enqueue(
+      ws,
+      'throws',
+      ['a', 'b', 'c'].map((id) => ({ id, payload: { what: 'ok' } })),
+    );
     const byConfig = start(['worker', 'run', spec('Throws'), '--workspace', ws, '--once', '--max-tasks', '1'], { cwd: ws });
     expect((await exit(byConfig, 60_000)).code).toBe(0);
     const byFlag = start(['worker', 'run', spec('Throws'), '--workspace', ws, '--once', '--max-tasks', '1', '--isolation', 'none'], { cwd: ws });

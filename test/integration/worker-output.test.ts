@@ -20,7 +20,11 @@ async function enqueue(ws: string, queue: string, payloads: object[]): Promise<v
 describe('worker run output', () => {
   it.skipIf(!hasScript)('on a terminal: a live counter redrawn in place, cleared before each warning and before the summary', async () => {
     const ws = tempWorkspace({ demo: false });
-    await enqueue(ws, 'flaky', [{ fail: 1, i: 1 }, { fail: 0, i: 2 }, { fail: 0, i: 3 }]);
+    await enqueue(ws, 'flaky', [
+      { fail: 1, i: 1 },
+      { fail: 0, i: 2 },
+      { fail: 0, i: 3 },
+    ]);
     // script(1) gives the CLI a pseudo-terminal, as a person at a shell has.
     const cmd = [process.execPath, BIN, 'worker', 'run', spec('FailTimes'), '--workspace', ws, '--once'].map((a) => `'${a}'`).join(' ');
     const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: cliEnv(SLOW_RETRY), timeout: 60_000 });
@@ -30,7 +34,8 @@ describe('worker run output', () => {
     // The counter: drawn from the line's start over a cleared line, never ending in a newline.
     expect(out).toMatch(/\r<CLR>worker flaky: \d+ completed(, \d+ retry scheduled)? · [\d.]+ tasks\/s · \d+s/);
     // A warning starts on a clean line (the counter cleared first), and is whole on its own line.
-    for (const line of out.split('\n').filter((l) => l.includes('warning: '))) expect(line).toMatch(/(^|\r<CLR>)warning: task t_\w+ of flaky failed, attempt 1 of 5: Error: flaky failure 1; retry at \S+Z$/);
+    for (const line of out.split('\n').filter((l) => l.includes('warning: ')))
+      expect(line).toMatch(/(^|\r<CLR>)warning: task t_\w+ of flaky failed, attempt 1 of 5: Error: flaky failure 1; retry at \S+Z$/);
     // The summary comes last, after the counter is cleared: nothing of the counter is left before it.
     expect(out).toMatch(/\r<CLR>worker flaky: claimed 3, completed 2, retry scheduled 1 in [\d.]+s \(exit 11\)\n$/);
   });

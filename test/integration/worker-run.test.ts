@@ -5,7 +5,6 @@ import { describe, expect, it } from 'vitest';
 import { type Run, exit, run, spec, start, tempWorkspace, waitFor } from './cli.js';
 import { cliIn } from './in-process.js';
 
-
 interface Stats {
   ready: number;
   scheduled: number;
@@ -80,7 +79,11 @@ describe('worker run', () => {
   it('Succeed: --once completes every ready task exactly once, exit 0', async () => {
     const ws = tempWorkspace({ demo: false });
     const ids = Array.from({ length: 20 }, (_, i) => `ok-${String(i).padStart(2, '0')}`);
-    await enqueue(ws, 'ok', ids.map((id) => ({ id, payload: { n: id } })));
+    await enqueue(
+      ws,
+      'ok',
+      ids.map((id) => ({ id, payload: { n: id } })),
+    );
 
     const r = await workerRun(ws, 'Succeed', ['--once']);
     expect(r.code, r.stderr).toBe(0);
@@ -239,7 +242,11 @@ describe('worker run', () => {
 
   it('--max-tasks 1 claims exactly one task and exits', async () => {
     const ws = tempWorkspace({ demo: false });
-    await enqueue(ws, 'ok', ['a', 'b', 'c'].map((id) => ({ id, payload: { id } })));
+    await enqueue(
+      ws,
+      'ok',
+      ['a', 'b', 'c'].map((id) => ({ id, payload: { id } })),
+    );
 
     // No --once: the limit alone must end the run.
     const r = await workerRun(ws, 'Succeed', ['--max-tasks', '1']);
@@ -264,7 +271,11 @@ describe('worker run', () => {
 
   it('pause: worker run --once claims nothing; resume: it drains the queue', async () => {
     const ws = tempWorkspace({ demo: false });
-    await enqueue(ws, 'ok', ['p1', 'p2'].map((id) => ({ id, payload: { id } })));
+    await enqueue(
+      ws,
+      'ok',
+      ['p1', 'p2'].map((id) => ({ id, payload: { id } })),
+    );
 
     const p = await cliIn(['queue', 'pause', 'ok', '--workspace', ws]);
     expect(p.code, p.stderr).toBe(0);
@@ -283,7 +294,11 @@ describe('worker run', () => {
     const r2 = await workerRun(ws, 'Succeed', ['--once']);
     expect(r2.code, r2.stderr).toBe(0);
     expect(r2.stdout).toMatch(/^worker ok: claimed 2, completed 2 in /);
-    expect(executions(ws).map((e) => e.id).sort()).toEqual(['p1', 'p2']);
+    expect(
+      executions(ws)
+        .map((e) => e.id)
+        .sort(),
+    ).toEqual(['p1', 'p2']);
     expect(await stats(ws, 'ok')).toMatchObject({ paused: false, ready: 0, completed: 2 });
   });
 
@@ -291,7 +306,11 @@ describe('worker run', () => {
     const ws = tempWorkspace({ demo: false });
     const N = 6;
     const ids = Array.from({ length: N }, (_, i) => `s${i}`);
-    await enqueue(ws, 'slow', ids.map((id) => ({ id, payload: { ms: 500 } })));
+    await enqueue(
+      ws,
+      'slow',
+      ids.map((id) => ({ id, payload: { ms: 500 } })),
+    );
 
     const w = start(['worker', 'run', spec('Slow'), '--workspace', ws, '--poll-ms', '50', '--json'], { cwd: ws });
     await waitFor(() => executions(ws).length >= 1, 20_000, 'the first execution');

@@ -86,7 +86,7 @@ describe('the workspace is a boundary: planted symlinks are refused (30), never 
     {
       name: 'ledger.jsonl -> a file outside',
       plant: (ws, out) => {
-        writeFileSync(join(out, 'ledger.jsonl'), 'not a ledger, somebody else\'s file\n');
+        writeFileSync(join(out, 'ledger.jsonl'), "not a ledger, somebody else's file\n");
         symlinkSync(join(out, 'ledger.jsonl'), join(ws, 'ledger.jsonl'));
         return 'ledger.jsonl';
       },
@@ -197,7 +197,10 @@ describe('the workspace is a boundary: planted symlinks are refused (30), never 
       expect(health.status).toBe(200);
       const h = JSON.parse(health.text) as { status: string; checks: Array<{ name: string; ok: boolean; detail: string }> };
       expect(h.status).toBe('degraded');
-      expect(h.checks.find((c) => c.name === 'state_files_readable')).toMatchObject({ ok: false, detail: expect.stringContaining('manifests/update_attention_scores (is a symbolic link inside the workspace') });
+      expect(h.checks.find((c) => c.name === 'state_files_readable')).toMatchObject({
+        ok: false,
+        detail: expect.stringContaining('manifests/update_attention_scores (is a symbolic link inside the workspace'),
+      });
       const metrics = await http('GET', `${s.url}/metrics`);
       expect(metrics.status).toBe(200);
       expect(metrics.text).toMatch(/^metaspn_state_files_unreadable\{kind="manifest"\} 1$/m);

@@ -99,7 +99,12 @@ describe('the runner over executions (memory backends)', () => {
       );
     const plans = planRange({ name: 'held', partition: 'date', steps: [] } as never, DATES[0]!, DATES[2]!, NOW);
     const ordered = heldPipeline({ previous: true });
-    const a = await runExecutionBackfill(ordered.exec, { backfillId: 'bf', plans, maxParallel: 1, resume: true, by: 'backfill bf', stop }, memoryDeps(() => NOW), decide);
+    const a = await runExecutionBackfill(
+      ordered.exec,
+      { backfillId: 'bf', plans, maxParallel: 1, resume: true, by: 'backfill bf', stop },
+      memoryDeps(() => NOW),
+      decide,
+    );
     expect(Object.values(a.partitions).map((p) => [p.status, p.stale ?? null])).toEqual([
       ['skipped', null],
       ['published', 'inputs changed'],
@@ -107,7 +112,12 @@ describe('the runner over executions (memory backends)', () => {
     ]);
     // Without a step reading the previous partition, each partition stands alone.
     const free = heldPipeline();
-    const b = await runExecutionBackfill(free.exec, { backfillId: 'bf', plans, maxParallel: 1, resume: true, by: 'backfill bf', stop }, memoryDeps(() => NOW), decide);
+    const b = await runExecutionBackfill(
+      free.exec,
+      { backfillId: 'bf', plans, maxParallel: 1, resume: true, by: 'backfill bf', stop },
+      memoryDeps(() => NOW),
+      decide,
+    );
     expect(Object.values(b.partitions).map((p) => p.status)).toEqual(['skipped', 'published', 'skipped']);
   });
 

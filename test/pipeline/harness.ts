@@ -8,7 +8,9 @@ import { MemoryStores } from '../../src/pipeline/stores.js';
 import { workspacePaths } from '../../src/storage/paths.js';
 
 /** A runner's surroundings in memory: stores, queues kept across runs, inputs set by the test. */
-export function memoryDeps(now = () => Date.UTC(2026, 5, 1)): RunnerDeps & { stores: MemoryStores; inputs: Map<string, string>; queues: Map<string, Queue>; incidents: { kind: string; subject: string }[] } {
+export function memoryDeps(
+  now = () => Date.UTC(2026, 5, 1),
+): RunnerDeps & { stores: MemoryStores; inputs: Map<string, string>; queues: Map<string, Queue>; incidents: { kind: string; subject: string }[] } {
   const queues = new Map<string, Queue>();
   const inputs = new Map<string, string>();
   const incidents: { kind: string; subject: string }[] = [];

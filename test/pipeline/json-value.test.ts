@@ -34,7 +34,8 @@ describe('jsonProblem: what JSON.stringify would change or drop without a word',
 });
 
 const NOW = Date.UTC(2026, 5, 1);
-const run = (def: PipelineDefinition, d = memoryDeps()) => runPartition({ def, plan: planPartition(def, '2026-03-01', undefined, NOW), runId: 'r1', by: 'run r1', stop: new AbortController().signal }, d);
+const run = (def: PipelineDefinition, d = memoryDeps()) =>
+  runPartition({ def, plan: planPartition(def, '2026-03-01', undefined, NOW), runId: 'r1', by: 'run r1', stop: new AbortController().signal }, d);
 const oneStep = (handle: () => unknown, payload: unknown = {}, check?: () => unknown): PipelineDefinition =>
   definePipeline({
     name: 'jv',
@@ -56,17 +57,36 @@ describe('the runner refuses what is not JSON instead of storing something else'
 
   it('a planned payload with a Date or a function: 64 naming the task; nothing enqueued', async () => {
     const d = memoryDeps();
-    const r = await run(oneStep(() => [{ key: 'x' }], { at: new Date(0) }), d);
+    const r = await run(
+      oneStep(() => [{ key: 'x' }], { at: new Date(0) }),
+      d,
+    );
     expect(r.exit_code).toBe(64);
     expect(r.steps[0]!.error?.message).toMatch(/step only: the task of key \*: tasks are stored as JSON: payload\.at: a Date is not plain JSON/);
     expect(d.queues.get('jv-only')).toBeUndefined();
   });
 
   it('a check that returns no observed/expected, or one that is not JSON, fails (60) saying so', async () => {
-    const bare = await run(oneStep(() => [{ key: 'x' }], {}, () => ({ status: 'pass' })));
+    const bare = await run(
+      oneStep(
+        () => [{ key: 'x' }],
+        {},
+        () => ({ status: 'pass' }),
+      ),
+    );
     expect(bare.exit_code).toBe(60);
-    expect(bare.checks[0]).toMatchObject({ name: 'c', status: 'fail', observed: { error: expect.stringMatching(/check c returned \{"status":"pass"\}, not \{status: 'pass'\|'fail', observed, expected\}/) } });
-    const nan = await run(oneStep(() => [{ key: 'x' }], {}, () => ({ status: 'pass', observed: Number.NaN, expected: 1 })));
+    expect(bare.checks[0]).toMatchObject({
+      name: 'c',
+      status: 'fail',
+      observed: { error: expect.stringMatching(/check c returned \{"status":"pass"\}, not \{status: 'pass'\|'fail', observed, expected\}/) },
+    });
+    const nan = await run(
+      oneStep(
+        () => [{ key: 'x' }],
+        {},
+        () => ({ status: 'pass', observed: Number.NaN, expected: 1 }),
+      ),
+    );
     expect(nan.exit_code).toBe(60);
     expect(nan.checks[0]!.observed).toEqual({ error: expect.stringMatching(/not JSON: observed: NaN is not a JSON number/) });
   });

@@ -18,7 +18,11 @@ describe('pipeline plan (pure)', () => {
     ['an unknown dependency', [step('a', ['nope'])], /step a depends on unknown step nope/],
     ['a step twice', [step('a'), step('a')], /step a is declared twice/],
     ['a bad step name', [step('A b')], /step name "A b" must match/],
-    ['a shared queue', [step('a', [], { worker: defineWorker({ name: 'q', handle: () => [] }) }), step('b', [], { worker: defineWorker({ name: 'q', handle: () => [] }) })], /steps a and b share the queue q/],
+    [
+      'a shared queue',
+      [step('a', [], { worker: defineWorker({ name: 'q', handle: () => [] }) }), step('b', [], { worker: defineWorker({ name: 'q', handle: () => [] }) })],
+      /steps a and b share the queue q/,
+    ],
     ['an input leaving inputs/', [step('a', [], { inputs: ['../secret'] })], /input "..\/secret" must be a relative path/],
     ['no steps', [], /steps must be a non-empty array/],
   ])('refuses %s with exit 64 naming the rule', (_what, steps, rule) => {
@@ -37,7 +41,16 @@ describe('pipeline plan (pure)', () => {
   });
 
   it('identities and ids: deterministic, and any change of what a step reads changes them', () => {
-    const m = { pipeline: 'dp', step: 'sim', partition: '2026-03-02', as_of: '2026-03-03T00:00:00.000Z', params: { model: 1 }, inputs: { 'e.jsonl': 'x' }, upstream: { ingest: 'aaaa' }, previous: null };
+    const m = {
+      pipeline: 'dp',
+      step: 'sim',
+      partition: '2026-03-02',
+      as_of: '2026-03-03T00:00:00.000Z',
+      params: { model: 1 },
+      inputs: { 'e.jsonl': 'x' },
+      upstream: { ingest: 'aaaa' },
+      previous: null,
+    };
     const id = stepIdentity(m);
     expect(id).toMatch(/^[0-9a-f]{16}$/);
     expect(stepIdentity({ ...m, upstream: { ingest: 'aaaa' } })).toBe(id);

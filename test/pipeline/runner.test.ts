@@ -40,7 +40,11 @@ function dailyPipeline(opts: { inFlight?: { now: number; max: number }; checks?:
         name: 'ingest',
         inputs: ['events.jsonl'],
         // Only the date's lines: another date's late event does not restate this one.
-        digest: (ctx) => ctx.input('events.jsonl').text.split('\n').filter((l) => l.includes(`"${ctx.partition}"`)),
+        digest: (ctx) =>
+          ctx
+            .input('events.jsonl')
+            .text.split('\n')
+            .filter((l) => l.includes(`"${ctx.partition}"`)),
         plan: (ctx) => [{ key: '*', payload: { text: ctx.input('events.jsonl').text, date: ctx.partition } }],
         worker: defineWorker({
           handle: (t) =>
@@ -72,7 +76,7 @@ function dailyPipeline(opts: { inFlight?: { now: number; max: number }; checks?:
         previous: opts.previous ?? false,
         plan: async (ctx) => {
           const sims = await ctx.upstream('sim');
-          const prev = opts.previous ? ((await ctx.previous('finalize'))?.[0]?.total as number | undefined) ?? 0 : 0;
+          const prev = opts.previous ? (((await ctx.previous('finalize'))?.[0]?.total as number | undefined) ?? 0) : 0;
           return [{ key: '*', payload: { total: prev + sims.reduce((a, r) => a + (r.projected as number), 0) } }];
         },
         worker: defineWorker<{ total: number }>({ handle: (t) => [{ key: '*', total: t.payload.total }] }),
@@ -152,9 +156,11 @@ describe('pipeline runner (memory backends)', () => {
     for (const date of ['2026-03-01', '2026-03-02']) {
       // Of the same partition or another: a run id names one run.
       const e = await run(dailyPipeline(), d, date, 'r1').catch((err: unknown) => err);
-      expect(thrownMetaspnError(() => {
-        throw e;
-      }).exitCode).toBe(64);
+      expect(
+        thrownMetaspnError(() => {
+          throw e;
+        }).exitCode,
+      ).toBe(64);
     }
     expect(d.stores.manifestList.length).toBe(n);
   });
@@ -211,7 +217,11 @@ describe('pipeline runner (memory backends)', () => {
     const d = memoryDeps();
     d.inputs.set('events.jsonl', EVENTS);
     let n = 0;
-    const def = definePipeline({ name: 'dp', partition: 'date', steps: [defineStep({ name: 'clock', plan: () => [{ key: '*', payload: {} }], worker: defineWorker({ handle: () => [{ key: '*', n: n++ }] }) })] });
+    const def = definePipeline({
+      name: 'dp',
+      partition: 'date',
+      steps: [defineStep({ name: 'clock', plan: () => [{ key: '*', payload: {} }], worker: defineWorker({ handle: () => [{ key: '*', n: n++ }] }) })],
+    });
     expect((await run(def, d, '2026-03-01', 'r1')).exit_code).toBe(0);
     const r = await run(def, d, '2026-03-01', 'r2');
     expect(r.exit_code).toBe(30);
@@ -283,7 +293,7 @@ describe('pipeline runner (memory backends)', () => {
     expect(rep.exit_code).toBe(20);
   });
 
-  it("a handler reads what its planner reads (ctx.step.input, upstream, previous): a fan-in carries no rows; a retried task reads the same; an undeclared read is a contract error (20)", async () => {
+  it('a handler reads what its planner reads (ctx.step.input, upstream, previous): a fan-in carries no rows; a retried task reads the same; an undeclared read is a contract error (20)', async () => {
     const d = memoryDeps();
     d.inputs.set('events.jsonl', EVENTS);
     d.inputs.set('bonus.txt', '7');

@@ -40,7 +40,14 @@ const manifest = (step: string, date: string, run: string, started: string): Man
   exit_code: 0,
 });
 
-const pointer = (date: string, run: string): CurrentPointer => ({ pipeline: 'demo', date, run_id: run, summary_id: 'bbbbbbbbbbbbbbbb', published_at: '2026-01-03T01:00:00.000Z', params: { as_of: '2026-01-03T00:00:00.000Z', config_hash: 'bbbbbbbbbbbbbbbb' } });
+const pointer = (date: string, run: string): CurrentPointer => ({
+  pipeline: 'demo',
+  date,
+  run_id: run,
+  summary_id: 'bbbbbbbbbbbbbbbb',
+  published_at: '2026-01-03T01:00:00.000Z',
+  params: { as_of: '2026-01-03T00:00:00.000Z', config_hash: 'bbbbbbbbbbbbbbbb' },
+});
 
 /** The one suite every PipelineStores implementation passes. */
 export function describeStoresBackend(name: string, b: StoresBackend): void {
@@ -66,7 +73,11 @@ export function describeStoresBackend(name: string, b: StoresBackend): void {
       await rows.put([mine[0]!]);
       await rows.put([row('a', 7, 'cccccccccccccccc'), row('a', 8, 'aaaaaaaaaaaaaaaa', '2026-01-03')]);
       await rows.put(mine.slice(1));
-      expect((await rows.rows('2026-01-02', 'aaaaaaaaaaaaaaaa')).map((r) => [r.key, r.v])).toEqual([['a', 3], ['m', 2], ['z', 1]]);
+      expect((await rows.rows('2026-01-02', 'aaaaaaaaaaaaaaaa')).map((r) => [r.key, r.v])).toEqual([
+        ['a', 3],
+        ['m', 2],
+        ['z', 1],
+      ]);
       expect(await rows.digest('2026-01-02', 'aaaaaaaaaaaaaaaa')).toEqual({ rows: 3, sha256: digestOf(mine) });
       expect(await rows.digest('2026-01-09', 'aaaaaaaaaaaaaaaa')).toEqual({ rows: 0, sha256: createHash('sha256').digest('hex') });
       // Another step's rows are another store.

@@ -35,7 +35,14 @@ function open(schema = `s_${++schemas}`): PgStores {
 }
 
 const row = (key: string, v: number, date = '2026-01-02', identity = 'aaaaaaaaaaaaaaaa'): StoredRow => ({ key, v, id: `row_${key}_${identity}_${date}`, step: 'load', date, identity });
-const pointer = (date: string, run: string): CurrentPointer => ({ pipeline: 'demo', date, run_id: run, summary_id: 'bbbbbbbbbbbbbbbb', published_at: '2026-01-03T01:00:00.000Z', params: { as_of: '2026-01-03T00:00:00.000Z', config_hash: 'bbbbbbbbbbbbbbbb' } });
+const pointer = (date: string, run: string): CurrentPointer => ({
+  pipeline: 'demo',
+  date,
+  run_id: run,
+  summary_id: 'bbbbbbbbbbbbbbbb',
+  published_at: '2026-01-03T01:00:00.000Z',
+  params: { as_of: '2026-01-03T00:00:00.000Z', config_hash: 'bbbbbbbbbbbbbbbb' },
+});
 
 describe.skipIf(!up)('PostgreSQL pipeline stores', () => {
   beforeAll(async () => {
@@ -123,7 +130,11 @@ describe.skipIf(!up)('PostgreSQL pipeline stores', () => {
         () => null,
         (err: unknown) => err,
       );
-      await waitFor(async () => (await blocker.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND application_name LIKE 'metaspn run-lock%'`, [db.name])).rowCount === 1, 10_000, 'the publish waiting on the pointer row');
+      await waitFor(
+        async () => (await blocker.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND application_name LIKE 'metaspn run-lock%'`, [db.name])).rowCount === 1,
+        10_000,
+        'the publish waiting on the pointer row',
+      );
       // The lock session dies (its process was killed, its connection cut) mid-publish.
       await blocker.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'metaspn run-lock%'`, [db.name]);
       await blocker.query('ROLLBACK');
@@ -197,7 +208,7 @@ describe.skipIf(!up)('PostgreSQL pipeline stores', () => {
     }
   });
 
-  it('digests and exported lines are the file backend\'s bytes for the same puts; a large put is one transaction', async () => {
+  it("digests and exported lines are the file backend's bytes for the same puts; a large put is one transaction", async () => {
     const s = open();
     const ws = workspacePaths(tempDir('metaspn-stores-pg-'));
     const f = new FileStores(ws);

@@ -76,15 +76,23 @@ describe('queue record codec', () => {
   it('an enq of a fresh task is written short and reads back as the long form; long enq lines of older logs read as they are', () => {
     const json = fc.jsonValue().map((v) => JSON.parse(JSON.stringify(v)) as unknown);
     fc.assert(
-      fc.property(fc.nat(), fc.integer({ min: 0, max: 4e12 }), json, fc.integer({ min: 1, max: 100 }), fc.option(fc.constant('s1/2026-01-02'), { nil: undefined }), fc.option(fc.double({ min: 0, max: 1e9, noNaN: true }), { nil: undefined }), (n, at, payload, max, group, m) => {
-        const task = newRecord('update_attention_scores', { id: `t${n}`, payload, ...(group !== undefined ? { group } : {}) }, max, at);
-        const long: LogRecord = { t: 'enq', n, at, task, ...(m !== undefined ? { m } : {}) };
-        const short = encodeRecord(shortForm(long));
-        const old = encodeRecord(long);
-        expect(short.length).toBeLessThan(old.length - 90);
-        expect(JSON.stringify(decodeLine(short, 0, short.length - 1))).toBe(JSON.stringify(long));
-        expect(decodeLine(old, 0, old.length - 1)).toEqual(long);
-      }),
+      fc.property(
+        fc.nat(),
+        fc.integer({ min: 0, max: 4e12 }),
+        json,
+        fc.integer({ min: 1, max: 100 }),
+        fc.option(fc.constant('s1/2026-01-02'), { nil: undefined }),
+        fc.option(fc.double({ min: 0, max: 1e9, noNaN: true }), { nil: undefined }),
+        (n, at, payload, max, group, m) => {
+          const task = newRecord('update_attention_scores', { id: `t${n}`, payload, ...(group !== undefined ? { group } : {}) }, max, at);
+          const long: LogRecord = { t: 'enq', n, at, task, ...(m !== undefined ? { m } : {}) };
+          const short = encodeRecord(shortForm(long));
+          const old = encodeRecord(long);
+          expect(short.length).toBeLessThan(old.length - 90);
+          expect(JSON.stringify(decodeLine(short, 0, short.length - 1))).toBe(JSON.stringify(long));
+          expect(decodeLine(old, 0, old.length - 1)).toEqual(long);
+        },
+      ),
     );
   });
 
@@ -95,4 +103,3 @@ describe('queue record codec', () => {
     expect('task' in shortForm({ t: 'enq', n: 0, at: 2000, task: newRecord('q', { id: 'a', payload: 1 }, 3, 1000) })).toBe(true);
   });
 });
-

@@ -31,7 +31,9 @@ function configError(config: unknown, env: NodeJS.ProcessEnv = {}): string {
 
 describe('metaspn.config.json at the door', () => {
   it('refuses an unknown key anywhere, naming it and the nearest known key', () => {
-    expect(configError({ queues: { project_rewards: { max_attempt: 3 } } })).toMatch(/^CFG: queues\.project_rewards: unknown key "max_attempt" \(did you mean "max_attempts"\?\); known keys here: max_attempts, /);
+    expect(configError({ queues: { project_rewards: { max_attempt: 3 } } })).toMatch(
+      /^CFG: queues\.project_rewards: unknown key "max_attempt" \(did you mean "max_attempts"\?\); known keys here: max_attempts, /,
+    );
     expect(configError({ queues: { defaults: { backof_cap_ms: 3 } } })).toMatch(/queues\.defaults: unknown key "backof_cap_ms" \(did you mean "backoff_cap_ms"\?\)/);
     expect(configError({ queus: {} })).toMatch(/^CFG: unknown key "queus" \(did you mean "queues"\?\)/);
     expect(configError({ attention: { half_life_dayz: 3 } })).toMatch(/attention: unknown key "half_life_dayz" \(did you mean "half_life_days"\?\)/);
@@ -63,7 +65,9 @@ describe('metaspn.config.json at the door', () => {
   });
 
   it('refuses METASPN_QUEUE_* out of range or unknown (naming the nearest)', () => {
-    expect(configError(undefined, { METASPN_QUEUE_BACKOFF_CAP_MS: '3000000000' })).toBe('environment METASPN_QUEUE_BACKOFF_CAP_MS: must be a whole number from 0 to 2592000000 ms (30 days), got "3000000000"');
+    expect(configError(undefined, { METASPN_QUEUE_BACKOFF_CAP_MS: '3000000000' })).toBe(
+      'environment METASPN_QUEUE_BACKOFF_CAP_MS: must be a whole number from 0 to 2592000000 ms (30 days), got "3000000000"',
+    );
     expect(configError(undefined, { METASPN_QUEUE_POLL_MS: 'Infinity' })).toMatch(/METASPN_QUEUE_POLL_MS: must be .*got "Infinity"/);
     expect(configError(undefined, { METASPN_QUEUE_MAX_ATTEMPTS: '0x10' })).toMatch(/METASPN_QUEUE_MAX_ATTEMPTS/);
     expect(configError(undefined, { METASPN_QUEUE_MAX_ATTEMPT: '3' })).toMatch(/METASPN_QUEUE_MAX_ATTEMPT: unknown variable \(did you mean METASPN_QUEUE_MAX_ATTEMPTS\?\)/);

@@ -40,7 +40,7 @@ describe('jsonDoc', () => {
     });
   });
 
-  it('prints a payload as given (the user\'s data), and leaves the input untouched', () => {
+  it("prints a payload as given (the user's data), and leaves the input untouched", () => {
     const input = { task: { id: 't', created_at: ISO, payload: { created_at: 1, nested: { now: 5 } } }, dead_at: T };
     const d = jsonDoc(input);
     expect(d).toEqual({ schema_version: 1, task: { id: 't', created_at: ISO, payload: { created_at: 1, nested: { now: 5 } } }, dead_at: ISO });

@@ -72,8 +72,22 @@ describe('state files', () => {
     expect(() => readPointer(ws, 's1', '2026-01-15')).toThrow(/params: field "config_hash" is missing/);
 
     const m = {
-      schema_version: 1, pipeline: 's1', run_id: 'r1', step: 'project_rewards', date: '2026-01-15', as_of: 'a', params: {}, status: 'success',
-      started_at: '2026-01-16T00:00:00Z', finished_at: '2026-01-16T00:00:01Z', duration_ms: 1000, tasks: {}, inputs: [], outputs: [], checks: [], exit_code: 0,
+      schema_version: 1,
+      pipeline: 's1',
+      run_id: 'r1',
+      step: 'project_rewards',
+      date: '2026-01-15',
+      as_of: 'a',
+      params: {},
+      status: 'success',
+      started_at: '2026-01-16T00:00:00Z',
+      finished_at: '2026-01-16T00:00:01Z',
+      duration_ms: 1000,
+      tasks: {},
+      inputs: [],
+      outputs: [],
+      checks: [],
+      exit_code: 0,
     };
     const mp = manifestPath(ws, 'project_rewards', '2026-01-15', 'r1');
     mkdirSync(join(mp, '..'), { recursive: true });
@@ -102,8 +116,10 @@ describe('Host names', () => {
     expect(hostName('[::1')).toBeNull();
     expect(hostName('a:b:c')).toBeNull();
     const p = hostPolicy('ops.internal', ['Metrics.Example.org']);
-    for (const ok of [undefined, 'localhost', 'localhost:4001', 'app.localhost', '127.0.0.1:4001', '10.1.2.3', '[::1]:1', '[fe80::1]', 'ops.internal:4001', 'metrics.example.org']) expect(checkHost(p, ok), String(ok)).toBeNull();
-    for (const bad of ['rebind.attacker.example', 'attacker.example:4001', 'localhost.attacker.example', 'ops.internal.attacker.example', '', ' ', 'x y']) expect(checkHost(p, bad), bad).not.toBeNull();
+    for (const ok of [undefined, 'localhost', 'localhost:4001', 'app.localhost', '127.0.0.1:4001', '10.1.2.3', '[::1]:1', '[fe80::1]', 'ops.internal:4001', 'metrics.example.org'])
+      expect(checkHost(p, ok), String(ok)).toBeNull();
+    for (const bad of ['rebind.attacker.example', 'attacker.example:4001', 'localhost.attacker.example', 'ops.internal.attacker.example', '', ' ', 'x y'])
+      expect(checkHost(p, bad), bad).not.toBeNull();
     expect(checkHost(hostPolicy('0.0.0.0', []), 'evil.example')).not.toBeNull();
   });
 });
@@ -169,7 +185,13 @@ describe('EventMemory', () => {
     try {
       await m.once('a', 'evt', async () => ({ status: 201, body: { worker: 'a' } }));
       const dir = join(ws.root, 'ops', 'events', 'a');
-      writeFileSync(join(dir, readdirSync(dir).find((f) => f.endsWith('.json'))!), '{"event_id":');
+      writeFileSync(
+        join(
+          dir,
+          readdirSync(dir).find((f) => f.endsWith('.json'))!,
+        ),
+        '{"event_id":',
+      );
       let ran = false;
       await expect(m.once('a', 'evt', async () => ((ran = true), { status: 201, body: {} }))).rejects.toThrow(StateFileError);
       expect(ran).toBe(false);

@@ -83,7 +83,7 @@ export function describeRunLocks(backend: string, open: () => RunLocks | Promise
       await second.release();
     });
 
-    it('forceBreak needs a reason (64); with one it takes a live holder\'s lock, which then cannot publish', async () => {
+    it("forceBreak needs a reason (64); with one it takes a live holder's lock, which then cannot publish", async () => {
       const locks = await open();
       const holder = await take(locks);
       for (const reason of [undefined, '', '  ']) expect(await rejection(take(locks, { forceBreak: true, ...(reason === undefined ? {} : { reason }) }))).toBeInstanceOf(UsageError);

@@ -38,9 +38,7 @@ describe('scoped runs: a worker or a stage executes only its own tasks', () => {
     expect(await queue.states(['t0', 't2', 't4', 't6', 't8'])).toEqual(['ready', 'ready', 'ready', 'ready', 'ready']);
     // Never leased: their first claim has the first fence and no attempt, no error.
     const rest = await queue.claim({ owner, max: 10, lease_ms: 1000 });
-    expect(rest.map((c) => [c.task.id, c.lease.fence, c.task.attempt_count, c.task.errors.length])).toEqual(
-      ['t0', 't2', 't4', 't6', 't8'].map((id) => [id, 1, 0, 0]),
-    );
+    expect(rest.map((c) => [c.task.id, c.lease.fence, c.task.attempt_count, c.task.errors.length])).toEqual(['t0', 't2', 't4', 't6', 't8'].map((id) => [id, 1, 0, 0]));
   });
 
   it('drainStage runs its own groups only, waits out its own retry, and is not woken by another run’s', async () => {

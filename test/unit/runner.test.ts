@@ -65,7 +65,12 @@ describe('worker runner', () => {
   });
 
   it('dead-letters a task once its attempts run out, with every error kept', async () => {
-    const { queue, deps } = setup({ name: 'q', handle: () => { throw new TypeError('always'); } });
+    const { queue, deps } = setup({
+      name: 'q',
+      handle: () => {
+        throw new TypeError('always');
+      },
+    });
     await queue.enqueue(tasks(1));
     const sum = await runWorker(deps);
     expect(sum).toMatchObject({ completed: 0, retry_scheduled: 2, dead: 1 });
@@ -79,7 +84,12 @@ describe('worker runner', () => {
   });
 
   it('sends a contract error to the dead letters at once', async () => {
-    const { queue, deps } = setup({ name: 'q', handle: () => { throw new ContractError('missing column score'); } });
+    const { queue, deps } = setup({
+      name: 'q',
+      handle: () => {
+        throw new ContractError('missing column score');
+      },
+    });
     await queue.enqueue(tasks(1));
     expect(await runWorker(deps)).toMatchObject({ dead_contract: 1, retry_scheduled: 0 });
     expect((await queue.getDead('t0'))?.reason).toMatchObject({ kind: 'contract', attempt: 1, message: 'missing column score' });
@@ -103,7 +113,12 @@ describe('worker runner', () => {
         handle: (_t, ctx) => {
           // The task runs past its timeout (the watchdog reads the injected clock).
           clock.advance(31);
-          return new Promise<void>((r) => ctx.signal.addEventListener('abort', () => { sawAbort = true; r(); }));
+          return new Promise<void>((r) =>
+            ctx.signal.addEventListener('abort', () => {
+              sawAbort = true;
+              r();
+            }),
+          );
         },
       },
       { timeout_ms: 30, max_attempts: 1 },
@@ -118,7 +133,14 @@ describe('worker runner', () => {
     let now = 0;
     let peak = 0;
     const { queue, deps } = setup(
-      { name: 'q', handle: async () => { peak = Math.max(peak, ++now); await new Promise((r) => setTimeout(r, 2)); now--; } },
+      {
+        name: 'q',
+        handle: async () => {
+          peak = Math.max(peak, ++now);
+          await new Promise((r) => setTimeout(r, 2));
+          now--;
+        },
+      },
       { concurrency: 4 },
     );
     await queue.enqueue(tasks(40));
@@ -159,7 +181,14 @@ describe('worker runner', () => {
     const stop = new AbortController();
     const force = new AbortController();
     const { queue, deps } = setup(
-      { name: 'q', handle: () => { stop.abort(); setTimeout(() => force.abort(), 5); return new Promise(() => undefined); } },
+      {
+        name: 'q',
+        handle: () => {
+          stop.abort();
+          setTimeout(() => force.abort(), 5);
+          return new Promise(() => undefined);
+        },
+      },
       {},
       { stop: stop.signal, force: force.signal, once: false },
     );
@@ -210,7 +239,12 @@ describe('worker runner: handlers that misbehave', () => {
         }),
       close: async () => undefined,
     };
-    const w: WorkerDefinition = { name: 'q', handle: () => { throw new Error('never called in process'); } };
+    const w: WorkerDefinition = {
+      name: 'q',
+      handle: () => {
+        throw new Error('never called in process');
+      },
+    };
     const { queue, deps, clock } = setup(w, { timeout_ms: 30, max_attempts: 1, concurrency: 1 }, { host });
     ref.clock = clock;
     await queue.enqueue(tasks(2));
@@ -241,13 +275,19 @@ describe('worker runner: handlers that misbehave', () => {
       [circular, 'NonError', "threw an object: <ref *1> { name: 'loop', self: [Circular *1] }"],
       [Object.assign(new ContractError('bad row'), {}), 'ContractError', 'bad row'],
     ];
-    const { queue, deps } = setup({ name: 'q', handle: (t) => { throw values[(t.payload as { i: number }).i]![0]; } }, { max_attempts: 1 });
+    const { queue, deps } = setup(
+      {
+        name: 'q',
+        handle: (t) => {
+          throw values[(t.payload as { i: number }).i]![0];
+        },
+      },
+      { max_attempts: 1 },
+    );
     await queue.enqueue(tasks(values.length));
     expect(await runWorker(deps)).toMatchObject({ dead: values.length - 1, dead_contract: 1 });
     const dead = await queue.listDead();
-    expect(Object.fromEntries(dead.map((d) => [d.task.id, [d.reason?.class, d.reason?.message]]))).toEqual(
-      Object.fromEntries(values.map(([, cls, msg], i) => [`t${i}`, [cls, msg]])),
-    );
+    expect(Object.fromEntries(dead.map((d) => [d.task.id, [d.reason?.class, d.reason?.message]]))).toEqual(Object.fromEntries(values.map(([, cls, msg], i) => [`t${i}`, [cls, msg]])));
   });
 
   it('a permission error stops the worker with the path named; the task goes back with no attempt spent', async () => {
@@ -337,7 +377,16 @@ describe('stop condition', () => {
   it('halts within the window even while acknowledgements lag behind the handlers', async () => {
     const { failureRatioGuard } = await import('../../src/runtime/stop-condition.js');
     let ran = 0;
-    const { queue, deps } = setup({ name: 'q', handle: () => { ran++; throw new Error('dependency down'); } }, { max_attempts: 5, concurrency: 1 });
+    const { queue, deps } = setup(
+      {
+        name: 'q',
+        handle: () => {
+          ran++;
+          throw new Error('dependency down');
+        },
+      },
+      { max_attempts: 5, concurrency: 1 },
+    );
     const fail = queue.fail.bind(queue);
     // Each failure takes a while to be committed; the handlers do not.
     queue.fail = async (...a) => (await new Promise((r) => setTimeout(r, 20)), fail(...a));
@@ -351,7 +400,16 @@ describe('stop condition', () => {
 
   it('halts claiming once the failure ratio over the window is reached', async () => {
     const { failureRatioGuard } = await import('../../src/runtime/stop-condition.js');
-    const { queue, deps } = setup({ name: 'q', handle: () => { throw new Error('dependency down'); } }, { max_attempts: 5, concurrency: 1 }, { haltWhen: failureRatioGuard({ stop_failure_ratio: 1, stop_window: 5 }) });
+    const { queue, deps } = setup(
+      {
+        name: 'q',
+        handle: () => {
+          throw new Error('dependency down');
+        },
+      },
+      { max_attempts: 5, concurrency: 1 },
+      { haltWhen: failureRatioGuard({ stop_failure_ratio: 1, stop_window: 5 }) },
+    );
     await queue.enqueue(tasks(50));
     const sum = await runWorker(deps);
     expect(sum.halted).toMatch(/^5 of the last 5 tasks failed/);

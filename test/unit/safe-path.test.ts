@@ -20,7 +20,21 @@ import { manifestsOf } from '../../src/storage/manifest.js';
 import { workspacePaths, type WorkspacePaths } from '../../src/storage/paths.js';
 import { pointerDates } from '../../src/storage/pointers.js';
 import { readRuns } from '../../src/storage/runs.js';
-import { DIR_MODE, FILE_MODE, safeAppendFile, safeExists, safeFsyncDir, safeLstat, safeMkdir, safeOpen, safeReaddir, safeReaddirEntries, safeReadFile, safeRename, safeRm } from '../../src/storage/safe-path.js';
+import {
+  DIR_MODE,
+  FILE_MODE,
+  safeAppendFile,
+  safeExists,
+  safeFsyncDir,
+  safeLstat,
+  safeMkdir,
+  safeOpen,
+  safeReaddir,
+  safeReaddirEntries,
+  safeReadFile,
+  safeRename,
+  safeRm,
+} from '../../src/storage/safe-path.js';
 import { DateIndexFiles } from '../../src/storage/store/date-index.js';
 import { DeadLetterFiles } from '../../src/queue/file/deadletter-files.js';
 import { listGens } from '../../src/queue/file/log-io.js';
@@ -124,7 +138,11 @@ describe('safe-path: reading and listing never go through a link either', () => 
     safeFsyncDir(join(ws, 'real'));
     // A link inside a listed folder is listed as what it is, never followed.
     symlinkSync(out, join(ws, 'real', 'l'));
-    expect(safeReaddirEntries(join(ws, 'real')).find((d) => d.name === 'l')?.isSymbolicLink()).toBe(true);
+    expect(
+      safeReaddirEntries(join(ws, 'real'))
+        .find((d) => d.name === 'l')
+        ?.isSymbolicLink(),
+    ).toBe(true);
   });
 
   it('a linked workspace root is read as the workspace', () => {
@@ -203,9 +221,12 @@ describe('safe-path: reading and listing never go through a link either', () => 
     const { ws, out } = setup();
     symlinkSync(out, join(ws, 'locks'));
     const err = await acquireRunLock({ locksDir: join(ws, 'locks'), name: 's1', cmd: 'test', reason: 'test', onLockHeld: 'retryable', log: silentLogger }).catch((e: unknown) => e);
-    refused(() => {
-      throw err;
-    }, join(ws, 'locks'));
+    refused(
+      () => {
+        throw err;
+      },
+      join(ws, 'locks'),
+    );
     expect(readdirSync(out)).toEqual([]);
   });
 });

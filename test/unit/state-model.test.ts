@@ -50,12 +50,7 @@ describe('task state machine (property)', () => {
   });
 });
 
-type Op =
-  | { k: 'enq'; id: number }
-  | { k: 'claim'; max: number }
-  | { k: 'complete' | 'fail' | 'dead' | 'release' | 'start'; pick: number }
-  | { k: 'retry' }
-  | { k: 'tick'; ms: number };
+type Op = { k: 'enq'; id: number } | { k: 'claim'; max: number } | { k: 'complete' | 'fail' | 'dead' | 'release' | 'start'; pick: number } | { k: 'retry' } | { k: 'tick'; ms: number };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ k: fc.constant('enq' as const), id: fc.integer({ min: 0, max: 12 }) }),

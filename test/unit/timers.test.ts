@@ -4,7 +4,7 @@ import { clampDelay, MAX_TIMER_MS, setLongTimeout } from '../../src/runtime/time
 
 const DAY = 86_400_000;
 
-describe('timers past Node\'s 2^31-1 ms limit', () => {
+describe("timers past Node's 2^31-1 ms limit", () => {
   const warnings: string[] = [];
   const onWarning = (w: Error): void => void warnings.push(w.name);
   beforeEach(() => {

@@ -13,7 +13,9 @@ describe('JSON limits of every reader of outside data', () => {
     expect(jsonLimitBroken('{"a":1e400}')).toMatch(/number 1e400 is beyond the largest number/);
     expect(jsonLimitBroken('[-1E+999]')).toMatch(/number -1E\+999/);
     expect(jsonLimitBroken('{"a":12345678901234567890}')).toMatch(/integer 12345678901234567890 is beyond 2\^53-1/);
-    expect(jsonLimitBroken('{"a":-9007199254740993}')).toBe('integer -9007199254740993 is beyond 2^53-1 (9007199254740991) and would be read as -9007199254740992 (limit json_integer); send it as a string');
+    expect(jsonLimitBroken('{"a":-9007199254740993}')).toBe(
+      'integer -9007199254740993 is beyond 2^53-1 (9007199254740991) and would be read as -9007199254740992 (limit json_integer); send it as a string',
+    );
     // What JSON.stringify writes for a large double reads back as itself: carried exactly.
     expect(jsonLimitBroken(`[${JSON.stringify(1e20)},${JSON.stringify(1.2345678901234567e20)},9007199254740992]`)).toBeNull();
     expect(jsonLimitBroken('{"a":9007199254740991,"b":-9007199254740991}')).toBeNull();
@@ -39,7 +41,11 @@ describe('JSON limits of every reader of outside data', () => {
       fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }).map(String),
       fc.constantFrom('1e400', '-1e999', '12345678901234567890', '9007199254740993', '1e20', '0.5'),
     );
-    const value = fc.oneof(literal, fc.string().map((x) => JSON.stringify(x)), fc.constantFrom('true', 'null'));
+    const value = fc.oneof(
+      literal,
+      fc.string().map((x) => JSON.stringify(x)),
+      fc.constantFrom('true', 'null'),
+    );
     fc.assert(
       fc.property(fc.dictionary(fc.string({ maxLength: 5 }), value), (o) => {
         const text = `{${Object.entries(o)

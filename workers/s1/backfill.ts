@@ -125,7 +125,11 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
         },
       },
       d,
-      (ps) => resumeDecisions(env, ps.map((p) => plans.find((x) => x.date === p.partition)!)),
+      (ps) =>
+        resumeDecisions(
+          env,
+          ps.map((p) => plans.find((x) => x.date === p.partition)!),
+        ),
     );
   } finally {
     await env.s1.close();

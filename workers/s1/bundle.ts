@@ -66,7 +66,11 @@ export const s1Bundle: BundledPipeline = {
   // `pipeline run|backfill|rollback s1` are `s1 run-local|backfill|rollback`: one code path.
   actions: async () => {
     const [{ runLocalAction, rollbackAction }, { backfillAction }] = await Promise.all([import('./cli/s1.js'), import('./cli/backfill.js')]);
-    return { run: runLocalAction as unknown as BundledActions['run'], backfill: backfillAction as unknown as BundledActions['backfill'], rollback: rollbackAction as unknown as BundledActions['rollback'] };
+    return {
+      run: runLocalAction as unknown as BundledActions['run'],
+      backfill: backfillAction as unknown as BundledActions['backfill'],
+      rollback: rollbackAction as unknown as BundledActions['rollback'],
+    };
   },
   workerModules: { 'metaspn_ops.workers.s1': new URL('./index.js', import.meta.url).href },
   queues: STAGES,

@@ -28,11 +28,7 @@ export async function stageChecks(stage: StageName, s1: S1Context, date: string,
       const summary = (await s1.rows('publish_season_summary', date, params))[0];
       const scores = await s1.scores(date, params);
       const units = (await s1.projections(date, params)).reduce((a, p) => a + p.projected_units, 0);
-      return [
-        check('summary_row', rowCount, 1),
-        check('summary_subjects_scored', summary?.subjects_scored, scores.length),
-        check('summary_allocated_units', summary?.allocated_units, units),
-      ];
+      return [check('summary_row', rowCount, 1), check('summary_subjects_scored', summary?.subjects_scored, scores.length), check('summary_allocated_units', summary?.allocated_units, units)];
     }
   }
 }

@@ -308,7 +308,10 @@ export class S1Context {
         const pp = projectionParamsOf(ptr.params);
         const texts = await this.stores.project_rewards.textsFor(d, this.pkey(pp));
         const rows = texts.map((t) => JSON.parse(t.text) as { subject_ref: string; projected_units: number });
-        byDate.set(d, rows.map((r) => ({ subject_ref: r.subject_ref, projected_units: r.projected_units })));
+        byDate.set(
+          d,
+          rows.map((r) => ({ subject_ref: r.subject_ref, projected_units: r.projected_units })),
+        );
         const h = createHash('sha256');
         for (const t of [...texts].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
           ids.push(t.id);

@@ -88,7 +88,7 @@ function sortSignals(signals: Signal[]): Signal[] {
   const mask = (1n << INDEX_BITS) - 1n;
   const out = new Array<Signal>(n);
   for (let i = 0; i < n; i++) out[i] = signals[Number(keys[i]! & mask)]!;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i + 1;
     while (j < n && out[j]!.ts_ms === out[i]!.ts_ms) j++;
     if (j - i > 1) {

@@ -115,7 +115,13 @@ export function s1Execution(env: S1Env): S1Execution {
   };
 }
 
-function stageExecution(env: S1Env, stage: StageName, after: readonly StageName[], runOf: (run: StepRun) => Promise<S1Run>, paramsAt: (run: StepRun, stage: StageName) => Promise<StageParams>): StepExecution {
+function stageExecution(
+  env: S1Env,
+  stage: StageName,
+  after: readonly StageName[],
+  runOf: (run: StepRun) => Promise<S1Run>,
+  paramsAt: (run: StepRun, stage: StageName) => Promise<StageParams>,
+): StepExecution {
   const { s1, ws } = env;
   return {
     name: stage,
@@ -156,7 +162,13 @@ function stageExecution(env: S1Env, stage: StageName, after: readonly StageName[
       const checks: ManifestCheck[] = await stageChecks(stage, s1, run.partition, params, r.subjects.length, o.rows_written + o.rows_present);
       const failed = checks.find((c) => c.status === 'fail');
       if (failed) {
-        return { checks, failure: { error: { class: 'CheckFailed', message: `check ${failed.name} failed: observed ${JSON.stringify(failed.observed)}, expected ${JSON.stringify(failed.expected)}` }, exit_code: EXIT.STATE_CORRUPT } };
+        return {
+          checks,
+          failure: {
+            error: { class: 'CheckFailed', message: `check ${failed.name} failed: observed ${JSON.stringify(failed.observed)}, expected ${JSON.stringify(failed.expected)}` },
+            exit_code: EXIT.STATE_CORRUPT,
+          },
+        };
       }
       if (stage !== 'publish_season_summary') return { checks };
       const g = await guardrailChecks(env, run, r);
@@ -207,7 +219,9 @@ async function guardrailChecks(env: S1Env, run: StepRun, r: S1Run): Promise<{ ch
   if (today) {
     const depth = Math.max(cfg.guardrails.total_score_ratio.window, cfg.guardrails.subjects_scored_drop.window);
     const history: SummaryFacts[] = [];
-    for (const d of pointerDates(ws, PIPELINE).filter((x) => x < date).reverse()) {
+    for (const d of pointerDates(ws, PIPELINE)
+      .filter((x) => x < date)
+      .reverse()) {
       if (history.length >= depth) break;
       const ptr = readPointer(ws, PIPELINE, d);
       if (!ptr) continue;

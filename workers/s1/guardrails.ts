@@ -18,7 +18,10 @@ export const guardrailsSchema = z
       .strict()
       .prefault({}),
     /** The date's allocation must use the whole pool (or none of it when nobody scored). */
-    pool_conserved: z.object({ enabled: z.boolean().default(true) }).strict().prefault({}),
+    pool_conserved: z
+      .object({ enabled: z.boolean().default(true) })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

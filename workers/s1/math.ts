@@ -3,33 +3,8 @@
  * summary and the four store rows. Each lives in a small file under `math/`.
  */
 export { compareText, round6 } from './math/order.js';
-export {
-  attentionForSubject,
-  compareSignals,
-  groupBySubject,
-  scoreSubjects,
-  type AttentionConfig,
-  type SubjectScore,
-} from './math/attention.js';
+export { attentionForSubject, compareSignals, groupBySubject, scoreSubjects, type AttentionConfig, type SubjectScore } from './math/attention.js';
 export { projectRewards, type Projection, type ScoredSubject } from './math/rewards.js';
-export {
-  settle,
-  settlementStatus,
-  type Conservation,
-  type ProjectedUnits,
-  type SettledSubject,
-  type Settlement,
-  type SettlementStatus,
-} from './math/settle.js';
+export { settle, settlementStatus, type Conservation, type ProjectedUnits, type SettledSubject, type Settlement, type SettlementStatus } from './math/settle.js';
 export { buildSummaryTop, TOP_SIZE, type TopEntry } from './math/summary.js';
-export {
-  attentionRow,
-  projectionRow,
-  settlementRow,
-  summaryRow,
-  type AttentionRow,
-  type ProjectionRow,
-  type SettlementRow,
-  type SummaryInput,
-  type SummaryRow,
-} from './math/rows.js';
+export { attentionRow, projectionRow, settlementRow, summaryRow, type AttentionRow, type ProjectionRow, type SettlementRow, type SummaryInput, type SummaryRow } from './math/rows.js';

@@ -80,8 +80,18 @@ export class ProjectRewardsWorker extends S1Worker<DatePayload> {
   protected async run(s1: S1Context, p: DatePayload): Promise<void> {
     const params = (await s1.params(this.name, p)) as Params;
     const projections = projectRewards(await s1.scores(p.date, params), s1.cfg.season.daily_pool_units);
-    await s1.put(this.name, p.date, params, projections.map((x) => projectionRow(p.date, x, params)));
-    s1.remember(this.name, p.date, params, projections.map((x) => ({ subject_ref: x.subject_ref, projected_units: x.projected_units })));
+    await s1.put(
+      this.name,
+      p.date,
+      params,
+      projections.map((x) => projectionRow(p.date, x, params)),
+    );
+    s1.remember(
+      this.name,
+      p.date,
+      params,
+      projections.map((x) => ({ subject_ref: x.subject_ref, projected_units: x.projected_units })),
+    );
   }
 }
 
@@ -100,7 +110,12 @@ export class SettleSeasonWorker extends S1Worker<CountedPayload> {
     if (!settlement.conservation.ok) {
       throw new MetaspnError('STATE_CORRUPT', `settlement does not conserve units: settled ${settlement.conservation.settled_units}, projected ${settlement.conservation.projected_units}`);
     }
-    await s1.put(this.name, p.date, params, settlement.rows.map((r) => settlementRow(p.date, s1.cfg.season, r, params)));
+    await s1.put(
+      this.name,
+      p.date,
+      params,
+      settlement.rows.map((r) => settlementRow(p.date, s1.cfg.season, r, params)),
+    );
   }
 }
 

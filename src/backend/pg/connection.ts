@@ -144,7 +144,10 @@ export function pgError(err: unknown, s: Pick<PgSetting, 'url' | 'source'>, what
     });
   }
   if (code === '28P01' || code === '28000' || code === '3D000' || code === '42501') {
-    return new DataInvalidError(s.source, null, `PostgreSQL at ${target} refused: ${msg} (${code})`, { cause: err, hint: 'fix the database URL (user, password, database name), or the role\'s privileges' });
+    return new DataInvalidError(s.source, null, `PostgreSQL at ${target} refused: ${msg} (${code})`, {
+      cause: err,
+      hint: "fix the database URL (user, password, database name), or the role's privileges",
+    });
   }
   return new MetaspnError('INTERNAL_ERROR', `PostgreSQL at ${target} failed while ${what}: ${msg}${code ? ` (${code})` : ''}`, { cause: err });
 }

@@ -57,19 +57,14 @@ export function migrationSql(m: Migration, schema: string): string {
 
 /** The newer-schema refusal (exit 30): the database was migrated by a newer metaspn. */
 export function schemaTooNew(schema: string, found: number, target: string): MetaspnError {
-  return new MetaspnError(
-    'STATE_CORRUPT',
-    `PostgreSQL schema ${schema} at ${target} is at version ${found}, newer than this metaspn knows (${LATEST_VERSION}); refusing to use it`,
-    { hint: 'run a metaspn at least as new as the one that migrated the database (every host that shares it)' },
-  );
+  return new MetaspnError('STATE_CORRUPT', `PostgreSQL schema ${schema} at ${target} is at version ${found}, newer than this metaspn knows (${LATEST_VERSION}); refusing to use it`, {
+    hint: 'run a metaspn at least as new as the one that migrated the database (every host that shares it)',
+  });
 }
 
 /** The recorded version of `schema`: 0 when it has no metaspn tables. */
 export async function schemaVersion(pool: PgPool, schema: string): Promise<number> {
-  const r = await pool.query<{ v: number | null }>(
-    `SELECT CASE WHEN to_regclass($1) IS NULL THEN NULL ELSE 1 END AS v`,
-    [`${quoteSchema(schema)}.schema_migrations`],
-  );
+  const r = await pool.query<{ v: number | null }>(`SELECT CASE WHEN to_regclass($1) IS NULL THEN NULL ELSE 1 END AS v`, [`${quoteSchema(schema)}.schema_migrations`]);
   if (r.rows[0]?.v === null || r.rows[0]?.v === undefined) return 0;
   const v = await pool.query<{ v: number }>(`SELECT coalesce(max(version), 0)::int AS v FROM ${quoteSchema(schema)}.schema_migrations`);
   return v.rows[0]!.v;

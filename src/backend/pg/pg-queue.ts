@@ -352,7 +352,12 @@ export class PgQueue implements Queue, EffectsCommit {
         const held = await inTransaction(this.pool, async (c) => {
           const r = await c.query<{ id: string }>(this.sql.complete, [this.name, this.nowParam(), batch.map((o) => o.id), batch.map((o) => o.lease.fence), batch.map((o) => o.lease.owner)]);
           const ok = new Set(r.rows.map((x) => x.id));
-          const conflicting = await writeBatchEffectsOn(c, S, this.name, batch.filter((o) => ok.has(o.id)));
+          const conflicting = await writeBatchEffectsOn(
+            c,
+            S,
+            this.name,
+            batch.filter((o) => ok.has(o.id)),
+          );
           if (conflicting.size) throw new Redo(conflicting);
           return ok;
         });
@@ -428,9 +433,7 @@ export class PgQueue implements Queue, EffectsCommit {
 
   async retry(opts: { ids?: readonly string[]; by: string }): Promise<string[]> {
     await this.ready('retrying dead letters');
-    const r = await this.run('retrying dead letters', () =>
-      this.pool.query<{ id: string }>(this.sql.retry, [this.name, this.nowParam(), this.wallIso(), opts.by, opts.ids ? [...opts.ids] : null]),
-    );
+    const r = await this.run('retrying dead letters', () => this.pool.query<{ id: string }>(this.sql.retry, [this.name, this.nowParam(), this.wallIso(), opts.by, opts.ids ? [...opts.ids] : null]));
     if (r.rows.length) await this.run('retrying dead letters', () => this.pool.query(`SELECT pg_notify($1, $2)`, [WAKE_CHANNEL, this.wakeKey()]));
     return r.rows.map((x) => x.id);
   }
@@ -467,9 +470,7 @@ export class PgQueue implements Queue, EffectsCommit {
   async nextDueAt(only?: ReadonlySet<string>): Promise<number | null> {
     await this.ready('reading the next retry');
     const wall = this.clock.read().wall;
-    const r = await this.run('reading the next retry', () =>
-      this.pool.query<{ due: number | null; now: number }>(this.sql.nextDue, [this.name, this.nowParam(), only ? [...only] : null]),
-    );
+    const r = await this.run('reading the next retry', () => this.pool.query<{ due: number | null; now: number }>(this.sql.nextDue, [this.name, this.nowParam(), only ? [...only] : null]));
     const row = r.rows[0]!;
     return row.due === null ? null : Math.round(wall + (row.due - row.now));
   }
@@ -486,10 +487,7 @@ export class PgQueue implements Queue, EffectsCommit {
     await this.ready('reading queue stats');
     const wall = this.clock.read().wall;
     const r = await this.run('reading queue stats', () =>
-      this.pool.query<{ counts: Record<string, string | number>; paused: boolean; next_due: number | null; oldest_ready: number | null; now: number }>(this.sql.stats, [
-        this.name,
-        this.nowParam(),
-      ]),
+      this.pool.query<{ counts: Record<string, string | number>; paused: boolean; next_due: number | null; oldest_ready: number | null; now: number }>(this.sql.stats, [this.name, this.nowParam()]),
     );
     const row = r.rows[0]!;
     const n = (k: number): number => Number(row.counts[String(k)] ?? 0);
@@ -537,9 +535,7 @@ export class PgQueue implements Queue, EffectsCommit {
       }
     }
     const expired = JSON.stringify(reclaimError(false, undefined, wall));
-    const r = await this.run('reclaiming leases', () =>
-      this.pool.query<{ id: string }>(this.sql.reclaim, [this.name, this.nowParam(), iso(wall), RECLAIM_BATCH, expired, gone, errors]),
-    );
+    const r = await this.run('reclaiming leases', () => this.pool.query<{ id: string }>(this.sql.reclaim, [this.name, this.nowParam(), iso(wall), RECLAIM_BATCH, expired, gone, errors]));
     return r.rows.map((x) => x.id);
   }
 
@@ -687,10 +683,7 @@ export class PgQueue implements Queue, EffectsCommit {
       const ids = ops.map((o) => o.id);
       const fences = ops.map((o) => o.lease.fence);
       const owners = ops.map((o) => o.lease.owner);
-      const params =
-        kind === 'start'
-          ? [this.name, ids, fences, owners]
-          : [this.name, this.nowParam(), ids, fences, owners, ...(kind === 'renew' ? [ops.map((o) => o.ms)] : [])];
+      const params = kind === 'start' ? [this.name, ids, fences, owners] : [this.name, this.nowParam(), ids, fences, owners, ...(kind === 'renew' ? [ops.map((o) => o.ms)] : [])];
       const r = await this.run(what, () => this.pool.query<{ id: string }>(this.sql[kind], params));
       const ok = new Set(r.rows.map((x) => x.id));
       for (const o of ops) o.resolve(ok.has(o.id));

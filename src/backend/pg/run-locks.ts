@@ -22,7 +22,19 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { MetaspnError, UsageError, type ErrorCode } from '../../guard/errors.js';
-import { describeHolder, RunLockLostError, type BrokenLock, type LockPayload, type LockStatus, type OnLockHeld, type RunLock, type RunLockLog, type RunLockRequest, type RunLocks, type StaleReason } from '../../guard/run-lock.js';
+import {
+  describeHolder,
+  RunLockLostError,
+  type BrokenLock,
+  type LockPayload,
+  type LockStatus,
+  type OnLockHeld,
+  type RunLock,
+  type RunLockLog,
+  type RunLockRequest,
+  type RunLocks,
+  type StaleReason,
+} from '../../guard/run-lock.js';
 import { HOST } from '../../queue/owner.js';
 import { CONNECT_TIMEOUT_MS, driver, isUnavailable, KEEPALIVE_DELAY_MS, pgError, sharedPool, STATEMENT_TIMEOUT_MS, type PgPool } from './connection.js';
 import { ensureSchema, quoteSchema } from './migrations.js';
@@ -391,7 +403,16 @@ export class PgRunLocks implements RunLocks {
           ? `--force-lock-break (reason: ${o.reason})`
           : 'its lock session ended (the process died, or its connection was lost)';
     o.log.warn(
-      { lock: this.where(o.name), why: broke.why, pid: h?.pid ?? null, host: h?.host ?? null, start_ts_utc: h?.start_ts_utc ?? null, lock_id: h?.lock_id ?? null, generation: h?.generation ?? null, reason: o.reason },
+      {
+        lock: this.where(o.name),
+        why: broke.why,
+        pid: h?.pid ?? null,
+        host: h?.host ?? null,
+        start_ts_utc: h?.start_ts_utc ?? null,
+        lock_id: h?.lock_id ?? null,
+        generation: h?.generation ?? null,
+        reason: o.reason,
+      },
       `breaking run lock ${o.name} held by ${describeHolder(h)}: ${why}`,
     );
   }
@@ -512,11 +533,17 @@ export class HeldPgRunLock implements RunLock, PgTxFence {
     try {
       await c.query('BEGIN');
       await c.query(`SET LOCAL lock_timeout = ${PG_LOCK_TIMING.rowWaitMs}`);
-      row = (await c.query<{ generation: string; lock_id: string | null; active: number }>(`SELECT generation::text AS generation, lock_id, active FROM ${this.#o.S}.run_lock WHERE name = $1 FOR UPDATE`, [this.#o.name])).rows[0];
+      row = (
+        await c.query<{ generation: string; lock_id: string | null; active: number }>(`SELECT generation::text AS generation, lock_id, active FROM ${this.#o.S}.run_lock WHERE name = $1 FOR UPDATE`, [
+          this.#o.name,
+        ])
+      ).rows[0];
     } catch (err) {
       await c.query('ROLLBACK').catch(() => undefined);
       if ((err as { code?: string }).code === '55P03') {
-        throw new MetaspnError('LOCK_TIMEOUT', `run lock ${this.#o.name}: its row stayed busy for ${PG_LOCK_TIMING.rowWaitMs / 1000}s; not publishing`, { hint: 'another session is taking the lock over or stuck inside one; re-run once it is free' });
+        throw new MetaspnError('LOCK_TIMEOUT', `run lock ${this.#o.name}: its row stayed busy for ${PG_LOCK_TIMING.rowWaitMs / 1000}s; not publishing`, {
+          hint: 'another session is taking the lock over or stuck inside one; re-run once it is free',
+        });
       }
       this.#sessionLost = true;
       this.markCompromised(err as Error);
@@ -561,13 +588,20 @@ export class HeldPgRunLock implements RunLock, PgTxFence {
     const check = this.#turn.then(async () => {
       if (this.#releasing || this.#compromised) return;
       try {
-        const r = (await this.#c.query<{ generation: string; lock_id: string | null; active: number }>(`SELECT generation::text AS generation, lock_id, active FROM ${this.#o.S}.run_lock WHERE name = $1`, [this.#o.name])).rows[0];
+        const r = (
+          await this.#c.query<{ generation: string; lock_id: string | null; active: number }>(`SELECT generation::text AS generation, lock_id, active FROM ${this.#o.S}.run_lock WHERE name = $1`, [
+            this.#o.name,
+          ])
+        ).rows[0];
         if (!r || r.lock_id !== this.#payload.lock_id || r.active !== 1) this.markCompromised(new Error(`run lock ${this.#o.name} is held by generation ${r?.generation ?? '(none)'} now`));
       } catch (err) {
         if (this.#watchFailed) return;
         this.#watchFailed = true;
         try {
-          this.#o.log.warn({ event: 'run_lock_check_failed', lock: this.#o.where, err: (err as Error)?.message ?? String(err) }, `checking that run lock ${this.#o.name} is still held failed; checking again`);
+          this.#o.log.warn(
+            { event: 'run_lock_check_failed', lock: this.#o.where, err: (err as Error)?.message ?? String(err) },
+            `checking that run lock ${this.#o.name} is still held failed; checking again`,
+          );
         } catch {
           // Nothing left to tell.
         }
@@ -583,7 +617,10 @@ export class HeldPgRunLock implements RunLock, PgTxFence {
     this.#compromised = true;
     this.#stopWatch();
     try {
-      this.#o.log.warn({ lock: this.#o.where, lock_id: this.#payload.lock_id, generation: this.#payload.generation, err: err.message }, `run lock ${this.#o.name} lost while held (taken over, or its session ended); do not publish`);
+      this.#o.log.warn(
+        { lock: this.#o.where, lock_id: this.#payload.lock_id, generation: this.#payload.generation, err: err.message },
+        `run lock ${this.#o.name} lost while held (taken over, or its session ended); do not publish`,
+      );
       this.#o.onCompromised?.(err);
     } catch (cbErr) {
       try {

@@ -40,7 +40,6 @@ export interface PgTxFence {
   whileHeldTx<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
 }
 
-
 /** Options of {@link PgStores}. */
 export interface PgStoresOptions {
   /** The database and schema; `url` is used unless `pool` is given. */
@@ -195,7 +194,11 @@ export class PgStores implements PipelineStores {
    * @returns the ledger entry written.
    * @throws RunLockLostError (30) from the fence; the mapped driver error (11, 20, 50).
    */
-  async movePointers(entry: { kind: LedgerKind; detail: Record<string, unknown>; runId?: string }, moves: readonly { pipeline: string; date: string; to: CurrentPointer | null }[], fence?: PgTxFence): Promise<LedgerEntry> {
+  async movePointers(
+    entry: { kind: LedgerKind; detail: Record<string, unknown>; runId?: string },
+    moves: readonly { pipeline: string; date: string; to: CurrentPointer | null }[],
+    fence?: PgTxFence,
+  ): Promise<LedgerEntry> {
     const work = async (c: Queryable): Promise<LedgerEntry> => {
       const e = await this.#append(c, entry.kind, entry.detail, entry.runId);
       for (const m of moves) {
@@ -326,7 +329,10 @@ export class PgStores implements PipelineStores {
   async #append(c: Queryable, kind: LedgerKind, detail: Record<string, unknown>, runId?: string): Promise<LedgerEntry> {
     const S = this.#s;
     const head = (await c.query<{ seq: string; hash: string }>(`SELECT seq::text AS seq, hash FROM ${S}.ledger_head WHERE one FOR UPDATE`)).rows[0];
-    if (!head) throw new MetaspnError('STATE_CORRUPT', `PostgreSQL schema ${this.#schema}: the ledger head row is missing`, { hint: 'the ledger tables were changed outside metaspn; restore them from a backup' });
+    if (!head)
+      throw new MetaspnError('STATE_CORRUPT', `PostgreSQL schema ${this.#schema}: the ledger head row is missing`, {
+        hint: 'the ledger tables were changed outside metaspn; restore them from a backup',
+      });
     const body: Omit<LedgerEntry, 'hash'> = {
       seq: Number(head.seq) + 1,
       at: new Date().toISOString(),

@@ -137,7 +137,10 @@ export function registerCompletion(program: Command): void {
     .command('completion')
     .description('print a shell completion script for bash, zsh or fish (commands, subcommands, options and their values)')
     .addArgument(new Argument('<shell>', 'the shell').choices(['bash', 'zsh', 'fish']))
-    .addHelpText('after', '\nExamples:\n  $ eval "$(metaspn completion bash)"        # in ~/.bashrc\n  $ eval "$(metaspn completion zsh)"         # in ~/.zshrc\n  $ metaspn completion fish > ~/.config/fish/completions/metaspn.fish')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ eval "$(metaspn completion bash)"        # in ~/.bashrc\n  $ eval "$(metaspn completion zsh)"         # in ~/.zshrc\n  $ metaspn completion fish > ~/.config/fish/completions/metaspn.fish',
+    )
     .action(async (shell: string) => {
       // Every command, whichever this command line loaded.
       const { buildProgram } = await import('../main.js');

@@ -64,7 +64,9 @@ export function registerPipeline(program: Command): void {
       if (bundled) {
         const view = { name, source: 'bundled', command: bundled.command, steps: bundled.steps.map((s) => ({ name: s.name, after: s.after, queue: s.name })) };
         if (o.json) return printJson(view);
-        process.stdout.write(`${name} (bundled; run with ${bundled.command})\n${table(view.steps.map((s) => [`  ${s.name}`, s.after.length ? `after ${s.after.join(', ')}` : '(first)', `queue ${s.queue}`]))}\n`);
+        process.stdout.write(
+          `${name} (bundled; run with ${bundled.command})\n${table(view.steps.map((s) => [`  ${s.name}`, s.after.length ? `after ${s.after.join(', ')}` : '(first)', `queue ${s.queue}`]))}\n`,
+        );
         return;
       }
       const def = await loadPipeline(ws, cfg, name);
@@ -191,7 +193,11 @@ export function registerPipeline(program: Command): void {
     setExitCode(report.exit_code);
     if (o.json) return printJson(report);
     const counts = Object.values(report.partitions).reduce<Record<string, number>>((a, d) => ({ ...a, [d.status]: (a[d.status] ?? 0) + 1 }), {});
-    process.stdout.write(`backfill ${backfillId} ${report.start}..${report.end}: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ')}\nexit ${report.exit_code}\n`);
+    process.stdout.write(
+      `backfill ${backfillId} ${report.start}..${report.end}: ${Object.entries(counts)
+        .map(([k, v]) => `${v} ${k}`)
+        .join(', ')}\nexit ${report.exit_code}\n`,
+    );
   });
   addLockFlags(
     p
@@ -248,7 +254,8 @@ export function registerPipeline(program: Command): void {
 async function bundledActions(name: string, o: { databaseUrl?: string }): Promise<BundledActions | null> {
   const b = bundledPipeline(name);
   if (!b?.actions) return null;
-  if (o.databaseUrl !== undefined) throw new UsageError(`pipeline ${name} runs on the workspace's files only, not on PostgreSQL; leave --database-url out`, { hint: 'docs/POSTGRES.md says what runs on PostgreSQL' });
+  if (o.databaseUrl !== undefined)
+    throw new UsageError(`pipeline ${name} runs on the workspace's files only, not on PostgreSQL; leave --database-url out`, { hint: 'docs/POSTGRES.md says what runs on PostgreSQL' });
   return b.actions();
 }
 
@@ -257,7 +264,12 @@ export function formatRollback(report: RollbackReport): string {
   const lines = report.warnings.map((w) => `warning: ${w}`);
   if (report.changes.length === 0) lines.push('nothing to change: the pointers already are in that state');
   for (const c of report.changes) lines.push(`  ${c.date}: ${c.from?.run_id ?? '(none)'} -> ${c.to?.run_id ?? '(none)'}`);
-  if (report.changes.length) lines.push(report.dry_run ? `dry run: ${report.changes.length} pointer(s) would change; nothing changed` : `moved ${report.changes.length} pointer(s); ledger seq ${report.ledger_entry?.seq} hash ${report.ledger_entry?.hash}`);
+  if (report.changes.length)
+    lines.push(
+      report.dry_run
+        ? `dry run: ${report.changes.length} pointer(s) would change; nothing changed`
+        : `moved ${report.changes.length} pointer(s); ledger seq ${report.ledger_entry?.seq} hash ${report.ledger_entry?.hash}`,
+    );
   return `${lines.join('\n')}\n`;
 }
 
@@ -293,7 +305,16 @@ export interface StepLine {
 }
 
 /** The text report of a run: a header, a row a step, the failure, the publish, the exit code. */
-export function formatRunText(r: { header: string; steps: readonly StepLine[]; extra?: string[]; publish_error?: string; pointer: string | null; restatement_of?: string | null; exit_code: number; duration_ms: number }): string {
+export function formatRunText(r: {
+  header: string;
+  steps: readonly StepLine[];
+  extra?: string[];
+  publish_error?: string;
+  pointer: string | null;
+  restatement_of?: string | null;
+  exit_code: number;
+  duration_ms: number;
+}): string {
   const rows = r.steps.map((s) => {
     const out = s.outputs[0];
     return [

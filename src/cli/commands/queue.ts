@@ -339,11 +339,25 @@ export function formatQueueList(queues: readonly (QueueView | { queue: string; e
       rows.push([v.queue, '-', '-', '-', '-', '-', '-', '-', `unreadable: ${truncate(v.error, 80)}`]);
       continue;
     }
-    rows.push([v.queue, String(v.ready), String(v.scheduled), String(v.leased), String(v.dead), String(v.completed), String(v.cancelled), v.paused ? 'yes' : 'no', v.oldest_ready_at === null ? '-' : ago(now - v.oldest_ready_at)]);
+    rows.push([
+      v.queue,
+      String(v.ready),
+      String(v.scheduled),
+      String(v.leased),
+      String(v.dead),
+      String(v.completed),
+      String(v.cancelled),
+      v.paused ? 'yes' : 'no',
+      v.oldest_ready_at === null ? '-' : ago(now - v.oldest_ready_at),
+    ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   // Names left-aligned, numbers right-aligned.
-  const line = (r: string[]): string => r.map((c, i) => (i === 0 || i === 7 || i === 8 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => (i === 0 || i === 7 || i === 8 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   const dead = queues.filter((v) => !('error' in v) && v.dead > 0).map((v) => v.queue);
   const foot = `${queues.length} queue(s)${dead.length ? `; dead letters in ${dead.join(', ')}: metaspn queue deadletter list <worker>` : ''}`;
   return `${rows.map(line).join('\n')}\n${foot}`;

@@ -46,7 +46,11 @@ export function registerReport(program: Command): void {
       const lines = [`weekly report ${r.window.from.slice(0, 10)}..${anchor}: status=${r.status}; ${ev}`];
       if (ok) {
         lines.push(
-          `runs ${r.runs.total} (${Object.entries(r.runs.by_exit_code).map(([c, n]) => `exit ${c}: ${n}`).join(', ')}), tasks completed ${r.throughput.tasks_completed}, dead-lettered ${r.dead_letters.in_runs}, retries ${r.retries.task_retries_in_runs} + ${r.retries.deadletter_tasks_retried} dead letters, alerts opened ${r.alerts.opened}`,
+          `runs ${r.runs.total} (${Object.entries(r.runs.by_exit_code)
+            .map(([c, n]) => `exit ${c}: ${n}`)
+            .join(
+              ', ',
+            )}), tasks completed ${r.throughput.tasks_completed}, dead-lettered ${r.dead_letters.in_runs}, retries ${r.retries.task_retries_in_runs} + ${r.retries.deadletter_tasks_retried} dead letters, alerts opened ${r.alerts.opened}`,
           `written: ${files!.json}`,
           `         ${files!.markdown}`,
         );

@@ -44,7 +44,8 @@ export function registerStore(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (o: { workspace: string; out: string; pipeline?: string; date?: string; databaseUrl?: string; json?: boolean }) => {
       const date = o.date === undefined ? undefined : parseDate(o.date);
-      if (o.pipeline !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(o.pipeline)) throw new UsageError(`--pipeline must be a pipeline name (letters, digits, ., _ and -), got ${JSON.stringify(o.pipeline.slice(0, 80))}`);
+      if (o.pipeline !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(o.pipeline))
+        throw new UsageError(`--pipeline must be a pipeline name (letters, digits, ., _ and -), got ${JSON.stringify(o.pipeline.slice(0, 80))}`);
       const ws = openWorkspace(o.workspace);
       const out = resolve(o.out);
       if (out === resolve(ws.root)) throw new UsageError(`--out ${o.out} is the workspace itself: exporting there would replace its store`, { hint: 'give another folder' });
@@ -69,12 +70,17 @@ export function registerStore(program: Command): void {
           await stores.close();
         }
       } else {
-        for (const f of safeReaddir(ws.store).filter((n) => n.endsWith('.jsonl')).sort()) {
+        for (const f of safeReaddir(ws.store)
+          .filter((n) => n.endsWith('.jsonl'))
+          .sort()) {
           const name = f.slice(0, -'.jsonl'.length);
           if (!ownedBy(name, o.pipeline)) continue;
           const text = safeReadFile(join(ws.store, f));
           // Whole lines only: a torn last line (a crash mid-append) is not a row.
-          const lines = text.slice(0, text.lastIndexOf('\n') + 1).split('\n').slice(0, -1);
+          const lines = text
+            .slice(0, text.lastIndexOf('\n') + 1)
+            .split('\n')
+            .slice(0, -1);
           const kept = date === undefined ? lines : lines.filter((l) => dateOf(l) === date);
           if (kept.length > 0 || date === undefined) write(name, kept.map((l) => `${l}\n`).join(''), kept.length);
         }

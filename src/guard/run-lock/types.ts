@@ -118,7 +118,6 @@ export interface RunLockFence {
   readonly transactional?: unknown;
 }
 
-
 /**
  * The run locks of a storage backend, one per name (a pipeline's name): the file backend keeps
  * them under `locks/` on kernel locks (`FileRunLocks`); a database backend keeps them in the

@@ -61,7 +61,9 @@ export function inProcessHost(worker: WorkerDefinition): HandlerHost {
     run(a) {
       a.started();
       // Called inside a promise so a synchronous throw becomes a rejection.
-      return Promise.resolve().then(() => worker.handle({ ...a.task, payload: a.payload }, a.ctx)).then(() => undefined);
+      return Promise.resolve()
+        .then(() => worker.handle({ ...a.task, payload: a.payload }, a.ctx))
+        .then(() => undefined);
     },
     close: () => Promise.resolve(),
   };

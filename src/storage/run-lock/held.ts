@@ -5,7 +5,6 @@ import { enterGate, gateBusy } from './gate.js';
 import { readPayload, writePayload, type LockPaths, type LockPayload } from './payload.js';
 import { describeHolder, RunLockLostError, type BrokenLock, type RunLock, type RunLockLog } from '../../guard/run-lock/types.js';
 
-
 /** What the holder needs besides its payload: the lock's files, its callbacks and its log. */
 export interface HeldOptions {
   paths: LockPaths;
@@ -108,7 +107,10 @@ export class HeldRunLock implements RunLock {
       if (this.#pollFailed) return;
       this.#pollFailed = true;
       try {
-        this.#log.warn({ event: 'run_lock_check_failed', lock: this.#paths.payload, err: (err as Error)?.message ?? String(err) }, `checking that run lock ${this.#paths.name} is still held failed; checking again`);
+        this.#log.warn(
+          { event: 'run_lock_check_failed', lock: this.#paths.payload, err: (err as Error)?.message ?? String(err) },
+          `checking that run lock ${this.#paths.name} is still held failed; checking again`,
+        );
       } catch {
         // Nothing left to tell.
       }
@@ -124,10 +126,7 @@ export class HeldRunLock implements RunLock {
     this.#compromised = true;
     this.#stopWatch();
     try {
-      this.#log.warn(
-        { lock: this.#paths.payload, lock_id: this.#lockId, err: err.message },
-        `run lock ${this.#paths.name} lost while held (taken over, or its liveness file removed); do not publish`,
-      );
+      this.#log.warn({ lock: this.#paths.payload, lock_id: this.#lockId, err: err.message }, `run lock ${this.#paths.name} lost while held (taken over, or its liveness file removed); do not publish`);
       this.#onCompromised?.(err);
     } catch (cbErr) {
       try {

@@ -6,7 +6,6 @@ import { livenessFiles, livenessPath, lockPaths, readPayload, type LockPaths } f
 
 export { describeHolder, type LockStatus, type StaleReason };
 
-
 /** A liveness file's state: `held` while its holder's process lives. */
 export type Liveness = 'held' | 'free' | 'missing';
 
@@ -68,8 +67,6 @@ export function staleReason(state: LockState, nowMs: number, alive: (pid: number
   if (Number.isFinite(start) && nowMs >= start + holder.ttl_sec * 1000) return 'ttl_expired';
   return null;
 }
-
-
 
 /**
  * Read-only status of a run lock; never writes or removes a file. `now` (ms since the epoch,

@@ -7,7 +7,6 @@ import type { LockPayload } from '../../guard/run-lock/types.js';
 
 export type { LockPayload };
 
-
 const payloadSchema = z.object({
   active: z.union([z.literal(0), z.literal(1)]),
   pid: z.number().int(),
@@ -60,7 +59,9 @@ export function livenessPath(paths: LockPaths, lockId: string | undefined): stri
 
 /** The liveness files present now (full paths), whoever left them. */
 export function livenessFiles(paths: LockPaths): string[] {
-  return safeReaddir(paths.locksDir).filter((n) => n.startsWith(paths.livenessPrefix) && LOCK_ID.test(n.slice(paths.livenessPrefix.length))).map((n) => join(paths.locksDir, n));
+  return safeReaddir(paths.locksDir)
+    .filter((n) => n.startsWith(paths.livenessPrefix) && LOCK_ID.test(n.slice(paths.livenessPrefix.length)))
+    .map((n) => join(paths.locksDir, n));
 }
 
 /** The payload file as found: `raw` null when missing; `payload` null when missing, empty or unparsable. */

@@ -1,18 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../../src/guard/errors.js';
-import {
-  addDays,
-  asOfInstantMs,
-  dayNumber,
-  dayText,
-  daysBetween,
-  defaultAsOf,
-  parseDate,
-  resolveAsOf,
-  seasonDates,
-  utcInstantMs,
-} from '../../../workers/s1/dates.js';
+import { addDays, asOfInstantMs, dayNumber, dayText, daysBetween, defaultAsOf, parseDate, resolveAsOf, seasonDates, utcInstantMs } from '../../../workers/s1/dates.js';
 
 describe('parseDate', () => {
   it('accepts real dates, including leap days', () => {
@@ -96,9 +85,7 @@ describe('as-of', () => {
   });
 
   it('rejects a later or unparsable --as-of', () => {
-    expect(() => resolveAsOf('2026-01-15', '2026-01-16T00:00:00.001Z')).toThrow(
-      '--as-of 2026-01-16T00:00:00.001Z is later than 2026-01-16T00:00:00.000Z, the default for --date 2026-01-15',
-    );
+    expect(() => resolveAsOf('2026-01-15', '2026-01-16T00:00:00.001Z')).toThrow('--as-of 2026-01-16T00:00:00.001Z is later than 2026-01-16T00:00:00.000Z, the default for --date 2026-01-15');
     for (const bad of ['yesterday', '2026-01-15T12:00:00', '2026-02-30T00:00:00Z', '2026-01-15T25:00Z', '2026-01-15T12:00:00.1234Z']) {
       expect(() => resolveAsOf('2026-01-15', bad)).toThrow(UsageError);
     }

@@ -30,9 +30,7 @@ describe('the inputs digest', () => {
     //   {"kind":"view","signal_id":"a","subject_ref":"creator:alice","ts":"2026-01-15T08:00:00Z","value":2.5}
     //   {"kind":"follow","signal_id":"c","subject_ref":"creator:alice","ts":"2026-01-15T08:00:00.000Z","value":1}
     expect(inputsDigest(SIGNALS, '2026-01-15', AS_OF, 28)).toBe('b3fa5ae6920ca200');
-    expect(signalDigestLine(SIGNALS.find((s) => s.signal_id === 'b')!)).toBe(
-      '{"kind":"like","signal_id":"b","subject_ref":"creator:bob","ts":"2026-01-14T10:00:00.5Z","value":1}',
-    );
+    expect(signalDigestLine(SIGNALS.find((s) => s.signal_id === 'b')!)).toBe('{"kind":"like","signal_id":"b","subject_ref":"creator:bob","ts":"2026-01-14T10:00:00.5Z","value":1}');
   });
 
   it('uses only ts < as_of', () => {

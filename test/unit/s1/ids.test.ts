@@ -1,17 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import {
-  DATE_LEVEL_SUBJECT,
-  STAGES,
-  STAGE_PREFIX,
-  deterministicId,
-  makeParams,
-  paramsOf,
-  projectionParamsOf,
-  withCounted,
-  type CountedParams,
-  type Params,
-} from '../../../workers/s1/ids.js';
+import { DATE_LEVEL_SUBJECT, STAGES, STAGE_PREFIX, deterministicId, makeParams, paramsOf, projectionParamsOf, withCounted, type CountedParams, type Params } from '../../../workers/s1/ids.js';
 
 const PARAMS: Params = { as_of: '2026-01-16T00:00:00.000Z', config_hash: '0123456789abcdef', inputs: 'aaaaaaaaaaaaaaaa' };
 const COUNTED: CountedParams = { ...PARAMS, counted: 'bbbbbbbbbbbbbbbb' };

@@ -5,7 +5,16 @@ import { projectRewards } from '../../../workers/s1/math.js';
 describe('projectRewards', () => {
   it('splits exactly when quotas are whole', () => {
     // total 10: quotas 50, 30, 20.
-    expect(projectRewards([{ subject_ref: 'x', score: 5 }, { subject_ref: 'y', score: 3 }, { subject_ref: 'z', score: 2 }], 100)).toEqual([
+    expect(
+      projectRewards(
+        [
+          { subject_ref: 'x', score: 5 },
+          { subject_ref: 'y', score: 3 },
+          { subject_ref: 'z', score: 2 },
+        ],
+        100,
+      ),
+    ).toEqual([
       { subject_ref: 'x', score: 5, projected_units: 50 },
       { subject_ref: 'y', score: 3, projected_units: 30 },
       { subject_ref: 'z', score: 2, projected_units: 20 },
@@ -14,7 +23,16 @@ describe('projectRewards', () => {
 
   it('gives the remainder to the largest fractions first', () => {
     // pool 7, total 4: quotas 3.5, 1.75, 1.75; bases 3+1+1 = 5; remainder 2 -> b and c (0.75 > 0.5).
-    expect(projectRewards([{ subject_ref: 'a', score: 2 }, { subject_ref: 'b', score: 1 }, { subject_ref: 'c', score: 1 }], 7)).toEqual([
+    expect(
+      projectRewards(
+        [
+          { subject_ref: 'a', score: 2 },
+          { subject_ref: 'b', score: 1 },
+          { subject_ref: 'c', score: 1 },
+        ],
+        7,
+      ),
+    ).toEqual([
       { subject_ref: 'a', score: 2, projected_units: 3 },
       { subject_ref: 'b', score: 1, projected_units: 2 },
       { subject_ref: 'c', score: 1, projected_units: 2 },
@@ -24,21 +42,40 @@ describe('projectRewards', () => {
   it('breaks a tie of fractions toward the smaller subject_ref', () => {
     // pool 10, three equal scores: quotas 3.333.. each, bases 9, remainder 1 -> "a".
     expect(
-      projectRewards([{ subject_ref: 'c', score: 1 }, { subject_ref: 'a', score: 1 }, { subject_ref: 'b', score: 1 }], 10).map(
-        (p) => p.projected_units,
-      ),
+      projectRewards(
+        [
+          { subject_ref: 'c', score: 1 },
+          { subject_ref: 'a', score: 1 },
+          { subject_ref: 'b', score: 1 },
+        ],
+        10,
+      ).map((p) => p.projected_units),
     ).toEqual([4, 3, 3]);
     // Code-unit order, not locale order: "Zed" < "alpha" because "Z" (90) < "a" (97). Quotas 1.5 each, remainder 1.
-    expect(projectRewards([{ subject_ref: 'alpha', score: 2 }, { subject_ref: 'Zed', score: 2 }], 3)).toEqual([
+    expect(
+      projectRewards(
+        [
+          { subject_ref: 'alpha', score: 2 },
+          { subject_ref: 'Zed', score: 2 },
+        ],
+        3,
+      ),
+    ).toEqual([
       { subject_ref: 'Zed', score: 2, projected_units: 2 },
       { subject_ref: 'alpha', score: 2, projected_units: 1 },
     ]);
   });
 
   it('leaves out subjects with score 0', () => {
-    expect(projectRewards([{ subject_ref: 'a', score: 0 }, { subject_ref: 'b', score: 2 }], 5)).toEqual([
-      { subject_ref: 'b', score: 2, projected_units: 5 },
-    ]);
+    expect(
+      projectRewards(
+        [
+          { subject_ref: 'a', score: 0 },
+          { subject_ref: 'b', score: 2 },
+        ],
+        5,
+      ),
+    ).toEqual([{ subject_ref: 'b', score: 2, projected_units: 5 }]);
   });
 
   it('returns no rows when nobody scored above 0', () => {
@@ -54,12 +91,26 @@ describe('projectRewards', () => {
     // total = 8.052045 + 1.5 = 9.552045; quota a = 1e6 * 8.052045 / 9.552045 = 842965.56..., b = 157034.44...
     // bases 842965 + 157034 = 999999; remainder 1 -> a (0.56 > 0.44).
     expect(
-      projectRewards([{ subject_ref: 'a', score: 8.052045 }, { subject_ref: 'b', score: 1.5 }], 1_000_000).map((p) => p.projected_units),
+      projectRewards(
+        [
+          { subject_ref: 'a', score: 8.052045 },
+          { subject_ref: 'b', score: 1.5 },
+        ],
+        1_000_000,
+      ).map((p) => p.projected_units),
     ).toEqual([842966, 157034]);
   });
 
   it('refuses to score a subject twice', () => {
-    expect(() => projectRewards([{ subject_ref: 'a', score: 1 }, { subject_ref: 'a', score: 2 }], 10)).toThrow(RangeError);
+    expect(() =>
+      projectRewards(
+        [
+          { subject_ref: 'a', score: 1 },
+          { subject_ref: 'a', score: 2 },
+        ],
+        10,
+      ),
+    ).toThrow(RangeError);
   });
 
   it('always allocates the whole pool, each subject floor(quota) or floor(quota)+1', () => {

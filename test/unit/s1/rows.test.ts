@@ -60,7 +60,12 @@ describe('store rows', () => {
     ];
     expect(projectRewards(scores, 10).map(({ subject_ref, projected_units }) => ({ subject_ref, projected_units }))).toEqual(today);
     // Yesterday d got all 10.
-    const settlement = settle(new Map([['2026-01-14', [{ subject_ref: 'd', projected_units: 10 }]], ['2026-01-15', today]]));
+    const settlement = settle(
+      new Map([
+        ['2026-01-14', [{ subject_ref: 'd', projected_units: 10 }]],
+        ['2026-01-15', today],
+      ]),
+    );
     const season = { ...CFG.season, daily_pool_units: 10 };
     const row = summaryRow({ date: '2026-01-15', season, params: COUNTED, scores, projections: today, settlement });
     expect(row).toEqual({
@@ -81,20 +86,7 @@ describe('store rows', () => {
         { subject_ref: 'a', score: 0.1, projected_units: 3, settled_units: 3 },
       ],
     });
-    expect(Object.keys(row)).toEqual([
-      'id',
-      'stage',
-      'date',
-      'season_id',
-      'params',
-      'subjects_scored',
-      'total_score',
-      'pool_units',
-      'allocated_units',
-      'settlement_status',
-      'days_counted',
-      'top',
-    ]);
+    expect(Object.keys(row)).toEqual(['id', 'stage', 'date', 'season_id', 'params', 'subjects_scored', 'total_score', 'pool_units', 'allocated_units', 'settlement_status', 'days_counted', 'top']);
   });
 
   it('records the pool as unallocated on a date with no signals', () => {

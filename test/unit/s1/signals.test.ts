@@ -55,16 +55,10 @@ describe('parse errors name the file, the line and the rule', () => {
     [line({ signal_id: 7 }), 'signal_id must be a non-empty string, got 7'],
     [line({ subject_ref: '' }), 'subject_ref must be a non-empty string, got ""'],
     [line({ subject_ref: undefined }), 'subject_ref must be a non-empty string, got nothing'],
-    [
-      line({ ts: '2026-01-15T13:04:05+01:00' }),
-      'ts must be an ISO-8601 UTC instant YYYY-MM-DDTHH:MM:SS[.fff]Z on a real calendar date, got "2026-01-15T13:04:05+01:00"',
-    ],
+    [line({ ts: '2026-01-15T13:04:05+01:00' }), 'ts must be an ISO-8601 UTC instant YYYY-MM-DDTHH:MM:SS[.fff]Z on a real calendar date, got "2026-01-15T13:04:05+01:00"'],
     [line({ ts: '2026-02-30T00:00:00Z' }), 'got "2026-02-30T00:00:00Z"'],
     [line({ ts: 1768482245000 }), 'ts must be an ISO-8601 UTC instant'],
-    [
-      line({ kind: 'poke' }),
-      'kind must be one of follow, like, reply, share, view (the keys of attention.weights), got "poke"',
-    ],
+    [line({ kind: 'poke' }), 'kind must be one of follow, like, reply, share, view (the keys of attention.weights), got "poke"'],
     [line({ kind: undefined }), 'kind must be one of follow, like, reply, share, view (the keys of attention.weights), got nothing'],
     [line({ value: -1 }), 'value must be a finite number >= 0 when present (default 1), got -1'],
     [line({ value: '2' }), 'value must be a finite number >= 0 when present (default 1), got "2"'],

@@ -49,9 +49,13 @@ export async function backfillAction(o: BackfillFlags): Promise<void> {
   };
   let report;
   try {
-    report = await runLocked(o.workspace, 's1', backfillId, o, (log, stop, force, lockLost) =>
-      backfill({ ws, cfg, log, stop, force, lockLost, skipChecks, backfillId, start: o.start, end: o.end, maxParallel: o.maxParallel, resume: !!o.resume, onDate }),
-    'backfill_id',
+    report = await runLocked(
+      o.workspace,
+      's1',
+      backfillId,
+      o,
+      (log, stop, force, lockLost) => backfill({ ws, cfg, log, stop, force, lockLost, skipChecks, backfillId, start: o.start, end: o.end, maxParallel: o.maxParallel, resume: !!o.resume, onDate }),
+      'backfill_id',
     );
   } finally {
     bars?.stop();
@@ -62,6 +66,8 @@ export async function backfillAction(o: BackfillFlags): Promise<void> {
   // After a bar, the dates that did not publish are listed again with the summary.
   const listed = bars && notPublished.length ? `not published:\n${notPublished.map((l) => `  ${l}`).join('\n')}\n` : '';
   process.stdout.write(
-    `${listed}backfill ${backfillId} ${report.start}..${report.end}: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ')}\nsummary: ${report.summary}\nexit ${report.exit_code}\n`,
+    `${listed}backfill ${backfillId} ${report.start}..${report.end}: ${Object.entries(counts)
+      .map(([k, v]) => `${v} ${k}`)
+      .join(', ')}\nsummary: ${report.summary}\nexit ${report.exit_code}\n`,
   );
 }

@@ -44,9 +44,7 @@ export async function runLocalAction(o: RunLocalFlags): Promise<void> {
   // Checked again under the run lock; here it refuses before the lock is even taken.
   if (o.runId !== undefined) assertRunIdFree(ws, runId);
   const skipChecks = skipChecksOf(o);
-  const report = await runLocked(o.workspace, 's1', runId, o, (log, stop, force, lockLost) =>
-    runS1({ ws, cfg, plan, runId, log, stop, force, lockLost, skipChecks, ...withProgress(o.json) }),
-  );
+  const report = await runLocked(o.workspace, 's1', runId, o, (log, stop, force, lockLost) => runS1({ ws, cfg, plan, runId, log, stop, force, lockLost, skipChecks, ...withProgress(o.json) }));
   setExitCode(report.exit_code);
   if (o.json) return printJson(report);
   process.stdout.write(formatReport(report));
@@ -69,7 +67,7 @@ export function registerRollback(s1: Command): void {
       .option('--steps <n>', 'undo the last N publishes in effect', positiveInt('--steps'))
       .option('--to-hash <hash>', 'the state right after this ledger entry (full hash or 8+ hex digits)')
       .option('--dry-run', 'print which pointers would change; change nothing')
-      .option('--strict', 'refuse (exit 30) when the ledger or a restored run\'s manifest does not verify')
+      .option('--strict', "refuse (exit 30) when the ledger or a restored run's manifest does not verify")
       .option('--json', 'print JSON'),
   ).action(rollbackAction);
 }

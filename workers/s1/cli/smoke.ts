@@ -109,7 +109,10 @@ export function registerSmoke(program: Command): void {
         result = { status: 'FAIL', reason: `${(err as Error).message} (smoke workspace kept at ${tmp})`, checks: [], exit_code: code };
       }
       const duration_ms = Date.now() - t0;
-      s.log.logger[result.status === 'PASS' ? 'info' : 'error']({ event: 'smoke_summary', status: result.status, reason: result.reason ?? null, rc: result.exit_code, duration_ms }, `smoke ${result.status}`);
+      s.log.logger[result.status === 'PASS' ? 'info' : 'error'](
+        { event: 'smoke_summary', status: result.status, reason: result.reason ?? null, rc: result.exit_code, duration_ms },
+        `smoke ${result.status}`,
+      );
       setExitCode(result.exit_code);
       if (o.json) return printJson({ ...result, duration_ms });
       const lines = [...result.checks.map((c) => `ok  ${c}`), result.status === 'PASS' ? 'STATUS=PASS' : `STATUS=FAIL reason=${result.reason}`];

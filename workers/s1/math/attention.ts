@@ -38,12 +38,7 @@ export function groupBySubject(signals: readonly Signal[]): Map<string, Signal[]
  * @throws RangeError when a kind has no weight (the reader should have rejected it) or the sum
  *   overflows to a non-finite number.
  */
-export function attentionForSubject(
-  signals: readonly Signal[],
-  date: string,
-  asOfMs: number,
-  attention: AttentionConfig,
-): { score: number; signal_count: number } | null {
+export function attentionForSubject(signals: readonly Signal[], date: string, asOfMs: number, attention: AttentionConfig): { score: number; signal_count: number } | null {
   const dateDay = dayNumber(date);
   if (dateDay === null) throw new RangeError(`not a YYYY-MM-DD calendar date: "${date}"`);
   const firstDay = dateDay - attention.window_days + 1;
@@ -69,12 +64,7 @@ export function attentionForSubject(
  * The scores of every subject with at least one counted signal on `date`, in ascending
  * subject_ref order.
  */
-export function scoreSubjects(
-  groups: ReadonlyMap<string, readonly Signal[]>,
-  date: string,
-  asOfMs: number,
-  attention: AttentionConfig,
-): SubjectScore[] {
+export function scoreSubjects(groups: ReadonlyMap<string, readonly Signal[]>, date: string, asOfMs: number, attention: AttentionConfig): SubjectScore[] {
   const out: SubjectScore[] = [];
   for (const [subject_ref, signals] of groups) {
     const result = attentionForSubject(signals, date, asOfMs, attention);

@@ -12,12 +12,7 @@ export const TOP_SIZE = 10;
  * The first `limit` (default 10) settled subjects by (`settled_units` desc, `subject_ref` asc),
  * with the date's `score` and `projected_units` (0 where the subject had no row that day).
  */
-export function buildSummaryTop(
-  settled: readonly SettledSubject[],
-  scores: readonly ScoredSubject[],
-  projections: readonly ProjectedUnits[],
-  limit: number = TOP_SIZE,
-): TopEntry[] {
+export function buildSummaryTop(settled: readonly SettledSubject[], scores: readonly ScoredSubject[], projections: readonly ProjectedUnits[], limit: number = TOP_SIZE): TopEntry[] {
   const scoreOf = new Map(scores.map((s) => [s.subject_ref, s.score]));
   const unitsOf = new Map(projections.map((p) => [p.subject_ref, p.projected_units]));
   return [...settled]
