@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join, relative } from 'node:path';
 import type { Logger } from 'pino';
@@ -52,8 +52,14 @@ export function observe(ws: WorkspacePaths, now: number): { obs: Observation; un
   return { obs: { now, queues, latestRuns: latestPerPipeline(listRuns(ws)), guardrailPauses }, unreadable };
 }
 
+/**
+ * A new delivery's event id: `alert-<UTC second>-<12 hex of the fingerprint>-<8 random hex>`. The
+ * random part makes two deliveries of one alert within a second (a cooldown of 0) distinct events,
+ * which receivers that drop repeated event ids (Standard Webhooks) would otherwise merge. A
+ * delivery retried after a failure keeps its id (it is kept in the pending state).
+ */
 export function eventIdFor(fingerprint: string, nowMs: number): string {
-  return `alert-${compactTs(nowMs)}-${createHash('sha256').update(fingerprint).digest('hex').slice(0, 12)}`;
+  return `alert-${compactTs(nowMs)}-${createHash('sha256').update(fingerprint).digest('hex').slice(0, 12)}-${randomBytes(4).toString('hex')}`;
 }
 
 export interface CheckOptions {
