@@ -89,7 +89,7 @@ describe('alert webhook formats', () => {
       const h = hook.hits.at(-1)!;
       const id = header(h, 'webhook-id');
       const ts = header(h, 'webhook-timestamp');
-      expect(id).toMatch(/^alert-\d{8}T\d{6}Z-[0-9a-f]{12}$/);
+      expect(id).toMatch(/^alert-\d{8}T\d{6}Z-[0-9a-f]{12}-[0-9a-f]{8}$/);
       expect(header(h, 'x-metaspn-event-id')).toBe(id);
       expect(Math.abs(Date.now() / 1000 - Number(ts))).toBeLessThan(300);
       const bytes = secret.startsWith('whsec_') ? key : Buffer.from(secret);

@@ -44,7 +44,7 @@ function verified(h: Hit): AlertBody {
   expect(Math.abs(Date.now() / 1000 - Number(ts))).toBeLessThan(300);
   const b = JSON.parse(h.body) as AlertBody;
   expect(b.type).toBe('metaspn.alert');
-  expect(b.event_id).toMatch(/^alert-\d{8}T\d{6}Z-[0-9a-f]{12}$/);
+  expect(b.event_id).toMatch(/^alert-\d{8}T\d{6}Z-[0-9a-f]{12}-[0-9a-f]{8}$/);
   expect(h.headers['x-metaspn-event-id']).toBe(b.event_id);
   return b;
 }
