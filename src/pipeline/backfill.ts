@@ -117,25 +117,20 @@ export async function runExecutionBackfill(
   const queue = [...o.plans];
   // Each partition's outcome, as a promise: a step reading the previous partition waits for it.
   const settled = o.plans.map(() => deferred<boolean>());
-  // Steps that commit in partition order: partition i writes what it held once i-1 is past the step.
+  // Steps that commit in partition order: partition i writes what it held once i-1 is past the
+  // step, and passes it after every partition before it did (even when it gives its turn up early).
   const passes = new Map<string, { promise: Promise<void>; resolve: (v: void) => void; passed: boolean }[]>();
   const slot = (step: string, i: number) => {
     let row = passes.get(step);
     if (!row) passes.set(step, (row = o.plans.map(() => ({ ...deferred<void>(), passed: false }))));
     return row[i]!;
   };
-  const sequenceOf = (i: number): ExecutionOptions['sequence'] => ({
-    turn: (step) => (i > 0 ? slot(step, i - 1).promise : Promise.resolve()),
-    pass: (step) => {
-      const s = slot(step, i);
-      if (s.passed) return;
-      s.passed = true;
-      // In order even when a partition gives its turn up early: after every one before it.
-      void (i > 0 ? slot(step, i - 1).promise : Promise.resolve()).then(() => s.resolve());
-    },
-  });
-  const passAll = (i: number): void => {
-    for (const s of exec.steps) if (s.commitsInOrder) sequenceOf(i)!.pass(s.name);
+  const turn = (step: string, i: number): Promise<void> => (i > 0 ? slot(step, i - 1).promise : Promise.resolve());
+  const pass = (step: string, i: number): void => {
+    const s = slot(step, i);
+    if (s.passed) return;
+    s.passed = true;
+    void turn(step, i).then(() => s.resolve());
   };
   let decisions = new Map<string, ResumeDecision>();
   if (o.resume) {
@@ -180,7 +175,17 @@ export async function runExecutionBackfill(
     try {
       // In a range, the partition before this one is the previous partition its previous: true steps read.
       const before = i > 0 ? settled[i - 1]!.promise : null;
-      r = await runExecution(exec, { ...o, plan, runId, ...(ordered && before ? { previousSettled: () => before } : {}), ...(width > 1 ? { sequence: sequenceOf(i) } : {}) }, d);
+      r = await runExecution(
+        exec,
+        {
+          ...o,
+          plan,
+          runId,
+          ...(ordered && before ? { previousSettled: () => before } : {}),
+          ...(width > 1 ? { sequence: { turn: (step: string) => turn(step, i), pass: (step: string) => pass(step, i) } } : {}),
+        },
+        d,
+      );
     } catch (err) {
       settle({ date: plan.partition, status: 'failed', run_id: runId, exit_code: EXIT.INTERNAL_ERROR, duration_ms: 0, reason: (err as Error).message, ...stale });
       if (ordered) blockedBy = plan.partition;
@@ -212,7 +217,7 @@ export async function runExecutionBackfill(
       settled[i]!.resolve(false);
       throw err;
     } finally {
-      passAll(i);
+      for (const s of exec.steps) if (s.commitsInOrder) pass(s.name, i);
     }
   };
   try {

@@ -13,6 +13,7 @@ import { RunLockLostError, type RunLockFence } from '../guard/run-lock.js';
 import { commitsEffects, type Owner, type Queue } from '../queue/types.js';
 import { checkPayload } from '../queue/validate.js';
 import { drainFailure } from './outcome.js';
+import { memory } from '../runtime/memory.js';
 import { drainStage, type StageDrain } from '../runtime/stage.js';
 import type { Manifest, ManifestCheck } from '../storage/manifest.js';
 import type { WorkspacePaths } from '../storage/paths.js';
@@ -64,7 +65,8 @@ export interface ExecutionOptions {
   /**
    * A backfill running partitions at once: a step that `commitsInOrder` calls `turn` before it
    * writes what it held back (resolves once the partition before this one in the range is past
-   * that step) and `pass` after (or when it never gets there).
+   * that step) and `pass` after. The backfill, which owns the sequence, passes every step of a
+   * partition when its run ends (a step that never got there gives its turn up).
    */
   sequence?: { turn(step: string): Promise<void>; pass(step: string): void };
   /** Called as each step ends, with its report (progress on a terminal). */
@@ -185,8 +187,6 @@ export async function runExecution(exec: PipelineExecution, o: ExecutionOptions,
   try {
     return await runSteps(exec, o, d, st, run, t0);
   } finally {
-    // Steps that never reached their turn give it up: later partitions of a backfill go on.
-    for (const s of exec.steps) if (s.commitsInOrder) o.sequence?.pass(s.name);
     exec.ended?.(run);
   }
 }
@@ -522,10 +522,4 @@ export async function cancelLeftovers(exec: Pick<PipelineExecution, 'name' | 'st
     }
   }
   return n;
-}
-
-/** Memory now, for the step and run log lines: operators see what a run of their size costs. */
-export function memory(): { rss_mb: number; heap_mb: number } {
-  const m = process.memoryUsage();
-  return { rss_mb: Math.round(m.rss / 2 ** 20), heap_mb: Math.round(m.heapUsed / 2 ** 20) };
 }

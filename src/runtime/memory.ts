@@ -39,3 +39,9 @@ export function collectIfGrown(): void {
   gc();
   baseline = process.memoryUsage().heapUsed;
 }
+
+/** Memory now, for the log lines of a step, a run or a backfill: operators see what a run of their size costs. */
+export function memory(): { rss_mb: number; heap_mb: number } {
+  const m = process.memoryUsage();
+  return { rss_mb: Math.round(m.rss / 2 ** 20), heap_mb: Math.round(m.heapUsed / 2 ** 20) };
+}

@@ -3,7 +3,7 @@ import { EXIT, mostSevere } from '../../src/guard/exit-codes.js';
 import { MetaspnError, UsageError } from '../../src/guard/errors.js';
 import { runExecutionBackfill, type PartitionResult, type ResumeDecision } from '../../src/pipeline/backfill.js';
 import { fileDeps } from '../../src/pipeline/file-deps.js';
-import { memory } from '../../src/pipeline/runner.js';
+import { memory } from '../../src/runtime/memory.js';
 import { writeAtomicSync } from '../../src/storage/atomic.js';
 import { manifestsOf } from '../../src/storage/manifest.js';
 import { readPointer } from '../../src/storage/pointers.js';
