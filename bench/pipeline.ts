@@ -34,18 +34,10 @@ function teamCode(t: number): string {
 
 /** Writes players.jsonl, boxscores.jsonl and status.jsonl for `count` players, as gen-inputs.mjs does for 40. */
 async function writeInputs(dir: string, count: number): Promise<{ box: number }> {
-  const { prng } = (await import(pathToFileURL(join(EXAMPLE, 'model.mjs')).href)) as { prng: (seed: number) => () => number };
-  const rand = prng(20260301);
-  const poisson = (lambda: number): number => {
-    const l = Math.exp(-lambda);
-    let k = 0;
-    let p = 1;
-    do {
-      k++;
-      p *= rand();
-    } while (p > l);
-    return k - 1;
-  };
+  // The example's own seeded generator and Poisson draws, as gen-inputs.mjs uses them.
+  const model = (await import(pathToFileURL(join(EXAMPLE, 'model.mjs')).href)) as { prng: (seed: number) => () => number; poisson: (lambda: number, rand: () => number) => number };
+  const rand = model.prng(20260301);
+  const poisson = (lambda: number): number => model.poisson(lambda, rand);
   const width = count > 99 ? 4 : 2;
   const teams = Math.ceil(count / 8);
   type P = { player: string; name: string; team: string; position: string; salary: number; slot: number; rates: { pts: number; reb: number; ast: number } };

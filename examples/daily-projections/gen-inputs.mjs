@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 // The model's seeded PRNG: the data is the same on every machine.
-import { prng } from './model.mjs';
+import { poisson, prng } from './model.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -23,16 +23,7 @@ const DAYS = Number(arg('--days', '7'));
 const START = arg('--start', '2026-03-01');
 
 const rand = prng(20260301);
-const poisson = (lambda) => {
-  const l = Math.exp(-lambda);
-  let k = 0;
-  let p = 1;
-  do {
-    k++;
-    p *= rand();
-  } while (p > l);
-  return k - 1;
-};
+const draw = (/** @type {number} */ lambda) => poisson(lambda, rand);
 
 const TEAMS = ['HBR', 'MSA', 'RVR', 'SUM', 'VLY'];
 const FIRST = ['Avery', 'Blake', 'Cruz', 'Dante', 'Eli', 'Flynn', 'Gray', 'Hayes', 'Idris', 'Jalen', 'Kai', 'Lorne', 'Marek', 'Nico', 'Orin', 'Pax', 'Quinn', 'Rhys', 'Silas', 'Tate'];
@@ -99,7 +90,7 @@ dates.forEach((date, day) => {
     minutes[0] += 240 - minutes.reduce((a, m) => a + m, 0);
     roster.forEach((p, i) => {
       const m = minutes[i];
-      box.push({ date, player: p.player, team, minutes: m, points: poisson(p.rates.pts * m), rebounds: poisson(p.rates.reb * m), assists: poisson(p.rates.ast * m) });
+      box.push({ date, player: p.player, team, minutes: m, points: draw(p.rates.pts * m), rebounds: draw(p.rates.reb * m), assists: draw(p.rates.ast * m) });
     });
   });
 });

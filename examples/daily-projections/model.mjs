@@ -229,8 +229,8 @@ export function prng(seed) {
   };
 }
 
-/** Knuth's method: fine for the small means of one player's game. @param {number} lambda @param {() => number} rand */
-function poisson(lambda, rand) {
+/** Knuth's method: fine for the small means of one player's game (gen-inputs.mjs draws the box scores with it too). @param {number} lambda @param {() => number} rand */
+export function poisson(lambda, rand) {
   const limit = Math.exp(-lambda);
   let k = 0;
   let p = rand();
