@@ -4,6 +4,7 @@
  * Rows are written as a put of PgStores writes them (`putRowsOn`, shared with it). Completions
  * are group-committed ({@link EffectsBatcher}): one transaction per window.
  */
+import { GroupWindow } from './acks.js';
 import type pg from 'pg';
 import { canonicalText } from '../../pipeline/canonical.js';
 import type { StoredRow } from '../../pipeline/types.js';
@@ -117,61 +118,23 @@ export interface EffectsOp {
  * scheduling, no SQL.
  */
 export class EffectsBatcher {
-  private pending: EffectsOp[] = [];
-  private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
-  private flushing = false;
+  private readonly window: GroupWindow<EffectsOp>;
 
   /**
    * @param windowMs the window in ms (0: the next turn of the event loop).
    * @param write writes one batch and settles each of its ops; it must not throw.
    */
-  constructor(
-    private readonly windowMs: number,
-    private readonly write: (ops: EffectsOp[]) => Promise<void>,
-  ) {}
+  constructor(windowMs: number, write: (ops: EffectsOp[]) => Promise<void>) {
+    this.window = new GroupWindow<EffectsOp>(windowMs, write);
+  }
 
   push(id: string, lease: Lease, effects: readonly TaskEffect[]): Promise<EffectsOutcome> {
-    return new Promise<EffectsOutcome>((resolve, reject) => {
-      this.pending.push({ id, lease, effects, resolve, reject });
-      if (this.timer === null && !this.flushing) this.timer = this.windowMs > 0 ? setTimeout(() => void this.flush(), this.windowMs) : setImmediate(() => void this.flush());
-    });
+    return new Promise<EffectsOutcome>((resolve, reject) => this.window.add({ id, lease, effects, resolve, reject }));
   }
 
   /** Writes everything queued now (before a close). */
-  async drain(): Promise<void> {
-    if (this.timer !== null) {
-      clearTimeout(this.timer as NodeJS.Timeout);
-      clearImmediate(this.timer as NodeJS.Immediate);
-      this.timer = null;
-    }
-    while (this.pending.length || this.flushing) {
-      if (!this.flushing) await this.flush();
-      else await new Promise((r) => setImmediate(r));
-    }
-  }
-
-  private async flush(): Promise<void> {
-    this.timer = null;
-    if (this.flushing) return;
-    this.flushing = true;
-    try {
-      while (this.pending.length) {
-        const now: EffectsOp[] = [];
-        const later: EffectsOp[] = [];
-        const ids = new Set<string>();
-        for (const op of this.pending) {
-          if (ids.has(op.id)) later.push(op);
-          else {
-            ids.add(op.id);
-            now.push(op);
-          }
-        }
-        this.pending = later;
-        await this.write(now);
-      }
-    } finally {
-      this.flushing = false;
-    }
+  drain(): Promise<void> {
+    return this.window.drain();
   }
 }
 
