@@ -46,7 +46,11 @@ export function createPool(url: string, max = 4, applicationName = 'metaspn'): P
     idleTimeoutMillis: 10_000,
     allowExitOnIdle: true,
   });
+  // An idle client's error reaches the pool's listener; one in use by a query (the server ended its
+  // session: 57P01) also emits 'error' on the client, which without a listener of its own ends the
+  // process. The query's rejection carries the error to the caller either way.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 
