@@ -1,14 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { StateCorruptError, UsageError } from '../guard/errors.js';
-import { readLockStatus } from '../storage/run-lock.js';
-import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
 import { assertQueueName } from '../queue/record.js';
 import { checkEnqueueBody } from '../queue/validate.js';
 import type { TaskView } from '../queue/types.js';
 import { checkRunId, newRunId } from '../runtime/run-id.js';
 import { Ledger } from '../storage/ledger.js';
-import { deadletterDir } from '../storage/paths.js';
-import { findRun, readRuns } from '../storage/runs.js';
 import { problemOf, StateFileError } from '../storage/state-file.js';
 import { readOpenAlerts } from './alerts/state.js';
 import { bundledPipeline, bundledPipelines } from '../pipeline/bundled.js';
@@ -19,13 +15,16 @@ import { readRunStart, RunStarter } from './run-start.js';
 import type { OpsContext } from './server.js';
 import { EventMemory, verifySignature } from './signature.js';
 import { discardDeadLetters } from './discard.js';
-import { queueNamesOf, queueView, unknownQueueError } from './workspace-view.js';
+import type { OpsSource } from './source.js';
+import { unknownQueueIn } from './workspace-view.js';
 
 type Req = FastifyRequest<{ Params: { worker: string; run_id: string }; Body: Record<string, unknown> | undefined; Querystring: { date?: string } }>;
 
-function knownWorker(ctx: OpsContext, worker: string): string {
+/** `worker` when the backend has that queue; else 404 naming the nearest one. */
+async function knownWorker(source: OpsSource, worker: string): Promise<string> {
   assertQueueName(worker);
-  if (!queueNamesOf(ctx.ws).includes(worker)) throw Object.assign(unknownQueueError(ctx.ws, worker), { statusCode: 404 });
+  const names = await source.queueNames();
+  if (!names.includes(worker)) throw Object.assign(unknownQueueIn(source.where, worker, names, source.backend === 'files' ? `metaspn queue list --workspace ${source.where}` : 'metaspn queue list'), { statusCode: 404 });
   return worker;
 }
 
@@ -61,28 +60,31 @@ export interface Api {
 }
 
 /** The JSON API: reads are open on loopback (token elsewhere); writes were checked by the server's onRequest hook. */
-export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
+export function registerApi(app: FastifyInstance, ctx: OpsContext, source: OpsSource): Api {
   const events = new EventMemory(ctx.ws);
-  const queues = new QueueHandles(ctx.ws, ctx.cfg, ctx.log);
-  const runs = new RunStarter({ ws: ctx.ws, bin: ctx.bin, log: ctx.log });
+  const queues = new QueueHandles(ctx.ws, ctx.cfg, ctx.log, undefined, ctx.backend ?? null);
+  // Runs started here use the server's database (given by --database-url or not).
+  const runs = new RunStarter({ ws: ctx.ws, bin: ctx.bin, log: ctx.log, ...(ctx.backend ? { env: { METASPN_DATABASE_URL: ctx.backend.url } } : {}) });
+  const views = async (): Promise<Awaited<ReturnType<OpsSource['queueView']>>[]> => Promise.all((await source.queueNames()).map((n) => source.queueView(n)));
+  const findRun = async (id: string) => (await source.runs()).runs.find((r) => r.run_id === id) ?? null;
   const actor = (req: FastifyRequest): string => `ops ${req.ip} ${req.headers['x-metaspn-actor'] ?? 'api'}`;
 
-  app.get('/api/queues', async () => ({ queues: queueNamesOf(ctx.ws).map((n) => queueView(ctx.ws, n)) }));
-  app.get('/health/queues', async () => Object.fromEntries(queueNamesOf(ctx.ws).map((n) => [n, queueView(ctx.ws, n)])));
-  app.get('/api/queues/:worker', async (req: Req) => queueView(ctx.ws, knownWorker(ctx, req.params.worker)));
+  app.get('/api/queues', async () => ({ queues: await views() }));
+  app.get('/health/queues', async () => Object.fromEntries((await views()).map((v) => [v.queue, v])));
+  app.get('/api/queues/:worker', async (req: Req) => source.queueView(await knownWorker(source, req.params.worker)));
   app.get('/api/queues/:worker/deadletters', async (req: Req) => {
-    const worker = knownWorker(ctx, req.params.worker);
-    return { worker, dead_letters: new DeadLetterFiles(deadletterDir(ctx.ws, worker)).list() };
+    const worker = await knownWorker(source, req.params.worker);
+    return { worker, dead_letters: await source.deadLetters(worker) };
   });
   // Damaged run files are left out and named in `problems`, never a 500.
   app.get('/api/runs', async (req: Req) => {
     if (req.query.date !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(req.query.date)) throw new UsageError(`date must be YYYY-MM-DD, got "${req.query.date.slice(0, 40)}"`);
-    return readRuns(ctx.ws, req.query.date ? { date: req.query.date } : {});
+    return source.runs(req.query.date ? { date: req.query.date } : {});
   });
   app.get('/api/runs/:run_id', async (req: Req, reply) => {
     const id = req.params.run_id;
     if (!validRunId(id)) return reply.code(404).send({ error: `no run ${id.slice(0, 80)}` });
-    const run = findRun(ctx.ws, id);
+    const run = await findRun(id);
     if (run) return run;
     let started;
     try {
@@ -95,8 +97,8 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
     return reply.code(404).send({ error: `no run ${id}` });
   });
   // The first bundled pipeline's lock (Season 1's), as before; /api/locks has every pipeline's.
-  app.get('/api/lock', async () => readLockStatus(ctx.ws.locks, pipelineNames(ctx.cfg)[0] ?? 's1'));
-  app.get('/api/locks', async () => ({ locks: pipelineNames(ctx.cfg).map((name) => ({ pipeline: name, ...readLockStatus(ctx.ws.locks, name) })) }));
+  app.get('/api/lock', async () => source.lockStatus(pipelineNames(ctx.cfg)[0] ?? 's1'));
+  app.get('/api/locks', async () => ({ locks: await Promise.all(pipelineNames(ctx.cfg).map(async (name) => ({ pipeline: name, ...(await source.lockStatus(name)) }))) }));
   app.get('/api/alerts', async () => {
     try {
       return { ...readOpenAlerts(ctx.ws), problems: [] };
@@ -105,10 +107,10 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
       return { checked_at: null, open: [], problems: [problemOf(ctx.ws, 'alert_state', err)] };
     }
   });
-  app.get('/api/settings', async () => ({ env: ctx.settings.env, write_enabled: ctx.settings.writeEnabled, signing: ctx.settings.signingSecret !== null }));
+  app.get('/api/settings', async () => ({ env: ctx.settings.env, write_enabled: ctx.settings.writeEnabled, signing: ctx.settings.signingSecret !== null, backend: source.backend }));
 
   app.post('/api/queues/:worker/retry', async (req: Req, reply) => {
-    const worker = knownWorker(ctx, req.params.worker);
+    const worker = await knownWorker(source, req.params.worker);
     const id = optionalString(bodyOf(req, ['task_id'], true), 'task_id');
     return queues.use(worker, async (q) => {
       const moved = await q.retry({ ...(id ? { ids: [id] } : {}), by: actor(req) });
@@ -121,7 +123,7 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
 
   // Destructive: the ids (or `"all": true`) and a reason must be said; an id that is not a dead letter is 404, nothing discarded.
   app.post('/api/queues/:worker/discard', async (req: Req) => {
-    const worker = knownWorker(ctx, req.params.worker);
+    const worker = await knownWorker(source, req.params.worker);
     const body = bodyOf(req, ['task_ids', 'all', 'reason', 'dry_run'], true);
     const ids = body.task_ids;
     if (ids !== undefined && (!Array.isArray(ids) || ids.length === 0 || ids.length > 10_000 || !ids.every((id) => typeof id === 'string' && id !== ''))) {
@@ -139,7 +141,7 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
 
   for (const verb of ['pause', 'resume'] as const) {
     app.post(`/api/queues/:worker/${verb}`, async (req: Req) => {
-      const worker = knownWorker(ctx, req.params.worker);
+      const worker = await knownWorker(source, req.params.worker);
       bodyOf(req, [], false);
       await queues.use(worker, (q) => (verb === 'pause' ? q.pause(actor(req)) : q.resume(actor(req))));
       ctx.log.info({ event: `queue_${verb}`, worker, via: 'ops' }, `queue ${verb}d`);
@@ -163,7 +165,7 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
     }
     const given = optionalString(body, 'run_id');
     const runId = given ? checkRunId(given) : newRunId();
-    if (given && (findRun(ctx.ws, runId) || readRunStart(ctx.ws, runId))) return reply.code(409).send({ error: `run id ${runId} is taken`, status_url: `/api/runs/${runId}` });
+    if (given && ((await findRun(runId)) || readRunStart(ctx.ws, runId))) return reply.code(409).send({ error: `run id ${runId} is taken`, status_url: `/api/runs/${runId}` });
     const args = [...plan.args, '--run-id', runId, '--reason', `ops ${req.ip}`];
     const a = await runs.start({ pipeline, date: plan.date, asOf: asOf ? plan.as_of : null, runId, by: actor(req), args });
     return reply.code(a.status).send(a.body);
@@ -212,7 +214,7 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext): Api {
 
   return {
     preload: (workers) => queues.preload(workers),
-    task: async (worker, id) => (queueNamesOf(ctx.ws).includes(worker) ? queues.use(worker, (q) => q.getTask(id)) : null),
+    task: async (worker, id) => ((await source.queueNames()).includes(worker) ? queues.use(worker, (q) => q.getTask(id)) : null),
     close: async () => {
       events.close();
       await queues.closeAll();

@@ -6,7 +6,7 @@ import { MetaspnError } from '../guard/errors.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import type { StateFileProblem } from '../storage/state-file.js';
 import { stateFileProblems } from './problems.js';
-import { queueNamesOf, queueView } from './workspace-view.js';
+import { fileSource, type OpsSource } from './source.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -22,11 +22,17 @@ export interface Readiness {
 }
 
 /**
- * Readiness: the workspace reads and writes (a probe file), the disk has room, queue files read
- * cleanly (each failing: 503), and the run and ops state files read back (failing: "degraded",
- * still 200: the server serves everything else, and the damaged files are named).
+ * Readiness: the workspace reads and writes (a probe file), the disk has room, the queues read
+ * cleanly (their files, or on PostgreSQL the database answers their counters; each failing: 503),
+ * and the run and ops state files read back (failing: "degraded", still 200: the server serves
+ * everything else, and the damaged files are named).
  */
-export function readiness(ws: WorkspacePaths, minFreeBytes: number, problemsOf: (ws: WorkspacePaths) => StateFileProblem[] = stateFileProblems): Readiness {
+export async function readiness(
+  ws: WorkspacePaths,
+  minFreeBytes: number,
+  problemsOf: (ws: WorkspacePaths) => StateFileProblem[] = stateFileProblems,
+  source: OpsSource = fileSource(ws),
+): Promise<Readiness> {
   const checks: ReadinessCheck[] = [];
   const probe = join(ws.root, `.metaspn-probe-${randomBytes(4).toString('hex')}`);
   try {
@@ -46,15 +52,22 @@ export function readiness(ws: WorkspacePaths, minFreeBytes: number, problemsOf: 
     checks.push({ name: 'disk_free', ok: false, critical: true, detail: (err as Error).message });
   }
   const bad: string[] = [];
-  for (const q of queueNamesOf(ws)) {
+  let names: string[] = [];
+  try {
+    names = await source.queueNames();
+  } catch (err) {
+    bad.push(`${source.where}: ${(err as Error).message}`);
+  }
+  for (const q of names) {
     try {
-      const v = queueView(ws, q);
+      const v = await source.queueView(q);
       if (v.corrupt_records > 0) bad.push(`${q}: ${v.corrupt_records} corrupt record(s)`);
     } catch (err) {
       bad.push(`${q}: ${(err as Error).message}`);
     }
   }
-  checks.push({ name: 'queues_readable', ok: bad.length === 0, critical: true, detail: bad.length ? bad.join('; ') : 'every queue log reads cleanly' });
+  const fine = source.backend === 'files' ? 'every queue log reads cleanly' : `${source.where} answers every queue's counters`;
+  checks.push({ name: 'queues_readable', ok: bad.length === 0, critical: true, detail: bad.length ? bad.join('; ') : fine });
   let problems: StateFileProblem[];
   try {
     problems = problemsOf(ws);

@@ -1,18 +1,19 @@
 import { Counter, Gauge, Registry, type Metric } from 'prom-client';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
-import { readLockStatus } from '../storage/run-lock.js';
 import { pipelineNames } from '../pipeline/registry.js';
 import type { WorkspacePaths } from '../storage/paths.js';
-import { readRuns, type RunInfo } from '../storage/runs.js';
+import type { RunInfo } from '../storage/runs.js';
 import type { StateFileProblem } from '../storage/state-file.js';
 import { stateFileProblems } from './problems.js';
 import { DURATION_BUCKETS_S, durationQueues, readDurations, type DurationFile } from '../storage/task-durations.js';
 import { metaspnVersion } from './reports/meta.js';
-import { queueNamesOf, queueView, type QueueView } from './workspace-view.js';
+import { fileSource, type OpsSource, type WorkerPresence } from './source.js';
+import type { QueueView } from './workspace-view.js';
 
 /**
- * Prometheus metrics of a workspace, computed at each scrape from the same files the CLI reads
- * (nothing is kept in the server, so a restart loses nothing and cron runs are counted too).
+ * Prometheus metrics of a workspace, computed at each scrape from the same state the CLI reads (the
+ * files, or on PostgreSQL the database's counters, runs and locks; nothing is kept in the server, so
+ * a restart loses nothing and cron runs are counted too).
  */
 export interface WorkspaceMetrics {
   contentType: string;
@@ -30,24 +31,36 @@ interface Reading {
   lockHeld: Record<string, number>;
   /** Task-duration histograms by queue (a file that does not read back is left out). */
   durations: { queue: string; file: DurationFile }[];
+  /** Worker presence (PostgreSQL), or null (files, or not readable at this scrape). */
+  workers: WorkerPresence | null;
+  /** 1 when the backend answered this scrape's first read (always 1 on files). */
+  backendUp: number;
 }
+
+const EMPTY: Reading = { views: [], unreadableQueues: [], runs: [], problems: [], lockHeld: {}, durations: [], workers: null, backendUp: 1 };
 
 const PROBLEM_KINDS: StateFileProblem['kind'][] = ['manifest', 'pointer', 'event', 'run_start', 'alert_state'];
 
-function read(ws: WorkspacePaths): Reading {
+async function read(ws: WorkspacePaths, source: OpsSource): Promise<Reading> {
   const views: QueueView[] = [];
   const unreadableQueues: string[] = [];
-  for (const n of queueNamesOf(ws)) {
-    try {
-      views.push(queueView(ws, n));
-    } catch {
-      unreadableQueues.push(n);
-    }
+  let names: string[] = [];
+  let backendUp = 1;
+  try {
+    names = await source.queueNames();
+  } catch {
+    // The database does not answer: metaspn_backend_up says so, and the queues are left out.
+    backendUp = 0;
   }
+  const got = await Promise.allSettled(names.map((n) => source.queueView(n)));
+  got.forEach((g, i) => {
+    if (g.status === 'fulfilled') views.push(g.value);
+    else unreadableQueues.push(names[i]!);
+  });
   let runs: RunInfo[] = [];
   let problems: StateFileProblem[] = [];
   try {
-    const r = readRuns(ws);
+    const r = await source.runs();
     runs = r.runs;
     problems = stateFileProblems(ws, r.problems);
   } catch (err) {
@@ -62,7 +75,7 @@ function read(ws: WorkspacePaths): Reading {
   }
   for (const name of pipelineNames(cfg)) {
     try {
-      lockHeld[name] = readLockStatus(ws.locks, name).held ? 1 : 0;
+      lockHeld[name] = (await source.lockStatus(name)).held ? 1 : 0;
     } catch {
       // Left out: a lock file that cannot be read is reported by doctor and /health/test.
     }
@@ -76,7 +89,13 @@ function read(ws: WorkspacePaths): Reading {
       // Statistics: a damaged file is rewritten by the next worker run.
     }
   }
-  return { views, unreadableQueues, runs, problems, lockHeld, durations };
+  let workers: WorkerPresence | null = null;
+  try {
+    workers = await source.workers();
+  } catch {
+    // Left out of this scrape (the queues' metrics say whether the database answers).
+  }
+  return { views, unreadableQueues, runs, problems, lockHeld, durations, workers, backendUp };
 }
 
 /**
@@ -113,16 +132,48 @@ function durationHistogram(reading: () => Reading): Metric {
   } as unknown as Metric;
 }
 
+/** metaspn_backend_up, metaspn_workers_present and metaspn_queue_lease_owners: the PostgreSQL backend's own metrics. */
+function pgMetrics(registry: Registry, reading: () => Reading): void {
+  new Gauge({
+    name: 'metaspn_backend_up',
+    help: '1 when the database answered this scrape (PostgreSQL backend only); 0: the queue metrics are missing from it.',
+    registers: [registry],
+    collect() {
+      this.set(reading().backendUp);
+    },
+  });
+  new Gauge({
+    name: 'metaspn_workers_present',
+    help: 'Worker processes whose presence session holds its lock in the database (PostgreSQL backend only).',
+    registers: [registry],
+    collect() {
+      this.set(reading().workers?.present ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'metaspn_queue_lease_owners',
+    help: 'Worker processes present in the database that hold leases of the queue (PostgreSQL backend only).',
+    labelNames: ['worker'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const w = reading().workers;
+      if (!w) return;
+      for (const v of reading().views) this.set({ worker: v.queue }, w.byQueue[v.queue] ?? 0);
+    },
+  });
+}
+
 /**
  * One damaged file never takes the scrape down: a queue that cannot be read is left out of the
  * per-worker metrics and counted in metaspn_queues_unreadable; a damaged run or ops file is
  * counted in metaspn_state_files_unreadable (by kind) and the rest is served.
  */
-export function workspaceMetrics(ws: WorkspacePaths): WorkspaceMetrics {
+export function workspaceMetrics(ws: WorkspacePaths, source: OpsSource = fileSource(ws)): WorkspaceMetrics {
   const registry = new Registry();
   // One reading per scrape, shared by the metrics below.
   let scraped: Reading | null = null;
-  const reading = (): Reading => scraped ?? read(ws);
+  const reading = (): Reading => scraped ?? EMPTY;
   const perWorker = (Kind: typeof Counter | typeof Gauge, name: string, help: string, pick: (v: QueueView) => number): void => {
     new Kind({
       name,
@@ -149,6 +200,8 @@ export function workspaceMetrics(ws: WorkspacePaths): WorkspaceMetrics {
   perWorker(Gauge, 'metaspn_queue_cancelled', 'Tasks cancelled before they ran (their run was superseded).', (v) => v.cancelled);
   perWorker(Gauge, 'metaspn_queue_paused', '1 when the queue is paused.', (v) => (v.paused ? 1 : 0));
   perWorker(Gauge, 'metaspn_queue_oldest_ready_age_seconds', 'How long the oldest ready task has waited.', (v) => v.oldest_ready_age_s ?? 0);
+  // The database's metrics: its reachability and worker presence (a session per worker process); absent on files.
+  if (source.backend === 'postgres') pgMetrics(registry, reading);
   new Gauge({
     name: 'metaspn_queues_unreadable',
     help: 'Queues whose files could not be read at this scrape (left out of the per-worker metrics; metaspn doctor names why).',
@@ -217,7 +270,7 @@ export function workspaceMetrics(ws: WorkspacePaths): WorkspaceMetrics {
   return {
     contentType: registry.contentType,
     async scrape() {
-      scraped = read(ws);
+      scraped = await read(ws, source);
       try {
         return await registry.metrics();
       } finally {

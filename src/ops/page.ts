@@ -1,12 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { readLockStatus } from '../storage/run-lock.js';
 import { pipelineNames } from '../pipeline/registry.js';
-import { DeadLetterFiles } from '../queue/file/deadletter-files.js';
-import { deadletterDir } from '../storage/paths.js';
-import { readManifest } from '../storage/manifest.js';
-import { findRun, readRuns } from '../storage/runs.js';
 import { throughput } from '../storage/task-durations.js';
 import { assertQueueName, checkTaskId } from '../queue/record.js';
 import { checkRunId } from '../runtime/run-id.js';
@@ -14,7 +9,8 @@ import { renderMissingPage, renderRunPage, renderTaskPage, renderTaskViewPage } 
 import type { TaskView } from '../queue/types.js';
 import { renderOpsData, renderOpsPage, type OpsPageView, type Section } from './page/render.js';
 import type { OpsContext } from './server.js';
-import { queueNamesOf, queueView } from './workspace-view.js';
+import type { OpsSource } from './source.js';
+import type { QueueView } from './workspace-view.js';
 
 /** Runs per page (`?runs_per=N`, 1 to 500, changes it; `?runs=P` is the page, newest first). */
 export const OPS_RUNS_SHOWN = 20;
@@ -33,9 +29,9 @@ function queryInt(q: PageQuery, key: string, dflt: number, min: number, max: num
 /** The page re-reads the workspace this often while its Live switch is on. */
 export const OPS_REFRESH_MS = 5_000;
 
-function section<T>(read: () => T): Section<T> {
+async function section<T>(read: () => T | Promise<T>): Promise<Section<T>> {
   try {
-    return { ok: true, value: read() };
+    return { ok: true, value: await read() };
   } catch (err) {
     return { ok: false, error: err instanceof Error ? err.message : String(err) };
   }
@@ -54,38 +50,44 @@ function version(): string {
 }
 
 /**
- * What the page shows, read from the workspace files the JSON API reads. One unreadable section
- * (a torn stats file, a bad manifest) is reported in its panel; the rest of the page still renders.
+ * What the page shows, read from the backend the JSON API reads (the workspace files, or the
+ * database). One unreadable section (a torn stats file, a bad manifest, a database that does not
+ * answer) is reported in its panel; the rest of the page still renders.
  */
-export function opsPageView(ctx: OpsContext, now = new Date(), query: PageQuery = {}): OpsPageView {
-  const names = section(() => queueNamesOf(ctx.ws));
+export async function opsPageView(ctx: OpsContext, source: OpsSource, now = new Date(), query: PageQuery = {}): Promise<OpsPageView> {
+  const names = await section(() => source.queueNames());
   const dlPer = queryInt(query, 'dl_per', OPS_DEAD_LETTERS_SHOWN, 1, 500);
   const runsPer = queryInt(query, 'runs_per', OPS_RUNS_SHOWN, 1, 500);
+  const queues: Section<QueueView[]> = names.ok ? await section(() => Promise.all(names.value.map((n) => source.queueView(n, now.getTime())))) : names;
+  // On the database, a queue whose counters say it has no dead letters costs no read of them.
+  const noDead = new Set(queues.ok && source.backend === 'postgres' ? queues.value.filter((v) => v.dead === 0).map((v) => v.queue) : []);
   return {
     env: ctx.settings.env,
     writeEnabled: ctx.settings.writeEnabled,
     version: version(),
     workspace: ctx.ws.root,
+    ...(source.backend === 'postgres' ? { database: source.where } : {}),
     generatedAt: now,
-    queues: names.ok ? section(() => names.value.map((n) => queueView(ctx.ws, n, now.getTime()))) : names,
+    queues,
     deadLetters: names.ok
-      ? section(() =>
-          names.value.map((worker) => {
-            const all = new DeadLetterFiles(deadletterDir(ctx.ws, worker)).list();
+      ? await section(() =>
+          Promise.all(names.value.map(async (worker) => {
+            const all = noDead.has(worker) ? [] : await source.deadLetters(worker);
             const pages = Math.max(1, Math.ceil(all.length / dlPer));
             const page = Math.min(pages, queryInt(query, `dl_${worker}`, 1, 1, 1_000_000));
             return { worker, items: all.slice((page - 1) * dlPer, page * dlPer), total: all.length, page, pages, offset: (page - 1) * dlPer };
-          }),
+          })),
         )
       : names,
-    runs: section(() => {
-      const { runs: all, problems } = readRuns(ctx.ws);
+    runs: await section(async () => {
+      const { runs: all, problems } = await source.runs();
       const pages = Math.max(1, Math.ceil(all.length / runsPer));
       const page = Math.min(pages, queryInt(query, 'runs', 1, 1, 1_000_000));
       return { recent: all.slice((page - 1) * runsPer, page * runsPer), total: all.length, problems, page, pages, offset: (page - 1) * runsPer };
     }),
-    locks: section(() => pipelineNames(ctx.cfg).map((name) => ({ name, status: readLockStatus(ctx.ws.locks, name) }))),
-    throughput: section(() => throughput(ctx.ws, now.getTime())),
+    locks: await section(() => Promise.all(pipelineNames(ctx.cfg).map(async (name) => ({ name, status: await source.lockStatus(name) })))),
+    workers: source.backend === 'postgres' ? await section(async () => (await source.workers())!) : null,
+    throughput: await section(() => throughput(ctx.ws, now.getTime())),
     refreshMs: OPS_REFRESH_MS,
     query: Object.fromEntries(Object.entries(query).filter((e): e is [string, string] => typeof e[1] === 'string' && /^(runs|runs_per|dl_per|dl_[A-Za-z0-9_-]+)$/.test(e[0]))),
   };
@@ -120,10 +122,10 @@ function valid(check: () => unknown): boolean {
  * server's onRequest hook like every other non-health route: open on loopback, token elsewhere.
  * `GET /ops?part=data` answers only the data panels, which the page's Refresh swaps in.
  */
-export function registerOpsPage(app: FastifyInstance, ctx: OpsContext, lookup: { task(worker: string, id: string): Promise<TaskView | null> }): void {
+export function registerOpsPage(app: FastifyInstance, ctx: OpsContext, source: OpsSource, lookup: { task(worker: string, id: string): Promise<TaskView | null> }): void {
   app.get('/ops', async (req: FastifyRequest<{ Querystring: PageQuery }>, reply) => {
     const nonce = randomBytes(16).toString('base64');
-    const view = opsPageView(ctx, new Date(), req.query ?? {});
+    const view = await opsPageView(ctx, source, new Date(), req.query ?? {});
     const body = req.query.part === 'data' ? renderOpsData(view) : renderOpsPage(view, nonce);
     return pageHeaders(reply, nonce).send(body);
   });
@@ -135,7 +137,7 @@ export function registerOpsPage(app: FastifyInstance, ctx: OpsContext, lookup: {
     const nonce = randomBytes(16).toString('base64');
     const { worker, id } = req.params;
     const ok = valid(() => assertQueueName(worker)) && checkTaskId(id) === null;
-    const d = ok ? new DeadLetterFiles(deadletterDir(ctx.ws, worker)).read(id) : null;
+    const d = ok ? await source.deadLetter(worker, id).catch(() => null) : null;
     if (d) return pageHeaders(reply, nonce).send(renderTaskPage(nonce, worker, d));
     // Any other task of the queue, in whatever state it is: its record from the queue itself.
     const v = ok ? await lookup.task(worker, id) : null;
@@ -146,15 +148,9 @@ export function registerOpsPage(app: FastifyInstance, ctx: OpsContext, lookup: {
   app.get('/ops/run/:run_id', async (req: FastifyRequest<{ Params: { run_id: string } }>, reply) => {
     const nonce = randomBytes(16).toString('base64');
     const id = req.params.run_id;
-    const run = valid(() => checkRunId(id)) ? findRun(ctx.ws, id) : null;
-    if (!run) return pageHeaders(reply.code(404), nonce).send(renderMissingPage(nonce, `No run ${id.slice(0, 200)} with manifests in this workspace.`, '../../ops'));
-    const manifests = run.steps.map((s) => {
-      try {
-        return readManifest(s.manifest);
-      } catch {
-        return null;
-      }
-    });
+    const run = valid(() => checkRunId(id)) ? ((await source.runs()).runs.find((r) => r.run_id === id) ?? null) : null;
+    if (!run) return pageHeaders(reply.code(404), nonce).send(renderMissingPage(nonce, `No run ${id.slice(0, 200)} with manifests in ${source.backend === 'files' ? 'this workspace' : source.where}.`, '../../ops'));
+    const manifests = await source.manifests(run.steps.map((s) => s.manifest));
     return pageHeaders(reply, nonce).send(renderRunPage(nonce, run, manifests));
   });
 }

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { PgSetting } from '../backend/pg/setting.js';
 import { policyFor, type WorkspaceConfig } from '../config/load.js';
 import { openQueue } from '../queue/open.js';
 import type { Queue } from '../queue/types.js';
@@ -23,6 +24,8 @@ export class QueueHandles {
     private readonly cfg: WorkspaceConfig,
     private readonly log: Logger,
     private readonly max = OPEN_QUEUES_MAX,
+    /** The PostgreSQL backend (null: the workspace's files; undefined: what the environment and config say). */
+    private readonly backend?: PgSetting | null,
   ) {}
 
   /** Runs `fn` with the queue open; the handle stays open afterwards. */
@@ -54,7 +57,7 @@ export class QueueHandles {
       // Most recently used last.
       this.open.delete(worker);
     } else {
-      h = { q: openQueue(this.ws, worker, policyFor(this.cfg, worker), this.log), busy: 0 };
+      h = { q: openQueue(this.ws, worker, policyFor(this.cfg, worker), this.log, this.backend), busy: 0 };
     }
     this.open.set(worker, h);
     return h;

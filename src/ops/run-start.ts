@@ -105,7 +105,7 @@ export class RunStarter {
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly o: { ws: WorkspacePaths; bin: string; log: Logger; waitMs?: number },
+    private readonly o: { ws: WorkspacePaths; bin: string; log: Logger; waitMs?: number; env?: NodeJS.ProcessEnv },
   ) {}
 
   start(req: StartRequest): Promise<StartAnswer> {
@@ -146,7 +146,7 @@ export class RunStarter {
     const errFd = safeOpen(stderrPath, 'a', SECRET_FILE_MODE);
     let exit: { code: number | null } | null = null;
     try {
-      const child = spawn(process.execPath, [this.o.bin, ...req.args], { detached: true, stdio: ['ignore', 'ignore', errFd] });
+      const child = spawn(process.execPath, [this.o.bin, ...req.args], { detached: true, stdio: ['ignore', 'ignore', errFd], ...(this.o.env ? { env: { ...process.env, ...this.o.env } } : {}) });
       child.unref();
       rec.pid = child.pid ?? null;
       const ended = new Promise<void>((resolve) => {

@@ -5,6 +5,8 @@ import { parseJsonWithin } from '../config/json-limits.js';
 import { MetaspnError, toMetaspnError } from '../guard/errors.js';
 import { isoTimes, jsonDoc } from '../json-doc.js';
 import type { WorkspaceConfig } from '../config/load.js';
+import { resolveBackend, type PgSetting } from '../backend/pg/setting.js';
+import { opsSource } from './source.js';
 import { queueFolders, type WorkspacePaths } from '../storage/paths.js';
 import type { StateFileProblem } from '../storage/state-file.js';
 import { checkRead, checkWrite, refuse } from './auth.js';
@@ -44,6 +46,11 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
 export interface OpsContext {
   ws: WorkspacePaths;
   cfg: WorkspaceConfig;
+  /**
+   * The PostgreSQL backend the server reads and writes (queues, dead letters, runs, pointers, run
+   * locks, worker presence), or null/absent for the workspace's files. Default: absent (files).
+   */
+  backend?: PgSetting | null;
   settings: OpsSettings;
   log: Logger;
   /** The CLI entry, to start runs as child processes. */
@@ -92,7 +99,9 @@ function refuseAndClose(reply: FastifyReply, r: { status: number; reason: string
  * (every GET but health: 401 off loopback without the token), and for every other method the
  * write checks (403/401). So an unauthenticated body, slow or huge, is refused at its headers.
  */
-export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
+export async function buildServer(given: OpsContext): Promise<FastifyInstance> {
+  // The backend: as given (serve resolves --database-url), else what the environment and the config say.
+  const ctx: OpsContext = { ...given, backend: given.backend !== undefined ? given.backend : resolveBackend({ env: process.env, config: given.cfg.backend, configFile: given.cfg.file }) };
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...ctx.http };
   const headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);
   const app = Fastify({
@@ -106,7 +115,10 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
     http: { headersTimeout, connectionsCheckingInterval: Math.min(1_000, headersTimeout) },
   });
   const started = Date.now();
-  const metrics = workspaceMetrics(ctx.ws);
+  // Every read of the page, the API, /metrics and readiness goes through one source: the files, or the database.
+  const source = opsSource(ctx.ws, ctx.backend ?? null);
+  app.addHook('onClose', async () => source.close());
+  const metrics = workspaceMetrics(ctx.ws, source);
   const hosts = hostPolicy(ctx.listenHost ?? '127.0.0.1', [...ctx.settings.allowedHosts, ...(ctx.allowedHosts ?? [])]);
   let problems: { at: number; list: StateFileProblem[] } | null = null;
   const problemsCached = (ws: WorkspacePaths): StateFileProblem[] => {
@@ -173,7 +185,7 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
   app.get('/health', async () => ({ status: 'ok', version: version(), uptime_s: Math.round((Date.now() - started) / 1000) }));
 
   app.get('/health/test', async (_req, reply) => {
-    const r = readiness(ctx.ws, ctx.minFreeBytes, problemsCached);
+    const r = await readiness(ctx.ws, ctx.minFreeBytes, problemsCached, source);
     const failed = r.checks.filter((c) => !c.ok && c.critical).map((c) => c.name);
     const degraded = r.checks.filter((c) => !c.ok && !c.critical).map((c) => c.name);
     return reply.code(r.status === 'fail' ? 503 : 200).send({ status: r.status, ...(failed.length ? { failed } : {}), ...(degraded.length ? { degraded } : {}), checks: r.checks });
@@ -185,10 +197,11 @@ export async function buildServer(ctx: OpsContext): Promise<FastifyInstance> {
   app.addHook('onRoute', (route) => {
     if (route.url === TASKS_ROUTE) route.bodyLimit = limits.tasksBodyLimit;
   });
-  const api = registerApi(app, ctx);
-  registerOpsPage(app, ctx, { task: (worker, id) => api.task(worker, id) });
+  const api = registerApi(app, ctx, source);
+  registerOpsPage(app, ctx, source, { task: (worker, id) => api.task(worker, id) });
   app.addHook('onClose', async () => api.close());
-  if (ctx.preloadQueues) {
+  // On PostgreSQL there is no log to load: a queue is a name over the pool.
+  if (ctx.preloadQueues && source.backend === 'files') {
     // Which queues, now (a linked queue/ stops serve at start, 30); loading them after the server
     // listens, not before: opening 300k-task queues takes seconds, and a request meanwhile opens
     // the queue it needs itself. A failed preload only costs the first write its open.

@@ -15,11 +15,15 @@ export function queueNamesOf(ws: WorkspacePaths): string[] {
  * close ("did you mean settle_season?"), else the queues there are. Never a hint to create the typo.
  */
 export function unknownQueueError(ws: WorkspacePaths, name: string): UsageError {
-  const names = queueNamesOf(ws);
+  return unknownQueueIn(ws.root, name, queueNamesOf(ws), `metaspn queue list --workspace ${ws.root}`);
+}
+
+/** {@link unknownQueueError} over the queues `names` of a backend at `where` (a workspace folder, or a database schema). */
+export function unknownQueueIn(where: string, name: string, names: readonly string[], listCommand: string): UsageError {
   const near = nearest(name, names);
   const list = names.length > 12 ? `${names.slice(0, 12).join(', ')} and ${names.length - 12} more` : names.join(', ');
-  return new UsageError(`unknown queue "${name}" in ${ws.root}${near ? `: did you mean ${near}?` : ''}`, {
-    hint: `queues here: ${list || '(none)'}; \`metaspn queue list --workspace ${ws.root}\` shows their counts`,
+  return new UsageError(`unknown queue "${name}" in ${where}${near ? `: did you mean ${near}?` : ''}`, {
+    hint: `queues here: ${list || '(none)'}; \`${listCommand}\` shows their counts`,
   });
 }
 
@@ -33,10 +37,12 @@ export function nearQueueOfNew(ws: WorkspacePaths, name: string): string | null 
   return names.includes(name) ? null : nearest(name, names);
 }
 
+/** A queue's stats with the age of its oldest ready task (what /ops, /metrics and the alert rules read). */
 export interface QueueView extends QueueStats {
   oldest_ready_age_s: number | null;
 }
 
+/** A queue's view from its stats file (the file backend). */
 export function queueView(ws: WorkspacePaths, name: string, now = Date.now()): QueueView {
   const { source: _source, ...s } = readStats(queueDir(ws, name), name, now);
   return { ...s, oldest_ready_age_s: s.oldest_ready_at === null ? null : Math.max(0, (now - s.oldest_ready_at) / 1000) };

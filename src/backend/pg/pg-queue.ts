@@ -589,6 +589,18 @@ export class PgQueue implements Queue, EffectsCommit {
     return r.rows.map((x) => x.name);
   }
 
+  /**
+   * Worker presence across the schema (every queue, not only this one): how many worker processes
+   * hold their presence session now, and how many of them hold leases of each queue. For the ops
+   * server's /metrics and page; read-only.
+   */
+  async workersPresent(): Promise<{ present: number; byQueue: Record<string, number> }> {
+    await this.ready('reading worker presence');
+    const r = await this.run('reading worker presence', () => this.pool.query<{ present: number; by_queue: Record<string, number> }>(this.sql.presence));
+    const row = r.rows[0]!;
+    return { present: row.present, byQueue: row.by_queue };
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     // Acknowledgements already asked for are written first.

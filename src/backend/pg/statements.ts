@@ -51,6 +51,8 @@ export interface Statements {
   queueNames: string;
   taskState: string;
   prune: string;
+  /** Worker processes whose presence session holds its lock, and live lease owners by queue (the ops server). */
+  presence: string;
 }
 
 const cache = new Map<string, Statements>();
@@ -181,6 +183,20 @@ function build(S: string): Statements {
               AND l.classid = ((w.lock_key >> 32) & 4294967295)::oid
               AND l.objid = (w.lock_key & 4294967295)::oid)`,
     workerTable: `${S}.worker`,
+    presence: `
+      WITH live AS MATERIALIZED (
+        SELECT w.owner FROM ${S}.worker w
+         WHERE w.lock_key IS NOT NULL
+           AND EXISTS (
+             SELECT 1 FROM pg_locks l
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND l.classid = ((w.lock_key >> 32) & 4294967295)::oid
+                AND l.objid = (w.lock_key & 4294967295)::oid))
+      SELECT (SELECT count(*) FROM live)::int AS present,
+             coalesce((SELECT jsonb_object_agg(queue, n) FROM (
+                SELECT k.queue, count(DISTINCT k.owner)::int AS n FROM ${T} k JOIN live ON live.owner = k.owner
+                 WHERE k.state = 2 GROUP BY k.queue) x), '{}'::jsonb) AS by_queue`,
     noPresence: `UPDATE ${S}.worker SET lock_key = NULL WHERE owner = $1 AND lock_key IS NOT NULL`,
     retry: `
       WITH sel AS MATERIALIZED (

@@ -7,6 +7,8 @@ import { setExitCode } from '../exit.js';
 import { printJson, table } from '../format.js';
 import { openWorkspace } from '../options.js';
 import { openSession } from '../session.js';
+import { backendFor, databaseUrlOption } from '../backend.js';
+import { opsSource } from '../../ops/source.js';
 
 /**
  * Exit codes of `alerts check` (docs/OPS.md), one of:
@@ -31,11 +33,19 @@ export function registerAlerts(program: Command): void {
     .command('check')
     .description('evaluate the rules, send what is due (once per cooldown), retry failed deliveries; for cron. Exit 0 none open, 60 open, 50 a delivery failed')
     .option('--workspace <dir>', 'workspace folder', '.')
+    .addOption(databaseUrlOption())
     .option('--json', 'print JSON')
-    .action(async (o: { workspace: string; json?: boolean }) => {
+    .action(async (o: { workspace: string; json?: boolean; databaseUrl?: string }) => {
       const s = openSession(o.workspace, { module: 'alerts' });
       const settings = alertSettings(s.cfg.alerts);
-      const r = await checkAlerts(s.ws, settings, { log: s.log.logger });
+      // The rules read the queues and runs of the backend in use (the database's, on PostgreSQL).
+      const source = opsSource(s.ws, backendFor(s.cfg, o.databaseUrl));
+      let r;
+      try {
+        r = await checkAlerts(s.ws, settings, { log: s.log.logger, source });
+      } finally {
+        await source.close();
+      }
       const code = alertsExitCode(r);
       setExitCode(code);
       if (o.json) return printJson({ ...r, exit_code: code });

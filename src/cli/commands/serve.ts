@@ -8,6 +8,8 @@ import { buildServer } from '../../ops/server.js';
 import { stopSignals } from '../../runtime/signals.js';
 import { collect, nonNegativeInt, positiveInt } from '../options.js';
 import { openSession } from '../session.js';
+import { backendFor, databaseUrlOption } from '../backend.js';
+import { targetOf } from '../../backend/pg/setting.js';
 
 const BIN = fileURLToPath(new URL('../../../../bin/metaspn.js', import.meta.url));
 
@@ -21,6 +23,7 @@ interface ServeOptions {
   bodyLimitMb: number;
   requestTimeoutSec: number;
   headersTimeoutSec: number;
+  databaseUrl?: string;
 }
 
 export function registerServe(program: Command): void {
@@ -36,12 +39,16 @@ export function registerServe(program: Command): void {
     .option('--body-limit-mb <n>', 'largest task submission body, in MiB (other writes: 64 KiB)', positiveInt('--body-limit-mb'), 8)
     .option('--request-timeout-sec <n>', 'a request (headers and body) must arrive within this; else 408', positiveInt('--request-timeout-sec'), 30)
     .option('--headers-timeout-sec <n>', 'request headers must arrive within this (at most --request-timeout-sec)', positiveInt('--headers-timeout-sec'), 10)
+    .addOption(databaseUrlOption())
     .action(async (o: ServeOptions) => {
       const s = openSession(o.workspace, { module: 'serve' });
       const settings = opsSettings();
+      // The backend whose queues, runs and locks the server shows and changes: a database, or the files.
+      const backend = backendFor(s.cfg, o.databaseUrl);
       const app = await buildServer({
         ws: s.ws,
         cfg: s.cfg,
+        backend,
         settings,
         log: s.log.logger,
         bin: BIN,
@@ -52,7 +59,7 @@ export function registerServe(program: Command): void {
         // Only a server that can write keeps queues open: loading them up front spares the first write the log replay.
         preloadQueues: settings.writeEnabled && settings.token !== null,
       });
-      const alerts = startAlertLoop({ ws: s.ws, cfg: s.cfg, intervalMs: o.alertIntervalSec * 1000, log: s.log.logger });
+      const alerts = startAlertLoop({ ws: s.ws, cfg: s.cfg, intervalMs: o.alertIntervalSec * 1000, log: s.log.logger, backend });
       // Sockets no request has arrived on yet (see the shutdown below).
       const unused = new Set<Socket>();
       app.server.on('connection', (socket: Socket) => {
@@ -64,8 +71,9 @@ export function registerServe(program: Command): void {
         await alerts.stop();
         throw err;
       });
-      s.log.logger.info({ event: 'serve_start', url, env: settings.env, write_enabled: settings.writeEnabled }, 'ops server listening');
-      process.stdout.write(`metaspn serve: ${url} (${settings.env.toUpperCase()}, writes ${settings.writeEnabled ? 'enabled' : 'disabled'})\n`);
+      const where = backend ? `PostgreSQL schema ${backend.schema} at ${targetOf(backend.url)}` : 'workspace files';
+      s.log.logger.info({ event: 'serve_start', url, env: settings.env, write_enabled: settings.writeEnabled, backend: where }, 'ops server listening');
+      process.stdout.write(`metaspn serve: ${url} (${settings.env.toUpperCase()}, writes ${settings.writeEnabled ? 'enabled' : 'disabled'}${backend ? `, ${where}` : ''})\n`);
       const signals = stopSignals(s.log.logger);
       await new Promise<void>((resolve) => {
         signals.stop.addEventListener('abort', () => resolve(), { once: true });

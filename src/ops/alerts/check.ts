@@ -5,10 +5,10 @@ import type { Logger } from 'pino';
 import { readLedger } from '../../storage/ledger.js';
 import { Mutex } from '../../storage/mutex.js';
 import type { WorkspacePaths } from '../../storage/paths.js';
-import { listRuns } from '../../storage/runs.js';
 import { quarantineFile, StateFileError } from '../../storage/state-file.js';
 import { compactTs, metaspnVersion } from '../reports/meta.js';
-import { queueNamesOf, queueView, type QueueView } from '../workspace-view.js';
+import { fileSource, type OpsSource } from '../source.js';
+import type { QueueView } from '../workspace-view.js';
 import type { AlertSettings } from '../../config/alerts.js';
 import { deliver } from './delivery.js';
 import { alertBody } from './format.js';
@@ -32,13 +32,17 @@ export interface CheckResult {
   state_reset: { path: string; error: string; moved_to: string } | null;
 }
 
-/** The workspace as the rules see it: queue views, the latest run of each pipeline, guardrail pauses. */
-export function observe(ws: WorkspacePaths, now: number): { obs: Observation; unreadable: CheckResult['unreadable'] } {
+/**
+ * The workspace as the rules see it: queue views, the latest run of each pipeline (from `source`:
+ * the files, or the database), guardrail pauses (the workspace's ledger, where workers record them).
+ * @throws the backend's error when it cannot list its queues (a database that does not answer: 11).
+ */
+export async function observe(ws: WorkspacePaths, now: number, source: OpsSource = fileSource(ws)): Promise<{ obs: Observation; unreadable: CheckResult['unreadable'] }> {
   const queues: QueueView[] = [];
   const unreadable: CheckResult['unreadable'] = [];
-  for (const name of queueNamesOf(ws)) {
+  for (const name of await source.queueNames()) {
     try {
-      queues.push(queueView(ws, name, now));
+      queues.push(await source.queueView(name, now));
     } catch (err) {
       unreadable.push({ queue: name, error: (err as Error).message });
     }
@@ -49,7 +53,7 @@ export function observe(ws: WorkspacePaths, now: number): { obs: Observation; un
     const worker = String(e.detail.worker ?? '');
     if (worker) guardrailPauses.set(worker, { seq: e.seq, at: e.at, reason: String(e.detail.reason ?? '') });
   }
-  return { obs: { now, queues, latestRuns: latestPerPipeline(listRuns(ws)), guardrailPauses }, unreadable };
+  return { obs: { now, queues, latestRuns: latestPerPipeline((await source.runs()).runs), guardrailPauses }, unreadable };
 }
 
 /**
@@ -64,6 +68,8 @@ export function eventIdFor(fingerprint: string, nowMs: number): string {
 
 export interface CheckOptions {
   now?: number;
+  /** Where the queues and runs are read: default the workspace's files ({@link fileSource}); `pgSource` for a database. */
+  source?: OpsSource;
   log?: Logger;
   version?: string;
 }
@@ -101,7 +107,7 @@ async function checkLocked(ws: WorkspacePaths, settings: AlertSettings, o: Check
     o.log?.warn({ event: 'alert_state_reset', ...stateReset }, `alert state ${stateReset.path} did not read back (${stateReset.error}); moved to ${stateReset.moved_to}, starting afresh`);
     state = emptyState();
   }
-  const { obs, unreadable } = observe(ws, now);
+  const { obs, unreadable } = await observe(ws, now, o.source);
   const wasOpen = new Set(Object.values(state.alerts).filter((a) => a.open).map((a) => a.fingerprint));
   const { alerts, workers } = evaluate(obs, { workers: state.workers, open: wasOpen }, settings);
   // A queue that could not be read keeps its memory for the next check.

@@ -2,6 +2,7 @@ import type { LockStatus } from '../../guard/run-lock.js';
 import type { DeadLetter } from '../../queue/types.js';
 import type { RunInfo } from '../../storage/runs.js';
 import type { StateFileProblem } from '../../storage/state-file.js';
+import type { WorkerPresence } from '../source.js';
 import type { QueueView } from '../workspace-view.js';
 import { OPS_CSS, OPS_JS } from './client.js';
 import { html, raw, type Html } from './html.js';
@@ -29,6 +30,8 @@ export interface OpsPageView {
   writeEnabled: boolean;
   version: string;
   workspace: string;
+  /** Where the queues, runs and locks are read when they are in a database (`PostgreSQL schema S at host:port/db`); absent on files. */
+  database?: string;
   generatedAt: Date;
   queues: Section<QueueView[]>;
   deadLetters: Section<DeadLetterGroup[]>;
@@ -36,6 +39,8 @@ export interface OpsPageView {
   runs: Section<{ recent: RunInfo[]; total: number; problems?: StateFileProblem[] } & Partial<Paged>>;
   /** The run lock of each pipeline, bundled first. */
   locks: Section<{ name: string; status: LockStatus }[]>;
+  /** Worker presence in the database (null on files: the file backend has none). */
+  workers?: Section<WorkerPresence> | null;
   /** Attempts ended per minute over the last hour, every queue together, oldest first. */
   throughput: Section<{ minute: number; completed: number; failed: number }[]>;
   /** Live refresh period of the page, in ms. */
@@ -240,14 +245,23 @@ function chartSection(v: OpsPageView): Html {
 <svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${`attempts per minute over the last ${points.length} minutes: ${done} completed, ${failed} failed`}" preserveAspectRatio="none"><line class="axis" x1="0" y1="${H}" x2="${W}" y2="${H}"></line>${bars}</svg>`;
 }
 
+/** On PostgreSQL: how many worker processes hold their presence session, and which queues' leases they hold. */
+function workersLine(v: OpsPageView): Html | null {
+  if (!v.workers) return null;
+  if (!v.workers.ok) return sectionError(v.workers.error);
+  const w = v.workers.value;
+  const by = Object.entries(w.byQueue).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  return html`<p class="muted" id="workers" data-present="${w.present}">Workers present (presence session held): <strong>${w.present}</strong>${by.length ? html`; holding leases: ${by.map(([q, n], i) => html`${i ? ', ' : ''}<span class="mono">${q}</span> ${n}`)}` : null}.</p>`;
+}
+
 function dataPart(v: OpsPageView): Html {
   return html`<div id="data">
 <section id="chart"><h2>Throughput</h2>${chartSection(v)}</section>
-<section id="queues"><h2>Queues</h2>${queuesSection(v)}</section>
+<section id="queues"><h2>Queues</h2>${queuesSection(v)}${workersLine(v)}</section>
 <section id="deadletters"><h2>Dead letters</h2>${deadLettersSection(v)}</section>
 <section id="runs"><h2>Recent runs</h2>${runsSection(v)}</section>
 <section id="lock-section"><h2>Run locks</h2>${locksSection(v)}</section>
-<p class="muted" id="generated">Rendered ${formatTime(v.generatedAt.toISOString())} from the workspace files.</p>
+<p class="muted" id="generated">Rendered ${formatTime(v.generatedAt.toISOString())} from ${v.database ? html`<span class="mono">${v.database}</span> (queues, dead letters, runs, pointers, run locks) and the workspace files` : 'the workspace files'}.</p>
 </div>`;
 }
 
@@ -273,7 +287,7 @@ export function renderOpsPage(v: OpsPageView, nonce: string): string {
 <header class="banner ${v.env}" id="banner">
 <span class="env" id="env">${env}</span>
 <span class="writes" id="writes">${writes}</span>
-<span class="meta">metaspn ${v.version} · workspace <span class="mono">${v.workspace}</span></span>
+<span class="meta">metaspn ${v.version} · workspace <span class="mono">${v.workspace}</span>${v.database ? html` · <span class="mono" id="database">${v.database}</span>` : null}</span>
 </header>
 <div class="toolbar">
 <label for="token">Admin token</label>
