@@ -50,6 +50,12 @@ export interface BundledPipeline {
   commands?(program: Command): void | Promise<void>;
   /** Worker modules `worker run <module>:<Export>` knows by name, as file URLs. */
   workerModules?: Readonly<Record<string, string>>;
+  /**
+   * The file of each step's rows under store/, by step (default `<pipeline>.<step>.jsonl`; Season 1:
+   * `s1_attention_scores.jsonl`, …): where the file backend keeps them and the name `store export`
+   * gives them from a database.
+   */
+  storeFiles?: Readonly<Record<string, string>>;
   /** Queues `queue stats` knows before any task exists. */
   queues?: readonly string[];
   /** Doctor's checks of its inputs and published partitions. */
@@ -64,15 +70,30 @@ export interface BundledPipeline {
 }
 
 const registry = new Map<string, BundledPipeline>();
+const storeFiles = new Map<string, Readonly<Record<string, string>>>();
 
 /** Adds a bundled pipeline (the entry point does it once, before the CLI starts). A second one of the same name replaces the first. */
 export function registerBundled(p: BundledPipeline): void {
   registry.set(p.name, p);
+  if (p.storeFiles) nameStoreFiles(p.name, p.storeFiles);
+}
+
+/**
+ * Names the files of a pipeline's steps under store/ (see {@link BundledPipeline.storeFiles}): the
+ * module that writes them calls it when it loads, so the stores find them whoever registered what.
+ */
+export function nameStoreFiles(pipeline: string, files: Readonly<Record<string, string>>): void {
+  storeFiles.set(pipeline, files);
 }
 
 /** Every bundled pipeline registered, in registration order. */
 export function bundledPipelines(): BundledPipeline[] {
   return [...registry.values()];
+}
+
+/** The file under store/ that keeps the rows of `pipeline`'s step `step`: `<pipeline>.<step>.jsonl` unless a bundled pipeline names its own. */
+export function storeFileOf(pipeline: string, step: string): string {
+  return storeFiles.get(pipeline)?.[step] ?? `${pipeline}.${step}.jsonl`;
 }
 
 /** The bundled pipeline of that name, or undefined. */

@@ -1,4 +1,5 @@
 import { configure } from 'safe-stable-stringify';
+import type { RowText, StoredRow } from './types.js';
 
 /**
  * The stable stringification of a stored row or ledger body: keys sorted at every level.
@@ -15,4 +16,9 @@ export function canonicalText(row: object): string {
   const text = stable(row);
   if (text === undefined) throw new TypeError('row is not serialisable');
   return text;
+}
+
+/** A step's row in the form a store keeps it: its canonical text, under its `identity`. */
+export function rowTextOf(r: StoredRow): RowText {
+  return { id: r.id, date: r.date, identity: r.identity, text: canonicalText(r) };
 }

@@ -7,7 +7,7 @@
  */
 import { join, relative } from 'node:path';
 import { createHash } from 'node:crypto';
-import { canonicalText } from './canonical.js';
+import { rowTextOf } from './canonical.js';
 import { entryHash, GENESIS, Ledger, type LedgerEntry, type LedgerKind } from '../storage/ledger.js';
 import { manifestsOf, writeManifest, type Manifest } from '../storage/manifest.js';
 import { safeExists, safeReaddir } from '../storage/safe-path.js';
@@ -15,11 +15,12 @@ import type { WorkspacePaths } from '../storage/paths.js';
 import { pointerDates, readPointer, writePointer, type CurrentPointer } from '../storage/pointers.js';
 import { runsFrom, scanManifests, type ManifestEntry, type RunsFilter, type RunsRead } from '../storage/runs.js';
 import { StateFileError, type StateFileProblem } from '../storage/state-file.js';
-import { ArtifactStore, type Conflict } from '../storage/store/artifact-store.js';
+import { ArtifactStore, paramsKey, type Conflict } from '../storage/store/artifact-store.js';
 import { rowsByKey } from '../storage/store/plain-lines.js';
 import { MetaspnError } from '../guard/errors.js';
 import type { RunLockFence } from '../guard/run-lock.js';
-import type { StoredRow } from './types.js';
+import type { RowText, StoredRow } from './types.js';
+import { storeFileOf } from './bundled.js';
 
 /** What a put did: rows written, rows already present with the same content, and conflicts. */
 export interface RowPutResult {
@@ -38,8 +39,25 @@ export interface RowStore {
   /** Where the rows live, for manifests (a path relative to the workspace, or a table name). */
   readonly location: string;
   put(rows: readonly StoredRow[]): Promise<RowPutResult>;
+  /**
+   * Puts rows already in their stored form (the same rules as `put`): a pipeline whose rows follow
+   * a spec of their own (Season 1) decides their text and identity itself.
+   */
+  putTexts(rows: readonly RowText[]): Promise<RowPutResult>;
   /** The rows of a partition written under an identity, in key order. */
   rows(partition: string, identity: string): Promise<StoredRow[]>;
+  /** The stored texts of a partition's rows under an identity, with their ids, in the store's order (the order `store export` writes). */
+  texts(partition: string, identity: string): Promise<{ id: string; text: string }[]>;
+  /** Which of `rows` are stored with other content (read only: nothing is written). */
+  conflicts(rows: readonly RowText[]): Promise<Conflict[]>;
+  /**
+   * The rows of (partition, identity) written since its last seal take their final place in the
+   * store's order: after every row sealed before them, in the order of `order` (ids; rows it does
+   * not name follow in write order). A step seals its output when it ends, so a store whose tasks
+   * commit in any order (a database, workers on many hosts) reads back in the order a run on one
+   * machine appends it. The file and memory stores append rows where they commit: a no-op there.
+   */
+  seal(partition: string, identity: string, order?: readonly string[]): Promise<void>;
   /** How many rows, and sha256 over their texts in id order (stable however the file grows). */
   digest(partition: string, identity: string): Promise<{ rows: number; sha256: string }>;
   close(): Promise<void>;
@@ -153,9 +171,9 @@ export class FileStores implements PipelineStores {
   rows(pipeline: string, step: string): RowStore {
     const k = `${pipeline}.${step}`;
     let s = this.open.get(k);
-    if (this.readOnly) return new ReadOnlyFileRowStore(this.ws, join(this.ws.store, `${k}.jsonl`));
+    if (this.readOnly) return new ReadOnlyFileRowStore(this.ws, join(this.ws.store, storeFileOf(pipeline, step)));
     if (!s) {
-      s = new FileRowStore(this.ws, join(this.ws.store, `${k}.jsonl`), this.warn);
+      s = new FileRowStore(this.ws, join(this.ws.store, storeFileOf(pipeline, step)), this.warn);
       this.open.set(k, s);
     }
     return s;
@@ -186,21 +204,38 @@ class ReadOnlyFileRowStore implements RowStore {
     return Promise.reject(new MetaspnError('INTERNAL_ERROR', `${this.location} is open read-only`));
   }
 
-  /** The texts of (partition, identity), one per id (the first, as the store keeps it), in id order. */
-  private texts(partition: string, identity: string): { id: string; text: string }[] {
+  putTexts(): Promise<RowPutResult> {
+    return this.put();
+  }
+
+  /** The texts of (partition, identity), one per id (the first, as the store keeps it), in file order. */
+  async texts(partition: string, identity: string): Promise<{ id: string; text: string }[]> {
     const key = `${partition}|${identity}`;
-    const found = rowsByKey(this.path, new Set([key]), (r) => `${r.date as string}|${r.identity as string}`).get(key) ?? [];
+    // A step's rows carry their identity; rows without one (Season 1's) are keyed by their params, as the store's index keys them.
+    const found = rowsByKey(this.path, new Set([key]), (r) => `${r.date as string}|${typeof r.identity === 'string' ? r.identity : paramsKey(r.params)}`).get(key) ?? [];
     const byId = new Map<string, string>();
     for (const t of found) if (!byId.has(t.id)) byId.set(t.id, t.text);
-    return [...byId].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, text]) => ({ id, text }));
+    return [...byId].map(([id, text]) => ({ id, text }));
+  }
+
+  async conflicts(rows: readonly RowText[]): Promise<Conflict[]> {
+    return conflictsIn(rows, (partition, identity) => this.texts(partition, identity));
+  }
+
+  seal(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  private async byId(partition: string, identity: string): Promise<{ id: string; text: string }[]> {
+    return (await this.texts(partition, identity)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   async rows(partition: string, identity: string): Promise<StoredRow[]> {
-    return sortRows(this.texts(partition, identity).map((t) => JSON.parse(t.text) as StoredRow));
+    return sortRows((await this.byId(partition, identity)).map((t) => JSON.parse(t.text) as StoredRow));
   }
 
   async digest(partition: string, identity: string): Promise<{ rows: number; sha256: string }> {
-    const texts = this.texts(partition, identity);
+    const texts = await this.byId(partition, identity);
     const h = createHash('sha256');
     for (const t of texts) h.update(`${t.text}\n`);
     return { rows: texts.length, sha256: h.digest('hex') };
@@ -219,11 +254,27 @@ class FileRowStore implements RowStore {
   }
 
   put(rows: readonly StoredRow[]): Promise<RowPutResult> {
-    return this.store.put(rows.map((r) => ({ id: r.id, date: r.date, p: r.identity, text: canonicalText(r) })));
+    return this.putTexts(rows.map(rowTextOf));
+  }
+
+  putTexts(rows: readonly RowText[]): Promise<RowPutResult> {
+    return this.store.put(rows.map((r) => ({ id: r.id, date: r.date, p: r.identity, text: r.text })));
   }
 
   async rows(partition: string, identity: string): Promise<StoredRow[]> {
     return sortRows((await this.store.rowsFor(partition, identity)) as StoredRow[]);
+  }
+
+  texts(partition: string, identity: string): Promise<{ id: string; text: string }[]> {
+    return this.store.textsFor(partition, identity);
+  }
+
+  conflicts(rows: readonly RowText[]): Promise<Conflict[]> {
+    return conflictsIn(rows, (partition, identity) => this.texts(partition, identity));
+  }
+
+  seal(): Promise<void> {
+    return Promise.resolve();
   }
 
   digest(partition: string, identity: string): Promise<{ rows: number; sha256: string }> {
@@ -318,33 +369,54 @@ export class MemoryStores implements PipelineStores {
 }
 
 class MemoryRowStore implements RowStore {
-  private readonly texts = new Map<string, { partition: string; identity: string; text: string }>();
+  private readonly stored = new Map<string, { partition: string; identity: string; text: string }>();
   constructor(readonly location: string) {}
 
   put(rows: readonly StoredRow[]): Promise<RowPutResult> {
+    return this.putTexts(rows.map(rowTextOf));
+  }
+
+  putTexts(rows: readonly RowText[]): Promise<RowPutResult> {
     const conflicts: Conflict[] = [];
     const fresh = new Map<string, { partition: string; identity: string; text: string }>();
     let present = 0;
     for (const r of rows) {
-      const text = canonicalText(r);
-      const had = this.texts.get(r.id) ?? fresh.get(r.id);
+      const text = r.text;
+      const had = this.stored.get(r.id) ?? fresh.get(r.id);
       if (had === undefined) fresh.set(r.id, { partition: r.date, identity: r.identity, text });
       else if (had.text === text) present++;
       else conflicts.push({ id: r.id, existing: had.text, incoming: text });
     }
     if (conflicts.length) return Promise.resolve({ written: 0, present: 0, conflicts });
-    for (const [id, v] of fresh) this.texts.set(id, v);
+    for (const [id, v] of fresh) this.stored.set(id, v);
     return Promise.resolve({ written: fresh.size, present, conflicts });
   }
 
   rows(partition: string, identity: string): Promise<StoredRow[]> {
-    const out: StoredRow[] = [];
-    for (const v of this.texts.values()) if (v.partition === partition && v.identity === identity) out.push(JSON.parse(v.text) as StoredRow);
-    return Promise.resolve(sortRows(out));
+    return this.texts(partition, identity).then((ts) => sortRows(ts.map((t) => JSON.parse(t.text) as StoredRow)));
+  }
+
+  texts(partition: string, identity: string): Promise<{ id: string; text: string }[]> {
+    const out: { id: string; text: string }[] = [];
+    for (const [id, v] of this.stored) if (v.partition === partition && v.identity === identity) out.push({ id, text: v.text });
+    return Promise.resolve(out);
+  }
+
+  conflicts(rows: readonly RowText[]): Promise<Conflict[]> {
+    return Promise.resolve(
+      rows.flatMap((r) => {
+        const had = this.stored.get(r.id);
+        return had && had.text !== r.text ? [{ id: r.id, existing: had.text, incoming: r.text }] : [];
+      }),
+    );
+  }
+
+  seal(): Promise<void> {
+    return Promise.resolve();
   }
 
   digest(partition: string, identity: string): Promise<{ rows: number; sha256: string }> {
-    const ids = [...this.texts.entries()].filter(([, v]) => v.partition === partition && v.identity === identity).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const ids = [...this.stored.entries()].filter(([, v]) => v.partition === partition && v.identity === identity).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     const h = ids.reduce((acc, [, v]) => acc.update(`${v.text}\n`), createHash('sha256'));
     return Promise.resolve({ rows: ids.length, sha256: h.digest('hex') });
   }
@@ -352,6 +424,27 @@ class MemoryRowStore implements RowStore {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/**
+ * Which of `rows` a store holds with other text, reading each (partition, identity) of them once
+ * through `texts`.
+ */
+export async function conflictsIn(rows: readonly RowText[], texts: (partition: string, identity: string) => Promise<{ id: string; text: string }[]>): Promise<Conflict[]> {
+  const groups = new Map<string, RowText[]>();
+  for (const r of rows) {
+    const k = `${r.date}|${r.identity}`;
+    (groups.get(k) ?? groups.set(k, []).get(k)!).push(r);
+  }
+  const out: Conflict[] = [];
+  for (const list of groups.values()) {
+    const have = new Map((await texts(list[0]!.date, list[0]!.identity)).map((t) => [t.id, t.text]));
+    for (const r of list) {
+      const had = have.get(r.id);
+      if (had !== undefined && had !== r.text) out.push({ id: r.id, existing: had, incoming: r.text });
+    }
+  }
+  return out;
 }
 
 /**

@@ -29,6 +29,19 @@ export interface StoredRow extends StepRow {
   identity: string;
 }
 
+/**
+ * A row in the form a store keeps it: its id, its partition, the identity it was written under and
+ * its exact text (one stably stringified JSON object, no newline). A step's rows become this
+ * (`text` their canonical text, `identity` their `identity` field); a pipeline whose rows follow a
+ * spec of its own (Season 1: no `key` or `identity` field) hands its rows to the stores this way.
+ */
+export interface RowText {
+  id: string;
+  date: string;
+  identity: string;
+  text: string;
+}
+
 /** One task a planner asks for: `key` names it within the step and partition; `payload` is what its handler gets. */
 export interface PlannedTask<P = Json> {
   key: string;

@@ -3,7 +3,7 @@
  * The file backend, the in-memory backend (and later PostgreSQL) implement it and pass one
  * conformance suite (test/queue/conformance.ts).
  */
-import type { StoredRow } from '../pipeline/types.js';
+import type { RowText, StoredRow } from '../pipeline/types.js';
 
 /**
  * Where a task stands. `completed`, `dead` and `cancelled` are terminal (`queue retry` takes a dead
@@ -289,12 +289,15 @@ export interface Queue {
  * - `rows`: rows of a pipeline step's artifact store (`<pipeline>.<step>`), keyed by their id: a
  *   row already present with the same text is left as it is (idempotent), with other text it is a
  *   conflict and nothing of the completion is written.
+ * - `texts`: the same, for rows already in their stored form ({@link RowText}: id, partition,
+ *   identity and exact text), as a pipeline whose rows follow a spec of its own (Season 1) makes them.
  * - `append`: one entry of an append-only log (an outbox: `log` names it, `body` is any JSON
  *   value). Not keyed: written once per completion that commits, so it shows whether effects
  *   happen exactly once.
  */
 export type TaskEffect =
   | { kind: 'rows'; pipeline: string; step: string; rows: readonly StoredRow[] }
+  | { kind: 'texts'; pipeline: string; step: string; rows: readonly RowText[] }
   | { kind: 'append'; log: string; body: unknown };
 
 /** A row already stored under an id with other content ({@link EffectsOutcome}). */

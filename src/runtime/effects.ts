@@ -4,8 +4,8 @@
  * fenced by the lease) or, on backends that cannot, written just before it (at-least-once).
  * No transaction is held open across a handler: the handler only records.
  */
-import { canonicalText } from '../pipeline/canonical.js';
-import type { StoredRow } from '../pipeline/types.js';
+import { canonicalText, rowTextOf } from '../pipeline/canonical.js';
+import type { RowText, StoredRow } from '../pipeline/types.js';
 import type { EffectConflict, EffectsCommit, EffectsOutcome, Lease, Queue, TaskEffect } from '../queue/types.js';
 
 /**
@@ -16,6 +16,11 @@ import type { EffectConflict, EffectsCommit, EffectsOutcome, Lease, Queue, TaskE
 export interface TaskEffects {
   /** Rows for step `step` of pipeline `pipeline` (its artifact store `<pipeline>.<step>`). */
   rows(pipeline: string, step: string, rows: readonly StoredRow[]): void;
+  /**
+   * Rows for step `step` of pipeline `pipeline` already in their stored form (id, partition,
+   * identity and exact text): for rows whose fields follow a spec of their own (Season 1).
+   */
+  texts(pipeline: string, step: string, rows: readonly RowText[]): void;
   /** One entry of the append-only log `log` (1 to 200 characters of `[A-Za-z0-9._:/-]`), any JSON value. */
   append(log: string, body: unknown): void;
   /** Effects already described as data (how an isolate hands its handler's effects back). */
@@ -42,6 +47,10 @@ export class EffectBuffer implements TaskEffects {
     if (rows.length) this.#list.push({ kind: 'rows', pipeline, step, rows: [...rows] });
   }
 
+  texts(pipeline: string, step: string, rows: readonly RowText[]): void {
+    if (rows.length) this.#list.push({ kind: 'texts', pipeline, step, rows: [...rows] });
+  }
+
   append(log: string, body: unknown): void {
     if (!LOG_NAME.test(log)) throw new TypeError(`effect log name ${JSON.stringify(log).slice(0, 80)} must match ${LOG_NAME.source}`);
     canonicalText({ body });
@@ -51,6 +60,7 @@ export class EffectBuffer implements TaskEffects {
   add(...effects: readonly TaskEffect[]): void {
     for (const e of effects) {
       if (e.kind === 'rows') this.rows(e.pipeline, e.step, e.rows);
+      else if (e.kind === 'texts') this.texts(e.pipeline, e.step, e.rows);
       else this.append(e.log, e.body);
     }
   }
@@ -59,7 +69,7 @@ export class EffectBuffer implements TaskEffects {
 /** Where a backend without transactions writes effects ({@link effectsThenComplete}). */
 export interface EffectSink {
   /** Puts rows (present ones with the same text are left alone); conflicts write nothing of the put. */
-  putRows(pipeline: string, step: string, rows: readonly StoredRow[]): Promise<{ conflicts: readonly { id: string; existing: string; incoming: string }[] }>;
+  putRows(pipeline: string, step: string, rows: readonly RowText[]): Promise<{ conflicts: readonly { id: string; existing: string; incoming: string }[] }>;
   /** Appends one entry to log `log`, naming the task that wrote it. */
   append(log: string, body: unknown, by: { queue: string; id: string; fence: number }): Promise<void>;
 }
@@ -75,14 +85,19 @@ export function effectsThenComplete(queue: Pick<Queue, 'name' | 'complete'>, sin
     atomic: false,
     async completeWithEffects(id: string, lease: Lease, effects: readonly TaskEffect[]): Promise<EffectsOutcome> {
       for (const e of effects) {
-        if (e.kind !== 'rows') continue;
-        const r = await sink.putRows(e.pipeline, e.step, e.rows);
+        if (e.kind === 'append') continue;
+        const r = await sink.putRows(e.pipeline, e.step, effectTexts(e));
         if (r.conflicts.length) return { status: 'conflict', conflicts: r.conflicts.map((c) => ({ store: `${e.pipeline}.${e.step}`, ...c })) };
       }
       for (const e of effects) if (e.kind === 'append') await sink.append(e.log, e.body, { queue: queue.name, id, fence: lease.fence });
       return (await queue.complete(id, lease)) ? { status: 'completed' } : { status: 'lease_lost' };
     },
   };
+}
+
+/** The rows of a `rows` or `texts` effect in their stored form. */
+export function effectTexts(e: Extract<TaskEffect, { kind: 'rows' | 'texts' }>): readonly RowText[] {
+  return e.kind === 'texts' ? e.rows : e.rows.map(rowTextOf);
 }
 
 /** One entry of an effect log as {@link memoryEffectSink} keeps it. */
@@ -106,11 +121,10 @@ export function memoryEffectSink(): EffectSink & { rows: Map<string, Map<string,
       const have = rows.get(store) ?? new Map<string, string>();
       const conflicts: EffectConflict[] = [];
       const fresh = new Map<string, string>();
-      for (const r of list) {
-        const text = canonicalText(r);
-        const had = have.get(r.id) ?? fresh.get(r.id);
-        if (had === undefined) fresh.set(r.id, text);
-        else if (had !== text) conflicts.push({ store, id: r.id, existing: had, incoming: text });
+      for (const { id, text } of list) {
+        const had = have.get(id) ?? fresh.get(id);
+        if (had === undefined) fresh.set(id, text);
+        else if (had !== text) conflicts.push({ store, id, existing: had, incoming: text });
       }
       if (!conflicts.length) {
         for (const [id, text] of fresh) have.set(id, text);

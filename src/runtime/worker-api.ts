@@ -41,7 +41,12 @@ export type WorkerTask<P> = Omit<TaskRecord, 'payload'> & { payload: P };
 export interface WorkerInitContext {
   logger: Logger;
   workspace: WorkspacePaths;
-  /** Values the caller passes through to its workers (the pipeline passes its run parameters). */
+  /**
+   * Values the caller passes through to its workers (the pipeline passes its run parameters).
+   * `worker run` passes `config` (the workspace's resolved config) and, when its queue is on
+   * PostgreSQL, `backend` (the database setting: url, schema, pool_max), for workers that read
+   * or write there too.
+   */
   env: Readonly<Record<string, unknown>>;
 }
 

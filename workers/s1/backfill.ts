@@ -2,18 +2,15 @@ import { join } from 'node:path';
 import { EXIT, mostSevere } from '../../src/guard/exit-codes.js';
 import { MetaspnError, UsageError } from '../../src/guard/errors.js';
 import { runExecutionBackfill, type PartitionResult, type ResumeDecision } from '../../src/pipeline/backfill.js';
-import { fileDeps } from '../../src/pipeline/file-deps.js';
 import { memory } from '../../src/runtime/memory.js';
 import { writeAtomicSync } from '../../src/storage/atomic.js';
-import { manifestsOf } from '../../src/storage/manifest.js';
-import { readPointer } from '../../src/storage/pointers.js';
 import { PIPELINE } from './context.js';
 import { defaultAsOf, parseDate, seasonDates } from './dates.js';
 import { s1Execution, type S1Env } from './execution.js';
 import { STAGES } from './ids.js';
-import { prepareS1, type PipelineOptions } from './pipeline.js';
+import { prepareS1, s1Deps, type PipelineOptions } from './pipeline.js';
 import { planRun, type RunPlan } from './plan.js';
-import { publishedDates, type PublishedDate } from './stale.js';
+import { publishedDatesIn, type PublishedDate } from './stale.js';
 
 export interface BackfillOptions extends PipelineOptions {
   backfillId: string;
@@ -84,9 +81,15 @@ export function backfillPlans(o: Pick<BackfillOptions, 'cfg' | 'start' | 'end'>,
  */
 export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
   const plans = backfillPlans(o);
-  const env = await prepareS1(o);
+  const d = s1Deps(o);
+  let env: S1Env;
+  try {
+    env = await prepareS1(o, d.stores);
+  } catch (err) {
+    await d.stores.close();
+    throw err;
+  }
   const exec = s1Execution(env);
-  const d = fileDeps(o.ws, o.cfg, o.log);
   const report: BackfillReport = {
     backfill_id: o.backfillId,
     pipeline: PIPELINE,
@@ -148,7 +151,7 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
  * (the runner's backfill: its settlement may count it anew).
  */
 async function resumeDecisions(env: S1Env, plans: readonly RunPlan[]): Promise<Map<string, ResumeDecision>> {
-  const states = publishedDates(env.ws, env.cfg.s1, await env.s1.sorted(), new Set(plans.map((p) => p.date)));
+  const states = await publishedDatesIn(env.s1.pipelineStores, env.cfg.s1, await env.s1.sorted(), new Set(plans.map((p) => p.date)));
   const byDate = new Map(states.map((x) => [x.date, x]));
   const out = new Map<string, ResumeDecision>();
   for (const plan of plans) {
@@ -166,10 +169,11 @@ async function resumeDecisions(env: S1Env, plans: readonly RunPlan[]): Promise<M
  */
 async function doneRun(env: S1Env, plan: RunPlan, state: PublishedDate | undefined): Promise<string | null> {
   if (!state || state.state !== 'fine') return null;
-  const ptr = readPointer(env.ws, PIPELINE, plan.date);
+  const stores = env.s1.pipelineStores;
+  const ptr = await stores.pointers.read(PIPELINE, plan.date);
   if (!ptr || ptr.run_id !== state.run_id || ptr.params.as_of !== plan.as_of || ptr.params.config_hash !== plan.config_hash) return null;
   for (const stage of STAGES) {
-    const m = manifestsOf(env.ws, stage, plan.date).find((x) => x.run_id === ptr.run_id);
+    const m = (await stores.manifests.list(PIPELINE, stage, plan.date)).find((x) => x.run_id === ptr.run_id);
     if (!m || m.status !== 'success') return null;
     const now = await env.s1.digest(stage, plan.date, m.params);
     if (now.sha256 !== m.outputs[0]?.sha256) return null;

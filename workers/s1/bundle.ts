@@ -73,6 +73,7 @@ export const s1Bundle: BundledPipeline = {
     };
   },
   workerModules: { 'metaspn_ops.workers.s1': new URL('./index.js', import.meta.url).href },
+  storeFiles: STORE_FILES,
   queues: STAGES,
   doctor: doctorS1,
   runArgs: (ws, cfg, req) => {

@@ -2,14 +2,16 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import stringify from 'fast-json-stable-stringify';
 import type { Logger } from 'pino';
-import { loadConfig } from '../../src/config/load.js';
 import { MetaspnError } from '../../src/guard/errors.js';
+import { nameStoreFiles } from '../../src/pipeline/bundled.js';
+import { FileStores, type PipelineStores, type RowPutResult, type RowStore } from '../../src/pipeline/stores.js';
+import type { RowText } from '../../src/pipeline/types.js';
+import type { TaskEffects } from '../../src/runtime/effects.js';
 import { collectIfGrown } from '../../src/runtime/memory.js';
 import { ContractError } from '../../src/runtime/worker-api.js';
 import { writeIncident } from '../../src/storage/incidents.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
-import { readPointer } from '../../src/storage/pointers.js';
-import { ArtifactStore, paramsKey, type PutResult } from '../../src/storage/store/artifact-store.js';
+import { paramsKey } from '../../src/storage/store/artifact-store.js';
 import { canonicalJson } from './canonical.js';
 import { configHash, type S1Config } from './config.js';
 import { seasonDates } from './dates.js';
@@ -31,6 +33,25 @@ export const STORE_FILES = {
 } as const;
 
 export type StageName = keyof typeof STORE_FILES;
+
+// The stores (files, `store export`) find Season 1's rows under these names, whoever loads this module.
+nameStoreFiles(PIPELINE, STORE_FILES);
+
+/** Options of an {@link S1Context}. */
+export interface S1ContextOptions {
+  /** Where rows, manifests and pointers live (the runner's stores); default: the workspace's files, owned and closed by the context. */
+  stores?: PipelineStores;
+  /**
+   * The rows a task computes are recorded in its `ctx.effects` and commit with its acknowledgement
+   * (PostgreSQL: exactly once) instead of being put by the worker. Default false (files: put before
+   * the acknowledgement, at least once, idempotent by id).
+   */
+  atomic?: boolean;
+  /** Signals grouped by subject, already read (the pipeline reads them once). */
+  signals?: Map<string, Signal[]>;
+  /** The context closes `stores` when it closes (a standalone worker's). Default: only the file stores it opened itself. */
+  ownsStores?: boolean;
+}
 
 /**
  * Every task of every stage carries the date and the stage's params (S1-SPEC): `as_of`,
@@ -85,12 +106,16 @@ export class ReplayConflictError extends MetaspnError {
 type Read = { stage: StageName; date: string } | { pointers: true };
 
 export class S1Context {
-  readonly stores: Record<StageName, ArtifactStore>;
+  readonly stores: Record<StageName, RowStore>;
+  /** Rows are recorded in the task's effects and commit with its acknowledgement ({@link S1ContextOptions.atomic}). */
+  readonly atomic: boolean;
+  readonly #pipelineStores: PipelineStores;
+  readonly #ownsStores: boolean;
   readonly hash: string;
   /** Rows written and found present, per stage and date, since the pipeline last reset them. */
   private readonly counts = new Map<string, { written: number; present: number }>();
   /** Rows held back per stage and date until `commit` (a backfill keeps each file in date order). */
-  private readonly deferred = new Map<string, { params: StageParams; rows: { id: string; text: string }[] }>();
+  private readonly deferred = new Map<string, { params: StageParams; rows: RowText[] }>();
   private signalsBySubject: Promise<Map<string, Signal[]>> | null;
   private sortedPromise: Promise<SortedSignals> | null = null;
   /** Values read once per process, each with what it read: a write or a pointer move forgets exactly the values that read it. */
@@ -103,21 +128,25 @@ export class S1Context {
     readonly ws: WorkspacePaths,
     readonly cfg: S1Config,
     readonly log: Logger,
-    signals?: Map<string, Signal[]>,
+    o: S1ContextOptions = {},
   ) {
     this.hash = configHash(cfg);
-    const warn = (msg: string, details: Record<string, unknown>): void => log.warn(details, msg);
+    this.#ownsStores = o.ownsStores ?? o.stores === undefined;
+    this.#pipelineStores = o.stores ?? new FileStores(ws, (msg, details) => log.warn(details, msg));
+    this.atomic = o.atomic ?? false;
+    const rows = (stage: StageName): RowStore => this.#pipelineStores.rows(PIPELINE, stage);
     this.stores = {
-      update_attention_scores: new ArtifactStore(join(ws.store, STORE_FILES.update_attention_scores), warn),
-      project_rewards: new ArtifactStore(join(ws.store, STORE_FILES.project_rewards), warn),
-      settle_season: new ArtifactStore(join(ws.store, STORE_FILES.settle_season), warn),
-      publish_season_summary: new ArtifactStore(join(ws.store, STORE_FILES.publish_season_summary), warn),
+      update_attention_scores: rows('update_attention_scores'),
+      project_rewards: rows('project_rewards'),
+      settle_season: rows('settle_season'),
+      publish_season_summary: rows('publish_season_summary'),
     };
-    this.signalsBySubject = signals ? Promise.resolve(signals) : null;
+    this.signalsBySubject = o.signals ? Promise.resolve(o.signals) : null;
   }
 
-  static forWorkspace(ws: WorkspacePaths, log: Logger): S1Context {
-    return new S1Context(ws, loadConfig(ws).s1, log);
+  /** The stores the rows, manifests and pointers are read from. */
+  get pipelineStores(): PipelineStores {
+    return this.#pipelineStores;
   }
 
   /** Signals grouped by subject, read from inputs/ once per process. */
@@ -135,6 +164,11 @@ export class S1Context {
   /** A current pointer moved (a publish): forgets every value read through the pointers (what settlement counts). */
   pointersMoved(): void {
     this.forget((r) => 'pointers' in r);
+  }
+
+  /** Rows of (stage, date) may have been committed by others (task effects, workers on other hosts): forgets what was read of them. */
+  stageCommitted(stage: StageName, date: string): void {
+    this.forget((r) => 'stage' in r && r.stage === stage && (r.date === date || r.date === '*'));
   }
 
   /** Forgets every cached value with a read that `stale` says changed. */
@@ -211,9 +245,22 @@ export class S1Context {
     await this.write(stage, date, held.params, held.rows);
   }
 
-  /** Stores rows; an id already stored with other content writes nothing and raises an incident. */
-  async put(stage: StageName, date: string, params: StageParams, rows: readonly ({ id: string } & object)[]): Promise<PutResult | null> {
-    const texts = rows.map((row) => ({ id: row.id, text: canonicalJson(row) }));
+  /**
+   * Stores rows; an id already stored with other content writes nothing and raises an incident
+   * (ReplayConflictError, 30). With `atomic` the rows are recorded in `effects` instead, once no id
+   * is found stored with other content, and commit with the task's acknowledgement (null is
+   * returned; a conflict that appears meanwhile rolls the commit back, and the task is dead-lettered, 30).
+   */
+  async put(stage: StageName, date: string, params: StageParams, rows: readonly ({ id: string } & object)[], effects?: TaskEffects): Promise<RowPutResult | null> {
+    const identity = this.pkey(params);
+    const texts: RowText[] = rows.map((row) => ({ id: row.id, date, identity, text: canonicalJson(row) }));
+    if (this.atomic) {
+      if (!effects) throw new Error(`${stage} of ${date}: rows commit with their task here, but no task effects were given`);
+      const conflicts = await this.stores[stage].conflicts(texts);
+      if (conflicts.length) this.conflict(stage, date, conflicts);
+      effects.texts(PIPELINE, stage, texts);
+      return null;
+    }
     const held = this.deferred.get(`${stage}|${date}`);
     if (held) {
       held.rows.push(...texts);
@@ -222,26 +269,31 @@ export class S1Context {
     return this.write(stage, date, params, texts);
   }
 
-  private async write(stage: StageName, date: string, params: StageParams, texts: readonly { id: string; text: string }[]): Promise<PutResult> {
-    const p = this.pkey(params);
+  /** Writes the incident of a replay conflict and throws it (ReplayConflictError, 30). */
+  private conflict(stage: StageName, date: string, conflicts: readonly { id: string; existing: string; incoming: string }[]): never {
+    const c = conflicts[0]!;
+    // Where the id is: the store file's path (files), or the table and store (a database).
+    const location = this.stores[stage].location;
+    const store = this.atomic ? location : join(this.ws.root, location);
+    const incident = writeIncident(this.ws, 'replay_conflict', c.id, {
+      store,
+      id: c.id,
+      date,
+      run_id: this.runIds.get(date) ?? null,
+      existing: JSON.parse(c.existing) as unknown,
+      incoming: JSON.parse(c.incoming) as unknown,
+      conflicts: conflicts.length,
+      note: 'nothing was overwritten: the inputs or code changed under an id that was already written',
+    });
+    this.log.error({ event: 'replay_conflict', id: c.id, store, incident }, 'replay conflict');
+    throw new ReplayConflictError(`replay conflict: ${STORE_FILES[stage]} already holds ${c.id} with different content`, incident);
+  }
+
+  private async write(stage: StageName, date: string, params: StageParams, texts: readonly RowText[]): Promise<RowPutResult> {
     // What was read of this stage's rows of the date (or of any date) is stale once it writes.
-    this.forget((r) => 'stage' in r && r.stage === stage && (r.date === date || r.date === '*'));
-    const r = await this.stores[stage].put(texts.map((t) => ({ id: t.id, date, p, text: t.text })));
-    if (r.conflicts.length > 0) {
-      const c = r.conflicts[0]!;
-      const incident = writeIncident(this.ws, 'replay_conflict', c.id, {
-        store: this.stores[stage].path,
-        id: c.id,
-        date,
-        run_id: this.runIds.get(date) ?? null,
-        existing: JSON.parse(c.existing) as unknown,
-        incoming: JSON.parse(c.incoming) as unknown,
-        conflicts: r.conflicts.length,
-        note: 'nothing was overwritten: the inputs or code changed under an id that was already written',
-      });
-      this.log.error({ event: 'replay_conflict', id: c.id, store: this.stores[stage].path, incident }, 'replay conflict');
-      throw new ReplayConflictError(`replay conflict: ${STORE_FILES[stage]} already holds ${c.id} with different content`, incident);
-    }
+    this.stageCommitted(stage, date);
+    const r = await this.stores[stage].putTexts(texts);
+    if (r.conflicts.length > 0) this.conflict(stage, date, r.conflicts);
     const c = this.counts.get(`${stage}|${date}`) ?? { written: 0, present: 0 };
     c.written += r.written;
     c.present += r.present;
@@ -251,11 +303,12 @@ export class S1Context {
     return r;
   }
 
-  rows(stage: StageName, date: string, params: Readonly<Record<string, unknown>>): Promise<Record<string, unknown>[]> {
-    return this.stores[stage].rowsFor(date, this.pkey(params));
+  /** The rows of (stage, date, params) in the order they were written. */
+  async rows(stage: StageName, date: string, params: Readonly<Record<string, unknown>>): Promise<Record<string, unknown>[]> {
+    return (await this.stores[stage].texts(date, this.pkey(params))).map((t) => JSON.parse(t.text) as Record<string, unknown>);
   }
 
-  /** How many rows the stage holds for the date and params, and their hash (see ArtifactStore.digest). */
+  /** How many rows the stage holds for the date and params, and their hash (see RowStore.digest). */
   digest(stage: StageName, date: string, params: Readonly<Record<string, unknown>>): Promise<{ rows: number; sha256: string }> {
     return this.stores[stage].digest(date, this.pkey(params));
   }
@@ -303,10 +356,10 @@ export class S1Context {
           for (const x of mine) ids.push(deterministicId('project_rewards', d, x.subject_ref, params));
           continue;
         }
-        const ptr = readPointer(this.ws, PIPELINE, d);
+        const ptr = await this.#pipelineStores.pointers.read(PIPELINE, d);
         if (!ptr) continue;
         const pp = projectionParamsOf(ptr.params);
-        const texts = await this.stores.project_rewards.textsFor(d, this.pkey(pp));
+        const texts = await this.stores.project_rewards.texts(d, this.pkey(pp));
         const rows = texts.map((t) => JSON.parse(t.text) as { subject_ref: string; projected_units: number });
         byDate.set(
           d,
@@ -359,7 +412,8 @@ export class S1Context {
     return deterministicId('publish_season_summary', date, DATE_LEVEL_SUBJECT, params);
   }
 
+  /** Closes the stores when the context opened them (a standalone worker's); the runner closes its own. */
   async close(): Promise<void> {
-    await Promise.all(Object.values(this.stores).map((s) => s.close()));
+    if (this.#ownsStores) await this.#pipelineStores.close();
   }
 }

@@ -6,7 +6,6 @@
  * deterministic ids, its workers store their rows through the S1 context, and its checks are the
  * stage checks (30) and, before publishing, the built-in check and the guardrails (60).
  */
-import { relative } from 'node:path';
 import type { WorkspaceConfig } from '../../src/config/load.js';
 import { EXIT } from '../../src/guard/exit-codes.js';
 import type { PipelineExecution, StepExecution, StepRun } from '../../src/pipeline/execution.js';
@@ -14,7 +13,6 @@ import type { WorkerDefinition } from '../../src/runtime/worker-api.js';
 import { writeIncident } from '../../src/storage/incidents.js';
 import type { ManifestCheck } from '../../src/storage/manifest.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
-import { pointerDates, readPointer } from '../../src/storage/pointers.js';
 import { stageChecks } from './checks.js';
 import { PIPELINE, type Counted, type S1Context, type StageName } from './context.js';
 import { addDays } from './dates.js';
@@ -123,6 +121,10 @@ function stageExecution(
   paramsAt: (run: StepRun, stage: StageName) => Promise<StageParams>,
 ): StepExecution {
   const { s1, ws } = env;
+  // On a database (rows committed with their tasks' acknowledgements): how many rows the run's
+  // output set held before its tasks ran, and the order its rows take when the stage ends.
+  const before = new Map<string, number>();
+  const order = new Map<string, string[]>();
   return {
     name: stage,
     after,
@@ -138,22 +140,46 @@ function stageExecution(
     },
     async tasks(run, id) {
       const r = await runOf(run);
-      return stageTasks(stage, run.partition, id.params as StageParams, r.subjects).map((t) => ({ id: t.id, payload: t.payload }));
+      const tasks = stageTasks(stage, run.partition, id.params as StageParams, r.subjects).map((t) => ({ id: t.id, payload: t.payload }));
+      if (s1.atomic) {
+        before.set(run.run_id, (await s1.digest(stage, run.partition, id.params)).rows);
+        // A stage-1 row's id is its task's: the rows take the order the tasks were planned in.
+        if (stage === 'update_attention_scores')
+          order.set(
+            run.run_id,
+            tasks.map((t) => t.id),
+          );
+      }
+      return tasks;
     },
-    // Season 1's workers store their rows through the S1 context (files), at-least-once and idempotent by id.
-    worker(run, id, { held }) {
+    // Season 1's workers store their rows through the S1 context: on files, put by the worker
+    // (at-least-once and idempotent by id); on a database, committed with each task's acknowledgement.
+    worker(run, id, { held, atomicEffects }) {
+      if (atomicEffects !== s1.atomic) throw new Error(`${stage}: the queue ${atomicEffects ? 'commits' : 'does not commit'} task effects, the Season 1 stores expect otherwise`);
       s1.resetCounts(stage, run.partition);
       // Several dates at once (a backfill): their rows land in the store in date order, byte for
-      // byte as date-by-date runs leave it.
-      if (held) s1.defer(stage, run.partition, id.params as StageParams);
+      // byte as date-by-date runs leave it (on a database, the seal in outputs orders them).
+      if (held && !atomicEffects) s1.defer(stage, run.partition, id.params as StageParams);
       return { worker: WORKERS[stage](), init: { logger: run.log, workspace: ws, env: { s1, config: env.cfg } } };
     },
     async outputs(run, id) {
+      const store = s1.stores[stage];
+      if (s1.atomic) {
+        // Tasks committed their rows in any order, some on other hosts: the stage's rows take their
+        // place now (in a backfill, in date order), as one machine appends them.
+        s1.stageCommitted(stage, run.partition);
+        await store.seal(run.partition, id.identity, order.get(run.run_id));
+        order.delete(run.run_id);
+        const out = await s1.digest(stage, run.partition, id.params);
+        const written = Math.max(0, out.rows - (before.get(run.run_id) ?? 0));
+        before.delete(run.run_id);
+        return [{ path: store.location, rows_written: written, rows_present: out.rows - written, sha256: out.sha256 }];
+      }
       await s1.commit(stage, run.partition);
       const out = await s1.digest(stage, run.partition, id.params);
       // Another run drained by this one (after a forced lock break) can count more puts than rows.
       const written = Math.min(s1.written(stage, run.partition).written, out.rows);
-      return [{ path: relative(ws.root, s1.stores[stage].path), rows_written: written, rows_present: out.rows - written, sha256: out.sha256 }];
+      return [{ path: store.location, rows_written: written, rows_present: out.rows - written, sha256: out.sha256 }];
     },
     async checks(run, id, outputs) {
       const r = await runOf(run);
@@ -190,7 +216,7 @@ function inputsOf(env: S1Env, run: StepRun, r: S1Run, stage: StageName): S1Manif
     return o ? [{ path: o.path, sha256: o.sha256, rows: o.rows_written + o.rows_present, step: s.step, date: run.partition, run_id: run.run_id }] : [];
   });
   if (!stageCounts(stage)) return mine.slice(-1);
-  const path = relative(env.ws.root, env.s1.stores.project_rewards.path);
+  const path = env.s1.stores.project_rewards.location;
   const earlier = (r.counted?.upstream ?? []).map((u) => ({ path, sha256: u.sha256, rows: u.rows, step: 'project_rewards', date: u.date, run_id: u.run_id }));
   return [...(stage === 'settle_season' ? mine.slice(-1) : mine), ...earlier];
 }
@@ -219,11 +245,10 @@ async function guardrailChecks(env: S1Env, run: StepRun, r: S1Run): Promise<{ ch
   if (today) {
     const depth = Math.max(cfg.guardrails.total_score_ratio.window, cfg.guardrails.subjects_scored_drop.window);
     const history: SummaryFacts[] = [];
-    for (const d of pointerDates(ws, PIPELINE)
-      .filter((x) => x < date)
-      .reverse()) {
+    const pointers = s1.pipelineStores.pointers;
+    for (const d of (await pointers.partitions(PIPELINE)).filter((x) => x < date).reverse()) {
       if (history.length >= depth) break;
-      const ptr = readPointer(ws, PIPELINE, d);
+      const ptr = await pointers.read(PIPELINE, d);
       if (!ptr) continue;
       const row = (await s1.rows('publish_season_summary', d, ptr.params)).find((x) => x.id === ptr.summary_id);
       const f = facts(row);

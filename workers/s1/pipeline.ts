@@ -5,11 +5,13 @@ import type { Logger } from 'pino';
 import type { WorkspaceConfig } from '../../src/config/load.js';
 import { UsageError } from '../../src/guard/errors.js';
 import type { RunLockFence } from '../../src/guard/run-lock.js';
-import { fileDeps } from '../../src/pipeline/file-deps.js';
-import { runExecution, type StepReport } from '../../src/pipeline/runner.js';
+import type { PgSetting } from '../../src/backend/pg/setting.js';
+import { fileDeps, pgDeps } from '../../src/pipeline/file-deps.js';
+import { runExecution, type RunnerDeps, type StepReport } from '../../src/pipeline/runner.js';
+import type { PipelineStores } from '../../src/pipeline/stores.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
 import { assertPointersReadable } from '../../src/storage/pointers.js';
-import { S1Context } from './context.js';
+import { PIPELINE, S1Context } from './context.js';
 import { s1Execution, type S1Env } from './execution.js';
 import { CHECK_NAMES } from './guardrails.js';
 import { groupBySubject } from './math.js';
@@ -24,6 +26,11 @@ export interface PipelineOptions {
   ws: WorkspacePaths;
   cfg: WorkspaceConfig;
   log: Logger;
+  /**
+   * The database that keeps the rows, manifests, pointers, ledger and queues (PostgreSQL: rows commit
+   * with their tasks' acknowledgements); null or absent: the workspace's files.
+   */
+  backend?: PgSetting | null;
   stop: AbortSignal;
   force?: AbortSignal;
   /**
@@ -49,18 +56,24 @@ export interface RunOptions extends PipelineOptions {
  * @throws UsageError (64) for an unknown `--skip-check`; StateFileError (30) for a damaged pointer;
  *   DataInvalidError (20) for a bad line of the inputs.
  */
-export async function prepareS1(o: PipelineOptions): Promise<S1Env> {
+export async function prepareS1(o: PipelineOptions, stores: PipelineStores): Promise<S1Env> {
   for (const name of o.skipChecks?.keys() ?? []) {
     if (!CHECK_NAMES.includes(name)) throw new UsageError(`--skip-check ${name}: no such check`, { hint: `checks: ${CHECK_NAMES.join(', ')}` });
   }
   // Earlier dates' pointers are read mid-run (settlement, guardrails): a damaged one stops the run
-  // here, exit 30 naming the file, before any task could fail on it.
-  assertPointersReadable(o.ws, 's1');
+  // here, exit 30 naming the file (or the row), before any task could fail on it.
+  if (o.backend) for (const d of await stores.pointers.partitions(PIPELINE)) await stores.pointers.read(PIPELINE, d);
+  else assertPointersReadable(o.ws, PIPELINE);
   const path = join(o.ws.inputs, 's1_signals.jsonl');
   const signals = await readWeightedSignals(path, o.cfg.s1.attention.weights);
   const input = { path: relative(o.ws.root, path), sha256: await fileSha256(path), rows: signals.length };
   const groups = groupBySubject(signals);
-  return { ws: o.ws, cfg: o.cfg, s1: new S1Context(o.ws, o.cfg.s1, o.log, groups), groups, input };
+  return { ws: o.ws, cfg: o.cfg, s1: new S1Context(o.ws, o.cfg.s1, o.log, { stores, atomic: !!o.backend, signals: groups }), groups, input };
+}
+
+/** The runner's surroundings: the database's stores and queues when `backend` is set, else the workspace's files. Close `stores` when done. */
+export function s1Deps(o: Pick<PipelineOptions, 'ws' | 'cfg' | 'log' | 'backend'>): RunnerDeps {
+  return o.backend ? pgDeps(o.ws, o.cfg, o.log, o.backend) : fileDeps(o.ws, o.cfg, o.log);
 }
 
 /**
@@ -71,10 +84,11 @@ export async function prepareS1(o: PipelineOptions): Promise<S1Env> {
 export async function runS1(o: RunOptions): Promise<RunReport> {
   // Under the run lock: no other run can take the id between this check and the first manifest.
   assertRunIdFree(o.ws, o.runId);
-  const env = await prepareS1(o);
-  const exec = s1Execution(env);
-  const d = fileDeps(o.ws, o.cfg, o.log);
+  const d = s1Deps(o);
+  let env: S1Env | null = null;
   try {
+    env = await prepareS1(o, d.stores);
+    const exec = s1Execution(env);
     const r = await runExecution(
       exec,
       {
@@ -92,7 +106,7 @@ export async function runS1(o: RunOptions): Promise<RunReport> {
     );
     return reportOf(r, exec.paramsOf(o.runId));
   } finally {
-    await env.s1.close();
+    await env?.s1.close();
     await d.stores.close();
   }
 }

@@ -1,4 +1,5 @@
 import { join, relative } from 'node:path';
+import type { PipelineStores } from '../../src/pipeline/stores.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
 import { pointerDates, pointerPath, readPointer, type CurrentPointer } from '../../src/storage/pointers.js';
 import { StateFileError } from '../../src/storage/state-file.js';
@@ -83,8 +84,54 @@ export function publishedDates(ws: WorkspacePaths, cfg: S1Config, signals: Itera
       if (!(err instanceof StateFileError)) throw err;
     }
   }
-  const keyOf = (date: string, p: CurrentPointer): string => `${date}|${paramsKey(projectionParamsOf(p.params))}`;
   const ids = projectionIds(join(ws.store, STORE_FILES.project_rewards), new Set([...pointers].map(([d, p]) => keyOf(d, p))));
+  return datesOf(pointers, ids, cfg, signals, only, nowMs);
+}
+
+/**
+ * {@link publishedDates} read through the pipeline stores (the files or a database): every
+ * pointer of Season 1 (damaged ones skipped) and the projection rows each names.
+ */
+export async function publishedDatesIn(
+  stores: PipelineStores,
+  cfg: S1Config,
+  signals: Iterable<Signal> | SortedSignals,
+  only?: ReadonlySet<string>,
+  nowMs: number = Date.now(),
+): Promise<PublishedDate[]> {
+  const pointers = new Map<string, CurrentPointer>();
+  for (const date of await stores.pointers.partitions(PIPELINE)) {
+    try {
+      const p = await stores.pointers.read(PIPELINE, date);
+      if (p) pointers.set(date, p);
+    } catch (err) {
+      if (!(err instanceof StateFileError)) throw err;
+    }
+  }
+  const rows = stores.rows(PIPELINE, 'project_rewards');
+  const ids = new Map<string, string[]>();
+  for (const [date, p] of pointers)
+    ids.set(
+      keyOf(date, p),
+      (await rows.texts(date, paramsKey(projectionParamsOf(p.params)))).map((t) => t.id),
+    );
+  return datesOf(pointers, ids, cfg, signals, only, nowMs);
+}
+
+/** The key of a pointer's projection rows: `date|paramsKey`. */
+function keyOf(date: string, p: CurrentPointer): string {
+  return `${date}|${paramsKey(projectionParamsOf(p.params))}`;
+}
+
+/** Pure: the published dates, fine or stale, from the pointers and the ids of the projection rows each names (by {@link keyOf}). */
+function datesOf(
+  pointers: ReadonlyMap<string, CurrentPointer>,
+  ids: ReadonlyMap<string, string[]>,
+  cfg: S1Config,
+  signals: Iterable<Signal> | SortedSignals,
+  only: ReadonlySet<string> | undefined,
+  nowMs: number,
+): PublishedDate[] {
   const sorted = signals instanceof SortedSignals ? signals : new SortedSignals(signals);
   const hash = configHash(cfg);
   const out: PublishedDate[] = [];

@@ -2,6 +2,10 @@ import { z } from 'zod';
 import { MetaspnError } from '../../src/guard/errors.js';
 import type { WorkerContext, WorkerDefinition, WorkerInitContext, WorkerTask } from '../../src/runtime/worker-api.js';
 import type { WorkspaceConfig } from '../../src/config/load.js';
+import { loadConfig } from '../../src/config/load.js';
+import { PgStores } from '../../src/backend/pg/stores.js';
+import type { PgSetting } from '../../src/backend/pg/setting.js';
+import type { TaskEffects } from '../../src/runtime/effects.js';
 import { asOfInstantMs, isDateText } from './dates.js';
 import { S1Context, type DatePayload, type StageName } from './context.js';
 import type { CountedParams, Params } from './ids.js';
@@ -22,7 +26,9 @@ type CountedPayload = z.infer<typeof countedPayload>;
 
 /**
  * The shared shell: a pure step per stage, the S1 context (stores, signals) set up once.
- * The pipeline passes its context in `env.s1`; a standalone worker builds and closes its own.
+ * The pipeline passes its context in `env.s1`; a standalone worker builds and closes its own: on
+ * the workspace's files, or on the database `env.backend` names (`worker run` on PostgreSQL),
+ * where its rows commit with its tasks' acknowledgements, as the pipeline's do.
  */
 abstract class S1Worker<P extends DatePayload> implements WorkerDefinition<P> {
   abstract readonly name: StageName;
@@ -38,8 +44,9 @@ abstract class S1Worker<P extends DatePayload> implements WorkerDefinition<P> {
       this.s1 = shared;
       return;
     }
-    const cfg = ctx.env.config as WorkspaceConfig | undefined;
-    this.s1 = cfg ? new S1Context(ctx.workspace, cfg.s1, ctx.logger) : S1Context.forWorkspace(ctx.workspace, ctx.logger);
+    const cfg = (ctx.env.config as WorkspaceConfig | undefined) ?? loadConfig(ctx.workspace);
+    const pg = ctx.env.backend as PgSetting | undefined;
+    this.s1 = new S1Context(ctx.workspace, cfg.s1, ctx.logger, pg ? { stores: new PgStores({ setting: pg }), atomic: true, ownsStores: true } : {});
     this.owned = true;
   }
 
@@ -49,10 +56,12 @@ abstract class S1Worker<P extends DatePayload> implements WorkerDefinition<P> {
 
   async handle(task: WorkerTask<P>, ctx: WorkerContext): Promise<void> {
     if (!this.s1) this.init(ctx);
-    await this.run(this.s1!, task.payload);
+    // A worker of its own does not see the publishes since its last task: what settlement counted may be stale.
+    if (this.owned) this.s1!.pointersMoved();
+    await this.run(this.s1!, task.payload, ctx.effects);
   }
 
-  protected abstract run(s1: S1Context, p: P): Promise<void>;
+  protected abstract run(s1: S1Context, p: P, effects: TaskEffects): Promise<void>;
 }
 
 /** Stage 1, one task per subject: the subject's attention score on the date. */
@@ -62,13 +71,13 @@ export class UpdateAttentionScoresWorker extends S1Worker<SubjectPayload> {
   // Tiny tasks whose cost is the store's fsync: many at once make each fsync cover many rows.
   readonly defaults = { concurrency: 256 };
 
-  protected async run(s1: S1Context, p: SubjectPayload): Promise<void> {
+  protected async run(s1: S1Context, p: SubjectPayload, effects: TaskEffects): Promise<void> {
     const params = (await s1.params(this.name, p)) as Params;
     const signals = (await s1.signals()).get(p.subject_ref) ?? [];
     const score = attentionForSubject(signals, p.date, Date.parse(p.as_of), s1.cfg.attention);
     // No counted signal: nothing to score (the pipeline does not enqueue such subjects).
     if (!score) return;
-    await s1.put(this.name, p.date, params, [attentionRow(p.date, { subject_ref: p.subject_ref, ...score }, params)]);
+    await s1.put(this.name, p.date, params, [attentionRow(p.date, { subject_ref: p.subject_ref, ...score }, params)], effects);
   }
 }
 
@@ -77,7 +86,7 @@ export class ProjectRewardsWorker extends S1Worker<DatePayload> {
   readonly name = 'project_rewards';
   readonly payload = datePayload;
 
-  protected async run(s1: S1Context, p: DatePayload): Promise<void> {
+  protected async run(s1: S1Context, p: DatePayload, effects: TaskEffects): Promise<void> {
     const params = (await s1.params(this.name, p)) as Params;
     const projections = projectRewards(await s1.scores(p.date, params), s1.cfg.season.daily_pool_units);
     await s1.put(
@@ -85,13 +94,16 @@ export class ProjectRewardsWorker extends S1Worker<DatePayload> {
       p.date,
       params,
       projections.map((x) => projectionRow(p.date, x, params)),
+      effects,
     );
-    s1.remember(
-      this.name,
-      p.date,
-      params,
-      projections.map((x) => ({ subject_ref: x.subject_ref, projected_units: x.projected_units })),
-    );
+    // Rows that commit with the acknowledgement are not stored yet: the next stages read them back.
+    if (!s1.atomic)
+      s1.remember(
+        this.name,
+        p.date,
+        params,
+        projections.map((x) => ({ subject_ref: x.subject_ref, projected_units: x.projected_units })),
+      );
   }
 }
 
@@ -104,7 +116,7 @@ export class SettleSeasonWorker extends S1Worker<CountedPayload> {
   readonly name = 'settle_season';
   readonly payload = countedPayload;
 
-  protected async run(s1: S1Context, p: CountedPayload): Promise<void> {
+  protected async run(s1: S1Context, p: CountedPayload, effects: TaskEffects): Promise<void> {
     const params = (await s1.params(this.name, p)) as CountedParams;
     const settlement = await s1.settlement(p.date, params);
     if (!settlement.conservation.ok) {
@@ -115,6 +127,7 @@ export class SettleSeasonWorker extends S1Worker<CountedPayload> {
       p.date,
       params,
       settlement.rows.map((r) => settlementRow(p.date, s1.cfg.season, r, params)),
+      effects,
     );
   }
 }
@@ -124,11 +137,11 @@ export class PublishSeasonSummaryWorker extends S1Worker<CountedPayload> {
   readonly name = 'publish_season_summary';
   readonly payload = countedPayload;
 
-  protected async run(s1: S1Context, p: CountedPayload): Promise<void> {
+  protected async run(s1: S1Context, p: CountedPayload, effects: TaskEffects): Promise<void> {
     const params = (await s1.params(this.name, p)) as CountedParams;
     const scores = await s1.scores(p.date, params);
     const projections = await s1.projections(p.date, params);
     const settlement = await s1.settlement(p.date, params);
-    await s1.put(this.name, p.date, params, [summaryRow({ date: p.date, season: s1.cfg.season, params, scores, projections, settlement })]);
+    await s1.put(this.name, p.date, params, [summaryRow({ date: p.date, season: s1.cfg.season, params, scores, projections, settlement })], effects);
   }
 }

@@ -7,8 +7,9 @@
 import { GroupWindow } from './acks.js';
 import type pg from 'pg';
 import { canonicalText } from '../../pipeline/canonical.js';
-import type { StoredRow } from '../../pipeline/types.js';
+import type { RowText } from '../../pipeline/types.js';
 import type { EffectConflict, EffectsOutcome, Lease, TaskEffect } from '../../queue/types.js';
+import { effectTexts } from '../../runtime/effects.js';
 import { hashText } from '../../storage/store/artifact-store.js';
 
 /** Anything statements can run on inside a transaction. */
@@ -32,12 +33,12 @@ export interface RowsWritten {
  * with other text as a conflict. On conflicts the caller must roll back (some rows may have been
  * inserted). A repeated id within `rows` is present (same text) or a conflict.
  */
-export async function putRowsOn(c: Tx, S: string, store: string, rows: readonly StoredRow[]): Promise<RowsWritten> {
+export async function putRowsOn(c: Tx, S: string, store: string, rows: readonly RowText[]): Promise<RowsWritten> {
   const fresh = new Map<string, { date: string; p: string; text: string }>();
   const conflicts: RowsWritten['conflicts'] = [];
   let present = 0;
   for (const r of rows) {
-    const text = canonicalText(r);
+    const text = r.text;
     const had = fresh.get(r.id);
     if (had === undefined) fresh.set(r.id, { date: r.date, p: r.identity, text });
     else if (had.text === text) present++;
@@ -82,9 +83,9 @@ export async function writeEffectsOn(c: Tx, S: string, queue: string, id: string
   const logs: string[] = [];
   const bodies: string[] = [];
   for (const e of effects) {
-    if (e.kind === 'rows') {
+    if (e.kind !== 'append') {
       const store = `${e.pipeline}.${e.step}`;
-      const r = await putRowsOn(c, S, store, e.rows);
+      const r = await putRowsOn(c, S, store, effectTexts(e));
       for (const x of r.conflicts) conflicts.push({ store, ...x });
     } else {
       logs.push(e.log);
@@ -145,14 +146,14 @@ export class EffectsBatcher {
  * @returns the (store, id) keys of rows that conflict (the caller rolls back and sets their ops apart).
  */
 export async function writeBatchEffectsOn(c: Tx, S: string, queue: string, ops: readonly Pick<EffectsOp, 'id' | 'lease' | 'effects'>[]): Promise<Set<string>> {
-  const byStore = new Map<string, StoredRow[]>();
+  const byStore = new Map<string, RowText[]>();
   const log = { logs: [] as string[], ids: [] as string[], fences: [] as number[], bodies: [] as string[] };
   for (const op of ops) {
     for (const e of op.effects) {
-      if (e.kind === 'rows') {
+      if (e.kind !== 'append') {
         const store = `${e.pipeline}.${e.step}`;
         const list = byStore.get(store) ?? [];
-        list.push(...e.rows);
+        list.push(...effectTexts(e));
         byStore.set(store, list);
       } else {
         log.logs.push(e.log);
@@ -180,5 +181,5 @@ export async function writeBatchEffectsOn(c: Tx, S: string, queue: string, ops: 
 
 /** Whether `op` writes a row among the `conflicting` (store, id) keys of {@link writeBatchEffectsOn}. */
 export function touches(op: Pick<EffectsOp, 'effects'>, conflicting: ReadonlySet<string>): boolean {
-  return op.effects.some((e) => e.kind === 'rows' && e.rows.some((r) => conflicting.has(`${e.pipeline}.${e.step}\u0000${r.id}`)));
+  return op.effects.some((e) => e.kind !== 'append' && e.rows.some((r) => conflicting.has(`${e.pipeline}.${e.step}\u0000${r.id}`)));
 }

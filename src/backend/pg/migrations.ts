@@ -5,6 +5,7 @@ import { SCHEMA_V2 } from './schema-v2.js';
 import { SCHEMA_V3 } from './schema-v3.js';
 import { SCHEMA_V4 } from './schema-v4.js';
 import { SCHEMA_V5 } from './schema-v5.js';
+import { SCHEMA_V6 } from './schema-v6.js';
 import { SCHEMA_NAME, targetOf, type PgSetting } from './setting.js';
 
 /**
@@ -28,6 +29,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, name: 'pipeline stores and run locks', sql: SCHEMA_V3 },
   { version: 4, name: 'effect logs', sql: SCHEMA_V4 },
   { version: 5, name: 'completed-task retention', sql: SCHEMA_V5 },
+  { version: 6, name: 'sealed output sets', sql: SCHEMA_V6 },
 ];
 
 /** The schema version this code writes. */

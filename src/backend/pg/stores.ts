@@ -14,7 +14,9 @@ import type pg from 'pg';
 import { MetaspnError } from '../../guard/errors.js';
 import type { RunLockFence } from '../../guard/run-lock.js';
 import type { LedgerStore, ManifestStore, PipelineStores, PointerStore, RowPutResult, RowStore } from '../../pipeline/stores.js';
-import type { StoredRow } from '../../pipeline/types.js';
+import { rowTextOf } from '../../pipeline/canonical.js';
+import type { RowText, StoredRow } from '../../pipeline/types.js';
+import type { Conflict } from '../../storage/store/artifact-store.js';
 import { entryHash, GENESIS, type LedgerEntry, type LedgerKind, type LedgerProblem, type LedgerRead } from '../../storage/ledger.js';
 import type { Manifest } from '../../storage/manifest.js';
 import { POINTER_REPAIR_HINT, type CurrentPointer } from '../../storage/pointers.js';
@@ -368,7 +370,11 @@ class PgRowStore implements RowStore {
     this.location = `pg:${stores.schema}.artifact/${store}`;
   }
 
-  async put(rows: readonly StoredRow[]): Promise<RowPutResult> {
+  put(rows: readonly StoredRow[]): Promise<RowPutResult> {
+    return this.putTexts(rows.map(rowTextOf));
+  }
+
+  async putTexts(rows: readonly RowText[]): Promise<RowPutResult> {
     if (rows.length === 0) return { written: 0, present: 0, conflicts: [] };
     try {
       return await this.stores.run('writing rows', (pool, S) =>
@@ -391,6 +397,69 @@ class PgRowStore implements RowStore {
       pool.query<{ body: string }>(`SELECT body FROM ${S}.artifact WHERE store = $1 AND date = $2 AND p = $3 ORDER BY seq`, [this.store, partition, identity]),
     );
     return r.rows.map((x) => JSON.parse(x.body) as StoredRow).sort(byKey);
+  }
+
+  async texts(partition: string, identity: string): Promise<{ id: string; text: string }[]> {
+    const r = await this.stores.run('reading rows', (pool, S) =>
+      pool.query<{ id: string; body: string }>(`SELECT id, body FROM ${S}.artifact WHERE store = $1 AND date = $2 AND p = $3 ORDER BY seq`, [this.store, partition, identity]),
+    );
+    return r.rows.map((x) => ({ id: x.id, text: x.body }));
+  }
+
+  async conflicts(rows: readonly RowText[]): Promise<Conflict[]> {
+    if (rows.length === 0) return [];
+    const r = await this.stores.run('reading rows', (pool, S) =>
+      pool.query<{ id: string; body: string }>(`SELECT id, body FROM ${S}.artifact WHERE store = $1 AND id = ANY($2::text[])`, [this.store, rows.map((x) => x.id)]),
+    );
+    const had = new Map(r.rows.map((x) => [x.id, x.body]));
+    return rows.flatMap((x) => {
+      const e = had.get(x.id);
+      return e !== undefined && e !== x.text ? [{ id: x.id, existing: e, incoming: x.text }] : [];
+    });
+  }
+
+  /**
+   * In one transaction, under the seal's row lock: the rows of (partition, identity) past its
+   * `sealed_to` are taken out and written again at the end of the store (new `seq`), in `order`
+   * then in their write order, unless they already are its tail in that order; `sealed_to` moves
+   * past them. Their ids, texts and hashes do not change.
+   */
+  async seal(partition: string, identity: string, order: readonly string[] = []): Promise<void> {
+    const key = [this.store, partition, identity];
+    await this.stores.run('sealing rows', (pool, S) =>
+      inTransaction(pool, async (c) => {
+        await c.query(`INSERT INTO ${S}.artifact_seal (store, date, p, sealed_to) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING`, key);
+        const sealedTo = (await c.query<{ to: string }>(`SELECT sealed_to::text AS to FROM ${S}.artifact_seal WHERE store = $1 AND date = $2 AND p = $3 FOR UPDATE`, key)).rows[0]!.to;
+        const open = (
+          await c.query<{ id: string; h: string; body: string; seq: string }>(
+            `SELECT id, h, body, seq::text AS seq FROM ${S}.artifact WHERE store = $1 AND date = $2 AND p = $3 AND seq > $4 ORDER BY seq`,
+            [...key, sealedTo],
+          )
+        ).rows;
+        if (open.length === 0) return;
+        const rank = new Map(order.map((id, i) => [id, i]));
+        const ordered = open.map((x, i) => ({ ...x, i })).sort((a, b) => (rank.get(a.id) ?? order.length + a.i) - (rank.get(b.id) ?? order.length + b.i));
+        const first = open[0]!.seq;
+        const inPlace =
+          ordered.every((x, i) => x.i === i) &&
+          !(await c.query(`SELECT 1 FROM ${S}.artifact WHERE store = $1 AND seq > $2 AND NOT (date = $3 AND p = $4) LIMIT 1`, [this.store, first, partition, identity])).rowCount;
+        let last = open[open.length - 1]!.seq;
+        if (!inPlace) {
+          await c.query(`DELETE FROM ${S}.artifact WHERE store = $1 AND date = $2 AND p = $3 AND seq > $4`, [...key, sealedTo]);
+          for (let i = 0; i < ordered.length; i += EXPORT_CHUNK) {
+            const slice = ordered.slice(i, i + EXPORT_CHUNK);
+            const ins = await c.query<{ seq: string }>(
+              `INSERT INTO ${S}.artifact (store, id, date, p, h, body)
+               SELECT $1, x.id, $2, $3, x.h, x.body FROM unnest($4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS x(id, h, body, n) ORDER BY x.n
+               RETURNING seq::text AS seq`,
+              [...key, slice.map((x) => x.id), slice.map((x) => x.h), slice.map((x) => x.body)],
+            );
+            for (const x of ins.rows) if (BigInt(x.seq) > BigInt(last)) last = x.seq;
+          }
+        }
+        await c.query(`UPDATE ${S}.artifact_seal SET sealed_to = $4 WHERE store = $1 AND date = $2 AND p = $3`, [...key, last]);
+      }),
+    );
   }
 
   async digest(partition: string, identity: string): Promise<{ rows: number; sha256: string }> {

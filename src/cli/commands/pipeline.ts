@@ -123,7 +123,7 @@ export function registerPipeline(program: Command): void {
       .option('--json', 'print the run report as JSON')
       .addOption(databaseUrlOption()),
   ).action(async (name: string, o: { workspace: string; date: string; asOf?: string; runId?: string; skipCheck?: string[]; json?: boolean } & LockFlags) => {
-    const bundled = await bundledActions(name, o);
+    const bundled = await bundledActions(name);
     if (bundled) return bundled.run(o);
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
@@ -162,7 +162,7 @@ export function registerPipeline(program: Command): void {
       .addOption(databaseUrlOption()),
   ).action(async (name: string, o: { workspace: string; start: string; end: string; maxParallel: number; resume?: boolean; skipCheck?: string[]; json?: boolean } & LockFlags) => {
     if (o.maxParallel > 64) throw new UsageError(`--max-parallel ${o.maxParallel} is out of range 1 to 64`);
-    const bundled = await bundledActions(name, o);
+    const bundled = await bundledActions(name);
     if (bundled) return bundled.backfill(o);
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
@@ -214,7 +214,7 @@ export function registerPipeline(program: Command): void {
   ).action(async (name: string, o: { workspace: string; steps?: number; toHash?: string; dryRun?: boolean; strict?: boolean; json?: boolean } & LockFlags) => {
     if ((o.steps === undefined) === (o.toHash === undefined)) throw new UsageError('give exactly one of --steps N or --to-hash H');
     if (!o.reason?.trim() && !o.dryRun) throw new UsageError('--reason TEXT is required: it is recorded in the ledger');
-    const bundled = await bundledActions(name, o);
+    const bundled = await bundledActions(name);
     if (bundled) return bundled.rollback(o);
     const ws = openWorkspace(o.workspace);
     const cfg = loadConfig(ws);
@@ -248,14 +248,12 @@ export function registerPipeline(program: Command): void {
 
 /**
  * A bundled pipeline's own commands behind `pipeline run|backfill|rollback <name>` (Season 1:
- * `s1 run-local|backfill|rollback`, the same code path), or null for a workspace's pipeline.
- * @throws UsageError (64) for `--database-url` with a bundled pipeline that runs on files only.
+ * `s1 run-local|backfill|rollback`, the same code path, `--database-url` included), or null for a
+ * workspace's pipeline.
  */
-async function bundledActions(name: string, o: { databaseUrl?: string }): Promise<BundledActions | null> {
+async function bundledActions(name: string): Promise<BundledActions | null> {
   const b = bundledPipeline(name);
   if (!b?.actions) return null;
-  if (o.databaseUrl !== undefined)
-    throw new UsageError(`pipeline ${name} runs on the workspace's files only, not on PostgreSQL; leave --database-url out`, { hint: 'docs/POSTGRES.md says what runs on PostgreSQL' });
   return b.actions();
 }
 

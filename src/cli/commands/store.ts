@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { PgStores } from '../../backend/pg/stores.js';
 import { loadConfig } from '../../config/load.js';
 import { UsageError } from '../../guard/errors.js';
+import { storeFileOf } from '../../pipeline/bundled.js';
 import { parseDate } from '../../pipeline/dates.js';
 import { writeAtomicSync } from '../../storage/atomic.js';
 import { safeReadFile, safeReaddir } from '../../storage/safe-path.js';
@@ -60,11 +61,18 @@ export function registerStore(program: Command): void {
       if (pg) {
         const stores = new PgStores({ setting: pg });
         try {
-          for (const name of (await stores.storeNames()).filter((n) => ownedBy(n, o.pipeline))) {
-            const dot = name.indexOf('.');
+          // Named and listed as the file backend names its files (Season 1: s1_attention_scores, …).
+          const named = (await stores.storeNames())
+            .filter((n) => ownedBy(n, o.pipeline))
+            .map((n) => {
+              const [pipeline, step] = [n.slice(0, n.indexOf('.')), n.slice(n.indexOf('.') + 1)];
+              return { pipeline, step, file: storeFileOf(pipeline, step).replace(/\.jsonl$/, '') };
+            })
+            .sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+          for (const { pipeline, step, file } of named) {
             const chunks: string[] = [];
-            const rows = await stores.exportRows(name.slice(0, dot), name.slice(dot + 1), (l) => void chunks.push(l), date);
-            if (rows > 0 || date === undefined) write(name, chunks.join(''), rows);
+            const rows = await stores.exportRows(pipeline, step, (l) => void chunks.push(l), date);
+            if (rows > 0 || date === undefined) write(file, chunks.join(''), rows);
           }
         } finally {
           await stores.close();

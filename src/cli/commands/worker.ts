@@ -88,7 +88,8 @@ export function registerWorker(program: Command): void {
       const queue = openQueue(s.ws, worker.name, policy, log, pg);
       const signals = stopSignals(log);
       const t0 = Date.now();
-      const init = { logger: log, workspace: s.ws, env: { config: s.cfg } };
+      // `backend`: the database the queue is on, for workers that read or write there too (Season 1's); absent on files.
+      const init = { logger: log, workspace: s.ws, env: { config: s.cfg, ...(pg ? { backend: pg } : {}) } };
       // In isolates, each one loads the module and runs its init; here, this process does.
       const host = isolation === 'none' ? inProcessHost(worker) : isolatedHost({ isolation, spec: resolveWorkerSpec(spec), init });
       const deadCodes: string[] = [];

@@ -8,6 +8,7 @@ import { setExitCode } from '../../../src/cli/exit.js';
 import { printJson } from '../../../src/cli/format.js';
 import { collect, openWorkspace, positiveInt } from '../../../src/cli/options.js';
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../../../src/cli/locked.js';
+import { backendFor, databaseUrlOption } from '../../../src/cli/backend.js';
 
 export function registerBackfill(s1: Command): void {
   addLockFlags(
@@ -20,7 +21,8 @@ export function registerBackfill(s1: Command): void {
       .option('--max-parallel <n>', 'dates run at once (settlement and publishing still go in date order)', positiveInt('--max-parallel'), 1)
       .option('--resume', 'skip dates already published with the same params whose outputs still match the store; stale dates (inputs or earlier dates changed since) run again')
       .option('--skip-check <name>', 'publish through a known false alarm of this check or guardrail (repeatable; needs --reason)', collect)
-      .option('--json', 'print the summary as JSON'),
+      .option('--json', 'print the summary as JSON')
+      .addOption(databaseUrlOption()),
   ).action(backfillAction);
 }
 
@@ -31,6 +33,7 @@ export type BackfillFlags = { workspace: string; start: string; end: string; max
 export async function backfillAction(o: BackfillFlags): Promise<void> {
   const ws = openWorkspace(o.workspace);
   const cfg = loadConfig(ws);
+  const backend = backendFor(cfg, o.databaseUrl);
   const total = backfillPlans({ cfg, start: o.start, end: o.end }).length;
   const backfillId = `bf-${newRunId()}`;
   const skipChecks = skipChecksOf(o);
@@ -54,7 +57,8 @@ export async function backfillAction(o: BackfillFlags): Promise<void> {
       's1',
       backfillId,
       o,
-      (log, stop, force, lockLost) => backfill({ ws, cfg, log, stop, force, lockLost, skipChecks, backfillId, start: o.start, end: o.end, maxParallel: o.maxParallel, resume: !!o.resume, onDate }),
+      (log, stop, force, lockLost) =>
+        backfill({ ws, cfg, backend, log, stop, force, lockLost, skipChecks, backfillId, start: o.start, end: o.end, maxParallel: o.maxParallel, resume: !!o.resume, onDate }),
       'backfill_id',
     );
   } finally {

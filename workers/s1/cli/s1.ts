@@ -14,6 +14,7 @@ import { collect, openWorkspace, positiveInt } from '../../../src/cli/options.js
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../../../src/cli/locked.js';
 import { UsageError } from '../../../src/guard/errors.js';
 import { formatRollback, formatRunText } from '../../../src/cli/commands/pipeline.js';
+import { backendFor, databaseUrlOption } from '../../../src/cli/backend.js';
 
 export function registerS1(program: Command): void {
   const s1 = program.command('s1').description('the Season 1 pipeline');
@@ -26,7 +27,8 @@ export function registerS1(program: Command): void {
       .option('--as-of <instant>', 'use only data before this instant, not later than now (default: the next midnight UTC; a date not over yet needs it, and its run is provisional)')
       .option('--run-id <id>', 'id of this run, not used before (default: time-based)')
       .option('--skip-check <name>', 'publish through a known false alarm of this check or guardrail (repeatable; needs --reason)', collect)
-      .option('--json', 'print the run report as JSON'),
+      .option('--json', 'print the run report as JSON')
+      .addOption(databaseUrlOption()),
   ).action(runLocalAction);
   registerRollback(s1);
   registerBackfill(s1);
@@ -39,12 +41,16 @@ export type RunLocalFlags = { workspace: string; date: string; asOf?: string; ru
 export async function runLocalAction(o: RunLocalFlags): Promise<void> {
   const ws = openWorkspace(o.workspace);
   const cfg = loadConfig(ws);
+  // Rows, manifests, pointers, ledger, queues and the run lock in PostgreSQL when a backend is set.
+  const backend = backendFor(cfg, o.databaseUrl);
   const plan = planRun(cfg.s1, o.date, o.asOf);
   const runId = o.runId !== undefined ? checkRunId(o.runId) : newRunId();
   // Checked again under the run lock; here it refuses before the lock is even taken.
   if (o.runId !== undefined) assertRunIdFree(ws, runId);
   const skipChecks = skipChecksOf(o);
-  const report = await runLocked(o.workspace, 's1', runId, o, (log, stop, force, lockLost) => runS1({ ws, cfg, plan, runId, log, stop, force, lockLost, skipChecks, ...withProgress(o.json) }));
+  const report = await runLocked(o.workspace, 's1', runId, o, (log, stop, force, lockLost) =>
+    runS1({ ws, cfg, backend, plan, runId, log, stop, force, lockLost, skipChecks, ...withProgress(o.json) }),
+  );
   setExitCode(report.exit_code);
   if (o.json) return printJson(report);
   process.stdout.write(formatReport(report));
@@ -68,7 +74,8 @@ export function registerRollback(s1: Command): void {
       .option('--to-hash <hash>', 'the state right after this ledger entry (full hash or 8+ hex digits)')
       .option('--dry-run', 'print which pointers would change; change nothing')
       .option('--strict', "refuse (exit 30) when the ledger or a restored run's manifest does not verify")
-      .option('--json', 'print JSON'),
+      .option('--json', 'print JSON')
+      .addOption(databaseUrlOption()),
   ).action(rollbackAction);
 }
 
@@ -80,10 +87,13 @@ export async function rollbackAction(o: RollbackFlags): Promise<void> {
   if ((o.steps === undefined) === (o.toHash === undefined)) throw new UsageError('give exactly one of --steps N or --to-hash H');
   if (!o.reason?.trim() && !o.dryRun) throw new UsageError('--reason TEXT is required: it is recorded in the ledger');
   const ws = openWorkspace(o.workspace);
+  const backend = backendFor(loadConfig(ws), o.databaseUrl);
   const runId = `rollback-${newRunId()}`;
-  const report = await runLocked(o.workspace, 's1', runId, { ...o, reason: o.reason }, (log) =>
+  const report = await runLocked(o.workspace, 's1', runId, { ...o, reason: o.reason }, (log, _stop, _force, lockLost) =>
     rollback({
       ws,
+      backend,
+      fence: (fn) => lockLost.whileHeld(fn),
       log,
       target: o.steps !== undefined ? { steps: o.steps } : { toHash: o.toHash! },
       reason: (o.reason ?? '').trim(),
