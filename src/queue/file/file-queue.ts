@@ -34,7 +34,7 @@ import { DeadLetterMirror } from './deadletter-mirror.js';
 import { HeldTasks } from './held.js';
 import { QueueLogConflictError } from './loader.js';
 import { QueueLogFile } from './log-file.js';
-import type { LogRecord } from './records.js';
+import { ENQS_MAX, enqsOf, type LogRecord } from './records.js';
 import { reclaimIn } from './reclaim.js';
 import { taskAt, type BatchKind, type Round } from './round.js';
 import { RoundEngine, type Answer } from './rounds.js';
@@ -138,6 +138,15 @@ export class FileQueue implements Queue {
         const fresh = new Set(tasks.filter((t) => idx.ids.get(t.id) < 0).map((t) => t.id)).size;
         if (open + fresh > this.maxQueueSize) throw queueFull(this.name, open, fresh, this.maxQueueSize);
       }
+      // Fresh tasks go out ENQS_MAX to a line (one `enqs`; a lone one as an `enq`), in the order given.
+      const fresh = new Set<string>();
+      let pending: NewTask[] = [];
+      const flush = (): void => {
+        if (pending.length === 1) r.emit({ t: 'enq', n: idx.slots.count, at: r.at, task: newRecord(this.name, pending[0]!, this.maxAttempts, r.at, at) });
+        else if (pending.length > 1) r.emit(enqsOf(idx.slots.count, r.at, pending, this.name, this.maxAttempts));
+        pending = [];
+        fresh.clear();
+      };
       for (const t of tasks) {
         const n = idx.ids.get(t.id);
         if (n >= 0) {
@@ -165,10 +174,16 @@ export class FileQueue implements Queue {
           result.existing.push(t.id);
           continue;
         }
-        const task = newRecord(this.name, t, this.maxAttempts, r.at, at);
-        r.emit({ t: 'enq', n: idx.slots.count, at: r.at, task });
+        if (fresh.has(t.id)) {
+          result.existing.push(t.id);
+          continue;
+        }
+        fresh.add(t.id);
+        pending.push(t);
         result.added.push(t.id);
+        if (pending.length === ENQS_MAX) flush();
       }
+      flush();
       return () => result;
     });
   }

@@ -1,4 +1,4 @@
-import type { LogRecord } from './records.js';
+import type { EnqsRecord, LogRecord } from './records.js';
 import { STATES } from './slots.js';
 
 /**
@@ -12,7 +12,7 @@ import { STATES } from './slots.js';
  */
 
 /** Every record type a writer of this version or an older one writes. */
-const TYPES: ReadonlySet<string> = new Set(['head', 'enq', 'claim', 'renew', 'start', 'done', 'rel', 'fail', 'dead', 'reclaim', 'retry', 'rerun', 'cancel', 'discard', 'pause', 'resume', 'snap', 'kept', 'clk']);
+const TYPES: ReadonlySet<string> = new Set(['head', 'enq', 'enqs', 'claim', 'renew', 'start', 'done', 'rel', 'fail', 'dead', 'reclaim', 'retry', 'rerun', 'cancel', 'discard', 'pause', 'resume', 'snap', 'kept', 'clk']);
 /** The error kinds a task's history may hold (ErrorKind). */
 const KINDS: ReadonlySet<string> = new Set(['transient', 'contract', 'timeout', 'lease_expired', 'owner_gone']);
 /** attempt_count and max_attempts live in 16 bits of memory per task. */
@@ -74,6 +74,8 @@ export function impossibleValue(r: LogRecord): string | null {
     case 'reclaim':
       if (!isFence(r.f, 1)) return `${t}: fence ${JSON.stringify(r.f)} names no lease (leases have fences from 1)`;
       return impossibleTask(r.task);
+    case 'enqs':
+      return impossibleEntries(r);
     case 'enq':
     case 'retry':
     case 'rerun':
@@ -104,6 +106,20 @@ export function impossibleValue(r: LogRecord): string | null {
   }
 }
 
+/** An `enqs`'s entries: each a task id, and counts and groups in range (the rules of impossibleTask for a fresh task). */
+function impossibleEntries(r: EnqsRecord): string | null {
+  if (!isFence(r.n, 0)) return `enqs: slot ${JSON.stringify(r.n)} is not a whole number from 0`;
+  if (typeof r.q !== 'string') return 'enqs: no queue name';
+  if (!isCount(r.x, 0)) return `enqs: max_attempts x ${JSON.stringify(r.x)} is not a whole number from 0 to ${MAX_COUNT}`;
+  if (!Array.isArray(r.l) || r.l.length === 0) return 'enqs: no list of tasks';
+  for (const e of r.l as unknown[]) {
+    if (!Array.isArray(e) || e.length < 2 || e.length > 4 || typeof e[0] !== 'string') return `enqs: ${JSON.stringify(e).slice(0, 40)} is not a task entry [id, payload(, max_attempts(, group))]`;
+    if (e.length > 2 && !isCount(e[2], 0)) return `enqs: task ${e[0]}: max_attempts ${JSON.stringify(e[2])} is not a whole number from 0 to ${MAX_COUNT}`;
+    if (e.length > 3 && typeof e[3] !== 'string') return `enqs: task ${e[0]}: group ${JSON.stringify(e[3]).slice(0, 40)} is not a string`;
+  }
+  return null;
+}
+
 /** A batched record's [slot, fence] pairs: every lease has a fence from 1. */
 function pairs(t: string, l: unknown): string | null {
   if (!Array.isArray(l)) return `${t}: no list of [slot, fence] pairs`;
@@ -125,6 +141,7 @@ export function salvageable(r: LogRecord, now: number): LogRecord | null {
   if (typeof rec.n !== 'number') return null;
   const f = isFence(rec.f, 0) ? (rec.f as number) : 0;
   if (rec.t === 'kept') return typeof rec.id === 'string' ? { t: 'kept', n: rec.n, id: rec.id, f, tm: now } : null;
+  if (rec.t === 'enqs') return salvageableEntries(r as EnqsRecord, now);
   if (rec.t !== 'enq' && rec.t !== 'snap') return null;
   const task = rec.task as Record<string, unknown> | null;
   if (typeof task !== 'object' || task === null || typeof task.id !== 'string') return null;
@@ -138,4 +155,22 @@ export function salvageable(r: LogRecord, now: number): LogRecord | null {
     : [];
   const fixed = { ...task, max_attempts: max, attempt_count: attempts, errors, retries: Array.isArray(task.retries) ? task.retries : [] };
   return { t: 'snap', n: rec.n, s: 'ready', f, tm: now, task: fixed as never };
+}
+
+/**
+ * For a salvage: an `enqs` made trustworthy entry by entry (counts within range, a group that is not
+ * a string dropped, the time `now` when its own is impossible). An entry with no id keeps its place
+ * as a hole (null: no task, the slots after it keep their numbers); null when no entry has an id.
+ */
+function salvageableEntries(r: EnqsRecord, now: number): LogRecord | null {
+  if (!Array.isArray(r.l)) return null;
+  const x = isCount(r.x, 1) ? r.x : 5;
+  const l = (r.l as unknown[]).map((e) => {
+    if (!Array.isArray(e) || typeof e[0] !== 'string') return null;
+    const max = e.length > 2 ? (isCount(e[2], 1) ? (e[2] as number) : 5) : x;
+    return typeof e[3] === 'string' ? [e[0], e[1], max, e[3]] : max !== x ? [e[0], e[1], max] : [e[0], e[1]];
+  });
+  if (l.every((e) => e === null)) return null;
+  const fixed = { t: 'enqs', n: r.n, at: isTime(r.at) ? r.at : now, q: typeof r.q === 'string' ? r.q : '', x, l };
+  return fixed as unknown as LogRecord;
 }

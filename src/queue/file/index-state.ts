@@ -3,7 +3,7 @@ import { transition, type Event, type Status } from '../state.js';
 import type { Owner, QueueStats, TaskState } from '../types.js';
 import type { LogRecord, Pair } from './records.js';
 import { impossibleValue } from './impossible.js';
-import { DueHeap, IdIndex, SlotFifo, SlotTable, STATES, S_CANCELLED, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED, UNPLACED } from './slots.js';
+import { DueHeap, IdIndex, NO_ENTRY, SlotFifo, SlotTable, STATES, S_CANCELLED, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED, UNPLACED } from './slots.js';
 
 /**
  * A record that cannot occur in a log written under the queue's lock, or totals that do not add
@@ -213,10 +213,25 @@ export class IndexState {
       case 'enq':
         // The writer enqueues only ids it does not know, always into the next slot.
         this.checkPlacement(r.t, r.n, r.task.id, offset);
-        this.place(r.n, r.task.id, offset, length);
+        // `i`: a salvage placing one entry of an `enqs` line on its own.
+        if (r.i !== undefined) this.place(r.n, r.task.id, offset, length, r.i, 0);
+        else this.place(r.n, r.task.id, offset, length);
         this.slots.group[r.n] = this.internGroup(r.task.group);
         this.setStatus(r.n, { state: 'ready', attempt_count: 0, max_attempts: r.task.max_attempts, fence: 0, time: at, owner: null }, -1);
         return;
+      case 'enqs': {
+        // Entry i is slot n + i, each placed as its own `enq` would be; each accounts for its share of the line.
+        const share = Math.ceil(length / r.l.length);
+        for (let i = 0; i < r.l.length; i++) {
+          const e = r.l[i]!;
+          const n = r.n + i;
+          this.checkPlacement(r.t, n, e[0], offset);
+          this.place(n, e[0], offset, length, i, share);
+          this.slots.group[n] = this.internGroup(e[3]);
+          this.setStatus(n, { state: 'ready', attempt_count: 0, max_attempts: e[2] ?? r.x, fence: 0, time: at, owner: null }, -1);
+        }
+        return;
+      }
       case 'claim': {
         const o = this.internOwner(r.o, r.pid, r.host, r.m !== undefined ? this.logBoot : null);
         for (const [n] of r.l) this.checkSlot(r.t, n, offset);
@@ -269,8 +284,7 @@ export class IndexState {
         // A compaction writes snaps into the next slot; `enqueue --rerun` of an id whose completed
         // task only a tombstone remembers writes one over that tombstone, with the same id.
         if (r.n < this.slots.count && r.n >= 0 && this.slots.state[r.n] === S_COMPLETED && this.ids.get(r.task.id) === r.n) {
-          this.slots.recOff[r.n] = offset;
-          this.slots.recLen[r.n] = length;
+          this.slots.setRecord(r.n, offset, length);
         } else {
           this.checkPlacement(r.t, r.n, r.task.id, offset);
           this.place(r.n, r.task.id, offset, length);
@@ -373,13 +387,13 @@ export class IndexState {
     this.setStatus(n, { state: 'ready', attempt_count: t.attempts[n]!, max_attempts: t.maxAttempts[n]!, fence: t.fence[n]!, time: now, owner: null }, -1);
   }
 
-  private place(n: number, id: string, offset: number, length: number): void {
+  /** `entry`, `weight`: see SlotTable.setRecord (an `enqs` entry; a salvaged one accounts for no bytes). */
+  private place(n: number, id: string, offset: number, length: number, entry = NO_ENTRY, weight = length): void {
     this.placed++;
     this.slots.ensure(n);
     this.slots.state[n] = UNPLACED; // not yet counted in any state
-    this.slots.recOff[n] = offset;
-    this.slots.recLen[n] = length;
-    this.liveBytes += length;
+    this.slots.setRecord(n, offset, length, entry, weight);
+    this.liveBytes += weight;
     this.ids.set(id, n);
   }
 
@@ -415,9 +429,8 @@ export class IndexState {
     if (e.type === 'fail' || e.type === 'dead_letter' || e.type === 'reclaim') this.totals.failed++;
     if (e.type === 'retry') this.totals.retried++;
     // The record carries the task as it now stands (attempt counted, error kept).
-    if (this.slots.state[n] !== S_COMPLETED) this.liveBytes += length - this.slots.recLen[n]!;
-    this.slots.recOff[n] = offset;
-    this.slots.recLen[n] = length;
+    if (this.slots.state[n] !== S_COMPLETED) this.liveBytes += length - this.slots.weight[n]!;
+    this.slots.setRecord(n, offset, length);
     this.setStatus(n, out, out.owner === null ? -1 : this.slots.owner[n]!);
   }
 
@@ -445,8 +458,8 @@ export class IndexState {
     }
     if (after === S_READY && before !== S_READY) this.ready.push(n);
     if (after === S_SCHEDULED) this.due.push(s.time, n);
-    if (after === S_COMPLETED && before !== S_COMPLETED) this.liveBytes -= t.recLen[n]!;
-    else if (before === S_COMPLETED && after !== S_COMPLETED) this.liveBytes += t.recLen[n]!;
+    if (after === S_COMPLETED && before !== S_COMPLETED) this.liveBytes -= t.weight[n]!;
+    else if (before === S_COMPLETED && after !== S_COMPLETED) this.liveBytes += t.weight[n]!;
     if (after === S_DEAD && before !== S_DEAD) {
       if (before !== UNPLACED) this.totals.dead_lettered++;
       this.deadSlots.add(n);

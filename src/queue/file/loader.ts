@@ -7,7 +7,8 @@ import { decodeLine, type ScannedLine } from './codec.js';
 import { IndexState, ReplayConflictError, type ReplayConflict } from './index-state.js';
 import { readAt, readMany } from '../../storage/io.js';
 import { readLines } from './log-io.js';
-import { idOfRecord, type LogRecord } from './records.js';
+import { entryRecord, idOfRecord, type EnqsRecord, type LogRecord } from './records.js';
+import { NO_ENTRY } from './slots.js';
 
 /** A stretch of the log that failed its checksum, kept so it can be set aside in quarantine/. */
 export interface CorruptRange {
@@ -103,29 +104,65 @@ export class LoadedLog {
 
   /**
    * The records of many slots, read in as few reads as their layout allows: tasks enqueued
-   * together sit together in the log, so a claim of 64 of them is one read, not 64.
+   * together sit together in the log (in one `enqs` line, or in lines side by side), so a claim of
+   * 64 of them is one read, not 64, and a line is read and decoded once however many of them it holds.
    */
   recordsAt(slots: readonly number[]): unknown[] {
     const t = this.idx.slots;
-    const onDisk = slots.filter((s) => t.recOff[s]! < this.end && !this.replaced.has(t.recOff[s]!));
-    const bufs = readMany(this.fd(), onDisk.map((s) => ({ offset: t.recOff[s]!, length: t.recLen[s]! })));
-    const read = new Map(onDisk.map((s, i) => [s, bufs[i]!]));
+    const lines = new Map<number, number>();
+    for (const s of slots) {
+      const off = t.recOff[s]!;
+      if (off < this.end && !this.replaced.has(off) && off !== this.lastLine?.offset && !lines.has(off)) lines.set(off, t.recLen[s]!);
+    }
+    const offsets = [...lines.keys()];
+    const bufs = readMany(
+      this.fd(),
+      offsets.map((offset) => ({ offset, length: lines.get(offset)! })),
+    );
+    const decoded = new Map<number, unknown>(offsets.map((off, i) => [off, decodeBuf(bufs[i]!)]));
     return slots.map((s) => {
-      const b = read.get(s);
-      if (!b) return this.recordAt(s);
-      return decodeLine(b, 0, b[b.length - 1] === 0x0a ? b.length - 1 : b.length);
+      const off = t.recOff[s]!;
+      if (!decoded.has(off)) return this.recordAt(s);
+      const rec = decoded.get(off);
+      if (t.entry[s] !== NO_ENTRY) this.remember(off, rec);
+      return pick(rec, t.entry[s]!);
     });
   }
 
   /** The full record a slot points at, read back from the log. */
   recordAt(slot: number): unknown {
     const t = this.idx.slots;
-    if (this.replaced.size && this.replaced.has(t.recOff[slot]!)) return this.replaced.get(t.recOff[slot]!);
-    if (t.recOff[slot]! >= this.end) return this.unwritten.get(t.recOff[slot]!) ?? null;
-    const len = t.recLen[slot]!;
-    const buf = readAt(this.fd(), t.recOff[slot]!, len);
-    return decodeLine(buf, 0, buf[len - 1] === 0x0a ? len - 1 : len);
+    const off = t.recOff[slot]!;
+    const entry = t.entry[slot]!;
+    if (this.replaced.size && this.replaced.has(off)) return pick(this.replaced.get(off), entry);
+    if (off >= this.end) return pick(this.unwritten.get(off) ?? null, entry);
+    if (entry !== NO_ENTRY && this.lastLine?.offset === off) return pick(this.lastLine.record, entry);
+    const rec = decodeBuf(readAt(this.fd(), off, t.recLen[slot]!));
+    if (entry !== NO_ENTRY) this.remember(off, rec);
+    return pick(rec, entry);
   }
+
+  /**
+   * The `enqs` line read last: the tasks of one are claimed a few at a time, one claim after the
+   * other, and each would read and decode the whole line again. Lines below `end` never change.
+   */
+  private lastLine: { offset: number; record: unknown } | null = null;
+
+  private remember(offset: number, record: unknown): void {
+    this.lastLine = { offset, record };
+  }
+}
+
+/** A line's bytes (with or without its newline) as its record; null when it does not verify. */
+function decodeBuf(b: Buffer): unknown {
+  return decodeLine(b, 0, b[b.length - 1] === 0x0a ? b.length - 1 : b.length);
+}
+
+/** The record of a slot: the line's record, or entry `entry` of an `enqs` as its own `enq`. */
+function pick(rec: unknown, entry: number): unknown {
+  if (entry === NO_ENTRY || rec === null || (rec as { t?: unknown }).t !== 'enqs') return rec;
+  const r = rec as EnqsRecord;
+  return entry < r.l.length && r.l[entry] !== null ? entryRecord(r, entry) : null;
 }
 
 /** The file behind a descriptor, for an error message (Linux; elsewhere the descriptor number). */

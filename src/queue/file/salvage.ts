@@ -1,11 +1,11 @@
 import type { QueueClock } from '../clock.js';
 import type { TaskState } from '../types.js';
 import type { ScannedLine } from './codec.js';
-import { salvageable } from './impossible.js';
+import { impossibleValue, salvageable } from './impossible.js';
 import { ImpossibleRecordError, ReplayConflictError, type ReplayConflict } from './index-state.js';
 import { LoadedLog, QueueLogConflictError } from './loader.js';
 import { readLines } from './log-io.js';
-import type { LogRecord, Pair } from './records.js';
+import { entryRecord, type LogRecord, type Pair } from './records.js';
 import { STATES, S_COMPLETED, S_DEAD } from './slots.js';
 
 /** What a salvage replay did to keep every task of a log that holds conflicts. */
@@ -80,6 +80,8 @@ class Salvager {
     this.lines++;
     this.log.end = l.offset + l.length; // on disk: recordAt may read it back
     const rec = l.record as LogRecord | null;
+    // An `enqs` line numbers one slot per entry.
+    if (rec?.t === 'enqs' && Array.isArray(rec.l)) this.lines += rec.l.length - 1;
     if (rec === null || typeof rec !== 'object' || typeof rec.t !== 'string') {
       this.log.corrupt.push({ offset: l.offset, length: l.length });
       return;
@@ -122,6 +124,16 @@ class Salvager {
     switch (rec.t) {
       case 'enq':
         return this.place(rec, rec.task.id, l);
+      case 'enqs': {
+        // Checked whole before any entry is placed: a bad entry found halfway would have placed the others twice.
+        const bad = rec === this.log.replaced.get(l.offset) ? null : impossibleValue(rec);
+        if (bad !== null) throw new ImpossibleRecordError(bad);
+        for (let i = 0; i < rec.l.length; i++) {
+          // A salvaged line's entry without an id is a hole: no task, the slot number passed over.
+          if (rec.l[i] !== null) this.place(entryRecord(rec, i), rec.l[i]![0], l);
+        }
+        return;
+      }
       case 'kept':
         return this.place(rec, rec.id, l);
       case 'snap': {
@@ -213,7 +225,7 @@ class Salvager {
   }
 
   private setRoute(n: number, s: number): void {
-    // A log holds at most one slot per line: a number past that is nonsense, and nothing is routed to it.
+    // A log holds at most one slot per line (an `enqs` line one per entry): a number past that is nonsense, and nothing is routed to it.
     if (!Number.isInteger(n) || n < 0 || n > this.lines) return;
     if (n >= this.route.length) {
       let size = this.route.length;

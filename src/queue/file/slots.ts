@@ -7,6 +7,8 @@ export const S_LEASED = 2;
 export const S_COMPLETED = 3;
 export const S_DEAD = 4;
 export const S_CANCELLED = 5;
+/** SlotTable.entry of a slot whose record is a whole line. */
+export const NO_ENTRY = 0xffff;
 /** A slot no valid record has placed a task in. */
 export const UNPLACED = 255;
 
@@ -31,6 +33,18 @@ export class SlotTable {
   /** Where the task's latest full record sits in the log. */
   recOff = new Float64Array(1024);
   recLen = new Uint32Array(1024);
+  /** Which entry of an `enqs` line the record is; NO_ENTRY: the line is the record. */
+  entry = new Uint16Array(1024);
+  /** The bytes of the log the record accounts for (the compaction trigger's live bytes): its line, or its share of an `enqs` line. */
+  weight = new Uint32Array(1024);
+
+  /** The slot's record is the line at [offset, offset+length), or entry `entry` of it, accounting for `weight` bytes. */
+  setRecord(n: number, offset: number, length: number, entry = NO_ENTRY, weight = length): void {
+    this.recOff[n] = offset;
+    this.recLen[n] = length;
+    this.entry[n] = entry;
+    this.weight[n] = weight;
+  }
 
   add(): number {
     this.ensure(this.count);
@@ -71,6 +85,8 @@ export class SlotTable {
     this.time = g(this.time);
     this.recOff = g(this.recOff);
     this.recLen = g(this.recLen);
+    this.entry = g(this.entry);
+    this.weight = g(this.weight);
   }
 }
 
