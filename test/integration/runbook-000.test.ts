@@ -1,16 +1,20 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, ROOT, tempWorkspace } from './cli.js';
+import { createTestDatabase, pgAvailable } from '../queue/pg-db.js';
+import { tempDir } from '../temp.js';
+import { cli, ROOT, tempWorkspace, type CliResult } from './cli.js';
 
 /**
  * Every command of the Season 1 operations runbook (seed 000), run verbatim as a subprocess from
- * a workspace root. The runbook is read from ../shared when it is there; the copy in
+ * a workspace root: on files, then with the backend set by the environment (METASPN_DATABASE_URL),
+ * as an operator who moved to PostgreSQL types them. The runbook is read from ../shared when it is there; the copy in
  * test/fixtures must match it.
  */
 const SHARED = join(ROOT, '..', 'shared', 'seeds', '000_ca37633f59414a32.txt');
 const COPY = join(ROOT, 'test', 'fixtures', 'runbook-000.txt');
 const RUNBOOK = readFileSync(existsSync(SHARED) ? SHARED : COPY, 'utf8');
+const up = await pgAvailable();
 
 /** The runbook's commands: each line of each bash block, continuation lines joined. */
 function runbookCommands(text: string): string[] {
@@ -38,31 +42,66 @@ describe('runbook 000, verbatim', () => {
   });
 
   it('every command works as written, from the workspace root', () => {
-    const ws = tempWorkspace();
-    const vars: Record<string, string> = { 'YYYY-MM-DD': '2026-01-15' };
-    const seen: string[] = [];
-    for (const line of runbookCommands(RUNBOOK)) {
-      if (line.includes('<task_id>')) {
-        // Give the runbook a dead letter to requeue by id: a task whose payload breaks the contract.
-        const bad = cli(['queue', 'enqueue', 'project_rewards', '--workspace', '.', '--payload', '{"date":"not-a-date"}', '--id', 'bad-task'], { cwd: ws });
-        expect(bad.code).toBe(0);
-        const run = cli(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', '.', '--once'], { cwd: ws });
-        expect(run.code).toBe(20);
-        const list = cli(['queue', 'deadletter', 'list', 'project_rewards', '--workspace', '.', '--json'], { cwd: ws });
-        vars['<task_id>'] = JSON.parse(list.stdout).dead_letters[0].task.id;
-      }
-      const r = cli(argv(line, vars), { cwd: ws });
-      expect(r.code, `${line}\n${r.stderr}`).toBe(0);
-      expect(r.stderr, line).not.toMatch(/^error:/m);
-      seen.push(line);
-      if (line.includes('queue stats')) expect(r.stdout).toMatch(/^queue \w+\n\s+ready\s+\d+/);
+    const ws = runbook({}, (line, r) => {
       if (line.includes('deadletter list')) expect(r.stdout).toMatch(/no dead letters for|dead letter\(s\) in/);
       if (line.includes('s1 run-local')) expect(r.stdout).toContain('published: manifests/current/s1/date=2026-01-15.json');
-      if (line.includes('--task-id')) expect(r.stdout).toContain('moved 1 task(s) of project_rewards back to ready');
-    }
-    expect(seen).toHaveLength(13);
-    for (const f of ['s1_attention_scores.jsonl', 's1_reward_projections.jsonl', 's1_settlements.jsonl', 's1_summaries.jsonl']) {
-      expect(existsSync(join(ws, 'store', f)), f).toBe(true);
-    }
+    });
+    for (const f of STORE) expect(existsSync(join(ws, 'store', f)), f).toBe(true);
+    onFiles = Object.fromEntries(STORE.map((f) => [f, readFileSync(join(ws, 'store', f), 'utf8')]));
   });
+
+  // After the test above: its store is what the database's must export to. 17 CLI processes, about 15 s on a quiet machine.
+  it.skipIf(!up)(
+    'on PostgreSQL (METASPN_DATABASE_URL set): every command works as written; the rows are in the database, and store export equals the store on files',
+    { timeout: 180_000 },
+    async () => {
+      const db = await createTestDatabase();
+      try {
+        const env = { METASPN_DATABASE_URL: db.url };
+        const ws = runbook(env, (line, r) => {
+          if (line.includes('s1 run-local')) expect(r.stdout).toMatch(/^published: /m);
+        });
+        for (const f of STORE) expect(existsSync(join(ws, 'store', f)), f).toBe(false);
+        const out = tempDir('metaspn-rb-export-');
+        const x = cli(['store', 'export', '--workspace', ws, '--out', out], { env });
+        expect(x.code, x.stderr).toBe(0);
+        expect(onFiles, 'the runbook on files ran first').toBeTruthy();
+        for (const f of STORE) expect(readFileSync(join(out, 'store', f), 'utf8'), f).toBe(onFiles![f]);
+      } finally {
+        await db.drop();
+      }
+    },
+  );
 });
+
+const STORE = ['s1_attention_scores.jsonl', 's1_reward_projections.jsonl', 's1_settlements.jsonl', 's1_summaries.jsonl'];
+/** The store files the runbook left on files, by name. */
+let onFiles: Record<string, string> | undefined;
+
+/**
+ * Runs every runbook command verbatim from the root of a fresh workspace, with `env` (a dead letter
+ * made for the command that requeues one by id); `check` sees each command's result. Returns the workspace.
+ */
+function runbook(env: Record<string, string>, check: (line: string, r: CliResult) => void): string {
+  const ws = tempWorkspace();
+  const run = (args: string[]): CliResult => cli(args, { cwd: ws, env });
+  const vars: Record<string, string> = { 'YYYY-MM-DD': '2026-01-15' };
+  const seen: string[] = [];
+  for (const line of runbookCommands(RUNBOOK)) {
+    if (line.includes('<task_id>')) {
+      // Give the runbook a dead letter to requeue by id: a task whose payload breaks the contract.
+      expect(run(['queue', 'enqueue', 'project_rewards', '--workspace', '.', '--payload', '{"date":"not-a-date"}', '--id', 'bad-task']).code).toBe(0);
+      expect(run(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', '.', '--once']).code).toBe(20);
+      vars['<task_id>'] = JSON.parse(run(['queue', 'deadletter', 'list', 'project_rewards', '--workspace', '.', '--json']).stdout).dead_letters[0].task.id;
+    }
+    const r = run(argv(line, vars));
+    expect(r.code, `${line}\n${r.stderr}`).toBe(0);
+    expect(r.stderr, line).not.toMatch(/^error:/m);
+    seen.push(line);
+    if (line.includes('queue stats')) expect(r.stdout).toMatch(/^queue \w+\n\s+ready\s+\d+/);
+    if (line.includes('--task-id')) expect(r.stdout).toContain('moved 1 task(s) of project_rewards back to ready');
+    check(line, r);
+  }
+  expect(seen).toHaveLength(13);
+  return ws;
+}
