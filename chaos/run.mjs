@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-const SUITES = ['crash', 'concurrency', 'corruption', 'diskfull', 'fuzz', 'locks', 'lock-holders', 'fair-attempts', 'clock-steps', 'pg-effects', 'pg-s1'];
+const SUITES = ['crash', 'concurrency', 'corruption', 'diskfull', 'fuzz', 'locks', 'lock-holders', 'fair-attempts', 'clock-steps', 'pg-effects', 'pg-s1', 'pg-run-lock'];
 const root = resolve(import.meta.dirname, '..');
 
 function usage(msg) {

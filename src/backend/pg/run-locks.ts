@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { MetaspnError, UsageError, type ErrorCode } from '../../guard/errors.js';
+import { DataInvalidError, MetaspnError, UsageError, type ErrorCode } from '../../guard/errors.js';
 import {
   describeHolder,
   RunLockLostError,
@@ -340,15 +340,28 @@ export class PgRunLocks implements RunLocks {
           return { holder, busy: false };
         }
         broke = { why: row.expired ? 'ttl_expired' : 'forced', holder };
-        this.#warnTakeover(o, broke);
         // End the live holder's session (and whatever it had in flight), then wait for its lock.
-        await c.query(
-          `SELECT pg_terminate_backend(l.pid, ${PG_LOCK_TIMING.terminateWaitMs}) FROM pg_locks l, (SELECT hashtextextended($1, 0) AS k) x
-            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()
-              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND l.classid = ((x.k >> 32) & 4294967295)::oid AND l.objid = (x.k & 4294967295)::oid`,
-          [key],
-        );
+        // Ending another role's session takes pg_signal_backend (or superuser, or the holder's role).
+        try {
+          await c.query(
+            `SELECT pg_terminate_backend(l.pid, ${PG_LOCK_TIMING.terminateWaitMs}) FROM pg_locks l, (SELECT hashtextextended($1, 0) AS k) x
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND l.classid = ((x.k >> 32) & 4294967295)::oid AND l.objid = (x.k & 4294967295)::oid`,
+            [key],
+          );
+        } catch (err) {
+          if ((err as { code?: string }).code !== '42501') throw err;
+          await c.query('ROLLBACK').catch(() => undefined);
+          const role = (await c.query<{ r: string }>('SELECT current_user AS r').catch(() => null))?.rows[0]?.r ?? 'this role';
+          throw new DataInvalidError(
+            this.#setting.source,
+            null,
+            `cannot break run lock ${o.name} held by ${describeHolder(holder)}: role ${role} may not end the holder's session (${(err as Error).message})`,
+            { cause: err, hint: `grant it: GRANT pg_signal_backend TO ${role}; (a superuser's session needs a superuser), or break the lock as the holder's role; nothing was changed` },
+          );
+        }
+        this.#warnTakeover(o, broke);
         try {
           await c.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [key]);
         } catch (err) {
