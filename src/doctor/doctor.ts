@@ -30,7 +30,7 @@ interface Plan {
   pipelines: string[];
 }
 
-async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{ findings: Finding[]; plan: Plan }> {
+async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null, database: PgSetting | null): Promise<{ findings: Finding[]; plan: Plan }> {
   const f = new Findings();
   const plan: Plan = { queues: [], tornStores: [], staleIndexes: [], ledgerTail: false, staleRunLocks: [], staleMutexes: [], pipelines: [] };
   if (checkLinks(ws, f).length > 0) return { findings: f.list, plan }; // nothing else is read through a link
@@ -51,7 +51,7 @@ async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null): Promise<{
     plan.pipelines = defs.map((d) => d.name);
   }
   // Bundled pipelines check their own inputs and published dates (Season 1: its pointers, signals, staleness).
-  if (cfg) for (const p of bundledPipelines()) await p.doctor?.(ws, cfg, f);
+  if (cfg) for (const p of bundledPipelines()) await p.doctor?.(ws, cfg, f, database);
   return { findings: f.list, plan };
 }
 
@@ -119,7 +119,7 @@ export interface DoctorReport {
 
 export async function doctor(ws: WorkspacePaths, cfg: WorkspaceConfig | null, opts: { repair: boolean; database?: PgSetting | null }): Promise<DoctorReport> {
   const checkAll = async (): Promise<{ findings: Finding[]; plan: Plan }> => {
-    const r = await check(ws, cfg);
+    const r = await check(ws, cfg, opts.database ?? null);
     // On PostgreSQL, what the database keeps too (read-only; --repair changes nothing there).
     if (opts.database) {
       const f = new Findings();

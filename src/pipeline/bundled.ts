@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import type { WorkspaceConfig } from '../config/load.js';
 import type { Findings } from '../doctor/finding.js';
 import type { WorkspacePaths } from '../storage/paths.js';
+import type { PgSetting } from '../backend/pg/setting.js';
 
 /** What `runs retry` and the ops API need to start a run of a bundled pipeline. */
 export interface BundledRunRequest {
@@ -58,8 +59,8 @@ export interface BundledPipeline {
   storeFiles?: Readonly<Record<string, string>>;
   /** Queues `queue stats` knows before any task exists. */
   queues?: readonly string[];
-  /** Doctor's checks of its inputs and published partitions. */
-  doctor?(ws: WorkspacePaths, cfg: WorkspaceConfig, f: Findings): Promise<void>;
+  /** Doctor's checks of its inputs and published partitions; `database`: the PostgreSQL backend in effect (null: files), read only. */
+  doctor?(ws: WorkspacePaths, cfg: WorkspaceConfig, f: Findings, database: PgSetting | null): Promise<void>;
   /**
    * The CLI arguments that run one partition (ops API run starts), checked first.
    * @throws what planning the run throws (a bad or out-of-range date: 64 or 10).

@@ -149,13 +149,59 @@ describe.skipIf(!up)('Season 1 on PostgreSQL', () => {
     expect((await sql<{ kind: string }>(`SELECT kind FROM metaspn.ledger ORDER BY seq DESC LIMIT 1`))[0]!.kind).toBe('rollback');
   }, 240_000);
 
+  it('doctor reads Season 1 in the database: a late signal makes the published dates stale; backfill --resume restates them, then skips them', async () => {
+    const ws = tempWorkspace({ config: { backend: { schema: 's1_stale' } } });
+    const env = { METASPN_DATABASE_URL: db.url };
+    for (const date of ['2026-01-20', '2026-01-21']) {
+      const r = cli(['s1', 'run-local', '--workspace', ws, '--date', date], { env });
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const doctor = (): { code: number | null; findings: { severity: string; area: string; path: string; message: string }[] } => {
+      const r = cli(['doctor', '--workspace', ws, '--json'], { env });
+      return { code: r.code, findings: (JSON.parse(r.stdout) as { findings: { severity: string; area: string; path: string; message: string }[] }).findings.filter((x) => x.severity !== 'info') };
+    };
+    expect(doctor()).toEqual({ code: 0, findings: [] });
+
+    appendFileSync(join(ws, 'inputs', 's1_signals.jsonl'), `${JSON.stringify({ signal_id: 'late-2', ts: '2026-01-20T23:00:00Z', subject_ref: 'creator:c0003', kind: 'follow' })}\n`);
+    const stale = doctor();
+    expect(stale.code).toBe(0);
+    expect(stale.findings.map((x) => [x.severity, x.area, x.path])).toEqual([
+      ['warning', 'stale', 'pg:s1_stale.current_pointer/s1/date=2026-01-20'],
+      ['warning', 'stale', 'pg:s1_stale.current_pointer/s1/date=2026-01-21'],
+    ]);
+    expect(stale.findings[0]!.message).toMatch(
+      /^s1 2026-01-20 is stale \(published by run \S+\): inputs changed: inputs digest [0-9a-f]{16} was published, inputs\/s1_signals\.jsonl gives [0-9a-f]{16} now$/,
+    );
+
+    let bf = json<{ exit_code: number; dates: Record<string, { status: string; stale?: string }> }>(
+      cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-20', '--end', '2026-01-21', '--resume', '--json'], { env }),
+    );
+    expect([bf.exit_code, Object.values(bf.dates).map((d) => [d.status, !!d.stale])]).toEqual([
+      0,
+      [
+        ['published', true],
+        ['published', true],
+      ],
+    ]);
+    expect(doctor()).toEqual({ code: 0, findings: [] });
+    bf = json(cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-20', '--end', '2026-01-21', '--resume', '--json'], { env }));
+    expect([bf.exit_code, Object.values(bf.dates).map((d) => d.status)]).toEqual([0, ['skipped', 'skipped']]);
+
+    // A published run whose rows changed in the table: doctor names its manifest (30).
+    await sql(
+      `UPDATE s1_stale.artifact SET body = replace(body, '"score":', '"score":1') WHERE id = (SELECT id FROM s1_stale.artifact WHERE store = 's1.publish_season_summary' ORDER BY seq DESC LIMIT 1)`,
+    );
+    const bad = doctor();
+    expect(bad.code).toBe(30);
+    expect(bad.findings.map((x) => [x.severity, x.area, x.message])).toEqual([['error', 'manifest', 'its recorded output hash no longer matches the publish_season_summary rows of 2026-01-21']]);
+    expect(bad.findings[0]!.path).toMatch(/^pg:s1_stale\.manifest\/s1\/publish_season_summary\/date=2026-01-21\/run=bf-\S+\.2026-01-21$/);
+  }, 180_000);
+
   it('a row changed in the table under its id: the replay writes nothing, reports an incident and exits 30', async () => {
-    const ws = tempWorkspace();
+    // A schema of its own: this database already holds the other tests' rows.
+    const ws = tempWorkspace({ config: { backend: { schema: 's1_conflict' } } });
     const url = ['--database-url', db.url, '--workspace', ws];
-    // A schema of its own: this database already holds the other test's rows.
     const env = { METASPN_DATABASE_URL: '' };
-    const cfg = { backend: { schema: 's1_conflict' } };
-    appendFileSync(join(ws, 'metaspn.config.json'), JSON.stringify(cfg));
     let r = cli(['s1', 'run-local', '--date', '2026-01-20', '--run-id', 'c1', ...url], { env });
     expect(r.code, r.stderr).toBe(0);
     const [row] = await sql<{ id: string; body: string }>(`SELECT id, body FROM s1_conflict.artifact WHERE store = 's1.update_attention_scores' ORDER BY seq LIMIT 1`);

@@ -16,6 +16,8 @@ import { STORE_FILES } from './context.js';
 import { STAGES } from './ids.js';
 import { planRun } from './plan.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
+import type { PgSetting } from '../../src/backend/pg/setting.js';
+import type { Signal } from './signals.js';
 
 declare module '../../src/config/load.js' {
   interface WorkspaceConfig {
@@ -29,19 +31,23 @@ declare module '../../src/config/load.js' {
 /** Season 1's inputs file, under inputs/. */
 const INPUT = 's1_signals.jsonl';
 
-async function doctorS1(ws: WorkspacePaths, cfg: WorkspaceConfig, f: Findings): Promise<void> {
+async function doctorS1(ws: WorkspacePaths, cfg: WorkspaceConfig, f: Findings, database: PgSetting | null): Promise<void> {
   // Loaded when doctor runs: the other commands do not pay for them.
   const [{ checkPointers }, { readWeightedSignals }, { staleFindings }] = await Promise.all([import('../../src/doctor/records.js'), import('./signals.js'), import('./stale.js')]);
   await checkPointers(ws, 's1', STORE_FILES, f);
   const input = join(ws.inputs, INPUT);
-  if (!existsSync(input)) return;
-  try {
-    const signals = await readWeightedSignals(input, cfg.s1.attention.weights);
-    for (const x of staleFindings(ws, cfg.s1, signals)) f.warn('stale', x.path, x.message, x.fix);
-  } catch (err) {
-    if (!(err instanceof DataInvalidError)) throw err;
-    f.error('input', relative(ws.root, input), err.message.replace(`${input}`, '').replace(/^:/, 'line '), 'fix the line; runs exit 20 until then (nothing is written)');
+  let signals: Signal[] | null = null;
+  if (existsSync(input)) {
+    try {
+      signals = await readWeightedSignals(input, cfg.s1.attention.weights);
+      for (const x of staleFindings(ws, cfg.s1, signals)) f.warn('stale', x.path, x.message, x.fix);
+    } catch (err) {
+      if (!(err instanceof DataInvalidError)) throw err;
+      f.error('input', relative(ws.root, input), err.message.replace(`${input}`, '').replace(/^:/, 'line '), 'fix the line; runs exit 20 until then (nothing is written)');
+    }
   }
+  // On PostgreSQL, Season 1's pointers, manifests and rows are the database's.
+  if (database) await (await import('./doctor-pg.js')).checkS1Database(database, cfg.s1, signals, f, ws.root);
 }
 
 /** Season 1, bundled: `metaspn s1 …`, `metaspn smoke`, `metaspn_ops.workers.s1`. */
