@@ -85,6 +85,34 @@ export function describeStoresBackend(name: string, b: StoresBackend): void {
       await s.close();
     });
 
+    it('rows in their stored form (putTexts): exact texts, read back in write order; conflicts() writes nothing; seal keeps every id, text and the digest', async () => {
+      const s = await b.open();
+      const rows = s.rows('demo', 'texts');
+      const P = 'pppppppppppppppp';
+      // Texts of a spec of their own (no key, no identity field): kept byte for byte.
+      const t = (id: string, v: number, identity = P): { id: string; date: string; identity: string; text: string } => ({
+        id,
+        date: '2026-01-02',
+        identity,
+        text: `{"id":"${id}","params":{"x":1},"v":${v}}`,
+      });
+      expect(await rows.putTexts([t('c', 3), t('a', 1)])).toEqual({ written: 2, present: 0, conflicts: [] });
+      expect(await rows.putTexts([t('a', 1), t('b', 2)])).toEqual({ written: 1, present: 1, conflicts: [] });
+      expect(await rows.putTexts([t('d', 4), t('a', 9)])).toEqual({ written: 0, present: 0, conflicts: [{ id: 'a', existing: t('a', 1).text, incoming: t('a', 9).text }] });
+      expect(await rows.conflicts([t('a', 9), t('b', 2), t('z', 0)])).toEqual([{ id: 'a', existing: t('a', 1).text, incoming: t('a', 9).text }]);
+      expect(await rows.texts('2026-01-02', P)).toEqual([t('c', 3), t('a', 1), t('b', 2)].map((x) => ({ id: x.id, text: x.text })));
+      expect(await rows.texts('2026-01-02', 'qqqqqqqqqqqqqqqq')).toEqual([]);
+      const digest = await rows.digest('2026-01-02', P);
+      expect(digest.rows).toBe(3);
+      await rows.seal('2026-01-02', P, ['a', 'b', 'c']);
+      const sealed = await rows.texts('2026-01-02', P);
+      expect(sealed.map((x) => x.id).sort()).toEqual(['a', 'b', 'c']);
+      expect(sealed.map((x) => x.text).sort()).toEqual([t('a', 1), t('b', 2), t('c', 3)].map((x) => x.text));
+      expect(await rows.digest('2026-01-02', P)).toEqual(digest);
+      expect(await rows.conflicts([t('d', 4)])).toEqual([]);
+      await s.close();
+    });
+
     it('manifests: listed by step and partition, oldest first; a rewrite of the same run replaces it; hasRun', async () => {
       const s = await b.open();
       await s.manifests.write(manifest('load', '2026-01-02', 'r2', '2026-01-03T02:00:00.000Z'));

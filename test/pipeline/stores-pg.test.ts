@@ -208,6 +208,57 @@ describe.skipIf(!up)('PostgreSQL pipeline stores', () => {
     }
   });
 
+  it('seal: the rows of an output set written since its last seal move to the end of the store, in the order given; rows sealed before stay; a tail in order is not rewritten', async () => {
+    const s = open();
+    const rows = s.rows('demo', 'sealed');
+    const t = (id: string, date: string): { id: string; date: string; identity: string; text: string } => ({ id, date, identity: 'p', text: `{"date":"${date}","id":"${id}"}` });
+    const exported = async (): Promise<string[]> => {
+      let out = '';
+      await s.exportRows('demo', 'sealed', (l) => void (out += l));
+      return out
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { id: string }).id);
+    };
+    const seqs = async (): Promise<Record<string, string>> => {
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      try {
+        return Object.fromEntries((await c.query<{ id: string; seq: string }>(`SELECT id, seq::text AS seq FROM ${s.schema}.artifact WHERE store = 'demo.sealed'`)).rows.map((r) => [r.id, r.seq]));
+      } finally {
+        await c.end();
+      }
+    };
+    try {
+      // Two output sets whose tasks committed interleaved, in no order.
+      for (const [id, date] of [
+        ['a3', '2026-01-02'],
+        ['b2', '2026-01-03'],
+        ['a1', '2026-01-02'],
+        ['b1', '2026-01-03'],
+        ['a2', '2026-01-02'],
+      ] as const)
+        await rows.putTexts([t(id, date)]);
+      await rows.seal('2026-01-02', 'p', ['a1', 'a2', 'a3']);
+      expect(await exported()).toEqual(['b2', 'b1', 'a1', 'a2', 'a3']);
+      await rows.seal('2026-01-03', 'p', ['b1', 'b2']);
+      expect(await exported()).toEqual(['a1', 'a2', 'a3', 'b1', 'b2']);
+      // Sealed again with nothing new: nothing moves.
+      const before = await seqs();
+      await rows.seal('2026-01-02', 'p', ['a1', 'a2', 'a3']);
+      expect(await seqs()).toEqual(before);
+      // A row written to a sealed set later lands after what was sealed; the tail, in order, keeps its seq.
+      await rows.putTexts([t('a4', '2026-01-02')]);
+      const tail = (await seqs()).a4;
+      await rows.seal('2026-01-02', 'p', ['a1', 'a2', 'a3', 'a4']);
+      expect(await exported()).toEqual(['a1', 'a2', 'a3', 'b1', 'b2', 'a4']);
+      expect((await seqs()).a4).toBe(tail);
+      expect(await rows.texts('2026-01-02', 'p')).toEqual(['a1', 'a2', 'a3', 'a4'].map((id) => ({ id, text: t(id, '2026-01-02').text })));
+    } finally {
+      await s.close();
+    }
+  });
+
   it("digests and exported lines are the file backend's bytes for the same puts; a large put is one transaction", async () => {
     const s = open();
     const ws = workspacePaths(tempDir('metaspn-stores-pg-'));
