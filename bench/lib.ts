@@ -35,6 +35,10 @@ export interface BenchArgs {
   peerMax: number;
   /** BullMQ with appendfsync always at sizes up to this (its fail-once runs at a few hundred tasks/s). */
   bullAlwaysMax: number;
+  /** PostgreSQL backend task counts (`--pg-sizes`; default 10k,100k, with --full 1M too). */
+  pgSizes: number[];
+  /** Tasks in the queue whose `queue stats` latency is measured after churn (`--pg-stats-size`; default 1M, --quick 100k). */
+  pgStatsSize: number;
 }
 
 const DEFAULT_SIZES = [20_000, 100_000];
@@ -44,6 +48,9 @@ const S1_SIZES = [100_000, 1_000_000];
 const S1_QUICK_SIZES = [10_000, 100_000];
 const PEER_MAX = 100_000;
 const BULL_ALWAYS_MAX = 20_000;
+const PG_SIZES = [10_000, 100_000];
+const PG_FULL_SIZES = [10_000, 100_000, 1_000_000];
+const PG_QUICK_SIZES = [10_000];
 
 const USAGE = `usage: npm run bench -- [--runs N] [--sizes 20k,100k] [--full] [--quick] [--only queue,s1,pipeline,isolation] [--out DIR]
   --runs N        runs per measurement; medians are reported (default 3)
@@ -56,7 +63,11 @@ const USAGE = `usage: npm run bench -- [--runs N] [--sizes 20k,100k] [--full] [-
   --s1-sizes LIST Season 1 signal counts (default 100k,1M)
   --quick         queue 20k, Season 1 10k,100k, 1 run (explicit flags still win)
   --no-warmup     skip the discarded warm-up pass
-  --only NAMES    comma-separated benchmarks to run (queue, s1, pipeline, isolation)
+  --pg-sizes LIST PostgreSQL backend task counts (default 10k,100k; --full adds 1M), beside graphile-worker; run when
+                  127.0.0.1:5432 or METASPN_BENCH_DATABASE_URL answers
+  --pg-stats-size N  tasks in the queue whose \`queue stats\` latency is measured after churn (default 1M; --quick 100k;
+                  0: skip it and the worker RSS part)
+  --only NAMES    comma-separated benchmarks to run (queue, s1, pipeline, isolation, pg)
   --out DIR       results directory (default bench-results)`;
 
 /** Parses `10000`, `10k`, `1M`, `1_000_000`. */
@@ -81,6 +92,8 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
   let peers = true;
   let peerMax: number | null = null;
   let bullAlwaysMax: number | null = null;
+  let pgSizes: number[] | null = null;
+  let pgStatsSize: number | null = null;
   const list = (v: string): number[] =>
     v
       .split(',')
@@ -122,6 +135,12 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
       case '--bull-always-max':
         bullAlwaysMax = parseCount(value());
         break;
+      case '--pg-sizes':
+        pgSizes = list(value());
+        break;
+      case '--pg-stats-size':
+        pgStatsSize = ((v) => (v.trim() === '0' ? 0 : parseCount(v)))(value());
+        break;
       case '--no-warmup':
         warmup = false;
         break;
@@ -155,6 +174,8 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
     peers,
     peerMax: peerMax ?? (full ? Number.POSITIVE_INFINITY : PEER_MAX),
     bullAlwaysMax: bullAlwaysMax ?? (full ? Number.POSITIVE_INFINITY : BULL_ALWAYS_MAX),
+    pgSizes: pgSizes ?? (quick ? PG_QUICK_SIZES : full ? PG_FULL_SIZES : PG_SIZES),
+    pgStatsSize: pgStatsSize ?? (quick ? 100_000 : 1_000_000),
   };
 }
 

@@ -9,6 +9,8 @@
  *   npm run bench -- --only s1 --s1-sizes 100k,1M
  *   npm run bench -- --only pipeline         the example pipeline at 150 and 1,500 players (--full: and 100,000)
  *   npm run bench -- --only isolation
+ *   npm run bench -- --only pg               the PostgreSQL backend at 10k and 100k beside graphile-worker (--full: 1M too),
+ *                                            when 127.0.0.1:5432 or METASPN_BENCH_DATABASE_URL answers
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -18,6 +20,7 @@ import { formatIsolationReport, runIsolationBench } from './isolation.js';
 import { formatQueueReport, runQueueBench } from './queue.js';
 import { formatS1Report, runS1Bench } from './s1.js';
 import { DEFAULT_PLAYERS, formatPipelineReport, FULL_PLAYERS, runPipelineBench } from './pipeline.js';
+import { benchAdminUrl, formatPgReport, pgReachable, runPgBench } from './pg.js';
 
 interface Bench {
   name: string;
@@ -54,6 +57,18 @@ const BENCHES: Bench[] = [
       // Per-task cost of each handler isolation; task counts of its own (a process per slot is slow to start).
       const result = await runIsolationBench({ runs: args.runs, tasks: args.quick ? 2000 : 10_000, storeTasks: args.quick ? 300 : 1000 });
       return { result, report: formatIsolationReport(result) };
+    },
+  },
+  {
+    name: 'pg',
+    async run(args) {
+      // Only when a server answers: the bench needs one, and says so when it has none.
+      if (!(await pgReachable())) {
+        const where = new URL(benchAdminUrl()).host;
+        return { result: { skipped: `no PostgreSQL server answers at ${where}` }, report: `PostgreSQL bench skipped: no server answers at ${where} (set METASPN_BENCH_DATABASE_URL)` };
+      }
+      const result = await runPgBench({ sizes: args.pgSizes, runs: args.runs, statsSize: args.pgStatsSize, peers: args.peers });
+      return { result, report: formatPgReport(result) };
     },
   },
 ];
