@@ -4,8 +4,10 @@
  * un-keyed log `chaos` and an artifact row) with ctx.effects, while the suite SIGKILLs workers at
  * random (a supervisor starts them again), terminates their database sessions
  * (`pg_terminate_backend`), and crashes the server twice (`pg_ctl stop -m immediate`, then crash
- * recovery). Every task must complete, every effect exist exactly once, written by the lease that
- * completed the task, and the counters equal count(*).
+ * recovery). Each kind of fault also comes at fixed fractions of the tasks completed (kills at 10,
+ * 60 and 80 %, terminated sessions at 15, 35 and 70 %, the crashes at 25 and 50 %), so that a fast
+ * drain cannot finish before the chaos has happened. Every task must complete, every effect exist
+ * exactly once, written by the lease that completed the task, and the counters equal count(*).
  *
  * The NEGATIVE CONTROL runs the same chaos with a handler that commits its effect in a transaction
  * of its own before the acknowledgement: it must show duplicates, or the suite has no teeth.
@@ -15,7 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chaosWorkspace, kill, report, Rng, run, scale, sleep, start, type DoctorFinding, type Proc } from '../../chaos/lib.js';
+import { chaosWorkspace, kill, report, Rng, runIn, scale, sleep, start, type DoctorFinding, type Proc } from '../../chaos/lib.js';
 import { clusterUnavailable, startCluster, type Cluster } from './pg-cluster.js';
 
 const why = clusterUnavailable();
@@ -44,11 +46,15 @@ async function sql<R extends pg.QueryResultRow>(url: string, text: string, value
   }
 }
 
+type Fault = 'worker_kill' | 'session_terminate' | 'server_restart';
+
 interface Findings {
   tasks: number;
   worker_kills: number;
   sessions_terminated: number;
   server_restarts: number;
+  /** The faults planned at fractions of the tasks: their kind and how many tasks were completed when each took effect. */
+  planned: { kind: Fault; at_completed: number }[];
   worker_exits: Record<string, number>;
   duration_ms: number;
   stats: Record<string, unknown>;
@@ -87,11 +93,18 @@ async function chaos(exportName: 'Effects' | 'EffectFirst', seed: number): Promi
   };
   const file = join(ws, 'tasks.jsonl');
   writeFileSync(file, Array.from({ length: TASKS }, (_, i) => `${JSON.stringify({ id: `t${i}`, payload: { n: i, ms: rng.int(0, 4) } })}\n`).join(''));
-  const enq = await run(['queue', 'enqueue', QUEUE, '--workspace', ws, '--file', file], { env });
+  const enq = await runIn(['queue', 'enqueue', QUEUE, '--workspace', ws, '--file', file], { env });
   expect(enq.code, enq.stderr).toBe(0);
 
   const t0 = performance.now();
-  const f = { worker_kills: 0, sessions_terminated: 0, server_restarts: 0, worker_exits: {} as Record<string, number>, odd_exits: [] as string[] };
+  const f = {
+    worker_kills: 0,
+    sessions_terminated: 0,
+    server_restarts: 0,
+    planned: [] as { kind: Fault; at_completed: number }[],
+    worker_exits: {} as Record<string, number>,
+    odd_exits: [] as string[],
+  };
   let stopping = false;
   const procs: (Proc | null)[] = [null, null, null, null];
   /** Starts worker `i`; when it ends by itself (the database went away: 11), it is started again, as a supervisor would. */
@@ -113,33 +126,85 @@ async function chaos(exportName: 'Effects' | 'EffectFirst', seed: number): Promi
     const r = await sql<{ n: number }>(url, `SELECT count(*)::int AS n FROM metaspn.task WHERE queue = $1 AND state = 3`, [QUEUE]);
     return r ? r[0]!.n : null;
   };
-  // The two crashes come at a quarter and at half of the tasks completed.
-  const crashAt = [Math.floor(TASKS / 4), Math.floor(TASKS / 2)];
-  async function drive(): Promise<void> {
-    for (;;) {
-      const done = await completed();
-      if (done === TASKS && f.server_restarts === 2) break;
-      if (performance.now() - t0 > DRAIN_MS) throw new Error(`not drained within ${DRAIN_MS / 1000} s: ${done} of ${TASKS} completed, ${JSON.stringify(f)}`);
-      if (done !== null && f.server_restarts < 2 && done >= crashAt[f.server_restarts]!) {
-        await cluster.crash();
-        await sleep(rng.int(100, 600));
-        await cluster.start();
-        f.server_restarts++;
-        continue;
-      }
-      // A fault every 0.4-1.2 s: a worker needs about a second to start on a loaded 2-core machine.
+  const aliveWorkers = (): Proc[] => procs.filter((p): p is Proc => p !== null && p.child.exitCode === null && p.child.signalCode === null);
+  /** SIGKILLs one running worker (the supervisor, launch, starts it again once it is gone); false when none runs. */
+  const killWorker = async (): Promise<boolean> => {
+    const alive = aliveWorkers();
+    if (!alive.length) return false;
+    f.worker_kills++;
+    await kill(rng.pick(alive));
+    return true;
+  };
+  const terminateSessions = async (): Promise<boolean> => {
+    const n = await cluster.terminate(db, 'metaspn', rng.int(1, 2)).catch(() => 0);
+    f.sessions_terminated += n;
+    return n > 0;
+  };
+  const restartServer = async (): Promise<boolean> => {
+    await cluster.crash();
+    await sleep(rng.int(100, 600));
+    await cluster.start();
+    f.server_restarts++;
+    return true;
+  };
+  /**
+   * Each kind of fault at fixed fractions of the tasks completed, so that every run has each of
+   * them while tasks are in flight however fast the workers drain (a random supervisor alone once
+   * let 1,000 tasks finish before it terminated a session); the random faults come on top.
+   */
+  const planned: { at: number; kind: Fault; run: () => Promise<boolean> }[] = (
+    [
+      [0.1, 'worker_kill', killWorker],
+      [0.15, 'session_terminate', terminateSessions],
+      [0.25, 'server_restart', restartServer],
+      [0.35, 'session_terminate', terminateSessions],
+      [0.5, 'server_restart', restartServer],
+      [0.6, 'worker_kill', killWorker],
+      [0.7, 'session_terminate', terminateSessions],
+      [0.8, 'worker_kill', killWorker],
+    ] as const
+  ).map(([fraction, kind, run]) => ({ at: Math.floor(TASKS * fraction), kind, run }));
+  /** Tasks completed at the last look of the drive loop. */
+  let latest = 0;
+  /**
+   * Random faults, every 0.4-1.2 s, until the drain ends; one only once the tasks moved since the
+   * last (a worker needs about a second to start on a loaded 2-core machine, several under heavy
+   * load: faults faster than that starved the drain).
+   */
+  async function randomFaults(): Promise<void> {
+    let seen = -1;
+    while (!stopping) {
       await sleep(rng.int(400, 1200));
-      if (rng.float() < 0.5) {
-        const alive = procs.filter((p): p is Proc => p !== null && p.child.exitCode === null && p.child.signalCode === null);
-        if (alive.length) {
-          const victim = rng.pick(alive);
-          f.worker_kills++;
-          // The supervisor (launch) starts it again once it is gone.
-          await kill(victim);
+      if (stopping) return;
+      if (latest === seen) continue;
+      seen = latest;
+      if (rng.float() < 0.5) await killWorker();
+      else await terminateSessions();
+    }
+  }
+  async function drive(): Promise<void> {
+    const random = randomFaults();
+    try {
+      for (;;) {
+        const done = await completed();
+        if (done !== null) latest = done;
+        if (done === TASKS && planned.length === 0) break;
+        if (performance.now() - t0 > DRAIN_MS) throw new Error(`not drained within ${DRAIN_MS / 1000} s: ${done} of ${TASKS} completed, ${JSON.stringify(f)}`);
+        const next = planned[0];
+        if (next && done !== null && done >= next.at) {
+          // Done only once it took effect (no worker alive, no session to end: tried again).
+          if (await next.run()) {
+            f.planned.push({ kind: next.kind, at_completed: done });
+            planned.shift();
+          }
+          continue;
         }
-      } else {
-        f.sessions_terminated += await cluster.terminate(db, 'metaspn', rng.int(1, 2)).catch(() => 0);
+        // Polled often: a fault planned at a fraction lands near it, not after the drain.
+        await sleep(50);
       }
+    } finally {
+      stopping = true;
+      await random;
     }
   }
   for (let i = 0; i < 4; i++) launch(i);
@@ -151,7 +216,7 @@ async function chaos(exportName: 'Effects' | 'EffectFirst', seed: number): Promi
   }
   const duration_ms = Math.round(performance.now() - t0);
 
-  const stats = await run(['queue', 'stats', QUEUE, '--workspace', ws, '--json'], { env });
+  const stats = await runIn(['queue', 'stats', QUEUE, '--workspace', ws, '--json'], { env });
   expect(stats.code, stats.stderr).toBe(0);
   const counted = Object.fromEntries(
     (await sql<{ state: string; n: number }>(
@@ -168,7 +233,7 @@ async function chaos(exportName: 'Effects' | 'EffectFirst', seed: number): Promi
   ))![0]!.n;
   const artifacts = (await sql<{ n: number }>(url, `SELECT count(*)::int AS n FROM metaspn.artifact WHERE store = 'chaos.effects'`))![0]!.n;
   const ids = Array.from({ length: TASKS }, (_, i) => `t${i}`);
-  const doc = await run(['doctor', '--workspace', ws, '--json'], { env });
+  const doc = await runIn(['doctor', '--workspace', ws, '--json'], { env });
   const findings = (JSON.parse(doc.stdout) as { findings: DoctorFinding[] }).findings;
   return {
     tasks: TASKS,
@@ -186,6 +251,15 @@ async function chaos(exportName: 'Effects' | 'EffectFirst', seed: number): Promi
   };
 }
 
+/** Every planned fault took effect, in order, before the last task completed; the random ones came on top. */
+function expectPlannedChaos(f: Findings): void {
+  expect(f.planned.map((p) => p.kind)).toEqual(['worker_kill', 'session_terminate', 'server_restart', 'session_terminate', 'server_restart', 'worker_kill', 'session_terminate', 'worker_kill']);
+  expect(f.planned.filter((p) => p.at_completed >= TASKS)).toEqual([]);
+  expect(f.worker_kills).toBeGreaterThanOrEqual(3);
+  expect(f.sessions_terminated).toBeGreaterThanOrEqual(3);
+  expect(f.server_restarts).toBe(2);
+}
+
 describe.skipIf(why !== null)('chaos: PostgreSQL, effects committed with the acknowledgement', () => {
   beforeAll(async () => {
     cluster = await startCluster();
@@ -195,7 +269,7 @@ describe.skipIf(why !== null)('chaos: PostgreSQL, effects committed with the ack
   });
 
   it(
-    `4 workers SIGKILLed at random, their sessions terminated, the server crashed twice, ${TASKS} tasks: every task completed, every effect exactly once, counters exact (seed ${s.seed})`,
+    `4 workers SIGKILLed and their sessions terminated at set points and at random, the server crashed twice, ${TASKS} tasks: every task completed, every effect exactly once, counters exact (seed ${s.seed})`,
     async () => {
       const f = await chaos('Effects', s.seed);
       report('pg-effects', { ...f, duplicated_tasks: f.duplicated_tasks.length, missing_tasks: f.missing_tasks.length });
@@ -208,10 +282,8 @@ describe.skipIf(why !== null)('chaos: PostgreSQL, effects committed with the ack
       expect(f.stale_effects).toBe(0);
       expect(f.odd_exits).toEqual([]);
       expect(f.artifacts).toBe(TASKS);
-      // The chaos happened.
-      expect(f.worker_kills).toBeGreaterThan(0);
-      expect(f.sessions_terminated).toBeGreaterThan(0);
-      expect(f.server_restarts).toBe(2);
+      // The chaos happened, each kind of it while tasks were still in flight.
+      expectPlannedChaos(f);
       expect(f.doctor).toEqual({ code: 0, problems: [] });
     },
     DRAIN_MS + 60_000,
@@ -224,6 +296,7 @@ describe.skipIf(why !== null)('chaos: PostgreSQL, effects committed with the ack
       report('pg-effects-negative-control', { ...f, duplicated_tasks: f.duplicated_tasks.length, missing_tasks: f.missing_tasks.length });
       expect(f.stats).toMatchObject({ completed: TASKS, leased: 0 });
       expect(f.missing_tasks).toEqual([]);
+      expectPlannedChaos(f);
       // The faults above do produce duplicates when effect and acknowledgement are separate.
       expect(f.duplicated_tasks.length).toBeGreaterThan(0);
       expect(f.effects).toBeGreaterThan(TASKS);
