@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateSignals } from '../scripts/gen-signals.js';
 import { CHAOS_WORKER } from './concurrency.js';
-import { chaosWorkspace, doctor, duplicateIds, filesUnder, lines, problems, run, STACK, STAGES, STORE_FILES, storeHashes, type DoctorFinding, type Rng, type Run } from './lib.js';
+import { chaosWorkspace, doctor, duplicateIds, filesUnder, lines, problems, run, runIn, STACK, STAGES, STORE_FILES, storeHashes, type DoctorFinding, type Rng, type Run } from './lib.js';
 
 export const KINDS = ['queue-log', 'store-file', 'store-index', 'ledger', 'deadletter', 'enqueue-input', 'signals-input'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -29,12 +29,12 @@ export async function prepareBase(seed: number): Promise<string> {
   writeFileSync(join(dir, 'signals.jsonl'), `${generateSignals({ subjects: 30, perSubject: 20, start: '2026-01-01', days: 10, seed: seed % 1000 }).join('\n')}\n`);
   cpSync(join(dir, 'signals.jsonl'), join(dir, 'inputs', 's1_signals.jsonl'));
   for (const date of DATES) {
-    const r = await run(['s1', 'run-local', '--workspace', dir, '--date', date]);
+    const r = await runIn(['s1', 'run-local', '--workspace', dir, '--date', date]);
     if (r.code !== 0) throw new Error(`base run-local ${date} exited ${r.code}: ${r.stderr}`);
   }
-  const e = await run(['queue', 'enqueue', 'chaos', '--workspace', dir, '--payload', '{"n":0,"poison":true}', '--id', POISON]);
+  const e = await runIn(['queue', 'enqueue', 'chaos', '--workspace', dir, '--payload', '{"n":0,"poison":true}', '--id', POISON]);
   if (e.code !== 0) throw new Error(`base enqueue exited ${e.code}: ${e.stderr}`);
-  const w = await run(['worker', 'run', CHAOS_WORKER, '--workspace', dir, '--once']);
+  const w = await runIn(['worker', 'run', CHAOS_WORKER, '--workspace', dir, '--once']);
   if (w.code !== 20) throw new Error(`base worker run should dead-letter the poison task (exit 20), exited ${w.code}: ${w.stderr}`);
   const d = await doctor(dir);
   if (d.code !== 0) throw new Error(`base workspace is not clean: ${JSON.stringify(d.findings)}`);
@@ -196,9 +196,9 @@ export async function corruptionCase(base: string, kind: Kind, variant: Variant,
       );
       break;
     case 'enqueue-input': {
-      const before = JSON.parse((await run(['queue', 'stats', 'chaos', '--workspace', ws, '--json'])).stdout) as { ready: number };
+      const before = JSON.parse((await runIn(['queue', 'stats', 'chaos', '--workspace', ws, '--json'])).stdout) as { ready: number };
       await reader(['queue', 'enqueue', 'chaos', '--workspace', ws, '--file', path], (r) => r.code === 20, named);
-      const after = JSON.parse((await run(['queue', 'stats', 'chaos', '--workspace', ws, '--json'])).stdout) as { ready: number };
+      const after = JSON.parse((await runIn(['queue', 'stats', 'chaos', '--workspace', ws, '--json'])).stdout) as { ready: number };
       if (after.ready !== before.ready) fail(`a bad enqueue file added ${after.ready - before.ready} task(s)`);
       break;
     }
@@ -246,8 +246,9 @@ export async function corruptionCase(base: string, kind: Kind, variant: Variant,
   // 4. The inputs are fixed by their owner; then, and for every other kind at once, the next run succeeds.
   if (isInput) writeFileSync(path, original);
   const next: CaseResult['next'] = [];
+  // In this process: the readers above met the damage as processes of their own.
   const step = async (args: string[], want: number[]): Promise<void> => {
-    const r = await run(args);
+    const r = await runIn(args);
     next.push({ cmd: args.slice(0, 3).join(' '), code: r.code });
     if (STACK.test(r.stderr)) fail(`${args.slice(0, 3).join(' ')} printed a stack trace: ${r.stderr.slice(0, 400)}`);
     if (!want.includes(r.code ?? -1)) fail(`next ${args.slice(0, 3).join(' ')} exited ${r.code}: ${r.stderr.trim().slice(0, 400)}`);

@@ -2,7 +2,7 @@
 // then run again to completion, many times over on one workspace. At the end the store must be
 // byte-identical to a clean run's, with no id twice, every queue drained and doctor clean.
 import { generateSignals } from '../scripts/gen-signals.js';
-import { chaosWorkspace, doctor, duplicateIds, kill, problems, Rng, run, sleep, start, storeHashes, summarize, undrained, type DoctorFinding, type Stats } from './lib.js';
+import { chaosWorkspace, doctor, duplicateIds, kill, problems, Rng, run, runIn, sleep, start, storeHashes, summarize, undrained, type DoctorFinding, type Stats } from './lib.js';
 
 export interface CrashOptions {
   /** How many kill-and-rerun rounds. */
@@ -93,7 +93,8 @@ async function crashLoop(mode: 'run-local' | 'backfill', jobs: Job[], o: CrashOp
       beat++;
       if (k.code !== 0) anomalies.push({ iteration: i, what: `${job.label}: the run that beat the kill exited ${k.code}`, detail: k.stderr.trim() });
     }
-    const r = await run(job.args(ws, i % 2 === 1));
+    // The re-run needs no process of its own: what must survive is the killed one's state.
+    const r = await runIn(job.args(ws, i % 2 === 1));
     reruns.push(r.ms);
     codes.push(r.code);
     if (r.code !== 0) anomalies.push({ iteration: i, what: `${job.label}: re-run after a kill at ${Math.round(delay)} ms exited ${r.code}`, detail: r.stderr.trim() });

@@ -10,6 +10,7 @@ import { mulberry32 } from '../scripts/gen-signals.js';
 import type { Finding as DoctorFinding } from '../src/doctor/finding.js';
 import type { QueueStats } from '../src/queue/types.js';
 import { exit, start, type Proc, type Run } from '../test/integration/cli.js';
+import { cliIn } from '../test/integration/in-process.js';
 
 export { mulberry32 };
 
@@ -86,6 +87,13 @@ export function run(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv; 
   return finish(start(args, o), o.ms);
 }
 
+/**
+ * Runs the CLI in the test's own process (test/integration/in-process.ts): for the steps around the
+ * chaos whose process adds nothing (re-runs after a kill, stats, doctor), at none of the ~0.5 s of
+ * CPU a CLI process spends loading. What is killed, stopped or raced stays a process of its own.
+ */
+export const runIn = (args: string[], o: { env?: NodeJS.ProcessEnv; ms?: number } = {}): Promise<Run> => cliIn(args, o);
+
 export function alive(p: Proc): boolean {
   return p.child.exitCode === null && p.child.signalCode === null;
 }
@@ -137,11 +145,11 @@ export function duplicateIds(ws: string): Record<string, string[]> {
 
 export type Stats = Pick<QueueStats, 'queue' | 'ready' | 'scheduled' | 'leased' | 'completed' | 'dead' | 'corrupt_records'>;
 
-/** Queues that still hold work (ready, scheduled, leased) or dead letters: empty when every queue drained. */
+/** Queues that still hold work (ready, scheduled, leased) or dead letters: empty when every queue drained (read in this process). */
 export async function undrained(ws: string, queues = STAGES): Promise<Stats[]> {
   const out: Stats[] = [];
   for (const q of queues) {
-    const r = await run(['queue', 'stats', q, '--workspace', ws, '--json']);
+    const r = await runIn(['queue', 'stats', q, '--workspace', ws, '--json']);
     if (r.code !== 0) throw new Error(`queue stats ${q} exited ${r.code}: ${r.stderr}`);
     const s = JSON.parse(r.stdout) as Stats;
     if (s.ready || s.scheduled || s.leased || s.dead) out.push(s);
@@ -157,9 +165,9 @@ export interface DoctorResult {
   stderr: string;
 }
 
-/** `metaspn doctor [--repair] --json`. */
+/** `metaspn doctor [--repair] --json` (in this process). */
 export async function doctor(ws: string, repair = false): Promise<DoctorResult> {
-  const r = await run(['doctor', '--workspace', ws, '--json', ...(repair ? ['--repair'] : [])]);
+  const r = await runIn(['doctor', '--workspace', ws, '--json', ...(repair ? ['--repair'] : [])]);
   let findings: DoctorFinding[] = [];
   try {
     findings = (JSON.parse(r.stdout) as { findings: DoctorFinding[] }).findings;

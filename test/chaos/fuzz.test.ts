@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CHAOS_WORKER } from '../../chaos/concurrency.js';
 import { badPayload, fuzzParser } from '../../chaos/fuzz.js';
-import { chaosWorkspace, report, run, scale, STACK } from '../../chaos/lib.js';
+import { chaosWorkspace, report, run, runIn, scale, STACK } from '../../chaos/lib.js';
 import { configHash, resolveS1Config } from '../../workers/s1/config.js';
 import { inputsDigest } from '../../workers/s1/digests.js';
 import { parseSignalText } from '../../workers/s1/signals.js';
@@ -40,12 +40,14 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
     { name: 'an empty file (valid input; the built-in check window_has_signals halts an empty window)', text: '', code: 60 },
   ];
 
-  it.each(cases)(
-    'CLI: $name -> exit $code, no stack trace',
-    async ({ text, code, names }) => {
+  // The first case end to end through a process of its own (bin/metaspn.js, exit code, stderr);
+  // the others in this process, where main() meets the same file.
+  it.each(cases.map((c, i) => ({ ...c, where: i === 0 ? 'a process' : 'in process' })))(
+    'CLI ($where): $name -> exit $code, no stack trace',
+    async ({ text, code, names, where }) => {
       const ws = chaosWorkspace();
       writeFileSync(join(ws, 'inputs', 's1_signals.jsonl'), text);
-      const r = await run(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-03']);
+      const r = await (where === 'a process' ? run : runIn)(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-03']);
       expect(r.stderr).not.toMatch(STACK);
       expect(r.code, r.stderr).toBe(code);
       if (names) expect(r.stderr.split('\n')[0]).toContain(`s1_signals.jsonl${names}`);
@@ -59,7 +61,7 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
   it('CLI: a huge finite value (1e308, kind follow) is bad input: exit 20 naming the file, not 50 after retries', async () => {
     const ws = chaosWorkspace();
     writeFileSync(join(ws, 'inputs', 's1_signals.jsonl'), file([good(1), good(2, { kind: 'follow', value: 1e308 })]));
-    const r = await run(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-03']);
+    const r = await runIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-03']);
     expect(r.stderr).not.toMatch(STACK);
     expect({ code: r.code, first: r.stderr.split('\n').find((l) => l.startsWith('error:')) ?? r.stdout.split('\n').find((l) => l.startsWith('failed:')) }).toMatchObject({
       code: 20,
@@ -97,8 +99,9 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
         ['s1', 'run-local', '--workspace', join(ws, 'missing'), '--date', '2026-01-05'],
       ];
       const bad: string[] = [];
-      for (const a of argv) {
-        const r = await run(a);
+      // The first through a process of its own, the others in this process (the same main()).
+      for (const [i, a] of argv.entries()) {
+        const r = await (i === 0 ? run : runIn)(a);
         const first = r.stderr.split('\n')[0] ?? '';
         if (r.code !== 64 || STACK.test(r.stderr) || !first.startsWith('error: ')) bad.push(`${a.join(' ')} -> ${r.code}: ${r.stderr.trim().slice(0, 200)}`);
       }
@@ -122,7 +125,7 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
     ]);
     const tasks = join(ws, 'bad.jsonl');
     writeFileSync(tasks, file(lines));
-    expect((await run(['queue', 'enqueue', 'update_attention_scores', '--workspace', ws, '--file', tasks])).code).toBe(0);
+    expect((await runIn(['queue', 'enqueue', 'update_attention_scores', '--workspace', ws, '--file', tasks])).code).toBe(0);
     const w = await run(['worker', 'run', 'metaspn_ops.workers.s1:UpdateAttentionScoresWorker', '--workspace', ws, '--once', '--json'], { env: { METASPN_QUEUE_STOP_FAILURE_RATIO: '0' } });
     expect(w.stderr).not.toMatch(STACK);
     expect(w.code, w.stderr).toBe(20);
@@ -142,8 +145,9 @@ describe(`chaos: fuzz (seed ${s.seed})`, () => {
     const ws = chaosWorkspace();
     const tasks = join(ws, 'poison.jsonl');
     writeFileSync(tasks, file(Array.from({ length: 150 }, (_, i) => JSON.stringify({ id: `p${i}`, payload: { n: i, poison: true } }))));
-    expect((await run(['queue', 'enqueue', 'chaos', '--workspace', ws, '--file', tasks])).code).toBe(0);
-    expect((await run(['worker', 'run', CHAOS_WORKER, '--workspace', ws, '--once'], { env: { METASPN_QUEUE_STOP_FAILURE_RATIO: '0' } })).code).toBe(20);
+    expect((await runIn(['queue', 'enqueue', 'chaos', '--workspace', ws, '--file', tasks])).code).toBe(0);
+    expect((await runIn(['worker', 'run', CHAOS_WORKER, '--workspace', ws, '--once'], { env: { METASPN_QUEUE_STOP_FAILURE_RATIO: '0' } })).code).toBe(20);
+    // The list through a real pipe: what bin/metaspn.js lets drain before it exits.
     const r = await run(['queue', 'deadletter', 'list', 'chaos', '--workspace', ws, '--json']);
     expect(r.code).toBe(0);
     expect(Buffer.byteLength(r.stdout)).toBeGreaterThan(65_536);
