@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { useChromium } from './browser.js';
-import { cli, cliSpawn, tempWorkspace } from './cli.js';
+import { cli, cliSpawn, tempWorkspace, waitFor } from './cli.js';
 
 const TOKEN = `ops-page-${randomBytes(12).toString('hex')}`;
 /** Set to a path (e.g. /tmp/ops-page.png) to keep a full-page screenshot of the development page. */
@@ -96,13 +96,15 @@ async function api<T>(s: Server, path: string, init: RequestInit = {}): Promise<
 
 /** serve checks alerts once at start: wait for that check, so the page and the test see the same open alerts. */
 async function alertsChecked(s: Server): Promise<void> {
-  const end = Date.now() + 15_000;
-  while (Date.now() < end) {
-    const r = await api<{ checked_at?: string | null }>(s, '/api/alerts');
-    if (r.status !== 200 || r.body.checked_at) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error('serve did not check alerts within 15 s of starting');
+  await waitFor(
+    async () => {
+      const r = await api<{ checked_at?: string | null }>(s, '/api/alerts');
+      return r.status !== 200 || Boolean(r.body.checked_at);
+    },
+    15_000,
+    'serve to check alerts once it started',
+    100,
+  );
 }
 
 const statsOf = async (s: Server, q: string): Promise<QueueStats> => (await api<QueueStats>(s, `/api/queues/${q}`)).body;

@@ -4,25 +4,26 @@ import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateSignals } from '../../scripts/gen-signals.js';
 import { BIN, cleanWorkspaces, cli, exampleWorkspace, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 
 afterEach(() => cleanWorkspaces());
 
 const STEP_LINE = /^2026-01-13 {2}(\w+) +success +exit 0 {2}\d+\.\ds {2}(\d+)\/\2 tasks$/;
 
 describe('progress lines', () => {
-  it('s1 run-local: one line per stage on stderr (METASPN_PROGRESS=1 as on a terminal); none with --json', () => {
+  it('s1 run-local: one line per stage on stderr (METASPN_PROGRESS=1 as on a terminal); none with --json', async () => {
     const ws = tempWorkspace();
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-13'], { env: { METASPN_PROGRESS: '1' } });
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-13'], { env: { METASPN_PROGRESS: '1' } });
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stderr.split('\n').filter((l) => STEP_LINE.test(l));
     expect(lines.map((l) => STEP_LINE.exec(l)![1])).toEqual(['update_attention_scores', 'project_rewards', 'settle_season', 'publish_season_summary']);
     // stdout is the report, untouched.
     expect(r.stdout).toMatch(/^s1 run-local 2026-01-13 {2}run /);
-    const json = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-14', '--json'], { env: { METASPN_PROGRESS: '1' } });
+    const json = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-14', '--json'], { env: { METASPN_PROGRESS: '1' } });
     expect(json.code).toBe(0);
     expect(json.stderr).not.toMatch(/update_attention_scores +success/);
     // Without a terminal and without the variable: no progress lines.
-    const quiet = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
+    const quiet = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
     expect(quiet.stderr).not.toMatch(/update_attention_scores +success/);
   }, 60_000);
 

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cli, exit, ROOT, run, start, tempWorkspace, waitFor } from './cli.js';
+import { cliIn } from './in-process.js';
 
 let holder: ChildProcess | null = null;
 
@@ -32,17 +33,18 @@ describe('run lock through the CLI', () => {
   it('held by a live process: 11 by default, 40 with --on-lock-held fail, 40 after --lock-wait-sec', async () => {
     const ws = tempWorkspace();
     const h = await holdLock(ws);
+    // This one end to end, in a process of its own; the others in this process (the holder is the process that matters).
     const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
     expect(r.code).toBe(11);
     expect(r.stderr).toContain(`pid ${h.pid}`);
     expect(r.stderr).toContain('--force-lock-break');
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--on-lock-held', 'fail']).code).toBe(40);
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--on-lock-held', 'wait', '--lock-wait-sec', '1']).code).toBe(40);
-    const st = cli(['lock', 'status', '--workspace', ws]);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--on-lock-held', 'fail'])).code).toBe(40);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--on-lock-held', 'wait', '--lock-wait-sec', '1'])).code).toBe(40);
+    const st = await cliIn(['lock', 'status', '--workspace', ws]);
     expect(st.code).toBe(0);
     expect(st.stdout).toContain('lock s1: HELD');
     expect(st.stdout).toContain(`pid           ${h.pid} (running)`);
-    const json = JSON.parse(cli(['lock', 'status', '--workspace', ws, '--json']).stdout);
+    const json = JSON.parse((await cliIn(['lock', 'status', '--workspace', ws, '--json'])).stdout);
     expect(json).toMatchObject({ held: true, holder_alive: true, payload: { active: 1, pid: h.pid, reason: 'fixture holding the lock' } });
   });
 
@@ -52,9 +54,14 @@ describe('run lock through the CLI', () => {
     const pid = h.pid;
     await kill(h);
     // The kernel freed its liveness file with the process: not held, at once.
-    expect(JSON.parse(cli(['lock', 'status', '--workspace', ws, '--json']).stdout)).toMatchObject({ held: false, holder_alive: false, stale_reason: 'pid_dead', payload: { active: 1, pid } });
-    expect(cli(['lock', 'status', '--workspace', ws]).stdout).toContain('its process is gone');
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
+    expect(JSON.parse((await cliIn(['lock', 'status', '--workspace', ws, '--json'])).stdout)).toMatchObject({
+      held: false,
+      holder_alive: false,
+      stale_reason: 'pid_dead',
+      payload: { active: 1, pid },
+    });
+    expect((await cliIn(['lock', 'status', '--workspace', ws])).stdout).toContain('its process is gone');
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
     expect(r.code).toBe(0);
     const log = readFileSync(join(ws, 'logs', 'metaspn.jsonl'), 'utf8')
       .split('\n')
@@ -67,8 +74,8 @@ describe('run lock through the CLI', () => {
   it("--force-lock-break needs --reason (64), and with one takes a live holder's lock", async () => {
     const ws = tempWorkspace();
     await holdLock(ws);
-    expect(cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--force-lock-break']).code).toBe(64);
-    const r = cli(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--force-lock-break', '--reason', 'holder hung']);
+    expect((await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--force-lock-break'])).code).toBe(64);
+    const r = await cliIn(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15', '--force-lock-break', '--reason', 'holder hung']);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('holder hung');
   });

@@ -3,7 +3,8 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, exit, type Proc, run, spec, start, tempWorkspace, waitFor } from './cli.js';
+import { exit, type Proc, spec, start, tempWorkspace, waitFor } from './cli.js';
+import { cliIn } from './in-process.js';
 
 function pidAlive(pid: number): boolean {
   try {
@@ -26,16 +27,10 @@ interface Stats {
   dead: number;
 }
 
+/** Reads and enqueues run in this process: what these tests crash are the workers. */
 async function stats(ws: string, queue: string): Promise<Stats> {
-  const r = await run(['queue', 'stats', queue, '--workspace', ws, '--json']);
+  const r = await cliIn(['queue', 'stats', queue, '--workspace', ws, '--json']);
   expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Stats;
-}
-
-/** Synchronous stats, for waitFor conditions. */
-function statsNow(ws: string, queue: string): Stats {
-  const r = cli(['queue', 'stats', queue, '--workspace', ws, '--json']);
-  if (r.code !== 0) throw new Error(`queue stats exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as Stats;
 }
 
@@ -61,7 +56,7 @@ function executions(ws: string): Execution[] {
 async function enqueue(ws: string, queue: string, file: string, tasks: { id: string; payload: unknown }[]): Promise<void> {
   const f = join(ws, file);
   writeFileSync(f, tasks.map((t) => JSON.stringify(t)).join('\n') + '\n');
-  const r = await run(['queue', 'enqueue', queue, '--workspace', ws, '--file', f], { cwd: ws });
+  const r = await cliIn(['queue', 'enqueue', queue, '--workspace', ws, '--file', f]);
   expect(r.code, r.stderr).toBe(0);
   expect(r.stdout).toContain(`enqueued ${tasks.length} task(s) to ${queue}; 0 already present`);
 }
@@ -108,7 +103,8 @@ describe('worker crashes', () => {
     expect(await stats(ws, 'crash')).toMatchObject({ leased: 1, completed: 0 });
 
     // Default lease is 60 s: only the dead owner's pid lets this run take the task now.
-    const r2 = await run(['worker', 'run', spec('Crash'), '--workspace', ws, '--once'], { cwd: ws });
+    // The next worker need not be a process of its own: what it must find is the killed one's state.
+    const r2 = await cliIn(['worker', 'run', spec('Crash'), '--workspace', ws, '--once']);
     expect(r2.code, r2.stderr).toBe(0);
     expect(r2.stdout).toMatch(/^worker crash: claimed 1, completed 1 in /);
 
@@ -116,7 +112,7 @@ describe('worker crashes', () => {
     expect(ex.map((e) => `${e.id}#${e.attempt}`)).toEqual(['x1#1', 'x1#2']);
     expect(ex[0]!.pid).toBe(first.child.pid);
     expect(ex[1]!.pid).not.toBe(first.child.pid);
-    const [s, dead] = await Promise.all([stats(ws, 'crash'), run(['queue', 'deadletter', 'list', 'crash', '--workspace', ws])]);
+    const [s, dead] = await Promise.all([stats(ws, 'crash'), cliIn(['queue', 'deadletter', 'list', 'crash', '--workspace', ws])]);
     expect(s).toMatchObject({ ready: 0, scheduled: 0, leased: 0, completed: 1, dead: 0 });
     expect(dead.stdout).toBe('no dead letters for crash\n');
     const errors = errorHistory(ws, 'crash', 'x1');
@@ -135,7 +131,7 @@ describe('worker crashes', () => {
     expect((await exit(a)).signal).toBe('SIGKILL');
     expect(await stats(ws, 'slow')).toMatchObject({ leased: 1, completed: 0 });
 
-    const b = await run(['worker', 'run', spec('Slow'), '--workspace', ws, '--once'], { cwd: ws });
+    const b = await cliIn(['worker', 'run', spec('Slow'), '--workspace', ws, '--once']);
     expect(b.code, b.stderr).toBe(0);
     expect(b.stdout).toMatch(/^worker slow: claimed 1, completed 1 in /);
     const ex = executions(ws);
@@ -159,7 +155,7 @@ describe('worker crashes', () => {
     // The child sees its channel to the worker close and exits: no handler outlives its worker.
     await waitFor(() => !pidAlive(handlerPid), 20_000, `handler process ${handlerPid} to exit`);
 
-    const b = await run(['worker', 'run', spec('Stall'), '--workspace', ws, '--once', '--isolation', 'none'], { cwd: ws });
+    const b = await cliIn(['worker', 'run', spec('Stall'), '--workspace', ws, '--once', '--isolation', 'none']);
     expect(b.code, b.stderr).toBe(0);
     expect(executions(ws).map((e) => `${e.id}#${e.attempt}`)).toEqual(['k2#1', 'k2#2']);
     expect(errorHistory(ws, 'stall', 'k2')).toMatchObject([{ attempt: 1, kind: 'owner_gone' }]);
@@ -179,7 +175,7 @@ describe('worker crashes', () => {
 
       b = start(['worker', 'run', spec('Stall'), '--workspace', ws, '--poll-ms', '50', '--json'], { cwd: ws, env });
       await waitFor(() => executions(ws).length === 2, 20_000, 'the second worker to take the task over');
-      await waitFor(() => statsNow(ws, 'stall').completed === 1, 20_000, 'the second worker to complete it');
+      await waitFor(async () => (await stats(ws, 'stall')).completed === 1, 20_000, 'the second worker to complete it');
       b.child.kill('SIGTERM');
       const rb = await exit(b);
       expect(rb.code, rb.stderr).toBe(0);
@@ -225,7 +221,7 @@ describe('worker crashes', () => {
         await enqueue(ws, 'ok', `batch${b}.jsonl`, tasks);
       }
       await waitFor(() => new Set(executions(ws).map((e) => e.id)).size >= N, 30_000, `${N} tasks executed`);
-      await waitFor(() => statsNow(ws, 'ok').completed === N, 30_000, `stats to show ${N} completed`);
+      await waitFor(async () => (await stats(ws, 'ok')).completed === N, 30_000, `stats to show ${N} completed`);
       w1.child.kill('SIGTERM');
       w2.child.kill('SIGTERM');
       const [r1, r2] = await Promise.all([exit(w1), exit(w2)]);

@@ -2,7 +2,6 @@
  * The task-effects conformance suite on the backends without transactions (memory, files): effects
  * written to a sink, then the completion (at-least-once). The PostgreSQL run is pg-effects.test.ts.
  */
-import { join } from 'node:path';
 import pino from 'pino';
 import { expect, it } from 'vitest';
 import { resolvePolicy } from '../../src/config/policy.js';
@@ -12,7 +11,6 @@ import type { Queue } from '../../src/queue/types.js';
 import { EffectBuffer, effectsThenComplete, memoryEffectSink } from '../../src/runtime/effects.js';
 import { NoEffectSinkError, runWorker } from '../../src/runtime/runner.js';
 import { workspacePaths } from '../../src/storage/paths.js';
-import { run } from '../integration/cli.js';
 import { tempDir } from '../temp.js';
 import { describeEffectsBackend, type EffectsHarness } from './effects-conformance.js';
 
@@ -60,16 +58,4 @@ it('ctx.effects refuses a bad log name and a body JSON cannot carry, when the ha
   expect(() => b.append('log', cyclic)).toThrow(TypeError);
   b.rows('p', 's', []);
   expect(b.list).toEqual([]);
-});
-
-it('worker run on files whose handler records effects: exit 64 with one line saying why, the task left ready with no attempt spent', async () => {
-  const ws = tempDir('metaspn-fx-');
-  const spec = `${join(import.meta.dirname, '..', 'chaos', 'pg-workers.mjs')}:Effects`;
-  expect((await run(['queue', 'enqueue', 'pgchaos', '--workspace', ws, '--payload', '{"n":1}', '--id', 'a'], { env: { METASPN_DATABASE_URL: '' } })).code).toBe(0);
-  const r = await run(['worker', 'run', spec, '--workspace', ws, '--once', '--isolation', 'none'], { env: { METASPN_DATABASE_URL: '' } });
-  expect(r.code).toBe(64);
-  expect(r.stderr).toMatch(/worker pgchaos recorded effects \(ctx\.effects\), and this queue backend cannot commit them with the completion/);
-  expect(r.stderr).not.toMatch(/\n\s+at /);
-  const stats = await run(['queue', 'stats', 'pgchaos', '--workspace', ws, '--json'], { env: { METASPN_DATABASE_URL: '' } });
-  expect(JSON.parse(stats.stdout)).toMatchObject({ ready: 1, leased: 0, completed: 0, totals: { failed: 0 } });
 });

@@ -15,6 +15,7 @@ import { PgQueue } from '../../src/backend/pg/pg-queue.js';
 import { statements } from '../../src/backend/pg/statements.js';
 import { MemoryQueue } from '../../src/queue/memory.js';
 import type { Owner, Queue, TaskError } from '../../src/queue/types.js';
+import { until } from '../wait.js';
 import { FakeClock } from './conformance.js';
 import { createTestDatabase, pgAvailable, type TestDatabase } from './pg-db.js';
 import { startProxy } from './pg-proxy.js';
@@ -46,16 +47,6 @@ function queue(name: string, o: { pool?: PgPool; schema?: string; now?: () => nu
 const owner = (id: string): Owner => ({ id, pid: 1, host: 'h' });
 const err = (message: string): Omit<TaskError, 'attempt'> => ({ kind: 'transient', class: 'Error', message, at: '2026-01-15T12:00:00.000Z' });
 
-/** Polls `f` until it returns a value that is not undefined (or fails after `ms`). */
-async function until<T>(f: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
   beforeAll(async () => {

@@ -8,6 +8,7 @@ import { runWorker, type RunnerDeps } from '../../src/runtime/runner.js';
 import { ContractError, type WorkerDefinition } from '../../src/runtime/worker-api.js';
 import { workspacePaths } from '../../src/storage/paths.js';
 import { FakeClock } from '../queue/conformance.js';
+import { waitFor } from '../wait.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -316,7 +317,7 @@ describe('worker runner: handlers that misbehave', () => {
           if (t.id !== 't0') return;
           clock.advance(250);
           // The watchdog renews t1 (claimed with t0, still waiting) before its lease runs out.
-          while (!renewed.includes('t1')) await new Promise((r) => setTimeout(r, 5));
+          await waitFor(() => renewed.includes('t1'), 5_000, 'the watchdog to renew t1', 5);
           clock.advance(250);
         },
       },
