@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../test/integration/cli.js';
-import { alive, chaosWorkspace, doctor, finish, kill, problems, Rng, run, sleep, start, type DoctorFinding, type Proc, type Stats } from './lib.js';
+import { alive, chaosWorkspace, doctor, finish, kill, problems, Rng, run, runIn, sleep, start, type DoctorFinding, type Proc, type Stats } from './lib.js';
 
 export const CHAOS_WORKER = `${join(ROOT, 'chaos', 'fixtures', 'workers.mjs')}:ExactlyOnce`;
 const QUEUE = 'chaos';
@@ -131,10 +131,16 @@ export async function concurrencySuite(o: ConcurrencyOptions): Promise<Concurren
     }
   })();
 
+  // A kill only once the tasks moved since the last one: a worker needs about a second to start on
+  // a loaded 2-core machine, several under heavy load, and kills faster than that starved the drain.
+  let completedNow = 0;
+  let completedAtKill = -1;
   const killer = (async () => {
     while (!drained && Date.now() < deadline) {
       await sleep(rng.int(o.killMinMs ?? 200, o.killMaxMs ?? 1200));
       if (drained) break;
+      if (completedNow === completedAtKill) continue;
+      completedAtKill = completedNow;
       const i = rng.int(0, nWorkers - 1);
       const w = workers[i]!;
       const k = await kill(w);
@@ -150,12 +156,14 @@ export async function concurrencySuite(o: ConcurrencyOptions): Promise<Concurren
   while (Date.now() < deadline) {
     await sleep(300);
     if (!existsSync(join(ws, 'queue', QUEUE))) continue;
-    const r = await run(['queue', 'stats', QUEUE, '--workspace', ws, '--json']);
+    // Read in this process (the only command that runs here): a CLI process every 300 ms cost more CPU than the workers.
+    const r = await runIn(['queue', 'stats', QUEUE, '--workspace', ws, '--json']);
     if (r.code !== 0) {
       anomalies.push(`queue stats exited ${r.code}: ${r.stderr.trim()}`);
       continue;
     }
     last = JSON.parse(r.stdout) as Stats;
+    completedNow = last.completed;
     if (enqueued && last.completed === o.tasks && !last.ready && !last.scheduled && !last.leased && !last.dead) break;
   }
   drained = true;
@@ -209,7 +217,7 @@ export async function concurrencySuite(o: ConcurrencyOptions): Promise<Concurren
     .filter((g) => g > 1000);
   const executions = [...starts.values()].reduce((a, b) => a + b, 0);
   const d = await doctor(ws);
-  const final = await run(['queue', 'stats', QUEUE, '--workspace', ws, '--json']);
+  const final = await runIn(['queue', 'stats', QUEUE, '--workspace', ws, '--json']);
   const finalStats = final.code === 0 ? (JSON.parse(final.stdout) as Stats) : null;
   return {
     seed: o.seed,
