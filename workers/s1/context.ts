@@ -11,7 +11,7 @@ import { collectIfGrown } from '../../src/runtime/memory.js';
 import { ContractError } from '../../src/runtime/worker-api.js';
 import { writeIncident } from '../../src/storage/incidents.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';
-import { paramsKey } from '../../src/storage/store/artifact-store.js';
+import { paramsKey, type Conflict } from '../../src/storage/store/artifact-store.js';
 import { canonicalJson } from './canonical.js';
 import { configHash, type S1Config } from './config.js';
 import { seasonDates } from './dates.js';
@@ -36,6 +36,12 @@ export type StageName = keyof typeof STORE_FILES;
 
 // The stores (files, `store export`) find Season 1's rows under these names, whoever loads this module.
 nameStoreFiles(PIPELINE, STORE_FILES);
+
+/** The conflict checks of one turn of the event loop: every row to check, and who waits for which ids. */
+interface ConflictCheck {
+  texts: RowText[];
+  waiters: { ids: ReadonlySet<string>; resolve: (c: Conflict[]) => void; reject: (err: unknown) => void }[];
+}
 
 /** Options of an {@link S1Context}. */
 export interface S1ContextOptions {
@@ -121,6 +127,8 @@ export class S1Context {
   /** Values read once per process, each with what it read: a write or a pointer move forgets exactly the values that read it. */
   private readonly cache = new Map<string, { value: Promise<unknown>; reads: readonly Read[] }>();
   private readonly pkeys = new Map<string, string>();
+  /** Conflict checks waiting for the next turn of the event loop, per stage ({@link checkConflicts}). */
+  private readonly checks = new Map<StageName, ConflictCheck>();
   /** The run of each date in this process (named in incidents). */
   readonly runIds = new Map<string, string>();
 
@@ -256,7 +264,7 @@ export class S1Context {
     const texts: RowText[] = rows.map((row) => ({ id: row.id, date, identity, text: canonicalJson(row) }));
     if (this.atomic) {
       if (!effects) throw new Error(`${stage} of ${date}: rows commit with their task here, but no task effects were given`);
-      const conflicts = await this.stores[stage].conflicts(texts);
+      const conflicts = await this.checkConflicts(stage, texts);
       if (conflicts.length) this.conflict(stage, date, conflicts);
       effects.texts(PIPELINE, stage, texts);
       return null;
@@ -267,6 +275,30 @@ export class S1Context {
       return null;
     }
     return this.write(stage, date, params, texts);
+  }
+
+  /**
+   * The rows among `texts` stored with other content. The checks of one turn of the event loop
+   * (stage 1 runs hundreds of tasks at once) share one read of the store.
+   */
+  private checkConflicts(stage: StageName, texts: readonly RowText[]): Promise<Conflict[]> {
+    return new Promise((resolve, reject) => {
+      let batch = this.checks.get(stage);
+      if (!batch) {
+        const fresh: ConflictCheck = { texts: [], waiters: [] };
+        this.checks.set(stage, fresh);
+        batch = fresh;
+        setImmediate(() => {
+          this.checks.delete(stage);
+          this.stores[stage].conflicts(fresh.texts).then(
+            (all) => fresh.waiters.forEach((w) => w.resolve(all.filter((c) => w.ids.has(c.id)))),
+            (err: unknown) => fresh.waiters.forEach((w) => w.reject(err)),
+          );
+        });
+      }
+      batch.texts.push(...texts);
+      batch.waiters.push({ ids: new Set(texts.map((t) => t.id)), resolve, reject });
+    });
   }
 
   /** Writes the incident of a replay conflict and throws it (ReplayConflictError, 30). */
