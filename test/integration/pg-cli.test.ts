@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LATEST_VERSION } from '../../src/backend/pg/migrations.js';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
 import { startProxy } from '../queue/pg-proxy.js';
+import { tempDir } from '../temp.js';
 import { exit, spec, start, tempWorkspace, waitFor } from './cli.js';
 import { cliIn } from './in-process.js';
 
@@ -168,7 +169,7 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('s1 run-local with its queues on PostgreSQL writes the same store as on files; a re-run writes nothing new', async () => {
+  it('s1 run-local on PostgreSQL (backend.url in the config): its queues and rows in the database, exported as the store on files; a re-run writes nothing new', async () => {
     const onPg = tempWorkspace({ config: { backend: { url: db.url, schema: 's1_queues' } } });
     const onFiles = tempWorkspace();
     let r = await cliIn(['s1', 'run-local', '--workspace', onPg, '--date', '2026-01-15']);
@@ -181,10 +182,14 @@ describe.skipIf(!up)('the CLI on PostgreSQL', () => {
       { queue: 'settle_season', state: 3, n: 1 },
       { queue: 'update_attention_scores', state: 3, n: 300 },
     ]);
+    expect(existsSync(join(onPg, 'store'))).toBe(false);
     r = await cliIn(['s1', 'run-local', '--workspace', onFiles, '--date', '2026-01-15']);
     expect(r.code, r.stderr).toBe(0);
+    const out = tempDir('metaspn-export-');
+    r = await cliIn(['store', 'export', '--workspace', onPg, '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
     for (const f of ['s1_attention_scores', 's1_reward_projections', 's1_settlements', 's1_summaries']) {
-      expect(readFileSync(join(onPg, 'store', `${f}.jsonl`), 'utf8'), f).toBe(readFileSync(join(onFiles, 'store', `${f}.jsonl`), 'utf8'));
+      expect(readFileSync(join(out, 'store', `${f}.jsonl`), 'utf8'), f).toBe(readFileSync(join(onFiles, 'store', `${f}.jsonl`), 'utf8'));
     }
     r = await cliIn(['s1', 'run-local', '--workspace', onPg, '--date', '2026-01-15']);
     expect(r.code, r.stderr).toBe(0);
