@@ -27,7 +27,7 @@ import type {
   TaskView,
 } from '../../queue/types.js';
 import { inTransaction, isUnavailable, pgError, sharedPool, type PgPool, type PoolLease } from './connection.js';
-import { AckBatcher, type AckKind, type AckOp } from './acks.js';
+import { AckBatcher, GroupWindow, type AckKind, type AckOp } from './acks.js';
 import { EffectsBatcher, touches, writeBatchEffectsOn, writeEffectsOn, type EffectsOp } from './effects.js';
 import { ensureSchema, quoteSchema } from './migrations.js';
 import { holdPresence, type PresenceHandle } from './presence.js';
@@ -139,6 +139,7 @@ export class PgQueue implements Queue, EffectsCommit {
   private wake: WakeListener | null = null;
   private readonly acks: AckBatcher;
   private readonly fx: EffectsBatcher;
+  private readonly fails: GroupWindow<FailOp>;
   private schemaReady: Promise<void> | null = null;
   private hasRow = false;
   private closed = false;
@@ -164,6 +165,7 @@ export class PgQueue implements Queue, EffectsCommit {
     this.retention = { ms: opts.completed_retention_ms ?? 86_400_000, count: opts.completed_retention_count ?? 100_000 };
     this.acks = new AckBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (kind, ops) => this.ackBatch(kind, ops));
     this.fx = new EffectsBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (ops) => this.effectsBatch(ops));
+    this.fails = new GroupWindow<FailOp>(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (ops) => this.failBatch(ops));
   }
 
   async enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {
@@ -604,7 +606,7 @@ export class PgQueue implements Queue, EffectsCommit {
   async close(): Promise<void> {
     if (this.closed) return;
     // Acknowledgements already asked for are written first.
-    await Promise.all([this.acks.drain(), this.fx.drain(), this.pruning]);
+    await Promise.all([this.acks.drain(), this.fx.drain(), this.fails.drain(), this.pruning]);
     this.closed = true;
     await Promise.all([...this.presences.values()].map((p) => p.release()));
     await this.wake?.close();
@@ -712,17 +714,35 @@ export class PgQueue implements Queue, EffectsCommit {
   }
 
   /** The state the failure left (1 scheduled, 0 ready, 4 dead), or null: the lease was lost. */
-  private async failed(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>, delay_ms: number, deadNow: boolean): Promise<number | null> {
+  private failed(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>, delay_ms: number, deadNow: boolean): Promise<number | null> {
+    if (this.closed) return Promise.reject(new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed (while recording a failure)`));
+    // Group-committed per ack window, as completions are: the failures of concurrent tasks share a statement (and a commit).
+    return new Promise((resolve, reject) => this.fails.add({ id, lease, error: JSON.stringify(error), delay_ms, deadNow, wall: this.wallIso(), resolve, reject }));
+  }
+
+  /** One statement for the failures of one window; each learns the state it left, or null (lease lost). */
+  private async failBatch(ops: FailOp[]): Promise<void> {
     try {
       await this.ready('recording a failure');
       const r = await this.run('recording a failure', () =>
-        this.pool.query<{ state: number }>(this.sql.fail, [this.name, this.nowParam(), this.wallIso(), id, lease.fence, lease.owner, JSON.stringify(error), delay_ms, deadNow]),
+        this.pool.query<{ id: string; state: number }>(this.sql.failMany, [
+          this.name,
+          this.nowParam(),
+          ops.map((o) => o.id),
+          ops.map((o) => o.lease.fence),
+          ops.map((o) => o.lease.owner),
+          ops.map((o) => o.error),
+          ops.map((o) => o.delay_ms),
+          ops.map((o) => o.deadNow),
+          ops.map((o) => o.wall),
+        ]),
       );
-      return r.rows[0]?.state ?? null;
+      const state = new Map(r.rows.map((x) => [x.id, x.state]));
+      for (const o of ops) o.resolve(state.get(o.id) ?? null);
     } catch (err) {
       // Unreachable: reported as a lost lease; its expiry counts the attempt (lease_expired).
-      if (isUnavailable((err as { cause?: unknown }).cause ?? err)) return null;
-      throw err;
+      if (isUnavailable((err as { cause?: unknown }).cause ?? err)) for (const o of ops) o.resolve(null);
+      else for (const o of ops) o.reject(err);
     }
   }
 
@@ -789,6 +809,20 @@ class Redo extends Error {
   constructor(readonly conflicting: ReadonlySet<string>) {
     super('conflict');
   }
+}
+
+/** A failure waiting for its window (failBatch). */
+interface FailOp {
+  id: string;
+  lease: Lease;
+  /** The error as JSON text. */
+  error: string;
+  delay_ms: number;
+  deadNow: boolean;
+  /** The writer's wall time (ISO), the record's updated_at. */
+  wall: string;
+  resolve(state: number | null): void;
+  reject(err: unknown): void;
 }
 
 /** A task row as the statements return it. */

@@ -33,6 +33,8 @@ export interface Statements {
   complete: string;
   release: string;
   fail: string;
+  /** Failures of one ack window, one statement (failBatch). */
+  failMany: string;
   reclaim: string;
   leaseOwners: string;
   goneOwners: string;
@@ -147,6 +149,24 @@ function build(S: string): Statements {
         owner = NULL, started = false, updated_at = $3
       WHERE ${holds(4)}
       RETURNING k.state`,
+    // The failures of one ack window (an id at most once): $3 ids, $4 fences, $5 owners, $6 errors,
+    // $7 delays (ms), $8 dead now (contract errors), $9 the writers' wall times; as \`fail\` row by row
+    // (those ready at once take ready_seq in the order of the calls).
+    // Returns the ids whose lease was held, with the state each failure left.
+    failMany: `
+      WITH x AS MATERIALIZED (
+        SELECT u.*, nextval('${S}.ready_seq') AS rs FROM (
+          SELECT * FROM unnest($3::text[], $4::bigint[], $5::text[], $6::jsonb[], $7::float8[], $8::boolean[], $9::text[])
+                   WITH ORDINALITY AS u(id, fence, owner, err, delay, dead, wall, ord) ORDER BY ord) u)
+      UPDATE ${T} AS k SET
+        attempt_count = k.attempt_count + 1,
+        errors = k.errors || jsonb_build_array(x.err || jsonb_build_object('attempt', k.attempt_count + 1)),
+        state = CASE WHEN x.dead OR k.attempt_count + 1 >= k.max_attempts THEN 4 WHEN x.delay > 0 THEN 1 ELSE 0 END,
+        t = CASE WHEN x.dead OR k.attempt_count + 1 >= k.max_attempts OR x.delay <= 0 THEN ${NOW} ELSE ${NOW} + x.delay * interval '1 ms' END,
+        ready_seq = CASE WHEN NOT (x.dead OR k.attempt_count + 1 >= k.max_attempts) AND x.delay <= 0 THEN x.rs ELSE k.ready_seq END,
+        owner = NULL, started = false, updated_at = x.wall
+        FROM x WHERE ${held}
+      RETURNING k.id, k.state`,
     // Leases whose expiry passed on the database clock, or whose owner is among $6 (gone, with
     // the error $7 each): a started one counts the attempt (dead when exhausted), one whose handler
     // never started goes back to ready with nothing charged. Guarded again at update time.
