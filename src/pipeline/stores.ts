@@ -15,7 +15,7 @@ import type { WorkspacePaths } from '../storage/paths.js';
 import { pointerDates, readPointer, writePointer, type CurrentPointer } from '../storage/pointers.js';
 import { runsFrom, scanManifests, type ManifestEntry, type RunsFilter, type RunsRead } from '../storage/runs.js';
 import { StateFileError, type StateFileProblem } from '../storage/state-file.js';
-import { ArtifactStore, paramsKey, type Conflict } from '../storage/store/artifact-store.js';
+import { ArtifactStore, keyOfRow, type Conflict } from '../storage/store/artifact-store.js';
 import { rowsByKey } from '../storage/store/plain-lines.js';
 import { MetaspnError } from '../guard/errors.js';
 import type { RunLockFence } from '../guard/run-lock.js';
@@ -211,8 +211,8 @@ class ReadOnlyFileRowStore implements RowStore {
   /** The texts of (partition, identity), one per id (the first, as the store keeps it), in file order. */
   async texts(partition: string, identity: string): Promise<{ id: string; text: string }[]> {
     const key = `${partition}|${identity}`;
-    // A step's rows carry their identity; rows without one (Season 1's) are keyed by their params, as the store's index keys them.
-    const found = rowsByKey(this.path, new Set([key]), (r) => `${r.date as string}|${typeof r.identity === 'string' ? r.identity : paramsKey(r.params)}`).get(key) ?? [];
+    // Keyed as the store's index keys them (keyOfRow: a step's identity, else Season 1's params).
+    const found = rowsByKey(this.path, new Set([key]), (r) => `${r.date as string}|${keyOfRow(r)}`).get(key) ?? [];
     const byId = new Map<string, string>();
     for (const t of found) if (!byId.has(t.id)) byId.set(t.id, t.text);
     return [...byId].map(([id, text]) => ({ id, text }));

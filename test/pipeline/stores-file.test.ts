@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../temp.js';
@@ -41,6 +41,32 @@ describe('file stores, read-only (what doctor reads through)', () => {
     await expect(ro.rows('demo', 'load').put([row('d', 'i1')])).rejects.toThrow(/read-only/);
     await ro.close();
     expect(snapshot(ws.store)).toEqual(before);
+  });
+});
+
+describe('file stores: rows indexed by what reads them back', () => {
+  const row = (key: string, identity: string): StoredRow => ({ key, v: key.length, id: `row_${key}_${identity}`, step: 'load', date: '2026-01-02', identity });
+
+  it('the rows of a step read back under their identity after the store index is rebuilt, and after another process wrote them', async () => {
+    const ws = workspacePaths(tempDir('metaspn-stores-idx-'));
+    const a = new FileStores(ws);
+    await a.rows('demo', 'load').put([row('a', 'i1'), row('b', 'i1'), row('c', 'i2')]);
+    const want = { rows: await a.rows('demo', 'load').rows('2026-01-02', 'i1'), digest: await a.rows('demo', 'load').digest('2026-01-02', 'i1') };
+    expect(want.rows).toHaveLength(2);
+    // Another process (another FileStores) writes while `a` has the date cached: `a` catches up from the file.
+    const b = new FileStores(ws);
+    await b.rows('demo', 'load').put([row('d', 'i1')]);
+    await b.close();
+    expect((await a.rows('demo', 'load').rows('2026-01-02', 'i1')).map((r) => r.key)).toEqual(['a', 'b', 'd']);
+    await a.close();
+    // The index lost (a restore, a hand edit): rebuilt from the store file, every row under its identity.
+    rmSync(join(ws.store, '.index'), { recursive: true, force: true });
+    const c = new FileStores(ws);
+    expect((await c.rows('demo', 'load').rows('2026-01-02', 'i1')).map((r) => r.key)).toEqual(['a', 'b', 'd']);
+    expect((await c.rows('demo', 'load').rows('2026-01-02', 'i2')).map((r) => r.key)).toEqual(['c']);
+    const again = await c.rows('demo', 'load').put([row('a', 'i1')]);
+    expect(again).toMatchObject({ written: 0, present: 1 });
+    await c.close();
   });
 });
 

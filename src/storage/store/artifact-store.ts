@@ -307,7 +307,7 @@ export class ArtifactStore {
           this.warn('store line is not a row; left in place and ignored', { store: this.path, offset: line.offset });
           return;
         }
-        const e: IndexEntry = { id: line.row.id, p: paramsKey(line.row.params), o: line.offset, l: line.length, h: hashText(line.text) };
+        const e: IndexEntry = { id: line.row.id, p: keyOfRow(line.row), o: line.offset, l: line.length, h: hashText(line.text) };
         if (line.offset >= this.seen) this.cache.get(date)?.set(e.id, e);
         if (line.offset >= meta.covered) (byDate.get(date) ?? byDate.set(date, []).get(date)!).push(e);
       }),
@@ -333,5 +333,14 @@ export class ArtifactStore {
 /** The params hash an index entry carries. */
 export function paramsKey(params: unknown): string {
   return hashText(stringify(params ?? null) ?? 'null');
+}
+
+/**
+ * The key a stored row is indexed under, read from the row itself (a rebuilt index, rows another
+ * process appended): a pipeline step's row carries its step identity, which is what its writer put
+ * it under; a row without one (Season 1's) is keyed by its params.
+ */
+export function keyOfRow(row: { identity?: unknown; params?: unknown }): string {
+  return typeof row.identity === 'string' ? row.identity : paramsKey(row.params);
 }
 
