@@ -102,7 +102,7 @@ export interface PipelineRunReport {
   checks: ManifestCheck[];
   /** The run's identity (over its steps' identities) when every step succeeded. */
   identity: string | null;
-  /** The pointer file when published. */
+  /** Where the published pointer is (the file, relative to the workspace; on a database its table and key); null when not published. */
   pointer: string | null;
   /** The run published before this one for the partition, when its identity differed (a restatement). */
   restatement_of: string | null;
@@ -494,7 +494,7 @@ async function publish(
     { event: 'published', summary_id: record.summary_id, ...(restated ? { restatement_of: restated } : {}) },
     restated ? `published ${o.plan.partition}, restating run ${restated}` : `published ${o.plan.partition}`,
   );
-  return { pointer: `manifests/current/${exec.name}/date=${o.plan.partition}.json`, restated };
+  return { pointer: d.stores.pointers.location(exec.name, o.plan.partition), restated };
 }
 
 /**

@@ -12,7 +12,7 @@ import { entryHash, GENESIS, Ledger, type LedgerEntry, type LedgerKind } from '.
 import { manifestsOf, writeManifest, type Manifest } from '../storage/manifest.js';
 import { safeExists, safeReaddir } from '../storage/safe-path.js';
 import type { WorkspacePaths } from '../storage/paths.js';
-import { pointerDates, readPointer, writePointer, type CurrentPointer } from '../storage/pointers.js';
+import { pointerDates, pointerPath, readPointer, writePointer, type CurrentPointer } from '../storage/pointers.js';
 import { runsFrom, scanManifests, type ManifestEntry, type RunsFilter, type RunsRead } from '../storage/runs.js';
 import { StateFileError, type StateFileProblem } from '../storage/state-file.js';
 import { ArtifactStore, keyOfRow, type Conflict } from '../storage/store/artifact-store.js';
@@ -87,6 +87,8 @@ export interface PointerStore {
   write(ptr: CurrentPointer): Promise<void>;
   /** Partitions with a pointer, ascending. */
   partitions(pipeline: string): Promise<string[]>;
+  /** Where the partition's pointer is, as a run's report names it (a path relative to the workspace on files). */
+  location(pipeline: string, partition: string): string;
 }
 
 /** The append-only, hash-chained ledger of publishes, restatements and rollbacks. */
@@ -163,6 +165,7 @@ export class FileStores implements PipelineStores {
       read: (pipeline, partition) => Promise.resolve(readPointer(ws, pipeline, partition)),
       write: (ptr) => Promise.resolve(writePointer(ws, ptr)),
       partitions: (pipeline) => Promise.resolve(pointerDates(ws, pipeline)),
+      location: (pipeline, partition) => relative(ws.root, pointerPath(ws, pipeline, partition)),
     };
     const ledger = new Ledger(ws, warn);
     this.ledger = { append: (kind, detail, runId) => ledger.append(kind, detail, runId) };
@@ -331,6 +334,7 @@ export class MemoryStores implements PipelineStores {
           .map((p) => p.date)
           .sort(),
       ),
+    location: (pipeline, partition) => `memory:pointers/${pipeline}/date=${partition}`,
   };
   readonly ledger: LedgerStore = {
     append: (kind, detail, runId) => {

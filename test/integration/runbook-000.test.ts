@@ -59,7 +59,7 @@ describe('runbook 000, verbatim', () => {
       try {
         const env = { METASPN_DATABASE_URL: db.url };
         const ws = runbook(env, (line, r) => {
-          if (line.includes('s1 run-local')) expect(r.stdout).toMatch(/^published: /m);
+          if (line.includes('s1 run-local')) expect(r.stdout).toContain('published: pg:metaspn.current_pointer/s1/date=2026-01-15');
         });
         for (const f of STORE) expect(existsSync(join(ws, 'store', f)), f).toBe(false);
         const out = tempDir('metaspn-rb-export-');

@@ -173,6 +173,9 @@ export function describeStoresBackend(name: string, b: StoresBackend): void {
       expect((await s.pointers.read('demo', '2026-01-02'))?.run_id).toBe('r2');
       expect(await s.pointers.partitions('demo')).toEqual(['2026-01-02', '2026-01-03']);
       expect(await s.pointers.partitions('other')).toEqual([]);
+      // Where a report says the pointer is: one place per pipeline and partition.
+      expect(s.pointers.location('demo', '2026-01-02')).toMatch(/demo\/date=2026-01-02/);
+      expect(s.pointers.location('demo', '2026-01-02')).not.toBe(s.pointers.location('demo', '2026-01-03'));
       await s.close();
     });
 

@@ -148,6 +148,7 @@ export class PgStores implements PipelineStores {
           const r = await this.#pool.query<{ date: string }>(`SELECT date FROM ${S}.current_pointer WHERE pipeline = $1 ORDER BY date`, [pipeline]);
           return r.rows.map((x) => x.date);
         }),
+      location: (pipeline, partition) => `pg:${this.#schema}.current_pointer/${pipeline}/date=${partition}`,
     };
     this.ledger = {
       append: (kind, detail, runId) => this.#run('appending to the ledger', () => inTransaction(this.#pool, (c) => this.#append(c, kind, detail, runId))),
