@@ -134,6 +134,13 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   let avgMs = 0;
   let settled = 0;
   let drained = false;
+  /**
+   * Attempts that gave their task back (a retry, a release, a lost lease) when the last claim found
+   * nothing: one given back since may be ready at once (a retry without delay is ready, not
+   * scheduled, on PostgreSQL), so `once` claims again before it looks for a due time.
+   */
+  const givenBack = (): number => sum.retry_scheduled + sum.released + sum.lease_lost;
+  let givenBackAtDrain = 0;
   let fatal: { err: unknown } | null = null;
   const live = new Set<Live>();
   const host = d.host ?? inProcessHost(d.worker);
@@ -204,7 +211,10 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
         const at = mono();
         for (const c of got) renewedAt.set(c, at);
         buffer.push(...got);
-        if (got.length === 0 && d.once) drained = true;
+        if (got.length === 0 && d.once) {
+          drained = true;
+          givenBackAtDrain = givenBack();
+        }
       }
       while (running.size < policy.concurrency && buffer.length > 0 && !d.stop.aborted && !halt.signal.aborted) start(buffer.shift()!);
       if (running.size === 0 && buffer.length === 0) {
@@ -215,6 +225,10 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
         }
         if (sum.claimed >= maxTasks) break;
         if (d.once && drained) {
+          if (givenBack() !== givenBackAtDrain) {
+            drained = false;
+            continue;
+          }
           const due = d.nextDue ? await d.nextDue() : null;
           if (due === null) break;
           await d.sleep(Math.max(0, due - d.now()), d.stop);
