@@ -35,15 +35,7 @@ if (up && noNamespaces) process.stderr.write(`pg-s1 chaos: workers run WITHOUT p
 
 let db: TestDatabase;
 
-async function sql<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return (await c.query<R>(text, values)).rows;
-  } finally {
-    await c.end();
-  }
-}
+const sql = <R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> => db.query<R>(text, values);
 
 /**
  * `metaspn worker run` as another host: pid 1 of a pid namespace, hostname `host` in a UTS

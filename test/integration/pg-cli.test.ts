@@ -15,15 +15,7 @@ import { cliIn } from './in-process.js';
 const up = await pgAvailable();
 let db: TestDatabase;
 
-async function sql<T extends pg.QueryResultRow>(text: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return (await c.query<T>(text, params)).rows;
-  } finally {
-    await c.end();
-  }
-}
+const sql = <T extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<T[]> => db.query<T>(text, values);
 
 function taskFile(ws: string, tasks: object[]): string {
   const f = join(ws, 'tasks.jsonl');

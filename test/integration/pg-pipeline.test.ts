@@ -39,15 +39,7 @@ function runJson(dir: string, date: string, env: NodeJS.ProcessEnv): RunReport {
   return JSON.parse(r.stdout) as RunReport;
 }
 
-async function sql<T extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return (await c.query<T>(text, values)).rows;
-  } finally {
-    await c.end();
-  }
-}
+const sql = <T extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<T[]> => db.query<T>(text, values);
 
 describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
   beforeAll(async () => {

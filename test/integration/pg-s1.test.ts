@@ -33,15 +33,7 @@ interface Pointer {
   params: Record<string, string>;
 }
 
-async function sql<T extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  try {
-    return (await c.query<T>(text, values)).rows;
-  } finally {
-    await c.end();
-  }
-}
+const sql = <T extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<T[]> => db.query<T>(text, values);
 
 function json<T>(r: CliResult): T {
   expect(r.stdout, r.stderr).toMatch(/^\{/);

@@ -1,13 +1,14 @@
 // Fresh tasks enqueued together are written ENQS_MAX to a line (`enqs`): what a reader gets back
 // is each task's whole record as a line of its own would give it, and a damaged line is salvaged
 // entry by entry.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../temp.js';
+import { workspaceWithLog } from './log-fixture.js';
 import { Findings } from '../../src/doctor/finding.js';
 import { checkQueue } from '../../src/doctor/queues.js';
-import { encodeLine, scanLines } from '../../src/queue/file/codec.js';
+import { scanLines } from '../../src/queue/file/codec.js';
 import { FileQueue } from '../../src/queue/file/file-queue.js';
 import { impossibleValue } from '../../src/queue/file/impossible.js';
 import { IndexState } from '../../src/queue/file/index-state.js';
@@ -33,20 +34,7 @@ function logRecords(w: string): Record<string, unknown>[] {
   return out;
 }
 
-function workspaceWith(lines: LogRecord[]): { w: string; offsets: number[] } {
-  const w = tempDir('metaspn-enqs-');
-  const dir = join(w, 'queue', 'jobs');
-  mkdirSync(dir, { recursive: true });
-  const text = lines.map((l) => encodeLine(l));
-  const offsets: number[] = [];
-  let at = 0;
-  for (const t of text) {
-    offsets.push(at);
-    at += Buffer.byteLength(t);
-  }
-  writeFileSync(logPath(dir, 1), text.join(''));
-  return { w, offsets };
-}
+const workspaceWith = (lines: LogRecord[]): { w: string; offsets: number[] } => workspaceWithLog(lines, 'metaspn-enqs-');
 
 const many = (n: number, from = 0): NewTask[] => Array.from({ length: n }, (_, i) => ({ id: `t${from + i}`, payload: { i: from + i } }));
 

@@ -1,16 +1,12 @@
 // Records that pass their checksum but hold values no writer writes are corrupt like a replay
 // conflict (QueueLogConflictError, exit 30), and `repair` salvages the log keeping every task.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../temp.js';
+import { workspaceWithLog } from './log-fixture.js';
 import { Findings } from '../../src/doctor/finding.js';
 import { checkQueue } from '../../src/doctor/queues.js';
-import { encodeLine } from '../../src/queue/file/codec.js';
 import { FileQueue } from '../../src/queue/file/file-queue.js';
 import { impossibleTask, impossibleValue, salvageable } from '../../src/queue/file/impossible.js';
 import { QueueLogConflictError } from '../../src/queue/file/loader.js';
-import { logPath } from '../../src/queue/file/log-io.js';
 import type { LogRecord } from '../../src/queue/file/records.js';
 import { newRecord } from '../../src/queue/record.js';
 import { workspacePaths } from '../../src/storage/paths.js';
@@ -21,20 +17,7 @@ const enq = (n: number, id: string, extra: Record<string, unknown> = {}): LogRec
 const claim = (l: [number, number][], st = true): LogRecord => ({ t: 'claim', at: T0, o: 'w', pid: 1, host: 'h', ms: 60_000, ...(st ? { st: 1 as const } : {}), l });
 const rec = (r: Record<string, unknown>): LogRecord => r as unknown as LogRecord;
 
-function workspaceWith(lines: LogRecord[]): { w: string; offsets: number[] } {
-  const w = tempDir('metaspn-imp-');
-  const dir = join(w, 'queue', 'jobs');
-  mkdirSync(dir, { recursive: true });
-  const text = lines.map((l) => encodeLine(l));
-  const offsets: number[] = [];
-  let at = 0;
-  for (const t of text) {
-    offsets.push(at);
-    at += Buffer.byteLength(t);
-  }
-  writeFileSync(logPath(dir, 1), text.join(''));
-  return { w, offsets };
-}
+const workspaceWith = (lines: LogRecord[]): { w: string; offsets: number[] } => workspaceWithLog(lines, 'metaspn-imp-');
 
 const open = (w: string): FileQueue => new FileQueue({ name: 'jobs', workspace: w, ownerAlive: () => true, warn: () => undefined });
 

@@ -50,6 +50,8 @@ async function admin<T>(f: (c: pg.Client) => Promise<T>): Promise<T> {
 export interface TestDatabase {
   name: string;
   url: string;
+  /** The rows of one statement, on a connection of its own (opened and closed around it). */
+  query<T extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<T[]>;
   /** Drops the database, ending any session still connected to it. */
   drop(): Promise<void>;
 }
@@ -58,9 +60,19 @@ export interface TestDatabase {
 export async function createTestDatabase(): Promise<TestDatabase> {
   const name = `metaspn_t_${randomBytes(6).toString('hex')}`;
   await admin((c) => c.query(`CREATE DATABASE ${name}`));
+  const url = urlOf(name);
   return {
     name,
-    url: urlOf(name),
+    url,
+    query: async <T extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<T[]> => {
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        return (await c.query<T>(text, values)).rows;
+      } finally {
+        await c.end();
+      }
+    },
     drop: () => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
   };
 }
