@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { crc32 } from 'node:zlib';
+import type { NewTask, Queue } from '../src/queue/types.js';
 
 export interface BenchArgs {
   runs: number;
@@ -209,6 +210,29 @@ export function summarize(xs: readonly number[]): Samples {
 }
 
 // ---- timing ----
+
+/** Tasks per enqueue call in every queue bench (ours on files and on PostgreSQL). */
+export const ENQUEUE_BATCH = 10_000;
+
+/** No-op tasks `t<from>` … `t<to - 1>`, payload `{n}`: what every queue bench enqueues. */
+export function noopTasks(from: number, to: number): NewTask[] {
+  const out: NewTask[] = [];
+  for (let i = from; i < to; i++) out.push({ id: `t${i}`, payload: { n: i } });
+  return out;
+}
+
+/**
+ * Enqueues `size` no-op tasks on an open queue, ENQUEUE_BATCH per call; returns the ms of the calls.
+ * @throws Error when an id was already present (a bench queue starts empty).
+ */
+export async function timedEnqueue(q: Pick<Queue, 'enqueue'>, size: number): Promise<number> {
+  const t0 = nowMs();
+  for (let i = 0; i < size; i += ENQUEUE_BATCH) {
+    const r = await q.enqueue(noopTasks(i, Math.min(size, i + ENQUEUE_BATCH)));
+    if (r.existing.length) throw new Error(`enqueue: ${r.existing.length} ids unexpectedly present`);
+  }
+  return nowMs() - t0;
+}
 
 export function nowMs(): number {
   return performance.now();

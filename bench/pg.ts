@@ -24,18 +24,16 @@ import { pino } from 'pino';
 import { PgQueue } from '../src/backend/pg/pg-queue.js';
 import { FileQueue } from '../src/queue/file/file-queue.js';
 import { makeOwner } from '../src/queue/owner.js';
-import type { NewTask } from '../src/queue/types.js';
 import type { StoredRow } from '../src/pipeline/types.js';
 import { runWorker } from '../src/runtime/runner.js';
 import type { WorkerDefinition } from '../src/runtime/worker-api.js';
 import { workspacePaths } from '../src/storage/paths.js';
-import { fmtInt, fmtNum, fmtRatio, fmtSize, median, nowMs, perSecond, progress, sleep, table, withTempWorkspace } from './lib.js';
+import { fmtInt, fmtNum, fmtRatio, fmtSize, median, nowMs, perSecond, progress, sleep, table, timedEnqueue, withTempWorkspace } from './lib.js';
 import { graphileDrain, graphileEnqueue, graphileMigrate, graphileVersion, type GraphileMode } from './peer-graphile.js';
 import { policyWith } from './queue.js';
 import type { PgRssReport } from './pg-rss-child.js';
 
 const QUEUE = 'bench';
-const ENQUEUE_BATCH = 10_000;
 /** How long each commit-rate loop runs, ms. */
 const COMMIT_LOOP_MS = 2_000;
 const STATS_REPEATS = 20;
@@ -145,12 +143,6 @@ async function commitRate(url: string, conns: number): Promise<number> {
   }
 }
 
-function tasks(from: number, to: number): NewTask[] {
-  const out: NewTask[] = [];
-  for (let i = from; i < to; i++) out.push({ id: `t${i}`, payload: { n: i } });
-  return out;
-}
-
 function queueOf(url: string): PgQueue {
   return new PgQueue({ name: QUEUE, setting: { url, source: 'bench' }, ack_window_ms: policyWith({}).ack_window_ms });
 }
@@ -159,12 +151,7 @@ async function enqueueAll(url: string, size: number): Promise<number> {
   const q = queueOf(url);
   try {
     await q.stats(); // the schema is migrated outside the timed part
-    const t0 = nowMs();
-    for (let i = 0; i < size; i += ENQUEUE_BATCH) {
-      const r = await q.enqueue(tasks(i, Math.min(size, i + ENQUEUE_BATCH)));
-      if (r.existing.length) throw new Error(`enqueue: ${r.existing.length} ids unexpectedly present`);
-    }
-    return nowMs() - t0;
+    return await timedEnqueue(q, size);
   } finally {
     await q.close();
   }
@@ -312,7 +299,7 @@ async function rssBoth(size: number): Promise<NonNullable<PgBenchResult['rss']>>
   const file = await withTempWorkspace('pg-rss-file', async (dir) => {
     const q = new FileQueue({ workspace: dir, name: QUEUE });
     try {
-      for (let i = 0; i < size; i += ENQUEUE_BATCH) await q.enqueue(tasks(i, Math.min(size, i + ENQUEUE_BATCH)));
+      await timedEnqueue(q, size);
     } finally {
       await q.close();
     }

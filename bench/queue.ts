@@ -23,11 +23,11 @@ import { FileQueue } from '../src/queue/file/file-queue.js';
 import { listGens, logPath } from '../src/queue/file/log-io.js';
 import { readStats } from '../src/queue/file/stats-file.js';
 import { makeOwner } from '../src/queue/owner.js';
-import type { NewTask } from '../src/queue/types.js';
 import { runWorker, type RunSummary } from '../src/runtime/runner.js';
 import type { WorkerDefinition } from '../src/runtime/worker-api.js';
 import { queueDir, workspacePaths } from '../src/storage/paths.js';
 import {
+  ENQUEUE_BATCH,
   fmtInt,
   fmtNum,
   fmtRatio,
@@ -41,6 +41,7 @@ import {
   settle,
   sleep,
   summarize,
+  timedEnqueue,
   table,
   withTempWorkspace,
   type Baseline,
@@ -51,7 +52,6 @@ import { openSqliteQueue, sqliteCounts, sqliteDrain, sqliteEnqueue, sqliteVersio
 import { bullDrain, bullEnqueue, bullmqVersion, redisServerVersion, startRedis, type Fsync } from './peer-bullmq.js';
 
 const QUEUE = 'bench';
-const ENQUEUE_BATCH = 10_000;
 const STATS_REPEATS = 5;
 const WARMUP_SIZE = 5_000;
 /** Retries as soon as allowed: backoff_base_ms 1 (a 1 ms scheduled retry, through the due heap). */
@@ -180,12 +180,6 @@ export interface QueueBenchResult {
 
 // ---- pieces ----
 
-function taskBatch(from: number, to: number): NewTask[] {
-  const out: NewTask[] = [];
-  for (let i = from; i < to; i++) out.push({ id: `t${i}`, payload: { n: i } });
-  return out;
-}
-
 /**
  * The defaults plus `layer`, validated: resolvePolicy where the config module has it (the schema
  * itself no longer fills defaults), else queuePolicySchema.parse, which did.
@@ -211,12 +205,7 @@ function openQueue(workspace: string, policy: QueuePolicy): FileQueue {
 async function enqueueAll(workspace: string, size: number): Promise<number> {
   const q = openQueue(workspace, drainPolicy());
   try {
-    const t0 = nowMs();
-    for (let i = 0; i < size; i += ENQUEUE_BATCH) {
-      const r = await q.enqueue(taskBatch(i, Math.min(size, i + ENQUEUE_BATCH)));
-      if (r.existing.length) throw new Error(`enqueue: ${r.existing.length} ids unexpectedly present`);
-    }
-    return nowMs() - t0;
+    return await timedEnqueue(q, size);
   } finally {
     await q.close();
   }
