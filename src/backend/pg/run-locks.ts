@@ -21,20 +21,21 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { DataInvalidError, MetaspnError, UsageError, type ErrorCode } from '../../guard/errors.js';
+import { DataInvalidError, MetaspnError, type ErrorCode } from '../../guard/errors.js';
 import {
   describeHolder,
   RunLockLostError,
   type BrokenLock,
   type LockPayload,
   type LockStatus,
-  type OnLockHeld,
   type RunLock,
   type RunLockLog,
   type RunLockRequest,
   type RunLocks,
   type StaleReason,
 } from '../../guard/run-lock.js';
+import { HeldRunLockBase } from '../../guard/run-lock/held-base.js';
+import { assertLockName, LOCK_HELD_HINT as HINT, resolveRunLockRequest, type ResolvedRunLockRequest } from '../../guard/run-lock/request.js';
 import { HOST } from '../../queue/owner.js';
 import { CONNECT_TIMEOUT_MS, driver, isUnavailable, KEEPALIVE_DELAY_MS, pgError, sharedPool, STATEMENT_TIMEOUT_MS, type PgPool } from './connection.js';
 import { ensureSchema, quoteSchema } from './migrations.js';
@@ -62,10 +63,6 @@ export interface PgRunLocksOptions {
   /** A pool for migrations and `status` instead of the process's shared one (not ended by the locks). */
   pool?: PgPool;
 }
-
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const MODES: readonly OnLockHeld[] = ['fail', 'retryable', 'wait'];
-const HINT = 'wait for it, or --force-lock-break --reason TEXT if it is stuck';
 
 /** A lock's row as the statements return it. */
 interface LockRow {
@@ -117,46 +114,7 @@ function staleOf(r: LockRow): StaleReason | null {
   return r.expired ? 'ttl_expired' : null;
 }
 
-interface Resolved {
-  name: string;
-  ttlSec: number;
-  reason: string;
-  cmd: string;
-  onLockHeld: OnLockHeld;
-  lockWaitSec: number;
-  forceBreak: boolean;
-  now: (() => number) | undefined;
-  pollMs: number;
-  onCompromised: ((err: Error) => void) | undefined;
-  log: RunLockLog;
-}
-
-function resolveOptions(o: RunLockRequest): Resolved {
-  if (typeof o.name !== 'string' || !NAME.test(o.name)) throw new UsageError(`lock name must match ${NAME.source}, got ${JSON.stringify(o.name)}`);
-  const num = (v: number | undefined, dflt: number, flag: string, min: number, minOk: boolean): number => {
-    const n = v ?? dflt;
-    if (!Number.isFinite(n) || n < min || (!minOk && n === min)) throw new UsageError(`${flag} must be a number ${minOk ? '>=' : '>'} ${min}, got ${String(v)}`);
-    return n;
-  };
-  const onLockHeld = o.onLockHeld ?? 'retryable';
-  if (!MODES.includes(onLockHeld)) throw new UsageError(`--on-lock-held must be one of ${MODES.join(', ')}, got ${JSON.stringify(onLockHeld)}`);
-  const forceBreak = o.forceBreak ?? false;
-  const given = o.reason?.trim() ?? '';
-  if (forceBreak && given === '') throw new UsageError('--force-lock-break needs --reason TEXT saying why; it is logged with the holder it breaks');
-  return {
-    name: o.name,
-    ttlSec: num(o.ttlSec, 3600, '--lock-ttl-sec', 0, false),
-    reason: given === '' ? 'scheduled' : given,
-    cmd: o.cmd,
-    onLockHeld,
-    lockWaitSec: num(o.lockWaitSec, 300, '--lock-wait-sec', 0, true),
-    forceBreak,
-    now: o.now,
-    pollMs: num(o.pollMs, 200, 'pollMs', 0, false),
-    onCompromised: o.onCompromised,
-    log: o.log,
-  };
-}
+type Resolved = ResolvedRunLockRequest;
 
 /** Holders in this process, by database, schema and name: a takeover made here is known to them at once. */
 const holders = new Map<string, Set<HeldPgRunLock>>();
@@ -191,7 +149,7 @@ export class PgRunLocks implements RunLocks {
    *   unreachable, 20 login or privileges refused, e.g. no right to end a holder's session; 50).
    */
   async acquire(opts: RunLockRequest): Promise<RunLock> {
-    const o = resolveOptions(opts);
+    const o = resolveRunLockRequest(opts);
     await this.#withPool((pool) => ensureSchema(pool, this.#setting));
     const session = await this.#connect(o.name);
     let done = false;
@@ -237,7 +195,7 @@ export class PgRunLocks implements RunLocks {
    * judged by the database clock (or `opts.now`, standing for it).
    */
   async status(name: string, opts: { now?: () => number } = {}): Promise<LockStatus> {
-    if (!NAME.test(name)) throw new UsageError(`lock name must match ${NAME.source}, got ${JSON.stringify(name)}`);
+    assertLockName(name);
     return this.#withPool(async (pool) => {
       await ensureSchema(pool, this.#setting);
       try {
@@ -456,18 +414,14 @@ interface HeldOptions {
  * session, noticed as soon as the driver sees it, and every PG_LOCK_TIMING.watchMs a read of the
  * row checks the generation). `whileHeld` and `whileHeldTx` check the row itself, holding it.
  */
-export class HeldPgRunLock implements RunLock, PgTxFence {
+export class HeldPgRunLock extends HeldRunLockBase implements RunLock, PgTxFence {
   #payload: LockPayload & { lock_id: string; generation: number };
   readonly #c: pg.Client;
   readonly #o: HeldOptions;
-  #compromised = false;
   #sessionLost = false;
-  #releasing: Promise<void> | null = null;
-  #watch: NodeJS.Timeout | null;
   /** Fenced functions and watch reads run one at a time on the session. */
   #turn: Promise<unknown> = Promise.resolve();
   #busy = false;
-  #watchFailed = false;
 
   constructor(
     c: pg.Client,
@@ -475,11 +429,12 @@ export class HeldPgRunLock implements RunLock, PgTxFence {
     payload: LockPayload & { lock_id: string; generation: number },
     readonly broke: BrokenLock | null,
   ) {
+    super({ name: o.name, where: o.where, log: o.log, onCompromised: o.onCompromised, lostHow: 'its session ended' });
     this.#c = c;
     this.#o = o;
     this.#payload = payload;
     const lost = (): void => {
-      if (this.#releasing) return;
+      if (this.releasing) return;
       this.#sessionLost = true;
       this.markCompromised(new Error(`run lock ${o.name}: its lock session ended (terminated by a breaker, or the connection was lost)`));
     };
@@ -488,8 +443,7 @@ export class HeldPgRunLock implements RunLock, PgTxFence {
     let set = holders.get(o.group);
     if (!set) holders.set(o.group, (set = new Set()));
     set.add(this);
-    this.#watch = setInterval(() => void this.#poll(), PG_LOCK_TIMING.watchMs);
-    this.#watch.unref();
+    this.startWatch(PG_LOCK_TIMING.watchMs, () => void this.#poll());
   }
 
   get payload(): LockPayload {
@@ -501,12 +455,8 @@ export class HeldPgRunLock implements RunLock, PgTxFence {
     return this.#payload.generation;
   }
 
-  get compromised(): boolean {
-    return this.#compromised;
-  }
-
   stillHeld(): boolean {
-    return !this.#releasing && !this.#compromised && !this.#sessionLost;
+    return !this.releasing && !this.compromised && !this.#sessionLost;
   }
 
   whileHeld<T>(fn: () => T | Promise<T>): Promise<T> {
@@ -526,7 +476,7 @@ export class HeldPgRunLock implements RunLock, PgTxFence {
   }
 
   #fenced<T>(fn: () => Promise<T>, tx: boolean): Promise<T> {
-    if (this.#releasing) return Promise.reject(new RunLockLostError(this.#o.name, null, new Error('released by this holder')));
+    if (this.releasing) return Promise.reject(new RunLockLostError(this.#o.name, null, new Error('released by this holder')));
     const run = this.#turn.then(async () => {
       this.#busy = true;
       try {
@@ -597,9 +547,9 @@ export class HeldPgRunLock implements RunLock, PgTxFence {
 
   /** From a timer: never throws. */
   async #poll(): Promise<void> {
-    if (this.#releasing || this.#compromised || this.#busy) return;
+    if (this.releasing || this.compromised || this.#busy) return;
     const check = this.#turn.then(async () => {
-      if (this.#releasing || this.#compromised) return;
+      if (this.releasing || this.compromised) return;
       try {
         const r = (
           await this.#c.query<{ generation: string; lock_id: string | null; active: number }>(`SELECT generation::text AS generation, lock_id, active FROM ${this.#o.S}.run_lock WHERE name = $1`, [
@@ -608,55 +558,19 @@ export class HeldPgRunLock implements RunLock, PgTxFence {
         ).rows[0];
         if (!r || r.lock_id !== this.#payload.lock_id || r.active !== 1) this.markCompromised(new Error(`run lock ${this.#o.name} is held by generation ${r?.generation ?? '(none)'} now`));
       } catch (err) {
-        if (this.#watchFailed) return;
-        this.#watchFailed = true;
-        try {
-          this.#o.log.warn(
-            { event: 'run_lock_check_failed', lock: this.#o.where, err: (err as Error)?.message ?? String(err) },
-            `checking that run lock ${this.#o.name} is still held failed; checking again`,
-          );
-        } catch {
-          // Nothing left to tell.
-        }
+        this.watchFailed(err);
       }
     });
     this.#turn = check.catch(() => undefined);
     await this.#turn;
   }
 
-  /** Never throws. Sets `compromised` once, logs it and calls `onCompromised`. */
-  markCompromised(err: Error): void {
-    if (this.#releasing || this.#compromised) return;
-    this.#compromised = true;
-    this.#stopWatch();
-    try {
-      this.#o.log.warn(
-        { lock: this.#o.where, lock_id: this.#payload.lock_id, generation: this.#payload.generation, err: err.message },
-        `run lock ${this.#o.name} lost while held (taken over, or its session ended); do not publish`,
-      );
-      this.#o.onCompromised?.(err);
-    } catch (cbErr) {
-      try {
-        this.#o.log.warn({ lock: this.#o.where, err: String(cbErr) }, 'onCompromised callback threw; ignored');
-      } catch {
-        // Nothing left to tell.
-      }
-    }
-  }
-
-  release(): Promise<void> {
-    this.#releasing ??= this.#release();
-    return this.#releasing;
-  }
-
-  #stopWatch(): void {
-    if (this.#watch) clearInterval(this.#watch);
-    this.#watch = null;
+  protected lostFields(): Record<string, unknown> {
+    return { lock_id: this.#payload.lock_id, generation: this.#payload.generation };
   }
 
   /** Never rejects: marks our row released (never a successor's), frees the advisory lock, ends the session. */
-  async #release(): Promise<void> {
-    this.#stopWatch();
+  protected async releaseOnce(): Promise<void> {
     holders.get(this.#o.group)?.delete(this);
     if (holders.get(this.#o.group)?.size === 0) holders.delete(this.#o.group);
     await this.#turn;
@@ -671,7 +585,7 @@ export class HeldPgRunLock implements RunLock, PgTxFence {
         await c.query('COMMIT');
         if (r.rowCount === 1) {
           this.#payload = { ...this.#payload, active: 0 };
-          if (!this.#compromised) this.#o.log.info({ lock: this.#o.where, lock_id: this.#payload.lock_id }, `run lock ${this.#o.name} released`);
+          if (!this.compromised) this.#o.log.info({ lock: this.#o.where, lock_id: this.#payload.lock_id }, `run lock ${this.#o.name} released`);
         } else {
           this.#o.log.warn({ lock: this.#o.where, lock_id: this.#payload.lock_id }, `run lock ${this.#o.name} was taken over while held; leaving the current holder's lock alone`);
         }

@@ -4,13 +4,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { HOST } from '../../queue/owner.js';
 import { FileLock } from '../file-lock.js';
 import { safeMkdir, safeRm } from '../safe-path.js';
-import { MetaspnError, UsageError, type ErrorCode } from '../../guard/errors.js';
+import { MetaspnError, type ErrorCode } from '../../guard/errors.js';
 import { LOCK_TIMING } from './timing.js';
 import { enterGate } from './gate.js';
 import { HeldRunLock } from './held.js';
 import { describeHolder, inspectLock, probeLiveness, staleReason, type LockState } from './inspect.js';
 import { livenessFiles, livenessPath, lockPaths, writePayload, type LockPaths, type LockPayload } from './payload.js';
-import type { BrokenLock, OnLockHeld, RunLock, RunLockRequest } from '../../guard/run-lock/types.js';
+import { LOCK_HELD_HINT as HINT, resolveRunLockRequest, type ResolvedRunLockRequest } from '../../guard/run-lock/request.js';
+import type { BrokenLock, RunLock, RunLockRequest } from '../../guard/run-lock/types.js';
 
 /** A run lock request on the file backend: where its files are. */
 export interface AcquireRunLockOptions extends RunLockRequest {
@@ -18,42 +19,10 @@ export interface AcquireRunLockOptions extends RunLockRequest {
   locksDir: string;
 }
 
-type Resolved = Required<Omit<AcquireRunLockOptions, 'onCompromised'>> & Pick<AcquireRunLockOptions, 'onCompromised'>;
-
-const MODES: readonly OnLockHeld[] = ['fail', 'retryable', 'wait'];
-const HINT = 'wait for it, or --force-lock-break --reason TEXT if it is stuck';
+type Resolved = ResolvedRunLockRequest & { locksDir: string; now: () => number };
 
 function resolveOptions(o: AcquireRunLockOptions): Resolved {
-  const num = (v: number | undefined, dflt: number, flag: string, min: number, minOk: boolean): number => {
-    const n = v ?? dflt;
-    if (!Number.isFinite(n) || n < min || (!minOk && n === min)) {
-      throw new UsageError(`${flag} must be a number ${minOk ? '>=' : '>'} ${min}, got ${String(v)}`);
-    }
-    return n;
-  };
-  const onLockHeld = o.onLockHeld ?? 'retryable';
-  if (!MODES.includes(onLockHeld)) {
-    throw new UsageError(`--on-lock-held must be one of ${MODES.join(', ')}, got ${JSON.stringify(onLockHeld)}`);
-  }
-  const forceBreak = o.forceBreak ?? false;
-  const given = o.reason?.trim() ?? '';
-  if (forceBreak && given === '') {
-    throw new UsageError('--force-lock-break needs --reason TEXT saying why; it is logged with the holder it breaks');
-  }
-  return {
-    locksDir: o.locksDir,
-    name: o.name,
-    ttlSec: num(o.ttlSec, 3600, '--lock-ttl-sec', 0, false),
-    reason: given === '' ? 'scheduled' : given,
-    cmd: o.cmd,
-    onLockHeld,
-    lockWaitSec: num(o.lockWaitSec, 300, '--lock-wait-sec', 0, true),
-    forceBreak,
-    now: o.now ?? Date.now,
-    pollMs: num(o.pollMs, 200, 'pollMs', 0, false),
-    onCompromised: o.onCompromised,
-    log: o.log,
-  };
+  return { ...resolveRunLockRequest(o), locksDir: o.locksDir, now: o.now ?? Date.now };
 }
 
 /**

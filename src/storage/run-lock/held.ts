@@ -3,6 +3,7 @@ import { safeRm } from '../safe-path.js';
 import { LOCK_TIMING } from './timing.js';
 import { enterGate, gateBusy } from './gate.js';
 import { readPayload, writePayload, type LockPaths, type LockPayload } from './payload.js';
+import { HeldRunLockBase } from '../../guard/run-lock/held-base.js';
 import { describeHolder, RunLockLostError, type BrokenLock, type RunLock, type RunLockLog } from '../../guard/run-lock/types.js';
 
 /** What the holder needs besides its payload: the lock's files, its callbacks and its log. */
@@ -19,16 +20,12 @@ export interface HeldOptions {
  * so this holder learns it lost the lock by reading the payload: at `stillHeld()`, at `whileHeld()`
  * and every LOCK_TIMING.run.watchMs ms.
  */
-export class HeldRunLock implements RunLock {
+export class HeldRunLock extends HeldRunLockBase implements RunLock {
   #payload: LockPayload;
   readonly #alive: FileLock;
   readonly #paths: LockPaths;
   readonly #log: RunLockLog;
-  readonly #onCompromised: ((err: Error) => void) | undefined;
   readonly #lockId: string;
-  #compromised = false;
-  #releasing: Promise<void> | null = null;
-  #watch: NodeJS.Timeout | null;
 
   constructor(
     o: HeldOptions,
@@ -36,27 +33,22 @@ export class HeldRunLock implements RunLock {
     alive: FileLock,
     readonly broke: BrokenLock | null,
   ) {
+    super({ name: o.paths.name, where: o.paths.payload, log: o.log, onCompromised: o.onCompromised, lostHow: 'its liveness file removed' });
     this.#paths = o.paths;
     this.#log = o.log;
-    this.#onCompromised = o.onCompromised;
     this.#payload = payload;
     this.#lockId = payload.lock_id;
     this.#alive = alive;
-    // Cheap (one small read); unref'd so it never keeps a process alive.
-    this.#watch = setInterval(() => this.#poll(), LOCK_TIMING.run.watchMs);
-    this.#watch.unref();
+    // Cheap (one small read).
+    this.startWatch(LOCK_TIMING.run.watchMs, () => this.#poll());
   }
 
   get payload(): LockPayload {
     return this.#payload;
   }
 
-  get compromised(): boolean {
-    return this.#compromised;
-  }
-
   stillHeld(): boolean {
-    if (this.#releasing || this.#compromised) return false;
+    if (this.releasing || this.compromised) return false;
     const lost = this.#lostBecause(false);
     if (lost === null) return true;
     this.markCompromised(lost);
@@ -64,7 +56,7 @@ export class HeldRunLock implements RunLock {
   }
 
   async whileHeld<T>(fn: () => T | Promise<T>): Promise<T> {
-    if (this.#releasing) throw new RunLockLostError(this.#paths.name, null, new Error('released by this holder'));
+    if (this.releasing) throw new RunLockLostError(this.#paths.name, null, new Error('released by this holder'));
     const gate = await enterGate(this.#paths, LOCK_TIMING.run.gateWaitMs);
     if (!gate) throw gateBusy(this.#paths, LOCK_TIMING.run.gateWaitMs);
     try {
@@ -99,57 +91,20 @@ export class HeldRunLock implements RunLock {
   /** From a timer: must never throw. */
   #poll(): void {
     try {
-      if (this.#releasing || this.#compromised) return;
+      if (this.releasing || this.compromised) return;
       const lost = this.#lostBecause(true);
       if (lost) this.markCompromised(lost);
     } catch (err) {
-      // The next poll, stillHeld or whileHeld looks again; the log hears of it once.
-      if (this.#pollFailed) return;
-      this.#pollFailed = true;
-      try {
-        this.#log.warn(
-          { event: 'run_lock_check_failed', lock: this.#paths.payload, err: (err as Error)?.message ?? String(err) },
-          `checking that run lock ${this.#paths.name} is still held failed; checking again`,
-        );
-      } catch {
-        // Nothing left to tell.
-      }
+      this.watchFailed(err);
     }
   }
 
-  /** A poll failed (logged once). */
-  #pollFailed = false;
-
-  /** Never throws. Sets `compromised` once, logs it and calls `onCompromised`. */
-  markCompromised(err: Error): void {
-    if (this.#releasing || this.#compromised) return;
-    this.#compromised = true;
-    this.#stopWatch();
-    try {
-      this.#log.warn({ lock: this.#paths.payload, lock_id: this.#lockId, err: err.message }, `run lock ${this.#paths.name} lost while held (taken over, or its liveness file removed); do not publish`);
-      this.#onCompromised?.(err);
-    } catch (cbErr) {
-      try {
-        this.#log.warn({ lock: this.#paths.payload, err: String(cbErr) }, 'onCompromised callback threw; ignored');
-      } catch {
-        // Nothing left to tell.
-      }
-    }
-  }
-
-  release(): Promise<void> {
-    this.#releasing ??= this.#release();
-    return this.#releasing;
-  }
-
-  #stopWatch(): void {
-    if (this.#watch) clearInterval(this.#watch);
-    this.#watch = null;
+  protected lostFields(): Record<string, unknown> {
+    return { lock_id: this.#lockId };
   }
 
   /** Never rejects. */
-  async #release(): Promise<void> {
-    this.#stopWatch();
+  protected async releaseOnce(): Promise<void> {
     let gate: FileLock | null = null;
     try {
       gate = await enterGate(this.#paths, LOCK_TIMING.run.gateWaitMs);
@@ -192,7 +147,7 @@ export class HeldRunLock implements RunLock {
         return;
       }
     }
-    if (mine && !this.#compromised) {
+    if (mine && !this.compromised) {
       this.#log.info({ lock: this.#paths.payload, lock_id: this.#lockId }, `run lock ${this.#paths.name} released`);
     } else {
       this.#log.warn(

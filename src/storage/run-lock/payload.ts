@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { writeAtomicSync } from '../atomic.js';
 import { safeReadFile, safeReaddir } from '../safe-path.js';
-import { StateCorruptError, UsageError } from '../../guard/errors.js';
+import { StateCorruptError } from '../../guard/errors.js';
+import { assertLockName } from '../../guard/run-lock/request.js';
 import type { LockPayload } from '../../guard/run-lock/types.js';
 
 export type { LockPayload };
@@ -37,13 +38,12 @@ export interface LockPaths {
   legacy: readonly string[];
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** A lock id that can name a file: what randomUUID() makes, and nothing that could leave the folder. */
 const LOCK_ID = /^[A-Za-z0-9-]{1,64}$/;
 
-/** Throws UsageError (64) for a name that is not letters, digits, `.`, `_` and `-`. */
+/** Throws UsageError (64) for a name that is not letters, digits, `.`, `_` and `-` (LOCK_NAME: at most 128 characters). */
 export function lockPaths(locksDir: string, name: string): LockPaths {
-  if (!NAME.test(name)) throw new UsageError(`lock name must match ${NAME.source}, got ${JSON.stringify(name)}`);
+  assertLockName(name);
   const payload = join(locksDir, `${name}.lock`);
   return { name, locksDir, payload, gate: join(locksDir, `${name}.gate`), livenessPrefix: `${name}.held.`, legacy: [`${payload}.d`, `${payload}.gate`] };
 }
