@@ -198,13 +198,23 @@ function tasks(from: number, to: number): NewTask[] {
   return out;
 }
 
+/** CPU time (user + system) of this process since `c0`, in ms. */
+function cpuMs(c0: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(c0);
+  return (d.user + d.system) / 1000;
+}
+/** CPU time of the last measured enqueue, ms. */
+let lastCpu = 0;
+
 async function enqueue(ws: string, size: number, batch: number, policy: QueuePolicy, inst = false): Promise<number> {
   const q = new FileQueue({ workspace: ws, name: QUEUE, max_attempts: policy.max_attempts, ack_window_ms: policy.ack_window_ms });
   if (inst) instrumentMutex(q);
 
   const t0 = nowMs();
+  const c0 = process.cpuUsage();
   for (let i = 0; i < size; i += batch) await q.enqueue(tasks(i, Math.min(size, i + batch)));
   const ms = nowMs() - t0;
+  lastCpu = cpuMs(c0);
   await q.close();
   return ms;
 }
@@ -222,7 +232,9 @@ async function main(): Promise<void> {
       await startProfile(o);
       const ms = await enqueue(ws, o.size, o.batch, policy, o.instrument && !o.light);
       await stopProfile(o);
-      console.log(`enqueue ${fmtInt(o.size)} in batches of ${fmtInt(o.batch)}: ${fmtNum(ms, 0)} ms, ${fmtInt(perSecond(o.size, ms))} tasks/s`);
+      console.log(
+        `enqueue ${fmtInt(o.size)} in batches of ${fmtInt(o.batch)}: ${fmtNum(ms, 0)} ms, ${fmtInt(perSecond(o.size, ms))} tasks/s, cpu ${fmtNum(lastCpu, 0)} ms (${fmtNum((lastCpu * 1000) / o.size, 1)} µs/task)`,
+      );
       if (o.instrument) report(ms, o.size);
       return;
     }
@@ -275,6 +287,7 @@ async function main(): Promise<void> {
     const stop = new AbortController();
     await startProfile(o);
     const t1 = nowMs();
+    const c1 = process.cpuUsage();
     const sum = await runWorker({
       queue,
       worker,
@@ -289,10 +302,11 @@ async function main(): Promise<void> {
       ...(o.mode === 'fail' ? { nextDue: async () => (await queue.stats()).next_due_at } : {}),
     });
     const ms = nowMs() - t1;
+    const cpu = cpuMs(c1);
     await stopProfile(o);
     await queue.close();
     console.log(
-      `${o.mode} ${fmtInt(o.size)} tasks, concurrency ${o.concurrency}, ack window ${policy.ack_window_ms} ms: ${fmtNum(ms, 0)} ms, ${fmtInt(perSecond(sum.completed, ms))} tasks/s (load ${fmtNum(loadMs, 0)} ms) ${JSON.stringify(sum)}`,
+      `${o.mode} ${fmtInt(o.size)} tasks, concurrency ${o.concurrency}, ack window ${policy.ack_window_ms} ms: ${fmtNum(ms, 0)} ms, ${fmtInt(perSecond(sum.completed, ms))} tasks/s, cpu ${fmtNum(cpu, 0)} ms (${fmtNum((cpu * 1000) / sum.completed, 1)} µs/task) (load ${fmtNum(loadMs, 0)} ms) ${JSON.stringify(sum)}`,
     );
     if (o.instrument) report(ms, sum.completed);
   });

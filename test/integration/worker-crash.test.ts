@@ -67,6 +67,19 @@ interface TaskError {
   message: string;
 }
 
+/** The records of the current generation of a queue's log, in order. */
+function logRecords(ws: string, queue: string): { t: string }[] {
+  const dir = join(ws, 'queue', queue);
+  const log = readdirSync(dir)
+    .filter((f) => /^log\.\d+\.jsonl$/.test(f))
+    .sort()
+    .pop()!;
+  return readFileSync(join(dir, log), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => (JSON.parse(l) as { r: { t: string } }).r);
+}
+
 /** The error history of a task, from the newest full record of it in its queue log (docs: one checksummed record a line). */
 function errorHistory(ws: string, queue: string, id: string): TaskError[] {
   const dir = join(ws, 'queue', queue);
@@ -101,6 +114,17 @@ describe('worker crashes', () => {
     const r1 = await exit(first);
     expect(r1.signal).toBe('SIGKILL');
     expect(await stats(ws, 'crash')).toMatchObject({ leased: 1, completed: 0 });
+    // Its start is in its own start-mark file only (docs/QUEUE-FORMAT.md, "Start marks"), not in the log.
+    const starts = join(ws, 'queue', 'crash', 'starts');
+    const [markFile, ...others] = readdirSync(starts);
+    expect(others).toEqual([]);
+    expect(markFile).toMatch(new RegExp(`^${first.child.pid}-[0-9a-f]{8}\\.jsonl$`));
+    const marks = readFileSync(join(starts, markFile!), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { r: unknown }).r);
+    expect(marks).toEqual([expect.objectContaining({ t: 'owner', pid: first.child.pid }), { t: 'started', l: [['x1', 1]] }]);
+    expect(logRecords(ws, 'crash').filter((r) => r.t === 'start')).toEqual([]);
 
     // Default lease is 60 s: only the dead owner's pid lets this run take the task now.
     // The next worker need not be a process of its own: what it must find is the killed one's state.
@@ -119,6 +143,8 @@ describe('worker crashes', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatchObject({ attempt: 1, kind: 'owner_gone' });
     expect(errors[0]!.message).toContain(`worker process ${first.child.pid} `);
+    // The reclaim read the dead worker's marks and dropped its file; the second worker closed its own.
+    expect(readdirSync(starts)).toEqual([]);
   });
 
   it('SIGKILL a worker mid-task (Slow, 2 s): another worker recovers the task with its attempt counted', async () => {

@@ -32,6 +32,7 @@ import { CompactionTrigger } from './compaction-trigger.js';
 import { DeadLetterFiles } from './deadletter-files.js';
 import { DeadLetterMirror } from './deadletter-mirror.js';
 import { HeldTasks } from './held.js';
+import { LocalStarts } from './local-starts.js';
 import { QueueLogConflictError } from './loader.js';
 import { QueueLogFile } from './log-file.js';
 import { ENQS_MAX, enqsOf, type LogRecord } from './records.js';
@@ -55,6 +56,12 @@ export interface FileQueueOptions extends QueueOptions {
   completed_retention_count?: number;
   /** Compaction runs once the log exceeds this size and three times its live bytes. Default 8 MiB. */
   compact_min_bytes?: number;
+  /**
+   * A worker's start marks (queue/<worker>/starts/, docs/QUEUE-FORMAT.md) go into the log as one
+   * `start` record, and its file is emptied, once the file holds more than this many bytes of marks.
+   * Default 256 KiB; 1 to 64 MiB.
+   */
+  start_marks_fold_bytes?: number;
   /** Warnings about torn or corrupt records go here. Default: none. */
   warn?: (msg: string, details: Record<string, unknown>) => void;
 }
@@ -88,6 +95,7 @@ export class FileQueue implements Queue {
   private readonly rounds: RoundEngine;
   private readonly held = new HeldTasks();
   private readonly scopes = new Scopes();
+  private readonly starts: LocalStarts;
 
   constructor(opts: FileQueueOptions) {
     this.name = opts.name;
@@ -120,6 +128,7 @@ export class FileQueue implements Queue {
       compaction: this.compaction,
       stats: this.statsFile,
     });
+    this.starts = new LocalStarts(this.dir, this.clock, this.held, (kind, urgent, run) => this.rounds.submit(kind, urgent, run), opts.start_marks_fold_bytes);
   }
 
   // ---- the Queue interface: each call becomes an op of the next locked round ----
@@ -192,9 +201,10 @@ export class FileQueue implements Queue {
     return this.rounds.submit('claim', true, (r) => {
       const log = r.log;
       if (log.idx.paused || opts.max <= 0) return () => [];
-      reclaimIn(r, this.alive);
+      const marks = this.starts.reader(r, this.alive);
+      reclaimIn(r, this.alive, marks);
       const slots = log.idx.pickClaimable(r.now, opts.max, opts.only ? this.scopes.of(r, opts.only) : undefined);
-      if (slots.length === 0) return () => [];
+      if (slots.length === 0) return () => (marks.sweep(), []);
       const fences = slots.map((s) => log.idx.slots.fence[s]! + 1);
       r.emit({
         t: 'claim',
@@ -207,20 +217,29 @@ export class FileQueue implements Queue {
         l: slots.map((s, i) => [s, fences[i]!]),
       });
       return () => {
+        marks.sweep();
         const mine = slots.filter((s) => log.idx.slots.state[s] === S_LEASED && log.idx.ownerId(s) === opts.owner.id);
         const records = log.recordsAt(mine);
+        this.starts.know(opts.owner);
         return mine.map((s, i) => {
           const task = (records[i] as { task?: TaskRecord } | null)?.task;
           if (!task) throw new MetaspnError('STATE_CORRUPT', `queue ${this.name}: the record of task slot ${s} does not read back`);
-          this.held.hold(s, task);
+          this.held.hold(s, task, opts.owner.id, log.idx.slots.fence[s]!, log.idx.slots.time[s]!);
           return { task, lease: leaseOf(log.idx.status(s), r.reading) };
         });
       };
     });
   }
 
+  /**
+   * Marks a lease's handler as begun. For a lease this process claimed, with at least
+   * START_MARK_MARGIN_MS of it left, the mark goes to its owner's start-mark file (no locked round;
+   * local-starts.ts); otherwise a `start` record goes in the next round.
+   */
   start(id: string, lease: Lease): Promise<boolean> {
-    return this.pairOp(id, lease, { type: 'start', owner: lease.owner, fence: lease.fence }, 'start', S_LEASED);
+    const locked = (): Promise<boolean> => this.pairOp(id, lease, { type: 'start', owner: lease.owner, fence: lease.fence }, 'start', S_LEASED);
+    const marked = this.starts.start(id, lease);
+    return marked ? marked.then((ok) => ok || locked()) : locked();
   }
 
   renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean> {
@@ -380,8 +399,9 @@ export class FileQueue implements Queue {
 
   reclaimExpired(): Promise<string[]> {
     return this.rounds.submit('reclaim', true, (r) => {
-      const ids = reclaimIn(r, this.alive);
-      return () => ids;
+      const marks = this.starts.reader(r, this.alive);
+      const ids = reclaimIn(r, this.alive, marks);
+      return () => (marks.sweep(), ids);
     });
   }
 
@@ -416,6 +436,7 @@ export class FileQueue implements Queue {
   }
 
   async close(): Promise<void> {
+    await this.starts.close();
     await this.rounds.close();
     this.statsFile.close();
     this.mutex.close();
@@ -426,10 +447,14 @@ export class FileQueue implements Queue {
 
   private repairRound(): Promise<{ reclaimed: string[]; corrupt_set_aside: number }> {
     return this.rounds.submit('repair', true, (r) => {
-      const reclaimed = reclaimIn(r, this.alive);
+      const marks = this.starts.reader(r, this.alive);
+      const reclaimed = reclaimIn(r, this.alive, marks);
       const corrupt = r.log.corrupt.length;
       if (corrupt > 0) this.compaction.force();
-      return () => ({ reclaimed, corrupt_set_aside: corrupt });
+      return () => {
+        marks.sweep();
+        return { reclaimed, corrupt_set_aside: corrupt };
+      };
     });
   }
 
@@ -469,7 +494,13 @@ export class FileQueue implements Queue {
       const n = this.held.slot(id) ?? idx.ids.get(id);
       if (n < 0 || !transition(idx.status(n), ev, r.now).ok || !r.pair(t, lease.owner, n, lease.fence, ms)) return () => false;
       if (t !== 'renew' && t !== 'start') this.held.drop(id);
-      return () => idx.slots.state[n] === expect && idx.slots.fence[n] === lease.fence;
+      return () => {
+        const ok = idx.slots.state[n] === expect && idx.slots.fence[n] === lease.fence;
+        // A renewal pushes out the expiry a start mark is judged by (local-starts.ts).
+        const h = ok && t === 'renew' ? this.held.get(id) : undefined;
+        if (h && h.fence === lease.fence) h.expires = idx.slots.time[n]!;
+        return ok;
+      };
     });
   }
 

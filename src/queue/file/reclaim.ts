@@ -3,6 +3,7 @@ import { reclaimError } from '../lease.js';
 import { HOST } from '../owner.js';
 import { recordAfterFailure } from '../record.js';
 import type { Owner } from '../types.js';
+import type { MarkReader } from './local-starts.js';
 import type { Pair } from './records.js';
 import type { Round } from './round.js';
 import { S_READY } from './slots.js';
@@ -10,9 +11,12 @@ import { S_READY } from './slots.js';
 /**
  * Reclaims leases that expired or whose owner process is gone; returns the ids given back. Costs
  * nothing per task while no lease has expired and every owner holding one is alive (`alive`: an
- * owner on this host whose pid is gone is not).
+ * owner on this host whose pid is gone is not). A lease began when the log says so (a `start`
+ * record, a claim that started it) or its owner's start marks do (`marks`, read only for owners
+ * with a lease to reclaim that the log does not say began); a gone owner left holding nothing has
+ * its start-mark file dropped.
  */
-export function reclaimIn(r: Round, alive: (o: Owner) => boolean): string[] {
+export function reclaimIn(r: Round, alive: (o: Owner) => boolean, marks: MarkReader): string[] {
   const idx = r.idx;
   const slots = new Set(idx.expiredLeases(r.now));
   const gone = new Set<number>();
@@ -26,9 +30,17 @@ export function reclaimIn(r: Round, alive: (o: Owner) => boolean): string[] {
   // Leases whose handler never started (prefetched tasks) go back to ready on their owner's
   // behalf with no attempt charged: one `rel` per owner, written now so this round can claim them.
   const unstarted = new Map<string, Pair[]>();
+  const marked = new Map<number, Set<number>>();
+  const began = (n: number, owner: Owner): boolean => {
+    if (idx.slots.started[n] === 1) return true;
+    const o = idx.slots.owner[n]!;
+    let set = marked.get(o);
+    if (!set) marked.set(o, (set = marks.startedSlots(idx, owner)));
+    return set.has(n);
+  };
   for (const n of slots) {
     const owner = idx.ownerOf(n);
-    if (owner && idx.slots.started[n] !== 1) {
+    if (owner && !began(n, owner)) {
       const l = unstarted.get(owner.id) ?? unstarted.set(owner.id, []).get(owner.id)!;
       l.push([n, idx.slots.fence[n]!]);
       continue;
@@ -41,5 +53,6 @@ export function reclaimIn(r: Round, alive: (o: Owner) => boolean): string[] {
     r.emit({ t: 'rel', at: r.at, o, l });
     for (const [n] of l) if (idx.slots.state[n] === S_READY) out.push(r.taskAt(n).id);
   }
+  for (const o of gone) if ((idx.leasesOf[o] ?? 0) === 0) marks.drop(idx.owners[o]!);
   return out;
 }
