@@ -8,7 +8,7 @@ import { encodeLine } from '../../src/queue/file/codec.js';
 import { FileQueue, type FileQueueOptions } from '../../src/queue/file/file-queue.js';
 import { listGens, logPath } from '../../src/queue/file/log-io.js';
 import { startMarksPath, startsDir } from '../../src/queue/file/start-marks.js';
-import type { Owner } from '../../src/queue/types.js';
+import type { ClaimedTask, Owner } from '../../src/queue/types.js';
 import { FakeClock } from './conformance.js';
 
 const ME: Owner = { id: 'me', pid: process.pid, host: 'h' };
@@ -43,12 +43,17 @@ function setup(extra: Partial<FileQueueOptions> = {}): { w: string; clock: FakeC
   return { w, clock, alive, open };
 }
 
+/** Enqueues `n` tasks named `prefix`0… and claims them all for OTHER, to be started later (a worker's buffer). */
+async function buffered(q: FileQueue, prefix: string, n: number, lease_ms = 60_000): Promise<ClaimedTask[]> {
+  await q.enqueue(ids(n, prefix));
+  return q.claim({ owner: OTHER, max: n, lease_ms, defer_start: true });
+}
+
 describe('file queue: start marks', () => {
   it('a start is a mark in its owner file, not a log record; a crash before any round leaves it there, and the reclaim charges only the marked leases, then drops the file', async () => {
     const { w, alive, open } = setup();
     const a = open();
-    await a.enqueue(ids(4, 'x'));
-    const got = await a.claim({ owner: OTHER, max: 4, lease_ms: 60_000, defer_start: true });
+    const got = await buffered(a, 'x', 4);
     expect(await a.start('x0', got[0]!.lease)).toBe(true);
     expect(await a.start('x2', got[2]!.lease)).toBe(true);
     const file = startMarksPath(dirOf(w), OTHER.id);
@@ -72,8 +77,7 @@ describe('file queue: start marks', () => {
   it('a torn or altered line of a mark file marks nothing: the lease it names is given back uncharged', async () => {
     const { w, alive, open } = setup();
     const a = open();
-    await a.enqueue(ids(3, 'y'));
-    const got = await a.claim({ owner: OTHER, max: 3, lease_ms: 60_000, defer_start: true });
+    const got = await buffered(a, 'y', 3);
     expect(await a.start('y0', got[0]!.lease)).toBe(true);
     const file = startMarksPath(dirOf(w), OTHER.id);
     // y1's mark with a checksum that does not match, then y2's cut short (a writer killed mid-write).
@@ -110,8 +114,7 @@ describe('file queue: start marks', () => {
   it('with less than a second of its lease left, a start takes a locked round (a start record) and is refused once the lease is lost', async () => {
     const { w, clock, open } = setup();
     const q = open();
-    await q.enqueue(ids(2, 's'));
-    const got = await q.claim({ owner: OTHER, max: 2, lease_ms: 900, defer_start: true });
+    const got = await buffered(q, 's', 2, 900);
     expect(await q.start('s0', got[0]!.lease)).toBe(true);
     expect(existsSync(startsDir(dirOf(w)))).toBe(false);
     expect(records(w).filter((r) => r.t === 'start')).toEqual([expect.objectContaining({ o: OTHER.id, l: [[0, 1]] })]);
@@ -137,8 +140,7 @@ describe('file queue: start marks', () => {
   it('past start_marks_fold_bytes the marks of leases still held go into the log as one start record, and the file is emptied; started leases stay started', async () => {
     const { w, alive, open } = setup({ start_marks_fold_bytes: 200 });
     const a = open();
-    await a.enqueue(ids(40, 'f'));
-    const got = await a.claim({ owner: OTHER, max: 40, lease_ms: 60_000, defer_start: true });
+    const got = await buffered(a, 'f', 40);
     // Start 30 of them, one line each; complete the first 20, so 10 are held started when it folds.
     for (let i = 0; i < 30; i++) expect(await a.start(`f${i}`, got[i]!.lease)).toBe(true);
     for (let i = 0; i < 20; i++) expect(await a.complete(`f${i}`, got[i]!.lease)).toBe(true);
@@ -163,8 +165,7 @@ describe('file queue: start marks', () => {
   it('close puts the marks of leases still held into the log and removes the file', async () => {
     const { w, alive, open } = setup();
     const a = open();
-    await a.enqueue(ids(3, 'c'));
-    const got = await a.claim({ owner: OTHER, max: 3, lease_ms: 60_000, defer_start: true });
+    const got = await buffered(a, 'c', 3);
     expect(await a.start('c0', got[0]!.lease)).toBe(true);
     expect(await a.start('c1', got[1]!.lease)).toBe(true);
     expect(await a.complete('c1', got[1]!.lease)).toBe(true);
