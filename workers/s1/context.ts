@@ -16,11 +16,11 @@ import { canonicalJson } from './canonical.js';
 import { configHash, type S1Config } from './config.js';
 import { seasonDates } from './dates.js';
 import { countedDigest, SortedSignals } from './digests.js';
-import { DATE_LEVEL_SUBJECT, deterministicId, makeParams, projectionParamsOf, stageCounts, withCounted, type CountedParams, type Params, type StageParams } from './ids.js';
-import { groupBySubject } from './math.js';
+import { DATE_LEVEL_SUBJECT, deterministicId, idMaker, makeParams, projectionParamsOf, stageCounts, withCounted, type CountedParams, type Params, type StageParams } from './ids.js';
 import { settle, type ProjectedUnits, type Settlement } from './math/settle.js';
 import type { ScoredSubject } from './math/rewards.js';
-import { readWeightedSignals, type Signal } from './signals.js';
+import { SubjectGroups } from './signal-table.js';
+import { readWeightedSignalTable } from './signals.js';
 
 export const PIPELINE = 's1';
 
@@ -54,7 +54,7 @@ export interface S1ContextOptions {
    */
   atomic?: boolean;
   /** Signals grouped by subject, already read (the pipeline reads them once). */
-  signals?: Map<string, Signal[]>;
+  signals?: SubjectGroups;
   /** The context closes `stores` when it closes (a standalone worker's). Default: only the file stores it opened itself. */
   ownsStores?: boolean;
 }
@@ -122,7 +122,7 @@ export class S1Context {
   private readonly counts = new Map<string, { written: number; present: number }>();
   /** Rows held back per stage and date until `commit` (a backfill keeps each file in date order). */
   private readonly deferred = new Map<string, { params: StageParams; rows: RowText[] }>();
-  private signalsBySubject: Promise<Map<string, Signal[]>> | null;
+  private signalsBySubject: Promise<SubjectGroups> | null;
   private sortedPromise: Promise<SortedSignals> | null = null;
   /** Values read once per process, each with what it read: a write or a pointer move forgets exactly the values that read it. */
   private readonly cache = new Map<string, { value: Promise<unknown>; reads: readonly Read[] }>();
@@ -158,14 +158,14 @@ export class S1Context {
   }
 
   /** Signals grouped by subject, read from inputs/ once per process. */
-  signals(): Promise<Map<string, Signal[]>> {
-    this.signalsBySubject ??= readWeightedSignals(join(this.ws.inputs, 's1_signals.jsonl'), this.cfg.attention.weights).then(groupBySubject);
+  signals(): Promise<SubjectGroups> {
+    this.signalsBySubject ??= readWeightedSignalTable(join(this.ws.inputs, 's1_signals.jsonl'), this.cfg.attention.weights).then((t) => new SubjectGroups(t));
     return this.signalsBySubject;
   }
 
   /** The signals sorted by (instant, signal_id), built once per process: the inputs digests read them. */
   sorted(): Promise<SortedSignals> {
-    this.sortedPromise ??= this.signals().then((groups) => new SortedSignals([...groups.values()].flat()));
+    this.sortedPromise ??= this.signals().then((groups) => new SortedSignals(groups.table));
     return this.sortedPromise;
   }
 
@@ -258,10 +258,18 @@ export class S1Context {
    * (ReplayConflictError, 30). With `atomic` the rows are recorded in `effects` instead, once no id
    * is found stored with other content, and commit with the task's acknowledgement (null is
    * returned; a conflict that appears meanwhile rolls the commit back, and the task is dead-lettered, 30).
+   * @param textOf a row's stored text: its canonical JSON (the default, or a writer of the same bytes).
    */
-  async put(stage: StageName, date: string, params: StageParams, rows: readonly ({ id: string } & object)[], effects?: TaskEffects): Promise<RowPutResult | null> {
+  async put<R extends { id: string } & object>(
+    stage: StageName,
+    date: string,
+    params: StageParams,
+    rows: readonly R[],
+    effects?: TaskEffects,
+    textOf: (row: R) => string = canonicalJson,
+  ): Promise<RowPutResult | null> {
     const identity = this.pkey(params);
-    const texts: RowText[] = rows.map((row) => ({ id: row.id, date, identity, text: canonicalJson(row) }));
+    const texts: RowText[] = rows.map((row) => ({ id: row.id, date, identity, text: textOf(row) }));
     if (this.atomic) {
       if (!effects) throw new Error(`${stage} of ${date}: rows commit with their task here, but no task effects were given`);
       const conflicts = await this.checkConflicts(stage, texts);
@@ -385,7 +393,8 @@ export class S1Context {
         if (d === date) {
           const mine = await this.projections(d, params);
           byDate.set(d, mine);
-          for (const x of mine) ids.push(deterministicId('project_rewards', d, x.subject_ref, params));
+          const idOf = idMaker('project_rewards', d, params);
+          for (const x of mine) ids.push(idOf(x.subject_ref));
           continue;
         }
         const ptr = await this.#pipelineStores.pointers.read(PIPELINE, d);

@@ -20,7 +20,7 @@ import { BUILTIN_CHECK_NAMES, CHECK_NAMES, evaluateGuardrails, windowHasSignals,
 import { STAGES, stageCounts, withCounted, type CountedParams, type Params, type StageParams } from './ids.js';
 import { stageTasks, subjectsToScore } from './plan.js';
 import type { S1ManifestInput } from './run-types.js';
-import type { Signal } from './signals.js';
+import type { SubjectGroups } from './signal-table.js';
 import { ProjectRewardsWorker, PublishSeasonSummaryWorker, SettleSeasonWorker, UpdateAttentionScoresWorker } from './workers.js';
 
 const WORKERS: Record<StageName, () => WorkerDefinition> = {
@@ -36,7 +36,7 @@ export interface S1Env {
   cfg: WorkspaceConfig;
   s1: S1Context;
   /** Signals grouped by subject (who is scored on a date). */
-  groups: ReadonlyMap<string, readonly Signal[]>;
+  groups: SubjectGroups;
   /** The inputs file as the first stage read it: its path, sha256 and signal count. */
   input: { path: string; sha256: string; rows: number };
 }

@@ -1,5 +1,4 @@
 import { hash } from 'node:crypto';
-import stringify from 'fast-json-stable-stringify';
 
 /** The four Season 1 stages, in run order. */
 export const STAGES = ['update_attention_scores', 'project_rewards', 'settle_season', 'publish_season_summary'] as const;
@@ -78,7 +77,23 @@ export function projectionParamsOf(params: Readonly<Record<string, unknown>>): R
  * @throws RangeError when the params lack a key the stage needs.
  */
 export function deterministicId(stage: Stage, date: string, subjectRef: string, params: StageParams): string {
-  const payload = { stage, date, subject_ref: subjectRef, params: paramsOf(stage, params) };
-  const hex = hash('sha256', stringify(payload), 'hex');
-  return `${STAGE_PREFIX[stage]}_${hex.slice(0, 24)}`;
+  return idMaker(stage, date, params)(subjectRef);
+}
+
+/**
+ * {@link deterministicId} of many subjects under one (stage, date, params): the text before the
+ * subject is made once. The stable stringification is written out with its keys in sorted order
+ * (`date`, `params` with `as_of`, `config_hash`, [`counted`,] `inputs`, `stage`, `subject_ref`;
+ * every value a string, as JSON.stringify writes it): byte for byte what
+ * fast-json-stable-stringify gives, without sorting the keys of two fresh objects per id.
+ * @throws RangeError when the params lack a key the stage needs.
+ */
+export function idMaker(stage: Stage, date: string, params: StageParams): (subjectRef: string) => string {
+  const p = paramsOf(stage, params);
+  const q = JSON.stringify;
+  const counted = (p as Partial<CountedParams>).counted;
+  const paramsText = `{"as_of":${q(p.as_of)},"config_hash":${q(p.config_hash)},${counted === undefined ? '' : `"counted":${q(counted)},`}"inputs":${q(p.inputs)}}`;
+  const head = `{"date":${q(date)},"params":${paramsText},"stage":${q(stage)},"subject_ref":`;
+  const prefix = `${STAGE_PREFIX[stage]}_`;
+  return (subjectRef) => prefix + hash('sha256', `${head}${q(subjectRef)}}`, 'hex').slice(0, 24);
 }

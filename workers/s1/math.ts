@@ -7,4 +7,17 @@ export { attentionForSubject, compareSignals, groupBySubject, scoreSubjects, typ
 export { projectRewards, type Projection, type ScoredSubject } from './math/rewards.js';
 export { settle, settlementStatus, type Conservation, type ProjectedUnits, type SettledSubject, type Settlement, type SettlementStatus } from './math/settle.js';
 export { buildSummaryTop, TOP_SIZE, type TopEntry } from './math/summary.js';
-export { attentionRow, projectionRow, settlementRow, summaryRow, type AttentionRow, type ProjectionRow, type SettlementRow, type SummaryInput, type SummaryRow } from './math/rows.js';
+export {
+  attentionRow,
+  attentionRowText,
+  projectionRow,
+  projectionRowText,
+  settlementRow,
+  settlementRowText,
+  summaryRow,
+  type AttentionRow,
+  type ProjectionRow,
+  type SettlementRow,
+  type SummaryInput,
+  type SummaryRow,
+} from './math/rows.js';

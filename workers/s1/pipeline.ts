@@ -14,11 +14,11 @@ import { assertPointersReadable } from '../../src/storage/pointers.js';
 import { PIPELINE, S1Context } from './context.js';
 import { s1Execution, type S1Env } from './execution.js';
 import { CHECK_NAMES } from './guardrails.js';
-import { groupBySubject } from './math.js';
 import type { RunPlan } from './plan.js';
 import { assertRunIdFree } from './run-ids.js';
 import { reportOf, type RunReport } from './run-types.js';
-import { readWeightedSignals } from './signals.js';
+import { SubjectGroups } from './signal-table.js';
+import { readWeightedSignalTable } from './signals.js';
 
 export type { RunReport, StageReport } from './run-types.js';
 
@@ -65,9 +65,9 @@ export async function prepareS1(o: PipelineOptions, stores: PipelineStores): Pro
   if (o.backend) for (const d of await stores.pointers.partitions(PIPELINE)) await stores.pointers.read(PIPELINE, d);
   else assertPointersReadable(o.ws, PIPELINE);
   const path = join(o.ws.inputs, 's1_signals.jsonl');
-  const signals = await readWeightedSignals(path, o.cfg.s1.attention.weights);
+  const signals = await readWeightedSignalTable(path, o.cfg.s1.attention.weights);
   const input = { path: relative(o.ws.root, path), sha256: await fileSha256(path), rows: signals.length };
-  const groups = groupBySubject(signals);
+  const groups = new SubjectGroups(signals);
   return { ws: o.ws, cfg: o.cfg, s1: new S1Context(o.ws, o.cfg.s1, o.log, { stores, atomic: !!o.backend, signals: groups }), groups, input };
 }
 

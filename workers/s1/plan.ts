@@ -2,9 +2,10 @@ import { MetaspnError } from '../../src/guard/errors.js';
 import type { NewTask } from '../../src/queue/types.js';
 import type { S1Config } from './config.js';
 import { configHash } from './config.js';
-import { asOfInstantMs, DAY_MS, dayNumber, defaultAsOf, parseDate, resolveAsOf } from './dates.js';
-import { DATE_LEVEL_SUBJECT, deterministicId, paramsOf, type StageParams } from './ids.js';
-import type { Signal } from './signals.js';
+import { asOfInstantMs, defaultAsOf, parseDate, resolveAsOf } from './dates.js';
+import { DATE_LEVEL_SUBJECT, deterministicId, idMaker, paramsOf, type StageParams } from './ids.js';
+import type { SubjectGroups } from './signal-table.js';
+import { windowBounds } from './digests.js';
 import type { StageName } from './context.js';
 
 /** What one run of one date works with: checked before any lock is taken or anything written. */
@@ -50,16 +51,10 @@ export function planRun(cfg: S1Config, dateText: string, asOfText: string | unde
   return { date, as_of, provisional: Date.parse(fallback) > nowMs, config_hash: configHash(cfg) };
 }
 
-/** Subjects with at least one signal counted on the date: window and as-of applied. */
-export function subjectsToScore(groups: ReadonlyMap<string, readonly Signal[]>, plan: Pick<RunPlan, 'date' | 'as_of'>, cfg: S1Config): string[] {
-  const last = dayNumber(plan.date)!;
-  const first = last - cfg.attention.window_days + 1;
-  const asOf = Date.parse(plan.as_of);
-  const out: string[] = [];
-  for (const [subject, signals] of groups) {
-    if (signals.some((s) => s.ts_ms < asOf && Math.floor(s.ts_ms / DAY_MS) >= first && Math.floor(s.ts_ms / DAY_MS) <= last)) out.push(subject);
-  }
-  return out;
+/** Subjects with at least one signal counted on the date (window and as-of applied), ascending. */
+export function subjectsToScore(groups: SubjectGroups, plan: Pick<RunPlan, 'date' | 'as_of'>, cfg: S1Config): string[] {
+  const { from_ms, to_ms } = windowBounds(plan.date, Date.parse(plan.as_of), cfg.attention.window_days);
+  return groups.subjectsWithin(from_ms, to_ms);
 }
 
 /**
@@ -80,7 +75,8 @@ export function stageTasks(stage: StageName, date: string, params: StageParams, 
   const base = { date, ...p };
   const extra = group === undefined ? {} : { group };
   if (stage === 'update_attention_scores') {
-    return subjects.map((subject_ref) => ({ id: deterministicId(stage, date, subject_ref, p), payload: { ...base, subject_ref }, ...extra }));
+    const idOf = idMaker(stage, date, p);
+    return subjects.map((subject_ref) => ({ id: idOf(subject_ref), payload: { ...base, subject_ref }, ...extra }));
   }
   return [{ id: deterministicId(stage, date, DATE_LEVEL_SUBJECT, p), payload: base, ...extra }];
 }

@@ -9,7 +9,7 @@ import type { TaskEffects } from '../../src/runtime/effects.js';
 import { asOfInstantMs, isDateText } from './dates.js';
 import { S1Context, type DatePayload, type StageName } from './context.js';
 import type { CountedParams, Params } from './ids.js';
-import { attentionForSubject, attentionRow, projectionRow, projectRewards, settlementRow, summaryRow } from './math.js';
+import { attentionForSubject, attentionRow, attentionRowText, projectionRow, projectionRowText, projectRewards, settlementRow, settlementRowText, summaryRow } from './math.js';
 
 const digest = z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex digits');
 const datePayload = z.strictObject({
@@ -77,7 +77,7 @@ export class UpdateAttentionScoresWorker extends S1Worker<SubjectPayload> {
     const score = attentionForSubject(signals, p.date, Date.parse(p.as_of), s1.cfg.attention);
     // No counted signal: nothing to score (the pipeline does not enqueue such subjects).
     if (!score) return;
-    await s1.put(this.name, p.date, params, [attentionRow(p.date, { subject_ref: p.subject_ref, ...score }, params)], effects);
+    await s1.put(this.name, p.date, params, [attentionRow(p.date, { subject_ref: p.subject_ref, ...score }, params)], effects, attentionRowText);
   }
 }
 
@@ -95,6 +95,7 @@ export class ProjectRewardsWorker extends S1Worker<DatePayload> {
       params,
       projections.map((x) => projectionRow(p.date, x, params)),
       effects,
+      projectionRowText,
     );
     // Rows that commit with the acknowledgement are not stored yet: the next stages read them back.
     if (!s1.atomic)
@@ -128,6 +129,7 @@ export class SettleSeasonWorker extends S1Worker<CountedPayload> {
       params,
       settlement.rows.map((r) => settlementRow(p.date, s1.cfg.season, r, params)),
       effects,
+      settlementRowText,
     );
   }
 }

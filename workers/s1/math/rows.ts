@@ -150,3 +150,31 @@ export function summaryRow(input: SummaryInput): SummaryRow {
     top: buildSummaryTop(settlement.rows, scores, projections),
   };
 }
+
+/*
+ * The stored texts of the rows stages 1–3 write a hundred thousand at a time, written out with
+ * their keys in sorted order: byte for byte the canonical stable stringification (strings as
+ * JSON.stringify, finite numbers as String), without sorting the keys of every row.
+ */
+
+const q = JSON.stringify;
+const num = (n: number): string => (Number.isFinite(n) ? String(n) : 'null');
+const paramsText = (p: Params | CountedParams): string => {
+  const counted = (p as Partial<CountedParams>).counted;
+  return `{"as_of":${q(p.as_of)},"config_hash":${q(p.config_hash)},${counted === undefined ? '' : `"counted":${q(counted)},`}"inputs":${q(p.inputs)}}`;
+};
+
+/** The stored text of an attention row ({@link attentionRow}): its canonical JSON. */
+export function attentionRowText(r: AttentionRow): string {
+  return `{"date":${q(r.date)},"id":${q(r.id)},"params":${paramsText(r.params)},"score":${num(r.score)},"signal_count":${num(r.signal_count)},"stage":${q(r.stage)},"subject_ref":${q(r.subject_ref)}}`;
+}
+
+/** The stored text of a projection row ({@link projectionRow}): its canonical JSON. */
+export function projectionRowText(r: ProjectionRow): string {
+  return `{"date":${q(r.date)},"id":${q(r.id)},"params":${paramsText(r.params)},"projected_units":${num(r.projected_units)},"score":${num(r.score)},"stage":${q(r.stage)},"subject_ref":${q(r.subject_ref)}}`;
+}
+
+/** The stored text of a settlement row ({@link settlementRow}): its canonical JSON. */
+export function settlementRowText(r: SettlementRow): string {
+  return `{"date":${q(r.date)},"days_counted":${num(r.days_counted)},"id":${q(r.id)},"params":${paramsText(r.params)},"season_id":${q(r.season_id)},"settled_units":${num(r.settled_units)},"stage":${q(r.stage)},"status":${q(r.status)},"subject_ref":${q(r.subject_ref)}}`;
+}
