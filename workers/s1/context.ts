@@ -258,18 +258,22 @@ export class S1Context {
    * (ReplayConflictError, 30). With `atomic` the rows are recorded in `effects` instead, once no id
    * is found stored with other content, and commit with the task's acknowledgement (null is
    * returned; a conflict that appears meanwhile rolls the commit back, and the task is dead-lettered, 30).
-   * @param textOf a row's stored text: its canonical JSON (the default, or a writer of the same bytes).
    */
-  async put<R extends { id: string } & object>(
-    stage: StageName,
-    date: string,
-    params: StageParams,
-    rows: readonly R[],
-    effects?: TaskEffects,
-    textOf: (row: R) => string = canonicalJson,
-  ): Promise<RowPutResult | null> {
+  async put(stage: StageName, date: string, params: StageParams, rows: readonly ({ id: string } & object)[], effects?: TaskEffects): Promise<RowPutResult | null> {
+    return this.putEach(stage, date, params, rows, (row) => ({ id: row.id, text: canonicalJson(row) }), effects);
+  }
+
+  /**
+   * {@link put} of the rows `render` makes of `items`, each as its id and its stored text (the
+   * row's canonical JSON, written by the caller): a stage of 100k rows then never holds its row
+   * objects and their texts at once.
+   */
+  async putEach<T>(stage: StageName, date: string, params: StageParams, items: readonly T[], render: (item: T) => { id: string; text: string }, effects?: TaskEffects): Promise<RowPutResult | null> {
     const identity = this.pkey(params);
-    const texts: RowText[] = rows.map((row) => ({ id: row.id, date, identity, text: textOf(row) }));
+    const texts: RowText[] = items.map((item) => {
+      const r = render(item);
+      return { id: r.id, date, identity, text: r.text };
+    });
     if (this.atomic) {
       if (!effects) throw new Error(`${stage} of ${date}: rows commit with their task here, but no task effects were given`);
       const conflicts = await this.checkConflicts(stage, texts);

@@ -116,6 +116,11 @@ export class SignalTableBuilder {
     this.subject[i] = s;
   }
 
+  /** The position of the first signal added with this id, or -1. */
+  indexOf(id: string): number {
+    return this.ids.indexOf(id);
+  }
+
   /** The table of every signal added, in the order added. */
   finish(): SignalTable {
     const n = this.n;

@@ -173,7 +173,8 @@ class SignalCollector {
   private carry = '';
   private lineNo = 0;
   private pendingBlank: number | null = null;
-  private readonly firstLineOf = new Map<string, number>();
+  /** The ids seen so far. The i-th signal is on line i + 1 (blank lines may only end the file). */
+  private readonly ids = new Set<string>();
   private readonly table = new SignalTableBuilder();
 
   constructor(
@@ -209,9 +210,8 @@ class SignalCollector {
     }
     if (this.pendingBlank !== null) fail(this.file, this.pendingBlank, 'blank line (blank lines are allowed only at the end of the file)');
     const f = parseFields(body, n, this.file, this.kinds);
-    const first = this.firstLineOf.get(f.signal_id);
-    if (first !== undefined) fail(this.file, n, `duplicate signal_id ${shown(f.signal_id)} (first on line ${first})`);
-    this.firstLineOf.set(f.signal_id, n);
+    if (this.ids.has(f.signal_id)) fail(this.file, n, `duplicate signal_id ${shown(f.signal_id)} (first on line ${this.table.indexOf(f.signal_id) + 1})`);
+    this.ids.add(f.signal_id);
     this.table.add(f.signal_id, f.ts_ms, digitsOf(f.ts), f.kind, f.subject_ref, f.value);
   }
 }

@@ -25,9 +25,7 @@ const signalsArb = fc
   )
   .map((xs) => {
     const seen = new Set<string>();
-    return xs
-      .filter((x) => !seen.has(x.id) && seen.add(x.id))
-      .map((x): Signal => ({ signal_id: x.id, ts_ms: BASE + x.ms, subject_ref: x.subject, kind: x.kind, value: x.value }));
+    return xs.filter((x) => !seen.has(x.id) && seen.add(x.id)).map((x): Signal => ({ signal_id: x.id, ts_ms: BASE + x.ms, subject_ref: x.subject, kind: x.kind, value: x.value }));
   });
 
 describe('signals in columns', () => {
