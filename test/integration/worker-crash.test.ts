@@ -118,7 +118,7 @@ describe('worker crashes', () => {
     const starts = join(ws, 'queue', 'crash', 'starts');
     const [markFile, ...others] = readdirSync(starts);
     expect(others).toEqual([]);
-    expect(markFile).toMatch(new RegExp(`^${first.child.pid}-[0-9a-f]{8}\\.jsonl$`));
+    expect(markFile).toMatch(new RegExp(`^${first.child.pid}-[0-9a-f]{8}\\.[0-9a-f]{8}\\.jsonl$`));
     const marks = readFileSync(join(starts, markFile!), 'utf8')
       .split('\n')
       .filter(Boolean)

@@ -7,7 +7,7 @@ import { tempDir } from '../temp.js';
 import { encodeLine } from '../../src/queue/file/codec.js';
 import { FileQueue, type FileQueueOptions } from '../../src/queue/file/file-queue.js';
 import { listGens, logPath } from '../../src/queue/file/log-io.js';
-import { startMarksPath, startsDir } from '../../src/queue/file/start-marks.js';
+import { markFilesOf, startMarksPath, startsDir } from '../../src/queue/file/start-marks.js';
 import type { ClaimedTask, Owner } from '../../src/queue/types.js';
 import { FakeClock } from './conformance.js';
 
@@ -24,6 +24,13 @@ function records(w: string): { t: string; o?: string; l?: [number, number][] }[]
     .split('\n')
     .filter(Boolean)
     .map((l) => (JSON.parse(l) as { r: { t: string } }).r);
+}
+
+/** The one start-mark file of `owner` in the queue of `w`. */
+function markFile(w: string, owner: Owner): string {
+  const files = markFilesOf(dirOf(w), owner.id);
+  expect(files).toHaveLength(1);
+  return files[0]!;
 }
 
 /** The `started` lines of a start-mark file: [id, fence] per mark, in order. */
@@ -56,7 +63,7 @@ describe('file queue: start marks', () => {
     const got = await buffered(a, 'x', 4);
     expect(await a.start('x0', got[0]!.lease)).toBe(true);
     expect(await a.start('x2', got[2]!.lease)).toBe(true);
-    const file = startMarksPath(dirOf(w), OTHER.id);
+    const file = markFile(w, OTHER);
     expect(marksIn(file)).toEqual([
       ['x0', 1],
       ['x2', 1],
@@ -79,7 +86,7 @@ describe('file queue: start marks', () => {
     const a = open();
     const got = await buffered(a, 'y', 3);
     expect(await a.start('y0', got[0]!.lease)).toBe(true);
-    const file = startMarksPath(dirOf(w), OTHER.id);
+    const file = markFile(w, OTHER);
     // y1's mark with a checksum that does not match, then y2's cut short (a writer killed mid-write).
     const bad = encodeLine({ t: 'started', l: [['y1', 1]] }).replace('"y1"', '"y9"');
     const torn = encodeLine({ t: 'started', l: [['y2', 1]] }).slice(0, 30);
@@ -103,7 +110,7 @@ describe('file queue: start marks', () => {
     await a.enqueue([{ id: 'z0', payload: 0 }], { rerun_completed: true });
     const [second] = await a.claim({ owner: OTHER, max: 1, lease_ms: 2000, defer_start: true });
     expect(second!.lease.fence).toBe(2);
-    expect(marksIn(startMarksPath(dirOf(w), OTHER.id))).toEqual([['z0', 1]]);
+    expect(marksIn(markFile(w, OTHER))).toEqual([['z0', 1]]);
     clock.advance(2001);
     alive.delete(OTHER.id);
     expect(await a.reclaimExpired()).toEqual(['z0']);
@@ -132,7 +139,7 @@ describe('file queue: start marks', () => {
     clock.advance(1000);
     expect(await q.renewLease('r0', got!.lease, 1500)).toBe(true);
     expect(await q.start('r0', got!.lease)).toBe(true);
-    expect(marksIn(startMarksPath(dirOf(w), OTHER.id))).toEqual([['r0', 1]]);
+    expect(marksIn(markFile(w, OTHER))).toEqual([['r0', 1]]);
     expect(records(w).filter((r) => r.t === 'start')).toEqual([]);
     await q.close();
   });
@@ -144,7 +151,7 @@ describe('file queue: start marks', () => {
     // Start 30 of them, one line each; complete the first 20, so 10 are held started when it folds.
     for (let i = 0; i < 30; i++) expect(await a.start(`f${i}`, got[i]!.lease)).toBe(true);
     for (let i = 0; i < 20; i++) expect(await a.complete(`f${i}`, got[i]!.lease)).toBe(true);
-    const file = startMarksPath(dirOf(w), OTHER.id);
+    const file = markFile(w, OTHER);
     expect(await a.start('f30', got[30]!.lease)).toBe(true);
     await a.stats();
     const starts = records(w).filter((r) => r.t === 'start');
@@ -170,7 +177,7 @@ describe('file queue: start marks', () => {
     expect(await a.start('c1', got[1]!.lease)).toBe(true);
     expect(await a.complete('c1', got[1]!.lease)).toBe(true);
     await a.close();
-    expect(existsSync(startMarksPath(dirOf(w), OTHER.id))).toBe(false);
+    expect(markFilesOf(dirOf(w), OTHER.id)).toEqual([]);
     expect(records(w).filter((r) => r.t === 'start')).toEqual([expect.objectContaining({ o: OTHER.id, l: [[0, 1]] })]);
     alive.delete(OTHER.id);
     const b = open();
@@ -190,22 +197,39 @@ describe('file queue: start marks', () => {
     expect(await a.complete('g0', g0!.lease)).toBe(true);
     const [g1] = await a.claim({ owner: ME, max: 1, lease_ms: 60_000, defer_start: true });
     expect(await a.start('g1', g1!.lease)).toBe(true);
-    expect(readdirSync(dir).sort()).toEqual(['me.jsonl', 'other.jsonl']);
+    expect(readdirSync(dir).map((f) => f.split('.')[0]).sort()).toEqual(['me', 'other']);
     // Not the owner line of a mark file: left alone.
     writeFileSync(join(dir, 'notes.txt'), 'x');
     alive.delete(OTHER.id);
     const b = open();
     expect(await b.claim({ owner: ME, max: 1, lease_ms: 60_000 })).toEqual([]);
-    expect(readdirSync(dir).sort()).toEqual(['me.jsonl', 'notes.txt']);
+    expect(readdirSync(dir).map((f) => f.split('.')[0]).sort()).toEqual(['me', 'notes']);
     await b.close();
     expect(await a.complete('g1', g1!.lease)).toBe(true);
     await a.close();
     expect(readdirSync(dir).sort()).toEqual(['notes.txt']);
   });
 
+  it('two instances of one queue with the same owner write a file each; a reclaim reads both and drops both', async () => {
+    const { w, alive, open } = setup();
+    const a = open();
+    const b = open();
+    await a.enqueue(ids(4, 'd'));
+    const fromA = await a.claim({ owner: OTHER, max: 2, lease_ms: 60_000, defer_start: true });
+    const fromB = await b.claim({ owner: OTHER, max: 2, lease_ms: 60_000, defer_start: true });
+    expect(await a.start(fromA[0]!.task.id, fromA[0]!.lease)).toBe(true);
+    expect(await b.start(fromB[1]!.task.id, fromB[1]!.lease)).toBe(true);
+    expect(markFilesOf(dirOf(w), OTHER.id)).toHaveLength(2);
+    alive.delete(OTHER.id);
+    const c = open();
+    expect((await c.reclaimExpired()).sort()).toEqual(['d0', 'd1', 'd2', 'd3']);
+    expect(await c.stats()).toMatchObject({ ready: 4, totals: { failed: 2 } });
+    expect(markFilesOf(dirOf(w), OTHER.id)).toEqual([]);
+    await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
   it('an owner id that is not a plain file name gets a hashed file name', () => {
-    const p = startMarksPath('/q', '../x y');
-    expect(p).toMatch(/^\/q\/starts\/h-[0-9a-f]{32}\.jsonl$/);
-    expect(startMarksPath('/q', '4242-1a2b3c4d')).toBe('/q/starts/4242-1a2b3c4d.jsonl');
+    expect(startMarksPath('/q', '../x y')).toMatch(/^\/q\/starts\/h-[0-9a-f]{32}\.[0-9a-f]{8}\.jsonl$/);
+    expect(startMarksPath('/q', '4242-1a2b3c4d')).toMatch(/^\/q\/starts\/4242-1a2b3c4d\.[0-9a-f]{8}\.jsonl$/);
   });
 });

@@ -6,7 +6,7 @@ import type { Pair } from './records.js';
 import type { Round } from './round.js';
 import type { Answer } from './rounds.js';
 import { S_LEASED } from './slots.js';
-import { goneMarkFiles, readStartMarks, removeMarkFile, StartMarkFile, startMarksPath, type Mark } from './start-marks.js';
+import { goneMarkFiles, markFilesOf, readStartMarks, removeMarkFile, StartMarkFile, type Mark } from './start-marks.js';
 
 /**
  * A start is marked in the owner's own file only while at least this much of its lease is left,
@@ -108,7 +108,7 @@ export class LocalStarts {
         }
         return out;
       },
-      drop: (owner) => void remove.push(startMarksPath(this.dir, owner.id)),
+      drop: (owner) => void remove.push(...markFilesOf(this.dir, owner.id)),
       sweep: () => {
         for (const p of remove) removeMarkFile(p);
       },

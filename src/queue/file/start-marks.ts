@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, ftruncateSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { appendAll, closeQuietly } from '../../storage/io.js';
@@ -14,7 +14,7 @@ import { encodeRecord, scanLines } from './codec.js';
  * lease whose handler began (an attempt is charged) from one still in its owner's buffer (given back
  * as it was).
  *
- *   queue/<worker>/starts/<owner>.jsonl
+ *   queue/<worker>/starts/<owner>.<instance>.jsonl   (one per open queue of the owner: no two writers)
  *   {"c":"…","r":{"t":"owner","o":"4242-1a2b3c4d","pid":4242,"host":"h1"}}   first line: whose file it is
  *   {"c":"…","r":{"t":"started","l":[["t17",3],["t18",3]]}}                    [task id, fence] per lease
  *
@@ -29,10 +29,28 @@ export function startsDir(dir: string): string {
 
 const PLAIN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,119}$/;
 
-/** The file of `ownerId`'s marks: its id when that is a plain file name, else a hash of it. */
+/** How `ownerId` is named in its files: its id when that is a plain file name, else a hash of it. */
+export function ownerFileName(ownerId: string): string {
+  return PLAIN.test(ownerId) ? ownerId : `h-${createHash('sha256').update(ownerId).digest('hex').slice(0, 32)}`;
+}
+
+/**
+ * A new file for `ownerId`'s marks: `<owner>.<8 hex digits>.jsonl`, one per queue instance that
+ * writes marks, so two instances of one queue with the same owner never share a file.
+ */
 export function startMarksPath(dir: string, ownerId: string): string {
-  const name = PLAIN.test(ownerId) ? ownerId : `h-${createHash('sha256').update(ownerId).digest('hex').slice(0, 32)}`;
-  return join(startsDir(dir), `${name}.jsonl`);
+  return join(startsDir(dir), `${ownerFileName(ownerId)}.${randomBytes(4).toString('hex')}.jsonl`);
+}
+
+/** The start-mark files of `ownerId` in the queue in `dir` (whose first line names that owner). */
+export function markFilesOf(dir: string, ownerId: string): string[] {
+  const folder = startsDir(dir);
+  if (!safeLstat(folder)) return [];
+  const prefix = `${ownerFileName(ownerId)}.`;
+  return safeReaddir(folder)
+    .filter((f) => f.startsWith(prefix) && /^[0-9a-f]{8}\.jsonl$/.test(f.slice(prefix.length)))
+    .map((f) => join(folder, f))
+    .filter((p) => readMarksFile(p, true).owner?.id === ownerId);
 }
 
 /** [task id, fence]: the lease with this fence of this task began. */
@@ -45,13 +63,17 @@ export class StartMarkFile {
   private size = 0;
   /** Bytes of the owner line: what a reset keeps. */
   private headLen = 0;
+  /** Where this instance's marks go. */
+  readonly path: string;
   /** A write failed: this owner's starts go through the log from now on. */
   broken = false;
 
   constructor(
     private readonly dir: string,
     private readonly owner: Owner,
-  ) {}
+  ) {
+    this.path = startMarksPath(dir, owner.id);
+  }
 
   /** Bytes of marks written since the file was created or last reset. */
   get bytes(): number {
@@ -95,7 +117,7 @@ export class StartMarkFile {
     closeQuietly(this.fd);
     this.fd = null;
     this.size = this.headLen = 0;
-    safeRm(startMarksPath(this.dir, this.owner.id), { force: true });
+    safeRm(this.path, { force: true });
   }
 
   close(): void {
@@ -105,18 +127,11 @@ export class StartMarkFile {
 
   private open(): void {
     safeMkdir(startsDir(this.dir));
-    const fd = safeOpen(startMarksPath(this.dir, this.owner.id), 'a+');
+    const fd = safeOpen(this.path, 'a');
     try {
-      const size = fstatSync(fd).size;
-      if (size === 0) {
-        const head = encodeRecord({ t: 'owner', o: this.owner.id, pid: this.owner.pid, host: this.owner.host });
-        appendAll(fd, head, 0);
-        this.size = this.headLen = head.length;
-      } else {
-        // A file of this owner id from before (the same process reopening its queue): appended to.
-        this.size = size;
-        this.headLen = Math.min(size, firstLineLength(fd));
-      }
+      const head = encodeRecord({ t: 'owner', o: this.owner.id, pid: this.owner.pid, host: this.owner.host });
+      appendAll(fd, head, 0);
+      this.size = this.headLen = head.length;
     } catch (err) {
       closeQuietly(fd);
       throw err;
@@ -125,22 +140,15 @@ export class StartMarkFile {
   }
 }
 
-function firstLineLength(fd: number): number {
-  const buf = Buffer.allocUnsafe(4096);
-  const n = readSync(fd, buf, 0, buf.length, 0);
-  const nl = buf.subarray(0, n).indexOf(0x0a);
-  return nl < 0 ? 0 : nl + 1;
-}
-
 /** What a start-mark file says: whose it is (null when its first line does not verify) and its marks. */
 export interface MarksRead {
   owner: Owner | null;
   marks: Mark[];
 }
 
-/** Reads the start marks of `ownerId` (none when it has no file). Never throws for a bad line: it marks nothing. */
+/** Reads the start marks of `ownerId`, from all its files (none when it has none). Never throws for a bad line: it marks nothing. */
 export function readStartMarks(dir: string, ownerId: string): Mark[] {
-  return readMarksFile(startMarksPath(dir, ownerId)).marks;
+  return markFilesOf(dir, ownerId).flatMap((p) => readMarksFile(p).marks);
 }
 
 /** Reads a start-mark file; `headOnly`: its first 4 KiB, enough for the owner line. */
@@ -189,7 +197,7 @@ export function goneMarkFiles(dir: string, gone: (o: Owner) => boolean): string[
     if (!f.endsWith('.jsonl')) continue;
     const path = join(folder, f);
     const { owner } = readMarksFile(path, true);
-    if (owner && startMarksPath(dir, owner.id) === path && gone(owner)) out.push(path);
+    if (owner && f.startsWith(`${ownerFileName(owner.id)}.`) && gone(owner)) out.push(path);
   }
   return out;
 }
