@@ -20,6 +20,13 @@ const POISON = 'p1';
 const GARBAGE = ['\u0000\u0001\u0002 binary junk \u00ff', 'garbage{"x":', '[1,2,3]', '{"id":42,"oops":true}', '   \t  #'];
 
 /**
+ * The base's runs lease their tasks for 2 s, not the default 60 s: a case that cuts the completion
+ * of a task off a queue log leaves that task leased by a process long gone, and the next run takes
+ * it back only once the lease has run out (the same recovery, without a minute of waiting).
+ */
+const BASE_ENV = { METASPN_QUEUE_LEASE_MS: '2000' };
+
+/**
  * The workspace every case starts from: two dates run and published, a dead letter in the
  * `chaos` queue, and a task file for `queue enqueue --file`. Removed by the caller.
  */
@@ -29,12 +36,12 @@ export async function prepareBase(seed: number): Promise<string> {
   writeFileSync(join(dir, 'signals.jsonl'), `${generateSignals({ subjects: 30, perSubject: 20, start: '2026-01-01', days: 10, seed: seed % 1000 }).join('\n')}\n`);
   cpSync(join(dir, 'signals.jsonl'), join(dir, 'inputs', 's1_signals.jsonl'));
   for (const date of DATES) {
-    const r = await runIn(['s1', 'run-local', '--workspace', dir, '--date', date]);
+    const r = await runIn(['s1', 'run-local', '--workspace', dir, '--date', date], { env: BASE_ENV });
     if (r.code !== 0) throw new Error(`base run-local ${date} exited ${r.code}: ${r.stderr}`);
   }
   const e = await runIn(['queue', 'enqueue', 'chaos', '--workspace', dir, '--payload', '{"n":0,"poison":true}', '--id', POISON]);
   if (e.code !== 0) throw new Error(`base enqueue exited ${e.code}: ${e.stderr}`);
-  const w = await runIn(['worker', 'run', CHAOS_WORKER, '--workspace', dir, '--once']);
+  const w = await runIn(['worker', 'run', CHAOS_WORKER, '--workspace', dir, '--once'], { env: BASE_ENV });
   if (w.code !== 20) throw new Error(`base worker run should dead-letter the poison task (exit 20), exited ${w.code}: ${w.stderr}`);
   const d = await doctor(dir);
   if (d.code !== 0) throw new Error(`base workspace is not clean: ${JSON.stringify(d.findings)}`);
