@@ -4,7 +4,8 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
 import { tempDir } from '../temp.js';
-import { assertNoChildren, cli, exit, start, tempWorkspace, type CliResult } from './cli.js';
+import { assertNoChildren, exit, start, tempWorkspace, type CliResult } from './cli.js';
+import { cliIn as cli } from './in-process.js';
 
 /**
  * Season 1 whole on PostgreSQL: the same commands on a workspace on files and on one whose backend
@@ -68,10 +69,14 @@ describe.skipIf(!up)('Season 1 on PostgreSQL', () => {
     const files = tempWorkspace();
     const base = tempWorkspace();
     const url = ['--database-url', db.url];
-    const both = (args: string[], ws: string): [CliResult, CliResult] => [cli([...args, '--workspace', files], { env: FILES }), cli([...args, '--workspace', ws, ...url], { env: FILES })];
+    // The same command on both workspaces, one after the other, in this process (a process of their own adds nothing here).
+    const both = async (args: string[], ws: string): Promise<[CliResult, CliResult]> => [
+      await cli([...args, '--workspace', files], { env: FILES }),
+      await cli([...args, '--workspace', ws, ...url], { env: FILES }),
+    ];
 
     // One date, then another while a `worker run` of stage 1 (another host, in effect) drains the same queue.
-    let [f, p] = both(['s1', 'run-local', '--date', '2026-01-15', '--run-id', 'a1', '--json'], base);
+    let [f, p] = await both(['s1', 'run-local', '--date', '2026-01-15', '--run-id', 'a1', '--json'], base);
     const first = [json<Report>(f), json<Report>(p)];
     expect(first.map((r) => [r.status, r.exit_code])).toEqual([
       ['published', 0],
@@ -82,7 +87,7 @@ describe.skipIf(!up)('Season 1 on PostgreSQL', () => {
       ['update_attention_scores', 'project_rewards', 'settle_season', 'publish_season_summary'].map((s) => [`pg:metaspn.artifact/s1.${s}`, `pg:metaspn.manifest/s1/${s}/date=2026-01-15/run=a1`]),
     );
     const worker = start(['worker', 'run', 'metaspn_ops.workers.s1:UpdateAttentionScoresWorker', '--workspace', base, '--poll-ms', '50', ...url]);
-    [f, p] = both(['s1', 'run-local', '--date', '2026-01-16', '--run-id', 'a2', '--json'], base);
+    [f, p] = await both(['s1', 'run-local', '--date', '2026-01-16', '--run-id', 'a2', '--json'], base);
     expect(stagesOf(json<Report>(p))).toEqual(stagesOf(json<Report>(f)));
     worker.child.kill('SIGTERM');
     const w = await exit(worker);
@@ -91,7 +96,7 @@ describe.skipIf(!up)('Season 1 on PostgreSQL', () => {
     // A late signal of the 15th: re-running it restates run a1 (new params, new rows beside the old).
     const late = `${JSON.stringify({ signal_id: 'late-1', ts: '2026-01-15T22:00:00Z', subject_ref: 'creator:c0007', kind: 'share', value: 3 })}\n`;
     for (const ws of [files, base]) appendFileSync(join(ws, 'inputs', 's1_signals.jsonl'), late);
-    [f, p] = both(['pipeline', 'run', 's1', '--date', '2026-01-15', '--run-id', 'a3', '--json'], base);
+    [f, p] = await both(['pipeline', 'run', 's1', '--date', '2026-01-15', '--run-id', 'a3', '--json'], base);
     const restated = [json<Report>(f), json<Report>(p)];
     expect(restated.map((r) => [r.exit_code, r.restatement_of])).toEqual([
       [0, 'a1'],
@@ -100,19 +105,19 @@ describe.skipIf(!up)('Season 1 on PostgreSQL', () => {
     expect(stagesOf(restated[1]!)).toEqual(stagesOf(restated[0]!));
 
     // Five dates, three at once: the 15th and 16th again (counted anew), three new ones.
-    [f, p] = both(['pipeline', 'backfill', 's1', '--start', '2026-01-13', '--end', '2026-01-17', '--max-parallel', '3', '--json'], base);
+    [f, p] = await both(['pipeline', 'backfill', 's1', '--start', '2026-01-13', '--end', '2026-01-17', '--max-parallel', '3', '--json'], base);
     const bf = [json<{ exit_code: number; dates: Record<string, { status: string }> }>(f), json<{ exit_code: number; dates: Record<string, { status: string }> }>(p)];
     for (const r of bf) expect([r.exit_code, Object.values(r.dates).map((d) => d.status)]).toEqual([0, ['published', 'published', 'published', 'published', 'published']]);
 
     // A replay writes nothing.
-    for (const r of both(['s1', 'run-local', '--date', '2026-01-17', '--json'], base)) {
+    for (const r of await both(['s1', 'run-local', '--date', '2026-01-17', '--json'], base)) {
       const replay = json<Report>(r);
       expect([replay.exit_code, replay.stages.map((s) => s.outputs[0]!.rows_written)]).toEqual([0, [0, 0, 0, 0]]);
     }
 
     // The rows: exported from the database, the file backend's bytes in the file backend's order.
     const out = tempDir('metaspn-export-');
-    const x = cli(['store', 'export', '--workspace', base, '--out', out, '--json'], { env: { METASPN_DATABASE_URL: db.url } });
+    const x = await cli(['store', 'export', '--workspace', base, '--out', out, '--json'], { env: { METASPN_DATABASE_URL: db.url } });
     expect(x.code, x.stderr).toBe(0);
     expect(JSON.parse(x.stdout)).toMatchObject({ backend: 'postgres', stores: STORE.map((s) => ({ store: s.slice(0, -6) })) });
     for (const s of STORE) expect(readFileSync(join(out, 'store', s), 'utf8'), s).toBe(readFileSync(join(files, 'store', s), 'utf8'));
@@ -134,7 +139,7 @@ describe.skipIf(!up)('Season 1 on PostgreSQL', () => {
       expect(existsSync(join(base, path)), path).toBe(false);
 
     // Rollback in the database: one publish back, as on files.
-    [f, p] = both(['s1', 'rollback', '--steps', '1', '--reason', 'test', '--json'], base);
+    [f, p] = await both(['s1', 'rollback', '--steps', '1', '--reason', 'test', '--json'], base);
     const rb = [json<{ changes: { date: string; to: Pointer | null }[] }>(f), json<{ changes: { date: string; to: Pointer | null }[] }>(p)];
     expect(rb[1]!.changes.map((c) => [c.date, c.to?.summary_id])).toEqual(rb[0]!.changes.map((c) => [c.date, c.to?.summary_id]));
     expect(sameAs(await pgPointers())).toEqual(sameAs(filePointers(files)));
@@ -145,17 +150,17 @@ describe.skipIf(!up)('Season 1 on PostgreSQL', () => {
     const ws = tempWorkspace({ config: { backend: { schema: 's1_stale' } } });
     const env = { METASPN_DATABASE_URL: db.url };
     for (const date of ['2026-01-20', '2026-01-21']) {
-      const r = cli(['s1', 'run-local', '--workspace', ws, '--date', date], { env });
+      const r = await cli(['s1', 'run-local', '--workspace', ws, '--date', date], { env });
       expect(r.code, r.stderr).toBe(0);
     }
-    const doctor = (): { code: number | null; findings: { severity: string; area: string; path: string; message: string }[] } => {
-      const r = cli(['doctor', '--workspace', ws, '--json'], { env });
+    const doctor = async (): Promise<{ code: number | null; findings: { severity: string; area: string; path: string; message: string }[] }> => {
+      const r = await cli(['doctor', '--workspace', ws, '--json'], { env });
       return { code: r.code, findings: (JSON.parse(r.stdout) as { findings: { severity: string; area: string; path: string; message: string }[] }).findings.filter((x) => x.severity !== 'info') };
     };
-    expect(doctor()).toEqual({ code: 0, findings: [] });
+    expect(await doctor()).toEqual({ code: 0, findings: [] });
 
     appendFileSync(join(ws, 'inputs', 's1_signals.jsonl'), `${JSON.stringify({ signal_id: 'late-2', ts: '2026-01-20T23:00:00Z', subject_ref: 'creator:c0003', kind: 'follow' })}\n`);
-    const stale = doctor();
+    const stale = await doctor();
     expect(stale.code).toBe(0);
     expect(stale.findings.map((x) => [x.severity, x.area, x.path])).toEqual([
       ['warning', 'stale', 'pg:s1_stale.current_pointer/s1/date=2026-01-20'],
@@ -166,7 +171,7 @@ describe.skipIf(!up)('Season 1 on PostgreSQL', () => {
     );
 
     let bf = json<{ exit_code: number; dates: Record<string, { status: string; stale?: string }> }>(
-      cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-20', '--end', '2026-01-21', '--resume', '--json'], { env }),
+      await cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-20', '--end', '2026-01-21', '--resume', '--json'], { env }),
     );
     expect([bf.exit_code, Object.values(bf.dates).map((d) => [d.status, !!d.stale])]).toEqual([
       0,
@@ -175,15 +180,15 @@ describe.skipIf(!up)('Season 1 on PostgreSQL', () => {
         ['published', true],
       ],
     ]);
-    expect(doctor()).toEqual({ code: 0, findings: [] });
-    bf = json(cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-20', '--end', '2026-01-21', '--resume', '--json'], { env }));
+    expect(await doctor()).toEqual({ code: 0, findings: [] });
+    bf = json(await cli(['s1', 'backfill', '--workspace', ws, '--start', '2026-01-20', '--end', '2026-01-21', '--resume', '--json'], { env }));
     expect([bf.exit_code, Object.values(bf.dates).map((d) => d.status)]).toEqual([0, ['skipped', 'skipped']]);
 
     // A published run whose rows changed in the table: doctor names its manifest (30).
     await sql(
       `UPDATE s1_stale.artifact SET body = replace(body, '"score":', '"score":1') WHERE id = (SELECT id FROM s1_stale.artifact WHERE store = 's1.publish_season_summary' ORDER BY seq DESC LIMIT 1)`,
     );
-    const bad = doctor();
+    const bad = await doctor();
     expect(bad.code).toBe(30);
     expect(bad.findings.map((x) => [x.severity, x.area, x.message])).toEqual([['error', 'manifest', 'its recorded output hash no longer matches the publish_season_summary rows of 2026-01-21']]);
     expect(bad.findings[0]!.path).toMatch(/^pg:s1_stale\.manifest\/s1\/publish_season_summary\/date=2026-01-21\/run=bf-\S+\.2026-01-21$/);
@@ -194,13 +199,13 @@ describe.skipIf(!up)('Season 1 on PostgreSQL', () => {
     const ws = tempWorkspace({ config: { backend: { schema: 's1_conflict' } } });
     const url = ['--database-url', db.url, '--workspace', ws];
     const env = { METASPN_DATABASE_URL: '' };
-    let r = cli(['s1', 'run-local', '--date', '2026-01-20', '--run-id', 'c1', ...url], { env });
+    let r = await cli(['s1', 'run-local', '--date', '2026-01-20', '--run-id', 'c1', ...url], { env });
     expect(r.code, r.stderr).toBe(0);
     const [row] = await sql<{ id: string; body: string }>(`SELECT id, body FROM s1_conflict.artifact WHERE store = 's1.update_attention_scores' ORDER BY seq LIMIT 1`);
     const tampered = row!.body.replace(/"score":[\d.]+/, '"score":1234.5');
     await sql(`UPDATE s1_conflict.artifact SET body = $2 WHERE store = 's1.update_attention_scores' AND id = $1`, [row!.id, tampered]);
 
-    r = cli(['s1', 'run-local', '--date', '2026-01-20', '--run-id', 'c2', ...url], { env });
+    r = await cli(['s1', 'run-local', '--date', '2026-01-20', '--run-id', 'c2', ...url], { env });
     expect(r.code, r.stderr).toBe(30);
     expect(r.stdout).toMatch(
       new RegExp(
