@@ -1,7 +1,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
-import { cli, tempWorkspace } from './cli.js';
+import { tempWorkspace } from './cli.js';
+import { cliIn as cli } from './in-process.js';
 
 /** `doctor` on PostgreSQL: the database is checked too (schema version, counters against rows, expired leases, the ledger), read-only. */
 const up = await pgAvailable();
@@ -21,7 +22,8 @@ interface Report {
   exit_code: number;
   findings: { severity: string; area: string; path: string; message: string }[];
 }
-const doctorJson = (ws: string, env: NodeJS.ProcessEnv): Report => JSON.parse(cli(['doctor', '--workspace', ws, '--json'], { env }).stdout) as Report;
+// The CLI in this process: a process of its own adds nothing to what doctor reads.
+const doctorJson = async (ws: string, env: NodeJS.ProcessEnv): Promise<Report> => JSON.parse((await cli(['doctor', '--workspace', ws, '--json'], { env })).stdout) as Report;
 
 describe.skipIf(!up)('doctor on PostgreSQL', () => {
   beforeAll(async () => {
@@ -34,14 +36,14 @@ describe.skipIf(!up)('doctor on PostgreSQL', () => {
   it('checks the database: clean after work; counters that drifted from the rows, a schema newer than this metaspn, an unreachable server: 30, each named', async () => {
     const env = { METASPN_DATABASE_URL: db.url };
     const ws = tempWorkspace({ demo: false });
-    for (const id of ['a', 'b', 'c']) expect(cli(['queue', 'enqueue', 'jobs', '--workspace', ws, '--payload', '{}', '--id', id], { env }).code).toBe(0);
-    const clean = doctorJson(ws, env);
+    for (const id of ['a', 'b', 'c']) expect((await cli(['queue', 'enqueue', 'jobs', '--workspace', ws, '--payload', '{}', '--id', id], { env })).code).toBe(0);
+    const clean = await doctorJson(ws, env);
     expect(clean.findings.filter((x) => x.area === 'database' || x.area === 'ledger')).toEqual([]);
     expect(clean.exit_code).toBe(0);
 
     // A counter changed by hand: named with the queue, the state and both numbers.
     await sql(`UPDATE metaspn.queue_counts SET n = n + 5 WHERE queue = 'jobs' AND kind = 0 AND slot = (SELECT min(slot) FROM metaspn.queue_counts WHERE queue = 'jobs' AND kind = 0)`);
-    const drift = doctorJson(ws, env);
+    const drift = await doctorJson(ws, env);
     expect(drift.exit_code).toBe(30);
     expect(drift.findings).toContainEqual(
       expect.objectContaining({
@@ -52,17 +54,17 @@ describe.skipIf(!up)('doctor on PostgreSQL', () => {
       }),
     );
     await sql(`UPDATE metaspn.queue_counts SET n = n - 5 WHERE queue = 'jobs' AND kind = 0 AND slot = (SELECT min(slot) FROM metaspn.queue_counts WHERE queue = 'jobs' AND kind = 0)`);
-    expect(doctorJson(ws, env).exit_code).toBe(0);
+    expect((await doctorJson(ws, env)).exit_code).toBe(0);
 
     // A schema newer than this metaspn: an error, nothing else read.
     await sql(`INSERT INTO metaspn.schema_migrations (version, name) VALUES (999, 'from the future')`);
-    const newer = doctorJson(ws, env);
+    const newer = await doctorJson(ws, env);
     expect(newer.exit_code).toBe(30);
     expect(newer.findings).toContainEqual(expect.objectContaining({ area: 'database', message: expect.stringMatching(/^schema version 999 is newer than this metaspn knows/) }));
     await sql(`DELETE FROM metaspn.schema_migrations WHERE version = 999`);
 
     // Nobody listening: one finding naming the server, 30, no stack.
-    const down = cli(['doctor', '--workspace', ws, '--database-url', 'postgres://postgres@127.0.0.1:1/none']);
+    const down = await cli(['doctor', '--workspace', ws, '--database-url', 'postgres://postgres@127.0.0.1:1/none']);
     expect(down.code).toBe(30);
     expect(down.stdout).toMatch(/^ERROR\s+pg:127\.0\.0\.1:1\/none\/metaspn: .*127\.0\.0\.1:1/m);
     expect(down.stderr).not.toMatch(/\n\s+at /);

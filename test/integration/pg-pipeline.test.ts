@@ -8,6 +8,7 @@ import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-
 import { tempDir } from '../temp.js';
 import { until } from '../wait.js';
 import { cli, exampleWorkspace, ROOT, type CliResult } from './cli.js';
+import { cliIn } from './in-process.js';
 
 /**
  * The example pipeline (examples/daily-projections) through the real CLI with the PostgreSQL
@@ -32,9 +33,10 @@ interface RunReport {
 
 const example = exampleWorkspace;
 
-const run = (dir: string, date: string, env: NodeJS.ProcessEnv, ...args: string[]): CliResult => cli(['pipeline', 'run', NAME, '--date', date, '--workspace', dir, ...args], { env });
-function runJson(dir: string, date: string, env: NodeJS.ProcessEnv): RunReport {
-  const r = run(dir, date, env, '--json');
+// The CLI in this process where its process adds nothing (all but the run from the workspace's folder below).
+const run = (dir: string, date: string, env: NodeJS.ProcessEnv, ...args: string[]): Promise<CliResult> => cliIn(['pipeline', 'run', NAME, '--date', date, '--workspace', dir, ...args], { env });
+async function runJson(dir: string, date: string, env: NodeJS.ProcessEnv): Promise<RunReport> {
+  const r = await run(dir, date, env, '--json');
   expect(r.stdout, r.stderr).toMatch(/^\{/);
   return JSON.parse(r.stdout) as RunReport;
 }
@@ -52,7 +54,7 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
   it('a run publishes into the database (rows, manifests, pointer, ledger, lock), as on files; a replay writes nothing', async () => {
     const env = { METASPN_DATABASE_URL: db.url };
     const dir = example();
-    const first = runJson(dir, '2026-03-04', env);
+    const first = await runJson(dir, '2026-03-04', env);
     expect(first).toMatchObject({ status: 'published', exit_code: 0, restatement_of: null });
     for (const s of first.steps) {
       expect(s.manifest).toBe(`pg:metaspn.manifest/${NAME}/${s.step}/date=2026-03-04/run=${first.run_id}`);
@@ -77,7 +79,7 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
 
       // The same run on files: the same identities and the same digests of every step's rows.
       const filesDir = example();
-      const onFiles = runJson(filesDir, '2026-03-04', { METASPN_DATABASE_URL: '' });
+      const onFiles = await runJson(filesDir, '2026-03-04', { METASPN_DATABASE_URL: '' });
       expect(onFiles.exit_code).toBe(0);
       expect(onFiles.identity).toBe(first.identity);
       expect(onFiles.steps.map((s) => [s.step, s.identity, s.outputs[0]!.sha256, s.outputs[0]!.rows_written]).sort()).toEqual(
@@ -88,10 +90,10 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       // order this run wrote them: the runs' tasks finish in their own order, so compared sorted).
       const fromFiles = tempDir('metaspn-export-');
       const fromPg = tempDir('metaspn-export-');
-      let x = cli(['store', 'export', '--workspace', filesDir, '--out', fromFiles, '--pipeline', NAME], { env: { METASPN_DATABASE_URL: '' } });
+      let x = await cliIn(['store', 'export', '--workspace', filesDir, '--out', fromFiles, '--pipeline', NAME], { env: { METASPN_DATABASE_URL: '' } });
       expect(x.code, x.stderr).toBe(0);
       expect(x.stdout).toMatch(new RegExp(`^exported \\d+ rows of 6 store\\(s\\) to ${fromFiles}/store$`, 'm'));
-      x = cli(['store', 'export', '--workspace', dir, '--out', fromPg, '--pipeline', NAME, '--json'], { env });
+      x = await cliIn(['store', 'export', '--workspace', dir, '--out', fromPg, '--pipeline', NAME, '--json'], { env });
       expect(x.code, x.stderr).toBe(0);
       const exported = JSON.parse(x.stdout) as { backend: string; stores: { store: string; rows: number }[] };
       expect(exported.backend).toBe('postgres');
@@ -103,17 +105,17 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
         expect(lines(join(fromPg, 'store', f)), f).toEqual(lines(join(filesDir, 'store', f)));
       }
       // One partition: only its rows (here: all of them, from a run of that date alone).
-      x = cli(['store', 'export', '--workspace', dir, '--out', fromPg, '--pipeline', NAME, '--date', '2026-03-05', '--json'], { env });
+      x = await cliIn(['store', 'export', '--workspace', dir, '--out', fromPg, '--pipeline', NAME, '--date', '2026-03-05', '--json'], { env });
       expect([x.code, JSON.parse(x.stdout).stores]).toEqual([0, []]);
       // Bad flags: one line, 64, nothing written.
-      x = cli(['store', 'export', '--workspace', dir, '--out', fromPg, '--date', '2026-02-30'], { env });
+      x = await cliIn(['store', 'export', '--workspace', dir, '--out', fromPg, '--date', '2026-02-30'], { env });
       expect([x.code, x.stdout, x.stderr.split('\n')[0]]).toEqual([64, '', 'error: --date must be YYYY-MM-DD, got "2026-02-30" (no such calendar date)']);
-      x = cli(['store', 'export', '--workspace', dir, '--out', dir], { env });
+      x = await cliIn(['store', 'export', '--workspace', dir, '--out', dir], { env });
       expect([x.code, x.stderr.split('\n')[0]]).toEqual([64, `error: --out ${dir} is the workspace itself: exporting there would replace its store`]);
 
       // The replay: a new run id, the same identity, no row written, one more ledger entry.
       const rowsBefore = await sql<{ n: number }>(`SELECT count(*)::int AS n FROM metaspn.artifact`);
-      const again = runJson(dir, '2026-03-04', env);
+      const again = await runJson(dir, '2026-03-04', env);
       expect(again.exit_code).toBe(0);
       expect(again.run_id).not.toBe(first.run_id);
       expect(again.identity).toBe(first.identity);
@@ -127,11 +129,11 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       expect(await sql(`SELECT generation::int AS generation, active FROM metaspn.run_lock WHERE name = $1`, [NAME])).toEqual([{ generation: 2, active: 0 }]);
 
       // Rollback: the ledger entry and the pointer move in one transaction, in the database.
-      let rb = cli(['pipeline', 'rollback', NAME, '--workspace', dir, '--steps', '1', '--dry-run', '--json'], { env });
+      let rb = await cliIn(['pipeline', 'rollback', NAME, '--workspace', dir, '--steps', '1', '--dry-run', '--json'], { env });
       expect(rb.code, rb.stderr).toBe(0);
       expect(JSON.parse(rb.stdout)).toMatchObject({ dry_run: true, changes: [{ date: '2026-03-04', from: { run_id: again.run_id }, to: { run_id: first.run_id } }], ledger_entry: null });
       expect((await stores.pointers.read(NAME, '2026-03-04'))?.run_id).toBe(again.run_id);
-      rb = cli(['pipeline', 'rollback', NAME, '--workspace', dir, '--steps', '1', '--reason', 'drill'], { env });
+      rb = await cliIn(['pipeline', 'rollback', NAME, '--workspace', dir, '--steps', '1', '--reason', 'drill'], { env });
       expect(rb.code, rb.stderr).toBe(0);
       expect(rb.stdout).toMatch(new RegExp(`^  2026-03-04: ${again.run_id} -> ${first.run_id}\nmoved 1 pointer\\(s\\); ledger seq 3 hash [0-9a-f]{64}\n$`));
       expect((await stores.pointers.read(NAME, '2026-03-04'))?.run_id).toBe(first.run_id);
@@ -139,17 +141,17 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       expect(rolled.problems).toEqual([]);
       expect(rolled.entries[2]).toMatchObject({ seq: 3, kind: 'rollback', detail: { pipeline: NAME, reason: 'drill', steps: 1, target_hash: after.entries[0]!.hash } });
       // runs list and show read the database's manifests and pointers.
-      const listed = cli(['runs', 'list', '--workspace', dir, '--json'], { env });
+      const listed = await cliIn(['runs', 'list', '--workspace', dir, '--json'], { env });
       expect(listed.code, listed.stderr).toBe(0);
       expect((JSON.parse(listed.stdout) as { runs: { run_id: string; status: string; current: boolean }[] }).runs.map((x) => [x.run_id, x.status, x.current])).toEqual([
         [again.run_id, 'success', false],
         [first.run_id, 'success', true],
       ]);
-      const shown = cli(['runs', 'show', first.run_id, '--workspace', dir], { env });
+      const shown = await cliIn(['runs', 'show', first.run_id, '--workspace', dir], { env });
       expect(shown.code, shown.stderr).toBe(0);
       expect(shown.stdout).toContain(`pg:metaspn.manifest/${NAME}/finalize/date=2026-03-04/run=${first.run_id}`);
       // Too far back: nothing moves.
-      rb = cli(['pipeline', 'rollback', NAME, '--workspace', dir, '--steps', '5', '--reason', 'drill'], { env });
+      rb = await cliIn(['pipeline', 'rollback', NAME, '--workspace', dir, '--steps', '5', '--reason', 'drill'], { env });
       expect([rb.code, rb.stderr.split('\n')[0]]).toEqual([10, 'error: --steps 5: only 1 publish(es) in effect; nothing that far back']);
     } finally {
       await stores.close();
@@ -159,13 +161,13 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
   it("a step's rows are committed with its tasks' acknowledgements: a row changed in the table under the same id makes the replay's task a conflict (30), nothing overwritten", async () => {
     const env = { METASPN_DATABASE_URL: db.url };
     const dir = example();
-    const first = runJson(dir, '2026-03-05', env);
+    const first = await runJson(dir, '2026-03-05', env);
     expect(first.exit_code).toBe(0);
     const finalize = first.steps.find((x) => x.step === 'finalize')!;
     const [row] = await sql<{ id: string; body: string }>(`SELECT id, body FROM metaspn.artifact WHERE store = $1 AND date = '2026-03-05' ORDER BY id LIMIT 1`, [`${NAME}.finalize`]);
     const tampered = row!.body.replace('"ownership":', '"ownership_changed_by_hand":1,"ownership":');
     await sql(`UPDATE metaspn.artifact SET body = $3 WHERE store = $1 AND id = $2`, [`${NAME}.finalize`, row!.id, tampered]);
-    const again = runJson(dir, '2026-03-05', env);
+    const again = await runJson(dir, '2026-03-05', env);
     expect(again.exit_code).toBe(30);
     const failed = again.steps.find((x) => x.step === 'finalize')!;
     expect(failed).toMatchObject({
@@ -191,7 +193,7 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       let out = '';
       holder.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
       await until(() => out.includes('"acquired"'), 20_000, 'the holder to take the lock');
-      const st = cli(['lock', 'status', '--workspace', dir, '--name', NAME], { env: { METASPN_DATABASE_URL: db.url } });
+      const st = await cliIn(['lock', 'status', '--workspace', dir, '--name', NAME], { env: { METASPN_DATABASE_URL: db.url } });
       expect(st.code, st.stderr).toBe(0);
       expect(st.stdout).toMatch(
         new RegExp(`^lock ${NAME}: HELD  \\(pg:127\\.0\\.0\\.1:5432/${db.name}/metaspn\\.run_lock/${NAME}\\)\\n  active        1\\n  pid           ${holder.pid} \\(running\\)\\n`),
@@ -205,11 +207,11 @@ describe.skipIf(!up)('the example pipeline on PostgreSQL', () => {
       expect(await sql(`SELECT count(*)::int AS n FROM metaspn.ledger WHERE body LIKE '%2026-03-02%'`)).toEqual([{ n: 0 }]);
       holder.kill('SIGKILL');
       await until(
-        () => !JSON.parse(cli(['lock', 'status', '--workspace', dir, '--name', NAME, '--json'], { env: { METASPN_DATABASE_URL: db.url } }).stdout).held,
+        async () => !JSON.parse((await cliIn(['lock', 'status', '--workspace', dir, '--name', NAME, '--json'], { env: { METASPN_DATABASE_URL: db.url } })).stdout).held,
         10_000,
         "the killed holder's session to end",
       );
-      const gone = cli(['lock', 'status', '--workspace', dir, '--name', NAME], { env: { METASPN_DATABASE_URL: db.url } });
+      const gone = await cliIn(['lock', 'status', '--workspace', dir, '--name', NAME], { env: { METASPN_DATABASE_URL: db.url } });
       expect(gone.stdout).toContain('  stale: its lock session ended; the next run takes it over\n');
     } finally {
       holder.kill('SIGKILL');
