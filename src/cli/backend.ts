@@ -1,6 +1,4 @@
 import { Option } from 'commander';
-import { PgQueue } from '../backend/pg/pg-queue.js';
-import { PgRunLocks } from '../backend/pg/run-locks.js';
 import { resolveBackend, type PgSetting } from '../backend/pg/setting.js';
 import type { WorkspaceConfig } from '../config/load.js';
 import type { RunLocks } from '../guard/run-lock.js';
@@ -26,6 +24,8 @@ export function backendFor(cfg: WorkspaceConfig, flag: string | undefined): PgSe
 
 /** The queues the database knows (enqueued to or paused there), sorted. */
 export async function pgQueueNames(setting: PgSetting): Promise<string[]> {
+  // The PostgreSQL backend is loaded when a command uses it: a command on files does not pay for it.
+  const { PgQueue } = await import('../backend/pg/pg-queue.js');
   const q = new PgQueue({ name: 'queues', setting });
   try {
     return [...(await q.queueNames())].sort();
@@ -36,6 +36,7 @@ export async function pgQueueNames(setting: PgSetting): Promise<string[]> {
 
 /** True when the database knows queue `name` (it was enqueued to or paused there). */
 export async function pgQueueExists(setting: PgSetting, name: string): Promise<boolean> {
+  const { PgQueue } = await import('../backend/pg/pg-queue.js');
   const q = new PgQueue({ name, setting });
   try {
     return (await q.queueNames()).includes(name);
@@ -53,13 +54,19 @@ export async function pgQueueExists(setting: PgSetting, name: string): Promise<b
  *   bad METASPN_DATABASE_URL.
  */
 export function runLocksFor(ws: WorkspacePaths, cfg: WorkspaceConfig, flag?: string): RunLocks {
-  let locks: RunLocks | null = null;
-  const get = (): RunLocks => {
+  let locks: Promise<RunLocks> | null = null;
+  const get = (): Promise<RunLocks> => {
     if (!locks) {
       const pg = backendFor(cfg, flag);
-      locks = pg ? new PgRunLocks({ setting: pg }) : new FileRunLocks(ws.locks);
+      locks = pg ? pgRunLocks(pg) : Promise.resolve(new FileRunLocks(ws.locks));
     }
     return locks;
   };
-  return { acquire: async (o) => get().acquire(o), status: async (name, o) => get().status(name, o) };
+  return { acquire: async (o) => (await get()).acquire(o), status: async (name, o) => (await get()).status(name, o) };
+}
+
+/** The database's run locks (PgRunLocks), its module loaded on first use. */
+export async function pgRunLocks(setting: PgSetting): Promise<RunLocks> {
+  const { PgRunLocks } = await import('../backend/pg/run-locks.js');
+  return new PgRunLocks({ setting });
 }

@@ -46,3 +46,22 @@ export function raiseExitCode(c: number): void {
   const inv = invocation();
   inv.exitCode = mostSevere([inv.exitCode, c]);
 }
+
+/**
+ * Flushes and closes every log this invocation opened (bounded in time); the CLI calls it when the
+ * command has ended. Closed, not only flushed: a process that runs the CLI again (a test, an
+ * embedder) must not keep a file and a timer per command it ran.
+ */
+export async function closeLogs(): Promise<void> {
+  await Promise.all(
+    invocation()
+      .logs.splice(0)
+      .map((l) => l.close()),
+  );
+}
+
+/** The log of the workspace the command opened, if it opened one: the CLI logs how it ended there. */
+export function commandLog(): LogHandle | undefined {
+  const logs = invocation().logs;
+  return logs[logs.length - 1];
+}

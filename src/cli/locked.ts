@@ -2,13 +2,11 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { Logger } from 'pino';
 import { UsageError } from '../guard/errors.js';
-import { PgRunLocks } from '../backend/pg/run-locks.js';
-import { PgStores } from '../backend/pg/stores.js';
 import type { OnLockHeld, RunLockFence } from '../guard/run-lock.js';
 import { stopSignals } from '../runtime/signals.js';
 import { Ledger } from '../storage/ledger.js';
 import { safeMkdir } from '../storage/safe-path.js';
-import { backendFor } from './backend.js';
+import { backendFor, pgRunLocks } from './backend.js';
 import { nonNegativeInt, positiveInt } from './options.js';
 import { commandLine, openSession } from './session.js';
 
@@ -60,7 +58,7 @@ export async function runLocked<T>(
   const pg = backendFor(s.cfg, flags.databaseUrl);
   // locks/ with its mode (0750) and never through a link: the run lock's own mkdir leaves the umask's.
   if (!pg) safeMkdir(s.ws.locks);
-  const locks = pg ? new PgRunLocks({ setting: pg }) : s.locks;
+  const locks = pg ? await pgRunLocks(pg) : s.locks;
   const lock = await locks.acquire({
     name: lockName,
     cmd: commandLine(),
@@ -75,6 +73,7 @@ export async function runLocked<T>(
     const detail = { lock: lockName, reason: lock.payload.reason, previous_holder: lock.broke.holder, cmd: lock.payload.cmd };
     if (pg) {
       // The break is recorded where the lock lives: the database's ledger.
+      const { PgStores } = await import('../backend/pg/stores.js');
       const stores = new PgStores({ setting: pg });
       try {
         await stores.ledger.append('lock_break', detail, runId);

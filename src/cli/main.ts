@@ -3,11 +3,10 @@ import { readFileSync } from 'node:fs';
 import { toMetaspnError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';
 import { jsonDoc, jsonPrinted } from './format.js';
-import { newInvocation, withInvocation } from './invocation.js';
+import { closeLogs, commandLog, newInvocation, withInvocation } from './invocation.js';
 import { enableSafePointCollections } from '../runtime/memory.js';
 import { EXIT } from '../guard/exit-codes.js';
 import { takeExitCode } from './exit.js';
-import { closeLogs, commandLog } from './session.js';
 import { addExamples } from './help.js';
 
 function version(): string {
