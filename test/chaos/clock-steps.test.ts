@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { report, scale } from '../../chaos/lib.js';
+import { report, runIn, scale } from '../../chaos/lib.js';
 import { readStats } from '../../src/queue/file/stats-file.js';
 import { assertNoChildren, cleanWorkspaces, cli, exit, ROOT, start, tempWorkspace, waitFor, type Proc } from '../integration/cli.js';
 
@@ -66,7 +66,8 @@ describe('chaos: wall-clock steps', () => {
     // Every tenth task fails its first attempt: its retry is scheduled around the steps.
     const tasks = Array.from({ length: N }, (_, i) => JSON.stringify({ id: `c${i}`, payload: { ms: MS, flaky: i % 10 === 0 } }));
     writeFileSync(join(ws, 'tasks.jsonl'), `${tasks.join('\n')}\n`);
-    expect(cli(['queue', 'enqueue', QUEUE, '--workspace', ws, '--file', join(ws, 'tasks.jsonl')]).code).toBe(0);
+    // Enqueues and stats in this process (runIn); the workers whose clock is faked stay processes.
+    expect((await runIn(['queue', 'enqueue', QUEUE, '--workspace', ws, '--file', join(ws, 'tasks.jsonl')])).code).toBe(0);
     const env = { ...faked(rc), METASPN_QUEUE_BACKOFF_BASE_MS: '500', METASPN_QUEUE_BACKOFF_CAP_MS: '500' };
     const workers: Proc[] = [1, 2, 3].map(() => start(['worker', 'run', WORKER, '--workspace', ws, '--concurrency', '4', '--poll-ms', '100', '--json'], { env }));
     const started = (): number => lines(ws, 'executions.log').length;
@@ -84,7 +85,7 @@ describe('chaos: wall-clock steps', () => {
     for (const r of runs) expect(r.code, r.stderr).toBe(11);
     const sums = runs.map((r) => JSON.parse(r.stdout) as { lease_lost: number; retry_scheduled: number; completed: number });
 
-    const stats = JSON.parse(cli(['queue', 'stats', QUEUE, '--workspace', ws, '--json']).stdout) as {
+    const stats = JSON.parse((await runIn(['queue', 'stats', QUEUE, '--workspace', ws, '--json'])).stdout) as {
       completed: number;
       dead: number;
       ready: number;
@@ -120,7 +121,7 @@ describe('chaos: wall-clock steps', () => {
   it('a retry scheduled while the wall clock is 2 h ahead is due after its backoff once the clock is back, not 2 h later', async () => {
     const ws = tempWorkspace({ demo: false });
     const env = { METASPN_QUEUE_BACKOFF_BASE_MS: '2000', METASPN_QUEUE_BACKOFF_CAP_MS: '2000', METASPN_QUEUE_BACKOFF_JITTER: '0' };
-    expect(cli(['queue', 'enqueue', QUEUE, '--workspace', ws, '--id', 'f1', '--payload', '{"flaky":true}']).code).toBe(0);
+    expect((await runIn(['queue', 'enqueue', QUEUE, '--workspace', ws, '--id', 'f1', '--payload', '{"flaky":true}'])).code).toBe(0);
     const rc = join(ws, 'faketime.rc');
     writeFileSync(rc, `+${H2_S}\n`);
     const ahead = cli(['worker', 'run', WORKER, '--workspace', ws, '--once', '--max-tasks', '1', '--json'], { env: { ...env, ...faked(rc) } });
@@ -128,12 +129,12 @@ describe('chaos: wall-clock steps', () => {
     expect(JSON.parse(ahead.stdout)).toMatchObject({ claimed: 1, retry_scheduled: 1 });
 
     // The clock is back (this process and the CLI below read the real one).
-    const stats = cli(['queue', 'stats', QUEUE, '--workspace', ws, '--json']);
+    const stats = await runIn(['queue', 'stats', QUEUE, '--workspace', ws, '--json']);
     const due = Date.parse((JSON.parse(stats.stdout) as { next_due_at: string; scheduled: number }).next_due_at);
     expect(due - Date.now()).toBeLessThan(2500);
-    expect(cli(['queue', 'stats', QUEUE, '--workspace', ws]).stdout).toMatch(/scheduled +1 +next retry \S+ \((due now|in [0-9]s)\)/);
+    expect((await runIn(['queue', 'stats', QUEUE, '--workspace', ws])).stdout).toMatch(/scheduled +1 +next retry \S+ \((due now|in [0-9]s)\)/);
     await waitFor(() => Date.now() > due, 10_000, 'the retry to be due');
-    const back = cli(['worker', 'run', WORKER, '--workspace', ws, '--once', '--json'], { env });
+    const back = await runIn(['worker', 'run', WORKER, '--workspace', ws, '--once', '--json'], { env });
     expect(back.code, back.stderr).toBe(0);
     expect(JSON.parse(back.stdout)).toMatchObject({ claimed: 1, completed: 1 });
     expect(lines(ws, 'executions.log').map((l) => `${l[1]}#${l[2]}`)).toEqual(['f1#1', 'f1#2']);

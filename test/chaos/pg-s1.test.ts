@@ -14,7 +14,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alive, chaosWorkspace, duplicateIds, kill, report, Rng, run, scale, sleep, start, STAGES, STORE_FILES, type DoctorFinding, type Proc, type Run } from '../../chaos/lib.js';
+import { alive, chaosWorkspace, duplicateIds, kill, report, Rng, run, runIn, scale, sleep, start, STAGES, STORE_FILES, type DoctorFinding, type Proc, type Run } from '../../chaos/lib.js';
 import { generateSignals } from '../../scripts/gen-signals.js';
 import { BIN, cliEnv } from '../integration/cli.js';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
@@ -154,7 +154,8 @@ describe.skipIf(!up)('chaos: Season 1 on PostgreSQL, run-local and two worker ho
       }
     };
 
-    const migrated = await run(['db', 'migrate'], { env });
+    // The steps around the chaos run in this process (runIn): what is killed stays a process of its own.
+    const migrated = await runIn(['db', 'migrate'], { env });
     expect(migrated.code, migrated.stderr).toBe(0);
     for (const h of hosts) launch(h);
     const attemptsOf: Record<string, number> = {};
@@ -241,18 +242,18 @@ describe.skipIf(!up)('chaos: Season 1 on PostgreSQL, run-local and two worker ho
     expect(processesOf(ws)).toEqual([]);
 
     const out = chaosWorkspace({ signals: '' });
-    const x = await run(['store', 'export', '--workspace', ws, '--out', out], { env });
+    const x = await runIn(['store', 'export', '--workspace', ws, '--out', out], { env });
     expect(x.code, x.stderr).toBe(0);
     const identical = STORE_FILES.map((f) => readFileSync(join(out, 'store', f), 'utf8') === readFileSync(join(clean, 'store', f), 'utf8'));
     const dupes = duplicateIds(out);
     const undrained: unknown[] = [];
     for (const q of STAGES) {
-      const st = await run(['queue', 'stats', q, '--workspace', ws, '--json'], { env });
+      const st = await runIn(['queue', 'stats', q, '--workspace', ws, '--json'], { env });
       expect(st.code, st.stderr).toBe(0);
       const v = JSON.parse(st.stdout) as { ready: number; scheduled: number; leased: number; dead: number };
       if (v.ready || v.scheduled || v.leased || v.dead) undrained.push(v);
     }
-    const doc = await run(['doctor', '--workspace', ws, '--json'], { env });
+    const doc = await runIn(['doctor', '--workspace', ws, '--json'], { env });
     const problems = (JSON.parse(doc.stdout) as { findings: DoctorFinding[] }).findings.filter((f) => f.severity !== 'info' && !f.repaired);
     // Who the workers were to the database: pid and host of their presence.
     const presence = await sql<{ pid: number; host: string }>(`SELECT DISTINCT pid, host FROM metaspn.worker WHERE host LIKE 'host-%' ORDER BY host`);

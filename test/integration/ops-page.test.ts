@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { useChromium } from './browser.js';
-import { cli, cliSpawn, tempWorkspace, waitFor } from './cli.js';
+import { cliSpawn, tempWorkspace, waitFor } from './cli.js';
+import { cliIn } from './in-process.js';
 
 const TOKEN = `ops-page-${randomBytes(12).toString('hex')}`;
 /** Set to a path (e.g. /tmp/ops-page.png) to keep a full-page screenshot of the development page. */
@@ -27,21 +28,22 @@ interface QueueStats {
  * A workspace with one run and two dead letters: `bad-task` in project_rewards (a payload that
  * breaks the contract, as in runbook 000) and `evil-1` in `hostile`, whose error message is markup.
  */
-function workspaceWithDeadLetters(): string {
+async function workspaceWithDeadLetters(): Promise<string> {
   const ws = tempWorkspace();
-  const ok = (args: string[], code = 0): void => {
-    const r = cli(args, { cwd: ws });
+  // Made in this process (cliIn): the page and the server under test are what this file is about.
+  const ok = async (args: string[], code = 0): Promise<void> => {
+    const r = await cliIn(args);
     expect(r.code, `${args.join(' ')}\n${r.stderr}`).toBe(code);
   };
-  ok(['s1', 'run-local', '--workspace', '.', '--date', '2026-01-15']);
-  ok(['queue', 'enqueue', 'project_rewards', '--workspace', '.', '--payload', '{"date":"not-a-date"}', '--id', 'bad-task']);
-  ok(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', '.', '--once'], 20);
+  await ok(['s1', 'run-local', '--workspace', ws, '--date', '2026-01-15']);
+  await ok(['queue', 'enqueue', 'project_rewards', '--workspace', ws, '--payload', '{"date":"not-a-date"}', '--id', 'bad-task']);
+  await ok(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', ws, '--once'], 20);
   writeFileSync(
     join(ws, 'hostile.mjs'),
     `export const Hostile = { name: 'hostile', handle() { const e = new Error(${JSON.stringify(HOSTILE_MESSAGE)}); e.name = 'ContractError'; e.unrecoverable = true; throw e; } };\n`,
   );
-  ok(['queue', 'enqueue', 'hostile', '--workspace', '.', '--payload', '{}', '--id', 'evil-1']);
-  ok(['worker', 'run', './hostile.mjs:Hostile', '--workspace', '.', '--once'], 20);
+  await ok(['queue', 'enqueue', 'hostile', '--workspace', ws, '--payload', '{}', '--id', 'evil-1']);
+  await ok(['worker', 'run', `${join(ws, 'hostile.mjs')}:Hostile`, '--workspace', ws, '--once'], 20);
   return ws;
 }
 
@@ -116,7 +118,7 @@ const browser = useChromium();
 
 describe('the /ops page in headless Chromium', () => {
   it('development: shows queues, dead letters, runs and the lock; Retry with the token moves the dead letter back to ready', async () => {
-    const ws = workspaceWithDeadLetters();
+    const ws = await workspaceWithDeadLetters();
     const s = await serve(ws, { METASPN_ENV: 'development', METASPN_ADMIN_TOKEN: TOKEN });
     await alertsChecked(s);
     const page = await browser().newPage();
@@ -180,7 +182,7 @@ describe('the /ops page in headless Chromium', () => {
       await expect(page.locator('#message').textContent()).resolves.toBe('Retried bad-task in project_rewards: back to ready.');
       await page.locator('#deadletters tr[data-task="bad-task"]').waitFor({ state: 'detached' });
       expect(await statsOf(s, 'project_rewards')).toMatchObject({ dead: 0, ready: 1 });
-      const cliStats = cli(['queue', 'stats', 'project_rewards', '--workspace', ws, '--json']);
+      const cliStats = await cliIn(['queue', 'stats', 'project_rewards', '--workspace', ws, '--json']);
       expect(JSON.parse(cliStats.stdout)).toMatchObject({ dead: 0, ready: 1 });
       expect(await cell(page, 'project_rewards', 'dead')).toBe('0');
       expect(await cell(page, 'project_rewards', 'ready')).toBe('1');
@@ -202,7 +204,7 @@ describe('the /ops page in headless Chromium', () => {
       expect((await statsOf(s, 'hostile')).dead).toBe(1);
 
       // Refresh re-reads the workspace (a change made by the CLI shows up).
-      cli(['queue', 'enqueue', 'settle_season', '--workspace', ws, '--payload', '{"note":"x"}', '--id', 'fresh-1']);
+      expect((await cliIn(['queue', 'enqueue', 'settle_season', '--workspace', ws, '--payload', '{"note":"x"}', '--id', 'fresh-1'])).code).toBe(0);
       await page.getByRole('button', { name: 'Refresh' }).click();
       await expect.poll(() => cell(page, 'settle_season', 'ready')).toBe('1');
       expect(consoleErrors.filter((e) => !/\b(401|404)\b/.test(e))).toEqual([]);
@@ -213,7 +215,7 @@ describe('the /ops page in headless Chromium', () => {
   });
 
   it('production: write controls are disabled and a forged POST with the right token gets 403 and changes nothing', async () => {
-    const ws = workspaceWithDeadLetters();
+    const ws = await workspaceWithDeadLetters();
     const s = await serve(ws, { METASPN_ENV: 'production', METASPN_ADMIN_TOKEN: TOKEN });
     const page = await browser().newPage();
     try {

@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run, spec, tempWorkspace, until, waitFor } from './cli.js';
+import { cliIn } from './in-process.js';
 import { hmac, hmacRequest, http, startServe, type Served } from './serve-process.js';
 
 const TOKEN = 'hardening-token-0123456789';
@@ -124,9 +125,9 @@ describe('metaspn serve: bodies', () => {
 
   it('takes JSON objects only on write routes: text/plain is 415 and retries nothing; a JSON string, an array, a missing body or an unknown key is 400', async () => {
     const ws = tempWorkspace({ demo: false });
-    expect((await run(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"n":1}'], { cwd: ws })).code).toBe(0);
-    expect((await run(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"n":2}'], { cwd: ws })).code).toBe(0);
-    expect((await run(['worker', 'run', spec('Contract'), '--workspace', ws, '--once'], { cwd: ws })).code).toBe(20);
+    expect((await cliIn(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"n":1}'])).code).toBe(0);
+    expect((await cliIn(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"n":2}'])).code).toBe(0);
+    expect((await cliIn(['worker', 'run', spec('Contract'), '--workspace', ws, '--once'])).code).toBe(20);
     await withServer(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN } }, async (s) => {
       const dead = ((await http('GET', `${s.url}/api/queues/contract/deadletters`)).json as { dead_letters: { task: { id: string } }[] }).dead_letters;
       expect(dead).toHaveLength(2);
@@ -164,7 +165,7 @@ describe('metaspn serve: bodies', () => {
 describe('metaspn serve: Host names', () => {
   it('answers 421 to a Host it does not serve (DNS rebinding), before any handler; loopback names, IP addresses and --allowed-host are served', async () => {
     const ws = tempWorkspace({ demo: false });
-    expect((await run(['queue', 'enqueue', 'evil', '--workspace', ws, '--payload', '{"secret":"s3"}'], { cwd: ws })).code).toBe(0);
+    expect((await cliIn(['queue', 'enqueue', 'evil', '--workspace', ws, '--payload', '{"secret":"s3"}'])).code).toBe(0);
     await withServer(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN }, args: ['--allowed-host', 'ops.example.test'] }, async (s) => {
       const p = port(s);
       for (const path of ['/api/queues/evil', '/api/queues/evil/deadletters', '/ops', '/metrics', '/health', '/api/runs']) {
@@ -254,8 +255,8 @@ describe('metaspn serve: writes on a large queue', () => {
     const ws = tempWorkspace({ demo: false });
     const file = join(ws, 'tasks.jsonl');
     writeFileSync(file, `${Array.from({ length: 80_000 }, (_, i) => JSON.stringify({ id: `m${i}`, payload: { i, pad: 'p'.repeat(80) } })).join('\n')}\n`);
-    expect((await run(['queue', 'enqueue', 'big', '--workspace', ws, '--file', file], { cwd: ws, ms: 120_000 })).code).toBe(0);
-    expect((await run(['queue', 'enqueue', 'small', '--workspace', ws, '--payload', '{"a":1}'], { cwd: ws })).code).toBe(0);
+    expect((await cliIn(['queue', 'enqueue', 'big', '--workspace', ws, '--file', file], { ms: 120_000 })).code).toBe(0);
+    expect((await cliIn(['queue', 'enqueue', 'small', '--workspace', ws, '--payload', '{"a":1}'])).code).toBe(0);
     await withServer(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN } }, async (s) => {
       const timed = async (q: string, i: number): Promise<number> => {
         const t0 = performance.now();

@@ -5,14 +5,16 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BIN, cliEnv, run, spec, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 
 const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
 /** A failed attempt's retry is not due within the run (on a loaded machine a 10 ms backoff would let `--once` retry it). */
 const SLOW_RETRY = { METASPN_QUEUE_BACKOFF_BASE_MS: '60000', METASPN_QUEUE_BACKOFF_CAP_MS: '60000' };
 
+/** Enqueues in this process (cliIn): the workers' output is what this file is about. */
 async function enqueue(ws: string, queue: string, payloads: object[]): Promise<void> {
   for (const p of payloads) {
-    const r = await run(['queue', 'enqueue', queue, '--workspace', ws, '--payload', JSON.stringify(p)]);
+    const r = await cliIn(['queue', 'enqueue', queue, '--workspace', ws, '--payload', JSON.stringify(p)]);
     expect(r.code, r.stderr).toBe(0);
   }
 }
