@@ -3,7 +3,7 @@
 // at once, so that two cores are kept busy:
 //   1. one TypeScript pass over every file (src, workers, bench, scripts, test) that both type-checks
 //      and emits dist/ (what `npm run build` emits, plus the tests' own JavaScript, which nothing
-//      loads), with eslint and prettier started beside it;
+//      loads), incremental (dist/.tsbuildinfo), with eslint and prettier started beside it;
 //   2. as soon as that pass is clean, every test file, the chaos suites among them (vitest.config.ts
 //      has the projects), while eslint and prettier finish: the tests wait on processes and the
 //      database much of the time, and the linters use that time instead of holding the tests back.
@@ -44,7 +44,10 @@ const lint = Promise.all([
   step('eslint', bin('eslint', 'bin/eslint.js'), ['.', '--cache', '--cache-strategy', 'content', '--cache-location', 'node_modules/.cache/eslint/'], 'held'),
   step('prettier', bin('prettier', 'bin/prettier.cjs'), ['--check', '.', '--cache', '--cache-strategy', 'content', '--log-level', 'warn'], 'held'),
 ]);
-let ok = await step('tsc: typecheck and build', bin('typescript', 'bin/tsc'), ['-p', 'tsconfig.json', '--declaration']);
+// Incremental: what a run after a small change re-checks and re-emits is that change and what depends
+// on it (3.7 s of CPU instead of 15-17 s for the whole tree). The build state lives in dist/, so a
+// removed dist/ is a full pass again.
+let ok = await step('tsc: typecheck and build', bin('typescript', 'bin/tsc'), ['-p', 'tsconfig.json', '--declaration', '--incremental', '--tsBuildInfoFile', 'dist/.tsbuildinfo']);
 if (ok) ok = await step('vitest', bin('vitest', 'vitest.mjs'), ['run', ...process.argv.slice(2)], 'live');
 // The linters' reports, whole, after the tests' live output.
 for (const report of await lint) {
