@@ -46,6 +46,7 @@ export const LIMITS = {
   lease_ms: q('lease_ms', { min: 100, max: DAY_MS, integer: true, unit: 'ms', maxText: '1 day', what: 'lease of a claimed task' }),
   timeout_ms: q('timeout_ms', { min: 1, max: 7 * DAY_MS, integer: true, unit: 'ms', maxText: '7 days', what: 'a task running longer is aborted' }),
   ack_window_ms: q('ack_window_ms', { min: 0, max: 1000, integer: true, unit: 'ms', what: 'group-commit window of acknowledgements' }),
+  start_ahead: q('start_ahead', { min: 0, max: 4096, integer: true, unit: 'tasks', what: 'PostgreSQL: prefetched tasks marked started ahead of their turn (0: each before its handler)' }),
   concurrency: q('concurrency', { min: 1, max: 1024, integer: true, unit: 'tasks', what: 'tasks run at once by one worker' }, ['--concurrency']),
   poll_ms: q('poll_ms', { min: 1, max: DAY_MS, integer: true, unit: 'ms', maxText: '1 day', what: 'idle poll interval of `worker run`' }, ['--poll-ms']),
   max_queue_size: q('max_queue_size', { min: 0, max: 1_000_000_000, integer: true, unit: 'tasks', what: 'open tasks before enqueue is refused (0: no limit)' }),

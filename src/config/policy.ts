@@ -23,6 +23,12 @@ const fields = {
   timeout_ms: limitSchema('timeout_ms'),
   /** Group-commit window for acknowledgements. Default 2 ms. */
   ack_window_ms: limitSchema('ack_window_ms'),
+  /**
+   * PostgreSQL only: prefetched tasks beyond the free slots a worker marks started ahead of their
+   * turn, in batches (a crash charges at most this many never-run tasks an attempt; 0: one mark per
+   * task, before its handler). Ignored on files. Default 128.
+   */
+  start_ahead: limitSchema('start_ahead'),
   /** Tasks run at once by one worker process. Default 1. */
   concurrency: limitSchema('concurrency'),
   /** Idle poll interval of `worker run` without --once. Default 1000 ms. */
@@ -61,6 +67,7 @@ export const POLICY_DEFAULTS: QueuePolicy = {
   lease_ms: 60_000,
   timeout_ms: 300_000,
   ack_window_ms: QUEUE_DEFAULTS.ack_window_ms,
+  start_ahead: QUEUE_DEFAULTS.start_ahead,
   concurrency: 1,
   poll_ms: 1000,
   max_queue_size: 0,

@@ -16,7 +16,7 @@ import type { Queue } from './types.js';
  */
 export function openQueue(ws: WorkspacePaths, name: string, policy: QueuePolicy, log: Logger, backend?: PgSetting | null): Queue {
   const pg = backend === undefined ? backendOfWorkspace(ws) : backend;
-  if (pg) return new PgQueue({ name, setting: pg, max_attempts: policy.max_attempts, max_queue_size: policy.max_queue_size, ack_window_ms: policy.ack_window_ms });
+  if (pg) return new PgQueue({ name, setting: pg, max_attempts: policy.max_attempts, max_queue_size: policy.max_queue_size, ack_window_ms: policy.ack_window_ms, start_ahead: policy.start_ahead });
   return new FileQueue({
     workspace: ws.root,
     name,

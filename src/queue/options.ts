@@ -41,6 +41,8 @@ export const QUEUE_DEFAULTS = {
   max_attempts: 5,
   /** How long an acknowledgement waits for others to share its fsync, ms. */
   ack_window_ms: 2,
+  /** PostgreSQL: prefetched tasks a worker may mark started ahead of their turn (StartsAhead). */
+  start_ahead: 128,
 } as const;
 
 export const DEFAULT_MAX_ATTEMPTS = QUEUE_DEFAULTS.max_attempts;

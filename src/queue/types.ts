@@ -135,6 +135,11 @@ export interface Lease {
 export interface ClaimedTask {
   task: TaskRecord;
   lease: Lease;
+  /**
+   * true: the claim itself counted this task as started (ClaimOptions.start_first), so no `start`
+   * is needed before its handler runs. Absent: as ClaimOptions.defer_start says.
+   */
+  started?: boolean;
 }
 
 export interface ClaimOptions {
@@ -148,6 +153,13 @@ export interface ClaimOptions {
    * no attempt.
    */
   defer_start?: boolean;
+  /**
+   * With `defer_start`: the first this many claimed tasks (in the order returned) may be counted as
+   * started by the claim itself, in its transaction, for the tasks the caller runs (or marks) at
+   * once; a queue that does so says it in ClaimedTask.started, and one that does not (files) leaves
+   * them all to `start`. 0–`max`; default 0.
+   */
+  start_first?: number;
   /**
    * Claim only tasks whose id is in this set (a pipeline run's own tasks): the others are skipped
    * and stay as they are (no attempt, no lease). Due retries still come first. Absent: any task.
@@ -346,4 +358,22 @@ export interface WakesWorkers {
 /** Whether `q` can wake idle workers ({@link WakesWorkers}). */
 export function wakesWorkers(q: object): q is WakesWorkers {
   return typeof (q as Partial<WakesWorkers>).waitForWork === 'function';
+}
+
+/**
+ * A queue on which the runner writes the start marks of prefetched tasks ahead of their turn, in
+ * batches (PostgreSQL: a start mark is a commit, and one per task would cap a drain at the commit
+ * rate). `start_ahead` (0–4096) is how many buffered tasks beyond the free slots may be marked
+ * started before their handler runs: a worker that dies charges at most that many never-run tasks
+ * an attempt, besides those in its slots. 0, or a queue without it (files): each task is marked as
+ * its handler is about to run.
+ */
+export interface StartsAhead {
+  readonly start_ahead: number;
+}
+
+/** How many buffered tasks the runner may mark started ahead of their turn on `q` ({@link StartsAhead}); 0 when it does not say. */
+export function startAheadOf(q: object): number {
+  const n = (q as Partial<StartsAhead>).start_ahead;
+  return typeof n === 'number' && Number.isFinite(n) && n > 0 ? Math.min(4096, Math.floor(n)) : 0;
 }

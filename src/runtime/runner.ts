@@ -3,7 +3,7 @@ import { backoffDelay } from '../queue/backoff.js';
 import { collectIfGrown } from './memory.js';
 import { describeError } from '../queue/record.js';
 import { isDiskFull, MetaspnError } from '../guard/errors.js';
-import { commitsEffects, wakesWorkers, type ClaimedTask, type EffectsCommit, type Lease, type Owner, type Queue, type WakesWorkers } from '../queue/types.js';
+import { commitsEffects, startAheadOf, wakesWorkers, type ClaimedTask, type EffectsCommit, type Lease, type Owner, type Queue, type WakesWorkers } from '../queue/types.js';
 import { EffectBuffer } from './effects.js';
 import type { QueuePolicy } from '../config/policy.js';
 import type { DurationRecorder } from '../storage/task-durations.js';
@@ -37,6 +37,14 @@ export interface RunnerDeps {
    * starts within a quarter of its lease (between concurrency and 512).
    */
   prefetch?: number;
+  /**
+   * How many buffered tasks beyond the free slots may be marked started ahead of their turn, their
+   * marks written in batches (0–4096). A handler still runs only once its own mark is written; a
+   * worker that dies charges at most this many never-run tasks an attempt, besides those in its
+   * slots. Default: what the queue asks for ({@link startAheadOf}: PostgreSQL's `start_ahead`),
+   * else 0: each task is marked as its handler is about to run (files).
+   */
+  startAhead?: number;
   init: WorkerInitContext;
   /** First abort: stop claiming, finish running tasks, give buffered ones back. */
   stop: AbortSignal;
@@ -134,6 +142,8 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   let avgMs = 0;
   let settled = 0;
   let drained = false;
+  /** The last claim found nothing: an idle worker waits (or a `once` one is drained) instead of claiming again at once. */
+  let foundNothing = false;
   /**
    * Attempts that gave their task back (a retry, a release, a lost lease) when the last claim found
    * nothing: one given back since may be ready at once (a retry without delay is ready, not
@@ -147,7 +157,33 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   const mono = d.mono ?? d.now;
   /** When each buffered task's lease was taken or last renewed, on the monotonic clock. */
   const renewedAt = new WeakMap<ClaimedTask, number>();
-  const stopWatchdog = watchdog(d, mono, live, host, buffer, renewedAt, () => void sum.lease_lost++);
+  /**
+   * Start marks asked for ahead of their turn (`ahead` > 0): each marked task's pending or written
+   * mark. The marked tasks are always the first `marked` of the buffer (marks go in buffer order,
+   * tasks leave it from the front); a batch is asked for when fewer than half of `ahead` remain
+   * beyond the free slots, so the marks of many tasks share one commit, written before their turn.
+   */
+  const ahead = Math.min(4096, Math.max(0, Math.floor(d.startAhead ?? startAheadOf(d.queue))));
+  const marks = new WeakMap<ClaimedTask, Promise<boolean>>();
+  let marked = 0;
+  const markAhead = (): void => {
+    if (ahead === 0) return;
+    const free = Math.max(0, policy.concurrency - running.size);
+    if (marked >= free + Math.ceil(ahead / 2)) return;
+    const upTo = Math.min(buffer.length, free + ahead);
+    for (; marked < upTo; marked++) {
+      const c = buffer[marked]!;
+      if (c.started === true) continue;
+      const mark = d.queue.start(c.task.id, c.lease);
+      // Awaited by the task's attempt; one released unrun is never awaited.
+      mark.catch(() => undefined);
+      marks.set(c, mark);
+    }
+  };
+  const stopWatchdog = watchdog(d, mono, live, host, buffer, renewedAt, (at) => {
+    sum.lease_lost++;
+    if (at < marked) marked--;
+  });
   // Statistics only: a flush that fails (a full disk) is logged, never the run's failure.
   const flushDurations = (): Promise<void> =>
     d.durations ? d.durations.flush().catch((err: unknown) => log.warn({ event: 'task_durations_not_saved', error: (err as Error).message }, 'task durations not saved')) : Promise.resolve();
@@ -155,7 +191,8 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   durationTimer?.unref();
   // The stop condition hears of each handler as soon as it ended: the acknowledgements of hundreds
   // of tasks may be pending, and waiting for them let hundreds more run.
-  let failing = false;
+  /** Failed attempts in a row (reset by a completion): `concurrency` of them and the runner claims no further ahead than its free slots. */
+  let failStreak = 0;
   const judge = (o: TaskOutcome): void => {
     if (o.fatal !== undefined) {
       // No other task starts while this one is being given back.
@@ -163,7 +200,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       halt.abort();
       return;
     }
-    failing = o.kind !== 'completed';
+    failStreak = o.kind === 'completed' ? 0 : failStreak + 1;
     if (halt.signal.aborted || !d.haltWhen) return;
     const why = d.haltWhen(o);
     if (why) {
@@ -175,9 +212,13 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   const start = (c: ClaimedTask): void => {
     let free!: () => void;
     const handled = new Promise<void>((r) => (free = r));
-    const slot = handled.then(() => void running.delete(slot));
+    const slot = handled.then(() => {
+      running.delete(slot);
+      // A slot came free: the queue is asked again (as after each task when it had nothing).
+      foundNothing = false;
+    });
     running.add(slot);
-    const whole = runOne(d, mono, host, c, live, free, judge).then((o) => {
+    const whole = runOne(d, mono, host, c, c.started === true ? Promise.resolve(true) : marks.get(c), live, free, judge).then((o) => {
       sum[o.kind]++;
       if (++settled % 4096 === 0) collectIfGrown();
       if (o.fatal !== undefined && !fatal) {
@@ -197,27 +238,63 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   // A claim that throws (the queue unreachable) ends the loop, but not before the running tasks
   // have ended and been acknowledged (or reported lost): the caller closes the queue after this.
   let loopError: { err: unknown } | null = null;
+  /**
+   * The claim under way, if any: claims run beside the tasks, so the slots keep running the
+   * buffered tasks while the next batch is fetched (one claim at a time). A claim that throws ends
+   * the loop at its next turn.
+   */
+  let claiming: Promise<void> | null = null;
+  let claimError: { err: unknown } | null = null;
+  // Set from the claim's callbacks: read through these so the compiler does not take them for null.
+  const claimFailed = (): { err: unknown } | null => claimError;
+  const claimUnderWay = (): Promise<void> | null => claiming;
+  const claimNext = (want: number): void => {
+    // Prefetched: a task counts as started (and its lease as an attempt) only once its handler is
+    // about to run, so a worker that dies charges nothing to the tasks it held in its buffer. With
+    // start marks ahead, the claim marks those that run (or would be marked) at once in its own commit.
+    const first = ahead > 0 && marked === buffer.length ? Math.min(want, Math.max(0, policy.concurrency - running.size + ahead - marked)) : 0;
+    claiming = d.queue
+      .claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms, defer_start: true, ...(first > 0 ? { start_first: first } : {}), ...(d.only ? { only: d.only } : {}) })
+      .then(
+        (got) => {
+          sum.claimed += got.length;
+          const at = mono();
+          for (const c of got) renewedAt.set(c, at);
+          buffer.push(...got);
+          while (marked < buffer.length && buffer[marked]!.started === true) marked++;
+          foundNothing = got.length === 0;
+          if (got.length === 0 && d.once) {
+            drained = true;
+            givenBackAtDrain = givenBack();
+          }
+        },
+        (err: unknown) => void (claimError = { err }),
+      )
+      .finally(() => (claiming = null));
+  };
   try {
     while (!d.stop.aborted && !halt.signal.aborted) {
-      // While tasks fail, claim no further ahead than the free slots: a broken dependency must not
-      // leave hundreds of tasks leased to a worker about to stop.
-      const prefetch = failing && d.prefetch === undefined ? policy.concurrency : prefetchFor(policy, avgMs, d.prefetch);
+      const failedClaim = claimFailed();
+      if (failedClaim) throw failedClaim.err;
+      // While tasks fail (as many in a row as there are slots), claim no further ahead than the free
+      // slots: a broken dependency must not leave hundreds of tasks leased to a worker about to stop.
+      // One failure among completions (a retry, a bad input) keeps the claims batched.
+      const prefetch = failStreak >= policy.concurrency && d.prefetch === undefined ? policy.concurrency : prefetchFor(policy, avgMs, d.prefetch);
       const want = Math.min(prefetch - buffer.length, maxTasks - sum.claimed);
-      if (!drained && want > 0 && buffer.length <= policy.concurrency) {
-        // Prefetched: a task counts as started (and its lease as an attempt) only once its handler is
-        // about to run, so a worker that dies charges nothing to the tasks it held in its buffer.
-        const got = await d.queue.claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms, defer_start: true, ...(d.only ? { only: d.only } : {}) });
-        sum.claimed += got.length;
-        const at = mono();
-        for (const c of got) renewedAt.set(c, at);
-        buffer.push(...got);
-        if (got.length === 0 && d.once) {
-          drained = true;
-          givenBackAtDrain = givenBack();
-        }
+      // The next claim starts while a quarter of the prefetch (at least the slots' worth) is still buffered.
+      if (!claiming && !drained && !foundNothing && want > 0 && buffer.length <= Math.max(policy.concurrency, Math.floor(prefetch / 4))) claimNext(want);
+      markAhead();
+      while (running.size < policy.concurrency && buffer.length > 0 && !d.stop.aborted && !halt.signal.aborted) {
+        if (marked > 0) marked--;
+        start(buffer.shift()!);
       }
-      while (running.size < policy.concurrency && buffer.length > 0 && !d.stop.aborted && !halt.signal.aborted) start(buffer.shift()!);
       if (running.size === 0 && buffer.length === 0) {
+        const under = claimUnderWay();
+        if (under) {
+          await Promise.race([under, stopped]);
+          // What it found runs at once; when it found nothing, the drained or idle steps below follow.
+          if (!foundNothing || buffer.length > 0 || d.stop.aborted || halt.signal.aborted) continue;
+        }
         // Let acknowledgements land first: a failure becomes a scheduled retry only then.
         if (inflight.size > 0) {
           await Promise.race([Promise.all(inflight), stopped]);
@@ -227,32 +304,39 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
         if (d.once && drained) {
           if (givenBack() !== givenBackAtDrain) {
             drained = false;
+            foundNothing = false;
             continue;
           }
           const due = d.nextDue ? await d.nextDue() : null;
           if (due === null) break;
           await d.sleep(Math.max(0, due - d.now()), d.stop);
           drained = false;
+          foundNothing = false;
           continue;
         }
         // Idle: a queue that can wake its workers (PostgreSQL) ends the wait as tasks arrive; the
         // poll interval stays the longest wait either way.
         await (idle ? idle(policy.poll_ms, d.stop) : d.sleep(policy.poll_ms, d.stop));
+        foundNothing = false;
         continue;
       }
       if (inflight.size - running.size > Math.max(64, prefetch)) {
         // Too many acknowledgements pending: let the queue catch up before running more.
         await Promise.race([...inflight, stopped]);
       } else if (running.size >= policy.concurrency || buffer.length === 0 || drained || sum.claimed >= maxTasks) {
-        await Promise.race([...running, stopped]);
+        await Promise.race([...running, ...(claiming ? [claiming] : []), stopped]);
       }
     }
   } catch (err) {
     loopError = { err };
     halt.abort();
   }
+  // A claim still under way hands its tasks to the buffer, which goes back below.
+  await claimUnderWay();
+  loopError ??= claimFailed();
 
   // Graceful stop: buffered tasks go back untouched; running ones finish unless forced.
+  marked = 0;
   for (const c of buffer.splice(0)) {
     const back = await d.queue.release(c.task.id, c.lease).catch((err: unknown) => {
       // The disk filled up: the rest go back when their leases expire.
@@ -294,7 +378,7 @@ interface Live {
  * the task may start before). A renewal refused means another worker holds the task: the attempt
  * is stopped. (A timer and an AbortController per task cost more than a no-op task itself.)
  */
-function watchdog(d: RunnerDeps, mono: () => number, live: Set<Live>, host: HandlerHost, buffer: ClaimedTask[], renewedAt: WeakMap<ClaimedTask, number>, lost: () => void): () => void {
+function watchdog(d: RunnerDeps, mono: () => number, live: Set<Live>, host: HandlerHost, buffer: ClaimedTask[], renewedAt: WeakMap<ClaimedTask, number>, lost: (at: number) => void): () => void {
   const { policy } = d;
   const log = d.init.logger;
   const period = Math.min(1000, Math.max(10, Math.min(policy.timeout_ms, policy.lease_ms / 3) / 4));
@@ -316,7 +400,7 @@ function watchdog(d: RunnerDeps, mono: () => number, live: Set<Live>, host: Hand
           const at = buffer.indexOf(c);
           if (!ok && at >= 0) {
             buffer.splice(at, 1);
-            lost();
+            lost(at);
           }
         })
         // A renewal that failed (the queue unreachable for a moment) is tried again next period;
@@ -367,11 +451,21 @@ function watchdog(d: RunnerDeps, mono: () => number, live: Set<Live>, host: Hand
 }
 
 /**
- * Runs one task. `handled` frees its concurrency slot once the handler has really ended (an
- * isolate killed, an in-process promise settled), before the acknowledgement; `judge` hears the
- * outcome about to be recorded at the same moment.
+ * Runs one task. `mark` is its start mark when it was asked for ahead of its turn (else it is asked
+ * for here); the handler runs only once it is written. `handled` frees its concurrency slot once
+ * the handler has really ended (an isolate killed, an in-process promise settled), before the
+ * acknowledgement; `judge` hears the outcome about to be recorded at the same moment.
  */
-async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: ClaimedTask, live: Set<Live>, handled: () => void, judge: (o: TaskOutcome) => void): Promise<TaskOutcome> {
+async function runOne(
+  d: RunnerDeps,
+  mono: () => number,
+  host: HandlerHost,
+  c: ClaimedTask,
+  mark: Promise<boolean> | undefined,
+  live: Set<Live>,
+  handled: () => void,
+  judge: (o: TaskOutcome) => void,
+): Promise<TaskOutcome> {
   const { policy, worker } = d;
   const { task } = c;
   const attempt = task.attempt_count + 1;
@@ -435,7 +529,7 @@ async function runOne(d: RunnerDeps, mono: () => number, host: HandlerHost, c: C
 
   try {
     // Written before anything of the attempt runs: from here on, a crash of this process costs it an attempt.
-    if (!(await d.queue.start(task.id, me.lease))) {
+    if (!(await (mark ?? d.queue.start(task.id, me.lease)))) {
       done();
       return outcome('lease_lost');
     }

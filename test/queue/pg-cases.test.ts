@@ -86,6 +86,37 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  it('start_first: the claim marks its first tasks started in its own commit; a lost lease charges those, not the rest', async () => {
+    const name = `first_${++n}`;
+    const clock = new FakeClock();
+    const q = queue(name, { now: clock.now, dbNow: clock.now });
+    await q.enqueue(['a', 'b', 'c', 'd', 'e'].map((id) => ({ id, payload: id })));
+    const got = await q.claim({ owner: owner('w'), max: 5, lease_ms: 1000, defer_start: true, start_first: 2 });
+    expect(got.map((c) => [c.task.id, c.started === true])).toEqual([
+      ['a', true],
+      ['b', true],
+      ['c', false],
+      ['d', false],
+      ['e', false],
+    ]);
+    // Their owner dies: the leases expire; the two marked by the claim cost an attempt, the others nothing.
+    clock.advance(2000);
+    expect((await q.reclaimExpired()).sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
+    const views = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((id) => q.getTask(id)));
+    expect(views.map((v) => [v!.state, v!.task.attempt_count, v!.task.errors.map((e) => e.kind)])).toEqual([
+      ['ready', 1, ['lease_expired']],
+      ['ready', 1, ['lease_expired']],
+      ['ready', 0, []],
+      ['ready', 0, []],
+      ['ready', 0, []],
+    ]);
+    // Without defer_start every claimed task is started, whatever start_first says.
+    const all = await q.claim({ owner: owner('w'), max: 5, lease_ms: 1000, start_first: 1 });
+    expect(all.length).toBe(5);
+    expect(all.every((c) => c.started === undefined)).toBe(true);
+    await q.close();
+  });
+
   it('a claim racing an uncommitted claim skips its rows instead of waiting for them', async () => {
     const name = `race_${++n}`;
     const q = queue(name);
@@ -95,7 +126,7 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     await other.connect();
     try {
       await other.query('BEGIN');
-      const held = await other.query<{ id: string }>(statements('cases').claim, [name, null, 'other', 1, 60_000, null, true]);
+      const held = await other.query<{ id: string }>(statements('cases').claim, [name, null, 'other', 1, 60_000, null, true, 0]);
       expect(held.rows.map((r) => r.id)).toEqual(['a']);
       // Not blocked on 'a': it answers at once with the next rows, while the other transaction is open.
       await other.query(`SET statement_timeout = 0`);
@@ -340,8 +371,8 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
       return out;
     };
     const explain = async (text: string, params: unknown[]) => (await admin.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)).rows[0]!['QUERY PLAN'];
-    expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, null, true]))).toEqual([]);
-    expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, ['t5', 't7', 'nope'], true]))).toEqual([]);
+    expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, null, true, 0]))).toEqual([]);
+    expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, ['t5', 't7', 'nope'], true, 0]))).toEqual([]);
     expect(seqScans(await explain(sql.reclaim, [name, null, 'x', 1000, '{}', [], []]))).toEqual([]);
     expect(seqScans(await explain(sql.stats, [name, null]))).toEqual([]);
     expect(seqScans(await explain(sql.nextDue, [name, null, null]))).toEqual([]);

@@ -20,6 +20,7 @@ import type {
   Owner,
   Queue,
   QueueStats,
+  StartsAhead,
   TaskEffect,
   TaskError,
   TaskRecord,
@@ -86,7 +87,18 @@ export interface PgQueueOptions extends QueueOptions {
   completed_retention_ms?: number;
   /** How many completed and cancelled tasks are kept at most (the newest). Default 100000. */
   completed_retention_count?: number;
+  /**
+   * How many prefetched tasks beyond the free slots the worker loop marks started ahead of their
+   * turn ({@link StartsAhead}), 0–4096. Their marks share a commit instead of one each before every
+   * handler; a worker that dies charges at most this many tasks whose handler never ran an attempt
+   * (as graphile-worker, Oban and River charge every fetched job). Default 128; 0: each task is
+   * marked as its handler is about to run.
+   */
+  start_ahead?: number;
 }
+
+/** Default of {@link PgQueueOptions.start_ahead}: QUEUE_DEFAULTS.start_ahead. */
+export const DEFAULT_START_AHEAD = QUEUE_DEFAULTS.start_ahead;
 
 const ACK_WHAT: Record<AckKind, string> = { start: 'starting a task', renew: 'renewing a lease', complete: 'completing a task', release: 'releasing a task' };
 
@@ -115,8 +127,10 @@ const ACK_WHAT: Record<AckKind, string> = { start: 'starting a task', renew: 're
  * The schema is migrated on first use (src/backend/pg/migrations.ts). Errors of the driver become
  * MetaspnErrors (exit 11 unreachable, 20 refused login, 50 other; connection.ts).
  */
-export class PgQueue implements Queue, EffectsCommit {
+export class PgQueue implements Queue, EffectsCommit, StartsAhead {
   readonly name: string;
+  /** Prefetched tasks the worker loop may mark started ahead of their turn ({@link PgQueueOptions.start_ahead}). */
+  readonly start_ahead: number;
   /** Effects commit in the transaction of the completion ({@link completeWithEffects}). */
   readonly atomic = true;
   private readonly sql: Statements;
@@ -146,6 +160,7 @@ export class PgQueue implements Queue, EffectsCommit {
 
   constructor(opts: PgQueueOptions) {
     this.name = opts.name;
+    this.start_ahead = Math.min(4096, Math.max(0, Math.floor(opts.start_ahead ?? DEFAULT_START_AHEAD)));
     this.schema = opts.setting.schema ?? DEFAULT_SCHEMA;
     this.setting = { ...opts.setting, schema: this.schema };
     this.sql = statements(this.schema);
@@ -263,7 +278,7 @@ export class PgQueue implements Queue, EffectsCommit {
     if (!held) await this.run('claiming', () => this.pool.query(this.sql.noPresence, [opts.owner.id]));
     const wall = this.clock.read().wall;
     const r = await this.run('claiming', () =>
-      this.pool.query<RecordRow & { fence: number; expires: number; now: number }>(this.sql.claim, [
+      this.pool.query<RecordRow & { fence: number; expires: number; now: number; started: boolean }>(this.sql.claim, [
         this.name,
         this.nowParam(),
         opts.owner.id,
@@ -271,11 +286,13 @@ export class PgQueue implements Queue, EffectsCommit {
         opts.lease_ms,
         opts.only ? [...opts.only] : null,
         opts.defer_start !== true,
+        Math.max(0, Math.floor(opts.start_first ?? 0)),
       ]),
     );
     return r.rows.map((row) => ({
       task: this.recordOf(row),
       lease: { owner: opts.owner.id, fence: Number(row.fence), expires_at: Math.round(wall + (row.expires - row.now)) },
+      ...(opts.defer_start === true && row.started ? { started: true } : {}),
     }));
   }
 

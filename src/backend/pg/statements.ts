@@ -103,6 +103,7 @@ function build(S: string): Statements {
       UPDATE ${T} AS k SET ready_seq = o.rs FROM o WHERE k.queue = $1 AND k.id = o.id AND k.state = 0`,
     // Due retries first (by due time, then enqueue order), then ready tasks in the order they became
     // ready. MATERIALIZED CTEs and an uncorrelated ARRAY keep the planner on the partial indexes.
+    // Started at once: all of them when $7, else the first $8 in the order returned (start_first).
     claim: `
       WITH q AS (SELECT coalesce((SELECT paused FROM ${S}.queue WHERE name = $1), false) AS paused),
       due AS MATERIALIZED (
@@ -114,12 +115,14 @@ function build(S: string): Statements {
          WHERE queue = $1 AND state = 0 AND NOT (SELECT paused FROM q) AND ($6::text[] IS NULL OR id = ANY($6::text[]))
          ORDER BY ready_seq LIMIT greatest(0, $4 - (SELECT count(*) FROM due)) FOR UPDATE SKIP LOCKED),
       picked AS MATERIALIZED (
-        SELECT id, 0 AS r, row_number() OVER (ORDER BY t, seq) AS o FROM due
-        UNION ALL SELECT id, 1, row_number() OVER (ORDER BY ready_seq) FROM rdy),
+        SELECT id, r, o, row_number() OVER (ORDER BY r, o) AS g FROM (
+          SELECT id, 0 AS r, row_number() OVER (ORDER BY t, seq) AS o FROM due
+          UNION ALL SELECT id, 1, row_number() OVER (ORDER BY ready_seq) FROM rdy) u),
       upd AS (
-        UPDATE ${T} AS k SET state = 2, fence = k.fence + 1, owner = $3, started = $7, t = ${NOW} + $5 * interval '1 ms'
+        UPDATE ${T} AS k SET state = 2, fence = k.fence + 1, owner = $3, t = ${NOW} + $5 * interval '1 ms',
+               started = $7 OR k.id = ANY (ARRAY(SELECT id FROM picked WHERE g <= $8))
          WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM picked))
-        RETURNING ${RECORD}, k.fence::float8 AS fence, ${ms('k.t')} AS expires, ${ms(NOW)} AS now)
+        RETURNING ${RECORD}, k.fence::float8 AS fence, ${ms('k.t')} AS expires, ${ms(NOW)} AS now, k.started)
       SELECT upd.* FROM upd JOIN picked p USING (id) ORDER BY p.r, p.o`,
     // Lease operations, batched (one statement per kind and ack window; an id at most once per
     // batch): $3 ids, $4 fences, $5 owners (start: $2, $3, $4; it reads no clock), renew $6 lease ms.

@@ -1,0 +1,127 @@
+// Start marks ahead of their turn (RunnerDeps.startAhead, PostgreSQL's start_ahead): marks go in
+// batches, a handler runs only once its own mark is written, at most `ahead` buffered tasks beyond
+// the free slots are marked, and marks the claim wrote itself (ClaimedTask.started) are not written again.
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { resolvePolicy } from '../../src/config/policy.js';
+import { MemoryQueue } from '../../src/queue/memory.js';
+import type { ClaimOptions } from '../../src/queue/types.js';
+import { runWorker, type RunnerDeps } from '../../src/runtime/runner.js';
+import { workspacePaths } from '../../src/storage/paths.js';
+import { FakeClock } from '../queue/conformance.js';
+
+const silent = pino({ level: 'silent' });
+const CONCURRENCY = 2;
+
+/** A memory queue whose start marks are recorded, and a runner draining it. */
+function setup(n: number, extra: Partial<RunnerDeps>, claimMarks = false) {
+  const clock = new FakeClock();
+  const queue = new MemoryQueue({ name: 'q', now: clock.now });
+  const marked: string[] = [];
+  /** Marks written, by the runner or the claim, when each handler started. */
+  const markedAtRun: number[] = [];
+  const ran: string[] = [];
+  const written = new Set<string>();
+  const start = queue.start.bind(queue);
+  queue.start = async (id, lease) => {
+    marked.push(id);
+    const ok = await start(id, lease);
+    if (ok) written.add(id);
+    return ok;
+  };
+  if (claimMarks) {
+    // As PostgreSQL does: the claim marks its first `start_first` tasks in its own transaction.
+    const claim = queue.claim.bind(queue);
+    queue.claim = async (o: ClaimOptions) => {
+      const got = await claim(o);
+      for (const c of got.slice(0, o.start_first ?? 0)) {
+        await start(c.task.id, c.lease);
+        written.add(c.task.id);
+        c.started = true;
+      }
+      return got;
+    };
+  }
+  const stop = new AbortController();
+  const deps: RunnerDeps = {
+    queue,
+    worker: {
+      name: 'q',
+      handle: async (t) => {
+        // Its own mark is written before its handler runs.
+        expect(written.has(t.id)).toBe(true);
+        ran.push(t.id);
+        markedAtRun.push(written.size);
+        await new Promise((r) => setImmediate(r));
+      },
+    },
+    owner: { id: 'w1', pid: process.pid, host: 'h' },
+    policy: resolvePolicy({ concurrency: CONCURRENCY }),
+    once: true,
+    init: { logger: silent, workspace: workspacePaths('/nonexistent'), env: {} },
+    stop: stop.signal,
+    now: clock.now,
+    sleep: async (ms) => clock.advance(ms),
+    random: () => 0.5,
+    nextDue: async () => (await queue.stats()).next_due_at,
+    ...extra,
+  };
+  const enqueue = () => queue.enqueue(Array.from({ length: n }, (_, i) => ({ id: `t${String(i).padStart(3, '0')}`, payload: null })));
+  return { queue, deps, stop, marked, markedAtRun, ran, written, enqueue };
+}
+
+describe('worker runner: start marks ahead of their turn', () => {
+  it('marks buffered tasks in batches, never more than `ahead` beyond the slots, each before its handler runs', async () => {
+    const s = setup(100, { prefetch: 100, startAhead: 10 });
+    await s.enqueue();
+    expect(await runWorker(s.deps)).toMatchObject({ claimed: 100, completed: 100, lease_lost: 0 });
+    expect(new Set(s.marked).size).toBe(100);
+    // Marked ahead: when a handler started, up to `ahead` + the slots were marked and not yet run.
+    s.markedAtRun.forEach((m, i) => expect(m - i).toBeLessThanOrEqual(10 + CONCURRENCY));
+    expect(Math.max(...s.markedAtRun.map((m, i) => m - i))).toBeGreaterThan(CONCURRENCY);
+    // Every task ran once, in claim order.
+    expect(s.ran).toEqual([...s.ran].sort());
+  });
+
+  it('without marks ahead (files), a task is marked only as its handler is about to run', async () => {
+    const s = setup(30, { prefetch: 30 });
+    await s.enqueue();
+    expect(await runWorker(s.deps)).toMatchObject({ completed: 30 });
+    s.markedAtRun.forEach((m, i) => expect(m - i).toBeLessThanOrEqual(CONCURRENCY));
+  });
+
+  it('marks the claim wrote itself are not written again', async () => {
+    const s = setup(40, { prefetch: 40, startAhead: 8 }, true);
+    await s.enqueue();
+    expect(await runWorker(s.deps)).toMatchObject({ completed: 40 });
+    // The first claim marked the slots' worth plus `ahead` (10); the runner marked the rest.
+    expect(s.marked).not.toContain('t000');
+    expect(s.marked).not.toContain('t009');
+    expect(s.marked).toContain('t010');
+    expect(s.written.size).toBe(40);
+    s.markedAtRun.forEach((m, i) => expect(m - i).toBeLessThanOrEqual(8 + CONCURRENCY));
+  });
+
+  it('a graceful stop gives marked, never-run tasks back without charging them an attempt', async () => {
+    const s = setup(50, { prefetch: 50, startAhead: 20 });
+    await s.enqueue();
+    const worker = s.deps.worker;
+    const sum = await runWorker({
+      ...s.deps,
+      worker: {
+        ...worker,
+        handle: async (t, ctx) => {
+          await worker.handle(t, ctx);
+          if (s.ran.length === 5) s.stop.abort();
+        },
+      },
+    });
+    expect(sum.completed).toBeGreaterThanOrEqual(5);
+    expect(sum.released).toBe(50 - sum.completed);
+    // Marked ahead, then given back: no attempt charged, no error recorded.
+    const back = await s.queue.claim({ owner: { id: 'w2', pid: 2, host: 'h' }, max: 50, lease_ms: 1000 });
+    expect(back.length).toBe(sum.released);
+    expect(back.filter((c) => s.written.has(c.task.id)).length).toBeGreaterThan(0);
+    for (const c of back) expect(c.task).toMatchObject({ attempt_count: 0, errors: [] });
+  });
+});
