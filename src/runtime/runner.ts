@@ -218,7 +218,12 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       foundNothing = false;
     });
     running.add(slot);
-    const whole = runOne(d, mono, host, c, c.started === true ? Promise.resolve(true) : marks.get(c), live, free, judge).then((o) => {
+    // After a failure (until a completion), a task marked ahead is marked again before its handler
+    // runs: the database may have gone away since its mark (the failure may be that), and a mark
+    // refused reports the lease lost, where running it would count one more failure towards the
+    // stop condition, as if the mark had been written just before it.
+    const mark = failStreak > 0 ? undefined : c.started === true ? Promise.resolve(true) : marks.get(c);
+    const whole = runOne(d, mono, host, c, mark, live, free, judge).then((o) => {
       sum[o.kind]++;
       if (++settled % 4096 === 0) collectIfGrown();
       if (o.fatal !== undefined && !fatal) {

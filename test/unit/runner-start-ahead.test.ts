@@ -102,6 +102,36 @@ describe('worker runner: start marks ahead of their turn', () => {
     s.markedAtRun.forEach((m, i) => expect(m - i).toBeLessThanOrEqual(8 + CONCURRENCY));
   });
 
+  it('after a failure, tasks marked ahead are marked again before they run: a database gone meanwhile costs lost leases, not failures', async () => {
+    const s = setup(40, { prefetch: 40, startAhead: 20 });
+    await s.enqueue();
+    let down = false;
+    const start = s.queue.start.bind(s.queue);
+    // The failure of t005 is the database going away: from then on no mark is written.
+    s.queue.start = async (id, lease) => (down ? false : start(id, lease));
+    const worker = s.deps.worker;
+    const sum = await runWorker({
+      ...s.deps,
+      worker: {
+        ...worker,
+        handle: async (t, ctx) => {
+          await worker.handle(t, ctx);
+          if (t.id === 't005') {
+            down = true;
+            throw new Error('connection refused');
+          }
+        },
+      },
+    });
+    // Only the tasks whose handler had started before the failure ran; the others, marked ahead
+    // (t007 and after, up to 20 beyond the slots), were refused their fresh mark.
+    expect(s.ran.length).toBeLessThanOrEqual(5 + 1 + CONCURRENCY);
+    expect(sum.retry_scheduled).toBe(1);
+    // (t005's retry, claimed again once due, is refused its mark too.)
+    expect(sum.lease_lost).toBe(sum.claimed - s.ran.length);
+    expect(sum.completed + sum.retry_scheduled).toBe(s.ran.length);
+  });
+
   it('a graceful stop gives marked, never-run tasks back without charging them an attempt', async () => {
     const s = setup(50, { prefetch: 50, startAhead: 20 });
     await s.enqueue();
