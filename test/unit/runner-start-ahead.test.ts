@@ -1,27 +1,32 @@
 // Start marks ahead of their turn (RunnerDeps.startAhead, PostgreSQL's start_ahead): marks go in
 // batches, a handler runs only once its own mark is written, at most `ahead` buffered tasks beyond
 // the free slots are marked, and marks the claim wrote itself (ClaimedTask.started) are not written again.
-import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { resolvePolicy } from '../../src/config/policy.js';
-import { MemoryQueue } from '../../src/queue/memory.js';
-import type { ClaimOptions } from '../../src/queue/types.js';
-import { runWorker, type RunnerDeps } from '../../src/runtime/runner.js';
-import { workspacePaths } from '../../src/storage/paths.js';
-import { FakeClock } from '../queue/conformance.js';
+import type { ClaimOptions, TaskRecord } from '../../src/queue/types.js';
+import { runWorker, type RunnerDeps, type RunSummary } from '../../src/runtime/runner.js';
+import type { WorkerDefinition } from '../../src/runtime/worker-api.js';
+import { setup } from './runner-setup.js';
 
-const silent = pino({ level: 'silent' });
 const CONCURRENCY = 2;
 
-/** A memory queue whose start marks are recorded, and a runner draining it. */
-function setup(n: number, extra: Partial<RunnerDeps>, claimMarks = false) {
-  const clock = new FakeClock();
-  const queue = new MemoryQueue({ name: 'q', now: clock.now });
+/** A memory queue whose start marks are recorded, and a runner draining `n` tasks from it. */
+function harness(n: number, extra: Partial<RunnerDeps>, claimMarks = false) {
   const marked: string[] = [];
   /** Marks written, by the runner or the claim, when each handler started. */
   const markedAtRun: number[] = [];
   const ran: string[] = [];
   const written = new Set<string>();
+  const worker: WorkerDefinition = {
+    name: 'q',
+    handle: async (t) => {
+      // Its own mark is written before its handler runs.
+      expect(written.has(t.id)).toBe(true);
+      ran.push(t.id);
+      markedAtRun.push(written.size);
+      await new Promise((r) => setImmediate(r));
+    },
+  };
+  const { queue, deps, stop } = setup(worker, { concurrency: CONCURRENCY }, extra);
   const start = queue.start.bind(queue);
   queue.start = async (id, lease) => {
     marked.push(id);
@@ -42,37 +47,25 @@ function setup(n: number, extra: Partial<RunnerDeps>, claimMarks = false) {
       return got;
     };
   }
-  const stop = new AbortController();
-  const deps: RunnerDeps = {
-    queue,
-    worker: {
-      name: 'q',
-      handle: async (t) => {
-        // Its own mark is written before its handler runs.
-        expect(written.has(t.id)).toBe(true);
-        ran.push(t.id);
-        markedAtRun.push(written.size);
-        await new Promise((r) => setImmediate(r));
-      },
-    },
-    owner: { id: 'w1', pid: process.pid, host: 'h' },
-    policy: resolvePolicy({ concurrency: CONCURRENCY }),
-    once: true,
-    init: { logger: silent, workspace: workspacePaths('/nonexistent'), env: {} },
-    stop: stop.signal,
-    now: clock.now,
-    sleep: async (ms) => clock.advance(ms),
-    random: () => 0.5,
-    nextDue: async () => (await queue.stats()).next_due_at,
-    ...extra,
-  };
   const enqueue = () => queue.enqueue(Array.from({ length: n }, (_, i) => ({ id: `t${String(i).padStart(3, '0')}`, payload: null })));
-  return { queue, deps, stop, marked, markedAtRun, ran, written, enqueue };
+  /** Drains with `after` called once each handler has run (it may throw: the attempt fails). */
+  const drainWith = (after: (t: TaskRecord) => void): Promise<RunSummary> =>
+    runWorker({
+      ...deps,
+      worker: {
+        ...worker,
+        handle: async (t, ctx) => {
+          await worker.handle(t, ctx);
+          after(t);
+        },
+      },
+    });
+  return { queue, deps, stop, marked, markedAtRun, ran, written, enqueue, drainWith };
 }
 
 describe('worker runner: start marks ahead of their turn', () => {
   it('marks buffered tasks in batches, never more than `ahead` beyond the slots, each before its handler runs', async () => {
-    const s = setup(100, { prefetch: 100, startAhead: 10 });
+    const s = harness(100, { prefetch: 100, startAhead: 10 });
     await s.enqueue();
     expect(await runWorker(s.deps)).toMatchObject({ claimed: 100, completed: 100, lease_lost: 0 });
     expect(new Set(s.marked).size).toBe(100);
@@ -84,14 +77,14 @@ describe('worker runner: start marks ahead of their turn', () => {
   });
 
   it('without marks ahead (files), a task is marked only as its handler is about to run', async () => {
-    const s = setup(30, { prefetch: 30 });
+    const s = harness(30, { prefetch: 30 });
     await s.enqueue();
     expect(await runWorker(s.deps)).toMatchObject({ completed: 30 });
     s.markedAtRun.forEach((m, i) => expect(m - i).toBeLessThanOrEqual(CONCURRENCY));
   });
 
   it('marks the claim wrote itself are not written again', async () => {
-    const s = setup(40, { prefetch: 40, startAhead: 8 }, true);
+    const s = harness(40, { prefetch: 40, startAhead: 8 }, true);
     await s.enqueue();
     expect(await runWorker(s.deps)).toMatchObject({ completed: 40 });
     // The first claim marked the slots' worth plus `ahead` (10); the runner marked the rest.
@@ -103,25 +96,17 @@ describe('worker runner: start marks ahead of their turn', () => {
   });
 
   it('after a failure, tasks marked ahead are marked again before they run: a database gone meanwhile costs lost leases, not failures', async () => {
-    const s = setup(40, { prefetch: 40, startAhead: 20 });
+    const s = harness(40, { prefetch: 40, startAhead: 20 });
     await s.enqueue();
     let down = false;
     const start = s.queue.start.bind(s.queue);
     // The failure of t005 is the database going away: from then on no mark is written.
     s.queue.start = async (id, lease) => (down ? false : start(id, lease));
-    const worker = s.deps.worker;
-    const sum = await runWorker({
-      ...s.deps,
-      worker: {
-        ...worker,
-        handle: async (t, ctx) => {
-          await worker.handle(t, ctx);
-          if (t.id === 't005') {
-            down = true;
-            throw new Error('connection refused');
-          }
-        },
-      },
+    const sum = await s.drainWith((t) => {
+      if (t.id === 't005') {
+        down = true;
+        throw new Error('connection refused');
+      }
     });
     // Only the tasks whose handler had started before the failure ran; the others, marked ahead
     // (t007 and after, up to 20 beyond the slots), were refused their fresh mark.
@@ -133,18 +118,10 @@ describe('worker runner: start marks ahead of their turn', () => {
   });
 
   it('a graceful stop gives marked, never-run tasks back without charging them an attempt', async () => {
-    const s = setup(50, { prefetch: 50, startAhead: 20 });
+    const s = harness(50, { prefetch: 50, startAhead: 20 });
     await s.enqueue();
-    const worker = s.deps.worker;
-    const sum = await runWorker({
-      ...s.deps,
-      worker: {
-        ...worker,
-        handle: async (t, ctx) => {
-          await worker.handle(t, ctx);
-          if (s.ran.length === 5) s.stop.abort();
-        },
-      },
+    const sum = await s.drainWith(() => {
+      if (s.ran.length === 5) s.stop.abort();
     });
     expect(sum.completed).toBeGreaterThanOrEqual(5);
     expect(sum.released).toBe(50 - sum.completed);
