@@ -228,6 +228,29 @@ describe('file queue: start marks', () => {
     await Promise.all([a.close(), b.close(), c.close()]);
   });
 
+  it('a mark left from an earlier life of a task id (dropped by a compaction, enqueued again, fences from 1 again) never starts the new lease', async () => {
+    const { w, clock, alive, open } = setup({ completed_retention_ms: 1000 });
+    const a = open();
+    await a.enqueue(ids(1, 'e'));
+    const [first] = await a.claim({ owner: OTHER, max: 1, lease_ms: 60_000, defer_start: true });
+    expect(await a.start('e0', first!.lease)).toBe(true);
+    expect(await a.complete('e0', first!.lease)).toBe(true);
+    clock.advance(2000);
+    await a.compact();
+    // Past retention: the id is forgotten, so it is enqueued afresh and its first lease has fence 1 again.
+    expect(await a.enqueue(ids(1, 'e'))).toEqual({ added: ['e0'], existing: [], rerun: [] });
+    const [again] = await a.claim({ owner: OTHER, max: 1, lease_ms: 60_000, defer_start: true });
+    expect(again!.lease.fence).toBe(first!.lease.fence);
+    // The claim saw its old mark in the file and emptied the file in the next round.
+    await a.stats();
+    expect(marksIn(markFile(w, OTHER))).toEqual([]);
+    alive.delete(OTHER.id);
+    const b = open();
+    expect(await b.reclaimExpired()).toEqual(['e0']);
+    expect(await b.stats()).toMatchObject({ ready: 1, totals: { failed: 0 } });
+    await Promise.all([a.close(), b.close()]);
+  });
+
   it('an owner id that is not a plain file name gets a hashed file name', () => {
     expect(startMarksPath('/q', '../x y')).toMatch(/^\/q\/starts\/h-[0-9a-f]{32}\.[0-9a-f]{8}\.jsonl$/);
     expect(startMarksPath('/q', '4242-1a2b3c4d')).toMatch(/^\/q\/starts\/4242-1a2b3c4d\.[0-9a-f]{8}\.jsonl$/);

@@ -51,6 +51,12 @@ export class LocalStarts {
   private readonly owners = new Map<string, Owner>();
   private readonly pending = new Map<string, Pending[]>();
   private readonly folding = new Set<string>();
+  /**
+   * The marks in each owner's file since it was last emptied, as `fence id`: a task whose id was
+   * dropped by a compaction and enqueued again counts its fences from 1 again, so a mark left from
+   * its earlier life would name a lease of its new one (see `claimed`).
+   */
+  private readonly written = new Map<string, Set<string>>();
   /** Files of gone owners holding nothing were looked for (once per queue instance). */
   private orphansSwept = false;
 
@@ -90,6 +96,22 @@ export class LocalStarts {
       }
       list.push({ id, fence: lease.fence, resolve });
     });
+  }
+
+  /**
+   * Leases `owner` was just granted (task id and fence). When its file still holds a mark of the
+   * same id and fence (an earlier life of the task, see `written`), the file is emptied in the
+   * next round, before that lease can be marked: a reclaim would take the old mark for its start.
+   */
+  claimed(owner: string, leases: Iterable<Mark>): void {
+    const seen = this.written.get(owner);
+    if (!seen || seen.size === 0) return;
+    for (const [id, fence] of leases) {
+      if (seen.has(`${fence} ${id}`)) {
+        void this.fold(owner, false, true);
+        return;
+      }
+    }
   }
 
   /** A reader of the marks for the reclaims of one round. */
@@ -133,6 +155,11 @@ export class LocalStarts {
     const file = this.files.get(owner)!;
     const marks: Mark[] = list.map((p) => [p.id, p.fence]);
     const ok = file.write(marks);
+    if (ok) {
+      let seen = this.written.get(owner);
+      if (!seen) this.written.set(owner, (seen = new Set()));
+      for (const [id, fence] of marks) seen.add(`${fence} ${id}`);
+    }
     // Read after the write returned: a reclaimer reads the file only once the lease expired.
     const now = this.clock.read().mono;
     for (const p of list) {
@@ -148,11 +175,12 @@ export class LocalStarts {
    * One round that writes a `start` record for `owner`'s marked leases still held, then (after the
    * append, still under the lock) empties its file, or removes it on close.
    */
-  private fold(owner: string, closing: boolean): Promise<unknown> {
+  private fold(owner: string, closing: boolean, urgent = closing): Promise<unknown> {
     if (!closing && this.folding.has(owner)) return Promise.resolve();
     this.folding.add(owner);
-    const file = this.files.get(owner)!;
-    return this.submit('start', closing, (r) => {
+    const file = this.files.get(owner);
+    if (!file) return Promise.resolve().finally(() => this.folding.delete(owner));
+    return this.submit('start', urgent, (r) => {
       const idx = r.idx;
       const marked = this.held.marked(owner);
       const l: Pair[] = [];
@@ -163,6 +191,7 @@ export class LocalStarts {
       if (l.length > 0) r.emit({ t: 'start', at: r.at, o: owner, l });
       return () => {
         for (const h of marked) h.marked = false;
+        this.written.get(owner)?.clear();
         if (closing) {
           file.remove();
           this.files.delete(owner);
