@@ -117,6 +117,8 @@ export class FileQueue implements Queue {
     this.file = new QueueLogFile(this.dir, this.name, this.clock, torn, (log) => {
       this.dead.reconcile(log, (n) => taskAt(log, n, this.name));
       this.held.rebase(log);
+      // Defined once the constructor has run: the first load happens in a round, after it.
+      this.starts?.reloaded();
     });
     this.rounds = new RoundEngine({
       queue: this.name,
@@ -221,17 +223,12 @@ export class FileQueue implements Queue {
         const mine = slots.filter((s) => log.idx.slots.state[s] === S_LEASED && log.idx.ownerId(s) === opts.owner.id);
         const records = log.recordsAt(mine);
         this.starts.know(opts.owner);
-        const out = mine.map((s, i) => {
+        return mine.map((s, i) => {
           const task = (records[i] as { task?: TaskRecord } | null)?.task;
           if (!task) throw new MetaspnError('STATE_CORRUPT', `queue ${this.name}: the record of task slot ${s} does not read back`);
           this.held.hold(s, task, opts.owner.id, log.idx.slots.fence[s]!, log.idx.slots.time[s]!);
           return { task, lease: leaseOf(log.idx.status(s), r.reading) };
         });
-        this.starts.claimed(
-          opts.owner.id,
-          out.map((c): [string, number] => [c.task.id, c.lease.fence]),
-        );
-        return out;
       };
     });
   }

@@ -51,12 +51,6 @@ export class LocalStarts {
   private readonly owners = new Map<string, Owner>();
   private readonly pending = new Map<string, Pending[]>();
   private readonly folding = new Set<string>();
-  /**
-   * The marks in each owner's file since it was last emptied, as `fence id`: a task whose id was
-   * dropped by a compaction and enqueued again counts its fences from 1 again, so a mark left from
-   * its earlier life would name a lease of its new one (see `claimed`).
-   */
-  private readonly written = new Map<string, Set<string>>();
   /** Files of gone owners holding nothing were looked for (once per queue instance). */
   private orphansSwept = false;
 
@@ -99,19 +93,13 @@ export class LocalStarts {
   }
 
   /**
-   * Leases `owner` was just granted (task id and fence). When its file still holds a mark of the
-   * same id and fence (an earlier life of the task, see `written`), the file is emptied in the
-   * next round, before that lease can be marked: a reclaim would take the old mark for its start.
+   * A new generation of the log was loaded (a compaction, a salvage): each file with marks is
+   * emptied in the next round. A compaction may have dropped a completed task's id, and that id,
+   * enqueued again, counts its fences from 1 again: a mark left from its earlier life would name
+   * a lease of its new one, and a reclaim would take it for a start.
    */
-  claimed(owner: string, leases: Iterable<Mark>): void {
-    const seen = this.written.get(owner);
-    if (!seen || seen.size === 0) return;
-    for (const [id, fence] of leases) {
-      if (seen.has(`${fence} ${id}`)) {
-        void this.fold(owner, false, true);
-        return;
-      }
-    }
+  reloaded(): void {
+    for (const [owner, file] of this.files) if (file.bytes > 0) void this.fold(owner, false, true);
   }
 
   /** A reader of the marks for the reclaims of one round. */
@@ -155,11 +143,6 @@ export class LocalStarts {
     const file = this.files.get(owner)!;
     const marks: Mark[] = list.map((p) => [p.id, p.fence]);
     const ok = file.write(marks);
-    if (ok) {
-      let seen = this.written.get(owner);
-      if (!seen) this.written.set(owner, (seen = new Set()));
-      for (const [id, fence] of marks) seen.add(`${fence} ${id}`);
-    }
     // Read after the write returned: a reclaimer reads the file only once the lease expired.
     const now = this.clock.read().mono;
     for (const p of list) {
@@ -191,7 +174,6 @@ export class LocalStarts {
       if (l.length > 0) r.emit({ t: 'start', at: r.at, o: owner, l });
       return () => {
         for (const h of marked) h.marked = false;
-        this.written.get(owner)?.clear();
         if (closing) {
           file.remove();
           this.files.delete(owner);
