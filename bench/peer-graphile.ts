@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { makeWorkerUtils, run, Logger, type Runner, type TaskList } from 'graphile-worker';
+import pg from 'pg';
 import { nowMs } from './lib.js';
 
 /** The task identifier of every bench job. */
@@ -32,30 +33,51 @@ export function graphileVersion(): string | null {
   }
 }
 
+/**
+ * A pool of graphile-worker's own for `url`, ended after `f`. Its idle connections are terminated
+ * when the bench drops the database (`DROP DATABASE … WITH (FORCE)`): the pool's error handler
+ * keeps that from ending the bench (a pool graphile-worker makes itself has none).
+ */
+async function withPool<T>(url: string, f: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  pool.on('error', () => undefined);
+  // graphile-worker checks that each client has a handler too.
+  pool.on('connect', (client) => void client.on('error', () => undefined));
+  try {
+    return await f(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
 /** Installs graphile-worker's schema in the database `url`. */
 export async function graphileMigrate(url: string): Promise<void> {
-  const utils = await makeWorkerUtils({ connectionString: url, logger: silent });
-  try {
-    await utils.migrate();
-  } finally {
-    await utils.release();
-  }
+  await withPool(url, async (pgPool) => {
+    const utils = await makeWorkerUtils({ pgPool, logger: silent });
+    try {
+      await utils.migrate();
+    } finally {
+      await utils.release();
+    }
+  });
 }
 
 /** Adds `size` jobs (payload `{n}`), ADD_BATCH per addJobs call; returns the elapsed ms. */
 export async function graphileEnqueue(url: string, size: number): Promise<number> {
-  const utils = await makeWorkerUtils({ connectionString: url, logger: silent });
-  try {
-    const t0 = nowMs();
-    for (let i = 0; i < size; i += ADD_BATCH) {
-      const specs = [];
-      for (let n = i; n < Math.min(size, i + ADD_BATCH); n++) specs.push({ identifier: TASK, payload: { n }, maxAttempts: 5 });
-      await utils.addJobs(specs);
+  return withPool(url, async (pgPool) => {
+    const utils = await makeWorkerUtils({ pgPool, logger: silent });
+    try {
+      const t0 = nowMs();
+      for (let i = 0; i < size; i += ADD_BATCH) {
+        const specs = [];
+        for (let n = i; n < Math.min(size, i + ADD_BATCH); n++) specs.push({ identifier: TASK, payload: { n }, maxAttempts: 5 });
+        await utils.addJobs(specs);
+      }
+      return nowMs() - t0;
+    } finally {
+      await utils.release();
     }
-    return nowMs() - t0;
-  } finally {
-    await utils.release();
-  }
+  });
 }
 
 /**
@@ -64,12 +86,16 @@ export async function graphileEnqueue(url: string, size: number): Promise<number
  * own backoff, exp(attempts) seconds, which no option lowers).
  */
 export async function graphileDrain(url: string, mode: GraphileMode, expect: number, handler: TaskList[string]): Promise<number> {
+  return withPool(url, (pgPool) => drainOn(pgPool, mode, expect, handler));
+}
+
+async function drainOn(pgPool: pg.Pool, mode: GraphileMode, expect: number, handler: TaskList[string]): Promise<number> {
   let done = 0;
   let resolveDone!: () => void;
   const all = new Promise<void>((r) => (resolveDone = r));
   const t0 = nowMs();
   const runner: Runner = await run({
-    connectionString: url,
+    pgPool,
     concurrency: 8,
     noHandleSignals: true,
     pollInterval: 100,

@@ -218,11 +218,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       foundNothing = false;
     });
     running.add(slot);
-    // After a failure (until a completion), a task marked ahead is marked again before its handler
-    // runs: the database may have gone away since its mark (the failure may be that), and a mark
-    // refused reports the lease lost, where running it would count one more failure towards the
-    // stop condition, as if the mark had been written just before it.
-    const mark = failStreak > 0 ? undefined : c.started === true ? Promise.resolve(true) : marks.get(c);
+    const mark = c.started === true ? Promise.resolve(true) : marks.get(c);
     const whole = runOne(d, mono, host, c, mark, live, free, judge).then((o) => {
       sum[o.kind]++;
       if (++settled % 4096 === 0) collectIfGrown();
@@ -631,12 +627,17 @@ async function runOne(
       const ok = await d.queue.deadLetter(task.id, me.lease, e);
       return outcome(ok ? 'dead_contract' : 'lease_lost', e.code, { err });
     }
-    verdict(attempt >= task.max_attempts ? 'dead' : 'retry_scheduled');
+    // A task marked ahead of its turn may have run after the database went away (its failure may be
+    // just that): the stop condition hears of its failure once the failure is recorded, and a record
+    // refused is a lost lease, not one more failure towards a paused queue. Any other is heard now.
+    if (mark === undefined) verdict(attempt >= task.max_attempts ? 'dead' : 'retry_scheduled');
     const kind = err instanceof TaskTimeoutError ? 'timeout' : 'transient';
     const delay = backoffDelay(attempt, { base_ms: policy.backoff_base_ms, cap_ms: policy.backoff_cap_ms, jitter: policy.backoff_jitter }, d.random);
     const e = describeError(err, kind, d.now());
     const result = await d.queue.fail(task.id, me.lease, e, delay);
-    return outcome(result === 'dead' ? 'dead' : result === 'scheduled' ? 'retry_scheduled' : 'lease_lost', e.code, { err, retryAt: d.now() + delay });
+    const recorded = result === 'dead' ? 'dead' : result === 'scheduled' ? 'retry_scheduled' : 'lease_lost';
+    if (mark !== undefined) verdict(recorded);
+    return outcome(recorded, e.code, { err, retryAt: d.now() + delay });
   } finally {
     done();
   }
