@@ -1,4 +1,5 @@
 import { configDefaults, defineConfig } from 'vitest/config';
+import { LongestFirst } from './test/sequencer.js';
 
 /**
  * Three projects, all run by one `vitest run` (npm test), their files side by side on the two cores:
@@ -7,8 +8,8 @@ import { configDefaults, defineConfig } from 'vitest/config';
  * - shared: every other file shares its worker's modules with the files before it: loading src/ and
  *   Season 1 once per worker instead of once per file took the unit tests from 64 s to 20 s. A file
  *   that changes process state restores it.
- * Files start longest first (chaos, then by size, or by the durations of an earlier run when
- * vitest has them), so that no long file starts last.
+ * Files start longest first (test/sequencer.ts: the longest files as measured, then vitest's order:
+ * the durations of an earlier run when it has them, else by size), so that no long file starts last.
  */
 const CHAOS = ['test/chaos/**/*.test.ts'];
 const ISOLATED = ['test/unit/atomic.test.ts'];
@@ -24,6 +25,7 @@ export default defineConfig({
     // two at a time the cores were idle about two thirds of the run (npm test 495 s for ~310 s of
     // CPU, quiet machine). The suites are written to pass at load 15 (others' benches beside them).
     maxWorkers: 4,
+    sequence: { sequencer: LongestFirst },
     // The built CLI that tests run in their own process (test/integration/in-process.ts) is loaded
     // by Node as bin/metaspn.js loads it, not transformed again.
     server: { deps: { external: [/\/dist\/(src|workers)\//] } },
