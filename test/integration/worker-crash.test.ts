@@ -192,25 +192,28 @@ describe('worker crashes', () => {
     const env = { METASPN_QUEUE_LEASE_MS: '500' };
     await enqueue(ws, 'stall', 'tasks.jsonl', [{ id: 'g1', payload: {} }]);
 
+    // The waits below end as soon as what they wait for holds; their limits only catch a hang (one
+    // took 21 s of a 20 s limit under load), so they are a minute each.
+    const HANG_MS = 60_000;
     // A holds the task (Stall blocks attempt 1 until <ws>/gate exists), then is frozen: alive, but no renewals.
     const a = start(['worker', 'run', spec('Stall'), '--workspace', ws, '--once', '--json'], { cwd: ws, env });
     let b: Proc | null = null;
     try {
-      await waitFor(() => executions(ws).length === 1, 20_000, 'the first execution');
+      await waitFor(() => executions(ws).length === 1, HANG_MS, 'the first execution');
       a.child.kill('SIGSTOP');
 
       b = start(['worker', 'run', spec('Stall'), '--workspace', ws, '--poll-ms', '50', '--json'], { cwd: ws, env });
-      await waitFor(() => executions(ws).length === 2, 20_000, 'the second worker to take the task over');
-      await waitFor(async () => (await stats(ws, 'stall')).completed === 1, 20_000, 'the second worker to complete it');
+      await waitFor(() => executions(ws).length === 2, HANG_MS, 'the second worker to take the task over');
+      await waitFor(async () => (await stats(ws, 'stall')).completed === 1, HANG_MS, 'the second worker to complete it');
       b.child.kill('SIGTERM');
-      const rb = await exit(b);
+      const rb = await exit(b, HANG_MS);
       expect(rb.code, rb.stderr).toBe(0);
       expect(JSON.parse(rb.stdout)).toMatchObject({ claimed: 1, completed: 1, lease_lost: 0 });
 
       // A wakes up, finishes its (stale) attempt and tries to complete it: refused.
       writeFileSync(join(ws, 'gate'), '');
       a.child.kill('SIGCONT');
-      const ra = await exit(a);
+      const ra = await exit(a, HANG_MS);
       const sum = JSON.parse(ra.stdout) as Summary;
       expect(sum).toMatchObject({ claimed: 1, completed: 0, lease_lost: 1, exit_code: 11 });
       expect(ra.code).toBe(11);
@@ -229,7 +232,7 @@ describe('worker crashes', () => {
     expect(await stats(ws, 'stall')).toMatchObject({ ready: 0, scheduled: 0, leased: 0, completed: 1, dead: 0 });
     // A stopped process is alive: only its lease's expiry handed the task over.
     expect(errorHistory(ws, 'stall', 'g1')).toMatchObject([{ attempt: 1, kind: 'lease_expired' }]);
-  });
+  }, 300_000);
 
   it('three processes: an enqueuer adds 2000 tasks in batches while two workers drain one queue; none lost, none completed twice', async () => {
     const ws = tempWorkspace({ demo: false });
