@@ -22,8 +22,9 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Four test files at a time on two cores: most files spend most of their time waiting (on the
     // processes they start and kill, on PostgreSQL, on leases and stopped lock holders), and with
-    // two at a time the cores were idle about two thirds of the run (npm test 495 s for ~310 s of
-    // CPU, quiet machine). The suites are written to pass at load 15 (others' benches beside them).
+    // two at a time the cores were idle about two thirds of the run (npm test took 495 s on a quiet
+    // machine for 330-370 s of CPU). The suites are written to pass at load 15 (others' benches
+    // beside them).
     maxWorkers: 4,
     sequence: { sequencer: LongestFirst },
     // The built CLI that tests run in their own process (test/integration/in-process.ts) is loaded
