@@ -4,6 +4,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, pgAvailable, type TestDatabase } from '../queue/pg-db.js';
 import { tempDir } from '../temp.js';
+import { until } from '../wait.js';
 import { assertNoChildren, exit, start, tempWorkspace, type CliResult } from './cli.js';
 import { cliIn as cli } from './in-process.js';
 
@@ -87,6 +88,9 @@ describe.skipIf(!up)('Season 1 on PostgreSQL', () => {
       ['update_attention_scores', 'project_rewards', 'settle_season', 'publish_season_summary'].map((s) => [`pg:metaspn.artifact/s1.${s}`, `pg:metaspn.manifest/s1/${s}/date=2026-01-15/run=a1`]),
     );
     const worker = start(['worker', 'run', 'metaspn_ops.workers.s1:UpdateAttentionScoresWorker', '--workspace', base, '--poll-ms', '50', ...url]);
+    // Running by the time the run-locals below start (in this process they take a second or two,
+    // less than the worker's own start): its first claim, made with its SIGTERM handled, names its pid.
+    await until(async () => (await sql(`SELECT 1 FROM metaspn.worker WHERE pid = $1`, [worker.child.pid])).length > 0, 60_000, 'the worker to make its first claim');
     [f, p] = await both(['s1', 'run-local', '--date', '2026-01-16', '--run-id', 'a2', '--json'], base);
     expect(stagesOf(json<Report>(p))).toEqual(stagesOf(json<Report>(f)));
     worker.child.kill('SIGTERM');
