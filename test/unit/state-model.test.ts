@@ -99,7 +99,23 @@ describe('file backend against the memory backend (model test)', () => {
         await both(async (q) => (await q.listDead()).map((d) => d.task.id).sort());
         await Promise.all([mem.close(), file.close()]);
       }),
-      { numRuns: 60 },
+      {
+        numRuns: 60,
+        examples: [
+          // Two leases expire together, one started (charged an attempt) and one prefetched (not):
+          // both become ready in the order they were enqueued, on every backend.
+          [
+            [
+              { k: 'enq', id: 0 },
+              { k: 'claim', max: 2 },
+              { k: 'enq', id: 1 },
+              { k: 'claim', max: 1 },
+              { k: 'tick', ms: 1000 },
+              { k: 'claim', max: 1 },
+            ],
+          ],
+        ],
+      },
     );
   });
 });

@@ -28,8 +28,16 @@ export function reclaimIn(r: Round, alive: (o: Owner) => boolean, marks: MarkRea
   if (gone.size) for (const n of idx.leased) if (gone.has(idx.slots.owner[n]!)) slots.add(n);
   const out: string[] = [];
   // Leases whose handler never started (prefetched tasks) go back to ready on their owner's
-  // behalf with no attempt charged: one `rel` per owner, written now so this round can claim them.
-  const unstarted = new Map<string, Pair[]>();
+  // behalf with no attempt charged: one `rel` per run of one owner's slots, written now so this
+  // round can claim them.
+  let runOwner = '';
+  let run: Pair[] = [];
+  const giveBack = (): void => {
+    if (run.length === 0) return;
+    r.emit({ t: 'rel', at: r.at, o: runOwner, l: run });
+    for (const [n] of run) if (idx.slots.state[n] === S_READY) out.push(r.taskAt(n).id);
+    run = [];
+  };
   const marked = new Map<number, Set<number>>();
   const began = (n: number, owner: Owner): boolean => {
     if (idx.slots.started[n] === 1) return true;
@@ -38,21 +46,22 @@ export function reclaimIn(r: Round, alive: (o: Owner) => boolean, marks: MarkRea
     if (!set) marked.set(o, (set = marks.startedSlots(idx, owner)));
     return set.has(n);
   };
-  for (const n of slots) {
+  // In slot order (the order the tasks were first enqueued): the tasks become ready in that order,
+  // whether they were charged an attempt or not, as every backend orders them (the model test).
+  for (const n of [...slots].sort((a, b) => a - b)) {
     const owner = idx.ownerOf(n);
     if (owner && !began(n, owner)) {
-      const l = unstarted.get(owner.id) ?? unstarted.set(owner.id, []).get(owner.id)!;
-      l.push([n, idx.slots.fence[n]!]);
+      if (runOwner !== owner.id) giveBack();
+      runOwner = owner.id;
+      run.push([n, idx.slots.fence[n]!]);
       continue;
     }
+    giveBack();
     const dead = owner !== null && gone.has(idx.slots.owner[n]!);
     const task = recordAfterFailure(r.taskAt(n), reclaimError(dead, owner ?? undefined, r.at), r.at);
     if (r.emit({ t: 'reclaim', at: r.at, n, f: idx.slots.fence[n]!, task })) out.push(task.id);
   }
-  for (const [o, l] of unstarted) {
-    r.emit({ t: 'rel', at: r.at, o, l });
-    for (const [n] of l) if (idx.slots.state[n] === S_READY) out.push(r.taskAt(n).id);
-  }
+  giveBack();
   for (const o of gone) if ((idx.leasesOf[o] ?? 0) === 0) marks.drop(idx.owners[o]!);
   return out;
 }
