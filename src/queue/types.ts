@@ -370,10 +370,24 @@ export function wakesWorkers(q: object): q is WakesWorkers {
  */
 export interface StartsAhead {
   readonly start_ahead: number;
+  /**
+   * How many times this queue has lost the connection to its database or found it unreachable
+   * since it was opened (a count, 0 and up, that only grows; a restarted server, a terminated
+   * session, a refused connection). A task marked ahead whose mark was written before the count
+   * last grew may run after its database went away: its failure is then not heard by the stop
+   * condition (docs/RELIABILITY.md). Optional: a queue without it never loses its database.
+   */
+  outages?(): number;
 }
 
 /** How many buffered tasks the runner may mark started ahead of their turn on `q` ({@link StartsAhead}); 0 when it does not say. */
 export function startAheadOf(q: object): number {
   const n = (q as Partial<StartsAhead>).start_ahead;
   return typeof n === 'number' && Number.isFinite(n) && n > 0 ? Math.min(4096, Math.floor(n)) : 0;
+}
+
+/** {@link StartsAhead.outages} of `q`: 0 when it does not count them. */
+export function outagesOf(q: object): number {
+  const f = (q as Partial<StartsAhead>).outages;
+  return typeof f === 'function' ? f.call(q) : 0;
 }

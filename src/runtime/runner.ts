@@ -3,7 +3,7 @@ import { backoffDelay } from '../queue/backoff.js';
 import { collectIfGrown } from './memory.js';
 import { describeError } from '../queue/record.js';
 import { isDiskFull, MetaspnError } from '../guard/errors.js';
-import { commitsEffects, startAheadOf, wakesWorkers, type ClaimedTask, type EffectsCommit, type Lease, type Owner, type Queue, type WakesWorkers } from '../queue/types.js';
+import { commitsEffects, outagesOf, startAheadOf, wakesWorkers, type ClaimedTask, type EffectsCommit, type Lease, type Owner, type Queue, type WakesWorkers } from '../queue/types.js';
 import { EffectBuffer } from './effects.js';
 import type { QueuePolicy } from '../config/policy.js';
 import type { DurationRecorder } from '../storage/task-durations.js';
@@ -165,6 +165,14 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
    */
   const ahead = Math.min(4096, Math.max(0, Math.floor(d.startAhead ?? startAheadOf(d.queue))));
   const marks = new WeakMap<ClaimedTask, Promise<boolean>>();
+  /**
+   * The queue's count of lost databases ({@link outagesOf}) when each mark written ahead was
+   * written: a count grown since then means the database went away between the mark and the
+   * handler (a server restart), and the handler's failure may be just that.
+   */
+  const markedAt = new WeakMap<ClaimedTask, number>();
+  /** Has the queue lost its database since `c`'s mark ahead was written? */
+  const lostSinceMark = (c: ClaimedTask): boolean => outagesOf(d.queue) !== markedAt.get(c);
   let marked = 0;
   const markAhead = (): void => {
     if (ahead === 0) return;
@@ -174,7 +182,10 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     for (; marked < upTo; marked++) {
       const c = buffer[marked]!;
       if (c.started === true) continue;
-      const mark = d.queue.start(c.task.id, c.lease);
+      const mark = d.queue.start(c.task.id, c.lease).then((ok) => {
+        markedAt.set(c, outagesOf(d.queue));
+        return ok;
+      });
       // Awaited by the task's attempt; one released unrun is never awaited.
       mark.catch(() => undefined);
       marks.set(c, mark);
@@ -219,7 +230,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     });
     running.add(slot);
     const mark = c.started === true ? Promise.resolve(true) : marks.get(c);
-    const whole = runOne(d, mono, host, c, mark, live, free, judge).then((o) => {
+    const whole = runOne(d, mono, host, c, mark, live, free, judge, () => lostSinceMark(c)).then((o) => {
       sum[o.kind]++;
       if (++settled % 4096 === 0) collectIfGrown();
       if (o.fatal !== undefined && !fatal) {
@@ -260,7 +271,11 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
         (got) => {
           sum.claimed += got.length;
           const at = mono();
-          for (const c of got) renewedAt.set(c, at);
+          const outages = outagesOf(d.queue);
+          for (const c of got) {
+            renewedAt.set(c, at);
+            if (c.started === true) markedAt.set(c, outages);
+          }
           buffer.push(...got);
           while (marked < buffer.length && buffer[marked]!.started === true) marked++;
           foundNothing = got.length === 0;
@@ -456,6 +471,7 @@ function watchdog(d: RunnerDeps, mono: () => number, live: Set<Live>, host: Hand
  * for here); the handler runs only once it is written. `handled` frees its concurrency slot once
  * the handler has really ended (an isolate killed, an in-process promise settled), before the
  * acknowledgement; `judge` hears the outcome about to be recorded at the same moment.
+ * `lostSinceMark` says whether the queue lost its database after a mark written ahead was written.
  */
 async function runOne(
   d: RunnerDeps,
@@ -466,6 +482,7 @@ async function runOne(
   live: Set<Live>,
   handled: () => void,
   judge: (o: TaskOutcome) => void,
+  lostSinceMark: () => boolean,
 ): Promise<TaskOutcome> {
   const { policy, worker } = d;
   const { task } = c;
@@ -630,13 +647,17 @@ async function runOne(
     // A task marked ahead of its turn may have run after the database went away (its failure may be
     // just that): the stop condition hears of its failure once the failure is recorded, and a record
     // refused is a lost lease, not one more failure towards a paused queue. Any other is heard now.
+    // A record accepted is not enough: a restarted server is back within a second, and the records
+    // of the failures it caused are written on new connections. So when the queue lost its database
+    // after the mark was written, the stop condition hears a lost lease, as a mark written just
+    // before the handler would have reported (the failure is recorded all the same).
     if (mark === undefined) verdict(attempt >= task.max_attempts ? 'dead' : 'retry_scheduled');
     const kind = err instanceof TaskTimeoutError ? 'timeout' : 'transient';
     const delay = backoffDelay(attempt, { base_ms: policy.backoff_base_ms, cap_ms: policy.backoff_cap_ms, jitter: policy.backoff_jitter }, d.random);
     const e = describeError(err, kind, d.now());
     const result = await d.queue.fail(task.id, me.lease, e, delay);
     const recorded = result === 'dead' ? 'dead' : result === 'scheduled' ? 'retry_scheduled' : 'lease_lost';
-    if (mark !== undefined) verdict(recorded);
+    if (mark !== undefined) verdict(lostSinceMark() ? 'lease_lost' : recorded);
     return outcome(recorded, e.code, { err, retryAt: d.now() + delay });
   } finally {
     done();

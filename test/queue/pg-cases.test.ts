@@ -117,6 +117,38 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     await q.close();
   });
 
+  it('a client whose connection dropped before the pool handed it out ("not queryable") is a lost connection: the fence settles the completion, nothing is counted as the task failing', async () => {
+    const name = `dead_client_${++n}`;
+    const p = pool(db.url, 1);
+    const q = queue(name, { pool: p });
+    expect(q.outages()).toBe(0);
+    await q.enqueue([{ id: 'a', payload: 'a' }, { id: 'b', payload: 'b' }]);
+    const [a, b] = await q.claim({ owner: owner('w'), max: 2, lease_ms: 60_000 });
+    // The next checkouts hand out a client whose connection has just failed (after a server
+    // restart, its error can land between the pool's checkout and the caller's statement).
+    // (pool.query checks out with a callback, inTransaction with a promise.)
+    type Done = (err?: Error | boolean) => void;
+    type Cb = (err: Error | undefined, c: pg.PoolClient, done: Done) => void;
+    const connect = p.connect.bind(p) as (cb: Cb) => void;
+    let dead = 1;
+    const drop = (c: pg.PoolClient): void => {
+      if (dead-- > 0) (c as unknown as { connection: { emit(e: string, err: Error): void } }).connection.emit('error', new Error('server closed the connection'));
+    };
+    p.connect = ((cb?: Cb) => {
+      if (cb) return connect((e, c, done) => (e ? cb(e, c, done) : (drop(c), cb(e, c, done))));
+      return new Promise((resolve, reject) => connect((e, c) => (e ? reject(e) : (drop(c), resolve(c)))));
+    }) as typeof p.connect;
+    // A completion with effects on that client: settled by the fence (still held: written again), not thrown.
+    expect(await q.completeWithEffects(a!.task.id, a!.lease, [{ kind: 'append', log: 'x', body: 1 }])).toEqual({ status: 'completed' });
+    // A failure's record on such a client: the lease reported lost (unknown to this holder), never an error.
+    dead = 1;
+    const recorded = await q.fail(b!.task.id, b!.lease, err('boom'), 0);
+    expect(recorded).toBe('lease_lost');
+    expect(q.outages()).toBeGreaterThanOrEqual(2);
+    expect((await q.getTask('a'))!.state).toBe('completed');
+    await q.close();
+  });
+
   it('a claim racing an uncommitted claim skips its rows instead of waiting for them', async () => {
     const name = `race_${++n}`;
     const q = queue(name);

@@ -117,6 +117,31 @@ describe('worker runner: start marks ahead of their turn', () => {
     expect(sum.lease_lost).toBe(sum.claimed - 5);
   });
 
+  it('the failures of tasks marked ahead before a server restart pause nothing, even when the restarted server records them', async () => {
+    const s = harness(40, { prefetch: 40, startAhead: 20, haltWhen: failureRatioGuard({ stop_failure_ratio: 1, stop_window: 3 }) });
+    await s.enqueue();
+    // The queue counts the connections it lost (PgQueue.outages): the restart after t004 is one.
+    let outages = 0;
+    Object.assign(s.queue, { outages: () => outages });
+    let markedBefore: Set<string> | null = null;
+    const sum = await s.drainWith((t) => {
+      if (t.id === 't004') {
+        outages++;
+        markedBefore = new Set(s.written);
+        return;
+      }
+      // Marked before the restart, run after it: the handler's own writes are refused (first attempt
+      // only). The failures are recorded: the server was back before their records were written.
+      if (markedBefore?.has(t.id) && t.attempt_count === 0) throw new Error('connection terminated');
+    });
+    const failedOnce = [...markedBefore!].filter((id) => id > 't004').length;
+    expect(failedOnce).toBeGreaterThan(3);
+    expect(sum.halted).toBeUndefined();
+    expect(sum.retry_scheduled).toBe(failedOnce);
+    expect(sum.completed).toBe(40);
+    expect((await s.queue.stats()).paused).toBe(false);
+  });
+
   it('the failures of tasks marked ahead still stop the worker once recorded', async () => {
     const s = harness(40, { prefetch: 40, startAhead: 20, haltWhen: failureRatioGuard({ stop_failure_ratio: 1, stop_window: 3 }) });
     await s.enqueue();

@@ -124,7 +124,10 @@ export function isUnavailable(err: unknown): boolean {
   const code = typeof e?.code === 'string' ? e.code : '';
   if (UNAVAILABLE.has(code) || code.startsWith('08')) return true;
   const msg = typeof e?.message === 'string' ? e.message : '';
-  return /Connection terminated|timeout exceeded when trying to connect|Connection ended unexpectedly/i.test(msg);
+  // "Client has encountered a connection error and is not queryable": the driver refuses a statement
+  // on a client whose connection dropped before it was handed out (the pool's checkout window; seen
+  // after a server restart). Its connection was lost like any other: not a failure of the statement.
+  return /Connection terminated|timeout exceeded when trying to connect|Connection ended unexpectedly|connection error and is not queryable/i.test(msg);
 }
 
 /**

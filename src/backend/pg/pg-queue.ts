@@ -157,6 +157,9 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
   private schemaReady: Promise<void> | null = null;
   private hasRow = false;
   private closed = false;
+  /** {@link outages}: connections lost or refused (idle ones the pool dropped, and statements). */
+  private lost = 0;
+  private readonly onPoolError = (): void => void this.lost++;
 
   constructor(opts: PgQueueOptions) {
     this.name = opts.name;
@@ -181,6 +184,17 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     this.acks = new AckBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (kind, ops) => this.ackBatch(kind, ops));
     this.fx = new EffectsBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (ops) => this.effectsBatch(ops));
     this.fails = new GroupWindow<FailOp>(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (ops) => this.failBatch(ops));
+    // An idle connection the server ended (a restart, a terminated session) is dropped by the pool
+    // with an 'error' event: the next statement runs on a new connection and would never tell.
+    this.pool.on('error', this.onPoolError);
+  }
+
+  /**
+   * How many times this queue lost its database ({@link StartsAhead.outages}): idle connections the
+   * server ended, and statements that found it unreachable or lost their connection. Grows only.
+   */
+  outages(): number {
+    return this.lost;
   }
 
   async enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {
@@ -394,6 +408,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
           for (const o of batch) o.reject(e);
           return;
         }
+        this.lost++;
         // Committed or not, nobody can tell: the fence decides, task by task.
         await Promise.all(
           batch.map(async (o) => {
@@ -430,6 +445,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       } catch (err) {
         if (err instanceof EndTx) return err.outcome;
         if (!isUnavailable(err)) throw pgError(err, this.setting, `${what} (queue ${this.name})`);
+        this.lost++;
         // Committed or not, nobody can tell: the fence decides once the database answers.
         const settled = await this.readBack(id, lease);
         if (settled !== 'held' || i >= AMBIGUOUS_TRIES) return { status: settled === 'completed' ? 'completed' : 'lease_lost' };
@@ -625,6 +641,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     // Acknowledgements already asked for are written first.
     await Promise.all([this.acks.drain(), this.fx.drain(), this.fails.drain(), this.pruning]);
     this.closed = true;
+    this.pool.off('error', this.onPoolError);
     await Promise.all([...this.presences.values()].map((p) => p.release()));
     await this.wake?.close();
     await this.lease?.release();
@@ -779,6 +796,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     try {
       return await f();
     } catch (err) {
+      if (isUnavailable(err)) this.lost++;
       throw pgError(err, this.setting, `${what} (queue ${this.name})`);
     }
   }
