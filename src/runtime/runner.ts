@@ -3,8 +3,9 @@ import { backoffDelay } from '../queue/backoff.js';
 import { collectIfGrown } from './memory.js';
 import { describeError } from '../queue/record.js';
 import { isDiskFull, MetaspnError } from '../guard/errors.js';
-import { commitsEffects, outagesOf, startAheadOf, wakesWorkers, type ClaimedTask, type EffectsCommit, type Lease, type Owner, type Queue, type WakesWorkers } from '../queue/types.js';
+import { commitsEffects, wakesWorkers, type ClaimedTask, type EffectsCommit, type Lease, type Owner, type Queue, type WakesWorkers } from '../queue/types.js';
 import { EffectBuffer } from './effects.js';
+import { StartMarksAhead } from './start-ahead.js';
 import type { QueuePolicy } from '../config/policy.js';
 import type { DurationRecorder } from '../storage/task-durations.js';
 import { inProcessHost, IsolateStartError, type HandlerHost } from './isolation/host.js';
@@ -41,7 +42,7 @@ export interface RunnerDeps {
    * How many buffered tasks beyond the free slots may be marked started ahead of their turn, their
    * marks written in batches (0–4096). A handler still runs only once its own mark is written; a
    * worker that dies charges at most this many never-run tasks an attempt, besides those in its
-   * slots. Default: what the queue asks for ({@link startAheadOf}: PostgreSQL's `start_ahead`),
+   * slots. Default: what the queue asks for ({@link StartMarksAhead}: PostgreSQL's `start_ahead`),
    * else 0: each task is marked as its handler is about to run (files).
    */
   startAhead?: number;
@@ -157,43 +158,10 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   const mono = d.mono ?? d.now;
   /** When each buffered task's lease was taken or last renewed, on the monotonic clock. */
   const renewedAt = new WeakMap<ClaimedTask, number>();
-  /**
-   * Start marks asked for ahead of their turn (`ahead` > 0): each marked task's pending or written
-   * mark. The marked tasks are always the first `marked` of the buffer (marks go in buffer order,
-   * tasks leave it from the front); a batch is asked for when fewer than half of `ahead` remain
-   * beyond the free slots, so the marks of many tasks share one commit, written before their turn.
-   */
-  const ahead = Math.min(4096, Math.max(0, Math.floor(d.startAhead ?? startAheadOf(d.queue))));
-  const marks = new WeakMap<ClaimedTask, Promise<boolean>>();
-  /**
-   * The queue's count of lost databases ({@link outagesOf}) when each mark written ahead was
-   * written: a count grown since then means the database went away between the mark and the
-   * handler (a server restart), and the handler's failure may be just that.
-   */
-  const markedAt = new WeakMap<ClaimedTask, number>();
-  /** Has the queue lost its database since `c`'s mark ahead was written? */
-  const lostSinceMark = (c: ClaimedTask): boolean => outagesOf(d.queue) !== markedAt.get(c);
-  let marked = 0;
-  const markAhead = (): void => {
-    if (ahead === 0) return;
-    const free = Math.max(0, policy.concurrency - running.size);
-    if (marked >= free + Math.ceil(ahead / 2)) return;
-    const upTo = Math.min(buffer.length, free + ahead);
-    for (; marked < upTo; marked++) {
-      const c = buffer[marked]!;
-      if (c.started === true) continue;
-      const mark = d.queue.start(c.task.id, c.lease).then((ok) => {
-        markedAt.set(c, outagesOf(d.queue));
-        return ok;
-      });
-      // Awaited by the task's attempt; one released unrun is never awaited.
-      mark.catch(() => undefined);
-      marks.set(c, mark);
-    }
-  };
+  const ahead = new StartMarksAhead(d.queue, buffer, d.startAhead);
   const stopWatchdog = watchdog(d, mono, live, host, buffer, renewedAt, (at) => {
     sum.lease_lost++;
-    if (at < marked) marked--;
+    ahead.removedAt(at);
   });
   // Statistics only: a flush that fails (a full disk) is logged, never the run's failure.
   const flushDurations = (): Promise<void> =>
@@ -229,8 +197,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       foundNothing = false;
     });
     running.add(slot);
-    const mark = c.started === true ? Promise.resolve(true) : marks.get(c);
-    const whole = runOne(d, mono, host, c, mark, live, free, judge, () => lostSinceMark(c)).then((o) => {
+    const whole = runOne(d, mono, host, c, ahead.markOf(c), live, free, judge, () => ahead.lostSinceMark(c)).then((o) => {
       sum[o.kind]++;
       if (++settled % 4096 === 0) collectIfGrown();
       if (o.fatal !== undefined && !fatal) {
@@ -264,20 +231,16 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     // Prefetched: a task counts as started (and its lease as an attempt) only once its handler is
     // about to run, so a worker that dies charges nothing to the tasks it held in its buffer. With
     // start marks ahead, the claim marks those that run (or would be marked) at once in its own commit.
-    const first = ahead > 0 && marked === buffer.length ? Math.min(want, Math.max(0, policy.concurrency - running.size + ahead - marked)) : 0;
+    const first = ahead.firstOfClaim(want, policy.concurrency - running.size);
     claiming = d.queue
       .claim({ owner: d.owner, max: want, lease_ms: policy.lease_ms, defer_start: true, ...(first > 0 ? { start_first: first } : {}), ...(d.only ? { only: d.only } : {}) })
       .then(
         (got) => {
           sum.claimed += got.length;
           const at = mono();
-          const outages = outagesOf(d.queue);
-          for (const c of got) {
-            renewedAt.set(c, at);
-            if (c.started === true) markedAt.set(c, outages);
-          }
+          for (const c of got) renewedAt.set(c, at);
           buffer.push(...got);
-          while (marked < buffer.length && buffer[marked]!.started === true) marked++;
+          ahead.claimed(got);
           foundNothing = got.length === 0;
           if (got.length === 0 && d.once) {
             drained = true;
@@ -299,9 +262,9 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       const want = Math.min(prefetch - buffer.length, maxTasks - sum.claimed);
       // The next claim starts while a quarter of the prefetch (at least the slots' worth) is still buffered.
       if (!claiming && !drained && !foundNothing && want > 0 && buffer.length <= Math.max(policy.concurrency, Math.floor(prefetch / 4))) claimNext(want);
-      markAhead();
+      ahead.markAhead(Math.max(0, policy.concurrency - running.size));
       while (running.size < policy.concurrency && buffer.length > 0 && !d.stop.aborted && !halt.signal.aborted) {
-        if (marked > 0) marked--;
+        ahead.shifted();
         start(buffer.shift()!);
       }
       if (running.size === 0 && buffer.length === 0) {
@@ -352,7 +315,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   loopError ??= claimFailed();
 
   // Graceful stop: buffered tasks go back untouched; running ones finish unless forced.
-  marked = 0;
+  ahead.cleared();
   for (const c of buffer.splice(0)) {
     const back = await d.queue.release(c.task.id, c.lease).catch((err: unknown) => {
       // The disk filled up: the rest go back when their leases expire.
