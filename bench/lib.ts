@@ -14,7 +14,12 @@ import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { crc32 } from 'node:zlib';
+import { pino } from 'pino';
+import type { QueuePolicy } from '../src/config/policy.js';
+import { makeOwner } from '../src/queue/owner.js';
 import type { NewTask, Queue } from '../src/queue/types.js';
+import { runWorker, type RunnerDeps, type RunSummary } from '../src/runtime/runner.js';
+import { workspacePaths } from '../src/storage/paths.js';
 
 export interface BenchArgs {
   runs: number;
@@ -247,6 +252,28 @@ export async function timed<T>(fn: () => Promise<T> | T): Promise<{ value: T; ms
 
 export function perSecond(count: number, ms: number): number {
   return ms > 0 ? (count * 1000) / ms : Number.POSITIVE_INFINITY;
+}
+
+/**
+ * One worker loop over `queue` until it is drained (`once`), as every bench runs it: this process
+ * as the owner, a silent logger, the real clock and sleep. `workspace` is what handlers see (a
+ * database bench passes a folder that does not exist); `extra` adds or overrides deps (`nextDue`,
+ * `prefetch`, `host`, `init`, `owner`).
+ */
+export function drainOnce(queue: RunnerDeps['queue'], worker: RunnerDeps['worker'], policy: QueuePolicy, workspace: string, extra: Partial<RunnerDeps> = {}): Promise<RunSummary> {
+  return runWorker({
+    queue,
+    worker,
+    owner: makeOwner(),
+    policy,
+    once: true,
+    init: { logger: pino({ level: 'silent' }), workspace: workspacePaths(workspace), env: {} },
+    stop: new AbortController().signal,
+    now: Date.now,
+    sleep,
+    random: Math.random,
+    ...extra,
+  });
 }
 
 /** A real sleep that ends early (resolving, not rejecting) when `signal` aborts: what runWorker expects. */

@@ -6,14 +6,10 @@
  *   node dist/bench/pg-rss-child.js pg <database-url> <queue>
  *   node dist/bench/pg-rss-child.js file <workspace> <queue>
  */
-import { pino } from 'pino';
 import { PgQueue } from '../src/backend/pg/pg-queue.js';
 import { FileQueue } from '../src/queue/file/file-queue.js';
-import { makeOwner } from '../src/queue/owner.js';
 import type { Queue } from '../src/queue/types.js';
-import { runWorker } from '../src/runtime/runner.js';
-import { workspacePaths } from '../src/storage/paths.js';
-import { sleep } from './lib.js';
+import { drainOnce } from './lib.js';
 import { policyWith } from './queue.js';
 
 /** What the child reports, MB (2^20 bytes). */
@@ -35,25 +31,12 @@ async function main(): Promise<void> {
   const queue: Queue = backend === 'pg' ? new PgQueue({ name, setting: { url: where, source: 'bench' } }) : new FileQueue({ workspace: where, name });
   let sampled = 0;
   const timer = setInterval(() => (sampled = Math.max(sampled, process.memoryUsage().rss)), 50);
-  const stop = new AbortController();
   try {
-    const summary = await runWorker({
-      queue,
-      worker: { name, handle: () => undefined },
-      owner: makeOwner(),
-      policy: policyWith({ concurrency: 8 }),
-      once: true,
-      init: { logger: pino({ level: 'silent' }), workspace: workspacePaths(backend === 'file' ? where : '/nonexistent-bench-workspace'), env: {} },
-      stop: stop.signal,
-      now: Date.now,
-      sleep,
-      random: Math.random,
-    });
+    const summary = await drainOnce(queue, { name, handle: () => undefined }, policyWith({ concurrency: 8 }), backend === 'file' ? where : '/nonexistent-bench-workspace');
     const report: PgRssReport = { rss_before_mb, max_rss_mb: (process.resourceUsage().maxRSS * 1024) / MB, rss_sampled_max_mb: sampled / MB, completed: summary.completed };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {
     clearInterval(timer);
-    stop.abort();
     await queue.close();
   }
 }

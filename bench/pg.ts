@@ -20,15 +20,12 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { pino } from 'pino';
 import { PgQueue } from '../src/backend/pg/pg-queue.js';
 import { FileQueue } from '../src/queue/file/file-queue.js';
 import { makeOwner } from '../src/queue/owner.js';
 import type { StoredRow } from '../src/pipeline/types.js';
-import { runWorker } from '../src/runtime/runner.js';
 import type { WorkerDefinition } from '../src/runtime/worker-api.js';
-import { workspacePaths } from '../src/storage/paths.js';
-import { fmtInt, fmtNum, fmtRatio, fmtSize, median, nowMs, perSecond, progress, sleep, table, timedEnqueue, withTempWorkspace } from './lib.js';
+import { drainOnce, fmtInt, fmtNum, fmtRatio, fmtSize, median, nowMs, perSecond, progress, table, timedEnqueue, withTempWorkspace } from './lib.js';
 import { graphileDrain, graphileEnqueue, graphileMigrate, graphileVersion, type GraphileMode } from './peer-graphile.js';
 import { policyWith } from './queue.js';
 import type { PgRssReport } from './pg-rss-child.js';
@@ -176,30 +173,15 @@ const withEffects: WorkerDefinition = {
 async function drain(url: string, worker: WorkerDefinition, size: number, o: { prefetch: number; backoffMs?: number }): Promise<number> {
   const policy = policyWith({ concurrency: 8, ...(o.backoffMs ? { backoff_base_ms: o.backoffMs } : {}) });
   const queue = queueOf(url);
-  const stop = new AbortController();
   try {
     await queue.stats();
     const t0 = nowMs();
-    const summary = await runWorker({
-      queue,
-      worker,
-      owner: makeOwner(),
-      policy,
-      once: true,
-      prefetch: o.prefetch,
-      init: { logger: pino({ level: 'silent' }), workspace: workspacePaths('/nonexistent-bench-workspace'), env: {} },
-      stop: stop.signal,
-      now: Date.now,
-      sleep,
-      random: Math.random,
-      nextDue: () => queue.nextDueAt(),
-    });
+    const summary = await drainOnce(queue, worker, policy, '/nonexistent-bench-workspace', { prefetch: o.prefetch, nextDue: () => queue.nextDueAt() });
     const ms = nowMs() - t0;
     const s = await queue.stats();
     if (summary.completed !== size || s.completed !== size) throw new Error(`drain: ${summary.completed} completed of ${size} (${JSON.stringify(summary)}; stats ${JSON.stringify(s)})`);
     return perSecond(size, ms);
   } finally {
-    stop.abort();
     await queue.close();
   }
 }

@@ -17,19 +17,16 @@ import fs, { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import type { QueuePolicy } from '../src/config/policy.js';
 import { FileQueue } from '../src/queue/file/file-queue.js';
 import { QueueLogFile } from '../src/queue/file/log-file.js';
 import { RoundEngine } from '../src/queue/file/rounds.js';
 import { readStats, StatsWriter } from '../src/queue/file/stats-file.js';
-import { makeOwner } from '../src/queue/owner.js';
 import type { NewTask } from '../src/queue/types.js';
-import { runWorker } from '../src/runtime/runner.js';
 import type { WorkerDefinition } from '../src/runtime/worker-api.js';
 import { queueDir, workspacePaths } from '../src/storage/paths.js';
 import { policyWith } from './queue.js';
-import { fmtInt, fmtNum, nowMs, parseCount, perSecond, sleep, table, withTempWorkspace } from './lib.js';
+import { drainOnce, fmtInt, fmtNum, nowMs, parseCount, perSecond, table, withTempWorkspace } from './lib.js';
 
 interface Opts {
   mode: 'enqueue' | 'drain' | 'fail' | 'stats' | 'load';
@@ -284,23 +281,10 @@ async function main(): Promise<void> {
             },
           }
         : { name: QUEUE, handle: () => undefined };
-    const stop = new AbortController();
     await startProfile(o);
     const t1 = nowMs();
     const c1 = process.cpuUsage();
-    const sum = await runWorker({
-      queue,
-      worker,
-      owner: makeOwner(),
-      policy,
-      once: true,
-      init: { logger: pino({ level: 'silent' }), workspace: workspacePaths(ws), env: {} },
-      stop: stop.signal,
-      now: Date.now,
-      sleep,
-      random: Math.random,
-      ...(o.mode === 'fail' ? { nextDue: async () => (await queue.stats()).next_due_at } : {}),
-    });
+    const sum = await drainOnce(queue, worker, policy, ws, o.mode === 'fail' ? { nextDue: async () => (await queue.stats()).next_due_at } : {});
     const ms = nowMs() - t1;
     const cpu = cpuMs(c1);
     await stopProfile(o);

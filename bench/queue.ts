@@ -16,14 +16,12 @@ import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { pino } from 'pino';
 import * as policyModule from '../src/config/policy.js';
 import type { QueuePolicy } from '../src/config/policy.js';
 import { FileQueue } from '../src/queue/file/file-queue.js';
 import { listGens, logPath } from '../src/queue/file/log-io.js';
 import { readStats } from '../src/queue/file/stats-file.js';
-import { makeOwner } from '../src/queue/owner.js';
-import { runWorker, type RunSummary } from '../src/runtime/runner.js';
+import { type RunSummary } from '../src/runtime/runner.js';
 import type { WorkerDefinition } from '../src/runtime/worker-api.js';
 import { queueDir, workspacePaths } from '../src/storage/paths.js';
 import {
@@ -38,8 +36,8 @@ import {
   nowMs,
   perSecond,
   progress,
+  drainOnce,
   settle,
-  sleep,
   summarize,
   timedEnqueue,
   table,
@@ -254,26 +252,12 @@ const failOnce: WorkerDefinition = {
 /** A fresh FileQueue (as a worker process opens it) drained with runWorker, once. */
 async function drain(workspace: string, worker: WorkerDefinition, policy: QueuePolicy, withNextDue: boolean, disk: Baseline): Promise<DrainMeasure> {
   const queue = openQueue(workspace, policy);
-  const stop = new AbortController();
-  const logger = pino({ level: 'silent' });
   try {
     const t0 = nowMs();
     const before = await queue.stats(); // the first round replays the whole log
     const load_ms = nowMs() - t0;
     const t1 = nowMs();
-    const summary = await runWorker({
-      queue,
-      worker,
-      owner: makeOwner(),
-      policy,
-      once: true,
-      init: { logger, workspace: workspacePaths(workspace), env: {} },
-      stop: stop.signal,
-      now: Date.now,
-      sleep,
-      random: Math.random,
-      ...(withNextDue ? { nextDue: async () => (await queue.stats()).next_due_at } : {}),
-    });
+    const summary = await drainOnce(queue, worker, policy, workspace, withNextDue ? { nextDue: async () => (await queue.stats()).next_due_at } : {});
     const ms = nowMs() - t1;
     const s = await queue.stats();
     const final = { ready: s.ready, scheduled: s.scheduled, leased: s.leased, completed: s.completed, dead: s.dead };
@@ -282,7 +266,6 @@ async function drain(workspace: string, worker: WorkerDefinition, policy: QueueP
     }
     return { ...throughput(summary.completed, ms, disk), load_ms, summary, final };
   } finally {
-    stop.abort();
     await queue.close();
   }
 }
