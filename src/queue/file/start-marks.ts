@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, ftruncateSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { appendAll, closeQuietly } from '../../storage/io.js';
+import { appendAll, closeQuietly, readAt } from '../../storage/io.js';
 import { safeLstat, safeMkdir, safeOpen, safeReaddir, safeRm } from '../../storage/safe-path.js';
 import type { Owner } from '../types.js';
 import { encodeRecord, scanLines } from './codec.js';
@@ -162,15 +162,8 @@ function readMarksFile(path: string, headOnly = false): MarksRead {
     throw err;
   }
   try {
-    const size = headOnly ? Math.min(4096, fstatSync(fd).size) : fstatSync(fd).size;
-    const buf = Buffer.allocUnsafe(size);
-    let got = 0;
-    while (got < size) {
-      const n = readSync(fd, buf, got, size - got, got);
-      if (n === 0) break;
-      got += n;
-    }
-    scanLines(buf.subarray(0, got), 0, ({ record }) => {
+    const size = fstatSync(fd).size;
+    scanLines(readAt(fd, 0, headOnly ? Math.min(4096, size) : size), 0, ({ record }) => {
       const r = record as { t?: unknown; l?: unknown; o?: unknown; pid?: unknown; host?: unknown } | null;
       if (r?.t === 'owner' && typeof r.o === 'string' && typeof r.pid === 'number' && typeof r.host === 'string') out.owner = { id: r.o, pid: r.pid, host: r.host };
       else if (r?.t === 'started' && Array.isArray(r.l)) {
