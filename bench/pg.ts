@@ -141,7 +141,7 @@ async function commitRate(url: string, conns: number): Promise<number> {
 }
 
 function queueOf(url: string): PgQueue {
-  return new PgQueue({ name: QUEUE, setting: { url, source: 'bench' }, ack_window_ms: policyWith({}).ack_window_ms });
+  return new PgQueue({ name: QUEUE, setting: { url, source: 'bench' }, ack_window_ms: policyWith({}).ack_window_ms, start_ahead: BENCH_START_AHEAD });
 }
 
 async function enqueueAll(url: string, size: number): Promise<number> {
@@ -168,6 +168,9 @@ const withEffects: WorkerDefinition = {
     ctx.effects.rows('bench', 'effects', [row]);
   },
 };
+
+/** The look-ahead the bench drains with (the policy's default is 0: exact attempts; docs/RELIABILITY.md). */
+export const BENCH_START_AHEAD = 128;
 
 /** Drains the queue of `url` with one worker of concurrency 8; returns tasks/s. */
 async function drain(url: string, worker: WorkerDefinition, size: number, o: { prefetch: number; backoffMs?: number }): Promise<number> {

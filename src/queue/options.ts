@@ -41,8 +41,12 @@ export const QUEUE_DEFAULTS = {
   max_attempts: 5,
   /** How long an acknowledgement waits for others to share its fsync, ms. */
   ack_window_ms: 2,
-  /** PostgreSQL: prefetched tasks a worker may mark started ahead of their turn (StartsAhead). */
-  start_ahead: 128,
+  /**
+   * PostgreSQL: prefetched tasks a worker may mark started ahead of their turn (StartsAhead). 0: a
+   * task is charged an attempt only once its handler is about to run, on every backend (a crash
+   * never charges a task that did not run); a larger value trades that for fewer commits.
+   */
+  start_ahead: 0,
 } as const;
 
 export const DEFAULT_MAX_ATTEMPTS = QUEUE_DEFAULTS.max_attempts;
