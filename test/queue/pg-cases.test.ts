@@ -413,6 +413,52 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     await q.close();
   });
 
+  it('acknowledgements and reclaims reach their rows by primary key on 200k tasks whose statistics are those of one (no read of a whole index)', async () => {
+    const name = `pk_${++n}`;
+    const q = queue(name);
+    await q.enqueue([{ id: 'seed', payload: 0 }]);
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    onTestFinished(() => admin.end());
+    // Analyzed small, then grown without an analyze: a bulk enqueue before autovacuum comes round.
+    await admin.query('ANALYZE cases.task');
+    await admin.query(
+      `INSERT INTO cases.task (queue, id, state, seq, ready_seq, t, max_attempts, owner, fence, payload, created_at, updated_at)
+       SELECT $1, 't' || i, CASE WHEN i % 2 = 0 THEN 2 ELSE 0 END, nextval('cases.task_seq'), nextval('cases.ready_seq'),
+              now() + interval '1 hour', 5, CASE WHEN i % 2 = 0 THEN 'o' END, 1, '{}', 'x', 'x'
+         FROM generate_series(1, 200000) i`,
+      [name],
+    );
+    const sql = statements('cases');
+    // Every index the plan reads is the primary key, entered by the ids; no sequential scan of the table.
+    const wayIn = (plan: unknown): string[] => {
+      const out: string[] = [];
+      const walk = (node: Record<string, unknown>): void => {
+        if (node['Node Type'] === 'Seq Scan' && node['Relation Name'] === 'task') out.push('Seq Scan on task');
+        const index = node['Index Name'] as string | undefined;
+        if (index?.startsWith('task') && !(index === 'task_pkey' && /^\(+id = /.test(String(node['Index Cond'])))) out.push(`${index}: ${String(node['Index Cond'])}`);
+        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+      };
+      walk((plan as { Plan: Record<string, unknown> }[])[0]!.Plan);
+      return out;
+    };
+    const explain = async (text: string, params: unknown[]) => (await admin.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)).rows[0]!['QUERY PLAN'];
+    const ids = Array.from({ length: 100 }, (_, i) => `t${2 * i + 2}`);
+    const fences = ids.map(() => 1);
+    const owners = ids.map(() => 'o');
+    expect(wayIn(await explain(sql.complete, [name, null, ids, fences, owners]))).toEqual([]);
+    expect(wayIn(await explain(sql.start, [name, ids, fences, owners]))).toEqual([]);
+    expect(wayIn(await explain(sql.release, [name, null, ids, fences, owners]))).toEqual([]);
+    expect(wayIn(await explain(sql.renew, [name, null, ids, fences, owners, ids.map(() => 60_000)]))).toEqual([]);
+    const err = ids.map(() => '{"message":"x"}');
+    expect(wayIn(await explain(sql.failMany, [name, null, ids, fences, owners, err, ids.map(() => 1), ids.map(() => false), ids.map(() => 'x')]))).toEqual([]);
+    // The reclaim's update likewise; its selection reads task_leased from the oldest expiry only.
+    const reclaim = JSON.stringify(await explain(sql.reclaim, [name, null, 'x', 1000, '{}', [], []]));
+    expect(reclaim).not.toContain('Seq Scan');
+    expect(reclaim).toMatch(/"Index Name":"task_leased","Relation Name":"task"[^}]*"Index Cond":"\(\(queue = '[^']+'::text\) AND \(t <= /);
+    await q.close();
+  });
+
   it('an enqueue that adds some ids and reruns others makes them ready in the order given, as the in-memory reference does', async () => {
     const clock = new FakeClock();
     const name = `order_${++n}`;

@@ -7,6 +7,7 @@ import { SCHEMA_V4 } from './schema-v4.js';
 import { SCHEMA_V5 } from './schema-v5.js';
 import { SCHEMA_V6 } from './schema-v6.js';
 import { SCHEMA_V7 } from './schema-v7.js';
+import { SCHEMA_V8 } from './schema-v8.js';
 import { SCHEMA_NAME, targetOf, type PgSetting } from './setting.js';
 
 /**
@@ -32,6 +33,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 5, name: 'completed-task retention', sql: SCHEMA_V5 },
   { version: 6, name: 'sealed output sets', sql: SCHEMA_V6 },
   { version: 7, name: 'counters trigger without nested loops', sql: SCHEMA_V7 },
+  { version: 8, name: 'tasks keyed by (id, queue); counters trigger skips empty statements', sql: SCHEMA_V8 },
 ];
 
 /** The schema version this code writes. */

@@ -14,6 +14,17 @@ const NOW = 'coalesce($2::timestamptz, now())';
 /** Epoch ms of a timestamptz. */
 const ms = (x: string): string => `(extract(epoch from ${x}) * 1000)::float8`;
 
+/**
+ * `k.state = 2` (leased) for statements that reach their rows by id: written as a cast so that the
+ * planner cannot prove the partial index `task_leased` (`WHERE state = 2`) from it, and reaches
+ * each row by its primary key. Written plainly, the planner took `task_leased` as the smallest way
+ * in (its statistics see few leased rows) and read the whole index with a bitmap scan: one entry
+ * per lease ever taken until vacuum removes it (bitmap scans never mark an entry dead), so every
+ * completion, failure and reclaim read more the longer the queue ran (32,000 entries for 76 rows
+ * at 100k tasks; docs/PERFORMANCE.md).
+ */
+const LEASED = 'k.state::int = 2';
+
 /** The columns a task record is rebuilt from (rowToRecord). */
 const RECORD = 'k.id, k.payload, k.attempt_count, k.max_attempts, k.created_at, k.updated_at, k.errors, k.retries, k.grp, k.cancelled';
 
@@ -70,9 +81,10 @@ function build(S: string): Statements {
   const T = `${S}.task`;
   /** (id, fence, owner) rows from arrays at `$a`, `$a+1`, `$a+2`. */
   const pairs = (a: number): string => `unnest($${a}::text[], $${a + 1}::bigint[], $${a + 2}::text[]) AS x(id, fence, owner)`;
-  const held = 'k.queue = $1 AND k.id = x.id AND k.state = 2 AND k.fence = x.fence AND k.owner = x.owner';
+  /** The lease of each (id, fence, owner) of x is held (rows found by key: schema-v8.ts). */
+  const held = `k.queue = $1 AND k.id = x.id AND ${LEASED} AND k.fence = x.fence AND k.owner = x.owner`;
   /** The lease is held: id, fence and owner at `$a`, `$a+1`, `$a+2`. */
-  const holds = (a: number): string => `k.queue = $1 AND k.id = $${a} AND k.state = 2 AND k.fence = $${a + 1} AND k.owner = $${a + 2}`;
+  const holds = (a: number): string => `k.queue = $1 AND k.id = $${a} AND ${LEASED} AND k.fence = $${a + 1} AND k.owner = $${a + 2}`;
   return {
     ensureQueue: `INSERT INTO ${S}.queue (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`,
     noteOwner: `INSERT INTO ${S}.worker (owner, pid, host) VALUES ($1, $2, $3) ON CONFLICT (owner) DO NOTHING`,
@@ -175,9 +187,14 @@ function build(S: string): Statements {
     // never started goes back to ready with nothing charged. Guarded again at update time.
     reclaim: `
       WITH g AS (SELECT * FROM unnest($6::text[], $7::jsonb[]) AS g(owner, err)),
+      -- Expired leases by the index on (queue, t), read from the oldest expiry up to now; the leases
+      -- of gone owners (rare) only when there are any ($6 not empty: a one-time filter).
       sel AS MATERIALIZED (
-        SELECT id, seq FROM ${T} WHERE queue = $1 AND state = 2 AND (t <= ${NOW} OR owner = ANY($6::text[]))
-         ORDER BY t LIMIT $4 FOR UPDATE SKIP LOCKED),
+        SELECT id, seq FROM (
+          SELECT * FROM (SELECT id, seq, t FROM ${T} WHERE queue = $1 AND state = 2 AND t <= ${NOW} ORDER BY t LIMIT $4 FOR UPDATE SKIP LOCKED) e
+          UNION
+          SELECT * FROM (SELECT id, seq, t FROM ${T} WHERE cardinality($6::text[]) > 0 AND queue = $1 AND state = 2 AND owner = ANY($6::text[]) LIMIT $4 FOR UPDATE SKIP LOCKED) o) u
+         ORDER BY t LIMIT $4),
       -- Those going back to ready do so in enqueue order, as the other backends do.
       ord AS MATERIALIZED (SELECT id, nextval('${S}.ready_seq') AS rs FROM (SELECT id FROM sel ORDER BY seq) o),
       upd AS (
@@ -188,7 +205,7 @@ function build(S: string): Statements {
           ready_seq = CASE WHEN k.started AND k.attempt_count + 1 >= k.max_attempts THEN k.ready_seq ELSE (SELECT rs FROM ord WHERE ord.id = k.id) END,
           updated_at = CASE WHEN k.started THEN $3 ELSE k.updated_at END,
           owner = NULL, started = false, t = ${NOW}
-         WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM sel)) AND k.state = 2 AND (k.t <= ${NOW} OR k.owner = ANY($6::text[]))
+         WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM sel)) AND ${LEASED} AND (k.t <= ${NOW} OR k.owner = ANY($6::text[]))
         RETURNING k.id, k.seq)
       SELECT id FROM upd ORDER BY seq`,
     leaseOwners: `
