@@ -29,8 +29,9 @@ import type {
 } from '../../queue/types.js';
 import { inTransaction, isUnavailable, pgError, sharedPool, type PgPool, type PoolLease } from './connection.js';
 import { AckBatcher, GroupWindow, type AckKind, type AckOp } from './acks.js';
-import { EffectsBatcher, touches, writeBatchEffectsOn, writeEffectsOn, type EffectsOp } from './effects.js';
-import { ensureSchema, quoteSchema } from './migrations.js';
+import { commitEffectsBatch, settleCompletion, type CompletionContext } from './completions.js';
+import { EffectsBatcher } from './effects.js';
+import { ensureSchema } from './migrations.js';
 import { holdPresence, type PresenceHandle } from './presence.js';
 import { DEFAULT_POOL_MAX, DEFAULT_SCHEMA, type PgSetting } from './setting.js';
 import { statements, type Statements } from './statements.js';
@@ -50,9 +51,6 @@ const PRUNE_EVERY_MS = 60_000;
 
 /** Rows one prune statement deletes at most. */
 const PRUNE_BATCH = 10_000;
-
-/** Tries to read back an ambiguous completion (50 ms, doubling: about 1.5 s in all). */
-const AMBIGUOUS_TRIES = 5;
 
 export interface PgQueueOptions extends QueueOptions {
   /** The database and schema (src/backend/pg/setting.ts). `url` is used unless `pool` is given. */
@@ -160,6 +158,8 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
   /** {@link outages}: connections lost or refused (idle ones the pool dropped, and statements). */
   private lost = 0;
   private readonly onPoolError = (): void => void this.lost++;
+  /** What completions.ts needs of this queue. */
+  private readonly cx: CompletionContext;
 
   constructor(opts: PgQueueOptions) {
     this.name = opts.name;
@@ -181,8 +181,18 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     this.dbNow = opts.dbNow;
     this.presence = opts.presence !== false && opts.ownerAlive === undefined;
     this.retention = { ms: opts.completed_retention_ms ?? 86_400_000, count: opts.completed_retention_count ?? 100_000 };
+    this.cx = {
+      pool: this.pool,
+      sql: this.sql,
+      name: this.name,
+      schema: this.schema,
+      setting: this.setting,
+      nowParam: () => this.nowParam(),
+      ready: (what) => this.ready(what),
+      lostConnection: () => void this.lost++,
+    };
     this.acks = new AckBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (kind, ops) => this.ackBatch(kind, ops));
-    this.fx = new EffectsBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (ops) => this.effectsBatch(ops));
+    this.fx = new EffectsBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (ops) => commitEffectsBatch(this.cx, ops));
     this.fails = new GroupWindow<FailOp>(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (ops) => this.failBatch(ops));
     // An idle connection the server ended (a restart, a terminated session) is dropped by the pool
     // with an 'error' event: the next statement runs on a new connection and would never tell.
@@ -323,7 +333,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
    * fence decides: the task is read again on a new connection, and `true` means this holder's
    * completion is the one recorded (completed with this lease's fence: the fence changes only on a
    * claim); a lease still held is completed now; anything else is `false` (lease lost). A database
-   * still unreachable after about 1.5 s: `false` too (unknown to this holder; see settleCompletion).
+   * still unreachable after about 1.5 s: `false` too (unknown to this holder; completions.ts).
    *
    * Lease operations (start, renew, complete, release, fail, deadLetter) never throw for an
    * unreachable database: they report the lease as lost, and the worker stops at its next claim,
@@ -356,101 +366,6 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
   async completeWithEffects(id: string, lease: Lease, effects: readonly TaskEffect[]): Promise<EffectsOutcome> {
     if (this.closed) throw new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed (while completing a task with its effects)`);
     return this.fx.push(id, lease, effects);
-  }
-
-  /** One batch of completions with effects in one transaction (see {@link completeWithEffects}); settles every op, never throws. */
-  private async effectsBatch(ops: EffectsOp[]): Promise<void> {
-    if (ops.length === 1) {
-      const op = ops[0]!;
-      return this.completeOne(op.id, op.lease, op.effects).then(op.resolve, op.reject);
-    }
-    const what = 'completing tasks with their effects';
-    try {
-      await this.ready(what);
-    } catch (err) {
-      // Unreachable: reported as a lost lease, as a plain completion is (the worker stops at its next claim).
-      const gone = isUnavailable((err as { cause?: unknown }).cause ?? err);
-      for (const o of ops) {
-        if (gone) o.resolve({ status: 'lease_lost' });
-        else o.reject(err);
-      }
-      return;
-    }
-    const S = quoteSchema(this.schema);
-    let todo = ops;
-    const alone: EffectsOp[] = [];
-    while (todo.length) {
-      const batch = todo;
-      try {
-        const held = await inTransaction(this.pool, async (c) => {
-          const r = await c.query<{ id: string }>(this.sql.complete, [this.name, this.nowParam(), batch.map((o) => o.id), batch.map((o) => o.lease.fence), batch.map((o) => o.lease.owner)]);
-          const ok = new Set(r.rows.map((x) => x.id));
-          const conflicting = await writeBatchEffectsOn(
-            c,
-            S,
-            this.name,
-            batch.filter((o) => ok.has(o.id)),
-          );
-          if (conflicting.size) throw new Redo(conflicting);
-          return ok;
-        });
-        for (const o of batch) o.resolve(held.has(o.id) ? { status: 'completed' } : { status: 'lease_lost' });
-        todo = [];
-      } catch (err) {
-        if (err instanceof Redo) {
-          // Rolled back: the tasks whose rows conflict go one by one, the others in a batch again.
-          todo = batch.filter((o) => !touches(o, err.conflicting));
-          alone.push(...batch.filter((o) => touches(o, err.conflicting)));
-          continue;
-        }
-        if (!isUnavailable(err)) {
-          const e = pgError(err, this.setting, `${what} (queue ${this.name})`);
-          for (const o of batch) o.reject(e);
-          return;
-        }
-        this.lost++;
-        // Committed or not, nobody can tell: the fence decides, task by task.
-        await Promise.all(
-          batch.map(async (o) => {
-            const settled = await this.readBack(o.id, o.lease).catch(() => 'lost' as const);
-            if (settled === 'held') alone.push(o);
-            else o.resolve({ status: settled === 'completed' ? 'completed' : 'lease_lost' });
-          }),
-        );
-        todo = [];
-      }
-    }
-    for (const o of alone) await this.completeOne(o.id, o.lease, o.effects).then(o.resolve, o.reject);
-  }
-
-  /** One completion with its effects in a transaction of its own. */
-  private async completeOne(id: string, lease: Lease, effects: readonly TaskEffect[]): Promise<EffectsOutcome> {
-    const what = 'completing a task with its effects';
-    try {
-      await this.ready(what);
-    } catch (err) {
-      if (isUnavailable((err as { cause?: unknown }).cause ?? err)) return { status: 'lease_lost' };
-      throw err;
-    }
-    const S = quoteSchema(this.schema);
-    for (let i = 0; ; i++) {
-      try {
-        return await inTransaction(this.pool, async (c) => {
-          const done = await c.query(this.sql.complete, [this.name, this.nowParam(), [id], [lease.fence], [lease.owner]]);
-          if (done.rowCount !== 1) throw new EndTx({ status: 'lease_lost' });
-          const conflicts = await writeEffectsOn(c, S, this.name, id, lease.fence, effects);
-          if (conflicts.length) throw new EndTx({ status: 'conflict', conflicts });
-          return { status: 'completed' } as const;
-        });
-      } catch (err) {
-        if (err instanceof EndTx) return err.outcome;
-        if (!isUnavailable(err)) throw pgError(err, this.setting, `${what} (queue ${this.name})`);
-        this.lost++;
-        // Committed or not, nobody can tell: the fence decides once the database answers.
-        const settled = await this.readBack(id, lease);
-        if (settled !== 'held' || i >= AMBIGUOUS_TRIES) return { status: settled === 'completed' ? 'completed' : 'lease_lost' };
-      }
-    }
   }
 
   async release(id: string, lease: Lease): Promise<boolean> {
@@ -657,50 +572,6 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     return p.ensure();
   }
 
-  /**
-   * An ambiguous completion, decided by the fence once the database answers again (a few tries,
-   * backing off). Still unreachable: false, the outcome unknown to this holder (the task is
-   * someone else's once its lease expires, and a second completion is fenced off).
-   */
-  private async settleCompletion(id: string, lease: Lease): Promise<boolean> {
-    for (let i = 0; i < AMBIGUOUS_TRIES; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** i));
-      try {
-        const r = await this.pool.query<{ state: number; fence: number; owner: string | null }>(this.sql.taskState, [this.name, id]);
-        const row = r.rows[0];
-        if (!row) return false;
-        if (row.state === 3 && Number(row.fence) === lease.fence) return true;
-        if (row.state === 2 && Number(row.fence) === lease.fence && row.owner === lease.owner) {
-          return (await this.pool.query(this.sql.complete, [this.name, this.nowParam(), [id], [lease.fence], [lease.owner]])).rowCount === 1;
-        }
-        return false;
-      } catch (err) {
-        if (!isUnavailable(err)) throw pgError(err, this.setting, `completing a task (queue ${this.name})`);
-      }
-    }
-    return false;
-  }
-
-  /**
-   * Where a task stands for this lease after an ambiguous commit, read on a new connection (a few
-   * tries, backing off): `completed` with this fence, still `held` by it, or `lost` (someone
-   * else's, or the database still unreachable: the outcome unknown to this holder).
-   */
-  private async readBack(id: string, lease: Lease): Promise<'completed' | 'held' | 'lost'> {
-    for (let i = 0; i < AMBIGUOUS_TRIES; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** i));
-      try {
-        const row = (await this.pool.query<{ state: number; fence: number; owner: string | null }>(this.sql.taskState, [this.name, id])).rows[0];
-        if (row && Number(row.fence) === lease.fence && row.state === 3) return 'completed';
-        if (row && Number(row.fence) === lease.fence && row.state === 2 && row.owner === lease.owner) return 'held';
-        return 'lost';
-      } catch (err) {
-        if (!isUnavailable(err)) throw pgError(err, this.setting, `completing a task (queue ${this.name})`);
-      }
-    }
-    return 'lost';
-  }
-
   private async dead(id: string | null): Promise<DeadLetter[]> {
     await this.ready('reading dead letters');
     const r = await this.run('reading dead letters', () => this.pool.query<RecordRow>(this.sql.dead, [this.name, id]));
@@ -739,7 +610,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       if (isUnavailable((err as { cause?: unknown }).cause ?? err)) {
         // Committed or not, nobody can tell: for a completion the fence decides, task by task;
         // the others report the lease as lost (it is, once it expires: another worker runs it).
-        if (kind === 'complete') await Promise.all(ops.map((o) => this.settleCompletion(o.id, o.lease).then(o.resolve, o.reject)));
+        if (kind === 'complete') await Promise.all(ops.map((o) => settleCompletion(this.cx, o.id, o.lease).then(o.resolve, o.reject)));
         else for (const o of ops) o.resolve(false);
         return;
       }
@@ -829,20 +700,6 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       ...(row.grp !== null ? { group: row.grp } : {}),
       ...(row.cancelled !== null ? { cancelled: row.cancelled } : {}),
     };
-  }
-}
-
-/** Ends a transaction of {@link PgQueue.completeWithEffects} (rolled back) with an outcome; never leaves this module. */
-class EndTx extends Error {
-  constructor(readonly outcome: EffectsOutcome) {
-    super(outcome.status);
-  }
-}
-
-/** Rolls a batch of completions with effects back: rows of these (store, id) keys conflict. */
-class Redo extends Error {
-  constructor(readonly conflicting: ReadonlySet<string>) {
-    super('conflict');
   }
 }
 
