@@ -50,7 +50,8 @@ describe('task state machine (property)', () => {
   });
 });
 
-type Op = { k: 'enq'; id: number } | { k: 'claim'; max: number } | { k: 'complete' | 'fail' | 'dead' | 'release' | 'start'; pick: number } | { k: 'retry' } | { k: 'tick'; ms: number };
+type Op =
+  { k: 'enq'; id: number } | { k: 'claim'; max: number } | { k: 'complete' | 'fail' | 'dead' | 'release' | 'start'; pick: number } | { k: 'retry' } | { k: 'tick'; ms: number } | { k: 'replay' };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ k: fc.constant('enq' as const), id: fc.integer({ min: 0, max: 12 }) }),
@@ -58,26 +59,41 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ k: fc.constantFrom('complete' as const, 'fail' as const, 'dead' as const, 'release' as const, 'start' as const), pick: fc.nat() }),
   fc.constant({ k: 'retry' as const }),
   fc.record({ k: fc.constant('tick' as const), ms: fc.integer({ min: 1, max: 3000 }) }),
+  // The file backend only: a second instance replaying its log (every task read back from it).
+  fc.constant({ k: 'replay' as const }),
 );
 
 describe('file backend against the memory backend (model test)', () => {
   it('gives the same answers and the same state for any sequence of operations', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (ops) => {
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), fc.integer({ min: 2, max: 3 }), async (ops, maxAttempts) => {
         const clock = new FakeClock();
-        const opts = { name: 'm', max_attempts: 2, now: clock.now, ownerAlive: () => true };
+        const opts = { name: 'm', max_attempts: maxAttempts, now: clock.now, ownerAlive: () => true };
         const mem = new MemoryQueue(opts);
-        const file = new FileQueue({ ...opts, workspace: tempDir('metaspn-model-'), ack_window_ms: 0 });
+        const fileOpts = { ...opts, workspace: tempDir('metaspn-model-'), ack_window_ms: 0 };
+        const file = new FileQueue(fileOpts);
         const held: [string, Lease][] = [];
         const owner = { id: 'o', pid: 1, host: 'h' };
-        const err = { kind: 'transient' as const, class: 'Error', message: 'x', at: '2026-01-01T00:00:00.000Z' };
+        const err = { kind: 'transient' as const, class: 'Error', message: 'x', stack: ['at f (x.js:1:1)'], at: '2026-01-01T00:00:00.000Z' };
+        // Every task whole (attempts, errors, payload: a short fail's task is read back from two
+        // records), before and after a fresh replay, and the dead letters with their tasks whole.
+        // (A completed task's record a compaction drops, keeping its id: the counts compare those.)
+        const tasks = async (q: Queue): Promise<unknown[]> =>
+          (await Promise.all(Array.from({ length: 13 }, (_, i) => q.getTask(`t${i}`)))).map((v) => (v === null || v.state === 'completed' ? null : v));
+        const dead = async (q: Queue): Promise<unknown[]> =>
+          (await q.listDead()).map((d) => [d.task, d.errors, d.reason, d.attempt_count]).sort((a, b) => ((a[0] as { id: string }).id < (b[0] as { id: string }).id ? -1 : 1));
         const both = async <T>(f: (q: Queue) => Promise<T>): Promise<T> => {
           const [a, b] = await Promise.all([f(mem), f(file)]);
           expect(b).toEqual(a);
           return a;
         };
         for (const o of ops) {
-          if (o.k === 'enq') await both((q) => q.enqueue([{ id: `t${o.id}`, payload: o.id }]));
+          if (o.k === 'replay') {
+            const fresh = new FileQueue(fileOpts);
+            expect(await tasks(fresh)).toEqual(await tasks(mem));
+            expect(await dead(fresh)).toEqual(await dead(mem));
+            await fresh.close();
+          } else if (o.k === 'enq') await both((q) => q.enqueue([{ id: `t${o.id}`, payload: o.id }]));
           else if (o.k === 'claim') {
             const got = await both((q) => q.claim({ owner, max: o.max, lease_ms: 1000, defer_start: o.max % 2 === 0 }));
             for (const g of got) held.push([g.task.id, g.lease]);
@@ -96,12 +112,34 @@ describe('file backend against the memory backend (model test)', () => {
           }
           await both((q) => q.stats());
         }
-        await both(async (q) => (await q.listDead()).map((d) => d.task.id).sort());
+        await both(tasks);
+        await both(dead);
+        const fresh = new FileQueue(fileOpts);
+        expect(await tasks(fresh)).toEqual(await tasks(mem));
+        expect(await dead(fresh)).toEqual(await dead(mem));
+        await fresh.close();
         await Promise.all([mem.close(), file.close()]);
       }),
       {
         numRuns: 60,
         examples: [
+          // A short fail (the task read back from its enq and the fail), then a long one onto it.
+          [[{ k: 'enq', id: 0 }, { k: 'claim', max: 1 }, { k: 'fail', pick: 0 }, { k: 'replay' }, { k: 'tick', ms: 600 }, { k: 'claim', max: 1 }, { k: 'fail', pick: 0 }, { k: 'replay' }], 3],
+          // A reclaim's long record, then the last attempt's short fail: a dead letter whole.
+          [
+            [
+              { k: 'enq', id: 0 },
+              { k: 'claim', max: 1 },
+              { k: 'tick', ms: 1000 },
+              { k: 'claim', max: 1 },
+              { k: 'fail', pick: 1 },
+              { k: 'replay' },
+              { k: 'retry' },
+              { k: 'claim', max: 1 },
+              { k: 'fail', pick: 0 },
+            ],
+            2,
+          ],
           // Two leases expire together, one started (charged an attempt) and one prefetched (not):
           // both become ready in the order they were enqueued, on every backend.
           [
@@ -113,6 +151,7 @@ describe('file backend against the memory backend (model test)', () => {
               { k: 'tick', ms: 1000 },
               { k: 'claim', max: 1 },
             ],
+            5,
           ],
         ],
       },

@@ -262,7 +262,12 @@ export class FileQueue implements Queue {
       id,
       ev,
       'lease_lost',
-      (r, n) => ({ t: 'fail', at: r.at, o: lease.owner, n, f: lease.fence, ms: delay_ms, task: recordAfterFailure(this.heldTask(r, id, n), error, r.at) }),
+      // The short form (only what the failure changes) onto a task whose record is a long one;
+      // after a short one, the long form, so a task always reads back from at most two lines.
+      (r, n) =>
+        r.idx.slots.failLen[n] === 0
+          ? { t: 'fail', at: r.at, o: lease.owner, n, f: lease.fence, ms: delay_ms, id, a: r.idx.slots.attempts[n]! + 1, e: error }
+          : { t: 'fail', at: r.at, o: lease.owner, n, f: lease.fence, ms: delay_ms, task: recordAfterFailure(this.heldTask(r, id, n), error, r.at) },
       (r, n) => (r.idx.slots.state[n] === S_DEAD ? 'dead' : 'scheduled'),
     );
   }
@@ -423,7 +428,11 @@ export class FileQueue implements Queue {
       const idx = r.idx;
       const n = idx.ids.get(id);
       // A slot kept only for dedup (a compacted completed or cancelled task) has no record left.
-      const rec = n >= 0 ? ((this.held.task(id) ?? (r.log.recordAt(n) as { task?: TaskRecord } | null)?.task) ?? null) : null;
+      // The record kept from this process's claim only while that lease is still the task's: a
+      // reclaim (of an expired lease, by any process) wrote a newer one.
+      const h = n >= 0 ? this.held.get(id) : undefined;
+      const mine = h !== undefined && idx.slots.state[n] === S_LEASED && idx.slots.fence[n] === h.fence ? h.task : undefined;
+      const rec = n >= 0 ? ((mine ?? (r.log.recordAt(n) as { task?: TaskRecord } | null)?.task) ?? null) : null;
       const out: TaskView | null = rec ? { state: idx.stateOf(n), task: rec } : null;
       return () => out;
     });

@@ -1,4 +1,4 @@
-import type { EnqsRecord, LogRecord } from './records.js';
+import type { EnqsRecord, LogRecord, ShortFail } from './records.js';
 import { STATES } from './slots.js';
 
 /**
@@ -69,7 +69,7 @@ export function impossibleValue(r: LogRecord): string | null {
     case 'fail':
       if (!isTime(r.ms)) return `fail: delay ms ${JSON.stringify(r.ms)} is not a duration`;
       if (!isFence(r.f, 1)) return `fail: fence ${JSON.stringify(r.f)} names no lease (leases have fences from 1)`;
-      return impossibleTask(r.task);
+      return 'task' in r ? impossibleTask(r.task) : impossibleShortFail(r);
     case 'dead':
     case 'reclaim':
       if (!isFence(r.f, 1)) return `${t}: fence ${JSON.stringify(r.f)} names no lease (leases have fences from 1)`;
@@ -104,6 +104,17 @@ export function impossibleValue(r: LogRecord): string | null {
     case 'resume':
       return null;
   }
+}
+
+/** A short `fail` (records.ts ShortFail): the task's id, an attempt count from 1, an error of a known kind. */
+function impossibleShortFail(r: ShortFail): string | null {
+  if (typeof r.id !== 'string') return 'fail: no task id';
+  if (!isCount(r.a, 1)) return `fail: task ${r.id}: attempt count a ${JSON.stringify(r.a)} is not a whole number from 1 to ${MAX_COUNT}`;
+  const e = r.e as Partial<ShortFail['e']> | null;
+  if (typeof e !== 'object' || e === null || Array.isArray(e)) return `fail: task ${r.id}: no error`;
+  if (typeof e.kind !== 'string' || !KINDS.has(e.kind)) return `fail: task ${r.id}: unknown error kind ${JSON.stringify(e.kind)}`;
+  if (typeof e.message !== 'string' || typeof e.class !== 'string' || typeof e.at !== 'string') return `fail: task ${r.id}: its error has no class, message or time`;
+  return null;
 }
 
 /** An `enqs`'s entries: each a task id, and counts and groups in range (the rules of impossibleTask for a fresh task). */

@@ -1,7 +1,7 @@
 import { localTime, wallTime, type ClockReading } from '../clock.js';
 import { transition, type Event, type Status } from '../state.js';
 import type { Owner, QueueStats, TaskState } from '../types.js';
-import type { LogRecord, Pair } from './records.js';
+import { isShortFail, type LogRecord, type Pair, type ShortFail } from './records.js';
 import { impossibleValue } from './impossible.js';
 import { DueHeap, IdIndex, NO_ENTRY, SlotFifo, SlotTable, STATES, S_CANCELLED, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED, UNPLACED } from './slots.js';
 
@@ -257,6 +257,7 @@ export class IndexState {
         return this.pairs(r.t, r.l, (n, f) => ({ type: 'release', owner: r.o, fence: f }), at, offset);
       case 'fail':
         this.checkSlot(r.t, r.n, offset);
+        if (isShortFail(r)) return this.shortFail(r, at, offset, length);
         return this.single(r.n, { type: 'fail', owner: r.o, fence: r.f, delay_ms: r.ms }, at, offset, length);
       case 'dead':
         this.checkSlot(r.t, r.n, offset);
@@ -432,6 +433,38 @@ export class IndexState {
     if (this.slots.state[n] !== S_COMPLETED) this.liveBytes += length - this.slots.weight[n]!;
     this.slots.setRecord(n, offset, length);
     this.setStatus(n, out, out.owner === null ? -1 : this.slots.owner[n]!);
+  }
+
+  /**
+   * A short `fail`: the same transition as a long one, but the slot's record stays where it is and
+   * the `fail` is noted after it (the task reads back from both). Its attempt count must be the one
+   * the transition gives, and a writer writes at most one short `fail` onto a record: anything else
+   * is a record no writer wrote.
+   */
+  private shortFail(r: ShortFail, at: number, offset: number, length: number): void {
+    const n = r.n;
+    const out = this.event(n, { type: 'fail', owner: r.o, fence: r.f, delay_ms: r.ms }, at);
+    if (!out) {
+      this.refused++;
+      return;
+    }
+    const t = this.slots;
+    const why =
+      out.attempt_count !== r.a
+        ? `short fail of slot ${n} gives attempt ${r.a}, but the task had ${t.attempts[n]!} (a failure counts one more)`
+        : t.failLen[n] !== 0
+          ? `short fail of slot ${n} follows another one (a writer writes at most one after a task's record)`
+          : !this.ids.holds(r.id, n)
+            ? `short fail of slot ${n} names task ${r.id}, which is not in that slot`
+            : null;
+    if (why !== null) {
+      if (this.lenient) throw new ImpossibleRecordError(why);
+      this.fail({ offset, record: r.t, slot: n, ids: this.idsOf(n), reason: `impossible value: ${why}` });
+    }
+    this.totals.failed++;
+    this.liveBytes += length;
+    t.setFail(n, offset, length);
+    this.setStatus(n, out, -1);
   }
 
   private setStatus(n: number, s: Status, owner: number): void {

@@ -7,7 +7,7 @@ import { decodeLine, type ScannedLine } from './codec.js';
 import { IndexState, ReplayConflictError, type ReplayConflict } from './index-state.js';
 import { readAt, readMany } from '../../storage/io.js';
 import { readLines } from './log-io.js';
-import { entryRecord, idOfRecord, type EnqsRecord, type LogRecord } from './records.js';
+import { entryRecord, idOfRecord, withShortFail, type EnqsRecord, type LogRecord } from './records.js';
 import { NO_ENTRY } from './slots.js';
 
 /** A stretch of the log that failed its checksum, kept so it can be set aside in quarantine/. */
@@ -57,7 +57,8 @@ export class LoadedLog {
     private readonly path?: string,
     readonly clock: QueueClock = systemClock,
   ) {
-    this.idx = new IndexState((slot) => idOfRecord(this.recordAt(slot)));
+    // An id is the same before and after a short `fail`: the record before it is enough.
+    this.idx = new IndexState((slot) => idOfRecord(this.baseAt(slot)));
   }
 
   /** The first record of this log that cannot happen under the lock, if the replay met one. */
@@ -106,8 +107,40 @@ export class LoadedLog {
    * The records of many slots, read in as few reads as their layout allows: tasks enqueued
    * together sit together in the log (in one `enqs` line, or in lines side by side), so a claim of
    * 64 of them is one read, not 64, and a line is read and decoded once however many of them it holds.
+   * A slot whose record a short `fail` follows reads back as that `fail` in its long form.
    */
   recordsAt(slots: readonly number[]): unknown[] {
+    const t = this.idx.slots;
+    const before = this.basesAt(slots);
+    if (!slots.some((s) => t.failLen[s] !== 0)) return before;
+    // The short `fail`s after them, in one pass of reads too (those written or replaced are in memory).
+    const fails: { offset: number; length: number }[] = [];
+    for (const s of slots) {
+      const off = t.failOff[s]!;
+      if (t.failLen[s] !== 0 && off < this.end && !this.replaced.has(off)) fails.push({ offset: off, length: t.failLen[s]! });
+    }
+    const bufs = readMany(this.fd(), fails);
+    const decoded = new Map<number, unknown>(fails.map((f, i) => [f.offset, decodeBuf(bufs[i]!)]));
+    return slots.map((s, i) => (t.failLen[s] === 0 ? before[i] : withShortFail(before[i], decoded.get(t.failOff[s]!) ?? this.failAt(s))));
+  }
+
+  /** The full record a slot points at, read back from the log (with its short `fail`, when one follows it). */
+  recordAt(slot: number): unknown {
+    const rec = this.baseAt(slot);
+    return this.idx.slots.failLen[slot] === 0 ? rec : withShortFail(rec, this.failAt(slot));
+  }
+
+  /** The short `fail` that follows a slot's record, read back. */
+  private failAt(slot: number): unknown {
+    const t = this.idx.slots;
+    const off = t.failOff[slot]!;
+    if (this.replaced.size && this.replaced.has(off)) return this.replaced.get(off);
+    if (off >= this.end) return this.unwritten.get(off) ?? null;
+    return decodeBuf(readAt(this.fd(), off, t.failLen[slot]!));
+  }
+
+  /** The records the slots point at, without a short `fail` after them (see recordsAt). */
+  private basesAt(slots: readonly number[]): unknown[] {
     const t = this.idx.slots;
     const lines = new Map<number, number>();
     for (const s of slots) {
@@ -122,15 +155,15 @@ export class LoadedLog {
     const decoded = new Map<number, unknown>(offsets.map((off, i) => [off, decodeBuf(bufs[i]!)]));
     return slots.map((s) => {
       const off = t.recOff[s]!;
-      if (!decoded.has(off)) return this.recordAt(s);
+      if (!decoded.has(off)) return this.baseAt(s);
       const rec = decoded.get(off);
       if (t.entry[s] !== NO_ENTRY) this.remember(off, rec);
       return pick(rec, t.entry[s]!);
     });
   }
 
-  /** The full record a slot points at, read back from the log. */
-  recordAt(slot: number): unknown {
+  /** The record a slot points at, without a short `fail` after it: its id, its task before that failure. */
+  baseAt(slot: number): unknown {
     const t = this.idx.slots;
     const off = t.recOff[slot]!;
     const entry = t.entry[slot]!;

@@ -1,4 +1,4 @@
-import type { NewTask, TaskRecord, TaskState } from '../types.js';
+import type { NewTask, TaskError, TaskRecord, TaskState } from '../types.js';
 
 /** [slot, fence] pairs: one batched claim/renew/done/release record covers many tasks. */
 export type Pair = [number, number];
@@ -26,6 +26,7 @@ export type Pair = [number, number];
  * | `id` | (`kept`) a completed or cancelled task's id, kept for dedup; (short `enq`) the task's id |
  * | `q`, `p`, `x`, `g` | (short `enq`, see ShortEnq) the task's queue, payload, max_attempts and group; (`enqs`) `q` and `x` for all its entries |
  * | `task` | a task's whole record (`TaskRecord`, long keys) |
+ * | `a`, `e` | (short `fail`, see ShortFail) the attempt count after the failure, and its error |
  * | `by` | (`pause`, `resume`) who |
  *
  * Times: `at` is the writer's wall clock (epoch ms); `m`, when present, its monotonic clock (ms) on
@@ -46,6 +47,7 @@ export type LogRecord =
   | { t: 'done'; at: number; m?: number; o: string; l: Pair[] }
   | { t: 'rel'; at: number; m?: number; o: string; l: Pair[] }
   | { t: 'fail'; at: number; m?: number; o: string; n: number; f: number; ms: number; task: TaskRecord }
+  | ShortFail
   | { t: 'dead'; at: number; m?: number; o: string; n: number; f: number; task: TaskRecord }
   | { t: 'reclaim'; at: number; m?: number; n: number; f: number; task: TaskRecord }
   | { t: 'retry'; at: number; m?: number; n: number; task: TaskRecord }
@@ -92,6 +94,55 @@ export interface ShortEnq {
   p: unknown;
   x: number;
   g?: string;
+}
+
+/**
+ * A failed attempt as written since the short `fail` (docs/QUEUE-FORMAT.md): what the failure
+ * changes, not the whole task again. `id` (the task's, for a salvage routing by id), `a` (its
+ * attempt count after this failure), `e` (the error, as describeError bounds it) and `ms` (the
+ * retry delay); the payload, max_attempts, times and earlier errors come from the task's record
+ * before it (its `enq`, `enqs` entry, `snap` or a long record). A reader rebuilds the long form
+ * from the two (`failedTask`): the task record a long `fail` would have carried, byte for byte.
+ * A writer writes one only onto a task whose record is a long one (at most one short `fail` per
+ * record), so a task reads back from at most two lines.
+ */
+export interface ShortFail {
+  t: 'fail';
+  at: number;
+  m?: number;
+  o: string;
+  n: number;
+  f: number;
+  ms: number;
+  id: string;
+  a: number;
+  e: Omit<TaskError, 'attempt'>;
+}
+
+/** Is this `fail` the short form (no task record: the one before it holds the rest)? */
+export function isShortFail(r: LogRecord): r is ShortFail {
+  return r.t === 'fail' && !('task' in r);
+}
+
+/**
+ * The task after a short `fail`: the record before it with the attempt counted and the error kept,
+ * as `recordAfterFailure` builds it (`updated_at` the record's `at`).
+ */
+export function failedTask(before: TaskRecord, r: ShortFail): TaskRecord {
+  return { ...before, attempt_count: r.a, updated_at: new Date(r.at).toISOString(), errors: [...before.errors, { ...r.e, attempt: r.a }] };
+}
+
+/**
+ * A slot's record read back when a short `fail` follows it: the `fail` in its long form, its task
+ * rebuilt from the record before it. Null when either does not read back, or they name other tasks.
+ */
+export function withShortFail(before: unknown, r: unknown): unknown {
+  const task = (before as { task?: TaskRecord } | null)?.task;
+  const f = r as ShortFail | null;
+  if (!task || !f || f.t !== 'fail' || typeof f.id !== 'string' || f.id !== task.id || !Array.isArray(task.errors)) return null;
+  const out: Record<string, unknown> = { t: 'fail', at: f.at, o: f.o, n: f.n, f: f.f, ms: f.ms, task: failedTask(task, f) };
+  if (f.m !== undefined) out.m = f.m;
+  return out;
 }
 
 /**

@@ -34,7 +34,7 @@ export interface SalvageReport {
  * `doctor --repair`. Slots are renumbered as tasks are placed: a task placed in a taken slot gets
  * the next free one, an id placed twice is kept once, and later records naming a slot are routed
  * to the task most recently placed under that number (what the writers saw when they wrote them);
- * records that carry their task (fail, dead, reclaim, retry, rerun, cancel) are routed by its id. Every
+ * records that carry their task (fail, dead, reclaim, retry, rerun, cancel; a short fail its id) are routed by its id. Every
  * task a conflict touched is put back to ready unless it is in the dead letters: running a task
  * twice is acceptable (artifacts dedupe by id), losing one is not.
  *
@@ -113,8 +113,9 @@ class Salvager {
       return;
     }
     this.report.skipped++;
-    const r = rec as { n?: unknown; task?: { id?: unknown } };
-    const byId = typeof r.task?.id === 'string' ? idx.ids.get(r.task.id) : -1;
+    const r = rec as { n?: unknown; task?: { id?: unknown }; id?: unknown };
+    const id = typeof r.task?.id === 'string' ? r.task.id : rec.t === 'fail' && typeof r.id === 'string' ? r.id : null;
+    const byId = id !== null ? idx.ids.get(id) : -1;
     const s = byId >= 0 ? byId : typeof r.n === 'number' ? this.slotOf(r.n) : -1;
     if (s >= 0) this.involved.add(s);
   }
@@ -170,7 +171,8 @@ class Salvager {
       case 'rerun':
       case 'cancel':
       case 'discard': {
-        const s = idx.ids.get(rec.task.id);
+        // A short `fail` names its task by `id`; the others carry the task.
+        const s = idx.ids.get('task' in rec ? rec.task.id : rec.id);
         if (s < 0) {
           this.report.skipped++;
           return;
