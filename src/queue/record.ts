@@ -115,6 +115,21 @@ export function describeError(err: unknown, kind: TaskError['kind'], now: number
   };
 }
 
+/**
+ * A task error from parts already read safely (a HandlerError's), bounded as describeError bounds
+ * them: class 200 characters, message MESSAGE_CHARS, at most 5 stack lines, code 200 characters.
+ */
+export function taskError(kind: TaskError['kind'], name: string, message: string, stack: readonly string[], code: string | undefined, now: number): Omit<TaskError, 'attempt'> {
+  return {
+    kind,
+    class: name !== '' ? clip(name, 200) : 'Error',
+    message: clip(message, MESSAGE_CHARS),
+    ...(stack.length ? { stack: stack.slice(0, 5) } : {}),
+    at: iso(now),
+    ...(code !== undefined ? { code: clip(code, 200) } : {}),
+  };
+}
+
 /** Longest message kept in a task's error history: the record is read by every replay. */
 const MESSAGE_CHARS = 2000;
 

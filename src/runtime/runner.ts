@@ -1,7 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { backoffDelay } from '../queue/backoff.js';
 import { collectIfGrown } from './memory.js';
-import { describeError } from '../queue/record.js';
 import { isDiskFull, MetaspnError } from '../guard/errors.js';
 import { commitsEffects, wakesWorkers, type ClaimedTask, type EffectsCommit, type Lease, type Owner, type Queue, type WakesWorkers } from '../queue/types.js';
 import { EffectBuffer } from './effects.js';
@@ -9,7 +8,7 @@ import { StartMarksAhead } from './start-ahead.js';
 import type { QueuePolicy } from '../config/policy.js';
 import type { DurationRecorder } from '../storage/task-durations.js';
 import { inProcessHost, IsolateStartError, type HandlerHost } from './isolation/host.js';
-import { HandlerError, isInstance, isPermissionDenied, permissionFailure, safeError } from './thrown.js';
+import { describeFailure, HandlerError, isInstance, isPermissionDenied, permissionFailure, safeError } from './thrown.js';
 import { isUnrecoverable, LeaseLostError, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
 
 /** Everything the loop touches, passed in: unit tests drive it with a memory queue and a fake clock. */
@@ -603,7 +602,7 @@ async function runOne(
     }
     if (isUnrecoverable(err)) {
       verdict('dead_contract');
-      const e = describeError(err, 'contract', d.now());
+      const e = describeFailure(err, 'contract', d.now());
       const ok = await d.queue.deadLetter(task.id, me.lease, e);
       return outcome(ok ? 'dead_contract' : 'lease_lost', e.code, { err });
     }
@@ -617,7 +616,7 @@ async function runOne(
     if (mark === undefined) verdict(attempt >= task.max_attempts ? 'dead' : 'retry_scheduled');
     const kind = err instanceof TaskTimeoutError ? 'timeout' : 'transient';
     const delay = backoffDelay(attempt, { base_ms: policy.backoff_base_ms, cap_ms: policy.backoff_cap_ms, jitter: policy.backoff_jitter }, d.random);
-    const e = describeError(err, kind, d.now());
+    const e = describeFailure(err, kind, d.now());
     const result = await d.queue.fail(task.id, me.lease, e, delay);
     const recorded = result === 'dead' ? 'dead' : result === 'scheduled' ? 'retry_scheduled' : 'lease_lost';
     if (mark !== undefined) verdict(lostSinceMark() ? 'lease_lost' : recorded);

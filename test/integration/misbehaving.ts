@@ -102,8 +102,10 @@ export function errorHistory(ws: string, queue: string, id: string): TaskError[]
     .sort()) {
     for (const line of readFileSync(join(dir, log), 'utf8').split('\n')) {
       if (!line) continue;
-      const rec = (JSON.parse(line) as { r: { task?: { id: string; errors: TaskError[] } } }).r;
+      const rec = (JSON.parse(line) as { r: { t: string; task?: { id: string; errors: TaskError[] }; id?: string; a?: number; e?: Omit<TaskError, 'attempt'> } }).r;
       if (rec.task?.id === id) errors = rec.task.errors;
+      // A short fail (docs/QUEUE-FORMAT.md): the failure's error after the task's record before it.
+      else if (rec.t === 'fail' && rec.id === id && rec.e) errors = [...(errors ?? []), { ...rec.e, attempt: rec.a! }];
     }
   }
   return errors;

@@ -90,8 +90,10 @@ function errorHistory(ws: string, queue: string, id: string): TaskError[] {
   let errors: TaskError[] | null = null;
   for (const line of readFileSync(join(dir, log), 'utf8').split('\n')) {
     if (!line) continue;
-    const rec = (JSON.parse(line) as { r: { task?: { id: string; errors: TaskError[] } } }).r;
+    const rec = (JSON.parse(line) as { r: { t: string; task?: { id: string; errors: TaskError[] }; id?: string; a?: number; e?: Omit<TaskError, 'attempt'> } }).r;
     if (rec.task?.id === id) errors = rec.task.errors;
+    // A short fail (docs/QUEUE-FORMAT.md): the failure's error after the task's record before it.
+    else if (rec.t === 'fail' && rec.id === id && rec.e) errors = [...(errors ?? []), { ...rec.e, attempt: rec.a! }];
   }
   if (errors === null) throw new Error(`no record of task ${id} in ${log}`);
   return errors;
