@@ -23,7 +23,7 @@ export interface TaskError {
   /** Error class name, e.g. `TypeError`. */
   class: string;
   message: string;
-  /** First lines of the stack, when there was one. */
+  /** First lines of the stack, when there was one (a handler's: down to where metaspn called it). */
   stack?: string[];
   /** ISO-8601 time of the failure. */
   at: string;

@@ -11,7 +11,7 @@ export interface ThrownInfo {
   /** The error's class (`TypeError`, `ContractError`), or `NonError` for a value that is not an Error. */
   name: string;
   message: string;
-  /** First lines of the stack, trimmed. */
+  /** First lines of the stack, trimmed, down to where metaspn called the handler (handlerFrames). */
   stack?: string[];
   /** `code` when it is a string (`ENOSPC`, `EACCES`, `STATE_CORRUPT`). */
   code?: string;
@@ -20,6 +20,22 @@ export interface ThrownInfo {
   syscall?: string;
   /** Marked `unrecoverable: true` (a ContractError): dead letters at once. */
   unrecoverable: boolean;
+}
+
+/** Where metaspn's own code is (its `src/`, built or not): thrown.ts is in src/runtime/. */
+const OWN_CODE = new URL('../', import.meta.url).href;
+
+/**
+ * A thrown value's stack lines down to where metaspn called the handler: the frames after the
+ * handler's own that are metaspn's (the runner, the isolate host, a pipeline step's wrapper) say
+ * nothing about the failure, and every failed attempt's record carries its stack (a handler that
+ * throws at once: one line of about 70 bytes instead of three of 210). The stack of an error
+ * metaspn threw itself (no frame outside metaspn's code) is kept as it is.
+ */
+export function handlerFrames(lines: readonly string[]): string[] {
+  const first = lines.findIndex((l) => l.startsWith('at ') && !l.includes(OWN_CODE));
+  const cut = first < 0 ? -1 : lines.findIndex((l, i) => i > first && l.includes(OWN_CODE));
+  return cut < 0 ? [...lines] : lines.slice(0, cut);
 }
 
 /** Reads a thrown value without ever throwing: getters and Proxy traps that throw are skipped. */
@@ -31,7 +47,7 @@ export function readThrown(x: unknown): ThrownInfo {
   return {
     name: d.class,
     message: d.message,
-    ...(d.stack ? { stack: d.stack } : {}),
+    ...(d.stack ? { stack: handlerFrames(d.stack) } : {}),
     ...(typeof code === 'string' ? { code: code.slice(0, 200) } : {}),
     ...(typeof path === 'string' ? { path: path.slice(0, 4096) } : {}),
     ...(typeof syscall === 'string' ? { syscall: syscall.slice(0, 100) } : {}),

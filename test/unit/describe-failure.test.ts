@@ -1,7 +1,7 @@
 // The runner's failure record: what describeError reads of the thrown value, read once.
 import { describe, expect, it } from 'vitest';
 import { describeError } from '../../src/queue/record.js';
-import { describeFailure, HandlerError, safeError } from '../../src/runtime/thrown.js';
+import { describeFailure, HandlerError, handlerFrames, safeError } from '../../src/runtime/thrown.js';
 
 const NOW = Date.UTC(2026, 10, 30, 12, 0, 0);
 
@@ -37,5 +37,32 @@ describe('describeFailure', () => {
     const e = new HandlerError({ name: 'X', message: 'm', stack: ['at a (a.js:1:1)'], unrecoverable: false });
     expect(e.stack).toBe('X: m\n    at a (a.js:1:1)');
     expect(Error.stackTraceLimit).toBe(limit);
+  });
+});
+
+describe('handlerFrames', () => {
+  const own = new URL('../../src/', import.meta.url).href;
+  it('cuts the stack where metaspn called the handler; an error of metaspn itself keeps its frames', () => {
+    const user = ['at handle (file:///app/worker.js:3:11)', 'at step (file:///app/lib.js:9:2)'];
+    const runner = [`at file://${own.slice('file://'.length)}runtime/isolation/host.js:16:36`, `at async runOne (${own}runtime/runner.js:429:9)`];
+    expect(handlerFrames([...user, ...runner])).toEqual(user);
+    expect(handlerFrames(['second line of the message', ...user, ...runner])).toEqual(['second line of the message', ...user]);
+    expect(handlerFrames(runner)).toEqual(runner);
+    expect(handlerFrames([...runner.slice(0, 1), ...user, ...runner.slice(1)])).toEqual([...runner.slice(0, 1), ...user]);
+  });
+
+  it('a handler that throws outside any metaspn frame keeps its frames', () => {
+    const handle = (): never => {
+      throw new Error('boom');
+    };
+    let raw: unknown;
+    try {
+      handle();
+    } catch (err) {
+      raw = err;
+    }
+    const frames = describeFailure(safeError(raw), 'transient', NOW).stack!;
+    expect(frames[0]).toMatch(/^at handle \(.*describe-failure\.test\.ts/);
+    expect(frames.some((l) => l.includes(own))).toBe(false);
   });
 });
