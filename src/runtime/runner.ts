@@ -187,6 +187,30 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     }
   };
 
+  /**
+   * The worker loop's one wait: it sleeps until a slot comes free, a claim ends, the worker is
+   * stopped or halted, or (when it waits for the queue to catch up) an acknowledgement settles.
+   * One promise a wait, not a race over every running or pending task (which left a reaction on
+   * each of up to thousands of promises, and one on the stop signal's for the run's lifetime, at
+   * every turn of the loop).
+   */
+  let wake: (() => void) | null = null;
+  let wakeOnAck = false;
+  const wakeLoop = (): void => {
+    const f = wake;
+    if (f) {
+      wake = null;
+      f();
+    }
+  };
+  const sleepUntilWoken = (onAck: boolean): Promise<void> => {
+    if (d.stop.aborted || halt.signal.aborted) return Promise.resolve();
+    wakeOnAck = onAck;
+    return new Promise<void>((r) => (wake = r));
+  };
+  d.stop.addEventListener('abort', wakeLoop);
+  halt.signal.addEventListener('abort', wakeLoop);
+
   const start = (c: ClaimedTask): void => {
     let free!: () => void;
     const handled = new Promise<void>((r) => (free = r));
@@ -194,6 +218,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       running.delete(slot);
       // A slot came free: the queue is asked again (as after each task when it had nothing).
       foundNothing = false;
+      wakeLoop();
     });
     running.add(slot);
     const whole = runOne(d, mono, host, c, ahead.markOf(c), live, free, judge, () => ahead.lostSinceMark(c)).then((o) => {
@@ -208,7 +233,10 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       else if (o.kind === 'retry_scheduled' || o.kind === 'dead' || o.kind === 'dead_contract') d.durations?.observe(o.duration_ms / 1000, 'failed');
       d.onOutcome?.(o);
     });
-    const tracked = whole.finally(() => inflight.delete(tracked));
+    const tracked = whole.finally(() => {
+      inflight.delete(tracked);
+      if (wakeOnAck) wakeLoop();
+    });
     inflight.add(tracked);
   };
 
@@ -248,7 +276,10 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
         },
         (err: unknown) => void (claimError = { err }),
       )
-      .finally(() => (claiming = null));
+      .finally(() => {
+        claiming = null;
+        wakeLoop();
+      });
   };
   try {
     while (!d.stop.aborted && !halt.signal.aborted) {
@@ -300,15 +331,19 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       }
       if (inflight.size - running.size > Math.max(64, prefetch)) {
         // Too many acknowledgements pending: let the queue catch up before running more.
-        await Promise.race([...inflight, stopped]);
+        await sleepUntilWoken(true);
       } else if (running.size >= policy.concurrency || buffer.length === 0 || drained || sum.claimed >= maxTasks) {
-        await Promise.race([...running, ...(claiming ? [claiming] : []), stopped]);
+        // A slot comes free or the claim under way ends (or, with neither, the worker stops).
+        await sleepUntilWoken(false);
       }
+      wakeOnAck = false;
     }
   } catch (err) {
     loopError = { err };
     halt.abort();
   }
+  d.stop.removeEventListener('abort', wakeLoop);
+  halt.signal.removeEventListener('abort', wakeLoop);
   // A claim still under way hands its tasks to the buffer, which goes back below.
   await claimUnderWay();
   loopError ??= claimFailed();
