@@ -5,8 +5,9 @@
  *
  * The inputs are those of examples/daily-projections/gen-inputs.mjs at a chosen number of players
  * (teams of 8, a week of games, the same injury pattern, the model's seeded PRNG); that script
- * itself writes only its 40 players. `--full` adds 100,000 players (about 5 minutes and 1.5 GB here):
- * its one-task steps read every player in their handlers (ctx.step), so no payload carries them.
+ * itself writes only its 40 players. `--full` adds 100,000 players (a few minutes): its one-task
+ * steps read every player in their handlers (ctx.step) a page at a time and yield their rows, so no
+ * payload carries them and no step holds them all.
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -32,8 +33,8 @@ function teamCode(t: number): string {
   return String.fromCharCode(A + (Math.floor(t / 676) % 26), A + (Math.floor(t / 26) % 26), A + (t % 26));
 }
 
-/** Writes players.jsonl, boxscores.jsonl and status.jsonl for `count` players, as gen-inputs.mjs does for 40. */
-async function writeInputs(dir: string, count: number): Promise<{ box: number }> {
+/** Writes players.jsonl, boxscores.jsonl and status.jsonl for `count` players, as gen-inputs.mjs does for 40 (exported for A/B runs on one workspace). */
+export async function writeInputs(dir: string, count: number): Promise<{ box: number }> {
   // The example's own seeded generator and Poisson draws, as gen-inputs.mjs uses them.
   const model = (await import(pathToFileURL(join(EXAMPLE, 'model.mjs')).href)) as { prng: (seed: number) => () => number; poisson: (lambda: number, rand: () => number) => number };
   const rand = model.prng(20260301);

@@ -53,16 +53,15 @@ export function windowOf(date) {
 export function linesWithin(text, from, to) {
   /** @type {{line: number, text: string}[]} */
   const out = [];
-  text.split('\n').forEach((raw, i) => {
-    if (raw.trim() === '') return;
+  for (const { line, text: raw } of eachLine(text)) {
     let date;
     try {
       date = JSON.parse(raw)?.date;
     } catch {
       date = undefined;
     }
-    if (typeof date !== 'string' || (date >= from && date <= to)) out.push({ line: i + 1, text: raw });
-  });
+    if (typeof date !== 'string' || (date >= from && date <= to)) out.push({ line, text: raw });
+  }
   return out;
 }
 
@@ -72,7 +71,25 @@ export function linesWithin(text, from, to) {
  * @returns {{line: number, text: string}[]}
  */
 export function linesOf(text) {
-  return text.split('\n').flatMap((raw, i) => (raw.trim() === '' ? [] : [{ line: i + 1, text: raw }]));
+  return [...eachLine(text)];
+}
+
+/**
+ * The non-blank lines of a text one at a time, with their 1-based line numbers: an input of
+ * 500k lines is walked without an array of every line.
+ * @param {string} text
+ * @returns {Generator<{line: number, text: string}>}
+ */
+function* eachLine(text) {
+  let line = 0;
+  for (let at = 0; at <= text.length;) {
+    const end = text.indexOf('\n', at);
+    const stop = end < 0 ? text.length : end;
+    line++;
+    const raw = text.slice(at, stop);
+    if (raw.trim() !== '') yield { line, text: raw };
+    at = stop + 1;
+  }
 }
 
 /**
@@ -272,25 +289,44 @@ export function simulate({ minutes, rates, worlds, seed }) {
  * @param {{slots: number, carry: number}} o
  * @returns {{player: string, ownership: number, raw: number, carried: boolean}[]} two decimals
  */
-export function projectOwnership(players, previous, { slots, carry }) {
-  const weight = players.map((p) => (p.mean / (p.salary / 1000)) ** 2);
-  const total = weight.reduce((a, w) => a + w, 0) || 1;
-  return players.map((p, i) => {
-    const raw = (slots * 100 * weight[i]) / total;
-    const before = previous?.get(p.player);
-    const own = before === undefined ? raw : (1 - carry) * raw + carry * before;
-    return { player: p.player, ownership: round(own, 2), raw: round(raw, 2), carried: before !== undefined };
-  });
+export function projectOwnership(players, previous, o) {
+  const total = players.reduce((a, p) => a + ownershipWeight(p), 0);
+  return players.map((p) => ownershipOf(p, total, previous?.get(p.player), o));
 }
 
 /**
- * Projected minutes per team.
- * @param {{team: string, minutes: number}[]} rows
- * @returns {Record<string, number>} one decimal
+ * A player's share of the field before scaling: value^2. The field's total is the sum of these in
+ * key order (the order `projectOwnership` and a paged read add them in: the same float).
+ * @param {{mean: number, salary: number}} p
+ * @returns {number}
  */
-export function teamMinutes(rows) {
-  /** @type {Record<string, number>} */
-  const out = {};
+export function ownershipWeight(p) {
+  return (p.mean / (p.salary / 1000)) ** 2;
+}
+
+/**
+ * One player's projected ownership, given the field's total weight and his published ownership of
+ * the day before (undefined when he had none).
+ * @param {{player: string, mean: number, salary: number}} p
+ * @param {number} total the sum of every player's `ownershipWeight`
+ * @param {number | undefined} before
+ * @param {{slots: number, carry: number}} o
+ * @returns {{player: string, ownership: number, raw: number, carried: boolean}} two decimals
+ */
+export function ownershipOf(p, total, before, { slots, carry }) {
+  const raw = (slots * 100 * ownershipWeight(p)) / (total || 1);
+  const own = before === undefined ? raw : (1 - carry) * raw + carry * before;
+  return { player: p.player, ownership: round(own, 2), raw: round(raw, 2), carried: before !== undefined };
+}
+
+/**
+ * Projected minutes per team, added to `out` (the totals of the rows before these, when they are
+ * read a page at a time).
+ * @param {{team: string, minutes: number}[]} rows
+ * @param {Record<string, number>} [out]
+ * @returns {Record<string, number>} `out`, one decimal
+ */
+export function teamMinutes(rows, out = {}) {
   for (const r of rows) out[r.team] = round((out[r.team] ?? 0) + r.minutes, 1);
   return out;
 }

@@ -19,14 +19,31 @@
  * is its own (a player's minutes and rates); handlers read the rest through `ctx.step` (the inputs
  * the step's identity covers, upstream rows, the previous date's output), never the files, the
  * clock or Math.random. That is what lets a retried task, or a replay, write the very same rows,
- * and keeps payloads small at 100k players. docs/PIPELINES.md walks through this file.
+ * and keeps payloads small at 100k players. The one-task steps read upstream rows a page at a
+ * time (`upstreamPages`, in key order, joined by key) and hand their rows over as a generator, so
+ * at 100k players no step holds every player's rows, and they yield between pages (the worker
+ * renews their lease: the default one is enough). docs/PIPELINES.md walks through this file.
  */
 import { createHash } from 'node:crypto';
 import { ContractError, definePipeline, defineStep, defineWorker } from 'metaspn';
-import { InputLineError, linesOf, linesWithin, parseBoxScores, parseRoster, parseStatus, projectMinutes, projectOwnership, projectRates, simulate, teamMinutes, windowOf } from './model.mjs';
+import {
+  InputLineError,
+  linesOf,
+  linesWithin,
+  ownershipOf,
+  ownershipWeight,
+  parseBoxScores,
+  parseRoster,
+  parseStatus,
+  projectMinutes,
+  projectRates,
+  simulate,
+  teamMinutes,
+  windowOf,
+} from './model.mjs';
 
 /** @typedef {import('metaspn').PartitionContext} PartitionContext */
-/** @typedef {Pick<PartitionContext, 'partition' | 'input' | 'upstream' | 'previous'>} Reads what planners and handlers (`ctx.step`) both read */
+/** @typedef {Pick<PartitionContext, 'partition' | 'input' | 'upstream' | 'previous' | 'upstreamPages' | 'previousPages'>} Reads what planners and handlers (`ctx.step`) both read */
 /** @typedef {{line: number, text: string}} Line */
 /** @typedef {{date: string, minutes: number, points: number, rebounds: number, assists: number}} Game */
 /** @typedef {{key: string, name: string, team: string, position: 'G'|'F'|'C', salary: number, games: Game[]}} IngestRow */
@@ -38,18 +55,53 @@ import { InputLineError, linesOf, linesWithin, parseBoxScores, parseRoster, pars
 /** @typedef {{ingest: IngestRow, minutes: MinutesRow, rates: RatesRow, sim: SimRow, ownership: OwnershipRow, finalize: FinalRow}} Rows */
 
 /**
- * The rows a step wrote in this run, typed (`ctx.upstream` returns untyped JSON rows).
+ * The rows a step wrote in this run, typed (`ctx.upstreamPages` pages untyped JSON rows), one at a
+ * time in key order, read a page at a time.
  * @template {keyof Rows} S
  * @param {Reads} ctx
  * @param {S} step
- * @returns {Promise<Rows[S][]>}
+ * @returns {AsyncGenerator<Rows[S]>}
  */
-async function upstream(ctx, step) {
-  return /** @type {any} */ (await ctx.upstream(step));
+async function* rowsOf(ctx, step) {
+  for await (const page of ctx.upstreamPages(step)) yield* /** @type {any[]} */ (page);
 }
 
-const sha256 = (/** @type {string} */ text) => createHash('sha256').update(text).digest('hex');
-const linesText = (/** @type {Line[]} */ lines) => lines.map((l) => l.text).join('\n');
+/**
+ * The rows of pages one at a time.
+ * @param {AsyncIterable<import('metaspn').StoredRow[]>} pages
+ */
+async function* pagedRows(pages) {
+  for await (const page of pages) yield* page;
+}
+
+/**
+ * Rows of a step looked up by key, for keys asked in ascending order: a merge join over rows in
+ * key order (as `upstreamPages` reads them), holding one page, not a Map of every row.
+ * @template {{key: string}} R
+ * @param {AsyncIterable<R>} rows in key order
+ * @returns {(key: string) => Promise<R | undefined>}
+ */
+function lookup(rows) {
+  const it = rows[Symbol.asyncIterator]();
+  /** @type {R | undefined} */
+  let head;
+  let done = false;
+  return async (key) => {
+    while (!done && (head === undefined || head.key < key)) {
+      const next = await it.next();
+      done = next.done === true;
+      head = next.done ? undefined : next.value;
+    }
+    return head?.key === key ? head : undefined;
+  };
+}
+
+/** sha256 of the lines' texts joined by newlines, hashed line by line (no copy of them all in one string). */
+function linesSha256(/** @type {Line[]} */ lines) {
+  const h = createHash('sha256');
+  lines.forEach((l, i) => h.update(i === 0 ? l.text : `\n${l.text}`));
+  return h.digest('hex');
+}
 
 /**
  * Bad input is a contract error: retrying cannot fix it, so the task goes to the dead letters at
@@ -67,13 +119,6 @@ function contract(fn) {
   }
 }
 
-/**
- * The queue policy of the one-task steps: their handler works through every player at once and
- * yields little while it does (tens of seconds at 100k players), so its lease is long enough to
- * outlast that without a heartbeat. The fan-out step keeps the defaults.
- */
-const WHOLE_DATE = { lease_ms: 10 * 60_000 };
-
 /** The box score lines a partition reads: its window, and nothing of the other dates. */
 function boxScoreWindow(/** @type {Reads} */ ctx) {
   const { from, to } = windowOf(ctx.partition);
@@ -87,20 +132,20 @@ function statusOfDate(/** @type {Reads} */ ctx) {
 
 const ingest = defineStep({
   name: 'ingest',
-  policy: WHOLE_DATE,
   description: 'box scores of the date and the two days before it, checked against the roster',
   inputs: ['boxscores.jsonl', 'players.jsonl'],
   // A late line for another date must not restate this one: the identity covers the lines of the
   // window (and the whole roster), not the whole files, which is what it covers without this hook.
   digest(ctx) {
     const w = boxScoreWindow(ctx);
-    return { boxscores: { from: w.from, to: w.to, lines: w.lines.length, sha256: sha256(linesText(w.lines)) }, players: ctx.input('players.jsonl').sha256 };
+    return { boxscores: { from: w.from, to: w.to, lines: w.lines.length, sha256: linesSha256(w.lines) }, players: ctx.input('players.jsonl').sha256 };
   },
   // One task. Its handler reads the inputs through ctx.step: the very bytes the identity covers.
   plan: () => [{ key: '*', payload: {} }],
   worker: defineWorker({
-    /** @returns {IngestRow[]} */
-    handle(_task, ctx) {
+    // A generator: its rows are stored a page at a time as it yields them.
+    /** @returns {AsyncGenerator<IngestRow>} */
+    async *handle(_task, ctx) {
       const roster = contract(() => parseRoster(linesOf(ctx.step.input('players.jsonl').text)));
       const games = contract(() => parseBoxScores(boxScoreWindow(ctx.step).lines, roster));
       // Each player's games, grouped in one pass (a filter per player is quadratic at 100k players).
@@ -111,29 +156,26 @@ const ingest = defineStep({
         if (list) list.push(g);
         else byPlayer.set(player, [g]);
       }
-      return [...roster.values()].map(({ player, ...r }) => ({
-        key: player,
-        ...r,
-        games: (byPlayer.get(player) ?? []).sort((a, b) => (a.date < b.date ? -1 : 1)),
-      }));
+      for (const { player, ...r } of roster.values()) {
+        yield { key: player, ...r, games: (byPlayer.get(player) ?? []).sort((a, b) => (a.date < b.date ? -1 : 1)) };
+      }
     },
   }),
 });
 
 const minutes = defineStep({
   name: 'minutes',
-  policy: WHOLE_DATE,
   description: "projected minutes of each player's next game (0 when out)",
   after: ['ingest'],
   inputs: ['status.jsonl'],
   // Only the date's own injury report counts: a report filed for another date does not restate this one.
-  digest: (ctx) => ({ status: { date: ctx.partition, sha256: sha256(linesText(statusOfDate(ctx))) } }),
+  digest: (ctx) => ({ status: { date: ctx.partition, sha256: linesSha256(statusOfDate(ctx)) } }),
   plan: () => [{ key: '*', payload: {} }],
   worker: defineWorker({
-    /** @returns {Promise<MinutesRow[]>} */
-    async handle(_task, ctx) {
+    /** @returns {AsyncGenerator<MinutesRow>} */
+    async *handle(_task, ctx) {
       const status = contract(() => parseStatus(statusOfDate(ctx.step)));
-      return (await upstream(ctx.step, 'ingest')).map((x) => ({ key: x.key, team: x.team, minutes: projectMinutes(x.games, status.get(x.key)), status: status.get(x.key) ?? 'available' }));
+      for await (const x of rowsOf(ctx.step, 'ingest')) yield { key: x.key, team: x.team, minutes: projectMinutes(x.games, status.get(x.key)), status: status.get(x.key) ?? 'available' };
     },
   }),
 });
@@ -142,16 +184,15 @@ const RATES = { prior_minutes: 40 };
 
 const rates = defineStep({
   name: 'rates',
-  policy: WHOLE_DATE,
   description: 'per-minute points, rebounds and assists, shrunk toward position priors',
   after: ['ingest'],
   // A model parameter: changing it gives this step (and every step after it) a new identity.
   params: RATES,
   plan: () => [{ key: '*', payload: {} }],
   worker: defineWorker({
-    /** @returns {Promise<RatesRow[]>} */
-    async handle(_task, ctx) {
-      return (await upstream(ctx.step, 'ingest')).map((x) => ({ key: x.key, ...projectRates(x.games, x.position, RATES.prior_minutes) }));
+    /** @returns {AsyncGenerator<RatesRow>} */
+    async *handle(_task, ctx) {
+      for await (const x of rowsOf(ctx.step, 'ingest')) yield { key: x.key, ...projectRates(x.games, x.position, RATES.prior_minutes) };
     },
   }),
 });
@@ -168,13 +209,15 @@ const sim = defineStep({
   // Fan-out: one task per player projected to play. The seed comes from the date and the player,
   // never from the clock: the same task always draws the same worlds.
   async plan(ctx) {
-    const r = new Map((await upstream(ctx, 'rates')).map((x) => [x.key, x]));
-    return (await upstream(ctx, 'minutes'))
-      .filter((m) => m.minutes > 0)
-      .map((m) => {
-        const { pts, reb, ast } = /** @type {RatesRow} */ (r.get(m.key));
-        return { key: m.key, payload: { minutes: m.minutes, rates: { pts, reb, ast }, worlds: SIM.worlds, seed: `${ctx.partition}/${m.key}` } };
-      });
+    const rate = lookup(rowsOf(ctx, 'rates'));
+    /** @type {import('metaspn').PlannedTask<SimPayload>[]} */
+    const tasks = [];
+    for await (const m of rowsOf(ctx, 'minutes')) {
+      if (m.minutes <= 0) continue;
+      const { pts, reb, ast } = /** @type {RatesRow} */ (await rate(m.key));
+      tasks.push({ key: m.key, payload: { minutes: m.minutes, rates: { pts, reb, ast }, worlds: SIM.worlds, seed: `${ctx.partition}/${m.key}` } });
+    }
+    return tasks;
   },
   worker: defineWorker({
     // The tasks are independent and short: many at once, so one fsync of the store and one of the
@@ -191,7 +234,6 @@ const OWNERSHIP = { slots: 8, carry: 0.3 };
 
 const ownership = defineStep({
   name: 'ownership',
-  policy: WHOLE_DATE,
   description: "projected ownership from value, blended with the previous date's published ownership",
   after: ['sim'],
   // It reads the previous date's published output: its identity covers that output, and a
@@ -200,47 +242,53 @@ const ownership = defineStep({
   params: OWNERSHIP,
   plan: () => [{ key: '*', payload: {} }],
   worker: defineWorker({
-    /** @returns {Promise<OwnershipRow[]>} */
-    async handle(_task, ctx) {
-      const salary = new Map((await upstream(ctx.step, 'ingest')).map((r) => [r.key, r.salary]));
-      const players = (await upstream(ctx.step, 'sim')).map((s) => ({ player: s.key, mean: s.mean, salary: /** @type {number} */ (salary.get(s.key)) }));
-      const before = /** @type {OwnershipRow[] | null} */ (/** @type {unknown} */ (await ctx.step.previous('ownership')));
-      const previous = before && new Map(before.map((r) => [r.key, r.ownership]));
-      return projectOwnership(players, previous, OWNERSHIP).map(({ player, ...o }) => ({ key: player, ...o }));
+    /** @returns {AsyncGenerator<OwnershipRow>} */
+    async *handle(_task, ctx) {
+      // Every simulated player with his salary, in key order: read twice, once for the field's
+      // total weight (summed in key order, as projectOwnership sums it) and once for the rows.
+      const field = async function* () {
+        const roster = lookup(rowsOf(ctx.step, 'ingest'));
+        for await (const s of rowsOf(ctx.step, 'sim')) yield { player: s.key, mean: s.mean, salary: /** @type {IngestRow} */ (await roster(s.key)).salary };
+      };
+      let total = 0;
+      for await (const p of field()) total += ownershipWeight(p);
+      const before = lookup(/** @type {AsyncIterable<OwnershipRow>} */ (pagedRows(ctx.step.previousPages('ownership'))));
+      for await (const p of field()) {
+        const { player, ...o } = ownershipOf(p, total, (await before(p.player))?.ownership, OWNERSHIP);
+        yield { key: player, ...o };
+      }
     },
   }),
 });
 
 const finalize = defineStep({
   name: 'finalize',
-  policy: WHOLE_DATE,
   description: 'one row per roster player: minutes, projection, percentiles, ownership, value',
-  // Fan-in: one task over every player's simulation, and the ownership; its handler reads them.
+  // Fan-in: one task over every player's simulation, and the ownership; its handler reads them
+  // side by side in key order, a page of each at a time.
   after: ['sim', 'ownership'],
   plan: () => [{ key: '*', payload: {} }],
   worker: defineWorker({
-    /** @returns {Promise<FinalRow[]>} */
-    async handle(_task, ctx) {
-      /** @type {<R extends {key: string}>(rows: R[]) => Map<string, R>} */
-      const byKey = (rows) => new Map(rows.map((r) => [r.key, r]));
-      const p = { minutes: byKey(await upstream(ctx.step, 'minutes')), sims: byKey(await upstream(ctx.step, 'sim')), owns: byKey(await upstream(ctx.step, 'ownership')) };
-      return (await upstream(ctx.step, 'ingest')).map((r) => {
-        const s = p.sims.get(r.key) ?? { mean: 0, p10: 0, p50: 0, p90: 0 };
-        return {
+    /** @returns {AsyncGenerator<FinalRow>} */
+    async *handle(_task, ctx) {
+      const p = { minutes: lookup(rowsOf(ctx.step, 'minutes')), sims: lookup(rowsOf(ctx.step, 'sim')), owns: lookup(rowsOf(ctx.step, 'ownership')) };
+      for await (const r of rowsOf(ctx.step, 'ingest')) {
+        const s = (await p.sims(r.key)) ?? { mean: 0, p10: 0, p50: 0, p90: 0 };
+        yield {
           key: r.key,
           name: r.name,
           team: r.team,
           position: r.position,
           salary: r.salary,
-          minutes: p.minutes.get(r.key)?.minutes ?? 0,
+          minutes: (await p.minutes(r.key))?.minutes ?? 0,
           mean: s.mean,
           p10: s.p10,
           p50: s.p50,
           p90: s.p90,
-          ownership: p.owns.get(r.key)?.ownership ?? 0,
+          ownership: (await p.owns(r.key))?.ownership ?? 0,
           value: Number((s.mean / (r.salary / 1000)).toFixed(2)),
         };
-      });
+      }
     },
   }),
 });
@@ -262,7 +310,9 @@ export default definePipeline({
       description: `every team that played in the window projects ${TEAM_MINUTES.min} to ${TEAM_MINUTES.max} minutes (minutes of players out are not redistributed)`,
       reads: ['minutes'],
       async run(ctx) {
-        const totals = teamMinutes(await upstream(ctx, 'minutes'));
+        /** @type {Record<string, number>} */
+        const totals = {};
+        for await (const page of ctx.upstreamPages('minutes')) teamMinutes(/** @type {any[]} */ (page), totals);
         const off = Object.fromEntries(Object.entries(totals).filter(([, m]) => m > 0 && (m < TEAM_MINUTES.min || m > TEAM_MINUTES.max)));
         return Object.keys(off).length
           ? { status: 'fail', observed: off, expected: TEAM_MINUTES, message: `teams outside ${TEAM_MINUTES.min}-${TEAM_MINUTES.max} projected minutes: ${Object.keys(off).join(', ')}` }
@@ -274,16 +324,26 @@ export default definePipeline({
       description: `every roster player has a finalized row, someone is projected to play, and no projection is above ${MAX_PROJECTION} points`,
       reads: ['ingest', 'finalize'],
       async run(ctx) {
-        const roster = (await upstream(ctx, 'ingest')).map((r) => r.key);
-        const rows = await upstream(ctx, 'finalize');
-        const have = new Set(rows.map((r) => r.key));
-        const missing = roster.filter((k) => !have.has(k));
-        // A window without box scores (a truncated file, a date past the data) projects everyone
-        // at 0: halt rather than publish that.
-        const projected = rows.filter((r) => r.mean > 0).length;
-        const high = rows.filter((r) => r.mean > MAX_PROJECTION).map((r) => `${r.key} ${r.mean}`);
-        const observed = { players: rows.length, projected, missing, above_max: high };
-        const expected = { players: roster.length, projected: '> 0', missing: [], max_projection: MAX_PROJECTION };
+        let [players, projected] = [0, 0];
+        /** @type {string[]} */
+        const high = [];
+        for await (const r of rowsOf(ctx, 'finalize')) {
+          players++;
+          // A window without box scores (a truncated file, a date past the data) projects
+          // everyone at 0: halt rather than publish that.
+          if (r.mean > 0) projected++;
+          if (r.mean > MAX_PROJECTION) high.push(`${r.key} ${r.mean}`);
+        }
+        /** @type {string[]} */
+        const missing = [];
+        let roster = 0;
+        const final = lookup(rowsOf(ctx, 'finalize'));
+        for await (const r of rowsOf(ctx, 'ingest')) {
+          roster++;
+          if (!(await final(r.key))) missing.push(r.key);
+        }
+        const observed = { players, projected, missing, above_max: high };
+        const expected = { players: roster, projected: '> 0', missing: [], max_projection: MAX_PROJECTION };
         return missing.length || high.length || projected === 0 ? { status: 'fail', observed, expected } : { status: 'pass', observed, expected };
       },
     },

@@ -83,6 +83,25 @@ export interface PartitionContext {
    * null when that partition has no published run. Only for steps that declare `previous: true`.
    */
   previous(step: string): Promise<StoredRow[] | null>;
+  /**
+   * The rows of `upstream(step)`, in the same key order, a page at a time: a reader of a 100k-row
+   * step holds one page instead of every row, and the worker renews its task's lease between two
+   * pages. Two steps read side by side (both in key order) join by key in one pass, holding a page
+   * of each. The same refusals as `upstream`, when called (a contract error in a handler).
+   */
+  upstreamPages(step: string, options?: PageOptions): AsyncIterable<StoredRow[]>;
+  /**
+   * The rows of `previous(step)`, in key order, a page at a time; no page at all when the previous
+   * partition has no published run (where `previous` returns null). Only for steps that declare
+   * `previous: true`.
+   */
+  previousPages(step: string, options?: PageOptions): AsyncIterable<StoredRow[]>;
+}
+
+/** How a paged read (`upstreamPages`, `previousPages`) pages. */
+export interface PageOptions {
+  /** Rows per page, 1 to 100,000. Default 1,000. */
+  size?: number;
 }
 
 /**
@@ -92,7 +111,7 @@ export interface PartitionContext {
  * inputs are the bytes the step's identity covers (read once per run), and upstream rows and the
  * previous partition's are stored under identities, so a retried task reads the very same thing.
  */
-export interface StepTaskContext extends Pick<PartitionContext, 'input' | 'upstream' | 'previous'> {
+export interface StepTaskContext extends Pick<PartitionContext, 'input' | 'upstream' | 'previous' | 'upstreamPages' | 'previousPages'> {
   pipeline: string;
   step: string;
   partition: string;
@@ -113,18 +132,27 @@ export interface StepTaskPayload<P = Json> {
 }
 
 /**
+ * What a handler returns: its rows as an array (or a promise of one), or as an iterable or async
+ * iterable (a generator, `async function*`) that the runner stores a page at a time as it yields
+ * them, so that a step writing 100k rows never holds them all. Every row is stored, in the order
+ * given, before the task counts as done.
+ */
+export type StepRows = readonly StepRow[] | Promise<readonly StepRow[]> | Iterable<StepRow> | AsyncIterable<StepRow>;
+
+/**
  * A step's handler: gets the planner's payload, returns the rows it produced (possibly none).
  * The runner stores them under ids derived from the step's identity before the task counts as
  * done; a task retried after a crash writes the same ids, so nothing is duplicated. Throw a
  * `ContractError` for input that can never succeed (dead letters at once); anything else is retried.
  */
-export type StepHandler<P = Json> = (input: P, ctx: WorkerContext & { step: StepTaskContext }) => readonly StepRow[] | Promise<readonly StepRow[]>;
+export type StepHandler<P = Json> = (input: P, ctx: WorkerContext & { step: StepTaskContext }) => StepRows;
 
 /** The worker of a step: the existing `WorkerDefinition` shape, whose `handle` returns the step's rows. */
 export interface StepWorker<P = Json> extends Omit<WorkerDefinition<P>, 'handle' | 'name'> {
   /** The queue it drains; default `<pipeline>-<step>`. `[A-Za-z0-9][A-Za-z0-9_-]{0,99}`. */
   readonly name?: string;
-  handle(task: WorkerTask<P>, ctx: WorkerContext & { step: StepTaskContext }): readonly StepRow[] | Promise<readonly StepRow[]>;
+  /** Returns the task's rows: an array, or an (async) iterable stored a page at a time ({@link StepRows}). */
+  handle(task: WorkerTask<P>, ctx: WorkerContext & { step: StepTaskContext }): StepRows;
 }
 
 /** The outcome of a check: pass, or fail with what was seen against what was expected. */

@@ -6,6 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { DataInvalidError, toMetaspnError, UsageError } from '../guard/errors.js';
+import { collectIfGrown } from '../runtime/memory.js';
 import { ContractError, type WorkerContext, type WorkerDefinition, type WorkerTask } from '../runtime/worker-api.js';
 import type { Manifest, ManifestCheck } from '../storage/manifest.js';
 import type { CurrentPointer } from '../storage/pointers.js';
@@ -13,20 +14,45 @@ import type { PipelineExecution, StepExecution, StepRun } from './execution.js';
 import { jsonProblem } from './json-value.js';
 import { ancestors, queueOf, rowId, runIdentity, stepIdentity, taskId, validatePipeline, type PartitionPlan } from './plan.js';
 import { RowConflictError, type RunnerDeps } from './runner.js';
-import type { RowStore } from './stores.js';
-import type { InputFile, Json, PartitionContext, PipelineDefinition, StepDefinition, StepRow, StepTaskContext, StepTaskPayload, StoredRow } from './types.js';
+import { rowPages, type RowStore } from './stores.js';
+import type { InputFile, Json, PageOptions, PartitionContext, PipelineDefinition, StepDefinition, StepRow, StepTaskContext, StepTaskPayload, StoredRow } from './types.js';
 
 /** The longest key of a planned task or a row. */
 const MAX_KEY = 200;
+/** Rows per page of `upstreamPages` and `previousPages` unless asked otherwise, and the most. */
+const DEFAULT_PAGE = 1000;
+const MAX_PAGE = 100_000;
+/** Rows a handler yields that are stored at once (one append and fsync per page). */
+const PUT_PAGE = 4096;
 
-/** What one run of a user's pipeline keeps while it runs: its steps' identities, the inputs it read (each once). */
+/**
+ * What one run of a user's pipeline keeps while it runs: its steps' identities, the inputs it read
+ * (each once), and the sha256 of inputs let go once every step declaring them had drained (a
+ * later read, by a check, must find the same bytes).
+ */
 export interface UserRunState {
   identities: Map<string, string>;
   inputs: Map<string, InputFile>;
+  released: Map<string, string>;
+  /** Steps of the run whose tasks all ran (their outputs were read back). */
+  drained: Set<string>;
 }
 
 export function newUserRunState(): UserRunState {
-  return { identities: new Map(), inputs: new Map() };
+  return { identities: new Map(), inputs: new Map(), released: new Map(), drained: new Set() };
+}
+
+/**
+ * Lets go of the inputs no step still to drain declares: at 100k entities an input's text is tens
+ * of megabytes, held otherwise until the run ends. Its sha256 stays, so that a check reading it
+ * again reads the bytes the run's identities cover (else a DataInvalidError).
+ */
+function releaseInputs(def: PipelineDefinition, st: UserRunState): void {
+  for (const [name, f] of st.inputs) {
+    if (def.steps.some((x) => !st.drained.has(x.name) && (x.inputs ?? []).includes(name))) continue;
+    st.released.set(name, f.sha256);
+    st.inputs.delete(name);
+  }
 }
 
 /**
@@ -101,9 +127,16 @@ function userStep(def: PipelineDefinition, s: StepDefinition<unknown>, d: Runner
       return { worker: stepWorker(def, d, s, run, id.identity, store, reads, atomicEffects), init: { logger: run.log, workspace: d.ws, env: { pipeline: def.name, step: s.name } } };
     },
     async outputs(run, id) {
+      const st = stateOf(run);
+      st.drained.add(s.name);
+      releaseInputs(def, st);
       const had = before.get(run.run_id) ?? 0;
       before.delete(run.run_id);
       const out = await store.digest(run.partition, id.identity);
+      // What the stores keep in memory of this step's rows and of the rows it read goes: the
+      // steps after it read them again from the files, a page at a time.
+      for (const name of [s.name, ...ancestors(def, s.name)]) await d.stores.rows(def.name, name).release?.();
+      collectIfGrown();
       // Rows found already stored (a replay) are present, not written; the digest covers both.
       const written = Math.max(0, out.rows - had);
       return [{ path: store.location, rows_written: written, rows_present: out.rows - written, sha256: out.sha256 }];
@@ -126,24 +159,57 @@ export function contextFor(o: { def: PipelineDefinition; plan: PartitionPlan }, 
       let f = st.inputs.get(name);
       if (!f) {
         f = d.readInput(name);
+        const had = st.released.get(name);
+        if (had !== undefined && had !== f.sha256)
+          throw new DataInvalidError(f.path, null, `changed while pipeline ${o.def.name} ran for ${o.plan.partition} (${who} read it after the steps that declare it)`, {
+            hint: 'leave the inputs alone while a run is under way, then run the same command again',
+          });
         st.inputs.set(name, f);
       }
       return f;
     },
     async upstream(step) {
-      if (!upstream.has(step)) throw new UsageError(`pipeline ${o.def.name}: ${who} reads step ${step}, which is not upstream of it (add it to after)`);
-      const id = st.identities.get(step);
-      if (id === undefined) throw new UsageError(`pipeline ${o.def.name}: step ${step} has not run in this run`);
-      return d.stores.rows(o.def.name, step).rows(o.plan.partition, id);
+      return d.stores.rows(o.def.name, step).rows(o.plan.partition, upstreamIdentity(step));
+    },
+    upstreamPages(step, options) {
+      // Refused when called, as `upstream` is; the rows are read as the pages are asked for.
+      const [id, size] = [upstreamIdentity(step), pageSize(options)];
+      return rowPages(d.stores.rows(o.def.name, step), o.plan.partition, id, size);
     },
     async previous(step) {
-      if (s && !s.previous) throw new UsageError(`pipeline ${o.def.name}: step ${s.name} reads the previous partition; declare previous: true`);
-      const prev = await previousPointer(o, d);
-      const id = prev?.steps?.[step];
-      if (!prev || id === undefined) return null;
-      return d.stores.rows(o.def.name, step).rows(prev.date, id);
+      const at = await previousRows(step);
+      return at && d.stores.rows(o.def.name, step).rows(at.date, at.id);
+    },
+    previousPages(step, options) {
+      const size = pageSize(options);
+      refusePrevious();
+      return (async function* () {
+        const at = await previousRows(step);
+        if (at) yield* rowPages(d.stores.rows(o.def.name, step), at.date, at.id, size);
+      })();
     },
   };
+  function upstreamIdentity(step: string): string {
+    if (!upstream.has(step)) throw new UsageError(`pipeline ${o.def.name}: ${who} reads step ${step}, which is not upstream of it (add it to after)`);
+    const id = st.identities.get(step);
+    if (id === undefined) throw new UsageError(`pipeline ${o.def.name}: step ${step} has not run in this run`);
+    return id;
+  }
+  function refusePrevious(): void {
+    if (s && !s.previous) throw new UsageError(`pipeline ${o.def.name}: step ${s.name} reads the previous partition; declare previous: true`);
+  }
+  /** Where the previous partition's published rows of `step` are; null when it has no published run. */
+  async function previousRows(step: string): Promise<{ date: string; id: string } | null> {
+    refusePrevious();
+    const prev = await previousPointer(o, d);
+    const id = prev?.steps?.[step];
+    return prev && id !== undefined ? { date: prev.date, id } : null;
+  }
+  function pageSize(options: PageOptions | undefined): number {
+    const size = options?.size ?? DEFAULT_PAGE;
+    if (!Number.isInteger(size) || size < 1 || size > MAX_PAGE) throw new UsageError(`pipeline ${o.def.name}: ${who}: a page size must be an integer from 1 to ${MAX_PAGE}, got ${String(size)}`);
+    return size;
+  }
 }
 
 /** The same reads, where a UsageError (an undeclared input or step) is a ContractError: a task that reads it can never succeed. */
@@ -163,7 +229,26 @@ function asContract(ctx: PartitionContext): PartitionContext {
       fn(...a).catch((err: unknown) => {
         throw err instanceof UsageError ? new ContractError(err.message) : err;
       });
-  return { ...ctx, input: wrap(ctx.input), upstream: wrapAsync(ctx.upstream), previous: wrapAsync(ctx.previous) };
+  const wrapPages =
+    (fn: (step: string, options?: PageOptions) => AsyncIterable<StoredRow[]>) =>
+    (step: string, options?: PageOptions): AsyncIterable<StoredRow[]> => {
+      const pages = wrap(fn)(step, options);
+      return (async function* () {
+        try {
+          yield* pages;
+        } catch (err) {
+          throw err instanceof UsageError ? new ContractError(err.message) : err;
+        }
+      })();
+    };
+  return {
+    ...ctx,
+    input: wrap(ctx.input),
+    upstream: wrapAsync(ctx.upstream),
+    previous: wrapAsync(ctx.previous),
+    upstreamPages: wrapPages(ctx.upstreamPages),
+    previousPages: wrapPages(ctx.previousPages),
+  };
 }
 
 function previousDate(partition: string): string {
@@ -193,7 +278,7 @@ export async function identityOf(
     throw new DataInvalidError(missing.path, null, `step ${s.name} of pipeline ${o.def.name} reads this input, and it is missing; nothing of the step ran`, {
       hint: "restore the file (or remove it from the step's inputs), then run the same command again",
     });
-  const inputs: Manifest['inputs'] = files.map((f) => ({ path: f.path, sha256: f.sha256, rows: f.text === '' ? 0 : f.text.split('\n').filter((l) => l.trim() !== '').length }));
+  const inputs: Manifest['inputs'] = files.map((f) => ({ path: f.path, sha256: f.sha256, rows: nonBlankLines(f.text) }));
   const digest: Json = s.digest ? await s.digest(ctx) : Object.fromEntries(files.map((f) => [f.name, f.sha256]));
   const bad = s.digest ? jsonProblem(digest, 'digest') : null;
   if (bad) throw new UsageError(`pipeline ${o.def.name}: step ${s.name}: digest() must return JSON: ${bad}`);
@@ -213,6 +298,18 @@ export async function identityOf(
     previous: prev?.summary_id ?? null,
   });
   return { identity, inputs, previous };
+}
+
+/** How many lines of `text` are not blank, without an array of every line (an input of 500k lines). */
+export function nonBlankLines(text: string): number {
+  let n = 0;
+  for (let at = 0; at < text.length;) {
+    const end = text.indexOf('\n', at);
+    const stop = end < 0 ? text.length : end;
+    if (text.slice(at, stop).trim() !== '') n++;
+    at = stop + 1;
+  }
+  return n;
 }
 
 /**
@@ -259,46 +356,68 @@ function stepWorker(
         input: reads.input,
         upstream: reads.upstream,
         previous: reads.previous,
+        upstreamPages: reads.upstreamPages,
+        previousPages: reads.previousPages,
       };
-      const rows = await inner.handle({ ...task, payload: input }, { ...ctx, step });
-      const stored = storedRows(def.name, s.name, p.date, identity, rows);
-      if (stored.length === 0) return;
-      if (atomicEffects) {
-        // Written with the acknowledgement, in its transaction: both or neither (a conflict dead-letters the task, 30).
-        ctx.effects.rows(def.name, s.name, stored);
-        return;
+      // Stores a page of the task's rows (or records it, to be written with the acknowledgement).
+      const keep = async (stored: StoredRow[]): Promise<void> => {
+        if (stored.length === 0) return;
+        if (atomicEffects) {
+          // Written with the acknowledgement, in its transaction: both or neither (a conflict dead-letters the task, 30).
+          ctx.effects.rows(def.name, s.name, stored);
+          return;
+        }
+        const put = await store.put(stored);
+        if (put.conflicts.length) {
+          const c = put.conflicts[0]!;
+          const incident = d.incident('replay_conflict', c.id, {
+            store: store.location,
+            id: c.id,
+            date: p.date,
+            run_id: run.run_id,
+            existing: JSON.parse(c.existing) as unknown,
+            incoming: JSON.parse(c.incoming) as unknown,
+            conflicts: put.conflicts.length,
+            note: 'nothing was overwritten: the same identity produced different content (a non-deterministic step, or the store was changed)',
+          });
+          throw new RowConflictError(
+            `replay conflict: ${store.location} already holds ${c.id} with different content (step ${s.name} is not deterministic, or its code changed without its params)`,
+            incident,
+          );
+        }
+      };
+      const out = inner.handle({ ...task, payload: input }, { ...ctx, step });
+      const seen = new Set<string>();
+      if (!isRowStream(out)) return keep(storedRows(def.name, s.name, p.date, identity, await out, seen));
+      // Rows yielded one by one are stored a page at a time, in the order yielded: the handler
+      // never holds them all, and it waits for each page's fsync (which is when it yields).
+      let page: unknown[] = [];
+      for await (const row of out) {
+        page.push(row);
+        if (page.length < PUT_PAGE) continue;
+        await keep(storedRows(def.name, s.name, p.date, identity, page, seen));
+        page = [];
       }
-      const put = await store.put(stored);
-      if (put.conflicts.length) {
-        const c = put.conflicts[0]!;
-        const incident = d.incident('replay_conflict', c.id, {
-          store: store.location,
-          id: c.id,
-          date: p.date,
-          run_id: run.run_id,
-          existing: JSON.parse(c.existing) as unknown,
-          incoming: JSON.parse(c.incoming) as unknown,
-          conflicts: put.conflicts.length,
-          note: 'nothing was overwritten: the same identity produced different content (a non-deterministic step, or the store was changed)',
-        });
-        throw new RowConflictError(
-          `replay conflict: ${store.location} already holds ${c.id} with different content (step ${s.name} is not deterministic, or its code changed without its params)`,
-          incident,
-        );
-      }
+      await keep(storedRows(def.name, s.name, p.date, identity, page, seen));
     },
   };
 }
 
+/** Rows a handler hands over one by one (a generator, an async iterable), as opposed to an array or a promise of one. */
+function isRowStream(out: unknown): out is Iterable<unknown> | AsyncIterable<unknown> {
+  if (typeof out !== 'object' || out === null || Array.isArray(out) || typeof (out as { then?: unknown }).then === 'function') return false;
+  return typeof (out as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function' || typeof (out as Iterable<unknown>)[Symbol.iterator] === 'function';
+}
+
 /**
- * Checks a handler's rows and gives them their ids.
+ * Checks a handler's rows and gives them their ids. `seen`: the keys of the task's rows checked
+ * before these (its earlier pages), which none of these may repeat.
  * @throws ContractError for rows that are not `{key, ...}` objects, a key twice, or a value that is
  *   not plain JSON (NaN, a BigInt, a Date, `undefined`…: {@link jsonProblem}).
  */
-export function storedRows(pipeline: string, step: string, partition: string, identity: string, rows: unknown): StoredRow[] {
+export function storedRows(pipeline: string, step: string, partition: string, identity: string, rows: unknown, seen = new Set<string>()): StoredRow[] {
   if (rows === undefined || rows === null) return [];
-  if (!Array.isArray(rows)) throw new ContractError(`step ${step}: handle() must return an array of rows ({key, ...}), got ${typeof rows}`);
-  const seen = new Set<string>();
+  if (!Array.isArray(rows)) throw new ContractError(`step ${step}: handle() must return an array of rows ({key, ...}) or an iterable of them, got ${typeof rows}`);
   return (rows as StepRow[]).map((r) => {
     if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new ContractError(`step ${step}: every row must be an object, got ${JSON.stringify(r)}`);
     if (typeof r.key !== 'string' || r.key === '' || r.key.length > MAX_KEY) throw new ContractError(`step ${step}: every row needs a key of 1-${MAX_KEY} characters, got ${JSON.stringify(r.key)}`);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { canonicalText } from '../../src/pipeline/canonical.js';
 import { RunLockLostError, type RunLockFence } from '../../src/guard/run-lock.js';
-import { readRunRecords, type PipelineStores } from '../../src/pipeline/stores.js';
+import { readRunRecords, rowPages, type PipelineStores } from '../../src/pipeline/stores.js';
 import type { StoredRow } from '../../src/pipeline/types.js';
 import type { Manifest } from '../../src/storage/manifest.js';
 import type { CurrentPointer } from '../../src/storage/pointers.js';
@@ -82,6 +82,30 @@ export function describeStoresBackend(name: string, b: StoresBackend): void {
       expect(await rows.digest('2026-01-09', 'aaaaaaaaaaaaaaaa')).toEqual({ rows: 0, sha256: createHash('sha256').digest('hex') });
       // Another step's rows are another store.
       expect(await s.rows('demo', 'other').rows('2026-01-02', 'aaaaaaaaaaaaaaaa')).toEqual([]);
+      await s.close();
+    });
+
+    it('rows in pages (rowPages): the same rows in the same key order, a page at a time; rows added later are in the next read', async () => {
+      const s = await b.open();
+      const rows = s.rows('demo', 'load');
+      await rows.put([row('q', 1), row('b', 2), row('x', 3)]);
+      await rows.put([row('a', 4), row('a', 5, 'cccccccccccccccc'), row('m', 6)]);
+      const pages = async (size: number): Promise<string[][]> => {
+        const out: string[][] = [];
+        for await (const page of rowPages(rows, '2026-01-02', 'aaaaaaaaaaaaaaaa', size)) out.push(page.map((r) => `${r.key}${String(r.v)}`));
+        return out;
+      };
+      expect(await pages(2)).toEqual([['a4', 'b2'], ['m6', 'q1'], ['x3']]);
+      expect((await pages(1000)).flat()).toEqual((await rows.rows('2026-01-02', 'aaaaaaaaaaaaaaaa')).map((r) => `${r.key}${String(r.v)}`));
+      await rows.put([row('c', 7)]);
+      expect(await pages(3)).toEqual([
+        ['a4', 'b2', 'c7'],
+        ['m6', 'q1', 'x3'],
+      ]);
+      expect(await pages(5)).toEqual([['a4', 'b2', 'c7', 'm6', 'q1'], ['x3']]);
+      let none = 0;
+      for await (const page of rowPages(rows, '2026-01-09', 'aaaaaaaaaaaaaaaa', 10)) none += page.length + 1;
+      expect(none).toBe(0);
       await s.close();
     });
 

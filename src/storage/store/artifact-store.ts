@@ -114,6 +114,21 @@ export class ArtifactStore {
     });
   }
 
+  /** The ids of the rows of `date` with params `p`, in the order they were written. Reads no row. */
+  async idsFor(date: string, p: string): Promise<string[]> {
+    return this.locked(() => [...this.entries(date).values()].filter((e) => e.p === p).sort((a, b) => a.o - b.o).map((e) => e.id));
+  }
+
+  /** The stored texts of these ids of `date` (no newline), in the order asked; an id not stored is left out. */
+  async textsOf(date: string, ids: readonly string[]): Promise<{ id: string; text: string }[]> {
+    return this.locked(() => {
+      const all = this.entries(date);
+      const entries = ids.flatMap((id) => all.get(id) ?? []);
+      const bufs = readMany(this.fd!, entries.map((e) => ({ offset: e.o, length: e.l })));
+      return bufs.map((b, i) => ({ id: entries[i]!.id, text: b.toString('utf8', 0, b.length - 1) }));
+    });
+  }
+
   /** Counts of the rows of `date` with params `p`, and the ids among `ids` that are missing. */
   async has(date: string, p: string, ids: readonly string[]): Promise<{ present: number; missing: string[] }> {
     return this.locked(() => {
