@@ -13,4 +13,6 @@ const t0 = performance.now();
 const code = await main(['node', 'metaspn', ...process.argv.slice(2)]);
 const ms = performance.now() - t0;
 process.stderr.write(`${JSON.stringify({ exit_code: code, ms, max_rss_mb: process.resourceUsage().maxRSS / 1024 })}\n`);
-process.exit(code);
+// Once stdout is flushed: a pipe takes 64 KiB at a time, and exiting at once cut the end off a
+// larger report (the example at 100k players: its check observes every team), which then did not parse.
+process.stdout.write('', () => process.exit(code));

@@ -114,19 +114,24 @@ export class ArtifactStore {
     });
   }
 
-  /** The ids of the rows of `date` with params `p`, in the order they were written. Reads no row. */
-  async idsFor(date: string, p: string): Promise<string[]> {
-    return this.locked(() => [...this.entries(date).values()].filter((e) => e.p === p).sort((a, b) => a.o - b.o).map((e) => e.id));
+  /** Where the rows of `date` with params `p` are in the file (offset and length, newline included), in the order they were written. Reads no row. */
+  async rangesFor(date: string, p: string): Promise<{ offset: number; length: number }[]> {
+    return this.locked(() =>
+      [...this.entries(date).values()]
+        .filter((e) => e.p === p)
+        .sort((a, b) => a.o - b.o)
+        .map((e) => ({ offset: e.o, length: e.l })),
+    );
   }
 
-  /** The stored texts of these ids of `date` (no newline), in the order asked; an id not stored is left out. */
-  async textsOf(date: string, ids: readonly string[]): Promise<{ id: string; text: string }[]> {
-    return this.locked(() => {
-      const all = this.entries(date);
-      const entries = ids.flatMap((id) => all.get(id) ?? []);
-      const bufs = readMany(this.fd!, entries.map((e) => ({ offset: e.o, length: e.l })));
-      return bufs.map((b, i) => ({ id: entries[i]!.id, text: b.toString('utf8', 0, b.length - 1) }));
-    });
+  /** The stored texts (no newline) at these places of the file, in the order asked: places `rangesFor` gave (the file is only appended to). */
+  async textsAt(ranges: readonly { offset: number; length: number }[]): Promise<string[]> {
+    return this.locked(() => readMany(this.fd!, ranges).map((b) => b.toString('utf8', 0, b.length - 1)));
+  }
+
+  /** Lets go of the index of `date` kept in memory (read again from the index files when next needed). */
+  async forget(date: string): Promise<void> {
+    return this.locked(() => void this.cache.delete(date));
   }
 
   /** Counts of the rows of `date` with params `p`, and the ids among `ids` that are missing. */
