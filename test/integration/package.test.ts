@@ -16,6 +16,8 @@ let dir = '';
 let tgz = '';
 let project = '';
 let failed = false;
+/** What `npm install <tarball>` printed on stderr. */
+let installStderr = '';
 
 interface Out {
   code: number | null;
@@ -45,6 +47,7 @@ beforeAll(() => {
   // Dependencies come from npm's cache when it has them, else from the registry.
   const install = sh(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', tgz], project);
   expect(install.code, install.stderr).toBe(0);
+  installStderr = install.stderr;
 }, 240_000);
 
 afterAll(() => {
@@ -81,6 +84,12 @@ describe('the packed package', () => {
     }
     const stray = files.filter((f) => /^(test|chaos|bench|src|workers|scripts|examples|dist\/bench|dist\/scripts)\//.test(f) || f.endsWith('.map') || (f.endsWith('.ts') && !f.endsWith('.d.ts')));
     expect(stray).toEqual([]);
+  });
+
+  it('installs on this Node with no dependency that declares another (no EBADENGINE): package.json pins them', () => {
+    expect(installStderr).not.toMatch(/EBADENGINE/);
+    const lmr = JSON.parse(readFileSync(join(project, 'node_modules', 'light-my-request', 'package.json'), 'utf8')) as { version: string };
+    expect(lmr.version).toBe('6.6.0');
   });
 
   it('`metaspn --version` runs from the installed bin', () => {
