@@ -37,6 +37,16 @@ export type StageName = keyof typeof STORE_FILES;
 // The stores (files, `store export`) find Season 1's rows under these names, whoever loads this module.
 nameStoreFiles(PIPELINE, STORE_FILES);
 
+/**
+ * Heap growth allowed between two collections at Season 1's safe points (src/runtime/memory.ts;
+ * the runner's own allow 192 MiB): scoring keeps hundreds of tiny tasks in flight, whose garbage
+ * outlives the young generation; 64 MiB keeps a million-signal run's peak RSS under 512 MB.
+ */
+const SAFE_POINT_GROWTH = 64 * 2 ** 20;
+
+/** Rows of a date-level stage rendered and put at once, at most (files; see S1Context.putEach). */
+const PUT_SLICE = 16_384;
+
 /** The conflict checks of one turn of the event loop: every row to check, and who waits for which ids. */
 interface ConflictCheck {
   texts: RowText[];
@@ -129,6 +139,8 @@ export class S1Context {
   private readonly pkeys = new Map<string, string>();
   /** Conflict checks waiting for the next turn of the event loop, per stage ({@link checkConflicts}). */
   private readonly checks = new Map<StageName, ConflictCheck>();
+  /** Rows put since the last safe point of collection. */
+  private puts = 0;
   /** The run of each date in this process (named in incidents). */
   readonly runIds = new Map<string, string>();
 
@@ -161,6 +173,16 @@ export class S1Context {
   signals(): Promise<SubjectGroups> {
     this.signalsBySubject ??= readWeightedSignalTable(join(this.ws.inputs, 's1_signals.jsonl'), this.cfg.attention.weights).then((t) => new SubjectGroups(t));
     return this.signalsBySubject;
+  }
+
+  /**
+   * Drops the signals and their sorted order (a run-local once its scoring is done): the inputs
+   * digests already computed are kept; a later call of {@link signals} reads the file again.
+   */
+  releaseSignals(): void {
+    this.signalsBySubject = null;
+    this.sortedPromise = null;
+    collectIfGrown(SAFE_POINT_GROWTH);
   }
 
   /** The signals sorted by (instant, signal_id), built once per process: the inputs digests read them. */
@@ -266,14 +288,31 @@ export class S1Context {
   /**
    * {@link put} of the rows `render` makes of `items`, each as its id and its stored text (the
    * row's canonical JSON, written by the caller): a stage of 100k rows then never holds its row
-   * objects and their texts at once.
+   * objects and their texts at once. On files, more than {@link PUT_SLICE} rows are rendered and
+   * put a slice at a time, in order (the store file's bytes are those of one put): a date-level
+   * stage never holds the texts of its whole output. A conflict then stops at the slice that holds
+   * it; the slices before it are written (rows of the same params, new ids: nothing is
+   * overwritten, and a re-run finds them present).
    */
   async putEach<T>(stage: StageName, date: string, params: StageParams, items: readonly T[], render: (item: T) => { id: string; text: string }, effects?: TaskEffects): Promise<RowPutResult | null> {
     const identity = this.pkey(params);
-    const texts: RowText[] = items.map((item) => {
-      const r = render(item);
-      return { id: r.id, date, identity, text: r.text };
-    });
+    // A date-level stage is about to render its output: a safe point to collect what came before.
+    if (items.length > 10_000) collectIfGrown(SAFE_POINT_GROWTH);
+    const textsOf = (slice: readonly T[]): RowText[] =>
+      slice.map((item) => {
+        const r = render(item);
+        return { id: r.id, date, identity, text: r.text };
+      });
+    if (!this.atomic && !this.deferred.has(`${stage}|${date}`) && items.length > PUT_SLICE) {
+      const sum: RowPutResult = { written: 0, present: 0, conflicts: [] };
+      for (let i = 0; i < items.length; i += PUT_SLICE) {
+        const r = await this.write(stage, date, params, textsOf(items.slice(i, i + PUT_SLICE)));
+        sum.written += r.written;
+        sum.present += r.present;
+      }
+      return sum;
+    }
+    const texts = textsOf(items);
     if (this.atomic) {
       if (!effects) throw new Error(`${stage} of ${date}: rows commit with their task here, but no task effects were given`);
       const conflicts = await this.checkConflicts(stage, texts);
@@ -338,12 +377,15 @@ export class S1Context {
     this.stageCommitted(stage, date);
     const r = await this.stores[stage].putTexts(texts);
     if (r.conflicts.length > 0) this.conflict(stage, date, r.conflicts);
+    // Every 4096 rows put (scoring's tasks, a date-level stage's slices): a safe point.
+    if ((this.puts += texts.length) >= 4096) {
+      this.puts = 0;
+      collectIfGrown(SAFE_POINT_GROWTH);
+    }
     const c = this.counts.get(`${stage}|${date}`) ?? { written: 0, present: 0 };
     c.written += r.written;
     c.present += r.present;
     this.counts.set(`${stage}|${date}`, c);
-    // A date-level stage builds its whole output at once: a safe point to collect what it dropped.
-    if (texts.length > 10_000) collectIfGrown();
     return r;
   }
 
@@ -360,8 +402,12 @@ export class S1Context {
   /** The date's attention scores (score 0 included), read once per run. */
   scores(date: string, params: StageParams): Promise<ScoredSubject[]> {
     const p = makeParams(params.as_of, params.config_hash, params.inputs);
+    // Each row is parsed and cut down at once: 100k whole row objects never live side by side.
     return this.cached('update_attention_scores', date, p, async () =>
-      (await this.rows('update_attention_scores', date, p)).map((r) => ({ subject_ref: r.subject_ref as string, score: r.score as number })),
+      (await this.stores.update_attention_scores.texts(date, this.pkey(p))).map((t) => {
+        const r = JSON.parse(t.text) as { subject_ref: string; score: number };
+        return { subject_ref: r.subject_ref, score: r.score };
+      }),
     );
   }
 
@@ -377,7 +423,10 @@ export class S1Context {
   projections(date: string, params: StageParams): Promise<ProjectedUnits[]> {
     const p = makeParams(params.as_of, params.config_hash, params.inputs);
     return this.cached('project_rewards', date, p, async () =>
-      (await this.rows('project_rewards', date, p)).map((r) => ({ subject_ref: r.subject_ref as string, projected_units: r.projected_units as number })),
+      (await this.stores.project_rewards.texts(date, this.pkey(p))).map((t) => {
+        const r = JSON.parse(t.text) as { subject_ref: string; projected_units: number };
+        return { subject_ref: r.subject_ref, projected_units: r.projected_units };
+      }),
     );
   }
 

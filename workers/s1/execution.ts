@@ -20,7 +20,6 @@ import { BUILTIN_CHECK_NAMES, CHECK_NAMES, evaluateGuardrails, windowHasSignals,
 import { STAGES, stageCounts, withCounted, type CountedParams, type Params, type StageParams } from './ids.js';
 import { stageTasks, subjectsToScore } from './plan.js';
 import type { S1ManifestInput } from './run-types.js';
-import type { SubjectGroups } from './signal-table.js';
 import { ProjectRewardsWorker, PublishSeasonSummaryWorker, SettleSeasonWorker, UpdateAttentionScoresWorker } from './workers.js';
 
 const WORKERS: Record<StageName, () => WorkerDefinition> = {
@@ -35,8 +34,6 @@ export interface S1Env {
   ws: WorkspacePaths;
   cfg: WorkspaceConfig;
   s1: S1Context;
-  /** Signals grouped by subject (who is scored on a date). */
-  groups: SubjectGroups;
   /** The inputs file as the first stage read it: its path, sha256 and signal count. */
   input: { path: string; sha256: string; rows: number };
 }
@@ -60,7 +57,17 @@ export interface S1Execution extends PipelineExecution {
   paramsOf(runId: string): StageParams | null;
 }
 
-export function s1Execution(env: S1Env): S1Execution {
+/** Options of {@link s1Execution}. */
+export interface S1ExecutionOptions {
+  /**
+   * The execution runs one date only (run-local): once its stage 1 has drained, the signals are
+   * released (the stages after it read the store, the date's digests are kept), so stages 2–4 do
+   * not carry them. Default false (a backfill scores every date from the same signals).
+   */
+  single?: boolean;
+}
+
+export function s1Execution(env: S1Env, o: S1ExecutionOptions = {}): S1Execution {
   const runs = new Map<string, S1Run>();
   const finalParams = new Map<string, StageParams>();
   const runOf = async (run: StepRun): Promise<S1Run> => {
@@ -71,7 +78,7 @@ export function s1Execution(env: S1Env): S1Execution {
     r = {
       params: await env.s1.paramsFor(plan.date, plan.as_of),
       windowSignals: await env.s1.windowCount(plan.date, plan.as_of),
-      subjects: subjectsToScore(env.groups, plan, env.cfg.s1),
+      subjects: subjectsToScore(await env.s1.signals(), plan, env.cfg.s1),
       counted: null,
       countedParams: null,
     };
@@ -92,7 +99,7 @@ export function s1Execution(env: S1Env): S1Execution {
   };
   return {
     name: PIPELINE,
-    steps: STAGES.map((stage, i) => stageExecution(env, stage, i === 0 ? [] : [STAGES[i - 1]!], runOf, paramsAt)),
+    steps: STAGES.map((stage, i) => stageExecution(env, stage, i === 0 ? [] : [STAGES[i - 1]!], runOf, paramsAt, o.single === true)),
     checkNames: CHECK_NAMES,
     // Season 1's checks are its stages' (the last stage's include the guardrails).
     checks: () => Promise.resolve([]),
@@ -119,6 +126,7 @@ function stageExecution(
   after: readonly StageName[],
   runOf: (run: StepRun) => Promise<S1Run>,
   paramsAt: (run: StepRun, stage: StageName) => Promise<StageParams>,
+  single: boolean,
 ): StepExecution {
   const { s1, ws } = env;
   // On a database (rows committed with their tasks' acknowledgements): how many rows the run's
@@ -163,6 +171,8 @@ function stageExecution(
       return { worker: WORKERS[stage](), init: { logger: run.log, workspace: ws, env: { s1, config: env.cfg } } };
     },
     async outputs(run, id) {
+      // The one date's scoring is over: nothing after it reads a signal.
+      if (single && stage === 'update_attention_scores') s1.releaseSignals();
       const store = s1.stores[stage];
       if (s1.atomic) {
         // Tasks committed their rows in any order, some on other hosts: the stage's rows take their

@@ -67,8 +67,7 @@ export async function prepareS1(o: PipelineOptions, stores: PipelineStores): Pro
   const path = join(o.ws.inputs, 's1_signals.jsonl');
   const signals = await readWeightedSignalTable(path, o.cfg.s1.attention.weights);
   const input = { path: relative(o.ws.root, path), sha256: await fileSha256(path), rows: signals.length };
-  const groups = new SubjectGroups(signals);
-  return { ws: o.ws, cfg: o.cfg, s1: new S1Context(o.ws, o.cfg.s1, o.log, { stores, atomic: !!o.backend, signals: groups }), groups, input };
+  return { ws: o.ws, cfg: o.cfg, s1: new S1Context(o.ws, o.cfg.s1, o.log, { stores, atomic: !!o.backend, signals: new SubjectGroups(signals) }), input };
 }
 
 /** The runner's surroundings: the database's stores and queues when `backend` is set, else the workspace's files. Close `stores` when done. */
@@ -88,7 +87,7 @@ export async function runS1(o: RunOptions): Promise<RunReport> {
   let env: S1Env | null = null;
   try {
     env = await prepareS1(o, d.stores);
-    const exec = s1Execution(env);
+    const exec = s1Execution(env, { single: true });
     const r = await runExecution(
       exec,
       {

@@ -6,7 +6,7 @@ import { StateCorruptError } from '../../guard/errors.js';
 import stringify from 'fast-json-stable-stringify';
 import { appendAll, cutTornTail, readAt, readMany, readWith } from '../io.js';
 import { Mutex } from '../mutex.js';
-import { DateIndexFiles, type IndexEntry } from './date-index.js';
+import { DateIndexFiles, type IndexEntry, type IndexMeta } from './date-index.js';
 import { plainScanner } from './plain-lines.js';
 
 /** A row to store: its deterministic id, the date and params it belongs to, and its exact text. */
@@ -57,6 +57,8 @@ export class ArtifactStore {
   private fd: number | null = null;
   /** Store bytes whose rows this process's cache has seen (others may have indexed more). */
   private seen = 0;
+  /** The index's meta as the last `catchUp` (under the lock) read it; `write` extends it. */
+  private meta: IndexMeta = { covered: 0, counts: {} };
   private pending: PendingPut[] = [];
   private scheduled = false;
   private flushing: Promise<void> | null = null;
@@ -187,7 +189,7 @@ export class ArtifactStore {
         for (const m of mine.values()) {
           m.e.o = end;
           end += m.e.l;
-          lines.push(`${m.text}\n`);
+          lines.push(m.text);
           fresh.set(m.e.id, m);
         }
         result.written = mine.size;
@@ -204,7 +206,8 @@ export class ArtifactStore {
       }
       this.index.append(byDate);
       this.seen = end;
-      const meta = this.index.meta();
+      // Read by catchUp under this same lock: nobody else wrote since.
+      const meta = this.meta;
       for (const [date, list] of byDate) meta.counts[date] = (meta.counts[date] ?? 0) + list.length;
       meta.covered = end;
       this.index.setMeta(meta);
@@ -213,8 +216,9 @@ export class ArtifactStore {
   }
 
   /**
-   * Appends the lines in slices of about 4 MiB (a 100k-row stage need not exist twice in memory
-   * as one string and one buffer). All or nothing: a failure cuts the file back to `start`.
+   * Appends the lines (texts without their newline) in slices of about 4 MiB (a 100k-row stage
+   * need not exist twice in memory as one string and one buffer). All or nothing: a failure cuts
+   * the file back to `start`.
    */
   private appendLines(lines: readonly string[], start: number): void {
     // The fence: this process holds the store's lock and the file ends where its index says.
@@ -230,8 +234,8 @@ export class ArtifactStore {
       for (let i = 0; i < lines.length; ) {
         let size = 0;
         let j = i;
-        while (j < lines.length && (size < 4 << 20 || j === i)) size += lines[j++]!.length;
-        const buf = Buffer.from(lines.slice(i, j).join(''));
+        while (j < lines.length && (size < 4 << 20 || j === i)) size += lines[j++]!.length + 1;
+        const buf = Buffer.from(`${lines.slice(i, j).join('\n')}\n`);
         appendAll(this.fd!, buf, at);
         at += buf.length;
         i = j;
@@ -255,7 +259,7 @@ export class ArtifactStore {
   private entries(date: string): Map<string, IndexEntry> {
     let m = this.cache.get(date);
     if (!m) {
-      const list = this.index.read(date, this.index.meta().counts[date] ?? 0);
+      const list = this.index.read(date, this.meta.counts[date] ?? 0);
       if (!list) {
         // The index lost or garbled entries of this date: an id it forgot could be written twice.
         this.warn('store index does not add up; rebuilding it from the store file', { store: this.path, date });
@@ -307,6 +311,7 @@ export class ArtifactStore {
     }
     const size = fstatSync(this.fd).size;
     const meta = this.index.meta();
+    this.meta = meta;
     if (size < meta.covered || size < this.seen) {
       // The file shrank under its index (restored from a backup, cut by hand): index it afresh.
       this.warn('store file is shorter than its index; rebuilding the index', { store: this.path, size, covered: meta.covered });
