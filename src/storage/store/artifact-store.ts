@@ -62,8 +62,8 @@ export class ArtifactStore {
   private pending: PendingPut[] = [];
   private scheduled = false;
   private flushing: Promise<void> | null = null;
-  /** The end of the last `locked` call queued in this process. */
-  private turn: Promise<unknown> = Promise.resolve();
+  /** The end of the last `locked` call queued in this process (never its value). */
+  private turn: Promise<void> = Promise.resolve();
 
   constructor(
     path: string,
@@ -294,7 +294,12 @@ export class ArtifactStore {
         this.mutex.releaseLock();
       }
     });
-    this.turn = turn.catch(() => undefined);
+    // The next call waits for this one's end, not for its value: a 100k-row read held here stayed
+    // alive until the store's next call (for the rest of a run).
+    this.turn = turn.then(
+      () => undefined,
+      () => undefined,
+    );
     return turn;
   }
 
