@@ -51,16 +51,25 @@ describe('task state machine (property)', () => {
 });
 
 type Op =
-  { k: 'enq'; id: number } | { k: 'claim'; max: number } | { k: 'complete' | 'fail' | 'dead' | 'release' | 'start'; pick: number } | { k: 'retry' } | { k: 'tick'; ms: number } | { k: 'replay' };
+  | { k: 'enq'; id: number }
+  | { k: 'claim'; max: number; only?: 'all' | 'even' }
+  | { k: 'complete' | 'fail' | 'dead' | 'release' | 'start'; pick: number }
+  | { k: 'retry' }
+  | { k: 'tick'; ms: number }
+  | { k: 'replay' }
+  | { k: 'compact' };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ k: fc.constant('enq' as const), id: fc.integer({ min: 0, max: 12 }) }),
-  fc.record({ k: fc.constant('claim' as const), max: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({ k: fc.constant('claim' as const), max: fc.integer({ min: 1, max: 4 }), only: fc.constantFrom(undefined, 'all' as const, 'even' as const) }, { requiredKeys: ['k', 'max'] }),
   fc.record({ k: fc.constantFrom('complete' as const, 'fail' as const, 'dead' as const, 'release' as const, 'start' as const), pick: fc.nat() }),
   fc.constant({ k: 'retry' as const }),
   fc.record({ k: fc.constant('tick' as const), ms: fc.integer({ min: 1, max: 3000 }) }),
-  // The file backend only: a second instance replaying its log (every task read back from it).
+  // The file backend only: a second instance replaying its log (every task read back from it),
+  // which goes on in place of the first: what it hands out next and its stats must not change.
   fc.constant({ k: 'replay' as const }),
+  // The file backend only: the log rewritten as its next generation (snaps), ready order kept.
+  fc.constant({ k: 'compact' as const }),
 );
 
 describe('file backend against the memory backend (model test)', () => {
@@ -71,7 +80,7 @@ describe('file backend against the memory backend (model test)', () => {
         const opts = { name: 'm', max_attempts: maxAttempts, now: clock.now, ownerAlive: () => true };
         const mem = new MemoryQueue(opts);
         const fileOpts = { ...opts, workspace: tempDir('metaspn-model-'), ack_window_ms: 0 };
-        const file = new FileQueue(fileOpts);
+        let file = new FileQueue(fileOpts);
         const held: [string, Lease][] = [];
         const owner = { id: 'o', pid: 1, host: 'h' };
         const err = { kind: 'transient' as const, class: 'Error', message: 'x', stack: ['at f (x.js:1:1)'], at: '2026-01-01T00:00:00.000Z' };
@@ -92,10 +101,20 @@ describe('file backend against the memory backend (model test)', () => {
             const fresh = new FileQueue(fileOpts);
             expect(await tasks(fresh)).toEqual(await tasks(mem));
             expect(await dead(fresh)).toEqual(await dead(mem));
-            await fresh.close();
-          } else if (o.k === 'enq') await both((q) => q.enqueue([{ id: `t${o.id}`, payload: o.id }]));
+            await file.close();
+            file = fresh;
+          } else if (o.k === 'compact') await file.compact();
+          else if (o.k === 'enq') await both((q) => q.enqueue([{ id: `t${o.id}`, payload: o.id }]));
           else if (o.k === 'claim') {
-            const got = await both((q) => q.claim({ owner, max: o.max, lease_ms: 1000, defer_start: o.max % 2 === 0 }));
+            const only =
+              o.only === undefined
+                ? undefined
+                : new Set(
+                    Array.from({ length: 13 }, (_, i) => i)
+                      .filter((i) => o.only === 'all' || i % 2 === 0)
+                      .map((i) => `t${i}`),
+                  );
+            const got = await both((q) => q.claim({ owner, max: o.max, lease_ms: 1000, defer_start: o.max % 2 === 0, ...(only ? { only } : {}) }));
             for (const g of got) held.push([g.task.id, g.lease]);
           } else if (o.k === 'tick') clock.advance(o.ms);
           else if (o.k === 'retry') await both((q) => q.retry({ by: 'model' }));
@@ -121,7 +140,7 @@ describe('file backend against the memory backend (model test)', () => {
         await Promise.all([mem.close(), file.close()]);
       }),
       {
-        numRuns: 60,
+        numRuns: Number(process.env.MODEL_RUNS ?? 60),
         examples: [
           // A short fail (the task read back from its enq and the fail), then a long one onto it.
           [[{ k: 'enq', id: 0 }, { k: 'claim', max: 1 }, { k: 'fail', pick: 0 }, { k: 'replay' }, { k: 'tick', ms: 600 }, { k: 'claim', max: 1 }, { k: 'fail', pick: 0 }, { k: 'replay' }], 3],
@@ -152,6 +171,43 @@ describe('file backend against the memory backend (model test)', () => {
               { k: 'claim', max: 1 },
             ],
             5,
+          ],
+          // A task ready again (released) goes behind those ready before it, also after a fresh
+          // replay (which used to find its first entry in the ready order still live).
+          [[{ k: 'enq', id: 0 }, { k: 'enq', id: 1 }, { k: 'claim', max: 1 }, { k: 'release', pick: 0 }, { k: 'replay' }, { k: 'claim', max: 1 }], 3],
+          // The same through a retry come due, and a reclaim: the order they became ready in.
+          [
+            [
+              { k: 'enq', id: 0 },
+              { k: 'claim', max: 1 },
+              { k: 'fail', pick: 0 },
+              { k: 'enq', id: 1 },
+              { k: 'tick', ms: 600 },
+              { k: 'claim', max: 1 },
+              { k: 'enq', id: 2 },
+              { k: 'claim', max: 1 },
+              { k: 'release', pick: 1 },
+              { k: 'tick', ms: 1000 },
+              { k: 'replay' },
+              { k: 'claim', max: 3 },
+            ],
+            3,
+          ],
+          // A compaction keeps the ready order (not enqueue order), in the process that compacted
+          // and in a fresh replay of the compacted log.
+          [[{ k: 'enq', id: 0 }, { k: 'enq', id: 1 }, { k: 'claim', max: 1 }, { k: 'release', pick: 0 }, { k: 'compact' }, { k: 'claim', max: 1 }], 3],
+          [[{ k: 'enq', id: 0 }, { k: 'enq', id: 1 }, { k: 'enq', id: 2 }, { k: 'claim', max: 2 }, { k: 'release', pick: 0 }, { k: 'compact' }, { k: 'replay' }, { k: 'claim', max: 2 }], 3],
+          // A scoped claim hands out its ready tasks in the same order.
+          [
+            [
+              { k: 'enq', id: 0 },
+              { k: 'enq', id: 2 },
+              { k: 'enq', id: 1 },
+              { k: 'claim', max: 1 },
+              { k: 'release', pick: 0 },
+              { k: 'claim', max: 1, only: 'even' },
+            ],
+            3,
           ],
         ],
       },

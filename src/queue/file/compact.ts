@@ -8,7 +8,7 @@ import type { LoadedLog } from './loader.js';
 import { readAt, setAside as setAsideBytes } from '../../storage/io.js';
 import { logPath } from './log-io.js';
 import type { LogRecord } from './records.js';
-import { STATES, S_CANCELLED, S_COMPLETED, S_LEASED, UNPLACED } from './slots.js';
+import { STATES, S_CANCELLED, S_COMPLETED, S_LEASED, S_READY, UNPLACED } from './slots.js';
 
 export interface Retention {
   /** Completed and cancelled tasks younger than this stay known (enqueue of them is reported as existing). */
@@ -61,6 +61,13 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, me
       else if (st === S_CANCELLED && !keepCompleted.has(slot)) cancelledDropped++;
       else survivors.push(slot);
     }
+    // Ready tasks keep the order they became ready in (a snap's `ro`), which slot order is not.
+    const readyOrder = new Int32Array(t.count);
+    let ro = 0;
+    idx.forEachReady((slot) => {
+      readyOrder[slot] = ro++;
+      return true;
+    });
     let n = 0;
     for (let i = 0; i < survivors.length; i += BATCH) {
       const batch = survivors.slice(i, i + BATCH);
@@ -86,6 +93,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, me
           ...(owner ? { o: owner.id, pid: owner.pid, host: owner.host } : {}),
           ...(ownerBoot ? { ob: ownerBoot } : {}),
           ...(st === S_LEASED && t.started[slot] === 1 ? { st: 1 as const } : {}),
+          ...(st === S_READY ? { ro: readyOrder[slot]! } : {}),
           task: task as never,
         });
       });

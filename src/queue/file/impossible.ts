@@ -87,6 +87,7 @@ export function impossibleValue(r: LogRecord): string | null {
       if (!isTime(r.tm)) return `snap: time tm ${JSON.stringify(r.tm)} is not a time`;
       if (r.mt !== undefined && !isLocal(r.mt)) return `snap: monotonic time mt ${JSON.stringify(r.mt)} is not a finite number`;
       if (!isFence(r.f, 0)) return `snap: fence ${JSON.stringify(r.f)} is not a whole number from 0`;
+      if (r.ro !== undefined && (!isFence(r.ro, 0) || r.s !== 'ready')) return `snap: ready order ro ${JSON.stringify(r.ro)} is not a whole number from 0 on a ready task`;
       if (r.s === 'leased' && (r.f < 1 || typeof r.o !== 'string')) return 'snap: a leased task with no lease (owner and a fence from 1)';
       return impossibleTask(r.task);
     case 'kept':

@@ -70,7 +70,12 @@ export interface Effects {
 export class IndexState {
   readonly slots = new SlotTable();
   readonly ids: IdIndex;
+  /** Ready tasks in the order they became ready (entries a task left behind are skipped: liveReady). */
   readonly ready = new SlotFifo();
+  /** Ready snaps of a compacted log not yet queued: [their `ro`, slot] (see `settle`). */
+  private pendingReady: [number, number][] = [];
+  /** The `ro` of the snap being applied; null: the task joins the ready queue at once. */
+  private snapOrder: number | null = null;
   readonly due = new DueHeap();
   readonly leased = new Set<number>();
   /** Lease expiries, soonest first: finding expired leases costs nothing while none has expired. */
@@ -191,6 +196,9 @@ export class IndexState {
   /** Applies one record read from (or about to be written to) the log at [offset, offset+length). */
   apply(r: LogRecord, offset: number, length: number): void {
     if (this.conflict) throw new ReplayConflictError(this.conflict);
+    // Ready snaps of a compaction wait to be queued in their ready order (`ro`) until the records after them.
+    // (A snap of a task that is not ready, a `kept`, a `clk` or the `head` among them queues nothing.)
+    if (this.pendingReady.length > 0 && (r.t === 'snap' ? r.s === 'ready' && r.ro === undefined : r.t !== 'kept' && r.t !== 'clk' && r.t !== 'head')) this.settle();
     // Values no writer writes, in a record that passed its checksum: corrupt, not trusted.
     const bad = impossibleValue(r);
     if (bad !== null) {
@@ -292,11 +300,13 @@ export class IndexState {
         }
         this.slots.group[r.n] = this.internGroup(r.task.group);
         const o = r.o !== undefined ? this.internOwner(r.o, r.pid ?? 0, r.host ?? '', typeof r.ob === 'string' ? r.ob : null) : -1;
+        this.snapOrder = typeof r.ro === 'number' ? r.ro : null;
         this.setStatus(
           r.n,
           { state: r.s, attempt_count: r.task.attempt_count, max_attempts: r.task.max_attempts, fence: r.f, time: this.local(r.tm, r.mt), owner: r.o ?? null, started: r.st === 1 },
           o,
         );
+        this.snapOrder = null;
         return;
       }
       case 'kept':
@@ -366,6 +376,7 @@ export class IndexState {
    */
   verify(end: number): void {
     if (this.conflict) throw new ReplayConflictError(this.conflict);
+    this.settle();
     const c = this.counts;
     const sum = c[0]! + c[1]! + c[2]! + c[3]! + c[4]! + c[5]!;
     if (sum !== this.placed || this.ids.size !== this.placed) {
@@ -385,7 +396,35 @@ export class IndexState {
    */
   makeReady(n: number, now: number): void {
     const t = this.slots;
-    this.setStatus(n, { state: 'ready', attempt_count: t.attempts[n]!, max_attempts: t.maxAttempts[n]!, fence: t.fence[n]!, time: now, owner: null }, -1);
+    // A task ready already keeps its place in the ready order, and so its time.
+    const time = t.state[n] === S_READY ? t.time[n]! : now;
+    this.setStatus(n, { state: 'ready', attempt_count: t.attempts[n]!, max_attempts: t.maxAttempts[n]!, fence: t.fence[n]!, time, owner: null }, -1);
+  }
+
+  /**
+   * Queues the ready snaps of a compacted log held back so far, in their ready order (`ro`; equal
+   * ones in slot order). Replay does it before the first record after them; readers of the ready
+   * order call it first.
+   */
+  settle(): void {
+    if (this.pendingReady.length === 0) return;
+    const p = this.pendingReady;
+    this.pendingReady = [];
+    p.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    const t = this.slots;
+    for (const [, n] of p) if (t.state[n] === S_READY) t.readyPos[n] = this.ready.push(n);
+  }
+
+  /** Is the ready queue's entry (`slot`, `pos`) the live one of a ready task (not one it left behind)? */
+  private liveReady = (slot: number, pos: number): boolean => this.slots.state[slot] === S_READY && this.slots.readyPos[slot] === pos;
+
+  /**
+   * Visits the ready tasks in the order they became ready, which is the order they are handed out,
+   * until `visit` returns false. Nothing is changed.
+   */
+  forEachReady(visit: (slot: number) => boolean): void {
+    this.settle();
+    this.ready.scan((s, pos) => !this.liveReady(s, pos) || visit(s));
   }
 
   /** `entry`, `weight`: see SlotTable.setRecord (an `enqs` entry; a salvaged one accounts for no bytes). */
@@ -489,7 +528,11 @@ export class IndexState {
       this.leasesOf[owner] = (this.leasesOf[owner] ?? 0) + 1;
       this.expiries.push(s.time, n);
     }
-    if (after === S_READY && before !== S_READY) this.ready.push(n);
+    if (after === S_READY && before !== S_READY) {
+      // Tasks are handed out in the order they became ready (a compaction's ready snaps: their `ro`).
+      if (this.snapOrder !== null) this.pendingReady.push([this.snapOrder, n]);
+      else t.readyPos[n] = this.ready.push(n);
+    }
     if (after === S_SCHEDULED) this.due.push(s.time, n);
     if (after === S_COMPLETED && before !== S_COMPLETED) this.liveBytes -= t.weight[n]!;
     else if (before === S_COMPLETED && after !== S_COMPLETED) this.liveBytes += t.weight[n]!;
@@ -509,6 +552,7 @@ export class IndexState {
    * go in slot order) or the claimable tasks (skipping the others, which stay where they are).
    */
   pickClaimable(now: number, max: number, scope?: Scope): number[] {
+    this.settle();
     if (scope) return scope.slots.length <= this.counts[S_READY]! + this.counts[S_SCHEDULED]! ? this.pickAmong(now, max, scope) : this.pickMembers(now, max, scope);
     const picked: number[] = [];
     const seen = new Set<number>();
@@ -523,7 +567,7 @@ export class IndexState {
       }
     }
     while (picked.length < max) {
-      const s = this.ready.peek((x) => t.state[x] === S_READY && !seen.has(x));
+      const s = this.ready.peek((x, pos) => this.liveReady(x, pos) && !seen.has(x));
       if (s < 0) break;
       this.ready.shift();
       seen.add(s);
@@ -540,9 +584,12 @@ export class IndexState {
     for (const n of scope.slots) {
       const st = t.state[n]!;
       if (st === S_SCHEDULED && t.time[n]! <= now) due.push(n);
-      else if (st === S_READY && ready.length < max) ready.push(n);
+      else if (st === S_READY) ready.push(n);
     }
     due.sort((a, b) => t.time[a]! - t.time[b]! || a - b);
+    if (due.length >= max) return due.slice(0, max);
+    // Ready ones in the order they became ready, as without a scope.
+    ready.sort((a, b) => t.readyPos[a]! - t.readyPos[b]!);
     return [...due, ...ready].slice(0, max);
   }
 
@@ -564,8 +611,8 @@ export class IndexState {
     }
     for (const s of skipped) this.due.push(s.time, s.slot);
     if (picked.length < max) {
-      this.ready.scan((s) => {
-        if (t.state[s] === S_READY && scope.has(s) && !seen.has(s)) {
+      this.ready.scan((s, pos) => {
+        if (this.liveReady(s, pos) && scope.has(s) && !seen.has(s)) {
           seen.add(s);
           picked.push(s);
         }
@@ -604,7 +651,8 @@ export class IndexState {
   /** The queue's counts; `now` on the reader's monotonic timeline (`me.mono`), times out as wall-clock epoch ms. */
   stats(name: string, now: number, corrupt: number): QueueStats {
     const t = this.slots;
-    const head = this.ready.peek((x) => t.state[x] === S_READY);
+    this.settle();
+    const head = this.ready.peek(this.liveReady);
     const top = this.due.top((time, s) => t.state[s] === S_SCHEDULED && t.time[s] === time);
     let oldest = head >= 0 ? t.time[head]! : null;
     if (top && top.time <= now) oldest = Math.min(oldest ?? Infinity, top.time);

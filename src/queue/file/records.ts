@@ -23,6 +23,7 @@ export type Pair = [number, number];
  * | `s` | (`snap`) the task's state |
  * | `tm`, `mt` | (`snap`, `kept`) the state's time: wall clock and monotonic, ms |
  * | `ob` | (`snap` of a leased task) the boot its owner claimed on |
+ * | `ro` | (`snap` of a ready task, written by compaction) its place in the ready order: ready tasks are handed out by `ro`, not by slot |
  * | `id` | (`kept`) a completed or cancelled task's id, kept for dedup; (short `enq`) the task's id |
  * | `q`, `p`, `x`, `g` | (short `enq`, see ShortEnq) the task's queue, payload, max_attempts and group; (`enqs`) `q` and `x` for all its entries |
  * | `task` | a task's whole record (`TaskRecord`, long keys) |
@@ -72,6 +73,8 @@ export type LogRecord =
       ob?: string;
       /** 1 when a leased task's handler had started. */
       st?: 1;
+      /** (a compaction's ready snap) its place in the order the ready tasks became ready, from 0; absent (older logs): slot order. */
+      ro?: number;
       task: TaskRecord;
     }
   | { t: 'kept'; n: number; id: string; f: number; tm: number; mt?: number }

@@ -40,6 +40,8 @@ export class SlotTable {
   /** Where a short `fail` after the record sits (failLen 0: none): the task is the record with that failure counted. */
   failOff = new Float64Array(1024);
   failLen = new Uint32Array(1024);
+  /** A ready task's place in the ready queue (SlotFifo.push): the order tasks became ready, which is the order they are handed out. */
+  readyPos = new Float64Array(1024);
 
   /** The slot's record is the line at [offset, offset+length), or entry `entry` of it, accounting for `weight` bytes; no short `fail` after it. */
   setRecord(n: number, offset: number, length: number, entry = NO_ENTRY, weight = length): void {
@@ -100,6 +102,7 @@ export class SlotTable {
     this.weight = g(this.weight);
     this.failOff = g(this.failOff);
     this.failLen = g(this.failLen);
+    this.readyPos = g(this.readyPos);
   }
 }
 
@@ -193,13 +196,22 @@ export class IdIndex {
   }
 }
 
-/** A growable FIFO of slots; entries go stale when a task leaves the state and are skipped on read. */
+/**
+ * A growable FIFO of slots, in the order they were pushed. Each push has a position (0, 1, 2, …
+ * over the FIFO's life); a slot pushed again (a task ready again after a claim, a release, a
+ * retry) leaves its older entry behind, which the reader tells from the live one by its position
+ * (SlotTable.readyPos): entries go stale when a task leaves the state or is pushed again, and are
+ * skipped on read.
+ */
 export class SlotFifo {
   private buf = new Int32Array(1024);
   private head = 0;
   private tail = 0;
+  /** The position of buf[0]. */
+  private base = 0;
 
-  push(slot: number): void {
+  /** Appends `slot`; returns its position. */
+  push(slot: number): number {
     if (this.tail === this.buf.length) {
       const live = this.tail - this.head;
       if (live * 2 <= this.buf.length) {
@@ -209,17 +221,19 @@ export class SlotFifo {
         next.set(this.buf.subarray(this.head, this.tail));
         this.buf = next;
       }
+      this.base += this.head;
       this.head = 0;
       this.tail = live;
     }
-    this.buf[this.tail++] = slot;
+    this.buf[this.tail] = slot;
+    return this.base + this.tail++;
   }
 
-  /** The first entry for which `keep` is true; stale entries before it are dropped. */
-  peek(keep: (slot: number) => boolean): number {
+  /** The first entry for which `keep(slot, position)` is true; stale entries before it are dropped. */
+  peek(keep: (slot: number, pos: number) => boolean): number {
     while (this.head < this.tail) {
       const s = this.buf[this.head]!;
-      if (keep(s)) return s;
+      if (keep(s, this.base + this.head)) return s;
       this.head++;
     }
     return -1;
@@ -229,9 +243,9 @@ export class SlotFifo {
     if (this.head < this.tail) this.head++;
   }
 
-  /** Visits entries from the head on, without removing any, until `visit` returns false. */
-  scan(visit: (slot: number) => boolean): void {
-    for (let i = this.head; i < this.tail; i++) if (!visit(this.buf[i]!)) return;
+  /** Visits entries (slot, position) from the head on, without removing any, until `visit` returns false. */
+  scan(visit: (slot: number, pos: number) => boolean): void {
+    for (let i = this.head; i < this.tail; i++) if (!visit(this.buf[i]!, this.base + i)) return;
   }
 }
 

@@ -1,0 +1,135 @@
+// The order tasks become claimable in (docs/QUEUE-FORMAT.md, "Ready order"): ready tasks are handed
+// out in the order they became ready, the same in a process running all along, in a fresh replay
+// of the log and in a replay of a compacted log.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp.js';
+import { encodeLine } from '../../src/queue/file/codec.js';
+import { FileQueue } from '../../src/queue/file/file-queue.js';
+import { listGens, logPath } from '../../src/queue/file/log-io.js';
+import type { LogRecord } from '../../src/queue/file/records.js';
+import { newRecord } from '../../src/queue/record.js';
+import type { Owner, Queue } from '../../src/queue/types.js';
+import { FakeClock } from './conformance.js';
+
+const ME: Owner = { id: 'me', pid: 1, host: 'h' };
+
+function setup(): { clock: FakeClock; open: () => FileQueue; dir: string } {
+  const clock = new FakeClock();
+  const workspace = tempDir('metaspn-ready-order-');
+  const opts = { name: 'jobs', workspace, now: clock.now, ownerAlive: () => true, ack_window_ms: 0 };
+  return { clock, open: () => new FileQueue(opts), dir: join(workspace, 'queue', 'jobs') };
+}
+
+const claimIds = async (q: Queue, max: number, only?: Set<string>): Promise<string[]> =>
+  (await q.claim({ owner: ME, max, lease_ms: 60_000, ...(only ? { only } : {}) })).map((c) => c.task.id);
+
+/** t0, t1, t2 enqueued 10 ms apart; t0 claimed and released 100 ms later: ready order t1, t2, t0. */
+async function released(clock: FakeClock, q: FileQueue, n = 3): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    await q.enqueue([{ id: `t${i}`, payload: i }]);
+    clock.advance(10);
+  }
+  const [c] = await q.claim({ owner: ME, max: 1, lease_ms: 60_000 });
+  expect(c!.task.id).toBe('t0');
+  clock.advance(100);
+  expect(await q.release('t0', c!.lease)).toBe(true);
+}
+
+describe('ready order', () => {
+  it('a task ready again goes behind the tasks ready before it, also after a fresh replay (claims and oldest_ready_at)', async () => {
+    const { clock, open } = setup();
+    const q = open();
+    await released(clock, q);
+    const before = await q.stats();
+    const fresh = open();
+    expect((await fresh.stats()).oldest_ready_at).toBe(before.oldest_ready_at);
+    expect(await claimIds(fresh, 3)).toEqual(['t1', 't2', 't0']);
+    expect(await claimIds(q, 3)).toEqual([]);
+    await Promise.all([q.close(), fresh.close()]);
+  });
+
+  it('a compaction keeps the ready order, in the process that compacted and in a fresh replay (a ready snap carries its `ro`)', async () => {
+    const { clock, open, dir } = setup();
+    const q = open();
+    await released(clock, q);
+    const before = await q.stats();
+    await q.compact();
+    const snaps = readFileSync(logPath(dir, listGens(dir).at(-1)!), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { r: { t: string; ro?: number; task?: { id: string } } }).r)
+      .filter((r) => r.t === 'snap')
+      .map((r) => [r.task!.id, r.ro]);
+    expect(snaps).toEqual([
+      ['t0', 2],
+      ['t1', 0],
+      ['t2', 1],
+    ]);
+    const fresh = open();
+    expect((await fresh.stats()).oldest_ready_at).toBe(before.oldest_ready_at);
+    expect(await claimIds(fresh, 3)).toEqual(['t1', 't2', 't0']);
+    await fresh.close();
+    // The process that compacted, on its own state.
+    const again = open();
+    await q.compact();
+    expect(await claimIds(q, 3)).toEqual([]);
+    expect((await again.stats()).ready).toBe(0);
+    await Promise.all([q.close(), again.close()]);
+  });
+
+  it('the compacting process itself hands out in ready order after the compaction', async () => {
+    const { clock, open } = setup();
+    const q = open();
+    await released(clock, q);
+    await q.compact();
+    expect(await claimIds(q, 3)).toEqual(['t1', 't2', 't0']);
+    await q.close();
+  });
+
+  it('a scoped claim hands out its ready tasks in ready order, not slot order', async () => {
+    const { clock, open } = setup();
+    const q = open();
+    await released(clock, q, 4);
+    // A scope smaller than the ready tasks: its own slots are looked at.
+    expect(await claimIds(q, 1, new Set(['t0', 't1']))).toEqual(['t1']);
+    expect(await claimIds(q, 1, new Set(['t0', 't2']))).toEqual(['t2']);
+    await q.close();
+  });
+
+  it('a compacted log of an older version (ready snaps without `ro`) reads as before: slot order', async () => {
+    const { open, dir } = setup();
+    const q = open();
+    await q.enqueue([{ id: 'seed', payload: 0 }]);
+    await q.close();
+    const task = (id: string): object => ({ id, queue: 'jobs', payload: 1, attempt_count: 0, max_attempts: 3, created_at: '2026-01-15T12:00:00.000Z', updated_at: '2026-01-15T12:00:00.000Z', errors: [], retries: [] });
+    const tm = Date.parse('2026-01-15T12:00:00.000Z');
+    const lines = [
+      { t: 'snap', n: 0, s: 'ready', f: 1, tm: tm + 5, task: task('b') },
+      { t: 'snap', n: 1, s: 'ready', f: 0, tm, task: task('a') },
+      { t: 'head', gen: 2, at: tm, completed_dropped: 0, paused: false, totals: { failed: 0, dead_lettered: 0, retried: 0 } },
+    ];
+    for (const g of listGens(dir)) writeFileSync(logPath(dir, g), '');
+    writeFileSync(logPath(dir, listGens(dir).at(-1)!), lines.map((r) => encodeLine(r)).join(''));
+    const old = open();
+    expect(await claimIds(old, 2)).toEqual(['b', 'a']);
+    await old.close();
+  });
+
+  it('a salvage (doctor --repair) keeps the ready order: a task ready again stays behind, the tasks it makes ready go last', async () => {
+    const workspace = tempDir('metaspn-ready-order-');
+    const dir = join(workspace, 'queue', 'jobs');
+    mkdirSync(dir, { recursive: true });
+    const T0 = 1_768_478_400_000;
+    const enq = (n: number, id: string): LogRecord => ({ t: 'enq', n, at: T0 + n, task: newRecord('jobs', { id, payload: { id } }, 3, T0 + n) });
+    // a, b, c; a claimed and given back (ready behind b and c); then x written into b's slot by a second writer.
+    const lines: LogRecord[] = [enq(0, 'a'), enq(1, 'b'), enq(2, 'c'), { t: 'claim', at: T0 + 3, o: 'w', pid: 1, host: 'h', ms: 60_000, l: [[0, 1]] }, { t: 'rel', at: T0 + 4, o: 'w', l: [[0, 1]] }, enq(1, 'x')];
+    writeFileSync(logPath(dir, 1), lines.map((r) => encodeLine(r)).join(''));
+    const q = new FileQueue({ name: 'jobs', workspace, ownerAlive: () => true, warn: () => undefined });
+    const r = await q.repair();
+    expect(r.conflict?.salvage.made_ready.map((m) => m.id)).toEqual(['b', 'x']);
+    expect(await claimIds(q, 4)).toEqual(['b', 'c', 'a', 'x']);
+    await q.close();
+  });
+});
