@@ -132,4 +132,25 @@ describe('ready order', () => {
     expect(await claimIds(q, 4)).toEqual(['b', 'c', 'a', 'x']);
     await q.close();
   });
+
+  it('a salvage of a compacted log queues its ready snaps by `ro` before the tasks it makes ready', async () => {
+    const workspace = tempDir('metaspn-ready-order-');
+    const dir = join(workspace, 'queue', 'jobs');
+    mkdirSync(dir, { recursive: true });
+    const T0 = 1_768_478_400_000;
+    const task = (id: string): never => newRecord('jobs', { id, payload: { id } }, 3, T0) as never;
+    // b then a became ready; c leased; d written into c's slot by a second writer (moved to slot 3, c and d made ready).
+    const lines: LogRecord[] = [
+      { t: 'snap', n: 0, s: 'ready', f: 1, tm: T0 + 2, ro: 1, task: task('a') },
+      { t: 'snap', n: 1, s: 'ready', f: 0, tm: T0, ro: 0, task: task('b') },
+      { t: 'snap', n: 2, s: 'leased', f: 1, tm: T0 + 60_000, o: 'w', pid: 1, host: 'h', task: task('c') },
+      { t: 'snap', n: 2, s: 'ready', f: 0, tm: T0 + 3, ro: 2, task: task('d') },
+    ];
+    writeFileSync(logPath(dir, 1), lines.map((r) => encodeLine(r)).join(''));
+    const q = new FileQueue({ name: 'jobs', workspace, ownerAlive: () => true, warn: () => undefined });
+    const r = await q.repair();
+    expect(r.conflict?.salvage.made_ready.map((m) => m.id)).toEqual(['c', 'd']);
+    expect(await claimIds(q, 4)).toEqual(['b', 'a', 'd', 'c']);
+    await q.close();
+  });
 });

@@ -531,7 +531,11 @@ export class IndexState {
     if (after === S_READY && before !== S_READY) {
       // Tasks are handed out in the order they became ready (a compaction's ready snaps: their `ro`).
       if (this.snapOrder !== null) this.pendingReady.push([this.snapOrder, n]);
-      else t.readyPos[n] = this.ready.push(n);
+      else {
+        // Behind any ready snaps still held back (a salvage making a task ready right after them).
+        if (this.pendingReady.length > 0) this.settle();
+        t.readyPos[n] = this.ready.push(n);
+      }
     }
     if (after === S_SCHEDULED) this.due.push(s.time, n);
     if (after === S_COMPLETED && before !== S_COMPLETED) this.liveBytes -= t.weight[n]!;
