@@ -584,16 +584,27 @@ export class IndexState {
   private pickAmong(now: number, max: number, scope: Scope): number[] {
     const t = this.slots;
     const due: number[] = [];
+    // The `max` ready ones that became ready first, in that order (as without a scope), kept
+    // sorted as the walk finds them: a stage's tasks mostly became ready in slot order, so once
+    // `max` are held each further one is refused by one comparison, not sorted with the rest.
     const ready: number[] = [];
+    const pos = t.readyPos;
     for (const n of scope.slots) {
       const st = t.state[n]!;
       if (st === S_SCHEDULED && t.time[n]! <= now) due.push(n);
-      else if (st === S_READY) ready.push(n);
+      else if (st === S_READY) {
+        const p = pos[n]!;
+        if (ready.length === max && p >= pos[ready[max - 1]!]!) continue;
+        let i = ready.length < max ? ready.push(n) - 1 : max - 1;
+        while (i > 0 && pos[ready[i - 1]!]! > p) {
+          ready[i] = ready[i - 1]!;
+          i--;
+        }
+        ready[i] = n;
+      }
     }
     due.sort((a, b) => t.time[a]! - t.time[b]! || a - b);
     if (due.length >= max) return due.slice(0, max);
-    // Ready ones in the order they became ready, as without a scope.
-    ready.sort((a, b) => t.readyPos[a]! - t.readyPos[b]!);
     return [...due, ...ready].slice(0, max);
   }
 
