@@ -93,7 +93,7 @@ export class MemoryQueue implements Queue {
     const r = this.clock.read();
     const now = r.mono;
     this.owners.set(opts.owner.id, opts.owner);
-    // Due retries first (they have waited longest), then ready tasks in enqueue order.
+    // Due retries first (they have waited longest), then ready tasks in the order they became ready (readySeq).
     const only = opts.only;
     const pool = only && only.size < this.entries.size ? [...only].map((id) => this.entries.get(id)).filter((e): e is Entry => e !== undefined) : [...this.entries.values()];
     const candidates = pool
