@@ -102,15 +102,19 @@ export const RUN_START_WAIT_MS = 15_000;
  * concurrent requests get one 202 and nine 409s, never ten 202s whose status URLs stay 404.
  */
 export class RunStarter {
-  private chain: Promise<unknown> = Promise.resolve();
+  /** The end of the last start queued (never its answer). */
+  private chain: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly o: { ws: WorkspacePaths; bin: string; log: Logger; waitMs?: number; env?: NodeJS.ProcessEnv },
   ) {}
 
   start(req: StartRequest): Promise<StartAnswer> {
-    const mine = this.chain.catch(() => undefined).then(() => this.startOne(req));
-    this.chain = mine.catch(() => undefined);
+    const mine = this.chain.then(() => this.startOne(req));
+    this.chain = mine.then(
+      () => undefined,
+      () => undefined,
+    );
     return mine;
   }
 

@@ -419,8 +419,8 @@ export class HeldPgRunLock extends HeldRunLockBase implements RunLock, PgTxFence
   readonly #c: pg.Client;
   readonly #o: HeldOptions;
   #sessionLost = false;
-  /** Fenced functions and watch reads run one at a time on the session. */
-  #turn: Promise<unknown> = Promise.resolve();
+  /** Fenced functions and watch reads run one at a time on the session: the end of the last one queued (never its value). */
+  #turn: Promise<void> = Promise.resolve();
   #busy = false;
 
   constructor(
@@ -485,7 +485,10 @@ export class HeldPgRunLock extends HeldRunLockBase implements RunLock, PgTxFence
         this.#busy = false;
       }
     });
-    this.#turn = run.catch(() => undefined);
+    this.#turn = run.then(
+      () => undefined,
+      () => undefined,
+    );
     return run;
   }
 
@@ -561,7 +564,10 @@ export class HeldPgRunLock extends HeldRunLockBase implements RunLock, PgTxFence
         this.watchFailed(err);
       }
     });
-    this.#turn = check.catch(() => undefined);
+    this.#turn = check.then(
+      () => undefined,
+      () => undefined,
+    );
     await this.#turn;
   }
 
