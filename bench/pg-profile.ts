@@ -23,6 +23,7 @@ import { PgQueue } from '../src/backend/pg/pg-queue.js';
 import type { StoredRow } from '../src/pipeline/types.js';
 import type { WorkerDefinition } from '../src/runtime/worker-api.js';
 import { drainOnce, nowMs, parseCount, perSecond, timedEnqueue } from './lib.js';
+import { admin } from './pg.js';
 import { policyWith } from './queue.js';
 
 const QUEUE = 'bench';
@@ -101,15 +102,8 @@ function serverCpuSeconds(postmaster: number): number {
   return ticks / TICKS;
 }
 
-async function withClient<T>(url: string, f: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await f(c);
-  } finally {
-    await c.end();
-  }
-}
+/** `f` on a client of its own to `url` (bench/pg.ts admin). */
+const withClient = <T>(url: string, f: (c: pg.Client) => Promise<T>): Promise<T> => admin(f, url);
 
 const workers: Record<Args['workload'], WorkerDefinition> = {
   b100: { name: QUEUE, handle: () => undefined },

@@ -89,7 +89,8 @@ export async function pgReachable(url = benchAdminUrl()): Promise<boolean> {
   }
 }
 
-async function admin<T>(f: (c: pg.Client) => Promise<T>, url = benchAdminUrl()): Promise<T> {
+/** Runs `f` on a client of its own (the admin database by default), ended afterwards. */
+export async function admin<T>(f: (c: pg.Client) => Promise<T>, url = benchAdminUrl()): Promise<T> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
