@@ -1,3 +1,4 @@
+import { recordAfterFailure } from '../record.js';
 import type { NewTask, TaskError, TaskRecord, TaskState } from '../types.js';
 
 /** [slot, fence] pairs: one batched claim/renew/done/release record covers many tasks. */
@@ -129,10 +130,10 @@ export function isShortFail(r: LogRecord): r is ShortFail {
 
 /**
  * The task after a short `fail`: the record before it with the attempt counted and the error kept,
- * as `recordAfterFailure` builds it (`updated_at` the record's `at`).
+ * by `recordAfterFailure` itself (`updated_at` the record's `at`; the attempt the record's `a`).
  */
 export function failedTask(before: TaskRecord, r: ShortFail): TaskRecord {
-  return { ...before, attempt_count: r.a, updated_at: new Date(r.at).toISOString(), errors: [...before.errors, { ...r.e, attempt: r.a }] };
+  return recordAfterFailure({ ...before, attempt_count: r.a - 1 }, r.e, r.at);
 }
 
 /**
