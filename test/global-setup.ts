@@ -1,11 +1,19 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** Integration tests drive the compiled CLI: `npm test` builds it first. */
+/**
+ * Integration tests drive the compiled CLI, and the run-lock holder fixture runs as compiled
+ * (dist/test/fixtures/hold-lock.js, which the build emits but the package does not ship): `npm test`
+ * builds both first.
+ */
 export default function setup(): void {
   const root = join(import.meta.dirname, '..');
-  const main = join(root, 'dist', 'src', 'cli', 'main.js');
-  if (!existsSync(main)) throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
-  const src = statSync(join(root, 'src', 'cli', 'main.ts')).mtimeMs;
-  if (statSync(main).mtimeMs < src) process.stderr.write('warning: dist/ is older than src/: run `npm run build`\n');
+  for (const [built, source] of [
+    ['dist/src/cli/main.js', 'src/cli/main.ts'],
+    ['dist/test/fixtures/hold-lock.js', 'test/fixtures/hold-lock.ts'],
+  ] as const) {
+    const out = join(root, built);
+    if (!existsSync(out)) throw new Error(`${built} is missing: run \`npm run build\` (npm test does it for you)`);
+    if (statSync(out).mtimeMs < statSync(join(root, source)).mtimeMs) process.stderr.write(`warning: ${built} is older than ${source}: run \`npm run build\`\n`);
+  }
 }

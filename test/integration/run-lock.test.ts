@@ -1,13 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import ts from 'typescript';
 import { waitFor } from '../wait.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { Findings } from '../../src/doctor/finding.js';
 import { checkLocks, removeMutex } from '../../src/doctor/locks.js';
 import { MetaspnError, UsageError } from '../../src/guard/errors.js';
@@ -31,44 +30,12 @@ import { workspacePaths } from '../../src/storage/paths.js';
 const _pinoFits: RunLockLog = pino({ level: 'silent' });
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-let buildDir = '';
-let FIXTURE = '';
-
 /**
- * The holder child runs the real module: compile test/fixtures/hold-lock.ts and what it imports
- * (only that, so others' unfinished files cannot break it) into a temp dir that sees our node_modules.
+ * The holder child runs the real module: test/fixtures/hold-lock.ts as the TypeScript pass of
+ * `npm test` compiled it, beside the CLI the other tests drive (dist/test/fixtures/hold-lock.js
+ * imports dist/src/storage/run-lock.js). test/global-setup.ts checks that dist/ has it.
  */
-function buildFixture(out: string): string {
-  writeFileSync(join(out, 'package.json'), '{ "type": "module" }\n');
-  symlinkSync(join(REPO, 'node_modules'), join(out, 'node_modules'), 'dir');
-  const parsed = ts.getParsedCommandLineOfConfigFile(
-    join(REPO, 'tsconfig.json'),
-    {},
-    {
-      ...ts.sys,
-      onUnRecoverableConfigFileDiagnostic: (d) => {
-        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
-      },
-    },
-  );
-  if (!parsed) throw new Error('cannot read tsconfig.json');
-  const program = ts.createProgram([join(REPO, 'test', 'fixtures', 'hold-lock.ts')], {
-    ...parsed.options,
-    noEmit: false,
-    outDir: out,
-    rootDir: REPO,
-    sourceMap: false,
-    incremental: false,
-  });
-  if (program.emit().emitSkipped) throw new Error('could not compile the hold-lock fixture');
-  return join(out, 'test', 'fixtures', 'hold-lock.js');
-}
-
-beforeAll(() => {
-  buildDir = mkdtempSync(join(tmpdir(), 'metaspn-runlock-build-'));
-  FIXTURE = buildFixture(buildDir);
-});
-afterAll(() => rmSync(buildDir, { recursive: true, force: true }));
+const FIXTURE = join(REPO, 'dist', 'test', 'fixtures', 'hold-lock.js');
 
 /** A fresh workspace per test; kept (and named) when the test fails. */
 function workspace(): string {
