@@ -41,7 +41,8 @@ describe('runbook 000, verbatim', () => {
     expect(runbookCommands(RUNBOOK)).toHaveLength(13);
   });
 
-  it('every command works as written, from the workspace root', () => {
+  // 16 CLI processes, one after the other: over 60 s at load 20-28, like its PostgreSQL twin below.
+  it('every command works as written, from the workspace root', { timeout: 180_000 }, () => {
     const ws = runbook({}, (line, r) => {
       if (line.includes('deadletter list')) expect(r.stdout).toMatch(/no dead letters for|dead letter\(s\) in/);
       if (line.includes('s1 run-local')) expect(r.stdout).toContain('published: manifests/current/s1/date=2026-01-15.json');

@@ -39,7 +39,9 @@ export async function startServe(ws: string, o: { env?: NodeJS.ProcessEnv; args?
   proc.child.stderr?.on('data', (d: Buffer | string) => (stderr += String(d)));
   let exited = false;
   void proc.exited.then(() => (exited = true));
-  await waitFor(() => stdout.includes('metaspn serve: http') || exited, 20_000, 'metaspn serve to listen');
+  // A hang detector only (the wait ends as soon as it listens): five serves started at once took
+  // over 20 s to listen at load 28.
+  await waitFor(() => stdout.includes('metaspn serve: http') || exited, 60_000, 'metaspn serve to listen');
   if (exited) throw new Error(`metaspn serve exited at start: ${stderr}`);
   return {
     url: `http://127.0.0.1:${port}`,
