@@ -402,6 +402,9 @@ async function runOnce(size: number, run: number, runs: number, plan: PeerPlan, 
   const a = await withTempWorkspace(`q${fmtSize(size)}-a`, async (ws) => {
     flushDirty();
     const disk = measureBaseline(ws);
+    // As the peers' timed enqueues start: the baseline's 60 MB of writes and removed files written
+    // back first (on this machine their writeback and discards landed in the enqueue's fdatasyncs).
+    flushDirty();
     await settle();
     const enq = await enqueueAll(ws, size);
     const enqueue = { ...throughput(size, enq.ms, enq.cpu_us, disk), log_bytes: logBytes(ws) };
