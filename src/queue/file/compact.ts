@@ -7,8 +7,9 @@ import { encodeLine } from './codec.js';
 import type { LoadedLog } from './loader.js';
 import { readAt, setAside as setAsideBytes } from '../../storage/io.js';
 import { logPath } from './log-io.js';
-import type { LogRecord } from './records.js';
+import { ENQS_MAX, freshEntry, type EnqsRecord, type LogRecord } from './records.js';
 import { STATES, S_CANCELLED, S_COMPLETED, S_LEASED, S_READY, UNPLACED } from './slots.js';
+import type { TaskRecord } from '../types.js';
 
 export interface Retention {
   /** Completed and cancelled tasks younger than this stay known (enqueue of them is reported as existing). */
@@ -69,19 +70,56 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, me
       return true;
     });
     let n = 0;
+    // Ready tasks never claimed, their record as enqueue wrote it, go back into `enqs` lines (with
+    // their ready order `ro`): tasks side by side in slot order and in the ready order, ready since
+    // the same instant (their enqueue's), up to ENQS_MAX to a line; the others as snaps.
+    let line: EnqsRecord | null = null;
+    const endLine = (): void => {
+      if (line) emit(line);
+      line = null;
+    };
+    const asEntry = (slot: number, task: TaskRecord): boolean => {
+      if (t.state[slot] !== S_READY || t.fence[slot] !== 0 || t.attempts[slot] !== 0 || t.failLen[slot] !== 0) return false;
+      const time = t.time[slot]!;
+      const fresh = freshEntry(task, line?.x ?? task.max_attempts);
+      // A line's time is its `m` on this boot (a monotonic time is not negative), or without the
+      // boot its `at`: then it must be the time a snap would have written.
+      if (fresh === null || (boot !== null ? !(time >= 0) : wallTime(time, me) !== fresh.at)) return false;
+      const ro = readyOrder[slot]!;
+      const l: EnqsRecord | null = line;
+      if (l && l.l.length < ENQS_MAX && l.at === fresh.at && l.q === task.queue && (l.m ?? time) === time && l.ro! + l.l.length === ro) {
+        l.l.push(fresh.entry);
+      } else {
+        endLine();
+        const first = freshEntry(task, task.max_attempts)!;
+        line = { t: 'enqs', n, at: first.at, ...(boot !== null ? { m: time } : {}), q: task.queue, x: task.max_attempts, ro, l: [first.entry] };
+      }
+      n++;
+      return true;
+    };
     for (let i = 0; i < survivors.length; i += BATCH) {
       const batch = survivors.slice(i, i + BATCH);
-      const records = log.recordsAt(batch) as ({ task?: { id?: string }; id?: string } | null)[];
+      // A completed task is kept by its id alone: the record before a short `fail` has it, unread.
+      const done = batch.filter((slot) => t.state[slot] === S_COMPLETED);
+      const open = done.length === 0 ? batch : batch.filter((slot) => t.state[slot] !== S_COMPLETED);
+      const byId = done.length === 0 ? [] : log.basesAt(done);
+      const byTask = open.length === 0 ? [] : log.recordsAt(open);
+      let d = 0;
+      let o = 0;
+      const records = batch.map((slot) => (t.state[slot] === S_COMPLETED ? byId[d++] : byTask[o++])) as ({ task?: TaskRecord; id?: string } | null)[];
       batch.forEach((slot, k) => {
         const rec = records[k];
         const st = t.state[slot]!;
         if (st === S_COMPLETED) {
+          endLine();
           const id = rec?.id ?? rec?.task?.id;
           if (id) emit({ t: 'kept', n: n++, id, f: t.fence[slot]!, ...times(t.time[slot]!) });
           return;
         }
         const task = rec?.task;
         if (!task) throw new Error(`queue log ${logPath(dir, gen)}: record of slot ${slot} does not read back`);
+        if (asEntry(slot, task)) return;
+        endLine();
         const owner = st === S_LEASED ? idx.ownerOf(slot) : null;
         const ownerBoot = st === S_LEASED ? idx.ownerBoots[t.owner[slot]!] : null;
         emit({
@@ -100,6 +138,7 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, me
       // A long compaction keeps its mutex fresh, or others would take it over as stale.
       tick();
     }
+    endLine();
     // The head goes last: only then is the count of dropped completions known.
     emit({ t: 'head', gen: next, at: me.wall, completed_dropped: dropped, cancelled_dropped: cancelledDropped, paused: idx.paused, totals: { ...idx.totals } });
     if (chunk.length) writeAll(out, Buffer.from(chunk.join('')));

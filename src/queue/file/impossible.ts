@@ -77,6 +77,8 @@ export function impossibleValue(r: LogRecord): string | null {
     case 'enqs':
       return impossibleEntries(r);
     case 'enq':
+      if (r.ro !== undefined && !isFence(r.ro, 0)) return `enq: ready order ro ${JSON.stringify(r.ro)} is not a whole number from 0`;
+      return impossibleTask(r.task);
     case 'retry':
     case 'rerun':
     case 'cancel':
@@ -124,6 +126,7 @@ function impossibleEntries(r: EnqsRecord): string | null {
   if (typeof r.q !== 'string') return 'enqs: no queue name';
   if (!isCount(r.x, 0)) return `enqs: max_attempts x ${JSON.stringify(r.x)} is not a whole number from 0 to ${MAX_COUNT}`;
   if (!Array.isArray(r.l) || r.l.length === 0) return 'enqs: no list of tasks';
+  if (r.ro !== undefined && !isFence(r.ro, 0)) return `enqs: ready order ro ${JSON.stringify(r.ro)} is not a whole number from 0`;
   for (const e of r.l as unknown[]) {
     if (!Array.isArray(e) || e.length < 2 || e.length > 4 || typeof e[0] !== 'string') return `enqs: ${JSON.stringify(e).slice(0, 40)} is not a task entry [id, payload(, max_attempts(, group))]`;
     if (e.length > 2 && !isCount(e[2], 0)) return `enqs: task ${e[0]}: max_attempts ${JSON.stringify(e[2])} is not a whole number from 0 to ${MAX_COUNT}`;

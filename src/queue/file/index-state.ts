@@ -196,9 +196,14 @@ export class IndexState {
   /** Applies one record read from (or about to be written to) the log at [offset, offset+length). */
   apply(r: LogRecord, offset: number, length: number): void {
     if (this.conflict) throw new ReplayConflictError(this.conflict);
-    // Ready snaps of a compaction wait to be queued in their ready order (`ro`) until the records after them.
+    // Ready snaps and `enqs` lines of a compaction wait to be queued in their ready order (`ro`) until the records after them.
     // (A snap of a task that is not ready, a `kept`, a `clk` or the `head` among them queues nothing.)
-    if (this.pendingReady.length > 0 && (r.t === 'snap' ? r.s === 'ready' && r.ro === undefined : r.t !== 'kept' && r.t !== 'clk' && r.t !== 'head')) this.settle();
+    if (
+      this.pendingReady.length > 0 &&
+      (r.t === 'snap' ? r.s === 'ready' && r.ro === undefined : r.t === 'enqs' || r.t === 'enq' ? r.ro === undefined : r.t !== 'kept' && r.t !== 'clk' && r.t !== 'head')
+    ) {
+      this.settle();
+    }
     // Values no writer writes, in a record that passed its checksum: corrupt, not trusted.
     const bad = impossibleValue(r);
     if (bad !== null) {
@@ -225,18 +230,31 @@ export class IndexState {
         if (r.i !== undefined) this.place(r.n, r.task.id, offset, length, r.i, 0);
         else this.place(r.n, r.task.id, offset, length);
         this.slots.group[r.n] = this.internGroup(r.task.group);
-        this.setStatus(r.n, { state: 'ready', attempt_count: 0, max_attempts: r.task.max_attempts, fence: 0, time: at, owner: null }, -1);
+        // `ro`: an entry of a compaction's `enqs` line that a salvage places on its own.
+        this.snapOrder = typeof r.ro === 'number' ? r.ro : null;
+        try {
+          this.setStatus(r.n, { state: 'ready', attempt_count: 0, max_attempts: r.task.max_attempts, fence: 0, time: at, owner: null }, -1);
+        } finally {
+          this.snapOrder = null;
+        }
         return;
       case 'enqs': {
         // Entry i is slot n + i, each placed as its own `enq` would be; each accounts for its share of the line.
+        // A compaction's line (`ro`) queues entry i at ready order ro + i, with the ready snaps.
         const share = Math.ceil(length / r.l.length);
-        for (let i = 0; i < r.l.length; i++) {
-          const e = r.l[i]!;
-          const n = r.n + i;
-          this.checkPlacement(r.t, n, e[0], offset);
-          this.place(n, e[0], offset, length, i, share);
-          this.slots.group[n] = this.internGroup(e[3]);
-          this.setStatus(n, { state: 'ready', attempt_count: 0, max_attempts: e[2] ?? r.x, fence: 0, time: at, owner: null }, -1);
+        const ro = typeof r.ro === 'number' ? r.ro : null;
+        try {
+          for (let i = 0; i < r.l.length; i++) {
+            const e = r.l[i]!;
+            const n = r.n + i;
+            this.checkPlacement(r.t, n, e[0], offset);
+            this.place(n, e[0], offset, length, i, share);
+            this.slots.group[n] = this.internGroup(e[3]);
+            if (ro !== null) this.snapOrder = ro + i;
+            this.setStatus(n, { state: 'ready', attempt_count: 0, max_attempts: e[2] ?? r.x, fence: 0, time: at, owner: null }, -1);
+          }
+        } finally {
+          this.snapOrder = null;
         }
         return;
       }

@@ -139,8 +139,11 @@ export class LoadedLog {
     return decodeBuf(readAt(this.fd(), off, t.failLen[slot]!));
   }
 
-  /** The records the slots point at, without a short `fail` after them (see recordsAt). */
-  private basesAt(slots: readonly number[]): unknown[] {
+  /**
+   * The records the slots point at, without a short `fail` after them (see recordsAt): what a
+   * task's id is read from, in as few reads as recordsAt.
+   */
+  basesAt(slots: readonly number[]): unknown[] {
     const t = this.idx.slots;
     const lines = new Map<number, number>();
     for (const s of slots) {

@@ -38,8 +38,8 @@ export type Pair = [number, number];
 export type LogRecord =
   /** `cancelled_dropped`: cancelled tasks dropped past retention (absent in logs of older versions: 0). */
   | { t: 'head'; gen: number; at: number; m?: number; completed_dropped: number; cancelled_dropped?: number; paused: boolean; totals?: { failed: number; dead_lettered: number; retried: number } }
-  /** `i`: read back from an `enqs` line, the entry it was (never written; see `entryRecord`). */
-  | { t: 'enq'; n: number; at: number; m?: number; task: TaskRecord; i?: number }
+  /** `i`: read back from an `enqs` line, the entry it was; `ro`: its place in the ready order, from a compaction's line (neither is written; see `entryRecord`). */
+  | { t: 'enq'; n: number; at: number; m?: number; task: TaskRecord; i?: number; ro?: number }
   | EnqsRecord
   /** `st: 1`: the leases begin started (the claimer runs them at once); absent, each starts with a `start` record. */
   | { t: 'claim'; at: number; m?: number; o: string; pid: number; host: string; ms: number; st?: 1; l: Pair[] }
@@ -169,6 +169,12 @@ export interface EnqsRecord {
   m?: number;
   q: string;
   x: number;
+  /**
+   * (a compaction's line) the first entry's place in the ready order, entry `i` at `ro + i`: its
+   * tasks are queued by it with the ready snaps around them. Absent (an enqueue's line): they
+   * become ready in slot order, behind every task ready before them.
+   */
+  ro?: number;
   l: EnqEntry[];
 }
 
@@ -195,11 +201,12 @@ export function enqsOf(n: number, at: number, tasks: readonly NewTask[], queue: 
 
 /**
  * Entry `i` of an `enqs` as the long `enq` it stands for (slot `n + i`, the whole task record),
- * with `i` kept so the index knows which entry of the line the slot's record is.
+ * with `i` kept so the index knows which entry of the line the slot's record is (and, from a
+ * compaction's line, its place in the ready order `ro + i`, so a salvage placing entries one by one keeps it).
  */
 export function entryRecord(r: EnqsRecord, i: number): Extract<LogRecord, { t: 'enq' }> {
   const e = r.l[i]!;
-  const at = new Date(r.at).toISOString();
+  const at = isoOf(r.at);
   const task: TaskRecord = {
     id: e[0],
     queue: r.q,
@@ -214,7 +221,43 @@ export function entryRecord(r: EnqsRecord, i: number): Extract<LogRecord, { t: '
   if (e[3] !== undefined) task.group = e[3];
   const out: Extract<LogRecord, { t: 'enq' }> = { t: 'enq', n: r.n + i, at: r.at, task, i };
   if (r.m !== undefined) out.m = r.m;
+  if (typeof r.ro === 'number') out.ro = r.ro + i;
   return out;
+}
+
+/** The last `at` formatted and its text: the entries of a line share one, and are read back one after the other. */
+let lastAt = Number.NaN;
+let lastIso = '';
+
+/** `at` as ISO-8601 (a RangeError for a time out of range, as `Date.toISOString` throws). */
+function isoOf(at: number): string {
+  if (at !== lastAt) {
+    lastIso = new Date(at).toISOString();
+    lastAt = at;
+  }
+  return lastIso;
+}
+
+/** The keys of a fresh task's record, in the order `newRecord` writes them (`group` last, when it has one). */
+const FRESH_KEYS = ['id', 'queue', 'payload', 'attempt_count', 'max_attempts', 'created_at', 'updated_at', 'errors', 'retries', 'group'];
+
+/**
+ * The entry of an `enqs` line that reads back as exactly this task record, with the wall time its
+ * `at` must be: for a record as enqueue writes a fresh task (no attempt, error, retry or
+ * cancellation, created when last updated, the keys of `newRecord` in its order), else null.
+ * `x`: the line's max_attempts.
+ */
+export function freshEntry(task: TaskRecord, x: number): { entry: EnqEntry; at: number } | null {
+  if (task.attempt_count !== 0 || task.errors.length !== 0 || task.retries.length !== 0 || task.created_at !== task.updated_at || task.payload === undefined) return null;
+  const keys = Object.keys(task);
+  const grouped = typeof task.group === 'string';
+  if (keys.length !== (grouped ? 10 : 9)) return null;
+  for (let i = 0; i < keys.length; i++) if (keys[i] !== FRESH_KEYS[i]) return null;
+  const at = task.created_at === lastIso ? lastAt : Date.parse(task.created_at);
+  if (!Number.isFinite(at) || isoOf(at) !== task.created_at) return null;
+  const p = task.payload;
+  const entry: EnqEntry = grouped ? [task.id, p, task.max_attempts, task.group!] : task.max_attempts !== x ? [task.id, p, task.max_attempts] : [task.id, p];
+  return { entry, at };
 }
 
 /**
