@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -36,5 +37,30 @@ describe('the store index meta, written over in place', () => {
     expect(warnings).toEqual([]);
     await b.close();
     await c.close();
+  });
+
+  it('digests the rows of a date and params as sha256 of their lines in id order, over several windows of the file', async () => {
+    const path = join(tempDir('metaspn-index-'), 'store', 'rows.jsonl');
+    const store = new ArtifactStore(path);
+    // 48k rows of ~250 bytes (more than one 8 MiB window), ids scattered against the write order,
+    // lengths varying, some not ASCII; rows of another params and another date in between.
+    const id = (i: number): string => `x${createHash('sha256').update(String(i)).digest('hex').slice(0, 12)}`;
+    const mine: { id: string; text: string }[] = [];
+    for (let slice = 0; slice < 6; slice++) {
+      const rows = [];
+      for (let i = slice * 8000; i < (slice + 1) * 8000; i++) {
+        const text = JSON.stringify({ id: id(i), pad: 'é'.repeat(i % 7) + 'a'.repeat(200 + (i % 50)) });
+        rows.push({ id: id(i), date: '2026-01-02', p: 'k', text });
+        mine.push({ id: id(i), text });
+        if (i % 1000 === 0) rows.push({ id: `other${i}`, date: '2026-01-02', p: 'other', text: `{"o":${i}}` }, { id: `d${i}`, date: '2026-01-03', p: 'k', text: `{"d":${i}}` });
+      }
+      expect((await store.put(rows)).conflicts).toEqual([]);
+    }
+    const h = createHash('sha256');
+    for (const r of [...mine].sort((a, b) => (a.id < b.id ? -1 : 1))) h.update(`${r.text}\n`);
+    expect(await store.digest('2026-01-02', 'k')).toEqual({ rows: 48_000, sha256: h.digest('hex') });
+    expect((await store.digest('2026-01-02', 'other')).rows).toBe(48);
+    expect(await store.digest('2026-01-04', 'k')).toEqual({ rows: 0, sha256: createHash('sha256').digest('hex') });
+    await store.close();
   });
 });
