@@ -137,6 +137,12 @@ export class S1Context {
   /** Values read once per process, each with what it read: a write or a pointer move forgets exactly the values that read it. */
   private readonly cache = new Map<string, { value: Promise<unknown>; reads: readonly Read[] }>();
   private readonly pkeys = new Map<string, string>();
+  /** {@link pkey} by params object: the checked params of stages 1–2 are one object per identity. */
+  private readonly pkeyOf = new WeakMap<object, string>();
+  /** The checked params of stages 1–2 by their payload's identity (see {@link params}). */
+  private readonly checked = new Map<string, Params>();
+  /** Row makers per (stage, date, params): see {@link rowMaker}. */
+  private readonly makers = new Map<string, unknown>();
   /** Conflict checks waiting for the next turn of the event loop, per stage ({@link checkConflicts}). */
   private readonly checks = new Map<StageName, ConflictCheck>();
   /** Rows put since the last safe point of collection. */
@@ -228,6 +234,12 @@ export class S1Context {
    * contract error naming the expected and the found digest; nothing is written under its id.
    */
   async params(stage: StageName, p: DatePayload): Promise<StageParams> {
+    // Stages 1–2 depend on the config and the inputs digest only, both fixed for the process (the
+    // digests are never forgotten): once a payload's identity is checked, its params are one
+    // object, shared by the hundred thousand tasks of a stage.
+    const key = stageCounts(stage) ? null : `${p.date}|${p.as_of}|${p.config_hash}|${p.inputs}`;
+    const known = key === null ? undefined : this.checked.get(key);
+    if (known) return known;
     if (p.config_hash !== this.hash) {
       throw new ContractError(`task was enqueued with config_hash ${p.config_hash}, the workspace config is now ${this.hash}`);
     }
@@ -238,7 +250,10 @@ export class S1Context {
       );
     }
     const base = makeParams(p.as_of, p.config_hash, p.inputs);
-    if (!stageCounts(stage)) return base;
+    if (key !== null) {
+      this.checked.set(key, base);
+      return base;
+    }
     if (p.counted === undefined) throw new ContractError(`${stage} of ${p.date}: the task carries no counted digest`);
     const counted = (await this.counted(p.date, base)).digest;
     if (p.counted !== counted) {
@@ -491,15 +506,32 @@ export class S1Context {
     return value;
   }
 
-  /** Params hash (paramsKey), computed once per distinct params. */
+  /** Params hash (paramsKey), computed once per distinct params (and found without a stringify for a params object seen before). */
   pkey(params: Readonly<Record<string, unknown>>): string {
+    const seen = this.pkeyOf.get(params);
+    if (seen !== undefined) return seen;
     const k = stringify(params);
     let v = this.pkeys.get(k);
     if (v === undefined) {
       v = paramsKey(params);
       this.pkeys.set(k, v);
     }
+    this.pkeyOf.set(params, v);
     return v;
+  }
+
+  /**
+   * The row maker of (stage, date, params), made by `make` once per process: stage 1's tasks, one
+   * per subject, share what their rows' ids and texts have in common.
+   */
+  rowMaker<T>(stage: StageName, date: string, params: StageParams, make: () => T): T {
+    const key = `${stage}|${date}|${this.pkey(params)}`;
+    let m = this.makers.get(key) as T | undefined;
+    if (m === undefined) {
+      m = make();
+      this.makers.set(key, m);
+    }
+    return m;
   }
 
   summaryIdFor(date: string, params: CountedParams): string {

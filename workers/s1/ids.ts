@@ -89,11 +89,29 @@ export function deterministicId(stage: Stage, date: string, subjectRef: string, 
  * @throws RangeError when the params lack a key the stage needs.
  */
 export function idMaker(stage: Stage, date: string, params: StageParams): (subjectRef: string) => string {
+  const idOf = quotedIdMaker(stage, date, params);
+  return (subjectRef) => idOf(JSON.stringify(subjectRef));
+}
+
+/**
+ * {@link idMaker} fed the subject already JSON-quoted (`JSON.stringify(subjectRef)`): a row
+ * written out by hand quotes its subject once for its id and its text.
+ * @throws RangeError when the params lack a key the stage needs.
+ */
+export function quotedIdMaker(stage: Stage, date: string, params: StageParams): (quotedSubject: string) => string {
   const p = paramsOf(stage, params);
+  const head = `{"date":${JSON.stringify(date)},"params":${paramsText(p)},"stage":${JSON.stringify(stage)},"subject_ref":`;
+  const prefix = `${STAGE_PREFIX[stage]}_`;
+  return (quotedSubject) => prefix + hash('sha256', `${head}${quotedSubject}}`, 'hex').slice(0, 24);
+}
+
+/**
+ * The stable stringification of a stage's params (keys `as_of`, `config_hash`, [`counted`,]
+ * `inputs`, every value a string as JSON.stringify writes it): byte for byte what
+ * fast-json-stable-stringify gives for {@link paramsOf}'s object.
+ */
+export function paramsText(p: StageParams): string {
   const q = JSON.stringify;
   const counted = (p as Partial<CountedParams>).counted;
-  const paramsText = `{"as_of":${q(p.as_of)},"config_hash":${q(p.config_hash)},${counted === undefined ? '' : `"counted":${q(counted)},`}"inputs":${q(p.inputs)}}`;
-  const head = `{"date":${q(date)},"params":${paramsText},"stage":${q(stage)},"subject_ref":`;
-  const prefix = `${STAGE_PREFIX[stage]}_`;
-  return (subjectRef) => prefix + hash('sha256', `${head}${q(subjectRef)}}`, 'hex').slice(0, 24);
+  return `{"as_of":${q(p.as_of)},"config_hash":${q(p.config_hash)},${counted === undefined ? '' : `"counted":${q(counted)},`}"inputs":${q(p.inputs)}}`;
 }

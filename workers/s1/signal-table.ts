@@ -181,6 +181,12 @@ export class SubjectGroups implements ReadonlyMap<string, readonly Signal[]> {
     return this.rank.has(subject);
   }
 
+  /** The indices into {@link table} of the subject's signals, in file order (a view: no copy, no objects). */
+  membersOf(subject: string): Uint32Array | undefined {
+    const r = this.rank.get(subject);
+    return r === undefined ? undefined : this.members.subarray(this.start[r]!, this.start[r + 1]!);
+  }
+
   get(subject: string): Signal[] | undefined {
     const r = this.rank.get(subject);
     return r === undefined ? undefined : this.groupAt(r);

@@ -10,19 +10,7 @@ import { asOfInstantMs, isDateText } from './dates.js';
 import { S1Context, type DatePayload, type StageName } from './context.js';
 import type { CountedParams, Params } from './ids.js';
 import type { SubjectGroups } from './signal-table.js';
-import {
-  attentionForSubject,
-  attentionRow,
-  attentionRowText,
-  type AttentionConfig,
-  type AttentionRow,
-  projectionRow,
-  projectionRowText,
-  projectRewards,
-  settlementRow,
-  settlementRowText,
-  summaryRow,
-} from './math.js';
+import { attentionForColumns, attentionRowMaker, type AttentionConfig, projectionRowMaker, projectRewards, settlementRowMaker, type SubjectScore, summaryRow } from './math.js';
 
 const digest = z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex digits');
 const datePayload = z.strictObject({
@@ -86,17 +74,18 @@ export class UpdateAttentionScoresWorker extends S1Worker<SubjectPayload> {
 
   protected async run(s1: S1Context, p: SubjectPayload, effects: TaskEffects): Promise<void> {
     const params = (await s1.params(this.name, p)) as Params;
-    const row = scoreRow(await s1.signals(), p, params, s1.cfg.attention);
+    const score = scoreOf(await s1.signals(), p, s1.cfg.attention);
     // No counted signal: nothing to score (the pipeline does not enqueue such subjects).
-    if (!row) return;
-    await s1.putEach(this.name, p.date, params, [row], (r) => ({ id: r.id, text: attentionRowText(r) }), effects);
+    if (!score) return;
+    const render = s1.rowMaker(this.name, p.date, params, () => attentionRowMaker(p.date, params));
+    await s1.putEach(this.name, p.date, params, [score], render, effects);
   }
 }
 
-/** The subject's attention row, or null when none of its signals counts (its signals are not held while the row is stored). */
-function scoreRow(groups: SubjectGroups, p: SubjectPayload, params: Params, attention: AttentionConfig): AttentionRow | null {
-  const score = attentionForSubject(groups.get(p.subject_ref) ?? [], p.date, Date.parse(p.as_of), attention);
-  return score ? attentionRow(p.date, { subject_ref: p.subject_ref, ...score }, params) : null;
+/** The subject's score, or null when none of its signals counts (its signals are not held while the row is stored). */
+function scoreOf(groups: SubjectGroups, p: SubjectPayload, attention: AttentionConfig): SubjectScore | null {
+  const score = attentionForColumns(groups.table, groups.membersOf(p.subject_ref) ?? [], p.date, Date.parse(p.as_of), attention);
+  return score ? { subject_ref: p.subject_ref, ...score } : null;
 }
 
 /** Stage 2, one task per date: the daily pool split by largest remainder. */
@@ -107,17 +96,7 @@ export class ProjectRewardsWorker extends S1Worker<DatePayload> {
   protected async run(s1: S1Context, p: DatePayload, effects: TaskEffects): Promise<void> {
     const params = (await s1.params(this.name, p)) as Params;
     const projections = projectRewards(await s1.scores(p.date, params), s1.cfg.season.daily_pool_units);
-    await s1.putEach(
-      this.name,
-      p.date,
-      params,
-      projections,
-      (x) => {
-        const row = projectionRow(p.date, x, params);
-        return { id: row.id, text: projectionRowText(row) };
-      },
-      effects,
-    );
+    await s1.putEach(this.name, p.date, params, projections, projectionRowMaker(p.date, params), effects);
     // Rows that commit with the acknowledgement are not stored yet: the next stages read them back.
     if (!s1.atomic)
       s1.remember(
@@ -144,17 +123,7 @@ export class SettleSeasonWorker extends S1Worker<CountedPayload> {
     if (!settlement.conservation.ok) {
       throw new MetaspnError('STATE_CORRUPT', `settlement does not conserve units: settled ${settlement.conservation.settled_units}, projected ${settlement.conservation.projected_units}`);
     }
-    await s1.putEach(
-      this.name,
-      p.date,
-      params,
-      settlement.rows,
-      (r) => {
-        const row = settlementRow(p.date, s1.cfg.season, r, params);
-        return { id: row.id, text: settlementRowText(row) };
-      },
-      effects,
-    );
+    await s1.putEach(this.name, p.date, params, settlement.rows, settlementRowMaker(p.date, s1.cfg.season, params), effects);
   }
 }
 

@@ -5,7 +5,21 @@ import { describe, expect, it } from 'vitest';
 import { canonicalJson } from '../../../workers/s1/canonical.js';
 import { inputsDigest, sortedOrder, SortedSignals, windowBounds } from '../../../workers/s1/digests.js';
 import { deterministicId, idMaker, makeParams, STAGE_PREFIX, STAGES, withCounted } from '../../../workers/s1/ids.js';
-import { attentionRow, attentionRowText, compareSignals, groupBySubject, projectionRow, projectionRowText, settlementRow, settlementRowText } from '../../../workers/s1/math.js';
+import {
+  attentionForColumns,
+  attentionForSubject,
+  attentionRow,
+  attentionRowMaker,
+  attentionRowText,
+  compareSignals,
+  groupBySubject,
+  projectionRow,
+  projectionRowMaker,
+  projectionRowText,
+  settlementRow,
+  settlementRowMaker,
+  settlementRowText,
+} from '../../../workers/s1/math.js';
 import { SignalTable, SubjectGroups, type Signal } from '../../../workers/s1/signal-table.js';
 
 const DAY = 86_400_000;
@@ -86,6 +100,22 @@ describe('signals in columns', () => {
       { numRuns: 300 },
     );
   });
+
+  it('score a subject from the columns as attentionForSubject does from its signals', () => {
+    const attention = { half_life_days: 7, window_days: 28, weights: { view: 1, like: 3, follow: 10 } };
+    fc.assert(
+      fc.property(signalsArb, fc.integer({ min: -2, max: 30 }), fc.integer({ min: 0, max: 2 * DAY }), (signals, day, cut) => {
+        const groups = new SubjectGroups(SignalTable.of(signals));
+        const date = new Date(BASE + day * DAY).toISOString().slice(0, 10);
+        const asOf = BASE + day * DAY + cut;
+        for (const [subject, list] of groupBySubject(signals)) {
+          expect(attentionForColumns(groups.table, groups.membersOf(subject)!, date, asOf, attention)).toEqual(attentionForSubject(list, date, asOf, attention));
+        }
+        expect(groups.membersOf('nobody')).toBeUndefined();
+      }),
+      { numRuns: 300 },
+    );
+  });
 });
 
 describe('texts written out by hand', () => {
@@ -117,6 +147,10 @@ describe('texts written out by hand', () => {
         expect(projectionRowText(rwd)).toBe(canonicalJson(rwd));
         const stl = settlementRow('2026-01-15', season, { subject_ref: subject, settled_units: b, days_counted: c }, counted);
         expect(settlementRowText(stl)).toBe(canonicalJson(stl));
+        // The makers: the same ids and texts without the row objects.
+        expect(attentionRowMaker(date, params)({ subject_ref: subject, score: a, signal_count: b })).toEqual({ id: att.id, text: attentionRowText(att) });
+        expect(projectionRowMaker(date, params)({ subject_ref: subject, score: a, projected_units: c })).toEqual({ id: rwd.id, text: projectionRowText(rwd) });
+        expect(settlementRowMaker('2026-01-15', season, counted)({ subject_ref: subject, settled_units: b, days_counted: c })).toEqual({ id: stl.id, text: settlementRowText(stl) });
       }),
       { numRuns: 1000 },
     );

@@ -1,6 +1,7 @@
 import type { S1Config } from '../config.js';
 import { DAY_MS, dayNumber } from '../dates.js';
 import type { Signal } from '../signals.js';
+import type { SignalColumns } from '../signal-table.js';
 import { compareText, round6 } from './order.js';
 
 /** The `attention` section of the config. */
@@ -57,6 +58,39 @@ export function attentionForSubject(signals: readonly Signal[], date: string, as
   }
   const score = round6(sum);
   if (!Number.isFinite(score)) throw new RangeError(`attention score of ${counted[0]?.subject_ref} overflows`);
+  return { score, signal_count: counted.length };
+}
+
+/**
+ * {@link attentionForSubject} of the signals at `members` of a signal table (one subject's, in any
+ * order), read from its columns: the same counted signals, summed in the same order with the same
+ * operations, without an object per signal (stage 1 scores a million signals, one subject a task).
+ * @throws RangeError as {@link attentionForSubject}.
+ */
+export function attentionForColumns(t: SignalColumns, members: ArrayLike<number>, date: string, asOfMs: number, attention: AttentionConfig): { score: number; signal_count: number } | null {
+  const dateDay = dayNumber(date);
+  if (dateDay === null) throw new RangeError(`not a YYYY-MM-DD calendar date: "${date}"`);
+  const firstDay = dateDay - attention.window_days + 1;
+  const ts = t.ts;
+  const counted: number[] = [];
+  for (let j = 0; j < members.length; j++) {
+    const i = members[j]!;
+    const day = Math.floor(ts[i]! / DAY_MS);
+    if (day >= firstDay && day <= dateDay && ts[i]! < asOfMs) counted.push(i);
+  }
+  if (counted.length === 0) return null;
+  const ids = t.ids;
+  counted.sort((a, b) => ts[a]! - ts[b]! || compareText(ids[a]!, ids[b]!));
+  let sum = 0;
+  for (const i of counted) {
+    const kind = t.kinds[t.kind[i]!]!;
+    const weight = attention.weights[kind];
+    if (weight === undefined) throw new RangeError(`signal ${ids[i]}: kind "${kind}" has no weight`);
+    const age = dateDay - Math.floor(ts[i]! / DAY_MS);
+    sum += weight * t.value[i]! * 0.5 ** (age / attention.half_life_days);
+  }
+  const score = round6(sum);
+  if (!Number.isFinite(score)) throw new RangeError(`attention score of ${t.subjects[t.subject[counted[0]!]!]} overflows`);
   return { score, signal_count: counted.length };
 }
 

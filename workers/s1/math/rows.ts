@@ -1,5 +1,5 @@
 import type { S1Config } from '../config.js';
-import { DATE_LEVEL_SUBJECT, deterministicId, paramsOf, type CountedParams, type Params } from '../ids.js';
+import { DATE_LEVEL_SUBJECT, deterministicId, paramsOf, paramsText, quotedIdMaker, type CountedParams, type Params } from '../ids.js';
 import type { SubjectScore } from './attention.js';
 import { compareText, round6 } from './order.js';
 import type { Projection, ScoredSubject } from './rewards.js';
@@ -159,10 +159,6 @@ export function summaryRow(input: SummaryInput): SummaryRow {
 
 const q = JSON.stringify;
 const num = (n: number): string => (Number.isFinite(n) ? String(n) : 'null');
-const paramsText = (p: Params | CountedParams): string => {
-  const counted = (p as Partial<CountedParams>).counted;
-  return `{"as_of":${q(p.as_of)},"config_hash":${q(p.config_hash)},${counted === undefined ? '' : `"counted":${q(counted)},`}"inputs":${q(p.inputs)}}`;
-};
 
 /** The stored text of an attention row ({@link attentionRow}): its canonical JSON. */
 export function attentionRowText(r: AttentionRow): string {
@@ -177,4 +173,59 @@ export function projectionRowText(r: ProjectionRow): string {
 /** The stored text of a settlement row ({@link settlementRow}): its canonical JSON. */
 export function settlementRowText(r: SettlementRow): string {
   return `{"date":${q(r.date)},"days_counted":${num(r.days_counted)},"id":${q(r.id)},"params":${paramsText(r.params)},"season_id":${q(r.season_id)},"settled_units":${num(r.settled_units)},"stage":${q(r.stage)},"status":${q(r.status)},"subject_ref":${q(r.subject_ref)}}`;
+}
+
+/** A row as the store takes it: its id and its stored text. */
+export type RowIdText = { id: string; text: string };
+
+/*
+ * The same texts made straight from a stage's results, without a row object per subject: what
+ * does not depend on the subject (the date, the params, their texts and the id's hash prefix) is
+ * written once per (stage, date, params), and each subject is JSON-quoted once for its id and its
+ * text. Byte for byte the text of the row the functions above build (tests compare them).
+ */
+
+/** {@link attentionRowText} of {@link attentionRow} for each subject scored on `date` under `params`. */
+export function attentionRowMaker(date: string, params: Params): (s: SubjectScore) => RowIdText {
+  const stage = 'update_attention_scores';
+  const p = paramsOf(stage, params);
+  const idOf = quotedIdMaker(stage, date, p);
+  const head = `{"date":${q(date)},"id":"`;
+  const mid = `","params":${paramsText(p)},"score":`;
+  const tail = `,"stage":${q(stage)},"subject_ref":`;
+  return (s) => {
+    const subject = q(s.subject_ref);
+    const id = idOf(subject);
+    return { id, text: `${head}${id}${mid}${num(s.score)},"signal_count":${num(s.signal_count)}${tail}${subject}}` };
+  };
+}
+
+/** {@link projectionRowText} of {@link projectionRow} for each projection of `date` under `params`. */
+export function projectionRowMaker(date: string, params: Params): (x: Projection) => RowIdText {
+  const stage = 'project_rewards';
+  const p = paramsOf(stage, params);
+  const idOf = quotedIdMaker(stage, date, p);
+  const head = `{"date":${q(date)},"id":"`;
+  const mid = `","params":${paramsText(p)},"projected_units":`;
+  const tail = `,"stage":${q(stage)},"subject_ref":`;
+  return (x) => {
+    const subject = q(x.subject_ref);
+    const id = idOf(subject);
+    return { id, text: `${head}${id}${mid}${num(x.projected_units)},"score":${num(x.score)}${tail}${subject}}` };
+  };
+}
+
+/** {@link settlementRowText} of {@link settlementRow} for each subject settled on `date` under `params`. */
+export function settlementRowMaker(date: string, season: S1Config['season'], params: CountedParams): (s: SettledSubject) => RowIdText {
+  const stage = 'settle_season';
+  const p = paramsOf(stage, params);
+  const idOf = quotedIdMaker(stage, date, p);
+  const head = `{"date":${q(date)},"days_counted":`;
+  const mid = `","params":${paramsText(p)},"season_id":${q(season.id)},"settled_units":`;
+  const tail = `,"stage":${q(stage)},"status":${q(settlementStatus(date, season.end))},"subject_ref":`;
+  return (s) => {
+    const subject = q(s.subject_ref);
+    const id = idOf(subject);
+    return { id, text: `${head}${num(s.days_counted)},"id":"${id}${mid}${num(s.settled_units)}${tail}${subject}}` };
+  };
 }
