@@ -1,5 +1,5 @@
 import type { S1Config } from '../config.js';
-import { DATE_LEVEL_SUBJECT, deterministicId, paramsOf, paramsText, quotedIdMaker, type CountedParams, type Params } from '../ids.js';
+import { DATE_LEVEL_SUBJECT, deterministicId, paramsOf, paramsText, quotedIdMaker, type CountedParams, type Params, type Stage, type StageParams } from '../ids.js';
 import type { SubjectScore } from './attention.js';
 import { compareText, round6 } from './order.js';
 import type { Projection, ScoredSubject } from './rewards.js';
@@ -185,47 +185,39 @@ export type RowIdText = { id: string; text: string };
  * text. Byte for byte the text of the row the functions above build (tests compare them).
  */
 
+/** The maker of (stage, date, params): `text` writes a row from the item, its id and its quoted subject. */
+function subjectRowMaker<T extends { subject_ref: string }>(stage: Stage, date: string, params: StageParams, text: (x: T, id: string, subject: string) => string): (x: T) => RowIdText {
+  const idOf = quotedIdMaker(stage, date, params);
+  return (x) => {
+    const subject = q(x.subject_ref);
+    const id = idOf(subject);
+    return { id, text: text(x, id, subject) };
+  };
+}
+
 /** {@link attentionRowText} of {@link attentionRow} for each subject scored on `date` under `params`. */
 export function attentionRowMaker(date: string, params: Params): (s: SubjectScore) => RowIdText {
   const stage = 'update_attention_scores';
-  const p = paramsOf(stage, params);
-  const idOf = quotedIdMaker(stage, date, p);
   const head = `{"date":${q(date)},"id":"`;
-  const mid = `","params":${paramsText(p)},"score":`;
+  const mid = `","params":${paramsText(paramsOf(stage, params))},"score":`;
   const tail = `,"stage":${q(stage)},"subject_ref":`;
-  return (s) => {
-    const subject = q(s.subject_ref);
-    const id = idOf(subject);
-    return { id, text: `${head}${id}${mid}${num(s.score)},"signal_count":${num(s.signal_count)}${tail}${subject}}` };
-  };
+  return subjectRowMaker(stage, date, params, (s: SubjectScore, id, subject) => `${head}${id}${mid}${num(s.score)},"signal_count":${num(s.signal_count)}${tail}${subject}}`);
 }
 
 /** {@link projectionRowText} of {@link projectionRow} for each projection of `date` under `params`. */
 export function projectionRowMaker(date: string, params: Params): (x: Projection) => RowIdText {
   const stage = 'project_rewards';
-  const p = paramsOf(stage, params);
-  const idOf = quotedIdMaker(stage, date, p);
   const head = `{"date":${q(date)},"id":"`;
-  const mid = `","params":${paramsText(p)},"projected_units":`;
+  const mid = `","params":${paramsText(paramsOf(stage, params))},"projected_units":`;
   const tail = `,"stage":${q(stage)},"subject_ref":`;
-  return (x) => {
-    const subject = q(x.subject_ref);
-    const id = idOf(subject);
-    return { id, text: `${head}${id}${mid}${num(x.projected_units)},"score":${num(x.score)}${tail}${subject}}` };
-  };
+  return subjectRowMaker(stage, date, params, (x: Projection, id, subject) => `${head}${id}${mid}${num(x.projected_units)},"score":${num(x.score)}${tail}${subject}}`);
 }
 
 /** {@link settlementRowText} of {@link settlementRow} for each subject settled on `date` under `params`. */
 export function settlementRowMaker(date: string, season: S1Config['season'], params: CountedParams): (s: SettledSubject) => RowIdText {
   const stage = 'settle_season';
-  const p = paramsOf(stage, params);
-  const idOf = quotedIdMaker(stage, date, p);
   const head = `{"date":${q(date)},"days_counted":`;
-  const mid = `","params":${paramsText(p)},"season_id":${q(season.id)},"settled_units":`;
+  const mid = `","params":${paramsText(paramsOf(stage, params))},"season_id":${q(season.id)},"settled_units":`;
   const tail = `,"stage":${q(stage)},"status":${q(settlementStatus(date, season.end))},"subject_ref":`;
-  return (s) => {
-    const subject = q(s.subject_ref);
-    const id = idOf(subject);
-    return { id, text: `${head}${num(s.days_counted)},"id":"${id}${mid}${num(s.settled_units)}${tail}${subject}}` };
-  };
+  return subjectRowMaker(stage, date, params, (s: SettledSubject, id, subject) => `${head}${num(s.days_counted)},"id":"${id}${mid}${num(s.settled_units)}${tail}${subject}}`);
 }
