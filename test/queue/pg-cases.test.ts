@@ -117,6 +117,84 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     await q.close();
   });
 
+  it('marks after the claim go to the claim_mark row, not the task rows: a reclaim charges exactly the marked leases, and a start of a lease it took is refused', async () => {
+    const name = `marks_${++n}`;
+    const clock = new FakeClock();
+    const q = queue(name, { now: clock.now, dbNow: clock.now });
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    onTestFinished(() => admin.end());
+    await q.enqueue(['a', 'b', 'c', 'd', 'e'].map((id) => ({ id, payload: id })));
+    const got = await q.claim({ owner: owner('w'), max: 5, lease_ms: 1000, defer_start: true, start_first: 1 });
+    const row = async () => (await admin.query<{ marks: string[]; revoked: string[] }>(`SELECT marks, revoked FROM cases.claim_mark WHERE queue = $1`, [name])).rows;
+    const updates = async () => Number((await admin.query<{ n: string }>(`SELECT xmin::text AS n FROM cases.task WHERE queue = $1 AND id = 'b'`, [name])).rows[0]!.n);
+    const before = await updates();
+    expect(await Promise.all([q.start('b', got[1]!.lease), q.start('c', got[2]!.lease)])).toEqual([true, true]);
+    // The task rows are untouched (same version); the marks are in the claim's row.
+    expect(await updates()).toBe(before);
+    expect(await row()).toEqual([{ marks: ['b', 'c'], revoked: [] }]);
+    clock.advance(2000);
+    expect((await q.reclaimExpired()).sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
+    const views = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((id) => q.getTask(id)));
+    expect(views.map((v) => [v!.task.id, v!.task.attempt_count])).toEqual([
+      ['a', 1],
+      ['b', 1],
+      ['c', 1],
+      ['d', 0],
+      ['e', 0],
+    ]);
+    expect((await row())[0]!.revoked.sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
+    // The holder comes back to a lease the reclaim took: refused, nothing marked, nothing charged.
+    expect(await q.start('d', got[3]!.lease)).toBe(false);
+    expect((await row())[0]!.marks).toEqual(['b', 'c']);
+    expect((await q.getTask('d'))!.task.attempt_count).toBe(0);
+    expect(await q.stats()).toMatchObject({ ready: 5, leased: 0, totals: { failed: 3 } });
+    // No lease of that claim is left: the queue's prune deletes its row.
+    await q.prune();
+    expect(await row()).toEqual([]);
+    await q.close();
+  });
+
+  it('a start and a reclaim of the same claim meet at its claim_mark row: a start committed while the reclaim waited is charged, a start that waited for the reclaim is refused', async () => {
+    const name = `meet_${++n}`;
+    const clock = new FakeClock();
+    const q = queue(name, { now: clock.now, dbNow: clock.now });
+    await q.enqueue(['a', 'b', 'c', 'd'].map((id) => ({ id, payload: id })));
+    const got = await q.claim({ owner: owner('w'), max: 4, lease_ms: 1000, defer_start: true, start_first: 0 });
+    const claimOf = async (id: string) => Number((await pool().query<{ c: string }>(`SELECT claim::text AS c FROM cases.task WHERE queue = $1 AND id = $2`, [name, id])).rows[0]!.c);
+    const waiting = async (like: string) =>
+      (await pool().query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1`, [like])).rowCount! > 0 || undefined;
+    const claim = await claimOf('a');
+    const tx = new pg.Client({ connectionString: db.url });
+    await tx.connect();
+    onTestFinished(() => tx.end());
+    // A start in flight (its row lock held, its mark of b not yet committed) while the lease expires and a reclaim runs.
+    await tx.query('BEGIN');
+    await tx.query(`UPDATE cases.claim_mark SET marks = marks || '{b}' WHERE claim = $1`, [claim]);
+    clock.advance(2000);
+    const reclaim = q.reclaimExpired();
+    await until(() => waiting('%claim_mark%SET revoked%'));
+    await tx.query('COMMIT');
+    expect((await reclaim).sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect((await q.getTask('b'))!.task.attempt_count).toBe(1);
+    expect((await q.getTask('a'))!.task.attempt_count).toBe(0);
+    // A reclaim in flight (the row's lock held, c revoked, not yet committed) while the holder starts c: the start waits, then is refused.
+    const again = await q.claim({ owner: owner('w'), max: 4, lease_ms: 1000, defer_start: true, start_first: 0 });
+    const claim2 = await claimOf('c');
+    expect(claim2).not.toBe(claim);
+    await tx.query('BEGIN');
+    await tx.query(`UPDATE cases.claim_mark SET revoked = revoked || '{c}' WHERE claim = $1`, [claim2]);
+    const c = again.find((x) => x.task.id === 'c')!;
+    const start = q.start('c', c.lease);
+    await until(() => waiting('%claim_mark%SET marks%'));
+    await tx.query('COMMIT');
+    expect(await start).toBe(false);
+    const a = again.find((x) => x.task.id === 'a')!;
+    expect(await q.start('a', a.lease)).toBe(true);
+    expect(got.length).toBe(4);
+    await q.close();
+  });
+
   it('a client whose connection dropped before the pool handed it out ("not queryable") is a lost connection: the fence settles the completion, nothing is counted as the task failing', async () => {
     const name = `dead_client_${++n}`;
     const p = pool(db.url, 1);
@@ -456,7 +534,54 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     const reclaim = JSON.stringify(await explain(sql.reclaim, [name, null, 'x', 1000, '{}', [], []]));
     expect(reclaim).not.toContain('Seq Scan');
     expect(reclaim).toMatch(/"Index Name":"task_leased","Relation Name":"task"[^}]*"Index Cond":"\(\(queue = '[^']+'::text\) AND \(t <= /);
+    // Start marks after the claim (schema-v9.ts) reach their claims' rows by key.
+    const marks = JSON.stringify(await explain(sql.startMarks, [name, [1, 2], ['t2', 't4'], ['o', 'o']]));
+    expect(marks).not.toContain('Seq Scan');
+    expect(marks).toContain('"Index Name":"claim_mark_pkey"');
     await q.close();
+  });
+
+  it('acknowledgements reach their rows by primary key on 10k tasks never analyzed (a table small enough that one read of it looked cheaper than 100 lookups)', async () => {
+    const name = `pk_small_${++n}`;
+    const q = queue(name);
+    await q.enqueue([{ id: 'seed', payload: 0 }]);
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    onTestFinished(() => admin.end());
+    await admin.query(`CREATE SCHEMA small`);
+    const small = queue(name, { schema: 'small' });
+    await small.stats();
+    await admin.query(
+      `INSERT INTO small.task (queue, id, state, seq, ready_seq, t, max_attempts, owner, fence, payload, created_at, updated_at)
+       SELECT $1, 't' || i, CASE WHEN i % 2 = 0 THEN 2 ELSE 0 END, nextval('small.task_seq'), nextval('small.ready_seq'),
+              now() + interval '1 hour', 5, CASE WHEN i % 2 = 0 THEN 'o' END, 1, '{}', 'x', 'x'
+         FROM generate_series(1, 10000) i`,
+      [name],
+    );
+    const sql = statements('small');
+    const wayIn = (plan: unknown): string[] => {
+      const out: string[] = [];
+      const walk = (node: Record<string, unknown>): void => {
+        if (node['Node Type'] === 'Seq Scan' && node['Relation Name'] === 'task') out.push('Seq Scan on task');
+        const index = node['Index Name'] as string | undefined;
+        if (index?.startsWith('task') && !(index === 'task_pkey' && /^\(+id = /.test(String(node['Index Cond'])))) out.push(`${index}: ${String(node['Index Cond'])}`);
+        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+      };
+      walk((plan as { Plan: Record<string, unknown> }[])[0]!.Plan);
+      return out;
+    };
+    const explain = async (text: string, params: unknown[]) => (await admin.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)).rows[0]!['QUERY PLAN'];
+    const ids = Array.from({ length: 100 }, (_, i) => `t${2 * i + 2}`);
+    const fences = ids.map(() => 1);
+    const owners = ids.map(() => 'o');
+    expect(wayIn(await explain(sql.complete, [name, null, ids, fences, owners]))).toEqual([]);
+    expect(wayIn(await explain(sql.start, [name, ids, fences, owners]))).toEqual([]);
+    expect(wayIn(await explain(sql.release, [name, null, ids, fences, owners]))).toEqual([]);
+    expect(wayIn(await explain(sql.renew, [name, null, ids, fences, owners, ids.map(() => 60_000)]))).toEqual([]);
+    const err = ids.map(() => '{"message":"x"}');
+    expect(wayIn(await explain(sql.failMany, [name, null, ids, fences, owners, err, ids.map(() => 1), ids.map(() => false), ids.map(() => 'x')]))).toEqual([]);
+    await Promise.all([q.close(), small.close()]);
+    await admin.query('DROP SCHEMA small CASCADE');
   });
 
   it('an enqueue that adds some ids and reruns others makes them ready in the order given, as the in-memory reference does', async () => {

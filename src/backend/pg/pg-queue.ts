@@ -49,6 +49,9 @@ const PRESENCE_CHECK_MS = 500;
 /** Claims prune completed and cancelled tasks past retention at most this often (ms). */
 const PRUNE_EVERY_MS = 60_000;
 
+/** Leases without their start mark a queue remembers at most (PgQueue.unmarked; more: it forgets them, and their marks go to the rows). */
+const MARKED_MAX = 100_000;
+
 /** Rows one prune statement deletes at most. */
 const PRUNE_BATCH = 10_000;
 
@@ -142,6 +145,12 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
   private readonly alive: ((o: Owner) => boolean) | undefined;
   private readonly dbNow: (() => number) | undefined;
   private readonly owners = new Set<string>();
+  /**
+   * Leases this queue handed out whose claim has a `claim_mark` row (schema-v9.ts) and that the
+   * claim did not mark started: by task id, the claim's number and the lease. Their start marks
+   * go to that row; any other start (a lease not found here) is the row statement `start`.
+   */
+  private readonly unmarked = new Map<string, { claim: number; fence: number; owner: string }>();
   private readonly presence: boolean;
   private readonly presences = new Map<string, PresenceHandle>();
   private presenceCheckedAt = 0;
@@ -302,7 +311,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     if (!held) await this.run('claiming', () => this.pool.query(this.sql.noPresence, [opts.owner.id]));
     const wall = this.clock.read().wall;
     const r = await this.run('claiming', () =>
-      this.pool.query<RecordRow & { fence: number; expires: number; now: number; started: boolean }>(this.sql.claim, [
+      this.pool.query<RecordRow & { fence: number; expires: number; now: number; started: boolean; claim: number }>(this.sql.claim, [
         this.name,
         this.nowParam(),
         opts.owner.id,
@@ -313,6 +322,12 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
         Math.max(0, Math.floor(opts.start_first ?? 0)),
       ]),
     );
+    // The claim wrote a claim_mark row when it handed out tasks it did not mark (statements.ts claim).
+    if (opts.defer_start === true && r.rows.length > Math.max(0, Math.floor(opts.start_first ?? 0))) {
+      // Bounded by the leases held: entries leave at their acknowledgement; a queue whose caller drops leases unacknowledged starts afresh.
+      if (this.unmarked.size > MARKED_MAX) this.unmarked.clear();
+      for (const row of r.rows) if (!row.started) this.unmarked.set(row.id, { claim: row.claim, fence: Number(row.fence), owner: opts.owner.id });
+    }
     return r.rows.map((row) => ({
       task: this.recordOf(row),
       lease: { owner: opts.owner.id, fence: Number(row.fence), expires_at: Math.round(wall + (row.expires - row.now)) },
@@ -340,6 +355,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
    * which throws (exit 11).
    */
   async complete(id: string, lease: Lease): Promise<boolean> {
+    this.unmarked.delete(id);
     return this.ack('complete', id, lease);
   }
 
@@ -365,10 +381,12 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
    */
   async completeWithEffects(id: string, lease: Lease, effects: readonly TaskEffect[]): Promise<EffectsOutcome> {
     if (this.closed) throw new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed (while completing a task with its effects)`);
+    this.unmarked.delete(id);
     return this.fx.push(id, lease, effects);
   }
 
   async release(id: string, lease: Lease): Promise<boolean> {
+    this.unmarked.delete(id);
     return this.ack('release', id, lease);
   }
 
@@ -492,7 +510,8 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
   /**
    * Deletes the rows of completed and cancelled tasks past retention (`completed_retention_ms`,
    * `completed_retention_count`), in statements of at most 10,000 rows that skip rows locked by
-   * others; `queue stats` keeps counting them. Claims start it in the background once a minute.
+   * others; `queue stats` keeps counting them. Also deletes the `claim_mark` rows of claims with
+   * no leased task left (schema-v9.ts). Claims start it in the background once a minute.
    * @returns how many rows were deleted.
    */
   async prune(): Promise<number> {
@@ -504,8 +523,10 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       );
       const n = r.rows[0]!.pruned;
       total += n;
-      if (n < PRUNE_BATCH) return total;
+      if (n < PRUNE_BATCH) break;
     }
+    await this.run('pruning completed tasks', () => this.pool.query(this.sql.pruneMarks, [this.name]));
+    return total;
   }
 
   async states(ids: readonly string[]): Promise<(TaskState | null)[]> {
@@ -599,10 +620,11 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     const what = ACK_WHAT[kind];
     try {
       await this.ready(what);
+      if (kind === 'start') return await this.startBatch(ops);
       const ids = ops.map((o) => o.id);
       const fences = ops.map((o) => o.lease.fence);
       const owners = ops.map((o) => o.lease.owner);
-      const params = kind === 'start' ? [this.name, ids, fences, owners] : [this.name, this.nowParam(), ids, fences, owners, ...(kind === 'renew' ? [ops.map((o) => o.ms)] : [])];
+      const params = [this.name, this.nowParam(), ids, fences, owners, ...(kind === 'renew' ? [ops.map((o) => o.ms)] : [])];
       const r = await this.run(what, () => this.pool.query<{ id: string }>(this.sql[kind], params));
       const ok = new Set(r.rows.map((x) => x.id));
       for (const o of ops) o.resolve(ok.has(o.id));
@@ -618,9 +640,41 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     }
   }
 
+  /**
+   * Start marks of one window: those of leases whose claim has a claim_mark row go there (one
+   * statement, one row per claim), the others to their task rows; each op learns whether it was marked.
+   */
+  private async startBatch(ops: AckOp[]): Promise<void> {
+    const byClaim: AckOp[] = [];
+    const byRow: AckOp[] = [];
+    for (const o of ops) {
+      const u = this.unmarked.get(o.id);
+      (u && u.fence === o.lease.fence && u.owner === o.lease.owner ? byClaim : byRow).push(o);
+    }
+    const ok = new Set<string>();
+    await Promise.all([
+      byClaim.length
+        ? this.run('starting a task', () =>
+            this.pool.query<{ ids: string[] }>(this.sql.startMarks, [this.name, byClaim.map((o) => this.unmarked.get(o.id)!.claim), byClaim.map((o) => o.id), byClaim.map((o) => o.lease.owner)]),
+          ).then((r) => r.rows.forEach((x) => x.ids.forEach((id) => ok.add(id))))
+        : undefined,
+      byRow.length
+        ? this.run('starting a task', () =>
+            this.pool.query<{ id: string }>(this.sql.start, [this.name, byRow.map((o) => o.id), byRow.map((o) => o.lease.fence), byRow.map((o) => o.lease.owner)]),
+          ).then((r) => r.rows.forEach((x) => ok.add(x.id)))
+        : undefined,
+    ]);
+    for (const o of ops) {
+      // Marked once: a later start of the same lease (none in the runner) goes to the row.
+      this.unmarked.delete(o.id);
+      o.resolve(ok.has(o.id));
+    }
+  }
+
   /** The state the failure left (1 scheduled, 0 ready, 4 dead), or null: the lease was lost. */
   private failed(id: string, lease: Lease, error: Omit<TaskError, 'attempt'>, delay_ms: number, deadNow: boolean): Promise<number | null> {
     if (this.closed) return Promise.reject(new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed (while recording a failure)`));
+    this.unmarked.delete(id);
     // Group-committed per ack window, as completions are: the failures of concurrent tasks share a statement (and a commit).
     return new Promise((resolve, reject) => this.fails.add({ id, lease, error: JSON.stringify(error), delay_ms, deadNow, wall: this.wallIso(), resolve, reject }));
   }

@@ -25,6 +25,19 @@ const ms = (x: string): string => `(extract(epoch from ${x}) * 1000)::float8`;
  */
 const LEASED = 'k.state::int = 2';
 
+/** In the reclaim: the task `k` was marked started, by its claim (`started`) or after it (its id among `mk`, the claim's marks). */
+const STARTED = '(k.started OR k.id IN (SELECT id FROM mk))';
+
+/**
+ * The array parameter `$n` of element type `type`, as an uncorrelated subquery: the planner then
+ * cannot count its elements (it assumes 10) when it plans an acknowledgement's join to the task
+ * table. Counting them (100 or more), it costed a hundred key lookups above one read of a table of
+ * up to some 20,000 rows, and read the whole primary key by its second column (`queue`) for every
+ * acknowledgement (10,100 entries and rows for 100 tasks at 10k; docs/PERFORMANCE.md). A lookup
+ * per id is the cheapest plan at any size but the smallest tables.
+ */
+const arr = (n: number, type: string): string => `(SELECT $${n}::${type}[])`;
+
 /** The columns a task record is rebuilt from (rowToRecord). */
 const RECORD = 'k.id, k.payload, k.attempt_count, k.max_attempts, k.created_at, k.updated_at, k.errors, k.retries, k.grp, k.cancelled';
 
@@ -40,6 +53,8 @@ export interface Statements {
   reorder: string;
   claim: string;
   start: string;
+  /** Start marks appended to their claims' `claim_mark` rows (schema-v9.ts). */
+  startMarks: string;
   renew: string;
   complete: string;
   release: string;
@@ -64,6 +79,8 @@ export interface Statements {
   queueNames: string;
   taskState: string;
   prune: string;
+  /** `claim_mark` rows of this queue's claims that have no leased task left. */
+  pruneMarks: string;
   /** Worker processes whose presence session holds its lock, and live lease owners by queue (the ops server). */
   presence: string;
 }
@@ -80,10 +97,12 @@ export function statements(schema: string): Statements {
 function build(S: string): Statements {
   const T = `${S}.task`;
   /** (id, fence, owner) rows from arrays at `$a`, `$a+1`, `$a+2`. */
-  const pairs = (a: number): string => `unnest($${a}::text[], $${a + 1}::bigint[], $${a + 2}::text[]) AS x(id, fence, owner)`;
+  const pairs = (a: number): string => `unnest(${arr(a, 'text')}, ${arr(a + 1, 'bigint')}, ${arr(a + 2, 'text')}) AS x(id, fence, owner)`;
   /** The lease of each (id, fence, owner) of x is held (rows found by key: schema-v8.ts). */
   const held = `k.queue = $1 AND k.id = x.id AND ${LEASED} AND k.fence = x.fence AND k.owner = x.owner`;
   /** The lease is held: id, fence and owner at `$a`, `$a+1`, `$a+2`. */
+  /** startMarks: the ids of \$3 (claims \$2, owners \$4) for claim_mark row `m`, less those it revoked, in the order given. */
+  const marked = `ARRAY(SELECT u.id FROM unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY AS u(c, id, o, n) WHERE u.c = m.claim AND u.o = m.owner AND u.id <> ALL (m.revoked) ORDER BY u.n)`;
   const holds = (a: number): string => `k.queue = $1 AND k.id = $${a} AND ${LEASED} AND k.fence = $${a + 1} AND k.owner = $${a + 2}`;
   return {
     ensureQueue: `INSERT INTO ${S}.queue (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`,
@@ -130,26 +149,39 @@ function build(S: string): Statements {
         SELECT id, r, o, row_number() OVER (ORDER BY r, o) AS g FROM (
           SELECT id, 0 AS r, row_number() OVER (ORDER BY t, seq) AS o FROM due
           UNION ALL SELECT id, 1, row_number() OVER (ORDER BY ready_seq) FROM rdy) u),
+      -- The claim's number, and its claim_mark row when it hands out tasks it does not mark (schema-v9.ts).
+      cid AS MATERIALIZED (SELECT nextval('${S}.claim_seq') AS c),
+      cm AS (
+        INSERT INTO ${S}.claim_mark (claim, queue, owner)
+        SELECT c, $1, $3 FROM cid WHERE NOT $7 AND (SELECT count(*) FROM picked) > $8),
       upd AS (
         UPDATE ${T} AS k SET state = 2, fence = k.fence + 1, owner = $3, t = ${NOW} + $5 * interval '1 ms',
-               started = $7 OR k.id = ANY (ARRAY(SELECT id FROM picked WHERE g <= $8))
+               started = $7 OR k.id = ANY (ARRAY(SELECT id FROM picked WHERE g <= $8)), claim = (SELECT c FROM cid)
          WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM picked))
-        RETURNING ${RECORD}, k.fence::float8 AS fence, ${ms('k.t')} AS expires, ${ms(NOW)} AS now, k.started)
+        RETURNING ${RECORD}, k.fence::float8 AS fence, ${ms('k.t')} AS expires, ${ms(NOW)} AS now, k.started, k.claim::float8 AS claim)
       SELECT upd.* FROM upd JOIN picked p USING (id) ORDER BY p.r, p.o`,
     // Lease operations, batched (one statement per kind and ack window; an id at most once per
     // batch): $3 ids, $4 fences, $5 owners (start: $2, $3, $4; it reads no clock), renew $6 lease ms.
     // The ids returned are those whose lease was held; the others were fenced off.
     start: `UPDATE ${T} AS k SET started = true FROM ${pairs(2)} WHERE ${held} RETURNING k.id`,
+    // $2 claims, $3 ids, $4 owners: each id is appended to its claim's marks unless a reclaim took
+    // it away (revoked); returns the ids marked. Under READ COMMITTED a start that waited for a
+    // reclaim of the same claim re-reads the row it updates (the newest revoked).
+    // The rows are reached by key (claim = ANY), whatever the statistics of a table that churns.
+    startMarks: `
+      UPDATE ${S}.claim_mark AS m SET marks = m.marks || ${marked}
+       WHERE m.claim = ANY ($2::bigint[]) AND m.queue = $1
+      RETURNING ${marked} AS ids`,
     renew: `
       UPDATE ${T} AS k SET t = greatest(k.t, ${NOW} + x.ms * interval '1 ms')
-        FROM unnest($3::text[], $4::bigint[], $5::text[], $6::int[]) AS x(id, fence, owner, ms)
+        FROM unnest(${arr(3, 'text')}, ${arr(4, 'bigint')}, ${arr(5, 'text')}, ${arr(6, 'int')}) AS x(id, fence, owner, ms)
        WHERE ${held} RETURNING k.id`,
     complete: `UPDATE ${T} AS k SET state = 3, owner = NULL, started = false, t = ${NOW} FROM ${pairs(3)} WHERE ${held} RETURNING k.id`,
     // Released tasks become ready in the order of the calls (nextval over the ordered rows).
     release: `
       WITH x AS MATERIALIZED (
         SELECT u.*, nextval('${S}.ready_seq') AS rs FROM (
-          SELECT * FROM unnest($3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY AS u(id, fence, owner, ord) ORDER BY ord) u)
+          SELECT * FROM unnest(${arr(3, 'text')}, ${arr(4, 'bigint')}, ${arr(5, 'text')}) WITH ORDINALITY AS u(id, fence, owner, ord) ORDER BY ord) u)
       UPDATE ${T} AS k SET state = 0, owner = NULL, started = false, t = ${NOW}, ready_seq = x.rs
         FROM x WHERE ${held} RETURNING k.id`,
     // A failed attempt: counted, its error kept; dead when exhausted or $9 (a contract error),
@@ -171,7 +203,7 @@ function build(S: string): Statements {
     failMany: `
       WITH x AS MATERIALIZED (
         SELECT u.*, nextval('${S}.ready_seq') AS rs FROM (
-          SELECT * FROM unnest($3::text[], $4::bigint[], $5::text[], $6::jsonb[], $7::float8[], $8::boolean[], $9::text[])
+          SELECT * FROM unnest(${arr(3, 'text')}, ${arr(4, 'bigint')}, ${arr(5, 'text')}, ${arr(6, 'jsonb')}, ${arr(7, 'float8')}, ${arr(8, 'boolean')}, ${arr(9, 'text')})
                    WITH ORDINALITY AS u(id, fence, owner, err, delay, dead, wall, ord) ORDER BY ord) u)
       UPDATE ${T} AS k SET
         attempt_count = k.attempt_count + 1,
@@ -184,26 +216,34 @@ function build(S: string): Statements {
       RETURNING k.id, k.state`,
     // Leases whose expiry passed on the database clock, or whose owner is among $6 (gone, with
     // the error $7 each): a started one counts the attempt (dead when exhausted), one whose handler
-    // never started goes back to ready with nothing charged. Guarded again at update time.
+    // never started goes back to ready with nothing charged (started: the row's mark, or its id among
+    // its claim's marks). Guarded again at update time.
     reclaim: `
       WITH g AS (SELECT * FROM unnest($6::text[], $7::jsonb[]) AS g(owner, err)),
       -- Expired leases by the index on (queue, t), read from the oldest expiry up to now; the leases
       -- of gone owners (rare) only when there are any ($6 not empty: a one-time filter).
       sel AS MATERIALIZED (
-        SELECT id, seq FROM (
-          SELECT * FROM (SELECT id, seq, t FROM ${T} WHERE queue = $1 AND state = 2 AND t <= ${NOW} ORDER BY t LIMIT $4 FOR UPDATE SKIP LOCKED) e
+        SELECT id, seq, claim FROM (
+          SELECT * FROM (SELECT id, seq, t, claim FROM ${T} WHERE queue = $1 AND state = 2 AND t <= ${NOW} ORDER BY t LIMIT $4 FOR UPDATE SKIP LOCKED) e
           UNION
-          SELECT * FROM (SELECT id, seq, t FROM ${T} WHERE cardinality($6::text[]) > 0 AND queue = $1 AND state = 2 AND owner = ANY($6::text[]) LIMIT $4 FOR UPDATE SKIP LOCKED) o) u
+          SELECT * FROM (SELECT id, seq, t, claim FROM ${T} WHERE cardinality($6::text[]) > 0 AND queue = $1 AND state = 2 AND owner = ANY($6::text[]) LIMIT $4 FOR UPDATE SKIP LOCKED) o) u
          ORDER BY t LIMIT $4),
+      -- Their claims' marks (schema-v9.ts): the ids are revoked in the row, whose newest marks
+      -- (after any start in flight committed) say which of them started.
+      rv AS MATERIALIZED (
+        UPDATE ${S}.claim_mark AS m SET revoked = m.revoked || ARRAY(SELECT id FROM sel WHERE sel.claim = m.claim)
+         WHERE m.claim = ANY (ARRAY(SELECT claim FROM sel WHERE claim IS NOT NULL))
+        RETURNING m.claim, m.marks),
+      mk AS MATERIALIZED (SELECT sel.id FROM sel JOIN rv ON rv.claim = sel.claim WHERE sel.id = ANY (rv.marks)),
       -- Those going back to ready do so in enqueue order, as the other backends do.
       ord AS MATERIALIZED (SELECT id, nextval('${S}.ready_seq') AS rs FROM (SELECT id FROM sel ORDER BY seq) o),
       upd AS (
         UPDATE ${T} AS k SET
-          attempt_count = k.attempt_count + k.started::int,
-          errors = CASE WHEN k.started THEN k.errors || jsonb_build_array(coalesce((SELECT err FROM g WHERE g.owner = k.owner), $5::jsonb) || jsonb_build_object('attempt', k.attempt_count + 1)) ELSE k.errors END,
-          state = CASE WHEN k.started AND k.attempt_count + 1 >= k.max_attempts THEN 4 ELSE 0 END,
-          ready_seq = CASE WHEN k.started AND k.attempt_count + 1 >= k.max_attempts THEN k.ready_seq ELSE (SELECT rs FROM ord WHERE ord.id = k.id) END,
-          updated_at = CASE WHEN k.started THEN $3 ELSE k.updated_at END,
+          attempt_count = k.attempt_count + (${STARTED})::int,
+          errors = CASE WHEN ${STARTED} THEN k.errors || jsonb_build_array(coalesce((SELECT err FROM g WHERE g.owner = k.owner), $5::jsonb) || jsonb_build_object('attempt', k.attempt_count + 1)) ELSE k.errors END,
+          state = CASE WHEN ${STARTED} AND k.attempt_count + 1 >= k.max_attempts THEN 4 ELSE 0 END,
+          ready_seq = CASE WHEN ${STARTED} AND k.attempt_count + 1 >= k.max_attempts THEN k.ready_seq ELSE (SELECT rs FROM ord WHERE ord.id = k.id) END,
+          updated_at = CASE WHEN ${STARTED} THEN $3 ELSE k.updated_at END,
           owner = NULL, started = false, t = ${NOW}
          WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM sel)) AND ${LEASED} AND (k.t <= ${NOW} OR k.owner = ANY($6::text[]))
         RETURNING k.id, k.seq)
@@ -303,5 +343,10 @@ function build(S: string): Statements {
         ON CONFLICT (queue, slot, kind) DO UPDATE SET n = c.n + excluded.n
         RETURNING n)
       SELECT (SELECT count(*) FROM del)::int AS pruned, (SELECT count(*) FROM back)::int AS counted`,
+    // A claim_mark row is visible only with its claim's tasks (one statement): when none of them
+    // is leased under it, no start or reclaim of the claim will read the row again.
+    pruneMarks: `
+      DELETE FROM ${S}.claim_mark AS m
+       WHERE m.queue = $1 AND m.claim <> ALL (ARRAY(SELECT DISTINCT claim FROM ${T} WHERE queue = $1 AND state = 2 AND claim IS NOT NULL))`,
   };
 }
