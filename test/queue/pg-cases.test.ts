@@ -48,6 +48,42 @@ const owner = (id: string): Owner => ({ id, pid: 1, host: 'h' });
 const err = (message: string): Omit<TaskError, 'attempt'> => ({ kind: 'transient', class: 'Error', message, at: '2026-01-15T12:00:00.000Z' });
 
 
+/** EXPLAIN (FORMAT JSON) of `text` with `params` on `c`. */
+async function explainOn(c: pg.Client, text: string, params: unknown[]): Promise<unknown> {
+  return (await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)).rows[0]!['QUERY PLAN'];
+}
+
+/** Sequential scans of the task table, and task indexes read otherwise than the primary key entered by ids, in `plan`. */
+function wayIn(plan: unknown): string[] {
+  const out: string[] = [];
+  const walk = (node: Record<string, unknown>): void => {
+    if (node['Node Type'] === 'Seq Scan' && node['Relation Name'] === 'task') out.push('Seq Scan on task');
+    const index = node['Index Name'] as string | undefined;
+    if (index?.startsWith('task') && !(index === 'task_pkey' && /^\(+id = /.test(String(node['Index Cond'])))) out.push(`${index}: ${String(node['Index Cond'])}`);
+    for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+  };
+  walk((plan as { Plan: Record<string, unknown> }[])[0]!.Plan);
+  return out;
+}
+
+/** {@link wayIn} of each acknowledgement of 100 leases (t2, t4, … of queue `name`, fence 1, owner o), named by statement. */
+async function ackWaysIn(c: pg.Client, sql: ReturnType<typeof statements>, name: string): Promise<string[]> {
+  const ids = Array.from({ length: 100 }, (_, i) => `t${2 * i + 2}`);
+  const fences = ids.map(() => 1);
+  const owners = ids.map(() => 'o');
+  const err = ids.map(() => '{"message":"x"}');
+  const plans: [string, string, unknown[]][] = [
+    ['complete', sql.complete, [name, null, ids, fences, owners]],
+    ['start', sql.start, [name, ids, fences, owners]],
+    ['release', sql.release, [name, null, ids, fences, owners]],
+    ['renew', sql.renew, [name, null, ids, fences, owners, ids.map(() => 60_000)]],
+    ['failMany', sql.failMany, [name, null, ids, fences, owners, err, ids.map(() => 1), ids.map(() => false), ids.map(() => 'x')]],
+  ];
+  const out: string[] = [];
+  for (const [what, text, params] of plans) for (const w of wayIn(await explainOn(c, text, params))) out.push(`${what}: ${w}`);
+  return out;
+}
+
 describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -480,7 +516,7 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
       walk((plan as { Plan: Record<string, unknown> }[])[0]!.Plan);
       return out;
     };
-    const explain = async (text: string, params: unknown[]) => (await admin.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)).rows[0]!['QUERY PLAN'];
+    const explain = (text: string, params: unknown[]) => explainOn(admin, text, params);
     expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, null, true, 0]))).toEqual([]);
     expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, ['t5', 't7', 'nope'], true, 0]))).toEqual([]);
     expect(seqScans(await explain(sql.reclaim, [name, null, 'x', 1000, '{}', [], []]))).toEqual([]);
@@ -508,28 +544,9 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
       [name],
     );
     const sql = statements('cases');
-    // Every index the plan reads is the primary key, entered by the ids; no sequential scan of the table.
-    const wayIn = (plan: unknown): string[] => {
-      const out: string[] = [];
-      const walk = (node: Record<string, unknown>): void => {
-        if (node['Node Type'] === 'Seq Scan' && node['Relation Name'] === 'task') out.push('Seq Scan on task');
-        const index = node['Index Name'] as string | undefined;
-        if (index?.startsWith('task') && !(index === 'task_pkey' && /^\(+id = /.test(String(node['Index Cond'])))) out.push(`${index}: ${String(node['Index Cond'])}`);
-        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
-      };
-      walk((plan as { Plan: Record<string, unknown> }[])[0]!.Plan);
-      return out;
-    };
-    const explain = async (text: string, params: unknown[]) => (await admin.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)).rows[0]!['QUERY PLAN'];
-    const ids = Array.from({ length: 100 }, (_, i) => `t${2 * i + 2}`);
-    const fences = ids.map(() => 1);
-    const owners = ids.map(() => 'o');
-    expect(wayIn(await explain(sql.complete, [name, null, ids, fences, owners]))).toEqual([]);
-    expect(wayIn(await explain(sql.start, [name, ids, fences, owners]))).toEqual([]);
-    expect(wayIn(await explain(sql.release, [name, null, ids, fences, owners]))).toEqual([]);
-    expect(wayIn(await explain(sql.renew, [name, null, ids, fences, owners, ids.map(() => 60_000)]))).toEqual([]);
-    const err = ids.map(() => '{"message":"x"}');
-    expect(wayIn(await explain(sql.failMany, [name, null, ids, fences, owners, err, ids.map(() => 1), ids.map(() => false), ids.map(() => 'x')]))).toEqual([]);
+    // Every index the plans read is the primary key, entered by the ids; no sequential scan of the table.
+    expect(await ackWaysIn(admin, sql, name)).toEqual([]);
+    const explain = (text: string, params: unknown[]) => explainOn(admin, text, params);
     // The reclaim's update likewise; its selection reads task_leased from the oldest expiry only.
     const reclaim = JSON.stringify(await explain(sql.reclaim, [name, null, 'x', 1000, '{}', [], []]));
     expect(reclaim).not.toContain('Seq Scan');
@@ -558,28 +575,7 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
          FROM generate_series(1, 10000) i`,
       [name],
     );
-    const sql = statements('small');
-    const wayIn = (plan: unknown): string[] => {
-      const out: string[] = [];
-      const walk = (node: Record<string, unknown>): void => {
-        if (node['Node Type'] === 'Seq Scan' && node['Relation Name'] === 'task') out.push('Seq Scan on task');
-        const index = node['Index Name'] as string | undefined;
-        if (index?.startsWith('task') && !(index === 'task_pkey' && /^\(+id = /.test(String(node['Index Cond'])))) out.push(`${index}: ${String(node['Index Cond'])}`);
-        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
-      };
-      walk((plan as { Plan: Record<string, unknown> }[])[0]!.Plan);
-      return out;
-    };
-    const explain = async (text: string, params: unknown[]) => (await admin.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)).rows[0]!['QUERY PLAN'];
-    const ids = Array.from({ length: 100 }, (_, i) => `t${2 * i + 2}`);
-    const fences = ids.map(() => 1);
-    const owners = ids.map(() => 'o');
-    expect(wayIn(await explain(sql.complete, [name, null, ids, fences, owners]))).toEqual([]);
-    expect(wayIn(await explain(sql.start, [name, ids, fences, owners]))).toEqual([]);
-    expect(wayIn(await explain(sql.release, [name, null, ids, fences, owners]))).toEqual([]);
-    expect(wayIn(await explain(sql.renew, [name, null, ids, fences, owners, ids.map(() => 60_000)]))).toEqual([]);
-    const err = ids.map(() => '{"message":"x"}');
-    expect(wayIn(await explain(sql.failMany, [name, null, ids, fences, owners, err, ids.map(() => 1), ids.map(() => false), ids.map(() => 'x')]))).toEqual([]);
+    expect(await ackWaysIn(admin, statements('small'), name)).toEqual([]);
     await Promise.all([q.close(), small.close()]);
     await admin.query('DROP SCHEMA small CASCADE');
   });
