@@ -48,6 +48,27 @@ const owner = (id: string): Owner => ({ id, pid: 1, host: 'h' });
 const err = (message: string): Omit<TaskError, 'attempt'> => ({ kind: 'transient', class: 'Error', message, at: '2026-01-15T12:00:00.000Z' });
 
 
+/** A queue `name` of schema cases holding one task, and a client of its own (ended with the test). */
+async function seeded(name: string): Promise<{ q: PgQueue; admin: pg.Client }> {
+  const q = queue(name);
+  await q.enqueue([{ id: 'seed', payload: 0 }]);
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
+  onTestFinished(() => admin.end());
+  return { q, admin };
+}
+
+/** Tasks t1…t`count` of queue `name` in `schema`, inserted directly (no counters kept): the even ones leased by owner o with fence 1, the odd ones ready. */
+async function insertHalfLeased(c: pg.Client, schema: string, name: string, count: number): Promise<void> {
+  await c.query(
+    `INSERT INTO ${schema}.task (queue, id, state, seq, ready_seq, t, max_attempts, owner, fence, payload, created_at, updated_at)
+     SELECT $1, 't' || i, CASE WHEN i % 2 = 0 THEN 2 ELSE 0 END, nextval('${schema}.task_seq'), nextval('${schema}.ready_seq'),
+            now() + interval '1 hour', 5, CASE WHEN i % 2 = 0 THEN 'o' END, 1, '{}', 'x', 'x'
+       FROM generate_series(1, $2::int) i`,
+    [name, count],
+  );
+}
+
 /** EXPLAIN (FORMAT JSON) of `text` with `params` on `c`. */
 async function explainOn(c: pg.Client, text: string, params: unknown[]): Promise<unknown> {
   return (await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)).rows[0]!['QUERY PLAN'];
@@ -493,11 +514,7 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
 
   it('claims, reclaims and stats stay on the partial indexes on 200k tasks: no sequential scan of the task table (the LIMIT … SKIP LOCKED planner trap)', async () => {
     const name = `plan_${++n}`;
-    const q = queue(name);
-    await q.enqueue([{ id: 'seed', payload: 0 }]);
-    const admin = new pg.Client({ connectionString: db.url });
-    await admin.connect();
-    onTestFinished(() => admin.end());
+    const { q, admin } = await seeded(name);
     await admin.query(
       `INSERT INTO cases.task (queue, id, state, seq, ready_seq, t, max_attempts, payload, created_at, updated_at)
        SELECT $1, 't' || i, CASE WHEN i % 10 = 0 THEN 3 WHEN i % 10 = 1 THEN 2 ELSE 0 END, nextval('cases.task_seq'), nextval('cases.ready_seq'),
@@ -529,20 +546,10 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
 
   it('acknowledgements and reclaims reach their rows by primary key on 200k tasks whose statistics are those of one (no read of a whole index)', async () => {
     const name = `pk_${++n}`;
-    const q = queue(name);
-    await q.enqueue([{ id: 'seed', payload: 0 }]);
-    const admin = new pg.Client({ connectionString: db.url });
-    await admin.connect();
-    onTestFinished(() => admin.end());
+    const { q, admin } = await seeded(name);
     // Analyzed small, then grown without an analyze: a bulk enqueue before autovacuum comes round.
     await admin.query('ANALYZE cases.task');
-    await admin.query(
-      `INSERT INTO cases.task (queue, id, state, seq, ready_seq, t, max_attempts, owner, fence, payload, created_at, updated_at)
-       SELECT $1, 't' || i, CASE WHEN i % 2 = 0 THEN 2 ELSE 0 END, nextval('cases.task_seq'), nextval('cases.ready_seq'),
-              now() + interval '1 hour', 5, CASE WHEN i % 2 = 0 THEN 'o' END, 1, '{}', 'x', 'x'
-         FROM generate_series(1, 200000) i`,
-      [name],
-    );
+    await insertHalfLeased(admin, 'cases', name, 200_000);
     const sql = statements('cases');
     // Every index the plans read is the primary key, entered by the ids; no sequential scan of the table.
     expect(await ackWaysIn(admin, sql, name)).toEqual([]);
@@ -560,21 +567,11 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
 
   it('acknowledgements reach their rows by primary key on 10k tasks never analyzed (a table small enough that one read of it looked cheaper than 100 lookups)', async () => {
     const name = `pk_small_${++n}`;
-    const q = queue(name);
-    await q.enqueue([{ id: 'seed', payload: 0 }]);
-    const admin = new pg.Client({ connectionString: db.url });
-    await admin.connect();
-    onTestFinished(() => admin.end());
+    const { q, admin } = await seeded(name);
     await admin.query(`CREATE SCHEMA small`);
     const small = queue(name, { schema: 'small' });
     await small.stats();
-    await admin.query(
-      `INSERT INTO small.task (queue, id, state, seq, ready_seq, t, max_attempts, owner, fence, payload, created_at, updated_at)
-       SELECT $1, 't' || i, CASE WHEN i % 2 = 0 THEN 2 ELSE 0 END, nextval('small.task_seq'), nextval('small.ready_seq'),
-              now() + interval '1 hour', 5, CASE WHEN i % 2 = 0 THEN 'o' END, 1, '{}', 'x', 'x'
-         FROM generate_series(1, 10000) i`,
-      [name],
-    );
+    await insertHalfLeased(admin, 'small', name, 10_000);
     expect(await ackWaysIn(admin, statements('small'), name)).toEqual([]);
     await Promise.all([q.close(), small.close()]);
     await admin.query('DROP SCHEMA small CASCADE');
