@@ -252,6 +252,40 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     await q.close();
   });
 
+  it('a reclaim takes the claim_mark rows of several claims in claim order: a start holding the first one is waited for while the later ones stay free (no deadlock)', async () => {
+    const name = `order_${++n}`;
+    const clock = new FakeClock();
+    const q = queue(name, { now: clock.now, dbNow: clock.now });
+    await q.enqueue(['a', 'b'].map((id) => ({ id, payload: id })));
+    const first = await q.claim({ owner: owner('w'), max: 2, lease_ms: 1000, defer_start: true, start_first: 0 });
+    await q.enqueue(['c', 'd'].map((id) => ({ id, payload: id })));
+    await q.claim({ owner: owner('w'), max: 2, lease_ms: 1000, defer_start: true, start_first: 0 });
+    const claimOf = async (id: string) => Number((await pool().query<{ c: string }>(`SELECT claim::text AS c FROM cases.task WHERE queue = $1 AND id = $2`, [name, id])).rows[0]!.c);
+    const [c1, c2] = [await claimOf('a'), await claimOf('c')];
+    expect(c1).toBeLessThan(c2);
+    // A mark on the first claim rewrites its row: its newest version now lies after the second's in the table.
+    expect(await q.start('a', first[0]!.lease)).toBe(true);
+    const tx = new pg.Client({ connectionString: db.url });
+    await tx.connect();
+    onTestFinished(() => tx.end());
+    await tx.query('BEGIN');
+    await tx.query(`SET LOCAL lock_timeout = '5s'`);
+    // A start in flight on the first claim's row while the leases of both claims expire and a reclaim runs.
+    await tx.query(`UPDATE cases.claim_mark SET marks = marks WHERE claim = $1`, [c1]);
+    clock.advance(2000);
+    const reclaim = q.reclaimExpired();
+    const waiting = async () =>
+      (await pool().query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%claim_mark%SET revoked%'`)).rowCount! > 0 || undefined;
+    await until(waiting);
+    // The reclaim waits for the first row holding none: the second is free (a reclaim holding it would be a deadlock, one of the two failed).
+    await tx.query(`UPDATE cases.claim_mark SET marks = marks WHERE claim = $1`, [c2]);
+    await tx.query('COMMIT');
+    expect((await reclaim).sort()).toEqual(['a', 'b', 'c', 'd']);
+    const views = await Promise.all(['a', 'b', 'c', 'd'].map((id) => q.getTask(id)));
+    expect(views.map((v) => v!.task.attempt_count)).toEqual([1, 0, 0, 0]);
+    await q.close();
+  });
+
   it('a client whose connection dropped before the pool handed it out ("not queryable") is a lost connection: the fence settles the completion, nothing is counted as the task failing', async () => {
     const name = `dead_client_${++n}`;
     const p = pool(db.url, 1);
@@ -562,6 +596,11 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     const marks = JSON.stringify(await explain(sql.startMarks, [name, [1, 2], ['t2', 't4'], ['o', 'o']]));
     expect(marks).not.toContain('Seq Scan');
     expect(marks).toContain('"Index Name":"claim_mark_pkey"');
+    // Both lock the claim_mark rows they write in claim order, whatever scan reads them: the row
+    // lock taken above a sort by claim (two statements sharing claims never wait in a cycle).
+    const lockedInOrder = /"Node Type":"LockRows"[^\]]*"Plans":\[(?:\{[^{}]*"Subplan Name"[^{}]*\},)*\{"Node Type":"Sort"[^}]*"Sort Key":\["claim_mark\.claim"\]/;
+    expect(marks).toMatch(lockedInOrder);
+    expect(reclaim).toMatch(lockedInOrder);
     await q.close();
   });
 

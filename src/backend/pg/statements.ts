@@ -100,9 +100,17 @@ function build(S: string): Statements {
   const pairs = (a: number): string => `unnest(${arr(a, 'text')}, ${arr(a + 1, 'bigint')}, ${arr(a + 2, 'text')}) AS x(id, fence, owner)`;
   /** The lease of each (id, fence, owner) of x is held (rows found by key: schema-v8.ts). */
   const held = `k.queue = $1 AND k.id = x.id AND ${LEASED} AND k.fence = x.fence AND k.owner = x.owner`;
-  /** The lease is held: id, fence and owner at `$a`, `$a+1`, `$a+2`. */
+  /**
+   * The `claim_mark` rows (schema-v9.ts) of the claims `claims` (an array expression), locked one
+   * after the other in claim order whatever plan reads them (the row lock is taken above the sort):
+   * the statements that write several of these rows (a start's marks, a reclaim's revocations) take
+   * them in the same order, so two of them wait for each other at most, never in a cycle (a
+   * deadlock, which PostgreSQL would break by failing one of them). `and`: more conditions.
+   */
+  const lockMarks = (claims: string, and: string): string => `SELECT claim FROM ${S}.claim_mark WHERE claim = ANY (${claims}) ${and} ORDER BY claim FOR UPDATE`;
   /** startMarks: the ids of \$3 (claims \$2, owners \$4) for claim_mark row `m`, less those it revoked, in the order given. */
   const marked = `ARRAY(SELECT u.id FROM unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY AS u(c, id, o, n) WHERE u.c = m.claim AND u.o = m.owner AND u.id <> ALL (m.revoked) ORDER BY u.n)`;
+  /** The lease is held: id, fence and owner at `$a`, `$a+1`, `$a+2`. */
   const holds = (a: number): string => `k.queue = $1 AND k.id = $${a} AND ${LEASED} AND k.fence = $${a + 1} AND k.owner = $${a + 2}`;
   return {
     ensureQueue: `INSERT INTO ${S}.queue (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`,
@@ -168,9 +176,12 @@ function build(S: string): Statements {
     // it away (revoked); returns the ids marked. Under READ COMMITTED a start that waited for a
     // reclaim of the same claim re-reads the row it updates (the newest revoked).
     // The rows are reached by key (claim = ANY), whatever the statistics of a table that churns.
+    // The rows are locked in claim order (lockMarks), as the reclaim locks them: a start and a
+    // reclaim (or two reclaims) that share claims wait for each other, never in a cycle.
     startMarks: `
       UPDATE ${S}.claim_mark AS m SET marks = m.marks || ${marked}
-       WHERE m.claim = ANY ($2::bigint[]) AND m.queue = $1
+        FROM (${lockMarks('$2::bigint[]', 'AND queue = $1')}) l
+       WHERE m.claim = l.claim AND m.claim = ANY ($2::bigint[])
       RETURNING ${marked} AS ids`,
     renew: `
       UPDATE ${T} AS k SET t = greatest(k.t, ${NOW} + x.ms * interval '1 ms')
@@ -232,7 +243,8 @@ function build(S: string): Statements {
       -- (after any start in flight committed) say which of them started.
       rv AS MATERIALIZED (
         UPDATE ${S}.claim_mark AS m SET revoked = m.revoked || ARRAY(SELECT id FROM sel WHERE sel.claim = m.claim)
-         WHERE m.claim = ANY (ARRAY(SELECT claim FROM sel WHERE claim IS NOT NULL))
+          FROM (${lockMarks('ARRAY(SELECT claim FROM sel WHERE claim IS NOT NULL)', '')}) l
+         WHERE m.claim = l.claim AND m.claim = ANY (ARRAY(SELECT claim FROM sel WHERE claim IS NOT NULL))
         RETURNING m.claim, m.marks),
       mk AS MATERIALIZED (SELECT sel.id FROM sel JOIN rv ON rv.claim = sel.claim WHERE sel.id = ANY (rv.marks)),
       -- Those going back to ready do so in enqueue order, as the other backends do.
