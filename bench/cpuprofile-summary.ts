@@ -5,7 +5,7 @@
  *   node dist/bench/cpuprofile-summary.js <file.cpuprofile> [--top 30] [--filter src/]
  */
 import { readFileSync } from 'node:fs';
-import { fmtNum, table } from './lib.js';
+import { fmtNum, shortUrl, table } from './lib.js';
 
 interface CallFrame {
   functionName: string;
@@ -24,14 +24,6 @@ interface Profile {
   endTime: number;
   samples: number[];
   timeDeltas: number[];
-}
-
-function shortUrl(url: string): string {
-  const i = url.indexOf('/dist/');
-  if (i >= 0) return url.slice(i + 1);
-  const n = url.indexOf('/node_modules/');
-  if (n >= 0) return url.slice(n + 1);
-  return url.replace(/^file:\/\//, '');
 }
 
 function main(): void {

@@ -500,3 +500,12 @@ export function timestamp(d = new Date()): string {
 export function progress(msg: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 }
+
+/** A profile's script URL, short: from dist/ or node_modules/ on (profile summaries). */
+export function shortUrl(url: string): string {
+  const i = url.indexOf('/dist/');
+  if (i >= 0) return url.slice(i + 1);
+  const n = url.indexOf('/node_modules/');
+  if (n >= 0) return url.slice(n + 1);
+  return url.replace(/^file:\/\//, '');
+}

@@ -11,7 +11,9 @@
  *          --no-instrument (plain run: the wrappers add latency to every round, which lowers throughput),
  *          --light (count rounds, time compactions and reloads only),
  *          --compact-min BYTES (FileQueue compact_min_bytes; 1000M effectively turns compaction off),
- *          --cpuprof FILE (a .cpuprofile of the measured part only, through node:inspector).
+ *          --cpuprof FILE (a .cpuprofile of the measured part only, through node:inspector),
+ *          --heapprof FILE (a sampling heap profile of the measured part, objects collected meanwhile
+ *          included: what was allocated, not what is left; `node dist/bench/heapprofile-summary.js FILE`).
  */
 import fs, { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -42,10 +44,24 @@ interface Opts {
   compactMin: number | undefined;
   /** Write a CPU profile of the measured part only (not the setup) to this file. */
   cpuprof: string | null;
+  /** Write a sampling heap profile (allocations, collected ones included) of the measured part to this file. */
+  heapprof: string | null;
 }
 
 function parse(argv: string[]): Opts {
-  const o: Opts = { mode: 'drain', size: 20_000, concurrency: 8, ackWindow: undefined, backoffBase: 1, batch: 10_000, instrument: true, light: false, compactMin: undefined, cpuprof: null };
+  const o: Opts = {
+    mode: 'drain',
+    size: 20_000,
+    concurrency: 8,
+    ackWindow: undefined,
+    backoffBase: 1,
+    batch: 10_000,
+    instrument: true,
+    light: false,
+    compactMin: undefined,
+    cpuprof: null,
+    heapprof: null,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = (): string => {
@@ -63,6 +79,7 @@ function parse(argv: string[]): Opts {
     else if (a === '--light') o.light = true;
     else if (a === '--compact-min') o.compactMin = parseCount(v());
     else if (a === '--cpuprof') o.cpuprof = v();
+    else if (a === '--heapprof') o.heapprof = v();
     else throw new Error(`unknown argument ${a}`);
   }
   return o;
@@ -168,21 +185,34 @@ function report(totalMs: number, tasks: number): void {
 let session: Session | null = null;
 
 async function startProfile(o: Opts): Promise<void> {
-  if (!o.cpuprof) return;
+  if (!o.cpuprof && !o.heapprof) return;
   session = new Session();
   session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 200 });
-  await session.post('Profiler.start');
+  if (o.cpuprof) {
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 200 });
+    await session.post('Profiler.start');
+  }
+  if (o.heapprof) {
+    await session.post('HeapProfiler.enable');
+    await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  }
 }
 
 async function stopProfile(o: Opts): Promise<void> {
-  if (!session || !o.cpuprof) return;
-  const { profile } = await session.post('Profiler.stop');
-  writeFileSync(o.cpuprof, JSON.stringify(profile));
+  if (!session) return;
+  if (o.cpuprof) {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(o.cpuprof, JSON.stringify(profile));
+    console.log(`cpu profile: ${o.cpuprof}`);
+  }
+  if (o.heapprof) {
+    const { profile } = await session.post('HeapProfiler.stopSampling');
+    writeFileSync(o.heapprof, JSON.stringify(profile));
+    console.log(`heap profile: ${o.heapprof}`);
+  }
   session.disconnect();
   session = null;
-  console.log(`cpu profile: ${o.cpuprof}`);
 }
 
 // ---- scenarios ----
