@@ -84,47 +84,60 @@ function failed(s: Status, now: number, retryAt: number, exhaustNow: boolean): S
     : { ...s, state: 'scheduled', attempt_count, time: retryAt, owner: null };
 }
 
-export function transition(s: Status, e: Event, now: number): Outcome {
+/**
+ * Why `transition` would refuse `e` in status `s`, or null when it would apply it: the same guard,
+ * without building the next status (a completion that only asks whether it may, then writes a
+ * record, builds nothing).
+ */
+export function refusal(s: Status, e: Event, now: number): Rejection | null {
   switch (e.type) {
     case 'claim':
-      if (!(isClaimable(s, now) || (e.judged === true && s.state === 'scheduled'))) return { ok: false, reason: 'not_claimable' };
-      return {
-        ok: true,
-        status: { ...s, state: 'leased', fence: s.fence + 1, time: now + e.lease_ms, owner: e.owner, started: e.started === true },
-      };
+      return isClaimable(s, now) || (e.judged === true && s.state === 'scheduled') ? null : 'not_claimable';
     case 'start':
-      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
-      return { ok: true, status: { ...s, started: true } };
     case 'renew':
-      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
-      return { ok: true, status: { ...s, time: Math.max(s.time, now + e.lease_ms) } };
     case 'complete':
-      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
-      return { ok: true, status: { ...s, state: 'completed', time: now, owner: null } };
     case 'release':
-      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
-      return { ok: true, status: { ...s, state: 'ready', time: now, owner: null } };
     case 'fail':
-      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
-      return { ok: true, status: failed(s, now, now + e.delay_ms, false) };
     case 'dead_letter':
-      if (!holds(s, e.owner, e.fence)) return { ok: false, reason: 'lease_lost' };
-      return { ok: true, status: failed(s, now, now, true) };
+      return holds(s, e.owner, e.fence) ? null : 'lease_lost';
     case 'reclaim':
-      if (s.state !== 'leased' || s.fence !== e.fence) return { ok: false, reason: 'lease_lost' };
-      return { ok: true, status: failed(s, now, now, false) };
+      return s.state === 'leased' && s.fence === e.fence ? null : 'lease_lost';
     case 'retry':
-      if (s.state !== 'dead') return { ok: false, reason: 'not_dead' };
-      return { ok: true, status: { ...s, state: 'ready', attempt_count: 0, time: now, owner: null } };
-    case 'rerun':
-      if (s.state !== 'completed' && s.state !== 'cancelled') return { ok: false, reason: 'not_completed' };
-      return { ok: true, status: { ...s, state: 'ready', attempt_count: 0, time: now, owner: null } };
     case 'discard':
-      if (s.state !== 'dead') return { ok: false, reason: 'not_dead' };
-      return { ok: true, status: { ...s, state: 'cancelled', time: now, owner: null } };
+      return s.state === 'dead' ? null : 'not_dead';
+    case 'rerun':
+      return s.state === 'completed' || s.state === 'cancelled' ? null : 'not_completed';
     case 'cancel':
       // A leased task is its holder's: it finishes or loses it, and a later cancel catches it.
-      if (s.state !== 'ready' && s.state !== 'scheduled') return { ok: false, reason: 'not_cancellable' };
+      return s.state === 'ready' || s.state === 'scheduled' ? null : 'not_cancellable';
+  }
+}
+
+export function transition(s: Status, e: Event, now: number): Outcome {
+  const no = refusal(s, e, now);
+  if (no !== null) return { ok: false, reason: no };
+  switch (e.type) {
+    case 'claim':
+      return { ok: true, status: { ...s, state: 'leased', fence: s.fence + 1, time: now + e.lease_ms, owner: e.owner, started: e.started === true } };
+    case 'start':
+      return { ok: true, status: { ...s, started: true } };
+    case 'renew':
+      return { ok: true, status: { ...s, time: Math.max(s.time, now + e.lease_ms) } };
+    case 'complete':
+      return { ok: true, status: { ...s, state: 'completed', time: now, owner: null } };
+    case 'release':
+      return { ok: true, status: { ...s, state: 'ready', time: now, owner: null } };
+    case 'fail':
+      return { ok: true, status: failed(s, now, now + e.delay_ms, false) };
+    case 'dead_letter':
+      return { ok: true, status: failed(s, now, now, true) };
+    case 'reclaim':
+      return { ok: true, status: failed(s, now, now, false) };
+    case 'retry':
+    case 'rerun':
+      return { ok: true, status: { ...s, state: 'ready', attempt_count: 0, time: now, owner: null } };
+    case 'discard':
+    case 'cancel':
       return { ok: true, status: { ...s, state: 'cancelled', time: now, owner: null } };
   }
 }

@@ -8,7 +8,7 @@ import { clockOf, DEFAULT_MAX_ATTEMPTS, QUEUE_DEFAULTS, queueFull, type QueueOpt
 import { ownerAlive } from '../owner.js';
 import { checkTaskId, newRecord, recordAfterCancel, recordAfterDiscard, recordAfterFailure, recordAfterRetry } from '../record.js';
 import { checkGroup } from '../validate.js';
-import { transition, type Event } from '../state.js';
+import { refusal, type Event } from '../state.js';
 import type {
   CancelOptions,
   ClaimOptions,
@@ -239,10 +239,12 @@ export class FileQueue implements Queue {
    * local-starts.ts); otherwise a `start` record goes in the next round.
    */
   start(id: string, lease: Lease): Promise<boolean> {
-    const locked = (): Promise<boolean> => this.pairOp(id, lease, { type: 'start', owner: lease.owner, fence: lease.fence }, 'start', S_LEASED);
-    const marked = this.starts.start(id, lease);
-    return marked ? marked.then((ok) => ok || locked()) : locked();
+    return this.starts.start(id, lease, this.lockedStart) ?? this.lockedStart(id, lease);
   }
+
+  /** A start as a `start` record in the next locked round. */
+  private readonly lockedStart = (id: string, lease: Lease): Promise<boolean> =>
+    this.pairOp(id, lease, { type: 'start', owner: lease.owner, fence: lease.fence }, 'start', S_LEASED);
 
   renewLease(id: string, lease: Lease, lease_ms: number): Promise<boolean> {
     return this.pairOp(id, lease, { type: 'renew', owner: lease.owner, fence: lease.fence, lease_ms }, 'renew', S_LEASED, lease_ms);
@@ -490,7 +492,7 @@ export class FileQueue implements Queue {
     return this.rounds.submit(ev.type, false, (r): Answer => {
       const idx = r.idx;
       const n = this.held.slot(id) ?? idx.ids.get(id);
-      if (n < 0 || !transition(idx.status(n), ev, r.now).ok) return () => refused;
+      if (n < 0 || refusal(idx.status(n), ev, r.now) !== null) return () => refused;
       if (!r.emit(make(r, n))) return () => refused;
       this.held.drop(id);
       const value = done(r, n);
@@ -503,7 +505,7 @@ export class FileQueue implements Queue {
     return this.rounds.submit(ev.type, t === 'renew' || t === 'start', (r): Answer => {
       const idx = r.idx;
       const n = this.held.slot(id) ?? idx.ids.get(id);
-      if (n < 0 || !transition(idx.status(n), ev, r.now).ok || !r.pair(t, lease.owner, n, lease.fence, ms)) return () => false;
+      if (n < 0 || refusal(idx.status(n), ev, r.now) !== null || !r.pair(t, lease.owner, n, lease.fence, ms)) return () => false;
       if (t !== 'renew' && t !== 'start') this.held.drop(id);
       return () => {
         const ok = idx.slots.state[n] === expect && idx.slots.fence[n] === lease.fence;

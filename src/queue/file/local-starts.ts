@@ -25,8 +25,10 @@ export type Submit = (kind: string, urgent: boolean, run: (r: Round) => Answer) 
 
 interface Pending {
   id: string;
-  fence: number;
-  resolve: (marked: boolean) => void;
+  lease: Lease;
+  resolve: (marked: boolean | Promise<boolean>) => void;
+  /** What the start is when its mark could not be written safely (a locked round's `start` record). */
+  otherwise: (id: string, lease: Lease) => Promise<boolean>;
 }
 
 /** What a reclaim reads of the start marks, within one round (see reclaim.ts). */
@@ -73,10 +75,10 @@ export class LocalStarts {
 
   /**
    * Marks the start of a held lease: resolves true once the mark is written with enough of the
-   * lease left, false when the start must take a locked round instead. Null when the lease is not
-   * one this process holds as given, or too little of it is left to try.
+   * lease left; else it is what `otherwise` (a start in a locked round) resolves to. Null when the
+   * lease is not one this process holds as given, or too little of it is left to try.
    */
-  start(id: string, lease: Lease): Promise<boolean> | null {
+  start(id: string, lease: Lease, otherwise: (id: string, lease: Lease) => Promise<boolean>): Promise<boolean> | null {
     const h = this.held.get(id);
     const owner = this.owners.get(lease.owner);
     if (!h || !owner || h.owner !== lease.owner || h.fence !== lease.fence || h.marked) return null;
@@ -88,7 +90,7 @@ export class LocalStarts {
         this.pending.set(owner.id, (list = []));
         queueMicrotask(() => this.flush(owner.id));
       }
-      list.push({ id, fence: lease.fence, resolve });
+      list.push({ id, lease, resolve, otherwise });
     });
   }
 
@@ -141,15 +143,15 @@ export class LocalStarts {
     const list = this.pending.get(owner) ?? [];
     this.pending.delete(owner);
     const file = this.files.get(owner)!;
-    const marks: Mark[] = list.map((p) => [p.id, p.fence]);
+    const marks: Mark[] = list.map((p) => [p.id, p.lease.fence]);
     const ok = file.write(marks);
     // Read after the write returned: a reclaimer reads the file only once the lease expired.
     const now = this.clock.read().mono;
     for (const p of list) {
       const h = this.held.get(p.id);
-      const safe = ok && h !== undefined && h.fence === p.fence && h.owner === owner && h.expires - now >= START_MARK_MARGIN_MS;
+      const safe = ok && h !== undefined && h.fence === p.lease.fence && h.owner === owner && h.expires - now >= START_MARK_MARGIN_MS;
       if (safe) h.marked = true;
-      p.resolve(safe);
+      p.resolve(safe || p.otherwise(p.id, p.lease));
     }
     if (file.bytes > this.foldBytes) void this.fold(owner, false);
   }

@@ -59,6 +59,8 @@ export class RoundWriter implements Round {
   /** Slots that entered or left the dead letters in this round. */
   readonly effects: Effects = { dead: [], undead: [] };
   private readonly batches = new Map<string, Batch>();
+  /** The batch the last pair went to. */
+  private last: Batch | null = null;
   private readonly paired = new Set<number>();
   private live = true;
   private iso: string | null = null;
@@ -105,9 +107,15 @@ export class RoundWriter implements Round {
     if (this.paired.has(n)) return false;
     this.paired.add(n);
     if (t === 'done') this.durable++;
-    const key = `${t}|${o}|${ms}`;
-    let b = this.batches.get(key);
-    if (!b) this.batches.set(key, (b = { t, o, ms, l: [] }));
+    // A round's pairs mostly come in runs of one kind and owner (hundreds of completions): the
+    // batch of the last one is found without making its key.
+    let b = this.last;
+    if (b === null || b.t !== t || b.o !== o || b.ms !== ms) {
+      const key = `${t}|${o}|${ms}`;
+      b = this.batches.get(key) ?? null;
+      if (!b) this.batches.set(key, (b = { t, o, ms, l: [] }));
+      this.last = b;
+    }
     b.l.push([n, fence]);
     return true;
   }
@@ -123,6 +131,7 @@ export class RoundWriter implements Round {
       else this.emit({ t: b.t, at: this.at, o: b.o, l: b.l });
     }
     this.batches.clear();
+    this.last = null;
   }
 
   /** No more records: the state stops routing effects here. The handle stays usable until `end`. */

@@ -12,7 +12,10 @@ import type { StatsWriter } from './stats-file.js';
 /** What an operation answers, read once its round's records are applied (still under the lock). */
 export type Answer = () => unknown;
 
-type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+/**
+ * One operation: what it runs in its round, then what that round made of it. An answer waiting for
+ * the fsync that covers its round waits as the operation itself (no object or closure more a task).
+ */
 interface Op {
   kind: string;
   /** Run at the next turn of the event loop; the others wait out the ack window (or an urgent one). */
@@ -20,12 +23,11 @@ interface Op {
   run: (r: Round) => Answer;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
-}
-
-/** An answer waiting for the fsync that covers what its round wrote. */
-interface Waiter {
-  resolve: () => void;
-  reject: (err: unknown) => void;
+  /** Its answer, read under the lock; or what reading it threw (`failed`). */
+  value: unknown;
+  failed: boolean;
+  /** It asked for records needing an fsync. */
+  durable: boolean;
 }
 
 /**
@@ -71,7 +73,7 @@ export class RoundEngine {
   private lazySince = -1;
   private closed = false;
   /** Answers waiting for the next fdatasync. */
-  private waiting: Waiter[] = [];
+  private waiting: Op[] = [];
   /** An fdatasync is in flight. */
   private syncing = false;
   /** Records needing an fsync were appended since the last fdatasync began. */
@@ -88,7 +90,7 @@ export class RoundEngine {
     if (this.closed) return Promise.reject(new MetaspnError('INTERNAL_ERROR', `queue ${this.p.queue} is closed`));
     return new Promise<T>((resolve, reject) => {
       if (!urgent && this.lazySince < 0) this.lazySince = performance.now();
-      this.pending.push({ kind, urgent, run, resolve: resolve as (value: unknown) => void, reject });
+      this.pending.push({ kind, urgent, run, resolve: resolve as (value: unknown) => void, reject, value: undefined, failed: false, durable: false });
       this.schedule(urgent);
     });
   }
@@ -182,8 +184,6 @@ export class RoundEngine {
 
   private async runRound(ops: Op[]): Promise<void> {
     const { mutex, file } = this.p;
-    let outcomes: Outcome[] = [];
-    let durable: boolean[] = [];
     let syncNeeded = false;
     try {
       await mutex.acquire();
@@ -192,7 +192,7 @@ export class RoundEngine {
       return;
     }
     try {
-      ({ outcomes, durable, syncNeeded } = this.roundLocked(ops));
+      syncNeeded = this.roundLocked(ops);
     } catch (err) {
       file.invalidate();
       mutex.releaseLock();
@@ -201,12 +201,11 @@ export class RoundEngine {
     }
     mutex.releaseLock();
     if (syncNeeded) this.dirty = true;
-    ops.forEach((op, i) => {
-      const o = outcomes[i]!;
-      if (!o.ok) op.reject(o.error);
-      else if ((EAGER.has(op.kind) && !durable[i]) || (!this.dirty && !this.syncing)) op.resolve(o.value);
-      else this.waiting.push({ resolve: () => op.resolve(o.value), reject: op.reject });
-    });
+    for (const op of ops) {
+      if (op.failed) op.reject(op.value);
+      else if ((EAGER.has(op.kind) && !op.durable) || (!this.dirty && !this.syncing)) op.resolve(op.value);
+      else this.waiting.push(op);
+    }
     this.kick();
   }
 
@@ -238,24 +237,25 @@ export class RoundEngine {
         file.invalidate();
         for (const w of batch) w.reject(err);
       } else {
-        for (const w of batch) w.resolve();
+        for (const op of batch) op.resolve(op.value);
       }
       this.kick();
       if (!this.syncing && this.waiting.length === 0) for (const f of this.idle.splice(0)) f();
     });
   }
 
-  private roundLocked(ops: Op[]): { outcomes: Outcome[]; durable: boolean[]; syncNeeded: boolean } {
+  /** Runs a round's operations under the lock, their answers read into them; true when what it appended needs an fsync. */
+  private roundLocked(ops: Op[]): boolean {
     const { queue, mutex, file, clock, dead, compaction, stats } = this.p;
     let log = file.catchUp();
     const r = new RoundWriter(log, clock.read(), queue, this.lines);
-    const answers: Answer[] = [];
-    const durable: boolean[] = [];
+    const answers: Answer[] = new Array<Answer>(ops.length);
     try {
-      for (const op of ops) {
+      for (let i = 0; i < ops.length; i++) {
+        const op = ops[i]!;
         const before = r.durable;
-        answers.push(op.run(r));
-        durable.push(r.durable !== before);
+        answers[i] = op.run(r);
+        op.durable = r.durable !== before;
       }
       r.writeBatches();
     } finally {
@@ -274,13 +274,15 @@ export class RoundEngine {
       dead.follow(r.effects, (n) => r.taskAt(n));
     }
     // Answers are read now, under the lock and before a compaction renumbers the slots.
-    const outcomes = answers.map((f): Outcome => {
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
       try {
-        return { ok: true, value: f() };
+        op.value = answers[i]!();
       } catch (error) {
-        return { ok: false, error };
+        op.value = error;
+        op.failed = true;
       }
-    });
+    }
     r.finish();
     if (compaction.take(log, r.end)) {
       file.sync();
@@ -288,6 +290,6 @@ export class RoundEngine {
       log = file.compact(mutex, log, r.reading, compaction.retention);
     }
     stats.snapshot(queue, file.generation, log, r.reading);
-    return { outcomes, durable, syncNeeded };
+    return syncNeeded;
   }
 }
