@@ -54,19 +54,33 @@ export interface HandlerHost {
   close(): Promise<void>;
 }
 
-/** Handlers called in this process: `ctx.signal` is all a timeout can do. */
+const ENDED: Promise<void> = Promise.resolve();
+const ignore = (): void => undefined;
+
+/**
+ * Handlers called in this process: `ctx.signal` is all a timeout can do. The handler is called at
+ * once; a synchronous throw becomes a rejection, a returned promise (or thenable) is waited for and
+ * its value ignored, and a handler that returns anything else has ended (one promise a task at
+ * most, where a chain of three was made for every one).
+ */
 export function inProcessHost(worker: WorkerDefinition): HandlerHost {
   return {
     isolation: 'none',
     run(a) {
       a.started();
-      // Called inside a promise so a synchronous throw becomes a rejection.
-      return Promise.resolve()
-        .then(() => worker.handle({ ...a.task, payload: a.payload }, a.ctx))
-        .then(() => undefined);
+      try {
+        const out = worker.handle({ ...a.task, payload: a.payload }, a.ctx);
+        return isThenable(out) ? Promise.resolve(out).then(ignore) : ENDED;
+      } catch (err) {
+        return Promise.reject(err);
+      }
     },
     close: () => Promise.resolve(),
   };
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
 }
 
 /**
