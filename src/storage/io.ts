@@ -93,13 +93,22 @@ export function readMany(fd: number, ranges: readonly { offset: number; length: 
 /** Reads `length` bytes at `offset` (fewer when the file ends first). */
 export function readAt(fd: number, offset: number, length: number): Buffer {
   const buf = Buffer.allocUnsafe(length);
+  const got = readInto(fd, buf, offset);
+  return got === length ? buf : buf.subarray(0, got);
+}
+
+/**
+ * Fills `buf` with the bytes of `fd` from `offset` on (short reads repeated), fewer at the end of
+ * the file. @returns how many bytes were read.
+ */
+export function readInto(fd: number, buf: Buffer, offset: number): number {
   let got = 0;
-  while (got < length) {
-    const n = readSync(fd, buf, got, length - got, offset + got);
+  while (got < buf.length) {
+    const n = readSync(fd, buf, got, buf.length - got, offset + got);
     if (n === 0) break;
     got += n;
   }
-  return got === length ? buf : buf.subarray(0, got);
+  return got;
 }
 
 /**

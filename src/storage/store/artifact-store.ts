@@ -1,10 +1,10 @@
 import { createHash, hash } from 'node:crypto';
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, readSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync } from 'node:fs';
 import { safeMkdir, safeOpen } from '../safe-path.js';
 import { basename, dirname, join } from 'node:path';
 import { StateCorruptError } from '../../guard/errors.js';
 import stringify from 'fast-json-stable-stringify';
-import { appendAll, cutTornTail, readAt, readMany, readWith } from '../io.js';
+import { appendAll, cutTornTail, readAt, readInto, readMany, readWith } from '../io.js';
 import { Mutex } from '../mutex.js';
 import { DateIndexFiles, type IndexEntry, type IndexMeta } from './date-index.js';
 import { plainScanner } from './plain-lines.js';
@@ -79,12 +79,7 @@ class ChunkReader {
   copy(e: { o: number; l: number }, to: Buffer, at: number): void {
     if (e.o < this.start || e.o + e.l > this.end) {
       if (e.l > this.buf.length) this.buf = Buffer.allocUnsafe(e.l);
-      let got = 0;
-      while (got < this.buf.length) {
-        const n = readSync(this.fd, this.buf, got, this.buf.length - got, e.o + got);
-        if (n === 0) break;
-        got += n;
-      }
+      const got = readInto(this.fd, this.buf, e.o);
       this.start = e.o;
       this.end = e.o + got;
       if (got < e.l) throw new StateCorruptError(`${this.path} ends at ${this.end} bytes, inside a row its index places at ${e.o} (${e.l} bytes)`);
