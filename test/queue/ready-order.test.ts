@@ -38,12 +38,24 @@ async function released(clock: FakeClock, q: FileQueue, n = 3): Promise<void> {
 }
 
 /** A workspace for a hand-written log of queue `jobs`, its time T0, and a fresh task record at T0. */
-function handWritten(): { workspace: string; dir: string; T0: number; task: (id: string) => never } {
+function handWritten(): {
+  workspace: string;
+  dir: string;
+  T0: number;
+  task: (id: string) => never;
+  /** Writes `lines` as the queue's log and repairs it (doctor --repair's salvage). */
+  repaired: (lines: readonly LogRecord[]) => Promise<{ q: FileQueue; r: Awaited<ReturnType<FileQueue['repair']>> }>;
+} {
   const workspace = tempDir('metaspn-ready-order-');
   const dir = join(workspace, 'queue', 'jobs');
   mkdirSync(dir, { recursive: true });
   const T0 = 1_768_478_400_000;
-  return { workspace, dir, T0, task: (id) => newRecord('jobs', { id, payload: { id } }, 3, T0) as never };
+  const repaired = async (lines: readonly LogRecord[]) => {
+    writeFileSync(logPath(dir, 1), lines.map((r) => encodeLine(r)).join(''));
+    const q = new FileQueue({ name: 'jobs', workspace, ownerAlive: () => true, warn: () => undefined });
+    return { q, r: await q.repair() };
+  };
+  return { workspace, dir, T0, task: (id) => newRecord('jobs', { id, payload: { id } }, 3, T0) as never, repaired };
 }
 
 describe('ready order', () => {
@@ -203,23 +215,18 @@ describe('ready order', () => {
   });
 
   it('a salvage (doctor --repair) keeps the ready order: a task ready again stays behind, the tasks it makes ready go last', async () => {
-    const workspace = tempDir('metaspn-ready-order-');
-    const dir = join(workspace, 'queue', 'jobs');
-    mkdirSync(dir, { recursive: true });
-    const T0 = 1_768_478_400_000;
+    const { T0, repaired } = handWritten();
     const enq = (n: number, id: string): LogRecord => ({ t: 'enq', n, at: T0 + n, task: newRecord('jobs', { id, payload: { id } }, 3, T0 + n) });
     // a, b, c; a claimed and given back (ready behind b and c); then x written into b's slot by a second writer.
     const lines: LogRecord[] = [enq(0, 'a'), enq(1, 'b'), enq(2, 'c'), { t: 'claim', at: T0 + 3, o: 'w', pid: 1, host: 'h', ms: 60_000, l: [[0, 1]] }, { t: 'rel', at: T0 + 4, o: 'w', l: [[0, 1]] }, enq(1, 'x')];
-    writeFileSync(logPath(dir, 1), lines.map((r) => encodeLine(r)).join(''));
-    const q = new FileQueue({ name: 'jobs', workspace, ownerAlive: () => true, warn: () => undefined });
-    const r = await q.repair();
+    const { q, r } = await repaired(lines);
     expect(r.conflict?.salvage.made_ready.map((m) => m.id)).toEqual(['b', 'x']);
     expect(await claimIds(q, 4)).toEqual(['b', 'c', 'a', 'x']);
     await q.close();
   });
 
   it('a salvage of a compacted log queues its ready snaps by `ro` before the tasks it makes ready', async () => {
-    const { workspace, dir, T0, task } = handWritten();
+    const { T0, task, repaired } = handWritten();
     // b then a became ready; c leased; d written into c's slot by a second writer (moved to slot 3, c and d made ready).
     const lines: LogRecord[] = [
       { t: 'snap', n: 0, s: 'ready', f: 1, tm: T0 + 2, ro: 1, task: task('a') },
@@ -227,16 +234,14 @@ describe('ready order', () => {
       { t: 'snap', n: 2, s: 'leased', f: 1, tm: T0 + 60_000, o: 'w', pid: 1, host: 'h', task: task('c') },
       { t: 'snap', n: 2, s: 'ready', f: 0, tm: T0 + 3, ro: 2, task: task('d') },
     ];
-    writeFileSync(logPath(dir, 1), lines.map((r) => encodeLine(r)).join(''));
-    const q = new FileQueue({ name: 'jobs', workspace, ownerAlive: () => true, warn: () => undefined });
-    const r = await q.repair();
+    const { q, r } = await repaired(lines);
     expect(r.conflict?.salvage.made_ready.map((m) => m.id)).toEqual(['c', 'd']);
     expect(await claimIds(q, 4)).toEqual(['b', 'a', 'd', 'c']);
     await q.close();
   });
 
   it("a salvage of a compacted log queues the entries of its `enqs` lines by their `ro` among the ready snaps", async () => {
-    const { workspace, dir, T0, task } = handWritten();
+    const { workspace, dir, T0, task, repaired } = handWritten();
     // Ready order e0, e1, e2, a (a, enqueued before e1 and e2, claimed and released after); c leased;
     // d written into c's slot by a second writer (moved to slot 5, c and d made ready).
     const lines: LogRecord[] = [
@@ -253,9 +258,7 @@ describe('ready order', () => {
     };
     writeFileSync(logPath(dir, 1), lines.slice(0, 3).map((r) => encodeLine(r)).join(''));
     expect(await claimAll(new FileQueue({ name: 'jobs', workspace, ownerAlive: () => true }))).toEqual(['e0', 'e1', 'e2', 'a']);
-    writeFileSync(logPath(dir, 1), lines.map((r) => encodeLine(r)).join(''));
-    const q = new FileQueue({ name: 'jobs', workspace, ownerAlive: () => true, warn: () => undefined });
-    const r = await q.repair();
+    const { q, r } = await repaired(lines);
     expect(r.conflict?.salvage.made_ready.map((m) => m.id)).toEqual(['c', 'd']);
     expect(await claimAll(q)).toEqual(['e0', 'e1', 'e2', 'a', 'd', 'c']);
   });
