@@ -70,8 +70,27 @@ async function insertHalfLeased(c: pg.Client, schema: string, name: string, coun
 }
 
 /** EXPLAIN (FORMAT JSON) of `text` with `params` on `c`. */
-async function explainOn(c: pg.Client, text: string, params: unknown[]): Promise<unknown> {
-  return (await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)).rows[0]!['QUERY PLAN'];
+let prepares = 0;
+
+/**
+ * The plan of `text` with `params`: the custom plan for these values, or (`generic`) the generic
+ * plan the server caches for a named statement (statements.ts `prepared`) once it costs no more
+ * than the custom ones, which knows none of the values.
+ */
+async function explainOn(c: pg.Client, text: string, params: unknown[], generic = false): Promise<unknown> {
+  if (!generic) return (await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${text}`, params)).rows[0]!['QUERY PLAN'];
+  const name = `generic_${++prepares}`;
+  await c.query(`PREPARE ${name} AS ${text}`);
+  try {
+    await c.query('SET plan_cache_mode = force_generic_plan');
+    // EXPLAIN EXECUTE takes no bound parameters: the values as literals of unknown type.
+    const literal = (v: unknown): string =>
+      v === null ? 'NULL' : c.escapeLiteral(Array.isArray(v) ? `{${v.map((e) => (e === null ? 'NULL' : `"${String(e).replace(/["\\]/g, '\\$&')}"`)).join(',')}}` : String(v));
+    return (await c.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) EXECUTE ${name}(${params.map(literal).join(', ')})`)).rows[0]!['QUERY PLAN'];
+  } finally {
+    await c.query('RESET plan_cache_mode');
+    await c.query(`DEALLOCATE ${name}`);
+  }
 }
 
 /** Sequential scans of the task table, and task indexes read otherwise than the primary key entered by ids, in `plan`. */
@@ -88,7 +107,7 @@ function wayIn(plan: unknown): string[] {
 }
 
 /** {@link wayIn} of each acknowledgement of 100 leases (t2, t4, … of queue `name`, fence 1, owner o), named by statement. */
-async function ackWaysIn(c: pg.Client, sql: ReturnType<typeof statements>, name: string): Promise<string[]> {
+async function ackWaysIn(c: pg.Client, sql: ReturnType<typeof statements>, name: string, generic = false): Promise<string[]> {
   const ids = Array.from({ length: 100 }, (_, i) => `t${2 * i + 2}`);
   const fences = ids.map(() => 1);
   const owners = ids.map(() => 'o');
@@ -101,7 +120,7 @@ async function ackWaysIn(c: pg.Client, sql: ReturnType<typeof statements>, name:
     ['failMany', sql.failMany, [name, null, ids, fences, owners, err, ids.map(() => 1), ids.map(() => false), ids.map(() => 'x')]],
   ];
   const out: string[] = [];
-  for (const [what, text, params] of plans) for (const w of wayIn(await explainOn(c, text, params))) out.push(`${what}: ${w}`);
+  for (const [what, text, params] of plans) for (const w of wayIn(await explainOn(c, text, params, generic))) out.push(`${what}: ${w}`);
   return out;
 }
 
@@ -567,12 +586,15 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
       walk((plan as { Plan: Record<string, unknown> }[])[0]!.Plan);
       return out;
     };
-    const explain = (text: string, params: unknown[]) => explainOn(admin, text, params);
-    expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, null, true, 0]))).toEqual([]);
-    expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, ['t5', 't7', 'nope'], true, 0]))).toEqual([]);
-    expect(seqScans(await explain(sql.reclaim, [name, null, 'x', 1000, '{}', [], []]))).toEqual([]);
-    expect(seqScans(await explain(sql.stats, [name, null]))).toEqual([]);
-    expect(seqScans(await explain(sql.nextDue, [name, null, null]))).toEqual([]);
+    // Custom plans, and the generic ones the server may cache for the named statements (claim, reclaim).
+    for (const generic of [false, true]) {
+      const explain = (text: string, params: unknown[]) => explainOn(admin, text, params, generic);
+      expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, null, true, 0]))).toEqual([]);
+      expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, ['t5', 't7', 'nope'], true, 0]))).toEqual([]);
+      expect(seqScans(await explain(sql.reclaim, [name, null, 'x', 1000, '{}', [], []]))).toEqual([]);
+      expect(seqScans(await explain(sql.stats, [name, null]))).toEqual([]);
+      expect(seqScans(await explain(sql.nextDue, [name, null, null]))).toEqual([]);
+    }
     // And the counters agree with the rows the trigger saw inserted.
     expect(await q.stats()).toMatchObject({ ready: 160_001, leased: 20_000, completed: 20_000 });
     await q.close();
@@ -587,7 +609,12 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     const sql = statements('cases');
     // Every index the plans read is the primary key, entered by the ids; no sequential scan of the table.
     expect(await ackWaysIn(admin, sql, name)).toEqual([]);
+    // So do the generic plans the server may cache for these named statements (statements.ts prepared).
+    expect(await ackWaysIn(admin, sql, name, true)).toEqual([]);
     const explain = (text: string, params: unknown[]) => explainOn(admin, text, params);
+    expect(JSON.stringify(await explainOn(admin, sql.reclaim, [name, null, 'x', 1000, '{}', [], []], true))).toMatch(
+      /"Index Name":"task_leased","Relation Name":"task"[^}]*"Index Cond":"\(\(queue = \$1\) AND \(t <= /,
+    );
     // The reclaim's update likewise; its selection reads task_leased from the oldest expiry only.
     const reclaim = JSON.stringify(await explain(sql.reclaim, [name, null, 'x', 1000, '{}', [], []]));
     expect(reclaim).not.toContain('Seq Scan');
@@ -612,6 +639,7 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     await small.stats();
     await insertHalfLeased(admin, 'small', name, 10_000);
     expect(await ackWaysIn(admin, statements('small'), name)).toEqual([]);
+    expect(await ackWaysIn(admin, statements('small'), name, true)).toEqual([]);
     await Promise.all([q.close(), small.close()]);
     await admin.query('DROP SCHEMA small CASCADE');
   });

@@ -9,7 +9,7 @@ import { inTransaction, isUnavailable, pgError, type PgPool } from './connection
 import { touches, writeBatchEffectsOn, writeEffectsOn, type EffectsOp } from './effects.js';
 import { quoteSchema } from './migrations.js';
 import type { PgSetting } from './setting.js';
-import type { Statements } from './statements.js';
+import { prepared, type Statements } from './statements.js';
 
 /** Tries to read back an ambiguous completion (50 ms, doubling: about 1.5 s in all). */
 const AMBIGUOUS_TRIES = 5;
@@ -55,7 +55,7 @@ export async function commitEffectsBatch(cx: CompletionContext, ops: EffectsOp[]
     const batch = todo;
     try {
       const held = await inTransaction(cx.pool, async (c) => {
-        const r = await c.query<{ id: string }>(cx.sql.complete, [cx.name, cx.nowParam(), batch.map((o) => o.id), batch.map((o) => o.lease.fence), batch.map((o) => o.lease.owner)]);
+        const r = await c.query<{ id: string }>(prepared(cx.sql.complete, [cx.name, cx.nowParam(), batch.map((o) => o.id), batch.map((o) => o.lease.fence), batch.map((o) => o.lease.owner)]));
         const ok = new Set(r.rows.map((x) => x.id));
         const conflicting = await writeBatchEffectsOn(
           c,

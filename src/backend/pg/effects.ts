@@ -11,10 +11,13 @@ import type { RowText } from '../../pipeline/types.js';
 import type { EffectConflict, EffectsOutcome, Lease, TaskEffect } from '../../queue/types.js';
 import { effectTexts } from '../../runtime/effects.js';
 import { hashText } from '../../storage/store/artifact-store.js';
+import { prepared } from './statements.js';
 
 /** Anything statements can run on inside a transaction. */
 interface Tx {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  /** A named statement ({@link prepared}). */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(config: { name: string; text: string; values: unknown[] }): Promise<pg.QueryResult<R>>;
 }
 
 /** Rows per statement. */
@@ -50,12 +53,14 @@ export async function putRowsOn(c: Tx, S: string, store: string, rows: readonly 
   for (let i = 0; i < list.length; i += CHUNK) {
     const slice = list.slice(i, i + CHUNK);
     const ins = await c.query<{ id: string }>(
-      `INSERT INTO ${S}.artifact (store, id, date, p, h, body)
+      prepared(
+        `INSERT INTO ${S}.artifact (store, id, date, p, h, body)
        SELECT $1, x.id, x.date, x.p, x.h, x.body
          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS x(id, date, p, h, body, n)
         ORDER BY x.n
        ON CONFLICT (store, id) DO NOTHING RETURNING id`,
-      [store, slice.map(([id]) => id), slice.map(([, v]) => v.date), slice.map(([, v]) => v.p), slice.map(([, v]) => hashText(v.text)), slice.map(([, v]) => v.text)],
+        [store, slice.map(([id]) => id), slice.map(([, v]) => v.date), slice.map(([, v]) => v.p), slice.map(([, v]) => hashText(v.text)), slice.map(([, v]) => v.text)],
+      ),
     );
     written += ins.rows.length;
     const added = new Set(ins.rows.map((x) => x.id));

@@ -34,7 +34,7 @@ import { EffectsBatcher } from './effects.js';
 import { ensureSchema } from './migrations.js';
 import { holdPresence, type PresenceHandle } from './presence.js';
 import { DEFAULT_POOL_MAX, DEFAULT_SCHEMA, type PgSetting } from './setting.js';
-import { statements, type Statements } from './statements.js';
+import { prepared, statements, type Statements } from './statements.js';
 import { WAKE_CHANNEL, WakeListener } from './wake.js';
 
 /** Task states by their code in the `state` column. */
@@ -311,16 +311,18 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     if (!held) await this.run('claiming', () => this.pool.query(this.sql.noPresence, [opts.owner.id]));
     const wall = this.clock.read().wall;
     const r = await this.run('claiming', () =>
-      this.pool.query<RecordRow & { fence: number; expires: number; now: number; started: boolean; claim: number }>(this.sql.claim, [
-        this.name,
-        this.nowParam(),
-        opts.owner.id,
-        opts.max,
-        opts.lease_ms,
-        opts.only ? [...opts.only] : null,
-        opts.defer_start !== true,
-        Math.max(0, Math.floor(opts.start_first ?? 0)),
-      ]),
+      this.pool.query<RecordRow & { fence: number; expires: number; now: number; started: boolean; claim: number }>(
+        prepared(this.sql.claim, [
+          this.name,
+          this.nowParam(),
+          opts.owner.id,
+          opts.max,
+          opts.lease_ms,
+          opts.only ? [...opts.only] : null,
+          opts.defer_start !== true,
+          Math.max(0, Math.floor(opts.start_first ?? 0)),
+        ]),
+      ),
     );
     // The claim wrote a claim_mark row when it handed out tasks it did not mark (statements.ts claim).
     if (opts.defer_start === true && r.rows.length > Math.max(0, Math.floor(opts.start_first ?? 0))) {
@@ -493,7 +495,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       // Gone owners: those whose presence session ended, or whom an injected judge (tests, an
       // embedding application) declares gone among the current holders.
       const sql = this.alive ? this.sql.leaseOwners : this.sql.goneOwners;
-      const owners = await this.run('reclaiming leases', () => this.pool.query<{ owner: string; pid: number | null; host: string | null }>(sql, [this.name]));
+      const owners = await this.run('reclaiming leases', () => this.pool.query<{ owner: string; pid: number | null; host: string | null }>(prepared(sql, [this.name])));
       for (const o of owners.rows) {
         const owner: Owner = { id: o.owner, pid: o.pid ?? 0, host: o.host ?? '' };
         if (!this.alive || !this.alive(owner)) {
@@ -503,7 +505,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       }
     }
     const expired = JSON.stringify(reclaimError(false, undefined, wall));
-    const r = await this.run('reclaiming leases', () => this.pool.query<{ id: string }>(this.sql.reclaim, [this.name, this.nowParam(), iso(wall), RECLAIM_BATCH, expired, gone, errors]));
+    const r = await this.run('reclaiming leases', () => this.pool.query<{ id: string }>(prepared(this.sql.reclaim, [this.name, this.nowParam(), iso(wall), RECLAIM_BATCH, expired, gone, errors])));
     return r.rows.map((x) => x.id);
   }
 
@@ -625,7 +627,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       const fences = ops.map((o) => o.lease.fence);
       const owners = ops.map((o) => o.lease.owner);
       const params = [this.name, this.nowParam(), ids, fences, owners, ...(kind === 'renew' ? [ops.map((o) => o.ms)] : [])];
-      const r = await this.run(what, () => this.pool.query<{ id: string }>(this.sql[kind], params));
+      const r = await this.run(what, () => this.pool.query<{ id: string }>(prepared(this.sql[kind], params)));
       const ok = new Set(r.rows.map((x) => x.id));
       for (const o of ops) o.resolve(ok.has(o.id));
     } catch (err) {
@@ -655,12 +657,14 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     await Promise.all([
       byClaim.length
         ? this.run('starting a task', () =>
-            this.pool.query<{ ids: string[] }>(this.sql.startMarks, [this.name, byClaim.map((o) => this.unmarked.get(o.id)!.claim), byClaim.map((o) => o.id), byClaim.map((o) => o.lease.owner)]),
+            this.pool.query<{ ids: string[] }>(
+              prepared(this.sql.startMarks, [this.name, byClaim.map((o) => this.unmarked.get(o.id)!.claim), byClaim.map((o) => o.id), byClaim.map((o) => o.lease.owner)]),
+            ),
           ).then((r) => r.rows.forEach((x) => x.ids.forEach((id) => ok.add(id))))
         : undefined,
       byRow.length
         ? this.run('starting a task', () =>
-            this.pool.query<{ id: string }>(this.sql.start, [this.name, byRow.map((o) => o.id), byRow.map((o) => o.lease.fence), byRow.map((o) => o.lease.owner)]),
+            this.pool.query<{ id: string }>(prepared(this.sql.start, [this.name, byRow.map((o) => o.id), byRow.map((o) => o.lease.fence), byRow.map((o) => o.lease.owner)])),
           ).then((r) => r.rows.forEach((x) => ok.add(x.id)))
         : undefined,
     ]);
@@ -684,17 +688,19 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     try {
       await this.ready('recording a failure');
       const r = await this.run('recording a failure', () =>
-        this.pool.query<{ id: string; state: number }>(this.sql.failMany, [
-          this.name,
-          this.nowParam(),
-          ops.map((o) => o.id),
-          ops.map((o) => o.lease.fence),
-          ops.map((o) => o.lease.owner),
-          ops.map((o) => o.error),
-          ops.map((o) => o.delay_ms),
-          ops.map((o) => o.deadNow),
-          ops.map((o) => o.wall),
-        ]),
+        this.pool.query<{ id: string; state: number }>(
+          prepared(this.sql.failMany, [
+            this.name,
+            this.nowParam(),
+            ops.map((o) => o.id),
+            ops.map((o) => o.lease.fence),
+            ops.map((o) => o.lease.owner),
+            ops.map((o) => o.error),
+            ops.map((o) => o.delay_ms),
+            ops.map((o) => o.deadNow),
+            ops.map((o) => o.wall),
+          ]),
+        ),
       );
       const state = new Map(r.rows.map((x) => [x.id, x.state]));
       for (const o of ops) o.resolve(state.get(o.id) ?? null);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { quoteSchema } from './migrations.js';
 
 /**
@@ -86,6 +87,23 @@ export interface Statements {
 }
 
 const cache = new Map<string, Statements>();
+
+const names = new Map<string, string>();
+
+/**
+ * `text` with `values` as a named statement of the driver: parsed once per connection (the driver
+ * sends its text only the first time a connection runs it), and its plan cached by the server,
+ * which after five executions keeps one generic plan when it costs no more than the custom ones.
+ * For the statements a drained task runs several times over: the claim's parse and plan took about
+ * as much of the server's CPU as its execution (docs/PERFORMANCE.md). The name is the text's hash,
+ * so the same name never stands for two texts (two schemas on one pool). Needs a direct connection
+ * or a session-mode pooler, as presence does (docs/POSTGRES.md).
+ */
+export function prepared<V extends unknown[]>(text: string, values: V): { name: string; text: string; values: V } {
+  let name = names.get(text);
+  if (name === undefined) names.set(text, (name = `metaspn_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`));
+  return { name, text, values };
+}
 
 /** The statements for `schema` (built once). */
 export function statements(schema: string): Statements {
