@@ -1,3 +1,4 @@
+import type { Buffer } from 'node:buffer';
 import { compareText } from './math/order.js';
 
 /**
@@ -80,51 +81,167 @@ export class SignalTable implements SignalColumns {
   }
 }
 
+/** The FNV-1a offset basis and prime (32 bits) of {@link textHash}. */
+export const HASH_SEED = 0x811c9dc5 | 0;
+export const HASH_PRIME = 16_777_619;
+
+/**
+ * FNV-1a (32 bits, as a signed int) over the UTF-16 code units of `text`: for an ASCII text the
+ * same number as over its bytes, so a reader of bytes can hash a field as it scans it.
+ */
+export function textHash(text: string): number {
+  let h = HASH_SEED;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), HASH_PRIME);
+  return h;
+}
+
+/** Whether `text` is the ASCII bytes `bytes[from, to)`. */
+function sameAscii(text: string, bytes: Uint8Array, from: number, to: number): boolean {
+  if (text.length !== to - from) return false;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) !== bytes[from + i]) return false;
+  return true;
+}
+
+/**
+ * Distinct texts in the order added, found by text or by the ASCII bytes of one (a reader of
+ * bytes looks a field up without making its string): open addressing over {@link textHash}. A
+ * million signal ids in a `Set`, or their subjects in a `Map`, cost about 0.7 s each to fill;
+ * here the hash is the reader's and a lookup reads two typed arrays. Pure: no I/O.
+ */
+export class TextTable {
+  /** The texts, index `i` the i-th added. */
+  readonly texts: string[] = [];
+  private hashes = new Int32Array(1024);
+  /** Index + 1 of the text in each slot; 0 is empty. Never more than half full. */
+  private slots = new Int32Array(2048);
+  private mask = 2047;
+
+  /** How many texts. */
+  get size(): number {
+    return this.texts.length;
+  }
+
+  /** The index of `text`, or -1. `hash` must be {@link textHash}`(text)`. */
+  find(text: string, hash: number = textHash(text)): number {
+    for (let j = hash & this.mask; ; j = (j + 1) & this.mask) {
+      const at = this.slots[j]! - 1;
+      if (at < 0) return -1;
+      if (this.hashes[at] === hash && this.texts[at] === text) return at;
+    }
+  }
+
+  /** The index of the text made of the ASCII bytes `bytes[from, to)`, or -1. `hash`: FNV-1a over those bytes. */
+  findAscii(bytes: Uint8Array, from: number, to: number, hash: number): number {
+    for (let j = hash & this.mask; ; j = (j + 1) & this.mask) {
+      const at = this.slots[j]! - 1;
+      if (at < 0) return -1;
+      if (this.hashes[at] === hash && sameAscii(this.texts[at]!, bytes, from, to)) return at;
+    }
+  }
+
+  /** Appends `text` (the caller knows it is not there yet; a second copy would be found after the first) and gives its index. */
+  add(text: string, hash: number = textHash(text)): number {
+    const at = this.texts.push(text) - 1;
+    if (at === this.hashes.length) {
+      const more = new Int32Array(at * 2);
+      more.set(this.hashes);
+      this.hashes = more;
+    }
+    this.hashes[at] = hash;
+    if (2 * (at + 1) > this.mask) this.rehash();
+    else this.place(at, hash);
+    return at;
+  }
+
+  /** The index of `text`, added if it is new. */
+  intern(text: string): number {
+    const hash = textHash(text);
+    const at = this.find(text, hash);
+    return at >= 0 ? at : this.add(text, hash);
+  }
+
+  private place(at: number, hash: number): void {
+    let j = hash & this.mask;
+    while (this.slots[j] !== 0) j = (j + 1) & this.mask;
+    this.slots[j] = at + 1;
+  }
+
+  private rehash(): void {
+    this.slots = new Int32Array(this.slots.length * 2);
+    this.mask = this.slots.length - 1;
+    for (let at = 0; at < this.texts.length; at++) this.place(at, this.hashes[at]!);
+  }
+}
+
 /** Appends signals to growing columns; {@link finish} gives the table. */
 export class SignalTableBuilder {
   private n = 0;
   private cap = 1024;
-  private readonly ids: string[] = [];
+  /** The ids added, one entry a signal (a repeated id too: {@link indexOf} finds the first). */
+  private readonly ids = new TextTable();
   private ts = new Float64Array(this.cap);
   private digits = new Uint8Array(this.cap);
   private value = new Float64Array(this.cap);
   private kind = new Uint16Array(this.cap);
   private subject = new Uint32Array(this.cap);
   private readonly kinds: string[] = [];
-  private readonly subjects: string[] = [];
-  private readonly subjectIndex = new Map<string, number>();
+  private readonly subjects = new TextTable();
 
   /** Adds one signal (already validated). @throws RangeError past 65,535 distinct kinds. */
   add(id: string, tsMs: number, digits: number, kind: string, subject: string, value: number): void {
+    this.addIndexed(id, textHash(id), tsMs, digits, this.kindIndex(kind), this.subjects.intern(subject), value);
+  }
+
+  /**
+   * Adds one signal whose kind and subject are already indices ({@link kindIndex}, {@link
+   * subjectAscii}); `idHash` is {@link textHash}`(id)`.
+   */
+  addIndexed(id: string, idHash: number, tsMs: number, digits: number, kind: number, subject: number, value: number): void {
     if (this.n === this.cap) this.grow();
     const i = this.n++;
-    this.ids.push(id);
+    this.ids.add(id, idHash);
     this.ts[i] = tsMs;
     this.digits[i] = digits;
     this.value[i] = value;
+    this.kind[i] = kind;
+    this.subject[i] = subject;
+  }
+
+  /** The index of `kind` among the kinds, added if new. @throws RangeError past 65,535 distinct kinds. */
+  kindIndex(kind: string): number {
     let k = this.kinds.indexOf(kind);
     if (k === -1) {
       if (this.kinds.length === 0xffff) throw new RangeError('more than 65,535 distinct kinds');
       k = this.kinds.push(kind) - 1;
     }
-    this.kind[i] = k;
-    let s = this.subjectIndex.get(subject);
-    if (s === undefined) {
-      s = this.subjects.push(subject) - 1;
-      this.subjectIndex.set(subject, s);
-    }
-    this.subject[i] = s;
+    return k;
+  }
+
+  /** The index of `subject` among the subjects, added if new. */
+  subjectIndex(subject: string): number {
+    return this.subjects.intern(subject);
+  }
+
+  /** The index of the subject made of the ASCII bytes `bytes[from, to)` (FNV-1a `hash`), added if new. */
+  subjectAscii(bytes: Buffer, from: number, to: number, hash: number): number {
+    const s = this.subjects.findAscii(bytes, from, to, hash);
+    return s >= 0 ? s : this.subjects.add(bytes.toString('latin1', from, to), hash);
   }
 
   /** The position of the first signal added with this id, or -1. */
-  indexOf(id: string): number {
-    return this.ids.indexOf(id);
+  indexOf(id: string, hash: number = textHash(id)): number {
+    return this.ids.find(id, hash);
+  }
+
+  /** {@link indexOf} of the id made of the ASCII bytes `bytes[from, to)` (FNV-1a `hash`). */
+  indexOfAscii(bytes: Uint8Array, from: number, to: number, hash: number): number {
+    return this.ids.findAscii(bytes, from, to, hash);
   }
 
   /** The table of every signal added, in the order added. */
   finish(): SignalTable {
     const n = this.n;
-    return new SignalTable(this.ids, this.ts.slice(0, n), this.digits.slice(0, n), this.value.slice(0, n), this.kind.slice(0, n), this.subject.slice(0, n), this.kinds, this.subjects);
+    return new SignalTable(this.ids.texts, this.ts.slice(0, n), this.digits.slice(0, n), this.value.slice(0, n), this.kind.slice(0, n), this.subject.slice(0, n), this.kinds, this.subjects.texts);
   }
 
   private grow(): void {

@@ -1,10 +1,12 @@
+import { Buffer } from 'node:buffer';
 import { createReadStream } from 'node:fs';
 import { z } from 'zod';
 import { parseJsonWithin } from '../../src/config/json-limits.js';
 import { LIMITS } from '../../src/config/limits.js';
 import { DataInvalidError } from '../../src/guard/errors.js';
 import { DAY_MS, dayText, utcInstantMs } from './dates.js';
-import { SignalTable, SignalTableBuilder, type Signal } from './signal-table.js';
+import { PlainLine, scanPlainLine } from './signal-bytes.js';
+import { SignalTable, SignalTableBuilder, textHash, type Signal } from './signal-table.js';
 
 /**
  * Reading `inputs/s1_signals.jsonl`: one JSON object a line.
@@ -168,19 +170,34 @@ export function parseSignalLine(text: string, lineNo: number, file: string, kind
   return { signal_id: f.signal_id, ts_ms: f.ts_ms, subject_ref: f.subject_ref, kind: f.kind, value: f.value, ts_digits: digitsOf(f.ts) };
 }
 
-/** Feeds text chunks, splits lines, and applies the whole-file rules (blank lines, duplicates). */
+const MAX_LINE_CHARS = LIMITS.json_line_chars.max;
+
+/**
+ * Feeds text chunks (or byte chunks of a file), splits lines, and applies the whole-file rules
+ * (blank lines, duplicates). A line of bytes that {@link scanPlainLine} reads is taken from its
+ * bytes; any other is decoded (UTF-8, as a stream of the file in `utf8` would give it: lines end
+ * at a byte `\n`, which no UTF-8 sequence holds) and judged as text, so its errors are the text
+ * reader's.
+ */
 class SignalCollector {
   private carry = '';
+  private carryBytes: Buffer | null = null;
   private lineNo = 0;
   private pendingBlank: number | null = null;
-  /** The ids seen so far. The i-th signal is on line i + 1 (blank lines may only end the file). */
-  private readonly ids = new Set<string>();
+  /** The signals so far; a signal's position + 1 is its line (blank lines may only end the file). */
   private readonly table = new SignalTableBuilder();
+  private readonly kindList: readonly string[];
+  /** {@link table}'s index of each kind of {@link kindList}, -1 until seen. */
+  private readonly kindIndex: Int32Array;
+  private readonly plain = new PlainLine();
 
   constructor(
     private readonly file: string,
     private readonly kinds: ReadonlySet<string>,
-  ) {}
+  ) {
+    this.kindList = [...kinds];
+    this.kindIndex = new Int32Array(this.kindList.length).fill(-1);
+  }
 
   push(chunk: string): void {
     const text = this.carry + chunk;
@@ -192,11 +209,53 @@ class SignalCollector {
     this.carry = text.slice(from);
   }
 
+  /** Feeds the next bytes of a file (not mixed with {@link push}). */
+  pushBytes(chunk: Buffer): void {
+    let from = 0;
+    let nl = chunk.indexOf(10);
+    if (this.carryBytes !== null) {
+      if (nl === -1) {
+        this.carryBytes = Buffer.concat([this.carryBytes, chunk]);
+        return;
+      }
+      const joined = Buffer.concat([this.carryBytes, chunk.subarray(0, nl)]);
+      this.carryBytes = null;
+      this.lineOfBytes(joined, 0, joined.length);
+      from = nl + 1;
+      nl = chunk.indexOf(10, from);
+    }
+    for (; nl !== -1; nl = chunk.indexOf(10, from)) {
+      this.lineOfBytes(chunk, from, nl);
+      from = nl + 1;
+    }
+    if (from < chunk.length) this.carryBytes = Buffer.from(chunk.subarray(from));
+  }
+
   finish(): SignalTable {
+    if (this.carryBytes !== null) this.lineOfBytes(this.carryBytes, 0, this.carryBytes.length);
+    this.carryBytes = null;
     // An empty carry is the "line" after the final newline: not a line at all.
     if (this.carry !== '') this.line(this.carry);
     this.carry = '';
     return this.table.finish();
+  }
+
+  /** The line `bytes[from, to)` (without its `\n`). */
+  private lineOfBytes(bytes: Buffer, from: number, to: number): void {
+    const end = to > from && bytes[to - 1] === 13 ? to - 1 : to;
+    const p = this.plain;
+    if (this.pendingBlank !== null || end - from > MAX_LINE_CHARS || !scanPlainLine(bytes, from, end, this.kindList, p)) {
+      this.line(bytes.toString('utf8', from, to));
+      return;
+    }
+    const n = ++this.lineNo;
+    const first = this.table.indexOfAscii(bytes, p.idFrom, p.idTo, p.idHash);
+    const id = bytes.toString('latin1', p.idFrom, p.idTo);
+    if (first >= 0) this.duplicate(n, id, first);
+    let kind = this.kindIndex[p.kind]!;
+    if (kind < 0) kind = this.kindIndex[p.kind] = this.table.kindIndex(this.kindList[p.kind]!);
+    const subject = this.table.subjectAscii(bytes, p.subjectFrom, p.subjectTo, p.subjectHash);
+    this.table.addIndexed(id, p.idHash, p.tsMs, p.digits, kind, subject, p.value);
   }
 
   private line(text: string): void {
@@ -210,9 +269,14 @@ class SignalCollector {
     }
     if (this.pendingBlank !== null) fail(this.file, this.pendingBlank, 'blank line (blank lines are allowed only at the end of the file)');
     const f = parseFields(body, n, this.file, this.kinds);
-    if (this.ids.has(f.signal_id)) fail(this.file, n, `duplicate signal_id ${shown(f.signal_id)} (first on line ${this.table.indexOf(f.signal_id) + 1})`);
-    this.ids.add(f.signal_id);
-    this.table.add(f.signal_id, f.ts_ms, digitsOf(f.ts), f.kind, f.subject_ref, f.value);
+    const hash = textHash(f.signal_id);
+    const first = this.table.indexOf(f.signal_id, hash);
+    if (first >= 0) this.duplicate(n, f.signal_id, first);
+    this.table.addIndexed(f.signal_id, hash, f.ts_ms, digitsOf(f.ts), this.table.kindIndex(f.kind), this.table.subjectIndex(f.subject_ref), f.value);
+  }
+
+  private duplicate(line: number, id: string, first: number): never {
+    fail(this.file, line, `duplicate signal_id ${shown(id)} (first on line ${first + 1})`);
   }
 }
 
@@ -265,8 +329,8 @@ export function parseSignalText(text: string, file: string, kinds: ReadonlySet<s
 export async function readSignalTable(path: string, kinds: ReadonlySet<string>): Promise<SignalTable> {
   const collector = new SignalCollector(path, kinds);
   try {
-    for await (const chunk of createReadStream(path, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
-      collector.push(chunk as string);
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+      collector.pushBytes(chunk as Buffer);
     }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException | undefined)?.code;
