@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { countedDigest, EMPTY_DIGEST, inputsDigest, signalDigestLine, SortedSignals, windowBounds } from '../../../workers/s1/digests.js';
 import { parseSignalText, tsText } from '../../../workers/s1/signals.js';
@@ -53,6 +54,25 @@ describe('the inputs digest', () => {
     expect(sorted.count('2026-01-15', AS_OF, 28)).toBe(4);
     expect(sorted.count('2026-01-15', AS_OF, 1)).toBe(2);
     expect(sorted.count('2026-03-01', AS_OF, 28)).toBe(0);
+  });
+
+  it('from the sorted index, written as bytes, is the digest of the lines for any strings, instants and values', () => {
+    const DAY = 86_400_000;
+    const signalArb = fc.record({
+      signal_id: fc.oneof(fc.string({ maxLength: 6 }), fc.string({ unit: 'binary', maxLength: 4 }), fc.constantFrom('a"b', 'a\\b', 'x\u0001', '\ud800', 'é', '\u007f')),
+      ts_ms: fc.oneof(fc.integer({ min: Date.parse('2025-12-10T00:00:00Z'), max: AS_OF + DAY }), fc.constantFrom(Date.parse('2026-01-15T00:00:00Z'), Date.parse('1969-12-31T23:59:59.999Z'))),
+      ts_digits: fc.integer({ min: 0, max: 3 }),
+      subject_ref: fc.oneof(fc.constantFrom('creator:alice', 'é', 'a"', '\ud83d\ude00'), fc.string({ unit: 'binary', maxLength: 3 })),
+      kind: fc.constantFrom('view', 'like', 'ré"ply'),
+      value: fc.oneof(fc.constantFrom(1, 0, 0.5, 2, 1e21, 1e-7, 123456.789), fc.double({ min: 0, noNaN: true })),
+    });
+    fc.assert(
+      fc.property(fc.array(signalArb, { maxLength: 40 }), fc.integer({ min: 1, max: 40 }), (signals, days) => {
+        const sorted = new SortedSignals(signals);
+        expect(sorted.digest('2026-01-15', AS_OF, days)).toBe(inputsDigest(signals, '2026-01-15', AS_OF, days));
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('the window is [first day, min(next day, as_of))', () => {
