@@ -63,4 +63,47 @@ describe('the store index meta, written over in place', () => {
     expect(await store.digest('2026-01-04', 'k')).toEqual({ rows: 0, sha256: createHash('sha256').digest('hex') });
     await store.close();
   });
+  it('writes a group commit as its rows encoded once: the bytes, lengths and hashes of what was kept, nothing of a refused put', async () => {
+    const path = join(tempDir('metaspn-index-'), 'store', 'rows.jsonl');
+    const store = new ArtifactStore(path);
+    const row = (id: string, v: string, date = '2026-01-02'): { id: string; date: string; p: string; text: string } => ({ id, date, p: 'k', text: JSON.stringify({ id, v }) });
+    expect(await store.put([row('a', 'first')])).toEqual({ written: 1, present: 0, conflicts: [] });
+    // One turn of the event loop: one commit of four puts. Texts of 2- and 4-byte characters (more
+    // bytes than characters: the commit's buffer grows), a put refused for a conflict, a put with
+    // an id twice and a row already stored.
+    const wide = 'é'.repeat(3000) + '😀'.repeat(3000);
+    const [p1, p2, p3, p4] = await Promise.all([
+      store.put([row('b', wide), row('c', 'plain', '2026-01-03')]),
+      store.put([row('d', 'refused'), row('a', 'other content')]),
+      store.put([row('e', 'twice'), row('e', 'twice'), row('a', 'first')]),
+      store.put([row('f', `${wide}!`)]),
+    ]);
+    expect(p1).toEqual({ written: 2, present: 0, conflicts: [] });
+    expect(p2).toEqual({ written: 0, present: 0, conflicts: [{ id: 'a', existing: row('a', 'first').text, incoming: row('a', 'other content').text }] });
+    expect(p3).toEqual({ written: 1, present: 2, conflicts: [] });
+    expect(p4).toEqual({ written: 1, present: 0, conflicts: [] });
+    await store.close();
+    const kept = [row('a', 'first'), row('b', wide), row('c', 'plain', '2026-01-03'), row('e', 'twice'), row('f', `${wide}!`)];
+    const bytes = readFileSync(path);
+    expect(bytes.equals(Buffer.from(kept.map((r) => `${r.text}\n`).join('')))).toBe(true);
+    // The index files: each row where it is, its length in bytes with the newline, the hash of its text.
+    const dir = join(path, '..', '.index', 'rows');
+    const entries = ['2026-01-02', '2026-01-03'].flatMap((d) => new DateIndexFiles(dir).read(d, d === '2026-01-02' ? 4 : 1) ?? []);
+    let o = 0;
+    const expected = new Map<string, { o: number; l: number; h: string }>();
+    for (const r of kept) {
+      const l = Buffer.byteLength(r.text) + 1;
+      expected.set(r.id, { o, l, h: createHash('sha256').update(r.text).digest('hex').slice(0, 16) });
+      o += l;
+    }
+    expect(new Map(entries.map((e) => [e.id, { o: e.o, l: e.l, h: e.h }]))).toEqual(expected);
+    expect(new DateIndexFiles(dir).meta()).toEqual({ covered: bytes.length, counts: { '2026-01-02': 4, '2026-01-03': 1 } });
+    // A store opened afresh finds them present with the same content, and the conflict still refused.
+    const again = new ArtifactStore(path);
+    expect(await again.put([row('b', wide), row('f', `${wide}!`)])).toEqual({ written: 0, present: 2, conflicts: [] });
+    expect((await again.put([row('e', 'changed')])).conflicts.map((c) => c.id)).toEqual(['e']);
+    expect((await again.textsFor('2026-01-02', 'k')).map((t) => t.text)).toEqual(kept.filter((r) => r.date === '2026-01-02').map((r) => r.text));
+    await again.close();
+    expect(readFileSync(path).equals(bytes)).toBe(true);
+  });
 });

@@ -37,9 +37,45 @@ const DIGEST_WINDOW = 8 << 20;
 /** Bytes of the store file {@link ArtifactStore.digest} reads at once. */
 const DIGEST_CHUNK = 4 << 20;
 
-export function hashText(text: string): string {
+export function hashText(text: string | Buffer): string {
   // One-shot: no Hash object per row (100k rows made 100k native contexts waiting for the GC).
-  return hash('sha256', text, 'hex').slice(0, 16);
+  // A string's hash is its UTF-8 bytes' hash. The 16 digits are copied out of the 64 at once (a
+  // character read): a slice is a view that keeps all 64 alive in every index entry.
+  const h = hash('sha256', text, 'hex').slice(0, 16);
+  h.charCodeAt(0);
+  return h;
+}
+
+/**
+ * Lines written one after the other into one growing buffer: a row's text is encoded to UTF-8
+ * once, and its hash, its length and the bytes appended all come from that encoding.
+ */
+class LineBuffer {
+  buf: Buffer;
+  /** Bytes in use. */
+  length = 0;
+
+  constructor(capacity: number) {
+    this.buf = Buffer.allocUnsafe(Math.max(capacity, 4096));
+  }
+
+  /** Writes `text` and a newline at the end; gives the line's length in bytes (newline included). */
+  line(text: string): number {
+    const room = this.buf.length - this.length;
+    // At most 3 bytes a UTF-16 unit; measured only when that much might not fit.
+    if (room < 3 * text.length + 1) {
+      const need = Buffer.byteLength(text) + 1;
+      if (room < need) {
+        const grown = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.length + need));
+        this.buf.copy(grown, 0, 0, this.length);
+        this.buf = grown;
+      }
+    }
+    const n = this.buf.write(text, this.length, 'utf8');
+    this.buf[this.length + n] = 0x0a;
+    this.length += n + 1;
+    return n + 1;
+  }
 }
 
 interface PendingPut {
@@ -234,33 +270,41 @@ export class ArtifactStore {
     const results: PutResult[] = [];
     let end = fstatSync(this.fd!).size;
     const start = end;
-    const lines: string[] = [];
+    let chars = 0;
+    for (const put of puts) for (const row of put.rows) chars += row.text.length + 1;
+    // Each row is written here once: its hash and length are of these bytes, which are appended
+    // as they are. A row found present (or a put refused) is taken back out.
+    const out = new LineBuffer(chars);
     for (const put of puts) {
       const result: PutResult = { written: 0, present: 0, conflicts: [] };
       const mine = new Map<string, { e: IndexEntry; date: string; text: string }>();
+      const putStart = out.length;
       for (const row of put.rows) {
-        const h = hashText(row.text);
+        const at = out.length;
+        const l = out.line(row.text);
+        const h = hashText(out.buf.subarray(at, at + l - 1));
         const known = this.entries(row.date).get(row.id) ?? fresh.get(row.id)?.e ?? mine.get(row.id)?.e;
         if (known) {
+          out.length = at;
           if (known.h === h) result.present++;
           else result.conflicts.push({ id: row.id, existing: this.textOf(known, fresh), incoming: row.text });
           continue;
         }
-        mine.set(row.id, { e: { id: row.id, p: row.p, o: 0, l: Buffer.byteLength(row.text) + 1, h }, date: row.date, text: row.text });
+        mine.set(row.id, { e: { id: row.id, p: row.p, o: 0, l, h }, date: row.date, text: row.text });
       }
       if (result.conflicts.length === 0) {
+        // In the buffer in this order: the rows kept, as they came (a Map iterates in insertion order).
         for (const m of mine.values()) {
           m.e.o = end;
           end += m.e.l;
-          lines.push(m.text);
           fresh.set(m.e.id, m);
         }
         result.written = mine.size;
-      }
+      } else out.length = putStart;
       results.push(result);
     }
-    if (lines.length) {
-      this.appendLines(lines, start);
+    if (out.length) {
+      this.appendBytes(out.buf.subarray(0, out.length), start);
       fdatasyncSync(this.fd!);
       const byDate = new Map<string, IndexEntry[]>();
       for (const { e, date } of fresh.values()) {
@@ -278,12 +322,8 @@ export class ArtifactStore {
     return results;
   }
 
-  /**
-   * Appends the lines (texts without their newline) in slices of about 4 MiB (a 100k-row stage
-   * need not exist twice in memory as one string and one buffer). All or nothing: a failure cuts
-   * the file back to `start`.
-   */
-  private appendLines(lines: readonly string[], start: number): void {
+  /** Appends the lines' bytes at `start`. All or nothing: a failure cuts the file back to `start`. */
+  private appendBytes(bytes: Buffer, start: number): void {
     // The fence: this process holds the store's lock and the file ends where its index says.
     this.mutex.assertHeld();
     const size = fstatSync(this.fd!).size;
@@ -292,17 +332,8 @@ export class ArtifactStore {
         hint: 'another writer appended without the lock (an older metaspn, a hand edit); stop it, then run `metaspn doctor --workspace DIR`',
       });
     }
-    let at = start;
     try {
-      for (let i = 0; i < lines.length; ) {
-        let size = 0;
-        let j = i;
-        while (j < lines.length && (size < 4 << 20 || j === i)) size += lines[j++]!.length + 1;
-        const buf = Buffer.from(`${lines.slice(i, j).join('\n')}\n`);
-        appendAll(this.fd!, buf, at);
-        at += buf.length;
-        i = j;
-      }
+      appendAll(this.fd!, bytes, start);
     } catch (err) {
       try {
         ftruncateSync(this.fd!, start);
