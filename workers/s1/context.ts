@@ -16,7 +16,7 @@ import { canonicalJson } from './canonical.js';
 import { configHash, type S1Config } from './config.js';
 import { seasonDates } from './dates.js';
 import { countedDigest, SortedSignals } from './digests.js';
-import { DATE_LEVEL_SUBJECT, deterministicId, idMaker, makeParams, projectionParamsOf, stageCounts, withCounted, type CountedParams, type Params, type StageParams } from './ids.js';
+import { DATE_LEVEL_SUBJECT, deterministicId, makeParams, projectionParamsOf, stageCounts, withCounted, type CountedParams, type Params, type StageParams } from './ids.js';
 import { settle, type ProjectedUnits, type Settlement } from './math/settle.js';
 import type { ScoredSubject } from './math/rewards.js';
 import { SubjectGroups } from './signal-table.js';
@@ -46,6 +46,9 @@ const SAFE_POINT_GROWTH = 64 * 2 ** 20;
 
 /** Rows of a date-level stage rendered and put at once, at most (files; see S1Context.putEach). */
 const PUT_SLICE = 16_384;
+
+/** A projection as the next stages read it: its subject's units, and the id of its stored row. */
+export type StoredProjection = ProjectedUnits & { id: string };
 
 /** The conflict checks of one turn of the event loop: every row to check, and who waits for which ids. */
 interface ConflictCheck {
@@ -434,13 +437,13 @@ export class S1Context {
     this.cache.set(`${stage}|${date}|${this.pkey(params)}`, { value: Promise.resolve(value), reads: [{ stage, date }] });
   }
 
-  /** The date's projections, read once per run. */
-  projections(date: string, params: StageParams): Promise<ProjectedUnits[]> {
+  /** The date's projections with their row ids, read once per run. */
+  projections(date: string, params: StageParams): Promise<StoredProjection[]> {
     const p = makeParams(params.as_of, params.config_hash, params.inputs);
     return this.cached('project_rewards', date, p, async () =>
       (await this.stores.project_rewards.texts(date, this.pkey(p))).map((t) => {
         const r = JSON.parse(t.text) as { subject_ref: string; projected_units: number };
-        return { subject_ref: r.subject_ref, projected_units: r.projected_units };
+        return { subject_ref: r.subject_ref, projected_units: r.projected_units, id: t.id };
       }),
     );
   }
@@ -459,10 +462,10 @@ export class S1Context {
       const upstream: CountedDate[] = [];
       for (const d of seasonDates(this.cfg.season.start, date)) {
         if (d === date) {
+          // Their ids as stage 2 made them (or as stored): not hashed again.
           const mine = await this.projections(d, params);
           byDate.set(d, mine);
-          const idOf = idMaker('project_rewards', d, params);
-          for (const x of mine) ids.push(idOf(x.subject_ref));
+          for (const x of mine) ids.push(x.id);
           continue;
         }
         const ptr = await this.#pipelineStores.pointers.read(PIPELINE, d);

@@ -7,10 +7,10 @@ import { PgStores } from '../../src/backend/pg/stores.js';
 import type { PgSetting } from '../../src/backend/pg/setting.js';
 import type { TaskEffects } from '../../src/runtime/effects.js';
 import { asOfInstantMs, isDateText } from './dates.js';
-import { S1Context, type DatePayload, type StageName } from './context.js';
+import { S1Context, type DatePayload, type StageName, type StoredProjection } from './context.js';
 import type { CountedParams, Params } from './ids.js';
 import type { SubjectGroups } from './signal-table.js';
-import { attentionForColumns, attentionRowMaker, type AttentionConfig, projectionRowMaker, projectRewards, settlementRowMaker, type SubjectScore, summaryRow } from './math.js';
+import { attentionForColumns, attentionRowMaker, type AttentionConfig, type Projection, projectionRowMaker, projectRewards, type RowIdText, settlementRowMaker, type SubjectScore, summaryRow } from './math.js';
 
 const digest = z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex digits');
 const datePayload = z.strictObject({
@@ -96,14 +96,22 @@ export class ProjectRewardsWorker extends S1Worker<DatePayload> {
   protected async run(s1: S1Context, p: DatePayload, effects: TaskEffects): Promise<void> {
     const params = (await s1.params(this.name, p)) as Params;
     const projections = projectRewards(await s1.scores(p.date, params), s1.cfg.season.daily_pool_units);
-    await s1.putEach(this.name, p.date, params, projections, projectionRowMaker(p.date, params), effects);
+    // Each projection is rendered once, in order: its id is kept for stage 3's counted digest.
+    const make = projectionRowMaker(p.date, params);
+    const ids: string[] = [];
+    const render = (x: Projection): RowIdText => {
+      const r = make(x);
+      ids.push(r.id);
+      return r;
+    };
+    await s1.putEach(this.name, p.date, params, projections, render, effects);
     // Rows that commit with the acknowledgement are not stored yet: the next stages read them back.
     if (!s1.atomic)
       s1.remember(
         this.name,
         p.date,
         params,
-        projections.map((x) => ({ subject_ref: x.subject_ref, projected_units: x.projected_units })),
+        projections.map((x, i): StoredProjection => ({ subject_ref: x.subject_ref, projected_units: x.projected_units, id: ids[i]! })),
       );
   }
 }
