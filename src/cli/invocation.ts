@@ -2,7 +2,8 @@
  * What one run of the CLI accumulates: its command line, the exit code commands settle on without
  * throwing, the logs they opened (closed before exit), and whether a JSON document was printed. It lives in an
  * AsyncLocalStorage entered by `main`, not in module variables, so the CLI can run twice in one
- * process (even at once, as tests do) without one run's state leaking into the other.
+ * process (even at once, as tests do) without one run's state leaking into the other. A command line running alone (every metaspn
+ * process's) is entered without the storage and its promise hooks (see `solo`).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EXIT, mostSevere } from '../guard/exit-codes.js';
@@ -18,6 +19,17 @@ export interface Invocation {
 
 const store = new AsyncLocalStorage<Invocation>();
 
+/**
+ * The invocation running alone, entered without the AsyncLocalStorage: a process that runs one
+ * command line at a time (every metaspn process) never turns on its promise hooks, which run for
+ * every promise of the process once on (a hundred thousand tasks make millions). Only a command
+ * line started while another runs is entered in the storage; the one running alone reads no
+ * store in its own call chains (their promises were made before any store existed, or from them).
+ */
+let solo: Invocation | null = null;
+/** Command lines running now (solo's included). */
+let running = 0;
+
 /** A fresh invocation state for the command line `argv` (its arguments after `metaspn`). */
 export function newInvocation(argv: readonly string[] = []): Invocation {
   return { argv, exitCode: EXIT.SUCCESS, logs: [], jsonPrinted: false };
@@ -25,7 +37,21 @@ export function newInvocation(argv: readonly string[] = []): Invocation {
 
 /** Runs `fn` with `inv` as the current invocation (main does this once per command line). */
 export function withInvocation<T>(inv: Invocation, fn: () => Promise<T>): Promise<T> {
-  return store.run(inv, fn);
+  const alone = running === 0 && store.getStore() === undefined;
+  running++;
+  if (alone) solo = inv;
+  const ended = (): void => {
+    running--;
+    if (solo === inv) solo = null;
+  };
+  let p: Promise<T>;
+  try {
+    p = alone ? fn() : store.run(inv, fn);
+  } catch (err) {
+    ended();
+    throw err;
+  }
+  return p.finally(ended);
 }
 
 /**
@@ -33,7 +59,7 @@ export function withInvocation<T>(inv: Invocation, fn: () => Promise<T>): Promis
  * a state of its own per call chain is made on first use, so nothing is shared either.
  */
 export function invocation(): Invocation {
-  let inv = store.getStore();
+  let inv = store.getStore() ?? solo ?? undefined;
   if (!inv) {
     inv = newInvocation();
     store.enterWith(inv);
