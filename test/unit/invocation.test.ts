@@ -1,20 +1,32 @@
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { setExitCode, takeExitCode } from '../../src/cli/exit.js';
 import { jsonPrinted, printJson } from '../../src/cli/format.js';
 import { newInvocation, withInvocation } from '../../src/cli/invocation.js';
 
+/** The repository (the test runs the compiled module: npm run build). */
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
 describe('CLI invocation state', () => {
   it('a command line running alone costs its promises nothing; one started meanwhile, or after, still keeps its own state', async () => {
     const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
-    // Run first in this file: nothing has entered the storage yet, so no promise hook runs.
-    const hooked = await withInvocation(newInvocation(), async () => {
-      setExitCode(10);
-      await tick();
-      const p = Promise.resolve();
-      await p;
-      return Object.getOwnPropertySymbols(p).length > 0 || takeExitCode() !== 10;
-    });
-    expect(hooked).toBe(false);
+    // In a process of its own (this one's files share their worker, where the storage may be on):
+    // a promise made inside a command line running alone carries no store.
+    const script = `import { invocation, newInvocation, withInvocation } from ${JSON.stringify(join(ROOT, 'dist', 'src', 'cli', 'invocation.js'))};
+const inv = newInvocation(['x']);
+const r = await withInvocation(inv, async () => {
+  await new Promise((r) => setImmediate(r));
+  const p = Promise.resolve();
+  await p;
+  return { symbols: Object.getOwnPropertySymbols(p).length, same: invocation() === inv };
+});
+process.stdout.write(JSON.stringify(r));`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(child.stderr).toBe('');
+    expect(child.status).toBe(0);
+    expect(JSON.parse(child.stdout)).toEqual({ symbols: 0, same: true });
     // A alone; B starts while A runs; A ends; C starts while B runs; then D alone.
     let endA!: () => void;
     const aEnded = new Promise<void>((r) => (endA = r));
