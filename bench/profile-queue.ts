@@ -8,6 +8,8 @@
  *
  * Modes: enqueue, drain, fail, stats (replay), load (fresh FileQueue replay).
  * Options: --size N, --concurrency C, --ack-window MS, --backoff-base MS, --batch N (enqueue),
+ *          --warm N (enqueue: first enqueue, drain and fail once N tasks in another workspace, as the
+ *          bench's warm-up and earlier runs do before its timed enqueue: V8's state after a drain),
  *          --no-instrument (plain run: the wrappers add latency to every round, which lowers throughput),
  *          --light (count rounds, time compactions and reloads only),
  *          --compact-min BYTES (FileQueue compact_min_bytes; 1000M effectively turns compaction off),
@@ -37,6 +39,8 @@ interface Opts {
   ackWindow: number | undefined;
   backoffBase: number;
   batch: number;
+  /** Enqueue mode: tasks to enqueue, drain and fail once first, in another workspace (0: none). */
+  warm: number;
   instrument: boolean;
   /** Only count rounds and time compactions (the full wrappers slow every round and change how acks batch). */
   light: boolean;
@@ -56,6 +60,7 @@ function parse(argv: string[]): Opts {
     ackWindow: undefined,
     backoffBase: 1,
     batch: 10_000,
+    warm: 0,
     instrument: true,
     light: false,
     compactMin: undefined,
@@ -75,6 +80,7 @@ function parse(argv: string[]): Opts {
     else if (a === '--ack-window') o.ackWindow = Number(v());
     else if (a === '--backoff-base') o.backoffBase = Number(v());
     else if (a === '--batch') o.batch = parseCount(v());
+    else if (a === '--warm') o.warm = parseCount(v());
     else if (a === '--no-instrument') o.instrument = false;
     else if (a === '--light') o.light = true;
     else if (a === '--compact-min') o.compactMin = parseCount(v());
@@ -246,6 +252,28 @@ async function enqueue(ws: string, size: number, batch: number, policy: QueuePol
   return ms;
 }
 
+const failOnce: WorkerDefinition = {
+  name: QUEUE,
+  handle: (_t, ctx) => {
+    if (ctx.attempt === 1) throw new Error('fails on attempt 1');
+  },
+};
+
+/** Enqueues, drains and fails once `size` tasks in workspaces of their own, as the bench's warm-up does. */
+async function warmUp(size: number, policy: QueuePolicy): Promise<void> {
+  for (const worker of [{ name: QUEUE, handle: () => undefined } as WorkerDefinition, failOnce]) {
+    await withTempWorkspace('profile-warm', async (ws) => {
+      await enqueue(ws, size, 10_000, policy);
+      const queue = new FileQueue({ workspace: ws, name: QUEUE, max_attempts: policy.max_attempts, ack_window_ms: policy.ack_window_ms });
+      try {
+        await drainOnce(queue, worker, policy, ws, worker === failOnce ? { nextDue: async () => (await queue.stats()).next_due_at } : {});
+      } finally {
+        await queue.close();
+      }
+    });
+  }
+}
+
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
   const policy = policyWith({
@@ -255,6 +283,7 @@ async function main(): Promise<void> {
   });
   await withTempWorkspace('profile', async (ws) => {
     if (o.mode === 'enqueue') {
+      if (o.warm > 0) await warmUp(o.warm, policy);
       if (o.instrument) instrument(o.light);
       await startProfile(o);
       const ms = await enqueue(ws, o.size, o.batch, policy, o.instrument && !o.light);
@@ -302,15 +331,7 @@ async function main(): Promise<void> {
     buckets.clear();
     opsPerRound.length = 0;
     kindsPerRound.clear();
-    const worker: WorkerDefinition =
-      o.mode === 'fail'
-        ? {
-            name: QUEUE,
-            handle: (_t, ctx) => {
-              if (ctx.attempt === 1) throw new Error('fails on attempt 1');
-            },
-          }
-        : { name: QUEUE, handle: () => undefined };
+    const worker: WorkerDefinition = o.mode === 'fail' ? failOnce : { name: QUEUE, handle: () => undefined };
     await startProfile(o);
     const t1 = nowMs();
     const c1 = process.cpuUsage();

@@ -227,34 +227,26 @@ export class IndexState {
         // The writer enqueues only ids it does not know, always into the next slot.
         this.checkPlacement(r.t, r.n, r.task.id, offset);
         // `i`: a salvage placing one entry of an `enqs` line on its own.
-        if (r.i !== undefined) this.place(r.n, r.task.id, offset, length, r.i, 0);
-        else this.place(r.n, r.task.id, offset, length);
+        if (r.i !== undefined) this.place(r.t, r.n, r.task.id, offset, length, r.i, 0);
+        else this.place(r.t, r.n, r.task.id, offset, length);
         this.slots.group[r.n] = this.internGroup(r.task.group);
         // `ro`: an entry of a compaction's `enqs` line that a salvage places on its own.
-        this.snapOrder = typeof r.ro === 'number' ? r.ro : null;
-        try {
-          this.setStatus(r.n, { state: 'ready', attempt_count: 0, max_attempts: r.task.max_attempts, fence: 0, time: at, owner: null }, -1);
-        } finally {
-          this.snapOrder = null;
-        }
+        this.placeReady(r.n, r.task.max_attempts, at, typeof r.ro === 'number' ? r.ro : null);
         return;
       case 'enqs': {
         // Entry i is slot n + i, each placed as its own `enq` would be; each accounts for its share of the line.
         // A compaction's line (`ro`) queues entry i at ready order ro + i, with the ready snaps.
-        const share = Math.ceil(length / r.l.length);
+        const l = r.l;
+        const share = Math.ceil(length / l.length);
         const ro = typeof r.ro === 'number' ? r.ro : null;
-        try {
-          for (let i = 0; i < r.l.length; i++) {
-            const e = r.l[i]!;
-            const n = r.n + i;
-            this.checkPlacement(r.t, n, e[0], offset);
-            this.place(n, e[0], offset, length, i, share);
-            this.slots.group[n] = this.internGroup(e[3]);
-            if (ro !== null) this.snapOrder = ro + i;
-            this.setStatus(n, { state: 'ready', attempt_count: 0, max_attempts: e[2] ?? r.x, fence: 0, time: at, owner: null }, -1);
-          }
-        } finally {
-          this.snapOrder = null;
+        this.ids.reserve(this.ids.size + l.length);
+        for (let i = 0; i < l.length; i++) {
+          const e = l[i]!;
+          const n = r.n + i;
+          this.checkPlacement(r.t, n, e[0], offset);
+          this.place(r.t, n, e[0], offset, length, i, share);
+          this.slots.group[n] = e[3] === undefined ? -1 : this.internGroup(e[3]);
+          this.placeReady(n, e[2] ?? r.x, at, ro === null ? null : ro + i);
         }
         return;
       }
@@ -314,7 +306,7 @@ export class IndexState {
           this.slots.setRecord(r.n, offset, length);
         } else {
           this.checkPlacement(r.t, r.n, r.task.id, offset);
-          this.place(r.n, r.task.id, offset, length);
+          this.place(r.t, r.n, r.task.id, offset, length);
         }
         this.slots.group[r.n] = this.internGroup(r.task.group);
         const o = r.o !== undefined ? this.internOwner(r.o, r.pid ?? 0, r.host ?? '', typeof r.ob === 'string' ? r.ob : null) : -1;
@@ -329,7 +321,7 @@ export class IndexState {
       }
       case 'kept':
         this.checkPlacement(r.t, r.n, r.id, offset);
-        this.place(r.n, r.id, offset, length);
+        this.place(r.t, r.n, r.id, offset, length);
         this.slots.group[r.n] = -1;
         this.setStatus(r.n, { state: 'completed', attempt_count: 0, max_attempts: 0, fence: r.f, time: this.local(r.tm, r.mt), owner: null }, -1);
         return;
@@ -344,8 +336,8 @@ export class IndexState {
   /**
    * A task can be placed only in the next slot, under an id not yet known: the writer numbers
    * slots by its replay of the whole log and enqueues only ids it does not know. Anything else
-   * is a second writer's record (or an edit). O(1): one comparison and the id lookup that dedup
-   * does anyway.
+   * is a second writer's record (or an edit). O(1): one comparison here, and the id's lookup in
+   * `place`, which indexes it in the same walk.
    */
   private checkPlacement(t: string, n: number, id: string, offset: number): void {
     const count = this.slots.count;
@@ -360,8 +352,6 @@ export class IndexState {
         this.fail({ offset, record: t, slot: n, ids: [id], reason: `task ${id} placed in slot ${n}, but the next slot was ${count}` });
       }
     }
-    const s = this.ids.get(id);
-    if (s >= 0) this.fail({ offset, record: t, slot: n, ids: [id], reason: `task ${id} placed in slot ${n}, but it is already in slot ${s}` });
   }
 
   /**
@@ -445,14 +435,41 @@ export class IndexState {
     this.ready.scan((s, pos) => !this.liveReady(s, pos) || visit(s));
   }
 
-  /** `entry`, `weight`: see SlotTable.setRecord (an `enqs` entry; a salvaged one accounts for no bytes). */
-  private place(n: number, id: string, offset: number, length: number, entry = NO_ENTRY, weight = length): void {
+  /**
+   * Puts task `id` in slot `n` (checkPlacement said it is the next one), unless the id is known
+   * already: a conflict, nothing changed. `entry`, `weight`: see SlotTable.setRecord (an `enqs`
+   * entry; a salvaged one accounts for no bytes).
+   */
+  private place(t: string, n: number, id: string, offset: number, length: number, entry = NO_ENTRY, weight = length): void {
+    const s = this.ids.add(id, n);
+    if (s >= 0) this.fail({ offset, record: t, slot: n, ids: [id], reason: `task ${id} placed in slot ${n}, but it is already in slot ${s}` });
     this.placed++;
     this.slots.ensure(n);
     this.slots.state[n] = UNPLACED; // not yet counted in any state
     this.slots.setRecord(n, offset, length, entry, weight);
     this.liveBytes += weight;
-    this.ids.set(id, n);
+  }
+
+  /**
+   * A slot just placed becomes ready with no attempt: setStatus from UNPLACED to ready without a
+   * Status object (a fresh task, in `enq` and `enqs` lines). `order`: its ready order (`ro`) in a
+   * compaction's line, null to queue it at once.
+   */
+  private placeReady(n: number, maxAttempts: number, time: number, order: number | null): void {
+    const t = this.slots;
+    this.counts[S_READY]!++;
+    t.state[n] = S_READY;
+    t.attempts[n] = 0;
+    t.maxAttempts[n] = maxAttempts;
+    t.fence[n] = 0;
+    t.time[n] = time;
+    t.started[n] = 0;
+    t.owner[n] = -1;
+    if (order !== null) this.pendingReady.push([order, n]);
+    else {
+      if (this.pendingReady.length > 0) this.settle();
+      t.readyPos[n] = this.ready.push(n);
+    }
   }
 
   private event(n: number, e: Event, at: number): Status | null {

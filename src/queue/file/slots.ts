@@ -106,8 +106,12 @@ export class SlotTable {
   }
 }
 
-/** Two independent 32-bit string hashes: a 64-bit fingerprint of a task id. */
-export function fingerprint(id: string): [number, number] {
+/** The fingerprint `hash` computed last: two module-level numbers, so a lookup allocates nothing. */
+let fpA = 0;
+let fpB = 0;
+
+/** Two independent 32-bit string hashes: a 64-bit fingerprint of a task id, left in fpA and fpB. */
+function hash(id: string): void {
   let a = 0x811c9dc5;
   let b = 0x9747b28c;
   for (let i = 0; i < id.length; i++) {
@@ -116,7 +120,8 @@ export function fingerprint(id: string): [number, number] {
     b = Math.imul(b ^ c, 0x5bd1e995);
     b ^= b >>> 15;
   }
-  return [a >>> 0, b >>> 0];
+  fpA = a >>> 0;
+  fpB = b >>> 0;
 }
 
 /**
@@ -146,7 +151,9 @@ export class IdIndex {
   }
 
   get(id: string): number {
-    const [a, b] = fingerprint(id);
+    hash(id);
+    const a = fpA;
+    const b = fpB;
     const mask = this.slots.length - 1;
     for (let i = a & mask; ; i = (i + 1) & mask) {
       const s = this.slots[i]!;
@@ -160,7 +167,9 @@ export class IdIndex {
    * naming both agrees with the index, where a false match needs a 64-bit fingerprint collision.
    */
   holds(id: string, slot: number): boolean {
-    const [a, b] = fingerprint(id);
+    hash(id);
+    const a = fpA;
+    const b = fpB;
     const mask = this.slots.length - 1;
     for (let i = a & mask; ; i = (i + 1) & mask) {
       const s = this.slots[i]!;
@@ -169,13 +178,31 @@ export class IdIndex {
     }
   }
 
-  set(id: string, slot: number): void {
-    // Load factor at most 3/4: linear probing over fingerprints stays a few probes per lookup, and a
-    // million ids fit 2^21 slots (25 MB) rather than 2^22.
-    if ((this.entries + 1) * 4 > this.slots.length * 3) this.rehash(this.slots.length * 2);
-    const [a, b] = fingerprint(id);
-    this.insert(a, b, slot + 1);
+  /**
+   * Indexes `id` at `slot` unless it is indexed already: -1 when added, else the slot that holds
+   * it (nothing changed). One hash and one walk of the probe chain, where a lookup then an insert took two.
+   */
+  add(id: string, slot: number): number {
+    this.grow();
+    hash(id);
+    const a = fpA;
+    const b = fpB;
+    const mask = this.slots.length - 1;
+    let i = a & mask;
+    for (let s = this.slots[i]!; s !== 0; s = this.slots[i]!) {
+      if (this.fa[i] === a && this.fb[i] === b && this.idOf(s - 1) === id) return s - 1;
+      i = (i + 1) & mask;
+    }
+    this.slots[i] = slot + 1;
+    this.fa[i] = a;
+    this.fb[i] = b;
     this.entries++;
+    return -1;
+  }
+
+  /** Room for one more. Load factor at most 3/4: linear probing over fingerprints stays a few probes per lookup, and a million ids fit 2^21 slots (25 MB) rather than 2^22. */
+  private grow(): void {
+    if ((this.entries + 1) * 4 > this.slots.length * 3) this.rehash(this.slots.length * 2);
   }
 
   private insert(a: number, b: number, s: number): void {
