@@ -8,8 +8,8 @@
  *
  * Modes: enqueue, drain, fail, stats (replay), load (fresh FileQueue replay).
  * Options: --size N, --concurrency C, --ack-window MS, --backoff-base MS, --batch N (enqueue),
- *          --warm N (enqueue: first enqueue, drain and fail once N tasks in another workspace, as the
- *          bench's warm-up and earlier runs do before its timed enqueue: V8's state after a drain),
+ *          --warm N (first enqueue, drain and fail once N tasks in other workspaces, as the bench's
+ *          warm-up and earlier runs do before what it times: V8's state after a drain),
  *          --no-instrument (plain run: the wrappers add latency to every round, which lowers throughput),
  *          --light (count rounds, time compactions and reloads only),
  *          --compact-min BYTES (FileQueue compact_min_bytes; 1000M effectively turns compaction off),
@@ -39,7 +39,7 @@ interface Opts {
   ackWindow: number | undefined;
   backoffBase: number;
   batch: number;
-  /** Enqueue mode: tasks to enqueue, drain and fail once first, in another workspace (0: none). */
+  /** Tasks to enqueue, drain and fail once first, in other workspaces (0: none). */
   warm: number;
   instrument: boolean;
   /** Only count rounds and time compactions (the full wrappers slow every round and change how acks batch). */
@@ -282,8 +282,8 @@ async function main(): Promise<void> {
     ...(o.ackWindow !== undefined ? { ack_window_ms: o.ackWindow } : {}),
   });
   await withTempWorkspace('profile', async (ws) => {
+    if (o.warm > 0) await warmUp(o.warm, policy);
     if (o.mode === 'enqueue') {
-      if (o.warm > 0) await warmUp(o.warm, policy);
       if (o.instrument) instrument(o.light);
       await startProfile(o);
       const ms = await enqueue(ws, o.size, o.batch, policy, o.instrument && !o.light);

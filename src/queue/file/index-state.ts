@@ -270,7 +270,7 @@ export class IndexState {
       case 'start':
         return this.pairs(r.t, r.l, (n, f) => ({ type: 'start', owner: r.o, fence: f }), at, offset);
       case 'done':
-        return this.pairs(r.t, r.l, (n, f) => ({ type: 'complete', owner: r.o, fence: f }), at, offset);
+        return this.done(r.l, r.o, at, offset);
       case 'rel':
         return this.pairs(r.t, r.l, (n, f) => ({ type: 'release', owner: r.o, fence: f }), at, offset);
       case 'fail':
@@ -492,6 +492,33 @@ export class IndexState {
       const out = this.event(n, make(n, f), at);
       if (out) this.setStatus(n, out, this.slots.owner[n]!);
       else this.refused++;
+    }
+  }
+
+  /**
+   * A `done` record: `pairs` with a `complete` event, without an Event, a Status and transition's
+   * copy of it a task. A pair applies when its slot is leased to the record's owner under the
+   * pair's fence (transition's guard, `holds`), and is refused otherwise.
+   */
+  private done(l: Pair[], owner: string, at: number, offset: number): void {
+    for (const [n] of l) this.checkSlot('done', n, offset);
+    const o = this.ownerIdx.get(owner) ?? -1;
+    const t = this.slots;
+    for (const [n, f] of l) {
+      if (!(n >= 0 && n < t.count) || t.state[n] !== S_LEASED || t.fence[n] !== f || t.owner[n] !== o || o < 0) {
+        this.refused++;
+        continue;
+      }
+      // setStatus from leased to completed, attempts and fence kept.
+      this.counts[S_LEASED]!--;
+      this.counts[S_COMPLETED]!++;
+      t.state[n] = S_COMPLETED;
+      t.time[n] = at;
+      t.started[n] = 0;
+      this.leased.delete(n);
+      this.leasesOf[o]!--;
+      t.owner[n] = -1;
+      this.liveBytes -= t.weight[n]!;
     }
   }
 
