@@ -12,7 +12,7 @@ import { DataInvalidError } from '../../src/guard/errors.js';
 import type { BundledActions, BundledPipeline } from '../../src/pipeline/bundled.js';
 import { resolveS1Config, type S1Config } from './config.js';
 import { guardrailsSchema, type Guardrails } from './guardrails.js';
-import { STORE_FILES } from './context.js';
+import { STORE_FILES } from './store-files.js';
 import { STAGES } from './ids.js';
 import { planRun } from './plan.js';
 import type { WorkspacePaths } from '../../src/storage/paths.js';

@@ -21,16 +21,9 @@ import { settle, type ProjectedUnits, type Settlement } from './math/settle.js';
 import type { ScoredSubject } from './math/rewards.js';
 import { SubjectGroups } from './signal-table.js';
 import { readWeightedSignalTable } from './signals.js';
+import { PIPELINE, STORE_FILES } from './store-files.js';
 
-export const PIPELINE = 's1';
-
-/** The four artifact files of Season 1, by stage. */
-export const STORE_FILES = {
-  update_attention_scores: 's1_attention_scores.jsonl',
-  project_rewards: 's1_reward_projections.jsonl',
-  settle_season: 's1_settlements.jsonl',
-  publish_season_summary: 's1_summaries.jsonl',
-} as const;
+export { PIPELINE, STORE_FILES };
 
 export type StageName = keyof typeof STORE_FILES;
 
