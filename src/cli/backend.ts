@@ -3,7 +3,6 @@ import { resolveBackend, type PgSetting } from '../backend/pg/setting.js';
 import type { WorkspaceConfig } from '../config/load.js';
 import type { RunLocks } from '../guard/run-lock.js';
 import type { WorkspacePaths } from '../storage/paths.js';
-import { FileRunLocks } from '../storage/run-lock.js';
 
 /**
  * `--database-url URL`: the same option on every command that opens a queue. It wins over
@@ -58,7 +57,8 @@ export function runLocksFor(ws: WorkspacePaths, cfg: WorkspaceConfig, flag?: str
   const get = (): Promise<RunLocks> => {
     if (!locks) {
       const pg = backendFor(cfg, flag);
-      locks = pg ? pgRunLocks(pg) : Promise.resolve(new FileRunLocks(ws.locks));
+      // Each backend's module is loaded when a lock is first taken or read.
+      locks = pg ? pgRunLocks(pg) : import('../storage/run-lock.js').then(({ FileRunLocks }) => new FileRunLocks(ws.locks));
     }
     return locks;
   };

@@ -22,7 +22,11 @@ interface NativeLocks {
   unlock(fd: number, offset?: number, length?: number): void;
 }
 
-const native = createRequire(import.meta.url)('fs-native-extensions') as NativeLocks;
+let nativeLocks: NativeLocks | undefined;
+/** The native addon, loaded at the first lock taken or tested (a command that takes none does not load it). */
+function native(): NativeLocks {
+  return (nativeLocks ??= createRequire(import.meta.url)('fs-native-extensions') as NativeLocks);
+}
 
 /** statfs(2) magic numbers of file systems whose locks do not bind every host (linux/magic.h). */
 const NETWORK_FS: ReadonlyMap<number, string> = new Map([
@@ -103,7 +107,7 @@ export class FileLock {
     if (this.#locked) throw new MetaspnError('INTERNAL_ERROR', `${this.path}: lock taken twice by one holder`);
     for (;;) {
       const fd = this.open();
-      if (!native.tryLock(fd)) return false;
+      if (!native().tryLock(fd)) return false;
       // Locked what we opened; still the file at `path`? (Someone may have replaced it.)
       let pathIno = -1;
       try {
@@ -115,7 +119,7 @@ export class FileLock {
         this.#locked = true;
         return true;
       }
-      native.unlock(fd);
+      native().unlock(fd);
       this.closeFd();
     }
   }
@@ -170,7 +174,7 @@ export class FileLock {
     if (!this.#locked) return;
     this.#locked = false;
     try {
-      native.unlock(this.#fd!);
+      native().unlock(this.#fd!);
     } catch {
       // The descriptor is gone; closing frees anything left.
       this.closeFd();
@@ -221,8 +225,8 @@ export function probeLock(path: string): 'held' | 'free' | 'missing' {
     throw err;
   }
   try {
-    if (!native.tryLock(fd)) return 'held';
-    native.unlock(fd);
+    if (!native().tryLock(fd)) return 'held';
+    native().unlock(fd);
     return 'free';
   } finally {
     closeSync(fd);
