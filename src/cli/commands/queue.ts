@@ -4,7 +4,7 @@ import { policyFor } from '../../config/load.js';
 import { DataInvalidError, UsageError } from '../../guard/errors.js';
 import { DeadLetterFiles } from '../../queue/file/deadletter-files.js';
 import { readStats } from '../../queue/file/stats-file.js';
-import { openQueue } from '../../queue/open.js';
+import { openQueueLazy } from '../../queue/open-lazy.js';
 import { LIMITS } from '../../config/limits.js';
 import { assertQueueName, checkTaskId } from '../../queue/record.js';
 import { parseTaskLines, taskFromPayloadText } from '../../queue/validate.js';
@@ -37,7 +37,7 @@ async function deadLetters(ws: WorkspacePaths, worker: string, pg: PgSetting | n
   const dead = safeExists(queueDir(ws, worker)) ? readStats(queueDir(ws, worker), worker, Date.now()).dead : 0;
   if (readable !== dead || readable !== files.ids().length) {
     const s = openSession(ws.root);
-    const q = openQueue(ws, worker, policyFor(s.cfg, worker), s.log.logger);
+    const q = await openQueueLazy(ws, worker, policyFor(s.cfg, worker), s.log.logger);
     try {
       await q.stats();
     } finally {
@@ -50,7 +50,7 @@ async function deadLetters(ws: WorkspacePaths, worker: string, pg: PgSetting | n
 /** The dead letters of a worker on PostgreSQL, read once through its queue (the database is the authority; no files). */
 async function pgDeadLetters(ws: WorkspacePaths, worker: string, pg: PgSetting): Promise<Pick<DeadLetterFiles, 'list' | 'read' | 'ids'>> {
   const s = openSession(ws.root);
-  const q = openQueue(ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
+  const q = await openQueueLazy(ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
   let list: DeadLetter[];
   try {
     list = await q.listDead();
@@ -203,7 +203,7 @@ export function registerQueue(program: Command): void {
       const s = openSession(o.workspace);
       const pg = backendFor(s.cfg, o.databaseUrl);
       await knownQueueOn(s.ws, worker, pg);
-      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
+      const q = await openQueueLazy(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
       try {
         const r = await discardDeadLetters(s.ws, q, { worker, ids: o.all ? 'all' : o.taskId!, reason: o.reason ?? '', by: s.actor, dryRun: !!o.dryRun }, s.log.logger);
         if (o.json) return printJson(r);
@@ -240,7 +240,7 @@ export function registerQueue(program: Command): void {
         if (o.json) return printJson({ worker, dry_run: true, would_retry: targets });
         return void process.stdout.write(`dry run: would move ${targets.length} task(s) of ${worker} back to ready${targets.length ? `:\n  ${targets.join('\n  ')}` : ''}\n`);
       }
-      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
+      const q = await openQueueLazy(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
       try {
         const moved = await q.retry({ ...(o.taskId ? { ids: o.taskId } : {}), by: s.actor });
         s.log.logger.info({ event: 'queue_retry', worker, moved }, `retried ${moved.length} dead letter(s)`);
@@ -271,7 +271,7 @@ export function registerQueue(program: Command): void {
       const pg = backendFor(s.cfg, o.databaseUrl);
       // A new queue is allowed; one a typo away from an existing queue is most likely a typo.
       const near = pg ? null : nearQueueOfNew(s.ws, worker);
-      const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
+      const q = await openQueueLazy(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
       try {
         const r = await q.enqueue(tasks);
         s.log.logger.info({ event: 'enqueue', worker, added: r.added.length, existing: r.existing.length }, 'enqueued');
@@ -293,7 +293,7 @@ export function registerQueue(program: Command): void {
         const s = openSession(o.workspace);
         const pg = backendFor(s.cfg, o.databaseUrl);
         await knownQueueOn(s.ws, worker, pg);
-        const q = openQueue(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
+        const q = await openQueueLazy(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
         try {
           await (verb === 'pause' ? q.pause(s.actor) : q.resume(s.actor));
           s.log.logger.info({ event: `queue_${verb}`, worker }, `queue ${verb}d`);
@@ -318,7 +318,7 @@ async function pgQueueViews(ws: WorkspacePaths, pg: PgSetting, now: number): Pro
   const s = openSession(ws.root);
   const out: (QueueView | { queue: string; error: string })[] = [];
   for (const name of [...new Set([...bundledQueues(), ...(await pgQueueNames(pg))])].sort()) {
-    const q = openQueue(ws, name, policyFor(s.cfg, name), s.log.logger, pg);
+    const q = await openQueueLazy(ws, name, policyFor(s.cfg, name), s.log.logger, pg);
     try {
       const st = await q.stats();
       out.push({ ...st, oldest_ready_age_s: st.oldest_ready_at === null ? null : Math.max(0, (now - st.oldest_ready_at) / 1000) });
@@ -366,7 +366,7 @@ export function formatQueueList(queues: readonly (QueueView | { queue: string; e
 /** `queue stats` on PostgreSQL: the counters, read through the queue. */
 async function pgStats(ws: WorkspacePaths, worker: string, pg: PgSetting): Promise<QueueStats> {
   const s = openSession(ws.root);
-  const q = openQueue(ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
+  const q = await openQueueLazy(ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
   try {
     return await q.stats();
   } finally {

@@ -3,7 +3,7 @@ import { policyFor } from '../../config/load.js';
 import { EXIT, mostSevere } from '../../guard/exit-codes.js';
 import { makeOwner } from '../../queue/owner.js';
 import { assertQueueName } from '../../queue/record.js';
-import { openQueue } from '../../queue/open.js';
+import { openQueueLazy } from '../../queue/open-lazy.js';
 import { monotonicMs } from '../../queue/system-clock.js';
 import { DEFAULT_ISOLATION, inProcessHost, ISOLATIONS, type Isolation } from '../../runtime/isolation/host.js';
 import { isolatedHost } from '../../runtime/isolation/pool.js';
@@ -85,7 +85,7 @@ export function registerWorker(program: Command): void {
       // The worker's queue name comes from its module: one a typo away from an existing queue drains nothing.
       const near = pg ? null : nearQueueOfNew(s.ws, worker.name);
       if (near) process.stderr.write(`warning: ${worker.name} (the queue of ${spec}) has no tasks and no folder yet; did you mean ${near}?\n`);
-      const queue = openQueue(s.ws, worker.name, policy, log, pg);
+      const queue = await openQueueLazy(s.ws, worker.name, policy, log, pg);
       const signals = stopSignals(log);
       const t0 = Date.now();
       // `backend`: the database the queue is on, for workers that read or write there too (Season 1's); absent on files.
