@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { MultiBar } from 'cli-progress';
 import { progressWanted } from '../../../src/cli/progress.js';
 import { loadConfig } from '../../../src/config/load.js';
 import { newRunId } from '../../../src/runtime/run-id.js';
@@ -39,7 +38,11 @@ export async function backfillAction(o: BackfillFlags): Promise<void> {
   const skipChecks = skipChecksOf(o);
   // On a terminal: a bar, with each date that did not publish (and why) printed above it as it
   // settles; elsewhere one line per date on stdout.
-  const bars = process.stderr.isTTY && progressWanted(o.json) ? new MultiBar({ format: 'backfill [{bar}] {value}/{total} dates | ETA {eta_formatted} | {last}', hideCursor: true }) : null;
+  // The bars' module is loaded only for a terminal (every `s1` command loads this file).
+  const bars =
+    process.stderr.isTTY && progressWanted(o.json)
+      ? new (await import('cli-progress')).MultiBar({ format: 'backfill [{bar}] {value}/{total} dates | ETA {eta_formatted} | {last}', hideCursor: true })
+      : null;
   const bar = bars?.create(total, 0, { last: '' }) ?? null;
   const notPublished: string[] = [];
   const onDate = (d: DateResult, done: number): void => {
