@@ -59,17 +59,38 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
   // Lines are written in batches of 4 KiB; a process that then waits (a 30-day retry, a long task)
   // must not keep its last lines from someone tailing the log: what is buffered goes out within a second.
   let pending = false;
+  // Lines are handed to the file stream a batch (~4 KiB) at a time, joined here: SonicBoom measures
+  // the UTF-8 length of its whole unwritten chunk (a string grown by +=, up to 16 KiB) at each write,
+  // which flattened that chunk once a line (half a second of CPU over 100k `task_end` lines).
+  // The same lines in the same order; what a crash can lose is unchanged (unwritten lines either way).
+  let batch: string[] = [];
+  let batchChars = 0;
+  const pass = (): void => {
+    if (batch.length === 0) return;
+    const text = batch.length === 1 ? batch[0]! : batch.join('');
+    batch = [];
+    batchChars = 0;
+    file.write(text);
+  };
+  const writeLine = (line: string): void => {
+    if (broken || closed) return;
+    pending = true;
+    batch.push(line);
+    batchChars += line.length;
+    if (batchChars >= 4096) pass();
+  };
   const tick = setInterval(() => {
     if (broken || closed || !pending) return;
     pending = false;
     try {
+      pass();
       file.flush();
     } catch {
       // Being written or closed: the next tick, or the final flush, writes it.
     }
   }, 1000);
   tick.unref();
-  const streams: pino.StreamEntry[] = [{ level: 'trace', stream: { write: (line: string) => void (broken || closed || ((pending = true), file.write(line))) } }];
+  const streams: pino.StreamEntry[] = [{ level: 'trace', stream: { write: writeLine } }];
   // Failed attempts shown on the terminal by this log (the file keeps every one).
   const shown = { failures: 0 };
   const toTerminal = (text: string): void => {
@@ -80,7 +101,7 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
   };
   if (!opts.quiet) streams.push({ level: 'warn', stream: { write: (line: string) => toTerminal(readable(line, shown)) } });
   const level = process.env.METASPN_LOG_LEVEL ?? 'info';
-  const logger = pino({ level, base: { pid: process.pid, hostname: HOSTNAME, ...fields }, serializers: { err: serializeErr }, timestamp: pino.stdTimeFunctions.isoTime }, pino.multistream(streams));
+  const logger = pino({ level, base: { pid: process.pid, hostname: HOSTNAME, ...fields }, serializers: { err: serializeErr }, timestamp: isoTime }, pino.multistream(streams));
   if (cmd !== undefined) logger.info({ event: 'command_start', cmd }, 'command started');
   return {
     logger,
@@ -90,6 +111,7 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
         if (broken || closed) return resolve();
         const t = setTimeout(resolve, ms);
         try {
+          pass();
           file.flush(() => {
             clearTimeout(t);
             resolve();
@@ -121,6 +143,7 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
         file.once('close', done);
         file.once('error', () => (destroy(), done()));
         try {
+          pass();
           file.end();
         } catch {
           done();
@@ -130,6 +153,21 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
 }
 
 const HOSTNAME = hostname();
+
+let isoMs = NaN;
+let isoField = '';
+/**
+ * pino's `isoTime` (`,"time":"<ISO date>"`), its text made once a millisecond: a run logs many
+ * lines in the same one (100k `task_end` lines in a few seconds).
+ */
+function isoTime(): string {
+  const now = Date.now();
+  if (now !== isoMs) {
+    isoMs = now;
+    isoField = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return isoField;
+}
 
 const HIDDEN = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'cmd']);
 
