@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Logger } from 'pino';
 import type { WorkspaceConfig } from '../../src/config/load.js';
@@ -65,8 +64,10 @@ export async function prepareS1(o: PipelineOptions, stores: PipelineStores): Pro
   if (o.backend) for (const d of await stores.pointers.partitions(PIPELINE)) await stores.pointers.read(PIPELINE, d);
   else assertPointersReadable(o.ws, PIPELINE);
   const path = join(o.ws.inputs, 's1_signals.jsonl');
-  const signals = await readWeightedSignalTable(path, o.cfg.s1.attention.weights);
-  const input = { path: relative(o.ws.root, path), sha256: await fileSha256(path), rows: signals.length };
+  // The file's sha256 from the bytes the reader reads: one read of the file.
+  const sha256 = createHash('sha256');
+  const signals = await readWeightedSignalTable(path, o.cfg.s1.attention.weights, sha256);
+  const input = { path: relative(o.ws.root, path), sha256: sha256.digest('hex'), rows: signals.length };
   return { ws: o.ws, cfg: o.cfg, s1: new S1Context(o.ws, o.cfg.s1, o.log, { stores, atomic: !!o.backend, signals: new SubjectGroups(signals) }), input };
 }
 
@@ -108,10 +109,4 @@ export async function runS1(o: RunOptions): Promise<RunReport> {
     await env?.s1.close();
     await d.stores.close();
   }
-}
-
-export async function fileSha256(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }

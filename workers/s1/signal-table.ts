@@ -1,5 +1,4 @@
 import type { Buffer } from 'node:buffer';
-import { compareText } from './math/order.js';
 
 /**
  * The signals of a file in columns: one typed array per number field and one string per signal
@@ -273,17 +272,17 @@ export class SubjectGroups implements ReadonlyMap<string, readonly Signal[]> {
   private readonly members: Uint32Array;
 
   constructor(readonly table: SignalTable) {
-    const order = table.subjects.map((_, i) => i).sort((a, b) => compareText(table.subjects[a]!, table.subjects[b]!));
-    this.names = order.map((i) => table.subjects[i]!);
-    const rankOfIndex = new Uint32Array(order.length);
-    order.forEach((index, r) => {
-      rankOfIndex[index] = r;
-      this.rank.set(this.names[r]!, r);
-    });
-    const start = new Uint32Array(order.length + 1);
+    // The subjects are distinct strings: the default sort (UTF-16 code units, no comparator
+    // called from the sort) gives compareText's order, and each subject's rank is found by name.
+    const n = table.subjects.length;
+    this.names = table.subjects.slice().sort();
+    for (let r = 0; r < n; r++) this.rank.set(this.names[r]!, r);
+    const rankOfIndex = new Uint32Array(n);
+    for (let i = 0; i < n; i++) rankOfIndex[i] = this.rank.get(table.subjects[i]!)!;
+    const start = new Uint32Array(n + 1);
     for (let i = 0; i < table.length; i++) start[rankOfIndex[table.subject[i]!]! + 1]!++;
-    for (let r = 0; r < order.length; r++) start[r + 1]! += start[r]!;
-    const fill = start.slice(0, order.length);
+    for (let r = 0; r < n; r++) start[r + 1]! += start[r]!;
+    const fill = start.slice(0, n);
     const members = new Uint32Array(table.length);
     for (let i = 0; i < table.length; i++) members[fill[rankOfIndex[table.subject[i]!]!]!++] = i;
     this.start = start;

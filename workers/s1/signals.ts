@@ -1,4 +1,5 @@
 import { Buffer } from 'node:buffer';
+import type { Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { z } from 'zod';
 import { parseJsonWithin } from '../../src/config/json-limits.js';
@@ -323,13 +324,16 @@ export function parseSignalText(text: string, file: string, kinds: ReadonlySet<s
  * Streams a signals file and returns its signals in file order, as columns. An empty file gives
  * an empty table.
  * @param kinds the allowed kinds: the keys of `attention.weights`.
+ * @param hash updated with every byte of the file as it is read (the file's sha256 without a
+ *   second read); holds part of the file when the read throws.
  * @throws DataInvalidError `(path, line, rule)` on the first broken rule; `(path, null,
  *   "file not found")` when the file does not exist.
  */
-export async function readSignalTable(path: string, kinds: ReadonlySet<string>): Promise<SignalTable> {
+export async function readSignalTable(path: string, kinds: ReadonlySet<string>, hash?: Hash): Promise<SignalTable> {
   const collector = new SignalCollector(path, kinds);
   try {
     for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+      hash?.update(chunk as Buffer);
       collector.pushBytes(chunk as Buffer);
     }
   } catch (err) {
@@ -351,11 +355,11 @@ export async function readSignals(path: string, kinds: ReadonlySet<string>): Pro
 
 /**
  * The signals file as the pipeline reads it: {@link readSignalTable} with the kinds of `weights`,
- * then {@link checkMagnitudes}.
+ * then {@link checkMagnitudes}. `hash`: as {@link readSignalTable}'s.
  * @throws DataInvalidError `(path, line, rule)`.
  */
-export async function readWeightedSignalTable(path: string, weights: Readonly<Record<string, number>>): Promise<SignalTable> {
-  const table = await readSignalTable(path, new Set(Object.keys(weights)));
+export async function readWeightedSignalTable(path: string, weights: Readonly<Record<string, number>>, hash?: Hash): Promise<SignalTable> {
+  const table = await readSignalTable(path, new Set(Object.keys(weights)), hash);
   checkMagnitudes(table, weights, path);
   return table;
 }

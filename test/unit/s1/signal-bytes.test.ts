@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -7,7 +8,7 @@ import { tempDir } from '../../temp.js';
 import { utcInstantMs } from '../../../workers/s1/dates.js';
 import { instantOfBytes, PlainLine, scanPlainLine } from '../../../workers/s1/signal-bytes.js';
 import { TextTable, textHash, type Signal } from '../../../workers/s1/signal-table.js';
-import { parseSignalText, readSignals } from '../../../workers/s1/signals.js';
+import { parseSignalText, readSignals, readSignalTable } from '../../../workers/s1/signals.js';
 
 const KINDS: ReadonlySet<string> = new Set(['view', 'like', 'reply', 'share', 'follow']);
 
@@ -195,6 +196,33 @@ describe('reading a file from its bytes', () => {
     const got = await outcomeOf(() => readSignals(path, KINDS));
     expect(got).toEqual(await outcomeOf(async () => parseSignalText(broken.toString('utf8'), path, KINDS)));
     expect('signals' in got && got.signals.some((s) => s.subject_ref.includes('\ufffd'))).toBe(true);
+  });
+
+  it("hashes the file's bytes as it reads them: the file's sha256, the same signals or error", async () => {
+    const path = join(tempDir(), 'hashed.jsonl');
+    const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+    const line = (i: number): string => JSON.stringify({ signal_id: `sig-${i}`, ts: '2026-01-15T13:04:05Z', subject_ref: `creator:é${i % 9}`, kind: 'view' });
+    // Empty, one line, and past one and two 1 MiB chunks (a line across each boundary).
+    for (const n of [0, 1, 20_000, 45_000]) {
+      const bytes = Buffer.from(Array.from({ length: n }, (_, i) => `${line(i)}\n`).join(''));
+      await writeFile(path, bytes);
+      const h = createHash('sha256');
+      const table = await readSignalTable(path, KINDS, h);
+      expect(h.digest('hex')).toBe(sha(bytes));
+      expect(table.toSignals()).toEqual(await readSignals(path, KINDS));
+    }
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.oneof({ weight: 4, arbitrary: lineArb }, { weight: 1, arbitrary: oddArb }), { maxLength: 12 }), async (lines) => {
+        const text = lines.join('\n');
+        await writeFile(path, text);
+        const h = createHash('sha256');
+        const got = await outcomeOf(async () => (await readSignalTable(path, KINDS, h)).toSignals());
+        expect(got).toEqual(await outcomeOf(() => readSignals(path, KINDS)));
+        if ('signals' in got) expect(h.digest('hex')).toBe(sha(text));
+      }),
+      { numRuns: 200 },
+    );
+    await expect(readSignalTable(join(tempDir(), 'missing.jsonl'), KINDS, createHash('sha256'))).rejects.toThrow('file not found');
   });
 
   it('names a duplicate id found from bytes at the first line it was on', async () => {

@@ -21,6 +21,7 @@ import {
   settlementRowText,
 } from '../../../workers/s1/math.js';
 import { SignalTable, SubjectGroups, type Signal } from '../../../workers/s1/signal-table.js';
+import { compareText } from '../../../workers/s1/math/order.js';
 
 const DAY = 86_400_000;
 const BASE = Date.parse('2026-01-01T00:00:00Z');
@@ -98,6 +99,21 @@ describe('signals in columns', () => {
         expect(groups.subjectsWithin(from, to)).toEqual([...expected].filter(([, xs]) => xs.some((s) => s.ts_ms >= from && s.ts_ms < to)).map(([k]) => k));
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('order any subjects as compareText does (the default sort of distinct strings)', () => {
+    const subjectArb = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.string({ unit: 'binary-ascii' }), fc.constantFrom('\ud800', '\udfff', '\uffff', '\u{10000}', 'a\u0000', ''));
+    fc.assert(
+      fc.property(fc.array(fc.record({ subject: subjectArb, ms: fc.integer({ min: 0, max: 3 * DAY }) }), { maxLength: 80 }), (xs) => {
+        const signals = xs.map((x, i): Signal => ({ signal_id: `s${i}`, ts_ms: BASE + x.ms, subject_ref: x.subject, kind: 'view', value: 1 }));
+        const groups = new SubjectGroups(SignalTable.of(signals));
+        const expected = groupBySubject(signals);
+        expect([...groups.keys()]).toEqual([...new Set(xs.map((x) => x.subject))].sort(compareText));
+        expect([...groups.keys()]).toEqual([...expected.keys()]);
+        for (const [subject, list] of expected) expect([...groups.membersOf(subject)!].map((i) => signals[i])).toEqual(list);
+      }),
+      { numRuns: 500 },
     );
   });
 
