@@ -195,21 +195,30 @@ function subjectRowMaker<T extends { subject_ref: string }>(stage: Stage, date: 
   };
 }
 
+/**
+ * The fixed pieces of a row whose keys after `date` are `id`, `params`, `key`, …, `stage`,
+ * `subject_ref` (attention and projection rows): the text up to the id's first digit, from the
+ * id's end to `key`'s value, and from the last value before `stage` to the quoted subject.
+ */
+function idFirstPieces(stage: Stage, date: string, params: Params, key: string): { head: string; mid: string; tail: string } {
+  return {
+    head: `{"date":${q(date)},"id":"`,
+    mid: `","params":${paramsText(paramsOf(stage, params))},"${key}":`,
+    tail: `,"stage":${q(stage)},"subject_ref":`,
+  };
+}
+
 /** {@link attentionRowText} of {@link attentionRow} for each subject scored on `date` under `params`. */
 export function attentionRowMaker(date: string, params: Params): (s: SubjectScore) => RowIdText {
   const stage = 'update_attention_scores';
-  const head = `{"date":${q(date)},"id":"`;
-  const mid = `","params":${paramsText(paramsOf(stage, params))},"score":`;
-  const tail = `,"stage":${q(stage)},"subject_ref":`;
+  const { head, mid, tail } = idFirstPieces(stage, date, params, 'score');
   return subjectRowMaker(stage, date, params, (s: SubjectScore, id, subject) => `${head}${id}${mid}${num(s.score)},"signal_count":${num(s.signal_count)}${tail}${subject}}`);
 }
 
 /** {@link projectionRowText} of {@link projectionRow} for each projection of `date` under `params`. */
 export function projectionRowMaker(date: string, params: Params): (x: Projection) => RowIdText {
   const stage = 'project_rewards';
-  const head = `{"date":${q(date)},"id":"`;
-  const mid = `","params":${paramsText(paramsOf(stage, params))},"projected_units":`;
-  const tail = `,"stage":${q(stage)},"subject_ref":`;
+  const { head, mid, tail } = idFirstPieces(stage, date, params, 'projected_units');
   return subjectRowMaker(stage, date, params, (x: Projection, id, subject) => `${head}${id}${mid}${num(x.projected_units)},"score":${num(x.score)}${tail}${subject}}`);
 }
 
