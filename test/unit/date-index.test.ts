@@ -106,4 +106,56 @@ describe('the store index meta, written over in place', () => {
     await again.close();
     expect(readFileSync(path).equals(bytes)).toBe(true);
   });
+
+  it("keeps a commit's new rows out of its index when their put is refused or the commit fails, and finds a row of the same commit by its id", async () => {
+    const path = join(tempDir('metaspn-index-'), 'store', 'rows.jsonl');
+    const store = new ArtifactStore(path);
+    const row = (id: string, v: string): { id: string; date: string; p: string; text: string } => ({ id, date: '2026-01-02', p: 'k', text: JSON.stringify({ id, v }) });
+    expect(await store.put([row('a', 'first')])).toEqual({ written: 1, present: 0, conflicts: [] });
+    // One commit: a put refused (its 'x' is not kept, so a later put of the commit writes its own
+    // 'x'); a row of an earlier put of the commit met again with other content (a conflict naming
+    // the text in the commit's buffer) and with the same (present).
+    const wide = 'é'.repeat(50);
+    const [p1, p2, p3, p4] = await Promise.all([
+      store.put([row('x', 'refused'), row('a', 'other')]),
+      store.put([row('x', 'kept'), row('y', wide)]),
+      store.put([row('z', 'z'), row('y', 'changed')]),
+      store.put([row('y', wide)]),
+    ]);
+    expect(p1).toEqual({ written: 0, present: 0, conflicts: [{ id: 'a', existing: row('a', 'first').text, incoming: row('a', 'other').text }] });
+    expect(p2).toEqual({ written: 2, present: 0, conflicts: [] });
+    expect(p3).toEqual({ written: 0, present: 0, conflicts: [{ id: 'y', existing: row('y', wide).text, incoming: row('y', 'changed').text }] });
+    expect(p4).toEqual({ written: 0, present: 1, conflicts: [] });
+    // A commit that fails before its rows are durable leaves nothing behind: the same rows put
+    // again are written, not found present.
+    const s = store as unknown as { appendBytes: (b: Buffer, start: number) => void };
+    const append = s.appendBytes;
+    s.appendBytes = () => {
+      throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+    };
+    await expect(store.put([row('n', 'new'), row('z', 'z')])).rejects.toThrow('no space left');
+    s.appendBytes = append;
+    expect(await store.put([row('n', 'new'), row('z', 'z')])).toEqual({ written: 2, present: 0, conflicts: [] });
+    expect((await store.has('2026-01-02', 'k', ['a', 'x', 'y', 'z', 'n'])).missing).toEqual([]);
+    await store.close();
+    const kept = [row('a', 'first'), row('x', 'kept'), row('y', wide), row('n', 'new'), row('z', 'z')];
+    expect(readFileSync(path, 'utf8')).toBe(kept.map((r) => `${r.text}\n`).join(''));
+    const again = new ArtifactStore(path);
+    expect((await again.textsFor('2026-01-02', 'k')).map((t) => t.text)).toEqual(kept.map((r) => r.text));
+    await again.close();
+  });
+
+  it('makes its folder again when another process removed it between commits', () => {
+    const dir = join(tempDir('metaspn-index-'), 'idx');
+    const index = new DateIndexFiles(dir);
+    const e = { id: 'a', p: 'k', o: 0, l: 2, h: '0123456789abcdef' };
+    index.append(new Map([['2026-01-02', [e]]]));
+    index.setMeta({ covered: 2, counts: { '2026-01-02': 1 } });
+    new DateIndexFiles(dir).clear();
+    index.append(new Map([['2026-01-02', [e]]]));
+    expect(index.read('2026-01-02', 1)).toEqual([e]);
+    new DateIndexFiles(dir).clear();
+    index.setMeta({ covered: 2, counts: { '2026-01-02': 1 } });
+    expect(index.meta()).toEqual({ covered: 2, counts: { '2026-01-02': 1 } });
+  });
 });

@@ -135,6 +135,8 @@ export class ArtifactStore {
   private readonly index: DateIndexFiles;
   private readonly mutex: Mutex;
   private readonly cache = new Map<string, Map<string, IndexEntry>>();
+  /** Counts the times {@link cache} was dropped whole (a rebuild): a commit's rows then move to the new maps. */
+  private generation = 0;
   private fd: number | null = null;
   /** Store bytes whose rows this process's cache has seen (others may have indexed more). */
   private seen = 0;
@@ -266,7 +268,6 @@ export class ArtifactStore {
   }
 
   private write(puts: PendingPut[]): PutResult[] {
-    const fresh = new Map<string, { e: IndexEntry; date: string; text: string }>();
     const results: PutResult[] = [];
     let end = fstatSync(this.fd!).size;
     const start = end;
@@ -275,42 +276,63 @@ export class ArtifactStore {
     // Each row is written here once: its hash and length are of these bytes, which are appended
     // as they are. A row found present (or a put refused) is taken back out.
     const out = new LineBuffer(chars);
-    for (const put of puts) {
-      const result: PutResult = { written: 0, present: 0, conflicts: [] };
-      const mine = new Map<string, { e: IndexEntry; date: string; text: string }>();
-      const putStart = out.length;
-      for (const row of put.rows) {
-        const at = out.length;
-        const l = out.line(row.text);
-        const h = hashText(out.buf.subarray(at, at + l - 1));
-        const known = this.entries(row.date).get(row.id) ?? fresh.get(row.id)?.e ?? mine.get(row.id)?.e;
-        if (known) {
-          out.length = at;
-          if (known.h === h) result.present++;
-          else result.conflicts.push({ id: row.id, existing: this.textOf(known, fresh), incoming: row.text });
-          continue;
+    // A new row's entry goes straight into its date's map, at the offset its bytes will have in
+    // the file (start + its place in the buffer): a later row of this commit with the same id
+    // finds it there (one lookup a row; there were three maps to look in and fill). Taken back
+    // out if its put is refused, or if the commit fails before its rows are durable.
+    const added: { e: IndexEntry; date: string; m: Map<string, IndexEntry> }[] = [];
+    const takeBack = (from: number): void => {
+      for (let k = added.length - 1; k >= from; k--) added[k]!.m.delete(added[k]!.e.id);
+      added.length = from;
+    };
+    let generation = this.generation;
+    try {
+      for (const put of puts) {
+        const result: PutResult = { written: 0, present: 0, conflicts: [] };
+        const putStart = out.length;
+        const putAdded = added.length;
+        for (const row of put.rows) {
+          const at = out.length;
+          const l = out.line(row.text);
+          const h = hashText(out.buf.subarray(at, at + l - 1));
+          const m = this.entries(row.date);
+          if (this.generation !== generation) {
+            // The cache was dropped and read again (an index that did not add up, rebuilt on
+            // first use of this date): this commit's rows go into the new maps.
+            generation = this.generation;
+            for (const a of added) (a.m = this.entries(a.date)).set(a.e.id, a.e);
+          }
+          const known = m.get(row.id);
+          if (known) {
+            out.length = at;
+            if (known.h === h) result.present++;
+            else result.conflicts.push({ id: row.id, existing: this.textOf(known, start, out), incoming: row.text });
+            continue;
+          }
+          const e: IndexEntry = { id: row.id, p: row.p, o: start + at, l, h };
+          m.set(row.id, e);
+          added.push({ e, date: row.date, m });
         }
-        mine.set(row.id, { e: { id: row.id, p: row.p, o: 0, l, h }, date: row.date, text: row.text });
+        if (result.conflicts.length === 0) result.written = added.length - putAdded;
+        else {
+          takeBack(putAdded);
+          out.length = putStart;
+        }
+        results.push(result);
       }
-      if (result.conflicts.length === 0) {
-        // In the buffer in this order: the rows kept, as they came (a Map iterates in insertion order).
-        for (const m of mine.values()) {
-          m.e.o = end;
-          end += m.e.l;
-          fresh.set(m.e.id, m);
-        }
-        result.written = mine.size;
-      } else out.length = putStart;
-      results.push(result);
+      if (out.length) {
+        this.appendBytes(out.buf.subarray(0, out.length), start);
+        fdatasyncSync(this.fd!);
+      }
+    } catch (err) {
+      // Nothing of this commit is durable: the maps hold only what the file does.
+      takeBack(0);
+      throw err;
     }
-    if (out.length) {
-      this.appendBytes(out.buf.subarray(0, out.length), start);
-      fdatasyncSync(this.fd!);
+    end = start + out.length;
+    if (added.length) {
       const byDate = new Map<string, IndexEntry[]>();
-      for (const { e, date } of fresh.values()) {
-        (byDate.get(date) ?? byDate.set(date, []).get(date)!).push(e);
-        this.cache.get(date)?.set(e.id, e);
-      }
+      for (const { e, date } of added) (byDate.get(date) ?? byDate.set(date, []).get(date)!).push(e);
       this.index.append(byDate);
       this.seen = end;
       // Read by catchUp under this same lock: nobody else wrote since.
@@ -344,9 +366,9 @@ export class ArtifactStore {
     }
   }
 
-  private textOf(e: IndexEntry, fresh: Map<string, { text: string }>): string {
-    const f = fresh.get(e.id);
-    if (f) return f.text;
+  /** The stored text of `e`: from this commit's buffer when it was added by this commit (past `start`), else from the file. */
+  private textOf(e: IndexEntry, start: number, out: LineBuffer): string {
+    if (e.o >= start) return out.buf.toString('utf8', e.o - start, e.o - start + e.l - 1);
     return readAt(this.fd!, e.o, e.l).toString('utf8').replace(/\n$/, '');
   }
 
@@ -370,6 +392,7 @@ export class ArtifactStore {
   private rebuild(): void {
     this.index.clear();
     this.cache.clear();
+    this.generation++;
     this.seen = 0;
     this.catchUp();
   }
@@ -416,6 +439,7 @@ export class ArtifactStore {
       this.warn('store file is shorter than its index; rebuilding the index', { store: this.path, size, covered: meta.covered });
       this.index.clear();
       this.cache.clear();
+      this.generation++;
       this.seen = 0;
       return this.catchUp();
     }

@@ -31,7 +31,30 @@ export interface IndexMeta {
  * rebuilt from the store file whenever it does not add up.
  */
 export class DateIndexFiles {
+  /** Whether this object made (or found) {@link dir}: a store commits hundreds of times a stage, and each made it again (a mkdir and an lstat per folder from the workspace root). */
+  private made = false;
+
   constructor(readonly dir: string) {}
+
+  /**
+   * Runs `fn`, a write into {@link dir}, the folder made first if this object has not made it.
+   * Another process's rebuild may have removed it since (it clears the index under the store's
+   * lock, between this process's commits): a write that finds it missing makes it again and runs
+   * once more.
+   */
+  private inDir<T>(fn: () => T): T {
+    if (!this.made) {
+      safeMkdir(this.dir);
+      this.made = true;
+    }
+    try {
+      return fn();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      safeMkdir(this.dir);
+      return fn();
+    }
+  }
 
   private file(date: string): string {
     return join(this.dir, `date=${date}.jsonl`);
@@ -55,7 +78,6 @@ export class DateIndexFiles {
    * by a crash leaves a meta that does not parse or add up, and the index is rebuilt from the store.
    */
   setMeta(m: IndexMeta): void {
-    safeMkdir(this.dir);
     const path = join(this.dir, 'meta.json');
     const text = JSON.stringify(m);
     let fd: number;
@@ -63,7 +85,7 @@ export class DateIndexFiles {
       fd = safeOpen(path, 'r+');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      safeWriteFile(path, text);
+      this.inDir(() => safeWriteFile(path, text));
       return;
     }
     try {
@@ -94,18 +116,18 @@ export class DateIndexFiles {
   }
 
   append(byDate: Map<string, IndexEntry[]>): void {
-    safeMkdir(this.dir);
     for (const [date, entries] of byDate) {
       // In slices: the entries of a 100k-row put are never one string of all their lines.
       for (let i = 0; i < entries.length; i += APPEND_SLICE) {
         let text = '';
         for (const e of entries.slice(i, i + APPEND_SLICE)) text += `${JSON.stringify(e)}\n`;
-        safeAppendFile(this.file(date), text);
+        this.inDir(() => safeAppendFile(this.file(date), text));
       }
     }
   }
 
   clear(): void {
+    this.made = false;
     safeRm(this.dir, { recursive: true, force: true });
   }
 }
