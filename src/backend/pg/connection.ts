@@ -89,8 +89,16 @@ export function sharedPool(s: Pick<PgSetting, 'url' | 'pool_max'>): PoolLease {
   };
 }
 
-/** Runs `f` in one transaction on a connection of `pool`: committed when it resolves, rolled back when it throws. */
+/**
+ * Runs `f` in one transaction on a connection of `pool`: committed when it resolves, rolled back when
+ * it throws. Rolled back because a named statement went stale ({@link isStalePrepared}), it runs
+ * again on another connection.
+ */
 export async function inTransaction<T>(pool: PgPool, f: (c: PgClient) => Promise<T>): Promise<T> {
+  return retryingStale(pool, () => transaction(pool, f));
+}
+
+async function transaction<T>(pool: PgPool, f: (c: PgClient) => Promise<T>): Promise<T> {
   const c = await pool.connect();
   let broken = false;
   // A checked-out client whose connection drops emits 'error' besides rejecting the query in
@@ -103,6 +111,8 @@ export async function inTransaction<T>(pool: PgPool, f: (c: PgClient) => Promise
     await c.query('COMMIT');
     return out;
   } catch (err) {
+    // A connection whose named statements went stale is dropped: the driver would use them again.
+    if (isStalePrepared(err)) broken = true;
     try {
       await c.query('ROLLBACK');
     } catch {
@@ -112,6 +122,36 @@ export async function inTransaction<T>(pool: PgPool, f: (c: PgClient) => Promise
   } finally {
     c.off('error', lost);
     c.release(broken);
+  }
+}
+
+/**
+ * True when the server refused a named statement (statements.ts `prepared`) that this connection
+ * prepared before, without running it: a schema change altered the columns it returns ("cached
+ * plan must not change result type", 0A000), or the session's statements were dropped
+ * (`DEALLOCATE ALL`, a pooler's `DISCARD ALL`: 26000). The driver still takes it for prepared on
+ * that connection, so it runs again only on another one.
+ */
+export function isStalePrepared(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (e?.code === '26000') return true;
+  return e?.code === '0A000' && typeof e.message === 'string' && e.message.includes('cached plan must not change result type');
+}
+
+/**
+ * Runs `f` (one statement on `pool`, or one transaction) again while the server refuses a named
+ * statement as stale ({@link isStalePrepared}): nothing ran, and the connection that held it was
+ * dropped (pg-pool drops a client whose query failed, {@link inTransaction} one whose statement
+ * went stale), so each retry meets another connection. At most one retry per connection of the
+ * pool, plus one: the last is on a connection made after the change.
+ */
+export async function retryingStale<T>(pool: PgPool, f: () => Promise<T>): Promise<T> {
+  for (let left = (pool.options.max ?? 10) + 1; ; left--) {
+    try {
+      return await f();
+    } catch (err) {
+      if (left <= 0 || !isStalePrepared(err)) throw err;
+    }
   }
 }
 
