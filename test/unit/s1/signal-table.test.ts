@@ -117,15 +117,32 @@ describe('signals in columns', () => {
     );
   });
 
-  it('score a subject from the columns as attentionForSubject does from its signals', () => {
-    const attention = { half_life_days: 7, window_days: 28, weights: { view: 1, like: 3, follow: 10 } };
+  it('score a subject from the columns as attentionForSubject does from its signals, under any half-life, window and weights', () => {
+    // Half-lives and windows of the config's range and past it (a window not a whole number of
+    // days, beyond the limit), weights of any size, a kind without one (both throw the same).
+    const attentionArb = fc.record({
+      half_life_days: fc.oneof(fc.constant(7), fc.double({ min: 0.01, max: 400, noNaN: true }), fc.integer({ min: 1, max: 30 })),
+      window_days: fc.oneof(fc.constant(28), fc.integer({ min: 1, max: 40 }), fc.double({ min: 0.5, max: 40, noNaN: true }), fc.constant(5000)),
+      weights: fc.oneof(
+        fc.constant<Record<string, number>>({ view: 1, like: 3, follow: 10 }),
+        fc.record({ view: fc.double({ min: 0, max: 1e6, noNaN: true }), like: fc.double({ min: 0, max: 1e6, noNaN: true }), follow: fc.double({ min: 0, max: 1e6, noNaN: true }) }),
+        fc.constant<Record<string, number>>({ view: 1, like: 3 }),
+      ),
+    });
+    const outcome = (f: () => unknown): unknown => {
+      try {
+        return f();
+      } catch (err) {
+        return String(err);
+      }
+    };
     fc.assert(
-      fc.property(signalsArb, fc.integer({ min: -2, max: 30 }), fc.integer({ min: 0, max: 2 * DAY }), (signals, day, cut) => {
+      fc.property(signalsArb, fc.integer({ min: -2, max: 30 }), fc.integer({ min: 0, max: 2 * DAY }), attentionArb, (signals, day, cut, attention) => {
         const groups = new SubjectGroups(SignalTable.of(signals));
         const date = new Date(BASE + day * DAY).toISOString().slice(0, 10);
         const asOf = BASE + day * DAY + cut;
         for (const [subject, list] of groupBySubject(signals)) {
-          expect(attentionForColumns(groups.table, groups.membersOf(subject)!, date, asOf, attention)).toEqual(attentionForSubject(list, date, asOf, attention));
+          expect(outcome(() => attentionForColumns(groups.table, groups.membersOf(subject)!, date, asOf, attention))).toEqual(outcome(() => attentionForSubject(list, date, asOf, attention)));
         }
         expect(groups.membersOf('nobody')).toBeUndefined();
       }),

@@ -1,4 +1,5 @@
 import type { S1Config } from '../config.js';
+import { LIMITS } from '../../../src/config/limits.js';
 import { DAY_MS, dayNumber } from '../dates.js';
 import type { Signal } from '../signals.js';
 import type { SignalColumns } from '../signal-table.js';
@@ -61,6 +62,41 @@ export function attentionForSubject(signals: readonly Signal[], date: string, as
   return { score, signal_count: counted.length };
 }
 
+/** Reused by {@link weightsOfKinds} (the scoring is synchronous: one call at a time). */
+const weightOf: (number | undefined)[] = [];
+
+/**
+ * `weights[kinds[k]]` for each kind index `k` (undefined where a kind has none), looked up once a
+ * subject: a keyed lookup by the kind's text a signal was a sixth of stage 1's scoring.
+ */
+function weightsOfKinds(kinds: readonly string[], weights: Readonly<Record<string, number>>): readonly (number | undefined)[] {
+  weightOf.length = kinds.length;
+  for (let k = 0; k < kinds.length; k++) weightOf[k] = weights[kinds[k]!];
+  return weightOf;
+}
+
+/** The longest window {@link decayByAge} makes a table for (LIMITS `attention.window_days`). */
+const MAX_WINDOW_DAYS = LIMITS['attention.window_days'].max;
+let lastHalfLife = Number.NaN;
+let lastDecay = new Float64Array(0);
+
+/**
+ * `0.5 ** (age / halfLifeDays)` for each age in days of the window, `0 <= age < windowDays`: the
+ * same expression, so the same numbers, computed once per config instead of a power a signal.
+ * Empty for a window that is not a whole number of days up to the config's limit (the caller
+ * computes what the table does not hold).
+ */
+function decayByAge(halfLifeDays: number, windowDays: number): Float64Array {
+  const n = Number.isInteger(windowDays) && windowDays > 0 && windowDays <= MAX_WINDOW_DAYS ? windowDays : 0;
+  if (halfLifeDays !== lastHalfLife || lastDecay.length !== n) {
+    const decay = new Float64Array(n);
+    for (let age = 0; age < n; age++) decay[age] = 0.5 ** (age / halfLifeDays);
+    lastDecay = decay;
+    lastHalfLife = halfLifeDays;
+  }
+  return lastDecay;
+}
+
 /**
  * {@link attentionForSubject} of the signals at `members` of a signal table (one subject's, in any
  * order), read from its columns: the same counted signals, summed in the same order with the same
@@ -81,13 +117,15 @@ export function attentionForColumns(t: SignalColumns, members: ArrayLike<number>
   if (counted.length === 0) return null;
   const ids = t.ids;
   counted.sort((a, b) => ts[a]! - ts[b]! || compareText(ids[a]!, ids[b]!));
+  const weightOf = weightsOfKinds(t.kinds, attention.weights);
+  const decay = decayByAge(attention.half_life_days, attention.window_days);
   let sum = 0;
   for (const i of counted) {
-    const kind = t.kinds[t.kind[i]!]!;
-    const weight = attention.weights[kind];
-    if (weight === undefined) throw new RangeError(`signal ${ids[i]}: kind "${kind}" has no weight`);
+    const weight = weightOf[t.kind[i]!];
+    if (weight === undefined) throw new RangeError(`signal ${ids[i]}: kind "${t.kinds[t.kind[i]!]!}" has no weight`);
     const age = dateDay - Math.floor(ts[i]! / DAY_MS);
-    sum += weight * t.value[i]! * 0.5 ** (age / attention.half_life_days);
+    const d = decay[age];
+    sum += weight * t.value[i]! * (d !== undefined ? d : 0.5 ** (age / attention.half_life_days));
   }
   const score = round6(sum);
   if (!Number.isFinite(score)) throw new RangeError(`attention score of ${t.subjects[t.subject[counted[0]!]!]} overflows`);
