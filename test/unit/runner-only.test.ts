@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { resolvePolicy } from '../../src/config/policy.js';
@@ -7,9 +9,12 @@ import { drainStage } from '../../src/runtime/stage.js';
 import type { WorkerDefinition } from '../../src/runtime/worker-api.js';
 import { workspacePaths } from '../../src/storage/paths.js';
 import { FakeClock } from '../queue/conformance.js';
+import { tempDir } from '../temp.js';
 
 const silent = pino({ level: 'silent' });
-const init = { logger: silent, workspace: workspacePaths('/nonexistent'), env: {} };
+// A workspace of its own: a stage records its task durations there (ops/task-durations/), which
+// under /nonexistent went to the root of the file system when the tests ran as root.
+const init = { logger: silent, workspace: workspacePaths(tempDir('metaspn-runner-only-')), env: {} };
 const owner = { id: 'w1', pid: process.pid, host: 'h' };
 
 describe('scoped runs: a worker or a stage executes only its own tasks', () => {
@@ -78,5 +83,6 @@ describe('scoped runs: a worker or a stage executes only its own tasks', () => {
     expect(res.groups[0]).toMatchObject({ total: 2, completed: 2, unsettled: 0, cancelled: 0, retried: 1 });
     expect(await queue.states(['other-ready', 'other-retry'])).toEqual(['ready', 'scheduled']);
     expect(Date.now() - t0).toBeLessThan(5000);
+    expect(existsSync(join(init.workspace.root, 'ops', 'task-durations', 'q.json'))).toBe(true);
   });
 });
