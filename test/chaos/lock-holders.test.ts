@@ -10,6 +10,7 @@ import { scale } from '../../chaos/lib.js';
 import { probeLock } from '../../src/storage/file-lock.js';
 import { ArtifactStore, paramsKey } from '../../src/storage/store/artifact-store.js';
 import { assertNoChildren, cleanWorkspaces, cli, exit, ROOT, spec, start, tempWorkspace, waitFor, type Proc } from '../integration/cli.js';
+import { cliIn } from '../integration/in-process.js';
 
 const s = scale();
 /** How long a holder stays stopped: past every stale timeout the old locks had (5 s, 10 s); a minute under `npm run chaos`. */
@@ -69,7 +70,9 @@ describe('crash: lock holders', () => {
   it(
     `a queue round stopped (SIGSTOP) for ${STOP_MS / 1000}s keeps its lock; the waiting enqueue and the big one both land whole, every task runs once`,
     async () => {
-      const BIG = 30_000;
+      // Big enough that its round is caught holding the queue's lock (5,000-10,000 tasks held it for
+      // 1,500-5,000 looks at load 20); 30,000 before, whose drain below alone took 14 s of CPU.
+      const BIG = 10_000;
       for (let attempt = 1; ; attempt++) {
         const ws = tempWorkspace({ demo: false });
         expect(cli(['queue', 'enqueue', 'ok', '--workspace', ws, '--id', 'seed0', '--payload', '{}']).code).toBe(0);
@@ -96,12 +99,13 @@ describe('crash: lock holders', () => {
         expect(rb.code, rb.stderr).toBe(0);
         expect(rb.stdout).toContain('enqueued 50 task(s) to ok; 0 already present');
 
-        const stats = JSON.parse(cli(['queue', 'stats', 'ok', '--workspace', ws, '--json']).stdout) as Record<string, unknown>;
+        // The reads after the stop run in this process (what was stopped were the processes above).
+        const stats = JSON.parse((await cliIn(['queue', 'stats', 'ok', '--workspace', ws, '--json'])).stdout) as Record<string, unknown>;
         expect(stats).toMatchObject({ ready: 1 + BIG + 50, leased: 0, completed: 0, dead: 0, corrupt_records: 0 });
         // Acknowledged ids are known: enqueueing them again adds nothing.
-        const again = cli(['queue', 'enqueue', 'ok', '--workspace', ws, '--file', join(ws, 'small.jsonl')]);
+        const again = await cliIn(['queue', 'enqueue', 'ok', '--workspace', ws, '--file', join(ws, 'small.jsonl')]);
         expect(again.stdout).toContain('enqueued 0 task(s) to ok; 50 already present');
-        expect(cli(['doctor', '--workspace', ws]).code).toBe(0);
+        expect((await cliIn(['doctor', '--workspace', ws])).code).toBe(0);
 
         const drained = cli(['worker', 'run', spec('Succeed'), '--workspace', ws, '--once', '--concurrency', '16']);
         expect(drained.code, drained.stderr).toBe(0);
@@ -121,7 +125,9 @@ describe('crash: lock holders', () => {
   it(
     `a store append stopped (SIGSTOP) for ${STOP_MS / 1000}s keeps the store's lock; both writers' rows land once and the index agrees`,
     async () => {
-      const BIG = 100_000;
+      // One put long enough to be caught holding the store's lock (20,000 rows held it for 3,500
+      // looks at load 28); 100,000 before.
+      const BIG = 20_000;
       for (let attempt = 1; ; attempt++) {
         const ws = tempWorkspace({ demo: false });
         const file = join(ws, 'store', 'rows.jsonl');

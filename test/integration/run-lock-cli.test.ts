@@ -88,11 +88,15 @@ describe('run lock through the CLI', () => {
     h.kill('SIGSTOP');
     try {
       const stoppedAt = Date.now();
-      while (Date.now() - stoppedAt < 11_000 || runs < 2) {
+      for (;;) {
         const r = await run(args);
         expect(r.code).toBe(11);
         expect(r.stderr).toContain(`run lock s1 is held by pid ${h.pid}`);
         runs++;
+        if (Date.now() - stoppedAt >= 11_000 && runs >= 2) break;
+        // One look every 2 s of the stop, the last past 11 s: back to back they were 20-30 runs of
+        // the same look on a quiet machine (0.5 s of CPU each). A run that took longer is followed at once.
+        await waitFor(() => Date.now() - stoppedAt >= Math.min(runs * 2_000, 11_000), 20_000, 'the next look at the stopped holder', 50);
       }
       const json = JSON.parse(cli(['lock', 'status', '--workspace', ws, '--json']).stdout);
       expect(json).toMatchObject({ held: true, holder_alive: true, stale_reason: null, payload: { active: 1, pid: h.pid } });
