@@ -26,7 +26,7 @@ describe.skipIf(!up)('PostgreSQL migrations', () => {
     pools.push(...hosts);
     const results = await Promise.all(hosts.map((p) => migrate(p, setting('race'))));
     for (const r of results) expect(r).toMatchObject({ schema: 'race', to: LATEST_VERSION });
-    expect(results.flatMap((r) => r.applied).sort()).toEqual(MIGRATIONS.map((m) => m.version));
+    expect(results.flatMap((r) => r.applied).sort((a, b) => a - b)).toEqual(MIGRATIONS.map((m) => m.version));
     const c = new pg.Client({ connectionString: db.url });
     await c.connect();
     const rows = (await c.query<{ version: number; name: string }>('SELECT version, name FROM race.schema_migrations ORDER BY version')).rows;
