@@ -71,11 +71,12 @@ describe('crash: lock holders', () => {
     `a queue round stopped (SIGSTOP) for ${STOP_MS / 1000}s keeps its lock; the waiting enqueue and the big one both land whole, every task runs once`,
     async () => {
       // Big enough that its round is caught holding the queue's lock (5,000-10,000 tasks held it for
-      // 1,500-5,000 looks at load 20); 30,000 before, whose drain below alone took 14 s of CPU.
-      const BIG = 10_000;
+      // 1,500-5,000 looks at load 20); 30,000 under `npm run chaos` (in npm test their drain below
+      // alone took 14 s of CPU).
+      const BIG = s.full ? 30_000 : 10_000;
       for (let attempt = 1; ; attempt++) {
         const ws = tempWorkspace({ demo: false });
-        expect(cli(['queue', 'enqueue', 'ok', '--workspace', ws, '--id', 'seed0', '--payload', '{}']).code).toBe(0);
+        expect((await cliIn(['queue', 'enqueue', 'ok', '--workspace', ws, '--id', 'seed0', '--payload', '{}'])).code).toBe(0);
         writeFileSync(join(ws, 'big.jsonl'), jsonl(Array.from({ length: BIG }, (_, i) => ({ id: `A${i}`, payload: { a: i } }))));
         writeFileSync(join(ws, 'small.jsonl'), jsonl(Array.from({ length: 50 }, (_, i) => ({ id: `B${i}`, payload: { b: i } }))));
         const a = start(['queue', 'enqueue', 'ok', '--workspace', ws, '--file', join(ws, 'big.jsonl')]);
@@ -126,8 +127,8 @@ describe('crash: lock holders', () => {
     `a store append stopped (SIGSTOP) for ${STOP_MS / 1000}s keeps the store's lock; both writers' rows land once and the index agrees`,
     async () => {
       // One put long enough to be caught holding the store's lock (20,000 rows held it for 3,500
-      // looks at load 28); 100,000 before.
-      const BIG = 20_000;
+      // looks at load 28); 100,000 under `npm run chaos`.
+      const BIG = s.full ? 100_000 : 20_000;
       for (let attempt = 1; ; attempt++) {
         const ws = tempWorkspace({ demo: false });
         const file = join(ws, 'store', 'rows.jsonl');
