@@ -2,6 +2,7 @@ import { join, relative } from 'node:path';
 import { silentLogger } from '../log.js';
 import { acquireRunLock } from '../storage/run-lock.js';
 import { DataInvalidError } from '../guard/errors.js';
+import { EXIT } from '../guard/exit-codes.js';
 import { FileQueue } from '../queue/file/file-queue.js';
 import { Ledger } from '../storage/ledger.js';
 import type { WorkspacePaths } from '../storage/paths.js';
@@ -69,7 +70,7 @@ function checkConfig(ws: WorkspacePaths, f: Findings): WorkspaceConfig | null {
           .replace(/^(\d+): /, 'line $1: ')
           .trim()
       : err.message.slice(where.length + 1).trim();
-    f.error('config', where, message, 'fix it (docs/LIMITS.md lists every range); every command that reads it exits 20 until then');
+    f.error('config', where, message, 'fix it (docs/LIMITS.md lists every range); every command that reads it exits 20 until then', EXIT.DATA_INVALID);
     return null;
   }
 }

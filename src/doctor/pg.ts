@@ -27,7 +27,8 @@ export async function checkDatabase(setting: PgSetting, f: Findings): Promise<vo
     try {
       version = await schemaVersion(pool, setting.schema);
     } catch (err) {
-      f.error('database', where, pgError(err, setting, 'reading the schema version').message, `check the database (${setting.source}) is reachable; every command on it fails until then`);
+      const e = pgError(err, setting, 'reading the schema version');
+      f.error('database', where, e.message, `check the database (${setting.source}) is reachable; every command on it fails until then`, e.exitCode);
       return;
     }
     if (version === 0) {
@@ -74,7 +75,8 @@ export async function checkDatabase(setting: PgSetting, f: Findings): Promise<vo
     for (const r of expired.rows)
       f.info('database', `${where}.task/${r.queue}`, `${r.n} lease(s) past their expiry`, 'the next claim on the queue takes them back (metaspn worker run, or a run of its pipeline)');
   } catch (err) {
-    f.error('database', where, pgError(err, setting, 'checking the database').message, "check the database is reachable and the schema is metaspn's");
+    const e = pgError(err, setting, 'checking the database');
+    f.error('database', where, e.message, "check the database is reachable and the schema is metaspn's", e.exitCode);
     return;
   } finally {
     await pool.end().catch(() => undefined);

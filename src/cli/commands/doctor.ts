@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import { doctor } from '../../doctor/doctor.js';
-import { EXIT } from '../../guard/exit-codes.js';
+import { EXIT, mostSevere } from '../../guard/exit-codes.js';
 import { setExitCode } from '../exit.js';
 import { printJson } from '../format.js';
 import { openWorkspace } from '../options.js';
@@ -29,10 +29,10 @@ export function registerDoctor(program: Command): void {
       // On PostgreSQL (--database-url, METASPN_DATABASE_URL or backend.url) the database is checked too.
       const database = cfg ? backendFor(cfg, o.databaseUrl) : o.databaseUrl !== undefined ? resolveBackend({ flag: o.databaseUrl }) : null;
       const report = await doctor(ws, cfg, { repair: !!o.repair, database });
-      // A config that does not load is bad input (20), as for every other command; any other error is 30 and wins.
+      // Each error left means its own code: a config that does not load or a database that refuses
+      // the login 20, a database that cannot be reached 11, anything else 30; the most severe wins.
       const left = report.findings.filter((x) => x.severity === 'error' && !x.repaired);
-      const configOnly = left.length > 0 && left.every((x) => x.area === 'config');
-      const code = report.errors === 0 ? EXIT.SUCCESS : configOnly ? EXIT.DATA_INVALID : EXIT.STATE_CORRUPT;
+      const code = report.errors === 0 ? EXIT.SUCCESS : mostSevere(left.map((x) => x.exit_code ?? EXIT.STATE_CORRUPT));
       s?.log.logger.info({ event: 'doctor', repaired: report.repaired, errors: report.errors, rc: code }, 'doctor --repair finished');
       setExitCode(code);
       if (o.json) return printJson({ ...report, exit_code: code });
