@@ -83,12 +83,13 @@ const FLAGS: Record<string, number> = {
   r: constants.O_RDONLY,
   'r+': constants.O_RDWR,
   w: constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC,
+  'w+': constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC,
   wx: constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_EXCL,
   a: constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND,
   'a+': constants.O_RDWR | constants.O_CREAT | constants.O_APPEND,
 };
 
-export type OpenFlags = 'r' | 'r+' | 'w' | 'wx' | 'a' | 'a+';
+export type OpenFlags = 'r' | 'r+' | 'w' | 'w+' | 'wx' | 'a' | 'a+';
 
 /**
  * openSync that refuses a link: the folders on the way are checked with lstat, the file itself is

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fsyncDir, writeAll } from '../../storage/atomic.js';
 import { safeOpen, safeRename, safeRm } from '../../storage/safe-path.js';
 import { wallTime, type ClockReading } from '../clock.js';
-import { encodeLine } from './codec.js';
+import { LineBuffer } from './codec.js';
 import type { LoadedLog } from './loader.js';
 import { readAt, setAside as setAsideBytes } from '../../storage/io.js';
 import { logPath } from './log-io.js';
@@ -25,8 +25,22 @@ export interface Retention {
  * measuring leases and waits on the monotonic clock across the compaction).
  * Crash-safe: the new file is complete and fsynced before it is renamed into place, and the old
  * one is removed only after; a reader picks the highest generation, which is always whole.
+ *
+ * `into`: the index of the new generation, built from the records as they are written (each chunk
+ * applied once its bytes are in the file, so a read-back during the apply finds them), instead of
+ * a replay of the file after it: the compaction has every record in hand. Called once with the
+ * new file's descriptor (open for reading until the compaction returns); its log must be empty.
  */
-export function compact(dir: string, gen: number, log: LoadedLog, fd: number, me: ClockReading, keep: Retention, tick: () => void = () => undefined): number {
+export function compact(
+  dir: string,
+  gen: number,
+  log: LoadedLog,
+  fd: number,
+  me: ClockReading,
+  keep: Retention,
+  tick: () => void = () => undefined,
+  into?: (fd: number) => LoadedLog,
+): number {
   const { idx } = log;
   const now = me.mono;
   const boot = me.boot;
@@ -35,21 +49,30 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, me
   const keepCompleted = completedToKeep(log, now, keep);
   const next = gen + 1;
   const tmp = `${logPath(dir, next)}.tmp`;
-  const out = safeOpen(tmp, 'w');
+  const out = safeOpen(tmp, into ? 'w+' : 'w');
+  const built = into?.(out);
   let dropped = idx.completedDropped;
   let cancelledDropped = idx.cancelledDropped;
   try {
-    let chunk: string[] = [];
-    let size = 0;
+    const chunk = new LineBuffer();
+    // The records of the chunk and their lines' lengths, applied to `built` once written.
+    const records: LogRecord[] = [];
+    const lengths: number[] = [];
+    const flush = (): void => {
+      writeAll(out, chunk.bytes());
+      chunk.reset();
+      if (!built) return;
+      built.applyWritten(records, lengths);
+      records.length = 0;
+      lengths.length = 0;
+    };
     const emit = (r: LogRecord): void => {
-      const line = encodeLine(r);
-      chunk.push(line);
-      size += line.length;
-      if (size > 1 << 20) {
-        writeAll(out, Buffer.from(chunk.join('')));
-        chunk = [];
-        size = 0;
+      const length = chunk.add(r);
+      if (built) {
+        records.push(r);
+        lengths.push(length);
       }
+      if (chunk.length > 1 << 20) flush();
     };
     if (boot !== null) emit({ t: 'clk', at: me.wall, m: me.mono, b: boot });
     // Only what survives is read back (completions past retention are counted, not read), in
@@ -141,7 +164,8 @@ export function compact(dir: string, gen: number, log: LoadedLog, fd: number, me
     endLine();
     // The head goes last: only then is the count of dropped completions known.
     emit({ t: 'head', gen: next, at: me.wall, completed_dropped: dropped, cancelled_dropped: cancelledDropped, paused: idx.paused, totals: { ...idx.totals } });
-    if (chunk.length) writeAll(out, Buffer.from(chunk.join('')));
+    if (chunk.length) flush();
+    built?.endWritten();
     fdatasyncSync(out);
   } finally {
     closeSync(out);

@@ -73,11 +73,35 @@ export class LoadedLog {
    */
   readMore(onChunk?: () => void): number {
     this.idx.me = this.clock.read();
-    try {
+    return this.strict(() => {
       const r = readLines(this.fd(), this.end, (l) => this.onLine(l), onChunk);
       this.end = r.end;
       this.idx.verify(this.end);
       return r.tail;
+    });
+  }
+
+  /**
+   * Applies records whose lines were just written from `end` on, `lengths[i]` bytes each, as a
+   * replay of those lines would, without reading and decoding them: a compaction builds the new
+   * generation's index from the records it writes (they are what decoding the lines gives back).
+   * Throws as `readMore` does; `endWritten` checks the counts once the last one is applied.
+   */
+  applyWritten(records: readonly LogRecord[], lengths: readonly number[]): void {
+    this.strict(() => {
+      for (let i = 0; i < records.length; i++) this.onLine({ offset: this.end, length: lengths[i]!, record: records[i] });
+    });
+  }
+
+  /** After the last `applyWritten`: the counts checked as at the end of a replay. */
+  endWritten(): void {
+    this.strict(() => this.idx.verify(this.end));
+  }
+
+  /** Runs a step of the replay: a conflict it meets becomes QueueLogConflictError (30), naming this log. */
+  private strict<T>(step: () => T): T {
+    try {
+      return step();
     } catch (err) {
       if (err instanceof ReplayConflictError) throw new QueueLogConflictError(this.path ?? fileOf(this.fd()), err.conflict);
       throw err;

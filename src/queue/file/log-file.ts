@@ -138,11 +138,45 @@ export class QueueLogFile {
     if (this.retired.delete(fd)) closeQuietly(fd);
   }
 
-  /** Writes the live state as the next generation (under the lock, records synced) and loads it. */
+  /**
+   * Writes the live state as the next generation (under the lock, records synced) and loads it:
+   * its index is built from the records the compaction writes, not by replaying the file after.
+   */
   compact(mutex: Mutex, log: LoadedLog, me: ClockReading, retention: Retention): LoadedLog {
     mutex.assertHeld();
-    compact(this.dir, this.gen, log, this.fd!, me, retention);
-    return this.reload();
+    const next = this.gen + 1;
+    let built: LoadedLog | null = null;
+    // Reads back (an id's fingerprint to confirm) go to the new file while it is written, then to ours.
+    let building: number | null = null;
+    try {
+      compact(this.dir, this.gen, log, this.fd!, me, retention, undefined, (tmp) => {
+        building = tmp;
+        built = new LoadedLog(() => building ?? this.fd!, logPath(this.dir, next), this.clock);
+        built.idx.me = this.clock.read();
+        const expected = log.idx.placed;
+        built.idx.slots.reserve(expected);
+        built.idx.ids.reserve(expected);
+        return built;
+      });
+    } catch (err) {
+      this.stale = true;
+      throw err;
+    } finally {
+      building = null;
+    }
+    this.retire(this.fd);
+    this.fd = null;
+    const { gen, fd } = openCurrent(this.dir);
+    this.fd = fd;
+    this.gen = gen;
+    const loaded = built as LoadedLog | null;
+    // The generation renamed into place is the one just written (under the lock, nobody else compacts).
+    if (loaded === null || gen !== next || fstatSync(fd).size !== loaded.end) return this.reload();
+    this.loaded = loaded;
+    this.torn.noteCorrupt(loaded, true);
+    this.onLoad(loaded);
+    this.stale = false;
+    return loaded;
   }
 
   /**
