@@ -2,12 +2,13 @@
 // the file after it (docs/QUEUE-FORMAT.md, Compaction): that index must be the replay's, and a
 // crash after a compaction must recover every acknowledged task from the file alone.
 import { spawn } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { tempDir } from '../temp.js';
 import { until } from '../wait.js';
 import { FileQueue } from '../../src/queue/file/file-queue.js';
+import { decodeLine, encodeLine } from '../../src/queue/file/codec.js';
 import { LoadedLog } from '../../src/queue/file/loader.js';
 import { QueueLogFile } from '../../src/queue/file/log-file.js';
 import type { SlotTable } from '../../src/queue/file/slots.js';
@@ -51,6 +52,7 @@ afterEach(() => {
 describe('file queue: the index a compaction builds', () => {
   it('is the index a replay of the new generation builds (every column, the ready order, leases, owners, ids)', async () => {
     const compactions: { built: unknown; replayed: unknown }[] = [];
+    let snaps = 0;
     const compact = QueueLogFile.prototype.compact;
     vi.spyOn(QueueLogFile.prototype, 'compact').mockImplementation(function (this: QueueLogFile, ...args: Parameters<QueueLogFile['compact']>) {
       const built = compact.apply(this, args);
@@ -58,6 +60,16 @@ describe('file queue: the index a compaction builds', () => {
       try {
         const fresh = new LoadedLog(() => fd, this.path, built.clock);
         fresh.readMore();
+        // Every line is the one its record encodes to (a snap's task text copied as it was, too).
+        const lines = readFileSync(this.path, 'utf8').split('\n').slice(0, -1);
+        const text = Buffer.from(lines.join('\n'));
+        let at = 0;
+        for (const line of lines) {
+          const len = Buffer.byteLength(line);
+          expect(encodeLine(decodeLine(text, at, at + len) as object)).toBe(`${line}\n`);
+          at += len + 1;
+        }
+        snaps += lines.filter((l) => l.includes('"t":"snap"') && l.includes('"attempt_count":1')).length;
         compactions.push({ built: { ...columns(built.idx.slots), ...(summary(built) as object) }, replayed: { ...columns(fresh.idx.slots), ...(summary(fresh) as object) } });
       } finally {
         closeSync(fd);
@@ -84,6 +96,8 @@ describe('file queue: the index a compaction builds', () => {
       clock.advance(700);
     }
     expect(compactions.length).toBeGreaterThanOrEqual(3);
+    // Failed tasks waiting or held were carried over as snaps (later compactions copy their task text).
+    expect(snaps).toBeGreaterThan(20);
     for (const c of compactions) expect(c.built).toEqual(c.replayed);
     // The queue goes on from the built index: the held leases expire, every task left is handed out and completes.
     clock.advance(120_000);
