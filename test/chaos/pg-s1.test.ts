@@ -137,6 +137,7 @@ describe.skipIf(!up)('chaos: Season 1 on PostgreSQL, run-local and two worker ho
     };
     // One connection for the progress polls (a connection per poll would load the 2-core machine more than the run).
     const poll = new pg.Client({ connectionString: db.url });
+    poll.on('error', () => undefined);
     await poll.connect();
     const stageRows = async (date: string): Promise<number> =>
       (await poll.query<{ n: number }>(`SELECT count(*)::int AS n FROM metaspn.artifact WHERE store = 's1.update_attention_scores' AND date = $1`, [date])).rows[0]!.n;
