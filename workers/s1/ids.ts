@@ -1,4 +1,5 @@
 import { hash } from 'node:crypto';
+import { flat } from '../../src/strings.js';
 
 /** The four Season 1 stages, in run order. */
 export const STAGES = ['update_attention_scores', 'project_rewards', 'settle_season', 'publish_season_summary'] as const;
@@ -103,18 +104,6 @@ export function quotedIdMaker(stage: Stage, date: string, params: StageParams): 
   const head = `{"date":${JSON.stringify(date)},"params":${paramsText(p)},"stage":${JSON.stringify(stage)},"subject_ref":`;
   const prefix = `${STAGE_PREFIX[stage]}_`;
   return (quotedSubject) => flat(prefix + hash('sha256', `${head}${quotedSubject}}`, 'hex').slice(0, 24));
-}
-
-/**
- * `s` with its characters in one piece. An id made as `prefix + hex.slice(0, 24)` is a pair of
- * pieces, the second a view into the 64-digit hex (kept alive with it): every Map lookup and sort
- * comparison of the id walks the pieces, and a hundred thousand ids kept in a store's index hold
- * ~100 bytes more each. Reading a character has V8 copy it into one flat string once (a hint to
- * the engine; the value is the same string).
- */
-function flat(s: string): string {
-  s.charCodeAt(0);
-  return s;
 }
 
 /**

@@ -8,6 +8,7 @@ import { appendAll, cutTornTail, readAt, readInto, readMany, readWith } from '..
 import { Mutex } from '../mutex.js';
 import { DateIndexFiles, type IndexEntry, type IndexMeta } from './date-index.js';
 import { plainScanner } from './plain-lines.js';
+import { flat } from '../../strings.js';
 
 /** A row to store: its deterministic id, the date and params it belongs to, and its exact text. */
 export interface RowToPut {
@@ -39,11 +40,9 @@ const DIGEST_CHUNK = 4 << 20;
 
 export function hashText(text: string | Buffer): string {
   // One-shot: no Hash object per row (100k rows made 100k native contexts waiting for the GC).
-  // A string's hash is its UTF-8 bytes' hash. The 16 digits are copied out of the 64 at once (a
-  // character read): a slice is a view that keeps all 64 alive in every index entry.
-  const h = hash('sha256', text, 'hex').slice(0, 16);
-  h.charCodeAt(0);
-  return h;
+  // A string's hash is its UTF-8 bytes' hash. The 16 digits are copied out of the 64 (`flat`): a
+  // slice is a view that keeps all 64 alive in every index entry.
+  return flat(hash('sha256', text, 'hex').slice(0, 16));
 }
 
 /**
@@ -437,11 +436,7 @@ export class ArtifactStore {
     if (size < meta.covered || size < this.seen) {
       // The file shrank under its index (restored from a backup, cut by hand): index it afresh.
       this.warn('store file is shorter than its index; rebuilding the index', { store: this.path, size, covered: meta.covered });
-      this.index.clear();
-      this.cache.clear();
-      this.generation++;
-      this.seen = 0;
-      return this.catchUp();
+      return this.rebuild();
     }
     const from = Math.min(this.seen, meta.covered);
     if (size === from) return;
