@@ -468,6 +468,39 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
       await Promise.all([holder.close(), other.close()]);
     });
 
+    it('the presence check reads no task while every presence is held, and names the owner whose presence ended (10k leases)', async () => {
+      const name = `presence_plan_${++n}`;
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      onTestFinished(() => admin.end());
+      // A schema of its own: the worker table of 'cases' holds the owners other tests left gone.
+      await admin.query(`CREATE SCHEMA presence_plan`);
+      const q = queue(name, { schema: 'presence_plan' });
+      onTestFinished(() => q.close());
+      await q.stats();
+      await insertHalfLeased(admin, 'presence_plan', name, 10_000);
+      const key = 4242424242;
+      await admin.query(`INSERT INTO presence_plan.worker (owner, pid, host, lock_key) VALUES ('o', 9, 'host-o', $1)`, [key]);
+      await admin.query(`SELECT pg_advisory_lock($1::bigint)`, [key]);
+      const sql = statements('presence_plan');
+      const plan = (await admin.query<{ 'QUERY PLAN': { Plan: Record<string, unknown> }[] }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql.goneOwners}`, [name])).rows[0]!['QUERY PLAN'];
+      const taskReads: unknown[] = [];
+      const walk = (node: Record<string, unknown>): void => {
+        if (node['Relation Name'] === 'task') taskReads.push(node['Actual Loops']);
+        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+      };
+      walk(plan[0]!.Plan);
+      // The plan has a way into the task table, never taken: no presence ended.
+      expect(taskReads.length).toBeGreaterThan(0);
+      expect(taskReads.every((loops) => loops === 0)).toBe(true);
+      expect((await admin.query(sql.goneOwners, [name])).rows).toEqual([]);
+      // Its session's lock released: the owner of the 5,000 leases is gone, named once.
+      await admin.query(`SELECT pg_advisory_unlock($1::bigint)`, [key]);
+      expect((await admin.query(sql.goneOwners, [name])).rows).toEqual([{ owner: 'o', pid: 9, host: 'host-o' }]);
+      // A gone owner with no lease of this queue is not named for it.
+      expect((await admin.query(sql.goneOwners, ['other'])).rows).toEqual([]);
+    });
+
     it('its process SIGKILLed mid-task: another host gets the task at once', async () => {
       const name = `killed_${++n}`;
       const other = queue(name);

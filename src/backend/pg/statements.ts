@@ -283,15 +283,23 @@ function build(S: string): Statements {
        WHERE k.queue = $1 AND k.state = 2`,
     // Owners of this queue's leases whose presence lock (presence.ts) is no longer held: their
     // session ended. Owners without presence (lock_key NULL) are left to lease expiry.
+    // The workers first (a small table): the task table is read only when some presence ended, and
+    // then only for those owners. Read first, the leased tasks came by a bitmap scan of the whole
+    // `task_leased` index, which never marks an entry dead: an entry per lease taken since the last
+    // vacuum, at every check (49,000 a check in a 100k fail-once drain; docs/PERFORMANCE.md).
     goneOwners: `
-      SELECT DISTINCT k.owner, w.pid, w.host FROM ${T} k JOIN ${S}.worker w ON w.owner = k.owner
-       WHERE k.queue = $1 AND k.state = 2 AND w.lock_key IS NOT NULL
-         AND NOT EXISTS (
-           SELECT 1 FROM pg_locks l
-            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND l.classid = ((w.lock_key >> 32) & 4294967295)::oid
-              AND l.objid = (w.lock_key & 4294967295)::oid)`,
+      WITH gone AS MATERIALIZED (
+        SELECT w.owner, w.pid, w.host FROM ${S}.worker w
+         WHERE w.lock_key IS NOT NULL
+           AND NOT EXISTS (
+             SELECT 1 FROM pg_locks l
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND l.classid = ((w.lock_key >> 32) & 4294967295)::oid
+                AND l.objid = (w.lock_key & 4294967295)::oid))
+      SELECT g.owner, g.pid, g.host FROM gone g
+       WHERE EXISTS (SELECT 1 FROM gone) AND g.owner IN (
+         SELECT k.owner FROM ${T} k WHERE k.queue = $1 AND k.state = 2 AND k.owner = ANY (ARRAY(SELECT owner FROM gone)))`,
     workerTable: `${S}.worker`,
     presence: `
       WITH live AS MATERIALIZED (
