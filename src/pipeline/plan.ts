@@ -12,6 +12,8 @@ import type { Json, PipelineDefinition, StepDefinition } from './types.js';
 
 const PIPELINE_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 const STEP_NAME = /^[a-z][a-z0-9_]{0,63}$/;
+/** Folders under manifests/ that hold metaspn's own files (pointers, backfill summaries): no step may write its manifests there. */
+const RESERVED_STEP_NAMES = new Set(['current', 'backfills']);
 
 /** A definition that breaks a rule: names the pipeline module and the rule (exit 64). */
 export class PipelineDefinitionError extends UsageError {
@@ -48,6 +50,7 @@ export function validatePipeline(p: PipelineDefinition): StepDefinition<unknown>
   const queues = new Map<string, string>();
   for (const s of p.steps) {
     if (!STEP_NAME.test(s?.name ?? '')) fail(`step name ${JSON.stringify(s?.name)} must match [a-z][a-z0-9_]{0,63}`);
+    if (RESERVED_STEP_NAMES.has(s.name)) fail(`step name ${JSON.stringify(s.name)} is reserved (manifests/${s.name}/ holds metaspn's own files)`);
     if (byName.has(s.name)) fail(`step ${s.name} is declared twice`);
     if (typeof s.plan !== 'function') fail(`step ${s.name} has no plan(ctx) function`);
     if (typeof s.worker?.handle !== 'function') fail(`step ${s.name} has no worker.handle function`);

@@ -4,11 +4,11 @@
  * Bundled pipelines (Season 1) keep their own commands (`metaspn s1 …`); they are listed here as such.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { WorkspaceConfig } from '../config/load.js';
 import { DataInvalidError, MetaspnError, UsageError } from '../guard/errors.js';
+import { importSettled, ImportNeverSettled } from '../runtime/import-settled.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { bundledPipeline, bundledPipelines } from './bundled.js';
 import { PipelineDefinitionError, validatePipeline } from './plan.js';
@@ -70,6 +70,8 @@ function modulePath(ws: WorkspacePaths, cfg: WorkspaceConfig, name: string, rel:
   const path = resolve(ws.root, rel);
   if (!existsSync(path)) throw bad(`${rel} does not exist`);
   if (/\.(c|m)?tsx?$/.test(rel)) throw bad(`${rel} is TypeScript, which Node 20 does not run: compile it to .js (tsc) and name the .js file`);
+  if (statSync(path).isDirectory()) throw bad(`${rel} is a folder, not a module file`);
+  if (!/\.(c|m)?js$/.test(rel)) throw bad(`${rel} is not a JavaScript module file (.js, .mjs or .cjs)`);
   // The module and the folders to it stay inside the workspace, links resolved.
   const inside = relative(realpathSync(ws.root), realpathSync(path));
   if (inside.startsWith('..') || isAbsolute(inside)) throw bad(`${rel} leads outside the workspace`);
@@ -79,8 +81,9 @@ function modulePath(ws: WorkspacePaths, cfg: WorkspaceConfig, name: string, rel:
 async function importDefinition(path: string, name: string): Promise<PipelineDefinition> {
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+    mod = await importSettled(path, (file) => new DataInvalidError(file, null, `pipeline ${name}: the module's top-level await never settles (nothing is left that could settle it)`));
   } catch (err) {
+    if (err instanceof ImportNeverSettled) throw err.error;
     // definePipeline checks the definition while the module loads: a broken rule is a usage error
     // (64, one line), not a failure of the import. By name too: the module may load another copy of metaspn.
     if (err instanceof PipelineDefinitionError || (err as Error)?.name === 'PipelineDefinitionError') throw new UsageError(`${(err as Error).message} (${path})`);

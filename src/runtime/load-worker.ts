@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { nearest } from '../config/nearest.js';
 import { UsageError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';
+import { importSettled, ImportNeverSettled } from './import-settled.js';
 import type { WorkerDefinition } from './worker-api.js';
 
 /** Worker modules of the bundled pipelines, by the dotted name the runbooks use, as file URLs. */
@@ -68,8 +68,9 @@ async function importModule(modName: string, cwd: string): Promise<Record<string
   const path = resolve(cwd, modName);
   if (!existsSync(path)) throw new UsageError(`worker module ${path} does not exist`);
   try {
-    return (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+    return await importSettled(path, (file) => new UsageError(`worker module ${file} failed to load: its top-level await never settles (nothing is left that could settle it)`));
   } catch (err) {
+    if (err instanceof ImportNeverSettled) throw err.error;
     throw new UsageError(`worker module ${path} failed to load: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -1,4 +1,5 @@
-import { join, resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { PgStores } from '../../backend/pg/stores.js';
 import { loadConfig } from '../../config/load.js';
@@ -49,7 +50,10 @@ export function registerStore(program: Command): void {
         throw new UsageError(`--pipeline must be a pipeline name (letters, digits, ., _ and -), got ${JSON.stringify(o.pipeline.slice(0, 80))}`);
       const ws = openWorkspace(o.workspace);
       const out = resolve(o.out);
-      if (out === resolve(ws.root)) throw new UsageError(`--out ${o.out} is the workspace itself: exporting there would replace its store`, { hint: 'give another folder' });
+      // Links resolved: an --out that is a link to the workspace (or whose store/ is a link to the
+      // workspace's store/) would replace the workspace's own store files with the export.
+      if (out === resolve(ws.root) || realAsFarAsExists(join(out, 'store')) === realAsFarAsExists(ws.store))
+        throw new UsageError(`--out ${o.out} is the workspace itself: exporting there would replace its store`, { hint: 'give another folder' });
       const cfg = loadConfig(ws);
       const pg = backendFor(cfg, o.databaseUrl);
       const written: ExportedStore[] = [];
@@ -97,6 +101,22 @@ export function registerStore(program: Command): void {
       const rows = written.reduce((n, s) => n + s.rows, 0);
       process.stdout.write(`${written.map((s) => `${s.path}  ${s.rows} rows\n`).join('')}exported ${rows} rows of ${written.length} store(s) to ${join(out, 'store')}\n`);
     });
+}
+
+/** `path` with its links resolved: the real path of its deepest existing folder, and the rest as written. */
+function realAsFarAsExists(path: string): string {
+  let dir = resolve(path);
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return join(realpathSync(dir), ...rest);
+    } catch {
+      const up = dirname(dir);
+      if (up === dir) return join(dir, ...rest);
+      rest.unshift(basename(dir));
+      dir = up;
+    }
+  }
 }
 
 /** The `date` of a stored row's line, or null. */

@@ -1,0 +1,120 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, ROOT, tempWorkspace, type CliResult } from './cli.js';
+
+/**
+ * A user's workspace done wrong. Pipeline modules: a config naming a file that is no module, a
+ * module whose top-level await never settles, steps named after metaspn's own folders. Each is
+ * refused with one line naming the file and the rule and a documented exit code, and nothing is
+ * written. And `store export --out` through a link back into the workspace, which must not
+ * replace the workspace's own store.
+ */
+
+/** A workspace naming `mod` as pipeline `p`, with `metaspn` linked beside it. */
+function workspace(mod: string, files: Record<string, string> = {}): string {
+  const dir = tempWorkspace({ demo: false, config: { pipelines: { p: mod } } });
+  mkdirSync(join(dir, 'node_modules'));
+  symlinkSync(ROOT, join(dir, 'node_modules', 'metaspn'), 'dir');
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+const oneStep = (stepName: string): string => `import { definePipeline, defineStep, defineWorker } from 'metaspn';
+const s = defineStep({ name: '${stepName}', plan: () => [{ key: '*', payload: {} }], worker: defineWorker({ handle: () => [{ key: 'r', v: 1 }] }) });
+export default definePipeline({ name: 'p', partition: 'date', steps: [s] });
+`;
+
+function expectOneLineError(r: CliResult, code: number, pattern: RegExp): void {
+  expect(r.code, r.stdout + r.stderr).toBe(code);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines[0]).toMatch(pattern);
+  expect(lines.slice(1).every((l) => l.startsWith('hint: '))).toBe(true);
+  expect(r.stderr).not.toMatch(/^\s+at /m);
+}
+
+describe('a config that names something other than a JavaScript module', () => {
+  it('a folder, a JSON file or a text file is exit 20 naming the config file, for run and list', () => {
+    const dir = workspace('./pipe.txt', { 'pipe.txt': 'hello\n', 'pipe.json': '{}\n' });
+    mkdirSync(join(dir, 'lib'));
+    for (const [mod, rule] of [
+      ['./pipe.txt', /pipelines\.p: \.\/pipe\.txt is not a JavaScript module file \(\.js, \.mjs or \.cjs\)$/],
+      ['./pipe.json', /pipelines\.p: \.\/pipe\.json is not a JavaScript module file \(\.js, \.mjs or \.cjs\)$/],
+      ['./lib', /pipelines\.p: \.\/lib is a folder, not a module file$/],
+    ] as const) {
+      writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify({ pipelines: { p: mod } }));
+      const run = cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05']);
+      expectOneLineError(run, 20, new RegExp(`^error: ${dir}/metaspn\\.config\\.json: ${rule.source}`));
+      const list = cli(['pipeline', 'list', '--workspace', dir]);
+      expect(list.code).toBe(20);
+    }
+    expect(existsSync(join(dir, 'manifests'))).toBe(false);
+    expect(existsSync(join(dir, 'queue'))).toBe(false);
+  }, 60_000);
+});
+
+describe('a module whose top-level await never settles', () => {
+  it('is exit 20 naming the module, not an undocumented exit code with no message', () => {
+    const dir = workspace('./pipe.mjs', { 'pipe.mjs': `${oneStep('a')}await new Promise(() => {});\n` });
+    const run = cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05']);
+    expectOneLineError(run, 20, new RegExp(`^error: ${dir}/pipe\\.mjs: pipeline p: the module's top-level await never settles \\(nothing is left that could settle it\\)$`));
+    expect(run.stdout).toBe('');
+    const show = cli(['pipeline', 'show', 'p', '--workspace', dir, '--json']);
+    expect(show.code).toBe(20);
+    expect(JSON.parse(show.stdout)).toMatchObject({ schema_version: 1, error: { exit_code: 20 } });
+    expect(existsSync(join(dir, 'manifests'))).toBe(false);
+  }, 60_000);
+});
+
+describe('step names that are metaspn folders under manifests/', () => {
+  it('current and backfills are refused by definePipeline (exit 64), nothing is written', () => {
+    for (const name of ['current', 'backfills']) {
+      const dir = workspace('./pipe.mjs', { 'pipe.mjs': oneStep(name) });
+      const run = cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05']);
+      expectOneLineError(run, 64, new RegExp(`^error: pipeline p: step name "${name}" is reserved \\(manifests/${name}/ holds metaspn's own files\\) \\(.*pipe\\.mjs\\)$`));
+      expect(existsSync(join(dir, 'manifests'))).toBe(false);
+    }
+  }, 60_000);
+
+  it('a step named like them otherwise runs, and its run is listed', () => {
+    const dir = workspace('./pipe.mjs', { 'pipe.mjs': oneStep('current_view') });
+    const run = cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(readdirSync(join(dir, 'manifests')).sort()).toEqual(['current', 'current_view']);
+    const runs = cli(['runs', 'list', '--workspace', dir, '--json']);
+    expect(runs.code).toBe(0);
+    expect((JSON.parse(runs.stdout) as { runs: { pipeline: string; status: string }[] }).runs).toMatchObject([{ pipeline: 'p', status: 'success' }]);
+  }, 60_000);
+});
+
+describe('a worker module whose top-level await never settles', () => {
+  it('worker run is exit 64 naming the module, with one line', () => {
+    const dir = tempWorkspace({ demo: false });
+    writeFileSync(join(dir, 'w.mjs'), "await new Promise(() => {});\nexport const W = { name: 'q', handle() {} };\n");
+    const r = cli(['worker', 'run', `${dir}/w.mjs:W`, '--workspace', dir, '--once']);
+    expectOneLineError(r, 64, new RegExp(`^error: worker module ${dir}/w\\.mjs failed to load: its top-level await never settles \\(nothing is left that could settle it\\)$`));
+  }, 60_000);
+});
+
+describe('store export --out through a link to the workspace', () => {
+  it('is refused with 64 and the store keeps every row (a --date export would have cut it to one date)', () => {
+    const dir = workspace('./pipe.mjs', { 'pipe.mjs': oneStep('a') });
+    for (const date of ['2026-01-05', '2026-01-06']) expect(cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', date]).code).toBe(0);
+    const store = join(dir, 'store', 'p.a.jsonl');
+    const before = readFileSync(store, 'utf8');
+    expect(before.trim().split('\n')).toHaveLength(2);
+    const outside = tempWorkspace({ demo: false });
+    symlinkSync(dir, join(outside, 'to-ws'), 'dir');
+    mkdirSync(join(outside, 'out'));
+    symlinkSync(join(dir, 'store'), join(outside, 'out', 'store'), 'dir');
+    for (const out of [join(outside, 'to-ws'), join(outside, 'out')]) {
+      const r = cli(['store', 'export', '--workspace', dir, '--out', out, '--date', '2026-01-05']);
+      expectOneLineError(r, 64, /^error: --out .* is the workspace itself: exporting there would replace its store$/);
+      expect(readFileSync(store, 'utf8')).toBe(before);
+    }
+    const ok = cli(['store', 'export', '--workspace', dir, '--out', join(outside, 'export'), '--date', '2026-01-05']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(readFileSync(join(outside, 'export', 'store', 'p.a.jsonl'), 'utf8')).toBe(`${before.split('\n')[0]}\n`);
+    expect(readFileSync(store, 'utf8')).toBe(before);
+  }, 60_000);
+});
