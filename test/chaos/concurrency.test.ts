@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHAOS_WORKER, concurrencySuite } from '../../chaos/concurrency.js';
-import { chaosWorkspace, doctor, lines, problems, report, run, scale } from '../../chaos/lib.js';
+import { chaosWorkspace, doctor, lines, problems, report, run, runIn, scale } from '../../chaos/lib.js';
 
 const s = scale();
 const tasks = s.full ? 50_000 : 5_000;
@@ -47,7 +47,7 @@ describe('chaos: concurrency', () => {
     const ws = chaosWorkspace();
     const file = join(ws, 'tasks.jsonl');
     writeFileSync(file, Array.from({ length: 3000 }, (_, i) => `${JSON.stringify({ id: `t${i}`, payload: { n: i } })}\n`).join(''));
-    expect((await run(['queue', 'enqueue', 'chaos', '--workspace', ws, '--file', file])).code).toBe(0);
+    expect((await runIn(['queue', 'enqueue', 'chaos', '--workspace', ws, '--file', file])).code).toBe(0);
     const args = ['worker', 'run', CHAOS_WORKER, '--workspace', ws, '--once', '--concurrency', '8'];
     const [a, b] = await Promise.all([run(args), run(args)]);
     expect([a.code, b.code]).toEqual([0, 0]);

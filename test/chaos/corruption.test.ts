@@ -4,7 +4,7 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corruptionCase, DATES, KINDS, prepareBase, removeBase, type CaseResult, type Kind, type Variant } from '../../chaos/corruption.js';
-import { chaosWorkspace, duplicateIds, report, Rng, run, scale, STACK } from '../../chaos/lib.js';
+import { chaosWorkspace, duplicateIds, report, Rng, run, runIn, scale, STACK } from '../../chaos/lib.js';
 
 const s = scale();
 const pick = new Rng(s.seed);
@@ -94,7 +94,7 @@ describe('chaos: corruption, pinned findings', () => {
     writeFileSync(ledger, `${readFileSync(ledger, 'utf8')}garbage{"x":\n`);
     const r = await run(['s1', 'run-local', '--workspace', ws, '--date', DATES[1]!, '--run-id', 'unpublished', '--json']);
     expect(r.code).toBe(30);
-    const runs = (JSON.parse((await run(['runs', 'list', '--workspace', ws, '--json'])).stdout) as { runs: { run_id: string; status: string; exit_code: number }[] }).runs;
+    const runs = (JSON.parse((await runIn(['runs', 'list', '--workspace', ws, '--json'])).stdout) as { runs: { run_id: string; status: string; exit_code: number }[] }).runs;
     // It used to show {status: "success", exit_code: 0}, from the step manifests alone.
     expect(runs.find((x) => x.run_id === 'unpublished')).toMatchObject({ exit_code: 30 });
   }, 60_000);

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createTestDatabase, pgAvailable } from '../queue/pg-db.js';
 import { tempDir } from '../temp.js';
 import { cli, ROOT, tempWorkspace, type CliResult } from './cli.js';
+import { cliIn } from './in-process.js';
 
 /**
  * Every command of the Season 1 operations runbook (seed 000), run verbatim as a subprocess from
@@ -41,9 +42,9 @@ describe('runbook 000, verbatim', () => {
     expect(runbookCommands(RUNBOOK)).toHaveLength(13);
   });
 
-  // 16 CLI processes, one after the other: over 60 s at load 20-28, like its PostgreSQL twin below.
-  it('every command works as written, from the workspace root', { timeout: 180_000 }, () => {
-    const ws = runbook({}, (line, r) => {
+  // 13 CLI processes (the runbook lines), one after the other: over 45 s at load 20-28, like its PostgreSQL twin below.
+  it('every command works as written, from the workspace root', { timeout: 180_000 }, async () => {
+    const ws = await runbook({}, (line, r) => {
       if (line.includes('deadletter list')) expect(r.stdout).toMatch(/no dead letters for|dead letter\(s\) in/);
       if (line.includes('s1 run-local')) expect(r.stdout).toContain('published: manifests/current/s1/date=2026-01-15.json');
     });
@@ -51,7 +52,7 @@ describe('runbook 000, verbatim', () => {
     onFiles = Object.fromEntries(STORE.map((f) => [f, readFileSync(join(ws, 'store', f), 'utf8')]));
   });
 
-  // After the test above: its store is what the database's must export to. 17 CLI processes, about 15 s on a quiet machine.
+  // After the test above: its store is what the database's must export to. 14 CLI processes, about 12 s on a quiet machine.
   it.skipIf(!up)(
     'on PostgreSQL (METASPN_DATABASE_URL set): every command works as written; the rows are in the database, and store export equals the store on files',
     { timeout: 180_000 },
@@ -59,7 +60,7 @@ describe('runbook 000, verbatim', () => {
       const db = await createTestDatabase();
       try {
         const env = { METASPN_DATABASE_URL: db.url };
-        const ws = runbook(env, (line, r) => {
+        const ws = await runbook(env, (line, r) => {
           if (line.includes('s1 run-local')) expect(r.stdout).toContain('published: pg:metaspn.current_pointer/s1/date=2026-01-15');
         });
         for (const f of STORE) expect(existsSync(join(ws, 'store', f)), f).toBe(false);
@@ -83,7 +84,7 @@ let onFiles: Record<string, string> | undefined;
  * Runs every runbook command verbatim from the root of a fresh workspace, with `env` (a dead letter
  * made for the command that requeues one by id); `check` sees each command's result. Returns the workspace.
  */
-function runbook(env: Record<string, string>, check: (line: string, r: CliResult) => void): string {
+async function runbook(env: Record<string, string>, check: (line: string, r: CliResult) => void): Promise<string> {
   const ws = tempWorkspace();
   const run = (args: string[]): CliResult => cli(args, { cwd: ws, env });
   const vars: Record<string, string> = { 'YYYY-MM-DD': '2026-01-15' };
@@ -91,9 +92,11 @@ function runbook(env: Record<string, string>, check: (line: string, r: CliResult
   for (const line of runbookCommands(RUNBOOK)) {
     if (line.includes('<task_id>')) {
       // Give the runbook a dead letter to requeue by id: a task whose payload breaks the contract.
-      expect(run(['queue', 'enqueue', 'project_rewards', '--workspace', '.', '--payload', '{"date":"not-a-date"}', '--id', 'bad-task']).code).toBe(0);
-      expect(run(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--workspace', '.', '--once']).code).toBe(20);
-      vars['<task_id>'] = JSON.parse(run(['queue', 'deadletter', 'list', 'project_rewards', '--workspace', '.', '--json']).stdout).dead_letters[0].task.id;
+      // Not runbook lines: made in this process (the runbook's own lines stay processes).
+      const setup = (args: string[]): ReturnType<typeof cliIn> => cliIn([...args, '--workspace', ws], { env });
+      expect((await setup(['queue', 'enqueue', 'project_rewards', '--payload', '{"date":"not-a-date"}', '--id', 'bad-task'])).code).toBe(0);
+      expect((await setup(['worker', 'run', 'metaspn_ops.workers.s1:ProjectRewardsWorker', '--once'])).code).toBe(20);
+      vars['<task_id>'] = JSON.parse((await setup(['queue', 'deadletter', 'list', 'project_rewards', '--json'])).stdout).dead_letters[0].task.id;
     }
     const r = run(argv(line, vars));
     expect(r.code, `${line}\n${r.stderr}`).toBe(0);

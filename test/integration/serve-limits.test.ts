@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { alertSettings } from '../../src/config/alerts.js';
 import { opsSettings } from '../../src/ops/settings.js';
 import { thrownMetaspnError } from '../thrown.js';
-import { cli, tempWorkspace } from './cli.js';
+import { tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 import { http, startServe } from './serve-process.js';
 
 const TOKEN = 'test-admin-token-0123456789';
@@ -31,7 +32,7 @@ describe('serve: task submissions checked like queue enqueue', () => {
     } finally {
       await s.stop();
     }
-    const stats = JSON.parse(cli(['queue', 'stats', 'lim', '--workspace', ws, '--json']).stdout) as { ready: number };
+    const stats = JSON.parse((await cliIn(['queue', 'stats', 'lim', '--workspace', ws, '--json'])).stdout) as { ready: number };
     expect(stats.ready).toBe(1);
   });
 });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parsePrometheusText } from '../../src/ops/reports/prom-text.js';
 import { run, spec, tempWorkspace } from './cli.js';
+import { cliIn } from './in-process.js';
 import { hmacRequest, http, startServe, type Served } from './serve-process.js';
 
 const TOKEN = 'test-admin-token-0123456789';
@@ -16,14 +17,17 @@ interface QueueJson {
   completed: number;
 }
 
-/** A workspace whose `contract` queue holds one dead letter (the Contract fixture worker dead-letters at once). */
+/**
+ * A workspace whose `contract` queue holds one dead letter (the Contract fixture worker dead-letters at once).
+ * Made in this process: the server is what these tests drive, not the commands that set it up.
+ */
 async function workspaceWithDeadLetter(config?: unknown): Promise<{ ws: string; deadId: string }> {
   const ws = tempWorkspace(config === undefined ? {} : { config });
-  const e = await run(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"n":1}'], { cwd: ws });
+  const e = await cliIn(['queue', 'enqueue', 'contract', '--workspace', ws, '--payload', '{"n":1}']);
   expect(e.code, e.stderr).toBe(0);
-  const w = await run(['worker', 'run', spec('Contract'), '--workspace', ws, '--once'], { cwd: ws });
+  const w = await cliIn(['worker', 'run', spec('Contract'), '--workspace', ws, '--once']);
   expect(w.code, w.stderr).toBe(20);
-  const dl = await run(['queue', 'deadletter', 'list', 'contract', '--workspace', ws, '--json'], { cwd: ws });
+  const dl = await cliIn(['queue', 'deadletter', 'list', 'contract', '--workspace', ws, '--json']);
   expect(dl.code, dl.stderr).toBe(0);
   const list = (JSON.parse(dl.stdout) as { dead_letters: { task: { id: string } }[] }).dead_letters;
   return { ws, deadId: list[0]!.task.id };

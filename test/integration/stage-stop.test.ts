@@ -2,7 +2,8 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { exit, ROOT, run, start, tempWorkspace, waitFor } from './cli.js';
+import { exit, ROOT, start, tempWorkspace, waitFor } from './cli.js';
+import { cliIn } from './in-process.js';
 
 const FAILING_STAGE = join(ROOT, 'test', 'fixtures', 's1-failing-stage.mjs');
 
@@ -23,7 +24,8 @@ describe.each(['SIGINT', 'SIGTERM'] as const)('s1 run-local stopped by %s while 
     expect(readFileSync(attempts, 'utf8').split('\n').filter(Boolean)).toHaveLength(1);
     const m = JSON.parse(readFileSync(join(ws, 'manifests', 'project_rewards', 'date=2026-01-15', 'run=r1', 'manifest.json'), 'utf8'));
     expect(m).toMatchObject({ status: 'failed', exit_code: 11, error: { class: 'Stopped' } });
-    const st = await run(['queue', 'stats', 'project_rewards', '--workspace', ws, '--json']);
+    // What the stopped stage left, read in this process.
+    const st = await cliIn(['queue', 'stats', 'project_rewards', '--workspace', ws, '--json']);
     expect(JSON.parse(st.stdout)).toMatchObject({ scheduled: 1, leased: 0, dead: 0 });
   });
 });
