@@ -3,6 +3,7 @@ import { StateCorruptError, UsageError } from '../guard/errors.js';
 import { assertQueueName } from '../queue/record.js';
 import { checkEnqueueBody } from '../queue/validate.js';
 import type { TaskView } from '../queue/types.js';
+import { isDateText } from '../pipeline/dates.js';
 import { checkRunId, newRunId } from '../runtime/run-id.js';
 import { Ledger } from '../storage/ledger.js';
 import { problemOf, StateFileError } from '../storage/state-file.js';
@@ -78,7 +79,9 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext, source: OpsSo
   });
   // Damaged run files are left out and named in `problems`, never a 500.
   app.get('/api/runs', async (req: Req) => {
-    if (req.query.date !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(req.query.date)) throw new UsageError(`date must be YYYY-MM-DD, got "${req.query.date.slice(0, 40)}"`);
+    // The CLI's check (a calendar date, not only its shape), without the CLI's flag name and hint.
+    if (req.query.date !== undefined && !isDateText(req.query.date))
+      throw new UsageError(`date must be YYYY-MM-DD, got "${req.query.date.slice(0, 40)}"${/^\d{4}-\d{2}-\d{2}$/.test(req.query.date) ? ' (no such calendar date)' : ''}`);
     return source.runs(req.query.date ? { date: req.query.date } : {});
   });
   app.get('/api/runs/:run_id', async (req: Req, reply) => {

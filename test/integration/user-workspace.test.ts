@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFil
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, ROOT, tempWorkspace, type CliResult } from './cli.js';
+import { startServe } from './serve-process.js';
 
 /**
  * A user's workspace done wrong. Pipeline modules: a config naming a file that is no module, a
@@ -116,5 +117,37 @@ describe('store export --out through a link to the workspace', () => {
     expect(ok.code, ok.stderr).toBe(0);
     expect(readFileSync(join(outside, 'export', 'store', 'p.a.jsonl'), 'utf8')).toBe(`${before.split('\n')[0]}\n`);
     expect(readFileSync(store, 'utf8')).toBe(before);
+  }, 60_000);
+});
+
+describe('a date that is no calendar date, where runs are listed', () => {
+  it('runs list --date is 64 and GET /api/runs?date= is 400, as every other date; a long unknown run id is cut in the error', async () => {
+    const dir = workspace('./pipe.mjs', { 'pipe.mjs': oneStep('a') });
+    expect(cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05']).code).toBe(0);
+    for (const bad of ['2026-13-01', '2026-02-30']) {
+      const r = cli(['runs', 'list', '--workspace', dir, '--date', bad]);
+      expectOneLineError(r, 64, new RegExp(`^error: --date must be YYYY-MM-DD, got "${bad}" \\(no such calendar date\\)$`));
+      expect(r.stdout).toBe('');
+    }
+    expect(cli(['runs', 'list', '--workspace', dir, '--date', '2026-01-05']).stdout).toMatch(/2026-01-05/);
+    const long = 'r'.repeat(3000);
+    for (const sub of ['show', 'retry']) {
+      const r = cli(['runs', sub, long, '--workspace', dir]);
+      expectOneLineError(r, 64, /^error: no run r{60}… in /);
+      expect(r.stderr.length).toBeLessThan(400);
+    }
+    const served = await startServe(dir);
+    try {
+      for (const bad of ['2026-13-01', '2026-02-30']) {
+        const res = await fetch(`${served.url}/api/runs?date=${bad}`);
+        expect(res.status).toBe(400);
+        expect(await res.json()).toMatchObject({ schema_version: 1, error: `date must be YYYY-MM-DD, got "${bad}" (no such calendar date)` });
+      }
+      const ok = await fetch(`${served.url}/api/runs?date=2026-01-05`);
+      expect(ok.status).toBe(200);
+      expect(((await ok.json()) as { runs: unknown[] }).runs).toHaveLength(1);
+    } finally {
+      expect((await served.stop()).code).toBe(0);
+    }
   }, 60_000);
 });

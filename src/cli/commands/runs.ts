@@ -15,6 +15,7 @@ import { fileDeps, pgDeps } from '../../pipeline/file-deps.js';
 import { PgStores } from '../../backend/pg/stores.js';
 import { resolveBackend, type PgSetting } from '../../backend/pg/setting.js';
 import type { PipelineStores } from '../../pipeline/stores.js';
+import { parseDate } from '../../pipeline/dates.js';
 import { planPartition } from '../../pipeline/plan.js';
 import { bundledPipeline } from '../../pipeline/bundled.js';
 import { loadPipeline } from '../../pipeline/registry.js';
@@ -34,7 +35,7 @@ export function registerRuns(program: Command): void {
     .action(async (o: { workspace: string; date?: string; pipeline?: string; json?: boolean }) => {
       const ws = openWorkspace(o.workspace);
       const stepsOf = await stepsOfPipelines(ws);
-      const { runs: list, problems } = await runRecords(ws, { ...(o.date ? { date: o.date } : {}), ...(o.pipeline ? { pipeline: o.pipeline } : {}), stepsOf });
+      const { runs: list, problems } = await runRecords(ws, { ...(o.date !== undefined ? { date: parseDate(o.date) } : {}), ...(o.pipeline ? { pipeline: o.pipeline } : {}), stepsOf });
       if (o.json) printJson({ runs: list });
       else printRuns(list, stepsOf);
       reportProblems(problems);
@@ -52,7 +53,7 @@ export function registerRuns(program: Command): void {
       const mine = problems.filter((p) => p.path.includes(`${sep}run=${runId}${sep}`) || (r !== undefined && p.kind === 'pointer' && p.path.endsWith(`date=${r.date}.json`)));
       if (!r) {
         reportProblems(mine);
-        throw new UsageError(`no run ${runId} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
+        throw new UsageError(`no run ${truncate(runId, 61)} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
       }
       if (o.json) {
         printJson(r);
@@ -82,7 +83,7 @@ export function registerRuns(program: Command): void {
     const ws = openWorkspace(o.workspace);
     const stepsOf = await stepsOfPipelines(ws);
     const old = (await runRecords(ws, { stepsOf })).runs.find((r) => r.run_id === runId) ?? null;
-    if (!old) throw new UsageError(`no run ${runId} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
+    if (!old) throw new UsageError(`no run ${truncate(runId, 61)} in ${ws.manifests}`, { hint: 'list them: metaspn runs list' });
     if (old.status === 'success') {
       const replay = `${bundledPipeline(old.pipeline)?.command ?? `metaspn pipeline run ${old.pipeline}`} --date ${old.date}`;
       throw new MetaspnError('BUSINESS_REJECT', `run ${runId} succeeded; nothing to retry`, { hint: `to replay ${old.date}: ${replay}` });
