@@ -81,8 +81,10 @@ export function loadConfig(ws: WorkspacePaths, env: NodeJS.ProcessEnv = process.
   const file = ws.config;
   const raw = readConfigFile(file);
   const schema = fileSchema();
-  const parsed = schema.safeParse(raw ?? {});
-  if (!parsed.success) throw configError(file, issueRule(parsed.error.issues[0]!, schema, raw ?? {}));
+  // No file is the defaults; a file that says `null` is a config that is not an object (20), as `[]` or `0` is.
+  const given = raw === undefined ? {} : raw;
+  const parsed = schema.safeParse(given);
+  if (!parsed.success) throw configError(file, issueRule(parsed.error.issues[0]!, schema, given));
   const data = parsed.data as Record<string, unknown>;
   const sections: Record<string, unknown> = {};
   for (const p of bundledPipelines()) {

@@ -151,3 +151,15 @@ describe('a date that is no calendar date, where runs are listed', () => {
     }
   }, 60_000);
 });
+
+describe('a config file that says null', () => {
+  it('is exit 20 naming the file, as [] and 0 are (it was read as no config at all)', () => {
+    for (const text of ['null', 'null\n', '[]', '0']) {
+      const dir = tempWorkspace({ demo: false });
+      writeFileSync(join(dir, 'metaspn.config.json'), text);
+      const r = cli(['queue', 'list', '--workspace', dir]);
+      expectOneLineError(r, 20, new RegExp(`^error: ${dir}/metaspn\\.config\\.json: \\(root\\): Invalid input: expected object, received (null|array|number)`));
+      expect(cli(['doctor', '--workspace', dir]).code).toBe(20);
+    }
+  }, 60_000);
+});
