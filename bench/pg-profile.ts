@@ -8,12 +8,14 @@
  * databases' work).
  *
  *   node dist/bench/pg-profile.js [--url postgres://…/postgres] [--size 100000] [--workload fail]
- *        [--start-ahead 128] [--explain-every-ms 0] [--statements]
+ *        [--start-ahead 128] [--explain-every-ms 0] [--statements] [--vacuumed [--autovacuum]]
  *
  * workload: b100 | b500 | effects | fail (bench/pg.ts's drains). `--explain-every-ms N` runs
  * `EXPLAIN (ANALYZE, BUFFERS)` of the claim's selection every N ms during the drain (read-only: no
  * rows locked) and prints the slowest; `--statements` prints pg_stat_statements' top statements of
- * the run (the server must load it).
+ * the run (the server must load it). `--vacuumed`: the task table vacuumed, never analyzed, before
+ * the drain (autovacuum off for it from the start: what autovacuum's insert-triggered vacuum leaves
+ * after a bulk enqueue, before its analyze; schema-v11.ts); `--autovacuum`: on again for the drain.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -36,6 +38,8 @@ interface Args {
   startAhead: number;
   explainEveryMs: number;
   statements: boolean;
+  vacuumed: boolean;
+  autovacuum: boolean;
 }
 
 function parse(argv: string[]): Args {
@@ -46,6 +50,8 @@ function parse(argv: string[]): Args {
     startAhead: 128,
     explainEveryMs: 0,
     statements: false,
+    vacuumed: false,
+    autovacuum: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1] ?? '';
@@ -72,6 +78,12 @@ function parse(argv: string[]): Args {
         break;
       case '--statements':
         a.statements = true;
+        break;
+      case '--vacuumed':
+        a.vacuumed = true;
+        break;
+      case '--autovacuum':
+        a.autovacuum = true;
         break;
       default:
         throw new Error(`unknown argument ${argv[i]}`);
@@ -171,7 +183,10 @@ async function main(): Promise<void> {
     const q = new PgQueue({ name: QUEUE, setting: { url, source: 'bench' }, ack_window_ms: policyWith({}).ack_window_ms, start_ahead: a.startAhead });
     try {
       await q.stats();
+      if (a.vacuumed) await withClient(url, (c) => c.query('ALTER TABLE metaspn.task SET (autovacuum_enabled = off)'));
       const enqMs = await timedEnqueue(q, a.size);
+      if (a.vacuumed) await withClient(url, (c) => c.query('VACUUM metaspn.task'));
+      if (a.vacuumed && a.autovacuum) await withClient(url, (c) => c.query('ALTER TABLE metaspn.task RESET (autovacuum_enabled)'));
       await withClient(url, (c) => c.query('CHECKPOINT'));
       const statsOn =
         a.statements &&
@@ -226,6 +241,7 @@ async function main(): Promise<void> {
       const out = {
         workload: a.workload,
         size: a.size,
+        ...(a.vacuumed ? { vacuumed: true, autovacuum: a.autovacuum } : {}),
         start_ahead: a.startAhead,
         completed: summary.completed,
         enqueue_per_s: Math.round(perSecond(a.size, enqMs)),

@@ -12,7 +12,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createPool, type PgPool } from '../../src/backend/pg/connection.js';
 import { PgQueue } from '../../src/backend/pg/pg-queue.js';
-import { statements } from '../../src/backend/pg/statements.js';
+import { prepared, statements } from '../../src/backend/pg/statements.js';
 import { MemoryQueue } from '../../src/queue/memory.js';
 import type { Owner, Queue, TaskError } from '../../src/queue/types.js';
 import { until } from '../wait.js';
@@ -103,6 +103,42 @@ function wayIn(plan: unknown): string[] {
     for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
   };
   walk((plan as { Plan: Record<string, unknown> }[])[0]!.Plan);
+  return out;
+}
+
+/**
+ * The plans `run` executed on `c`, nested ones included (the statements of the claim's function,
+ * schema-v11.ts): auto_explain on the session, each plan sent back as a notice, with actual rows.
+ */
+async function executedPlans(c: pg.Client, run: () => Promise<unknown>): Promise<unknown[]> {
+  const plans: unknown[] = [];
+  const onNotice = (m: { message?: string }): void => {
+    const at = m.message?.indexOf('plan:\n') ?? -1;
+    if (at >= 0) plans.push(JSON.parse(m.message!.slice(at + 6)) as unknown);
+  };
+  await c.query(`LOAD 'auto_explain'`);
+  for (const [k, v] of Object.entries({ log_min_duration: '0', log_nested_statements: 'on', log_analyze: 'on', log_timing: 'off', log_format: 'json', log_level: 'notice' }))
+    await c.query(`SET auto_explain.${k} = '${v}'`);
+  c.on('notice', onNotice);
+  try {
+    await run();
+  } finally {
+    c.off('notice', onNotice);
+    await c.query('SET auto_explain.log_min_duration = -1');
+  }
+  return plans;
+}
+
+/** The task indexes `plans` read (not the primary key entered by ids): `node type index: rows read`, and sequential scans of the task table. */
+function indexReads(plans: unknown[]): string[] {
+  const out: string[] = [];
+  const walk = (node: Record<string, unknown>): void => {
+    if (node['Node Type'] === 'Seq Scan' && node['Relation Name'] === 'task') out.push(`Seq Scan on task: ${String(node['Actual Rows'])}`);
+    const index = node['Index Name'] as string | undefined;
+    if (index?.startsWith('task') && !(index === 'task_pkey' && /^\(+id = /.test(String(node['Index Cond'])))) out.push(`${String(node['Node Type'])} ${index}: ${String(node['Actual Rows'])}`);
+    for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+  };
+  for (const p of plans) walk((p as { Plan: Record<string, unknown> }).Plan);
   return out;
 }
 
@@ -622,8 +658,16 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     // Custom plans, and the generic ones the server may cache for the named statements (claim, reclaim).
     for (const generic of [false, true]) {
       const explain = (text: string, params: unknown[]) => explainOn(admin, text, params, generic);
-      expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, null, true, 0]))).toEqual([]);
-      expect(seqScans(await explain(sql.claim, [name, null, 'o', 100, 60_000, ['t5', 't7', 'nope'], true, 0]))).toEqual([]);
+      // The claim's statement runs in a function (schema-v11.ts): its plans as executed, rolled back.
+      await admin.query(`SET plan_cache_mode = ${generic ? 'force_generic_plan' : 'force_custom_plan'}`);
+      for (const only of [null, ['t5', 't7', 'nope']]) {
+        await admin.query('BEGIN');
+        const plans = await executedPlans(admin, () => admin.query(prepared(sql.claim, [name, null, 'o', 100, 60_000, only, true, 0])));
+        await admin.query('ROLLBACK');
+        expect(plans.length).toBeGreaterThan(1);
+        expect(indexReads(plans).filter((r) => r.startsWith('Seq Scan'))).toEqual([]);
+      }
+      await admin.query('RESET plan_cache_mode');
       expect(seqScans(await explain(sql.reclaim, [name, null, 'x', 1000, '{}', [], []]))).toEqual([]);
       expect(seqScans(await explain(sql.stats, [name, null]))).toEqual([]);
       expect(seqScans(await explain(sql.nextDue, [name, null, null]))).toEqual([]);
@@ -675,6 +719,61 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     expect(await ackWaysIn(admin, statements('small'), name, true)).toEqual([]);
     await Promise.all([q.close(), small.close()]);
     await admin.query('DROP SCHEMA small CASCADE');
+  });
+
+  it('claims, reclaims and failures read O(batch) index entries on 100k tasks vacuumed but never analyzed (the claim\'s generic plan read the whole ready set with a bitmap scan)', async () => {
+    const name = `vacuumed_${++n}`;
+    const q = queue(name, { schema: 'vacuumed' });
+    await q.stats();
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    onTestFinished(() => c.end());
+    // No autovacuum or autoanalyze of this table while the test runs: the state below stays as made.
+    await c.query('ALTER TABLE vacuumed.task SET (autovacuum_enabled = off)');
+    for (let i = 0; i < 100_000; i += 10_000) await q.enqueue(Array.from({ length: 10_000 }, (_, j) => ({ id: `t${i + j}`, payload: i + j })));
+    // What autovacuum's insert-triggered vacuum leaves after a bulk enqueue, before its analyze:
+    // the row count known, no statistics of how the rows spread over queues and states.
+    await c.query('VACUUM vacuumed.task');
+    expect((await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stats WHERE schemaname = 'vacuumed' AND tablename = 'task'`)).rows[0]!.n).toBe(0);
+    const sql = statements('vacuumed');
+    const later = new Date(Date.now() + 7_200_000).toISOString();
+    type Row = { id: string; fence: number };
+    let rows: Row[] = [];
+    const claim = async (at: string | null): Promise<unknown[]> =>
+      executedPlans(c, async () => {
+        rows = (await c.query<Row>(prepared(sql.claim, [name, at, 'o', 100, 60_000, null, true, 0]))).rows;
+        expect(rows).toHaveLength(100);
+      });
+    // Claims as a connection runs the named statement: five custom plans, then the generic one
+    // (kept when it costs no more); then three with the generic plan forced. Each reads the ready
+    // index in order and stops at the claim's 100 tasks (and finds no due retry).
+    const claims: string[][] = [];
+    for (let i = 0; i < 10; i++) {
+      if (i === 7) await c.query('SET plan_cache_mode = force_generic_plan');
+      claims.push(indexReads(await claim(null)));
+    }
+    expect(claims).toEqual(Array.from({ length: 10 }, () => ['Index Scan task_sched: 0', 'Index Scan task_ready: 100']));
+    // Failures of the last claim's 100 tasks (the ack window's statement): half retried at once,
+    // half due in a minute. Each reaches its rows by key.
+    const ids = rows.map((r) => r.id);
+    const failed = await executedPlans(c, () =>
+      c.query(
+        prepared(sql.failMany, [name, null, ids, rows.map((r) => r.fence), ids.map(() => 'o'), ids.map(() => '{"message":"x"}'), ids.map((_, i) => (i % 2) * 60_000), ids.map(() => false), ids.map(() => 'x')]),
+      ),
+    );
+    expect(indexReads(failed)).toEqual([]);
+    expect(await q.stats()).toMatchObject({ ready: 99_050, scheduled: 50, leased: 900 });
+    // Two hours later: the due retries come first, by the scheduled index in due order, then the
+    // ready ones; and a reclaim of 300 leases takes the 300 that expired first of the 900 expired,
+    // by the leased index in expiry order.
+    expect(indexReads(await claim(later))).toEqual(['Index Scan task_sched: 50', 'Index Scan task_ready: 50']);
+    const reclaimed = await executedPlans(c, async () => {
+      const r = await c.query(prepared(sql.reclaim, [name, later, 'x', 300, '{"message":"expired"}', [], []]));
+      expect(r.rows).toHaveLength(300);
+    });
+    expect(indexReads(reclaimed)).toEqual(['Index Scan task_leased: 300', 'Bitmap Index Scan task_leased: 0']);
+    await q.close();
+    await c.query('DROP SCHEMA vacuumed CASCADE');
   });
 
   it('an enqueue that adds some ids and reruns others makes them ready in the order given, as the in-memory reference does', async () => {

@@ -159,33 +159,10 @@ function build(S: string): Statements {
           SELECT * FROM unnest($2::text[]) WITH ORDINALITY AS u(id, ord) ORDER BY ord) x)
       UPDATE ${T} AS k SET ready_seq = o.rs FROM o WHERE k.queue = $1 AND k.id = o.id AND k.state = 0`,
     // Due retries first (by due time, then enqueue order), then ready tasks in the order they became
-    // ready. MATERIALIZED CTEs and an uncorrelated ARRAY keep the planner on the partial indexes.
-    // Started at once: all of them when $7, else the first $8 in the order returned (start_first).
-    claim: `
-      WITH q AS (SELECT coalesce((SELECT paused FROM ${S}.queue WHERE name = $1), false) AS paused),
-      due AS MATERIALIZED (
-        SELECT id, t, seq FROM ${T}
-         WHERE queue = $1 AND state = 1 AND t <= ${NOW} AND NOT (SELECT paused FROM q) AND ($6::text[] IS NULL OR id = ANY($6::text[]))
-         ORDER BY t, seq LIMIT $4 FOR UPDATE SKIP LOCKED),
-      rdy AS MATERIALIZED (
-        SELECT id, ready_seq FROM ${T}
-         WHERE queue = $1 AND state = 0 AND NOT (SELECT paused FROM q) AND ($6::text[] IS NULL OR id = ANY($6::text[]))
-         ORDER BY ready_seq LIMIT greatest(0, $4 - (SELECT count(*) FROM due)) FOR UPDATE SKIP LOCKED),
-      picked AS MATERIALIZED (
-        SELECT id, r, o, row_number() OVER (ORDER BY r, o) AS g FROM (
-          SELECT id, 0 AS r, row_number() OVER (ORDER BY t, seq) AS o FROM due
-          UNION ALL SELECT id, 1, row_number() OVER (ORDER BY ready_seq) FROM rdy) u),
-      -- The claim's number, and its claim_mark row when it hands out tasks it does not mark (schema-v9.ts).
-      cid AS MATERIALIZED (SELECT nextval('${S}.claim_seq') AS c),
-      cm AS (
-        INSERT INTO ${S}.claim_mark (claim, queue, owner)
-        SELECT c, $1, $3 FROM cid WHERE NOT $7 AND (SELECT count(*) FROM picked) > $8),
-      upd AS (
-        UPDATE ${T} AS k SET state = 2, fence = k.fence + 1, owner = $3, t = ${NOW} + $5 * interval '1 ms',
-               started = $7 OR k.id = ANY (ARRAY(SELECT id FROM picked WHERE g <= $8)), claim = (SELECT c FROM cid)
-         WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM picked))
-        RETURNING ${RECORD}, k.fence::float8 AS fence, ${ms('k.t')} AS expires, ${ms(NOW)} AS now, k.started, k.claim::float8 AS claim)
-      SELECT upd.* FROM upd JOIN picked p USING (id) ORDER BY p.r, p.o`,
+    // ready; started at once: all of them when $7, else the first $8 in the order returned
+    // (start_first). The function (schema-v11.ts) is planned without bitmap scans, so that no plan
+    // of it reads a whole ready set (the generic plan after a VACUUM without ANALYZE did).
+    claim: `SELECT * FROM ${S}.claim_tasks($1, $2, $3, $4, $5, $6, $7, $8)`,
     // Lease operations, batched (one statement per kind and ack window; an id at most once per
     // batch): $3 ids, $4 fences, $5 owners (start: $2, $3, $4; it reads no clock), renew $6 lease ms.
     // The ids returned are those whose lease was held; the others were fenced off.
