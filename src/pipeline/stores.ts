@@ -321,7 +321,7 @@ class FileRowStore implements RowStore {
   }
 
   putTexts(rows: readonly RowText[]): Promise<RowPutResult> {
-    return this.on((s) => s.put(rows.map((r) => ({ id: r.id, date: r.date, p: r.identity, text: r.text }))));
+    return this.on((s) => s.put(rows));
   }
 
   async rows(partition: string, identity: string): Promise<StoredRow[]> {

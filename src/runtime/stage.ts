@@ -65,11 +65,16 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
   const all = o.groups.flat();
   const added = await o.queue.enqueue(all, { rerun_completed: true, by: o.by });
   const ids = all.map((t) => t.id);
+  const addedIds = new Set(added.added);
+  const rerunIds = new Set(added.rerun);
   // A run is the operator's decision to try again: its own tasks an earlier run left in the dead
   // letters (a handler fixed since, a service that was down) go back to ready with fresh attempts,
-  // so a date is never stuck at a dead letter of its own identity.
-  const before = ids.length ? await o.queue.states(ids) : [];
-  const deadBefore = ids.filter((_, i) => before[i] === 'dead');
+  // so a date is never stuck at a dead letter of its own identity. A task this enqueue added or
+  // made ready again is not one of them: only the others are asked about (a first run of a date
+  // asks about none, where each id looked up read its record back from the queue's log).
+  const others = ids.filter((id) => !addedIds.has(id) && !rerunIds.has(id));
+  const before = others.length ? await o.queue.states(others) : [];
+  const deadBefore = others.filter((_, i) => before[i] === 'dead');
   const revived = new Set(deadBefore.length ? await o.queue.retry({ ids: deadBefore, by: o.by }) : []);
   // One set for the whole drain: the queue resolves it to its tasks once.
   const only: ReadonlySet<string> = new Set(ids);
@@ -112,28 +117,41 @@ export async function drainStage(o: StageOptions): Promise<{ groups: StageDrain[
     for (const k of Object.keys(ZERO) as (keyof RunSummary)[]) if (k !== 'forced' && k !== 'halted') total[k] += s[k];
     total.forced ||= s.forced;
     states = ids.length ? await o.queue.states(ids) : [];
-    const open = states.filter((st) => st !== 'completed' && st !== 'dead' && st !== 'cancelled').length;
+    let open = 0;
+    for (const st of states) if (st !== 'completed' && st !== 'dead' && st !== 'cancelled') open++;
     if (open === 0 || o.stop.aborted || monotonicMs() > deadline) break;
     await sleep(Math.min(1000, o.policy.poll_ms), o.stop);
   }
-  const stateOf = new Map(ids.map((id, i) => [id, states[i] ?? null]));
-  const addedIds = new Set(added.added);
-  const rerunIds = new Set(added.rerun);
+  // One pass over each group's tasks: `states[k]` is the state of `all[k]`, the groups in order.
   const groups: StageDrain[] = [];
+  let k = 0;
   for (const g of o.groups) {
-    const gs = g.map((t) => stateOf.get(t.id) ?? null);
-    const deadIds = g.filter((t) => stateOf.get(t.id) === 'dead').map((t) => t.id);
+    const n = { enqueued: 0, rerun: 0, already_queued: 0, completed: 0, retried: 0, unsettled: 0, cancelled: 0 };
+    const deadIds: string[] = [];
+    for (const t of g) {
+      const st = states[k++] ?? null;
+      const id = t.id;
+      const isAdded = addedIds.has(id);
+      if (isAdded) n.enqueued++;
+      if (rerunIds.has(id) || revived.has(id)) n.rerun++;
+      else if (!isAdded) n.already_queued++;
+      if (st === 'completed') n.completed++;
+      else if (st === 'dead') deadIds.push(id);
+      else n.unsettled++;
+      if (st === 'cancelled') n.cancelled++;
+      if (retriedOf.size) n.retried += retriedOf.get(id) ?? 0;
+    }
     const dead = (await Promise.all(deadIds.map((id) => o.queue.getDead(id)))).filter((d): d is DeadLetter => d !== null);
     groups.push({
       total: g.length,
-      enqueued: g.filter((t) => addedIds.has(t.id)).length,
-      rerun: g.filter((t) => rerunIds.has(t.id) || revived.has(t.id)).length,
-      already_queued: g.filter((t) => !addedIds.has(t.id) && !rerunIds.has(t.id) && !revived.has(t.id)).length,
-      completed: gs.filter((st) => st === 'completed').length,
-      retried: g.reduce((a, t) => a + (retriedOf.get(t.id) ?? 0), 0),
+      enqueued: n.enqueued,
+      rerun: n.rerun,
+      already_queued: n.already_queued,
+      completed: n.completed,
+      retried: n.retried,
       dead,
-      unsettled: gs.filter((st) => st !== 'completed' && st !== 'dead').length,
-      cancelled: gs.filter((st) => st === 'cancelled').length,
+      unsettled: n.unsettled,
+      cancelled: n.cancelled,
       paused,
     });
   }

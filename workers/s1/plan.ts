@@ -76,7 +76,13 @@ export function stageTasks(stage: StageName, date: string, params: StageParams, 
   const extra = group === undefined ? {} : { group };
   if (stage === 'update_attention_scores') {
     const idOf = idMaker(stage, date, p);
-    return subjects.map((subject_ref) => ({ id: idOf(subject_ref), payload: { ...base, subject_ref }, ...extra }));
+    // Stage 1's params are `{ as_of, config_hash, inputs }` (makeParams): each task's payload is
+    // written out with the keys of `{ ...base, subject_ref }` in their order, without a spread a task.
+    const { as_of, config_hash, inputs } = p;
+    return subjects.map((subject_ref) => {
+      const payload = { date, as_of, config_hash, inputs, subject_ref };
+      return group === undefined ? { id: idOf(subject_ref), payload } : { id: idOf(subject_ref), payload, group };
+    });
   }
   return [{ id: deterministicId(stage, date, DATE_LEVEL_SUBJECT, p), payload: base, ...extra }];
 }

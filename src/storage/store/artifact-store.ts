@@ -20,6 +20,14 @@ export interface RowToPut {
   text: string;
 }
 
+/** {@link RowToPut} as the pipeline's stores hold it: `identity` is its params hash (`p`). */
+export interface RowTextToPut {
+  id: string;
+  date: string;
+  identity: string;
+  text: string;
+}
+
 export interface Conflict {
   id: string;
   existing: string;
@@ -78,7 +86,7 @@ class LineBuffer {
 }
 
 interface PendingPut {
-  rows: RowToPut[];
+  rows: readonly (RowToPut | RowTextToPut)[];
   resolve: (r: PutResult) => void;
   reject: (e: unknown) => void;
 }
@@ -156,8 +164,11 @@ export class ArtifactStore {
     this.mutex = new Mutex(join(this.index.dir, '.mutex'), `store ${path}`);
   }
 
-  /** Puts rows; resolves once they are durable (or found present, or refused as a conflict). */
-  put(rows: RowToPut[]): Promise<PutResult> {
+  /**
+   * Puts rows (with their params hash as `p`, or as `identity`: the pipeline's rows go in as they
+   * are, without a copy each); resolves once they are durable (or found present, or refused as a conflict).
+   */
+  put(rows: readonly (RowToPut | RowTextToPut)[]): Promise<PutResult> {
     return new Promise((resolve, reject) => {
       this.pending.push({ rows, resolve, reject });
       if (!this.scheduled) {
@@ -308,7 +319,7 @@ export class ArtifactStore {
             else result.conflicts.push({ id: row.id, existing: this.textOf(known, start, out), incoming: row.text });
             continue;
           }
-          const e: IndexEntry = { id: row.id, p: row.p, o: start + at, l, h };
+          const e: IndexEntry = { id: row.id, p: (row as RowTextToPut).identity ?? (row as RowToPut).p, o: start + at, l, h };
           m.set(row.id, e);
           added.push({ e, date: row.date, m });
         }

@@ -26,4 +26,53 @@ describe('Season 1 task payloads', () => {
     expect(bad.success).toBe(false);
     expect(bad.error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual(['as_of: must be an ISO-8601 instant']);
   });
+
+  it("stage 1's check without zod's copy: the same verdict, data and messages as the schema for any payload", () => {
+    const p = new UpdateAttentionScoresWorker().payload;
+    // The schema behind it: what every payload must be judged by.
+    const schema = Object.getPrototypeOf(p) as typeof p;
+    const plain = { ...good, subject_ref: 'creator:c000001' };
+    const reordered = { subject_ref: 's', ...good };
+    const { inputs: _inputs, ...missing } = plain;
+    class Payload {
+      date = good.date;
+      as_of = good.as_of;
+      config_hash = good.config_hash;
+      inputs = good.inputs;
+      subject_ref = 's';
+    }
+    const cases: unknown[] = [
+      plain,
+      reordered,
+      missing,
+      { ...plain, extra: 1 },
+      { ...plain, subject_ref: '' },
+      { ...plain, subject_ref: 7 },
+      { ...plain, config_hash: '3BBF9E591339F3A2' },
+      { ...plain, inputs: '417dba18a67fc70' },
+      { ...plain, inputs: '417dba18a67fc7033' },
+      { ...plain, date: '2026-02-30' },
+      { ...plain, date: '2026-01-28' },
+      { ...plain, as_of: 'later' },
+      { ...plain, as_of: '2026-01-29T00:00:00Z' },
+      { ...plain, subject_ref: undefined },
+      Object.assign(Object.create(null) as object, plain),
+      new Payload(),
+      [plain],
+      null,
+      'payload',
+    ];
+    for (const x of cases) {
+      const fast = p.safeParse(x);
+      const slow = schema.safeParse(x);
+      expect(fast.success).toBe(slow.success);
+      if (slow.success) {
+        expect(fast.data).toEqual(slow.data);
+        expect(Object.keys(fast.data as object)).toEqual(Object.keys(slow.data as object));
+      } else expect(fast.error?.issues).toEqual(slow.error?.issues);
+    }
+    // The plan's payload is taken as it is (no copy); any other goes through the schema.
+    expect(p.safeParse(plain).data).toBe(plain);
+    expect(p.safeParse(reordered).data).not.toBe(reordered);
+  });
 });

@@ -97,6 +97,11 @@ function decayByAge(halfLifeDays: number, windowDays: number): Float64Array {
   return lastDecay;
 }
 
+/** The counted signals of the subject {@link attentionForColumns} scores, reused (one call at a time). */
+const countedOf: number[] = [];
+/** Up to this many counted signals are sorted by insertion (a subject has about ten). */
+const INSERTION_SORT_MAX = 32;
+
 /**
  * {@link attentionForSubject} of the signals at `members` of a signal table (one subject's, in any
  * order), read from its columns: the same counted signals, summed in the same order with the same
@@ -108,7 +113,8 @@ export function attentionForColumns(t: SignalColumns, members: ArrayLike<number>
   if (dateDay === null) throw new RangeError(`not a YYYY-MM-DD calendar date: "${date}"`);
   const firstDay = dateDay - attention.window_days + 1;
   const ts = t.ts;
-  const counted: number[] = [];
+  const counted = countedOf;
+  counted.length = 0;
   for (let j = 0; j < members.length; j++) {
     const i = members[j]!;
     const day = Math.floor(ts[i]! / DAY_MS);
@@ -116,7 +122,20 @@ export function attentionForColumns(t: SignalColumns, members: ArrayLike<number>
   }
   if (counted.length === 0) return null;
   const ids = t.ids;
-  counted.sort((a, b) => ts[a]! - ts[b]! || compareText(ids[a]!, ids[b]!));
+  // By (ts, signal_id): a total order (ids are unique in a file), so any sort gives the same one.
+  // A subject's few signals are sorted in place; Array.prototype.sort copied them into a work
+  // array of its own each task.
+  if (counted.length <= INSERTION_SORT_MAX) {
+    for (let k = 1; k < counted.length; k++) {
+      const i = counted[k]!;
+      let m = k - 1;
+      while (m >= 0 && (ts[counted[m]!]! - ts[i]! || compareText(ids[counted[m]!]!, ids[i]!)) > 0) {
+        counted[m + 1] = counted[m]!;
+        m--;
+      }
+      counted[m + 1] = i;
+    }
+  } else counted.sort((a, b) => ts[a]! - ts[b]! || compareText(ids[a]!, ids[b]!));
   const weightOf = weightsOfKinds(t.kinds, attention.weights);
   const decay = decayByAge(attention.half_life_days, attention.window_days);
   let sum = 0;
