@@ -96,7 +96,9 @@ async function importDefinition(path: string, name: string): Promise<PipelineDef
     }
     // A syntax error is the module file's fault (20, fix the named line), not ours. Node 20 does
     // not say where an ES module's syntax error is; `node --check` does, for the module itself.
-    if (err instanceof SyntaxError || (err as Error)?.name === 'SyntaxError') {
+    // A SyntaxError the module's code threw while it ran (JSON.parse of bad text, new Function)
+    // is a throw on import like any other: its stack has a frame in a module file.
+    if ((err instanceof SyntaxError || (err as Error)?.name === 'SyntaxError') && !/\n\s+at (.*\()?(file:\/\/|\/)/.test((err as Error).stack ?? '')) {
       const at = syntaxErrorAt(path);
       throw new DataInvalidError(at?.file ?? path, at?.line ?? null, `pipeline ${name}: ${(err as Error).message} (the module does not parse)`);
     }

@@ -54,6 +54,21 @@ describe('a config that names something other than a JavaScript module', () => {
   }, 60_000);
 });
 
+describe('a module that parses but throws a SyntaxError while it loads', () => {
+  it('is the failure of its import (50, the error as thrown), not "the module does not parse" (20)', () => {
+    const dir = workspace('./pipe.mjs', { 'pipe.mjs': `const keys = JSON.parse(process.env.NO_SUCH_VARIABLE ?? 'undefined');\n${oneStep('a')}` });
+    const r = cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05']);
+    expectOneLineError(r, 50, new RegExp(`^error: pipeline p: importing ${dir}/pipe\\.mjs failed: "undefined" is not valid JSON$`));
+    expect(r.stderr).not.toMatch(/does not parse/);
+    const parse = workspace('./pipe.mjs', { 'pipe.mjs': `const x = ;\n${oneStep('a')}` });
+    expectOneLineError(
+      cli(['pipeline', 'run', 'p', '--workspace', parse, '--date', '2026-01-05']),
+      20,
+      new RegExp(`^error: ${parse}/pipe\\.mjs:1: pipeline p: Unexpected token ';' \\(the module does not parse\\)$`),
+    );
+  }, 60_000);
+});
+
 describe('a module whose top-level await never settles', () => {
   it('is exit 20 naming the module, not an undocumented exit code with no message', () => {
     const dir = workspace('./pipe.mjs', { 'pipe.mjs': `${oneStep('a')}await new Promise(() => {});\n` });
