@@ -3,6 +3,7 @@ import { join, relative } from 'node:path';
 import { rowsByKey } from '../storage/store/plain-lines.js';
 import type { WorkspaceConfig } from '../config/load.js';
 import { MetaspnError } from '../guard/errors.js';
+import { EXIT } from '../guard/exit-codes.js';
 import { fileDeps } from '../pipeline/file-deps.js';
 import { validatePipeline } from '../pipeline/plan.js';
 import { loadPipeline } from '../pipeline/registry.js';
@@ -22,7 +23,14 @@ export async function workspacePipelines(ws: WorkspacePaths, cfg: WorkspaceConfi
       out.push(await loadPipeline(ws, cfg, name));
     } catch (err) {
       if (!(err instanceof MetaspnError)) throw err;
-      f.error('pipeline', module, `pipeline ${name} does not load: ${err.message}`, `fix the module or its entry in ${relative(ws.root, cfg.file)}; \`metaspn pipeline show ${name}\` says the same`);
+      // Nothing on disk is corrupt: the module (or its entry) is bad input, as a config that does not load is (20, not 30).
+      f.error(
+        'pipeline',
+        module,
+        `pipeline ${name} does not load: ${err.message}`,
+        `fix the module or its entry in ${relative(ws.root, cfg.file)}; \`metaspn pipeline show ${name}\` says the same`,
+        EXIT.DATA_INVALID,
+      );
     }
   }
   return out;

@@ -69,6 +69,18 @@ describe('a module that parses but throws a SyntaxError while it loads', () => {
   }, 60_000);
 });
 
+describe('doctor on a workspace whose pipeline module does not load', () => {
+  it('exits 20 (bad input to fix), not 30 (corrupt state to freeze), and the finding names the module', () => {
+    const dir = workspace('./pipe.mjs', { 'pipe.mjs': `throw new Error('no settings');\n` });
+    const r = cli(['doctor', '--workspace', dir]);
+    expect(r.code, r.stdout + r.stderr).toBe(20);
+    expect(r.stdout).toMatch(/^ERROR {3}\.\/pipe\.mjs: pipeline p does not load: .*no settings/m);
+    const j = cli(['doctor', '--workspace', dir, '--json']);
+    expect(j.code).toBe(20);
+    expect(JSON.parse(j.stdout)).toMatchObject({ exit_code: 20, findings: [{ severity: 'error', area: 'pipeline', exit_code: 20 }] });
+  }, 60_000);
+});
+
 describe('a module whose top-level await never settles', () => {
   it('is exit 20 naming the module, not an undocumented exit code with no message', () => {
     const dir = workspace('./pipe.mjs', { 'pipe.mjs': `${oneStep('a')}await new Promise(() => {});\n` });
