@@ -97,6 +97,11 @@ export function storeFileOf(pipeline: string, step: string): string {
   return storeFiles.get(pipeline)?.[step] ?? `${pipeline}.${step}.jsonl`;
 }
 
+/** The files under store/ a pipeline named for its own steps (without `.jsonl`); none for a workspace pipeline. */
+export function namedStoreFiles(pipeline: string): string[] {
+  return Object.values(storeFiles.get(pipeline) ?? {}).map((f) => f.replace(/\.jsonl$/, ''));
+}
+
 /** The bundled pipeline of that name, or undefined. */
 export function bundledPipeline(name: string): BundledPipeline | undefined {
   return registry.get(name);

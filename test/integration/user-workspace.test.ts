@@ -190,3 +190,31 @@ describe('a config file that says null', () => {
     }
   }, 60_000);
 });
+
+describe('store export --pipeline p, beside a pipeline named p_z', () => {
+  it("exports p's stores only (p_z's were taken for p's), and --pipeline s1 still exports Season 1's files", () => {
+    const dir = workspace('./p.mjs', { 'p.mjs': oneStep('x'), 'pz.mjs': oneStep('q').replaceAll("'p'", "'p_z'") });
+    writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify({ pipelines: { p: './p.mjs', p_z: './pz.mjs' } }));
+    expect(cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05']).code).toBe(0);
+    expect(cli(['pipeline', 'run', 'p_z', '--workspace', dir, '--date', '2026-01-05']).code).toBe(0);
+    expect(
+      readdirSync(join(dir, 'store'))
+        .filter((f) => f.endsWith('.jsonl'))
+        .sort(),
+    ).toEqual(['p.x.jsonl', 'p_z.q.jsonl']);
+    const out = join(tempWorkspace({ demo: false }), 'export');
+    const r = cli(['store', 'export', '--workspace', dir, '--out', out, '--pipeline', 'p', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { stores: { store: string }[] }).stores.map((x) => x.store)).toEqual(['p.x']);
+    const s1 = tempWorkspace();
+    expect(cli(['s1', 'run-local', '--workspace', s1, '--date', '2026-01-15']).code).toBe(0);
+    const e = cli(['store', 'export', '--workspace', s1, '--out', join(s1, 'export'), '--pipeline', 's1', '--json']);
+    expect(e.code, e.stderr).toBe(0);
+    expect((JSON.parse(e.stdout) as { stores: { store: string }[] }).stores.map((x) => x.store)).toEqual(
+      readdirSync(join(s1, 'store'))
+        .filter((f) => f.endsWith('.jsonl'))
+        .map((f) => f.slice(0, -6))
+        .sort(),
+    );
+  }, 120_000);
+});

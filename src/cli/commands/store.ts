@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { PgStores } from '../../backend/pg/stores.js';
 import { loadConfig } from '../../config/load.js';
 import { UsageError } from '../../guard/errors.js';
-import { storeFileOf } from '../../pipeline/bundled.js';
+import { namedStoreFiles, storeFileOf } from '../../pipeline/bundled.js';
 import { parseDate } from '../../pipeline/dates.js';
 import { writeAtomicSync } from '../../storage/atomic.js';
 import { safeReadFile, safeReaddir } from '../../storage/safe-path.js';
@@ -21,9 +21,12 @@ export interface ExportedStore {
   rows: number;
 }
 
-/** A store name a pipeline owns: `<pipeline>.<step>`, or Season 1's `s1_<name>`. */
+/**
+ * A store name a pipeline owns: `<pipeline>.<step>`, or a file a bundled pipeline names for its
+ * steps (Season 1's `s1_<name>`). Not any `<pipeline>_…`: pipeline `a` does not own `a_b.step`.
+ */
 function ownedBy(store: string, pipeline: string | undefined): boolean {
-  return pipeline === undefined || store.startsWith(`${pipeline}.`) || store.startsWith(`${pipeline}_`);
+  return pipeline === undefined || store.startsWith(`${pipeline}.`) || namedStoreFiles(pipeline).includes(store);
 }
 
 /**
