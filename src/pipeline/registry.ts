@@ -50,10 +50,13 @@ const loaded = new Map<string, Promise<PipelineDefinition>>();
 export function loadPipeline(ws: WorkspacePaths, cfg: WorkspaceConfig, name: string): Promise<PipelineDefinition> {
   const bundled = bundledPipeline(name);
   if (bundled) throw new UsageError(`pipeline ${name} is bundled: run it with \`${bundled.command}\``);
-  const rel = cfg.pipelines[name];
+  // Own keys only: `constructor` or `__proto__` is no pipeline of the config, not a property of every object.
+  const rel = Object.hasOwn(cfg.pipelines, name) ? cfg.pipelines[name] : undefined;
   if (rel === undefined) {
     const known = Object.keys(cfg.pipelines);
-    throw new UsageError(`no pipeline ${name} in ${cfg.file}`, { hint: known.length ? `pipelines: ${known.join(', ')}` : 'add "pipelines": {"<name>": "./path/module.js"} to metaspn.config.json' });
+    throw new UsageError(`no pipeline ${name.length > 80 ? `${name.slice(0, 79)}…` : name} in ${cfg.file}`, {
+      hint: known.length ? `pipelines: ${known.join(', ')}` : 'add "pipelines": {"<name>": "./path/module.js"} to metaspn.config.json',
+    });
   }
   const path = modulePath(ws, cfg, name, rel);
   let p = loaded.get(path);

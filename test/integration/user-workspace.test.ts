@@ -81,6 +81,18 @@ describe('doctor on a workspace whose pipeline module does not load', () => {
   }, 60_000);
 });
 
+describe('a pipeline name that is a property of every object', () => {
+  it('pipeline show|run constructor, __proto__, toString: 64 "no pipeline" (was 50, an unexpected failure); a long name is cut', () => {
+    const dir = workspace('./pipe.mjs', { 'pipe.mjs': oneStep('a') });
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      expectOneLineError(cli(['pipeline', 'show', name, '--workspace', dir]), 64, new RegExp(`^error: no pipeline ${name} in ${dir}/metaspn\\.config\\.json$`));
+      expect(cli(['pipeline', 'run', name, '--workspace', dir, '--date', '2026-01-05']).code).toBe(64);
+    }
+    expectOneLineError(cli(['pipeline', 'show', 'p'.repeat(500), '--workspace', dir]), 64, /^error: no pipeline p{79}… in /);
+    expect(existsSync(join(dir, 'manifests'))).toBe(false);
+  }, 60_000);
+});
+
 describe('a module whose top-level await never settles', () => {
   it('is exit 20 naming the module, not an undocumented exit code with no message', () => {
     const dir = workspace('./pipe.mjs', { 'pipe.mjs': `${oneStep('a')}await new Promise(() => {});\n` });
