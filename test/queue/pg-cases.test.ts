@@ -451,6 +451,18 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
   });
 
   describe('presence: the leases of an owner whose database session ended are handed out at once, not after their expiry', () => {
+    /** A client and queue `name` on a schema of their own (the worker table of 'cases' holds the owners other tests left gone), ended with the test. */
+    async function ownSchema(schema: string, name: string): Promise<{ admin: pg.Client; q: PgQueue }> {
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      onTestFinished(() => admin.end());
+      await admin.query(`CREATE SCHEMA ${schema}`);
+      const q = queue(name, { schema });
+      onTestFinished(() => q.close());
+      await q.stats();
+      return { admin, q };
+    }
+
     it('its session terminated (a host cut off, an operator): another host gets the task at once, owner_gone counted', async () => {
       const name = `gone_${++n}`;
       const holder = queue(name);
@@ -506,14 +518,7 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
 
     it('the presence check reads no task while every presence is held, and names the owner whose presence ended (10k leases)', async () => {
       const name = `presence_plan_${++n}`;
-      const admin = new pg.Client({ connectionString: db.url });
-      await admin.connect();
-      onTestFinished(() => admin.end());
-      // A schema of its own: the worker table of 'cases' holds the owners other tests left gone.
-      await admin.query(`CREATE SCHEMA presence_plan`);
-      const q = queue(name, { schema: 'presence_plan' });
-      onTestFinished(() => q.close());
-      await q.stats();
+      const { admin } = await ownSchema('presence_plan', name);
       await insertHalfLeased(admin, 'presence_plan', name, 10_000);
       const key = 4242424242;
       await admin.query(`INSERT INTO presence_plan.worker (owner, pid, host, lock_key) VALUES ('o', 9, 'host-o', $1)`, [key]);
@@ -535,6 +540,33 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
       expect((await admin.query(sql.goneOwners, [name])).rows).toEqual([{ owner: 'o', pid: 9, host: 'host-o' }]);
       // A gone owner with no lease of this queue is not named for it.
       expect((await admin.query(sql.goneOwners, ['other'])).rows).toEqual([]);
+    });
+
+    it('a gone owner has its presence key cleared once none of its leases is left; a held key is kept', async () => {
+      const name = `presence_clear_${++n}`;
+      const { admin, q } = await ownSchema('presence_clear', name);
+      // 'o' holds 2 leases of the 4 tasks; 'p' exited holding none; 'h' holds its lock and no lease.
+      await insertHalfLeased(admin, 'presence_clear', name, 4);
+      const keys = { o: 4242424243, p: 4242424244, h: 4242424245 };
+      for (const [owner, key] of Object.entries(keys)) {
+        await admin.query(`INSERT INTO presence_clear.worker (owner, pid, host, lock_key) VALUES ($1, 9, 'host', $2)`, [owner, key]);
+      }
+      await admin.query(`SELECT pg_advisory_lock($1::bigint)`, [keys.o]);
+      await admin.query(`SELECT pg_advisory_lock($1::bigint)`, [keys.h]);
+      const sql = statements('presence_clear');
+      const keyed = async (): Promise<string[]> => (await admin.query<{ owner: string }>(`SELECT owner FROM presence_clear.worker WHERE lock_key IS NOT NULL ORDER BY owner`)).rows.map((r) => r.owner);
+      // 'p' is gone with no lease: not named, its key cleared; the held keys stay.
+      expect((await admin.query(sql.goneOwners, [name])).rows).toEqual([]);
+      expect(await keyed()).toEqual(['h', 'o']);
+      // 'o' gone with leases left: named, its key kept until they are handed out.
+      await admin.query(`SELECT pg_advisory_unlock($1::bigint)`, [keys.o]);
+      expect((await admin.query(sql.goneOwners, [name])).rows).toEqual([{ owner: 'o', pid: 9, host: 'host' }]);
+      expect(await keyed()).toEqual(['h', 'o']);
+      // The queue's reclaim hands them out (owner_gone); the next check clears the key and reads nothing more.
+      expect((await q.reclaimExpired()).sort()).toEqual(['t2', 't4']);
+      expect((await admin.query(sql.goneOwners, [name])).rows).toEqual([]);
+      expect(await keyed()).toEqual(['h']);
+      expect((await admin.query(`SELECT state, count(*)::int AS n FROM presence_clear.task GROUP BY state`)).rows).toEqual([{ state: 0, n: 4 }]);
     });
 
     it('its process SIGKILLed mid-task: another host gets the task at once', async () => {

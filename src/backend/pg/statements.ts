@@ -112,6 +112,14 @@ export function statements(schema: string): Statements {
   return s;
 }
 
+/** The advisory lock of the worker row `w`'s presence key (presence.ts) is not held by any session. */
+const NO_LOCK = `NOT EXISTS (
+             SELECT 1 FROM pg_locks l
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND l.classid = ((w.lock_key >> 32) & 4294967295)::oid
+                AND l.objid = (w.lock_key & 4294967295)::oid)`;
+
 function build(S: string): Statements {
   const T = `${S}.task`;
   /** (id, fence, owner) rows from arrays at `$a`, `$a+1`, `$a+2`. */
@@ -264,19 +272,28 @@ function build(S: string): Statements {
     // then only for those owners. Read first, the leased tasks came by a bitmap scan of the whole
     // `task_leased` index, which never marks an entry dead: an entry per lease taken since the last
     // vacuum, at every check (49,000 a check in a 100k fail-once drain; docs/PERFORMANCE.md).
+    //
+    // A gone owner none of whose leases is left (in any queue) has its key cleared in the same
+    // statement: an exited worker keeps its row, and its key made every later check find it gone
+    // and read the task table. The lock is looked at again at update time (presence takes the lock
+    // before it writes the key, so an owner that holds it again keeps its key; one that takes it
+    // after writes its key after this). A cleared key only means judged by lease expiry alone.
     goneOwners: `
       WITH gone AS MATERIALIZED (
         SELECT w.owner, w.pid, w.host FROM ${S}.worker w
          WHERE w.lock_key IS NOT NULL
-           AND NOT EXISTS (
-             SELECT 1 FROM pg_locks l
-              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                AND l.classid = ((w.lock_key >> 32) & 4294967295)::oid
-                AND l.objid = (w.lock_key & 4294967295)::oid))
+           AND ${NO_LOCK}),
+      held AS MATERIALIZED (
+        SELECT DISTINCT k.queue, k.owner FROM ${T} k
+         WHERE EXISTS (SELECT 1 FROM gone) AND k.state = 2 AND k.owner = ANY (ARRAY(SELECT owner FROM gone))),
+      cleared AS (
+        UPDATE ${S}.worker w SET lock_key = NULL
+         WHERE EXISTS (SELECT 1 FROM gone) AND w.owner = ANY (ARRAY(SELECT owner FROM gone)) AND w.lock_key IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM held h WHERE h.owner = w.owner)
+           AND ${NO_LOCK}
+        RETURNING 1)
       SELECT g.owner, g.pid, g.host FROM gone g
-       WHERE EXISTS (SELECT 1 FROM gone) AND g.owner IN (
-         SELECT k.owner FROM ${T} k WHERE k.queue = $1 AND k.state = 2 AND k.owner = ANY (ARRAY(SELECT owner FROM gone)))`,
+       WHERE g.owner IN (SELECT h.owner FROM held h WHERE h.queue = $1)`,
     workerTable: `${S}.worker`,
     presence: `
       WITH live AS MATERIALIZED (
