@@ -1,4 +1,5 @@
 import { crc32 } from 'node:zlib';
+import type { NewTask } from '../types.js';
 import { expandRecord } from './records.js';
 
 /**
@@ -64,6 +65,55 @@ export class LineBuffer {
     return end + 2 - start;
   }
 
+  /**
+   * Appends the line of an `enqs` record of fresh tasks, encoded straight from them: `head` is the
+   * record's JSON text up to its list (`{"t":"enqs",…,"l":[`), `tail` what follows the list (`]…}`),
+   * and entry k is `tasks[picks[k]]` as `enqsOf` makes it with max_attempts `x`. The same bytes as
+   * `add` of that record, without an entry array a task or the record's text. Ids and groups go
+   * in as they are: their alphabets (src/queue/record.ts, src/queue/validate.ts) need no escape in
+   * JSON; a caller passes only tasks that checkTaskId and checkGroup accepted. Returns the line's length.
+   */
+  addEnqs(head: string, tasks: readonly NewTask[], picks: Int32Array, count: number, x: number, tail: string): number {
+    const start = this.length;
+    let pos = start + BODY_START;
+    this.reserve(pos + head.length + 16, start);
+    HEAD_BYTES.copy(this.buf, start);
+    MID_BYTES.copy(this.buf, start + HEAD.length + 8);
+    pos = ascii(this.buf, pos, head);
+    for (let k = 0; k < count; k++) {
+      const t = tasks[picks[k]!]!;
+      const id = t.id;
+      const p = t.payload;
+      const json = p === undefined || p === null ? 'null' : (JSON.stringify(p) ?? 'null');
+      const max = t.max_attempts ?? x;
+      const group = t.group;
+      const more = group !== undefined ? `,${max},"${group}"` : max !== x ? `,${max}` : '';
+      this.reserve(pos + id.length + json.length * 3 + more.length + 8, pos);
+      const b = this.buf;
+      if (k > 0) b[pos++] = 0x2c; // ,
+      b[pos++] = 0x5b; // [
+      b[pos++] = 0x22; // "
+      pos = ascii(b, pos, id);
+      b[pos++] = 0x22;
+      b[pos++] = 0x2c;
+      pos += json.length < 32 && isAscii(json) ? (ascii(b, pos, json), json.length) : b.write(json, pos, 'utf8');
+      if (more !== '') pos = ascii(b, pos, more);
+      b[pos++] = 0x5d; // ]
+    }
+    this.reserve(pos + tail.length + 2, pos);
+    const b = this.buf;
+    pos = ascii(b, pos, tail);
+    let crc = crc32(b.subarray(start + BODY_START, pos));
+    b[pos] = 0x7d;
+    b[pos + 1] = NL;
+    for (let i = start + HEAD.length + 7; i >= start + HEAD.length; i--) {
+      b[i] = HEX[crc & 15]!;
+      crc >>>= 4;
+    }
+    this.length = pos + 2;
+    return pos + 2 - start;
+  }
+
   bytes(): Buffer {
     return this.buf.subarray(0, this.length);
   }
@@ -74,11 +124,44 @@ export class LineBuffer {
     if (this.buf.length > 4 << 20) this.buf = Buffer.allocUnsafe(1 << 16);
   }
 
-  private reserve(size: number): void {
+  /** Room for `size` bytes; `keep`: the bytes written so far (a line being written may reach past `length`). */
+  private reserve(size: number, keep = this.length): void {
     if (size <= this.buf.length) return;
     const bigger = Buffer.allocUnsafe(Math.max(size, this.buf.length * 2));
-    this.buf.copy(bigger, 0, 0, this.length);
+    this.buf.copy(bigger, 0, 0, keep);
     this.buf = bigger;
+  }
+}
+
+/** Writes `s`, whose characters are all below 0x80, at `pos`; returns the position after it. */
+function ascii(b: Buffer, pos: number, s: string): number {
+  for (let i = 0; i < s.length; i++) b[pos++] = s.charCodeAt(i);
+  return pos;
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/**
+ * A line a round has encoded but not yet appended (LoadedLog.unwritten), decoded from the round's
+ * bytes when something reads it before the append: what lets a round write a line without
+ * building its record (LineBuffer.addEnqs).
+ */
+export class BufferedLine {
+  private decoded: unknown = undefined;
+
+  constructor(
+    private readonly lines: LineBuffer,
+    private readonly start: number,
+    private readonly length: number,
+  ) {}
+
+  /** The line's record (null when it does not verify, which a line this process encoded always does). */
+  record(): unknown {
+    if (this.decoded === undefined) this.decoded = decodeLine(this.lines.bytes(), this.start, this.start + this.length - 1);
+    return this.decoded;
   }
 }
 

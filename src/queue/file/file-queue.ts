@@ -35,13 +35,14 @@ import { HeldTasks } from './held.js';
 import { LocalStarts } from './local-starts.js';
 import { QueueLogConflictError } from './loader.js';
 import { QueueLogFile } from './log-file.js';
-import { ENQS_MAX, enqsOf, type LogRecord } from './records.js';
+import { ENQS_MAX, type LogRecord } from './records.js';
 import { reclaimIn } from './reclaim.js';
 import { taskAt, type BatchKind, type Round } from './round.js';
 import { RoundEngine, type Answer } from './rounds.js';
 import type { ConflictRepair } from './salvage.js';
 import { Scopes } from './scope.js';
-import { S_CANCELLED, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED } from './slots.js';
+import { keepShapes } from './shapes.js';
+import { FreshBatch, S_CANCELLED, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED } from './slots.js';
 import { StatsWriter } from './stats-file.js';
 import { TornTail } from './torn-tail.js';
 
@@ -98,6 +99,7 @@ export class FileQueue implements Queue {
   private readonly starts: LocalStarts;
 
   constructor(opts: FileQueueOptions) {
+    keepShapes(() => new FileQueue({ workspace: opts.workspace, name: opts.name }));
     this.name = opts.name;
     const ws = workspacePaths(opts.workspace);
     this.dir = queueDir(ws, opts.name);
@@ -136,30 +138,39 @@ export class FileQueue implements Queue {
   // ---- the Queue interface: each call becomes an op of the next locked round ----
 
   enqueue(tasks: readonly NewTask[], opts: EnqueueOptions = {}): Promise<EnqueueResult> {
-    for (const t of tasks) {
+    for (let i = 0; i < tasks.length; i++) {
+      const t = tasks[i]!;
       const bad = checkTaskId(t.id) ?? (t.group !== undefined ? checkGroup(t.group) : null);
       if (bad) return Promise.reject(new UsageError(bad));
     }
     return this.rounds.submit('enq', true, (r) => {
-      const result: EnqueueResult = { added: [], existing: [], rerun: [] };
       const idx = r.idx;
-      const at = new Date(r.at).toISOString();
       if (this.maxQueueSize > 0) {
         const open = idx.counts[S_READY]! + idx.counts[S_SCHEDULED]! + idx.counts[S_LEASED]!;
         const fresh = new Set(tasks.filter((t) => idx.ids.get(t.id) < 0).map((t) => t.id)).size;
         if (open + fresh > this.maxQueueSize) throw queueFull(this.name, open, fresh, this.maxQueueSize);
       }
+      // Sized for the whole call, filled in order and cut to length at the end.
+      const added = new Array<string>(tasks.length);
+      let addedCount = 0;
+      const result: EnqueueResult = { added, existing: [], rerun: [] };
+      idx.reserveFresh(tasks.length);
       // Fresh tasks go out ENQS_MAX to a line (one `enqs`; a lone one as an `enq`), in the order given.
-      const fresh = new Set<string>();
-      let pending: NewTask[] = [];
+      const batch = new FreshBatch(ENQS_MAX);
       const flush = (): void => {
-        if (pending.length === 1) r.emit({ t: 'enq', n: idx.slots.count, at: r.at, task: newRecord(this.name, pending[0]!, this.maxAttempts, r.at, at) });
-        else if (pending.length > 1) r.emit(enqsOf(idx.slots.count, r.at, pending, this.name, this.maxAttempts));
-        pending = [];
-        fresh.clear();
+        if (batch.count === 1) {
+          r.emit({ t: 'enq', n: idx.slots.count, at: r.at, task: newRecord(this.name, tasks[batch.picks[0]!]!, this.maxAttempts, r.at) });
+        } else if (batch.count > 1) r.emitFresh(tasks, batch.picks, batch.count, this.name, this.maxAttempts);
+        batch.clear();
       };
-      for (const t of tasks) {
-        const n = idx.ids.get(t.id);
+      for (let i = 0; i < tasks.length; i++) {
+        const t = tasks[i]!;
+        const n = idx.ids.getFresh(t.id, batch, i);
+        if (n === -1) {
+          added[addedCount++] = t.id;
+          if (batch.count === ENQS_MAX) flush();
+          continue;
+        }
         if (n >= 0) {
           const over = idx.slots.state[n] === S_COMPLETED || idx.slots.state[n] === S_CANCELLED;
           if (opts.rerun_completed && over && idx.slots.recOff[n]! >= 0) {
@@ -182,19 +193,12 @@ export class FileQueue implements Queue {
               continue;
             }
           }
-          result.existing.push(t.id);
-          continue;
         }
-        if (fresh.has(t.id)) {
-          result.existing.push(t.id);
-          continue;
-        }
-        fresh.add(t.id);
-        pending.push(t);
-        result.added.push(t.id);
-        if (pending.length === ENQS_MAX) flush();
+        // Indexed already, or given twice in this call.
+        result.existing.push(t.id);
       }
       flush();
+      added.length = addedCount;
       return () => result;
     });
   }

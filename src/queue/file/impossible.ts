@@ -1,3 +1,4 @@
+import type { NewTask } from '../types.js';
 import type { EnqsRecord, LogRecord, ShortFail } from './records.js';
 import { STATES } from './slots.js';
 
@@ -121,6 +122,23 @@ function impossibleShortFail(r: ShortFail): string | null {
 }
 
 /** An `enqs`'s entries: each a task id, and counts and groups in range (the rules of impossibleTask for a fresh task). */
+/**
+ * Does an `enqs` record of fresh tasks with these fields (entry k the task `tasks[picks[k]]`, as
+ * `enqsOf` makes it) pass impossibleValue? The checks of impossibleEntries on the values a bulk
+ * enqueue encodes straight from its tasks (LineBuffer.addEnqs); the queue name is a string.
+ */
+export function freshPossible(at: number, m: number | undefined, n: number, x: number, tasks: readonly NewTask[], picks: Int32Array, count: number): boolean {
+  if (!isTime(at) || (m !== undefined && !isTime(m)) || !isFence(n, 0) || !isCount(x, 0) || count === 0) return false;
+  for (let k = 0; k < count; k++) {
+    const t = tasks[picks[k]!]!;
+    if (typeof t.id !== 'string') return false;
+    const max = t.max_attempts ?? x;
+    if (max !== x && !isCount(max, 0)) return false;
+    if (t.group !== undefined && typeof t.group !== 'string') return false;
+  }
+  return true;
+}
+
 function impossibleEntries(r: EnqsRecord): string | null {
   if (!isFence(r.n, 0)) return `enqs: slot ${JSON.stringify(r.n)} is not a whole number from 0`;
   if (typeof r.q !== 'string') return 'enqs: no queue name';

@@ -1,6 +1,6 @@
 import { localTime, wallTime, type ClockReading } from '../clock.js';
 import { transition, type Event, type Status } from '../state.js';
-import type { Owner, QueueStats, TaskState } from '../types.js';
+import type { NewTask, Owner, QueueStats, TaskState } from '../types.js';
 import { isShortFail, type LogRecord, type Pair, type ShortFail } from './records.js';
 import { impossibleValue } from './impossible.js';
 import { DueHeap, IdIndex, NO_ENTRY, SlotFifo, SlotTable, STATES, S_CANCELLED, S_COMPLETED, S_DEAD, S_LEASED, S_READY, S_SCHEDULED, UNPLACED } from './slots.js';
@@ -326,6 +326,34 @@ export class IndexState {
         this.setStatus(r.n, { state: 'completed', attempt_count: 0, max_attempts: 0, fence: r.f, time: this.local(r.tm, r.mt), owner: null }, -1);
         return;
     }
+  }
+
+  /**
+   * An `enqs` line of fresh tasks this process encoded from them (Round.emitFresh; `at`, `m`, `n`,
+   * `x` its fields, entry k the task `tasks[picks[k]]`), applied from the tasks: what `apply` does
+   * with the line's record, without building it. The caller checked that the record has no
+   * impossible value (`freshPossible`).
+   */
+  applyFresh(at: number, m: number | undefined, n: number, x: number, tasks: readonly NewTask[], picks: Int32Array, count: number, offset: number, length: number): void {
+    if (this.conflict) throw new ReplayConflictError(this.conflict);
+    if (this.pendingReady.length > 0) this.settle();
+    const local = this.local(at, m);
+    const share = Math.ceil(length / count);
+    this.ids.reserve(this.ids.size + count);
+    for (let k = 0; k < count; k++) {
+      const t = tasks[picks[k]!]!;
+      const slot = n + k;
+      this.checkPlacement('enqs', slot, t.id, offset);
+      this.place('enqs', slot, t.id, offset, length, k, share);
+      this.slots.group[slot] = t.group === undefined ? -1 : this.internGroup(t.group);
+      this.placeReady(slot, t.max_attempts ?? x, local, null);
+    }
+  }
+
+  /** Room for `count` more tasks in the slot table and the id index, grown once (a bulk enqueue's batch). */
+  reserveFresh(count: number): void {
+    this.slots.reserve(this.slots.count + count);
+    this.ids.reserve(this.ids.size + count);
   }
 
   /** A line failed its checksum: one more slot may be passed over (see `gapAllowance`). */

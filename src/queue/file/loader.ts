@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { StateCorruptError } from '../../guard/errors.js';
 import type { QueueClock } from '../clock.js';
 import { systemClock } from '../system-clock.js';
-import { decodeLine, type ScannedLine } from './codec.js';
+import { BufferedLine, decodeLine, type ScannedLine } from './codec.js';
 import { IndexState, ReplayConflictError, type ReplayConflict } from './index-state.js';
 import { readAt, readMany } from '../../storage/io.js';
 import { readLines } from './log-io.js';
@@ -43,7 +43,7 @@ export class LoadedLog {
   readonly idx: IndexState;
   readonly corrupt: CorruptRange[] = [];
   end = 0;
-  /** Records of the round in progress, by offset: applied already, not yet written. */
+  /** Records of the round in progress, by offset: applied already, not yet written (a BufferedLine: decoded from the round's bytes when read). */
   readonly unwritten = new Map<number, unknown>();
   /** Records a salvage replaced, by offset: read in place of the line there (which holds impossible values). */
   readonly replaced = new Map<number, unknown>();
@@ -148,6 +148,12 @@ export class LoadedLog {
     return slots.map((s, i) => (t.failLen[s] === 0 ? before[i] : withShortFail(before[i], decoded.get(t.failOff[s]!) ?? this.failAt(s))));
   }
 
+  /** The record of a line the current round encoded at `off` but has not appended. */
+  private unwrittenAt(off: number): unknown {
+    const u = this.unwritten.get(off);
+    return u instanceof BufferedLine ? u.record() : (u ?? null);
+  }
+
   /** The full record a slot points at, read back from the log (with its short `fail`, when one follows it). */
   recordAt(slot: number): unknown {
     const rec = this.baseAt(slot);
@@ -159,7 +165,7 @@ export class LoadedLog {
     const t = this.idx.slots;
     const off = t.failOff[slot]!;
     if (this.replaced.size && this.replaced.has(off)) return this.replaced.get(off);
-    if (off >= this.end) return this.unwritten.get(off) ?? null;
+    if (off >= this.end) return this.unwrittenAt(off);
     return decodeBuf(readAt(this.fd(), off, t.failLen[slot]!));
   }
 
@@ -195,7 +201,7 @@ export class LoadedLog {
     const off = t.recOff[slot]!;
     const entry = t.entry[slot]!;
     if (this.replaced.size && this.replaced.has(off)) return pick(this.replaced.get(off), entry);
-    if (off >= this.end) return pick(this.unwritten.get(off) ?? null, entry);
+    if (off >= this.end) return pick(this.unwrittenAt(off), entry);
     if (entry !== NO_ENTRY && this.lastLine?.offset === off) return pick(this.lastLine.record, entry);
     const rec = decodeBuf(readAt(this.fd(), off, t.recLen[slot]!));
     if (entry !== NO_ENTRY) this.remember(off, rec);

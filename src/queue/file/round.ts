@@ -1,10 +1,11 @@
 import { MetaspnError } from '../../guard/errors.js';
 import type { ClockReading } from '../clock.js';
-import type { TaskRecord } from '../types.js';
-import { LineBuffer } from './codec.js';
+import type { NewTask, TaskRecord } from '../types.js';
+import { BufferedLine, LineBuffer } from './codec.js';
+import { freshPossible } from './impossible.js';
 import type { Effects, IndexState } from './index-state.js';
 import type { LoadedLog } from './loader.js';
-import { needsSync, shortForm, type LogRecord, type Pair } from './records.js';
+import { enqsOf, needsSync, shortForm, type LogRecord, type Pair } from './records.js';
 
 /** Records that batch many [slot, fence] pairs of one owner. */
 export type BatchKind = 'done' | 'rel' | 'renew' | 'start';
@@ -27,6 +28,12 @@ export interface Round {
   readonly idx: IndexState;
   /** Applies the record to the state and queues it for writing; false when the state refused it. */
   emit(r: LogRecord): boolean;
+  /**
+   * `emit` of `enqsOf(idx.slots.count, at, [tasks[picks[0]], …], queue, x)`, the line encoded and
+   * applied straight from the tasks (no record built). Ids and groups must have passed
+   * checkTaskId and checkGroup, and be fresh (not indexed, none twice).
+   */
+  emitFresh(tasks: readonly NewTask[], picks: Int32Array, count: number, queue: string, x: number): boolean;
   /**
    * Queues one [slot, fence] of a batched record (done, rel, renew, start): a round writes one
    * record per kind and owner for all of them. False when the slot already has an operation in this round.
@@ -101,6 +108,36 @@ export class RoundWriter implements Round {
       if ('at' in rec) (rec as { m?: number }).m = reading.mono;
     }
     return this.write(rec);
+  }
+
+  emitFresh(tasks: readonly NewTask[], picks: Int32Array, count: number, queue: string, x: number): boolean {
+    const reading = this.reading;
+    let m: number | undefined;
+    if (reading.boot !== null) {
+      if (this.idx.logBoot !== reading.boot) this.write({ t: 'clk', at: reading.wall, m: reading.mono, b: reading.boot });
+      m = reading.mono;
+    }
+    const log = this.loaded;
+    const n = log.idx.slots.count;
+    const at = this.at;
+    // What impossibleValue would refuse goes the long way, to be refused as it always was.
+    if (!freshPossible(at, m, n, x, tasks, picks, count)) {
+      const rec = enqsOf(n, at, Array.from(picks.subarray(0, count), (i) => tasks[i]!), queue, x);
+      if (m !== undefined) rec.m = m;
+      return this.write(rec);
+    }
+    // The text JSON.stringify gives the record enqsOf makes (keys in its order, `m` set after).
+    const head = `{"t":"enqs","n":${n},"at":${JSON.stringify(at)},"q":${JSON.stringify(queue)},"x":${x},"l":[`;
+    const tail = m === undefined ? ']}' : `],"m":${JSON.stringify(m)}}`;
+    const start = this.lines.length;
+    const len = this.lines.addEnqs(head, tasks, picks, count, x, tail);
+    const refused = log.idx.refused;
+    log.unwritten.set(this.end, new BufferedLine(this.lines, start, len));
+    log.idx.applyFresh(at, m, n, x, tasks, picks, count, this.end, len);
+    this.end += len;
+    this.syncNeeded = true;
+    this.durable++;
+    return log.idx.refused === refused;
   }
 
   pair(t: BatchKind, o: string, n: number, fence: number, ms = 0): boolean {

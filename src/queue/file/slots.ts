@@ -64,9 +64,13 @@ export class SlotTable {
     return this.count - 1;
   }
 
-  /** Room for `n` slots at once: a big log loads without doubling (and briefly holding) every array. */
+  /**
+   * Room for `n` slots at once: a big log loads without doubling (and briefly holding) every
+   * array, and a bulk enqueue grows them once for its batch; at least doubled when they grow, so
+   * batch after batch still costs amortized constant time a slot.
+   */
   reserve(n: number): void {
-    if (n > this.state.length) this.grow(n);
+    if (n > this.state.length) this.grow(Math.max(n, this.state.length * 2));
   }
 
   /**
@@ -106,7 +110,10 @@ export class SlotTable {
   }
 }
 
-/** The fingerprint `hash` computed last: two module-level numbers, so a lookup allocates nothing. */
+/**
+ * The fingerprint `hash` computed last: two module-level int32s (small integers to V8, where a
+ * uint32 above 2^31 was a heap number allocated at each store), so a lookup allocates nothing.
+ */
 let fpA = 0;
 let fpB = 0;
 
@@ -120,8 +127,8 @@ function hash(id: string): void {
     b = Math.imul(b ^ c, 0x5bd1e995);
     b ^= b >>> 15;
   }
-  fpA = a >>> 0;
-  fpB = b >>> 0;
+  fpA = a | 0;
+  fpB = b | 0;
 }
 
 /**
@@ -131,8 +138,8 @@ function hash(id: string): void {
  */
 export class IdIndex {
   private slots = new Int32Array(2048);
-  private fa = new Uint32Array(2048);
-  private fb = new Uint32Array(2048);
+  private fa = new Int32Array(2048);
+  private fb = new Int32Array(2048);
   private entries = 0;
 
   /** `idOf(slot)`: the id of the task in a slot, read back from its record (null when it does not read back). */
@@ -152,8 +159,24 @@ export class IdIndex {
 
   get(id: string): number {
     hash(id);
+    return this.find(id, fpA, fpB);
+  }
+
+  /**
+   * `get` for a bulk enqueue that gathers fresh ids in `batch` (not indexed until their line is
+   * applied): the id's slot when indexed; -2 when the batch holds it already; else -1, and the
+   * batch notes it as `tasks[pick]`. One hash for both lookups.
+   */
+  getFresh(id: string, batch: FreshBatch, pick: number): number {
+    hash(id);
     const a = fpA;
     const b = fpB;
+    const s = this.find(id, a, b);
+    if (s >= 0) return s;
+    return batch.note(id, a, b, pick) ? -1 : -2;
+  }
+
+  private find(id: string, a: number, b: number): number {
     const mask = this.slots.length - 1;
     for (let i = a & mask; ; i = (i + 1) & mask) {
       const s = this.slots[i]!;
@@ -217,9 +240,60 @@ export class IdIndex {
   private rehash(size: number): void {
     const { slots, fa, fb } = this;
     this.slots = new Int32Array(size);
-    this.fa = new Uint32Array(size);
-    this.fb = new Uint32Array(size);
+    this.fa = new Int32Array(size);
+    this.fb = new Int32Array(size);
     for (let i = 0; i < slots.length; i++) if (slots[i] !== 0) this.insert(fa[i]!, fb[i]!, slots[i]!);
+  }
+}
+
+/**
+ * The fresh ids a bulk enqueue has gathered for its next line (IdIndex.getFresh), up to
+ * `capacity`: which tasks they are, in order, and a small table over their fingerprints to find an
+ * id given twice. Cleared for each line; it allocates nothing after its construction.
+ */
+export class FreshBatch {
+  /** Ids noted since the last clear. */
+  count = 0;
+  /** Entry k: the index in the caller's task list of the k-th id noted. */
+  readonly picks: Int32Array;
+  private readonly ids: string[];
+  /** Open addressing: k + 1 of the id noted k-th; 0 empty. At most half full. */
+  private readonly table: Int32Array;
+  private readonly fa: Int32Array;
+  private readonly fb: Int32Array;
+
+  constructor(readonly capacity: number) {
+    let size = 4;
+    while (size < capacity * 2) size *= 2;
+    this.picks = new Int32Array(capacity);
+    this.ids = new Array<string>(capacity).fill('');
+    this.table = new Int32Array(size);
+    this.fa = new Int32Array(size);
+    this.fb = new Int32Array(size);
+  }
+
+  /** Notes `id` (fingerprint a, b) as `tasks[pick]`; false, and nothing noted, when noted already. */
+  note(id: string, a: number, b: number, pick: number): boolean {
+    const mask = this.table.length - 1;
+    let i = a & mask;
+    for (let k = this.table[i]!; k !== 0; k = this.table[i]!) {
+      if (this.fa[i] === a && this.fb[i] === b && this.ids[k - 1] === id) return false;
+      i = (i + 1) & mask;
+    }
+    if (this.count === this.capacity) throw new RangeError(`FreshBatch: more than ${this.capacity} ids`);
+    this.table[i] = this.count + 1;
+    this.fa[i] = a;
+    this.fb[i] = b;
+    this.ids[this.count] = id;
+    this.picks[this.count++] = pick;
+    return true;
+  }
+
+  clear(): void {
+    if (this.count === 0) return;
+    this.table.fill(0);
+    this.ids.fill('', 0, this.count);
+    this.count = 0;
   }
 }
 
