@@ -307,10 +307,11 @@ async function runStep(exec: PipelineExecution, o: ExecutionOptions, d: RunnerDe
   const held = s.commitsInOrder && o.sequence !== undefined;
   log.info({ event: 'stage_start', stage: s.name }, `${s.name} started`);
   try {
-    id = await s.identify(run);
+    id = await untilStopped(s.identify(run), o.stop, `${s.name}: its identity`);
     st.identities.set(s.name, id);
     const group = `${exec.name}/${o.plan.partition}`;
-    const tasks = (await s.tasks(run, id)).map((t) => ({ id: t.id, group, payload: t.payload }));
+    const planned = await untilStopped(s.tasks(run, id), o.stop, `${s.name}: its plan`);
+    const tasks = planned.map((t) => ({ id: t.id, group, payload: t.payload }));
     for (const t of tasks) {
       // What a queue refuses from `queue enqueue` (a payload past payload_bytes) is refused here too, naming the task.
       const big = checkPayload(t.payload);
@@ -378,6 +379,30 @@ async function runStep(exec: PipelineExecution, o: ExecutionOptions, d: RunnerDe
     }
   }
   await recordStep(exec, o, d, st, s, run, id, { started, drain, outputs, checks, cancelled, ...(error ? { error } : {}), exit_code });
+}
+
+/**
+ * A step's own code before it has tasks (its digest hook, its planner), awaited until it settles or
+ * a stop is requested: nothing is enqueued yet, so a stop ends the step at once (11) instead of
+ * waiting on code that may never settle, which no signal could otherwise end.
+ */
+function untilStopped<T>(p: Promise<T>, stop: AbortSignal, what: string): Promise<T> {
+  const stopped = (): MetaspnError => new MetaspnError('BUSINESS_SKIP', `${what} not finished (stop requested); re-run to continue`);
+  if (stop.aborted) return Promise.reject(stopped());
+  return new Promise<T>((resolve, reject) => {
+    const onStop = (): void => reject(stopped());
+    stop.addEventListener('abort', onStop, { once: true });
+    p.then(
+      (v) => {
+        stop.removeEventListener('abort', onStop);
+        resolve(v);
+      },
+      (err: unknown) => {
+        stop.removeEventListener('abort', onStop);
+        reject(err);
+      },
+    );
+  });
 }
 
 /** Writes a step's manifest and takes its outcome into the run. */

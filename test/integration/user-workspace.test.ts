@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, ROOT, tempWorkspace, type CliResult } from './cli.js';
+import { cli, exit, ROOT, start, tempWorkspace, waitFor, type CliResult } from './cli.js';
 import { startServe } from './serve-process.js';
 
 /**
@@ -229,4 +229,24 @@ describe('store export --pipeline p, beside a pipeline named p_z', () => {
         .sort(),
     );
   }, 120_000);
+});
+
+describe('a planner that never settles', () => {
+  it('SIGTERM ends the run with 11 and nothing published (no signal could end it before)', async () => {
+    const mod = `import { definePipeline, defineStep, defineWorker } from 'metaspn';
+const s = defineStep({ name: 'a', plan: () => new Promise(() => setInterval(() => {}, 1000)), worker: defineWorker({ handle: () => [] }) });
+export default definePipeline({ name: 'p', partition: 'date', steps: [s] });
+`;
+    const dir = workspace('./pipe.mjs', { 'pipe.mjs': mod });
+    const p = start(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05']);
+    const log = join(dir, 'logs', 'metaspn.jsonl');
+    await waitFor(() => existsSync(log) && readFileSync(log, 'utf8').includes('"event":"stage_start"'), 20_000, 'step a started');
+    p.child.kill('SIGTERM');
+    const r = await exit(p, 20_000);
+    expect(r.code, r.stdout + r.stderr).toBe(11);
+    expect(r.stdout).toMatch(/^failed: a: a: its plan not finished \(stop requested\); re-run to continue$/m);
+    expect(r.stdout).toMatch(/^not published$/m);
+    expect(existsSync(join(dir, 'manifests', 'current', 'p', 'date=2026-01-05.json'))).toBe(false);
+    expect(existsSync(join(dir, 'queue', 'p-a'))).toBe(false);
+  }, 60_000);
 });
