@@ -5,6 +5,7 @@
  * partition's current pointer, moved atomically and only when everything passed. Everything it
  * persists goes through `PipelineStores`; queues come from `queues`, inputs from `readInput`.
  */
+import { ABANDON_GRACE_MS, inProcessHost } from '../runtime/isolation/host.js';
 import type { Logger } from 'pino';
 import type { QueuePolicy } from '../config/policy.js';
 import { isDiskFull, MetaspnError, toMetaspnError, UsageError } from '../guard/errors.js';
@@ -336,6 +337,9 @@ async function runStep(exec: PipelineExecution, o: ExecutionOptions, d: RunnerDe
           by: o.by,
           stop: o.stop,
           ...(o.force ? { force: o.force } : {}),
+          // A handler that ignores its stop is given up after a grace, and the run ends (50)
+          // instead of waiting for it forever: a step writes only what its handler returns.
+          host: inProcessHost(worker, { abandonAfterMs: ABANDON_GRACE_MS }),
         });
         drain = res.groups[0]!;
       } finally {

@@ -362,6 +362,8 @@ function stepWorker(
       // Stores a page of the task's rows (or records it, to be written with the acknowledgement).
       const keep = async (stored: StoredRow[]): Promise<void> => {
         if (stored.length === 0) return;
+        // A stopped attempt (timed out, its lease lost, given up) writes nothing: another attempt may run.
+        if (ctx.signal.aborted) throw ctx.signal.reason;
         if (atomicEffects) {
           // Written with the acknowledgement, in its transaction: both or neither (a conflict dead-letters the task, 30).
           ctx.effects.rows(def.name, s.name, stored);

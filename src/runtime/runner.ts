@@ -7,7 +7,7 @@ import { EffectBuffer } from './effects.js';
 import { StartMarksAhead } from './start-ahead.js';
 import type { QueuePolicy } from '../config/policy.js';
 import type { DurationRecorder } from '../storage/task-durations.js';
-import { inProcessHost, IsolateStartError, type HandlerHost } from './isolation/host.js';
+import { HandlerAbandonedError, inProcessHost, IsolateStartError, type HandlerHost } from './isolation/host.js';
 import { describeFailure, HandlerError, isInstance, isPermissionDenied, permissionFailure, safeError } from './thrown.js';
 import { isUnrecoverable, LeaseLostError, TaskTimeoutError, type WorkerContext, type WorkerDefinition, type WorkerInitContext } from './worker-api.js';
 
@@ -461,7 +461,9 @@ function watchdog(d: RunnerDeps, mono: () => number, live: Set<Live>, host: Hand
         if (host.isolation === 'none') {
           log.warn(
             { event: 'task_timeout', task_id: t.id, timeout_ms: policy.timeout_ms, isolation: host.isolation },
-            `task ${t.id} timed out after ${policy.timeout_ms} ms: its signal is aborted, and its slot stays taken until the handler returns (isolation none cannot stop it)`,
+            host.abandonAfterMs === undefined
+              ? `task ${t.id} timed out after ${policy.timeout_ms} ms: its signal is aborted, and its slot stays taken until the handler returns (isolation none cannot stop it)`
+              : `task ${t.id} timed out after ${policy.timeout_ms} ms: its signal is aborted; a handler still running ${host.abandonAfterMs} ms from now is given up`,
           );
         } else {
           log.info(
@@ -683,8 +685,13 @@ class Attempt implements Live {
     const { policy, worker } = d;
     // Forced: the process is about to exit; the lease hands the task to the next worker.
     if (d.force?.aborted) return this.outcome('abandoned');
+    // A stopped handler that did not return in time (HandlerAbandonedError): the attempt is
+    // recorded as its stop says, and the worker stops claiming (`fatal`): no other attempt starts
+    // beside a handler that may still be running, and the command ends with its exit code (50).
+    const abandoned = isInstance(raw, HandlerAbandonedError) ? raw : undefined;
+    const given = (o: TaskOutcome): TaskOutcome => (abandoned ? { ...o, fatal: abandoned } : o);
     // Another worker holds the task: nothing this one records would be accepted.
-    if (this.reason instanceof LeaseLostError) return this.outcome('lease_lost');
+    if (this.reason instanceof LeaseLostError) return given(this.outcome('lease_lost'));
     // Whatever was thrown is read once, here, into a plain Error whose reading cannot throw.
     const err = this.reason ?? (isInstance(raw, IsolateStartError) || isInstance(raw, NoEffectSinkError) ? raw : safeError(raw));
     if (err instanceof IsolateStartError || err instanceof NoEffectSinkError || isDiskFull(err) || isPermissionDenied(err)) {
@@ -715,7 +722,7 @@ class Attempt implements Live {
     const result = await d.queue.fail(task.id, this.lease, e, delay);
     const recorded = result === 'dead' ? 'dead' : result === 'scheduled' ? 'retry_scheduled' : 'lease_lost';
     if (mark !== undefined) verdict(this, this.shared.lostSinceMark(this.c) ? 'lease_lost' : recorded);
-    return this.outcome(recorded, e.code, { err, retryAt: d.now() + delay });
+    return given(this.outcome(recorded, e.code, { err, retryAt: d.now() + delay }));
   }
 }
 
