@@ -241,10 +241,22 @@ async function runSteps(exec: PipelineExecution, o: ExecutionOptions, d: RunnerD
   if (complete) {
     const record = await exec.publishes(run);
     identity = record.summary_id;
-    checks = await exec.checks(run);
-    const tripped = checks.filter((c) => c.status === 'fail');
     const last = st.steps[st.steps.length - 1]!;
-    if (tripped.length) {
+    // A check is the user's code too: a stop ends a check that never settles (11), nothing published.
+    const ran = await untilStopped(exec.checks(run), o.stop, 'the checks').then(
+      (c) => c,
+      (err: unknown) => {
+        if (!o.stop.aborted) throw err;
+        return toMetaspnError(err);
+      },
+    );
+    if (ran instanceof Error) {
+      st.failed = true;
+      st.exit_code = mostSevere([st.exit_code, EXIT.BUSINESS_SKIP]);
+      log.warn({ event: 'checks_stopped' }, ran.message);
+      await amendManifest(d, exec, o, last, { status: 'failed', error: { class: 'Stopped', message: ran.message }, exit_code: EXIT.BUSINESS_SKIP });
+    } else if ((checks = ran).some((c) => c.status === 'fail')) {
+      const tripped = checks.filter((c) => c.status === 'fail');
       st.failed = true;
       st.exit_code = EXIT.ANOMALY_HALT;
       await amendManifest(d, exec, o, last, {

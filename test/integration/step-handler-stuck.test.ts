@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { exit, ROOT, start, tempWorkspace } from './cli.js';
+import { exit, ROOT, start, tempWorkspace, waitFor } from './cli.js';
 
 /**
  * A step handler that never returns and ignores its `ctx.signal` (a promise that never settles,
@@ -62,5 +62,32 @@ describe('a step handler that never returns and ignores its signal', () => {
       )
       .map((l) => JSON.parse(l) as { key: string });
     expect(rows.map((r) => r.key).sort()).toEqual(['one', 'two']);
+  }, 120_000);
+});
+
+describe('a check that never settles', () => {
+  it('SIGTERM ends the run with 11, the run is recorded as stopped and nothing is published; the next run publishes', async () => {
+    const mod = `import { definePipeline, defineStep, defineWorker } from 'metaspn';
+const s = defineStep({ name: 'a', plan: () => [{ key: 'one', payload: {} }], worker: defineWorker({ handle: (t, ctx) => [{ key: ctx.step.key }] }) });
+const c = { name: 'never', run: () => process.env.STUCK === '1' ? new Promise(() => setInterval(() => {}, 1000)) : { status: 'pass', observed: 1, expected: 1 } };
+export default definePipeline({ name: 'p', partition: 'date', steps: [s], checks: [c] });
+`;
+    const dir = tempWorkspace({ demo: false, config: { pipelines: { p: './pipe.mjs' } } });
+    mkdirSync(join(dir, 'node_modules'));
+    symlinkSync(ROOT, join(dir, 'node_modules', 'metaspn'), 'dir');
+    writeFileSync(join(dir, 'pipe.mjs'), mod);
+    const args = ['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05'];
+    const p = start(args, { env: { STUCK: '1' } });
+    const log = join(dir, 'logs', 'metaspn.jsonl');
+    await waitFor(() => existsSync(log) && readFileSync(log, 'utf8').includes('"event":"stage_end"'), 20_000, 'step a ended');
+    p.child.kill('SIGTERM');
+    const r = await exit(p, 20_000);
+    expect(r.code, r.stdout + r.stderr).toBe(11);
+    expect(r.stdout).toMatch(/^not published$/m);
+    expect(r.stdout + r.stderr).toMatch(/the checks not finished \(stop requested\); re-run to continue/);
+    expect(existsSync(join(dir, 'manifests', 'current', 'p', 'date=2026-01-05.json'))).toBe(false);
+    const again = await exit(start(args), 60_000);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(existsSync(join(dir, 'manifests', 'current', 'p', 'date=2026-01-05.json'))).toBe(true);
   }, 120_000);
 });
