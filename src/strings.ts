@@ -9,3 +9,11 @@ export function flat(s: string): string {
   s.charCodeAt(0);
   return s;
 }
+
+/**
+ * `s` cut to at most `n` characters (UTF-16 units), the last one `…` when it was cut: for a value
+ * echoed in a one-line message (an id or name the user gave, of any length). `n` ≥ 1.
+ */
+export function truncate(s: string, n: number): string {
+  return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
+}

@@ -42,6 +42,5 @@ export function jsonPrinted(): boolean {
   return invocation().jsonPrinted;
 }
 
-export function truncate(s: string, n: number): string {
-  return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
-}
+/** `truncate` (src/strings.ts), where the commands import their formatting from. */
+export { truncate } from '../strings.js';

@@ -9,6 +9,7 @@ import { isAbsolute, relative, resolve } from 'node:path';
 import type { WorkspaceConfig } from '../config/load.js';
 import { DataInvalidError, MetaspnError, UsageError } from '../guard/errors.js';
 import { importSettled, ImportNeverSettled } from '../runtime/import-settled.js';
+import { truncate } from '../strings.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { bundledPipeline, bundledPipelines } from './bundled.js';
 import { PipelineDefinitionError, validatePipeline } from './plan.js';
@@ -54,7 +55,7 @@ export function loadPipeline(ws: WorkspacePaths, cfg: WorkspaceConfig, name: str
   const rel = Object.hasOwn(cfg.pipelines, name) ? cfg.pipelines[name] : undefined;
   if (rel === undefined) {
     const known = Object.keys(cfg.pipelines);
-    throw new UsageError(`no pipeline ${name.length > 80 ? `${name.slice(0, 79)}…` : name} in ${cfg.file}`, {
+    throw new UsageError(`no pipeline ${truncate(name, 80)} in ${cfg.file}`, {
       hint: known.length ? `pipelines: ${known.join(', ')}` : 'add "pipelines": {"<name>": "./path/module.js"} to metaspn.config.json',
     });
   }
