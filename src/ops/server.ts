@@ -113,6 +113,16 @@ export async function buildServer(given: OpsContext): Promise<FastifyInstance> {
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     // Node checks request and headers timeouts every connectionsCheckingInterval (30 s by default).
     http: { headersTimeout, connectionsCheckingInterval: Math.min(1_000, headersTimeout) },
+    // What is refused before any route (a URL that does not decode, headers past Node's size, a
+    // request too slow or malformed) answers as every other error does: one JSON document with
+    // "schema_version" and "error", nothing of the request echoed back.
+    frameworkErrors: (_err, _req, reply) => {
+      void (reply as unknown as FastifyReply)
+        .code(400)
+        .type('application/json')
+        .send(JSON.stringify(jsonDoc({ error: 'the request URL is not valid (a % that is not followed by two hex digits, or a code that is not UTF-8)' })));
+    },
+    clientErrorHandler: clientError,
   });
   const started = Date.now();
   // Every read of the page, the API, /metrics and readiness goes through one source: the files, or the database.
@@ -221,3 +231,20 @@ export async function buildServer(given: OpsContext): Promise<FastifyInstance> {
   return app;
 }
 
+/**
+ * Answers a request Node's HTTP parser refused before fastify saw it (headers over Node's size:
+ * 431; too slow: 408; anything else: 400) with the server's error document, then closes the
+ * connection (as Node's own handler does). A reset connection gets nothing.
+ */
+function clientError(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, text, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', "the request's URL and headers are over the size this server reads (16 KiB)"]
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'the request did not arrive in time']
+        : [400, 'Bad Request', 'the request is not valid HTTP'];
+  const body = JSON.stringify(jsonDoc({ error: message }));
+  if (socket.writable) socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  socket.destroy(err);
+}

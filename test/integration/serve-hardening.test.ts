@@ -187,6 +187,31 @@ describe('metaspn serve: Host names', () => {
   }, 180_000);
 });
 
+describe('metaspn serve: requests refused before any route', () => {
+  it('a URL that does not decode (400), headers past 16 KiB (431) and bytes that are no HTTP (400) get the error document, with nothing of the request echoed', async () => {
+    const ws = tempWorkspace({ demo: false });
+    await withServer(ws, {}, async (s) => {
+      const marker = 'zz-echo-marker';
+      const answers: [Raw, number, RegExp][] = [
+        [await raw(s, `GET /api/runs/%${marker} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`), 400, /the request URL is not valid/],
+        [await raw(s, `GET /api/runs?${marker}${'a'.repeat(20_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`), 431, /over the size this server reads \(16 KiB\)/],
+        [await raw(s, `${marker} GARBAGE\r\n\r\n`), 400, /the request is not valid HTTP/],
+      ];
+      for (const [c, status, rule] of answers) {
+        await c.closed;
+        const text = c.received();
+        expect(text).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+        expect(text).toMatch(/content-type: application\/json/i);
+        const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+        expect(Object.keys(body)).toEqual(['schema_version', 'error']);
+        expect(body.error).toMatch(rule);
+        expect(text).not.toContain(marker);
+      }
+      expect((await http('GET', `${s.url}/health`)).status).toBe(200);
+    });
+  }, 60_000);
+});
+
 describe('metaspn serve: signed submissions and event ids', () => {
   it('enqueues once for 20 concurrent deliveries of one event id; scopes event ids per queue; binds signatures to the queue; refuses loose signature formats and, by default, the legacy format', async () => {
     const ws = tempWorkspace({ demo: false });
