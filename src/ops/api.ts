@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { StateCorruptError, UsageError } from '../guard/errors.js';
+import { MetaspnError, StateCorruptError, UsageError } from '../guard/errors.js';
 import { assertQueueName } from '../queue/record.js';
 import { checkEnqueueBody } from '../queue/validate.js';
 import type { TaskView } from '../queue/types.js';
@@ -160,14 +160,19 @@ export function registerApi(app: FastifyInstance, ctx: OpsContext, source: OpsSo
     const pipeline = optionalString(body, 'pipeline') ?? bundledPipelines()[0]?.name ?? '';
     const bundled = bundledPipeline(pipeline);
     let plan: { date: string; as_of: string; args: string[] };
-    if (bundled?.runArgs) plan = bundled.runArgs(ctx.ws, ctx.cfg, { date, asOf: asOf ?? null });
-    else {
-      const def = await loadPipeline(ctx.ws, ctx.cfg, pipeline);
-      const p = planPartition(def, date, asOf, Date.now());
-      plan = { date: p.partition, as_of: p.as_of, args: ['pipeline', 'run', def.name, '--workspace', ctx.ws.root, '--date', p.partition, ...(asOf ? ['--as-of', p.as_of] : [])] };
-    }
     const given = optionalString(body, 'run_id');
-    const runId = given ? checkRunId(given) : newRunId();
+    let runId: string;
+    try {
+      if (bundled?.runArgs) plan = bundled.runArgs(ctx.ws, ctx.cfg, { date, asOf: asOf ?? null });
+      else {
+        const def = await loadPipeline(ctx.ws, ctx.cfg, pipeline);
+        const p = planPartition(def, date, asOf, Date.now());
+        plan = { date: p.partition, as_of: p.as_of, args: ['pipeline', 'run', def.name, '--workspace', ctx.ws.root, '--date', p.partition, ...(asOf ? ['--as-of', p.as_of] : [])] };
+      }
+      runId = given ? checkRunId(given) : newRunId();
+    } catch (err) {
+      throw inBodyTerms(err);
+    }
     if (given && ((await findRun(runId)) || readRunStart(ctx.ws, runId))) return reply.code(409).send({ error: `run id ${runId} is taken`, status_url: `/api/runs/${runId}` });
     const args = [...plan.args, '--run-id', runId, '--reason', `ops ${req.ip}`];
     const a = await runs.start({ pipeline, date: plan.date, asOf: asOf ? plan.as_of : null, runId, by: actor(req), args });
@@ -239,3 +244,18 @@ function header(req: FastifyRequest, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** The command-line flags the run planner's errors name, and the body fields they stand for here. */
+const FLAG_FIELDS: Record<string, string> = { '--date': 'date', '--as-of': 'as_of', '--run-id': 'run_id' };
+
+/**
+ * An error of the run planner (shared with the CLI, which names its flags) in the words of a
+ * `POST /api/runs` body: `--date` is the field "date", and a hint that tells how to pass a flag is
+ * dropped. Anything else is returned as it is.
+ */
+function inBodyTerms(err: unknown): unknown {
+  if (!(err instanceof MetaspnError)) return err;
+  const named = /--(date|as-of|run-id)\b/;
+  if (!named.test(err.message) && !named.test(err.hint ?? '')) return err;
+  const message = err.message.replace(/--(date|as-of|run-id)\b/g, (flag) => `"${FLAG_FIELDS[flag]!}"`);
+  return new MetaspnError(err.code, message, { ...(err.hint && !named.test(err.hint) ? { hint: err.hint } : {}), ...(err.details ? { details: err.details } : {}) });
+}

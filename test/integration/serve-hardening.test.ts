@@ -212,6 +212,27 @@ describe('metaspn serve: requests refused before any route', () => {
   }, 60_000);
 });
 
+describe('metaspn serve: a run start refused', () => {
+  it('names the body\'s fields, not the CLI\'s flags: "date", "as_of", "run_id" (400), and starts nothing', async () => {
+    const ws = tempWorkspace({ demo: false });
+    await withServer(ws, { env: { METASPN_ADMIN_TOKEN: TOKEN } }, async (s) => {
+      for (const [body, rule] of [
+        [{ date: '2026-13-01' }, /^"date" must be YYYY-MM-DD, got "2026-13-01" \(no such calendar date\)$/],
+        [{ date: '2026-01-15', as_of: 'soon' }, /^"as_of" must be an ISO-8601 instant/],
+        [{ date: '2026-01-15', run_id: '../x' }, /^"run_id" "\.\.\/x" must match /],
+      ] as const) {
+        const r = await http('POST', `${s.url}/api/runs`, { token: TOKEN, body });
+        expect(r.status, r.text).toBe(400);
+        const doc = JSON.parse(r.text) as { schema_version: number; error: string; hint?: string };
+        expect(doc.schema_version).toBe(1);
+        expect(doc.error).toMatch(rule);
+        expect(r.text).not.toContain('--');
+      }
+      expect(JSON.parse((await http('GET', `${s.url}/api/runs`)).text)).toMatchObject({ runs: [] });
+    });
+  }, 60_000);
+});
+
 describe('metaspn serve: signed submissions and event ids', () => {
   it('enqueues once for 20 concurrent deliveries of one event id; scopes event ids per queue; binds signatures to the queue; refuses loose signature formats and, by default, the legacy format', async () => {
     const ws = tempWorkspace({ demo: false });
