@@ -256,13 +256,15 @@ describe('issue 10: Season 1 runs are never stuck', () => {
       const b = await cliIn(['s1', 'backfill', '--workspace', ws, '--start', yesterday, '--end', tomorrow]);
       expect(b.code).toBe(10);
       expect(b.stderr).toContain('not over yet');
-      // Run starts from the ops server go through the same plan: 409 with the same message.
+      // Run starts from the ops server go through the same plan: 409 with the same message, in
+      // the body's words ("date", not --date).
       const token = 'test-admin-token-0123456789';
       const served = await startServe(ws, { env: { METASPN_ADMIN_TOKEN: token } });
       try {
         const open = await http('POST', `${served.url}/api/runs`, { token, body: { date: tomorrow } });
         expect(open.status).toBe(409);
-        expect(JSON.stringify(open.json)).toContain(`--date ${tomorrow} is not over yet`);
+        expect((open.json as { error: string }).error).toContain(`"date" ${tomorrow} is not over yet`);
+        expect(JSON.stringify(open.json)).not.toContain('--');
         const later = await http('POST', `${served.url}/api/runs`, { token, body: { date: today, as_of: inHour } });
         expect(later.status).toBe(409);
         expect(JSON.stringify(later.json)).toContain('is later than the clock');
