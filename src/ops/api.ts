@@ -256,6 +256,6 @@ function inBodyTerms(err: unknown): unknown {
   if (!(err instanceof MetaspnError)) return err;
   const named = /--(date|as-of|run-id)\b/;
   if (!named.test(err.message) && !named.test(err.hint ?? '')) return err;
-  const message = err.message.replace(/--(date|as-of|run-id)\b/g, (flag) => `"${FLAG_FIELDS[flag]!}"`);
+  const message = err.message.replace(new RegExp(named.source, 'g'), (flag) => `"${FLAG_FIELDS[flag]!}"`);
   return new MetaspnError(err.code, message, { ...(err.hint && !named.test(err.hint) ? { hint: err.hint } : {}), ...(err.details ? { details: err.details } : {}) });
 }

@@ -121,7 +121,6 @@ function impossibleShortFail(r: ShortFail): string | null {
   return null;
 }
 
-/** An `enqs`'s entries: each a task id, and counts and groups in range (the rules of impossibleTask for a fresh task). */
 /**
  * Does an `enqs` record of fresh tasks with these fields (entry k the task `tasks[picks[k]]`, as
  * `enqsOf` makes it) pass impossibleValue? The checks of impossibleEntries on the values a bulk
@@ -139,6 +138,7 @@ export function freshPossible(at: number, m: number | undefined, n: number, x: n
   return true;
 }
 
+/** An `enqs`'s entries: each a task id, and counts and groups in range (the rules of impossibleTask for a fresh task). */
 function impossibleEntries(r: EnqsRecord): string | null {
   if (!isFence(r.n, 0)) return `enqs: slot ${JSON.stringify(r.n)} is not a whole number from 0`;
   if (typeof r.q !== 'string') return 'enqs: no queue name';

@@ -242,11 +242,7 @@ export class IndexState {
         this.ids.reserve(this.ids.size + l.length);
         for (let i = 0; i < l.length; i++) {
           const e = l[i]!;
-          const n = r.n + i;
-          this.checkPlacement(r.t, n, e[0], offset);
-          this.place(r.t, n, e[0], offset, length, i, share);
-          this.slots.group[n] = e[3] === undefined ? -1 : this.internGroup(e[3]);
-          this.placeReady(n, e[2] ?? r.x, at, ro === null ? null : ro + i);
+          this.placeEntry(r.n, i, e[0], e[3], e[2] ?? r.x, at, ro === null ? null : ro + i, offset, length, share);
         }
         return;
       }
@@ -342,12 +338,21 @@ export class IndexState {
     this.ids.reserve(this.ids.size + count);
     for (let k = 0; k < count; k++) {
       const t = tasks[picks[k]!]!;
-      const slot = n + k;
-      this.checkPlacement('enqs', slot, t.id, offset);
-      this.place('enqs', slot, t.id, offset, length, k, share);
-      this.slots.group[slot] = t.group === undefined ? -1 : this.internGroup(t.group);
-      this.placeReady(slot, t.max_attempts ?? x, local, null);
+      this.placeEntry(n, k, t.id, t.group, t.max_attempts ?? x, local, null, offset, length, share);
     }
+  }
+
+  /**
+   * Entry `k` of an `enqs` line at [offset, offset+length) whose first slot is `n`: placed as its
+   * own `enq` would be, accounting for `share` of the line; ready at local time `at` (in ready
+   * order `ro` for a compaction's line).
+   */
+  private placeEntry(n: number, k: number, id: string, group: string | undefined, maxAttempts: number, at: number, ro: number | null, offset: number, length: number, share: number): void {
+    const slot = n + k;
+    this.checkPlacement('enqs', slot, id, offset);
+    this.place('enqs', slot, id, offset, length, k, share);
+    this.slots.group[slot] = group === undefined ? -1 : this.internGroup(group);
+    this.placeReady(slot, maxAttempts, at, ro);
   }
 
   /** Room for `count` more tasks in the slot table and the id index, grown once (a bulk enqueue's batch). */
