@@ -12,13 +12,16 @@ import { exit, ROOT, start, tempWorkspace, waitFor } from './cli.js';
  * next run of the date, with the handler fixed, publishes.
  */
 
-const MODULE = `import { definePipeline, defineStep, defineWorker } from 'metaspn';
+const MODULE = `import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { definePipeline, defineStep, defineWorker } from 'metaspn';
 const stuck = process.env.STUCK === '1';
 const s = defineStep({
   name: 'a',
   plan: () => [{ key: 'one', payload: {} }, { key: 'two', payload: {} }],
   worker: defineWorker({
     handle: (task, ctx) => {
+      appendFileSync(join(ctx.workspace.root, 'starts.log'), ctx.step.key + '\\n');
       if (stuck && ctx.step.key === 'two') {
         setInterval(() => undefined, 1000);
         return new Promise(() => {});
@@ -48,6 +51,8 @@ describe('a step handler that never returns and ignores its signal', () => {
     expect(stuck.stderr).toMatch(/^warning: task \S+ of p-a failed, attempt 1 of \d+: TaskTimeoutError: task timed out after 300 ms; retry at /m);
     expect(stuck.stdout + stuck.stderr).not.toMatch(/^\s+at /m);
     expect(existsSync(join(dir, 'manifests', 'current', 'p', 'date=2026-01-05.json'))).toBe(false);
+    // No second attempt beside the one given up (its retry was due 10 ms later): the run stopped claiming.
+    expect(readFileSync(join(dir, 'starts.log'), 'utf8').split('\n').filter(Boolean).sort()).toEqual(['one', 'two']);
 
     const fixed = await exit(start(args), 60_000);
     expect(fixed.code, fixed.stdout + fixed.stderr).toBe(0);
