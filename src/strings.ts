@@ -17,3 +17,16 @@ export function flat(s: string): string {
 export function truncate(s: string, n: number): string {
   return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
 }
+
+/** Longest run of characters without a blank that an error line shows whole (`clipWords`). */
+export const ECHO_MAX = 120;
+
+/**
+ * `s` with every run of more than `max` characters without a blank cut to its first 100 and a
+ * count of the rest: a value of any length given on the command line (a date, a hash, a host, a
+ * module path) and echoed in a one-line error keeps the line short and its rule readable.
+ */
+export function clipWords(s: string, max: number = ECHO_MAX): string {
+  if (s.length <= max) return s;
+  return s.replace(new RegExp(`\\S{${max + 1},}`, 'g'), (w) => `${w.slice(0, 100)}…(${w.length - 100} more characters)`);
+}

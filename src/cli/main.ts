@@ -8,6 +8,7 @@ import { enableSafePointCollections } from '../runtime/memory.js';
 import { EXIT } from '../guard/exit-codes.js';
 import { takeExitCode } from './exit.js';
 import { addExamples } from './help.js';
+import { clipWords } from '../strings.js';
 
 function version(): string {
   try {
@@ -60,7 +61,7 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
     .version(version())
     .exitOverride()
     .showSuggestionAfterError(true)
-    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'error: ').trimEnd() + '\n') });
+    .configureOutput({ outputError: (str, write) => write(clipWords(str.trimEnd()) + '\n') });
   const name = argv ? commandOf(argv) : undefined;
   // `metaspn --version` needs no command at all.
   const args = argv?.slice(2) ?? [];
@@ -108,17 +109,18 @@ async function runMain(argv: string[]): Promise<number> {
       if (err.code === 'commander.executeSubCommandAsync') return EXIT.SUCCESS;
       // Commander already printed its one-line message.
       process.stderr.write('hint: see `metaspn --help` or `metaspn <command> --help`\n');
-      if (wantsJson(argv) && !jsonPrinted()) printJsonError('USAGE', EXIT.USAGE, err.message.replace(/^error: /, ''));
+      if (wantsJson(argv) && !jsonPrinted()) printJsonError('USAGE', EXIT.USAGE, clipWords(err.message.replace(/^error: /, '')));
       return EXIT.USAGE;
     }
     const e = toMetaspnError(err);
     commandLog()?.logger.error({ event: 'command_failed', rc: e.exitCode, code: e.code, error: e.message, ...(e.code === 'INTERNAL_ERROR' ? { stack: (err as Error)?.stack } : {}) }, e.message);
-    process.stderr.write(`error: ${e.message}\n`);
-    if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
+    // A value echoed from the command line is cut (clipWords); the log keeps the message whole.
+    process.stderr.write(`error: ${clipWords(e.message)}\n`);
+    if (e.hint) process.stderr.write(`hint: ${clipWords(e.hint)}\n`);
     if (e.code === 'INTERNAL_ERROR' && !e.hint) process.stderr.write('hint: an unexpected failure; set METASPN_DEBUG=1 for the stack, and see logs/metaspn.jsonl\n');
     if (process.env.METASPN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
     // A command that printed its JSON and then failed (runs list naming a damaged file) printed its document.
-    if (wantsJson(argv) && !jsonPrinted()) printJsonError(e.code, e.exitCode, e.message, e.hint);
+    if (wantsJson(argv) && !jsonPrinted()) printJsonError(e.code, e.exitCode, clipWords(e.message), e.hint && clipWords(e.hint));
     return e.exitCode;
   } finally {
     await closeLogs();

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { checkLimit, type LimitKey } from './limits.js';
+import { checkLimit, envNumber, type LimitKey } from './limits.js';
 import { MetaspnError, UsageError } from '../guard/errors.js';
 
 /** `json`: metaspn's event (with a one-line `text` too); the others: what each chat tool accepts. */
@@ -62,7 +62,7 @@ export function alertSettings(cfg: AlertsConfig, env: NodeJS.ProcessEnv = proces
   let cooldown = cfg.cooldown_minutes;
   const rawCooldown = env.METASPN_ALERT_COOLDOWN_MINUTES;
   if (rawCooldown !== undefined && rawCooldown !== '') {
-    cooldown = Number(rawCooldown);
+    cooldown = envNumber(rawCooldown);
     envInRange('METASPN_ALERT_COOLDOWN_MINUTES', 'alerts.cooldown_minutes', cooldown, rawCooldown);
   }
   let webhookFormat: WebhookFormat = cfg.webhook_format;
@@ -71,7 +71,7 @@ export function alertSettings(cfg: AlertsConfig, env: NodeJS.ProcessEnv = proces
     if (!(WEBHOOK_FORMATS as readonly string[]).includes(rawFormat)) throw new UsageError(`METASPN_ALERT_WEBHOOK_FORMAT must be one of ${WEBHOOK_FORMATS.join(', ')}, got "${rawFormat.slice(0, 40)}"`);
     webhookFormat = rawFormat as WebhookFormat;
   }
-  const timeoutMs = Number(env.METASPN_ALERT_TIMEOUT_MS || 5000);
+  const timeoutMs = env.METASPN_ALERT_TIMEOUT_MS ? envNumber(env.METASPN_ALERT_TIMEOUT_MS) : 5000;
   envInRange('METASPN_ALERT_TIMEOUT_MS', 'alert_timeout_ms', timeoutMs, env.METASPN_ALERT_TIMEOUT_MS);
   return { ...cfg, webhook_format: webhookFormat, cooldown_minutes: cooldown, cooldownMs: cooldown * 60_000, webhookUrl: url, signingSecret: env.METASPN_SIGNING_SECRET || null, timeoutMs };
 }

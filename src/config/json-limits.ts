@@ -1,3 +1,4 @@
+import { Buffer, isUtf8 } from 'node:buffer';
 import { LIMITS } from './limits.js';
 
 /**
@@ -104,4 +105,34 @@ export function parseJsonWithin(text: string, o: { maxChars?: number; what?: str
     if (broken !== null) return { ok: false, rule: broken };
   }
   return { ok: true, value };
+}
+
+/** Where bytes stop being UTF-8: the first bad byte, its offset, its 1-based line and its 1-based byte in that line. */
+export interface Utf8Fault {
+  byte: number;
+  offset: number;
+  line: number;
+  column: number;
+}
+
+/**
+ * null when `bytes` are UTF-8, else the first byte that is not. Outside text is decoded only after
+ * this check: Node's decoder would put U+FFFD in place of each bad sequence, so two different
+ * byte strings would read as one (another subject, task or key) without a word.
+ */
+export function utf8Fault(bytes: Uint8Array): Utf8Fault | null {
+  if (isUtf8(bytes)) return null;
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // The decoded text, encoded again, differs first at the first bad byte.
+  const back = Buffer.from(buf.toString('utf8'), 'utf8');
+  let at = 0;
+  while (at < buf.length && buf[at] === back[at]) at++;
+  let line = 1;
+  for (let nl = buf.indexOf(10); nl !== -1 && nl < at; nl = buf.indexOf(10, nl + 1)) line++;
+  return { byte: buf[at]!, offset: at, line, column: at - buf.lastIndexOf(10, at) };
+}
+
+/** The rule of a file's {@link Utf8Fault}, for `error: <file>:<line>: <rule>`. */
+export function utf8Rule(f: Utf8Fault): string {
+  return `not UTF-8: byte 0x${f.byte.toString(16).padStart(2, '0')} at byte ${f.column} of the line; save the file as UTF-8`;
 }

@@ -151,6 +151,9 @@ export const LIMITS = {
     what: 'published dates before a guardrail applies',
   },
 
+  // The PostgreSQL backend (src/backend/pg/setting.ts).
+  pool_max: { min: 1, max: 64, integer: true, unit: 'connections', where: ['backend.pool_max'], what: 'PostgreSQL: connections one process opens at most' },
+
   // The Season 1 sections (workers/s1/config.ts).
   'season.daily_pool_units': { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true, unit: 'units', maxText: '2^53-1', where: ['season.daily_pool_units'], what: 'units split per date' },
   'attention.half_life_days': { min: 0, minExclusive: true, max: 36_500, integer: false, unit: 'days', maxText: '100 years', where: ['attention.half_life_days'], what: 'decay half-life' },
@@ -197,6 +200,15 @@ export function checkLimit(key: LimitKey, v: unknown): string | null {
   const l: Limit = LIMITS[key];
   const ok = typeof v === 'number' && Number.isFinite(v) && (!l.integer || Number.isInteger(v)) && (l.minExclusive ? v > l.min : v >= l.min) && v <= l.max;
   return ok ? null : `must be ${rangeText(key)}`;
+}
+
+/**
+ * The number a METASPN_* variable holds: decimal text (a sign, digits, a fraction, an exponent;
+ * spaces around it), else NaN, which no range holds. `Number()` alone would read `0x10` as 16,
+ * `0b11` as 3 and a blank value as 0.
+ */
+export function envNumber(text: string): number {
+  return /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/.test(text) ? Number(text) : Number.NaN;
 }
 
 /** A zod number schema of one limit; its message names the range. */

@@ -7,8 +7,8 @@ import { alertsConfigSchema, type AlertsConfig } from './alerts.js';
 import { reportsConfigSchema, type ReportsConfig } from './reports.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { issueRule } from './issues.js';
-import { parseJsonWithin } from './json-limits.js';
-import { checkLimit, limitOfConfigPath, LIMITS } from './limits.js';
+import { parseJsonWithin, utf8Fault, utf8Rule } from './json-limits.js';
+import { checkLimit, envNumber, limitOfConfigPath, LIMITS } from './limits.js';
 import { nearest } from './nearest.js';
 import { partialPolicySchema, POLICY_KEYS, resolvePolicy, type PartialPolicy, type QueuePolicy } from './policy.js';
 
@@ -143,6 +143,8 @@ function readConfigFile(file: string): unknown {
   if (bytes.length > LIMITS.config_bytes.max) {
     throw new DataInvalidError(file, null, `is ${bytes.length} bytes, more than ${LIMITS.config_bytes.max} (limit config_bytes)`);
   }
+  const bad = utf8Fault(bytes);
+  if (bad) throw new DataInvalidError(file, bad.line, utf8Rule(bad));
   const text = bytes.toString('utf8').replace(/^\uFEFF/, '');
   const r = parseJsonWithin(text, { maxChars: LIMITS.config_bytes.max, what: 'the config file', limit: 'config_bytes' });
   if (r.ok) return r.value;
@@ -181,7 +183,7 @@ function policyFromEnv(env: NodeJS.ProcessEnv): PartialPolicy {
     const name = `METASPN_QUEUE_${key.toUpperCase()}`;
     const v = env[name];
     if (v === undefined || v === '') continue;
-    const n = /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/.test(v) ? Number(v) : Number.NaN;
+    const n = envNumber(v);
     const rule = checkLimit(key, n);
     if (rule) throw new DataInvalidError(`environment ${name}`, null, `${rule}, got "${v.slice(0, 40)}"`);
     out[key] = n;

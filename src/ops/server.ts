@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { parseJsonWithin } from '../config/json-limits.js';
+import { parseJsonWithin, utf8Fault } from '../config/json-limits.js';
 import { MetaspnError, toMetaspnError } from '../guard/errors.js';
 import { isoTimes, jsonDoc } from '../json-doc.js';
 import type { WorkspaceConfig } from '../config/load.js';
@@ -116,11 +116,21 @@ export async function buildServer(given: OpsContext): Promise<FastifyInstance> {
     // What is refused before any route (a URL that does not decode, headers past Node's size, a
     // request too slow or malformed) answers as every other error does: one JSON document with
     // "schema_version" and "error", nothing of the request echoed back.
-    frameworkErrors: (_err, _req, reply) => {
+    frameworkErrors: (err, _req, reply) => {
+      // The router's segment limit (100 characters, maxParamLength) is the longest queue name and run id.
+      const long = (err as { code?: string }).code === 'FST_ERR_MAX_PARAM_LENGTH';
       void (reply as unknown as FastifyReply)
-        .code(400)
+        .code(long ? 414 : 400)
         .type('application/json')
-        .send(JSON.stringify(jsonDoc({ error: 'the request URL is not valid (a % that is not followed by two hex digits, or a code that is not UTF-8)' })));
+        .send(
+          JSON.stringify(
+            jsonDoc({
+              error: long
+                ? 'a segment of the request path is longer than 100 characters (queue names and run ids are at most 100)'
+                : 'the request URL is not valid (a % that is not followed by two hex digits, or a code that is not UTF-8)',
+            }),
+          ),
+        );
     },
     clientErrorHandler: clientError,
   });
@@ -139,11 +149,15 @@ export async function buildServer(given: OpsContext): Promise<FastifyInstance> {
   // JSON only: any other content type is 415 (a text/plain body must never reach a handler as a string).
   app.removeAllContentTypeParsers();
   // Signed submissions are verified over the exact bytes received.
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
-    (req as unknown as { rawBody: string }).rawBody = body as string;
-    if ((body as string).trim() === '') return done(null, undefined);
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, bytes, done) => {
+    // Bytes that are not UTF-8 would decode to U+FFFD: refused, as in a task file.
+    const bad = utf8Fault(bytes as Buffer);
+    if (bad) return done(new MetaspnError('USAGE', `the request body is refused: not UTF-8 (byte 0x${bad.byte.toString(16).padStart(2, '0')} at byte ${bad.offset + 1}); send it as UTF-8`), undefined);
+    const body = (bytes as Buffer).toString('utf8');
+    (req as unknown as { rawBody: string }).rawBody = body;
+    if (body.trim() === '') return done(null, undefined);
     // The JSON limits of every reader of outside data (depth, numbers JSON cannot carry exactly).
-    const parsed = parseJsonWithin(body as string, { what: 'request body', maxChars: Number.MAX_SAFE_INTEGER });
+    const parsed = parseJsonWithin(body, { what: 'request body', maxChars: Number.MAX_SAFE_INTEGER });
     if (!parsed.ok) return done(new MetaspnError('USAGE', `the request body is refused: ${parsed.rule}`), undefined);
     const v = parsed.value;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) return done(new MetaspnError('USAGE', 'the request body must be a JSON object'), undefined);

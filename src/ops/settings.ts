@@ -1,6 +1,7 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { UsageError } from '../guard/errors.js';
 import { envInRange } from '../config/alerts.js';
+import { envNumber } from '../config/limits.js';
 import { checkHostName } from './host.js';
 
 /**
@@ -46,7 +47,7 @@ export function opsSettings(e: NodeJS.ProcessEnv = process.env): OpsSettings {
   }
   const we = e.METASPN_ADMIN_WRITE_ENABLED;
   if (we !== undefined && we !== 'true' && we !== 'false') throw new UsageError(`METASPN_ADMIN_WRITE_ENABLED must be true or false, got "${we}"`);
-  const tol = Number(e.METASPN_SIGNATURE_TOLERANCE_SEC ?? 300);
+  const tol = e.METASPN_SIGNATURE_TOLERANCE_SEC ? envNumber(e.METASPN_SIGNATURE_TOLERANCE_SEC) : 300;
   envInRange('METASPN_SIGNATURE_TOLERANCE_SEC', 'signature_tolerance_sec', tol, e.METASPN_SIGNATURE_TOLERANCE_SEC);
   const legacy = e.METASPN_SIGNATURE_ACCEPT_LEGACY;
   if (legacy !== undefined && legacy !== 'true' && legacy !== 'false') throw new UsageError(`METASPN_SIGNATURE_ACCEPT_LEGACY must be true or false, got "${legacy}"`);

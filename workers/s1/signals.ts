@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import type { Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { z } from 'zod';
-import { parseJsonWithin } from '../../src/config/json-limits.js';
+import { parseJsonWithin, utf8Fault, utf8Rule } from '../../src/config/json-limits.js';
 import { LIMITS } from '../../src/config/limits.js';
 import { DataInvalidError } from '../../src/guard/errors.js';
 import { DAY_MS, dayText, utcInstantMs } from './dates.js';
@@ -246,6 +246,9 @@ class SignalCollector {
     const end = to > from && bytes[to - 1] === 13 ? to - 1 : to;
     const p = this.plain;
     if (this.pendingBlank !== null || end - from > MAX_LINE_CHARS || !scanPlainLine(bytes, from, end, this.kindList, p)) {
+      // Bytes that are not UTF-8 would decode to U+FFFD: refused (after a pending blank line, which comes first).
+      const bad = this.pendingBlank === null ? utf8Fault(bytes.subarray(from, to)) : null;
+      if (bad) fail(this.file, this.lineNo + 1, utf8Rule(bad));
       this.line(bytes.toString('utf8', from, to));
       return;
     }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DataInvalidError, UsageError } from '../../guard/errors.js';
+import { limitSchema } from '../../config/limits.js';
 
 /**
  * Which backend a command uses, and where that choice came from. Pure: no I/O, no connection.
@@ -37,7 +38,7 @@ export const backendConfigSchema = z
   .object({
     url: urlSchema.optional(),
     schema: z.string().regex(SCHEMA_NAME, 'must match [a-z_][a-z0-9_]{0,62} (a lower-case identifier)').optional(),
-    pool_max: z.number().int().min(1).max(64).optional(),
+    pool_max: limitSchema('pool_max').optional(),
   })
   .strict();
 

@@ -6,6 +6,7 @@ import { DeadLetterFiles } from '../../queue/file/deadletter-files.js';
 import { readStats } from '../../queue/file/stats-file.js';
 import { openQueueLazy } from '../../queue/open-lazy.js';
 import { LIMITS } from '../../config/limits.js';
+import { utf8Fault, utf8Rule } from '../../config/json-limits.js';
 import { assertQueueName, checkTaskId } from '../../queue/record.js';
 import { parseTaskLines, taskFromPayloadText } from '../../queue/validate.js';
 import type { DeadLetter, NewTask, QueueStats } from '../../queue/types.js';
@@ -402,17 +403,19 @@ function taskFromPayload(text: string, id: string | undefined): NewTask {
 
 /** Reads every line first: one bad line and nothing from the file is enqueued. */
 function readTaskFile(path: string): NewTask[] {
-  let text: string;
+  let bytes: Buffer;
   try {
     if (statSync(path).size > LIMITS.task_file_bytes.max) {
       throw new DataInvalidError(path, null, `the file is larger than ${LIMITS.task_file_bytes.max} bytes (limit task_file_bytes); split it`);
     }
-    text = readFileSync(path, 'utf8');
+    bytes = readFileSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new DataInvalidError(path, null, 'file not found');
     if (code === 'EISDIR') throw new DataInvalidError(path, null, 'is a directory, not a file');
     throw err;
   }
-  return parseTaskLines(text, path);
+  const bad = utf8Fault(bytes);
+  if (bad) throw new DataInvalidError(path, bad.line, utf8Rule(bad), { hint: 'nothing was enqueued' });
+  return parseTaskLines(bytes.toString('utf8'), path);
 }

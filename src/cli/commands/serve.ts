@@ -10,6 +10,29 @@ import { collect, nonNegativeInt, positiveInt } from '../options.js';
 import { openSession } from '../session.js';
 import { backendFor, databaseUrlOption } from '../backend.js';
 import { targetOf } from '../../backend/pg/setting.js';
+import { UsageError } from '../../guard/errors.js';
+import { truncate } from '../../strings.js';
+
+/**
+ * A listen refused for the address given is the command line's (64, naming the flag), not an
+ * unexpected failure: a --host that does not resolve or is no address of this machine, a --port
+ * in use or not allowed. Anything else is passed on as it is.
+ */
+function listenError(err: unknown, o: ServeOptions): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EADDRINUSE' || code === 'EACCES') {
+    return new UsageError(
+      `--port ${o.port}: cannot listen there (${code}${code === 'EADDRINUSE' ? `: another process listens on ${truncate(o.host, 100)}:${o.port}` : ': a port below 1024 needs privileges'})`,
+      { hint: 'give another --port' },
+    );
+  }
+  if (code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL' || code === 'EINVAL' || code === 'EAFNOSUPPORT') {
+    return new UsageError(`--host ${truncate(o.host, 100)}: cannot listen there (${code}: ${code === 'ENOTFOUND' ? 'the name does not resolve' : 'not an address of this machine'})`, {
+      hint: 'give an address of this machine, such as 127.0.0.1 (the default) or 0.0.0.0',
+    });
+  }
+  return err;
+}
 
 const BIN = fileURLToPath(new URL('../../../../bin/metaspn.js', import.meta.url));
 
@@ -41,6 +64,9 @@ export function registerServe(program: Command): void {
     .option('--headers-timeout-sec <n>', 'request headers must arrive within this (at most --request-timeout-sec)', positiveInt('--headers-timeout-sec'), 10)
     .addOption(databaseUrlOption())
     .action(async (o: ServeOptions) => {
+      // An empty --host would listen on every interface.
+      if (o.host.trim() === '')
+        throw new UsageError(`--host must name an address to listen on, got ${JSON.stringify(o.host)}`, { hint: 'the default is 127.0.0.1; give 0.0.0.0 or :: to listen on every interface' });
       const s = openSession(o.workspace, { module: 'serve' });
       const settings = opsSettings();
       // The backend whose queues, runs and locks the server shows and changes: a database, or the files.
@@ -69,7 +95,7 @@ export function registerServe(program: Command): void {
       app.server.on('request', (req: IncomingMessage) => unused.delete(req.socket));
       const url = await app.listen({ host: o.host, port: o.port }).catch(async (err: unknown) => {
         await alerts.stop();
-        throw err;
+        throw listenError(err, o);
       });
       const where = backend ? `PostgreSQL schema ${backend.schema} at ${targetOf(backend.url)}` : 'workspace files';
       s.log.logger.info({ event: 'serve_start', url, env: settings.env, write_enabled: settings.writeEnabled, backend: where }, 'ops server listening');

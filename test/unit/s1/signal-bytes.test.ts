@@ -188,14 +188,15 @@ describe('reading a file from its bytes', () => {
     const text = clean.toString('utf8');
     expect(await outcomeOf(() => readSignals(path, KINDS))).toEqual(await outcomeOf(async () => parseSignalText(text, path, KINDS)));
     expect((await readSignals(path, KINDS)).length).toBe(40_000);
-    // A stray byte that is not UTF-8 in a subject, past the first 1 MiB chunk: decoded as U+FFFD, as the text reader sees it.
+    // A stray byte that is not UTF-8 in a subject, past the first 1 MiB chunk: refused at its line
+    // (decoded, it would be U+FFFD, and two different byte strings one subject).
     const at = clean.indexOf('creator:c', 1_500_000);
     const broken = Buffer.from(clean);
     broken[at + 8] = 0xff;
     await writeFile(path, broken);
-    const got = await outcomeOf(() => readSignals(path, KINDS));
-    expect(got).toEqual(await outcomeOf(async () => parseSignalText(broken.toString('utf8'), path, KINDS)));
-    expect('signals' in got && got.signals.some((s) => s.subject_ref.includes('\ufffd'))).toBe(true);
+    const line = clean.subarray(0, at).toString('latin1').split('\n').length;
+    const column = at + 8 - clean.lastIndexOf(10, at);
+    await expect(readSignals(path, KINDS)).rejects.toThrow(`${path}:${line}: not UTF-8: byte 0xff at byte ${column} of the line; save the file as UTF-8`);
   });
 
   it("hashes the file's bytes as it reads them: the file's sha256, the same signals or error", async () => {
