@@ -57,6 +57,7 @@ export const LIMITS = {
   // Flags of single commands.
   max_tasks: { min: 1, max: 1_000_000_000, integer: true, unit: 'tasks', where: ['--max-tasks'], what: '`worker run`: claim at most this many tasks' },
   max_parallel: { min: 1, max: 64, integer: true, unit: 'dates', where: ['--max-parallel'], what: '`s1 backfill`: dates run at once' },
+  backfill_partitions: { min: 1, max: 3660, integer: true, unit: 'dates', maxText: '10 years', where: ['--start … --end'], what: '`s1 backfill`, `pipeline backfill`: dates one backfill covers' },
   rollback_steps: { min: 1, max: 1_000_000, integer: true, unit: 'publishes', where: ['--steps'], what: '`s1 rollback`: publishes to undo' },
   lock_wait_sec: { min: 0, max: 86_400, integer: true, unit: 's', maxText: '1 day', where: ['--lock-wait-sec'], what: 'wait for a held run lock' },
   lock_ttl_sec: { min: 1, max: 604_800, integer: true, unit: 's', maxText: '7 days', where: ['--lock-ttl-sec'], what: 'age after which a run lock may be taken over' },

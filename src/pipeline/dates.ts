@@ -1,3 +1,4 @@
+import { checkLimit, rangeText } from '../config/limits.js';
 import { UsageError } from '../guard/errors.js';
 
 /**
@@ -203,6 +204,16 @@ export function resolveAsOf(date: string, asOfText: string | undefined): string 
     });
   }
   return canonical;
+}
+
+/**
+ * Refuses a backfill range (checked dates, `start <= end`) of more dates than
+ * LIMITS.backfill_partitions, before any date of it is planned.
+ * @throws UsageError `--start S --end E spans N dates; a backfill covers …`.
+ */
+export function checkBackfillSpan(start: string, end: string): void {
+  const n = requireDay(end) - requireDay(start) + 1;
+  if (checkLimit('backfill_partitions', n) !== null) throw new UsageError(`--start ${start} --end ${end} spans ${n} dates; a backfill covers ${rangeText('backfill_partitions')}`);
 }
 
 /** Every date from `start` to `end`, both included, ascending; empty when `start > end`. */

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import stringify from 'fast-json-stable-stringify';
 import { MetaspnError, UsageError } from '../guard/errors.js';
-import { asOfInstantMs, dayStartMs, defaultAsOf, parseDate, resolveAsOf } from './dates.js';
+import { asOfInstantMs, checkBackfillSpan, dayStartMs, defaultAsOf, parseDate, resolveAsOf } from './dates.js';
 import { jsonProblem } from './json-value.js';
 import { QUEUE_NAME } from '../queue/record.js';
 import type { Json, PipelineDefinition, StepDefinition } from './types.js';
@@ -228,6 +228,7 @@ export function planRange(p: Pick<PipelineDefinition, 'name' | 'partitions'>, st
           : 'a date not over yet runs alone, provisionally: pipeline run --date D --as-of T',
     });
   }
+  checkBackfillSpan(start, end);
   const out: PartitionPlan[] = [];
   for (let ms = dayStartMs(start); ms <= dayStartMs(end); ms += 86_400_000) {
     const d = new Date(ms).toISOString().slice(0, 10);

@@ -5,7 +5,7 @@ import { runExecutionBackfill, type PartitionResult, type ResumeDecision } from 
 import { memory } from '../../src/runtime/memory.js';
 import { writeAtomicSync } from '../../src/storage/atomic.js';
 import { PIPELINE } from './context.js';
-import { defaultAsOf, parseDate, seasonDates } from './dates.js';
+import { checkBackfillSpan, defaultAsOf, parseDate, seasonDates } from './dates.js';
 import { s1Execution, type S1Env } from './execution.js';
 import { STAGES } from './ids.js';
 import { prepareS1, s1Deps, type PipelineOptions } from './pipeline.js';
@@ -62,6 +62,7 @@ export function backfillPlans(o: Pick<BackfillOptions, 'cfg' | 'start' | 'end'>,
       hint: 'narrow the range to the season',
     });
   }
+  checkBackfillSpan(start, end);
   const open = seasonDates(start, end).find((d) => Date.parse(defaultAsOf(d)) > nowMs);
   if (open !== undefined) {
     throw new MetaspnError('BUSINESS_REJECT', `--start ${start} --end ${end} reaches ${open}, which is not over yet (the clock says ${new Date(nowMs).toISOString()}); nothing was run`, {
