@@ -25,8 +25,16 @@ interface Out {
   stderr: string;
 }
 
+/**
+ * The tests' processes run without NODE_EXTRA_CA_CERTS (it costs each start about 50 ms; scripts/test.mjs
+ * and test/global-setup.ts keep it aside): npm, which may reach the registry over TLS, gets it back.
+ */
+const CA_CERTS = process.env.NODE_EXTRA_CA_CERTS ?? process.env.METASPN_TEST_NPM_CA_CERTS;
+const npmEnv = CA_CERTS === undefined ? {} : { NODE_EXTRA_CA_CERTS: CA_CERTS };
+
 function sh(cmd: string, args: string[], cwd: string, timeout = 180_000): Out {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout, env: { ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' } });
+  const env = { ...process.env, ...(cmd === npm ? npmEnv : {}), npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' };
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout, env });
   return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? (r.error ? String(r.error) : '') };
 }
 

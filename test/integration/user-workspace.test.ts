@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFil
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, exit, ROOT, start, tempWorkspace, waitFor, type CliResult } from './cli.js';
+import { cliIn } from './in-process.js';
 import { startServe } from './serve-process.js';
 
 /**
@@ -10,6 +11,9 @@ import { startServe } from './serve-process.js';
  * refused with one line naming the file and the rule and a documented exit code, and nothing is
  * written. And `store export --out` through a link back into the workspace, which must not
  * replace the workspace's own store.
+ *
+ * What a case is about runs as a CLI process; the runs that set a case up (the runs before an
+ * export or a list) and the lists that read one back run in the test's process (`cliIn`).
  */
 
 /** A workspace naming `mod` as pipeline `p`, with `metaspn` linked beside it. */
@@ -116,12 +120,12 @@ describe('step names that are metaspn folders under manifests/', () => {
     }
   }, 60_000);
 
-  it('a step named like them otherwise runs, and its run is listed', () => {
+  it('a step named like them otherwise runs, and its run is listed', async () => {
     const dir = workspace('./pipe.mjs', { 'pipe.mjs': oneStep('current_view') });
     const run = cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05']);
     expect(run.code, run.stderr).toBe(0);
     expect(readdirSync(join(dir, 'manifests')).sort()).toEqual(['current', 'current_view']);
-    const runs = cli(['runs', 'list', '--workspace', dir, '--json']);
+    const runs = await cliIn(['runs', 'list', '--workspace', dir, '--json']);
     expect(runs.code).toBe(0);
     expect((JSON.parse(runs.stdout) as { runs: { pipeline: string; status: string }[] }).runs).toMatchObject([{ pipeline: 'p', status: 'success' }]);
   }, 60_000);
@@ -137,9 +141,9 @@ describe('a worker module whose top-level await never settles', () => {
 });
 
 describe('store export --out through a link to the workspace', () => {
-  it('is refused with 64 and the store keeps every row (a --date export would have cut it to one date)', () => {
+  it('is refused with 64 and the store keeps every row (a --date export would have cut it to one date)', async () => {
     const dir = workspace('./pipe.mjs', { 'pipe.mjs': oneStep('a') });
-    for (const date of ['2026-01-05', '2026-01-06']) expect(cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', date]).code).toBe(0);
+    for (const date of ['2026-01-05', '2026-01-06']) expect((await cliIn(['pipeline', 'run', 'p', '--workspace', dir, '--date', date])).code).toBe(0);
     const store = join(dir, 'store', 'p.a.jsonl');
     const before = readFileSync(store, 'utf8');
     expect(before.trim().split('\n')).toHaveLength(2);
@@ -162,13 +166,13 @@ describe('store export --out through a link to the workspace', () => {
 describe('a date that is no calendar date, where runs are listed', () => {
   it('runs list --date is 64 and GET /api/runs?date= is 400, as every other date; a long unknown run id is cut in the error', async () => {
     const dir = workspace('./pipe.mjs', { 'pipe.mjs': oneStep('a') });
-    expect(cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05']).code).toBe(0);
+    expect((await cliIn(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05'])).code).toBe(0);
     for (const bad of ['2026-13-01', '2026-02-30']) {
       const r = cli(['runs', 'list', '--workspace', dir, '--date', bad]);
       expectOneLineError(r, 64, new RegExp(`^error: --date must be YYYY-MM-DD, got "${bad}" \\(no such calendar date\\)$`));
       expect(r.stdout).toBe('');
     }
-    expect(cli(['runs', 'list', '--workspace', dir, '--date', '2026-01-05']).stdout).toMatch(/2026-01-05/);
+    expect((await cliIn(['runs', 'list', '--workspace', dir, '--date', '2026-01-05'])).stdout).toMatch(/2026-01-05/);
     const long = 'r'.repeat(3000);
     for (const sub of ['show', 'retry']) {
       const r = cli(['runs', sub, long, '--workspace', dir]);
@@ -204,11 +208,11 @@ describe('a config file that says null', () => {
 });
 
 describe('store export --pipeline p, beside a pipeline named p_z', () => {
-  it("exports p's stores only (p_z's were taken for p's), and --pipeline s1 still exports Season 1's files", () => {
+  it("exports p's stores only (p_z's were taken for p's), and --pipeline s1 still exports Season 1's files", async () => {
     const dir = workspace('./p.mjs', { 'p.mjs': oneStep('x'), 'pz.mjs': oneStep('q').replaceAll("'p'", "'p_z'") });
     writeFileSync(join(dir, 'metaspn.config.json'), JSON.stringify({ pipelines: { p: './p.mjs', p_z: './pz.mjs' } }));
-    expect(cli(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05']).code).toBe(0);
-    expect(cli(['pipeline', 'run', 'p_z', '--workspace', dir, '--date', '2026-01-05']).code).toBe(0);
+    expect((await cliIn(['pipeline', 'run', 'p', '--workspace', dir, '--date', '2026-01-05'])).code).toBe(0);
+    expect((await cliIn(['pipeline', 'run', 'p_z', '--workspace', dir, '--date', '2026-01-05'])).code).toBe(0);
     expect(
       readdirSync(join(dir, 'store'))
         .filter((f) => f.endsWith('.jsonl'))
@@ -219,7 +223,7 @@ describe('store export --pipeline p, beside a pipeline named p_z', () => {
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { stores: { store: string }[] }).stores.map((x) => x.store)).toEqual(['p.x']);
     const s1 = tempWorkspace();
-    expect(cli(['s1', 'run-local', '--workspace', s1, '--date', '2026-01-15']).code).toBe(0);
+    expect((await cliIn(['s1', 'run-local', '--workspace', s1, '--date', '2026-01-15'])).code).toBe(0);
     const e = cli(['store', 'export', '--workspace', s1, '--out', join(s1, 'export'), '--pipeline', 's1', '--json']);
     expect(e.code, e.stderr).toBe(0);
     expect((JSON.parse(e.stdout) as { stores: { store: string }[] }).stores.map((x) => x.store)).toEqual(
