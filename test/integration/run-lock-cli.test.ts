@@ -98,12 +98,13 @@ describe('run lock through the CLI', () => {
         // the same look on a quiet machine (0.5 s of CPU each). A run that took longer is followed at once.
         await waitFor(() => Date.now() - stoppedAt >= Math.min(runs * 2_000, 11_000), 20_000, 'the next look at the stopped holder', 50);
       }
-      const json = JSON.parse(cli(['lock', 'status', '--workspace', ws, '--json']).stdout);
+      // The reads back run in this process (the runs above are the looks at the stopped holder).
+      const json = JSON.parse((await cliIn(['lock', 'status', '--workspace', ws, '--json'])).stdout);
       expect(json).toMatchObject({ held: true, holder_alive: true, stale_reason: null, payload: { active: 1, pid: h.pid } });
     } finally {
       h.kill('SIGCONT');
     }
-    const st = cli(['lock', 'status', '--workspace', ws]);
+    const st = await cliIn(['lock', 'status', '--workspace', ws]);
     expect(st.stdout).toContain('lock s1: HELD');
     expect(st.stdout).toContain(`pid           ${h.pid} (running)`);
   }, 40_000);
