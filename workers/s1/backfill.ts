@@ -123,8 +123,9 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
         onPartition: (r, done, total) => {
           report.dates[r.date] = r;
           report.updated_at = new Date().toISOString();
-          report.exit_code = mostSevere(Object.values(report.dates).map((x) => x.exit_code));
-          writeSummary(report);
+          report.exit_code = mostSevere([report.exit_code, r.exit_code]);
+          // A blocked date is saved with the next date that ran, or at the end (see runExecutionBackfill).
+          if (r.status !== 'blocked') writeSummary(report);
           o.onDate?.(r, done, total);
         },
       },
