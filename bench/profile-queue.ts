@@ -13,6 +13,8 @@
  *          --no-instrument (plain run: the wrappers add latency to every round, which lowers throughput),
  *          --light (count rounds, time compactions and reloads only),
  *          --compact-min BYTES (FileQueue compact_min_bytes; 1000M effectively turns compaction off),
+ *          --repeat N (before the measured run, N - 1 runs of a drain and a fail once, each on a fresh queue,
+ *          as the bench's runs do; the profiles and the breakdown are of the last),
  *          --cpuprof FILE (a .cpuprofile of the measured part only, through node:inspector),
  *          --heapprof FILE (a sampling heap profile of the measured part, objects collected meanwhile
  *          included: what was allocated, not what is left; `node dist/bench/heapprofile-summary.js FILE`).
@@ -27,6 +29,7 @@ import { QueueLogFile } from '../src/queue/file/log-file.js';
 import { RoundEngine } from '../src/queue/file/rounds.js';
 import { readStats, StatsWriter } from '../src/queue/file/stats-file.js';
 import type { NewTask } from '../src/queue/types.js';
+import type { RunSummary } from '../src/runtime/runner.js';
 import type { WorkerDefinition } from '../src/runtime/worker-api.js';
 import { queueDir, workspacePaths } from '../src/storage/paths.js';
 import { policyWith } from './queue.js';
@@ -50,6 +53,8 @@ interface Opts {
   cpuprof: string | null;
   /** Write a sampling heap profile (allocations, collected ones included) of the measured part to this file. */
   heapprof: string | null;
+  /** Drain (or fail once) this many times in the process, each on a fresh queue of `size` tasks (as the bench's runs do); the profiles are of the last. */
+  repeat: number;
 }
 
 function parse(argv: string[]): Opts {
@@ -66,6 +71,7 @@ function parse(argv: string[]): Opts {
     compactMin: undefined,
     cpuprof: null,
     heapprof: null,
+    repeat: 1,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -86,6 +92,7 @@ function parse(argv: string[]): Opts {
     else if (a === '--compact-min') o.compactMin = parseCount(v());
     else if (a === '--cpuprof') o.cpuprof = v();
     else if (a === '--heapprof') o.heapprof = v();
+    else if (a === '--repeat') o.repeat = parseCount(v());
     else throw new Error(`unknown argument ${a}`);
   }
   return o;
@@ -236,6 +243,48 @@ function cpuMs(c0: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(c0);
   return (d.user + d.system) / 1000;
 }
+/** The threads there were when this module loaded: the main one and V8's (compilers, GC helpers); libuv's pool, where fdatasync runs, starts at the first file operation. */
+const firstThreads = new Set(listThreads());
+
+function listThreads(): string[] {
+  try {
+    return fs.readdirSync('/proc/self/task');
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * CPU ms of this process's threads, by kind: `main` (JavaScript, and the GC's own part), `v8` (V8's
+ * worker threads: optimizing compilers, concurrent marking and sweeping), `pool` (libuv's pool:
+ * fdatasync and the other file calls), from /proc/self/task/<tid>/stat (10 ms ticks); empty where
+ * /proc is not there.
+ */
+function threadCpu(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of listThreads()) {
+    try {
+      const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const kind = tid === String(process.pid) ? 'main' : firstThreads.has(tid) ? 'v8' : 'pool';
+      out.set(kind, (out.get(kind) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+/** The CPU ms by thread spent since `before` (a {@link threadCpu} reading), as `name ms` pairs. */
+function threadCpuSince(before: Map<string, number>): string {
+  const parts: string[] = [];
+  for (const [k, v] of threadCpu()) {
+    const d = v - (before.get(k) ?? 0);
+    if (d > 0) parts.push(`${k} ${d}`);
+  }
+  return parts.join(', ');
+}
+
 /** CPU time of the last measured enqueue, ms. */
 let lastCpu = 0;
 
@@ -283,6 +332,7 @@ async function main(): Promise<void> {
   });
   await withTempWorkspace('profile', async (ws) => {
     if (o.warm > 0) await warmUp(o.warm, policy);
+    if (o.mode === 'drain' || o.mode === 'fail') await earlierRuns(o, policy);
     if (o.mode === 'enqueue') {
       if (o.instrument) instrument(o.light);
       await startProfile(o);
@@ -331,20 +381,49 @@ async function main(): Promise<void> {
     buckets.clear();
     opsPerRound.length = 0;
     kindsPerRound.clear();
-    const worker: WorkerDefinition = o.mode === 'fail' ? failOnce : { name: QUEUE, handle: () => undefined };
-    await startProfile(o);
-    const t1 = nowMs();
-    const c1 = process.cpuUsage();
-    const sum = await drainOnce(queue, worker, policy, ws, o.mode === 'fail' ? { nextDue: async () => (await queue.stats()).next_due_at } : {});
-    const ms = nowMs() - t1;
-    const cpu = cpuMs(c1);
-    await stopProfile(o);
-    await queue.close();
-    console.log(
-      `${o.mode} ${fmtInt(o.size)} tasks, concurrency ${o.concurrency}, ack window ${policy.ack_window_ms} ms: ${fmtNum(ms, 0)} ms, ${fmtInt(perSecond(sum.completed, ms))} tasks/s, cpu ${fmtNum(cpu, 0)} ms (${fmtNum((cpu * 1000) / sum.completed, 1)} µs/task) (load ${fmtNum(loadMs, 0)} ms) ${JSON.stringify(sum)}`,
-    );
-    if (o.instrument) report(ms, sum.completed);
+    const sum = await timedDrain(queue, ws, o, policy, loadMs, true);
+    if (o.instrument) report(lastDrainMs, sum.completed);
   });
+}
+
+/** Wall ms of the last {@link timedDrain}. */
+let lastDrainMs = 0;
+
+/** Drains (or fails once) `queue` with runWorker, timed, and prints a line of it; with `profiled`, under the profiles asked for. */
+async function timedDrain(queue: FileQueue, ws: string, o: Opts, policy: QueuePolicy, loadMs: number, profiled: boolean): Promise<RunSummary> {
+  const worker: WorkerDefinition = o.mode === 'fail' ? failOnce : { name: QUEUE, handle: () => undefined };
+  if (profiled) await startProfile(o);
+  const threads = threadCpu();
+  const t1 = nowMs();
+  const c1 = process.cpuUsage();
+  const sum = await drainOnce(queue, worker, policy, ws, o.mode === 'fail' ? { nextDue: async () => (await queue.stats()).next_due_at } : {});
+  const ms = (lastDrainMs = nowMs() - t1);
+  const cpu = cpuMs(c1);
+  const byThread = threadCpuSince(threads);
+  if (profiled) await stopProfile(o);
+  await queue.close();
+  console.log(
+    `${o.mode} ${fmtInt(o.size)} tasks, concurrency ${o.concurrency}, ack window ${policy.ack_window_ms} ms: ${fmtNum(ms, 0)} ms, ${fmtInt(perSecond(sum.completed, ms))} tasks/s, cpu ${fmtNum(cpu, 0)} ms (${fmtNum((cpu * 1000) / sum.completed, 1)} µs/task; by thread, ms: ${byThread}) (load ${fmtNum(loadMs, 0)} ms) ${JSON.stringify(sum)}`,
+  );
+  return sum;
+}
+
+/**
+ * The bench's earlier runs: `repeat - 1` times a drain and a fail once of `size` tasks, each on a
+ * fresh queue and printed, in the bench's order (its part B, then C), before the measured one.
+ */
+async function earlierRuns(o: Opts, policy: QueuePolicy): Promise<void> {
+  for (let r = 1; r < o.repeat; r++) {
+    for (const mode of ['drain', 'fail'] as const) {
+      await withTempWorkspace('profile-run', async (ws) => {
+        await enqueue(ws, o.size, 10_000, policy);
+        const queue = new FileQueue({ workspace: ws, name: QUEUE, max_attempts: policy.max_attempts, ack_window_ms: policy.ack_window_ms });
+        const t0 = nowMs();
+        await queue.stats();
+        await timedDrain(queue, ws, { ...o, mode }, policy, nowMs() - t0, false);
+      });
+    }
+  }
 }
 
 main().catch((err: unknown) => {

@@ -117,11 +117,10 @@ export interface RunSummary {
 }
 
 /** Adaptive prefetch: buffered tasks should start within a quarter of their lease. */
-function prefetchFor(policy: QueuePolicy, avgMs: number, fixed?: number): number {
+function prefetchFor(c: number, leaseMs: number, avgMs: number, fixed?: number): number {
   if (fixed !== undefined) return Math.max(1, fixed);
-  const c = policy.concurrency;
   if (avgMs <= 0) return c * 2;
-  const fits = Math.floor((c * policy.lease_ms) / 4 / avgMs);
+  const fits = Math.floor((c * leaseMs) / 4 / avgMs);
   return Math.max(c, Math.min(512, fits));
 }
 
@@ -139,6 +138,15 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   setMaxListeners(0, d.stop, ...(d.force ? [d.force] : []));
   const halt = new AbortController();
   const stopped = Promise.race([abortPromise(d.stop), abortPromise(halt.signal)]);
+  /**
+   * `d.stop` and `halt` aborted, as flags their abort listeners set (below, with the loop's wake-up):
+   * the loop and the callbacks of every task read these, not the signals. An AbortSignal's hidden
+   * class is made again in each run (its transitions die with the run's signals), so a check of it
+   * in the loop's optimized code failed at the end of every run and threw that code away: the next
+   * run compiled the loop again (~100 ms of a V8 thread's CPU a run).
+   */
+  let stopping = d.stop.aborted;
+  let halted = false;
   let avgMs = 0;
   let settled = 0;
   let drained = false;
@@ -152,6 +160,8 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   const givenBack = (): number => sum.retry_scheduled + sum.released + sum.lease_lost;
   let givenBackAtDrain = 0;
   let fatal: { err: unknown } | null = null;
+  // Set from the tasks' callbacks: read through this so the compiler does not take it for null.
+  const fatalError = (): { err: unknown } | null => fatal;
   const live = new Set<Live>();
   const host = d.host ?? inProcessHost(d.worker);
   const mono = d.mono ?? d.now;
@@ -179,7 +189,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
       return;
     }
     failStreak = o.kind === 'completed' ? 0 : failStreak + 1;
-    if (halt.signal.aborted || !d.haltWhen) return;
+    if (halted || !d.haltWhen) return;
     const why = d.haltWhen(o);
     if (why) {
       sum.halted = why;
@@ -188,7 +198,7 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   };
   /** `judge` of an outcome that is not fatal, its object made only when a stop condition will read it. */
   const verdict = (a: Attempt, kind: OutcomeKind): void => {
-    if (halt.signal.aborted || !d.haltWhen) failStreak = kind === 'completed' ? 0 : failStreak + 1;
+    if (halted || !d.haltWhen) failStreak = kind === 'completed' ? 0 : failStreak + 1;
     else judge({ id: a.id, kind, attempt: a.attempt, duration_ms: mono() - a.t0 });
   };
 
@@ -209,12 +219,20 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     }
   };
   const sleepUntilWoken = (onAck: boolean): Promise<void> => {
-    if (d.stop.aborted || halt.signal.aborted) return Promise.resolve();
+    if (stopping || halted) return Promise.resolve();
     wakeOnAck = onAck;
     return new Promise<void>((r) => (wake = r));
   };
-  d.stop.addEventListener('abort', wakeLoop);
-  halt.signal.addEventListener('abort', wakeLoop);
+  const onStop = (): void => {
+    stopping = true;
+    wakeLoop();
+  };
+  const onHalt = (): void => {
+    halted = true;
+    wakeLoop();
+  };
+  d.stop.addEventListener('abort', onStop);
+  halt.signal.addEventListener('abort', onHalt);
 
   /** What every attempt of this run shares (one object, not closures per task). */
   const shared: AttemptRun = {
@@ -267,9 +285,6 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   };
 
   const idle = wakesWorkers(d.queue) ? (ms: number, signal: AbortSignal) => (d.queue as unknown as WakesWorkers).waitForWork(ms, signal) : null;
-  // A claim that throws (the queue unreachable) ends the loop, but not before the running tasks
-  // have ended and been acknowledged (or reported lost): the caller closes the queue after this.
-  let loopError: { err: unknown } | null = null;
   /**
    * The claim under way, if any: claims run beside the tasks, so the slots keep running the
    * buffered tasks while the next batch is fetched (one claim at a time). A claim that throws ends
@@ -309,70 +324,87 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
         wakeLoop();
       });
   };
-  try {
-    while (!d.stop.aborted && !halt.signal.aborted) {
-      const failedClaim = claimFailed();
-      if (failedClaim) throw failedClaim.err;
-      // While tasks fail (as many in a row as there are slots), claim no further ahead than the free
-      // slots: a broken dependency must not leave hundreds of tasks leased to a worker about to stop.
-      // One failure among completions (a retry, a bad input) keeps the claims batched.
-      const prefetch = failStreak >= policy.concurrency && d.prefetch === undefined ? policy.concurrency : prefetchFor(policy, avgMs, d.prefetch);
-      const want = Math.min(prefetch - buffer.length, maxTasks - sum.claimed);
-      // The next claim starts while a quarter of the prefetch (at least the slots' worth) is still buffered.
-      if (!claiming && !drained && !foundNothing && want > 0 && buffer.length <= Math.max(policy.concurrency, Math.floor(prefetch / 4))) claimNext(want);
-      ahead.markAhead(Math.max(0, policy.concurrency - running));
-      while (running < policy.concurrency && buffer.length > 0 && !d.stop.aborted && !halt.signal.aborted) {
-        ahead.shifted();
-        renewedAt.shift();
-        start(buffer.shift()!);
-      }
-      if (running === 0 && buffer.length === 0) {
-        const under = claimUnderWay();
-        if (under) {
-          await Promise.race([under, stopped]);
-          // What it found runs at once; when it found nothing, the drained or idle steps below follow.
-          if (!foundNothing || buffer.length > 0 || d.stop.aborted || halt.signal.aborted) continue;
+  // The loop reads these from locals, not from the deps and the policy: objects of each run, whose
+  // hidden class a run's end may not share with the run its code was compiled in.
+  const { once, prefetch: fixedPrefetch, stop } = d;
+  const { concurrency, lease_ms: leaseMs, poll_ms: pollMs } = policy;
+  const nextDue = d.nextDue ? (): Promise<number | null> => d.nextDue!() : null;
+  const pause = (ms: number): Promise<void> => d.sleep(ms, stop);
+  const untilDue = (due: number): Promise<void> => pause(Math.max(0, due - d.now()));
+  /**
+   * The worker loop, a function of its own: what runWorker does once a run (its set-up, the end)
+   * meets a run's new objects, and a check of them that fails throws away the optimized code of
+   * the function it is in; kept apart, the loop's code outlives the run (the next one in the
+   * process starts on it instead of compiling it again).
+   */
+  const loop = async (): Promise<{ err: unknown } | null> => {
+    try {
+      while (!stopping && !halted) {
+        const failedClaim = claimFailed();
+        if (failedClaim) throw failedClaim.err;
+        // While tasks fail (as many in a row as there are slots), claim no further ahead than the free
+        // slots: a broken dependency must not leave hundreds of tasks leased to a worker about to stop.
+        // One failure among completions (a retry, a bad input) keeps the claims batched.
+        const prefetch = failStreak >= concurrency && fixedPrefetch === undefined ? concurrency : prefetchFor(concurrency, leaseMs, avgMs, fixedPrefetch);
+        const want = Math.min(prefetch - buffer.length, maxTasks - sum.claimed);
+        // The next claim starts while a quarter of the prefetch (at least the slots' worth) is still buffered.
+        if (!claiming && !drained && !foundNothing && want > 0 && buffer.length <= Math.max(concurrency, Math.floor(prefetch / 4))) claimNext(want);
+        ahead.markAhead(Math.max(0, concurrency - running));
+        while (running < concurrency && buffer.length > 0 && !stopping && !halted) {
+          ahead.shifted();
+          renewedAt.shift();
+          start(buffer.shift()!);
         }
-        // Let acknowledgements land first: a failure becomes a scheduled retry only then.
-        if (inflight.size > 0) {
-          await Promise.race([Promise.all(inflight), stopped]);
-          continue;
-        }
-        if (sum.claimed >= maxTasks) break;
-        if (d.once && drained) {
-          if (givenBack() !== givenBackAtDrain) {
+        if (running === 0 && buffer.length === 0) {
+          const under = claimUnderWay();
+          if (under) {
+            await Promise.race([under, stopped]);
+            // What it found runs at once; when it found nothing, the drained or idle steps below follow.
+            if (!foundNothing || buffer.length > 0 || stopping || halted) continue;
+          }
+          // Let acknowledgements land first: a failure becomes a scheduled retry only then.
+          if (inflight.size > 0) {
+            await Promise.race([Promise.all(inflight), stopped]);
+            continue;
+          }
+          if (sum.claimed >= maxTasks) break;
+          if (once && drained) {
+            if (givenBack() !== givenBackAtDrain) {
+              drained = false;
+              foundNothing = false;
+              continue;
+            }
+            const due = nextDue ? await nextDue() : null;
+            if (due === null) break;
+            await untilDue(due);
             drained = false;
             foundNothing = false;
             continue;
           }
-          const due = d.nextDue ? await d.nextDue() : null;
-          if (due === null) break;
-          await d.sleep(Math.max(0, due - d.now()), d.stop);
-          drained = false;
+          // Idle: a queue that can wake its workers (PostgreSQL) ends the wait as tasks arrive; the
+          // poll interval stays the longest wait either way.
+          await (idle ? idle(pollMs, stop) : pause(pollMs));
           foundNothing = false;
           continue;
         }
-        // Idle: a queue that can wake its workers (PostgreSQL) ends the wait as tasks arrive; the
-        // poll interval stays the longest wait either way.
-        await (idle ? idle(policy.poll_ms, d.stop) : d.sleep(policy.poll_ms, d.stop));
-        foundNothing = false;
-        continue;
+        if (inflight.size - running > Math.max(64, prefetch)) {
+          // Too many acknowledgements pending: let the queue catch up before running more.
+          await sleepUntilWoken(true);
+        } else if (running >= concurrency || buffer.length === 0 || drained || sum.claimed >= maxTasks) {
+          // A slot comes free or the claim under way ends (or, with neither, the worker stops).
+          await sleepUntilWoken(false);
+        }
+        wakeOnAck = false;
       }
-      if (inflight.size - running > Math.max(64, prefetch)) {
-        // Too many acknowledgements pending: let the queue catch up before running more.
-        await sleepUntilWoken(true);
-      } else if (running >= policy.concurrency || buffer.length === 0 || drained || sum.claimed >= maxTasks) {
-        // A slot comes free or the claim under way ends (or, with neither, the worker stops).
-        await sleepUntilWoken(false);
-      }
-      wakeOnAck = false;
+    } catch (err) {
+      halt.abort();
+      return { err };
     }
-  } catch (err) {
-    loopError = { err };
-    halt.abort();
-  }
-  d.stop.removeEventListener('abort', wakeLoop);
-  halt.signal.removeEventListener('abort', wakeLoop);
+    return null;
+  };
+  // A claim that throws (the queue unreachable) ends the loop, but not before the running tasks
+  // have ended and been acknowledged (or reported lost): the caller closes the queue after this.
+  let loopError = await loop();
   // A claim still under way hands its tasks to the buffer, which goes back below.
   await claimUnderWay();
   loopError ??= claimFailed();
@@ -394,12 +426,16 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
     sum.forced = await Promise.race([Promise.all(inflight).then(() => false), forced]);
     if (sum.forced) log.warn({ event: 'worker_forced', running: running }, 'forced stop: running tasks left to their leases');
   }
+  // Only now: the tasks still settling above read the flags (a fatal outcome halts, and is heard once).
+  d.stop.removeEventListener('abort', onStop);
+  halt.signal.removeEventListener('abort', onHalt);
   stopWatchdog();
   if (durationTimer) clearInterval(durationTimer);
   await flushDurations();
   if (loopError) throw loopError.err;
   // Disk full, permission denied: retrying would only burn every task's attempts; the command fails with the cause.
-  if (fatal) throw fatal.err;
+  const failed = fatalError();
+  if (failed) throw failed.err;
   return sum;
 }
 
