@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { parseJsonWithin, utf8Fault } from '../config/json-limits.js';
 import { MetaspnError, toMetaspnError } from '../guard/errors.js';
 import { isoTimes, jsonDoc } from '../json-doc.js';
+import { truncate } from '../strings.js';
 import type { WorkspaceConfig } from '../config/load.js';
 import { resolveBackend, type PgSetting } from '../backend/pg/setting.js';
 import { opsSource } from './source.js';
@@ -162,6 +163,12 @@ export async function buildServer(given: OpsContext): Promise<FastifyInstance> {
     const v = parsed.value;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) return done(new MetaspnError('USAGE', 'the request body must be a JSON object'), undefined);
     done(null, v);
+  });
+
+  // An unknown route (or method) answers the error document as every other error does, naming
+  // the method and the path (without its query, cut to 200 characters).
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ error: `no route ${req.method} ${truncate(req.url.split('?')[0] ?? '', 200)}`, hint: 'docs/OPS.md lists the routes' });
   });
 
   app.setErrorHandler((err, req, reply) => {

@@ -39,7 +39,7 @@ describe('serve: an address it cannot listen on is a bad invocation (64) naming 
 });
 
 describe('serve: requests at the edges', () => {
-  it('a path segment longer than 100 characters is 414 naming the limit; a body that is not UTF-8 is 400, nothing added', async () => {
+  it('a path segment longer than 100 characters is 414 naming the limit; a body that is not UTF-8 is 400, nothing added; an unknown route is 404 in the error document', async () => {
     const ws = tempWorkspace({ demo: false });
     const token = 'tok-tester-serve-bounds';
     const s = await startServe(ws, { env: { METASPN_ADMIN_TOKEN: token } });
@@ -63,6 +63,14 @@ describe('serve: requests at the edges', () => {
       expect(ok.status, ok.text).toBe(201);
       const q = await http('GET', `${s.url}/api/queues/bytes_q`);
       expect((q.json as { ready: number }).ready).toBe(1);
+
+      // A route that does not exist answers the documented error document, not the framework's.
+      const put = await http('PUT', `${s.url}/api/queues/bytes_q/pause`, { token, body: {} });
+      expect(put.status).toBe(404);
+      expect(put.json).toEqual({ schema_version: 1, error: 'no route PUT /api/queues/bytes_q/pause', hint: 'docs/OPS.md lists the routes' });
+      const nope = await http('GET', `${s.url}/api/nope?a=1&a=2`);
+      expect(nope.status).toBe(404);
+      expect(nope.json).toEqual({ schema_version: 1, error: 'no route GET /api/nope', hint: 'docs/OPS.md lists the routes' });
     } finally {
       await s.stop();
     }
