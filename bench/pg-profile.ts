@@ -139,6 +139,13 @@ const TABLE_STATS = `
   SELECT n_tup_upd::int AS upd, n_tup_hot_upd::int AS hot, n_dead_tup::int AS dead, n_live_tup::int AS live,
          autovacuum_count::int AS autovacuums, autoanalyze_count::int AS autoanalyzes, pg_relation_size(relid)::bigint AS heap_bytes
     FROM pg_stat_user_tables WHERE schemaname = 'metaspn' AND relname = 'task'`;
+/** The task table's and its indexes' buffer reads: `hit` in shared buffers, `read` from the kernel (its page cache or the disk). */
+const IO_STATS = `
+  SELECT heap_blks_hit::bigint AS heap_hit, heap_blks_read::bigint AS heap_read, idx_blks_hit::bigint AS idx_hit, idx_blks_read::bigint AS idx_read
+    FROM pg_statio_user_tables WHERE schemaname = 'metaspn' AND relname = 'task'`;
+/** The cluster's WAL position and records written so far (pg_stat_wal: every database's, so run it on a server of its own). */
+const WAL_STATS = `
+  SELECT pg_current_wal_lsn() - '0/0'::pg_lsn AS lsn, wal_records::bigint AS records, wal_fpi::bigint AS fpi FROM pg_stat_wal`;
 const INDEX_STATS = `
   SELECT s.indexrelname AS index, s.idx_scan::int AS scans, s.idx_tup_read::bigint AS read, s.idx_tup_fetch::bigint AS fetched,
          pg_relation_size(s.indexrelid)::bigint AS bytes
@@ -198,6 +205,8 @@ async function main(): Promise<void> {
         ));
       const before = await withClient(url, async (c) => ({
         xact: Number((await c.query<{ n: string }>(`SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()`)).rows[0]!.n),
+        wal: (await c.query<Record<string, string>>(WAL_STATS)).rows[0]!,
+        io: (await c.query<Record<string, string>>(IO_STATS)).rows[0]!,
       }));
       const explains: { ms: number; plan: string[] }[] = [];
       let probing = a.explainEveryMs > 0;
@@ -223,7 +232,11 @@ async function main(): Promise<void> {
       const srv = serverCpuSeconds(pmPid) - srv0;
       probing = false;
       await probe;
+      const wal1 = await withClient(url, async (c) => (await c.query<Record<string, string>>(WAL_STATS)).rows[0]!);
+      // Statistics reach the shared counters within a second of the backend's last transaction (PostgreSQL 15).
+      await withClient(url, (c) => c.query('SELECT pg_sleep(1.1)'));
       const after = await withClient(url, async (c) => ({
+        io: (await c.query<Record<string, string>>(IO_STATS)).rows[0]!,
         xact: Number((await c.query<{ n: string }>(`SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()`)).rows[0]!.n),
         table: (await c.query(TABLE_STATS)).rows[0] as Record<string, unknown>,
         indexes: (await c.query(INDEX_STATS)).rows as Record<string, unknown>[],
@@ -238,6 +251,8 @@ async function main(): Promise<void> {
           : [],
       }));
       const us = (s: number): string => ((s * 1e6) / a.size).toFixed(0);
+      const per = (k: string, x: Record<string, string>, y: Record<string, string>): number => Math.round((Number(y[k]) - Number(x[k])) / a.size);
+      const io = Object.fromEntries(Object.keys(after.io).map((k) => [k, per(k, before.io, after.io)]));
       const out = {
         workload: a.workload,
         size: a.size,
@@ -249,6 +264,10 @@ async function main(): Promise<void> {
         node_us_per_task: us((cpu.user + cpu.system) / 1e6),
         server_us_per_task: us(srv),
         transactions: after.xact - before.xact,
+        wal_bytes_per_task: per('lsn', before.wal, wal1),
+        wal_records_per_task: (Number(wal1.records) - Number(before.wal.records)) / a.size,
+        wal_fpi_per_task: (Number(wal1.fpi) - Number(before.wal.fpi)) / a.size,
+        blocks_per_task: io,
         load: os.loadavg()[0]!.toFixed(1),
         table: after.table,
         indexes: after.indexes,

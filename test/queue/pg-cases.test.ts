@@ -11,6 +11,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createPool, type PgPool } from '../../src/backend/pg/connection.js';
+import { MIGRATIONS, migrationSql } from '../../src/backend/pg/migrations.js';
 import { PgQueue } from '../../src/backend/pg/pg-queue.js';
 import { prepared, statements } from '../../src/backend/pg/statements.js';
 import { MemoryQueue } from '../../src/queue/memory.js';
@@ -806,6 +807,99 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     expect(indexReads(reclaimed)).toEqual(['Index Scan task_leased: 300', 'Bitmap Index Scan task_leased: 0']);
     await q.close();
     await c.query('DROP SCHEMA vacuumed CASCADE');
+  });
+
+  it('a claim rewrites the rows it locked by tuple id, not by a descent of the primary key each, and hands them out in order, with custom and generic plans (migration 12; applied again, the same)', async () => {
+    const name = `tid_${++n}`;
+    const { q, admin } = await seeded(name);
+    await q.enqueue(Array.from({ length: 999 }, (_, i) => ({ id: `t${i}`, payload: i })));
+    const sql = statements('cases');
+    const claimed: string[] = [];
+    const plans: string[] = [];
+    for (const again of [false, true]) {
+      if (again) await admin.query(migrationSql(MIGRATIONS.find((m) => m.version === 12)!, 'cases'));
+      for (const mode of ['force_custom_plan', 'force_generic_plan']) {
+        await admin.query(`SET plan_cache_mode = ${mode}`);
+        const executed = await executedPlans(admin, async () => {
+          for (const r of (await admin.query<{ id: string }>(prepared(sql.claim, [name, null, 'o', 200, 60_000, null, true, 0]))).rows) claimed.push(r.id);
+        });
+        plans.push(JSON.stringify(executed));
+      }
+    }
+    await admin.query('RESET plan_cache_mode');
+    // Four claims of 200, in the order the tasks became ready.
+    expect(claimed).toEqual(['seed', ...Array.from({ length: 799 }, (_, i) => `t${i}`)]);
+    for (const p of plans) {
+      // The update reaches its rows by a TID scan, even in a table of a few pages (a sequential
+      // scan looked cheaper); the rewritten rows meet their picks in a hash join, never in a nested
+      // loop (an estimate of one row per id made it one: 200 × 200 comparisons).
+      expect(p).toContain('"Node Type":"Tid Scan"');
+      expect(p).not.toContain('"Index Name":"task_pkey"');
+      expect(p).not.toContain('"Node Type":"Seq Scan"');
+      expect(p).not.toContain('"Node Type":"Nested Loop"');
+      expect(p).toContain('"Node Type":"Hash Join"');
+    }
+    expect(await q.stats()).toMatchObject({ ready: 200, leased: 800 });
+    await q.close();
+  });
+
+  it('a session\'s claims read the ready index from the first task its previous claim took, and tasks left below that (a claim rolled back) are still handed out, once each (migration 12)', async () => {
+    const name = `floor_${++n}`;
+    const { q, admin } = await seeded(name);
+    await q.enqueue(Array.from({ length: 2_000 }, (_, i) => ({ id: `t${i}`, payload: i })));
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    onTestFinished(() => other.end());
+    const sql = statements('cases');
+    const claim = async (c: pg.Client, max: number): Promise<string[]> => (await c.query<{ id: string }>(prepared(sql.claim, [name, null, 'o', max, 60_000, null, true, 0]))).rows.map((r) => r.id);
+    // Claims of one session, one after the other, hand the tasks out in order; from the second on,
+    // the ready pick starts at the previous claim's first task (an index condition on ready_seq),
+    // not at the start of a ready index whose entries before it are all dead.
+    expect(await claim(admin, 2)).toEqual(['seed', 't0']);
+    const plans = await executedPlans(admin, async () => expect(await claim(admin, 2)).toEqual(['t1', 't2']));
+    expect(JSON.stringify(plans)).toMatch(/"Index Name":"task_ready"[^}]*"Index Cond":"\(\(queue = '[^']+'::text\) AND \(ready_seq >= '[1-9]\d*'::bigint\)\)"/);
+    // Another session holds t3…t5 in a claim that rolls back; this one takes t6…t8 meanwhile, and
+    // its floor passes them by. They are handed out all the same (every 32nd claim of a session
+    // reads from the start), each once, and so is every other task.
+    await other.query('BEGIN');
+    expect(await claim(other, 3)).toEqual(['t3', 't4', 't5']);
+    expect(await claim(admin, 3)).toEqual(['t6', 't7', 't8']);
+    await other.query('ROLLBACK');
+    const rest: string[] = [];
+    for (let i = 0; i < 2_000 && rest.length < 1_994; i++) rest.push(...(await claim(admin, 50)));
+    expect(rest.filter((id) => ['t3', 't4', 't5'].includes(id)).sort()).toEqual(['t3', 't4', 't5']);
+    expect(new Set(rest).size).toBe(rest.length);
+    expect(rest).toHaveLength(1_994);
+    expect(await q.stats()).toMatchObject({ ready: 0, leased: 2_001 });
+    await q.close();
+  });
+
+  it('a prune of 100k terminal rows never analyzed reads the oldest by the index in order and deletes them by tuple id (it read and sorted every one, and compared each id with the batch\'s 10,000: past the statement timeout at 1M)', async () => {
+    const name = `prune_plan_${++n}`;
+    const { q, admin } = await seeded(name);
+    await admin.query(`CREATE SCHEMA pruned`);
+    const p = queue(name, { schema: 'pruned' });
+    await p.stats();
+    await admin.query('ALTER TABLE pruned.task SET (autovacuum_enabled = off)');
+    await admin.query(
+      `INSERT INTO pruned.task (queue, id, state, seq, ready_seq, t, max_attempts, payload, created_at, updated_at)
+       SELECT $1, 'd' || i, 3, nextval('pruned.task_seq'), nextval('pruned.ready_seq'), now() - interval '1 hour' + i * interval '1 ms', 5, '{}', 'x', 'x'
+         FROM generate_series(1, 100000) i`,
+      [name],
+    );
+    let pruned = 0;
+    const plans = await executedPlans(admin, async () => {
+      pruned = (await admin.query<{ pruned: number }>(statements('pruned').prune, [name, null, 86_400_000, 50_000, 10_000])).rows[0]!.pruned;
+    });
+    expect(pruned).toBe(10_000);
+    const text = JSON.stringify(plans);
+    expect(text).not.toContain('"Node Type":"Seq Scan"');
+    expect(text).not.toContain('Bitmap');
+    expect(text).toContain('"Node Type":"Tid Scan"');
+    // The oldest 10,000 went, and the counters still count every task that ended.
+    expect((await admin.query<{ n: number }>(`SELECT min(seq)::int AS n FROM pruned.task WHERE queue = $1`, [name])).rows[0]!.n).toBe(10_001);
+    await Promise.all([q.close(), p.close()]);
+    await admin.query('DROP SCHEMA pruned CASCADE');
   });
 
   it('an enqueue that adds some ids and reruns others makes them ready in the order given, as the in-memory reference does', async () => {

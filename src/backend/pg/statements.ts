@@ -169,7 +169,8 @@ function build(S: string): Statements {
     // Due retries first (by due time, then enqueue order), then ready tasks in the order they became
     // ready; started at once: all of them when $7, else the first $8 in the order returned
     // (start_first). The function (schema-v11.ts) is planned without bitmap scans, so that no plan
-    // of it reads a whole ready set (the generic plan after a VACUUM without ANALYZE did).
+    // of it reads a whole ready set (the generic plan after a VACUUM without ANALYZE did); it
+    // rewrites the rows it locked by their tuple ids (schema-v12.ts).
     claim: `SELECT * FROM ${S}.claim_tasks($1, $2, $3, $4, $5, $6, $7, $8)`,
     // Lease operations, batched (one statement per kind and ack window; an id at most once per
     // batch): $3 ids, $4 fences, $5 owners (start: $2, $3, $4; it reads no clock), renew $6 lease ms.
@@ -212,11 +213,11 @@ function build(S: string): Statements {
       RETURNING k.state`,
     // The failures of one ack window (an id at most once): $3 ids, $4 fences, $5 owners, $6 errors,
     // $7 delays (ms), $8 dead now (contract errors), $9 the writers' wall times; as \`fail\` row by row
-    // (those ready at once take ready_seq in the order of the calls).
+    // (those ready at once take ready_seq in the order of the calls; the others take none).
     // Returns the ids whose lease was held, with the state each failure left.
     failMany: `
       WITH x AS MATERIALIZED (
-        SELECT u.*, nextval('${S}.ready_seq') AS rs FROM (
+        SELECT u.*, CASE WHEN u.delay <= 0 AND NOT u.dead THEN nextval('${S}.ready_seq') END AS rs FROM (
           SELECT * FROM unnest(${arr(3, 'text')}, ${arr(4, 'bigint')}, ${arr(5, 'text')}, ${arr(6, 'jsonb')}, ${arr(7, 'float8')}, ${arr(8, 'boolean')}, ${arr(9, 'text')})
                    WITH ORDINALITY AS u(id, fence, owner, err, delay, dead, wall, ord) ORDER BY ord) u)
       UPDATE ${T} AS k SET
@@ -360,21 +361,9 @@ function build(S: string): Statements {
     // beyond the newest $4 of them (by the time they ended, then enqueue order); at most $5 rows. The counters keep counting them (as the file
     // backend's stats do after a compaction): the delete trigger takes them off, the insert here
     // puts them back, in the same statement.
-    prune: `
-      WITH cnt AS (
-        SELECT t, seq FROM ${T} WHERE queue = $1 AND state IN (3, 5) ORDER BY t DESC, seq DESC OFFSET $4 LIMIT 1),
-      sel AS MATERIALIZED (
-        SELECT id FROM ${T}
-         WHERE queue = $1 AND state IN (3, 5) AND (t < ${NOW} - $3 * interval '1 ms' OR (t, seq) <= (SELECT t, seq FROM cnt))
-         ORDER BY t, seq LIMIT $5 FOR UPDATE SKIP LOCKED),
-      del AS (
-        DELETE FROM ${T} AS k WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM sel)) AND k.state IN (3, 5) RETURNING k.state),
-      back AS (
-        INSERT INTO ${S}.queue_counts AS c (queue, slot, kind, n)
-        SELECT $1, (pg_backend_pid() % 16)::smallint, state, count(*) FROM del GROUP BY state
-        ON CONFLICT (queue, slot, kind) DO UPDATE SET n = c.n + excluded.n
-        RETURNING n)
-      SELECT (SELECT count(*) FROM del)::int AS pruned, (SELECT count(*) FROM back)::int AS counted`,
+    // In a function planned without bitmap or sequential scans (schema-v12.ts): the same
+    // statement as it was, parameters unchanged.
+    prune: `SELECT * FROM ${S}.prune_tasks($1, $2, $3, $4, $5)`,
     // A claim_mark row is visible only with its claim's tasks (one statement): when none of them
     // is leased under it, no start or reclaim of the claim will read the row again.
     pruneMarks: `
