@@ -9,6 +9,11 @@ export type { Logger };
 // sonic-boom is CommonJS: its module object is the class, which also carries itself as .SonicBoom.
 const { SonicBoom } = sonicBoom;
 
+/** Bytes SonicBoom writes at once, at most (see openLog). */
+const WRITE_MAX = 2 ** 20;
+/** Characters of lines joined before they are handed to SonicBoom (see openLog). */
+const BATCH_CHARS = 65_536;
+
 /**
  * A line the terminal redraws in place (a live counter): a warning or an error printed meanwhile
  * clears it first and has it drawn again after, so the two never mix on one line.
@@ -47,7 +52,11 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
   safeMkdir(ws.logs);
   // Opened here, synchronously: a command that exits at once must not find its log still opening.
   // Never through a link (logs/metaspn.jsonl -> a file outside): that is refused, exit 30.
-  const file = new SonicBoom({ fd: safeOpen(ws.logFile, 'a'), sync: false, minLength: 4096 });
+  // Up to 1 MiB a write (SonicBoom's default: 16 KiB): it writes one chunk at a time and the next
+  // only on a later turn of the event loop, which a busy stage turns a few times a second: at 16
+  // KiB a write, a million-signal run-local held 26 MB of unwritten `task_end` lines from its
+  // scoring to its end.
+  const file = new SonicBoom({ fd: safeOpen(ws.logFile, 'a'), sync: false, minLength: 4096, maxWrite: WRITE_MAX });
   let broken = false;
   // Closed by the command's end: a line logged later (a late callback) is dropped, not an error.
   let closed = false;
@@ -56,12 +65,13 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
     broken = true;
     process.stderr.write(`warning: ${ws.logFile}: ${err.code ?? err.message}; structured logging to the file stopped\n`);
   });
-  // Lines are written in batches of 4 KiB; a process that then waits (a 30-day retry, a long task)
+  // Lines are written in batches of 64 KiB; a process that then waits (a 30-day retry, a long task)
   // must not keep its last lines from someone tailing the log: what is buffered goes out within a second.
   let pending = false;
-  // Lines are handed to the file stream a batch (~4 KiB) at a time, joined here: SonicBoom measures
-  // the UTF-8 length of its whole unwritten chunk (a string grown by +=, up to 16 KiB) at each write,
-  // which flattened that chunk once a line (half a second of CPU over 100k `task_end` lines).
+  // Lines are handed to the file stream a batch (~64 KiB) at a time, joined here: SonicBoom measures
+  // the UTF-8 length of its whole unwritten chunk (a string grown by +=, up to WRITE_MAX) at each
+  // write, which flattened that chunk once a line (half a second of CPU over 100k `task_end` lines
+  // at 16 KiB); once a batch, it copies each MiB ~8 times over.
   // The same lines in the same order; what a crash can lose is unchanged (unwritten lines either way).
   let batch: string[] = [];
   let batchChars = 0;
@@ -77,7 +87,7 @@ export function openLog(ws: WorkspacePaths, base: Record<string, unknown>, opts:
     pending = true;
     batch.push(line);
     batchChars += line.length;
-    if (batchChars >= 4096) pass();
+    if (batchChars >= BATCH_CHARS) pass();
   };
   const tick = setInterval(() => {
     if (broken || closed || !pending) return;
