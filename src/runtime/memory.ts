@@ -31,15 +31,20 @@ export function enableSafePointCollections(): boolean {
   return gc !== null;
 }
 
+/** Heap in use below which no safe point collects, unless its caller says otherwise. */
+const FLOOR = 256 * 2 ** 20;
+
 /**
- * Collects when the heap grew by `growth` bytes (default 192 MiB) since the last time (past 256 MiB),
- * if the process enabled it; else nothing. A caller that knows its garbage is many small
- * short-lived objects kept in flight (Season 1's scoring) may ask for a smaller growth.
+ * Collects when the heap grew by `growth` bytes (default 192 MiB) since the last time and is past
+ * `floor` (default 256 MiB), if the process enabled it; else nothing. A caller that knows its
+ * garbage is many small short-lived objects kept in flight (Season 1's scoring) may ask for a
+ * smaller growth and floor; one that just dropped what it held (Season 1's signals, once scored)
+ * may ask for 0 and 0: a collection now.
  */
-export function collectIfGrown(growth: number = GROWTH): void {
+export function collectIfGrown(growth: number = GROWTH, floor: number = FLOOR): void {
   if (!gc) return;
   const used = process.memoryUsage().heapUsed;
-  if (used < 256 * 2 ** 20 || used < baseline + growth) return;
+  if (used < floor || used < baseline + growth) return;
   gc();
   baseline = process.memoryUsage().heapUsed;
 }

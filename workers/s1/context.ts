@@ -186,7 +186,10 @@ export class S1Context {
   releaseSignals(): void {
     this.signalsBySubject = null;
     this.sortedPromise = null;
-    collectIfGrown(SAFE_POINT_GROWTH);
+    // Collected now, whatever the heap's size: the next stage reads the scores back and renders
+    // its rows before its first safe point, on top of what scoring left (a million-signal run's
+    // peak RSS was there, its heap at 320 MiB over ~90 MiB live).
+    collectIfGrown(0, 0);
   }
 
   /** The signals sorted by (instant, signal_id), built once per process: the inputs digests read them. */
