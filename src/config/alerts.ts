@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { checkLimit, envNumber, type LimitKey } from './limits.js';
 import { MetaspnError, UsageError } from '../guard/errors.js';
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../zod.js';
 
 /**
  * Every number metaspn takes from outside (flags, metaspn.config.json, METASPN_* variables, task

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { backendConfigSchema, type BackendConfig } from '../backend/pg/setting.js';
 import { DataInvalidError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';

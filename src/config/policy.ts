@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../zod.js';
 import { DataInvalidError } from '../guard/errors.js';
 import { DEFAULT_BACKOFF } from '../queue/backoff.js';
 import { QUEUE_DEFAULTS } from '../queue/options.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../zod.js';
 
 /** The `reports` section of metaspn.config.json: the evidence a weekly report needs, the runs a baseline averages. */
 export const reportsConfigSchema = z

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import stringify from 'fast-json-stable-stringify';
-import { z } from 'zod';
+import * as z from '../../src/zod.js';
 import { describePath, issueRule } from '../../src/config/issues.js';
 import { LIMITS, rangeText } from '../../src/config/limits.js';
 import { DataInvalidError } from '../../src/guard/errors.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../../src/zod.js';
 import type { ManifestCheck } from '../../src/storage/manifest.js';
 
 /**

@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import type { Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { z } from 'zod';
+import * as z from '../../src/zod.js';
 import { parseJsonWithin, utf8Fault, utf8Rule } from '../../src/config/json-limits.js';
 import { LIMITS } from '../../src/config/limits.js';
 import { DataInvalidError } from '../../src/guard/errors.js';

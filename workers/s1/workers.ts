@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../../src/zod.js';
 import { MetaspnError } from '../../src/guard/errors.js';
 import type { WorkerContext, WorkerDefinition, WorkerInitContext, WorkerTask } from '../../src/runtime/worker-api.js';
 import type { WorkspaceConfig } from '../../src/config/load.js';

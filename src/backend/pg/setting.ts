@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../../zod.js';
 import { DataInvalidError, UsageError } from '../../guard/errors.js';
 import { limitSchema } from '../../config/limits.js';
 

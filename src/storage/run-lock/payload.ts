@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from '../../zod.js';
 import { writeAtomicSync } from '../atomic.js';
 import { safeReadFile, safeReaddir } from '../safe-path.js';
 import { StateCorruptError } from '../../guard/errors.js';
