@@ -8,7 +8,7 @@
  * databases' work).
  *
  *   node dist/bench/pg-profile.js [--url postgres://…/postgres] [--size 100000] [--workload fail]
- *        [--start-ahead 128] [--explain-every-ms 0] [--statements] [--vacuumed [--autovacuum]]
+ *        [--start-ahead 128] [--explain-every-ms 0] [--statements] [--vacuumed [--autovacuum]] [--cpuprof FILE] [--heapprof FILE]
  *
  * workload: b100 | b500 | effects | fail (bench/pg.ts's drains). `--explain-every-ms N` runs
  * `EXPLAIN (ANALYZE, BUFFERS)` of the claim's selection every N ms during the drain (read-only: no
@@ -16,8 +16,11 @@
  * the run (the server must load it). `--vacuumed`: the task table vacuumed, never analyzed, before
  * the drain (autovacuum off for it from the start: what autovacuum's insert-triggered vacuum leaves
  * after a bulk enqueue, before its analyze; schema-v11.ts); `--autovacuum`: on again for the drain.
+ * `--cpuprof FILE` / `--heapprof FILE`: a .cpuprofile / .heapprofile of the worker during the drain
+ * only (node:inspector; summarize them with bench/cpuprofile-summary.ts, bench/heapprofile-summary.ts).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import pg from 'pg';
@@ -40,6 +43,8 @@ interface Args {
   statements: boolean;
   vacuumed: boolean;
   autovacuum: boolean;
+  cpuprof: string | null;
+  heapprof: string | null;
 }
 
 function parse(argv: string[]): Args {
@@ -52,6 +57,8 @@ function parse(argv: string[]): Args {
     statements: false,
     vacuumed: false,
     autovacuum: false,
+    cpuprof: null,
+    heapprof: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1] ?? '';
@@ -84,6 +91,14 @@ function parse(argv: string[]): Args {
         break;
       case '--autovacuum':
         a.autovacuum = true;
+        break;
+      case '--cpuprof':
+        a.cpuprof = v;
+        i++;
+        break;
+      case '--heapprof':
+        a.heapprof = v;
+        i++;
         break;
       default:
         throw new Error(`unknown argument ${argv[i]}`);
@@ -222,6 +237,17 @@ async function main(): Promise<void> {
           }
         });
       })();
+      const session = a.cpuprof || a.heapprof ? new Session() : null;
+      session?.connect();
+      if (session && a.cpuprof) {
+        await session.post('Profiler.enable');
+        await session.post('Profiler.setSamplingInterval', { interval: 200 });
+        await session.post('Profiler.start');
+      }
+      if (session && a.heapprof) {
+        await session.post('HeapProfiler.enable');
+        await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+      }
       const cpu0 = process.cpuUsage();
       const srv0 = serverCpuSeconds(pmPid);
       const policy = policyWith({ concurrency: 8, ...(a.workload === 'fail' ? { backoff_base_ms: 1 } : {}) });
@@ -230,6 +256,9 @@ async function main(): Promise<void> {
       const ms = nowMs() - t0;
       const cpu = process.cpuUsage(cpu0);
       const srv = serverCpuSeconds(pmPid) - srv0;
+      if (session && a.cpuprof) writeFileSync(a.cpuprof, JSON.stringify((await session.post('Profiler.stop')).profile));
+      if (session && a.heapprof) writeFileSync(a.heapprof, JSON.stringify((await session.post('HeapProfiler.stopSampling')).profile));
+      session?.disconnect();
       probing = false;
       await probe;
       const wal1 = await withClient(url, async (c) => (await c.query<Record<string, string>>(WAL_STATS)).rows[0]!);
