@@ -646,11 +646,14 @@ class Attempt implements Live {
     const o: TaskOutcome = { id: task.id, kind, attempt, duration_ms: this.shared.mono() - this.t0 };
     if (code) o.code = code;
     if (failure && (kind === 'retry_scheduled' || kind === 'dead' || kind === 'dead_contract')) {
+      const level = kind === 'retry_scheduled' ? 'warn' : 'error';
+      // Made only when the line is written, as below (a failure's text and times cost a few µs).
+      if (!log.isLevelEnabled(level)) return o;
       const fields = { event: 'task_end', task_id: task.id, outcome: kind, duration_ms: o.duration_ms, attempt: `${attempt} of ${task.max_attempts}` };
       const retryAt = kind === 'retry_scheduled' && failure.retryAt !== undefined ? new Date(failure.retryAt).toISOString() : null;
       const next = retryAt !== null ? `retry at ${retryAt}` : kind === 'dead' ? 'dead-lettered: no attempt left' : 'dead-lettered: a contract error, which no retry can fix';
       const e = failure.err;
-      log[kind === 'retry_scheduled' ? 'warn' : 'error'](
+      log[level](
         { ...fields, queue: d.worker.name, err: e, next: retryAt !== null ? 'retry' : 'dead_letter', ...(retryAt !== null ? { retry_at: retryAt } : {}) },
         `task ${task.id} of ${d.worker.name} failed, attempt ${attempt} of ${task.max_attempts}: ${e.name}: ${e.message}; ${next}`,
       );

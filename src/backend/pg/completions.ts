@@ -9,6 +9,7 @@ import { inTransaction, isUnavailable, pgError, type PgPool } from './connection
 import { touches, writeBatchEffectsOn, writeEffectsOn, type EffectsOp } from './effects.js';
 import { quoteSchema } from './migrations.js';
 import type { PgSetting } from './setting.js';
+import { plainArray, textArray } from './params.js';
 import { prepared, type Statements } from './statements.js';
 
 /** Tries to read back an ambiguous completion (50 ms, doubling: about 1.5 s in all). */
@@ -55,7 +56,9 @@ export async function commitEffectsBatch(cx: CompletionContext, ops: EffectsOp[]
     const batch = todo;
     try {
       const held = await inTransaction(cx.pool, async (c) => {
-        const r = await c.query<{ id: string }>(prepared(cx.sql.complete, [cx.name, cx.nowParam(), batch.map((o) => o.id), batch.map((o) => o.lease.fence), batch.map((o) => o.lease.owner)]));
+        const r = await c.query<{ id: string }>(
+          prepared(cx.sql.complete, [cx.name, cx.nowParam(), textArray(batch, (o) => o.id), plainArray(batch, (o) => o.lease.fence), textArray(batch, (o) => o.lease.owner)]),
+        );
         const ok = new Set(r.rows.map((x) => x.id));
         const conflicting = await writeBatchEffectsOn(
           c,

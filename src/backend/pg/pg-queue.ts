@@ -34,6 +34,7 @@ import { EffectsBatcher } from './effects.js';
 import { ensureSchema } from './migrations.js';
 import { holdPresence, type PresenceHandle } from './presence.js';
 import { DEFAULT_POOL_MAX, DEFAULT_SCHEMA, type PgSetting } from './setting.js';
+import { plainArray, textArray } from './params.js';
 import { prepared, statements, type Statements } from './statements.js';
 import { WAKE_CHANNEL, WakeListener } from './wake.js';
 
@@ -330,11 +331,12 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       if (this.unmarked.size > MARKED_MAX) this.unmarked.clear();
       for (const row of r.rows) if (!row.started) this.unmarked.set(row.id, { claim: row.claim, fence: Number(row.fence), owner: opts.owner.id });
     }
-    return r.rows.map((row) => ({
-      task: this.recordOf(row),
-      lease: { owner: opts.owner.id, fence: Number(row.fence), expires_at: Math.round(wall + (row.expires - row.now)) },
-      ...(opts.defer_start === true && row.started ? { started: true } : {}),
-    }));
+    const marked = opts.defer_start === true;
+    return r.rows.map((row) => {
+      const c: ClaimedTask = { task: this.recordOf(row), lease: { owner: opts.owner.id, fence: Number(row.fence), expires_at: Math.round(wall + (row.expires - row.now)) } };
+      if (marked && row.started) c.started = true;
+      return c;
+    });
   }
 
   async start(id: string, lease: Lease): Promise<boolean> {
@@ -623,10 +625,10 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     try {
       await this.ready(what);
       if (kind === 'start') return await this.startBatch(ops);
-      const ids = ops.map((o) => o.id);
-      const fences = ops.map((o) => o.lease.fence);
-      const owners = ops.map((o) => o.lease.owner);
-      const params = [this.name, this.nowParam(), ids, fences, owners, ...(kind === 'renew' ? [ops.map((o) => o.ms)] : [])];
+      const ids = textArray(ops, (o) => o.id);
+      const fences = plainArray(ops, (o) => o.lease.fence);
+      const owners = textArray(ops, (o) => o.lease.owner);
+      const params = [this.name, this.nowParam(), ids, fences, owners, ...(kind === 'renew' ? [plainArray(ops, (o) => o.ms)] : [])];
       const r = await this.run(what, () => this.pool.query<{ id: string }>(prepared(this.sql[kind], params)));
       const ok = new Set(r.rows.map((x) => x.id));
       for (const o of ops) o.resolve(ok.has(o.id));
@@ -658,13 +660,13 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       byClaim.length
         ? this.run('starting a task', () =>
             this.pool.query<{ ids: string[] }>(
-              prepared(this.sql.startMarks, [this.name, byClaim.map((o) => this.unmarked.get(o.id)!.claim), byClaim.map((o) => o.id), byClaim.map((o) => o.lease.owner)]),
+              prepared(this.sql.startMarks, [this.name, plainArray(byClaim, (o) => this.unmarked.get(o.id)!.claim), textArray(byClaim, (o) => o.id), textArray(byClaim, (o) => o.lease.owner)]),
             ),
           ).then((r) => r.rows.forEach((x) => x.ids.forEach((id) => ok.add(id))))
         : undefined,
       byRow.length
         ? this.run('starting a task', () =>
-            this.pool.query<{ id: string }>(prepared(this.sql.start, [this.name, byRow.map((o) => o.id), byRow.map((o) => o.lease.fence), byRow.map((o) => o.lease.owner)])),
+            this.pool.query<{ id: string }>(prepared(this.sql.start, [this.name, textArray(byRow, (o) => o.id), plainArray(byRow, (o) => o.lease.fence), textArray(byRow, (o) => o.lease.owner)])),
           ).then((r) => r.rows.forEach((x) => ok.add(x.id)))
         : undefined,
     ]);
@@ -692,13 +694,13 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
           prepared(this.sql.failMany, [
             this.name,
             this.nowParam(),
-            ops.map((o) => o.id),
-            ops.map((o) => o.lease.fence),
-            ops.map((o) => o.lease.owner),
-            ops.map((o) => o.error),
-            ops.map((o) => o.delay_ms),
-            ops.map((o) => o.deadNow),
-            ops.map((o) => o.wall),
+            textArray(ops, (o) => o.id),
+            plainArray(ops, (o) => o.lease.fence),
+            textArray(ops, (o) => o.lease.owner),
+            textArray(ops, (o) => o.error),
+            plainArray(ops, (o) => o.delay_ms),
+            plainArray(ops, (o) => o.deadNow),
+            textArray(ops, (o) => o.wall),
           ]),
         ),
       );
@@ -748,7 +750,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
   }
 
   private recordOf(row: RecordRow): TaskRecord {
-    return {
+    const r: TaskRecord = {
       id: row.id,
       queue: this.name,
       payload: JSON.parse(row.payload) as unknown,
@@ -758,9 +760,11 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       updated_at: row.updated_at,
       errors: row.errors,
       retries: row.retries,
-      ...(row.grp !== null ? { group: row.grp } : {}),
-      ...(row.cancelled !== null ? { cancelled: row.cancelled } : {}),
     };
+    // Set in place (same key order as spreads, without their temporary objects: a claim makes hundreds).
+    if (row.grp !== null) r.group = row.grp;
+    if (row.cancelled !== null) r.cancelled = row.cancelled;
+    return r;
   }
 }
 
