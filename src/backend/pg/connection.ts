@@ -91,11 +91,12 @@ export function sharedPool(s: Pick<PgSetting, 'url' | 'pool_max'>): PoolLease {
 
 /**
  * Runs `f` in one transaction on a connection of `pool`: committed when it resolves, rolled back when
- * it throws. Rolled back because a named statement went stale ({@link isStalePrepared}), it runs
- * again on another connection.
+ * it throws. Rolled back because a named statement went stale ({@link isStalePrepared}) or because
+ * the server broke a deadlock by failing it ({@link isDeadlock}), it runs again whole
+ * ({@link retryingRefused}): `f` must only talk to the database through `c`, as every caller does.
  */
 export async function inTransaction<T>(pool: PgPool, f: (c: PgClient) => Promise<T>): Promise<T> {
-  return retryingStale(pool, () => transaction(pool, f));
+  return retryingRefused(pool, () => transaction(pool, f));
 }
 
 async function transaction<T>(pool: PgPool, f: (c: PgClient) => Promise<T>): Promise<T> {
@@ -139,18 +140,38 @@ export function isStalePrepared(err: unknown): boolean {
 }
 
 /**
- * Runs `f` (one statement on `pool`, or one transaction) again while the server refuses a named
- * statement as stale ({@link isStalePrepared}): nothing ran, and the connection that held it was
- * dropped (pg-pool drops a client whose query failed, {@link inTransaction} one whose statement
- * went stale), so each retry meets another connection. At most one retry per connection of the
- * pool, plus one: the last is on a connection made after the change.
+ * True when the server failed the statement to break a deadlock (SQLSTATE 40P01): its transaction
+ * was rolled back whole, so running it again is safe, and the other party has gone on. Seen between
+ * a claim and a failure batch of two sessions whose counter rows (`queue_counts`, one slot per
+ * `pg_backend_pid() % 16`) are the same and were upserted in different orders.
  */
-export async function retryingStale<T>(pool: PgPool, f: () => Promise<T>): Promise<T> {
-  for (let left = (pool.options.max ?? 10) + 1; ; left--) {
+export function isDeadlock(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '40P01';
+}
+
+/** How many times a statement or transaction that lost a deadlock runs again (then the error is thrown). */
+export const DEADLOCK_RETRIES = 5;
+
+/**
+ * Runs `f` (one statement on `pool`, or one transaction) again when the server refused it without
+ * keeping anything of it:
+ * - a named statement went stale ({@link isStalePrepared}): nothing ran, and the connection that
+ *   held it was dropped (pg-pool drops a client whose query failed, {@link inTransaction} one whose
+ *   statement went stale), so each retry meets another connection. At most one retry per
+ *   connection of the pool, plus one: the last is on a connection made after the change.
+ * - it lost a deadlock ({@link isDeadlock}): up to {@link DEADLOCK_RETRIES} more times, each after
+ *   a random 1-20 ms, so that the session that won finishes first.
+ */
+export async function retryingRefused<T>(pool: PgPool, f: () => Promise<T>): Promise<T> {
+  let stale = (pool.options.max ?? 10) + 1;
+  let deadlocks = DEADLOCK_RETRIES;
+  for (;;) {
     try {
       return await f();
     } catch (err) {
-      if (left <= 0 || !isStalePrepared(err)) throw err;
+      if (isStalePrepared(err) && stale-- > 0) continue;
+      if (!isDeadlock(err) || deadlocks-- <= 0) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 1 + Math.random() * 19));
     }
   }
 }

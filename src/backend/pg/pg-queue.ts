@@ -27,7 +27,7 @@ import type {
   TaskState,
   TaskView,
 } from '../../queue/types.js';
-import { inTransaction, isUnavailable, pgError, retryingStale, sharedPool, type PgPool, type PoolLease } from './connection.js';
+import { inTransaction, isUnavailable, pgError, retryingRefused, sharedPool, type PgPool, type PoolLease } from './connection.js';
 import { AckBatcher, GroupWindow, type AckKind, type AckOp } from './acks.js';
 import { commitEffectsBatch, settleCompletion, type CompletionContext } from './completions.js';
 import { EffectsBatcher } from './effects.js';
@@ -727,8 +727,9 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
 
   private async run<T>(what: string, f: () => Promise<T>): Promise<T> {
     try {
-      // A named statement a schema change or a dropped session made stale runs again, prepared anew.
-      return await retryingStale(this.pool, f);
+      // A named statement a schema change or a dropped session made stale runs again, prepared anew;
+      // one that lost a deadlock runs again.
+      return await retryingRefused(this.pool, f);
     } catch (err) {
       if (isUnavailable(err)) this.lost++;
       throw pgError(err, this.setting, `${what} (queue ${this.name})`);
