@@ -3,6 +3,7 @@ import pino, { type Logger } from 'pino';
 import sonicBoom from 'sonic-boom';
 import type { WorkspacePaths } from './storage/paths.js';
 import { safeMkdir, safeOpen } from './storage/safe-path.js';
+import { visible } from './strings.js';
 
 export type { Logger };
 
@@ -199,16 +200,17 @@ function readable(line: string, shown: { failures: number }): string {
       shown.failures++;
       if (shown.failures > TERMINAL_FAILURES_MAX) return '';
       const more = shown.failures === TERMINAL_FAILURES_MAX ? `warning: further failed attempts are logged to logs/metaspn.jsonl only (${TERMINAL_FAILURES_MAX} shown)\n` : '';
-      return `${level}: ${String(o.msg)}\n${more}`;
+      return `${level}: ${visible(String(o.msg))}\n${more}`;
     }
     if (FILE_ONLY.has(String(o.event))) return '';
     const extra = Object.entries(o)
       .filter(([k]) => !HIDDEN.has(k))
       .map(([k, v]) => `${k}=${k === 'err' ? errText(v) : typeof v === 'string' ? v : JSON.stringify(v)}`)
       .join(' ');
-    return `${level}: ${String(o.msg)}${extra ? ` (${extra})` : ''}\n`;
+    // One line each: a handler's error or a name from data is shown with its control characters escaped.
+    return `${level}: ${visible(String(o.msg))}${extra ? ` (${visible(extra)})` : ''}\n`;
   } catch {
-    return line;
+    return visible(line, true);
   }
 }
 

@@ -2,13 +2,13 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { toMetaspnError } from '../guard/errors.js';
 import { bundledPipelines } from '../pipeline/bundled.js';
-import { jsonDoc, jsonPrinted } from './format.js';
+import { jsonDoc, jsonPrinted, printErr } from './format.js';
 import { closeLogs, commandLog, newInvocation, withInvocation } from './invocation.js';
 import { enableSafePointCollections } from '../runtime/memory.js';
 import { EXIT } from '../guard/exit-codes.js';
 import { takeExitCode } from './exit.js';
 import { addExamples } from './help.js';
-import { clipWords } from '../strings.js';
+import { clipWords, jsonText, visible } from '../strings.js';
 
 function version(): string {
   try {
@@ -61,7 +61,7 @@ export async function buildProgram(argv?: readonly string[]): Promise<Command> {
     .version(version())
     .exitOverride()
     .showSuggestionAfterError(true)
-    .configureOutput({ outputError: (str, write) => write(clipWords(str.trimEnd()) + '\n') });
+    .configureOutput({ outputError: (str, write) => write(visible(clipWords(str.trimEnd()), true) + '\n') });
   const name = argv ? commandOf(argv) : undefined;
   // `metaspn --version` needs no command at all.
   const args = argv?.slice(2) ?? [];
@@ -114,11 +114,12 @@ async function runMain(argv: string[]): Promise<number> {
     }
     const e = toMetaspnError(err);
     commandLog()?.logger.error({ event: 'command_failed', rc: e.exitCode, code: e.code, error: e.message, ...(e.code === 'INTERNAL_ERROR' ? { stack: (err as Error)?.stack } : {}) }, e.message);
-    // A value echoed from the command line is cut (clipWords); the log keeps the message whole.
-    process.stderr.write(`error: ${clipWords(e.message)}\n`);
-    if (e.hint) process.stderr.write(`hint: ${clipWords(e.hint)}\n`);
+    // A value echoed from the command line is cut (clipWords) and its control characters shown
+    // escaped (visible: the message is one line); the log keeps the message whole.
+    printErr(`error: ${clipWords(visible(e.message))}\n`);
+    if (e.hint) printErr(`hint: ${clipWords(e.hint)}\n`);
     if (e.code === 'INTERNAL_ERROR' && !e.hint) process.stderr.write('hint: an unexpected failure; set METASPN_DEBUG=1 for the stack, and see logs/metaspn.jsonl\n');
-    if (process.env.METASPN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
+    if (process.env.METASPN_DEBUG) printErr(`${(err as Error)?.stack ?? String(err)}\n`);
     // A command that printed its JSON and then failed (runs list naming a damaged file) printed its document.
     if (wantsJson(argv) && !jsonPrinted()) printJsonError(e.code, e.exitCode, clipWords(e.message), e.hint && clipWords(e.hint));
     return e.exitCode;
@@ -138,5 +139,5 @@ function wantsJson(argv: readonly string[]): boolean {
  * so a script parsing stdout never meets an empty string; the one-line error stays on stderr.
  */
 function printJsonError(code: string, exitCode: number, message: string, hint?: string): void {
-  process.stdout.write(`${JSON.stringify(jsonDoc({ error: { code, exit_code: exitCode, message, ...(hint ? { hint } : {}) } }), null, 2)}\n`);
+  process.stdout.write(`${jsonText(jsonDoc({ error: { code, exit_code: exitCode, message, ...(hint ? { hint } : {}) } }))}\n`);
 }

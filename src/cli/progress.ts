@@ -1,5 +1,6 @@
 import type { StatusLine } from '../log.js';
 import type { OutcomeKind } from '../runtime/runner.js';
+import { printErr } from './format.js';
 
 /**
  * `worker run`'s live counter on a terminal: one line on stderr, redrawn in place at most every
@@ -98,5 +99,5 @@ export function stepLine(date: string, s: StepProgress): string {
 /** A progress printer for one command: `step(date, report)` writes its line when progress is wanted. */
 export function stepProgress(json: boolean | undefined): ((date: string, s: StepProgress) => void) | undefined {
   if (!progressWanted(json)) return undefined;
-  return (date, s) => void process.stderr.write(`${stepLine(date, s)}\n`);
+  return (date, s) => void printErr(`${stepLine(date, s)}\n`);
 }

@@ -4,7 +4,7 @@ import { checkAlerts, type CheckResult } from '../../ops/alerts/check.js';
 import { alertSettings } from '../../config/alerts.js';
 import { readOpenAlerts, type OpenAlert } from '../../ops/alerts/state.js';
 import { setExitCode } from '../exit.js';
-import { printJson, table } from '../format.js';
+import { printJson, table, printOut } from '../format.js';
 import { openWorkspace } from '../options.js';
 import { openSession } from '../session.js';
 import { backendFor, databaseUrlOption } from '../backend.js';
@@ -69,7 +69,7 @@ export function registerAlerts(program: Command): void {
           ? `sent ${r.sent.length}, within the cooldown ${r.cooling.length}, not delivered ${r.failed.length}${r.failed.length ? ' (retried at the next check)' : ''}`
           : 'METASPN_ALERT_WEBHOOK_URL is not set: nothing sent';
       lines.push(`${r.open.length ? `${r.open.length} open alert(s)` : 'no open alerts'}; ${tail} (exit ${code})`);
-      process.stdout.write(`${lines.join('\n')}\n`);
+      printOut(`${lines.join('\n')}\n`);
     });
 
   alerts
@@ -83,6 +83,6 @@ export function registerAlerts(program: Command): void {
       if (o.json) return printJson(r);
       const note = (a: OpenAlert): string => (a.delivery === 'pending' ? 'delivery pending' : a.last_sent_at ? `sent ${a.last_sent_at}` : 'not sent');
       const head = r.checked_at ? `last check ${r.checked_at}` : 'never checked: run `metaspn alerts check`';
-      process.stdout.write(`${[head, ...(r.open.length ? [table(rows(r.open, note))] : ['no open alerts'])].join('\n')}\n`);
+      printOut(`${[head, ...(r.open.length ? [table(rows(r.open, note))] : ['no open alerts'])].join('\n')}\n`);
     });
 }

@@ -5,7 +5,7 @@ import { targetOf } from '../../backend/pg/setting.js';
 import { loadConfig } from '../../config/load.js';
 import { UsageError } from '../../guard/errors.js';
 import { backendFor, databaseUrlOption } from '../backend.js';
-import { printJson } from '../format.js';
+import { printJson, printOut } from '../format.js';
 import { openWorkspace } from '../options.js';
 
 /**
@@ -35,7 +35,7 @@ export function registerDb(program: Command): void {
         const r = await migrate(lease.pool, setting);
         const target = targetOf(setting.url);
         if (o.json) return printJson({ target, ...r });
-        process.stdout.write(
+        printOut(
           r.applied.length === 0
             ? `schema ${r.schema} at ${target}: up to date (version ${r.to})\n`
             : `schema ${r.schema} at ${target}: migrated from version ${r.from} to ${r.to} (applied ${r.applied.join(', ')})\n`,

@@ -3,7 +3,7 @@ import { loadConfig } from '../../config/load.js';
 import { doctor } from '../../doctor/doctor.js';
 import { EXIT, mostSevere } from '../../guard/exit-codes.js';
 import { setExitCode } from '../exit.js';
-import { printJson } from '../format.js';
+import { printJson, printOut } from '../format.js';
 import { openWorkspace } from '../options.js';
 import { openSession } from '../session.js';
 import { resolveBackend } from '../../backend/pg/setting.js';
@@ -40,6 +40,6 @@ export function registerDoctor(program: Command): void {
       const errs = report.findings.filter((x) => x.severity === 'error' && !x.repaired).length;
       const warns = report.findings.filter((x) => x.severity === 'warning' && !x.repaired).length;
       lines.push(report.findings.length === 0 ? 'clean: every file verifies' : `${errs} error(s), ${warns} warning(s)${o.repair ? `, ${report.repaired} fixed` : ''}`);
-      process.stdout.write(`${lines.join('\n')}\n`);
+      printOut(`${lines.join('\n')}\n`);
     });
 }

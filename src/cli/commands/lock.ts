@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import type { StaleReason } from '../../storage/run-lock.js';
 import { backendFor, databaseUrlOption, runLocksFor } from '../backend.js';
-import { printJson } from '../format.js';
+import { printJson, printOut, visible } from '../format.js';
 import { openWorkspace } from '../options.js';
 
 const STALE_TEXT: Record<StaleReason, string> = {
@@ -37,11 +37,11 @@ export function registerLock(program: Command): void {
           `  host          ${p.host}`,
           `  start_ts_utc  ${p.start_ts_utc}`,
           `  ttl_sec       ${p.ttl_sec}`,
-          `  reason        ${p.reason}`,
+          `  reason        ${visible(p.reason)}`,
           `  cmd           ${p.cmd}`,
         );
       } else if (!st.exists) lines.push('  no run has taken it yet');
       if (st.stale_reason) lines.push(`  stale: ${st.stale_reason === 'holder_gone' && onPg ? 'its lock session ended' : STALE_TEXT[st.stale_reason]}; the next run takes it over`);
-      process.stdout.write(`${lines.join('\n')}\n`);
+      printOut(`${lines.join('\n')}\n`);
     });
 }

@@ -18,7 +18,7 @@ import { pgRollback } from '../../backend/pg/rollback.js';
 import { backendFor, databaseUrlOption } from '../backend.js';
 import { setExitCode } from '../exit.js';
 import { stepProgress, type StepProgress } from '../progress.js';
-import { printJson, table } from '../format.js';
+import { printJson, printOut, table, visible } from '../format.js';
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
 import { collect, openWorkspace, positiveInt } from '../options.js';
 
@@ -49,7 +49,7 @@ export function registerPipeline(program: Command): void {
       setExitCode(mostSevere(list.map((e) => ('exit_code' in e ? e.exit_code : EXIT.SUCCESS))));
       if (o.json) return printJson({ pipelines: list });
       const status = (e: (typeof list)[number]): string => ('error' in e ? `error (exit ${e.exit_code}): ${e.error}` : `${e.steps} steps`);
-      process.stdout.write(`${table([['name', 'source', 'module', 'status'], ...list.map((e) => [e.name, e.source, e.module ?? '(bundled: metaspn s1 …)', status(e)])])}\n`);
+      printOut(`${table([['name', 'source', 'module', 'status'], ...list.map((e) => [e.name, e.source, e.module ?? '(bundled: metaspn s1 …)', status(e)])])}\n`);
     });
 
   p.command('show')
@@ -64,9 +64,7 @@ export function registerPipeline(program: Command): void {
       if (bundled) {
         const view = { name, source: 'bundled', command: bundled.command, steps: bundled.steps.map((s) => ({ name: s.name, after: s.after, queue: s.name })) };
         if (o.json) return printJson(view);
-        process.stdout.write(
-          `${name} (bundled; run with ${bundled.command})\n${table(view.steps.map((s) => [`  ${s.name}`, s.after.length ? `after ${s.after.join(', ')}` : '(first)', `queue ${s.queue}`]))}\n`,
-        );
+        printOut(`${name} (bundled; run with ${bundled.command})\n${table(view.steps.map((s) => [`  ${s.name}`, s.after.length ? `after ${s.after.join(', ')}` : '(first)', `queue ${s.queue}`]))}\n`);
         return;
       }
       const def = await loadPipeline(ws, cfg, name);
@@ -107,7 +105,7 @@ export function registerPipeline(program: Command): void {
         view.checks.length ? 'checks:' : 'checks: (none)',
         ...view.checks.map((c) => `  ${c.name}${c.description ? `: ${c.description}` : ''}`),
       ];
-      process.stdout.write(`${lines.join('\n')}\n`);
+      printOut(`${lines.join('\n')}\n`);
     });
 
   addLockFlags(
@@ -144,7 +142,7 @@ export function registerPipeline(program: Command): void {
     });
     setExitCode(report.exit_code);
     if (o.json) return printJson(report);
-    process.stdout.write(formatRun(report));
+    printOut(formatRun(report));
   });
 
   addLockFlags(
@@ -172,7 +170,7 @@ export function registerPipeline(program: Command): void {
     const backfillId = `bf-${newRunId()}`;
     const skipChecks = skipChecksOf(o);
     const onPartition = (r: PartitionResult): void => {
-      if (!o.json) process.stdout.write(`${formatPartition(r)}\n`);
+      if (!o.json) printOut(`${formatPartition(r)}\n`);
     };
     const report = await runLocked(
       o.workspace,
@@ -192,7 +190,7 @@ export function registerPipeline(program: Command): void {
     setExitCode(report.exit_code);
     if (o.json) return printJson(report);
     const counts = Object.values(report.partitions).reduce<Record<string, number>>((a, d) => ({ ...a, [d.status]: (a[d.status] ?? 0) + 1 }), {});
-    process.stdout.write(
+    printOut(
       `backfill ${backfillId} ${report.start}..${report.end}: ${Object.entries(counts)
         .map(([k, v]) => `${v} ${k}`)
         .join(', ')}\nexit ${report.exit_code}\n`,
@@ -241,7 +239,7 @@ export function registerPipeline(program: Command): void {
       }
     });
     if (o.json) return printJson(report);
-    process.stdout.write(formatRollback(report));
+    printOut(formatRollback(report));
   });
 }
 
@@ -287,7 +285,7 @@ async function verifyPublished(def: PipelineDefinition, stores: PipelineStores, 
 }
 
 function formatPartition(r: PartitionResult): string {
-  return `${r.date}  ${r.status.padEnd(9)}  exit ${r.exit_code}  ${(r.duration_ms / 1000).toFixed(1)}s${r.run_id ? `  run ${r.run_id}` : ''}${r.reason && r.status !== 'published' ? `  (${r.reason})` : ''}`;
+  return `${r.date}  ${r.status.padEnd(9)}  exit ${r.exit_code}  ${(r.duration_ms / 1000).toFixed(1)}s${r.run_id ? `  run ${r.run_id}` : ''}${r.reason && r.status !== 'published' ? `  (${visible(r.reason)})` : ''}`;
 }
 
 /** What a step report shows as a table row (`pipeline run`, `s1 run-local`). */

@@ -14,7 +14,7 @@ import { bundledQueues } from '../../runtime/load-worker.js';
 import { deadletterDir, queueDir, type WorkspacePaths } from '../../storage/paths.js';
 import { Ledger } from '../../storage/ledger.js';
 import { safeExists } from '../../storage/safe-path.js';
-import { ago, isoSeconds, printJson, table, truncate } from '../format.js';
+import { ago, isoSeconds, printErr, printJson, printOut, table, truncate, visible } from '../format.js';
 import { collect, openWorkspace } from '../options.js';
 import { discardDeadLetters } from '../../ops/discard.js';
 import { nearQueueOfNew, queueNamesOf, queueView, unknownQueueError, type QueueView } from '../../ops/workspace-view.js';
@@ -120,7 +120,7 @@ export function registerQueue(program: Command): void {
       // A queue whose counts do not read back is named, the others still listed: exit 30.
       if (queues.some((v) => 'error' in v)) setExitCode(EXIT.STATE_CORRUPT);
       if (o.json) return printJson({ workspace: ws.root, now, queues });
-      process.stdout.write(`${formatQueueList(queues, now)}\n`);
+      printOut(`${formatQueueList(queues, now)}\n`);
     });
 
   queue
@@ -136,7 +136,7 @@ export function registerQueue(program: Command): void {
       const now = Date.now();
       const s = pg ? await pgStats(ws, worker, pg) : readStats(queueDir(ws, worker), worker, now);
       if (o.json) return printJson({ ...s, now });
-      process.stdout.write(`${formatStats(s, now)}\n`);
+      printOut(`${formatStats(s, now)}\n`);
     });
 
   const dl = queue.command('deadletter').description('tasks whose retries are exhausted');
@@ -150,13 +150,13 @@ export function registerQueue(program: Command): void {
       await knownQueueOn(ws, worker, pg);
       const list = (await deadLetters(ws, worker, pg)).list();
       if (o.json) return printJson({ worker, dead_letters: list });
-      if (list.length === 0) return void process.stdout.write(`no dead letters for ${worker}\n`);
+      if (list.length === 0) return void printOut(`no dead letters for ${worker}\n`);
       const rows = [['TASK', 'ATTEMPTS', 'DEAD AT', 'LAST ERROR']];
       for (const d of list) {
         const e = d.reason;
         rows.push([d.task.id, String(d.attempt_count), d.dead_at.replace(/\.\d{3}Z$/, 'Z'), e ? truncate(`${e.kind} ${e.class}: ${e.message}`, 90) : '']);
       }
-      process.stdout.write(`${table(rows)}\n${list.length} dead letter(s) in ${deadLettersPlace(ws, worker, pg)}\n`);
+      printOut(`${table(rows)}\n${list.length} dead letter(s) in ${deadLettersPlace(ws, worker, pg)}\n`);
     });
 
   dl.command('show <worker> <task_id>')
@@ -171,7 +171,7 @@ export function registerQueue(program: Command): void {
       if (!d) throw new UsageError(`no dead letter "${id}" for ${worker}`, { hint: `list them: metaspn queue deadletter list ${worker}` });
       if (o.json) return printJson(d);
       const lines = [
-        `task        ${d.task.id}`,
+        `task        ${visible(d.task.id)}`,
         `worker      ${d.worker}`,
         `attempts    ${d.attempt_count} of ${d.task.max_attempts}`,
         `first fail  ${d.first_failure_at ?? '-'}`,
@@ -179,10 +179,13 @@ export function registerQueue(program: Command): void {
         `dead at     ${d.dead_at}`,
         `payload     ${JSON.stringify(d.task.payload)}`,
         'errors:',
-        ...d.errors.flatMap((e) => [`  #${e.attempt} ${e.at} ${e.kind} ${e.class}${e.code ? ` [${e.code}]` : ''}: ${e.message}`, ...(e.stack ?? []).slice(0, 3).map((l) => `      ${l}`)]),
-        ...(d.task.retries.length ? ['retried before:', ...d.task.retries.map((r) => `  ${r.at} by ${r.by} (after ${r.attempt_count} attempts)`)] : []),
+        ...d.errors.flatMap((e) => [
+          visible(`  #${e.attempt} ${e.at} ${e.kind} ${e.class}${e.code ? ` [${e.code}]` : ''}: ${e.message}`),
+          ...(e.stack ?? []).slice(0, 3).map((l) => `      ${visible(l)}`),
+        ]),
+        ...(d.task.retries.length ? ['retried before:', ...d.task.retries.map((r) => visible(`  ${r.at} by ${r.by} (after ${r.attempt_count} attempts)`))] : []),
       ];
-      process.stdout.write(`${lines.join('\n')}\n`);
+      printOut(`${lines.join('\n')}\n`);
     });
 
   dl.command('discard <worker>')
@@ -209,11 +212,11 @@ export function registerQueue(program: Command): void {
         const r = await discardDeadLetters(s.ws, q, { worker, ids: o.all ? 'all' : o.taskId!, reason: o.reason ?? '', by: s.actor, dryRun: !!o.dryRun }, s.log.logger);
         if (o.json) return printJson(r);
         const list = (ids: string[]): string => (ids.length ? `:\n  ${ids.join('\n  ')}` : '');
-        if (r.dry_run) return void process.stdout.write(`dry run: would discard ${r.discarded.length} dead letter(s) of ${worker}${list(r.discarded)}\n`);
-        if (r.discarded.length === 0 && r.skipped.length === 0) return void process.stdout.write(`no dead letters for ${worker}: nothing discarded\n`);
-        process.stdout.write(`discarded ${r.discarded.length} dead letter(s) of ${worker}${list(r.discarded)}\n`);
-        if (r.ledger_seq !== null) process.stdout.write(`recorded in the ledger (seq ${r.ledger_seq}): ${r.reason}\n`);
-        if (r.skipped.length) process.stderr.write(`warning: no longer dead letters (retried meanwhile), left alone: ${r.skipped.join(', ')}\n`);
+        if (r.dry_run) return void printOut(`dry run: would discard ${r.discarded.length} dead letter(s) of ${worker}${list(r.discarded)}\n`);
+        if (r.discarded.length === 0 && r.skipped.length === 0) return void printOut(`no dead letters for ${worker}: nothing discarded\n`);
+        printOut(`discarded ${r.discarded.length} dead letter(s) of ${worker}${list(r.discarded)}\n`);
+        if (r.ledger_seq !== null) printOut(`recorded in the ledger (seq ${r.ledger_seq}): ${visible(r.reason)}\n`);
+        if (r.skipped.length) printErr(`warning: no longer dead letters (retried meanwhile), left alone: ${r.skipped.join(', ')}\n`);
       } finally {
         await q.close();
       }
@@ -239,7 +242,7 @@ export function registerQueue(program: Command): void {
       const targets = o.taskId ?? [...present].sort();
       if (o.dryRun) {
         if (o.json) return printJson({ worker, dry_run: true, would_retry: targets });
-        return void process.stdout.write(`dry run: would move ${targets.length} task(s) of ${worker} back to ready${targets.length ? `:\n  ${targets.join('\n  ')}` : ''}\n`);
+        return void printOut(`dry run: would move ${targets.length} task(s) of ${worker} back to ready${targets.length ? `:\n  ${targets.join('\n  ')}` : ''}\n`);
       }
       const q = await openQueueLazy(s.ws, worker, policyFor(s.cfg, worker), s.log.logger, pg);
       try {
@@ -247,7 +250,7 @@ export function registerQueue(program: Command): void {
         s.log.logger.info({ event: 'queue_retry', worker, moved }, `retried ${moved.length} dead letter(s)`);
         if (moved.length) await new Ledger(s.ws).append('deadletter_retry', { worker, ids: moved, by: s.actor });
         if (o.json) return printJson({ worker, retried: moved });
-        process.stdout.write(`moved ${moved.length} task(s) of ${worker} back to ready${moved.length ? `:\n  ${moved.join('\n  ')}` : ''}\n`);
+        printOut(`moved ${moved.length} task(s) of ${worker} back to ready${moved.length ? `:\n  ${moved.join('\n  ')}` : ''}\n`);
       } finally {
         await q.close();
       }
@@ -276,9 +279,9 @@ export function registerQueue(program: Command): void {
       try {
         const r = await q.enqueue(tasks);
         s.log.logger.info({ event: 'enqueue', worker, added: r.added.length, existing: r.existing.length }, 'enqueued');
-        if (near) process.stderr.write(`warning: ${worker} is a new queue; did you mean ${near}? (its tasks wait there until a worker of ${worker} runs)\n`);
+        if (near) printErr(`warning: ${worker} is a new queue; did you mean ${near}? (its tasks wait there until a worker of ${worker} runs)\n`);
         if (o.json) return printJson({ worker, ...r });
-        process.stdout.write(`enqueued ${r.added.length} task(s) to ${worker}; ${r.existing.length} already present\n`);
+        printOut(`enqueued ${r.added.length} task(s) to ${worker}; ${r.existing.length} already present\n`);
       } finally {
         await q.close();
       }
@@ -298,7 +301,7 @@ export function registerQueue(program: Command): void {
         try {
           await (verb === 'pause' ? q.pause(s.actor) : q.resume(s.actor));
           s.log.logger.info({ event: `queue_${verb}`, worker }, `queue ${verb}d`);
-          process.stdout.write(`${worker}: ${verb}d\n`);
+          printOut(`${worker}: ${verb}d\n`);
         } finally {
           await q.close();
         }

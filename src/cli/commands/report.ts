@@ -6,7 +6,7 @@ import { captureBaseline, writeBaseline } from '../../ops/reports/baseline.js';
 import { checkDate, weeklyMarkdown, weeklyReport, writeWeekly } from '../../ops/reports/weekly.js';
 import { opsSettings, type OpsSettings } from '../../ops/settings.js';
 import { setExitCode } from '../exit.js';
-import { printJson } from '../format.js';
+import { printJson, printOut } from '../format.js';
 import { nonNegativeInt, positiveInt } from '../options.js';
 import { openSession } from '../session.js';
 
@@ -41,7 +41,7 @@ export function registerReport(program: Command): void {
       s.log.logger.info({ event: 'report_weekly', anchor, status: r.status, observed: r.evidence.observed, required: r.evidence.required, rc: code }, `weekly report ${r.status}`);
       setExitCode(code);
       if (o.json) return printJson({ ...r, files, exit_code: code });
-      if (o.printMarkdown) return void process.stdout.write(weeklyMarkdown(r));
+      if (o.printMarkdown) return void printOut(weeklyMarkdown(r));
       const ev = `runs ${r.evidence.observed.runs}/${r.evidence.required.runs}, tasks ${r.evidence.observed.tasks}/${r.evidence.required.tasks} (observed/required)`;
       const lines = [`weekly report ${r.window.from.slice(0, 10)}..${anchor}: status=${r.status}; ${ev}`];
       if (ok) {
@@ -55,7 +55,7 @@ export function registerReport(program: Command): void {
           `         ${files!.markdown}`,
         );
       } else lines.push('nothing written: not enough evidence for a weekly report (exit 10)');
-      process.stdout.write(`${lines.join('\n')}\n`);
+      printOut(`${lines.join('\n')}\n`);
     });
 
   program
@@ -79,7 +79,7 @@ export function registerReport(program: Command): void {
       s.log.logger.info({ event: 'baseline_capture', file: files.file }, 'baseline captured');
       if (o.json) return printJson({ ...b, files });
       const r = b.rates;
-      process.stdout.write(
+      printOut(
         [
           `baseline ${b.captured_at}: ${Object.keys(b.queues).length} queue(s), ${r.runs_considered} run(s): ${r.tasks_per_hour ?? 'n/a'} tasks/hour, success rate ${r.success_rate ?? 'n/a'}, open alerts ${b.open_alerts}`,
           `written: ${files.file}`,

@@ -7,7 +7,7 @@ import { FileStores, readRunRecords } from '../../pipeline/stores.js';
 import type { StateFileProblem } from '../../storage/state-file.js';
 import { newRunId } from '../../runtime/run-id.js';
 import { setExitCode } from '../exit.js';
-import { printJson, table, truncate } from '../format.js';
+import { printJson, table, truncate, printOut, printErr } from '../format.js';
 import { addLockFlags, runLocked, skipChecksOf, type LockFlags } from '../locked.js';
 import { collect, openWorkspace } from '../options.js';
 import { formatRun } from './pipeline.js';
@@ -68,7 +68,7 @@ export function registerRuns(program: Command): void {
         ...(r.failure ? [`failure    ${r.failure}`] : []),
         table(r.steps.map((s) => [`  ${s.step}`, s.status, `exit ${s.exit_code}`, `${(s.duration_ms / 1000).toFixed(1)}s`, isAbsolute(s.manifest) ? relative(ws.root, s.manifest) : s.manifest])),
       ];
-      process.stdout.write(`${lines.join('\n')}\n`);
+      printOut(`${lines.join('\n')}\n`);
       reportProblems(mine);
     });
 
@@ -105,7 +105,7 @@ export function registerRuns(program: Command): void {
       });
       setExitCode(report.exit_code);
       if (o.json) return printJson(report);
-      return void process.stdout.write(`retry of ${runId}\n${formatRun(report)}`);
+      return void printOut(`retry of ${runId}\n${formatRun(report)}`);
     }
     const bundled = bundledPipeline(old.pipeline);
     if (!bundled?.retry) throw new UsageError(`run ${runId} is of pipeline ${old.pipeline}, which this metaspn does not know`, { hint: 'pipeline list names the pipelines of the workspace' });
@@ -137,7 +137,7 @@ async function stepsOfPipelines(ws: WorkspacePaths): Promise<Record<string, numb
 
 /** The runs as a table ("no runs" when there are none). */
 function printRuns(list: RunInfo[], stepsOf: Record<string, number>): void {
-  if (list.length === 0) return void process.stdout.write('no runs\n');
+  if (list.length === 0) return void printOut('no runs\n');
   const rows = [['RUN', 'PIPELINE', 'DATE', 'STATUS', 'EXIT', 'STEPS', 'DURATION', 'STARTED', 'FAILURE']];
   for (const r of list) {
     const total = bundledPipeline(r.pipeline)?.steps.length ?? stepsOf[r.pipeline] ?? r.steps.length;
@@ -153,7 +153,7 @@ function printRuns(list: RunInfo[], stepsOf: Record<string, number>): void {
       r.failure ? truncate(r.failure, 70) : '',
     ]);
   }
-  process.stdout.write(`${table(rows)}\n`);
+  printOut(`${table(rows)}\n`);
 }
 
 /**
@@ -164,7 +164,7 @@ function reportProblems(problems: StateFileProblem[]): void {
   if (problems.length === 0) return;
   for (const p of problems) {
     const what = p.kind === 'pointer' ? 'no run of its date is marked current' : 'left out';
-    process.stderr.write(`warning: ${p.path}: ${p.error} (${what})\n`);
+    printErr(`warning: ${p.path}: ${p.error} (${what})\n`);
   }
   throw new StateCorruptError(`${problems.length} run file(s) do not read back (first ${problems[0]!.path}); what is printed above goes without them`, {
     hint: 'metaspn doctor names each and its fix; `metaspn doctor --repair` rewrites a damaged pointer from the ledger and moves a damaged manifest to quarantine/',

@@ -12,6 +12,7 @@ import { backendFor, databaseUrlOption } from '../backend.js';
 import { targetOf } from '../../backend/pg/setting.js';
 import { UsageError } from '../../guard/errors.js';
 import { truncate } from '../../strings.js';
+import { printOut } from '../format.js';
 
 /**
  * A listen refused for the address given is the command line's (64, naming the flag), not an
@@ -99,7 +100,7 @@ export function registerServe(program: Command): void {
       });
       const where = backend ? `PostgreSQL schema ${backend.schema} at ${targetOf(backend.url)}` : 'workspace files';
       s.log.logger.info({ event: 'serve_start', url, env: settings.env, write_enabled: settings.writeEnabled, backend: where }, 'ops server listening');
-      process.stdout.write(`metaspn serve: ${url} (${settings.env.toUpperCase()}, writes ${settings.writeEnabled ? 'enabled' : 'disabled'}${backend ? `, ${where}` : ''})\n`);
+      printOut(`metaspn serve: ${url} (${settings.env.toUpperCase()}, writes ${settings.writeEnabled ? 'enabled' : 'disabled'}${backend ? `, ${where}` : ''})\n`);
       const signals = stopSignals(s.log.logger);
       await new Promise<void>((resolve) => {
         signals.stop.addEventListener('abort', () => resolve(), { once: true });

@@ -9,7 +9,7 @@ import { parseDate } from '../../pipeline/dates.js';
 import { writeAtomicSync } from '../../storage/atomic.js';
 import { safeReadFile, safeReaddir } from '../../storage/safe-path.js';
 import { backendFor, databaseUrlOption } from '../backend.js';
-import { printJson } from '../format.js';
+import { printJson, printOut } from '../format.js';
 import { openWorkspace } from '../options.js';
 
 /** What `store export` wrote for one store. */
@@ -102,7 +102,7 @@ export function registerStore(program: Command): void {
       }
       if (o.json) return printJson({ backend: pg ? 'postgres' : 'files', out, stores: written });
       const rows = written.reduce((n, s) => n + s.rows, 0);
-      process.stdout.write(`${written.map((s) => `${s.path}  ${s.rows} rows\n`).join('')}exported ${rows} rows of ${written.length} store(s) to ${join(out, 'store')}\n`);
+      printOut(`${written.map((s) => `${s.path}  ${s.rows} rows\n`).join('')}exported ${rows} rows of ${written.length} store(s) to ${join(out, 'store')}\n`);
     });
 }
 

@@ -3,7 +3,7 @@ import { UsageError } from '../../guard/errors.js';
 import { EXIT } from '../../guard/exit-codes.js';
 import { verifyDeployment } from '../../ops/reports/verify.js';
 import { setExitCode } from '../exit.js';
-import { printJson } from '../format.js';
+import { printJson, printOut } from '../format.js';
 import { positiveInt } from '../options.js';
 
 /**
@@ -34,6 +34,6 @@ export function registerVerify(program: Command): void {
       const failed = r.checks.filter((c) => !c.ok);
       const lines = r.checks.map((c) => `${c.ok ? 'PASS' : 'FAIL'} ${c.name}: ${c.detail}`);
       lines.push(failed.length ? `STATUS=FAIL failed=${failed.map((c) => c.name).join(',')} (exit ${code})` : `STATUS=PASS ${r.url} (${r.env ?? 'env unknown'})`);
-      process.stdout.write(`${lines.join('\n')}\n`);
+      printOut(`${lines.join('\n')}\n`);
     });
 }

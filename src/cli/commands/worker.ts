@@ -17,7 +17,7 @@ import { sleep } from '../../runtime/sleep.js';
 import { setExitCode } from '../exit.js';
 import { backendFor, databaseUrlOption } from '../backend.js';
 import { nearQueueOfNew } from '../../ops/workspace-view.js';
-import { printJson } from '../format.js';
+import { printJson, printOut, printErr } from '../format.js';
 import { LiveCounter } from '../progress.js';
 import { UsageError } from '../../guard/errors.js';
 import { positiveInt } from '../options.js';
@@ -84,7 +84,7 @@ export function registerWorker(program: Command): void {
       const pg = backendFor(s.cfg, o.databaseUrl);
       // The worker's queue name comes from its module: one a typo away from an existing queue drains nothing.
       const near = pg ? null : nearQueueOfNew(s.ws, worker.name);
-      if (near) process.stderr.write(`warning: ${worker.name} (the queue of ${spec}) has no tasks and no folder yet; did you mean ${near}?\n`);
+      if (near) printErr(`warning: ${worker.name} (the queue of ${spec}) has no tasks and no folder yet; did you mean ${near}?\n`);
       const queue = await openQueueLazy(s.ws, worker.name, policy, log, pg);
       const signals = stopSignals(log);
       const t0 = Date.now();
@@ -118,7 +118,7 @@ export function registerWorker(program: Command): void {
             counter?.add(out.kind);
             // Failed attempts have their line already (the log's warning); --verbose adds the others.
             if (o.verbose && !['retry_scheduled', 'dead', 'dead_contract'].includes(out.kind)) {
-              process.stderr.write(`${out.kind === 'completed' ? 'done' : out.kind.replace('_', ' ')}: task ${out.id} of ${worker.name}, attempt ${out.attempt}, ${out.duration_ms} ms\n`);
+              printErr(`${out.kind === 'completed' ? 'done' : out.kind.replace('_', ' ')}: task ${out.id} of ${worker.name}, attempt ${out.attempt}, ${out.duration_ms} ms\n`);
             }
           },
           haltWhen: failureRatioGuard(policy),
@@ -149,6 +149,6 @@ export function registerWorker(program: Command): void {
       if (summary.released) parts.push(`given back ${summary.released}`);
       if (summary.lease_lost) parts.push(`lease lost ${summary.lease_lost}`);
       if (summary.abandoned) parts.push(`abandoned ${summary.abandoned}`);
-      process.stdout.write(`worker ${worker.name}: ${parts.join(', ')} in ${(duration_ms / 1000).toFixed(1)}s (exit ${code})\n`);
+      printOut(`worker ${worker.name}: ${parts.join(', ')} in ${(duration_ms / 1000).toFixed(1)}s (exit ${code})\n`);
     });
 }
