@@ -123,13 +123,47 @@ export interface Utf8Fault {
 export function utf8Fault(bytes: Uint8Array): Utf8Fault | null {
   if (isUtf8(bytes)) return null;
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  // The decoded text, encoded again, differs first at the first bad byte.
-  const back = Buffer.from(buf.toString('utf8'), 'utf8');
-  let at = 0;
-  while (at < buf.length && buf[at] === back[at]) at++;
+  const at = firstBadSequence(buf);
   let line = 1;
   for (let nl = buf.indexOf(10); nl !== -1 && nl < at; nl = buf.indexOf(10, nl + 1)) line++;
   return { byte: buf[at]!, offset: at, line, column: at - buf.lastIndexOf(10, at) };
+}
+
+/**
+ * The offset of the first byte that does not start a well-formed UTF-8 sequence (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), or of the lead byte of a sequence cut
+ * short (by another byte or by the end). Comparing the bytes with their decoded text encoded again
+ * does not tell: a sequence cut short decodes to U+FFFD, whose encoding (EF BF BD) starts as
+ * `EF` and `EF BF` do. `buf` must hold a bad sequence (`isUtf8` false).
+ */
+function firstBadSequence(buf: Buffer): number {
+  for (let i = 0; i < buf.length;) {
+    const c = buf[i]!;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    // Continuation bytes after the lead, and the range of the first of them.
+    let more: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) more = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      more = 2;
+      if (c === 0xe0) lo = 0xa0;
+      else if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      more = 3;
+      if (c === 0xf0) lo = 0x90;
+      else if (c === 0xf4) hi = 0x8f;
+    } else return i;
+    if (i + more >= buf.length) return i;
+    const first = buf[i + 1]!;
+    if (first < lo || first > hi) return i;
+    for (let k = 2; k <= more; k++) if ((buf[i + k]! & 0xc0) !== 0x80) return i;
+    i += more + 1;
+  }
+  return buf.length;
 }
 
 /** The rule of a file's {@link Utf8Fault}, for `error: <file>:<line>: <rule>`. */

@@ -42,6 +42,20 @@ describe('bytes that are not UTF-8 are refused, naming the file and line (never 
     expect(stats.stdout).not.toContain('bytes_q');
   });
 
+  it("a task file that ends in the middle of a character: exit 20 naming the character's first byte", async () => {
+    const ws = tempWorkspace({ demo: false });
+    const file = join(ws, 'tasks.jsonl');
+    // EF and EF BF begin U+FFFD's own encoding: the check took them for good bytes and failed (exit 50) or named the next byte.
+    writeFileSync(file, Buffer.concat([Buffer.from('{"id":"a1","payload":{"n":1}}\n{"id":"a2","payload":{"s":"x'), Buffer.from([0xef, 0xbf])]));
+    const r = await run(['queue', 'enqueue', 'bytes_q', '--workspace', ws, '--file', file]);
+    expect(r.code, r.stderr).toBe(20);
+    expect(oneError(r)).toBe(`error: ${file}:2: not UTF-8: byte 0xef at byte 29 of the line; save the file as UTF-8`);
+    writeFileSync(file, Buffer.concat([Buffer.from('{"id":"a1","payload":{"s":"'), Buffer.from([0xef]), Buffer.from('A"}}\n')]));
+    const r2 = await run(['queue', 'enqueue', 'bytes_q', '--workspace', ws, '--file', file]);
+    expect(r2.code, r2.stderr).toBe(20);
+    expect(oneError(r2)).toBe(`error: ${file}:1: not UTF-8: byte 0xef at byte 28 of the line; save the file as UTF-8`);
+  });
+
   it('the config file: exit 20 naming it', async () => {
     const ws = tempWorkspace({ demo: false });
     const file = join(ws, 'metaspn.config.json');
