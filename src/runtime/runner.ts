@@ -409,28 +409,32 @@ export async function runWorker(d: RunnerDeps): Promise<RunSummary> {
   await claimUnderWay();
   loopError ??= claimFailed();
 
-  // Graceful stop: buffered tasks go back untouched; running ones finish unless forced.
-  ahead.cleared();
-  renewedAt.length = 0;
-  for (const c of buffer.splice(0)) {
-    const back = await d.queue.release(c.task.id, c.lease).catch((err: unknown) => {
-      // The disk filled up: the rest go back when their leases expire.
-      if (!isDiskFull(err)) throw err;
-      fatal ??= { err };
-      return false;
-    });
-    if (back) sum.released++;
+  try {
+    // Graceful stop: buffered tasks go back untouched; running ones finish unless forced.
+    ahead.cleared();
+    renewedAt.length = 0;
+    for (const c of buffer.splice(0)) {
+      const back = await d.queue.release(c.task.id, c.lease).catch((err: unknown) => {
+        // The disk filled up: the rest go back when their leases expire.
+        if (!isDiskFull(err)) throw err;
+        fatal ??= { err };
+        return false;
+      });
+      if (back) sum.released++;
+    }
+    if (inflight.size > 0) {
+      const forced = d.force ? abortPromise(d.force).then(() => true) : new Promise<boolean>(() => undefined);
+      sum.forced = await Promise.race([Promise.all(inflight).then(() => false), forced]);
+      if (sum.forced) log.warn({ event: 'worker_forced', running: running }, 'forced stop: running tasks left to their leases');
+    }
+  } finally {
+    // Only now: the tasks still settling above read the flags (a fatal outcome halts, and is heard
+    // once). Also when a release above threw: a caller's stop signal keeps no listener of this run.
+    d.stop.removeEventListener('abort', onStop);
+    halt.signal.removeEventListener('abort', onHalt);
+    stopWatchdog();
+    if (durationTimer) clearInterval(durationTimer);
   }
-  if (inflight.size > 0) {
-    const forced = d.force ? abortPromise(d.force).then(() => true) : new Promise<boolean>(() => undefined);
-    sum.forced = await Promise.race([Promise.all(inflight).then(() => false), forced]);
-    if (sum.forced) log.warn({ event: 'worker_forced', running: running }, 'forced stop: running tasks left to their leases');
-  }
-  // Only now: the tasks still settling above read the flags (a fatal outcome halts, and is heard once).
-  d.stop.removeEventListener('abort', onStop);
-  halt.signal.removeEventListener('abort', onHalt);
-  stopWatchdog();
-  if (durationTimer) clearInterval(durationTimer);
   await flushDurations();
   if (loopError) throw loopError.err;
   // Disk full, permission denied: retrying would only burn every task's attempts; the command fails with the cause.

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import pino from 'pino';
 import { expect, it } from 'vitest';
 import { resolvePolicy } from '../../src/config/policy.js';
@@ -56,4 +57,36 @@ it('a claim that throws ends the run only once the running tasks were acknowledg
   await expect(run.finally(() => order.push('run ended'))).rejects.toThrow('database gone');
   expect(order).toEqual(['acknowledged a', 'run ended']);
   expect(await queue.states(['a', 'b'])).toEqual(['completed', 'ready']);
+});
+
+// Found in review: a release that threw (not a full disk) at a graceful stop left the run's
+// listeners on the caller's stop signal (a long-lived process reusing one signal kept them all).
+it('a release that throws at a graceful stop ends the run with its error and leaves no listener on the stop signal', async () => {
+  const queue = new MemoryQueue({ name: 'q' });
+  await queue.enqueue(['a', 'b', 'c', 'd'].map((id) => ({ id, payload: null })));
+  const stop = new AbortController();
+  const q = {
+    claim: queue.claim.bind(queue),
+    start: queue.start.bind(queue),
+    complete: queue.complete.bind(queue),
+    fail: queue.fail.bind(queue),
+    deadLetter: queue.deadLetter.bind(queue),
+    release: () => Promise.reject(new Error('release failed')),
+    renewLease: queue.renewLease.bind(queue),
+  };
+  const run = runWorker({
+    queue: q,
+    worker: { name: 'q', isolation: 'none', handle: () => void stop.abort() },
+    owner: { id: 'w', pid: 1, host: 'h' },
+    policy: resolvePolicy({ concurrency: 1 }),
+    prefetch: 4,
+    once: false,
+    init: { logger: pino({ level: 'silent' }), workspace: workspacePaths('/nonexistent'), env: {} },
+    stop: stop.signal,
+    now: Date.now,
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    random: () => 0.5,
+  });
+  await expect(run).rejects.toThrow('release failed');
+  expect(getEventListeners(stop.signal, 'abort')).toEqual([]);
 });

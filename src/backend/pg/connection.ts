@@ -96,10 +96,14 @@ export function sharedPool(s: Pick<PgSetting, 'url' | 'pool_max'>): PoolLease {
  * ({@link retryingRefused}): `f` must only talk to the database through `c`, as every caller does.
  */
 export async function inTransaction<T>(pool: PgPool, f: (c: PgClient) => Promise<T>): Promise<T> {
-  return retryingRefused(pool, () => transaction(pool, f));
+  return retryingRefused(pool, () => inTransactionOnce(pool, f));
 }
 
-async function transaction<T>(pool: PgPool, f: (c: PgClient) => Promise<T>): Promise<T> {
+/**
+ * {@link inTransaction} without its retries, for a caller that already runs its work through
+ * {@link retryingRefused} (the queue's `run`): nested, the two would multiply their bounds.
+ */
+export async function inTransactionOnce<T>(pool: PgPool, f: (c: PgClient) => Promise<T>): Promise<T> {
   const c = await pool.connect();
   let broken = false;
   // A checked-out client whose connection drops emits 'error' besides rejecting the query in

@@ -27,7 +27,7 @@ import type {
   TaskState,
   TaskView,
 } from '../../queue/types.js';
-import { inTransaction, isUnavailable, pgError, retryingRefused, sharedPool, type PgPool, type PoolLease } from './connection.js';
+import { inTransactionOnce, isUnavailable, pgError, retryingRefused, sharedPool, type PgPool, type PoolLease } from './connection.js';
 import { AckBatcher, GroupWindow, type AckKind, type AckOp } from './acks.js';
 import { commitEffectsBatch, settleCompletion, type CompletionContext } from './completions.js';
 import { EffectsBatcher } from './effects.js';
@@ -234,8 +234,9 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       this.hasRow = true;
     }
     const wall = this.wallIso();
+    // `run` retries the whole transaction (a stale statement, a lost deadlock): once, not nested.
     const { added, rerun } = await this.run('enqueueing', () =>
-      inTransaction(this.pool, async (c) => {
+      inTransactionOnce(this.pool, async (c) => {
         if (this.maxQueueSize > 0) {
           // Enqueuers of this queue serialise on its row: the open count below is exact.
           await c.query(this.sql.lockQueue, [this.name]);
