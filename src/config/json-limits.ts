@@ -1,4 +1,5 @@
 import { Buffer, isUtf8 } from 'node:buffer';
+import { DataInvalidError } from '../guard/errors.js';
 import { LIMITS } from './limits.js';
 
 /**
@@ -169,4 +170,14 @@ function firstBadSequence(buf: Buffer): number {
 /** The rule of a file's {@link Utf8Fault}, for `error: <file>:<line>: <rule>`. */
 export function utf8Rule(f: Utf8Fault): string {
   return `not UTF-8: byte 0x${f.byte.toString(16).padStart(2, '0')} at byte ${f.column} of the line; save the file as UTF-8`;
+}
+
+/**
+ * A whole file's bytes as text, refused when they are not UTF-8.
+ * @throws DataInvalidError `<file>:<line>: not UTF-8: …` ({@link utf8Rule}), with `hint` if given.
+ */
+export function utf8Text(bytes: Buffer, file: string, hint?: string): string {
+  const bad = utf8Fault(bytes);
+  if (bad) throw new DataInvalidError(file, bad.line, utf8Rule(bad), hint ? { hint } : undefined);
+  return bytes.toString('utf8');
 }

@@ -7,7 +7,7 @@ import { alertsConfigSchema, type AlertsConfig } from './alerts.js';
 import { reportsConfigSchema, type ReportsConfig } from './reports.js';
 import type { WorkspacePaths } from '../storage/paths.js';
 import { issueRule } from './issues.js';
-import { parseJsonWithin, utf8Fault, utf8Rule } from './json-limits.js';
+import { parseJsonWithin, utf8Text } from './json-limits.js';
 import { checkLimit, envNumber, limitOfConfigPath, LIMITS } from './limits.js';
 import { nearest } from './nearest.js';
 import { partialPolicySchema, POLICY_KEYS, resolvePolicy, type PartialPolicy, type QueuePolicy } from './policy.js';
@@ -143,9 +143,7 @@ function readConfigFile(file: string): unknown {
   if (bytes.length > LIMITS.config_bytes.max) {
     throw new DataInvalidError(file, null, `is ${bytes.length} bytes, more than ${LIMITS.config_bytes.max} (limit config_bytes)`);
   }
-  const bad = utf8Fault(bytes);
-  if (bad) throw new DataInvalidError(file, bad.line, utf8Rule(bad));
-  const text = bytes.toString('utf8').replace(/^\uFEFF/, '');
+  const text = utf8Text(bytes, file).replace(/^\uFEFF/, '');
   const r = parseJsonWithin(text, { maxChars: LIMITS.config_bytes.max, what: 'the config file', limit: 'config_bytes' });
   if (r.ok) return r.value;
   if (r.syntax !== undefined) {

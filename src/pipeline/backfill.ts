@@ -81,6 +81,16 @@ export async function runBackfill(o: BackfillOptions & { def: PipelineDefinition
  * with a step that reads the previous partition, every partition after the first that runs again
  * runs too (what it reads may change).
  */
+/**
+ * Whether a backfill's summary is written again once `r` settled: not for a blocked partition,
+ * which did no work; it is saved with the next partition that did, or at the end (rewriting the
+ * whole summary for each made a stopped 3660-date backfill quadratic). Every backfill summary
+ * (this one's, Season 1's) follows it.
+ */
+export function summaryDue(r: PartitionResult): boolean {
+  return r.status !== 'blocked';
+}
+
 export async function runExecutionBackfill(
   exec: PipelineExecution,
   o: BackfillOptions,
@@ -107,9 +117,7 @@ export async function runExecutionBackfill(
   const settle = (r: PartitionResult): void => {
     report.partitions[r.date] = r;
     report.exit_code = mostSevere([report.exit_code, r.exit_code]);
-    // A blocked partition did no work: it is saved with the next one that did, or at the end
-    // (rewriting the whole summary for each made a stopped 3660-date backfill quadratic).
-    if (r.status !== 'blocked') save();
+    if (summaryDue(r)) save();
     o.onPartition?.(r, ++done, o.plans.length);
   };
   save();

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { EXIT, mostSevere } from '../../src/guard/exit-codes.js';
 import { MetaspnError, UsageError } from '../../src/guard/errors.js';
-import { runExecutionBackfill, type PartitionResult, type ResumeDecision } from '../../src/pipeline/backfill.js';
+import { runExecutionBackfill, summaryDue, type PartitionResult, type ResumeDecision } from '../../src/pipeline/backfill.js';
 import { memory } from '../../src/runtime/memory.js';
 import { writeAtomicSync } from '../../src/storage/atomic.js';
 import { PIPELINE } from './context.js';
@@ -124,8 +124,7 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
           report.dates[r.date] = r;
           report.updated_at = new Date().toISOString();
           report.exit_code = mostSevere([report.exit_code, r.exit_code]);
-          // A blocked date is saved with the next date that ran, or at the end (see runExecutionBackfill).
-          if (r.status !== 'blocked') writeSummary(report);
+          if (summaryDue(r)) writeSummary(report);
           o.onDate?.(r, done, total);
         },
       },

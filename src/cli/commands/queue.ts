@@ -6,7 +6,7 @@ import { DeadLetterFiles } from '../../queue/file/deadletter-files.js';
 import { readStats } from '../../queue/file/stats-file.js';
 import { openQueueLazy } from '../../queue/open-lazy.js';
 import { LIMITS } from '../../config/limits.js';
-import { utf8Fault, utf8Rule } from '../../config/json-limits.js';
+import { utf8Text } from '../../config/json-limits.js';
 import { assertQueueName, checkTaskId } from '../../queue/record.js';
 import { parseTaskLines, taskFromPayloadText } from '../../queue/validate.js';
 import type { DeadLetter, NewTask, QueueStats } from '../../queue/types.js';
@@ -418,7 +418,5 @@ function readTaskFile(path: string): NewTask[] {
     if (code === 'EISDIR') throw new DataInvalidError(path, null, 'is a directory, not a file');
     throw err;
   }
-  const bad = utf8Fault(bytes);
-  if (bad) throw new DataInvalidError(path, bad.line, utf8Rule(bad), { hint: 'nothing was enqueued' });
-  return parseTaskLines(bytes.toString('utf8'), path);
+  return parseTaskLines(utf8Text(bytes, path, 'nothing was enqueued'), path);
 }
