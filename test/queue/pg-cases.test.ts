@@ -33,7 +33,10 @@ function pool(url = db.url, max = 4): PgPool {
   return p;
 }
 
-function queue(name: string, o: { pool?: PgPool; schema?: string; now?: () => number; dbNow?: () => number; max_queue_size?: number; max_attempts?: number } = {}): PgQueue {
+function queue(
+  name: string,
+  o: { pool?: PgPool; schema?: string; now?: () => number; dbNow?: () => number; max_queue_size?: number; max_attempts?: number; presence_check_ms?: number } = {},
+): PgQueue {
   return new PgQueue({
     name,
     setting: { url: db.url, source: 'test', schema: o.schema ?? 'cases' },
@@ -42,6 +45,7 @@ function queue(name: string, o: { pool?: PgPool; schema?: string; now?: () => nu
     ...(o.dbNow ? { dbNow: o.dbNow } : {}),
     ...(o.max_queue_size !== undefined ? { max_queue_size: o.max_queue_size } : {}),
     ...(o.max_attempts !== undefined ? { max_attempts: o.max_attempts } : {}),
+    ...(o.presence_check_ms !== undefined ? { presence_check_ms: o.presence_check_ms } : {}),
   });
 }
 
@@ -227,6 +231,68 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     const all = await q.claim({ owner: owner('w'), max: 5, lease_ms: 1000, start_first: 1 });
     expect(all.length).toBe(5);
     expect(all.every((c) => c.started === undefined)).toBe(true);
+    await q.close();
+  });
+
+  it('between presence checks a full claim leaves an expired lease be; a short one gives it back and claims it after the ready tasks, as giving it back first would have', async () => {
+    const ids = ['a', 'b', 'c', 'd'];
+    // presence_check_ms 0: every claim gives expired leases back first (the reference); 60 s: only the first does.
+    const runs = await Promise.all(
+      [0, 60_000].map(async (every) => {
+        const name = `cadence_${every}_${++n}`;
+        const clock = new FakeClock();
+        const q = queue(name, { now: clock.now, dbNow: clock.now, presence_check_ms: every });
+        await q.enqueue(ids.map((id) => ({ id, payload: id })));
+        const taken = async (max: number): Promise<string[]> => (await q.claim({ owner: owner('w'), max, lease_ms: 1000 })).map((c) => c.task.id);
+        const first = await taken(1);
+        clock.advance(2000);
+        const full = await taken(2);
+        const stats = await q.stats();
+        const short = await taken(3);
+        const a = await q.getTask('a');
+        await q.close();
+        return { first, full, leased: stats.leased, ready: stats.ready, short, a: [a!.state, a!.task.attempt_count, a!.task.errors.map((e) => e.kind)] };
+      }),
+    );
+    // The same tasks in the same order either way: a expired, and comes back after b, c and d.
+    for (const r of runs) expect([r.first, r.full, r.short, r.a]).toEqual([['a'], ['b', 'c'], ['d', 'a'], ['leased', 1, ['lease_expired']]]);
+    // Given back before the full claim (every claim), or left leased until the short one (one statement a claim).
+    expect(runs.map((r) => [r.leased, r.ready])).toEqual([
+      [2, 2],
+      [3, 1],
+    ]);
+  });
+
+  it('a start mark commits without waiting for its WAL flush, and only its own transaction does', async () => {
+    const name = `async_${++n}`;
+    const one = pool(db.url, 1);
+    const q = queue(name, { pool: one });
+    await q.enqueue(['a', 'b', 'c'].map((id) => ({ id, payload: id })));
+    const [a, b, c] = await q.claim({ owner: owner('w'), max: 3, lease_ms: 60_000, defer_start: true });
+    const sql = statements('cases');
+    const client = await one.connect();
+    try {
+      const setting = async (): Promise<string> => (await client.query<{ s: string }>(`SELECT current_setting('synchronous_commit') AS s`)).rows[0]!.s;
+      expect(await setting()).toBe('on');
+      // Both kinds of mark (to the claim's claim_mark row, to the task row), inside a transaction to read the setting they leave.
+      await client.query('BEGIN');
+      const claim = (await client.query<{ c: string }>(`SELECT claim::text AS c FROM cases.task WHERE queue = $1 AND id = 'a'`, [name])).rows[0]!.c;
+      const marked = await client.query<{ ids: string[] }>(sql.startMarks, [name, [claim], ['a'], ['w']]);
+      expect(marked.rows.flatMap((r) => r.ids)).toEqual(['a']);
+      expect(await setting()).toBe('off');
+      await client.query('ROLLBACK');
+      await client.query('BEGIN');
+      expect((await client.query(sql.start, [name, ['b'], [b!.lease.fence], ['w']])).rowCount).toBe(1);
+      expect(await setting()).toBe('off');
+      await client.query('ROLLBACK');
+      expect(await setting()).toBe('on');
+    } finally {
+      client.release();
+    }
+    // Through the queue, on the pool's one connection: the marks hold, and what runs after them commits synchronously.
+    expect(await Promise.all([q.start('a', a!.lease), q.start('c', c!.lease)])).toEqual([true, true]);
+    expect(await q.complete('a', a!.lease)).toBe(true);
+    expect((await one.query<{ s: string }>(`SELECT current_setting('synchronous_commit') AS s`)).rows[0]!.s).toBe('on');
     await q.close();
   });
 

@@ -44,7 +44,7 @@ const STATES: readonly TaskState[] = ['ready', 'scheduled', 'leased', 'completed
 /** How many expired leases one claim gives back before it claims (the rest: the next claims). */
 const RECLAIM_BATCH = 1000;
 
-/** Claims look up the presence of lease owners at most this often (ms); reclaimExpired always does. */
+/** Default of {@link PgQueueOptions.presence_check_ms}. */
 const PRESENCE_CHECK_MS = 500;
 
 /** Claims prune completed and cancelled tasks past retention at most this often (ms). */
@@ -76,6 +76,14 @@ export interface PgQueueOptions extends QueueOptions {
    * `ownerAlive` is given (that judge decides instead).
    */
   presence?: boolean;
+  /**
+   * How often a claim looks up the presence of lease owners, checks its own presence session with a
+   * round trip and gives back expired leases before claiming, in ms (default 500; 0: every claim).
+   * In between, a claim gives back expired leases only when it comes back short, then claims again
+   * for the rest ({@link PgQueue.claim}): the same tasks in the same order, one statement a claim.
+   * `reclaimExpired` always does all of it.
+   */
+  presence_check_ms?: number;
   /**
    * Group-commit window of lease operations (start, renew, complete, release), in ms: the calls
    * made within it share one statement per kind. Default 2; 0: the next turn of the event loop.
@@ -155,11 +163,18 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
   private readonly presence: boolean;
   private readonly presences = new Map<string, PresenceHandle>();
   private presenceCheckedAt = 0;
+  private readonly presenceCheckMs: number;
   private readonly retention: { ms: number; count: number };
   private prunedAt = Date.now();
   private pruning: Promise<void> | null = null;
   private wake: WakeListener | null = null;
   private readonly acks: AckBatcher;
+  /**
+   * Start marks, in a window of their own written at the next turn of the event loop: a buffered
+   * task's handler waits for its mark, so marks never wait behind a batch of completions or for
+   * the ack window (docs/PERFORMANCE.md, 2026-12-01 07:40).
+   */
+  private readonly marks: AckBatcher;
   private readonly fx: EffectsBatcher;
   private readonly fails: GroupWindow<FailOp>;
   private schemaReady: Promise<void> | null = null;
@@ -190,6 +205,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     this.alive = opts.ownerAlive;
     this.dbNow = opts.dbNow;
     this.presence = opts.presence !== false && opts.ownerAlive === undefined;
+    this.presenceCheckMs = Math.max(0, opts.presence_check_ms ?? PRESENCE_CHECK_MS);
     this.retention = { ms: opts.completed_retention_ms ?? 86_400_000, count: opts.completed_retention_count ?? 100_000 };
     this.cx = {
       pool: this.pool,
@@ -202,6 +218,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
       lostConnection: () => void this.lost++,
     };
     this.acks = new AckBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (kind, ops) => this.ackBatch(kind, ops));
+    this.marks = new AckBatcher(0, (kind, ops) => this.ackBatch(kind, ops));
     this.fx = new EffectsBatcher(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (ops) => commitEffectsBatch(this.cx, ops));
     this.fails = new GroupWindow<FailOp>(opts.ack_window_ms ?? QUEUE_DEFAULTS.ack_window_ms, (ops) => this.failBatch(ops));
     // An idle connection the server ended (a restart, a terminated session) is dropped by the pool
@@ -288,15 +305,16 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
   async claim(opts: ClaimOptions): Promise<ClaimedTask[]> {
     if (opts.max <= 0) return [];
     await this.ready('claiming');
-    // Presence is looked up at most every PRESENCE_CHECK_MS by claims (each lookup reads the
-    // owners of the queue's leases); expired leases are given back on every claim.
-    const look = Date.now() - this.presenceCheckedAt >= PRESENCE_CHECK_MS;
+    // Presence is looked up at most every presence_check_ms by claims (each lookup reads the
+    // owners of the queue's leases), and expired leases are given back before the claim as often.
+    const look = Date.now() - this.presenceCheckedAt >= this.presenceCheckMs;
     if (!this.owners.has(opts.owner.id)) {
       await this.run('claiming', () => this.pool.query(this.sql.noteOwner, [opts.owner.id, opts.owner.pid, opts.owner.host]));
       this.owners.add(opts.owner.id);
     }
-    // Presence is checked (on its own session) while expired leases are given back.
-    const [held] = await Promise.all([this.ownPresence(opts.owner), this.reclaim(look)]);
+    if (look) this.presenceCheckedAt = Date.now();
+    // Presence is checked (on its own session, with a round trip when `look`) while expired leases are given back.
+    const [held] = await Promise.all([this.ownPresence(opts.owner, look), look ? this.reclaim(true) : undefined]);
     if (Date.now() - this.prunedAt >= PRUNE_EVERY_MS && !this.pruning) {
       // In the background (a few seconds for a large backlog of completed rows): claims go on.
       this.prunedAt = Date.now();
@@ -311,23 +329,27 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     // Held (or held again after a lost session) before claiming: a live owner is never taken for
     // gone. Not held: its key is cleared, and its leases are judged by expiry alone.
     if (!held) await this.run('claiming', () => this.pool.query(this.sql.noPresence, [opts.owner.id]));
+    const first = Math.max(0, Math.floor(opts.start_first ?? 0));
+    const got = await this.claimOnce(opts, opts.max, first);
+    if (look || got.length >= opts.max) return got;
+    // Short: the leases given back now would have come after every task it took (a lease given
+    // back is ready after those already ready, in enqueue order), so giving them back first would
+    // have handed out the same tasks, in the same order. A full claim leaves them to the next
+    // short claim, or to the next claim after presence_check_ms: one statement a claim, not two.
+    if ((await this.reclaim(false)).length === 0) return got;
+    return got.concat(await this.claimOnce(opts, opts.max - got.length, Math.max(0, first - got.length)));
+  }
+
+  /** One claim statement: at most `max` tasks, the first `first` of them marked started (unless all are). */
+  private async claimOnce(opts: ClaimOptions, max: number, first: number): Promise<ClaimedTask[]> {
     const wall = this.clock.read().wall;
     const r = await this.run('claiming', () =>
       this.pool.query<RecordRow & { fence: number; expires: number; now: number; started: boolean; claim: number }>(
-        prepared(this.sql.claim, [
-          this.name,
-          this.nowParam(),
-          opts.owner.id,
-          opts.max,
-          opts.lease_ms,
-          opts.only ? [...opts.only] : null,
-          opts.defer_start !== true,
-          Math.max(0, Math.floor(opts.start_first ?? 0)),
-        ]),
+        prepared(this.sql.claim, [this.name, this.nowParam(), opts.owner.id, max, opts.lease_ms, opts.only ? [...opts.only] : null, opts.defer_start !== true, first]),
       ),
     );
     // The claim wrote a claim_mark row when it handed out tasks it did not mark (statements.ts claim).
-    if (opts.defer_start === true && r.rows.length > Math.max(0, Math.floor(opts.start_first ?? 0))) {
+    if (opts.defer_start === true && r.rows.length > first) {
       // Bounded by the leases held: entries leave at their acknowledgement; a queue whose caller drops leases unacknowledged starts afresh.
       if (this.unmarked.size > MARKED_MAX) this.unmarked.clear();
       for (const row of r.rows) if (!row.started) this.unmarked.set(row.id, { claim: row.claim, fence: Number(row.fence), owner: opts.owner.id });
@@ -580,7 +602,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
   async close(): Promise<void> {
     if (this.closed) return;
     // Acknowledgements already asked for are written first.
-    await Promise.all([this.acks.drain(), this.fx.drain(), this.fails.drain(), this.pruning]);
+    await Promise.all([this.acks.drain(), this.marks.drain(), this.fx.drain(), this.fails.drain(), this.pruning]);
     this.closed = true;
     this.pool.off('error', this.onPoolError);
     await Promise.all([...this.presences.values()].map((p) => p.release()));
@@ -590,12 +612,12 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
 
   // ---- internals ----
 
-  /** This owner's presence held (true), or presence off for this queue (true: nothing to clear). */
-  private async ownPresence(owner: Owner): Promise<boolean> {
+  /** This owner's presence held (true), or presence off for this queue (true: nothing to clear); `check`: with a round trip (presence.ts). */
+  private async ownPresence(owner: Owner, check: boolean): Promise<boolean> {
     if (!this.presence) return true;
     let p = this.presences.get(owner.id);
     if (!p) this.presences.set(owner.id, (p = holdPresence(this.setting.url, this.sql.workerTable, owner)));
-    return p.ensure();
+    return p.ensure(check);
   }
 
   private async dead(id: string | null): Promise<DeadLetter[]> {
@@ -613,10 +635,10 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
     await this.run(paused ? 'pausing' : 'resuming', () => this.pool.query(this.sql.pause, [this.name, paused, by, this.wallIso()]));
   }
 
-  /** Lease operations are group-committed per ack window (acks.ts): one statement per kind. */
+  /** Lease operations are group-committed per ack window (acks.ts): one statement per kind; start marks in their own window (`marks`). */
   private ack(kind: AckKind, id: string, lease: Lease, ms = 0): Promise<boolean> {
     if (this.closed) return Promise.reject(new MetaspnError('INTERNAL_ERROR', `queue ${this.name} is closed (while ${ACK_WHAT[kind]})`));
-    return this.acks.push(kind, id, lease, ms);
+    return (kind === 'start' ? this.marks : this.acks).push(kind, id, lease, ms);
   }
 
   /** One statement for the ops of one kind; each op learns whether its lease was held. */

@@ -16,11 +16,12 @@ import { CONNECT_TIMEOUT_MS, driver, KEEPALIVE_DELAY_MS } from './connection.js'
  */
 export interface PresenceHandle {
   /**
-   * Checks the session with a round trip (a session the server ended is not always noticed
-   * before one), opens it again when it was lost (a server restart, a terminated session);
-   * resolves true once it holds its lock, false when it could not be opened.
+   * Opens the session again when it was lost (a server restart, a terminated session: the driver
+   * reports its end as it reads it), after checking it with a round trip when `check` (a session
+   * whose connection was cut without a word, a host's network gone, is noticed only by one; claims
+   * ask for it every 500 ms); resolves true once it holds its lock, false when it could not be opened.
    */
-  ensure(): Promise<boolean>;
+  ensure(check: boolean): Promise<boolean>;
   /** Ends the presence session (the lock goes with it), once its last holder released it. */
   release(): Promise<void>;
 }
@@ -54,8 +55,8 @@ export function holdPresence(url: string, workerTable: string, owner: Owner): Pr
   const entry = e;
   let released = false;
   return {
-    ensure: async () => {
-      if (!entry.lost) {
+    ensure: async (check) => {
+      if (!entry.lost && check) {
         const c = await entry.client;
         if (c) await c.query('SELECT 1').catch(() => (entry.lost = true));
       }

@@ -26,6 +26,22 @@ const ms = (x: string): string => `(extract(epoch from ${x}) * 1000)::float8`;
  */
 const LEASED = 'k.state::int = 2';
 
+/**
+ * A start mark's statement commits without waiting for its WAL to reach the disk
+ * (`synchronous_commit` off for its own transaction only: `set_config(…, true)` in a CTE that the
+ * statement reads, `ASYNC_DONE`). The mark is visible to every session at once, and the next
+ * synchronous commit of any session (a claim, a completion, a reclaim that reads the mark) or the
+ * WAL writer within `3 × wal_writer_delay` (600 ms by default) makes it durable. So a worker that
+ * dies, a poison pill among them, is charged as before; only a crash of the database server itself
+ * within that window can forget a mark, which forgives one attempt of a task whose handler may have
+ * run (at-least-once, as any lost lease). Claims, completions, failures and releases stay
+ * synchronous. A mark waited for its own flush before its handler could run: on the critical path
+ * of every buffered task (docs/PERFORMANCE.md, 2026-12-01 07:40).
+ */
+const ASYNC = `sc AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v)`;
+/** The condition that makes the statement evaluate {@link ASYNC} (once, before its rows). */
+const ASYNC_DONE = '(SELECT v FROM sc) IS NOT NULL';
+
 /** In the reclaim: the task `k` was marked started, by its claim (`started`) or after it (its id among `mk`, the claim's marks). */
 const STARTED = '(k.started OR k.id IN (SELECT id FROM mk))';
 
@@ -175,7 +191,7 @@ function build(S: string): Statements {
     // Lease operations, batched (one statement per kind and ack window; an id at most once per
     // batch): $3 ids, $4 fences, $5 owners (start: $2, $3, $4; it reads no clock), renew $6 lease ms.
     // The ids returned are those whose lease was held; the others were fenced off.
-    start: `UPDATE ${T} AS k SET started = true FROM ${pairs(2)} WHERE ${held} RETURNING k.id`,
+    start: `WITH ${ASYNC} UPDATE ${T} AS k SET started = true FROM ${pairs(2)} WHERE ${held} AND ${ASYNC_DONE} RETURNING k.id`,
     // $2 claims, $3 ids, $4 owners: each id is appended to its claim's marks unless a reclaim took
     // it away (revoked); returns the ids marked. Under READ COMMITTED a start that waited for a
     // reclaim of the same claim re-reads the row it updates (the newest revoked).
@@ -183,9 +199,10 @@ function build(S: string): Statements {
     // The rows are locked in claim order (lockMarks), as the reclaim locks them: a start and a
     // reclaim (or two reclaims) that share claims wait for each other, never in a cycle.
     startMarks: `
+      WITH ${ASYNC}
       UPDATE ${S}.claim_mark AS m SET marks = m.marks || ${marked}
         FROM (${lockMarks('$2::bigint[]', 'AND queue = $1')}) l
-       WHERE m.claim = l.claim AND m.claim = ANY ($2::bigint[])
+       WHERE m.claim = l.claim AND m.claim = ANY ($2::bigint[]) AND ${ASYNC_DONE}
       RETURNING ${marked} AS ids`,
     renew: `
       UPDATE ${T} AS k SET t = greatest(k.t, ${NOW} + x.ms * interval '1 ms')
