@@ -172,7 +172,7 @@ export class PgQueue implements Queue, EffectsCommit, StartsAhead {
   /**
    * Start marks, in a window of their own written at the next turn of the event loop: a buffered
    * task's handler waits for its mark, so marks never wait behind a batch of completions or for
-   * the ack window (docs/PERFORMANCE.md, 2026-12-01 07:40).
+   * the ack window (docs/PERFORMANCE.md, 2026-12-01 07:00–08:30).
    */
   private readonly marks: AckBatcher;
   private readonly fx: EffectsBatcher;

@@ -36,7 +36,7 @@ const LEASED = 'k.state::int = 2';
  * within that window can forget a mark, which forgives one attempt of a task whose handler may have
  * run (at-least-once, as any lost lease). Claims, completions, failures and releases stay
  * synchronous. A mark waited for its own flush before its handler could run: on the critical path
- * of every buffered task (docs/PERFORMANCE.md, 2026-12-01 07:40).
+ * of every buffered task (docs/PERFORMANCE.md, 2026-12-01 07:00–08:30).
  */
 const ASYNC = `sc AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v)`;
 /** The condition that makes the statement evaluate {@link ASYNC} (once, before its rows). */
