@@ -210,13 +210,20 @@ async function main(): Promise<void> {
       if (a.vacuumed) await withClient(url, (c) => c.query('VACUUM metaspn.task'));
       if (a.vacuumed && a.autovacuum) await withClient(url, (c) => c.query('ALTER TABLE metaspn.task RESET (autovacuum_enabled)'));
       await withClient(url, (c) => c.query('CHECKPOINT'));
+      // The extension's functions live in each database that creates it: the profile's is new.
       const statsOn =
         a.statements &&
         (await withClient(url, (c) =>
-          c.query(`SELECT pg_stat_statements_reset()`).then(
-            () => true,
-            () => false,
-          ),
+          c
+            .query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
+            .then(() => c.query(`SELECT pg_stat_statements_reset()`))
+            .then(
+              () => true,
+              (err: unknown) => {
+                process.stderr.write(`--statements: none to print (${(err as Error).message})\n`);
+                return false;
+              },
+            ),
         ));
       const before = await withClient(url, async (c) => ({
         xact: Number((await c.query<{ n: string }>(`SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()`)).rows[0]!.n),

@@ -80,7 +80,8 @@ export interface PgQueueOptions extends QueueOptions {
    * How often a claim looks up the presence of lease owners, checks its own presence session with a
    * round trip and gives back expired leases before claiming, in ms (default 500; 0: every claim).
    * In between, a claim gives back expired leases only when it comes back short, then claims again
-   * for the rest ({@link PgQueue.claim}): the same tasks in the same order, one statement a claim.
+   * for the rest ({@link PgQueue.claim}): the same tasks in the same order, one statement a claim;
+   * an expired lease stays leased up to this long after a full claim (stats count it as leased).
    * `reclaimExpired` always does all of it.
    */
   presence_check_ms?: number;
