@@ -270,29 +270,30 @@ describe.skipIf(!up)('PostgreSQL queue: many hosts, one database', () => {
     await q.enqueue(['a', 'b', 'c'].map((id) => ({ id, payload: id })));
     const [a, b, c] = await q.claim({ owner: owner('w'), max: 3, lease_ms: 60_000, defer_start: true });
     const sql = statements('cases');
+    /** `synchronous_commit` as `on` (a connection, or the pool's next one) sees it. */
+    const setting = async (on: Pick<pg.ClientBase, 'query'>): Promise<string> => (await on.query<{ s: string }>(`SELECT current_setting('synchronous_commit') AS s`)).rows[0]!.s;
     const client = await one.connect();
     try {
-      const setting = async (): Promise<string> => (await client.query<{ s: string }>(`SELECT current_setting('synchronous_commit') AS s`)).rows[0]!.s;
-      expect(await setting()).toBe('on');
+      expect(await setting(client)).toBe('on');
       // Both kinds of mark (to the claim's claim_mark row, to the task row), inside a transaction to read the setting they leave.
       await client.query('BEGIN');
       const claim = (await client.query<{ c: string }>(`SELECT claim::text AS c FROM cases.task WHERE queue = $1 AND id = 'a'`, [name])).rows[0]!.c;
       const marked = await client.query<{ ids: string[] }>(sql.startMarks, [name, [claim], ['a'], ['w']]);
       expect(marked.rows.flatMap((r) => r.ids)).toEqual(['a']);
-      expect(await setting()).toBe('off');
+      expect(await setting(client)).toBe('off');
       await client.query('ROLLBACK');
       await client.query('BEGIN');
       expect((await client.query(sql.start, [name, ['b'], [b!.lease.fence], ['w']])).rowCount).toBe(1);
-      expect(await setting()).toBe('off');
+      expect(await setting(client)).toBe('off');
       await client.query('ROLLBACK');
-      expect(await setting()).toBe('on');
+      expect(await setting(client)).toBe('on');
     } finally {
       client.release();
     }
     // Through the queue, on the pool's one connection: the marks hold, and what runs after them commits synchronously.
     expect(await Promise.all([q.start('a', a!.lease), q.start('c', c!.lease)])).toEqual([true, true]);
     expect(await q.complete('a', a!.lease)).toBe(true);
-    expect((await one.query<{ s: string }>(`SELECT current_setting('synchronous_commit') AS s`)).rows[0]!.s).toBe('on');
+    expect(await setting(one)).toBe('on');
     await q.close();
   });
 
