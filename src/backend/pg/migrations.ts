@@ -12,6 +12,7 @@ import { SCHEMA_V9 } from './schema-v9.js';
 import { SCHEMA_V10 } from './schema-v10.js';
 import { SCHEMA_V11 } from './schema-v11.js';
 import { SCHEMA_V12 } from './schema-v12.js';
+import { SCHEMA_V13 } from './schema-v13.js';
 import { SCHEMA_NAME, targetOf, type PgSetting } from './setting.js';
 
 /**
@@ -42,6 +43,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 10, name: 'counters trigger without joins for claims and acknowledgements', sql: SCHEMA_V10 },
   { version: 11, name: 'claim as a function planned without bitmap scans', sql: SCHEMA_V11 },
   { version: 12, name: 'claim rewrites the rows it locked by tuple id', sql: SCHEMA_V12 },
+  { version: 13, name: 'statements keep the counters; no update trigger', sql: SCHEMA_V13 },
 ];
 
 /** The schema version this code writes. */

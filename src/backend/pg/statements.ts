@@ -10,6 +10,9 @@ import { quoteSchema } from './migrations.js';
  *
  * Each statement is one state change of src/queue/state.ts, guarded in its WHERE clause by the
  * state, fence and owner the transition requires, so a holder that lost its lease changes nothing.
+ * Each statement that moves tasks between states, or counts a failed attempt, keeps the counters
+ * itself ({@link counting}; schema-v13.ts): the statements that change neither (start, renew,
+ * reorder) write none.
  */
 const NOW = 'coalesce($2::timestamptz, now())';
 /** Epoch ms of a timestamptz. */
@@ -42,8 +45,11 @@ const ASYNC = `sc AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off'
 /** The condition that makes the statement evaluate {@link ASYNC} (once, before its rows). */
 const ASYNC_DONE = '(SELECT v FROM sc) IS NOT NULL';
 
-/** In the reclaim: the task `k` was marked started, by its claim (`started`) or after it (its id among `mk`, the claim's marks). */
-const STARTED = '(k.started OR k.id IN (SELECT id FROM mk))';
+/**
+ * In the reclaim: the task `k` was marked started, by its claim (its row's `started`, read by
+ * `sel`, which locked the row) or after it (its id among `mk`, the claim's marks): the ids of `st`.
+ */
+const STARTED = '(k.id IN (SELECT id FROM st))';
 
 /**
  * The array parameter `$n` of element type `type`, as an uncorrelated subquery: the planner then
@@ -75,7 +81,6 @@ export interface Statements {
   renew: string;
   complete: string;
   release: string;
-  fail: string;
   /** Failures of one ack window, one statement (failBatch). */
   failMany: string;
   reclaim: string;
@@ -128,6 +133,29 @@ export function statements(schema: string): Statements {
   return s;
 }
 
+/**
+ * The counters' change for the rows of `src` (a CTE of the statement's changed rows, or a join of
+ * it), as a data-modifying CTE named `cnt` of the statement (it runs whether read or not): each
+ * row leaves state `from` and enters state `to`, and adds `attempts` to the failed attempts (kind
+ * 10), `dead` to the arrivals in the dead letters (11) and `retried` to the dead letters retried
+ * (12); expressions over `src`'s columns. Five (kind, change) pairs a row, zipped by two
+ * `unnest`s in the select list (no join: a lateral `VALUES` is a nested loop, which the claim
+ * function disables, and its disable cost put the statement above the JIT's thresholds: 0.8 s a
+ * claim compiling it). `$1` is the queue, as in every statement that writes
+ * tasks; the slot is the session's (pg_backend_pid() % 16), as the insert and delete triggers'.
+ * Grouped by kind, so that no counter row is upserted twice in one statement; nothing is written
+ * for a statement that changed no row. Migration 13 dropped the update trigger that counted these
+ * changes from the statement's transition tables (schema-v13.ts).
+ */
+function counting(S: string, src: string, c: { from: string; to: string; attempts?: string; dead?: string; retried?: string }): string {
+  return `cnt AS (
+        INSERT INTO ${S}.queue_counts AS c (queue, slot, kind, n)
+        SELECT $1, (pg_backend_pid() % 16)::smallint, v.kind, sum(v.d) FROM (
+          SELECT unnest(ARRAY[${c.from}, ${c.to}, 10, 11, 12]) AS kind, unnest(ARRAY[-1, 1, ${c.attempts ?? 0}, ${c.dead ?? 0}, ${c.retried ?? 0}]) AS d FROM ${src}) v
+         GROUP BY v.kind HAVING sum(v.d) <> 0
+        ON CONFLICT (queue, slot, kind) DO UPDATE SET n = c.n + excluded.n)`;
+}
+
 /** The advisory lock of the worker row `w`'s presence key (presence.ts) is not held by any session. */
 const NO_LOCK = `NOT EXISTS (
              SELECT 1 FROM pg_locks l
@@ -152,8 +180,6 @@ function build(S: string): Statements {
   const lockMarks = (claims: string, and: string): string => `SELECT claim FROM ${S}.claim_mark WHERE claim = ANY (${claims}) ${and} ORDER BY claim FOR UPDATE`;
   /** startMarks: the ids of \$3 (claims \$2, owners \$4) for claim_mark row `m`, less those it revoked, in the order given. */
   const marked = `ARRAY(SELECT u.id FROM unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY AS u(c, id, o, n) WHERE u.c = m.claim AND u.o = m.owner AND u.id <> ALL (m.revoked) ORDER BY u.n)`;
-  /** The lease is held: id, fence and owner at `$a`, `$a+1`, `$a+2`. */
-  const holds = (a: number): string => `k.queue = $1 AND k.id = $${a} AND ${LEASED} AND k.fence = $${a + 1} AND k.owner = $${a + 2}`;
   return {
     ensureQueue: `INSERT INTO ${S}.queue (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`,
     noteOwner: `INSERT INTO ${S}.worker (owner, pid, host) VALUES ($1, $2, $3) ON CONFLICT (owner) DO NOTHING`,
@@ -167,15 +193,19 @@ function build(S: string): Statements {
         FROM (SELECT * FROM unnest($4::text[], $5::int[], $6::text[], $7::text[]) WITH ORDINALITY AS u(id, max, grp, payload, ord) ORDER BY ord) x
       ON CONFLICT (queue, id) DO NOTHING
       RETURNING k.id`,
+    // The rows are locked by sel, which reads their state (3 or 5) for the counters.
     rerun: `
       WITH sel AS MATERIALIZED (
-        SELECT id, nextval('${S}.ready_seq') AS rs FROM (
-          SELECT id FROM ${T} WHERE queue = $1 AND id = ANY($5::text[]) AND state IN (3, 5)
-           ORDER BY array_position($5::text[], id) FOR UPDATE) o)
-      UPDATE ${T} AS k SET state = 0, attempt_count = 0, t = ${NOW}, owner = NULL, started = false, ready_seq = sel.rs,
-             updated_at = $3, retries = k.retries || jsonb_build_array(jsonb_build_object('at', $3::text, 'by', $4::text, 'attempt_count', k.attempt_count))
-        FROM sel WHERE k.queue = $1 AND k.id = sel.id
-      RETURNING k.id`,
+        SELECT id, state, nextval('${S}.ready_seq') AS rs FROM (
+          SELECT id, state FROM ${T} WHERE queue = $1 AND id = ANY($5::text[]) AND state IN (3, 5)
+           ORDER BY array_position($5::text[], id) FOR UPDATE) o),
+      upd AS (
+        UPDATE ${T} AS k SET state = 0, attempt_count = 0, t = ${NOW}, owner = NULL, started = false, ready_seq = sel.rs,
+               updated_at = $3, retries = k.retries || jsonb_build_array(jsonb_build_object('at', $3::text, 'by', $4::text, 'attempt_count', k.attempt_count))
+          FROM sel WHERE k.queue = $1 AND k.id = sel.id
+        RETURNING k.id, sel.state AS was),
+      ${counting(S, 'upd', { from: 'upd.was', to: '0' })}
+      SELECT id FROM upd`,
     // Tasks added and rerun by one enqueue become ready in the order given ($2: their ids, in order).
     reorder: `
       WITH o AS MATERIALIZED (
@@ -208,36 +238,32 @@ function build(S: string): Statements {
       UPDATE ${T} AS k SET t = greatest(k.t, ${NOW} + x.ms * interval '1 ms')
         FROM unnest(${arr(3, 'text')}, ${arr(4, 'bigint')}, ${arr(5, 'text')}, ${arr(6, 'int')}) AS x(id, fence, owner, ms)
        WHERE ${held} RETURNING k.id`,
-    complete: `UPDATE ${T} AS k SET state = 3, owner = NULL, started = false, t = ${NOW} FROM ${pairs(3)} WHERE ${held} RETURNING k.id`,
+    complete: `
+      WITH upd AS (UPDATE ${T} AS k SET state = 3, owner = NULL, started = false, t = ${NOW} FROM ${pairs(3)} WHERE ${held} RETURNING k.id),
+      ${counting(S, 'upd', { from: '2', to: '3' })}
+      SELECT id FROM upd`,
     // Released tasks become ready in the order of the calls (nextval over the ordered rows).
     release: `
       WITH x AS MATERIALIZED (
         SELECT u.*, nextval('${S}.ready_seq') AS rs FROM (
-          SELECT * FROM unnest(${arr(3, 'text')}, ${arr(4, 'bigint')}, ${arr(5, 'text')}) WITH ORDINALITY AS u(id, fence, owner, ord) ORDER BY ord) u)
-      UPDATE ${T} AS k SET state = 0, owner = NULL, started = false, t = ${NOW}, ready_seq = x.rs
-        FROM x WHERE ${held} RETURNING k.id`,
-    // A failed attempt: counted, its error kept; dead when exhausted or $9 (a contract error),
-    // else due again after $8 ms (ready at once when $8 <= 0).
-    fail: `
-      UPDATE ${T} AS k SET
-        attempt_count = k.attempt_count + 1,
-        errors = k.errors || jsonb_build_array($7::jsonb || jsonb_build_object('attempt', k.attempt_count + 1)),
-        state = CASE WHEN $9 OR k.attempt_count + 1 >= k.max_attempts THEN 4 WHEN $8 > 0 THEN 1 ELSE 0 END,
-        t = CASE WHEN $9 OR k.attempt_count + 1 >= k.max_attempts OR $8 <= 0 THEN ${NOW} ELSE ${NOW} + $8 * interval '1 ms' END,
-        ready_seq = CASE WHEN NOT ($9 OR k.attempt_count + 1 >= k.max_attempts) AND $8 <= 0 THEN nextval('${S}.ready_seq') ELSE k.ready_seq END,
-        owner = NULL, started = false, updated_at = $3
-      WHERE ${holds(4)}
-      RETURNING k.state`,
+          SELECT * FROM unnest(${arr(3, 'text')}, ${arr(4, 'bigint')}, ${arr(5, 'text')}) WITH ORDINALITY AS u(id, fence, owner, ord) ORDER BY ord) u),
+      upd AS (
+        UPDATE ${T} AS k SET state = 0, owner = NULL, started = false, t = ${NOW}, ready_seq = x.rs
+          FROM x WHERE ${held} RETURNING k.id),
+      ${counting(S, 'upd', { from: '2', to: '0' })}
+      SELECT id FROM upd`,
     // The failures of one ack window (an id at most once): $3 ids, $4 fences, $5 owners, $6 errors,
-    // $7 delays (ms), $8 dead now (contract errors), $9 the writers' wall times; as \`fail\` row by row
-    // (those ready at once take ready_seq in the order of the calls; the others take none).
+    // $7 delays (ms), $8 dead now (contract errors), $9 the writers' wall times. Each failed attempt
+    // is counted and its error kept; the task is dead when its attempts are exhausted or its error
+    // is a contract error, else due again after its delay (ready at once when the delay is <= 0:
+    // those take ready_seq in the order of the calls; the others take none).
     // Returns the ids whose lease was held, with the state each failure left.
     failMany: `
       WITH x AS MATERIALIZED (
         SELECT u.*, CASE WHEN u.delay <= 0 AND NOT u.dead THEN nextval('${S}.ready_seq') END AS rs FROM (
           SELECT * FROM unnest(${arr(3, 'text')}, ${arr(4, 'bigint')}, ${arr(5, 'text')}, ${arr(6, 'jsonb')}, ${arr(7, 'float8')}, ${arr(8, 'boolean')}, ${arr(9, 'text')})
-                   WITH ORDINALITY AS u(id, fence, owner, err, delay, dead, wall, ord) ORDER BY ord) u)
-      UPDATE ${T} AS k SET
+                   WITH ORDINALITY AS u(id, fence, owner, err, delay, dead, wall, ord) ORDER BY ord) u),
+      upd AS (UPDATE ${T} AS k SET
         attempt_count = k.attempt_count + 1,
         errors = k.errors || jsonb_build_array(x.err || jsonb_build_object('attempt', k.attempt_count + 1)),
         state = CASE WHEN x.dead OR k.attempt_count + 1 >= k.max_attempts THEN 4 WHEN x.delay > 0 THEN 1 ELSE 0 END,
@@ -245,7 +271,9 @@ function build(S: string): Statements {
         ready_seq = CASE WHEN NOT (x.dead OR k.attempt_count + 1 >= k.max_attempts) AND x.delay <= 0 THEN x.rs ELSE k.ready_seq END,
         owner = NULL, started = false, updated_at = x.wall
         FROM x WHERE ${held}
-      RETURNING k.id, k.state`,
+      RETURNING k.id, k.state),
+      ${counting(S, 'upd', { from: '2', to: 'upd.state', attempts: '1', dead: '(upd.state = 4)::int' })}
+      SELECT id, state FROM upd`,
     // Leases whose expiry passed on the database clock, or whose owner is among $6 (gone, with
     // the error $7 each): a started one counts the attempt (dead when exhausted), one whose handler
     // never started goes back to ready with nothing charged (started: the row's mark, or its id among
@@ -255,10 +283,10 @@ function build(S: string): Statements {
       -- Expired leases by the index on (queue, t), read from the oldest expiry up to now; the leases
       -- of gone owners (rare) only when there are any ($6 not empty: a one-time filter).
       sel AS MATERIALIZED (
-        SELECT id, seq, claim FROM (
-          SELECT * FROM (SELECT id, seq, t, claim FROM ${T} WHERE queue = $1 AND state = 2 AND t <= ${NOW} ORDER BY t LIMIT $4 FOR UPDATE SKIP LOCKED) e
+        SELECT id, seq, claim, started FROM (
+          SELECT * FROM (SELECT id, seq, t, claim, started FROM ${T} WHERE queue = $1 AND state = 2 AND t <= ${NOW} ORDER BY t LIMIT $4 FOR UPDATE SKIP LOCKED) e
           UNION
-          SELECT * FROM (SELECT id, seq, t, claim FROM ${T} WHERE cardinality($6::text[]) > 0 AND queue = $1 AND state = 2 AND owner = ANY($6::text[]) LIMIT $4 FOR UPDATE SKIP LOCKED) o) u
+          SELECT * FROM (SELECT id, seq, t, claim, started FROM ${T} WHERE cardinality($6::text[]) > 0 AND queue = $1 AND state = 2 AND owner = ANY($6::text[]) LIMIT $4 FOR UPDATE SKIP LOCKED) o) u
          ORDER BY t LIMIT $4),
       -- Their claims' marks (schema-v9.ts): the ids are revoked in the row, whose newest marks
       -- (after any start in flight committed) say which of them started.
@@ -268,6 +296,7 @@ function build(S: string): Statements {
          WHERE m.claim = l.claim AND m.claim = ANY (ARRAY(SELECT claim FROM sel WHERE claim IS NOT NULL))
         RETURNING m.claim, m.marks),
       mk AS MATERIALIZED (SELECT sel.id FROM sel JOIN rv ON rv.claim = sel.claim WHERE sel.id = ANY (rv.marks)),
+      st AS MATERIALIZED (SELECT id FROM sel WHERE started UNION SELECT id FROM mk),
       -- Those going back to ready do so in enqueue order, as the other backends do.
       ord AS MATERIALIZED (SELECT id, nextval('${S}.ready_seq') AS rs FROM (SELECT id FROM sel ORDER BY seq) o),
       upd AS (
@@ -279,7 +308,8 @@ function build(S: string): Statements {
           updated_at = CASE WHEN ${STARTED} THEN $3 ELSE k.updated_at END,
           owner = NULL, started = false, t = ${NOW}
          WHERE k.queue = $1 AND k.id = ANY (ARRAY(SELECT id FROM sel)) AND ${LEASED} AND (k.t <= ${NOW} OR k.owner = ANY($6::text[]))
-        RETURNING k.id, k.seq)
+        RETURNING k.id, k.seq, k.state, ${STARTED}::int AS charged),
+      ${counting(S, 'upd', { from: '2', to: 'upd.state', attempts: 'upd.charged', dead: '(upd.state = 4)::int' })}
       SELECT id FROM upd ORDER BY seq`,
     leaseOwners: `
       SELECT DISTINCT k.owner, w.pid, w.host FROM ${T} k LEFT JOIN ${S}.worker w ON w.owner = k.owner
@@ -337,14 +367,20 @@ function build(S: string): Statements {
         UPDATE ${T} AS k SET state = 0, attempt_count = 0, t = ${NOW}, ready_seq = sel.rs, updated_at = $3,
                retries = k.retries || jsonb_build_array(jsonb_build_object('at', $3::text, 'by', $4::text, 'attempt_count', k.attempt_count))
           FROM sel WHERE k.queue = $1 AND k.id = sel.id
-        RETURNING k.id, sel.rs)
+        RETURNING k.id, sel.rs),
+      ${counting(S, 'upd', { from: '4', to: '0', retried: '1' })}
       SELECT id FROM upd ORDER BY rs`,
+    // The rows are locked by sel, which reads their state (0 or 1) for the counters; a row a claim
+    // leased meanwhile is passed over (its lock waited for, its state read again).
     cancel: `
-      WITH upd AS (
+      WITH sel AS MATERIALIZED (
+        SELECT id, state FROM ${T} WHERE queue = $1 AND grp = $6 AND state IN (0, 1) AND NOT (id = ANY($7::text[])) FOR UPDATE),
+      upd AS (
         UPDATE ${T} AS k SET state = 5, owner = NULL, started = false, t = ${NOW}, updated_at = $3,
                cancelled = jsonb_build_object('at', $3::text, 'by', $4::text, 'reason', $5::text)
-         WHERE k.queue = $1 AND k.grp = $6 AND k.state IN (0, 1) AND NOT (k.id = ANY($7::text[]))
-        RETURNING k.id, k.seq)
+          FROM sel WHERE k.queue = $1 AND k.id = sel.id
+        RETURNING k.id, k.seq, sel.state AS was),
+      ${counting(S, 'upd', { from: 'upd.was', to: '5' })}
       SELECT id FROM upd ORDER BY seq`,
     // Dead letters given up on: $4 by, $5 reason, $6 ids (null: all), in the order given, else enqueue order.
     discard: `
@@ -354,7 +390,8 @@ function build(S: string): Statements {
         UPDATE ${T} AS k SET state = 5, owner = NULL, started = false, t = ${NOW}, updated_at = $3,
                cancelled = jsonb_build_object('at', $3::text, 'by', $4::text, 'reason', $5::text, 'discarded', true)
           FROM sel WHERE k.queue = $1 AND k.id = sel.id
-        RETURNING k.id, k.seq)
+        RETURNING k.id, k.seq),
+      ${counting(S, 'upd', { from: '4', to: '5' })}
       SELECT id FROM upd ORDER BY coalesce(array_position($6::text[], id), 0), seq`,
     nextDue: `
       SELECT ${ms('t')} AS due, ${ms(NOW)} AS now FROM (
