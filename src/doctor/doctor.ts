@@ -10,7 +10,7 @@ import { ArtifactStore } from '../storage/store/artifact-store.js';
 import { DateIndexFiles } from '../storage/store/date-index.js';
 import { basename } from 'node:path';
 import { loadConfig, type WorkspaceConfig } from '../config/load.js';
-import type { PgSetting } from '../backend/pg/setting.js';
+import { targetOf, type PgSetting } from '../backend/pg/setting.js';
 import { Findings, type Finding } from './finding.js';
 import { checkLinks } from './links.js';
 import { checkLocks, removeMutex } from './locks.js';
@@ -29,11 +29,13 @@ interface Plan {
   staleMutexes: string[];
   /** Workspace pipelines (their damaged pointers are rewritten from the ledger like s1's). */
   pipelines: string[];
+  /** PostgreSQL: queues whose task counters drifted from the rows (doctor/pg.ts recountTasks). */
+  recount: string[];
 }
 
 async function check(ws: WorkspacePaths, cfg: WorkspaceConfig | null, database: PgSetting | null): Promise<{ findings: Finding[]; plan: Plan }> {
   const f = new Findings();
-  const plan: Plan = { queues: [], tornStores: [], staleIndexes: [], ledgerTail: false, staleRunLocks: [], staleMutexes: [], pipelines: [] };
+  const plan: Plan = { queues: [], tornStores: [], staleIndexes: [], ledgerTail: false, staleRunLocks: [], staleMutexes: [], pipelines: [], recount: [] };
   if (checkLinks(ws, f).length > 0) return { findings: f.list, plan }; // nothing else is read through a link
   for (const q of queueNames(ws)) if (checkQueue(ws, q, f)) plan.queues.push(q);
   for (const s of storeFiles(ws)) {
@@ -79,8 +81,16 @@ function checkConfig(ws: WorkspacePaths, f: Findings): WorkspaceConfig | null {
  * Fixes what is safe to fix; never deletes data (what is cut off goes to quarantine/). Returns
  * notes on what it did that the findings alone do not say (a salvaged queue log).
  */
-async function repair(ws: WorkspacePaths, plan: Plan): Promise<Finding[]> {
+async function repair(ws: WorkspacePaths, plan: Plan, database: PgSetting | null): Promise<Finding[]> {
   const notes = new Findings();
+  if (database && plan.recount.length > 0) {
+    try {
+      await (await import('./pg.js')).recountTasks(database, plan.recount);
+    } catch (err) {
+      const e = err as Error & { exitCode?: number };
+      notes.error('database', `pg:${targetOf(database.url)}/${database.schema}.queue_counts`, e.message, 'run metaspn doctor --repair again', e.exitCode);
+    }
+  }
   for (const name of plan.staleRunLocks) {
     const lock = await acquireRunLock({ locksDir: ws.locks, name, cmd: 'metaspn doctor --repair', reason: 'doctor --repair: releasing a stale lock', onLockHeld: 'retryable', log: silentLogger });
     await lock.release();
@@ -121,17 +131,17 @@ export interface DoctorReport {
 export async function doctor(ws: WorkspacePaths, cfg: WorkspaceConfig | null, opts: { repair: boolean; database?: PgSetting | null }): Promise<DoctorReport> {
   const checkAll = async (): Promise<{ findings: Finding[]; plan: Plan }> => {
     const r = await check(ws, cfg, opts.database ?? null);
-    // On PostgreSQL, what the database keeps too (read-only; --repair changes nothing there).
+    // On PostgreSQL, what the database keeps too (read-only; --repair recounts drifted counters).
     if (opts.database) {
       const f = new Findings();
-      await (await import('./pg.js')).checkDatabase(opts.database, f);
+      r.plan.recount = (await (await import('./pg.js')).checkDatabase(opts.database, f)).recount;
       r.findings.push(...f.list);
     }
     return r;
   };
   const first = await checkAll();
   if (!opts.repair) return { findings: first.findings, errors: first.findings.filter((x) => x.severity === 'error').length, repaired: 0 };
-  const notes = await repair(ws, first.plan);
+  const notes = await repair(ws, first.plan, opts.database ?? null);
   const after = await checkAll();
   const key = (x: Finding): string => `${x.area}|${x.path}|${x.message}`;
   const still = new Set(after.findings.map(key));

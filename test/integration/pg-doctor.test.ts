@@ -33,7 +33,7 @@ describe.skipIf(!up)('doctor on PostgreSQL', () => {
     await db?.drop();
   });
 
-  it('checks the database: clean after work; counters that drifted from the rows, a schema newer than this metaspn, an unreachable server: 11 (nothing could be checked: try again later), each named', async () => {
+  it('checks the database: clean after work; counters that drifted from the rows (--repair counts them again), a schema newer than this metaspn, an unreachable server: 11 (nothing could be checked: try again later), each named', async () => {
     const env = { METASPN_DATABASE_URL: db.url };
     const ws = tempWorkspace({ demo: false });
     for (const id of ['a', 'b', 'c']) expect((await cli(['queue', 'enqueue', 'jobs', '--workspace', ws, '--payload', '{}', '--id', id], { env })).code).toBe(0);
@@ -53,7 +53,30 @@ describe.skipIf(!up)('doctor on PostgreSQL', () => {
         message: 'ready tasks counted 8, rows 3',
       }),
     );
-    await sql(`UPDATE metaspn.queue_counts SET n = n - 5 WHERE queue = 'jobs' AND kind = 0 AND slot = (SELECT min(slot) FROM metaspn.queue_counts WHERE queue = 'jobs' AND kind = 0)`);
+    // --repair counts them again from the rows, under the counters' table lock; the totals (history) are left as they were.
+    const totals = async (): Promise<string> => {
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      try {
+        return JSON.stringify((await c.query(`SELECT kind, sum(n)::int AS n FROM metaspn.queue_counts WHERE queue = 'jobs' GROUP BY kind ORDER BY kind`)).rows);
+      } finally {
+        await c.end();
+      }
+    };
+    // A dead task counted that has no row, and failures counted (history: kept).
+    await sql(`INSERT INTO metaspn.queue_counts (queue, slot, kind, n) VALUES ('jobs', 3, 10, 2), ('jobs', 3, 4, 1) ON CONFLICT (queue, slot, kind) DO UPDATE SET n = excluded.n`);
+    const fixed = JSON.parse((await cli(['doctor', '--workspace', ws, '--json', '--repair'], { env })).stdout) as Report & { findings: { repaired?: boolean }[] };
+    expect(fixed.exit_code).toBe(0);
+    expect(fixed.findings.filter((x) => x.area === 'database')).toEqual([
+      expect.objectContaining({ message: 'ready tasks counted 8, rows 3', repaired: true }),
+      expect.objectContaining({ message: 'dead tasks counted 1, rows 0', repaired: true }),
+    ]);
+    expect(await totals()).toBe(
+      JSON.stringify([
+        { kind: 0, n: 3 },
+        { kind: 10, n: 2 },
+      ]),
+    );
     expect((await doctorJson(ws, env)).exit_code).toBe(0);
 
     // A schema newer than this metaspn: an error, nothing else read.

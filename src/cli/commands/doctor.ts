@@ -14,7 +14,7 @@ export function registerDoctor(program: Command): void {
     .command('doctor')
     .description('verify every file of a workspace; --repair fixes what is safe to fix (nothing is deleted)')
     .option('--workspace <dir>', 'workspace folder', '.')
-    .option('--repair', 'fix torn tails, indexes, stale locks, expired leases, dead-letter files')
+    .option('--repair', 'fix torn tails, indexes, stale locks, expired leases, dead-letter files; on PostgreSQL, task counters that drifted from the rows')
     .option('--json', 'print JSON')
     .addOption(databaseUrlOption())
     .action(async (o: { workspace: string; repair?: boolean; json?: boolean; databaseUrl?: string }) => {
